@@ -1,0 +1,100 @@
+/* conn.h - framed native-protocol connections on a libuv loop.
+ *
+ * One struct conn wraps one TCP stream in either direction. It reads frames
+ * (proto/frame.h), hands each complete one to the owner's frame callback, and
+ * sends requests and responses. Either side may send requests on the same
+ * connection: a frame with FRAME_RESPONSE set is matched to the pending
+ * request with its request_id and given to that request's callback instead.
+ *
+ * Threading: a conn belongs to the loop it was created on; call it only from
+ * that loop's thread.
+ *
+ * Lifetime: the conn is freed by the module after the close callback has run.
+ * conn_close() may be called from any callback, including the frame callback;
+ * after it the conn delivers no more frames, every pending request callback
+ * runs once with IMG_ECONN, then the close callback runs once. */
+#ifndef IMG_CONN_H
+#define IMG_CONN_H
+
+#include "proto/frame.h"
+
+#include <protobuf-c/protobuf-c.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct conn;
+
+/* A received frame. head and body point into the connection's read buffer and
+ * are valid only until the callback returns; copy what you keep. */
+struct frame {
+    struct frame_header h;
+    const uint8_t *head;
+    const uint8_t *body;
+};
+
+/* Called for every request frame (FRAME_RESPONSE clear) received. */
+typedef void (*conn_frame_cb)(struct conn *c, const struct frame *f, void *ctx);
+
+/* Called once, after the conn closed for any reason; the conn is freed right
+ * after it returns. */
+typedef void (*conn_close_cb)(struct conn *c, void *ctx);
+
+/* Called once per request: with the response frame (status 0; the frame's own
+ * h.status says whether the peer succeeded), or with f == NULL and status
+ * IMG_ETIMEDOUT or IMG_ECONN. */
+typedef void (*conn_reply_cb)(int status, const struct frame *f, void *arg);
+
+/* Frees a body handed to conn_send_* with ownership. */
+typedef void (*conn_free_fn)(void *body);
+
+/* Accepts a pending connection on `server`. Returns the conn or NULL (the
+ * pending connection is then dropped). `ctx` is passed to both callbacks. */
+struct conn *conn_accept(uv_stream_t *server, conn_frame_cb on_frame, conn_close_cb on_close,
+                         void *ctx);
+
+/* Starts connecting to `hostport` ("127.0.0.1:7000"). Frames may be sent at
+ * once; they are queued until the connection is up. If it fails, pending
+ * requests fail with IMG_ECONN and on_close runs. Returns NULL when the
+ * address is malformed. */
+struct conn *conn_connect(uv_loop_t *loop, const char *hostport, conn_frame_cb on_frame,
+                          conn_close_cb on_close, void *ctx);
+
+/* Sends a request. `msg` may be NULL (empty head). If body_free is NULL the
+ * body is copied; otherwise the conn owns `body` and frees it with body_free
+ * once written (also on failure). `cb` runs exactly once unless this returns
+ * an error, in which case it never runs (and an owned body is already
+ * freed). timeout_ms 0 means no timeout. */
+int conn_request(struct conn *c, unsigned type, const ProtobufCMessage *msg, const void *body,
+                 uint32_t body_len, conn_free_fn body_free, uint32_t timeout_ms,
+                 conn_reply_cb cb, void *arg);
+
+/* Sends the response to the request `req` (its type and request id are
+ * reused). Same body ownership rules as conn_request. Returns 0 or an error
+ * when the conn is closing (an owned body is freed either way). */
+int conn_reply(struct conn *c, const struct frame_header *req, int status,
+               const ProtobufCMessage *msg, const void *body, uint32_t body_len,
+               conn_free_fn body_free);
+
+/* Starts closing. Safe to call more than once. */
+void conn_close(struct conn *c);
+
+/* Returns non-zero once conn_close ran or the stream failed. */
+int conn_is_closing(const struct conn *c);
+
+/* Returns the peer address as "HOST:PORT" (empty before connect). */
+const char *conn_peer(const struct conn *c);
+
+/* Bytes queued for writing and not yet written (for backpressure). */
+size_t conn_write_queue_bytes(const struct conn *c);
+
+/* Owner data slot. */
+void conn_set_data(struct conn *c, void *data);
+void *conn_get_data(const struct conn *c);
+
+/* Splits "HOST:PORT" into a sockaddr. Returns 0 or IMG_EINVAL. */
+int conn_parse_addr(const char *hostport, struct sockaddr_storage *ss);
+
+/* Binds and listens on `hostport`. Returns 0 or a negative errno. */
+int conn_listen(uv_loop_t *loop, uv_tcp_t *tcp, const char *hostport, uv_connection_cb cb);
+
+#endif

@@ -1,0 +1,16 @@
+#!/bin/sh
+# Installs the Debian packages imgstore needs to build, test and run, when
+# any is missing. Safe to run again: it does nothing when all are present.
+set -e
+PKGS="build-essential pkg-config libuv1-dev libprotobuf-c-dev protobuf-c-compiler \
+libzstd-dev liburing-dev libcriterion-dev libisal-dev libinih-dev libhttp-parser-dev curl"
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "installing missing Debian packages:$missing"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
