@@ -28,6 +28,8 @@ NS_SRC := $(filter-out nameserver/main.c,$(wildcard nameserver/*.c))
 NS_OBJ := $(call src_to_obj,$(NS_SRC))
 DS_SRC := $(filter-out dataserver/main.c,$(wildcard dataserver/*.c))
 DS_OBJ := $(call src_to_obj,$(DS_SRC))
+# The storage engine: what dataserver unit tests link (no networking).
+DS_CORE_OBJ := $(call src_to_obj,$(wildcard $(addprefix dataserver/,needle.c index.c uring.c block.c blockio.c store.c)))
 LIB_SRC := $(filter-out client/cli_%.c,$(wildcard client/*.c))
 LIB_OBJ := $(call src_to_obj,$(LIB_SRC))
 
@@ -91,7 +93,13 @@ $(BUILD)/bin/ds-admin: $(OBJ)/client/cli_ds_admin.o $(OBJ)/client/cli_util.o $(B
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/unit_%: $(OBJ)/tests/unit/test_%.o $(DS_OBJ) $(NS_OBJ) $(COMMON_OBJ)
+# Nameserver unit tests (test_ns_*.c) link the nameserver's modules; the
+# others link the dataserver's storage engine.
+$(BUILD)/tests/unit_ns_%: $(OBJ)/tests/unit/test_ns_%.o $(NS_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
+
+$(BUILD)/tests/unit_%: $(OBJ)/tests/unit/test_%.o $(DS_CORE_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
 

@@ -1,0 +1,105 @@
+/* imgstore.h - the imgstore client library.
+ *
+ * Upload, fetch, delete and inspect images stored in an imgstore cluster.
+ * A handle is thread-safe: any number of threads may call any function on the
+ * same handle at once. It caches writable blocks and block locations, reuses
+ * connections to the nameserver and dataservers, retries a failed upload on
+ * another writable block and a failed read on another replica, and gives up
+ * with IMGSTORE_ETIMEDOUT when the configured time has passed.
+ *
+ * Errors: every function returns 0 on success or a negative code, which is
+ * either a negative errno or one of the IMGSTORE_E* values below (identical
+ * to the server-side codes of common/err.h); imgstore_strerror() describes it.
+ *
+ * Link with `pkg-config --libs imgstore` (build/lib/pkgconfig). */
+#ifndef IMGSTORE_H
+#define IMGSTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define IMGSTORE_NAME_MAX 32 /* a name with its NUL; names are 21 chars */
+#define IMGSTORE_MAX_REPLICAS 3
+#define IMGSTORE_ADDR_MAX 64
+
+#define IMGSTORE_ENOTFOUND (-1000)
+#define IMGSTORE_EDELETED (-1001)
+#define IMGSTORE_ECORRUPT (-1002)
+#define IMGSTORE_ENOBLOCK (-1006)
+#define IMGSTORE_EPROTO (-1007)
+#define IMGSTORE_EBADNAME (-1008)
+#define IMGSTORE_ETOOBIG (-1009)
+#define IMGSTORE_ETIMEDOUT (-1013)
+#define IMGSTORE_EUNAVAIL (-1014)
+#define IMGSTORE_ECONN (-1020)
+#define IMGSTORE_EINVAL (-1021)
+
+typedef struct imgstore imgstore_t;
+
+struct imgstore_opts {
+    int timeout_ms;   /* whole-operation deadline, default 10000 */
+    int io_timeout_ms; /* one request to one server, default 3000 */
+};
+
+/* Creates a handle for the cluster whose nameserver is at `ns_addr`
+ * ("HOST:PORT"). opts may be NULL for defaults. No connection is made yet.
+ * Returns 0 with *out (free with imgstore_close) or IMGSTORE_EINVAL. */
+int imgstore_open(const char *ns_addr, const struct imgstore_opts *opts, imgstore_t **out);
+
+/* Closes every connection and frees the handle. No call on it may be running.
+ * NULL-safe. */
+void imgstore_close(imgstore_t *h);
+
+/* Stores `len` bytes (at most 32 MiB) with the cluster's replication. `mime`
+ * is a type like "image/jpeg", or NULL to guess from the bytes. On success the
+ * NUL-terminated file name is written to name_out. The call returns only after
+ * every replica has the file durable on disk. */
+int imgstore_put(imgstore_t *h, const void *data, size_t len, const char *mime,
+                 char name_out[IMGSTORE_NAME_MAX]);
+
+/* Fetches a file by name (with or without ".ext"). On success *data is a
+ * malloc'd buffer of *len bytes owned by the caller (free with imgstore_free).
+ * Returns IMGSTORE_ENOTFOUND for an unknown name or wrong cookie,
+ * IMGSTORE_EDELETED for a deleted file, IMGSTORE_EBADNAME for a malformed
+ * name. */
+int imgstore_get(imgstore_t *h, const char *name, void **data, size_t *len);
+
+/* Like imgstore_get but reads only from the dataserver at `ds_addr`, with no
+ * retry elsewhere (for checks and tools). */
+int imgstore_get_from(imgstore_t *h, const char *name, const char *ds_addr, void **data,
+                      size_t *len);
+
+/* Frees a buffer returned by the library. NULL-safe. */
+void imgstore_free(void *p);
+
+/* Deletes a file on every replica. Returns 0, IMGSTORE_ENOTFOUND, or an error
+ * when a replica could not record it (the delete may then be retried). */
+int imgstore_unlink(imgstore_t *h, const char *name);
+
+struct imgstore_stat {
+    uint64_t block_id;
+    uint32_t seq;
+    uint32_t size;
+    uint32_t crc32c;
+    uint32_t created; /* unix seconds */
+    uint64_t offset;  /* of the record in the block file */
+    char mime[64];
+    int nreplicas;
+    char replicas[IMGSTORE_MAX_REPLICAS][IMGSTORE_ADDR_MAX]; /* native HOST:PORT */
+};
+
+/* Fills *st for a file. Same errors as imgstore_get. */
+int imgstore_stat(imgstore_t *h, const char *name, struct imgstore_stat *st);
+
+/* Returns a static description of an error code. Never NULL. */
+const char *imgstore_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,64 @@
+/* needle.h - one record (needle) of a block file (docs/storage.md).
+ *
+ *   offset size field
+ *   0      2    magic      NEEDLE_MAGIC
+ *   2      1    flags      NEEDLE_FLAG_*
+ *   3      1    mime       mime code (proto/mime.h)
+ *   4      4    seq        file sequence inside the block (>= 1)
+ *   8      4    cookie     random, must match the file name
+ *   12     4    size       data length in bytes (0 for a tombstone)
+ *   16     4    ctime      create time, unix seconds
+ *   20     4    data_crc   CRC32C of the data
+ *   24     size data
+ *   ...    0-7  zero padding to NEEDLE_ALIGN
+ *
+ * All integers are little-endian. A tombstone is a header with
+ * NEEDLE_FLAG_TOMBSTONE set, the seq and cookie of the deleted file, size 0. */
+#ifndef DS_NEEDLE_H
+#define DS_NEEDLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define NEEDLE_MAGIC 0x4E49u
+#define NEEDLE_HEADER_SIZE 24
+#define NEEDLE_ALIGN 8
+#define NEEDLE_FLAG_TOMBSTONE 0x01u
+#define NEEDLE_FLAGS_KNOWN NEEDLE_FLAG_TOMBSTONE
+#define NEEDLE_MAX_DATA (32u << 20) /* largest file we store */
+
+struct needle_header {
+    uint8_t flags;
+    uint8_t mime;
+    uint32_t seq;
+    uint32_t cookie;
+    uint32_t size;
+    uint32_t ctime;
+    uint32_t data_crc;
+};
+
+/* Bytes a record with `data_len` bytes of data occupies: header, data and
+ * padding to NEEDLE_ALIGN. */
+size_t needle_record_size(uint32_t data_len);
+
+/* Writes the header (with NEEDLE_MAGIC) into out[NEEDLE_HEADER_SIZE]. */
+void needle_encode_header(const struct needle_header *h, uint8_t *out);
+
+/* Parses a header. Returns 0, or IMG_EFORMAT for a bad magic, unknown flags,
+ * seq 0, a size above NEEDLE_MAX_DATA, or a tombstone with a size. */
+int needle_decode_header(const uint8_t *in, struct needle_header *h);
+
+/* Builds a complete record into out (needle_record_size(len) bytes): header
+ * from h with size = len and data_crc computed here, the data, zero padding.
+ * h->data_crc is updated. */
+void needle_build(uint8_t *out, struct needle_header *h, const void *data, uint32_t len);
+
+/* Checks a record read from disk (at least NEEDLE_HEADER_SIZE + size bytes in
+ * rec) against the file it should be: returns 0 and fills *h; IMG_ENOTFOUND
+ * when the seq or cookie differ (a wrong cookie must look like a missing
+ * file); IMG_EFORMAT for a bad header; IMG_ECORRUPT when the data does not
+ * match its CRC32C. */
+int needle_verify(const uint8_t *rec, size_t len, uint32_t seq, uint32_t cookie,
+                  struct needle_header *h);
+
+#endif

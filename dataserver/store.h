@@ -1,0 +1,61 @@
+/* store.h - the dataserver's disks and the blocks on them.
+ *
+ * Each data folder (one per disk) holds LOCK (flock'd while we run), SERVER_ID
+ * (the server's persistent id, the same in every folder; created on first
+ * start), and blocks/. store_open locks every folder, agrees on the server id
+ * and opens (recovers) every block found. A folder that cannot be opened
+ * fails the start with a clear message. */
+#ifndef DS_STORE_H
+#define DS_STORE_H
+
+#include "dataserver/block.h"
+#include "dataserver/uring.h"
+
+#include <stdint.h>
+#include <uv.h>
+
+#define STORE_MAX_DISKS 16
+#define STORE_SERVER_ID_LEN 32 /* hex chars */
+
+struct store_disk {
+    char path[4096];
+    int lock_fd;
+    int failed;
+    uint64_t capacity; /* statvfs of the folder, refreshed by store_refresh */
+    uint64_t free;
+    uint64_t used;     /* bytes of our block files on it */
+};
+
+struct store {
+    uv_loop_t *loop;
+    struct uring *ring;
+    char server_id[STORE_SERVER_ID_LEN + 1];
+    int ndisks;
+    struct store_disk disks[STORE_MAX_DISKS];
+    struct block **blocks; /* open hash table by block id */
+    uint32_t nblocks, cap;
+};
+
+/* Opens the data folders (creating missing ones). Returns 0 with *out owned
+ * by the caller (store_close), IMG_ELOCKED when a folder is in use,
+ * IMG_EFORMAT when the folders disagree on the server id, or -errno. */
+int store_open(uv_loop_t *loop, char **dirs, int ndirs, struct store **out);
+
+/* Closes every block and the ring and unlocks the folders. NULL-safe. */
+void store_close(struct store *s);
+
+/* Returns the block or NULL. */
+struct block *store_get(struct store *s, uint64_t id);
+
+/* Creates a block on the folder with the most free space. Returns 0 with *out
+ * (owned by the store), IMG_EEXIST, or an error of block_create. */
+int store_create_block(struct store *s, uint64_t id, uint64_t max_size, int primary,
+                       const struct block_replica *replicas, int nreplicas, struct block **out);
+
+/* Calls fn for every block. fn must not add or remove blocks. */
+void store_foreach(struct store *s, void (*fn)(struct block *b, void *arg), void *arg);
+
+/* Refreshes capacity, free and used of every disk (statvfs). */
+void store_refresh(struct store *s);
+
+#endif
