@@ -265,17 +265,8 @@ struct conn *conn_accept(uv_stream_t *server, conn_frame_cb on_frame, conn_close
                          void *ctx)
 {
     struct conn *c = conn_new(server->loop, on_frame, on_close, ctx);
-    if (!c) {
-        uv_tcp_t *tmp = malloc(sizeof(*tmp));
-        if (tmp) {
-            uv_tcp_init(server->loop, tmp);
-            if (uv_accept(server, (uv_stream_t *)tmp) == 0)
-                uv_close((uv_handle_t *)tmp, (uv_close_cb)free);
-            else
-                uv_close((uv_handle_t *)tmp, (uv_close_cb)free);
-        }
-        return NULL;
-    }
+    if (!c)
+        return NULL; /* out of memory: the connection stays unaccepted */
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
         c->on_close = NULL;
         conn_close(c);

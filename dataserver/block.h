@@ -39,6 +39,9 @@
 #define BLOCK_MAX_REPLICAS 3
 #define BLOCK_MIN_SIZE (1u << 20)
 #define BLOCK_MAX_SIZE (UINT64_C(32) << 30) /* offsets are stored as offset/8 in u32 */
+/* The last bytes of a block are kept for tombstones: block_reserve refuses a
+ * new file that would end inside them, so deletes still fit in a full block. */
+#define BLOCK_TOMBSTONE_RESERVE (64u << 10)
 
 struct block_replica {
     char server_id[64];

@@ -49,4 +49,9 @@ int index_get(const struct index *ix, uint32_t seq, uint64_t *offset, uint32_t *
 void index_encode_entry(uint32_t seq, uint64_t offset, uint32_t size, int tombstone,
                         uint8_t *out);
 
+/* Decodes one on-disk entry from in[INDEX_ENTRY_SIZE]: the inverse of
+ * index_encode_entry. No validation: the caller checks the values. */
+void index_decode_entry(const uint8_t *in, uint32_t *seq, uint64_t *offset, uint32_t *size,
+                        int *tombstone);
+
 #endif

@@ -41,7 +41,8 @@ struct store {
  * IMG_EFORMAT when the folders disagree on the server id, or -errno. */
 int store_open(uv_loop_t *loop, char **dirs, int ndirs, struct store **out);
 
-/* Closes every block and the ring and unlocks the folders. NULL-safe. */
+/* Closes every block and the ring and unlocks the folders. NULL-safe. The
+ * ring is freed when the loop next runs (uring_close). */
 void store_close(struct store *s);
 
 /* Returns the block or NULL. */

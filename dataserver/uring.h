@@ -27,7 +27,10 @@ typedef void (*uring_cb)(int res, void *arg);
 int uring_init(uv_loop_t *loop, unsigned entries, struct uring **out);
 
 /* Stops watching and frees the ring once every in-flight request completed
- * (their callbacks still run). NULL-safe. */
+ * (their callbacks still run). NULL-safe. It waits for the kernel right here,
+ * running those callbacks before it returns; requests made after the call
+ * fail with -ECANCELED. The memory is released by the loop (uv_close), so
+ * run the loop once more before uv_loop_close. */
 void uring_close(struct uring *r);
 
 int uring_read(struct uring *r, int fd, void *buf, size_t len, uint64_t off, uring_cb cb,
@@ -44,5 +47,7 @@ unsigned uring_inflight(const struct uring *r);
  * byte count (pread/pwrite semantics, full length unless EOF) or -errno. */
 ssize_t uring_pread_sync(int fd, void *buf, size_t len, uint64_t off);
 ssize_t uring_pwrite_sync(int fd, const void *buf, size_t len, uint64_t off);
+/* fdatasync through the same private ring. Returns 0 or -errno. */
+int uring_fdatasync_sync(int fd);
 
 #endif

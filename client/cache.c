@@ -1,0 +1,157 @@
+/* cache.c - writable-block and block-location caches of the client library
+ * (see cache.h). */
+#include "client/cache.h"
+
+#include "common/err.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int cache_init(struct cache *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->locs = calloc(CACHE_LOC_SLOTS, sizeof(*c->locs));
+    if (!c->locs)
+        return -ENOMEM;
+    int rc = pthread_mutex_init(&c->mu, NULL);
+    if (rc != 0) {
+        free(c->locs);
+        c->locs = NULL;
+        return -rc;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    c->rng = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ ((uint64_t)getpid() << 40) ^
+             (uint64_t)(uintptr_t)c;
+    return 0;
+}
+
+void cache_destroy(struct cache *c)
+{
+    if (!c || !c->locs)
+        return;
+    free(c->locs);
+    c->locs = NULL;
+    pthread_mutex_destroy(&c->mu);
+}
+
+uint32_t cache_random(struct cache *c)
+{
+    /* splitmix64 over an atomically advanced counter: lock-free and good
+     * enough to spread load over blocks and replicas. */
+    uint64_t z = __atomic_add_fetch(&c->rng, UINT64_C(0x9E3779B97F4A7C15), __ATOMIC_RELAXED);
+    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+    return (uint32_t)((z ^ (z >> 31)) >> 16);
+}
+
+int cache_loc_from_replicas(struct cache_loc *out, uint64_t block_id, Imgstore__Replica **r,
+                            size_t n)
+{
+    memset(out, 0, sizeof(*out));
+    out->block_id = block_id;
+    for (size_t i = 0; i < n && out->n < CACHE_MAX_REPLICAS; i++) {
+        if (!r || !r[i] || !r[i]->addr || rpc_check_addr(r[i]->addr) != 0)
+            continue;
+        snprintf(out->addr[out->n], RPC_ADDR_MAX, "%s", r[i]->addr);
+        out->n++;
+    }
+    return out->n > 0 ? 0 : IMG_EPROTO;
+}
+
+static int find_writable(const struct cache *c, uint64_t block_id)
+{
+    for (int i = 0; i < c->nwritable; i++)
+        if (c->writable[i].block_id == block_id)
+            return i;
+    return -1;
+}
+
+void cache_writable_add(struct cache *c, const struct cache_loc *l)
+{
+    pthread_mutex_lock(&c->mu);
+    int i = find_writable(c, l->block_id);
+    if (i >= 0)
+        c->writable[i] = *l;
+    else if (c->nwritable < CACHE_WRITABLE_MAX)
+        c->writable[c->nwritable++] = *l;
+    pthread_mutex_unlock(&c->mu);
+}
+
+static int excluded(uint64_t id, const uint64_t *excl, size_t nexcl)
+{
+    for (size_t i = 0; i < nexcl; i++)
+        if (excl[i] == id)
+            return 1;
+    return 0;
+}
+
+int cache_writable_pick(struct cache *c, const uint64_t *excl, size_t nexcl,
+                        struct cache_loc *out)
+{
+    uint32_t r = cache_random(c);
+    int rc = IMG_ENOBLOCK;
+    pthread_mutex_lock(&c->mu);
+    int n = c->nwritable;
+    for (int k = 0; n > 0 && k < n; k++) {
+        const struct cache_loc *l = &c->writable[(r + (uint32_t)k) % (uint32_t)n];
+        if (!excluded(l->block_id, excl, nexcl)) {
+            *out = *l;
+            rc = 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+void cache_writable_drop(struct cache *c, uint64_t block_id)
+{
+    pthread_mutex_lock(&c->mu);
+    int i = find_writable(c, block_id);
+    if (i >= 0)
+        c->writable[i] = c->writable[--c->nwritable];
+    pthread_mutex_unlock(&c->mu);
+}
+
+static struct cache_loc *slot(struct cache *c, uint64_t block_id)
+{
+    return &c->locs[block_id % CACHE_LOC_SLOTS];
+}
+
+int cache_loc_get(struct cache *c, uint64_t block_id, struct cache_loc *out)
+{
+    int64_t now = rpc_now_ms();
+    int rc = IMG_ENOTFOUND;
+    pthread_mutex_lock(&c->mu);
+    struct cache_loc *s = slot(c, block_id);
+    if (s->n > 0 && s->block_id == block_id && s->expires_ms > now) {
+        *out = *s;
+        rc = 0;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+void cache_loc_put(struct cache *c, const struct cache_loc *l)
+{
+    int64_t expires = rpc_now_ms() + CACHE_LOC_TTL_MS;
+    pthread_mutex_lock(&c->mu);
+    struct cache_loc *s = slot(c, l->block_id);
+    *s = *l;
+    s->expires_ms = expires;
+    pthread_mutex_unlock(&c->mu);
+}
+
+void cache_loc_drop(struct cache *c, uint64_t block_id)
+{
+    pthread_mutex_lock(&c->mu);
+    struct cache_loc *s = slot(c, block_id);
+    if (s->block_id == block_id)
+        s->n = 0;
+    pthread_mutex_unlock(&c->mu);
+}

@@ -1,0 +1,81 @@
+/* cache.h - the client library's caches of writable blocks and block
+ * locations (client library internals).
+ *
+ * Writable blocks come from ALLOC_WRITE and are handed out at random to
+ * uploads until a write on one fails, when the caller drops it. Locations
+ * come from LOOKUP (and ALLOC_WRITE) and live CACHE_LOC_TTL_MS, in a
+ * direct-mapped table of CACHE_LOC_SLOTS entries: bounded memory, a newer
+ * block simply evicts an older one in the same slot.
+ *
+ * Threading: every function locks the cache's mutex; entries are copied in
+ * and out, so no caller ever holds a pointer into the cache. */
+#ifndef IMGSTORE_CACHE_H
+#define IMGSTORE_CACHE_H
+
+#include "client/rpc.h"
+#include "proto/imgstore.pb-c.h"
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CACHE_MAX_REPLICAS 8    /* replicas kept per block; more are ignored */
+#define CACHE_WRITABLE_MAX 16   /* writable blocks kept */
+#define CACHE_LOC_SLOTS 1024    /* location table size */
+#define CACHE_LOC_TTL_MS 10000  /* a location is re-asked after this */
+
+/* Where a block lives: native addresses, primary first. */
+struct cache_loc {
+    uint64_t block_id;
+    int n; /* 0 marks an empty slot */
+    int sealed;
+    int64_t expires_ms;
+    char addr[CACHE_MAX_REPLICAS][RPC_ADDR_MAX];
+};
+
+struct cache {
+    pthread_mutex_t mu;
+    struct cache_loc writable[CACHE_WRITABLE_MAX];
+    int nwritable;
+    struct cache_loc *locs; /* CACHE_LOC_SLOTS entries, owned */
+    uint64_t rng;           /* advanced atomically */
+};
+
+/* Initialises an empty cache. Returns 0 or a negative errno. */
+int cache_init(struct cache *c);
+
+/* Frees the cache's memory. NULL-safe on an initialised or zeroed cache. */
+void cache_destroy(struct cache *c);
+
+/* Returns a pseudo-random number (thread-safe, not for secrets). */
+uint32_t cache_random(struct cache *c);
+
+/* Fills *out from a protobuf replica list (borrowed), keeping the replicas
+ * whose address is well formed, in order. Returns 0, or IMG_EPROTO when
+ * none is usable. */
+int cache_loc_from_replicas(struct cache_loc *out, uint64_t block_id, Imgstore__Replica **r,
+                            size_t n);
+
+/* Adds (or replaces) a writable block; when the cache is full the new one is
+ * ignored. */
+void cache_writable_add(struct cache *c, const struct cache_loc *l);
+
+/* Copies a random writable block whose id is not in excl[0..nexcl) into
+ * *out. Returns 0, or IMG_ENOBLOCK when there is none. */
+int cache_writable_pick(struct cache *c, const uint64_t *excl, size_t nexcl,
+                        struct cache_loc *out);
+
+/* Forgets a writable block (after a failed write on it). */
+void cache_writable_drop(struct cache *c, uint64_t block_id);
+
+/* Copies the unexpired location of block_id into *out. Returns 0 or
+ * IMG_ENOTFOUND on a miss. */
+int cache_loc_get(struct cache *c, uint64_t block_id, struct cache_loc *out);
+
+/* Stores a location (copied), valid for CACHE_LOC_TTL_MS from now. */
+void cache_loc_put(struct cache *c, const struct cache_loc *l);
+
+/* Forgets the location of block_id (after an error that suggests it moved). */
+void cache_loc_drop(struct cache *c, uint64_t block_id);
+
+#endif

@@ -1,0 +1,599 @@
+/* imgstore.c - the public client library (client/imgstore.h) and its admin
+ * call (client/admin.h).
+ *
+ * Each public call runs under one whole-operation deadline (timeout_ms) and
+ * every single request under io_timeout_ms (never past the deadline). The
+ * rules for retrying are the protocol's (docs/protocol.md, docs/client.md):
+ *
+ *   put    - a random cached writable block; a write refused by the block
+ *            (EREPL, EFULL, ESEALED, ENOTPRIMARY, ENOBLOCKHERE) or lost to a
+ *            connection error or timeout drops the block and tries another,
+ *            excluding the failed ones from the next ALLOC_WRITE; ENOBLOCK
+ *            from the nameserver waits 50 ms, growing to 200 ms, and retries.
+ *   get    - replicas from the location cache, starting at a random one;
+ *            unreachable, corrupt or missing replicas pass to the next one;
+ *            EDELETED is final. A location that only failed is asked again
+ *            once.
+ *   unlink - to the primary; a location that names the wrong primary is
+ *            asked again once.
+ *
+ * Threading: a handle holds no state outside its pool and caches, which
+ * lock themselves, so every call may run on any number of threads. */
+#include "client/admin.h"
+#include "client/cache.h"
+#include "client/imgstore.h"
+#include "client/rpc.h"
+
+#include "common/crc32c.h"
+#include "common/err.h"
+#include "proto/fname.h"
+#include "proto/frame.h"
+#include "proto/mime.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define DEFAULT_TIMEOUT_MS 10000
+#define DEFAULT_IO_TIMEOUT_MS 3000
+#define PUT_MAX_BYTES (32u << 20)   /* the largest file imgstore_put accepts */
+#define ALLOC_COUNT 4               /* writable blocks asked per ALLOC_WRITE */
+#define PUT_MAX_EXCLUDE 32          /* failed blocks remembered per put */
+#define NOBLOCK_WAIT_MIN_MS 50      /* first wait after IMG_ENOBLOCK */
+#define NOBLOCK_WAIT_MAX_MS 200     /* longest wait after IMG_ENOBLOCK */
+
+struct imgstore {
+    char ns[RPC_ADDR_MAX];
+    int timeout_ms;
+    int io_timeout_ms;
+    struct rpc_pool pool;
+    struct cache cache;
+};
+
+/* ---- handle ------------------------------------------------------------- */
+
+int imgstore_open(const char *ns_addr, const struct imgstore_opts *opts, imgstore_t **out)
+{
+    if (!out)
+        return IMGSTORE_EINVAL;
+    *out = NULL;
+    if (rpc_check_addr(ns_addr) != 0)
+        return IMGSTORE_EINVAL;
+    if (opts && (opts->timeout_ms < 0 || opts->io_timeout_ms < 0))
+        return IMGSTORE_EINVAL;
+    imgstore_t *h = calloc(1, sizeof(*h));
+    if (!h)
+        return -ENOMEM;
+    snprintf(h->ns, sizeof(h->ns), "%s", ns_addr);
+    h->timeout_ms = opts && opts->timeout_ms ? opts->timeout_ms : DEFAULT_TIMEOUT_MS;
+    h->io_timeout_ms = opts && opts->io_timeout_ms ? opts->io_timeout_ms : DEFAULT_IO_TIMEOUT_MS;
+    int rc = rpc_pool_init(&h->pool);
+    if (rc != 0) {
+        free(h);
+        return rc;
+    }
+    rc = cache_init(&h->cache);
+    if (rc != 0) {
+        rpc_pool_destroy(&h->pool);
+        free(h);
+        return rc;
+    }
+    *out = h;
+    return 0;
+}
+
+void imgstore_close(imgstore_t *h)
+{
+    if (!h)
+        return;
+    rpc_pool_destroy(&h->pool);
+    cache_destroy(&h->cache);
+    free(h);
+}
+
+void imgstore_free(void *p)
+{
+    free(p);
+}
+
+const char *imgstore_strerror(int err)
+{
+    return img_strerror(err);
+}
+
+static int64_t op_deadline(const imgstore_t *h)
+{
+    return rpc_now_ms() + h->timeout_ms;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+/* Sends a request with no bodies to `addr` and unpacks the response head with
+ * `desc`. Returns 0 with *msg (owned by the caller, free with
+ * protobuf_c_message_free_unpacked), the server's error status, or a
+ * transport error. */
+static int call_msg(imgstore_t *h, const char *addr, unsigned type, const ProtobufCMessage *req,
+                    int64_t deadline, const ProtobufCMessageDescriptor *desc,
+                    ProtobufCMessage **msg)
+{
+    struct rpc_resp resp;
+    *msg = NULL;
+    int rc = rpc_call(&h->pool, addr, type, req, NULL, 0, 0, h->io_timeout_ms, deadline, &resp);
+    if (rc != 0)
+        return rc;
+    rc = resp.status;
+    if (rc == 0) {
+        *msg = rpc_unpack(&resp, desc);
+        if (!*msg)
+            rc = IMG_EPROTO;
+    }
+    rpc_resp_free(&resp);
+    return rc;
+}
+
+/* Asks the nameserver for writable blocks and adds the usable ones to the
+ * cache. Returns 0, IMG_ENOBLOCK when none came back, or an error. */
+static int alloc_write(imgstore_t *h, uint64_t *excl, size_t nexcl, int64_t deadline)
+{
+    Imgstore__AllocWrite req = IMGSTORE__ALLOC_WRITE__INIT;
+    req.count = ALLOC_COUNT;
+    req.exclude = excl;
+    req.n_exclude = nexcl;
+    ProtobufCMessage *m;
+    int rc = call_msg(h, h->ns, FT_ALLOC_WRITE, &req.base, deadline,
+                      &imgstore__alloc_write_resp__descriptor, &m);
+    if (rc != 0)
+        return rc;
+    Imgstore__AllocWriteResp *resp = (Imgstore__AllocWriteResp *)m;
+    int added = 0;
+    for (size_t i = 0; i < resp->n_blocks; i++) {
+        Imgstore__WritableBlock *b = resp->blocks[i];
+        struct cache_loc l;
+        if (!b || b->block_id > FNAME_MAX_BLOCK_ID ||
+            cache_loc_from_replicas(&l, b->block_id, b->replicas, b->n_replicas) != 0)
+            continue;
+        cache_writable_add(&h->cache, &l);
+        cache_loc_put(&h->cache, &l);
+        added++;
+    }
+    protobuf_c_message_free_unpacked(m, NULL);
+    return added ? 0 : IMG_ENOBLOCK;
+}
+
+/* Asks the nameserver where block_id lives and caches the answer. Returns 0
+ * with *out, IMG_ENOTFOUND when the block has no live replica, or an
+ * error. */
+static int lookup(imgstore_t *h, uint64_t block_id, int64_t deadline, struct cache_loc *out)
+{
+    Imgstore__Lookup req = IMGSTORE__LOOKUP__INIT;
+    req.block_ids = &block_id;
+    req.n_block_ids = 1;
+    ProtobufCMessage *m;
+    int rc = call_msg(h, h->ns, FT_LOOKUP, &req.base, deadline,
+                      &imgstore__lookup_resp__descriptor, &m);
+    if (rc != 0)
+        return rc;
+    Imgstore__LookupResp *resp = (Imgstore__LookupResp *)m;
+    rc = IMG_ENOTFOUND;
+    for (size_t i = 0; i < resp->n_locations; i++) {
+        Imgstore__BlockLocation *bl = resp->locations[i];
+        if (!bl || bl->block_id != block_id ||
+            cache_loc_from_replicas(out, block_id, bl->replicas, bl->n_replicas) != 0)
+            continue;
+        out->sealed = bl->sealed;
+        cache_loc_put(&h->cache, out);
+        rc = 0;
+        break;
+    }
+    protobuf_c_message_free_unpacked(m, NULL);
+    return rc;
+}
+
+/* Returns the location of block_id from the cache or, on a miss or when
+ * `fresh` is set, from the nameserver. *from_cache tells which. */
+static int locate(imgstore_t *h, uint64_t block_id, int fresh, int64_t deadline,
+                  struct cache_loc *out, int *from_cache)
+{
+    *from_cache = 0;
+    if (!fresh && cache_loc_get(&h->cache, block_id, out) == 0) {
+        *from_cache = 1;
+        return 0;
+    }
+    return lookup(h, block_id, deadline, out);
+}
+
+/* ---- put ----------------------------------------------------------------- */
+
+/* A write error after which another block may succeed. */
+static int put_retryable(int rc)
+{
+    switch (rc) {
+    case IMG_EREPL:
+    case IMG_EFULL:
+    case IMG_ESEALED:
+    case IMG_ENOTPRIMARY:
+    case IMG_ENOBLOCKHERE:
+    case IMG_ECONN:
+    case IMG_ETIMEDOUT:
+    case IMG_EPROTO:
+    case IMG_ECORRUPT: /* the server got other bytes than we sent */
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Sends one WRITE to the primary of `b`. Returns 0 with the file name in
+ * name_out, or the error of this attempt. */
+static int put_once(imgstore_t *h, const struct cache_loc *b, const void *data, size_t len,
+                    unsigned mime, uint32_t crc, int64_t deadline, char *name_out)
+{
+    Imgstore__Write req = IMGSTORE__WRITE__INIT;
+    req.block_id = b->block_id;
+    req.mime = mime;
+    struct rpc_resp resp;
+    int rc = rpc_call(&h->pool, b->addr[0], FT_WRITE, &req.base, data, (uint32_t)len, 0,
+                      h->io_timeout_ms, deadline, &resp);
+    if (rc != 0)
+        return rc;
+    Imgstore__WriteResp *wr = NULL;
+    rc = resp.status;
+    if (rc != 0)
+        goto out;
+    wr = (Imgstore__WriteResp *)rpc_unpack(&resp, &imgstore__write_resp__descriptor);
+    if (!wr || (wr->block_id != 0 && wr->block_id != b->block_id)) {
+        rc = IMG_EPROTO;
+        goto out;
+    }
+    if (wr->crc32c != crc) {
+        rc = IMG_ECORRUPT;
+        goto out;
+    }
+    struct fname f = {.block_id = b->block_id, .seq = wr->seq, .cookie = wr->cookie};
+    rc = fname_encode(&f, name_out);
+out:
+    if (wr)
+        protobuf_c_message_free_unpacked(&wr->base, NULL);
+    rpc_resp_free(&resp);
+    return rc;
+}
+
+/* Gets a writable block not in excl, asking the nameserver when the cache
+ * has none. Returns 0 with *b, or an error (IMG_ENOBLOCK: wait, retry). */
+static int put_pick(imgstore_t *h, uint64_t *excl, size_t nexcl, int64_t deadline,
+                    struct cache_loc *b)
+{
+    if (cache_writable_pick(&h->cache, excl, nexcl, b) == 0)
+        return 0;
+    int rc = alloc_write(h, excl, nexcl, deadline);
+    if (rc != 0)
+        return rc;
+    return cache_writable_pick(&h->cache, excl, nexcl, b);
+}
+
+int imgstore_put(imgstore_t *h, const void *data, size_t len, const char *mime,
+                 char name_out[IMGSTORE_NAME_MAX])
+{
+    if (!h || !name_out || (!data && len > 0))
+        return IMGSTORE_EINVAL;
+    if (len > PUT_MAX_BYTES)
+        return IMGSTORE_ETOOBIG;
+    unsigned code = mime ? mime_from_type(mime) : mime_sniff(data, len);
+    uint32_t crc = crc32c(0, data, len);
+    int64_t deadline = op_deadline(h);
+    uint64_t excl[PUT_MAX_EXCLUDE];
+    size_t nexcl = 0;
+    int wait = NOBLOCK_WAIT_MIN_MS;
+    for (;;) {
+        int64_t left = deadline - rpc_now_ms();
+        if (left <= 0)
+            return IMGSTORE_ETIMEDOUT;
+        struct cache_loc b;
+        int rc = put_pick(h, excl, nexcl, deadline, &b);
+        if (rc == IMG_ENOBLOCK || rc == IMG_ESAFEMODE || rc == IMG_ETIMEDOUT) {
+            /* Nothing writable right now: the nameserver is creating blocks
+             * (or restarting). Wait a little longer each time. */
+            sleep_ms(left < wait ? (int)left : wait);
+            wait = wait * 2 > NOBLOCK_WAIT_MAX_MS ? NOBLOCK_WAIT_MAX_MS : wait * 2;
+            continue;
+        }
+        if (rc != 0)
+            return rc;
+        rc = put_once(h, &b, data, len, code, crc, deadline, name_out);
+        if (rc == 0)
+            return 0;
+        if (!put_retryable(rc))
+            return rc;
+        cache_writable_drop(&h->cache, b.block_id);
+        if (rc != IMG_ECORRUPT) {
+            cache_loc_drop(&h->cache, b.block_id);
+            if (nexcl < PUT_MAX_EXCLUDE)
+                excl[nexcl++] = b.block_id;
+        }
+    }
+}
+
+/* ---- get / stat ------------------------------------------------------------ */
+
+/* What one replica answered to READ or STAT. */
+struct read_result {
+    Imgstore__ReadResp *rr; /* owned */
+    uint8_t *body;          /* owned, READ only */
+    uint32_t body_len;
+};
+
+static void read_result_free(struct read_result *r)
+{
+    if (r->rr)
+        protobuf_c_message_free_unpacked(&r->rr->base, NULL);
+    free(r->body);
+    memset(r, 0, sizeof(*r));
+}
+
+/* Sends READ or STAT for f to one replica and checks the answer (size and
+ * CRC32C of the body for READ). Returns 0 with *res (owned by the caller,
+ * release with read_result_free) or the error of this replica. */
+static int read_one(imgstore_t *h, const char *addr, unsigned type, const struct fname *f,
+                    int64_t deadline, struct read_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    Imgstore__Read req = IMGSTORE__READ__INIT;
+    req.block_id = f->block_id;
+    req.seq = f->seq;
+    req.cookie = f->cookie;
+    uint32_t max_body = type == FT_READ ? PUT_MAX_BYTES : 0;
+    struct rpc_resp resp;
+    int rc = rpc_call(&h->pool, addr, type, &req.base, NULL, 0, max_body, h->io_timeout_ms,
+                      deadline, &resp);
+    if (rc != 0)
+        return rc;
+    rc = resp.status;
+    if (rc != 0)
+        goto out;
+    res->rr = (Imgstore__ReadResp *)rpc_unpack(&resp, &imgstore__read_resp__descriptor);
+    if (!res->rr) {
+        rc = IMG_EPROTO;
+        goto out;
+    }
+    if (type == FT_READ) {
+        if (resp.body_len != res->rr->size ||
+            crc32c(0, resp.body, resp.body_len) != res->rr->crc32c) {
+            rc = IMG_ECORRUPT;
+            goto out;
+        }
+        res->body = resp.body;
+        res->body_len = resp.body_len;
+        resp.body = NULL;
+    }
+out:
+    rpc_resp_free(&resp);
+    if (rc != 0)
+        read_result_free(res);
+    return rc;
+}
+
+/* Tallies the replicas' errors of one pass to pick the error to report. */
+struct read_tally {
+    int notfound;
+    int corrupt;
+    int moved; /* ENOBLOCKHERE: the location is stale */
+    int other;
+    int last;
+};
+
+/* One pass over the replicas of loc, starting at a random one. Returns 0
+ * with *res (owned by the caller), IMG_EDELETED (final), IMG_ETIMEDOUT, or
+ * -EAGAIN when every replica failed (*t says how). */
+static int read_pass(imgstore_t *h, const struct cache_loc *loc, unsigned type,
+                     const struct fname *f, int64_t deadline, struct read_result *res,
+                     struct read_tally *t)
+{
+    uint32_t start = cache_random(&h->cache);
+    for (int i = 0; i < loc->n; i++) {
+        if (rpc_now_ms() >= deadline)
+            return IMG_ETIMEDOUT;
+        const char *addr = loc->addr[(start + (uint32_t)i) % (uint32_t)loc->n];
+        int rc = read_one(h, addr, type, f, deadline, res);
+        if (rc == 0 || rc == IMG_EDELETED)
+            return rc;
+        t->last = rc;
+        if (rc == IMG_ENOTFOUND)
+            t->notfound++;
+        else if (rc == IMG_ECORRUPT)
+            t->corrupt++;
+        else if (rc == IMG_ENOBLOCKHERE)
+            t->moved++;
+        else
+            t->other++;
+    }
+    return -EAGAIN;
+}
+
+/* Maps a pass where every replica failed to the error the caller sees. */
+static int read_verdict(const struct read_tally *t, int n)
+{
+    if (t->notfound == n)
+        return IMG_ENOTFOUND;
+    if (t->corrupt > 0)
+        return IMG_ECORRUPT;
+    if (t->notfound > 0)
+        return IMG_ENOTFOUND;
+    if (t->last == IMG_ETIMEDOUT)
+        return IMG_ETIMEDOUT;
+    return IMG_EUNAVAIL;
+}
+
+/* Reads f (READ or STAT) from any replica. On 0 *res and *loc are filled;
+ * the caller releases *res. */
+static int read_any(imgstore_t *h, const struct fname *f, unsigned type, int64_t deadline,
+                    struct read_result *res, struct cache_loc *loc)
+{
+    int fresh = 0;
+    for (;;) {
+        int from_cache;
+        int rc = locate(h, f->block_id, fresh, deadline, loc, &from_cache);
+        if (rc != 0)
+            return rc;
+        struct read_tally t = {0};
+        rc = read_pass(h, loc, type, f, deadline, res, &t);
+        if (rc != -EAGAIN)
+            return rc;
+        if (t.notfound == loc->n)
+            return IMG_ENOTFOUND;
+        /* Some replica was unreachable, corrupt or did not hold the block:
+         * the location may be stale. Ask the nameserver once. */
+        cache_loc_drop(&h->cache, f->block_id);
+        if (!from_cache || fresh)
+            return read_verdict(&t, loc->n);
+        fresh = 1;
+    }
+}
+
+/* Decodes a public name (with or without ".ext"). */
+static int parse_name(const char *name, struct fname *f)
+{
+    if (!name)
+        return IMGSTORE_EBADNAME;
+    return fname_decode(name, strlen(name), f, NULL, NULL);
+}
+
+int imgstore_get(imgstore_t *h, const char *name, void **data, size_t *len)
+{
+    if (!h || !data || !len)
+        return IMGSTORE_EINVAL;
+    struct fname f;
+    int rc = parse_name(name, &f);
+    if (rc != 0)
+        return rc;
+    struct read_result res;
+    struct cache_loc loc;
+    rc = read_any(h, &f, FT_READ, op_deadline(h), &res, &loc);
+    if (rc != 0)
+        return rc;
+    *data = res.body;
+    *len = res.body_len;
+    res.body = NULL;
+    read_result_free(&res);
+    return 0;
+}
+
+int imgstore_get_from(imgstore_t *h, const char *name, const char *ds_addr, void **data,
+                      size_t *len)
+{
+    if (!h || !data || !len || rpc_check_addr(ds_addr) != 0)
+        return IMGSTORE_EINVAL;
+    struct fname f;
+    int rc = parse_name(name, &f);
+    if (rc != 0)
+        return rc;
+    struct read_result res;
+    rc = read_one(h, ds_addr, FT_READ, &f, op_deadline(h), &res);
+    if (rc != 0)
+        return rc;
+    *data = res.body;
+    *len = res.body_len;
+    res.body = NULL;
+    read_result_free(&res);
+    return 0;
+}
+
+int imgstore_stat(imgstore_t *h, const char *name, struct imgstore_stat *st)
+{
+    if (!h || !st)
+        return IMGSTORE_EINVAL;
+    struct fname f;
+    int rc = parse_name(name, &f);
+    if (rc != 0)
+        return rc;
+    struct read_result res;
+    struct cache_loc loc;
+    rc = read_any(h, &f, FT_STAT, op_deadline(h), &res, &loc);
+    if (rc != 0)
+        return rc;
+    memset(st, 0, sizeof(*st));
+    st->block_id = f.block_id;
+    st->seq = f.seq;
+    st->size = res.rr->size;
+    st->crc32c = res.rr->crc32c;
+    st->created = res.rr->created;
+    st->offset = res.rr->offset;
+    snprintf(st->mime, sizeof(st->mime), "%s", mime_name(res.rr->mime));
+    for (int i = 0; i < loc.n && i < IMGSTORE_MAX_REPLICAS; i++) {
+        snprintf(st->replicas[i], IMGSTORE_ADDR_MAX, "%s", loc.addr[i]);
+        st->nreplicas++;
+    }
+    read_result_free(&res);
+    return 0;
+}
+
+/* ---- unlink ---------------------------------------------------------------- */
+
+int imgstore_unlink(imgstore_t *h, const char *name)
+{
+    if (!h)
+        return IMGSTORE_EINVAL;
+    struct fname f;
+    int rc = parse_name(name, &f);
+    if (rc != 0)
+        return rc;
+    int64_t deadline = op_deadline(h);
+    Imgstore__Delete req = IMGSTORE__DELETE__INIT;
+    req.block_id = f.block_id;
+    req.seq = f.seq;
+    req.cookie = f.cookie;
+    int fresh = 0;
+    for (;;) {
+        struct cache_loc loc;
+        int from_cache;
+        rc = locate(h, f.block_id, fresh, deadline, &loc, &from_cache);
+        if (rc != 0)
+            return rc;
+        ProtobufCMessage *m = NULL;
+        rc = call_msg(h, loc.addr[0], FT_DELETE, &req.base, deadline,
+                      &imgstore__delete_resp__descriptor, &m);
+        if (m)
+            protobuf_c_message_free_unpacked(m, NULL);
+        if (rc == IMG_EDELETED)
+            return 0; /* already deleted: deleting is idempotent */
+        if (rc == 0 || rc == IMG_ENOTFOUND)
+            return rc;
+        cache_loc_drop(&h->cache, f.block_id);
+        /* Only a location that named the wrong primary is worth asking
+         * again; any other failure is the caller's to retry. */
+        if (fresh || (rc != IMG_ENOTPRIMARY && rc != IMG_ENOBLOCKHERE))
+            return rc;
+        fresh = 1;
+    }
+}
+
+/* ---- admin ------------------------------------------------------------------ */
+
+int imgstore_admin_cluster_status(imgstore_t *h, Imgstore__ClusterStatusResp **out)
+{
+    if (!h || !out)
+        return IMGSTORE_EINVAL;
+    *out = NULL;
+    Imgstore__ClusterStatus req = IMGSTORE__CLUSTER_STATUS__INIT;
+    ProtobufCMessage *m;
+    int rc = call_msg(h, h->ns, FT_CLUSTER_STATUS, &req.base, op_deadline(h),
+                      &imgstore__cluster_status_resp__descriptor, &m);
+    if (rc != 0)
+        return rc;
+    *out = (Imgstore__ClusterStatusResp *)m;
+    return 0;
+}
+
+void imgstore_admin_free_status(Imgstore__ClusterStatusResp *st)
+{
+    if (st)
+        imgstore__cluster_status_resp__free_unpacked(st, NULL);
+}

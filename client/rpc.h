@@ -1,0 +1,88 @@
+/* rpc.h - blocking request/response calls on the native protocol, with a
+ * pool of idle connections per server address (client library internals).
+ *
+ * The client library speaks docs/protocol.md over plain blocking-style
+ * sockets (non-blocking fds driven by poll(), so every wait honours a
+ * deadline). One request is in flight per connection: rpc_call sends a
+ * frame, waits for the matching response and hands the connection back to
+ * the pool. A connection that saw any error is closed, never reused.
+ *
+ * Threading: an rpc_pool is shared by every thread of a handle; its idle
+ * list is protected by its own mutex, and a connection taken from the pool
+ * belongs to exactly one call until it is returned.
+ *
+ * Every response is hostile input: the header is validated (frame_decode),
+ * the type must be the request's type with FRAME_RESPONSE set, the request
+ * id must match, and the body may not exceed the caller's limit. */
+#ifndef IMGSTORE_RPC_H
+#define IMGSTORE_RPC_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define RPC_ADDR_MAX 64            /* "HOST:PORT" with its NUL */
+#define RPC_MAX_IDLE_PER_ADDR 8    /* idle connections kept per server */
+#define RPC_MAX_IDLE 128           /* idle connections kept in all */
+
+struct rpc_conn;
+
+struct rpc_pool {
+    pthread_mutex_t mu;
+    struct rpc_conn *idle; /* singly linked, most recently used first */
+    unsigned nidle;
+    uint64_t next_id; /* request ids; advanced atomically */
+};
+
+/* A received response. head and body are malloc'd and owned by the struct;
+ * release them with rpc_resp_free. */
+struct rpc_resp {
+    int status; /* the frame's status: 0 or a negative error code */
+    uint8_t *head;
+    uint32_t head_len;
+    uint8_t *body;
+    uint32_t body_len;
+};
+
+/* Initialises an empty pool. Returns 0 or a negative errno. */
+int rpc_pool_init(struct rpc_pool *p);
+
+/* Closes every idle connection and destroys the mutex. No call may be
+ * running on the pool. */
+void rpc_pool_destroy(struct rpc_pool *p);
+
+/* Returns the current CLOCK_MONOTONIC time in milliseconds. */
+int64_t rpc_now_ms(void);
+
+/* Checks that `addr` has the form HOST:PORT (or [V6]:PORT) with a numeric
+ * port and fits RPC_ADDR_MAX. Returns 0 or IMG_EINVAL. No lookup is done. */
+int rpc_check_addr(const char *addr);
+
+/* Sends one request of `type` to `addr` and waits for its response.
+ *
+ * `req` is packed as the head (NULL for an empty head); `body` (borrowed,
+ * may be NULL when body_len is 0) is sent after it. The wait for the
+ * connection and the response ends at min(now + io_timeout_ms, deadline_ms)
+ * (monotonic, see rpc_now_ms). A response body longer than max_body is
+ * refused as IMG_ETOOBIG.
+ *
+ * Returns 0 when a well-formed response arrived: *out then holds it (its
+ * status may still be an error; the caller frees it with rpc_resp_free).
+ * Otherwise returns IMG_ECONN (refused, reset, closed), IMG_ETIMEDOUT,
+ * IMG_EPROTO / IMG_ETOOBIG (bad response), IMG_EINVAL (bad address) or
+ * -ENOMEM, and *out is left empty. A reused idle connection found closed by
+ * the peer before any reply byte is retried once on a fresh connection. */
+int rpc_call(struct rpc_pool *p, const char *addr, unsigned type, const ProtobufCMessage *req,
+             const void *body, uint32_t body_len, uint32_t max_body, int io_timeout_ms,
+             int64_t deadline_ms, struct rpc_resp *out);
+
+/* Frees the buffers of a response and empties it. NULL-safe, idempotent. */
+void rpc_resp_free(struct rpc_resp *r);
+
+/* Unpacks the head of a successful response with `desc`. Returns the
+ * message (owned by the caller, freed with protobuf_c_message_free_unpacked)
+ * or NULL when it does not parse. */
+ProtobufCMessage *rpc_unpack(const struct rpc_resp *r, const ProtobufCMessageDescriptor *desc);
+
+#endif

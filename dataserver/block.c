@@ -1,0 +1,817 @@
+/* block.c - one block: its append-only block file, its index and its meta.
+ *
+ * The block file is the truth. block_open checks the superblock, loads the
+ * persisted index as far as it is believable, then scans the block file from
+ * the end of the last indexed record and repairs what a crash can leave: a
+ * torn final record is cut off, records the index missed are indexed, and the
+ * index file is brought back in line. Every byte read from disk is treated as
+ * hostile: sizes and offsets are bounds-checked before use, and no value
+ * read can make us allocate more than the block's size allows.
+ *
+ * All block-file I/O goes through io_uring (the private synchronous ring at
+ * open and create; blockio.c for the loop). The index file is not the block
+ * file: it is appended with plain write(2), never fsync'd, and truncated to
+ * nothing whenever a write to it fails, so the next open rebuilds it.
+ *
+ * The meta file is a small key=value text file replaced atomically:
+ *   version=1
+ *   block=<16 hex>
+ *   primary=0|1
+ *   sealed=0|1
+ *   corrupt=0|1
+ *   replica=<server_id> <addr> <http_addr>    (0..BLOCK_MAX_REPLICAS lines)
+ */
+#include "dataserver/block.h"
+
+#include "common/crc32c.h"
+#include "common/err.h"
+#include "common/fsutil.h"
+#include "common/log.h"
+#include "dataserver/uring.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Superblock field offsets (drawn in block.h and docs/storage.md). */
+#define SB_OFF_MAGIC 0
+#define SB_MAGIC_LEN 8
+#define SB_OFF_VERSION 8
+#define SB_OFF_RESERVED 12
+#define SB_OFF_ID 16
+#define SB_OFF_MAX_SIZE 24
+#define SB_OFF_ZERO 32
+#define SB_OFF_CRC 60
+#define SB_CRC_LEN 4
+
+_Static_assert(sizeof(BLOCK_MAGIC) == SB_MAGIC_LEN, "block magic with its NUL fills 8 bytes");
+_Static_assert(SB_OFF_CRC + SB_CRC_LEN == BLOCK_SUPER_SIZE, "superblock ends with its CRC");
+_Static_assert(BLOCK_SUPER_SIZE % NEEDLE_ALIGN == 0, "records start aligned");
+_Static_assert(BLOCK_MIN_SIZE > BLOCK_TOMBSTONE_RESERVE + BLOCK_SUPER_SIZE,
+               "a block always has room for files and tombstones");
+
+#define META_VERSION 1
+#define META_MAX 4096             /* a meta file larger than this is not ours */
+#define SCAN_CHUNK (1u << 20)     /* recovery reads the block file in 1 MiB pieces */
+#define IDX_READ_ENTRIES 4096     /* index entries read at once at open */
+#define ID_HEX_LEN 16
+#define SUFFIX_MAX 16             /* room for ".meta.tmp" and the like */
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+static uint64_t align_up(uint64_t v)
+{
+    return (v + NEEDLE_ALIGN - 1) & ~(uint64_t)(NEEDLE_ALIGN - 1);
+}
+
+static int size_valid(uint64_t max_size)
+{
+    return max_size >= BLOCK_MIN_SIZE && max_size <= BLOCK_MAX_SIZE &&
+           max_size % NEEDLE_ALIGN == 0;
+}
+
+/* The largest seq a block of max_size can hold: every record takes at least
+ * a header. Bounds what a hostile record can make the index allocate. */
+static uint32_t seq_limit(const struct block *b)
+{
+    return (uint32_t)(b->max_size / NEEDLE_HEADER_SIZE);
+}
+
+static void path_of(const struct block *b, const char *suffix, char *out, size_t n)
+{
+    snprintf(out, n, "%s%s", b->path, suffix);
+}
+
+/* ---- superblock ---- */
+
+static void sb_encode(uint64_t id, uint64_t max_size, uint8_t *out)
+{
+    memset(out, 0, BLOCK_SUPER_SIZE);
+    memcpy(out + SB_OFF_MAGIC, BLOCK_MAGIC, SB_MAGIC_LEN);
+    put32(out + SB_OFF_VERSION, BLOCK_FORMAT_VERSION);
+    put64(out + SB_OFF_ID, id);
+    put64(out + SB_OFF_MAX_SIZE, max_size);
+    put32(out + SB_OFF_CRC, crc32c(0, out, SB_OFF_CRC));
+}
+
+/* Checks a superblock read from disk for block `id`. Returns 0 with
+ * *max_size, or IMG_EFORMAT. */
+static int sb_check(const uint8_t *in, uint64_t id, uint64_t *max_size)
+{
+    if (memcmp(in + SB_OFF_MAGIC, BLOCK_MAGIC, SB_MAGIC_LEN) != 0)
+        return IMG_EFORMAT;
+    if (get32(in + SB_OFF_CRC) != crc32c(0, in, SB_OFF_CRC))
+        return IMG_EFORMAT;
+    if (get32(in + SB_OFF_VERSION) != BLOCK_FORMAT_VERSION || get32(in + SB_OFF_RESERVED) != 0)
+        return IMG_EFORMAT;
+    for (int i = SB_OFF_ZERO; i < SB_OFF_CRC; i++)
+        if (in[i] != 0)
+            return IMG_EFORMAT;
+    if (get64(in + SB_OFF_ID) != id || !size_valid(get64(in + SB_OFF_MAX_SIZE)))
+        return IMG_EFORMAT;
+    *max_size = get64(in + SB_OFF_MAX_SIZE);
+    return 0;
+}
+
+/* ---- meta file ---- */
+
+/* A replica field is stored as one whitespace-free token. */
+static int token_valid(const char *s, size_t cap)
+{
+    size_t n = strnlen(s, cap);
+    if (n == 0 || n == cap)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] <= ' ' || s[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
+static int replicas_valid(const struct block_replica *r, int n)
+{
+    if (n < 0 || n > BLOCK_MAX_REPLICAS || (n > 0 && !r))
+        return 0;
+    for (int i = 0; i < n; i++)
+        if (!token_valid(r[i].server_id, sizeof(r[i].server_id)) ||
+            !token_valid(r[i].addr, sizeof(r[i].addr)) ||
+            !token_valid(r[i].http_addr, sizeof(r[i].http_addr)))
+            return 0;
+    return 1;
+}
+
+int block_save_meta(struct block *b)
+{
+    char buf[META_MAX], path[sizeof(b->path) + SUFFIX_MAX];
+    if (!replicas_valid(b->replicas, b->nreplicas))
+        return IMG_EINVAL;
+    int n = snprintf(buf, sizeof(buf),
+                     "version=%d\nblock=%016" PRIx64 "\nprimary=%d\nsealed=%d\ncorrupt=%d\n",
+                     META_VERSION, b->id, b->primary ? 1 : 0, b->sealed ? 1 : 0,
+                     b->corrupt ? 1 : 0);
+    for (int i = 0; i < b->nreplicas && n > 0 && (size_t)n < sizeof(buf); i++)
+        n += snprintf(buf + n, sizeof(buf) - (size_t)n, "replica=%s %s %s\n",
+                      b->replicas[i].server_id, b->replicas[i].addr, b->replicas[i].http_addr);
+    if (n < 0 || (size_t)n >= sizeof(buf))
+        return IMG_EINVAL;
+    path_of(b, ".meta", path, sizeof(path));
+    return fs_write_atomic(path, buf, (size_t)n);
+}
+
+static int parse_flag(const char *v, int *out)
+{
+    if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
+        return IMG_EFORMAT;
+    *out = v[0] == '1';
+    return 0;
+}
+
+/* Parses "<server_id> <addr> <http_addr>" into r. */
+static int parse_replica(char *v, struct block_replica *r)
+{
+    char *fields[3], *save = NULL;
+    size_t caps[3] = {sizeof(r->server_id), sizeof(r->addr), sizeof(r->http_addr)};
+    char *dst[3] = {r->server_id, r->addr, r->http_addr};
+    for (int i = 0; i < 3; i++) {
+        fields[i] = strtok_r(i == 0 ? v : NULL, " ", &save);
+        if (!fields[i] || strlen(fields[i]) >= caps[i])
+            return IMG_EFORMAT;
+        memcpy(dst[i], fields[i], strlen(fields[i]) + 1);
+        if (!token_valid(dst[i], caps[i]))
+            return IMG_EFORMAT;
+    }
+    return strtok_r(NULL, " ", &save) ? IMG_EFORMAT : 0;
+}
+
+/* Parses meta text (NUL-terminated, modified in place) into b. Every key but
+ * replica must appear exactly once; unknown keys are refused. */
+static int meta_parse(struct block *b, char *text)
+{
+    enum { K_VERSION, K_BLOCK, K_PRIMARY, K_SEALED, K_CORRUPT, K_N };
+    static const char *keys[K_N] = {"version", "block", "primary", "sealed", "corrupt"};
+    int seen[K_N] = {0};
+    char *save = NULL;
+    b->nreplicas = 0;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char *eq = strchr(line, '=');
+        if (line[0] == '#' || line[0] == '\0')
+            continue;
+        if (!eq)
+            return IMG_EFORMAT;
+        *eq = '\0';
+        char *v = eq + 1;
+        if (strcmp(line, "replica") == 0) {
+            if (b->nreplicas >= BLOCK_MAX_REPLICAS ||
+                parse_replica(v, &b->replicas[b->nreplicas]) != 0)
+                return IMG_EFORMAT;
+            b->nreplicas++;
+            continue;
+        }
+        int k = 0;
+        while (k < K_N && strcmp(line, keys[k]) != 0)
+            k++;
+        if (k == K_N || seen[k]++)
+            return IMG_EFORMAT;
+        char idhex[ID_HEX_LEN + 1];
+        int rc = 0;
+        switch (k) {
+        case K_VERSION:
+            rc = strcmp(v, "1") == 0 ? 0 : IMG_EFORMAT;
+            break;
+        case K_BLOCK:
+            snprintf(idhex, sizeof(idhex), "%016" PRIx64, b->id);
+            rc = strcmp(v, idhex) == 0 ? 0 : IMG_EFORMAT;
+            break;
+        case K_PRIMARY:
+            rc = parse_flag(v, &b->primary);
+            break;
+        case K_SEALED:
+            rc = parse_flag(v, &b->sealed);
+            break;
+        case K_CORRUPT:
+            rc = parse_flag(v, &b->corrupt);
+            break;
+        }
+        if (rc != 0)
+            return rc;
+    }
+    for (int k = 0; k < K_N; k++)
+        if (!seen[k])
+            return IMG_EFORMAT;
+    return 0;
+}
+
+static int meta_load(struct block *b)
+{
+    char path[sizeof(b->path) + SUFFIX_MAX];
+    char *text = NULL;
+    size_t len;
+    path_of(b, ".meta", path, sizeof(path));
+    int rc = fs_read_all(path, META_MAX, &text, &len);
+    if (rc == -EFBIG)
+        return IMG_EFORMAT;
+    if (rc != 0)
+        return rc;
+    rc = strlen(text) == len ? meta_parse(b, text) : IMG_EFORMAT;
+    free(text);
+    return rc;
+}
+
+/* ---- index file ---- */
+
+static int write_full(int fd, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? -errno : -EIO;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Gives up on the index file after a failed write: an empty file makes the
+ * next open rebuild it from the block file, so no entry is ever missed. */
+static void idx_abandon(struct block *b, int err)
+{
+    log_warn("block %016" PRIx64 ": index file write failed (%s); it will be rebuilt", b->id,
+             img_strerror(err));
+    if (ftruncate(b->idx_fd, 0) < 0)
+        log_error("block %016" PRIx64 ": cannot truncate index file: %s", b->id,
+                  strerror(errno));
+}
+
+static void idx_header(uint64_t id, uint8_t *out)
+{
+    memset(out, 0, INDEX_HEADER_SIZE);
+    memcpy(out, INDEX_MAGIC, sizeof(INDEX_MAGIC));
+    put64(out + sizeof(INDEX_MAGIC), id);
+}
+
+static int idx_reset(struct block *b)
+{
+    uint8_t hdr[INDEX_HEADER_SIZE];
+    idx_header(b->id, hdr);
+    if (ftruncate(b->idx_fd, 0) < 0)
+        return -errno;
+    return write_full(b->idx_fd, hdr, sizeof(hdr));
+}
+
+/* ---- applying records to the RAM index ---- */
+
+/* Applies one record (data or tombstone) to the RAM index and the deleted
+ * byte count. Returns 0 or -ENOMEM / IMG_EINVAL from index_put. */
+static int apply(struct block *b, uint32_t seq, uint64_t offset, uint32_t size, int tombstone)
+{
+    if (seq >= b->next_seq && seq < UINT32_MAX)
+        b->next_seq = seq + 1;
+    if (!tombstone)
+        return index_put(&b->ix, seq, offset, size);
+    uint64_t off;
+    uint32_t sz;
+    int deleted;
+    if (index_get(&b->ix, seq, &off, &sz, &deleted) == 0 && !deleted) {
+        index_delete(&b->ix, seq);
+        b->deleted_bytes += needle_record_size(sz);
+    }
+    b->deleted_bytes += needle_record_size(0);
+    return 0;
+}
+
+static void reset_ram(struct block *b)
+{
+    index_free(&b->ix);
+    index_init(&b->ix);
+    b->deleted_bytes = 0;
+    b->next_seq = 1;
+}
+
+/* ---- recovery ---- */
+
+/* A window on the block file used by the recovery scan. */
+struct reader {
+    int fd;
+    uint64_t file_size;
+    uint8_t *buf;
+    size_t cap;
+    uint64_t off; /* file offset of buf[0] */
+    size_t len;   /* valid bytes in buf */
+};
+
+/* Makes [pos, pos + n) available in r->buf. Returns a pointer to pos, or
+ * NULL with *err set (0 when the file ends before pos + n). */
+static const uint8_t *reader_get(struct reader *r, uint64_t pos, size_t n, int *err)
+{
+    *err = 0;
+    if (pos >= r->off && pos + n <= r->off + r->len)
+        return r->buf + (pos - r->off);
+    if (pos + n > r->file_size)
+        return NULL;
+    if (n > r->cap) {
+        /* calloc, not realloc: the kernel fills it, and tools like valgrind
+         * cannot see io_uring writes. n is at most one record, which
+         * needle_decode_header bounded by NEEDLE_MAX_DATA. */
+        size_t ncap = n > SCAN_CHUNK ? n : SCAN_CHUNK;
+        uint8_t *nb = calloc(1, ncap);
+        if (!nb) {
+            *err = -ENOMEM;
+            return NULL;
+        }
+        free(r->buf);
+        r->buf = nb;
+        r->cap = ncap;
+        r->len = 0;
+    }
+    uint64_t want = r->file_size - pos < r->cap ? r->file_size - pos : r->cap;
+    ssize_t got = uring_pread_sync(r->fd, r->buf, (size_t)want, pos);
+    r->off = pos;
+    r->len = got > 0 ? (size_t)got : 0;
+    if (got < 0) {
+        *err = (int)got;
+        return NULL;
+    }
+    if ((size_t)got < n)
+        return NULL;
+    return r->buf;
+}
+
+/* Loads index entries while they are believable. Sets *scan_from to the end
+ * of the last loaded record and *keep to the bytes of the index file to keep
+ * (0: rewrite it). Returns 0 or -errno. */
+static int load_index(struct block *b, uint64_t file_size, uint64_t *scan_from, uint64_t *keep)
+{
+    uint8_t buf[IDX_READ_ENTRIES * INDEX_ENTRY_SIZE], want[INDEX_HEADER_SIZE];
+    uint64_t end = BLOCK_SUPER_SIZE, pos = INDEX_HEADER_SIZE, last_off = 0;
+    uint32_t last_seq = 0, last_size = 0;
+    int last_tomb = 0, stop = 0;
+    *scan_from = BLOCK_SUPER_SIZE;
+    *keep = 0;
+    idx_header(b->id, want);
+    ssize_t n = pread(b->idx_fd, buf, INDEX_HEADER_SIZE, 0);
+    if (n != INDEX_HEADER_SIZE || memcmp(buf, want, INDEX_HEADER_SIZE) != 0)
+        return 0;
+    while (!stop) {
+        n = pread(b->idx_fd, buf, sizeof(buf), (off_t)pos);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < INDEX_ENTRY_SIZE)
+            break;
+        for (size_t i = 0; i + INDEX_ENTRY_SIZE <= (size_t)n; i += INDEX_ENTRY_SIZE) {
+            uint32_t seq, size;
+            uint64_t off;
+            int tomb;
+            index_decode_entry(buf + i, &seq, &off, &size, &tomb);
+            if (seq == 0 || seq > seq_limit(b) || off < end || size > NEEDLE_MAX_DATA ||
+                (tomb && size != 0) || off + needle_record_size(size) > file_size) {
+                stop = 1;
+                break;
+            }
+            int rc = apply(b, seq, off, size, tomb);
+            if (rc != 0)
+                return rc;
+            end = off + needle_record_size(size);
+            last_off = off, last_seq = seq, last_size = size, last_tomb = tomb;
+            pos += INDEX_ENTRY_SIZE;
+        }
+    }
+    if (last_seq != 0) {
+        /* The index is only believed if its last entry names the record
+         * really found at that offset. */
+        uint8_t hb[NEEDLE_HEADER_SIZE] = {0};
+        struct needle_header h;
+        if (uring_pread_sync(b->fd, hb, sizeof(hb), last_off) != (ssize_t)sizeof(hb) ||
+            needle_decode_header(hb, &h) != 0 || h.seq != last_seq || h.size != last_size ||
+            !(h.flags & NEEDLE_FLAG_TOMBSTONE) != !last_tomb) {
+            log_warn("block %016" PRIx64 ": index does not match the block file; rebuilding",
+                     b->id);
+            reset_ram(b);
+            return 0;
+        }
+    }
+    *scan_from = end;
+    *keep = pos;
+    return 0;
+}
+
+/* Growable list of index entries found by the scan, appended at the end. */
+struct entries {
+    uint8_t *buf;
+    size_t len, cap;
+};
+
+static int entries_add(struct entries *e, uint32_t seq, uint64_t off, uint32_t size, int tomb)
+{
+    if (e->len + INDEX_ENTRY_SIZE > e->cap) {
+        size_t ncap = e->cap ? e->cap * 2 : INDEX_ENTRY_SIZE * IDX_READ_ENTRIES;
+        uint8_t *nb = realloc(e->buf, ncap);
+        if (!nb)
+            return -ENOMEM;
+        e->buf = nb;
+        e->cap = ncap;
+    }
+    index_encode_entry(seq, off, size, tomb, e->buf + e->len);
+    e->len += INDEX_ENTRY_SIZE;
+    return 0;
+}
+
+/* Scans records from `pos` to the end of the file (see block.h, Recovery),
+ * collecting index entries for what it finds. Sets b->tail. */
+static int scan(struct block *b, struct reader *r, uint64_t pos, struct entries *e)
+{
+    int err;
+    while (pos < r->file_size) {
+        struct needle_header h;
+        const uint8_t *p = reader_get(r, pos, NEEDLE_HEADER_SIZE, &err);
+        if (!p && err)
+            return err;
+        if (!p)
+            break; /* torn: not even a whole header */
+        if (needle_decode_header(p, &h) != 0 || h.seq > seq_limit(b)) {
+            log_error("block %016" PRIx64 ": no record at offset %" PRIu64
+                      "; block marked corrupt and sealed",
+                      b->id, pos);
+            b->corrupt = b->sealed = 1;
+            /* Nothing after the bad header is touched: later writes (only
+             * tombstones: the block is sealed) go past the end of the file. */
+            b->tail = align_up(r->file_size);
+            return 0;
+        }
+        size_t rs = needle_record_size(h.size);
+        p = reader_get(r, pos, rs, &err);
+        if (!p && err)
+            return err;
+        if (!p)
+            break; /* torn final record */
+        if (crc32c(0, p + NEEDLE_HEADER_SIZE, h.size) != h.data_crc) {
+            log_error("block %016" PRIx64 ": record seq %" PRIu32 " at offset %" PRIu64
+                      " fails its CRC; skipped, block marked corrupt",
+                      b->id, h.seq, pos);
+            b->corrupt = 1;
+            if (h.seq >= b->next_seq)
+                b->next_seq = h.seq + 1;
+        } else {
+            int tomb = (h.flags & NEEDLE_FLAG_TOMBSTONE) != 0;
+            int rc = apply(b, h.seq, pos, h.size, tomb);
+            if (rc == 0)
+                rc = entries_add(e, h.seq, pos, h.size, tomb);
+            if (rc != 0)
+                return rc;
+        }
+        pos += rs;
+    }
+    b->tail = pos;
+    if (pos < r->file_size) {
+        log_warn("block %016" PRIx64 ": cutting a torn record at offset %" PRIu64
+                 " (%" PRIu64 " bytes)",
+                 b->id, pos, r->file_size - pos);
+        if (ftruncate(b->fd, (off_t)pos) < 0)
+            return -errno;
+        int rc = uring_fdatasync_sync(b->fd);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Brings the index file in line with what recovery found: keeps its first
+ * `keep` bytes (0: a fresh header) and appends the scanned entries. */
+static void idx_fix(struct block *b, uint64_t keep, const struct entries *e)
+{
+    struct stat st;
+    int rc = 0;
+    if (keep == 0)
+        rc = idx_reset(b);
+    else if (fstat(b->idx_fd, &st) < 0)
+        rc = -errno;
+    else if ((uint64_t)st.st_size != keep && ftruncate(b->idx_fd, (off_t)keep) < 0)
+        rc = -errno;
+    if (rc == 0 && e->len > 0)
+        rc = write_full(b->idx_fd, e->buf, e->len);
+    if (rc != 0)
+        idx_abandon(b, rc);
+}
+
+static int recover(struct block *b, uint64_t file_size)
+{
+    uint64_t scan_from, keep;
+    struct reader r = {.fd = b->fd, .file_size = file_size};
+    struct entries e = {0};
+    int was_sealed = b->sealed, was_corrupt = b->corrupt;
+    int rc = load_index(b, file_size, &scan_from, &keep);
+    if (rc == 0)
+        rc = scan(b, &r, scan_from, &e);
+    if (rc == 0)
+        idx_fix(b, keep, &e);
+    if (rc == 0 && (b->sealed != was_sealed || b->corrupt != was_corrupt))
+        rc = block_save_meta(b);
+    free(r.buf);
+    free(e.buf);
+    return rc;
+}
+
+/* ---- create, open, close ---- */
+
+static int block_alloc(const char *blocks_dir, int disk, uint64_t id, struct block **out)
+{
+    struct block *b = calloc(1, sizeof(*b));
+    if (!b)
+        return -ENOMEM;
+    int n = snprintf(b->path, sizeof(b->path), "%s/%016" PRIx64, blocks_dir, id);
+    if (n < 0 || (size_t)n + SUFFIX_MAX >= sizeof(b->path)) {
+        free(b);
+        return -ENAMETOOLONG;
+    }
+    b->id = id;
+    b->disk = disk;
+    b->fd = b->idx_fd = -1;
+    b->next_seq = 1;
+    index_init(&b->ix);
+    *out = b;
+    return 0;
+}
+
+int block_create(const char *blocks_dir, int disk, uint64_t id, uint64_t max_size, int primary,
+                 const struct block_replica *replicas, int nreplicas, struct block **out)
+{
+    char path[sizeof(((struct block *)0)->path) + SUFFIX_MAX];
+    uint8_t sb[BLOCK_SUPER_SIZE], ih[INDEX_HEADER_SIZE];
+    struct block *b = NULL;
+    int created = 0;
+    if (!size_valid(max_size) || !replicas_valid(replicas, nreplicas))
+        return IMG_EINVAL;
+    int rc = block_alloc(blocks_dir, disk, id, &b);
+    if (rc != 0)
+        return rc;
+    b->max_size = max_size;
+    b->primary = primary ? 1 : 0;
+    b->nreplicas = nreplicas;
+    if (nreplicas > 0)
+        memcpy(b->replicas, replicas, (size_t)nreplicas * sizeof(*replicas));
+    b->tail = b->durable_tail = BLOCK_SUPER_SIZE;
+
+    path_of(b, ".blk", path, sizeof(path));
+    b->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (b->fd < 0) {
+        rc = errno == EEXIST ? IMG_EEXIST : -errno;
+        goto err;
+    }
+    created = 1;
+    sb_encode(id, max_size, sb);
+    ssize_t n = uring_pwrite_sync(b->fd, sb, sizeof(sb), 0);
+    if (n != (ssize_t)sizeof(sb)) {
+        rc = n < 0 ? (int)n : -EIO;
+        goto err;
+    }
+    if ((rc = uring_fdatasync_sync(b->fd)) != 0)
+        goto err;
+    path_of(b, ".idx", path, sizeof(path));
+    b->idx_fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    if (b->idx_fd < 0) {
+        rc = -errno;
+        goto err;
+    }
+    idx_header(id, ih);
+    if ((rc = write_full(b->idx_fd, ih, sizeof(ih))) != 0)
+        goto err;
+    if ((rc = block_save_meta(b)) != 0)
+        goto err;
+    if ((rc = fs_sync_dir(blocks_dir)) != 0)
+        goto err;
+    b->dirty = 1;
+    *out = b;
+    return 0;
+err:
+    if (created) {
+        const char *suffixes[] = {".blk", ".idx", ".meta"};
+        for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+            path_of(b, suffixes[i], path, sizeof(path));
+            unlink(path);
+        }
+    }
+    block_close(b);
+    return rc;
+}
+
+int block_open(const char *blocks_dir, int disk, uint64_t id, struct block **out)
+{
+    char path[sizeof(((struct block *)0)->path) + SUFFIX_MAX];
+    uint8_t sb[BLOCK_SUPER_SIZE] = {0};
+    struct stat st;
+    struct block *b = NULL;
+    int rc = block_alloc(blocks_dir, disk, id, &b);
+    if (rc != 0)
+        return rc;
+    if ((rc = meta_load(b)) != 0)
+        goto err;
+    path_of(b, ".blk", path, sizeof(path));
+    b->fd = open(path, O_RDWR | O_CLOEXEC);
+    if (b->fd < 0 || fstat(b->fd, &st) < 0) {
+        rc = -errno;
+        goto err;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size < BLOCK_SUPER_SIZE) {
+        rc = IMG_EFORMAT;
+        goto err;
+    }
+    ssize_t n = uring_pread_sync(b->fd, sb, sizeof(sb), 0);
+    if (n < 0) {
+        rc = (int)n;
+        goto err;
+    }
+    if (n != (ssize_t)sizeof(sb) || (rc = sb_check(sb, id, &b->max_size)) != 0) {
+        rc = IMG_EFORMAT;
+        goto err;
+    }
+    path_of(b, ".idx", path, sizeof(path));
+    b->idx_fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (b->idx_fd < 0) {
+        rc = -errno;
+        goto err;
+    }
+    if ((rc = recover(b, (uint64_t)st.st_size)) != 0)
+        goto err;
+    b->durable_tail = b->tail;
+    b->dirty = 1;
+    *out = b;
+    return 0;
+err:
+    block_close(b);
+    return rc;
+}
+
+void block_close(struct block *b)
+{
+    if (!b)
+        return;
+    if (b->fd >= 0)
+        close(b->fd);
+    if (b->idx_fd >= 0)
+        close(b->idx_fd);
+    index_free(&b->ix);
+    free(b);
+}
+
+int block_seal(struct block *b)
+{
+    if (!b->sealed)
+        b->dirty = 1;
+    b->sealed = 1;
+    return block_save_meta(b);
+}
+
+/* ---- appends ---- */
+
+static int rec_len_valid(uint32_t rec_len)
+{
+    return rec_len >= NEEDLE_HEADER_SIZE && rec_len % NEEDLE_ALIGN == 0 &&
+           rec_len <= needle_record_size(NEEDLE_MAX_DATA);
+}
+
+int block_reserve(struct block *b, uint32_t rec_len, uint64_t *offset, uint32_t *seq)
+{
+    if (!b->primary)
+        return IMG_ENOTPRIMARY;
+    if (b->sealed)
+        return IMG_ESEALED;
+    if (!rec_len_valid(rec_len))
+        return IMG_EINVAL;
+    if (b->tail + rec_len > b->max_size - BLOCK_TOMBSTONE_RESERVE ||
+        b->next_seq > seq_limit(b)) {
+        int rc = block_seal(b);
+        if (rc != 0)
+            log_error("block %016" PRIx64 ": cannot save meta while sealing: %s", b->id,
+                      img_strerror(rc));
+        return IMG_EFULL;
+    }
+    *offset = b->tail;
+    *seq = b->next_seq++;
+    b->tail += rec_len;
+    b->dirty = 1;
+    return 0;
+}
+
+int block_reserve_tombstone(struct block *b, uint32_t rec_len, uint64_t *offset)
+{
+    if (!rec_len_valid(rec_len))
+        return IMG_EINVAL;
+    if (b->tail + rec_len > b->max_size)
+        return IMG_EFULL;
+    *offset = b->tail;
+    b->tail += rec_len;
+    b->dirty = 1;
+    return 0;
+}
+
+int block_reserve_at(struct block *b, uint64_t offset, uint32_t rec_len)
+{
+    if (!rec_len_valid(rec_len))
+        return IMG_EINVAL;
+    if (offset != b->tail)
+        return IMG_EOFFSET;
+    if (b->tail + rec_len > b->max_size)
+        return IMG_EFULL;
+    b->tail += rec_len;
+    b->dirty = 1;
+    return 0;
+}
+
+int block_commit(struct block *b, uint64_t offset, const struct needle_header *h)
+{
+    int tomb = (h->flags & NEEDLE_FLAG_TOMBSTONE) != 0;
+    uint8_t ent[INDEX_ENTRY_SIZE];
+    if (h->seq == 0 || h->seq > seq_limit(b) || h->size > NEEDLE_MAX_DATA ||
+        offset < BLOCK_SUPER_SIZE || offset % NEEDLE_ALIGN != 0 ||
+        offset + needle_record_size(h->size) > b->max_size)
+        return IMG_EINVAL;
+    int rc = apply(b, h->seq, offset, h->size, tomb);
+    if (rc != 0)
+        return rc;
+    b->dirty = 1;
+    index_encode_entry(h->seq, offset, h->size, tomb, ent);
+    rc = write_full(b->idx_fd, ent, sizeof(ent));
+    if (rc != 0)
+        idx_abandon(b, rc);
+    return rc;
+}
+
+int block_lookup(const struct block *b, uint32_t seq, uint64_t *offset, uint32_t *size)
+{
+    int deleted;
+    int rc = index_get(&b->ix, seq, offset, size, &deleted);
+    if (rc != 0)
+        return rc;
+    return deleted ? IMG_EDELETED : 0;
+}
+
+uint32_t block_file_count(const struct block *b)
+{
+    return b->ix.live;
+}

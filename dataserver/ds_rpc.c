@@ -1,0 +1,609 @@
+/* ds_rpc.c - the dataserver's native port: WRITE, READ, STAT, DELETE and
+ * REPL_APPEND (docs/protocol.md).
+ *
+ * A write on the primary: reserve seq and offset -> build the record ->
+ * append it locally (group commit) and send the same bytes to every secondary
+ * -> answer only when the local copy is durable and every secondary answered
+ * 0. Any failure fails the write and seals the block (DESIGN.md invariant 5).
+ * A delete is the same with a tombstone record. A read is one index lookup and
+ * one io_uring read of header and data, checked before it is sent.
+ *
+ * Every request is hostile until validated; a malformed one gets a specific
+ * error status and touches nothing on disk. */
+#include "dataserver/ds.h"
+
+#include "common/crc32c.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "dataserver/blockio.h"
+#include "proto/imgstore.pb-c.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+/* Per-connection state. Requests in flight hold a reference, so a reply can
+ * tell whether its connection is still open (c == NULL once closed). */
+struct rpc_sess {
+    struct ds *ds;
+    struct conn *c;
+    int refs;
+};
+
+/* One replicated append (a new file or a tombstone) in flight. */
+struct rpc_append {
+    struct rpc_sess *sess;
+    struct frame_header req;
+    struct block *b;
+    uint64_t block_id;
+    uint8_t *rec;
+    uint32_t rec_len;
+    uint64_t offset;
+    struct needle_header h;
+    int waiting;      /* local write + secondaries not yet answered */
+    int local_status; /* 0 once durable locally */
+    int repl_status;  /* first secondary failure */
+    int is_delete;
+};
+
+/* One read (READ, STAT) or the cookie check of a DELETE. */
+struct rpc_read {
+    struct rpc_sess *sess;
+    struct frame_header req;
+    uint64_t block_id;
+    uint32_t seq;
+    uint32_t cookie;
+    uint64_t offset;
+    uint32_t size;
+    int deleted;
+    uint8_t *buf;
+    size_t len;
+};
+
+static void sess_unref(struct rpc_sess *s)
+{
+    if (--s->refs == 0)
+        free(s);
+}
+
+static void reply(struct rpc_sess *s, const struct frame_header *req, int status,
+                  const ProtobufCMessage *msg, const void *body, uint32_t body_len,
+                  conn_free_fn body_free)
+{
+    if (!s->c || conn_is_closing(s->c)) {
+        if (body_free)
+            body_free((void *)body);
+        return;
+    }
+    conn_reply(s->c, req, status, msg, body, body_len, body_free);
+}
+
+static uint32_t random_cookie(void)
+{
+    static uint32_t pool[256];
+    static size_t left;
+    if (left == 0) {
+        if (getrandom(pool, sizeof(pool), 0) != (ssize_t)sizeof(pool)) {
+            /* getrandom cannot fail for small sizes once the pool is seeded;
+             * fall back to a time-seeded mix rather than a fixed value. */
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            uint32_t x = (uint32_t)ts.tv_nsec ^ (uint32_t)ts.tv_sec * 2654435761u;
+            for (size_t i = 0; i < 256; i++) {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                pool[i] = x;
+            }
+        }
+        left = 256;
+    }
+    return pool[--left];
+}
+
+static struct block *writable_primary_block(struct ds *ds, uint64_t id, int *err)
+{
+    struct block *b = store_get(ds->store, id);
+    if (!b) {
+        *err = IMG_ENOBLOCKHERE;
+        return NULL;
+    }
+    if (!b->primary) {
+        *err = IMG_ENOTPRIMARY;
+        return NULL;
+    }
+    return b;
+}
+
+/* ---- replicated append (primary side) ------------------------------------ */
+
+static void append_finish(struct rpc_append *a)
+{
+    struct ds *ds = a->sess->ds;
+    int status = a->local_status ? a->local_status : a->repl_status;
+    struct block *b = store_get(ds->store, a->block_id);
+    if (status != 0) {
+        if (b && !b->sealed) {
+            log_warn("block %llu sealed: %s of seq %u at offset %llu failed: %s",
+                     (unsigned long long)a->block_id, a->is_delete ? "delete" : "write",
+                     a->h.seq, (unsigned long long)a->offset, img_strerror(status));
+            block_seal(b);
+            b->dirty = 1;
+            ds_session_poke(ds);
+        }
+        reply(a->sess, &a->req, a->local_status ? a->local_status : IMG_EREPL, NULL, NULL, 0,
+              NULL);
+    } else if (a->is_delete) {
+        Imgstore__DeleteResp resp = IMGSTORE__DELETE_RESP__INIT;
+        ds->deletes++;
+        reply(a->sess, &a->req, 0, &resp.base, NULL, 0, NULL);
+    } else {
+        Imgstore__WriteResp resp = IMGSTORE__WRITE_RESP__INIT;
+        resp.block_id = a->block_id;
+        resp.seq = a->h.seq;
+        resp.cookie = a->h.cookie;
+        resp.crc32c = a->h.data_crc;
+        resp.created = a->h.ctime;
+        resp.offset = a->offset;
+        ds->writes++;
+        reply(a->sess, &a->req, 0, &resp.base, NULL, 0, NULL);
+    }
+    sess_unref(a->sess);
+    free(a->rec);
+    free(a);
+}
+
+static void append_local_done(int status, void *arg)
+{
+    struct rpc_append *a = arg;
+    a->local_status = status;
+    if (status == 0) {
+        struct block *b = store_get(a->sess->ds->store, a->block_id);
+        if (b) {
+            block_commit(b, a->offset, &a->h);
+            b->dirty = 1;
+        }
+    }
+    if (--a->waiting == 0)
+        append_finish(a);
+}
+
+static void append_repl_done(int status, void *arg)
+{
+    struct rpc_append *a = arg;
+    if (status != 0 && a->repl_status == 0)
+        a->repl_status = status;
+    if (--a->waiting == 0)
+        append_finish(a);
+}
+
+/* Starts the local append and the sends to every secondary of `a->b`. Takes
+ * ownership of `a` (it is finished and freed by the callbacks). */
+static void append_start(struct ds *ds, struct rpc_append *a)
+{
+    struct block *b = a->b;
+    a->waiting = 1;
+    for (int i = 0; i < b->nreplicas; i++)
+        if (strcmp(b->replicas[i].server_id, ds->store->server_id) != 0)
+            a->waiting++;
+    int pending_sends = a->waiting - 1;
+    int rc = blockio_append(ds->store->ring, b, a->rec, a->rec_len, a->offset, append_local_done,
+                            a);
+    if (rc != 0) {
+        a->local_status = rc;
+        a->waiting--;
+    }
+    for (int i = 0; i < b->nreplicas && pending_sends > 0; i++) {
+        if (strcmp(b->replicas[i].server_id, ds->store->server_id) == 0)
+            continue;
+        pending_sends--;
+        rc = ds_repl_send(ds, b->replicas[i].addr, a->block_id, a->offset, a->rec, a->rec_len,
+                          append_repl_done, a);
+        if (rc != 0) {
+            if (a->repl_status == 0)
+                a->repl_status = rc;
+            a->waiting--;
+        }
+    }
+    if (a->waiting == 0)
+        append_finish(a);
+}
+
+static void handle_write(struct rpc_sess *s, const struct frame *f)
+{
+    struct ds *ds = s->ds;
+    Imgstore__Write *m = imgstore__write__unpack(NULL, f->h.head_len, f->head);
+    if (!m) {
+        reply(s, &f->h, IMG_EPROTO, NULL, NULL, 0, NULL);
+        return;
+    }
+    uint64_t block_id = m->block_id;
+    uint32_t mime = m->mime;
+    imgstore__write__free_unpacked(m, NULL);
+
+    int err = 0;
+    struct block *b = writable_primary_block(ds, block_id, &err);
+    if (!b) {
+        reply(s, &f->h, err, NULL, NULL, 0, NULL);
+        return;
+    }
+    if (f->h.body_len > NEEDLE_MAX_DATA) {
+        reply(s, &f->h, IMG_ETOOBIG, NULL, NULL, 0, NULL);
+        return;
+    }
+    if (mime > 255)
+        mime = 0;
+    uint32_t rec_len = (uint32_t)needle_record_size(f->h.body_len);
+    uint64_t offset;
+    uint32_t seq;
+    int rc = block_reserve(b, rec_len, &offset, &seq);
+    if (rc != 0) {
+        if (rc == IMG_EFULL) {
+            b->dirty = 1;
+            ds_session_poke(ds);
+        }
+        reply(s, &f->h, rc, NULL, NULL, 0, NULL);
+        return;
+    }
+    struct rpc_append *a = calloc(1, sizeof(*a));
+    uint8_t *rec = a ? malloc(rec_len) : NULL;
+    if (!rec) {
+        free(a);
+        /* The reserved range stays a hole; seal so replicas cannot diverge. */
+        block_seal(b);
+        reply(s, &f->h, -ENOMEM, NULL, NULL, 0, NULL);
+        return;
+    }
+    a->sess = s;
+    s->refs++;
+    a->req = f->h;
+    a->b = b;
+    a->block_id = block_id;
+    a->rec = rec;
+    a->rec_len = rec_len;
+    a->offset = offset;
+    a->h.flags = 0;
+    a->h.mime = (uint8_t)mime;
+    a->h.seq = seq;
+    a->h.cookie = random_cookie();
+    a->h.ctime = (uint32_t)time(NULL);
+    needle_build(rec, &a->h, f->body, f->h.body_len);
+    append_start(ds, a);
+}
+
+/* ---- reads ------------------------------------------------------------------ */
+
+static void free_read_body(void *body)
+{
+    free((uint8_t *)body - NEEDLE_HEADER_SIZE);
+}
+
+static void read_free(struct rpc_read *r)
+{
+    sess_unref(r->sess);
+    free(r->buf);
+    free(r);
+}
+
+static void delete_checked(struct rpc_read *r);
+
+static void read_done(int status, void *arg)
+{
+    struct rpc_read *r = arg;
+    struct ds *ds = r->sess->ds;
+    unsigned type = r->req.type;
+    struct needle_header h;
+    if (status == 0) {
+        /* STAT, DELETE and reads of deleted files read only the header. */
+        if (type == FT_READ && !r->deleted)
+            status = needle_verify(r->buf, r->len, r->seq, r->cookie, &h);
+        else {
+            status = needle_decode_header(r->buf, &h);
+            if (status == 0 && (h.seq != r->seq || h.cookie != r->cookie))
+                status = IMG_ENOTFOUND;
+        }
+    }
+    if (status == IMG_EFORMAT)
+        status = IMG_ECORRUPT;
+    if (status == 0 && r->deleted)
+        status = IMG_EDELETED;
+    if (status == IMG_ECORRUPT)
+        log_warn("block %llu seq %u at offset %llu failed its check; needs repair",
+                 (unsigned long long)r->block_id, r->seq, (unsigned long long)r->offset);
+    if (type == FT_DELETE) {
+        if (status == 0) {
+            delete_checked(r);
+            return;
+        }
+        /* Deleting a deleted file succeeds: retries are safe. */
+        Imgstore__DeleteResp resp = IMGSTORE__DELETE_RESP__INIT;
+        if (status == IMG_EDELETED)
+            reply(r->sess, &r->req, 0, &resp.base, NULL, 0, NULL);
+        else
+            reply(r->sess, &r->req, status, NULL, NULL, 0, NULL);
+        read_free(r);
+        return;
+    }
+    if (status != 0) {
+        reply(r->sess, &r->req, status, NULL, NULL, 0, NULL);
+        read_free(r);
+        return;
+    }
+    struct block *b = store_get(ds->store, r->block_id);
+    Imgstore__ReadResp resp = IMGSTORE__READ_RESP__INIT;
+    resp.size = h.size;
+    resp.crc32c = h.data_crc;
+    resp.created = h.ctime;
+    resp.mime = h.mime;
+    resp.offset = r->offset;
+    resp.primary = b ? b->primary : 0;
+    if (type == FT_READ) {
+        ds->reads++;
+        uint8_t *buf = r->buf;
+        r->buf = NULL;
+        reply(r->sess, &r->req, 0, &resp.base, buf + NEEDLE_HEADER_SIZE, h.size,
+              free_read_body);
+    } else {
+        reply(r->sess, &r->req, 0, &resp.base, NULL, 0, NULL);
+    }
+    read_free(r);
+}
+
+/* Starts the read of file (block_id, seq) for READ/STAT/DELETE. READ reads
+ * header and data in one request; the others only the header. */
+static void handle_read(struct rpc_sess *s, const struct frame *f)
+{
+    struct ds *ds = s->ds;
+    uint64_t block_id;
+    uint32_t seq, cookie;
+    if (f->h.type == FT_DELETE) {
+        Imgstore__Delete *m = imgstore__delete__unpack(NULL, f->h.head_len, f->head);
+        if (!m) {
+            reply(s, &f->h, IMG_EPROTO, NULL, NULL, 0, NULL);
+            return;
+        }
+        block_id = m->block_id;
+        seq = m->seq;
+        cookie = m->cookie;
+        imgstore__delete__free_unpacked(m, NULL);
+    } else {
+        Imgstore__Read *m = imgstore__read__unpack(NULL, f->h.head_len, f->head);
+        if (!m) {
+            reply(s, &f->h, IMG_EPROTO, NULL, NULL, 0, NULL);
+            return;
+        }
+        block_id = m->block_id;
+        seq = m->seq;
+        cookie = m->cookie;
+        imgstore__read__free_unpacked(m, NULL);
+    }
+    struct block *b = store_get(ds->store, block_id);
+    if (!b) {
+        reply(s, &f->h, IMG_ENOBLOCKHERE, NULL, NULL, 0, NULL);
+        return;
+    }
+    if (f->h.type == FT_DELETE && !b->primary) {
+        reply(s, &f->h, IMG_ENOTPRIMARY, NULL, NULL, 0, NULL);
+        return;
+    }
+    uint64_t offset;
+    uint32_t size;
+    int deleted;
+    if (index_get(&b->ix, seq, &offset, &size, &deleted) != 0) {
+        reply(s, &f->h, IMG_ENOTFOUND, NULL, NULL, 0, NULL);
+        return;
+    }
+    struct rpc_read *r = calloc(1, sizeof(*r));
+    size_t len = NEEDLE_HEADER_SIZE + (f->h.type == FT_READ && !deleted ? size : 0);
+    uint8_t *buf = r ? malloc(len) : NULL;
+    if (!buf) {
+        free(r);
+        reply(s, &f->h, -ENOMEM, NULL, NULL, 0, NULL);
+        return;
+    }
+    r->sess = s;
+    s->refs++;
+    r->req = f->h;
+    r->block_id = block_id;
+    r->seq = seq;
+    r->cookie = cookie;
+    r->offset = offset;
+    r->size = size;
+    r->deleted = deleted;
+    r->buf = buf;
+    r->len = len;
+    int rc = blockio_read(ds->store->ring, b, buf, len, offset, read_done, r);
+    if (rc != 0) {
+        reply(s, &f->h, rc, NULL, NULL, 0, NULL);
+        read_free(r);
+    }
+}
+
+/* ---- deletes ---------------------------------------------------------------- */
+
+/* The cookie matched: append the tombstone on every replica. */
+static void delete_checked(struct rpc_read *r)
+{
+    struct ds *ds = r->sess->ds;
+    struct block *b = store_get(ds->store, r->block_id);
+    int rc = b ? 0 : IMG_ENOBLOCKHERE;
+    uint32_t rec_len = (uint32_t)needle_record_size(0);
+    uint64_t offset = 0;
+    if (rc == 0)
+        rc = block_reserve_tombstone(b, rec_len, &offset);
+    struct rpc_append *a = rc == 0 ? calloc(1, sizeof(*a)) : NULL;
+    uint8_t *rec = a ? malloc(rec_len) : NULL;
+    if (!rec) {
+        free(a);
+        if (rc == 0) {
+            block_seal(b);
+            rc = -ENOMEM;
+        }
+        reply(r->sess, &r->req, rc, NULL, NULL, 0, NULL);
+        read_free(r);
+        return;
+    }
+    a->sess = r->sess;
+    a->sess->refs++;
+    a->req = r->req;
+    a->b = b;
+    a->block_id = r->block_id;
+    a->rec = rec;
+    a->rec_len = rec_len;
+    a->offset = offset;
+    a->is_delete = 1;
+    a->h.flags = NEEDLE_FLAG_TOMBSTONE;
+    a->h.seq = r->seq;
+    a->h.cookie = r->cookie;
+    a->h.ctime = (uint32_t)time(NULL);
+    needle_build(rec, &a->h, NULL, 0);
+    read_free(r);
+    append_start(ds, a);
+}
+
+/* ---- replication (secondary side) -------------------------------------------- */
+
+struct rpc_repl {
+    struct rpc_sess *sess;
+    struct frame_header req;
+    uint64_t block_id;
+    uint64_t offset;
+    struct needle_header h;
+    uint8_t *rec;
+};
+
+static void repl_done(int status, void *arg)
+{
+    struct rpc_repl *p = arg;
+    struct ds *ds = p->sess->ds;
+    struct block *b = store_get(ds->store, p->block_id);
+    if (status == 0 && b) {
+        block_commit(b, p->offset, &p->h);
+        b->dirty = 1;
+    } else if (status != 0) {
+        log_warn("replicated append to block %llu at %llu failed: %s",
+                 (unsigned long long)p->block_id, (unsigned long long)p->offset,
+                 img_strerror(status));
+    }
+    Imgstore__ReplAppendResp resp = IMGSTORE__REPL_APPEND_RESP__INIT;
+    reply(p->sess, &p->req, status, status == 0 ? &resp.base : NULL, NULL, 0, NULL);
+    sess_unref(p->sess);
+    free(p->rec);
+    free(p);
+}
+
+static void handle_repl_append(struct rpc_sess *s, const struct frame *f)
+{
+    struct ds *ds = s->ds;
+    Imgstore__ReplAppend *m = imgstore__repl_append__unpack(NULL, f->h.head_len, f->head);
+    if (!m) {
+        reply(s, &f->h, IMG_EPROTO, NULL, NULL, 0, NULL);
+        return;
+    }
+    uint64_t block_id = m->block_id, offset = m->offset;
+    imgstore__repl_append__free_unpacked(m, NULL);
+
+    struct block *b = store_get(ds->store, block_id);
+    if (!b) {
+        reply(s, &f->h, IMG_ENOBLOCKHERE, NULL, NULL, 0, NULL);
+        return;
+    }
+    if (b->primary) {
+        /* Only the primary orders appends; another server claiming to is a
+         * configuration error we refuse rather than fork the replicas. */
+        reply(s, &f->h, IMG_EINVAL, NULL, NULL, 0, NULL);
+        return;
+    }
+    struct needle_header h;
+    if (f->h.body_len < NEEDLE_HEADER_SIZE || needle_decode_header(f->body, &h) != 0 ||
+        needle_record_size(h.size) != f->h.body_len || (offset % NEEDLE_ALIGN) != 0) {
+        reply(s, &f->h, IMG_EPROTO, NULL, NULL, 0, NULL);
+        return;
+    }
+    if (!(h.flags & NEEDLE_FLAG_TOMBSTONE) &&
+        crc32c(0, f->body + NEEDLE_HEADER_SIZE, h.size) != h.data_crc) {
+        reply(s, &f->h, IMG_ECORRUPT, NULL, NULL, 0, NULL);
+        return;
+    }
+    int rc = block_reserve_at(b, offset, f->h.body_len);
+    if (rc != 0) {
+        reply(s, &f->h, rc, NULL, NULL, 0, NULL);
+        return;
+    }
+    struct rpc_repl *p = calloc(1, sizeof(*p));
+    uint8_t *rec = p ? malloc(f->h.body_len) : NULL;
+    if (!rec) {
+        free(p);
+        block_seal(b);
+        reply(s, &f->h, -ENOMEM, NULL, NULL, 0, NULL);
+        return;
+    }
+    memcpy(rec, f->body, f->h.body_len);
+    p->sess = s;
+    s->refs++;
+    p->req = f->h;
+    p->block_id = block_id;
+    p->offset = offset;
+    p->h = h;
+    p->rec = rec;
+    rc = blockio_append(ds->store->ring, b, rec, f->h.body_len, offset, repl_done, p);
+    if (rc != 0)
+        repl_done(rc, p);
+}
+
+/* ---- connections -------------------------------------------------------------- */
+
+static void on_frame(struct conn *c, const struct frame *f, void *ctx)
+{
+    struct rpc_sess *s = ctx;
+    if (s->ds->stopping)
+        return;
+    switch (f->h.type) {
+    case FT_WRITE:
+        handle_write(s, f);
+        break;
+    case FT_READ:
+    case FT_STAT:
+    case FT_DELETE:
+        handle_read(s, f);
+        break;
+    case FT_REPL_APPEND:
+        handle_repl_append(s, f);
+        break;
+    default:
+        reply(s, &f->h, IMG_EBADTYPE, NULL, NULL, 0, NULL);
+        break;
+    }
+}
+
+static void on_close(struct conn *c, void *ctx)
+{
+    struct rpc_sess *s = ctx;
+    s->c = NULL;
+    sess_unref(s);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    struct ds *ds = server->data;
+    if (status < 0) {
+        log_warn("accept: %s", uv_strerror(status));
+        return;
+    }
+    struct rpc_sess *s = calloc(1, sizeof(*s));
+    if (!s)
+        return;
+    s->ds = ds;
+    s->refs = 1;
+    s->c = conn_accept(server, on_frame, on_close, s);
+    if (!s->c)
+        free(s);
+}
+
+int ds_rpc_start(struct ds *ds)
+{
+    int rc = conn_listen(ds->loop, &ds->listen_tcp, ds->listen_addr, on_connection);
+    ds->listen_tcp.data = ds;
+    return rc;
+}

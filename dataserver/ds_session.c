@@ -1,0 +1,283 @@
+/* ds_session.c - the dataserver's session with the nameserver.
+ *
+ * One connection, opened at start and reopened with growing back-off when it
+ * drops. The first heartbeat on a connection is a full block report; later
+ * ones, every DS_HEARTBEAT_MS, carry only the blocks that changed. The
+ * nameserver sends CREATE_BLOCK on the same connection. */
+#include "dataserver/ds.h"
+
+#include "common/err.h"
+#include "common/log.h"
+#include "proto/fname.h"
+#include "proto/imgstore.pb-c.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void session_connect(struct ds *ds);
+
+/* ---- CREATE_BLOCK ----------------------------------------------------------- */
+
+static int valid_replica(const Imgstore__Replica *r)
+{
+    struct sockaddr_storage ss;
+    return r && r->server_id && r->addr && r->http_addr && r->server_id[0] &&
+           strlen(r->server_id) < sizeof(((struct block_replica *)0)->server_id) &&
+           strlen(r->addr) < DS_ADDR_MAX && strlen(r->http_addr) < DS_ADDR_MAX &&
+           conn_parse_addr(r->addr, &ss) == 0;
+}
+
+static int create_block(struct ds *ds, const Imgstore__CreateBlock *m)
+{
+    if (m->block_id == 0 || m->block_id > FNAME_MAX_BLOCK_ID)
+        return IMG_EINVAL;
+    if (m->block_size < BLOCK_MIN_SIZE || m->block_size > BLOCK_MAX_SIZE)
+        return IMG_EINVAL;
+    if (m->n_replicas < 1 || m->n_replicas > BLOCK_MAX_REPLICAS)
+        return IMG_EINVAL;
+    struct block_replica reps[BLOCK_MAX_REPLICAS];
+    memset(reps, 0, sizeof(reps));
+    int me = -1;
+    for (size_t i = 0; i < m->n_replicas; i++) {
+        if (!valid_replica(m->replicas[i]))
+            return IMG_EINVAL;
+        snprintf(reps[i].server_id, sizeof(reps[i].server_id), "%s", m->replicas[i]->server_id);
+        snprintf(reps[i].addr, sizeof(reps[i].addr), "%s", m->replicas[i]->addr);
+        snprintf(reps[i].http_addr, sizeof(reps[i].http_addr), "%s", m->replicas[i]->http_addr);
+        if (strcmp(reps[i].server_id, ds->store->server_id) == 0)
+            me = (int)i;
+    }
+    /* We must be a replica, and the primary exactly when listed first. */
+    if (me < 0 || (m->primary != 0) != (me == 0))
+        return IMG_EINVAL;
+    struct block *b = store_get(ds->store, m->block_id);
+    if (b)
+        return b->max_size == m->block_size && b->primary == (int)m->primary ? 0 : IMG_EEXIST;
+    int rc = store_create_block(ds->store, m->block_id, m->block_size, m->primary, reps,
+                                (int)m->n_replicas, &b);
+    if (rc != 0) {
+        log_error("create block %llu: %s", (unsigned long long)m->block_id, img_strerror(rc));
+        return rc;
+    }
+    b->dirty = 1;
+    log_info("created block %llu (%s, %zu replicas, max %llu bytes)",
+             (unsigned long long)m->block_id, m->primary ? "primary" : "secondary",
+             m->n_replicas, (unsigned long long)m->block_size);
+    return 0;
+}
+
+static void session_frame(struct conn *c, const struct frame *f, void *ctx)
+{
+    struct ds *ds = ctx;
+    if (f->h.type != FT_CREATE_BLOCK) {
+        conn_reply(c, &f->h, IMG_EBADTYPE, NULL, NULL, 0, NULL);
+        return;
+    }
+    Imgstore__CreateBlock *m = imgstore__create_block__unpack(NULL, f->h.head_len, f->head);
+    if (!m) {
+        conn_reply(c, &f->h, IMG_EPROTO, NULL, NULL, 0, NULL);
+        return;
+    }
+    int rc = create_block(ds, m);
+    imgstore__create_block__free_unpacked(m, NULL);
+    Imgstore__CreateBlockResp resp = IMGSTORE__CREATE_BLOCK_RESP__INIT;
+    conn_reply(c, &f->h, rc, rc == 0 ? &resp.base : NULL, NULL, 0, NULL);
+    if (rc == 0)
+        ds_session_poke(ds);
+}
+
+/* ---- heartbeats ---------------------------------------------------------------- */
+
+struct report {
+    Imgstore__BlockInfo *infos;
+    Imgstore__BlockInfo **ptrs;
+    char **replica_ids; /* BLOCK_MAX_REPLICAS per block, pointing into blocks */
+    size_t n, cap;
+    int full;
+};
+
+static void report_add(struct block *b, void *arg)
+{
+    struct report *r = arg;
+    if (!r->full && !b->dirty)
+        return;
+    if (r->n == r->cap)
+        return;
+    Imgstore__BlockInfo *bi = &r->infos[r->n];
+    imgstore__block_info__init(bi);
+    bi->block_id = b->id;
+    bi->size = b->durable_tail;
+    bi->file_count = block_file_count(b);
+    bi->deleted_bytes = b->deleted_bytes;
+    bi->sealed = b->sealed;
+    bi->primary = b->primary;
+    bi->corrupt = b->corrupt;
+    char **ids = &r->replica_ids[r->n * BLOCK_MAX_REPLICAS];
+    for (int i = 0; i < b->nreplicas; i++)
+        ids[i] = b->replicas[i].server_id;
+    bi->n_replicas = (size_t)b->nreplicas;
+    bi->replicas = ids;
+    r->ptrs[r->n] = bi;
+    r->n++;
+    b->dirty = 0;
+}
+
+static void count_block(struct block *b, void *arg)
+{
+    (void)b;
+    (*(size_t *)arg)++;
+}
+
+static void heartbeat_reply(int status, const struct frame *f, void *arg)
+{
+    struct ds *ds = arg;
+    ds->hb_in_flight = 0;
+    if (status != 0 || !f)
+        return;
+    if (f->h.status != 0) {
+        log_warn("nameserver refused heartbeat: %s", img_strerror(f->h.status));
+        ds->need_full_report = 1;
+        return;
+    }
+    Imgstore__HeartbeatResp *m = imgstore__heartbeat_resp__unpack(NULL, f->h.head_len, f->head);
+    if (!m) {
+        log_warn("malformed heartbeat response from nameserver");
+        return;
+    }
+    if (ds->ns_safe_mode != (int)m->safe_mode)
+        log_info("nameserver safe mode %s", m->safe_mode ? "on" : "off");
+    ds->ns_safe_mode = m->safe_mode;
+    ds->reconnect_ms = DS_RECONNECT_MIN_MS; /* the session works: reset the back-off */
+    ds->ns_block_size = m->block_size;
+    imgstore__heartbeat_resp__free_unpacked(m, NULL);
+}
+
+static void send_heartbeat(struct ds *ds)
+{
+    if (!ds->ns_conn || conn_is_closing(ds->ns_conn) || ds->hb_in_flight)
+        return;
+    store_refresh(ds->store);
+    size_t nblocks = 0;
+    store_foreach(ds->store, count_block, &nblocks);
+
+    struct report r = {.full = ds->need_full_report, .cap = nblocks};
+    r.infos = calloc(nblocks + 1, sizeof(*r.infos));
+    r.ptrs = calloc(nblocks + 1, sizeof(*r.ptrs));
+    r.replica_ids = calloc((nblocks + 1) * BLOCK_MAX_REPLICAS, sizeof(char *));
+    Imgstore__Disk *disks = calloc((size_t)ds->store->ndisks, sizeof(*disks));
+    Imgstore__Disk **dptrs = calloc((size_t)ds->store->ndisks, sizeof(*dptrs));
+    if (!r.infos || !r.ptrs || !r.replica_ids || !disks || !dptrs)
+        goto out;
+    store_foreach(ds->store, report_add, &r);
+
+    for (int i = 0; i < ds->store->ndisks; i++) {
+        struct store_disk *d = &ds->store->disks[i];
+        imgstore__disk__init(&disks[i]);
+        disks[i].path = d->path;
+        disks[i].capacity = d->capacity;
+        disks[i].free = d->free;
+        disks[i].used = d->used;
+        disks[i].failed = d->failed;
+        dptrs[i] = &disks[i];
+    }
+    Imgstore__Heartbeat hb = IMGSTORE__HEARTBEAT__INIT;
+    hb.server_id = ds->store->server_id;
+    hb.addr = ds->listen_addr;
+    hb.http_addr = ds->http_addr;
+    hb.n_disks = (size_t)ds->store->ndisks;
+    hb.disks = dptrs;
+    hb.full_report = r.full;
+    hb.n_blocks = r.n;
+    hb.blocks = r.ptrs;
+    hb.reads = ds->reads;
+    hb.writes = ds->writes;
+    if (conn_request(ds->ns_conn, FT_HEARTBEAT, &hb.base, NULL, 0, NULL, DS_NS_TIMEOUT_MS,
+                     heartbeat_reply, ds) == 0) {
+        ds->hb_in_flight = 1;
+        if (r.full)
+            log_info("sent full block report (%zu blocks) to %s", r.n, ds->ns_addr);
+        ds->need_full_report = 0;
+    } else {
+        /* Nothing was sent: report everything again on the next try. */
+        ds->need_full_report = 1;
+    }
+out:
+    free(r.infos);
+    free(r.ptrs);
+    free(r.replica_ids);
+    free(disks);
+    free(dptrs);
+}
+
+static void hb_tick(uv_timer_t *t)
+{
+    struct ds *ds = t->data;
+    ds->hb_soon = 0;
+    send_heartbeat(ds);
+}
+
+void ds_session_poke(struct ds *ds)
+{
+    if (ds->hb_soon || ds->stopping)
+        return;
+    ds->hb_soon = 1;
+    /* Coalesce bursts of changes into one heartbeat shortly after. */
+    uv_timer_start(&ds->hb_timer, hb_tick, 20, DS_HEARTBEAT_MS);
+}
+
+/* ---- connection ---------------------------------------------------------------- */
+
+static void reconnect_tick(uv_timer_t *t)
+{
+    session_connect(t->data);
+}
+
+static void session_closed(struct conn *c, void *ctx)
+{
+    struct ds *ds = ctx;
+    if (ds->ns_conn == c)
+        ds->ns_conn = NULL;
+    ds->hb_in_flight = 0;
+    if (ds->stopping)
+        return;
+    log_warn("lost nameserver session %s; reconnecting in %d ms", ds->ns_addr, ds->reconnect_ms);
+    uv_timer_start(&ds->reconnect_timer, reconnect_tick, (uint64_t)ds->reconnect_ms, 0);
+    ds->reconnect_ms *= 2;
+    if (ds->reconnect_ms > DS_RECONNECT_MAX_MS)
+        ds->reconnect_ms = DS_RECONNECT_MAX_MS;
+}
+
+static void session_connect(struct ds *ds)
+{
+    if (ds->stopping)
+        return;
+    ds->ns_conn = conn_connect(ds->loop, ds->ns_addr, session_frame, session_closed, ds);
+    if (!ds->ns_conn) {
+        log_error("bad nameserver address %s", ds->ns_addr);
+        return;
+    }
+    ds->need_full_report = 1;
+    send_heartbeat(ds);
+}
+
+int ds_session_start(struct ds *ds)
+{
+    uv_timer_init(ds->loop, &ds->hb_timer);
+    uv_timer_init(ds->loop, &ds->reconnect_timer);
+    ds->hb_timer.data = ds;
+    ds->reconnect_timer.data = ds;
+    ds->reconnect_ms = DS_RECONNECT_MIN_MS;
+    uv_timer_start(&ds->hb_timer, hb_tick, DS_HEARTBEAT_MS, DS_HEARTBEAT_MS);
+    session_connect(ds);
+    return 0;
+}
+
+void ds_session_stop(struct ds *ds)
+{
+    uv_timer_stop(&ds->hb_timer);
+    uv_timer_stop(&ds->reconnect_timer);
+    uv_close((uv_handle_t *)&ds->hb_timer, NULL);
+    uv_close((uv_handle_t *)&ds->reconnect_timer, NULL);
+    if (ds->ns_conn)
+        conn_close(ds->ns_conn);
+}

@@ -1,0 +1,156 @@
+/* main.c - the dataserver process: command line, start-up and shut-down.
+ *
+ *   dataserver --ns HOST:PORT --listen HOST:PORT --http HOST:PORT --data DIR[,DIR...]
+ *
+ * Start-up order: open and recover the data folders (locks, server id, every
+ * block) before listening, so a request never sees a half-loaded store; then
+ * the native port, the HTTP port and the nameserver session. SIGTERM/SIGINT
+ * stop the loop; nothing acknowledged is ever pending at that point because
+ * acknowledgements follow fdatasync. */
+#include "dataserver/ds.h"
+
+#include "common/err.h"
+#include "common/log.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: dataserver --ns HOST:PORT --listen HOST:PORT --http HOST:PORT "
+                 "--data DIR[,DIR...]\n");
+}
+
+static int copy_addr(char *dst, const char *src, const char *what)
+{
+    struct sockaddr_storage ss;
+    if (strlen(src) >= DS_ADDR_MAX || conn_parse_addr(src, &ss) != 0) {
+        fprintf(stderr, "dataserver: bad %s address '%s' (want HOST:PORT)\n", what, src);
+        return -1;
+    }
+    strcpy(dst, src);
+    return 0;
+}
+
+static int split_dirs(char *arg, char **dirs, int max)
+{
+    int n = 0;
+    for (char *save = NULL, *tok = strtok_r(arg, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        if (n == max)
+            return -1;
+        dirs[n++] = tok;
+    }
+    return n;
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct ds *ds = h->data;
+    log_info("signal %d: stopping", signum);
+    ds->stopping = 1;
+    uv_stop(ds->loop);
+}
+
+int main(int argc, char **argv)
+{
+    static struct option opts[] = {{"ns", required_argument, NULL, 'n'},
+                                   {"listen", required_argument, NULL, 'l'},
+                                   {"http", required_argument, NULL, 'H'},
+                                   {"data", required_argument, NULL, 'd'},
+                                   {"help", no_argument, NULL, 'h'},
+                                   {NULL, 0, NULL, 0}};
+    static struct ds ds;
+    char *data = NULL;
+    int have_ns = 0, have_listen = 0, have_http = 0;
+    int c;
+    log_set_component("ds");
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'n':
+            if (copy_addr(ds.ns_addr, optarg, "--ns") != 0)
+                return 2;
+            have_ns = 1;
+            break;
+        case 'l':
+            if (copy_addr(ds.listen_addr, optarg, "--listen") != 0)
+                return 2;
+            have_listen = 1;
+            break;
+        case 'H':
+            if (copy_addr(ds.http_addr, optarg, "--http") != 0)
+                return 2;
+            have_http = 1;
+            break;
+        case 'd':
+            data = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc || !have_ns || !have_listen || !have_http || !data) {
+        usage(stderr);
+        return 2;
+    }
+    char *dirs[STORE_MAX_DISKS];
+    int ndirs = split_dirs(data, dirs, STORE_MAX_DISKS);
+    if (ndirs <= 0) {
+        fprintf(stderr, "dataserver: --data needs 1 to %d folders\n", STORE_MAX_DISKS);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+
+    ds.loop = uv_default_loop();
+    int rc = store_open(ds.loop, dirs, ndirs, &ds.store);
+    if (rc != 0) {
+        fprintf(stderr, "dataserver: cannot open data folders: %s\n", img_strerror(rc));
+        log_error("cannot open data folders: %s", img_strerror(rc));
+        return 1;
+    }
+    log_info("server %s: %d data folder(s), %u blocks loaded", ds.store->server_id,
+             ds.store->ndisks, ds.store->nblocks);
+    rc = ds_rpc_start(&ds);
+    if (rc != 0) {
+        log_error("cannot listen on %s: %s", ds.listen_addr, uv_strerror(rc));
+        store_close(ds.store);
+        return 1;
+    }
+    rc = ds_http_start(&ds);
+    if (rc != 0) {
+        log_error("cannot listen on %s (http): %s", ds.http_addr, uv_strerror(rc));
+        store_close(ds.store);
+        return 1;
+    }
+    ds_session_start(&ds);
+    log_info("serving native %s, http %s, nameserver %s", ds.listen_addr, ds.http_addr,
+             ds.ns_addr);
+
+    uv_signal_t sigterm, sigint;
+    uv_signal_init(ds.loop, &sigterm);
+    uv_signal_init(ds.loop, &sigint);
+    sigterm.data = sigint.data = &ds;
+    uv_signal_start(&sigterm, on_signal, SIGTERM);
+    uv_signal_start(&sigint, on_signal, SIGINT);
+
+    uv_run(ds.loop, UV_RUN_DEFAULT);
+
+    /* Shut down: stop taking work, let in-flight disk I/O finish, close. */
+    ds_session_stop(&ds);
+    ds_repl_close_all(&ds);
+    ds_http_stop(&ds);
+    uv_close((uv_handle_t *)&ds.listen_tcp, NULL);
+    uv_close((uv_handle_t *)&sigterm, NULL);
+    uv_close((uv_handle_t *)&sigint, NULL);
+    uv_run(ds.loop, UV_RUN_NOWAIT);
+    store_close(ds.store);
+    log_info("stopped");
+    return 0;
+}

@@ -1,0 +1,124 @@
+/* needle.c - encoding, decoding and checking of block records (needles).
+ *
+ * A needle is the unit of storage inside a block file: a fixed 24-byte
+ * little-endian header (layout in needle.h and docs/storage.md), the file's
+ * bytes, and zero padding to NEEDLE_ALIGN. This module is pure: it never does
+ * I/O, never allocates, and treats every byte handed to it as hostile (a
+ * record read from disk may be anything). */
+#include "dataserver/needle.h"
+
+#include "common/crc32c.h"
+#include "common/err.h"
+
+#include <string.h>
+
+/* Field offsets inside the header; the table in needle.h draws them. */
+#define NH_OFF_MAGIC 0
+#define NH_OFF_FLAGS 2
+#define NH_OFF_MIME 3
+#define NH_OFF_SEQ 4
+#define NH_OFF_COOKIE 8
+#define NH_OFF_SIZE 12
+#define NH_OFF_CTIME 16
+#define NH_OFF_CRC 20
+#define NH_FIELD32 4
+
+_Static_assert(NH_OFF_CRC + NH_FIELD32 == NEEDLE_HEADER_SIZE,
+               "needle header fields must fill NEEDLE_HEADER_SIZE exactly");
+_Static_assert(NEEDLE_HEADER_SIZE % NEEDLE_ALIGN == 0,
+               "data must start aligned so that padding only follows it");
+_Static_assert((NEEDLE_ALIGN & (NEEDLE_ALIGN - 1)) == 0, "NEEDLE_ALIGN is a power of two");
+
+static void put16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint16_t get16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+size_t needle_record_size(uint32_t data_len)
+{
+    uint64_t n = (uint64_t)NEEDLE_HEADER_SIZE + data_len;
+    return (size_t)((n + NEEDLE_ALIGN - 1) & ~(uint64_t)(NEEDLE_ALIGN - 1));
+}
+
+void needle_encode_header(const struct needle_header *h, uint8_t *out)
+{
+    put16(out + NH_OFF_MAGIC, NEEDLE_MAGIC);
+    out[NH_OFF_FLAGS] = h->flags;
+    out[NH_OFF_MIME] = h->mime;
+    put32(out + NH_OFF_SEQ, h->seq);
+    put32(out + NH_OFF_COOKIE, h->cookie);
+    put32(out + NH_OFF_SIZE, h->size);
+    put32(out + NH_OFF_CTIME, h->ctime);
+    put32(out + NH_OFF_CRC, h->data_crc);
+}
+
+int needle_decode_header(const uint8_t *in, struct needle_header *h)
+{
+    struct needle_header t;
+    if (get16(in + NH_OFF_MAGIC) != NEEDLE_MAGIC)
+        return IMG_EFORMAT;
+    t.flags = in[NH_OFF_FLAGS];
+    t.mime = in[NH_OFF_MIME];
+    t.seq = get32(in + NH_OFF_SEQ);
+    t.cookie = get32(in + NH_OFF_COOKIE);
+    t.size = get32(in + NH_OFF_SIZE);
+    t.ctime = get32(in + NH_OFF_CTIME);
+    t.data_crc = get32(in + NH_OFF_CRC);
+    if (t.flags & ~NEEDLE_FLAGS_KNOWN)
+        return IMG_EFORMAT;
+    if (t.seq == 0 || t.size > NEEDLE_MAX_DATA)
+        return IMG_EFORMAT;
+    if ((t.flags & NEEDLE_FLAG_TOMBSTONE) && t.size != 0)
+        return IMG_EFORMAT;
+    *h = t;
+    return 0;
+}
+
+void needle_build(uint8_t *out, struct needle_header *h, const void *data, uint32_t len)
+{
+    size_t total = needle_record_size(len);
+    h->size = len;
+    h->data_crc = crc32c(0, data, len);
+    needle_encode_header(h, out);
+    if (len > 0)
+        memcpy(out + NEEDLE_HEADER_SIZE, data, len);
+    memset(out + NEEDLE_HEADER_SIZE + len, 0, total - NEEDLE_HEADER_SIZE - len);
+}
+
+int needle_verify(const uint8_t *rec, size_t len, uint32_t seq, uint32_t cookie,
+                  struct needle_header *h)
+{
+    struct needle_header t;
+    if (len < NEEDLE_HEADER_SIZE)
+        return IMG_ECORRUPT;
+    int rc = needle_decode_header(rec, &t);
+    if (rc != 0)
+        return rc;
+    /* A tombstone where a file should be means the offset no longer holds
+     * that file; to a reader that is the same as a missing file. */
+    if (t.seq != seq || t.cookie != cookie || (t.flags & NEEDLE_FLAG_TOMBSTONE))
+        return IMG_ENOTFOUND;
+    if (len - NEEDLE_HEADER_SIZE < t.size)
+        return IMG_ECORRUPT;
+    if (crc32c(0, rec + NEEDLE_HEADER_SIZE, t.size) != t.data_crc)
+        return IMG_ECORRUPT;
+    *h = t;
+    return 0;
+}

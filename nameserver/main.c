@@ -1,0 +1,142 @@
+/* main.c - the nameserver process: parses the command line, runs the loop,
+ * and exits 0 after SIGINT/SIGTERM. Everything else lives in the ns_*
+ * modules (nameserver/ns.h) so unit tests can reach it.
+ *
+ * Exit codes: 0 clean stop, 1 start-up failure (folder locked, corrupt
+ * metadata, cannot listen), 2 bad arguments. */
+#include "nameserver/ns.h"
+
+#include "common/conn.h"
+#include "common/err.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EXIT_BAD_ARGS 2
+#define MAX_TIMEOUT_MS (24ull * 3600 * 1000)
+
+/* Prints the usage line (for --help). */
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: nameserver --listen HOST:PORT --data DIR [--replicas N] "
+               "[--block-size BYTES] [--heartbeat-timeout-ms MS] [--safe-mode-timeout-ms MS]\n");
+}
+
+/* Prints one "nameserver: ..." line on stderr and returns -1. */
+static int bad_arg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int bad_arg(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "nameserver: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, " (see --help)\n");
+    va_end(ap);
+    return -1;
+}
+
+/* Parses a decimal number within [lo, hi]. */
+static int parse_num(const char *opt, const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (!s || !*s || *s == '-' || *s == '+')
+        return bad_arg("%s: '%s' is not a number", opt, s ? s : "");
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end)
+        return bad_arg("%s: '%s' is not a number", opt, s);
+    if (v < lo || v > hi)
+        return bad_arg("%s: '%s' out of range %llu..%llu", opt, s, (unsigned long long)lo,
+                       (unsigned long long)hi);
+    *out = v;
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, struct ns_config *cfg)
+{
+    enum { O_LISTEN = 1, O_DATA, O_REPLICAS, O_BSIZE, O_HBTO, O_SAFETO, O_HELP };
+    static const struct option opts[] = {
+        {"listen", required_argument, NULL, O_LISTEN},
+        {"data", required_argument, NULL, O_DATA},
+        {"replicas", required_argument, NULL, O_REPLICAS},
+        {"block-size", required_argument, NULL, O_BSIZE},
+        {"heartbeat-timeout-ms", required_argument, NULL, O_HBTO},
+        {"safe-mode-timeout-ms", required_argument, NULL, O_SAFETO},
+        {"help", no_argument, NULL, O_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    uint64_t v;
+    int o;
+    opterr = 0;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (o) {
+        case O_LISTEN: cfg->listen = optarg; break;
+        case O_DATA: cfg->data_dir = optarg; break;
+        case O_REPLICAS:
+            if (parse_num("--replicas", optarg, NS_MIN_REPLICAS, NS_MAX_REPLICAS, &v))
+                return -1;
+            cfg->replicas = (uint32_t)v;
+            break;
+        case O_BSIZE:
+            if (parse_num("--block-size", optarg, NS_MIN_BLOCK_SIZE, NS_MAX_BLOCK_SIZE, &v))
+                return -1;
+            cfg->block_size = v;
+            break;
+        case O_HBTO:
+            if (parse_num("--heartbeat-timeout-ms", optarg, 1, MAX_TIMEOUT_MS, &cfg->hb_timeout_ms))
+                return -1;
+            break;
+        case O_SAFETO:
+            if (parse_num("--safe-mode-timeout-ms", optarg, 0, MAX_TIMEOUT_MS, &cfg->safe_mode_ms))
+                return -1;
+            break;
+        case O_HELP: usage(stdout); exit(0);
+        default:
+            return bad_arg("unknown option or missing value: %s", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return bad_arg("unexpected argument: %s", argv[optind]);
+    struct sockaddr_storage ss;
+    if (!cfg->listen || conn_parse_addr(cfg->listen, &ss) != 0)
+        return bad_arg("--listen HOST:PORT is required (an IP address and a port)");
+    if (!cfg->data_dir || !*cfg->data_dir)
+        return bad_arg("--data DIR is required");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    log_set_component("ns");
+    struct ns_config cfg = {.hb_timeout_ms = NS_DEFAULT_HB_TIMEOUT_MS,
+                            .safe_mode_ms = NS_DEFAULT_SAFE_MODE_MS};
+    if (parse_args(argc, argv, &cfg) != 0)
+        return EXIT_BAD_ARGS; /* the one error line is already printed */
+    signal(SIGPIPE, SIG_IGN);
+    uv_loop_t loop;
+    int rc = uv_loop_init(&loop);
+    if (rc) {
+        log_error("cannot start the event loop: %s", uv_strerror(rc));
+        return 1;
+    }
+    static struct ns ns;
+    int status = 0;
+    if (ns_init(&ns, &cfg, uv_now(&loop)) != 0) {
+        status = 1;
+    } else if (ns_start(&ns, &loop) != 0) {
+        ns_stop(&ns);
+        status = 1;
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (status == 0)
+        log_info("stopped");
+    ns_free(&ns);
+    uv_loop_close(&loop);
+    return status;
+}

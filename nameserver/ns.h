@@ -1,0 +1,321 @@
+/* ns.h - the nameserver's shared state and its modules' contracts.
+ *
+ * The nameserver knows blocks, never files (docs/nameserver.md). Its state is
+ * one struct ns: the persisted metadata (ns_meta.c), the registry of
+ * dataservers (ns_registry.c), the soft block map rebuilt from block reports
+ * (ns_blocks.c), the writable-block pool and its planner (ns_pool.c), and the
+ * frame handlers and timers that drive them on a libuv loop (ns_rpc.c).
+ *
+ * Everything here runs on the loop's thread. Every module except ns_rpc.c
+ * works without sockets, so unit tests call it as plain functions: pass
+ * now_ms explicitly and leave ns->loop NULL.
+ *
+ * Error convention: int return, 0 on success, a negative errno or an IMG_E*
+ * code of common/err.h on failure. */
+#ifndef IMG_NS_H
+#define IMG_NS_H
+
+#include "proto/imgstore.pb-c.h"
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct conn;
+struct ns;
+
+/* ---- limits and defaults ------------------------------------------------ */
+
+#define NS_DEFAULT_REPLICAS 2
+#define NS_MIN_REPLICAS 1
+#define NS_MAX_REPLICAS 3
+#define NS_MIB (1024ull * 1024)
+#define NS_DEFAULT_BLOCK_SIZE (64 * NS_MIB)
+#define NS_MIN_BLOCK_SIZE NS_MIB
+#define NS_MAX_BLOCK_SIZE (32ull * 1024 * NS_MIB)
+#define NS_DEFAULT_HB_TIMEOUT_MS 5000
+#define NS_DEFAULT_SAFE_MODE_MS 30000
+
+#define NS_MAX_BLOCK_ID ((1ull << 48) - 1) /* block ids are 1 .. 2^48-1 */
+#define NS_ID_RESERVE_BATCH 1024           /* ids reserved per fsync'd meta write */
+
+#define NS_SERVER_ID_MAX 64  /* server ids: 1..64 chars of [A-Za-z0-9_-] */
+#define NS_ADDR_MAX 128      /* "HOST:PORT" including the NUL */
+#define NS_MAX_SERVERS 4096  /* registry size; server refs in blocks are uint16_t */
+#define NS_MAX_DISKS 256     /* disks accepted in one heartbeat */
+
+/* Replica slots kept per block. More than NS_MAX_REPLICAS so that a block
+ * being copied (future re-replication) still fits; a reporter beyond this is
+ * ignored with a warning. */
+#define NS_BLOCK_SLOTS 4
+#define NS_NO_PRIMARY 0xffu
+
+#define NS_HEARTBEAT_MS 1000        /* interval told to dataservers */
+#define NS_TICK_MS 200              /* planner / liveness timer */
+#define NS_CREATE_TIMEOUT_MS 5000   /* CREATE_BLOCK answer deadline */
+#define NS_MAX_CREATES_INFLIGHT 2   /* block creations in flight at once */
+#define NS_POOL_MIN_TARGET 2        /* writable blocks kept: max(this, up servers) */
+#define NS_WRITABLE_MARGIN NS_MIB   /* a block this close to full is not handed out */
+#define NS_ALLOC_MAX 8              /* writable blocks per ALLOC_WRITE answer */
+#define NS_ALLOC_EXCLUDE_MAX 1024   /* exclude entries considered per ALLOC_WRITE */
+#define NS_LOOKUP_MAX 1024          /* block ids per LOOKUP */
+
+/* ---- persisted metadata (ns_meta.c) -------------------------------------- */
+
+#define NS_META_FILE "ns.meta"
+#define NS_META_MAX_BYTES (1u << 20)
+#define NS_CLUSTER_ID_HEX 32 /* 128 random bits */
+
+struct ns_meta {
+    char path[PATH_MAX];                  /* DIR/ns.meta */
+    char cluster_id[NS_CLUSTER_ID_HEX + 1];
+    uint64_t block_id_reserved;           /* every id below this may have been used */
+    uint64_t next_id;                     /* next id handed out (memory only) */
+    uint32_t replicas;
+    uint64_t block_size;
+    char **known;                         /* server ids ever registered (owned) */
+    size_t nknown;
+};
+
+/* Parses the text of a meta file into *m (known ids malloc'd into m). Does
+ * not touch m->path or m->next_id. Returns 0, or IMG_EFORMAT when anything is
+ * missing, duplicated, unknown or out of range (then *m holds nothing to
+ * free beyond what ns_meta_free releases). */
+int ns_meta_parse(const char *text, size_t len, struct ns_meta *m);
+
+/* Loads DIR/ns.meta or creates it on first start (new random cluster id).
+ * replicas / block_size of 0 mean "keep the persisted value" (or the default
+ * on first start); non-zero values override and are persisted. next_id is
+ * set to the persisted reserve, so ids handed out before a crash are never
+ * reused. Returns 0, IMG_EFORMAT for a corrupt file (never reset), or a
+ * negative errno. On failure *m needs no ns_meta_free. */
+int ns_meta_open(struct ns_meta *m, const char *dir, uint32_t replicas, uint64_t block_size);
+
+/* Writes *m to its path with fs_write_atomic. Returns 0 or a negative errno. */
+int ns_meta_save(const struct ns_meta *m);
+
+/* Hands out the next block id into *id. Before next_id reaches the persisted
+ * reserve, a new reserve (next_id + NS_ID_RESERVE_BATCH) is persisted first.
+ * Returns 0, -ENOSPC when ids are exhausted, or the save error (then no id is
+ * handed out and the state is unchanged). */
+int ns_meta_alloc_id(struct ns_meta *m, uint64_t *id);
+
+/* Records that `id` exists (seen in a block report): next_id moves past it
+ * and the reserve is persisted when needed. Returns 0 or the save error. */
+int ns_meta_observe_id(struct ns_meta *m, uint64_t id);
+
+/* Returns non-zero when server `id` is in the known list. */
+int ns_meta_is_known(const struct ns_meta *m, const char *id);
+
+/* Adds server `id` to the known list and persists it; no-op if present.
+ * Returns 0, -ENOMEM, or the save error (then the list is unchanged). */
+int ns_meta_add_known(struct ns_meta *m, const char *id);
+
+/* Frees what *m owns. Safe on a zeroed struct. */
+void ns_meta_free(struct ns_meta *m);
+
+/* ---- dataserver registry (ns_registry.c) --------------------------------- */
+
+struct ns_server {
+    uint16_t idx;                      /* position in ns->servers, never changes */
+    char id[NS_SERVER_ID_MAX + 1];
+    char addr[NS_ADDR_MAX];
+    char http_addr[NS_ADDR_MAX];
+    int up;
+    int readonly;
+    int full_reported;                 /* sent a full report since we started */
+    struct conn *conn;                 /* live session, NULL when none */
+    uint64_t last_hb_ms;               /* loop time of the last heartbeat */
+    uint32_t disks;
+    uint64_t capacity, free, used;     /* summed over its disks, bytes */
+    uint64_t reads, writes;
+    uint32_t nblocks;                  /* replicas it holds in the block map */
+};
+
+/* Returns non-zero when `id` is 1..NS_SERVER_ID_MAX chars of [A-Za-z0-9_-]. */
+int ns_server_id_valid(const char *id);
+
+/* Checks every field of a heartbeat: server id, addr and http_addr (must
+ * parse with conn_parse_addr and fit NS_ADDR_MAX), disk count. Block entries
+ * are checked one by one when applied. Returns 0 or IMG_EINVAL. */
+int ns_hb_validate(const Imgstore__Heartbeat *hb);
+
+/* Returns the server with `id`, or NULL. */
+struct ns_server *ns_registry_find(const struct ns *ns, const char *id);
+
+/* Applies a validated heartbeat to the registry: creates the entry (and adds
+ * the id to the persisted known list), updates addresses (logged), counters
+ * and disks, marks it up at now_ms with session `c` (may be NULL in tests).
+ * Does not touch the block map. On success *out is the entry (owned by ns).
+ * Returns 0, -ENOSPC when the registry is full, -ENOMEM, or a save error. */
+int ns_registry_heartbeat(struct ns *ns, const Imgstore__Heartbeat *hb, struct conn *c,
+                          uint64_t now_ms, struct ns_server **out);
+
+/* Marks `s` down (logged once) and forgets its session pointer; the caller
+ * closes the conn if it is still open. */
+void ns_registry_mark_down(struct ns *ns, struct ns_server *s, const char *why);
+
+/* Marks down every up server whose last heartbeat is older than the
+ * heartbeat timeout, closing its session. Returns how many went down. */
+int ns_registry_check_timeouts(struct ns *ns, uint64_t now_ms);
+
+/* Returns the number of up servers. */
+uint32_t ns_registry_up_count(const struct ns *ns);
+
+/* ---- block map (ns_blocks.c) --------------------------------------------- */
+
+/* One block: 40 bytes, no per-file state. Open addressing, id 0 = empty. */
+struct ns_block {
+    uint64_t id;
+    uint64_t size;                   /* bytes in the block file (append tail) */
+    uint64_t deleted_bytes;
+    uint32_t file_count;
+    uint16_t rep[NS_BLOCK_SLOTS];    /* server idx of each replica holder */
+    uint8_t nrep;
+    uint8_t primary;                 /* slot in rep[] of the primary, or NS_NO_PRIMARY */
+    uint8_t sealed;
+    uint8_t in_pool;                 /* listed in ns->pool (writable candidate) */
+};
+
+struct ns_blocks {
+    struct ns_block *slots;  /* power-of-two array (owned) */
+    size_t cap;              /* 0 or a power of two */
+    size_t count;
+};
+
+/* Returns the block `id`, or NULL. The pointer is valid until the next
+ * insertion or removal. */
+struct ns_block *ns_blocks_get(const struct ns_blocks *t, uint64_t id);
+
+/* Returns the block `id`, inserting an empty one (no replicas, no primary)
+ * when missing. Returns NULL on allocation failure. */
+struct ns_block *ns_blocks_put(struct ns_blocks *t, uint64_t id);
+
+/* Removes block `id` if present. */
+void ns_blocks_del(struct ns_blocks *t, uint64_t id);
+
+/* Frees the table. */
+void ns_blocks_free(struct ns_blocks *t);
+
+/* Returns the slot of server `sidx` in b->rep, or -1. */
+int ns_block_find_rep(const struct ns_block *b, uint16_t sidx);
+
+/* Adds server `s` as a holder of b (no-op when present). Returns the slot or
+ * -ENOSPC when every slot is taken. */
+int ns_block_add_rep(struct ns *ns, struct ns_block *b, struct ns_server *s);
+
+/* Returns how many replicas of b are on up servers. */
+unsigned ns_block_up_reps(const struct ns *ns, const struct ns_block *b);
+
+/* Applies the block part of a validated heartbeat from `s`: a full report
+ * replaces everything s holds in the map; an incremental one updates the
+ * listed blocks and removes s from `removed_blocks`. Blocks left with no
+ * holder are dropped. Entries with an invalid id are skipped (counted in
+ * *skipped when not NULL). Ids at or past next_id bump it (persisted).
+ * Returns 0, -ENOMEM, or a save error (the map stays consistent). */
+int ns_blocks_apply_report(struct ns *ns, struct ns_server *s, const Imgstore__Heartbeat *hb,
+                           size_t *skipped);
+
+/* Records a block that every chosen server created: holders rep[0..n-1],
+ * primary rep[0], empty, unsealed, added to the pool. Returns 0 or -ENOMEM. */
+int ns_blocks_add_created(struct ns *ns, uint64_t id, struct ns_server *const *reps, unsigned n);
+
+/* ---- writable pool and placement (ns_pool.c) ----------------------------- */
+
+/* Returns non-zero when b may take writes: unsealed, primary known and up,
+ * exactly ns->meta.replicas holders, all up, size < block_size - margin. */
+int ns_block_writable(const struct ns *ns, const struct ns_block *b);
+
+/* Chooses n distinct up, non-readonly servers with the most free bytes (ties
+ * broken randomly; free bytes compare in units of 16 blocks) into
+ * out[0..n-1], most free first. Returns 0 or
+ * IMG_ENOBLOCK when fewer than n qualify (out untouched then). */
+int ns_pool_place(struct ns *ns, unsigned n, struct ns_server **out);
+
+/* Lists b as a writable candidate (no-op when listed). Returns 0 or -ENOMEM. */
+int ns_pool_add(struct ns *ns, struct ns_block *b);
+
+/* Drops candidates that are gone or no longer writable. Returns how many
+ * writable blocks remain listed. */
+size_t ns_pool_prune(struct ns *ns);
+
+/* Fills ids[0..max-1] with writable blocks not in exclude[0..nexcl-1], in
+ * random order. Returns how many were written. */
+size_t ns_pool_pick(struct ns *ns, const uint64_t *exclude, size_t nexcl, uint64_t *ids,
+                    size_t max);
+
+/* One planner step: starts block creations (CREATE_BLOCK to each chosen
+ * server's session) until the pool target is covered or
+ * NS_MAX_CREATES_INFLIGHT are in flight. Needs sessions (ns->loop). */
+void ns_pool_plan(struct ns *ns);
+
+/* ---- the nameserver ------------------------------------------------------- */
+
+struct ns_peer; /* one accepted connection (ns_rpc.c) */
+
+struct ns_config {
+    const char *listen;
+    const char *data_dir;
+    uint32_t replicas;        /* 0: persisted value or default */
+    uint64_t block_size;      /* 0: persisted value or default */
+    uint64_t hb_timeout_ms;
+    uint64_t safe_mode_ms;
+};
+
+struct ns {
+    struct ns_config cfg;
+    struct ns_meta meta;
+    int lock_fd;                    /* -1 when no lock is held */
+
+    struct ns_server **servers;     /* index = ns_server.idx (owned) */
+    size_t nservers;
+
+    struct ns_blocks blocks;
+
+    uint64_t *pool;                 /* writable candidates (ids, owned) */
+    size_t npool, pool_cap;
+    unsigned creates_inflight;
+    uint64_t create_retry_ms;       /* loop time before which no creation starts */
+    int warned_few_servers;
+
+    int safe_mode;
+    uint64_t start_ms;
+
+    uint64_t rng;                   /* xorshift state, never 0 */
+
+    uv_loop_t *loop;                /* NULL in unit tests */
+    uv_tcp_t listener;
+    uv_timer_t tick;
+    uv_signal_t sig_int, sig_term;
+    struct ns_peer *peers;          /* every accepted connection */
+    int stopping;
+    int started;
+};
+
+/* Initialises *ns with `cfg` (strings are borrowed and must outlive ns):
+ * creates and locks the data folder, opens the metadata, seeds the random
+ * state, and enters safe mode at now_ms. Returns 0, IMG_ELOCKED, IMG_EFORMAT
+ * or a negative errno; on failure ns_free is still safe. */
+int ns_init(struct ns *ns, const struct ns_config *cfg, uint64_t now_ms);
+
+/* Frees everything ns owns (not the struct); releases the folder lock. Call
+ * only after the loop has closed every handle (or when it never started). */
+void ns_free(struct ns *ns);
+
+/* Returns a pseudo-random 64-bit value (not for secrets). */
+uint64_t ns_rand(struct ns *ns);
+
+/* Leaves safe mode when every known server has sent a full report or the
+ * safe-mode timeout has passed (logged once). Returns ns->safe_mode. */
+int ns_safe_mode_check(struct ns *ns, uint64_t now_ms);
+
+/* Starts listening on cfg.listen, the liveness/planner timer and the signal
+ * handlers on `loop`. Returns 0 or a negative errno (logged). */
+int ns_start(struct ns *ns, uv_loop_t *loop);
+
+/* Closes the listener, every connection, the timer and the signal handlers;
+ * the loop then runs dry. Safe to call more than once. */
+void ns_stop(struct ns *ns);
+
+#endif

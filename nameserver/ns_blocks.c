@@ -1,0 +1,285 @@
+/* ns_blocks.c - the block map: block id -> the servers holding a replica,
+ * which of them is primary, sealed flag, size, live file count and deleted
+ * bytes. Never anything per file.
+ *
+ * It is soft state, rebuilt only from dataserver block reports: a full report
+ * replaces everything one server holds, an incremental one updates the listed
+ * blocks and drops `removed_blocks`. Replicas on a down server stay in the map
+ * (they count as down replicas) until that server reports again.
+ *
+ * Storage is one open-addressing hash table with linear probing and
+ * backward-shift deletion: 40 bytes per slot, load kept under 70 %. */
+#include "nameserver/ns.h"
+
+#include "common/err.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+_Static_assert(sizeof(struct ns_block) == 40, "keep the per-block footprint small");
+
+#define TABLE_MIN_CAP 1024
+#define LOAD_NUM 7 /* grow when count / cap would exceed LOAD_NUM / LOAD_DEN */
+#define LOAD_DEN 10
+
+static size_t home_slot(uint64_t id, size_t cap)
+{
+    uint64_t h = id * 0x9E3779B97F4A7C15ull; /* Fibonacci hashing */
+    h ^= h >> 29;
+    return (size_t)h & (cap - 1);
+}
+
+struct ns_block *ns_blocks_get(const struct ns_blocks *t, uint64_t id)
+{
+    if (!t->cap || id == 0)
+        return NULL;
+    size_t mask = t->cap - 1;
+    for (size_t i = home_slot(id, t->cap);; i = (i + 1) & mask) {
+        if (t->slots[i].id == id)
+            return &t->slots[i];
+        if (t->slots[i].id == 0)
+            return NULL;
+    }
+}
+
+static int table_grow(struct ns_blocks *t)
+{
+    size_t ncap = t->cap ? t->cap * 2 : TABLE_MIN_CAP;
+    struct ns_block *n = calloc(ncap, sizeof(*n));
+    if (!n)
+        return -ENOMEM;
+    for (size_t i = 0; i < t->cap; i++) {
+        if (!t->slots[i].id)
+            continue;
+        size_t j = home_slot(t->slots[i].id, ncap);
+        while (n[j].id)
+            j = (j + 1) & (ncap - 1);
+        n[j] = t->slots[i];
+    }
+    free(t->slots);
+    t->slots = n;
+    t->cap = ncap;
+    return 0;
+}
+
+struct ns_block *ns_blocks_put(struct ns_blocks *t, uint64_t id)
+{
+    if (id == 0)
+        return NULL;
+    struct ns_block *b = ns_blocks_get(t, id);
+    if (b)
+        return b;
+    if ((t->count + 1) * LOAD_DEN > t->cap * LOAD_NUM && table_grow(t) != 0)
+        return NULL;
+    size_t i = home_slot(id, t->cap);
+    while (t->slots[i].id)
+        i = (i + 1) & (t->cap - 1);
+    b = &t->slots[i];
+    memset(b, 0, sizeof(*b));
+    b->id = id;
+    b->primary = NS_NO_PRIMARY;
+    t->count++;
+    return b;
+}
+
+void ns_blocks_del(struct ns_blocks *t, uint64_t id)
+{
+    struct ns_block *b = ns_blocks_get(t, id);
+    if (!b)
+        return;
+    size_t mask = t->cap - 1;
+    size_t i = (size_t)(b - t->slots);
+    for (size_t j = (i + 1) & mask; t->slots[j].id; j = (j + 1) & mask) {
+        size_t k = home_slot(t->slots[j].id, t->cap);
+        /* Move j back into the hole at i unless its home lies in (i, j]. */
+        int stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+        if (!stays) {
+            t->slots[i] = t->slots[j];
+            i = j;
+        }
+    }
+    memset(&t->slots[i], 0, sizeof(t->slots[i]));
+    t->count--;
+}
+
+void ns_blocks_free(struct ns_blocks *t)
+{
+    free(t->slots);
+    memset(t, 0, sizeof(*t));
+}
+
+int ns_block_find_rep(const struct ns_block *b, uint16_t sidx)
+{
+    for (unsigned i = 0; i < b->nrep; i++)
+        if (b->rep[i] == sidx)
+            return (int)i;
+    return -1;
+}
+
+int ns_block_add_rep(struct ns *ns, struct ns_block *b, struct ns_server *s)
+{
+    int slot = ns_block_find_rep(b, s->idx);
+    if (slot >= 0)
+        return slot;
+    if (b->nrep >= NS_BLOCK_SLOTS)
+        return -ENOSPC;
+    b->rep[b->nrep] = s->idx;
+    s->nblocks++;
+    return b->nrep++;
+}
+
+/* Removes server s from block `id`; drops the block when no holder is left. */
+static void block_remove_rep(struct ns *ns, uint64_t id, struct ns_server *s)
+{
+    struct ns_block *b = ns_blocks_get(&ns->blocks, id);
+    if (!b)
+        return;
+    int slot = ns_block_find_rep(b, s->idx);
+    if (slot < 0)
+        return;
+    memmove(&b->rep[slot], &b->rep[slot + 1], (size_t)(b->nrep - slot - 1) * sizeof(b->rep[0]));
+    b->nrep--;
+    if (b->primary == slot)
+        b->primary = NS_NO_PRIMARY;
+    else if (b->primary != NS_NO_PRIMARY && b->primary > slot)
+        b->primary--;
+    if (s->nblocks)
+        s->nblocks--;
+    if (b->nrep == 0)
+        ns_blocks_del(&ns->blocks, id);
+}
+
+unsigned ns_block_up_reps(const struct ns *ns, const struct ns_block *b)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < b->nrep; i++)
+        if (b->rep[i] < ns->nservers && ns->servers[b->rep[i]]->up)
+            n++;
+    return n;
+}
+
+/* Applies one BlockInfo from s. Returns 0, 1 when the entry was skipped, or a
+ * negative error. */
+static int apply_block(struct ns *ns, struct ns_server *s, const Imgstore__BlockInfo *bi)
+{
+    if (!bi || bi->block_id == 0 || bi->block_id > NS_MAX_BLOCK_ID)
+        return 1;
+    int rc = ns_meta_observe_id(&ns->meta, bi->block_id);
+    if (rc)
+        return rc;
+    struct ns_block *b = ns_blocks_put(&ns->blocks, bi->block_id);
+    if (!b)
+        return -ENOMEM;
+    int slot = ns_block_add_rep(ns, b, s);
+    if (slot < 0) {
+        log_warn("block %llu: more than %d holders, ignoring %s", (unsigned long long)b->id,
+                 NS_BLOCK_SLOTS, s->id);
+        return 1;
+    }
+    if (bi->primary)
+        b->primary = (uint8_t)slot;
+    else if (b->primary == slot)
+        b->primary = NS_NO_PRIMARY;
+    if (bi->sealed || bi->corrupt)
+        b->sealed = 1;
+    if (bi->primary || b->primary == NS_NO_PRIMARY || bi->size > b->size) {
+        b->size = bi->size;
+        b->file_count = bi->file_count;
+        b->deleted_bytes = bi->deleted_bytes;
+    }
+    if (!b->sealed && ns_pool_add(ns, b) != 0)
+        return -ENOMEM;
+    return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Collects the ids of every block s holds. Caller frees *out. */
+static int held_by(struct ns *ns, struct ns_server *s, uint64_t **out, size_t *n)
+{
+    size_t cnt = 0, cap = s->nblocks + 1;
+    uint64_t *ids = malloc(cap * sizeof(*ids));
+    if (!ids)
+        return -ENOMEM;
+    for (size_t i = 0; i < ns->blocks.cap && cnt < cap; i++) {
+        const struct ns_block *b = &ns->blocks.slots[i];
+        if (b->id && ns_block_find_rep(b, s->idx) >= 0)
+            ids[cnt++] = b->id;
+    }
+    *out = ids;
+    *n = cnt;
+    return 0;
+}
+
+/* Full report: s now holds exactly the listed blocks. */
+static int apply_full(struct ns *ns, struct ns_server *s, const Imgstore__Heartbeat *hb,
+                      size_t *skipped)
+{
+    uint64_t *old = NULL, *listed = NULL;
+    size_t nold = 0, nlisted = 0;
+    int rc = held_by(ns, s, &old, &nold);
+    if (rc)
+        goto out;
+    listed = malloc((hb->n_blocks + 1) * sizeof(*listed));
+    if (!listed) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < hb->n_blocks; i++) {
+        rc = apply_block(ns, s, hb->blocks[i]);
+        if (rc < 0)
+            goto out;
+        if (rc == 1)
+            (*skipped)++;
+        else
+            listed[nlisted++] = hb->blocks[i]->block_id;
+    }
+    rc = 0;
+    qsort(listed, nlisted, sizeof(*listed), cmp_u64);
+    for (size_t i = 0; i < nold; i++)
+        if (!bsearch(&old[i], listed, nlisted, sizeof(*listed), cmp_u64))
+            block_remove_rep(ns, old[i], s);
+out:
+    free(old);
+    free(listed);
+    return rc;
+}
+
+int ns_blocks_apply_report(struct ns *ns, struct ns_server *s, const Imgstore__Heartbeat *hb,
+                           size_t *skipped)
+{
+    size_t dummy = 0;
+    if (!skipped)
+        skipped = &dummy;
+    if (hb->full_report)
+        return apply_full(ns, s, hb, skipped);
+    for (size_t i = 0; i < hb->n_blocks; i++) {
+        int rc = apply_block(ns, s, hb->blocks[i]);
+        if (rc < 0)
+            return rc;
+        if (rc == 1)
+            (*skipped)++;
+    }
+    for (size_t i = 0; i < hb->n_removed_blocks; i++)
+        block_remove_rep(ns, hb->removed_blocks[i], s);
+    return 0;
+}
+
+int ns_blocks_add_created(struct ns *ns, uint64_t id, struct ns_server *const *reps, unsigned n)
+{
+    struct ns_block *b = ns_blocks_put(&ns->blocks, id);
+    if (!b)
+        return -ENOMEM;
+    for (unsigned i = 0; i < n; i++) {
+        int slot = ns_block_add_rep(ns, b, reps[i]);
+        if (i == 0 && slot >= 0)
+            b->primary = (uint8_t)slot;
+    }
+    return ns_pool_add(ns, b);
+}

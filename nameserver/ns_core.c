@@ -1,0 +1,101 @@
+/* ns_core.c - the nameserver's lifecycle and safe mode.
+ *
+ * ns_init() takes the data folder (created, locked so no second nameserver
+ * shares it) and the persisted metadata; ns_free() releases them. Safe mode
+ * starts with the process and ends once every server in the persisted known
+ * list has sent a full block report, or the safe-mode timeout passes. While
+ * it lasts nothing that destroys replicas may run; block creation, ALLOC_WRITE
+ * and LOOKUP work as usual. */
+#include "nameserver/ns.h"
+
+#include "common/err.h"
+#include "common/fsutil.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#define RNG_FALLBACK_SEED 0x2545F4914F6CDD1Dull
+
+int ns_init(struct ns *ns, const struct ns_config *cfg, uint64_t now_ms)
+{
+    memset(ns, 0, sizeof(*ns));
+    ns->cfg = *cfg;
+    ns->lock_fd = -1;
+    int rc = fs_mkdirs(cfg->data_dir);
+    if (rc) {
+        log_error("cannot create data folder %s: %s", cfg->data_dir, img_strerror(rc));
+        return rc;
+    }
+    rc = fs_lock_dir(cfg->data_dir, &ns->lock_fd);
+    if (rc) {
+        if (rc == IMG_ELOCKED)
+            log_error("data folder %s is in use by another nameserver", cfg->data_dir);
+        else
+            log_error("cannot lock data folder %s: %s", cfg->data_dir, img_strerror(rc));
+        ns->lock_fd = -1;
+        return rc;
+    }
+    rc = ns_meta_open(&ns->meta, cfg->data_dir, cfg->replicas, cfg->block_size);
+    if (rc)
+        return rc;
+    if (getrandom(&ns->rng, sizeof(ns->rng), 0) != sizeof(ns->rng) || ns->rng == 0)
+        ns->rng = RNG_FALLBACK_SEED;
+    ns->safe_mode = 1;
+    ns->start_ms = now_ms;
+    log_info("cluster %s: %zu known servers, next block id %llu, replicas %u, block size %llu",
+             ns->meta.cluster_id, ns->meta.nknown, (unsigned long long)ns->meta.next_id,
+             ns->meta.replicas, (unsigned long long)ns->meta.block_size);
+    return 0;
+}
+
+void ns_free(struct ns *ns)
+{
+    for (size_t i = 0; i < ns->nservers; i++)
+        free(ns->servers[i]);
+    free(ns->servers);
+    ns->servers = NULL;
+    ns->nservers = 0;
+    ns_blocks_free(&ns->blocks);
+    free(ns->pool);
+    ns->pool = NULL;
+    ns->npool = ns->pool_cap = 0;
+    ns_meta_free(&ns->meta);
+    if (ns->lock_fd >= 0)
+        close(ns->lock_fd);
+    ns->lock_fd = -1;
+}
+
+uint64_t ns_rand(struct ns *ns)
+{
+    uint64_t x = ns->rng ? ns->rng : RNG_FALLBACK_SEED; /* xorshift64* */
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    ns->rng = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+int ns_safe_mode_check(struct ns *ns, uint64_t now_ms)
+{
+    if (!ns->safe_mode)
+        return 0;
+    size_t reported = 0;
+    for (size_t i = 0; i < ns->meta.nknown; i++) {
+        const struct ns_server *s = ns_registry_find(ns, ns->meta.known[i]);
+        if (s && s->full_reported)
+            reported++;
+    }
+    if (reported == ns->meta.nknown) {
+        ns->safe_mode = 0;
+        log_info("safe mode off: all %zu known servers reported", ns->meta.nknown);
+    } else if (now_ms >= ns->start_ms && now_ms - ns->start_ms >= ns->cfg.safe_mode_ms) {
+        ns->safe_mode = 0;
+        log_warn("safe mode off after the %llu ms timeout: %zu of %zu known servers reported",
+                 (unsigned long long)ns->cfg.safe_mode_ms, reported, ns->meta.nknown);
+    }
+    return ns->safe_mode;
+}

@@ -1,0 +1,312 @@
+/* ns_meta.c - the little the nameserver persists: cluster id, the block-id
+ * reserve, the replication and block-size settings, and the ids of every
+ * dataserver it has seen (so safe mode knows whom to wait for).
+ *
+ * The file DIR/ns.meta is plain text, one "key value" per line, drawn in
+ * docs/nameserver.md, written whole with fs_write_atomic. Block ids are handed
+ * out from memory; the reserve (a high-water mark) is persisted, fsync'd,
+ * before any id at or past it is used, so a crash can skip ids but never
+ * reuse one. A file that does not parse is refused, never reset. */
+#include "nameserver/ns.h"
+
+#include "common/err.h"
+#include "common/fsutil.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#define META_HEADER "imgstore-nameserver-meta 1"
+#define META_END "end"
+#define META_LINE_MAX 256
+
+/* Parses a strict unsigned decimal (no sign, no spaces, no overflow). */
+static int parse_u64(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (!*s)
+        return IMG_EFORMAT;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return IMG_EFORMAT;
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return IMG_EFORMAT;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+static int cluster_id_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n != NS_CLUSTER_ID_HEX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+/* Appends a copy of `id` to the known list. Returns 0 or -ENOMEM. */
+static int known_push(struct ns_meta *m, const char *id)
+{
+    char *copy = strdup(id);
+    char **n = copy ? realloc(m->known, (m->nknown + 1) * sizeof(*n)) : NULL;
+    if (!n) {
+        free(copy);
+        return -ENOMEM;
+    }
+    m->known = n;
+    m->known[m->nknown++] = copy;
+    return 0;
+}
+
+static void known_clear(struct ns_meta *m)
+{
+    for (size_t i = 0; i < m->nknown; i++)
+        free(m->known[i]);
+    free(m->known);
+    m->known = NULL;
+    m->nknown = 0;
+}
+
+/* Applies one "key value" line. `seen` tracks single-valued keys. */
+static int parse_line(struct ns_meta *m, char *line, unsigned *seen)
+{
+    enum { SEEN_CLUSTER = 1, SEEN_RESERVED = 2, SEEN_REPLICAS = 4, SEEN_BSIZE = 8 };
+    char *val = strchr(line, ' ');
+    if (!val)
+        return IMG_EFORMAT;
+    *val++ = '\0';
+    uint64_t v;
+    if (strcmp(line, "cluster_id") == 0) {
+        if ((*seen & SEEN_CLUSTER) || !cluster_id_valid(val))
+            return IMG_EFORMAT;
+        memcpy(m->cluster_id, val, NS_CLUSTER_ID_HEX + 1);
+        *seen |= SEEN_CLUSTER;
+    } else if (strcmp(line, "block_id_reserved") == 0) {
+        if ((*seen & SEEN_RESERVED) || parse_u64(val, &v) || v < 1 || v > NS_MAX_BLOCK_ID + 1)
+            return IMG_EFORMAT;
+        m->block_id_reserved = v;
+        *seen |= SEEN_RESERVED;
+    } else if (strcmp(line, "replicas") == 0) {
+        if ((*seen & SEEN_REPLICAS) || parse_u64(val, &v) || v < NS_MIN_REPLICAS ||
+            v > NS_MAX_REPLICAS)
+            return IMG_EFORMAT;
+        m->replicas = (uint32_t)v;
+        *seen |= SEEN_REPLICAS;
+    } else if (strcmp(line, "block_size") == 0) {
+        if ((*seen & SEEN_BSIZE) || parse_u64(val, &v) || v < NS_MIN_BLOCK_SIZE ||
+            v > NS_MAX_BLOCK_SIZE)
+            return IMG_EFORMAT;
+        m->block_size = v;
+        *seen |= SEEN_BSIZE;
+    } else if (strcmp(line, "known_server") == 0) {
+        if (!ns_server_id_valid(val) || ns_meta_is_known(m, val) || m->nknown >= NS_MAX_SERVERS)
+            return IMG_EFORMAT;
+        int rc = known_push(m, val);
+        if (rc)
+            return rc;
+    } else {
+        return IMG_EFORMAT;
+    }
+    return 0;
+}
+
+int ns_meta_parse(const char *text, size_t len, struct ns_meta *m)
+{
+    const unsigned all_seen = 15;
+    unsigned seen = 0;
+    int lineno = 0, ended = 0, rc = 0;
+    size_t off = 0;
+    known_clear(m);
+    if (memchr(text, '\0', len))
+        return IMG_EFORMAT;
+    while (off < len) {
+        const char *nl = memchr(text + off, '\n', len - off);
+        if (!nl) /* every line, "end" included, is newline-terminated */
+            goto err;
+        size_t ll = (size_t)(nl - (text + off));
+        char line[META_LINE_MAX];
+        if (ll >= sizeof(line) || ended)
+            goto err;
+        memcpy(line, text + off, ll);
+        line[ll] = '\0';
+        off += ll + 1;
+        lineno++;
+        if (lineno == 1) {
+            if (strcmp(line, META_HEADER) != 0)
+                goto err;
+        } else if (strcmp(line, META_END) == 0) {
+            ended = 1;
+        } else if ((rc = parse_line(m, line, &seen)) != 0) {
+            if (rc == -ENOMEM)
+                return rc;
+            goto err;
+        }
+    }
+    if (!ended || seen != all_seen)
+        goto err;
+    return 0;
+err:
+    known_clear(m);
+    return IMG_EFORMAT;
+}
+
+int ns_meta_save(const struct ns_meta *m)
+{
+    size_t cap = 256 + m->nknown * (NS_SERVER_ID_MAX + 16);
+    char *buf = malloc(cap);
+    if (!buf)
+        return -ENOMEM;
+    int n = snprintf(buf, cap,
+                     META_HEADER "\ncluster_id %s\nblock_id_reserved %llu\nreplicas %u\n"
+                                 "block_size %llu\n",
+                     m->cluster_id, (unsigned long long)m->block_id_reserved, m->replicas,
+                     (unsigned long long)m->block_size);
+    size_t len = (size_t)n;
+    for (size_t i = 0; i < m->nknown; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "known_server %s\n", m->known[i]);
+    len += (size_t)snprintf(buf + len, cap - len, META_END "\n");
+    int rc = fs_write_atomic(m->path, buf, len);
+    free(buf);
+    if (rc)
+        log_error("cannot write %s: %s", m->path, img_strerror(rc));
+    return rc;
+}
+
+static int new_cluster_id(char out[NS_CLUSTER_ID_HEX + 1])
+{
+    uint8_t raw[NS_CLUSTER_ID_HEX / 2];
+    size_t got = 0;
+    while (got < sizeof(raw)) {
+        ssize_t n = getrandom(raw + got, sizeof(raw) - got, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -errno;
+        got += (size_t)n;
+    }
+    for (size_t i = 0; i < sizeof(raw); i++)
+        snprintf(out + 2 * i, 3, "%02x", raw[i]);
+    return 0;
+}
+
+int ns_meta_open(struct ns_meta *m, const char *dir, uint32_t replicas, uint64_t block_size)
+{
+    char *text = NULL;
+    size_t len = 0;
+    memset(m, 0, sizeof(*m));
+    if (snprintf(m->path, sizeof(m->path), "%s/%s", dir, NS_META_FILE) >= (int)sizeof(m->path))
+        return -ENAMETOOLONG;
+    int rc = fs_read_all(m->path, NS_META_MAX_BYTES, &text, &len);
+    int fresh = rc == -ENOENT;
+    if (rc == -EFBIG) {
+        log_error("%s is larger than %u bytes: refusing to start", m->path, NS_META_MAX_BYTES);
+        return IMG_EFORMAT;
+    }
+    if (rc && !fresh) {
+        log_error("cannot read %s: %s", m->path, img_strerror(rc));
+        return rc;
+    }
+    if (fresh) {
+        if ((rc = new_cluster_id(m->cluster_id)) != 0)
+            goto err;
+        m->block_id_reserved = 1;
+        m->replicas = NS_DEFAULT_REPLICAS;
+        m->block_size = NS_DEFAULT_BLOCK_SIZE;
+    } else if ((rc = ns_meta_parse(text, len, m)) != 0) {
+        if (rc == IMG_EFORMAT)
+            log_error("%s is corrupt: refusing to start (fix or remove it by hand)", m->path);
+        goto err;
+    }
+    if (replicas && replicas != m->replicas) {
+        if (!fresh)
+            log_info("replicas changed from %u to %u", m->replicas, replicas);
+        m->replicas = replicas;
+    }
+    if (block_size && block_size != m->block_size) {
+        if (!fresh)
+            log_info("block size changed from %llu to %llu", (unsigned long long)m->block_size,
+                     (unsigned long long)block_size);
+        m->block_size = block_size;
+    }
+    m->next_id = m->block_id_reserved;
+    if ((rc = ns_meta_save(m)) != 0)
+        goto err;
+    free(text);
+    return 0;
+err:
+    free(text);
+    ns_meta_free(m);
+    return rc;
+}
+
+/* Makes the persisted reserve exceed m->next_id. */
+static int reserve_past_next(struct ns_meta *m)
+{
+    if (m->next_id < m->block_id_reserved)
+        return 0;
+    uint64_t old = m->block_id_reserved;
+    uint64_t want = m->next_id + NS_ID_RESERVE_BATCH;
+    m->block_id_reserved = want > NS_MAX_BLOCK_ID + 1 ? NS_MAX_BLOCK_ID + 1 : want;
+    int rc = ns_meta_save(m);
+    if (rc)
+        m->block_id_reserved = old;
+    return rc;
+}
+
+int ns_meta_alloc_id(struct ns_meta *m, uint64_t *id)
+{
+    if (m->next_id > NS_MAX_BLOCK_ID)
+        return -ENOSPC;
+    int rc = reserve_past_next(m);
+    if (rc)
+        return rc;
+    *id = m->next_id++;
+    return 0;
+}
+
+int ns_meta_observe_id(struct ns_meta *m, uint64_t id)
+{
+    if (id < m->next_id || id > NS_MAX_BLOCK_ID)
+        return 0;
+    uint64_t old = m->next_id;
+    m->next_id = id + 1;
+    int rc = reserve_past_next(m);
+    if (rc)
+        m->next_id = old;
+    return rc;
+}
+
+int ns_meta_is_known(const struct ns_meta *m, const char *id)
+{
+    for (size_t i = 0; i < m->nknown; i++)
+        if (strcmp(m->known[i], id) == 0)
+            return 1;
+    return 0;
+}
+
+int ns_meta_add_known(struct ns_meta *m, const char *id)
+{
+    if (ns_meta_is_known(m, id))
+        return 0;
+    int rc = known_push(m, id);
+    if (rc)
+        return rc;
+    if ((rc = ns_meta_save(m)) != 0) {
+        free(m->known[--m->nknown]);
+        return rc;
+    }
+    return 0;
+}
+
+void ns_meta_free(struct ns_meta *m)
+{
+    known_clear(m);
+}

@@ -1,0 +1,420 @@
+/* ns_rpc.c - the nameserver on the wire: the listener, one struct ns_peer per
+ * accepted connection, the frame handlers, the liveness/planner timer and
+ * the signal handlers.
+ *
+ * The one --listen port serves clients and dataserver sessions alike; a
+ * connection becomes a session on its first valid HEARTBEAT. Every head is
+ * unpacked and validated here before the other modules see it; a head that
+ * does not unpack answers IMG_EPROTO, an unknown type IMG_EBADTYPE. Every
+ * unpacked message is freed before the handler returns. */
+#include "nameserver/ns.h"
+
+#include "common/conn.h"
+#include "common/err.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ADDR_TEXT_MAX 64
+
+/* One accepted connection; freed in its close callback. */
+struct ns_peer {
+    struct ns_peer *prev, *next;
+    struct ns *ns;
+    struct conn *c;
+    struct ns_server *srv; /* the dataserver this session belongs to, or NULL */
+};
+
+static void peer_unlink(struct ns *ns, struct ns_peer *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        ns->peers = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+}
+
+/* Fills reps/ptrs with b's replicas, primary first; only up ones when
+ * `only_up`. Strings are borrowed from the registry. Returns the count. */
+static size_t fill_replicas(const struct ns *ns, const struct ns_block *b, int only_up,
+                            Imgstore__Replica reps[NS_BLOCK_SLOTS],
+                            Imgstore__Replica *ptrs[NS_BLOCK_SLOTS])
+{
+    size_t n = 0;
+    for (unsigned pass = 0; pass < 2; pass++) {
+        for (unsigned i = 0; i < b->nrep; i++) {
+            int is_primary = b->primary == i;
+            if ((pass == 0) != is_primary || b->rep[i] >= ns->nservers)
+                continue;
+            struct ns_server *s = ns->servers[b->rep[i]];
+            if (only_up && !s->up)
+                continue;
+            imgstore__replica__init(&reps[n]);
+            reps[n].server_id = s->id;
+            reps[n].addr = s->addr;
+            reps[n].http_addr = s->http_addr;
+            ptrs[n] = &reps[n];
+            n++;
+        }
+    }
+    return n;
+}
+
+static void reply_err(struct conn *c, const struct frame *f, int err)
+{
+    conn_reply(c, &f->h, err, NULL, NULL, 0, NULL);
+}
+
+static void handle_heartbeat(struct ns_peer *p, const struct frame *f)
+{
+    struct ns *ns = p->ns;
+    Imgstore__Heartbeat *hb = imgstore__heartbeat__unpack(NULL, f->h.head_len, f->head);
+    if (!hb) {
+        reply_err(p->c, f, IMG_EPROTO);
+        return;
+    }
+    int rc = ns_hb_validate(hb);
+    if (rc) {
+        log_warn("invalid heartbeat from %s: bad server id, address or disk count",
+                 conn_peer(p->c));
+        goto err;
+    }
+    if (p->srv && strcmp(p->srv->id, hb->server_id) != 0) {
+        log_warn("session of %s from %s claims to be %s: refused", p->srv->id, conn_peer(p->c),
+                 hb->server_id);
+        rc = IMG_EINVAL;
+        goto err;
+    }
+    struct ns_server *s = ns_registry_find(ns, hb->server_id);
+    if (s && s->conn && s->conn != p->c) {
+        struct conn *old = s->conn;
+        log_info("server %s: new session from %s replaces the old one", s->id, conn_peer(p->c));
+        s->conn = NULL;
+        conn_close(old);
+    }
+    uint64_t now = uv_now(ns->loop);
+    if ((rc = ns_registry_heartbeat(ns, hb, p->c, now, &s)) != 0)
+        goto err;
+    p->srv = s;
+    size_t skipped = 0;
+    rc = ns_blocks_apply_report(ns, s, hb, &skipped);
+    if (skipped)
+        log_warn("server %s reported %zu invalid block entries (ignored)", s->id, skipped);
+    if (rc) {
+        log_error("server %s: cannot apply block report: %s", s->id, img_strerror(rc));
+        goto err;
+    }
+    ns_safe_mode_check(ns, now);
+    Imgstore__HeartbeatResp resp = IMGSTORE__HEARTBEAT_RESP__INIT;
+    resp.cluster_id = ns->meta.cluster_id;
+    resp.block_size = ns->meta.block_size;
+    resp.replicas = ns->meta.replicas;
+    resp.safe_mode = ns->safe_mode;
+    resp.heartbeat_ms = NS_HEARTBEAT_MS;
+    conn_reply(p->c, &f->h, 0, &resp.base, NULL, 0, NULL);
+    imgstore__heartbeat__free_unpacked(hb, NULL);
+    return;
+err:
+    reply_err(p->c, f, rc);
+    imgstore__heartbeat__free_unpacked(hb, NULL);
+}
+
+static void handle_alloc(struct ns_peer *p, const struct frame *f)
+{
+    struct ns *ns = p->ns;
+    Imgstore__AllocWrite *aw = imgstore__alloc_write__unpack(NULL, f->h.head_len, f->head);
+    if (!aw) {
+        reply_err(p->c, f, IMG_EPROTO);
+        return;
+    }
+    size_t want = aw->count == 0 ? 1 : (aw->count > NS_ALLOC_MAX ? NS_ALLOC_MAX : aw->count);
+    size_t nexcl = aw->n_exclude > NS_ALLOC_EXCLUDE_MAX ? NS_ALLOC_EXCLUDE_MAX : aw->n_exclude;
+    uint64_t ids[NS_ALLOC_MAX];
+    size_t n = ns_pool_pick(ns, aw->exclude, nexcl, ids, want);
+    imgstore__alloc_write__free_unpacked(aw, NULL);
+    if (n == 0) {
+        reply_err(p->c, f, IMG_ENOBLOCK);
+        ns_pool_plan(ns);
+        return;
+    }
+    Imgstore__WritableBlock wb[NS_ALLOC_MAX], *wbp[NS_ALLOC_MAX];
+    Imgstore__Replica reps[NS_ALLOC_MAX][NS_BLOCK_SLOTS];
+    Imgstore__Replica *rp[NS_ALLOC_MAX][NS_BLOCK_SLOTS];
+    for (size_t i = 0; i < n; i++) {
+        const struct ns_block *b = ns_blocks_get(&ns->blocks, ids[i]);
+        imgstore__writable_block__init(&wb[i]);
+        wb[i].block_id = ids[i];
+        wb[i].n_replicas = b ? fill_replicas(ns, b, 1, reps[i], rp[i]) : 0;
+        wb[i].replicas = rp[i];
+        wbp[i] = &wb[i];
+    }
+    Imgstore__AllocWriteResp resp = IMGSTORE__ALLOC_WRITE_RESP__INIT;
+    resp.n_blocks = n;
+    resp.blocks = wbp;
+    conn_reply(p->c, &f->h, 0, &resp.base, NULL, 0, NULL);
+}
+
+static void handle_lookup(struct ns_peer *p, const struct frame *f)
+{
+    struct ns *ns = p->ns;
+    Imgstore__Lookup *lk = imgstore__lookup__unpack(NULL, f->h.head_len, f->head);
+    if (!lk) {
+        reply_err(p->c, f, IMG_EPROTO);
+        return;
+    }
+    int rc = 0;
+    size_t n = lk->n_block_ids;
+    Imgstore__BlockLocation *locs = NULL, **lp = NULL;
+    Imgstore__Replica(*reps)[NS_BLOCK_SLOTS] = NULL;
+    Imgstore__Replica *(*rp)[NS_BLOCK_SLOTS] = NULL;
+    if (n > NS_LOOKUP_MAX) {
+        rc = IMG_EINVAL;
+        goto out;
+    }
+    locs = calloc(n + 1, sizeof(*locs));
+    lp = calloc(n + 1, sizeof(*lp));
+    reps = calloc(n + 1, sizeof(*reps));
+    rp = calloc(n + 1, sizeof(*rp));
+    if (!locs || !lp || !reps || !rp) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    size_t found = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct ns_block *b = ns_blocks_get(&ns->blocks, lk->block_ids[i]);
+        if (!b)
+            continue;
+        size_t nr = fill_replicas(ns, b, 1, reps[found], rp[found]);
+        if (nr == 0)
+            continue;
+        imgstore__block_location__init(&locs[found]);
+        locs[found].block_id = b->id;
+        locs[found].n_replicas = nr;
+        locs[found].replicas = rp[found];
+        locs[found].sealed = b->sealed;
+        lp[found] = &locs[found];
+        found++;
+    }
+    Imgstore__LookupResp resp = IMGSTORE__LOOKUP_RESP__INIT;
+    resp.n_locations = found;
+    resp.locations = lp;
+    conn_reply(p->c, &f->h, 0, &resp.base, NULL, 0, NULL);
+out:
+    if (rc)
+        reply_err(p->c, f, rc);
+    free(locs);
+    free(lp);
+    free(reps);
+    free(rp);
+    imgstore__lookup__free_unpacked(lk, NULL);
+}
+
+/* Block totals for CLUSTER_STATUS (one pass over the map). */
+static void block_totals(struct ns *ns, Imgstore__ClusterStatusResp *r)
+{
+    for (size_t i = 0; i < ns->blocks.cap; i++) {
+        const struct ns_block *b = &ns->blocks.slots[i];
+        if (!b->id)
+            continue;
+        unsigned up = ns_block_up_reps(ns, b);
+        r->blocks_total++;
+        r->blocks_sealed += b->sealed ? 1 : 0;
+        r->blocks_writable += ns_block_writable(ns, b) ? 1 : 0;
+        if (up == 0)
+            r->blocks_lost++;
+        else if (up < ns->meta.replicas)
+            r->blocks_under_replicated++;
+    }
+}
+
+static void handle_status(struct ns_peer *p, const struct frame *f)
+{
+    struct ns *ns = p->ns;
+    Imgstore__ClusterStatus *cs = imgstore__cluster_status__unpack(NULL, f->h.head_len, f->head);
+    if (!cs) {
+        reply_err(p->c, f, IMG_EPROTO);
+        return;
+    }
+    imgstore__cluster_status__free_unpacked(cs, NULL);
+    Imgstore__ServerStatus *ss = calloc(ns->nservers + 1, sizeof(*ss));
+    Imgstore__ServerStatus **sp = calloc(ns->nservers + 1, sizeof(*sp));
+    if (!ss || !sp) {
+        reply_err(p->c, f, -ENOMEM);
+        goto out;
+    }
+    uint64_t now = uv_now(ns->loop);
+    static char up_text[] = "up", down_text[] = "down";
+    for (size_t i = 0; i < ns->nservers; i++) {
+        struct ns_server *s = ns->servers[i];
+        imgstore__server_status__init(&ss[i]);
+        ss[i].server_id = s->id;
+        ss[i].addr = s->addr;
+        ss[i].http_addr = s->http_addr;
+        ss[i].state = s->up ? up_text : down_text;
+        ss[i].capacity = s->capacity;
+        ss[i].used = s->used;
+        ss[i].free = s->free;
+        ss[i].blocks = s->nblocks;
+        ss[i].disks = s->disks;
+        ss[i].last_heartbeat_ms_ago = now >= s->last_hb_ms ? now - s->last_hb_ms : 0;
+        ss[i].reads = s->reads;
+        ss[i].writes = s->writes;
+        sp[i] = &ss[i];
+    }
+    Imgstore__ClusterStatusResp r = IMGSTORE__CLUSTER_STATUS_RESP__INIT;
+    r.cluster_id = ns->meta.cluster_id;
+    r.safe_mode = ns->safe_mode;
+    r.replicas = ns->meta.replicas;
+    r.block_size = ns->meta.block_size;
+    r.n_servers = ns->nservers;
+    r.servers = sp;
+    block_totals(ns, &r);
+    r.block_id_high_water = ns->meta.next_id;
+    conn_reply(p->c, &f->h, 0, &r.base, NULL, 0, NULL);
+out:
+    free(ss);
+    free(sp);
+}
+
+static void on_frame(struct conn *c, const struct frame *f, void *ctx)
+{
+    struct ns_peer *p = ctx;
+    if (!p || p->ns->stopping) {
+        conn_close(c);
+        return;
+    }
+    if (f->h.body_len != 0 && f->h.type >= FT_HEARTBEAT && f->h.type <= FT_CLUSTER_STATUS) {
+        reply_err(c, f, IMG_EPROTO); /* no nameserver request carries a body */
+        return;
+    }
+    switch (f->h.type) {
+    case FT_HEARTBEAT: handle_heartbeat(p, f); break;
+    case FT_ALLOC_WRITE: handle_alloc(p, f); break;
+    case FT_LOOKUP: handle_lookup(p, f); break;
+    case FT_CLUSTER_STATUS: handle_status(p, f); break;
+    default: reply_err(c, f, IMG_EBADTYPE); break;
+    }
+}
+
+static void on_close(struct conn *c, void *ctx)
+{
+    struct ns_peer *p = ctx;
+    if (!p)
+        return;
+    if (p->srv && p->srv->conn == c) {
+        if (p->ns->stopping)
+            p->srv->up = 0, p->srv->conn = NULL; /* shutting down: not news */
+        else
+            ns_registry_mark_down(p->ns, p->srv, "session closed");
+    }
+    peer_unlink(p->ns, p);
+    free(p);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    struct ns *ns = server->data;
+    if (status < 0) {
+        log_warn("accept: %s", uv_strerror(status));
+        return;
+    }
+    struct ns_peer *p = calloc(1, sizeof(*p));
+    struct conn *c = conn_accept(server, on_frame, on_close, p);
+    if (!c || !p) {
+        if (c)
+            conn_close(c); /* on_close sees ctx NULL */
+        free(p);
+        return;
+    }
+    p->ns = ns;
+    p->c = c;
+    p->next = ns->peers;
+    if (ns->peers)
+        ns->peers->prev = p;
+    ns->peers = p;
+    if (ns->stopping)
+        conn_close(c);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct ns *ns = t->data;
+    uint64_t now = uv_now(ns->loop);
+    ns_registry_check_timeouts(ns, now);
+    ns_safe_mode_check(ns, now);
+    ns_pool_plan(ns);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct ns *ns = h->data;
+    log_info("signal %d: shutting down", signum);
+    ns_stop(ns);
+}
+
+/* Logs the address actually bound (useful with port 0). */
+static void log_listening(struct ns *ns)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    char host[ADDR_TEXT_MAX] = "?";
+    int port = 0;
+    if (uv_tcp_getsockname(&ns->listener, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET) {
+            uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof(host));
+            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof(host));
+            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        }
+    }
+    log_info("listening on %s:%d (%s mode)", host, port, ns->safe_mode ? "safe" : "normal");
+}
+
+int ns_start(struct ns *ns, uv_loop_t *loop)
+{
+    ns->loop = loop;
+    ns->started = 1;
+    uv_timer_init(loop, &ns->tick);
+    ns->tick.data = ns;
+    uv_signal_init(loop, &ns->sig_int);
+    uv_signal_init(loop, &ns->sig_term);
+    ns->sig_int.data = ns->sig_term.data = ns;
+    ns->listener.data = ns;
+    int rc = conn_listen(loop, &ns->listener, ns->cfg.listen, on_connection);
+    ns->listener.data = ns; /* conn_listen initialises the handle */
+    if (rc) {
+        log_error("cannot listen on %s: %s", ns->cfg.listen, uv_strerror(rc));
+        return rc;
+    }
+    uv_signal_start(&ns->sig_int, on_signal, SIGINT);
+    uv_signal_start(&ns->sig_term, on_signal, SIGTERM);
+    uv_timer_start(&ns->tick, on_tick, NS_TICK_MS, NS_TICK_MS);
+    ns_safe_mode_check(ns, uv_now(loop));
+    log_listening(ns);
+    return 0;
+}
+
+static void close_if_open(uv_handle_t *h)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+void ns_stop(struct ns *ns)
+{
+    if (ns->stopping || !ns->started)
+        return;
+    ns->stopping = 1;
+    close_if_open((uv_handle_t *)&ns->tick);
+    close_if_open((uv_handle_t *)&ns->sig_int);
+    close_if_open((uv_handle_t *)&ns->sig_term);
+    if (ns->listener.type == UV_TCP)
+        close_if_open((uv_handle_t *)&ns->listener);
+    for (struct ns_peer *p = ns->peers; p; p = p->next)
+        conn_close(p->c);
+}

@@ -1,0 +1,509 @@
+/* Unit tests of one block (dataserver/block.c): create, reserve/commit,
+ * reopen, and recovery from every kind of damage block.h describes. Records
+ * are written with the synchronous io_uring calls, so no loop is needed. */
+#include "common/err.h"
+#include "dataserver/block.h"
+#include "dataserver/uring.h"
+
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define TEST_ID UINT64_C(0x00000000000000ab)
+#define TEST_SIZE (4u << 20)
+#define COOKIE(seq) (0x5eed0000u + (seq))
+
+static char dir[64];
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+    return remove(p);
+}
+
+static void setup(void)
+{
+    snprintf(dir, sizeof(dir), "/tmp/imgstore-block-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+}
+
+static void teardown(void)
+{
+    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+TestSuite(block, .init = setup, .fini = teardown);
+
+static void path(const char *suffix, char *out, size_t n)
+{
+    snprintf(out, n, "%s/%016llx%s", dir, (unsigned long long)TEST_ID, suffix);
+}
+
+static struct block *create(int primary)
+{
+    struct block *b = NULL;
+    struct block_replica r[2] = {{"0123456789abcdef0123456789abcdef", "127.0.0.1:7001",
+                                  "127.0.0.1:8001"},
+                                 {"fedcba9876543210fedcba9876543210", "127.0.0.1:7002",
+                                  "127.0.0.1:8002"}};
+    cr_assert_eq(block_create(dir, 0, TEST_ID, TEST_SIZE, primary, r, 2, &b), 0);
+    return b;
+}
+
+static struct block *reopen(struct block *b)
+{
+    block_close(b);
+    cr_assert_eq(block_open(dir, 0, TEST_ID, &b), 0);
+    return b;
+}
+
+/* Fills buf with bytes that depend on seq, so each file is distinct. */
+static uint32_t content(uint32_t seq, uint8_t *buf)
+{
+    uint32_t len = 100 + seq * 37 % 1000;
+    for (uint32_t i = 0; i < len; i++)
+        buf[i] = (uint8_t)(seq * 31 + i);
+    return len;
+}
+
+/* Appends file number `seq` (the block must give that seq). Returns its offset. */
+static uint64_t append(struct block *b, uint32_t want_seq)
+{
+    uint8_t data[2048], rec[4096];
+    uint32_t len = content(want_seq, data), seq;
+    uint64_t off;
+    size_t rs = needle_record_size(len);
+    cr_assert_eq(block_reserve(b, (uint32_t)rs, &off, &seq), 0);
+    cr_assert_eq(seq, want_seq);
+    struct needle_header h = {.mime = 1, .seq = seq, .cookie = COOKIE(seq), .ctime = 1};
+    needle_build(rec, &h, data, len);
+    cr_assert_eq(uring_pwrite_sync(b->fd, rec, rs, off), (ssize_t)rs);
+    cr_assert_eq(block_commit(b, off, &h), 0);
+    return off;
+}
+
+static void delete(struct block *b, uint32_t seq)
+{
+    uint8_t rec[NEEDLE_HEADER_SIZE];
+    uint64_t off;
+    cr_assert_eq(block_reserve_tombstone(b, NEEDLE_HEADER_SIZE, &off), 0);
+    struct needle_header h = {.flags = NEEDLE_FLAG_TOMBSTONE, .seq = seq, .cookie = COOKIE(seq)};
+    needle_build(rec, &h, NULL, 0);
+    cr_assert_eq(uring_pwrite_sync(b->fd, rec, sizeof(rec), off), (ssize_t)sizeof(rec));
+    cr_assert_eq(block_commit(b, off, &h), 0);
+}
+
+/* Reads file seq like a server would: lookup, one read, verify. */
+static int read_file(struct block *b, uint32_t seq, uint32_t cookie)
+{
+    uint64_t off;
+    uint32_t size;
+    int rc = block_lookup(b, seq, &off, &size);
+    if (rc != 0)
+        return rc;
+    size_t rs = needle_record_size(size);
+    uint8_t *rec = calloc(1, rs);
+    cr_assert_eq(uring_pread_sync(b->fd, rec, rs, off), (ssize_t)rs);
+    struct needle_header h;
+    rc = needle_verify(rec, rs, seq, cookie, &h);
+    if (rc == 0) {
+        uint8_t want[2048];
+        uint32_t len = content(seq, want);
+        cr_assert_eq(h.size, len);
+        cr_assert_eq(memcmp(rec + NEEDLE_HEADER_SIZE, want, len), 0);
+    }
+    free(rec);
+    return rc;
+}
+
+static off_t file_size(const char *suffix)
+{
+    char p[256];
+    struct stat st;
+    path(suffix, p, sizeof(p));
+    cr_assert_eq(stat(p, &st), 0);
+    return st.st_size;
+}
+
+static void truncate_file(const char *suffix, off_t size)
+{
+    char p[256];
+    path(suffix, p, sizeof(p));
+    cr_assert_eq(truncate(p, size), 0);
+}
+
+static void poke(const char *suffix, off_t off, const void *bytes, size_t n)
+{
+    char p[256];
+    path(suffix, p, sizeof(p));
+    int fd = open(p, O_WRONLY);
+    cr_assert(fd >= 0);
+    cr_assert_eq(pwrite(fd, bytes, n, off), (ssize_t)n);
+    close(fd);
+}
+
+static void unlink_file(const char *suffix)
+{
+    char p[256];
+    path(suffix, p, sizeof(p));
+    cr_assert_eq(unlink(p), 0);
+}
+
+static void check_all(struct block *b, uint32_t from, uint32_t to)
+{
+    for (uint32_t s = from; s <= to; s++)
+        cr_assert_eq(read_file(b, s, COOKIE(s)), 0, "file %u", s);
+}
+
+Test(block, create_writes_superblock_index_meta)
+{
+    struct block *b = create(1);
+    cr_assert_eq(b->tail, BLOCK_SUPER_SIZE);
+    cr_assert_eq(b->next_seq, 1);
+    cr_assert_eq(file_size(".blk"), BLOCK_SUPER_SIZE);
+    cr_assert_eq(file_size(".idx"), INDEX_HEADER_SIZE);
+    cr_assert(file_size(".meta") > 0);
+    struct block *b2;
+    cr_assert_eq(block_create(dir, 0, TEST_ID, TEST_SIZE, 1, NULL, 0, &b2), IMG_EEXIST);
+    cr_assert_eq(block_create(dir, 0, 0x77, 1000, 1, NULL, 0, &b2), IMG_EINVAL);
+    cr_assert_eq(block_create(dir, 0, 0x77, BLOCK_MAX_SIZE + 8, 1, NULL, 0, &b2), IMG_EINVAL);
+    block_close(b);
+}
+
+Test(block, reserve_commit_lookup_and_reopen)
+{
+    struct block *b = create(1);
+    for (uint32_t s = 1; s <= 50; s++)
+        append(b, s);
+    check_all(b, 1, 50);
+    cr_assert_eq(block_file_count(b), 50);
+    uint64_t tail = b->tail;
+    b = reopen(b);
+    cr_assert_eq(b->tail, tail);
+    cr_assert_eq(b->durable_tail, tail);
+    cr_assert_eq(b->next_seq, 51);
+    cr_assert_eq(block_file_count(b), 50);
+    cr_assert_eq(b->primary, 1);
+    cr_assert_eq(b->nreplicas, 2);
+    cr_assert_str_eq(b->replicas[1].addr, "127.0.0.1:7002");
+    cr_assert_str_eq(b->replicas[0].http_addr, "127.0.0.1:8001");
+    check_all(b, 1, 50);
+    cr_assert_eq(file_size(".idx"), INDEX_HEADER_SIZE + 50 * INDEX_ENTRY_SIZE);
+    append(b, 51);
+    check_all(b, 51, 51);
+    uint64_t off;
+    uint32_t size;
+    cr_assert_eq(block_lookup(b, 52, &off, &size), IMG_ENOTFOUND);
+    cr_assert_eq(block_lookup(b, 0, &off, &size), IMG_ENOTFOUND);
+    block_close(b);
+}
+
+Test(block, wrong_cookie_reads_as_missing)
+{
+    struct block *b = create(1);
+    append(b, 1);
+    cr_assert_eq(read_file(b, 1, COOKIE(1) + 1), IMG_ENOTFOUND);
+    block_close(b);
+}
+
+Test(block, reserve_rules)
+{
+    struct block *b = create(0);
+    uint64_t off;
+    uint32_t seq;
+    cr_assert_eq(block_reserve(b, 64, &off, &seq), IMG_ENOTPRIMARY);
+    cr_assert_eq(block_reserve_at(b, 128, 64), IMG_EOFFSET);
+    cr_assert_eq(block_reserve_at(b, BLOCK_SUPER_SIZE, 64), 0);
+    cr_assert_eq(b->tail, BLOCK_SUPER_SIZE + 64);
+    cr_assert_eq(block_reserve_at(b, b->tail, 13), IMG_EINVAL);
+    block_close(b);
+    unlink_file(".blk");
+    unlink_file(".idx");
+    unlink_file(".meta");
+
+    b = create(1);
+    cr_assert_eq(block_reserve(b, 20, &off, &seq), IMG_EINVAL);
+    /* fill the block with 512 KiB records until it refuses a new file */
+    const uint32_t big = 512u << 10;
+    int n = 0, rc;
+    while ((rc = block_reserve(b, big, &off, &seq)) == 0)
+        n++;
+    cr_assert_eq(rc, IMG_EFULL);
+    cr_assert_eq(b->sealed, 1);
+    cr_assert(b->tail <= TEST_SIZE - BLOCK_TOMBSTONE_RESERVE);
+    cr_assert_eq(n, (TEST_SIZE - BLOCK_TOMBSTONE_RESERVE - BLOCK_SUPER_SIZE) / big);
+    cr_assert_eq(block_reserve(b, 64, &off, &seq), IMG_ESEALED);
+    /* tombstones still fit, from the reserve */
+    cr_assert_eq(block_reserve_tombstone(b, NEEDLE_HEADER_SIZE, &off), 0);
+    cr_assert_eq(block_reserve_tombstone(b, TEST_SIZE, &off), IMG_EFULL);
+    b = reopen(b);
+    cr_assert_eq(b->sealed, 1);
+    block_close(b);
+}
+
+Test(block, tombstones)
+{
+    struct block *b = create(1);
+    for (uint32_t s = 1; s <= 3; s++)
+        append(b, s);
+    uint64_t off;
+    uint32_t size;
+    cr_assert_eq(block_lookup(b, 2, &off, &size), 0);
+    uint64_t want = needle_record_size(size) + needle_record_size(0);
+    delete(b, 2);
+    cr_assert_eq(block_lookup(b, 2, &off, &size), IMG_EDELETED);
+    cr_assert_eq(block_file_count(b), 2);
+    cr_assert_eq(b->deleted_bytes, want);
+    delete(b, 2); /* a second tombstone only costs itself */
+    want += needle_record_size(0);
+    cr_assert_eq(b->deleted_bytes, want);
+    b = reopen(b);
+    cr_assert_eq(block_lookup(b, 2, &off, &size), IMG_EDELETED);
+    cr_assert_eq(b->deleted_bytes, want);
+    cr_assert_eq(block_file_count(b), 2);
+    cr_assert_eq(b->next_seq, 4);
+    unlink_file(".idx");
+    b = reopen(b);
+    cr_assert_eq(block_lookup(b, 2, &off, &size), IMG_EDELETED);
+    cr_assert_eq(b->deleted_bytes, want);
+    check_all(b, 1, 1);
+    check_all(b, 3, 3);
+    block_close(b);
+}
+
+Test(block, recovery_index_missing)
+{
+    struct block *b = create(1);
+    for (uint32_t s = 1; s <= 20; s++)
+        append(b, s);
+    uint64_t tail = b->tail;
+    block_close(b);
+    unlink_file(".idx");
+    cr_assert_eq(block_open(dir, 0, TEST_ID, &b), 0);
+    check_all(b, 1, 20);
+    cr_assert_eq(b->tail, tail);
+    cr_assert_eq(b->next_seq, 21);
+    cr_assert_eq(file_size(".idx"), INDEX_HEADER_SIZE + 20 * INDEX_ENTRY_SIZE);
+    block_close(b);
+}
+
+Test(block, recovery_index_lagging)
+{
+    struct block *b = create(1);
+    for (uint32_t s = 1; s <= 20; s++)
+        append(b, s);
+    block_close(b);
+    /* the index lost its last 8 entries and half of another */
+    truncate_file(".idx", INDEX_HEADER_SIZE + 12 * INDEX_ENTRY_SIZE - 6);
+    cr_assert_eq(block_open(dir, 0, TEST_ID, &b), 0);
+    check_all(b, 1, 20);
+    cr_assert_eq(b->next_seq, 21);
+    cr_assert_eq(file_size(".idx"), INDEX_HEADER_SIZE + 20 * INDEX_ENTRY_SIZE);
+    /* and appends continue where they should */
+    append(b, 21);
+    b = reopen(b);
+    check_all(b, 1, 21);
+    block_close(b);
+}
+
+Test(block, recovery_index_garbage)
+{
+    struct block *b = create(1);
+    for (uint32_t s = 1; s <= 10; s++)
+        append(b, s);
+    block_close(b);
+    uint8_t junk[200];
+    for (size_t i = 0; i < sizeof(junk); i++)
+        junk[i] = (uint8_t)(i * 73 + 11);
+    /* garbage after good entries, then garbage over the header */
+    poke(".idx", INDEX_HEADER_SIZE + 6 * INDEX_ENTRY_SIZE, junk, sizeof(junk));
+    cr_assert_eq(block_open(dir, 0, TEST_ID, &b), 0);
+    check_all(b, 1, 10);
+    block_close(b);
+    poke(".idx", 0, junk, sizeof(junk));
+    cr_assert_eq(block_open(dir, 0, TEST_ID, &b), 0);
+    check_all(b, 1, 10);
+    cr_assert_eq(file_size(".idx"), INDEX_HEADER_SIZE + 10 * INDEX_ENTRY_SIZE);
+    block_close(b);
+}
+
+Test(block, recovery_index_last_entry_wrong)
+{
+    struct block *b = create(1);
+    for (uint32_t s = 1; s <= 10; s++)
+        append(b, s);
+    block_close(b);
+    /* the last entry points at record 9's offset but says seq 10 */
+    uint8_t e[INDEX_ENTRY_SIZE];
+    cr_assert_eq(block_open(dir, 0, TEST_ID, &b), 0);
+    uint64_t off9;
+    uint32_t size9;
+    cr_assert_eq(block_lookup(b, 9, &off9, &size9), 0);
+    block_close(b);
+    index_encode_entry(10, off9, size9, 0, e);
+    poke(".idx", INDEX_HEADER_SIZE + 9 * INDEX_ENTRY_SIZE, e, sizeof(e));
+    truncate_file(".idx", INDEX_HEADER_SIZE + 10 * INDEX_ENTRY_SIZE);
+    cr_assert_eq(block_open(dir, 0, TEST_ID, &b), 0);
+    check_all(b, 1, 10);
+    block_close(b);
+}
+
+Test(block, recovery_torn_final_record)
+{
+    struct block *b = create(1);
+    for (uint32_t s = 1; s <= 10; s++)
+        append(b, s);
+    uint64_t off10;
+    uint32_t size10;
+    cr_assert_eq(block_lookup(b, 10, &off10, &size10), 0);
+    block_close(b);
+    truncate_file(".blk", (off_t)(off10 + NEEDLE_HEADER_SIZE + 5));
+    cr_assert_eq(block_open(dir, 0, TEST_ID, &b), 0);
+    check_all(b, 1, 9);
+    uint64_t off;
+    uint32_t size;
+    cr_assert_eq(block_lookup(b, 10, &off, &size), IMG_ENOTFOUND);
+    cr_assert_eq(b->tail, off10);
+    cr_assert_eq(file_size(".blk"), (off_t)off10);
+    cr_assert_eq(b->corrupt, 0);
+    cr_assert_eq(b->sealed, 0);
+    cr_assert_eq(file_size(".idx"), INDEX_HEADER_SIZE + 9 * INDEX_ENTRY_SIZE);
+    /* a torn header alone (fewer than 24 bytes) is cut too */
+    append(b, 10);
+    block_close(b);
+    truncate_file(".blk", (off_t)(off10 + needle_record_size(size10) + 7));
+    unlink_file(".idx");
+    cr_assert_eq(block_open(dir, 0, TEST_ID, &b), 0);
+    check_all(b, 1, 10);
+    cr_assert_eq(file_size(".blk"), (off_t)(off10 + needle_record_size(size10)));
+    block_close(b);
+}
+
+Test(block, recovery_corrupt_data_is_skipped)
+{
+    struct block *b = create(1);
+    uint64_t off3 = 0;
+    for (uint32_t s = 1; s <= 5; s++) {
+        uint64_t o = append(b, s);
+        if (s == 3)
+            off3 = o;
+    }
+    uint64_t tail = b->tail;
+    block_close(b);
+    uint8_t x = 0xff;
+    poke(".blk", (off_t)off3 + NEEDLE_HEADER_SIZE + 10, &x, 1);
+    unlink_file(".idx");
+    cr_assert_eq(block_open(dir, 0, TEST_ID, &b), 0);
+    check_all(b, 1, 2);
+    check_all(b, 4, 5);
+    uint64_t off;
+    uint32_t size;
+    cr_assert_eq(block_lookup(b, 3, &off, &size), IMG_ENOTFOUND);
+    cr_assert_eq(b->corrupt, 1);
+    cr_assert_eq(b->sealed, 0);
+    cr_assert_eq(b->next_seq, 6);
+    cr_assert_eq(b->tail, tail);
+    /* the corrupt flag is persisted in the meta */
+    b = reopen(b);
+    cr_assert_eq(b->corrupt, 1);
+    check_all(b, 4, 5);
+    block_close(b);
+}
+
+Test(block, recovery_bad_header_stops_scan)
+{
+    struct block *b = create(1);
+    uint64_t off3 = 0;
+    for (uint32_t s = 1; s <= 5; s++) {
+        uint64_t o = append(b, s);
+        if (s == 3)
+            off3 = o;
+    }
+    block_close(b);
+    off_t size_before = file_size(".blk");
+    uint8_t bad[2] = {0x00, 0x00};
+    poke(".blk", (off_t)off3, bad, sizeof(bad));
+    unlink_file(".idx");
+    cr_assert_eq(block_open(dir, 0, TEST_ID, &b), 0);
+    check_all(b, 1, 2);
+    uint64_t off;
+    uint32_t size;
+    cr_assert_eq(block_lookup(b, 3, &off, &size), IMG_ENOTFOUND);
+    cr_assert_eq(block_lookup(b, 4, &off, &size), IMG_ENOTFOUND);
+    cr_assert_eq(b->corrupt, 1);
+    cr_assert_eq(b->sealed, 1);
+    cr_assert_eq(file_size(".blk"), size_before);
+    uint32_t seq;
+    cr_assert_eq(block_reserve(b, 64, &off, &seq), IMG_ESEALED);
+    b = reopen(b);
+    cr_assert_eq(b->sealed, 1);
+    cr_assert_eq(b->corrupt, 1);
+    cr_assert_eq(file_size(".blk"), size_before);
+    block_close(b);
+}
+
+Test(block, hostile_header_sizes)
+{
+    struct block *b = create(1);
+    append(b, 1);
+    uint64_t tail = b->tail;
+    block_close(b);
+    /* a record claiming 32 MiB of data at the end of a small file: torn */
+    uint8_t hdr[NEEDLE_HEADER_SIZE];
+    struct needle_header h = {.seq = 2, .cookie = 1, .size = NEEDLE_MAX_DATA};
+    needle_encode_header(&h, hdr);
+    poke(".blk", (off_t)tail, hdr, sizeof(hdr));
+    cr_assert_eq(block_open(dir, 0, TEST_ID, &b), 0);
+    cr_assert_eq(file_size(".blk"), (off_t)tail);
+    block_close(b);
+    /* a record with an absurd seq is not a record */
+    h.seq = 0xfffffff0;
+    h.size = 0;
+    needle_encode_header(&h, hdr);
+    poke(".blk", (off_t)tail, hdr, sizeof(hdr));
+    cr_assert_eq(block_open(dir, 0, TEST_ID, &b), 0);
+    cr_assert_eq(b->sealed, 1);
+    cr_assert(b->next_seq < 100);
+    check_all(b, 1, 1);
+    block_close(b);
+}
+
+Test(block, bad_superblock_and_meta)
+{
+    struct block *b = create(1);
+    block_close(b);
+    uint8_t x = 0x42;
+    poke(".blk", 40, &x, 1);
+    cr_assert_eq(block_open(dir, 0, TEST_ID, &b), IMG_EFORMAT);
+    x = 0;
+    poke(".blk", 40, &x, 1);
+    cr_assert_eq(block_open(dir, 0, TEST_ID, &b), 0);
+    block_close(b);
+    /* a different block's id */
+    cr_assert_eq(block_open(dir, 0, TEST_ID + 1, &b), -ENOENT);
+    truncate_file(".blk", 10);
+    cr_assert_eq(block_open(dir, 0, TEST_ID, &b), IMG_EFORMAT);
+
+    const char *bad_metas[] = {
+        "garbage",
+        "version=1\nblock=00000000000000ab\nprimary=1\nsealed=0\n",
+        "version=1\nblock=00000000000000ac\nprimary=1\nsealed=0\ncorrupt=0\n",
+        "version=2\nblock=00000000000000ab\nprimary=1\nsealed=0\ncorrupt=0\n",
+        "version=1\nblock=00000000000000ab\nprimary=2\nsealed=0\ncorrupt=0\n",
+        "version=1\nblock=00000000000000ab\nprimary=1\nsealed=0\ncorrupt=0\nreplica=a b\n",
+        "version=1\nblock=00000000000000ab\nprimary=1\nsealed=0\ncorrupt=0\nfoo=1\n",
+        "version=1\nversion=1\nblock=00000000000000ab\nprimary=1\nsealed=0\ncorrupt=0\n",
+    };
+    char p[256];
+    path(".meta", p, sizeof(p));
+    for (size_t i = 0; i < sizeof(bad_metas) / sizeof(bad_metas[0]); i++) {
+        FILE *f = fopen(p, "w");
+        fputs(bad_metas[i], f);
+        fclose(f);
+        cr_assert_eq(block_open(dir, 0, TEST_ID, &b), IMG_EFORMAT, "meta %zu", i);
+    }
+}
