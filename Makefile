@@ -80,6 +80,7 @@ $(BUILD)/lib/libimgstore.a: $(LIB_OBJ) $(COMMON_OBJ)
 $(BUILD)/lib/libimgstore.so: $(LIB_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -shared -Wl,-soname,libimgstore.so.1 -o $@ $^ $(LDLIBS)
+	ln -sf libimgstore.so $(BUILD)/lib/libimgstore.so.1
 
 $(BUILD)/lib/pkgconfig/imgstore.pc: client/imgstore.pc.in
 	@mkdir -p $(dir $@)

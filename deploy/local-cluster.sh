@@ -1,0 +1,229 @@
+#!/bin/sh
+# local-cluster.sh - a local imgstore cluster on loopback, for trying things.
+#
+#   deploy/local-cluster.sh start    start 1 nameserver + 3 dataservers (idempotent)
+#   deploy/local-cluster.sh stop     stop them (SIGTERM, then SIGKILL after 5 s)
+#   deploy/local-cluster.sh status   which processes run, and `ds-admin status`
+#   deploy/local-cluster.sh demo     put a small PNG, get it back, compare it
+#
+# Everything lives under ./var of the repository: var/ns and var/ds1..3 hold
+# the data, var/log/*.log the server logs, var/run/*.pid the process ids.
+# The nameserver listens on 127.0.0.1:7400, the dataservers on 127.0.0.1:7411-7413
+# (native protocol) and 127.0.0.1:7481-7483 (HTTP); files get 2 replicas.
+# IMGSTORE_BIN overrides the folder of the binaries (default build/bin).
+set -u
+
+cd "$(dirname "$0")/.." || exit 1
+ROOT=$(pwd)
+BIN=${IMGSTORE_BIN:-$ROOT/build/bin}
+VAR=$ROOT/var
+NS_ADDR=127.0.0.1:7400
+REPLICAS=2
+NDS=3
+START_TIMEOUT=20 # seconds
+STOP_TIMEOUT=5   # seconds
+
+ds_port() { echo $((7410 + $1)); }
+ds_http() { echo $((7480 + $1)); }
+
+die() {
+    echo "local-cluster: $*" >&2
+    exit 1
+}
+
+check_bins() {
+    for b in nameserver dataserver imgstore ds-admin; do
+        [ -x "$BIN/$b" ] || die "$BIN/$b is missing; run 'make' first"
+    done
+}
+
+# running NAME BINARY: true when var/run/NAME.pid names a live process of BINARY.
+running() {
+    pidf=$VAR/run/$1.pid
+    [ -f "$pidf" ] || return 1
+    pid=$(cat "$pidf" 2>/dev/null)
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+    # Guard against a recycled pid: the process must be our binary.
+    [ -r "/proc/$pid/cmdline" ] || return 0
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "$2" || return 1
+}
+
+# launch NAME BINARY ARGS...: starts a server in the background, detached
+# from the terminal, with its output in var/log/NAME.log.
+launch() {
+    name=$1
+    shift
+    if running "$name" "$1"; then
+        echo "$name already running (pid $(cat "$VAR/run/$name.pid"))"
+        return 0
+    fi
+    bin=$1
+    shift
+    echo "==== $(date '+%F %T') starting $bin $*" >>"$VAR/log/$name.log"
+    nohup "$BIN/$bin" "$@" </dev/null >>"$VAR/log/$name.log" 2>&1 &
+    echo $! >"$VAR/run/$name.pid"
+    echo "started $name (pid $!)"
+}
+
+show_logs() {
+    for f in "$VAR"/log/*.log; do
+        [ -f "$f" ] || continue
+        echo "----- last 20 lines of $f -----" >&2
+        tail -n 20 "$f" >&2
+    done
+}
+
+# Counts the dataservers the nameserver reports "up".
+count_up() {
+    out=$("$BIN/ds-admin" --ns "$NS_ADDR" --json servers 2>/dev/null) || {
+        echo 0
+        return
+    }
+    echo "$out" | grep -o '"state"[[:space:]]*:[[:space:]]*"up"' | wc -l
+}
+
+cmd_start() {
+    check_bins
+    mkdir -p "$VAR/ns" "$VAR/log" "$VAR/run" || die "cannot create $VAR"
+    launch ns nameserver --listen "$NS_ADDR" --data "$VAR/ns" --replicas "$REPLICAS"
+    i=1
+    while [ $i -le $NDS ]; do
+        mkdir -p "$VAR/ds$i"
+        launch "ds$i" dataserver --ns "$NS_ADDR" --listen "127.0.0.1:$(ds_port $i)" \
+            --http "127.0.0.1:$(ds_http $i)" --data "$VAR/ds$i"
+        i=$((i + 1))
+    done
+    printf "waiting for %d dataservers to be up" "$NDS"
+    tries=$((START_TIMEOUT * 5))
+    while [ $tries -gt 0 ]; do
+        if [ "$(count_up)" -ge "$NDS" ]; then
+            echo " ok"
+            echo "cluster up: nameserver $NS_ADDR, dataservers 127.0.0.1:7411-7413 (HTTP 7481-7483)"
+            return 0
+        fi
+        for name in ns ds1 ds2 ds3; do
+            bin=dataserver
+            [ "$name" = ns ] && bin=nameserver
+            if ! running "$name" "$bin"; then
+                echo
+                echo "local-cluster: $name exited during start-up" >&2
+                show_logs
+                exit 1
+            fi
+        done
+        printf "."
+        sleep 0.2
+        tries=$((tries - 1))
+    done
+    echo
+    echo "local-cluster: the cluster was not up after ${START_TIMEOUT}s" >&2
+    "$BIN/ds-admin" --ns "$NS_ADDR" servers >&2 2>&1
+    show_logs
+    exit 1
+}
+
+cmd_stop() {
+    [ -d "$VAR/run" ] || {
+        echo "nothing to stop"
+        return 0
+    }
+    pids=""
+    for f in "$VAR"/run/*.pid; do
+        [ -f "$f" ] || continue
+        name=$(basename "$f" .pid)
+        bin=dataserver
+        [ "$name" = ns ] && bin=nameserver
+        if running "$name" "$bin"; then
+            pid=$(cat "$f")
+            kill -TERM "$pid" 2>/dev/null && echo "stopping $name (pid $pid)"
+            pids="$pids $pid"
+        fi
+        rm -f "$f"
+    done
+    [ -n "$pids" ] || {
+        echo "nothing running"
+        return 0
+    }
+    tries=$((STOP_TIMEOUT * 10))
+    while [ $tries -gt 0 ]; do
+        alive=""
+        for pid in $pids; do
+            kill -0 "$pid" 2>/dev/null && alive="$alive $pid"
+        done
+        [ -z "$alive" ] && {
+            echo "stopped"
+            return 0
+        }
+        sleep 0.1
+        tries=$((tries - 1))
+    done
+    for pid in $alive; do
+        echo "pid $pid ignored SIGTERM for ${STOP_TIMEOUT}s; killing it"
+        kill -KILL "$pid" 2>/dev/null
+    done
+    echo "stopped"
+}
+
+cmd_status() {
+    for name in ns ds1 ds2 ds3; do
+        bin=dataserver
+        [ "$name" = ns ] && bin=nameserver
+        if running "$name" "$bin"; then
+            echo "$name: running (pid $(cat "$VAR/run/$name.pid"))"
+        else
+            echo "$name: not running"
+        fi
+    done
+    [ -x "$BIN/ds-admin" ] || die "$BIN/ds-admin is missing; run 'make' first"
+    "$BIN/ds-admin" --ns "$NS_ADDR" status
+}
+
+# A 1x1 PNG, small enough to embed.
+PNG_B64=iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==
+
+cmd_demo() {
+    check_bins
+    tmp=$(mktemp -d) || die "mktemp failed"
+    trap 'rm -rf "$tmp"' EXIT
+    echo "$PNG_B64" | base64 -d >"$tmp/sample.png" || die "cannot decode the sample PNG"
+    echo "\$ imgstore --ns $NS_ADDR put sample.png"
+    tries=10
+    while :; do
+        name=$("$BIN/imgstore" --ns "$NS_ADDR" put "$tmp/sample.png") && break
+        tries=$((tries - 1))
+        [ $tries -gt 0 ] || die "put failed; see var/log/*.log"
+        sleep 0.5
+    done
+    echo "$name"
+    echo "\$ imgstore --ns $NS_ADDR get $name -o copy.png"
+    "$BIN/imgstore" --ns "$NS_ADDR" get "$name" -o "$tmp/copy.png" || die "get failed"
+    cmp "$tmp/sample.png" "$tmp/copy.png" || die "the copy differs from the original"
+    echo "copy.png is identical to sample.png ($(wc -c <"$tmp/sample.png") bytes)"
+    echo "\$ imgstore --ns $NS_ADDR stat $name"
+    "$BIN/imgstore" --ns "$NS_ADDR" stat "$name"
+    echo "\$ curl -s http://127.0.0.1:$(ds_http 1)/healthz"
+    curl -s "http://127.0.0.1:$(ds_http 1)/healthz" || echo "(curl failed)"
+    echo
+    cat <<EOF
+
+The cluster keeps running. Try:
+  export IMGSTORE_NS=$NS_ADDR
+  $BIN/imgstore put some.jpg            # prints the new file's name
+  $BIN/imgstore get NAME -o copy.jpg
+  $BIN/ds-admin servers
+  $BIN/ds-admin status
+Logs are in var/log/, data in var/ns and var/ds1..3.
+Stop it with:  make stop   (or deploy/local-cluster.sh stop)
+EOF
+}
+
+case "${1:-}" in
+start) cmd_start ;;
+stop) cmd_stop ;;
+status) cmd_status ;;
+demo) cmd_demo ;;
+*)
+    echo "usage: $0 start|stop|status|demo" >&2
+    exit 2
+    ;;
+esac

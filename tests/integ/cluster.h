@@ -1,0 +1,175 @@
+/* cluster.h - a throw-away imgstore cluster for integration tests.
+ *
+ * cluster_start() makes a temporary folder (mkdtemp under /tmp), picks free
+ * loopback ports, starts one nameserver and N dataservers from the binary
+ * folder $IMGSTORE_BIN (default ./build/bin), and waits until the nameserver
+ * reports every dataserver "up" and at least one writable block. Each server
+ * writes its stdout and stderr to <dir>/log/<name>.log.
+ *
+ * Safety: every child process is started with PR_SET_PDEATHSIG = SIGKILL, so
+ * it dies with the test process even when the test crashes. Call
+ * cluster_start() and every restart function from the thread that runs the
+ * test (the death signal follows the thread that forked). cluster_stop()
+ * stops everything and removes the folder; call it from a Criterion .fini
+ * fixture so it also runs after a failed assertion.
+ *
+ * Errors: functions that can fail return 0 or a negative errno; they print
+ * one line saying why to stderr, so a test only needs cr_assert_eq(rc, 0). */
+#ifndef IMG_TEST_CLUSTER_H
+#define IMG_TEST_CLUSTER_H
+
+#include "client/admin.h"
+#include "client/imgstore.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define CLUSTER_MAX_DS 8
+#define CLUSTER_ADDR_MAX 64
+#define CLUSTER_READY_MS 20000 /* deadline for a cluster to become ready */
+#define CLUSTER_STOP_MS 5000   /* SIGTERM grace before SIGKILL */
+
+struct cluster_opts {
+    int ndataservers;         /* 0 means 3 */
+    int replicas;             /* 0 means 2 */
+    uint64_t block_size;      /* 0: the nameserver's default */
+    int heartbeat_timeout_ms; /* 0: the nameserver's default */
+    int safe_mode_timeout_ms; /* 0: the nameserver's default */
+    int disks_per_ds;         /* data folders per dataserver, 0 means 1 */
+};
+
+/* One server process: its identity survives restarts (same ports, folders). */
+struct cluster_proc {
+    char name[16];                   /* "ns", "ds1", ... */
+    pid_t pid;                       /* 0 when not running */
+    char addr[CLUSTER_ADDR_MAX];     /* native 127.0.0.1:PORT */
+    char http_addr[CLUSTER_ADDR_MAX]; /* dataservers only */
+    char data[512];                  /* data folder(s), comma separated */
+    char log[512];
+};
+
+struct cluster {
+    char dir[256]; /* the temporary folder holding everything */
+    char bin[512]; /* folder of the binaries */
+    struct cluster_opts opts;
+    struct cluster_proc ns;
+    struct cluster_proc ds[CLUSTER_MAX_DS];
+    int nds;
+    int passed; /* set by a test when it ends well: cluster_stop keeps quiet */
+};
+
+/* Starts a cluster as described by opts (NULL for defaults) and waits until it
+ * is ready. On success *out is owned by the caller (free with cluster_stop).
+ * On failure everything started is stopped, server log tails are printed to
+ * stderr and a negative errno is returned (-ETIMEDOUT when not ready). */
+int cluster_start(const struct cluster_opts *opts, struct cluster **out);
+
+/* Stops every process (SIGTERM, up to CLUSTER_STOP_MS, then SIGKILL), reaps
+ * them and removes the folder. When c->passed is 0, prints the tails of the
+ * server logs first. IMGSTORE_KEEP=1 in the environment keeps the folder.
+ * NULL-safe. */
+void cluster_stop(struct cluster *c);
+
+/* Waits until the nameserver reports at least `nup` servers "up" and at least
+ * one writable block, for at most timeout_ms. Returns 0 or -ETIMEDOUT (after
+ * printing the last status seen and the log tails). */
+int cluster_wait_ready(struct cluster *c, int nup, int timeout_ms);
+
+/* Waits until the nameserver reports exactly `ndown` servers "down".
+ * Returns 0 or -ETIMEDOUT. */
+int cluster_wait_down(struct cluster *c, int ndown, int timeout_ms);
+
+/* Fetches the cluster status through a fresh handle. *out is freed with
+ * imgstore_admin_free_status. Returns 0 or the library's error. */
+int cluster_status(const struct cluster *c, Imgstore__ClusterStatusResp **out);
+
+/* Starts (or restarts) dataserver i / the nameserver on its ports and
+ * folders. Does not wait for readiness. Returns 0 or a negative errno. */
+int cluster_start_ds(struct cluster *c, int i);
+int cluster_start_ns(struct cluster *c);
+
+/* Sends `sig` to a process and, for SIGKILL and SIGTERM, reaps it (SIGTERM:
+ * SIGKILL after CLUSTER_STOP_MS). Returns the waitpid status, or -1 when the
+ * process was not running. */
+int cluster_signal_proc(struct cluster_proc *p, int sig);
+
+/* Returns 1 when the process is running (not exited, not a zombie). When it
+ * has exited, reaps it, prints how it ended and returns 0. */
+int cluster_alive(struct cluster_proc *p);
+
+/* Prints the last `lines` lines of every server log to stderr. */
+void cluster_dump_logs(const struct cluster *c, int lines);
+
+/* Opens a library handle to the cluster's nameserver; NULL on failure. */
+imgstore_t *cluster_client(const struct cluster *c);
+
+/* ---- running the command-line tools ------------------------------------- */
+
+struct cluster_run {
+    int status;    /* raw waitpid status */
+    int exit_code; /* WEXITSTATUS, or 128+signal, or -1 on timeout */
+    char *out;     /* captured stdout, NUL-terminated (may contain NULs) */
+    size_t out_len;
+    char *err; /* captured stderr, NUL-terminated */
+    size_t err_len;
+};
+
+/* Runs $bin/argv[0] with argv (NULL-terminated), with `env_add` ("K=V"
+ * strings, NULL-terminated, may be NULL) added to the environment and
+ * `env_del` names removed (may be NULL). Captures stdout and stderr; kills
+ * the command after timeout_ms. Returns 0 when the command ran (whatever its
+ * exit code) and fills *r (free with cluster_run_free), or a negative errno
+ * when it could not be started. */
+int cluster_run(const struct cluster *c, const char *const argv[], const char *const env_add[],
+                const char *const env_del[], int timeout_ms, struct cluster_run *r);
+
+/* Frees the buffers of *r. NULL-safe. */
+void cluster_run_free(struct cluster_run *r);
+
+/* ---- small helpers shared by the tests ---------------------------------- */
+
+/* Fills buf with len pseudo-random bytes that depend only on (seed, id). */
+void cluster_fill(void *buf, size_t len, uint64_t seed, uint64_t id);
+
+/* A splitmix64 step: returns the next value of *state. */
+uint64_t cluster_rand(uint64_t *state);
+
+/* Writes len bytes to path (created or truncated). Returns 0 or -errno. */
+int cluster_write_file(const char *path, const void *buf, size_t len);
+
+/* Reads a whole file; *buf is malloc'd. Returns 0 or -errno. */
+int cluster_read_file(const char *path, void **buf, size_t *len);
+
+/* Connects a blocking TCP socket to "HOST:PORT" with send/receive timeouts of
+ * timeout_ms. Returns the fd or a negative errno. */
+int cluster_connect(const char *addr, int timeout_ms);
+
+/* Milliseconds on a monotonic clock. */
+int64_t cluster_now_ms(void);
+
+/* The folder of the binaries: $IMGSTORE_BIN or ./build/bin. */
+const char *cluster_bin_dir(void);
+
+/* ---- test data ---------------------------------------------------------- */
+
+/* Returns the seed of a test's data: $IMGSTORE_SEED when set, otherwise a
+ * fresh one. Prints it so a failure can be replayed. */
+uint64_t cluster_seed(const char *test);
+
+/* Returns a size in [1, max], log-uniformly distributed. */
+uint32_t cluster_log_size(uint64_t *rng, uint32_t max);
+
+/* Uploads file `id` of the data set (size bytes of cluster_fill(seed, id))
+ * with up to `attempts` calls of imgstore_put. Returns 0 with name filled,
+ * or the last error (printed). */
+int cluster_put_file(imgstore_t *h, uint64_t seed, uint64_t id, size_t size,
+                     char name[IMGSTORE_NAME_MAX], int attempts);
+
+/* Reads `name` (from any replica, or only from ds_addr when not NULL) and
+ * checks it is file `id` of the data set. Returns 0, the library's error, or
+ * -EILSEQ when the bytes differ (each failure is printed). */
+int cluster_check_file(imgstore_t *h, const char *name, const char *ds_addr, uint64_t seed,
+                       uint64_t id, size_t size);
+
+#endif

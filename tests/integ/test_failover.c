@@ -1,0 +1,111 @@
+/* Integration test: with 3 dataservers and 2 replicas, a dataserver killed
+ * with SIGKILL loses no file: every file stays readable from its other
+ * replica, and uploads keep working, both before and after the nameserver
+ * has noticed the loss. */
+#include "tests/integ/cluster.h"
+
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#define NFILES 200
+#define NNEW 40 /* uploads in each phase after the kill */
+#define MAX_SIZE (256u << 10)
+#define PUT_ATTEMPTS 3
+#define HEARTBEAT_TIMEOUT_MS 3000
+
+static struct cluster *C;
+
+static void setup(void)
+{
+    struct cluster_opts o = {.ndataservers = 3, .replicas = 2,
+                             .heartbeat_timeout_ms = HEARTBEAT_TIMEOUT_MS};
+    cluster_start(&o, &C);
+}
+
+static void teardown(void)
+{
+    cluster_stop(C);
+    C = NULL;
+}
+
+TestSuite(failover, .init = setup, .fini = teardown, .timeout = 180);
+
+static uint64_t seed;
+static uint32_t sizes[NFILES + 2 * NNEW];
+static char names[NFILES + 2 * NNEW][IMGSTORE_NAME_MAX];
+
+static int check_range(imgstore_t *h, int from, int to, const char *when)
+{
+    int bad = 0;
+    for (int i = from; i < to; i++)
+        if (cluster_check_file(h, names[i], NULL, seed, (uint64_t)i, sizes[i]) != 0)
+            bad++;
+    if (bad)
+        fprintf(stderr, "[failover] %s: %d of %d files unreadable\n", when, bad, to - from);
+    return bad;
+}
+
+static void put_range(imgstore_t *h, int from, int to, const char *when)
+{
+    for (int i = from; i < to; i++)
+        cr_assert_eq(cluster_put_file(h, seed, (uint64_t)i, sizes[i], names[i], PUT_ATTEMPTS), 0,
+                     "%s: upload %d failed %d times", when, i, PUT_ATTEMPTS);
+}
+
+Test(failover, kill_one_dataserver)
+{
+    cr_assert_not_null(C, "the cluster did not start (see above)");
+    seed = cluster_seed("failover");
+    uint64_t rng = seed;
+    for (int i = 0; i < NFILES + 2 * NNEW; i++)
+        sizes[i] = cluster_log_size(&rng, MAX_SIZE);
+    imgstore_t *h = cluster_client(C);
+    cr_assert_not_null(h);
+    put_range(h, 0, NFILES, "before the kill");
+
+    /* The victim is the dataserver holding the most files. */
+    int on[CLUSTER_MAX_DS] = {0};
+    for (int i = 0; i < NFILES; i++) {
+        struct imgstore_stat st;
+        cr_assert_eq(imgstore_stat(h, names[i], &st), 0);
+        cr_assert_eq(st.nreplicas, 2, "file %d has %d replicas before the kill", i, st.nreplicas);
+        for (int r = 0; r < st.nreplicas; r++)
+            for (int d = 0; d < C->nds; d++)
+                on[d] += strcmp(st.replicas[r], C->ds[d].addr) == 0;
+    }
+    int victim = 0;
+    for (int d = 1; d < C->nds; d++)
+        if (on[d] > on[victim])
+            victim = d;
+    fprintf(stderr, "[failover] %d of %d files have a replica on %s, which is killed now\n",
+            on[victim], NFILES, C->ds[victim].name);
+    cr_assert_gt(on[victim], 0, "no file on the victim: the test proves nothing");
+
+    cluster_signal_proc(&C->ds[victim], SIGKILL);
+    int64_t t0 = cluster_now_ms();
+    cr_assert_eq(check_range(h, 0, NFILES, "right after the kill"), 0);
+    fprintf(stderr, "[failover] %d files read back in %lld ms after the kill\n", NFILES,
+            (long long)(cluster_now_ms() - t0));
+
+    /* Before the nameserver has noticed: the library must route around. */
+    put_range(h, NFILES, NFILES + NNEW, "right after the kill");
+    cr_assert_eq(check_range(h, NFILES, NFILES + NNEW, "new files"), 0);
+
+    cr_assert_eq(cluster_wait_down(C, 1, HEARTBEAT_TIMEOUT_MS + 10000), 0,
+                 "the nameserver did not mark the killed dataserver down");
+    put_range(h, NFILES + NNEW, NFILES + 2 * NNEW, "after the nameserver noticed");
+    cr_assert_eq(check_range(h, 0, NFILES + 2 * NNEW, "after the nameserver noticed"), 0);
+
+    /* A new handle (no cached locations) reads everything too. */
+    imgstore_close(h);
+    h = cluster_client(C);
+    cr_assert_not_null(h);
+    cr_assert_eq(check_range(h, 0, NFILES + 2 * NNEW, "with a fresh handle"), 0);
+    cr_assert(cluster_alive(&C->ns), "the nameserver died");
+    for (int i = 0; i < C->nds; i++)
+        cr_assert(i == victim || cluster_alive(&C->ds[i]), "%s died", C->ds[i].name);
+    imgstore_close(h);
+    C->passed = 1;
+}
