@@ -13,4 +13,13 @@ int imgstore_admin_cluster_status(imgstore_t *h, Imgstore__ClusterStatusResp **o
 /* Frees a status returned above. NULL-safe. */
 void imgstore_admin_free_status(Imgstore__ClusterStatusResp *st);
 
+/* Sends one request of frame `type` with head `req` (no body) to `addr`, or
+ * to the nameserver when addr is NULL, under the handle's timeouts, and
+ * unpacks a successful answer with `desc`. On success *out is owned by the
+ * caller (free with protobuf_c_message_free_unpacked). Returns 0, the
+ * server's error status, or a connection/protocol error (*out NULL). */
+int imgstore_admin_call(imgstore_t *h, const char *addr, unsigned type,
+                        const ProtobufCMessage *req, const ProtobufCMessageDescriptor *desc,
+                        ProtobufCMessage **out);
+
 #endif

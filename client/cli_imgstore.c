@@ -4,6 +4,7 @@
  * Exit status: 0 success; 1 a failure, reported as exactly one line on
  * stderr ("imgstore: get NAME: file not found"); 2 a usage error, reported
  * with the usage text on stderr. docs/client.md is the reference. */
+#include "client/cli_bench.h"
 #include "client/cli_util.h"
 #include "client/imgstore.h"
 
@@ -39,6 +40,8 @@ static void usage(FILE *fp)
             "  get NAME [-o OUT]          write a file's bytes to OUT or stdout\n"
             "  rm NAME                    delete a file\n"
             "  stat NAME                  print a file's metadata\n"
+            "  bench [OPTIONS]            upload then read files, report ops/s and latency\n"
+            "                             (imgstore bench --help lists its options)\n"
             "\n"
             "options:\n"
             "  --ns HOST:PORT   nameserver (default $IMGSTORE_NS or %s)\n"
@@ -317,6 +320,7 @@ static const struct command commands[] = {
     {"get", cmd_get},
     {"rm", cmd_rm},
     {"stat", cmd_stat},
+    {"bench", cli_bench},
 };
 
 int main(int argc, char **argv)

@@ -597,3 +597,15 @@ void imgstore_admin_free_status(Imgstore__ClusterStatusResp *st)
     if (st)
         imgstore__cluster_status_resp__free_unpacked(st, NULL);
 }
+
+int imgstore_admin_call(imgstore_t *h, const char *addr, unsigned type,
+                        const ProtobufCMessage *req, const ProtobufCMessageDescriptor *desc,
+                        ProtobufCMessage **out)
+{
+    if (!out)
+        return IMGSTORE_EINVAL;
+    *out = NULL;
+    if (!h || !desc || (addr && rpc_check_addr(addr) != 0))
+        return IMGSTORE_EINVAL;
+    return call_msg(h, addr ? addr : h->ns, type, req, op_deadline(h), desc, out);
+}

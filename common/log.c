@@ -29,6 +29,8 @@ static int threshold(void)
             log_threshold = LOG_WARN;
         else if (e && strcmp(e, "error") == 0)
             log_threshold = LOG_ERROR;
+        else if (e && strcmp(e, "off") == 0)
+            log_threshold = LOG_ERROR + 1;
     }
     return log_threshold;
 }

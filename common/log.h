@@ -1,7 +1,7 @@
 /* log.h - one line per significant event: time, level, component, message.
  *
  * Lines go to stderr. The level threshold comes from IMGSTORE_LOG
- * (debug|info|warn|error, default info). Never call on a successful read's
+ * (debug|info|warn|error|off, default info; off is for fuzzers and tests). Never call on a successful read's
  * hot path. */
 #ifndef IMG_LOG_H
 #define IMG_LOG_H

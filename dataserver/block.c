@@ -815,3 +815,89 @@ uint32_t block_file_count(const struct block *b)
 {
     return b->ix.live;
 }
+
+/* ---- copies from a peer (ds_copy.c) ---- */
+
+int block_check_super(const uint8_t in[BLOCK_SUPER_SIZE], uint64_t id, uint64_t *max_size)
+{
+    return sb_check(in, id, max_size);
+}
+
+static int unlink_suffix(const struct block *b, const char *suffix)
+{
+    char path[sizeof(b->path) + SUFFIX_MAX];
+    path_of(b, suffix, path, sizeof(path));
+    return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+}
+
+int block_install_copy(const char *blocks_dir, int disk, uint64_t id, const char *tmp_path,
+                       const struct block_replica *replicas, int nreplicas,
+                       const uint8_t *idx_entries, size_t idx_len, struct block **out)
+{
+    char path[sizeof(((struct block *)0)->path) + SUFFIX_MAX];
+    uint8_t ih[INDEX_HEADER_SIZE];
+    struct block *b = NULL;
+    if (!replicas_valid(replicas, nreplicas) || idx_len % INDEX_ENTRY_SIZE != 0)
+        return IMG_EINVAL;
+    int rc = block_alloc(blocks_dir, disk, id, &b);
+    if (rc != 0)
+        return rc;
+    path_of(b, ".blk", path, sizeof(path));
+    if (access(path, F_OK) == 0) {
+        block_close(b);
+        return IMG_EEXIST;
+    }
+    b->sealed = 1;
+    b->nreplicas = nreplicas;
+    if (nreplicas > 0)
+        memcpy(b->replicas, replicas, (size_t)nreplicas * sizeof(*replicas));
+    path_of(b, ".idx", path, sizeof(path));
+    b->idx_fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    if (b->idx_fd < 0) {
+        rc = -errno;
+        goto err;
+    }
+    idx_header(id, ih);
+    if ((rc = write_full(b->idx_fd, ih, sizeof(ih))) != 0 ||
+        (idx_len && (rc = write_full(b->idx_fd, idx_entries, idx_len)) != 0))
+        goto err;
+    if ((rc = block_save_meta(b)) != 0)
+        goto err;
+    path_of(b, ".blk", path, sizeof(path));
+    if (rename(tmp_path, path) < 0) {
+        rc = -errno;
+        goto err;
+    }
+    if ((rc = fs_sync_dir(blocks_dir)) != 0 || (rc = block_open(blocks_dir, disk, id, out)) != 0) {
+        unlink_suffix(b, ".blk");
+        goto err;
+    }
+    block_close(b);
+    return 0;
+err:
+    unlink_suffix(b, ".idx");
+    unlink_suffix(b, ".meta");
+    block_close(b);
+    return rc;
+}
+
+int block_unlink_files(const struct block *b)
+{
+    const char *suffixes[] = {".blk", ".idx", ".meta"};
+    int rc = 0;
+    for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+        int r = unlink_suffix(b, suffixes[i]);
+        if (r != 0 && rc == 0)
+            rc = r;
+    }
+    char dir[sizeof(b->path)];
+    snprintf(dir, sizeof(dir), "%s", b->path);
+    char *slash = strrchr(dir, '/');
+    if (slash) {
+        *slash = '\0';
+        int r = fs_sync_dir(dir);
+        if (r != 0 && rc == 0)
+            rc = r;
+    }
+    return rc;
+}

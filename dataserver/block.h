@@ -115,4 +115,24 @@ int block_lookup(const struct block *b, uint32_t seq, uint64_t *offset, uint32_t
 /* Number of live files. */
 uint32_t block_file_count(const struct block *b);
 
+/* Checks a superblock read from a peer for block `id` (same rules as
+ * block_open). Returns 0 with *max_size, or IMG_EFORMAT. */
+int block_check_super(const uint8_t in[BLOCK_SUPER_SIZE], uint64_t id, uint64_t *max_size);
+
+/* Installs a verified copy of block `id`: `tmp_path` (a durable block file in
+ * `blocks_dir`) gets an index file made of `idx_len` bytes of encoded entries
+ * (index.h) and a meta (sealed secondary, `replicas`), is renamed to
+ * <id>.blk (folder fsync'd) and opened with block_open. Returns 0 with *out
+ * owned by the caller, IMG_EEXIST when the block file already exists, or an
+ * error; on failure none of the block's files is left behind (tmp_path is
+ * the caller's to remove). */
+int block_install_copy(const char *blocks_dir, int disk, uint64_t id, const char *tmp_path,
+                       const struct block_replica *replicas, int nreplicas,
+                       const uint8_t *idx_entries, size_t idx_len, struct block **out);
+
+/* Removes the three files of a block that is no longer open (closed or
+ * handed to a deferred close): <path>.blk, .idx, .meta, then fsyncs the
+ * folder. Returns 0 or the first -errno. */
+int block_unlink_files(const struct block *b);
+
 #endif

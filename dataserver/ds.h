@@ -5,7 +5,9 @@
  *   ds_rpc.c      native-port requests: WRITE, READ, STAT, DELETE, REPL_APPEND
  *   ds_repl.c     connections to peer dataservers for replicated appends
  *   ds_session.c  the session with the nameserver: heartbeats, CREATE_BLOCK
- *   ds_http.c     the HTTP port (GET /healthz for now)
+ *   ds_http.c     the HTTP origin: GET/HEAD files, uploads, deletes (http_*.c)
+ *   ds_file.c     the read path of one local file, shared by READ and HTTP
+ *   ds_nsclient.c LOOKUP and ALLOC_WRITE to the nameserver, with caches
  * Disk state lives in the storage engine (store.h, block.h, blockio.h). */
 #ifndef DS_DS_H
 #define DS_DS_H
@@ -22,8 +24,15 @@
 #define DS_RECONNECT_MAX_MS 5000
 #define DS_REPL_TIMEOUT_MS 10000
 #define DS_NS_TIMEOUT_MS 10000
+#define DS_HTTP_MAX_UPLOAD (32u << 20) /* default --max-upload-bytes */
+#define DS_HTTP_MAX_INFLIGHT 1024      /* default --max-inflight */
+#define DS_HTTP_IDLE_MS 30000          /* default --http-idle-ms */
+#define DS_HTTP_HEADER_MS 10000        /* default --http-header-timeout-ms */
 
 struct ds_peer;
+struct ds_copy;
+struct ds_nsclient;
+struct http_server;
 
 struct ds {
     uv_loop_t *loop;
@@ -49,6 +58,24 @@ struct ds {
     /* peers for replication (ds_repl.c) */
     struct ds_peer *peers;
 
+    /* background copies, seals and deletions (ds_copy.c), NULL until used */
+    struct ds_copy *copy;
+
+    /* the dataserver as a cluster client (ds_nsclient.c) */
+    struct ds_nsclient *nsc;
+
+    /* HTTP origin (ds_http.c); limits set by main.c before ds_http_start */
+    struct http_server *http;
+    char *http_token;           /* bearer secret for uploads; NULL: uploads refused */
+    size_t http_token_len;
+    uint64_t http_max_upload;   /* bytes; larger bodies get 413 */
+    int http_max_inflight;      /* requests doing disk or network work at once */
+    int http_idle_ms;           /* keep-alive idle and stalled-write timeout */
+    int http_header_ms;         /* whole request head must arrive within this */
+
+    /* Prometheus figures (ds_metrics.c), NULL until first used */
+    struct ds_metrics *metrics;
+
     /* counters */
     uint64_t reads;
     uint64_t writes;
@@ -58,12 +85,27 @@ struct ds {
 /* ds_rpc.c: accepts native connections on ds->listen_tcp. */
 int ds_rpc_start(struct ds *ds);
 
+/* A native request held to be answered later (e.g. after disk I/O in another
+ * module). ds_rpc_answer sends the answer if the connection is still open
+ * (else frees an owned body) and releases the request; call it exactly once.
+ * Body ownership as in conn_reply. */
+struct ds_rpc_req;
+void ds_rpc_answer(struct ds_rpc_req *r, int status, const ProtobufCMessage *msg,
+                   const void *body, uint32_t body_len, conn_free_fn body_free);
+
 /* ds_repl.c: sends one record to the peer at `addr` (REPL_APPEND) and calls
  * cb(status, arg) once with 0 when the peer has it durable, or an error.
  * `rec` is copied. Returns 0, or an error (cb not called). */
 typedef void (*ds_repl_cb)(int status, void *arg);
 int ds_repl_send(struct ds *ds, const char *addr, uint64_t block_id, uint64_t offset,
                  const void *rec, uint32_t rec_len, ds_repl_cb cb, void *arg);
+/* ds_repl.c: sends any native request to the dataserver at `addr` on the
+ * shared peer connection (opened on first use). Same contract as
+ * conn_request with a copied body: returns 0 and cb runs exactly once, or an
+ * error and cb never runs. */
+int ds_peer_request(struct ds *ds, const char *addr, unsigned type, const ProtobufCMessage *msg,
+                    const void *body, uint32_t body_len, uint32_t timeout_ms, conn_reply_cb cb,
+                    void *arg);
 /* Closes every peer connection (pending sends fail with IMG_ECONN). */
 void ds_repl_close_all(struct ds *ds);
 

@@ -95,6 +95,16 @@ int ds_repl_send(struct ds *ds, const char *addr, uint64_t block_id, uint64_t of
     return 0;
 }
 
+int ds_peer_request(struct ds *ds, const char *addr, unsigned type, const ProtobufCMessage *msg,
+                    const void *body, uint32_t body_len, uint32_t timeout_ms, conn_reply_cb cb,
+                    void *arg)
+{
+    struct ds_peer *p = peer_get(ds, addr);
+    if (!p)
+        return IMG_ECONN;
+    return conn_request(p->c, type, msg, body, body_len, NULL, timeout_ms, cb, arg);
+}
+
 void ds_repl_close_all(struct ds *ds)
 {
     for (struct ds_peer *p = ds->peers; p; p = p->next)

@@ -16,6 +16,9 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "dataserver/blockio.h"
+#include "dataserver/ds_file.h"
+#include "dataserver/ds_copy.h"
+#include "dataserver/ds_metrics.h"
 #include "proto/imgstore.pb-c.h"
 
 #include <stdlib.h>
@@ -71,12 +74,38 @@ static void reply(struct rpc_sess *s, const struct frame_header *req, int status
                   const ProtobufCMessage *msg, const void *body, uint32_t body_len,
                   conn_free_fn body_free)
 {
+    ds_metrics_end(s->ds, s, req, status, body_len);
     if (!s->c || conn_is_closing(s->c)) {
         if (body_free)
             body_free((void *)body);
         return;
     }
     conn_reply(s->c, req, status, msg, body, body_len, body_free);
+}
+
+/* A request answered later by another module (ds_copy.c). */
+struct ds_rpc_req {
+    struct rpc_sess *sess;
+    struct frame_header h;
+};
+
+static struct ds_rpc_req *req_hold(struct rpc_sess *s, const struct frame_header *h)
+{
+    struct ds_rpc_req *r = malloc(sizeof(*r));
+    if (!r)
+        return NULL;
+    r->sess = s;
+    r->h = *h;
+    s->refs++;
+    return r;
+}
+
+void ds_rpc_answer(struct ds_rpc_req *r, int status, const ProtobufCMessage *msg,
+                   const void *body, uint32_t body_len, conn_free_fn body_free)
+{
+    reply(r->sess, &r->h, status, msg, body, body_len, body_free);
+    sess_unref(r->sess);
+    free(r);
 }
 
 static uint32_t random_cookie(void)
@@ -292,17 +321,11 @@ static void read_done(int status, void *arg)
 {
     struct rpc_read *r = arg;
     struct ds *ds = r->sess->ds;
-    unsigned type = r->req.type;
     struct needle_header h;
     if (status == 0) {
-        /* STAT, DELETE and reads of deleted files read only the header. */
-        if (type == FT_READ && !r->deleted)
-            status = needle_verify(r->buf, r->len, r->seq, r->cookie, &h);
-        else {
-            status = needle_decode_header(r->buf, &h);
-            if (status == 0 && (h.seq != r->seq || h.cookie != r->cookie))
-                status = IMG_ENOTFOUND;
-        }
+        status = needle_decode_header(r->buf, &h);
+        if (status == 0 && (h.seq != r->seq || h.cookie != r->cookie))
+            status = IMG_ENOTFOUND; /* a wrong cookie reads like a missing file */
     }
     if (status == IMG_EFORMAT)
         status = IMG_ECORRUPT;
@@ -311,7 +334,7 @@ static void read_done(int status, void *arg)
     if (status == IMG_ECORRUPT)
         log_warn("block %llu seq %u at offset %llu failed its check; needs repair",
                  (unsigned long long)r->block_id, r->seq, (unsigned long long)r->offset);
-    if (type == FT_DELETE) {
+    if (r->req.type == FT_DELETE) {
         if (status == 0) {
             delete_checked(r);
             return;
@@ -338,20 +361,12 @@ static void read_done(int status, void *arg)
     resp.mime = h.mime;
     resp.offset = r->offset;
     resp.primary = b ? b->primary : 0;
-    if (type == FT_READ) {
-        ds->reads++;
-        uint8_t *buf = r->buf;
-        r->buf = NULL;
-        reply(r->sess, &r->req, 0, &resp.base, buf + NEEDLE_HEADER_SIZE, h.size,
-              free_read_body);
-    } else {
-        reply(r->sess, &r->req, 0, &resp.base, NULL, 0, NULL);
-    }
+    reply(r->sess, &r->req, 0, &resp.base, NULL, 0, NULL);
     read_free(r);
 }
 
-/* Starts the read of file (block_id, seq) for READ/STAT/DELETE. READ reads
- * header and data in one request; the others only the header. */
+/* STAT and DELETE: reads the record header of file (block_id, seq) to check
+ * its cookie; READ goes through ds_file.c instead (header and data). */
 static void handle_read(struct rpc_sess *s, const struct frame *f)
 {
     struct ds *ds = s->ds;
@@ -395,7 +410,7 @@ static void handle_read(struct rpc_sess *s, const struct frame *f)
         return;
     }
     struct rpc_read *r = calloc(1, sizeof(*r));
-    size_t len = NEEDLE_HEADER_SIZE + (f->h.type == FT_READ && !deleted ? size : 0);
+    size_t len = NEEDLE_HEADER_SIZE;
     uint8_t *buf = r ? malloc(len) : NULL;
     if (!buf) {
         free(r);
@@ -417,6 +432,70 @@ static void handle_read(struct rpc_sess *s, const struct frame *f)
     if (rc != 0) {
         reply(s, &f->h, rc, NULL, NULL, 0, NULL);
         read_free(r);
+    }
+}
+
+/* READ: the shared read path of ds_file.c (one io_uring read, cookie and
+ * CRC32C checked); the data goes out straight from the read buffer. */
+struct rpc_file_read {
+    struct rpc_sess *sess;
+    struct frame_header req;
+    uint64_t block_id;
+    uint32_t seq;
+};
+
+static void file_read_done(int status, const struct needle_header *h, uint8_t *rec, void *arg)
+{
+    struct rpc_file_read *fr = arg;
+    struct rpc_sess *s = fr->sess;
+    if (status != 0) {
+        reply(s, &fr->req, status, NULL, NULL, 0, NULL);
+    } else {
+        Imgstore__ReadResp resp = IMGSTORE__READ_RESP__INIT;
+        resp.size = h->size;
+        resp.crc32c = h->data_crc;
+        resp.created = h->ctime;
+        resp.mime = h->mime;
+        struct block *b = store_get(s->ds->store, fr->block_id);
+        uint64_t offset;
+        uint32_t size;
+        int deleted;
+        if (b && index_get(&b->ix, fr->seq, &offset, &size, &deleted) == 0) {
+            resp.offset = offset;
+            resp.primary = b->primary;
+        }
+        s->ds->reads++;
+        reply(s, &fr->req, 0, &resp.base, rec + NEEDLE_HEADER_SIZE, h->size, free_read_body);
+    }
+    sess_unref(s);
+    free(fr);
+}
+
+static void handle_file_read(struct rpc_sess *s, const struct frame *f)
+{
+    Imgstore__Read *m = imgstore__read__unpack(NULL, f->h.head_len, f->head);
+    if (!m) {
+        reply(s, &f->h, IMG_EPROTO, NULL, NULL, 0, NULL);
+        return;
+    }
+    uint64_t block_id = m->block_id;
+    uint32_t seq = m->seq, cookie = m->cookie;
+    imgstore__read__free_unpacked(m, NULL);
+    struct rpc_file_read *fr = calloc(1, sizeof(*fr));
+    if (!fr) {
+        reply(s, &f->h, -ENOMEM, NULL, NULL, 0, NULL);
+        return;
+    }
+    fr->sess = s;
+    fr->req = f->h;
+    fr->block_id = block_id;
+    fr->seq = seq;
+    s->refs++;
+    int rc = ds_file_read(s->ds, block_id, seq, cookie, 0, file_read_done, fr);
+    if (rc != 0) {
+        reply(s, &f->h, rc, NULL, NULL, 0, NULL);
+        sess_unref(s);
+        free(fr);
     }
 }
 
@@ -559,11 +638,14 @@ static void on_frame(struct conn *c, const struct frame *f, void *ctx)
     struct rpc_sess *s = ctx;
     if (s->ds->stopping)
         return;
+    ds_metrics_begin(s->ds, s, &f->h);
     switch (f->h.type) {
     case FT_WRITE:
         handle_write(s, f);
         break;
     case FT_READ:
+        handle_file_read(s, f);
+        break;
     case FT_STAT:
     case FT_DELETE:
         handle_read(s, f);
@@ -571,6 +653,14 @@ static void on_frame(struct conn *c, const struct frame *f, void *ctx)
     case FT_REPL_APPEND:
         handle_repl_append(s, f);
         break;
+    case FT_READ_BLOCK: {
+        struct ds_rpc_req *r = req_hold(s, &f->h);
+        if (r)
+            ds_copy_read_block(s->ds, f, r);
+        else
+            reply(s, &f->h, -ENOMEM, NULL, NULL, 0, NULL);
+        break;
+    }
     default:
         reply(s, &f->h, IMG_EBADTYPE, NULL, NULL, 0, NULL);
         break;

@@ -8,6 +8,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "dataserver/ds_copy.h"
 #include "proto/fname.h"
 #include "proto/imgstore.pb-c.h"
 
@@ -70,7 +71,8 @@ static void session_frame(struct conn *c, const struct frame *f, void *ctx)
 {
     struct ds *ds = ctx;
     if (f->h.type != FT_CREATE_BLOCK) {
-        conn_reply(c, &f->h, IMG_EBADTYPE, NULL, NULL, 0, NULL);
+        if (!ds_copy_session_frame(ds, c, f))
+            conn_reply(c, &f->h, IMG_EBADTYPE, NULL, NULL, 0, NULL);
         return;
     }
     Imgstore__CreateBlock *m = imgstore__create_block__unpack(NULL, f->h.head_len, f->head);
@@ -191,8 +193,15 @@ static void send_heartbeat(struct ds *ds)
     hb.blocks = r.ptrs;
     hb.reads = ds->reads;
     hb.writes = ds->writes;
+    const uint64_t *removed = NULL;
+    size_t nremoved = ds_copy_removed(ds, &removed);
+    if (!r.full) { /* a full report implies every removal */
+        hb.n_removed_blocks = nremoved;
+        hb.removed_blocks = (uint64_t *)removed;
+    }
     if (conn_request(ds->ns_conn, FT_HEARTBEAT, &hb.base, NULL, 0, NULL, DS_NS_TIMEOUT_MS,
                      heartbeat_reply, ds) == 0) {
+        ds_copy_removed_sent(ds, nremoved);
         ds->hb_in_flight = 1;
         if (r.full)
             log_info("sent full block report (%zu blocks) to %s", r.n, ds->ns_addr);

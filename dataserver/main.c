@@ -8,10 +8,12 @@
  * stop the loop; nothing acknowledged is ever pending at that point because
  * acknowledgements follow fdatasync. */
 #include "dataserver/ds.h"
+#include "dataserver/ds_copy.h"
 
 #include "common/err.h"
 #include "common/log.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -21,7 +23,57 @@
 static void usage(FILE *out)
 {
     fprintf(out, "usage: dataserver --ns HOST:PORT --listen HOST:PORT --http HOST:PORT "
-                 "--data DIR[,DIR...]\n");
+                 "--data DIR[,DIR...]\n"
+                 "       [--upload-token-file FILE] [--max-upload-bytes N] [--max-inflight N]\n"
+                 "       [--http-idle-ms MS] [--http-header-timeout-ms MS]\n");
+}
+
+/* Reads the HTTP upload secret: the file's first line, without surrounding
+ * white space; 1 to 4096 bytes of visible characters. Returns 0 or -1 (with
+ * a message on stderr). */
+static int read_token(const char *path, struct ds *ds)
+{
+    char buf[4098];
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "dataserver: cannot read %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = buf;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    size_t len = strcspn(p, "\r\n");
+    while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+        len--;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)p[i] <= ' ' || (unsigned char)p[i] >= 0x7f)
+            len = 0;
+    if (len == 0 || len > 4096) {
+        fprintf(stderr, "dataserver: %s must hold one token of 1 to 4096 visible characters\n",
+                path);
+        return -1;
+    }
+    ds->http_token = strndup(p, len);
+    ds->http_token_len = len;
+    return ds->http_token ? 0 : -1;
+}
+
+/* Parses a positive integer option. Returns 0 or -1 (with a message). */
+static int parse_pos(const char *arg, const char *what, uint64_t max, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(arg, &end, 10);
+    if (errno || end == arg || *end || v == 0 || v > max || arg[0] == '-') {
+        fprintf(stderr, "dataserver: %s wants a number from 1 to %llu\n", what,
+                (unsigned long long)max);
+        return -1;
+    }
+    *out = v;
+    return 0;
 }
 
 static int copy_addr(char *dst, const char *src, const char *what)
@@ -61,11 +113,17 @@ int main(int argc, char **argv)
                                    {"listen", required_argument, NULL, 'l'},
                                    {"http", required_argument, NULL, 'H'},
                                    {"data", required_argument, NULL, 'd'},
+                                   {"upload-token-file", required_argument, NULL, 'T'},
+                                   {"max-upload-bytes", required_argument, NULL, 'U'},
+                                   {"max-inflight", required_argument, NULL, 'I'},
+                                   {"http-idle-ms", required_argument, NULL, 'i'},
+                                   {"http-header-timeout-ms", required_argument, NULL, 't'},
                                    {"help", no_argument, NULL, 'h'},
                                    {NULL, 0, NULL, 0}};
     static struct ds ds;
     char *data = NULL;
     int have_ns = 0, have_listen = 0, have_http = 0;
+    uint64_t num;
     int c;
     log_set_component("ds");
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -87,6 +145,30 @@ int main(int argc, char **argv)
             break;
         case 'd':
             data = optarg;
+            break;
+        case 'T':
+            if (read_token(optarg, &ds) != 0)
+                return 2;
+            break;
+        case 'U':
+            if (parse_pos(optarg, "--max-upload-bytes", NEEDLE_MAX_DATA, &num) != 0)
+                return 2;
+            ds.http_max_upload = num;
+            break;
+        case 'I':
+            if (parse_pos(optarg, "--max-inflight", 1000000, &num) != 0)
+                return 2;
+            ds.http_max_inflight = (int)num;
+            break;
+        case 'i':
+            if (parse_pos(optarg, "--http-idle-ms", 86400000, &num) != 0)
+                return 2;
+            ds.http_idle_ms = (int)num;
+            break;
+        case 't':
+            if (parse_pos(optarg, "--http-header-timeout-ms", 86400000, &num) != 0)
+                return 2;
+            ds.http_header_ms = (int)num;
             break;
         case 'h':
             usage(stdout);
@@ -144,6 +226,7 @@ int main(int argc, char **argv)
 
     /* Shut down: stop taking work, let in-flight disk I/O finish, close. */
     ds_session_stop(&ds);
+    ds_copy_stop(&ds);
     ds_repl_close_all(&ds);
     ds_http_stop(&ds);
     uv_close((uv_handle_t *)&ds.listen_tcp, NULL);

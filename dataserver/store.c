@@ -9,7 +9,8 @@
  * without it (the nameserver re-replicates what is missing).
  *
  * Blocks live in an open-addressing hash table keyed by block id (linear
- * probing, at most half full, never shrinks: blocks are not removed here). */
+ * probing, at most half full, never shrinks; store_remove_block re-inserts
+ * the rest of a probe run when a block is deleted). */
 #include "dataserver/store.h"
 
 #include "common/err.h"
@@ -37,6 +38,7 @@
 #define STORE_ID_FILE_MAX 256
 #define BLOCK_NAME_HEX 16
 #define BLOCK_SUFFIX ".blk"
+#define COPY_TEMP_SUFFIX ".blk.copy" /* an interrupted block copy (ds_copy.c) */
 
 static uint64_t hash64(uint64_t x)
 {
@@ -244,6 +246,24 @@ static int companion_file(const char *name)
     return 0;
 }
 
+/* Returns non-zero for "<16 hex>.blk.copy": a copy interrupted by a crash,
+ * never counted as a replica, removed at start-up. */
+static int copy_temp_file(const char *name)
+{
+    return strlen(name) == BLOCK_NAME_HEX + strlen(COPY_TEMP_SUFFIX) &&
+           strcmp(name + BLOCK_NAME_HEX, COPY_TEMP_SUFFIX) == 0;
+}
+
+static void remove_copy_temp(const char *dir, const char *name)
+{
+    char path[PATH_MAX + BLOCK_NAME_HEX + 16];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if (unlink(path) < 0)
+        log_warn("store: cannot remove interrupted copy %s: %s", path, strerror(errno));
+    else
+        log_info("store: removed interrupted copy %s", path);
+}
+
 static int open_block(struct store *s, int disk, const char *dir, uint64_t id)
 {
     struct block *b;
@@ -282,6 +302,8 @@ static int open_blocks(struct store *s, int disk)
         uint64_t id;
         if (block_file_name(de->d_name, &id))
             rc = open_block(s, disk, dir, id);
+        else if (copy_temp_file(de->d_name))
+            remove_copy_temp(dir, de->d_name);
         else if (!companion_file(de->d_name))
             log_warn("store: ignoring unexpected file %s/%s", dir, de->d_name);
     }
@@ -414,4 +436,48 @@ void store_refresh(struct store *s)
         if (b && b->disk >= 0 && b->disk < s->ndisks)
             s->disks[b->disk].used += b->tail;
     }
+}
+
+int store_pick_disk(struct store *s, char *dir, size_t n)
+{
+    store_refresh(s);
+    int best = -1;
+    for (int i = 0; i < s->ndisks; i++)
+        if (!s->disks[i].failed && (best < 0 || s->disks[i].free > s->disks[best].free))
+            best = i;
+    if (best < 0 || blocks_dir(s, best, dir, n) != 0)
+        return -ENOSPC;
+    return best;
+}
+
+int store_adopt_block(struct store *s, struct block *b)
+{
+    if (store_get(s, b->id))
+        return IMG_EEXIST;
+    int rc = table_reserve(s);
+    if (rc != 0)
+        return rc;
+    store_add(s, b);
+    return 0;
+}
+
+struct block *store_remove_block(struct store *s, uint64_t id)
+{
+    if (!s->cap)
+        return NULL;
+    uint32_t mask = s->cap - 1, i = (uint32_t)hash64(id) & mask;
+    while (s->blocks[i] && s->blocks[i]->id != id)
+        i = (i + 1) & mask;
+    struct block *b = s->blocks[i];
+    if (!b)
+        return NULL;
+    s->blocks[i] = NULL;
+    s->nblocks--;
+    /* Re-insert the rest of the probe run so lookups never stop early. */
+    for (uint32_t j = (i + 1) & mask; s->blocks[j]; j = (j + 1) & mask) {
+        struct block *m = s->blocks[j];
+        s->blocks[j] = NULL;
+        table_put(s->blocks, s->cap, m);
+    }
+    return b;
 }

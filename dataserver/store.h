@@ -53,6 +53,19 @@ struct block *store_get(struct store *s, uint64_t id);
 int store_create_block(struct store *s, uint64_t id, uint64_t max_size, int primary,
                        const struct block_replica *replicas, int nreplicas, struct block **out);
 
+/* Chooses the non-failed folder with the most free space for a new block
+ * and writes its blocks folder into dir. Returns the disk index or -ENOSPC. */
+int store_pick_disk(struct store *s, char *dir, size_t n);
+
+/* Adds a block opened elsewhere (block_install_copy) to the table; the store
+ * owns it from then on. Returns 0, IMG_EEXIST or -ENOMEM (b stays the
+ * caller's). */
+int store_adopt_block(struct store *s, struct block *b);
+
+/* Takes block `id` out of the table and returns it (the caller now owns it
+ * and closes it), or NULL when it is not here. */
+struct block *store_remove_block(struct store *s, uint64_t id);
+
 /* Calls fn for every block. fn must not add or remove blocks. */
 void store_foreach(struct store *s, void (*fn)(struct block *b, void *arg), void *arg);
 

@@ -35,6 +35,10 @@ struct uring_req {
     uring_cb cb;
     void *arg;
     struct uring_req *next; /* FIFO link */
+#ifdef IMG_FAULT_FS
+    struct faultfs_undo *undo; /* OP_WRITE: what it overwrites */
+    uint64_t sync_id;          /* OP_FDATASYNC: the writes it covers */
+#endif
 };
 
 struct uring {
@@ -48,6 +52,157 @@ struct uring {
     struct uring_req *q_head, *q_tail;
     int closing;
 };
+
+#ifdef IMG_FAULT_FS
+/* ---- power-loss simulation (test build only: make chaos-powercut) --------
+ *
+ * Built only with -DIMG_FAULT_FS; the production build has none of this.
+ * Before every block-file write goes out, the bytes it will overwrite (and
+ * the file size) are saved in an undo log. A write that has completed is
+ * covered by the next fdatasync submitted on the same file; when that
+ * fdatasync completes, the write's undo record is dropped. SIGUSR2 is a
+ * power cut: a helper thread applies every remaining undo record, newest
+ * first (so the file holds only what a completed fdatasync covered), and
+ * the process ends at once with _exit(FAULTFS_EXIT). Index files (plain
+ * write, never synced) and files synced outside this layer are not
+ * simulated. */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#define FAULTFS_EXIT 137
+
+struct faultfs_undo {
+    dev_t dev;
+    ino_t ino;
+    char path[256];
+    uint64_t off;
+    size_t len;      /* bytes saved in old (the part below old_size) */
+    uint64_t old_size;
+    int completed;   /* the write finished (a later fdatasync covers it) */
+    uint64_t sync_id; /* the fdatasync covering it, 0 when none yet */
+    uint8_t *old;
+    struct faultfs_undo *prev; /* older record */
+};
+
+static pthread_mutex_t faultfs_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct faultfs_undo *faultfs_newest;
+static uint64_t faultfs_next_sync = 1;
+
+static struct faultfs_undo *faultfs_before_write(int fd, size_t len, uint64_t off)
+{
+    struct stat st;
+    char link[64];
+    struct faultfs_undo *u = calloc(1, sizeof(*u));
+    if (!u || fstat(fd, &st) < 0) {
+        free(u);
+        return NULL;
+    }
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, u->path, sizeof(u->path) - 1);
+    u->path[n > 0 ? n : 0] = '\0';
+    u->dev = st.st_dev;
+    u->ino = st.st_ino;
+    u->off = off;
+    u->old_size = (uint64_t)st.st_size;
+    u->len = off >= u->old_size ? 0 : (size_t)(u->old_size - off < len ? u->old_size - off : len);
+    u->old = malloc(u->len ? u->len : 1);
+    if (u->len && (!u->old || pread(fd, u->old, u->len, (off_t)off) != (ssize_t)u->len))
+        u->len = 0;
+    pthread_mutex_lock(&faultfs_lock);
+    u->prev = faultfs_newest;
+    faultfs_newest = u;
+    pthread_mutex_unlock(&faultfs_lock);
+    return u;
+}
+
+static void faultfs_write_done(struct faultfs_undo *u, int ok)
+{
+    if (!u)
+        return;
+    pthread_mutex_lock(&faultfs_lock);
+    u->completed = ok; /* a failed write stays undoable: it may have landed in part */
+    pthread_mutex_unlock(&faultfs_lock);
+}
+
+/* Marks the completed writes of fd's file as covered by a new fdatasync. */
+static uint64_t faultfs_sync_submit(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return 0;
+    pthread_mutex_lock(&faultfs_lock);
+    uint64_t id = faultfs_next_sync++;
+    for (struct faultfs_undo *u = faultfs_newest; u; u = u->prev)
+        if (u->completed && !u->sync_id && u->dev == st.st_dev && u->ino == st.st_ino)
+            u->sync_id = id;
+    pthread_mutex_unlock(&faultfs_lock);
+    return id;
+}
+
+/* The fdatasync `id` completed: its writes are durable (ok), or not. */
+static void faultfs_sync_done(uint64_t id, int ok)
+{
+    pthread_mutex_lock(&faultfs_lock);
+    struct faultfs_undo **pp = &faultfs_newest;
+    while (*pp) {
+        struct faultfs_undo *u = *pp;
+        if (u->sync_id == id) {
+            if (ok) {
+                *pp = u->prev;
+                free(u->old);
+                free(u);
+                continue;
+            }
+            u->sync_id = 0;
+        }
+        pp = &u->prev;
+    }
+    pthread_mutex_unlock(&faultfs_lock);
+}
+
+static void faultfs_undo_one(const struct faultfs_undo *u)
+{
+    struct stat st;
+    int fd = open(u->path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return; /* renamed or removed since: nothing of it to undo */
+    if (fstat(fd, &st) == 0 && st.st_dev == u->dev && st.st_ino == u->ino) {
+        if (u->len && pwrite(fd, u->old, u->len, (off_t)u->off) < 0)
+            perror("faultfs: pwrite");
+        if ((uint64_t)st.st_size > u->old_size && ftruncate(fd, (off_t)u->old_size) < 0)
+            perror("faultfs: ftruncate");
+    }
+    close(fd);
+}
+
+static void *faultfs_watch(void *arg)
+{
+    sigset_t *set = arg;
+    int sig;
+    while (sigwait(set, &sig) != 0)
+        ;
+    pthread_mutex_lock(&faultfs_lock); /* never released: the process ends */
+    unsigned n = 0;
+    for (const struct faultfs_undo *u = faultfs_newest; u; u = u->prev, n++)
+        faultfs_undo_one(u);
+    fprintf(stderr, "faultfs: power cut: %u unsynced block-file writes thrown away\n", n);
+    _exit(FAULTFS_EXIT);
+    return NULL;
+}
+
+__attribute__((constructor)) static void faultfs_init(void)
+{
+    static sigset_t set;
+    pthread_t t;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by every later thread */
+    if (pthread_create(&t, NULL, faultfs_watch, &set) == 0)
+        pthread_detach(t);
+}
+#endif
 
 static void fifo_push(struct uring *r, struct uring_req *q)
 {
@@ -118,6 +273,12 @@ static void submit_one(struct uring *r, struct uring_req *q)
 
 static void complete(struct uring *r, struct uring_req *q, int res)
 {
+#ifdef IMG_FAULT_FS
+    if (q->op == OP_WRITE)
+        faultfs_write_done(q->undo, res >= 0);
+    else if (q->op == OP_FDATASYNC)
+        faultfs_sync_done(q->sync_id, res == 0);
+#endif
     r->inflight--;
     q->cb(res, q->arg);
     free(q);
@@ -283,6 +444,12 @@ static int queue(struct uring *r, enum uring_op op, int fd, void *buf, size_t le
     q->off = off;
     q->cb = cb;
     q->arg = arg;
+#ifdef IMG_FAULT_FS
+    if (op == OP_WRITE)
+        q->undo = faultfs_before_write(fd, len, off);
+    else if (op == OP_FDATASYNC)
+        q->sync_id = faultfs_sync_submit(fd);
+#endif
     r->inflight++;
     submit_one(r, q);
     return 0;
@@ -354,6 +521,9 @@ static ssize_t sync_rw(enum uring_op op, int fd, void *buf, size_t len, uint64_t
         return -EINVAL;
     struct uring_req q = {.op = op, .fd = fd, .buf = buf, .off = off};
     ssize_t ret = 0;
+#ifdef IMG_FAULT_FS
+    struct faultfs_undo *undo = op == OP_WRITE ? faultfs_before_write(fd, len, off) : NULL;
+#endif
     pthread_mutex_lock(&sync_lock);
     while (q.done < len) {
         size_t want = len - q.done;
@@ -371,6 +541,9 @@ static ssize_t sync_rw(enum uring_op op, int fd, void *buf, size_t len, uint64_t
         q.done += (size_t)res;
     }
     pthread_mutex_unlock(&sync_lock);
+#ifdef IMG_FAULT_FS
+    faultfs_write_done(undo, ret >= 0);
+#endif
     return ret < 0 ? ret : (ssize_t)q.done;
 }
 
@@ -389,8 +562,14 @@ int uring_fdatasync_sync(int fd)
     if (fd < 0)
         return -EINVAL;
     struct uring_req q = {.op = OP_FDATASYNC, .fd = fd};
+#ifdef IMG_FAULT_FS
+    uint64_t sync_id = faultfs_sync_submit(fd);
+#endif
     pthread_mutex_lock(&sync_lock);
     int res = sync_run(&q);
     pthread_mutex_unlock(&sync_lock);
+#ifdef IMG_FAULT_FS
+    faultfs_sync_done(sync_id, res == 0);
+#endif
     return res < 0 ? res : 0;
 }

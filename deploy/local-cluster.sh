@@ -82,15 +82,26 @@ count_up() {
     echo "$out" | grep -o '"state"[[:space:]]*:[[:space:]]*"up"' | wc -l
 }
 
+# The bearer token for HTTP uploads and deletes: var/upload-token, made once
+# with 128 random bits and readable by the owner only.
+TOKEN_FILE=$VAR/upload-token
+
+make_token() {
+    [ -s "$TOKEN_FILE" ] && return 0
+    (umask 077 && od -An -tx1 -N16 /dev/urandom | tr -d ' \n' >"$TOKEN_FILE" && echo >>"$TOKEN_FILE") ||
+        die "cannot write $TOKEN_FILE"
+}
+
 cmd_start() {
     check_bins
     mkdir -p "$VAR/ns" "$VAR/log" "$VAR/run" || die "cannot create $VAR"
+    make_token
     launch ns nameserver --listen "$NS_ADDR" --data "$VAR/ns" --replicas "$REPLICAS"
     i=1
     while [ $i -le $NDS ]; do
         mkdir -p "$VAR/ds$i"
         launch "ds$i" dataserver --ns "$NS_ADDR" --listen "127.0.0.1:$(ds_port $i)" \
-            --http "127.0.0.1:$(ds_http $i)" --data "$VAR/ds$i"
+            --http "127.0.0.1:$(ds_http $i)" --data "$VAR/ds$i" --upload-token-file "$TOKEN_FILE"
         i=$((i + 1))
     done
     printf "waiting for %d dataservers to be up" "$NDS"
@@ -203,7 +214,19 @@ cmd_demo() {
     "$BIN/imgstore" --ns "$NS_ADDR" stat "$name"
     echo "\$ curl -s http://127.0.0.1:$(ds_http 1)/healthz"
     curl -s "http://127.0.0.1:$(ds_http 1)/healthz" || echo "(curl failed)"
-    echo
+    echo "\$ curl -s -H \"Authorization: Bearer \$(cat var/upload-token)\" -H 'Content-Type: image/png' --data-binary @sample.png http://127.0.0.1:$(ds_http 1)/"
+    json=$(curl -s -H "Authorization: Bearer $(cat "$TOKEN_FILE")" -H 'Content-Type: image/png' \
+        --data-binary @"$tmp/sample.png" "http://127.0.0.1:$(ds_http 1)/") || json=""
+    echo "$json"
+    hname=$(echo "$json" | sed -n 's/.*"name":"\([^"]*\)".*/\1/p')
+    if [ -n "$hname" ]; then
+        echo "\$ curl -sI http://127.0.0.1:$(ds_http 3)/$hname.png"
+        curl -sI "http://127.0.0.1:$(ds_http 3)/$hname.png" || echo "(curl failed)"
+        curl -s -o "$tmp/http.png" "http://127.0.0.1:$(ds_http 2)/$hname.png" &&
+            cmp -s "$tmp/sample.png" "$tmp/http.png" && echo "GET over HTTP returned identical bytes"
+    else
+        echo "(HTTP upload failed; see var/log/*.log)"
+    fi
     cat <<EOF
 
 The cluster keeps running. Try:

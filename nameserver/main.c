@@ -5,6 +5,7 @@
  * Exit codes: 0 clean stop, 1 start-up failure (folder locked, corrupt
  * metadata, cannot listen), 2 bad arguments. */
 #include "nameserver/ns.h"
+#include "nameserver/ns_http.h"
 
 #include "common/conn.h"
 #include "common/err.h"
@@ -20,12 +21,14 @@
 
 #define EXIT_BAD_ARGS 2
 #define MAX_TIMEOUT_MS (24ull * 3600 * 1000)
+#define MAX_COPY_RATE_MB 100000 /* --copy-rate-mb, decimal MB/s */
 
 /* Prints the usage line (for --help). */
 static void usage(FILE *f)
 {
     fprintf(f, "usage: nameserver --listen HOST:PORT --data DIR [--replicas N] "
-               "[--block-size BYTES] [--heartbeat-timeout-ms MS] [--safe-mode-timeout-ms MS]\n");
+               "[--block-size BYTES] [--heartbeat-timeout-ms MS] [--safe-mode-timeout-ms MS] "
+               "[--http HOST:PORT] [--task-cap N] [--copy-rate-mb MB_PER_S]\n");
 }
 
 /* Prints one "nameserver: ..." line on stderr and returns -1. */
@@ -60,7 +63,7 @@ static int parse_num(const char *opt, const char *s, uint64_t lo, uint64_t hi, u
 
 static int parse_args(int argc, char **argv, struct ns_config *cfg)
 {
-    enum { O_LISTEN = 1, O_DATA, O_REPLICAS, O_BSIZE, O_HBTO, O_SAFETO, O_HELP };
+    enum { O_LISTEN = 1, O_DATA, O_REPLICAS, O_BSIZE, O_HBTO, O_SAFETO, O_HELP, O_HTTP, O_TASKCAP, O_COPYRATE };
     static const struct option opts[] = {
         {"listen", required_argument, NULL, O_LISTEN},
         {"data", required_argument, NULL, O_DATA},
@@ -69,6 +72,9 @@ static int parse_args(int argc, char **argv, struct ns_config *cfg)
         {"heartbeat-timeout-ms", required_argument, NULL, O_HBTO},
         {"safe-mode-timeout-ms", required_argument, NULL, O_SAFETO},
         {"help", no_argument, NULL, O_HELP},
+        {"task-cap", required_argument, NULL, O_TASKCAP},
+        {"copy-rate-mb", required_argument, NULL, O_COPYRATE},
+        {"http", required_argument, NULL, O_HTTP},
         {NULL, 0, NULL, 0},
     };
     uint64_t v;
@@ -78,6 +84,7 @@ static int parse_args(int argc, char **argv, struct ns_config *cfg)
         switch (o) {
         case O_LISTEN: cfg->listen = optarg; break;
         case O_DATA: cfg->data_dir = optarg; break;
+        case O_HTTP: cfg->http = optarg; break;
         case O_REPLICAS:
             if (parse_num("--replicas", optarg, NS_MIN_REPLICAS, NS_MAX_REPLICAS, &v))
                 return -1;
@@ -96,6 +103,16 @@ static int parse_args(int argc, char **argv, struct ns_config *cfg)
             if (parse_num("--safe-mode-timeout-ms", optarg, 0, MAX_TIMEOUT_MS, &cfg->safe_mode_ms))
                 return -1;
             break;
+        case O_TASKCAP:
+            if (parse_num("--task-cap", optarg, 1, NS_MAX_TASK_CAP, &v))
+                return -1;
+            cfg->task_cap = (uint32_t)v;
+            break;
+        case O_COPYRATE:
+            if (parse_num("--copy-rate-mb", optarg, 1, MAX_COPY_RATE_MB, &v))
+                return -1;
+            cfg->copy_rate = v * 1000 * 1000;
+            break;
         case O_HELP: usage(stdout); exit(0);
         default:
             return bad_arg("unknown option or missing value: %s", argv[optind - 1]);
@@ -108,6 +125,8 @@ static int parse_args(int argc, char **argv, struct ns_config *cfg)
         return bad_arg("--listen HOST:PORT is required (an IP address and a port)");
     if (!cfg->data_dir || !*cfg->data_dir)
         return bad_arg("--data DIR is required");
+    if (cfg->http && conn_parse_addr(cfg->http, &ss) != 0)
+        return bad_arg("--http: '%s' is not HOST:PORT (an IP address and a port)", cfg->http);
     return 0;
 }
 
@@ -126,10 +145,14 @@ int main(int argc, char **argv)
         return 1;
     }
     static struct ns ns;
+    struct ns_http *http = NULL; /* freed by itself once closed */
     int status = 0;
     if (ns_init(&ns, &cfg, uv_now(&loop)) != 0) {
         status = 1;
     } else if (ns_start(&ns, &loop) != 0) {
+        ns_stop(&ns);
+        status = 1;
+    } else if (cfg.http && ns_http_start(&ns, &loop, cfg.http, &http) != 0) {
         ns_stop(&ns);
         status = 1;
     }

@@ -23,6 +23,7 @@
 #include <uv.h>
 
 struct conn;
+struct frame;
 struct ns;
 
 /* ---- limits and defaults ------------------------------------------------ */
@@ -60,6 +61,7 @@ struct ns;
 #define NS_ALLOC_MAX 8              /* writable blocks per ALLOC_WRITE answer */
 #define NS_ALLOC_EXCLUDE_MAX 1024   /* exclude entries considered per ALLOC_WRITE */
 #define NS_LOOKUP_MAX 1024          /* block ids per LOOKUP */
+#define NS_RATE_MIN_MS 1000         /* shortest window of a server's request rates */
 
 /* ---- persisted metadata (ns_meta.c) -------------------------------------- */
 
@@ -131,6 +133,12 @@ struct ns_server {
     uint64_t capacity, free, used;     /* summed over its disks, bytes */
     uint64_t reads, writes;
     uint32_t nblocks;                  /* replicas it holds in the block map */
+    int draining;                      /* DRAIN: no new blocks; everything moves off */
+    int drain_done_logged;
+    unsigned tasks;                    /* running planner tasks it takes part in */
+    /* request rates (ns_registry.c): counters over >= NS_RATE_MIN_MS between samples */
+    uint64_t rate_ms, rate_reads, rate_writes; /* last sample: loop time, counters */
+    double reads_per_s, writes_per_s;
 };
 
 /* Returns non-zero when `id` is 1..NS_SERVER_ID_MAX chars of [A-Za-z0-9_-]. */
@@ -162,6 +170,89 @@ int ns_registry_check_timeouts(struct ns *ns, uint64_t now_ms);
 
 /* Returns the number of up servers. */
 uint32_t ns_registry_up_count(const struct ns *ns);
+
+/* ---- self-healing planner (ns_plan.c) ------------------------------------ */
+
+#define NS_DEFAULT_TASK_CAP 2                     /* running tasks per server */
+#define NS_MAX_TASK_CAP 64
+#define NS_DEFAULT_COPY_RATE (50ull * 1000 * 1000) /* bytes/s per copying server */
+#define NS_PLAN_INTERVAL_MS 1000                  /* full planner pass at least this often */
+#define NS_TASK_TIMEOUT_MS (10 * 60 * 1000)       /* one copy, one answer */
+#define NS_CMD_TIMEOUT_MS 10000                   /* SEAL/STAT/DELETE answers */
+#define NS_TASKS_KEPT 256                         /* finished tasks kept for LIST_TASKS */
+#define NS_RETRY_MS 5000                          /* a block whose task failed waits this long */
+#define NS_NO_SERVER 0xffffu
+
+enum ns_task_kind { NS_TASK_REPLICATE, NS_TASK_DELETE };
+enum ns_task_state { NS_TASK_RUNNING, NS_TASK_DONE, NS_TASK_FAILED };
+
+/* One background action of the planner. Running tasks hold a slot of the
+ * per-server cap on each server taking part (src and dst). */
+struct ns_task {
+    uint64_t id;
+    uint64_t block_id;
+    uint8_t kind;             /* enum ns_task_kind */
+    uint8_t state;            /* enum ns_task_state */
+    uint8_t verifying;        /* delete: STAT_BLOCK answers still due */
+    uint16_t src;             /* replicate: source server idx; delete: NS_NO_SERVER */
+    uint16_t dst;             /* replicate: target; delete: the server dropping its copy */
+    uint64_t bytes_done, bytes_total;
+    uint64_t keep_size;       /* delete: size every kept copy reported */
+    int keep_bad;             /* delete: a kept copy disagreed or failed */
+    uint64_t start_ms, end_ms;
+    int err;
+    const char *reason;       /* static text: "under-replicated", "extra replica", "drain" */
+};
+
+struct ns_plan {
+    struct ns_task *tasks;    /* running ones and the last finished ones (owned) */
+    size_t ntasks, cap;
+    uint64_t next_task_id;
+    uint64_t last_run_ms;
+    int kick;                 /* run the next pass without waiting for the interval */
+    uint64_t *lost;           /* ids already logged as lost, sorted (owned) */
+    size_t nlost;
+    uint64_t under;           /* blocks below the replication setting at the last pass */
+};
+
+/* One planner pass (no-op in safe mode): seals writable blocks that lost a
+ * replica or sit on a draining server; starts re-replication of sealed
+ * under-replicated blocks (fewest up replicas first; source: the primary
+ * when up, else an up holder; target: up, writable, not draining, not a
+ * holder, most free bytes); starts deletion of extra replicas (a draining
+ * holder first; never the primary unless draining; only when enough other
+ * up, non-draining copies remain, checked with STAT_BLOCK to be sealed and
+ * equal in size). Each server takes part in at most cfg.task_cap running
+ * tasks. Blocks with no up replica are counted as lost and logged once at
+ * ERROR, never dropped. Commands are sent only when ns->loop is set; unit
+ * tests inspect the tasks instead. */
+void ns_plan_step(struct ns *ns, uint64_t now_ms);
+
+/* Called by the timer: runs a pass when kicked or every NS_PLAN_INTERVAL_MS. */
+void ns_plan_tick(struct ns *ns, uint64_t now_ms);
+
+/* Ends task `id` with `status` (0: success). For a replication, `size` is the
+ * installed copy's size and the target enters the block map; for a deletion
+ * the server leaves it. Returns 0 or IMG_ENOTFOUND (no such running task). */
+int ns_plan_task_end(struct ns *ns, uint64_t id, int status, uint64_t size, uint64_t now_ms);
+
+/* Returns running task `id`, or NULL. Valid until the next planner call. */
+struct ns_task *ns_plan_task(struct ns *ns, uint64_t id);
+
+/* Starts (cancel = 0) or stops draining server `id`; *left gets the replicas
+ * it still holds. Returns 0 or IMG_ENOTFOUND. */
+int ns_plan_drain(struct ns *ns, const char *id, int cancel, uint32_t *left);
+
+/* Sends SEAL_BLOCK for block_id to s (no answer awaited; no-op without a
+ * loop): used when s reports unsealed a block the map knows as sealed. */
+void ns_plan_seal_on(struct ns *ns, uint64_t block_id, struct ns_server *s);
+
+/* Frees the task list. */
+void ns_plan_free(struct ns *ns);
+
+/* Frame handlers for DRAIN and LIST_TASKS (ns_rpc.c dispatches). */
+void ns_plan_handle_drain(struct ns *ns, struct conn *c, const struct frame *f);
+void ns_plan_handle_list(struct ns *ns, struct conn *c, const struct frame *f);
 
 /* ---- block map (ns_blocks.c) --------------------------------------------- */
 
@@ -217,6 +308,10 @@ unsigned ns_block_up_reps(const struct ns *ns, const struct ns_block *b);
 int ns_blocks_apply_report(struct ns *ns, struct ns_server *s, const Imgstore__Heartbeat *hb,
                            size_t *skipped);
 
+/* Removes server s as a holder of block `id` (dropping the block when no
+ * holder is left). No-op when s does not hold it. */
+void ns_block_remove_rep(struct ns *ns, uint64_t id, struct ns_server *s);
+
 /* Records a block that every chosen server created: holders rep[0..n-1],
  * primary rep[0], empty, unsealed, added to the pool. Returns 0 or -ENOMEM. */
 int ns_blocks_add_created(struct ns *ns, uint64_t id, struct ns_server *const *reps, unsigned n);
@@ -257,10 +352,13 @@ struct ns_peer; /* one accepted connection (ns_rpc.c) */
 struct ns_config {
     const char *listen;
     const char *data_dir;
+    const char *http;         /* --http HOST:PORT (ns_http.c), NULL: none */
     uint32_t replicas;        /* 0: persisted value or default */
     uint64_t block_size;      /* 0: persisted value or default */
     uint64_t hb_timeout_ms;
     uint64_t safe_mode_ms;
+    uint32_t task_cap;        /* background tasks per server; 0: NS_DEFAULT_TASK_CAP */
+    uint64_t copy_rate;       /* bytes/s per copying server; 0: NS_DEFAULT_COPY_RATE */
 };
 
 struct ns {
@@ -282,6 +380,8 @@ struct ns {
     int safe_mode;
     uint64_t start_ms;
 
+    struct ns_plan plan;            /* self-healing tasks (ns_plan.c) */
+
     uint64_t rng;                   /* xorshift state, never 0 */
 
     uv_loop_t *loop;                /* NULL in unit tests */
@@ -289,6 +389,7 @@ struct ns {
     uv_timer_t tick;
     uv_signal_t sig_int, sig_term;
     struct ns_peer *peers;          /* every accepted connection */
+    uint64_t requests[256];         /* requests received, by frame type (metrics) */
     int stopping;
     int started;
 };

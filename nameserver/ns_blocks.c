@@ -182,6 +182,8 @@ static int apply_block(struct ns *ns, struct ns_server *s, const Imgstore__Block
         b->primary = (uint8_t)slot;
     else if (b->primary == slot)
         b->primary = NS_NO_PRIMARY;
+    if (b->sealed && !bi->sealed && !bi->corrupt)
+        ns_plan_seal_on(ns, b->id, s); /* a stale copy must not take writes */
     if (bi->sealed || bi->corrupt)
         b->sealed = 1;
     if (bi->primary || b->primary == NS_NO_PRIMARY || bi->size > b->size) {
@@ -282,4 +284,9 @@ int ns_blocks_add_created(struct ns *ns, uint64_t id, struct ns_server *const *r
             b->primary = (uint8_t)slot;
     }
     return ns_pool_add(ns, b);
+}
+
+void ns_block_remove_rep(struct ns *ns, uint64_t id, struct ns_server *s)
+{
+    block_remove_rep(ns, id, s);
 }

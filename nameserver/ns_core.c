@@ -60,6 +60,7 @@ void ns_free(struct ns *ns)
     ns->servers = NULL;
     ns->nservers = 0;
     ns_blocks_free(&ns->blocks);
+    ns_plan_free(ns);
     free(ns->pool);
     ns->pool = NULL;
     ns->npool = ns->pool_cap = 0;

@@ -42,6 +42,9 @@ int ns_block_writable(const struct ns *ns, const struct ns_block *b)
         return 0;
     if (ns_block_up_reps(ns, b) != b->nrep)
         return 0;
+    for (unsigned i = 0; i < b->nrep; i++)
+        if (ns->servers[b->rep[i]]->draining)
+            return 0; /* everything moves off a draining server */
     return b->size < writable_limit(ns->meta.block_size);
 }
 
@@ -70,7 +73,7 @@ int ns_pool_place(struct ns *ns, unsigned n, struct ns_server **out)
     size_t nc = 0;
     for (size_t i = 0; i < ns->nservers; i++) {
         struct ns_server *s = ns->servers[i];
-        if (s->up && !s->readonly)
+        if (s->up && !s->readonly && !s->draining)
             c[nc++] = (struct cand){
                 .s = s, .free_units = s->free / quantum, .tie = ns_rand(ns)};
     }

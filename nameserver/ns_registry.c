@@ -85,6 +85,29 @@ static int registry_add(struct ns *ns, const char *id, struct ns_server **out)
     return 0;
 }
 
+/* Updates the request rates of `s` from the counters of heartbeat `hb` once
+ * at least NS_RATE_MIN_MS passed since the last sample. A counter that went
+ * back (the dataserver restarted) restarts the window with rate 0. */
+static void registry_rates(struct ns_server *s, const Imgstore__Heartbeat *hb, uint64_t now_ms)
+{
+    if (!s->up || hb->reads < s->rate_reads || hb->writes < s->rate_writes ||
+        now_ms < s->rate_ms) {
+        s->reads_per_s = s->writes_per_s = 0;
+        s->rate_ms = now_ms;
+        s->rate_reads = hb->reads;
+        s->rate_writes = hb->writes;
+        return;
+    }
+    uint64_t dt = now_ms - s->rate_ms;
+    if (dt < NS_RATE_MIN_MS)
+        return;
+    s->reads_per_s = (double)(hb->reads - s->rate_reads) * 1000.0 / (double)dt;
+    s->writes_per_s = (double)(hb->writes - s->rate_writes) * 1000.0 / (double)dt;
+    s->rate_ms = now_ms;
+    s->rate_reads = hb->reads;
+    s->rate_writes = hb->writes;
+}
+
 int ns_registry_heartbeat(struct ns *ns, const Imgstore__Heartbeat *hb, struct conn *c,
                           uint64_t now_ms, struct ns_server **out)
 {
@@ -112,6 +135,7 @@ int ns_registry_heartbeat(struct ns *ns, const Imgstore__Heartbeat *hb, struct c
         s->free = sat_add(s->free, d->free);
         s->used = sat_add(s->used, d->used);
     }
+    registry_rates(s, hb, now_ms);
     s->reads = hb->reads;
     s->writes = hb->writes;
     if (!s->readonly != !hb->readonly)

@@ -8,6 +8,7 @@
  * does not unpack answers IMG_EPROTO, an unknown type IMG_EBADTYPE. Every
  * unpacked message is freed before the handler returns. */
 #include "nameserver/ns.h"
+#include "nameserver/ns_admin.h"
 
 #include "common/conn.h"
 #include "common/err.h"
@@ -287,7 +288,8 @@ static void on_frame(struct conn *c, const struct frame *f, void *ctx)
         conn_close(c);
         return;
     }
-    if (f->h.body_len != 0 && f->h.type >= FT_HEARTBEAT && f->h.type <= FT_CLUSTER_STATUS) {
+    p->ns->requests[f->h.type & 0xff]++;
+    if (f->h.body_len != 0 && f->h.type >= FT_HEARTBEAT && f->h.type <= FT_LIST_TASKS) {
         reply_err(c, f, IMG_EPROTO); /* no nameserver request carries a body */
         return;
     }
@@ -296,6 +298,11 @@ static void on_frame(struct conn *c, const struct frame *f, void *ctx)
     case FT_ALLOC_WRITE: handle_alloc(p, f); break;
     case FT_LOOKUP: handle_lookup(p, f); break;
     case FT_CLUSTER_STATUS: handle_status(p, f); break;
+    case FT_DRAIN: ns_plan_handle_drain(p->ns, c, f); break;
+    case FT_LIST_TASKS: ns_plan_handle_list(p->ns, c, f); break;
+    case FT_ADMIN_LIST_BLOCKS:
+    case FT_ADMIN_BLOCK_INFO:
+    case FT_ADMIN_SERVER_RATES: ns_admin_handle(p->ns, c, f); break;
     default: reply_err(c, f, IMG_EBADTYPE); break;
     }
 }
@@ -347,6 +354,7 @@ static void on_tick(uv_timer_t *t)
     ns_registry_check_timeouts(ns, now);
     ns_safe_mode_check(ns, now);
     ns_pool_plan(ns);
+    ns_plan_tick(ns, now);
 }
 
 static void on_signal(uv_signal_t *h, int signum)

@@ -72,11 +72,21 @@ const char *frame_type_name(unsigned type)
     case FT_ALLOC_WRITE: return "ALLOC_WRITE";
     case FT_LOOKUP: return "LOOKUP";
     case FT_CLUSTER_STATUS: return "CLUSTER_STATUS";
+    case FT_DRAIN: return "DRAIN";
+    case FT_LIST_TASKS: return "LIST_TASKS";
     case FT_WRITE: return "WRITE";
     case FT_READ: return "READ";
     case FT_STAT: return "STAT";
     case FT_DELETE: return "DELETE";
     case FT_REPL_APPEND: return "REPL_APPEND";
+    case FT_REPLICATE_BLOCK: return "REPLICATE_BLOCK";
+    case FT_READ_BLOCK: return "READ_BLOCK";
+    case FT_SEAL_BLOCK: return "SEAL_BLOCK";
+    case FT_DELETE_BLOCK: return "DELETE_BLOCK";
+    case FT_STAT_BLOCK: return "STAT_BLOCK";
+    case FT_ADMIN_LIST_BLOCKS: return "ADMIN_LIST_BLOCKS";
+    case FT_ADMIN_BLOCK_INFO: return "ADMIN_BLOCK_INFO";
+    case FT_ADMIN_SERVER_RATES: return "ADMIN_SERVER_RATES";
     default: return "?";
     }
 }

@@ -32,11 +32,21 @@ enum frame_type {
     FT_ALLOC_WRITE = 3,    /* client -> ns: AllocWrite / AllocWriteResp */
     FT_LOOKUP = 4,         /* client -> ns: Lookup / LookupResp */
     FT_CLUSTER_STATUS = 5, /* client -> ns: ClusterStatus / ClusterStatusResp */
+    FT_DRAIN = 6,          /* admin -> ns: Drain / DrainResp */
+    FT_LIST_TASKS = 7,     /* admin -> ns: ListTasks / ListTasksResp */
     FT_WRITE = 16,         /* client -> ds primary: Write + body / WriteResp */
     FT_READ = 17,          /* client -> ds: Read / ReadResp + body */
     FT_STAT = 18,          /* client -> ds: Read / ReadResp */
     FT_DELETE = 19,        /* client -> ds primary: Delete / DeleteResp */
     FT_REPL_APPEND = 20,   /* ds primary -> ds: ReplAppend + body / ReplAppendResp */
+    FT_REPLICATE_BLOCK = 21, /* ns -> ds: ReplicateBlock / ReplicateBlockResp */
+    FT_READ_BLOCK = 22,    /* ds -> ds: ReadBlock / ReadBlockResp + body */
+    FT_SEAL_BLOCK = 23,    /* ns -> ds: SealBlock / SealBlockResp */
+    FT_DELETE_BLOCK = 24,  /* ns -> ds: DeleteBlock / DeleteBlockResp */
+    FT_STAT_BLOCK = 25,    /* ns -> ds: StatBlock / BlockInfo */
+    FT_ADMIN_LIST_BLOCKS = 40,  /* admin -> ns: AdminListBlocks / AdminListBlocksResp */
+    FT_ADMIN_BLOCK_INFO = 41,   /* admin -> ns: AdminBlockInfo / AdminBlockInfoResp */
+    FT_ADMIN_SERVER_RATES = 42, /* admin -> ns: AdminServerRates / AdminServerRatesResp */
 };
 
 struct frame_header {

@@ -1,15 +1,55 @@
 #!/bin/sh
-# Runs every test binary given as arguments (Criterion executables), prints
-# each one's Criterion summary, and ends with one line "N passed, N failed"
-# summed over all of them. Exits non-zero when any test failed or crashed.
+# Runs every test program given as arguments and ends with one line
+# "N passed, N failed" summed over all of them. Exits non-zero when any test
+# failed or crashed.
+#
+#  - Criterion executables: each one's summary is printed and its tests
+#    counted one by one.
+#  - libFuzzer harnesses (build/fuzz/fuzz_*): each runs for $FUZZ_SECONDS
+#    (default 10) from its seed corpus (tests/fuzz/corpus/NAME) and a work
+#    corpus kept in build/fuzz/corpus/NAME; it counts as one test, failed
+#    when it found a crash (saved in build/fuzz/crashes/).
+#  - The chaos driver (*/chaos): runs for $CHAOS_SECONDS and counts as one
+#    test, passed when every invariant held (its exit status).
 passed=0
 failed=0
 status=0
-for t in "$@"; do
-    echo "== $t"
+
+count() { # $1: 0 for passed, else failed
+    if [ "$1" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); status=1; fi
+}
+
+run_fuzz() {
+    t=$1
+    name=$(basename "$t")
+    secs=${FUZZ_SECONDS:-10}
+    dir=$(dirname "$t")
+    work="$dir/corpus/$name"
+    crashes="$dir/crashes"
+    seeds="tests/fuzz/corpus/$name"
+    mkdir -p "$work" "$crashes"
+    log=$(mktemp)
+    IMGSTORE_LOG=off "$t" -max_total_time="$secs" -timeout=20 -print_final_stats=1 \
+        -artifact_prefix="$crashes/$name-" "$work" $( [ -d "$seeds" ] && echo "$seeds" ) \
+        >"$log" 2>&1
+    rc=$?
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
+    cov=$(grep -a -o 'cov: [0-9]*' "$log" | tail -n 1)
+    if [ "$rc" -eq 0 ]; then
+        echo "$name: ${execs:-?} executions in ${secs} s, ${cov:-cov: ?}, 0 crashes"
+    else
+        echo "!! $name failed (exit $rc); last lines of its output:"
+        tail -n 60 "$log"
+        echo "!! $name: reproduce with: $t $crashes/$name-<crash file>"
+    fi
+    rm -f "$log"
+    count "$rc"
+}
+
+run_criterion() {
+    t=$1
     out=$(mktemp)
     "$t" --jobs 1 --timeout 300 2>&1 | tee "$out"
-    rc=$?
     line=$(grep -a "Synthesis:" "$out" | tail -n 1)
     if [ -z "$line" ]; then
         echo "!! $t produced no Criterion summary"
@@ -24,6 +64,18 @@ for t in "$@"; do
         [ "${f:-0}" != 0 ] || [ "${c:-0}" != 0 ] && status=1
     fi
     rm -f "$out"
+}
+
+for t in "$@"; do
+    echo "== $t"
+    case "$(basename "$t")" in
+    fuzz_*) run_fuzz "$t" ;;
+    chaos)
+        "$t"
+        count $?
+        ;;
+    *) run_criterion "$t" ;;
+    esac
 done
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] || status=1

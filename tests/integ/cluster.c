@@ -209,6 +209,17 @@ int cluster_start_ns(struct cluster *c)
         argv[n++] = "--safe-mode-timeout-ms";
         argv[n++] = sm;
     }
+    if (c->opts.ns_http) {
+        int port;
+        if (!c->ns.http_addr[0]) {
+            int rc = pick_ports(&port, 1);
+            if (rc)
+                return rc;
+            snprintf(c->ns.http_addr, sizeof(c->ns.http_addr), "127.0.0.1:%d", port);
+        }
+        argv[n++] = "--http";
+        argv[n++] = c->ns.http_addr;
+    }
     argv[n] = NULL;
     if (c->ns.pid)
         cluster_signal_proc(&c->ns, SIGKILL);
@@ -220,8 +231,12 @@ int cluster_start_ds(struct cluster *c, int i)
     if (i < 0 || i >= c->nds)
         return -EINVAL;
     struct cluster_proc *p = &c->ds[i];
-    char *argv[] = {"dataserver", "--ns",   c->ns.addr, "--listen", p->addr,
-                    "--http",     p->http_addr, "--data", p->data, NULL};
+    char *argv[MAX_ARGS] = {"dataserver", "--ns",   c->ns.addr, "--listen", p->addr,
+                            "--http",     p->http_addr, "--data", p->data, NULL};
+    int n = 9;
+    for (int k = 0; c->opts.ds_args && c->opts.ds_args[k] && n < MAX_ARGS - 1; k++)
+        argv[n++] = (char *)c->opts.ds_args[k];
+    argv[n] = NULL;
     if (p->pid)
         cluster_signal_proc(p, SIGKILL);
     return spawn_server(c, p, argv);
@@ -454,10 +469,15 @@ static int layout(struct cluster *c)
         return rc;
     for (int i = 0; i < c->nds; i++) {
         struct cluster_proc *p = &c->ds[i];
+        /* The log path is built in a local first: formatting one member of
+         * c->ds[i] from other members of *c trips gcc's -Wrestrict at -O1
+         * with sanitizers (a false positive). */
+        char log[sizeof(p->log)];
         snprintf(p->name, sizeof(p->name), "ds%d", i + 1);
         snprintf(p->addr, sizeof(p->addr), "127.0.0.1:%d", ports[1 + 2 * i]);
         snprintf(p->http_addr, sizeof(p->http_addr), "127.0.0.1:%d", ports[2 + 2 * i]);
-        snprintf(p->log, sizeof(p->log), "%s/log/%s.log", c->dir, p->name);
+        snprintf(log, sizeof(log), "%s/log/%s.log", c->dir, p->name);
+        memcpy(p->log, log, sizeof(log));
         snprintf(sub, sizeof(sub), "%s/%s", c->dir, p->name);
         if ((rc = make_dir(sub)))
             return rc;

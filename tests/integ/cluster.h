@@ -37,6 +37,11 @@ struct cluster_opts {
     int heartbeat_timeout_ms; /* 0: the nameserver's default */
     int safe_mode_timeout_ms; /* 0: the nameserver's default */
     int disks_per_ds;         /* data folders per dataserver, 0 means 1 */
+    /* Extra arguments appended to every dataserver's command line
+     * (NULL-terminated; NULL for none). Must outlive the cluster. */
+    const char *const *ds_args;
+    int ns_http;              /* non-zero: the nameserver also serves HTTP (--http) on a
+                               * free port, in ns.http_addr */
 };
 
 /* One server process: its identity survives restarts (same ports, folders). */
@@ -44,7 +49,7 @@ struct cluster_proc {
     char name[16];                   /* "ns", "ds1", ... */
     pid_t pid;                       /* 0 when not running */
     char addr[CLUSTER_ADDR_MAX];     /* native 127.0.0.1:PORT */
-    char http_addr[CLUSTER_ADDR_MAX]; /* dataservers only */
+    char http_addr[CLUSTER_ADDR_MAX]; /* dataservers; the ns with opts.ns_http */
     char data[512];                  /* data folder(s), comma separated */
     char log[512];
 };

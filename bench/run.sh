@@ -1,0 +1,299 @@
+#!/bin/bash
+# run.sh - the imgstore performance suite behind `make bench` (docs/performance.md).
+#
+# Starts its own cluster (1 nameserver, 3 dataservers, replication 2) in a
+# temporary folder on random loopback ports, measures every row against a
+# baseline run in the same invocation on the same disk, and prints one table.
+# Everything it starts is stopped and the folder removed on exit, Ctrl-C
+# included. BENCH_KEEP=1 keeps the folder (logs, raw JSON).
+#
+# Tunables (environment): BENCH_FILES (10000), BENCH_CONC (8), BENCH_SIZE
+# (51200), BENCH_READ_SECS (10), BENCH_SMALL_1M (1000000), BENCH_SMALL_10M
+# (10000000), BENCH_NS_BLOCKS (1000000), BENCH_DIR (parent folder, /tmp).
+set -u
+
+BIN=${IMGSTORE_BIN:-$(pwd)/build/bin}
+BBIN=${BENCH_BIN:-$(pwd)/build/bench}
+FILES=${BENCH_FILES:-10000}
+CONC=${BENCH_CONC:-8}
+SIZE=${BENCH_SIZE:-51200}
+READ_SECS=${BENCH_READ_SECS:-10}
+SMALL_1M=${BENCH_SMALL_1M:-1000000}
+SMALL_10M=${BENCH_SMALL_10M:-10000000}
+NS_BLOCKS=${BENCH_NS_BLOCKS:-1000000}
+REPLICAS=2
+NDS=3
+READY_TRIES=150 # x 0.2 s
+
+WORK=$(mktemp -d "${BENCH_DIR:-/tmp}/imgstore-bench.XXXXXX") || exit 1
+PIDS=""
+USED_PORTS=""
+ROWS=""
+
+log() { echo "bench: $*" >&2; }
+
+stop_pid() {
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for i in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null
+}
+
+cleanup() {
+    local pid
+    for pid in $PIDS; do stop_pid "$pid"; done
+    if [ "${BENCH_KEEP:-0}" = 1 ]; then
+        log "kept $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM HUP
+
+free_port() {
+    local p
+    while :; do
+        p=$((20000 + RANDOM % 40000))
+        case " $USED_PORTS " in *" $p "*) continue ;; esac
+        [ -z "$(ss -Hltn "sport = :$p" 2>/dev/null)" ] || continue
+        USED_PORTS="$USED_PORTS $p"
+        echo "$p"
+        return
+    done
+}
+
+# start NAME BINARY ARGS...: runs a server in the background; its pid in $LAST.
+start() {
+    local name=$1
+    shift
+    "$@" >>"$WORK/log/$name.log" 2>&1 &
+    LAST=$!
+    PIDS="$PIDS $LAST"
+}
+
+rss_kb() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$1/status"; }
+
+can_drop() { [ -w /proc/sys/vm/drop_caches ] && sync && echo 3 >/proc/sys/vm/drop_caches 2>/dev/null; }
+drop_caches() { sync && echo 3 >/proc/sys/vm/drop_caches; }
+
+# jget FILE PHASE KEY: a number from a bench --json document.
+jget() { sed -n "s/.*\"name\":\"$2\",[^}]*\"$3\":\([0-9.]*\).*/\1/p" "$1"; }
+jerr() { sed -n "s/.*\"name\":\"$2\",\"ops\":[0-9]*,\"errors\":\([0-9]*\).*/\1/p" "$1"; }
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2fx", a / b; else print "n/a" }'; }
+fmt() { awk -v v="$1" -v f="$2" 'BEGIN { printf f, v }'; }
+
+# row FIGURE IMGSTORE BASELINE RATIO GOAL
+row() { ROWS="$ROWS$1|$2|$3|$4|$5"$'\n'; }
+
+mkdir -p "$WORK/log"
+for b in nameserver dataserver imgstore ds-admin; do
+    [ -x "$BIN/$b" ] || { log "$BIN/$b missing; run make"; exit 1; }
+done
+for b in baseline_files mkblocks dsprobe nsload; do
+    [ -x "$BBIN/$b" ] || { log "$BBIN/$b missing; run make bench"; exit 1; }
+done
+T0=$(date +%s)
+
+# ---- the cluster -------------------------------------------------------------
+NS=127.0.0.1:$(free_port)
+mkdir -p "$WORK/ns"
+start ns "$BIN/nameserver" --listen "$NS" --data "$WORK/ns" --replicas $REPLICAS \
+    --safe-mode-timeout-ms 0
+NS_PID=$LAST
+DS_HTTP=""
+DS_PIDS=""
+for i in $(seq $NDS); do
+    mkdir -p "$WORK/ds$i"
+    h=127.0.0.1:$(free_port)
+    [ -n "$DS_HTTP" ] || DS_HTTP=$h
+    start "ds$i" "$BIN/dataserver" --ns "$NS" --listen "127.0.0.1:$(free_port)" --http "$h" \
+        --data "$WORK/ds$i"
+    DS_PIDS="$DS_PIDS $LAST"
+done
+log "cluster: nameserver $NS, $NDS dataservers, replication $REPLICAS, in $WORK"
+ready=0
+for i in $(seq $READY_TRIES); do
+    st=$("$BIN/ds-admin" --ns "$NS" --json status 2>/dev/null)
+    if echo "$st" | grep -q "\"servers_up\": $NDS" &&
+        ! echo "$st" | grep -q '"blocks_writable": 0'; then
+        ready=1
+        break
+    fi
+    sleep 0.2
+done
+[ $ready = 1 ] || { log "cluster not ready; logs in $WORK/log"; BENCH_KEEP=1; exit 1; }
+
+# ---- rows 1 and 2: uploads and random reads vs one file per image -----------
+COMMON="-n $FILES -c $CONC --size $SIZE --duration $READ_SECS --json"
+log "1/7 uploading $FILES x $SIZE B with $CONC threads, then reading for ${READ_SECS}s (imgstore)"
+"$BIN/imgstore" --ns "$NS" bench $COMMON --save-names "$WORK/names.img" >"$WORK/img.json"
+log "1/7 the same against one file per image in $WORK/files"
+"$BBIN/baseline_files" --dir "$WORK/files" $COMMON --save-names "$WORK/names.files" \
+    >"$WORK/files.json"
+
+I=$WORK/img.json
+F=$WORK/files.json
+row "uploads/s, ${SIZE} B, repl $REPLICAS, fsync'd, c=$CONC (errors $(jerr "$I" upload)/$(jerr "$F" upload))" \
+    "$(fmt "$(jget "$I" upload ops_per_s)" %.0f)" "$(fmt "$(jget "$F" upload ops_per_s)" %.0f)" \
+    "$(ratio "$(jget "$I" upload ops_per_s)" "$(jget "$F" upload ops_per_s)")" "higher is better"
+row "upload p99 ms" "$(jget "$I" upload p99)" "$(jget "$F" upload p99)" \
+    "$(ratio "$(jget "$I" upload p99)" "$(jget "$F" upload p99)")" "lower is better"
+row "random reads/s, hot cache (errors $(jerr "$I" read)/$(jerr "$F" read))" \
+    "$(fmt "$(jget "$I" read ops_per_s)" %.0f)" "$(fmt "$(jget "$F" read ops_per_s)" %.0f)" \
+    "$(ratio "$(jget "$I" read ops_per_s)" "$(jget "$F" read ops_per_s)")" "higher is better"
+row "read p99 ms, hot" "$(jget "$I" read p99)" "$(jget "$F" read p99)" \
+    "$(ratio "$(jget "$I" read p99)" "$(jget "$F" read p99)")" "lower is better"
+
+if can_drop; then
+    log "2/7 cold reads: every file once, page cache dropped before each run"
+    drop_caches
+    "$BIN/imgstore" --ns "$NS" bench -c $CONC --names "$WORK/names.img" --reads "$FILES" \
+        --json >"$WORK/img-cold.json"
+    drop_caches
+    "$BBIN/baseline_files" --dir "$WORK/files" -c $CONC --names "$WORK/names.files" \
+        --reads "$FILES" --json >"$WORK/files-cold.json"
+    I=$WORK/img-cold.json
+    F=$WORK/files-cold.json
+    row "random reads/s, cold cache (errors $(jerr "$I" read)/$(jerr "$F" read))" \
+        "$(fmt "$(jget "$I" read ops_per_s)" %.0f)" "$(fmt "$(jget "$F" read ops_per_s)" %.0f)" \
+        "$(ratio "$(jget "$I" read ops_per_s)" "$(jget "$F" read ops_per_s)")" "higher is better"
+    row "read p99 ms, cold" "$(jget "$I" read p99)" "$(jget "$F" read p99)" \
+        "$(ratio "$(jget "$I" read p99)" "$(jget "$F" read p99)")" "lower is better"
+else
+    row "random reads, cold cache" "cold: not possible on this machine" "-" "-" "-"
+fi
+
+# ---- row 7: disk bytes per file beyond the image -----------------------------
+NSTORED=$(wc -l <"$WORK/names.img")
+PAYLOAD=$(awk '{ s += $2 } END { print s + 0 }' "$WORK/names.img")
+DISK=$(find "$WORK"/ds* -name '*.blk' -o -name '*.idx' | xargs stat -c %s | awk '{ s += $1 } END { print s + 0 }')
+IMG_OVER=$(awk -v d="$DISK" -v r=$REPLICAS -v p="$PAYLOAD" -v n="$NSTORED" \
+    'BEGIN { printf "%.1f", (d / r - p) / n }')
+FSTORED=$(wc -l <"$WORK/names.files")
+FPAYLOAD=$(awk '{ s += $2 } END { print s + 0 }' "$WORK/names.files")
+FDISK=$(du -s -B1 "$WORK/files" | cut -f1)
+FILE_OVER=$(awk -v d="$FDISK" -v p="$FPAYLOAD" -v n="$FSTORED" 'BEGIN { printf "%.1f", (d - p) / n }')
+DISK_ROW_ARGS=("disk B/file beyond the image (blk+idx per replica; baseline: du)" "$IMG_OVER" \
+    "$FILE_OVER" "$(ratio "$IMG_OVER" "$FILE_OVER")" "<= 40")
+
+# ---- row 3: HTTP GET ---------------------------------------------------------
+NAME1=$(head -n 1 "$WORK/names.img" | cut -d' ' -f1)
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://$DS_HTTP/$NAME1" 2>/dev/null)
+if [ "$code" = 200 ] && [ -x bench/http.sh ]; then
+    log "3/7 HTTP GET vs nginx: make bench-http"
+    row "HTTP GET vs nginx" "see make bench-http output above" "-" "-" "-"
+    make -s bench-http >&2 || true
+else
+    row "HTTP GET vs nginx" "n/a (HTTP origin not built yet)" "-" "-" "-"
+fi
+
+for pid in $DS_PIDS $NS_PID; do stop_pid "$pid"; done
+rm -rf "$WORK/files" "$WORK"/ds? # free the disk for the small-file datasets
+
+# ---- rows 4 and 5: dataserver RAM per file and restart with small files -----
+mkdir -p "$WORK/empty"
+EMPTY_ADDR=127.0.0.1:$(free_port)
+start ds-empty "$BIN/dataserver" --ns 127.0.0.1:1 --listen "$EMPTY_ADDR" \
+    --http "127.0.0.1:$(free_port)" --data "$WORK/empty"
+EMPTY_PID=$LAST
+sleep 1.5
+RSS_EMPTY=$(rss_kb "$EMPTY_PID")
+stop_pid "$EMPTY_PID"
+
+# probe DIR NAME: starts a dataserver on DIR, prints "pid=P first_read_ms=M".
+probe() {
+    local addr=127.0.0.1:$(free_port)
+    "$BBIN/dsprobe" --addr "$addr" --name "$2" --log "$WORK/log/ds-small.log" -- \
+        "$BIN/dataserver" --ns 127.0.0.1:1 --listen "$addr" --http "127.0.0.1:$(free_port)" \
+        --data "$1"
+}
+
+declare -A RAM RESTART_HOT RESTART_COLD FLOOR_HOT FLOOR_COLD
+for n in $SMALL_1M $SMALL_10M; do
+    d=$WORK/small$n
+    log "4/7 writing $n small files with mkblocks"
+    "$BBIN/mkblocks" --dir "$d" --files "$n" >"$d.out" || exit 1
+    sync # a restart happens long after the writes: no writeback in the figures
+    name=$(sed -n 's/^name=//p' "$d.out")
+    out=$(probe "$d" "$name") || exit 1
+    pid=${out#pid=}
+    pid=${pid%% *}
+    PIDS="$PIDS $pid"
+    sleep 1
+    r=$(rss_kb "$pid")
+    RAM[$n]=$(awk -v a="$r" -v b="$RSS_EMPTY" -v n="$n" 'BEGIN { printf "%.2f", (a - b) * 1024 / n }')
+    stop_pid "$pid"
+    log "5/7 restarting the dataserver holding $n files (hot page cache)"
+    out=$(probe "$d" "$name") || exit 1
+    RESTART_HOT[$n]=$(echo "$out" | sed 's/.*first_read_ms=//')
+    pid=${out#pid=}
+    pid=${pid%% *}
+    PIDS="$PIDS $pid"
+    stop_pid "$pid"
+    s=$(date +%s%N)
+    cat "$d"/blocks/*.idx >/dev/null
+    FLOOR_HOT[$n]=$(( ($(date +%s%N) - s) / 1000000 ))
+    if can_drop; then
+        log "5/7 restarting it with a cold page cache"
+        drop_caches
+        out=$(probe "$d" "$name") || exit 1
+        RESTART_COLD[$n]=$(echo "$out" | sed 's/.*first_read_ms=//')
+        pid=${out#pid=}
+        pid=${pid%% *}
+        PIDS="$PIDS $pid"
+        stop_pid "$pid"
+        drop_caches
+        s=$(date +%s%N)
+        cat "$d"/blocks/*.idx >/dev/null
+        FLOOR_COLD[$n]=$(( ($(date +%s%N) - s) / 1000000 ))
+    else
+        RESTART_COLD[$n]="not possible"
+        FLOOR_COLD[$n]="-"
+    fi
+    [ "$n" = "$SMALL_10M" ] || rm -rf "$d"
+done
+for n in $SMALL_1M $SMALL_10M; do
+    row "dataserver RAM B/file, $n files of 8 B (VmRSS - empty $RSS_EMPTY kB)" "${RAM[$n]}" "8 (index entry)" \
+        "$(ratio "${RAM[$n]}" 8)" "<= 10"
+done
+n=$SMALL_10M
+row "dataserver restart to first read, $n files, hot ms (baseline: cat of the .idx files)" \
+    "${RESTART_HOT[$n]}" "${FLOOR_HOT[$n]}" "$(ratio "${RESTART_HOT[$n]}" "${FLOOR_HOT[$n]}")" "<= 2000"
+row "dataserver restart to first read, $n files, cold ms" "${RESTART_COLD[$n]}" "${FLOOR_COLD[$n]}" \
+    "$(ratio "${RESTART_COLD[$n]}" "${FLOOR_COLD[$n]}")" "<= 2000"
+rm -rf "$WORK/small$SMALL_10M"
+
+# ---- row 6: nameserver RAM per block, lookups/s ------------------------------
+log "6/7 nameserver: full reports for $NS_BLOCKS blocks from 8 fake dataservers, then LOOKUPs"
+NS2=127.0.0.1:$(free_port)
+mkdir -p "$WORK/ns2"
+start ns2 "$BIN/nameserver" --listen "$NS2" --data "$WORK/ns2" --replicas $REPLICAS \
+    --safe-mode-timeout-ms 0
+NS2_PID=$LAST
+sleep 0.5
+"$BBIN/nsload" --ns "$NS2" --ns-pid "$NS2_PID" --blocks "$NS_BLOCKS" --servers 8 \
+    --replicas $REPLICAS --duration 5 -c 2 >"$WORK/nsload.out"
+stop_pid "$NS2_PID"
+NSB=$(sed -n 's/.*ns_bytes_per_block=\([0-9.]*\).*/\1/p' "$WORK/nsload.out")
+LPS=$(sed -n 's/.*lookups_per_s=\([0-9.]*\).*/\1/p' "$WORK/nsload.out")
+LERR=$(sed -n 's/.*lookup_errors=\([0-9]*\).*/\1/p' "$WORK/nsload.out")
+row "nameserver RAM B/block, $NS_BLOCKS blocks x $REPLICAS replicas (VmRSS delta)" "$NSB" \
+    "80 (docs/nameserver.md estimate)" "$(ratio "$NSB" 80)" "grows with blocks only"
+row "block-location LOOKUPs/s, 1 id each, 2 threads (errors ${LERR:-?})" "$LPS" "-" "-" \
+    "higher is better"
+row "${DISK_ROW_ARGS[0]}" "${DISK_ROW_ARGS[1]}" "${DISK_ROW_ARGS[2]}" "${DISK_ROW_ARGS[3]}" \
+    "${DISK_ROW_ARGS[4]}"
+
+# ---- the table -----------------------------------------------------------------
+echo
+echo "imgstore bench - $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(free -g | awk '/^Mem/ { print $2 }') GiB RAM, kernel $(uname -r), $(( $(date +%s) - T0 )) s"
+echo
+{
+    echo "figure|imgstore|baseline|ratio|goal"
+    printf '%s' "$ROWS"
+} | column -t -s '|'

@@ -1,0 +1,766 @@
+/* ds_copy.c - background block copies, seals and deletions (ds_copy.h).
+ *
+ * A copy (REPLICATE_BLOCK) pulls the block from its source in chunks of
+ * DS_COPY_CHUNK with READ_BLOCK. Every request starts at a record boundary;
+ * the answer's body is checked against the CRC32C the source computed from
+ * its disk read, then every complete record in it is checked the way
+ * recovery checks records (needle_decode_header, data CRC32C) and indexed,
+ * and only those bytes are written to <id>.blk.copy. A record larger than a
+ * chunk is asked for whole next time. When the copy reaches the source's
+ * durable tail (and at least the expected size), the temporary file is
+ * fdatasync'd and block_install_copy writes its index and meta, renames it
+ * into place and opens it (block_open's recovery checks it once more); only
+ * then does the nameserver get the answer. Any failure removes the temporary
+ * file; one left by a crash is removed at start-up (store.c). A copy is
+ * never counted as a replica before it is installed.
+ *
+ * Throttling: one token bucket per server. A chunk is asked for only when
+ * the bucket is not in debt; the bytes not received are given back.
+ *
+ * A deleted block leaves the table at once (no new I/O can find it) and its
+ * files are unlinked; its descriptors stay open DS_DELETE_GRACE_MS so that
+ * I/O already queued on them completes, then it is closed. */
+#include "dataserver/ds_copy.h"
+
+#include "common/crc32c.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "dataserver/blockio.h"
+#include "proto/fname.h"
+#include "proto/imgstore.pb-c.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define COPY_TEMP_SUFFIX ".blk.copy"
+#define BUCKET_BURST_MS 100   /* the bucket holds at most this much of the rate */
+#define GRAVE_TICK_MS 500     /* deferred closes are checked this often */
+#define READ_MAX_LEN (FRAME_MAX_BODY / 2) /* largest READ_BLOCK body served */
+
+struct copy;
+
+/* A deleted block waiting for its deferred close. */
+struct grave {
+    struct grave *next;
+    struct block *b;
+    uint64_t close_at_ms;
+};
+
+struct ds_copy {
+    struct ds *ds;
+    struct copy *copies;
+    unsigned ncopies;
+    double tokens;          /* bytes; negative = debt */
+    uint64_t refill_ms;
+    uint64_t rate;          /* bytes/s */
+    uint64_t *removed;      /* deleted block ids not yet reported */
+    size_t nremoved, removed_cap;
+    struct grave *graves;
+    uv_timer_t grave_timer;
+    int timer_started;
+};
+
+struct copy {
+    struct copy *next;
+    struct ds *ds;
+    struct conn *ns_conn;        /* session the command came on */
+    struct frame_header req;
+    uint64_t id, max_size, expected, task;
+    char src_addr[DS_ADDR_MAX];
+    char src_id[64];
+    struct block_replica reps[BLOCK_MAX_REPLICAS];
+    int nreps;
+    int disk;
+    char dir[PATH_MAX];
+    char tmp[PATH_MAX + 32];
+    int fd;
+    uint64_t off;                /* verified bytes written so far */
+    uint64_t src_tail;           /* the source's durable tail, last seen */
+    uint32_t crc;                /* CRC32C of [0, off) */
+    uint32_t want;               /* length of the next request */
+    uint8_t *idx;                /* encoded index entries */
+    size_t idx_len, idx_cap;
+    uint8_t *wbuf;               /* bytes being written */
+    size_t wlen;
+    uv_timer_t timer;            /* throttle wait */
+    int timer_open;
+    uint64_t started_ms;
+};
+
+static struct ds_copy *state(struct ds *ds)
+{
+    if (!ds->copy) {
+        struct ds_copy *dc = calloc(1, sizeof(*dc));
+        if (!dc)
+            return NULL;
+        dc->ds = ds;
+        dc->rate = DS_COPY_DEFAULT_RATE;
+        dc->refill_ms = uv_now(ds->loop);
+        ds->copy = dc;
+    }
+    return ds->copy;
+}
+
+/* ---- token bucket ------------------------------------------------------- */
+
+static void bucket_refill(struct ds_copy *dc)
+{
+    uint64_t now = uv_now(dc->ds->loop);
+    double cap = (double)dc->rate * BUCKET_BURST_MS / 1000.0;
+    dc->tokens += (double)dc->rate * (double)(now - dc->refill_ms) / 1000.0;
+    if (dc->tokens > cap)
+        dc->tokens = cap;
+    dc->refill_ms = now;
+}
+
+/* Returns 0 when `len` bytes may be asked for now (they are taken), else the
+ * milliseconds to wait. */
+static uint64_t bucket_take(struct ds_copy *dc, uint32_t len)
+{
+    bucket_refill(dc);
+    if (dc->tokens < 0)
+        return (uint64_t)(-dc->tokens * 1000.0 / (double)dc->rate) + 1;
+    dc->tokens -= len;
+    return 0;
+}
+
+/* ---- replies ---------------------------------------------------------------- */
+
+static void session_reply(struct ds *ds, struct conn *c, const struct frame_header *req, int rc,
+                          const ProtobufCMessage *msg)
+{
+    /* The session may have been replaced while a copy ran: answer only on
+     * the connection the command came on, if it is still the session. */
+    if (c && c == ds->ns_conn && !conn_is_closing(c))
+        conn_reply(c, req, rc, rc == 0 ? msg : NULL, NULL, 0, NULL);
+}
+
+/* ---- copy ------------------------------------------------------------------- */
+
+static void copy_next(struct copy *cp);
+
+static void copy_timer_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void copy_free(struct copy *cp)
+{
+    struct ds_copy *dc = cp->ds->copy;
+    for (struct copy **pp = &dc->copies; *pp; pp = &(*pp)->next)
+        if (*pp == cp) {
+            *pp = cp->next;
+            break;
+        }
+    dc->ncopies--;
+    if (cp->fd >= 0)
+        close(cp->fd);
+    free(cp->idx);
+    free(cp->wbuf);
+    if (cp->timer_open)
+        uv_close((uv_handle_t *)&cp->timer, copy_timer_closed);
+    else
+        free(cp);
+}
+
+/* Ends a copy: on failure the temporary file goes away. Answers the
+ * nameserver unless the server is stopping. */
+static void copy_finish(struct copy *cp, int rc, struct block *b)
+{
+    struct ds *ds = cp->ds;
+    uint64_t ms = uv_now(ds->loop) - cp->started_ms;
+    if (rc != 0) {
+        if (cp->fd >= 0)
+            unlink(cp->tmp);
+        log_warn("task %" PRIu64 ": copy of block %" PRIu64 " from %s failed after %" PRIu64
+                 " of %" PRIu64 " bytes: %s",
+                 cp->task, cp->id, cp->src_addr, cp->off, cp->expected, img_strerror(rc));
+    } else {
+        log_info("task %" PRIu64 ": block %" PRIu64 " copied from %s (%" PRIu64
+                 " bytes, %u files, crc32c %08x) in %" PRIu64 " ms",
+                 cp->task, cp->id, cp->src_addr, cp->off, block_file_count(b), cp->crc, ms);
+    }
+    if (!ds->stopping) {
+        Imgstore__ReplicateBlockResp resp = IMGSTORE__REPLICATE_BLOCK_RESP__INIT;
+        resp.size = cp->off;
+        resp.crc32c = cp->crc;
+        resp.file_count = b ? block_file_count(b) : 0;
+        session_reply(ds, cp->ns_conn, &cp->req, rc, &resp.base);
+        if (rc == 0)
+            ds_session_poke(ds);
+    }
+    copy_free(cp);
+}
+
+static void copy_install(struct copy *cp)
+{
+    struct ds *ds = cp->ds;
+    struct block *b = NULL;
+    close(cp->fd);
+    cp->fd = -1;
+    int rc = block_install_copy(cp->dir, cp->disk, cp->id, cp->tmp, cp->reps, cp->nreps,
+                                cp->idx, cp->idx_len, &b);
+    if (rc == 0 && b->durable_tail != cp->off)
+        rc = IMG_ECORRUPT; /* recovery disagrees with what was verified */
+    if (rc == 0 && (rc = store_adopt_block(ds->store, b)) == 0)
+        b->dirty = 1;
+    if (rc != 0) {
+        if (b) {
+            block_unlink_files(b);
+            block_close(b);
+            b = NULL;
+        }
+        unlink(cp->tmp);
+    }
+    copy_finish(cp, rc, b);
+}
+
+static void copy_synced(int res, void *arg)
+{
+    struct copy *cp = arg;
+    if (cp->ds->stopping || res < 0) {
+        copy_finish(cp, res < 0 ? res : IMG_ECONN, NULL);
+        return;
+    }
+    copy_install(cp);
+}
+
+static void copy_written(int res, void *arg)
+{
+    struct copy *cp = arg;
+    size_t len = cp->wlen;
+    free(cp->wbuf);
+    cp->wbuf = NULL;
+    if (cp->ds->stopping || res < 0 || (size_t)res != len) {
+        copy_finish(cp, res < 0 ? res : cp->ds->stopping ? IMG_ECONN : -EIO, NULL);
+        return;
+    }
+    cp->off += len;
+    copy_next(cp);
+}
+
+/* Appends one index entry for a verified record. */
+static int idx_add(struct copy *cp, const struct needle_header *h, uint64_t off)
+{
+    if (cp->idx_len + INDEX_ENTRY_SIZE > cp->idx_cap) {
+        size_t ncap = cp->idx_cap ? cp->idx_cap * 2 : 4096 * INDEX_ENTRY_SIZE;
+        uint8_t *n = realloc(cp->idx, ncap);
+        if (!n)
+            return -ENOMEM;
+        cp->idx = n;
+        cp->idx_cap = ncap;
+    }
+    index_encode_entry(h->seq, off, h->size, (h->flags & NEEDLE_FLAG_TOMBSTONE) != 0,
+                       cp->idx + cp->idx_len);
+    cp->idx_len += INDEX_ENTRY_SIZE;
+    return 0;
+}
+
+/* Checks the records in body[0..len) (file offset cp->off) and returns in
+ * *used how many bytes form complete, valid records (the superblock first
+ * when cp->off is 0). A record cut by the end of the body is left for the
+ * next request (cp->want grows to hold it). Returns 0 or IMG_ECORRUPT. */
+static int check_records(struct copy *cp, const uint8_t *body, size_t len, size_t *used)
+{
+    size_t pos = 0;
+    if (cp->off == 0) {
+        uint64_t max;
+        if (len < BLOCK_SUPER_SIZE)
+            return IMG_ECORRUPT;
+        if (block_check_super(body, cp->id, &max) != 0 || max != cp->max_size)
+            return IMG_ECORRUPT;
+        pos = BLOCK_SUPER_SIZE;
+    }
+    cp->want = DS_COPY_CHUNK;
+    while (len - pos >= NEEDLE_HEADER_SIZE) {
+        struct needle_header h;
+        if (needle_decode_header(body + pos, &h) != 0 || h.seq > cp->max_size / NEEDLE_HEADER_SIZE)
+            return IMG_ECORRUPT;
+        size_t rs = needle_record_size(h.size);
+        if (len - pos < rs) {
+            if (pos == 0 && rs > cp->want)
+                cp->want = (uint32_t)rs;
+            break;
+        }
+        if (crc32c(0, body + pos + NEEDLE_HEADER_SIZE, h.size) != h.data_crc)
+            return IMG_ECORRUPT;
+        int rc = idx_add(cp, &h, cp->off + pos);
+        if (rc != 0)
+            return rc;
+        pos += rs;
+    }
+    *used = pos;
+    return 0;
+}
+
+static void copy_chunk(int status, const struct frame *f, void *arg)
+{
+    struct copy *cp = arg;
+    struct ds_copy *dc = cp->ds->copy;
+    int rc = status ? status : f->h.status;
+    if (cp->ds->stopping)
+        rc = IMG_ECONN;
+    Imgstore__ReadBlockResp *m = NULL;
+    if (rc == 0 && !(m = imgstore__read_block_resp__unpack(NULL, f->h.head_len, f->head)))
+        rc = IMG_EPROTO;
+    if (rc == 0 && (f->h.body_len > cp->want || crc32c(0, f->body, f->h.body_len) != m->crc32c))
+        rc = IMG_ECORRUPT; /* damaged on the way: never written */
+    if (rc == 0 && m->max_size != cp->max_size)
+        rc = IMG_EINVAL;
+    if (rc != 0) {
+        if (m)
+            imgstore__read_block_resp__free_unpacked(m, NULL);
+        copy_finish(cp, rc, NULL);
+        return;
+    }
+    cp->src_tail = m->tail;
+    imgstore__read_block_resp__free_unpacked(m, NULL);
+    uint32_t asked = cp->want;
+    size_t used = 0;
+    if (f->h.body_len == 0) {
+        /* The source has nothing past our offset: done if it is enough. */
+        dc->tokens += asked;
+        if (cp->off < cp->expected || cp->off < BLOCK_SUPER_SIZE)
+            copy_finish(cp, IMG_EOFFSET, NULL);
+        else if ((rc = uring_fdatasync(cp->ds->store->ring, cp->fd, copy_synced, cp)) != 0)
+            copy_finish(cp, rc, NULL);
+        return;
+    }
+    if ((rc = check_records(cp, f->body, f->h.body_len, &used)) != 0) {
+        copy_finish(cp, rc, NULL);
+        return;
+    }
+    dc->tokens += (double)asked - (double)used;
+    if (used == 0) { /* a record larger than the chunk: ask for it whole */
+        copy_next(cp);
+        return;
+    }
+    cp->wbuf = malloc(used);
+    if (!cp->wbuf) {
+        copy_finish(cp, -ENOMEM, NULL);
+        return;
+    }
+    memcpy(cp->wbuf, f->body, used);
+    cp->wlen = used;
+    cp->crc = crc32c(cp->crc, f->body, used);
+    rc = uring_write(cp->ds->store->ring, cp->fd, cp->wbuf, used, cp->off, copy_written, cp);
+    if (rc != 0)
+        copy_finish(cp, rc, NULL);
+}
+
+static void copy_timer_cb(uv_timer_t *t)
+{
+    copy_next(t->data);
+}
+
+/* Asks for the next chunk, or waits for the bucket, or finishes when the
+ * source's tail is reached. */
+static void copy_next(struct copy *cp)
+{
+    struct ds *ds = cp->ds;
+    if (ds->stopping) {
+        copy_finish(cp, IMG_ECONN, NULL);
+        return;
+    }
+    if (cp->off > 0 && cp->off >= cp->src_tail && cp->off >= cp->expected) {
+        int rc = uring_fdatasync(ds->store->ring, cp->fd, copy_synced, cp);
+        if (rc != 0)
+            copy_finish(cp, rc, NULL);
+        return;
+    }
+    uint64_t wait = bucket_take(ds->copy, cp->want);
+    if (wait) {
+        if (!cp->timer_open) {
+            uv_timer_init(ds->loop, &cp->timer);
+            cp->timer.data = cp;
+            cp->timer_open = 1;
+        }
+        uv_timer_start(&cp->timer, copy_timer_cb, wait, 0);
+        return;
+    }
+    Imgstore__ReadBlock m = IMGSTORE__READ_BLOCK__INIT;
+    m.block_id = cp->id;
+    m.offset = cp->off;
+    m.len = cp->want;
+    int rc = ds_peer_request(ds, cp->src_addr, FT_READ_BLOCK, &m.base, NULL, 0,
+                             DS_COPY_READ_TIMEOUT_MS, copy_chunk, cp);
+    if (rc != 0)
+        copy_finish(cp, rc, NULL);
+}
+
+static int copy_replica(const Imgstore__Replica *r, struct block_replica *out)
+{
+    struct sockaddr_storage ss;
+    if (!r || !r->server_id || !r->addr || !r->http_addr || !r->server_id[0] ||
+        strlen(r->server_id) >= sizeof(out->server_id) || strlen(r->addr) >= sizeof(out->addr) ||
+        strlen(r->http_addr) >= sizeof(out->http_addr) || conn_parse_addr(r->addr, &ss) != 0)
+        return IMG_EINVAL;
+    snprintf(out->server_id, sizeof(out->server_id), "%s", r->server_id);
+    snprintf(out->addr, sizeof(out->addr), "%s", r->addr);
+    snprintf(out->http_addr, sizeof(out->http_addr), "%s", r->http_addr);
+    return 0;
+}
+
+/* Validates REPLICATE_BLOCK and starts the copy. Returns 0 when the copy was
+ * started (answered later), 1 when already satisfied (answer 0 now), or an
+ * error to answer now. */
+static int replicate_start(struct ds *ds, struct conn *c, const struct frame *f,
+                           const Imgstore__ReplicateBlock *m, uint64_t *have)
+{
+    struct ds_copy *dc = state(ds);
+    if (!dc)
+        return -ENOMEM;
+    if (m->block_id == 0 || m->block_id > FNAME_MAX_BLOCK_ID || m->block_size < BLOCK_MIN_SIZE ||
+        m->block_size > BLOCK_MAX_SIZE || m->block_size % NEEDLE_ALIGN != 0 ||
+        m->expected_size > m->block_size || m->n_replicas > BLOCK_MAX_REPLICAS || !m->source)
+        return IMG_EINVAL;
+    struct copy *cp = calloc(1, sizeof(*cp));
+    if (!cp)
+        return -ENOMEM;
+    struct block_replica src;
+    int rc = copy_replica(m->source, &src);
+    for (size_t i = 0; rc == 0 && i < m->n_replicas; i++)
+        rc = copy_replica(m->replicas[i], &cp->reps[i]);
+    if (rc == 0 && strcmp(src.server_id, ds->store->server_id) == 0)
+        rc = IMG_EINVAL;
+    struct block *b = store_get(ds->store, m->block_id);
+    if (rc == 0 && b) {
+        /* Already here: fine when it is complete; catching up a shorter
+         * copy in place is not done yet (docs/dataserver.md). */
+        *have = b->durable_tail;
+        rc = b->durable_tail >= m->expected_size ? 1 : IMG_EEXIST;
+    }
+    for (struct copy *o = dc->copies; rc == 0 && o; o = o->next)
+        if (o->id == m->block_id)
+            rc = IMG_EEXIST;
+    if (rc == 0 && dc->ncopies >= DS_COPY_MAX_ACTIVE)
+        rc = IMG_EUNAVAIL;
+    if (rc == 0 && (cp->disk = store_pick_disk(ds->store, cp->dir, sizeof(cp->dir))) < 0)
+        rc = cp->disk;
+    if (rc != 0) {
+        free(cp);
+        return rc;
+    }
+    if (m->rate_bytes_per_s)
+        dc->rate = m->rate_bytes_per_s;
+    cp->ds = ds;
+    cp->ns_conn = c;
+    cp->req = f->h;
+    cp->id = m->block_id;
+    cp->max_size = m->block_size;
+    cp->expected = m->expected_size;
+    cp->task = m->task_id;
+    cp->nreps = (int)m->n_replicas;
+    cp->want = DS_COPY_CHUNK;
+    cp->started_ms = uv_now(ds->loop);
+    snprintf(cp->src_addr, sizeof(cp->src_addr), "%s", src.addr);
+    snprintf(cp->src_id, sizeof(cp->src_id), "%s", src.server_id);
+    snprintf(cp->tmp, sizeof(cp->tmp), "%s/%016" PRIx64 COPY_TEMP_SUFFIX, cp->dir, cp->id);
+    cp->fd = open(cp->tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (cp->fd < 0) {
+        rc = -errno;
+        free(cp);
+        return rc;
+    }
+    cp->next = dc->copies;
+    dc->copies = cp;
+    dc->ncopies++;
+    log_info("task %" PRIu64 ": copying block %" PRIu64 " (%" PRIu64 " bytes) from %s (%s)",
+             cp->task, cp->id, cp->expected, cp->src_id, cp->src_addr);
+    copy_next(cp);
+    return 0;
+}
+
+static void handle_replicate(struct ds *ds, struct conn *c, const struct frame *f)
+{
+    Imgstore__ReplicateBlock *m = imgstore__replicate_block__unpack(NULL, f->h.head_len, f->head);
+    if (!m) {
+        conn_reply(c, &f->h, IMG_EPROTO, NULL, NULL, 0, NULL);
+        return;
+    }
+    uint64_t have = 0;
+    int rc = replicate_start(ds, c, f, m, &have);
+    imgstore__replicate_block__free_unpacked(m, NULL);
+    if (rc == 0)
+        return;
+    Imgstore__ReplicateBlockResp resp = IMGSTORE__REPLICATE_BLOCK_RESP__INIT;
+    resp.size = have;
+    conn_reply(c, &f->h, rc == 1 ? 0 : rc, rc == 1 ? &resp.base : NULL, NULL, 0, NULL);
+}
+
+/* ---- seal, stat, delete -------------------------------------------------- */
+
+static void handle_seal(struct ds *ds, struct conn *c, const struct frame *f)
+{
+    Imgstore__SealBlock *m = imgstore__seal_block__unpack(NULL, f->h.head_len, f->head);
+    if (!m) {
+        conn_reply(c, &f->h, IMG_EPROTO, NULL, NULL, 0, NULL);
+        return;
+    }
+    struct block *b = store_get(ds->store, m->block_id);
+    imgstore__seal_block__free_unpacked(m, NULL);
+    int rc = b ? 0 : IMG_ENOBLOCKHERE;
+    if (b && !b->sealed) {
+        rc = block_seal(b);
+        log_info("block %" PRIu64 " sealed at the nameserver's request", b->id);
+        ds_session_poke(ds);
+    }
+    Imgstore__SealBlockResp resp = IMGSTORE__SEAL_BLOCK_RESP__INIT;
+    resp.size = b ? b->durable_tail : 0;
+    conn_reply(c, &f->h, rc, rc == 0 ? &resp.base : NULL, NULL, 0, NULL);
+}
+
+static void handle_stat(struct ds *ds, struct conn *c, const struct frame *f)
+{
+    Imgstore__StatBlock *m = imgstore__stat_block__unpack(NULL, f->h.head_len, f->head);
+    if (!m) {
+        conn_reply(c, &f->h, IMG_EPROTO, NULL, NULL, 0, NULL);
+        return;
+    }
+    struct block *b = store_get(ds->store, m->block_id);
+    imgstore__stat_block__free_unpacked(m, NULL);
+    if (!b) {
+        conn_reply(c, &f->h, IMG_ENOBLOCKHERE, NULL, NULL, 0, NULL);
+        return;
+    }
+    Imgstore__BlockInfo bi = IMGSTORE__BLOCK_INFO__INIT;
+    bi.block_id = b->id;
+    /* A copy with appends in flight has no settled size yet. */
+    bi.size = b->tail == b->durable_tail ? b->durable_tail : 0;
+    bi.file_count = block_file_count(b);
+    bi.deleted_bytes = b->deleted_bytes;
+    bi.sealed = b->sealed;
+    bi.primary = b->primary;
+    bi.corrupt = b->corrupt;
+    conn_reply(c, &f->h, 0, &bi.base, NULL, 0, NULL);
+}
+
+static void grave_tick(uv_timer_t *t)
+{
+    struct ds_copy *dc = t->data;
+    uint64_t now = uv_now(dc->ds->loop);
+    for (struct grave **pp = &dc->graves; *pp;) {
+        struct grave *g = *pp;
+        if (g->close_at_ms > now) {
+            pp = &g->next;
+            continue;
+        }
+        *pp = g->next;
+        blockio_release(g->b);
+        block_close(g->b);
+        free(g);
+    }
+    if (!dc->graves)
+        uv_timer_stop(t);
+}
+
+static int removed_add(struct ds_copy *dc, uint64_t id)
+{
+    if (dc->nremoved == dc->removed_cap) {
+        size_t ncap = dc->removed_cap ? dc->removed_cap * 2 : 64;
+        uint64_t *n = realloc(dc->removed, ncap * sizeof(*n));
+        if (!n)
+            return -ENOMEM;
+        dc->removed = n;
+        dc->removed_cap = ncap;
+    }
+    dc->removed[dc->nremoved++] = id;
+    return 0;
+}
+
+/* Deletes this server's copy of block `id` when no append is in flight and
+ * it holds no more than `expected` bytes (what every kept copy holds: a
+ * shorter copy is a stale prefix). Returns 0 (also when not here) or an
+ * error. */
+static int delete_block(struct ds *ds, uint64_t id, uint64_t expected)
+{
+    struct ds_copy *dc = state(ds);
+    struct grave *g = calloc(1, sizeof(*g));
+    if (!dc || !g || removed_add(dc, 0) != 0) {
+        free(g);
+        return -ENOMEM;
+    }
+    dc->nremoved--; /* room reserved: the add below cannot fail */
+    struct block *b = store_get(ds->store, id);
+    int rc = 0;
+    if (!b)
+        rc = 1;
+    else if (b->tail != b->durable_tail)
+        rc = IMG_EINVAL;
+    else if (b->durable_tail > expected)
+        rc = IMG_EOFFSET;
+    if (rc != 0) {
+        free(g);
+        return rc == 1 ? 0 : rc;
+    }
+    store_remove_block(ds->store, id);
+    rc = block_unlink_files(b);
+    if (rc != 0)
+        log_warn("block %" PRIu64 ": removing its files: %s", id, img_strerror(rc));
+    g->b = b;
+    g->close_at_ms = uv_now(ds->loop) + DS_DELETE_GRACE_MS;
+    g->next = dc->graves;
+    dc->graves = g;
+    if (!dc->timer_started) {
+        uv_timer_init(ds->loop, &dc->grave_timer);
+        dc->grave_timer.data = dc;
+        dc->timer_started = 1;
+    }
+    if (!uv_is_active((uv_handle_t *)&dc->grave_timer))
+        uv_timer_start(&dc->grave_timer, grave_tick, GRAVE_TICK_MS, GRAVE_TICK_MS);
+    dc->removed[dc->nremoved++] = id;
+    log_info("block %" PRIu64 " deleted (%" PRIu64 " bytes) at the nameserver's request", id,
+             expected);
+    ds_session_poke(ds);
+    return 0;
+}
+
+static void handle_delete(struct ds *ds, struct conn *c, const struct frame *f)
+{
+    Imgstore__DeleteBlock *m = imgstore__delete_block__unpack(NULL, f->h.head_len, f->head);
+    if (!m) {
+        conn_reply(c, &f->h, IMG_EPROTO, NULL, NULL, 0, NULL);
+        return;
+    }
+    int rc = delete_block(ds, m->block_id, m->expected_size);
+    if (rc != 0)
+        log_warn("delete of block %" PRIu64 " refused: %s", m->block_id, img_strerror(rc));
+    imgstore__delete_block__free_unpacked(m, NULL);
+    Imgstore__DeleteBlockResp resp = IMGSTORE__DELETE_BLOCK_RESP__INIT;
+    conn_reply(c, &f->h, rc, rc == 0 ? &resp.base : NULL, NULL, 0, NULL);
+}
+
+int ds_copy_session_frame(struct ds *ds, struct conn *c, const struct frame *f)
+{
+    switch (f->h.type) {
+    case FT_REPLICATE_BLOCK: handle_replicate(ds, c, f); return 1;
+    case FT_SEAL_BLOCK: handle_seal(ds, c, f); return 1;
+    case FT_DELETE_BLOCK: handle_delete(ds, c, f); return 1;
+    case FT_STAT_BLOCK: handle_stat(ds, c, f); return 1;
+    default: return 0;
+    }
+}
+
+/* ---- READ_BLOCK (source side) ------------------------------------------------- */
+
+struct rb {
+    struct ds *ds;
+    struct ds_rpc_req *req;
+    uint64_t block_id;
+    uint8_t *buf;
+    uint32_t len;
+};
+
+static void rb_answer(struct rb *r, int rc)
+{
+    struct block *b = rc == 0 ? store_get(r->ds->store, r->block_id) : NULL;
+    if (rc == 0 && !b)
+        rc = IMG_ENOBLOCKHERE; /* deleted while the read ran */
+    Imgstore__ReadBlockResp resp = IMGSTORE__READ_BLOCK_RESP__INIT;
+    if (rc == 0) {
+        resp.tail = b->durable_tail;
+        resp.sealed = b->sealed;
+        resp.max_size = b->max_size;
+        resp.crc32c = crc32c(0, r->buf, r->len);
+        ds_rpc_answer(r->req, 0, &resp.base, r->buf, r->len, free);
+    } else {
+        ds_rpc_answer(r->req, rc, NULL, NULL, 0, NULL);
+        free(r->buf);
+    }
+    free(r);
+}
+
+static void rb_read_done(int status, void *arg)
+{
+    rb_answer(arg, status);
+}
+
+void ds_copy_read_block(struct ds *ds, const struct frame *f, struct ds_rpc_req *req)
+{
+    struct rb *r = calloc(1, sizeof(*r));
+    if (!r) {
+        ds_rpc_answer(req, -ENOMEM, NULL, NULL, 0, NULL);
+        return;
+    }
+    *r = (struct rb){.ds = ds, .req = req};
+    Imgstore__ReadBlock *m = imgstore__read_block__unpack(NULL, f->h.head_len, f->head);
+    if (!m) {
+        rb_answer(r, IMG_EPROTO);
+        return;
+    }
+    r->block_id = m->block_id;
+    uint64_t off = m->offset, len = m->len;
+    imgstore__read_block__free_unpacked(m, NULL);
+    struct block *b = store_get(ds->store, r->block_id);
+    if (!b) {
+        rb_answer(r, IMG_ENOBLOCKHERE);
+        return;
+    }
+    if (off > b->durable_tail) {
+        rb_answer(r, IMG_EOFFSET);
+        return;
+    }
+    if (len > READ_MAX_LEN)
+        len = READ_MAX_LEN;
+    if (len > b->durable_tail - off)
+        len = b->durable_tail - off;
+    r->len = (uint32_t)len;
+    r->buf = malloc(len ? len : 1);
+    if (!r->buf) {
+        rb_answer(r, -ENOMEM);
+        return;
+    }
+    if (len == 0) {
+        rb_answer(r, 0);
+        return;
+    }
+    int rc = blockio_read(ds->store->ring, b, r->buf, len, off, rb_read_done, r);
+    if (rc != 0)
+        rb_answer(r, rc);
+}
+
+/* ---- heartbeat support and shut-down -------------------------------------------- */
+
+size_t ds_copy_removed(struct ds *ds, const uint64_t **ids)
+{
+    struct ds_copy *dc = ds->copy;
+    *ids = dc ? dc->removed : NULL;
+    return dc ? dc->nremoved : 0;
+}
+
+void ds_copy_removed_sent(struct ds *ds, size_t n)
+{
+    struct ds_copy *dc = ds->copy;
+    if (!dc || n == 0)
+        return;
+    if (n > dc->nremoved)
+        n = dc->nremoved;
+    memmove(dc->removed, dc->removed + n, (dc->nremoved - n) * sizeof(*dc->removed));
+    dc->nremoved -= n;
+}
+
+void ds_copy_stop(struct ds *ds)
+{
+    struct ds_copy *dc = ds->copy;
+    if (!dc)
+        return;
+    /* Copies with a request or write in flight end in their callbacks
+     * (ds->stopping); the temporary files of the others go now. */
+    for (struct copy *cp = dc->copies; cp; cp = cp->next)
+        if (cp->timer_open)
+            uv_timer_stop(&cp->timer);
+    while (dc->graves) {
+        struct grave *g = dc->graves;
+        dc->graves = g->next;
+        blockio_release(g->b);
+        block_close(g->b);
+        free(g);
+    }
+    if (dc->timer_started)
+        uv_close((uv_handle_t *)&dc->grave_timer, NULL);
+}

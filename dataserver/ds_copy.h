@@ -1,0 +1,52 @@
+/* ds_copy.h - background block copies, seals and deletions on a dataserver.
+ *
+ * The nameserver's planner drives these through commands on the dataserver's
+ * session (docs/protocol.md, docs/dataserver.md "Block copy"):
+ *   REPLICATE_BLOCK  pull a block from a peer (READ_BLOCK), verify, install
+ *   SEAL_BLOCK       stop new files on a block
+ *   DELETE_BLOCK     drop this server's copy of a block
+ *   STAT_BLOCK       describe one block (its size, for the planner's checks)
+ * and peers read raw block bytes with READ_BLOCK on the native port.
+ *
+ * Every background copy of this server shares one token bucket (the copy
+ * rate told by the nameserver, DS_COPY_DEFAULT_RATE until then), so copies
+ * never take more than the cap however many run. Everything runs on the loop
+ * thread; block-file I/O goes through the store's io_uring. */
+#ifndef DS_DS_COPY_H
+#define DS_DS_COPY_H
+
+#include "dataserver/ds.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define DS_COPY_CHUNK (1u << 20)                 /* bytes asked per READ_BLOCK */
+#define DS_COPY_DEFAULT_RATE (50ull * 1000 * 1000) /* bytes/s until told */
+#define DS_COPY_MAX_ACTIVE 8                     /* copies at once; more: IMG_EUNAVAIL */
+#define DS_COPY_READ_TIMEOUT_MS 30000            /* one READ_BLOCK answer */
+#define DS_DELETE_GRACE_MS 2000                  /* a deleted block's fd stays open this long */
+
+/* Handles a command frame on the nameserver session `c` (REPLICATE_BLOCK,
+ * SEAL_BLOCK, DELETE_BLOCK, STAT_BLOCK). Returns 1 when the type is one of
+ * these (it is then answered, maybe later), 0 otherwise (untouched). */
+int ds_copy_session_frame(struct ds *ds, struct conn *c, const struct frame *f);
+
+/* Serves READ_BLOCK received on a native connection: reads the asked range
+ * of the block file through io_uring and answers `req` (ds_rpc_answer) with
+ * the bytes, the block's durable tail and a CRC32C of the bytes. Takes
+ * ownership of `req`: it is answered exactly once, also on failure. */
+void ds_copy_read_block(struct ds *ds, const struct frame *f, struct ds_rpc_req *req);
+
+/* Ids of blocks deleted since the last heartbeat that carried them: fills
+ * *ids (owned by ds_copy.c, valid until the next call into it) and returns
+ * the count. ds_copy_removed_sent(ds, n) drops the first n once sent. */
+size_t ds_copy_removed(struct ds *ds, const uint64_t **ids);
+void ds_copy_removed_sent(struct ds *ds, size_t n);
+
+/* Stops every copy (copies with I/O in flight end in their callbacks without
+ * answering; a temporary file left behind is removed at the next start) and
+ * closes the blocks waiting for their deferred close. Call before
+ * store_close, with ds->stopping set. Safe when nothing was ever started. */
+void ds_copy_stop(struct ds *ds);
+
+#endif

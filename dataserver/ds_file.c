@@ -1,0 +1,89 @@
+/* ds_file.c - the read path of one local file (see ds_file.h). */
+#include "dataserver/ds_file.h"
+
+#include "common/err.h"
+#include "common/log.h"
+#include "dataserver/blockio.h"
+
+#include <errno.h>
+
+#include <stdlib.h>
+
+struct file_read {
+    uint64_t block_id;
+    uint64_t offset;
+    uint32_t seq;
+    uint32_t cookie;
+    int deleted;
+    int header_only;
+    uint8_t *buf;
+    size_t len;
+    ds_file_cb cb;
+    void *arg;
+};
+
+static void file_read_done(int status, void *arg)
+{
+    struct file_read *r = arg;
+    struct needle_header h;
+    if (status == 0) {
+        if (r->header_only || r->deleted) {
+            status = needle_decode_header(r->buf, &h);
+            if (status == 0 && (h.seq != r->seq || h.cookie != r->cookie))
+                status = IMG_ENOTFOUND;
+        } else {
+            status = needle_verify(r->buf, r->len, r->seq, r->cookie, &h);
+        }
+    }
+    if (status == IMG_EFORMAT)
+        status = IMG_ECORRUPT;
+    if (status == 0 && r->deleted)
+        status = IMG_EDELETED;
+    if (status == IMG_ECORRUPT)
+        log_warn("block %llu seq %u at offset %llu failed its check; needs repair",
+                 (unsigned long long)r->block_id, r->seq, (unsigned long long)r->offset);
+    uint8_t *rec = NULL;
+    if (status == 0 && !r->header_only) {
+        rec = r->buf;
+        r->buf = NULL;
+    }
+    r->cb(status, status == 0 ? &h : NULL, rec, r->arg);
+    free(r->buf);
+    free(r);
+}
+
+int ds_file_read(struct ds *ds, uint64_t block_id, uint32_t seq, uint32_t cookie,
+                 int header_only, ds_file_cb cb, void *arg)
+{
+    struct block *b = store_get(ds->store, block_id);
+    if (!b)
+        return IMG_ENOBLOCKHERE;
+    uint64_t offset;
+    uint32_t size;
+    int deleted;
+    if (index_get(&b->ix, seq, &offset, &size, &deleted) != 0)
+        return IMG_ENOTFOUND;
+    struct file_read *r = calloc(1, sizeof(*r));
+    size_t len = NEEDLE_HEADER_SIZE + (header_only || deleted ? 0 : size);
+    uint8_t *buf = r ? malloc(len) : NULL;
+    if (!buf) {
+        free(r);
+        return -ENOMEM;
+    }
+    r->block_id = block_id;
+    r->offset = offset;
+    r->seq = seq;
+    r->cookie = cookie;
+    r->deleted = deleted;
+    r->header_only = header_only;
+    r->buf = buf;
+    r->len = len;
+    r->cb = cb;
+    r->arg = arg;
+    int rc = blockio_read(ds->store->ring, b, buf, len, offset, file_read_done, r);
+    if (rc != 0) {
+        free(buf);
+        free(r);
+    }
+    return rc;
+}

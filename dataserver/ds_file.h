@@ -1,0 +1,32 @@
+/* ds_file.h - reading one file of a local block: the dataserver's read path.
+ *
+ * index lookup (RAM) -> one io_uring read of header and data -> needle_verify
+ * (seq, cookie, CRC32C). Shared by the native READ handler and the HTTP
+ * origin so both obey the same rules: a wrong cookie is IMG_ENOTFOUND, exactly
+ * like a missing file; a deleted file is IMG_EDELETED only when its cookie
+ * matches (so deletions cannot be probed either); a CRC mismatch is
+ * IMG_ECORRUPT, logged for repair, and its bytes are never handed out. */
+#ifndef DS_FILE_H
+#define DS_FILE_H
+
+#include "dataserver/ds.h"
+#include "dataserver/needle.h"
+
+#include <stdint.h>
+
+/* Called once with the outcome. On status 0, *h describes the file and, unless
+ * the read was header-only, `rec` holds NEEDLE_HEADER_SIZE + h->size bytes
+ * (the data starts at rec + NEEDLE_HEADER_SIZE); ownership of `rec` passes to
+ * the callback (release with free()). On error rec is NULL and h is NULL. */
+typedef void (*ds_file_cb)(int status, const struct needle_header *h, uint8_t *rec, void *arg);
+
+/* Starts reading file (block_id, seq, cookie) from this server's disks. With
+ * header_only set only the 24-byte header is read and checked (no CRC check:
+ * use it for STAT/HEAD-like answers). Returns 0 (cb runs later, exactly once)
+ * or, without calling cb: IMG_ENOBLOCKHERE when the block is not here,
+ * IMG_ENOTFOUND when the index has no such seq, -ENOMEM, or the ring's
+ * error. */
+int ds_file_read(struct ds *ds, uint64_t block_id, uint32_t seq, uint32_t cookie,
+                 int header_only, ds_file_cb cb, void *arg);
+
+#endif

@@ -1,0 +1,315 @@
+/* ds_metrics.c - the dataserver's Prometheus metrics (ds_metrics.h).
+ *
+ * Counters are plain integers bumped on the loop thread. Latency needs the
+ * arrival time of each request until its answer: requests in flight are kept
+ * in a small chained hash keyed by (connection, request id), one node per
+ * request, removed when the answer is counted. A hostile peer reusing a
+ * request id in flight only gets one of the two timed; the table is capped
+ * (INFLIGHT_MAX) so it can never grow without bound. */
+#include "dataserver/ds_metrics.h"
+
+#include "common/err.h"
+#include "common/metrics.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define INFLIGHT_BUCKETS 1024 /* power of two */
+#define INFLIGHT_MAX 65536    /* requests timed at once; beyond, only counted */
+#define NS_PER_S 1e9
+#define LABEL_MAX 160
+
+enum op { OP_WRITE, OP_READ, OP_STAT, OP_DELETE, OP_REPL_APPEND, OP_OTHER, OP_COUNT };
+
+static const char *const op_names[OP_COUNT] = {"write",  "read",        "stat",
+                                               "delete", "repl_append", "other"};
+
+/* Status slots: 0 ok, 1.. one per IMG_E* code, then every errno together. */
+#define ST_IMG_FIRST IMG_ENOTFOUND
+#define ST_IMG_LAST IMG_EINVAL
+#define ST_IMG_SLOTS (ST_IMG_FIRST - ST_IMG_LAST + 1)
+#define ST_SYSTEM (1 + ST_IMG_SLOTS)
+#define ST_COUNT (ST_SYSTEM + 1)
+
+struct inflight {
+    struct inflight *next;
+    const void *sess;
+    uint64_t request_id;
+    uint64_t start_ns;
+};
+
+struct ds_metrics {
+    uint64_t requests[OP_COUNT][ST_COUNT];
+    struct metrics_hist latency[OP_COUNT];
+    uint64_t bytes_in, bytes_out;
+    uint64_t crc_failures;
+    uint64_t untimed; /* answers with no recorded arrival */
+    int64_t inflight_ops[OP_COUNT];
+    struct inflight *buckets[INFLIGHT_BUCKETS];
+    size_t ninflight;
+};
+
+static enum op op_of(unsigned type)
+{
+    switch (type) {
+    case FT_WRITE: return OP_WRITE;
+    case FT_READ: return OP_READ;
+    case FT_STAT: return OP_STAT;
+    case FT_DELETE: return OP_DELETE;
+    case FT_REPL_APPEND: return OP_REPL_APPEND;
+    default: return OP_OTHER;
+    }
+}
+
+static int status_slot(int status)
+{
+    if (status == 0)
+        return 0;
+    if (status <= ST_IMG_FIRST && status >= ST_IMG_LAST)
+        return 1 + (ST_IMG_FIRST - status);
+    return ST_SYSTEM;
+}
+
+/* The label value of a status slot: "ok", "notfound", "corrupt", "system". */
+static void status_label(int slot, char *out, size_t n)
+{
+    if (slot == 0) {
+        snprintf(out, n, "ok");
+        return;
+    }
+    if (slot == ST_SYSTEM) {
+        snprintf(out, n, "system");
+        return;
+    }
+    const char *name = img_errname(ST_IMG_FIRST - (slot - 1)); /* "IMG_ENOTFOUND" */
+    const char *prefix = "IMG_E";
+    if (strncmp(name, prefix, strlen(prefix)) == 0)
+        name += strlen(prefix);
+    size_t i = 0;
+    for (; name[i] && i + 1 < n; i++)
+        out[i] = (char)tolower((unsigned char)name[i]);
+    out[i] = '\0';
+}
+
+static struct ds_metrics *get(struct ds *ds)
+{
+    if (!ds->metrics)
+        ds->metrics = calloc(1, sizeof(*ds->metrics));
+    return ds->metrics;
+}
+
+static size_t bucket_of(const void *sess, uint64_t id)
+{
+    uint64_t h = ((uint64_t)(uintptr_t)sess ^ (id * 0x9E3779B97F4A7C15ull)) * 0xBF58476D1CE4E5B9ull;
+    return (size_t)(h >> 32) & (INFLIGHT_BUCKETS - 1);
+}
+
+void ds_metrics_begin(struct ds *ds, const void *sess, const struct frame_header *req)
+{
+    struct ds_metrics *m = get(ds);
+    if (!m)
+        return;
+    enum op op = op_of(req->type);
+    if (op == OP_WRITE || op == OP_REPL_APPEND)
+        m->bytes_in += req->body_len;
+    /* Only the five request kinds answered through ds_rpc.c's reply() are
+     * timed; others (block copies) are answered elsewhere and would never
+     * leave the table. */
+    if (op == OP_OTHER || m->ninflight >= INFLIGHT_MAX)
+        return;
+    struct inflight *n = malloc(sizeof(*n));
+    if (!n)
+        return;
+    size_t b = bucket_of(sess, req->request_id);
+    n->sess = sess;
+    n->request_id = req->request_id;
+    n->start_ns = uv_hrtime();
+    n->next = m->buckets[b];
+    m->buckets[b] = n;
+    m->ninflight++;
+    m->inflight_ops[op]++;
+}
+
+void ds_metrics_end(struct ds *ds, const void *sess, const struct frame_header *req, int status,
+                    uint32_t body_out)
+{
+    struct ds_metrics *m = get(ds);
+    if (!m)
+        return;
+    enum op op = op_of(req->type);
+    m->requests[op][status_slot(status)]++;
+    m->bytes_out += body_out;
+    if (status == IMG_ECORRUPT)
+        m->crc_failures++;
+    size_t b = bucket_of(sess, req->request_id);
+    for (struct inflight **pp = &m->buckets[b]; *pp; pp = &(*pp)->next) {
+        struct inflight *n = *pp;
+        if (n->sess != sess || n->request_id != req->request_id)
+            continue;
+        *pp = n->next;
+        metrics_hist_observe(&m->latency[op], (double)(uv_hrtime() - n->start_ns) / NS_PER_S);
+        m->ninflight--;
+        m->inflight_ops[op]--;
+        free(n);
+        return;
+    }
+    m->untimed++;
+}
+
+void ds_metrics_free(struct ds *ds)
+{
+    if (!ds || !ds->metrics)
+        return;
+    for (size_t i = 0; i < INFLIGHT_BUCKETS; i++) {
+        struct inflight *n = ds->metrics->buckets[i];
+        while (n) {
+            struct inflight *next = n->next;
+            free(n);
+            n = next;
+        }
+    }
+    free(ds->metrics);
+    ds->metrics = NULL;
+}
+
+/* ---- rendering ------------------------------------------------------------ */
+
+static void render_requests(struct metrics_buf *b, const struct ds_metrics *m)
+{
+    char lab[LABEL_MAX], st[64];
+    metrics_family(b, "imgstore_ds_requests_total", "counter",
+                   "Native requests answered, by operation and status.");
+    for (int op = 0; op < OP_COUNT; op++) {
+        for (int s = 0; s < ST_COUNT; s++) {
+            /* ok and the common errors always appear, so rates start at 0 */
+            if (!m->requests[op][s] && s != 0)
+                continue;
+            status_label(s, st, sizeof(st));
+            snprintf(lab, sizeof(lab), "op=\"%s\",status=\"%s\"", op_names[op], st);
+            metrics_value(b, "imgstore_ds_requests_total", lab, (double)m->requests[op][s]);
+        }
+    }
+    metrics_family(b, "imgstore_ds_request_duration_seconds", "histogram",
+                   "Time from a native request's arrival to its answer, by operation.");
+    for (int op = 0; op < OP_OTHER; op++) {
+        snprintf(lab, sizeof(lab), "op=\"%s\"", op_names[op]);
+        metrics_hist(b, "imgstore_ds_request_duration_seconds", lab, &m->latency[op]);
+    }
+    metrics_family(b, "imgstore_ds_requests_in_flight", "gauge",
+                   "Native requests received and not yet answered, by operation.");
+    for (int op = 0; op < OP_OTHER; op++) {
+        snprintf(lab, sizeof(lab), "op=\"%s\"", op_names[op]);
+        metrics_value(b, "imgstore_ds_requests_in_flight", lab, (double)m->inflight_ops[op]);
+    }
+    metrics_family(b, "imgstore_ds_replication_in_flight", "gauge",
+                   "Replicated appends in flight: writes and deletes this primary is "
+                   "replicating plus REPL_APPENDs being applied here.");
+    metrics_value(b, "imgstore_ds_replication_in_flight", NULL,
+                  (double)(m->inflight_ops[OP_WRITE] + m->inflight_ops[OP_DELETE] +
+                           m->inflight_ops[OP_REPL_APPEND]));
+    metrics_family(b, "imgstore_ds_received_bytes_total", "counter",
+                   "File and record bytes received (WRITE and REPL_APPEND bodies).");
+    metrics_value(b, "imgstore_ds_received_bytes_total", NULL, (double)m->bytes_in);
+    metrics_family(b, "imgstore_ds_sent_bytes_total", "counter",
+                   "File bytes sent in answers (READ bodies).");
+    metrics_value(b, "imgstore_ds_sent_bytes_total", NULL, (double)m->bytes_out);
+    metrics_family(b, "imgstore_ds_crc_failures_total", "counter",
+                   "Records whose checksum failed when read or received.");
+    metrics_value(b, "imgstore_ds_crc_failures_total", NULL, (double)m->crc_failures);
+}
+
+static void render_disks(struct metrics_buf *b, struct store *st)
+{
+    static const struct {
+        const char *name, *help;
+    } fam[] = {
+        {"imgstore_ds_disk_capacity_bytes", "Size of the file system holding a data folder."},
+        {"imgstore_ds_disk_free_bytes", "Bytes available to the dataserver in a data folder."},
+        {"imgstore_ds_disk_used_bytes", "Bytes held by block files in a data folder."},
+        {"imgstore_ds_disk_failed", "1 when a data folder has failed."},
+    };
+    char lab[LABEL_MAX], esc[LABEL_MAX - 16];
+    store_refresh(st);
+    for (size_t f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
+        metrics_family(b, fam[f].name, "gauge", fam[f].help);
+        for (int i = 0; i < st->ndisks; i++) {
+            const struct store_disk *d = &st->disks[i];
+            uint64_t v[] = {d->capacity, d->free, d->used, (uint64_t)(d->failed != 0)};
+            metrics_escape(d->path, esc, sizeof(esc));
+            snprintf(lab, sizeof(lab), "folder=\"%s\"", esc);
+            metrics_value(b, fam[f].name, lab, (double)v[f]);
+        }
+    }
+}
+
+struct block_tally {
+    uint64_t writable, sealed, corrupt, primary, files, bytes, deleted_bytes;
+};
+
+static void tally_block(struct block *blk, void *arg)
+{
+    struct block_tally *t = arg;
+    if (blk->corrupt)
+        t->corrupt++;
+    else if (blk->sealed)
+        t->sealed++;
+    else
+        t->writable++;
+    t->primary += blk->primary ? 1 : 0;
+    t->files += block_file_count(blk);
+    t->bytes += blk->tail;
+    t->deleted_bytes += blk->deleted_bytes;
+}
+
+static void render_blocks(struct metrics_buf *b, struct store *st)
+{
+    struct block_tally t = {0};
+    store_foreach(st, tally_block, &t);
+    metrics_family(b, "imgstore_ds_blocks", "gauge",
+                   "Blocks held, by state (writable: not sealed; corrupt: a bad record found).");
+    metrics_value(b, "imgstore_ds_blocks", "state=\"writable\"", (double)t.writable);
+    metrics_value(b, "imgstore_ds_blocks", "state=\"sealed\"", (double)t.sealed);
+    metrics_value(b, "imgstore_ds_blocks", "state=\"corrupt\"", (double)t.corrupt);
+    metrics_family(b, "imgstore_ds_primary_blocks", "gauge",
+                   "Blocks for which this server orders appends.");
+    metrics_value(b, "imgstore_ds_primary_blocks", NULL, (double)t.primary);
+    metrics_family(b, "imgstore_ds_files", "gauge", "Live files in the blocks held.");
+    metrics_value(b, "imgstore_ds_files", NULL, (double)t.files);
+    metrics_family(b, "imgstore_ds_block_bytes", "gauge", "Bytes appended to the blocks held.");
+    metrics_value(b, "imgstore_ds_block_bytes", NULL, (double)t.bytes);
+    metrics_family(b, "imgstore_ds_deleted_bytes", "gauge",
+                   "Bytes held by deleted files and tombstones (reclaimed by compaction).");
+    metrics_value(b, "imgstore_ds_deleted_bytes", NULL, (double)t.deleted_bytes);
+}
+
+int ds_metrics_render(struct ds *ds, char **out, size_t *len)
+{
+    struct metrics_buf b = {0};
+    struct ds_metrics *m = get(ds);
+    *out = NULL;
+    *len = 0;
+    if (!m)
+        return -ENOMEM;
+    render_requests(&b, m);
+    if (ds->store) {
+        render_disks(&b, ds->store);
+        render_blocks(&b, ds->store);
+    }
+    metrics_family(&b, "imgstore_ds_nameserver_connected", "gauge",
+                   "1 while the session with the nameserver is open.");
+    metrics_value(&b, "imgstore_ds_nameserver_connected", NULL, ds->ns_conn ? 1 : 0);
+    metrics_family(&b, "imgstore_ds_nameserver_safe_mode", "gauge",
+                   "1 while the nameserver reports safe mode.");
+    metrics_value(&b, "imgstore_ds_nameserver_safe_mode", NULL, ds->ns_safe_mode ? 1 : 0);
+    metrics_process(&b);
+    if (metrics_buf_ok(&b) != 0 || !b.data) {
+        metrics_buf_free(&b);
+        return -ENOMEM;
+    }
+    *out = b.data;
+    *len = b.len;
+    return 0;
+}

@@ -1,0 +1,39 @@
+/* ds_metrics.h - the dataserver's Prometheus metrics (GET /metrics on its
+ * HTTP port).
+ *
+ * ds_rpc.c reports each native request twice: when it arrives
+ * (ds_metrics_begin) and when it is answered (ds_metrics_end); that gives
+ * request counts by operation and status, latency histograms, bytes in and
+ * out, requests and replicated appends in flight, and checksum failures.
+ * Everything else (disks, blocks by state, memory) is read from the store
+ * when a scrape renders the text. Names and labels: docs/operations.md.
+ *
+ * Threading: loop thread only. The state hangs off ds->metrics, allocated on
+ * first use; a failed allocation only loses figures, never a request. */
+#ifndef DS_METRICS_H
+#define DS_METRICS_H
+
+#include "dataserver/ds.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Records the arrival of request `req` on connection `sess` (any pointer that
+ * identifies the connection while the request is in flight). */
+void ds_metrics_begin(struct ds *ds, const void *sess, const struct frame_header *req);
+
+/* Records the answer to `req` on `sess`: status 0 or an error code, and the
+ * bytes of the response body. A request never begun still counts (without a
+ * latency). */
+void ds_metrics_end(struct ds *ds, const void *sess, const struct frame_header *req, int status,
+                    uint32_t body_out);
+
+/* Renders every metric as Prometheus text (0.0.4). On success *out is a
+ * malloc'd NUL-terminated buffer of *len bytes owned by the caller (free()).
+ * Returns 0 or -ENOMEM. */
+int ds_metrics_render(struct ds *ds, char **out, size_t *len);
+
+/* Frees ds->metrics (in-flight records included). NULL-safe on either. */
+void ds_metrics_free(struct ds *ds);
+
+#endif

@@ -1,0 +1,263 @@
+/* ds_nsclient.c - LOOKUP and ALLOC_WRITE from the dataserver (ds_nsclient.h).
+ *
+ * One connection to the nameserver, opened on first use and again after it
+ * drops. Answers are validated before they are cached: a malformed address
+ * is skipped, a block with no usable replica is treated as absent. */
+#include "dataserver/ds_nsclient.h"
+
+#include "common/err.h"
+#include "common/log.h"
+#include "proto/fname.h"
+#include "proto/imgstore.pb-c.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct ds_nsclient {
+    struct ds *ds;
+    struct conn *c;
+    struct ds_loc *locs; /* DS_LOC_SLOTS, slot = block_id % DS_LOC_SLOTS */
+    struct ds_loc writable[DS_WRITABLE_MAX];
+    int nwritable;
+    uint32_t rng;
+};
+
+struct nsc_req {
+    struct ds *ds;
+    uint64_t block_id;
+    ds_nsc_loc_cb cb;
+    void *arg;
+};
+
+int ds_nsc_init(struct ds *ds)
+{
+    struct ds_nsclient *n = calloc(1, sizeof(*n));
+    struct ds_loc *locs = n ? calloc(DS_LOC_SLOTS, sizeof(*locs)) : NULL;
+    if (!locs) {
+        free(n);
+        return -ENOMEM;
+    }
+    n->ds = ds;
+    n->locs = locs;
+    n->rng = (uint32_t)(uintptr_t)n ^ (uint32_t)uv_hrtime();
+    ds->nsc = n;
+    return 0;
+}
+
+void ds_nsc_stop(struct ds *ds)
+{
+    struct ds_nsclient *n = ds->nsc;
+    if (n && n->c)
+        conn_close(n->c);
+}
+
+static void nsc_frame(struct conn *c, const struct frame *f, void *ctx)
+{
+    conn_reply(c, &f->h, IMG_EBADTYPE, NULL, NULL, 0, NULL);
+}
+
+static void nsc_closed(struct conn *c, void *ctx)
+{
+    struct ds_nsclient *n = ctx;
+    if (n->c == c)
+        n->c = NULL;
+}
+
+static struct conn *nsc_conn(struct ds_nsclient *n)
+{
+    if (n->c && !conn_is_closing(n->c))
+        return n->c;
+    n->c = conn_connect(n->ds->loop, n->ds->ns_addr, nsc_frame, nsc_closed, n);
+    return n->c;
+}
+
+/* Fills *out from the replicas of a nameserver answer. 0, or IMG_EPROTO when
+ * no replica has a usable address or the primary's is unusable. */
+static int loc_from_replicas(struct ds_loc *out, uint64_t block_id, Imgstore__Replica **r,
+                             size_t nr, uint64_t expires)
+{
+    struct sockaddr_storage ss;
+    memset(out, 0, sizeof(*out));
+    out->block_id = block_id;
+    out->expires_ms = expires;
+    for (size_t i = 0; i < nr && out->n < DS_LOC_MAX_REPLICAS; i++) {
+        const char *a = r && r[i] ? r[i]->addr : NULL;
+        if (!a || strlen(a) >= DS_ADDR_MAX || conn_parse_addr(a, &ss) != 0) {
+            if (i == 0)
+                return IMG_EPROTO; /* the primary must come first */
+            continue;
+        }
+        snprintf(out->addr[out->n++], DS_ADDR_MAX, "%s", a);
+    }
+    return out->n > 0 ? 0 : IMG_EPROTO;
+}
+
+int ds_nsc_cached_loc(struct ds *ds, uint64_t block_id, struct ds_loc *out)
+{
+    struct ds_loc *l = &ds->nsc->locs[block_id % DS_LOC_SLOTS];
+    if (l->n == 0 || l->block_id != block_id || l->expires_ms <= uv_now(ds->loop))
+        return IMG_ENOTFOUND;
+    *out = *l;
+    return 0;
+}
+
+void ds_nsc_drop_loc(struct ds *ds, uint64_t block_id)
+{
+    struct ds_loc *l = &ds->nsc->locs[block_id % DS_LOC_SLOTS];
+    if (l->block_id == block_id)
+        l->n = 0;
+}
+
+static void lookup_reply(int status, const struct frame *f, void *arg)
+{
+    struct nsc_req *q = arg;
+    struct ds *ds = q->ds;
+    struct ds_loc loc;
+    Imgstore__LookupResp *m = NULL;
+    if (status == 0)
+        status = f->h.status;
+    if (status == 0) {
+        m = imgstore__lookup_resp__unpack(NULL, f->h.head_len, f->head);
+        status = m ? IMG_ENOTFOUND : IMG_EPROTO;
+    }
+    for (size_t i = 0; m && i < m->n_locations; i++) {
+        Imgstore__BlockLocation *bl = m->locations[i];
+        if (!bl || bl->block_id != q->block_id ||
+            loc_from_replicas(&loc, q->block_id, bl->replicas, bl->n_replicas,
+                              uv_now(ds->loop) + DS_LOC_TTL_MS) != 0)
+            continue;
+        ds->nsc->locs[q->block_id % DS_LOC_SLOTS] = loc;
+        status = 0;
+        break;
+    }
+    if (m)
+        imgstore__lookup_resp__free_unpacked(m, NULL);
+    q->cb(status, status == 0 ? &loc : NULL, q->arg);
+    free(q);
+}
+
+int ds_nsc_lookup(struct ds *ds, uint64_t block_id, ds_nsc_loc_cb cb, void *arg)
+{
+    struct conn *c = nsc_conn(ds->nsc);
+    if (!c)
+        return IMG_ECONN;
+    struct nsc_req *q = calloc(1, sizeof(*q));
+    if (!q)
+        return -ENOMEM;
+    q->ds = ds;
+    q->block_id = block_id;
+    q->cb = cb;
+    q->arg = arg;
+    Imgstore__Lookup req = IMGSTORE__LOOKUP__INIT;
+    req.block_ids = &block_id;
+    req.n_block_ids = 1;
+    int rc = conn_request(c, FT_LOOKUP, &req.base, NULL, 0, NULL, DS_NSC_TIMEOUT_MS,
+                          lookup_reply, q);
+    if (rc != 0)
+        free(q);
+    return rc;
+}
+
+static int excluded(uint64_t id, const uint64_t *excl, int nexcl)
+{
+    for (int i = 0; i < nexcl; i++)
+        if (excl[i] == id)
+            return 1;
+    return 0;
+}
+
+int ds_nsc_writable_pick(struct ds *ds, const uint64_t *excl, int nexcl, struct ds_loc *out)
+{
+    struct ds_nsclient *n = ds->nsc;
+    uint64_t now = uv_now(ds->loop);
+    int cand[DS_WRITABLE_MAX], ncand = 0;
+    for (int i = 0; i < n->nwritable; i++)
+        if (n->writable[i].expires_ms > now && !excluded(n->writable[i].block_id, excl, nexcl))
+            cand[ncand++] = i;
+    if (ncand == 0)
+        return IMG_ENOBLOCK;
+    n->rng = n->rng * 1103515245u + 12345u;
+    *out = n->writable[cand[(n->rng >> 16) % (uint32_t)ncand]];
+    return 0;
+}
+
+void ds_nsc_writable_drop(struct ds *ds, uint64_t block_id)
+{
+    struct ds_nsclient *n = ds->nsc;
+    for (int i = 0; i < n->nwritable; i++) {
+        if (n->writable[i].block_id == block_id) {
+            n->writable[i] = n->writable[--n->nwritable];
+            return;
+        }
+    }
+}
+
+struct alloc_req {
+    struct ds *ds;
+    uint64_t excl[DS_WRITABLE_MAX * 4];
+    int nexcl;
+    ds_nsc_loc_cb cb;
+    void *arg;
+};
+
+static void alloc_reply(int status, const struct frame *f, void *arg)
+{
+    struct alloc_req *q = arg;
+    struct ds *ds = q->ds;
+    struct ds_nsclient *n = ds->nsc;
+    Imgstore__AllocWriteResp *m = NULL;
+    if (status == 0)
+        status = f->h.status;
+    if (status == 0) {
+        m = imgstore__alloc_write_resp__unpack(NULL, f->h.head_len, f->head);
+        if (!m)
+            status = IMG_EPROTO;
+    }
+    if (m) {
+        n->nwritable = 0;
+        for (size_t i = 0; i < m->n_blocks && n->nwritable < DS_WRITABLE_MAX; i++) {
+            Imgstore__WritableBlock *b = m->blocks[i];
+            struct ds_loc l;
+            if (!b || b->block_id > FNAME_MAX_BLOCK_ID ||
+                loc_from_replicas(&l, b->block_id, b->replicas, b->n_replicas,
+                                  uv_now(ds->loop) + DS_WRITABLE_TTL_MS) != 0)
+                continue;
+            n->writable[n->nwritable++] = l;
+        }
+        imgstore__alloc_write_resp__free_unpacked(m, NULL);
+    }
+    struct ds_loc pick;
+    if (status == 0)
+        status = ds_nsc_writable_pick(ds, q->excl, q->nexcl, &pick);
+    q->cb(status, status == 0 ? &pick : NULL, q->arg);
+    free(q);
+}
+
+int ds_nsc_alloc_write(struct ds *ds, const uint64_t *excl, int nexcl, ds_nsc_loc_cb cb,
+                       void *arg)
+{
+    struct conn *c = nsc_conn(ds->nsc);
+    if (!c)
+        return IMG_ECONN;
+    struct alloc_req *q = calloc(1, sizeof(*q));
+    if (!q)
+        return -ENOMEM;
+    q->ds = ds;
+    q->cb = cb;
+    q->arg = arg;
+    q->nexcl = nexcl < (int)(sizeof(q->excl) / sizeof(q->excl[0]))
+                   ? nexcl
+                   : (int)(sizeof(q->excl) / sizeof(q->excl[0]));
+    memcpy(q->excl, excl, (size_t)q->nexcl * sizeof(*excl));
+    Imgstore__AllocWrite req = IMGSTORE__ALLOC_WRITE__INIT;
+    req.count = DS_WRITABLE_MAX / 2;
+    req.exclude = q->excl;
+    req.n_exclude = (size_t)q->nexcl;
+    int rc = conn_request(c, FT_ALLOC_WRITE, &req.base, NULL, 0, NULL, DS_NSC_TIMEOUT_MS,
+                          alloc_reply, q);
+    if (rc != 0)
+        free(q);
+    return rc;
+}

@@ -1,0 +1,284 @@
+/* http_get.c - GET and HEAD of a file for the HTTP origin (docs/http.md).
+ *
+ * A block held here is read from disk (ds_file.c: one io_uring read, cookie
+ * and CRC32C checked). Any other block, or a local copy that fails its
+ * check, is fetched with the native READ (STAT for HEAD) from another
+ * replica found with LOOKUP (cached briefly); the bytes are checked against
+ * their CRC32C again before they are sent. Replicas are tried in turn: a
+ * replica that is unreachable, lacks the block or holds a damaged copy
+ * passes to the next; "not found" and "deleted" are final (replicas are
+ * byte-identical). Then the validators, the conditional headers (RFC 9110
+ * section 13.2.2 order) and a single byte range decide what is sent. */
+#include "dataserver/http_int.h"
+
+#include "common/crc32c.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "dataserver/ds_file.h"
+#include "dataserver/http_util.h"
+#include "proto/imgstore.pb-c.h"
+#include "proto/mime.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void remote_next(struct http_req *r);
+
+/* Answers an error of the read path with its status code. */
+static void get_fail(struct http_req *r, int err)
+{
+    switch (err) {
+    case IMG_ENOTFOUND:
+        http_reply_text(r, 404, HTTP_CC_404, NULL, "not found\n");
+        break;
+    case IMG_EDELETED:
+        http_reply_text(r, 410, HTTP_CC_410, NULL, "deleted\n");
+        break;
+    default:
+        http_reply_text(r, 503, HTTP_CC_NOSTORE, "Retry-After: 1\r\n",
+                        "no replica could serve the file, retry\n");
+        break;
+    }
+}
+
+/* 1 when the request's validators say the client's copy is current. */
+static int not_modified(const struct http_req *r, const char *etag, uint32_t ctime)
+{
+    if (r->if_none_match)
+        return http_etag_list_match(r->if_none_match, etag);
+    time_t ims;
+    if (r->if_modified_since && http_parse_date(r->if_modified_since, &ims) == 0)
+        return (time_t)ctime <= ims;
+    return 0;
+}
+
+/* 1 when If-Range is absent or still names this representation. */
+static int if_range_ok(const struct http_req *r, const char *etag, const char *lastmod)
+{
+    if (!r->if_range)
+        return 1;
+    const char *v = r->if_range;
+    while (*v == ' ')
+        v++;
+    if (*v == '"')
+        return strcmp(v, etag) == 0;
+    if (v[0] == 'W' && v[1] == '/')
+        return 0;
+    return strcmp(v, lastmod) == 0;
+}
+
+/* Builds and sends the answer for file `h` whose data is at `data` (NULL for
+ * a header-only read); takes ownership of `mem`. */
+static void get_serve(struct http_req *r, const struct needle_header *h, uint8_t *mem,
+                      const uint8_t *data)
+{
+    char etag[HTTP_ETAG_MAX], lastmod[HTTP_DATE_LEN + 1];
+    http_format_etag(h->data_crc, h->size, etag);
+    http_format_date((time_t)h->ctime, lastmod);
+    unsigned code = h->mime;
+    if (code == MIME_OCTET_STREAM && r->ext[0])
+        code = mime_from_ext(r->ext, strlen(r->ext));
+    const char *ctype = mime_name(code);
+
+    int status = 200;
+    uint64_t first = 0, last = h->size ? h->size - 1 : 0, clen = h->size;
+    if (not_modified(r, etag, h->ctime)) {
+        status = 304;
+    } else if (r->range && if_range_ok(r, etag, lastmod)) {
+        switch (http_parse_range(r->range, h->size, &first, &last)) {
+        case HTTP_RANGE_OK:
+            status = 206;
+            clen = last - first + 1;
+            break;
+        case HTTP_RANGE_UNSAT:
+            status = 416;
+            clen = 0;
+            break;
+        case HTTP_RANGE_NONE:
+            break;
+        }
+    }
+    if (!r->keep_alive)
+        r->close_after = 1;
+    size_t len;
+    char *hdr = http_head_begin(r, status, 512, &len);
+    if (!hdr) {
+        free(mem);
+        r->close_after = 1;
+        http_req_finish(r);
+        return;
+    }
+    if (status == 416) {
+        len += (size_t)sprintf(hdr + len,
+                               "Content-Type: text/plain; charset=utf-8\r\nContent-Length: 0\r\n"
+                               "Content-Range: bytes */%u\r\nCache-Control: %s\r\n\r\n",
+                               h->size, HTTP_CC_4XX);
+    } else {
+        /* 304 carries the same validators and cache headers, no body
+         * headers (RFC 9110 15.4.5). */
+        if (status != 304)
+            len += (size_t)sprintf(hdr + len, "Content-Type: %s\r\nContent-Length: %llu\r\n",
+                                   ctype, (unsigned long long)clen);
+        if (status == 206)
+            len += (size_t)sprintf(hdr + len, "Content-Range: bytes %llu-%llu/%u\r\n",
+                                   (unsigned long long)first, (unsigned long long)last, h->size);
+        len += (size_t)sprintf(hdr + len,
+                               "ETag: %s\r\nLast-Modified: %s\r\nCache-Control: " HTTP_CC_FILE
+                               "\r\nAccept-Ranges: bytes\r\nX-Content-Type-Options: nosniff\r\n"
+                               "\r\n",
+                               etag, lastmod);
+    }
+    r->resp_hdr = hdr;
+    r->resp_hdr_len = len;
+    r->resp_mem = mem;
+    if (!r->head_only && (status == 200 || status == 206) && data && clen > 0) {
+        r->resp_body = data + first;
+        r->resp_body_len = (size_t)clen;
+    }
+    http_req_finish(r);
+}
+
+/* ---- local read ------------------------------------------------------------- */
+
+static void local_done(int status, const struct needle_header *h, uint8_t *rec, void *arg)
+{
+    struct http_req *r = arg;
+    if (!r->hc) {
+        free(rec);
+        http_req_finish(r);
+        return;
+    }
+    if (status == 0) {
+        get_serve(r, h, rec, rec ? rec + NEEDLE_HEADER_SIZE : NULL);
+        return;
+    }
+    if (status == IMG_ENOTFOUND || status == IMG_EDELETED) {
+        get_fail(r, status);
+        return;
+    }
+    /* A damaged or unreadable local copy is never served: ask a replica. */
+    remote_next(r);
+}
+
+/* ---- remote read ------------------------------------------------------------ */
+
+static void remote_reply(int status, const struct frame *f, void *arg)
+{
+    struct http_req *r = arg;
+    const char *addr = r->loc.addr[r->replica - 1];
+    if (status == 0)
+        status = f->h.status;
+    if (!r->hc) {
+        http_req_finish(r);
+        return;
+    }
+    Imgstore__ReadResp *m = NULL;
+    if (status == 0) {
+        m = imgstore__read_resp__unpack(NULL, f->h.head_len, f->head);
+        if (!m)
+            status = IMG_EPROTO;
+    }
+    if (status == 0 && !r->head_only &&
+        (f->h.body_len != m->size || crc32c(0, f->body, f->h.body_len) != m->crc32c))
+        status = IMG_ECORRUPT;
+    if (status == 0) {
+        struct needle_header h = {.mime = (uint8_t)(m->mime > MIME_MAX_CODE ? 0 : m->mime),
+                                  .size = m->size,
+                                  .ctime = m->created,
+                                  .data_crc = m->crc32c};
+        uint8_t *mem = NULL;
+        if (!r->head_only && m->size > 0) {
+            mem = malloc(m->size);
+            if (!mem) {
+                imgstore__read_resp__free_unpacked(m, NULL);
+                get_fail(r, -ENOMEM);
+                return;
+            }
+            memcpy(mem, f->body, m->size);
+        }
+        imgstore__read_resp__free_unpacked(m, NULL);
+        get_serve(r, &h, mem, mem);
+        return;
+    }
+    if (m)
+        imgstore__read_resp__free_unpacked(m, NULL);
+    if (status == IMG_ENOTFOUND || status == IMG_EDELETED) {
+        get_fail(r, status);
+        return;
+    }
+    if (status == IMG_ECORRUPT)
+        log_warn("replica %s has a damaged copy of block %llu seq %u; needs repair", addr,
+                 (unsigned long long)r->f.block_id, r->f.seq);
+    remote_next(r);
+}
+
+static void lookup_done(int status, const struct ds_loc *loc, void *arg)
+{
+    struct http_req *r = arg;
+    if (!r->hc) {
+        http_req_finish(r);
+        return;
+    }
+    if (status != 0) {
+        /* No live server holds the block: to a CDN this is the same as an
+         * unknown name (and must be, so names cannot be probed). */
+        get_fail(r, status == IMG_ENOTFOUND ? IMG_ENOTFOUND : IMG_EUNAVAIL);
+        return;
+    }
+    r->loc = *loc;
+    r->loc_from_cache = 0;
+    r->replica = 0;
+    remote_next(r);
+}
+
+/* Tries the next replica of r->loc other than this server; when every one
+ * failed, asks the nameserver again once if the location was cached. */
+static void remote_next(struct http_req *r)
+{
+    struct ds *ds = r->ds;
+    if (r->loc.n == 0) {
+        if (ds_nsc_cached_loc(ds, r->f.block_id, &r->loc) == 0) {
+            r->loc_from_cache = 1;
+            r->replica = 0;
+        } else {
+            int rc = ds_nsc_lookup(ds, r->f.block_id, lookup_done, r);
+            if (rc != 0)
+                get_fail(r, IMG_EUNAVAIL);
+            return;
+        }
+    }
+    while (r->replica < r->loc.n) {
+        const char *addr = r->loc.addr[r->replica++];
+        if (strcmp(addr, ds->listen_addr) == 0)
+            continue; /* our own copy was tried first */
+        Imgstore__Read req = IMGSTORE__READ__INIT;
+        req.block_id = r->f.block_id;
+        req.seq = r->f.seq;
+        req.cookie = r->f.cookie;
+        if (ds_peer_request(ds, addr, r->head_only ? FT_STAT : FT_READ, &req.base, NULL, 0,
+                            HTTP_PROXY_TIMEOUT_MS, remote_reply, r) == 0)
+            return;
+    }
+    if (r->loc_from_cache) {
+        ds_nsc_drop_loc(ds, r->f.block_id);
+        r->loc_from_cache = 0;
+        if (ds_nsc_lookup(ds, r->f.block_id, lookup_done, r) == 0)
+            return;
+    }
+    get_fail(r, IMG_EUNAVAIL);
+}
+
+void http_get_start(struct http_req *r)
+{
+    struct ds *ds = r->ds;
+    int rc = ds_file_read(ds, r->f.block_id, r->f.seq, r->f.cookie, r->head_only, local_done, r);
+    if (rc == 0)
+        return;
+    if (rc == IMG_ENOTFOUND) {
+        get_fail(r, rc);
+        return;
+    }
+    remote_next(r);
+}

@@ -1,0 +1,317 @@
+/* http_put.c - authenticated uploads (POST / and PUT /) and deletes
+ * (DELETE /NAME) for the HTTP origin (docs/http.md).
+ *
+ * An upload follows the client library's rules (client/imgstore.c): a
+ * writable block from ALLOC_WRITE (cached briefly), WRITE with the bytes to
+ * its primary, which replicates before it answers; a write the block refuses
+ * (EREPL, EFULL, ESEALED, ENOTPRIMARY, ENOBLOCKHERE, a lost connection, a
+ * timeout) is retried on another block, excluding the failed ones; ENOBLOCK
+ * waits a little and asks again. The CRC32C the primary reports must equal
+ * the one computed here over the received body. A delete goes to the
+ * block's primary, asking the nameserver again once when it moved. */
+#include "dataserver/http_int.h"
+
+#include "common/crc32c.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "dataserver/http_util.h"
+#include "proto/imgstore.pb-c.h"
+#include "proto/mime.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define UPLOAD_WAIT_MS 100 /* pause after IMG_ENOBLOCK before asking again */
+
+int http_auth_check(struct http_req *r)
+{
+    struct ds *ds = r->ds;
+    if (!r->authorization || !r->authorization[0])
+        return 401;
+    if (!ds->http_token || !http_bearer_ok(r->authorization, ds->http_token, ds->http_token_len))
+        return 403;
+    return 0;
+}
+
+static void upload_fail(struct http_req *r, int err)
+{
+    if (err == IMG_ETOOBIG) {
+        http_reply_text(r, 413, HTTP_CC_NOSTORE, NULL, "body too large\n");
+        return;
+    }
+    char msg[160];
+    snprintf(msg, sizeof(msg), "upload failed: %s\n", img_strerror(err));
+    log_warn("http upload of %zu bytes failed: %s", r->body_len, img_strerror(err));
+    http_reply_text(r, 503, HTTP_CC_NOSTORE, "Retry-After: 1\r\n", msg);
+}
+
+static int write_retryable(int rc)
+{
+    switch (rc) {
+    case IMG_EREPL:
+    case IMG_EFULL:
+    case IMG_ESEALED:
+    case IMG_ENOTPRIMARY:
+    case IMG_ENOBLOCKHERE:
+    case IMG_ECONN:
+    case IMG_ETIMEDOUT:
+    case IMG_EPROTO:
+    case IMG_ECORRUPT:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static void upload_next(struct http_req *r);
+
+static void upload_created(struct http_req *r, const char *name)
+{
+    char etag[HTTP_ETAG_MAX], body[192], extra[160];
+    http_format_etag(r->crc, (uint32_t)r->body_len, etag);
+    /* The ETag is quoted already; JSON wants its quotes escaped. */
+    snprintf(body, sizeof(body), "{\"name\":\"%s\",\"size\":%zu,\"etag\":\"\\%.*s\\\"\"}\n", name,
+             r->body_len, (int)strlen(etag) - 1, etag);
+    snprintf(extra, sizeof(extra), "Location: /%s\r\nETag: %s\r\n", name, etag);
+    if (!r->keep_alive)
+        r->close_after = 1;
+    size_t len, blen = strlen(body);
+    char *hdr = http_head_begin(r, 201, 256 + strlen(extra) + blen, &len);
+    if (hdr) {
+        len += (size_t)sprintf(hdr + len,
+                               "Content-Type: application/json\r\nContent-Length: %zu\r\n"
+                               "Cache-Control: no-store\r\n%s\r\n%s",
+                               blen, extra, r->head_only ? "" : body);
+    }
+    r->resp_hdr = hdr;
+    r->resp_hdr_len = hdr ? len : 0;
+    free(r->body);
+    r->body = NULL;
+    http_req_finish(r);
+}
+
+static void write_reply(int status, const struct frame *f, void *arg)
+{
+    struct http_req *r = arg;
+    if (status == 0)
+        status = f->h.status;
+    Imgstore__WriteResp *m = NULL;
+    if (status == 0) {
+        m = imgstore__write_resp__unpack(NULL, f->h.head_len, f->head);
+        if (!m || (m->block_id != 0 && m->block_id != r->loc.block_id))
+            status = IMG_EPROTO;
+        else if (m->crc32c != r->crc)
+            status = IMG_ECORRUPT;
+    }
+    if (status == 0) {
+        struct fname fn = {.block_id = r->loc.block_id, .seq = m->seq, .cookie = m->cookie};
+        char name[FNAME_LEN + 1];
+        imgstore__write_resp__free_unpacked(m, NULL);
+        if (!r->hc) {
+            http_req_finish(r);
+            return;
+        }
+        if (fname_encode(&fn, name) != 0) {
+            upload_fail(r, IMG_EPROTO);
+            return;
+        }
+        upload_created(r, name);
+        return;
+    }
+    if (m)
+        imgstore__write_resp__free_unpacked(m, NULL);
+    if (!write_retryable(status) || !r->hc) {
+        if (r->hc)
+            upload_fail(r, status);
+        else
+            http_req_finish(r);
+        return;
+    }
+    ds_nsc_writable_drop(r->ds, r->loc.block_id);
+    if (status != IMG_ECORRUPT) {
+        ds_nsc_drop_loc(r->ds, r->loc.block_id);
+        if (r->nexcl < HTTP_UPLOAD_ATTEMPTS)
+            r->excl[r->nexcl++] = r->loc.block_id;
+    }
+    upload_next(r);
+}
+
+static void upload_send(struct http_req *r)
+{
+    Imgstore__Write req = IMGSTORE__WRITE__INIT;
+    req.block_id = r->loc.block_id;
+    req.mime = r->mime;
+    int rc = ds_peer_request(r->ds, r->loc.addr[0], FT_WRITE, &req.base, r->body,
+                             (uint32_t)r->body_len, HTTP_PROXY_TIMEOUT_MS, write_reply, r);
+    if (rc != 0) {
+        ds_nsc_writable_drop(r->ds, r->loc.block_id);
+        if (r->nexcl < HTTP_UPLOAD_ATTEMPTS)
+            r->excl[r->nexcl++] = r->loc.block_id;
+        upload_next(r);
+    }
+}
+
+struct upload_wait {
+    uv_timer_t t;
+    struct http_req *r;
+};
+
+static void wait_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void wait_done(uv_timer_t *t)
+{
+    struct upload_wait *w = t->data;
+    struct http_req *r = w->r;
+    uv_close((uv_handle_t *)t, wait_closed);
+    if (!r->hc) {
+        http_req_finish(r);
+        return;
+    }
+    upload_next(r);
+}
+
+static void alloc_done(int status, const struct ds_loc *loc, void *arg)
+{
+    struct http_req *r = arg;
+    if (!r->hc) {
+        http_req_finish(r);
+        return;
+    }
+    if (status == 0) {
+        r->loc = *loc;
+        upload_send(r);
+        return;
+    }
+    if (status == IMG_ENOBLOCK || status == IMG_ESAFEMODE || status == IMG_ETIMEDOUT ||
+        status == IMG_ECONN) {
+        struct upload_wait *w = calloc(1, sizeof(*w));
+        if (w && uv_now(r->ds->loop) + UPLOAD_WAIT_MS < r->deadline_ms) {
+            w->r = r;
+            w->t.data = w;
+            uv_timer_init(r->ds->loop, &w->t);
+            uv_timer_start(&w->t, wait_done, UPLOAD_WAIT_MS, 0);
+            return;
+        }
+        free(w);
+    }
+    upload_fail(r, status);
+}
+
+/* One more attempt: a cached writable block, else ALLOC_WRITE. */
+static void upload_next(struct http_req *r)
+{
+    struct ds *ds = r->ds;
+    if (++r->attempts > HTTP_UPLOAD_ATTEMPTS * 4 || uv_now(ds->loop) >= r->deadline_ms) {
+        upload_fail(r, IMG_ETIMEDOUT);
+        return;
+    }
+    if (ds_nsc_writable_pick(ds, r->excl, r->nexcl, &r->loc) == 0) {
+        upload_send(r);
+        return;
+    }
+    int rc = ds_nsc_alloc_write(ds, r->excl, r->nexcl, alloc_done, r);
+    if (rc != 0)
+        alloc_done(rc, NULL, r);
+}
+
+void http_upload_start(struct http_req *r)
+{
+    if (r->body_len > r->ds->http_max_upload || r->body_len > NEEDLE_MAX_DATA) {
+        upload_fail(r, IMG_ETOOBIG);
+        return;
+    }
+    unsigned code = r->content_type ? mime_from_type(r->content_type) : MIME_OCTET_STREAM;
+    if (code == MIME_OCTET_STREAM)
+        code = mime_sniff(r->body, r->body_len);
+    r->mime = code;
+    r->crc = crc32c(0, r->body, r->body_len);
+    r->deadline_ms = uv_now(r->ds->loop) + HTTP_UPLOAD_TIMEOUT_MS;
+    upload_next(r);
+}
+
+/* ---- deletes ---------------------------------------------------------------- */
+
+static void delete_send(struct http_req *r);
+
+static void delete_lookup_done(int status, const struct ds_loc *loc, void *arg)
+{
+    struct http_req *r = arg;
+    if (!r->hc) {
+        http_req_finish(r);
+        return;
+    }
+    if (status == IMG_ENOTFOUND) {
+        http_reply_text(r, 404, HTTP_CC_NOSTORE, NULL, "not found\n");
+        return;
+    }
+    if (status != 0) {
+        http_reply_text(r, 503, HTTP_CC_NOSTORE, "Retry-After: 1\r\n", "nameserver unavailable\n");
+        return;
+    }
+    r->loc = *loc;
+    r->loc_from_cache = 0;
+    delete_send(r);
+}
+
+static void delete_relookup(struct http_req *r, int err)
+{
+    ds_nsc_drop_loc(r->ds, r->f.block_id);
+    if (r->loc_from_cache || r->attempts++ == 0) {
+        r->loc_from_cache = 0;
+        if (ds_nsc_lookup(r->ds, r->f.block_id, delete_lookup_done, r) == 0)
+            return;
+    }
+    char msg[160];
+    snprintf(msg, sizeof(msg), "delete failed: %s\n", img_strerror(err));
+    http_reply_text(r, 503, HTTP_CC_NOSTORE, "Retry-After: 1\r\n", msg);
+}
+
+static void delete_reply(int status, const struct frame *f, void *arg)
+{
+    struct http_req *r = arg;
+    if (status == 0)
+        status = f->h.status;
+    if (!r->hc) {
+        http_req_finish(r);
+        return;
+    }
+    switch (status) {
+    case 0:
+    case IMG_EDELETED:
+        http_reply_text(r, 204, HTTP_CC_NOSTORE, NULL, "");
+        return;
+    case IMG_ENOTFOUND:
+        http_reply_text(r, 404, HTTP_CC_NOSTORE, NULL, "not found\n");
+        return;
+    default:
+        delete_relookup(r, status);
+        return;
+    }
+}
+
+static void delete_send(struct http_req *r)
+{
+    Imgstore__Delete req = IMGSTORE__DELETE__INIT;
+    req.block_id = r->f.block_id;
+    req.seq = r->f.seq;
+    req.cookie = r->f.cookie;
+    if (ds_peer_request(r->ds, r->loc.addr[0], FT_DELETE, &req.base, NULL, 0,
+                        HTTP_UPLOAD_TIMEOUT_MS, delete_reply, r) != 0)
+        delete_relookup(r, IMG_ECONN);
+}
+
+void http_delete_start(struct http_req *r)
+{
+    if (ds_nsc_cached_loc(r->ds, r->f.block_id, &r->loc) == 0) {
+        r->loc_from_cache = 1;
+        delete_send(r);
+        return;
+    }
+    if (ds_nsc_lookup(r->ds, r->f.block_id, delete_lookup_done, r) != 0)
+        http_reply_text(r, 503, HTTP_CC_NOSTORE, "Retry-After: 1\r\n", "nameserver unavailable\n");
+}

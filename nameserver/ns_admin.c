@@ -1,0 +1,262 @@
+/* ns_admin.c - read-only admin requests of the nameserver: LIST_BLOCKS,
+ * BLOCK_INFO and SERVER_RATES (docs/protocol.md), used by ds-admin.
+ *
+ * They read the block map and the registry and change nothing. Answers are
+ * built from stack/heap arrays whose strings are borrowed from the registry,
+ * so nothing but the arrays is freed. A LIST_BLOCKS answer is capped at
+ * NS_ADMIN_LIST_MAX blocks (paging with after_id) so one answer stays far
+ * below the frame limit. */
+#include "nameserver/ns_admin.h"
+
+#include "common/conn.h"
+#include "common/err.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *ns_admin_block_state(const struct ns *ns, const struct ns_block *b)
+{
+    if (b->sealed)
+        return NS_STATE_SEALED;
+    return ns_block_writable(ns, b) ? NS_STATE_WRITABLE : NS_STATE_OPEN;
+}
+
+const char *ns_admin_block_health(const struct ns *ns, const struct ns_block *b)
+{
+    unsigned up = ns_block_up_reps(ns, b);
+    if (up == 0)
+        return NS_HEALTH_LOST;
+    return up < ns->meta.replicas ? NS_HEALTH_UNDER : NS_HEALTH_OK;
+}
+
+void ns_admin_totals(const struct ns *ns, struct ns_admin_totals *t)
+{
+    memset(t, 0, sizeof(*t));
+    for (size_t i = 0; i < ns->blocks.cap; i++) {
+        const struct ns_block *b = &ns->blocks.slots[i];
+        if (!b->id)
+            continue;
+        unsigned up = ns_block_up_reps(ns, b);
+        t->total++;
+        if (b->sealed)
+            t->sealed++;
+        else if (ns_block_writable(ns, b))
+            t->writable++;
+        else
+            t->open++;
+        if (up == 0)
+            t->lost++;
+        else if (up < ns->meta.replicas)
+            t->under_replicated++;
+        t->bytes += b->size;
+        t->files += b->file_count;
+        t->deleted_bytes += b->deleted_bytes;
+    }
+}
+
+/* Storage for one AdminBlock answer: the message, its replicas, pointers. */
+struct block_msg {
+    Imgstore__AdminBlock m;
+    Imgstore__AdminReplica reps[NS_BLOCK_SLOTS];
+    Imgstore__AdminReplica *rp[NS_BLOCK_SLOTS];
+};
+
+/* Fills bm from b, primary first; strings are borrowed from ns. */
+static void fill_block(const struct ns *ns, const struct ns_block *b, struct block_msg *bm)
+{
+    imgstore__admin_block__init(&bm->m);
+    bm->m.block_id = b->id;
+    bm->m.size = b->size;
+    bm->m.file_count = b->file_count;
+    bm->m.deleted_bytes = b->deleted_bytes;
+    bm->m.state = (char *)ns_admin_block_state(ns, b);
+    bm->m.health = (char *)ns_admin_block_health(ns, b);
+    bm->m.up_replicas = ns_block_up_reps(ns, b);
+    size_t n = 0;
+    for (unsigned pass = 0; pass < 2; pass++) {
+        for (unsigned i = 0; i < b->nrep; i++) {
+            int is_primary = b->primary == i;
+            if ((pass == 0) != is_primary || b->rep[i] >= ns->nservers)
+                continue;
+            struct ns_server *s = ns->servers[b->rep[i]];
+            Imgstore__AdminReplica *r = &bm->reps[n];
+            imgstore__admin_replica__init(r);
+            r->server_id = s->id;
+            r->addr = s->addr;
+            r->http_addr = s->http_addr;
+            r->up = s->up;
+            r->primary = is_primary;
+            bm->rp[n++] = r;
+        }
+    }
+    bm->m.n_replicas = n;
+    bm->m.replicas = bm->rp;
+}
+
+static void reply_err(struct conn *c, const struct frame *f, int err)
+{
+    conn_reply(c, &f->h, err, NULL, NULL, 0, NULL);
+}
+
+static int valid_state(const char *s)
+{
+    return strcmp(s, NS_STATE_WRITABLE) == 0 || strcmp(s, NS_STATE_SEALED) == 0 ||
+           strcmp(s, NS_STATE_OPEN) == 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Collects into *ids (malloc'd) the ids of blocks matching q, sorted. */
+static int match_blocks(const struct ns *ns, const Imgstore__AdminListBlocks *q, int sidx,
+                        uint64_t **ids, size_t *n)
+{
+    *ids = malloc((ns->blocks.count + 1) * sizeof(**ids));
+    *n = 0;
+    if (!*ids)
+        return -ENOMEM;
+    for (size_t i = 0; i < ns->blocks.cap; i++) {
+        const struct ns_block *b = &ns->blocks.slots[i];
+        if (!b->id || b->id <= q->after_id)
+            continue;
+        if (sidx >= 0 && ns_block_find_rep(b, (uint16_t)sidx) < 0)
+            continue;
+        if (q->state && *q->state && strcmp(q->state, ns_admin_block_state(ns, b)) != 0)
+            continue;
+        if (q->under_replicated && ns_block_up_reps(ns, b) >= ns->meta.replicas)
+            continue;
+        (*ids)[(*n)++] = b->id;
+    }
+    qsort(*ids, *n, sizeof(**ids), cmp_u64);
+    return 0;
+}
+
+static void handle_list(struct ns *ns, struct conn *c, const struct frame *f)
+{
+    Imgstore__AdminListBlocks *q = imgstore__admin_list_blocks__unpack(NULL, f->h.head_len, f->head);
+    if (!q) {
+        reply_err(c, f, IMG_EPROTO);
+        return;
+    }
+    uint64_t *ids = NULL;
+    struct block_msg *bms = NULL;
+    Imgstore__AdminBlock **bp = NULL;
+    size_t n = 0;
+    int rc = 0, sidx = -1;
+    if (q->server_id && *q->server_id) {
+        const struct ns_server *s = ns_registry_find(ns, q->server_id);
+        if (!s) {
+            rc = IMG_ENOTFOUND;
+            goto out;
+        }
+        sidx = s->idx;
+    }
+    if (q->state && *q->state && !valid_state(q->state)) {
+        rc = IMG_EINVAL;
+        goto out;
+    }
+    if ((rc = match_blocks(ns, q, sidx, &ids, &n)) != 0)
+        goto out;
+    size_t limit = q->limit && q->limit < NS_ADMIN_LIST_MAX ? q->limit : NS_ADMIN_LIST_MAX;
+    size_t shown = n < limit ? n : limit;
+    bms = calloc(shown + 1, sizeof(*bms));
+    bp = calloc(shown + 1, sizeof(*bp));
+    if (!bms || !bp) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < shown; i++) {
+        fill_block(ns, ns_blocks_get(&ns->blocks, ids[i]), &bms[i]);
+        bp[i] = &bms[i].m;
+    }
+    Imgstore__AdminListBlocksResp r = IMGSTORE__ADMIN_LIST_BLOCKS_RESP__INIT;
+    r.n_blocks = shown;
+    r.blocks = bp;
+    r.matched = n;
+    r.replication = ns->meta.replicas;
+    conn_reply(c, &f->h, 0, &r.base, NULL, 0, NULL);
+out:
+    if (rc)
+        reply_err(c, f, rc);
+    free(ids);
+    free(bms);
+    free(bp);
+    imgstore__admin_list_blocks__free_unpacked(q, NULL);
+}
+
+static void handle_info(struct ns *ns, struct conn *c, const struct frame *f)
+{
+    Imgstore__AdminBlockInfo *q = imgstore__admin_block_info__unpack(NULL, f->h.head_len, f->head);
+    if (!q) {
+        reply_err(c, f, IMG_EPROTO);
+        return;
+    }
+    const struct ns_block *b = ns_blocks_get(&ns->blocks, q->block_id);
+    imgstore__admin_block_info__free_unpacked(q, NULL);
+    if (!b) {
+        reply_err(c, f, IMG_ENOTFOUND);
+        return;
+    }
+    struct block_msg bm;
+    fill_block(ns, b, &bm);
+    Imgstore__AdminBlockInfoResp r = IMGSTORE__ADMIN_BLOCK_INFO_RESP__INIT;
+    r.block = &bm.m;
+    r.replication = ns->meta.replicas;
+    conn_reply(c, &f->h, 0, &r.base, NULL, 0, NULL);
+}
+
+static void handle_rates(struct ns *ns, struct conn *c, const struct frame *f)
+{
+    Imgstore__AdminServerRates *q = imgstore__admin_server_rates__unpack(NULL, f->h.head_len, f->head);
+    if (!q) {
+        reply_err(c, f, IMG_EPROTO);
+        return;
+    }
+    imgstore__admin_server_rates__free_unpacked(q, NULL);
+    Imgstore__AdminServerRate *rs = calloc(ns->nservers + 1, sizeof(*rs));
+    Imgstore__AdminServerRate **rp = calloc(ns->nservers + 1, sizeof(*rp));
+    if (!rs || !rp) {
+        reply_err(c, f, -ENOMEM);
+        goto out;
+    }
+    for (size_t i = 0; i < ns->nservers; i++) {
+        const struct ns_server *s = ns->servers[i];
+        imgstore__admin_server_rate__init(&rs[i]);
+        rs[i].server_id = (char *)s->id;
+        rs[i].reads_per_s = s->up ? s->reads_per_s : 0;
+        rs[i].writes_per_s = s->up ? s->writes_per_s : 0;
+        rp[i] = &rs[i];
+    }
+    Imgstore__AdminServerRatesResp r = IMGSTORE__ADMIN_SERVER_RATES_RESP__INIT;
+    r.n_rates = ns->nservers;
+    r.rates = rp;
+    conn_reply(c, &f->h, 0, &r.base, NULL, 0, NULL);
+out:
+    free(rs);
+    free(rp);
+}
+
+int ns_admin_handle(struct ns *ns, struct conn *c, const struct frame *f)
+{
+    switch (f->h.type) {
+    case FT_ADMIN_LIST_BLOCKS: break;
+    case FT_ADMIN_BLOCK_INFO: break;
+    case FT_ADMIN_SERVER_RATES: break;
+    default: return 0;
+    }
+    if (f->h.body_len != 0) {
+        reply_err(c, f, IMG_EPROTO); /* admin requests carry no body */
+        return 1;
+    }
+    if (f->h.type == FT_ADMIN_LIST_BLOCKS)
+        handle_list(ns, c, f);
+    else if (f->h.type == FT_ADMIN_BLOCK_INFO)
+        handle_info(ns, c, f);
+    else
+        handle_rates(ns, c, f);
+    return 1;
+}

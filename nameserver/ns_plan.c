@@ -1,0 +1,778 @@
+/* ns_plan.c - the self-healing planner: re-replication of blocks that lost
+ * replicas, deletion of extra replicas, drain, and the task list.
+ *
+ * After safe mode, a pass over the block map runs every NS_PLAN_INTERVAL_MS
+ * and right after a task ends. Lost redundancy comes first: sealed blocks
+ * below the replication setting are copied, fewest up replicas first, each
+ * by one REPLICATE_BLOCK to the target's session (the target pulls from the
+ * source, verifies and answers). Writable blocks that lost a replica are
+ * sealed first (SEAL_BLOCK to every up holder). Extra replicas are deleted
+ * only when enough other copies remain and every one of them, asked with
+ * STAT_BLOCK, is sealed and of the same size; DELETE_BLOCK carries that size
+ * and the dataserver refuses to drop a copy that differs.
+ *
+ * Caps: each server takes part in at most cfg.task_cap running tasks (as a
+ * source, a target or the server deleting); the byte rate of copies is
+ * enforced by the copying dataserver (cfg.copy_rate, sent with each
+ * REPLICATE_BLOCK). A block with no up replica is counted as lost and logged
+ * once at ERROR; it stays in the map.
+ *
+ * Tasks live in one array (running ones and the last NS_TASKS_KEPT finished
+ * ones); callbacks find theirs by id, never by pointer. */
+#include "nameserver/ns.h"
+
+#include "common/conn.h"
+#include "common/err.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char REASON_UNDER[] = "under-replicated";
+static const char REASON_EXTRA[] = "extra replica";
+static const char REASON_DRAIN[] = "drain";
+
+static uint32_t task_cap(const struct ns *ns)
+{
+    return ns->cfg.task_cap ? ns->cfg.task_cap : NS_DEFAULT_TASK_CAP;
+}
+
+static uint64_t copy_rate(const struct ns *ns)
+{
+    return ns->cfg.copy_rate ? ns->cfg.copy_rate : NS_DEFAULT_COPY_RATE;
+}
+
+static struct ns_server *srv(const struct ns *ns, uint16_t idx)
+{
+    return idx < ns->nservers ? ns->servers[idx] : NULL;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* ---- the task list ---------------------------------------------------------- */
+
+struct ns_task *ns_plan_task(struct ns *ns, uint64_t id)
+{
+    for (size_t i = 0; i < ns->plan.ntasks; i++)
+        if (ns->plan.tasks[i].id == id && ns->plan.tasks[i].state == NS_TASK_RUNNING)
+            return &ns->plan.tasks[i];
+    return NULL;
+}
+
+/* Drops the oldest finished tasks beyond NS_TASKS_KEPT. */
+static void tasks_trim(struct ns_plan *p)
+{
+    size_t finished = 0;
+    for (size_t i = 0; i < p->ntasks; i++)
+        finished += p->tasks[i].state != NS_TASK_RUNNING;
+    size_t drop = finished > NS_TASKS_KEPT ? finished - NS_TASKS_KEPT : 0, keep = 0;
+    for (size_t i = 0; i < p->ntasks; i++) {
+        if (drop && p->tasks[i].state != NS_TASK_RUNNING) {
+            drop--;
+            continue;
+        }
+        p->tasks[keep++] = p->tasks[i];
+    }
+    p->ntasks = keep;
+}
+
+/* Adds a running task; NULL on allocation failure. Valid until the next add. */
+static struct ns_task *task_add(struct ns *ns, int kind, uint64_t block_id, uint16_t src,
+                                uint16_t dst, uint64_t bytes, const char *reason, uint64_t now)
+{
+    struct ns_plan *p = &ns->plan;
+    tasks_trim(p);
+    if (p->ntasks == p->cap) {
+        size_t ncap = p->cap ? p->cap * 2 : 64;
+        struct ns_task *n = realloc(p->tasks, ncap * sizeof(*n));
+        if (!n)
+            return NULL;
+        p->tasks = n;
+        p->cap = ncap;
+    }
+    struct ns_task *t = &p->tasks[p->ntasks++];
+    memset(t, 0, sizeof(*t));
+    t->id = ++p->next_task_id;
+    t->kind = (uint8_t)kind;
+    t->state = NS_TASK_RUNNING;
+    t->block_id = block_id;
+    t->src = src;
+    t->dst = dst;
+    t->bytes_total = bytes;
+    t->reason = reason;
+    t->start_ms = now;
+    if (srv(ns, src))
+        srv(ns, src)->tasks++;
+    if (srv(ns, dst))
+        srv(ns, dst)->tasks++;
+    return t;
+}
+
+static void task_release(struct ns *ns, struct ns_task *t, int status, uint64_t now)
+{
+    struct ns_server *s = srv(ns, t->src), *d = srv(ns, t->dst);
+    if (s && s->tasks)
+        s->tasks--;
+    if (d && d->tasks)
+        d->tasks--;
+    t->state = status ? NS_TASK_FAILED : NS_TASK_DONE;
+    t->err = status;
+    t->end_ms = now;
+    ns->plan.kick = 1;
+}
+
+int ns_plan_task_end(struct ns *ns, uint64_t id, int status, uint64_t size, uint64_t now_ms)
+{
+    struct ns_task *t = ns_plan_task(ns, id);
+    if (!t)
+        return IMG_ENOTFOUND;
+    struct ns_server *d = srv(ns, t->dst);
+    struct ns_block *b = ns_blocks_get(&ns->blocks, t->block_id);
+    if (status == 0 && t->kind == NS_TASK_REPLICATE) {
+        t->bytes_done = size;
+        if (b && d && ns_block_add_rep(ns, b, d) < 0)
+            log_warn("task %" PRIu64 ": block %" PRIu64 " has no free replica slot for %s", id,
+                     t->block_id, d->id);
+        log_info("task %" PRIu64 ": block %" PRIu64 " now also on %s (%" PRIu64 " bytes, %s)",
+                 id, t->block_id, d ? d->id : "?", size, t->reason);
+    } else if (status == 0) {
+        if (d)
+            ns_block_remove_rep(ns, t->block_id, d);
+        log_info("task %" PRIu64 ": extra copy of block %" PRIu64 " deleted from %s (%s)", id,
+                 t->block_id, d ? d->id : "?", t->reason);
+    } else {
+        log_warn("task %" PRIu64 ": %s of block %" PRIu64 " on %s failed: %s", id,
+                 t->kind == NS_TASK_REPLICATE ? "copy" : "deletion", t->block_id,
+                 d ? d->id : "?", img_strerror(status));
+    }
+    task_release(ns, t, status, now_ms);
+    return 0;
+}
+
+/* ---- sending commands ------------------------------------------------------ */
+
+/* The argument of one command's reply callback. */
+struct cmd {
+    struct ns *ns;
+    uint64_t task_id;
+};
+
+static struct cmd *cmd_new(struct ns *ns, uint64_t task_id)
+{
+    struct cmd *c = malloc(sizeof(*c));
+    if (c)
+        *c = (struct cmd){.ns = ns, .task_id = task_id};
+    return c;
+}
+
+static int status_of(int status, const struct frame *f)
+{
+    return status ? status : (f ? f->h.status : IMG_ECONN);
+}
+
+static void replicate_reply(int status, const struct frame *f, void *arg)
+{
+    struct cmd *c = arg;
+    struct ns *ns = c->ns;
+    int rc = status_of(status, f);
+    uint64_t size = 0;
+    if (rc == 0) {
+        Imgstore__ReplicateBlockResp *m =
+            imgstore__replicate_block_resp__unpack(NULL, f->h.head_len, f->head);
+        if (m) {
+            size = m->size;
+            imgstore__replicate_block_resp__free_unpacked(m, NULL);
+        } else {
+            rc = IMG_EPROTO;
+        }
+    }
+    if (!ns->stopping)
+        ns_plan_task_end(ns, c->task_id, rc, size, uv_now(ns->loop));
+    free(c);
+    if (!ns->stopping)
+        ns_plan_step(ns, uv_now(ns->loop));
+}
+
+static void fill_replica(Imgstore__Replica *r, const struct ns_server *s)
+{
+    imgstore__replica__init(r);
+    r->server_id = (char *)s->id;
+    r->addr = (char *)s->addr;
+    r->http_addr = (char *)s->http_addr;
+}
+
+/* Sends REPLICATE_BLOCK for task t. Returns 0 or an error (task untouched). */
+static int send_replicate(struct ns *ns, struct ns_task *t, const struct ns_block *b)
+{
+    struct ns_server *s = srv(ns, t->src), *d = srv(ns, t->dst);
+    if (!ns->loop)
+        return 0;
+    if (!s || !d || !d->conn)
+        return IMG_ECONN;
+    /* The replica set after the copy: up holders (primary first), then d. */
+    Imgstore__Replica reps[NS_BLOCK_SLOTS + 1], *rp[NS_BLOCK_SLOTS + 1], src;
+    size_t n = 0;
+    for (unsigned pass = 0; pass < 2; pass++)
+        for (unsigned i = 0; i < b->nrep && n < NS_MAX_REPLICAS - 1; i++) {
+            struct ns_server *h = srv(ns, b->rep[i]);
+            if (!h || !h->up || (pass == 0) != (b->primary == i))
+                continue;
+            fill_replica(&reps[n], h);
+            rp[n] = &reps[n];
+            n++;
+        }
+    fill_replica(&reps[n], d);
+    rp[n] = &reps[n];
+    n++;
+    fill_replica(&src, s);
+    Imgstore__ReplicateBlock m = IMGSTORE__REPLICATE_BLOCK__INIT;
+    m.block_id = b->id;
+    m.block_size = ns->meta.block_size;
+    m.source = &src;
+    m.expected_size = b->size;
+    m.n_replicas = n;
+    m.replicas = rp;
+    m.task_id = t->id;
+    m.rate_bytes_per_s = copy_rate(ns);
+    struct cmd *c = cmd_new(ns, t->id);
+    if (!c)
+        return -ENOMEM;
+    int rc = conn_request(d->conn, FT_REPLICATE_BLOCK, &m.base, NULL, 0, NULL,
+                          NS_TASK_TIMEOUT_MS, replicate_reply, c);
+    if (rc)
+        free(c);
+    return rc;
+}
+
+static void simple_reply(int status, const struct frame *f, void *arg)
+{
+    (void)status;
+    (void)f;
+    free(arg);
+}
+
+void ns_plan_seal_on(struct ns *ns, uint64_t block_id, struct ns_server *s)
+{
+    if (!ns->loop || !s->up || !s->conn)
+        return;
+    Imgstore__SealBlock m = IMGSTORE__SEAL_BLOCK__INIT;
+    m.block_id = block_id;
+    struct cmd *c = cmd_new(ns, 0);
+    if (c && conn_request(s->conn, FT_SEAL_BLOCK, &m.base, NULL, 0, NULL, NS_CMD_TIMEOUT_MS,
+                          simple_reply, c) != 0)
+        free(c);
+}
+
+/* Asks every up holder of b to seal it (answers are not awaited: the seal
+ * shows in their next heartbeat). */
+static void send_seal(struct ns *ns, const struct ns_block *b)
+{
+    if (!ns->loop)
+        return;
+    for (unsigned i = 0; i < b->nrep; i++) {
+        struct ns_server *h = srv(ns, b->rep[i]);
+        if (!h || !h->up || !h->conn)
+            continue;
+        Imgstore__SealBlock m = IMGSTORE__SEAL_BLOCK__INIT;
+        m.block_id = b->id;
+        struct cmd *c = cmd_new(ns, 0);
+        if (c && conn_request(h->conn, FT_SEAL_BLOCK, &m.base, NULL, 0, NULL,
+                              NS_CMD_TIMEOUT_MS, simple_reply, c) != 0)
+            free(c);
+    }
+}
+
+static void delete_reply(int status, const struct frame *f, void *arg)
+{
+    struct cmd *c = arg;
+    struct ns *ns = c->ns;
+    if (!ns->stopping) {
+        ns_plan_task_end(ns, c->task_id, status_of(status, f), 0, uv_now(ns->loop));
+        ns_plan_step(ns, uv_now(ns->loop));
+    }
+    free(c);
+}
+
+/* Every kept copy answered: delete the extra one if they all agree. */
+static void delete_go(struct ns *ns, struct ns_task *t)
+{
+    struct ns_server *d = srv(ns, t->dst);
+    uint64_t now = uv_now(ns->loop);
+    if (t->keep_bad || t->keep_size == 0) {
+        log_warn("task %" PRIu64 ": kept copies of block %" PRIu64 " are not all settled, "
+                 "intact and of one size; %s keeps its copy",
+                 t->id, t->block_id, d ? d->id : "?");
+        ns_plan_task_end(ns, t->id, IMG_EINVAL, 0, now);
+        return;
+    }
+    Imgstore__DeleteBlock m = IMGSTORE__DELETE_BLOCK__INIT;
+    m.block_id = t->block_id;
+    m.expected_size = t->keep_size;
+    struct cmd *c = cmd_new(ns, t->id);
+    int rc = !c ? -ENOMEM : !d || !d->conn ? IMG_ECONN : 0;
+    if (rc == 0)
+        rc = conn_request(d->conn, FT_DELETE_BLOCK, &m.base, NULL, 0, NULL, NS_CMD_TIMEOUT_MS,
+                          delete_reply, c);
+    if (rc) {
+        free(c);
+        ns_plan_task_end(ns, t->id, rc, 0, now);
+    }
+}
+
+static void stat_reply(int status, const struct frame *f, void *arg)
+{
+    struct cmd *c = arg;
+    struct ns *ns = c->ns;
+    struct ns_task *t = ns->stopping ? NULL : ns_plan_task(ns, c->task_id);
+    free(c);
+    if (!t)
+        return;
+    Imgstore__BlockInfo *bi = NULL;
+    if (status_of(status, f) != 0 ||
+        !(bi = imgstore__block_info__unpack(NULL, f->h.head_len, f->head)) || bi->corrupt ||
+        bi->size == 0 || (t->keep_size && bi->size != t->keep_size))
+        t->keep_bad = 1;
+    else
+        t->keep_size = bi->size;
+    if (bi)
+        imgstore__block_info__free_unpacked(bi, NULL);
+    if (--t->verifying == 0)
+        delete_go(ns, t);
+}
+
+/* Starts a deletion: STAT_BLOCK to every kept copy first. */
+static int send_delete(struct ns *ns, struct ns_task *t, const struct ns_block *b)
+{
+    if (!ns->loop)
+        return 0;
+    uint64_t id = t->id;
+    t->verifying = 1; /* held while sending */
+    for (unsigned i = 0; i < b->nrep; i++) {
+        struct ns_server *h = srv(ns, b->rep[i]);
+        if (!h || !h->up || h->idx == t->dst)
+            continue;
+        Imgstore__StatBlock m = IMGSTORE__STAT_BLOCK__INIT;
+        m.block_id = b->id;
+        struct cmd *c = cmd_new(ns, id);
+        int rc = !c ? -ENOMEM : !h->conn ? IMG_ECONN : 0;
+        if (rc == 0)
+            rc = conn_request(h->conn, FT_STAT_BLOCK, &m.base, NULL, 0, NULL, NS_CMD_TIMEOUT_MS,
+                              stat_reply, c);
+        if (rc) {
+            free(c);
+            t->keep_bad = 1;
+        } else {
+            t->verifying++;
+        }
+    }
+    if (--t->verifying == 0)
+        delete_go(ns, t);
+    return 0;
+}
+
+/* ---- choosing ---------------------------------------------------------------- */
+
+static int under_cap(const struct ns *ns, const struct ns_server *s)
+{
+    return s && s->tasks < task_cap(ns);
+}
+
+/* Bytes of copies running towards s (so one pass spreads its targets). */
+static uint64_t incoming(const struct ns *ns, const struct ns_server *s)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < ns->plan.ntasks; i++) {
+        const struct ns_task *t = &ns->plan.tasks[i];
+        if (t->state == NS_TASK_RUNNING && t->kind == NS_TASK_REPLICATE && t->dst == s->idx)
+            n += t->bytes_total;
+    }
+    return n;
+}
+
+/* A recent failed copy of `block_id` from server `src`: try another source. */
+static int failed_recently(const struct ns *ns, uint64_t block_id, uint16_t src)
+{
+    for (size_t i = 0; i < ns->plan.ntasks; i++) {
+        const struct ns_task *t = &ns->plan.tasks[i];
+        if (t->state == NS_TASK_FAILED && t->block_id == block_id && t->src == src)
+            return 1;
+    }
+    return 0;
+}
+
+/* The source: the primary when up and under the cap, else an up holder
+ * under the cap with the fewest tasks; holders whose copy failed recently
+ * only when nothing else is left. Returns the server or NULL. */
+static struct ns_server *pick_source(const struct ns *ns, const struct ns_block *b)
+{
+    struct ns_server *best = NULL;
+    unsigned best_score = 0;
+    for (unsigned i = 0; i < b->nrep; i++) {
+        struct ns_server *h = srv(ns, b->rep[i]);
+        if (!h || !h->up || !under_cap(ns, h))
+            continue;
+        /* Lower is better: a recent failure, then not the primary, then load. */
+        unsigned score = (failed_recently(ns, b->id, h->idx) ? 2u * NS_MAX_TASK_CAP * 4 : 0) +
+                         (b->primary == i ? 0 : 2u * NS_MAX_TASK_CAP) + h->tasks;
+        if (!best || score < best_score) {
+            best = h;
+            best_score = score;
+        }
+    }
+    return best;
+}
+
+/* The target: up, writable, not draining, not holding b, under the cap, most
+ * free bytes (less what is already coming), ties broken randomly. */
+static struct ns_server *pick_target(struct ns *ns, const struct ns_block *b)
+{
+    struct ns_server *best = NULL;
+    uint64_t best_free = 0, best_tie = 0;
+    for (size_t i = 0; i < ns->nservers; i++) {
+        struct ns_server *s = ns->servers[i];
+        if (!s->up || s->readonly || s->draining || !under_cap(ns, s) ||
+            ns_block_find_rep(b, s->idx) >= 0)
+            continue;
+        uint64_t in = incoming(ns, s);
+        uint64_t fr = s->free > in ? s->free - in : 0;
+        uint64_t tie = ns_rand(ns);
+        if (!best || fr > best_free || (fr == best_free && tie < best_tie)) {
+            best = s;
+            best_free = fr;
+            best_tie = tie;
+        }
+    }
+    return best;
+}
+
+/* ---- the pass ------------------------------------------------------------------ */
+
+struct cand {
+    uint64_t id;
+    unsigned good; /* up replicas on servers that are not draining */
+};
+
+static int cmp_cand(const void *a, const void *b)
+{
+    const struct cand *x = a, *y = b;
+    if (x->good != y->good)
+        return x->good < y->good ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static int cand_push(struct cand **v, size_t *n, size_t *cap, uint64_t id, unsigned good)
+{
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 256;
+        struct cand *nv = realloc(*v, ncap * sizeof(*nv));
+        if (!nv)
+            return -ENOMEM;
+        *v = nv;
+        *cap = ncap;
+    }
+    (*v)[(*n)++] = (struct cand){.id = id, .good = good};
+    return 0;
+}
+
+/* Logs blocks that became lost (once each) and remembers the set. */
+static void note_lost(struct ns *ns, uint64_t *lost, size_t nlost)
+{
+    qsort(lost, nlost, sizeof(*lost), cmp_u64);
+    for (size_t i = 0; i < nlost; i++)
+        if (!bsearch(&lost[i], ns->plan.lost, ns->plan.nlost, sizeof(*lost), cmp_u64))
+            log_error("block %" PRIu64 " is lost: no replica is up (kept in the map; it "
+                      "comes back when a holder reports it)",
+                      lost[i]);
+    free(ns->plan.lost);
+    ns->plan.lost = lost;
+    ns->plan.nlost = nlost;
+}
+
+/* Returns, sorted in *out (caller frees), the blocks with a running task or
+ * a task that failed less than NS_RETRY_MS ago (so a failing block does not
+ * spin the planner). */
+static size_t busy_blocks(const struct ns *ns, uint64_t now, uint64_t **out)
+{
+    uint64_t *v = malloc((ns->plan.ntasks + 1) * sizeof(*v));
+    size_t n = 0;
+    for (size_t i = 0; v && i < ns->plan.ntasks; i++) {
+        const struct ns_task *t = &ns->plan.tasks[i];
+        if (t->state == NS_TASK_RUNNING ||
+            (t->state == NS_TASK_FAILED && now < t->end_ms + NS_RETRY_MS))
+            v[n++] = t->block_id;
+    }
+    if (v)
+        qsort(v, n, sizeof(*v), cmp_u64);
+    *out = v;
+    return n;
+}
+
+/* The copy of b to delete: a draining up holder first; else the non-primary
+ * up holder with the least free bytes. NULL when none may go. */
+static struct ns_server *pick_victim(const struct ns *ns, const struct ns_block *b)
+{
+    struct ns_server *best = NULL;
+    for (unsigned i = 0; i < b->nrep; i++) {
+        struct ns_server *h = srv(ns, b->rep[i]);
+        if (!h || !h->up || !under_cap(ns, h))
+            continue;
+        if (h->draining)
+            return h;
+        if (b->primary == i)
+            continue;
+        if (!best || h->free < best->free)
+            best = h;
+    }
+    return best;
+}
+
+static void start_replicate(struct ns *ns, struct ns_block *b, uint64_t now)
+{
+    struct ns_server *s = pick_source(ns, b);
+    struct ns_server *d = s ? pick_target(ns, b) : NULL;
+    if (!s || !d)
+        return;
+    int drain = 0;
+    for (unsigned i = 0; i < b->nrep; i++)
+        drain |= srv(ns, b->rep[i]) && srv(ns, b->rep[i])->draining;
+    struct ns_task *t = task_add(ns, NS_TASK_REPLICATE, b->id, s->idx, d->idx, b->size,
+                                 drain && ns_block_up_reps(ns, b) >= ns->meta.replicas
+                                     ? REASON_DRAIN
+                                     : REASON_UNDER,
+                                 now);
+    if (!t)
+        return;
+    log_info("task %" PRIu64 ": copy block %" PRIu64 " (%" PRIu64 " bytes, %u up replicas) "
+             "from %s to %s (%s)",
+             t->id, b->id, b->size, ns_block_up_reps(ns, b), s->id, d->id, t->reason);
+    int rc = send_replicate(ns, t, b);
+    if (rc)
+        ns_plan_task_end(ns, t->id, rc, 0, now);
+}
+
+static void start_delete(struct ns *ns, struct ns_block *b, uint64_t now)
+{
+    struct ns_server *v = pick_victim(ns, b);
+    if (!v)
+        return;
+    unsigned keep = 0;
+    for (unsigned i = 0; i < b->nrep; i++) {
+        struct ns_server *h = srv(ns, b->rep[i]);
+        keep += h && h->up && !h->draining && h != v;
+    }
+    if (keep < ns->meta.replicas)
+        return;
+    struct ns_task *t = task_add(ns, NS_TASK_DELETE, b->id, NS_NO_SERVER, v->idx, b->size,
+                                 v->draining ? REASON_DRAIN : REASON_EXTRA, now);
+    if (!t)
+        return;
+    log_info("task %" PRIu64 ": delete the copy of block %" PRIu64 " on %s (%u up replicas, "
+             "%s)",
+             t->id, b->id, v->id, ns_block_up_reps(ns, b), t->reason);
+    send_delete(ns, t, b);
+}
+
+static void drain_progress(struct ns *ns)
+{
+    for (size_t i = 0; i < ns->nservers; i++) {
+        struct ns_server *s = ns->servers[i];
+        if (s->draining && s->nblocks == 0 && !s->drain_done_logged) {
+            log_info("drain of %s complete: it holds no block", s->id);
+            s->drain_done_logged = 1;
+        }
+    }
+}
+
+void ns_plan_step(struct ns *ns, uint64_t now_ms)
+{
+    if (ns->safe_mode || ns->stopping)
+        return;
+    ns->plan.kick = 0;
+    ns->plan.last_run_ms = now_ms;
+    uint64_t *busy = NULL, *lost = NULL;
+    struct cand *under = NULL, *extra = NULL;
+    size_t nunder = 0, cunder = 0, nextra = 0, cextra = 0, nlost = 0, clost = 0;
+    size_t nbusy = busy_blocks(ns, now_ms, &busy);
+    if (!busy)
+        return;
+    for (size_t i = 0; i < ns->blocks.cap; i++) {
+        struct ns_block *b = &ns->blocks.slots[i];
+        if (!b->id)
+            continue;
+        unsigned up = 0, good = 0, draining = 0;
+        for (unsigned k = 0; k < b->nrep; k++) {
+            struct ns_server *h = srv(ns, b->rep[k]);
+            if (!h || !h->up)
+                continue;
+            up++;
+            good += !h->draining;
+            draining += h->draining != 0;
+        }
+        if (up == 0) {
+            if (nlost == clost) {
+                size_t nc = clost ? clost * 2 : 64;
+                uint64_t *nv = realloc(lost, nc * sizeof(*nv));
+                if (!nv)
+                    continue;
+                lost = nv;
+                clost = nc;
+            }
+            lost[nlost++] = b->id;
+            continue;
+        }
+        if (bsearch(&b->id, busy, nbusy, sizeof(*busy), cmp_u64))
+            continue;
+        int wants_copy = good < ns->meta.replicas;
+        int wants_delete = up > ns->meta.replicas && (draining || good > ns->meta.replicas);
+        if ((wants_copy || draining) && !b->sealed) {
+            send_seal(ns, b); /* copies are made of sealed blocks only */
+            continue;
+        }
+        if (wants_copy)
+            cand_push(&under, &nunder, &cunder, b->id, good);
+        else if (wants_delete && b->sealed)
+            cand_push(&extra, &nextra, &cextra, b->id, good);
+    }
+    note_lost(ns, lost, nlost);
+    ns->plan.under = nunder;
+    qsort(under, nunder, sizeof(*under), cmp_cand);
+    for (size_t i = 0; i < nunder; i++) {
+        struct ns_block *b = ns_blocks_get(&ns->blocks, under[i].id);
+        if (b)
+            start_replicate(ns, b, now_ms);
+    }
+    for (size_t i = 0; i < nextra; i++) {
+        struct ns_block *b = ns_blocks_get(&ns->blocks, extra[i].id);
+        if (b)
+            start_delete(ns, b, now_ms);
+    }
+    drain_progress(ns);
+    free(busy);
+    free(under);
+    free(extra);
+}
+
+void ns_plan_tick(struct ns *ns, uint64_t now_ms)
+{
+    if (ns->plan.kick || now_ms - ns->plan.last_run_ms >= NS_PLAN_INTERVAL_MS)
+        ns_plan_step(ns, now_ms);
+}
+
+int ns_plan_drain(struct ns *ns, const char *id, int cancel, uint32_t *left)
+{
+    struct ns_server *s = id ? ns_registry_find(ns, id) : NULL;
+    if (!s)
+        return IMG_ENOTFOUND;
+    if (!cancel && !s->draining)
+        log_info("drain of %s started: %u replicas to move", s->id, s->nblocks);
+    else if (cancel && s->draining)
+        log_info("drain of %s canceled: %u replicas left on it", s->id, s->nblocks);
+    s->draining = !cancel;
+    s->drain_done_logged = 0;
+    *left = s->nblocks;
+    ns->plan.kick = 1;
+    return 0;
+}
+
+void ns_plan_free(struct ns *ns)
+{
+    free(ns->plan.tasks);
+    free(ns->plan.lost);
+    memset(&ns->plan, 0, sizeof(ns->plan));
+}
+
+/* ---- admin frames ---------------------------------------------------------------- */
+
+void ns_plan_handle_drain(struct ns *ns, struct conn *c, const struct frame *f)
+{
+    Imgstore__Drain *m = imgstore__drain__unpack(NULL, f->h.head_len, f->head);
+    if (!m) {
+        conn_reply(c, &f->h, IMG_EPROTO, NULL, NULL, 0, NULL);
+        return;
+    }
+    uint32_t left = 0;
+    int rc = ns_plan_drain(ns, m->server_id, m->cancel, &left);
+    imgstore__drain__free_unpacked(m, NULL);
+    Imgstore__DrainResp resp = IMGSTORE__DRAIN_RESP__INIT;
+    resp.blocks_left = left;
+    conn_reply(c, &f->h, rc, rc == 0 ? &resp.base : NULL, NULL, 0, NULL);
+}
+
+static char *state_text(const struct ns_task *t)
+{
+    static char running[] = "running", done[] = "done", failed[] = "failed";
+    return t->state == NS_TASK_RUNNING ? running : t->state == NS_TASK_DONE ? done : failed;
+}
+
+void ns_plan_handle_list(struct ns *ns, struct conn *c, const struct frame *f)
+{
+    static char replicate[] = "replicate", del[] = "delete", none[] = "";
+    Imgstore__ListTasks *m = imgstore__list_tasks__unpack(NULL, f->h.head_len, f->head);
+    if (!m) {
+        conn_reply(c, &f->h, IMG_EPROTO, NULL, NULL, 0, NULL);
+        return;
+    }
+    imgstore__list_tasks__free_unpacked(m, NULL);
+    size_t n = ns->plan.ntasks;
+    Imgstore__Task *tasks = calloc(n + 1, sizeof(*tasks));
+    Imgstore__Task **tp = calloc(n + 1, sizeof(*tp));
+    Imgstore__DrainStatus *ds = calloc(ns->nservers + 1, sizeof(*ds));
+    Imgstore__DrainStatus **dp = calloc(ns->nservers + 1, sizeof(*dp));
+    if (!tasks || !tp || !ds || !dp) {
+        conn_reply(c, &f->h, -ENOMEM, NULL, NULL, 0, NULL);
+        goto out;
+    }
+    uint64_t now = uv_now(ns->loop);
+    size_t k = 0;
+    for (int pass = 0; pass < 2; pass++) /* running first, then the newest finished */
+        for (size_t j = n; j-- > 0;) {
+            const struct ns_task *t = &ns->plan.tasks[j];
+            if ((pass == 0) != (t->state == NS_TASK_RUNNING))
+                continue;
+            Imgstore__Task *o = &tasks[k];
+            imgstore__task__init(o);
+            o->id = t->id;
+            o->kind = t->kind == NS_TASK_REPLICATE ? replicate : del;
+            o->state = state_text(t);
+            o->block_id = t->block_id;
+            o->source = srv(ns, t->src) ? srv(ns, t->src)->id : none;
+            o->target = srv(ns, t->dst) ? srv(ns, t->dst)->id : none;
+            o->bytes_done = t->bytes_done;
+            o->bytes_total = t->bytes_total;
+            o->reason = (char *)t->reason;
+            o->error = t->err ? (char *)img_strerror(t->err) : none;
+            o->age_ms = now >= t->start_ms ? now - t->start_ms : 0;
+            tp[k++] = o;
+        }
+    size_t nd = 0;
+    for (size_t i = 0; i < ns->nservers; i++) {
+        if (!ns->servers[i]->draining)
+            continue;
+        imgstore__drain_status__init(&ds[nd]);
+        ds[nd].server_id = ns->servers[i]->id;
+        ds[nd].blocks_left = ns->servers[i]->nblocks;
+        dp[nd] = &ds[nd];
+        nd++;
+    }
+    Imgstore__ListTasksResp r = IMGSTORE__LIST_TASKS_RESP__INIT;
+    r.n_tasks = k;
+    r.tasks = tp;
+    r.blocks_lost = ns->plan.nlost;
+    r.blocks_under_replicated = ns->plan.under;
+    r.n_drains = nd;
+    r.drains = dp;
+    r.copy_rate_bytes_per_s = copy_rate(ns);
+    r.task_cap = task_cap(ns);
+    conn_reply(c, &f->h, 0, &r.base, NULL, 0, NULL);
+out:
+    free(tasks);
+    free(tp);
+    free(ds);
+    free(dp);
+}

@@ -1,0 +1,264 @@
+/* Integration test of self-healing (issue 4) on four dataservers with 1 MiB
+ * blocks and 2 replicas, in three phases on one cluster:
+ *   1. kill -9 the dataserver holding the most files: every block is copied
+ *      back to 2 up replicas on the survivors within a bounded time, and every
+ *      file reads back byte-identical from every replica the nameserver lists;
+ *   2. the killed server restarts with its old copies: the extra copies are
+ *      deleted until every block has exactly 2 replicas;
+ *   3. DRAIN of one server: it ends holding nothing, every file is readable
+ *      from every listed replica, and LIST_TASKS shows the work done. */
+#include "tests/integ/cluster.h"
+
+#include "proto/frame.h"
+
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define NFILES 1000
+#define MIN_SIZE (64u << 10)
+#define MAX_SIZE (256u << 10)
+#define BLOCK_SIZE (1u << 20)
+#define PUT_ATTEMPTS 3
+#define HEARTBEAT_TIMEOUT_MS 2000
+#define HEAL_DEADLINE_MS 30000
+#define RPC_TIMEOUT_MS 5000
+
+static struct cluster *C;
+
+static void setup(void)
+{
+    struct cluster_opts o = {.ndataservers = 4, .replicas = 2, .block_size = BLOCK_SIZE,
+                             .heartbeat_timeout_ms = HEARTBEAT_TIMEOUT_MS};
+    cluster_start(&o, &C);
+}
+
+static void teardown(void)
+{
+    cluster_stop(C);
+    C = NULL;
+}
+
+TestSuite(heal, .init = setup, .fini = teardown, .timeout = 150);
+
+static uint64_t seed;
+static uint32_t sizes[NFILES];
+static char names[NFILES][IMGSTORE_NAME_MAX];
+
+/* Reads every file from every replica LOOKUP lists (fresh handle: no cached
+ * locations). Returns the number of failures. */
+static int check_all(const char *when, int want_replicas)
+{
+    imgstore_t *h = cluster_client(C);
+    cr_assert_not_null(h);
+    int bad = 0;
+    for (int i = 0; i < NFILES; i++) {
+        struct imgstore_stat st;
+        int rc = imgstore_stat(h, names[i], &st);
+        if (rc != 0 || (want_replicas && st.nreplicas != want_replicas)) {
+            fprintf(stderr, "[heal] %s: file %d: stat %d, %d replicas\n", when, i, rc,
+                    rc ? 0 : st.nreplicas);
+            bad++;
+            continue;
+        }
+        for (int r = 0; r < st.nreplicas; r++)
+            bad += cluster_check_file(h, names[i], st.replicas[r], seed, (uint64_t)i,
+                                      sizes[i]) != 0;
+    }
+    imgstore_close(h);
+    if (bad)
+        fprintf(stderr, "[heal] %s: %d failures\n", when, bad);
+    return bad;
+}
+
+static const Imgstore__ServerStatus *server_of(const Imgstore__ClusterStatusResp *st,
+                                               const char *addr)
+{
+    for (size_t i = 0; i < st->n_servers; i++)
+        if (strcmp(st->servers[i]->addr, addr) == 0)
+            return st->servers[i];
+    return NULL;
+}
+
+/* Replicas held by up servers, summed. */
+static uint64_t up_replicas(const Imgstore__ClusterStatusResp *st)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < st->n_servers; i++)
+        if (strcmp(st->servers[i]->state, "up") == 0)
+            n += st->servers[i]->blocks;
+    return n;
+}
+
+typedef int (*cond_fn)(const Imgstore__ClusterStatusResp *st, const void *arg);
+
+/* Polls the cluster status until cond holds; returns the elapsed ms or -1. */
+static int64_t wait_until(cond_fn cond, const void *arg, int timeout_ms, const char *what)
+{
+    int64_t t0 = cluster_now_ms();
+    Imgstore__ClusterStatusResp *st = NULL;
+    while (cluster_now_ms() - t0 < timeout_ms) {
+        imgstore_admin_free_status(st);
+        st = NULL;
+        if (cluster_status(C, &st) == 0 && cond(st, arg)) {
+            imgstore_admin_free_status(st);
+            return cluster_now_ms() - t0;
+        }
+        usleep(100 * 1000);
+    }
+    if (st)
+        fprintf(stderr, "[heal] timed out waiting for %s: %llu blocks, %llu under-replicated, "
+                        "%llu lost, %llu up replicas\n",
+                what, (unsigned long long)st->blocks_total,
+                (unsigned long long)st->blocks_under_replicated,
+                (unsigned long long)st->blocks_lost, (unsigned long long)up_replicas(st));
+    imgstore_admin_free_status(st);
+    cluster_dump_logs(C, 30);
+    return -1;
+}
+
+static int healed(const Imgstore__ClusterStatusResp *st, const void *arg)
+{
+    (void)arg;
+    return st->blocks_under_replicated == 0 && st->blocks_lost == 0 &&
+           up_replicas(st) >= 2 * st->blocks_total;
+}
+
+static int exact(const Imgstore__ClusterStatusResp *st, const void *arg)
+{
+    (void)arg;
+    return st->blocks_under_replicated == 0 && st->blocks_lost == 0 &&
+           up_replicas(st) == 2 * st->blocks_total;
+}
+
+static int drained(const Imgstore__ClusterStatusResp *st, const void *arg)
+{
+    const Imgstore__ServerStatus *s = server_of(st, arg);
+    return s && s->blocks == 0 && exact(st, NULL);
+}
+
+/* Sends one admin request to the nameserver on a fresh blocking socket and
+ * unpacks the answer's head with `unpack`. Returns the status or -errno. */
+static int ns_call(unsigned type, const ProtobufCMessage *req, void **resp,
+                   void *(*unpack)(ProtobufCAllocator *, size_t, const uint8_t *))
+{
+    int fd = cluster_connect(C->ns.addr, RPC_TIMEOUT_MS);
+    if (fd < 0)
+        return fd;
+    size_t hl = protobuf_c_message_get_packed_size(req);
+    uint8_t *buf = malloc(FRAME_HEADER_SIZE + hl);
+    struct frame_header h = {.type = (uint8_t)type, .request_id = 7, .head_len = (uint32_t)hl};
+    frame_encode(&h, buf);
+    protobuf_c_message_pack(req, buf + FRAME_HEADER_SIZE);
+    int rc = write(fd, buf, FRAME_HEADER_SIZE + hl) == (ssize_t)(FRAME_HEADER_SIZE + hl) ? 0 : -5;
+    free(buf);
+    uint8_t hdr[FRAME_HEADER_SIZE];
+    if (rc == 0 && recv(fd, hdr, sizeof(hdr), MSG_WAITALL) != (ssize_t)sizeof(hdr))
+        rc = -5;
+    if (rc == 0 && (rc = frame_decode(hdr, &h)) == 0 && h.status == 0) {
+        uint8_t *head = malloc(h.head_len + 1);
+        if (recv(fd, head, h.head_len, MSG_WAITALL) == (ssize_t)h.head_len)
+            *resp = unpack(NULL, h.head_len, head);
+        rc = *resp ? 0 : -5;
+        free(head);
+    } else if (rc == 0) {
+        rc = h.status;
+    }
+    close(fd);
+    return rc;
+}
+
+static void print_tasks(void)
+{
+    Imgstore__ListTasks lt = IMGSTORE__LIST_TASKS__INIT;
+    Imgstore__ListTasksResp *r = NULL;
+    int rc = ns_call(FT_LIST_TASKS, &lt.base, (void **)&r,
+                     (void *(*)(ProtobufCAllocator *, size_t, const uint8_t *))
+                         imgstore__list_tasks_resp__unpack);
+    cr_assert_eq(rc, 0, "LIST_TASKS failed: %d", rc);
+    size_t done = 0, failed = 0;
+    for (size_t i = 0; i < r->n_tasks; i++) {
+        done += strcmp(r->tasks[i]->state, "done") == 0;
+        failed += strcmp(r->tasks[i]->state, "failed") == 0;
+    }
+    fprintf(stderr, "[heal] LIST_TASKS: %zu tasks listed (%zu done, %zu failed), %llu lost, "
+                    "cap %u, rate %llu B/s\n",
+            r->n_tasks, done, failed, (unsigned long long)r->blocks_lost, r->task_cap,
+            (unsigned long long)r->copy_rate_bytes_per_s);
+    cr_assert_gt(done, 0, "no finished task listed");
+    cr_assert_eq(r->blocks_lost, 0);
+    imgstore__list_tasks_resp__free_unpacked(r, NULL);
+}
+
+Test(heal, kill_restart_drain)
+{
+    cr_assert_not_null(C, "the cluster did not start (see above)");
+    seed = cluster_seed("heal");
+    uint64_t rng = seed;
+    for (int i = 0; i < NFILES; i++)
+        sizes[i] = MIN_SIZE + (uint32_t)(cluster_rand(&rng) % (MAX_SIZE - MIN_SIZE));
+    imgstore_t *h = cluster_client(C);
+    cr_assert_not_null(h);
+    int64_t t0 = cluster_now_ms();
+    for (int i = 0; i < NFILES; i++)
+        cr_assert_eq(cluster_put_file(h, seed, (uint64_t)i, sizes[i], names[i], PUT_ATTEMPTS), 0);
+    imgstore_close(h);
+    Imgstore__ClusterStatusResp *st = NULL;
+    cr_assert_eq(cluster_status(C, &st), 0);
+    fprintf(stderr, "[heal] %d files in %llu blocks uploaded in %lld ms\n", NFILES,
+            (unsigned long long)st->blocks_total, (long long)(cluster_now_ms() - t0));
+    cr_assert_gt(st->blocks_total, 100, "too few blocks for the test to mean much");
+    int victim = 0;
+    for (int d = 1; d < C->nds; d++)
+        if (server_of(st, C->ds[d].addr)->blocks > server_of(st, C->ds[victim].addr)->blocks)
+            victim = d;
+    fprintf(stderr, "[heal] killing %s with %u replicas\n", C->ds[victim].name,
+            server_of(st, C->ds[victim].addr)->blocks);
+    imgstore_admin_free_status(st);
+
+    /* 1. Lost redundancy is repaired on the survivors. */
+    cluster_signal_proc(&C->ds[victim], SIGKILL);
+    cr_assert_eq(cluster_wait_down(C, 1, HEARTBEAT_TIMEOUT_MS + 10000), 0);
+    int64_t ms = wait_until(healed, NULL, HEAL_DEADLINE_MS, "re-replication");
+    cr_assert_geq(ms, 0, "blocks not back to 2 replicas within %d ms", HEAL_DEADLINE_MS);
+    fprintf(stderr, "[heal] every block back to 2 up replicas %lld ms after the kill was noticed\n",
+            (long long)ms);
+    cr_assert_eq(check_all("after re-replication", 2), 0);
+
+    /* 2. The old server comes back: its now extra copies are deleted. */
+    cr_assert_eq(cluster_start_ds(C, victim), 0);
+    cr_assert_eq(cluster_wait_ready(C, 4, 20000), 0);
+    ms = wait_until(exact, NULL, HEAL_DEADLINE_MS, "extra copies deleted");
+    cr_assert_geq(ms, 0, "extra copies not deleted within %d ms", HEAL_DEADLINE_MS);
+    fprintf(stderr, "[heal] extra copies deleted %lld ms after the restart\n", (long long)ms);
+    cr_assert_eq(check_all("after extra copies were deleted", 2), 0);
+
+    /* 3. Drain one server until it holds nothing. */
+    int drain = (victim + 1) % C->nds;
+    cr_assert_eq(cluster_status(C, &st), 0);
+    const Imgstore__ServerStatus *ss = server_of(st, C->ds[drain].addr);
+    cr_assert_not_null(ss);
+    Imgstore__Drain dr = IMGSTORE__DRAIN__INIT;
+    dr.server_id = ss->server_id;
+    fprintf(stderr, "[heal] draining %s (%u replicas)\n", C->ds[drain].name, ss->blocks);
+    Imgstore__DrainResp *dresp = NULL;
+    int rc = ns_call(FT_DRAIN, &dr.base, (void **)&dresp,
+                     (void *(*)(ProtobufCAllocator *, size_t, const uint8_t *))
+                         imgstore__drain_resp__unpack);
+    imgstore_admin_free_status(st);
+    cr_assert_eq(rc, 0, "DRAIN failed: %d", rc);
+    imgstore__drain_resp__free_unpacked(dresp, NULL);
+    ms = wait_until(drained, C->ds[drain].addr, HEAL_DEADLINE_MS, "drain");
+    cr_assert_geq(ms, 0, "drain not finished within %d ms", HEAL_DEADLINE_MS);
+    fprintf(stderr, "[heal] %s drained in %lld ms\n", C->ds[drain].name, (long long)ms);
+    cr_assert_eq(check_all("after the drain", 2), 0);
+    print_tasks();
+    for (int i = 0; i < C->nds; i++)
+        cr_assert(cluster_alive(&C->ds[i]), "%s died", C->ds[i].name);
+    cr_assert(cluster_alive(&C->ns), "the nameserver died");
+    C->passed = 1;
+}

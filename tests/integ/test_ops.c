@@ -1,0 +1,582 @@
+/* Integration test: what an operator uses. GET /metrics of the nameserver
+ * and of every dataserver parse as Prometheus text and their counters move
+ * with requests; /status.json and the status page show the live cluster
+ * (the page also in headless Chromium, when installed); every ds-admin
+ * command works in table and --json form with the documented exit codes. */
+#include "tests/integ/cluster.h"
+
+#include <criterion/criterion.h>
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define CLI_TIMEOUT_MS 30000
+#define HTTP_TIMEOUT_MS 5000
+#define NFILES 20
+#define FILE_SIZE 3000
+#define HB_WAIT_MS 2500 /* a heartbeat (1 s) carries new counters; rates need two */
+#define CHROMIUM_TIMEOUT_S 90
+
+static struct cluster *C;
+
+static void setup(void)
+{
+    struct cluster_opts o = {.ndataservers = 3, .replicas = 2, .ns_http = 1};
+    cr_assert_eq(cluster_start(&o, &C), 0);
+}
+
+static void teardown(void)
+{
+    cluster_stop(C);
+    C = NULL;
+}
+
+/* ---- helpers: HTTP, Prometheus text, JSON --------------------------------- */
+
+/* GET `path` from addr with Connection: close. Returns the status code and
+ * the malloc'd body in *body (caller frees), or fails the test. */
+static int http_get(const char *addr, const char *path, char **body)
+{
+    int fd = cluster_connect(addr, HTTP_TIMEOUT_MS);
+    cr_assert_geq(fd, 0, "connect %s: %s", addr, strerror(-fd));
+    char req[512];
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
+                     path, addr);
+    cr_assert_eq(write(fd, req, (size_t)n), n);
+    size_t len = 0, cap = 65536;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (len + 1 >= cap)
+            buf = realloc(buf, cap *= 2);
+        ssize_t r = read(fd, buf + len, cap - len - 1);
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+    }
+    close(fd);
+    buf[len] = '\0';
+    int code = 0;
+    cr_assert_eq(sscanf(buf, "HTTP/1.1 %d", &code), 1, "GET %s%s: no status line", addr, path);
+    char *start = strstr(buf, "\r\n\r\n");
+    cr_assert_not_null(start, "GET %s%s: no end of headers", addr, path);
+    *body = strdup(start + 4);
+    free(buf);
+    return code;
+}
+
+static int name_char(char ch, int first)
+{
+    return isalpha((unsigned char)ch) || ch == '_' || ch == ':' ||
+           (!first && isdigit((unsigned char)ch));
+}
+
+/* Checks one sample line "name{k="v",...} value"; returns the name length. */
+static size_t check_sample(const char *line)
+{
+    const char *p = line;
+    cr_assert(name_char(*p, 1), "bad metric name in: %s", line);
+    while (name_char(*p, 0))
+        p++;
+    size_t nlen = (size_t)(p - line);
+    if (*p == '{') {
+        p++;
+        while (*p != '}') {
+            cr_assert(name_char(*p, 1), "bad label name in: %s", line);
+            while (name_char(*p, 0))
+                p++;
+            cr_assert(p[0] == '=' && p[1] == '"', "bad label in: %s", line);
+            p += 2;
+            while (*p && *p != '"')
+                p += *p == '\\' ? 2 : 1;
+            cr_assert_eq(*p, '"', "unterminated label value in: %s", line);
+            p++;
+            if (*p == ',')
+                p++;
+        }
+        p++;
+    }
+    cr_assert_eq(*p, ' ', "no value in: %s", line);
+    char *end;
+    double v = strtod(p + 1, &end);
+    (void)v;
+    cr_assert(end != p + 1 && (*end == '\0' || *end == '\n' || *end == ' '),
+              "bad value in: %s", line);
+    return nlen;
+}
+
+/* Validates a whole exposition: every line a comment (# HELP / # TYPE with a
+ * known type) or a sample whose family was typed before it. */
+static void check_prometheus(const char *text, const char *who)
+{
+    char typed[512][96];
+    size_t ntyped = 0, samples = 0;
+    char *copy = strdup(text), *save = NULL;
+    cr_assert(strlen(text) > 0, "%s: empty /metrics", who);
+    for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        if (strncmp(l, "# HELP ", 7) == 0)
+            continue;
+        if (strncmp(l, "# TYPE ", 7) == 0) {
+            char name[96], type[32];
+            cr_assert_eq(sscanf(l + 7, "%95s %31s", name, type), 2, "%s: bad TYPE: %s", who, l);
+            cr_assert(!strcmp(type, "counter") || !strcmp(type, "gauge") ||
+                          !strcmp(type, "histogram"),
+                      "%s: unknown type: %s", who, l);
+            cr_assert_lt(ntyped, 512);
+            snprintf(typed[ntyped++], sizeof(typed[0]), "%s", name);
+            continue;
+        }
+        cr_assert_neq(l[0], '#', "%s: unknown comment: %s", who, l);
+        size_t nlen = check_sample(l);
+        int found = 0;
+        for (size_t i = 0; i < ntyped && !found; i++) {
+            size_t tl = strlen(typed[i]);
+            found = nlen >= tl && strncmp(l, typed[i], tl) == 0 &&
+                    (nlen == tl || !strncmp(l + tl, "_bucket", nlen - tl) ||
+                     !strncmp(l + tl, "_sum", nlen - tl) || !strncmp(l + tl, "_count", nlen - tl));
+        }
+        cr_assert(found, "%s: sample without a # TYPE: %s", who, l);
+        samples++;
+    }
+    free(copy);
+    cr_assert_gt(samples, 10, "%s: only %zu samples", who, samples);
+}
+
+/* Returns the value of the series `series` (name with its exact label text),
+ * or NAN when absent. */
+static double metric(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *p = text; (p = strstr(p, series)); p += n) {
+        if ((p == text || p[-1] == '\n') && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+    }
+    return NAN;
+}
+
+static char *metrics_of(const char *addr)
+{
+    char *body;
+    int code = http_get(addr, "/metrics", &body);
+    cr_assert_eq(code, 200, "GET %s/metrics: %d", addr, code);
+    return body;
+}
+
+/* A minimal JSON validator: returns the end of one value, or NULL. */
+static const char *json_value(const char *p);
+
+static const char *json_ws(const char *p)
+{
+    while (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r')
+        p++;
+    return p;
+}
+
+static const char *json_string_end(const char *p)
+{
+    if (*p != '"')
+        return NULL;
+    for (p++; *p && *p != '"'; p++)
+        if (*p == '\\' && !*++p)
+            return NULL;
+    return *p == '"' ? p + 1 : NULL;
+}
+
+static const char *json_seq(const char *p, char close, int object)
+{
+    p = json_ws(p + 1);
+    if (*p == close)
+        return p + 1;
+    for (;;) {
+        if (object) {
+            p = json_string_end(json_ws(p));
+            if (!p || *(p = json_ws(p)) != ':')
+                return NULL;
+            p++;
+        }
+        if (!(p = json_value(p)))
+            return NULL;
+        p = json_ws(p);
+        if (*p == close)
+            return p + 1;
+        if (*p != ',')
+            return NULL;
+        p++;
+    }
+}
+
+static const char *json_value(const char *p)
+{
+    p = json_ws(p);
+    if (*p == '{')
+        return json_seq(p, '}', 1);
+    if (*p == '[')
+        return json_seq(p, ']', 0);
+    if (*p == '"')
+        return json_string_end(p);
+    if (!strncmp(p, "true", 4) || !strncmp(p, "null", 4))
+        return p + 4;
+    if (!strncmp(p, "false", 5))
+        return p + 5;
+    char *end;
+    strtod(p, &end);
+    return end == p ? NULL : end;
+}
+
+static void check_json(const char *text, const char *who)
+{
+    const char *end = json_value(text);
+    cr_assert_not_null(end, "%s: not JSON:\n%s", who, text);
+    cr_assert_eq(*json_ws(end), '\0', "%s: trailing bytes after the JSON document:\n%s", who, text);
+}
+
+/* The number after the first "key": in text, or NAN. */
+static double json_num(const char *text, const char *key)
+{
+    char pat[128];
+    snprintf(pat, sizeof(pat), "\"%s\": ", key);
+    const char *p = strstr(text, pat);
+    return p ? strtod(p + strlen(pat), NULL) : NAN;
+}
+
+/* Copies the string after the first "key": in text into out. */
+static void json_str(const char *text, const char *key, char *out, size_t n)
+{
+    char pat[128];
+    snprintf(pat, sizeof(pat), "\"%s\": \"", key);
+    const char *p = strstr(text, pat);
+    cr_assert_not_null(p, "no \"%s\" in %s", key, text);
+    p += strlen(pat);
+    size_t i = 0;
+    while (p[i] && p[i] != '"' && i + 1 < n) {
+        out[i] = p[i];
+        i++;
+    }
+    out[i] = '\0';
+}
+
+static double ds_sum(const char *series)
+{
+    double sum = 0;
+    for (int i = 0; i < C->nds; i++) {
+        char *m = metrics_of(C->ds[i].http_addr);
+        double v = metric(m, series);
+        free(m);
+        cr_assert(!isnan(v), "%s: no series %s", C->ds[i].name, series);
+        sum += v;
+    }
+    return sum;
+}
+
+static void put_files(imgstore_t *h, uint64_t seed, char names[][IMGSTORE_NAME_MAX], int n)
+{
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(cluster_put_file(h, seed, (uint64_t)i, FILE_SIZE, names[i], 5), 0);
+}
+
+/* Runs ds-admin with --ns and the given arguments (NULL-terminated). */
+static int admin(struct cluster_run *r, const char *a1, const char *a2, const char *a3,
+                 const char *a4, const char *a5)
+{
+    const char *argv[] = {"ds-admin", "--ns", C->ns.addr, a1, a2, a3, a4, a5, NULL};
+    static const char *const del[] = {"IMGSTORE_NS", NULL};
+    cr_assert_eq(cluster_run(C, argv, NULL, del, CLI_TIMEOUT_MS, r), 0);
+    return r->exit_code;
+}
+
+/* ---- metrics ------------------------------------------------------------------- */
+
+Test(ops, metrics_parse_and_move, .init = setup, .fini = teardown, .timeout = 180)
+{
+    char *m = metrics_of(C->ns.http_addr);
+    check_prometheus(m, "nameserver");
+    cr_assert_eq(metric(m, "imgstore_ns_servers{state=\"up\"}"), 3, "%s", m);
+    cr_assert_eq(metric(m, "imgstore_ns_blocks_lost"), 0);
+    cr_assert_gt(metric(m, "imgstore_ns_heartbeats_total"), 0);
+    cr_assert_gt(metric(m, "imgstore_process_resident_memory_bytes"), 0);
+    cr_assert_gt(metric(m, "imgstore_ns_block_id_high_water"), 0);
+    double allocs = metric(m, "imgstore_ns_requests_total{type=\"ALLOC_WRITE\"}");
+    free(m);
+    for (int i = 0; i < C->nds; i++) {
+        m = metrics_of(C->ds[i].http_addr);
+        check_prometheus(m, C->ds[i].name);
+        cr_assert_gt(metric(m, "imgstore_process_resident_memory_bytes"), 0);
+        cr_assert_eq(metric(m, "imgstore_ds_nameserver_connected"), 1);
+        free(m);
+    }
+    double writes0 = ds_sum("imgstore_ds_requests_total{op=\"write\",status=\"ok\"}");
+    double reads0 = ds_sum("imgstore_ds_requests_total{op=\"read\",status=\"ok\"}");
+    double lat0 = ds_sum("imgstore_ds_request_duration_seconds_count{op=\"write\"}");
+    double in0 = ds_sum("imgstore_ds_received_bytes_total");
+    double out0 = ds_sum("imgstore_ds_sent_bytes_total");
+
+    imgstore_t *h = cluster_client(C);
+    uint64_t seed = cluster_seed("ops_metrics");
+    char names[NFILES][IMGSTORE_NAME_MAX];
+    put_files(h, seed, names, NFILES);
+    for (int i = 0; i < NFILES; i++)
+        cr_assert_eq(cluster_check_file(h, names[i], NULL, seed, (uint64_t)i, FILE_SIZE), 0);
+    imgstore_close(h);
+
+    cr_assert_eq(ds_sum("imgstore_ds_requests_total{op=\"write\",status=\"ok\"}") - writes0,
+                 NFILES);
+    cr_assert_geq(ds_sum("imgstore_ds_requests_total{op=\"read\",status=\"ok\"}") - reads0,
+                  NFILES);
+    cr_assert_eq(ds_sum("imgstore_ds_request_duration_seconds_count{op=\"write\"}") - lat0,
+                 NFILES);
+    cr_assert_geq(ds_sum("imgstore_ds_received_bytes_total") - in0, 2.0 * NFILES * FILE_SIZE);
+    cr_assert_geq(ds_sum("imgstore_ds_sent_bytes_total") - out0, 1.0 * NFILES * FILE_SIZE);
+    cr_assert_gt(ds_sum("imgstore_ds_files"), 0);
+
+    m = metrics_of(C->ns.http_addr);
+    cr_assert_gt(metric(m, "imgstore_ns_requests_total{type=\"ALLOC_WRITE\"}"), allocs);
+    cr_assert_gt(metric(m, "imgstore_ns_requests_total{type=\"CLUSTER_STATUS\"}"), 0);
+    free(m);
+
+    char *body;
+    cr_assert_eq(http_get(C->ns.http_addr, "/healthz", &body), 200);
+    cr_assert_str_eq(body, "ok\n");
+    free(body);
+    cr_assert_eq(http_get(C->ns.http_addr, "/nope", &body), 404);
+    free(body);
+    C->passed = 1;
+}
+
+/* ---- status page ------------------------------------------------------------- */
+
+static int have_chromium(void)
+{
+    return system("command -v chromium >/dev/null 2>&1") == 0;
+}
+
+/* Loads the page in headless Chromium; returns the DOM after the scripts ran
+ * (a refresh included) and whether the console reported anything. */
+static char *chromium_dom(const char *url, int *console_lines)
+{
+    char cmd[2048], dom[512], err[512], prof[512];
+    snprintf(dom, sizeof(dom), "%s/dom.html", C->dir);
+    snprintf(err, sizeof(err), "%s/log/chromium.log", C->dir);
+    snprintf(prof, sizeof(prof), "%s/chromium-profile", C->dir);
+    snprintf(cmd, sizeof(cmd),
+             "timeout %d chromium --headless --no-sandbox --disable-gpu "
+             "--disable-background-networking --disable-component-update --no-first-run "
+             "--user-data-dir=%s --enable-logging=stderr --v=0 --virtual-time-budget=3000 "
+             "--dump-dom %s >%s 2>%s",
+             CHROMIUM_TIMEOUT_S, prof, url, dom, err);
+    int rc = system(cmd);
+    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "chromium failed (%d); see %s", rc, err);
+    void *buf, *ebuf;
+    size_t len, elen;
+    cr_assert_eq(cluster_read_file(dom, &buf, &len), 0);
+    cr_assert_eq(cluster_read_file(err, &ebuf, &elen), 0);
+    char *text = realloc(buf, len + 1);
+    text[len] = '\0';
+    *console_lines = 0;
+    char *e = realloc(ebuf, elen + 1);
+    e[elen] = '\0';
+    for (char *p = e; (p = strstr(p, ":CONSOLE(")); p++) {
+        fprintf(stderr, "console: %.200s\n", p);
+        (*console_lines)++;
+    }
+    free(e);
+    return text;
+}
+
+/* The text of the element with id `id` in a dumped DOM. */
+static void dom_text(const char *dom, const char *id, char *out, size_t n)
+{
+    char pat[96];
+    snprintf(pat, sizeof(pat), "id=\"%s\"", id);
+    const char *p = strstr(dom, pat);
+    cr_assert_not_null(p, "no element #%s in the page", id);
+    p = strchr(p, '>');
+    cr_assert_not_null(p);
+    p++;
+    size_t i = 0;
+    while (p[i] && p[i] != '<' && i + 1 < n) {
+        out[i] = p[i];
+        i++;
+    }
+    out[i] = '\0';
+}
+
+Test(ops, status_page, .init = setup, .fini = teardown, .timeout = 240)
+{
+    imgstore_t *h = cluster_client(C);
+    uint64_t seed = cluster_seed("ops_page");
+    char names[NFILES][IMGSTORE_NAME_MAX];
+    put_files(h, seed, names, NFILES);
+    imgstore_close(h);
+    usleep(HB_WAIT_MS * 1000); /* the primaries report their file counts */
+
+    char *js;
+    cr_assert_eq(http_get(C->ns.http_addr, "/status.json", &js), 200);
+    check_json(js, "/status.json");
+    cr_assert_eq(json_num(js, "servers_up"), 3, "%s", js);
+    cr_assert_eq(json_num(js, "servers_down"), 0);
+    cr_assert_eq(json_num(js, "files"), NFILES, "%s", js);
+    cr_assert_geq(json_num(js, "total"), 1);
+    cr_assert_eq(json_num(js, "lost"), 0);
+    cr_assert_not_null(strstr(js, "\"verdict\": \"healthy\""), "%s", js);
+    for (int i = 0; i < C->nds; i++)
+        cr_assert_not_null(strstr(js, C->ds[i].addr), "%s missing in %s", C->ds[i].addr, js);
+    double blocks_total = json_num(js, "total");
+
+    char *page;
+    cr_assert_eq(http_get(C->ns.http_addr, "/", &page), 200);
+    cr_assert_not_null(strstr(page, "<!DOCTYPE html>"));
+    cr_assert_not_null(strstr(page, C->ds[0].addr), "the page does not inline the status");
+    cr_assert_null(strstr(page, "src=\"http"), "the page loads an external asset");
+    free(page);
+
+    if (!have_chromium()) {
+        fprintf(stderr, "status_page: chromium is not installed; the browser check is skipped "
+                        "(make test-ui installs it)\n");
+        free(js);
+        C->passed = 1;
+        return;
+    }
+    char url[128], v[64];
+    int console;
+    snprintf(url, sizeof(url), "http://%s/", C->ns.http_addr);
+    char *dom = chromium_dom(url, &console);
+    cr_assert_eq(console, 0, "the page logged to the console");
+    dom_text(dom, "servers-up", v, sizeof(v));
+    cr_assert_str_eq(v, "3", "servers up shown: '%s'", v);
+    dom_text(dom, "servers-down", v, sizeof(v));
+    cr_assert_str_eq(v, "0");
+    dom_text(dom, "blocks-total", v, sizeof(v));
+    cr_assert_eq(strtod(v, NULL), blocks_total, "blocks shown: '%s'", v);
+    dom_text(dom, "files", v, sizeof(v));
+    cr_assert_eq(strtod(v, NULL), NFILES, "files shown: '%s'", v);
+    dom_text(dom, "blocks-lost", v, sizeof(v));
+    cr_assert_str_eq(v, "0");
+    dom_text(dom, "verdict", v, sizeof(v));
+    cr_assert_str_eq(v, "healthy");
+    for (int i = 0; i < C->nds; i++)
+        cr_assert_not_null(strstr(dom, C->ds[i].addr), "%s not shown", C->ds[i].addr);
+    int rows = 0;
+    for (const char *p = dom; (p = strstr(p, "<tr class=\"server\"")); p++)
+        rows++;
+    cr_assert_eq(rows, 3, "%d server rows", rows);
+    cr_assert_not_null(strstr(dom, "class=\"bar"), "no capacity bar");
+    dom_text(dom, "updated", v, sizeof(v));
+    cr_assert(strncmp(v, "updated", 7) == 0, "the refresh did not run: '%s'", v);
+    free(dom);
+    free(js);
+    C->passed = 1;
+}
+
+/* ---- ds-admin ---------------------------------------------------------------- */
+
+Test(ops, ds_admin_commands, .init = setup, .fini = teardown, .timeout = 240)
+{
+    imgstore_t *h = cluster_client(C);
+    uint64_t seed = cluster_seed("ops_admin");
+    char names[NFILES][IMGSTORE_NAME_MAX];
+    put_files(h, seed, names, NFILES);
+    for (int i = 0; i < NFILES; i++)
+        cr_assert_eq(cluster_check_file(h, names[i], NULL, seed, (uint64_t)i, FILE_SIZE), 0);
+    usleep(HB_WAIT_MS * 1000);
+    struct cluster_run r;
+
+    /* servers: the new columns, and rates in the JSON */
+    cr_assert_eq(admin(&r, "servers", NULL, NULL, NULL, NULL), 0, "%s", r.err);
+    cr_assert_not_null(strstr(r.out, "READS/S"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "WRITES/S"));
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, "--json", "servers", NULL, NULL, NULL), 0, "%s", r.err);
+    check_json(r.out, "servers --json");
+    cr_assert(!isnan(json_num(r.out, "reads_per_s")), "%s", r.out);
+    char server[80];
+    json_str(r.out, "id", server, sizeof(server));
+    cluster_run_free(&r);
+
+    /* status */
+    cr_assert_eq(admin(&r, "--json", "status", NULL, NULL, NULL), 0, "%s", r.err);
+    check_json(r.out, "status --json");
+    cluster_run_free(&r);
+
+    /* blocks: every filter, table and JSON */
+    cr_assert_eq(admin(&r, "blocks", NULL, NULL, NULL, NULL), 0, "%s", r.err);
+    cr_assert_not_null(strstr(r.out, "BLOCK"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "writable"), "%s", r.out);
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, "--json", "blocks", NULL, NULL, NULL), 0, "%s", r.err);
+    check_json(r.out, "blocks --json");
+    double all = json_num(r.out, "matched");
+    cr_assert_geq(all, 1, "%s", r.out);
+    cr_assert_eq(json_num(r.out, "replication"), 2);
+    char block[32];
+    snprintf(block, sizeof(block), "%.0f", json_num(r.out, "block_id"));
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, "blocks", "--server", server, "--json", NULL), 0, "%s", r.err);
+    check_json(r.out, "blocks --server");
+    cr_assert_leq(json_num(r.out, "matched"), all);
+    cr_assert_not_null(strstr(r.out, server), "%s", r.out);
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, "--json", "blocks", "--under-replicated", NULL, NULL), 0);
+    check_json(r.out, "blocks --under-replicated");
+    cr_assert_eq(json_num(r.out, "matched"), 0, "%s", r.out);
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, "--json", "blocks", "--state", "sealed", NULL), 0);
+    check_json(r.out, "blocks --state sealed");
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, "blocks", "--server", "no-such-server", NULL, NULL), 1);
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, "blocks", "--state", "bogus", NULL, NULL), 2);
+    cluster_run_free(&r);
+
+    /* block ID */
+    cr_assert_eq(admin(&r, "block", block, NULL, NULL, NULL), 0, "%s", r.err);
+    cr_assert_not_null(strstr(r.out, "primary"), "%s", r.out);
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, "--json", "block", block, NULL, NULL), 0, "%s", r.err);
+    check_json(r.out, "block --json");
+    cr_assert_eq(json_num(r.out, "up_replicas"), 2, "%s", r.out);
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, "block", "281474976710000", NULL, NULL, NULL), 1);
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, "block", "x", NULL, NULL, NULL), 2);
+    cluster_run_free(&r);
+
+    /* file NAME: on every replica, then deleted */
+    struct imgstore_stat st;
+    cr_assert_eq(imgstore_stat(h, names[0], &st), 0);
+    cr_assert_eq(admin(&r, "file", names[0], NULL, NULL, NULL), 0, "%s", r.err);
+    cr_assert_not_null(strstr(r.out, "on every replica: yes"), "%s", r.out);
+    char crc[16];
+    snprintf(crc, sizeof(crc), "%08x", st.crc32c);
+    cr_assert_not_null(strstr(r.out, crc), "crc %s not in %s", crc, r.out);
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, "--json", "file", names[0], NULL, NULL), 0, "%s", r.err);
+    check_json(r.out, "file --json");
+    cr_assert_eq(json_num(r.out, "size"), FILE_SIZE, "%s", r.out);
+    cr_assert_eq(json_num(r.out, "block"), (double)st.block_id);
+    cr_assert_not_null(strstr(r.out, "\"on_every_replica\": true"), "%s", r.out);
+    cluster_run_free(&r);
+    cr_assert_eq(imgstore_unlink(h, names[1]), 0);
+    cr_assert_eq(admin(&r, "file", names[1], NULL, NULL, NULL), 1);
+    cr_assert_not_null(strstr(r.out, "deleted"), "%s", r.out);
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, "file", "not-a-name", NULL, NULL, NULL), 1);
+    cluster_run_free(&r);
+
+    /* --help per command, usage errors */
+    static const char *const cmds[] = {"status", "servers", "blocks", "block", "file"};
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+        cr_assert_eq(admin(&r, cmds[i], "--help", NULL, NULL, NULL), 0, "%s --help", cmds[i]);
+        cr_assert_not_null(strstr(r.out, "usage: ds-admin"), "%s", r.out);
+        cluster_run_free(&r);
+    }
+    cr_assert_eq(admin(&r, "block", NULL, NULL, NULL, NULL), 2);
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, "servers", "extra", NULL, NULL, NULL), 2);
+    cluster_run_free(&r);
+    imgstore_close(h);
+    C->passed = 1;
+}

@@ -1,0 +1,227 @@
+/* Unit tests of the self-healing planner (nameserver/ns_plan.c), without
+ * sockets: which blocks get tasks first, source and target choice, the
+ * per-server cap, nothing in safe mode, lost blocks counted and kept, extra
+ * replicas deleted only with enough other copies, drain. */
+#include "common/err.h"
+#include "nameserver/ns.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char dir[64];
+static struct ns ns;
+static const uint64_t GIB = 1024 * NS_MIB;
+
+static void setup(void)
+{
+    strcpy(dir, "/tmp/ns_plan_XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    struct ns_config cfg = {.listen = "127.0.0.1:0", .data_dir = dir, .replicas = 2,
+                            .hb_timeout_ms = NS_DEFAULT_HB_TIMEOUT_MS,
+                            .safe_mode_ms = NS_DEFAULT_SAFE_MODE_MS};
+    cr_assert_eq(ns_init(&ns, &cfg, 0), 0);
+}
+
+static void teardown(void)
+{
+    char p[160];
+    ns_free(&ns);
+    static const char *files[] = {NS_META_FILE, NS_META_FILE ".tmp", "LOCK"};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(p, sizeof(p), "%s/%s", dir, files[i]);
+        unlink(p);
+    }
+    rmdir(dir);
+}
+
+static struct ns_server *server(const char *id, uint64_t free_bytes)
+{
+    static unsigned port = 7000;
+    char addr[NS_ADDR_MAX], http[NS_ADDR_MAX];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", port);
+    snprintf(http, sizeof(http), "127.0.0.1:%u", port + 1000);
+    port++;
+    Imgstore__Disk d = IMGSTORE__DISK__INIT, *dp = &d;
+    d.capacity = free_bytes * 2;
+    d.free = free_bytes;
+    Imgstore__Heartbeat hb = IMGSTORE__HEARTBEAT__INIT;
+    hb.server_id = (char *)id;
+    hb.addr = addr;
+    hb.http_addr = http;
+    hb.n_disks = 1;
+    hb.disks = &dp;
+    hb.full_report = 1;
+    struct ns_server *s;
+    cr_assert_eq(ns_registry_heartbeat(&ns, &hb, NULL, 1, &s), 0);
+    return s;
+}
+
+/* A sealed block of `size` bytes held by reps[0..n-1], the first primary. */
+static void block(uint64_t id, uint64_t size, struct ns_server *const *reps, unsigned n)
+{
+    struct ns_block *b = ns_blocks_put(&ns.blocks, id);
+    cr_assert_not_null(b);
+    for (unsigned i = 0; i < n; i++)
+        cr_assert_geq(ns_block_add_rep(&ns, b, reps[i]), 0);
+    b->primary = 0;
+    b->sealed = 1;
+    b->size = size;
+}
+
+static size_t running(int kind)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < ns.plan.ntasks; i++)
+        n += ns.plan.tasks[i].state == NS_TASK_RUNNING && ns.plan.tasks[i].kind == kind;
+    return n;
+}
+
+static const struct ns_task *task_for(uint64_t block_id)
+{
+    for (size_t i = 0; i < ns.plan.ntasks; i++)
+        if (ns.plan.tasks[i].block_id == block_id && ns.plan.tasks[i].state == NS_TASK_RUNNING)
+            return &ns.plan.tasks[i];
+    return NULL;
+}
+
+TestSuite(ns_plan, .init = setup, .fini = teardown);
+
+Test(ns_plan, nothing_in_safe_mode)
+{
+    struct ns_server *a = server("a", GIB), *b = server("b", GIB);
+    server("c", 9 * GIB);
+    struct ns_server *r[] = {a, b};
+    block(1, 1000, r, 2);
+    b->up = 0;
+    ns.safe_mode = 1;
+    ns_plan_step(&ns, 10);
+    cr_assert_eq(ns.plan.ntasks, 0);
+    ns.safe_mode = 0;
+    ns_plan_step(&ns, 20);
+    cr_assert_eq(running(NS_TASK_REPLICATE), 1);
+}
+
+Test(ns_plan, source_primary_target_most_free)
+{
+    struct ns_server *a = server("a", GIB), *b = server("b", 2 * GIB);
+    struct ns_server *c = server("c", 5 * GIB);
+    server("d", 3 * GIB);
+    struct ns_server *r[] = {a, b};
+    ns.safe_mode = 0;
+    block(7, 4096, r, 2);
+    b->up = 0;
+    ns_plan_step(&ns, 10);
+    const struct ns_task *t = task_for(7);
+    cr_assert_not_null(t);
+    cr_assert_eq(t->src, a->idx, "the up replica is the source");
+    cr_assert_eq(t->dst, c->idx, "the server with the most free bytes is the target");
+    cr_assert_eq(t->bytes_total, 4096);
+    /* The copy is reported: the target holds the block now. */
+    cr_assert_eq(ns_plan_task_end(&ns, t->id, 0, 4096, 30), 0);
+    cr_assert_geq(ns_block_find_rep(ns_blocks_get(&ns.blocks, 7), c->idx), 0);
+    cr_assert_eq(a->tasks + c->tasks, 0, "cap slots released");
+}
+
+Test(ns_plan, fewest_replicas_first_and_cap)
+{
+    ns.meta.replicas = 3;
+    struct ns_server *a = server("a", GIB), *b = server("b", GIB), *c = server("c", GIB);
+    struct ns_server *d = server("d", 8 * GIB);
+    ns.safe_mode = 0;
+    /* Block 1 keeps 2 of 3 replicas, block 2 only 1 of 3: block 2 first. */
+    struct ns_server *r1[] = {a, b, c}, *r2[] = {c, a, b};
+    block(1, 100, r1, 3);
+    block(2, 100, r2, 3);
+    c->up = 0;
+    ns_plan_step(&ns, 10);
+    /* Both draw on a (cap 2) and d; block 2 (1 up) must be among them. */
+    cr_assert_not_null(task_for(2), "the block with the fewest replicas goes first");
+    for (size_t i = 0; i < ns.nservers; i++)
+        cr_assert_leq(ns.servers[i]->tasks, NS_DEFAULT_TASK_CAP, "%s over the cap",
+                      ns.servers[i]->id);
+    (void)d;
+}
+
+Test(ns_plan, cap_limits_running_tasks)
+{
+    struct ns_server *a = server("a", GIB), *b = server("b", GIB);
+    server("c", 9 * GIB);
+    struct ns_server *r[] = {a, b};
+    ns.safe_mode = 0;
+    for (uint64_t id = 1; id <= 10; id++)
+        block(id, 100, r, 2);
+    b->up = 0;
+    ns_plan_step(&ns, 10);
+    cr_assert_eq(running(NS_TASK_REPLICATE), NS_DEFAULT_TASK_CAP);
+    ns_plan_step(&ns, 20);
+    cr_assert_eq(running(NS_TASK_REPLICATE), NS_DEFAULT_TASK_CAP, "no task beyond the cap");
+}
+
+Test(ns_plan, lost_blocks_counted_not_dropped)
+{
+    struct ns_server *a = server("a", GIB), *b = server("b", GIB);
+    server("c", GIB);
+    struct ns_server *r[] = {a, b};
+    ns.safe_mode = 0;
+    block(5, 100, r, 2);
+    a->up = b->up = 0;
+    ns_plan_step(&ns, 10);
+    ns_plan_step(&ns, 2000);
+    cr_assert_eq(ns.plan.nlost, 1);
+    cr_assert_not_null(ns_blocks_get(&ns.blocks, 5), "a lost block stays in the map");
+    cr_assert_eq(ns.plan.ntasks, 0);
+}
+
+Test(ns_plan, extra_replica_deleted_only_with_enough_copies)
+{
+    struct ns_server *a = server("a", GIB), *b = server("b", GIB), *c = server("c", 2 * GIB);
+    struct ns_server *r[] = {a, b, c};
+    ns.safe_mode = 0;
+    block(9, 100, r, 3);
+    ns_plan_step(&ns, 10);
+    const struct ns_task *t = task_for(9);
+    cr_assert_not_null(t);
+    cr_assert_eq(t->kind, NS_TASK_DELETE);
+    cr_assert_neq(t->dst, a->idx, "the primary's copy is kept");
+    cr_assert_eq(t->dst, b->idx, "the copy on the fullest server goes");
+    cr_assert_eq(ns_plan_task_end(&ns, t->id, 0, 0, 20), 0);
+    cr_assert_eq(ns_blocks_get(&ns.blocks, 9)->nrep, 2);
+    /* With one of the remaining two down, nothing more is deleted. */
+    ns_plan_step(&ns, 30);
+    cr_assert_eq(running(NS_TASK_DELETE), 0);
+    c->up = 0;
+    block(10, 100, r, 3);
+    ns_plan_step(&ns, 40);
+    cr_assert_null(task_for(10), "only 2 up copies: nothing is extra");
+}
+
+Test(ns_plan, drain_copies_then_deletes)
+{
+    struct ns_server *a = server("a", GIB), *b = server("b", GIB), *c = server("c", GIB);
+    struct ns_server *r[] = {a, b};
+    ns.safe_mode = 0;
+    block(3, 100, r, 2);
+    uint32_t left = 0;
+    cr_assert_eq(ns_plan_drain(&ns, "b", 0, &left), 0);
+    cr_assert_eq(left, 1);
+    cr_assert_eq(ns_plan_drain(&ns, "nope", 0, &left), IMG_ENOTFOUND);
+    struct ns_server *out[2];
+    cr_assert_eq(ns_pool_place(&ns, 2, out), 0);
+    cr_assert(out[0] != b && out[1] != b, "no new block on a draining server");
+    ns_plan_step(&ns, 10);
+    const struct ns_task *t = task_for(3);
+    cr_assert_not_null(t);
+    cr_assert_eq(t->kind, NS_TASK_REPLICATE);
+    cr_assert_eq(t->dst, c->idx);
+    cr_assert_eq(ns_plan_task_end(&ns, t->id, 0, 100, 20), 0);
+    ns_plan_step(&ns, 30);
+    t = task_for(3);
+    cr_assert_not_null(t);
+    cr_assert_eq(t->kind, NS_TASK_DELETE);
+    cr_assert_eq(t->dst, b->idx, "the draining copy goes");
+    cr_assert_eq(ns_plan_task_end(&ns, t->id, 0, 0, 40), 0);
+    cr_assert_eq(b->nblocks, 0);
+}
