@@ -257,7 +257,8 @@ static int copy_temp_file(const char *name)
 static void remove_copy_temp(const char *dir, const char *name)
 {
     char path[PATH_MAX + BLOCK_NAME_HEX + 16];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
+        return; /* cannot name it: leave it, it is never opened as a block */
     if (unlink(path) < 0)
         log_warn("store: cannot remove interrupted copy %s: %s", path, strerror(errno));
     else
