@@ -126,6 +126,11 @@ $(BUILD)/tests/unit_ns_%: $(OBJ)/tests/unit/test_ns_%.o $(NS_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
 
+# Compaction's tests need the dataserver module around the storage engine.
+$(BUILD)/tests/unit_compact: $(OBJ)/tests/unit/test_compact.o $(DS_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
+
 $(BUILD)/tests/unit_%: $(OBJ)/tests/unit/test_%.o $(DS_CORE_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
@@ -240,14 +245,16 @@ valgrind: deps
 # The performance suite (docs/performance.md): its own cluster in a temporary
 # folder, about 10 minutes, never part of `make test`.
 bench: deps
+	@./scripts/install-deps.sh --bench
 	$(MAKE) all $(BENCH_BINS)
 	IMGSTORE_BIN=$(abspath $(BUILD)/bin) BENCH_BIN=$(abspath $(BUILD)/bench) ./bench/run.sh
 
-# HTTP GET against nginx belongs to the HTTP origin work (dataserver GET of
-# files); until it lands this target only says so.
-bench-http:
-	@if [ -x bench/http.sh ]; then ./bench/http.sh; \
-	else echo "bench-http: n/a (HTTP origin not built yet; provided by the HTTP origin work)"; fi
+# HTTP GET of the dataserver's origin against nginx serving the same images
+# (bench/http.sh, docs/performance.md row 3); nginx and wrk come from Debian.
+bench-http: deps
+	@./scripts/install-deps.sh --bench
+	$(MAKE) all
+	IMGSTORE_BIN=$(abspath $(BUILD)/bin) ./bench/http.sh
 
 run: deps all
 	./deploy/local-cluster.sh start

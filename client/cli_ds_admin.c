@@ -1,11 +1,16 @@
 /* cli_ds_admin.c - the `ds-admin` operator command: the cluster's servers,
- * its overall health, its blocks and where one file lives, as tables for
- * people or JSON for scripts.
+ * its overall health, its blocks, where one file lives, background tasks,
+ * drains, read-only marks and runtime settings, as tables for people or
+ * JSON for scripts.
  *
  *   status            CLUSTER_STATUS (+ LIST_TASKS when the nameserver has it)
  *   servers           CLUSTER_STATUS + ADMIN_SERVER_RATES
  *   blocks, block ID  ADMIN_LIST_BLOCKS, ADMIN_BLOCK_INFO
  *   file NAME         ADMIN_BLOCK_INFO, then STAT on every replica
+ *   tasks, cancel ID  LIST_TASKS, ADMIN_CANCEL_TASK
+ *   drain SERVER      DRAIN; --wait polls LIST_TASKS and ADMIN_LIST_BLOCKS
+ *   readonly S on|off ADMIN_READONLY
+ *   settings, set     ADMIN_SETTINGS, ADMIN_SET_SETTING
  *
  * Global options come before the command, the command's own after it; every
  * command takes --help. Exit status: 0 success, 1 failure (one line on
@@ -22,10 +27,12 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define EXIT_OK 0
 #define EXIT_FAIL 1
@@ -36,6 +43,19 @@
 #define STATE_UP "up"
 #define TIME_BUF 32
 #define REPLICAS_TEXT 160
+#define MS_PER_S 1000
+#define TASK_RUNNING "running"
+#define TASK_DONE "done"
+#define TASK_FAILED "failed"
+#define TASKS_FINISHED_SHOWN 20 /* finished tasks in the table without --all */
+#define DRAIN_POLL_MS 1000      /* drain --wait asks the nameserver this often */
+#define DRAIN_LINE_MS 10000     /* a progress line at least this often (not a terminal) */
+#define BAR_WIDTH 30
+#define VERIFY_TIMEOUT_MS (3600 * 1000) /* one VERIFY answer, unless --timeout */
+#define BYTES_PER_MB 1e6        /* settings' MB/s are decimal */
+#define STATE_DOWN "down"
+#define STATE_DRAINING "draining"
+#define STATE_READONLY "read-only"
 
 static const char *prog = "ds-admin";
 
@@ -44,6 +64,7 @@ struct ctx {
     imgstore_t *h;
     const char *ns;
     int json;
+    int timeout_given; /* --timeout was on the command line */
     int argc;    /* the command's arguments, argv[0] is the command */
     char **argv;
 };
@@ -72,6 +93,16 @@ static void usage(FILE *fp)
             "  block ID               one block: state, size, files, replicas\n"
             "  file NAME              where a file lives, and whether every replica has it\n"
             "                         (exit status 1 when a replica misses it)\n"
+            "  tasks [--all]          background tasks: copies and deletions, with progress\n"
+            "  cancel TASK            cancel a running background task\n"
+            "  drain SERVER [--wait] [--cancel]\n"
+            "                         move every block off a server (--wait: follow it)\n"
+            "  readonly SERVER on|off no new blocks or files on a server (kept across restarts)\n"
+            "  verify [BLOCK | --server S] [--wait]\n"
+            "                         check stored records against their CRC32C now\n"
+            "  settings               runtime settings of the nameserver\n"
+            "  set KEY VALUE          change a runtime setting (validated, persisted, in force\n"
+            "                         at once)\n"
             "\n"
             "options:\n"
             "  --ns HOST:PORT   nameserver (default $IMGSTORE_NS or %s)\n"
@@ -110,6 +141,14 @@ static int by_id(const void *a, const void *b)
 static int is_up(const Imgstore__ServerStatus *s)
 {
     return s->state && strcmp(s->state, STATE_UP) == 0;
+}
+
+/* The state shown: down, draining, read-only or up, in that precedence. */
+static const char *shown_state(const Imgstore__ServerStatus *s)
+{
+    if (!is_up(s))
+        return s->state && *s->state ? s->state : STATE_DOWN;
+    return s->draining ? STATE_DRAINING : s->readonly ? STATE_READONLY : STATE_UP;
 }
 
 static int parse_u64(const char *s, uint64_t *out)
@@ -193,7 +232,9 @@ static void servers_json(const Imgstore__ClusterStatusResp *st,
         printf(", \"http\": ");
         cli_json_string(stdout, s->http_addr);
         printf(", \"state\": ");
-        cli_json_string(stdout, s->state);
+        cli_json_string(stdout, shown_state(s));
+        printf(", \"up\": %s, \"readonly\": %s, \"draining\": %s", is_up(s) ? "true" : "false",
+               s->readonly ? "true" : "false", s->draining ? "true" : "false");
         printf(", \"used\": %llu, \"capacity\": %llu, \"free\": %llu, \"use_pct\": %.1f, "
                "\"blocks\": %u, \"disks\": %u, \"last_heartbeat_ms\": %llu, "
                "\"reads\": %llu, \"writes\": %llu",
@@ -237,7 +278,7 @@ static int servers_table(const Imgstore__ClusterStatusResp *st,
         const char *row[] = {id,
                              s->addr,
                              s->http_addr,
-                             s->state,
+                             shown_state(s),
                              disks,
                              cli_human_size(s->used, used),
                              cli_human_size(s->capacity, cap),
@@ -729,6 +770,1031 @@ static int cmd_file(struct ctx *c)
     return complete ? EXIT_OK : EXIT_FAIL;
 }
 
+/* ---- shared by the operator commands ------------------------------------------ */
+
+/* Sends one admin request to the nameserver; on success *out is the answer
+ * (free with protobuf_c_message_free_unpacked). Returns 0 or the error. */
+static int ns_call(struct ctx *c, unsigned type, const ProtobufCMessage *req,
+                   const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out)
+{
+    return imgstore_admin_call(c->h, NULL, type, req, desc, out);
+}
+
+/* Resolves a server argument: an exact id, or a prefix of exactly one id
+ * (tables show ids cut to ID_SHOW characters). On success *out is a malloc'd
+ * id (caller frees) and 0 is returned; otherwise the failure is printed and
+ * EXIT_FAIL returned. */
+static int resolve_server(struct ctx *c, const char *cmd, const char *arg, char **out)
+{
+    Imgstore__ClusterStatusResp *st = NULL;
+    int rc = imgstore_admin_cluster_status(c->h, &st);
+    if (rc != 0)
+        return fail(c, cmd, rc);
+    const char *found = NULL;
+    size_t matches = 0, len = strlen(arg);
+    for (size_t i = 0; i < st->n_servers; i++) {
+        const char *id = st->servers[i]->server_id ? st->servers[i]->server_id : "";
+        if (strcmp(id, arg) == 0) {
+            found = id;
+            matches = 1;
+            break;
+        }
+        if (len && strncmp(id, arg, len) == 0) {
+            found = id;
+            matches++;
+        }
+    }
+    if (matches == 1)
+        *out = strdup(found);
+    imgstore_admin_free_status(st);
+    if (matches > 1) {
+        fprintf(stderr, "%s: %s: %s matches %zu servers; give more of the id\n", prog, cmd, arg,
+                matches);
+        return EXIT_FAIL;
+    }
+    if (matches == 0) {
+        fprintf(stderr, "%s: %s: no server %s\n", prog, cmd, arg);
+        return EXIT_FAIL;
+    }
+    if (!*out)
+        return fail(c, cmd, -ENOMEM);
+    return 0;
+}
+
+/* Fetches LIST_TASKS. Returns 0 with *out (free with
+ * protobuf_c_message_free_unpacked) or the error. */
+static int list_tasks(struct ctx *c, Imgstore__ListTasksResp **out)
+{
+    Imgstore__ListTasks q = IMGSTORE__LIST_TASKS__INIT;
+    ProtobufCMessage *m = NULL;
+    int rc = ns_call(c, FT_LIST_TASKS, &q.base, &imgstore__list_tasks_resp__descriptor, &m);
+    *out = (Imgstore__ListTasksResp *)m;
+    return rc;
+}
+
+static int is_running(const Imgstore__Task *t)
+{
+    return t->state && strcmp(t->state, TASK_RUNNING) == 0;
+}
+
+static const char *str_or_dash(const char *s)
+{
+    return s && *s ? s : "-";
+}
+
+/* "12.5 MiB/s", or "-" when bytes or time are zero. */
+static const char *rate_text(uint64_t bytes, uint64_t ms, char out[CLI_HUMAN_MAX])
+{
+    char size[CLI_HUMAN_MAX];
+    if (!bytes || !ms)
+        return snprintf(out, CLI_HUMAN_MAX, "-"), out;
+    snprintf(out, CLI_HUMAN_MAX, "%s/s", cli_human_size(bytes * MS_PER_S / ms, size));
+    return out;
+}
+
+/* ---- tasks ------------------------------------------------------------------------ */
+
+/* A task's progress in percent; -1 when unknown (a copy reports its bytes
+ * only when it ends). */
+static double task_progress(const Imgstore__Task *t)
+{
+    if (t->state && strcmp(t->state, TASK_DONE) == 0)
+        return PCT;
+    if (!t->bytes_done || !t->bytes_total)
+        return -1;
+    double p = pct(t->bytes_done, t->bytes_total);
+    return p > PCT ? PCT : p;
+}
+
+static void task_json(const Imgstore__Task *t)
+{
+    printf("{\"id\": %" PRIu64 ", \"kind\": ", t->id);
+    cli_json_string(stdout, t->kind);
+    printf(", \"block_id\": %" PRIu64 ", \"source\": ", t->block_id);
+    cli_json_string(stdout, t->source);
+    printf(", \"target\": ");
+    cli_json_string(stdout, t->target);
+    printf(", \"state\": ");
+    cli_json_string(stdout, t->state);
+    double p = task_progress(t);
+    if (p >= 0)
+        printf(", \"progress_pct\": %.1f", p);
+    else
+        printf(", \"progress_pct\": null");
+    printf(", \"bytes_done\": %" PRIu64 ", \"bytes_total\": %" PRIu64 ", \"age_ms\": %" PRIu64,
+           t->bytes_done, t->bytes_total, t->age_ms);
+    if (is_running(t) && t->bytes_done && t->age_ms)
+        printf(", \"bytes_per_s\": %" PRIu64, t->bytes_done * MS_PER_S / t->age_ms);
+    else
+        printf(", \"bytes_per_s\": null");
+    printf(", \"reason\": ");
+    cli_json_string(stdout, t->reason);
+    printf(", \"error\": ");
+    cli_json_string(stdout, t->error);
+    printf("}");
+}
+
+static void tasks_json(const Imgstore__ListTasksResp *r)
+{
+    printf("{\"copy_rate_bytes_per_s\": %" PRIu64 ", \"task_cap\": %u, \"blocks_lost\": %" PRIu64
+           ", \"blocks_under_replicated\": %" PRIu64 ",\n \"drains\": [",
+           r->copy_rate_bytes_per_s, r->task_cap, r->blocks_lost, r->blocks_under_replicated);
+    for (size_t i = 0; i < r->n_drains; i++) {
+        printf("%s{\"server\": ", i ? ", " : "");
+        cli_json_string(stdout, r->drains[i]->server_id);
+        printf(", \"blocks_left\": %u}", r->drains[i]->blocks_left);
+    }
+    printf("],\n \"tasks\": [");
+    for (size_t i = 0; i < r->n_tasks; i++) {
+        printf("%s\n  ", i ? "," : "");
+        task_json(r->tasks[i]);
+    }
+    printf("%s]}\n", r->n_tasks ? "\n" : "");
+}
+
+/* Formats one task as a table row into cells (each CLI_CELL_MAX). */
+static void task_row(const Imgstore__Task *t, char cells[][CLI_CELL_MAX])
+{
+    char a[CLI_HUMAN_MAX], b[CLI_HUMAN_MAX];
+    snprintf(cells[0], CLI_CELL_MAX, "%" PRIu64, t->id);
+    snprintf(cells[1], CLI_CELL_MAX, "%s", str_or_dash(t->kind));
+    snprintf(cells[2], CLI_CELL_MAX, "%" PRIu64, t->block_id);
+    if (t->source && *t->source) /* a copy; a deletion has only the server dropping its copy */
+        snprintf(cells[3], CLI_CELL_MAX, "%.*s->%.*s", ID_SHOW, t->source, ID_SHOW,
+                 str_or_dash(t->target));
+    else
+        snprintf(cells[3], CLI_CELL_MAX, "%.*s", ID_SHOW, str_or_dash(t->target));
+    double p = task_progress(t);
+    if (p >= 0)
+        snprintf(cells[4], CLI_CELL_MAX, "%.0f%%", p);
+    else
+        snprintf(cells[4], CLI_CELL_MAX, "-");
+    snprintf(cells[5], CLI_CELL_MAX, "%s", cli_human_size(t->bytes_total, a));
+    snprintf(cells[6], CLI_CELL_MAX, "%s",
+             is_running(t) ? rate_text(t->bytes_done, t->age_ms, b) : "-");
+    snprintf(cells[7], CLI_CELL_MAX, "%s", str_or_dash(t->state));
+    snprintf(cells[8], CLI_CELL_MAX, "%s", cli_human_ms(t->age_ms, a));
+    if (t->error && *t->error)
+        snprintf(cells[9], CLI_CELL_MAX, "%s: %s", str_or_dash(t->reason), t->error);
+    else
+        snprintf(cells[9], CLI_CELL_MAX, "%s", str_or_dash(t->reason));
+}
+
+static int tasks_table(const Imgstore__ListTasksResp *r, int all)
+{
+    static const char *const header[] = {"ID",       "KIND",  "BLOCK", "SOURCE->TARGET",
+                                         "PROGRESS", "BYTES", "RATE",  "STATE",
+                                         "AGE",      "REASON"};
+    enum { NCOLS = sizeof(header) / sizeof(header[0]) };
+    struct cli_table t;
+    size_t running = 0, finished = 0, shown = 0;
+    if (cli_table_init(&t, NCOLS, header) != 0)
+        return EXIT_FAIL;
+    for (size_t i = 0; i < r->n_tasks; i++) {
+        const Imgstore__Task *k = r->tasks[i];
+        int run = is_running(k);
+        running += run;
+        finished += !run;
+        if (!run && !all && finished > TASKS_FINISHED_SHOWN)
+            continue;
+        char cells[NCOLS][CLI_CELL_MAX];
+        const char *row[NCOLS];
+        task_row(k, cells);
+        for (int j = 0; j < NCOLS; j++)
+            row[j] = cells[j];
+        if (cli_table_add(&t, row) != 0) {
+            cli_table_free(&t);
+            return EXIT_FAIL;
+        }
+        shown++;
+    }
+    printf("%zu running, %zu finished kept; copy cap %.0f MB/s per server, %u tasks per server\n",
+           running, finished, (double)r->copy_rate_bytes_per_s / BYTES_PER_MB, r->task_cap);
+    for (size_t i = 0; i < r->n_drains; i++)
+        printf("draining %s: %u blocks left\n", r->drains[i]->server_id,
+               r->drains[i]->blocks_left);
+    if (shown)
+        cli_table_print(&t, stdout);
+    else
+        printf("no background tasks\n");
+    if (shown < r->n_tasks)
+        printf("(%zu older finished tasks not shown; use --all)\n", r->n_tasks - shown);
+    cli_table_free(&t);
+    return EXIT_OK;
+}
+
+static int cmd_tasks(struct ctx *c)
+{
+    int all = 0;
+    for (int i = 1; i < c->argc; i++) {
+        if (strcmp(c->argv[i], "--all") == 0)
+            all = 1;
+        else
+            return usage_error("unexpected argument: ", c->argv[i]);
+    }
+    Imgstore__ListTasksResp *r = NULL;
+    int rc = list_tasks(c, &r);
+    if (rc != 0)
+        return fail(c, "tasks", rc);
+    int status = EXIT_OK;
+    if (c->json)
+        tasks_json(r);
+    else
+        status = tasks_table(r, all);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    return status;
+}
+
+/* ---- cancel ----------------------------------------------------------------------- */
+
+static int cmd_cancel(struct ctx *c)
+{
+    int rc = want_args(c, 1);
+    if (rc)
+        return rc;
+    uint64_t id;
+    if (parse_u64(c->argv[1], &id) != 0 || id == 0)
+        return usage_error("invalid task id: ", c->argv[1]);
+    Imgstore__AdminCancelTask q = IMGSTORE__ADMIN_CANCEL_TASK__INIT;
+    q.task_id = id;
+    ProtobufCMessage *m = NULL;
+    rc = ns_call(c, FT_ADMIN_CANCEL_TASK, &q.base, &imgstore__admin_cancel_task_resp__descriptor,
+                 &m);
+    if (rc == IMGSTORE_ENOTFOUND) {
+        fprintf(stderr, "%s: cancel: no running task %" PRIu64 " (ds-admin tasks lists them)\n",
+                prog, id);
+        return EXIT_FAIL;
+    }
+    if (rc != 0)
+        return fail(c, "cancel", rc);
+    protobuf_c_message_free_unpacked(m, NULL);
+    if (c->json)
+        printf("{\"task\": %" PRIu64 ", \"canceled\": true}\n", id);
+    else
+        printf("task %" PRIu64 " canceled; the planner may start its block again in a few "
+               "seconds while the cause remains (drain SERVER --cancel stops a drain)\n",
+               id);
+    return EXIT_OK;
+}
+
+/* ---- readonly ------------------------------------------------------------------------ */
+
+static int readonly_set(struct ctx *c, const char *id, int on);
+
+static int cmd_readonly(struct ctx *c)
+{
+    int rc = want_args(c, 2);
+    if (rc)
+        return rc;
+    const char *mode = c->argv[2];
+    int on = strcmp(mode, "on") == 0;
+    if (!on && strcmp(mode, "off") != 0)
+        return usage_error("readonly takes on or off, not ", mode);
+    char *id = NULL;
+    if ((rc = resolve_server(c, "readonly", c->argv[1], &id)) != 0)
+        return rc;
+    rc = readonly_set(c, id, on);
+    free(id);
+    return rc;
+}
+
+/* Sends READONLY for server `id` and prints the outcome. */
+static int readonly_set(struct ctx *c, const char *id, int on)
+{
+    int rc;
+    Imgstore__AdminReadonly q = IMGSTORE__ADMIN_READONLY__INIT;
+    q.server_id = (char *)id;
+    q.readonly = on;
+    ProtobufCMessage *m = NULL;
+    rc = ns_call(c, FT_ADMIN_READONLY, &q.base, &imgstore__admin_readonly_resp__descriptor, &m);
+    if (rc == IMGSTORE_ENOTFOUND) {
+        fprintf(stderr, "%s: readonly: no server %s\n", prog, id);
+        return EXIT_FAIL;
+    }
+    if (rc != 0)
+        return fail(c, "readonly", rc);
+    const Imgstore__AdminReadonlyResp *r = (const Imgstore__AdminReadonlyResp *)m;
+    if (c->json) {
+        printf("{\"server\": ");
+        cli_json_string(stdout, id);
+        printf(", \"readonly\": %s, \"server_readonly\": %s}\n", r->readonly ? "true" : "false",
+               r->server_readonly ? "true" : "false");
+    } else if (on) {
+        printf("%s is read-only: no new block goes to it and its blocks take no new files "
+               "(kept across nameserver restarts)\n",
+               id);
+    } else {
+        printf("%s is no longer read-only%s\n", id,
+               r->server_readonly ? " by the operator (it still reports itself read-only)" : "");
+    }
+    protobuf_c_message_free_unpacked(m, NULL);
+    return EXIT_OK;
+}
+
+/* ---- settings, set ---------------------------------------------------------------------- */
+
+static int get_settings(struct ctx *c, Imgstore__AdminSettingsResp **out)
+{
+    Imgstore__AdminSettings q = IMGSTORE__ADMIN_SETTINGS__INIT;
+    ProtobufCMessage *m = NULL;
+    int rc = ns_call(c, FT_ADMIN_SETTINGS, &q.base, &imgstore__admin_settings_resp__descriptor,
+                     &m);
+    *out = (Imgstore__AdminSettingsResp *)m;
+    return rc;
+}
+
+static const Imgstore__AdminSetting *setting_of(const Imgstore__AdminSettingsResp *r,
+                                                const char *key)
+{
+    for (size_t i = 0; r && i < r->n_settings; i++)
+        if (r->settings[i]->key && strcmp(r->settings[i]->key, key) == 0)
+            return r->settings[i];
+    return NULL;
+}
+
+/* Where a setting's value comes from. */
+static const char *setting_source(const Imgstore__AdminSetting *s)
+{
+    if (s->persisted)
+        return "set (ns.meta)";
+    return s->value == s->default_value ? "default" : "command line";
+}
+
+static void setting_json(const Imgstore__AdminSetting *s)
+{
+    printf("{\"key\": ");
+    cli_json_string(stdout, s->key);
+    printf(", \"value\": %" PRIu64 ", \"unit\": ", s->value);
+    cli_json_string(stdout, s->unit);
+    printf(", \"default\": %" PRIu64 ", \"min\": %" PRIu64 ", \"max\": %" PRIu64
+           ", \"persisted\": %s, \"applied\": %s, \"source\": ",
+           s->default_value, s->min, s->max, s->persisted ? "true" : "false",
+           s->applied ? "true" : "false");
+    cli_json_string(stdout, setting_source(s));
+    printf(", \"help\": ");
+    cli_json_string(stdout, s->help);
+    printf("}");
+}
+
+static int settings_table(const Imgstore__AdminSettingsResp *r)
+{
+    static const char *const header[] = {"KEY", "VALUE", "UNIT", "DEFAULT", "RANGE", "SOURCE",
+                                         "MEANING"};
+    enum { NCOLS = sizeof(header) / sizeof(header[0]) };
+    struct cli_table t;
+    int unapplied = 0;
+    if (cli_table_init(&t, NCOLS, header) != 0)
+        return EXIT_FAIL;
+    for (size_t i = 0; i < r->n_settings; i++) {
+        const Imgstore__AdminSetting *s = r->settings[i];
+        char key[CLI_CELL_MAX], val[CLI_HUMAN_MAX], def[CLI_HUMAN_MAX], range[CLI_CELL_MAX];
+        snprintf(key, sizeof(key), "%s%s", s->key, s->applied ? "" : " *");
+        snprintf(val, sizeof(val), "%" PRIu64, s->value);
+        snprintf(def, sizeof(def), "%" PRIu64, s->default_value);
+        snprintf(range, sizeof(range), "%" PRIu64 "..%" PRIu64, s->min, s->max);
+        unapplied |= !s->applied;
+        const char *row[NCOLS] = {key,   val, s->unit, def,
+                                  range, setting_source(s), s->help ? s->help : ""};
+        if (cli_table_add(&t, row) != 0) {
+            cli_table_free(&t);
+            return EXIT_FAIL;
+        }
+    }
+    cli_table_print(&t, stdout);
+    cli_table_free(&t);
+    if (unapplied)
+        printf("* stored and persisted, but not applied yet: nothing in the cluster uses it\n");
+    return EXIT_OK;
+}
+
+static int cmd_settings(struct ctx *c)
+{
+    int rc = want_args(c, 0);
+    if (rc)
+        return rc;
+    Imgstore__AdminSettingsResp *r = NULL;
+    if ((rc = get_settings(c, &r)) != 0)
+        return fail(c, "settings", rc);
+    int status = EXIT_OK;
+    if (c->json) {
+        printf("{\"settings\": [");
+        for (size_t i = 0; i < r->n_settings; i++) {
+            printf("%s\n  ", i ? "," : "");
+            setting_json(r->settings[i]);
+        }
+        printf("%s]}\n", r->n_settings ? "\n" : "");
+    } else {
+        status = settings_table(r);
+    }
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    return status;
+}
+
+static int cmd_set(struct ctx *c)
+{
+    int rc = want_args(c, 2);
+    if (rc)
+        return rc;
+    const char *key = c->argv[1];
+    uint64_t v;
+    if (parse_u64(c->argv[2], &v) != 0)
+        return usage_error("the value must be a whole number: ", c->argv[2]);
+    Imgstore__AdminSettingsResp *before = NULL;
+    if ((rc = get_settings(c, &before)) != 0)
+        return fail(c, "set", rc);
+    const Imgstore__AdminSetting *old = setting_of(before, key);
+    int status = EXIT_FAIL;
+    if (!old) {
+        fprintf(stderr, "%s: set: no setting %s (ds-admin settings lists them)\n", prog, key);
+        goto out;
+    }
+    if (v < old->min || v > old->max) {
+        fprintf(stderr, "%s: set: %s must be %" PRIu64 "..%" PRIu64 " %s, not %" PRIu64 "\n",
+                prog, key, old->min, old->max, old->unit, v);
+        goto out;
+    }
+    Imgstore__AdminSetSetting q = IMGSTORE__ADMIN_SET_SETTING__INIT;
+    q.key = (char *)key;
+    q.value = v;
+    ProtobufCMessage *m = NULL;
+    rc = ns_call(c, FT_ADMIN_SET_SETTING, &q.base,
+                 &imgstore__admin_set_setting_resp__descriptor, &m);
+    const Imgstore__AdminSetSettingResp *r = (const Imgstore__AdminSetSettingResp *)m;
+    if (rc == 0 && !r->setting)
+        rc = IMGSTORE_EPROTO;
+    if (rc != 0) {
+        if (m)
+            protobuf_c_message_free_unpacked(m, NULL);
+        fail(c, "set", rc);
+        goto out;
+    }
+    if (c->json) {
+        printf("{\"previous\": %" PRIu64 ", \"setting\": ", old->value);
+        setting_json(r->setting);
+        printf("}\n");
+    } else {
+        printf("%s = %" PRIu64 " %s (was %" PRIu64 "), kept in ns.meta%s\n", key,
+               r->setting->value, r->setting->unit, old->value,
+               r->setting->applied ? " and in force now"
+                                   : "; not applied yet: nothing in the cluster uses it");
+    }
+    protobuf_c_message_free_unpacked(m, NULL);
+    status = EXIT_OK;
+out:
+    protobuf_c_message_free_unpacked(&before->base, NULL);
+    return status;
+}
+
+/* ---- drain ------------------------------------------------------------------------- */
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+/* What a server holds: its blocks (ids sorted, owned) and their bytes, from
+ * ADMIN_LIST_BLOCKS pages. */
+struct holding {
+    uint64_t *ids;
+    size_t n;
+    uint64_t bytes;
+};
+
+static int holding_of(struct ctx *c, const char *server, struct holding *h)
+{
+    memset(h, 0, sizeof(*h));
+    Imgstore__AdminListBlocks q = IMGSTORE__ADMIN_LIST_BLOCKS__INIT;
+    q.server_id = (char *)server;
+    for (;;) {
+        ProtobufCMessage *m = NULL;
+        int rc = ns_call(c, FT_ADMIN_LIST_BLOCKS, &q.base,
+                         &imgstore__admin_list_blocks_resp__descriptor, &m);
+        if (rc != 0) {
+            free(h->ids);
+            h->ids = NULL;
+            return rc;
+        }
+        const Imgstore__AdminListBlocksResp *r = (const Imgstore__AdminListBlocksResp *)m;
+        uint64_t *ids = realloc(h->ids, (h->n + r->n_blocks + 1) * sizeof(*ids));
+        if (!ids) {
+            protobuf_c_message_free_unpacked(m, NULL);
+            free(h->ids);
+            h->ids = NULL;
+            return -ENOMEM;
+        }
+        h->ids = ids;
+        for (size_t i = 0; i < r->n_blocks; i++) {
+            h->ids[h->n++] = r->blocks[i]->block_id;
+            h->bytes += r->blocks[i]->size;
+        }
+        int more = r->n_blocks > 0 && r->matched > r->n_blocks;
+        if (more)
+            q.after_id = r->blocks[r->n_blocks - 1]->block_id;
+        protobuf_c_message_free_unpacked(m, NULL);
+        if (!more)
+            return 0;
+    }
+}
+
+static int has_id(const struct holding *h, uint64_t id)
+{
+    for (size_t i = 0; i < h->n; i++)
+        if (h->ids[i] == id)
+            return 1;
+    return 0;
+}
+
+/* The state of a drain as seen at one poll. */
+struct drain_view {
+    int draining;           /* the nameserver still lists the drain */
+    uint32_t blocks_left;
+    uint64_t bytes_left;
+    const Imgstore__Task *failed; /* a failed task of this drain (borrowed), or NULL */
+};
+
+struct drain_wait {
+    const char *server;
+    struct holding start;  /* what the server held when the wait began */
+    uint64_t first_task;   /* tasks with a lower id are older than the wait */
+    int64_t t0;
+    int tty;
+    uint32_t last_blocks;
+    uint64_t last_bytes;
+    int64_t last_line;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * MS_PER_S + ts.tv_nsec / 1000000;
+}
+
+static void sleep_poll(void)
+{
+    struct timespec ts = {.tv_sec = DRAIN_POLL_MS / MS_PER_S,
+                          .tv_nsec = (long)(DRAIN_POLL_MS % MS_PER_S) * 1000000L};
+    nanosleep(&ts, NULL); /* SIGINT ends it early */
+}
+
+/* Polls LIST_TASKS and the server's blocks. *tasks is owned by the caller
+ * afterwards (free with protobuf_c_message_free_unpacked; v->failed points
+ * into it). */
+static int drain_poll(struct ctx *c, const struct drain_wait *w, struct drain_view *v,
+                      Imgstore__ListTasksResp **tasks)
+{
+    memset(v, 0, sizeof(*v));
+    int rc = list_tasks(c, tasks);
+    if (rc != 0)
+        return rc;
+    const Imgstore__ListTasksResp *r = *tasks;
+    for (size_t i = 0; i < r->n_drains; i++)
+        if (r->drains[i]->server_id && strcmp(r->drains[i]->server_id, w->server) == 0) {
+            v->draining = 1;
+            v->blocks_left = r->drains[i]->blocks_left;
+        }
+    for (size_t i = 0; i < r->n_tasks && !v->failed; i++) {
+        const Imgstore__Task *t = r->tasks[i];
+        if (t->id >= w->first_task && t->state && strcmp(t->state, TASK_FAILED) == 0 &&
+            has_id(&w->start, t->block_id))
+            v->failed = t;
+    }
+    struct holding now;
+    if ((rc = holding_of(c, w->server, &now)) != 0)
+        return rc;
+    v->bytes_left = now.bytes;
+    free(now.ids);
+    return 0;
+}
+
+/* Prints the progress bar (terminal) or a progress line (when it changed,
+ * or every DRAIN_LINE_MS). */
+static void drain_show(struct drain_wait *w, const struct drain_view *v)
+{
+    int64_t el = now_ms() - w->t0;
+    uint64_t total = w->start.bytes;
+    uint64_t moved = total > v->bytes_left ? total - v->bytes_left : 0;
+    double p = total ? pct(moved, total) : (v->blocks_left ? 0.0 : PCT);
+    char m[CLI_HUMAN_MAX], tot[CLI_HUMAN_MAX], rate[CLI_HUMAN_MAX], left[CLI_HUMAN_MAX];
+    rate_text(moved, (uint64_t)el, rate);
+    if (moved && el > 0)
+        cli_human_ms((uint64_t)((double)v->bytes_left * (double)el / (double)moved), left);
+    else
+        snprintf(left, sizeof(left), "-");
+    cli_human_size(moved, m);
+    cli_human_size(total, tot);
+    if (w->tty) {
+        char bar[BAR_WIDTH + 1];
+        int full = (int)(p * BAR_WIDTH / PCT);
+        for (int i = 0; i < BAR_WIDTH; i++)
+            bar[i] = i < full ? '#' : '-';
+        bar[BAR_WIDTH] = '\0';
+        if (moved)
+            printf("\r[%s] %3.0f%%  %s of %s  %s  %s left  %u blocks left\033[K", bar, p, m,
+                   tot, rate, left, v->blocks_left);
+        else
+            printf("\r[%s] %3.0f%%  %s of %s  %u blocks left\033[K", bar, p, m, tot,
+                   v->blocks_left);
+        fflush(stdout);
+        return;
+    }
+    int64_t t = now_ms();
+    if (v->blocks_left == w->last_blocks && v->bytes_left == w->last_bytes &&
+        t - w->last_line < DRAIN_LINE_MS)
+        return;
+    if (moved)
+        printf("drain %s: %.0f%% moved (%s of %s), %u blocks left, %s, about %s left\n",
+               w->server, p, m, tot, v->blocks_left, rate, left);
+    else
+        printf("drain %s: %.0f%% moved (%s of %s), %u blocks left\n", w->server, p, m, tot,
+               v->blocks_left);
+    fflush(stdout);
+    w->last_blocks = v->blocks_left;
+    w->last_bytes = v->bytes_left;
+    w->last_line = t;
+}
+
+static void drain_json(const struct drain_wait *w, const struct drain_view *v, const char *result)
+{
+    uint64_t moved = w->start.bytes > v->bytes_left ? w->start.bytes - v->bytes_left : 0;
+    printf("{\"server\": ");
+    cli_json_string(stdout, w->server);
+    printf(", \"result\": \"%s\", \"draining\": %s, \"blocks_left\": %u, \"bytes_total\": %" PRIu64
+           ", \"bytes_moved\": %" PRIu64 ", \"bytes_left\": %" PRIu64 ", \"elapsed_ms\": %" PRId64,
+           result, v->draining ? "true" : "false", v->blocks_left, w->start.bytes, moved,
+           v->bytes_left, now_ms() - w->t0);
+    if (v->failed) {
+        printf(", \"failed_task\": ");
+        task_json(v->failed);
+    }
+    printf("}\n");
+}
+
+/* The id the next task will have at least (tasks already listed are older). */
+static uint64_t next_task_id(struct ctx *c)
+{
+    Imgstore__ListTasksResp *tasks = NULL;
+    uint64_t next = 0;
+    if (list_tasks(c, &tasks) != 0)
+        return 0;
+    for (size_t i = 0; i < tasks->n_tasks; i++)
+        if (tasks->tasks[i]->id >= next)
+            next = tasks->tasks[i]->id + 1;
+    protobuf_c_message_free_unpacked(&tasks->base, NULL);
+    return next;
+}
+
+/* Waits until `server` holds nothing; tasks from first_task on count. Returns
+ * the exit status. */
+static int drain_wait(struct ctx *c, const char *server, uint64_t first_task)
+{
+    struct drain_wait w = {.server = server, .tty = isatty(STDOUT_FILENO), .t0 = now_ms(),
+                           .first_task = first_task};
+    Imgstore__ListTasksResp *tasks = NULL;
+    int rc = holding_of(c, server, &w.start);
+    if (rc != 0)
+        return fail(c, "drain", rc);
+    w.last_blocks = UINT32_MAX;
+    struct sigaction sa = {.sa_handler = on_sigint};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    int status = EXIT_FAIL;
+    struct drain_view v = {0};
+    const char *result = "interrupted";
+    while (!interrupted) {
+        tasks = NULL;
+        if ((rc = drain_poll(c, &w, &v, &tasks)) != 0) {
+            if (w.tty)
+                printf("\n");
+            fail(c, "drain --wait", rc);
+            result = "error";
+            break;
+        }
+        if (!c->json)
+            drain_show(&w, &v);
+        if (v.failed || !v.draining || v.blocks_left == 0) {
+            if (w.tty && !c->json)
+                printf("\n");
+            if (v.failed) {
+                result = "task failed";
+                fprintf(stderr,
+                        "%s: drain %s: task %" PRIu64 " (%s of block %" PRIu64 ") failed: %s; "
+                        "the drain goes on and the planner retries (ds-admin tasks)\n",
+                        prog, server, v.failed->id, v.failed->kind, v.failed->block_id,
+                        str_or_dash(v.failed->error));
+            } else if (!v.draining) {
+                result = "not draining";
+                fprintf(stderr, "%s: drain %s: the server is no longer draining (canceled, or "
+                                "the nameserver restarted)\n", prog, server);
+            } else {
+                result = "done";
+                status = EXIT_OK;
+                char tot[CLI_HUMAN_MAX], el[CLI_HUMAN_MAX];
+                if (!c->json)
+                    printf("drain of %s done: %s moved in %s; it holds no block and can be "
+                           "stopped\n",
+                           server, cli_human_size(w.start.bytes, tot),
+                           cli_human_ms((uint64_t)(now_ms() - w.t0), el));
+            }
+            if (c->json)
+                drain_json(&w, &v, result);
+            protobuf_c_message_free_unpacked(&tasks->base, NULL);
+            free(w.start.ids);
+            return status;
+        }
+        protobuf_c_message_free_unpacked(&tasks->base, NULL);
+        sleep_poll();
+    }
+    if (interrupted) {
+        if (w.tty && !c->json)
+            printf("\n");
+        fprintf(stderr, "%s: stopped waiting; the drain of %s goes on (ds-admin drain %s "
+                        "--cancel stops it)\n", prog, server, server);
+    }
+    if (c->json)
+        drain_json(&w, &v, result);
+    free(w.start.ids);
+    return status;
+}
+
+static int drain_run(struct ctx *c, const char *server, int wait, int cancel);
+
+static int cmd_drain(struct ctx *c)
+{
+    int wait = 0, cancel = 0;
+    const char *server = NULL;
+    for (int i = 1; i < c->argc; i++) {
+        if (strcmp(c->argv[i], "--wait") == 0)
+            wait = 1;
+        else if (strcmp(c->argv[i], "--cancel") == 0)
+            cancel = 1;
+        else if (c->argv[i][0] == '-' && c->argv[i][1])
+            return usage_error("unknown option ", c->argv[i]);
+        else if (server)
+            return usage_error("unexpected argument: ", c->argv[i]);
+        else
+            server = c->argv[i];
+    }
+    if (!server)
+        return usage_error("missing argument for ", "drain");
+    if (wait && cancel)
+        return usage_error("--wait and --cancel exclude each other", NULL);
+    char *id = NULL;
+    int rc = resolve_server(c, "drain", server, &id);
+    if (rc != 0)
+        return rc;
+    rc = drain_run(c, id, wait, cancel);
+    free(id);
+    return rc;
+}
+
+/* Sends DRAIN for server `server`, then waits when asked. */
+static int drain_run(struct ctx *c, const char *server, int wait, int cancel)
+{
+    uint64_t first_task = wait ? next_task_id(c) : 0;
+    Imgstore__Drain q = IMGSTORE__DRAIN__INIT;
+    q.server_id = (char *)server;
+    q.cancel = cancel;
+    ProtobufCMessage *m = NULL;
+    int rc = ns_call(c, FT_DRAIN, &q.base, &imgstore__drain_resp__descriptor, &m);
+    if (rc == IMGSTORE_ENOTFOUND) {
+        fprintf(stderr, "%s: drain: no server %s\n", prog, server);
+        return EXIT_FAIL;
+    }
+    if (rc != 0)
+        return fail(c, "drain", rc);
+    uint32_t left = ((const Imgstore__DrainResp *)m)->blocks_left;
+    protobuf_c_message_free_unpacked(m, NULL);
+    if (wait) {
+        if (!c->json)
+            printf("draining %s: %u replicas to move (Ctrl-C stops waiting, not the drain)\n",
+                   server, left);
+        fflush(stdout);
+        return drain_wait(c, server, first_task);
+    }
+    if (c->json) {
+        printf("{\"server\": ");
+        cli_json_string(stdout, server);
+        printf(", \"draining\": %s, \"blocks_left\": %u}\n", cancel ? "false" : "true", left);
+    } else if (cancel) {
+        printf("drain of %s canceled: %u replicas stay on it\n", server, left);
+    } else {
+        printf("draining %s: %u replicas to move (ds-admin drain %s --wait follows it)\n", server,
+               left, server);
+    }
+    return EXIT_OK;
+}
+
+/* ---- verify ------------------------------------------------------------------------ */
+
+/* One dataserver asked to VERIFY, and its answer. */
+struct verify_target {
+    char *id, *addr;                 /* owned */
+    int rc;
+    Imgstore__VerifyResp *resp;      /* when rc == 0 (owned) */
+};
+
+static void targets_free(struct verify_target *t, size_t n)
+{
+    for (size_t i = 0; t && i < n; i++) {
+        free(t[i].id);
+        free(t[i].addr);
+        if (t[i].resp)
+            protobuf_c_message_free_unpacked(&t[i].resp->base, NULL);
+    }
+    free(t);
+}
+
+static int target_add(struct verify_target **t, size_t *n, const char *id, const char *addr)
+{
+    struct verify_target *nt = realloc(*t, (*n + 1) * sizeof(*nt));
+    if (!nt)
+        return -ENOMEM;
+    *t = nt;
+    nt[*n] = (struct verify_target){.id = strdup(id ? id : ""), .addr = strdup(addr ? addr : "")};
+    if (!nt[*n].id || !nt[*n].addr) {
+        free(nt[*n].id);
+        free(nt[*n].addr);
+        return -ENOMEM;
+    }
+    (*n)++;
+    return 0;
+}
+
+/* The servers to ask: the up replicas of `block` (when non-zero), else server
+ * `only` (when not NULL), else every up server. Returns 0 or EXIT_FAIL (printed). */
+static int verify_targets(struct ctx *c, uint64_t block, const char *only,
+                          struct verify_target **t, size_t *n)
+{
+    int rc = 0;
+    if (block) {
+        Imgstore__AdminBlockInfoResp *info = NULL;
+        if ((rc = block_info(c, block, &info)) == IMGSTORE_ENOTFOUND) {
+            fprintf(stderr, "%s: verify: block %" PRIu64 ": not in the block map\n", prog, block);
+            return EXIT_FAIL;
+        }
+        if (rc != 0)
+            return fail(c, "verify", rc);
+        for (size_t i = 0; rc == 0 && i < info->block->n_replicas; i++)
+            if (info->block->replicas[i]->up)
+                rc = target_add(t, n, info->block->replicas[i]->server_id,
+                                info->block->replicas[i]->addr);
+        protobuf_c_message_free_unpacked(&info->base, NULL);
+        return rc ? fail(c, "verify", rc) : 0;
+    }
+    char *id = NULL;
+    if (only && (rc = resolve_server(c, "verify", only, &id)) != 0)
+        return rc;
+    Imgstore__ClusterStatusResp *st = NULL;
+    if ((rc = imgstore_admin_cluster_status(c->h, &st)) != 0) {
+        free(id);
+        return fail(c, "verify", rc);
+    }
+    for (size_t i = 0; rc == 0 && i < st->n_servers; i++) {
+        const Imgstore__ServerStatus *s = st->servers[i];
+        if ((id && strcmp(s->server_id, id) != 0) || (!id && !is_up(s)))
+            continue;
+        rc = target_add(t, n, s->server_id, s->addr);
+    }
+    imgstore_admin_free_status(st);
+    free(id);
+    return rc ? fail(c, "verify", rc) : 0;
+}
+
+static void verify_json(const struct verify_target *t, size_t n, uint64_t bad, int ok)
+{
+    printf("{\"ok\": %s, \"bad_records\": %" PRIu64 ", \"servers\": [", ok ? "true" : "false",
+           bad);
+    for (size_t i = 0; i < n; i++) {
+        printf("%s\n  {\"server\": ", i ? "," : "");
+        cli_json_string(stdout, t[i].id);
+        printf(", \"address\": ");
+        cli_json_string(stdout, t[i].addr);
+        const Imgstore__VerifyResp *r = t[i].resp;
+        if (!r) {
+            printf(", \"error\": ");
+            cli_json_string(stdout, imgstore_strerror(t[i].rc));
+            printf("}");
+            continue;
+        }
+        printf(", \"error\": null, \"blocks\": %u, \"records\": %" PRIu64 ", \"bytes\": %" PRIu64
+               ", \"bad_records\": %u, \"bad_blocks\": [",
+               r->blocks, r->records, r->bytes, r->bad_records);
+        for (size_t k = 0; k < r->n_bad_blocks; k++)
+            printf("%s%" PRIu64, k ? ", " : "", r->bad_blocks[k]);
+        printf("]}");
+    }
+    printf("%s]}\n", n ? "\n" : "");
+}
+
+static int verify_table(const struct verify_target *t, size_t n)
+{
+    static const char *const header[] = {"SERVER",      "ADDRESS",    "BLOCKS", "RECORDS", "BYTES",
+                                         "BAD RECORDS", "BAD BLOCKS"};
+    enum { NCOLS = sizeof(header) / sizeof(header[0]) };
+    struct cli_table tb;
+    if (cli_table_init(&tb, NCOLS, header) != 0)
+        return EXIT_FAIL;
+    for (size_t i = 0; i < n; i++) {
+        const Imgstore__VerifyResp *r = t[i].resp;
+        char id[ID_SHOW + 1], blocks[CLI_HUMAN_MAX], recs[CLI_HUMAN_MAX], bytes[CLI_HUMAN_MAX],
+            bad[CLI_HUMAN_MAX], list[CLI_CELL_MAX] = "";
+        snprintf(id, sizeof(id), "%s", t[i].id);
+        if (r) {
+            snprintf(blocks, sizeof(blocks), "%u", r->blocks);
+            snprintf(recs, sizeof(recs), "%" PRIu64, r->records);
+            cli_human_size(r->bytes, bytes);
+            snprintf(bad, sizeof(bad), "%u", r->bad_records);
+            size_t used = 0;
+            for (size_t k = 0; k < r->n_bad_blocks && used < sizeof(list); k++) {
+                int w = snprintf(list + used, sizeof(list) - used, "%s%" PRIu64, k ? "," : "",
+                                 r->bad_blocks[k]);
+                used += w > 0 ? (size_t)w : 0;
+            }
+        } else {
+            snprintf(blocks, sizeof(blocks), "-");
+            snprintf(recs, sizeof(recs), "-");
+            snprintf(bytes, sizeof(bytes), "-");
+            snprintf(bad, sizeof(bad), "-");
+            snprintf(list, sizeof(list), "error: %s", imgstore_strerror(t[i].rc));
+        }
+        const char *row[NCOLS] = {id, t[i].addr, blocks, recs, bytes, bad, *list ? list : "-"};
+        if (cli_table_add(&tb, row) != 0) {
+            cli_table_free(&tb);
+            return EXIT_FAIL;
+        }
+    }
+    cli_table_print(&tb, stdout);
+    cli_table_free(&tb);
+    return EXIT_OK;
+}
+
+static int cmd_verify(struct ctx *c)
+{
+    uint64_t block = 0;
+    const char *only = NULL;
+    for (int i = 1; i < c->argc; i++) {
+        if (strcmp(c->argv[i], "--wait") == 0)
+            continue; /* VERIFY answers when its pass is over: the command always waits */
+        if (strcmp(c->argv[i], "--server") == 0) {
+            if (++i >= c->argc)
+                return usage_error("missing argument for ", "--server");
+            only = c->argv[i];
+        } else if (c->argv[i][0] == '-') {
+            return usage_error("unknown option ", c->argv[i]);
+        } else if (block || parse_u64(c->argv[i], &block) != 0 || block == 0) {
+            return usage_error("invalid block id: ", c->argv[i]);
+        }
+    }
+    if (block && only)
+        return usage_error("give a BLOCK or --server, not both", NULL);
+    struct verify_target *t = NULL;
+    size_t n = 0;
+    int rc = verify_targets(c, block, only, &t, &n);
+    if (rc != 0) {
+        targets_free(t, n);
+        return rc;
+    }
+    if (n == 0) {
+        fprintf(stderr, "%s: verify: no server is up to ask\n", prog);
+        return EXIT_FAIL;
+    }
+    /* A pass over a whole server takes long: unless --timeout was given, wait
+     * up to VERIFY_TIMEOUT_MS for each answer. */
+    imgstore_t *h = c->h;
+    struct imgstore_opts o = {.timeout_ms = VERIFY_TIMEOUT_MS};
+    if (!c->timeout_given && imgstore_open(c->ns, &o, &h) != 0)
+        h = c->h;
+    Imgstore__Verify q = IMGSTORE__VERIFY__INIT;
+    q.block_id = block;
+    uint64_t bad = 0;
+    int ok = 1;
+    for (size_t i = 0; i < n; i++) {
+        ProtobufCMessage *m = NULL;
+        t[i].rc = imgstore_admin_call(h, t[i].addr, FT_VERIFY, &q.base,
+                                      &imgstore__verify_resp__descriptor, &m);
+        t[i].resp = (Imgstore__VerifyResp *)m;
+        if (t[i].rc == 0 && !t[i].resp)
+            t[i].rc = IMGSTORE_EPROTO;
+        ok &= t[i].rc == 0 && t[i].resp->bad_records == 0;
+        bad += t[i].resp ? t[i].resp->bad_records : 0;
+    }
+    if (h != c->h)
+        imgstore_close(h);
+    int status = EXIT_OK;
+    if (c->json)
+        verify_json(t, n, bad, ok);
+    else if ((status = verify_table(t, n)) == EXIT_OK)
+        printf(ok ? "every record checked is intact\n"
+                  : "bad records were found or a server failed: copies marked corrupt are "
+                    "replaced by the nameserver\n");
+    targets_free(t, n);
+    return status == EXIT_OK && ok ? EXIT_OK : EXIT_FAIL;
+}
+
 /* ---- main ------------------------------------------------------------------ */
 
 static const struct command commands[] = {
@@ -749,6 +1815,47 @@ static const struct command commands[] = {
      "its replicas, each asked with STAT whether it has the file. Exit status 1 when a\n"
      "replica misses it (or disagrees on size or CRC32C).",
      cmd_file},
+    {"tasks", "[--all]", "The nameserver's background tasks, running first, then the newest finished\n"
+     "(20 of them; --all shows the 256 kept): id, kind (replicate, delete), block,\n"
+     "source->target, progress, bytes, rate, state, age, reason (and error). Also the\n"
+     "copy cap, the task cap per server and the drains in progress.",
+     cmd_tasks},
+    {"cancel", "TASK", "Cancels a running background task: it ends as failed (canceled). The\n"
+     "planner may start the same block again after 5 s while the cause remains; to\n"
+     "stop a drain, use drain SERVER --cancel. Exit status 1 when no such task runs.",
+     cmd_cancel},
+    {"drain", "SERVER [--wait] [--cancel]",
+     "Moves every block off SERVER: it takes no new blocks, each of its blocks is copied\n"
+     "to another server, then its copy is deleted. --cancel stops the drain (blocks stay\n"
+     "where they are). --wait follows it until the server holds no block: a progress\n"
+     "bar (bytes moved, rate, time left) on a terminal, a progress line otherwise; exit\n"
+     "status 0 when done, 1 when a task of the drain failed or the drain stopped.\n"
+     "Ctrl-C stops waiting and leaves the drain running. A restarted nameserver forgets\n"
+     "drains.",
+     cmd_drain},
+    {"readonly", "SERVER on|off",
+     "Marks SERVER read-only (on) or not (off): no new block is placed on it and its\n"
+     "blocks take no new files (they stay readable; deletes still work). Kept in the\n"
+     "nameserver's ns.meta across restarts; shown as read-only by servers.",
+     cmd_readonly},
+    {"verify", "[BLOCK | --server S] [--wait]",
+     "Checks stored records against their CRC32C now (a scrub pass not throttled by the\n"
+     "scrub rate): every up replica of BLOCK, every block of server S, or with neither\n"
+     "every block of every up server. The command waits for each server's pass (--wait\n"
+     "is implied; no progress is reported meanwhile). Bad records mark their block's copy\n"
+     "corrupt and the nameserver replaces it from a good replica. Exit status 1 when a\n"
+     "bad record is found or a server fails to answer.",
+     cmd_verify},
+    {"settings", "", "The nameserver's runtime settings: value, unit, default, allowed range and\n"
+     "where the value comes from. A setting marked * is stored but not applied yet.",
+     cmd_settings},
+    {"set", "KEY VALUE",
+     "Changes one runtime setting (ds-admin settings lists them): copy_rate (MB/s),\n"
+     "task_cap (tasks per server), heartbeat_timeout (ms), compact_threshold (%),\n"
+     "scrub_rate (MB/s), rebalance_band (points). The nameserver checks the range, writes\n"
+     "it to ns.meta (crash-safe) and applies it at once; it wins over the command line\n"
+     "after a restart. Exit status 1 when the key is unknown or the value out of range.",
+     cmd_set},
     {NULL, NULL, NULL, NULL},
 };
 
@@ -763,7 +1870,7 @@ int main(int argc, char **argv)
     if (!ns || !*ns)
         ns = DEFAULT_NS;
     struct imgstore_opts opts = {0};
-    int json = 0, c;
+    int json = 0, timeout_given = 0, c;
     opterr = 0;
     /* "+": stop at the command, whose own options follow it. */
     while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
@@ -777,6 +1884,7 @@ int main(int argc, char **argv)
         case 't':
             if (cli_parse_int(optarg, &opts.timeout_ms) != 0 || opts.timeout_ms == 0)
                 return usage_error("invalid --timeout: ", optarg);
+            timeout_given = 1;
             break;
         case 'h':
             usage(stdout);
@@ -800,7 +1908,11 @@ int main(int argc, char **argv)
             argv[kept++] = argv[i];
     }
     argc = kept;
-    struct ctx ctx = {.ns = ns, .json = json, .argc = argc - optind, .argv = argv + optind};
+    struct ctx ctx = {.ns = ns,
+                      .json = json,
+                      .timeout_given = timeout_given,
+                      .argc = argc - optind,
+                      .argv = argv + optind};
     int rc;
     if (want_help(&ctx, cmd, &rc))
         return rc;

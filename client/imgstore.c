@@ -43,6 +43,8 @@
 #define PUT_MAX_EXCLUDE 32          /* failed blocks remembered per put */
 #define NOBLOCK_WAIT_MIN_MS 50      /* first wait after IMG_ENOBLOCK */
 #define NOBLOCK_WAIT_MAX_MS 200     /* longest wait after IMG_ENOBLOCK */
+#define NS_RETRY_MIN_MS 50          /* first wait after the nameserver was unreachable */
+#define NS_RETRY_MAX_MS 1000        /* longest wait between nameserver attempts */
 
 struct imgstore {
     char ns[RPC_ADDR_MAX];
@@ -140,6 +142,23 @@ static int call_msg(imgstore_t *h, const char *addr, unsigned type, const Protob
     return rc;
 }
 
+/* call_msg to the nameserver, retried with growing waits while it cannot be
+ * reached (restarting, or a network blip), until the deadline. Returns what
+ * the last attempt returned. */
+static int call_ns(imgstore_t *h, unsigned type, const ProtobufCMessage *req, int64_t deadline,
+                   const ProtobufCMessageDescriptor *desc, ProtobufCMessage **msg)
+{
+    int wait = NS_RETRY_MIN_MS;
+    for (;;) {
+        int rc = call_msg(h, h->ns, type, req, deadline, desc, msg);
+        int64_t left = deadline - rpc_now_ms();
+        if (rc != IMG_ECONN || left <= 0)
+            return rc;
+        sleep_ms(left < wait ? (int)left : wait);
+        wait = wait * 2 > NS_RETRY_MAX_MS ? NS_RETRY_MAX_MS : wait * 2;
+    }
+}
+
 /* Asks the nameserver for writable blocks and adds the usable ones to the
  * cache. Returns 0, IMG_ENOBLOCK when none came back, or an error. */
 static int alloc_write(imgstore_t *h, uint64_t *excl, size_t nexcl, int64_t deadline)
@@ -149,8 +168,8 @@ static int alloc_write(imgstore_t *h, uint64_t *excl, size_t nexcl, int64_t dead
     req.exclude = excl;
     req.n_exclude = nexcl;
     ProtobufCMessage *m;
-    int rc = call_msg(h, h->ns, FT_ALLOC_WRITE, &req.base, deadline,
-                      &imgstore__alloc_write_resp__descriptor, &m);
+    int rc = call_ns(h, FT_ALLOC_WRITE, &req.base, deadline,
+                     &imgstore__alloc_write_resp__descriptor, &m);
     if (rc != 0)
         return rc;
     Imgstore__AllocWriteResp *resp = (Imgstore__AllocWriteResp *)m;
@@ -178,8 +197,8 @@ static int lookup(imgstore_t *h, uint64_t block_id, int64_t deadline, struct cac
     req.block_ids = &block_id;
     req.n_block_ids = 1;
     ProtobufCMessage *m;
-    int rc = call_msg(h, h->ns, FT_LOOKUP, &req.base, deadline,
-                      &imgstore__lookup_resp__descriptor, &m);
+    int rc = call_ns(h, FT_LOOKUP, &req.base, deadline, &imgstore__lookup_resp__descriptor,
+                     &m);
     if (rc != 0)
         return rc;
     Imgstore__LookupResp *resp = (Imgstore__LookupResp *)m;
@@ -212,25 +231,6 @@ static int locate(imgstore_t *h, uint64_t block_id, int fresh, int64_t deadline,
 }
 
 /* ---- put ----------------------------------------------------------------- */
-
-/* A write error after which another block may succeed. */
-static int put_retryable(int rc)
-{
-    switch (rc) {
-    case IMG_EREPL:
-    case IMG_EFULL:
-    case IMG_ESEALED:
-    case IMG_ENOTPRIMARY:
-    case IMG_ENOBLOCKHERE:
-    case IMG_ECONN:
-    case IMG_ETIMEDOUT:
-    case IMG_EPROTO:
-    case IMG_ECORRUPT: /* the server got other bytes than we sent */
-        return 1;
-    default:
-        return 0;
-    }
-}
 
 /* Sends one WRITE to the primary of `b`. Returns 0 with the file name in
  * name_out, or the error of this attempt. */
@@ -311,7 +311,7 @@ int imgstore_put(imgstore_t *h, const void *data, size_t len, const char *mime,
         rc = put_once(h, &b, data, len, code, crc, deadline, name_out);
         if (rc == 0)
             return 0;
-        if (!put_retryable(rc))
+        if (!img_err_write_retryable(rc))
             return rc;
         cache_writable_drop(&h->cache, b.block_id);
         if (rc != IMG_ECORRUPT) {
@@ -567,9 +567,10 @@ int imgstore_unlink(imgstore_t *h, const char *name)
         if (rc == 0 || rc == IMG_ENOTFOUND)
             return rc;
         cache_loc_drop(&h->cache, f.block_id);
-        /* Only a location that named the wrong primary is worth asking
-         * again; any other failure is the caller's to retry. */
-        if (fresh || (rc != IMG_ENOTPRIMARY && rc != IMG_ENOBLOCKHERE))
+        /* Only a location that named the wrong (or a dead, since replaced)
+         * primary is worth asking again; any other failure is the caller's
+         * to retry. */
+        if (fresh || (rc != IMG_ENOTPRIMARY && rc != IMG_ENOBLOCKHERE && rc != IMG_ECONN))
             return rc;
         fresh = 1;
     }

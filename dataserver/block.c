@@ -59,6 +59,7 @@ _Static_assert(BLOCK_MIN_SIZE > BLOCK_TOMBSTONE_RESERVE + BLOCK_SUPER_SIZE,
 #define META_MAX 4096             /* a meta file larger than this is not ours */
 #define SCAN_CHUNK (1u << 20)     /* recovery reads the block file in 1 MiB pieces */
 #define IDX_READ_ENTRIES 4096     /* index entries read at once at open */
+#define IDX_LOAD_ENTRIES (1u << 18) /* load_index reads 3 MiB of entries at once */
 #define ID_HEX_LEN 16
 #define SUFFIX_MAX 16             /* room for ".meta.tmp" and the like */
 
@@ -408,18 +409,30 @@ static const uint8_t *reader_get(struct reader *r, uint64_t pos, size_t n, int *
  * (0: rewrite it). Returns 0 or -errno. */
 static int load_index(struct block *b, uint64_t file_size, uint64_t *scan_from, uint64_t *keep)
 {
-    uint8_t buf[IDX_READ_ENTRIES * INDEX_ENTRY_SIZE], want[INDEX_HEADER_SIZE];
+    uint8_t hdr[INDEX_HEADER_SIZE], want[INDEX_HEADER_SIZE];
     uint64_t end = BLOCK_SUPER_SIZE, pos = INDEX_HEADER_SIZE, last_off = 0;
     uint32_t last_seq = 0, last_size = 0;
     int last_tomb = 0, stop = 0;
     *scan_from = BLOCK_SUPER_SIZE;
     *keep = 0;
     idx_header(b->id, want);
-    ssize_t n = pread(b->idx_fd, buf, INDEX_HEADER_SIZE, 0);
-    if (n != INDEX_HEADER_SIZE || memcmp(buf, want, INDEX_HEADER_SIZE) != 0)
+    ssize_t n = pread(b->idx_fd, hdr, INDEX_HEADER_SIZE, 0);
+    if (n != INDEX_HEADER_SIZE || memcmp(hdr, want, INDEX_HEADER_SIZE) != 0)
         return 0;
+    /* Seqs are dense, so the entry count bounds the highest seq: size the
+     * RAM index once from the file's length instead of doubling through it
+     * (a failure here only means it grows as it loads). */
+    struct stat st;
+    if (fstat(b->idx_fd, &st) == 0 && (uint64_t)st.st_size > INDEX_HEADER_SIZE) {
+        uint64_t nent = ((uint64_t)st.st_size - INDEX_HEADER_SIZE) / INDEX_ENTRY_SIZE;
+        if (nent < seq_limit(b))
+            index_reserve(&b->ix, (uint32_t)nent + 1);
+    }
+    uint8_t *buf = malloc((size_t)IDX_LOAD_ENTRIES * INDEX_ENTRY_SIZE);
+    if (!buf)
+        return -ENOMEM;
     while (!stop) {
-        n = pread(b->idx_fd, buf, sizeof(buf), (off_t)pos);
+        n = pread(b->idx_fd, buf, (size_t)IDX_LOAD_ENTRIES * INDEX_ENTRY_SIZE, (off_t)pos);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < INDEX_ENTRY_SIZE)
@@ -435,13 +448,16 @@ static int load_index(struct block *b, uint64_t file_size, uint64_t *scan_from, 
                 break;
             }
             int rc = apply(b, seq, off, size, tomb);
-            if (rc != 0)
+            if (rc != 0) {
+                free(buf);
                 return rc;
+            }
             end = off + needle_record_size(size);
             last_off = off, last_seq = seq, last_size = size, last_tomb = tomb;
             pos += INDEX_ENTRY_SIZE;
         }
     }
+    free(buf);
     if (last_seq != 0) {
         /* The index is only believed if its last entry names the record
          * really found at that offset. */
@@ -711,7 +727,9 @@ void block_close(struct block *b)
 {
     if (!b)
         return;
-    if (b->fd >= 0)
+    if (b->file)
+        block_fd_put(b->file); /* reads in flight keep the descriptor */
+    else if (b->fd >= 0)
         close(b->fd);
     if (b->idx_fd >= 0)
         close(b->idx_fd);
@@ -900,4 +918,93 @@ int block_unlink_files(const struct block *b)
             rc = r;
     }
     return rc;
+}
+
+/* ---- shared descriptors and compaction swap (ds_compact.c) ---- */
+
+struct block_fd *block_fd_get(struct block *b)
+{
+    if (!b->file) {
+        b->file = malloc(sizeof(*b->file));
+        if (!b->file)
+            return NULL;
+        b->file->fd = b->fd;
+        b->file->refs = 1; /* the block's own pin */
+    }
+    b->file->refs++;
+    return b->file;
+}
+
+void block_fd_put(struct block_fd *f)
+{
+    if (!f || --f->refs > 0)
+        return;
+    if (f->fd >= 0)
+        close(f->fd);
+    free(f);
+}
+
+int block_swap_file(struct block *b, const char *tmp_path, int new_fd, struct index *ix,
+                    uint64_t tail, const uint8_t *idx_entries, size_t idx_len)
+{
+    char path[sizeof(b->path) + SUFFIX_MAX], ipath[sizeof(b->path) + SUFFIX_MAX];
+    char dir[sizeof(b->path)];
+    uint8_t ih[INDEX_HEADER_SIZE];
+    struct block_fd *nf = malloc(sizeof(*nf));
+    if (!nf)
+        return -ENOMEM;
+    snprintf(dir, sizeof(dir), "%s", b->path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    /* The new index goes beside the old one first; the old one is emptied
+     * before the block file changes, so no crash pairs an index with the
+     * wrong block file (an empty index is rebuilt by a scan). */
+    path_of(b, ".idx.compact", ipath, sizeof(ipath));
+    int ifd = open(ipath, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    int rc = ifd < 0 ? -errno : 0;
+    idx_header(b->id, ih);
+    if (rc == 0)
+        rc = write_full(ifd, ih, sizeof(ih));
+    if (rc == 0 && idx_len)
+        rc = write_full(ifd, idx_entries, idx_len);
+    if (rc == 0 && ftruncate(b->idx_fd, 0) < 0)
+        rc = -errno;
+    path_of(b, ".blk", path, sizeof(path));
+    if (rc == 0 && rename(tmp_path, path) < 0)
+        rc = -errno;
+    if (rc != 0) {
+        if (ifd >= 0)
+            close(ifd);
+        unlink(ipath);
+        free(nf);
+        return rc;
+    }
+    /* From here the new block file is in place: finish the switch. */
+    char idx_path[sizeof(b->path) + SUFFIX_MAX];
+    path_of(b, ".idx", idx_path, sizeof(idx_path));
+    if (rename(ipath, idx_path) < 0)
+        log_warn("block %016" PRIx64 ": cannot install the compacted index (%s); it will be "
+                 "rebuilt", b->id, strerror(errno));
+    rc = fs_sync_dir(dir);
+    if (rc != 0)
+        log_warn("block %016" PRIx64 ": fsync of the folder after compaction: %s", b->id,
+                 img_strerror(rc));
+    nf->fd = new_fd;
+    nf->refs = 1;
+    if (b->file)
+        block_fd_put(b->file);
+    else
+        close(b->fd);
+    b->file = nf;
+    b->fd = new_fd;
+    close(b->idx_fd);
+    b->idx_fd = ifd;
+    index_free(&b->ix);
+    b->ix = *ix;
+    index_init(ix);
+    b->tail = b->durable_tail = tail;
+    b->deleted_bytes = 0;
+    b->dirty = 1;
+    return 0;
 }

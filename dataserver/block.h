@@ -42,6 +42,11 @@
 /* The last bytes of a block are kept for tombstones: block_reserve refuses a
  * new file that would end inside them, so deletes still fit in a full block. */
 #define BLOCK_TOMBSTONE_RESERVE (64u << 10)
+/* Room for a block's path (<disk>/blocks/<id>, suffixes added separately):
+ * kept in struct block, once per block in RAM, so it is sized for real data
+ * folder paths (up to ~200 characters) rather than PATH_MAX; a longer data
+ * folder gets -ENAMETOOLONG from block_create/block_open. */
+#define BLOCK_PATH_MAX 256
 
 struct block_replica {
     char server_id[64];
@@ -63,11 +68,24 @@ struct block {
     int primary;
     int sealed;
     int corrupt;
+    int stale;              /* left out of the nameserver's replica set (SET_REPLICAS):
+                               not served over the native port until put back */
     int nreplicas;
     struct block_replica replicas[BLOCK_MAX_REPLICAS]; /* primary first */
-    char path[4096];        /* <disk>/blocks/<id> without suffix */
+    char path[BLOCK_PATH_MAX]; /* <disk>/blocks/<id> without suffix */
     int dirty;              /* changed since the last heartbeat report */
     void *io;               /* blockio state (group commit), owned by blockio.c */
+    struct block_fd *file;  /* holder of fd shared with reads in flight, NULL until pinned */
+    int compacting;         /* a compaction is rewriting it (ds_compact.c) */
+    uint64_t hold_until_ms; /* deletes refused until this loop time (ds_compact.c) */
+};
+
+/* The block file descriptor as shared by reads in flight: compaction
+ * replaces b->fd while reads submitted on the old file still run, and the
+ * old descriptor is closed only when the last of them completed. */
+struct block_fd {
+    int fd;
+    unsigned refs;
 };
 
 /* Creates an empty block in folder `blocks_dir` (superblock written and
@@ -129,6 +147,27 @@ int block_check_super(const uint8_t in[BLOCK_SUPER_SIZE], uint64_t id, uint64_t 
 int block_install_copy(const char *blocks_dir, int disk, uint64_t id, const char *tmp_path,
                        const struct block_replica *replicas, int nreplicas,
                        const uint8_t *idx_entries, size_t idx_len, struct block **out);
+
+/* Pins the block's current file for one read: returns the holder (its fd
+ * stays open until the matching block_fd_put) or NULL on -ENOMEM. */
+struct block_fd *block_fd_get(struct block *b);
+
+/* Drops one pin; the descriptor is closed with the last one. NULL-safe. */
+void block_fd_put(struct block_fd *f);
+
+/* Replaces the block file by a compacted one (ds_compact.c): `tmp_path`
+ * (durable, open as `new_fd`, same superblock, the live records of the old
+ * file) becomes <id>.blk and `idx_entries` (idx_len bytes of encoded entries,
+ * index.h) the new index file; the old index file is removed before the
+ * rename, so a crash between the steps leaves a block file whose index is
+ * rebuilt by a scan at the next open. On success the block uses the new file
+ * at once (fd, index `ix` moved into b, tail, deleted_bytes = 0), reads in
+ * flight on the old file keep its descriptor until they complete, and 0 is
+ * returned; new_fd and *ix then belong to b. On failure b is unchanged (its
+ * old file still in place, the index file possibly empty: rebuilt at the
+ * next open) and the caller keeps new_fd, *ix and tmp_path. */
+int block_swap_file(struct block *b, const char *tmp_path, int new_fd, struct index *ix,
+                    uint64_t tail, const uint8_t *idx_entries, size_t idx_len);
 
 /* Removes the three files of a block that is no longer open (closed or
  * handed to a deferred close): <path>.blk, .idx, .meta, then fsyncs the

@@ -49,6 +49,7 @@ struct bio_block {
 };
 
 struct bio_read {
+    struct block_fd *file; /* pinned: a compaction swap cannot close it under us */
     size_t len;
     blockio_cb cb;
     void *arg;
@@ -229,6 +230,7 @@ static void on_read(int res, void *arg)
 {
     struct bio_read *q = arg;
     int status = res < 0 ? res : (size_t)res < q->len ? IMG_ECORRUPT : 0;
+    block_fd_put(q->file);
     q->cb(status, q->arg);
     free(q);
 }
@@ -241,12 +243,19 @@ int blockio_read(struct uring *r, struct block *b, void *buf, size_t len, uint64
     struct bio_read *q = malloc(sizeof(*q));
     if (!q)
         return -ENOMEM;
+    q->file = block_fd_get(b);
+    if (!q->file) {
+        free(q);
+        return -ENOMEM;
+    }
     q->len = len;
     q->cb = cb;
     q->arg = arg;
-    int rc = uring_read(r, b->fd, buf, len, offset, on_read, q);
-    if (rc != 0)
+    int rc = uring_read(r, q->file->fd, buf, len, offset, on_read, q);
+    if (rc != 0) {
+        block_fd_put(q->file);
         free(q);
+    }
     return rc;
 }
 

@@ -61,6 +61,11 @@ struct ds {
     /* background copies, seals and deletions (ds_copy.c), NULL until used */
     struct ds_copy *copy;
 
+    /* compactions (ds_compact.c) and the scrubber (ds_scrub.c), NULL until used */
+    struct ds_compact *compact;
+    struct ds_scrub *scrub;
+    uint64_t scrub_rate;        /* bytes/s of background checking; 0: off (--scrub-rate-mb) */
+
     /* the dataserver as a cluster client (ds_nsclient.c) */
     struct ds_nsclient *nsc;
 

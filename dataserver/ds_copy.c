@@ -17,6 +17,17 @@
  * Throttling: one token bucket per server. A chunk is asked for only when
  * the bucket is not in debt; the bytes not received are given back.
  *
+ * Tail catch-up: a REPLICATE_BLOCK for a block already here but shorter
+ * than expected_size copies only the missing tail, from the copy's durable
+ * tail, into the block file itself: each verified record is reserved at the
+ * tail (block_reserve_at, as a replicated append is) and written through the
+ * group commit (blockio_append), then indexed with block_commit, so readers
+ * see the new records as soon as they are durable. The block is sealed
+ * first; a copy with an append in flight answers IMG_EUNAVAIL.
+ *
+ * SET_REPLICAS replaces a block's replica list and role (saved in its meta),
+ * so the primary forwards tombstones to the replica set the nameserver keeps.
+ *
  * A deleted block leaves the table at once (no new I/O can find it) and its
  * files are unlinked; its descriptors stay open DS_DELETE_GRACE_MS so that
  * I/O already queued on them completes, then it is closed. */
@@ -87,6 +98,11 @@ struct copy {
     size_t idx_len, idx_cap;
     uint8_t *wbuf;               /* bytes being written */
     size_t wlen;
+    int catchup;                 /* appending the tail to the block here */
+    uint8_t *cu_buf;             /* catch-up: the records being appended */
+    size_t cu_len;
+    unsigned cu_pending;         /* catch-up: appends not yet durable */
+    int cu_err;
     uv_timer_t timer;            /* throttle wait */
     int timer_open;
     uint64_t started_ms;
@@ -129,6 +145,12 @@ static uint64_t bucket_take(struct ds_copy *dc, uint32_t len)
     return 0;
 }
 
+uint64_t ds_copy_throttle(struct ds *ds, uint32_t len)
+{
+    struct ds_copy *dc = state(ds);
+    return dc ? bucket_take(dc, len) : 1;
+}
+
 /* ---- replies ---------------------------------------------------------------- */
 
 static void session_reply(struct ds *ds, struct conn *c, const struct frame_header *req, int rc,
@@ -143,6 +165,7 @@ static void session_reply(struct ds *ds, struct conn *c, const struct frame_head
 /* ---- copy ------------------------------------------------------------------- */
 
 static void copy_next(struct copy *cp);
+static void catchup_finish(struct copy *cp);
 
 static void copy_timer_closed(uv_handle_t *h)
 {
@@ -162,6 +185,7 @@ static void copy_free(struct copy *cp)
         close(cp->fd);
     free(cp->idx);
     free(cp->wbuf);
+    free(cp->cu_buf);
     if (cp->timer_open)
         uv_close((uv_handle_t *)&cp->timer, copy_timer_closed);
     else
@@ -289,13 +313,105 @@ static int check_records(struct copy *cp, const uint8_t *body, size_t len, size_
         }
         if (crc32c(0, body + pos + NEEDLE_HEADER_SIZE, h.size) != h.data_crc)
             return IMG_ECORRUPT;
-        int rc = idx_add(cp, &h, cp->off + pos);
+        int rc = cp->catchup ? 0 : idx_add(cp, &h, cp->off + pos);
         if (rc != 0)
             return rc;
         pos += rs;
     }
     *used = pos;
     return 0;
+}
+
+/* Ends a catch-up whose records are all durable. */
+static void catchup_finish(struct copy *cp)
+{
+    struct block *b = store_get(cp->ds->store, cp->id);
+    copy_finish(cp, b ? 0 : IMG_ENOBLOCKHERE, b);
+}
+
+/* One record of a catch-up chunk on its way to the disk. */
+struct cu_rec {
+    struct copy *cp;
+    uint64_t off;
+    const uint8_t *rec;
+};
+
+static void catchup_put(struct copy *cp);
+
+static void catchup_done(int status, void *arg)
+{
+    struct cu_rec *r = arg;
+    struct copy *cp = r->cp;
+    struct block *b = store_get(cp->ds->store, cp->id);
+    struct needle_header h;
+    if (status == 0 && (!b || needle_decode_header(r->rec, &h) != 0))
+        status = IMG_ENOBLOCKHERE;
+    if (status == 0)
+        status = block_commit(b, r->off, &h);
+    if (status != 0 && cp->cu_err == 0)
+        cp->cu_err = status;
+    free(r);
+    catchup_put(cp);
+}
+
+/* Drops one pending append (or the issuing hold) of a catch-up chunk; the
+ * last one moves the copy on. */
+static void catchup_put(struct copy *cp)
+{
+    if (--cp->cu_pending > 0)
+        return;
+    if (cp->cu_err == 0) {
+        cp->crc = crc32c(cp->crc, cp->cu_buf, cp->cu_len);
+        cp->off += cp->cu_len;
+    }
+    free(cp->cu_buf);
+    cp->cu_buf = NULL;
+    if (cp->cu_err != 0 || cp->ds->stopping)
+        copy_finish(cp, cp->cu_err ? cp->cu_err : IMG_ECONN, NULL);
+    else
+        copy_next(cp);
+}
+
+/* Appends the verified records body[0..used) at the tail of the block here,
+ * one reserved, group-committed append each. */
+static void catchup_write(struct copy *cp, const uint8_t *body, size_t used)
+{
+    struct block *b = store_get(cp->ds->store, cp->id);
+    if (!b || b->tail != cp->off || b->durable_tail != cp->off) {
+        copy_finish(cp, b ? IMG_EOFFSET : IMG_ENOBLOCKHERE, NULL);
+        return;
+    }
+    if (!(cp->cu_buf = malloc(used))) {
+        copy_finish(cp, -ENOMEM, NULL);
+        return;
+    }
+    memcpy(cp->cu_buf, body, used);
+    cp->cu_len = used;
+    cp->cu_err = 0;
+    cp->cu_pending = 1; /* held while issuing */
+    for (size_t pos = 0; pos < used;) {
+        struct needle_header h;
+        needle_decode_header(cp->cu_buf + pos, &h); /* checked by check_records */
+        uint32_t rs = (uint32_t)needle_record_size(h.size);
+        struct cu_rec *r = malloc(sizeof(*r));
+        int rc = r ? block_reserve_at(b, cp->off + pos, rs) : -ENOMEM;
+        if (rc == 0) {
+            *r = (struct cu_rec){.cp = cp, .off = cp->off + pos, .rec = cp->cu_buf + pos};
+            rc = blockio_append(cp->ds->store->ring, b, r->rec, rs, r->off, catchup_done, r);
+            if (rc != 0) {
+                b->tail -= rs; /* nothing was queued at the tail we reserved */
+                block_seal(b);
+            }
+        }
+        if (rc != 0) {
+            free(r);
+            cp->cu_err = rc;
+            break;
+        }
+        cp->cu_pending++;
+        pos += rs;
+    }
+    catchup_put(cp);
 }
 
 static void copy_chunk(int status, const struct frame *f, void *arg)
@@ -327,6 +443,8 @@ static void copy_chunk(int status, const struct frame *f, void *arg)
         dc->tokens += asked;
         if (cp->off < cp->expected || cp->off < BLOCK_SUPER_SIZE)
             copy_finish(cp, IMG_EOFFSET, NULL);
+        else if (cp->catchup)
+            catchup_finish(cp);
         else if ((rc = uring_fdatasync(cp->ds->store->ring, cp->fd, copy_synced, cp)) != 0)
             copy_finish(cp, rc, NULL);
         return;
@@ -338,6 +456,10 @@ static void copy_chunk(int status, const struct frame *f, void *arg)
     dc->tokens += (double)asked - (double)used;
     if (used == 0) { /* a record larger than the chunk: ask for it whole */
         copy_next(cp);
+        return;
+    }
+    if (cp->catchup) {
+        catchup_write(cp, f->body, used);
         return;
     }
     cp->wbuf = malloc(used);
@@ -365,6 +487,10 @@ static void copy_next(struct copy *cp)
     struct ds *ds = cp->ds;
     if (ds->stopping) {
         copy_finish(cp, IMG_ECONN, NULL);
+        return;
+    }
+    if (cp->catchup && cp->off >= cp->src_tail && cp->off >= cp->expected) {
+        catchup_finish(cp);
         return;
     }
     if (cp->off > 0 && cp->off >= cp->src_tail && cp->off >= cp->expected) {
@@ -430,17 +556,24 @@ static int replicate_start(struct ds *ds, struct conn *c, const struct frame *f,
         rc = IMG_EINVAL;
     struct block *b = store_get(ds->store, m->block_id);
     if (rc == 0 && b) {
-        /* Already here: fine when it is complete; catching up a shorter
-         * copy in place is not done yet (docs/dataserver.md). */
+        /* Already here: fine when it is complete, else the tail is caught
+         * up in place (a settled copy of the same block only). */
         *have = b->durable_tail;
-        rc = b->durable_tail >= m->expected_size ? 1 : IMG_EEXIST;
+        if (b->durable_tail >= m->expected_size)
+            rc = 1;
+        else if (b->max_size != m->block_size)
+            rc = IMG_EINVAL;
+        else if (b->tail != b->durable_tail)
+            rc = IMG_EUNAVAIL;
+        cp->catchup = 1;
     }
     for (struct copy *o = dc->copies; rc == 0 && o; o = o->next)
         if (o->id == m->block_id)
             rc = IMG_EEXIST;
     if (rc == 0 && dc->ncopies >= DS_COPY_MAX_ACTIVE)
         rc = IMG_EUNAVAIL;
-    if (rc == 0 && (cp->disk = store_pick_disk(ds->store, cp->dir, sizeof(cp->dir))) < 0)
+    if (rc == 0 && !cp->catchup &&
+        (cp->disk = store_pick_disk(ds->store, cp->dir, sizeof(cp->dir))) < 0)
         rc = cp->disk;
     if (rc != 0) {
         free(cp);
@@ -460,9 +593,17 @@ static int replicate_start(struct ds *ds, struct conn *c, const struct frame *f,
     cp->started_ms = uv_now(ds->loop);
     snprintf(cp->src_addr, sizeof(cp->src_addr), "%s", src.addr);
     snprintf(cp->src_id, sizeof(cp->src_id), "%s", src.server_id);
-    snprintf(cp->tmp, sizeof(cp->tmp), "%s/%016" PRIx64 COPY_TEMP_SUFFIX, cp->dir, cp->id);
-    cp->fd = open(cp->tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (cp->fd < 0) {
+    cp->fd = -1;
+    if (cp->catchup) {
+        cp->off = cp->src_tail = b->durable_tail;
+        if (!b->sealed && block_seal(b) == 0)
+            log_info("block %" PRIu64 " sealed for its tail catch-up", b->id);
+        b->dirty = 1;
+    } else {
+        snprintf(cp->tmp, sizeof(cp->tmp), "%s/%016" PRIx64 COPY_TEMP_SUFFIX, cp->dir, cp->id);
+        cp->fd = open(cp->tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    }
+    if (!cp->catchup && cp->fd < 0) {
         rc = -errno;
         free(cp);
         return rc;
@@ -470,8 +611,10 @@ static int replicate_start(struct ds *ds, struct conn *c, const struct frame *f,
     cp->next = dc->copies;
     dc->copies = cp;
     dc->ncopies++;
-    log_info("task %" PRIu64 ": copying block %" PRIu64 " (%" PRIu64 " bytes) from %s (%s)",
-             cp->task, cp->id, cp->expected, cp->src_id, cp->src_addr);
+    log_info("task %" PRIu64 ": %s block %" PRIu64 " (%" PRIu64 " of %" PRIu64 " bytes here) "
+             "from %s (%s)",
+             cp->task, cp->catchup ? "catching up" : "copying", cp->id, cp->off, cp->expected,
+             cp->src_id, cp->src_addr);
     copy_next(cp);
     return 0;
 }
@@ -635,9 +778,76 @@ static void handle_delete(struct ds *ds, struct conn *c, const struct frame *f)
     conn_reply(c, &f->h, rc, rc == 0 ? &resp.base : NULL, NULL, 0, NULL);
 }
 
+/* Applies SET_REPLICAS: the receiver takes the listed replicas (primary
+ * first) and its role. It may be left out of the list only when not made
+ * primary (a copy about to be caught up or dropped). The primary role is
+ * taken only by a sealed block, so a writable block never gets a second
+ * writer. Returns 0 or an error; *size gets the durable tail. */
+static int set_replicas(struct ds *ds, const Imgstore__SetReplicas *m, uint64_t *size)
+{
+    struct block *b = store_get(ds->store, m->block_id);
+    if (!b)
+        return IMG_ENOBLOCKHERE;
+    *size = b->durable_tail;
+    if (m->n_replicas < 1 || m->n_replicas > BLOCK_MAX_REPLICAS)
+        return IMG_EINVAL;
+    struct block_replica reps[BLOCK_MAX_REPLICAS];
+    memset(reps, 0, sizeof(reps));
+    int me = -1;
+    for (size_t i = 0; i < m->n_replicas; i++) {
+        if (copy_replica(m->replicas[i], &reps[i]) != 0)
+            return IMG_EINVAL;
+        if (strcmp(reps[i].server_id, ds->store->server_id) == 0)
+            me = (int)i;
+    }
+    if (m->primary && me != 0)
+        return IMG_EINVAL;
+    if (m->primary && !b->sealed) {
+        /* Only a sealed block changes primary: no second writer ever. */
+        int rc = block_seal(b);
+        if (rc != 0)
+            return rc;
+        log_info("block %" PRIu64 " sealed to take the primary role", b->id);
+    }
+    int was = b->primary;
+    if (b->stale != (me < 0))
+        log_info("block %" PRIu64 ": %s the replica set", b->id,
+                 me < 0 ? "left out of (not served until caught up)" : "back in");
+    b->stale = me < 0;
+    memcpy(b->replicas, reps, sizeof(reps));
+    b->nreplicas = (int)m->n_replicas;
+    b->primary = m->primary != 0;
+    b->dirty = 1;
+    int rc = block_save_meta(b);
+    if (was != b->primary)
+        log_info("block %" PRIu64 ": %s by the nameserver (%zu replicas)", b->id,
+                 b->primary ? "promoted to primary" : "demoted to secondary", m->n_replicas);
+    ds_session_poke(ds);
+    return rc;
+}
+
+static void handle_set_replicas(struct ds *ds, struct conn *c, const struct frame *f)
+{
+    Imgstore__SetReplicas *m = imgstore__set_replicas__unpack(NULL, f->h.head_len, f->head);
+    if (!m) {
+        conn_reply(c, &f->h, IMG_EPROTO, NULL, NULL, 0, NULL);
+        return;
+    }
+    uint64_t size = 0;
+    int rc = set_replicas(ds, m, &size);
+    if (rc != 0 && rc != IMG_ENOBLOCKHERE)
+        log_warn("SET_REPLICAS of block %" PRIu64 " refused: %s", m->block_id,
+                 img_strerror(rc));
+    imgstore__set_replicas__free_unpacked(m, NULL);
+    Imgstore__SetReplicasResp resp = IMGSTORE__SET_REPLICAS_RESP__INIT;
+    resp.size = size;
+    conn_reply(c, &f->h, rc, rc == 0 ? &resp.base : NULL, NULL, 0, NULL);
+}
+
 int ds_copy_session_frame(struct ds *ds, struct conn *c, const struct frame *f)
 {
     switch (f->h.type) {
+    case FT_SET_REPLICAS: handle_set_replicas(ds, c, f); return 1;
     case FT_REPLICATE_BLOCK: handle_replicate(ds, c, f); return 1;
     case FT_SEAL_BLOCK: handle_seal(ds, c, f); return 1;
     case FT_DELETE_BLOCK: handle_delete(ds, c, f); return 1;

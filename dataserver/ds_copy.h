@@ -43,6 +43,12 @@ void ds_copy_read_block(struct ds *ds, const struct frame *f, struct ds_rpc_req 
 size_t ds_copy_removed(struct ds *ds, const uint64_t **ids);
 void ds_copy_removed_sent(struct ds *ds, size_t n);
 
+/* The background token bucket shared by copies and compactions: takes `len`
+ * bytes and returns 0 when they may be moved now, else the milliseconds to
+ * wait before asking again (nothing taken). -ENOMEM-free: before the first
+ * use the bucket runs at DS_COPY_DEFAULT_RATE. */
+uint64_t ds_copy_throttle(struct ds *ds, uint32_t len);
+
 /* Stops every copy (copies with I/O in flight end in their callbacks without
  * answering; a temporary file left behind is removed at the next start) and
  * closes the blocks waiting for their deferred close. Call before

@@ -17,9 +17,12 @@
 #include "common/log.h"
 #include "dataserver/blockio.h"
 #include "dataserver/ds_file.h"
+#include "dataserver/ds_compact.h"
 #include "dataserver/ds_copy.h"
+#include "dataserver/ds_scrub.h"
 #include "dataserver/ds_metrics.h"
 #include "proto/imgstore.pb-c.h"
+#include "proto/mime.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -239,6 +242,33 @@ static void append_start(struct ds *ds, struct rpc_append *a)
         append_finish(a);
 }
 
+/* Allocates the replicated append of a record of rec_len bytes reserved at
+ * `offset` of block b, answering `req` on session s. On failure (out of
+ * memory) the reserved range stays a hole, so the block is sealed to keep
+ * replicas from diverging, the request is answered and NULL is returned. */
+static struct rpc_append *append_new(struct rpc_sess *s, const struct frame_header *req,
+                                     struct block *b, uint32_t rec_len, uint64_t offset)
+{
+    struct rpc_append *a = calloc(1, sizeof(*a));
+    uint8_t *rec = a ? malloc(rec_len) : NULL;
+    if (!rec) {
+        free(a);
+        block_seal(b);
+        reply(s, req, -ENOMEM, NULL, NULL, 0, NULL);
+        return NULL;
+    }
+    a->sess = s;
+    s->refs++;
+    a->req = *req;
+    a->b = b;
+    a->block_id = b->id;
+    a->rec = rec;
+    a->rec_len = rec_len;
+    a->offset = offset;
+    a->h.ctime = (uint32_t)time(NULL);
+    return a;
+}
+
 static void handle_write(struct rpc_sess *s, const struct frame *f)
 {
     struct ds *ds = s->ds;
@@ -261,8 +291,8 @@ static void handle_write(struct rpc_sess *s, const struct frame *f)
         reply(s, &f->h, IMG_ETOOBIG, NULL, NULL, 0, NULL);
         return;
     }
-    if (mime > 255)
-        mime = 0;
+    if (mime > MIME_MAX_CODE)
+        mime = MIME_OCTET_STREAM;
     uint32_t rec_len = (uint32_t)needle_record_size(f->h.body_len);
     uint64_t offset;
     uint32_t seq;
@@ -275,29 +305,13 @@ static void handle_write(struct rpc_sess *s, const struct frame *f)
         reply(s, &f->h, rc, NULL, NULL, 0, NULL);
         return;
     }
-    struct rpc_append *a = calloc(1, sizeof(*a));
-    uint8_t *rec = a ? malloc(rec_len) : NULL;
-    if (!rec) {
-        free(a);
-        /* The reserved range stays a hole; seal so replicas cannot diverge. */
-        block_seal(b);
-        reply(s, &f->h, -ENOMEM, NULL, NULL, 0, NULL);
+    struct rpc_append *a = append_new(s, &f->h, b, rec_len, offset);
+    if (!a)
         return;
-    }
-    a->sess = s;
-    s->refs++;
-    a->req = f->h;
-    a->b = b;
-    a->block_id = block_id;
-    a->rec = rec;
-    a->rec_len = rec_len;
-    a->offset = offset;
-    a->h.flags = 0;
     a->h.mime = (uint8_t)mime;
     a->h.seq = seq;
     a->h.cookie = random_cookie();
-    a->h.ctime = (uint32_t)time(NULL);
-    needle_build(rec, &a->h, f->body, f->h.body_len);
+    needle_build(a->rec, &a->h, f->body, f->h.body_len);
     append_start(ds, a);
 }
 
@@ -394,12 +408,16 @@ static void handle_read(struct rpc_sess *s, const struct frame *f)
         imgstore__read__free_unpacked(m, NULL);
     }
     struct block *b = store_get(ds->store, block_id);
-    if (!b) {
+    if (!b || b->stale) {
         reply(s, &f->h, IMG_ENOBLOCKHERE, NULL, NULL, 0, NULL);
         return;
     }
     if (f->h.type == FT_DELETE && !b->primary) {
         reply(s, &f->h, IMG_ENOTPRIMARY, NULL, NULL, 0, NULL);
+        return;
+    }
+    if (f->h.type == FT_DELETE && ds_compact_busy(ds, b)) {
+        reply(s, &f->h, IMG_EUNAVAIL, NULL, NULL, 0, NULL); /* compaction: retry later */
         return;
     }
     uint64_t offset;
@@ -506,37 +524,26 @@ static void delete_checked(struct rpc_read *r)
 {
     struct ds *ds = r->sess->ds;
     struct block *b = store_get(ds->store, r->block_id);
-    int rc = b ? 0 : IMG_ENOBLOCKHERE;
+    int rc = !b ? IMG_ENOBLOCKHERE : ds_compact_busy(ds, b) ? IMG_EUNAVAIL : 0;
     uint32_t rec_len = (uint32_t)needle_record_size(0);
     uint64_t offset = 0;
     if (rc == 0)
         rc = block_reserve_tombstone(b, rec_len, &offset);
-    struct rpc_append *a = rc == 0 ? calloc(1, sizeof(*a)) : NULL;
-    uint8_t *rec = a ? malloc(rec_len) : NULL;
-    if (!rec) {
-        free(a);
-        if (rc == 0) {
-            block_seal(b);
-            rc = -ENOMEM;
-        }
+    if (rc != 0) {
         reply(r->sess, &r->req, rc, NULL, NULL, 0, NULL);
         read_free(r);
         return;
     }
-    a->sess = r->sess;
-    a->sess->refs++;
-    a->req = r->req;
-    a->b = b;
-    a->block_id = r->block_id;
-    a->rec = rec;
-    a->rec_len = rec_len;
-    a->offset = offset;
+    struct rpc_append *a = append_new(r->sess, &r->req, b, rec_len, offset);
+    if (!a) {
+        read_free(r);
+        return;
+    }
     a->is_delete = 1;
     a->h.flags = NEEDLE_FLAG_TOMBSTONE;
     a->h.seq = r->seq;
     a->h.cookie = r->cookie;
-    a->h.ctime = (uint32_t)time(NULL);
-    needle_build(rec, &a->h, NULL, 0);
+    needle_build(a->rec, &a->h, NULL, 0);
     read_free(r);
     append_start(ds, a);
 }
@@ -586,6 +593,10 @@ static void handle_repl_append(struct rpc_sess *s, const struct frame *f)
     struct block *b = store_get(ds->store, block_id);
     if (!b) {
         reply(s, &f->h, IMG_ENOBLOCKHERE, NULL, NULL, 0, NULL);
+        return;
+    }
+    if (b->compacting) {
+        reply(s, &f->h, IMG_EUNAVAIL, NULL, NULL, 0, NULL); /* its layout is changing */
         return;
     }
     if (b->primary) {
@@ -653,6 +664,14 @@ static void on_frame(struct conn *c, const struct frame *f, void *ctx)
     case FT_REPL_APPEND:
         handle_repl_append(s, f);
         break;
+    case FT_VERIFY: {
+        struct ds_rpc_req *r = req_hold(s, &f->h);
+        if (r)
+            ds_scrub_verify(s->ds, f, r);
+        else
+            reply(s, &f->h, -ENOMEM, NULL, NULL, 0, NULL);
+        break;
+    }
     case FT_READ_BLOCK: {
         struct ds_rpc_req *r = req_hold(s, &f->h);
         if (r)

@@ -8,6 +8,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "dataserver/ds_compact.h"
 #include "dataserver/ds_copy.h"
 #include "proto/fname.h"
 #include "proto/imgstore.pb-c.h"
@@ -71,7 +72,7 @@ static void session_frame(struct conn *c, const struct frame *f, void *ctx)
 {
     struct ds *ds = ctx;
     if (f->h.type != FT_CREATE_BLOCK) {
-        if (!ds_copy_session_frame(ds, c, f))
+        if (!ds_copy_session_frame(ds, c, f) && !ds_compact_session_frame(ds, c, f))
             conn_reply(c, &f->h, IMG_EBADTYPE, NULL, NULL, 0, NULL);
         return;
     }

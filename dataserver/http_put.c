@@ -47,24 +47,6 @@ static void upload_fail(struct http_req *r, int err)
     http_reply_text(r, 503, HTTP_CC_NOSTORE, "Retry-After: 1\r\n", msg);
 }
 
-static int write_retryable(int rc)
-{
-    switch (rc) {
-    case IMG_EREPL:
-    case IMG_EFULL:
-    case IMG_ESEALED:
-    case IMG_ENOTPRIMARY:
-    case IMG_ENOBLOCKHERE:
-    case IMG_ECONN:
-    case IMG_ETIMEDOUT:
-    case IMG_EPROTO:
-    case IMG_ECORRUPT:
-        return 1;
-    default:
-        return 0;
-    }
-}
-
 static void upload_next(struct http_req *r);
 
 static void upload_created(struct http_req *r, const char *name)
@@ -122,7 +104,7 @@ static void write_reply(int status, const struct frame *f, void *arg)
     }
     if (m)
         imgstore__write_resp__free_unpacked(m, NULL);
-    if (!write_retryable(status) || !r->hc) {
+    if (!img_err_write_retryable(status) || !r->hc) {
         if (r->hc)
             upload_fail(r, status);
         else

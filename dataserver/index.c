@@ -2,8 +2,9 @@
  *
  * Sequence numbers are dense inside a block, so the index is two parallel
  * arrays indexed by seq (struct-of-arrays keeps each entry at exactly 8 bytes:
- * offset / 8 in a u32 and size with a deleted bit in a u32). The arrays grow
- * by doubling, so an index of N files costs 8 * N bytes plus at most 2x slack.
+ * offset / 8 in a u32 and size with a deleted bit in a u32). An index loaded
+ * from its file is sized exactly once (index_reserve: 8 bytes per entry of the
+ * file); after that, and for new blocks, the arrays grow by doubling.
  * The on-disk form (<id>.idx) is an append-only list of 12-byte entries; this
  * file only encodes entries, block.c reads and writes the file. */
 #include "dataserver/index.h"
@@ -43,19 +44,11 @@ void index_free(struct index *ix)
     index_init(ix);
 }
 
-/* Makes room for entry `seq`. On failure the index is unchanged (a grown
- * first array is kept but cap is not raised, so nothing reads past it). */
-static int grow(struct index *ix, uint32_t seq)
+/* Resizes both arrays to `ncap` (> cap) entries, zero-filling the new ones.
+ * On failure the index is unchanged (a grown first array is kept but cap is
+ * not raised, so nothing reads past it). */
+static int resize(struct index *ix, uint64_t ncap)
 {
-    if (seq < ix->cap)
-        return 0;
-    uint64_t ncap = ix->cap ? ix->cap : INDEX_MIN_CAP;
-    while (ncap <= seq)
-        ncap *= 2;
-    if (ncap > UINT32_MAX)
-        ncap = UINT32_MAX;
-    if (ncap <= seq)
-        return IMG_EINVAL;
     uint32_t *o = realloc(ix->off8, ncap * sizeof(*o));
     if (!o)
         return -ENOMEM;
@@ -68,6 +61,28 @@ static int grow(struct index *ix, uint32_t seq)
     memset(s + ix->cap, 0, (ncap - ix->cap) * sizeof(*s));
     ix->cap = (uint32_t)ncap;
     return 0;
+}
+
+/* Makes room for entry `seq`, doubling the capacity as often as needed. */
+static int grow(struct index *ix, uint32_t seq)
+{
+    if (seq < ix->cap)
+        return 0;
+    uint64_t ncap = ix->cap ? ix->cap : INDEX_MIN_CAP;
+    while (ncap <= seq)
+        ncap *= 2;
+    if (ncap > UINT32_MAX)
+        ncap = UINT32_MAX;
+    if (ncap <= seq)
+        return IMG_EINVAL;
+    return resize(ix, ncap);
+}
+
+int index_reserve(struct index *ix, uint32_t n)
+{
+    if (n <= ix->cap)
+        return 0;
+    return resize(ix, n);
 }
 
 int index_put(struct index *ix, uint32_t seq, uint64_t offset, uint32_t size)

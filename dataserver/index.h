@@ -33,6 +33,12 @@ void index_init(struct index *ix);
 /* Frees the arrays; the struct may be reused after index_init. NULL-safe. */
 void index_free(struct index *ix);
 
+/* Makes room for seqs below `n` in one allocation of exactly n entries (no
+ * doubling slack), e.g. sized from an index file's length before loading it.
+ * Returns 0 (also when the room exists already) or -ENOMEM (index
+ * unchanged). */
+int index_reserve(struct index *ix, uint32_t n);
+
 /* Records file `seq` at `offset` (multiple of 8) with `size` bytes. Returns
  * 0, -ENOMEM (index unchanged), or IMG_EINVAL for seq 0 or a bad offset. */
 int index_put(struct index *ix, uint32_t seq, uint64_t offset, uint32_t size);

@@ -8,7 +8,9 @@
  * stop the loop; nothing acknowledged is ever pending at that point because
  * acknowledgements follow fdatasync. */
 #include "dataserver/ds.h"
+#include "dataserver/ds_compact.h"
 #include "dataserver/ds_copy.h"
+#include "dataserver/ds_scrub.h"
 
 #include "common/err.h"
 #include "common/log.h"
@@ -25,7 +27,8 @@ static void usage(FILE *out)
     fprintf(out, "usage: dataserver --ns HOST:PORT --listen HOST:PORT --http HOST:PORT "
                  "--data DIR[,DIR...]\n"
                  "       [--upload-token-file FILE] [--max-upload-bytes N] [--max-inflight N]\n"
-                 "       [--http-idle-ms MS] [--http-header-timeout-ms MS]\n");
+                 "       [--http-idle-ms MS] [--http-header-timeout-ms MS]\n"
+                 "       [--scrub-rate-mb MB_PER_S (default 5, 0: off)]\n");
 }
 
 /* Reads the HTTP upload secret: the file's first line, without surrounding
@@ -118,11 +121,12 @@ int main(int argc, char **argv)
                                    {"max-inflight", required_argument, NULL, 'I'},
                                    {"http-idle-ms", required_argument, NULL, 'i'},
                                    {"http-header-timeout-ms", required_argument, NULL, 't'},
+                                   {"scrub-rate-mb", required_argument, NULL, 'S'},
                                    {"help", no_argument, NULL, 'h'},
                                    {NULL, 0, NULL, 0}};
     static struct ds ds;
     char *data = NULL;
-    int have_ns = 0, have_listen = 0, have_http = 0;
+    int have_ns = 0, have_listen = 0, have_http = 0, have_scrub = 0;
     uint64_t num;
     int c;
     log_set_component("ds");
@@ -170,6 +174,14 @@ int main(int argc, char **argv)
                 return 2;
             ds.http_header_ms = (int)num;
             break;
+        case 'S':
+            if (strcmp(optarg, "0") == 0)
+                num = 0;
+            else if (parse_pos(optarg, "--scrub-rate-mb", 100000, &num) != 0)
+                return 2;
+            ds.scrub_rate = num * 1000 * 1000;
+            have_scrub = 1;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -189,6 +201,8 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    if (!have_scrub)
+        ds.scrub_rate = (uint64_t)DS_SCRUB_DEFAULT_MB * 1000 * 1000;
 
     ds.loop = uv_default_loop();
     int rc = store_open(ds.loop, dirs, ndirs, &ds.store);
@@ -212,6 +226,8 @@ int main(int argc, char **argv)
         return 1;
     }
     ds_session_start(&ds);
+    if (ds_scrub_start(&ds) != 0)
+        log_warn("scrub: cannot start (out of memory)");
     log_info("serving native %s, http %s, nameserver %s", ds.listen_addr, ds.http_addr,
              ds.ns_addr);
 
@@ -227,6 +243,8 @@ int main(int argc, char **argv)
     /* Shut down: stop taking work, let in-flight disk I/O finish, close. */
     ds_session_stop(&ds);
     ds_copy_stop(&ds);
+    ds_compact_stop(&ds);
+    ds_scrub_stop(&ds);
     ds_repl_close_all(&ds);
     ds_http_stop(&ds);
     uv_close((uv_handle_t *)&ds.listen_tcp, NULL);

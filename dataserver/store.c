@@ -250,8 +250,14 @@ static int companion_file(const char *name)
  * never counted as a replica, removed at start-up. */
 static int copy_temp_file(const char *name)
 {
-    return strlen(name) == BLOCK_NAME_HEX + strlen(COPY_TEMP_SUFFIX) &&
-           strcmp(name + BLOCK_NAME_HEX, COPY_TEMP_SUFFIX) == 0;
+    /* A compaction interrupted by a crash leaves ".blk.compact" or
+     * ".idx.compact" (ds_compact.c): the block file in place is the truth. */
+    static const char *const suffixes[] = {COPY_TEMP_SUFFIX, ".blk.compact", ".idx.compact"};
+    for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++)
+        if (strlen(name) == BLOCK_NAME_HEX + strlen(suffixes[i]) &&
+            strcmp(name + BLOCK_NAME_HEX, suffixes[i]) == 0)
+            return 1;
+    return 0;
 }
 
 static void remove_copy_temp(const char *dir, const char *name)
@@ -319,6 +325,12 @@ static int open_disk(struct store *s, int i, const char *path)
     struct store_disk *d = &s->disks[i];
     if (snprintf(d->path, sizeof(d->path), "%s", path) >= (int)sizeof(d->path))
         return -ENAMETOOLONG;
+    /* Block paths (<folder>/blocks/<16 hex>) must fit struct block's path. */
+    if (strlen(path) + sizeof("/" STORE_BLOCKS_DIR "/") + 16 > BLOCK_PATH_MAX) {
+        log_error("store: data folder path %s is too long (at most %zu characters)", path,
+                  (size_t)BLOCK_PATH_MAX - sizeof("/" STORE_BLOCKS_DIR "/") - 16);
+        return -ENAMETOOLONG;
+    }
     int rc = fs_mkdirs(path);
     if (rc == 0)
         rc = blocks_dir(s, i, dir, sizeof(dir));

@@ -25,6 +25,7 @@
 struct conn;
 struct frame;
 struct ns;
+struct ns_block;
 
 /* ---- limits and defaults ------------------------------------------------ */
 
@@ -69,6 +70,20 @@ struct ns;
 #define NS_META_MAX_BYTES (1u << 20)
 #define NS_CLUSTER_ID_HEX 32 /* 128 random bits */
 
+/* Runtime settings an operator changes with ds-admin set (ns_admin.c has
+ * their names, units, ranges and defaults): validated, persisted in ns.meta
+ * ("setting KEY VALUE") and applied at once. A persisted value wins over the
+ * command line at start. */
+enum ns_setting_key {
+    NS_SETTING_COPY_RATE,      /* MB/s (10^6 bytes) per copying server: cfg.copy_rate */
+    NS_SETTING_TASK_CAP,       /* running planner tasks per server: cfg.task_cap */
+    NS_SETTING_HB_TIMEOUT,     /* ms without a heartbeat before a server is down */
+    NS_SETTING_COMPACT_PCT,    /* deleted share of a block (%) that compacts it: cfg.compact_pct */
+    NS_SETTING_SCRUB_RATE,     /* MB/s of background checksum reading per server */
+    NS_SETTING_REBALANCE_BAND, /* points of use% a server may stray from the mean */
+    NS_SETTING_COUNT
+};
+
 struct ns_meta {
     char path[PATH_MAX];                  /* DIR/ns.meta */
     char cluster_id[NS_CLUSTER_ID_HEX + 1];
@@ -78,6 +93,10 @@ struct ns_meta {
     uint64_t block_size;
     char **known;                         /* server ids ever registered (owned) */
     size_t nknown;
+    uint64_t setting[NS_SETTING_COUNT];   /* values set by an operator */
+    uint32_t setting_set;                 /* bit k: setting[k] is set (persisted) */
+    char **readonly;                      /* servers an operator made read-only (owned) */
+    size_t nreadonly;
 };
 
 /* Parses the text of a meta file into *m (known ids malloc'd into m). Does
@@ -114,8 +133,39 @@ int ns_meta_is_known(const struct ns_meta *m, const char *id);
  * Returns 0, -ENOMEM, or the save error (then the list is unchanged). */
 int ns_meta_add_known(struct ns_meta *m, const char *id);
 
+/* Returns non-zero when an operator made server `id` read-only. */
+int ns_meta_is_readonly(const struct ns_meta *m, const char *id);
+
+/* Sets or clears the operator's read-only mark of server `id` and persists
+ * it (no-op when unchanged). Returns 0, -ENOMEM, or the save error (then the
+ * mark is unchanged). */
+int ns_meta_set_readonly(struct ns_meta *m, const char *id, int on);
+
+/* Sets setting k to v (already validated) and persists it. Returns 0 or the
+ * save error (then the setting is unchanged). */
+int ns_meta_set_setting(struct ns_meta *m, int k, uint64_t v);
+
 /* Frees what *m owns. Safe on a zeroed struct. */
 void ns_meta_free(struct ns_meta *m);
+
+/* ---- runtime settings (ns_admin.c) ---------------------------------------- */
+
+/* Returns the setting called `name` (enum ns_setting_key), or -1. */
+int ns_setting_find(const char *name);
+
+/* Returns the name of setting k ("copy_rate"), or NULL when k is out of range. */
+const char *ns_setting_name(int k);
+
+/* Returns 0 when v is within setting k's range, IMG_EINVAL otherwise. */
+int ns_setting_check(int k, uint64_t v);
+
+/* Returns the value of setting k in force, in its unit: the operator's
+ * (persisted) value, else the command line's, else the default. */
+uint64_t ns_setting(const struct ns *ns, int k);
+
+/* Copies the persisted settings into ns->cfg (logged when they override the
+ * command line). Called once by ns_init. */
+void ns_settings_load(struct ns *ns);
 
 /* ---- dataserver registry (ns_registry.c) --------------------------------- */
 
@@ -125,7 +175,8 @@ struct ns_server {
     char addr[NS_ADDR_MAX];
     char http_addr[NS_ADDR_MAX];
     int up;
-    int readonly;
+    int readonly;                      /* ds_readonly or an operator's mark (ns.meta) */
+    int ds_readonly;                   /* the server reports itself read-only */
     int full_reported;                 /* sent a full report since we started */
     struct conn *conn;                 /* live session, NULL when none */
     uint64_t last_hb_ms;               /* loop time of the last heartbeat */
@@ -183,7 +234,7 @@ uint32_t ns_registry_up_count(const struct ns *ns);
 #define NS_RETRY_MS 5000                          /* a block whose task failed waits this long */
 #define NS_NO_SERVER 0xffffu
 
-enum ns_task_kind { NS_TASK_REPLICATE, NS_TASK_DELETE };
+enum ns_task_kind { NS_TASK_REPLICATE, NS_TASK_DELETE, NS_TASK_COMPACT };
 enum ns_task_state { NS_TASK_RUNNING, NS_TASK_DONE, NS_TASK_FAILED };
 
 /* One background action of the planner. Running tasks hold a slot of the
@@ -243,12 +294,65 @@ struct ns_task *ns_plan_task(struct ns *ns, uint64_t id);
  * it still holds. Returns 0 or IMG_ENOTFOUND. */
 int ns_plan_drain(struct ns *ns, const char *id, int cancel, uint32_t *left);
 
+/* Cancels running task `id`: it ends as failed with -ECANCELED (an answer
+ * that comes later is ignored; the planner may plan the block again after
+ * NS_RETRY_MS). Returns 0 or IMG_ENOTFOUND (no such running task). */
+int ns_plan_cancel(struct ns *ns, uint64_t id, uint64_t now_ms);
+
 /* Sends SEAL_BLOCK for block_id to s (no answer awaited; no-op without a
  * loop): used when s reports unsealed a block the map knows as sealed. */
 void ns_plan_seal_on(struct ns *ns, uint64_t block_id, struct ns_server *s);
 
+/* Checks one sealed block's report from holder s (called by ns_blocks.c
+ * after the entry was applied, `claims_primary` and the reported replica ids
+ * as sent): a holder claiming the primary role of a block whose primary is
+ * another up server is demoted, and a holder whose replica list differs from
+ * the nameserver's set gets SET_REPLICAS. No-op without a loop. */
+void ns_plan_check_view(struct ns *ns, struct ns_block *b, struct ns_server *s,
+                        int claims_primary, char **ids, size_t nids);
+
+/* Sends SET_REPLICAS with b's replica set (primary first) to every up holder
+ * of b (no answer awaited). No-op without a loop. */
+void ns_plan_send_set(struct ns *ns, const struct ns_block *b);
+
 /* Frees the task list. */
 void ns_plan_free(struct ns *ns);
+
+/* Adds a running task (see ns_task) for modules beyond the planner (ns_compact.c);
+ * NULL on allocation failure. Valid until the next planner call. */
+struct ns_task *ns_plan_task_add(struct ns *ns, int kind, uint64_t block_id, uint16_t src,
+                                 uint16_t dst, uint64_t bytes, const char *reason, uint64_t now);
+
+/* ---- compaction and bad replicas (ns_compact.c) ----------------------------- */
+
+#define NS_DEFAULT_COMPACT_PCT 30 /* deleted share of a sealed block that compacts it */
+#define NS_COMPACT_TIMEOUT_MS (10 * 60 * 1000) /* one COMPACT_BLOCK answer */
+
+/* A replica known bad: it reported its copy corrupt (scrub, recovery, a
+ * failed compaction) or its compaction result disagreed with the others. The
+ * planner counts it as lost: copies the block from a good replica, then
+ * deletes it. */
+struct ns_bad {
+    uint64_t block_id;
+    uint16_t server;
+};
+
+/* Starts COMPACT tasks (STAT_BLOCK to every holder, then COMPACT_BLOCK to
+ * every holder, then a check that all answers agree in size and CRC32C) for
+ * sealed blocks whose deleted bytes reach cfg.compact_pct percent of their
+ * size (NS_DEFAULT_COMPACT_PCT when 0), all of whose holders are up, good and
+ * under the task cap, and that are not in busy[0..nbusy-1] (sorted). Also
+ * forgets bad marks of copies that are gone. Commands only with ns->loop. */
+void ns_compact_plan(struct ns *ns, uint64_t now_ms, const uint64_t *busy, size_t nbusy);
+
+/* Returns non-zero when server idx `server`'s copy of block_id is bad. */
+int ns_compact_is_bad(const struct ns *ns, uint64_t block_id, uint16_t server);
+
+/* Marks server `server`'s copy of block_id bad (logged once). */
+void ns_compact_mark_bad(struct ns *ns, uint64_t block_id, uint16_t server, const char *why);
+
+/* Frees the bad list. */
+void ns_compact_free(struct ns *ns);
 
 /* Frame handlers for DRAIN and LIST_TASKS (ns_rpc.c dispatches). */
 void ns_plan_handle_drain(struct ns *ns, struct conn *c, const struct frame *f);
@@ -256,10 +360,10 @@ void ns_plan_handle_list(struct ns *ns, struct conn *c, const struct frame *f);
 
 /* ---- block map (ns_blocks.c) --------------------------------------------- */
 
-/* One block: 40 bytes, no per-file state. Open addressing, id 0 = empty. */
+/* One block: 80 bytes, no per-file state. Open addressing, id 0 = empty. */
 struct ns_block {
     uint64_t id;
-    uint64_t size;                   /* bytes in the block file (append tail) */
+    uint64_t size;                   /* bytes of the longest copy reported */
     uint64_t deleted_bytes;
     uint32_t file_count;
     uint16_t rep[NS_BLOCK_SLOTS];    /* server idx of each replica holder */
@@ -267,6 +371,9 @@ struct ns_block {
     uint8_t primary;                 /* slot in rep[] of the primary, or NS_NO_PRIMARY */
     uint8_t sealed;
     uint8_t in_pool;                 /* listed in ns->pool (writable candidate) */
+    uint64_t rsize[NS_BLOCK_SLOTS];  /* size each holder reported, by slot */
+    uint8_t inset;                   /* bit i: rep[i] is in the replica set told to holders */
+    uint8_t behind;                  /* bit i: rep[i] was short at the last planner pass */
 };
 
 struct ns_blocks {
@@ -359,6 +466,7 @@ struct ns_config {
     uint64_t safe_mode_ms;
     uint32_t task_cap;        /* background tasks per server; 0: NS_DEFAULT_TASK_CAP */
     uint64_t copy_rate;       /* bytes/s per copying server; 0: NS_DEFAULT_COPY_RATE */
+    uint32_t compact_pct;     /* deleted % that compacts a block; 0: NS_DEFAULT_COMPACT_PCT */
 };
 
 struct ns {
@@ -381,6 +489,8 @@ struct ns {
     uint64_t start_ms;
 
     struct ns_plan plan;            /* self-healing tasks (ns_plan.c) */
+    struct ns_bad *bad;             /* bad replicas (ns_compact.c, owned) */
+    size_t nbad, bad_cap;
 
     uint64_t rng;                   /* xorshift state, never 0 */
 

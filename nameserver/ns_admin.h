@@ -1,8 +1,10 @@
-/* ns_admin.h - the nameserver's read-only admin requests (LIST_BLOCKS,
- * BLOCK_INFO, SERVER_RATES) and the block classification they share with
- * the metrics and the status page (ns_http.c).
+/* ns_admin.h - the nameserver's admin requests: the read-only LIST_BLOCKS,
+ * BLOCK_INFO and SERVER_RATES, the operator's CANCEL_TASK, READONLY,
+ * SETTINGS and SET_SETTING, and the block classification they share with
+ * the metrics and the status page (ns_http.c). The runtime settings'
+ * functions (ns_setting*) are declared in ns.h, for ns_meta.c.
  *
- * Everything here runs on the loop thread and reads struct ns only. */
+ * Everything here runs on the loop thread. */
 #ifndef IMG_NS_ADMIN_H
 #define IMG_NS_ADMIN_H
 
@@ -12,6 +14,14 @@ struct conn;
 struct frame;
 
 #define NS_ADMIN_LIST_MAX 10000 /* blocks per LIST_BLOCKS answer */
+
+/* Runtime settings (ns_admin.c): units, ranges, defaults of the new ones. */
+#define NS_ADMIN_MB 1000000ull                /* settings' MB/s are decimal */
+#define NS_ADMIN_MAX_RATE_MB 100000           /* copy_rate, scrub_rate */
+#define NS_ADMIN_MIN_HB_TIMEOUT_MS (2 * NS_HEARTBEAT_MS)
+#define NS_ADMIN_MAX_HB_TIMEOUT_MS (3600ull * 1000)
+#define NS_ADMIN_DEFAULT_SCRUB_MB 10
+#define NS_ADMIN_DEFAULT_BAND 10
 
 /* A block's state and health, as shown by ds-admin and the metrics. */
 #define NS_STATE_WRITABLE "writable" /* the pool may hand it out */
@@ -36,7 +46,8 @@ struct ns_admin_totals {
 };
 void ns_admin_totals(const struct ns *ns, struct ns_admin_totals *t);
 
-/* Answers an admin request on `c` when f's type is one of FT_ADMIN_*; every
+/* Answers an admin request on `c` when f's type is one of FT_ADMIN_* (a
+ * change is persisted in ns.meta before it is applied and answered); every
  * unpacked message is freed before it returns. Returns 1 when the frame was
  * handled (answered), 0 when its type is not an admin one. */
 int ns_admin_handle(struct ns *ns, struct conn *c, const struct frame *f);

@@ -8,7 +8,7 @@
  * (they count as down replicas) until that server reports again.
  *
  * Storage is one open-addressing hash table with linear probing and
- * backward-shift deletion: 40 bytes per slot, load kept under 70 %. */
+ * backward-shift deletion: 80 bytes per slot, load kept under 70 %. */
 #include "nameserver/ns.h"
 
 #include "common/err.h"
@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-_Static_assert(sizeof(struct ns_block) == 40, "keep the per-block footprint small");
+_Static_assert(sizeof(struct ns_block) == 80, "keep the per-block footprint small");
 
 #define TABLE_MIN_CAP 1024
 #define LOAD_NUM 7 /* grow when count / cap would exceed LOAD_NUM / LOAD_DEN */
@@ -126,6 +126,8 @@ int ns_block_add_rep(struct ns *ns, struct ns_block *b, struct ns_server *s)
     if (b->nrep >= NS_BLOCK_SLOTS)
         return -ENOSPC;
     b->rep[b->nrep] = s->idx;
+    b->rsize[b->nrep] = 0;
+    b->inset &= (uint8_t)~(1u << b->nrep);
     s->nblocks++;
     return b->nrep++;
 }
@@ -140,6 +142,12 @@ static void block_remove_rep(struct ns *ns, uint64_t id, struct ns_server *s)
     if (slot < 0)
         return;
     memmove(&b->rep[slot], &b->rep[slot + 1], (size_t)(b->nrep - slot - 1) * sizeof(b->rep[0]));
+    memmove(&b->rsize[slot], &b->rsize[slot + 1],
+            (size_t)(b->nrep - slot - 1) * sizeof(b->rsize[0]));
+    /* Slots above `slot` move down one: so do their replica-set bits. */
+    uint8_t low = (uint8_t)(b->inset & ((1u << slot) - 1));
+    b->inset = (uint8_t)(low | ((b->inset >> (slot + 1)) << slot));
+    b->behind = 0;
     b->nrep--;
     if (b->primary == slot)
         b->primary = NS_NO_PRIMARY;
@@ -178,19 +186,37 @@ static int apply_block(struct ns *ns, struct ns_server *s, const Imgstore__Block
                  NS_BLOCK_SLOTS, s->id);
         return 1;
     }
-    if (bi->primary)
+    /* Of a sealed block, the primary is the nameserver's choice (failover,
+     * ns_plan.c): a returning old primary does not take the role back while
+     * the chosen one is up; ns_plan_check_view demotes it. */
+    struct ns_server *cur = b->primary != NS_NO_PRIMARY && b->primary != slot &&
+                                    b->rep[b->primary] < ns->nservers
+                                ? ns->servers[b->rep[b->primary]]
+                                : NULL;
+    int keep_cur = b->sealed && cur && cur->up;
+    if (bi->primary && !keep_cur)
         b->primary = (uint8_t)slot;
-    else if (b->primary == slot)
+    else if (!bi->primary && b->primary == slot && !b->sealed)
         b->primary = NS_NO_PRIMARY;
     if (b->sealed && !bi->sealed && !bi->corrupt)
         ns_plan_seal_on(ns, b->id, s); /* a stale copy must not take writes */
     if (bi->sealed || bi->corrupt)
         b->sealed = 1;
-    if (bi->primary || b->primary == NS_NO_PRIMARY || bi->size > b->size) {
-        b->size = bi->size;
+    if (bi->corrupt)
+        ns_compact_mark_bad(ns, b->id, s->idx, "it reports a bad record");
+    b->rsize[slot] = bi->size;
+    if (!b->sealed)
+        b->inset |= (uint8_t)(1u << slot); /* writable: the set CREATE_BLOCK gave */
+    if (bi->size >= b->size || b->primary == slot) {
         b->file_count = bi->file_count;
         b->deleted_bytes = bi->deleted_bytes;
     }
+    b->size = 0;
+    for (unsigned i = 0; i < b->nrep; i++)
+        if (b->rsize[i] > b->size)
+            b->size = b->rsize[i];
+    if (b->sealed)
+        ns_plan_check_view(ns, b, s, bi->primary, bi->replicas, bi->n_replicas);
     if (!b->sealed && ns_pool_add(ns, b) != 0)
         return -ENOMEM;
     return 0;
@@ -243,9 +269,10 @@ static int apply_full(struct ns *ns, struct ns_server *s, const Imgstore__Heartb
             listed[nlisted++] = hb->blocks[i]->block_id;
     }
     rc = 0;
-    qsort(listed, nlisted, sizeof(*listed), cmp_u64);
+    if (nlisted > 1)
+        qsort(listed, nlisted, sizeof(*listed), cmp_u64);
     for (size_t i = 0; i < nold; i++)
-        if (!bsearch(&old[i], listed, nlisted, sizeof(*listed), cmp_u64))
+        if (!nlisted || !bsearch(&old[i], listed, nlisted, sizeof(*listed), cmp_u64))
             block_remove_rep(ns, old[i], s);
 out:
     free(old);
@@ -282,6 +309,8 @@ int ns_blocks_add_created(struct ns *ns, uint64_t id, struct ns_server *const *r
         int slot = ns_block_add_rep(ns, b, reps[i]);
         if (i == 0 && slot >= 0)
             b->primary = (uint8_t)slot;
+        if (slot >= 0)
+            b->inset |= (uint8_t)(1u << slot);
     }
     return ns_pool_add(ns, b);
 }

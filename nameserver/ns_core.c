@@ -42,6 +42,7 @@ int ns_init(struct ns *ns, const struct ns_config *cfg, uint64_t now_ms)
     rc = ns_meta_open(&ns->meta, cfg->data_dir, cfg->replicas, cfg->block_size);
     if (rc)
         return rc;
+    ns_settings_load(ns);
     if (getrandom(&ns->rng, sizeof(ns->rng), 0) != sizeof(ns->rng) || ns->rng == 0)
         ns->rng = RNG_FALLBACK_SEED;
     ns->safe_mode = 1;
@@ -61,6 +62,7 @@ void ns_free(struct ns *ns)
     ns->nservers = 0;
     ns_blocks_free(&ns->blocks);
     ns_plan_free(ns);
+    ns_compact_free(ns);
     free(ns->pool);
     ns->pool = NULL;
     ns->npool = ns->pool_cap = 0;

@@ -259,7 +259,9 @@ static void json_server(struct metrics_buf *b, const struct ns_server *s, uint64
 
 static const char *task_kind(const struct ns_task *t)
 {
-    return t->kind == NS_TASK_REPLICATE ? "replicate" : "delete";
+    return t->kind == NS_TASK_REPLICATE ? "replicate"
+           : t->kind == NS_TASK_COMPACT ? "compact"
+                                          : "delete";
 }
 
 static const char *server_id_of(const struct ns *ns, uint16_t idx)

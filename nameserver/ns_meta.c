@@ -1,6 +1,7 @@
 /* ns_meta.c - the little the nameserver persists: cluster id, the block-id
- * reserve, the replication and block-size settings, and the ids of every
- * dataserver it has seen (so safe mode knows whom to wait for).
+ * reserve, the replication and block-size settings, the ids of every
+ * dataserver it has seen (so safe mode knows whom to wait for), the runtime
+ * settings an operator set and the servers an operator made read-only.
  *
  * The file DIR/ns.meta is plain text, one "key value" per line, drawn in
  * docs/nameserver.md, written whole with fs_write_atomic. Block ids are handed
@@ -73,6 +74,42 @@ static void known_clear(struct ns_meta *m)
     free(m->known);
     m->known = NULL;
     m->nknown = 0;
+    for (size_t i = 0; i < m->nreadonly; i++)
+        free(m->readonly[i]);
+    free(m->readonly);
+    m->readonly = NULL;
+    m->nreadonly = 0;
+    m->setting_set = 0;
+}
+
+/* Appends a copy of `id` to the read-only list. Returns 0 or -ENOMEM. */
+static int readonly_push(struct ns_meta *m, const char *id)
+{
+    char *copy = strdup(id);
+    char **n = copy ? realloc(m->readonly, (m->nreadonly + 1) * sizeof(*n)) : NULL;
+    if (!n) {
+        free(copy);
+        return -ENOMEM;
+    }
+    m->readonly = n;
+    m->readonly[m->nreadonly++] = copy;
+    return 0;
+}
+
+/* Applies "setting KEY VALUE" (val is "KEY VALUE"). */
+static int parse_setting(struct ns_meta *m, char *val)
+{
+    char *num = strchr(val, ' ');
+    uint64_t v;
+    if (!num)
+        return IMG_EFORMAT;
+    *num++ = '\0';
+    int k = ns_setting_find(val);
+    if (k < 0 || (m->setting_set & (1u << k)) || parse_u64(num, &v) || ns_setting_check(k, v))
+        return IMG_EFORMAT;
+    m->setting[k] = v;
+    m->setting_set |= 1u << k;
+    return 0;
 }
 
 /* Applies one "key value" line. `seen` tracks single-valued keys. */
@@ -112,6 +149,15 @@ static int parse_line(struct ns_meta *m, char *line, unsigned *seen)
         int rc = known_push(m, val);
         if (rc)
             return rc;
+    } else if (strcmp(line, "readonly_server") == 0) {
+        if (!ns_server_id_valid(val) || ns_meta_is_readonly(m, val) ||
+            m->nreadonly >= NS_MAX_SERVERS)
+            return IMG_EFORMAT;
+        int rc = readonly_push(m, val);
+        if (rc)
+            return rc;
+    } else if (strcmp(line, "setting") == 0) {
+        return parse_setting(m, val);
     } else {
         return IMG_EFORMAT;
     }
@@ -160,7 +206,8 @@ err:
 
 int ns_meta_save(const struct ns_meta *m)
 {
-    size_t cap = 256 + m->nknown * (NS_SERVER_ID_MAX + 16);
+    size_t cap = 256 + (m->nknown + m->nreadonly) * (NS_SERVER_ID_MAX + 24) +
+                 NS_SETTING_COUNT * 64;
     char *buf = malloc(cap);
     if (!buf)
         return -ENOMEM;
@@ -172,6 +219,12 @@ int ns_meta_save(const struct ns_meta *m)
     size_t len = (size_t)n;
     for (size_t i = 0; i < m->nknown; i++)
         len += (size_t)snprintf(buf + len, cap - len, "known_server %s\n", m->known[i]);
+    for (size_t i = 0; i < m->nreadonly; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "readonly_server %s\n", m->readonly[i]);
+    for (int k = 0; k < NS_SETTING_COUNT; k++)
+        if (m->setting_set & (1u << k))
+            len += (size_t)snprintf(buf + len, cap - len, "setting %s %llu\n",
+                                    ns_setting_name(k), (unsigned long long)m->setting[k]);
     len += (size_t)snprintf(buf + len, cap - len, META_END "\n");
     int rc = fs_write_atomic(m->path, buf, len);
     free(buf);
@@ -304,6 +357,56 @@ int ns_meta_add_known(struct ns_meta *m, const char *id)
         return rc;
     }
     return 0;
+}
+
+int ns_meta_is_readonly(const struct ns_meta *m, const char *id)
+{
+    for (size_t i = 0; i < m->nreadonly; i++)
+        if (strcmp(m->readonly[i], id) == 0)
+            return 1;
+    return 0;
+}
+
+int ns_meta_set_readonly(struct ns_meta *m, const char *id, int on)
+{
+    size_t i = 0;
+    while (i < m->nreadonly && strcmp(m->readonly[i], id) != 0)
+        i++;
+    int has = i < m->nreadonly, rc;
+    if (!has == !on)
+        return 0;
+    if (on) {
+        if ((rc = readonly_push(m, id)) != 0)
+            return rc;
+        if ((rc = ns_meta_save(m)) != 0)
+            free(m->readonly[--m->nreadonly]);
+        return rc;
+    }
+    char *gone = m->readonly[i];
+    m->readonly[i] = m->readonly[--m->nreadonly];
+    if ((rc = ns_meta_save(m)) != 0) {
+        m->readonly[m->nreadonly++] = m->readonly[i];
+        m->readonly[i] = gone;
+        return rc;
+    }
+    free(gone);
+    return 0;
+}
+
+int ns_meta_set_setting(struct ns_meta *m, int k, uint64_t v)
+{
+    if (k < 0 || k >= NS_SETTING_COUNT)
+        return IMG_EINVAL;
+    uint64_t old = m->setting[k];
+    uint32_t old_set = m->setting_set;
+    m->setting[k] = v;
+    m->setting_set |= 1u << k;
+    int rc = ns_meta_save(m);
+    if (rc) {
+        m->setting[k] = old;
+        m->setting_set = old_set;
+    }
+    return rc;
 }
 
 void ns_meta_free(struct ns_meta *m)

@@ -33,6 +33,7 @@
 static const char REASON_UNDER[] = "under-replicated";
 static const char REASON_EXTRA[] = "extra replica";
 static const char REASON_DRAIN[] = "drain";
+static const char REASON_STALE[] = "stale copy";
 
 static uint32_t task_cap(const struct ns *ns)
 {
@@ -127,6 +128,12 @@ static void task_release(struct ns *ns, struct ns_task *t, int status, uint64_t 
     ns->plan.kick = 1;
 }
 
+struct ns_task *ns_plan_task_add(struct ns *ns, int kind, uint64_t block_id, uint16_t src,
+                                 uint16_t dst, uint64_t bytes, const char *reason, uint64_t now)
+{
+    return task_add(ns, kind, block_id, src, dst, bytes, reason, now);
+}
+
 int ns_plan_task_end(struct ns *ns, uint64_t id, int status, uint64_t size, uint64_t now_ms)
 {
     struct ns_task *t = ns_plan_task(ns, id);
@@ -134,11 +141,16 @@ int ns_plan_task_end(struct ns *ns, uint64_t id, int status, uint64_t size, uint
         return IMG_ENOTFOUND;
     struct ns_server *d = srv(ns, t->dst);
     struct ns_block *b = ns_blocks_get(&ns->blocks, t->block_id);
-    if (status == 0 && t->kind == NS_TASK_REPLICATE) {
+    if (t->kind == NS_TASK_COMPACT) {
+        t->bytes_done = size; /* ns_compact.c logged the outcome */
+    } else if (status == 0 && t->kind == NS_TASK_REPLICATE) {
         t->bytes_done = size;
-        if (b && d && ns_block_add_rep(ns, b, d) < 0)
+        int slot = b && d ? ns_block_add_rep(ns, b, d) : -1;
+        if (b && d && slot < 0)
             log_warn("task %" PRIu64 ": block %" PRIu64 " has no free replica slot for %s", id,
                      t->block_id, d->id);
+        if (slot >= 0 && size > b->rsize[slot])
+            b->rsize[slot] = size; /* the pass adds it to the set once complete */
         log_info("task %" PRIu64 ": block %" PRIu64 " now also on %s (%" PRIu64 " bytes, %s)",
                  id, t->block_id, d ? d->id : "?", size, t->reason);
     } else if (status == 0) {
@@ -257,6 +269,73 @@ static void simple_reply(int status, const struct frame *f, void *arg)
     free(arg);
 }
 
+/* Fills reps/rp with b's replica set: the primary first, then the other
+ * holders in the set, at most NS_MAX_REPLICAS. Returns the count. */
+static size_t set_list(const struct ns *ns, const struct ns_block *b,
+                       Imgstore__Replica reps[NS_BLOCK_SLOTS], Imgstore__Replica *rp[NS_BLOCK_SLOTS])
+{
+    size_t n = 0;
+    for (unsigned pass = 0; pass < 2; pass++)
+        for (unsigned i = 0; i < b->nrep && n < NS_MAX_REPLICAS; i++) {
+            struct ns_server *h = srv(ns, b->rep[i]);
+            int is_primary = b->primary == i;
+            if (!h || (pass == 0) != is_primary || (!is_primary && !(b->inset & (1u << i))))
+                continue;
+            fill_replica(&reps[n], h);
+            rp[n] = &reps[n];
+            n++;
+        }
+    return n;
+}
+
+static void send_set_to(struct ns *ns, const struct ns_block *b, struct ns_server *h)
+{
+    if (!ns->loop || !h || !h->up || !h->conn)
+        return;
+    Imgstore__Replica reps[NS_BLOCK_SLOTS], *rp[NS_BLOCK_SLOTS];
+    Imgstore__SetReplicas m = IMGSTORE__SET_REPLICAS__INIT;
+    m.block_id = b->id;
+    m.n_replicas = set_list(ns, b, reps, rp);
+    m.replicas = rp;
+    m.primary = b->primary != NS_NO_PRIMARY && b->rep[b->primary] == h->idx;
+    struct cmd *c = cmd_new(ns, 0);
+    if (c && conn_request(h->conn, FT_SET_REPLICAS, &m.base, NULL, 0, NULL, NS_CMD_TIMEOUT_MS,
+                          simple_reply, c) != 0)
+        free(c);
+}
+
+void ns_plan_send_set(struct ns *ns, const struct ns_block *b)
+{
+    for (unsigned i = 0; i < b->nrep; i++)
+        send_set_to(ns, b, srv(ns, b->rep[i]));
+}
+
+void ns_plan_check_view(struct ns *ns, struct ns_block *b, struct ns_server *s,
+                        int claims_primary, char **ids, size_t nids)
+{
+    if (!ns->loop || ns->safe_mode || !s->up)
+        return;
+    int slot = ns_block_find_rep(b, s->idx);
+    if (slot < 0)
+        return;
+    int is_primary = b->primary == slot;
+    int differs = (claims_primary != 0) != is_primary;
+    if (claims_primary && !is_primary)
+        log_warn("block %" PRIu64 ": %s reports itself primary, but the primary is now %s: "
+                 "demoting it",
+                 b->id, s->id,
+                 b->primary != NS_NO_PRIMARY && srv(ns, b->rep[b->primary])
+                     ? srv(ns, b->rep[b->primary])->id
+                     : "?");
+    Imgstore__Replica reps[NS_BLOCK_SLOTS], *rp[NS_BLOCK_SLOTS];
+    size_t n = set_list(ns, b, reps, rp);
+    differs |= n != nids;
+    for (size_t i = 0; !differs && i < n; i++)
+        differs = !ids[i] || strcmp(ids[i], rp[i]->server_id) != 0;
+    if (differs)
+        send_set_to(ns, b, s);
+}
+
 void ns_plan_seal_on(struct ns *ns, uint64_t block_id, struct ns_server *s)
 {
     if (!ns->loop || !s->up || !s->conn)
@@ -334,12 +413,17 @@ static void stat_reply(int status, const struct frame *f, void *arg)
     if (!t)
         return;
     Imgstore__BlockInfo *bi = NULL;
-    if (status_of(status, f) != 0 ||
-        !(bi = imgstore__block_info__unpack(NULL, f->h.head_len, f->head)) || bi->corrupt ||
-        bi->size == 0 || (t->keep_size && bi->size != t->keep_size))
+    int rc = status_of(status, f);
+    if (rc != 0 || !(bi = imgstore__block_info__unpack(NULL, f->h.head_len, f->head)) ||
+        bi->corrupt || bi->size == 0 || (t->keep_size && bi->size != t->keep_size)) {
         t->keep_bad = 1;
-    else
+        log_info("task %" PRIu64 ": a kept copy of block %" PRIu64 " answered %s, size %" PRIu64
+                 "%s (other copies: %" PRIu64 ")",
+                 t->id, t->block_id, img_strerror(rc), bi ? bi->size : 0,
+                 bi && bi->corrupt ? ", corrupt" : "", t->keep_size);
+    } else {
         t->keep_size = bi->size;
+    }
     if (bi)
         imgstore__block_info__free_unpacked(bi, NULL);
     if (--t->verifying == 0)
@@ -406,16 +490,31 @@ static int failed_recently(const struct ns *ns, uint64_t block_id, uint16_t src)
     return 0;
 }
 
-/* The source: the primary when up and under the cap, else an up holder
- * under the cap with the fewest tasks; holders whose copy failed recently
- * only when nothing else is left. Returns the server or NULL. */
+/* The longest size an up holder of b reported (0 when none is up). */
+static uint64_t longest_up(const struct ns *ns, const struct ns_block *b)
+{
+    uint64_t n = 0;
+    for (unsigned i = 0; i < b->nrep; i++) {
+        struct ns_server *h = srv(ns, b->rep[i]);
+        if (h && h->up && b->rsize[i] > n)
+            n = b->rsize[i];
+    }
+    return n;
+}
+
+/* The source: an up holder of the longest copy under the cap: the primary
+ * when it qualifies, else the one with the fewest tasks; holders whose copy
+ * failed recently only when nothing else is left. Returns the server or
+ * NULL. */
 static struct ns_server *pick_source(const struct ns *ns, const struct ns_block *b)
 {
     struct ns_server *best = NULL;
     unsigned best_score = 0;
+    uint64_t longest = longest_up(ns, b);
     for (unsigned i = 0; i < b->nrep; i++) {
         struct ns_server *h = srv(ns, b->rep[i]);
-        if (!h || !h->up || !under_cap(ns, h))
+        if (!h || !h->up || !under_cap(ns, h) || b->rsize[i] < longest ||
+            ns_compact_is_bad(ns, b->id, h->idx))
             continue;
         /* Lower is better: a recent failure, then not the primary, then load. */
         unsigned score = (failed_recently(ns, b->id, h->idx) ? 2u * NS_MAX_TASK_CAP * 4 : 0) +
@@ -483,9 +582,11 @@ static int cand_push(struct cand **v, size_t *n, size_t *cap, uint64_t id, unsig
 /* Logs blocks that became lost (once each) and remembers the set. */
 static void note_lost(struct ns *ns, uint64_t *lost, size_t nlost)
 {
-    qsort(lost, nlost, sizeof(*lost), cmp_u64);
+    if (nlost > 1)
+        qsort(lost, nlost, sizeof(*lost), cmp_u64);
     for (size_t i = 0; i < nlost; i++)
-        if (!bsearch(&lost[i], ns->plan.lost, ns->plan.nlost, sizeof(*lost), cmp_u64))
+        if (!ns->plan.nlost ||
+            !bsearch(&lost[i], ns->plan.lost, ns->plan.nlost, sizeof(*lost), cmp_u64))
             log_error("block %" PRIu64 " is lost: no replica is up (kept in the map; it "
                       "comes back when a holder reports it)",
                       lost[i]);
@@ -507,7 +608,7 @@ static size_t busy_blocks(const struct ns *ns, uint64_t now, uint64_t **out)
             (t->state == NS_TASK_FAILED && now < t->end_ms + NS_RETRY_MS))
             v[n++] = t->block_id;
     }
-    if (v)
+    if (v && n > 1)
         qsort(v, n, sizeof(*v), cmp_u64);
     *out = v;
     return n;
@@ -522,7 +623,7 @@ static struct ns_server *pick_victim(const struct ns *ns, const struct ns_block 
         struct ns_server *h = srv(ns, b->rep[i]);
         if (!h || !h->up || !under_cap(ns, h))
             continue;
-        if (h->draining)
+        if (h->draining || ns_compact_is_bad(ns, b->id, h->idx))
             return h;
         if (b->primary == i)
             continue;
@@ -564,7 +665,7 @@ static void start_delete(struct ns *ns, struct ns_block *b, uint64_t now)
     unsigned keep = 0;
     for (unsigned i = 0; i < b->nrep; i++) {
         struct ns_server *h = srv(ns, b->rep[i]);
-        keep += h && h->up && !h->draining && h != v;
+        keep += h && h->up && !h->draining && h != v && !ns_compact_is_bad(ns, b->id, h->idx);
     }
     if (keep < ns->meta.replicas)
         return;
@@ -572,10 +673,103 @@ static void start_delete(struct ns *ns, struct ns_block *b, uint64_t now)
                                  v->draining ? REASON_DRAIN : REASON_EXTRA, now);
     if (!t)
         return;
+    /* The kept copies stop forwarding tombstones to it before it goes. */
+    int vslot = ns_block_find_rep(b, v->idx);
+    if (vslot >= 0 && (b->inset & (1u << vslot))) {
+        b->inset &= (uint8_t)~(1u << vslot);
+        ns_plan_send_set(ns, b);
+    }
     log_info("task %" PRIu64 ": delete the copy of block %" PRIu64 " on %s (%u up replicas, "
              "%s)",
              t->id, b->id, v->id, ns_block_up_reps(ns, b), t->reason);
     send_delete(ns, t, b);
+}
+
+/* Failover of a sealed block whose primary is missing or down past the
+ * heartbeat timeout: the up holder with the longest copy becomes primary.
+ * Returns non-zero when the primary changed. */
+static int failover(struct ns *ns, struct ns_block *b, uint64_t now)
+{
+    struct ns_server *p = b->primary != NS_NO_PRIMARY ? srv(ns, b->rep[b->primary]) : NULL;
+    if (p && (p->up || now < p->last_hb_ms + ns->cfg.hb_timeout_ms))
+        return 0;
+    int best = -1;
+    for (unsigned i = 0; i < b->nrep; i++) {
+        struct ns_server *h = srv(ns, b->rep[i]);
+        if (h && h->up && !h->draining && (best < 0 || b->rsize[i] > b->rsize[best]))
+            best = (int)i;
+    }
+    for (unsigned i = 0; best < 0 && i < b->nrep; i++)
+        if (srv(ns, b->rep[i]) && srv(ns, b->rep[i])->up)
+            best = (int)i;
+    if (best < 0)
+        return 0;
+    log_info("block %" PRIu64 ": primary %s is down; %s (%" PRIu64 " bytes) promoted", b->id,
+             p ? p->id : "(none)", srv(ns, b->rep[best])->id, b->rsize[best]);
+    b->primary = (uint8_t)best;
+    return 1;
+}
+
+/* Keeps the replica set of a sealed block: the primary, every up holder
+ * already in it, and every up holder whose copy is as long as the longest
+ * up copy; down holders leave it. Tells every holder when it changed. */
+static void maintain_set(struct ns *ns, struct ns_block *b, uint64_t now)
+{
+    int changed = failover(ns, b, now);
+    uint64_t longest = longest_up(ns, b);
+    uint8_t set = 0;
+    for (unsigned i = 0; i < b->nrep; i++) {
+        struct ns_server *h = srv(ns, b->rep[i]);
+        if (!h || !h->up)
+            continue;
+        if (b->primary == i || (b->inset & (1u << i)) || b->rsize[i] >= longest)
+            set |= (uint8_t)(1u << i);
+    }
+    if (b->primary != NS_NO_PRIMARY)
+        set |= (uint8_t)(1u << b->primary);
+    if (set != b->inset) {
+        b->inset = set;
+        changed = 1;
+    }
+    if (changed)
+        ns_plan_send_set(ns, b);
+}
+
+/* Starts the tail copy of the shortest up holder of a sealed block from a
+ * holder of the longest copy. Returns non-zero when a task started. */
+static int start_catch_up(struct ns *ns, struct ns_block *b, uint64_t now)
+{
+    uint64_t longest = longest_up(ns, b);
+    int dst = -1;
+    uint8_t behind = 0;
+    for (unsigned i = 0; i < b->nrep; i++) {
+        struct ns_server *h = srv(ns, b->rep[i]);
+        if (!h || !h->up || b->rsize[i] >= longest)
+            continue;
+        behind |= (uint8_t)(1u << i);
+        /* A member of the set gets every tombstone: short in one report is
+         * usually a heartbeat still on its way, so it waits one pass. */
+        if ((b->inset & (1u << i)) && !(b->behind & (1u << i)))
+            continue;
+        if (under_cap(ns, h) && (dst < 0 || b->rsize[i] < b->rsize[dst]))
+            dst = (int)i;
+    }
+    b->behind = behind;
+    struct ns_server *d = dst >= 0 ? srv(ns, b->rep[dst]) : NULL;
+    struct ns_server *s = d ? pick_source(ns, b) : NULL;
+    if (!s || s == d)
+        return 0;
+    struct ns_task *t = task_add(ns, NS_TASK_REPLICATE, b->id, s->idx, d->idx,
+                                 longest - b->rsize[dst], REASON_STALE, now);
+    if (!t)
+        return 0;
+    log_info("task %" PRIu64 ": catch up block %" PRIu64 " on %s (%" PRIu64 " of %" PRIu64
+             " bytes) from %s",
+             t->id, b->id, d->id, b->rsize[dst], longest, s->id);
+    int rc = send_replicate(ns, t, b);
+    if (rc)
+        ns_plan_task_end(ns, t->id, rc, 0, now);
+    return 1;
 }
 
 static void drain_progress(struct ns *ns)
@@ -611,8 +805,10 @@ void ns_plan_step(struct ns *ns, uint64_t now_ms)
             if (!h || !h->up)
                 continue;
             up++;
-            good += !h->draining;
-            draining += h->draining != 0;
+            /* A bad copy (ns_compact.c) is replaced like a draining one. */
+            int leaving = h->draining || ns_compact_is_bad(ns, b->id, h->idx);
+            good += !leaving;
+            draining += leaving;
         }
         if (up == 0) {
             if (nlost == clost) {
@@ -626,7 +822,11 @@ void ns_plan_step(struct ns *ns, uint64_t now_ms)
             lost[nlost++] = b->id;
             continue;
         }
-        if (bsearch(&b->id, busy, nbusy, sizeof(*busy), cmp_u64))
+        if (b->sealed)
+            maintain_set(ns, b, now_ms);
+        if (nbusy && bsearch(&b->id, busy, nbusy, sizeof(*busy), cmp_u64))
+            continue;
+        if (b->sealed && start_catch_up(ns, b, now_ms))
             continue;
         int wants_copy = good < ns->meta.replicas;
         int wants_delete = up > ns->meta.replicas && (draining || good > ns->meta.replicas);
@@ -641,7 +841,8 @@ void ns_plan_step(struct ns *ns, uint64_t now_ms)
     }
     note_lost(ns, lost, nlost);
     ns->plan.under = nunder;
-    qsort(under, nunder, sizeof(*under), cmp_cand);
+    if (nunder > 1)
+        qsort(under, nunder, sizeof(*under), cmp_cand);
     for (size_t i = 0; i < nunder; i++) {
         struct ns_block *b = ns_blocks_get(&ns->blocks, under[i].id);
         if (b)
@@ -652,6 +853,7 @@ void ns_plan_step(struct ns *ns, uint64_t now_ms)
         if (b)
             start_delete(ns, b, now_ms);
     }
+    ns_compact_plan(ns, now_ms, busy, nbusy);
     drain_progress(ns);
     free(busy);
     free(under);
@@ -678,6 +880,14 @@ int ns_plan_drain(struct ns *ns, const char *id, int cancel, uint32_t *left)
     *left = s->nblocks;
     ns->plan.kick = 1;
     return 0;
+}
+
+int ns_plan_cancel(struct ns *ns, uint64_t id, uint64_t now_ms)
+{
+    if (!ns_plan_task(ns, id))
+        return IMG_ENOTFOUND;
+    log_info("task %" PRIu64 ": canceled by an operator", id);
+    return ns_plan_task_end(ns, id, -ECANCELED, 0, now_ms);
 }
 
 void ns_plan_free(struct ns *ns)
@@ -712,7 +922,7 @@ static char *state_text(const struct ns_task *t)
 
 void ns_plan_handle_list(struct ns *ns, struct conn *c, const struct frame *f)
 {
-    static char replicate[] = "replicate", del[] = "delete", none[] = "";
+    static char replicate[] = "replicate", del[] = "delete", none[] = "", compact[] = "compact";
     Imgstore__ListTasks *m = imgstore__list_tasks__unpack(NULL, f->h.head_len, f->head);
     if (!m) {
         conn_reply(c, &f->h, IMG_EPROTO, NULL, NULL, 0, NULL);
@@ -738,7 +948,9 @@ void ns_plan_handle_list(struct ns *ns, struct conn *c, const struct frame *f)
             Imgstore__Task *o = &tasks[k];
             imgstore__task__init(o);
             o->id = t->id;
-            o->kind = t->kind == NS_TASK_REPLICATE ? replicate : del;
+            o->kind = t->kind == NS_TASK_REPLICATE ? replicate
+                      : t->kind == NS_TASK_COMPACT ? compact
+                                                     : del;
             o->state = state_text(t);
             o->block_id = t->block_id;
             o->source = srv(ns, t->src) ? srv(ns, t->src)->id : none;

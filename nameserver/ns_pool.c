@@ -43,8 +43,8 @@ int ns_block_writable(const struct ns *ns, const struct ns_block *b)
     if (ns_block_up_reps(ns, b) != b->nrep)
         return 0;
     for (unsigned i = 0; i < b->nrep; i++)
-        if (ns->servers[b->rep[i]]->draining)
-            return 0; /* everything moves off a draining server */
+        if (ns->servers[b->rep[i]]->draining || ns->servers[b->rep[i]]->readonly)
+            return 0; /* everything moves off a draining server; a read-only one takes no files */
     return b->size < writable_limit(ns->meta.block_size);
 }
 
@@ -79,7 +79,8 @@ int ns_pool_place(struct ns *ns, unsigned n, struct ns_server **out)
     }
     int rc = IMG_ENOBLOCK;
     if (nc >= n) {
-        qsort(c, nc, sizeof(*c), cmp_cand);
+        if (nc > 1)
+            qsort(c, nc, sizeof(*c), cmp_cand);
         for (unsigned i = 0; i < n; i++)
             out[i] = c[i].s;
         rc = 0;

@@ -138,9 +138,10 @@ int ns_registry_heartbeat(struct ns *ns, const Imgstore__Heartbeat *hb, struct c
     registry_rates(s, hb, now_ms);
     s->reads = hb->reads;
     s->writes = hb->writes;
-    if (!s->readonly != !hb->readonly)
-        log_info("server %s is now %s", s->id, hb->readonly ? "read-only" : "writable");
-    s->readonly = hb->readonly ? 1 : 0;
+    if (!s->ds_readonly != !hb->readonly)
+        log_info("server %s reports itself %s", s->id, hb->readonly ? "read-only" : "writable");
+    s->ds_readonly = hb->readonly ? 1 : 0;
+    s->readonly = s->ds_readonly || ns_meta_is_readonly(&ns->meta, s->id);
     s->last_hb_ms = now_ms;
     s->conn = c;
     if (hb->full_report)

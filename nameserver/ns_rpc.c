@@ -54,6 +54,10 @@ static size_t fill_replicas(const struct ns *ns, const struct ns_block *b, int o
             struct ns_server *s = ns->servers[b->rep[i]];
             if (only_up && !s->up)
                 continue;
+            /* A sealed block's copies outside its replica set may lack
+             * tombstones (stale, being caught up or dropped): not listed. */
+            if (b->sealed && b->inset && !is_primary && !(b->inset & (1u << i)))
+                continue;
             imgstore__replica__init(&reps[n]);
             reps[n].server_id = s->id;
             reps[n].addr = s->addr;
@@ -264,6 +268,8 @@ static void handle_status(struct ns_peer *p, const struct frame *f)
         ss[i].last_heartbeat_ms_ago = now >= s->last_hb_ms ? now - s->last_hb_ms : 0;
         ss[i].reads = s->reads;
         ss[i].writes = s->writes;
+        ss[i].readonly = s->readonly;
+        ss[i].draining = s->draining;
         sp[i] = &ss[i];
     }
     Imgstore__ClusterStatusResp r = IMGSTORE__CLUSTER_STATUS_RESP__INIT;
@@ -302,7 +308,11 @@ static void on_frame(struct conn *c, const struct frame *f, void *ctx)
     case FT_LIST_TASKS: ns_plan_handle_list(p->ns, c, f); break;
     case FT_ADMIN_LIST_BLOCKS:
     case FT_ADMIN_BLOCK_INFO:
-    case FT_ADMIN_SERVER_RATES: ns_admin_handle(p->ns, c, f); break;
+    case FT_ADMIN_SERVER_RATES:
+    case FT_ADMIN_CANCEL_TASK:
+    case FT_ADMIN_READONLY:
+    case FT_ADMIN_SETTINGS:
+    case FT_ADMIN_SET_SETTING: ns_admin_handle(p->ns, c, f); break;
     default: reply_err(c, f, IMG_EBADTYPE); break;
     }
 }

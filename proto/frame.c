@@ -84,9 +84,16 @@ const char *frame_type_name(unsigned type)
     case FT_SEAL_BLOCK: return "SEAL_BLOCK";
     case FT_DELETE_BLOCK: return "DELETE_BLOCK";
     case FT_STAT_BLOCK: return "STAT_BLOCK";
+    case FT_SET_REPLICAS: return "SET_REPLICAS";
+    case FT_COMPACT_BLOCK: return "COMPACT_BLOCK";
+    case FT_VERIFY: return "VERIFY";
     case FT_ADMIN_LIST_BLOCKS: return "ADMIN_LIST_BLOCKS";
     case FT_ADMIN_BLOCK_INFO: return "ADMIN_BLOCK_INFO";
     case FT_ADMIN_SERVER_RATES: return "ADMIN_SERVER_RATES";
+    case FT_ADMIN_CANCEL_TASK: return "ADMIN_CANCEL_TASK";
+    case FT_ADMIN_READONLY: return "ADMIN_READONLY";
+    case FT_ADMIN_SETTINGS: return "ADMIN_SETTINGS";
+    case FT_ADMIN_SET_SETTING: return "ADMIN_SET_SETTING";
     default: return "?";
     }
 }

@@ -34,6 +34,7 @@ enum frame_type {
     FT_CLUSTER_STATUS = 5, /* client -> ns: ClusterStatus / ClusterStatusResp */
     FT_DRAIN = 6,          /* admin -> ns: Drain / DrainResp */
     FT_LIST_TASKS = 7,     /* admin -> ns: ListTasks / ListTasksResp */
+    FT_SET_REPLICAS = 8,   /* ns -> ds: SetReplicas / SetReplicasResp */
     FT_WRITE = 16,         /* client -> ds primary: Write + body / WriteResp */
     FT_READ = 17,          /* client -> ds: Read / ReadResp + body */
     FT_STAT = 18,          /* client -> ds: Read / ReadResp */
@@ -44,9 +45,15 @@ enum frame_type {
     FT_SEAL_BLOCK = 23,    /* ns -> ds: SealBlock / SealBlockResp */
     FT_DELETE_BLOCK = 24,  /* ns -> ds: DeleteBlock / DeleteBlockResp */
     FT_STAT_BLOCK = 25,    /* ns -> ds: StatBlock / BlockInfo */
+    FT_COMPACT_BLOCK = 32, /* ns -> ds: CompactBlock / CompactBlockResp */
+    FT_VERIFY = 33,        /* admin -> ds: Verify / VerifyResp */
     FT_ADMIN_LIST_BLOCKS = 40,  /* admin -> ns: AdminListBlocks / AdminListBlocksResp */
     FT_ADMIN_BLOCK_INFO = 41,   /* admin -> ns: AdminBlockInfo / AdminBlockInfoResp */
     FT_ADMIN_SERVER_RATES = 42, /* admin -> ns: AdminServerRates / AdminServerRatesResp */
+    FT_ADMIN_CANCEL_TASK = 43,  /* admin -> ns: AdminCancelTask / AdminCancelTaskResp */
+    FT_ADMIN_READONLY = 44,     /* admin -> ns: AdminReadonly / AdminReadonlyResp */
+    FT_ADMIN_SETTINGS = 45,     /* admin -> ns: AdminSettings / AdminSettingsResp */
+    FT_ADMIN_SET_SETTING = 46,  /* admin -> ns: AdminSetSetting / AdminSetSettingResp */
 };
 
 struct frame_header {

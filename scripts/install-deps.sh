@@ -9,6 +9,9 @@ varnish"
 # --ui: only what `make test-ui` adds, Chromium for the status-page test
 # (a large download, so `make test` does without it).
 if [ "${1:-}" = "--ui" ]; then PKGS="chromium"; fi
+# --bench: what `make bench` and `make bench-http` add (nginx and wrk for the
+# HTTP row, perf for profiling), never needed by `make test`.
+if [ "${1:-}" = "--bench" ]; then PKGS="nginx wrk linux-perf"; fi
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

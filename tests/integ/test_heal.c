@@ -3,8 +3,13 @@
  *   1. kill -9 the dataserver holding the most files: every block is copied
  *      back to 2 up replicas on the survivors within a bounded time, and every
  *      file reads back byte-identical from every replica the nameserver lists;
- *   2. the killed server restarts with its old copies: the extra copies are
- *      deleted until every block has exactly 2 replicas;
+ *      then every tenth file is deleted: the killed server was the primary of
+ *      many of their sealed blocks (a survivor is promoted), and the new
+ *      copies got the tombstones (SET_REPLICAS), so no server serves them;
+ *   2. the killed server restarts with its old copies, which lack those
+ *      tombstones: its primary roles are taken back from it, its stale copies
+ *      are caught up or deleted until every block has exactly 2 replicas, and
+ *      still no server serves a deleted file;
  *   3. DRAIN of one server: it ends holding nothing, every file is readable
  *      from every listed replica, and LIST_TASKS shows the work done. */
 #include "tests/integ/cluster.h"
@@ -25,7 +30,7 @@
 #define BLOCK_SIZE (1u << 20)
 #define PUT_ATTEMPTS 3
 #define HEARTBEAT_TIMEOUT_MS 2000
-#define HEAL_DEADLINE_MS 30000
+#define HEAL_DEADLINE_MS 60000
 #define RPC_TIMEOUT_MS 5000
 
 static struct cluster *C;
@@ -48,6 +53,30 @@ TestSuite(heal, .init = setup, .fini = teardown, .timeout = 150);
 static uint64_t seed;
 static uint32_t sizes[NFILES];
 static char names[NFILES][IMGSTORE_NAME_MAX];
+static int deleted[NFILES];
+
+#define DELETE_EVERY 10
+#define DELETE_RETRY_MS 15000
+
+/* A deleted file must not be served by any running dataserver. Returns the
+ * number of servers that served it. */
+static int check_deleted(imgstore_t *h, int i)
+{
+    int bad = 0;
+    for (int d = 0; d < C->nds; d++) {
+        if (!cluster_alive(&C->ds[d]))
+            continue;
+        void *data = NULL;
+        size_t len = 0;
+        int rc = imgstore_get_from(h, names[i], C->ds[d].addr, &data, &len);
+        if (rc == 0) {
+            fprintf(stderr, "[heal] deleted file %d served by %s\n", i, C->ds[d].name);
+            imgstore_free(data);
+            bad++;
+        }
+    }
+    return bad;
+}
 
 /* Reads every file from every replica LOOKUP lists (fresh handle: no cached
  * locations). Returns the number of failures. */
@@ -57,6 +86,10 @@ static int check_all(const char *when, int want_replicas)
     cr_assert_not_null(h);
     int bad = 0;
     for (int i = 0; i < NFILES; i++) {
+        if (deleted[i]) {
+            bad += check_deleted(h, i);
+            continue;
+        }
         struct imgstore_stat st;
         int rc = imgstore_stat(h, names[i], &st);
         if (rc != 0 || (want_replicas && st.nreplicas != want_replicas)) {
@@ -180,8 +213,10 @@ static void print_tasks(void)
                      (void *(*)(ProtobufCAllocator *, size_t, const uint8_t *))
                          imgstore__list_tasks_resp__unpack);
     cr_assert_eq(rc, 0, "LIST_TASKS failed: %d", rc);
-    size_t done = 0, failed = 0;
+    size_t done = 0, failed = 0, caught_up = 0;
     for (size_t i = 0; i < r->n_tasks; i++) {
+        caught_up += strcmp(r->tasks[i]->state, "done") == 0 &&
+                     strcmp(r->tasks[i]->reason, "stale copy") == 0;
         done += strcmp(r->tasks[i]->state, "done") == 0;
         failed += strcmp(r->tasks[i]->state, "failed") == 0;
     }
@@ -189,6 +224,7 @@ static void print_tasks(void)
                     "cap %u, rate %llu B/s\n",
             r->n_tasks, done, failed, (unsigned long long)r->blocks_lost, r->task_cap,
             (unsigned long long)r->copy_rate_bytes_per_s);
+    fprintf(stderr, "[heal] %zu stale copies caught up\n", caught_up);
     cr_assert_gt(done, 0, "no finished task listed");
     cr_assert_eq(r->blocks_lost, 0);
     imgstore__list_tasks_resp__free_unpacked(r, NULL);
@@ -228,6 +264,26 @@ Test(heal, kill_restart_drain)
     fprintf(stderr, "[heal] every block back to 2 up replicas %lld ms after the kill was noticed\n",
             (long long)ms);
     cr_assert_eq(check_all("after re-replication", 2), 0);
+
+    /* Deletes on blocks whose primary was killed, some re-replicated. */
+    h = cluster_client(C);
+    cr_assert_not_null(h);
+    int ndel = 0, retried = 0;
+    for (int i = 0; i < NFILES; i += DELETE_EVERY) {
+        int64_t t1 = cluster_now_ms();
+        int rc;
+        while ((rc = imgstore_unlink(h, names[i])) != 0 &&
+               cluster_now_ms() - t1 < DELETE_RETRY_MS) {
+            retried++;
+            usleep(200 * 1000);
+        }
+        cr_assert_eq(rc, 0, "delete of file %d failed: %s", i, imgstore_strerror(rc));
+        deleted[i] = 1;
+        ndel++;
+    }
+    imgstore_close(h);
+    fprintf(stderr, "[heal] %d files deleted (%d retries)\n", ndel, retried);
+    cr_assert_eq(check_all("after deletes on re-replicated blocks", 2), 0);
 
     /* 2. The old server comes back: its now extra copies are deleted. */
     cr_assert_eq(cluster_start_ds(C, victim), 0);

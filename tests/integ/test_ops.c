@@ -492,8 +492,6 @@ Test(ops, ds_admin_commands, .init = setup, .fini = teardown, .timeout = 240)
     cr_assert_eq(admin(&r, "--json", "servers", NULL, NULL, NULL), 0, "%s", r.err);
     check_json(r.out, "servers --json");
     cr_assert(!isnan(json_num(r.out, "reads_per_s")), "%s", r.out);
-    char server[80];
-    json_str(r.out, "id", server, sizeof(server));
     cluster_run_free(&r);
 
     /* status */
@@ -513,6 +511,10 @@ Test(ops, ds_admin_commands, .init = setup, .fini = teardown, .timeout = 240)
     cr_assert_eq(json_num(r.out, "replication"), 2);
     char block[32];
     snprintf(block, sizeof(block), "%.0f", json_num(r.out, "block_id"));
+    /* A server that surely holds a block: a replica of the first one listed
+     * (not simply the first server, which may hold none). */
+    char server[80];
+    json_str(r.out, "server", server, sizeof(server));
     cluster_run_free(&r);
     cr_assert_eq(admin(&r, "blocks", "--server", server, "--json", NULL), 0, "%s", r.err);
     check_json(r.out, "blocks --server");

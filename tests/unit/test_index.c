@@ -92,3 +92,26 @@ Test(index, entry_codec)
     cr_assert_eq(tomb, 1);
     cr_assert_eq(size, 0);
 }
+
+Test(index, reserve_sizes_exactly_then_doubles)
+{
+    struct index ix;
+    index_init(&ix);
+    cr_assert_eq(index_reserve(&ix, 1001), 0);
+    cr_assert_eq(ix.cap, 1001);
+    cr_assert_eq(index_reserve(&ix, 10), 0); /* never shrinks */
+    cr_assert_eq(ix.cap, 1001);
+    for (uint32_t seq = 1; seq <= 1000; seq++)
+        cr_assert_eq(index_put(&ix, seq, (uint64_t)seq * 64, seq), 0);
+    cr_assert_eq(ix.cap, 1001); /* no slack while it fits */
+    uint64_t off;
+    uint32_t size;
+    int del;
+    cr_assert_eq(index_get(&ix, 1000, &off, &size, &del), 0);
+    cr_assert_eq(off, 64000);
+    cr_assert_eq(index_get(&ix, 1001, &off, &size, &del), IMG_ENOTFOUND);
+    cr_assert_eq(index_put(&ix, 1001, 64064, 1), 0);
+    cr_assert_eq(ix.cap, 2002);
+    cr_assert_eq(index_get(&ix, 1500, &off, &size, &del), IMG_ENOTFOUND);
+    index_free(&ix);
+}

@@ -1,7 +1,8 @@
 /* Unit tests of the self-healing planner (nameserver/ns_plan.c), without
  * sockets: which blocks get tasks first, source and target choice, the
  * per-server cap, nothing in safe mode, lost blocks counted and kept, extra
- * replicas deleted only with enough other copies, drain. */
+ * replicas deleted only with enough other copies, drain, primary failover,
+ * the replica set and tail catch-up of short copies. */
 #include "common/err.h"
 #include "nameserver/ns.h"
 
@@ -69,6 +70,9 @@ static void block(uint64_t id, uint64_t size, struct ns_server *const *reps, uns
     b->primary = 0;
     b->sealed = 1;
     b->size = size;
+    for (unsigned i = 0; i < n; i++)
+        b->rsize[i] = size;
+    b->inset = (uint8_t)((1u << n) - 1);
 }
 
 static size_t running(int kind)
@@ -224,4 +228,84 @@ Test(ns_plan, drain_copies_then_deletes)
     cr_assert_eq(t->dst, b->idx, "the draining copy goes");
     cr_assert_eq(ns_plan_task_end(&ns, t->id, 0, 0, 40), 0);
     cr_assert_eq(b->nblocks, 0);
+}
+
+Test(ns_plan, primary_failover_promotes_longest_after_timeout)
+{
+    struct ns_server *a = server("a", GIB), *b = server("b", GIB), *c = server("c", GIB);
+    struct ns_server *r[] = {a, b, c};
+    ns.meta.replicas = 3;
+    ns.safe_mode = 0;
+    block(9, 8192, r, 3);
+    struct ns_block *blk = ns_blocks_get(&ns.blocks, 9);
+    blk->rsize[1] = 4096; /* b is short, c holds the longest copy */
+    a->up = 0;
+    a->last_hb_ms = 1;
+    ns_plan_step(&ns, 100);
+    cr_assert_eq(blk->primary, 0, "no failover before the heartbeat timeout");
+    ns_plan_step(&ns, 1 + NS_DEFAULT_HB_TIMEOUT_MS);
+    cr_assert_eq(blk->rep[blk->primary], c->idx, "the longest up copy becomes primary");
+    cr_assert(blk->inset & (1u << blk->primary));
+    cr_assert_not(blk->inset & 1u, "the down old primary leaves the replica set");
+}
+
+Test(ns_plan, stale_copy_caught_up_from_the_longest)
+{
+    struct ns_server *a = server("a", GIB), *b = server("b", GIB);
+    struct ns_server *r[] = {a, b};
+    ns.safe_mode = 0;
+    block(11, 8192, r, 2);
+    struct ns_block *blk = ns_blocks_get(&ns.blocks, 11);
+    blk->rsize[1] = 4096;
+    blk->inset = 1u; /* b came back short: not in the set */
+    ns_plan_step(&ns, 10);
+    const struct ns_task *t = task_for(11);
+    cr_assert_not_null(t);
+    cr_assert_eq(t->kind, NS_TASK_REPLICATE);
+    cr_assert_eq(t->src, a->idx);
+    cr_assert_eq(t->dst, b->idx);
+    cr_assert_str_eq(t->reason, "stale copy");
+    cr_assert_eq(t->bytes_total, 4096, "only the tail is copied");
+    cr_assert_not(blk->inset & 2u, "a short copy joins the set only when complete");
+    cr_assert_eq(ns_plan_task_end(&ns, t->id, 0, 8192, 20), 0);
+    cr_assert_eq(blk->rsize[1], 8192);
+    ns_plan_step(&ns, 30);
+    cr_assert(blk->inset & 2u, "the caught-up copy is in the set");
+}
+
+Test(ns_plan, member_short_for_one_report_waits_a_pass)
+{
+    struct ns_server *a = server("a", GIB), *b = server("b", GIB);
+    struct ns_server *r[] = {a, b};
+    ns.safe_mode = 0;
+    block(12, 8192, r, 2);
+    ns_blocks_get(&ns.blocks, 12)->rsize[1] = 8000;
+    ns_plan_step(&ns, 10);
+    cr_assert_null(task_for(12), "a heartbeat may still be on its way");
+    ns_plan_step(&ns, 2000);
+    cr_assert_not_null(task_for(12), "still short a pass later: caught up");
+}
+
+Test(ns_plan, new_copy_joins_set_only_when_complete)
+{
+    struct ns_server *a = server("a", GIB), *b = server("b", GIB), *c = server("c", 5 * GIB);
+    struct ns_server *r[] = {a, b};
+    ns.safe_mode = 0;
+    block(13, 8192, r, 2);
+    b->up = 0;
+    ns_plan_step(&ns, 10);
+    const struct ns_task *t = task_for(13);
+    cr_assert_not_null(t);
+    cr_assert_eq(t->dst, c->idx);
+    /* Tombstones went to a while the copy ran: the copy is short. */
+    struct ns_block *blk = ns_blocks_get(&ns.blocks, 13);
+    blk->rsize[0] = 8256;
+    cr_assert_eq(ns_plan_task_end(&ns, t->id, 0, 8192, 20), 0);
+    int slot = ns_block_find_rep(blk, c->idx);
+    cr_assert_geq(slot, 0);
+    ns_plan_step(&ns, 30);
+    cr_assert_not(blk->inset & (1u << slot));
+    const struct ns_task *cu = task_for(13);
+    cr_assert_not_null(cu);
+    cr_assert_str_eq(cu->reason, "stale copy");
 }

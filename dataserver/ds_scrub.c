@@ -1,0 +1,345 @@
+/* ds_scrub.c - the scrubber (ds_scrub.h).
+ *
+ * A pass walks a snapshot of block ids (sorted) and, in each block, the
+ * live files by seq, looked up in the index at the moment of each read (so a
+ * compaction swap in between is harmless: the read in flight keeps the old
+ * descriptor, the next lookup sees the new layout). One record is read at a
+ * time for the whole server. VERIFY passes go first and are not throttled;
+ * the continuous cycle takes tokens from its own bucket (ds->scrub_rate) and
+ * starts a new pass from a fresh snapshot when one ends. */
+#include "dataserver/ds_scrub.h"
+
+#include "common/crc32c.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "dataserver/blockio.h"
+#include "proto/imgstore.pb-c.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SCRUB_BURST_MS 200 /* the bucket holds at most this much of the rate */
+
+struct pass {
+    struct pass *next;
+    struct ds_rpc_req *req; /* VERIFY to answer; NULL for the cycle */
+    uint64_t *ids;
+    size_t nids, bi;
+    uint32_t seq; /* last seq looked at in ids[bi] */
+    uint32_t blocks, bad;
+    uint64_t records, bytes;
+    uint64_t *bad_blocks;
+    size_t nbad;
+};
+
+struct ds_scrub {
+    struct ds *ds;
+    uv_timer_t timer;
+    int timer_open;
+    struct pass cycle;
+    struct pass *verifies; /* FIFO */
+    double tokens;
+    uint64_t refill_ms;
+    struct pass *reading; /* pass whose read is in flight, NULL when idle */
+    uint8_t *buf;
+    size_t len;
+    uint64_t block_id, off;
+    uint32_t seq;
+};
+
+static struct ds_scrub *sstate(struct ds *ds)
+{
+    if (!ds->scrub) {
+        struct ds_scrub *sc = calloc(1, sizeof(*sc));
+        if (!sc)
+            return NULL;
+        sc->ds = ds;
+        sc->refill_ms = uv_now(ds->loop);
+        ds->scrub = sc;
+    }
+    return ds->scrub;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+struct ids {
+    uint64_t *v;
+    size_t n, cap;
+};
+
+static void collect(struct block *b, void *arg)
+{
+    struct ids *s = arg;
+    if (s->n < s->cap)
+        s->v[s->n++] = b->id;
+}
+
+/* Fills p->ids with every block id of the server (or just `only`). */
+static int pass_snapshot(struct ds *ds, struct pass *p, uint64_t only)
+{
+    struct ids s = {.cap = only ? 1 : ds->store->nblocks};
+    s.v = malloc((s.cap + 1) * sizeof(*s.v));
+    if (!s.v)
+        return -ENOMEM;
+    if (only)
+        s.v[s.n++] = only;
+    else
+        store_foreach(ds->store, collect, &s);
+    qsort(s.v, s.n, sizeof(*s.v), cmp_u64);
+    free(p->ids);
+    p->ids = s.v;
+    p->nids = s.n;
+    p->bi = 0;
+    p->seq = 0;
+    return 0;
+}
+
+static void pass_free(struct pass *p)
+{
+    free(p->ids);
+    free(p->bad_blocks);
+    if (p->req)
+        free(p);
+}
+
+/* Finds the next live record of the pass: 1 with *b, *off and *len set, 0
+ * when the pass is over. */
+static int pass_next(struct ds *ds, struct pass *p, struct block **b, uint64_t *off, size_t *len)
+{
+    while (p->bi < p->nids) {
+        struct block *blk = store_get(ds->store, p->ids[p->bi]);
+        /* The cycle leaves blocks already known corrupt to the repair. */
+        if (blk && (p->req || !blk->corrupt)) {
+            for (uint32_t seq = p->seq + 1; seq <= blk->ix.max_seq; seq++) {
+                uint32_t size;
+                int deleted;
+                p->seq = seq;
+                if (index_get(&blk->ix, seq, off, &size, &deleted) != 0 || deleted)
+                    continue;
+                *b = blk;
+                *len = NEEDLE_HEADER_SIZE + (size_t)size;
+                return 1;
+            }
+            p->blocks++;
+        }
+        p->bi++;
+        p->seq = 0;
+    }
+    return 0;
+}
+
+static void mark_bad(struct ds_scrub *sc, struct pass *p)
+{
+    struct ds *ds = sc->ds;
+    struct block *b = store_get(ds->store, sc->block_id);
+    p->bad++;
+    if (!p->nbad || p->bad_blocks[p->nbad - 1] != sc->block_id) {
+        uint64_t *n = realloc(p->bad_blocks, (p->nbad + 1) * sizeof(*n));
+        if (n) {
+            p->bad_blocks = n;
+            p->bad_blocks[p->nbad++] = sc->block_id;
+        }
+    }
+    log_error("scrub: block %016" PRIx64 " seq %" PRIu32 " at offset %" PRIu64
+              " fails its check; block marked corrupt (the nameserver replaces this copy)",
+              sc->block_id, sc->seq, sc->off);
+    if (b && !b->corrupt) {
+        b->corrupt = 1;
+        b->sealed = 1; /* a damaged copy takes no new files */
+        b->dirty = 1;
+        int rc = block_save_meta(b);
+        if (rc != 0)
+            log_error("block %016" PRIx64 ": cannot save meta: %s", b->id, img_strerror(rc));
+        ds_session_poke(ds);
+    }
+}
+
+static void verify_answer(struct ds_scrub *sc, struct pass *p)
+{
+    Imgstore__VerifyResp resp = IMGSTORE__VERIFY_RESP__INIT;
+    resp.blocks = p->blocks;
+    resp.records = p->records;
+    resp.bytes = p->bytes;
+    resp.bad_records = p->bad;
+    resp.n_bad_blocks = p->nbad;
+    resp.bad_blocks = p->bad_blocks;
+    log_info("verify: %u blocks, %" PRIu64 " records, %" PRIu64 " bytes, %u bad", p->blocks,
+             p->records, p->bytes, p->bad);
+    ds_rpc_answer(p->req, sc->ds->stopping ? IMG_ECONN : 0, &resp.base, NULL, 0, NULL);
+    pass_free(p);
+}
+
+static void bucket_refill(struct ds_scrub *sc)
+{
+    uint64_t now = uv_now(sc->ds->loop);
+    double rate = (double)sc->ds->scrub_rate;
+    sc->tokens += rate * (double)(now - sc->refill_ms) / 1000.0;
+    if (sc->tokens > rate * SCRUB_BURST_MS / 1000.0)
+        sc->tokens = rate * SCRUB_BURST_MS / 1000.0;
+    sc->refill_ms = now;
+}
+
+static void pump(struct ds_scrub *sc);
+
+static void read_done(int status, void *arg)
+{
+    struct ds_scrub *sc = arg;
+    struct pass *p = sc->reading;
+    struct needle_header h;
+    sc->reading = NULL;
+    if (!sc->ds->stopping && status != -ENOMEM) {
+        p->records++;
+        p->bytes += sc->len;
+        if (status != 0 || needle_decode_header(sc->buf, &h) != 0 || h.seq != sc->seq ||
+            (h.flags & NEEDLE_FLAG_TOMBSTONE) || NEEDLE_HEADER_SIZE + (size_t)h.size != sc->len ||
+            crc32c(0, sc->buf + NEEDLE_HEADER_SIZE, h.size) != h.data_crc)
+            mark_bad(sc, p);
+    }
+    free(sc->buf);
+    sc->buf = NULL;
+    if (sc->ds->stopping) {
+        if (p->req)
+            verify_answer(sc, p);
+        return;
+    }
+    pump(sc);
+}
+
+/* Starts the next read: of the oldest VERIFY, else of the cycle when its
+ * bucket allows. Answers VERIFYs whose pass ended. */
+static void pump(struct ds_scrub *sc)
+{
+    struct ds *ds = sc->ds;
+    while (!sc->reading && !ds->stopping) {
+        struct pass *p = sc->verifies;
+        if (!p) {
+            if (!ds->scrub_rate)
+                return;
+            bucket_refill(sc);
+            if (sc->tokens < 0)
+                return; /* the timer comes back */
+            p = &sc->cycle;
+        }
+        struct block *b;
+        uint64_t off;
+        size_t len;
+        if (!pass_next(ds, p, &b, &off, &len)) {
+            if (p->req) {
+                sc->verifies = p->next;
+                verify_answer(sc, p);
+                continue;
+            }
+            if (p->nids)
+                log_info("scrub: cycle done: %u blocks, %" PRIu64 " records, %u bad", p->blocks,
+                         p->records, p->bad);
+            p->blocks = p->bad = 0;
+            p->records = p->bytes = 0;
+            pass_snapshot(ds, p, 0);
+            return; /* the next cycle starts at the next tick */
+        }
+        if (!p->req)
+            sc->tokens -= (double)len;
+        sc->buf = calloc(1, len);
+        sc->len = len;
+        sc->block_id = b->id;
+        sc->off = off;
+        sc->seq = p->seq;
+        sc->reading = p;
+        int rc = sc->buf ? blockio_read(ds->store->ring, b, sc->buf, len, off, read_done, sc)
+                         : -ENOMEM;
+        if (rc != 0) {
+            sc->reading = NULL;
+            free(sc->buf);
+            sc->buf = NULL;
+            return; /* retried at the next tick */
+        }
+    }
+}
+
+static void tick(uv_timer_t *t)
+{
+    pump(t->data);
+}
+
+static int timer_on(struct ds_scrub *sc)
+{
+    if (!sc->timer_open) {
+        uv_timer_init(sc->ds->loop, &sc->timer);
+        sc->timer.data = sc;
+        sc->timer_open = 1;
+        uv_timer_start(&sc->timer, tick, DS_SCRUB_TICK_MS, DS_SCRUB_TICK_MS);
+    }
+    return 0;
+}
+
+int ds_scrub_start(struct ds *ds)
+{
+    if (!ds->scrub_rate)
+        return 0;
+    struct ds_scrub *sc = sstate(ds);
+    if (!sc)
+        return -ENOMEM;
+    log_info("scrub: checking every record at %" PRIu64 " bytes/s", ds->scrub_rate);
+    return timer_on(sc);
+}
+
+void ds_scrub_verify(struct ds *ds, const struct frame *f, struct ds_rpc_req *req)
+{
+    struct ds_scrub *sc = sstate(ds);
+    struct pass *p = sc ? calloc(1, sizeof(*p)) : NULL;
+    if (!p) {
+        ds_rpc_answer(req, -ENOMEM, NULL, NULL, 0, NULL);
+        return;
+    }
+    Imgstore__Verify *m = imgstore__verify__unpack(NULL, f->h.head_len, f->head);
+    if (!m) {
+        free(p);
+        ds_rpc_answer(req, IMG_EPROTO, NULL, NULL, 0, NULL);
+        return;
+    }
+    uint64_t id = m->block_id;
+    imgstore__verify__free_unpacked(m, NULL);
+    if (id && !store_get(ds->store, id)) {
+        free(p);
+        ds_rpc_answer(req, IMG_ENOBLOCKHERE, NULL, NULL, 0, NULL);
+        return;
+    }
+    if (pass_snapshot(ds, p, id) != 0) {
+        free(p);
+        ds_rpc_answer(req, -ENOMEM, NULL, NULL, 0, NULL);
+        return;
+    }
+    p->req = req;
+    struct pass **pp = &sc->verifies;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = p;
+    log_info("verify: checking %s", id ? "one block" : "every block");
+    timer_on(sc);
+    pump(sc);
+}
+
+void ds_scrub_stop(struct ds *ds)
+{
+    struct ds_scrub *sc = ds->scrub;
+    if (!sc)
+        return;
+    if (sc->timer_open)
+        uv_close((uv_handle_t *)&sc->timer, NULL);
+    while (sc->verifies) {
+        struct pass *p = sc->verifies;
+        sc->verifies = p->next;
+        if (p != sc->reading)
+            verify_answer(sc, p);
+    }
+    free(sc->cycle.ids);
+    free(sc->cycle.bad_blocks);
+    sc->cycle.ids = NULL;
+    sc->cycle.bad_blocks = NULL;
+}

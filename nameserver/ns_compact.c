@@ -1,0 +1,358 @@
+/* ns_compact.c - coordinated compaction of sealed blocks, and the list of
+ * bad replicas the planner replaces.
+ *
+ * A compaction is one planner task (NS_TASK_COMPACT, so no copy or deletion
+ * of the block runs meanwhile) in three steps:
+ *   1. STAT_BLOCK to every holder: all must answer sealed, not corrupt, with
+ *      one size and no append in flight, else the task fails (retried after
+ *      NS_RETRY_MS);
+ *   2. COMPACT_BLOCK{expected_size} to every holder: each rewrites the block
+ *      deterministically and answers its new size and CRC32C;
+ *   3. every answer must be a success with the same size and CRC32C. If some
+ *      holders compacted and others did not, or results differ, the replicas
+ *      are no longer byte-identical: the ones that differ from the first
+ *      successful answer are marked bad and the planner replaces them by
+ *      copies of a good one. Finally COMPACT_BLOCK{release} ends the delete
+ *      hold on every holder.
+ * Bad replicas also come from block reports (corrupt = a bad record found by
+ * the scrubber, recovery or a compaction read). */
+#include "nameserver/ns.h"
+
+#include "common/conn.h"
+#include "common/err.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char REASON_COMPACT[] = "deleted bytes";
+
+/* ---- bad replicas ------------------------------------------------------- */
+
+int ns_compact_is_bad(const struct ns *ns, uint64_t block_id, uint16_t server)
+{
+    for (size_t i = 0; i < ns->nbad; i++)
+        if (ns->bad[i].block_id == block_id && ns->bad[i].server == server)
+            return 1;
+    return 0;
+}
+
+void ns_compact_mark_bad(struct ns *ns, uint64_t block_id, uint16_t server, const char *why)
+{
+    if (ns_compact_is_bad(ns, block_id, server))
+        return;
+    if (ns->nbad == ns->bad_cap) {
+        size_t ncap = ns->bad_cap ? ns->bad_cap * 2 : 16;
+        struct ns_bad *n = realloc(ns->bad, ncap * sizeof(*n));
+        if (!n)
+            return;
+        ns->bad = n;
+        ns->bad_cap = ncap;
+    }
+    ns->bad[ns->nbad++] = (struct ns_bad){.block_id = block_id, .server = server};
+    log_warn("block %" PRIu64 ": the copy on %s is bad (%s); it will be replaced from a good "
+             "replica",
+             block_id, server < ns->nservers ? ns->servers[server]->id : "?", why);
+    ns->plan.kick = 1;
+}
+
+/* Forgets marks of copies the map no longer has. */
+static void bad_prune(struct ns *ns)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < ns->nbad; i++) {
+        const struct ns_block *b = ns_blocks_get(&ns->blocks, ns->bad[i].block_id);
+        if (b && ns_block_find_rep(b, ns->bad[i].server) >= 0)
+            ns->bad[k++] = ns->bad[i];
+    }
+    ns->nbad = k;
+}
+
+void ns_compact_free(struct ns *ns)
+{
+    free(ns->bad);
+    ns->bad = NULL;
+    ns->nbad = ns->bad_cap = 0;
+}
+
+/* ---- one compaction ------------------------------------------------------- */
+
+struct answer {
+    uint16_t server;
+    int status;
+    uint64_t size;
+    uint32_t crc;
+};
+
+struct job {
+    struct ns *ns;
+    uint64_t task_id, block_id, size;
+    unsigned n, pending;
+    int stat_bad;
+    uint16_t counted; /* replica index the task itself counts (its target) */
+    struct answer a[NS_BLOCK_SLOTS];
+};
+
+struct call {
+    struct job *j;
+    unsigned i;
+};
+
+static struct ns_server *server_of(const struct ns *ns, uint16_t idx)
+{
+    return idx < ns->nservers ? ns->servers[idx] : NULL;
+}
+
+static int status_of(int status, const struct frame *f)
+{
+    return status ? status : (f ? f->h.status : IMG_ECONN);
+}
+
+static void ignore_reply(int status, const struct frame *f, void *arg)
+{
+    (void)status;
+    (void)f;
+    (void)arg;
+}
+
+static void send_release(struct job *j)
+{
+    for (unsigned i = 0; i < j->n; i++) {
+        struct ns_server *s = server_of(j->ns, j->a[i].server);
+        if (!s || !s->up || !s->conn)
+            continue;
+        Imgstore__CompactBlock m = IMGSTORE__COMPACT_BLOCK__INIT;
+        m.block_id = j->block_id;
+        m.task_id = j->task_id;
+        m.release = 1;
+        conn_request(s->conn, FT_COMPACT_BLOCK, &m.base, NULL, 0, NULL, NS_CMD_TIMEOUT_MS,
+                     ignore_reply, NULL);
+    }
+}
+
+/* Every replica of a compaction works on it, so each counts one task against
+ * the per-server cap (the task record counts only its target): this keeps
+ * the nameserver from asking a server for more compactions at once than it
+ * runs (DS_COMPACT_MAX_ACTIVE), which it would refuse. */
+static void job_hold_servers(struct job *j, int delta)
+{
+    for (unsigned i = 0; i < j->n; i++) {
+        struct ns_server *s = server_of(j->ns, j->a[i].server);
+        if (!s || j->a[i].server == j->counted)
+            continue;
+        if (delta > 0)
+            s->tasks++;
+        else if (s->tasks)
+            s->tasks--;
+    }
+}
+
+static void job_end(struct job *j, int status, uint64_t size)
+{
+    struct ns *ns = j->ns;
+    job_hold_servers(j, -1);
+    if (!ns->stopping) {
+        ns_plan_task_end(ns, j->task_id, status, size, uv_now(ns->loop));
+        ns_plan_step(ns, uv_now(ns->loop));
+    }
+    free(j);
+}
+
+/* Every COMPACT_BLOCK answered: check that the replicas agree. */
+static void compact_judge(struct job *j)
+{
+    struct ns *ns = j->ns;
+    int ref = -1, ok = 0, failed = 0;
+    for (unsigned i = 0; i < j->n; i++) {
+        if (j->a[i].status != 0) {
+            failed++;
+            continue;
+        }
+        ok++;
+        if (ref < 0)
+            ref = (int)i;
+    }
+    int differ = 0;
+    for (unsigned i = 0; ref >= 0 && i < j->n; i++) {
+        const struct answer *x = &j->a[i], *r = &j->a[ref];
+        if (x->status != 0 || x->size != r->size || x->crc != r->crc) {
+            differ = 1;
+            ns_compact_mark_bad(ns, j->block_id, x->server,
+                                x->status ? "its compaction failed while others succeeded"
+                                          : "its compacted copy differs from the others");
+        }
+    }
+    if (!ns->stopping)
+        send_release(j);
+    if (ok && !differ) {
+        struct ns_block *b = ns_blocks_get(&ns->blocks, j->block_id);
+        log_info("task %" PRIu64 ": block %" PRIu64 " compacted on %u replicas: %" PRIu64
+                 " -> %" PRIu64 " bytes, crc32c %08x",
+                 j->task_id, j->block_id, ok, j->size, j->a[ref].size, j->a[ref].crc);
+        if (b) {
+            b->size = j->a[ref].size;
+            b->deleted_bytes = 0;
+        }
+        job_end(j, 0, j->a[ref].size);
+        return;
+    }
+    int rc = differ ? IMG_ECORRUPT : j->a[0].status;
+    log_warn("task %" PRIu64 ": compaction of block %" PRIu64 ": %d succeeded, %d failed%s",
+             j->task_id, j->block_id, ok, failed,
+             differ ? "; the replicas that differ will be replaced" : "");
+    job_end(j, rc ? rc : IMG_EINVAL, 0);
+}
+
+static void compact_reply(int status, const struct frame *f, void *arg)
+{
+    struct call *c = arg;
+    struct job *j = c->j;
+    struct answer *a = &j->a[c->i];
+    free(c);
+    a->status = status_of(status, f);
+    if (a->status == 0) {
+        Imgstore__CompactBlockResp *m =
+            imgstore__compact_block_resp__unpack(NULL, f->h.head_len, f->head);
+        if (m) {
+            a->size = m->size;
+            a->crc = m->crc32c;
+            imgstore__compact_block_resp__free_unpacked(m, NULL);
+        } else {
+            a->status = IMG_EPROTO;
+        }
+    }
+    if (--j->pending == 0)
+        compact_judge(j);
+}
+
+/* Sends request `type` (`msg`) to every holder; cb gets a struct call. */
+static void send_all(struct job *j, unsigned type, const ProtobufCMessage *msg,
+                     conn_reply_cb cb, uint32_t timeout_ms)
+{
+    j->pending = 1; /* held while sending */
+    for (unsigned i = 0; i < j->n; i++) {
+        struct ns_server *s = server_of(j->ns, j->a[i].server);
+        struct call *c = malloc(sizeof(*c));
+        int rc = !c ? -ENOMEM : !s || !s->up || !s->conn ? IMG_ECONN : 0;
+        if (rc == 0) {
+            *c = (struct call){.j = j, .i = i};
+            j->pending++;
+            rc = conn_request(s->conn, type, msg, NULL, 0, NULL, timeout_ms, cb, c);
+            if (rc != 0)
+                j->pending--;
+        }
+        if (rc != 0) {
+            free(c);
+            j->a[i].status = rc;
+        }
+    }
+    j->pending--;
+}
+
+static void compact_go(struct job *j)
+{
+    Imgstore__CompactBlock m = IMGSTORE__COMPACT_BLOCK__INIT;
+    m.block_id = j->block_id;
+    m.expected_size = j->size;
+    m.task_id = j->task_id;
+    send_all(j, FT_COMPACT_BLOCK, &m.base, compact_reply, NS_COMPACT_TIMEOUT_MS);
+    if (j->pending == 0)
+        compact_judge(j);
+}
+
+static void stat_reply(int status, const struct frame *f, void *arg)
+{
+    struct call *c = arg;
+    struct job *j = c->j;
+    free(c);
+    Imgstore__BlockInfo *bi = NULL;
+    if (status_of(status, f) != 0 ||
+        !(bi = imgstore__block_info__unpack(NULL, f->h.head_len, f->head)) || bi->corrupt ||
+        !bi->sealed || bi->size != j->size)
+        j->stat_bad = 1;
+    if (bi)
+        imgstore__block_info__free_unpacked(bi, NULL);
+    if (--j->pending > 0)
+        return;
+    if (j->stat_bad || j->ns->stopping) {
+        log_info("task %" PRIu64 ": block %" PRIu64 " not compacted now: its replicas are not "
+                 "all sealed, intact and %" PRIu64 " bytes",
+                 j->task_id, j->block_id, j->size);
+        job_end(j, IMG_EOFFSET, 0);
+        return;
+    }
+    compact_go(j);
+}
+
+static void start(struct ns *ns, struct ns_block *b, uint64_t now)
+{
+    struct job *j = calloc(1, sizeof(*j));
+    if (!j)
+        return;
+    uint16_t target = b->primary < b->nrep ? b->rep[b->primary] : b->rep[0];
+    struct ns_task *t = ns_plan_task_add(ns, NS_TASK_COMPACT, b->id, NS_NO_SERVER, target,
+                                         b->size, REASON_COMPACT, now);
+    if (!t) {
+        free(j);
+        return;
+    }
+    j->ns = ns;
+    j->task_id = t->id;
+    j->block_id = b->id;
+    j->size = b->size;
+    j->n = b->nrep;
+    for (unsigned i = 0; i < b->nrep; i++)
+        j->a[i].server = b->rep[i];
+    log_info("task %" PRIu64 ": compact block %" PRIu64 " (%" PRIu64 " of %" PRIu64
+             " bytes deleted, %u replicas)",
+             t->id, b->id, b->deleted_bytes, b->size, b->nrep);
+    if (!ns->loop) {
+        free(j); /* unit tests inspect the task */
+        return;
+    }
+    j->counted = target;
+    job_hold_servers(j, +1);
+    Imgstore__StatBlock m = IMGSTORE__STAT_BLOCK__INIT;
+    m.block_id = b->id;
+    send_all(j, FT_STAT_BLOCK, &m.base, stat_reply, NS_CMD_TIMEOUT_MS);
+    if (j->pending == 0)
+        job_end(j, IMG_ECONN, 0);
+}
+
+/* A block worth compacting now: sealed, enough deleted bytes, every holder
+ * up, good and under the task cap. */
+static int wants_compact(const struct ns *ns, const struct ns_block *b, uint32_t pct)
+{
+    if (!b->sealed || b->nrep == 0 || b->size <= NS_MIN_BLOCK_SIZE / 1024 ||
+        b->deleted_bytes * 100 < (uint64_t)pct * b->size)
+        return 0;
+    uint32_t cap = ns->cfg.task_cap ? ns->cfg.task_cap : NS_DEFAULT_TASK_CAP;
+    for (unsigned i = 0; i < b->nrep; i++) {
+        const struct ns_server *s = server_of(ns, b->rep[i]);
+        if (!s || !s->up || !s->conn || s->draining || s->tasks >= cap ||
+            ns_compact_is_bad(ns, b->id, s->idx))
+            return 0;
+    }
+    return b->nrep >= ns->meta.replicas;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+void ns_compact_plan(struct ns *ns, uint64_t now_ms, const uint64_t *busy, size_t nbusy)
+{
+    uint32_t pct = ns->cfg.compact_pct ? ns->cfg.compact_pct : NS_DEFAULT_COMPACT_PCT;
+    bad_prune(ns);
+    for (size_t i = 0; i < ns->blocks.cap; i++) {
+        struct ns_block *b = &ns->blocks.slots[i];
+        if (!b->id || (nbusy && bsearch(&b->id, busy, nbusy, sizeof(*busy), cmp_u64)) ||
+            !wants_compact(ns, b, pct))
+            continue;
+        start(ns, b, now_ms);
+    }
+}

@@ -1,0 +1,425 @@
+/* Integration test of ds-admin's operator commands (issue 5) against a real
+ * cluster, each in table and --json form (the JSON checked by a minimal
+ * parser):
+ *   - settings / set: validated, in force, persisted across a nameserver
+ *     restart; a setting nothing uses yet says so;
+ *   - readonly SERVER on|off: persisted across the restart, shown by
+ *     servers, and no new file lands on the read-only server;
+ *   - tasks, cancel, verify, --help and the usage/failure exit codes;
+ *   - drain SERVER --wait on a non-terminal: plain progress lines, exit 0,
+ *     and the server ends holding no block with every file still readable. */
+#include "tests/integ/cluster.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CLI_TIMEOUT_MS 30000
+#define DRAIN_TIMEOUT_MS 120000
+#define BLOCK_SIZE (1u << 20)
+#define NFILES 40
+#define FILE_SIZE (60u << 10)
+#define PUT_ATTEMPTS 10
+#define HB_WAIT_MS 2500 /* a heartbeat (1 s) carries new block sizes */
+#define SERVER_ID_MAX 80
+
+static struct cluster *C;
+
+static void setup(void)
+{
+    struct cluster_opts o = {.ndataservers = 3, .replicas = 2, .block_size = BLOCK_SIZE};
+    cr_assert_eq(cluster_start(&o, &C), 0);
+}
+
+static void teardown(void)
+{
+    cluster_stop(C);
+    C = NULL;
+}
+
+/* ---- helpers: running ds-admin, minimal JSON ------------------------------------ */
+
+/* Runs ds-admin --ns NS with up to five arguments (NULL ends them) and returns
+ * its exit code; *r holds the output (free with cluster_run_free). */
+static int admin_t(struct cluster_run *r, int timeout_ms, const char *a1, const char *a2,
+                   const char *a3, const char *a4, const char *a5)
+{
+    const char *argv[] = {"ds-admin", "--ns", C->ns.addr, a1, a2, a3, a4, a5, NULL};
+    static const char *const del[] = {"IMGSTORE_NS", NULL};
+    cr_assert_eq(cluster_run(C, argv, NULL, del, timeout_ms, r), 0);
+    return r->exit_code;
+}
+
+static int admin(struct cluster_run *r, const char *a1, const char *a2, const char *a3,
+                 const char *a4, const char *a5)
+{
+    return admin_t(r, CLI_TIMEOUT_MS, a1, a2, a3, a4, a5);
+}
+
+static const char *json_value(const char *p);
+
+static const char *json_ws(const char *p)
+{
+    while (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r')
+        p++;
+    return p;
+}
+
+static const char *json_string_end(const char *p)
+{
+    if (*p != '"')
+        return NULL;
+    for (p++; *p && *p != '"'; p++)
+        if (*p == '\\' && !*++p)
+            return NULL;
+    return *p == '"' ? p + 1 : NULL;
+}
+
+static const char *json_seq(const char *p, char close, int object)
+{
+    p = json_ws(p + 1);
+    if (*p == close)
+        return p + 1;
+    for (;;) {
+        if (object) {
+            p = json_string_end(json_ws(p));
+            if (!p || *(p = json_ws(p)) != ':')
+                return NULL;
+            p++;
+        }
+        if (!(p = json_value(p)))
+            return NULL;
+        p = json_ws(p);
+        if (*p == close)
+            return p + 1;
+        if (*p != ',')
+            return NULL;
+        p++;
+    }
+}
+
+static const char *json_value(const char *p)
+{
+    p = json_ws(p);
+    if (*p == '{')
+        return json_seq(p, '}', 1);
+    if (*p == '[')
+        return json_seq(p, ']', 0);
+    if (*p == '"')
+        return json_string_end(p);
+    if (!strncmp(p, "true", 4) || !strncmp(p, "null", 4))
+        return p + 4;
+    if (!strncmp(p, "false", 5))
+        return p + 5;
+    char *end;
+    strtod(p, &end);
+    return end == p ? NULL : end;
+}
+
+/* Fails the test unless text is exactly one JSON document. */
+static void check_json(const char *text, const char *who)
+{
+    const char *end = json_value(text);
+    cr_assert_not_null(end, "%s: not JSON:\n%s", who, text);
+    cr_assert_eq(*json_ws(end), '\0', "%s: trailing bytes after the JSON document:\n%s", who,
+                 text);
+}
+
+/* The number after the first "key": at or after `from`, or NAN. */
+static double json_num(const char *from, const char *key)
+{
+    char pat[128];
+    snprintf(pat, sizeof(pat), "\"%s\": ", key);
+    const char *p = strstr(from, pat);
+    return p ? strtod(p + strlen(pat), NULL) : NAN;
+}
+
+/* The object of setting `key` in a settings --json answer (fails if absent). */
+static const char *setting_obj(const char *text, const char *key)
+{
+    char pat[128];
+    snprintf(pat, sizeof(pat), "{\"key\": \"%s\"", key);
+    const char *p = strstr(text, pat);
+    cr_assert_not_null(p, "no setting %s in %s", key, text);
+    return p;
+}
+
+/* Copies the string after the first "key": at or after `from` into out. */
+static void json_str(const char *from, const char *key, char *out, size_t n)
+{
+    char pat[128];
+    snprintf(pat, sizeof(pat), "\"%s\": \"", key);
+    const char *p = strstr(from, pat);
+    cr_assert_not_null(p, "no \"%s\" in %s", key, from);
+    p += strlen(pat);
+    size_t i = 0;
+    while (p[i] && p[i] != '"' && i + 1 < n) {
+        out[i] = p[i];
+        i++;
+    }
+    out[i] = '\0';
+}
+
+/* The object of server `id` in a servers --json answer. */
+static const char *server_obj(const char *text, const char *id)
+{
+    char pat[128];
+    snprintf(pat, sizeof(pat), "{\"id\": \"%s\"", id);
+    const char *p = strstr(text, pat);
+    cr_assert_not_null(p, "no server %s in %s", id, text);
+    return p;
+}
+
+/* The id of the n-th server (by id) of servers --json. */
+static void server_id(int n, char *out, size_t len)
+{
+    struct cluster_run r;
+    cr_assert_eq(admin(&r, "--json", "servers", NULL, NULL, NULL), 0, "%s", r.err);
+    check_json(r.out, "servers --json");
+    const char *p = r.out;
+    for (int i = 0; i <= n; i++) {
+        p = strstr(p, "{\"id\": ");
+        cr_assert_not_null(p, "fewer than %d servers: %s", n + 1, r.out);
+        if (i < n)
+            p++;
+    }
+    json_str(p, "id", out, len);
+    cluster_run_free(&r);
+}
+
+static void put_files(uint64_t seed, char names[][IMGSTORE_NAME_MAX], int first, int n)
+{
+    imgstore_t *h = cluster_client(C); /* fresh: no writable block cached from before */
+    cr_assert_not_null(h);
+    for (int i = first; i < first + n; i++)
+        cr_assert_eq(cluster_put_file(h, seed, (uint64_t)i, FILE_SIZE, names[i], PUT_ATTEMPTS),
+                     0);
+    imgstore_close(h);
+}
+
+/* Number of blocks `id` holds (blocks --server ID --json). */
+static double blocks_on(const char *id)
+{
+    struct cluster_run r;
+    cr_assert_eq(admin(&r, "--json", "blocks", "--server", id, NULL), 0, "%s", r.err);
+    check_json(r.out, "blocks --server --json");
+    double n = json_num(r.out, "matched");
+    cluster_run_free(&r);
+    return n;
+}
+
+/* ---- settings, readonly, tasks, cancel ------------------------------------------- */
+
+static void check_help(const char *cmd)
+{
+    struct cluster_run r;
+    cr_assert_eq(admin(&r, cmd, "--help", NULL, NULL, NULL), 0, "%s --help: %s", cmd, r.err);
+    cr_assert_not_null(strstr(r.out, "usage: ds-admin"), "%s --help: %s", cmd, r.out);
+    cr_assert_not_null(strstr(r.out, cmd), "%s", r.out);
+    cluster_run_free(&r);
+}
+
+/* The usage errors and failures of the new commands. */
+static void check_exit_codes(void)
+{
+    static const char *const cases[][4] = {
+        /* args, expected exit code as text */
+        {"set", "task_cap", "many", "2"},      {"set", "task_cap", NULL, "2"},
+        {"set", "no_such_key", "1", "1"},      {"set", "task_cap", "0", "1"},
+        {"set", "copy_rate", "100001", "1"},   {"readonly", "no-such-server", "on", "1"},
+        {"readonly", "x", "maybe", "2"},       {"cancel", "987654", NULL, "1"},
+        {"cancel", "abc", NULL, "2"},          {"drain", "no-such-server", NULL, "1"},
+        {"drain", NULL, NULL, "2"},            {"tasks", "--bogus", NULL, "2"},
+        {"settings", "extra", NULL, "2"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct cluster_run r;
+        int want = atoi(cases[i][3]);
+        int got = admin(&r, cases[i][0], cases[i][1], cases[i][2], NULL, NULL);
+        cr_assert_eq(got, want, "ds-admin %s %s %s: exit %d, want %d\n%s", cases[i][0],
+                     cases[i][1] ? cases[i][1] : "", cases[i][2] ? cases[i][2] : "", got, want,
+                     r.err);
+        cr_assert_gt(r.err_len, 0, "no message on stderr for %s", cases[i][0]);
+        cluster_run_free(&r);
+    }
+}
+
+Test(admin, settings_readonly_tasks, .init = setup, .fini = teardown, .timeout = 240)
+{
+    static const char *const cmds[] = {"tasks",    "cancel",   "drain", "readonly",
+                                       "settings", "set",      "verify"};
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+        check_help(cmds[i]);
+    check_exit_codes();
+    struct cluster_run r;
+
+    /* settings: table and JSON, defaults */
+    cr_assert_eq(admin(&r, "settings", NULL, NULL, NULL, NULL), 0, "%s", r.err);
+    cr_assert_not_null(strstr(r.out, "KEY"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "copy_rate"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "MB/s"), "%s", r.out);
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, "--json", "settings", NULL, NULL, NULL), 0, "%s", r.err);
+    check_json(r.out, "settings --json");
+    cr_assert_eq(json_num(setting_obj(r.out, "task_cap"), "value"), 2, "%s", r.out);
+    cr_assert_eq(json_num(setting_obj(r.out, "copy_rate"), "value"), 50, "%s", r.out);
+    cluster_run_free(&r);
+
+    /* set: in force at once (LIST_TASKS reports the planner's caps) */
+    cr_assert_eq(admin(&r, "set", "task_cap", "4", NULL, NULL), 0, "%s", r.err);
+    cr_assert_not_null(strstr(r.out, "task_cap = 4"), "%s", r.out);
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, "--json", "set", "copy_rate", "120", NULL), 0, "%s", r.err);
+    check_json(r.out, "set --json");
+    cr_assert_eq(json_num(r.out, "previous"), 50, "%s", r.out);
+    cr_assert_eq(json_num(r.out, "value"), 120, "%s", r.out);
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, "set", "scrub_rate", "20", NULL, NULL), 0, "%s", r.err);
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, "--json", "tasks", NULL, NULL, NULL), 0, "%s", r.err);
+    check_json(r.out, "tasks --json");
+    cr_assert_eq(json_num(r.out, "task_cap"), 4, "%s", r.out);
+    cr_assert_eq(json_num(r.out, "copy_rate_bytes_per_s"), 120e6, "%s", r.out);
+    cluster_run_free(&r);
+
+    /* readonly: one server */
+    char ro[SERVER_ID_MAX];
+    server_id(0, ro, sizeof(ro));
+    cr_assert_eq(admin(&r, "readonly", ro, "on", NULL, NULL), 0, "%s", r.err);
+    cluster_run_free(&r);
+
+    /* a nameserver restart keeps settings and the read-only mark */
+    cr_assert_geq(cluster_signal_proc(&C->ns, SIGTERM), 0);
+    cr_assert_eq(cluster_start_ns(C), 0);
+    cr_assert_eq(cluster_wait_ready(C, 3, CLUSTER_READY_MS), 0);
+    cr_assert_eq(admin(&r, "--json", "settings", NULL, NULL, NULL), 0, "%s", r.err);
+    check_json(r.out, "settings --json after restart");
+    cr_assert_eq(json_num(setting_obj(r.out, "task_cap"), "value"), 4, "%s", r.out);
+    cr_assert_eq(json_num(setting_obj(r.out, "copy_rate"), "value"), 120, "%s", r.out);
+    cr_assert_eq(json_num(setting_obj(r.out, "scrub_rate"), "value"), 20, "%s", r.out);
+    cr_assert_not_null(strstr(setting_obj(r.out, "task_cap"), "\"persisted\": true"), "%s",
+                       r.out);
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, "settings", NULL, NULL, NULL, NULL), 0, "%s", r.err);
+    cr_assert_not_null(strstr(r.out, "set (ns.meta)"), "%s", r.out);
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, "--json", "servers", NULL, NULL, NULL), 0, "%s", r.err);
+    check_json(r.out, "servers --json");
+    const char *o = server_obj(r.out, ro);
+    char state[32];
+    json_str(o, "state", state, sizeof(state));
+    cr_assert_str_eq(state, "read-only", "%s", r.out);
+    cr_assert_not_null(strstr(o, "\"readonly\": true"), "%s", r.out);
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, "servers", NULL, NULL, NULL, NULL), 0, "%s", r.err);
+    cr_assert_not_null(strstr(r.out, "read-only"), "%s", r.out);
+    cluster_run_free(&r);
+
+    /* no new file lands on the read-only server */
+    uint64_t seed = cluster_seed("admin_readonly");
+    char names[NFILES][IMGSTORE_NAME_MAX];
+    put_files(seed, names, 0, NFILES / 2);
+    for (int i = 0; i < NFILES / 2; i++) {
+        cr_assert_eq(admin(&r, "--json", "file", names[i], NULL, NULL), 0, "%s", r.err);
+        check_json(r.out, "file --json");
+        char pat[SERVER_ID_MAX + 16];
+        snprintf(pat, sizeof(pat), "\"server\": \"%s\"", ro);
+        cr_assert_null(strstr(r.out, pat), "file %s went to read-only %s: %s", names[i], ro,
+                       r.out);
+        cluster_run_free(&r);
+    }
+
+    /* off again: shown up, and JSON form */
+    cr_assert_eq(admin(&r, "--json", "readonly", ro, "off", NULL), 0, "%s", r.err);
+    check_json(r.out, "readonly --json");
+    cr_assert_not_null(strstr(r.out, "\"readonly\": false"), "%s", r.out);
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, "--json", "servers", NULL, NULL, NULL), 0, "%s", r.err);
+    json_str(server_obj(r.out, ro), "state", state, sizeof(state));
+    cr_assert_str_eq(state, "up", "%s", r.out);
+    cluster_run_free(&r);
+
+    /* tasks: the table (no task or a header) */
+    cr_assert_eq(admin(&r, "tasks", NULL, NULL, NULL, NULL), 0, "%s", r.err);
+    cr_assert_not_null(strstr(r.out, "4 tasks per server"), "%s", r.out);
+    cluster_run_free(&r);
+    C->passed = 1;
+}
+
+/* ---- drain --wait ------------------------------------------------------------------ */
+
+Test(admin, drain_wait, .init = setup, .fini = teardown, .timeout = 240)
+{
+    uint64_t seed = cluster_seed("admin_drain");
+    char names[NFILES][IMGSTORE_NAME_MAX];
+    put_files(seed, names, 0, NFILES);
+    usleep(HB_WAIT_MS * 1000);
+    char victim[SERVER_ID_MAX];
+    int n = 0;
+    do
+        server_id(n++, victim, sizeof(victim));
+    while (blocks_on(victim) < 1 && n < 3);
+    cr_assert_geq(blocks_on(victim), 1, "no server holds a block");
+
+    struct cluster_run r;
+    int rc = admin_t(&r, DRAIN_TIMEOUT_MS, "drain", victim, "--wait", NULL, NULL);
+    cr_assert_eq(rc, 0, "drain --wait: exit %d\n%s\n%s", rc, r.out, r.err);
+    cr_assert_null(strchr(r.out, '\r'), "progress bar on a non-terminal: %s", r.out);
+    cr_assert_not_null(strstr(r.out, "% moved"), "no progress line: %s", r.out);
+    cr_assert_not_null(strstr(r.out, "done"), "%s", r.out);
+    cluster_run_free(&r);
+    cr_assert_eq(blocks_on(victim), 0);
+
+    /* every file still reads back */
+    imgstore_t *h = cluster_client(C);
+    for (int i = 0; i < NFILES; i++)
+        cr_assert_eq(cluster_check_file(h, names[i], NULL, seed, (uint64_t)i, FILE_SIZE), 0);
+    imgstore_close(h);
+
+    /* verify: every up server, table and JSON; an unknown block fails */
+    cr_assert_eq(admin(&r, "verify", NULL, NULL, NULL, NULL), 0, "%s%s", r.out, r.err);
+    cr_assert_not_null(strstr(r.out, "BAD RECORDS"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "intact"), "%s", r.out);
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, "--json", "verify", "--wait", NULL, NULL), 0, "%s", r.err);
+    check_json(r.out, "verify --json");
+    cr_assert_not_null(strstr(r.out, "\"ok\": true"), "%s", r.out);
+    double records = 0; /* summed over the servers (the drained one holds none) */
+    for (const char *p = r.out; (p = strstr(p, "\"records\": ")); p++)
+        records += json_num(p, "records");
+    cr_assert_geq(records, NFILES, "%s", r.out);
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, "verify", "987654321", NULL, NULL, NULL), 1, "%s", r.err);
+    cluster_run_free(&r);
+
+    /* the tasks of the drain, table and JSON; the server shows draining */
+    cr_assert_eq(admin(&r, "tasks", "--all", NULL, NULL, NULL), 0, "%s", r.err);
+    cr_assert_not_null(strstr(r.out, "SOURCE->TARGET"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "drain"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "100%"), "%s", r.out);
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, "--json", "tasks", NULL, NULL, NULL), 0, "%s", r.err);
+    check_json(r.out, "tasks --json");
+    cr_assert_not_null(strstr(r.out, "\"state\": \"done\""), "%s", r.out);
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, "servers", NULL, NULL, NULL, NULL), 0, "%s", r.err);
+    cr_assert_not_null(strstr(r.out, "draining"), "%s", r.out);
+    cluster_run_free(&r);
+
+    /* --wait --json on the empty server: one document; then cancel */
+    cr_assert_eq(admin(&r, "--json", "drain", victim, "--wait", NULL), 0, "%s", r.err);
+    check_json(r.out, "drain --wait --json");
+    cr_assert_eq(json_num(r.out, "blocks_left"), 0, "%s", r.out);
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, "--json", "drain", victim, "--cancel", NULL), 0, "%s", r.err);
+    check_json(r.out, "drain --cancel --json");
+    cr_assert_not_null(strstr(r.out, "\"draining\": false"), "%s", r.out);
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, "drain", victim, "--wait", "--cancel", NULL), 2);
+    cluster_run_free(&r);
+    C->passed = 1;
+}
