@@ -67,7 +67,7 @@ FUZZ_IN_TEST := $(if $(filter-out 0,$(FUZZ_TEST_SECONDS)),$(FUZZ_BINS))
 # CHAOS_TEST_SECONDS (0 leaves it out).
 CHAOS_BIN := $(BUILD)/tests/chaos
 CHAOS_SECONDS ?= 600
-CHAOS_TEST_SECONDS ?= 0
+CHAOS_TEST_SECONDS ?= 60
 CHAOS_IN_TEST := $(if $(filter-out 0,$(CHAOS_TEST_SECONDS)),$(CHAOS_BIN))
 
 .SECONDARY:
@@ -225,7 +225,7 @@ asan: deps
 	@ASAN_OPTIONS=log_path=$(SAN_LOGS)/asan:detect_leaks=1 \
 	 UBSAN_OPTIONS=log_path=$(SAN_LOGS)/ubsan:print_stacktrace=1 \
 	 $(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" \
-	   FUZZ_TEST_SECONDS=0 test; rc=$$?; \
+	   FUZZ_TEST_SECONDS=0 CHAOS_TEST_SECONDS=0 test; rc=$$?; \
 	 if [ -n "$$(ls -A $(SAN_LOGS))" ]; then \
 	   echo "!! sanitizer reports (in $(SAN_LOGS)):"; cat $(SAN_LOGS)/*; exit 1; fi; exit $$rc
 

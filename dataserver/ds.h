@@ -51,6 +51,13 @@ struct ds {
     int reconnect_ms;
     int need_full_report;
     int hb_in_flight;
+    int hb_full_in_flight;    /* the heartbeat in flight is a full report */
+    /* 0 until the nameserver answered our full report on this session: it
+     * sends any demotion (SET_REPLICAS) before that answer, so until then a
+     * block we think we are primary of may have another primary (we were
+     * down or cut off). WRITE and DELETE are refused meanwhile, so a stale
+     * primary never orders appends the real one does not know about. */
+    int primary_confirmed;
     int hb_soon;              /* a heartbeat is wanted before the next tick */
     uint64_t ns_block_size;
     int ns_safe_mode;

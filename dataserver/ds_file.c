@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <malloc.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Read buffers (one record each, typically 5-500 KB) are malloc'd and freed
  * thousands of times a second. With glibc's defaults the heap top is handed
@@ -73,13 +74,23 @@ static void file_read_done(int status, void *arg)
     free(r);
 }
 
+int ds_file_serves(const struct ds *ds, const struct block *b)
+{
+    if (b->stale)
+        return 0;
+    for (int i = 0; i < b->nreplicas; i++)
+        if (strcmp(b->replicas[i].server_id, ds->store->server_id) == 0)
+            return 1;
+    return 0;
+}
+
 int ds_file_read(struct ds *ds, uint64_t block_id, uint32_t seq, uint32_t cookie,
                  int header_only, ds_file_cb cb, void *arg)
 {
     struct block *b = store_get(ds->store, block_id);
     /* A copy left out of the replica set may lack tombstones: never serve it
      * (the caller asks a current replica instead). */
-    if (!b || b->stale)
+    if (!b || !ds_file_serves(ds, b))
         return IMG_ENOBLOCKHERE;
     uint64_t offset;
     uint32_t size;

@@ -20,6 +20,13 @@
  * the callback (release with free()). On error rec is NULL and h is NULL. */
 typedef void (*ds_file_cb)(int status, const struct needle_header *h, uint8_t *rec, void *arg);
 
+/* Returns 1 when this server may serve reads of block b: it is in the
+ * block's replica set as last told by the nameserver (SET_REPLICAS, saved in
+ * the block's meta) and not marked stale. A copy left out of the set may
+ * lack tombstones, so it must never answer for the block, also after a
+ * restart (the stale mark itself lives in RAM only). */
+int ds_file_serves(const struct ds *ds, const struct block *b);
+
 /* Starts reading file (block_id, seq, cookie) from this server's disks. With
  * header_only set only the 24-byte header is read and checked (no CRC check:
  * use it for STAT/HEAD-like answers). Returns 0 (cb runs later, exactly once)

@@ -141,7 +141,7 @@ static struct block *writable_primary_block(struct ds *ds, uint64_t id, int *err
         *err = IMG_ENOBLOCKHERE;
         return NULL;
     }
-    if (!b->primary) {
+    if (!b->primary || !ds->primary_confirmed) {
         *err = IMG_ENOTPRIMARY;
         return NULL;
     }
@@ -408,11 +408,11 @@ static void handle_read(struct rpc_sess *s, const struct frame *f)
         imgstore__read__free_unpacked(m, NULL);
     }
     struct block *b = store_get(ds->store, block_id);
-    if (!b || b->stale) {
+    if (!b || !ds_file_serves(ds, b)) {
         reply(s, &f->h, IMG_ENOBLOCKHERE, NULL, NULL, 0, NULL);
         return;
     }
-    if (f->h.type == FT_DELETE && !b->primary) {
+    if (f->h.type == FT_DELETE && (!b->primary || !ds->primary_confirmed)) {
         reply(s, &f->h, IMG_ENOTPRIMARY, NULL, NULL, 0, NULL);
         return;
     }

@@ -134,7 +134,9 @@ static void count_block(struct block *b, void *arg)
 static void heartbeat_reply(int status, const struct frame *f, void *arg)
 {
     struct ds *ds = arg;
+    int was_full = ds->hb_full_in_flight;
     ds->hb_in_flight = 0;
+    ds->hb_full_in_flight = 0;
     if (status != 0 || !f)
         return;
     if (f->h.status != 0) {
@@ -146,6 +148,10 @@ static void heartbeat_reply(int status, const struct frame *f, void *arg)
     if (!m) {
         log_warn("malformed heartbeat response from nameserver");
         return;
+    }
+    if (was_full && !ds->primary_confirmed) {
+        ds->primary_confirmed = 1;
+        log_info("nameserver answered our full report: primary roles confirmed");
     }
     if (ds->ns_safe_mode != (int)m->safe_mode)
         log_info("nameserver safe mode %s", m->safe_mode ? "on" : "off");
@@ -204,6 +210,7 @@ static void send_heartbeat(struct ds *ds)
                      heartbeat_reply, ds) == 0) {
         ds_copy_removed_sent(ds, nremoved);
         ds->hb_in_flight = 1;
+        ds->hb_full_in_flight = r.full;
         if (r.full)
             log_info("sent full block report (%zu blocks) to %s", r.n, ds->ns_addr);
         ds->need_full_report = 0;
@@ -248,6 +255,7 @@ static void session_closed(struct conn *c, void *ctx)
     if (ds->ns_conn == c)
         ds->ns_conn = NULL;
     ds->hb_in_flight = 0;
+    ds->primary_confirmed = 0; /* we may be demoted while cut off */
     if (ds->stopping)
         return;
     log_warn("lost nameserver session %s; reconnecting in %d ms", ds->ns_addr, ds->reconnect_ms);
@@ -267,6 +275,7 @@ static void session_connect(struct ds *ds)
         return;
     }
     ds->need_full_report = 1;
+    ds->primary_confirmed = 0;
     send_heartbeat(ds);
 }
 
