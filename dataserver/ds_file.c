@@ -21,12 +21,8 @@
 #define DS_FILE_MMAP_THRESHOLD (4 << 20)
 #define DS_FILE_TRIM_THRESHOLD (64 << 20)
 
-static void tune_malloc(void)
+void ds_file_tune_malloc(void)
 {
-    static int done;
-    if (done)
-        return;
-    done = 1;
     mallopt(M_MMAP_THRESHOLD, DS_FILE_MMAP_THRESHOLD);
     mallopt(M_TRIM_THRESHOLD, DS_FILE_TRIM_THRESHOLD);
 }
@@ -97,7 +93,6 @@ int ds_file_read(struct ds *ds, uint64_t block_id, uint32_t seq, uint32_t cookie
     int deleted;
     if (index_get(&b->ix, seq, &offset, &size, &deleted) != 0)
         return IMG_ENOTFOUND;
-    tune_malloc();
     struct file_read *r = calloc(1, sizeof(*r));
     size_t len = NEEDLE_HEADER_SIZE + (header_only || deleted ? 0 : size);
     uint8_t *buf = r ? malloc(len) : NULL;

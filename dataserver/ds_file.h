@@ -20,6 +20,10 @@
  * the callback (release with free()). On error rec is NULL and h is NULL. */
 typedef void (*ds_file_cb)(int status, const struct needle_header *h, uint8_t *rec, void *arg);
 
+/* Sets glibc's malloc thresholds for the read buffers (see ds_file.c):
+ * process-wide, so called once at start-up, before serving. */
+void ds_file_tune_malloc(void);
+
 /* Returns 1 when this server may serve reads of block b: it is in the
  * block's replica set as last told by the nameserver (SET_REPLICAS, saved in
  * the block's meta) and not marked stale. A copy left out of the set may

@@ -317,6 +317,31 @@ static void handle_write(struct rpc_sess *s, const struct frame *f)
 
 /* ---- reads ------------------------------------------------------------------ */
 
+/* Unpacks the file a READ, STAT (head Read) or DELETE (head Delete) names.
+ * Returns 0 or IMG_EPROTO for a head that does not parse. */
+static int unpack_file_ref(const struct frame *f, uint64_t *block_id, uint32_t *seq,
+                           uint32_t *cookie)
+{
+    if (f->h.type == FT_DELETE) {
+        Imgstore__Delete *m = imgstore__delete__unpack(NULL, f->h.head_len, f->head);
+        if (!m)
+            return IMG_EPROTO;
+        *block_id = m->block_id;
+        *seq = m->seq;
+        *cookie = m->cookie;
+        imgstore__delete__free_unpacked(m, NULL);
+        return 0;
+    }
+    Imgstore__Read *m = imgstore__read__unpack(NULL, f->h.head_len, f->head);
+    if (!m)
+        return IMG_EPROTO;
+    *block_id = m->block_id;
+    *seq = m->seq;
+    *cookie = m->cookie;
+    imgstore__read__free_unpacked(m, NULL);
+    return 0;
+}
+
 static void free_read_body(void *body)
 {
     free((uint8_t *)body - NEEDLE_HEADER_SIZE);
@@ -386,26 +411,9 @@ static void handle_read(struct rpc_sess *s, const struct frame *f)
     struct ds *ds = s->ds;
     uint64_t block_id;
     uint32_t seq, cookie;
-    if (f->h.type == FT_DELETE) {
-        Imgstore__Delete *m = imgstore__delete__unpack(NULL, f->h.head_len, f->head);
-        if (!m) {
-            reply(s, &f->h, IMG_EPROTO, NULL, NULL, 0, NULL);
-            return;
-        }
-        block_id = m->block_id;
-        seq = m->seq;
-        cookie = m->cookie;
-        imgstore__delete__free_unpacked(m, NULL);
-    } else {
-        Imgstore__Read *m = imgstore__read__unpack(NULL, f->h.head_len, f->head);
-        if (!m) {
-            reply(s, &f->h, IMG_EPROTO, NULL, NULL, 0, NULL);
-            return;
-        }
-        block_id = m->block_id;
-        seq = m->seq;
-        cookie = m->cookie;
-        imgstore__read__free_unpacked(m, NULL);
+    if (unpack_file_ref(f, &block_id, &seq, &cookie) != 0) {
+        reply(s, &f->h, IMG_EPROTO, NULL, NULL, 0, NULL);
+        return;
     }
     struct block *b = store_get(ds->store, block_id);
     if (!b || !ds_file_serves(ds, b)) {
@@ -491,14 +499,12 @@ static void file_read_done(int status, const struct needle_header *h, uint8_t *r
 
 static void handle_file_read(struct rpc_sess *s, const struct frame *f)
 {
-    Imgstore__Read *m = imgstore__read__unpack(NULL, f->h.head_len, f->head);
-    if (!m) {
+    uint64_t block_id;
+    uint32_t seq, cookie;
+    if (unpack_file_ref(f, &block_id, &seq, &cookie) != 0) {
         reply(s, &f->h, IMG_EPROTO, NULL, NULL, 0, NULL);
         return;
     }
-    uint64_t block_id = m->block_id;
-    uint32_t seq = m->seq, cookie = m->cookie;
-    imgstore__read__free_unpacked(m, NULL);
     struct rpc_file_read *fr = calloc(1, sizeof(*fr));
     if (!fr) {
         reply(s, &f->h, -ENOMEM, NULL, NULL, 0, NULL);

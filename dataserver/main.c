@@ -8,6 +8,7 @@
  * stop the loop; nothing acknowledged is ever pending at that point because
  * acknowledgements follow fdatasync. */
 #include "dataserver/ds.h"
+#include "dataserver/ds_file.h"
 #include "dataserver/ds_compact.h"
 #include "dataserver/ds_copy.h"
 #include "dataserver/ds_scrub.h"
@@ -204,6 +205,7 @@ int main(int argc, char **argv)
     if (!have_scrub)
         ds.scrub_rate = (uint64_t)DS_SCRUB_DEFAULT_MB * 1000 * 1000;
 
+    ds_file_tune_malloc();
     ds.loop = uv_default_loop();
     int rc = store_open(ds.loop, dirs, ndirs, &ds.store);
     if (rc != 0) {
