@@ -358,6 +358,109 @@ void ns_compact_free(struct ns *ns);
 void ns_plan_handle_drain(struct ns *ns, struct conn *c, const struct frame *f);
 void ns_plan_handle_list(struct ns *ns, struct conn *c, const struct frame *f);
 
+/* Starts a REPLICATE_BLOCK task copying sealed block b from s to d for
+ * another module (ns_balance.c), with `reason` (static text). Returns the
+ * task id, or 0 when nothing started (allocation or send failure; a failed
+ * send ends the task as failed). */
+uint64_t ns_plan_start_copy(struct ns *ns, struct ns_block *b, struct ns_server *s,
+                            struct ns_server *d, const char *reason, uint64_t now_ms);
+
+/* ---- rebalancing by used bytes (ns_balance.c) -------------------------------- */
+
+#define NS_BAL_REASON "rebalance"          /* reason of its copies and deletions */
+#define NS_BAL_PLAN_MAX 1000               /* planned moves listed by ADMIN_REBALANCE */
+#define NS_BAL_DELETE_WAIT_MS (60 * 1000)  /* a copied move whose source keeps its copy
+                                            * this long is given up (the copy stays) */
+
+/* One move of the balance: a copy of block_id from `from` to `to` (task
+ * task_id), then the deletion of from's copy by the planner's extra-replica
+ * rule (ns_balance_victim). */
+struct ns_bal_move {
+    uint64_t block_id;
+    uint64_t bytes;
+    uint64_t task_id;          /* the copy */
+    uint64_t copied_ms;        /* when the copy was installed */
+    uint16_t from, to;         /* server idx */
+    int copied;                /* the copy is installed; from's deletion is due */
+};
+
+struct ns_balance {
+    struct ns_bal_move *moves; /* running moves (owned) */
+    size_t nmoves, cap;
+    uint64_t bytes_moved;      /* completed moves since start */
+    uint32_t moves_done, moves_failed;
+    int logged_out_of_band;    /* "out of band" logged since the last "balanced" */
+};
+
+/* One server as the balance sees it (ns_balance_view). */
+struct ns_bal_server {
+    struct ns_server *s;       /* borrowed */
+    uint64_t used;             /* bytes of its copies in the block map, moves in flight applied */
+    uint64_t capacity;
+    int eligible;              /* up, not draining, not read-only, capacity > 0 */
+    int in_band;
+    unsigned running;          /* running moves it takes part in */
+};
+
+/* A planned move (ns_balance_view). */
+struct ns_bal_plan {
+    uint64_t block_id, bytes;
+    uint16_t from, to;
+};
+
+/* The balance of the cluster and the moves it still needs (owned arrays,
+ * freed with ns_balance_view_free). */
+struct ns_bal_view {
+    double mean;               /* sum(used) / sum(capacity) of the eligible servers */
+    double band;               /* rebalance_band as a fraction */
+    struct ns_bal_server *servers; /* one per registry entry, by idx */
+    size_t nservers;
+    struct ns_bal_plan *plan;  /* greedy plan from the current state, no task caps */
+    size_t nplan;
+    int truncated;             /* the plan went on past NS_BAL_PLAN_MAX */
+    int balanced;              /* every eligible server is within the band */
+};
+
+/* Returns the used fraction of `s` in view v (0 when its capacity is 0). */
+double ns_balance_fraction(const struct ns_bal_server *s);
+
+/* Computes the balance now: per server used bytes (from the block map,
+ * in-flight moves applied) and capacity, the mean, the band, and the moves
+ * the balance would make from here (each from the fullest server that can
+ * give a block to the emptiest, only while one of them is out of the band,
+ * and only when the target stays no fuller than the source). Returns 0 or
+ * -ENOMEM (then *v holds nothing). */
+int ns_balance_view(struct ns *ns, uint64_t now_ms, struct ns_bal_view *v);
+
+/* Frees what ns_balance_view allocated. Safe on a zeroed view. */
+void ns_balance_view_free(struct ns_bal_view *v);
+
+/* The planner's lowest-priority step (ns_plan_step calls it last): follows
+ * the running moves, then, when servers are out of the band, starts moves of
+ * sealed, fully replicated, idle blocks whose copy on the source is not the
+ * primary, from the fullest to the emptiest eligible server. A server takes
+ * part in at most task_cap / 2 moves, never beyond the task cap, and not
+ * while it holds an under-replicated block or takes part in a repair copy.
+ * No-op in safe mode. Commands only with ns->loop. */
+void ns_balance_plan(struct ns *ns, uint64_t now_ms);
+
+/* The planner's choice of the copy of b to delete (ns_plan.c pick_victim):
+ * for a block whose balance copy is installed, the source's copy, or NULL
+ * while the source cannot take the task; `dflt` otherwise. */
+struct ns_server *ns_balance_victim(const struct ns *ns, const struct ns_block *b,
+                                    struct ns_server *dflt);
+
+/* The reason of deleting v's copy of b: NS_BAL_REASON for a balance move's
+ * source, `dflt` otherwise. */
+const char *ns_balance_reason(const struct ns *ns, const struct ns_block *b,
+                              const struct ns_server *v, const char *dflt);
+
+/* Answers ADMIN_REBALANCE (ns_rpc.c dispatches). */
+void ns_balance_handle(struct ns *ns, struct conn *c, const struct frame *f);
+
+/* Frees the move list. */
+void ns_balance_free(struct ns *ns);
+
 /* ---- block map (ns_blocks.c) --------------------------------------------- */
 
 /* One block: 80 bytes, no per-file state. Open addressing, id 0 = empty. */
@@ -429,9 +532,9 @@ int ns_blocks_add_created(struct ns *ns, uint64_t id, struct ns_server *const *r
  * exactly ns->meta.replicas holders, all up, size < block_size - margin. */
 int ns_block_writable(const struct ns *ns, const struct ns_block *b);
 
-/* Chooses n distinct up, non-readonly servers with the most free bytes (ties
- * broken randomly; free bytes compare in units of 16 blocks) into
- * out[0..n-1], most free first. Returns 0 or
+/* Chooses n distinct up, non-readonly servers, the emptiest first: lowest
+ * used fraction (used / capacity, in whole points), then most free bytes
+ * (in units of 16 blocks), ties broken randomly, into out[0..n-1]. Returns 0 or
  * IMG_ENOBLOCK when fewer than n qualify (out untouched then). */
 int ns_pool_place(struct ns *ns, unsigned n, struct ns_server **out);
 
@@ -489,6 +592,7 @@ struct ns {
     uint64_t start_ms;
 
     struct ns_plan plan;            /* self-healing tasks (ns_plan.c) */
+    struct ns_balance bal;          /* rebalancing moves (ns_balance.c) */
     struct ns_bad *bad;             /* bad replicas (ns_compact.c, owned) */
     size_t nbad, bad_cap;
 

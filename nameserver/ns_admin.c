@@ -47,7 +47,7 @@ static const struct setting_def settings[NS_SETTING_COUNT] = {
     [NS_SETTING_SCRUB_RATE] = {"scrub_rate", "MB/s", NS_ADMIN_DEFAULT_SCRUB_MB, 0,
                                NS_ADMIN_MAX_RATE_MB, 0,
                                "background checksum reading of each dataserver (0: off)"},
-    [NS_SETTING_REBALANCE_BAND] = {"rebalance_band", "points", NS_ADMIN_DEFAULT_BAND, 1, 50, 0,
+    [NS_SETTING_REBALANCE_BAND] = {"rebalance_band", "points", NS_ADMIN_DEFAULT_BAND, 1, 50, 1,
                                    "how far a server's use % may stray from the cluster's "
                                    "before blocks move"},
 };

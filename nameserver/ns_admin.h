@@ -21,7 +21,7 @@ struct frame;
 #define NS_ADMIN_MIN_HB_TIMEOUT_MS (2 * NS_HEARTBEAT_MS)
 #define NS_ADMIN_MAX_HB_TIMEOUT_MS (3600ull * 1000)
 #define NS_ADMIN_DEFAULT_SCRUB_MB 10
-#define NS_ADMIN_DEFAULT_BAND 10
+#define NS_ADMIN_DEFAULT_BAND 5
 
 /* A block's state and health, as shown by ds-admin and the metrics. */
 #define NS_STATE_WRITABLE "writable" /* the pool may hand it out */

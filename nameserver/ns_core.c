@@ -63,6 +63,7 @@ void ns_free(struct ns *ns)
     ns_blocks_free(&ns->blocks);
     ns_plan_free(ns);
     ns_compact_free(ns);
+    ns_balance_free(ns);
     free(ns->pool);
     ns->pool = NULL;
     ns->npool = ns->pool_cap = 0;

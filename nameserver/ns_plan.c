@@ -630,7 +630,7 @@ static struct ns_server *pick_victim(const struct ns *ns, const struct ns_block 
         if (!best || h->free < best->free)
             best = h;
     }
-    return best;
+    return ns_balance_victim(ns, b, best); /* a balance move deletes its source's copy */
 }
 
 static void start_replicate(struct ns *ns, struct ns_block *b, uint64_t now)
@@ -657,6 +657,24 @@ static void start_replicate(struct ns *ns, struct ns_block *b, uint64_t now)
         ns_plan_task_end(ns, t->id, rc, 0, now);
 }
 
+uint64_t ns_plan_start_copy(struct ns *ns, struct ns_block *b, struct ns_server *s,
+                            struct ns_server *d, const char *reason, uint64_t now_ms)
+{
+    struct ns_task *t = task_add(ns, NS_TASK_REPLICATE, b->id, s->idx, d->idx, b->size, reason,
+                                 now_ms);
+    if (!t)
+        return 0;
+    uint64_t id = t->id;
+    log_info("task %" PRIu64 ": copy block %" PRIu64 " (%" PRIu64 " bytes) from %s to %s (%s)",
+             id, b->id, b->size, s->id, d->id, reason);
+    int rc = send_replicate(ns, t, b);
+    if (rc) {
+        ns_plan_task_end(ns, id, rc, 0, now_ms);
+        return 0;
+    }
+    return id;
+}
+
 static void start_delete(struct ns *ns, struct ns_block *b, uint64_t now)
 {
     struct ns_server *v = pick_victim(ns, b);
@@ -670,7 +688,9 @@ static void start_delete(struct ns *ns, struct ns_block *b, uint64_t now)
     if (keep < ns->meta.replicas)
         return;
     struct ns_task *t = task_add(ns, NS_TASK_DELETE, b->id, NS_NO_SERVER, v->idx, b->size,
-                                 v->draining ? REASON_DRAIN : REASON_EXTRA, now);
+                                 v->draining ? REASON_DRAIN
+                                             : ns_balance_reason(ns, b, v, REASON_EXTRA),
+                                 now);
     if (!t)
         return;
     /* The kept copies stop forwarding tombstones to it before it goes. */
@@ -854,6 +874,7 @@ void ns_plan_step(struct ns *ns, uint64_t now_ms)
             start_delete(ns, b, now_ms);
     }
     ns_compact_plan(ns, now_ms, busy, nbusy);
+    ns_balance_plan(ns, now_ms);
     drain_progress(ns);
     free(busy);
     free(under);

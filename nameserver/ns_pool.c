@@ -27,6 +27,10 @@
  * bytes differ by less (e.g. dataservers sharing one file system) count as
  * tied and share new blocks at random instead of one always winning. */
 #define NS_PLACE_FREE_QUANTUM_BLOCKS 16
+/* Used fractions (used / capacity) compare in whole points, so new blocks go
+ * to the emptier servers first (docs/nameserver.md, balance) while servers
+ * within one point share them; free bytes decide among those. */
+#define NS_PLACE_USED_POINTS 100
 
 static uint64_t writable_limit(uint64_t block_size)
 {
@@ -50,13 +54,16 @@ int ns_block_writable(const struct ns *ns, const struct ns_block *b)
 
 struct cand {
     struct ns_server *s;
-    uint64_t free_units; /* free bytes / quantum */
+    uint64_t used_points; /* used fraction in points (capacity 0: full) */
+    uint64_t free_units;  /* free bytes / quantum */
     uint64_t tie;
 };
 
 static int cmp_cand(const void *a, const void *b)
 {
     const struct cand *x = a, *y = b;
+    if (x->used_points != y->used_points)
+        return x->used_points < y->used_points ? -1 : 1;
     if (x->free_units != y->free_units)
         return x->free_units > y->free_units ? -1 : 1;
     return x->tie < y->tie ? -1 : x->tie > y->tie;
@@ -75,7 +82,11 @@ int ns_pool_place(struct ns *ns, unsigned n, struct ns_server **out)
         struct ns_server *s = ns->servers[i];
         if (s->up && !s->readonly && !s->draining)
             c[nc++] = (struct cand){
-                .s = s, .free_units = s->free / quantum, .tie = ns_rand(ns)};
+                .s = s,
+                .used_points = s->capacity ? s->used * NS_PLACE_USED_POINTS / s->capacity
+                                           : NS_PLACE_USED_POINTS,
+                .free_units = s->free / quantum,
+                .tie = ns_rand(ns)};
     }
     int rc = IMG_ENOBLOCK;
     if (nc >= n) {

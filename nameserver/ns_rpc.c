@@ -313,6 +313,7 @@ static void on_frame(struct conn *c, const struct frame *f, void *ctx)
     case FT_ADMIN_READONLY:
     case FT_ADMIN_SETTINGS:
     case FT_ADMIN_SET_SETTING: ns_admin_handle(p->ns, c, f); break;
+    case FT_ADMIN_REBALANCE: ns_balance_handle(p->ns, c, f); break;
     default: reply_err(c, f, IMG_EBADTYPE); break;
     }
 }

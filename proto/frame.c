@@ -94,6 +94,7 @@ const char *frame_type_name(unsigned type)
     case FT_ADMIN_READONLY: return "ADMIN_READONLY";
     case FT_ADMIN_SETTINGS: return "ADMIN_SETTINGS";
     case FT_ADMIN_SET_SETTING: return "ADMIN_SET_SETTING";
+    case FT_ADMIN_REBALANCE: return "ADMIN_REBALANCE";
     default: return "?";
     }
 }

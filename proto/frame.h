@@ -54,6 +54,7 @@ enum frame_type {
     FT_ADMIN_READONLY = 44,     /* admin -> ns: AdminReadonly / AdminReadonlyResp */
     FT_ADMIN_SETTINGS = 45,     /* admin -> ns: AdminSettings / AdminSettingsResp */
     FT_ADMIN_SET_SETTING = 46,  /* admin -> ns: AdminSetSetting / AdminSetSettingResp */
+    FT_ADMIN_REBALANCE = 47,    /* admin -> ns: AdminRebalance / AdminRebalanceResp */
 };
 
 struct frame_header {
