@@ -29,7 +29,9 @@ static void usage(FILE *out)
                  "--data DIR[,DIR...]\n"
                  "       [--upload-token-file FILE] [--max-upload-bytes N] [--max-inflight N]\n"
                  "       [--http-idle-ms MS] [--http-header-timeout-ms MS]\n"
-                 "       [--scrub-rate-mb MB_PER_S (default 5, 0: off)]\n");
+                 "       [--scrub-rate-mb MB_PER_S (default 5, 0: off)]\n"
+                 "       [--capacity BYTES[k|M|G|T] (capacity reported per data folder, at most\n"
+                 "        its file system's; for several servers sharing one disk)]\n");
 }
 
 /* Reads the HTTP upload secret: the file's first line, without surrounding
@@ -80,6 +82,29 @@ static int parse_pos(const char *arg, const char *what, uint64_t max, uint64_t *
     return 0;
 }
 
+/* Parses --capacity: a positive number of bytes with an optional binary
+ * suffix k, M, G or T (KiB .. TiB). Returns 0 or -1 (with a message). */
+static int parse_capacity(const char *arg, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(arg, &end, 10);
+    unsigned shift = 0;
+    if (*end && !end[1]) {
+        const char *p = strchr("kMGT", *end);
+        shift = p && *end ? 10u * (unsigned)(p - "kMGT" + 1) : 64;
+        end++;
+    }
+    if (errno || end == arg || *end || arg[0] == '-' || v == 0 || shift >= 64 ||
+        v > (UINT64_MAX >> shift)) {
+        fprintf(stderr, "dataserver: --capacity wants a positive number of bytes, "
+                        "optionally with k, M, G or T (e.g. 256M)\n");
+        return -1;
+    }
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
 static int copy_addr(char *dst, const char *src, const char *what)
 {
     struct sockaddr_storage ss;
@@ -123,12 +148,13 @@ int main(int argc, char **argv)
                                    {"http-idle-ms", required_argument, NULL, 'i'},
                                    {"http-header-timeout-ms", required_argument, NULL, 't'},
                                    {"scrub-rate-mb", required_argument, NULL, 'S'},
+                                   {"capacity", required_argument, NULL, 'C'},
                                    {"help", no_argument, NULL, 'h'},
                                    {NULL, 0, NULL, 0}};
     static struct ds ds;
     char *data = NULL;
     int have_ns = 0, have_listen = 0, have_http = 0, have_scrub = 0;
-    uint64_t num;
+    uint64_t num, capacity = 0;
     int c;
     log_set_component("ds");
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -183,6 +209,10 @@ int main(int argc, char **argv)
             ds.scrub_rate = num * 1000 * 1000;
             have_scrub = 1;
             break;
+        case 'C':
+            if (parse_capacity(optarg, &capacity) != 0)
+                return 2;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -215,6 +245,10 @@ int main(int argc, char **argv)
     }
     log_info("server %s: %d data folder(s), %u blocks loaded", ds.store->server_id,
              ds.store->ndisks, ds.store->nblocks);
+    ds.store->capacity_cap = capacity;
+    if (capacity)
+        log_info("capacity of each data folder limited to %llu bytes (--capacity)",
+                 (unsigned long long)capacity);
     rc = ds_rpc_start(&ds);
     if (rc != 0) {
         log_error("cannot listen on %s: %s", ds.listen_addr, uv_strerror(rc));

@@ -449,6 +449,14 @@ void store_refresh(struct store *s)
         if (b && b->disk >= 0 && b->disk < s->ndisks)
             s->disks[b->disk].used += b->tail;
     }
+    for (int i = 0; s->capacity_cap && i < s->ndisks; i++) {
+        struct store_disk *d = &s->disks[i];
+        if (d->capacity > s->capacity_cap)
+            d->capacity = s->capacity_cap;
+        uint64_t left = d->capacity > d->used ? d->capacity - d->used : 0;
+        if (d->free > left)
+            d->free = left;
+    }
 }
 
 int store_pick_disk(struct store *s, char *dir, size_t n)

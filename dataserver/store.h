@@ -34,6 +34,8 @@ struct store {
     struct store_disk disks[STORE_MAX_DISKS];
     struct block **blocks; /* open hash table by block id */
     uint32_t nblocks, cap;
+    uint64_t capacity_cap; /* --capacity: reported capacity of each folder at most this
+                            * (free = capacity - used, within the real free space); 0: none */
 };
 
 /* Opens the data folders (creating missing ones). Returns 0 with *out owned
@@ -69,7 +71,9 @@ struct block *store_remove_block(struct store *s, uint64_t id);
 /* Calls fn for every block. fn must not add or remove blocks. */
 void store_foreach(struct store *s, void (*fn)(struct block *b, void *arg), void *arg);
 
-/* Refreshes capacity, free and used of every disk (statvfs). */
+/* Refreshes capacity, free and used of every disk (statvfs). With
+ * capacity_cap set, a folder reports min(file system size, capacity_cap) and
+ * free = that - used, never above the file system's free space. */
 void store_refresh(struct store *s);
 
 #endif

@@ -242,6 +242,31 @@ int cluster_start_ds(struct cluster *c, int i)
     return spawn_server(c, p, argv);
 }
 
+int cluster_add_ds(struct cluster *c)
+{
+    if (c->nds >= CLUSTER_MAX_DS)
+        return -ENOSPC;
+    int ports[2], rc = pick_ports(ports, 2);
+    if (rc)
+        return rc;
+    int i = c->nds;
+    struct cluster_proc *p = &c->ds[i];
+    char sub[300], disk[320], log[sizeof(p->log)];
+    memset(p, 0, sizeof(*p));
+    snprintf(p->name, sizeof(p->name), "ds%d", i + 1);
+    snprintf(p->addr, sizeof(p->addr), "127.0.0.1:%d", ports[0]);
+    snprintf(p->http_addr, sizeof(p->http_addr), "127.0.0.1:%d", ports[1]);
+    snprintf(log, sizeof(log), "%s/log/%s.log", c->dir, p->name);
+    memcpy(p->log, log, sizeof(log));
+    snprintf(sub, sizeof(sub), "%s/%s", c->dir, p->name);
+    snprintf(disk, sizeof(disk), "%s/d0", sub);
+    if ((rc = make_dir(sub)) || (rc = make_dir(disk)))
+        return rc;
+    snprintf(p->data, sizeof(p->data), "%s", disk);
+    c->nds++;
+    return cluster_start_ds(c, i);
+}
+
 int cluster_alive(struct cluster_proc *p)
 {
     int st;

@@ -94,6 +94,11 @@ int cluster_status(const struct cluster *c, Imgstore__ClusterStatusResp **out);
 int cluster_start_ds(struct cluster *c, int i);
 int cluster_start_ns(struct cluster *c);
 
+/* Adds dataserver number nds+1 (new ports, one empty data folder, the
+ * cluster's ds_args) and starts it; does not wait for it to be up. Returns 0,
+ * -ENOSPC when CLUSTER_MAX_DS run already, or a negative errno. */
+int cluster_add_ds(struct cluster *c);
+
 /* Sends `sig` to a process and, for SIGKILL and SIGTERM, reaps it (SIGTERM:
  * SIGKILL after CLUSTER_STOP_MS). Returns the waitpid status, or -1 when the
  * process was not running. */
