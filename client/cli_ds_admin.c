@@ -9,6 +9,7 @@
  *   file NAME         ADMIN_BLOCK_INFO, then STAT on every replica
  *   tasks, cancel ID  LIST_TASKS, ADMIN_CANCEL_TASK
  *   drain SERVER      DRAIN; --wait polls LIST_TASKS and ADMIN_LIST_BLOCKS
+ *   rebalance         ADMIN_REBALANCE; --wait polls it (dry run)
  *   readonly S on|off ADMIN_READONLY
  *   settings, set     ADMIN_SETTINGS, ADMIN_SET_SETTING
  *
@@ -97,6 +98,8 @@ static void usage(FILE *fp)
             "  cancel TASK            cancel a running background task\n"
             "  drain SERVER [--wait] [--cancel]\n"
             "                         move every block off a server (--wait: follow it)\n"
+            "  rebalance [--dry-run] [--wait]\n"
+            "                         even out the servers' used bytes (--dry-run: show the plan)\n"
             "  readonly SERVER on|off no new blocks or files on a server (kept across restarts)\n"
             "  verify [BLOCK | --server S] [--wait]\n"
             "                         check stored records against their CRC32C now\n"
@@ -1588,6 +1591,323 @@ static int drain_run(struct ctx *c, const char *server, int wait, int cancel)
     return EXIT_OK;
 }
 
+/* ---- rebalance --------------------------------------------------------------------- */
+
+#define REBAL_MOVES_SHOWN 20 /* planned moves in the table (--json lists every one) */
+
+/* Sends ADMIN_REBALANCE. On success *out is the caller's (free with
+ * protobuf_c_message_free_unpacked). */
+static int rebalance_call(struct ctx *c, int dry_run, Imgstore__AdminRebalanceResp **out)
+{
+    Imgstore__AdminRebalance q = IMGSTORE__ADMIN_REBALANCE__INIT;
+    q.dry_run = dry_run;
+    ProtobufCMessage *m = NULL;
+    int rc = ns_call(c, FT_ADMIN_REBALANCE, &q.base, &imgstore__admin_rebalance_resp__descriptor,
+                     &m);
+    *out = (Imgstore__AdminRebalanceResp *)m;
+    return rc;
+}
+
+static int64_t signed_delta(const Imgstore__RebalanceServer *s)
+{
+    return s->used >= s->target ? (int64_t)(s->used - s->target) : -(int64_t)(s->target - s->used);
+}
+
+static void rebalance_json(const Imgstore__AdminRebalanceResp *r, int dry_run)
+{
+    printf("{\"dry_run\": %s, \"mean_pct\": %.3f, \"band_points\": %.3f, \"balanced\": %s, "
+           "\"stuck\": %s,\n \"moves_running\": %u, \"bytes_running\": %" PRIu64
+           ", \"bytes_planned\": %" PRIu64 ", \"truncated\": %s, \"moves_done\": %u, "
+           "\"moves_failed\": %u, \"bytes_moved\": %" PRIu64 ", \"copy_rate_bytes_per_s\": %" PRIu64
+           ",\n \"servers\": [",
+           dry_run ? "true" : "false", r->mean * PCT, r->band * PCT, r->balanced ? "true" : "false",
+           r->stuck ? "true" : "false", r->moves_running, r->bytes_running, r->bytes_planned,
+           r->truncated ? "true" : "false", r->moves_done, r->moves_failed, r->bytes_moved,
+           r->copy_rate);
+    for (size_t i = 0; i < r->n_servers; i++) {
+        const Imgstore__RebalanceServer *s = r->servers[i];
+        printf("%s\n  {\"server\": ", i ? "," : "");
+        cli_json_string(stdout, s->server_id);
+        printf(", \"eligible\": %s, \"used_bytes\": %" PRIu64 ", \"capacity_bytes\": %" PRIu64
+               ", \"used_pct\": %.3f, \"target_bytes\": %" PRIu64 ", \"delta_bytes\": %" PRId64
+               ", \"in_band\": %s, \"moves_running\": %u}",
+               s->eligible ? "true" : "false", s->used, s->capacity, s->used_fraction * PCT,
+               s->target, signed_delta(s), s->in_band ? "true" : "false", s->moves_running);
+    }
+    printf("],\n \"moves\": [");
+    for (size_t i = 0; i < r->n_moves; i++) {
+        const Imgstore__RebalanceMove *m = r->moves[i];
+        printf("%s\n  {\"block_id\": %" PRIu64 ", \"source\": ", i ? "," : "", m->block_id);
+        cli_json_string(stdout, m->source);
+        printf(", \"target\": ");
+        cli_json_string(stdout, m->target);
+        printf(", \"bytes\": %" PRIu64 ", \"running\": %s, \"task_id\": %" PRIu64 "}", m->bytes,
+               m->running ? "true" : "false", m->task_id);
+    }
+    printf("]}\n");
+}
+
+static int rebalance_servers_table(const Imgstore__AdminRebalanceResp *r)
+{
+    static const char *const header[] = {"SERVER", "USED", "CAPACITY", "USE", "TARGET",
+                                         "DELTA",  "BAND", "MOVES"};
+    enum { NCOLS = sizeof(header) / sizeof(header[0]) };
+    struct cli_table t;
+    if (cli_table_init(&t, NCOLS, header) != 0)
+        return EXIT_FAIL;
+    for (size_t i = 0; i < r->n_servers; i++) {
+        const Imgstore__RebalanceServer *s = r->servers[i];
+        char cells[NCOLS][CLI_CELL_MAX], a[CLI_HUMAN_MAX];
+        const char *row[NCOLS];
+        int64_t d = signed_delta(s);
+        snprintf(cells[0], CLI_CELL_MAX, "%.*s", ID_SHOW, s->server_id);
+        snprintf(cells[1], CLI_CELL_MAX, "%s", cli_human_size(s->used, a));
+        snprintf(cells[2], CLI_CELL_MAX, "%s", cli_human_size(s->capacity, a));
+        snprintf(cells[3], CLI_CELL_MAX, "%.1f%%", s->used_fraction * PCT);
+        if (s->eligible) {
+            snprintf(cells[4], CLI_CELL_MAX, "%s", cli_human_size(s->target, a));
+            snprintf(cells[5], CLI_CELL_MAX, "%s%s", d < 0 ? "-" : "+",
+                     cli_human_size((uint64_t)(d < 0 ? -d : d), a));
+            snprintf(cells[6], CLI_CELL_MAX, "%s", s->in_band ? "in" : "OUT");
+        } else {
+            snprintf(cells[4], CLI_CELL_MAX, "-");
+            snprintf(cells[5], CLI_CELL_MAX, "-");
+            snprintf(cells[6], CLI_CELL_MAX, "excluded");
+        }
+        snprintf(cells[7], CLI_CELL_MAX, "%u", s->moves_running);
+        for (int j = 0; j < NCOLS; j++)
+            row[j] = cells[j];
+        if (cli_table_add(&t, row) != 0) {
+            cli_table_free(&t);
+            return EXIT_FAIL;
+        }
+    }
+    cli_table_print(&t, stdout);
+    cli_table_free(&t);
+    return EXIT_OK;
+}
+
+static int rebalance_moves_table(const Imgstore__AdminRebalanceResp *r)
+{
+    static const char *const header[] = {"BLOCK", "SOURCE->TARGET", "SIZE", "STATE"};
+    enum { NCOLS = sizeof(header) / sizeof(header[0]) };
+    struct cli_table t;
+    size_t shown = 0, planned = 0;
+    if (cli_table_init(&t, NCOLS, header) != 0)
+        return EXIT_FAIL;
+    for (size_t i = 0; i < r->n_moves; i++) {
+        const Imgstore__RebalanceMove *m = r->moves[i];
+        if (!m->running && ++planned > REBAL_MOVES_SHOWN)
+            continue;
+        char cells[NCOLS][CLI_CELL_MAX], a[CLI_HUMAN_MAX];
+        const char *row[NCOLS];
+        snprintf(cells[0], CLI_CELL_MAX, "%" PRIu64, m->block_id);
+        snprintf(cells[1], CLI_CELL_MAX, "%.*s->%.*s", ID_SHOW, m->source, ID_SHOW, m->target);
+        snprintf(cells[2], CLI_CELL_MAX, "%s", cli_human_size(m->bytes, a));
+        if (m->running)
+            snprintf(cells[3], CLI_CELL_MAX, "running (task %" PRIu64 ")", m->task_id);
+        else
+            snprintf(cells[3], CLI_CELL_MAX, "planned");
+        for (int j = 0; j < NCOLS; j++)
+            row[j] = cells[j];
+        if (cli_table_add(&t, row) != 0) {
+            cli_table_free(&t);
+            return EXIT_FAIL;
+        }
+        shown++;
+    }
+    if (shown)
+        cli_table_print(&t, stdout);
+    if (shown < r->n_moves)
+        printf("(%zu more planned moves not shown; --json lists them)\n", r->n_moves - shown);
+    cli_table_free(&t);
+    return EXIT_OK;
+}
+
+static int rebalance_text(const Imgstore__AdminRebalanceResp *r, int dry_run)
+{
+    char a[CLI_HUMAN_MAX], b[CLI_HUMAN_MAX];
+    size_t out = 0;
+    for (size_t i = 0; i < r->n_servers; i++)
+        out += !r->servers[i]->in_band;
+    printf("mean use %.1f%%, band +-%.0f points: %s\n", r->mean * PCT, r->band * PCT,
+           r->balanced ? "every server is in the band"
+           : r->stuck  ? "servers are out of the band, but no move would help"
+                       : "servers are out of the band");
+    if (out)
+        printf("%zu server%s out of the band\n", out, out == 1 ? "" : "s");
+    if (rebalance_servers_table(r) != EXIT_OK)
+        return EXIT_FAIL;
+    printf("\n%u moves running (%s), %zu planned (%s%s); copy cap %.0f MB/s per server\n",
+           r->moves_running, cli_human_size(r->bytes_running, a),
+           r->n_moves - r->moves_running, cli_human_size(r->bytes_planned, b),
+           r->truncated ? ", more after these" : "", (double)r->copy_rate / BYTES_PER_MB);
+    if (r->n_moves && rebalance_moves_table(r) != EXIT_OK)
+        return EXIT_FAIL;
+    if (dry_run)
+        printf("dry run: nothing was started\n");
+    else if (!r->balanced && !r->stuck)
+        printf("the planner runs the moves (ds-admin rebalance --wait follows them)\n");
+    return EXIT_OK;
+}
+
+/* Progress of a rebalance --wait. */
+struct rebal_wait {
+    uint64_t moved0;   /* bytes_moved when the wait began */
+    uint32_t failed0;  /* moves_failed when the wait began */
+    int64_t t0, last_line;
+    uint64_t last_left;
+    int tty;
+};
+
+static void rebalance_show(struct rebal_wait *w, const Imgstore__AdminRebalanceResp *r)
+{
+    int64_t el = now_ms() - w->t0;
+    uint64_t moved = r->bytes_moved > w->moved0 ? r->bytes_moved - w->moved0 : 0;
+    uint64_t left = r->bytes_running + r->bytes_planned, total = moved + left;
+    double p = total ? pct(moved, total) : PCT;
+    char m[CLI_HUMAN_MAX], tot[CLI_HUMAN_MAX], rate[CLI_HUMAN_MAX], eta[CLI_HUMAN_MAX];
+    rate_text(moved, (uint64_t)el, rate);
+    if (moved && el > 0)
+        cli_human_ms((uint64_t)((double)left * (double)el / (double)moved), eta);
+    else
+        snprintf(eta, sizeof(eta), "-");
+    cli_human_size(moved, m);
+    cli_human_size(total, tot);
+    if (w->tty) {
+        char bar[BAR_WIDTH + 1];
+        int full = (int)(p * BAR_WIDTH / PCT);
+        for (int i = 0; i < BAR_WIDTH; i++)
+            bar[i] = i < full ? '#' : '-';
+        bar[BAR_WIDTH] = '\0';
+        printf("\r[%s] %3.0f%%  %s of %s  %s  %s left  %u moves running\033[K", bar, p, m, tot,
+               rate, eta, r->moves_running);
+        fflush(stdout);
+        return;
+    }
+    int64_t t = now_ms();
+    if (left == w->last_left && t - w->last_line < DRAIN_LINE_MS)
+        return;
+    printf("rebalance: %.0f%% moved (%s of %s), %u moves running, %s, about %s left\n", p, m,
+           tot, r->moves_running, rate, eta);
+    fflush(stdout);
+    w->last_left = left;
+    w->last_line = t;
+}
+
+/* Follows the balance until every server is in the band and no move runs.
+ * Returns the exit status. */
+static int rebalance_wait(struct ctx *c, const Imgstore__AdminRebalanceResp *first)
+{
+    struct rebal_wait w = {.moved0 = first->bytes_moved, .failed0 = first->moves_failed,
+                           .t0 = now_ms(), .tty = isatty(STDOUT_FILENO), .last_left = UINT64_MAX};
+    struct sigaction sa = {.sa_handler = on_sigint};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    Imgstore__AdminRebalanceResp *r = NULL;
+    int status = EXIT_FAIL;
+    const char *result = "interrupted";
+    while (!interrupted) {
+        int rc = rebalance_call(c, 1, &r);
+        if (rc != 0) {
+            if (w.tty && !c->json)
+                printf("\n");
+            fail(c, "rebalance --wait", rc);
+            result = "error";
+            break;
+        }
+        if (!c->json)
+            rebalance_show(&w, r);
+        int done = r->balanced && r->moves_running == 0;
+        if (done || r->stuck) {
+            if (w.tty && !c->json)
+                printf("\n");
+            uint64_t moved = r->bytes_moved - w.moved0;
+            char m[CLI_HUMAN_MAX], el[CLI_HUMAN_MAX];
+            cli_human_size(moved, m);
+            cli_human_ms((uint64_t)(now_ms() - w.t0), el);
+            if (done) {
+                result = "done";
+                status = EXIT_OK;
+                if (!c->json)
+                    printf("rebalance done: %s moved in %s; every server is within %.0f points "
+                           "of the mean use (%.1f%%)%s\n",
+                           m, el, r->band * PCT, r->mean * PCT,
+                           r->moves_failed > w.failed0 ? "; some moves failed and were retried"
+                                                       : "");
+            } else {
+                result = "stuck";
+                fprintf(stderr, "%s: rebalance: servers stay out of the band but no move would "
+                                "help (blocks too large, or only primary copies left on the "
+                                "fullest servers); %s moved\n", prog, m);
+            }
+            break;
+        }
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+        r = NULL;
+        sleep_poll();
+    }
+    if (interrupted) {
+        if (w.tty && !c->json)
+            printf("\n");
+        fprintf(stderr, "%s: stopped waiting; the balance goes on in the nameserver\n", prog);
+    }
+    if (c->json) {
+        if (r) {
+            printf("{\"result\": \"%s\", \"bytes_moved\": %" PRIu64 ", \"elapsed_ms\": %" PRId64
+                   ", \"state\": ",
+                   result, r->bytes_moved - w.moved0, now_ms() - w.t0);
+            rebalance_json(r, 1);
+            printf("}\n");
+        } else {
+            printf("{\"result\": \"%s\"}\n", result);
+        }
+    }
+    if (r)
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+    return status;
+}
+
+static int cmd_rebalance(struct ctx *c)
+{
+    int dry_run = 0, wait = 0;
+    for (int i = 1; i < c->argc; i++) {
+        if (strcmp(c->argv[i], "--dry-run") == 0)
+            dry_run = 1;
+        else if (strcmp(c->argv[i], "--wait") == 0)
+            wait = 1;
+        else if (c->argv[i][0] == '-' && c->argv[i][1])
+            return usage_error("unknown option ", c->argv[i]);
+        else
+            return usage_error("unexpected argument: ", c->argv[i]);
+    }
+    if (dry_run && wait)
+        return usage_error("--dry-run and --wait exclude each other", NULL);
+    Imgstore__AdminRebalanceResp *r = NULL;
+    int rc = rebalance_call(c, dry_run, &r);
+    if (rc != 0)
+        return fail(c, "rebalance", rc);
+    int status;
+    if (wait) {
+        if (!c->json) {
+            char a[CLI_HUMAN_MAX];
+            printf("rebalance: mean use %.1f%%, band +-%.0f points, %s to move (Ctrl-C stops "
+                   "waiting, not the balance)\n",
+                   r->mean * PCT, r->band * PCT,
+                   cli_human_size(r->bytes_running + r->bytes_planned, a));
+            fflush(stdout);
+        }
+        status = rebalance_wait(c, r);
+    } else if (c->json) {
+        rebalance_json(r, dry_run);
+        status = EXIT_OK;
+    } else {
+        status = rebalance_text(r, dry_run);
+    }
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    return status;
+}
+
 /* ---- verify ------------------------------------------------------------------------ */
 
 /* One dataserver asked to VERIFY, and its answer. */
@@ -1833,6 +2153,16 @@ static const struct command commands[] = {
      "Ctrl-C stops waiting and leaves the drain running. A restarted nameserver forgets\n"
      "drains.",
      cmd_drain},
+    {"rebalance", "[--dry-run] [--wait]",
+     "Shows how evenly the servers are used (bytes of block copies / capacity) against\n"
+     "the mean, the band (setting rebalance_band, points) and the moves the nameserver\n"
+     "plans: sealed blocks copied from the fullest to the emptiest servers, then deleted\n"
+     "from the source. The balance runs by itself whenever a server is out of the band;\n"
+     "without --dry-run the planner is also run at once. --wait follows the moves until\n"
+     "every server is in the band: a progress bar (bytes moved, rate, time left) on a\n"
+     "terminal, a progress line otherwise; exit status 1 when no move can bring the\n"
+     "servers into the band. Ctrl-C stops waiting, not the balance.",
+     cmd_rebalance},
     {"readonly", "SERVER on|off",
      "Marks SERVER read-only (on) or not (off): no new block is placed on it and its\n"
      "blocks take no new files (they stay readable; deletes still work). Kept in the\n"
