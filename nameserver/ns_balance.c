@@ -162,6 +162,7 @@ struct bal {
     struct ns_bal_server *sv; /* by server idx */
     size_t n;
     unsigned *slots;          /* moves each server may still start */
+    uint64_t *room;           /* free bytes (heartbeat) less the copies heading there */
     uint8_t *repair;          /* holds lost redundancy or takes part in a repair */
     double mean, band;
     struct cand *c;           /* by size, largest first */
@@ -176,6 +177,7 @@ static void bal_free(struct bal *st)
 {
     free(st->sv);
     free(st->slots);
+    free(st->room);
     free(st->repair);
     free(st->c);
     free(st->taken);
@@ -302,11 +304,12 @@ static int bal_build(struct ns *ns, uint64_t now, struct bal *st)
     st->n = ns->nservers;
     st->sv = calloc(st->n + 1, sizeof(*st->sv));
     st->slots = calloc(st->n + 1, sizeof(*st->slots));
+    st->room = calloc(st->n + 1, sizeof(*st->room));
     st->repair = calloc(st->n + 1, 1);
     st->ord = calloc(st->n + 1, sizeof(*st->ord));
     size_t nbusy = 0;
     uint64_t *busy = busy_blocks(ns, now, &nbusy);
-    if (!st->sv || !st->slots || !st->repair || !st->ord || !busy) {
+    if (!st->sv || !st->slots || !st->room || !st->repair || !st->ord || !busy) {
         free(busy);
         bal_free(st);
         return -ENOMEM;
@@ -316,6 +319,7 @@ static int bal_build(struct ns *ns, uint64_t now, struct bal *st)
         st->sv[i].s = s;
         st->sv[i].capacity = s->capacity;
         st->sv[i].eligible = s->up && !s->draining && !s->readonly && s->capacity > 0;
+        st->room[i] = s->free;
     }
     int rc = scan_blocks(ns, st, busy, nbusy);
     free(busy);
@@ -346,6 +350,7 @@ static int bal_build(struct ns *ns, uint64_t now, struct bal *st)
             f->running++;
         }
         if (!m->copied && m->to < st->n) {
+            st->room[m->to] = st->room[m->to] > m->bytes ? st->room[m->to] - m->bytes : 0;
             st->sv[m->to].used += m->bytes;
             st->sv[m->to].running++;
         }
@@ -437,6 +442,8 @@ static int bal_next(struct bal *st, int use_slots, struct ns_bal_plan *out)
                 continue;
             double limit = (fs - ft) / (1.0 / (double)st->sv[s].capacity +
                                         1.0 / (double)st->sv[t].capacity);
+            if (limit > (double)st->room[t])
+                limit = (double)st->room[t]; /* the target's disk must hold it */
             long ci = pick_block(st, s, t, limit);
             if (ci < 0)
                 continue;
@@ -444,6 +451,7 @@ static int bal_next(struct bal *st, int use_slots, struct ns_bal_plan *out)
             st->taken[ci] = 1;
             st->sv[s].used = st->sv[s].used > sz ? st->sv[s].used - sz : 0;
             st->sv[t].used += sz;
+            st->room[t] -= sz;
             if (use_slots) {
                 st->slots[s]--;
                 st->slots[t]--;

@@ -54,6 +54,7 @@ int ns_block_writable(const struct ns *ns, const struct ns_block *b)
 
 struct cand {
     struct ns_server *s;
+    int no_room;          /* less than a block free: only when nothing else is left */
     uint64_t used_points; /* used fraction in points (capacity 0: full) */
     uint64_t free_units;  /* free bytes / quantum */
     uint64_t tie;
@@ -62,6 +63,8 @@ struct cand {
 static int cmp_cand(const void *a, const void *b)
 {
     const struct cand *x = a, *y = b;
+    if (x->no_room != y->no_room)
+        return x->no_room - y->no_room;
     if (x->used_points != y->used_points)
         return x->used_points < y->used_points ? -1 : 1;
     if (x->free_units != y->free_units)
@@ -83,6 +86,7 @@ int ns_pool_place(struct ns *ns, unsigned n, struct ns_server **out)
         if (s->up && !s->readonly && !s->draining)
             c[nc++] = (struct cand){
                 .s = s,
+                .no_room = s->free < ns->meta.block_size,
                 .used_points = s->capacity ? s->used * NS_PLACE_USED_POINTS / s->capacity
                                            : NS_PLACE_USED_POINTS,
                 .free_units = s->free / quantum,

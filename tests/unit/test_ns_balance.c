@@ -340,3 +340,34 @@ Test(ns_balance, placement_prefers_lower_used_fraction)
     cr_assert_eq(out[1], c);
     cr_assert_eq(out[2], a);
 }
+
+Test(ns_balance, target_needs_free_space)
+{
+    struct ns_server *sv[5];
+    struct ns_server *e = four_full_one_empty(sv);
+    e->free = MIB / 2; /* its disk is nearly full of something else */
+    struct ns_bal_view v;
+    cr_assert_eq(ns_balance_view(&ns, 10, &v), 0);
+    for (size_t i = 0; i < v.nplan; i++)
+        cr_assert_neq(v.plan[i].to, e->idx, "no 1 MiB block into half a MiB");
+    ns_balance_view_free(&v);
+    e->free = 3 * MIB;
+    cr_assert_eq(ns_balance_view(&ns, 10, &v), 0);
+    uint64_t to_e = 0;
+    for (size_t i = 0; i < v.nplan; i++)
+        to_e += v.plan[i].to == e->idx ? v.plan[i].bytes : 0;
+    cr_assert_eq(to_e, 3 * MIB, "as much as its free space holds");
+    ns_balance_view_free(&v);
+}
+
+Test(ns_balance, placement_full_server_last)
+{
+    struct ns_server *a = server("a", 100 * MIB), *b = server("b", 100 * MIB);
+    a->used = 0;
+    a->free = MIB; /* emptiest by fraction, but no room for a 64 MiB block */
+    b->used = 30 * MIB;
+    struct ns_server *out[2];
+    cr_assert_eq(ns_pool_place(&ns, 2, out), 0);
+    cr_assert_eq(out[0], b);
+    cr_assert_eq(out[1], a);
+}
