@@ -71,7 +71,7 @@ CHAOS_TEST_SECONDS ?= 0
 CHAOS_IN_TEST := $(if $(filter-out 0,$(CHAOS_TEST_SECONDS)),$(CHAOS_BIN))
 
 .SECONDARY:
-.PHONY: all deps test unit integ run stop asan valgrind clean bench bench-http \
+.PHONY: all deps test unit integ run stop asan valgrind clean bench bench-http bench-rebalance \
         fuzz fuzz-build fuzz-corpus chaos chaos-powercut
 all: $(BINS) $(LIBS)
 
@@ -255,6 +255,13 @@ bench-http: deps
 	@./scripts/install-deps.sh --bench
 	$(MAKE) all
 	IMGSTORE_BIN=$(abspath $(BUILD)/bin) ./bench/http.sh
+
+# Read p99 under a steady read load with and without a rebalance running, and
+# the copy rate against its cap (bench/rebalance.sh, docs/performance.md);
+# REBAL_BYTES (default 2 GB) sets the data size. Never part of `make test`.
+bench-rebalance: deps
+	$(MAKE) all $(BUILD)/bench/steady_read
+	IMGSTORE_BIN=$(abspath $(BUILD)/bin) BENCH_BIN=$(abspath $(BUILD)/bench) ./bench/rebalance.sh
 
 run: deps all
 	./deploy/local-cluster.sh start

@@ -1,0 +1,182 @@
+#!/bin/bash
+# rebalance.sh - `make bench-rebalance` (docs/performance.md, "Rebalance"):
+# read p99 under a steady read load with no rebalance (baseline), then with a
+# rebalance running, in the same run on the same cluster; and the copy rate
+# achieved against the configured cap.
+#
+# Starts its own cluster in a temporary folder on random loopback ports: one
+# nameserver (copy cap REBAL_RATE_MB, default task cap), three dataservers
+# with --capacity 2 x REBAL_BYTES each; uploads REBAL_BYTES of REBAL_SIZE-byte
+# files (replication 2); measures REBAL_SECS of steady reads (bench/
+# steady_read, REBAL_READ_RATE reads/s); then sets rebalance_band to 1 point
+# and starts a fourth, empty dataserver, which the balance fills, and measures
+# the same reads again while the moves run. The copy rate is the growth of
+# the new server's block files over the measured window. Everything is
+# stopped and the folder removed on exit (REBAL_KEEP=1 keeps it).
+#
+# Tunables (environment): REBAL_BYTES (2000000000), REBAL_SIZE (204800),
+# REBAL_RATE_MB (20), REBAL_SECS (20), REBAL_READ_RATE (400), REBAL_CONC (4),
+# REBAL_DIR (parent folder, /tmp).
+set -u
+
+BIN=${IMGSTORE_BIN:-$(pwd)/build/bin}
+BBIN=${BENCH_BIN:-$(pwd)/build/bench}
+BYTES=${REBAL_BYTES:-2000000000}
+SIZE=${REBAL_SIZE:-204800}
+RATE_MB=${REBAL_RATE_MB:-20}
+SECS=${REBAL_SECS:-20}
+READ_RATE=${REBAL_READ_RATE:-400}
+CONC=${REBAL_CONC:-4}
+FILES=$((BYTES / SIZE))
+CAPACITY=$((BYTES * 2))
+NDS=3
+READY_TRIES=150 # x 0.2 s
+START_WAIT_S=60 # for the first moves after the new server is up
+
+WORK=$(mktemp -d "${REBAL_DIR:-/tmp}/imgstore-rebal.XXXXXX") || exit 1
+PIDS=""
+USED_PORTS=""
+
+log() { echo "bench-rebalance: $*" >&2; }
+
+stop_pid() {
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for i in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null
+}
+
+cleanup() {
+    local pid
+    for pid in $PIDS; do stop_pid "$pid"; done
+    if [ "${REBAL_KEEP:-0}" = 1 ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM HUP
+
+# free_port: a free loopback port in $PORT, never handed out twice (runs in
+# this shell, not a subshell, so RANDOM and USED_PORTS advance).
+free_port() {
+    local p
+    while :; do
+        p=$((20000 + RANDOM % 40000))
+        case " $USED_PORTS " in *" $p "*) continue ;; esac
+        [ -z "$(ss -Hltn "sport = :$p" 2>/dev/null)" ] || continue
+        USED_PORTS="$USED_PORTS $p"
+        PORT=$p
+        return
+    done
+}
+
+start() {
+    local name=$1
+    shift
+    "$@" >>"$WORK/log/$name.log" 2>&1 &
+    PIDS="$PIDS $!"
+}
+
+start_ds() {
+    local listen http
+    mkdir -p "$WORK/ds$1"
+    free_port
+    listen=127.0.0.1:$PORT
+    free_port
+    http=127.0.0.1:$PORT
+    start "ds$1" "$BIN/dataserver" --ns "$NS" --listen "$listen" --http "$http" \
+        --data "$WORK/ds$1" --capacity "$CAPACITY"
+}
+
+admin() { "$BIN/ds-admin" --ns "$NS" "$@"; }
+
+wait_up() {
+    local i st
+    for i in $(seq $READY_TRIES); do
+        st=$(admin --json status 2>/dev/null)
+        if echo "$st" | grep -q "\"servers_up\": $1" &&
+            ! echo "$st" | grep -q '"blocks_writable": 0'; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    log "cluster not ready; logs in $WORK/log"
+    REBAL_KEEP=1
+    exit 1
+}
+
+# num JSON KEY: the first number after "KEY": in a JSON text.
+num() { echo "$1" | tr -d '\n' | sed -n "s/.*\"$2\": *\([0-9.]*\).*/\1/p" | head -n 1; }
+dir_bytes() { find "$1" -type f \( -name '*.blk' -o -name '*.tmp' -o -name '*copy*' \) -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }'; }
+now() { date +%s.%N; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2fx", a / b; else print "n/a" }'; }
+
+mkdir -p "$WORK/log" "$WORK/ns"
+for b in nameserver dataserver imgstore ds-admin; do
+    [ -x "$BIN/$b" ] || { log "$BIN/$b missing; run make"; exit 1; }
+done
+[ -x "$BBIN/steady_read" ] || { log "$BBIN/steady_read missing; run make bench-rebalance"; exit 1; }
+
+free_port
+NS=127.0.0.1:$PORT
+start ns "$BIN/nameserver" --listen "$NS" --data "$WORK/ns" --replicas 2 \
+    --safe-mode-timeout-ms 0 --copy-rate-mb "$RATE_MB"
+for i in $(seq $NDS); do start_ds "$i"; done
+wait_up $NDS
+log "cluster: nameserver $NS, $NDS dataservers with --capacity $CAPACITY, copy cap $RATE_MB MB/s, in $WORK"
+
+log "uploading $FILES files of $SIZE B ($BYTES bytes, replication 2)"
+"$BIN/imgstore" --ns "$NS" bench -n "$FILES" -c 8 --size "$SIZE" --duration 0 \
+    --save-names "$WORK/names" --json >"$WORK/upload.json" || { log "upload failed"; exit 1; }
+[ "$(wc -l <"$WORK/names")" -gt 0 ] || { log "no file uploaded"; exit 1; }
+sleep 2 # heartbeats carry the last sizes
+
+log "baseline: $READ_RATE reads/s for ${SECS}s, no rebalance"
+pre=$(admin --json rebalance --dry-run)
+[ "$(num "$pre" moves_running)" = 0 ] || log "warning: moves running before the baseline"
+"$BBIN/steady_read" --ns "$NS" --names "$WORK/names" --rate "$READ_RATE" --duration "$SECS" \
+    -c "$CONC" >"$WORK/idle.json" || exit 1
+
+log "a fourth, empty dataserver joins; rebalance_band 1 point"
+admin set rebalance_band 1 >/dev/null || exit 1
+start_ds 4
+wait_up 4
+for i in $(seq $((START_WAIT_S * 5))); do
+    st=$(admin --json rebalance --dry-run)
+    [ "$(num "$st" moves_running)" != 0 ] && break
+    sleep 0.2
+done
+PLANNED=$(num "$st" bytes_planned)
+RUNNING=$(num "$st" bytes_running)
+log "rebalance running: $(num "$st" moves_running) moves, $((PLANNED + RUNNING)) bytes to move"
+sleep 2 # past the first copy's start
+b0=$(dir_bytes "$WORK/ds4")
+t0=$(now)
+log "during the rebalance: $READ_RATE reads/s for ${SECS}s"
+"$BBIN/steady_read" --ns "$NS" --names "$WORK/names" --rate "$READ_RATE" --duration "$SECS" \
+    -c "$CONC" >"$WORK/busy.json" || exit 1
+b1=$(dir_bytes "$WORK/ds4")
+t1=$(now)
+st=$(admin --json rebalance --dry-run)
+still=$(num "$st" moves_running)
+[ "$still" != 0 ] || log "warning: the rebalance ended inside the window (raise REBAL_BYTES)"
+
+IDLE=$(num "$(cat "$WORK/idle.json")" p99)
+BUSY=$(num "$(cat "$WORK/busy.json")" p99)
+IERR=$(num "$(cat "$WORK/idle.json")" errors)
+BERR=$(num "$(cat "$WORK/busy.json")" errors)
+RATE=$(awk -v a="$b0" -v b="$b1" -v s="$t0" -v e="$t1" 'BEGIN { printf "%.1f", (b - a) / (e - s) / 1e6 }')
+DEV=$(awk -v r="$RATE" -v c="$RATE_MB" 'BEGIN { printf "%+.1f%%", (r - c) * 100 / c }')
+
+printf '\n%-44s | %-12s | %-12s | %-8s | %s\n' "figure" "measured" "reference" "ratio" "goal"
+printf '%-44s-+-%-12s-+-%-12s-+-%-8s-+-%s\n' "--------------------------------------------" \
+    "------------" "------------" "--------" "----------------"
+printf '%-44s | %-12s | %-12s | %-8s | %s\n' "read p99 ms, rebalance running vs idle" "$BUSY" \
+    "$IDLE" "$(ratio "$BUSY" "$IDLE")" "<= 1.5x"
+printf '%-44s | %-12s | %-12s | %-8s | %s\n' "read errors (during / idle)" "$BERR" "$IERR" "-" "0"
+printf '%-44s | %-12s | %-12s | %-8s | %s\n' "copy rate MB/s into the new server vs cap" "$RATE" \
+    "$RATE_MB" "$DEV" "within +-10%"
+printf '\n%s bytes of %s-byte files, %s reads/s from %s threads, %ss windows; p50 idle %s ms, during %s ms\n' \
+    "$BYTES" "$SIZE" "$READ_RATE" "$CONC" "$SECS" "$(num "$(cat "$WORK/idle.json")" p50)" \
+    "$(num "$(cat "$WORK/busy.json")" p50)"
