@@ -653,7 +653,6 @@ void ns_balance_handle(struct ns *ns, struct conn *c, const struct frame *f)
         imgstore__rebalance_move__init(o);
         if (i < ns->bal.nmoves) {
             const struct ns_bal_move *m = &ns->bal.moves[i];
-            *o = (Imgstore__RebalanceMove)IMGSTORE__REBALANCE_MOVE__INIT;
             o->block_id = m->block_id;
             o->source = server_name(ns, m->from);
             o->target = server_name(ns, m->to);
