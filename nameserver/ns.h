@@ -275,7 +275,8 @@ struct ns_plan {
  * up, non-draining copies remain, checked with STAT_BLOCK to be sealed and
  * equal in size). Each server takes part in at most cfg.task_cap running
  * tasks. Blocks with no up replica are counted as lost and logged once at
- * ERROR, never dropped. Commands are sent only when ns->loop is set; unit
+ * ERROR, never dropped. Compaction (ns_compact_plan) and, last, the balance
+ * (ns_balance_plan) follow. Commands are sent only when ns->loop is set; unit
  * tests inspect the tasks instead. */
 void ns_plan_step(struct ns *ns, uint64_t now_ms);
 
