@@ -228,6 +228,7 @@ int main(int argc, char **argv)
         return 1;
     }
     ds_session_start(&ds);
+    ds.scrub_rate_own = ds.scrub_rate;
     if (ds_scrub_start(&ds) != 0)
         log_warn("scrub: cannot start (out of memory)");
     log_info("serving native %s, http %s, nameserver %s", ds.listen_addr, ds.http_addr,
