@@ -241,10 +241,11 @@ static void servers_json(const Imgstore__ClusterStatusResp *st,
         printf(", \"up\": %s, \"readonly\": %s, \"draining\": %s", is_up(s) ? "true" : "false",
                s->readonly ? "true" : "false", s->draining ? "true" : "false");
         printf(", \"used\": %llu, \"capacity\": %llu, \"free\": %llu, \"use_pct\": %.1f, "
-               "\"blocks\": %u, \"disks\": %u, \"last_heartbeat_ms\": %llu, "
+               "\"blocks\": %u, \"disks\": %u, \"failed_disks\": %u, \"last_heartbeat_ms\": %llu, "
                "\"reads\": %llu, \"writes\": %llu",
                (unsigned long long)s->used, (unsigned long long)s->capacity,
                (unsigned long long)s->free, pct(s->used, s->capacity), s->blocks, s->disks,
+               s->failed_disks,
                (unsigned long long)s->last_heartbeat_ms_ago, (unsigned long long)s->reads,
                (unsigned long long)s->writes);
         if (r)
@@ -277,7 +278,10 @@ static int servers_table(const Imgstore__ClusterStatusResp *st,
         else
             snprintf(use, sizeof(use), "-");
         snprintf(blocks, sizeof(blocks), "%u", s->blocks);
-        snprintf(disks, sizeof(disks), "%u", s->disks);
+        if (s->failed_disks)
+            snprintf(disks, sizeof(disks), "%u (%u failed)", s->disks, s->failed_disks);
+        else
+            snprintf(disks, sizeof(disks), "%u", s->disks);
         snprintf(rps, sizeof(rps), r ? "%.1f" : "-", r ? r->reads_per_s : 0.0);
         snprintf(wps, sizeof(wps), r ? "%.1f" : "-", r ? r->writes_per_s : 0.0);
         const char *row[] = {id,
@@ -333,6 +337,7 @@ static int cmd_servers(struct ctx *c)
 
 struct summary {
     unsigned up, down;
+    unsigned failed_disks; /* over the servers that are up */
     uint64_t used, capacity; /* over the servers that are up */
     const char *verdict;
     int at_risk;
@@ -346,6 +351,7 @@ static void summarize(const Imgstore__ClusterStatusResp *st, struct summary *sm)
         const Imgstore__ServerStatus *s = st->servers[i];
         if (is_up(s)) {
             sm->up++;
+            sm->failed_disks += s->failed_disks;
             sm->used += s->used;
             sm->capacity += s->capacity;
         } else {
@@ -355,7 +361,7 @@ static void summarize(const Imgstore__ClusterStatusResp *st, struct summary *sm)
     if (st->blocks_lost > 0 || sm->up < st->replicas) {
         sm->verdict = "at risk";
         sm->at_risk = 1;
-    } else if (sm->down > 0 || st->blocks_under_replicated > 0) {
+    } else if (sm->down > 0 || st->blocks_under_replicated > 0 || sm->failed_disks > 0) {
         sm->verdict = "degraded";
     } else {
         sm->verdict = "healthy";
@@ -383,13 +389,13 @@ static void status_json(const Imgstore__ClusterStatusResp *st, const struct summ
     printf("{\"cluster_id\": ");
     cli_json_string(stdout, st->cluster_id);
     printf(",\n \"safe_mode\": %s, \"replication\": %u, \"block_size\": %llu,\n"
-           " \"servers_up\": %u, \"servers_down\": %u,\n"
+           " \"servers_up\": %u, \"servers_down\": %u, \"failed_disks\": %u,\n"
            " \"capacity_used\": %llu, \"capacity_total\": %llu, \"capacity_used_pct\": %.1f,\n"
            " \"blocks_total\": %llu, \"blocks_writable\": %llu, \"blocks_sealed\": %llu,\n"
            " \"blocks_under_replicated\": %llu, \"blocks_lost\": %llu,"
            " \"block_id_high_water\": %llu,\n",
            st->safe_mode ? "true" : "false", st->replicas, (unsigned long long)st->block_size,
-           sm->up, sm->down, (unsigned long long)sm->used, (unsigned long long)sm->capacity,
+           sm->up, sm->down, sm->failed_disks, (unsigned long long)sm->used, (unsigned long long)sm->capacity,
            pct(sm->used, sm->capacity), (unsigned long long)st->blocks_total,
            (unsigned long long)st->blocks_writable, (unsigned long long)st->blocks_sealed,
            (unsigned long long)st->blocks_under_replicated, (unsigned long long)st->blocks_lost,
@@ -411,6 +417,9 @@ static void status_text(const Imgstore__ClusterStatusResp *st, const struct summ
     printf("replication:  %u\n", st->replicas);
     printf("block size:   %s\n", cli_human_size(st->block_size, bs));
     printf("servers:      %u up, %u down\n", sm->up, sm->down);
+    if (sm->failed_disks)
+        printf("failed disks: %u (ds-admin servers shows where; replace and restart)\n",
+               sm->failed_disks);
     printf("capacity:     %s used of %s (%.1f%%)\n", cli_human_size(sm->used, used),
            cli_human_size(sm->capacity, cap), pct(sm->used, sm->capacity));
     printf("blocks:       %llu total, %llu writable, %llu sealed, %llu under-replicated, "

@@ -68,6 +68,9 @@ struct ds {
     /* background copies, seals and deletions (ds_copy.c), NULL until used */
     struct ds_copy *copy;
 
+    /* failed-disk checks (ds_disk.c), NULL until started */
+    struct ds_disk *disk;
+
     /* compactions (ds_compact.c) and the scrubber (ds_scrub.c), NULL until used */
     struct ds_compact *compact;
     struct ds_scrub *scrub;

@@ -181,6 +181,7 @@ struct ns_server {
     struct conn *conn;                 /* live session, NULL when none */
     uint64_t last_hb_ms;               /* loop time of the last heartbeat */
     uint32_t disks;
+    uint32_t failed_disks;             /* disks it reports failed (Disk.failed) */
     uint64_t capacity, free, used;     /* summed over its disks, bytes */
     uint64_t reads, writes;
     uint32_t nblocks;                  /* replicas it holds in the block map */

@@ -267,6 +267,7 @@ static void handle_status(struct ns_peer *p, const struct frame *f)
         ss[i].free = s->free;
         ss[i].blocks = s->nblocks;
         ss[i].disks = s->disks;
+        ss[i].failed_disks = s->failed_disks;
         ss[i].last_heartbeat_ms_ago = now >= s->last_hb_ms ? now - s->last_hb_ms : 0;
         ss[i].reads = s->reads;
         ss[i].writes = s->writes;
