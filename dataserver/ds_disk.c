@@ -5,8 +5,9 @@
  * it sees a disk that vanished (the path is gone, or is now another
  * directory: compared by st_dev and st_ino, recorded at start). I/O errors
  * come from blockio.c, which remembers the first system error per folder.
- * Dropping is retried at every check for blocks busy at the time (an
- * append or a compaction in flight), so nothing in flight loses its block. */
+ * The blocks of a failed folder are looked for at every check: busy ones
+ * (an append or a compaction in flight) are dropped once idle, so nothing in
+ * flight loses its block. */
 #include "dataserver/ds_disk.h"
 
 #include "common/err.h"
@@ -28,7 +29,6 @@ struct ds_disk {
     dev_t dev[STORE_MAX_DISKS];
     ino_t ino[STORE_MAX_DISKS];
     int known[STORE_MAX_DISKS];   /* dev/ino recorded at start */
-    uint32_t left[STORE_MAX_DISKS]; /* blocks of a failed folder not dropped yet */
 };
 
 static void tick(uv_timer_t *t)
@@ -100,15 +100,14 @@ static void collect(struct block *b, void *arg)
         c->ids[c->n++] = b->id;
 }
 
-/* Drops every block of failed folder i that is not busy. Returns how many
- * are left (busy). */
-static uint32_t drop_blocks(struct ds_disk *dd, int i)
+/* Drops every block of failed folder i that is not busy (the busy ones, and
+ * any that arrive later, e.g. a copy installed meanwhile, at a later check). */
+static void drop_blocks(struct ds *ds, int i)
 {
-    struct ds *ds = dd->ds;
     struct collect c = {.disk = i, .cap = ds->store->nblocks};
     c.ids = malloc((c.cap + 1) * sizeof(*c.ids));
     if (!c.ids)
-        return dd->left[i] ? dd->left[i] : 1; /* retried at the next check */
+        return; /* retried at the next check */
     store_foreach(ds->store, collect, &c);
     uint32_t dropped = 0, busy = 0;
     for (size_t k = 0; k < c.n; k++) {
@@ -125,7 +124,6 @@ static uint32_t drop_blocks(struct ds_disk *dd, int i)
                  ds->store->disks[i].path, dropped, busy ? "; busy ones follow" : "");
         ds_session_poke(ds);
     }
-    return busy;
 }
 
 int ds_disk_check(struct ds *ds)
@@ -140,7 +138,6 @@ int ds_disk_check(struct ds *ds)
         if (!d->failed && folder_fails(dd, i, why, sizeof(why))) {
             d->failed = 1;
             d->capacity = d->free = d->used = 0;
-            dd->left[i] = 1; /* look for its blocks now */
             log_error("disk %s failed: %s; it takes no new blocks, its blocks are dropped and "
                       "the other folders keep serving (replace the disk, then restart)",
                       d->path, why);
@@ -148,8 +145,7 @@ int ds_disk_check(struct ds *ds)
         }
         if (d->failed) {
             failed++;
-            if (dd->left[i])
-                dd->left[i] = drop_blocks(dd, i);
+            drop_blocks(ds, i);
         }
     }
     return failed;
