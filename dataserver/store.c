@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #define STORE_RING_ENTRIES 256
+#define STORE_FREE_SLACK (256ull << 20) /* free bytes closer than this count as equal */
 #define STORE_TABLE_MIN 64u
 #define STORE_ID_FILE "SERVER_ID"
 #define STORE_BLOCKS_DIR "blocks"
@@ -395,18 +396,19 @@ void store_close(struct store *s)
     free(s);
 }
 
-/* The non-failed folder with the most free bytes; among folders with equal
- * free bytes (folders on one file system), the one holding the fewest of
- * our bytes, so they share the blocks. -1 when every folder failed. */
+/* The non-failed folder with the most free bytes; among folders whose free
+ * bytes differ by less than STORE_FREE_SLACK (folders on one file system,
+ * whose figures move between two statvfs calls), the one holding the fewest
+ * of our bytes, so they share the blocks. -1 when every folder failed. */
 static int pick_best(const struct store *s)
 {
     int best = -1;
     for (int i = 0; i < s->ndisks; i++) {
-        const struct store_disk *d = &s->disks[i];
+        const struct store_disk *d = &s->disks[i], *b = best >= 0 ? &s->disks[best] : NULL;
         if (d->failed)
             continue;
-        if (best < 0 || d->free > s->disks[best].free ||
-            (d->free == s->disks[best].free && d->used < s->disks[best].used))
+        uint64_t diff = !b ? 0 : d->free > b->free ? d->free - b->free : b->free - d->free;
+        if (!b || (diff < STORE_FREE_SLACK ? d->used < b->used : d->free > b->free))
             best = i;
     }
     return best;
