@@ -12,6 +12,7 @@
  *   rebalance         ADMIN_REBALANCE; --wait polls it (dry run)
  *   readonly S on|off ADMIN_READONLY
  *   settings, set     ADMIN_SETTINGS, ADMIN_SET_SETTING
+ *   compact, repair   ADMIN_COMPACT, ADMIN_REPAIR; --wait polls LIST_TASKS / ADMIN_REPAIR
  *
  * Global options come before the command, the command's own after it; every
  * command takes --help. Exit status: 0 success, 1 failure (one line on
@@ -103,6 +104,10 @@ static void usage(FILE *fp)
             "  readonly SERVER on|off no new blocks or files on a server (kept across restarts)\n"
             "  verify [BLOCK | --server S] [--wait]\n"
             "                         check stored records against their CRC32C now\n"
+            "  compact [BLOCK | --threshold PCT] [--dry-run] [--wait]\n"
+            "                         compact one block, or every block past PCT %% deleted\n"
+            "  repair BLOCK [--wait]  check every replica of a block now and fix bad, short or\n"
+            "                         missing copies\n"
             "  settings               runtime settings of the nameserver\n"
             "  set KEY VALUE          change a runtime setting (validated, persisted, in force\n"
             "                         at once)\n"
@@ -239,10 +244,11 @@ static void servers_json(const Imgstore__ClusterStatusResp *st,
         printf(", \"up\": %s, \"readonly\": %s, \"draining\": %s", is_up(s) ? "true" : "false",
                s->readonly ? "true" : "false", s->draining ? "true" : "false");
         printf(", \"used\": %llu, \"capacity\": %llu, \"free\": %llu, \"use_pct\": %.1f, "
-               "\"blocks\": %u, \"disks\": %u, \"last_heartbeat_ms\": %llu, "
+               "\"blocks\": %u, \"disks\": %u, \"failed_disks\": %u, \"last_heartbeat_ms\": %llu, "
                "\"reads\": %llu, \"writes\": %llu",
                (unsigned long long)s->used, (unsigned long long)s->capacity,
                (unsigned long long)s->free, pct(s->used, s->capacity), s->blocks, s->disks,
+               s->failed_disks,
                (unsigned long long)s->last_heartbeat_ms_ago, (unsigned long long)s->reads,
                (unsigned long long)s->writes);
         if (r)
@@ -275,7 +281,10 @@ static int servers_table(const Imgstore__ClusterStatusResp *st,
         else
             snprintf(use, sizeof(use), "-");
         snprintf(blocks, sizeof(blocks), "%u", s->blocks);
-        snprintf(disks, sizeof(disks), "%u", s->disks);
+        if (s->failed_disks)
+            snprintf(disks, sizeof(disks), "%u (%u failed)", s->disks, s->failed_disks);
+        else
+            snprintf(disks, sizeof(disks), "%u", s->disks);
         snprintf(rps, sizeof(rps), r ? "%.1f" : "-", r ? r->reads_per_s : 0.0);
         snprintf(wps, sizeof(wps), r ? "%.1f" : "-", r ? r->writes_per_s : 0.0);
         const char *row[] = {id,
@@ -331,6 +340,7 @@ static int cmd_servers(struct ctx *c)
 
 struct summary {
     unsigned up, down;
+    unsigned failed_disks; /* over the servers that are up */
     uint64_t used, capacity; /* over the servers that are up */
     const char *verdict;
     int at_risk;
@@ -344,6 +354,7 @@ static void summarize(const Imgstore__ClusterStatusResp *st, struct summary *sm)
         const Imgstore__ServerStatus *s = st->servers[i];
         if (is_up(s)) {
             sm->up++;
+            sm->failed_disks += s->failed_disks;
             sm->used += s->used;
             sm->capacity += s->capacity;
         } else {
@@ -353,7 +364,7 @@ static void summarize(const Imgstore__ClusterStatusResp *st, struct summary *sm)
     if (st->blocks_lost > 0 || sm->up < st->replicas) {
         sm->verdict = "at risk";
         sm->at_risk = 1;
-    } else if (sm->down > 0 || st->blocks_under_replicated > 0) {
+    } else if (sm->down > 0 || st->blocks_under_replicated > 0 || sm->failed_disks > 0) {
         sm->verdict = "degraded";
     } else {
         sm->verdict = "healthy";
@@ -381,13 +392,13 @@ static void status_json(const Imgstore__ClusterStatusResp *st, const struct summ
     printf("{\"cluster_id\": ");
     cli_json_string(stdout, st->cluster_id);
     printf(",\n \"safe_mode\": %s, \"replication\": %u, \"block_size\": %llu,\n"
-           " \"servers_up\": %u, \"servers_down\": %u,\n"
+           " \"servers_up\": %u, \"servers_down\": %u, \"failed_disks\": %u,\n"
            " \"capacity_used\": %llu, \"capacity_total\": %llu, \"capacity_used_pct\": %.1f,\n"
            " \"blocks_total\": %llu, \"blocks_writable\": %llu, \"blocks_sealed\": %llu,\n"
            " \"blocks_under_replicated\": %llu, \"blocks_lost\": %llu,"
            " \"block_id_high_water\": %llu,\n",
            st->safe_mode ? "true" : "false", st->replicas, (unsigned long long)st->block_size,
-           sm->up, sm->down, (unsigned long long)sm->used, (unsigned long long)sm->capacity,
+           sm->up, sm->down, sm->failed_disks, (unsigned long long)sm->used, (unsigned long long)sm->capacity,
            pct(sm->used, sm->capacity), (unsigned long long)st->blocks_total,
            (unsigned long long)st->blocks_writable, (unsigned long long)st->blocks_sealed,
            (unsigned long long)st->blocks_under_replicated, (unsigned long long)st->blocks_lost,
@@ -409,6 +420,9 @@ static void status_text(const Imgstore__ClusterStatusResp *st, const struct summ
     printf("replication:  %u\n", st->replicas);
     printf("block size:   %s\n", cli_human_size(st->block_size, bs));
     printf("servers:      %u up, %u down\n", sm->up, sm->down);
+    if (sm->failed_disks)
+        printf("failed disks: %u (ds-admin servers shows where; replace and restart)\n",
+               sm->failed_disks);
     printf("capacity:     %s used of %s (%.1f%%)\n", cli_human_size(sm->used, used),
            cli_human_size(sm->capacity, cap), pct(sm->used, sm->capacity));
     printf("blocks:       %llu total, %llu writable, %llu sealed, %llu under-replicated, "
@@ -2115,6 +2129,440 @@ static int cmd_verify(struct ctx *c)
     return status == EXIT_OK && ok ? EXIT_OK : EXIT_FAIL;
 }
 
+/* ---- compact and repair ------------------------------------------------------------ */
+
+#define OPS_WAIT_MS (30 * 60 * 1000) /* --wait gives up after this long */
+#define REPAIR_TIMEOUT_MS 120000     /* one ADMIN_REPAIR answer (VERIFY of one block) */
+#define COMPACT_ROUNDS 50            /* compact --threshold --wait: requests at most */
+
+/* The sentence for a refused ADMIN_COMPACT / ADMIN_REPAIR. */
+static const char *ops_error(int rc)
+{
+    switch (rc) {
+    case IMG_ENOTFOUND: return "no such block in the block map";
+    case -EINPROGRESS: return "the block is not sealed (it still takes files)";
+    case -ENODATA: return "the block has no deleted bytes";
+    case -EBUSY:
+        return "the block is busy: a background task works on it, or a replica's server is "
+               "down, draining, bad or at the task cap (ds-admin tasks); try again later";
+    case IMG_ESAFEMODE: return "the nameserver is in safe mode";
+    default: return imgstore_strerror(rc);
+    }
+}
+
+static int ops_fail(const char *cmd, int rc)
+{
+    fprintf(stderr, "%s: %s: %s\n", prog, cmd, ops_error(rc));
+    return EXIT_FAIL;
+}
+
+/* The state of task `id` in a LIST_TASKS answer: the task or NULL (trimmed). */
+static const Imgstore__Task *find_task(const Imgstore__ListTasksResp *r, uint64_t id)
+{
+    for (size_t i = 0; i < r->n_tasks; i++)
+        if (r->tasks[i]->id == id)
+            return r->tasks[i];
+    return NULL;
+}
+
+/* Waits until none of tasks[0..n-1] runs. Progress: a bar on a terminal, a
+ * line when it changed otherwise (not with --json). *failed gets the count
+ * of tasks that failed. Returns 0, or the error of LIST_TASKS, or -EINTR. */
+static int ops_wait_tasks(struct ctx *c, const char *what, const uint64_t *tasks, size_t n,
+                          size_t *failed)
+{
+    int tty = isatty(STDOUT_FILENO);
+    int64_t t0 = now_ms(), last_line = 0;
+    size_t last_done = SIZE_MAX;
+    struct sigaction sa = {.sa_handler = on_sigint};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    *failed = 0;
+    while (!interrupted) {
+        Imgstore__ListTasksResp *r = NULL;
+        int rc = list_tasks(c, &r);
+        if (rc != 0)
+            return rc;
+        size_t done = 0, bad = 0;
+        for (size_t i = 0; i < n; i++) {
+            const Imgstore__Task *t = find_task(r, tasks[i]);
+            if (t && is_running(t))
+                continue;
+            done++;
+            bad += t && t->state && strcmp(t->state, TASK_FAILED) == 0;
+        }
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+        int64_t el = now_ms() - t0;
+        char elt[CLI_HUMAN_MAX];
+        if (!c->json && tty) {
+            char bar[BAR_WIDTH + 1];
+            int full = n ? (int)(done * BAR_WIDTH / n) : BAR_WIDTH;
+            for (int i = 0; i < BAR_WIDTH; i++)
+                bar[i] = i < full ? '#' : '-';
+            bar[BAR_WIDTH] = '\0';
+            printf("\r[%s] %zu of %zu tasks done, %zu failed  %s\033[K", bar, done, n, bad,
+                   cli_human_ms((uint64_t)el, elt));
+            fflush(stdout);
+        } else if (!c->json && (done != last_done || now_ms() - last_line >= DRAIN_LINE_MS)) {
+            printf("%s: %zu of %zu tasks done, %zu failed, %s\n", what, done, n, bad,
+                   cli_human_ms((uint64_t)el, elt));
+            fflush(stdout);
+            last_done = done;
+            last_line = now_ms();
+        }
+        if (done == n) {
+            if (!c->json && tty)
+                printf("\n");
+            *failed = bad;
+            return 0;
+        }
+        if (el > OPS_WAIT_MS)
+            return IMGSTORE_ETIMEDOUT;
+        sleep_poll();
+    }
+    if (!c->json && tty)
+        printf("\n");
+    return -EINTR;
+}
+
+static void compact_block_json(const Imgstore__AdminCompactBlock *b)
+{
+    printf("{\"block_id\": %" PRIu64 ", \"size\": %" PRIu64 ", \"deleted_bytes\": %" PRIu64
+           ", \"deleted_pct\": %.1f, \"task_id\": %" PRIu64 ", \"state\": ",
+           b->block_id, b->size, b->deleted_bytes, b->deleted_pct, b->task_id);
+    cli_json_string(stdout, b->state);
+    printf("}");
+}
+
+static int compact_table(const Imgstore__AdminCompactResp *r)
+{
+    static const char *const head[] = {"BLOCK", "SIZE", "DELETED", "DELETED%", "TASK", "STATE"};
+    struct cli_table t;
+    if (cli_table_init(&t, 6, head) != 0)
+        return EXIT_FAIL;
+    for (size_t i = 0; i < r->n_blocks; i++) {
+        const Imgstore__AdminCompactBlock *b = r->blocks[i];
+        char id[24], size[CLI_HUMAN_MAX], del[CLI_HUMAN_MAX], p[16], task[24];
+        snprintf(id, sizeof(id), "%" PRIu64, b->block_id);
+        snprintf(p, sizeof(p), "%.1f%%", b->deleted_pct);
+        if (b->task_id)
+            snprintf(task, sizeof(task), "%" PRIu64, b->task_id);
+        else
+            snprintf(task, sizeof(task), "-");
+        const char *row[] = {id, cli_human_size(b->size, size), cli_human_size(b->deleted_bytes, del),
+                             p, task, str_or_dash(b->state)};
+        if (cli_table_add(&t, row) != 0) {
+            cli_table_free(&t);
+            return EXIT_FAIL;
+        }
+    }
+    cli_table_print(&t, stdout);
+    cli_table_free(&t);
+    return EXIT_OK;
+}
+
+/* One ADMIN_COMPACT request. Returns 0 with *out or the error. */
+static int compact_call(struct ctx *c, uint64_t block, uint32_t pct, int dry,
+                        Imgstore__AdminCompactResp **out)
+{
+    Imgstore__AdminCompact q = IMGSTORE__ADMIN_COMPACT__INIT;
+    q.block_id = block;
+    q.threshold_pct = pct;
+    q.dry_run = dry;
+    ProtobufCMessage *m = NULL;
+    int rc = ns_call(c, FT_ADMIN_COMPACT, &q.base, &imgstore__admin_compact_resp__descriptor, &m);
+    *out = (Imgstore__AdminCompactResp *)m;
+    return rc == 0 && !m ? IMGSTORE_EPROTO : rc;
+}
+
+static int cmd_compact(struct ctx *c)
+{
+    uint64_t block = 0;
+    int pct = 0, have_pct = 0, dry = 0, wait = 0;
+    for (int i = 1; i < c->argc; i++) {
+        if (strcmp(c->argv[i], "--wait") == 0) {
+            wait = 1;
+        } else if (strcmp(c->argv[i], "--dry-run") == 0) {
+            dry = 1;
+        } else if (strcmp(c->argv[i], "--threshold") == 0) {
+            if (++i >= c->argc)
+                return usage_error("missing argument for ", "--threshold");
+            if (cli_parse_int(c->argv[i], &pct) != 0 || pct < 1 || pct > 100)
+                return usage_error("invalid --threshold (1..100): ", c->argv[i]);
+            have_pct = 1;
+        } else if (c->argv[i][0] == '-') {
+            return usage_error("unknown option ", c->argv[i]);
+        } else if (block || parse_u64(c->argv[i], &block) != 0 || block == 0) {
+            return usage_error("invalid block id: ", c->argv[i]);
+        }
+    }
+    if (block && have_pct)
+        return usage_error("give a BLOCK or --threshold, not both", NULL);
+    if (dry && wait)
+        return usage_error("--dry-run and --wait exclude each other", NULL);
+    Imgstore__AdminCompactResp *r = NULL;
+    int rc = compact_call(c, block, (uint32_t)pct, dry, &r);
+    if (rc != 0)
+        return ops_fail("compact", rc);
+    /* --wait with a threshold: blocks left busy (task cap) are asked again
+     * once the started tasks end, until none is left or nothing starts. */
+    uint64_t *all = NULL;
+    size_t nall = 0, failed = 0, busy = 0;
+    int status = EXIT_OK;
+    for (int round = 0; r; round++) {
+        busy = 0;
+        for (size_t i = 0; i < r->n_blocks; i++)
+            busy += r->blocks[i]->task_id == 0 && !dry;
+        if (!c->json) {
+            if (round == 0 && r->n_blocks == 0)
+                printf("no sealed block has %u%% or more deleted bytes\n", r->threshold_pct);
+            else if (r->n_blocks)
+                compact_table(r);
+        }
+        uint64_t *grown = realloc(all, (nall + r->n_task_ids + 1) * sizeof(*all));
+        if (!grown) {
+            status = EXIT_FAIL;
+            break;
+        }
+        all = grown;
+        memcpy(all + nall, r->task_ids, r->n_task_ids * sizeof(*all));
+        size_t started = r->n_task_ids;
+        nall += started;
+        if (c->json && (!wait || round == 0)) {
+            printf("{\"threshold_pct\": %u, \"dry_run\": %s, \"blocks\": [", r->threshold_pct,
+                   dry ? "true" : "false");
+            for (size_t i = 0; i < r->n_blocks; i++) {
+                printf(i ? ", " : "");
+                compact_block_json(r->blocks[i]);
+            }
+            printf("], \"task_ids\": [");
+            for (size_t i = 0; i < r->n_task_ids; i++)
+                printf("%s%" PRIu64, i ? ", " : "", r->task_ids[i]);
+            printf("]%s", wait ? "" : "}\n");
+        }
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+        r = NULL;
+        if (!wait || started == 0)
+            break;
+        size_t f = 0;
+        rc = ops_wait_tasks(c, "compact", all + nall - started, started, &f);
+        failed += f;
+        if (rc != 0) {
+            status = rc == -EINTR ? EXIT_FAIL : fail(c, "compact --wait", rc);
+            if (rc == -EINTR)
+                fprintf(stderr, "%s: stopped waiting; the compactions go on\n", prog);
+            break;
+        }
+        if (block || busy == 0 || round + 1 >= COMPACT_ROUNDS)
+            break;
+        if ((rc = compact_call(c, 0, (uint32_t)pct, 0, &r)) != 0) {
+            status = ops_fail("compact", rc);
+            break;
+        }
+    }
+    if (wait && status == EXIT_OK && failed)
+        status = EXIT_FAIL;
+    if (c->json && wait)
+        printf(", \"tasks_started\": %zu, \"tasks_failed\": %zu, \"result\": \"%s\"}\n", nall,
+               failed, status == EXIT_OK ? "done" : failed ? "task failed" : "error");
+    else if (!c->json && wait && status == EXIT_OK)
+        printf("compaction done: %zu tasks\n", nall);
+    else if (!c->json && wait && failed)
+        fprintf(stderr, "%s: compact: %zu of %zu tasks failed (ds-admin tasks says why); the "
+                        "planner retries automatic compaction\n", prog, failed, nall);
+    else if (!c->json && !wait && !dry && nall)
+        printf("%zu compactions started (ds-admin tasks follows them)\n", nall);
+    if (r)
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+    free(all);
+    return status;
+}
+
+/* One ADMIN_REPAIR request on handle h. Returns 0 with *out or the error. */
+static int repair_call(imgstore_t *h, uint64_t block, int status_only,
+                       Imgstore__AdminRepairResp **out)
+{
+    Imgstore__AdminRepair q = IMGSTORE__ADMIN_REPAIR__INIT;
+    q.block_id = block;
+    q.status_only = status_only;
+    ProtobufCMessage *m = NULL;
+    int rc = imgstore_admin_call(h, NULL, FT_ADMIN_REPAIR, &q.base,
+                                 &imgstore__admin_repair_resp__descriptor, &m);
+    *out = (Imgstore__AdminRepairResp *)m;
+    return rc == 0 && !m ? IMGSTORE_EPROTO : rc;
+}
+
+/* Healed: the replication count of good (up, not bad, full-size) copies, no
+ * other copy, and no task on the block. */
+static int repair_healed(const Imgstore__AdminRepairResp *r)
+{
+    if (r->task_running || r->good_replicas < r->replication || r->n_replicas != r->replication)
+        return 0;
+    for (size_t i = 0; i < r->n_replicas; i++)
+        if (strcmp(r->replicas[i]->action, "ok") != 0)
+            return 0;
+    return 1;
+}
+
+static void repair_json(const Imgstore__AdminRepairResp *r, const Imgstore__AdminRepairResp *end,
+                        const char *result)
+{
+    uint32_t bad = 0;
+    for (size_t i = 0; i < r->n_replicas; i++)
+        bad += r->replicas[i]->bad_records;
+    printf("{\"block_id\": %" PRIu64 ", \"replication\": %u, \"size\": %" PRIu64
+           ", \"sealed\": %s, \"bad_records\": %u, \"replicas\": [",
+           r->block_id, r->replication, r->size, r->sealed ? "true" : "false", bad);
+    for (size_t i = 0; i < r->n_replicas; i++) {
+        const Imgstore__AdminRepairReplica *x = r->replicas[i];
+        printf("%s{\"server\": ", i ? ", " : "");
+        cli_json_string(stdout, x->server_id);
+        printf(", \"addr\": ");
+        cli_json_string(stdout, x->addr);
+        printf(", \"up\": %s, \"size\": %" PRIu64 ", \"bad_records\": %u, \"action\": ",
+               x->up ? "true" : "false", x->size, x->bad_records);
+        cli_json_string(stdout, x->action);
+        printf(", \"error\": ");
+        cli_json_string(stdout, x->error);
+        printf("}");
+    }
+    printf("]");
+    if (end)
+        printf(", \"healed\": %s, \"good_replicas\": %u, \"result\": \"%s\"",
+               repair_healed(end) ? "true" : "false", end->good_replicas, result);
+    printf("}\n");
+}
+
+static int repair_table(const Imgstore__AdminRepairResp *r)
+{
+    static const char *const head[] = {"SERVER", "ADDRESS", "STATE", "SIZE", "BAD RECORDS",
+                                       "ACTION", "ERROR"};
+    struct cli_table t;
+    if (cli_table_init(&t, 7, head) != 0)
+        return EXIT_FAIL;
+    for (size_t i = 0; i < r->n_replicas; i++) {
+        const Imgstore__AdminRepairReplica *x = r->replicas[i];
+        char size[CLI_HUMAN_MAX], bad[16];
+        snprintf(bad, sizeof(bad), "%u", x->bad_records);
+        int none = !x->server_id || !*x->server_id;
+        const char *row[] = {none ? "(new copy)" : x->server_id, str_or_dash(x->addr),
+                             none ? "-" : x->up ? STATE_UP : STATE_DOWN,
+                             none ? "-" : cli_human_size(x->size, size), none ? "-" : bad,
+                             x->action, str_or_dash(x->error)};
+        if (cli_table_add(&t, row) != 0) {
+            cli_table_free(&t);
+            return EXIT_FAIL;
+        }
+    }
+    char size[CLI_HUMAN_MAX];
+    printf("block %" PRIu64 ": %s, %s, replication %u\n", r->block_id,
+           r->sealed ? "sealed" : "not sealed", cli_human_size(r->size, size), r->replication);
+    cli_table_print(&t, stdout);
+    cli_table_free(&t);
+    return EXIT_OK;
+}
+
+/* Polls the block until healed. Returns 0 with *end (owned) or an error. */
+static int repair_wait(struct ctx *c, imgstore_t *h, uint64_t block,
+                       Imgstore__AdminRepairResp **end)
+{
+    int tty = isatty(STDOUT_FILENO);
+    int64_t t0 = now_ms(), last_line = 0;
+    char last[64] = "";
+    struct sigaction sa = {.sa_handler = on_sigint};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    *end = NULL;
+    while (!interrupted) {
+        Imgstore__AdminRepairResp *r = NULL;
+        int rc = repair_call(h, block, 1, &r);
+        if (rc != 0)
+            return rc;
+        char now[64], elt[CLI_HUMAN_MAX];
+        snprintf(now, sizeof(now), "%u of %u good copies, %zu replicas%s", r->good_replicas,
+                 r->replication, r->n_replicas, r->task_running ? ", a task runs" : "");
+        if (!c->json && (tty || strcmp(now, last) != 0 || now_ms() - last_line >= DRAIN_LINE_MS)) {
+            printf(tty ? "\rrepair %" PRIu64 ": %s, %s\033[K" : "repair %" PRIu64 ": %s, %s\n",
+                   block, now, cli_human_ms((uint64_t)(now_ms() - t0), elt));
+            fflush(stdout);
+            snprintf(last, sizeof(last), "%s", now);
+            last_line = now_ms();
+        }
+        if (repair_healed(r)) {
+            if (!c->json && tty)
+                printf("\n");
+            *end = r;
+            return 0;
+        }
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+        if (now_ms() - t0 > OPS_WAIT_MS)
+            return IMGSTORE_ETIMEDOUT;
+        sleep_poll();
+    }
+    if (!c->json && tty)
+        printf("\n");
+    return -EINTR;
+}
+
+static int cmd_repair(struct ctx *c)
+{
+    uint64_t block = 0;
+    int wait = 0;
+    for (int i = 1; i < c->argc; i++) {
+        if (strcmp(c->argv[i], "--wait") == 0)
+            wait = 1;
+        else if (c->argv[i][0] == '-')
+            return usage_error("unknown option ", c->argv[i]);
+        else if (block || parse_u64(c->argv[i], &block) != 0 || block == 0)
+            return usage_error("invalid block id: ", c->argv[i]);
+    }
+    if (!block)
+        return usage_error("missing argument for ", "repair");
+    /* VERIFY of every replica takes a while: a longer timeout unless given. */
+    imgstore_t *h = c->h;
+    struct imgstore_opts o = {.timeout_ms = REPAIR_TIMEOUT_MS};
+    if (!c->timeout_given && imgstore_open(c->ns, &o, &h) != 0)
+        h = c->h;
+    Imgstore__AdminRepairResp *r = NULL, *end = NULL;
+    int rc = repair_call(h, block, 0, &r);
+    int status = EXIT_OK;
+    if (rc != 0) {
+        status = ops_fail("repair", rc);
+        goto out;
+    }
+    if (!c->json)
+        repair_table(r);
+    if (wait) {
+        rc = repair_wait(c, h, block, &end);
+        if (rc == -EINTR)
+            fprintf(stderr, "%s: stopped waiting; the repair goes on\n", prog);
+        else if (rc != 0)
+            fail(c, "repair --wait", rc);
+        status = rc == 0 ? EXIT_OK : EXIT_FAIL;
+        if (!c->json && rc == 0)
+            printf("block %" PRIu64 " healed: %u good, equal copies\n", block, end->good_replicas);
+    } else if (!c->json) {
+        int todo = 0;
+        for (size_t i = 0; i < r->n_replicas; i++)
+            todo |= strcmp(r->replicas[i]->action, "ok") != 0;
+        printf(todo ? "the planner fixes the copies above (ds-admin repair %" PRIu64
+                      " --wait follows it)\n"
+                    : "every replica is intact\n",
+               block);
+    }
+    if (c->json)
+        repair_json(r, wait ? end : NULL,
+                    !wait ? "checked" : rc == 0 ? "healed" : rc == -EINTR ? "interrupted" : "error");
+out:
+    if (r)
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+    if (end)
+        protobuf_c_message_free_unpacked(&end->base, NULL);
+    if (h != c->h)
+        imgstore_close(h);
+    return status;
+}
+
 /* ---- main ------------------------------------------------------------------ */
 
 static const struct command commands[] = {
@@ -2176,6 +2624,23 @@ static const struct command commands[] = {
      "corrupt and the nameserver replaces it from a good replica. Exit status 1 when a\n"
      "bad record is found or a server fails to answer.",
      cmd_verify},
+    {"compact", "[BLOCK | --threshold PCT] [--dry-run] [--wait]",
+     "Compacts now: BLOCK (sealed, with deleted bytes, whatever their share), or every\n"
+     "sealed block whose deleted share is at least PCT % (default: the compact_threshold\n"
+     "setting). Lists the blocks chosen (size, deleted bytes, %) and the tasks started;\n"
+     "a block whose servers are at the task cap is shown busy. --dry-run only lists.\n"
+     "--wait follows the tasks (a bar on a terminal, lines otherwise; with --threshold,\n"
+     "busy blocks are asked again as tasks end). Exit status 1 when a block is unknown,\n"
+     "not sealed, has no deleted bytes or is busy, or a task failed.",
+     cmd_compact},
+    {"repair", "BLOCK [--wait]",
+     "Checks every replica of BLOCK now (VERIFY of its records and its size on each\n"
+     "holder) and prints one line per replica: server, size, bad records and the action\n"
+     "taken: ok, catch-up (a short copy gets the missing tail), replace (a copy with bad\n"
+     "records is replaced from a good one, then deleted), copy (a missing copy is made),\n"
+     "down. --wait follows until the block has the replication count of good, equal\n"
+     "copies and no task on it. Exit status 1 when the block is unknown or the wait fails.",
+     cmd_repair},
     {"settings", "", "The nameserver's runtime settings: value, unit, default, allowed range and\n"
      "where the value comes from. A setting marked * is stored but not applied yet.",
      cmd_settings},

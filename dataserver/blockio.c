@@ -50,10 +50,29 @@ struct bio_block {
 
 struct bio_read {
     struct block_fd *file; /* pinned: a compaction swap cannot close it under us */
+    int disk;              /* the block's data folder, for blockio_disk_error */
     size_t len;
     blockio_cb cb;
     void *arg;
 };
+
+/* The first I/O error seen per data folder (ds_disk.c polls it). */
+static int disk_errors[BLOCKIO_MAX_DISKS];
+
+/* Remembers a system error (a negative errno, not ENOSPC: a full disk is not
+ * a failed one) of a read or write on folder `disk`. */
+static void note_disk_error(int disk, int err)
+{
+    if (disk >= 0 && disk < BLOCKIO_MAX_DISKS && err < 0 && err > IMG_ENOTFOUND &&
+        err != -ENOSPC && err != -ECANCELED && err != -EINTR && err != -EAGAIN &&
+        !disk_errors[disk])
+        disk_errors[disk] = err;
+}
+
+int blockio_disk_error(int disk)
+{
+    return disk >= 0 && disk < BLOCKIO_MAX_DISKS ? disk_errors[disk] : 0;
+}
 
 static struct bio_block *state_of(struct block *b)
 {
@@ -134,6 +153,8 @@ static void fail(struct bio_block *bb, int err)
 {
     if (!bb->error) {
         bb->error = err;
+        if (bb->b)
+            note_disk_error(bb->b->disk, err);
         if (bb->b) {
             log_error("block %016" PRIx64 ": I/O error (%s); sealing it", bb->b->id,
                       img_strerror(err));
@@ -230,6 +251,7 @@ static void on_read(int res, void *arg)
 {
     struct bio_read *q = arg;
     int status = res < 0 ? res : (size_t)res < q->len ? IMG_ECORRUPT : 0;
+    note_disk_error(q->disk, res);
     block_fd_put(q->file);
     q->cb(status, q->arg);
     free(q);
@@ -248,6 +270,7 @@ int blockio_read(struct uring *r, struct block *b, void *buf, size_t len, uint64
         free(q);
         return -ENOMEM;
     }
+    q->disk = b->disk;
     q->len = len;
     q->cb = cb;
     q->arg = arg;

@@ -32,6 +32,13 @@ int blockio_append(struct uring *r, struct block *b, const void *rec, size_t len
 int blockio_read(struct uring *r, struct block *b, void *buf, size_t len, uint64_t offset,
                  blockio_cb cb, void *arg);
 
+#define BLOCKIO_MAX_DISKS 16 /* data folders tracked by blockio_disk_error */
+
+/* Returns the first system error (negative errno other than -ENOSPC) a read
+ * or write of a block on data folder `disk` (block.disk) failed with, or 0.
+ * ds_disk.c marks the folder failed when it is set. */
+int blockio_disk_error(int disk);
+
 /* Releases the group-commit state of `b` (call before block_close, when no
  * append is in flight). NULL-safe. */
 void blockio_release(struct block *b);

@@ -68,10 +68,14 @@ struct ds {
     /* background copies, seals and deletions (ds_copy.c), NULL until used */
     struct ds_copy *copy;
 
+    /* failed-disk checks (ds_disk.c), NULL until started */
+    struct ds_disk *disk;
+
     /* compactions (ds_compact.c) and the scrubber (ds_scrub.c), NULL until used */
     struct ds_compact *compact;
     struct ds_scrub *scrub;
-    uint64_t scrub_rate;        /* bytes/s of background checking; 0: off (--scrub-rate-mb) */
+    uint64_t scrub_rate;        /* bytes/s of background checking in force; 0: off */
+    uint64_t scrub_rate_own;    /* --scrub-rate-mb, used while the nameserver sends 0 */
 
     /* the dataserver as a cluster client (ds_nsclient.c) */
     struct ds_nsclient *nsc;

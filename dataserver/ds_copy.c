@@ -702,6 +702,8 @@ static void grave_tick(uv_timer_t *t)
         uv_timer_stop(t);
 }
 
+static void bury(struct ds *ds, struct ds_copy *dc, struct grave *g, struct block *b);
+
 static int removed_add(struct ds_copy *dc, uint64_t id)
 {
     if (dc->nremoved == dc->removed_cap) {
@@ -745,6 +747,38 @@ static int delete_block(struct ds *ds, uint64_t id, uint64_t expected)
     rc = block_unlink_files(b);
     if (rc != 0)
         log_warn("block %" PRIu64 ": removing its files: %s", id, img_strerror(rc));
+    bury(ds, dc, g, b);
+    log_info("block %" PRIu64 " deleted (%" PRIu64 " bytes) at the nameserver's request", id,
+             expected);
+    ds_session_poke(ds);
+    return 0;
+}
+
+int ds_copy_drop_block(struct ds *ds, uint64_t id)
+{
+    struct ds_copy *dc = state(ds);
+    struct grave *g = calloc(1, sizeof(*g));
+    if (!dc || !g || removed_add(dc, 0) != 0) {
+        free(g);
+        return -ENOMEM;
+    }
+    dc->nremoved--; /* room reserved: the add in bury cannot fail */
+    struct block *b = store_get(ds->store, id);
+    int rc = !b ? IMG_ENOBLOCKHERE : b->compacting || b->tail != b->durable_tail ? -EBUSY : 0;
+    if (rc != 0) {
+        free(g);
+        return rc;
+    }
+    store_remove_block(ds->store, id);
+    bury(ds, dc, g, b);
+    return 0;
+}
+
+/* Closes b (already out of the store) after DS_DELETE_GRACE_MS, and lists
+ * its id as removed for the next heartbeat (room reserved by the caller). */
+static void bury(struct ds *ds, struct ds_copy *dc, struct grave *g, struct block *b)
+{
+    uint64_t id = b->id;
     g->b = b;
     g->close_at_ms = uv_now(ds->loop) + DS_DELETE_GRACE_MS;
     g->next = dc->graves;
@@ -757,10 +791,6 @@ static int delete_block(struct ds *ds, uint64_t id, uint64_t expected)
     if (!uv_is_active((uv_handle_t *)&dc->grave_timer))
         uv_timer_start(&dc->grave_timer, grave_tick, GRAVE_TICK_MS, GRAVE_TICK_MS);
     dc->removed[dc->nremoved++] = id;
-    log_info("block %" PRIu64 " deleted (%" PRIu64 " bytes) at the nameserver's request", id,
-             expected);
-    ds_session_poke(ds);
-    return 0;
 }
 
 static void handle_delete(struct ds *ds, struct conn *c, const struct frame *f)

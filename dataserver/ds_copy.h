@@ -43,6 +43,14 @@ void ds_copy_read_block(struct ds *ds, const struct frame *f, struct ds_rpc_req 
 size_t ds_copy_removed(struct ds *ds, const uint64_t **ids);
 void ds_copy_removed_sent(struct ds *ds, size_t n);
 
+/* Drops block `id` from memory without touching its files (its data folder
+ * failed, ds_disk.c): new requests get IMG_ENOBLOCKHERE at once, reads in
+ * flight finish on the descriptors kept open DS_DELETE_GRACE_MS, and the id
+ * is reported in the next heartbeat's removed_blocks. Returns 0,
+ * IMG_ENOBLOCKHERE, -EBUSY while a compaction or an append is in flight on it
+ * (call again later), or -ENOMEM. */
+int ds_copy_drop_block(struct ds *ds, uint64_t id);
+
 /* The background token bucket shared by copies and compactions: takes `len`
  * bytes and returns 0 when they may be moved now, else the milliseconds to
  * wait before asking again (nothing taken). -ENOMEM-free: before the first

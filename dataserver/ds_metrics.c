@@ -304,6 +304,9 @@ int ds_metrics_render(struct ds *ds, char **out, size_t *len)
     metrics_family(&b, "imgstore_ds_nameserver_safe_mode", "gauge",
                    "1 while the nameserver reports safe mode.");
     metrics_value(&b, "imgstore_ds_nameserver_safe_mode", NULL, ds->ns_safe_mode ? 1 : 0);
+    metrics_family(&b, "imgstore_ds_scrub_rate_bytes", "gauge",
+                   "Bytes per second the scrubber reads (0: off).");
+    metrics_value(&b, "imgstore_ds_scrub_rate_bytes", NULL, (double)ds->scrub_rate);
     metrics_process(&b);
     if (metrics_buf_ok(&b) != 0 || !b.data) {
         metrics_buf_free(&b);

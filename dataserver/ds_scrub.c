@@ -24,7 +24,10 @@
 
 struct pass {
     struct pass *next;
-    struct ds_rpc_req *req; /* VERIFY to answer; NULL for the cycle */
+    struct ds_rpc_req *req; /* VERIFY to answer on a native connection, or NULL */
+    int verify;             /* a VERIFY pass (req, or sconn), not the cycle */
+    struct conn *sconn;     /* VERIFY from the nameserver's session, or NULL */
+    struct frame_header sh; /* its request */
     uint64_t *ids;
     size_t nids, bi;
     uint32_t seq; /* last seq looked at in ids[bi] */
@@ -104,7 +107,7 @@ static void pass_free(struct pass *p)
 {
     free(p->ids);
     free(p->bad_blocks);
-    if (p->req)
+    if (p->verify)
         free(p);
 }
 
@@ -115,7 +118,7 @@ static int pass_next(struct ds *ds, struct pass *p, struct block **b, uint64_t *
     while (p->bi < p->nids) {
         struct block *blk = store_get(ds->store, p->ids[p->bi]);
         /* The cycle leaves blocks already known corrupt to the repair. */
-        if (blk && (p->req || !blk->corrupt)) {
+        if (blk && (p->verify || !blk->corrupt)) {
             for (uint32_t seq = p->seq + 1; seq <= blk->ix.max_seq; seq++) {
                 uint32_t size;
                 int deleted;
@@ -171,7 +174,12 @@ static void verify_answer(struct ds_scrub *sc, struct pass *p)
     resp.bad_blocks = p->bad_blocks;
     log_info("verify: %u blocks, %" PRIu64 " records, %" PRIu64 " bytes, %u bad", p->blocks,
              p->records, p->bytes, p->bad);
-    ds_rpc_answer(p->req, sc->ds->stopping ? IMG_ECONN : 0, &resp.base, NULL, 0, NULL);
+    struct ds *ds = sc->ds;
+    if (p->req)
+        ds_rpc_answer(p->req, ds->stopping ? IMG_ECONN : 0, &resp.base, NULL, 0, NULL);
+    else if (!ds->stopping && p->sconn == ds->ns_conn && ds->ns_conn &&
+             !conn_is_closing(ds->ns_conn))
+        conn_reply(p->sconn, &p->sh, 0, &resp.base, NULL, 0, NULL);
     pass_free(p);
 }
 
@@ -204,7 +212,7 @@ static void read_done(int status, void *arg)
     free(sc->buf);
     sc->buf = NULL;
     if (sc->ds->stopping) {
-        if (p->req)
+        if (p->verify)
             verify_answer(sc, p);
         return;
     }
@@ -230,7 +238,7 @@ static void pump(struct ds_scrub *sc)
         uint64_t off;
         size_t len;
         if (!pass_next(ds, p, &b, &off, &len)) {
-            if (p->req) {
+            if (p->verify) {
                 sc->verifies = p->next;
                 verify_answer(sc, p);
                 continue;
@@ -243,7 +251,7 @@ static void pump(struct ds_scrub *sc)
             pass_snapshot(ds, p, 0);
             return; /* the next cycle starts at the next tick */
         }
-        if (!p->req)
+        if (!p->verify)
             sc->tokens -= (double)len;
         sc->buf = calloc(1, len);
         sc->len = len;
@@ -289,40 +297,71 @@ int ds_scrub_start(struct ds *ds)
     return timer_on(sc);
 }
 
-void ds_scrub_verify(struct ds *ds, const struct frame *f, struct ds_rpc_req *req)
+void ds_scrub_set_rate(struct ds *ds, uint64_t bytes_per_s)
+{
+    if (ds->stopping || bytes_per_s == ds->scrub_rate)
+        return;
+    log_info("scrub: rate %" PRIu64 " bytes/s (was %" PRIu64 ")%s", bytes_per_s, ds->scrub_rate,
+             bytes_per_s ? "" : ": the cycle stops");
+    ds->scrub_rate = bytes_per_s;
+    if (bytes_per_s && ds_scrub_start(ds) != 0)
+        log_warn("scrub: cannot start (out of memory)");
+}
+
+/* Queues a VERIFY pass answered on req or on the session conn sconn.
+ * Returns 0 (answered later) or the error to answer now. */
+static int verify_queue(struct ds *ds, const struct frame *f, struct ds_rpc_req *req,
+                        struct conn *sconn)
 {
     struct ds_scrub *sc = sstate(ds);
     struct pass *p = sc ? calloc(1, sizeof(*p)) : NULL;
-    if (!p) {
-        ds_rpc_answer(req, -ENOMEM, NULL, NULL, 0, NULL);
-        return;
-    }
+    if (!p)
+        return -ENOMEM;
     Imgstore__Verify *m = imgstore__verify__unpack(NULL, f->h.head_len, f->head);
     if (!m) {
         free(p);
-        ds_rpc_answer(req, IMG_EPROTO, NULL, NULL, 0, NULL);
-        return;
+        return IMG_EPROTO;
     }
     uint64_t id = m->block_id;
     imgstore__verify__free_unpacked(m, NULL);
     if (id && !store_get(ds->store, id)) {
         free(p);
-        ds_rpc_answer(req, IMG_ENOBLOCKHERE, NULL, NULL, 0, NULL);
-        return;
+        return IMG_ENOBLOCKHERE;
     }
     if (pass_snapshot(ds, p, id) != 0) {
         free(p);
-        ds_rpc_answer(req, -ENOMEM, NULL, NULL, 0, NULL);
-        return;
+        return -ENOMEM;
     }
+    p->verify = 1;
     p->req = req;
+    p->sconn = sconn;
+    p->sh = f->h;
     struct pass **pp = &sc->verifies;
     while (*pp)
         pp = &(*pp)->next;
     *pp = p;
-    log_info("verify: checking %s", id ? "one block" : "every block");
+    log_info("verify: checking %s%s", id ? "one block" : "every block",
+             sconn ? " (asked by the nameserver)" : "");
     timer_on(sc);
     pump(sc);
+    return 0;
+}
+
+void ds_scrub_verify(struct ds *ds, const struct frame *f, struct ds_rpc_req *req)
+{
+    int rc = verify_queue(ds, f, req, NULL);
+    if (rc != 0)
+        ds_rpc_answer(req, rc, NULL, NULL, 0, NULL);
+}
+
+int ds_scrub_session_frame(struct ds *ds, struct conn *c, const struct frame *f)
+{
+    if (f->h.type != FT_VERIFY)
+        return 0;
+    int rc = f->h.body_len ? IMG_EPROTO : verify_queue(ds, f, NULL, c);
+    if (rc != 0)
+        conn_reply(c, &f->h, rc, NULL, NULL, 0, NULL);
+    return 1;
 }
 
 void ds_scrub_stop(struct ds *ds)

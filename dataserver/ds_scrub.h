@@ -21,9 +21,19 @@
  * -ENOMEM. */
 int ds_scrub_start(struct ds *ds);
 
+/* Puts `bytes_per_s` in force as the cycle's rate (0: off), at once and
+ * logged when it changes; starts the cycle's timer when needed. Called with
+ * every heartbeat answer (the nameserver's scrub_rate, else --scrub-rate-mb). */
+void ds_scrub_set_rate(struct ds *ds, uint64_t bytes_per_s);
+
 /* Serves VERIFY received on a native connection: takes ownership of `req`
  * and answers it exactly once (VerifyResp, or IMG_ENOBLOCKHERE / an error). */
 void ds_scrub_verify(struct ds *ds, const struct frame *f, struct ds_rpc_req *req);
+
+/* Serves VERIFY received from the nameserver on its session (repair): the
+ * same pass, answered on c while it is still the session. Returns 1 when f
+ * was a VERIFY (answered now or later), 0 otherwise. */
+int ds_scrub_session_frame(struct ds *ds, struct conn *c, const struct frame *f);
 
 /* Stops the cycle and fails pending VERIFYs with IMG_ECONN (a read in flight
  * ends in its callback). Call with ds->stopping set, before store_close. */

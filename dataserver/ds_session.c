@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "dataserver/ds_compact.h"
 #include "dataserver/ds_copy.h"
+#include "dataserver/ds_scrub.h"
 #include "proto/fname.h"
 #include "proto/imgstore.pb-c.h"
 
@@ -72,7 +73,8 @@ static void session_frame(struct conn *c, const struct frame *f, void *ctx)
 {
     struct ds *ds = ctx;
     if (f->h.type != FT_CREATE_BLOCK) {
-        if (!ds_copy_session_frame(ds, c, f) && !ds_compact_session_frame(ds, c, f))
+        if (!ds_copy_session_frame(ds, c, f) && !ds_compact_session_frame(ds, c, f) &&
+            !ds_scrub_session_frame(ds, c, f))
             conn_reply(c, &f->h, IMG_EBADTYPE, NULL, NULL, 0, NULL);
         return;
     }
@@ -158,6 +160,7 @@ static void heartbeat_reply(int status, const struct frame *f, void *arg)
     ds->ns_safe_mode = m->safe_mode;
     ds->reconnect_ms = DS_RECONNECT_MIN_MS; /* the session works: reset the back-off */
     ds->ns_block_size = m->block_size;
+    ds_scrub_set_rate(ds, m->scrub_rate ? m->scrub_rate : ds->scrub_rate_own);
     imgstore__heartbeat_resp__free_unpacked(m, NULL);
 }
 

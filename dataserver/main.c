@@ -11,6 +11,7 @@
 #include "dataserver/ds_file.h"
 #include "dataserver/ds_compact.h"
 #include "dataserver/ds_copy.h"
+#include "dataserver/ds_disk.h"
 #include "dataserver/ds_scrub.h"
 
 #include "common/err.h"
@@ -262,6 +263,9 @@ int main(int argc, char **argv)
         return 1;
     }
     ds_session_start(&ds);
+    if (ds_disk_start(&ds) != 0)
+        log_warn("disk checks: cannot start (out of memory)");
+    ds.scrub_rate_own = ds.scrub_rate;
     if (ds_scrub_start(&ds) != 0)
         log_warn("scrub: cannot start (out of memory)");
     log_info("serving native %s, http %s, nameserver %s", ds.listen_addr, ds.http_addr,
@@ -281,6 +285,7 @@ int main(int argc, char **argv)
     ds_copy_stop(&ds);
     ds_compact_stop(&ds);
     ds_scrub_stop(&ds);
+    ds_disk_stop(&ds);
     ds_repl_close_all(&ds);
     ds_http_stop(&ds);
     uv_close((uv_handle_t *)&ds.listen_tcp, NULL);

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #define STORE_RING_ENTRIES 256
+#define STORE_FREE_SLACK (256ull << 20) /* free bytes closer than this count as equal */
 #define STORE_TABLE_MIN 64u
 #define STORE_ID_FILE "SERVER_ID"
 #define STORE_BLOCKS_DIR "blocks"
@@ -395,6 +396,24 @@ void store_close(struct store *s)
     free(s);
 }
 
+/* The non-failed folder with the most free bytes; among folders whose free
+ * bytes differ by less than STORE_FREE_SLACK (folders on one file system,
+ * whose figures move between two statvfs calls), the one holding the fewest
+ * of our bytes, so they share the blocks. -1 when every folder failed. */
+static int pick_best(const struct store *s)
+{
+    int best = -1;
+    for (int i = 0; i < s->ndisks; i++) {
+        const struct store_disk *d = &s->disks[i], *b = best >= 0 ? &s->disks[best] : NULL;
+        if (d->failed)
+            continue;
+        uint64_t diff = !b ? 0 : d->free > b->free ? d->free - b->free : b->free - d->free;
+        if (!b || (diff < STORE_FREE_SLACK ? d->used < b->used : d->free > b->free))
+            best = i;
+    }
+    return best;
+}
+
 int store_create_block(struct store *s, uint64_t id, uint64_t max_size, int primary,
                        const struct block_replica *replicas, int nreplicas, struct block **out)
 {
@@ -402,10 +421,7 @@ int store_create_block(struct store *s, uint64_t id, uint64_t max_size, int prim
     if (store_get(s, id))
         return IMG_EEXIST;
     store_refresh(s);
-    int best = -1;
-    for (int i = 0; i < s->ndisks; i++)
-        if (!s->disks[i].failed && (best < 0 || s->disks[i].free > s->disks[best].free))
-            best = i;
+    int best = pick_best(s);
     if (best < 0)
         return -ENOSPC;
     int rc = table_reserve(s);
@@ -436,7 +452,9 @@ void store_refresh(struct store *s)
     for (int i = 0; i < s->ndisks; i++) {
         struct statvfs sv;
         struct store_disk *d = &s->disks[i];
-        if (statvfs(d->path, &sv) == 0) {
+        if (d->failed) /* ds_disk.c: gone; its space counts for nothing */
+            d->capacity = d->free = 0;
+        else if (statvfs(d->path, &sv) == 0) {
             d->capacity = (uint64_t)sv.f_blocks * sv.f_frsize;
             d->free = (uint64_t)sv.f_bavail * sv.f_frsize;
         } else {
@@ -462,10 +480,7 @@ void store_refresh(struct store *s)
 int store_pick_disk(struct store *s, char *dir, size_t n)
 {
     store_refresh(s);
-    int best = -1;
-    for (int i = 0; i < s->ndisks; i++)
-        if (!s->disks[i].failed && (best < 0 || s->disks[i].free > s->disks[best].free))
-            best = i;
+    int best = pick_best(s);
     if (best < 0 || blocks_dir(s, best, dir, n) != 0)
         return -ENOSPC;
     return best;

@@ -181,6 +181,7 @@ struct ns_server {
     struct conn *conn;                 /* live session, NULL when none */
     uint64_t last_hb_ms;               /* loop time of the last heartbeat */
     uint32_t disks;
+    uint32_t failed_disks;             /* disks it reports failed (Disk.failed) */
     uint64_t capacity, free, used;     /* summed over its disks, bytes */
     uint64_t reads, writes;
     uint32_t nblocks;                  /* replicas it holds in the block map */
@@ -345,6 +346,11 @@ struct ns_bad {
  * under the task cap, and that are not in busy[0..nbusy-1] (sorted). Also
  * forgets bad marks of copies that are gone. Commands only with ns->loop. */
 void ns_compact_plan(struct ns *ns, uint64_t now_ms, const uint64_t *busy, size_t nbusy);
+
+/* Starts one COMPACT task for b now (the steps above; the caller checked
+ * that b is sealed, not busy, and every holder up, good and under the cap).
+ * Returns the task id, or 0 when no task could be added (out of memory). */
+uint64_t ns_compact_start(struct ns *ns, struct ns_block *b, uint64_t now_ms);
 
 /* Returns non-zero when server idx `server`'s copy of block_id is bad. */
 int ns_compact_is_bad(const struct ns *ns, uint64_t block_id, uint16_t server);

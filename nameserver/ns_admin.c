@@ -45,8 +45,9 @@ static const struct setting_def settings[NS_SETTING_COUNT] = {
     [NS_SETTING_COMPACT_PCT] = {"compact_threshold", "%", NS_DEFAULT_COMPACT_PCT, 1, 100, 1,
                                 "deleted share of a sealed block that makes it compacted"},
     [NS_SETTING_SCRUB_RATE] = {"scrub_rate", "MB/s", NS_ADMIN_DEFAULT_SCRUB_MB, 0,
-                               NS_ADMIN_MAX_RATE_MB, 0,
-                               "background checksum reading of each dataserver (0: off)"},
+                               NS_ADMIN_MAX_RATE_MB, 1,
+                               "background checksum reading of each dataserver (sent with "
+                               "every heartbeat; 0: each keeps its --scrub-rate-mb)"},
     [NS_SETTING_REBALANCE_BAND] = {"rebalance_band", "points", NS_ADMIN_DEFAULT_BAND, 1, 50, 1,
                                    "how far a server's use % may stray from the cluster's "
                                    "before blocks move"},
@@ -113,6 +114,13 @@ void ns_settings_load(struct ns *ns)
             log_info("setting %s = %" PRIu64 " %s from %s (the command line says %" PRIu64 ")",
                      settings[k].name, v, settings[k].unit, NS_META_FILE, was);
     }
+}
+
+uint64_t ns_admin_scrub_rate(const struct ns *ns)
+{
+    if (!(ns->meta.setting_set & (1u << NS_SETTING_SCRUB_RATE)))
+        return 0;
+    return ns->meta.setting[NS_SETTING_SCRUB_RATE] * NS_ADMIN_MB;
 }
 
 const char *ns_admin_block_state(const struct ns *ns, const struct ns_block *b)

@@ -23,6 +23,10 @@ struct frame;
 #define NS_ADMIN_DEFAULT_SCRUB_MB 10
 #define NS_ADMIN_DEFAULT_BAND 5
 
+/* The scrub_rate setting as sent in every HeartbeatResp: bytes/s, or 0 when
+ * no operator set it (or set 0), so each dataserver keeps --scrub-rate-mb. */
+uint64_t ns_admin_scrub_rate(const struct ns *ns);
+
 /* A block's state and health, as shown by ds-admin and the metrics. */
 #define NS_STATE_WRITABLE "writable" /* the pool may hand it out */
 #define NS_STATE_SEALED "sealed"

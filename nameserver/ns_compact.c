@@ -286,18 +286,19 @@ static void stat_reply(int status, const struct frame *f, void *arg)
     compact_go(j);
 }
 
-static void start(struct ns *ns, struct ns_block *b, uint64_t now)
+static uint64_t start(struct ns *ns, struct ns_block *b, uint64_t now)
 {
     struct job *j = calloc(1, sizeof(*j));
     if (!j)
-        return;
+        return 0;
     uint16_t target = b->primary < b->nrep ? b->rep[b->primary] : b->rep[0];
     struct ns_task *t = ns_plan_task_add(ns, NS_TASK_COMPACT, b->id, NS_NO_SERVER, target,
                                          b->size, REASON_COMPACT, now);
     if (!t) {
         free(j);
-        return;
+        return 0;
     }
+    uint64_t task_id = t->id;
     j->ns = ns;
     j->task_id = t->id;
     j->block_id = b->id;
@@ -310,7 +311,7 @@ static void start(struct ns *ns, struct ns_block *b, uint64_t now)
              t->id, b->id, b->deleted_bytes, b->size, b->nrep);
     if (!ns->loop) {
         free(j); /* unit tests inspect the task */
-        return;
+        return task_id;
     }
     j->counted = target;
     job_hold_servers(j, +1);
@@ -319,6 +320,12 @@ static void start(struct ns *ns, struct ns_block *b, uint64_t now)
     send_all(j, FT_STAT_BLOCK, &m.base, stat_reply, NS_CMD_TIMEOUT_MS);
     if (j->pending == 0)
         job_end(j, IMG_ECONN, 0);
+    return task_id;
+}
+
+uint64_t ns_compact_start(struct ns *ns, struct ns_block *b, uint64_t now_ms)
+{
+    return start(ns, b, now_ms);
 }
 
 /* A block worth compacting now: sealed, enough deleted bytes, every holder

@@ -127,6 +127,17 @@ int ns_registry_heartbeat(struct ns *ns, const Imgstore__Heartbeat *hb, struct c
     snprintf(s->http_addr, sizeof(s->http_addr), "%s", hb->http_addr);
     s->capacity = s->free = s->used = 0;
     s->disks = (uint32_t)hb->n_disks;
+    uint32_t failed = 0;
+    for (size_t i = 0; i < hb->n_disks; i++)
+        failed += hb->disks[i] && hb->disks[i]->failed;
+    if (failed > s->failed_disks)
+        for (size_t i = 0; i < hb->n_disks; i++)
+            if (hb->disks[i] && hb->disks[i]->failed)
+                log_error("server %s reports disk %s failed (%u of %u disks failed): its blocks "
+                          "are re-replicated from other copies",
+                          hb->server_id, hb->disks[i]->path ? hb->disks[i]->path : "?", failed,
+                          (unsigned)hb->n_disks);
+    s->failed_disks = failed;
     for (size_t i = 0; i < hb->n_disks; i++) {
         const Imgstore__Disk *d = hb->disks[i];
         if (!d || d->failed)

@@ -9,6 +9,7 @@
  * unpacked message is freed before the handler returns. */
 #include "nameserver/ns.h"
 #include "nameserver/ns_admin.h"
+#include "nameserver/ns_ops.h"
 
 #include "common/conn.h"
 #include "common/err.h"
@@ -120,6 +121,7 @@ static void handle_heartbeat(struct ns_peer *p, const struct frame *f)
     resp.replicas = ns->meta.replicas;
     resp.safe_mode = ns->safe_mode;
     resp.heartbeat_ms = NS_HEARTBEAT_MS;
+    resp.scrub_rate = ns_admin_scrub_rate(ns);
     conn_reply(p->c, &f->h, 0, &resp.base, NULL, 0, NULL);
     imgstore__heartbeat__free_unpacked(hb, NULL);
     return;
@@ -265,6 +267,7 @@ static void handle_status(struct ns_peer *p, const struct frame *f)
         ss[i].free = s->free;
         ss[i].blocks = s->nblocks;
         ss[i].disks = s->disks;
+        ss[i].failed_disks = s->failed_disks;
         ss[i].last_heartbeat_ms_ago = now >= s->last_hb_ms ? now - s->last_hb_ms : 0;
         ss[i].reads = s->reads;
         ss[i].writes = s->writes;
@@ -314,6 +317,8 @@ static void on_frame(struct conn *c, const struct frame *f, void *ctx)
     case FT_ADMIN_SETTINGS:
     case FT_ADMIN_SET_SETTING: ns_admin_handle(p->ns, c, f); break;
     case FT_ADMIN_REBALANCE: ns_balance_handle(p->ns, c, f); break;
+    case FT_ADMIN_COMPACT: ns_ops_handle_compact(p->ns, c, f); break;
+    case FT_ADMIN_REPAIR: ns_ops_handle_repair(p->ns, c, f); break;
     default: reply_err(c, f, IMG_EBADTYPE); break;
     }
 }
@@ -329,6 +334,7 @@ static void on_close(struct conn *c, void *ctx)
         else
             ns_registry_mark_down(p->ns, p->srv, "session closed");
     }
+    ns_ops_conn_closed(c);
     peer_unlink(p->ns, p);
     free(p);
 }

@@ -95,6 +95,8 @@ const char *frame_type_name(unsigned type)
     case FT_ADMIN_SETTINGS: return "ADMIN_SETTINGS";
     case FT_ADMIN_SET_SETTING: return "ADMIN_SET_SETTING";
     case FT_ADMIN_REBALANCE: return "ADMIN_REBALANCE";
+    case FT_ADMIN_COMPACT: return "ADMIN_COMPACT";
+    case FT_ADMIN_REPAIR: return "ADMIN_REPAIR";
     default: return "?";
     }
 }

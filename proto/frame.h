@@ -55,6 +55,8 @@ enum frame_type {
     FT_ADMIN_SETTINGS = 45,     /* admin -> ns: AdminSettings / AdminSettingsResp */
     FT_ADMIN_SET_SETTING = 46,  /* admin -> ns: AdminSetSetting / AdminSetSettingResp */
     FT_ADMIN_REBALANCE = 47,    /* admin -> ns: AdminRebalance / AdminRebalanceResp */
+    FT_ADMIN_COMPACT = 48,      /* admin -> ns: AdminCompact / AdminCompactResp */
+    FT_ADMIN_REPAIR = 49,       /* admin -> ns: AdminRepair / AdminRepairResp */
 };
 
 struct frame_header {

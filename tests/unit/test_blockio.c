@@ -165,6 +165,29 @@ Test(blockio, read_beyond_eof_is_an_error)
     run_until(&nread, 2);
     cr_assert_eq(st, IMG_ECORRUPT);
     cr_assert_eq(blockio_read(ring, blk, NULL, 8, 0, on_read, &st), IMG_EINVAL);
+    cr_assert_eq(blockio_disk_error(0), 0, "a short read is no disk failure");
+}
+
+Test(blockio, read_error_is_remembered_for_its_folder)
+{
+    char p[256];
+    snprintf(p, sizeof(p), "%s/%016llx.blk", dir, (unsigned long long)TEST_ID);
+    int rw = blk->fd;
+    blk->fd = open(p, O_WRONLY); /* reads of it fail with EBADF */
+    cr_assert(blk->fd >= 0);
+    uint8_t buf[64];
+    int st = 1;
+    nread = 0;
+    cr_assert_eq(blockio_read(ring, blk, buf, sizeof(buf), 0, on_read, &st), 0);
+    run_until(&nread, 1);
+    cr_assert_eq(st, -EBADF);
+    cr_assert_eq(blockio_disk_error(blk->disk), -EBADF);
+    cr_assert_eq(blockio_disk_error(blk->disk + 1), 0);
+    cr_assert_eq(blockio_disk_error(-1), 0);
+    cr_assert_eq(blockio_disk_error(BLOCKIO_MAX_DISKS), 0);
+    block_fd_put(blk->file); /* the block's own pin: closes the write-only fd */
+    blk->file = NULL;
+    blk->fd = rw;
 }
 
 Test(blockio, write_error_seals_and_fails_appends)
@@ -189,6 +212,7 @@ Test(blockio, write_error_seals_and_fails_appends)
     uint64_t off;
     cr_assert_eq(block_reserve_tombstone(blk, NEEDLE_HEADER_SIZE, &off), 0);
     cr_assert(blockio_append(ring, blk, rec, NEEDLE_HEADER_SIZE, off, on_append, NULL) < 0);
+    cr_assert_eq(blockio_disk_error(0), -EBADF, "the write error marks folder 0");
     close(blk->fd);
     blk->fd = rw;
 }

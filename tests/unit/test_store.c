@@ -181,3 +181,20 @@ Test(store, create_picks_the_folder_with_most_space)
     cr_assert_eq(store_create_block(s, 9, BSIZE, 1, NULL, 0, &b), -ENOSPC);
     close_store(s);
 }
+
+Test(store, folders_on_one_file_system_share_new_blocks)
+{
+    struct store *s;
+    struct block *b;
+    cr_assert_eq(store_open(&loop, dirs, 2, &s), 0);
+    /* Both folders are on /tmp's file system: equal free bytes (within the
+     * slack), so each new block goes to the folder holding fewer bytes. */
+    int on[2] = {0, 0};
+    for (uint64_t id = 1; id <= 6; id++) {
+        cr_assert_eq(store_create_block(s, id, BSIZE, 1, NULL, 0, &b), 0);
+        on[b->disk]++;
+    }
+    cr_assert_eq(on[0], 3, "disk0 got %d of 6 blocks", on[0]);
+    cr_assert_eq(on[1], 3, "disk1 got %d of 6 blocks", on[1]);
+    close_store(s);
+}

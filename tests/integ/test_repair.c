@@ -1,0 +1,392 @@
+/* Integration test of the operator's on-demand commands (ds-admin compact
+ * and repair) and of the scrub_rate setting, on three dataservers with
+ * 1 MiB blocks and 2 replicas:
+ *   1. set scrub_rate: every dataserver's /metrics shows the new rate within
+ *      a few heartbeats, and set 0 gives each its own --scrub-rate-mb back;
+ *   2. compact: a quarter of the files deleted (below the automatic
+ *      threshold); --dry-run lists the blocks, compact BLOCK --wait compacts
+ *      one, compact --threshold --wait the rest; refusals (unknown block,
+ *      no deleted bytes, not sealed) exit 1; every live file reads
+ *      byte-identical from every replica afterwards;
+ *   3. repair: a byte flipped in one replica's block file (the scrubber off,
+ *      so nothing else finds it); repair BLOCK --wait --json reports the bad
+ *      copy with action replace and ends healed; then every copy verifies
+ *      clean and every file reads byte-identical from every replica. */
+#include "tests/integ/cluster.h"
+#include "tests/integ/json_check.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define NFILES 120
+#define MIN_SIZE (8u << 10)
+#define MAX_SIZE (40u << 10)
+#define BLOCK_SIZE (1u << 20)
+#define CLI_TIMEOUT_MS 30000
+#define WAIT_TIMEOUT_MS 120000
+#define RATE_DEADLINE_MS 10000
+#define HTTP_TIMEOUT_MS 5000
+#define NEEDLE_HEADER 24 /* bytes before a record's data (docs/storage.md) */
+#define OWN_SCRUB_MB "3"
+
+static struct cluster *C;
+static const char *const ds_args[] = {"--scrub-rate-mb", "0", NULL};
+static const char *const ds_args_own[] = {"--scrub-rate-mb", OWN_SCRUB_MB, NULL};
+
+static void start(const char *const *args)
+{
+    struct cluster_opts o = {.ndataservers = 3, .replicas = 2, .block_size = BLOCK_SIZE,
+                             .ds_args = args};
+    cr_assert_eq(cluster_start(&o, &C), 0);
+}
+
+static void setup(void)
+{
+    start(ds_args);
+}
+
+static void setup_own(void)
+{
+    start(ds_args_own);
+}
+
+static void teardown(void)
+{
+    cluster_stop(C);
+    C = NULL;
+}
+
+static uint64_t seed;
+static uint32_t sizes[NFILES];
+static char names[NFILES][IMGSTORE_NAME_MAX];
+static int deleted[NFILES];
+
+/* Runs ds-admin --ns NS with up to six arguments (NULL ends them); returns
+ * its exit code, *r holds the output (free with cluster_run_free). */
+static int admin(struct cluster_run *r, int timeout_ms, const char *a1, const char *a2,
+                 const char *a3, const char *a4, const char *a5, const char *a6)
+{
+    const char *argv[] = {"ds-admin", "--ns", C->ns.addr, a1, a2, a3, a4, a5, a6, NULL};
+    static const char *const del[] = {"IMGSTORE_NS", NULL};
+    cr_assert_eq(cluster_run(C, argv, NULL, del, timeout_ms, r), 0);
+    return r->exit_code;
+}
+
+static void upload_all(void)
+{
+    imgstore_t *h = cluster_client(C);
+    cr_assert_not_null(h);
+    uint64_t rng = seed;
+    for (int i = 0; i < NFILES; i++) {
+        sizes[i] = MIN_SIZE + (uint32_t)(cluster_rand(&rng) % (MAX_SIZE - MIN_SIZE));
+        cr_assert_eq(cluster_put_file(h, seed, (uint64_t)i, sizes[i], names[i], 3), 0);
+    }
+    imgstore_close(h);
+}
+
+/* Every file from every replica: live ones byte-identical, deleted ones gone. */
+static int check_all(const char *when)
+{
+    imgstore_t *h = cluster_client(C);
+    cr_assert_not_null(h);
+    int bad = 0;
+    for (int i = 0; i < NFILES; i++) {
+        if (deleted[i]) {
+            void *data = NULL;
+            size_t len;
+            int rc = imgstore_get(h, names[i], &data, &len);
+            free(data);
+            if (rc != IMGSTORE_EDELETED && rc != IMGSTORE_ENOTFOUND) {
+                fprintf(stderr, "[repair] %s: deleted file %d reads %d\n", when, i, rc);
+                bad++;
+            }
+            continue;
+        }
+        struct imgstore_stat st;
+        int rc = imgstore_stat(h, names[i], &st);
+        if (rc != 0) {
+            fprintf(stderr, "[repair] %s: file %d: stat %d\n", when, i, rc);
+            bad++;
+            continue;
+        }
+        for (int r = 0; r < st.nreplicas; r++)
+            bad += cluster_check_file(h, names[i], st.replicas[r], seed, (uint64_t)i,
+                                      sizes[i]) != 0;
+    }
+    imgstore_close(h);
+    return bad;
+}
+
+static int ds_of(const char *addr)
+{
+    for (int i = 0; i < C->nds; i++)
+        if (strcmp(C->ds[i].addr, addr) == 0)
+            return i;
+    return -1;
+}
+
+/* ---- scrub_rate -------------------------------------------------------------------- */
+
+/* GET /metrics from addr; returns the value of `metric` or -1. */
+static double metric(const char *addr, const char *name)
+{
+    int fd = cluster_connect(addr, HTTP_TIMEOUT_MS);
+    if (fd < 0)
+        return -1;
+    char req[256];
+    int n = snprintf(req, sizeof(req),
+                     "GET /metrics HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", addr);
+    if (write(fd, req, (size_t)n) != n) {
+        close(fd);
+        return -1;
+    }
+    size_t len = 0, cap = 1 << 20;
+    char *buf = malloc(cap);
+    cr_assert_not_null(buf);
+    for (ssize_t r; len + 1 < cap && (r = read(fd, buf + len, cap - len - 1)) > 0;)
+        len += (size_t)r;
+    close(fd);
+    buf[len] = '\0';
+    double v = -1;
+    char pat[128];
+    snprintf(pat, sizeof(pat), "\n%s ", name);
+    const char *p = strstr(buf, pat);
+    if (p)
+        v = strtod(p + strlen(pat), NULL);
+    free(buf);
+    return v;
+}
+
+/* Waits until every dataserver's scrub rate metric is `want`. */
+static int rates_are(double want)
+{
+    int64_t t0 = cluster_now_ms();
+    while (cluster_now_ms() - t0 < RATE_DEADLINE_MS) {
+        int ok = 1;
+        for (int i = 0; i < C->nds; i++)
+            ok &= metric(C->ds[i].http_addr, "imgstore_ds_scrub_rate_bytes") == want;
+        if (ok)
+            return 1;
+        usleep(200 * 1000);
+    }
+    for (int i = 0; i < C->nds; i++)
+        fprintf(stderr, "[repair] ds%d scrub rate %.0f, want %.0f\n", i + 1,
+                metric(C->ds[i].http_addr, "imgstore_ds_scrub_rate_bytes"), want);
+    return 0;
+}
+
+Test(repair, scrub_rate_applied, .init = setup_own, .fini = teardown, .timeout = 120)
+{
+    cr_assert(rates_are(atof(OWN_SCRUB_MB) * 1e6), "each dataserver starts at its own rate");
+    struct cluster_run r;
+    cr_assert_eq(admin(&r, CLI_TIMEOUT_MS, "set", "scrub_rate", "7", NULL, NULL, NULL), 0, "%s",
+                 r.err);
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, CLI_TIMEOUT_MS, "--json", "settings", NULL, NULL, NULL, NULL), 0);
+    check_json(r.out, "settings --json");
+    const char *s = strstr(r.out, "{\"key\": \"scrub_rate\"");
+    cr_assert_not_null(s, "%s", r.out);
+    cr_assert_not_null(strstr(s, "\"applied\": true"), "scrub_rate must be applied: %s", r.out);
+    cluster_run_free(&r);
+    cr_assert(rates_are(7e6), "set scrub_rate 7 reaches every dataserver");
+    cr_assert_eq(admin(&r, CLI_TIMEOUT_MS, "set", "scrub_rate", "0", NULL, NULL, NULL), 0, "%s",
+                 r.err);
+    cluster_run_free(&r);
+    cr_assert(rates_are(atof(OWN_SCRUB_MB) * 1e6), "scrub_rate 0: back to --scrub-rate-mb");
+    C->passed = 1;
+}
+
+/* ---- compact ----------------------------------------------------------------------- */
+
+static void delete_some(int every)
+{
+    imgstore_t *h = cluster_client(C);
+    cr_assert_not_null(h);
+    for (int i = 0; i < NFILES; i += every) {
+        int rc = -1;
+        for (int k = 0; k < 100 && rc != 0; k++)
+            if ((rc = imgstore_unlink(h, names[i])) != 0)
+                usleep(100 * 1000);
+        cr_assert_eq(rc, 0, "delete of file %d: %d", i, rc);
+        deleted[i] = 1;
+    }
+    imgstore_close(h);
+}
+
+/* The block of file i. */
+static uint64_t block_of(int i)
+{
+    imgstore_t *h = cluster_client(C);
+    struct imgstore_stat st;
+    cr_assert_eq(imgstore_stat(h, names[i], &st), 0);
+    imgstore_close(h);
+    return st.block_id;
+}
+
+/* The size and deleted bytes of block id as ds-admin block --json says. */
+static void block_sizes(uint64_t id, double *size, double *del)
+{
+    struct cluster_run r;
+    char arg[32];
+    snprintf(arg, sizeof(arg), "%llu", (unsigned long long)id);
+    cr_assert_eq(admin(&r, CLI_TIMEOUT_MS, "--json", "block", arg, NULL, NULL, NULL), 0, "%s",
+                 r.err);
+    *size = json_num(r.out, "size");
+    *del = json_num(r.out, "deleted_bytes");
+    cluster_run_free(&r);
+}
+
+/* Waits until a heartbeat told the nameserver about deleted bytes of id. */
+static void wait_deleted(uint64_t id)
+{
+    int64_t t0 = cluster_now_ms();
+    double size = 0, del = 0;
+    while (cluster_now_ms() - t0 < RATE_DEADLINE_MS) {
+        block_sizes(id, &size, &del);
+        if (del > 0)
+            return;
+        usleep(200 * 1000);
+    }
+    cr_assert_fail("block %llu shows no deleted bytes", (unsigned long long)id);
+}
+
+Test(repair, compact_command, .init = setup, .fini = teardown, .timeout = 240)
+{
+    seed = cluster_seed("ops_compact");
+    upload_all();
+    /* Every fifth file: 20 %, below the automatic 30 %. */
+    delete_some(5);
+    uint64_t first = block_of(1);
+    wait_deleted(first);
+    struct cluster_run r;
+    char arg[32];
+    /* unknown block, bad arguments */
+    cr_assert_eq(admin(&r, CLI_TIMEOUT_MS, "compact", "999999999", NULL, NULL, NULL, NULL), 1);
+    cr_assert_not_null(strstr(r.err, "no such block"), "%s", r.err);
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, CLI_TIMEOUT_MS, "compact", "1", "--threshold", "5", NULL, NULL), 2);
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, CLI_TIMEOUT_MS, "compact", "--threshold", "0", NULL, NULL, NULL), 2);
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, CLI_TIMEOUT_MS, "compact", "--help", NULL, NULL, NULL, NULL), 0);
+    cr_assert_not_null(strstr(r.out, "usage: ds-admin"), "%s", r.out);
+    cluster_run_free(&r);
+    /* A block still written (the newest file's) is not sealed, or has no
+     * deleted bytes: refused either way with a specific message. */
+    snprintf(arg, sizeof(arg), "%llu", (unsigned long long)block_of(NFILES - 1));
+    cr_assert_eq(admin(&r, CLI_TIMEOUT_MS, "compact", arg, NULL, NULL, NULL, NULL), 1, "%s", r.out);
+    cr_assert(strstr(r.err, "not sealed") || strstr(r.err, "no deleted bytes"), "%s", r.err);
+    cluster_run_free(&r);
+
+    /* dry run lists the first block and starts nothing */
+    cr_assert_eq(admin(&r, CLI_TIMEOUT_MS, "--json", "compact", "--threshold", "10", "--dry-run",
+                       NULL), 0, "%s", r.err);
+    check_json(r.out, "compact --dry-run --json");
+    snprintf(arg, sizeof(arg), "\"block_id\": %llu,", (unsigned long long)first);
+    cr_assert_not_null(strstr(r.out, arg), "block %llu not chosen: %s", (unsigned long long)first,
+                       r.out);
+    cr_assert_not_null(strstr(r.out, "\"task_ids\": []"), "%s", r.out);
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, CLI_TIMEOUT_MS, "compact", "--threshold", "10", "--dry-run", NULL,
+                       NULL), 0);
+    cr_assert_not_null(strstr(r.out, "dry run"), "%s", r.out);
+    cluster_run_free(&r);
+
+    /* one block now */
+    double size0, del0, size1, del1;
+    block_sizes(first, &size0, &del0);
+    snprintf(arg, sizeof(arg), "%llu", (unsigned long long)first);
+    cr_assert_eq(admin(&r, WAIT_TIMEOUT_MS, "--json", "compact", arg, "--wait", NULL, NULL), 0,
+                 "%s\n%s", r.out, r.err);
+    check_json(r.out, "compact BLOCK --wait --json");
+    char res[32];
+    json_str(r.out, "result", res, sizeof(res));
+    cr_assert_str_eq(res, "done", "%s", r.out);
+    cluster_run_free(&r);
+    block_sizes(first, &size1, &del1);
+    fprintf(stderr, "[repair] block %llu: %.0f bytes (%.0f deleted) -> %.0f (%.0f deleted)\n",
+            (unsigned long long)first, size0, del0, size1, del1);
+    cr_assert_lt(size1, size0, "compaction must shrink the block");
+    cr_assert_eq(del1, 0);
+
+    /* every other block past 10 %, with plain progress lines */
+    cr_assert_eq(admin(&r, WAIT_TIMEOUT_MS, "compact", "--threshold", "10", "--wait", NULL, NULL),
+                 0, "%s\n%s", r.out, r.err);
+    cr_assert_not_null(strstr(r.out, "compaction done"), "%s", r.out);
+    cr_assert_null(strstr(r.out, "\r"), "no terminal bar when not a terminal: %s", r.out);
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, CLI_TIMEOUT_MS, "--json", "compact", "--threshold", "10", "--dry-run",
+                       NULL), 0, "%s", r.err);
+    check_json(r.out, "compact --dry-run --json after");
+    cr_assert_not_null(strstr(r.out, "\"blocks\": []"), "all compacted: %s", r.out);
+    cluster_run_free(&r);
+    cr_assert_eq(check_all("after compact"), 0);
+    C->passed = 1;
+}
+
+/* ---- repair ------------------------------------------------------------------------ */
+
+Test(repair, flipped_byte, .init = setup, .fini = teardown, .timeout = 240)
+{
+    seed = cluster_seed("ops_repair");
+    upload_all();
+    imgstore_t *h = cluster_client(C);
+    cr_assert_not_null(h);
+    const int victim = 7;
+    struct imgstore_stat st;
+    cr_assert_eq(imgstore_stat(h, names[victim], &st), 0);
+    imgstore_close(h);
+    cr_assert_eq(st.nreplicas, 2);
+    int bad_ds = ds_of(st.replicas[1]);
+    cr_assert_geq(bad_ds, 0);
+    char p[700];
+    snprintf(p, sizeof(p), "%s/blocks/%016llx.blk", C->ds[bad_ds].data,
+             (unsigned long long)st.block_id);
+    int fd = open(p, O_RDWR);
+    cr_assert_geq(fd, 0, "%s: %s", p, strerror(errno));
+    uint8_t x;
+    off_t at = (off_t)(st.offset + NEEDLE_HEADER + sizes[victim] / 2);
+    cr_assert_eq(pread(fd, &x, 1, at), 1);
+    x ^= 0x40;
+    cr_assert_eq(pwrite(fd, &x, 1, at), 1);
+    close(fd);
+
+    struct cluster_run r;
+    char arg[32];
+    snprintf(arg, sizeof(arg), "%llu", (unsigned long long)st.block_id);
+    cr_assert_eq(admin(&r, CLI_TIMEOUT_MS, "repair", "999999999", NULL, NULL, NULL, NULL), 1);
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, CLI_TIMEOUT_MS, "repair", NULL, NULL, NULL, NULL, NULL), 2);
+    cluster_run_free(&r);
+    int rc = admin(&r, WAIT_TIMEOUT_MS, "repair", arg, "--wait", "--json", NULL, NULL);
+    fprintf(stderr, "[repair] repair %s --wait --json: %s", arg, r.out);
+    cr_assert_eq(rc, 0, "%s\n%s", r.out, r.err);
+    check_json(r.out, "repair --wait --json");
+    cr_assert_geq(json_num(r.out, "bad_records"), 1, "%s", r.out);
+    const char *o = strstr(r.out, C->ds[bad_ds].addr);
+    cr_assert_not_null(o, "the bad copy's server is listed: %s", r.out);
+    char action[32];
+    json_str(o, "action", action, sizeof(action));
+    cr_assert_str_eq(action, "replace", "%s", r.out);
+    cr_assert_geq(json_num(o, "bad_records"), 1, "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "\"healed\": true"), "%s", r.out);
+    cluster_run_free(&r);
+
+    /* Every copy verifies clean now, and every file reads byte-identical. */
+    cr_assert_eq(admin(&r, WAIT_TIMEOUT_MS, "verify", arg, NULL, NULL, NULL, NULL), 0, "%s\n%s",
+                 r.out, r.err);
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, WAIT_TIMEOUT_MS, "--json", "repair", arg, NULL, NULL, NULL), 0, "%s",
+                 r.err);
+    check_json(r.out, "repair --json after");
+    cr_assert_eq(json_num(r.out, "bad_records"), 0, "%s", r.out);
+    cr_assert_null(strstr(r.out, "\"replace\""), "%s", r.out);
+    cluster_run_free(&r);
+    cr_assert_eq(check_all("after repair"), 0);
+    C->passed = 1;
+}
