@@ -99,6 +99,7 @@ struct copy {
     uint8_t *wbuf;               /* bytes being written */
     size_t wlen;
     int catchup;                 /* appending the tail to the block here */
+    uint32_t set_version;        /* version of reps (ReplicateBlock.set_version) */
     uint8_t *cu_buf;             /* catch-up: the records being appended */
     size_t cu_len;
     unsigned cu_pending;         /* catch-up: appends not yet durable */
@@ -231,6 +232,10 @@ static void copy_install(struct copy *cp)
                                 cp->idx, cp->idx_len, &b);
     if (rc == 0 && b->durable_tail != cp->off)
         rc = IMG_ECORRUPT; /* recovery disagrees with what was verified */
+    if (rc == 0 && cp->set_version) {
+        b->set_version = cp->set_version; /* the set it joins */
+        rc = block_save_meta(b);
+    }
     if (rc == 0 && (rc = store_adopt_block(ds->store, b)) == 0)
         b->dirty = 1;
     if (rc != 0) {
@@ -559,7 +564,9 @@ static int replicate_start(struct ds *ds, struct conn *c, const struct frame *f,
         /* Already here: fine when it is complete, else the tail is caught
          * up in place (a settled copy of the same block only). */
         *have = b->durable_tail;
-        if (b->durable_tail >= m->expected_size)
+        if (b->set_version < m->set_version)
+            rc = IMG_ESTALE; /* it may not be a prefix of the source: replace it */
+        else if (b->durable_tail >= m->expected_size)
             rc = 1;
         else if (b->max_size != m->block_size)
             rc = IMG_EINVAL;
@@ -589,6 +596,7 @@ static int replicate_start(struct ds *ds, struct conn *c, const struct frame *f,
     cp->expected = m->expected_size;
     cp->task = m->task_id;
     cp->nreps = (int)m->n_replicas;
+    cp->set_version = m->set_version;
     cp->want = DS_COPY_CHUNK;
     cp->started_ms = uv_now(ds->loop);
     snprintf(cp->src_addr, sizeof(cp->src_addr), "%s", src.addr);
@@ -791,6 +799,10 @@ static int set_replicas(struct ds *ds, const Imgstore__SetReplicas *m, uint64_t 
     *size = b->durable_tail;
     if (m->n_replicas < 1 || m->n_replicas > BLOCK_MAX_REPLICAS)
         return IMG_EINVAL;
+    /* A set older than ours comes from a nameserver that has not heard of
+     * the newer one yet (restarted, safe mode): it must not undo it. */
+    if (m->version < b->set_version)
+        return IMG_ESTALE;
     struct block_replica reps[BLOCK_MAX_REPLICAS];
     memset(reps, 0, sizeof(reps));
     int me = -1;
@@ -817,6 +829,7 @@ static int set_replicas(struct ds *ds, const Imgstore__SetReplicas *m, uint64_t 
     memcpy(b->replicas, reps, sizeof(reps));
     b->nreplicas = (int)m->n_replicas;
     b->primary = m->primary != 0;
+    b->set_version = m->version;
     b->dirty = 1;
     int rc = block_save_meta(b);
     if (was != b->primary)

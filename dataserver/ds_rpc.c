@@ -230,8 +230,8 @@ static void append_start(struct ds *ds, struct rpc_append *a)
         if (strcmp(b->replicas[i].server_id, ds->store->server_id) == 0)
             continue;
         pending_sends--;
-        rc = ds_repl_send(ds, b->replicas[i].addr, a->block_id, a->offset, a->rec, a->rec_len,
-                          append_repl_done, a);
+        rc = ds_repl_send(ds, b->replicas[i].addr, a->block_id, a->offset, b->set_version,
+                          a->rec, a->rec_len, append_repl_done, a);
         if (rc != 0) {
             if (a->repl_status == 0)
                 a->repl_status = rc;
@@ -594,6 +594,7 @@ static void handle_repl_append(struct rpc_sess *s, const struct frame *f)
         return;
     }
     uint64_t block_id = m->block_id, offset = m->offset;
+    uint32_t set_version = m->set_version;
     imgstore__repl_append__free_unpacked(m, NULL);
 
     struct block *b = store_get(ds->store, block_id);
@@ -609,6 +610,12 @@ static void handle_repl_append(struct rpc_sess *s, const struct frame *f)
         /* Only the primary orders appends; another server claiming to is a
          * configuration error we refuse rather than fork the replicas. */
         reply(s, &f->h, IMG_EINVAL, NULL, NULL, 0, NULL);
+        return;
+    }
+    if (set_version < b->set_version) {
+        /* A primary the nameserver has replaced since (it missed the newer
+         * set): taking its appends would fork the replicas. */
+        reply(s, &f->h, IMG_ESTALE, NULL, NULL, 0, NULL);
         return;
     }
     struct needle_header h;

@@ -56,6 +56,8 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+static void send_set_to(struct ns *ns, const struct ns_block *b, struct ns_server *h);
+
 /* ---- the task list ---------------------------------------------------------- */
 
 struct ns_task *ns_plan_task(struct ns *ns, uint64_t id)
@@ -151,6 +153,12 @@ int ns_plan_task_end(struct ns *ns, uint64_t id, int status, uint64_t size, uint
                      t->block_id, d->id);
         if (slot >= 0 && size > b->rsize[slot])
             b->rsize[slot] = size; /* the pass adds it to the set once complete */
+        if (slot >= 0) {
+            /* Copied from a current copy: of the current set, whatever
+             * version the copy started with; tell it the set now. */
+            b->rver[slot] = b->ver;
+            send_set_to(ns, b, d);
+        }
         log_info("task %" PRIu64 ": block %" PRIu64 " now also on %s (%" PRIu64 " bytes, %s)",
                  id, t->block_id, d ? d->id : "?", size, t->reason);
     } else if (status == 0) {
@@ -252,6 +260,7 @@ static int send_replicate(struct ns *ns, struct ns_task *t, const struct ns_bloc
     m.replicas = rp;
     m.task_id = t->id;
     m.rate_bytes_per_s = copy_rate(ns);
+    m.set_version = b->ver;
     struct cmd *c = cmd_new(ns, t->id);
     if (!c)
         return -ENOMEM;
@@ -298,14 +307,16 @@ static void send_set_to(struct ns *ns, const struct ns_block *b, struct ns_serve
     m.n_replicas = set_list(ns, b, reps, rp);
     m.replicas = rp;
     m.primary = b->primary != NS_NO_PRIMARY && b->rep[b->primary] == h->idx;
+    m.version = b->ver;
     struct cmd *c = cmd_new(ns, 0);
     if (c && conn_request(h->conn, FT_SET_REPLICAS, &m.base, NULL, 0, NULL, NS_CMD_TIMEOUT_MS,
                           simple_reply, c) != 0)
         free(c);
 }
 
-void ns_plan_send_set(struct ns *ns, const struct ns_block *b)
+void ns_plan_send_set(struct ns *ns, struct ns_block *b)
 {
+    b->ver++; /* a new set: copies left out of it become copies of an old one */
     for (unsigned i = 0; i < b->nrep; i++)
         send_set_to(ns, b, srv(ns, b->rep[i]));
 }
@@ -496,7 +507,7 @@ static uint64_t longest_up(const struct ns *ns, const struct ns_block *b)
     uint64_t n = 0;
     for (unsigned i = 0; i < b->nrep; i++) {
         struct ns_server *h = srv(ns, b->rep[i]);
-        if (h && h->up && b->rsize[i] > n)
+        if (h && h->up && b->rsize[i] > n && !ns_block_is_old(b, i))
             n = b->rsize[i];
     }
     return n;
@@ -514,7 +525,7 @@ static struct ns_server *pick_source(const struct ns *ns, const struct ns_block 
     for (unsigned i = 0; i < b->nrep; i++) {
         struct ns_server *h = srv(ns, b->rep[i]);
         if (!h || !h->up || !under_cap(ns, h) || b->rsize[i] < longest ||
-            ns_compact_is_bad(ns, b->id, h->idx))
+            ns_compact_is_bad(ns, b->id, h->idx) || ns_block_is_old(b, i))
             continue;
         /* Lower is better: a recent failure, then not the primary, then load. */
         unsigned score = (failed_recently(ns, b->id, h->idx) ? 2u * NS_MAX_TASK_CAP * 4 : 0) +
@@ -623,7 +634,7 @@ static struct ns_server *pick_victim(const struct ns *ns, const struct ns_block 
         struct ns_server *h = srv(ns, b->rep[i]);
         if (!h || !h->up || !under_cap(ns, h))
             continue;
-        if (h->draining || ns_compact_is_bad(ns, b->id, h->idx))
+        if (h->draining || ns_compact_is_bad(ns, b->id, h->idx) || ns_block_is_old(b, i))
             return h;
         if (b->primary == i)
             continue;
@@ -665,7 +676,8 @@ static void start_delete(struct ns *ns, struct ns_block *b, uint64_t now)
     unsigned keep = 0;
     for (unsigned i = 0; i < b->nrep; i++) {
         struct ns_server *h = srv(ns, b->rep[i]);
-        keep += h && h->up && !h->draining && h != v && !ns_compact_is_bad(ns, b->id, h->idx);
+        keep += h && h->up && !h->draining && h != v && !ns_compact_is_bad(ns, b->id, h->idx) &&
+                !ns_block_is_old(b, i);
     }
     if (keep < ns->meta.replicas)
         return;
@@ -696,11 +708,12 @@ static int failover(struct ns *ns, struct ns_block *b, uint64_t now)
     int best = -1;
     for (unsigned i = 0; i < b->nrep; i++) {
         struct ns_server *h = srv(ns, b->rep[i]);
-        if (h && h->up && !h->draining && (best < 0 || b->rsize[i] > b->rsize[best]))
+        if (h && h->up && !h->draining && !ns_block_is_old(b, i) &&
+            (best < 0 || b->rsize[i] > b->rsize[best]))
             best = (int)i;
     }
     for (unsigned i = 0; best < 0 && i < b->nrep; i++)
-        if (srv(ns, b->rep[i]) && srv(ns, b->rep[i])->up)
+        if (srv(ns, b->rep[i]) && srv(ns, b->rep[i])->up && !ns_block_is_old(b, i))
             best = (int)i;
     if (best < 0)
         return 0;
@@ -720,7 +733,7 @@ static void maintain_set(struct ns *ns, struct ns_block *b, uint64_t now)
     uint8_t set = 0;
     for (unsigned i = 0; i < b->nrep; i++) {
         struct ns_server *h = srv(ns, b->rep[i]);
-        if (!h || !h->up)
+        if (!h || !h->up || ns_block_is_old(b, i))
             continue;
         if (b->primary == i || (b->inset & (1u << i)) || b->rsize[i] >= longest)
             set |= (uint8_t)(1u << i);
@@ -744,7 +757,7 @@ static int start_catch_up(struct ns *ns, struct ns_block *b, uint64_t now)
     uint8_t behind = 0;
     for (unsigned i = 0; i < b->nrep; i++) {
         struct ns_server *h = srv(ns, b->rep[i]);
-        if (!h || !h->up || b->rsize[i] >= longest)
+        if (!h || !h->up || b->rsize[i] >= longest || ns_block_is_old(b, i))
             continue;
         behind |= (uint8_t)(1u << i);
         /* A member of the set gets every tombstone: short in one report is
@@ -805,8 +818,10 @@ void ns_plan_step(struct ns *ns, uint64_t now_ms)
             if (!h || !h->up)
                 continue;
             up++;
-            /* A bad copy (ns_compact.c) is replaced like a draining one. */
-            int leaving = h->draining || ns_compact_is_bad(ns, b->id, h->idx);
+            /* A bad copy (ns_compact.c) or a copy of an older replica set
+             * is replaced like a draining one. */
+            int leaving = h->draining || ns_compact_is_bad(ns, b->id, h->idx) ||
+                          ns_block_is_old(b, k);
             good += !leaving;
             draining += leaving;
         }
