@@ -71,6 +71,7 @@ struct ds {
     uint64_t last_tick_ms;    /* loop time of the last heartbeat tick */
     int hb_soon;              /* a heartbeat is wanted before the next tick */
     uint64_t ns_block_size;
+    uint32_t ns_replicas;     /* the cluster's replication (HeartbeatResp), 0 until known */
     int ns_safe_mode;
 
     /* peers for replication (ds_repl.c) */

@@ -829,7 +829,8 @@ static int set_replicas(struct ds *ds, const Imgstore__SetReplicas *m, uint64_t 
     memcpy(b->replicas, reps, sizeof(reps));
     b->nreplicas = (int)m->n_replicas;
     b->primary = m->primary != 0;
-    b->set_version = m->version;
+    if (me >= 0)
+        b->set_version = m->version; /* a copy left out stays of its older set */
     b->dirty = 1;
     int rc = block_save_meta(b);
     if (was != b->primary)

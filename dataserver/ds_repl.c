@@ -88,6 +88,7 @@ int ds_repl_send(struct ds *ds, const char *addr, uint64_t block_id, uint64_t of
     m.block_id = block_id;
     m.offset = offset;
     m.set_version = set_version;
+    m.primary_id = ds->store->server_id;
     int rc = conn_request(p->c, FT_REPL_APPEND, &m.base, rec, rec_len, NULL, DS_REPL_TIMEOUT_MS,
                           repl_reply, r);
     if (rc != 0) {

@@ -428,6 +428,12 @@ static void handle_read(struct rpc_sess *s, const struct frame *f)
         reply(s, &f->h, IMG_EUNAVAIL, NULL, NULL, 0, NULL); /* compaction: retry later */
         return;
     }
+    if (f->h.type == FT_DELETE && b->nreplicas < (ds->ns_replicas < 2 ? (int)ds->ns_replicas : 2)) {
+        /* The set lost a member and is being repaired: a tombstone on one
+         * copy alone would not survive the loss of that copy. */
+        reply(s, &f->h, IMG_EUNAVAIL, NULL, NULL, 0, NULL);
+        return;
+    }
     uint64_t offset;
     uint32_t size;
     int deleted;
@@ -595,6 +601,8 @@ static void handle_repl_append(struct rpc_sess *s, const struct frame *f)
     }
     uint64_t block_id = m->block_id, offset = m->offset;
     uint32_t set_version = m->set_version;
+    char sender[sizeof(((struct block_replica *)0)->server_id)];
+    snprintf(sender, sizeof(sender), "%s", m->primary_id ? m->primary_id : "");
     imgstore__repl_append__free_unpacked(m, NULL);
 
     struct block *b = store_get(ds->store, block_id);
@@ -612,9 +620,11 @@ static void handle_repl_append(struct rpc_sess *s, const struct frame *f)
         reply(s, &f->h, IMG_EINVAL, NULL, NULL, 0, NULL);
         return;
     }
-    if (set_version < b->set_version) {
+    if (set_version < b->set_version &&
+        (b->nreplicas < 1 || strcmp(sender, b->replicas[0].server_id) != 0)) {
         /* A primary the nameserver has replaced since (it missed the newer
-         * set): taking its appends would fork the replicas. */
+         * set): taking its appends would fork the replicas. The primary of
+         * our set is only slower to get the new set than we were. */
         reply(s, &f->h, IMG_ESTALE, NULL, NULL, 0, NULL);
         return;
     }

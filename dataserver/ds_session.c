@@ -168,6 +168,7 @@ static void heartbeat_reply(int status, const struct frame *f, void *arg)
     ds->ns_safe_mode = m->safe_mode;
     ds->reconnect_ms = DS_RECONNECT_MIN_MS; /* the session works: reset the back-off */
     ds->ns_block_size = m->block_size;
+    ds->ns_replicas = m->replicas;
     imgstore__heartbeat_resp__free_unpacked(m, NULL);
 }
 

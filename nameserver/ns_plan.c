@@ -698,8 +698,9 @@ static void start_delete(struct ns *ns, struct ns_block *b, uint64_t now)
 }
 
 /* Failover of a sealed block whose primary is missing or down past the
- * heartbeat timeout: the up holder with the longest copy becomes primary.
- * Returns non-zero when the primary changed. */
+ * heartbeat timeout: the up holder with the longest good copy of the current
+ * set becomes primary (a bad copy only when no good one is up; a copy of an
+ * older set never). Returns non-zero when the primary changed. */
 static int failover(struct ns *ns, struct ns_block *b, uint64_t now)
 {
     struct ns_server *p = b->primary != NS_NO_PRIMARY ? srv(ns, b->rep[b->primary]) : NULL;
@@ -709,7 +710,7 @@ static int failover(struct ns *ns, struct ns_block *b, uint64_t now)
     for (unsigned i = 0; i < b->nrep; i++) {
         struct ns_server *h = srv(ns, b->rep[i]);
         if (h && h->up && !h->draining && !ns_block_is_old(b, i) &&
-            (best < 0 || b->rsize[i] > b->rsize[best]))
+            !ns_compact_is_bad(ns, b->id, h->idx) && (best < 0 || b->rsize[i] > b->rsize[best]))
             best = (int)i;
     }
     for (unsigned i = 0; best < 0 && i < b->nrep; i++)
@@ -779,6 +780,10 @@ static int start_catch_up(struct ns *ns, struct ns_block *b, uint64_t now)
     log_info("task %" PRIu64 ": catch up block %" PRIu64 " on %s (%" PRIu64 " of %" PRIu64
              " bytes) from %s",
              t->id, b->id, d->id, b->rsize[dst], longest, s->id);
+    /* A member may not have our newest set yet (the dataserver refuses to
+     * catch up a copy of an older set): it gets it first, on the same
+     * session, so before the copy. */
+    send_set_to(ns, b, d);
     int rc = send_replicate(ns, t, b);
     if (rc)
         ns_plan_task_end(ns, t->id, rc, 0, now);
