@@ -170,6 +170,9 @@ int ns_plan_task_end(struct ns *ns, uint64_t id, int status, uint64_t size, uint
         log_warn("task %" PRIu64 ": %s of block %" PRIu64 " on %s failed: %s", id,
                  t->kind == NS_TASK_REPLICATE ? "copy" : "deletion", t->block_id,
                  d ? d->id : "?", img_strerror(status));
+        if (t->kind == NS_TASK_REPLICATE && status == IMG_ESTALE && d)
+            ns_compact_mark_bad(ns, t->block_id, d->idx,
+                                "it is not a prefix of the current copies");
     }
     task_release(ns, t, status, now_ms);
     return 0;
@@ -513,10 +516,11 @@ static uint64_t longest_up(const struct ns *ns, const struct ns_block *b)
     return n;
 }
 
-/* The source: an up holder of the longest copy under the cap: the primary
- * when it qualifies, else the one with the fewest tasks; holders whose copy
- * failed recently only when nothing else is left. Returns the server or
- * NULL. */
+/* The source: an up holder of the longest copy of the current set under the
+ * cap: the primary when it qualifies, else the one with the fewest tasks;
+ * holders whose copy failed recently only when nothing else is left; a bad
+ * copy only when no good one qualifies (a copy checks every record's CRC, so
+ * its bad records fail the copy, never spread). Returns the server or NULL. */
 static struct ns_server *pick_source(const struct ns *ns, const struct ns_block *b)
 {
     struct ns_server *best = NULL;
@@ -524,11 +528,11 @@ static struct ns_server *pick_source(const struct ns *ns, const struct ns_block 
     uint64_t longest = longest_up(ns, b);
     for (unsigned i = 0; i < b->nrep; i++) {
         struct ns_server *h = srv(ns, b->rep[i]);
-        if (!h || !h->up || !under_cap(ns, h) || b->rsize[i] < longest ||
-            ns_compact_is_bad(ns, b->id, h->idx) || ns_block_is_old(b, i))
+        if (!h || !h->up || !under_cap(ns, h) || b->rsize[i] < longest || ns_block_is_old(b, i))
             continue;
         /* Lower is better: a recent failure, then not the primary, then load. */
-        unsigned score = (failed_recently(ns, b->id, h->idx) ? 2u * NS_MAX_TASK_CAP * 4 : 0) +
+        unsigned score = (ns_compact_is_bad(ns, b->id, h->idx) ? 2u * NS_MAX_TASK_CAP * 16 : 0) +
+                         (failed_recently(ns, b->id, h->idx) ? 2u * NS_MAX_TASK_CAP * 4 : 0) +
                          (b->primary == i ? 0 : 2u * NS_MAX_TASK_CAP) + h->tasks;
         if (!best || score < best_score) {
             best = h;
@@ -758,7 +762,9 @@ static int start_catch_up(struct ns *ns, struct ns_block *b, uint64_t now)
     uint8_t behind = 0;
     for (unsigned i = 0; i < b->nrep; i++) {
         struct ns_server *h = srv(ns, b->rep[i]);
-        if (!h || !h->up || b->rsize[i] >= longest || ns_block_is_old(b, i))
+        /* A copy of an older set is caught up too when shorter: the target
+         * first checks it is a prefix of the source (else IMG_ESTALE). */
+        if (!h || !h->up || b->rsize[i] >= longest || ns_compact_is_bad(ns, b->id, h->idx))
             continue;
         behind |= (uint8_t)(1u << i);
         /* A member of the set gets every tombstone: short in one report is
