@@ -518,17 +518,19 @@ static uint64_t longest_up(const struct ns *ns, const struct ns_block *b)
 
 /* The source: an up holder of the longest copy of the current set under the
  * cap: the primary when it qualifies, else the one with the fewest tasks;
- * holders whose copy failed recently only when nothing else is left; a bad
- * copy only when no good one qualifies (a copy checks every record's CRC, so
- * its bad records fail the copy, never spread). Returns the server or NULL. */
-static struct ns_server *pick_source(const struct ns *ns, const struct ns_block *b)
+ * holders whose copy failed recently only when nothing else is left. With
+ * allow_bad (a tail catch-up), a bad copy when no good one qualifies: its bad
+ * records may lie before the tail, and a copy checks every record's CRC, so
+ * they would fail it, never spread. Returns the server or NULL. */
+static struct ns_server *pick_source(const struct ns *ns, const struct ns_block *b, int allow_bad)
 {
     struct ns_server *best = NULL;
     unsigned best_score = 0;
     uint64_t longest = longest_up(ns, b);
     for (unsigned i = 0; i < b->nrep; i++) {
         struct ns_server *h = srv(ns, b->rep[i]);
-        if (!h || !h->up || !under_cap(ns, h) || b->rsize[i] < longest || ns_block_is_old(b, i))
+        if (!h || !h->up || !under_cap(ns, h) || b->rsize[i] < longest ||
+            ns_block_is_old(b, i) || (!allow_bad && ns_compact_is_bad(ns, b->id, h->idx)))
             continue;
         /* Lower is better: a recent failure, then not the primary, then load. */
         unsigned score = (ns_compact_is_bad(ns, b->id, h->idx) ? 2u * NS_MAX_TASK_CAP * 16 : 0) +
@@ -650,7 +652,7 @@ static struct ns_server *pick_victim(const struct ns *ns, const struct ns_block 
 
 static void start_replicate(struct ns *ns, struct ns_block *b, uint64_t now)
 {
-    struct ns_server *s = pick_source(ns, b);
+    struct ns_server *s = pick_source(ns, b, 0);
     struct ns_server *d = s ? pick_target(ns, b) : NULL;
     if (!s || !d)
         return;
@@ -776,7 +778,7 @@ static int start_catch_up(struct ns *ns, struct ns_block *b, uint64_t now)
     }
     b->behind = behind;
     struct ns_server *d = dst >= 0 ? srv(ns, b->rep[dst]) : NULL;
-    struct ns_server *s = d ? pick_source(ns, b) : NULL;
+    struct ns_server *s = d ? pick_source(ns, b, 1) : NULL;
     if (!s || s == d)
         return 0;
     struct ns_task *t = task_add(ns, NS_TASK_REPLICATE, b->id, s->idx, d->idx,

@@ -355,3 +355,28 @@ Test(ns_plan, set_change_bumps_version)
     a->up = 1; /* a returns with its old version: it is not trusted */
     cr_assert(ns_block_is_old(blk, 0));
 }
+
+Test(ns_plan, old_prefix_caught_up_from_bad_current_copy)
+{
+    struct ns_server *a = server("a", GIB), *b = server("b", GIB);
+    server("c", 5 * GIB);
+    struct ns_server *r[] = {a, b};
+    ns.safe_mode = 0;
+    block(16, 8192, r, 2);
+    struct ns_block *blk = ns_blocks_get(&ns.blocks, 16);
+    /* b was down while a took deletes alone (a new set), and a's copy then
+     * went bad: b's shorter copy is caught up from a (its tail only). */
+    blk->ver = 4;
+    blk->rver[0] = 4;
+    blk->rver[1] = 3;
+    blk->rsize[1] = 8000;
+    blk->inset = 1u;
+    ns_compact_mark_bad(&ns, 16, a->idx, "test");
+    ns_plan_step(&ns, 10);
+    const struct ns_task *t = task_for(16);
+    cr_assert_not_null(t);
+    cr_assert_eq(t->kind, NS_TASK_REPLICATE);
+    cr_assert_eq(t->dst, b->idx, "the old prefix is caught up first");
+    cr_assert_eq(t->src, a->idx);
+    cr_assert_str_eq(t->reason, "stale copy");
+}
