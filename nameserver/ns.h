@@ -419,6 +419,11 @@ int ns_block_add_rep(struct ns *ns, struct ns_block *b, struct ns_server *s);
 /* Returns how many replicas of b are on up servers. */
 unsigned ns_block_up_reps(const struct ns *ns, const struct ns_block *b);
 
+/* Returns how many of b's replicas are up, of the current set and not bad:
+ * a block with fewer than the replication count is under-replicated (at
+ * risk) even when more copies are up. */
+unsigned ns_block_good_reps(const struct ns *ns, const struct ns_block *b);
+
 /* Applies the block part of a validated heartbeat from `s`: a full report
  * replaces everything s holds in the map; an incremental one updates the
  * listed blocks and removes s from `removed_blocks`. Blocks left with no

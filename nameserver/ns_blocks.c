@@ -174,6 +174,16 @@ int ns_block_is_old(const struct ns_block *b, unsigned i)
     return i < b->nrep && b->rver[i] < b->ver && !(b->inset & (1u << i));
 }
 
+unsigned ns_block_good_reps(const struct ns *ns, const struct ns_block *b)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < b->nrep; i++)
+        if (b->rep[i] < ns->nservers && ns->servers[b->rep[i]]->up && !ns_block_is_old(b, i) &&
+            !ns_compact_is_bad(ns, b->id, b->rep[i]))
+            n++;
+    return n;
+}
+
 unsigned ns_block_up_reps(const struct ns *ns, const struct ns_block *b)
 {
     unsigned n = 0;

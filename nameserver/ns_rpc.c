@@ -233,7 +233,7 @@ static void block_totals(struct ns *ns, Imgstore__ClusterStatusResp *r)
         r->blocks_writable += ns_block_writable(ns, b) ? 1 : 0;
         if (up == 0)
             r->blocks_lost++;
-        else if (up < ns->meta.replicas)
+        else if (ns_block_good_reps(ns, b) < ns->meta.replicas)
             r->blocks_under_replicated++;
     }
 }
