@@ -705,8 +705,11 @@ static void start_delete(struct ns *ns, struct ns_block *b, uint64_t now)
 
 /* Failover of a sealed block whose primary is missing or down past the
  * heartbeat timeout: the up holder with the longest good copy of the current
- * set becomes primary (a bad copy only when no good one is up; a copy of an
- * older set never). Returns non-zero when the primary changed. */
+ * set becomes primary, a draining one only when no other is up. Never a bad
+ * copy or a copy of an older set: without a good one the block keeps its
+ * down primary (no deletes meanwhile), so the set does not change and the
+ * primary's copy is current again when it returns. Returns non-zero when
+ * the primary changed. */
 static int failover(struct ns *ns, struct ns_block *b, uint64_t now)
 {
     struct ns_server *p = b->primary != NS_NO_PRIMARY ? srv(ns, b->rep[b->primary]) : NULL;
@@ -720,7 +723,8 @@ static int failover(struct ns *ns, struct ns_block *b, uint64_t now)
             best = (int)i;
     }
     for (unsigned i = 0; best < 0 && i < b->nrep; i++)
-        if (srv(ns, b->rep[i]) && srv(ns, b->rep[i])->up && !ns_block_is_old(b, i))
+        if (srv(ns, b->rep[i]) && srv(ns, b->rep[i])->up && !ns_block_is_old(b, i) &&
+            !ns_compact_is_bad(ns, b->id, b->rep[i]))
             best = (int)i;
     if (best < 0)
         return 0;
