@@ -650,10 +650,13 @@ static int replicate_start(struct ds *ds, struct conn *c, const struct frame *f,
         /* Already here: fine when it is complete, else the tail is caught
          * up in place (a settled copy of the same block only). */
         *have = b->durable_tail;
-        if (b->durable_tail >= m->expected_size)
-            /* complete; but a copy of an older set this long cannot be
-             * checked as a prefix: it is to be replaced, not counted */
-            rc = b->set_version < m->set_version ? IMG_ESTALE : 1;
+        if (b->set_version < m->set_version && b->durable_tail > m->expected_size)
+            rc = IMG_ESTALE; /* a copy of an older set, longer: to be replaced */
+        else if (b->durable_tail >= m->expected_size && b->set_version >= m->set_version)
+            rc = 1;
+        /* else caught up; a copy of an older set exactly as long is only
+         * checked (its last bytes against the source's) and takes the
+         * current set version */
         else if (b->max_size != m->block_size)
             rc = IMG_EINVAL;
         else if (b->tail != b->durable_tail)

@@ -404,6 +404,17 @@ static void delete_go(struct ns *ns, struct ns_task *t)
         ns_plan_task_end(ns, t->id, IMG_EINVAL, 0, now);
         return;
     }
+    /* The kept copies hold everything the victim held when asked (it was a
+     * member till now, so they got every tombstone it got): it leaves the
+     * set, and the kept copies stop forwarding to it before it goes. A
+     * tombstone still reaching it after the STATs makes it longer than
+     * keep_size, and the dataserver refuses the DELETE. */
+    struct ns_block *b = ns_blocks_get(&ns->blocks, t->block_id);
+    int vslot = b && d ? ns_block_find_rep(b, d->idx) : -1;
+    if (vslot >= 0 && (b->inset & (1u << vslot))) {
+        b->inset &= (uint8_t)~(1u << vslot);
+        ns_plan_send_set(ns, b);
+    }
     Imgstore__DeleteBlock m = IMGSTORE__DELETE_BLOCK__INIT;
     m.block_id = t->block_id;
     m.expected_size = t->keep_size;
@@ -691,12 +702,6 @@ static void start_delete(struct ns *ns, struct ns_block *b, uint64_t now)
                                  v->draining ? REASON_DRAIN : REASON_EXTRA, now);
     if (!t)
         return;
-    /* The kept copies stop forwarding tombstones to it before it goes. */
-    int vslot = ns_block_find_rep(b, v->idx);
-    if (vslot >= 0 && (b->inset & (1u << vslot))) {
-        b->inset &= (uint8_t)~(1u << vslot);
-        ns_plan_send_set(ns, b);
-    }
     log_info("task %" PRIu64 ": delete the copy of block %" PRIu64 " on %s (%u up replicas, "
              "%s)",
              t->id, b->id, v->id, ns_block_up_reps(ns, b), t->reason);
@@ -704,28 +709,31 @@ static void start_delete(struct ns *ns, struct ns_block *b, uint64_t now)
 }
 
 /* Failover of a sealed block whose primary is missing or down past the
- * heartbeat timeout: the up holder with the longest good copy of the current
- * set becomes primary, a draining one only when no other is up. Never a bad
- * copy or a copy of an older set: without a good one the block keeps its
- * down primary (no deletes meanwhile), so the set does not change and the
- * primary's copy is current again when it returns. Returns non-zero when
- * the primary changed. */
+ * heartbeat timeout: the up member of the replica set with the longest copy
+ * becomes primary (every acknowledged delete is on every member, and a
+ * member that joined short lacks the last ones until caught up); among equal
+ * lengths a good copy first, then one not draining. A copy of an older set
+ * or outside the set never: its data may differ. A bad copy may win by
+ * length: its bad records are served by the others, and a tail catch-up may
+ * read from it. Returns non-zero when the primary changed. */
 static int failover(struct ns *ns, struct ns_block *b, uint64_t now)
 {
     struct ns_server *p = b->primary != NS_NO_PRIMARY ? srv(ns, b->rep[b->primary]) : NULL;
     if (p && (p->up || now < p->last_hb_ms + ns->cfg.hb_timeout_ms))
         return 0;
     int best = -1;
+    unsigned best_rank = 0;
     for (unsigned i = 0; i < b->nrep; i++) {
         struct ns_server *h = srv(ns, b->rep[i]);
-        if (h && h->up && !h->draining && !ns_block_is_old(b, i) &&
-            !ns_compact_is_bad(ns, b->id, h->idx) && (best < 0 || b->rsize[i] > b->rsize[best]))
+        if (!h || !h->up || ns_block_is_old(b, i) || (b->inset && !(b->inset & (1u << i))))
+            continue;
+        unsigned rank = (ns_compact_is_bad(ns, b->id, h->idx) ? 0 : 2u) + (h->draining ? 0 : 1u);
+        if (best < 0 || b->rsize[i] > b->rsize[best] ||
+            (b->rsize[i] == b->rsize[best] && rank > best_rank)) {
             best = (int)i;
+            best_rank = rank;
+        }
     }
-    for (unsigned i = 0; best < 0 && i < b->nrep; i++)
-        if (srv(ns, b->rep[i]) && srv(ns, b->rep[i])->up && !ns_block_is_old(b, i) &&
-            !ns_compact_is_bad(ns, b->id, b->rep[i]))
-            best = (int)i;
     if (best < 0)
         return 0;
     log_info("block %" PRIu64 ": primary %s is down; %s (%" PRIu64 " bytes) promoted", b->id,
@@ -768,9 +776,12 @@ static int start_catch_up(struct ns *ns, struct ns_block *b, uint64_t now)
     uint8_t behind = 0;
     for (unsigned i = 0; i < b->nrep; i++) {
         struct ns_server *h = srv(ns, b->rep[i]);
-        /* A copy of an older set is caught up too when shorter: the target
-         * first checks it is a prefix of the source (else IMG_ESTALE). */
-        if (!h || !h->up || b->rsize[i] >= longest || ns_compact_is_bad(ns, b->id, h->idx))
+        /* A copy of an older set is caught up too when not longer: the
+         * target first checks it is a prefix of the source (else
+         * IMG_ESTALE), then takes the current set version. */
+        int old = ns_block_is_old(b, i);
+        if (!h || !h->up || b->rsize[i] > longest || (!old && b->rsize[i] == longest) ||
+            ns_compact_is_bad(ns, b->id, h->idx))
             continue;
         behind |= (uint8_t)(1u << i);
         /* A member of the set gets every tombstone: short in one report is
