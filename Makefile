@@ -200,7 +200,7 @@ fuzz-corpus: deps
 	$(BUILD)/tests/fuzz_mkcorpus tests/fuzz/corpus
 
 # ---- chaos --------------------------------------------------------------------
-$(BUILD)/tests/chaos: $(OBJ)/tests/chaos/chaos.o $(INTEG_HELPERS) $(BUILD)/lib/libimgstore.a
+$(BUILD)/tests/chaos: $(OBJ)/tests/chaos/chaos.o $(OBJ)/tests/integ/cluster.o $(BUILD)/lib/libimgstore.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

@@ -33,6 +33,7 @@ static const struct img_err_desc descs[] = {
     {IMG_EFORMAT, "IMG_EFORMAT", "file on disk is not in imgstore format"},
     {IMG_ECONN, "IMG_ECONN", "connection failed"},
     {IMG_EINVAL, "IMG_EINVAL", "invalid argument"},
+    {IMG_ESTALE, "IMG_ESTALE", "replica set is out of date"},
 };
 
 static const struct img_err_desc *find(int err)

@@ -32,6 +32,7 @@ enum img_err {
     IMG_EFORMAT = -1019,   /* a file on disk is not in our format */
     IMG_ECONN = -1020,     /* connection lost or refused */
     IMG_EINVAL = -1021,    /* invalid argument */
+    IMG_ESTALE = -1022,    /* the sender's replica set is older than ours */
 };
 
 /* Returns a static, human-readable description of `err` (an IMG_E* code or a

@@ -19,6 +19,7 @@
  *   primary=0|1
  *   sealed=0|1
  *   corrupt=0|1
+ *   set_version=<u32>                         (optional: 0 when absent)
  *   replica=<server_id> <addr> <http_addr>    (0..BLOCK_MAX_REPLICAS lines)
  */
 #include "dataserver/block.h"
@@ -171,9 +172,10 @@ int block_save_meta(struct block *b)
     if (!replicas_valid(b->replicas, b->nreplicas))
         return IMG_EINVAL;
     int n = snprintf(buf, sizeof(buf),
-                     "version=%d\nblock=%016" PRIx64 "\nprimary=%d\nsealed=%d\ncorrupt=%d\n",
+                     "version=%d\nblock=%016" PRIx64 "\nprimary=%d\nsealed=%d\ncorrupt=%d\n"
+                     "set_version=%" PRIu32 "\n",
                      META_VERSION, b->id, b->primary ? 1 : 0, b->sealed ? 1 : 0,
-                     b->corrupt ? 1 : 0);
+                     b->corrupt ? 1 : 0, b->set_version);
     for (int i = 0; i < b->nreplicas && n > 0 && (size_t)n < sizeof(buf); i++)
         n += snprintf(buf + n, sizeof(buf) - (size_t)n, "replica=%s %s %s\n",
                       b->replicas[i].server_id, b->replicas[i].addr, b->replicas[i].http_addr);
@@ -208,12 +210,27 @@ static int parse_replica(char *v, struct block_replica *r)
     return strtok_r(NULL, " ", &save) ? IMG_EFORMAT : 0;
 }
 
+/* Parses a set_version value: 1..10 decimal digits fitting in u32. */
+static int parse_u32(const char *v, uint32_t *out)
+{
+    size_t n = strlen(v);
+    if (n == 0 || n > 10 || strspn(v, "0123456789") != n)
+        return IMG_EFORMAT;
+    unsigned long long x = strtoull(v, NULL, 10);
+    if (x > UINT32_MAX)
+        return IMG_EFORMAT;
+    *out = (uint32_t)x;
+    return 0;
+}
+
 /* Parses meta text (NUL-terminated, modified in place) into b. Every key but
- * replica must appear exactly once; unknown keys are refused. */
+ * replica must appear exactly once (set_version at most once: metas written
+ * before it existed lack it); unknown keys are refused. */
 static int meta_parse(struct block *b, char *text)
 {
-    enum { K_VERSION, K_BLOCK, K_PRIMARY, K_SEALED, K_CORRUPT, K_N };
-    static const char *keys[K_N] = {"version", "block", "primary", "sealed", "corrupt"};
+    enum { K_VERSION, K_BLOCK, K_PRIMARY, K_SEALED, K_CORRUPT, K_SET_VERSION, K_N };
+    static const char *keys[K_N] = {"version", "block",   "primary",
+                                    "sealed",  "corrupt", "set_version"};
     int seen[K_N] = {0};
     char *save = NULL;
     b->nreplicas = 0;
@@ -256,12 +273,16 @@ static int meta_parse(struct block *b, char *text)
         case K_CORRUPT:
             rc = parse_flag(v, &b->corrupt);
             break;
+        case K_SET_VERSION:
+            rc = parse_u32(v, &b->set_version);
+            break;
         }
         if (rc != 0)
             return rc;
     }
+    b->set_version = seen[K_SET_VERSION] ? b->set_version : 0;
     for (int k = 0; k < K_N; k++)
-        if (!seen[k])
+        if (!seen[k] && k != K_SET_VERSION)
             return IMG_EFORMAT;
     return 0;
 }

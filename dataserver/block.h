@@ -72,6 +72,7 @@ struct block {
                                not served over the native port until put back */
     int nreplicas;
     struct block_replica replicas[BLOCK_MAX_REPLICAS]; /* primary first */
+    uint32_t set_version;   /* version of `replicas` (SET_REPLICAS); 0 until changed */
     char path[BLOCK_PATH_MAX]; /* <disk>/blocks/<id> without suffix */
     int dirty;              /* changed since the last heartbeat report */
     void *io;               /* blockio state (group commit), owned by blockio.c */

@@ -22,6 +22,9 @@
 #define DS_HEARTBEAT_MS 1000
 #define DS_RECONNECT_MIN_MS 200
 #define DS_RECONNECT_MAX_MS 5000
+/* A heartbeat tick this late means the process was frozen (SIGSTOP, a stall):
+ * the nameserver may have replaced us in replica sets meanwhile. */
+#define DS_STALL_MS 3000
 #define DS_REPL_TIMEOUT_MS 10000
 #define DS_NS_TIMEOUT_MS 10000
 #define DS_HTTP_MAX_UPLOAD (32u << 20) /* default --max-upload-bytes */
@@ -58,8 +61,17 @@ struct ds {
      * down or cut off). WRITE and DELETE are refused meanwhile, so a stale
      * primary never orders appends the real one does not know about. */
     int primary_confirmed;
+    /* 0 from process start (and after a stall) until a nameserver out of
+     * safe mode answered our full report: before that answer it has sent
+     * every SET_REPLICAS that takes us out of a set we were left out of
+     * while down or frozen, so until then no local file is served (a copy
+     * that missed tombstones would bring deleted files back). Kept across
+     * a lost session: a nameserver outage must not stop reads. */
+    int view_confirmed;
+    uint64_t last_tick_ms;    /* loop time of the last heartbeat tick */
     int hb_soon;              /* a heartbeat is wanted before the next tick */
     uint64_t ns_block_size;
+    uint32_t ns_replicas;     /* the cluster's replication (HeartbeatResp), 0 until known */
     int ns_safe_mode;
 
     /* peers for replication (ds_repl.c) */
@@ -114,7 +126,8 @@ void ds_rpc_answer(struct ds_rpc_req *r, int status, const ProtobufCMessage *msg
  * `rec` is copied. Returns 0, or an error (cb not called). */
 typedef void (*ds_repl_cb)(int status, void *arg);
 int ds_repl_send(struct ds *ds, const char *addr, uint64_t block_id, uint64_t offset,
-                 const void *rec, uint32_t rec_len, ds_repl_cb cb, void *arg);
+                 uint32_t set_version, const void *rec, uint32_t rec_len, ds_repl_cb cb,
+                 void *arg);
 /* ds_repl.c: sends any native request to the dataserver at `addr` on the
  * shared peer connection (opened on first use). Same contract as
  * conn_request with a copied body: returns 0 and cb runs exactly once, or an

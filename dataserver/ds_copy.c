@@ -23,7 +23,12 @@
  * tail (block_reserve_at, as a replicated append is) and written through the
  * group commit (blockio_append), then indexed with block_commit, so readers
  * see the new records as soon as they are durable. The block is sealed
- * first; a copy with an append in flight answers IMG_EUNAVAIL.
+ * first; a copy with an append in flight answers IMG_EUNAVAIL. Before the
+ * first chunk, the last DS_COPY_CHECK_LEN bytes before our tail are read here
+ * and from the source and must be equal: a copy that is not a prefix of the
+ * source (an old primary's unacknowledged append where the source has other
+ * records, a copy of the other layout of a compaction) is refused with
+ * IMG_ESTALE instead of being extended into a mix.
  *
  * SET_REPLICAS replaces a block's replica list and role (saved in its meta),
  * so the primary forwards tombstones to the replica set the nameserver keeps.
@@ -52,6 +57,7 @@
 #define BUCKET_BURST_MS 100   /* the bucket holds at most this much of the rate */
 #define GRAVE_TICK_MS 500     /* deferred closes are checked this often */
 #define READ_MAX_LEN (FRAME_MAX_BODY / 2) /* largest READ_BLOCK body served */
+#define DS_COPY_CHECK_LEN 4096u /* bytes before a catch-up's start compared with the source */
 
 struct copy;
 
@@ -99,6 +105,10 @@ struct copy {
     uint8_t *wbuf;               /* bytes being written */
     size_t wlen;
     int catchup;                 /* appending the tail to the block here */
+    int checked;                 /* catch-up: our last bytes equal the source's */
+    uint8_t *check_buf;          /* catch-up check: our own bytes, then compared */
+    uint32_t check_len;
+    uint32_t set_version;        /* version of reps (ReplicateBlock.set_version) */
     uint8_t *cu_buf;             /* catch-up: the records being appended */
     size_t cu_len;
     unsigned cu_pending;         /* catch-up: appends not yet durable */
@@ -186,6 +196,7 @@ static void copy_free(struct copy *cp)
     free(cp->idx);
     free(cp->wbuf);
     free(cp->cu_buf);
+    free(cp->check_buf);
     if (cp->timer_open)
         uv_close((uv_handle_t *)&cp->timer, copy_timer_closed);
     else
@@ -231,6 +242,10 @@ static void copy_install(struct copy *cp)
                                 cp->idx, cp->idx_len, &b);
     if (rc == 0 && b->durable_tail != cp->off)
         rc = IMG_ECORRUPT; /* recovery disagrees with what was verified */
+    if (rc == 0 && cp->set_version) {
+        b->set_version = cp->set_version; /* the set it joins */
+        rc = block_save_meta(b);
+    }
     if (rc == 0 && (rc = store_adopt_block(ds->store, b)) == 0)
         b->dirty = 1;
     if (rc != 0) {
@@ -322,11 +337,18 @@ static int check_records(struct copy *cp, const uint8_t *body, size_t len, size_
     return 0;
 }
 
-/* Ends a catch-up whose records are all durable. */
+/* Ends a catch-up whose records are all durable. The copy is now a checked
+ * prefix-and-tail of the source: it takes the source's set version. */
 static void catchup_finish(struct copy *cp)
 {
     struct block *b = store_get(cp->ds->store, cp->id);
-    copy_finish(cp, b ? 0 : IMG_ENOBLOCKHERE, b);
+    int rc = b ? 0 : IMG_ENOBLOCKHERE;
+    if (b && cp->set_version > b->set_version) {
+        b->set_version = cp->set_version;
+        b->dirty = 1;
+        rc = block_save_meta(b);
+    }
+    copy_finish(cp, rc, b);
 }
 
 /* One record of a catch-up chunk on its way to the disk. */
@@ -480,6 +502,71 @@ static void copy_timer_cb(uv_timer_t *t)
     copy_next(t->data);
 }
 
+/* The source's bytes before our tail arrived: equal to ours, or refused. */
+static void check_remote(int status, const struct frame *f, void *arg)
+{
+    struct copy *cp = arg;
+    int rc = status ? status : f->h.status;
+    Imgstore__ReadBlockResp *m = NULL;
+    if (rc == 0 && !(m = imgstore__read_block_resp__unpack(NULL, f->h.head_len, f->head)))
+        rc = IMG_EPROTO;
+    if (rc == 0 && (f->h.body_len != cp->check_len || crc32c(0, f->body, f->h.body_len) != m->crc32c))
+        rc = IMG_ECORRUPT;
+    if (rc == 0 && memcmp(f->body, cp->check_buf, cp->check_len) != 0) {
+        log_warn("task %" PRIu64 ": block %" PRIu64 " here is not a prefix of the copy on %s "
+                 "(the %u bytes before our tail differ): not caught up",
+                 cp->task, cp->id, cp->src_id, cp->check_len);
+        rc = IMG_ESTALE;
+    }
+    if (m)
+        imgstore__read_block_resp__free_unpacked(m, NULL);
+    if (rc == 0 && cp->ds->stopping)
+        rc = IMG_ECONN;
+    if (rc != 0) {
+        copy_finish(cp, rc, NULL);
+        return;
+    }
+    cp->checked = 1;
+    copy_next(cp);
+}
+
+/* Our own bytes before the tail are read: ask the source for the same. */
+static void check_local_done(int status, void *arg)
+{
+    struct copy *cp = arg;
+    if (status == 0 && cp->ds->stopping)
+        status = IMG_ECONN;
+    if (status != 0) {
+        copy_finish(cp, status, NULL);
+        return;
+    }
+    Imgstore__ReadBlock m = IMGSTORE__READ_BLOCK__INIT;
+    m.block_id = cp->id;
+    m.offset = cp->off - cp->check_len;
+    m.len = cp->check_len;
+    int rc = ds_peer_request(cp->ds, cp->src_addr, FT_READ_BLOCK, &m.base, NULL, 0,
+                             DS_COPY_READ_TIMEOUT_MS, check_remote, cp);
+    if (rc != 0)
+        copy_finish(cp, rc, NULL);
+}
+
+/* Starts the prefix check of a catch-up (see the top of this file). */
+static void check_start(struct copy *cp)
+{
+    struct block *b = store_get(cp->ds->store, cp->id);
+    if (!b || b->durable_tail != cp->off) {
+        copy_finish(cp, b ? IMG_EOFFSET : IMG_ENOBLOCKHERE, NULL);
+        return;
+    }
+    cp->check_len = (uint32_t)(cp->off < DS_COPY_CHECK_LEN ? cp->off : DS_COPY_CHECK_LEN);
+    cp->check_buf = malloc(cp->check_len);
+    int rc = cp->check_buf ? blockio_read(cp->ds->store->ring, b, cp->check_buf, cp->check_len,
+                                          cp->off - cp->check_len, check_local_done, cp)
+                           : -ENOMEM;
+    if (rc != 0)
+        copy_finish(cp, rc, NULL);
+}
+
 /* Asks for the next chunk, or waits for the bucket, or finishes when the
  * source's tail is reached. */
 static void copy_next(struct copy *cp)
@@ -487,6 +574,10 @@ static void copy_next(struct copy *cp)
     struct ds *ds = cp->ds;
     if (ds->stopping) {
         copy_finish(cp, IMG_ECONN, NULL);
+        return;
+    }
+    if (cp->catchup && !cp->checked) {
+        check_start(cp);
         return;
     }
     if (cp->catchup && cp->off >= cp->src_tail && cp->off >= cp->expected) {
@@ -559,8 +650,13 @@ static int replicate_start(struct ds *ds, struct conn *c, const struct frame *f,
         /* Already here: fine when it is complete, else the tail is caught
          * up in place (a settled copy of the same block only). */
         *have = b->durable_tail;
-        if (b->durable_tail >= m->expected_size)
+        if (b->set_version < m->set_version && b->durable_tail > m->expected_size)
+            rc = IMG_ESTALE; /* a copy of an older set, longer: to be replaced */
+        else if (b->durable_tail >= m->expected_size && b->set_version >= m->set_version)
             rc = 1;
+        /* else caught up; a copy of an older set exactly as long is only
+         * checked (its last bytes against the source's) and takes the
+         * current set version */
         else if (b->max_size != m->block_size)
             rc = IMG_EINVAL;
         else if (b->tail != b->durable_tail)
@@ -589,6 +685,7 @@ static int replicate_start(struct ds *ds, struct conn *c, const struct frame *f,
     cp->expected = m->expected_size;
     cp->task = m->task_id;
     cp->nreps = (int)m->n_replicas;
+    cp->set_version = m->set_version;
     cp->want = DS_COPY_CHUNK;
     cp->started_ms = uv_now(ds->loop);
     snprintf(cp->src_addr, sizeof(cp->src_addr), "%s", src.addr);
@@ -821,6 +918,10 @@ static int set_replicas(struct ds *ds, const Imgstore__SetReplicas *m, uint64_t 
     *size = b->durable_tail;
     if (m->n_replicas < 1 || m->n_replicas > BLOCK_MAX_REPLICAS)
         return IMG_EINVAL;
+    /* A set older than ours comes from a nameserver that has not heard of
+     * the newer one yet (restarted, safe mode): it must not undo it. */
+    if (m->version < b->set_version)
+        return IMG_ESTALE;
     struct block_replica reps[BLOCK_MAX_REPLICAS];
     memset(reps, 0, sizeof(reps));
     int me = -1;
@@ -847,6 +948,8 @@ static int set_replicas(struct ds *ds, const Imgstore__SetReplicas *m, uint64_t 
     memcpy(b->replicas, reps, sizeof(reps));
     b->nreplicas = (int)m->n_replicas;
     b->primary = m->primary != 0;
+    if (me >= 0)
+        b->set_version = m->version; /* a copy left out stays of its older set */
     b->dirty = 1;
     int rc = block_save_meta(b);
     if (was != b->primary)

@@ -24,11 +24,12 @@ typedef void (*ds_file_cb)(int status, const struct needle_header *h, uint8_t *r
  * process-wide, so called once at start-up, before serving. */
 void ds_file_tune_malloc(void);
 
-/* Returns 1 when this server may serve reads of block b: it is in the
- * block's replica set as last told by the nameserver (SET_REPLICAS, saved in
- * the block's meta) and not marked stale. A copy left out of the set may
- * lack tombstones, so it must never answer for the block, also after a
- * restart (the stale mark itself lives in RAM only). */
+/* Returns 1 when this server may serve reads of block b: the nameserver has
+ * checked our view since the process started (ds->view_confirmed), and b is
+ * in the block's replica set as last told by the nameserver (SET_REPLICAS,
+ * saved in the block's meta) and not marked stale. A copy left out of the
+ * set may lack tombstones, so it must never answer for the block, also after
+ * a restart (the stale mark itself lives in RAM only). */
 int ds_file_serves(const struct ds *ds, const struct block *b);
 
 /* Starts reading file (block_id, seq, cookie) from this server's disks. With

@@ -73,7 +73,8 @@ static void repl_reply(int status, const struct frame *f, void *arg)
 }
 
 int ds_repl_send(struct ds *ds, const char *addr, uint64_t block_id, uint64_t offset,
-                 const void *rec, uint32_t rec_len, ds_repl_cb cb, void *arg)
+                 uint32_t set_version, const void *rec, uint32_t rec_len, ds_repl_cb cb,
+                 void *arg)
 {
     struct ds_peer *p = peer_get(ds, addr);
     if (!p)
@@ -86,6 +87,8 @@ int ds_repl_send(struct ds *ds, const char *addr, uint64_t block_id, uint64_t of
     Imgstore__ReplAppend m = IMGSTORE__REPL_APPEND__INIT;
     m.block_id = block_id;
     m.offset = offset;
+    m.set_version = set_version;
+    m.primary_id = ds->store->server_id;
     int rc = conn_request(p->c, FT_REPL_APPEND, &m.base, rec, rec_len, NULL, DS_REPL_TIMEOUT_MS,
                           repl_reply, r);
     if (rc != 0) {

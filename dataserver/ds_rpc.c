@@ -230,8 +230,8 @@ static void append_start(struct ds *ds, struct rpc_append *a)
         if (strcmp(b->replicas[i].server_id, ds->store->server_id) == 0)
             continue;
         pending_sends--;
-        rc = ds_repl_send(ds, b->replicas[i].addr, a->block_id, a->offset, a->rec, a->rec_len,
-                          append_repl_done, a);
+        rc = ds_repl_send(ds, b->replicas[i].addr, a->block_id, a->offset, b->set_version,
+                          a->rec, a->rec_len, append_repl_done, a);
         if (rc != 0) {
             if (a->repl_status == 0)
                 a->repl_status = rc;
@@ -428,6 +428,12 @@ static void handle_read(struct rpc_sess *s, const struct frame *f)
         reply(s, &f->h, IMG_EUNAVAIL, NULL, NULL, 0, NULL); /* compaction: retry later */
         return;
     }
+    if (f->h.type == FT_DELETE && b->nreplicas < (ds->ns_replicas < 2 ? (int)ds->ns_replicas : 2)) {
+        /* The set lost a member and is being repaired: a tombstone on one
+         * copy alone would not survive the loss of that copy. */
+        reply(s, &f->h, IMG_EUNAVAIL, NULL, NULL, 0, NULL);
+        return;
+    }
     uint64_t offset;
     uint32_t size;
     int deleted;
@@ -594,6 +600,9 @@ static void handle_repl_append(struct rpc_sess *s, const struct frame *f)
         return;
     }
     uint64_t block_id = m->block_id, offset = m->offset;
+    uint32_t set_version = m->set_version;
+    char sender[sizeof(((struct block_replica *)0)->server_id)];
+    snprintf(sender, sizeof(sender), "%s", m->primary_id ? m->primary_id : "");
     imgstore__repl_append__free_unpacked(m, NULL);
 
     struct block *b = store_get(ds->store, block_id);
@@ -609,6 +618,14 @@ static void handle_repl_append(struct rpc_sess *s, const struct frame *f)
         /* Only the primary orders appends; another server claiming to is a
          * configuration error we refuse rather than fork the replicas. */
         reply(s, &f->h, IMG_EINVAL, NULL, NULL, 0, NULL);
+        return;
+    }
+    if (set_version < b->set_version &&
+        (b->nreplicas < 1 || strcmp(sender, b->replicas[0].server_id) != 0)) {
+        /* A primary the nameserver has replaced since (it missed the newer
+         * set): taking its appends would fork the replicas. The primary of
+         * our set is only slower to get the new set than we were. */
+        reply(s, &f->h, IMG_ESTALE, NULL, NULL, 0, NULL);
         return;
     }
     struct needle_header h;

@@ -117,6 +117,7 @@ static void report_add(struct block *b, void *arg)
     bi->sealed = b->sealed;
     bi->primary = b->primary;
     bi->corrupt = b->corrupt;
+    bi->set_version = b->set_version;
     char **ids = &r->replica_ids[r->n * BLOCK_MAX_REPLICAS];
     for (int i = 0; i < b->nreplicas; i++)
         ids[i] = b->replicas[i].server_id;
@@ -155,12 +156,22 @@ static void heartbeat_reply(int status, const struct frame *f, void *arg)
         ds->primary_confirmed = 1;
         log_info("nameserver answered our full report: primary roles confirmed");
     }
+    if (!m->safe_mode && !ds->view_confirmed) {
+        if (was_full) {
+            ds->view_confirmed = 1;
+            log_info("nameserver (out of safe mode) answered our full report: serving reads");
+        } else {
+            ds->need_full_report = 1; /* safe mode ended: let it check our view now */
+            ds_session_poke(ds);
+        }
+    }
     if (ds->ns_safe_mode != (int)m->safe_mode)
         log_info("nameserver safe mode %s", m->safe_mode ? "on" : "off");
     ds->ns_safe_mode = m->safe_mode;
     ds->reconnect_ms = DS_RECONNECT_MIN_MS; /* the session works: reset the back-off */
     ds->ns_block_size = m->block_size;
     ds_scrub_set_rate(ds, m->scrub_rate ? m->scrub_rate : ds->scrub_rate_own);
+    ds->ns_replicas = m->replicas;
     imgstore__heartbeat_resp__free_unpacked(m, NULL);
 }
 
@@ -232,6 +243,17 @@ out:
 static void hb_tick(uv_timer_t *t)
 {
     struct ds *ds = t->data;
+    uint64_t now = uv_now(ds->loop);
+    if (ds->last_tick_ms && now - ds->last_tick_ms > DS_STALL_MS) {
+        log_warn("this process stalled for %llu ms (stopped?): reads and primary roles wait "
+                 "until the nameserver has checked our replica sets again",
+                 (unsigned long long)(now - ds->last_tick_ms));
+        ds->view_confirmed = 0;
+        ds->primary_confirmed = 0;
+        ds->need_full_report = 1;
+        ds->hb_full_in_flight = 0; /* an answer to a report from before the stall is old */
+    }
+    ds->last_tick_ms = now;
     ds->hb_soon = 0;
     send_heartbeat(ds);
 }

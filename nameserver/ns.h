@@ -313,9 +313,10 @@ void ns_plan_seal_on(struct ns *ns, uint64_t block_id, struct ns_server *s);
 void ns_plan_check_view(struct ns *ns, struct ns_block *b, struct ns_server *s,
                         int claims_primary, char **ids, size_t nids);
 
-/* Sends SET_REPLICAS with b's replica set (primary first) to every up holder
- * of b (no answer awaited). No-op without a loop. */
-void ns_plan_send_set(struct ns *ns, const struct ns_block *b);
+/* Records a change of b's replica set (b->ver + 1) and sends SET_REPLICAS
+ * with the set (primary first) and its version to every up holder of b (no
+ * answer awaited; no sending without a loop). */
+void ns_plan_send_set(struct ns *ns, struct ns_block *b);
 
 /* Frees the task list. */
 void ns_plan_free(struct ns *ns);
@@ -484,6 +485,9 @@ struct ns_block {
     uint64_t rsize[NS_BLOCK_SLOTS];  /* size each holder reported, by slot */
     uint8_t inset;                   /* bit i: rep[i] is in the replica set told to holders */
     uint8_t behind;                  /* bit i: rep[i] was short at the last planner pass */
+    uint32_t ver;                    /* version of the replica set: the highest reported,
+                                      * bumped by every change the nameserver makes */
+    uint32_t rver[NS_BLOCK_SLOTS];   /* set version each holder last reported */
 };
 
 struct ns_blocks {
@@ -491,6 +495,15 @@ struct ns_blocks {
     size_t cap;              /* 0 or a power of two */
     size_t count;
 };
+
+/* Returns non-zero when holder slot i of b has a copy of an older replica
+ * set: it reported a set version below b->ver and is not in the set the
+ * nameserver keeps. Such a copy may lack tombstones or hold appends the
+ * current copies never had, so it is never a source, never in the set, never
+ * counted as a good replica, and is replaced rather than caught up. Members
+ * of the set are trusted whatever they last reported (a report may cross
+ * the SET_REPLICAS that moved them to the new version). */
+int ns_block_is_old(const struct ns_block *b, unsigned i);
 
 /* Returns the block `id`, or NULL. The pointer is valid until the next
  * insertion or removal. */
@@ -515,6 +528,11 @@ int ns_block_add_rep(struct ns *ns, struct ns_block *b, struct ns_server *s);
 
 /* Returns how many replicas of b are on up servers. */
 unsigned ns_block_up_reps(const struct ns *ns, const struct ns_block *b);
+
+/* Returns how many of b's replicas are up, of the current set and not bad:
+ * a block with fewer than the replication count is under-replicated (at
+ * risk) even when more copies are up. */
+unsigned ns_block_good_reps(const struct ns *ns, const struct ns_block *b);
 
 /* Applies the block part of a validated heartbeat from `s`: a full report
  * replaces everything s holds in the map; an incremental one updates the

@@ -135,7 +135,7 @@ const char *ns_admin_block_health(const struct ns *ns, const struct ns_block *b)
     unsigned up = ns_block_up_reps(ns, b);
     if (up == 0)
         return NS_HEALTH_LOST;
-    return up < ns->meta.replicas ? NS_HEALTH_UNDER : NS_HEALTH_OK;
+    return ns_block_good_reps(ns, b) < ns->meta.replicas ? NS_HEALTH_UNDER : NS_HEALTH_OK;
 }
 
 void ns_admin_totals(const struct ns *ns, struct ns_admin_totals *t)
@@ -155,7 +155,7 @@ void ns_admin_totals(const struct ns *ns, struct ns_admin_totals *t)
             t->open++;
         if (up == 0)
             t->lost++;
-        else if (up < ns->meta.replicas)
+        else if (ns_block_good_reps(ns, b) < ns->meta.replicas)
             t->under_replicated++;
         t->bytes += b->size;
         t->files += b->file_count;
@@ -235,7 +235,7 @@ static int match_blocks(const struct ns *ns, const Imgstore__AdminListBlocks *q,
             continue;
         if (q->state && *q->state && strcmp(q->state, ns_admin_block_state(ns, b)) != 0)
             continue;
-        if (q->under_replicated && ns_block_up_reps(ns, b) >= ns->meta.replicas)
+        if (q->under_replicated && ns_block_good_reps(ns, b) >= ns->meta.replicas)
             continue;
         (*ids)[(*n)++] = b->id;
     }

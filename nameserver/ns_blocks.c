@@ -8,7 +8,14 @@
  * (they count as down replicas) until that server reports again.
  *
  * Storage is one open-addressing hash table with linear probing and
- * backward-shift deletion: 80 bytes per slot, load kept under 70 %. */
+ * backward-shift deletion: 96 bytes per slot, load kept under 70 %.
+ *
+ * Replica-set versions: every change of a sealed block's set the nameserver
+ * makes (ns_plan.c) bumps b->ver and is sent with SET_REPLICAS; dataservers
+ * save it and report it. After a restart the nameserver learns the highest
+ * version from the reports, so a returning copy of an older set (an old
+ * primary failed over while it was down) is recognised whatever the order of
+ * the reports and whatever its size, and never chosen over the newer one. */
 #include "nameserver/ns.h"
 
 #include "common/err.h"
@@ -18,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-_Static_assert(sizeof(struct ns_block) == 80, "keep the per-block footprint small");
+_Static_assert(sizeof(struct ns_block) == 96, "keep the per-block footprint small");
 
 #define TABLE_MIN_CAP 1024
 #define LOAD_NUM 7 /* grow when count / cap would exceed LOAD_NUM / LOAD_DEN */
@@ -127,6 +134,7 @@ int ns_block_add_rep(struct ns *ns, struct ns_block *b, struct ns_server *s)
         return -ENOSPC;
     b->rep[b->nrep] = s->idx;
     b->rsize[b->nrep] = 0;
+    b->rver[b->nrep] = 0;
     b->inset &= (uint8_t)~(1u << b->nrep);
     s->nblocks++;
     return b->nrep++;
@@ -144,6 +152,8 @@ static void block_remove_rep(struct ns *ns, uint64_t id, struct ns_server *s)
     memmove(&b->rep[slot], &b->rep[slot + 1], (size_t)(b->nrep - slot - 1) * sizeof(b->rep[0]));
     memmove(&b->rsize[slot], &b->rsize[slot + 1],
             (size_t)(b->nrep - slot - 1) * sizeof(b->rsize[0]));
+    memmove(&b->rver[slot], &b->rver[slot + 1],
+            (size_t)(b->nrep - slot - 1) * sizeof(b->rver[0]));
     /* Slots above `slot` move down one: so do their replica-set bits. */
     uint8_t low = (uint8_t)(b->inset & ((1u << slot) - 1));
     b->inset = (uint8_t)(low | ((b->inset >> (slot + 1)) << slot));
@@ -157,6 +167,21 @@ static void block_remove_rep(struct ns *ns, uint64_t id, struct ns_server *s)
         s->nblocks--;
     if (b->nrep == 0)
         ns_blocks_del(&ns->blocks, id);
+}
+
+int ns_block_is_old(const struct ns_block *b, unsigned i)
+{
+    return i < b->nrep && b->rver[i] < b->ver && !(b->inset & (1u << i));
+}
+
+unsigned ns_block_good_reps(const struct ns *ns, const struct ns_block *b)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < b->nrep; i++)
+        if (b->rep[i] < ns->nservers && ns->servers[b->rep[i]]->up && !ns_block_is_old(b, i) &&
+            !ns_compact_is_bad(ns, b->id, b->rep[i]))
+            n++;
+    return n;
 }
 
 unsigned ns_block_up_reps(const struct ns *ns, const struct ns_block *b)
@@ -186,15 +211,32 @@ static int apply_block(struct ns *ns, struct ns_server *s, const Imgstore__Block
                  NS_BLOCK_SLOTS, s->id);
         return 1;
     }
+    b->rver[slot] = bi->set_version;
+    if (bi->set_version > b->ver) {
+        /* A newer set than we knew (we restarted): the set we kept is of an
+         * older one; the planner rebuilds it from current copies. */
+        if (b->ver || b->inset)
+            log_info("block %llu: %s reports replica set version %u (we knew %u)",
+                     (unsigned long long)b->id, s->id, bi->set_version, b->ver);
+        b->ver = bi->set_version;
+        if (b->sealed)
+            b->inset = 0;
+        if (b->primary != NS_NO_PRIMARY && b->primary != slot && b->sealed)
+            b->primary = NS_NO_PRIMARY;
+    }
+    int old = ns_block_is_old(b, (unsigned)slot);
     /* Of a sealed block, the primary is the nameserver's choice (failover,
      * ns_plan.c): a returning old primary does not take the role back while
-     * the chosen one is up; ns_plan_check_view demotes it. */
+     * the chosen one is up; ns_plan_check_view demotes it. A copy of an
+     * older set never takes it. */
     struct ns_server *cur = b->primary != NS_NO_PRIMARY && b->primary != slot &&
                                     b->rep[b->primary] < ns->nservers
                                 ? ns->servers[b->rep[b->primary]]
                                 : NULL;
     int keep_cur = b->sealed && cur && cur->up;
-    if (bi->primary && !keep_cur)
+    if (old && b->primary == slot)
+        b->primary = NS_NO_PRIMARY;
+    if (bi->primary && !keep_cur && !old)
         b->primary = (uint8_t)slot;
     else if (!bi->primary && b->primary == slot && !b->sealed)
         b->primary = NS_NO_PRIMARY;
@@ -207,13 +249,13 @@ static int apply_block(struct ns *ns, struct ns_server *s, const Imgstore__Block
     b->rsize[slot] = bi->size;
     if (!b->sealed)
         b->inset |= (uint8_t)(1u << slot); /* writable: the set CREATE_BLOCK gave */
-    if (bi->size >= b->size || b->primary == slot) {
+    if (!old && (bi->size >= b->size || b->primary == slot)) {
         b->file_count = bi->file_count;
         b->deleted_bytes = bi->deleted_bytes;
     }
     b->size = 0;
     for (unsigned i = 0; i < b->nrep; i++)
-        if (b->rsize[i] > b->size)
+        if (b->rsize[i] > b->size && !ns_block_is_old(b, i))
             b->size = b->rsize[i];
     if (b->sealed)
         ns_plan_check_view(ns, b, s, bi->primary, bi->replicas, bi->n_replicas);

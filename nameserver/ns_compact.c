@@ -160,6 +160,37 @@ static void job_end(struct job *j, int status, uint64_t size)
     free(j);
 }
 
+/* The compacted copies that agree with answer `ref` are a new replica set
+ * (a new version): a copy that kept the old layout, or differs, is left out
+ * and, being of an older set, is never a source, a primary or "the longest
+ * copy" again, even after a restart of ours that forgot the bad marks. */
+static void new_set(struct ns *ns, struct job *j, int ref)
+{
+    struct ns_block *b = ns_blocks_get(&ns->blocks, j->block_id);
+    if (!b)
+        return;
+    const struct answer *r = &j->a[ref];
+    uint8_t set = 0;
+    for (unsigned i = 0; i < j->n; i++) {
+        const struct answer *x = &j->a[i];
+        int slot = ns_block_find_rep(b, x->server);
+        if (slot >= 0 && x->status == 0 && x->size == r->size && x->crc == r->crc) {
+            set |= (uint8_t)(1u << slot);
+            b->rsize[slot] = x->size;
+        }
+    }
+    if (!set)
+        return;
+    if (b->primary == NS_NO_PRIMARY || !(set & (1u << b->primary)))
+        for (unsigned i = 0; i < b->nrep; i++)
+            if (set & (1u << i)) {
+                b->primary = (uint8_t)i;
+                break;
+            }
+    b->inset = set;
+    ns_plan_send_set(ns, b);
+}
+
 /* Every COMPACT_BLOCK answered: check that the replicas agree. */
 static void compact_judge(struct job *j)
 {
@@ -184,6 +215,8 @@ static void compact_judge(struct job *j)
                                           : "its compacted copy differs from the others");
         }
     }
+    if (ok && !ns->stopping)
+        new_set(ns, j, ref);
     if (!ns->stopping)
         send_release(j);
     if (ok && !differ) {
@@ -339,7 +372,7 @@ static int wants_compact(const struct ns *ns, const struct ns_block *b, uint32_t
     for (unsigned i = 0; i < b->nrep; i++) {
         const struct ns_server *s = server_of(ns, b->rep[i]);
         if (!s || !s->up || !s->conn || s->draining || s->tasks >= cap ||
-            ns_compact_is_bad(ns, b->id, s->idx))
+            ns_compact_is_bad(ns, b->id, s->idx) || ns_block_is_old(b, i))
             return 0;
     }
     return b->nrep >= ns->meta.replicas;

@@ -56,6 +56,8 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+static void send_set_to(struct ns *ns, const struct ns_block *b, struct ns_server *h);
+
 /* ---- the task list ---------------------------------------------------------- */
 
 struct ns_task *ns_plan_task(struct ns *ns, uint64_t id)
@@ -151,6 +153,12 @@ int ns_plan_task_end(struct ns *ns, uint64_t id, int status, uint64_t size, uint
                      t->block_id, d->id);
         if (slot >= 0 && size > b->rsize[slot])
             b->rsize[slot] = size; /* the pass adds it to the set once complete */
+        if (slot >= 0) {
+            /* Copied from a current copy: of the current set, whatever
+             * version the copy started with; tell it the set now. */
+            b->rver[slot] = b->ver;
+            send_set_to(ns, b, d);
+        }
         log_info("task %" PRIu64 ": block %" PRIu64 " now also on %s (%" PRIu64 " bytes, %s)",
                  id, t->block_id, d ? d->id : "?", size, t->reason);
     } else if (status == 0) {
@@ -162,6 +170,9 @@ int ns_plan_task_end(struct ns *ns, uint64_t id, int status, uint64_t size, uint
         log_warn("task %" PRIu64 ": %s of block %" PRIu64 " on %s failed: %s", id,
                  t->kind == NS_TASK_REPLICATE ? "copy" : "deletion", t->block_id,
                  d ? d->id : "?", img_strerror(status));
+        if (t->kind == NS_TASK_REPLICATE && status == IMG_ESTALE && d)
+            ns_compact_mark_bad(ns, t->block_id, d->idx,
+                                "it is not a prefix of the current copies");
     }
     task_release(ns, t, status, now_ms);
     return 0;
@@ -252,6 +263,7 @@ static int send_replicate(struct ns *ns, struct ns_task *t, const struct ns_bloc
     m.replicas = rp;
     m.task_id = t->id;
     m.rate_bytes_per_s = copy_rate(ns);
+    m.set_version = b->ver;
     struct cmd *c = cmd_new(ns, t->id);
     if (!c)
         return -ENOMEM;
@@ -298,14 +310,16 @@ static void send_set_to(struct ns *ns, const struct ns_block *b, struct ns_serve
     m.n_replicas = set_list(ns, b, reps, rp);
     m.replicas = rp;
     m.primary = b->primary != NS_NO_PRIMARY && b->rep[b->primary] == h->idx;
+    m.version = b->ver;
     struct cmd *c = cmd_new(ns, 0);
     if (c && conn_request(h->conn, FT_SET_REPLICAS, &m.base, NULL, 0, NULL, NS_CMD_TIMEOUT_MS,
                           simple_reply, c) != 0)
         free(c);
 }
 
-void ns_plan_send_set(struct ns *ns, const struct ns_block *b)
+void ns_plan_send_set(struct ns *ns, struct ns_block *b)
 {
+    b->ver++; /* a new set: copies left out of it become copies of an old one */
     for (unsigned i = 0; i < b->nrep; i++)
         send_set_to(ns, b, srv(ns, b->rep[i]));
 }
@@ -389,6 +403,17 @@ static void delete_go(struct ns *ns, struct ns_task *t)
                  t->id, t->block_id, d ? d->id : "?");
         ns_plan_task_end(ns, t->id, IMG_EINVAL, 0, now);
         return;
+    }
+    /* The kept copies hold everything the victim held when asked (it was a
+     * member till now, so they got every tombstone it got): it leaves the
+     * set, and the kept copies stop forwarding to it before it goes. A
+     * tombstone still reaching it after the STATs makes it longer than
+     * keep_size, and the dataserver refuses the DELETE. */
+    struct ns_block *b = ns_blocks_get(&ns->blocks, t->block_id);
+    int vslot = b && d ? ns_block_find_rep(b, d->idx) : -1;
+    if (vslot >= 0 && (b->inset & (1u << vslot))) {
+        b->inset &= (uint8_t)~(1u << vslot);
+        ns_plan_send_set(ns, b);
     }
     Imgstore__DeleteBlock m = IMGSTORE__DELETE_BLOCK__INIT;
     m.block_id = t->block_id;
@@ -496,17 +521,19 @@ static uint64_t longest_up(const struct ns *ns, const struct ns_block *b)
     uint64_t n = 0;
     for (unsigned i = 0; i < b->nrep; i++) {
         struct ns_server *h = srv(ns, b->rep[i]);
-        if (h && h->up && b->rsize[i] > n)
+        if (h && h->up && b->rsize[i] > n && !ns_block_is_old(b, i))
             n = b->rsize[i];
     }
     return n;
 }
 
-/* The source: an up holder of the longest copy under the cap: the primary
- * when it qualifies, else the one with the fewest tasks; holders whose copy
- * failed recently only when nothing else is left. Returns the server or
- * NULL. */
-static struct ns_server *pick_source(const struct ns *ns, const struct ns_block *b)
+/* The source: an up holder of the longest copy of the current set under the
+ * cap: the primary when it qualifies, else the one with the fewest tasks;
+ * holders whose copy failed recently only when nothing else is left. With
+ * allow_bad (a tail catch-up), a bad copy when no good one qualifies: its bad
+ * records may lie before the tail, and a copy checks every record's CRC, so
+ * they would fail it, never spread. Returns the server or NULL. */
+static struct ns_server *pick_source(const struct ns *ns, const struct ns_block *b, int allow_bad)
 {
     struct ns_server *best = NULL;
     unsigned best_score = 0;
@@ -514,10 +541,11 @@ static struct ns_server *pick_source(const struct ns *ns, const struct ns_block 
     for (unsigned i = 0; i < b->nrep; i++) {
         struct ns_server *h = srv(ns, b->rep[i]);
         if (!h || !h->up || !under_cap(ns, h) || b->rsize[i] < longest ||
-            ns_compact_is_bad(ns, b->id, h->idx))
+            ns_block_is_old(b, i) || (!allow_bad && ns_compact_is_bad(ns, b->id, h->idx)))
             continue;
         /* Lower is better: a recent failure, then not the primary, then load. */
-        unsigned score = (failed_recently(ns, b->id, h->idx) ? 2u * NS_MAX_TASK_CAP * 4 : 0) +
+        unsigned score = (ns_compact_is_bad(ns, b->id, h->idx) ? 2u * NS_MAX_TASK_CAP * 16 : 0) +
+                         (failed_recently(ns, b->id, h->idx) ? 2u * NS_MAX_TASK_CAP * 4 : 0) +
                          (b->primary == i ? 0 : 2u * NS_MAX_TASK_CAP) + h->tasks;
         if (!best || score < best_score) {
             best = h;
@@ -623,7 +651,7 @@ static struct ns_server *pick_victim(const struct ns *ns, const struct ns_block 
         struct ns_server *h = srv(ns, b->rep[i]);
         if (!h || !h->up || !under_cap(ns, h))
             continue;
-        if (h->draining || ns_compact_is_bad(ns, b->id, h->idx))
+        if (h->draining || ns_compact_is_bad(ns, b->id, h->idx) || ns_block_is_old(b, i))
             return h;
         if (b->primary == i)
             continue;
@@ -635,7 +663,7 @@ static struct ns_server *pick_victim(const struct ns *ns, const struct ns_block 
 
 static void start_replicate(struct ns *ns, struct ns_block *b, uint64_t now)
 {
-    struct ns_server *s = pick_source(ns, b);
+    struct ns_server *s = pick_source(ns, b, 0);
     struct ns_server *d = s ? pick_target(ns, b) : NULL;
     if (!s || !d)
         return;
@@ -683,7 +711,8 @@ static void start_delete(struct ns *ns, struct ns_block *b, uint64_t now)
     unsigned keep = 0;
     for (unsigned i = 0; i < b->nrep; i++) {
         struct ns_server *h = srv(ns, b->rep[i]);
-        keep += h && h->up && !h->draining && h != v && !ns_compact_is_bad(ns, b->id, h->idx);
+        keep += h && h->up && !h->draining && h != v && !ns_compact_is_bad(ns, b->id, h->idx) &&
+                !ns_block_is_old(b, i);
     }
     if (keep < ns->meta.replicas)
         return;
@@ -693,12 +722,6 @@ static void start_delete(struct ns *ns, struct ns_block *b, uint64_t now)
                                  now);
     if (!t)
         return;
-    /* The kept copies stop forwarding tombstones to it before it goes. */
-    int vslot = ns_block_find_rep(b, v->idx);
-    if (vslot >= 0 && (b->inset & (1u << vslot))) {
-        b->inset &= (uint8_t)~(1u << vslot);
-        ns_plan_send_set(ns, b);
-    }
     log_info("task %" PRIu64 ": delete the copy of block %" PRIu64 " on %s (%u up replicas, "
              "%s)",
              t->id, b->id, v->id, ns_block_up_reps(ns, b), t->reason);
@@ -706,22 +729,31 @@ static void start_delete(struct ns *ns, struct ns_block *b, uint64_t now)
 }
 
 /* Failover of a sealed block whose primary is missing or down past the
- * heartbeat timeout: the up holder with the longest copy becomes primary.
- * Returns non-zero when the primary changed. */
+ * heartbeat timeout: the up member of the replica set with the longest copy
+ * becomes primary (every acknowledged delete is on every member, and a
+ * member that joined short lacks the last ones until caught up); among equal
+ * lengths a good copy first, then one not draining. A copy of an older set
+ * or outside the set never: its data may differ. A bad copy may win by
+ * length: its bad records are served by the others, and a tail catch-up may
+ * read from it. Returns non-zero when the primary changed. */
 static int failover(struct ns *ns, struct ns_block *b, uint64_t now)
 {
     struct ns_server *p = b->primary != NS_NO_PRIMARY ? srv(ns, b->rep[b->primary]) : NULL;
     if (p && (p->up || now < p->last_hb_ms + ns->cfg.hb_timeout_ms))
         return 0;
     int best = -1;
+    unsigned best_rank = 0;
     for (unsigned i = 0; i < b->nrep; i++) {
         struct ns_server *h = srv(ns, b->rep[i]);
-        if (h && h->up && !h->draining && (best < 0 || b->rsize[i] > b->rsize[best]))
+        if (!h || !h->up || ns_block_is_old(b, i) || (b->inset && !(b->inset & (1u << i))))
+            continue;
+        unsigned rank = (ns_compact_is_bad(ns, b->id, h->idx) ? 0 : 2u) + (h->draining ? 0 : 1u);
+        if (best < 0 || b->rsize[i] > b->rsize[best] ||
+            (b->rsize[i] == b->rsize[best] && rank > best_rank)) {
             best = (int)i;
+            best_rank = rank;
+        }
     }
-    for (unsigned i = 0; best < 0 && i < b->nrep; i++)
-        if (srv(ns, b->rep[i]) && srv(ns, b->rep[i])->up)
-            best = (int)i;
     if (best < 0)
         return 0;
     log_info("block %" PRIu64 ": primary %s is down; %s (%" PRIu64 " bytes) promoted", b->id,
@@ -740,7 +772,7 @@ static void maintain_set(struct ns *ns, struct ns_block *b, uint64_t now)
     uint8_t set = 0;
     for (unsigned i = 0; i < b->nrep; i++) {
         struct ns_server *h = srv(ns, b->rep[i]);
-        if (!h || !h->up)
+        if (!h || !h->up || ns_block_is_old(b, i))
             continue;
         if (b->primary == i || (b->inset & (1u << i)) || b->rsize[i] >= longest)
             set |= (uint8_t)(1u << i);
@@ -764,7 +796,12 @@ static int start_catch_up(struct ns *ns, struct ns_block *b, uint64_t now)
     uint8_t behind = 0;
     for (unsigned i = 0; i < b->nrep; i++) {
         struct ns_server *h = srv(ns, b->rep[i]);
-        if (!h || !h->up || b->rsize[i] >= longest)
+        /* A copy of an older set is caught up too when not longer: the
+         * target first checks it is a prefix of the source (else
+         * IMG_ESTALE), then takes the current set version. */
+        int old = ns_block_is_old(b, i);
+        if (!h || !h->up || b->rsize[i] > longest || (!old && b->rsize[i] == longest) ||
+            ns_compact_is_bad(ns, b->id, h->idx))
             continue;
         behind |= (uint8_t)(1u << i);
         /* A member of the set gets every tombstone: short in one report is
@@ -776,7 +813,7 @@ static int start_catch_up(struct ns *ns, struct ns_block *b, uint64_t now)
     }
     b->behind = behind;
     struct ns_server *d = dst >= 0 ? srv(ns, b->rep[dst]) : NULL;
-    struct ns_server *s = d ? pick_source(ns, b) : NULL;
+    struct ns_server *s = d ? pick_source(ns, b, 1) : NULL;
     if (!s || s == d)
         return 0;
     struct ns_task *t = task_add(ns, NS_TASK_REPLICATE, b->id, s->idx, d->idx,
@@ -786,6 +823,10 @@ static int start_catch_up(struct ns *ns, struct ns_block *b, uint64_t now)
     log_info("task %" PRIu64 ": catch up block %" PRIu64 " on %s (%" PRIu64 " of %" PRIu64
              " bytes) from %s",
              t->id, b->id, d->id, b->rsize[dst], longest, s->id);
+    /* A member may not have our newest set yet (the dataserver refuses to
+     * catch up a copy of an older set): it gets it first, on the same
+     * session, so before the copy. */
+    send_set_to(ns, b, d);
     int rc = send_replicate(ns, t, b);
     if (rc)
         ns_plan_task_end(ns, t->id, rc, 0, now);
@@ -825,8 +866,10 @@ void ns_plan_step(struct ns *ns, uint64_t now_ms)
             if (!h || !h->up)
                 continue;
             up++;
-            /* A bad copy (ns_compact.c) is replaced like a draining one. */
-            int leaving = h->draining || ns_compact_is_bad(ns, b->id, h->idx);
+            /* A bad copy (ns_compact.c) or a copy of an older replica set
+             * is replaced like a draining one. */
+            int leaving = h->draining || ns_compact_is_bad(ns, b->id, h->idx) ||
+                          ns_block_is_old(b, k);
             good += !leaving;
             draining += leaving;
         }

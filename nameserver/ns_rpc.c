@@ -59,6 +59,8 @@ static size_t fill_replicas(const struct ns *ns, const struct ns_block *b, int o
              * tombstones (stale, being caught up or dropped): not listed. */
             if (b->sealed && b->inset && !is_primary && !(b->inset & (1u << i)))
                 continue;
+            if (ns_block_is_old(b, i)) /* a copy of an older replica set */
+                continue;
             imgstore__replica__init(&reps[n]);
             reps[n].server_id = s->id;
             reps[n].addr = s->addr;
@@ -233,7 +235,7 @@ static void block_totals(struct ns *ns, Imgstore__ClusterStatusResp *r)
         r->blocks_writable += ns_block_writable(ns, b) ? 1 : 0;
         if (up == 0)
             r->blocks_lost++;
-        else if (up < ns->meta.replicas)
+        else if (ns_block_good_reps(ns, b) < ns->meta.replicas)
             r->blocks_under_replicated++;
     }
 }

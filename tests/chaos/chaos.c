@@ -590,6 +590,28 @@ static void check_http(uint32_t i, uint64_t *rng)
     free(body);
 }
 
+/* Waits (up to CHAOS_RECOVER_MS) until the nameserver is out of safe mode
+ * and reports no lost and no under-replicated block (every block has the
+ * replication count of good copies of its current replica set): the repair
+ * of the last faults is over before the files are checked. */
+static void wait_healed(void)
+{
+    int64_t deadline = cluster_now_ms() + CHAOS_RECOVER_MS;
+    int calm = 0;
+    while (cluster_now_ms() < deadline && calm < 2) {
+        Imgstore__ClusterStatusResp *st = NULL;
+        int ok = imgstore_admin_cluster_status(H, &st) == 0 && !st->safe_mode &&
+                 st->blocks_lost == 0 && st->blocks_under_replicated == 0;
+        imgstore_admin_free_status(st);
+        calm = ok ? calm + 1 : 0;
+        if (calm < 2)
+            usleep(500 * 1000);
+    }
+    if (calm < 2)
+        say("the cluster still reports lost or under-replicated blocks after %d ms",
+            CHAOS_RECOVER_MS);
+}
+
 static void final_checks(void)
 {
     uint32_t n = nfiles < CHAOS_MAX_FILES ? nfiles : CHAOS_MAX_FILES;
@@ -747,6 +769,7 @@ int main(void)
     say("load stopped; waiting for the cluster to be whole, then checking every file");
     check_servers();
     cluster_wait_ready(C, C->nds, CHAOS_RECOVER_MS);
+    wait_healed();
     final_checks();
     check_servers();
     stop_servers();

@@ -497,6 +497,11 @@ Test(block, bad_superblock_and_meta)
         "version=1\nblock=00000000000000ab\nprimary=1\nsealed=0\ncorrupt=0\nreplica=a b\n",
         "version=1\nblock=00000000000000ab\nprimary=1\nsealed=0\ncorrupt=0\nfoo=1\n",
         "version=1\nversion=1\nblock=00000000000000ab\nprimary=1\nsealed=0\ncorrupt=0\n",
+        "version=1\nblock=00000000000000ab\nprimary=1\nsealed=0\ncorrupt=0\nset_version=-1\n",
+        "version=1\nblock=00000000000000ab\nprimary=1\nsealed=0\ncorrupt=0\nset_version=4294967296\n",
+        "version=1\nblock=00000000000000ab\nprimary=1\nsealed=0\ncorrupt=0\nset_version=\n",
+        "version=1\nblock=00000000000000ab\nprimary=1\nsealed=0\ncorrupt=0\nset_version=1\n"
+        "set_version=2\n",
     };
     char p[256];
     path(".meta", p, sizeof(p));
@@ -506,4 +511,25 @@ Test(block, bad_superblock_and_meta)
         fclose(f);
         cr_assert_eq(block_open(dir, 0, TEST_ID, &b), IMG_EFORMAT, "meta %zu", i);
     }
+}
+
+Test(block, set_version_saved_and_optional)
+{
+    struct block *b = create(0);
+    cr_assert_eq(b->set_version, 0, "a new block's set has never changed");
+    b->set_version = 4000000000u;
+    cr_assert_eq(block_save_meta(b), 0);
+    b = reopen(b);
+    cr_assert_eq(b->set_version, 4000000000u);
+    block_close(b);
+    /* A meta written before set versions existed reads as version 0. */
+    char p[256];
+    path(".meta", p, sizeof(p));
+    FILE *f = fopen(p, "w");
+    fputs("version=1\nblock=00000000000000ab\nprimary=0\nsealed=1\ncorrupt=0\n", f);
+    fclose(f);
+    cr_assert_eq(block_open(dir, 0, TEST_ID, &b), 0);
+    cr_assert_eq(b->set_version, 0);
+    cr_assert(b->sealed);
+    block_close(b);
 }

@@ -68,8 +68,9 @@ Test(ns_blocks, table_insert_get_delete_many)
 
 Test(ns_blocks, no_per_file_state)
 {
-    /* 80 bytes per block (per-replica sizes included) whatever the file count: nothing grows with files. */
-    cr_assert_eq(sizeof(struct ns_block), 80);
+    /* 96 bytes per block (per-replica sizes and set versions included) whatever the file
+     * count: nothing grows with files. */
+    cr_assert_eq(sizeof(struct ns_block), 96);
     struct ns_server *a = hb_server("a", 1, 1);
     struct report r;
     report_init(&r, 1);
@@ -211,3 +212,39 @@ Test(ns_blocks, created_block_enters_map_and_pool)
     cr_assert(blk->in_pool);
     cr_assert(ns_block_writable(&ns, blk));
 }
+
+/* After a nameserver restart the reports of an old primary (failed over while
+ * it was down: older replica-set version, maybe longer) and of the current one
+ * arrive in any order: the current one is primary either way, the old copy is
+ * marked old, and the block's size is the current copies' size. */
+static void old_primary_returns(int old_first)
+{
+    struct ns_server *o = hb_server("o", 1ull << 30, 1), *p = hb_server("p", 1ull << 30, 1);
+    struct report ro, rp;
+    report_init(&ro, 1);
+    Imgstore__BlockInfo *bo = report_add(&ro, 40, 9000, 1, 1);
+    bo->set_version = 5;
+    report_init(&rp, 1);
+    Imgstore__BlockInfo *bp = report_add(&rp, 40, 8800, 1, 1);
+    bp->set_version = 6;
+    if (old_first) {
+        cr_assert_eq(ns_blocks_apply_report(&ns, o, &ro.hb, NULL), 0);
+        cr_assert_eq(ns_blocks_apply_report(&ns, p, &rp.hb, NULL), 0);
+    } else {
+        cr_assert_eq(ns_blocks_apply_report(&ns, p, &rp.hb, NULL), 0);
+        cr_assert_eq(ns_blocks_apply_report(&ns, o, &ro.hb, NULL), 0);
+    }
+    struct ns_block *b = ns_blocks_get(&ns.blocks, 40);
+    cr_assert_not_null(b);
+    cr_assert_eq(b->ver, 6);
+    cr_assert_neq(b->primary, NS_NO_PRIMARY);
+    cr_assert_eq(b->rep[b->primary], p->idx, "the newer set's primary keeps the role");
+    int so = ns_block_find_rep(b, o->idx), sp = ns_block_find_rep(b, p->idx);
+    cr_assert(ns_block_is_old(b, (unsigned)so), "the returning copy is of an older set");
+    cr_assert_not(ns_block_is_old(b, (unsigned)sp));
+    cr_assert_eq(b->size, 8800, "an old copy's extra bytes are not the block's size");
+}
+
+Test(ns_blocks, old_primary_reported_first_stays_old) { old_primary_returns(1); }
+
+Test(ns_blocks, old_primary_reported_last_stays_old) { old_primary_returns(0); }

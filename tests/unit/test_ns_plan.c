@@ -309,3 +309,74 @@ Test(ns_plan, new_copy_joins_set_only_when_complete)
     cr_assert_not_null(cu);
     cr_assert_str_eq(cu->reason, "stale copy");
 }
+
+Test(ns_plan, old_copy_never_source_and_replaced)
+{
+    struct ns_server *a = server("a", GIB), *b = server("b", GIB), *c = server("c", 5 * GIB);
+    struct ns_server *r[] = {a, b};
+    ns.safe_mode = 0;
+    block(14, 8192, r, 2);
+    struct ns_block *blk = ns_blocks_get(&ns.blocks, 14);
+    /* b returns with a copy of an older set, longer than a's: it may hold
+     * appends a never had, and lack a's tombstones. */
+    blk->ver = 3;
+    blk->rver[0] = 3;
+    blk->rver[1] = 2;
+    blk->rsize[1] = 9000;
+    blk->inset = 1u;
+    ns_plan_step(&ns, 10);
+    const struct ns_task *t = task_for(14);
+    cr_assert_not_null(t, "one good copy: a new one is made");
+    cr_assert_eq(t->kind, NS_TASK_REPLICATE);
+    cr_assert_eq(t->src, a->idx, "never copied from the old copy, even when longer");
+    cr_assert_eq(t->dst, c->idx);
+    cr_assert_not(blk->inset & 2u, "the old copy never joins the set");
+    cr_assert_eq(ns_plan_task_end(&ns, t->id, 0, 8192, 20), 0);
+    ns_plan_step(&ns, 30);
+    t = task_for(14);
+    cr_assert_not_null(t);
+    cr_assert_eq(t->kind, NS_TASK_DELETE);
+    cr_assert_eq(t->dst, b->idx, "the old copy is the one deleted");
+}
+
+Test(ns_plan, set_change_bumps_version)
+{
+    struct ns_server *a = server("a", GIB), *b = server("b", GIB), *c = server("c", GIB);
+    struct ns_server *r[] = {a, b, c};
+    ns.meta.replicas = 3;
+    ns.safe_mode = 0;
+    block(15, 8192, r, 3);
+    struct ns_block *blk = ns_blocks_get(&ns.blocks, 15);
+    uint32_t v = blk->ver;
+    a->up = 0;
+    a->last_hb_ms = 1;
+    ns_plan_step(&ns, 1 + NS_DEFAULT_HB_TIMEOUT_MS);
+    cr_assert_gt(blk->ver, v, "failover is a new set version");
+    a->up = 1; /* a returns with its old version: it is not trusted */
+    cr_assert(ns_block_is_old(blk, 0));
+}
+
+Test(ns_plan, old_prefix_caught_up_from_bad_current_copy)
+{
+    struct ns_server *a = server("a", GIB), *b = server("b", GIB);
+    server("c", 5 * GIB);
+    struct ns_server *r[] = {a, b};
+    ns.safe_mode = 0;
+    block(16, 8192, r, 2);
+    struct ns_block *blk = ns_blocks_get(&ns.blocks, 16);
+    /* b was down while a took deletes alone (a new set), and a's copy then
+     * went bad: b's shorter copy is caught up from a (its tail only). */
+    blk->ver = 4;
+    blk->rver[0] = 4;
+    blk->rver[1] = 3;
+    blk->rsize[1] = 8000;
+    blk->inset = 1u;
+    ns_compact_mark_bad(&ns, 16, a->idx, "test");
+    ns_plan_step(&ns, 10);
+    const struct ns_task *t = task_for(16);
+    cr_assert_not_null(t);
+    cr_assert_eq(t->kind, NS_TASK_REPLICATE);
+    cr_assert_eq(t->dst, b->idx, "the old prefix is caught up first");
+    cr_assert_eq(t->src, a->idx);
+    cr_assert_str_eq(t->reason, "stale copy");
+}
