@@ -33,7 +33,12 @@
  * otherwise one line says it was skipped. After each fault the driver waits
  * until the cluster is whole again before the next one. A block is damaged
  * (block or index file) on at most one server, so one good copy always
- * exists. A network partition (network namespaces) is not injected yet.
+ * exists. A network partition: when the driver is root and may create
+ * network namespaces, ds2 runs in its own namespace (10.78.N.2, the other
+ * servers on the host end of its veth pair, 10.78.N.1; set up right after
+ * the cluster starts, which is then restarted on those addresses with empty
+ * folders) and the fault takes the host end of the veth down for 1 to 8 s;
+ * otherwise one line says it was skipped.
  *
  * With CHAOS_POWER_CUT=1 and the dataservers of the IMG_FAULT_FS build
  * (make chaos-powercut), two more kinds: a power cut of one dataserver, and
@@ -61,6 +66,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -93,12 +99,14 @@
 #define CHAOS_FULL_FREE (8u << 20)  /* below this much free space it counts as full */
 #define CHAOS_MEM_WARMUP_MS 20000   /* RSS after this much of a process's life is its base */
 #define CHAOS_MEM_SLACK_KB (64 * 1024)
+#define CHAOS_CUT_MIN_MS 1000       /* how long a partition lasts */
+#define CHAOS_CUT_MAX_MS 8000
 #define NS_COPY_RATE_MB 50          /* the nameserver's defaults, restored after a fault */
 #define NS_COMPACT_PCT 30
 
 enum fault {
     F_KILL_DS, F_KILL_NS, F_STOP_DS, F_FLIP_DS, F_FLIP_IDX, F_KILL_COPY, F_KILL_COMPACT,
-    F_VANISH_DIR, F_ROUND, /* kinds above: the shuffled rounds */
+    F_VANISH_DIR, F_PARTITION, F_ROUND, /* kinds above: the shuffled rounds */
     F_POWER_DS = F_ROUND, F_POWER_ALL, F_FULL_DISK, F_KINDS
 };
 static const char *fault_names[F_KINDS] = {"kill -9 + restart dataserver",
@@ -109,6 +117,7 @@ static const char *fault_names[F_KINDS] = {"kill -9 + restart dataserver",
                                            "kill -9 during a block copy + restart",
                                            "kill -9 during a compaction + restart",
                                            "data folder vanished, back + restart",
+                                           "network partition of a dataserver",
                                            "power cut of one dataserver + restart",
                                            "power cut of every dataserver + restart",
                                            "data folder on a small tmpfs (fills up)"};
@@ -118,6 +127,7 @@ static int nkinds = F_ROUND;
 /* The full data folder is set up once at the start, when allowed. */
 static int full_disk_ds = -1;      /* dataserver on the tmpfs, -1: none */
 static int64_t full_since_ms = -1; /* first time it was seen full */
+static uint64_t full_min_free = UINT64_MAX; /* least free space seen there */
 static int64_t load_start_ms;      /* when the load and the faults began */
 static unsigned long copy_hits, copy_misses, compact_hits, compact_misses;
 
@@ -365,6 +375,42 @@ static void *worker(void *arg)
 
 /* ---- faults ---------------------------------------------------------------- */
 
+/* ---- the network namespace of one dataserver ------------------------------ */
+
+/* With root and `ip netns`, one dataserver (part_ds) runs in its own network
+ * namespace at 10.78.N.2, joined to the host by a veth pair whose host end
+ * is 10.78.N.1; every other server listens on 10.78.N.1, so every address
+ * is reachable from both sides. A partition takes the host end down. */
+static int part_ds = -1;
+static int netns_fd = -1, rootns_fd = -1;
+static char netns_name[32], veth_host[16];
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Runs a shell command (output to the driver's stderr); returns its exit
+ * status (0 when it succeeded). */
+static int sh(const char *fmt, ...)
+{
+    char cmd[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    int st = system(cmd);
+    return st == -1 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* Starts (or restarts) dataserver i, inside its namespace for part_ds:
+ * setns applies to the calling thread, and the server is forked from it. */
+static int start_ds(int i)
+{
+    int in_ns = i == part_ds && setns(netns_fd, CLONE_NEWNET) == 0;
+    int rc = cluster_start_ds(C, i);
+    if (in_ns && setns(rootns_fd, CLONE_NEWNET) != 0)
+        say("setns back to the host's network: %s", strerror(errno));
+    return rc;
+}
+
 static int proc_slot(const struct cluster_proc *p)
 {
     return p == &C->ns ? CLUSTER_MAX_DS : (int)(p - C->ds);
@@ -392,7 +438,7 @@ static void check_servers(void)
         if (p == &C->ns)
             cluster_start_ns(C);
         else
-            cluster_start_ds(C, (int)(p - C->ds));
+            start_ds((int)(p - C->ds));
     }
 }
 
@@ -673,7 +719,7 @@ static int full_disk_setup(int i)
         printf("chaos: full data folder: skipped (cannot move %s: %s)\n", p->data,
                strerror(errno));
         rename(aside, p->data);
-        cluster_start_ds(C, i);
+        start_ds(i);
         return -1;
     }
     if (mount("tmpfs", p->data, "tmpfs", 0, opts) != 0) {
@@ -681,13 +727,13 @@ static int full_disk_setup(int i)
                strerror(errno));
         rmdir(p->data);
         rename(aside, p->data);
-        cluster_start_ds(C, i);
+        start_ds(i);
         return -1;
     }
     snprintf(cmd, sizeof(cmd), "cp -a '%s'/. '%s'/ && rm -rf '%s'", aside, p->data, aside);
     if (system(cmd) != 0)
         say("full data folder: copying the files of %s failed", p->name);
-    cluster_start_ds(C, i);
+    start_ds(i);
     say("%s: data folder on a %d MiB tmpfs (%s)", p->name, CHAOS_TMPFS_MB, p->data);
     return 0;
 }
@@ -695,9 +741,12 @@ static int full_disk_setup(int i)
 static void full_disk_sample(void)
 {
     struct statvfs v;
-    if (full_disk_ds < 0 || full_since_ms >= 0 || statvfs(C->ds[full_disk_ds].data, &v) != 0)
+    if (full_disk_ds < 0 || statvfs(C->ds[full_disk_ds].data, &v) != 0)
         return;
-    if ((uint64_t)v.f_bavail * v.f_frsize < CHAOS_FULL_FREE) {
+    uint64_t avail = (uint64_t)v.f_bavail * v.f_frsize;
+    if (avail < full_min_free)
+        full_min_free = avail;
+    if (full_since_ms < 0 && avail < CHAOS_FULL_FREE) {
         full_since_ms = cluster_now_ms();
         say("%s: data folder full (%llu KiB free)", C->ds[full_disk_ds].name,
             (unsigned long long)v.f_bavail * v.f_frsize / 1024);
@@ -782,7 +831,7 @@ static void fault_copy(uint64_t *rng)
     sleep_ms(down_ms);
     free(admin("drain", id, "--cancel", NULL));
     admin_set("copy_rate", NS_COPY_RATE_MB);
-    cluster_start_ds(C, v);
+    start_ds(v);
     killed_by_us[v] = 0;
 }
 
@@ -811,7 +860,7 @@ static void fault_compact(uint64_t *rng)
     admin_set("compact_threshold", NS_COMPACT_PCT);
     admin_set("copy_rate", NS_COPY_RATE_MB);
     sleep_ms(down_ms);
-    cluster_start_ds(C, v);
+    start_ds(v);
     killed_by_us[v] = 0;
 }
 
@@ -843,12 +892,106 @@ static void fault_vanish(uint64_t *rng)
         cluster_signal_proc(p, SIGKILL);
     say("%s %s without its data folder; restarting it", p->name,
         alive ? "kept running" : "exited");
-    cluster_start_ds(C, v);
+    start_ds(v);
     killed_by_us[v] = 0;
+}
+
+static void partition_teardown(void)
+{
+    if (netns_name[0])
+        sh("ip netns del %s 2>/dev/null", netns_name);
+    netns_name[0] = '\0';
+}
+
+/* Replaces the host of "HOST:PORT" by `host`. */
+static void set_host(char *addr, size_t n, const char *host)
+{
+    const char *colon = strrchr(addr, ':');
+    char port[16];
+    snprintf(port, sizeof(port), "%s", colon ? colon + 1 : "0");
+    snprintf(addr, n, "%s:%s", host, port);
+}
+
+/* Moves the cluster onto the veth addresses with dataserver i in its own
+ * namespace (see part_ds). The cluster is stopped, its folders emptied (the
+ * blocks made so far name the old addresses) and started again. Returns 0,
+ * or -1 (skipped, one line says why). */
+static int partition_setup(int i)
+{
+    if (geteuid() != 0) {
+        printf("chaos: network partition: skipped (needs root for network namespaces)\n");
+        return -1;
+    }
+    unsigned net = 20 + (unsigned)getpid() % 200;
+    snprintf(netns_name, sizeof(netns_name), "imgchaos%d", (int)getpid());
+    snprintf(veth_host, sizeof(veth_host), "icv%d", (int)getpid() % 1000000);
+    if (sh("ip netns add %s 2>/dev/null", netns_name) != 0) {
+        printf("chaos: network partition: skipped (ip netns add not permitted here)\n");
+        netns_name[0] = '\0';
+        return -1;
+    }
+    char nspath[64];
+    snprintf(nspath, sizeof(nspath), "/run/netns/%s", netns_name);
+    netns_fd = open(nspath, O_RDONLY | O_CLOEXEC);
+    rootns_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (netns_fd < 0 || rootns_fd < 0 ||
+        sh("ip link add %s type veth peer name eth0 netns %s && ip addr add 10.78.%u.1/24 dev %s"
+           " && ip link set %s up",
+           veth_host, netns_name, net, veth_host, veth_host) != 0 ||
+        sh("ip netns exec %s sh -c 'ip addr add 10.78.%u.2/24 dev eth0 && ip link set eth0 up"
+           " && ip link set lo up'",
+           netns_name, net) != 0) {
+        printf("chaos: network partition: skipped (cannot set up the veth pair)\n");
+        partition_teardown();
+        return -1;
+    }
+    char host[32], inner[32];
+    snprintf(host, sizeof(host), "10.78.%u.1", net);
+    snprintf(inner, sizeof(inner), "10.78.%u.2", net);
+    for (int k = 0; k < C->nds; k++)
+        cluster_signal_proc(&C->ds[k], SIGTERM);
+    cluster_signal_proc(&C->ns, SIGTERM);
+    sh("rm -rf '%s' && mkdir '%s'", C->ns.data, C->ns.data);
+    set_host(C->ns.addr, sizeof(C->ns.addr), host);
+    for (int k = 0; k < C->nds; k++) {
+        struct cluster_proc *p = &C->ds[k];
+        sh("rm -rf '%s' && mkdir '%s'", p->data, p->data);
+        set_host(p->addr, sizeof(p->addr), k == i ? inner : host);
+        set_host(p->http_addr, sizeof(p->http_addr), k == i ? inner : host);
+    }
+    part_ds = i;
+    cluster_start_ns(C);
+    for (int k = 0; k < C->nds; k++)
+        start_ds(k);
+    if (cluster_wait_ready(C, C->nds, CHAOS_RECOVER_MS) != 0) {
+        printf("chaos: network partition: the cluster did not come up on the veth addresses\n");
+        return -2;
+    }
+    say("%s in network namespace %s at %s; the others at %s", C->ds[i].name, netns_name, inner,
+        host);
+    return 0;
+}
+
+/* Cuts the namespaced dataserver off (host end of its veth down) for a
+ * while. It is not killed: it must survive, and so must everything else. */
+static void fault_partition(uint64_t *rng)
+{
+    int cut_ms = rand_between(rng, CHAOS_CUT_MIN_MS, CHAOS_CUT_MAX_MS);
+    faults[F_PARTITION]++;
+    say("fault: network partition of %s for %d ms", C->ds[part_ds].name, cut_ms);
+    if (sh("ip link set %s down", veth_host) != 0)
+        say("ip link set %s down failed", veth_host);
+    sleep_ms(cut_ms);
+    if (sh("ip link set %s up", veth_host) != 0)
+        say("ip link set %s up failed", veth_host);
 }
 
 static void inject(enum fault kind, uint64_t *rng)
 {
+    if (kind == F_PARTITION) {
+        fault_partition(rng);
+        return;
+    }
     if (kind == F_KILL_COPY || kind == F_KILL_COMPACT || kind == F_VANISH_DIR) {
         if (kind == F_KILL_COPY)
             fault_copy(rng);
@@ -870,7 +1013,7 @@ static void inject(enum fault kind, uint64_t *rng)
             power_cut(&C->ds[i]);
         sleep_ms(down_ms);
         for (int i = 0; i < C->nds; i++) {
-            cluster_start_ds(C, i);
+            start_ds(i);
             killed_by_us[i] = 0;
         }
         return;
@@ -889,13 +1032,13 @@ static void inject(enum fault kind, uint64_t *rng)
         if (kind == F_KILL_NS)
             cluster_start_ns(C);
         else
-            cluster_start_ds(C, v);
+            start_ds(v);
         break;
     case F_POWER_DS:
         say("fault: power cut of %s, restart in %d ms", p->name, down_ms);
         power_cut(p);
         sleep_ms(down_ms);
-        cluster_start_ds(C, v);
+        start_ds(v);
         break;
     case F_STOP_DS:
         say("fault: SIGSTOP %s for %d ms", p->name, down_ms);
@@ -914,7 +1057,7 @@ static void inject(enum fault kind, uint64_t *rng)
         else
             say("fault: kill -9 %s (no %s file to damage yet), restart", p->name,
                 idx ? "index" : "block");
-        cluster_start_ds(C, v);
+        start_ds(v);
         break;
     }
     default:
@@ -923,10 +1066,15 @@ static void inject(enum fault kind, uint64_t *rng)
     killed_by_us[proc_slot(p)] = 0;
 }
 
+static int kind_in_use(int k)
+{
+    return k < nkinds && (k != F_PARTITION || part_ds >= 0);
+}
+
 /* Runs the fault schedule until `end_ms`. */
 static void run_faults(int64_t end_ms, uint64_t *rng)
 {
-    int order[F_KINDS], next = F_KINDS;
+    int order[F_KINDS], norder = 0, next = 0;
     while (cluster_now_ms() < end_ms) {
         sleep_ms(rand_between(rng, CHAOS_FAULT_GAP_MIN_MS, CHAOS_FAULT_GAP_MAX_MS));
         mem_sample();
@@ -934,10 +1082,12 @@ static void run_faults(int64_t end_ms, uint64_t *rng)
         check_servers();
         if (cluster_now_ms() >= end_ms)
             break;
-        if (next >= nkinds) { /* a new shuffled round: each kind once */
+        if (next >= norder) { /* a new shuffled round: each kind in use once */
+            norder = 0;
             for (int i = 0; i < nkinds; i++)
-                order[i] = i;
-            for (int i = nkinds - 1; i > 0; i--) {
+                if (kind_in_use(i))
+                    order[norder++] = i;
+            for (int i = norder - 1; i > 0; i--) {
                 int j = (int)(cluster_rand(rng) % (uint64_t)(i + 1)), t = order[i];
                 order[i] = order[j];
                 order[j] = t;
@@ -1112,7 +1262,7 @@ static int report(void)
     printf("chaos: seed %llu (replay with IMGSTORE_SEED=%llu)\n", (unsigned long long)seed,
            (unsigned long long)seed);
     for (int k = 0; k < F_KINDS; k++) {
-        if (k >= nkinds && k != F_FULL_DISK)
+        if (!kind_in_use(k) && k != F_FULL_DISK)
             continue;
         printf("chaos: faults: %-42s %lu\n", fault_names[k], faults[k]);
         total += faults[k];
@@ -1126,10 +1276,13 @@ static int report(void)
                    C->ds[full_disk_ds].name, CHAOS_TMPFS_MB,
                    (double)(full_since_ms - load_start_ms) / 1000.0);
         else
-            printf("chaos: %s's %d MiB data folder never filled up (run longer)\n",
-                   C->ds[full_disk_ds].name, CHAOS_TMPFS_MB);
+            printf("chaos: %s's %d MiB data folder was not seen full (least free space "
+                   "sampled: %llu KiB; run longer)\n",
+                   C->ds[full_disk_ds].name, CHAOS_TMPFS_MB,
+                   (unsigned long long)full_min_free / 1024);
     }
-    printf("chaos: not injected: network partition (network namespaces; not done yet)\n");
+    if (part_ds < 0)
+        printf("chaos: network partition: not injected (skipped at start)\n");
     printf("chaos: uploads acknowledged %lu, failed %lu; reads ok %lu, of deleted files %lu, "
            "failed %lu; deletes acknowledged %lu, failed %lu\n",
            (unsigned long)puts_ok, (unsigned long)puts_failed, (unsigned long)gets_ok,
@@ -1147,7 +1300,7 @@ static int report(void)
         bad |= all[i]->failed != 0;
     }
     for (int k = 0; k < nkinds; k++)
-        if (faults[k] == 0) {
+        if (kind_in_use(k) && faults[k] == 0) {
             printf("chaos: fault kind \"%s\" was never injected (run longer)\n", fault_names[k]);
             bad = 1;
         }
@@ -1179,15 +1332,20 @@ int main(void)
         printf("chaos: the cluster did not start\n0 passed, 1 failed\n");
         return 1;
     }
-    struct imgstore_opts ho = {.timeout_ms = 8000, .io_timeout_ms = 2000};
-    if (imgstore_open(C->ns.addr, &ho, &H) != 0) {
-        printf("chaos: cannot open a client handle\n");
+    if (partition_setup(1) == -2) {
+        partition_teardown();
         cluster_stop(C);
         return 1;
     }
     if (full_disk_setup(C->nds - 1) == 0) {
         full_disk_ds = C->nds - 1;
         faults[F_FULL_DISK] = 1;
+    }
+    struct imgstore_opts ho = {.timeout_ms = 8000, .io_timeout_ms = 2000};
+    if (imgstore_open(C->ns.addr, &ho, &H) != 0) {
+        printf("chaos: cannot open a client handle\n");
+        cluster_stop(C);
+        return 1;
     }
     say("load of %d workers and faults for %d s", CHAOS_WORKERS, seconds);
     load_start_ms = cluster_now_ms();
@@ -1206,6 +1364,7 @@ int main(void)
     mem_report();
     stop_servers();
     full_disk_teardown();
+    partition_teardown();
     imgstore_close(H);
     int bad = report();
     C->passed = !bad;
