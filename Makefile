@@ -175,6 +175,13 @@ $(BUILD)/fuzz_%: $(OBJ)/tests/fuzz/fuzz_%.o $(OBJ)/tests/fuzz/util.o $(DS_CORE_O
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
 
+# The request-handler harnesses run a whole dataserver in-process
+# (tests/fuzz/ds_fixture.c), so they link every dataserver module.
+$(BUILD)/fuzz_ds_rpc $(BUILD)/fuzz_ds_http: $(BUILD)/fuzz_ds_%: $(OBJ)/tests/fuzz/fuzz_ds_%.o \
+                 $(OBJ)/tests/fuzz/ds_fixture.o $(OBJ)/tests/fuzz/util.o $(DS_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
 # Every protobuf message of the protocol, for fuzz_frame.
 $(GEN)/tests/fuzz/fuzz_descriptors.h: $(PROTO_HDR)
 	@mkdir -p $(dir $@)
@@ -200,7 +207,10 @@ fuzz-corpus: deps
 	$(BUILD)/tests/fuzz_mkcorpus tests/fuzz/corpus
 
 # ---- chaos --------------------------------------------------------------------
-$(BUILD)/tests/chaos: $(OBJ)/tests/chaos/chaos.o $(OBJ)/tests/integ/cluster.o $(BUILD)/lib/libimgstore.a
+# (json_check.c is for the Criterion integration tests; the driver is no
+# Criterion program.)
+$(BUILD)/tests/chaos: $(OBJ)/tests/chaos/chaos.o $(filter-out %/json_check.o,$(INTEG_HELPERS)) \
+                      $(BUILD)/lib/libimgstore.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

@@ -53,6 +53,16 @@ void ds_nsc_stop(struct ds *ds)
         conn_close(n->c);
 }
 
+void ds_nsc_free(struct ds *ds)
+{
+    struct ds_nsclient *n = ds->nsc;
+    if (!n)
+        return;
+    free(n->locs);
+    free(n);
+    ds->nsc = NULL;
+}
+
 static void nsc_frame(struct conn *c, const struct frame *f, void *ctx)
 {
     conn_reply(c, &f->h, IMG_EBADTYPE, NULL, NULL, 0, NULL);

@@ -37,6 +37,9 @@ typedef void (*ds_nsc_loc_cb)(int status, const struct ds_loc *loc, void *arg);
 int ds_nsc_init(struct ds *ds);
 /* Closes the connection; pending callbacks run with IMG_ECONN. */
 void ds_nsc_stop(struct ds *ds);
+/* Frees the client once stopped and its connection closed (the loop ran);
+ * for a process that starts dataservers again (the fuzz fixture). */
+void ds_nsc_free(struct ds *ds);
 
 /* Copies the cached, fresh location of block_id into *out. 0 or
  * IMG_ENOTFOUND on a miss. */

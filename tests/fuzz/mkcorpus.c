@@ -251,6 +251,168 @@ static void ns_heartbeats(void)
     save_buf("fuzz_ns_heartbeat", "incremental_and_timeout", &in);
 }
 
+/* ---- fuzz_ds_rpc: steps of (kind, flags, head, body); kinds as in
+ * tests/fuzz/fuzz_ds_rpc.c ---------------------------------------------- */
+
+enum { K_WRITE, K_READ, K_STAT, K_DELETE, K_REPL_APPEND, K_READ_BLOCK, K_VERIFY, K_REPLICATE,
+       K_SEAL, K_DELETE_BLOCK, K_SET_REPLICAS, K_STAT_BLOCK, K_COMPACT, K_CREATE, K_UNKNOWN };
+#define F_FILE(i) (uint8_t)(1 | (i) << 1) /* patch the file reference to fixture file i */
+#define F_REPLICAS 0x40                   /* "@self" / "@peer" replicas */
+
+static void rpc_step(struct buf *in, uint8_t kind, uint8_t flags, const ProtobufCMessage *m,
+                     const void *body, size_t body_len)
+{
+    size_t n = m ? protobuf_c_message_get_packed_size(m) : 0;
+    uint8_t *p = malloc(n + 1);
+    if (m)
+        protobuf_c_message_pack(m, p);
+    put_u8(in, kind);
+    put_u8(in, flags);
+    if (kind == K_UNKNOWN)
+        put_u8(in, 99); /* the type */
+    put_u16(in, (uint16_t)n);
+    put(in, p, n);
+    put_u16(in, (uint16_t)body_len);
+    put(in, body, body_len);
+    free(p);
+}
+
+static Imgstore__Replica rep_self = {PROTOBUF_C_MESSAGE_INIT(&imgstore__replica__descriptor),
+                                     "@self", "x:1", "x:1"};
+static Imgstore__Replica rep_peer = {PROTOBUF_C_MESSAGE_INIT(&imgstore__replica__descriptor),
+                                     "@peer", "x:1", "x:1"};
+
+static void ds_rpc(void)
+{
+    struct buf in = {0};
+    Imgstore__Read rd = IMGSTORE__READ__INIT;
+    Imgstore__Write w = IMGSTORE__WRITE__INIT;
+    w.block_id = 1;
+    w.mime = 2;
+    rpc_step(&in, K_WRITE, 0, &w.base, "a new file", 10);
+    save_buf("fuzz_ds_rpc", "write", &in);
+
+    rpc_step(&in, K_READ, F_FILE(0), &rd.base, NULL, 0);
+    rpc_step(&in, K_READ, F_FILE(1), &rd.base, NULL, 0);
+    rpc_step(&in, K_READ, F_FILE(2), &rd.base, NULL, 0);
+    rpc_step(&in, K_STAT, F_FILE(1), &rd.base, NULL, 0);
+    save_buf("fuzz_ds_rpc", "read_stat", &in);
+
+    Imgstore__Delete del = IMGSTORE__DELETE__INIT;
+    rpc_step(&in, K_DELETE, F_FILE(0), &del.base, NULL, 0);
+    rpc_step(&in, K_READ, F_FILE(0), &rd.base, NULL, 0);
+    rpc_step(&in, K_DELETE, F_FILE(0), &del.base, NULL, 0);
+    save_buf("fuzz_ds_rpc", "delete_read", &in);
+
+    struct buf rec = {0};
+    record(&rec, 1, 0x5151, "replicated", 0);
+    Imgstore__ReplAppend ra = IMGSTORE__REPL_APPEND__INIT;
+    ra.block_id = 2;
+    ra.offset = 64;
+    rpc_step(&in, K_REPL_APPEND, 0, &ra.base, rec.p, rec.len);
+    save_buf("fuzz_ds_rpc", "repl_append", &in);
+    free(rec.p);
+
+    Imgstore__ReadBlock rb = IMGSTORE__READ_BLOCK__INIT;
+    rb.block_id = 1;
+    rb.len = 4096;
+    rpc_step(&in, K_READ_BLOCK, 0, &rb.base, NULL, 0);
+    Imgstore__Verify v = IMGSTORE__VERIFY__INIT;
+    v.block_id = 1;
+    rpc_step(&in, K_VERIFY, 0x80, &v.base, NULL, 0);
+    save_buf("fuzz_ds_rpc", "read_block_verify", &in);
+
+    Imgstore__Replica *reps[1] = {&rep_self};
+    Imgstore__ReplicateBlock rep = IMGSTORE__REPLICATE_BLOCK__INIT;
+    rep.block_id = 3;
+    rep.block_size = 1u << 20;
+    rep.source = &rep_peer;
+    rep.expected_size = 64;
+    rep.n_replicas = 1;
+    rep.replicas = reps;
+    rep.task_id = 1;
+    rpc_step(&in, K_REPLICATE, F_REPLICAS | 0x80, &rep.base, NULL, 0);
+    rep.block_id = 1;
+    rep.expected_size = 8192;
+    rpc_step(&in, K_REPLICATE, F_REPLICAS | 0x80, &rep.base, NULL, 0);
+    save_buf("fuzz_ds_rpc", "replicate", &in);
+
+    Imgstore__SealBlock sb = IMGSTORE__SEAL_BLOCK__INIT;
+    sb.block_id = 1;
+    rpc_step(&in, K_SEAL, 0, &sb.base, NULL, 0);
+    Imgstore__StatBlock st = IMGSTORE__STAT_BLOCK__INIT;
+    st.block_id = 1;
+    rpc_step(&in, K_STAT_BLOCK, 0, &st.base, NULL, 0);
+    /* block 1: superblock, three files and a tombstone */
+    Imgstore__CompactBlock cb = IMGSTORE__COMPACT_BLOCK__INIT;
+    cb.block_id = 1;
+    cb.expected_size = 64 + needle_record_size(5) + needle_record_size(3000) +
+                       needle_record_size(17) + needle_record_size(0);
+    cb.task_id = 2;
+    rpc_step(&in, K_COMPACT, 0x80, &cb.base, NULL, 0);
+    rpc_step(&in, K_READ, F_FILE(1), &rd.base, NULL, 0);
+    save_buf("fuzz_ds_rpc", "seal_stat_compact", &in);
+
+    Imgstore__SetReplicas sr = IMGSTORE__SET_REPLICAS__INIT;
+    sr.block_id = 2;
+    sr.n_replicas = 1;
+    sr.replicas = reps;
+    sr.primary = 1;
+    rpc_step(&in, K_SET_REPLICAS, F_REPLICAS, &sr.base, NULL, 0);
+    Imgstore__DeleteBlock db = IMGSTORE__DELETE_BLOCK__INIT;
+    db.block_id = 2;
+    db.expected_size = 1u << 20;
+    rpc_step(&in, K_DELETE_BLOCK, 0, &db.base, NULL, 0);
+    save_buf("fuzz_ds_rpc", "set_replicas_delete_block", &in);
+
+    Imgstore__CreateBlock cr = IMGSTORE__CREATE_BLOCK__INIT;
+    cr.block_id = 5;
+    cr.block_size = 1u << 20;
+    cr.primary = 1;
+    cr.n_replicas = 1;
+    cr.replicas = reps;
+    rpc_step(&in, K_CREATE, F_REPLICAS, &cr.base, NULL, 0);
+    w.block_id = 5;
+    rpc_step(&in, K_WRITE, 0, &w.base, "into block 5", 12);
+    rpc_step(&in, K_UNKNOWN, 0, NULL, NULL, 0);
+    save_buf("fuzz_ds_rpc", "create_write_unknown", &in);
+}
+
+/* ---- fuzz_ds_http: raw connection bytes; {0}..{2} are the fixture's file
+ * names (the last deleted), {T} the upload token ------------------------- */
+
+static void http_seed(const char *name, const char *text)
+{
+    save("fuzz_ds_http", name, text, strlen(text));
+}
+
+static void ds_http(void)
+{
+    http_seed("get", "GET /{0} HTTP/1.1\r\nHost: cdn\r\n\r\n");
+    http_seed("get_ext_head_deleted",
+              "GET /{1}.jpg HTTP/1.1\r\n\r\nHEAD /{2} HTTP/1.1\r\n\r\n"
+              "GET /{2}.webp HTTP/1.0\r\n\r\n");
+    http_seed("range", "GET /{1} HTTP/1.1\r\nRange: bytes=10-99, 200-\r\n\r\n"
+                       "GET /{1} HTTP/1.1\r\nRange: bytes=-5\r\nIf-Range: \"x\"\r\n\r\n"
+                       "GET /{1} HTTP/1.1\r\nRange: bytes=5000-\r\n\r\n");
+    http_seed("conditional",
+              "GET /{0} HTTP/1.1\r\nIf-None-Match: W/\"a\", *\r\n\r\n"
+              "GET /{0} HTTP/1.1\r\nIf-Modified-Since: Sun, 06 Nov 2044 08:49:37 GMT\r\n\r\n");
+    http_seed("upload", "POST / HTTP/1.1\r\nAuthorization: Bearer {T}\r\n"
+                        "Content-Type: image/png\r\nContent-Length: 5\r\n\r\nhello");
+    http_seed("upload_chunked_continue",
+              "PUT / HTTP/1.1\r\nAuthorization: Bearer {T}\r\nExpect: 100-continue\r\n"
+              "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+    http_seed("upload_refused", "POST / HTTP/1.1\r\nAuthorization: Bearer nope\r\n"
+                                "Content-Length: 3\r\n\r\nabc"
+                                "POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n");
+    http_seed("delete", "DELETE /{0} HTTP/1.1\r\nAuthorization: Bearer {T}\r\n\r\n"
+                        "DELETE /{2} HTTP/1.1\r\nAuthorization: Bearer {T}\r\n\r\n");
+    http_seed("other", "GET /healthz HTTP/1.1\r\n\r\nGET /metrics HTTP/1.1\r\n\r\n"
+                       "OPTIONS / HTTP/1.1\r\n\r\nGET /notaname HTTP/1.1\r\n\r\n"
+                       "GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -270,5 +432,7 @@ int main(int argc, char **argv)
     recovery("indexed_two_corrupt_last", 2, 1, 0);
     recovery("torn_tail", 1, 0, 1);
     ns_heartbeats();
+    ds_rpc();
+    ds_http();
     return 0;
 }
