@@ -84,6 +84,13 @@ enum ns_setting_key {
     NS_SETTING_COUNT
 };
 
+/* A set of server ids an operator marked (read-only, draining), persisted in
+ * ns.meta one line per id. */
+struct ns_idlist {
+    char **ids; /* owned */
+    size_t n;
+};
+
 struct ns_meta {
     char path[PATH_MAX];                  /* DIR/ns.meta */
     char cluster_id[NS_CLUSTER_ID_HEX + 1];
@@ -95,8 +102,8 @@ struct ns_meta {
     size_t nknown;
     uint64_t setting[NS_SETTING_COUNT];   /* values set by an operator */
     uint32_t setting_set;                 /* bit k: setting[k] is set (persisted) */
-    char **readonly;                      /* servers an operator made read-only (owned) */
-    size_t nreadonly;
+    struct ns_idlist readonly;            /* servers an operator made read-only */
+    struct ns_idlist draining;            /* servers an operator is draining */
 };
 
 /* Parses the text of a meta file into *m (known ids malloc'd into m). Does
@@ -140,6 +147,13 @@ int ns_meta_is_readonly(const struct ns_meta *m, const char *id);
  * it (no-op when unchanged). Returns 0, -ENOMEM, or the save error (then the
  * mark is unchanged). */
 int ns_meta_set_readonly(struct ns_meta *m, const char *id, int on);
+
+/* Returns non-zero when an operator is draining server `id`. */
+int ns_meta_is_draining(const struct ns_meta *m, const char *id);
+
+/* Sets or clears the drain mark of server `id` and persists it, like
+ * ns_meta_set_readonly: a drain goes on after a nameserver restart. */
+int ns_meta_set_draining(struct ns_meta *m, const char *id, int on);
 
 /* Sets setting k to v (already validated) and persists it. Returns 0 or the
  * save error (then the setting is unchanged). */

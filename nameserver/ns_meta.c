@@ -67,6 +67,75 @@ static int known_push(struct ns_meta *m, const char *id)
     return 0;
 }
 
+/* ---- marked server lists (read-only, draining) ---- */
+
+static void idlist_clear(struct ns_idlist *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->ids[i]);
+    free(l->ids);
+    l->ids = NULL;
+    l->n = 0;
+}
+
+static int idlist_has(const struct ns_idlist *l, const char *id)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->ids[i], id) == 0)
+            return 1;
+    return 0;
+}
+
+/* Appends a copy of `id`. Returns 0 or -ENOMEM. */
+static int idlist_push(struct ns_idlist *l, const char *id)
+{
+    char *copy = strdup(id);
+    char **n = copy ? realloc(l->ids, (l->n + 1) * sizeof(*n)) : NULL;
+    if (!n) {
+        free(copy);
+        return -ENOMEM;
+    }
+    l->ids = n;
+    l->ids[l->n++] = copy;
+    return 0;
+}
+
+/* Parses one "<kind>_server ID" line into l. */
+static int idlist_parse(struct ns_idlist *l, const char *val)
+{
+    if (!ns_server_id_valid(val) || idlist_has(l, val) || l->n >= NS_MAX_SERVERS)
+        return IMG_EFORMAT;
+    return idlist_push(l, val);
+}
+
+/* Sets or clears id's mark in l and persists the meta; on a failed save the
+ * list is as before. */
+static int idlist_set(struct ns_meta *m, struct ns_idlist *l, const char *id, int on)
+{
+    size_t i = 0;
+    while (i < l->n && strcmp(l->ids[i], id) != 0)
+        i++;
+    int has = i < l->n, rc;
+    if (!has == !on)
+        return 0;
+    if (on) {
+        if ((rc = idlist_push(l, id)) != 0)
+            return rc;
+        if ((rc = ns_meta_save(m)) != 0)
+            free(l->ids[--l->n]);
+        return rc;
+    }
+    char *gone = l->ids[i];
+    l->ids[i] = l->ids[--l->n];
+    if ((rc = ns_meta_save(m)) != 0) {
+        l->ids[l->n++] = l->ids[i];
+        l->ids[i] = gone;
+        return rc;
+    }
+    free(gone);
+    return 0;
+}
+
 static void known_clear(struct ns_meta *m)
 {
     for (size_t i = 0; i < m->nknown; i++)
@@ -74,26 +143,9 @@ static void known_clear(struct ns_meta *m)
     free(m->known);
     m->known = NULL;
     m->nknown = 0;
-    for (size_t i = 0; i < m->nreadonly; i++)
-        free(m->readonly[i]);
-    free(m->readonly);
-    m->readonly = NULL;
-    m->nreadonly = 0;
+    idlist_clear(&m->readonly);
+    idlist_clear(&m->draining);
     m->setting_set = 0;
-}
-
-/* Appends a copy of `id` to the read-only list. Returns 0 or -ENOMEM. */
-static int readonly_push(struct ns_meta *m, const char *id)
-{
-    char *copy = strdup(id);
-    char **n = copy ? realloc(m->readonly, (m->nreadonly + 1) * sizeof(*n)) : NULL;
-    if (!n) {
-        free(copy);
-        return -ENOMEM;
-    }
-    m->readonly = n;
-    m->readonly[m->nreadonly++] = copy;
-    return 0;
 }
 
 /* Applies "setting KEY VALUE" (val is "KEY VALUE"). */
@@ -150,12 +202,9 @@ static int parse_line(struct ns_meta *m, char *line, unsigned *seen)
         if (rc)
             return rc;
     } else if (strcmp(line, "readonly_server") == 0) {
-        if (!ns_server_id_valid(val) || ns_meta_is_readonly(m, val) ||
-            m->nreadonly >= NS_MAX_SERVERS)
-            return IMG_EFORMAT;
-        int rc = readonly_push(m, val);
-        if (rc)
-            return rc;
+        return idlist_parse(&m->readonly, val);
+    } else if (strcmp(line, "draining_server") == 0) {
+        return idlist_parse(&m->draining, val);
     } else if (strcmp(line, "setting") == 0) {
         return parse_setting(m, val);
     } else {
@@ -206,7 +255,7 @@ err:
 
 int ns_meta_save(const struct ns_meta *m)
 {
-    size_t cap = 256 + (m->nknown + m->nreadonly) * (NS_SERVER_ID_MAX + 24) +
+    size_t cap = 256 + (m->nknown + m->readonly.n + m->draining.n) * (NS_SERVER_ID_MAX + 24) +
                  NS_SETTING_COUNT * 64;
     char *buf = malloc(cap);
     if (!buf)
@@ -219,8 +268,10 @@ int ns_meta_save(const struct ns_meta *m)
     size_t len = (size_t)n;
     for (size_t i = 0; i < m->nknown; i++)
         len += (size_t)snprintf(buf + len, cap - len, "known_server %s\n", m->known[i]);
-    for (size_t i = 0; i < m->nreadonly; i++)
-        len += (size_t)snprintf(buf + len, cap - len, "readonly_server %s\n", m->readonly[i]);
+    for (size_t i = 0; i < m->readonly.n; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "readonly_server %s\n", m->readonly.ids[i]);
+    for (size_t i = 0; i < m->draining.n; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "draining_server %s\n", m->draining.ids[i]);
     for (int k = 0; k < NS_SETTING_COUNT; k++)
         if (m->setting_set & (1u << k))
             len += (size_t)snprintf(buf + len, cap - len, "setting %s %llu\n",
@@ -361,36 +412,22 @@ int ns_meta_add_known(struct ns_meta *m, const char *id)
 
 int ns_meta_is_readonly(const struct ns_meta *m, const char *id)
 {
-    for (size_t i = 0; i < m->nreadonly; i++)
-        if (strcmp(m->readonly[i], id) == 0)
-            return 1;
-    return 0;
+    return idlist_has(&m->readonly, id);
 }
 
 int ns_meta_set_readonly(struct ns_meta *m, const char *id, int on)
 {
-    size_t i = 0;
-    while (i < m->nreadonly && strcmp(m->readonly[i], id) != 0)
-        i++;
-    int has = i < m->nreadonly, rc;
-    if (!has == !on)
-        return 0;
-    if (on) {
-        if ((rc = readonly_push(m, id)) != 0)
-            return rc;
-        if ((rc = ns_meta_save(m)) != 0)
-            free(m->readonly[--m->nreadonly]);
-        return rc;
-    }
-    char *gone = m->readonly[i];
-    m->readonly[i] = m->readonly[--m->nreadonly];
-    if ((rc = ns_meta_save(m)) != 0) {
-        m->readonly[m->nreadonly++] = m->readonly[i];
-        m->readonly[i] = gone;
-        return rc;
-    }
-    free(gone);
-    return 0;
+    return idlist_set(m, &m->readonly, id, on);
+}
+
+int ns_meta_is_draining(const struct ns_meta *m, const char *id)
+{
+    return idlist_has(&m->draining, id);
+}
+
+int ns_meta_set_draining(struct ns_meta *m, const char *id, int on)
+{
+    return idlist_set(m, &m->draining, id, on);
 }
 
 int ns_meta_set_setting(struct ns_meta *m, int k, uint64_t v)

@@ -935,6 +935,9 @@ int ns_plan_drain(struct ns *ns, const char *id, int cancel, uint32_t *left)
     struct ns_server *s = id ? ns_registry_find(ns, id) : NULL;
     if (!s)
         return IMG_ENOTFOUND;
+    int rc = ns_meta_set_draining(&ns->meta, s->id, !cancel); /* survives our restart */
+    if (rc != 0)
+        return rc;
     if (!cancel && !s->draining)
         log_info("drain of %s started: %u replicas to move", s->id, s->nblocks);
     else if (cancel && s->draining)

@@ -119,6 +119,9 @@ int ns_registry_heartbeat(struct ns *ns, const Imgstore__Heartbeat *hb, struct c
             log_error("cannot register server %s: %s", hb->server_id, img_strerror(rc));
             return rc;
         }
+        s->draining = ns_meta_is_draining(&ns->meta, s->id); /* a drain goes on */
+        if (s->draining)
+            log_info("server %s is being drained (kept in %s)", s->id, NS_META_FILE);
     } else if (strcmp(s->addr, hb->addr) != 0 || strcmp(s->http_addr, hb->http_addr) != 0) {
         log_info("server %s changed address from %s (http %s) to %s (http %s)", s->id, s->addr,
                  s->http_addr, hb->addr, hb->http_addr);

@@ -147,6 +147,25 @@ Test(ns_meta, known_servers_persist)
     ns_meta_free(&m);
 }
 
+Test(ns_meta, readonly_and_draining_marks_persist)
+{
+    struct ns_meta m;
+    cr_assert_eq(ns_meta_open(&m, dir, 0, 0), 0);
+    cr_assert_eq(ns_meta_set_draining(&m, "ds-a", 1), 0);
+    cr_assert_eq(ns_meta_set_draining(&m, "ds-a", 1), 0, "setting twice is a no-op");
+    cr_assert_eq(ns_meta_set_readonly(&m, "ds-b", 1), 0);
+    cr_assert_eq(ns_meta_set_draining(&m, "ds-c", 1), 0);
+    cr_assert_eq(ns_meta_set_draining(&m, "ds-c", 0), 0);
+    ns_meta_free(&m);
+    cr_assert_eq(ns_meta_open(&m, dir, 0, 0), 0);
+    cr_assert(ns_meta_is_draining(&m, "ds-a"), "a drain goes on after a restart");
+    cr_assert_not(ns_meta_is_draining(&m, "ds-b"));
+    cr_assert_not(ns_meta_is_draining(&m, "ds-c"), "a canceled drain is gone");
+    cr_assert(ns_meta_is_readonly(&m, "ds-b"));
+    cr_assert_not(ns_meta_is_readonly(&m, "ds-a"));
+    ns_meta_free(&m);
+}
+
 static const char *good =
     "imgstore-nameserver-meta 1\n"
     "cluster_id 0123456789abcdef0123456789abcdef\n"
@@ -197,6 +216,13 @@ Test(ns_meta, corrupt_files_are_refused)
         /* missing key */
         "imgstore-nameserver-meta 1\ncluster_id 0123456789abcdef0123456789abcdef\n"
         "replicas 2\nblock_size 67108864\nend\n",
+        /* a server drained twice */
+        "imgstore-nameserver-meta 1\ncluster_id 0123456789abcdef0123456789abcdef\n"
+        "block_id_reserved 1\nreplicas 2\nblock_size 67108864\ndraining_server a\n"
+        "draining_server a\nend\n",
+        /* a bad drained server id */
+        "imgstore-nameserver-meta 1\ncluster_id 0123456789abcdef0123456789abcdef\n"
+        "block_id_reserved 1\nreplicas 2\nblock_size 67108864\ndraining_server a/b\nend\n",
         /* text after end */
         "imgstore-nameserver-meta 1\ncluster_id 0123456789abcdef0123456789abcdef\n"
         "block_id_reserved 1\nreplicas 2\nblock_size 67108864\nend\nx\n",
