@@ -105,6 +105,7 @@ struct copy {
     uint8_t *wbuf;               /* bytes being written */
     size_t wlen;
     int catchup;                 /* appending the tail to the block here */
+    uint64_t start_off;          /* where the copy started (a catch-up: our tail) */
     int checked;                 /* catch-up: our last bytes equal the source's */
     uint8_t *check_buf;          /* catch-up check: our own bytes, then compared */
     uint32_t check_len;
@@ -692,7 +693,7 @@ static int replicate_start(struct ds *ds, struct conn *c, const struct frame *f,
     snprintf(cp->src_id, sizeof(cp->src_id), "%s", src.server_id);
     cp->fd = -1;
     if (cp->catchup) {
-        cp->off = cp->src_tail = b->durable_tail;
+        cp->off = cp->src_tail = cp->start_off = b->durable_tail;
         if (!b->sealed && block_seal(b) == 0)
             log_info("block %" PRIu64 " sealed for its tail catch-up", b->id);
         b->dirty = 1;
@@ -1068,6 +1069,19 @@ void ds_copy_read_block(struct ds *ds, const struct frame *f, struct ds_rpc_req 
 }
 
 /* ---- heartbeat support and shut-down -------------------------------------------- */
+
+size_t ds_copy_progress(struct ds *ds, Imgstore__CopyProgress *out, size_t max)
+{
+    size_t n = 0;
+    for (struct copy *cp = ds->copy ? ds->copy->copies : NULL; cp && n < max; cp = cp->next) {
+        imgstore__copy_progress__init(&out[n]);
+        out[n].task_id = cp->task;
+        out[n].block_id = cp->id;
+        out[n].bytes_done = cp->off - cp->start_off;
+        n++;
+    }
+    return n;
+}
 
 size_t ds_copy_removed(struct ds *ds, const uint64_t **ids)
 {

@@ -16,6 +16,7 @@
 #define DS_DS_COPY_H
 
 #include "dataserver/ds.h"
+#include "proto/imgstore.pb-c.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -62,5 +63,9 @@ uint64_t ds_copy_throttle(struct ds *ds, uint32_t len);
  * closes the blocks waiting for their deferred close. Call before
  * store_close, with ds->stopping set. Safe when nothing was ever started. */
 void ds_copy_stop(struct ds *ds);
+
+/* Fills out[0..max) with the block copies running here (task, block, bytes
+ * done), for the heartbeat. Returns the count. */
+size_t ds_copy_progress(struct ds *ds, Imgstore__CopyProgress *out, size_t max);
 
 #endif

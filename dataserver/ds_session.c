@@ -214,6 +214,11 @@ static void send_heartbeat(struct ds *ds)
     hb.blocks = r.ptrs;
     hb.reads = ds->reads;
     hb.writes = ds->writes;
+    Imgstore__CopyProgress copies[DS_COPY_MAX_ACTIVE], *cptrs[DS_COPY_MAX_ACTIVE];
+    hb.n_copies = ds_copy_progress(ds, copies, DS_COPY_MAX_ACTIVE);
+    for (size_t i = 0; i < hb.n_copies; i++)
+        cptrs[i] = &copies[i];
+    hb.copies = cptrs;
     const uint64_t *removed = NULL;
     size_t nremoved = ds_copy_removed(ds, &removed);
     if (!r.full) { /* a full report implies every removal */

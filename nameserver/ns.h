@@ -303,6 +303,12 @@ void ns_plan_tick(struct ns *ns, uint64_t now_ms);
  * the server leaves it. Returns 0 or IMG_ENOTFOUND (no such running task). */
 int ns_plan_task_end(struct ns *ns, uint64_t id, int status, uint64_t size, uint64_t now_ms);
 
+/* Takes the progress of the copies s reports running (Heartbeat.copies)
+ * into their tasks' bytes_done: a copy task shows its progress while it
+ * runs, not only at its end. Entries for unknown tasks, other targets or
+ * other blocks are ignored. */
+void ns_plan_progress(struct ns *ns, const struct ns_server *s, const Imgstore__Heartbeat *hb);
+
 /* Returns running task `id`, or NULL. Valid until the next planner call. */
 struct ns_task *ns_plan_task(struct ns *ns, uint64_t id);
 

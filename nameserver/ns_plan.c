@@ -136,6 +136,16 @@ struct ns_task *ns_plan_task_add(struct ns *ns, int kind, uint64_t block_id, uin
     return task_add(ns, kind, block_id, src, dst, bytes, reason, now);
 }
 
+void ns_plan_progress(struct ns *ns, const struct ns_server *s, const Imgstore__Heartbeat *hb)
+{
+    for (size_t i = 0; i < hb->n_copies; i++) {
+        const Imgstore__CopyProgress *cp = hb->copies[i];
+        struct ns_task *t = cp ? ns_plan_task(ns, cp->task_id) : NULL;
+        if (t && t->kind == NS_TASK_REPLICATE && t->dst == s->idx && t->block_id == cp->block_id)
+            t->bytes_done = cp->bytes_done < t->bytes_total ? cp->bytes_done : t->bytes_total;
+    }
+}
+
 int ns_plan_task_end(struct ns *ns, uint64_t id, int status, uint64_t size, uint64_t now_ms)
 {
     struct ns_task *t = ns_plan_task(ns, id);

@@ -116,6 +116,7 @@ static void handle_heartbeat(struct ns_peer *p, const struct frame *f)
         log_error("server %s: cannot apply block report: %s", s->id, img_strerror(rc));
         goto err;
     }
+    ns_plan_progress(ns, s, hb);
     ns_safe_mode_check(ns, now);
     Imgstore__HeartbeatResp resp = IMGSTORE__HEARTBEAT_RESP__INIT;
     resp.cluster_id = ns->meta.cluster_id;

@@ -380,3 +380,39 @@ Test(ns_plan, old_prefix_caught_up_from_bad_current_copy)
     cr_assert_eq(t->src, a->idx);
     cr_assert_str_eq(t->reason, "stale copy");
 }
+
+Test(ns_plan, copy_progress_from_heartbeats)
+{
+    struct ns_server *a = server("a", GIB), *b = server("b", GIB), *c = server("c", 5 * GIB);
+    struct ns_server *r[] = {a, b};
+    ns.safe_mode = 0;
+    block(17, 8192, r, 2);
+    b->up = 0;
+    ns_plan_step(&ns, 10);
+    struct ns_task *t = (struct ns_task *)task_for(17);
+    cr_assert_not_null(t);
+    cr_assert_eq(t->dst, c->idx);
+    Imgstore__CopyProgress p[3], *pp[3];
+    for (int i = 0; i < 3; i++) {
+        imgstore__copy_progress__init(&p[i]);
+        pp[i] = &p[i];
+    }
+    p[0].task_id = t->id;
+    p[0].block_id = 17;
+    p[0].bytes_done = 4096;
+    p[1].task_id = t->id; /* names another block: ignored */
+    p[1].block_id = 99;
+    p[1].bytes_done = 1;
+    p[2].task_id = t->id + 100; /* no such task */
+    p[2].block_id = 17;
+    Imgstore__Heartbeat hb = IMGSTORE__HEARTBEAT__INIT;
+    hb.n_copies = 3;
+    hb.copies = pp;
+    ns_plan_progress(&ns, c, &hb);
+    cr_assert_eq(t->bytes_done, 4096, "progress shows while the copy runs");
+    ns_plan_progress(&ns, a, &hb);
+    cr_assert_eq(t->bytes_done, 4096, "only the copy's target reports it");
+    p[0].bytes_done = 1u << 30;
+    ns_plan_progress(&ns, c, &hb);
+    cr_assert_eq(t->bytes_done, t->bytes_total, "never past the total");
+}
