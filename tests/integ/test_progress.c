@@ -2,12 +2,14 @@
  * with the background copy cap at 1 MB/s, a drain copies 4 MiB blocks for
  * seconds each, and LIST_TASKS shows a running copy with 0 < bytes_done <
  * bytes_total while it runs (the target reports its copies in every
- * heartbeat), not only when it ends. The drain is then canceled. */
+ * heartbeat), not only when it ends. The nameserver is then killed and
+ * restarted: the drain goes on (kept in ns.meta), then it is canceled. */
 #include "tests/integ/cluster.h"
 
 #include "proto/frame.h"
 
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -94,6 +96,22 @@ Test(progress, running_copy_shows_bytes_done)
     }
     cr_assert(seen, "no running copy showed partial progress within %d ms", DEADLINE_MS);
 
+    /* The drain is kept in ns.meta: it goes on after a nameserver restart. */
+    char victim_id[128];
+    snprintf(victim_id, sizeof(victim_id), "%s", victim->server_id);
+    imgstore_admin_free_status(st);
+    st = NULL;
+    cr_assert_neq(cluster_signal_proc(&C->ns, SIGKILL), -1);
+    cr_assert_eq(cluster_start_ns(C), 0);
+    cr_assert_eq(cluster_wait_ready(C, C->nds, CLUSTER_READY_MS), 0);
+    cr_assert_eq(imgstore_admin_cluster_status(h, &st), 0);
+    int draining = -1;
+    for (size_t i = 0; i < st->n_servers; i++)
+        if (strcmp(st->servers[i]->server_id, victim_id) == 0)
+            draining = st->servers[i]->draining;
+    cr_assert_eq(draining, 1, "the drain was forgotten by the restarted nameserver");
+
+    dr.server_id = victim_id;
     dr.cancel = 1;
     cr_assert_eq(ns_admin(h, FT_DRAIN, &dr.base, &imgstore__drain_resp__descriptor, &out), 0);
     protobuf_c_message_free_unpacked(out, NULL);
