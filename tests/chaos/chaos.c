@@ -18,7 +18,8 @@
  *      sample).
  *
  * Faults, one at a time, each kind at least once per run (in a shuffled
- * round-robin order): kill -9 and restart of a dataserver; kill -9 and
+ * round-robin order; a short run goes on past CHAOS_SECONDS, at most
+ * CHAOS_ROUND_GRACE_MS, until the first round is complete): kill -9 and restart of a dataserver; kill -9 and
  * restart of the nameserver; SIGSTOP then SIGCONT of a dataserver (a frozen
  * server); bytes flipped in a block file of a killed dataserver, then
  * restart; bytes flipped in an index file (.idx) of a killed dataserver, then
@@ -88,6 +89,7 @@
 #define CHAOS_DOWN_MIN_MS 300       /* how long a killed or frozen server stays out */
 #define CHAOS_DOWN_MAX_MS 4000
 #define CHAOS_RECOVER_MS 40000      /* deadline for the cluster to be whole again */
+#define CHAOS_ROUND_GRACE_MS 180000 /* the load may go on this long to finish a round */
 #define CHAOS_FLIPS 8               /* bytes flipped per damaged block */
 #define CHAOS_FINAL_ATTEMPTS 5      /* reads of one file at the end before giving up */
 #define CHAOS_MAX_DAMAGED 256
@@ -1071,16 +1073,25 @@ static int kind_in_use(int k)
     return k < nkinds && (k != F_PARTITION || part_ds >= 0);
 }
 
-/* Runs the fault schedule until `end_ms`. */
+/* Non-zero while the fault schedule goes on: until `end_ms`, and past it
+ * (at most CHAOS_ROUND_GRACE_MS) until the first round is complete, so a
+ * short run on a slow machine still injects every kind once. */
+static int faults_go_on(int64_t end_ms, int first_round_done)
+{
+    int64_t now = cluster_now_ms();
+    return now < end_ms || (!first_round_done && now < end_ms + CHAOS_ROUND_GRACE_MS);
+}
+
+/* Runs the fault schedule until `end_ms` (see faults_go_on). */
 static void run_faults(int64_t end_ms, uint64_t *rng)
 {
-    int order[F_KINDS], norder = 0, next = 0;
-    while (cluster_now_ms() < end_ms) {
+    int order[F_KINDS], norder = 0, next = 0, first_round_done = 0;
+    while (faults_go_on(end_ms, first_round_done)) {
         sleep_ms(rand_between(rng, CHAOS_FAULT_GAP_MIN_MS, CHAOS_FAULT_GAP_MAX_MS));
         mem_sample();
         full_disk_sample();
         check_servers();
-        if (cluster_now_ms() >= end_ms)
+        if (!faults_go_on(end_ms, first_round_done))
             break;
         if (next >= norder) { /* a new shuffled round: each kind in use once */
             norder = 0;
@@ -1095,6 +1106,7 @@ static void run_faults(int64_t end_ms, uint64_t *rng)
             next = 0;
         }
         inject((enum fault)order[next++], rng);
+        first_round_done |= next >= norder;
         if (cluster_wait_ready(C, C->nds, CHAOS_RECOVER_MS) != 0)
             say("the cluster did not become whole again in %d ms", CHAOS_RECOVER_MS);
     }
