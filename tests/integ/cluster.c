@@ -519,7 +519,7 @@ static int layout(struct cluster *c)
     return 0;
 }
 
-int cluster_start(const struct cluster_opts *opts, struct cluster **out)
+static int cluster_start_once(const struct cluster_opts *opts, struct cluster **out)
 {
     struct cluster *c = calloc(1, sizeof(*c));
     int rc;
@@ -559,6 +559,22 @@ int cluster_start(const struct cluster_opts *opts, struct cluster **out)
 err:
     c->passed = 1; /* the failure was already reported */
     cluster_stop(c);
+    return rc;
+}
+
+/* Free ports are found by binding port 0 and closing the socket, so another
+ * process on the machine may take one before our server binds it ("address
+ * already in use"): a failed start is tried again, in a new folder with new
+ * ports, up to CLUSTER_START_ATTEMPTS times. */
+int cluster_start(const struct cluster_opts *opts, struct cluster **out)
+{
+    int rc = 0;
+    for (int attempt = 1; attempt <= CLUSTER_START_ATTEMPTS; attempt++) {
+        if ((rc = cluster_start_once(opts, out)) == 0)
+            return 0;
+        if (attempt < CLUSTER_START_ATTEMPTS)
+            say("cluster start failed (%d); trying again with new ports", rc);
+    }
     return rc;
 }
 

@@ -29,6 +29,7 @@
 #define CLUSTER_ADDR_MAX 64
 #define CLUSTER_READY_MS 20000 /* deadline for a cluster to become ready */
 #define CLUSTER_STOP_MS 5000   /* SIGTERM grace before SIGKILL */
+#define CLUSTER_START_ATTEMPTS 3 /* a start whose port was taken meanwhile is tried again */
 
 struct cluster_opts {
     int ndataservers;         /* 0 means 3 */
