@@ -820,7 +820,7 @@ static int removed_add(struct ds_copy *dc, uint64_t id)
  * it holds no more than `expected` bytes (what every kept copy holds: a
  * shorter copy is a stale prefix). Returns 0 (also when not here) or an
  * error. */
-static int delete_block(struct ds *ds, uint64_t id, uint64_t expected)
+static int delete_block(struct ds *ds, uint64_t id, uint64_t expected, int any_size)
 {
     struct ds_copy *dc = state(ds);
     struct grave *g = calloc(1, sizeof(*g));
@@ -835,7 +835,7 @@ static int delete_block(struct ds *ds, uint64_t id, uint64_t expected)
         rc = 1;
     else if (b->tail != b->durable_tail)
         rc = IMG_EINVAL;
-    else if (b->durable_tail > expected)
+    else if (b->durable_tail > expected && !any_size)
         rc = IMG_EOFFSET;
     if (rc != 0) {
         free(g);
@@ -898,7 +898,7 @@ static void handle_delete(struct ds *ds, struct conn *c, const struct frame *f)
         conn_reply(c, &f->h, IMG_EPROTO, NULL, NULL, 0, NULL);
         return;
     }
-    int rc = delete_block(ds, m->block_id, m->expected_size);
+    int rc = delete_block(ds, m->block_id, m->expected_size, m->any_size);
     if (rc != 0)
         log_warn("delete of block %" PRIu64 " refused: %s", m->block_id, img_strerror(rc));
     imgstore__delete_block__free_unpacked(m, NULL);

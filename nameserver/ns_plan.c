@@ -421,6 +421,13 @@ static void delete_go(struct ns *ns, struct ns_task *t)
      * keep_size, and the dataserver refuses the DELETE. */
     struct ns_block *b = ns_blocks_get(&ns->blocks, t->block_id);
     int vslot = b && d ? ns_block_find_rep(b, d->idx) : -1;
+    /* A copy of an older set, or a bad one (a compaction left it with the
+     * other layout), may be longer than the kept copies without holding
+     * anything they lack: every acknowledged append is on every member of
+     * the current set, which the kept copies are. (Asked before it leaves
+     * the set, which makes any leaving copy "old".) */
+    int any_size = vslot >= 0 && (ns_block_is_old(b, (unsigned)vslot) ||
+                                  ns_compact_is_bad(ns, b->id, d->idx));
     if (vslot >= 0 && (b->inset & (1u << vslot))) {
         b->inset &= (uint8_t)~(1u << vslot);
         ns_plan_send_set(ns, b);
@@ -428,6 +435,7 @@ static void delete_go(struct ns *ns, struct ns_task *t)
     Imgstore__DeleteBlock m = IMGSTORE__DELETE_BLOCK__INIT;
     m.block_id = t->block_id;
     m.expected_size = t->keep_size;
+    m.any_size = any_size;
     struct cmd *c = cmd_new(ns, t->id);
     int rc = !c ? -ENOMEM : !d || !d->conn ? IMG_ECONN : 0;
     if (rc == 0)
