@@ -413,6 +413,202 @@ static void ds_http(void)
                        "GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
 }
 
+/* ---- fuzz_ns_rpc: the dataservers' answer mode (u8), error status (u32),
+ * hostile answer head (u16 part), then steps of (kind, flags, [raw type],
+ * [status], [corruption], head, [body]); kinds and flags as in
+ * tests/fuzz/fuzz_ns_rpc.c ------------------------------------------------ */
+
+enum { N_HEARTBEAT, N_ALLOC, N_LOOKUP, N_STATUS, N_DRAIN, N_TASKS, N_LIST_BLOCKS, N_BLOCK_INFO,
+       N_RATES, N_CANCEL, N_READONLY, N_SETTINGS, N_SET, N_REBALANCE, N_COMPACT, N_REPAIR,
+       N_RAW };
+enum { NM_GOOD, NM_ERROR, NM_HOSTILE, NM_SILENT };
+#define NF_PIPE 1
+#define NF_BODY 2
+#define NF_STATUS 4
+#define NF_SAME_ID 8
+#define NF_CORRUPT 16
+#define NF_TICK 32
+#define NF_CLOSE 64
+
+static void put_u32(struct buf *b, uint32_t v)
+{
+    put_u16(b, (uint16_t)v);
+    put_u16(b, (uint16_t)(v >> 16));
+}
+
+static void ns_input(struct buf *in, uint8_t mode, int32_t status, const char *hostile)
+{
+    put_u8(in, mode);
+    put_u32(in, (uint32_t)status);
+    put_u16(in, (uint16_t)strlen(hostile));
+    put(in, hostile, strlen(hostile));
+}
+
+static void ns_step(struct buf *in, uint8_t kind, uint8_t flags, uint8_t raw, uint8_t how,
+                    const ProtobufCMessage *m, const char *body)
+{
+    size_t n = m ? protobuf_c_message_get_packed_size(m) : 0;
+    uint8_t *p = malloc(n + 1);
+    if (m)
+        protobuf_c_message_pack(m, p);
+    put_u8(in, kind);
+    put_u8(in, flags);
+    if (kind == N_RAW)
+        put_u8(in, raw);
+    if (flags & NF_STATUS)
+        put_u32(in, (uint32_t)-5);
+    if (flags & NF_CORRUPT)
+        put_u8(in, how);
+    put_u16(in, (uint16_t)n);
+    put(in, p, n);
+    if (flags & NF_BODY) {
+        put_u16(in, (uint16_t)strlen(body));
+        put(in, body, strlen(body));
+    }
+    free(p);
+}
+
+static void ns_rpc(void)
+{
+    struct buf in = {0};
+    Imgstore__ClusterStatus cs = IMGSTORE__CLUSTER_STATUS__INIT;
+    Imgstore__AllocWrite aw = IMGSTORE__ALLOC_WRITE__INIT;
+    uint64_t excl[1] = {2}, ids[6] = {1, 2, 3, 4, 5, 6};
+    aw.count = 4;
+    aw.n_exclude = 1;
+    aw.exclude = excl;
+    Imgstore__Lookup lk = IMGSTORE__LOOKUP__INIT;
+    lk.n_block_ids = 6;
+    lk.block_ids = ids;
+    Imgstore__ListTasks lt = IMGSTORE__LIST_TASKS__INIT;
+    ns_input(&in, NM_GOOD, 0, "");
+    ns_step(&in, N_STATUS, 0, 0, 0, &cs.base, NULL);
+    ns_step(&in, N_ALLOC, 0, 0, 0, &aw.base, NULL);
+    ns_step(&in, N_LOOKUP, 0, 0, 0, &lk.base, NULL);
+    ns_step(&in, N_TASKS, NF_TICK, 0, 0, &lt.base, NULL);
+    ns_step(&in, N_TASKS, 0, 0, 0, &lt.base, NULL);
+    save_buf("fuzz_ns_rpc", "status_alloc_lookup_tasks", &in);
+
+    Imgstore__AdminListBlocks lb = IMGSTORE__ADMIN_LIST_BLOCKS__INIT;
+    lb.state = "sealed";
+    lb.limit = 2;
+    Imgstore__AdminListBlocks lb2 = IMGSTORE__ADMIN_LIST_BLOCKS__INIT;
+    lb2.under_replicated = 1;
+    lb2.server_id = "fx-ds1";
+    lb2.after_id = 1;
+    Imgstore__AdminBlockInfo bi = IMGSTORE__ADMIN_BLOCK_INFO__INIT;
+    bi.block_id = 4;
+    Imgstore__AdminServerRates sr = IMGSTORE__ADMIN_SERVER_RATES__INIT;
+    Imgstore__AdminSettings st = IMGSTORE__ADMIN_SETTINGS__INIT;
+    Imgstore__AdminRebalance rb = IMGSTORE__ADMIN_REBALANCE__INIT;
+    rb.dry_run = 1;
+    ns_input(&in, NM_GOOD, 0, "");
+    ns_step(&in, N_LIST_BLOCKS, 0, 0, 0, &lb.base, NULL);
+    ns_step(&in, N_LIST_BLOCKS, 0, 0, 0, &lb2.base, NULL);
+    ns_step(&in, N_BLOCK_INFO, 0, 0, 0, &bi.base, NULL);
+    ns_step(&in, N_RATES, 0, 0, 0, &sr.base, NULL);
+    ns_step(&in, N_SETTINGS, 0, 0, 0, &st.base, NULL);
+    ns_step(&in, N_REBALANCE, 0, 0, 0, &rb.base, NULL);
+    rb.dry_run = 0;
+    ns_step(&in, N_REBALANCE, NF_TICK, 0, 0, &rb.base, NULL);
+    save_buf("fuzz_ns_rpc", "admin_read", &in);
+
+    Imgstore__AdminSetSetting set = IMGSTORE__ADMIN_SET_SETTING__INIT;
+    set.key = "task_cap";
+    set.value = 4;
+    Imgstore__AdminSetSetting set2 = IMGSTORE__ADMIN_SET_SETTING__INIT;
+    set2.key = "heartbeat_timeout";
+    set2.value = 1;
+    Imgstore__AdminSetSetting set3 = IMGSTORE__ADMIN_SET_SETTING__INIT;
+    set3.key = "rebalance_band";
+    set3.value = 1;
+    Imgstore__AdminReadonly ro = IMGSTORE__ADMIN_READONLY__INIT;
+    ro.server_id = "fx-ds2";
+    ro.readonly = 1;
+    Imgstore__Drain dr = IMGSTORE__DRAIN__INIT;
+    dr.server_id = "fx-ds1";
+    Imgstore__AdminCancelTask ct = IMGSTORE__ADMIN_CANCEL_TASK__INIT;
+    ct.task_id = 1;
+    ns_input(&in, NM_GOOD, 0, "");
+    ns_step(&in, N_SET, 0, 0, 0, &set.base, NULL);
+    ns_step(&in, N_SET, 0, 0, 0, &set2.base, NULL);
+    ns_step(&in, N_SET, 0, 0, 0, &set3.base, NULL);
+    ns_step(&in, N_READONLY, 0, 0, 0, &ro.base, NULL);
+    ns_step(&in, N_DRAIN, NF_TICK, 0, 0, &dr.base, NULL);
+    ns_step(&in, N_TASKS, 0, 0, 0, &lt.base, NULL);
+    ns_step(&in, N_CANCEL, 0, 0, 0, &ct.base, NULL);
+    dr.cancel = 1;
+    ns_step(&in, N_DRAIN, 0, 0, 0, &dr.base, NULL);
+    ro.readonly = 0;
+    ns_step(&in, N_READONLY, NF_TICK, 0, 0, &ro.base, NULL);
+    save_buf("fuzz_ns_rpc", "admin_change", &in);
+
+    Imgstore__AdminCompact co = IMGSTORE__ADMIN_COMPACT__INIT;
+    co.block_id = 2;
+    Imgstore__AdminCompact co2 = IMGSTORE__ADMIN_COMPACT__INIT;
+    co2.threshold_pct = 50;
+    co2.dry_run = 1;
+    Imgstore__AdminRepair rp = IMGSTORE__ADMIN_REPAIR__INIT;
+    rp.block_id = 3;
+    Imgstore__AdminRepair rp2 = IMGSTORE__ADMIN_REPAIR__INIT;
+    rp2.block_id = 4;
+    rp2.status_only = 1;
+    static const uint8_t modes[3] = {NM_GOOD, NM_ERROR, NM_HOSTILE};
+    static const char *const names[3] = {"compact_repair", "compact_repair_ds_errors",
+                                         "compact_repair_ds_hostile"};
+    for (int i = 0; i < 3; i++) {
+        ns_input(&in, modes[i], -5, "\x08\x02\x10\x80\x80\x40");
+        ns_step(&in, N_COMPACT, 0, 0, 0, &co.base, NULL);
+        ns_step(&in, N_COMPACT, 0, 0, 0, &co2.base, NULL);
+        ns_step(&in, N_REPAIR, 0, 0, 0, &rp.base, NULL);
+        ns_step(&in, N_REPAIR, 0, 0, 0, &rp2.base, NULL);
+        ns_step(&in, N_TASKS, NF_TICK, 0, 0, &lt.base, NULL);
+        ns_step(&in, N_CANCEL, NF_TICK, 0, 0, &ct.base, NULL);
+        rp2.block_id = 2;
+        ns_step(&in, N_REPAIR, 0, 0, 0, &rp2.base, NULL);
+        rp2.block_id = 4;
+        aw.count = 8;
+        ns_step(&in, N_ALLOC, NF_TICK, 0, 0, &aw.base, NULL);
+        ns_step(&in, N_ALLOC, NF_TICK, 0, 0, &aw.base, NULL);
+        save_buf("fuzz_ns_rpc", names[i], &in);
+    }
+
+    ns_input(&in, NM_SILENT, 0, "");
+    ns_step(&in, N_REPAIR, NF_PIPE, 0, 0, &rp.base, NULL);
+    ns_step(&in, N_REPAIR, NF_CLOSE, 0, 0, &rp2.base, NULL);
+    ns_step(&in, N_STATUS, 0, 0, 0, &cs.base, NULL);
+    save_buf("fuzz_ns_rpc", "repair_silent_close", &in);
+
+    /* The client connection becomes a session: a new server, then fx-ds1's. */
+    Imgstore__Heartbeat *hb = heartbeat("fx-ds9", "127.0.0.1:7419", "127.0.0.1:7489", 3, 3, 0);
+    ns_input(&in, NM_GOOD, 0, "");
+    ns_step(&in, N_HEARTBEAT, NF_TICK, 0, 0, &hb->base, NULL);
+    ns_step(&in, N_LOOKUP, 0, 0, 0, &lk.base, NULL);
+    hb = heartbeat("fx-ds1", "127.0.0.1:7411", "127.0.0.1:7481", 1, 2, 1);
+    ns_step(&in, N_HEARTBEAT, NF_TICK, 0, 0, &hb->base, NULL);
+    ns_step(&in, N_ALLOC, NF_TICK, 0, 0, &aw.base, NULL);
+    ns_step(&in, N_REPAIR, 0, 0, 0, &rp.base, NULL);
+    save_buf("fuzz_ns_rpc", "session_heartbeats", &in);
+
+    /* Pipelined frames, a reused id, a body, unknown and response types,
+     * then a frame that never completes. */
+    ns_input(&in, NM_GOOD, 0, "");
+    ns_step(&in, N_LOOKUP, NF_PIPE, 0, 0, &lk.base, NULL);
+    ns_step(&in, N_STATUS, NF_PIPE | NF_SAME_ID, 0, 0, &cs.base, NULL);
+    ns_step(&in, N_ALLOC, NF_PIPE | NF_BODY, 0, 0, &aw.base, "a body");
+    ns_step(&in, N_SETTINGS, NF_PIPE | NF_BODY | NF_STATUS, 0, 0, &st.base, "x");
+    ns_step(&in, N_RAW, NF_PIPE, 99, 0, NULL, NULL);
+    ns_step(&in, N_RAW, NF_PIPE, FT_LOOKUP | 0x80, 0, &lk.base, NULL);
+    ns_step(&in, N_RAW, 0, FT_WRITE, 0, NULL, NULL);
+    ns_step(&in, N_LOOKUP, NF_CORRUPT, 0, 4, &lk.base, NULL);
+    save_buf("fuzz_ns_rpc", "pipelined_then_truncated", &in);
+
+    ns_input(&in, NM_GOOD, 0, "");
+    ns_step(&in, N_LOOKUP, NF_PIPE, 0, 0, &lk.base, NULL);
+    ns_step(&in, N_STATUS, NF_CORRUPT, 0, 0, &cs.base, NULL);
+    save_buf("fuzz_ns_rpc", "bad_magic", &in);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -434,5 +630,6 @@ int main(int argc, char **argv)
     ns_heartbeats();
     ds_rpc();
     ds_http();
+    ns_rpc();
     return 0;
 }
