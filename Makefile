@@ -230,12 +230,14 @@ chaos-powercut: deps
 # to files in SAN_LOGS, so a report from a server whose log is removed with
 # its test folder is not lost: any report fails the run and is printed.
 SAN_LOGS := $(abspath build-asan/sanitizer-logs)
+# The chaos suite runs under ASan too, servers and driver (0 leaves it out).
+ASAN_CHAOS_SECONDS ?= 60
 asan: deps
 	@rm -rf $(SAN_LOGS) && mkdir -p $(SAN_LOGS)
 	@ASAN_OPTIONS=log_path=$(SAN_LOGS)/asan:detect_leaks=1 \
 	 UBSAN_OPTIONS=log_path=$(SAN_LOGS)/ubsan:print_stacktrace=1 \
 	 $(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" \
-	   FUZZ_TEST_SECONDS=0 CHAOS_TEST_SECONDS=0 test; rc=$$?; \
+	   FUZZ_TEST_SECONDS=0 CHAOS_TEST_SECONDS=$(ASAN_CHAOS_SECONDS) test; rc=$$?; \
 	 if [ -n "$$(ls -A $(SAN_LOGS))" ]; then \
 	   echo "!! sanitizer reports (in $(SAN_LOGS)):"; cat $(SAN_LOGS)/*; exit 1; fi; exit $$rc
 
