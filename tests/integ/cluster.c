@@ -969,3 +969,38 @@ int cluster_check_file(imgstore_t *h, const char *name, const char *ds_addr, uin
     imgstore_free(data);
     return rc;
 }
+
+int cluster_check_set(const struct cluster *c, uint64_t seed, int n,
+                      const char (*names)[IMGSTORE_NAME_MAX], const uint32_t *sizes,
+                      const int *deleted, const char *tag, const char *when)
+{
+    imgstore_t *h = cluster_client(c);
+    if (!h)
+        return 1;
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+        if (deleted[i]) {
+            void *data = NULL;
+            size_t len;
+            int rc = imgstore_get(h, names[i], &data, &len);
+            free(data);
+            if (rc != IMGSTORE_EDELETED && rc != IMGSTORE_ENOTFOUND) {
+                fprintf(stderr, "[%s] %s: deleted file %d reads %d\n", tag, when, i, rc);
+                bad++;
+            }
+            continue;
+        }
+        struct imgstore_stat st;
+        int rc = imgstore_stat(h, names[i], &st);
+        if (rc != 0) {
+            fprintf(stderr, "[%s] %s: file %d: stat %d\n", tag, when, i, rc);
+            bad++;
+            continue;
+        }
+        for (int r = 0; r < st.nreplicas; r++)
+            bad += cluster_check_file(h, names[i], st.replicas[r], seed, (uint64_t)i,
+                                      sizes[i]) != 0;
+    }
+    imgstore_close(h);
+    return bad;
+}

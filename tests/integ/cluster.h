@@ -183,4 +183,12 @@ int cluster_put_file(imgstore_t *h, uint64_t seed, uint64_t id, size_t size,
 int cluster_check_file(imgstore_t *h, const char *name, const char *ds_addr, uint64_t seed,
                        uint64_t id, size_t size);
 
+/* Checks files 0..n-1 of a data set through every replica the nameserver
+ * lists: a live file (deleted[i] == 0) byte-identical on each, a deleted one
+ * reading as deleted or missing. Prints each failure as "[tag] when: ...".
+ * Returns the number of failures (an unreachable cluster counts as one). */
+int cluster_check_set(const struct cluster *c, uint64_t seed, int n,
+                      const char (*names)[IMGSTORE_NAME_MAX], const uint32_t *sizes,
+                      const int *deleted, const char *tag, const char *when);
+
 #endif

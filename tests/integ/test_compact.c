@@ -109,34 +109,8 @@ static void blk_path(int ds, uint64_t block_id, char *out, size_t n)
 /* Every file from every listed replica (live: its bytes; deleted: gone). */
 static int check_all(const char *when)
 {
-    imgstore_t *h = cluster_client(C);
-    cr_assert_not_null(h);
-    int bad = 0;
-    for (int i = 0; i < NFILES; i++) {
-        if (deleted[i]) {
-            void *data = NULL;
-            size_t len;
-            int rc = imgstore_get(h, names[i], &data, &len);
-            free(data);
-            if (rc != IMGSTORE_EDELETED && rc != IMGSTORE_ENOTFOUND) {
-                fprintf(stderr, "[compact] %s: deleted file %d reads %d\n", when, i, rc);
-                bad++;
-            }
-            continue;
-        }
-        struct imgstore_stat st;
-        int rc = imgstore_stat(h, names[i], &st);
-        if (rc != 0) {
-            fprintf(stderr, "[compact] %s: file %d: stat %d\n", when, i, rc);
-            bad++;
-            continue;
-        }
-        for (int r = 0; r < st.nreplicas; r++)
-            bad += cluster_check_file(h, names[i], st.replicas[r], seed, (uint64_t)i,
-                                      sizes[i]) != 0;
-    }
-    imgstore_close(h);
-    return bad;
+    return cluster_check_set(C, seed, NFILES, (const char(*)[IMGSTORE_NAME_MAX])names, sizes,
+                             deleted, "compact", when);
 }
 
 /* Both replicas of every block of a live file hold byte-identical files. */

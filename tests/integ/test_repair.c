@@ -92,34 +92,8 @@ static void upload_all(void)
 /* Every file from every replica: live ones byte-identical, deleted ones gone. */
 static int check_all(const char *when)
 {
-    imgstore_t *h = cluster_client(C);
-    cr_assert_not_null(h);
-    int bad = 0;
-    for (int i = 0; i < NFILES; i++) {
-        if (deleted[i]) {
-            void *data = NULL;
-            size_t len;
-            int rc = imgstore_get(h, names[i], &data, &len);
-            free(data);
-            if (rc != IMGSTORE_EDELETED && rc != IMGSTORE_ENOTFOUND) {
-                fprintf(stderr, "[repair] %s: deleted file %d reads %d\n", when, i, rc);
-                bad++;
-            }
-            continue;
-        }
-        struct imgstore_stat st;
-        int rc = imgstore_stat(h, names[i], &st);
-        if (rc != 0) {
-            fprintf(stderr, "[repair] %s: file %d: stat %d\n", when, i, rc);
-            bad++;
-            continue;
-        }
-        for (int r = 0; r < st.nreplicas; r++)
-            bad += cluster_check_file(h, names[i], st.replicas[r], seed, (uint64_t)i,
-                                      sizes[i]) != 0;
-    }
-    imgstore_close(h);
-    return bad;
+    return cluster_check_set(C, seed, NFILES, (const char(*)[IMGSTORE_NAME_MAX])names, sizes,
+                             deleted, "repair", when);
 }
 
 static int ds_of(const char *addr)
