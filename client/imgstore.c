@@ -445,8 +445,16 @@ static int read_any(imgstore_t *h, const struct fname *f, unsigned type, int64_t
             return rc;
         struct read_tally t = {0};
         rc = read_pass(h, loc, type, f, deadline, res, &t);
-        if (rc != -EAGAIN)
+        if (rc != -EAGAIN) {
+            /* A replica that no longer holds the block (moved by a
+             * rebalance or a drain, or left out of the set): the cached
+             * location is stale even though another replica answered.
+             * Forget it, or every later read of the block would try the
+             * old holder first half of the time. */
+            if (t.moved > 0 && from_cache)
+                cache_loc_drop(&h->cache, f->block_id);
             return rc;
+        }
         if (t.notfound == loc->n)
             return IMG_ENOTFOUND;
         /* Some replica was unreachable, corrupt or did not hold the block:

@@ -14,6 +14,10 @@
 passed=0
 failed=0
 status=0
+# What failed, repeated after the summary so that the end of the output
+# (all a CI log may keep) says which test failed and why.
+failures=$(mktemp)
+trap 'rm -f "$failures"' EXIT
 
 count() { # $1: 0 for passed, else failed
     if [ "$1" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); status=1; fi
@@ -41,6 +45,7 @@ run_fuzz() {
         echo "!! $name failed (exit $rc); last lines of its output:"
         tail -n 60 "$log"
         echo "!! $name: reproduce with: $t $crashes/$name-<crash file>"
+        echo "$name: found a crash (exit $rc)" >>"$failures"
     fi
     rm -f "$log"
     count "$rc"
@@ -51,8 +56,15 @@ run_criterion() {
     out=$(mktemp)
     "$t" --jobs 1 --timeout 300 2>&1 | tee "$out"
     line=$(grep -a "Synthesis:" "$out" | tail -n 1)
+    # A failed assertion with its message lines, and each failed test.
+    awk -v t="$(basename "$t")" '
+        /Assertion Failed/ { n = 3; print t ": " $0; next }
+        n > 0 && /^\[----\]/ { n--; if ($0 !~ /^\[----\] *$/) print t ": " $0; next }
+        { n = 0 }
+        /\[FAIL\]|CRASH/ { print t ": " $0 }' "$out" >>"$failures"
     if [ -z "$line" ]; then
         echo "!! $t produced no Criterion summary"
+        echo "$(basename "$t"): no Criterion summary" >>"$failures"
         failed=$((failed + 1))
         status=1
     else
@@ -60,7 +72,7 @@ run_criterion() {
         f=$(echo "$line" | sed -n 's/.*Failing: \([0-9]*\).*/\1/p')
         c=$(echo "$line" | sed -n 's/.*Crashing: \([0-9]*\).*/\1/p')
         passed=$((passed + ${p:-0}))
-        failed=$((failed + ${f:-0} + ${c:-0}))
+        failed=$((failed + ${f:-0})) # Criterion counts crashes as failing too
         [ "${f:-0}" != 0 ] || [ "${c:-0}" != 0 ] && status=1
     fi
     rm -f "$out"
@@ -71,12 +83,24 @@ for t in "$@"; do
     case "$(basename "$t")" in
     fuzz_*) run_fuzz "$t" ;;
     chaos)
-        "$t"
-        count $?
+        out=$(mktemp)
+        { "$t" 2>&1; echo "$?" >"$out.rc"; } | tee "$out"
+        rc=$(cat "$out.rc" 2>/dev/null)
+        [ -n "$rc" ] || rc=1
+        if [ "$rc" -ne 0 ]; then
+            grep -a -E '^invariant .*[1-9][0-9]* failed|^chaos: seed|never injected|did not start' \
+                "$out" | sed 's/^invariant/chaos: invariant/' >>"$failures"
+        fi
+        rm -f "$out" "$out.rc"
+        count "$rc"
         ;;
     *) run_criterion "$t" ;;
     esac
 done
+if [ -s "$failures" ]; then
+    echo "== what failed:"
+    cat "$failures"
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] || status=1
 exit $status

@@ -28,6 +28,7 @@ extern char **environ;
 #define LOG_TAIL_LINES 40 /* lines of each log shown on failure */
 #define LOG_TAIL_BYTES (64 * 1024)
 #define MAX_ARGS 32
+#define CLUSTER_HTTP_TIMEOUT_MS 5000 /* cluster_metric */
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -886,6 +887,43 @@ int cluster_connect(const char *addr, int timeout_ms)
         return rc;
     }
     return fd;
+}
+
+double cluster_metric(const char *http_addr, const char *series)
+{
+    int fd = cluster_connect(http_addr, CLUSTER_HTTP_TIMEOUT_MS);
+    if (fd < 0)
+        return -1;
+    char req[256];
+    int n = snprintf(req, sizeof(req),
+                     "GET /metrics HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
+                     http_addr);
+    if (n < 0 || (size_t)n >= sizeof(req) || write(fd, req, (size_t)n) != n) {
+        close(fd);
+        return -1;
+    }
+    size_t len = 0, cap = 1 << 20;
+    char *buf = malloc(cap);
+    if (!buf) {
+        close(fd);
+        return -1;
+    }
+    for (ssize_t r; len + 1 < cap && (r = read(fd, buf + len, cap - len - 1)) > 0;)
+        len += (size_t)r;
+    close(fd);
+    buf[len] = '\0';
+    double v = -1;
+    size_t plen = strlen(series) + 3;
+    char *pat = malloc(plen);
+    if (pat) {
+        snprintf(pat, plen, "\n%s ", series);
+        const char *p = strstr(buf, pat);
+        if (p)
+            v = strtod(p + strlen(pat), NULL);
+        free(pat);
+    }
+    free(buf);
+    return v;
 }
 
 const char *cluster_bin_dir(void)

@@ -156,6 +156,12 @@ int cluster_read_file(const char *path, void **buf, size_t *len);
  * timeout_ms. Returns the fd or a negative errno. */
 int cluster_connect(const char *addr, int timeout_ms);
 
+/* GET /metrics from a server's HTTP address (http_addr) and returns the
+ * value of one series, named with its exact label text (for instance
+ * `imgstore_ds_requests_total{op="read",status="ok"}`); -1 when the server
+ * does not answer or has no such series. */
+double cluster_metric(const char *http_addr, const char *series);
+
 /* Milliseconds on a monotonic clock. */
 int64_t cluster_now_ms(void);
 

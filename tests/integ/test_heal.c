@@ -11,7 +11,10 @@
  *      are caught up or deleted until every block has exactly 2 replicas, and
  *      still no server serves a deleted file;
  *   3. DRAIN of one server: it ends holding nothing, every file is readable
- *      from every listed replica, and LIST_TASKS shows the work done. */
+ *      from every listed replica, and LIST_TASKS shows the work done; a
+ *      client handle that cached the old locations meets the drained server
+ *      at most once per moved block (a "block not here" answer drops the
+ *      cached location even when another replica served the read). */
 #include "tests/integ/cluster.h"
 
 #include "proto/frame.h"
@@ -106,6 +109,29 @@ static int check_all(const char *when, int want_replicas)
     if (bad)
         fprintf(stderr, "[heal] %s: %d failures\n", when, bad);
     return bad;
+}
+
+/* Reads every live file `times` times through h (any replica). Returns the
+ * number of failures. */
+static int read_live(imgstore_t *h, int times)
+{
+    int bad = 0;
+    for (int t = 0; t < times; t++)
+        for (int i = 0; i < NFILES; i++)
+            if (!deleted[i])
+                bad += cluster_check_file(h, names[i], NULL, seed, (uint64_t)i, sizes[i]) != 0;
+    return bad;
+}
+
+/* READ requests dataserver d answered with "block not here". */
+static double stale_reads(int d)
+{
+    double ok = cluster_metric(C->ds[d].http_addr, "imgstore_ds_requests_total{op=\"read\","
+                                                   "status=\"ok\"}");
+    cr_assert_geq(ok, 0, "no read metrics from %s", C->ds[d].name);
+    double n = cluster_metric(C->ds[d].http_addr, "imgstore_ds_requests_total{op=\"read\","
+                                                  "status=\"noblockhere\"}");
+    return n < 0 ? 0 : n; /* the series appears with its first count */
 }
 
 static const Imgstore__ServerStatus *server_of(const Imgstore__ClusterStatusResp *st,
@@ -293,11 +319,16 @@ Test(heal, kill_restart_drain)
     fprintf(stderr, "[heal] extra copies deleted %lld ms after the restart\n", (long long)ms);
     cr_assert_eq(check_all("after extra copies were deleted", 2), 0);
 
-    /* 3. Drain one server until it holds nothing. */
+    /* 3. Drain one server until it holds nothing. A reader handle caches
+     * every block's location first, so it holds the drained server's. */
     int drain = (victim + 1) % C->nds;
+    imgstore_t *hr = cluster_client(C);
+    cr_assert_not_null(hr);
+    cr_assert_eq(read_live(hr, 1), 0);
     cr_assert_eq(cluster_status(C, &st), 0);
     const Imgstore__ServerStatus *ss = server_of(st, C->ds[drain].addr);
     cr_assert_not_null(ss);
+    uint32_t drained_blocks = ss->blocks;
     Imgstore__Drain dr = IMGSTORE__DRAIN__INIT;
     dr.server_id = ss->server_id;
     fprintf(stderr, "[heal] draining %s (%u replicas)\n", C->ds[drain].name, ss->blocks);
@@ -312,6 +343,18 @@ Test(heal, kill_restart_drain)
     cr_assert_geq(ms, 0, "drain not finished within %d ms", HEAL_DEADLINE_MS);
     fprintf(stderr, "[heal] %s drained in %lld ms\n", C->ds[drain].name, (long long)ms);
     cr_assert_eq(check_all("after the drain", 2), 0);
+    /* The reader's cached locations still name the drained server: the
+     * first read of each moved block that tries it gets "block not here"
+     * and drops the stale location, so later reads go to the new holders.
+     * Three reads of every file may meet it at most once per block. */
+    double stale0 = stale_reads(drain);
+    cr_assert_eq(read_live(hr, 3), 0);
+    double stale = stale_reads(drain) - stale0;
+    fprintf(stderr, "[heal] after the drain, %d reads of every file through an old handle: %.0f "
+                    "went to the drained server (it held %u blocks)\n",
+            3, stale, drained_blocks);
+    cr_assert_leq(stale, drained_blocks, "a stale location was kept after \"block not here\"");
+    imgstore_close(hr);
     print_tasks();
     for (int i = 0; i < C->nds; i++)
         cr_assert(cluster_alive(&C->ds[i]), "%s died", C->ds[i].name);

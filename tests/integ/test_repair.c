@@ -30,7 +30,6 @@
 #define CLI_TIMEOUT_MS 30000
 #define WAIT_TIMEOUT_MS 120000
 #define RATE_DEADLINE_MS 10000
-#define HTTP_TIMEOUT_MS 5000
 #define NEEDLE_HEADER 24 /* bytes before a record's data (docs/storage.md) */
 #define OWN_SCRUB_MB "3"
 
@@ -106,36 +105,6 @@ static int ds_of(const char *addr)
 
 /* ---- scrub_rate -------------------------------------------------------------------- */
 
-/* GET /metrics from addr; returns the value of `metric` or -1. */
-static double metric(const char *addr, const char *name)
-{
-    int fd = cluster_connect(addr, HTTP_TIMEOUT_MS);
-    if (fd < 0)
-        return -1;
-    char req[256];
-    int n = snprintf(req, sizeof(req),
-                     "GET /metrics HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", addr);
-    if (write(fd, req, (size_t)n) != n) {
-        close(fd);
-        return -1;
-    }
-    size_t len = 0, cap = 1 << 20;
-    char *buf = malloc(cap);
-    cr_assert_not_null(buf);
-    for (ssize_t r; len + 1 < cap && (r = read(fd, buf + len, cap - len - 1)) > 0;)
-        len += (size_t)r;
-    close(fd);
-    buf[len] = '\0';
-    double v = -1;
-    char pat[128];
-    snprintf(pat, sizeof(pat), "\n%s ", name);
-    const char *p = strstr(buf, pat);
-    if (p)
-        v = strtod(p + strlen(pat), NULL);
-    free(buf);
-    return v;
-}
-
 /* Waits until every dataserver's scrub rate metric is `want`. */
 static int rates_are(double want)
 {
@@ -143,14 +112,14 @@ static int rates_are(double want)
     while (cluster_now_ms() - t0 < RATE_DEADLINE_MS) {
         int ok = 1;
         for (int i = 0; i < C->nds; i++)
-            ok &= metric(C->ds[i].http_addr, "imgstore_ds_scrub_rate_bytes") == want;
+            ok &= cluster_metric(C->ds[i].http_addr, "imgstore_ds_scrub_rate_bytes") == want;
         if (ok)
             return 1;
         usleep(200 * 1000);
     }
     for (int i = 0; i < C->nds; i++)
         fprintf(stderr, "[repair] ds%d scrub rate %.0f, want %.0f\n", i + 1,
-                metric(C->ds[i].http_addr, "imgstore_ds_scrub_rate_bytes"), want);
+                cluster_metric(C->ds[i].http_addr, "imgstore_ds_scrub_rate_bytes"), want);
     return 0;
 }
 
