@@ -910,13 +910,16 @@ static void handle_delete(struct ds *ds, struct conn *c, const struct frame *f)
  * first) and its role. It may be left out of the list only when not made
  * primary (a copy about to be caught up or dropped). The primary role is
  * taken only by a sealed block, so a writable block never gets a second
- * writer. Returns 0 or an error; *size gets the durable tail. */
+ * writer. Returns 0 or an error; *size gets the tail (next append offset). */
 static int set_replicas(struct ds *ds, const Imgstore__SetReplicas *m, uint64_t *size)
 {
     struct block *b = store_get(ds->store, m->block_id);
     if (!b)
         return IMG_ENOBLOCKHERE;
-    *size = b->durable_tail;
+    /* The tail, not the durable tail: an append in flight goes to the
+     * replicas of the old list, so a copy joining with this list must be at
+     * least this long to hold it (ns_plan.c, joining the set). */
+    *size = b->tail;
     if (m->n_replicas < 1 || m->n_replicas > BLOCK_MAX_REPLICAS)
         return IMG_EINVAL;
     /* A set older than ours comes from a nameserver that has not heard of

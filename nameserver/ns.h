@@ -334,9 +334,17 @@ void ns_plan_check_view(struct ns *ns, struct ns_block *b, struct ns_server *s,
                         int claims_primary, char **ids, size_t nids);
 
 /* Records a change of b's replica set (b->ver + 1) and sends SET_REPLICAS
- * with the set (primary first) and its version to every up holder of b (no
- * answer awaited; no sending without a loop). */
+ * with the set (primary first) and its version to every up holder of b (a
+ * joining copy gets the list without itself; only the primary's answer is
+ * awaited, when copies are joining; no sending without a loop). */
 void ns_plan_send_set(struct ns *ns, struct ns_block *b);
+
+/* The primary (server idx) answered SET_REPLICAS of set version `ver` of b
+ * with its tail: every joining copy at least that long is confirmed (told
+ * the set with itself in it); ignored when the set or primary changed since.
+ * (Called on the answer; tests call it directly.) */
+void ns_plan_primary_tail(struct ns *ns, struct ns_block *b, uint16_t primary, uint32_t ver,
+                          uint64_t tail);
 
 /* Frees the task list. */
 void ns_plan_free(struct ns *ns);
@@ -505,6 +513,10 @@ struct ns_block {
     uint64_t rsize[NS_BLOCK_SLOTS];  /* size each holder reported, by slot */
     uint8_t inset;                   /* bit i: rep[i] is in the replica set told to holders */
     uint8_t behind;                  /* bit i: rep[i] was short at the last planner pass */
+    uint8_t joining;                 /* bit i: rep[i] is in the set (the primary forwards to
+                                      * it) but not yet told so: it may lack tombstones
+                                      * acknowledged before the primary knew it (ns_plan.c) */
+    uint8_t join_asked;              /* the primary was asked for its tail, no answer yet */
     uint32_t ver;                    /* version of the replica set: the highest reported,
                                       * bumped by every change the nameserver makes */
     uint32_t rver[NS_BLOCK_SLOTS];   /* set version each holder last reported */
@@ -524,6 +536,11 @@ struct ns_blocks {
  * of the set are trusted whatever they last reported (a report may cross
  * the SET_REPLICAS that moved them to the new version). */
 int ns_block_is_old(const struct ns_block *b, unsigned i);
+
+/* Returns non-zero when holder slot i of b is of an older set (above) or
+ * joining the set (not yet confirmed complete against the primary's tail):
+ * such a copy is no source, no primary, not counted and not listed. */
+int ns_block_is_unready(const struct ns_block *b, unsigned i);
 
 /* Returns the block `id`, or NULL. The pointer is valid until the next
  * insertion or removal. */

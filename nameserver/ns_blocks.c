@@ -136,6 +136,7 @@ int ns_block_add_rep(struct ns *ns, struct ns_block *b, struct ns_server *s)
     b->rsize[b->nrep] = 0;
     b->rver[b->nrep] = 0;
     b->inset &= (uint8_t)~(1u << b->nrep);
+    b->joining &= (uint8_t)~(1u << b->nrep);
     s->nblocks++;
     return b->nrep++;
 }
@@ -157,6 +158,8 @@ static void block_remove_rep(struct ns *ns, uint64_t id, struct ns_server *s)
     /* Slots above `slot` move down one: so do their replica-set bits. */
     uint8_t low = (uint8_t)(b->inset & ((1u << slot) - 1));
     b->inset = (uint8_t)(low | ((b->inset >> (slot + 1)) << slot));
+    low = (uint8_t)(b->joining & ((1u << slot) - 1));
+    b->joining = (uint8_t)(low | ((b->joining >> (slot + 1)) << slot));
     b->behind = 0;
     b->nrep--;
     if (b->primary == slot)
@@ -174,11 +177,16 @@ int ns_block_is_old(const struct ns_block *b, unsigned i)
     return i < b->nrep && b->rver[i] < b->ver && !(b->inset & (1u << i));
 }
 
+int ns_block_is_unready(const struct ns_block *b, unsigned i)
+{
+    return ns_block_is_old(b, i) || (i < b->nrep && (b->joining & (1u << i)));
+}
+
 unsigned ns_block_good_reps(const struct ns *ns, const struct ns_block *b)
 {
     unsigned n = 0;
     for (unsigned i = 0; i < b->nrep; i++)
-        if (b->rep[i] < ns->nservers && ns->servers[b->rep[i]]->up && !ns_block_is_old(b, i) &&
+        if (b->rep[i] < ns->nservers && ns->servers[b->rep[i]]->up && !ns_block_is_unready(b, i) &&
             !ns_compact_is_bad(ns, b->id, b->rep[i]))
             n++;
     return n;
@@ -191,6 +199,15 @@ unsigned ns_block_up_reps(const struct ns *ns, const struct ns_block *b)
         if (b->rep[i] < ns->nservers && ns->servers[b->rep[i]]->up)
             n++;
     return n;
+}
+
+/* Returns non-zero when the replica list of bi names server `id`. */
+static int lists(const Imgstore__BlockInfo *bi, const char *id)
+{
+    for (size_t i = 0; i < bi->n_replicas; i++)
+        if (bi->replicas[i] && strcmp(bi->replicas[i], id) == 0)
+            return 1;
+    return 0;
 }
 
 /* Applies one BlockInfo from s. Returns 0, 1 when the entry was skipped, or a
@@ -221,6 +238,7 @@ static int apply_block(struct ns *ns, struct ns_server *s, const Imgstore__Block
         b->ver = bi->set_version;
         if (b->sealed)
             b->inset = 0;
+        b->joining = 0;
         if (b->primary != NS_NO_PRIMARY && b->primary != slot && b->sealed)
             b->primary = NS_NO_PRIMARY;
     }
@@ -249,6 +267,13 @@ static int apply_block(struct ns *ns, struct ns_server *s, const Imgstore__Block
     b->rsize[slot] = bi->size;
     if (!b->sealed)
         b->inset |= (uint8_t)(1u << slot); /* writable: the set CREATE_BLOCK gave */
+    else if (!old && bi->set_version == b->ver && !(b->joining & (1u << slot)) &&
+             lists(bi, s->id))
+        /* It was told the current set with itself in it: a member (this
+         * keeps the set across our restart; a joining copy is told a list
+         * without itself until it is confirmed, so it rejoins by the
+         * planner's check). */
+        b->inset |= (uint8_t)(1u << slot);
     if (!old && (bi->size >= b->size || b->primary == slot)) {
         b->file_count = bi->file_count;
         b->deleted_bytes = bi->deleted_bytes;

@@ -372,7 +372,7 @@ static int wants_compact(const struct ns *ns, const struct ns_block *b, uint32_t
     for (unsigned i = 0; i < b->nrep; i++) {
         const struct ns_server *s = server_of(ns, b->rep[i]);
         if (!s || !s->up || !s->conn || s->draining || s->tasks >= cap ||
-            ns_compact_is_bad(ns, b->id, s->idx) || ns_block_is_old(b, i))
+            ns_compact_is_bad(ns, b->id, s->idx) || ns_block_is_unready(b, i))
             return 0;
     }
     return b->nrep >= ns->meta.replicas;

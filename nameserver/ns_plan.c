@@ -56,7 +56,8 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static void send_set_to(struct ns *ns, const struct ns_block *b, struct ns_server *h);
+static void send_set_to(struct ns *ns, struct ns_block *b, struct ns_server *h);
+static void ask_primary(struct ns *ns, struct ns_block *b);
 
 /* ---- the task list ---------------------------------------------------------- */
 
@@ -165,9 +166,13 @@ int ns_plan_task_end(struct ns *ns, uint64_t id, int status, uint64_t size, uint
             b->rsize[slot] = size; /* the pass adds it to the set once complete */
         if (slot >= 0) {
             /* Copied from a current copy: of the current set, whatever
-             * version the copy started with; tell it the set now. */
+             * version the copy started with; tell it the set now (a
+             * joining copy: the list without itself, until the primary's
+             * tail is checked again against its new length). */
             b->rver[slot] = b->ver;
             send_set_to(ns, b, d);
+            if (b->joining & (1u << slot))
+                ask_primary(ns, b);
         }
         log_info("task %" PRIu64 ": block %" PRIu64 " now also on %s (%" PRIu64 " bytes, %s)",
                  id, t->block_id, d ? d->id : "?", size, t->reason);
@@ -292,8 +297,9 @@ static void simple_reply(int status, const struct frame *f, void *arg)
 }
 
 /* Fills reps/rp with b's replica set: the primary first, then the other
- * holders in the set, at most NS_MAX_REPLICAS. Returns the count. */
-static size_t set_list(const struct ns *ns, const struct ns_block *b,
+ * holders in the set, at most NS_MAX_REPLICAS; slot `without` (a joining
+ * copy receiving the list) is left out. Returns the count. */
+static size_t set_list(const struct ns *ns, const struct ns_block *b, int without,
                        Imgstore__Replica reps[NS_BLOCK_SLOTS], Imgstore__Replica *rp[NS_BLOCK_SLOTS])
 {
     size_t n = 0;
@@ -301,7 +307,8 @@ static size_t set_list(const struct ns *ns, const struct ns_block *b,
         for (unsigned i = 0; i < b->nrep && n < NS_MAX_REPLICAS; i++) {
             struct ns_server *h = srv(ns, b->rep[i]);
             int is_primary = b->primary == i;
-            if (!h || (pass == 0) != is_primary || (!is_primary && !(b->inset & (1u << i))))
+            if (!h || (pass == 0) != is_primary || (!is_primary && !(b->inset & (1u << i))) ||
+                (int)i == without)
                 continue;
             fill_replica(&reps[n], h);
             rp[n] = &reps[n];
@@ -310,21 +317,115 @@ static size_t set_list(const struct ns *ns, const struct ns_block *b,
     return n;
 }
 
-static void send_set_to(struct ns *ns, const struct ns_block *b, struct ns_server *h)
+/* ---- joining the replica set ---------------------------------------------
+ *
+ * A copy that joins the set of a sealed block (a finished copy as long as
+ * the others, by the sizes reported so far) may still lack tombstones: the
+ * primary acknowledged deletes to the old members until it got the new set,
+ * and the sizes the planner compared may be a heartbeat old. So the joining
+ * copy is put in the set the primary and the other members get (from then
+ * on every append reaches it, or fails when it is short), while it is told
+ * a list without itself: it serves nothing yet, and nothing counts it. The
+ * primary answers SET_REPLICAS with its tail (next append offset): every
+ * append acknowledged without the joining copy lies below it. A joining
+ * copy at least that long is confirmed (told the list with itself); a
+ * shorter one is caught up from a member first, then checked again. */
+
+/* The argument of the primary's answer to a set with joining copies. */
+struct join_cmd {
+    struct ns *ns;
+    uint64_t block_id;
+    uint32_t ver;
+    uint16_t primary; /* server idx */
+};
+
+/* Confirms every joining copy of b at least `tail` bytes long. */
+static void confirm_joiners(struct ns *ns, struct ns_block *b, uint64_t tail)
+{
+    for (unsigned i = 0; i < b->nrep; i++) {
+        struct ns_server *h = srv(ns, b->rep[i]);
+        if (!(b->joining & (1u << i)) || !h)
+            continue;
+        if (b->rsize[i] < tail) {
+            log_info("block %" PRIu64 ": %s is short of the primary's tail (%" PRIu64
+                     " of %" PRIu64 " bytes): caught up before it joins the replica set",
+                     b->id, h->id, b->rsize[i], tail);
+            continue;
+        }
+        b->joining &= (uint8_t)~(1u << i);
+        log_info("block %" PRIu64 ": %s joins the replica set (%" PRIu64 " bytes, primary's "
+                 "tail %" PRIu64 ")",
+                 b->id, h->id, b->rsize[i], tail);
+        send_set_to(ns, b, h);
+    }
+}
+
+static void join_reply(int status, const struct frame *f, void *arg)
+{
+    struct join_cmd *c = arg;
+    struct ns *ns = c->ns;
+    struct ns_block *b = ns->stopping ? NULL : ns_blocks_get(&ns->blocks, c->block_id);
+    if (b) {
+        b->join_asked = 0;
+        Imgstore__SetReplicasResp *m =
+            status_of(status, f) == 0
+                ? imgstore__set_replicas_resp__unpack(NULL, f->h.head_len, f->head)
+                : NULL;
+        if (m)
+            ns_plan_primary_tail(ns, b, c->primary, c->ver, m->size);
+        if (m)
+            imgstore__set_replicas_resp__free_unpacked(m, NULL);
+        ns->plan.kick = 1;
+    }
+    free(c);
+}
+
+void ns_plan_primary_tail(struct ns *ns, struct ns_block *b, uint16_t primary, uint32_t ver,
+                          uint64_t tail)
+{
+    int slot = ns_block_find_rep(b, primary);
+    /* Only an answer to the current set from the current primary. */
+    if (b->ver == ver && slot >= 0 && b->primary == slot)
+        confirm_joiners(ns, b, tail);
+}
+
+static void send_set_to(struct ns *ns, struct ns_block *b, struct ns_server *h)
 {
     if (!ns->loop || !h || !h->up || !h->conn)
         return;
+    int slot = ns_block_find_rep(b, h->idx);
+    int joining = slot >= 0 && (b->joining & (1u << slot));
     Imgstore__Replica reps[NS_BLOCK_SLOTS], *rp[NS_BLOCK_SLOTS];
     Imgstore__SetReplicas m = IMGSTORE__SET_REPLICAS__INIT;
     m.block_id = b->id;
-    m.n_replicas = set_list(ns, b, reps, rp);
+    m.n_replicas = set_list(ns, b, joining ? slot : -1, reps, rp);
     m.replicas = rp;
     m.primary = b->primary != NS_NO_PRIMARY && b->rep[b->primary] == h->idx;
     m.version = b->ver;
+    if (m.primary && b->joining) {
+        /* Its answer carries the tail the joining copies must reach. */
+        struct join_cmd *jc = malloc(sizeof(*jc));
+        if (!jc)
+            return;
+        *jc = (struct join_cmd){.ns = ns, .block_id = b->id, .ver = b->ver, .primary = h->idx};
+        if (conn_request(h->conn, FT_SET_REPLICAS, &m.base, NULL, 0, NULL, NS_CMD_TIMEOUT_MS,
+                         join_reply, jc) != 0)
+            free(jc);
+        else
+            b->join_asked = 1;
+        return;
+    }
     struct cmd *c = cmd_new(ns, 0);
     if (c && conn_request(h->conn, FT_SET_REPLICAS, &m.base, NULL, 0, NULL, NS_CMD_TIMEOUT_MS,
                           simple_reply, c) != 0)
         free(c);
+}
+
+/* Sends the current set to the primary again (same version), for its tail. */
+static void ask_primary(struct ns *ns, struct ns_block *b)
+{
+    if (b->joining && !b->join_asked && b->primary != NS_NO_PRIMARY)
+        send_set_to(ns, b, srv(ns, b->rep[b->primary]));
 }
 
 void ns_plan_send_set(struct ns *ns, struct ns_block *b)
@@ -352,7 +453,7 @@ void ns_plan_check_view(struct ns *ns, struct ns_block *b, struct ns_server *s,
                      ? srv(ns, b->rep[b->primary])->id
                      : "?");
     Imgstore__Replica reps[NS_BLOCK_SLOTS], *rp[NS_BLOCK_SLOTS];
-    size_t n = set_list(ns, b, reps, rp);
+    size_t n = set_list(ns, b, (b->joining & (1u << slot)) ? slot : -1, reps, rp);
     differs |= n != nids;
     for (size_t i = 0; !differs && i < n; i++)
         differs = !ids[i] || strcmp(ids[i], rp[i]->server_id) != 0;
@@ -539,7 +640,7 @@ static uint64_t longest_up(const struct ns *ns, const struct ns_block *b)
     uint64_t n = 0;
     for (unsigned i = 0; i < b->nrep; i++) {
         struct ns_server *h = srv(ns, b->rep[i]);
-        if (h && h->up && b->rsize[i] > n && !ns_block_is_old(b, i))
+        if (h && h->up && b->rsize[i] > n && !ns_block_is_unready(b, i))
             n = b->rsize[i];
     }
     return n;
@@ -559,7 +660,7 @@ static struct ns_server *pick_source(const struct ns *ns, const struct ns_block 
     for (unsigned i = 0; i < b->nrep; i++) {
         struct ns_server *h = srv(ns, b->rep[i]);
         if (!h || !h->up || !under_cap(ns, h) || b->rsize[i] < longest ||
-            ns_block_is_old(b, i) || (!allow_bad && ns_compact_is_bad(ns, b->id, h->idx)))
+            ns_block_is_unready(b, i) || (!allow_bad && ns_compact_is_bad(ns, b->id, h->idx)))
             continue;
         /* Lower is better: a recent failure, then not the primary, then load. */
         unsigned score = (ns_compact_is_bad(ns, b->id, h->idx) ? 2u * NS_MAX_TASK_CAP * 16 : 0) +
@@ -730,7 +831,7 @@ static void start_delete(struct ns *ns, struct ns_block *b, uint64_t now)
     for (unsigned i = 0; i < b->nrep; i++) {
         struct ns_server *h = srv(ns, b->rep[i]);
         keep += h && h->up && !h->draining && h != v && !ns_compact_is_bad(ns, b->id, h->idx) &&
-                !ns_block_is_old(b, i);
+                !ns_block_is_unready(b, i);
     }
     if (keep < ns->meta.replicas)
         return;
@@ -763,7 +864,7 @@ static int failover(struct ns *ns, struct ns_block *b, uint64_t now)
     unsigned best_rank = 0;
     for (unsigned i = 0; i < b->nrep; i++) {
         struct ns_server *h = srv(ns, b->rep[i]);
-        if (!h || !h->up || ns_block_is_old(b, i) || (b->inset && !(b->inset & (1u << i))))
+        if (!h || !h->up || ns_block_is_unready(b, i) || (b->inset && !(b->inset & (1u << i))))
             continue;
         unsigned rank = (ns_compact_is_bad(ns, b->id, h->idx) ? 0 : 2u) + (h->draining ? 0 : 1u);
         if (best < 0 || b->rsize[i] > b->rsize[best] ||
@@ -797,12 +898,28 @@ static void maintain_set(struct ns *ns, struct ns_block *b, uint64_t now)
     }
     if (b->primary != NS_NO_PRIMARY)
         set |= (uint8_t)(1u << b->primary);
+    /* Copies that come in by length join (see above); copies that leave
+     * stop joining. */
+    uint8_t joins = (uint8_t)(set & ~b->inset);
+    if (b->primary != NS_NO_PRIMARY)
+        joins &= (uint8_t)~(1u << b->primary);
+    b->joining = (uint8_t)((b->joining | joins) & set);
     if (set != b->inset) {
         b->inset = set;
         changed = 1;
     }
-    if (changed)
+    if (changed) {
         ns_plan_send_set(ns, b);
+        return;
+    }
+    /* Joining copies that look complete by the reported sizes (a catch-up
+     * ended, or an earlier answer was lost): ask the primary again. */
+    int complete = b->joining != 0;
+    for (unsigned i = 0; i < b->nrep && complete; i++)
+        if ((b->joining & (1u << i)) && b->rsize[i] < longest)
+            complete = 0;
+    if (complete)
+        ask_primary(ns, b);
 }
 
 /* Starts the tail copy of the shortest up holder of a sealed block from a
@@ -888,7 +1005,8 @@ void ns_plan_step(struct ns *ns, uint64_t now_ms)
              * is replaced like a draining one. */
             int leaving = h->draining || ns_compact_is_bad(ns, b->id, h->idx) ||
                           ns_block_is_old(b, k);
-            good += !leaving;
+            /* A joining copy is neither good yet nor to be replaced. */
+            good += !leaving && !(b->joining & (1u << k));
             draining += leaving;
         }
         if (up == 0) {
@@ -909,7 +1027,10 @@ void ns_plan_step(struct ns *ns, uint64_t now_ms)
             continue;
         if (b->sealed && start_catch_up(ns, b, now_ms))
             continue;
-        int wants_copy = good < ns->meta.replicas;
+        unsigned joining = 0;
+        for (unsigned k = 0; k < b->nrep; k++)
+            joining += (b->joining >> k) & 1u;
+        int wants_copy = good + joining < ns->meta.replicas;
         int wants_delete = up > ns->meta.replicas && (draining || good > ns->meta.replicas);
         if ((wants_copy || draining) && !b->sealed) {
             send_seal(ns, b); /* copies are made of sealed blocks only */

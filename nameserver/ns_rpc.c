@@ -59,7 +59,7 @@ static size_t fill_replicas(const struct ns *ns, const struct ns_block *b, int o
              * tombstones (stale, being caught up or dropped): not listed. */
             if (b->sealed && b->inset && !is_primary && !(b->inset & (1u << i)))
                 continue;
-            if (ns_block_is_old(b, i)) /* a copy of an older replica set */
+            if (ns_block_is_unready(b, i)) /* of an older set, or joining it */
                 continue;
             imgstore__replica__init(&reps[n]);
             reps[n].server_id = s->id;

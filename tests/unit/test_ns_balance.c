@@ -75,9 +75,26 @@ static struct ns_server *four_full_one_empty(struct ns_server *sv[5])
 }
 
 /* Ends every running task successfully (a copy installs `size` bytes). */
-static size_t finish_all(uint64_t now)
+/* Every primary answers the set its joining copies were put in with its
+ * size as tail (nothing was deleted meanwhile): they are confirmed.
+ * Returns how many blocks had joining copies. */
+static size_t confirm_joins(void)
 {
     size_t n = 0;
+    for (size_t i = 0; i < ns.blocks.cap; i++) {
+        struct ns_block *b = &ns.blocks.slots[i];
+        if (!b->id || !b->joining || b->primary == NS_NO_PRIMARY)
+            continue;
+        ns_plan_primary_tail(&ns, b, b->rep[b->primary], b->ver, b->rsize[b->primary]);
+        cr_assert_eq(b->joining, 0);
+        n++;
+    }
+    return n;
+}
+
+static size_t finish_all(uint64_t now)
+{
+    size_t n = confirm_joins();
     for (size_t i = 0; i < ns.plan.ntasks; i++) {
         struct ns_task *t = &ns.plan.tasks[i];
         if (t->state != NS_TASK_RUNNING)
@@ -157,6 +174,8 @@ Test(ns_balance, move_copies_then_deletes_the_source_copy)
     /* The copy is installed: the next pass deletes the source's copy. */
     cr_assert_eq(ns_plan_task_end(&ns, m.task_id, 0, MIB, 20), 0);
     ns_plan_step(&ns, 20);
+    cr_assert_eq(confirm_joins(), 1, "the new copy joins the set first");
+    ns_plan_step(&ns, 25);
     const struct ns_task *del = NULL;
     for (size_t i = 0; i < ns.plan.ntasks; i++)
         if (ns.plan.tasks[i].state == NS_TASK_RUNNING && ns.plan.tasks[i].kind == NS_TASK_DELETE &&
