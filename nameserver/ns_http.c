@@ -110,6 +110,8 @@ static void render_servers(struct metrics_buf *b, const struct ns *ns)
         {"imgstore_ns_server_writes_total", "counter",
          "Writes the server acknowledged since it started (from its heartbeats)."},
         {"imgstore_ns_server_readonly", "gauge", "1 while the server takes no new blocks."},
+        {"imgstore_ns_server_failed_disks", "gauge",
+         "Data folders the server reports failed (their blocks are re-replicated)."},
     };
     char lab[LABEL_MAX];
     for (size_t f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
@@ -117,7 +119,8 @@ static void render_servers(struct metrics_buf *b, const struct ns *ns)
         for (size_t i = 0; i < ns->nservers; i++) {
             const struct ns_server *s = ns->servers[i];
             double v[] = {s->up, (double)s->capacity, (double)s->used, (double)s->free,
-                          s->nblocks, (double)s->reads, (double)s->writes, s->readonly};
+                          s->nblocks, (double)s->reads, (double)s->writes, s->readonly,
+                          s->failed_disks};
             server_label(s, lab, sizeof(lab));
             metrics_value(b, fam[f].name, lab, v[f]);
         }
@@ -170,6 +173,18 @@ static void render_tasks(struct metrics_buf *b, const struct ns *ns)
     metrics_value(b, "imgstore_ns_task_remaining_bytes", NULL, (double)remaining);
     metrics_family(b, "imgstore_ns_servers_draining", "gauge", "Servers being drained.");
     metrics_value(b, "imgstore_ns_servers_draining", NULL, (double)draining);
+    const struct ns_balance *bl = &ns->bal;
+    metrics_family(b, "imgstore_ns_balance_moves_running", "gauge",
+                   "Rebalance moves running now (copy, then delete of the source's copy).");
+    metrics_value(b, "imgstore_ns_balance_moves_running", NULL, (double)bl->nmoves);
+    metrics_family(b, "imgstore_ns_balance_moves_total", "counter",
+                   "Rebalance moves ended since the nameserver started, by result.");
+    metrics_value(b, "imgstore_ns_balance_moves_total", "result=\"done\"", (double)bl->moves_done);
+    metrics_value(b, "imgstore_ns_balance_moves_total", "result=\"failed\"",
+                  (double)bl->moves_failed);
+    metrics_family(b, "imgstore_ns_balance_moved_bytes_total", "counter",
+                   "Bytes of blocks moved by completed rebalance moves.");
+    metrics_value(b, "imgstore_ns_balance_moved_bytes_total", NULL, (double)bl->bytes_moved);
 }
 
 int ns_http_metrics(struct ns *ns, uint64_t now_ms, char **out, size_t *len)

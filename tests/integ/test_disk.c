@@ -3,7 +3,8 @@
  * then one dataserver's folder holding blocks is renamed away (rename(2):
  * the disk vanished). Checked:
  *   - the dataserver reports the disk failed (ds-admin servers --json shows
- *     failed_disks 1, status says degraded);
+ *     failed_disks 1, status says degraded, the nameserver's /metrics has
+ *     imgstore_ns_server_failed_disks 1 for it);
  *   - every block that was on it is back to 2 replicas within a bounded
  *     time, none of them on the vanished folder;
  *   - every file reads byte-identical from every replica;
@@ -38,7 +39,7 @@ static struct cluster *C;
 static void setup(void)
 {
     struct cluster_opts o = {.ndataservers = 3, .replicas = 2, .block_size = BLOCK_SIZE,
-                             .disks_per_ds = 2};
+                             .disks_per_ds = 2, .ns_http = 1};
     cr_assert_eq(cluster_start(&o, &C), 0);
 }
 
@@ -103,16 +104,20 @@ static int has(const uint64_t *ids, size_t n, uint64_t id)
     return 0;
 }
 
-/* failed_disks of dataserver d as the nameserver reports it, or -1. */
-static int failed_disks(int d)
+/* failed_disks of dataserver d as the nameserver reports it, or -1; its
+ * server id in id[] when given. */
+static int failed_disks(int d, char id[64])
 {
     Imgstore__ClusterStatusResp *st = NULL;
     if (cluster_status(C, &st) != 0)
         return -1;
     int n = -1;
     for (size_t i = 0; i < st->n_servers; i++)
-        if (st->servers[i]->addr && strcmp(st->servers[i]->addr, C->ds[d].addr) == 0)
+        if (st->servers[i]->addr && strcmp(st->servers[i]->addr, C->ds[d].addr) == 0) {
             n = (int)st->servers[i]->failed_disks;
+            if (id)
+                snprintf(id, 64, "%s", st->servers[i]->server_id);
+        }
     imgstore_admin_free_status(st);
     return n;
 }
@@ -198,10 +203,16 @@ Test(disk, vanished_folder_is_re_replicated)
     fprintf(stderr, "[disk] %s renamed away: %zu blocks on it\n", dir, nlost);
 
     /* reported failed */
-    while (failed_disks(victim) != 1 && cluster_now_ms() - t0 < FAIL_DEADLINE_MS)
+    while (failed_disks(victim, NULL) != 1 && cluster_now_ms() - t0 < FAIL_DEADLINE_MS)
         usleep(200 * 1000);
     int64_t t_failed = cluster_now_ms() - t0;
-    cr_assert_eq(failed_disks(victim), 1, "the disk must be reported failed");
+    char victim_id[64];
+    cr_assert_eq(failed_disks(victim, victim_id), 1, "the disk must be reported failed");
+    /* ... also in the nameserver's /metrics */
+    char series[160];
+    snprintf(series, sizeof(series), "imgstore_ns_server_failed_disks{server=\"%s\"}",
+             victim_id);
+    cr_assert_eq(cluster_metric(C->ns.http_addr, series), 1, "%s", series);
     struct cluster_run r;
     const char *argv[] = {"ds-admin", "--ns", C->ns.addr, "--json", "servers", NULL};
     cr_assert_eq(cluster_run(C, argv, NULL, NULL, CLI_TIMEOUT_MS, &r), 0);

@@ -41,7 +41,7 @@ static const char *const ds_args[] = {"--capacity", "128M", NULL};
 static void setup(void)
 {
     struct cluster_opts o = {.ndataservers = 4, .replicas = 2, .block_size = BLOCK_SIZE,
-                             .ds_args = ds_args};
+                             .ds_args = ds_args, .ns_http = 1};
     cluster_start(&o, &C);
 }
 
@@ -265,6 +265,13 @@ Test(rebalance, fifth_server_joins)
             fifth_holds = cs->servers[i]->blocks > 0;
     imgstore_admin_free_status(cs);
     cr_assert(fifth_holds, "the fifth server holds blocks");
+    /* The moves show in the nameserver's /metrics. */
+    double done = cluster_metric(C->ns.http_addr, "imgstore_ns_balance_moves_total{result=\"done\"}");
+    double moved = cluster_metric(C->ns.http_addr, "imgstore_ns_balance_moved_bytes_total");
+    fprintf(stderr, "[rebalance] /metrics: %.0f moves done, %.0f bytes moved\n", done, moved);
+    cr_assert_gt(done, 0, "imgstore_ns_balance_moves_total{result=\"done\"}");
+    cr_assert_geq(moved, done * 1024, "imgstore_ns_balance_moved_bytes_total");
+    cr_assert_eq(cluster_metric(C->ns.http_addr, "imgstore_ns_balance_moves_running"), 0);
 
     /* An empty plan now; --wait ends at once. */
     cr_assert_eq(admin(&r, "--json", "rebalance", "--dry-run", NULL), 0, "%s", r.err);
