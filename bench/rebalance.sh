@@ -7,15 +7,17 @@
 # Starts its own cluster in a temporary folder on random loopback ports: one
 # nameserver (copy cap REBAL_RATE_MB, default task cap), three dataservers
 # with --capacity 2 x REBAL_BYTES each; uploads REBAL_BYTES of REBAL_SIZE-byte
-# files (replication 2); measures REBAL_SECS of steady reads (bench/
-# steady_read, REBAL_READ_RATE reads/s); then sets rebalance_band to 1 point
-# and starts a fourth, empty dataserver, which the balance fills, and measures
-# the same reads again while the moves run. The copy rate is the growth of
-# the new server's block files over the measured window. Everything is
+# files (replication 2); starts a fourth, empty dataserver; then alternates
+# REBAL_CYCLES times a window of REBAL_SECS of steady reads (bench/
+# steady_read, REBAL_READ_RATE reads/s) with nothing moving and one with the
+# balance filling the new server (rebalance_band 1 point), and compares the
+# p99 of the two kinds, each over its windows pooled. The copy rate is the
+# growth of the new server's block files over the busy windows. Everything is
 # stopped and the folder removed on exit (REBAL_KEEP=1 keeps it).
 #
 # Tunables (environment): REBAL_BYTES (2000000000), REBAL_SIZE (204800),
-# REBAL_RATE_MB (20), REBAL_SECS (20), REBAL_READ_RATE (400), REBAL_CONC (4),
+# REBAL_RATE_MB (20), REBAL_SECS (10), REBAL_CYCLES (3), REBAL_READ_RATE (400),
+# REBAL_CONC (4),
 # REBAL_DIR (parent folder, /tmp).
 set -u
 
@@ -24,7 +26,8 @@ BBIN=${BENCH_BIN:-$(pwd)/build/bench}
 BYTES=${REBAL_BYTES:-2000000000}
 SIZE=${REBAL_SIZE:-204800}
 RATE_MB=${REBAL_RATE_MB:-20}
-SECS=${REBAL_SECS:-20}
+SECS=${REBAL_SECS:-10}
+CYCLES=${REBAL_CYCLES:-3}
 READ_RATE=${REBAL_READ_RATE:-400}
 CONC=${REBAL_CONC:-4}
 FILES=$((BYTES / SIZE))
@@ -132,41 +135,75 @@ log "uploading $FILES files of $SIZE B ($BYTES bytes, replication 2)"
 [ "$(wc -l <"$WORK/names")" -gt 0 ] || { log "no file uploaded"; exit 1; }
 sleep 2 # heartbeats carry the last sizes
 
-log "baseline: $READ_RATE reads/s for ${SECS}s, no rebalance"
-pre=$(admin --json rebalance --dry-run)
-[ "$(num "$pre" moves_running)" = 0 ] || log "warning: moves running before the baseline"
-"$BBIN/steady_read" --ns "$NS" --names "$WORK/names" --rate "$READ_RATE" --duration "$SECS" \
-    -c "$CONC" >"$WORK/idle.json" || exit 1
+# Windows alternate on one cluster: an idle one (no move planned or
+# running: rebalance_band 50, running balance tasks canceled) and a busy one
+# (rebalance_band 1, moves running), REBAL_CYCLES times. The p99 of each
+# kind is taken over its windows' reads pooled, so the machine's drift
+# during the run weighs on both alike.
+moves_running() { num "$(admin --json rebalance --dry-run)" moves_running; }
+running_balance_tasks() {
+    admin --json tasks | tr -d '\n' | grep -o '{"id": [^}]*}' | grep '"state": "running"' |
+        grep '"reason": "rebalance"' | sed -n 's/^{"id": \([0-9]*\),.*/\1/p'
+}
+pause_moves() {
+    local i id
+    admin set rebalance_band 50 >/dev/null || exit 1
+    for i in $(seq $((START_WAIT_S * 5))); do
+        [ "$(moves_running)" = 0 ] && [ -z "$(running_balance_tasks)" ] && return 0
+        for id in $(running_balance_tasks); do admin cancel "$id" >/dev/null 2>&1; done
+        sleep 0.2
+    done
+    log "moves did not stop"
+    exit 1
+}
+resume_moves() {
+    local i
+    admin set rebalance_band 1 >/dev/null || exit 1
+    for i in $(seq $((START_WAIT_S * 5))); do
+        [ "$(moves_running)" != 0 ] && { sleep 1; return 0; } # past the first copy's start
+        sleep 0.2
+    done
+    log "no move started within ${START_WAIT_S}s (raise REBAL_BYTES)"
+    exit 1
+}
+# window KIND: one window of steady reads, its samples added to KIND.samples.
+window() {
+    "$BBIN/steady_read" --ns "$NS" --names "$WORK/names" --rate "$READ_RATE" --duration "$SECS" \
+        -c "$CONC" --samples "$WORK/$1.samples" >"$WORK/$1.$c.json" || exit 1
+}
+# pctl FILE P: the P quantile (0..1) of the numbers in FILE.
+pctl() { sort -n "$1" | awk -v p="$2" '{ v[NR] = $1 } END { if (NR) printf "%.3f", v[int((NR - 1) * p) + 1] }'; }
 
-log "a fourth, empty dataserver joins; rebalance_band 1 point"
-admin set rebalance_band 1 >/dev/null || exit 1
+log "a fourth, empty dataserver joins (rebalance_band 50 for now: nothing moves)"
+admin set rebalance_band 50 >/dev/null || exit 1
 start_ds 4
 wait_up 4
-for i in $(seq $((START_WAIT_S * 5))); do
-    st=$(admin --json rebalance --dry-run)
-    [ "$(num "$st" moves_running)" != 0 ] && break
-    sleep 0.2
+COPIED=0
+COPY_SECS=0
+PER_CYCLE=""
+for c in $(seq "$CYCLES"); do
+    pause_moves
+    log "cycle $c/$CYCLES: idle window, $READ_RATE reads/s for ${SECS}s"
+    window idle
+    resume_moves
+    b0=$(dir_bytes "$WORK/ds4")
+    t0=$(now)
+    log "cycle $c/$CYCLES: rebalance window ($(moves_running) moves running)"
+    window busy
+    b1=$(dir_bytes "$WORK/ds4")
+    t1=$(now)
+    [ "$(moves_running)" != 0 ] || log "warning: the moves ended inside the window (raise REBAL_BYTES)"
+    COPIED=$((COPIED + b1 - b0))
+    COPY_SECS=$(awk -v a="$COPY_SECS" -v s="$t0" -v e="$t1" 'BEGIN { print a + e - s }')
+    PER_CYCLE="$PER_CYCLE $(ratio "$(num "$(cat "$WORK/busy.$c.json")" p99)" "$(num "$(cat "$WORK/idle.$c.json")" p99)")"
 done
-PLANNED=$(num "$st" bytes_planned)
-RUNNING=$(num "$st" bytes_running)
-log "rebalance running: $(num "$st" moves_running) moves, $((PLANNED + RUNNING)) bytes to move"
-sleep 2 # past the first copy's start
-b0=$(dir_bytes "$WORK/ds4")
-t0=$(now)
-log "during the rebalance: $READ_RATE reads/s for ${SECS}s"
-"$BBIN/steady_read" --ns "$NS" --names "$WORK/names" --rate "$READ_RATE" --duration "$SECS" \
-    -c "$CONC" >"$WORK/busy.json" || exit 1
-b1=$(dir_bytes "$WORK/ds4")
-t1=$(now)
-st=$(admin --json rebalance --dry-run)
-still=$(num "$st" moves_running)
-[ "$still" != 0 ] || log "warning: the rebalance ended inside the window (raise REBAL_BYTES)"
+pause_moves
 
-IDLE=$(num "$(cat "$WORK/idle.json")" p99)
-BUSY=$(num "$(cat "$WORK/busy.json")" p99)
-IERR=$(num "$(cat "$WORK/idle.json")" errors)
-BERR=$(num "$(cat "$WORK/busy.json")" errors)
-RATE=$(awk -v a="$b0" -v b="$b1" -v s="$t0" -v e="$t1" 'BEGIN { printf "%.1f", (b - a) / (e - s) / 1e6 }')
+IDLE=$(pctl "$WORK/idle.samples" 0.99)
+BUSY=$(pctl "$WORK/busy.samples" 0.99)
+IERR=$(cat "$WORK"/idle.*.json | while read -r l; do num "$l" errors; done | awk '{ s += $1 } END { print s + 0 }')
+BERR=$(cat "$WORK"/busy.*.json | while read -r l; do num "$l" errors; done | awk '{ s += $1 } END { print s + 0 }')
+RATE=$(awk -v b="$COPIED" -v s="$COPY_SECS" 'BEGIN { printf "%.1f", b / s / 1e6 }')
 DEV=$(awk -v r="$RATE" -v c="$RATE_MB" 'BEGIN { printf "%+.1f%%", (r - c) * 100 / c }')
 
 printf '\n%-44s | %-12s | %-12s | %-8s | %s\n' "figure" "measured" "reference" "ratio" "goal"
@@ -177,6 +214,8 @@ printf '%-44s | %-12s | %-12s | %-8s | %s\n' "read p99 ms, rebalance running vs 
 printf '%-44s | %-12s | %-12s | %-8s | %s\n' "read errors (during / idle)" "$BERR" "$IERR" "-" "0"
 printf '%-44s | %-12s | %-12s | %-8s | %s\n' "copy rate MB/s into the new server vs cap" "$RATE" \
     "$RATE_MB" "$DEV" "within +-10%"
-printf '\n%s bytes of %s-byte files, %s reads/s from %s threads, %ss windows; p50 idle %s ms, during %s ms\n' \
-    "$BYTES" "$SIZE" "$READ_RATE" "$CONC" "$SECS" "$(num "$(cat "$WORK/idle.json")" p50)" \
-    "$(num "$(cat "$WORK/busy.json")" p50)"
+printf '\n%s bytes of %s-byte files, %s reads/s from %s threads, %s cycles of two %ss windows\n' \
+    "$BYTES" "$SIZE" "$READ_RATE" "$CONC" "$CYCLES" "$SECS"
+printf 'reads: idle %s, during %s; p50 idle %s ms, during %s ms; p99 ratio of each cycle:%s\n' \
+    "$(wc -l <"$WORK/idle.samples")" "$(wc -l <"$WORK/busy.samples")" \
+    "$(pctl "$WORK/idle.samples" 0.5)" "$(pctl "$WORK/busy.samples" 0.5)" "$PER_CYCLE"

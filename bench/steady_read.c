@@ -1,7 +1,7 @@
 /* steady_read.c - a steady (open-loop) read load for bench/rebalance.sh.
  *
  *   steady_read --ns HOST:PORT --names FILE --rate OPS_PER_S --duration SECONDS
- *               [-c THREADS]
+ *               [-c THREADS] [--samples FILE]
  *
  * Reads random files of a `imgstore bench --save-names` list ("KEY SIZE
  * INDEX" lines) through one library handle at a fixed total rate: each of
@@ -9,7 +9,9 @@
  * read's latency counts from its scheduled start, so a stall shows in the
  * percentiles even when it delays later reads (no coordinated omission).
  * A read fails when it errors or returns a length other than SIZE. Prints
- * one JSON line: ops, errors, achieved rate and latency percentiles in ms. */
+ * one JSON line: ops, errors, achieved rate and latency percentiles in ms.
+ * --samples appends every read's latency in ms to FILE, one per line, so
+ * percentiles can be taken over several windows pooled. */
 #include "client/imgstore.h"
 
 #include <errno.h>
@@ -134,12 +136,12 @@ static int load_names(const char *path)
 static void usage(void)
 {
     fprintf(stderr, "usage: steady_read --ns HOST:PORT --names FILE --rate OPS_PER_S "
-                    "--duration SECONDS [-c THREADS]\n");
+                    "--duration SECONDS [-c THREADS] [--samples FILE]\n");
 }
 
 int main(int argc, char **argv)
 {
-    const char *ns = NULL, *names = NULL;
+    const char *ns = NULL, *names = NULL, *samples = NULL;
     double rate = 0, duration = 0;
     int threads = 4;
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -153,6 +155,8 @@ int main(int argc, char **argv)
             duration = atof(argv[i + 1]);
         else if (strcmp(argv[i], "-c") == 0)
             threads = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--samples") == 0)
+            samples = argv[i + 1];
         else {
             usage();
             return 2;
@@ -196,6 +200,15 @@ int main(int argc, char **argv)
         free(w[i].lat);
     }
     qsort(all, total, sizeof(*all), cmp_i64);
+    if (samples) {
+        FILE *fp = fopen(samples, "a");
+        for (size_t i = 0; fp && i < total; i++)
+            fprintf(fp, "%.4f\n", (double)all[i] / NS_PER_MS);
+        if (!fp || fclose(fp) != 0) {
+            fprintf(stderr, "steady_read: cannot write %s: %s\n", samples, strerror(errno));
+            return 1;
+        }
+    }
 #define PCTL(p) (total ? (double)all[(size_t)((double)(total - 1) * (p))] / NS_PER_MS : 0.0)
     printf("{\"ops\":%zu,\"errors\":%ld,\"ops_per_s\":%.1f,\"p50\":%.3f,\"p90\":%.3f,"
            "\"p99\":%.3f,\"p99_9\":%.3f,\"max\":%.3f}\n",

@@ -257,8 +257,8 @@ static void on_read(int res, void *arg)
     free(q);
 }
 
-int blockio_read(struct uring *r, struct block *b, void *buf, size_t len, uint64_t offset,
-                 blockio_cb cb, void *arg)
+static int bio_read(struct uring *r, struct block *b, void *buf, size_t len, uint64_t offset,
+                    int background, blockio_cb cb, void *arg)
 {
     if (!r || !b || !buf || !cb || offset > UINT64_MAX - len)
         return IMG_EINVAL;
@@ -274,12 +274,25 @@ int blockio_read(struct uring *r, struct block *b, void *buf, size_t len, uint64
     q->len = len;
     q->cb = cb;
     q->arg = arg;
-    int rc = uring_read(r, q->file->fd, buf, len, offset, on_read, q);
+    int rc = background ? uring_read_bg(r, q->file->fd, buf, len, offset, on_read, q)
+                        : uring_read(r, q->file->fd, buf, len, offset, on_read, q);
     if (rc != 0) {
         block_fd_put(q->file);
         free(q);
     }
     return rc;
+}
+
+int blockio_read(struct uring *r, struct block *b, void *buf, size_t len, uint64_t offset,
+                 blockio_cb cb, void *arg)
+{
+    return bio_read(r, b, buf, len, offset, 0, cb, arg);
+}
+
+int blockio_read_bg(struct uring *r, struct block *b, void *buf, size_t len, uint64_t offset,
+                    blockio_cb cb, void *arg)
+{
+    return bio_read(r, b, buf, len, offset, 1, cb, arg);
 }
 
 void blockio_release(struct block *b)

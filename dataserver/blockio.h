@@ -31,6 +31,10 @@ int blockio_append(struct uring *r, struct block *b, const void *rec, size_t len
  * asked) completes with IMG_ECORRUPT. */
 int blockio_read(struct uring *r, struct block *b, void *buf, size_t len, uint64_t offset,
                  blockio_cb cb, void *arg);
+/* The same for bulk reads of background work (a block copy's chunks):
+ * never run inline in the loop's thread (uring_read_bg). */
+int blockio_read_bg(struct uring *r, struct block *b, void *buf, size_t len, uint64_t offset,
+                    blockio_cb cb, void *arg);
 
 #define BLOCKIO_MAX_DISKS 16 /* data folders tracked by blockio_disk_error */
 

@@ -340,7 +340,7 @@ static void job_read(int status, void *arg)
     else if (rc == 0)
         rc = check_record(j->buf, j->len, j->seq, &h);
     if (rc == 0)
-        rc = uring_write(j->ds->store->ring, j->fd, j->buf, j->len, j->o.off, job_written, j);
+        rc = uring_write_bg(j->ds->store->ring, j->fd, j->buf, j->len, j->o.off, job_written, j);
     if (rc != 0)
         job_finish(j, rc);
 }

@@ -493,7 +493,7 @@ static void copy_chunk(int status, const struct frame *f, void *arg)
     memcpy(cp->wbuf, f->body, used);
     cp->wlen = used;
     cp->crc = crc32c(cp->crc, f->body, used);
-    rc = uring_write(cp->ds->store->ring, cp->fd, cp->wbuf, used, cp->off, copy_written, cp);
+    rc = uring_write_bg(cp->ds->store->ring, cp->fd, cp->wbuf, used, cp->off, copy_written, cp);
     if (rc != 0)
         copy_finish(cp, rc, NULL);
 }
@@ -1066,7 +1066,7 @@ void ds_copy_read_block(struct ds *ds, const struct frame *f, struct ds_rpc_req 
         rb_answer(r, 0);
         return;
     }
-    int rc = blockio_read(ds->store->ring, b, r->buf, len, off, rb_read_done, r);
+    int rc = blockio_read_bg(ds->store->ring, b, r->buf, len, off, rb_read_done, r);
     if (rc != 0)
         rb_answer(r, rc);
 }

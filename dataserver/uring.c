@@ -34,6 +34,7 @@ struct uring_req {
     uint64_t off;
     uring_cb cb;
     void *arg;
+    int background;         /* IOSQE_ASYNC: never run inline in the loop's thread */
     struct uring_req *next; /* FIFO link */
 #ifdef IMG_FAULT_FS
     struct faultfs_undo *undo; /* OP_WRITE: what it overwrites */
@@ -240,6 +241,8 @@ static void prep(struct io_uring_sqe *sqe, struct uring_req *q)
         io_uring_prep_fsync(sqe, q->fd, IORING_FSYNC_DATASYNC);
         break;
     }
+    if (q->background)
+        io_uring_sqe_set_flags(sqe, IOSQE_ASYNC);
     io_uring_sqe_set_data(sqe, q);
 }
 
@@ -426,7 +429,7 @@ void uring_close(struct uring *r)
 }
 
 static int queue(struct uring *r, enum uring_op op, int fd, void *buf, size_t len, uint64_t off,
-                 uring_cb cb, void *arg)
+                 int background, uring_cb cb, void *arg)
 {
     if (!r || !cb || fd < 0 || (op != OP_FDATASYNC && !buf && len > 0))
         return -EINVAL;
@@ -444,6 +447,7 @@ static int queue(struct uring *r, enum uring_op op, int fd, void *buf, size_t le
     q->off = off;
     q->cb = cb;
     q->arg = arg;
+    q->background = background;
 #ifdef IMG_FAULT_FS
     if (op == OP_WRITE)
         q->undo = faultfs_before_write(fd, len, off);
@@ -458,18 +462,30 @@ static int queue(struct uring *r, enum uring_op op, int fd, void *buf, size_t le
 int uring_read(struct uring *r, int fd, void *buf, size_t len, uint64_t off, uring_cb cb,
                void *arg)
 {
-    return queue(r, OP_READ, fd, buf, len, off, cb, arg);
+    return queue(r, OP_READ, fd, buf, len, off, 0, cb, arg);
 }
 
 int uring_write(struct uring *r, int fd, const void *buf, size_t len, uint64_t off, uring_cb cb,
                 void *arg)
 {
-    return queue(r, OP_WRITE, fd, (void *)buf, len, off, cb, arg);
+    return queue(r, OP_WRITE, fd, (void *)buf, len, off, 0, cb, arg);
+}
+
+int uring_read_bg(struct uring *r, int fd, void *buf, size_t len, uint64_t off, uring_cb cb,
+                  void *arg)
+{
+    return queue(r, OP_READ, fd, buf, len, off, 1, cb, arg);
+}
+
+int uring_write_bg(struct uring *r, int fd, const void *buf, size_t len, uint64_t off,
+                   uring_cb cb, void *arg)
+{
+    return queue(r, OP_WRITE, fd, (void *)buf, len, off, 1, cb, arg);
 }
 
 int uring_fdatasync(struct uring *r, int fd, uring_cb cb, void *arg)
 {
-    return queue(r, OP_FDATASYNC, fd, NULL, 0, 0, cb, arg);
+    return queue(r, OP_FDATASYNC, fd, NULL, 0, 0, 0, cb, arg);
 }
 
 unsigned uring_inflight(const struct uring *r)

@@ -39,6 +39,15 @@ int uring_write(struct uring *r, int fd, const void *buf, size_t len, uint64_t o
                 void *arg);
 int uring_fdatasync(struct uring *r, int fd, uring_cb cb, void *arg);
 
+/* Background variants for bulk transfers (block copies): submitted with
+ * IOSQE_ASYNC, so the kernel runs them in its io-wq workers, never inline
+ * in the loop's thread (a 1 MiB page-cache copy there delays every request
+ * queued behind it). */
+int uring_read_bg(struct uring *r, int fd, void *buf, size_t len, uint64_t off, uring_cb cb,
+                  void *arg);
+int uring_write_bg(struct uring *r, int fd, const void *buf, size_t len, uint64_t off,
+                   uring_cb cb, void *arg);
+
 /* Requests submitted and not yet completed. */
 unsigned uring_inflight(const struct uring *r);
 
