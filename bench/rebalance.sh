@@ -16,7 +16,7 @@
 # stopped and the folder removed on exit (REBAL_KEEP=1 keeps it).
 #
 # Tunables (environment): REBAL_BYTES (2000000000), REBAL_SIZE (204800),
-# REBAL_RATE_MB (20), REBAL_SECS (10), REBAL_CYCLES (3), REBAL_READ_RATE (400),
+# REBAL_RATE_MB (20), REBAL_SECS (10), REBAL_CYCLES (5), REBAL_READ_RATE (400),
 # REBAL_CONC (4),
 # REBAL_DIR (parent folder, /tmp).
 set -u
@@ -27,7 +27,7 @@ BYTES=${REBAL_BYTES:-2000000000}
 SIZE=${REBAL_SIZE:-204800}
 RATE_MB=${REBAL_RATE_MB:-20}
 SECS=${REBAL_SECS:-10}
-CYCLES=${REBAL_CYCLES:-3}
+CYCLES=${REBAL_CYCLES:-5}
 READ_RATE=${REBAL_READ_RATE:-400}
 CONC=${REBAL_CONC:-4}
 FILES=$((BYTES / SIZE))
@@ -216,6 +216,10 @@ printf '%-44s | %-12s | %-12s | %-8s | %s\n' "copy rate MB/s into the new server
     "$RATE_MB" "$DEV" "within +-10%"
 printf '\n%s bytes of %s-byte files, %s reads/s from %s threads, %s cycles of two %ss windows\n' \
     "$BYTES" "$SIZE" "$READ_RATE" "$CONC" "$CYCLES" "$SECS"
-printf 'reads: idle %s, during %s; p50 idle %s ms, during %s ms; p99 ratio of each cycle:%s\n' \
+MEDIAN=$(echo "$PER_CYCLE" | tr ' ' '\n' | sed -n 's/x$//p' | sort -n |
+    awk '{ v[NR] = $1 } END { if (NR) printf "%.2fx", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+printf 'reads: idle %s, during %s; p50 idle %s ms, during %s ms\n' \
     "$(wc -l <"$WORK/idle.samples")" "$(wc -l <"$WORK/busy.samples")" \
-    "$(pctl "$WORK/idle.samples" 0.5)" "$(pctl "$WORK/busy.samples" 0.5)" "$PER_CYCLE"
+    "$(pctl "$WORK/idle.samples" 0.5)" "$(pctl "$WORK/busy.samples" 0.5)"
+printf 'p99 ratio of each cycle (rebalance window / the idle window before it):%s; median %s\n' \
+    "$PER_CYCLE" "$MEDIAN"

@@ -945,6 +945,11 @@ static int set_replicas(struct ds *ds, const Imgstore__SetReplicas *m, uint64_t 
         log_info("block %" PRIu64 " sealed to take the primary role", b->id);
     }
     int was = b->primary;
+    /* The same set again (the nameserver asking the primary for its tail,
+     * or re-sending a view): nothing to save, so no fsync on the loop. */
+    int same = b->nreplicas == (int)m->n_replicas && b->primary == (m->primary != 0) &&
+               memcmp(b->replicas, reps, m->n_replicas * sizeof(reps[0])) == 0 &&
+               (me < 0 || b->set_version == m->version);
     if (b->stale != (me < 0))
         log_info("block %" PRIu64 ": %s the replica set", b->id,
                  me < 0 ? "left out of (not served until caught up)" : "back in");
@@ -954,6 +959,8 @@ static int set_replicas(struct ds *ds, const Imgstore__SetReplicas *m, uint64_t 
     b->primary = m->primary != 0;
     if (me >= 0)
         b->set_version = m->version; /* a copy left out stays of its older set */
+    if (same)
+        return 0;
     b->dirty = 1;
     int rc = block_save_meta(b);
     if (was != b->primary)
