@@ -15,7 +15,7 @@
 # growth of the new server's block files over the busy windows. Everything is
 # stopped and the folder removed on exit (REBAL_KEEP=1 keeps it).
 #
-# Tunables (environment): REBAL_BYTES (2000000000), REBAL_SIZE (204800),
+# Tunables (environment): REBAL_BYTES (3000000000), REBAL_SIZE (204800),
 # REBAL_RATE_MB (20), REBAL_SECS (10), REBAL_CYCLES (5), REBAL_READ_RATE (400),
 # REBAL_CONC (4),
 # REBAL_DIR (parent folder, /tmp).
@@ -23,7 +23,7 @@ set -u
 
 BIN=${IMGSTORE_BIN:-$(pwd)/build/bin}
 BBIN=${BENCH_BIN:-$(pwd)/build/bench}
-BYTES=${REBAL_BYTES:-2000000000}
+BYTES=${REBAL_BYTES:-3000000000}
 SIZE=${REBAL_SIZE:-204800}
 RATE_MB=${REBAL_RATE_MB:-20}
 SECS=${REBAL_SECS:-10}
@@ -65,9 +65,11 @@ trap 'log "interrupted"; exit 130' INT TERM HUP
 free_port() {
     local p
     while :; do
-        p=$((20000 + RANDOM % 40000))
+        # below the kernel's ephemeral range (32768 and up by default), so
+        # no client connection of the run can hold it when a server binds
+        p=$((10000 + RANDOM % 22000))
         case " $USED_PORTS " in *" $p "*) continue ;; esac
-        [ -z "$(ss -Hltn "sport = :$p" 2>/dev/null)" ] || continue
+        [ -z "$(ss -Htan "sport = :$p" 2>/dev/null)" ] || continue
         USED_PORTS="$USED_PORTS $p"
         PORT=$p
         return
@@ -163,13 +165,13 @@ resume_moves() {
         [ "$(moves_running)" != 0 ] && { sleep 1; return 0; } # past the first copy's start
         sleep 0.2
     done
-    log "no move started within ${START_WAIT_S}s (raise REBAL_BYTES)"
-    exit 1
+    log "no move started within ${START_WAIT_S}s: the rebalance is over (raise REBAL_BYTES)"
+    return 1
 }
-# window KIND: one window of steady reads, its samples added to KIND.samples.
+# window KIND: one window of steady reads of cycle $c (KIND.$c.samples).
 window() {
     "$BBIN/steady_read" --ns "$NS" --names "$WORK/names" --rate "$READ_RATE" --duration "$SECS" \
-        -c "$CONC" --samples "$WORK/$1.samples" >"$WORK/$1.$c.json" || exit 1
+        -c "$CONC" --samples "$WORK/$1.$c.samples" >"$WORK/$1.$c.json" || exit 1
 }
 # pctl FILE P: the P quantile (0..1) of the numbers in FILE.
 pctl() { sort -n "$1" | awk -v p="$2" '{ v[NR] = $1 } END { if (NR) printf "%.3f", v[int((NR - 1) * p) + 1] }'; }
@@ -179,13 +181,19 @@ admin set rebalance_band 50 >/dev/null || exit 1
 start_ds 4
 wait_up 4
 COPIED=0
+DONE=0
 COPY_SECS=0
 PER_CYCLE=""
 for c in $(seq "$CYCLES"); do
     pause_moves
     log "cycle $c/$CYCLES: idle window, $READ_RATE reads/s for ${SECS}s"
     window idle
-    resume_moves
+    if ! resume_moves; then
+        [ "$c" -gt 1 ] || exit 1
+        rm -f "$WORK/idle.$c.json" # its pair never ran: not counted
+        break
+    fi
+    DONE=$c
     b0=$(dir_bytes "$WORK/ds4")
     t0=$(now)
     log "cycle $c/$CYCLES: rebalance window ($(moves_running) moves running)"
@@ -198,6 +206,10 @@ for c in $(seq "$CYCLES"); do
     PER_CYCLE="$PER_CYCLE $(ratio "$(num "$(cat "$WORK/busy.$c.json")" p99)" "$(num "$(cat "$WORK/idle.$c.json")" p99)")"
 done
 pause_moves
+for c in $(seq "$DONE"); do
+    cat "$WORK/idle.$c.samples" >>"$WORK/idle.samples"
+    cat "$WORK/busy.$c.samples" >>"$WORK/busy.samples"
+done
 
 IDLE=$(pctl "$WORK/idle.samples" 0.99)
 BUSY=$(pctl "$WORK/busy.samples" 0.99)
@@ -215,7 +227,7 @@ printf '%-44s | %-12s | %-12s | %-8s | %s\n' "read errors (during / idle)" "$BER
 printf '%-44s | %-12s | %-12s | %-8s | %s\n' "copy rate MB/s into the new server vs cap" "$RATE" \
     "$RATE_MB" "$DEV" "within +-10%"
 printf '\n%s bytes of %s-byte files, %s reads/s from %s threads, %s cycles of two %ss windows\n' \
-    "$BYTES" "$SIZE" "$READ_RATE" "$CONC" "$CYCLES" "$SECS"
+    "$BYTES" "$SIZE" "$READ_RATE" "$CONC" "$DONE" "$SECS"
 MEDIAN=$(echo "$PER_CYCLE" | tr ' ' '\n' | sed -n 's/x$//p' | sort -n |
     awk '{ v[NR] = $1 } END { if (NR) printf "%.2fx", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
 printf 'reads: idle %s, during %s; p50 idle %s ms, during %s ms\n' \
