@@ -693,6 +693,33 @@ static void close_fd(int *fd)
     *fd = -1;
 }
 
+int cluster_admin(const struct cluster *c, int timeout_ms, struct cluster_run *r, ...)
+{
+    const char *argv[CLUSTER_ADMIN_MAX_ARGS + 4] = {"ds-admin", "--ns", c->ns.addr};
+    size_t n = 3;
+    va_list ap;
+    va_start(ap, r);
+    for (const char *a; (a = va_arg(ap, const char *)) != NULL;) {
+        if (n == CLUSTER_ADMIN_MAX_ARGS + 3) {
+            va_end(ap);
+            fprintf(stderr, "[cluster] ds-admin: more than %d arguments\n",
+                    CLUSTER_ADMIN_MAX_ARGS);
+            return -E2BIG;
+        }
+        argv[n++] = a;
+    }
+    va_end(ap);
+    argv[n] = NULL;
+    static const char *const del[] = {"IMGSTORE_NS", NULL};
+    int rc = cluster_run(c, argv, NULL, del, timeout_ms, r);
+    if (rc != 0) {
+        fprintf(stderr, "[cluster] ds-admin %s did not run: %s\n", n > 3 ? argv[3] : "",
+                strerror(-rc));
+        return rc;
+    }
+    return r->exit_code;
+}
+
 int cluster_run(const struct cluster *c, const char *const argv[], const char *const env_add[],
                 const char *const env_del[], int timeout_ms, struct cluster_run *r)
 {

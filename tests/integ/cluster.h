@@ -138,6 +138,14 @@ int cluster_run(const struct cluster *c, const char *const argv[], const char *c
 /* Frees the buffers of *r. NULL-safe. */
 void cluster_run_free(struct cluster_run *r);
 
+/* Runs `ds-admin --ns <the nameserver> ARGS...` (arguments up to the first
+ * NULL, at most CLUSTER_ADMIN_MAX_ARGS) with IMGSTORE_NS removed from the
+ * environment, like cluster_run. Returns the exit code with *r filled (free
+ * with cluster_run_free), or a negative errno when it could not run
+ * (printed). */
+#define CLUSTER_ADMIN_MAX_ARGS 16
+int cluster_admin(const struct cluster *c, int timeout_ms, struct cluster_run *r, ...);
+
 /* ---- small helpers shared by the tests ---------------------------------- */
 
 /* Fills buf with len pseudo-random bytes that depend only on (seed, id). */

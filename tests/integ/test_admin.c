@@ -44,22 +44,9 @@ static void teardown(void)
 
 /* ---- helpers: running ds-admin, minimal JSON ------------------------------------ */
 
-/* Runs ds-admin --ns NS with up to five arguments (NULL ends them) and returns
- * its exit code; *r holds the output (free with cluster_run_free). */
-static int admin_t(struct cluster_run *r, int timeout_ms, const char *a1, const char *a2,
-                   const char *a3, const char *a4, const char *a5)
-{
-    const char *argv[] = {"ds-admin", "--ns", C->ns.addr, a1, a2, a3, a4, a5, NULL};
-    static const char *const del[] = {"IMGSTORE_NS", NULL};
-    cr_assert_eq(cluster_run(C, argv, NULL, del, timeout_ms, r), 0);
-    return r->exit_code;
-}
-
-static int admin(struct cluster_run *r, const char *a1, const char *a2, const char *a3,
-                 const char *a4, const char *a5)
-{
-    return admin_t(r, CLI_TIMEOUT_MS, a1, a2, a3, a4, a5);
-}
+/* ds-admin against the test cluster: its exit code, *r filled. */
+#define admin_t(r, timeout_ms, ...) cluster_admin(C, timeout_ms, r, __VA_ARGS__, NULL)
+#define admin(r, ...) admin_t(r, CLI_TIMEOUT_MS, __VA_ARGS__)
 
 /* The object of setting `key` in a settings --json answer (fails if absent). */
 static const char *setting_obj(const char *text, const char *key)

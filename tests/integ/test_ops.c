@@ -186,15 +186,8 @@ static void put_files(imgstore_t *h, uint64_t seed, char names[][IMGSTORE_NAME_M
         cr_assert_eq(cluster_put_file(h, seed, (uint64_t)i, FILE_SIZE, names[i], 5), 0);
 }
 
-/* Runs ds-admin with --ns and the given arguments (NULL-terminated). */
-static int admin(struct cluster_run *r, const char *a1, const char *a2, const char *a3,
-                 const char *a4, const char *a5)
-{
-    const char *argv[] = {"ds-admin", "--ns", C->ns.addr, a1, a2, a3, a4, a5, NULL};
-    static const char *const del[] = {"IMGSTORE_NS", NULL};
-    cr_assert_eq(cluster_run(C, argv, NULL, del, CLI_TIMEOUT_MS, r), 0);
-    return r->exit_code;
-}
+/* ds-admin against the test cluster: its exit code, *r filled. */
+#define admin(r, ...) cluster_admin(C, CLI_TIMEOUT_MS, r, __VA_ARGS__, NULL)
 
 /* ---- metrics ------------------------------------------------------------------- */
 

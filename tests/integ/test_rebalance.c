@@ -57,15 +57,8 @@ static uint64_t seed;
 static uint32_t sizes[NFILES];
 static char names[NFILES][IMGSTORE_NAME_MAX];
 
-/* Runs ds-admin --ns NS with up to four arguments; r is the caller's. */
-static int admin(struct cluster_run *r, const char *a1, const char *a2, const char *a3,
-                 const char *a4)
-{
-    const char *argv[] = {"ds-admin", "--ns", C->ns.addr, a1, a2, a3, a4, NULL};
-    static const char *const del[] = {"IMGSTORE_NS", NULL};
-    cr_assert_eq(cluster_run(C, argv, NULL, del, CLI_TIMEOUT_MS, r), 0);
-    return r->exit_code;
-}
+/* ds-admin against the test cluster: its exit code, *r filled. */
+#define admin(r, ...) cluster_admin(C, CLI_TIMEOUT_MS, r, __VA_ARGS__, NULL)
 
 /* ADMIN_REBALANCE {dry_run} through the library. *out is the caller's. */
 static int rebalance_state(imgstore_t *h, Imgstore__AdminRebalanceResp **out)

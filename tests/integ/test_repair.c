@@ -65,16 +65,8 @@ static uint32_t sizes[NFILES];
 static char names[NFILES][IMGSTORE_NAME_MAX];
 static int deleted[NFILES];
 
-/* Runs ds-admin --ns NS with up to six arguments (NULL ends them); returns
- * its exit code, *r holds the output (free with cluster_run_free). */
-static int admin(struct cluster_run *r, int timeout_ms, const char *a1, const char *a2,
-                 const char *a3, const char *a4, const char *a5, const char *a6)
-{
-    const char *argv[] = {"ds-admin", "--ns", C->ns.addr, a1, a2, a3, a4, a5, a6, NULL};
-    static const char *const del[] = {"IMGSTORE_NS", NULL};
-    cr_assert_eq(cluster_run(C, argv, NULL, del, timeout_ms, r), 0);
-    return r->exit_code;
-}
+/* ds-admin against the test cluster: its exit code, *r filled. */
+#define admin(r, timeout_ms, ...) cluster_admin(C, timeout_ms, r, __VA_ARGS__, NULL)
 
 static void upload_all(void)
 {
