@@ -262,14 +262,14 @@ static void json_server(struct metrics_buf *b, const struct ns_server *s, uint64
                    ", \"capacity\": %llu, \"used\": %llu, \"free\": %llu, \"use_pct\": %.1f, "
                    "\"blocks\": %u, \"disks\": %u, \"last_heartbeat_ms\": %llu, "
                    "\"reads\": %llu, \"writes\": %llu, \"reads_per_s\": %.1f, "
-                   "\"writes_per_s\": %.1f}",
+                   "\"writes_per_s\": %.1f, \"failed_disks\": %u}",
                    (unsigned long long)s->capacity, (unsigned long long)s->used,
                    (unsigned long long)s->free,
                    s->capacity ? (double)s->used * PCT / (double)s->capacity : 0.0, s->nblocks,
                    s->disks,
                    (unsigned long long)(now_ms >= s->last_hb_ms ? now_ms - s->last_hb_ms : 0),
                    (unsigned long long)s->reads, (unsigned long long)s->writes,
-                   s->up ? s->reads_per_s : 0.0, s->up ? s->writes_per_s : 0.0);
+                   s->up ? s->reads_per_s : 0.0, s->up ? s->writes_per_s : 0.0, s->failed_disks);
 }
 
 static const char *task_kind(const struct ns_task *t)
@@ -342,6 +342,11 @@ int ns_http_status_json(struct ns *ns, uint64_t now_ms, char **out, size_t *len)
                    (unsigned long long)t.lost, (unsigned long long)t.bytes,
                    (unsigned long long)t.files, verdict(ns, &t));
     json_tasks(&b, ns, now_ms);
+    metrics_printf(&b,
+                   ",\n \"balance\": {\"moves_running\": %zu, \"moves_done\": %u, "
+                   "\"moves_failed\": %u, \"bytes_moved\": %llu}",
+                   ns->bal.nmoves, ns->bal.moves_done, ns->bal.moves_failed,
+                   (unsigned long long)ns->bal.bytes_moved);
     metrics_printf(&b, ",\n \"servers\": [");
     for (size_t i = 0; i < ns->nservers; i++) {
         metrics_printf(&b, "%s\n  ", i ? "," : "");

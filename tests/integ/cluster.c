@@ -916,40 +916,59 @@ int cluster_connect(const char *addr, int timeout_ms)
     return fd;
 }
 
-double cluster_metric(const char *http_addr, const char *series)
+char *cluster_http_body(const char *http_addr, const char *path)
 {
     int fd = cluster_connect(http_addr, CLUSTER_HTTP_TIMEOUT_MS);
     if (fd < 0)
-        return -1;
-    char req[256];
-    int n = snprintf(req, sizeof(req),
-                     "GET /metrics HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
-                     http_addr);
+        return NULL;
+    char req[512];
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
+                     path, http_addr);
     if (n < 0 || (size_t)n >= sizeof(req) || write(fd, req, (size_t)n) != n) {
         close(fd);
-        return -1;
+        return NULL;
     }
     size_t len = 0, cap = 1 << 20;
     char *buf = malloc(cap);
     if (!buf) {
         close(fd);
-        return -1;
+        return NULL;
     }
     for (ssize_t r; len + 1 < cap && (r = read(fd, buf + len, cap - len - 1)) > 0;)
         len += (size_t)r;
     close(fd);
     buf[len] = '\0';
+    int code = 0;
+    char *body = strstr(buf, "\r\n\r\n");
+    if (sscanf(buf, "HTTP/1.1 %d", &code) != 1 || code != 200 || !body) {
+        free(buf);
+        return NULL;
+    }
+    memmove(buf, body + 4, strlen(body + 4) + 1);
+    return buf;
+}
+
+double cluster_metric(const char *http_addr, const char *series)
+{
+    char *text = cluster_http_body(http_addr, "/metrics");
+    if (!text)
+        return -1;
     double v = -1;
     size_t plen = strlen(series) + 3;
     char *pat = malloc(plen);
     if (pat) {
+        /* a series starts a line: the body's first, or after a newline */
         snprintf(pat, plen, "\n%s ", series);
-        const char *p = strstr(buf, pat);
-        if (p)
-            v = strtod(p + strlen(pat), NULL);
+        const char *val = NULL; /* just past "SERIES " */
+        if (strncmp(text, pat + 1, plen - 2) == 0)
+            val = text + plen - 2;
+        else if ((val = strstr(text, pat)) != NULL)
+            val += plen - 1;
+        if (val)
+            v = strtod(val, NULL);
         free(pat);
     }
-    free(buf);
+    free(text);
     return v;
 }
 

@@ -170,6 +170,10 @@ int cluster_connect(const char *addr, int timeout_ms);
  * does not answer or has no such series. */
 double cluster_metric(const char *http_addr, const char *series);
 
+/* GET `path` from a server's HTTP address: the body (malloc'd, caller
+ * frees) of a 200 answer, or NULL. */
+char *cluster_http_body(const char *http_addr, const char *path);
+
 /* Milliseconds on a monotonic clock. */
 int64_t cluster_now_ms(void);
 

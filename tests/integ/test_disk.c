@@ -213,6 +213,15 @@ Test(disk, vanished_folder_is_re_replicated)
     snprintf(series, sizeof(series), "imgstore_ns_server_failed_disks{server=\"%s\"}",
              victim_id);
     cr_assert_eq(cluster_metric(C->ns.http_addr, series), 1, "%s", series);
+    /* ... and in /status.json, which the status page shows */
+    snprintf(series, sizeof(series), "\"id\": \"%s\"", victim_id);
+    char *js = cluster_http_body(C->ns.http_addr, "/status.json");
+    cr_assert_not_null(js);
+    const char *srv = strstr(js, series);
+    cr_assert_not_null(srv, "%s", js);
+    const char *fd = strstr(srv, "\"failed_disks\": ");
+    cr_assert(fd && atoi(fd + strlen("\"failed_disks\": ")) == 1, "%s", js);
+    free(js);
     struct cluster_run r;
     const char *argv[] = {"ds-admin", "--ns", C->ns.addr, "--json", "servers", NULL};
     cr_assert_eq(cluster_run(C, argv, NULL, NULL, CLI_TIMEOUT_MS, &r), 0);

@@ -323,6 +323,9 @@ Test(ops, status_page, .init = setup, .fini = teardown, .timeout = 240)
     cr_assert_geq(json_num(js, "total"), 1);
     cr_assert_eq(json_num(js, "lost"), 0);
     cr_assert_not_null(strstr(js, "\"verdict\": \"healthy\""), "%s", js);
+    cr_assert_eq(json_num(js, "failed_disks"), 0, "%s", js);
+    cr_assert_eq(json_num(js, "moves_running"), 0, "%s", js);
+    cr_assert_eq(json_num(js, "bytes_moved"), 0, "%s", js);
     for (int i = 0; i < C->nds; i++)
         cr_assert_not_null(strstr(js, C->ds[i].addr), "%s missing in %s", C->ds[i].addr, js);
     double blocks_total = json_num(js, "total");
@@ -358,6 +361,8 @@ Test(ops, status_page, .init = setup, .fini = teardown, .timeout = 240)
     cr_assert_str_eq(v, "0");
     dom_text(dom, "verdict", v, sizeof(v));
     cr_assert_str_eq(v, "healthy");
+    dom_text(dom, "balance", v, sizeof(v));
+    cr_assert(strncmp(v, "rebalance: 0 moves running, 0 done", 34) == 0, "balance: '%s'", v);
     for (int i = 0; i < C->nds; i++)
         cr_assert_not_null(strstr(dom, C->ds[i].addr), "%s not shown", C->ds[i].addr);
     int rows = 0;
