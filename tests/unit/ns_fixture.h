@@ -74,4 +74,20 @@ static struct ns_server *hb_server(const char *id, uint64_t free_bytes, uint64_t
     return s;
 }
 
+/* A sealed block of `size` bytes held by reps[0..n-1], the first primary,
+ * all in its replica set. (Inline: not every test file uses it.) */
+static inline void block(uint64_t id, uint64_t size, struct ns_server *const *reps, unsigned n)
+{
+    struct ns_block *b = ns_blocks_put(&ns.blocks, id);
+    cr_assert_not_null(b);
+    for (unsigned i = 0; i < n; i++)
+        cr_assert_geq(ns_block_add_rep(&ns, b, reps[i]), 0);
+    b->primary = 0;
+    b->sealed = 1;
+    b->size = size;
+    for (unsigned i = 0; i < n; i++)
+        b->rsize[i] = size;
+    b->inset = (uint8_t)((1u << n) - 1);
+}
+
 #endif

@@ -3,76 +3,16 @@
  * per-server cap, nothing in safe mode, lost blocks counted and kept, extra
  * replicas deleted only with enough other copies, drain, primary failover,
  * the replica set and tail catch-up of short copies. */
-#include "common/err.h"
-#include "nameserver/ns.h"
+#include "tests/unit/ns_fixture.h"
 
-#include <criterion/criterion.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-
-static char dir[64];
-static struct ns ns;
 static const uint64_t GIB = 1024 * NS_MIB;
 
-static void setup(void)
-{
-    strcpy(dir, "/tmp/ns_plan_XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
-    struct ns_config cfg = {.listen = "127.0.0.1:0", .data_dir = dir, .replicas = 2,
-                            .hb_timeout_ms = NS_DEFAULT_HB_TIMEOUT_MS,
-                            .safe_mode_ms = NS_DEFAULT_SAFE_MODE_MS};
-    cr_assert_eq(ns_init(&ns, &cfg, 0), 0);
-}
-
-static void teardown(void)
-{
-    char p[160];
-    ns_free(&ns);
-    static const char *files[] = {NS_META_FILE, NS_META_FILE ".tmp", "LOCK"};
-    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        snprintf(p, sizeof(p), "%s/%s", dir, files[i]);
-        unlink(p);
-    }
-    rmdir(dir);
-}
-
+/* A server with `free_bytes` free whose full report arrived at time 1. */
 static struct ns_server *server(const char *id, uint64_t free_bytes)
 {
-    static unsigned port = 7000;
-    char addr[NS_ADDR_MAX], http[NS_ADDR_MAX];
-    snprintf(addr, sizeof(addr), "127.0.0.1:%u", port);
-    snprintf(http, sizeof(http), "127.0.0.1:%u", port + 1000);
-    port++;
-    Imgstore__Disk d = IMGSTORE__DISK__INIT, *dp = &d;
-    d.capacity = free_bytes * 2;
-    d.free = free_bytes;
-    Imgstore__Heartbeat hb = IMGSTORE__HEARTBEAT__INIT;
-    hb.server_id = (char *)id;
-    hb.addr = addr;
-    hb.http_addr = http;
-    hb.n_disks = 1;
-    hb.disks = &dp;
-    hb.full_report = 1;
-    struct ns_server *s;
-    cr_assert_eq(ns_registry_heartbeat(&ns, &hb, NULL, 1, &s), 0);
+    struct ns_server *s = hb_server(id, free_bytes, 1);
+    s->full_reported = 1;
     return s;
-}
-
-/* A sealed block of `size` bytes held by reps[0..n-1], the first primary. */
-static void block(uint64_t id, uint64_t size, struct ns_server *const *reps, unsigned n)
-{
-    struct ns_block *b = ns_blocks_put(&ns.blocks, id);
-    cr_assert_not_null(b);
-    for (unsigned i = 0; i < n; i++)
-        cr_assert_geq(ns_block_add_rep(&ns, b, reps[i]), 0);
-    b->primary = 0;
-    b->sealed = 1;
-    b->size = size;
-    for (unsigned i = 0; i < n; i++)
-        b->rsize[i] = size;
-    b->inset = (uint8_t)((1u << n) - 1);
 }
 
 static size_t running(int kind)
