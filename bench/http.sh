@@ -50,52 +50,10 @@ for b in nameserver dataserver imgstore ds-admin; do
 done
 
 WORK=$(mktemp -d "${BENCH_DIR:-/tmp}/imgstore-bench-http.XXXXXX") || exit 1
-PIDS=""
-USED_PORTS=""
+KEEP=${BENCH_KEEP:-0}
 
-stop_pid() {
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for i in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null
-}
-
-cleanup() {
-    local pid
-    for pid in $PIDS; do stop_pid "$pid"; done
-    if [ "${BENCH_KEEP:-0}" = 1 ]; then
-        log "kept $WORK"
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT TERM HUP
-
-free_port() {
-    local p
-    while :; do
-        p=$((20000 + RANDOM % 40000))
-        case " $USED_PORTS " in *" $p "*) continue ;; esac
-        [ -z "$(ss -Hltn "sport = :$p" 2>/dev/null)" ] || continue
-        USED_PORTS="$USED_PORTS $p"
-        echo "$p"
-        return
-    done
-}
-
-start() {
-    local name=$1
-    shift
-    "$@" >>"$WORK/log/$name.log" 2>&1 &
-    LAST=$!
-    PIDS="$PIDS $LAST"
-}
-
-can_drop() { [ -w /proc/sys/vm/drop_caches ] && sync && echo 3 >/proc/sys/vm/drop_caches 2>/dev/null; }
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 # wrk_run NAME URL: wrk against URL; leaves "rps p99_ms errors" in $WORK/NAME.res.
 wrk_run() {
@@ -113,15 +71,18 @@ mkdir -p "$WORK/log" "$WORK/ns" "$WORK/files" "$WORK/nginx"
 chmod 755 "$WORK" "$WORK/files" # nginx's worker may run as another user
 
 # ---- the cluster --------------------------------------------------------------
-NS=127.0.0.1:$(free_port)
+free_port
+NS=127.0.0.1:$PORT
 start ns "$BIN/nameserver" --listen "$NS" --data "$WORK/ns" --replicas $REPLICAS \
     --safe-mode-timeout-ms 0
 HTTP=""
 DS_PID=""
 for i in $(seq $NDS); do
     mkdir -p "$WORK/ds$i"
-    h=127.0.0.1:$(free_port)
-    start "ds$i" "$BIN/dataserver" --ns "$NS" --listen "127.0.0.1:$(free_port)" --http "$h" \
+    free_port
+    h=127.0.0.1:$PORT
+    free_port
+    start "ds$i" "$BIN/dataserver" --ns "$NS" --listen "127.0.0.1:$PORT" --http "$h" \
         --data "$WORK/ds$i"
     [ -n "$HTTP" ] || { HTTP=$h; DS_PID=$LAST; }
 done
@@ -135,12 +96,12 @@ for i in $(seq $READY_TRIES); do
     fi
     sleep 0.2
 done
-[ $ready = 1 ] || { log "cluster not ready; logs in $WORK/log"; BENCH_KEEP=1; exit 1; }
+[ $ready = 1 ] || { log "cluster not ready; logs in $WORK/log"; KEEP=1; exit 1; }
 
 log "uploading $FILES x $SIZE B into the cluster (nameserver $NS, dataserver http $HTTP)"
 "$BIN/imgstore" --ns "$NS" bench -n "$FILES" --size "$SIZE" --duration 0 \
     --save-names "$WORK/names" >"$WORK/upload.out" 2>&1 ||
-    { log "upload failed: $(tail -n 3 "$WORK/upload.out")"; BENCH_KEEP=1; exit 1; }
+    { log "upload failed: $(tail -n 3 "$WORK/upload.out")"; KEEP=1; exit 1; }
 cut -d' ' -f1 "$WORK/names" | sed 's|^|/|' >"$WORK/paths"
 NPATHS=$(wc -l <"$WORK/paths")
 
@@ -148,12 +109,13 @@ log "copying the $NPATHS images over HTTP into one file each for nginx"
 awk -v h="$HTTP" -v d="$WORK/files" \
     '{ printf "url = \"http://%s%s\"\noutput = \"%s%s\"\n", h, $1, d, $1 }' "$WORK/paths" \
     >"$WORK/curl.cfg"
-curl -s -f -K "$WORK/curl.cfg" || { log "download failed"; BENCH_KEEP=1; exit 1; }
+curl -s -f -K "$WORK/curl.cfg" || { log "download failed"; KEEP=1; exit 1; }
 NGOT=$(find "$WORK/files" -type f -size "${SIZE}c" | wc -l)
-[ "$NGOT" = "$NPATHS" ] || { log "only $NGOT of $NPATHS files downloaded"; BENCH_KEEP=1; exit 1; }
+[ "$NGOT" = "$NPATHS" ] || { log "only $NGOT of $NPATHS files downloaded"; KEEP=1; exit 1; }
 
 # ---- nginx ----------------------------------------------------------------------
-NGX_PORT=$(free_port)
+free_port
+NGX_PORT=$PORT
 mkdir -p "$WORK/nginx/tmp"
 cat >"$WORK/nginx/nginx.conf" <<EOF
 daemon off;
@@ -190,7 +152,7 @@ for i in $(seq 50); do
     [ "$code" = 200 ] && break
     sleep 0.1
 done
-[ "$code" = 200 ] || { log "nginx does not serve the files; see $WORK/log/nginx.log"; BENCH_KEEP=1; exit 1; }
+[ "$code" = 200 ] || { log "nginx does not serve the files; see $WORK/log/nginx.log"; KEEP=1; exit 1; }
 
 # ---- hot cache: wrk against both ---------------------------------------------
 log "warming the page cache (block files, image files, one short wrk run each)"

@@ -37,51 +37,12 @@ READY_TRIES=150 # x 0.2 s
 START_WAIT_S=60 # for the first moves after the new server is up
 
 WORK=$(mktemp -d "${REBAL_DIR:-/tmp}/imgstore-rebal.XXXXXX") || exit 1
-PIDS=""
-USED_PORTS=""
+KEEP=${REBAL_KEEP:-0}
 
 log() { echo "bench-rebalance: $*" >&2; }
 
-stop_pid() {
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for i in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null
-}
-
-cleanup() {
-    local pid
-    for pid in $PIDS; do stop_pid "$pid"; done
-    if [ "${REBAL_KEEP:-0}" = 1 ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT TERM HUP
-
-# free_port: a free loopback port in $PORT, never handed out twice (runs in
-# this shell, not a subshell, so RANDOM and USED_PORTS advance).
-free_port() {
-    local p
-    while :; do
-        # below the kernel's ephemeral range (32768 and up by default), so
-        # no client connection of the run can hold it when a server binds
-        p=$((10000 + RANDOM % 22000))
-        case " $USED_PORTS " in *" $p "*) continue ;; esac
-        [ -z "$(ss -Htan "sport = :$p" 2>/dev/null)" ] || continue
-        USED_PORTS="$USED_PORTS $p"
-        PORT=$p
-        return
-    done
-}
-
-start() {
-    local name=$1
-    shift
-    "$@" >>"$WORK/log/$name.log" 2>&1 &
-    PIDS="$PIDS $!"
-}
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 start_ds() {
     local listen http
@@ -107,7 +68,7 @@ wait_up() {
         sleep 0.2
     done
     log "cluster not ready; logs in $WORK/log"
-    REBAL_KEEP=1
+    KEEP=1
     exit 1
 }
 

@@ -26,58 +26,16 @@ NDS=3
 READY_TRIES=150 # x 0.2 s
 
 WORK=$(mktemp -d "${BENCH_DIR:-/tmp}/imgstore-bench.XXXXXX") || exit 1
-PIDS=""
-USED_PORTS=""
+KEEP=${BENCH_KEEP:-0}
 ROWS=""
 
 log() { echo "bench: $*" >&2; }
 
-stop_pid() {
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for i in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null
-}
-
-cleanup() {
-    local pid
-    for pid in $PIDS; do stop_pid "$pid"; done
-    if [ "${BENCH_KEEP:-0}" = 1 ]; then
-        log "kept $WORK"
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT TERM HUP
-
-free_port() {
-    local p
-    while :; do
-        p=$((20000 + RANDOM % 40000))
-        case " $USED_PORTS " in *" $p "*) continue ;; esac
-        [ -z "$(ss -Hltn "sport = :$p" 2>/dev/null)" ] || continue
-        USED_PORTS="$USED_PORTS $p"
-        echo "$p"
-        return
-    done
-}
-
-# start NAME BINARY ARGS...: runs a server in the background; its pid in $LAST.
-start() {
-    local name=$1
-    shift
-    "$@" >>"$WORK/log/$name.log" 2>&1 &
-    LAST=$!
-    PIDS="$PIDS $LAST"
-}
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 rss_kb() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$1/status"; }
 
-can_drop() { [ -w /proc/sys/vm/drop_caches ] && sync && echo 3 >/proc/sys/vm/drop_caches 2>/dev/null; }
 drop_caches() { sync && echo 3 >/proc/sys/vm/drop_caches; }
 
 # jget FILE PHASE KEY: a number from a bench --json document.
@@ -100,7 +58,8 @@ done
 T0=$(date +%s)
 
 # ---- the cluster -------------------------------------------------------------
-NS=127.0.0.1:$(free_port)
+free_port
+NS=127.0.0.1:$PORT
 mkdir -p "$WORK/ns"
 start ns "$BIN/nameserver" --listen "$NS" --data "$WORK/ns" --replicas $REPLICAS \
     --safe-mode-timeout-ms 0
@@ -109,9 +68,11 @@ DS_HTTP=""
 DS_PIDS=""
 for i in $(seq $NDS); do
     mkdir -p "$WORK/ds$i"
-    h=127.0.0.1:$(free_port)
+    free_port
+    h=127.0.0.1:$PORT
     [ -n "$DS_HTTP" ] || DS_HTTP=$h
-    start "ds$i" "$BIN/dataserver" --ns "$NS" --listen "127.0.0.1:$(free_port)" --http "$h" \
+    free_port
+    start "ds$i" "$BIN/dataserver" --ns "$NS" --listen "127.0.0.1:$PORT" --http "$h" \
         --data "$WORK/ds$i"
     DS_PIDS="$DS_PIDS $LAST"
 done
@@ -126,7 +87,7 @@ for i in $(seq $READY_TRIES); do
     fi
     sleep 0.2
 done
-[ $ready = 1 ] || { log "cluster not ready; logs in $WORK/log"; BENCH_KEEP=1; exit 1; }
+[ $ready = 1 ] || { log "cluster not ready; logs in $WORK/log"; KEEP=1; exit 1; }
 
 # ---- rows 1 and 2: uploads and random reads vs one file per image -----------
 COMMON="-n $FILES -c $CONC --size $SIZE --duration $READ_SECS --json"
@@ -197,19 +158,35 @@ rm -rf "$WORK/files" "$WORK"/ds? # free the disk for the small-file datasets
 
 # ---- rows 4 and 5: dataserver RAM per file and restart with small files -----
 mkdir -p "$WORK/empty"
-EMPTY_ADDR=127.0.0.1:$(free_port)
+free_port
+EMPTY_ADDR=127.0.0.1:$PORT
+free_port
 start ds-empty "$BIN/dataserver" --ns 127.0.0.1:1 --listen "$EMPTY_ADDR" \
-    --http "127.0.0.1:$(free_port)" --data "$WORK/empty"
+    --http "127.0.0.1:$PORT" --data "$WORK/empty"
 EMPTY_PID=$LAST
 sleep 1.5
 RSS_EMPTY=$(rss_kb "$EMPTY_PID")
 stop_pid "$EMPTY_PID"
 
+# The probed dataservers report to a nameserver of their own: a dataserver
+# serves reads only once a nameserver out of safe mode has answered its full
+# report, so the time to the first read includes that answer, as in a real
+# restart.
+free_port
+PROBE_NS=127.0.0.1:$PORT
+mkdir -p "$WORK/ns-probe"
+start ns-probe "$BIN/nameserver" --listen "$PROBE_NS" --data "$WORK/ns-probe" --replicas 1 \
+    --safe-mode-timeout-ms 0
+
 # probe DIR NAME: starts a dataserver on DIR, prints "pid=P first_read_ms=M".
 probe() {
-    local addr=127.0.0.1:$(free_port)
+    local addr http
+    free_port
+    addr=127.0.0.1:$PORT
+    free_port
+    http=127.0.0.1:$PORT
     "$BBIN/dsprobe" --addr "$addr" --name "$2" --log "$WORK/log/ds-small.log" -- \
-        "$BIN/dataserver" --ns 127.0.0.1:1 --listen "$addr" --http "127.0.0.1:$(free_port)" \
+        "$BIN/dataserver" --ns "$PROBE_NS" --listen "$addr" --http "$http" \
         --data "$1"
 }
 
@@ -270,7 +247,8 @@ rm -rf "$WORK/small$SMALL_10M"
 
 # ---- row 6: nameserver RAM per block, lookups/s ------------------------------
 log "6/7 nameserver: full reports for $NS_BLOCKS blocks from 8 fake dataservers, then LOOKUPs"
-NS2=127.0.0.1:$(free_port)
+free_port
+NS2=127.0.0.1:$PORT
 mkdir -p "$WORK/ns2"
 start ns2 "$BIN/nameserver" --listen "$NS2" --data "$WORK/ns2" --replicas $REPLICAS \
     --safe-mode-timeout-ms 0
