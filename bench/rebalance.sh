@@ -129,10 +129,12 @@ resume_moves() {
     log "no move started within ${START_WAIT_S}s: the rebalance is over (raise REBAL_BYTES)"
     return 1
 }
-# window KIND: one window of steady reads of cycle $c (KIND.$c.samples).
+# window KIND: one window of steady reads of cycle $c (KIND.$c.samples; KIND.$c.trace
+# has each read's start, latency and key, to line slow reads up with the logs).
 window() {
     "$BBIN/steady_read" --ns "$NS" --names "$WORK/names" --rate "$READ_RATE" --duration "$SECS" \
-        -c "$CONC" --samples "$WORK/$1.$c.samples" >"$WORK/$1.$c.json" || exit 1
+        -c "$CONC" --samples "$WORK/$1.$c.samples" --trace "$WORK/$1.$c.trace" \
+        >"$WORK/$1.$c.json" || exit 1
 }
 # pctl FILE P: the P quantile (0..1) of the numbers in FILE.
 pctl() { sort -n "$1" | awk -v p="$2" '{ v[NR] = $1 } END { if (NR) printf "%.3f", v[int((NR - 1) * p) + 1] }'; }

@@ -11,7 +11,9 @@
  * A read fails when it errors or returns a length other than SIZE. Prints
  * one JSON line: ops, errors, achieved rate and latency percentiles in ms.
  * --samples appends every read's latency in ms to FILE, one per line, so
- * percentiles can be taken over several windows pooled. */
+ * percentiles can be taken over several windows pooled. --trace appends one
+ * line per read, "UNIX_MS LATENCY_MS KEY" (UNIX_MS: its scheduled start),
+ * to line slow reads up with the servers' logs. */
 #include "client/imgstore.h"
 
 #include <errno.h>
@@ -43,6 +45,8 @@ struct worker {
     pthread_t tid;
     uint64_t rng;
     int64_t *lat; /* ns, one per read */
+    int64_t *due; /* its scheduled start (monotonic ns) */
+    uint32_t *file; /* index in files[] */
     size_t n, cap;
 };
 
@@ -86,11 +90,19 @@ static void *worker_main(void *arg)
         if (w->n == w->cap) {
             size_t ncap = w->cap ? w->cap * 2 : 4096;
             int64_t *n = realloc(w->lat, ncap * sizeof(*n));
-            if (!n)
+            if (n)
+                w->lat = n;
+            int64_t *d = n ? realloc(w->due, ncap * sizeof(*d)) : NULL;
+            if (d)
+                w->due = d;
+            uint32_t *fi = d ? realloc(w->file, ncap * sizeof(*fi)) : NULL;
+            if (!fi)
                 continue;
-            w->lat = n;
+            w->file = fi;
             w->cap = ncap;
         }
+        w->due[w->n] = due;
+        w->file[w->n] = (uint32_t)(f - files);
         w->lat[w->n++] = done - due;
     }
     return NULL;
@@ -133,15 +145,33 @@ static int load_names(const char *path)
     return 0;
 }
 
+/* Appends "UNIX_MS LATENCY_MS KEY" per read of every worker to path. */
+static int write_trace(const char *path, const struct worker *w, int threads)
+{
+    struct timespec rt;
+    clock_gettime(CLOCK_REALTIME, &rt);
+    int64_t mono = now_ns(), real = (int64_t)rt.tv_sec * NS_PER_S + rt.tv_nsec;
+    FILE *fp = fopen(path, "a");
+    for (int i = 0; fp && i < threads; i++)
+        for (size_t k = 0; k < w[i].n; k++)
+            fprintf(fp, "%.3f %.4f %s\n", (double)(w[i].due[k] - mono + real) / NS_PER_MS,
+                    (double)w[i].lat[k] / NS_PER_MS, files[w[i].file[k]].key);
+    if (!fp || fclose(fp) != 0) {
+        fprintf(stderr, "steady_read: cannot write %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
 static void usage(void)
 {
     fprintf(stderr, "usage: steady_read --ns HOST:PORT --names FILE --rate OPS_PER_S "
-                    "--duration SECONDS [-c THREADS] [--samples FILE]\n");
+                    "--duration SECONDS [-c THREADS] [--samples FILE] [--trace FILE]\n");
 }
 
 int main(int argc, char **argv)
 {
-    const char *ns = NULL, *names = NULL, *samples = NULL;
+    const char *ns = NULL, *names = NULL, *samples = NULL, *trace = NULL;
     double rate = 0, duration = 0;
     int threads = 4;
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -157,6 +187,8 @@ int main(int argc, char **argv)
             threads = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--samples") == 0)
             samples = argv[i + 1];
+        else if (strcmp(argv[i], "--trace") == 0)
+            trace = argv[i + 1];
         else {
             usage();
             return 2;
@@ -190,6 +222,8 @@ int main(int argc, char **argv)
         total += w[i].n;
     }
     double secs = (double)(now_ns() - t_start) / NS_PER_S;
+    if (trace && write_trace(trace, w, threads) != 0)
+        return 1;
     int64_t *all = malloc((total + 1) * sizeof(*all));
     if (!all)
         return 1;
@@ -198,6 +232,8 @@ int main(int argc, char **argv)
         memcpy(all + k, w[i].lat, w[i].n * sizeof(*all));
         k += w[i].n;
         free(w[i].lat);
+        free(w[i].due);
+        free(w[i].file);
     }
     qsort(all, total, sizeof(*all), cmp_i64);
     if (samples) {

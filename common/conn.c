@@ -34,7 +34,11 @@ struct conn {
     uint8_t *rbuf;
     size_t rlen, rcap;
     uint64_t next_id;
+    /* Requests awaiting an answer, oldest first: a peer answers mostly in
+     * order, so matching an answer looks at the head of the list, not at
+     * every request in flight (a full report can cause 100,000s). */
     struct pending *pending;
+    struct pending **pending_tail; /* the last `next` field, or &pending */
     size_t wq_bytes;
     char peer[64];
 };
@@ -53,6 +57,8 @@ static void complete_all_pending(struct conn *c, int status)
     while (c->pending) {
         struct pending *p = c->pending;
         c->pending = p->next;
+        if (!c->pending)
+            c->pending_tail = &c->pending;
         p->cb(status, NULL, p->arg);
         free(p);
     }
@@ -105,6 +111,15 @@ void *conn_get_data(const struct conn *c)
     return c->data;
 }
 
+/* Takes *pp out of c's pending list; before its callback runs, since the
+ * callback may send new requests. */
+static void unlink_pending(struct conn *c, struct pending **pp)
+{
+    *pp = (*pp)->next;
+    if (!*pp)
+        c->pending_tail = pp;
+}
+
 static void sweep_cb(uv_timer_t *t)
 {
     struct conn *c = t->data;
@@ -113,7 +128,7 @@ static void sweep_cb(uv_timer_t *t)
     while (*pp) {
         struct pending *p = *pp;
         if (p->deadline_ms && p->deadline_ms <= now) {
-            *pp = p->next;
+            unlink_pending(c, pp);
             p->cb(IMG_ETIMEDOUT, NULL, p->arg);
             free(p);
             if (c->closing)
@@ -156,7 +171,7 @@ static void dispatch_response(struct conn *c, const struct frame *f)
         return;
     }
     struct pending *p = *pp;
-    *pp = p->next;
+    unlink_pending(c, pp);
     p->cb(0, f, p->arg);
     free(p);
 }
@@ -231,6 +246,7 @@ static struct conn *conn_new(uv_loop_t *loop, conn_frame_cb on_frame, conn_close
     c->on_close = on_close;
     c->ctx = ctx;
     c->next_id = 1;
+    c->pending_tail = &c->pending;
     uv_tcp_init(loop, &c->tcp);
     uv_timer_init(loop, &c->sweep);
     c->tcp.data = c;
@@ -445,8 +461,8 @@ int conn_request(struct conn *c, unsigned type, const ProtobufCMessage *msg, con
     p->cb = cb;
     p->arg = arg;
     p->deadline_ms = timeout_ms ? uv_now(c->tcp.loop) + timeout_ms : 0;
-    p->next = c->pending;
-    c->pending = p;
+    *c->pending_tail = p;
+    c->pending_tail = &p->next;
     return 0;
 }
 
