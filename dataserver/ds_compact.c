@@ -205,6 +205,7 @@ struct job {
     uv_timer_t timer;
     int timer_open;
     uint64_t started_ms;
+    uint64_t synced_off;   /* bytes of the output made durable so far */
 };
 
 struct ds_compact {
@@ -307,6 +308,17 @@ static void job_synced(int res, void *arg)
     job_finish(j, j->ds->stopping ? IMG_ECONN : res < 0 ? res : 0);
 }
 
+/* A part-way fdatasync (DS_COPY_SYNC_BYTES) is done: on to the next record. */
+static void job_part_synced(int res, void *arg)
+{
+    struct job *j = arg;
+    int rc = j->ds->stopping ? IMG_ECONN : res < 0 ? res : 0;
+    if (rc != 0)
+        job_finish(j, rc);
+    else
+        job_step(j);
+}
+
 static void job_written(int res, void *arg)
 {
     struct job *j = arg;
@@ -326,6 +338,13 @@ static void job_written(int res, void *arg)
         return;
     }
     j->next_i++;
+    if (j->o.off - j->synced_off >= DS_COPY_SYNC_BYTES) {
+        j->synced_off = j->o.off;
+        rc = uring_fdatasync(j->ds->store->ring, j->fd, job_part_synced, j);
+        if (rc != 0)
+            job_finish(j, rc);
+        return;
+    }
     job_step(j);
 }
 

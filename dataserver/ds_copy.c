@@ -51,11 +51,17 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define COPY_TEMP_SUFFIX ".blk.copy"
 #define BUCKET_BURST_MS 100   /* the bucket holds at most this much of the rate */
-#define GRAVE_TICK_MS 500     /* deferred closes are checked this often */
+#define GRAVE_TICK_MS 100     /* deferred closes are checked this often */
+/* A deleted block file is given back to the file system this many bytes
+ * per tick (ftruncate down, then close): freeing 64 MiB at one close made
+ * the file system discard it all at once, which stalled readers' disk reads
+ * for 20-30 ms on the benchmark VM (docs/performance.md, "Rebalance"). */
+#define GRAVE_STEP_BYTES (4u << 20)
 #define READ_MAX_LEN (FRAME_MAX_BODY / 2) /* largest READ_BLOCK body served */
 #define DS_COPY_CHECK_LEN 4096u /* bytes before a catch-up's start compared with the source */
 
@@ -66,6 +72,7 @@ struct grave {
     struct grave *next;
     struct block *b;
     uint64_t close_at_ms;
+    int64_t left; /* bytes the file still holds while shrinking; -1: not started */
 };
 
 struct ds_copy {
@@ -97,6 +104,7 @@ struct copy {
     char tmp[PATH_MAX + 32];
     int fd;
     uint64_t off;                /* verified bytes written so far */
+    uint64_t synced_off;         /* of those, made durable by the last fdatasync */
     uint64_t src_tail;           /* the source's durable tail, last seen */
     uint32_t crc;                /* CRC32C of [0, off) */
     uint32_t want;               /* length of the next request */
@@ -270,6 +278,17 @@ static void copy_synced(int res, void *arg)
     copy_install(cp);
 }
 
+/* A part-way fdatasync (DS_COPY_SYNC_BYTES) is done: on to the next chunk. */
+static void copy_part_synced(int res, void *arg)
+{
+    struct copy *cp = arg;
+    if (cp->ds->stopping || res < 0) {
+        copy_finish(cp, res < 0 ? res : IMG_ECONN, NULL);
+        return;
+    }
+    copy_next(cp);
+}
+
 static void copy_written(int res, void *arg)
 {
     struct copy *cp = arg;
@@ -281,6 +300,13 @@ static void copy_written(int res, void *arg)
         return;
     }
     cp->off += len;
+    if (cp->off - cp->synced_off >= DS_COPY_SYNC_BYTES) {
+        cp->synced_off = cp->off;
+        int rc = uring_fdatasync(cp->ds->store->ring, cp->fd, copy_part_synced, cp);
+        if (rc != 0)
+            copy_finish(cp, rc, NULL);
+        return;
+    }
     copy_next(cp);
 }
 
@@ -781,6 +807,31 @@ static void handle_stat(struct ds *ds, struct conn *c, const struct frame *f)
     conn_reply(c, &f->h, 0, &bi.base, NULL, 0, NULL);
 }
 
+/* Gives back one step of a deleted block's file. Returns 1 while there is
+ * more to give back, 0 when the file is ready to be closed. The file is no
+ * longer named and no read can start on it; one still in flight (it holds
+ * the shared descriptor) is waited for, so it never reads a cut file. */
+static int grave_shrink(struct grave *g)
+{
+    struct block *b = g->b;
+    if (b->fd < 0)
+        return 0;
+    if (b->file && b->file->refs > 1)
+        return 1;
+    if (g->left < 0) {
+        struct stat st;
+        g->left = fstat(b->fd, &st) == 0 ? (int64_t)st.st_size : 0;
+    }
+    if (g->left <= (int64_t)GRAVE_STEP_BYTES)
+        return 0;
+    g->left -= GRAVE_STEP_BYTES;
+    if (ftruncate(b->fd, g->left) != 0) {
+        log_warn("block %" PRIu64 ": giving back its deleted file: %s", b->id, strerror(errno));
+        return 0;
+    }
+    return 1;
+}
+
 static void grave_tick(uv_timer_t *t)
 {
     struct ds_copy *dc = t->data;
@@ -788,6 +839,10 @@ static void grave_tick(uv_timer_t *t)
     for (struct grave **pp = &dc->graves; *pp;) {
         struct grave *g = *pp;
         if (g->close_at_ms > now) {
+            pp = &g->next;
+            continue;
+        }
+        if (grave_shrink(g)) {
             pp = &g->next;
             continue;
         }
@@ -879,6 +934,7 @@ static void bury(struct ds *ds, struct ds_copy *dc, struct grave *g, struct bloc
     uint64_t id = b->id;
     g->b = b;
     g->close_at_ms = uv_now(ds->loop) + DS_DELETE_GRACE_MS;
+    g->left = -1;
     g->next = dc->graves;
     dc->graves = g;
     if (!dc->timer_started) {
