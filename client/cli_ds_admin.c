@@ -2588,7 +2588,8 @@ static const struct command commands[] = {
      "source->target, progress, bytes, rate, state, age, reason (and error). Also the\n"
      "copy cap, the task cap per server and the drains in progress.",
      cmd_tasks},
-    {"cancel", "TASK", "Cancels a running background task: it ends as failed (canceled). The\n"
+    {"cancel", "TASK", "Cancels a running background task: it ends as failed (canceled). A copy\n"
+     "also stops on its target server (a partial new copy is removed). The\n"
      "planner may start the same block again after 5 s while the cause remains; to\n"
      "stop a drain, use drain SERVER --cancel. Exit status 1 when no such task runs.",
      cmd_cancel},

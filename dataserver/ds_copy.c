@@ -17,6 +17,13 @@
  * Throttling: one token bucket per server. A chunk is asked for only when
  * the bucket is not in debt; the bytes not received are given back.
  *
+ * Cancel: CANCEL_COPY (the nameserver's task was canceled) marks the copy,
+ * which ends with -ECANCELED at its next safe point, exactly as a failed
+ * copy: a copy waiting for the bucket at once; otherwise when the READ_BLOCK,
+ * write, fdatasync or catch-up appends in flight complete (a chunk arriving
+ * then is dropped). A catch-up keeps the records already appended (verified
+ * and durable).
+ *
  * Tail catch-up: a REPLICATE_BLOCK for a block already here but shorter
  * than expected_size copies only the missing tail, from the copy's durable
  * tail, into the block file itself: each verified record is reserved at the
@@ -125,6 +132,7 @@ struct copy {
     uv_timer_t timer;            /* throttle wait */
     int timer_open;
     uint64_t started_ms;
+    int canceled;                /* CANCEL_COPY: stop at the next safe point */
 };
 
 static struct ds_copy *state(struct ds *ds)
@@ -221,9 +229,15 @@ static void copy_finish(struct copy *cp, int rc, struct block *b)
     if (rc != 0) {
         if (cp->fd >= 0)
             unlink(cp->tmp);
-        log_warn("task %" PRIu64 ": copy of block %" PRIu64 " from %s failed after %" PRIu64
-                 " of %" PRIu64 " bytes: %s",
-                 cp->task, cp->id, cp->src_addr, cp->off, cp->expected, img_strerror(rc));
+        if (rc == -ECANCELED && cp->canceled)
+            log_info("task %" PRIu64 ": copy of block %" PRIu64 " canceled by the nameserver "
+                     "after %" PRIu64 " of %" PRIu64 " bytes (%s)",
+                     cp->task, cp->id, cp->off, cp->expected,
+                     cp->catchup ? "the records appended are kept" : "temporary file removed");
+        else
+            log_warn("task %" PRIu64 ": copy of block %" PRIu64 " from %s failed after %" PRIu64
+                     " of %" PRIu64 " bytes: %s",
+                     cp->task, cp->id, cp->src_addr, cp->off, cp->expected, img_strerror(rc));
     } else {
         log_info("task %" PRIu64 ": block %" PRIu64 " copied from %s (%" PRIu64
                  " bytes, %u files, crc32c %08x) in %" PRIu64 " ms",
@@ -239,6 +253,18 @@ static void copy_finish(struct copy *cp, int rc, struct block *b)
             ds_session_poke(ds);
     }
     copy_free(cp);
+}
+
+/* Ends a copy the nameserver canceled (CANCEL_COPY) with -ECANCELED, like a
+ * failed one. Called only at a safe point, where nothing of the copy is in
+ * flight (no READ_BLOCK, write, sync or append): a write is never cut in
+ * the middle. Returns 1 when the copy ended (cp is freed), else 0. */
+static int copy_cancel_point(struct copy *cp)
+{
+    if (!cp->canceled)
+        return 0;
+    copy_finish(cp, -ECANCELED, NULL);
+    return 1;
 }
 
 static void copy_install(struct copy *cp)
@@ -275,6 +301,8 @@ static void copy_synced(int res, void *arg)
         copy_finish(cp, res < 0 ? res : IMG_ECONN, NULL);
         return;
     }
+    if (copy_cancel_point(cp)) /* synced but not installed: removed */
+        return;
     copy_install(cp);
 }
 
@@ -470,6 +498,8 @@ static void copy_chunk(int status, const struct frame *f, void *arg)
     int rc = status ? status : f->h.status;
     if (cp->ds->stopping)
         rc = IMG_ECONN;
+    else if (cp->canceled)
+        rc = -ECANCELED; /* the chunk is dropped, never written */
     Imgstore__ReadBlockResp *m = NULL;
     if (rc == 0 && !(m = imgstore__read_block_resp__unpack(NULL, f->h.head_len, f->head)))
         rc = IMG_EPROTO;
@@ -563,6 +593,8 @@ static void check_local_done(int status, void *arg)
     struct copy *cp = arg;
     if (status == 0 && cp->ds->stopping)
         status = IMG_ECONN;
+    if (status == 0 && cp->canceled)
+        status = -ECANCELED;
     if (status != 0) {
         copy_finish(cp, status, NULL);
         return;
@@ -603,6 +635,8 @@ static void copy_next(struct copy *cp)
         copy_finish(cp, IMG_ECONN, NULL);
         return;
     }
+    if (copy_cancel_point(cp))
+        return;
     if (cp->catchup && !cp->checked) {
         check_start(cp);
         return;
@@ -758,6 +792,33 @@ static void handle_replicate(struct ds *ds, struct conn *c, const struct frame *
     Imgstore__ReplicateBlockResp resp = IMGSTORE__REPLICATE_BLOCK_RESP__INIT;
     resp.size = have;
     conn_reply(c, &f->h, rc == 1 ? 0 : rc, rc == 1 ? &resp.base : NULL, NULL, 0, NULL);
+}
+
+/* CANCEL_COPY: the nameserver canceled the task of a running copy. The copy
+ * is marked and stops at its next safe point (copy_cancel_point); one that
+ * only waits for the token bucket stops now. Answers 0, or IMG_ENOTFOUND
+ * when no copy of the block (of that task, when task_id is set) runs here. */
+static void handle_cancel_copy(struct ds *ds, struct conn *c, const struct frame *f)
+{
+    Imgstore__CancelCopy *m = imgstore__cancel_copy__unpack(NULL, f->h.head_len, f->head);
+    if (!m) {
+        conn_reply(c, &f->h, IMG_EPROTO, NULL, NULL, 0, NULL);
+        return;
+    }
+    struct copy *cp = ds->copy ? ds->copy->copies : NULL;
+    while (cp && (cp->id != m->block_id || (m->task_id && cp->task != m->task_id)))
+        cp = cp->next;
+    imgstore__cancel_copy__free_unpacked(m, NULL);
+    Imgstore__CancelCopyResp resp = IMGSTORE__CANCEL_COPY_RESP__INIT;
+    conn_reply(c, &f->h, cp ? 0 : IMG_ENOTFOUND, cp ? &resp.base : NULL, NULL, 0, NULL);
+    if (!cp || cp->canceled)
+        return;
+    cp->canceled = 1;
+    /* Waiting for the bucket, nothing of the copy is in flight. */
+    if (cp->timer_open && uv_is_active((uv_handle_t *)&cp->timer)) {
+        uv_timer_stop(&cp->timer);
+        copy_cancel_point(cp);
+    }
 }
 
 /* ---- seal, stat, delete -------------------------------------------------- */
@@ -1052,6 +1113,7 @@ int ds_copy_session_frame(struct ds *ds, struct conn *c, const struct frame *f)
     case FT_SEAL_BLOCK: handle_seal(ds, c, f); return 1;
     case FT_DELETE_BLOCK: handle_delete(ds, c, f); return 1;
     case FT_STAT_BLOCK: handle_stat(ds, c, f); return 1;
+    case FT_CANCEL_COPY: handle_cancel_copy(ds, c, f); return 1;
     default: return 0;
     }
 }

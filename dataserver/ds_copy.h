@@ -6,6 +6,7 @@
  *   SEAL_BLOCK       stop new files on a block
  *   DELETE_BLOCK     drop this server's copy of a block
  *   STAT_BLOCK       describe one block (its size, for the planner's checks)
+ *   CANCEL_COPY      stop a running copy whose task was canceled
  * and peers read raw block bytes with READ_BLOCK on the native port.
  *
  * Every background copy of this server shares one token bucket (the copy
@@ -33,8 +34,9 @@
 #define DS_DELETE_GRACE_MS 2000                  /* a deleted block's fd stays open this long */
 
 /* Handles a command frame on the nameserver session `c` (REPLICATE_BLOCK,
- * SEAL_BLOCK, DELETE_BLOCK, STAT_BLOCK). Returns 1 when the type is one of
- * these (it is then answered, maybe later), 0 otherwise (untouched). */
+ * SEAL_BLOCK, DELETE_BLOCK, STAT_BLOCK, SET_REPLICAS, CANCEL_COPY). Returns 1
+ * when the type is one of these (it is then answered, maybe later), 0
+ * otherwise (untouched). */
 int ds_copy_session_frame(struct ds *ds, struct conn *c, const struct frame *f);
 
 /* Serves READ_BLOCK received on a native connection: reads the asked range

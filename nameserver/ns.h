@@ -318,7 +318,9 @@ int ns_plan_drain(struct ns *ns, const char *id, int cancel, uint32_t *left);
 
 /* Cancels running task `id`: it ends as failed with -ECANCELED (an answer
  * that comes later is ignored; the planner may plan the block again after
- * NS_RETRY_MS). Returns 0 or IMG_ENOTFOUND (no such running task). */
+ * NS_RETRY_MS). The target of a copy task is sent CANCEL_COPY on its session
+ * so the copy stops there too (its answer is only logged). Returns 0 or
+ * IMG_ENOTFOUND (no such running task). */
 int ns_plan_cancel(struct ns *ns, uint64_t id, uint64_t now_ms);
 
 /* Sends SEAL_BLOCK for block_id to s (no answer awaited; no-op without a

@@ -1088,11 +1088,70 @@ int ns_plan_drain(struct ns *ns, const char *id, int cancel, uint32_t *left)
     return 0;
 }
 
+/* The argument of CANCEL_COPY's reply callback (for its log line). */
+struct cancel_cmd {
+    struct ns *ns;
+    uint64_t task_id, block_id;
+    char server_id[NS_SERVER_ID_MAX + 1];
+};
+
+/* The target's answer to CANCEL_COPY: only logged. Its REPLICATE_BLOCK is
+ * answered -ECANCELED when the copy stops (ignored: the task is gone). */
+static void cancel_copy_reply(int status, const struct frame *f, void *arg)
+{
+    struct cancel_cmd *c = arg;
+    int rc = status_of(status, f);
+    if (c->ns->stopping) { /* the session closes with the nameserver: nothing to say */
+        free(c);
+        return;
+    }
+    if (rc == 0)
+        log_info("task %" PRIu64 ": %s stops its copy of block %" PRIu64, c->task_id,
+                 c->server_id, c->block_id);
+    else if (rc == IMG_ENOTFOUND)
+        log_debug("task %" PRIu64 ": no copy of block %" PRIu64 " running on %s (it ended)",
+                  c->task_id, c->block_id, c->server_id);
+    else if (rc == IMG_EBADTYPE)
+        log_info("task %" PRIu64 ": %s cannot cancel copies (an older dataserver): its copy of "
+                 "block %" PRIu64 " runs to the end and is deleted later as an extra replica",
+                 c->task_id, c->server_id, c->block_id);
+    else
+        log_info("task %" PRIu64 ": CANCEL_COPY of block %" PRIu64 " on %s: %s", c->task_id,
+                 c->block_id, c->server_id, img_strerror(rc));
+    free(c);
+}
+
+/* Tells the target of copy task t to stop the copy (CANCEL_COPY on its
+ * session), so a canceled copy stops using disk and network at once. No-op
+ * without a loop or a session: a copy there ends or fails on its own. */
+static void send_cancel_copy(struct ns *ns, const struct ns_task *t)
+{
+    struct ns_server *d = srv(ns, t->dst);
+    if (!ns->loop || !d || !d->conn)
+        return;
+    struct cancel_cmd *c = malloc(sizeof(*c));
+    if (!c)
+        return;
+    c->ns = ns;
+    c->task_id = t->id;
+    c->block_id = t->block_id;
+    snprintf(c->server_id, sizeof(c->server_id), "%s", d->id);
+    Imgstore__CancelCopy m = IMGSTORE__CANCEL_COPY__INIT;
+    m.block_id = t->block_id;
+    m.task_id = t->id;
+    if (conn_request(d->conn, FT_CANCEL_COPY, &m.base, NULL, 0, NULL, NS_CMD_TIMEOUT_MS,
+                     cancel_copy_reply, c) != 0)
+        free(c);
+}
+
 int ns_plan_cancel(struct ns *ns, uint64_t id, uint64_t now_ms)
 {
-    if (!ns_plan_task(ns, id))
+    struct ns_task *t = ns_plan_task(ns, id);
+    if (!t)
         return IMG_ENOTFOUND;
     log_info("task %" PRIu64 ": canceled by an operator", id);
+    if (t->kind == NS_TASK_REPLICATE)
+        send_cancel_copy(ns, t);
     return ns_plan_task_end(ns, id, -ECANCELED, 0, now_ms);
 }
 

@@ -84,6 +84,7 @@ const char *frame_type_name(unsigned type)
     case FT_SEAL_BLOCK: return "SEAL_BLOCK";
     case FT_DELETE_BLOCK: return "DELETE_BLOCK";
     case FT_STAT_BLOCK: return "STAT_BLOCK";
+    case FT_CANCEL_COPY: return "CANCEL_COPY";
     case FT_SET_REPLICAS: return "SET_REPLICAS";
     case FT_COMPACT_BLOCK: return "COMPACT_BLOCK";
     case FT_VERIFY: return "VERIFY";

@@ -45,6 +45,7 @@ enum frame_type {
     FT_SEAL_BLOCK = 23,    /* ns -> ds: SealBlock / SealBlockResp */
     FT_DELETE_BLOCK = 24,  /* ns -> ds: DeleteBlock / DeleteBlockResp */
     FT_STAT_BLOCK = 25,    /* ns -> ds: StatBlock / BlockInfo */
+    FT_CANCEL_COPY = 26,   /* ns -> ds: CancelCopy / CancelCopyResp */
     FT_COMPACT_BLOCK = 32, /* ns -> ds: CompactBlock / CompactBlockResp */
     FT_VERIFY = 33,        /* admin -> ds: Verify / VerifyResp */
     FT_ADMIN_LIST_BLOCKS = 40,  /* admin -> ns: AdminListBlocks / AdminListBlocksResp */

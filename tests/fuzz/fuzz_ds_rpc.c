@@ -17,7 +17,8 @@
  *   part  body
  * Native requests go to the native port; the nameserver's commands
  * (REPLICATE_BLOCK, SEAL_BLOCK, DELETE_BLOCK, SET_REPLICAS, STAT_BLOCK,
- * COMPACT_BLOCK, CREATE_BLOCK) come on the server's nameserver session.
+ * COMPACT_BLOCK, CREATE_BLOCK, CANCEL_COPY) come on the server's nameserver
+ * session.
  *
  * Properties: no crash, leak or out-of-bounds access (ASan, UBSan); every
  * answer is a well-formed frame with status 0 or an error code; every native
@@ -47,6 +48,7 @@ static const struct kind kinds[] = {
     {FT_DELETE_BLOCK, 1, 1},   {FT_SET_REPLICAS, 1, 1},   {FT_STAT_BLOCK, 1, 1},
     {FT_COMPACT_BLOCK, 1, 0},  {FT_CREATE_BLOCK, 1, 1},   {0, 0, 1}, /* unknown type */
     {0, 1, 1},                                             /* unknown on the session */
+    {FT_CANCEL_COPY, 1, 1},
 };
 #define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
 

@@ -14,8 +14,9 @@
  * planner, block creation, timeouts) runs when a step asks, so a run does
  * not depend on timing. The fake dataservers answer the nameserver's
  * commands (CREATE_BLOCK, SEAL_BLOCK, STAT_BLOCK, VERIFY, COMPACT_BLOCK,
- * REPLICATE_BLOCK, DELETE_BLOCK, SET_REPLICAS) as the input's first byte
- * says: proper answers, an error status, a hostile head, or never.
+ * REPLICATE_BLOCK, DELETE_BLOCK, SET_REPLICAS, CANCEL_COPY) as the input's
+ * first byte says: proper answers, an error status, a hostile head, or
+ * never.
  *
  * The input after that: a u32 status (error mode), a u16-prefixed head
  * (hostile mode), then up to FUZZ_MAX_STEPS frames sent on a fresh client
@@ -256,6 +257,9 @@ static void answer_good(struct peer *p, const struct frame_header *h, const uint
         send_msg(p, rt, c ? 0 : IMG_ENOBLOCKHERE, h->request_id, c ? &r.base : NULL);
         return;
     }
+    case FT_CANCEL_COPY: /* copies are answered at once here: none runs */
+        send_msg(p, rt, IMG_ENOTFOUND, h->request_id, NULL);
+        return;
     default: break;
     }
     if (!c) {
