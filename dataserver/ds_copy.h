@@ -22,12 +22,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DS_COPY_CHUNK (1u << 20)                 /* bytes asked per READ_BLOCK */
+/* Bytes asked per READ_BLOCK: each is one disk read at the source and one
+ * write at the target, which a reader's disk read may queue behind; 256 KiB
+ * gave readers a lower p99 during a rebalance than 1 MiB
+ * (docs/performance.md, "Rebalance"). */
+#define DS_COPY_CHUNK (1u << 18)
 /* A copy or compaction fdatasyncs its new file every this many bytes
  * written, not only at its end: one fdatasync of a whole 64 MiB block
- * stalled readers' disk reads for 30-40 ms on the benchmark VM; one every
- * 4 MiB keeps each flush short (docs/performance.md, "Rebalance"). */
-#define DS_COPY_SYNC_BYTES (4u << 20)
+ * stalled readers' disk reads for 30-40 ms on the benchmark VM; small
+ * flushes as the copy goes keep each one short. */
+#define DS_COPY_SYNC_BYTES (1u << 20)
 #define DS_COPY_DEFAULT_RATE (50ull * 1000 * 1000) /* bytes/s until told */
 #define DS_COPY_MAX_ACTIVE 8                     /* copies at once; more: IMG_EUNAVAIL */
 #define DS_COPY_READ_TIMEOUT_MS 30000            /* one READ_BLOCK answer */
