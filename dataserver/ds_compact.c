@@ -308,7 +308,7 @@ static void job_synced(int res, void *arg)
     job_finish(j, j->ds->stopping ? IMG_ECONN : res < 0 ? res : 0);
 }
 
-/* A part-way fdatasync (DS_COPY_SYNC_BYTES) is done: on to the next record. */
+/* A part-way fdatasync (ds_copy_sync_bytes) is done: on to the next record. */
 static void job_part_synced(int res, void *arg)
 {
     struct job *j = arg;
@@ -338,7 +338,7 @@ static void job_written(int res, void *arg)
         return;
     }
     j->next_i++;
-    if (j->o.off - j->synced_off >= DS_COPY_SYNC_BYTES) {
+    if (j->o.off - j->synced_off >= ds_copy_sync_bytes(j->ds)) {
         j->synced_off = j->o.off;
         rc = uring_fdatasync(j->ds->store->ring, j->fd, job_part_synced, j);
         if (rc != 0)

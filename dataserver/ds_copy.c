@@ -306,7 +306,12 @@ static void copy_synced(int res, void *arg)
     copy_install(cp);
 }
 
-/* A part-way fdatasync (DS_COPY_SYNC_BYTES) is done: on to the next chunk. */
+uint64_t ds_copy_sync_bytes(const struct ds *ds)
+{
+    return ds->copy_sync_bytes ? ds->copy_sync_bytes : DS_COPY_SYNC_BYTES;
+}
+
+/* A part-way fdatasync (ds_copy_sync_bytes) is done: on to the next chunk. */
 static void copy_part_synced(int res, void *arg)
 {
     struct copy *cp = arg;
@@ -328,7 +333,7 @@ static void copy_written(int res, void *arg)
         return;
     }
     cp->off += len;
-    if (cp->off - cp->synced_off >= DS_COPY_SYNC_BYTES) {
+    if (cp->off - cp->synced_off >= ds_copy_sync_bytes(cp->ds)) {
         cp->synced_off = cp->off;
         int rc = uring_fdatasync(cp->ds->store->ring, cp->fd, copy_part_synced, cp);
         if (rc != 0)

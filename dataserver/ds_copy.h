@@ -28,10 +28,12 @@
  * (docs/performance.md, "Rebalance"). */
 #define DS_COPY_CHUNK (1u << 18)
 /* A copy or compaction fdatasyncs its new file every this many bytes
- * written, not only at its end: one fdatasync of a whole 64 MiB block
- * stalled readers' disk reads for 30-40 ms on the benchmark VM; small
- * flushes as the copy goes keep each one short. */
+ * written (ds->copy_sync_bytes, --copy-sync-mb), not only at its end: one
+ * fdatasync of a whole 64 MiB block stalled readers' disk reads for 30-40
+ * ms on the benchmark VM; small flushes as the copy goes keep each one
+ * short. A disk with a slow cache flush (spinning) may want more. */
 #define DS_COPY_SYNC_BYTES (1u << 20)
+#define DS_COPY_SYNC_MAX_MB 4096
 #define DS_COPY_DEFAULT_RATE (50ull * 1000 * 1000) /* bytes/s until told */
 #define DS_COPY_MAX_ACTIVE 8                     /* copies at once; more: IMG_EUNAVAIL */
 #define DS_COPY_READ_TIMEOUT_MS 30000            /* one READ_BLOCK answer */
@@ -78,5 +80,9 @@ void ds_copy_stop(struct ds *ds);
 /* Fills out[0..max) with the block copies running here (task, block, bytes
  * done), for the heartbeat. Returns the count. */
 size_t ds_copy_progress(struct ds *ds, Imgstore__CopyProgress *out, size_t max);
+
+/* Bytes a copy or compaction writes between two fdatasyncs of its new
+ * file (--copy-sync-mb, DS_COPY_SYNC_BYTES by default). */
+uint64_t ds_copy_sync_bytes(const struct ds *ds);
 
 #endif

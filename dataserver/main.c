@@ -31,6 +31,8 @@ static void usage(FILE *out)
                  "       [--upload-token-file FILE] [--max-upload-bytes N] [--max-inflight N]\n"
                  "       [--http-idle-ms MS] [--http-header-timeout-ms MS]\n"
                  "       [--scrub-rate-mb MB_PER_S (default 5, 0: off)]\n"
+                 "       [--copy-sync-mb MIB (a copy or compaction fdatasyncs every MIB\n"
+                 "        written; default 1, larger for disks with a slow cache flush)]\n"
                  "       [--capacity BYTES[k|M|G|T] (capacity reported per data folder, at most\n"
                  "        its file system's; for several servers sharing one disk)]\n");
 }
@@ -149,6 +151,7 @@ int main(int argc, char **argv)
                                    {"http-idle-ms", required_argument, NULL, 'i'},
                                    {"http-header-timeout-ms", required_argument, NULL, 't'},
                                    {"scrub-rate-mb", required_argument, NULL, 'S'},
+                                   {"copy-sync-mb", required_argument, NULL, 'Y'},
                                    {"capacity", required_argument, NULL, 'C'},
                                    {"help", no_argument, NULL, 'h'},
                                    {NULL, 0, NULL, 0}};
@@ -210,6 +213,11 @@ int main(int argc, char **argv)
             ds.scrub_rate = num * 1000 * 1000;
             have_scrub = 1;
             break;
+        case 'Y':
+            if (parse_pos(optarg, "--copy-sync-mb", DS_COPY_SYNC_MAX_MB, &num) != 0)
+                return 2;
+            ds.copy_sync_bytes = num << 20;
+            break;
         case 'C':
             if (parse_capacity(optarg, &capacity) != 0)
                 return 2;
@@ -235,6 +243,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     if (!have_scrub)
         ds.scrub_rate = (uint64_t)DS_SCRUB_DEFAULT_MB * 1000 * 1000;
+    if (!ds.copy_sync_bytes)
+        ds.copy_sync_bytes = DS_COPY_SYNC_BYTES;
 
     ds_file_tune_malloc();
     ds.loop = uv_default_loop();

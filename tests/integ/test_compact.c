@@ -28,7 +28,7 @@
 #define DEADLINE_MS 25000
 
 static struct cluster *C;
-static const char *const ds_args[] = {"--scrub-rate-mb", "50", NULL};
+static const char *const ds_args[] = {"--scrub-rate-mb", "50", "--copy-sync-mb", "2", NULL};
 
 static void setup(void)
 {
