@@ -79,7 +79,7 @@ struct ds {
 
     /* background copies, seals and deletions (ds_copy.c), NULL until used */
     struct ds_copy *copy;
-    uint64_t copy_sync_bytes;   /* --copy-sync-mb: a copy's fdatasync interval */
+    uint64_t copy_sync_bytes;   /* --copy-sync-mb; 0: the default (ds_copy_sync_bytes) */
 
     /* failed-disk checks (ds_disk.c), NULL until started */
     struct ds_disk *disk;

@@ -243,8 +243,6 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     if (!have_scrub)
         ds.scrub_rate = (uint64_t)DS_SCRUB_DEFAULT_MB * 1000 * 1000;
-    if (!ds.copy_sync_bytes)
-        ds.copy_sync_bytes = DS_COPY_SYNC_BYTES;
 
     ds_file_tune_malloc();
     ds.loop = uv_default_loop();
