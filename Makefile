@@ -8,21 +8,29 @@ BUILD ?= build
 GEN := $(BUILD)/gen
 OBJ := $(BUILD)/obj
 PKGS := libuv libprotobuf-c liburing libisal libzstd
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# The packages' flags are read when a compile or link first needs them, not
+# when this file is parsed: `make run` and `make test` install the packages
+# (scripts/install-deps.sh) before anything is built, in the same run. Each
+# is computed once per make; without the packages the build stops with
+# pkg-config's own message instead of a link error.
+pkg_flags = $(if $(shell pkg-config --exists $(PKGS) 2>/dev/null && echo ok),$(shell pkg-config $(1) $(PKGS)),$(error \
+  packages missing (run `make deps`, or scripts/install-deps.sh): $(shell pkg-config --print-errors --exists $(PKGS) 2>&1)))
+PKG_CFLAGS = $(eval PKG_CFLAGS := $(call pkg_flags,--cflags))$(PKG_CFLAGS)
+PKG_LIBS = $(eval PKG_LIBS := $(call pkg_flags,--libs))$(PKG_LIBS)
 OPT ?= -O2
 SAN ?=
-CFLAGS := -std=gnu11 $(OPT) -g -fPIC -Wall -Wextra -Werror -Wno-unused-parameter \
+CFLAGS = -std=gnu11 $(OPT) -g -fPIC -Wall -Wextra -Werror -Wno-unused-parameter \
           -D_GNU_SOURCE -I. -I$(GEN) $(PKG_CFLAGS) $(SAN)
 LDFLAGS := $(SAN)
-LDLIBS := $(PKG_LIBS) -lhttp_parser -lpthread -lm
+LDLIBS = $(PKG_LIBS) -lhttp_parser -lpthread -lm
 
 PROTO_SRC := $(GEN)/proto/imgstore.pb-c.c
 PROTO_HDR := $(GEN)/proto/imgstore.pb-c.h
 
 src_to_obj = $(patsubst %.c,$(OBJ)/%.o,$(1))
 
-COMMON_SRC := $(wildcard common/*.c) $(wildcard proto/*.c)
+# The layers every process links (docs/architecture.md): base <- proto <- net.
+COMMON_SRC := $(wildcard base/*.c) $(wildcard proto/*.c) $(wildcard net/*.c)
 COMMON_OBJ := $(call src_to_obj,$(COMMON_SRC)) $(OBJ)/proto/imgstore.pb-c.o
 NS_SRC := $(filter-out nameserver/main.c,$(wildcard nameserver/*.c))
 NS_OBJ := $(call src_to_obj,$(NS_SRC))
@@ -30,13 +38,13 @@ DS_SRC := $(filter-out dataserver/main.c,$(wildcard dataserver/*.c))
 DS_OBJ := $(call src_to_obj,$(DS_SRC))
 # The storage engine: what dataserver unit tests link (no networking).
 DS_CORE_OBJ := $(call src_to_obj,$(wildcard $(addprefix dataserver/,needle.c index.c uring.c block.c blockio.c store.c)))
-LIB_SRC := $(filter-out client/cli_%.c,$(wildcard client/*.c))
+LIB_SRC := $(wildcard client/*.c)
 LIB_OBJ := $(call src_to_obj,$(LIB_SRC))
 
 BINS := $(if $(wildcard nameserver/main.c),$(BUILD)/bin/nameserver) \
         $(if $(wildcard dataserver/main.c),$(BUILD)/bin/dataserver) \
-        $(if $(wildcard client/cli_imgstore.c),$(BUILD)/bin/imgstore) \
-        $(if $(wildcard client/cli_ds_admin.c),$(BUILD)/bin/ds-admin)
+        $(if $(wildcard tools/cli_imgstore.c),$(BUILD)/bin/imgstore) \
+        $(if $(wildcard tools/cli_ds_admin.c),$(BUILD)/bin/ds-admin)
 LIBS := $(if $(wildcard client/imgstore.c),$(BUILD)/lib/libimgstore.a $(BUILD)/lib/libimgstore.so \
         $(BUILD)/lib/pkgconfig/imgstore.pc)
 
@@ -71,7 +79,11 @@ CHAOS_TEST_SECONDS ?= 60
 CHAOS_IN_TEST := $(if $(filter-out 0,$(CHAOS_TEST_SECONDS)),$(CHAOS_BIN))
 
 .SECONDARY:
-.PHONY: all deps test unit integ run stop asan valgrind clean bench bench-http bench-rebalance \
+# Includes that point up a layer (scripts/check-layers.sh); also run first by `make test`.
+check-layers:
+	./scripts/check-layers.sh
+
+.PHONY: all deps check-layers test unit integ run stop asan valgrind clean bench bench-http bench-rebalance \
         fuzz fuzz-build fuzz-corpus chaos chaos-powercut
 all: $(BINS) $(LIBS)
 
@@ -111,12 +123,12 @@ $(BUILD)/lib/pkgconfig/imgstore.pc: client/imgstore.pc.in
 	@mkdir -p $(dir $@)
 	sed -e 's|@PREFIX@|$(abspath $(BUILD))|' -e 's|@INCLUDEDIR@|$(abspath client)|' $< > $@
 
-$(BUILD)/bin/imgstore: $(OBJ)/client/cli_imgstore.o $(OBJ)/client/cli_bench.o $(OBJ)/client/cli_util.o \
+$(BUILD)/bin/imgstore: $(OBJ)/tools/cli_imgstore.o $(OBJ)/tools/cli_bench.o $(OBJ)/tools/cli_util.o \
                        $(BUILD)/lib/libimgstore.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/bin/ds-admin: $(OBJ)/client/cli_ds_admin.o $(OBJ)/client/cli_util.o $(BUILD)/lib/libimgstore.a
+$(BUILD)/bin/ds-admin: $(OBJ)/tools/cli_ds_admin.o $(OBJ)/tools/cli_util.o $(BUILD)/lib/libimgstore.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -139,8 +151,8 @@ $(BUILD)/tests/integ_%: $(OBJ)/tests/integ/test_%.o $(INTEG_HELPERS) $(BUILD)/li
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
 
-$(BUILD)/bench/baseline_files: $(OBJ)/bench/baseline_files.o $(OBJ)/client/cli_bench.o \
-                               $(OBJ)/client/cli_util.o $(BUILD)/lib/libimgstore.a
+$(BUILD)/bench/baseline_files: $(OBJ)/bench/baseline_files.o $(OBJ)/tools/cli_bench.o \
+                               $(OBJ)/tools/cli_util.o $(BUILD)/lib/libimgstore.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -162,6 +174,7 @@ integ: deps
 	IMGSTORE_BIN=$(abspath $(BUILD)/bin) ./tests/run.sh $(INTEG_BINS)
 
 test: deps
+	./scripts/check-layers.sh
 	$(MAKE) all $(UNIT_BINS) $(INTEG_BINS) $(CHAOS_IN_TEST)
 	$(if $(FUZZ_IN_TEST),$(MAKE) fuzz-build)
 	IMGSTORE_BIN=$(abspath $(BUILD)/bin) FUZZ_SECONDS=$(FUZZ_TEST_SECONDS) \
@@ -275,7 +288,8 @@ bench-rebalance: deps
 	$(MAKE) all $(BUILD)/bench/steady_read
 	IMGSTORE_BIN=$(abspath $(BUILD)/bin) BENCH_BIN=$(abspath $(BUILD)/bench) ./bench/rebalance.sh
 
-run: deps all
+run: deps
+	$(MAKE) all
 	./deploy/local-cluster.sh start
 	./deploy/local-cluster.sh demo
 

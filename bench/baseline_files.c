@@ -2,13 +2,13 @@
  *
  *   baseline_files --dir DIR [bench options: -n -c --size --duration ...]
  *
- * Runs the same load generator as `imgstore bench` (client/cli_bench.c), but
+ * Runs the same load generator as `imgstore bench` (tools/cli_bench.c), but
  * each image is its own file in a two-level folder tree on a local disk,
  * the way many image stores start out: DIR/xx/yy/<id>, created with
  * O_EXCL, written, fsync'd, and its folder fsync'd so the new name is
  * durable too (what imgstore's acknowledgement promises). A read is
  * open + fstat + read + close into a malloc'd buffer, like the library's get. */
-#include "client/cli_bench.h"
+#include "tools/cli_bench.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -16,7 +16,7 @@
  * Prints "files=N blocks=B blk_bytes=X idx_bytes=Y payload_bytes=Z" and
  * "name=NAME" for the last file written (a file a restarted server must
  * serve). Exit status 0, or 1 with one line on stderr. */
-#include "common/err.h"
+#include "base/err.h"
 #include "dataserver/block.h"
 #include "dataserver/index.h"
 #include "dataserver/needle.h"

@@ -2,7 +2,7 @@
  * (see cache.h). */
 #include "client/cache.h"
 
-#include "common/err.h"
+#include "base/err.h"
 
 #include <errno.h>
 #include <stdio.h>

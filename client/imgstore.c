@@ -24,8 +24,8 @@
 #include "client/imgstore.h"
 #include "client/rpc.h"
 
-#include "common/crc32c.h"
-#include "common/err.h"
+#include "base/crc32c.h"
+#include "base/err.h"
 #include "proto/fname.h"
 #include "proto/frame.h"
 #include "proto/mime.h"

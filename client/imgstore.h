@@ -9,7 +9,7 @@
  *
  * Errors: every function returns 0 on success or a negative code, which is
  * either a negative errno or one of the IMGSTORE_E* values below (identical
- * to the server-side codes of common/err.h); imgstore_strerror() describes it.
+ * to the server-side codes of base/err.h); imgstore_strerror() describes it.
  *
  * Link with `pkg-config --libs imgstore` (build/lib/pkgconfig). */
 #ifndef IMGSTORE_H

@@ -7,7 +7,7 @@
  * that closed its end yields EPIPE, never SIGPIPE. */
 #include "client/rpc.h"
 
-#include "common/err.h"
+#include "base/err.h"
 #include "proto/frame.h"
 
 #include <errno.h>

@@ -24,10 +24,10 @@
  */
 #include "dataserver/block.h"
 
-#include "common/crc32c.h"
-#include "common/err.h"
-#include "common/fsutil.h"
-#include "common/log.h"
+#include "base/crc32c.h"
+#include "base/err.h"
+#include "base/fsutil.h"
+#include "base/log.h"
 #include "dataserver/uring.h"
 
 #include <errno.h>

@@ -14,8 +14,8 @@
  * fdatasync is still in flight, the state is freed when it completes. */
 #include "dataserver/blockio.h"
 
-#include "common/err.h"
-#include "common/log.h"
+#include "base/err.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <inttypes.h>

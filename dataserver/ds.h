@@ -12,7 +12,7 @@
 #ifndef DS_DS_H
 #define DS_DS_H
 
-#include "common/conn.h"
+#include "net/conn.h"
 #include "dataserver/store.h"
 
 #include <stdint.h>

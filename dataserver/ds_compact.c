@@ -11,9 +11,9 @@
  * files' temporaries the same way as copies'). */
 #include "dataserver/ds_compact.h"
 
-#include "common/crc32c.h"
-#include "common/err.h"
-#include "common/log.h"
+#include "base/crc32c.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "dataserver/blockio.h"
 #include "dataserver/ds_copy.h"
 #include "proto/imgstore.pb-c.h"

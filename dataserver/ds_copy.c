@@ -45,9 +45,9 @@
  * I/O already queued on them completes, then it is closed. */
 #include "dataserver/ds_copy.h"
 
-#include "common/crc32c.h"
-#include "common/err.h"
-#include "common/log.h"
+#include "base/crc32c.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "dataserver/blockio.h"
 #include "proto/fname.h"
 #include "proto/imgstore.pb-c.h"

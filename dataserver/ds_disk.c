@@ -10,8 +10,8 @@
  * flight loses its block. */
 #include "dataserver/ds_disk.h"
 
-#include "common/err.h"
-#include "common/log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "dataserver/blockio.h"
 #include "dataserver/ds_copy.h"
 

@@ -1,8 +1,8 @@
 /* ds_file.c - the read path of one local file (see ds_file.h). */
 #include "dataserver/ds_file.h"
 
-#include "common/err.h"
-#include "common/log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "dataserver/blockio.h"
 
 #include <errno.h>

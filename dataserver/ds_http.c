@@ -12,8 +12,8 @@
  * disk or network work is capped (503 + Retry-After past it). */
 #include "dataserver/http_int.h"
 
-#include "common/err.h"
-#include "common/log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "dataserver/ds_metrics.h"
 #include "dataserver/http_util.h"
 
@@ -519,6 +519,17 @@ static void dispatch(struct http_req *r)
             http_reply_text(r, 200, HTTP_CC_NOSTORE, NULL, "ok\n");
         else
             http_reply_text(r, 405, HTTP_CC_4XX, "Allow: GET, HEAD\r\n", "method not allowed\n");
+        return;
+    }
+    if (strcmp(path, "/readyz") == 0 && get) {
+        /* Ready once a nameserver has confirmed our view since start-up (or
+         * since a stall): before that, local copies are not served (ds_file.c),
+         * so a load balancer or a start-up script waits for this. */
+        if (r->ds->view_confirmed)
+            http_reply_text(r, 200, HTTP_CC_NOSTORE, NULL, "ready\n");
+        else
+            http_reply_text(r, 503, HTTP_CC_NOSTORE, "Retry-After: 1\r\n",
+                            "not serving local reads yet: waiting for the nameserver\n");
         return;
     }
     if (strcmp(path, "/metrics") == 0 && get) { /* Prometheus text (ds_metrics.c) */

@@ -8,8 +8,8 @@
  * (INFLIGHT_MAX) so it can never grow without bound. */
 #include "dataserver/ds_metrics.h"
 
-#include "common/err.h"
-#include "common/metrics.h"
+#include "base/err.h"
+#include "base/metrics.h"
 
 #include <ctype.h>
 #include <errno.h>

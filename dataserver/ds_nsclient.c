@@ -5,8 +5,8 @@
  * is skipped, a block with no usable replica is treated as absent. */
 #include "dataserver/ds_nsclient.h"
 
-#include "common/err.h"
-#include "common/log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "proto/fname.h"
 #include "proto/imgstore.pb-c.h"
 

@@ -7,8 +7,8 @@
  * opens a new one. */
 #include "dataserver/ds.h"
 
-#include "common/err.h"
-#include "common/log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "proto/imgstore.pb-c.h"
 
 #include <stdlib.h>

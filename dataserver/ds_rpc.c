@@ -12,9 +12,9 @@
  * error status and touches nothing on disk. */
 #include "dataserver/ds.h"
 
-#include "common/crc32c.h"
-#include "common/err.h"
-#include "common/log.h"
+#include "base/crc32c.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "dataserver/blockio.h"
 #include "dataserver/ds_file.h"
 #include "dataserver/ds_compact.h"

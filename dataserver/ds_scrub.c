@@ -9,9 +9,9 @@
  * starts a new pass from a fresh snapshot when one ends. */
 #include "dataserver/ds_scrub.h"
 
-#include "common/crc32c.h"
-#include "common/err.h"
-#include "common/log.h"
+#include "base/crc32c.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "dataserver/blockio.h"
 #include "proto/imgstore.pb-c.h"
 

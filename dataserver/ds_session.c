@@ -6,8 +6,8 @@
  * nameserver sends CREATE_BLOCK on the same connection. */
 #include "dataserver/ds.h"
 
-#include "common/err.h"
-#include "common/log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "dataserver/ds_compact.h"
 #include "dataserver/ds_copy.h"
 #include "dataserver/ds_scrub.h"

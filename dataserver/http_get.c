@@ -11,9 +11,9 @@
  * section 13.2.2 order) and a single byte range decide what is sent. */
 #include "dataserver/http_int.h"
 
-#include "common/crc32c.h"
-#include "common/err.h"
-#include "common/log.h"
+#include "base/crc32c.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "dataserver/ds_file.h"
 #include "dataserver/http_util.h"
 #include "proto/imgstore.pb-c.h"

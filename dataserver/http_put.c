@@ -11,9 +11,9 @@
  * block's primary, asking the nameserver again once when it moved. */
 #include "dataserver/http_int.h"
 
-#include "common/crc32c.h"
-#include "common/err.h"
-#include "common/log.h"
+#include "base/crc32c.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "dataserver/http_util.h"
 #include "proto/imgstore.pb-c.h"
 #include "proto/mime.h"

@@ -9,7 +9,7 @@
  * file only encodes entries, block.c reads and writes the file. */
 #include "dataserver/index.h"
 
-#include "common/err.h"
+#include "base/err.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -14,8 +14,8 @@
 #include "dataserver/ds_disk.h"
 #include "dataserver/ds_scrub.h"
 
-#include "common/err.h"
-#include "common/log.h"
+#include "base/err.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <getopt.h>

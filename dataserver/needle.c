@@ -7,8 +7,8 @@
  * record read from disk may be anything). */
 #include "dataserver/needle.h"
 
-#include "common/crc32c.h"
-#include "common/err.h"
+#include "base/crc32c.h"
+#include "base/err.h"
 
 #include <string.h>
 

@@ -13,9 +13,9 @@
  * the rest of a probe run when a block is deleted). */
 #include "dataserver/store.h"
 
-#include "common/err.h"
-#include "common/fsutil.h"
-#include "common/log.h"
+#include "base/err.h"
+#include "base/fsutil.h"
+#include "base/log.h"
 #include "dataserver/blockio.h"
 
 #include <dirent.h>

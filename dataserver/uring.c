@@ -11,7 +11,7 @@
  * touch its buffer or fd until the callback has run. */
 #include "dataserver/uring.h"
 
-#include "common/log.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <liburing.h>

@@ -8,6 +8,8 @@
 #
 # Everything lives under ./var of the repository: var/ns and var/ds1..3 hold
 # the data, var/log/*.log the server logs, var/run/*.pid the process ids.
+# `start` returns once every dataserver is up, ready (/readyz) and answers a
+# GET of a small probe file (var/probe-name) that the first start uploads.
 # The nameserver listens on 127.0.0.1:7400, the dataservers on 127.0.0.1:7411-7413
 # (native protocol) and 127.0.0.1:7481-7483 (HTTP); files get 2 replicas.
 # IMGSTORE_BIN overrides the folder of the binaries (default build/bin).
@@ -82,6 +84,80 @@ count_up() {
     echo "$out" | grep -o '"state"[[:space:]]*:[[:space:]]*"up"' | wc -l
 }
 
+# True when every dataserver's /readyz answers 200: a nameserver has confirmed
+# its view, so it serves its local copies (docs/http.md).
+all_ready() {
+    i=1
+    while [ $i -le $NDS ]; do
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 \
+            "http://127.0.0.1:$(ds_http $i)/readyz" 2>/dev/null)
+        [ "$code" = 200 ] || return 1
+        i=$((i + 1))
+    done
+}
+
+# The probe file: a small file the first start uploads (its name kept in
+# var/probe-name). Each start returns only when an HTTP GET of it answers 200
+# on every dataserver, the ones that hold it and the ones that fetch it from
+# a replica, so the cluster that start hands over serves reads everywhere.
+PROBE_FILE=$VAR/probe-name
+
+# http_code PORT PATH: the status code of a GET (000 when nothing answered).
+http_code() {
+    curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$1$2" 2>/dev/null
+}
+
+wait_probe_read() {
+    if [ -s "$PROBE_FILE" ]; then
+        probe=$(cat "$PROBE_FILE")
+    else
+        printf 'imgstore local-cluster probe\n' >"$VAR/probe.txt"
+        tries=$((START_TIMEOUT * 5))
+        until probe=$("$BIN/imgstore" --ns "$NS_ADDR" put --mime text/plain "$VAR/probe.txt" 2>"$VAR/log/probe.err"); do
+            tries=$((tries - 1))
+            [ $tries -gt 0 ] || {
+                cat "$VAR/log/probe.err" >&2
+                die "could not upload the probe file; see var/log/*.log"
+            }
+            sleep 0.2
+        done
+        rm -f "$VAR/probe.txt"
+        echo "$probe" >"$PROBE_FILE"
+    fi
+    printf "waiting for a read of %s on every dataserver" "$probe"
+    tries=$((START_TIMEOUT * 5))
+    while [ $tries -gt 0 ]; do
+        ok=0
+        i=1
+        while [ $i -le $NDS ]; do
+            code=$(http_code "$(ds_http $i)" "/$probe")
+            case $code in
+            200) ok=$((ok + 1)) ;;
+            410)
+                # The probe was deleted (by hand): make a new one, once.
+                [ "${1:-}" = again ] && break
+                rm -f "$PROBE_FILE"
+                echo " (the probe was deleted; making a new one)"
+                wait_probe_read again
+                return
+                ;;
+            esac
+            i=$((i + 1))
+        done
+        if [ $ok -eq $NDS ]; then
+            echo " ok"
+            return 0
+        fi
+        printf "."
+        sleep 0.2
+        tries=$((tries - 1))
+    done
+    echo
+    echo "local-cluster: the probe file was not readable on every dataserver after ${START_TIMEOUT}s" >&2
+    show_logs
+    exit 1
+}
+
 # The bearer token for HTTP uploads and deletes: var/upload-token, made once
 # with 128 random bits and readable by the owner only.
 TOKEN_FILE=$VAR/upload-token
@@ -107,8 +183,9 @@ cmd_start() {
     printf "waiting for %d dataservers to be up" "$NDS"
     tries=$((START_TIMEOUT * 5))
     while [ $tries -gt 0 ]; do
-        if [ "$(count_up)" -ge "$NDS" ]; then
+        if [ "$(count_up)" -ge "$NDS" ] && all_ready; then
             echo " ok"
+            wait_probe_read
             echo "cluster up: nameserver $NS_ADDR, dataservers 127.0.0.1:7411-7413 (HTTP 7481-7483)"
             return 0
         fi

@@ -7,9 +7,9 @@
 #include "nameserver/ns.h"
 #include "nameserver/ns_http.h"
 
-#include "common/conn.h"
-#include "common/err.h"
-#include "common/log.h"
+#include "net/conn.h"
+#include "base/err.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <getopt.h>

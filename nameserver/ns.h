@@ -11,7 +11,7 @@
  * now_ms explicitly and leave ns->loop NULL.
  *
  * Error convention: int return, 0 on success, a negative errno or an IMG_E*
- * code of common/err.h on failure. */
+ * code of base/err.h on failure. */
 #ifndef IMG_NS_H
 #define IMG_NS_H
 

@@ -11,9 +11,9 @@
  * when the save fails nothing changes and the error is the answer. */
 #include "nameserver/ns_admin.h"
 
-#include "common/conn.h"
-#include "common/err.h"
-#include "common/log.h"
+#include "net/conn.h"
+#include "base/err.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -18,8 +18,8 @@
  * the reports and whatever its size, and never chosen over the newer one. */
 #include "nameserver/ns.h"
 
-#include "common/err.h"
-#include "common/log.h"
+#include "base/err.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -18,9 +18,9 @@
  * the scrubber, recovery or a compaction read). */
 #include "nameserver/ns.h"
 
-#include "common/conn.h"
-#include "common/err.h"
-#include "common/log.h"
+#include "net/conn.h"
+#include "base/err.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -8,9 +8,9 @@
  * and LOOKUP work as usual. */
 #include "nameserver/ns.h"
 
-#include "common/err.h"
-#include "common/fsutil.h"
-#include "common/log.h"
+#include "base/err.h"
+#include "base/fsutil.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <stdlib.h>

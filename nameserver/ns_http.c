@@ -9,9 +9,9 @@
  * consistent moment. */
 #include "nameserver/ns_http.h"
 
-#include "common/conn.h"
-#include "common/log.h"
-#include "common/metrics.h"
+#include "net/conn.h"
+#include "base/log.h"
+#include "base/metrics.h"
 #include "nameserver/ns_admin.h"
 #include "proto/frame.h"
 

@@ -10,9 +10,9 @@
  * reuse one. A file that does not parse is refused, never reset. */
 #include "nameserver/ns.h"
 
-#include "common/err.h"
-#include "common/fsutil.h"
-#include "common/log.h"
+#include "base/err.h"
+#include "base/fsutil.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <stdio.h>

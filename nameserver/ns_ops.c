@@ -9,9 +9,9 @@
  * late answer goes nowhere. */
 #include "nameserver/ns_ops.h"
 
-#include "common/conn.h"
-#include "common/err.h"
-#include "common/log.h"
+#include "net/conn.h"
+#include "base/err.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -21,9 +21,9 @@
  * ones); callbacks find theirs by id, never by pointer. */
 #include "nameserver/ns.h"
 
-#include "common/conn.h"
-#include "common/err.h"
-#include "common/log.h"
+#include "net/conn.h"
+#include "base/err.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -11,9 +11,9 @@
  * when every chosen server answered CREATE_BLOCK with status 0. */
 #include "nameserver/ns.h"
 
-#include "common/conn.h"
-#include "common/err.h"
-#include "common/log.h"
+#include "net/conn.h"
+#include "base/err.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <stdlib.h>

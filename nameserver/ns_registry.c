@@ -8,9 +8,9 @@
  * ns_hb_validate() checks them before anything is applied. */
 #include "nameserver/ns.h"
 
-#include "common/conn.h"
-#include "common/err.h"
-#include "common/log.h"
+#include "net/conn.h"
+#include "base/err.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <stdlib.h>

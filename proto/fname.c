@@ -1,8 +1,8 @@
 /* fname.c - file-name codec (see fname.h). */
 #include "proto/fname.h"
 
-#include "common/crc32c.h"
-#include "common/err.h"
+#include "base/crc32c.h"
+#include "base/err.h"
 
 #include <string.h>
 

@@ -1,7 +1,7 @@
 /* frame.c - frame header codec (see frame.h, docs/protocol.md). */
 #include "proto/frame.h"
 
-#include "common/err.h"
+#include "base/err.h"
 
 static void put16(uint8_t *p, uint16_t v)
 {

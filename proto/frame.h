@@ -10,7 +10,7 @@
  *
  * All integers are big-endian. A response has the request's type with
  * FRAME_RESPONSE set, the same request_id, and status 0 or a negative error
- * code (common/err.h); a response with a non-zero status may have no head. */
+ * code (base/err.h); a response with a non-zero status may have no head. */
 #ifndef IMG_FRAME_H
 #define IMG_FRAME_H
 

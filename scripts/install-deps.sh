@@ -12,6 +12,14 @@ if [ "${1:-}" = "--ui" ]; then PKGS="chromium"; fi
 # --bench: what `make bench` and `make bench-http` add (nginx and wrk for the
 # HTTP row, perf for profiling), never needed by `make test`.
 if [ "${1:-}" = "--bench" ]; then PKGS="nginx wrk linux-perf"; fi
+# --list: print the package list (of the mode given first, if any) and stop;
+# scripts/fresh-check.sh uses it to remove exactly what this script installs.
+for a in "$@"; do
+    if [ "$a" = "--list" ]; then
+        echo $PKGS
+        exit 0
+    fi
+done
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

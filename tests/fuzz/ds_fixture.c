@@ -4,7 +4,7 @@
  * own frame reader, unpacking and validation unchanged. */
 #include "tests/fuzz/ds_fixture.h"
 
-#include "common/err.h"
+#include "base/err.h"
 #include "dataserver/block.h"
 #include "dataserver/ds_compact.h"
 #include "dataserver/ds_copy.h"

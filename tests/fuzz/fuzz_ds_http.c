@@ -22,7 +22,7 @@
  * origin uses; a 200 carrying a fixture file's ETag has exactly that file's
  * bytes, a 206 has the bytes its Content-Range names, and the deleted file
  * is never served (200, 206 or 304 with its ETag). */
-#include "common/crc32c.h"
+#include "base/crc32c.h"
 #include "dataserver/http_util.h"
 #include "tests/fuzz/ds_fixture.h"
 #include "tests/fuzz/fuzz.h"

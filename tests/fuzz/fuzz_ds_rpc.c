@@ -26,7 +26,7 @@
  * successful READ of a fixture file returns exactly its bytes, and the
  * deleted one never reads successfully; after every step each block's tails
  * and index stay inside the block (fx_check_store). */
-#include "common/err.h"
+#include "base/err.h"
 #include "proto/imgstore.pb-c.h"
 #include "tests/fuzz/ds_fixture.h"
 #include "tests/fuzz/fuzz.h"

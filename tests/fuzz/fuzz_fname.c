@@ -5,7 +5,7 @@
  * file, one name), with the extension pointing inside the input. The input
  * is also read as a struct fname: encoding must give a name that decodes to
  * the same fields, or refuse a block id above FNAME_MAX_BLOCK_ID. */
-#include "common/err.h"
+#include "base/err.h"
 #include "proto/fname.h"
 #include "tests/fuzz/fuzz.h"
 

@@ -7,8 +7,8 @@
  * IMG_ENOTFOUND or a format error, never success); success means the data is
  * inside the input and matches its CRC. Finally the data is built into a
  * record with needle_build and must verify. */
-#include "common/crc32c.h"
-#include "common/err.h"
+#include "base/crc32c.h"
+#include "base/err.h"
 #include "dataserver/needle.h"
 #include "tests/fuzz/fuzz.h"
 

@@ -48,8 +48,8 @@
  * never dropped; after every step the nameserver's state is consistent
  * (block map, registry, tasks, operator marks); at the end ns.meta parses
  * and holds exactly the settings and marks in force. */
-#include "common/conn.h"
-#include "common/err.h"
+#include "net/conn.h"
+#include "base/err.h"
 #include "nameserver/ns.h"
 #include "nameserver/ns_admin.h"
 #include "nameserver/ns_ops.h"

@@ -17,7 +17,7 @@
  * sealed block, at the file size rounded up to 8), every indexed record
  * lies between the superblock and the tail, and opening the block again
  * succeeds with the same tail and file count (recovery is idempotent). */
-#include "common/err.h"
+#include "base/err.h"
 #include "dataserver/block.h"
 #include "tests/fuzz/fuzz.h"
 

@@ -3,7 +3,7 @@
  * garbage protobuf heads; the dataserver's HTTP port gets malformed requests.
  * After each, every server must still run and the cluster must still serve a
  * put and a get (DESIGN invariant 8: bad input never crashes a process). */
-#include "common/err.h"
+#include "base/err.h"
 #include "proto/frame.h"
 #include "tests/integ/cluster.h"
 

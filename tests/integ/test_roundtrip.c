@@ -2,7 +2,7 @@
  * through the library (4 threads on one handle) and come back byte-identical,
  * on 3 dataservers with 2 replicas. The CLI's stat is checked against the
  * bytes. The data is seeded: IMGSTORE_SEED=N replays a run. */
-#include "common/crc32c.h"
+#include "base/crc32c.h"
 #include "proto/fname.h"
 #include "tests/integ/cluster.h"
 

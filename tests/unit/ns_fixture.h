@@ -5,7 +5,7 @@
 #ifndef TEST_NS_FIXTURE_H
 #define TEST_NS_FIXTURE_H
 
-#include "common/err.h"
+#include "base/err.h"
 #include "nameserver/ns.h"
 
 #include <criterion/criterion.h>

@@ -1,7 +1,7 @@
 /* Unit tests of one block (dataserver/block.c): create, reserve/commit,
  * reopen, and recovery from every kind of damage block.h describes. Records
  * are written with the synchronous io_uring calls, so no loop is needed. */
-#include "common/err.h"
+#include "base/err.h"
 #include "dataserver/block.h"
 #include "dataserver/uring.h"
 

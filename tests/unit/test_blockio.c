@@ -1,7 +1,7 @@
 /* Unit tests of io_uring on the loop (dataserver/uring.c) and of group
  * commit (dataserver/blockio.c), on a real uv loop. Every test ends by
  * closing the loop, which proves no handle leaked. */
-#include "common/err.h"
+#include "base/err.h"
 #include "dataserver/blockio.h"
 
 #include <criterion/criterion.h>

@@ -7,8 +7,8 @@
 #include "dataserver/blockio.h"
 #include "dataserver/ds_compact.h"
 
-#include "common/crc32c.h"
-#include "common/err.h"
+#include "base/crc32c.h"
+#include "base/err.h"
 
 #include <criterion/criterion.h>
 #include <fcntl.h>

@@ -1,9 +1,9 @@
-/* test_conn.c - matching answers to requests in common/conn.c: whatever the
+/* test_conn.c - matching answers to requests in net/conn.c: whatever the
  * order the peer answers in, each request's callback gets its own answer
  * exactly once; requests that time out are taken out of the list so that
  * new requests sent from their callbacks are still matched. */
-#include "common/conn.h"
-#include "common/err.h"
+#include "net/conn.h"
+#include "base/err.h"
 
 #include <criterion/criterion.h>
 #include <stdint.h>

@@ -1,6 +1,6 @@
 /* Unit tests of the file-name codec (proto/fname.c) and the mime table. */
-#include "common/crc32c.h"
-#include "common/err.h"
+#include "base/crc32c.h"
+#include "base/err.h"
 #include "proto/fname.h"
 #include "proto/mime.h"
 

@@ -1,5 +1,5 @@
 /* Unit tests of the frame header codec (proto/frame.c). */
-#include "common/err.h"
+#include "base/err.h"
 #include "proto/frame.h"
 
 #include <criterion/criterion.h>

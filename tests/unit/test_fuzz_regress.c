@@ -1,7 +1,7 @@
 /* Regression tests for what the fuzz harnesses (tests/fuzz/) pinned down.
  * Each test is named after the case it pins; the harness that found it and
  * the decision are in docs/reliability.md. */
-#include "common/err.h"
+#include "base/err.h"
 #include "dataserver/block.h"
 
 #include <criterion/criterion.h>

@@ -1,5 +1,5 @@
 /* Unit tests of the dense per-block index (dataserver/index.c). */
-#include "common/err.h"
+#include "base/err.h"
 #include "dataserver/index.h"
 
 #include <criterion/criterion.h>

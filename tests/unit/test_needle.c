@@ -1,6 +1,6 @@
 /* Unit tests of the needle record codec (dataserver/needle.c). */
-#include "common/crc32c.h"
-#include "common/err.h"
+#include "base/crc32c.h"
+#include "base/err.h"
 #include "dataserver/needle.h"
 
 #include <criterion/criterion.h>

@@ -1,8 +1,8 @@
 /* Unit tests of the nameserver's persisted metadata (nameserver/ns_meta.c):
  * the block-id reserve survives reopen and crashes, corrupt files are
  * refused, settings and known servers persist. */
-#include "common/err.h"
-#include "common/fsutil.h"
+#include "base/err.h"
+#include "base/fsutil.h"
 #include "nameserver/ns.h"
 
 #include <criterion/criterion.h>

@@ -1,6 +1,6 @@
 /* Unit tests of the data folders (dataserver/store.c): locking, the server
  * id, reopening blocks, and choosing a folder for a new block. */
-#include "common/err.h"
+#include "base/err.h"
 #include "dataserver/store.h"
 
 #include <criterion/criterion.h>

@@ -11,9 +11,9 @@
  * --save-names writes "KEY SIZE INDEX" lines after the upload; --names reads
  * them back and skips the upload, so reads can be measured separately (for
  * example after dropping the page cache). */
-#include "client/cli_bench.h"
+#include "tools/cli_bench.h"
 
-#include "client/cli_util.h"
+#include "tools/cli_util.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -1,8 +1,8 @@
 /* conn.c - framed connections on libuv (see conn.h). */
-#include "common/conn.h"
+#include "net/conn.h"
 
-#include "common/err.h"
-#include "common/log.h"
+#include "base/err.h"
+#include "base/log.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

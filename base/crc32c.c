@@ -1,5 +1,5 @@
 /* crc32c.c - CRC32C via ISA-L (see crc32c.h). */
-#include "common/crc32c.h"
+#include "base/crc32c.h"
 
 #include <isa-l/crc.h>
 

@@ -4,8 +4,8 @@
  * Exit status: 0 success; 1 a failure, reported as exactly one line on
  * stderr ("imgstore: get NAME: file not found"); 2 a usage error, reported
  * with the usage text on stderr. docs/client.md is the reference. */
-#include "client/cli_bench.h"
-#include "client/cli_util.h"
+#include "tools/cli_bench.h"
+#include "tools/cli_util.h"
 #include "client/imgstore.h"
 
 #include <errno.h>

@@ -3,7 +3,7 @@
  *
  * The text grows in one malloc'd buffer (doubling), so rendering a scrape
  * costs a few allocations however many series there are. */
-#include "common/metrics.h"
+#include "base/metrics.h"
 
 #include <errno.h>
 #include <math.h>

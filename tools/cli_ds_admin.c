@@ -19,9 +19,9 @@
  * stderr), `status` at risk, or `file` missing on a replica; 2 usage error.
  * docs/client.md is the reference. */
 #include "client/admin.h"
-#include "client/cli_util.h"
+#include "tools/cli_util.h"
 
-#include "common/err.h"
+#include "base/err.h"
 #include "proto/fname.h"
 #include "proto/frame.h"
 #include "proto/mime.h"

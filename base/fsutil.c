@@ -1,7 +1,7 @@
 /* fsutil.c - crash-safe small-file helpers (see fsutil.h). */
-#include "common/fsutil.h"
+#include "base/fsutil.h"
 
-#include "common/err.h"
+#include "base/err.h"
 
 #include <errno.h>
 #include <fcntl.h>

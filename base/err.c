@@ -1,5 +1,5 @@
 /* err.c - descriptions of imgstore error codes (see err.h). */
-#include "common/err.h"
+#include "base/err.h"
 
 #include <string.h>
 

@@ -1,5 +1,5 @@
 /* cli_util.c - helpers shared by the command-line tools (see cli_util.h). */
-#include "client/cli_util.h"
+#include "tools/cli_util.h"
 
 #include <errno.h>
 #include <limits.h>
