@@ -25,6 +25,8 @@
 /* A heartbeat tick this late means the process was frozen (SIGSTOP, a stall):
  * the nameserver may have replaced us in replica sets meanwhile. */
 #define DS_STALL_MS 3000
+/* The nameserver's heartbeat timeout until its first answer says it. */
+#define DS_NS_HB_TIMEOUT_MS 3000
 #define DS_REPL_TIMEOUT_MS 10000
 #define DS_NS_TIMEOUT_MS 10000
 #define DS_HTTP_MAX_UPLOAD (32u << 20) /* default --max-upload-bytes */
@@ -68,6 +70,15 @@ struct ds {
      * that missed tombstones would bring deleted files back). Kept across
      * a lost session: a nameserver outage must not stop reads. */
     int view_confirmed;
+    /* The view lease: loop time until which a confirmed view counts. Each
+     * answered heartbeat renews it to (the heartbeat's send time + half the
+     * nameserver's heartbeat timeout): the nameserver cannot have declared
+     * us down, and so cannot have moved our copies' sets on without us,
+     * before then. Past it (no answer: we may be cut off while the
+     * nameserver lives on) local copies are not served and the view must be
+     * confirmed again by a full report (ds_session.c). */
+    uint64_t view_lease_until;
+    uint64_t hb_sent_ms;      /* loop time the heartbeat in flight was sent */
     uint64_t last_tick_ms;    /* loop time of the last heartbeat tick */
     int hb_soon;              /* a heartbeat is wanted before the next tick */
     uint64_t ns_block_size;

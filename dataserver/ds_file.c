@@ -72,7 +72,7 @@ static void file_read_done(int status, void *arg)
 
 int ds_file_serves(const struct ds *ds, const struct block *b)
 {
-    if (b->stale || !ds->view_confirmed)
+    if (b->stale || !ds->view_confirmed || uv_now(ds->loop) > ds->view_lease_until)
         return 0;
     for (int i = 0; i < b->nreplicas; i++)
         if (strcmp(b->replicas[i].server_id, ds->store->server_id) == 0)

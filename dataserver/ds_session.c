@@ -165,6 +165,12 @@ static void heartbeat_reply(int status, const struct frame *f, void *arg)
             ds_session_poke(ds);
         }
     }
+    if (ds->view_confirmed) {
+        /* It counted us up when it read the heartbeat, which was after we
+         * sent it: it cannot declare us down before send + its timeout. */
+        uint32_t hb_timeout = m->heartbeat_timeout_ms ? m->heartbeat_timeout_ms : DS_NS_HB_TIMEOUT_MS;
+        ds->view_lease_until = ds->hb_sent_ms + hb_timeout / 2;
+    }
     if (ds->ns_safe_mode != (int)m->safe_mode)
         log_info("nameserver safe mode %s", m->safe_mode ? "on" : "off");
     ds->ns_safe_mode = m->safe_mode;
@@ -230,6 +236,7 @@ static void send_heartbeat(struct ds *ds)
         ds_copy_removed_sent(ds, nremoved);
         ds->hb_in_flight = 1;
         ds->hb_full_in_flight = r.full;
+        ds->hb_sent_ms = uv_now(ds->loop);
         if (r.full)
             log_info("sent full block report (%zu blocks) to %s", r.n, ds->ns_addr);
         ds->need_full_report = 0;
@@ -257,6 +264,14 @@ static void hb_tick(uv_timer_t *t)
         ds->primary_confirmed = 0;
         ds->need_full_report = 1;
         ds->hb_full_in_flight = 0; /* an answer to a report from before the stall is old */
+    } else if (ds->view_confirmed && now > ds->view_lease_until) {
+        log_warn("no nameserver answer for %llu ms: it may have moved our copies' replica sets "
+                 "on without us, so they serve no reads until it has checked them again",
+                 (unsigned long long)(now - ds->hb_sent_ms));
+        ds->view_confirmed = 0;
+        ds->primary_confirmed = 0;
+        ds->need_full_report = 1;
+        ds->hb_full_in_flight = 0;
     }
     ds->last_tick_ms = now;
     ds->hb_soon = 0;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #define NFILES 120
 #define NNEW 40
@@ -207,6 +208,59 @@ Test(restart, dataserver)
     cr_assert_eq(bad, 0, "%d files not served by %s after its SIGTERM restart", bad,
                  C->ds[other].name);
     imgstore_close(fresh);
+    imgstore_close(h);
+    C->passed = 1;
+}
+
+/* 1 when the dataserver's /readyz answers 200 (it serves its local copies). */
+static int ds_ready(int i)
+{
+    char *body = cluster_http_body(C->ds[i].http_addr, "/readyz");
+    free(body);
+    return body != NULL;
+}
+
+/* Waits up to timeout_ms for ds_ready(i) to become `want`; returns the ms it
+ * took, or -1. */
+static int wait_ready_state(int i, int want, int timeout_ms)
+{
+    int64_t t0 = cluster_now_ms();
+    while (cluster_now_ms() - t0 < timeout_ms) {
+        if (ds_ready(i) == want)
+            return (int)(cluster_now_ms() - t0);
+        usleep(50 * 1000);
+    }
+    return -1;
+}
+
+/* The view lease (docs/dataserver.md): a dataserver whose heartbeats go
+ * unanswered for half the nameserver's heartbeat timeout stops serving its
+ * local copies (the nameserver may be moving their sets on without it), and
+ * serves again once a nameserver has answered its full report. The
+ * nameserver is frozen, not killed: it lives on, as behind a partition. */
+Test(restart, view_lease)
+{
+    cr_assert_not_null(C, "the cluster did not start (see above)");
+    make_data("restart.view_lease");
+    imgstore_t *h = cluster_client(C);
+    cr_assert_not_null(h);
+    put_range(h, 0, 20, "before the freeze");
+    for (int i = 0; i < C->nds; i++)
+        cr_assert_eq(wait_ready_state(i, 1, 10000) >= 0, 1, "ds%d never ready", i + 1);
+
+    cr_assert_eq(kill(C->ns.pid, SIGSTOP), 0);
+    /* Lease 1.5 s after the last answered heartbeat's send; checked at each
+     * 1 s tick and at each read. */
+    int ms = wait_ready_state(0, 0, 6000);
+    kill(C->ns.pid, SIGCONT);
+    cr_assert(ms >= 0, "ds1 still served its copies 6 s into a nameserver freeze");
+    fprintf(stderr, "[restart] ds1 stopped serving local copies %d ms into the freeze\n", ms);
+
+    for (int i = 0; i < C->nds; i++) {
+        int back = wait_ready_state(i, 1, 15000);
+        cr_assert(back >= 0, "ds%d did not serve again after the nameserver came back", i + 1);
+    }
+    check_range(h, 0, 20, "after the nameserver came back");
     imgstore_close(h);
     C->passed = 1;
 }
