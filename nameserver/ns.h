@@ -665,7 +665,6 @@ struct ns {
     uv_loop_t *loop;                /* NULL in unit tests */
     uv_tcp_t listener;
     uv_timer_t tick;
-    uv_signal_t sig_int, sig_term;
     struct ns_peer *peers;          /* every accepted connection */
     uint64_t requests[256];         /* requests received, by frame type (metrics) */
     int stopping;
@@ -689,12 +688,13 @@ uint64_t ns_rand(struct ns *ns);
  * safe-mode timeout has passed (logged once). Returns ns->safe_mode. */
 int ns_safe_mode_check(struct ns *ns, uint64_t now_ms);
 
-/* Starts listening on cfg.listen, the liveness/planner timer and the signal
- * handlers on `loop`. Returns 0 or a negative errno (logged). */
+/* Starts listening on cfg.listen and the liveness/planner timer on `loop`
+ * (signals are the caller's: main.c calls ns_stop on SIGINT/SIGTERM).
+ * Returns 0 or a negative errno (logged). */
 int ns_start(struct ns *ns, uv_loop_t *loop);
 
-/* Closes the listener, every connection, the timer and the signal handlers;
- * the loop then runs dry. Safe to call more than once. */
+/* Closes the listener, every connection and the timer; the loop then runs
+ * dry. Safe to call more than once. */
 void ns_stop(struct ns *ns);
 
 #endif

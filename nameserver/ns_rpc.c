@@ -1,6 +1,6 @@
 /* ns_rpc.c - the nameserver on the wire: the listener, one struct ns_peer per
- * accepted connection, the frame handlers, the liveness/planner timer and
- * the signal handlers.
+ * accepted connection, the frame handlers and the liveness/planner timer.
+ * (Signals are main.c's: it calls ns_stop.)
  *
  * The one --listen port serves clients and dataserver sessions alike; a
  * connection becomes a session on its first valid HEARTBEAT. Every head is
@@ -16,7 +16,6 @@
 #include "base/log.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -377,13 +376,6 @@ static void on_tick(uv_timer_t *t)
     ns_plan_tick(ns, now);
 }
 
-static void on_signal(uv_signal_t *h, int signum)
-{
-    struct ns *ns = h->data;
-    log_info("signal %d: shutting down", signum);
-    ns_stop(ns);
-}
-
 /* Logs the address actually bound (useful with port 0). */
 static void log_listening(struct ns *ns)
 {
@@ -409,9 +401,6 @@ int ns_start(struct ns *ns, uv_loop_t *loop)
     ns->started = 1;
     uv_timer_init(loop, &ns->tick);
     ns->tick.data = ns;
-    uv_signal_init(loop, &ns->sig_int);
-    uv_signal_init(loop, &ns->sig_term);
-    ns->sig_int.data = ns->sig_term.data = ns;
     ns->listener.data = ns;
     int rc = conn_listen(loop, &ns->listener, ns->cfg.listen, on_connection);
     ns->listener.data = ns; /* conn_listen initialises the handle */
@@ -419,8 +408,6 @@ int ns_start(struct ns *ns, uv_loop_t *loop)
         log_error("cannot listen on %s: %s", ns->cfg.listen, uv_strerror(rc));
         return rc;
     }
-    uv_signal_start(&ns->sig_int, on_signal, SIGINT);
-    uv_signal_start(&ns->sig_term, on_signal, SIGTERM);
     uv_timer_start(&ns->tick, on_tick, NS_TICK_MS, NS_TICK_MS);
     ns_safe_mode_check(ns, uv_now(loop));
     log_listening(ns);
@@ -439,8 +426,6 @@ void ns_stop(struct ns *ns)
         return;
     ns->stopping = 1;
     close_if_open((uv_handle_t *)&ns->tick);
-    close_if_open((uv_handle_t *)&ns->sig_int);
-    close_if_open((uv_handle_t *)&ns->sig_term);
     if (ns->listener.type == UV_TCP)
         close_if_open((uv_handle_t *)&ns->listener);
     for (struct ns_peer *p = ns->peers; p; p = p->next)
