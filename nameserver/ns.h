@@ -70,7 +70,7 @@ struct ns_block;
 #define NS_META_MAX_BYTES (1u << 20)
 #define NS_CLUSTER_ID_HEX 32 /* 128 random bits */
 
-/* Runtime settings an operator changes with ds-admin set (ns_admin.c has
+/* Runtime settings an operator changes with ds-admin set (ns_settings.c has
  * their names, units, ranges and defaults): validated, persisted in ns.meta
  * ("setting KEY VALUE") and applied at once. A persisted value wins over the
  * command line at start. */
@@ -162,7 +162,20 @@ int ns_meta_set_setting(struct ns_meta *m, int k, uint64_t v);
 /* Frees what *m owns. Safe on a zeroed struct. */
 void ns_meta_free(struct ns_meta *m);
 
-/* ---- runtime settings (ns_admin.c) ---------------------------------------- */
+/* ---- runtime settings (ns_settings.c) -------------------------------------- */
+
+/* One runtime setting: its name, unit, range and default (in the unit), and
+ * whether anything in the nameserver uses it yet. Static text. */
+struct ns_setting_def {
+    const char *name;
+    const char *unit;
+    uint64_t def, min, max;
+    int applied;
+    const char *help;
+};
+
+/* Returns the table entry of setting k, or NULL when k is out of range. */
+const struct ns_setting_def *ns_setting_def(int k);
 
 /* Returns the setting called `name` (enum ns_setting_key), or -1. */
 int ns_setting_find(const char *name);
@@ -180,6 +193,21 @@ uint64_t ns_setting(const struct ns *ns, int k);
 /* Copies the persisted settings into ns->cfg (logged when they override the
  * command line). Called once by ns_init. */
 void ns_settings_load(struct ns *ns);
+
+/* Puts setting k = v (already validated and persisted) into force: the ones
+ * the nameserver uses live in cfg; the planner runs its next pass at once. */
+void ns_settings_apply(struct ns *ns, int k, uint64_t v);
+
+/* The values in force the modules use, in the units they work in: running
+ * tasks per server, copy bytes/s per copying server, deleted % that compacts
+ * a block. */
+uint32_t ns_settings_task_cap(const struct ns *ns);
+uint64_t ns_settings_copy_rate(const struct ns *ns);
+uint32_t ns_settings_compact_pct(const struct ns *ns);
+
+/* The scrub_rate setting as sent in every HeartbeatResp: bytes/s, or 0 when
+ * no operator set it (or set 0), so each dataserver keeps --scrub-rate-mb. */
+uint64_t ns_settings_scrub_rate(const struct ns *ns);
 
 /* ---- dataserver registry (ns_registry.c) --------------------------------- */
 
@@ -217,6 +245,10 @@ int ns_hb_validate(const Imgstore__Heartbeat *hb);
 
 /* Returns the server with `id`, or NULL. */
 struct ns_server *ns_registry_find(const struct ns *ns, const char *id);
+
+/* Returns the server at registry index `idx` (a block's rep[], a task's
+ * src/dst), or NULL when idx is out of range (NS_NO_SERVER). */
+struct ns_server *ns_registry_at(const struct ns *ns, uint16_t idx);
 
 /* Applies a validated heartbeat to the registry: creates the entry (and adds
  * the id to the persisted known list), updates addresses (logged), counters
@@ -683,6 +715,9 @@ void ns_free(struct ns *ns);
 
 /* Returns a pseudo-random 64-bit value (not for secrets). */
 uint64_t ns_rand(struct ns *ns);
+
+/* qsort/bsearch comparison of two uint64_t (block ids). */
+int ns_cmp_u64(const void *a, const void *b);
 
 /* Leaves safe mode when every known server has sent a full report or the
  * safe-mode timeout has passed (logged once). Returns ns->safe_mode. */

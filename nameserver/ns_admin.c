@@ -1,7 +1,7 @@
 /* ns_admin.c - the admin requests of the nameserver (docs/operations.md),
  * used by ds-admin: the read-only LIST_BLOCKS, BLOCK_INFO and SERVER_RATES,
- * and the operator's changes CANCEL_TASK, READONLY, SETTINGS / SET_SETTING,
- * with the table of runtime settings.
+ * and the operator's changes CANCEL_TASK, READONLY, SETTINGS / SET_SETTING
+ * (the settings' table and values in force are ns_settings.c's).
  *
  * Answers are built from stack/heap arrays whose strings are borrowed from
  * the registry or static tables, so nothing but the arrays is freed. A
@@ -19,109 +19,6 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ---- runtime settings ------------------------------------------------------ */
-
-/* One runtime setting: its name, unit, range and default (in the unit), and
- * whether anything in the nameserver uses it yet. */
-struct setting_def {
-    const char *name;
-    const char *unit;
-    uint64_t def, min, max;
-    int applied;
-    const char *help;
-};
-
-static const struct setting_def settings[NS_SETTING_COUNT] = {
-    [NS_SETTING_COPY_RATE] = {"copy_rate", "MB/s", NS_DEFAULT_COPY_RATE / NS_ADMIN_MB, 1,
-                              NS_ADMIN_MAX_RATE_MB, 1,
-                              "background copy cap of each copying dataserver (sent with "
-                              "every new copy)"},
-    [NS_SETTING_TASK_CAP] = {"task_cap", "tasks", NS_DEFAULT_TASK_CAP, 1, NS_MAX_TASK_CAP, 1,
-                             "running background tasks per server"},
-    [NS_SETTING_HB_TIMEOUT] = {"heartbeat_timeout", "ms", NS_DEFAULT_HB_TIMEOUT_MS,
-                               NS_ADMIN_MIN_HB_TIMEOUT_MS, NS_ADMIN_MAX_HB_TIMEOUT_MS, 1,
-                               "a server with no heartbeat for this long is down"},
-    [NS_SETTING_COMPACT_PCT] = {"compact_threshold", "%", NS_DEFAULT_COMPACT_PCT, 1, 100, 1,
-                                "deleted share of a sealed block that makes it compacted"},
-    [NS_SETTING_SCRUB_RATE] = {"scrub_rate", "MB/s", NS_ADMIN_DEFAULT_SCRUB_MB, 0,
-                               NS_ADMIN_MAX_RATE_MB, 1,
-                               "background checksum reading of each dataserver (sent with "
-                               "every heartbeat; 0: each keeps its --scrub-rate-mb)"},
-    [NS_SETTING_REBALANCE_BAND] = {"rebalance_band", "points", NS_ADMIN_DEFAULT_BAND, 1, 50, 1,
-                                   "how far a server's use % may stray from the cluster's "
-                                   "before blocks move"},
-};
-
-int ns_setting_find(const char *name)
-{
-    for (int k = 0; name && k < NS_SETTING_COUNT; k++)
-        if (strcmp(settings[k].name, name) == 0)
-            return k;
-    return -1;
-}
-
-const char *ns_setting_name(int k)
-{
-    return k >= 0 && k < NS_SETTING_COUNT ? settings[k].name : NULL;
-}
-
-int ns_setting_check(int k, uint64_t v)
-{
-    if (k < 0 || k >= NS_SETTING_COUNT || v < settings[k].min || v > settings[k].max)
-        return IMG_EINVAL;
-    return 0;
-}
-
-uint64_t ns_setting(const struct ns *ns, int k)
-{
-    switch (k) {
-    case NS_SETTING_COPY_RATE:
-        return ns->cfg.copy_rate ? ns->cfg.copy_rate / NS_ADMIN_MB : settings[k].def;
-    case NS_SETTING_TASK_CAP: return ns->cfg.task_cap ? ns->cfg.task_cap : settings[k].def;
-    case NS_SETTING_HB_TIMEOUT:
-        return ns->cfg.hb_timeout_ms ? ns->cfg.hb_timeout_ms : settings[k].def;
-    case NS_SETTING_COMPACT_PCT:
-        return ns->cfg.compact_pct ? ns->cfg.compact_pct : settings[k].def;
-    default: break;
-    }
-    if (k < 0 || k >= NS_SETTING_COUNT)
-        return 0;
-    return ns->meta.setting_set & (1u << k) ? ns->meta.setting[k] : settings[k].def;
-}
-
-/* Puts setting k = v into force (the ones the nameserver uses live in cfg). */
-static void setting_apply(struct ns *ns, int k, uint64_t v)
-{
-    switch (k) {
-    case NS_SETTING_COPY_RATE: ns->cfg.copy_rate = v * NS_ADMIN_MB; break;
-    case NS_SETTING_TASK_CAP: ns->cfg.task_cap = (uint32_t)v; break;
-    case NS_SETTING_HB_TIMEOUT: ns->cfg.hb_timeout_ms = v; break;
-    case NS_SETTING_COMPACT_PCT: ns->cfg.compact_pct = (uint32_t)v; break;
-    default: break; /* read with ns_setting() by whoever uses it */
-    }
-    ns->plan.kick = 1;
-}
-
-void ns_settings_load(struct ns *ns)
-{
-    for (int k = 0; k < NS_SETTING_COUNT; k++) {
-        if (!(ns->meta.setting_set & (1u << k)))
-            continue;
-        uint64_t was = ns_setting(ns, k), v = ns->meta.setting[k];
-        setting_apply(ns, k, v);
-        if (was != v && settings[k].applied)
-            log_info("setting %s = %" PRIu64 " %s from %s (the command line says %" PRIu64 ")",
-                     settings[k].name, v, settings[k].unit, NS_META_FILE, was);
-    }
-}
-
-uint64_t ns_admin_scrub_rate(const struct ns *ns)
-{
-    if (!(ns->meta.setting_set & (1u << NS_SETTING_SCRUB_RATE)))
-        return 0;
-    return ns->meta.setting[NS_SETTING_SCRUB_RATE] * NS_ADMIN_MB;
-}
 
 const char *ns_admin_block_state(const struct ns *ns, const struct ns_block *b)
 {
@@ -213,12 +110,6 @@ static int valid_state(const char *s)
            strcmp(s, NS_STATE_OPEN) == 0;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Collects into *ids (malloc'd) the ids of blocks matching q, sorted. */
 static int match_blocks(const struct ns *ns, const Imgstore__AdminListBlocks *q, int sidx,
                         uint64_t **ids, size_t *n)
@@ -240,7 +131,7 @@ static int match_blocks(const struct ns *ns, const Imgstore__AdminListBlocks *q,
         (*ids)[(*n)++] = b->id;
     }
     if (*n > 1)
-        qsort(*ids, *n, sizeof(**ids), cmp_u64);
+        qsort(*ids, *n, sizeof(**ids), ns_cmp_u64);
     return 0;
 }
 
@@ -396,15 +287,16 @@ static void handle_readonly(struct ns *ns, struct conn *c, const struct frame *f
 static void fill_setting(const struct ns *ns, int k, Imgstore__AdminSetting *m)
 {
     imgstore__admin_setting__init(m);
-    m->key = (char *)settings[k].name;
+    const struct ns_setting_def *d = ns_setting_def(k);
+    m->key = (char *)d->name;
     m->value = ns_setting(ns, k);
-    m->default_value = settings[k].def;
-    m->min = settings[k].min;
-    m->max = settings[k].max;
-    m->unit = (char *)settings[k].unit;
+    m->default_value = d->def;
+    m->min = d->min;
+    m->max = d->max;
+    m->unit = (char *)d->unit;
     m->persisted = (ns->meta.setting_set & (1u << k)) != 0;
-    m->applied = settings[k].applied;
-    m->help = (char *)settings[k].help;
+    m->applied = d->applied;
+    m->help = (char *)d->help;
 }
 
 static void handle_settings(struct ns *ns, struct conn *c, const struct frame *f)
@@ -444,9 +336,10 @@ static void handle_set(struct ns *ns, struct conn *c, const struct frame *f)
         return;
     }
     uint64_t was = ns_setting(ns, k);
-    setting_apply(ns, k, v);
-    log_info("setting %s = %" PRIu64 " %s (was %" PRIu64 ")%s", settings[k].name, v,
-             settings[k].unit, was, settings[k].applied ? "" : "; stored, not used yet");
+    const struct ns_setting_def *d = ns_setting_def(k);
+    ns_settings_apply(ns, k, v);
+    log_info("setting %s = %" PRIu64 " %s (was %" PRIu64 ")%s", d->name, v, d->unit, was,
+             d->applied ? "" : "; stored, not used yet");
     Imgstore__AdminSetting m;
     fill_setting(ns, k, &m);
     Imgstore__AdminSetSettingResp r = IMGSTORE__ADMIN_SET_SETTING_RESP__INIT;

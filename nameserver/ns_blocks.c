@@ -289,12 +289,6 @@ static int apply_block(struct ns *ns, struct ns_server *s, const Imgstore__Block
     return 0;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Collects the ids of every block s holds. Caller frees *out. */
 static int held_by(struct ns *ns, struct ns_server *s, uint64_t **out, size_t *n)
 {
@@ -337,9 +331,9 @@ static int apply_full(struct ns *ns, struct ns_server *s, const Imgstore__Heartb
     }
     rc = 0;
     if (nlisted > 1)
-        qsort(listed, nlisted, sizeof(*listed), cmp_u64);
+        qsort(listed, nlisted, sizeof(*listed), ns_cmp_u64);
     for (size_t i = 0; i < nold; i++)
-        if (!nlisted || !bsearch(&old[i], listed, nlisted, sizeof(*listed), cmp_u64))
+        if (!nlisted || !bsearch(&old[i], listed, nlisted, sizeof(*listed), ns_cmp_u64))
             block_remove_rep(ns, old[i], s);
 out:
     free(old);

@@ -100,10 +100,6 @@ struct call {
     unsigned i;
 };
 
-static struct ns_server *server_of(const struct ns *ns, uint16_t idx)
-{
-    return idx < ns->nservers ? ns->servers[idx] : NULL;
-}
 
 static int status_of(int status, const struct frame *f)
 {
@@ -120,7 +116,7 @@ static void ignore_reply(int status, const struct frame *f, void *arg)
 static void send_release(struct job *j)
 {
     for (unsigned i = 0; i < j->n; i++) {
-        struct ns_server *s = server_of(j->ns, j->a[i].server);
+        struct ns_server *s = ns_registry_at(j->ns, j->a[i].server);
         if (!s || !s->up || !s->conn)
             continue;
         Imgstore__CompactBlock m = IMGSTORE__COMPACT_BLOCK__INIT;
@@ -139,7 +135,7 @@ static void send_release(struct job *j)
 static void job_hold_servers(struct job *j, int delta)
 {
     for (unsigned i = 0; i < j->n; i++) {
-        struct ns_server *s = server_of(j->ns, j->a[i].server);
+        struct ns_server *s = ns_registry_at(j->ns, j->a[i].server);
         if (!s || j->a[i].server == j->counted)
             continue;
         if (delta > 0)
@@ -266,7 +262,7 @@ static void send_all(struct job *j, unsigned type, const ProtobufCMessage *msg,
 {
     j->pending = 1; /* held while sending */
     for (unsigned i = 0; i < j->n; i++) {
-        struct ns_server *s = server_of(j->ns, j->a[i].server);
+        struct ns_server *s = ns_registry_at(j->ns, j->a[i].server);
         struct call *c = malloc(sizeof(*c));
         int rc = !c ? -ENOMEM : !s || !s->up || !s->conn ? IMG_ECONN : 0;
         if (rc == 0) {
@@ -368,9 +364,9 @@ static int wants_compact(const struct ns *ns, const struct ns_block *b, uint32_t
     if (!b->sealed || b->nrep == 0 || b->size <= NS_MIN_BLOCK_SIZE / 1024 ||
         b->deleted_bytes * 100 < (uint64_t)pct * b->size)
         return 0;
-    uint32_t cap = ns->cfg.task_cap ? ns->cfg.task_cap : NS_DEFAULT_TASK_CAP;
+    uint32_t cap = ns_settings_task_cap(ns);
     for (unsigned i = 0; i < b->nrep; i++) {
-        const struct ns_server *s = server_of(ns, b->rep[i]);
+        const struct ns_server *s = ns_registry_at(ns, b->rep[i]);
         if (!s || !s->up || !s->conn || s->draining || s->tasks >= cap ||
             ns_compact_is_bad(ns, b->id, s->idx) || ns_block_is_unready(b, i))
             return 0;
@@ -378,19 +374,14 @@ static int wants_compact(const struct ns *ns, const struct ns_block *b, uint32_t
     return b->nrep >= ns->meta.replicas;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
 
 void ns_compact_plan(struct ns *ns, uint64_t now_ms, const uint64_t *busy, size_t nbusy)
 {
-    uint32_t pct = ns->cfg.compact_pct ? ns->cfg.compact_pct : NS_DEFAULT_COMPACT_PCT;
+    uint32_t pct = ns_settings_compact_pct(ns);
     bad_prune(ns);
     for (size_t i = 0; i < ns->blocks.cap; i++) {
         struct ns_block *b = &ns->blocks.slots[i];
-        if (!b->id || (nbusy && bsearch(&b->id, busy, nbusy, sizeof(*busy), cmp_u64)) ||
+        if (!b->id || (nbusy && bsearch(&b->id, busy, nbusy, sizeof(*busy), ns_cmp_u64)) ||
             !wants_compact(ns, b, pct))
             continue;
         start(ns, b, now_ms);

@@ -83,6 +83,12 @@ uint64_t ns_rand(struct ns *ns)
     return x * 0x2545F4914F6CDD1Dull;
 }
 
+int ns_cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 int ns_safe_mode_check(struct ns *ns, uint64_t now_ms)
 {
     if (!ns->safe_mode)

@@ -22,10 +22,6 @@ static const char ACT_OK[] = "ok", ACT_CATCH_UP[] = "catch-up", ACT_REPLACE[] = 
                   ACT_COPY[] = "copy", ACT_DOWN[] = "down";
 static const char ST_STARTED[] = "started", ST_DRY[] = "dry run", ST_BUSY[] = "busy";
 
-static struct ns_server *server_of(const struct ns *ns, uint16_t idx)
-{
-    return idx < ns->nservers ? ns->servers[idx] : NULL;
-}
 
 static void reply_err(struct conn *c, const struct frame *f, int err)
 {
@@ -45,11 +41,11 @@ static int task_on(const struct ns *ns, uint64_t id)
  * holder is down, bad, draining or at the task cap. */
 static int compact_ready(const struct ns *ns, const struct ns_block *b)
 {
-    uint32_t cap = ns->cfg.task_cap ? ns->cfg.task_cap : NS_DEFAULT_TASK_CAP;
+    uint32_t cap = ns_settings_task_cap(ns);
     if (task_on(ns, b->id) || b->nrep == 0)
         return -EBUSY;
     for (unsigned i = 0; i < b->nrep; i++) {
-        const struct ns_server *s = server_of(ns, b->rep[i]);
+        const struct ns_server *s = ns_registry_at(ns, b->rep[i]);
         if (!s || !s->up || !s->conn || s->draining || s->tasks >= cap ||
             ns_compact_is_bad(ns, b->id, s->idx))
             return -EBUSY;
@@ -60,12 +56,6 @@ static int compact_ready(const struct ns *ns, const struct ns_block *b)
 static double share(const struct ns_block *b)
 {
     return b->size ? (double)b->deleted_bytes * 100.0 / (double)b->size : 0.0;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
 }
 
 /* Collects into ids (malloc'd, sorted) the sealed blocks with deleted bytes
@@ -83,7 +73,7 @@ static int choose(const struct ns *ns, uint32_t pct, uint64_t **ids, size_t *n)
             (*ids)[(*n)++] = b->id;
     }
     if (*n > 1)
-        qsort(*ids, *n, sizeof(**ids), cmp_u64);
+        qsort(*ids, *n, sizeof(**ids), ns_cmp_u64);
     if (*n > NS_OPS_COMPACT_MAX)
         *n = NS_OPS_COMPACT_MAX;
     return 0;
@@ -116,7 +106,7 @@ void ns_ops_handle_compact(struct ns *ns, struct conn *c, const struct frame *f)
         goto out;
     }
     if (pct == 0)
-        pct = ns->cfg.compact_pct ? ns->cfg.compact_pct : NS_DEFAULT_COMPACT_PCT;
+        pct = ns_settings_compact_pct(ns);
     if (id) {
         const struct ns_block *b = ns_blocks_get(&ns->blocks, id);
         rc = !b ? IMG_ENOTFOUND : !b->sealed ? -EINPROGRESS : !b->deleted_bytes ? -ENODATA
@@ -238,7 +228,7 @@ static uint64_t longest_good(const struct ns *ns, const struct ns_block *b,
 {
     uint64_t longest = 0;
     for (unsigned i = 0; i < b->nrep; i++) {
-        const struct ns_server *s = server_of(ns, b->rep[i]);
+        const struct ns_server *s = ns_registry_at(ns, b->rep[i]);
         if (!s || !s->up || ns_compact_is_bad(ns, b->id, b->rep[i]))
             continue;
         uint64_t size = b->rsize[i];
@@ -263,7 +253,7 @@ static void repair_answer(struct ns *ns, struct conn *c, const struct frame_head
     uint32_t good = 0;
     uint64_t longest = longest_good(ns, b, r);
     for (unsigned i = 0; i < b->nrep; i++) {
-        struct ns_server *s = server_of(ns, b->rep[i]);
+        struct ns_server *s = ns_registry_at(ns, b->rep[i]);
         if (!s)
             continue;
         Imgstore__AdminRepairReplica *x = &reps[n];
@@ -298,7 +288,7 @@ static void repair_answer(struct ns *ns, struct conn *c, const struct frame_head
     }
     unsigned usable = 0;
     for (unsigned i = 0; i < b->nrep; i++) {
-        const struct ns_server *s = server_of(ns, b->rep[i]);
+        const struct ns_server *s = ns_registry_at(ns, b->rep[i]);
         usable += s && s->up && !ns_compact_is_bad(ns, b->id, s->idx);
     }
     for (unsigned k = usable; k < ns->meta.replicas && n < NS_BLOCK_SLOTS + NS_MAX_REPLICAS; k++) {
@@ -400,7 +390,7 @@ static void verify_reply(int status, const struct frame *f, void *arg)
 static void send_one(struct repair *r, unsigned i, unsigned type, const ProtobufCMessage *msg,
                      uint32_t timeout_ms, conn_reply_cb cb, int *rc_out)
 {
-    struct ns_server *s = server_of(r->ns, r->hold[i].server);
+    struct ns_server *s = ns_registry_at(r->ns, r->hold[i].server);
     struct call *k = malloc(sizeof(*k));
     int rc = !k ? -ENOMEM : !s || !s->up || !s->conn ? IMG_ECONN : 0;
     if (rc == 0) {

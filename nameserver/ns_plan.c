@@ -35,26 +35,6 @@ static const char REASON_EXTRA[] = "extra replica";
 static const char REASON_DRAIN[] = "drain";
 static const char REASON_STALE[] = "stale copy";
 
-static uint32_t task_cap(const struct ns *ns)
-{
-    return ns->cfg.task_cap ? ns->cfg.task_cap : NS_DEFAULT_TASK_CAP;
-}
-
-static uint64_t copy_rate(const struct ns *ns)
-{
-    return ns->cfg.copy_rate ? ns->cfg.copy_rate : NS_DEFAULT_COPY_RATE;
-}
-
-static struct ns_server *srv(const struct ns *ns, uint16_t idx)
-{
-    return idx < ns->nservers ? ns->servers[idx] : NULL;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
 
 static void send_set_to(struct ns *ns, struct ns_block *b, struct ns_server *h);
 static void ask_primary(struct ns *ns, struct ns_block *b);
@@ -111,16 +91,16 @@ static struct ns_task *task_add(struct ns *ns, int kind, uint64_t block_id, uint
     t->bytes_total = bytes;
     t->reason = reason;
     t->start_ms = now;
-    if (srv(ns, src))
-        srv(ns, src)->tasks++;
-    if (srv(ns, dst))
-        srv(ns, dst)->tasks++;
+    if (ns_registry_at(ns, src))
+        ns_registry_at(ns, src)->tasks++;
+    if (ns_registry_at(ns, dst))
+        ns_registry_at(ns, dst)->tasks++;
     return t;
 }
 
 static void task_release(struct ns *ns, struct ns_task *t, int status, uint64_t now)
 {
-    struct ns_server *s = srv(ns, t->src), *d = srv(ns, t->dst);
+    struct ns_server *s = ns_registry_at(ns, t->src), *d = ns_registry_at(ns, t->dst);
     if (s && s->tasks)
         s->tasks--;
     if (d && d->tasks)
@@ -152,7 +132,7 @@ int ns_plan_task_end(struct ns *ns, uint64_t id, int status, uint64_t size, uint
     struct ns_task *t = ns_plan_task(ns, id);
     if (!t)
         return IMG_ENOTFOUND;
-    struct ns_server *d = srv(ns, t->dst);
+    struct ns_server *d = ns_registry_at(ns, t->dst);
     struct ns_block *b = ns_blocks_get(&ns->blocks, t->block_id);
     if (t->kind == NS_TASK_COMPACT) {
         t->bytes_done = size; /* ns_compact.c logged the outcome */
@@ -248,7 +228,7 @@ static void fill_replica(Imgstore__Replica *r, const struct ns_server *s)
 /* Sends REPLICATE_BLOCK for task t. Returns 0 or an error (task untouched). */
 static int send_replicate(struct ns *ns, struct ns_task *t, const struct ns_block *b)
 {
-    struct ns_server *s = srv(ns, t->src), *d = srv(ns, t->dst);
+    struct ns_server *s = ns_registry_at(ns, t->src), *d = ns_registry_at(ns, t->dst);
     if (!ns->loop)
         return 0;
     if (!s || !d || !d->conn)
@@ -258,7 +238,7 @@ static int send_replicate(struct ns *ns, struct ns_task *t, const struct ns_bloc
     size_t n = 0;
     for (unsigned pass = 0; pass < 2; pass++)
         for (unsigned i = 0; i < b->nrep && n < NS_MAX_REPLICAS - 1; i++) {
-            struct ns_server *h = srv(ns, b->rep[i]);
+            struct ns_server *h = ns_registry_at(ns, b->rep[i]);
             if (!h || !h->up || (pass == 0) != (b->primary == i))
                 continue;
             fill_replica(&reps[n], h);
@@ -277,7 +257,7 @@ static int send_replicate(struct ns *ns, struct ns_task *t, const struct ns_bloc
     m.n_replicas = n;
     m.replicas = rp;
     m.task_id = t->id;
-    m.rate_bytes_per_s = copy_rate(ns);
+    m.rate_bytes_per_s = ns_settings_copy_rate(ns);
     m.set_version = b->ver;
     struct cmd *c = cmd_new(ns, t->id);
     if (!c)
@@ -305,7 +285,7 @@ static size_t set_list(const struct ns *ns, const struct ns_block *b, int withou
     size_t n = 0;
     for (unsigned pass = 0; pass < 2; pass++)
         for (unsigned i = 0; i < b->nrep && n < NS_MAX_REPLICAS; i++) {
-            struct ns_server *h = srv(ns, b->rep[i]);
+            struct ns_server *h = ns_registry_at(ns, b->rep[i]);
             int is_primary = b->primary == i;
             if (!h || (pass == 0) != is_primary || (!is_primary && !(b->inset & (1u << i))) ||
                 (int)i == without)
@@ -343,7 +323,7 @@ struct join_cmd {
 static void confirm_joiners(struct ns *ns, struct ns_block *b, uint64_t tail)
 {
     for (unsigned i = 0; i < b->nrep; i++) {
-        struct ns_server *h = srv(ns, b->rep[i]);
+        struct ns_server *h = ns_registry_at(ns, b->rep[i]);
         if (!(b->joining & (1u << i)) || !h)
             continue;
         if (b->rsize[i] < tail) {
@@ -425,14 +405,14 @@ static void send_set_to(struct ns *ns, struct ns_block *b, struct ns_server *h)
 static void ask_primary(struct ns *ns, struct ns_block *b)
 {
     if (b->joining && !b->join_asked && b->primary != NS_NO_PRIMARY)
-        send_set_to(ns, b, srv(ns, b->rep[b->primary]));
+        send_set_to(ns, b, ns_registry_at(ns, b->rep[b->primary]));
 }
 
 void ns_plan_send_set(struct ns *ns, struct ns_block *b)
 {
     b->ver++; /* a new set: copies left out of it become copies of an old one */
     for (unsigned i = 0; i < b->nrep; i++)
-        send_set_to(ns, b, srv(ns, b->rep[i]));
+        send_set_to(ns, b, ns_registry_at(ns, b->rep[i]));
 }
 
 void ns_plan_check_view(struct ns *ns, struct ns_block *b, struct ns_server *s,
@@ -449,8 +429,8 @@ void ns_plan_check_view(struct ns *ns, struct ns_block *b, struct ns_server *s,
         log_warn("block %" PRIu64 ": %s reports itself primary, but the primary is now %s: "
                  "demoting it",
                  b->id, s->id,
-                 b->primary != NS_NO_PRIMARY && srv(ns, b->rep[b->primary])
-                     ? srv(ns, b->rep[b->primary])->id
+                 b->primary != NS_NO_PRIMARY && ns_registry_at(ns, b->rep[b->primary])
+                     ? ns_registry_at(ns, b->rep[b->primary])->id
                      : "?");
     Imgstore__Replica reps[NS_BLOCK_SLOTS], *rp[NS_BLOCK_SLOTS];
     size_t n = set_list(ns, b, (b->joining & (1u << slot)) ? slot : -1, reps, rp);
@@ -480,7 +460,7 @@ static void send_seal(struct ns *ns, const struct ns_block *b)
     if (!ns->loop)
         return;
     for (unsigned i = 0; i < b->nrep; i++) {
-        struct ns_server *h = srv(ns, b->rep[i]);
+        struct ns_server *h = ns_registry_at(ns, b->rep[i]);
         if (!h || !h->up || !h->conn)
             continue;
         Imgstore__SealBlock m = IMGSTORE__SEAL_BLOCK__INIT;
@@ -506,7 +486,7 @@ static void delete_reply(int status, const struct frame *f, void *arg)
 /* Every kept copy answered: delete the extra one if they all agree. */
 static void delete_go(struct ns *ns, struct ns_task *t)
 {
-    struct ns_server *d = srv(ns, t->dst);
+    struct ns_server *d = ns_registry_at(ns, t->dst);
     uint64_t now = uv_now(ns->loop);
     if (t->keep_bad || t->keep_size == 0) {
         log_warn("task %" PRIu64 ": kept copies of block %" PRIu64 " are not all settled, "
@@ -582,7 +562,7 @@ static int send_delete(struct ns *ns, struct ns_task *t, const struct ns_block *
     uint64_t id = t->id;
     t->verifying = 1; /* held while sending */
     for (unsigned i = 0; i < b->nrep; i++) {
-        struct ns_server *h = srv(ns, b->rep[i]);
+        struct ns_server *h = ns_registry_at(ns, b->rep[i]);
         if (!h || !h->up || h->idx == t->dst)
             continue;
         Imgstore__StatBlock m = IMGSTORE__STAT_BLOCK__INIT;
@@ -608,7 +588,7 @@ static int send_delete(struct ns *ns, struct ns_task *t, const struct ns_block *
 
 static int under_cap(const struct ns *ns, const struct ns_server *s)
 {
-    return s && s->tasks < task_cap(ns);
+    return s && s->tasks < ns_settings_task_cap(ns);
 }
 
 /* Bytes of copies running towards s (so one pass spreads its targets). */
@@ -639,7 +619,7 @@ static uint64_t longest_up(const struct ns *ns, const struct ns_block *b)
 {
     uint64_t n = 0;
     for (unsigned i = 0; i < b->nrep; i++) {
-        struct ns_server *h = srv(ns, b->rep[i]);
+        struct ns_server *h = ns_registry_at(ns, b->rep[i]);
         if (h && h->up && b->rsize[i] > n && !ns_block_is_unready(b, i))
             n = b->rsize[i];
     }
@@ -658,7 +638,7 @@ static struct ns_server *pick_source(const struct ns *ns, const struct ns_block 
     unsigned best_score = 0;
     uint64_t longest = longest_up(ns, b);
     for (unsigned i = 0; i < b->nrep; i++) {
-        struct ns_server *h = srv(ns, b->rep[i]);
+        struct ns_server *h = ns_registry_at(ns, b->rep[i]);
         if (!h || !h->up || !under_cap(ns, h) || b->rsize[i] < longest ||
             ns_block_is_unready(b, i) || (!allow_bad && ns_compact_is_bad(ns, b->id, h->idx)))
             continue;
@@ -730,10 +710,10 @@ static int cand_push(struct cand **v, size_t *n, size_t *cap, uint64_t id, unsig
 static void note_lost(struct ns *ns, uint64_t *lost, size_t nlost)
 {
     if (nlost > 1)
-        qsort(lost, nlost, sizeof(*lost), cmp_u64);
+        qsort(lost, nlost, sizeof(*lost), ns_cmp_u64);
     for (size_t i = 0; i < nlost; i++)
         if (!ns->plan.nlost ||
-            !bsearch(&lost[i], ns->plan.lost, ns->plan.nlost, sizeof(*lost), cmp_u64))
+            !bsearch(&lost[i], ns->plan.lost, ns->plan.nlost, sizeof(*lost), ns_cmp_u64))
             log_error("block %" PRIu64 " is lost: no replica is up (kept in the map; it "
                       "comes back when a holder reports it)",
                       lost[i]);
@@ -756,7 +736,7 @@ static size_t busy_blocks(const struct ns *ns, uint64_t now, uint64_t **out)
             v[n++] = t->block_id;
     }
     if (v && n > 1)
-        qsort(v, n, sizeof(*v), cmp_u64);
+        qsort(v, n, sizeof(*v), ns_cmp_u64);
     *out = v;
     return n;
 }
@@ -767,7 +747,7 @@ static struct ns_server *pick_victim(const struct ns *ns, const struct ns_block 
 {
     struct ns_server *best = NULL;
     for (unsigned i = 0; i < b->nrep; i++) {
-        struct ns_server *h = srv(ns, b->rep[i]);
+        struct ns_server *h = ns_registry_at(ns, b->rep[i]);
         if (!h || !h->up || !under_cap(ns, h))
             continue;
         if (h->draining || ns_compact_is_bad(ns, b->id, h->idx) || ns_block_is_old(b, i))
@@ -788,7 +768,7 @@ static void start_replicate(struct ns *ns, struct ns_block *b, uint64_t now)
         return;
     int drain = 0;
     for (unsigned i = 0; i < b->nrep; i++)
-        drain |= srv(ns, b->rep[i]) && srv(ns, b->rep[i])->draining;
+        drain |= ns_registry_at(ns, b->rep[i]) && ns_registry_at(ns, b->rep[i])->draining;
     struct ns_task *t = task_add(ns, NS_TASK_REPLICATE, b->id, s->idx, d->idx, b->size,
                                  drain && ns_block_up_reps(ns, b) >= ns->meta.replicas
                                      ? REASON_DRAIN
@@ -829,7 +809,7 @@ static void start_delete(struct ns *ns, struct ns_block *b, uint64_t now)
         return;
     unsigned keep = 0;
     for (unsigned i = 0; i < b->nrep; i++) {
-        struct ns_server *h = srv(ns, b->rep[i]);
+        struct ns_server *h = ns_registry_at(ns, b->rep[i]);
         keep += h && h->up && !h->draining && h != v && !ns_compact_is_bad(ns, b->id, h->idx) &&
                 !ns_block_is_unready(b, i);
     }
@@ -857,13 +837,13 @@ static void start_delete(struct ns *ns, struct ns_block *b, uint64_t now)
  * read from it. Returns non-zero when the primary changed. */
 static int failover(struct ns *ns, struct ns_block *b, uint64_t now)
 {
-    struct ns_server *p = b->primary != NS_NO_PRIMARY ? srv(ns, b->rep[b->primary]) : NULL;
+    struct ns_server *p = b->primary != NS_NO_PRIMARY ? ns_registry_at(ns, b->rep[b->primary]) : NULL;
     if (p && (p->up || now < p->last_hb_ms + ns->cfg.hb_timeout_ms))
         return 0;
     int best = -1;
     unsigned best_rank = 0;
     for (unsigned i = 0; i < b->nrep; i++) {
-        struct ns_server *h = srv(ns, b->rep[i]);
+        struct ns_server *h = ns_registry_at(ns, b->rep[i]);
         if (!h || !h->up || ns_block_is_unready(b, i) || (b->inset && !(b->inset & (1u << i))))
             continue;
         unsigned rank = (ns_compact_is_bad(ns, b->id, h->idx) ? 0 : 2u) + (h->draining ? 0 : 1u);
@@ -876,7 +856,7 @@ static int failover(struct ns *ns, struct ns_block *b, uint64_t now)
     if (best < 0)
         return 0;
     log_info("block %" PRIu64 ": primary %s is down; %s (%" PRIu64 " bytes) promoted", b->id,
-             p ? p->id : "(none)", srv(ns, b->rep[best])->id, b->rsize[best]);
+             p ? p->id : "(none)", ns_registry_at(ns, b->rep[best])->id, b->rsize[best]);
     b->primary = (uint8_t)best;
     return 1;
 }
@@ -890,7 +870,7 @@ static void maintain_set(struct ns *ns, struct ns_block *b, uint64_t now)
     uint64_t longest = longest_up(ns, b);
     uint8_t set = 0;
     for (unsigned i = 0; i < b->nrep; i++) {
-        struct ns_server *h = srv(ns, b->rep[i]);
+        struct ns_server *h = ns_registry_at(ns, b->rep[i]);
         if (!h || !h->up || ns_block_is_old(b, i))
             continue;
         if (b->primary == i || (b->inset & (1u << i)) || b->rsize[i] >= longest)
@@ -930,7 +910,7 @@ static int start_catch_up(struct ns *ns, struct ns_block *b, uint64_t now)
     int dst = -1;
     uint8_t behind = 0;
     for (unsigned i = 0; i < b->nrep; i++) {
-        struct ns_server *h = srv(ns, b->rep[i]);
+        struct ns_server *h = ns_registry_at(ns, b->rep[i]);
         /* A copy of an older set is caught up too when not longer: the
          * target first checks it is a prefix of the source (else
          * IMG_ESTALE), then takes the current set version. */
@@ -947,7 +927,7 @@ static int start_catch_up(struct ns *ns, struct ns_block *b, uint64_t now)
             dst = (int)i;
     }
     b->behind = behind;
-    struct ns_server *d = dst >= 0 ? srv(ns, b->rep[dst]) : NULL;
+    struct ns_server *d = dst >= 0 ? ns_registry_at(ns, b->rep[dst]) : NULL;
     struct ns_server *s = d ? pick_source(ns, b, 1) : NULL;
     if (!s || s == d)
         return 0;
@@ -997,7 +977,7 @@ void ns_plan_step(struct ns *ns, uint64_t now_ms)
             continue;
         unsigned up = 0, good = 0, draining = 0;
         for (unsigned k = 0; k < b->nrep; k++) {
-            struct ns_server *h = srv(ns, b->rep[k]);
+            struct ns_server *h = ns_registry_at(ns, b->rep[k]);
             if (!h || !h->up)
                 continue;
             up++;
@@ -1023,7 +1003,7 @@ void ns_plan_step(struct ns *ns, uint64_t now_ms)
         }
         if (b->sealed)
             maintain_set(ns, b, now_ms);
-        if (nbusy && bsearch(&b->id, busy, nbusy, sizeof(*busy), cmp_u64))
+        if (nbusy && bsearch(&b->id, busy, nbusy, sizeof(*busy), ns_cmp_u64))
             continue;
         if (b->sealed && start_catch_up(ns, b, now_ms))
             continue;
@@ -1126,7 +1106,7 @@ static void cancel_copy_reply(int status, const struct frame *f, void *arg)
  * without a loop or a session: a copy there ends or fails on its own. */
 static void send_cancel_copy(struct ns *ns, const struct ns_task *t)
 {
-    struct ns_server *d = srv(ns, t->dst);
+    struct ns_server *d = ns_registry_at(ns, t->dst);
     if (!ns->loop || !d || !d->conn)
         return;
     struct cancel_cmd *c = malloc(sizeof(*c));
@@ -1218,8 +1198,8 @@ void ns_plan_handle_list(struct ns *ns, struct conn *c, const struct frame *f)
                                                      : del;
             o->state = state_text(t);
             o->block_id = t->block_id;
-            o->source = srv(ns, t->src) ? srv(ns, t->src)->id : none;
-            o->target = srv(ns, t->dst) ? srv(ns, t->dst)->id : none;
+            o->source = ns_registry_at(ns, t->src) ? ns_registry_at(ns, t->src)->id : none;
+            o->target = ns_registry_at(ns, t->dst) ? ns_registry_at(ns, t->dst)->id : none;
             o->bytes_done = t->bytes_done;
             o->bytes_total = t->bytes_total;
             o->reason = (char *)t->reason;
@@ -1244,8 +1224,8 @@ void ns_plan_handle_list(struct ns *ns, struct conn *c, const struct frame *f)
     r.blocks_under_replicated = ns->plan.under;
     r.n_drains = nd;
     r.drains = dp;
-    r.copy_rate_bytes_per_s = copy_rate(ns);
-    r.task_cap = task_cap(ns);
+    r.copy_rate_bytes_per_s = ns_settings_copy_rate(ns);
+    r.task_cap = ns_settings_task_cap(ns);
     conn_reply(c, &f->h, 0, &r.base, NULL, 0, NULL);
 out:
     free(tasks);

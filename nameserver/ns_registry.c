@@ -56,6 +56,11 @@ struct ns_server *ns_registry_find(const struct ns *ns, const char *id)
     return NULL;
 }
 
+struct ns_server *ns_registry_at(const struct ns *ns, uint16_t idx)
+{
+    return idx < ns->nservers ? ns->servers[idx] : NULL;
+}
+
 static uint64_t sat_add(uint64_t a, uint64_t b)
 {
     return a > UINT64_MAX - b ? UINT64_MAX : a + b;

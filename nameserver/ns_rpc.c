@@ -123,7 +123,7 @@ static void handle_heartbeat(struct ns_peer *p, const struct frame *f)
     resp.replicas = ns->meta.replicas;
     resp.safe_mode = ns->safe_mode;
     resp.heartbeat_ms = NS_HEARTBEAT_MS;
-    resp.scrub_rate = ns_admin_scrub_rate(ns);
+    resp.scrub_rate = ns_settings_scrub_rate(ns);
     conn_reply(p->c, &f->h, 0, &resp.base, NULL, 0, NULL);
     imgstore__heartbeat__free_unpacked(hb, NULL);
     return;
