@@ -269,6 +269,17 @@ int ns_registry_check_timeouts(struct ns *ns, uint64_t now_ms);
 /* Returns the number of up servers. */
 uint32_t ns_registry_up_count(const struct ns *ns);
 
+/* ---- a heartbeat's block report (ns_hb.c) ------------------------------------ */
+
+/* Applies the block part of a validated heartbeat from `s` to the map
+ * (ns_blocks_apply_report) and hands what changed to the modules acting on
+ * it: stale unsealed copies to the planner (ns_plan_seal_on), corrupt copies
+ * to the bad list, the reporter's view of each sealed block to the planner
+ * (ns_plan_check_view), open blocks to the pool. *skipped as in
+ * ns_blocks_apply_report. Returns 0, -ENOMEM, or a save error. */
+int ns_hb_apply_blocks(struct ns *ns, struct ns_server *s, const Imgstore__Heartbeat *hb,
+                       size_t *skipped);
+
 /* ---- self-healing planner (ns_plan.c) ------------------------------------ */
 
 #define NS_DEFAULT_TASK_CAP 2                     /* running tasks per server */
@@ -393,15 +404,6 @@ struct ns_task *ns_plan_task_add(struct ns *ns, int kind, uint64_t block_id, uin
 #define NS_DEFAULT_COMPACT_PCT 30 /* deleted share of a sealed block that compacts it */
 #define NS_COMPACT_TIMEOUT_MS (10 * 60 * 1000) /* one COMPACT_BLOCK answer */
 
-/* A replica known bad: it reported its copy corrupt (scrub, recovery, a
- * failed compaction) or its compaction result disagreed with the others. The
- * planner counts it as lost: copies the block from a good replica, then
- * deletes it. */
-struct ns_bad {
-    uint64_t block_id;
-    uint16_t server;
-};
-
 /* Starts COMPACT tasks (STAT_BLOCK to every holder, then COMPACT_BLOCK to
  * every holder, then a check that all answers agree in size and CRC32C) for
  * sealed blocks whose deleted bytes reach cfg.compact_pct percent of their
@@ -414,15 +416,6 @@ void ns_compact_plan(struct ns *ns, uint64_t now_ms, const uint64_t *busy, size_
  * that b is sealed, not busy, and every holder up, good and under the cap).
  * Returns the task id, or 0 when no task could be added (out of memory). */
 uint64_t ns_compact_start(struct ns *ns, struct ns_block *b, uint64_t now_ms);
-
-/* Returns non-zero when server idx `server`'s copy of block_id is bad. */
-int ns_compact_is_bad(const struct ns *ns, uint64_t block_id, uint16_t server);
-
-/* Marks server `server`'s copy of block_id bad (logged once). */
-void ns_compact_mark_bad(struct ns *ns, uint64_t block_id, uint16_t server, const char *why);
-
-/* Frees the bad list. */
-void ns_compact_free(struct ns *ns);
 
 /* Frame handlers for DRAIN and LIST_TASKS (ns_rpc.c dispatches). */
 void ns_plan_handle_drain(struct ns *ns, struct conn *c, const struct frame *f);
@@ -531,6 +524,30 @@ void ns_balance_handle(struct ns *ns, struct conn *c, const struct frame *f);
 /* Frees the move list. */
 void ns_balance_free(struct ns *ns);
 
+/* ---- bad replicas (ns_bad.c) ------------------------------------------------ */
+
+/* A replica known bad: it reported its copy corrupt (scrub, recovery, a
+ * failed compaction) or its compaction result disagreed with the others. The
+ * planner counts it as lost: copies the block from a good replica, then
+ * deletes it. */
+struct ns_bad {
+    uint64_t block_id;
+    uint16_t server;
+};
+
+/* Returns non-zero when server idx `server`'s copy of block_id is bad. */
+int ns_bad_has(const struct ns *ns, uint64_t block_id, uint16_t server);
+
+/* Marks server `server`'s copy of block_id bad (logged once) and kicks the
+ * planner. */
+void ns_bad_mark(struct ns *ns, uint64_t block_id, uint16_t server, const char *why);
+
+/* Forgets marks of copies the map no longer has (each compaction pass). */
+void ns_bad_prune(struct ns *ns);
+
+/* Frees the bad list. */
+void ns_bad_free(struct ns *ns);
+
 /* ---- block map (ns_blocks.c) --------------------------------------------- */
 
 /* One block: 80 bytes, no per-file state. Open addressing, id 0 = empty. */
@@ -605,22 +622,51 @@ unsigned ns_block_up_reps(const struct ns *ns, const struct ns_block *b);
  * risk) even when more copies are up. */
 unsigned ns_block_good_reps(const struct ns *ns, const struct ns_block *b);
 
+/* What applying one entry of a block report changed that the modules above
+ * the map act on (ns_hb_apply_blocks hands it over): one record per applied
+ * entry, in report order. */
+struct ns_block_change {
+    uint64_t block_id;
+    uint8_t stale_unsealed;  /* the reporter holds unsealed a block the map knows
+                              * sealed: the planner seals it there (ns_plan_seal_on) */
+    uint8_t corrupt;         /* the reporter's copy has a bad record (ns_bad_mark) */
+    uint8_t claims_primary;  /* the entry's primary flag */
+    char **ids;              /* the entry's replica list, borrowed from the report:
+                              * for ns_plan_check_view when the block is sealed */
+    size_t nids;
+};
+
+/* A growing list of changes (v owned; free with ns_block_changes_free). */
+struct ns_block_changes {
+    struct ns_block_change *v;
+    size_t n, cap;
+};
+
+/* Frees the list. Safe on a zeroed one. */
+void ns_block_changes_free(struct ns_block_changes *ch);
+
 /* Applies the block part of a validated heartbeat from `s`: a full report
  * replaces everything s holds in the map; an incremental one updates the
  * listed blocks and removes s from `removed_blocks`. Blocks left with no
  * holder are dropped. Entries with an invalid id are skipped (counted in
- * *skipped when not NULL). Ids at or past next_id bump it (persisted).
- * Returns 0, -ENOMEM, or a save error (the map stays consistent). */
+ * *skipped when not NULL). Ids at or past next_id bump it (persisted). Each
+ * applied entry appends a record to *ch (pointers into hb: valid while hb
+ * is). Decides nothing beyond the map: the caller hands *ch to the planner,
+ * the bad list and the pool (ns_hb_apply_blocks). Returns 0, -ENOMEM, or a
+ * save error (the map stays consistent). */
 int ns_blocks_apply_report(struct ns *ns, struct ns_server *s, const Imgstore__Heartbeat *hb,
-                           size_t *skipped);
+                           size_t *skipped, struct ns_block_changes *ch);
 
 /* Removes server s as a holder of block `id` (dropping the block when no
  * holder is left). No-op when s does not hold it. */
 void ns_block_remove_rep(struct ns *ns, uint64_t id, struct ns_server *s);
 
 /* Records a block that every chosen server created: holders rep[0..n-1],
- * primary rep[0], empty, unsealed, added to the pool. Returns 0 or -ENOMEM. */
-int ns_blocks_add_created(struct ns *ns, uint64_t id, struct ns_server *const *reps, unsigned n);
+ * primary rep[0], empty, unsealed (ns_pool_add_created also lists it in the
+ * pool). Returns the block (valid until the next insertion or removal), or
+ * NULL on allocation failure. */
+struct ns_block *ns_blocks_add_created(struct ns *ns, uint64_t id, struct ns_server *const *reps,
+                                       unsigned n);
 
 /* ---- writable pool and placement (ns_pool.c) ----------------------------- */
 
@@ -636,6 +682,10 @@ int ns_pool_place(struct ns *ns, unsigned n, struct ns_server **out);
 
 /* Lists b as a writable candidate (no-op when listed). Returns 0 or -ENOMEM. */
 int ns_pool_add(struct ns *ns, struct ns_block *b);
+
+/* Records a block every chosen server created (ns_blocks_add_created) and
+ * lists it in the pool. Returns 0 or -ENOMEM. */
+int ns_pool_add_created(struct ns *ns, uint64_t id, struct ns_server *const *reps, unsigned n);
 
 /* Drops candidates that are gone or no longer writable. Returns how many
  * writable blocks remain listed. */
@@ -689,7 +739,7 @@ struct ns {
 
     struct ns_plan plan;            /* self-healing tasks (ns_plan.c) */
     struct ns_balance bal;          /* rebalancing moves (ns_balance.c) */
-    struct ns_bad *bad;             /* bad replicas (ns_compact.c, owned) */
+    struct ns_bad *bad;             /* bad replicas (ns_bad.c, owned) */
     size_t nbad, bad_cap;
 
     uint64_t rng;                   /* xorshift state, never 0 */

@@ -232,7 +232,7 @@ static int scan_blocks(struct ns *ns, struct bal *st, const uint64_t *busy, size
             if (!h)
                 continue;
             st->sv[h->idx].used += b->rsize[k];
-            if (h->up && !h->draining && !ns_compact_is_bad(ns, b->id, h->idx)) {
+            if (h->up && !h->draining && !ns_bad_has(ns, b->id, h->idx)) {
                 good++;
                 complete += b->rsize[k] == b->size;
             }

@@ -62,7 +62,7 @@ void ns_free(struct ns *ns)
     ns->nservers = 0;
     ns_blocks_free(&ns->blocks);
     ns_plan_free(ns);
-    ns_compact_free(ns);
+    ns_bad_free(ns);
     ns_balance_free(ns);
     free(ns->pool);
     ns->pool = NULL;

@@ -47,7 +47,7 @@ static int compact_ready(const struct ns *ns, const struct ns_block *b)
     for (unsigned i = 0; i < b->nrep; i++) {
         const struct ns_server *s = ns_registry_at(ns, b->rep[i]);
         if (!s || !s->up || !s->conn || s->draining || s->tasks >= cap ||
-            ns_compact_is_bad(ns, b->id, s->idx))
+            ns_bad_has(ns, b->id, s->idx))
             return -EBUSY;
     }
     return 0;
@@ -229,7 +229,7 @@ static uint64_t longest_good(const struct ns *ns, const struct ns_block *b,
     uint64_t longest = 0;
     for (unsigned i = 0; i < b->nrep; i++) {
         const struct ns_server *s = ns_registry_at(ns, b->rep[i]);
-        if (!s || !s->up || ns_compact_is_bad(ns, b->id, b->rep[i]))
+        if (!s || !s->up || ns_bad_has(ns, b->id, b->rep[i]))
             continue;
         uint64_t size = b->rsize[i];
         for (unsigned k = 0; r && k < r->n; k++)
@@ -273,7 +273,7 @@ static void repair_answer(struct ns *ns, struct conn *c, const struct frame_head
             int err = y->verify_rc ? y->verify_rc : y->stat_rc;
             x->error = err ? (char *)img_strerror(err) : empty;
         }
-        x->bad = ns_compact_is_bad(ns, b->id, s->idx);
+        x->bad = ns_bad_has(ns, b->id, s->idx);
         if (!s->up)
             x->action = (char *)ACT_DOWN;
         else if (x->bad)
@@ -289,7 +289,7 @@ static void repair_answer(struct ns *ns, struct conn *c, const struct frame_head
     unsigned usable = 0;
     for (unsigned i = 0; i < b->nrep; i++) {
         const struct ns_server *s = ns_registry_at(ns, b->rep[i]);
-        usable += s && s->up && !ns_compact_is_bad(ns, b->id, s->idx);
+        usable += s && s->up && !ns_bad_has(ns, b->id, s->idx);
     }
     for (unsigned k = usable; k < ns->meta.replicas && n < NS_BLOCK_SLOTS + NS_MAX_REPLICAS; k++) {
         Imgstore__AdminRepairReplica *x = &reps[n];
@@ -325,7 +325,7 @@ static void repair_done(struct repair *r)
             if (slot < 0)
                 continue;
             if (y->bad_records || y->corrupt)
-                ns_compact_mark_bad(ns, b->id, y->server,
+                ns_bad_mark(ns, b->id, y->server,
                                     y->bad_records ? "an operator's repair found bad records"
                                                    : "it reports its copy corrupt");
             else if (y->have_size && y->size > b->rsize[slot])

@@ -166,7 +166,7 @@ int ns_plan_task_end(struct ns *ns, uint64_t id, int status, uint64_t size, uint
                  t->kind == NS_TASK_REPLICATE ? "copy" : "deletion", t->block_id,
                  d ? d->id : "?", img_strerror(status));
         if (t->kind == NS_TASK_REPLICATE && status == IMG_ESTALE && d)
-            ns_compact_mark_bad(ns, t->block_id, d->idx,
+            ns_bad_mark(ns, t->block_id, d->idx,
                                 "it is not a prefix of the current copies");
     }
     task_release(ns, t, status, now_ms);
@@ -508,7 +508,7 @@ static void delete_go(struct ns *ns, struct ns_task *t)
      * the current set, which the kept copies are. (Asked before it leaves
      * the set, which makes any leaving copy "old".) */
     int any_size = vslot >= 0 && (ns_block_is_old(b, (unsigned)vslot) ||
-                                  ns_compact_is_bad(ns, b->id, d->idx));
+                                  ns_bad_has(ns, b->id, d->idx));
     if (vslot >= 0 && (b->inset & (1u << vslot))) {
         b->inset &= (uint8_t)~(1u << vslot);
         ns_plan_send_set(ns, b);
@@ -640,10 +640,10 @@ static struct ns_server *pick_source(const struct ns *ns, const struct ns_block 
     for (unsigned i = 0; i < b->nrep; i++) {
         struct ns_server *h = ns_registry_at(ns, b->rep[i]);
         if (!h || !h->up || !under_cap(ns, h) || b->rsize[i] < longest ||
-            ns_block_is_unready(b, i) || (!allow_bad && ns_compact_is_bad(ns, b->id, h->idx)))
+            ns_block_is_unready(b, i) || (!allow_bad && ns_bad_has(ns, b->id, h->idx)))
             continue;
         /* Lower is better: a recent failure, then not the primary, then load. */
-        unsigned score = (ns_compact_is_bad(ns, b->id, h->idx) ? 2u * NS_MAX_TASK_CAP * 16 : 0) +
+        unsigned score = (ns_bad_has(ns, b->id, h->idx) ? 2u * NS_MAX_TASK_CAP * 16 : 0) +
                          (failed_recently(ns, b->id, h->idx) ? 2u * NS_MAX_TASK_CAP * 4 : 0) +
                          (b->primary == i ? 0 : 2u * NS_MAX_TASK_CAP) + h->tasks;
         if (!best || score < best_score) {
@@ -750,7 +750,7 @@ static struct ns_server *pick_victim(const struct ns *ns, const struct ns_block 
         struct ns_server *h = ns_registry_at(ns, b->rep[i]);
         if (!h || !h->up || !under_cap(ns, h))
             continue;
-        if (h->draining || ns_compact_is_bad(ns, b->id, h->idx) || ns_block_is_old(b, i))
+        if (h->draining || ns_bad_has(ns, b->id, h->idx) || ns_block_is_old(b, i))
             return h;
         if (b->primary == i)
             continue;
@@ -810,7 +810,7 @@ static void start_delete(struct ns *ns, struct ns_block *b, uint64_t now)
     unsigned keep = 0;
     for (unsigned i = 0; i < b->nrep; i++) {
         struct ns_server *h = ns_registry_at(ns, b->rep[i]);
-        keep += h && h->up && !h->draining && h != v && !ns_compact_is_bad(ns, b->id, h->idx) &&
+        keep += h && h->up && !h->draining && h != v && !ns_bad_has(ns, b->id, h->idx) &&
                 !ns_block_is_unready(b, i);
     }
     if (keep < ns->meta.replicas)
@@ -846,7 +846,7 @@ static int failover(struct ns *ns, struct ns_block *b, uint64_t now)
         struct ns_server *h = ns_registry_at(ns, b->rep[i]);
         if (!h || !h->up || ns_block_is_unready(b, i) || (b->inset && !(b->inset & (1u << i))))
             continue;
-        unsigned rank = (ns_compact_is_bad(ns, b->id, h->idx) ? 0 : 2u) + (h->draining ? 0 : 1u);
+        unsigned rank = (ns_bad_has(ns, b->id, h->idx) ? 0 : 2u) + (h->draining ? 0 : 1u);
         if (best < 0 || b->rsize[i] > b->rsize[best] ||
             (b->rsize[i] == b->rsize[best] && rank > best_rank)) {
             best = (int)i;
@@ -916,7 +916,7 @@ static int start_catch_up(struct ns *ns, struct ns_block *b, uint64_t now)
          * IMG_ESTALE), then takes the current set version. */
         int old = ns_block_is_old(b, i);
         if (!h || !h->up || b->rsize[i] > longest || (!old && b->rsize[i] == longest) ||
-            ns_compact_is_bad(ns, b->id, h->idx))
+            ns_bad_has(ns, b->id, h->idx))
             continue;
         behind |= (uint8_t)(1u << i);
         /* A member of the set gets every tombstone: short in one report is
@@ -983,7 +983,7 @@ void ns_plan_step(struct ns *ns, uint64_t now_ms)
             up++;
             /* A bad copy (ns_compact.c) or a copy of an older replica set
              * is replaced like a draining one. */
-            int leaving = h->draining || ns_compact_is_bad(ns, b->id, h->idx) ||
+            int leaving = h->draining || ns_bad_has(ns, b->id, h->idx) ||
                           ns_block_is_old(b, k);
             /* A joining copy is neither good yet nor to be replaced. */
             good += !leaving && !(b->joining & (1u << k));

@@ -121,6 +121,12 @@ int ns_pool_add(struct ns *ns, struct ns_block *b)
     return 0;
 }
 
+int ns_pool_add_created(struct ns *ns, uint64_t id, struct ns_server *const *reps, unsigned n)
+{
+    struct ns_block *b = ns_blocks_add_created(ns, id, reps, n);
+    return b ? ns_pool_add(ns, b) : -ENOMEM;
+}
+
 size_t ns_pool_prune(struct ns *ns)
 {
     /* Clear every flag first, so an id listed twice (a block dropped and
@@ -201,7 +207,7 @@ static void create_finish(struct ns_create *cr)
             ns->create_retry_ms = uv_now(ns->loop) + NS_CREATE_RETRY_MS;
         goto out;
     }
-    int rc = ns_blocks_add_created(ns, cr->id, reps, cr->n);
+    int rc = ns_pool_add_created(ns, cr->id, reps, cr->n);
     if (rc) {
         log_error("block %llu: cannot record it: %s", (unsigned long long)cr->id,
                   img_strerror(rc));

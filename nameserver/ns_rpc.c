@@ -108,7 +108,7 @@ static void handle_heartbeat(struct ns_peer *p, const struct frame *f)
         goto err;
     p->srv = s;
     size_t skipped = 0;
-    rc = ns_blocks_apply_report(ns, s, hb, &skipped);
+    rc = ns_hb_apply_blocks(ns, s, hb, &skipped);
     if (skipped)
         log_warn("server %s reported %zu invalid block entries (ignored)", s->id, skipped);
     if (rc) {
