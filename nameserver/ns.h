@@ -378,6 +378,20 @@ void ns_plan_seal_on(struct ns *ns, uint64_t block_id, struct ns_server *s);
 void ns_plan_check_view(struct ns *ns, struct ns_block *b, struct ns_server *s,
                         int claims_primary, char **ids, size_t nids);
 
+/* ---- the replica set of sealed blocks (ns_plan_set.c) ---- */
+
+/* Fills r with server s's id and addresses (strings borrowed from s). */
+void ns_plan_fill_replica(Imgstore__Replica *r, const struct ns_server *s);
+
+/* Sends h b's current set (SET_REPLICAS, same version; a joining copy gets
+ * the list without itself; the primary's answer is awaited for its tail when
+ * copies are joining). No-op without a loop or when h is down. */
+void ns_plan_set_to(struct ns *ns, struct ns_block *b, struct ns_server *h);
+
+/* Sends the current set to the primary again (same version), for its tail,
+ * when copies are joining and no answer is due. */
+void ns_plan_ask_primary(struct ns *ns, struct ns_block *b);
+
 /* Records a change of b's replica set (b->ver + 1) and sends SET_REPLICAS
  * with the set (primary first) and its version to every up holder of b (a
  * joining copy gets the list without itself; only the primary's answer is

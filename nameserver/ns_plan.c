@@ -18,7 +18,14 @@
  * once at ERROR; it stays in the map.
  *
  * Tasks live in one array (running ones and the last NS_TASKS_KEPT finished
- * ones); callbacks find theirs by id, never by pointer. */
+ * ones); callbacks find theirs by id, never by pointer. The replica set of
+ * sealed blocks (SET_REPLICAS, joining copies, a holder's view) is
+ * ns_plan_set.c's.
+ *
+ * Calls the map, the registry, the settings, the bad list, ns_plan_set.c,
+ * compaction (ns_compact_plan) and the balance (ns_balance_plan, _victim,
+ * _reason) - the last two as the pass's later steps - and sends commands on
+ * dataserver sessions (net/conn.h). */
 #include "nameserver/ns.h"
 
 #include "net/conn.h"
@@ -36,8 +43,6 @@ static const char REASON_DRAIN[] = "drain";
 static const char REASON_STALE[] = "stale copy";
 
 
-static void send_set_to(struct ns *ns, struct ns_block *b, struct ns_server *h);
-static void ask_primary(struct ns *ns, struct ns_block *b);
 
 /* ---- the task list ---------------------------------------------------------- */
 
@@ -150,9 +155,9 @@ int ns_plan_task_end(struct ns *ns, uint64_t id, int status, uint64_t size, uint
              * joining copy: the list without itself, until the primary's
              * tail is checked again against its new length). */
             b->rver[slot] = b->ver;
-            send_set_to(ns, b, d);
+            ns_plan_set_to(ns, b, d);
             if (b->joining & (1u << slot))
-                ask_primary(ns, b);
+                ns_plan_ask_primary(ns, b);
         }
         log_info("task %" PRIu64 ": block %" PRIu64 " now also on %s (%" PRIu64 " bytes, %s)",
                  id, t->block_id, d ? d->id : "?", size, t->reason);
@@ -217,14 +222,6 @@ static void replicate_reply(int status, const struct frame *f, void *arg)
         ns_plan_step(ns, uv_now(ns->loop));
 }
 
-static void fill_replica(Imgstore__Replica *r, const struct ns_server *s)
-{
-    imgstore__replica__init(r);
-    r->server_id = (char *)s->id;
-    r->addr = (char *)s->addr;
-    r->http_addr = (char *)s->http_addr;
-}
-
 /* Sends REPLICATE_BLOCK for task t. Returns 0 or an error (task untouched). */
 static int send_replicate(struct ns *ns, struct ns_task *t, const struct ns_block *b)
 {
@@ -241,14 +238,14 @@ static int send_replicate(struct ns *ns, struct ns_task *t, const struct ns_bloc
             struct ns_server *h = ns_registry_at(ns, b->rep[i]);
             if (!h || !h->up || (pass == 0) != (b->primary == i))
                 continue;
-            fill_replica(&reps[n], h);
+            ns_plan_fill_replica(&reps[n], h);
             rp[n] = &reps[n];
             n++;
         }
-    fill_replica(&reps[n], d);
+    ns_plan_fill_replica(&reps[n], d);
     rp[n] = &reps[n];
     n++;
-    fill_replica(&src, s);
+    ns_plan_fill_replica(&src, s);
     Imgstore__ReplicateBlock m = IMGSTORE__REPLICATE_BLOCK__INIT;
     m.block_id = b->id;
     m.block_size = ns->meta.block_size;
@@ -274,171 +271,6 @@ static void simple_reply(int status, const struct frame *f, void *arg)
     (void)status;
     (void)f;
     free(arg);
-}
-
-/* Fills reps/rp with b's replica set: the primary first, then the other
- * holders in the set, at most NS_MAX_REPLICAS; slot `without` (a joining
- * copy receiving the list) is left out. Returns the count. */
-static size_t set_list(const struct ns *ns, const struct ns_block *b, int without,
-                       Imgstore__Replica reps[NS_BLOCK_SLOTS], Imgstore__Replica *rp[NS_BLOCK_SLOTS])
-{
-    size_t n = 0;
-    for (unsigned pass = 0; pass < 2; pass++)
-        for (unsigned i = 0; i < b->nrep && n < NS_MAX_REPLICAS; i++) {
-            struct ns_server *h = ns_registry_at(ns, b->rep[i]);
-            int is_primary = b->primary == i;
-            if (!h || (pass == 0) != is_primary || (!is_primary && !(b->inset & (1u << i))) ||
-                (int)i == without)
-                continue;
-            fill_replica(&reps[n], h);
-            rp[n] = &reps[n];
-            n++;
-        }
-    return n;
-}
-
-/* ---- joining the replica set ---------------------------------------------
- *
- * A copy that joins the set of a sealed block (a finished copy as long as
- * the others, by the sizes reported so far) may still lack tombstones: the
- * primary acknowledged deletes to the old members until it got the new set,
- * and the sizes the planner compared may be a heartbeat old. So the joining
- * copy is put in the set the primary and the other members get (from then
- * on every append reaches it, or fails when it is short), while it is told
- * a list without itself: it serves nothing yet, and nothing counts it. The
- * primary answers SET_REPLICAS with its tail (next append offset): every
- * append acknowledged without the joining copy lies below it. A joining
- * copy at least that long is confirmed (told the list with itself); a
- * shorter one is caught up from a member first, then checked again. */
-
-/* The argument of the primary's answer to a set with joining copies. */
-struct join_cmd {
-    struct ns *ns;
-    uint64_t block_id;
-    uint32_t ver;
-    uint16_t primary; /* server idx */
-};
-
-/* Confirms every joining copy of b at least `tail` bytes long. */
-static void confirm_joiners(struct ns *ns, struct ns_block *b, uint64_t tail)
-{
-    for (unsigned i = 0; i < b->nrep; i++) {
-        struct ns_server *h = ns_registry_at(ns, b->rep[i]);
-        if (!(b->joining & (1u << i)) || !h)
-            continue;
-        if (b->rsize[i] < tail) {
-            log_info("block %" PRIu64 ": %s is short of the primary's tail (%" PRIu64
-                     " of %" PRIu64 " bytes): caught up before it joins the replica set",
-                     b->id, h->id, b->rsize[i], tail);
-            continue;
-        }
-        b->joining &= (uint8_t)~(1u << i);
-        log_info("block %" PRIu64 ": %s joins the replica set (%" PRIu64 " bytes, primary's "
-                 "tail %" PRIu64 ")",
-                 b->id, h->id, b->rsize[i], tail);
-        send_set_to(ns, b, h);
-    }
-}
-
-static void join_reply(int status, const struct frame *f, void *arg)
-{
-    struct join_cmd *c = arg;
-    struct ns *ns = c->ns;
-    struct ns_block *b = ns->stopping ? NULL : ns_blocks_get(&ns->blocks, c->block_id);
-    if (b) {
-        b->join_asked = 0;
-        Imgstore__SetReplicasResp *m =
-            status_of(status, f) == 0
-                ? imgstore__set_replicas_resp__unpack(NULL, f->h.head_len, f->head)
-                : NULL;
-        if (m)
-            ns_plan_primary_tail(ns, b, c->primary, c->ver, m->size);
-        if (m)
-            imgstore__set_replicas_resp__free_unpacked(m, NULL);
-        ns->plan.kick = 1;
-    }
-    free(c);
-}
-
-void ns_plan_primary_tail(struct ns *ns, struct ns_block *b, uint16_t primary, uint32_t ver,
-                          uint64_t tail)
-{
-    int slot = ns_block_find_rep(b, primary);
-    /* Only an answer to the current set from the current primary. */
-    if (b->ver == ver && slot >= 0 && b->primary == slot)
-        confirm_joiners(ns, b, tail);
-}
-
-static void send_set_to(struct ns *ns, struct ns_block *b, struct ns_server *h)
-{
-    if (!ns->loop || !h || !h->up || !h->conn)
-        return;
-    int slot = ns_block_find_rep(b, h->idx);
-    int joining = slot >= 0 && (b->joining & (1u << slot));
-    Imgstore__Replica reps[NS_BLOCK_SLOTS], *rp[NS_BLOCK_SLOTS];
-    Imgstore__SetReplicas m = IMGSTORE__SET_REPLICAS__INIT;
-    m.block_id = b->id;
-    m.n_replicas = set_list(ns, b, joining ? slot : -1, reps, rp);
-    m.replicas = rp;
-    m.primary = b->primary != NS_NO_PRIMARY && b->rep[b->primary] == h->idx;
-    m.version = b->ver;
-    if (m.primary && b->joining) {
-        /* Its answer carries the tail the joining copies must reach. */
-        struct join_cmd *jc = malloc(sizeof(*jc));
-        if (!jc)
-            return;
-        *jc = (struct join_cmd){.ns = ns, .block_id = b->id, .ver = b->ver, .primary = h->idx};
-        if (conn_request(h->conn, FT_SET_REPLICAS, &m.base, NULL, 0, NULL, NS_CMD_TIMEOUT_MS,
-                         join_reply, jc) != 0)
-            free(jc);
-        else
-            b->join_asked = 1;
-        return;
-    }
-    struct cmd *c = cmd_new(ns, 0);
-    if (c && conn_request(h->conn, FT_SET_REPLICAS, &m.base, NULL, 0, NULL, NS_CMD_TIMEOUT_MS,
-                          simple_reply, c) != 0)
-        free(c);
-}
-
-/* Sends the current set to the primary again (same version), for its tail. */
-static void ask_primary(struct ns *ns, struct ns_block *b)
-{
-    if (b->joining && !b->join_asked && b->primary != NS_NO_PRIMARY)
-        send_set_to(ns, b, ns_registry_at(ns, b->rep[b->primary]));
-}
-
-void ns_plan_send_set(struct ns *ns, struct ns_block *b)
-{
-    b->ver++; /* a new set: copies left out of it become copies of an old one */
-    for (unsigned i = 0; i < b->nrep; i++)
-        send_set_to(ns, b, ns_registry_at(ns, b->rep[i]));
-}
-
-void ns_plan_check_view(struct ns *ns, struct ns_block *b, struct ns_server *s,
-                        int claims_primary, char **ids, size_t nids)
-{
-    if (!ns->loop || ns->safe_mode || !s->up)
-        return;
-    int slot = ns_block_find_rep(b, s->idx);
-    if (slot < 0)
-        return;
-    int is_primary = b->primary == slot;
-    int differs = (claims_primary != 0) != is_primary;
-    if (claims_primary && !is_primary)
-        log_warn("block %" PRIu64 ": %s reports itself primary, but the primary is now %s: "
-                 "demoting it",
-                 b->id, s->id,
-                 b->primary != NS_NO_PRIMARY && ns_registry_at(ns, b->rep[b->primary])
-                     ? ns_registry_at(ns, b->rep[b->primary])->id
-                     : "?");
-    Imgstore__Replica reps[NS_BLOCK_SLOTS], *rp[NS_BLOCK_SLOTS];
-    size_t n = set_list(ns, b, (b->joining & (1u << slot)) ? slot : -1, reps, rp);
-    differs |= n != nids;
-    for (size_t i = 0; !differs && i < n; i++)
-        differs = !ids[i] || strcmp(ids[i], rp[i]->server_id) != 0;
-    if (differs)
-        send_set_to(ns, b, s);
 }
 
 void ns_plan_seal_on(struct ns *ns, uint64_t block_id, struct ns_server *s)
@@ -899,7 +731,7 @@ static void maintain_set(struct ns *ns, struct ns_block *b, uint64_t now)
         if ((b->joining & (1u << i)) && b->rsize[i] < longest)
             complete = 0;
     if (complete)
-        ask_primary(ns, b);
+        ns_plan_ask_primary(ns, b);
 }
 
 /* Starts the tail copy of the shortest up holder of a sealed block from a
@@ -941,7 +773,7 @@ static int start_catch_up(struct ns *ns, struct ns_block *b, uint64_t now)
     /* A member may not have our newest set yet (the dataserver refuses to
      * catch up a copy of an older set): it gets it first, on the same
      * session, so before the copy. */
-    send_set_to(ns, b, d);
+    ns_plan_set_to(ns, b, d);
     int rc = send_replicate(ns, t, b);
     if (rc)
         ns_plan_task_end(ns, t->id, rc, 0, now);
