@@ -24,6 +24,7 @@
 
 struct conn;
 struct frame;
+struct frame_header;
 struct ns;
 struct ns_block;
 
@@ -431,9 +432,12 @@ void ns_compact_plan(struct ns *ns, uint64_t now_ms, const uint64_t *busy, size_
  * Returns the task id, or 0 when no task could be added (out of memory). */
 uint64_t ns_compact_start(struct ns *ns, struct ns_block *b, uint64_t now_ms);
 
-/* Frame handlers for DRAIN and LIST_TASKS (ns_rpc.c dispatches). */
-void ns_plan_handle_drain(struct ns *ns, struct conn *c, const struct frame *f);
-void ns_plan_handle_list(struct ns *ns, struct conn *c, const struct frame *f);
+/* Answer DRAIN and LIST_TASKS requests on c (ns_rpc.c unpacks the frame,
+ * dispatches and frees the message). */
+void ns_plan_handle_drain(struct ns *ns, struct conn *c, const struct frame_header *h,
+                          const Imgstore__Drain *m);
+void ns_plan_handle_list(struct ns *ns, struct conn *c, const struct frame_header *h,
+                         const Imgstore__ListTasks *m);
 
 /* Starts a REPLICATE_BLOCK task copying sealed block b from s to d for
  * another module (ns_balance.c), with `reason` (static text). Returns the
@@ -532,8 +536,9 @@ struct ns_server *ns_balance_victim(const struct ns *ns, const struct ns_block *
 const char *ns_balance_reason(const struct ns *ns, const struct ns_block *b,
                               const struct ns_server *v, const char *dflt);
 
-/* Answers ADMIN_REBALANCE (ns_rpc.c dispatches). */
-void ns_balance_handle(struct ns *ns, struct conn *c, const struct frame *f);
+/* Answers ADMIN_REBALANCE request q on c (ns_rpc.c unpacks and frees it). */
+void ns_balance_handle(struct ns *ns, struct conn *c, const struct frame_header *h,
+                       const Imgstore__AdminRebalance *q);
 
 /* Frees the move list. */
 void ns_balance_free(struct ns *ns);

@@ -8,7 +8,11 @@
  * LIST_BLOCKS answer is capped at NS_ADMIN_LIST_MAX blocks (paging with
  * after_id) so one answer stays far below the frame limit. A change is
  * persisted (ns.meta, fs_write_atomic) before it is applied and answered;
- * when the save fails nothing changes and the error is the answer. */
+ * when the save fails nothing changes and the error is the answer.
+ *
+ * Requests arrive unpacked (ns_rpc.c unpacks, checks and frees every frame).
+ * Calls the map, the registry, the pool's writable rule, ns_meta.c (marks),
+ * ns_settings.c and the planner (ns_plan_cancel); answers on the conn. */
 #include "nameserver/ns_admin.h"
 
 #include "net/conn.h"
@@ -99,9 +103,9 @@ static void fill_block(const struct ns *ns, const struct ns_block *b, struct blo
     bm->m.replicas = bm->rp;
 }
 
-static void reply_err(struct conn *c, const struct frame *f, int err)
+static void reply_err(struct conn *c, const struct frame_header *h, int err)
 {
-    conn_reply(c, &f->h, err, NULL, NULL, 0, NULL);
+    conn_reply(c, h, err, NULL, NULL, 0, NULL);
 }
 
 static int valid_state(const char *s)
@@ -135,13 +139,9 @@ static int match_blocks(const struct ns *ns, const Imgstore__AdminListBlocks *q,
     return 0;
 }
 
-static void handle_list(struct ns *ns, struct conn *c, const struct frame *f)
+static void handle_list(struct ns *ns, struct conn *c, const struct frame_header *h,
+        const Imgstore__AdminListBlocks *q)
 {
-    Imgstore__AdminListBlocks *q = imgstore__admin_list_blocks__unpack(NULL, f->h.head_len, f->head);
-    if (!q) {
-        reply_err(c, f, IMG_EPROTO);
-        return;
-    }
     uint64_t *ids = NULL;
     struct block_msg *bms = NULL;
     Imgstore__AdminBlock **bp = NULL;
@@ -178,27 +178,21 @@ static void handle_list(struct ns *ns, struct conn *c, const struct frame *f)
     r.blocks = bp;
     r.matched = n;
     r.replication = ns->meta.replicas;
-    conn_reply(c, &f->h, 0, &r.base, NULL, 0, NULL);
+    conn_reply(c, h, 0, &r.base, NULL, 0, NULL);
 out:
     if (rc)
-        reply_err(c, f, rc);
+        reply_err(c, h, rc);
     free(ids);
     free(bms);
     free(bp);
-    imgstore__admin_list_blocks__free_unpacked(q, NULL);
 }
 
-static void handle_info(struct ns *ns, struct conn *c, const struct frame *f)
+static void handle_info(struct ns *ns, struct conn *c, const struct frame_header *h,
+        const Imgstore__AdminBlockInfo *q)
 {
-    Imgstore__AdminBlockInfo *q = imgstore__admin_block_info__unpack(NULL, f->h.head_len, f->head);
-    if (!q) {
-        reply_err(c, f, IMG_EPROTO);
-        return;
-    }
     const struct ns_block *b = ns_blocks_get(&ns->blocks, q->block_id);
-    imgstore__admin_block_info__free_unpacked(q, NULL);
     if (!b) {
-        reply_err(c, f, IMG_ENOTFOUND);
+        reply_err(c, h, IMG_ENOTFOUND);
         return;
     }
     struct block_msg bm;
@@ -206,21 +200,16 @@ static void handle_info(struct ns *ns, struct conn *c, const struct frame *f)
     Imgstore__AdminBlockInfoResp r = IMGSTORE__ADMIN_BLOCK_INFO_RESP__INIT;
     r.block = &bm.m;
     r.replication = ns->meta.replicas;
-    conn_reply(c, &f->h, 0, &r.base, NULL, 0, NULL);
+    conn_reply(c, h, 0, &r.base, NULL, 0, NULL);
 }
 
-static void handle_rates(struct ns *ns, struct conn *c, const struct frame *f)
+static void handle_rates(struct ns *ns, struct conn *c, const struct frame_header *h,
+        const Imgstore__AdminServerRates *q)
 {
-    Imgstore__AdminServerRates *q = imgstore__admin_server_rates__unpack(NULL, f->h.head_len, f->head);
-    if (!q) {
-        reply_err(c, f, IMG_EPROTO);
-        return;
-    }
-    imgstore__admin_server_rates__free_unpacked(q, NULL);
     Imgstore__AdminServerRate *rs = calloc(ns->nservers + 1, sizeof(*rs));
     Imgstore__AdminServerRate **rp = calloc(ns->nservers + 1, sizeof(*rp));
     if (!rs || !rp) {
-        reply_err(c, f, -ENOMEM);
+        reply_err(c, h, -ENOMEM);
         goto out;
     }
     for (size_t i = 0; i < ns->nservers; i++) {
@@ -234,7 +223,7 @@ static void handle_rates(struct ns *ns, struct conn *c, const struct frame *f)
     Imgstore__AdminServerRatesResp r = IMGSTORE__ADMIN_SERVER_RATES_RESP__INIT;
     r.n_rates = ns->nservers;
     r.rates = rp;
-    conn_reply(c, &f->h, 0, &r.base, NULL, 0, NULL);
+    conn_reply(c, h, 0, &r.base, NULL, 0, NULL);
 out:
     free(rs);
     free(rp);
@@ -245,42 +234,32 @@ static uint64_t now_of(const struct ns *ns)
     return ns->loop ? uv_now(ns->loop) : 0;
 }
 
-static void handle_cancel(struct ns *ns, struct conn *c, const struct frame *f)
+static void handle_cancel(struct ns *ns, struct conn *c, const struct frame_header *h,
+        const Imgstore__AdminCancelTask *q)
 {
-    Imgstore__AdminCancelTask *q = imgstore__admin_cancel_task__unpack(NULL, f->h.head_len, f->head);
-    if (!q) {
-        reply_err(c, f, IMG_EPROTO);
-        return;
-    }
     int rc = ns_plan_cancel(ns, q->task_id, now_of(ns));
-    imgstore__admin_cancel_task__free_unpacked(q, NULL);
     Imgstore__AdminCancelTaskResp r = IMGSTORE__ADMIN_CANCEL_TASK_RESP__INIT;
-    conn_reply(c, &f->h, rc, rc ? NULL : &r.base, NULL, 0, NULL);
+    conn_reply(c, h, rc, rc ? NULL : &r.base, NULL, 0, NULL);
 }
 
-static void handle_readonly(struct ns *ns, struct conn *c, const struct frame *f)
+static void handle_readonly(struct ns *ns, struct conn *c, const struct frame_header *h,
+        const Imgstore__AdminReadonly *q)
 {
-    Imgstore__AdminReadonly *q = imgstore__admin_readonly__unpack(NULL, f->h.head_len, f->head);
-    if (!q) {
-        reply_err(c, f, IMG_EPROTO);
-        return;
-    }
     struct ns_server *s = q->server_id ? ns_registry_find(ns, q->server_id) : NULL;
     int on = q->readonly, rc = s ? 0 : IMG_ENOTFOUND;
-    imgstore__admin_readonly__free_unpacked(q, NULL);
     if (rc == 0 && !ns_meta_is_readonly(&ns->meta, s->id) != !on) {
         if ((rc = ns_meta_set_readonly(&ns->meta, s->id, on)) == 0)
             log_info("server %s %s read-only by an operator", s->id, on ? "made" : "no longer");
     }
     if (rc) {
-        reply_err(c, f, rc);
+        reply_err(c, h, rc);
         return;
     }
     s->readonly = s->ds_readonly || on;
     Imgstore__AdminReadonlyResp r = IMGSTORE__ADMIN_READONLY_RESP__INIT;
     r.readonly = on;
     r.server_readonly = s->ds_readonly;
-    conn_reply(c, &f->h, 0, &r.base, NULL, 0, NULL);
+    conn_reply(c, h, 0, &r.base, NULL, 0, NULL);
 }
 
 /* Fills one AdminSetting (strings borrowed from the static table). */
@@ -299,14 +278,9 @@ static void fill_setting(const struct ns *ns, int k, Imgstore__AdminSetting *m)
     m->help = (char *)d->help;
 }
 
-static void handle_settings(struct ns *ns, struct conn *c, const struct frame *f)
+static void handle_settings(struct ns *ns, struct conn *c, const struct frame_header *h,
+        const Imgstore__AdminSettings *q)
 {
-    Imgstore__AdminSettings *q = imgstore__admin_settings__unpack(NULL, f->h.head_len, f->head);
-    if (!q) {
-        reply_err(c, f, IMG_EPROTO);
-        return;
-    }
-    imgstore__admin_settings__free_unpacked(q, NULL);
     Imgstore__AdminSetting ms[NS_SETTING_COUNT], *mp[NS_SETTING_COUNT];
     for (int k = 0; k < NS_SETTING_COUNT; k++) {
         fill_setting(ns, k, &ms[k]);
@@ -315,24 +289,19 @@ static void handle_settings(struct ns *ns, struct conn *c, const struct frame *f
     Imgstore__AdminSettingsResp r = IMGSTORE__ADMIN_SETTINGS_RESP__INIT;
     r.n_settings = NS_SETTING_COUNT;
     r.settings = mp;
-    conn_reply(c, &f->h, 0, &r.base, NULL, 0, NULL);
+    conn_reply(c, h, 0, &r.base, NULL, 0, NULL);
 }
 
-static void handle_set(struct ns *ns, struct conn *c, const struct frame *f)
+static void handle_set(struct ns *ns, struct conn *c, const struct frame_header *h,
+        const Imgstore__AdminSetSetting *q)
 {
-    Imgstore__AdminSetSetting *q = imgstore__admin_set_setting__unpack(NULL, f->h.head_len, f->head);
-    if (!q) {
-        reply_err(c, f, IMG_EPROTO);
-        return;
-    }
     int k = ns_setting_find(q->key);
     uint64_t v = q->value;
-    imgstore__admin_set_setting__free_unpacked(q, NULL);
     int rc = k < 0 ? IMG_ENOTFOUND : ns_setting_check(k, v);
     if (rc == 0)
         rc = ns_meta_set_setting(&ns->meta, k, v);
     if (rc) {
-        reply_err(c, f, rc);
+        reply_err(c, h, rc);
         return;
     }
     uint64_t was = ns_setting(ns, k);
@@ -344,26 +313,23 @@ static void handle_set(struct ns *ns, struct conn *c, const struct frame *f)
     fill_setting(ns, k, &m);
     Imgstore__AdminSetSettingResp r = IMGSTORE__ADMIN_SET_SETTING_RESP__INIT;
     r.setting = &m;
-    conn_reply(c, &f->h, 0, &r.base, NULL, 0, NULL);
+    conn_reply(c, h, 0, &r.base, NULL, 0, NULL);
 }
 
-int ns_admin_handle(struct ns *ns, struct conn *c, const struct frame *f)
+int ns_admin_handle(struct ns *ns, struct conn *c, const struct frame_header *h,
+                    const ProtobufCMessage *m)
 {
-    void (*handler)(struct ns *, struct conn *, const struct frame *);
-    switch (f->h.type) {
-    case FT_ADMIN_LIST_BLOCKS: handler = handle_list; break;
-    case FT_ADMIN_BLOCK_INFO: handler = handle_info; break;
-    case FT_ADMIN_SERVER_RATES: handler = handle_rates; break;
-    case FT_ADMIN_CANCEL_TASK: handler = handle_cancel; break;
-    case FT_ADMIN_READONLY: handler = handle_readonly; break;
-    case FT_ADMIN_SETTINGS: handler = handle_settings; break;
-    case FT_ADMIN_SET_SETTING: handler = handle_set; break;
+    switch (h->type) {
+    case FT_ADMIN_LIST_BLOCKS: handle_list(ns, c, h, (const Imgstore__AdminListBlocks *)m); break;
+    case FT_ADMIN_BLOCK_INFO: handle_info(ns, c, h, (const Imgstore__AdminBlockInfo *)m); break;
+    case FT_ADMIN_SERVER_RATES:
+        handle_rates(ns, c, h, (const Imgstore__AdminServerRates *)m);
+        break;
+    case FT_ADMIN_CANCEL_TASK: handle_cancel(ns, c, h, (const Imgstore__AdminCancelTask *)m); break;
+    case FT_ADMIN_READONLY: handle_readonly(ns, c, h, (const Imgstore__AdminReadonly *)m); break;
+    case FT_ADMIN_SETTINGS: handle_settings(ns, c, h, (const Imgstore__AdminSettings *)m); break;
+    case FT_ADMIN_SET_SETTING: handle_set(ns, c, h, (const Imgstore__AdminSetSetting *)m); break;
     default: return 0;
     }
-    if (f->h.body_len != 0) {
-        reply_err(c, f, IMG_EPROTO); /* admin requests carry no body */
-        return 1;
-    }
-    handler(ns, c, f);
     return 1;
 }

@@ -11,7 +11,7 @@
 #include "nameserver/ns.h"
 
 struct conn;
-struct frame;
+struct frame_header;
 
 #define NS_ADMIN_LIST_MAX 10000 /* blocks per LIST_BLOCKS answer */
 
@@ -38,10 +38,12 @@ struct ns_admin_totals {
 };
 void ns_admin_totals(const struct ns *ns, struct ns_admin_totals *t);
 
-/* Answers an admin request on `c` when f's type is one of FT_ADMIN_* (a
- * change is persisted in ns.meta before it is applied and answered); every
- * unpacked message is freed before it returns. Returns 1 when the frame was
- * handled (answered), 0 when its type is not an admin one. */
-int ns_admin_handle(struct ns *ns, struct conn *c, const struct frame *f);
+/* Answers the admin request `m` (unpacked by ns_rpc.c as h->type's head
+ * message, which it frees after) on `c` when h->type is FT_ADMIN_LIST_BLOCKS
+ * .. FT_ADMIN_SET_SETTING (a change is persisted in ns.meta before it is
+ * applied and answered). Returns 1 when answered, 0 when the type is not one
+ * of these. */
+int ns_admin_handle(struct ns *ns, struct conn *c, const struct frame_header *h,
+                    const ProtobufCMessage *m);
 
 #endif

@@ -601,16 +601,10 @@ static void fill_servers(const struct ns_bal_view *v, Imgstore__RebalanceServer 
     }
 }
 
-void ns_balance_handle(struct ns *ns, struct conn *c, const struct frame *f)
+void ns_balance_handle(struct ns *ns, struct conn *c, const struct frame_header *h,
+        const Imgstore__AdminRebalance *q)
 {
-    Imgstore__AdminRebalance *q =
-        f->h.body_len ? NULL : imgstore__admin_rebalance__unpack(NULL, f->h.head_len, f->head);
-    if (!q) {
-        conn_reply(c, &f->h, IMG_EPROTO, NULL, NULL, 0, NULL);
-        return;
-    }
     int dry = q->dry_run;
-    imgstore__admin_rebalance__free_unpacked(q, NULL);
     uint64_t now = ns->loop ? uv_now(ns->loop) : 0;
     if (!dry) {
         log_info("balance: a pass asked for by an operator");
@@ -619,7 +613,7 @@ void ns_balance_handle(struct ns *ns, struct conn *c, const struct frame *f)
     struct ns_bal_view v;
     int rc = ns_balance_view(ns, now, &v);
     if (rc != 0) {
-        conn_reply(c, &f->h, rc, NULL, NULL, 0, NULL);
+        conn_reply(c, h, rc, NULL, NULL, 0, NULL);
         return;
     }
     size_t nm = ns->bal.nmoves + v.nplan;
@@ -628,7 +622,7 @@ void ns_balance_handle(struct ns *ns, struct conn *c, const struct frame *f)
     Imgstore__RebalanceMove *mv = calloc(nm + 1, sizeof(*mv));
     Imgstore__RebalanceMove **mvp = calloc(nm + 1, sizeof(*mvp));
     if (!ms || !msp || !mv || !mvp) {
-        conn_reply(c, &f->h, -ENOMEM, NULL, NULL, 0, NULL);
+        conn_reply(c, h, -ENOMEM, NULL, NULL, 0, NULL);
         goto out;
     }
     fill_servers(&v, ms, msp);
@@ -669,7 +663,7 @@ void ns_balance_handle(struct ns *ns, struct conn *c, const struct frame *f)
     r.moves_failed = ns->bal.moves_failed;
     r.copy_rate = ns_settings_copy_rate(ns);
     r.stuck = !v.balanced && v.nplan == 0 && ns->bal.nmoves == 0;
-    conn_reply(c, &f->h, 0, &r.base, NULL, 0, NULL);
+    conn_reply(c, h, 0, &r.base, NULL, 0, NULL);
 out:
     free(ms);
     free(msp);

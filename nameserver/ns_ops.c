@@ -23,9 +23,9 @@ static const char ACT_OK[] = "ok", ACT_CATCH_UP[] = "catch-up", ACT_REPLACE[] = 
 static const char ST_STARTED[] = "started", ST_DRY[] = "dry run", ST_BUSY[] = "busy";
 
 
-static void reply_err(struct conn *c, const struct frame *f, int err)
+static void reply_err(struct conn *c, const struct frame_header *h, int err)
 {
-    conn_reply(c, &f->h, err, NULL, NULL, 0, NULL);
+    conn_reply(c, h, err, NULL, NULL, 0, NULL);
 }
 
 /* Returns non-zero when a running task works on block `id`. */
@@ -79,19 +79,12 @@ static int choose(const struct ns *ns, uint32_t pct, uint64_t **ids, size_t *n)
     return 0;
 }
 
-void ns_ops_handle_compact(struct ns *ns, struct conn *c, const struct frame *f)
+void ns_ops_handle_compact(struct ns *ns, struct conn *c, const struct frame_header *h,
+        const Imgstore__AdminCompact *q)
 {
-    Imgstore__AdminCompact *q = imgstore__admin_compact__unpack(NULL, f->h.head_len, f->head);
-    if (!q || f->h.body_len) {
-        if (q)
-            imgstore__admin_compact__free_unpacked(q, NULL);
-        reply_err(c, f, IMG_EPROTO);
-        return;
-    }
     uint64_t id = q->block_id;
     uint32_t pct = q->threshold_pct;
     int dry = q->dry_run;
-    imgstore__admin_compact__free_unpacked(q, NULL);
     uint64_t *ids = NULL;
     size_t n = 0;
     Imgstore__AdminCompactBlock *bs = NULL, **bp = NULL;
@@ -164,10 +157,10 @@ void ns_ops_handle_compact(struct ns *ns, struct conn *c, const struct frame *f)
     r.n_task_ids = nt;
     r.task_ids = tasks;
     r.threshold_pct = id ? 0 : pct;
-    conn_reply(c, &f->h, 0, &r.base, NULL, 0, NULL);
+    conn_reply(c, h, 0, &r.base, NULL, 0, NULL);
 out:
     if (rc)
-        reply_err(c, f, rc);
+        reply_err(c, h, rc);
     free(ids);
     free(bs);
     free(bp);
@@ -405,35 +398,28 @@ static void send_one(struct repair *r, unsigned i, unsigned type, const Protobuf
     *rc_out = rc;
 }
 
-void ns_ops_handle_repair(struct ns *ns, struct conn *c, const struct frame *f)
+void ns_ops_handle_repair(struct ns *ns, struct conn *c, const struct frame_header *h,
+        const Imgstore__AdminRepair *q)
 {
-    Imgstore__AdminRepair *q = imgstore__admin_repair__unpack(NULL, f->h.head_len, f->head);
-    if (!q || f->h.body_len) {
-        if (q)
-            imgstore__admin_repair__free_unpacked(q, NULL);
-        reply_err(c, f, IMG_EPROTO);
-        return;
-    }
     uint64_t id = q->block_id;
     int status_only = q->status_only;
-    imgstore__admin_repair__free_unpacked(q, NULL);
     const struct ns_block *b = id ? ns_blocks_get(&ns->blocks, id) : NULL;
     if (!b) {
-        reply_err(c, f, id ? IMG_ENOTFOUND : IMG_EINVAL);
+        reply_err(c, h, id ? IMG_ENOTFOUND : IMG_EINVAL);
         return;
     }
     if (status_only || !ns->loop) {
-        repair_answer(ns, c, &f->h, b, NULL);
+        repair_answer(ns, c, h, b, NULL);
         return;
     }
     struct repair *r = calloc(1, sizeof(*r));
     if (!r) {
-        reply_err(c, f, -ENOMEM);
+        reply_err(c, h, -ENOMEM);
         return;
     }
     r->ns = ns;
     r->c = c;
-    r->h = f->h;
+    r->h = *h;
     r->block_id = id;
     r->n = b->nrep;
     for (unsigned i = 0; i < b->nrep; i++)

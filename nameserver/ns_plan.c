@@ -976,19 +976,14 @@ void ns_plan_free(struct ns *ns)
 
 /* ---- admin frames ---------------------------------------------------------------- */
 
-void ns_plan_handle_drain(struct ns *ns, struct conn *c, const struct frame *f)
+void ns_plan_handle_drain(struct ns *ns, struct conn *c, const struct frame_header *h,
+        const Imgstore__Drain *m)
 {
-    Imgstore__Drain *m = imgstore__drain__unpack(NULL, f->h.head_len, f->head);
-    if (!m) {
-        conn_reply(c, &f->h, IMG_EPROTO, NULL, NULL, 0, NULL);
-        return;
-    }
     uint32_t left = 0;
     int rc = ns_plan_drain(ns, m->server_id, m->cancel, &left);
-    imgstore__drain__free_unpacked(m, NULL);
     Imgstore__DrainResp resp = IMGSTORE__DRAIN_RESP__INIT;
     resp.blocks_left = left;
-    conn_reply(c, &f->h, rc, rc == 0 ? &resp.base : NULL, NULL, 0, NULL);
+    conn_reply(c, h, rc, rc == 0 ? &resp.base : NULL, NULL, 0, NULL);
 }
 
 static char *state_text(const struct ns_task *t)
@@ -997,22 +992,17 @@ static char *state_text(const struct ns_task *t)
     return t->state == NS_TASK_RUNNING ? running : t->state == NS_TASK_DONE ? done : failed;
 }
 
-void ns_plan_handle_list(struct ns *ns, struct conn *c, const struct frame *f)
+void ns_plan_handle_list(struct ns *ns, struct conn *c, const struct frame_header *h,
+        const Imgstore__ListTasks *m)
 {
     static char replicate[] = "replicate", del[] = "delete", none[] = "", compact[] = "compact";
-    Imgstore__ListTasks *m = imgstore__list_tasks__unpack(NULL, f->h.head_len, f->head);
-    if (!m) {
-        conn_reply(c, &f->h, IMG_EPROTO, NULL, NULL, 0, NULL);
-        return;
-    }
-    imgstore__list_tasks__free_unpacked(m, NULL);
     size_t n = ns->plan.ntasks;
     Imgstore__Task *tasks = calloc(n + 1, sizeof(*tasks));
     Imgstore__Task **tp = calloc(n + 1, sizeof(*tp));
     Imgstore__DrainStatus *ds = calloc(ns->nservers + 1, sizeof(*ds));
     Imgstore__DrainStatus **dp = calloc(ns->nservers + 1, sizeof(*dp));
     if (!tasks || !tp || !ds || !dp) {
-        conn_reply(c, &f->h, -ENOMEM, NULL, NULL, 0, NULL);
+        conn_reply(c, h, -ENOMEM, NULL, NULL, 0, NULL);
         goto out;
     }
     uint64_t now = uv_now(ns->loop);
@@ -1058,7 +1048,7 @@ void ns_plan_handle_list(struct ns *ns, struct conn *c, const struct frame *f)
     r.drains = dp;
     r.copy_rate_bytes_per_s = ns_settings_copy_rate(ns);
     r.task_cap = ns_settings_task_cap(ns);
-    conn_reply(c, &f->h, 0, &r.base, NULL, 0, NULL);
+    conn_reply(c, h, 0, &r.base, NULL, 0, NULL);
 out:
     free(tasks);
     free(tp);
