@@ -1,10 +1,18 @@
 /* ns.h - the nameserver's shared state and its modules' contracts.
  *
  * The nameserver knows blocks, never files (docs/nameserver.md). Its state is
- * one struct ns: the persisted metadata (ns_meta.c), the registry of
- * dataservers (ns_registry.c), the soft block map rebuilt from block reports
- * (ns_blocks.c), the writable-block pool and its planner (ns_pool.c), and the
- * frame handlers and timers that drive them on a libuv loop (ns_rpc.c).
+ * one struct ns. Modules by layer, each calling only those below it:
+ *   data:     runtime settings (ns_settings.c), persisted metadata
+ *             (ns_meta.c), the registry of dataservers (ns_registry.c), bad
+ *             replicas (ns_bad.c), the soft block map rebuilt from block
+ *             reports (ns_blocks.c), which returns what a report changed;
+ *   policy:   the writable-block pool (ns_pool.c), the self-healing planner
+ *             (ns_plan.c, ns_plan_set.c), compaction (ns_compact.c), the
+ *             balance (ns_balance.c);
+ *   glue:     a report's changes handed to the policy modules (ns_hb.c);
+ *   requests: admin (ns_admin.c), operator ops (ns_ops.c), HTTP (ns_http.c);
+ *   wire:     listener, unpacking of every frame, dispatch, timer (ns_rpc.c);
+ *   process:  arguments, loop, signals (main.c).
  *
  * Everything here runs on the loop's thread. Every module except ns_rpc.c
  * works without sockets, so unit tests call it as plain functions: pass

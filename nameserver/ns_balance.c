@@ -23,7 +23,11 @@
  * (the source as if its copy were gone, the target as if it had it), and a
  * move is planned only when the target ends no fuller than the source,
  * which makes sum(used^2 / capacity) fall with every move: no oscillation,
- * and the balance stops when every server is in the band or no move helps. */
+ * and the balance stops when every server is in the band or no move helps.
+ *
+ * Policy layer, the planner's last step: calls the map, the registry, the
+ * settings, the bad list and the planner's task list (ns_plan_start_copy,
+ * ns_plan_task); ADMIN_REBALANCE arrives unpacked from ns_rpc.c. */
 #include "nameserver/ns.h"
 #include "nameserver/ns_admin.h"
 

@@ -5,7 +5,9 @@
  * starts with the process and ends once every server in the persisted known
  * list has sent a full block report, or the safe-mode timeout passes. While
  * it lasts nothing that destroys replicas may run; block creation, ALLOC_WRITE
- * and LOOKUP work as usual. */
+ * and LOOKUP work as usual.
+ *
+ * Calls ns_meta.c, ns_settings.c, the registry, and every module's _free. */
 #include "nameserver/ns.h"
 
 #include "base/err.h"

@@ -6,7 +6,11 @@
  * every up holder of the block answered STAT_BLOCK and VERIFY (sent on its
  * session); the pending repairs are kept in a list so that an admin
  * connection closing meanwhile is forgotten (ns_ops_conn_closed) and the
- * late answer goes nowhere. */
+ * late answer goes nowhere.
+ *
+ * Requests arrive unpacked from ns_rpc.c. Calls the map, the registry, the
+ * settings, the bad list, compaction (ns_compact_start) and the planner's
+ * kick, and sends on dataserver sessions (net/conn.h). */
 #include "nameserver/ns_ops.h"
 
 #include "net/conn.h"

@@ -8,7 +8,10 @@
  * ALLOC_WRITE finds nothing) creates blocks until at least
  * max(NS_POOL_MIN_TARGET, up servers) are writable, with at most
  * NS_MAX_CREATES_INFLIGHT creations in flight. A block enters the map only
- * when every chosen server answered CREATE_BLOCK with status 0. */
+ * when every chosen server answered CREATE_BLOCK with status 0.
+ *
+ * Policy layer: calls the map, the registry, ns_meta.c (block ids) and
+ * ns_core.c (random ties), and sends on dataserver sessions (net/conn.h). */
 #include "nameserver/ns.h"
 
 #include "net/conn.h"

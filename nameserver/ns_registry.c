@@ -5,7 +5,10 @@
  * the process runs (its index is what block replicas refer to). A server is up
  * while it has a session and heartbeats keep arriving within the heartbeat
  * timeout; an address change updates the entry. Heartbeats are hostile input:
- * ns_hb_validate() checks them before anything is applied. */
+ * ns_hb_validate() checks them before anything is applied.
+ *
+ * Data layer: calls ns_meta.c (known ids, operator marks) and ns_settings.c
+ * (heartbeat timeout), and closes sessions of timed-out servers (net/conn.h). */
 #include "nameserver/ns.h"
 
 #include "net/conn.h"
