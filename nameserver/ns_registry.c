@@ -7,8 +7,9 @@
  * timeout; an address change updates the entry. Heartbeats are hostile input:
  * ns_hb_validate() checks them before anything is applied.
  *
- * Data layer: calls ns_meta.c (known ids, operator marks) and ns_settings.c
- * (heartbeat timeout), and closes sessions of timed-out servers (net/conn.h). */
+ * Data layer: calls ns_meta.c (known ids, operator marks), reads the
+ * heartbeat timeout from cfg, and closes sessions of timed-out servers
+ * (net/conn.h). */
 #include "nameserver/ns.h"
 
 #include "net/conn.h"
