@@ -1,6 +1,9 @@
 /* main.c - the nameserver process: parses the command line, runs the loop,
- * and exits 0 after SIGINT/SIGTERM. Everything else lives in the ns_*
- * modules (nameserver/ns.h) so unit tests can reach it.
+ * and exits 0 after SIGINT/SIGTERM. The one place signals are handled: a
+ * signal stops the nameserver (ns_stop) and its HTTP port (ns_http_stop),
+ * and the loop runs dry. Everything else lives in the ns_* modules
+ * (nameserver/ns.h) so unit tests can reach it; main.c calls only ns_init,
+ * ns_start, ns_stop, ns_free and ns_http_start / ns_http_stop.
  *
  * Exit codes: 0 clean stop, 1 start-up failure (folder locked, corrupt
  * metadata, cannot listen), 2 bad arguments. */
@@ -130,6 +133,39 @@ static int parse_args(int argc, char **argv, struct ns_config *cfg)
     return 0;
 }
 
+/* What a signal stops (main's stack; the watchers are closed by the first
+ * signal so a second one is the default action). */
+struct stopper {
+    struct ns *ns;
+    struct ns_http *http;
+    uv_signal_t sig_int, sig_term;
+};
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct stopper *st = h->data;
+    log_info("signal %d: shutting down", signum);
+    ns_stop(st->ns);
+    ns_http_stop(st->http);
+    if (!uv_is_closing((uv_handle_t *)&st->sig_int))
+        uv_close((uv_handle_t *)&st->sig_int, NULL);
+    if (!uv_is_closing((uv_handle_t *)&st->sig_term))
+        uv_close((uv_handle_t *)&st->sig_term, NULL);
+}
+
+/* Stops everything on SIGINT and SIGTERM. The watchers do not keep the loop
+ * alive by themselves. */
+static void signals_start(uv_loop_t *loop, struct stopper *st)
+{
+    uv_signal_init(loop, &st->sig_int);
+    uv_signal_init(loop, &st->sig_term);
+    st->sig_int.data = st->sig_term.data = st;
+    uv_signal_start(&st->sig_int, on_signal, SIGINT);
+    uv_signal_start(&st->sig_term, on_signal, SIGTERM);
+    uv_unref((uv_handle_t *)&st->sig_int);
+    uv_unref((uv_handle_t *)&st->sig_term);
+}
+
 int main(int argc, char **argv)
 {
     log_set_component("ns");
@@ -146,6 +182,7 @@ int main(int argc, char **argv)
     }
     static struct ns ns;
     struct ns_http *http = NULL; /* freed by itself once closed */
+    struct stopper st = {.ns = &ns};
     int status = 0;
     if (ns_init(&ns, &cfg, uv_now(&loop)) != 0) {
         status = 1;
@@ -155,8 +192,17 @@ int main(int argc, char **argv)
     } else if (cfg.http && ns_http_start(&ns, &loop, cfg.http, &http) != 0) {
         ns_stop(&ns);
         status = 1;
+    } else {
+        st.http = http;
+        signals_start(&loop, &st);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
+    if (status == 0 && !uv_is_closing((uv_handle_t *)&st.sig_int)) {
+        /* The loop ran dry without a signal: close the watchers. */
+        uv_close((uv_handle_t *)&st.sig_int, NULL);
+        uv_close((uv_handle_t *)&st.sig_term, NULL);
+        uv_run(&loop, UV_RUN_DEFAULT);
+    }
     if (status == 0)
         log_info("stopped");
     ns_free(&ns);

@@ -1,10 +1,18 @@
 /* ns.h - the nameserver's shared state and its modules' contracts.
  *
  * The nameserver knows blocks, never files (docs/nameserver.md). Its state is
- * one struct ns: the persisted metadata (ns_meta.c), the registry of
- * dataservers (ns_registry.c), the soft block map rebuilt from block reports
- * (ns_blocks.c), the writable-block pool and its planner (ns_pool.c), and the
- * frame handlers and timers that drive them on a libuv loop (ns_rpc.c).
+ * one struct ns. Modules by layer, each calling only those below it:
+ *   data:     runtime settings (ns_settings.c), persisted metadata
+ *             (ns_meta.c), the registry of dataservers (ns_registry.c), bad
+ *             replicas (ns_bad.c), the soft block map rebuilt from block
+ *             reports (ns_blocks.c), which returns what a report changed;
+ *   policy:   the writable-block pool (ns_pool.c), the self-healing planner
+ *             (ns_plan.c, ns_plan_set.c), compaction (ns_compact.c), the
+ *             balance (ns_balance.c);
+ *   glue:     a report's changes handed to the policy modules (ns_hb.c);
+ *   requests: admin (ns_admin.c), operator ops (ns_ops.c), HTTP (ns_http.c);
+ *   wire:     listener, unpacking of every frame, dispatch, timer (ns_rpc.c);
+ *   process:  arguments, loop, signals (main.c).
  *
  * Everything here runs on the loop's thread. Every module except ns_rpc.c
  * works without sockets, so unit tests call it as plain functions: pass
@@ -24,6 +32,7 @@
 
 struct conn;
 struct frame;
+struct frame_header;
 struct ns;
 struct ns_block;
 
@@ -70,7 +79,7 @@ struct ns_block;
 #define NS_META_MAX_BYTES (1u << 20)
 #define NS_CLUSTER_ID_HEX 32 /* 128 random bits */
 
-/* Runtime settings an operator changes with ds-admin set (ns_admin.c has
+/* Runtime settings an operator changes with ds-admin set (ns_settings.c has
  * their names, units, ranges and defaults): validated, persisted in ns.meta
  * ("setting KEY VALUE") and applied at once. A persisted value wins over the
  * command line at start. */
@@ -162,7 +171,20 @@ int ns_meta_set_setting(struct ns_meta *m, int k, uint64_t v);
 /* Frees what *m owns. Safe on a zeroed struct. */
 void ns_meta_free(struct ns_meta *m);
 
-/* ---- runtime settings (ns_admin.c) ---------------------------------------- */
+/* ---- runtime settings (ns_settings.c) -------------------------------------- */
+
+/* One runtime setting: its name, unit, range and default (in the unit), and
+ * whether anything in the nameserver uses it yet. Static text. */
+struct ns_setting_def {
+    const char *name;
+    const char *unit;
+    uint64_t def, min, max;
+    int applied;
+    const char *help;
+};
+
+/* Returns the table entry of setting k, or NULL when k is out of range. */
+const struct ns_setting_def *ns_setting_def(int k);
 
 /* Returns the setting called `name` (enum ns_setting_key), or -1. */
 int ns_setting_find(const char *name);
@@ -180,6 +202,21 @@ uint64_t ns_setting(const struct ns *ns, int k);
 /* Copies the persisted settings into ns->cfg (logged when they override the
  * command line). Called once by ns_init. */
 void ns_settings_load(struct ns *ns);
+
+/* Puts setting k = v (already validated and persisted) into force: the ones
+ * the nameserver uses live in cfg; the planner runs its next pass at once. */
+void ns_settings_apply(struct ns *ns, int k, uint64_t v);
+
+/* The values in force the modules use, in the units they work in: running
+ * tasks per server, copy bytes/s per copying server, deleted % that compacts
+ * a block. */
+uint32_t ns_settings_task_cap(const struct ns *ns);
+uint64_t ns_settings_copy_rate(const struct ns *ns);
+uint32_t ns_settings_compact_pct(const struct ns *ns);
+
+/* The scrub_rate setting as sent in every HeartbeatResp: bytes/s, or 0 when
+ * no operator set it (or set 0), so each dataserver keeps --scrub-rate-mb. */
+uint64_t ns_settings_scrub_rate(const struct ns *ns);
 
 /* ---- dataserver registry (ns_registry.c) --------------------------------- */
 
@@ -218,6 +255,10 @@ int ns_hb_validate(const Imgstore__Heartbeat *hb);
 /* Returns the server with `id`, or NULL. */
 struct ns_server *ns_registry_find(const struct ns *ns, const char *id);
 
+/* Returns the server at registry index `idx` (a block's rep[], a task's
+ * src/dst), or NULL when idx is out of range (NS_NO_SERVER). */
+struct ns_server *ns_registry_at(const struct ns *ns, uint16_t idx);
+
 /* Applies a validated heartbeat to the registry: creates the entry (and adds
  * the id to the persisted known list), updates addresses (logged), counters
  * and disks, marks it up at now_ms with session `c` (may be NULL in tests).
@@ -236,6 +277,17 @@ int ns_registry_check_timeouts(struct ns *ns, uint64_t now_ms);
 
 /* Returns the number of up servers. */
 uint32_t ns_registry_up_count(const struct ns *ns);
+
+/* ---- a heartbeat's block report (ns_hb.c) ------------------------------------ */
+
+/* Applies the block part of a validated heartbeat from `s` to the map
+ * (ns_blocks_apply_report) and hands what changed to the modules acting on
+ * it: stale unsealed copies to the planner (ns_plan_seal_on), corrupt copies
+ * to the bad list, the reporter's view of each sealed block to the planner
+ * (ns_plan_check_view), open blocks to the pool. *skipped as in
+ * ns_blocks_apply_report. Returns 0, -ENOMEM, or a save error. */
+int ns_hb_apply_blocks(struct ns *ns, struct ns_server *s, const Imgstore__Heartbeat *hb,
+                       size_t *skipped);
 
 /* ---- self-healing planner (ns_plan.c) ------------------------------------ */
 
@@ -335,6 +387,20 @@ void ns_plan_seal_on(struct ns *ns, uint64_t block_id, struct ns_server *s);
 void ns_plan_check_view(struct ns *ns, struct ns_block *b, struct ns_server *s,
                         int claims_primary, char **ids, size_t nids);
 
+/* ---- the replica set of sealed blocks (ns_plan_set.c) ---- */
+
+/* Fills r with server s's id and addresses (strings borrowed from s). */
+void ns_plan_fill_replica(Imgstore__Replica *r, const struct ns_server *s);
+
+/* Sends h b's current set (SET_REPLICAS, same version; a joining copy gets
+ * the list without itself; the primary's answer is awaited for its tail when
+ * copies are joining). No-op without a loop or when h is down. */
+void ns_plan_set_to(struct ns *ns, struct ns_block *b, struct ns_server *h);
+
+/* Sends the current set to the primary again (same version), for its tail,
+ * when copies are joining and no answer is due. */
+void ns_plan_ask_primary(struct ns *ns, struct ns_block *b);
+
 /* Records a change of b's replica set (b->ver + 1) and sends SET_REPLICAS
  * with the set (primary first) and its version to every up holder of b (a
  * joining copy gets the list without itself; only the primary's answer is
@@ -361,15 +427,6 @@ struct ns_task *ns_plan_task_add(struct ns *ns, int kind, uint64_t block_id, uin
 #define NS_DEFAULT_COMPACT_PCT 30 /* deleted share of a sealed block that compacts it */
 #define NS_COMPACT_TIMEOUT_MS (10 * 60 * 1000) /* one COMPACT_BLOCK answer */
 
-/* A replica known bad: it reported its copy corrupt (scrub, recovery, a
- * failed compaction) or its compaction result disagreed with the others. The
- * planner counts it as lost: copies the block from a good replica, then
- * deletes it. */
-struct ns_bad {
-    uint64_t block_id;
-    uint16_t server;
-};
-
 /* Starts COMPACT tasks (STAT_BLOCK to every holder, then COMPACT_BLOCK to
  * every holder, then a check that all answers agree in size and CRC32C) for
  * sealed blocks whose deleted bytes reach cfg.compact_pct percent of their
@@ -383,18 +440,12 @@ void ns_compact_plan(struct ns *ns, uint64_t now_ms, const uint64_t *busy, size_
  * Returns the task id, or 0 when no task could be added (out of memory). */
 uint64_t ns_compact_start(struct ns *ns, struct ns_block *b, uint64_t now_ms);
 
-/* Returns non-zero when server idx `server`'s copy of block_id is bad. */
-int ns_compact_is_bad(const struct ns *ns, uint64_t block_id, uint16_t server);
-
-/* Marks server `server`'s copy of block_id bad (logged once). */
-void ns_compact_mark_bad(struct ns *ns, uint64_t block_id, uint16_t server, const char *why);
-
-/* Frees the bad list. */
-void ns_compact_free(struct ns *ns);
-
-/* Frame handlers for DRAIN and LIST_TASKS (ns_rpc.c dispatches). */
-void ns_plan_handle_drain(struct ns *ns, struct conn *c, const struct frame *f);
-void ns_plan_handle_list(struct ns *ns, struct conn *c, const struct frame *f);
+/* Answer DRAIN and LIST_TASKS requests on c (ns_rpc.c unpacks the frame,
+ * dispatches and frees the message). */
+void ns_plan_handle_drain(struct ns *ns, struct conn *c, const struct frame_header *h,
+                          const Imgstore__Drain *m);
+void ns_plan_handle_list(struct ns *ns, struct conn *c, const struct frame_header *h,
+                         const Imgstore__ListTasks *m);
 
 /* Starts a REPLICATE_BLOCK task copying sealed block b from s to d for
  * another module (ns_balance.c), with `reason` (static text). Returns the
@@ -493,11 +544,36 @@ struct ns_server *ns_balance_victim(const struct ns *ns, const struct ns_block *
 const char *ns_balance_reason(const struct ns *ns, const struct ns_block *b,
                               const struct ns_server *v, const char *dflt);
 
-/* Answers ADMIN_REBALANCE (ns_rpc.c dispatches). */
-void ns_balance_handle(struct ns *ns, struct conn *c, const struct frame *f);
+/* Answers ADMIN_REBALANCE request q on c (ns_rpc.c unpacks and frees it). */
+void ns_balance_handle(struct ns *ns, struct conn *c, const struct frame_header *h,
+                       const Imgstore__AdminRebalance *q);
 
 /* Frees the move list. */
 void ns_balance_free(struct ns *ns);
+
+/* ---- bad replicas (ns_bad.c) ------------------------------------------------ */
+
+/* A replica known bad: it reported its copy corrupt (scrub, recovery, a
+ * failed compaction) or its compaction result disagreed with the others. The
+ * planner counts it as lost: copies the block from a good replica, then
+ * deletes it. */
+struct ns_bad {
+    uint64_t block_id;
+    uint16_t server;
+};
+
+/* Returns non-zero when server idx `server`'s copy of block_id is bad. */
+int ns_bad_has(const struct ns *ns, uint64_t block_id, uint16_t server);
+
+/* Marks server `server`'s copy of block_id bad (logged once) and kicks the
+ * planner. */
+void ns_bad_mark(struct ns *ns, uint64_t block_id, uint16_t server, const char *why);
+
+/* Forgets marks of copies the map no longer has (each compaction pass). */
+void ns_bad_prune(struct ns *ns);
+
+/* Frees the bad list. */
+void ns_bad_free(struct ns *ns);
 
 /* ---- block map (ns_blocks.c) --------------------------------------------- */
 
@@ -573,22 +649,51 @@ unsigned ns_block_up_reps(const struct ns *ns, const struct ns_block *b);
  * risk) even when more copies are up. */
 unsigned ns_block_good_reps(const struct ns *ns, const struct ns_block *b);
 
+/* What applying one entry of a block report changed that the modules above
+ * the map act on (ns_hb_apply_blocks hands it over): one record per applied
+ * entry, in report order. */
+struct ns_block_change {
+    uint64_t block_id;
+    uint8_t stale_unsealed;  /* the reporter holds unsealed a block the map knows
+                              * sealed: the planner seals it there (ns_plan_seal_on) */
+    uint8_t corrupt;         /* the reporter's copy has a bad record (ns_bad_mark) */
+    uint8_t claims_primary;  /* the entry's primary flag */
+    char **ids;              /* the entry's replica list, borrowed from the report:
+                              * for ns_plan_check_view when the block is sealed */
+    size_t nids;
+};
+
+/* A growing list of changes (v owned; free with ns_block_changes_free). */
+struct ns_block_changes {
+    struct ns_block_change *v;
+    size_t n, cap;
+};
+
+/* Frees the list. Safe on a zeroed one. */
+void ns_block_changes_free(struct ns_block_changes *ch);
+
 /* Applies the block part of a validated heartbeat from `s`: a full report
  * replaces everything s holds in the map; an incremental one updates the
  * listed blocks and removes s from `removed_blocks`. Blocks left with no
  * holder are dropped. Entries with an invalid id are skipped (counted in
- * *skipped when not NULL). Ids at or past next_id bump it (persisted).
- * Returns 0, -ENOMEM, or a save error (the map stays consistent). */
+ * *skipped when not NULL). Ids at or past next_id bump it (persisted). Each
+ * applied entry appends a record to *ch (pointers into hb: valid while hb
+ * is). Decides nothing beyond the map: the caller hands *ch to the planner,
+ * the bad list and the pool (ns_hb_apply_blocks). Returns 0, -ENOMEM, or a
+ * save error (the map stays consistent). */
 int ns_blocks_apply_report(struct ns *ns, struct ns_server *s, const Imgstore__Heartbeat *hb,
-                           size_t *skipped);
+                           size_t *skipped, struct ns_block_changes *ch);
 
 /* Removes server s as a holder of block `id` (dropping the block when no
  * holder is left). No-op when s does not hold it. */
 void ns_block_remove_rep(struct ns *ns, uint64_t id, struct ns_server *s);
 
 /* Records a block that every chosen server created: holders rep[0..n-1],
- * primary rep[0], empty, unsealed, added to the pool. Returns 0 or -ENOMEM. */
-int ns_blocks_add_created(struct ns *ns, uint64_t id, struct ns_server *const *reps, unsigned n);
+ * primary rep[0], empty, unsealed (ns_pool_add_created also lists it in the
+ * pool). Returns the block (valid until the next insertion or removal), or
+ * NULL on allocation failure. */
+struct ns_block *ns_blocks_add_created(struct ns *ns, uint64_t id, struct ns_server *const *reps,
+                                       unsigned n);
 
 /* ---- writable pool and placement (ns_pool.c) ----------------------------- */
 
@@ -604,6 +709,10 @@ int ns_pool_place(struct ns *ns, unsigned n, struct ns_server **out);
 
 /* Lists b as a writable candidate (no-op when listed). Returns 0 or -ENOMEM. */
 int ns_pool_add(struct ns *ns, struct ns_block *b);
+
+/* Records a block every chosen server created (ns_blocks_add_created) and
+ * lists it in the pool. Returns 0 or -ENOMEM. */
+int ns_pool_add_created(struct ns *ns, uint64_t id, struct ns_server *const *reps, unsigned n);
 
 /* Drops candidates that are gone or no longer writable. Returns how many
  * writable blocks remain listed. */
@@ -657,7 +766,7 @@ struct ns {
 
     struct ns_plan plan;            /* self-healing tasks (ns_plan.c) */
     struct ns_balance bal;          /* rebalancing moves (ns_balance.c) */
-    struct ns_bad *bad;             /* bad replicas (ns_compact.c, owned) */
+    struct ns_bad *bad;             /* bad replicas (ns_bad.c, owned) */
     size_t nbad, bad_cap;
 
     uint64_t rng;                   /* xorshift state, never 0 */
@@ -665,7 +774,6 @@ struct ns {
     uv_loop_t *loop;                /* NULL in unit tests */
     uv_tcp_t listener;
     uv_timer_t tick;
-    uv_signal_t sig_int, sig_term;
     struct ns_peer *peers;          /* every accepted connection */
     uint64_t requests[256];         /* requests received, by frame type (metrics) */
     int stopping;
@@ -685,16 +793,20 @@ void ns_free(struct ns *ns);
 /* Returns a pseudo-random 64-bit value (not for secrets). */
 uint64_t ns_rand(struct ns *ns);
 
+/* qsort/bsearch comparison of two uint64_t (block ids). */
+int ns_cmp_u64(const void *a, const void *b);
+
 /* Leaves safe mode when every known server has sent a full report or the
  * safe-mode timeout has passed (logged once). Returns ns->safe_mode. */
 int ns_safe_mode_check(struct ns *ns, uint64_t now_ms);
 
-/* Starts listening on cfg.listen, the liveness/planner timer and the signal
- * handlers on `loop`. Returns 0 or a negative errno (logged). */
+/* Starts listening on cfg.listen and the liveness/planner timer on `loop`
+ * (signals are the caller's: main.c calls ns_stop on SIGINT/SIGTERM).
+ * Returns 0 or a negative errno (logged). */
 int ns_start(struct ns *ns, uv_loop_t *loop);
 
-/* Closes the listener, every connection, the timer and the signal handlers;
- * the loop then runs dry. Safe to call more than once. */
+/* Closes the listener, every connection and the timer; the loop then runs
+ * dry. Safe to call more than once. */
 void ns_stop(struct ns *ns);
 
 #endif

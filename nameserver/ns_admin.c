@@ -1,14 +1,18 @@
 /* ns_admin.c - the admin requests of the nameserver (docs/operations.md),
  * used by ds-admin: the read-only LIST_BLOCKS, BLOCK_INFO and SERVER_RATES,
- * and the operator's changes CANCEL_TASK, READONLY, SETTINGS / SET_SETTING,
- * with the table of runtime settings.
+ * and the operator's changes CANCEL_TASK, READONLY, SETTINGS / SET_SETTING
+ * (the settings' table and values in force are ns_settings.c's).
  *
  * Answers are built from stack/heap arrays whose strings are borrowed from
  * the registry or static tables, so nothing but the arrays is freed. A
  * LIST_BLOCKS answer is capped at NS_ADMIN_LIST_MAX blocks (paging with
  * after_id) so one answer stays far below the frame limit. A change is
  * persisted (ns.meta, fs_write_atomic) before it is applied and answered;
- * when the save fails nothing changes and the error is the answer. */
+ * when the save fails nothing changes and the error is the answer.
+ *
+ * Requests arrive unpacked (ns_rpc.c unpacks, checks and frees every frame).
+ * Calls the map, the registry, the pool's writable rule, ns_meta.c (marks),
+ * ns_settings.c and the planner (ns_plan_cancel); answers on the conn. */
 #include "nameserver/ns_admin.h"
 
 #include "net/conn.h"
@@ -19,109 +23,6 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ---- runtime settings ------------------------------------------------------ */
-
-/* One runtime setting: its name, unit, range and default (in the unit), and
- * whether anything in the nameserver uses it yet. */
-struct setting_def {
-    const char *name;
-    const char *unit;
-    uint64_t def, min, max;
-    int applied;
-    const char *help;
-};
-
-static const struct setting_def settings[NS_SETTING_COUNT] = {
-    [NS_SETTING_COPY_RATE] = {"copy_rate", "MB/s", NS_DEFAULT_COPY_RATE / NS_ADMIN_MB, 1,
-                              NS_ADMIN_MAX_RATE_MB, 1,
-                              "background copy cap of each copying dataserver (sent with "
-                              "every new copy)"},
-    [NS_SETTING_TASK_CAP] = {"task_cap", "tasks", NS_DEFAULT_TASK_CAP, 1, NS_MAX_TASK_CAP, 1,
-                             "running background tasks per server"},
-    [NS_SETTING_HB_TIMEOUT] = {"heartbeat_timeout", "ms", NS_DEFAULT_HB_TIMEOUT_MS,
-                               NS_ADMIN_MIN_HB_TIMEOUT_MS, NS_ADMIN_MAX_HB_TIMEOUT_MS, 1,
-                               "a server with no heartbeat for this long is down"},
-    [NS_SETTING_COMPACT_PCT] = {"compact_threshold", "%", NS_DEFAULT_COMPACT_PCT, 1, 100, 1,
-                                "deleted share of a sealed block that makes it compacted"},
-    [NS_SETTING_SCRUB_RATE] = {"scrub_rate", "MB/s", NS_ADMIN_DEFAULT_SCRUB_MB, 0,
-                               NS_ADMIN_MAX_RATE_MB, 1,
-                               "background checksum reading of each dataserver (sent with "
-                               "every heartbeat; 0: each keeps its --scrub-rate-mb)"},
-    [NS_SETTING_REBALANCE_BAND] = {"rebalance_band", "points", NS_ADMIN_DEFAULT_BAND, 1, 50, 1,
-                                   "how far a server's use % may stray from the cluster's "
-                                   "before blocks move"},
-};
-
-int ns_setting_find(const char *name)
-{
-    for (int k = 0; name && k < NS_SETTING_COUNT; k++)
-        if (strcmp(settings[k].name, name) == 0)
-            return k;
-    return -1;
-}
-
-const char *ns_setting_name(int k)
-{
-    return k >= 0 && k < NS_SETTING_COUNT ? settings[k].name : NULL;
-}
-
-int ns_setting_check(int k, uint64_t v)
-{
-    if (k < 0 || k >= NS_SETTING_COUNT || v < settings[k].min || v > settings[k].max)
-        return IMG_EINVAL;
-    return 0;
-}
-
-uint64_t ns_setting(const struct ns *ns, int k)
-{
-    switch (k) {
-    case NS_SETTING_COPY_RATE:
-        return ns->cfg.copy_rate ? ns->cfg.copy_rate / NS_ADMIN_MB : settings[k].def;
-    case NS_SETTING_TASK_CAP: return ns->cfg.task_cap ? ns->cfg.task_cap : settings[k].def;
-    case NS_SETTING_HB_TIMEOUT:
-        return ns->cfg.hb_timeout_ms ? ns->cfg.hb_timeout_ms : settings[k].def;
-    case NS_SETTING_COMPACT_PCT:
-        return ns->cfg.compact_pct ? ns->cfg.compact_pct : settings[k].def;
-    default: break;
-    }
-    if (k < 0 || k >= NS_SETTING_COUNT)
-        return 0;
-    return ns->meta.setting_set & (1u << k) ? ns->meta.setting[k] : settings[k].def;
-}
-
-/* Puts setting k = v into force (the ones the nameserver uses live in cfg). */
-static void setting_apply(struct ns *ns, int k, uint64_t v)
-{
-    switch (k) {
-    case NS_SETTING_COPY_RATE: ns->cfg.copy_rate = v * NS_ADMIN_MB; break;
-    case NS_SETTING_TASK_CAP: ns->cfg.task_cap = (uint32_t)v; break;
-    case NS_SETTING_HB_TIMEOUT: ns->cfg.hb_timeout_ms = v; break;
-    case NS_SETTING_COMPACT_PCT: ns->cfg.compact_pct = (uint32_t)v; break;
-    default: break; /* read with ns_setting() by whoever uses it */
-    }
-    ns->plan.kick = 1;
-}
-
-void ns_settings_load(struct ns *ns)
-{
-    for (int k = 0; k < NS_SETTING_COUNT; k++) {
-        if (!(ns->meta.setting_set & (1u << k)))
-            continue;
-        uint64_t was = ns_setting(ns, k), v = ns->meta.setting[k];
-        setting_apply(ns, k, v);
-        if (was != v && settings[k].applied)
-            log_info("setting %s = %" PRIu64 " %s from %s (the command line says %" PRIu64 ")",
-                     settings[k].name, v, settings[k].unit, NS_META_FILE, was);
-    }
-}
-
-uint64_t ns_admin_scrub_rate(const struct ns *ns)
-{
-    if (!(ns->meta.setting_set & (1u << NS_SETTING_SCRUB_RATE)))
-        return 0;
-    return ns->meta.setting[NS_SETTING_SCRUB_RATE] * NS_ADMIN_MB;
-}
 
 const char *ns_admin_block_state(const struct ns *ns, const struct ns_block *b)
 {
@@ -202,21 +103,15 @@ static void fill_block(const struct ns *ns, const struct ns_block *b, struct blo
     bm->m.replicas = bm->rp;
 }
 
-static void reply_err(struct conn *c, const struct frame *f, int err)
+static void reply_err(struct conn *c, const struct frame_header *h, int err)
 {
-    conn_reply(c, &f->h, err, NULL, NULL, 0, NULL);
+    conn_reply(c, h, err, NULL, NULL, 0, NULL);
 }
 
 static int valid_state(const char *s)
 {
     return strcmp(s, NS_STATE_WRITABLE) == 0 || strcmp(s, NS_STATE_SEALED) == 0 ||
            strcmp(s, NS_STATE_OPEN) == 0;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
 }
 
 /* Collects into *ids (malloc'd) the ids of blocks matching q, sorted. */
@@ -240,17 +135,13 @@ static int match_blocks(const struct ns *ns, const Imgstore__AdminListBlocks *q,
         (*ids)[(*n)++] = b->id;
     }
     if (*n > 1)
-        qsort(*ids, *n, sizeof(**ids), cmp_u64);
+        qsort(*ids, *n, sizeof(**ids), ns_cmp_u64);
     return 0;
 }
 
-static void handle_list(struct ns *ns, struct conn *c, const struct frame *f)
+static void handle_list(struct ns *ns, struct conn *c, const struct frame_header *h,
+        const Imgstore__AdminListBlocks *q)
 {
-    Imgstore__AdminListBlocks *q = imgstore__admin_list_blocks__unpack(NULL, f->h.head_len, f->head);
-    if (!q) {
-        reply_err(c, f, IMG_EPROTO);
-        return;
-    }
     uint64_t *ids = NULL;
     struct block_msg *bms = NULL;
     Imgstore__AdminBlock **bp = NULL;
@@ -287,27 +178,21 @@ static void handle_list(struct ns *ns, struct conn *c, const struct frame *f)
     r.blocks = bp;
     r.matched = n;
     r.replication = ns->meta.replicas;
-    conn_reply(c, &f->h, 0, &r.base, NULL, 0, NULL);
+    conn_reply(c, h, 0, &r.base, NULL, 0, NULL);
 out:
     if (rc)
-        reply_err(c, f, rc);
+        reply_err(c, h, rc);
     free(ids);
     free(bms);
     free(bp);
-    imgstore__admin_list_blocks__free_unpacked(q, NULL);
 }
 
-static void handle_info(struct ns *ns, struct conn *c, const struct frame *f)
+static void handle_info(struct ns *ns, struct conn *c, const struct frame_header *h,
+        const Imgstore__AdminBlockInfo *q)
 {
-    Imgstore__AdminBlockInfo *q = imgstore__admin_block_info__unpack(NULL, f->h.head_len, f->head);
-    if (!q) {
-        reply_err(c, f, IMG_EPROTO);
-        return;
-    }
     const struct ns_block *b = ns_blocks_get(&ns->blocks, q->block_id);
-    imgstore__admin_block_info__free_unpacked(q, NULL);
     if (!b) {
-        reply_err(c, f, IMG_ENOTFOUND);
+        reply_err(c, h, IMG_ENOTFOUND);
         return;
     }
     struct block_msg bm;
@@ -315,21 +200,16 @@ static void handle_info(struct ns *ns, struct conn *c, const struct frame *f)
     Imgstore__AdminBlockInfoResp r = IMGSTORE__ADMIN_BLOCK_INFO_RESP__INIT;
     r.block = &bm.m;
     r.replication = ns->meta.replicas;
-    conn_reply(c, &f->h, 0, &r.base, NULL, 0, NULL);
+    conn_reply(c, h, 0, &r.base, NULL, 0, NULL);
 }
 
-static void handle_rates(struct ns *ns, struct conn *c, const struct frame *f)
+static void handle_rates(struct ns *ns, struct conn *c, const struct frame_header *h,
+        const Imgstore__AdminServerRates *q)
 {
-    Imgstore__AdminServerRates *q = imgstore__admin_server_rates__unpack(NULL, f->h.head_len, f->head);
-    if (!q) {
-        reply_err(c, f, IMG_EPROTO);
-        return;
-    }
-    imgstore__admin_server_rates__free_unpacked(q, NULL);
     Imgstore__AdminServerRate *rs = calloc(ns->nservers + 1, sizeof(*rs));
     Imgstore__AdminServerRate **rp = calloc(ns->nservers + 1, sizeof(*rp));
     if (!rs || !rp) {
-        reply_err(c, f, -ENOMEM);
+        reply_err(c, h, -ENOMEM);
         goto out;
     }
     for (size_t i = 0; i < ns->nservers; i++) {
@@ -343,7 +223,7 @@ static void handle_rates(struct ns *ns, struct conn *c, const struct frame *f)
     Imgstore__AdminServerRatesResp r = IMGSTORE__ADMIN_SERVER_RATES_RESP__INIT;
     r.n_rates = ns->nservers;
     r.rates = rp;
-    conn_reply(c, &f->h, 0, &r.base, NULL, 0, NULL);
+    conn_reply(c, h, 0, &r.base, NULL, 0, NULL);
 out:
     free(rs);
     free(rp);
@@ -354,67 +234,53 @@ static uint64_t now_of(const struct ns *ns)
     return ns->loop ? uv_now(ns->loop) : 0;
 }
 
-static void handle_cancel(struct ns *ns, struct conn *c, const struct frame *f)
+static void handle_cancel(struct ns *ns, struct conn *c, const struct frame_header *h,
+        const Imgstore__AdminCancelTask *q)
 {
-    Imgstore__AdminCancelTask *q = imgstore__admin_cancel_task__unpack(NULL, f->h.head_len, f->head);
-    if (!q) {
-        reply_err(c, f, IMG_EPROTO);
-        return;
-    }
     int rc = ns_plan_cancel(ns, q->task_id, now_of(ns));
-    imgstore__admin_cancel_task__free_unpacked(q, NULL);
     Imgstore__AdminCancelTaskResp r = IMGSTORE__ADMIN_CANCEL_TASK_RESP__INIT;
-    conn_reply(c, &f->h, rc, rc ? NULL : &r.base, NULL, 0, NULL);
+    conn_reply(c, h, rc, rc ? NULL : &r.base, NULL, 0, NULL);
 }
 
-static void handle_readonly(struct ns *ns, struct conn *c, const struct frame *f)
+static void handle_readonly(struct ns *ns, struct conn *c, const struct frame_header *h,
+        const Imgstore__AdminReadonly *q)
 {
-    Imgstore__AdminReadonly *q = imgstore__admin_readonly__unpack(NULL, f->h.head_len, f->head);
-    if (!q) {
-        reply_err(c, f, IMG_EPROTO);
-        return;
-    }
     struct ns_server *s = q->server_id ? ns_registry_find(ns, q->server_id) : NULL;
     int on = q->readonly, rc = s ? 0 : IMG_ENOTFOUND;
-    imgstore__admin_readonly__free_unpacked(q, NULL);
     if (rc == 0 && !ns_meta_is_readonly(&ns->meta, s->id) != !on) {
         if ((rc = ns_meta_set_readonly(&ns->meta, s->id, on)) == 0)
             log_info("server %s %s read-only by an operator", s->id, on ? "made" : "no longer");
     }
     if (rc) {
-        reply_err(c, f, rc);
+        reply_err(c, h, rc);
         return;
     }
     s->readonly = s->ds_readonly || on;
     Imgstore__AdminReadonlyResp r = IMGSTORE__ADMIN_READONLY_RESP__INIT;
     r.readonly = on;
     r.server_readonly = s->ds_readonly;
-    conn_reply(c, &f->h, 0, &r.base, NULL, 0, NULL);
+    conn_reply(c, h, 0, &r.base, NULL, 0, NULL);
 }
 
 /* Fills one AdminSetting (strings borrowed from the static table). */
 static void fill_setting(const struct ns *ns, int k, Imgstore__AdminSetting *m)
 {
     imgstore__admin_setting__init(m);
-    m->key = (char *)settings[k].name;
+    const struct ns_setting_def *d = ns_setting_def(k);
+    m->key = (char *)d->name;
     m->value = ns_setting(ns, k);
-    m->default_value = settings[k].def;
-    m->min = settings[k].min;
-    m->max = settings[k].max;
-    m->unit = (char *)settings[k].unit;
+    m->default_value = d->def;
+    m->min = d->min;
+    m->max = d->max;
+    m->unit = (char *)d->unit;
     m->persisted = (ns->meta.setting_set & (1u << k)) != 0;
-    m->applied = settings[k].applied;
-    m->help = (char *)settings[k].help;
+    m->applied = d->applied;
+    m->help = (char *)d->help;
 }
 
-static void handle_settings(struct ns *ns, struct conn *c, const struct frame *f)
+static void handle_settings(struct ns *ns, struct conn *c, const struct frame_header *h,
+        const Imgstore__AdminSettings *q)
 {
-    Imgstore__AdminSettings *q = imgstore__admin_settings__unpack(NULL, f->h.head_len, f->head);
-    if (!q) {
-        reply_err(c, f, IMG_EPROTO);
-        return;
-    }
-    imgstore__admin_settings__free_unpacked(q, NULL);
     Imgstore__AdminSetting ms[NS_SETTING_COUNT], *mp[NS_SETTING_COUNT];
     for (int k = 0; k < NS_SETTING_COUNT; k++) {
         fill_setting(ns, k, &ms[k]);
@@ -423,54 +289,47 @@ static void handle_settings(struct ns *ns, struct conn *c, const struct frame *f
     Imgstore__AdminSettingsResp r = IMGSTORE__ADMIN_SETTINGS_RESP__INIT;
     r.n_settings = NS_SETTING_COUNT;
     r.settings = mp;
-    conn_reply(c, &f->h, 0, &r.base, NULL, 0, NULL);
+    conn_reply(c, h, 0, &r.base, NULL, 0, NULL);
 }
 
-static void handle_set(struct ns *ns, struct conn *c, const struct frame *f)
+static void handle_set(struct ns *ns, struct conn *c, const struct frame_header *h,
+        const Imgstore__AdminSetSetting *q)
 {
-    Imgstore__AdminSetSetting *q = imgstore__admin_set_setting__unpack(NULL, f->h.head_len, f->head);
-    if (!q) {
-        reply_err(c, f, IMG_EPROTO);
-        return;
-    }
     int k = ns_setting_find(q->key);
     uint64_t v = q->value;
-    imgstore__admin_set_setting__free_unpacked(q, NULL);
     int rc = k < 0 ? IMG_ENOTFOUND : ns_setting_check(k, v);
     if (rc == 0)
         rc = ns_meta_set_setting(&ns->meta, k, v);
     if (rc) {
-        reply_err(c, f, rc);
+        reply_err(c, h, rc);
         return;
     }
     uint64_t was = ns_setting(ns, k);
-    setting_apply(ns, k, v);
-    log_info("setting %s = %" PRIu64 " %s (was %" PRIu64 ")%s", settings[k].name, v,
-             settings[k].unit, was, settings[k].applied ? "" : "; stored, not used yet");
+    const struct ns_setting_def *d = ns_setting_def(k);
+    ns_settings_apply(ns, k, v);
+    log_info("setting %s = %" PRIu64 " %s (was %" PRIu64 ")%s", d->name, v, d->unit, was,
+             d->applied ? "" : "; stored, not used yet");
     Imgstore__AdminSetting m;
     fill_setting(ns, k, &m);
     Imgstore__AdminSetSettingResp r = IMGSTORE__ADMIN_SET_SETTING_RESP__INIT;
     r.setting = &m;
-    conn_reply(c, &f->h, 0, &r.base, NULL, 0, NULL);
+    conn_reply(c, h, 0, &r.base, NULL, 0, NULL);
 }
 
-int ns_admin_handle(struct ns *ns, struct conn *c, const struct frame *f)
+int ns_admin_handle(struct ns *ns, struct conn *c, const struct frame_header *h,
+                    const ProtobufCMessage *m)
 {
-    void (*handler)(struct ns *, struct conn *, const struct frame *);
-    switch (f->h.type) {
-    case FT_ADMIN_LIST_BLOCKS: handler = handle_list; break;
-    case FT_ADMIN_BLOCK_INFO: handler = handle_info; break;
-    case FT_ADMIN_SERVER_RATES: handler = handle_rates; break;
-    case FT_ADMIN_CANCEL_TASK: handler = handle_cancel; break;
-    case FT_ADMIN_READONLY: handler = handle_readonly; break;
-    case FT_ADMIN_SETTINGS: handler = handle_settings; break;
-    case FT_ADMIN_SET_SETTING: handler = handle_set; break;
+    switch (h->type) {
+    case FT_ADMIN_LIST_BLOCKS: handle_list(ns, c, h, (const Imgstore__AdminListBlocks *)m); break;
+    case FT_ADMIN_BLOCK_INFO: handle_info(ns, c, h, (const Imgstore__AdminBlockInfo *)m); break;
+    case FT_ADMIN_SERVER_RATES:
+        handle_rates(ns, c, h, (const Imgstore__AdminServerRates *)m);
+        break;
+    case FT_ADMIN_CANCEL_TASK: handle_cancel(ns, c, h, (const Imgstore__AdminCancelTask *)m); break;
+    case FT_ADMIN_READONLY: handle_readonly(ns, c, h, (const Imgstore__AdminReadonly *)m); break;
+    case FT_ADMIN_SETTINGS: handle_settings(ns, c, h, (const Imgstore__AdminSettings *)m); break;
+    case FT_ADMIN_SET_SETTING: handle_set(ns, c, h, (const Imgstore__AdminSetSetting *)m); break;
     default: return 0;
     }
-    if (f->h.body_len != 0) {
-        reply_err(c, f, IMG_EPROTO); /* admin requests carry no body */
-        return 1;
-    }
-    handler(ns, c, f);
     return 1;
 }

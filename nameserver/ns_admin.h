@@ -1,8 +1,8 @@
 /* ns_admin.h - the nameserver's admin requests: the read-only LIST_BLOCKS,
  * BLOCK_INFO and SERVER_RATES, the operator's CANCEL_TASK, READONLY,
  * SETTINGS and SET_SETTING, and the block classification they share with
- * the metrics and the status page (ns_http.c). The runtime settings'
- * functions (ns_setting*) are declared in ns.h, for ns_meta.c.
+ * the metrics and the status page (ns_http.c). The runtime settings
+ * themselves are ns_settings.c's (declared in ns.h).
  *
  * Everything here runs on the loop thread. */
 #ifndef IMG_NS_ADMIN_H
@@ -11,21 +11,9 @@
 #include "nameserver/ns.h"
 
 struct conn;
-struct frame;
+struct frame_header;
 
 #define NS_ADMIN_LIST_MAX 10000 /* blocks per LIST_BLOCKS answer */
-
-/* Runtime settings (ns_admin.c): units, ranges, defaults of the new ones. */
-#define NS_ADMIN_MB 1000000ull                /* settings' MB/s are decimal */
-#define NS_ADMIN_MAX_RATE_MB 100000           /* copy_rate, scrub_rate */
-#define NS_ADMIN_MIN_HB_TIMEOUT_MS (2 * NS_HEARTBEAT_MS)
-#define NS_ADMIN_MAX_HB_TIMEOUT_MS (3600ull * 1000)
-#define NS_ADMIN_DEFAULT_SCRUB_MB 10
-#define NS_ADMIN_DEFAULT_BAND 5
-
-/* The scrub_rate setting as sent in every HeartbeatResp: bytes/s, or 0 when
- * no operator set it (or set 0), so each dataserver keeps --scrub-rate-mb. */
-uint64_t ns_admin_scrub_rate(const struct ns *ns);
 
 /* A block's state and health, as shown by ds-admin and the metrics. */
 #define NS_STATE_WRITABLE "writable" /* the pool may hand it out */
@@ -50,10 +38,12 @@ struct ns_admin_totals {
 };
 void ns_admin_totals(const struct ns *ns, struct ns_admin_totals *t);
 
-/* Answers an admin request on `c` when f's type is one of FT_ADMIN_* (a
- * change is persisted in ns.meta before it is applied and answered); every
- * unpacked message is freed before it returns. Returns 1 when the frame was
- * handled (answered), 0 when its type is not an admin one. */
-int ns_admin_handle(struct ns *ns, struct conn *c, const struct frame *f);
+/* Answers the admin request `m` (unpacked by ns_rpc.c as h->type's head
+ * message, which it frees after) on `c` when h->type is FT_ADMIN_LIST_BLOCKS
+ * .. FT_ADMIN_SET_SETTING (a change is persisted in ns.meta before it is
+ * applied and answered). Returns 1 when answered, 0 when the type is not one
+ * of these. */
+int ns_admin_handle(struct ns *ns, struct conn *c, const struct frame_header *h,
+                    const ProtobufCMessage *m);
 
 #endif

@@ -23,7 +23,11 @@
  * (the source as if its copy were gone, the target as if it had it), and a
  * move is planned only when the target ends no fuller than the source,
  * which makes sum(used^2 / capacity) fall with every move: no oscillation,
- * and the balance stops when every server is in the band or no move helps. */
+ * and the balance stops when every server is in the band or no move helps.
+ *
+ * Policy layer, the planner's last step: calls the map, the registry, the
+ * settings, the bad list and the planner's task list (ns_plan_start_copy,
+ * ns_plan_task); ADMIN_REBALANCE arrives unpacked from ns_rpc.c. */
 #include "nameserver/ns.h"
 #include "nameserver/ns_admin.h"
 
@@ -38,27 +42,12 @@
 
 #define PCT 100.0
 
-static struct ns_server *srv(const struct ns *ns, uint16_t idx)
-{
-    return idx < ns->nservers ? ns->servers[idx] : NULL;
-}
-
-static uint32_t task_cap(const struct ns *ns)
-{
-    return ns->cfg.task_cap ? ns->cfg.task_cap : NS_DEFAULT_TASK_CAP;
-}
-
 /* Moves a server may take part in at once: half its task cap. */
 static unsigned move_cap(const struct ns *ns)
 {
-    return task_cap(ns) / 2;
+    return ns_settings_task_cap(ns) / 2;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
 
 double ns_balance_fraction(const struct ns_bal_server *s)
 {
@@ -129,7 +118,7 @@ static void moves_follow(struct ns *ns, uint64_t now)
             why = "the new copy is gone";
         else if (!why && has_from && now >= m->copied_ms + NS_BAL_DELETE_WAIT_MS)
             why = "the source kept its copy";
-        struct ns_server *f = srv(ns, m->from), *t = srv(ns, m->to);
+        struct ns_server *f = ns_registry_at(ns, m->from), *t = ns_registry_at(ns, m->to);
         if (!why && has_from) {
             i++;
             continue;
@@ -209,7 +198,7 @@ static uint64_t *busy_blocks(const struct ns *ns, uint64_t now, size_t *n)
             v[(*n)++] = t->block_id;
     }
     if (v && *n > 1)
-        qsort(v, *n, sizeof(*v), cmp_u64);
+        qsort(v, *n, sizeof(*v), ns_cmp_u64);
     return v;
 }
 
@@ -243,11 +232,11 @@ static int scan_blocks(struct ns *ns, struct bal *st, const uint64_t *busy, size
             continue;
         unsigned good = 0, complete = 0;
         for (unsigned k = 0; k < b->nrep; k++) {
-            struct ns_server *h = srv(ns, b->rep[k]);
+            struct ns_server *h = ns_registry_at(ns, b->rep[k]);
             if (!h)
                 continue;
             st->sv[h->idx].used += b->rsize[k];
-            if (h->up && !h->draining && !ns_compact_is_bad(ns, b->id, h->idx)) {
+            if (h->up && !h->draining && !ns_bad_has(ns, b->id, h->idx)) {
                 good++;
                 complete += b->rsize[k] == b->size;
             }
@@ -259,7 +248,7 @@ static int scan_blocks(struct ns *ns, struct bal *st, const uint64_t *busy, size
         if (!b->sealed || b->size == 0 || b->nrep != ns->meta.replicas || good != b->nrep ||
             complete != b->nrep || b->primary == NS_NO_PRIMARY || b->primary >= b->nrep)
             continue;
-        if (nbusy && bsearch(&b->id, busy, nbusy, sizeof(*busy), cmp_u64))
+        if (nbusy && bsearch(&b->id, busy, nbusy, sizeof(*busy), ns_cmp_u64))
             continue;
         if (move_of(ns, b->id))
             continue;
@@ -363,7 +352,7 @@ static int bal_build(struct ns *ns, uint64_t now, struct bal *st)
         }
     st->mean = capacity ? (double)used / (double)capacity : 0.0;
     st->band = (double)ns_setting(ns, NS_SETTING_REBALANCE_BAND) / PCT;
-    unsigned mcap = move_cap(ns), tcap = task_cap(ns);
+    unsigned mcap = move_cap(ns), tcap = ns_settings_task_cap(ns);
     for (size_t i = 0; i < st->n; i++) {
         struct ns_bal_server *v = &st->sv[i];
         double f = ns_balance_fraction(v);
@@ -536,7 +525,7 @@ void ns_balance_plan(struct ns *ns, uint64_t now_ms)
     struct ns_bal_plan p;
     while (bal_next(&st, 1, &p)) {
         struct ns_block *b = ns_blocks_get(&ns->blocks, p.block_id);
-        struct ns_server *s = srv(ns, p.from), *d = srv(ns, p.to);
+        struct ns_server *s = ns_registry_at(ns, p.from), *d = ns_registry_at(ns, p.to);
         if (!b || !s || !d || (ns->loop && !d->conn))
             continue;
         uint64_t id = ns_plan_start_copy(ns, b, s, d, NS_BAL_REASON, now_ms);
@@ -567,11 +556,11 @@ struct ns_server *ns_balance_victim(const struct ns *ns, const struct ns_block *
     const struct ns_bal_move *m = installed_move(ns, b);
     if (!m)
         return dflt;
-    struct ns_server *s = srv(ns, m->from);
+    struct ns_server *s = ns_registry_at(ns, m->from);
     int slot = s ? ns_block_find_rep(b, s->idx) : -1;
     if (slot < 0 || b->primary == slot)
         return dflt; /* gone already, or promoted since: the usual rule decides */
-    return s->up && s->tasks < task_cap(ns) ? s : NULL;
+    return s->up && s->tasks < ns_settings_task_cap(ns) ? s : NULL;
 }
 
 const char *ns_balance_reason(const struct ns *ns, const struct ns_block *b,
@@ -592,7 +581,7 @@ void ns_balance_free(struct ns *ns)
 static char *server_name(const struct ns *ns, uint16_t idx)
 {
     static char unknown[] = "?";
-    struct ns_server *s = srv(ns, idx);
+    struct ns_server *s = ns_registry_at(ns, idx);
     return s ? s->id : unknown;
 }
 
@@ -616,16 +605,10 @@ static void fill_servers(const struct ns_bal_view *v, Imgstore__RebalanceServer 
     }
 }
 
-void ns_balance_handle(struct ns *ns, struct conn *c, const struct frame *f)
+void ns_balance_handle(struct ns *ns, struct conn *c, const struct frame_header *h,
+        const Imgstore__AdminRebalance *q)
 {
-    Imgstore__AdminRebalance *q =
-        f->h.body_len ? NULL : imgstore__admin_rebalance__unpack(NULL, f->h.head_len, f->head);
-    if (!q) {
-        conn_reply(c, &f->h, IMG_EPROTO, NULL, NULL, 0, NULL);
-        return;
-    }
     int dry = q->dry_run;
-    imgstore__admin_rebalance__free_unpacked(q, NULL);
     uint64_t now = ns->loop ? uv_now(ns->loop) : 0;
     if (!dry) {
         log_info("balance: a pass asked for by an operator");
@@ -634,7 +617,7 @@ void ns_balance_handle(struct ns *ns, struct conn *c, const struct frame *f)
     struct ns_bal_view v;
     int rc = ns_balance_view(ns, now, &v);
     if (rc != 0) {
-        conn_reply(c, &f->h, rc, NULL, NULL, 0, NULL);
+        conn_reply(c, h, rc, NULL, NULL, 0, NULL);
         return;
     }
     size_t nm = ns->bal.nmoves + v.nplan;
@@ -643,7 +626,7 @@ void ns_balance_handle(struct ns *ns, struct conn *c, const struct frame *f)
     Imgstore__RebalanceMove *mv = calloc(nm + 1, sizeof(*mv));
     Imgstore__RebalanceMove **mvp = calloc(nm + 1, sizeof(*mvp));
     if (!ms || !msp || !mv || !mvp) {
-        conn_reply(c, &f->h, -ENOMEM, NULL, NULL, 0, NULL);
+        conn_reply(c, h, -ENOMEM, NULL, NULL, 0, NULL);
         goto out;
     }
     fill_servers(&v, ms, msp);
@@ -682,9 +665,9 @@ void ns_balance_handle(struct ns *ns, struct conn *c, const struct frame *f)
     r.bytes_moved = ns->bal.bytes_moved;
     r.moves_done = ns->bal.moves_done;
     r.moves_failed = ns->bal.moves_failed;
-    r.copy_rate = ns->cfg.copy_rate ? ns->cfg.copy_rate : NS_DEFAULT_COPY_RATE;
+    r.copy_rate = ns_settings_copy_rate(ns);
     r.stuck = !v.balanced && v.nplan == 0 && ns->bal.nmoves == 0;
-    conn_reply(c, &f->h, 0, &r.base, NULL, 0, NULL);
+    conn_reply(c, h, 0, &r.base, NULL, 0, NULL);
 out:
     free(ms);
     free(msp);

@@ -10,6 +10,12 @@
  * Storage is one open-addressing hash table with linear probing and
  * backward-shift deletion: 96 bytes per slot, load kept under 70 %.
  *
+ * The map decides nothing: applying a report only records, per entry, what
+ * the modules above must act on (struct ns_block_change: a stale unsealed
+ * copy, a corrupt copy, the reporter's view of a sealed block's set, an open
+ * block for the pool); ns_hb.c hands that to the planner, the bad list and
+ * the pool. Calls only ns_meta.c (block ids) and ns_bad.c (good replicas).
+ *
  * Replica-set versions: every change of a sealed block's set the nameserver
  * makes (ns_plan.c) bumps b->ver and is sent with SET_REPLICAS; dataservers
  * save it and report it. After a restart the nameserver learns the highest
@@ -187,7 +193,7 @@ unsigned ns_block_good_reps(const struct ns *ns, const struct ns_block *b)
     unsigned n = 0;
     for (unsigned i = 0; i < b->nrep; i++)
         if (b->rep[i] < ns->nservers && ns->servers[b->rep[i]]->up && !ns_block_is_unready(b, i) &&
-            !ns_compact_is_bad(ns, b->id, b->rep[i]))
+            !ns_bad_has(ns, b->id, b->rep[i]))
             n++;
     return n;
 }
@@ -210,9 +216,33 @@ static int lists(const Imgstore__BlockInfo *bi, const char *id)
     return 0;
 }
 
-/* Applies one BlockInfo from s. Returns 0, 1 when the entry was skipped, or a
- * negative error. */
-static int apply_block(struct ns *ns, struct ns_server *s, const Imgstore__BlockInfo *bi)
+/* Appends a zeroed record for block `id` to ch. Returns it, or NULL. */
+static struct ns_block_change *change_add(struct ns_block_changes *ch, uint64_t id)
+{
+    if (ch->n == ch->cap) {
+        size_t ncap = ch->cap ? ch->cap * 2 : 16;
+        struct ns_block_change *n = realloc(ch->v, ncap * sizeof(*n));
+        if (!n)
+            return NULL;
+        ch->v = n;
+        ch->cap = ncap;
+    }
+    struct ns_block_change *c = &ch->v[ch->n++];
+    memset(c, 0, sizeof(*c));
+    c->block_id = id;
+    return c;
+}
+
+void ns_block_changes_free(struct ns_block_changes *ch)
+{
+    free(ch->v);
+    memset(ch, 0, sizeof(*ch));
+}
+
+/* Applies one BlockInfo from s, recording what the modules above must act on
+ * in ch. Returns 0, 1 when the entry was skipped, or a negative error. */
+static int apply_block(struct ns *ns, struct ns_server *s, const Imgstore__BlockInfo *bi,
+                       struct ns_block_changes *ch)
 {
     if (!bi || bi->block_id == 0 || bi->block_id > NS_MAX_BLOCK_ID)
         return 1;
@@ -228,6 +258,9 @@ static int apply_block(struct ns *ns, struct ns_server *s, const Imgstore__Block
                  NS_BLOCK_SLOTS, s->id);
         return 1;
     }
+    struct ns_block_change *chg = change_add(ch, b->id);
+    if (!chg)
+        return -ENOMEM;
     b->rver[slot] = bi->set_version;
     if (bi->set_version > b->ver) {
         /* A newer set than we knew (we restarted): the set we kept is of an
@@ -259,11 +292,10 @@ static int apply_block(struct ns *ns, struct ns_server *s, const Imgstore__Block
     else if (!bi->primary && b->primary == slot && !b->sealed)
         b->primary = NS_NO_PRIMARY;
     if (b->sealed && !bi->sealed && !bi->corrupt)
-        ns_plan_seal_on(ns, b->id, s); /* a stale copy must not take writes */
+        chg->stale_unsealed = 1; /* a stale copy must not take writes */
     if (bi->sealed || bi->corrupt)
         b->sealed = 1;
-    if (bi->corrupt)
-        ns_compact_mark_bad(ns, b->id, s->idx, "it reports a bad record");
+    chg->corrupt = bi->corrupt != 0;
     b->rsize[slot] = bi->size;
     if (!b->sealed)
         b->inset |= (uint8_t)(1u << slot); /* writable: the set CREATE_BLOCK gave */
@@ -282,17 +314,10 @@ static int apply_block(struct ns *ns, struct ns_server *s, const Imgstore__Block
     for (unsigned i = 0; i < b->nrep; i++)
         if (b->rsize[i] > b->size && !ns_block_is_old(b, i))
             b->size = b->rsize[i];
-    if (b->sealed)
-        ns_plan_check_view(ns, b, s, bi->primary, bi->replicas, bi->n_replicas);
-    if (!b->sealed && ns_pool_add(ns, b) != 0)
-        return -ENOMEM;
+    chg->claims_primary = bi->primary != 0;
+    chg->ids = bi->replicas;
+    chg->nids = bi->n_replicas;
     return 0;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
 }
 
 /* Collects the ids of every block s holds. Caller frees *out. */
@@ -314,7 +339,7 @@ static int held_by(struct ns *ns, struct ns_server *s, uint64_t **out, size_t *n
 
 /* Full report: s now holds exactly the listed blocks. */
 static int apply_full(struct ns *ns, struct ns_server *s, const Imgstore__Heartbeat *hb,
-                      size_t *skipped)
+                      size_t *skipped, struct ns_block_changes *ch)
 {
     uint64_t *old = NULL, *listed = NULL;
     size_t nold = 0, nlisted = 0;
@@ -327,7 +352,7 @@ static int apply_full(struct ns *ns, struct ns_server *s, const Imgstore__Heartb
         goto out;
     }
     for (size_t i = 0; i < hb->n_blocks; i++) {
-        rc = apply_block(ns, s, hb->blocks[i]);
+        rc = apply_block(ns, s, hb->blocks[i], ch);
         if (rc < 0)
             goto out;
         if (rc == 1)
@@ -337,9 +362,9 @@ static int apply_full(struct ns *ns, struct ns_server *s, const Imgstore__Heartb
     }
     rc = 0;
     if (nlisted > 1)
-        qsort(listed, nlisted, sizeof(*listed), cmp_u64);
+        qsort(listed, nlisted, sizeof(*listed), ns_cmp_u64);
     for (size_t i = 0; i < nold; i++)
-        if (!nlisted || !bsearch(&old[i], listed, nlisted, sizeof(*listed), cmp_u64))
+        if (!nlisted || !bsearch(&old[i], listed, nlisted, sizeof(*listed), ns_cmp_u64))
             block_remove_rep(ns, old[i], s);
 out:
     free(old);
@@ -348,15 +373,15 @@ out:
 }
 
 int ns_blocks_apply_report(struct ns *ns, struct ns_server *s, const Imgstore__Heartbeat *hb,
-                           size_t *skipped)
+                           size_t *skipped, struct ns_block_changes *ch)
 {
     size_t dummy = 0;
     if (!skipped)
         skipped = &dummy;
     if (hb->full_report)
-        return apply_full(ns, s, hb, skipped);
+        return apply_full(ns, s, hb, skipped, ch);
     for (size_t i = 0; i < hb->n_blocks; i++) {
-        int rc = apply_block(ns, s, hb->blocks[i]);
+        int rc = apply_block(ns, s, hb->blocks[i], ch);
         if (rc < 0)
             return rc;
         if (rc == 1)
@@ -367,11 +392,12 @@ int ns_blocks_apply_report(struct ns *ns, struct ns_server *s, const Imgstore__H
     return 0;
 }
 
-int ns_blocks_add_created(struct ns *ns, uint64_t id, struct ns_server *const *reps, unsigned n)
+struct ns_block *ns_blocks_add_created(struct ns *ns, uint64_t id, struct ns_server *const *reps,
+                                       unsigned n)
 {
     struct ns_block *b = ns_blocks_put(&ns->blocks, id);
     if (!b)
-        return -ENOMEM;
+        return NULL;
     for (unsigned i = 0; i < n; i++) {
         int slot = ns_block_add_rep(ns, b, reps[i]);
         if (i == 0 && slot >= 0)
@@ -379,7 +405,7 @@ int ns_blocks_add_created(struct ns *ns, uint64_t id, struct ns_server *const *r
         if (slot >= 0)
             b->inset |= (uint8_t)(1u << slot);
     }
-    return ns_pool_add(ns, b);
+    return b;
 }
 
 void ns_block_remove_rep(struct ns *ns, uint64_t id, struct ns_server *s)

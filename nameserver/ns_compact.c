@@ -14,8 +14,9 @@
  *      successful answer are marked bad and the planner replaces them by
  *      copies of a good one. Finally COMPACT_BLOCK{release} ends the delete
  *      hold on every holder.
- * Bad replicas also come from block reports (corrupt = a bad record found by
- * the scrubber, recovery or a compaction read). */
+ * Differing replicas are marked in the bad-replica list (ns_bad.c), which
+ * this module prunes at each planner pass. Calls the map, the registry, the
+ * settings, the bad list and the planner's task list (ns_plan_task_add). */
 #include "nameserver/ns.h"
 
 #include "net/conn.h"
@@ -28,54 +29,6 @@
 #include <string.h>
 
 static const char REASON_COMPACT[] = "deleted bytes";
-
-/* ---- bad replicas ------------------------------------------------------- */
-
-int ns_compact_is_bad(const struct ns *ns, uint64_t block_id, uint16_t server)
-{
-    for (size_t i = 0; i < ns->nbad; i++)
-        if (ns->bad[i].block_id == block_id && ns->bad[i].server == server)
-            return 1;
-    return 0;
-}
-
-void ns_compact_mark_bad(struct ns *ns, uint64_t block_id, uint16_t server, const char *why)
-{
-    if (ns_compact_is_bad(ns, block_id, server))
-        return;
-    if (ns->nbad == ns->bad_cap) {
-        size_t ncap = ns->bad_cap ? ns->bad_cap * 2 : 16;
-        struct ns_bad *n = realloc(ns->bad, ncap * sizeof(*n));
-        if (!n)
-            return;
-        ns->bad = n;
-        ns->bad_cap = ncap;
-    }
-    ns->bad[ns->nbad++] = (struct ns_bad){.block_id = block_id, .server = server};
-    log_warn("block %" PRIu64 ": the copy on %s is bad (%s); it will be replaced from a good "
-             "replica",
-             block_id, server < ns->nservers ? ns->servers[server]->id : "?", why);
-    ns->plan.kick = 1;
-}
-
-/* Forgets marks of copies the map no longer has. */
-static void bad_prune(struct ns *ns)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < ns->nbad; i++) {
-        const struct ns_block *b = ns_blocks_get(&ns->blocks, ns->bad[i].block_id);
-        if (b && ns_block_find_rep(b, ns->bad[i].server) >= 0)
-            ns->bad[k++] = ns->bad[i];
-    }
-    ns->nbad = k;
-}
-
-void ns_compact_free(struct ns *ns)
-{
-    free(ns->bad);
-    ns->bad = NULL;
-    ns->nbad = ns->bad_cap = 0;
-}
 
 /* ---- one compaction ------------------------------------------------------- */
 
@@ -100,10 +53,6 @@ struct call {
     unsigned i;
 };
 
-static struct ns_server *server_of(const struct ns *ns, uint16_t idx)
-{
-    return idx < ns->nservers ? ns->servers[idx] : NULL;
-}
 
 static int status_of(int status, const struct frame *f)
 {
@@ -120,7 +69,7 @@ static void ignore_reply(int status, const struct frame *f, void *arg)
 static void send_release(struct job *j)
 {
     for (unsigned i = 0; i < j->n; i++) {
-        struct ns_server *s = server_of(j->ns, j->a[i].server);
+        struct ns_server *s = ns_registry_at(j->ns, j->a[i].server);
         if (!s || !s->up || !s->conn)
             continue;
         Imgstore__CompactBlock m = IMGSTORE__COMPACT_BLOCK__INIT;
@@ -139,7 +88,7 @@ static void send_release(struct job *j)
 static void job_hold_servers(struct job *j, int delta)
 {
     for (unsigned i = 0; i < j->n; i++) {
-        struct ns_server *s = server_of(j->ns, j->a[i].server);
+        struct ns_server *s = ns_registry_at(j->ns, j->a[i].server);
         if (!s || j->a[i].server == j->counted)
             continue;
         if (delta > 0)
@@ -210,7 +159,7 @@ static void compact_judge(struct job *j)
         const struct answer *x = &j->a[i], *r = &j->a[ref];
         if (x->status != 0 || x->size != r->size || x->crc != r->crc) {
             differ = 1;
-            ns_compact_mark_bad(ns, j->block_id, x->server,
+            ns_bad_mark(ns, j->block_id, x->server,
                                 x->status ? "its compaction failed while others succeeded"
                                           : "its compacted copy differs from the others");
         }
@@ -266,7 +215,7 @@ static void send_all(struct job *j, unsigned type, const ProtobufCMessage *msg,
 {
     j->pending = 1; /* held while sending */
     for (unsigned i = 0; i < j->n; i++) {
-        struct ns_server *s = server_of(j->ns, j->a[i].server);
+        struct ns_server *s = ns_registry_at(j->ns, j->a[i].server);
         struct call *c = malloc(sizeof(*c));
         int rc = !c ? -ENOMEM : !s || !s->up || !s->conn ? IMG_ECONN : 0;
         if (rc == 0) {
@@ -368,29 +317,24 @@ static int wants_compact(const struct ns *ns, const struct ns_block *b, uint32_t
     if (!b->sealed || b->nrep == 0 || b->size <= NS_MIN_BLOCK_SIZE / 1024 ||
         b->deleted_bytes * 100 < (uint64_t)pct * b->size)
         return 0;
-    uint32_t cap = ns->cfg.task_cap ? ns->cfg.task_cap : NS_DEFAULT_TASK_CAP;
+    uint32_t cap = ns_settings_task_cap(ns);
     for (unsigned i = 0; i < b->nrep; i++) {
-        const struct ns_server *s = server_of(ns, b->rep[i]);
+        const struct ns_server *s = ns_registry_at(ns, b->rep[i]);
         if (!s || !s->up || !s->conn || s->draining || s->tasks >= cap ||
-            ns_compact_is_bad(ns, b->id, s->idx) || ns_block_is_unready(b, i))
+            ns_bad_has(ns, b->id, s->idx) || ns_block_is_unready(b, i))
             return 0;
     }
     return b->nrep >= ns->meta.replicas;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
 
 void ns_compact_plan(struct ns *ns, uint64_t now_ms, const uint64_t *busy, size_t nbusy)
 {
-    uint32_t pct = ns->cfg.compact_pct ? ns->cfg.compact_pct : NS_DEFAULT_COMPACT_PCT;
-    bad_prune(ns);
+    uint32_t pct = ns_settings_compact_pct(ns);
+    ns_bad_prune(ns);
     for (size_t i = 0; i < ns->blocks.cap; i++) {
         struct ns_block *b = &ns->blocks.slots[i];
-        if (!b->id || (nbusy && bsearch(&b->id, busy, nbusy, sizeof(*busy), cmp_u64)) ||
+        if (!b->id || (nbusy && bsearch(&b->id, busy, nbusy, sizeof(*busy), ns_cmp_u64)) ||
             !wants_compact(ns, b, pct))
             continue;
         start(ns, b, now_ms);

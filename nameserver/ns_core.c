@@ -5,7 +5,9 @@
  * starts with the process and ends once every server in the persisted known
  * list has sent a full block report, or the safe-mode timeout passes. While
  * it lasts nothing that destroys replicas may run; block creation, ALLOC_WRITE
- * and LOOKUP work as usual. */
+ * and LOOKUP work as usual.
+ *
+ * Calls ns_meta.c, ns_settings.c, the registry, and every module's _free. */
 #include "nameserver/ns.h"
 
 #include "base/err.h"
@@ -62,7 +64,7 @@ void ns_free(struct ns *ns)
     ns->nservers = 0;
     ns_blocks_free(&ns->blocks);
     ns_plan_free(ns);
-    ns_compact_free(ns);
+    ns_bad_free(ns);
     ns_balance_free(ns);
     free(ns->pool);
     ns->pool = NULL;
@@ -81,6 +83,12 @@ uint64_t ns_rand(struct ns *ns)
     x ^= x >> 27;
     ns->rng = x;
     return x * 0x2545F4914F6CDD1Dull;
+}
+
+int ns_cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
 }
 
 int ns_safe_mode_check(struct ns *ns, uint64_t now_ms)

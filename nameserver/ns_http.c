@@ -17,7 +17,6 @@
 
 #include <errno.h>
 #include <http_parser.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +37,6 @@ struct ns_http {
     struct ns *ns;
     uv_loop_t *loop;
     uv_tcp_t listener;
-    uv_signal_t sig_int, sig_term;
     struct http_conn *conns; /* every open connection */
     int handles;             /* open handles; freed at 0 */
     int stopping;
@@ -594,17 +592,9 @@ void ns_http_stop(struct ns_http *h)
     if (!h || h->stopping)
         return;
     h->stopping = 1;
-    uv_close((uv_handle_t *)&h->sig_int, handle_closed);
-    uv_close((uv_handle_t *)&h->sig_term, handle_closed);
     uv_close((uv_handle_t *)&h->listener, handle_closed);
     while (h->conns)
         hconn_close(h->conns);
-}
-
-static void on_signal(uv_signal_t *s, int signum)
-{
-    (void)signum;
-    ns_http_stop(s->data);
 }
 
 int ns_http_start(struct ns *ns, uv_loop_t *loop, const char *addr, struct ns_http **out)
@@ -630,15 +620,6 @@ int ns_http_start(struct ns *ns, uv_loop_t *loop, const char *addr, struct ns_ht
             free(h);
         return rc;
     }
-    uv_signal_init(loop, &h->sig_int);
-    uv_signal_init(loop, &h->sig_term);
-    h->sig_int.data = h->sig_term.data = h;
-    h->handles += 2;
-    uv_signal_start(&h->sig_int, on_signal, SIGINT);
-    uv_signal_start(&h->sig_term, on_signal, SIGTERM);
-    /* The loop must not be kept alive by the signal watchers alone. */
-    uv_unref((uv_handle_t *)&h->sig_int);
-    uv_unref((uv_handle_t *)&h->sig_term);
     log_info("http on %s (/metrics, /healthz, /status.json, /)", addr);
     *out = h;
     return 0;

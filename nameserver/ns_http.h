@@ -10,10 +10,10 @@
  * Read-only: nothing here changes the nameserver. HEAD works on every path;
  * other methods get 405. Requests are parsed by Debian's http-parser.
  *
- * Lifetime: ns_http_start() listens and installs its own SIGINT/SIGTERM
- * handlers, which close the port and every HTTP connection (the loop then
- * runs dry with the rest of the nameserver); ns_http_stop() does the same
- * directly. The state is freed once the last handle has closed. */
+ * Lifetime: ns_http_start() listens; ns_http_stop() (main.c calls it on
+ * SIGINT/SIGTERM) closes the port and every HTTP connection, so the loop
+ * runs dry with the rest of the nameserver. The state is freed once the last
+ * handle has closed. */
 #ifndef IMG_NS_HTTP_H
 #define IMG_NS_HTTP_H
 

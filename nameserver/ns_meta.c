@@ -7,7 +7,10 @@
  * docs/nameserver.md, written whole with fs_write_atomic. Block ids are handed
  * out from memory; the reserve (a high-water mark) is persisted, fsync'd,
  * before any id at or past it is used, so a crash can skip ids but never
- * reuse one. A file that does not parse is refused, never reset. */
+ * reuse one. A file that does not parse is refused, never reset.
+ *
+ * Data layer: calls only ns_settings.c (the settings' names and ranges) and
+ * ns_server_id_valid (ns_registry.c), and base/. */
 #include "nameserver/ns.h"
 
 #include "base/err.h"

@@ -6,7 +6,11 @@
  * every up holder of the block answered STAT_BLOCK and VERIFY (sent on its
  * session); the pending repairs are kept in a list so that an admin
  * connection closing meanwhile is forgotten (ns_ops_conn_closed) and the
- * late answer goes nowhere. */
+ * late answer goes nowhere.
+ *
+ * Requests arrive unpacked from ns_rpc.c. Calls the map, the registry, the
+ * settings, the bad list, compaction (ns_compact_start) and the planner's
+ * kick, and sends on dataserver sessions (net/conn.h). */
 #include "nameserver/ns_ops.h"
 
 #include "net/conn.h"
@@ -22,14 +26,10 @@ static const char ACT_OK[] = "ok", ACT_CATCH_UP[] = "catch-up", ACT_REPLACE[] = 
                   ACT_COPY[] = "copy", ACT_DOWN[] = "down";
 static const char ST_STARTED[] = "started", ST_DRY[] = "dry run", ST_BUSY[] = "busy";
 
-static struct ns_server *server_of(const struct ns *ns, uint16_t idx)
-{
-    return idx < ns->nservers ? ns->servers[idx] : NULL;
-}
 
-static void reply_err(struct conn *c, const struct frame *f, int err)
+static void reply_err(struct conn *c, const struct frame_header *h, int err)
 {
-    conn_reply(c, &f->h, err, NULL, NULL, 0, NULL);
+    conn_reply(c, h, err, NULL, NULL, 0, NULL);
 }
 
 /* Returns non-zero when a running task works on block `id`. */
@@ -45,13 +45,13 @@ static int task_on(const struct ns *ns, uint64_t id)
  * holder is down, bad, draining or at the task cap. */
 static int compact_ready(const struct ns *ns, const struct ns_block *b)
 {
-    uint32_t cap = ns->cfg.task_cap ? ns->cfg.task_cap : NS_DEFAULT_TASK_CAP;
+    uint32_t cap = ns_settings_task_cap(ns);
     if (task_on(ns, b->id) || b->nrep == 0)
         return -EBUSY;
     for (unsigned i = 0; i < b->nrep; i++) {
-        const struct ns_server *s = server_of(ns, b->rep[i]);
+        const struct ns_server *s = ns_registry_at(ns, b->rep[i]);
         if (!s || !s->up || !s->conn || s->draining || s->tasks >= cap ||
-            ns_compact_is_bad(ns, b->id, s->idx))
+            ns_bad_has(ns, b->id, s->idx))
             return -EBUSY;
     }
     return 0;
@@ -60,12 +60,6 @@ static int compact_ready(const struct ns *ns, const struct ns_block *b)
 static double share(const struct ns_block *b)
 {
     return b->size ? (double)b->deleted_bytes * 100.0 / (double)b->size : 0.0;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
 }
 
 /* Collects into ids (malloc'd, sorted) the sealed blocks with deleted bytes
@@ -83,25 +77,18 @@ static int choose(const struct ns *ns, uint32_t pct, uint64_t **ids, size_t *n)
             (*ids)[(*n)++] = b->id;
     }
     if (*n > 1)
-        qsort(*ids, *n, sizeof(**ids), cmp_u64);
+        qsort(*ids, *n, sizeof(**ids), ns_cmp_u64);
     if (*n > NS_OPS_COMPACT_MAX)
         *n = NS_OPS_COMPACT_MAX;
     return 0;
 }
 
-void ns_ops_handle_compact(struct ns *ns, struct conn *c, const struct frame *f)
+void ns_ops_handle_compact(struct ns *ns, struct conn *c, const struct frame_header *h,
+        const Imgstore__AdminCompact *q)
 {
-    Imgstore__AdminCompact *q = imgstore__admin_compact__unpack(NULL, f->h.head_len, f->head);
-    if (!q || f->h.body_len) {
-        if (q)
-            imgstore__admin_compact__free_unpacked(q, NULL);
-        reply_err(c, f, IMG_EPROTO);
-        return;
-    }
     uint64_t id = q->block_id;
     uint32_t pct = q->threshold_pct;
     int dry = q->dry_run;
-    imgstore__admin_compact__free_unpacked(q, NULL);
     uint64_t *ids = NULL;
     size_t n = 0;
     Imgstore__AdminCompactBlock *bs = NULL, **bp = NULL;
@@ -116,7 +103,7 @@ void ns_ops_handle_compact(struct ns *ns, struct conn *c, const struct frame *f)
         goto out;
     }
     if (pct == 0)
-        pct = ns->cfg.compact_pct ? ns->cfg.compact_pct : NS_DEFAULT_COMPACT_PCT;
+        pct = ns_settings_compact_pct(ns);
     if (id) {
         const struct ns_block *b = ns_blocks_get(&ns->blocks, id);
         rc = !b ? IMG_ENOTFOUND : !b->sealed ? -EINPROGRESS : !b->deleted_bytes ? -ENODATA
@@ -174,10 +161,10 @@ void ns_ops_handle_compact(struct ns *ns, struct conn *c, const struct frame *f)
     r.n_task_ids = nt;
     r.task_ids = tasks;
     r.threshold_pct = id ? 0 : pct;
-    conn_reply(c, &f->h, 0, &r.base, NULL, 0, NULL);
+    conn_reply(c, h, 0, &r.base, NULL, 0, NULL);
 out:
     if (rc)
-        reply_err(c, f, rc);
+        reply_err(c, h, rc);
     free(ids);
     free(bs);
     free(bp);
@@ -238,8 +225,8 @@ static uint64_t longest_good(const struct ns *ns, const struct ns_block *b,
 {
     uint64_t longest = 0;
     for (unsigned i = 0; i < b->nrep; i++) {
-        const struct ns_server *s = server_of(ns, b->rep[i]);
-        if (!s || !s->up || ns_compact_is_bad(ns, b->id, b->rep[i]))
+        const struct ns_server *s = ns_registry_at(ns, b->rep[i]);
+        if (!s || !s->up || ns_bad_has(ns, b->id, b->rep[i]))
             continue;
         uint64_t size = b->rsize[i];
         for (unsigned k = 0; r && k < r->n; k++)
@@ -263,7 +250,7 @@ static void repair_answer(struct ns *ns, struct conn *c, const struct frame_head
     uint32_t good = 0;
     uint64_t longest = longest_good(ns, b, r);
     for (unsigned i = 0; i < b->nrep; i++) {
-        struct ns_server *s = server_of(ns, b->rep[i]);
+        struct ns_server *s = ns_registry_at(ns, b->rep[i]);
         if (!s)
             continue;
         Imgstore__AdminRepairReplica *x = &reps[n];
@@ -283,7 +270,7 @@ static void repair_answer(struct ns *ns, struct conn *c, const struct frame_head
             int err = y->verify_rc ? y->verify_rc : y->stat_rc;
             x->error = err ? (char *)img_strerror(err) : empty;
         }
-        x->bad = ns_compact_is_bad(ns, b->id, s->idx);
+        x->bad = ns_bad_has(ns, b->id, s->idx);
         if (!s->up)
             x->action = (char *)ACT_DOWN;
         else if (x->bad)
@@ -298,8 +285,8 @@ static void repair_answer(struct ns *ns, struct conn *c, const struct frame_head
     }
     unsigned usable = 0;
     for (unsigned i = 0; i < b->nrep; i++) {
-        const struct ns_server *s = server_of(ns, b->rep[i]);
-        usable += s && s->up && !ns_compact_is_bad(ns, b->id, s->idx);
+        const struct ns_server *s = ns_registry_at(ns, b->rep[i]);
+        usable += s && s->up && !ns_bad_has(ns, b->id, s->idx);
     }
     for (unsigned k = usable; k < ns->meta.replicas && n < NS_BLOCK_SLOTS + NS_MAX_REPLICAS; k++) {
         Imgstore__AdminRepairReplica *x = &reps[n];
@@ -335,7 +322,7 @@ static void repair_done(struct repair *r)
             if (slot < 0)
                 continue;
             if (y->bad_records || y->corrupt)
-                ns_compact_mark_bad(ns, b->id, y->server,
+                ns_bad_mark(ns, b->id, y->server,
                                     y->bad_records ? "an operator's repair found bad records"
                                                    : "it reports its copy corrupt");
             else if (y->have_size && y->size > b->rsize[slot])
@@ -400,7 +387,7 @@ static void verify_reply(int status, const struct frame *f, void *arg)
 static void send_one(struct repair *r, unsigned i, unsigned type, const ProtobufCMessage *msg,
                      uint32_t timeout_ms, conn_reply_cb cb, int *rc_out)
 {
-    struct ns_server *s = server_of(r->ns, r->hold[i].server);
+    struct ns_server *s = ns_registry_at(r->ns, r->hold[i].server);
     struct call *k = malloc(sizeof(*k));
     int rc = !k ? -ENOMEM : !s || !s->up || !s->conn ? IMG_ECONN : 0;
     if (rc == 0) {
@@ -415,35 +402,28 @@ static void send_one(struct repair *r, unsigned i, unsigned type, const Protobuf
     *rc_out = rc;
 }
 
-void ns_ops_handle_repair(struct ns *ns, struct conn *c, const struct frame *f)
+void ns_ops_handle_repair(struct ns *ns, struct conn *c, const struct frame_header *h,
+        const Imgstore__AdminRepair *q)
 {
-    Imgstore__AdminRepair *q = imgstore__admin_repair__unpack(NULL, f->h.head_len, f->head);
-    if (!q || f->h.body_len) {
-        if (q)
-            imgstore__admin_repair__free_unpacked(q, NULL);
-        reply_err(c, f, IMG_EPROTO);
-        return;
-    }
     uint64_t id = q->block_id;
     int status_only = q->status_only;
-    imgstore__admin_repair__free_unpacked(q, NULL);
     const struct ns_block *b = id ? ns_blocks_get(&ns->blocks, id) : NULL;
     if (!b) {
-        reply_err(c, f, id ? IMG_ENOTFOUND : IMG_EINVAL);
+        reply_err(c, h, id ? IMG_ENOTFOUND : IMG_EINVAL);
         return;
     }
     if (status_only || !ns->loop) {
-        repair_answer(ns, c, &f->h, b, NULL);
+        repair_answer(ns, c, h, b, NULL);
         return;
     }
     struct repair *r = calloc(1, sizeof(*r));
     if (!r) {
-        reply_err(c, f, -ENOMEM);
+        reply_err(c, h, -ENOMEM);
         return;
     }
     r->ns = ns;
     r->c = c;
-    r->h = f->h;
+    r->h = *h;
     r->block_id = id;
     r->n = b->nrep;
     for (unsigned i = 0; i < b->nrep; i++)

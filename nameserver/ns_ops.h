@@ -12,22 +12,24 @@
 #include "nameserver/ns.h"
 
 struct conn;
-struct frame;
+struct frame_header;
 
 #define NS_OPS_VERIFY_TIMEOUT_MS 60000 /* one VERIFY of one block */
 #define NS_OPS_COMPACT_MAX 10000       /* blocks listed in one AdminCompactResp */
 
-/* Answers FT_ADMIN_COMPACT on c: IMG_EPROTO (malformed), IMG_ESAFEMODE,
+/* Answers FT_ADMIN_COMPACT request q (unpacked by ns_rpc.c) on c: IMG_ESAFEMODE,
  * IMG_ENOTFOUND (unknown block), -EINPROGRESS (not sealed), -ENODATA (no
  * deleted bytes), -EBUSY (a task runs on it, or a holder is down, bad,
  * draining or at the task cap), IMG_EINVAL (threshold over 100), else an
  * AdminCompactResp. */
-void ns_ops_handle_compact(struct ns *ns, struct conn *c, const struct frame *f);
+void ns_ops_handle_compact(struct ns *ns, struct conn *c, const struct frame_header *h,
+                           const Imgstore__AdminCompact *q);
 
-/* Answers FT_ADMIN_REPAIR on c, once every holder answered (or at once with
- * status_only): IMG_EPROTO, IMG_EINVAL (block 0), IMG_ENOTFOUND, or an
- * AdminRepairResp. */
-void ns_ops_handle_repair(struct ns *ns, struct conn *c, const struct frame *f);
+/* Answers FT_ADMIN_REPAIR request q (unpacked by ns_rpc.c; nothing of it is
+ * kept) on c, once every holder answered (or at once with status_only):
+ * IMG_EINVAL (block 0), IMG_ENOTFOUND, or an AdminRepairResp. */
+void ns_ops_handle_repair(struct ns *ns, struct conn *c, const struct frame_header *h,
+                          const Imgstore__AdminRepair *q);
 
 /* Forgets connection c (it is closing): a repair still running answers
  * nobody. Called by ns_rpc.c for every closed connection. */

@@ -18,7 +18,14 @@
  * once at ERROR; it stays in the map.
  *
  * Tasks live in one array (running ones and the last NS_TASKS_KEPT finished
- * ones); callbacks find theirs by id, never by pointer. */
+ * ones); callbacks find theirs by id, never by pointer. The replica set of
+ * sealed blocks (SET_REPLICAS, joining copies, a holder's view) is
+ * ns_plan_set.c's.
+ *
+ * Calls the map, the registry, the settings, the bad list, ns_plan_set.c,
+ * compaction (ns_compact_plan) and the balance (ns_balance_plan, _victim,
+ * _reason) - the last two as the pass's later steps - and sends commands on
+ * dataserver sessions (net/conn.h). */
 #include "nameserver/ns.h"
 
 #include "net/conn.h"
@@ -35,29 +42,7 @@ static const char REASON_EXTRA[] = "extra replica";
 static const char REASON_DRAIN[] = "drain";
 static const char REASON_STALE[] = "stale copy";
 
-static uint32_t task_cap(const struct ns *ns)
-{
-    return ns->cfg.task_cap ? ns->cfg.task_cap : NS_DEFAULT_TASK_CAP;
-}
 
-static uint64_t copy_rate(const struct ns *ns)
-{
-    return ns->cfg.copy_rate ? ns->cfg.copy_rate : NS_DEFAULT_COPY_RATE;
-}
-
-static struct ns_server *srv(const struct ns *ns, uint16_t idx)
-{
-    return idx < ns->nservers ? ns->servers[idx] : NULL;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-static void send_set_to(struct ns *ns, struct ns_block *b, struct ns_server *h);
-static void ask_primary(struct ns *ns, struct ns_block *b);
 
 /* ---- the task list ---------------------------------------------------------- */
 
@@ -111,16 +96,16 @@ static struct ns_task *task_add(struct ns *ns, int kind, uint64_t block_id, uint
     t->bytes_total = bytes;
     t->reason = reason;
     t->start_ms = now;
-    if (srv(ns, src))
-        srv(ns, src)->tasks++;
-    if (srv(ns, dst))
-        srv(ns, dst)->tasks++;
+    if (ns_registry_at(ns, src))
+        ns_registry_at(ns, src)->tasks++;
+    if (ns_registry_at(ns, dst))
+        ns_registry_at(ns, dst)->tasks++;
     return t;
 }
 
 static void task_release(struct ns *ns, struct ns_task *t, int status, uint64_t now)
 {
-    struct ns_server *s = srv(ns, t->src), *d = srv(ns, t->dst);
+    struct ns_server *s = ns_registry_at(ns, t->src), *d = ns_registry_at(ns, t->dst);
     if (s && s->tasks)
         s->tasks--;
     if (d && d->tasks)
@@ -152,7 +137,7 @@ int ns_plan_task_end(struct ns *ns, uint64_t id, int status, uint64_t size, uint
     struct ns_task *t = ns_plan_task(ns, id);
     if (!t)
         return IMG_ENOTFOUND;
-    struct ns_server *d = srv(ns, t->dst);
+    struct ns_server *d = ns_registry_at(ns, t->dst);
     struct ns_block *b = ns_blocks_get(&ns->blocks, t->block_id);
     if (t->kind == NS_TASK_COMPACT) {
         t->bytes_done = size; /* ns_compact.c logged the outcome */
@@ -170,9 +155,9 @@ int ns_plan_task_end(struct ns *ns, uint64_t id, int status, uint64_t size, uint
              * joining copy: the list without itself, until the primary's
              * tail is checked again against its new length). */
             b->rver[slot] = b->ver;
-            send_set_to(ns, b, d);
+            ns_plan_set_to(ns, b, d);
             if (b->joining & (1u << slot))
-                ask_primary(ns, b);
+                ns_plan_ask_primary(ns, b);
         }
         log_info("task %" PRIu64 ": block %" PRIu64 " now also on %s (%" PRIu64 " bytes, %s)",
                  id, t->block_id, d ? d->id : "?", size, t->reason);
@@ -186,7 +171,7 @@ int ns_plan_task_end(struct ns *ns, uint64_t id, int status, uint64_t size, uint
                  t->kind == NS_TASK_REPLICATE ? "copy" : "deletion", t->block_id,
                  d ? d->id : "?", img_strerror(status));
         if (t->kind == NS_TASK_REPLICATE && status == IMG_ESTALE && d)
-            ns_compact_mark_bad(ns, t->block_id, d->idx,
+            ns_bad_mark(ns, t->block_id, d->idx,
                                 "it is not a prefix of the current copies");
     }
     task_release(ns, t, status, now_ms);
@@ -237,18 +222,10 @@ static void replicate_reply(int status, const struct frame *f, void *arg)
         ns_plan_step(ns, uv_now(ns->loop));
 }
 
-static void fill_replica(Imgstore__Replica *r, const struct ns_server *s)
-{
-    imgstore__replica__init(r);
-    r->server_id = (char *)s->id;
-    r->addr = (char *)s->addr;
-    r->http_addr = (char *)s->http_addr;
-}
-
 /* Sends REPLICATE_BLOCK for task t. Returns 0 or an error (task untouched). */
 static int send_replicate(struct ns *ns, struct ns_task *t, const struct ns_block *b)
 {
-    struct ns_server *s = srv(ns, t->src), *d = srv(ns, t->dst);
+    struct ns_server *s = ns_registry_at(ns, t->src), *d = ns_registry_at(ns, t->dst);
     if (!ns->loop)
         return 0;
     if (!s || !d || !d->conn)
@@ -258,17 +235,17 @@ static int send_replicate(struct ns *ns, struct ns_task *t, const struct ns_bloc
     size_t n = 0;
     for (unsigned pass = 0; pass < 2; pass++)
         for (unsigned i = 0; i < b->nrep && n < NS_MAX_REPLICAS - 1; i++) {
-            struct ns_server *h = srv(ns, b->rep[i]);
+            struct ns_server *h = ns_registry_at(ns, b->rep[i]);
             if (!h || !h->up || (pass == 0) != (b->primary == i))
                 continue;
-            fill_replica(&reps[n], h);
+            ns_plan_fill_replica(&reps[n], h);
             rp[n] = &reps[n];
             n++;
         }
-    fill_replica(&reps[n], d);
+    ns_plan_fill_replica(&reps[n], d);
     rp[n] = &reps[n];
     n++;
-    fill_replica(&src, s);
+    ns_plan_fill_replica(&src, s);
     Imgstore__ReplicateBlock m = IMGSTORE__REPLICATE_BLOCK__INIT;
     m.block_id = b->id;
     m.block_size = ns->meta.block_size;
@@ -277,7 +254,7 @@ static int send_replicate(struct ns *ns, struct ns_task *t, const struct ns_bloc
     m.n_replicas = n;
     m.replicas = rp;
     m.task_id = t->id;
-    m.rate_bytes_per_s = copy_rate(ns);
+    m.rate_bytes_per_s = ns_settings_copy_rate(ns);
     m.set_version = b->ver;
     struct cmd *c = cmd_new(ns, t->id);
     if (!c)
@@ -294,171 +271,6 @@ static void simple_reply(int status, const struct frame *f, void *arg)
     (void)status;
     (void)f;
     free(arg);
-}
-
-/* Fills reps/rp with b's replica set: the primary first, then the other
- * holders in the set, at most NS_MAX_REPLICAS; slot `without` (a joining
- * copy receiving the list) is left out. Returns the count. */
-static size_t set_list(const struct ns *ns, const struct ns_block *b, int without,
-                       Imgstore__Replica reps[NS_BLOCK_SLOTS], Imgstore__Replica *rp[NS_BLOCK_SLOTS])
-{
-    size_t n = 0;
-    for (unsigned pass = 0; pass < 2; pass++)
-        for (unsigned i = 0; i < b->nrep && n < NS_MAX_REPLICAS; i++) {
-            struct ns_server *h = srv(ns, b->rep[i]);
-            int is_primary = b->primary == i;
-            if (!h || (pass == 0) != is_primary || (!is_primary && !(b->inset & (1u << i))) ||
-                (int)i == without)
-                continue;
-            fill_replica(&reps[n], h);
-            rp[n] = &reps[n];
-            n++;
-        }
-    return n;
-}
-
-/* ---- joining the replica set ---------------------------------------------
- *
- * A copy that joins the set of a sealed block (a finished copy as long as
- * the others, by the sizes reported so far) may still lack tombstones: the
- * primary acknowledged deletes to the old members until it got the new set,
- * and the sizes the planner compared may be a heartbeat old. So the joining
- * copy is put in the set the primary and the other members get (from then
- * on every append reaches it, or fails when it is short), while it is told
- * a list without itself: it serves nothing yet, and nothing counts it. The
- * primary answers SET_REPLICAS with its tail (next append offset): every
- * append acknowledged without the joining copy lies below it. A joining
- * copy at least that long is confirmed (told the list with itself); a
- * shorter one is caught up from a member first, then checked again. */
-
-/* The argument of the primary's answer to a set with joining copies. */
-struct join_cmd {
-    struct ns *ns;
-    uint64_t block_id;
-    uint32_t ver;
-    uint16_t primary; /* server idx */
-};
-
-/* Confirms every joining copy of b at least `tail` bytes long. */
-static void confirm_joiners(struct ns *ns, struct ns_block *b, uint64_t tail)
-{
-    for (unsigned i = 0; i < b->nrep; i++) {
-        struct ns_server *h = srv(ns, b->rep[i]);
-        if (!(b->joining & (1u << i)) || !h)
-            continue;
-        if (b->rsize[i] < tail) {
-            log_info("block %" PRIu64 ": %s is short of the primary's tail (%" PRIu64
-                     " of %" PRIu64 " bytes): caught up before it joins the replica set",
-                     b->id, h->id, b->rsize[i], tail);
-            continue;
-        }
-        b->joining &= (uint8_t)~(1u << i);
-        log_info("block %" PRIu64 ": %s joins the replica set (%" PRIu64 " bytes, primary's "
-                 "tail %" PRIu64 ")",
-                 b->id, h->id, b->rsize[i], tail);
-        send_set_to(ns, b, h);
-    }
-}
-
-static void join_reply(int status, const struct frame *f, void *arg)
-{
-    struct join_cmd *c = arg;
-    struct ns *ns = c->ns;
-    struct ns_block *b = ns->stopping ? NULL : ns_blocks_get(&ns->blocks, c->block_id);
-    if (b) {
-        b->join_asked = 0;
-        Imgstore__SetReplicasResp *m =
-            status_of(status, f) == 0
-                ? imgstore__set_replicas_resp__unpack(NULL, f->h.head_len, f->head)
-                : NULL;
-        if (m)
-            ns_plan_primary_tail(ns, b, c->primary, c->ver, m->size);
-        if (m)
-            imgstore__set_replicas_resp__free_unpacked(m, NULL);
-        ns->plan.kick = 1;
-    }
-    free(c);
-}
-
-void ns_plan_primary_tail(struct ns *ns, struct ns_block *b, uint16_t primary, uint32_t ver,
-                          uint64_t tail)
-{
-    int slot = ns_block_find_rep(b, primary);
-    /* Only an answer to the current set from the current primary. */
-    if (b->ver == ver && slot >= 0 && b->primary == slot)
-        confirm_joiners(ns, b, tail);
-}
-
-static void send_set_to(struct ns *ns, struct ns_block *b, struct ns_server *h)
-{
-    if (!ns->loop || !h || !h->up || !h->conn)
-        return;
-    int slot = ns_block_find_rep(b, h->idx);
-    int joining = slot >= 0 && (b->joining & (1u << slot));
-    Imgstore__Replica reps[NS_BLOCK_SLOTS], *rp[NS_BLOCK_SLOTS];
-    Imgstore__SetReplicas m = IMGSTORE__SET_REPLICAS__INIT;
-    m.block_id = b->id;
-    m.n_replicas = set_list(ns, b, joining ? slot : -1, reps, rp);
-    m.replicas = rp;
-    m.primary = b->primary != NS_NO_PRIMARY && b->rep[b->primary] == h->idx;
-    m.version = b->ver;
-    if (m.primary && b->joining) {
-        /* Its answer carries the tail the joining copies must reach. */
-        struct join_cmd *jc = malloc(sizeof(*jc));
-        if (!jc)
-            return;
-        *jc = (struct join_cmd){.ns = ns, .block_id = b->id, .ver = b->ver, .primary = h->idx};
-        if (conn_request(h->conn, FT_SET_REPLICAS, &m.base, NULL, 0, NULL, NS_CMD_TIMEOUT_MS,
-                         join_reply, jc) != 0)
-            free(jc);
-        else
-            b->join_asked = 1;
-        return;
-    }
-    struct cmd *c = cmd_new(ns, 0);
-    if (c && conn_request(h->conn, FT_SET_REPLICAS, &m.base, NULL, 0, NULL, NS_CMD_TIMEOUT_MS,
-                          simple_reply, c) != 0)
-        free(c);
-}
-
-/* Sends the current set to the primary again (same version), for its tail. */
-static void ask_primary(struct ns *ns, struct ns_block *b)
-{
-    if (b->joining && !b->join_asked && b->primary != NS_NO_PRIMARY)
-        send_set_to(ns, b, srv(ns, b->rep[b->primary]));
-}
-
-void ns_plan_send_set(struct ns *ns, struct ns_block *b)
-{
-    b->ver++; /* a new set: copies left out of it become copies of an old one */
-    for (unsigned i = 0; i < b->nrep; i++)
-        send_set_to(ns, b, srv(ns, b->rep[i]));
-}
-
-void ns_plan_check_view(struct ns *ns, struct ns_block *b, struct ns_server *s,
-                        int claims_primary, char **ids, size_t nids)
-{
-    if (!ns->loop || ns->safe_mode || !s->up)
-        return;
-    int slot = ns_block_find_rep(b, s->idx);
-    if (slot < 0)
-        return;
-    int is_primary = b->primary == slot;
-    int differs = (claims_primary != 0) != is_primary;
-    if (claims_primary && !is_primary)
-        log_warn("block %" PRIu64 ": %s reports itself primary, but the primary is now %s: "
-                 "demoting it",
-                 b->id, s->id,
-                 b->primary != NS_NO_PRIMARY && srv(ns, b->rep[b->primary])
-                     ? srv(ns, b->rep[b->primary])->id
-                     : "?");
-    Imgstore__Replica reps[NS_BLOCK_SLOTS], *rp[NS_BLOCK_SLOTS];
-    size_t n = set_list(ns, b, (b->joining & (1u << slot)) ? slot : -1, reps, rp);
-    differs |= n != nids;
-    for (size_t i = 0; !differs && i < n; i++)
-        differs = !ids[i] || strcmp(ids[i], rp[i]->server_id) != 0;
-    if (differs)
-        send_set_to(ns, b, s);
 }
 
 void ns_plan_seal_on(struct ns *ns, uint64_t block_id, struct ns_server *s)
@@ -480,7 +292,7 @@ static void send_seal(struct ns *ns, const struct ns_block *b)
     if (!ns->loop)
         return;
     for (unsigned i = 0; i < b->nrep; i++) {
-        struct ns_server *h = srv(ns, b->rep[i]);
+        struct ns_server *h = ns_registry_at(ns, b->rep[i]);
         if (!h || !h->up || !h->conn)
             continue;
         Imgstore__SealBlock m = IMGSTORE__SEAL_BLOCK__INIT;
@@ -506,7 +318,7 @@ static void delete_reply(int status, const struct frame *f, void *arg)
 /* Every kept copy answered: delete the extra one if they all agree. */
 static void delete_go(struct ns *ns, struct ns_task *t)
 {
-    struct ns_server *d = srv(ns, t->dst);
+    struct ns_server *d = ns_registry_at(ns, t->dst);
     uint64_t now = uv_now(ns->loop);
     if (t->keep_bad || t->keep_size == 0) {
         log_warn("task %" PRIu64 ": kept copies of block %" PRIu64 " are not all settled, "
@@ -528,7 +340,7 @@ static void delete_go(struct ns *ns, struct ns_task *t)
      * the current set, which the kept copies are. (Asked before it leaves
      * the set, which makes any leaving copy "old".) */
     int any_size = vslot >= 0 && (ns_block_is_old(b, (unsigned)vslot) ||
-                                  ns_compact_is_bad(ns, b->id, d->idx));
+                                  ns_bad_has(ns, b->id, d->idx));
     if (vslot >= 0 && (b->inset & (1u << vslot))) {
         b->inset &= (uint8_t)~(1u << vslot);
         ns_plan_send_set(ns, b);
@@ -582,7 +394,7 @@ static int send_delete(struct ns *ns, struct ns_task *t, const struct ns_block *
     uint64_t id = t->id;
     t->verifying = 1; /* held while sending */
     for (unsigned i = 0; i < b->nrep; i++) {
-        struct ns_server *h = srv(ns, b->rep[i]);
+        struct ns_server *h = ns_registry_at(ns, b->rep[i]);
         if (!h || !h->up || h->idx == t->dst)
             continue;
         Imgstore__StatBlock m = IMGSTORE__STAT_BLOCK__INIT;
@@ -608,7 +420,7 @@ static int send_delete(struct ns *ns, struct ns_task *t, const struct ns_block *
 
 static int under_cap(const struct ns *ns, const struct ns_server *s)
 {
-    return s && s->tasks < task_cap(ns);
+    return s && s->tasks < ns_settings_task_cap(ns);
 }
 
 /* Bytes of copies running towards s (so one pass spreads its targets). */
@@ -639,7 +451,7 @@ static uint64_t longest_up(const struct ns *ns, const struct ns_block *b)
 {
     uint64_t n = 0;
     for (unsigned i = 0; i < b->nrep; i++) {
-        struct ns_server *h = srv(ns, b->rep[i]);
+        struct ns_server *h = ns_registry_at(ns, b->rep[i]);
         if (h && h->up && b->rsize[i] > n && !ns_block_is_unready(b, i))
             n = b->rsize[i];
     }
@@ -658,12 +470,12 @@ static struct ns_server *pick_source(const struct ns *ns, const struct ns_block 
     unsigned best_score = 0;
     uint64_t longest = longest_up(ns, b);
     for (unsigned i = 0; i < b->nrep; i++) {
-        struct ns_server *h = srv(ns, b->rep[i]);
+        struct ns_server *h = ns_registry_at(ns, b->rep[i]);
         if (!h || !h->up || !under_cap(ns, h) || b->rsize[i] < longest ||
-            ns_block_is_unready(b, i) || (!allow_bad && ns_compact_is_bad(ns, b->id, h->idx)))
+            ns_block_is_unready(b, i) || (!allow_bad && ns_bad_has(ns, b->id, h->idx)))
             continue;
         /* Lower is better: a recent failure, then not the primary, then load. */
-        unsigned score = (ns_compact_is_bad(ns, b->id, h->idx) ? 2u * NS_MAX_TASK_CAP * 16 : 0) +
+        unsigned score = (ns_bad_has(ns, b->id, h->idx) ? 2u * NS_MAX_TASK_CAP * 16 : 0) +
                          (failed_recently(ns, b->id, h->idx) ? 2u * NS_MAX_TASK_CAP * 4 : 0) +
                          (b->primary == i ? 0 : 2u * NS_MAX_TASK_CAP) + h->tasks;
         if (!best || score < best_score) {
@@ -730,10 +542,10 @@ static int cand_push(struct cand **v, size_t *n, size_t *cap, uint64_t id, unsig
 static void note_lost(struct ns *ns, uint64_t *lost, size_t nlost)
 {
     if (nlost > 1)
-        qsort(lost, nlost, sizeof(*lost), cmp_u64);
+        qsort(lost, nlost, sizeof(*lost), ns_cmp_u64);
     for (size_t i = 0; i < nlost; i++)
         if (!ns->plan.nlost ||
-            !bsearch(&lost[i], ns->plan.lost, ns->plan.nlost, sizeof(*lost), cmp_u64))
+            !bsearch(&lost[i], ns->plan.lost, ns->plan.nlost, sizeof(*lost), ns_cmp_u64))
             log_error("block %" PRIu64 " is lost: no replica is up (kept in the map; it "
                       "comes back when a holder reports it)",
                       lost[i]);
@@ -756,7 +568,7 @@ static size_t busy_blocks(const struct ns *ns, uint64_t now, uint64_t **out)
             v[n++] = t->block_id;
     }
     if (v && n > 1)
-        qsort(v, n, sizeof(*v), cmp_u64);
+        qsort(v, n, sizeof(*v), ns_cmp_u64);
     *out = v;
     return n;
 }
@@ -767,10 +579,10 @@ static struct ns_server *pick_victim(const struct ns *ns, const struct ns_block 
 {
     struct ns_server *best = NULL;
     for (unsigned i = 0; i < b->nrep; i++) {
-        struct ns_server *h = srv(ns, b->rep[i]);
+        struct ns_server *h = ns_registry_at(ns, b->rep[i]);
         if (!h || !h->up || !under_cap(ns, h))
             continue;
-        if (h->draining || ns_compact_is_bad(ns, b->id, h->idx) || ns_block_is_old(b, i))
+        if (h->draining || ns_bad_has(ns, b->id, h->idx) || ns_block_is_old(b, i))
             return h;
         if (b->primary == i)
             continue;
@@ -788,7 +600,7 @@ static void start_replicate(struct ns *ns, struct ns_block *b, uint64_t now)
         return;
     int drain = 0;
     for (unsigned i = 0; i < b->nrep; i++)
-        drain |= srv(ns, b->rep[i]) && srv(ns, b->rep[i])->draining;
+        drain |= ns_registry_at(ns, b->rep[i]) && ns_registry_at(ns, b->rep[i])->draining;
     struct ns_task *t = task_add(ns, NS_TASK_REPLICATE, b->id, s->idx, d->idx, b->size,
                                  drain && ns_block_up_reps(ns, b) >= ns->meta.replicas
                                      ? REASON_DRAIN
@@ -829,8 +641,8 @@ static void start_delete(struct ns *ns, struct ns_block *b, uint64_t now)
         return;
     unsigned keep = 0;
     for (unsigned i = 0; i < b->nrep; i++) {
-        struct ns_server *h = srv(ns, b->rep[i]);
-        keep += h && h->up && !h->draining && h != v && !ns_compact_is_bad(ns, b->id, h->idx) &&
+        struct ns_server *h = ns_registry_at(ns, b->rep[i]);
+        keep += h && h->up && !h->draining && h != v && !ns_bad_has(ns, b->id, h->idx) &&
                 !ns_block_is_unready(b, i);
     }
     if (keep < ns->meta.replicas)
@@ -857,16 +669,16 @@ static void start_delete(struct ns *ns, struct ns_block *b, uint64_t now)
  * read from it. Returns non-zero when the primary changed. */
 static int failover(struct ns *ns, struct ns_block *b, uint64_t now)
 {
-    struct ns_server *p = b->primary != NS_NO_PRIMARY ? srv(ns, b->rep[b->primary]) : NULL;
+    struct ns_server *p = b->primary != NS_NO_PRIMARY ? ns_registry_at(ns, b->rep[b->primary]) : NULL;
     if (p && (p->up || now < p->last_hb_ms + ns->cfg.hb_timeout_ms))
         return 0;
     int best = -1;
     unsigned best_rank = 0;
     for (unsigned i = 0; i < b->nrep; i++) {
-        struct ns_server *h = srv(ns, b->rep[i]);
+        struct ns_server *h = ns_registry_at(ns, b->rep[i]);
         if (!h || !h->up || ns_block_is_unready(b, i) || (b->inset && !(b->inset & (1u << i))))
             continue;
-        unsigned rank = (ns_compact_is_bad(ns, b->id, h->idx) ? 0 : 2u) + (h->draining ? 0 : 1u);
+        unsigned rank = (ns_bad_has(ns, b->id, h->idx) ? 0 : 2u) + (h->draining ? 0 : 1u);
         if (best < 0 || b->rsize[i] > b->rsize[best] ||
             (b->rsize[i] == b->rsize[best] && rank > best_rank)) {
             best = (int)i;
@@ -876,7 +688,7 @@ static int failover(struct ns *ns, struct ns_block *b, uint64_t now)
     if (best < 0)
         return 0;
     log_info("block %" PRIu64 ": primary %s is down; %s (%" PRIu64 " bytes) promoted", b->id,
-             p ? p->id : "(none)", srv(ns, b->rep[best])->id, b->rsize[best]);
+             p ? p->id : "(none)", ns_registry_at(ns, b->rep[best])->id, b->rsize[best]);
     b->primary = (uint8_t)best;
     return 1;
 }
@@ -890,7 +702,7 @@ static void maintain_set(struct ns *ns, struct ns_block *b, uint64_t now)
     uint64_t longest = longest_up(ns, b);
     uint8_t set = 0;
     for (unsigned i = 0; i < b->nrep; i++) {
-        struct ns_server *h = srv(ns, b->rep[i]);
+        struct ns_server *h = ns_registry_at(ns, b->rep[i]);
         if (!h || !h->up || ns_block_is_old(b, i))
             continue;
         if (b->primary == i || (b->inset & (1u << i)) || b->rsize[i] >= longest)
@@ -919,7 +731,7 @@ static void maintain_set(struct ns *ns, struct ns_block *b, uint64_t now)
         if ((b->joining & (1u << i)) && b->rsize[i] < longest)
             complete = 0;
     if (complete)
-        ask_primary(ns, b);
+        ns_plan_ask_primary(ns, b);
 }
 
 /* Starts the tail copy of the shortest up holder of a sealed block from a
@@ -930,13 +742,13 @@ static int start_catch_up(struct ns *ns, struct ns_block *b, uint64_t now)
     int dst = -1;
     uint8_t behind = 0;
     for (unsigned i = 0; i < b->nrep; i++) {
-        struct ns_server *h = srv(ns, b->rep[i]);
+        struct ns_server *h = ns_registry_at(ns, b->rep[i]);
         /* A copy of an older set is caught up too when not longer: the
          * target first checks it is a prefix of the source (else
          * IMG_ESTALE), then takes the current set version. */
         int old = ns_block_is_old(b, i);
         if (!h || !h->up || b->rsize[i] > longest || (!old && b->rsize[i] == longest) ||
-            ns_compact_is_bad(ns, b->id, h->idx))
+            ns_bad_has(ns, b->id, h->idx))
             continue;
         behind |= (uint8_t)(1u << i);
         /* A member of the set gets every tombstone: short in one report is
@@ -947,7 +759,7 @@ static int start_catch_up(struct ns *ns, struct ns_block *b, uint64_t now)
             dst = (int)i;
     }
     b->behind = behind;
-    struct ns_server *d = dst >= 0 ? srv(ns, b->rep[dst]) : NULL;
+    struct ns_server *d = dst >= 0 ? ns_registry_at(ns, b->rep[dst]) : NULL;
     struct ns_server *s = d ? pick_source(ns, b, 1) : NULL;
     if (!s || s == d)
         return 0;
@@ -961,7 +773,7 @@ static int start_catch_up(struct ns *ns, struct ns_block *b, uint64_t now)
     /* A member may not have our newest set yet (the dataserver refuses to
      * catch up a copy of an older set): it gets it first, on the same
      * session, so before the copy. */
-    send_set_to(ns, b, d);
+    ns_plan_set_to(ns, b, d);
     int rc = send_replicate(ns, t, b);
     if (rc)
         ns_plan_task_end(ns, t->id, rc, 0, now);
@@ -997,13 +809,13 @@ void ns_plan_step(struct ns *ns, uint64_t now_ms)
             continue;
         unsigned up = 0, good = 0, draining = 0;
         for (unsigned k = 0; k < b->nrep; k++) {
-            struct ns_server *h = srv(ns, b->rep[k]);
+            struct ns_server *h = ns_registry_at(ns, b->rep[k]);
             if (!h || !h->up)
                 continue;
             up++;
             /* A bad copy (ns_compact.c) or a copy of an older replica set
              * is replaced like a draining one. */
-            int leaving = h->draining || ns_compact_is_bad(ns, b->id, h->idx) ||
+            int leaving = h->draining || ns_bad_has(ns, b->id, h->idx) ||
                           ns_block_is_old(b, k);
             /* A joining copy is neither good yet nor to be replaced. */
             good += !leaving && !(b->joining & (1u << k));
@@ -1023,7 +835,7 @@ void ns_plan_step(struct ns *ns, uint64_t now_ms)
         }
         if (b->sealed)
             maintain_set(ns, b, now_ms);
-        if (nbusy && bsearch(&b->id, busy, nbusy, sizeof(*busy), cmp_u64))
+        if (nbusy && bsearch(&b->id, busy, nbusy, sizeof(*busy), ns_cmp_u64))
             continue;
         if (b->sealed && start_catch_up(ns, b, now_ms))
             continue;
@@ -1126,7 +938,7 @@ static void cancel_copy_reply(int status, const struct frame *f, void *arg)
  * without a loop or a session: a copy there ends or fails on its own. */
 static void send_cancel_copy(struct ns *ns, const struct ns_task *t)
 {
-    struct ns_server *d = srv(ns, t->dst);
+    struct ns_server *d = ns_registry_at(ns, t->dst);
     if (!ns->loop || !d || !d->conn)
         return;
     struct cancel_cmd *c = malloc(sizeof(*c));
@@ -1164,19 +976,14 @@ void ns_plan_free(struct ns *ns)
 
 /* ---- admin frames ---------------------------------------------------------------- */
 
-void ns_plan_handle_drain(struct ns *ns, struct conn *c, const struct frame *f)
+void ns_plan_handle_drain(struct ns *ns, struct conn *c, const struct frame_header *h,
+        const Imgstore__Drain *m)
 {
-    Imgstore__Drain *m = imgstore__drain__unpack(NULL, f->h.head_len, f->head);
-    if (!m) {
-        conn_reply(c, &f->h, IMG_EPROTO, NULL, NULL, 0, NULL);
-        return;
-    }
     uint32_t left = 0;
     int rc = ns_plan_drain(ns, m->server_id, m->cancel, &left);
-    imgstore__drain__free_unpacked(m, NULL);
     Imgstore__DrainResp resp = IMGSTORE__DRAIN_RESP__INIT;
     resp.blocks_left = left;
-    conn_reply(c, &f->h, rc, rc == 0 ? &resp.base : NULL, NULL, 0, NULL);
+    conn_reply(c, h, rc, rc == 0 ? &resp.base : NULL, NULL, 0, NULL);
 }
 
 static char *state_text(const struct ns_task *t)
@@ -1185,22 +992,17 @@ static char *state_text(const struct ns_task *t)
     return t->state == NS_TASK_RUNNING ? running : t->state == NS_TASK_DONE ? done : failed;
 }
 
-void ns_plan_handle_list(struct ns *ns, struct conn *c, const struct frame *f)
+void ns_plan_handle_list(struct ns *ns, struct conn *c, const struct frame_header *h,
+        const Imgstore__ListTasks *m)
 {
     static char replicate[] = "replicate", del[] = "delete", none[] = "", compact[] = "compact";
-    Imgstore__ListTasks *m = imgstore__list_tasks__unpack(NULL, f->h.head_len, f->head);
-    if (!m) {
-        conn_reply(c, &f->h, IMG_EPROTO, NULL, NULL, 0, NULL);
-        return;
-    }
-    imgstore__list_tasks__free_unpacked(m, NULL);
     size_t n = ns->plan.ntasks;
     Imgstore__Task *tasks = calloc(n + 1, sizeof(*tasks));
     Imgstore__Task **tp = calloc(n + 1, sizeof(*tp));
     Imgstore__DrainStatus *ds = calloc(ns->nservers + 1, sizeof(*ds));
     Imgstore__DrainStatus **dp = calloc(ns->nservers + 1, sizeof(*dp));
     if (!tasks || !tp || !ds || !dp) {
-        conn_reply(c, &f->h, -ENOMEM, NULL, NULL, 0, NULL);
+        conn_reply(c, h, -ENOMEM, NULL, NULL, 0, NULL);
         goto out;
     }
     uint64_t now = uv_now(ns->loop);
@@ -1218,8 +1020,8 @@ void ns_plan_handle_list(struct ns *ns, struct conn *c, const struct frame *f)
                                                      : del;
             o->state = state_text(t);
             o->block_id = t->block_id;
-            o->source = srv(ns, t->src) ? srv(ns, t->src)->id : none;
-            o->target = srv(ns, t->dst) ? srv(ns, t->dst)->id : none;
+            o->source = ns_registry_at(ns, t->src) ? ns_registry_at(ns, t->src)->id : none;
+            o->target = ns_registry_at(ns, t->dst) ? ns_registry_at(ns, t->dst)->id : none;
             o->bytes_done = t->bytes_done;
             o->bytes_total = t->bytes_total;
             o->reason = (char *)t->reason;
@@ -1244,9 +1046,9 @@ void ns_plan_handle_list(struct ns *ns, struct conn *c, const struct frame *f)
     r.blocks_under_replicated = ns->plan.under;
     r.n_drains = nd;
     r.drains = dp;
-    r.copy_rate_bytes_per_s = copy_rate(ns);
-    r.task_cap = task_cap(ns);
-    conn_reply(c, &f->h, 0, &r.base, NULL, 0, NULL);
+    r.copy_rate_bytes_per_s = ns_settings_copy_rate(ns);
+    r.task_cap = ns_settings_task_cap(ns);
+    conn_reply(c, h, 0, &r.base, NULL, 0, NULL);
 out:
     free(tasks);
     free(tp);

@@ -8,7 +8,10 @@
  * ALLOC_WRITE finds nothing) creates blocks until at least
  * max(NS_POOL_MIN_TARGET, up servers) are writable, with at most
  * NS_MAX_CREATES_INFLIGHT creations in flight. A block enters the map only
- * when every chosen server answered CREATE_BLOCK with status 0. */
+ * when every chosen server answered CREATE_BLOCK with status 0.
+ *
+ * Policy layer: calls the map, the registry, ns_meta.c (block ids) and
+ * ns_core.c (random ties), and sends on dataserver sessions (net/conn.h). */
 #include "nameserver/ns.h"
 
 #include "net/conn.h"
@@ -121,6 +124,12 @@ int ns_pool_add(struct ns *ns, struct ns_block *b)
     return 0;
 }
 
+int ns_pool_add_created(struct ns *ns, uint64_t id, struct ns_server *const *reps, unsigned n)
+{
+    struct ns_block *b = ns_blocks_add_created(ns, id, reps, n);
+    return b ? ns_pool_add(ns, b) : -ENOMEM;
+}
+
 size_t ns_pool_prune(struct ns *ns)
 {
     /* Clear every flag first, so an id listed twice (a block dropped and
@@ -201,7 +210,7 @@ static void create_finish(struct ns_create *cr)
             ns->create_retry_ms = uv_now(ns->loop) + NS_CREATE_RETRY_MS;
         goto out;
     }
-    int rc = ns_blocks_add_created(ns, cr->id, reps, cr->n);
+    int rc = ns_pool_add_created(ns, cr->id, reps, cr->n);
     if (rc) {
         log_error("block %llu: cannot record it: %s", (unsigned long long)cr->id,
                   img_strerror(rc));

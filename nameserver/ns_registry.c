@@ -5,7 +5,11 @@
  * the process runs (its index is what block replicas refer to). A server is up
  * while it has a session and heartbeats keep arriving within the heartbeat
  * timeout; an address change updates the entry. Heartbeats are hostile input:
- * ns_hb_validate() checks them before anything is applied. */
+ * ns_hb_validate() checks them before anything is applied.
+ *
+ * Data layer: calls ns_meta.c (known ids, operator marks), reads the
+ * heartbeat timeout from cfg, and closes sessions of timed-out servers
+ * (net/conn.h). */
 #include "nameserver/ns.h"
 
 #include "net/conn.h"
@@ -54,6 +58,11 @@ struct ns_server *ns_registry_find(const struct ns *ns, const char *id)
         if (strcmp(ns->servers[i]->id, id) == 0)
             return ns->servers[i];
     return NULL;
+}
+
+struct ns_server *ns_registry_at(const struct ns *ns, uint16_t idx)
+{
+    return idx < ns->nservers ? ns->servers[idx] : NULL;
 }
 
 static uint64_t sat_add(uint64_t a, uint64_t b)

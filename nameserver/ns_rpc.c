@@ -1,12 +1,18 @@
 /* ns_rpc.c - the nameserver on the wire: the listener, one struct ns_peer per
- * accepted connection, the frame handlers, the liveness/planner timer and
- * the signal handlers.
+ * accepted connection, the frame handlers and the liveness/planner timer.
+ * (Signals are main.c's: it calls ns_stop.)
  *
  * The one --listen port serves clients and dataserver sessions alike; a
- * connection becomes a session on its first valid HEARTBEAT. Every head is
- * unpacked and validated here before the other modules see it; a head that
- * does not unpack answers IMG_EPROTO, an unknown type IMG_EBADTYPE. Every
- * unpacked message is freed before the handler returns. */
+ * connection becomes a session on its first valid HEARTBEAT. Every request
+ * frame is unpacked here (on_frame: request_desc, then dispatch) and freed
+ * after its handler returns; the handlers here and in the other modules
+ * receive the unpacked message. A head that does not unpack, or a body,
+ * answers IMG_EPROTO, an unknown type IMG_EBADTYPE.
+ *
+ * A heartbeat: ns_hb_validate, ns_registry_heartbeat, ns_hb_apply_blocks
+ * (the block map, then the planner, bad list and pool), ns_plan_progress,
+ * ns_safe_mode_check. The top of the nameserver with main.c: calls every
+ * module. */
 #include "nameserver/ns.h"
 #include "nameserver/ns_admin.h"
 #include "nameserver/ns_ops.h"
@@ -16,7 +22,6 @@
 #include "base/log.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,19 +77,15 @@ static size_t fill_replicas(const struct ns *ns, const struct ns_block *b, int o
     return n;
 }
 
-static void reply_err(struct conn *c, const struct frame *f, int err)
+static void reply_err(struct conn *c, const struct frame_header *h, int err)
 {
-    conn_reply(c, &f->h, err, NULL, NULL, 0, NULL);
+    conn_reply(c, h, err, NULL, NULL, 0, NULL);
 }
 
-static void handle_heartbeat(struct ns_peer *p, const struct frame *f)
+static void handle_heartbeat(struct ns_peer *p, const struct frame_header *h,
+                             const Imgstore__Heartbeat *hb)
 {
     struct ns *ns = p->ns;
-    Imgstore__Heartbeat *hb = imgstore__heartbeat__unpack(NULL, f->h.head_len, f->head);
-    if (!hb) {
-        reply_err(p->c, f, IMG_EPROTO);
-        return;
-    }
     int rc = ns_hb_validate(hb);
     if (rc) {
         log_warn("invalid heartbeat from %s: bad server id, address or disk count",
@@ -109,7 +110,7 @@ static void handle_heartbeat(struct ns_peer *p, const struct frame *f)
         goto err;
     p->srv = s;
     size_t skipped = 0;
-    rc = ns_blocks_apply_report(ns, s, hb, &skipped);
+    rc = ns_hb_apply_blocks(ns, s, hb, &skipped);
     if (skipped)
         log_warn("server %s reported %zu invalid block entries (ignored)", s->id, skipped);
     if (rc) {
@@ -125,30 +126,23 @@ static void handle_heartbeat(struct ns_peer *p, const struct frame *f)
     resp.safe_mode = ns->safe_mode;
     resp.heartbeat_ms = NS_HEARTBEAT_MS;
     resp.heartbeat_timeout_ms = (uint32_t)ns->cfg.hb_timeout_ms;
-    resp.scrub_rate = ns_admin_scrub_rate(ns);
-    conn_reply(p->c, &f->h, 0, &resp.base, NULL, 0, NULL);
-    imgstore__heartbeat__free_unpacked(hb, NULL);
+    resp.scrub_rate = ns_settings_scrub_rate(ns);
+    conn_reply(p->c, h, 0, &resp.base, NULL, 0, NULL);
     return;
 err:
-    reply_err(p->c, f, rc);
-    imgstore__heartbeat__free_unpacked(hb, NULL);
+    reply_err(p->c, h, rc);
 }
 
-static void handle_alloc(struct ns_peer *p, const struct frame *f)
+static void handle_alloc(struct ns_peer *p, const struct frame_header *h,
+                         const Imgstore__AllocWrite *aw)
 {
     struct ns *ns = p->ns;
-    Imgstore__AllocWrite *aw = imgstore__alloc_write__unpack(NULL, f->h.head_len, f->head);
-    if (!aw) {
-        reply_err(p->c, f, IMG_EPROTO);
-        return;
-    }
     size_t want = aw->count == 0 ? 1 : (aw->count > NS_ALLOC_MAX ? NS_ALLOC_MAX : aw->count);
     size_t nexcl = aw->n_exclude > NS_ALLOC_EXCLUDE_MAX ? NS_ALLOC_EXCLUDE_MAX : aw->n_exclude;
     uint64_t ids[NS_ALLOC_MAX];
     size_t n = ns_pool_pick(ns, aw->exclude, nexcl, ids, want);
-    imgstore__alloc_write__free_unpacked(aw, NULL);
     if (n == 0) {
-        reply_err(p->c, f, IMG_ENOBLOCK);
+        reply_err(p->c, h, IMG_ENOBLOCK);
         ns_pool_plan(ns);
         return;
     }
@@ -166,17 +160,13 @@ static void handle_alloc(struct ns_peer *p, const struct frame *f)
     Imgstore__AllocWriteResp resp = IMGSTORE__ALLOC_WRITE_RESP__INIT;
     resp.n_blocks = n;
     resp.blocks = wbp;
-    conn_reply(p->c, &f->h, 0, &resp.base, NULL, 0, NULL);
+    conn_reply(p->c, h, 0, &resp.base, NULL, 0, NULL);
 }
 
-static void handle_lookup(struct ns_peer *p, const struct frame *f)
+static void handle_lookup(struct ns_peer *p, const struct frame_header *h,
+                          const Imgstore__Lookup *lk)
 {
     struct ns *ns = p->ns;
-    Imgstore__Lookup *lk = imgstore__lookup__unpack(NULL, f->h.head_len, f->head);
-    if (!lk) {
-        reply_err(p->c, f, IMG_EPROTO);
-        return;
-    }
     int rc = 0;
     size_t n = lk->n_block_ids;
     Imgstore__BlockLocation *locs = NULL, **lp = NULL;
@@ -213,15 +203,14 @@ static void handle_lookup(struct ns_peer *p, const struct frame *f)
     Imgstore__LookupResp resp = IMGSTORE__LOOKUP_RESP__INIT;
     resp.n_locations = found;
     resp.locations = lp;
-    conn_reply(p->c, &f->h, 0, &resp.base, NULL, 0, NULL);
+    conn_reply(p->c, h, 0, &resp.base, NULL, 0, NULL);
 out:
     if (rc)
-        reply_err(p->c, f, rc);
+        reply_err(p->c, h, rc);
     free(locs);
     free(lp);
     free(reps);
     free(rp);
-    imgstore__lookup__free_unpacked(lk, NULL);
 }
 
 /* Block totals for CLUSTER_STATUS (one pass over the map). */
@@ -242,19 +231,13 @@ static void block_totals(struct ns *ns, Imgstore__ClusterStatusResp *r)
     }
 }
 
-static void handle_status(struct ns_peer *p, const struct frame *f)
+static void handle_status(struct ns_peer *p, const struct frame_header *h)
 {
     struct ns *ns = p->ns;
-    Imgstore__ClusterStatus *cs = imgstore__cluster_status__unpack(NULL, f->h.head_len, f->head);
-    if (!cs) {
-        reply_err(p->c, f, IMG_EPROTO);
-        return;
-    }
-    imgstore__cluster_status__free_unpacked(cs, NULL);
     Imgstore__ServerStatus *ss = calloc(ns->nservers + 1, sizeof(*ss));
     Imgstore__ServerStatus **sp = calloc(ns->nservers + 1, sizeof(*sp));
     if (!ss || !sp) {
-        reply_err(p->c, f, -ENOMEM);
+        reply_err(p->c, h, -ENOMEM);
         goto out;
     }
     uint64_t now = uv_now(ns->loop);
@@ -288,10 +271,53 @@ static void handle_status(struct ns_peer *p, const struct frame *f)
     r.servers = sp;
     block_totals(ns, &r);
     r.block_id_high_water = ns->meta.next_id;
-    conn_reply(p->c, &f->h, 0, &r.base, NULL, 0, NULL);
+    conn_reply(p->c, h, 0, &r.base, NULL, 0, NULL);
 out:
     free(ss);
     free(sp);
+}
+
+/* The head message of each request the nameserver serves, or NULL. */
+static const ProtobufCMessageDescriptor *request_desc(unsigned type)
+{
+    switch (type) {
+    case FT_HEARTBEAT: return &imgstore__heartbeat__descriptor;
+    case FT_ALLOC_WRITE: return &imgstore__alloc_write__descriptor;
+    case FT_LOOKUP: return &imgstore__lookup__descriptor;
+    case FT_CLUSTER_STATUS: return &imgstore__cluster_status__descriptor;
+    case FT_DRAIN: return &imgstore__drain__descriptor;
+    case FT_LIST_TASKS: return &imgstore__list_tasks__descriptor;
+    case FT_ADMIN_LIST_BLOCKS: return &imgstore__admin_list_blocks__descriptor;
+    case FT_ADMIN_BLOCK_INFO: return &imgstore__admin_block_info__descriptor;
+    case FT_ADMIN_SERVER_RATES: return &imgstore__admin_server_rates__descriptor;
+    case FT_ADMIN_CANCEL_TASK: return &imgstore__admin_cancel_task__descriptor;
+    case FT_ADMIN_READONLY: return &imgstore__admin_readonly__descriptor;
+    case FT_ADMIN_SETTINGS: return &imgstore__admin_settings__descriptor;
+    case FT_ADMIN_SET_SETTING: return &imgstore__admin_set_setting__descriptor;
+    case FT_ADMIN_REBALANCE: return &imgstore__admin_rebalance__descriptor;
+    case FT_ADMIN_COMPACT: return &imgstore__admin_compact__descriptor;
+    case FT_ADMIN_REPAIR: return &imgstore__admin_repair__descriptor;
+    default: return NULL;
+    }
+}
+
+/* Hands the unpacked request m (of h->type's message) to its handler. */
+static void dispatch(struct ns_peer *p, const struct frame_header *h, const ProtobufCMessage *m)
+{
+    struct ns *ns = p->ns;
+    struct conn *c = p->c;
+    switch (h->type) {
+    case FT_HEARTBEAT: handle_heartbeat(p, h, (const Imgstore__Heartbeat *)m); break;
+    case FT_ALLOC_WRITE: handle_alloc(p, h, (const Imgstore__AllocWrite *)m); break;
+    case FT_LOOKUP: handle_lookup(p, h, (const Imgstore__Lookup *)m); break;
+    case FT_CLUSTER_STATUS: handle_status(p, h); break;
+    case FT_DRAIN: ns_plan_handle_drain(ns, c, h, (const Imgstore__Drain *)m); break;
+    case FT_LIST_TASKS: ns_plan_handle_list(ns, c, h, (const Imgstore__ListTasks *)m); break;
+    case FT_ADMIN_REBALANCE: ns_balance_handle(ns, c, h, (const Imgstore__AdminRebalance *)m); break;
+    case FT_ADMIN_COMPACT: ns_ops_handle_compact(ns, c, h, (const Imgstore__AdminCompact *)m); break;
+    case FT_ADMIN_REPAIR: ns_ops_handle_repair(ns, c, h, (const Imgstore__AdminRepair *)m); break;
+    default: ns_admin_handle(ns, c, h, m); break; /* FT_ADMIN_LIST_BLOCKS .. SET_SETTING */
+    }
 }
 
 static void on_frame(struct conn *c, const struct frame *f, void *ctx)
@@ -303,28 +329,22 @@ static void on_frame(struct conn *c, const struct frame *f, void *ctx)
     }
     p->ns->requests[f->h.type & 0xff]++;
     if (f->h.body_len != 0 && f->h.type >= FT_HEARTBEAT && f->h.type <= FT_LIST_TASKS) {
-        reply_err(c, f, IMG_EPROTO); /* no nameserver request carries a body */
+        reply_err(c, &f->h, IMG_EPROTO); /* no nameserver request carries a body */
         return;
     }
-    switch (f->h.type) {
-    case FT_HEARTBEAT: handle_heartbeat(p, f); break;
-    case FT_ALLOC_WRITE: handle_alloc(p, f); break;
-    case FT_LOOKUP: handle_lookup(p, f); break;
-    case FT_CLUSTER_STATUS: handle_status(p, f); break;
-    case FT_DRAIN: ns_plan_handle_drain(p->ns, c, f); break;
-    case FT_LIST_TASKS: ns_plan_handle_list(p->ns, c, f); break;
-    case FT_ADMIN_LIST_BLOCKS:
-    case FT_ADMIN_BLOCK_INFO:
-    case FT_ADMIN_SERVER_RATES:
-    case FT_ADMIN_CANCEL_TASK:
-    case FT_ADMIN_READONLY:
-    case FT_ADMIN_SETTINGS:
-    case FT_ADMIN_SET_SETTING: ns_admin_handle(p->ns, c, f); break;
-    case FT_ADMIN_REBALANCE: ns_balance_handle(p->ns, c, f); break;
-    case FT_ADMIN_COMPACT: ns_ops_handle_compact(p->ns, c, f); break;
-    case FT_ADMIN_REPAIR: ns_ops_handle_repair(p->ns, c, f); break;
-    default: reply_err(c, f, IMG_EBADTYPE); break;
+    const ProtobufCMessageDescriptor *desc = request_desc(f->h.type);
+    if (!desc) {
+        reply_err(c, &f->h, IMG_EBADTYPE);
+        return;
     }
+    ProtobufCMessage *m =
+        f->h.body_len ? NULL : protobuf_c_message_unpack(desc, NULL, f->h.head_len, f->head);
+    if (!m) {
+        reply_err(c, &f->h, IMG_EPROTO); /* a head that does not unpack, or a body */
+        return;
+    }
+    dispatch(p, &f->h, m);
+    protobuf_c_message_free_unpacked(m, NULL);
 }
 
 static void on_close(struct conn *c, void *ctx)
@@ -378,13 +398,6 @@ static void on_tick(uv_timer_t *t)
     ns_plan_tick(ns, now);
 }
 
-static void on_signal(uv_signal_t *h, int signum)
-{
-    struct ns *ns = h->data;
-    log_info("signal %d: shutting down", signum);
-    ns_stop(ns);
-}
-
 /* Logs the address actually bound (useful with port 0). */
 static void log_listening(struct ns *ns)
 {
@@ -410,9 +423,6 @@ int ns_start(struct ns *ns, uv_loop_t *loop)
     ns->started = 1;
     uv_timer_init(loop, &ns->tick);
     ns->tick.data = ns;
-    uv_signal_init(loop, &ns->sig_int);
-    uv_signal_init(loop, &ns->sig_term);
-    ns->sig_int.data = ns->sig_term.data = ns;
     ns->listener.data = ns;
     int rc = conn_listen(loop, &ns->listener, ns->cfg.listen, on_connection);
     ns->listener.data = ns; /* conn_listen initialises the handle */
@@ -420,8 +430,6 @@ int ns_start(struct ns *ns, uv_loop_t *loop)
         log_error("cannot listen on %s: %s", ns->cfg.listen, uv_strerror(rc));
         return rc;
     }
-    uv_signal_start(&ns->sig_int, on_signal, SIGINT);
-    uv_signal_start(&ns->sig_term, on_signal, SIGTERM);
     uv_timer_start(&ns->tick, on_tick, NS_TICK_MS, NS_TICK_MS);
     ns_safe_mode_check(ns, uv_now(loop));
     log_listening(ns);
@@ -440,8 +448,6 @@ void ns_stop(struct ns *ns)
         return;
     ns->stopping = 1;
     close_if_open((uv_handle_t *)&ns->tick);
-    close_if_open((uv_handle_t *)&ns->sig_int);
-    close_if_open((uv_handle_t *)&ns->sig_term);
     if (ns->listener.type == UV_TCP)
         close_if_open((uv_handle_t *)&ns->listener);
     for (struct ns_peer *p = ns->peers; p; p = p->next)

@@ -5,7 +5,7 @@
  * high bit: run the heartbeat timeout check) and a u16-prefixed protobuf
  * Heartbeat head. Each head goes through what the HEARTBEAT handler of
  * nameserver/ns_rpc.c does: unpack, ns_hb_validate, ns_registry_heartbeat,
- * ns_blocks_apply_report, ns_safe_mode_check; then the ALLOC_WRITE path
+ * ns_hb_apply_blocks, ns_safe_mode_check; then the ALLOC_WRITE path
  * (ns_pool_prune, ns_pool_pick). A fresh nameserver (new data folder state)
  * serves each input.
  *
@@ -69,7 +69,7 @@ static void step(struct ns *ns, const uint8_t *head, size_t len, uint64_t now)
     if (ns_hb_validate(hb) == 0 && ns_registry_heartbeat(ns, hb, NULL, now, &s) == 0) {
         FUZZ_CHECK(s != NULL && ns_registry_find(ns, hb->server_id) == s);
         size_t skipped = 0;
-        ns_blocks_apply_report(ns, s, hb, &skipped);
+        ns_hb_apply_blocks(ns, s, hb, &skipped);
         ns_safe_mode_check(ns, now);
     }
     imgstore__heartbeat__free_unpacked(hb, NULL);

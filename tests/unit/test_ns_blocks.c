@@ -75,11 +75,11 @@ Test(ns_blocks, no_per_file_state)
     struct report r;
     report_init(&r, 1);
     report_add(&r, 5, 60u << 20, 1, 1)->file_count = 4000000000u;
-    cr_assert_eq(ns_blocks_apply_report(&ns, a, &r.hb, NULL), 0);
+    cr_assert_eq(ns_hb_apply_blocks(&ns, a, &r.hb, NULL), 0);
     size_t cap = ns.blocks.cap;
     report_init(&r, 0);
     report_add(&r, 5, 61u << 20, 1, 1)->file_count = 1;
-    cr_assert_eq(ns_blocks_apply_report(&ns, a, &r.hb, NULL), 0);
+    cr_assert_eq(ns_hb_apply_blocks(&ns, a, &r.hb, NULL), 0);
     cr_assert_eq(ns.blocks.count, 1);
     cr_assert_eq(ns.blocks.cap, cap);
     cr_assert_eq(ns_blocks_get(&ns.blocks, 5)->file_count, 1);
@@ -94,17 +94,17 @@ Test(ns_blocks, full_report_replaces)
     report_add(&r, 1, 100, 1, 0);
     report_add(&r, 2, 200, 1, 0);
     report_add(&r, 3, 300, 1, 1);
-    cr_assert_eq(ns_blocks_apply_report(&ns, a, &r.hb, NULL), 0);
+    cr_assert_eq(ns_hb_apply_blocks(&ns, a, &r.hb, NULL), 0);
     report_init(&r, 1);
     report_add(&r, 2, 200, 0, 0);
-    cr_assert_eq(ns_blocks_apply_report(&ns, b, &r.hb, NULL), 0);
+    cr_assert_eq(ns_hb_apply_blocks(&ns, b, &r.hb, NULL), 0);
     cr_assert_eq(ns.blocks.count, 3);
     cr_assert_eq(a->nblocks, 3);
     /* a restarts and now holds only 2 and 4. */
     report_init(&r, 1);
     report_add(&r, 2, 250, 1, 0);
     report_add(&r, 4, 10, 1, 0);
-    cr_assert_eq(ns_blocks_apply_report(&ns, a, &r.hb, NULL), 0);
+    cr_assert_eq(ns_hb_apply_blocks(&ns, a, &r.hb, NULL), 0);
     cr_assert_null(ns_blocks_get(&ns.blocks, 1), "no holder left: dropped");
     cr_assert_null(ns_blocks_get(&ns.blocks, 3));
     cr_assert(holds(a, 2) && holds(b, 2) && holds(a, 4));
@@ -116,7 +116,7 @@ Test(ns_blocks, full_report_replaces)
     cr_assert_eq(blk->size, 250);
     /* an empty full report empties a. */
     report_init(&r, 1);
-    cr_assert_eq(ns_blocks_apply_report(&ns, a, &r.hb, NULL), 0);
+    cr_assert_eq(ns_hb_apply_blocks(&ns, a, &r.hb, NULL), 0);
     cr_assert_eq(a->nblocks, 0);
     cr_assert_eq(ns.blocks.count, 1);
     cr_assert(holds(b, 2));
@@ -131,10 +131,10 @@ Test(ns_blocks, incremental_updates_and_removes)
     report_init(&r, 1);
     report_add(&r, 10, 0, 1, 0);
     report_add(&r, 11, 0, 1, 0);
-    cr_assert_eq(ns_blocks_apply_report(&ns, a, &r.hb, NULL), 0);
+    cr_assert_eq(ns_hb_apply_blocks(&ns, a, &r.hb, NULL), 0);
     report_init(&r, 1);
     report_add(&r, 10, 0, 0, 0);
-    cr_assert_eq(ns_blocks_apply_report(&ns, b, &r.hb, NULL), 0);
+    cr_assert_eq(ns_hb_apply_blocks(&ns, b, &r.hb, NULL), 0);
 
     report_init(&r, 0);
     Imgstore__BlockInfo *bi = report_add(&r, 10, 4096, 1, 1);
@@ -142,7 +142,7 @@ Test(ns_blocks, incremental_updates_and_removes)
     bi->deleted_bytes = 100;
     r.removed[r.hb.n_removed_blocks++] = 11;
     r.removed[r.hb.n_removed_blocks++] = 999; /* unknown: ignored */
-    cr_assert_eq(ns_blocks_apply_report(&ns, a, &r.hb, NULL), 0);
+    cr_assert_eq(ns_hb_apply_blocks(&ns, a, &r.hb, NULL), 0);
     struct ns_block *blk = ns_blocks_get(&ns.blocks, 10);
     cr_assert_eq(blk->size, 4096);
     cr_assert_eq(blk->file_count, 3);
@@ -154,7 +154,7 @@ Test(ns_blocks, incremental_updates_and_removes)
 
     report_init(&r, 0);
     r.removed[r.hb.n_removed_blocks++] = 10;
-    cr_assert_eq(ns_blocks_apply_report(&ns, b, &r.hb, NULL), 0);
+    cr_assert_eq(ns_hb_apply_blocks(&ns, b, &r.hb, NULL), 0);
     blk = ns_blocks_get(&ns.blocks, 10);
     cr_assert_eq(blk->nrep, 1);
     cr_assert(holds(a, 10));
@@ -173,7 +173,7 @@ Test(ns_blocks, invalid_ids_skipped_and_high_water_bumped)
     report_add(&r, UINT64_MAX, 1, 1, 0);
     report_add(&r, 123456, 1, 1, 0);
     size_t skipped = 0;
-    cr_assert_eq(ns_blocks_apply_report(&ns, a, &r.hb, &skipped), 0);
+    cr_assert_eq(ns_hb_apply_blocks(&ns, a, &r.hb, &skipped), 0);
     cr_assert_eq(skipped, 3);
     cr_assert_eq(ns.blocks.count, 1);
     cr_assert_eq(ns.meta.next_id, 123457);
@@ -193,7 +193,7 @@ Test(ns_blocks, too_many_holders_ignored)
         report_init(&r, 1);
         report_add(&r, 77, 1, 0, 0);
         size_t skipped = 0;
-        cr_assert_eq(ns_blocks_apply_report(&ns, s, &r.hb, &skipped), 0);
+        cr_assert_eq(ns_hb_apply_blocks(&ns, s, &r.hb, &skipped), 0);
         cr_assert_eq(skipped, i < NS_BLOCK_SLOTS ? 0 : 1);
     }
     cr_assert_eq(ns_blocks_get(&ns.blocks, 77)->nrep, NS_BLOCK_SLOTS);
@@ -204,7 +204,7 @@ Test(ns_blocks, created_block_enters_map_and_pool)
     struct ns_server *a = hb_server("a", 1, 1);
     struct ns_server *b = hb_server("b", 1, 1);
     struct ns_server *reps[2] = {b, a};
-    cr_assert_eq(ns_blocks_add_created(&ns, 42, reps, 2), 0);
+    cr_assert_eq(ns_pool_add_created(&ns, 42, reps, 2), 0);
     struct ns_block *blk = ns_blocks_get(&ns.blocks, 42);
     cr_assert_not_null(blk);
     cr_assert_eq(blk->nrep, 2);
@@ -228,11 +228,11 @@ static void old_primary_returns(int old_first)
     Imgstore__BlockInfo *bp = report_add(&rp, 40, 8800, 1, 1);
     bp->set_version = 6;
     if (old_first) {
-        cr_assert_eq(ns_blocks_apply_report(&ns, o, &ro.hb, NULL), 0);
-        cr_assert_eq(ns_blocks_apply_report(&ns, p, &rp.hb, NULL), 0);
+        cr_assert_eq(ns_hb_apply_blocks(&ns, o, &ro.hb, NULL), 0);
+        cr_assert_eq(ns_hb_apply_blocks(&ns, p, &rp.hb, NULL), 0);
     } else {
-        cr_assert_eq(ns_blocks_apply_report(&ns, p, &rp.hb, NULL), 0);
-        cr_assert_eq(ns_blocks_apply_report(&ns, o, &ro.hb, NULL), 0);
+        cr_assert_eq(ns_hb_apply_blocks(&ns, p, &rp.hb, NULL), 0);
+        cr_assert_eq(ns_hb_apply_blocks(&ns, o, &ro.hb, NULL), 0);
     }
     struct ns_block *b = ns_blocks_get(&ns.blocks, 40);
     cr_assert_not_null(b);

@@ -375,7 +375,7 @@ Test(ns_plan, old_prefix_caught_up_from_bad_current_copy)
     blk->rver[1] = 3;
     blk->rsize[1] = 8000;
     blk->inset = 1u;
-    ns_compact_mark_bad(&ns, 16, a->idx, "test");
+    ns_bad_mark(&ns, 16, a->idx, "test");
     ns_plan_step(&ns, 10);
     const struct ns_task *t = task_for(16);
     cr_assert_not_null(t);

@@ -64,11 +64,11 @@ Test(ns_pool, placement_ties_broken_randomly)
         cr_assert_gt(first[i], 30, "server %d chosen %d times of 300", i, first[i]);
 }
 
-/* Creates block uid=0(root) gid=0(root) groups=0(root) on a (primary) and b. */
+/* Creates block `id` on p (primary) and s. */
 static struct ns_block *make_block(uint64_t id, struct ns_server *p, struct ns_server *s)
 {
     struct ns_server *reps[2] = {p, s};
-    cr_assert_eq(ns_blocks_add_created(&ns, id, reps, 2), 0);
+    cr_assert_eq(ns_pool_add_created(&ns, id, reps, 2), 0);
     return ns_blocks_get(&ns.blocks, id);
 }
 
