@@ -61,17 +61,19 @@ struct imgstore {
 
 /* The public codes (client/imgstore.h, which includes nothing of ours) are
  * the protocol's (base/err.h): a renumbering on either side fails here. */
-_Static_assert(IMGSTORE_ENOTFOUND == IMG_ENOTFOUND, "IMGSTORE_ENOTFOUND != IMG_ENOTFOUND");
-_Static_assert(IMGSTORE_EDELETED == IMG_EDELETED, "IMGSTORE_EDELETED != IMG_EDELETED");
-_Static_assert(IMGSTORE_ECORRUPT == IMG_ECORRUPT, "IMGSTORE_ECORRUPT != IMG_ECORRUPT");
-_Static_assert(IMGSTORE_ENOBLOCK == IMG_ENOBLOCK, "IMGSTORE_ENOBLOCK != IMG_ENOBLOCK");
-_Static_assert(IMGSTORE_EPROTO == IMG_EPROTO, "IMGSTORE_EPROTO != IMG_EPROTO");
-_Static_assert(IMGSTORE_EBADNAME == IMG_EBADNAME, "IMGSTORE_EBADNAME != IMG_EBADNAME");
-_Static_assert(IMGSTORE_ETOOBIG == IMG_ETOOBIG, "IMGSTORE_ETOOBIG != IMG_ETOOBIG");
-_Static_assert(IMGSTORE_ETIMEDOUT == IMG_ETIMEDOUT, "IMGSTORE_ETIMEDOUT != IMG_ETIMEDOUT");
-_Static_assert(IMGSTORE_EUNAVAIL == IMG_EUNAVAIL, "IMGSTORE_EUNAVAIL != IMG_EUNAVAIL");
-_Static_assert(IMGSTORE_ECONN == IMG_ECONN, "IMGSTORE_ECONN != IMG_ECONN");
-_Static_assert(IMGSTORE_EINVAL == IMG_EINVAL, "IMGSTORE_EINVAL != IMG_EINVAL");
+#define SAME_CODE(e) _Static_assert(IMGSTORE_##e == IMG_##e, "IMGSTORE_" #e " != IMG_" #e)
+SAME_CODE(ENOTFOUND);
+SAME_CODE(EDELETED);
+SAME_CODE(ECORRUPT);
+SAME_CODE(ENOBLOCK);
+SAME_CODE(EPROTO);
+SAME_CODE(EBADNAME);
+SAME_CODE(ETOOBIG);
+SAME_CODE(ETIMEDOUT);
+SAME_CODE(EUNAVAIL);
+SAME_CODE(ECONN);
+SAME_CODE(EINVAL);
+#undef SAME_CODE
 _Static_assert(IMGSTORE_ADDR_MAX == ADDR_MAX, "IMGSTORE_ADDR_MAX != ADDR_MAX");
 
 /* ---- handle ------------------------------------------------------------- */
@@ -496,17 +498,19 @@ static int parse_name(const char *name, struct fname *f)
     return fname_decode(name, strlen(name), f, NULL, NULL);
 }
 
-int imgstore_get(imgstore_t *h, const char *name, void **data, size_t *len)
+/* Fetches a file from any replica (ds_addr NULL) or from ds_addr alone.
+ * Arguments are checked by the callers. */
+static int get_file(imgstore_t *h, const char *name, const char *ds_addr, void **data,
+                    size_t *len)
 {
-    if (!h || !data || !len)
-        return IMGSTORE_EINVAL;
     struct fname f;
     int rc = parse_name(name, &f);
     if (rc != 0)
         return rc;
     struct read_result res;
     struct cache_loc loc;
-    rc = read_any(h, &f, FT_READ, op_deadline(h), &res, &loc);
+    rc = ds_addr ? read_one(h, ds_addr, FT_READ, &f, op_deadline(h), &res)
+                 : read_any(h, &f, FT_READ, op_deadline(h), &res, &loc);
     if (rc != 0)
         return rc;
     *data = res.body;
@@ -516,24 +520,19 @@ int imgstore_get(imgstore_t *h, const char *name, void **data, size_t *len)
     return 0;
 }
 
+int imgstore_get(imgstore_t *h, const char *name, void **data, size_t *len)
+{
+    if (!h || !data || !len)
+        return IMGSTORE_EINVAL;
+    return get_file(h, name, NULL, data, len);
+}
+
 int imgstore_get_from(imgstore_t *h, const char *name, const char *ds_addr, void **data,
                       size_t *len)
 {
     if (!h || !data || !len || addr_check(ds_addr) != 0)
         return IMGSTORE_EINVAL;
-    struct fname f;
-    int rc = parse_name(name, &f);
-    if (rc != 0)
-        return rc;
-    struct read_result res;
-    rc = read_one(h, ds_addr, FT_READ, &f, op_deadline(h), &res);
-    if (rc != 0)
-        return rc;
-    *data = res.body;
-    *len = res.body_len;
-    res.body = NULL;
-    read_result_free(&res);
-    return 0;
+    return get_file(h, name, ds_addr, data, len);
 }
 
 int imgstore_stat(imgstore_t *h, const char *name, struct imgstore_stat *st)
