@@ -65,21 +65,3 @@ const char *img_errname(int err)
     }
     return "E?";
 }
-
-int img_err_write_retryable(int err)
-{
-    switch (err) {
-    case IMG_EREPL:
-    case IMG_EFULL:
-    case IMG_ESEALED:
-    case IMG_ENOTPRIMARY:
-    case IMG_ENOBLOCKHERE:
-    case IMG_ECONN:
-    case IMG_ETIMEDOUT:
-    case IMG_EPROTO:
-    case IMG_ECORRUPT: /* the primary got other bytes than were sent */
-        return 1;
-    default:
-        return 0;
-    }
-}

@@ -39,14 +39,6 @@ enum img_err {
  * negative errno). Never returns NULL. */
 const char *img_strerror(int err);
 
-/* Returns 1 when a failed WRITE of a new file (error `err` from the block's
- * primary or the connection to it) may succeed on another writable block:
- * the block is full, sealed or not where we thought, a replica failed, the
- * connection broke, or the bytes arrived damaged. Uploaders (the client
- * library, the HTTP origin) retry on another block then; other errors are
- * final. */
-int img_err_write_retryable(int err);
-
 /* Returns the symbolic name of `err` ("IMG_ENOTFOUND", "ENOENT"). */
 const char *img_errname(int err);
 

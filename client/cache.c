@@ -5,7 +5,6 @@
 #include "base/err.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -50,17 +49,15 @@ uint32_t cache_random(struct cache *c)
 }
 
 int cache_loc_from_replicas(struct cache_loc *out, uint64_t block_id, Imgstore__Replica **r,
-                            size_t n)
+                            size_t n, enum replicas_use use)
 {
     memset(out, 0, sizeof(*out));
     out->block_id = block_id;
-    for (size_t i = 0; i < n && out->n < CACHE_MAX_REPLICAS; i++) {
-        if (!r || !r[i] || !r[i]->addr || rpc_check_addr(r[i]->addr) != 0)
-            continue;
-        snprintf(out->addr[out->n], RPC_ADDR_MAX, "%s", r[i]->addr);
-        out->n++;
-    }
-    return out->n > 0 ? 0 : IMG_EPROTO;
+    int got = replicas_addrs(r, n, use, &out->addr[0][0], CACHE_MAX_REPLICAS, RPC_ADDR_MAX);
+    if (got < 0)
+        return got;
+    out->n = got;
+    return 0;
 }
 
 static int find_writable(const struct cache *c, uint64_t block_id)

@@ -14,6 +14,7 @@
 
 #include "client/rpc.h"
 #include "proto/imgstore.pb-c.h"
+#include "proto/replicas.h"
 
 #include <pthread.h>
 #include <stddef.h>
@@ -50,11 +51,11 @@ void cache_destroy(struct cache *c);
 /* Returns a pseudo-random number (thread-safe, not for secrets). */
 uint32_t cache_random(struct cache *c);
 
-/* Fills *out from a protobuf replica list (borrowed), keeping the replicas
- * whose address is well formed, in order. Returns 0, or IMG_EPROTO when
- * none is usable. */
+/* Fills *out from a protobuf replica list (borrowed) by the protocol's
+ * replica-list rule for `use` (proto/replicas.h). Returns 0, or IMG_EPROTO
+ * when the list is refused. */
 int cache_loc_from_replicas(struct cache_loc *out, uint64_t block_id, Imgstore__Replica **r,
-                            size_t n);
+                            size_t n, enum replicas_use use);
 
 /* Adds (or replaces) a writable block; when the cache is full the new one is
  * ignored. */

@@ -3,13 +3,17 @@
  *
  * Each public call runs under one whole-operation deadline (timeout_ms) and
  * every single request under io_timeout_ms (never past the deadline). The
- * rules for retrying are the protocol's (docs/protocol.md, docs/client.md):
+ * rules for retrying are the protocol's: which errors are worth another
+ * attempt is proto/retry.h's table, which replicas of an answer are usable
+ * is proto/replicas.h's rule (docs/protocol.md, docs/client.md); this file
+ * decides only the waits and the order of attempts:
  *
  *   put    - a random cached writable block; a write refused by the block
  *            (EREPL, EFULL, ESEALED, ENOTPRIMARY, ENOBLOCKHERE) or lost to a
  *            connection error or timeout drops the block and tries another,
  *            excluding the failed ones from the next ALLOC_WRITE; ENOBLOCK
- *            from the nameserver waits 50 ms, growing to 200 ms, and retries.
+ *            (or ESAFEMODE, a timeout, an unreachable nameserver) from the
+ *            nameserver waits 50 ms, growing to 200 ms, and retries.
  *   get    - replicas from the location cache, starting at a random one;
  *            unreachable, corrupt or missing replicas pass to the next one;
  *            EDELETED is final. A location that only failed is asked again
@@ -29,6 +33,7 @@
 #include "proto/fname.h"
 #include "proto/frame.h"
 #include "proto/mime.h"
+#include "proto/retry.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -54,6 +59,23 @@ struct imgstore {
     struct cache cache;
 };
 
+/* The public codes (client/imgstore.h, which includes nothing of ours) are
+ * the protocol's (base/err.h): a renumbering on either side fails here. */
+#define SAME_CODE(e) _Static_assert(IMGSTORE_##e == IMG_##e, "IMGSTORE_" #e " != IMG_" #e)
+SAME_CODE(ENOTFOUND);
+SAME_CODE(EDELETED);
+SAME_CODE(ECORRUPT);
+SAME_CODE(ENOBLOCK);
+SAME_CODE(EPROTO);
+SAME_CODE(EBADNAME);
+SAME_CODE(ETOOBIG);
+SAME_CODE(ETIMEDOUT);
+SAME_CODE(EUNAVAIL);
+SAME_CODE(ECONN);
+SAME_CODE(EINVAL);
+#undef SAME_CODE
+_Static_assert(IMGSTORE_ADDR_MAX == ADDR_MAX, "IMGSTORE_ADDR_MAX != ADDR_MAX");
+
 /* ---- handle ------------------------------------------------------------- */
 
 int imgstore_open(const char *ns_addr, const struct imgstore_opts *opts, imgstore_t **out)
@@ -61,7 +83,7 @@ int imgstore_open(const char *ns_addr, const struct imgstore_opts *opts, imgstor
     if (!out)
         return IMGSTORE_EINVAL;
     *out = NULL;
-    if (rpc_check_addr(ns_addr) != 0)
+    if (addr_check(ns_addr) != 0)
         return IMGSTORE_EINVAL;
     if (opts && (opts->timeout_ms < 0 || opts->io_timeout_ms < 0))
         return IMGSTORE_EINVAL;
@@ -178,7 +200,8 @@ static int alloc_write(imgstore_t *h, uint64_t *excl, size_t nexcl, int64_t dead
         Imgstore__WritableBlock *b = resp->blocks[i];
         struct cache_loc l;
         if (!b || b->block_id > FNAME_MAX_BLOCK_ID ||
-            cache_loc_from_replicas(&l, b->block_id, b->replicas, b->n_replicas) != 0)
+            cache_loc_from_replicas(&l, b->block_id, b->replicas, b->n_replicas,
+                                    REPLICAS_WRITE) != 0)
             continue;
         cache_writable_add(&h->cache, &l);
         cache_loc_put(&h->cache, &l);
@@ -206,7 +229,8 @@ static int lookup(imgstore_t *h, uint64_t block_id, int64_t deadline, struct cac
     for (size_t i = 0; i < resp->n_locations; i++) {
         Imgstore__BlockLocation *bl = resp->locations[i];
         if (!bl || bl->block_id != block_id ||
-            cache_loc_from_replicas(out, block_id, bl->replicas, bl->n_replicas) != 0)
+            cache_loc_from_replicas(out, block_id, bl->replicas, bl->n_replicas,
+                                    REPLICAS_READ) != 0)
             continue;
         out->sealed = bl->sealed;
         cache_loc_put(&h->cache, out);
@@ -299,7 +323,7 @@ int imgstore_put(imgstore_t *h, const void *data, size_t len, const char *mime,
             return IMGSTORE_ETIMEDOUT;
         struct cache_loc b;
         int rc = put_pick(h, excl, nexcl, deadline, &b);
-        if (rc == IMG_ENOBLOCK || rc == IMG_ESAFEMODE || rc == IMG_ETIMEDOUT) {
+        if (retry_action(RETRY_ALLOC, rc) == RETRY_WAIT) {
             /* Nothing writable right now: the nameserver is creating blocks
              * (or restarting). Wait a little longer each time. */
             sleep_ms(left < wait ? (int)left : wait);
@@ -311,10 +335,10 @@ int imgstore_put(imgstore_t *h, const void *data, size_t len, const char *mime,
         rc = put_once(h, &b, data, len, code, crc, deadline, name_out);
         if (rc == 0)
             return 0;
-        if (!img_err_write_retryable(rc))
+        if (retry_action(RETRY_WRITE, rc) != RETRY_OTHER)
             return rc;
         cache_writable_drop(&h->cache, b.block_id);
-        if (rc != IMG_ECORRUPT) {
+        if (retry_write_excludes(rc)) {
             cache_loc_drop(&h->cache, b.block_id);
             if (nexcl < PUT_MAX_EXCLUDE)
                 excl[nexcl++] = b.block_id;
@@ -403,7 +427,7 @@ static int read_pass(imgstore_t *h, const struct cache_loc *loc, unsigned type,
             return IMG_ETIMEDOUT;
         const char *addr = loc->addr[(start + (uint32_t)i) % (uint32_t)loc->n];
         int rc = read_one(h, addr, type, f, deadline, res);
-        if (rc == 0 || rc == IMG_EDELETED)
+        if (rc == 0 || retry_action(RETRY_READ, rc) == RETRY_FINAL)
             return rc;
         t->last = rc;
         if (rc == IMG_ENOTFOUND)
@@ -474,17 +498,19 @@ static int parse_name(const char *name, struct fname *f)
     return fname_decode(name, strlen(name), f, NULL, NULL);
 }
 
-int imgstore_get(imgstore_t *h, const char *name, void **data, size_t *len)
+/* Fetches a file from any replica (ds_addr NULL) or from ds_addr alone.
+ * Arguments are checked by the callers. */
+static int get_file(imgstore_t *h, const char *name, const char *ds_addr, void **data,
+                    size_t *len)
 {
-    if (!h || !data || !len)
-        return IMGSTORE_EINVAL;
     struct fname f;
     int rc = parse_name(name, &f);
     if (rc != 0)
         return rc;
     struct read_result res;
     struct cache_loc loc;
-    rc = read_any(h, &f, FT_READ, op_deadline(h), &res, &loc);
+    rc = ds_addr ? read_one(h, ds_addr, FT_READ, &f, op_deadline(h), &res)
+                 : read_any(h, &f, FT_READ, op_deadline(h), &res, &loc);
     if (rc != 0)
         return rc;
     *data = res.body;
@@ -494,24 +520,19 @@ int imgstore_get(imgstore_t *h, const char *name, void **data, size_t *len)
     return 0;
 }
 
+int imgstore_get(imgstore_t *h, const char *name, void **data, size_t *len)
+{
+    if (!h || !data || !len)
+        return IMGSTORE_EINVAL;
+    return get_file(h, name, NULL, data, len);
+}
+
 int imgstore_get_from(imgstore_t *h, const char *name, const char *ds_addr, void **data,
                       size_t *len)
 {
-    if (!h || !data || !len || rpc_check_addr(ds_addr) != 0)
+    if (!h || !data || !len || addr_check(ds_addr) != 0)
         return IMGSTORE_EINVAL;
-    struct fname f;
-    int rc = parse_name(name, &f);
-    if (rc != 0)
-        return rc;
-    struct read_result res;
-    rc = read_one(h, ds_addr, FT_READ, &f, op_deadline(h), &res);
-    if (rc != 0)
-        return rc;
-    *data = res.body;
-    *len = res.body_len;
-    res.body = NULL;
-    read_result_free(&res);
-    return 0;
+    return get_file(h, name, ds_addr, data, len);
 }
 
 int imgstore_stat(imgstore_t *h, const char *name, struct imgstore_stat *st)
@@ -578,7 +599,7 @@ int imgstore_unlink(imgstore_t *h, const char *name)
         /* Only a location that named the wrong (or a dead, since replaced)
          * primary is worth asking again; any other failure is the caller's
          * to retry. */
-        if (fresh || (rc != IMG_ENOTPRIMARY && rc != IMG_ENOBLOCKHERE && rc != IMG_ECONN))
+        if (fresh || retry_action(RETRY_DELETE, rc) != RETRY_OTHER)
             return rc;
         fresh = 1;
     }
@@ -614,7 +635,7 @@ int imgstore_admin_call(imgstore_t *h, const char *addr, unsigned type,
     if (!out)
         return IMGSTORE_EINVAL;
     *out = NULL;
-    if (!h || !desc || (addr && rpc_check_addr(addr) != 0))
+    if (!h || !desc || (addr && addr_check(addr) != 0))
         return IMGSTORE_EINVAL;
     return call_msg(h, addr ? addr : h->ns, type, req, op_deadline(h), desc, out);
 }

@@ -23,9 +23,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define RPC_HOST_MAX 256
-#define RPC_PORT_MAX 8
-
 struct rpc_conn {
     int fd;
     char addr[RPC_ADDR_MAX];
@@ -73,43 +70,6 @@ void rpc_pool_destroy(struct rpc_pool *p)
     p->idle = NULL;
     p->nidle = 0;
     pthread_mutex_destroy(&p->mu);
-}
-
-/* Splits "HOST:PORT" / "[V6]:PORT" into host and port strings. Returns 0 or
- * IMG_EINVAL. */
-static int split_addr(const char *addr, char host[RPC_HOST_MAX], char port[RPC_PORT_MAX])
-{
-    if (!addr || strlen(addr) >= RPC_ADDR_MAX)
-        return IMG_EINVAL;
-    const char *colon = strrchr(addr, ':');
-    if (!colon || colon == addr)
-        return IMG_EINVAL;
-    size_t hl = (size_t)(colon - addr);
-    const char *h = addr;
-    if (h[0] == '[') {
-        if (hl < 3 || h[hl - 1] != ']')
-            return IMG_EINVAL;
-        h++;
-        hl -= 2;
-    }
-    size_t pl = strlen(colon + 1);
-    if (hl >= RPC_HOST_MAX || pl == 0 || pl >= RPC_PORT_MAX)
-        return IMG_EINVAL;
-    for (size_t i = 0; i < pl; i++)
-        if (colon[1 + i] < '0' || colon[1 + i] > '9')
-            return IMG_EINVAL;
-    if (atoi(colon + 1) > 65535)
-        return IMG_EINVAL;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    memcpy(port, colon + 1, pl + 1);
-    return 0;
-}
-
-int rpc_check_addr(const char *addr)
-{
-    char host[RPC_HOST_MAX], port[RPC_PORT_MAX];
-    return split_addr(addr, host, port);
 }
 
 /* Milliseconds left before `deadline`, clamped to [0, INT_MAX-ish]. */
@@ -178,8 +138,8 @@ err:
  * caller) or an error. */
 static int conn_open(const char *addr, int64_t deadline, struct rpc_conn **out)
 {
-    char host[RPC_HOST_MAX], port[RPC_PORT_MAX];
-    int rc = split_addr(addr, host, port);
+    char host[ADDR_HOST_MAX], port[ADDR_PORT_MAX];
+    int rc = addr_split(addr, host, port);
     if (rc != 0)
         return rc;
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
@@ -392,7 +352,7 @@ int rpc_call(struct rpc_pool *p, const char *addr, unsigned type, const Protobuf
              int64_t deadline_ms, struct rpc_resp *out)
 {
     memset(out, 0, sizeof(*out));
-    if (rpc_check_addr(addr) != 0 || (body_len && !body))
+    if (addr_check(addr) != 0 || (body_len && !body))
         return IMG_EINVAL;
     int64_t deadline = rpc_now_ms() + io_timeout_ms;
     if (deadline > deadline_ms)

@@ -17,12 +17,14 @@
 #ifndef IMGSTORE_RPC_H
 #define IMGSTORE_RPC_H
 
+#include "proto/addr.h"
+
 #include <protobuf-c/protobuf-c.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define RPC_ADDR_MAX 64            /* "HOST:PORT" with its NUL */
+#define RPC_ADDR_MAX ADDR_MAX      /* "HOST:PORT" with its NUL (proto/addr.h) */
 #define RPC_MAX_IDLE_PER_ADDR 8    /* idle connections kept per server */
 #define RPC_MAX_IDLE 128           /* idle connections kept in all */
 
@@ -55,10 +57,6 @@ void rpc_pool_destroy(struct rpc_pool *p);
 /* Returns the current CLOCK_MONOTONIC time in milliseconds. */
 int64_t rpc_now_ms(void);
 
-/* Checks that `addr` has the form HOST:PORT (or [V6]:PORT) with a numeric
- * port and fits RPC_ADDR_MAX. Returns 0 or IMG_EINVAL. No lookup is done. */
-int rpc_check_addr(const char *addr);
-
 /* Sends one request of `type` to `addr` and waits for its response.
  *
  * `req` is packed as the head (NULL for an empty head); `body` (borrowed,
@@ -70,7 +68,8 @@ int rpc_check_addr(const char *addr);
  * Returns 0 when a well-formed response arrived: *out then holds it (its
  * status may still be an error; the caller frees it with rpc_resp_free).
  * Otherwise returns IMG_ECONN (refused, reset, closed), IMG_ETIMEDOUT,
- * IMG_EPROTO / IMG_ETOOBIG (bad response), IMG_EINVAL (bad address) or
+ * IMG_EPROTO / IMG_ETOOBIG (bad response), IMG_EINVAL (an address not of
+ * the form of proto/addr.h) or
  * -ENOMEM, and *out is left empty. A reused idle connection found closed by
  * the peer before any reply byte is retried once on a fresh connection. */
 int rpc_call(struct rpc_pool *p, const char *addr, unsigned type, const ProtobufCMessage *req,

@@ -1,17 +1,20 @@
 /* ds_nsclient.c - LOOKUP and ALLOC_WRITE from the dataserver (ds_nsclient.h).
  *
  * One connection to the nameserver, opened on first use and again after it
- * drops. Answers are validated before they are cached: a malformed address
- * is skipped, a block with no usable replica is treated as absent. */
+ * drops. Answers are validated before they are cached, by the protocol's
+ * replica-list rule (proto/replicas.h): a malformed address is skipped (for
+ * a writable block, a malformed primary refuses the block), a block with no
+ * usable replica is treated as absent. */
 #include "dataserver/ds_nsclient.h"
 
 #include "base/err.h"
 #include "base/log.h"
+#include "proto/addr.h"
 #include "proto/fname.h"
 #include "proto/imgstore.pb-c.h"
+#include "proto/replicas.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,25 +86,22 @@ static struct conn *nsc_conn(struct ds_nsclient *n)
     return n->c;
 }
 
-/* Fills *out from the replicas of a nameserver answer. 0, or IMG_EPROTO when
- * no replica has a usable address or the primary's is unusable. */
+_Static_assert(DS_ADDR_MAX >= ADDR_MAX, "a ds_loc row holds any wire address");
+
+/* Fills *out from the replicas of a nameserver answer, by the replica-list
+ * rule for `use` (proto/replicas.h). 0, or IMG_EPROTO when the list is
+ * refused. */
 static int loc_from_replicas(struct ds_loc *out, uint64_t block_id, Imgstore__Replica **r,
-                             size_t nr, uint64_t expires)
+                             size_t nr, enum replicas_use use, uint64_t expires)
 {
-    struct sockaddr_storage ss;
     memset(out, 0, sizeof(*out));
     out->block_id = block_id;
     out->expires_ms = expires;
-    for (size_t i = 0; i < nr && out->n < DS_LOC_MAX_REPLICAS; i++) {
-        const char *a = r && r[i] ? r[i]->addr : NULL;
-        if (!a || strlen(a) >= DS_ADDR_MAX || conn_parse_addr(a, &ss) != 0) {
-            if (i == 0)
-                return IMG_EPROTO; /* the primary must come first */
-            continue;
-        }
-        snprintf(out->addr[out->n++], DS_ADDR_MAX, "%s", a);
-    }
-    return out->n > 0 ? 0 : IMG_EPROTO;
+    int got = replicas_addrs(r, nr, use, &out->addr[0][0], DS_LOC_MAX_REPLICAS, DS_ADDR_MAX);
+    if (got < 0)
+        return got;
+    out->n = got;
+    return 0;
 }
 
 int ds_nsc_cached_loc(struct ds *ds, uint64_t block_id, struct ds_loc *out)
@@ -135,7 +135,7 @@ static void lookup_reply(int status, const struct frame *f, void *arg)
     for (size_t i = 0; m && i < m->n_locations; i++) {
         Imgstore__BlockLocation *bl = m->locations[i];
         if (!bl || bl->block_id != q->block_id ||
-            loc_from_replicas(&loc, q->block_id, bl->replicas, bl->n_replicas,
+            loc_from_replicas(&loc, q->block_id, bl->replicas, bl->n_replicas, REPLICAS_READ,
                               uv_now(ds->loop) + DS_LOC_TTL_MS) != 0)
             continue;
         ds->nsc->locs[q->block_id % DS_LOC_SLOTS] = loc;
@@ -231,7 +231,7 @@ static void alloc_reply(int status, const struct frame *f, void *arg)
             Imgstore__WritableBlock *b = m->blocks[i];
             struct ds_loc l;
             if (!b || b->block_id > FNAME_MAX_BLOCK_ID ||
-                loc_from_replicas(&l, b->block_id, b->replicas, b->n_replicas,
+                loc_from_replicas(&l, b->block_id, b->replicas, b->n_replicas, REPLICAS_WRITE,
                                   uv_now(ds->loop) + DS_WRITABLE_TTL_MS) != 0)
                 continue;
             n->writable[n->nwritable++] = l;

@@ -1,14 +1,15 @@
 /* http_put.c - authenticated uploads (POST / and PUT /) and deletes
  * (DELETE /NAME) for the HTTP origin (docs/http.md).
  *
- * An upload follows the client library's rules (client/imgstore.c): a
- * writable block from ALLOC_WRITE (cached briefly), WRITE with the bytes to
- * its primary, which replicates before it answers; a write the block refuses
- * (EREPL, EFULL, ESEALED, ENOTPRIMARY, ENOBLOCKHERE, a lost connection, a
- * timeout) is retried on another block, excluding the failed ones; ENOBLOCK
- * waits a little and asks again. The CRC32C the primary reports must equal
- * the one computed here over the received body. A delete goes to the
- * block's primary, asking the nameserver again once when it moved. */
+ * An upload follows the protocol's retry table (proto/retry.h), as the
+ * client library does: a writable block from ALLOC_WRITE (cached briefly),
+ * WRITE with the bytes to its primary, which replicates before it answers;
+ * a write the block refuses (EREPL, EFULL, ESEALED, ENOTPRIMARY,
+ * ENOBLOCKHERE, a lost connection, a timeout) is retried on another block,
+ * excluding the failed ones; ENOBLOCK waits a little and asks again. The
+ * CRC32C the primary reports must equal the one computed here over the
+ * received body. A delete goes to the block's primary, asking the
+ * nameserver again once when it moved or its primary died. */
 #include "dataserver/http_int.h"
 
 #include "base/crc32c.h"
@@ -17,6 +18,7 @@
 #include "dataserver/http_util.h"
 #include "proto/imgstore.pb-c.h"
 #include "proto/mime.h"
+#include "proto/retry.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -104,7 +106,7 @@ static void write_reply(int status, const struct frame *f, void *arg)
     }
     if (m)
         imgstore__write_resp__free_unpacked(m, NULL);
-    if (!img_err_write_retryable(status) || !r->hc) {
+    if (retry_action(RETRY_WRITE, status) != RETRY_OTHER || !r->hc) {
         if (r->hc)
             upload_fail(r, status);
         else
@@ -112,7 +114,7 @@ static void write_reply(int status, const struct frame *f, void *arg)
         return;
     }
     ds_nsc_writable_drop(r->ds, r->loc.block_id);
-    if (status != IMG_ECORRUPT) {
+    if (retry_write_excludes(status)) {
         ds_nsc_drop_loc(r->ds, r->loc.block_id);
         if (r->nexcl < HTTP_UPLOAD_ATTEMPTS)
             r->excl[r->nexcl++] = r->loc.block_id;
@@ -169,8 +171,7 @@ static void alloc_done(int status, const struct ds_loc *loc, void *arg)
         upload_send(r);
         return;
     }
-    if (status == IMG_ENOBLOCK || status == IMG_ESAFEMODE || status == IMG_ETIMEDOUT ||
-        status == IMG_ECONN) {
+    if (retry_action(RETRY_ALLOC, status) == RETRY_WAIT) {
         struct upload_wait *w = calloc(1, sizeof(*w));
         if (w && uv_now(r->ds->loop) + UPLOAD_WAIT_MS < r->deadline_ms) {
             w->r = r;
@@ -243,7 +244,8 @@ static void delete_lookup_done(int status, const struct ds_loc *loc, void *arg)
 static void delete_relookup(struct http_req *r, int err)
 {
     ds_nsc_drop_loc(r->ds, r->f.block_id);
-    if (r->loc_from_cache || r->attempts++ == 0) {
+    if (retry_action(RETRY_DELETE, err) == RETRY_OTHER &&
+        (r->loc_from_cache || r->attempts++ == 0)) {
         r->loc_from_cache = 0;
         if (ds_nsc_lookup(r->ds, r->f.block_id, delete_lookup_done, r) == 0)
             return;

@@ -15,6 +15,7 @@
 #include "nameserver/ns.h"
 
 #include "net/conn.h"
+#include "base/array.h"
 #include "base/err.h"
 #include "base/log.h"
 
@@ -111,14 +112,9 @@ int ns_pool_add(struct ns *ns, struct ns_block *b)
 {
     if (b->in_pool)
         return 0;
-    if (ns->npool == ns->pool_cap) {
-        size_t ncap = ns->pool_cap ? ns->pool_cap * 2 : 64;
-        uint64_t *n = realloc(ns->pool, ncap * sizeof(*n));
-        if (!n)
-            return -ENOMEM;
-        ns->pool = n;
-        ns->pool_cap = ncap;
-    }
+    int rc = ARRAY_RESERVE(ns->pool, ns->pool_cap, ns->npool + 1, 64);
+    if (rc != 0)
+        return rc;
     ns->pool[ns->npool++] = b->id;
     b->in_pool = 1;
     return 0;

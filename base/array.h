@@ -1,0 +1,26 @@
+/* array.h - growing a malloc'd array by doubling, written once.
+ *
+ * Used wherever a module appends to an array it owns (the nameserver's pool
+ * of writable candidates, ...): the capacity starts at a given size and
+ * doubles until the array holds what is asked for; every multiplication is
+ * checked, so an absurd request fails with -ENOMEM instead of wrapping
+ * around. Calls nothing but realloc. */
+#ifndef IMG_ARRAY_H
+#define IMG_ARRAY_H
+
+#include <stddef.h>
+
+/* Makes room for `need` elements of `size` bytes in the array *pp (pp is the
+ * address of the owner's `T *`, malloc'd or NULL) of which *cap elements are
+ * allocated: *cap becomes `first` when it is 0, then doubles until it is at
+ * least `need`. Returns 0 (the pointer and *cap updated; nothing done when
+ * *cap >= need already), or -ENOMEM on an allocation failure or an overflow
+ * (the array and *cap untouched). */
+int array_reserve(void *pp, size_t *cap, size_t need, size_t size, size_t first);
+
+/* array_reserve for the array `p` (a `T *` lvalue) with capacity `cap` (a
+ * size_t lvalue). */
+#define ARRAY_RESERVE(p, cap, need, first) \
+    array_reserve(&(p), &(cap), (need), sizeof(*(p)), (first))
+
+#endif
