@@ -50,6 +50,8 @@
 #define NOBLOCK_WAIT_MAX_MS 200     /* longest wait after IMG_ENOBLOCK */
 #define NS_RETRY_MIN_MS 50          /* first wait after the nameserver was unreachable */
 #define NS_RETRY_MAX_MS 1000        /* longest wait between nameserver attempts */
+#define ROUND_WAIT_MIN_MS 20        /* first wait before another round of a read or delete */
+#define ROUND_WAIT_MAX_MS 500       /* longest wait between rounds */
 
 struct imgstore {
     char ns[RPC_ADDR_MAX];
@@ -139,6 +141,19 @@ static void sleep_ms(int ms)
         ;
 }
 
+/* Waits *wait ms (never past the deadline) before another round of an
+ * operation whose last round failed for a passing reason, and doubles *wait
+ * up to ROUND_WAIT_MAX_MS. Returns 0 when the deadline has come (no wait). */
+static int round_wait(int *wait, int64_t deadline)
+{
+    int64_t left = deadline - rpc_now_ms();
+    if (left <= 0)
+        return 0;
+    sleep_ms(left < *wait ? (int)left : *wait);
+    *wait = *wait * 2 > ROUND_WAIT_MAX_MS ? ROUND_WAIT_MAX_MS : *wait * 2;
+    return rpc_now_ms() < deadline;
+}
+
 /* ---- requests ------------------------------------------------------------ */
 
 /* Sends a request with no bodies to `addr` and unpacks the response head with
@@ -170,9 +185,12 @@ static int call_msg(imgstore_t *h, const char *addr, unsigned type, const Protob
 static int call_ns(imgstore_t *h, unsigned type, const ProtobufCMessage *req, int64_t deadline,
                    const ProtobufCMessageDescriptor *desc, ProtobufCMessage **msg)
 {
-    int wait = NS_RETRY_MIN_MS;
+    int wait = NS_RETRY_MIN_MS, refused = 0;
     for (;;) {
         int rc = call_msg(h, h->ns, type, req, deadline, desc, msg);
+        if (rc == IMG_ETIMEDOUT && refused)
+            return IMG_ECONN; /* time ran out while the nameserver could not be reached */
+        refused |= rc == IMG_ECONN;
         int64_t left = deadline - rpc_now_ms();
         if (rc != IMG_ECONN || left <= 0)
             return rc;
@@ -212,7 +230,8 @@ static int alloc_write(imgstore_t *h, uint64_t *excl, size_t nexcl, int64_t dead
 }
 
 /* Asks the nameserver where block_id lives and caches the answer. Returns 0
- * with *out, IMG_ENOTFOUND when the block has no live replica, or an
+ * with *out, IMG_ENOTFOUND when the nameserver knows no such block,
+ * IMG_EUNAVAIL when it has no live replica right now, or an
  * error. */
 static int lookup(imgstore_t *h, uint64_t block_id, int64_t deadline, struct cache_loc *out)
 {
@@ -237,6 +256,9 @@ static int lookup(imgstore_t *h, uint64_t block_id, int64_t deadline, struct cac
         rc = 0;
         break;
     }
+    for (size_t i = 0; rc != 0 && i < resp->n_unavailable; i++)
+        if (resp->unavailable[i] == block_id)
+            rc = IMG_EUNAVAIL; /* no live holder right now: not final */
     protobuf_c_message_free_unpacked(m, NULL);
     return rc;
 }
@@ -317,12 +339,17 @@ int imgstore_put(imgstore_t *h, const void *data, size_t len, const char *mime,
     uint64_t excl[PUT_MAX_EXCLUDE];
     size_t nexcl = 0;
     int wait = NOBLOCK_WAIT_MIN_MS;
+    /* At the deadline the caller learns the last reason an attempt failed
+     * (a refused connection says so), not just that time ran out. */
+    int last = IMGSTORE_ETIMEDOUT;
     for (;;) {
         int64_t left = deadline - rpc_now_ms();
         if (left <= 0)
-            return IMGSTORE_ETIMEDOUT;
+            return last;
         struct cache_loc b;
         int rc = put_pick(h, excl, nexcl, deadline, &b);
+        if (rc != 0)
+            last = rc;
         if (retry_action(RETRY_ALLOC, rc) == RETRY_WAIT) {
             /* Nothing writable right now: the nameserver is creating blocks
              * (or restarting). Wait a little longer each time. */
@@ -335,6 +362,7 @@ int imgstore_put(imgstore_t *h, const void *data, size_t len, const char *mime,
         rc = put_once(h, &b, data, len, code, crc, deadline, name_out);
         if (rc == 0)
             return 0;
+        last = rc;
         if (retry_action(RETRY_WRITE, rc) != RETRY_OTHER)
             return rc;
         cache_writable_drop(&h->cache, b.block_id);
@@ -457,14 +485,30 @@ static int read_verdict(const struct read_tally *t, int n)
 }
 
 /* Reads f (READ or STAT) from any replica. On 0 *res and *loc are filled;
- * the caller releases *res. */
+ * the caller releases *res.
+ *
+ * Rounds until the deadline: a round is one pass over the replicas of the
+ * block's location. Only these end the call early: a replica's bytes (0),
+ * EDELETED, ENOTFOUND from every replica of a location, ENOTFOUND from one
+ * replica of a fresh location while the others failed (an authoritative
+ * holder answered; the others could not say otherwise), or the nameserver
+ * knowing no such block. Everything else (a replica unreachable, not
+ * serving yet, damaged, no longer holding the block; no live holder right
+ * now) asks the nameserver for a fresh location and goes round again after
+ * a growing wait (docs/client.md). */
 static int read_any(imgstore_t *h, const struct fname *f, unsigned type, int64_t deadline,
                     struct read_result *res, struct cache_loc *loc)
 {
-    int fresh = 0;
+    int fresh = 0, wait = ROUND_WAIT_MIN_MS, last = IMG_ETIMEDOUT;
     for (;;) {
         int from_cache;
         int rc = locate(h, f->block_id, fresh, deadline, loc, &from_cache);
+        if (rc == IMG_EUNAVAIL) {
+            last = rc;
+            if (!round_wait(&wait, deadline))
+                return last;
+            continue;
+        }
         if (rc != 0)
             return rc;
         struct read_tally t = {0};
@@ -477,15 +521,19 @@ static int read_any(imgstore_t *h, const struct fname *f, unsigned type, int64_t
              * old holder first half of the time. */
             if (t.moved > 0 && from_cache)
                 cache_loc_drop(&h->cache, f->block_id);
+            if (rc == IMG_ETIMEDOUT) /* the deadline came mid-pass: say what we saw */
+                return t.last ? read_verdict(&t, loc->n) : last;
             return rc;
         }
-        if (t.notfound == loc->n)
+        if (t.notfound == loc->n || (t.notfound > 0 && !from_cache))
             return IMG_ENOTFOUND;
-        /* Some replica was unreachable, corrupt or did not hold the block:
-         * the location may be stale. Ask the nameserver once. */
+        last = read_verdict(&t, loc->n);
+        /* Some replica was unreachable, damaged, not serving yet or did not
+         * hold the block: the location may be stale. Ask the nameserver
+         * again; right away the first time, after a wait from then on. */
         cache_loc_drop(&h->cache, f->block_id);
-        if (!from_cache || fresh)
-            return read_verdict(&t, loc->n);
+        if (fresh && !round_wait(&wait, deadline))
+            return last;
         fresh = 1;
     }
 }
@@ -568,6 +616,19 @@ int imgstore_stat(imgstore_t *h, const char *name, struct imgstore_stat *st)
 
 int imgstore_unlink(imgstore_t *h, const char *name)
 {
+    return imgstore_unlink2(h, name, NULL);
+}
+
+/* DELETE goes to the block's primary, in rounds until the deadline: a
+ * round that failed for a passing reason (retry.h: the primary moved,
+ * restarted, is unreachable, not confirmed yet, a replica failed) asks the
+ * nameserver for a fresh location, right away the first time and after a
+ * growing wait from then on. EDELETED means an earlier delete (ours, in a
+ * round whose answer was lost, or someone else's) already did it: success. */
+int imgstore_unlink2(imgstore_t *h, const char *name, int *was_deleted)
+{
+    if (was_deleted)
+        *was_deleted = 0;
     if (!h)
         return IMGSTORE_EINVAL;
     struct fname f;
@@ -579,27 +640,27 @@ int imgstore_unlink(imgstore_t *h, const char *name)
     req.block_id = f.block_id;
     req.seq = f.seq;
     req.cookie = f.cookie;
-    int fresh = 0;
+    int fresh = 0, wait = ROUND_WAIT_MIN_MS;
     for (;;) {
         struct cache_loc loc;
         int from_cache;
         rc = locate(h, f.block_id, fresh, deadline, &loc, &from_cache);
-        if (rc != 0)
-            return rc;
-        ProtobufCMessage *m = NULL;
-        rc = call_msg(h, loc.addr[0], FT_DELETE, &req.base, deadline,
-                      &imgstore__delete_resp__descriptor, &m);
-        if (m)
-            protobuf_c_message_free_unpacked(m, NULL);
-        if (rc == IMG_EDELETED)
+        if (rc == 0) {
+            ProtobufCMessage *m = NULL;
+            rc = call_msg(h, loc.addr[0], FT_DELETE, &req.base, deadline,
+                          &imgstore__delete_resp__descriptor, &m);
+            if (m)
+                protobuf_c_message_free_unpacked(m, NULL);
+        }
+        if (rc == IMG_EDELETED) {
+            if (was_deleted)
+                *was_deleted = 1;
             return 0; /* already deleted: deleting is idempotent */
-        if (rc == 0 || rc == IMG_ENOTFOUND)
+        }
+        if (rc == 0 || retry_action(RETRY_DELETE, rc) != RETRY_OTHER)
             return rc;
         cache_loc_drop(&h->cache, f.block_id);
-        /* Only a location that named the wrong (or a dead, since replaced)
-         * primary is worth asking again; any other failure is the caller's
-         * to retry. */
-        if (fresh || retry_action(RETRY_DELETE, rc) != RETRY_OTHER)
+        if (fresh && !round_wait(&wait, deadline))
             return rc;
         fresh = 1;
     }

@@ -76,9 +76,16 @@ int imgstore_get_from(imgstore_t *h, const char *name, const char *ds_addr, void
 /* Frees a buffer returned by the library. NULL-safe. */
 void imgstore_free(void *p);
 
-/* Deletes a file on every replica. Returns 0, IMGSTORE_ENOTFOUND, or an error
- * when a replica could not record it (the delete may then be retried). */
+/* Deletes a file on every replica. Deleting a file that is already deleted
+ * succeeds, so a caller may retry blindly. Passing failures (a replica
+ * restarting, a primary that moved) are retried until the handle's
+ * timeout. Returns 0, IMGSTORE_ENOTFOUND, or an error when no replica could
+ * record it in time (the delete may then be retried). */
 int imgstore_unlink(imgstore_t *h, const char *name);
+
+/* imgstore_unlink, and *was_deleted (may be NULL) says whether the file had
+ * been deleted before this call (1) or this call deleted it (0). */
+int imgstore_unlink2(imgstore_t *h, const char *name, int *was_deleted);
 
 struct imgstore_stat {
     uint64_t block_id;

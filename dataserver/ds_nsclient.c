@@ -142,6 +142,9 @@ static void lookup_reply(int status, const struct frame *f, void *arg)
         status = 0;
         break;
     }
+    for (size_t i = 0; m && status != 0 && i < m->n_unavailable; i++)
+        if (m->unavailable[i] == q->block_id)
+            status = IMG_EUNAVAIL; /* no live holder right now: 503, not 404 */
     if (m)
         imgstore__lookup_resp__free_unpacked(m, NULL);
     q->cb(status, status == 0 ? &loc : NULL, q->arg);

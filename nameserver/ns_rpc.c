@@ -184,14 +184,23 @@ static void handle_lookup(struct ns_peer *p, const struct frame_header *h,
         rc = -ENOMEM;
         goto out;
     }
-    size_t found = 0;
+    size_t found = 0, nunavail = 0;
+    uint64_t *unavail = calloc(n + 1, sizeof(*unavail));
+    if (!unavail) {
+        rc = -ENOMEM;
+        goto out;
+    }
     for (size_t i = 0; i < n; i++) {
         const struct ns_block *b = ns_blocks_get(&ns->blocks, lk->block_ids[i]);
-        if (!b)
+        size_t nr = b ? fill_replicas(ns, b, 1, reps[found], rp[found]) : 0;
+        if (nr == 0) {
+            /* Known without a live holder, or unknown while holders may
+             * still report (safe mode: an id below the reserve may live on
+             * a server that has not reported yet): not final. */
+            if (b || (ns->safe_mode && lk->block_ids[i] < ns->meta.block_id_reserved))
+                unavail[nunavail++] = lk->block_ids[i];
             continue;
-        size_t nr = fill_replicas(ns, b, 1, reps[found], rp[found]);
-        if (nr == 0)
-            continue;
+        }
         imgstore__block_location__init(&locs[found]);
         locs[found].block_id = b->id;
         locs[found].n_replicas = nr;
@@ -203,7 +212,10 @@ static void handle_lookup(struct ns_peer *p, const struct frame_header *h,
     Imgstore__LookupResp resp = IMGSTORE__LOOKUP_RESP__INIT;
     resp.n_locations = found;
     resp.locations = lp;
+    resp.n_unavailable = nunavail;
+    resp.unavailable = unavail;
     conn_reply(p->c, h, 0, &resp.base, NULL, 0, NULL);
+    free(unavail);
 out:
     if (rc)
         reply_err(p->c, h, rc);

@@ -12,17 +12,18 @@ static const struct {
     unsigned char act[RETRY_NSTEPS];
 } table[] = {
     /*                   WRITE ALLOC READ DELETE */
-    {IMG_EREPL,          {O,    F,    O,   F}},
+    {IMG_EREPL,          {O,    F,    O,   O}}, /* DELETE: a replica failed; again */
     {IMG_EFULL,          {O,    F,    O,   F}},
     {IMG_ESEALED,        {O,    F,    O,   F}},
     {IMG_ENOTPRIMARY,    {O,    F,    O,   O}},
     {IMG_ENOBLOCKHERE,   {O,    F,    O,   O}},
     {IMG_ECONN,          {O,    W,    O,   O}},
-    {IMG_ETIMEDOUT,      {O,    W,    O,   F}},
+    {IMG_ETIMEDOUT,      {O,    W,    O,   O}},
+    {IMG_EUNAVAIL,       {O,    W,    O,   O}}, /* no live holder, or busy: later */
     {IMG_EPROTO,         {O,    F,    O,   F}},
     {IMG_ECORRUPT,       {O,    F,    O,   F}}, /* WRITE: the primary got other bytes */
     {IMG_ENOBLOCK,       {F,    W,    O,   F}},
-    {IMG_ESAFEMODE,      {F,    W,    O,   F}},
+    {IMG_ESAFEMODE,      {F,    W,    O,   O}},
     {IMG_EDELETED,       {F,    F,    F,   F}},
 };
 

@@ -10,13 +10,15 @@
  *   step    RETRY_OTHER                          RETRY_WAIT
  *   WRITE   EREPL EFULL ESEALED ENOTPRIMARY      -
  *           ENOBLOCKHERE ECONN ETIMEDOUT EPROTO
- *           ECORRUPT: another writable block
+ *           EUNAVAIL ECORRUPT: another writable
+ *           block
  *   ALLOC   -                                    ENOBLOCK ESAFEMODE
- *                                                ETIMEDOUT ECONN
+ *                                                ETIMEDOUT ECONN EUNAVAIL
  *   READ    every error but EDELETED: the        -
  *           next replica
- *   DELETE  ENOTPRIMARY ENOBLOCKHERE ECONN: the  -
- *           location is asked again once
+ *   DELETE  ENOTPRIMARY ENOBLOCKHERE ECONN       -
+ *           ETIMEDOUT EUNAVAIL EREPL ESAFEMODE:
+ *           a fresh location, again
  *
  * Anything else is RETRY_FINAL. Calls nothing. */
 #ifndef IMG_RETRY_H

@@ -275,9 +275,12 @@ static int cmd_rm(imgstore_t *h, int argc, char **argv)
     int rc = one_name("rm", argc, argv);
     if (rc != EXIT_OK)
         return rc;
-    rc = imgstore_unlink(h, argv[1]);
+    int was_deleted = 0;
+    rc = imgstore_unlink2(h, argv[1], &was_deleted);
     if (rc != 0)
         return fail("rm", argv[1], imgstore_strerror(rc));
+    if (was_deleted) /* success all the same: a retried rm is safe */
+        fprintf(stderr, "imgstore: rm %s: note: the file was already deleted\n", argv[1]);
     return EXIT_OK;
 }
 

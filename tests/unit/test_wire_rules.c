@@ -118,8 +118,11 @@ Test(retry, table)
     cr_assert_eq(retry_action(RETRY_DELETE, IMG_ENOTPRIMARY), RETRY_OTHER);
     cr_assert_eq(retry_action(RETRY_DELETE, IMG_ENOBLOCKHERE), RETRY_OTHER);
     cr_assert_eq(retry_action(RETRY_DELETE, IMG_ECONN), RETRY_OTHER);
-    cr_assert_eq(retry_action(RETRY_DELETE, IMG_EUNAVAIL), RETRY_FINAL);
-    cr_assert_eq(retry_action(RETRY_DELETE, IMG_ETIMEDOUT), RETRY_FINAL);
+    cr_assert_eq(retry_action(RETRY_DELETE, IMG_EUNAVAIL), RETRY_OTHER);
+    cr_assert_eq(retry_action(RETRY_DELETE, IMG_ETIMEDOUT), RETRY_OTHER);
+    cr_assert_eq(retry_action(RETRY_DELETE, IMG_EREPL), RETRY_OTHER);
+    cr_assert_eq(retry_action(RETRY_DELETE, IMG_ENOTFOUND), RETRY_FINAL);
+    cr_assert_eq(retry_action(RETRY_DELETE, IMG_EBADNAME), RETRY_FINAL);
 
     cr_assert_eq(retry_write_excludes(IMG_EFULL), 1);
     cr_assert_eq(retry_write_excludes(IMG_ECORRUPT), 0);
