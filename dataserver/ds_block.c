@@ -153,7 +153,7 @@ void ds_block_seal(struct ds_req *r, const struct frame *f)
     if (b && !b->sealed) {
         rc = block_seal(b);
         log_info("block %" PRIu64 " sealed at the nameserver's request", b->id);
-        ds_session_poke(ds); /* block_seal marked it changed */
+        ds_block_changed(ds, b);
     }
     Imgstore__SealBlockResp resp = IMGSTORE__SEAL_BLOCK_RESP__INIT;
     resp.size = b ? b->durable_tail : 0;
