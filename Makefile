@@ -37,7 +37,7 @@ NS_OBJ := $(call src_to_obj,$(NS_SRC))
 DS_SRC := $(filter-out dataserver/main.c,$(wildcard dataserver/*.c))
 DS_OBJ := $(call src_to_obj,$(DS_SRC))
 # The storage engine: what dataserver unit tests link (no networking).
-DS_CORE_OBJ := $(call src_to_obj,$(wildcard $(addprefix dataserver/,needle.c index.c uring.c block.c blockio.c store.c)))
+DS_CORE_OBJ := $(call src_to_obj,$(wildcard $(addprefix dataserver/,needle.c index.c uring.c block.c blockio.c store.c compact.c)))
 LIB_SRC := $(wildcard client/*.c)
 LIB_OBJ := $(call src_to_obj,$(LIB_SRC))
 
@@ -135,11 +135,6 @@ $(BUILD)/bin/ds-admin: $(OBJ)/tools/cli_ds_admin.o $(OBJ)/tools/cli_util.o $(BUI
 # Nameserver unit tests (test_ns_*.c) link the nameserver's modules; the
 # others link the dataserver's storage engine.
 $(BUILD)/tests/unit_ns_%: $(OBJ)/tests/unit/test_ns_%.o $(NS_OBJ) $(COMMON_OBJ)
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
-
-# Compaction's tests need the dataserver module around the storage engine.
-$(BUILD)/tests/unit_compact: $(OBJ)/tests/unit/test_compact.o $(DS_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
 

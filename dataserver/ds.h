@@ -2,13 +2,34 @@
  *
  * The dataserver runs one libuv loop on one thread. Modules:
  *   main.c        command line, start-up, signals, shut-down
- *   ds_rpc.c      native-port requests: WRITE, READ, STAT, DELETE, REPL_APPEND
- *   ds_repl.c     connections to peer dataservers for replicated appends
- *   ds_session.c  the session with the nameserver: heartbeats, CREATE_BLOCK
- *   ds_http.c     the HTTP origin: GET/HEAD files, uploads, deletes (http_*.c)
- *   ds_file.c     the read path of one local file, shared by READ and HTTP
+ * transports (each hands request frames to ds_dispatch):
+ *   ds_rpc.c      the native port (clients and peer dataservers), metrics
+ *   ds_session.c  the session with the nameserver: heartbeats, its commands
+ *   ds_peer.c     connections to peer dataservers (ds_peer_request)
+ * dispatch:
+ *   ds_dispatch.c the one table type -> handler, who may send it; ds_req
+ *                 (ds_req.h), answered with ds_req_answer whatever the
+ *                 connection
+ * handlers:
+ *   ds_repl.c     WRITE, DELETE (primary), REPL_APPEND (secondary)
+ *   ds_file.c     the read path of one local file (READ, STAT, DELETE's
+ *                 cookie check, the HTTP origin); READ and STAT
+ *   ds_block.c    CREATE/SEAL/DELETE/STAT_BLOCK, SET_REPLICAS; deferred
+ *                 closes of removed blocks; ds_block_changed
+ *   ds_copy.c     REPLICATE_BLOCK (copy, tail catch-up), CANCEL_COPY,
+ *                 READ_BLOCK (copy source)
+ *   ds_compact.c  COMPACT_BLOCK: scheduling of compactions (the rewrite
+ *                 itself is the engine's compact.c)
+ *   ds_scrub.c    the scrubber and VERIFY
+ * background:
+ *   ds_throttle.c the token bucket shared by copies and compactions
+ *   ds_disk.c     failed-disk checks
+ *   ds_metrics.c  Prometheus figures
+ * the HTTP origin and the dataserver as a cluster client:
+ *   ds_http.c     the HTTP port: GET/HEAD files, uploads, deletes (http_*.c)
  *   ds_nsclient.c LOOKUP and ALLOC_WRITE to the nameserver, with caches
- * Disk state lives in the storage engine (store.h, block.h, blockio.h). */
+ * Disk state lives in the storage engine (store.h, block.h, blockio.h,
+ * compact.h), which never includes these modules. */
 #ifndef DS_DS_H
 #define DS_DS_H
 
@@ -36,6 +57,8 @@
 
 struct ds_peer;
 struct ds_copy;
+struct ds_removals;
+struct ds_throttle;
 struct ds_nsclient;
 struct http_server;
 
@@ -85,11 +108,14 @@ struct ds {
     uint32_t ns_replicas;     /* the cluster's replication (HeartbeatResp), 0 until known */
     int ns_safe_mode;
 
-    /* peers for replication (ds_repl.c) */
+    /* connections to peers (ds_peer.c) */
     struct ds_peer *peers;
 
-    /* background copies, seals and deletions (ds_copy.c), NULL until used */
+    /* background copies (ds_copy.c), removed blocks (ds_block.c) and the
+     * token bucket (ds_throttle.c), NULL until used */
     struct ds_copy *copy;
+    struct ds_removals *removals;
+    struct ds_throttle *throttle;
     uint64_t copy_sync_bytes;   /* --copy-sync-mb; 0: the default (ds_copy_sync_bytes) */
 
     /* failed-disk checks (ds_disk.c), NULL until started */
@@ -125,34 +151,20 @@ struct ds {
 /* ds_rpc.c: accepts native connections on ds->listen_tcp. */
 int ds_rpc_start(struct ds *ds);
 
-/* A native request held to be answered later (e.g. after disk I/O in another
- * module). ds_rpc_answer sends the answer if the connection is still open
- * (else frees an owned body) and releases the request; call it exactly once.
- * Body ownership as in conn_reply. */
-struct ds_rpc_req;
-void ds_rpc_answer(struct ds_rpc_req *r, int status, const ProtobufCMessage *msg,
-                   const void *body, uint32_t body_len, conn_free_fn body_free);
-
-/* ds_repl.c: sends one record to the peer at `addr` (REPL_APPEND) and calls
- * cb(status, arg) once with 0 when the peer has it durable, or an error.
- * `rec` is copied. Returns 0, or an error (cb not called). */
-typedef void (*ds_repl_cb)(int status, void *arg);
-int ds_repl_send(struct ds *ds, const char *addr, uint64_t block_id, uint64_t offset,
-                 uint32_t set_version, const void *rec, uint32_t rec_len, ds_repl_cb cb,
-                 void *arg);
-/* ds_repl.c: sends any native request to the dataserver at `addr` on the
+/* ds_peer.c: sends any native request to the dataserver at `addr` on the
  * shared peer connection (opened on first use). Same contract as
  * conn_request with a copied body: returns 0 and cb runs exactly once, or an
  * error and cb never runs. */
 int ds_peer_request(struct ds *ds, const char *addr, unsigned type, const ProtobufCMessage *msg,
                     const void *body, uint32_t body_len, uint32_t timeout_ms, conn_reply_cb cb,
                     void *arg);
-/* Closes every peer connection (pending sends fail with IMG_ECONN). */
-void ds_repl_close_all(struct ds *ds);
+/* Closes every peer connection (pending requests fail with IMG_ECONN). */
+void ds_peer_close_all(struct ds *ds);
 
 /* ds_session.c: connects to the nameserver and keeps the session alive. */
 int ds_session_start(struct ds *ds);
-/* Asks for a heartbeat soon (a block was created or sealed). */
+/* Asks for a heartbeat soon (a block was created or sealed; for a changed
+ * block use ds_block_changed, ds_block.h). */
 void ds_session_poke(struct ds *ds);
 void ds_session_stop(struct ds *ds);
 

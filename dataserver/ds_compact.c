@@ -15,7 +15,9 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "dataserver/blockio.h"
+#include "dataserver/ds_block.h"
 #include "dataserver/ds_copy.h"
+#include "dataserver/ds_throttle.h"
 #include "proto/imgstore.pb-c.h"
 
 #include <errno.h>
@@ -26,179 +28,19 @@
 #include <string.h>
 #include <unistd.h>
 
-/* ---- the deterministic output ------------------------------------------ */
-
-/* The output being built: its index (RAM and encoded) and CRC32C. */
-struct out {
-    struct index ix;
-    uint8_t *idx;
-    size_t idx_len, idx_cap;
-    uint64_t off;  /* bytes written so far */
-    uint32_t crc;  /* CRC32C of [0, off) */
-    uint32_t files;
-};
-
-static void out_init(struct out *o)
-{
-    memset(o, 0, sizeof(*o));
-    index_init(&o->ix);
-}
-
-static void out_free(struct out *o)
-{
-    index_free(&o->ix);
-    free(o->idx);
-}
-
-/* Accounts one record of `len` bytes (header h) written at o->off. */
-static int out_add(struct out *o, const uint8_t *rec, size_t len, const struct needle_header *h)
-{
-    if (o->idx_len + INDEX_ENTRY_SIZE > o->idx_cap) {
-        size_t ncap = o->idx_cap ? o->idx_cap * 2 : 256 * INDEX_ENTRY_SIZE;
-        uint8_t *n = realloc(o->idx, ncap);
-        if (!n)
-            return -ENOMEM;
-        o->idx = n;
-        o->idx_cap = ncap;
-    }
-    int rc = index_put(&o->ix, h->seq, o->off, h->size);
-    if (rc != 0)
-        return rc;
-    index_encode_entry(h->seq, o->off, h->size, 0, o->idx + o->idx_len);
-    o->idx_len += INDEX_ENTRY_SIZE;
-    o->crc = crc32c(o->crc, rec, len);
-    o->off += len;
-    o->files++;
-    return 0;
-}
-
-/* Checks a live record read for file `seq`: a data record of exactly `len`
- * bytes whose data matches its CRC32C. Returns 0 with *h, or IMG_ECORRUPT. */
-static int check_record(const uint8_t *rec, size_t len, uint32_t seq, struct needle_header *h)
-{
-    if (len < NEEDLE_HEADER_SIZE || needle_decode_header(rec, h) != 0 || h->seq != seq ||
-        (h->flags & NEEDLE_FLAG_TOMBSTONE) || needle_record_size(h->size) != len ||
-        crc32c(0, rec + NEEDLE_HEADER_SIZE, h->size) != h->data_crc)
-        return IMG_ECORRUPT;
-    return 0;
-}
-
-int ds_compact_plan(const struct block *b, uint32_t **seqs, size_t *n, uint64_t *new_size)
-{
-    uint32_t *v = malloc(((size_t)b->ix.live + 1) * sizeof(*v));
-    size_t k = 0;
-    uint64_t size = BLOCK_SUPER_SIZE;
-    if (!v)
-        return -ENOMEM;
-    for (uint32_t seq = 1; seq <= b->ix.max_seq && k < b->ix.live; seq++) {
-        uint64_t off;
-        uint32_t sz;
-        int deleted;
-        if (index_get(&b->ix, seq, &off, &sz, &deleted) != 0 || deleted)
-            continue;
-        v[k++] = seq;
-        size += needle_record_size(sz);
-    }
-    *seqs = v;
-    *n = k;
-    *new_size = size;
-    return 0;
-}
-
-static void temp_path(const struct block *b, char *out, size_t n)
-{
-    /* block_alloc keeps room for any suffix after the path */
-    size_t len = strnlen(b->path, sizeof(b->path));
-    if (len + sizeof(DS_COMPACT_SUFFIX) <= n) {
-        memcpy(out, b->path, len);
-        memcpy(out + len, DS_COMPACT_SUFFIX, sizeof(DS_COMPACT_SUFFIX));
-    } else if (n) {
-        out[0] = '\0';
-    }
-}
-
-/* ---- synchronous path --------------------------------------------------- */
-
-static int sync_copy(struct block *b, int fd, const uint32_t *seqs, size_t n, struct out *o)
-{
-    uint8_t sb[BLOCK_SUPER_SIZE];
-    uint64_t max;
-    if (uring_pread_sync(b->fd, sb, sizeof(sb), 0) != (ssize_t)sizeof(sb) ||
-        block_check_super(sb, b->id, &max) != 0)
-        return IMG_ECORRUPT;
-    if (uring_pwrite_sync(fd, sb, sizeof(sb), 0) != (ssize_t)sizeof(sb))
-        return -EIO;
-    o->crc = crc32c(0, sb, sizeof(sb));
-    o->off = sizeof(sb);
-    for (size_t i = 0; i < n; i++) {
-        uint64_t off;
-        uint32_t size;
-        struct needle_header h;
-        if (block_lookup(b, seqs[i], &off, &size) != 0)
-            return IMG_ECORRUPT;
-        size_t len = needle_record_size(size);
-        uint8_t *rec = malloc(len);
-        int rc = rec ? 0 : -ENOMEM;
-        if (rc == 0 && uring_pread_sync(b->fd, rec, len, off) != (ssize_t)len)
-            rc = IMG_ECORRUPT;
-        if (rc == 0)
-            rc = check_record(rec, len, seqs[i], &h);
-        if (rc == 0 && uring_pwrite_sync(fd, rec, len, o->off) != (ssize_t)len)
-            rc = -EIO;
-        if (rc == 0)
-            rc = out_add(o, rec, len, &h);
-        free(rec);
-        if (rc != 0)
-            return rc;
-    }
-    return uring_fdatasync_sync(fd);
-}
-
-int ds_compact_sync(struct block *b, uint32_t *crc)
-{
-    char tmp[sizeof(b->path) + 32];
-    uint32_t *seqs = NULL;
-    size_t n = 0;
-    uint64_t size;
-    struct out o;
-    out_init(&o);
-    int rc = ds_compact_plan(b, &seqs, &n, &size);
-    if (rc != 0)
-        return rc;
-    temp_path(b, tmp, sizeof(tmp));
-    int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        free(seqs);
-        return -errno;
-    }
-    rc = sync_copy(b, fd, seqs, n, &o);
-    if (rc == 0)
-        rc = block_swap_file(b, tmp, fd, &o.ix, o.off, o.idx, o.idx_len);
-    if (rc != 0) {
-        close(fd);
-        unlink(tmp);
-    } else {
-        *crc = o.crc;
-    }
-    free(seqs);
-    out_free(&o);
-    return rc;
-}
-
 /* ---- online path (COMPACT_BLOCK) ------------------------------------------- */
 
 struct job {
     struct job *next;
     struct ds *ds;
-    struct conn *ns_conn;
-    struct frame_header req;
+    struct ds_req *req;    /* COMPACT_BLOCK, answered when the job ends */
     uint64_t id, task, old_size;
     struct block *b;       /* checked against the store at every step */
     uint32_t *seqs;
     size_t nseqs, next_i;  /* next_i 0: the superblock, i: seqs[i - 1] */
     char tmp[PATH_MAX + 32];
     int fd;
-    struct out o;
+    struct compact_out o;
     uint8_t *buf;
     size_t len;
     uint32_t seq;
@@ -245,7 +87,7 @@ static void job_free(struct job *j)
     }
     free(j->seqs);
     free(j->buf);
-    out_free(&j->o);
+    compact_out_free(&j->o);
     if (j->timer_open)
         uv_close((uv_handle_t *)&j->timer, job_timer_closed);
     else
@@ -278,20 +120,18 @@ static void job_finish(struct job *j, int rc)
                  img_strerror(rc));
         if (rc == IMG_ECORRUPT && b && !b->corrupt) {
             b->corrupt = 1;
-            b->dirty = 1;
             block_save_meta(b);
-            ds_session_poke(ds);
+            ds_block_changed(ds, b);
         }
     }
-    if (!ds->stopping && j->ns_conn == ds->ns_conn && ds->ns_conn &&
-        !conn_is_closing(ds->ns_conn)) {
-        Imgstore__CompactBlockResp resp = IMGSTORE__COMPACT_BLOCK_RESP__INIT;
-        resp.size = j->o.off;
-        resp.crc32c = j->o.crc;
-        resp.file_count = j->o.files;
-        resp.reclaimed = j->old_size > j->o.off ? j->old_size - j->o.off : 0;
-        conn_reply(j->ns_conn, &j->req, rc, rc == 0 ? &resp.base : NULL, NULL, 0, NULL);
-    }
+    /* Dropped by the session transport when stopping or when the session
+     * was replaced meanwhile. */
+    Imgstore__CompactBlockResp resp = IMGSTORE__COMPACT_BLOCK_RESP__INIT;
+    resp.size = j->o.off;
+    resp.crc32c = j->o.crc;
+    resp.file_count = j->o.files;
+    resp.reclaimed = j->old_size > j->o.off ? j->old_size - j->o.off : 0;
+    ds_req_answer(j->req, rc, rc == 0 ? &resp.base : NULL, NULL, 0, NULL);
     job_free(j);
 }
 
@@ -329,7 +169,7 @@ static void job_written(int res, void *arg)
     } else if (rc == 0) {
         struct needle_header h;
         needle_decode_header(j->buf, &h);
-        rc = out_add(&j->o, j->buf, j->len, &h);
+        rc = compact_out_add(&j->o, j->buf, j->len, &h);
     }
     free(j->buf);
     j->buf = NULL;
@@ -357,7 +197,7 @@ static void job_read(int status, void *arg)
     if (rc == 0 && j->next_i == 0)
         rc = block_check_super(j->buf, j->id, &max) != 0 ? IMG_ECORRUPT : 0;
     else if (rc == 0)
-        rc = check_record(j->buf, j->len, j->seq, &h);
+        rc = compact_check_record(j->buf, j->len, j->seq, &h);
     if (rc == 0)
         rc = uring_write_bg(j->ds->store->ring, j->fd, j->buf, j->len, j->o.off, job_written, j);
     if (rc != 0)
@@ -391,7 +231,7 @@ static void job_step(struct job *j)
         }
         j->len = needle_record_size(size);
     }
-    uint64_t wait = ds_copy_throttle(ds, (uint32_t)j->len);
+    uint64_t wait = ds_throttle_take(ds, (uint32_t)j->len);
     if (wait) {
         if (!j->timer_open) {
             uv_timer_init(ds->loop, &j->timer);
@@ -411,8 +251,7 @@ static void job_step(struct job *j)
 
 /* Validates COMPACT_BLOCK and starts the job. Returns 0 when started
  * (answered later) or an error to answer now. */
-static int compact_start(struct ds *ds, struct conn *c, const struct frame *f,
-                         const Imgstore__CompactBlock *m)
+static int compact_start(struct ds *ds, struct ds_req *r, const Imgstore__CompactBlock *m)
 {
     struct ds_compact *dc = cstate(ds);
     struct block *b = store_get(ds->store, m->block_id);
@@ -431,22 +270,21 @@ static int compact_start(struct ds *ds, struct conn *c, const struct frame *f,
     struct job *j = calloc(1, sizeof(*j));
     if (!j)
         return -ENOMEM;
-    out_init(&j->o);
+    compact_out_init(&j->o);
     uint64_t new_size;
-    int rc = ds_compact_plan(b, &j->seqs, &j->nseqs, &new_size);
+    int rc = compact_plan(b, &j->seqs, &j->nseqs, &new_size);
     if (rc != 0) {
         free(j);
         return rc;
     }
     j->ds = ds;
-    j->ns_conn = c;
-    j->req = f->h;
+    j->req = r;
     j->id = b->id;
     j->b = b;
     j->task = m->task_id;
     j->old_size = b->durable_tail;
     j->started_ms = uv_now(ds->loop);
-    temp_path(b, j->tmp, sizeof(j->tmp));
+    compact_temp_path(b, j->tmp, sizeof(j->tmp));
     j->fd = open(j->tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (j->fd < 0) {
         rc = -errno;
@@ -466,11 +304,12 @@ static int compact_start(struct ds *ds, struct conn *c, const struct frame *f,
     return 0;
 }
 
-static void handle_compact(struct ds *ds, struct conn *c, const struct frame *f)
+void ds_compact_block(struct ds_req *r, const struct frame *f)
 {
+    struct ds *ds = r->ds;
     Imgstore__CompactBlock *m = imgstore__compact_block__unpack(NULL, f->h.head_len, f->head);
     if (!m) {
-        conn_reply(c, &f->h, IMG_EPROTO, NULL, NULL, 0, NULL);
+        ds_req_fail(r, IMG_EPROTO);
         return;
     }
     int rc;
@@ -480,7 +319,7 @@ static void handle_compact(struct ds *ds, struct conn *c, const struct frame *f)
             b->hold_until_ms = 0;
         rc = 0;
     } else {
-        rc = compact_start(ds, c, f, m);
+        rc = compact_start(ds, r, m);
         if (rc == 0) {
             imgstore__compact_block__free_unpacked(m, NULL);
             return;
@@ -489,15 +328,7 @@ static void handle_compact(struct ds *ds, struct conn *c, const struct frame *f)
     }
     imgstore__compact_block__free_unpacked(m, NULL);
     Imgstore__CompactBlockResp resp = IMGSTORE__COMPACT_BLOCK_RESP__INIT;
-    conn_reply(c, &f->h, rc, rc == 0 ? &resp.base : NULL, NULL, 0, NULL);
-}
-
-int ds_compact_session_frame(struct ds *ds, struct conn *c, const struct frame *f)
-{
-    if (f->h.type != FT_COMPACT_BLOCK)
-        return 0;
-    handle_compact(ds, c, f);
-    return 1;
+    ds_req_answer(r, rc, rc == 0 ? &resp.base : NULL, NULL, 0, NULL);
 }
 
 void ds_compact_stop(struct ds *ds)

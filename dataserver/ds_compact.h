@@ -14,42 +14,34 @@
  * COMPACT_BLOCK until the nameserver's release (sent when every replica has
  * answered) or DS_COMPACT_HOLD_MAX_MS, so no tombstone can land on one
  * replica's old layout and another's new one. Reads of the block go on
- * throughout. Bytes read are throttled by the copies' token bucket. */
+ * throughout. Bytes read are throttled by the copies' token bucket
+ * (ds_throttle.h). The rewrite itself (plan, output, record checks) is the
+ * storage engine's (compact.h); this module schedules it, paces it and
+ * answers the nameserver. */
 #ifndef DS_DS_COMPACT_H
 #define DS_DS_COMPACT_H
 
 #include "dataserver/block.h"
-#include "dataserver/ds.h"
+#include "dataserver/compact.h"
+#include "dataserver/ds_req.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
-#define DS_COMPACT_SUFFIX ".blk.compact"
 #define DS_COMPACT_HOLD_MAX_MS (5 * 60 * 1000) /* deletes refused at most this long */
 #define DS_COMPACT_MAX_ACTIVE 2                /* compactions at once; more: IMG_EUNAVAIL */
-
-/* The deterministic plan of a compaction: the live seqs of b in ascending
- * order (*seqs malloc'd, owned by the caller) and the size of the output.
- * Returns 0 or -ENOMEM. */
-int ds_compact_plan(const struct block *b, uint32_t **seqs, size_t *n, uint64_t *new_size);
-
-/* Compacts b synchronously (start-up tools and unit tests; the server uses
- * the asynchronous path of COMPACT_BLOCK). Same output and swap as the
- * online path. Returns 0 with *crc the CRC32C of the new file, IMG_ECORRUPT
- * when a live record fails its check (nothing changed), or an error of the
- * swap (the block keeps its old file). */
-int ds_compact_sync(struct block *b, uint32_t *crc);
 
 /* Returns non-zero when deletes of b must be refused now (compaction running
  * or its hold not released). */
 int ds_compact_busy(struct ds *ds, const struct block *b);
 
-/* Handles COMPACT_BLOCK on the nameserver session. Returns 1 when the frame
- * was one (answered now or later), 0 otherwise. */
-int ds_compact_session_frame(struct ds *ds, struct conn *c, const struct frame *f);
+/* Handler of COMPACT_BLOCK (dispatch table, ds_req.h): starts a compaction
+ * answered when it ends, or releases the hold (release set); answers r
+ * exactly once. */
+void ds_compact_block(struct ds_req *r, const struct frame *f);
 
 /* Stops every compaction (the temporary files are removed; jobs with I/O in
- * flight end in their callbacks without answering). Call before
+ * flight end in their callbacks, their answers dropped). Call before
  * store_close with ds->stopping set. */
 void ds_compact_stop(struct ds *ds);
 

@@ -14,8 +14,9 @@
  * file; one left by a crash is removed at start-up (store.c). A copy is
  * never counted as a replica before it is installed.
  *
- * Throttling: one token bucket per server. A chunk is asked for only when
- * the bucket is not in debt; the bytes not received are given back.
+ * Throttling: the server's token bucket (ds_throttle.c). A chunk is asked
+ * for only when the bucket is not in debt; the bytes not received are given
+ * back.
  *
  * Cancel: CANCEL_COPY (the nameserver's task was canceled) marks the copy,
  * which ends with -ECANCELED at its next safe point, exactly as a failed
@@ -37,18 +38,16 @@
  * records, a copy of the other layout of a compaction) is refused with
  * IMG_ESTALE instead of being extended into a mix.
  *
- * SET_REPLICAS replaces a block's replica list and role (saved in its meta),
- * so the primary forwards tombstones to the replica set the nameserver keeps.
- *
- * A deleted block leaves the table at once (no new I/O can find it) and its
- * files are unlinked; its descriptors stay open DS_DELETE_GRACE_MS so that
- * I/O already queued on them completes, then it is closed. */
+ * May call the storage engine (store, block, blockio, uring), ds_peer.c
+ * (READ_BLOCK to the source), ds_throttle.c and ds_block.c. */
 #include "dataserver/ds_copy.h"
 
 #include "base/crc32c.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "dataserver/blockio.h"
+#include "dataserver/ds_block.h"
+#include "dataserver/ds_throttle.h"
 #include "proto/fname.h"
 #include "proto/imgstore.pb-c.h"
 
@@ -58,49 +57,24 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define COPY_TEMP_SUFFIX ".blk.copy"
-#define BUCKET_BURST_MS 100   /* the bucket holds at most this much of the rate */
-#define GRAVE_TICK_MS 100     /* deferred closes are checked this often */
-/* A deleted block file is given back to the file system this many bytes
- * per tick (ftruncate down, then close): freeing 64 MiB at one close made
- * the file system discard it all at once, which stalled readers' disk reads
- * for 20-30 ms on the benchmark VM (docs/performance.md, "Rebalance"). */
-#define GRAVE_STEP_BYTES (4u << 20)
 #define READ_MAX_LEN (FRAME_MAX_BODY / 2) /* largest READ_BLOCK body served */
 #define DS_COPY_CHECK_LEN 4096u /* bytes before a catch-up's start compared with the source */
 
 struct copy;
 
-/* A deleted block waiting for its deferred close. */
-struct grave {
-    struct grave *next;
-    struct block *b;
-    uint64_t close_at_ms;
-    int64_t left; /* bytes the file still holds while shrinking; -1: not started */
-};
-
 struct ds_copy {
     struct ds *ds;
     struct copy *copies;
     unsigned ncopies;
-    double tokens;          /* bytes; negative = debt */
-    uint64_t refill_ms;
-    uint64_t rate;          /* bytes/s */
-    uint64_t *removed;      /* deleted block ids not yet reported */
-    size_t nremoved, removed_cap;
-    struct grave *graves;
-    uv_timer_t grave_timer;
-    int timer_started;
 };
 
 struct copy {
     struct copy *next;
     struct ds *ds;
-    struct conn *ns_conn;        /* session the command came on */
-    struct frame_header req;
+    struct ds_req *req;          /* REPLICATE_BLOCK, answered when the copy ends */
     uint64_t id, max_size, expected, task;
     char src_addr[DS_ADDR_MAX];
     char src_id[64];
@@ -142,53 +116,10 @@ static struct ds_copy *state(struct ds *ds)
         if (!dc)
             return NULL;
         dc->ds = ds;
-        dc->rate = DS_COPY_DEFAULT_RATE;
-        dc->refill_ms = uv_now(ds->loop);
         ds->copy = dc;
     }
     return ds->copy;
 }
-
-/* ---- token bucket ------------------------------------------------------- */
-
-static void bucket_refill(struct ds_copy *dc)
-{
-    uint64_t now = uv_now(dc->ds->loop);
-    double cap = (double)dc->rate * BUCKET_BURST_MS / 1000.0;
-    dc->tokens += (double)dc->rate * (double)(now - dc->refill_ms) / 1000.0;
-    if (dc->tokens > cap)
-        dc->tokens = cap;
-    dc->refill_ms = now;
-}
-
-/* Returns 0 when `len` bytes may be asked for now (they are taken), else the
- * milliseconds to wait. */
-static uint64_t bucket_take(struct ds_copy *dc, uint32_t len)
-{
-    bucket_refill(dc);
-    if (dc->tokens < 0)
-        return (uint64_t)(-dc->tokens * 1000.0 / (double)dc->rate) + 1;
-    dc->tokens -= len;
-    return 0;
-}
-
-uint64_t ds_copy_throttle(struct ds *ds, uint32_t len)
-{
-    struct ds_copy *dc = state(ds);
-    return dc ? bucket_take(dc, len) : 1;
-}
-
-/* ---- replies ---------------------------------------------------------------- */
-
-static void session_reply(struct ds *ds, struct conn *c, const struct frame_header *req, int rc,
-                          const ProtobufCMessage *msg)
-{
-    /* The session may have been replaced while a copy ran: answer only on
-     * the connection the command came on, if it is still the session. */
-    if (c && c == ds->ns_conn && !conn_is_closing(c))
-        conn_reply(c, req, rc, rc == 0 ? msg : NULL, NULL, 0, NULL);
-}
-
 /* ---- copy ------------------------------------------------------------------- */
 
 static void copy_next(struct copy *cp);
@@ -221,7 +152,7 @@ static void copy_free(struct copy *cp)
 }
 
 /* Ends a copy: on failure the temporary file goes away. Answers the
- * nameserver unless the server is stopping. */
+ * nameserver. */
 static void copy_finish(struct copy *cp, int rc, struct block *b)
 {
     struct ds *ds = cp->ds;
@@ -243,15 +174,15 @@ static void copy_finish(struct copy *cp, int rc, struct block *b)
                  " bytes, %u files, crc32c %08x) in %" PRIu64 " ms",
                  cp->task, cp->id, cp->src_addr, cp->off, block_file_count(b), cp->crc, ms);
     }
-    if (!ds->stopping) {
-        Imgstore__ReplicateBlockResp resp = IMGSTORE__REPLICATE_BLOCK_RESP__INIT;
-        resp.size = cp->off;
-        resp.crc32c = cp->crc;
-        resp.file_count = b ? block_file_count(b) : 0;
-        session_reply(ds, cp->ns_conn, &cp->req, rc, &resp.base);
-        if (rc == 0)
-            ds_session_poke(ds);
-    }
+    /* Dropped by the session transport when the server is stopping or the
+     * session was replaced while the copy ran. */
+    Imgstore__ReplicateBlockResp resp = IMGSTORE__REPLICATE_BLOCK_RESP__INIT;
+    resp.size = cp->off;
+    resp.crc32c = cp->crc;
+    resp.file_count = b ? block_file_count(b) : 0;
+    ds_req_answer(cp->req, rc, rc == 0 ? &resp.base : NULL, NULL, 0, NULL);
+    if (rc == 0)
+        ds_session_poke(ds);
     copy_free(cp);
 }
 
@@ -282,7 +213,7 @@ static void copy_install(struct copy *cp)
         rc = block_save_meta(b);
     }
     if (rc == 0 && (rc = store_adopt_block(ds->store, b)) == 0)
-        b->dirty = 1;
+        ds_block_changed(ds, b);
     if (rc != 0) {
         if (b) {
             block_unlink_files(b);
@@ -405,7 +336,7 @@ static void catchup_finish(struct copy *cp)
     int rc = b ? 0 : IMG_ENOBLOCKHERE;
     if (b && cp->set_version > b->set_version) {
         b->set_version = cp->set_version;
-        b->dirty = 1;
+        ds_block_changed(cp->ds, b);
         rc = block_save_meta(b);
     }
     copy_finish(cp, rc, b);
@@ -499,7 +430,6 @@ static void catchup_write(struct copy *cp, const uint8_t *body, size_t used)
 static void copy_chunk(int status, const struct frame *f, void *arg)
 {
     struct copy *cp = arg;
-    struct ds_copy *dc = cp->ds->copy;
     int rc = status ? status : f->h.status;
     if (cp->ds->stopping)
         rc = IMG_ECONN;
@@ -524,7 +454,7 @@ static void copy_chunk(int status, const struct frame *f, void *arg)
     size_t used = 0;
     if (f->h.body_len == 0) {
         /* The source has nothing past our offset: done if it is enough. */
-        dc->tokens += asked;
+        ds_throttle_refund(cp->ds, asked);
         if (cp->off < cp->expected || cp->off < BLOCK_SUPER_SIZE)
             copy_finish(cp, IMG_EOFFSET, NULL);
         else if (cp->catchup)
@@ -537,7 +467,7 @@ static void copy_chunk(int status, const struct frame *f, void *arg)
         copy_finish(cp, rc, NULL);
         return;
     }
-    dc->tokens += (double)asked - (double)used;
+    ds_throttle_refund(cp->ds, (double)asked - (double)used);
     if (used == 0) { /* a record larger than the chunk: ask for it whole */
         copy_next(cp);
         return;
@@ -656,7 +586,7 @@ static void copy_next(struct copy *cp)
             copy_finish(cp, rc, NULL);
         return;
     }
-    uint64_t wait = bucket_take(ds->copy, cp->want);
+    uint64_t wait = ds_throttle_take(ds, cp->want);
     if (wait) {
         if (!cp->timer_open) {
             uv_timer_init(ds->loop, &cp->timer);
@@ -676,24 +606,11 @@ static void copy_next(struct copy *cp)
         copy_finish(cp, rc, NULL);
 }
 
-static int copy_replica(const Imgstore__Replica *r, struct block_replica *out)
-{
-    struct sockaddr_storage ss;
-    if (!r || !r->server_id || !r->addr || !r->http_addr || !r->server_id[0] ||
-        strlen(r->server_id) >= sizeof(out->server_id) || strlen(r->addr) >= sizeof(out->addr) ||
-        strlen(r->http_addr) >= sizeof(out->http_addr) || conn_parse_addr(r->addr, &ss) != 0)
-        return IMG_EINVAL;
-    snprintf(out->server_id, sizeof(out->server_id), "%s", r->server_id);
-    snprintf(out->addr, sizeof(out->addr), "%s", r->addr);
-    snprintf(out->http_addr, sizeof(out->http_addr), "%s", r->http_addr);
-    return 0;
-}
-
 /* Validates REPLICATE_BLOCK and starts the copy. Returns 0 when the copy was
  * started (answered later), 1 when already satisfied (answer 0 now), or an
  * error to answer now. */
-static int replicate_start(struct ds *ds, struct conn *c, const struct frame *f,
-                           const Imgstore__ReplicateBlock *m, uint64_t *have)
+static int replicate_start(struct ds *ds, struct ds_req *r, const Imgstore__ReplicateBlock *m,
+                           uint64_t *have)
 {
     struct ds_copy *dc = state(ds);
     if (!dc)
@@ -706,9 +623,9 @@ static int replicate_start(struct ds *ds, struct conn *c, const struct frame *f,
     if (!cp)
         return -ENOMEM;
     struct block_replica src;
-    int rc = copy_replica(m->source, &src);
+    int rc = ds_block_replica(m->source, &src);
     for (size_t i = 0; rc == 0 && i < m->n_replicas; i++)
-        rc = copy_replica(m->replicas[i], &cp->reps[i]);
+        rc = ds_block_replica(m->replicas[i], &cp->reps[i]);
     if (rc == 0 && strcmp(src.server_id, ds->store->server_id) == 0)
         rc = IMG_EINVAL;
     struct block *b = store_get(ds->store, m->block_id);
@@ -741,11 +658,9 @@ static int replicate_start(struct ds *ds, struct conn *c, const struct frame *f,
         free(cp);
         return rc;
     }
-    if (m->rate_bytes_per_s)
-        dc->rate = m->rate_bytes_per_s;
+    ds_throttle_set_rate(ds, m->rate_bytes_per_s);
     cp->ds = ds;
-    cp->ns_conn = c;
-    cp->req = f->h;
+    cp->req = r;
     cp->id = m->block_id;
     cp->max_size = m->block_size;
     cp->expected = m->expected_size;
@@ -761,7 +676,7 @@ static int replicate_start(struct ds *ds, struct conn *c, const struct frame *f,
         cp->off = cp->src_tail = cp->start_off = b->durable_tail;
         if (!b->sealed && block_seal(b) == 0)
             log_info("block %" PRIu64 " sealed for its tail catch-up", b->id);
-        b->dirty = 1;
+        ds_block_report(ds, b);
     } else {
         snprintf(cp->tmp, sizeof(cp->tmp), "%s/%016" PRIx64 COPY_TEMP_SUFFIX, cp->dir, cp->id);
         cp->fd = open(cp->tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -782,32 +697,33 @@ static int replicate_start(struct ds *ds, struct conn *c, const struct frame *f,
     return 0;
 }
 
-static void handle_replicate(struct ds *ds, struct conn *c, const struct frame *f)
+void ds_copy_replicate(struct ds_req *r, const struct frame *f)
 {
     Imgstore__ReplicateBlock *m = imgstore__replicate_block__unpack(NULL, f->h.head_len, f->head);
     if (!m) {
-        conn_reply(c, &f->h, IMG_EPROTO, NULL, NULL, 0, NULL);
+        ds_req_fail(r, IMG_EPROTO);
         return;
     }
     uint64_t have = 0;
-    int rc = replicate_start(ds, c, f, m, &have);
+    int rc = replicate_start(r->ds, r, m, &have);
     imgstore__replicate_block__free_unpacked(m, NULL);
     if (rc == 0)
         return;
     Imgstore__ReplicateBlockResp resp = IMGSTORE__REPLICATE_BLOCK_RESP__INIT;
     resp.size = have;
-    conn_reply(c, &f->h, rc == 1 ? 0 : rc, rc == 1 ? &resp.base : NULL, NULL, 0, NULL);
+    ds_req_answer(r, rc == 1 ? 0 : rc, rc == 1 ? &resp.base : NULL, NULL, 0, NULL);
 }
 
 /* CANCEL_COPY: the nameserver canceled the task of a running copy. The copy
  * is marked and stops at its next safe point (copy_cancel_point); one that
  * only waits for the token bucket stops now. Answers 0, or IMG_ENOTFOUND
  * when no copy of the block (of that task, when task_id is set) runs here. */
-static void handle_cancel_copy(struct ds *ds, struct conn *c, const struct frame *f)
+void ds_copy_cancel(struct ds_req *r, const struct frame *f)
 {
+    struct ds *ds = r->ds;
     Imgstore__CancelCopy *m = imgstore__cancel_copy__unpack(NULL, f->h.head_len, f->head);
     if (!m) {
-        conn_reply(c, &f->h, IMG_EPROTO, NULL, NULL, 0, NULL);
+        ds_req_fail(r, IMG_EPROTO);
         return;
     }
     struct copy *cp = ds->copy ? ds->copy->copies : NULL;
@@ -815,7 +731,7 @@ static void handle_cancel_copy(struct ds *ds, struct conn *c, const struct frame
         cp = cp->next;
     imgstore__cancel_copy__free_unpacked(m, NULL);
     Imgstore__CancelCopyResp resp = IMGSTORE__CANCEL_COPY_RESP__INIT;
-    conn_reply(c, &f->h, cp ? 0 : IMG_ENOTFOUND, cp ? &resp.base : NULL, NULL, 0, NULL);
+    ds_req_answer(r, cp ? 0 : IMG_ENOTFOUND, cp ? &resp.base : NULL, NULL, 0, NULL);
     if (!cp || cp->canceled)
         return;
     cp->canceled = 1;
@@ -826,308 +742,11 @@ static void handle_cancel_copy(struct ds *ds, struct conn *c, const struct frame
     }
 }
 
-/* ---- seal, stat, delete -------------------------------------------------- */
-
-static void handle_seal(struct ds *ds, struct conn *c, const struct frame *f)
-{
-    Imgstore__SealBlock *m = imgstore__seal_block__unpack(NULL, f->h.head_len, f->head);
-    if (!m) {
-        conn_reply(c, &f->h, IMG_EPROTO, NULL, NULL, 0, NULL);
-        return;
-    }
-    struct block *b = store_get(ds->store, m->block_id);
-    imgstore__seal_block__free_unpacked(m, NULL);
-    int rc = b ? 0 : IMG_ENOBLOCKHERE;
-    if (b && !b->sealed) {
-        rc = block_seal(b);
-        log_info("block %" PRIu64 " sealed at the nameserver's request", b->id);
-        ds_session_poke(ds);
-    }
-    Imgstore__SealBlockResp resp = IMGSTORE__SEAL_BLOCK_RESP__INIT;
-    resp.size = b ? b->durable_tail : 0;
-    conn_reply(c, &f->h, rc, rc == 0 ? &resp.base : NULL, NULL, 0, NULL);
-}
-
-static void handle_stat(struct ds *ds, struct conn *c, const struct frame *f)
-{
-    Imgstore__StatBlock *m = imgstore__stat_block__unpack(NULL, f->h.head_len, f->head);
-    if (!m) {
-        conn_reply(c, &f->h, IMG_EPROTO, NULL, NULL, 0, NULL);
-        return;
-    }
-    struct block *b = store_get(ds->store, m->block_id);
-    imgstore__stat_block__free_unpacked(m, NULL);
-    if (!b) {
-        conn_reply(c, &f->h, IMG_ENOBLOCKHERE, NULL, NULL, 0, NULL);
-        return;
-    }
-    Imgstore__BlockInfo bi = IMGSTORE__BLOCK_INFO__INIT;
-    bi.block_id = b->id;
-    /* A copy with appends in flight has no settled size yet. */
-    bi.size = b->tail == b->durable_tail ? b->durable_tail : 0;
-    bi.file_count = block_file_count(b);
-    bi.deleted_bytes = b->deleted_bytes;
-    bi.sealed = b->sealed;
-    bi.primary = b->primary;
-    bi.corrupt = b->corrupt;
-    conn_reply(c, &f->h, 0, &bi.base, NULL, 0, NULL);
-}
-
-/* Gives back one step of a deleted block's file. Returns 1 while there is
- * more to give back, 0 when the file is ready to be closed. The file is no
- * longer named and no read can start on it; one still in flight (it holds
- * the shared descriptor) is waited for, so it never reads a cut file. */
-static int grave_shrink(struct grave *g)
-{
-    struct block *b = g->b;
-    if (b->fd < 0)
-        return 0;
-    if (b->file && b->file->refs > 1)
-        return 1;
-    if (g->left < 0) {
-        struct stat st;
-        g->left = fstat(b->fd, &st) == 0 ? (int64_t)st.st_size : 0;
-    }
-    if (g->left <= (int64_t)GRAVE_STEP_BYTES)
-        return 0;
-    g->left -= GRAVE_STEP_BYTES;
-    if (ftruncate(b->fd, g->left) != 0) {
-        log_warn("block %" PRIu64 ": giving back its deleted file: %s", b->id, strerror(errno));
-        return 0;
-    }
-    return 1;
-}
-
-static void grave_tick(uv_timer_t *t)
-{
-    struct ds_copy *dc = t->data;
-    uint64_t now = uv_now(dc->ds->loop);
-    for (struct grave **pp = &dc->graves; *pp;) {
-        struct grave *g = *pp;
-        if (g->close_at_ms > now) {
-            pp = &g->next;
-            continue;
-        }
-        if (grave_shrink(g)) {
-            pp = &g->next;
-            continue;
-        }
-        *pp = g->next;
-        blockio_release(g->b);
-        block_close(g->b);
-        free(g);
-    }
-    if (!dc->graves)
-        uv_timer_stop(t);
-}
-
-static void bury(struct ds *ds, struct ds_copy *dc, struct grave *g, struct block *b);
-
-static int removed_add(struct ds_copy *dc, uint64_t id)
-{
-    if (dc->nremoved == dc->removed_cap) {
-        size_t ncap = dc->removed_cap ? dc->removed_cap * 2 : 64;
-        uint64_t *n = realloc(dc->removed, ncap * sizeof(*n));
-        if (!n)
-            return -ENOMEM;
-        dc->removed = n;
-        dc->removed_cap = ncap;
-    }
-    dc->removed[dc->nremoved++] = id;
-    return 0;
-}
-
-/* Deletes this server's copy of block `id` when no append is in flight and
- * it holds no more than `expected` bytes (what every kept copy holds: a
- * shorter copy is a stale prefix). Returns 0 (also when not here) or an
- * error. */
-static int delete_block(struct ds *ds, uint64_t id, uint64_t expected, int any_size)
-{
-    struct ds_copy *dc = state(ds);
-    struct grave *g = calloc(1, sizeof(*g));
-    if (!dc || !g || removed_add(dc, 0) != 0) {
-        free(g);
-        return -ENOMEM;
-    }
-    dc->nremoved--; /* room reserved: the add below cannot fail */
-    struct block *b = store_get(ds->store, id);
-    int rc = 0;
-    if (!b)
-        rc = 1;
-    else if (b->tail != b->durable_tail)
-        rc = IMG_EINVAL;
-    else if (b->durable_tail > expected && !any_size)
-        rc = IMG_EOFFSET;
-    if (rc != 0) {
-        free(g);
-        return rc == 1 ? 0 : rc;
-    }
-    store_remove_block(ds->store, id);
-    rc = block_unlink_files(b);
-    if (rc != 0)
-        log_warn("block %" PRIu64 ": removing its files: %s", id, img_strerror(rc));
-    bury(ds, dc, g, b);
-    log_info("block %" PRIu64 " deleted (%" PRIu64 " bytes) at the nameserver's request", id,
-             expected);
-    ds_session_poke(ds);
-    return 0;
-}
-
-int ds_copy_drop_block(struct ds *ds, uint64_t id)
-{
-    struct ds_copy *dc = state(ds);
-    struct grave *g = calloc(1, sizeof(*g));
-    if (!dc || !g || removed_add(dc, 0) != 0) {
-        free(g);
-        return -ENOMEM;
-    }
-    dc->nremoved--; /* room reserved: the add in bury cannot fail */
-    struct block *b = store_get(ds->store, id);
-    int rc = !b ? IMG_ENOBLOCKHERE : b->compacting || b->tail != b->durable_tail ? -EBUSY : 0;
-    if (rc != 0) {
-        free(g);
-        return rc;
-    }
-    store_remove_block(ds->store, id);
-    bury(ds, dc, g, b);
-    return 0;
-}
-
-/* Closes b (already out of the store) after DS_DELETE_GRACE_MS, and lists
- * its id as removed for the next heartbeat (room reserved by the caller). */
-static void bury(struct ds *ds, struct ds_copy *dc, struct grave *g, struct block *b)
-{
-    uint64_t id = b->id;
-    g->b = b;
-    g->close_at_ms = uv_now(ds->loop) + DS_DELETE_GRACE_MS;
-    g->left = -1;
-    g->next = dc->graves;
-    dc->graves = g;
-    if (!dc->timer_started) {
-        uv_timer_init(ds->loop, &dc->grave_timer);
-        dc->grave_timer.data = dc;
-        dc->timer_started = 1;
-    }
-    if (!uv_is_active((uv_handle_t *)&dc->grave_timer))
-        uv_timer_start(&dc->grave_timer, grave_tick, GRAVE_TICK_MS, GRAVE_TICK_MS);
-    dc->removed[dc->nremoved++] = id;
-}
-
-static void handle_delete(struct ds *ds, struct conn *c, const struct frame *f)
-{
-    Imgstore__DeleteBlock *m = imgstore__delete_block__unpack(NULL, f->h.head_len, f->head);
-    if (!m) {
-        conn_reply(c, &f->h, IMG_EPROTO, NULL, NULL, 0, NULL);
-        return;
-    }
-    int rc = delete_block(ds, m->block_id, m->expected_size, m->any_size);
-    if (rc != 0)
-        log_warn("delete of block %" PRIu64 " refused: %s", m->block_id, img_strerror(rc));
-    imgstore__delete_block__free_unpacked(m, NULL);
-    Imgstore__DeleteBlockResp resp = IMGSTORE__DELETE_BLOCK_RESP__INIT;
-    conn_reply(c, &f->h, rc, rc == 0 ? &resp.base : NULL, NULL, 0, NULL);
-}
-
-/* Applies SET_REPLICAS: the receiver takes the listed replicas (primary
- * first) and its role. It may be left out of the list only when not made
- * primary (a copy about to be caught up or dropped). The primary role is
- * taken only by a sealed block, so a writable block never gets a second
- * writer. Returns 0 or an error; *size gets the tail (next append offset). */
-static int set_replicas(struct ds *ds, const Imgstore__SetReplicas *m, uint64_t *size)
-{
-    struct block *b = store_get(ds->store, m->block_id);
-    if (!b)
-        return IMG_ENOBLOCKHERE;
-    /* The tail, not the durable tail: an append in flight goes to the
-     * replicas of the old list, so a copy joining with this list must be at
-     * least this long to hold it (ns_plan.c, joining the set). */
-    *size = b->tail;
-    if (m->n_replicas < 1 || m->n_replicas > BLOCK_MAX_REPLICAS)
-        return IMG_EINVAL;
-    /* A set older than ours comes from a nameserver that has not heard of
-     * the newer one yet (restarted, safe mode): it must not undo it. */
-    if (m->version < b->set_version)
-        return IMG_ESTALE;
-    struct block_replica reps[BLOCK_MAX_REPLICAS];
-    memset(reps, 0, sizeof(reps));
-    int me = -1;
-    for (size_t i = 0; i < m->n_replicas; i++) {
-        if (copy_replica(m->replicas[i], &reps[i]) != 0)
-            return IMG_EINVAL;
-        if (strcmp(reps[i].server_id, ds->store->server_id) == 0)
-            me = (int)i;
-    }
-    if (m->primary && me != 0)
-        return IMG_EINVAL;
-    if (m->primary && !b->sealed) {
-        /* Only a sealed block changes primary: no second writer ever. */
-        int rc = block_seal(b);
-        if (rc != 0)
-            return rc;
-        log_info("block %" PRIu64 " sealed to take the primary role", b->id);
-    }
-    int was = b->primary;
-    /* The same set again (the nameserver asking the primary for its tail,
-     * or re-sending a view): nothing to save, so no fsync on the loop. */
-    int same = b->nreplicas == (int)m->n_replicas && b->primary == (m->primary != 0) &&
-               memcmp(b->replicas, reps, m->n_replicas * sizeof(reps[0])) == 0 &&
-               (me < 0 || b->set_version == m->version);
-    if (b->stale != (me < 0))
-        log_info("block %" PRIu64 ": %s the replica set", b->id,
-                 me < 0 ? "left out of (not served until caught up)" : "back in");
-    b->stale = me < 0;
-    memcpy(b->replicas, reps, sizeof(reps));
-    b->nreplicas = (int)m->n_replicas;
-    b->primary = m->primary != 0;
-    if (me >= 0)
-        b->set_version = m->version; /* a copy left out stays of its older set */
-    if (same)
-        return 0;
-    b->dirty = 1;
-    int rc = block_save_meta(b);
-    if (was != b->primary)
-        log_info("block %" PRIu64 ": %s by the nameserver (%zu replicas)", b->id,
-                 b->primary ? "promoted to primary" : "demoted to secondary", m->n_replicas);
-    ds_session_poke(ds);
-    return rc;
-}
-
-static void handle_set_replicas(struct ds *ds, struct conn *c, const struct frame *f)
-{
-    Imgstore__SetReplicas *m = imgstore__set_replicas__unpack(NULL, f->h.head_len, f->head);
-    if (!m) {
-        conn_reply(c, &f->h, IMG_EPROTO, NULL, NULL, 0, NULL);
-        return;
-    }
-    uint64_t size = 0;
-    int rc = set_replicas(ds, m, &size);
-    if (rc != 0 && rc != IMG_ENOBLOCKHERE)
-        log_warn("SET_REPLICAS of block %" PRIu64 " refused: %s", m->block_id,
-                 img_strerror(rc));
-    imgstore__set_replicas__free_unpacked(m, NULL);
-    Imgstore__SetReplicasResp resp = IMGSTORE__SET_REPLICAS_RESP__INIT;
-    resp.size = size;
-    conn_reply(c, &f->h, rc, rc == 0 ? &resp.base : NULL, NULL, 0, NULL);
-}
-
-int ds_copy_session_frame(struct ds *ds, struct conn *c, const struct frame *f)
-{
-    switch (f->h.type) {
-    case FT_SET_REPLICAS: handle_set_replicas(ds, c, f); return 1;
-    case FT_REPLICATE_BLOCK: handle_replicate(ds, c, f); return 1;
-    case FT_SEAL_BLOCK: handle_seal(ds, c, f); return 1;
-    case FT_DELETE_BLOCK: handle_delete(ds, c, f); return 1;
-    case FT_STAT_BLOCK: handle_stat(ds, c, f); return 1;
-    case FT_CANCEL_COPY: handle_cancel_copy(ds, c, f); return 1;
-    default: return 0;
-    }
-}
-
 /* ---- READ_BLOCK (source side) ------------------------------------------------- */
 
 struct rb {
     struct ds *ds;
-    struct ds_rpc_req *req;
+    struct ds_req *req;
     uint64_t block_id;
     uint8_t *buf;
     uint32_t len;
@@ -1144,9 +763,9 @@ static void rb_answer(struct rb *r, int rc)
         resp.sealed = b->sealed;
         resp.max_size = b->max_size;
         resp.crc32c = crc32c(0, r->buf, r->len);
-        ds_rpc_answer(r->req, 0, &resp.base, r->buf, r->len, free);
+        ds_req_answer(r->req, 0, &resp.base, r->buf, r->len, free);
     } else {
-        ds_rpc_answer(r->req, rc, NULL, NULL, 0, NULL);
+        ds_req_fail(r->req, rc);
         free(r->buf);
     }
     free(r);
@@ -1157,11 +776,12 @@ static void rb_read_done(int status, void *arg)
     rb_answer(arg, status);
 }
 
-void ds_copy_read_block(struct ds *ds, const struct frame *f, struct ds_rpc_req *req)
+void ds_copy_read_block(struct ds_req *req, const struct frame *f)
 {
+    struct ds *ds = req->ds;
     struct rb *r = calloc(1, sizeof(*r));
     if (!r) {
-        ds_rpc_answer(req, -ENOMEM, NULL, NULL, 0, NULL);
+        ds_req_fail(req, -ENOMEM);
         return;
     }
     *r = (struct rb){.ds = ds, .req = req};
@@ -1216,24 +836,6 @@ size_t ds_copy_progress(struct ds *ds, Imgstore__CopyProgress *out, size_t max)
     return n;
 }
 
-size_t ds_copy_removed(struct ds *ds, const uint64_t **ids)
-{
-    struct ds_copy *dc = ds->copy;
-    *ids = dc ? dc->removed : NULL;
-    return dc ? dc->nremoved : 0;
-}
-
-void ds_copy_removed_sent(struct ds *ds, size_t n)
-{
-    struct ds_copy *dc = ds->copy;
-    if (!dc || n == 0)
-        return;
-    if (n > dc->nremoved)
-        n = dc->nremoved;
-    memmove(dc->removed, dc->removed + n, (dc->nremoved - n) * sizeof(*dc->removed));
-    dc->nremoved -= n;
-}
-
 void ds_copy_stop(struct ds *ds)
 {
     struct ds_copy *dc = ds->copy;
@@ -1244,13 +846,4 @@ void ds_copy_stop(struct ds *ds)
     for (struct copy *cp = dc->copies; cp; cp = cp->next)
         if (cp->timer_open)
             uv_timer_stop(&cp->timer);
-    while (dc->graves) {
-        struct grave *g = dc->graves;
-        dc->graves = g->next;
-        blockio_release(g->b);
-        block_close(g->b);
-        free(g);
-    }
-    if (dc->timer_started)
-        uv_close((uv_handle_t *)&dc->grave_timer, NULL);
 }

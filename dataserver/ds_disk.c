@@ -13,7 +13,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "dataserver/blockio.h"
-#include "dataserver/ds_copy.h"
+#include "dataserver/ds_block.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -111,7 +111,7 @@ static void drop_blocks(struct ds *ds, int i)
     store_foreach(ds->store, collect, &c);
     uint32_t dropped = 0, busy = 0;
     for (size_t k = 0; k < c.n; k++) {
-        int rc = ds_copy_drop_block(ds, c.ids[k]);
+        int rc = ds_block_drop(ds, c.ids[k]);
         if (rc == 0)
             dropped++;
         else if (rc != IMG_ENOBLOCKHERE)

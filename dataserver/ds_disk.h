@@ -4,7 +4,7 @@
  * st_ino compared: it vanished, was unmounted or renamed away), whose blocks
  * folder is gone, or whose block I/O failed with a system error, is marked
  * failed once (logged at ERROR; Disk.failed in every heartbeat). Its blocks
- * are then dropped from memory (ds_copy_drop_block: new requests get
+ * are then dropped from memory (ds_block_drop: new requests get
  * IMG_ENOBLOCKHERE, reads in flight finish) and reported in removed_blocks,
  * so the nameserver re-replicates them from the other copies. The other
  * folders keep serving; a failed folder stays failed until a restart. */

@@ -1,9 +1,12 @@
-/* ds_file.c - the read path of one local file (see ds_file.h). */
+/* ds_file.c - the read path of one local file, and READ and STAT (see
+ * ds_file.h).
+ * May call the storage engine (store, index, blockio, needle). */
 #include "dataserver/ds_file.h"
 
 #include "base/err.h"
 #include "base/log.h"
 #include "dataserver/blockio.h"
+#include "proto/imgstore.pb-c.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -65,7 +68,7 @@ static void file_read_done(int status, void *arg)
         rec = r->buf;
         r->buf = NULL;
     }
-    r->cb(status, status == 0 ? &h : NULL, rec, r->arg);
+    r->cb(status, status == 0 ? &h : NULL, r->offset, rec, r->arg);
     free(r->buf);
     free(r);
 }
@@ -116,4 +119,81 @@ int ds_file_read(struct ds *ds, uint64_t block_id, uint32_t seq, uint32_t cookie
         free(r);
     }
     return rc;
+}
+
+/* ---- READ and STAT ------------------------------------------------------------ */
+
+/* A READ or STAT waiting for its read. */
+struct file_req {
+    struct ds_req *req;
+    uint64_t block_id;
+};
+
+static void free_read_body(void *body)
+{
+    free((uint8_t *)body - NEEDLE_HEADER_SIZE);
+}
+
+/* Answers READ (with the data, rec owned) or STAT (rec NULL). */
+static void serve_done(int status, const struct needle_header *h, uint64_t offset, uint8_t *rec,
+                       void *arg)
+{
+    struct file_req *fr = arg;
+    struct ds_req *req = fr->req;
+    struct ds *ds = req->ds;
+    uint64_t block_id = fr->block_id;
+    free(fr);
+    if (status != 0) {
+        ds_req_fail(req, status);
+        return;
+    }
+    Imgstore__ReadResp resp = IMGSTORE__READ_RESP__INIT;
+    resp.size = h->size;
+    resp.crc32c = h->data_crc;
+    resp.created = h->ctime;
+    resp.mime = h->mime;
+    struct block *b = store_get(ds->store, block_id);
+    if (b) {
+        resp.offset = offset;
+        resp.primary = b->primary;
+    }
+    if (!rec) {
+        ds_req_answer(req, 0, &resp.base, NULL, 0, NULL);
+        return;
+    }
+    ds->reads++;
+    ds_req_answer(req, 0, &resp.base, rec + NEEDLE_HEADER_SIZE, h->size, free_read_body);
+}
+
+static void serve(struct ds_req *r, const struct frame *f, int header_only)
+{
+    Imgstore__Read *m = imgstore__read__unpack(NULL, f->h.head_len, f->head);
+    if (!m) {
+        ds_req_fail(r, IMG_EPROTO);
+        return;
+    }
+    uint64_t block_id = m->block_id;
+    uint32_t seq = m->seq, cookie = m->cookie;
+    imgstore__read__free_unpacked(m, NULL);
+    struct file_req *fr = malloc(sizeof(*fr));
+    if (!fr) {
+        ds_req_fail(r, -ENOMEM);
+        return;
+    }
+    *fr = (struct file_req){.req = r, .block_id = block_id};
+    int rc = ds_file_read(r->ds, block_id, seq, cookie, header_only, serve_done, fr);
+    if (rc != 0) {
+        free(fr);
+        ds_req_fail(r, rc);
+    }
+}
+
+void ds_file_serve_read(struct ds_req *r, const struct frame *f)
+{
+    serve(r, f, 0);
+}
+
+void ds_file_serve_stat(struct ds_req *r, const struct frame *f)
+{
+    serve(r, f, 1);
 }

@@ -1,8 +1,9 @@
-/* ds_file.h - reading one file of a local block: the dataserver's read path.
+/* ds_file.h - reading one file of a local block: the dataserver's read path,
+ * and the READ and STAT handlers built on it.
  *
  * index lookup (RAM) -> one io_uring read of header and data -> needle_verify
- * (seq, cookie, CRC32C). Shared by the native READ handler and the HTTP
- * origin so both obey the same rules: a wrong cookie is IMG_ENOTFOUND, exactly
+ * (seq, cookie, CRC32C). Shared by READ, STAT, the cookie check of DELETE
+ * (ds_repl.c) and the HTTP origin so all obey the same rules: a wrong cookie is IMG_ENOTFOUND, exactly
  * like a missing file; a deleted file is IMG_EDELETED only when its cookie
  * matches (so deletions cannot be probed either); a CRC mismatch is
  * IMG_ECORRUPT, logged for repair, and its bytes are never handed out. */
@@ -10,15 +11,18 @@
 #define DS_FILE_H
 
 #include "dataserver/ds.h"
+#include "dataserver/ds_req.h"
 #include "dataserver/needle.h"
 
 #include <stdint.h>
 
-/* Called once with the outcome. On status 0, *h describes the file and, unless
- * the read was header-only, `rec` holds NEEDLE_HEADER_SIZE + h->size bytes
+/* Called once with the outcome. On status 0, *h describes the file, `offset`
+ * is where its record was read in the block file and, unless the read was
+ * header-only, `rec` holds NEEDLE_HEADER_SIZE + h->size bytes
  * (the data starts at rec + NEEDLE_HEADER_SIZE); ownership of `rec` passes to
  * the callback (release with free()). On error rec is NULL and h is NULL. */
-typedef void (*ds_file_cb)(int status, const struct needle_header *h, uint8_t *rec, void *arg);
+typedef void (*ds_file_cb)(int status, const struct needle_header *h, uint64_t offset, uint8_t *rec,
+                           void *arg);
 
 /* Sets glibc's malloc thresholds for the read buffers (see ds_file.c):
  * process-wide, so called once at start-up, before serving. */
@@ -40,5 +44,11 @@ int ds_file_serves(const struct ds *ds, const struct block *b);
  * error. */
 int ds_file_read(struct ds *ds, uint64_t block_id, uint32_t seq, uint32_t cookie,
                  int header_only, ds_file_cb cb, void *arg);
+
+/* Handlers of the dispatch table (ds_req.h). READ: header and data of one
+ * file, checked, the data sent straight from the read buffer. STAT: its
+ * record header only (cookie checked, no CRC). Each answers r once. */
+void ds_file_serve_read(struct ds_req *r, const struct frame *f);
+void ds_file_serve_stat(struct ds_req *r, const struct frame *f);
 
 #endif

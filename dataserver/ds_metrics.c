@@ -115,7 +115,7 @@ void ds_metrics_begin(struct ds *ds, const void *sess, const struct frame_header
     enum op op = op_of(req->type);
     if (op == OP_WRITE || op == OP_REPL_APPEND)
         m->bytes_in += req->body_len;
-    /* Only the five request kinds answered through ds_rpc.c's reply() are
+    /* Only the five request kinds answered through ds_rpc.c's rpc_send are
      * timed; others (block copies) are answered elsewhere and would never
      * leave the table. */
     if (op == OP_OTHER || m->ninflight >= INFLIGHT_MAX)

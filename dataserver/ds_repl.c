@@ -1,67 +1,87 @@
-/* ds_repl.c - connections from a primary to its secondaries.
+/* ds_repl.c - replicated appends (ds_repl.h): WRITE and DELETE on the
+ * primary, REPL_APPEND on a secondary.
  *
- * One connection per peer address, opened on first use and reused for every
- * block that peer holds. REPL_APPEND frames for one block go out in offset
- * order on that single connection, so the secondary sees them in the order
- * the primary reserved them. A closed connection is forgotten; the next send
- * opens a new one. */
-#include "dataserver/ds.h"
+ * Every request is hostile until validated; a malformed one gets a specific
+ * error status and touches nothing on disk.
+ * May call the storage engine (block, blockio, needle), ds_file.c (the cookie
+ * check of a DELETE), ds_peer.c (sends to secondaries), ds_compact.c
+ * (ds_compact_busy) and ds_block.c (ds_block_changed). */
+#include "dataserver/ds_repl.h"
 
+#include "base/crc32c.h"
 #include "base/err.h"
 #include "base/log.h"
+#include "dataserver/blockio.h"
+#include "dataserver/ds_block.h"
+#include "dataserver/ds_compact.h"
+#include "dataserver/ds_file.h"
 #include "proto/imgstore.pb-c.h"
+#include "proto/mime.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
-struct ds_peer {
-    struct ds_peer *next;
-    struct ds *ds;
-    struct conn *c;
-    char addr[DS_ADDR_MAX];
+/* One replicated append (a new file or a tombstone) in flight. */
+struct rpc_append {
+    struct ds_req *req;
+    struct block *b;
+    uint64_t block_id;
+    uint8_t *rec;
+    uint32_t rec_len;
+    uint64_t offset;
+    struct needle_header h;
+    int waiting;      /* local write + secondaries not yet answered */
+    int local_status; /* 0 once durable locally */
+    int repl_status;  /* first secondary failure */
+    int is_delete;
 };
 
-struct repl_req {
-    ds_repl_cb cb;
-    void *arg;
-};
-
-static void peer_closed(struct conn *c, void *ctx)
+static uint32_t random_cookie(void)
 {
-    struct ds_peer *p = ctx;
-    struct ds_peer **pp = &p->ds->peers;
-    while (*pp && *pp != p)
-        pp = &(*pp)->next;
-    if (*pp)
-        *pp = p->next;
-    free(p);
+    static uint32_t pool[256];
+    static size_t left;
+    if (left == 0) {
+        if (getrandom(pool, sizeof(pool), 0) != (ssize_t)sizeof(pool)) {
+            /* getrandom cannot fail for small sizes once the pool is seeded;
+             * fall back to a time-seeded mix rather than a fixed value. */
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            uint32_t x = (uint32_t)ts.tv_nsec ^ (uint32_t)ts.tv_sec * 2654435761u;
+            for (size_t i = 0; i < 256; i++) {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                pool[i] = x;
+            }
+        }
+        left = 256;
+    }
+    return pool[--left];
 }
 
-static void peer_frame(struct conn *c, const struct frame *f, void *ctx)
+static struct block *writable_primary_block(struct ds *ds, uint64_t id, int *err)
 {
-    /* Peers only answer our requests; a request from them here is refused. */
-    conn_reply(c, &f->h, IMG_EBADTYPE, NULL, NULL, 0, NULL);
-}
-
-static struct ds_peer *peer_get(struct ds *ds, const char *addr)
-{
-    for (struct ds_peer *p = ds->peers; p; p = p->next)
-        if (strcmp(p->addr, addr) == 0 && !conn_is_closing(p->c))
-            return p;
-    struct ds_peer *p = calloc(1, sizeof(*p));
-    if (!p)
-        return NULL;
-    p->ds = ds;
-    snprintf(p->addr, sizeof(p->addr), "%s", addr);
-    p->c = conn_connect(ds->loop, addr, peer_frame, peer_closed, p);
-    if (!p->c) {
-        free(p);
+    struct block *b = store_get(ds->store, id);
+    if (!b) {
+        *err = IMG_ENOBLOCKHERE;
         return NULL;
     }
-    p->next = ds->peers;
-    ds->peers = p;
-    return p;
+    if (!b->primary || !ds->primary_confirmed) {
+        *err = IMG_ENOTPRIMARY;
+        return NULL;
+    }
+    return b;
 }
+
+/* ---- sends to the secondaries ---------------------------------------------- */
+
+struct repl_req {
+    void (*cb)(int status, void *arg);
+    void *arg;
+};
 
 static void repl_reply(int status, const struct frame *f, void *arg)
 {
@@ -72,13 +92,13 @@ static void repl_reply(int status, const struct frame *f, void *arg)
     free(r);
 }
 
-int ds_repl_send(struct ds *ds, const char *addr, uint64_t block_id, uint64_t offset,
-                 uint32_t set_version, const void *rec, uint32_t rec_len, ds_repl_cb cb,
-                 void *arg)
+/* Sends one record to the peer at `addr` (REPL_APPEND) and calls
+ * cb(status, arg) once with 0 when the peer has it durable, or an error.
+ * `rec` is copied. Returns 0, or an error (cb not called). */
+static int repl_send(struct ds *ds, const char *addr, uint64_t block_id, uint64_t offset,
+                     uint32_t set_version, const void *rec, uint32_t rec_len,
+                     void (*cb)(int status, void *arg), void *arg)
 {
-    struct ds_peer *p = peer_get(ds, addr);
-    if (!p)
-        return IMG_ECONN;
     struct repl_req *r = malloc(sizeof(*r));
     if (!r)
         return -ENOMEM;
@@ -89,8 +109,8 @@ int ds_repl_send(struct ds *ds, const char *addr, uint64_t block_id, uint64_t of
     m.offset = offset;
     m.set_version = set_version;
     m.primary_id = ds->store->server_id;
-    int rc = conn_request(p->c, FT_REPL_APPEND, &m.base, rec, rec_len, NULL, DS_REPL_TIMEOUT_MS,
-                          repl_reply, r);
+    int rc = ds_peer_request(ds, addr, FT_REPL_APPEND, &m.base, rec, rec_len, DS_REPL_TIMEOUT_MS,
+                             repl_reply, r);
     if (rc != 0) {
         free(r);
         return rc;
@@ -98,18 +118,362 @@ int ds_repl_send(struct ds *ds, const char *addr, uint64_t block_id, uint64_t of
     return 0;
 }
 
-int ds_peer_request(struct ds *ds, const char *addr, unsigned type, const ProtobufCMessage *msg,
-                    const void *body, uint32_t body_len, uint32_t timeout_ms, conn_reply_cb cb,
-                    void *arg)
+/* ---- replicated append (primary side) ------------------------------------ */
+
+static void append_finish(struct rpc_append *a)
 {
-    struct ds_peer *p = peer_get(ds, addr);
-    if (!p)
-        return IMG_ECONN;
-    return conn_request(p->c, type, msg, body, body_len, NULL, timeout_ms, cb, arg);
+    struct ds *ds = a->req->ds;
+    int status = a->local_status ? a->local_status : a->repl_status;
+    struct block *b = store_get(ds->store, a->block_id);
+    if (status != 0) {
+        if (b && !b->sealed) {
+            log_warn("block %llu sealed: %s of seq %u at offset %llu failed: %s",
+                     (unsigned long long)a->block_id, a->is_delete ? "delete" : "write",
+                     a->h.seq, (unsigned long long)a->offset, img_strerror(status));
+            block_seal(b);
+            ds_block_changed(ds, b);
+        }
+        ds_req_fail(a->req, a->local_status ? a->local_status : IMG_EREPL);
+    } else if (a->is_delete) {
+        Imgstore__DeleteResp resp = IMGSTORE__DELETE_RESP__INIT;
+        ds->deletes++;
+        ds_req_answer(a->req, 0, &resp.base, NULL, 0, NULL);
+    } else {
+        Imgstore__WriteResp resp = IMGSTORE__WRITE_RESP__INIT;
+        resp.block_id = a->block_id;
+        resp.seq = a->h.seq;
+        resp.cookie = a->h.cookie;
+        resp.crc32c = a->h.data_crc;
+        resp.created = a->h.ctime;
+        resp.offset = a->offset;
+        ds->writes++;
+        ds_req_answer(a->req, 0, &resp.base, NULL, 0, NULL);
+    }
+    free(a->rec);
+    free(a);
 }
 
-void ds_repl_close_all(struct ds *ds)
+static void append_local_done(int status, void *arg)
 {
-    for (struct ds_peer *p = ds->peers; p; p = p->next)
-        conn_close(p->c);
+    struct rpc_append *a = arg;
+    a->local_status = status;
+    if (status == 0) {
+        struct block *b = store_get(a->req->ds->store, a->block_id);
+        if (b) {
+            block_commit(b, a->offset, &a->h);
+            ds_block_report(a->req->ds, b);
+        }
+    }
+    if (--a->waiting == 0)
+        append_finish(a);
+}
+
+static void append_repl_done(int status, void *arg)
+{
+    struct rpc_append *a = arg;
+    if (status != 0 && a->repl_status == 0)
+        a->repl_status = status;
+    if (--a->waiting == 0)
+        append_finish(a);
+}
+
+/* Starts the local append and the sends to every secondary of `a->b`. Takes
+ * ownership of `a` (it is finished and freed by the callbacks). */
+static void append_start(struct ds *ds, struct rpc_append *a)
+{
+    struct block *b = a->b;
+    a->waiting = 1;
+    for (int i = 0; i < b->nreplicas; i++)
+        if (strcmp(b->replicas[i].server_id, ds->store->server_id) != 0)
+            a->waiting++;
+    int pending_sends = a->waiting - 1;
+    int rc = blockio_append(ds->store->ring, b, a->rec, a->rec_len, a->offset, append_local_done,
+                            a);
+    if (rc != 0) {
+        a->local_status = rc;
+        a->waiting--;
+    }
+    for (int i = 0; i < b->nreplicas && pending_sends > 0; i++) {
+        if (strcmp(b->replicas[i].server_id, ds->store->server_id) == 0)
+            continue;
+        pending_sends--;
+        rc = repl_send(ds, b->replicas[i].addr, a->block_id, a->offset, b->set_version, a->rec,
+                       a->rec_len, append_repl_done, a);
+        if (rc != 0) {
+            if (a->repl_status == 0)
+                a->repl_status = rc;
+            a->waiting--;
+        }
+    }
+    if (a->waiting == 0)
+        append_finish(a);
+}
+
+/* Allocates the replicated append of a record of rec_len bytes reserved at
+ * `offset` of block b, answering `req` (taken). On failure (out of memory)
+ * the reserved range stays a hole, so the block is sealed to keep replicas
+ * from diverging, the request is answered and NULL is returned. */
+static struct rpc_append *append_new(struct ds_req *req, struct block *b, uint32_t rec_len,
+                                     uint64_t offset)
+{
+    struct rpc_append *a = calloc(1, sizeof(*a));
+    uint8_t *rec = a ? malloc(rec_len) : NULL;
+    if (!rec) {
+        free(a);
+        block_seal(b);
+        ds_req_fail(req, -ENOMEM);
+        return NULL;
+    }
+    a->req = req;
+    a->b = b;
+    a->block_id = b->id;
+    a->rec = rec;
+    a->rec_len = rec_len;
+    a->offset = offset;
+    a->h.ctime = (uint32_t)time(NULL);
+    return a;
+}
+
+void ds_repl_write(struct ds_req *r, const struct frame *f)
+{
+    struct ds *ds = r->ds;
+    Imgstore__Write *m = imgstore__write__unpack(NULL, f->h.head_len, f->head);
+    if (!m) {
+        ds_req_fail(r, IMG_EPROTO);
+        return;
+    }
+    uint64_t block_id = m->block_id;
+    uint32_t mime = m->mime;
+    imgstore__write__free_unpacked(m, NULL);
+
+    int err = 0;
+    struct block *b = writable_primary_block(ds, block_id, &err);
+    if (!b) {
+        ds_req_fail(r, err);
+        return;
+    }
+    if (f->h.body_len > NEEDLE_MAX_DATA) {
+        ds_req_fail(r, IMG_ETOOBIG);
+        return;
+    }
+    if (mime > MIME_MAX_CODE)
+        mime = MIME_OCTET_STREAM;
+    uint32_t rec_len = (uint32_t)needle_record_size(f->h.body_len);
+    uint64_t offset;
+    uint32_t seq;
+    int rc = block_reserve(b, rec_len, &offset, &seq);
+    if (rc != 0) {
+        if (rc == IMG_EFULL)
+            ds_block_changed(ds, b);
+        ds_req_fail(r, rc);
+        return;
+    }
+    struct rpc_append *a = append_new(r, b, rec_len, offset);
+    if (!a)
+        return;
+    a->h.mime = (uint8_t)mime;
+    a->h.seq = seq;
+    a->h.cookie = random_cookie();
+    needle_build(a->rec, &a->h, f->body, f->h.body_len);
+    append_start(ds, a);
+}
+
+/* ---- deletes ---------------------------------------------------------------- */
+
+/* A DELETE whose record header is being read to check its cookie. */
+struct rpc_delete {
+    struct ds_req *req;
+    uint64_t block_id;
+};
+
+/* The cookie matched: append the tombstone on every replica. */
+static void delete_checked(struct ds_req *req, uint64_t block_id, uint32_t seq, uint32_t cookie)
+{
+    struct ds *ds = req->ds;
+    struct block *b = store_get(ds->store, block_id);
+    int rc = !b ? IMG_ENOBLOCKHERE : ds_compact_busy(ds, b) ? IMG_EUNAVAIL : 0;
+    uint32_t rec_len = (uint32_t)needle_record_size(0);
+    uint64_t offset = 0;
+    if (rc == 0)
+        rc = block_reserve_tombstone(b, rec_len, &offset);
+    if (rc != 0) {
+        ds_req_fail(req, rc);
+        return;
+    }
+    struct rpc_append *a = append_new(req, b, rec_len, offset);
+    if (!a)
+        return;
+    a->is_delete = 1;
+    a->h.flags = NEEDLE_FLAG_TOMBSTONE;
+    a->h.seq = seq;
+    a->h.cookie = cookie;
+    needle_build(a->rec, &a->h, NULL, 0);
+    append_start(ds, a);
+}
+
+static void delete_read_done(int status, const struct needle_header *h, uint64_t offset,
+                             uint8_t *rec, void *arg)
+{
+    struct rpc_delete *d = arg;
+    struct ds_req *req = d->req;
+    uint64_t block_id = d->block_id;
+    (void)offset;
+    free(rec);
+    free(d);
+    if (status == 0) {
+        delete_checked(req, block_id, h->seq, h->cookie);
+        return;
+    }
+    /* Deleting a deleted file succeeds: retries are safe. */
+    Imgstore__DeleteResp resp = IMGSTORE__DELETE_RESP__INIT;
+    if (status == IMG_EDELETED)
+        ds_req_answer(req, 0, &resp.base, NULL, 0, NULL);
+    else
+        ds_req_fail(req, status);
+}
+
+/* DELETE: checks the primary may take a tombstone now, then reads the record
+ * header of the file to check its cookie (ds_file_read, header only). */
+void ds_repl_delete(struct ds_req *r, const struct frame *f)
+{
+    struct ds *ds = r->ds;
+    Imgstore__Delete *m = imgstore__delete__unpack(NULL, f->h.head_len, f->head);
+    if (!m) {
+        ds_req_fail(r, IMG_EPROTO);
+        return;
+    }
+    uint64_t block_id = m->block_id;
+    uint32_t seq = m->seq, cookie = m->cookie;
+    imgstore__delete__free_unpacked(m, NULL);
+    struct block *b = store_get(ds->store, block_id);
+    if (!b || !ds_file_serves(ds, b)) {
+        ds_req_fail(r, IMG_ENOBLOCKHERE);
+        return;
+    }
+    if (!b->primary || !ds->primary_confirmed) {
+        ds_req_fail(r, IMG_ENOTPRIMARY);
+        return;
+    }
+    if (ds_compact_busy(ds, b)) {
+        ds_req_fail(r, IMG_EUNAVAIL); /* compaction: retry later */
+        return;
+    }
+    if (b->nreplicas < (ds->ns_replicas < 2 ? (int)ds->ns_replicas : 2)) {
+        /* The set lost a member and is being repaired: a tombstone on one
+         * copy alone would not survive the loss of that copy. */
+        ds_req_fail(r, IMG_EUNAVAIL);
+        return;
+    }
+    struct rpc_delete *d = malloc(sizeof(*d));
+    if (!d) {
+        ds_req_fail(r, -ENOMEM);
+        return;
+    }
+    *d = (struct rpc_delete){.req = r, .block_id = block_id};
+    int rc = ds_file_read(ds, block_id, seq, cookie, 1, delete_read_done, d);
+    if (rc != 0) {
+        free(d);
+        ds_req_fail(r, rc);
+    }
+}
+
+/* ---- replication (secondary side) -------------------------------------------- */
+
+struct rpc_repl {
+    struct ds_req *req;
+    uint64_t block_id;
+    uint64_t offset;
+    struct needle_header h;
+    uint8_t *rec;
+};
+
+static void repl_done(int status, void *arg)
+{
+    struct rpc_repl *p = arg;
+    struct ds *ds = p->req->ds;
+    struct block *b = store_get(ds->store, p->block_id);
+    if (status == 0 && b) {
+        block_commit(b, p->offset, &p->h);
+        ds_block_report(ds, b);
+    } else if (status != 0) {
+        log_warn("replicated append to block %llu at %llu failed: %s",
+                 (unsigned long long)p->block_id, (unsigned long long)p->offset,
+                 img_strerror(status));
+    }
+    Imgstore__ReplAppendResp resp = IMGSTORE__REPL_APPEND_RESP__INIT;
+    ds_req_answer(p->req, status, status == 0 ? &resp.base : NULL, NULL, 0, NULL);
+    free(p->rec);
+    free(p);
+}
+
+void ds_repl_append(struct ds_req *r, const struct frame *f)
+{
+    struct ds *ds = r->ds;
+    Imgstore__ReplAppend *m = imgstore__repl_append__unpack(NULL, f->h.head_len, f->head);
+    if (!m) {
+        ds_req_fail(r, IMG_EPROTO);
+        return;
+    }
+    uint64_t block_id = m->block_id, offset = m->offset;
+    uint32_t set_version = m->set_version;
+    char sender[sizeof(((struct block_replica *)0)->server_id)];
+    snprintf(sender, sizeof(sender), "%s", m->primary_id ? m->primary_id : "");
+    imgstore__repl_append__free_unpacked(m, NULL);
+
+    struct block *b = store_get(ds->store, block_id);
+    if (!b) {
+        ds_req_fail(r, IMG_ENOBLOCKHERE);
+        return;
+    }
+    if (b->compacting) {
+        ds_req_fail(r, IMG_EUNAVAIL); /* its layout is changing */
+        return;
+    }
+    if (b->primary) {
+        /* Only the primary orders appends; another server claiming to is a
+         * configuration error we refuse rather than fork the replicas. */
+        ds_req_fail(r, IMG_EINVAL);
+        return;
+    }
+    if (set_version < b->set_version &&
+        (b->nreplicas < 1 || strcmp(sender, b->replicas[0].server_id) != 0)) {
+        /* A primary the nameserver has replaced since (it missed the newer
+         * set): taking its appends would fork the replicas. The primary of
+         * our set is only slower to get the new set than we were. */
+        ds_req_fail(r, IMG_ESTALE);
+        return;
+    }
+    struct needle_header h;
+    if (f->h.body_len < NEEDLE_HEADER_SIZE || needle_decode_header(f->body, &h) != 0 ||
+        needle_record_size(h.size) != f->h.body_len || (offset % NEEDLE_ALIGN) != 0) {
+        ds_req_fail(r, IMG_EPROTO);
+        return;
+    }
+    if (!(h.flags & NEEDLE_FLAG_TOMBSTONE) &&
+        crc32c(0, f->body + NEEDLE_HEADER_SIZE, h.size) != h.data_crc) {
+        ds_req_fail(r, IMG_ECORRUPT);
+        return;
+    }
+    int rc = block_reserve_at(b, offset, f->h.body_len);
+    if (rc != 0) {
+        ds_req_fail(r, rc);
+        return;
+    }
+    struct rpc_repl *p = calloc(1, sizeof(*p));
+    uint8_t *rec = p ? malloc(f->h.body_len) : NULL;
+    if (!rec) {
+        free(p);
+        block_seal(b);
+        ds_req_fail(r, -ENOMEM);
+        return;
+    }
+    memcpy(rec, f->body, f->h.body_len);
+    p->req = r;
+    p->block_id = block_id;
+    p->offset = offset;
+    p->h = h;
+    p->rec = rec;
+    rc = blockio_append(ds->store->ring, b, rec, f->h.body_len, offset, repl_done, p);
+    if (rc != 0)
+        repl_done(rc, p);
 }

@@ -13,6 +13,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "dataserver/blockio.h"
+#include "dataserver/ds_block.h"
 #include "proto/imgstore.pb-c.h"
 
 #include <errno.h>
@@ -24,10 +25,8 @@
 
 struct pass {
     struct pass *next;
-    struct ds_rpc_req *req; /* VERIFY to answer on a native connection, or NULL */
-    int verify;             /* a VERIFY pass (req, or sconn), not the cycle */
-    struct conn *sconn;     /* VERIFY from the nameserver's session, or NULL */
-    struct frame_header sh; /* its request */
+    struct ds_req *req;     /* VERIFY to answer (any transport), or NULL */
+    int verify;             /* a VERIFY pass (req), not the cycle */
     uint64_t *ids;
     size_t nids, bi;
     uint32_t seq; /* last seq looked at in ids[bi] */
@@ -155,11 +154,10 @@ static void mark_bad(struct ds_scrub *sc, struct pass *p)
     if (b && !b->corrupt) {
         b->corrupt = 1;
         b->sealed = 1; /* a damaged copy takes no new files */
-        b->dirty = 1;
         int rc = block_save_meta(b);
         if (rc != 0)
             log_error("block %016" PRIx64 ": cannot save meta: %s", b->id, img_strerror(rc));
-        ds_session_poke(ds);
+        ds_block_changed(ds, b);
     }
 }
 
@@ -175,11 +173,10 @@ static void verify_answer(struct ds_scrub *sc, struct pass *p)
     log_info("verify: %u blocks, %" PRIu64 " records, %" PRIu64 " bytes, %u bad", p->blocks,
              p->records, p->bytes, p->bad);
     struct ds *ds = sc->ds;
+    /* While stopping: IMG_ECONN on the native port; the session transport
+     * drops it. */
     if (p->req)
-        ds_rpc_answer(p->req, ds->stopping ? IMG_ECONN : 0, &resp.base, NULL, 0, NULL);
-    else if (!ds->stopping && p->sconn == ds->ns_conn && ds->ns_conn &&
-             !conn_is_closing(ds->ns_conn))
-        conn_reply(p->sconn, &p->sh, 0, &resp.base, NULL, 0, NULL);
+        ds_req_answer(p->req, ds->stopping ? IMG_ECONN : 0, &resp.base, NULL, 0, NULL);
     pass_free(p);
 }
 
@@ -308,10 +305,9 @@ void ds_scrub_set_rate(struct ds *ds, uint64_t bytes_per_s)
         log_warn("scrub: cannot start (out of memory)");
 }
 
-/* Queues a VERIFY pass answered on req or on the session conn sconn.
- * Returns 0 (answered later) or the error to answer now. */
-static int verify_queue(struct ds *ds, const struct frame *f, struct ds_rpc_req *req,
-                        struct conn *sconn)
+/* Queues a VERIFY pass answered on req. Returns 0 (answered later) or the
+ * error to answer now. */
+static int verify_queue(struct ds *ds, const struct frame *f, struct ds_req *req)
 {
     struct ds_scrub *sc = sstate(ds);
     struct pass *p = sc ? calloc(1, sizeof(*p)) : NULL;
@@ -334,34 +330,23 @@ static int verify_queue(struct ds *ds, const struct frame *f, struct ds_rpc_req 
     }
     p->verify = 1;
     p->req = req;
-    p->sconn = sconn;
-    p->sh = f->h;
     struct pass **pp = &sc->verifies;
     while (*pp)
         pp = &(*pp)->next;
     *pp = p;
     log_info("verify: checking %s%s", id ? "one block" : "every block",
-             sconn ? " (asked by the nameserver)" : "");
+             ds_req_from_ns(req) ? " (asked by the nameserver)" : "");
     timer_on(sc);
     pump(sc);
     return 0;
 }
 
-void ds_scrub_verify(struct ds *ds, const struct frame *f, struct ds_rpc_req *req)
+void ds_scrub_verify(struct ds_req *r, const struct frame *f)
 {
-    int rc = verify_queue(ds, f, req, NULL);
+    /* The nameserver's VERIFY never has a body: one is a protocol error. */
+    int rc = ds_req_from_ns(r) && f->h.body_len ? IMG_EPROTO : verify_queue(r->ds, f, r);
     if (rc != 0)
-        ds_rpc_answer(req, rc, NULL, NULL, 0, NULL);
-}
-
-int ds_scrub_session_frame(struct ds *ds, struct conn *c, const struct frame *f)
-{
-    if (f->h.type != FT_VERIFY)
-        return 0;
-    int rc = f->h.body_len ? IMG_EPROTO : verify_queue(ds, f, NULL, c);
-    if (rc != 0)
-        conn_reply(c, &f->h, rc, NULL, NULL, 0, NULL);
-    return 1;
+        ds_req_fail(r, rc);
 }
 
 void ds_scrub_stop(struct ds *ds)

@@ -12,7 +12,7 @@
 #ifndef DS_DS_SCRUB_H
 #define DS_DS_SCRUB_H
 
-#include "dataserver/ds.h"
+#include "dataserver/ds_req.h"
 
 #define DS_SCRUB_DEFAULT_MB 5      /* default --scrub-rate-mb (10^6 bytes/s) */
 #define DS_SCRUB_TICK_MS 100       /* the cycle looks at its bucket this often */
@@ -26,14 +26,10 @@ int ds_scrub_start(struct ds *ds);
  * every heartbeat answer (the nameserver's scrub_rate, else --scrub-rate-mb). */
 void ds_scrub_set_rate(struct ds *ds, uint64_t bytes_per_s);
 
-/* Serves VERIFY received on a native connection: takes ownership of `req`
- * and answers it exactly once (VerifyResp, or IMG_ENOBLOCKHERE / an error). */
-void ds_scrub_verify(struct ds *ds, const struct frame *f, struct ds_rpc_req *req);
-
-/* Serves VERIFY received from the nameserver on its session (repair): the
- * same pass, answered on c while it is still the session. Returns 1 when f
- * was a VERIFY (answered now or later), 0 otherwise. */
-int ds_scrub_session_frame(struct ds *ds, struct conn *c, const struct frame *f);
+/* Handler of VERIFY (dispatch table, ds_req.h), from ds-admin on the native
+ * port or from the nameserver on its session (repair): runs a pass and
+ * answers r exactly once (VerifyResp, or IMG_ENOBLOCKHERE / an error). */
+void ds_scrub_verify(struct ds_req *r, const struct frame *f);
 
 /* Stops the cycle and fails pending VERIFYs with IMG_ECONN (a read in flight
  * ends in its callback). Call with ds->stopping set, before store_close. */

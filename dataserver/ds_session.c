@@ -2,16 +2,21 @@
  *
  * One connection, opened at start and reopened with growing back-off when it
  * drops. The first heartbeat on a connection is a full block report; later
- * ones, every DS_HEARTBEAT_MS, carry only the blocks that changed. The
- * nameserver sends CREATE_BLOCK on the same connection. */
+ * ones, every DS_HEARTBEAT_MS, carry only the blocks that changed (b->dirty,
+ * set through ds_block_changed / ds_block_report, cleared here). The
+ * nameserver sends its commands (CREATE_BLOCK, SET_REPLICAS, REPLICATE_BLOCK,
+ * ...) on the same connection: this file is their transport and hands them
+ * to ds_dispatch.
+ * May call net/ (conn_*), ds_dispatch.c, ds_block.c, ds_copy.c and
+ * ds_scrub.c (heartbeat contents and answers). */
 #include "dataserver/ds.h"
 
 #include "base/err.h"
 #include "base/log.h"
-#include "dataserver/ds_compact.h"
+#include "dataserver/ds_block.h"
 #include "dataserver/ds_copy.h"
+#include "dataserver/ds_req.h"
 #include "dataserver/ds_scrub.h"
-#include "proto/fname.h"
 #include "proto/imgstore.pb-c.h"
 
 #include <stdlib.h>
@@ -19,76 +24,37 @@
 
 static void session_connect(struct ds *ds);
 
-/* ---- CREATE_BLOCK ----------------------------------------------------------- */
+/* ---- commands: the session as a transport of ds_dispatch --------------------- */
 
-static int valid_replica(const Imgstore__Replica *r)
+static void session_hold(void *link)
 {
-    struct sockaddr_storage ss;
-    return r && r->server_id && r->addr && r->http_addr && r->server_id[0] &&
-           strlen(r->server_id) < sizeof(((struct block_replica *)0)->server_id) &&
-           strlen(r->addr) < DS_ADDR_MAX && strlen(r->http_addr) < DS_ADDR_MAX &&
-           conn_parse_addr(r->addr, &ss) == 0;
+    (void)link;
 }
 
-static int create_block(struct ds *ds, const Imgstore__CreateBlock *m)
+/* The session may have been replaced while a command ran (a copy, a
+ * compaction, a VERIFY): answer only on the connection the command came on,
+ * if it is still the session, and never while stopping. */
+static void session_send(struct ds *ds, void *link, const struct frame_header *req, int status,
+                         const ProtobufCMessage *msg, const void *body, uint32_t body_len,
+                         conn_free_fn body_free)
 {
-    if (m->block_id == 0 || m->block_id > FNAME_MAX_BLOCK_ID)
-        return IMG_EINVAL;
-    if (m->block_size < BLOCK_MIN_SIZE || m->block_size > BLOCK_MAX_SIZE)
-        return IMG_EINVAL;
-    if (m->n_replicas < 1 || m->n_replicas > BLOCK_MAX_REPLICAS)
-        return IMG_EINVAL;
-    struct block_replica reps[BLOCK_MAX_REPLICAS];
-    memset(reps, 0, sizeof(reps));
-    int me = -1;
-    for (size_t i = 0; i < m->n_replicas; i++) {
-        if (!valid_replica(m->replicas[i]))
-            return IMG_EINVAL;
-        snprintf(reps[i].server_id, sizeof(reps[i].server_id), "%s", m->replicas[i]->server_id);
-        snprintf(reps[i].addr, sizeof(reps[i].addr), "%s", m->replicas[i]->addr);
-        snprintf(reps[i].http_addr, sizeof(reps[i].http_addr), "%s", m->replicas[i]->http_addr);
-        if (strcmp(reps[i].server_id, ds->store->server_id) == 0)
-            me = (int)i;
-    }
-    /* We must be a replica, and the primary exactly when listed first. */
-    if (me < 0 || (m->primary != 0) != (me == 0))
-        return IMG_EINVAL;
-    struct block *b = store_get(ds->store, m->block_id);
-    if (b)
-        return b->max_size == m->block_size && b->primary == (int)m->primary ? 0 : IMG_EEXIST;
-    int rc = store_create_block(ds->store, m->block_id, m->block_size, m->primary, reps,
-                                (int)m->n_replicas, &b);
-    if (rc != 0) {
-        log_error("create block %llu: %s", (unsigned long long)m->block_id, img_strerror(rc));
-        return rc;
-    }
-    b->dirty = 1;
-    log_info("created block %llu (%s, %zu replicas, max %llu bytes)",
-             (unsigned long long)m->block_id, m->primary ? "primary" : "secondary",
-             m->n_replicas, (unsigned long long)m->block_size);
-    return 0;
+    struct conn *c = link;
+    if (!ds->stopping && c && c == ds->ns_conn && !conn_is_closing(c))
+        conn_reply(c, req, status, msg, body, body_len, body_free);
+    else if (body_free)
+        body_free((void *)body);
 }
+
+static const struct ds_transport session = {
+    .name = "nameserver session",
+    .carries = DS_FROM_NS,
+    .hold = session_hold,
+    .send = session_send,
+};
 
 static void session_frame(struct conn *c, const struct frame *f, void *ctx)
 {
-    struct ds *ds = ctx;
-    if (f->h.type != FT_CREATE_BLOCK) {
-        if (!ds_copy_session_frame(ds, c, f) && !ds_compact_session_frame(ds, c, f) &&
-            !ds_scrub_session_frame(ds, c, f))
-            conn_reply(c, &f->h, IMG_EBADTYPE, NULL, NULL, 0, NULL);
-        return;
-    }
-    Imgstore__CreateBlock *m = imgstore__create_block__unpack(NULL, f->h.head_len, f->head);
-    if (!m) {
-        conn_reply(c, &f->h, IMG_EPROTO, NULL, NULL, 0, NULL);
-        return;
-    }
-    int rc = create_block(ds, m);
-    imgstore__create_block__free_unpacked(m, NULL);
-    Imgstore__CreateBlockResp resp = IMGSTORE__CREATE_BLOCK_RESP__INIT;
-    conn_reply(c, &f->h, rc, rc == 0 ? &resp.base : NULL, NULL, 0, NULL);
-    if (rc == 0)
-        ds_session_poke(ds);
+    ds_dispatch(ctx, &session, c, f);
 }
 
 /* ---- heartbeats ---------------------------------------------------------------- */
@@ -226,14 +192,14 @@ static void send_heartbeat(struct ds *ds)
         cptrs[i] = &copies[i];
     hb.copies = cptrs;
     const uint64_t *removed = NULL;
-    size_t nremoved = ds_copy_removed(ds, &removed);
+    size_t nremoved = ds_block_removed(ds, &removed);
     if (!r.full) { /* a full report implies every removal */
         hb.n_removed_blocks = nremoved;
         hb.removed_blocks = (uint64_t *)removed;
     }
     if (conn_request(ds->ns_conn, FT_HEARTBEAT, &hb.base, NULL, 0, NULL, DS_NS_TIMEOUT_MS,
                      heartbeat_reply, ds) == 0) {
-        ds_copy_removed_sent(ds, nremoved);
+        ds_block_removed_sent(ds, nremoved);
         ds->hb_in_flight = 1;
         ds->hb_full_in_flight = r.full;
         ds->hb_sent_ms = uv_now(ds->loop);

@@ -142,9 +142,11 @@ static void get_serve(struct http_req *r, const struct needle_header *h, uint8_t
 
 /* ---- local read ------------------------------------------------------------- */
 
-static void local_done(int status, const struct needle_header *h, uint8_t *rec, void *arg)
+static void local_done(int status, const struct needle_header *h, uint64_t offset, uint8_t *rec,
+                       void *arg)
 {
     struct http_req *r = arg;
+    (void)offset;
     if (!r->hc) {
         free(rec);
         http_req_finish(r);

@@ -8,6 +8,7 @@
  * stop the loop; nothing acknowledged is ever pending at that point because
  * acknowledgements follow fdatasync. */
 #include "dataserver/ds.h"
+#include "dataserver/ds_block.h"
 #include "dataserver/ds_file.h"
 #include "dataserver/ds_compact.h"
 #include "dataserver/ds_copy.h"
@@ -291,10 +292,11 @@ int main(int argc, char **argv)
     /* Shut down: stop taking work, let in-flight disk I/O finish, close. */
     ds_session_stop(&ds);
     ds_copy_stop(&ds);
+    ds_block_stop(&ds);
     ds_compact_stop(&ds);
     ds_scrub_stop(&ds);
     ds_disk_stop(&ds);
-    ds_repl_close_all(&ds);
+    ds_peer_close_all(&ds);
     ds_http_stop(&ds);
     uv_close((uv_handle_t *)&ds.listen_tcp, NULL);
     uv_close((uv_handle_t *)&sigterm, NULL);

@@ -6,6 +6,7 @@
 
 #include "base/err.h"
 #include "dataserver/block.h"
+#include "dataserver/ds_block.h"
 #include "dataserver/ds_compact.h"
 #include "dataserver/ds_copy.h"
 #include "dataserver/ds_metrics.h"
@@ -611,9 +612,10 @@ void fx_stop(void)
     ds->stopping = 1;
     ds_session_stop(ds);
     ds_copy_stop(ds);
+    ds_block_stop(ds);
     ds_compact_stop(ds);
     ds_scrub_stop(ds);
-    ds_repl_close_all(ds);
+    ds_peer_close_all(ds);
     ds_http_stop(ds);
     uv_close((uv_handle_t *)&ds->listen_tcp, NULL);
     raw_close(&cli);
@@ -674,12 +676,14 @@ void fx_check_store(void)
  * process exit (the HTTP server, the nameserver client and its caches, the
  * metrics table, the copy/compaction/scrub states). The fixture starts a
  * server per input: it frees the first three itself (fx_stop); the small
- * states private to ds_copy.c, ds_compact.c and ds_scrub.c are suppressed by
+ * states private to ds_copy.c, ds_block.c, ds_throttle.c, ds_compact.c and
+ * ds_scrub.c are suppressed by
  * allocating function. Leaks of anything allocated per request
  * are still reported. */
 const char *__lsan_default_suppressions(void);
 const char *__lsan_default_suppressions(void)
 {
-    return "leak:state\n"          /* state(), cstate(), sstate() of ds_copy/compact/scrub */
-           "leak:removed_add\n";   /* ds_copy's list of removed blocks, kept in its state */
+    return "leak:state\n"          /* state(), removals_state(), throttle_state(), cstate(),
+                                    * sstate() of ds_copy/block/throttle/compact/scrub */
+           "leak:removed_add\n";   /* ds_block's list of removed blocks, kept in its state */
 }

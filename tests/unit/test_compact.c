@@ -1,11 +1,11 @@
-/* Unit tests of the deterministic compaction rewrite (dataserver/ds_compact.c):
+/* Unit tests of the deterministic compaction rewrite (dataserver/compact.c):
  * two replicas built from the same records and deletes compact to
  * byte-identical files; live files keep their seq, cookie and bytes (so their
  * names); deleted files and tombstones are gone; the index is rebuilt and
  * survives a reopen; reads pinned on the old file still work after the swap. */
 #include "dataserver/block.h"
 #include "dataserver/blockio.h"
-#include "dataserver/ds_compact.h"
+#include "dataserver/compact.h"
 
 #include "base/crc32c.h"
 #include "base/err.h"
@@ -143,8 +143,8 @@ Test(compact, replicas_compact_byte_identical)
     struct block *a = replica(dir_a), *b = replica(dir_b);
     uint64_t before = a->durable_tail;
     uint32_t crc_a = 0, crc_b = 0;
-    cr_assert_eq(ds_compact_sync(a, &crc_a), 0);
-    cr_assert_eq(ds_compact_sync(b, &crc_b), 0);
+    cr_assert_eq(compact_sync(a, &crc_a), 0);
+    cr_assert_eq(compact_sync(b, &crc_b), 0);
     cr_assert_eq(crc_a, crc_b);
     cr_assert_lt(a->durable_tail, before);
     cr_assert_eq(a->durable_tail, b->durable_tail);
@@ -173,7 +173,7 @@ Test(compact, index_rebuilt_and_survives_reopen)
 {
     struct block *a = replica(dir_a);
     uint32_t crc;
-    cr_assert_eq(ds_compact_sync(a, &crc), 0);
+    cr_assert_eq(compact_sync(a, &crc), 0);
     uint64_t tail = a->durable_tail;
     block_close(a);
     a = NULL;
@@ -201,7 +201,7 @@ Test(compact, pinned_old_file_outlives_the_swap)
     struct block_fd *old = block_fd_get(a); /* a read in flight on the old file */
     cr_assert_not_null(old);
     uint32_t crc;
-    cr_assert_eq(ds_compact_sync(a, &crc), 0);
+    cr_assert_eq(compact_sync(a, &crc), 0);
     cr_assert_neq(old->fd, a->fd);
     uint8_t *rec = malloc(NEEDLE_HEADER_SIZE + size);
     struct needle_header h;
@@ -223,10 +223,10 @@ Test(compact, corrupt_record_leaves_block_unchanged)
     uint8_t x = 0xff;
     cr_assert_eq(pwrite(a->fd, &x, 1, (off_t)(off + NEEDLE_HEADER_SIZE + 3)), 1);
     uint32_t crc;
-    cr_assert_eq(ds_compact_sync(a, &crc), IMG_ECORRUPT);
+    cr_assert_eq(compact_sync(a, &crc), IMG_ECORRUPT);
     cr_assert_eq(a->durable_tail, tail);
     char pt[256];
-    snprintf(pt, sizeof(pt), "%s/%016llx%s", dir_a, TEST_ID, DS_COMPACT_SUFFIX);
+    snprintf(pt, sizeof(pt), "%s/%016llx%s", dir_a, TEST_ID, COMPACT_SUFFIX);
     cr_assert_neq(access(pt, F_OK), 0, "the temporary file is removed");
     block_close(a);
 }
