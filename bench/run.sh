@@ -166,6 +166,24 @@ probe() {
         --data "$1"
 }
 
+# restart_once DIR NAME [cold]: restarts the dataserver on DIR until it serves
+# NAME (dsprobe), stops it, then times a cat of its .idx files (the floor),
+# after dropping the page cache again when "cold"; leaves the two times in ms
+# in $RESTART_MS and $FLOOR_MS.
+restart_once() {
+    local out pid s
+    out=$(probe "$1" "$2") || exit 1
+    RESTART_MS=$(echo "$out" | sed 's/.*first_read_ms=//')
+    pid=${out#pid=}
+    pid=${pid%% *}
+    PIDS="$PIDS $pid"
+    stop_pid "$pid"
+    [ "${3:-}" != cold ] || drop_caches
+    s=$(date +%s%N)
+    cat "$1"/blocks/*.idx >/dev/null
+    FLOOR_MS=$(( ($(date +%s%N) - s) / 1000000 ))
+}
+
 declare -A RAM RESTART_HOT RESTART_COLD FLOOR_HOT FLOOR_COLD
 for n in $SMALL_1M $SMALL_10M; do
     d=$WORK/small$n
@@ -182,28 +200,15 @@ for n in $SMALL_1M $SMALL_10M; do
     RAM[$n]=$(awk -v a="$r" -v b="$RSS_EMPTY" -v n="$n" 'BEGIN { printf "%.2f", (a - b) * 1024 / n }')
     stop_pid "$pid"
     log "5/7 restarting the dataserver holding $n files (hot page cache)"
-    out=$(probe "$d" "$name") || exit 1
-    RESTART_HOT[$n]=$(echo "$out" | sed 's/.*first_read_ms=//')
-    pid=${out#pid=}
-    pid=${pid%% *}
-    PIDS="$PIDS $pid"
-    stop_pid "$pid"
-    s=$(date +%s%N)
-    cat "$d"/blocks/*.idx >/dev/null
-    FLOOR_HOT[$n]=$(( ($(date +%s%N) - s) / 1000000 ))
+    restart_once "$d" "$name"
+    RESTART_HOT[$n]=$RESTART_MS
+    FLOOR_HOT[$n]=$FLOOR_MS
     if can_drop; then
         log "5/7 restarting it with a cold page cache"
         drop_caches
-        out=$(probe "$d" "$name") || exit 1
-        RESTART_COLD[$n]=$(echo "$out" | sed 's/.*first_read_ms=//')
-        pid=${out#pid=}
-        pid=${pid%% *}
-        PIDS="$PIDS $pid"
-        stop_pid "$pid"
-        drop_caches
-        s=$(date +%s%N)
-        cat "$d"/blocks/*.idx >/dev/null
-        FLOOR_COLD[$n]=$(( ($(date +%s%N) - s) / 1000000 ))
+        restart_once "$d" "$name" cold
+        RESTART_COLD[$n]=$RESTART_MS
+        FLOOR_COLD[$n]=$FLOOR_MS
     else
         RESTART_COLD[$n]="not possible"
         FLOOR_COLD[$n]="-"

@@ -3,6 +3,8 @@
  * their output captured. See cluster.h for the contract. */
 #include "tests/integ/cluster.h"
 
+#include "base/fsutil.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -862,33 +864,13 @@ int cluster_write_file(const char *path, const void *buf, size_t len)
 
 int cluster_read_file(const char *path, void **buf, size_t *len)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
+    char *b = NULL;
     *buf = NULL;
     *len = 0;
-    if (fd < 0)
-        return -errno;
-    if (fstat(fd, &st) < 0) {
-        int rc = -errno;
-        close(fd);
-        return rc;
-    }
-    char *b = malloc((size_t)st.st_size + 1);
-    size_t got = 0;
-    while (b && got < (size_t)st.st_size) {
-        ssize_t n = read(fd, b + got, (size_t)st.st_size - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-    }
-    close(fd);
-    if (!b)
-        return -ENOMEM;
-    *buf = b;
-    *len = got;
-    return 0;
+    int rc = fs_read_all(path, SIZE_MAX, &b, len);
+    if (rc == 0)
+        *buf = b;
+    return rc;
 }
 
 int cluster_connect(const char *addr, int timeout_ms)
