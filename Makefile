@@ -55,8 +55,8 @@ INTEG_BINS := $(patsubst tests/integ/test_%.c,$(BUILD)/tests/integ_%,$(INTEG_SRC
 # The helpers that call Criterion (json_check.c, fixture.c) are linked into the
 # integration tests only; INTEG_HELPERS (cluster.c ...) also into the chaos driver.
 INTEG_CR_HELPERS := $(call src_to_obj,tests/integ/json_check.c tests/integ/fixture.c)
-INTEG_HELPERS := $(filter-out $(INTEG_CR_HELPERS),\
-                   $(call src_to_obj,$(filter-out tests/integ/test_%.c,$(wildcard tests/integ/*.c))))
+INTEG_HELPERS := $(filter-out $(INTEG_CR_HELPERS) $(OBJ)/tests/integ/test_%.o,\
+                   $(call src_to_obj,$(wildcard tests/integ/*.c)))
 
 # The benchmark suite's helpers (bench/*.c); built and run only by `make bench`.
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))

@@ -30,7 +30,8 @@ static char names[NFILES + 2 * NNEW][IMGSTORE_NAME_MAX];
 
 static int check_range(imgstore_t *h, int from, int to, const char *when)
 {
-    int bad = cluster_check_range(h, seed, from, to, (const char(*)[IMGSTORE_NAME_MAX])names, sizes);
+    int bad =
+        cluster_check_range(h, seed, from, to, (const char(*)[IMGSTORE_NAME_MAX])names, sizes);
     if (bad)
         fprintf(stderr, "[failover] %s: %d of %d files unreadable\n", when, bad, to - from);
     return bad;

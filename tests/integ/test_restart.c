@@ -55,7 +55,8 @@ static imgstore_t *begin(const char *test, int n, const char *when)
 
 static void check_range(imgstore_t *h, int from, int to, const char *when)
 {
-    int bad = cluster_check_range(h, seed, from, to, (const char(*)[IMGSTORE_NAME_MAX])names, sizes);
+    int bad =
+        cluster_check_range(h, seed, from, to, (const char(*)[IMGSTORE_NAME_MAX])names, sizes);
     cr_assert_eq(bad, 0, "%s: %d of %d files unreadable", when, bad, to - from);
 }
 
