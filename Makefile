@@ -52,7 +52,11 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/test_%.c,$(BUILD)/tests/unit_%,$(UNIT_SRC))
 INTEG_SRC := $(wildcard tests/integ/test_*.c)
 INTEG_BINS := $(patsubst tests/integ/test_%.c,$(BUILD)/tests/integ_%,$(INTEG_SRC))
-INTEG_HELPERS := $(call src_to_obj,$(filter-out tests/integ/test_%.c,$(wildcard tests/integ/*.c)))
+# The helpers that call Criterion (json_check.c, fixture.c) are linked into the
+# integration tests only; INTEG_HELPERS (cluster.c ...) also into the chaos driver.
+INTEG_CR_HELPERS := $(call src_to_obj,tests/integ/json_check.c tests/integ/fixture.c)
+INTEG_HELPERS := $(filter-out $(INTEG_CR_HELPERS) $(OBJ)/tests/integ/test_%.o,\
+                   $(call src_to_obj,$(wildcard tests/integ/*.c)))
 
 # The benchmark suite's helpers (bench/*.c); built and run only by `make bench`.
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
@@ -142,7 +146,8 @@ $(BUILD)/tests/unit_%: $(OBJ)/tests/unit/test_%.o $(DS_CORE_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
 
-$(BUILD)/tests/integ_%: $(OBJ)/tests/integ/test_%.o $(INTEG_HELPERS) $(BUILD)/lib/libimgstore.a
+$(BUILD)/tests/integ_%: $(OBJ)/tests/integ/test_%.o $(INTEG_HELPERS) $(INTEG_CR_HELPERS) \
+                      $(BUILD)/lib/libimgstore.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
 

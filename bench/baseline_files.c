@@ -8,6 +8,7 @@
  * O_EXCL, written, fsync'd, and its folder fsync'd so the new name is
  * durable too (what imgstore's acknowledgement promises). A read is
  * open + fstat + read + close into a malloc'd buffer, like the library's get. */
+#include "bench/bench_io.h"
 #include "tools/cli_bench.h"
 
 #include <errno.h>
@@ -25,21 +26,6 @@ struct files_ctx {
     const char *dir;
     atomic_ulong next_id;
 };
-
-static int write_all(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -errno;
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
 
 static int fsync_path(const char *path)
 {
@@ -67,7 +53,7 @@ static int files_put(void *vctx, const void *data, size_t len, char key[BENCH_KE
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0)
         return -errno;
-    int rc = write_all(fd, data, len);
+    int rc = bench_write_all(fd, data, len);
     if (rc == 0 && fsync(fd) != 0)
         rc = -errno;
     if (close(fd) != 0 && rc == 0)

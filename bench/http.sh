@@ -34,7 +34,6 @@ COLD=${BENCH_HTTP_COLD:-300}
 NGINX_WORKERS=${BENCH_NGINX_WORKERS:-1}
 NDS=2
 REPLICAS=2
-READY_TRIES=150 # x 0.2 s
 
 log() { echo "bench-http: $*" >&2; }
 
@@ -45,15 +44,13 @@ for t in nginx wrk curl; do
     }
 done
 NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
-for b in nameserver dataserver imgstore ds-admin; do
-    [ -x "$BIN/$b" ] || { log "$BIN/$b missing; run make"; exit 1; }
-done
 
 WORK=$(mktemp -d "${BENCH_DIR:-/tmp}/imgstore-bench-http.XXXXXX") || exit 1
 KEEP=${BENCH_KEEP:-0}
 
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
+need_bins "$BIN" make nameserver dataserver imgstore ds-admin
 
 # wrk_run NAME URL: wrk against URL; leaves "rps p99_ms errors" in $WORK/NAME.res.
 wrk_run() {
@@ -71,32 +68,14 @@ mkdir -p "$WORK/log" "$WORK/ns" "$WORK/files" "$WORK/nginx"
 chmod 755 "$WORK" "$WORK/files" # nginx's worker may run as another user
 
 # ---- the cluster --------------------------------------------------------------
-free_port
-NS=127.0.0.1:$PORT
-start ns "$BIN/nameserver" --listen "$NS" --data "$WORK/ns" --replicas $REPLICAS \
-    --safe-mode-timeout-ms 0
+start_ns --replicas $REPLICAS --safe-mode-timeout-ms 0
 HTTP=""
 DS_PID=""
 for i in $(seq $NDS); do
-    mkdir -p "$WORK/ds$i"
-    free_port
-    h=127.0.0.1:$PORT
-    free_port
-    start "ds$i" "$BIN/dataserver" --ns "$NS" --listen "127.0.0.1:$PORT" --http "$h" \
-        --data "$WORK/ds$i"
-    [ -n "$HTTP" ] || { HTTP=$h; DS_PID=$LAST; }
+    start_ds "$i"
+    [ -n "$HTTP" ] || { HTTP=$DS_ADDR_HTTP; DS_PID=$LAST; }
 done
-ready=0
-for i in $(seq $READY_TRIES); do
-    st=$("$BIN/ds-admin" --ns "$NS" --json status 2>/dev/null)
-    if echo "$st" | grep -q "\"servers_up\": $NDS" &&
-        ! echo "$st" | grep -q '"blocks_writable": 0'; then
-        ready=1
-        break
-    fi
-    sleep 0.2
-done
-[ $ready = 1 ] || { log "cluster not ready; logs in $WORK/log"; KEEP=1; exit 1; }
+wait_up $NDS
 
 log "uploading $FILES x $SIZE B into the cluster (nameserver $NS, dataserver http $HTTP)"
 "$BIN/imgstore" --ns "$NS" bench -n "$FILES" --size "$SIZE" --duration 0 \

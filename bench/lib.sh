@@ -1,9 +1,12 @@
 # lib.sh - helpers the benchmark scripts share (sourced, bash): the servers
-# they start, free loopback ports, and clean-up on exit.
+# they start, free loopback ports, a test cluster's nameserver and
+# dataservers and the wait until it is ready, the check for the binaries, and
+# clean-up on exit.
 #
 # The caller sets WORK (its temporary folder, with a log/ subfolder for the
 # servers' output) and KEEP (1 keeps WORK on exit; set it on a failure so the
-# logs stay), and defines log(). Sourcing installs the exit and signal traps.
+# logs stay), BIN (the folder of the servers' binaries) and defines log().
+# Sourcing installs the exit and signal traps.
 
 PIDS=""
 USED_PORTS=""
@@ -55,3 +58,55 @@ start() {
 
 # can_drop: drops the page cache when allowed (root); non-zero otherwise.
 can_drop() { [ -w /proc/sys/vm/drop_caches ] && sync && echo 3 >/proc/sys/vm/drop_caches 2>/dev/null; }
+
+# need_bins DIR HINT NAME...: exits (after a log line saying to run HINT)
+# unless every DIR/NAME is an executable.
+need_bins() {
+    local dir=$1 hint=$2 b
+    shift 2
+    for b in "$@"; do
+        [ -x "$dir/$b" ] || { log "$dir/$b missing; run $hint"; exit 1; }
+    done
+}
+
+# start_ns [ARGS...]: starts the nameserver ($BIN/nameserver, folder $WORK/ns,
+# a free port, then ARGS); its address in $NS, its pid in $LAST.
+start_ns() {
+    free_port
+    NS=127.0.0.1:$PORT
+    mkdir -p "$WORK/ns"
+    start ns "$BIN/nameserver" --listen "$NS" --data "$WORK/ns" "$@"
+}
+
+# start_ds I [ARGS...]: starts dataserver I of the nameserver $NS ($BIN/
+# dataserver, folder $WORK/dsI, free native and HTTP ports, then ARGS); its
+# HTTP address in $DS_ADDR_HTTP, its pid in $LAST.
+start_ds() {
+    local i=$1 listen
+    shift
+    mkdir -p "$WORK/ds$i"
+    free_port
+    DS_ADDR_HTTP=127.0.0.1:$PORT
+    free_port
+    listen=127.0.0.1:$PORT
+    start "ds$i" "$BIN/dataserver" --ns "$NS" --listen "$listen" --http "$DS_ADDR_HTTP" \
+        --data "$WORK/ds$i" "$@"
+}
+
+# wait_up N: waits up to READY_TRIES x 0.2 s (default 150) until the
+# nameserver $NS reports N servers up and a writable block; otherwise keeps
+# WORK and exits.
+wait_up() {
+    local i st
+    for i in $(seq "${READY_TRIES:-150}"); do
+        st=$("$BIN/ds-admin" --ns "$NS" --json status 2>/dev/null)
+        if echo "$st" | grep -q "\"servers_up\": $1" &&
+            ! echo "$st" | grep -q '"blocks_writable": 0'; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    log "cluster not ready; logs in $WORK/log"
+    KEEP=1
+    exit 1
+}

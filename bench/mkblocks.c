@@ -17,6 +17,7 @@
  * "name=NAME" for the last file written (a file a restarted server must
  * serve). Exit status 0, or 1 with one line on stderr. */
 #include "base/err.h"
+#include "bench/bench_io.h"
 #include "dataserver/block.h"
 #include "dataserver/index.h"
 #include "dataserver/needle.h"
@@ -72,22 +73,6 @@ static int pwrite_all(int fd, const void *buf, size_t len, off_t off)
     return 0;
 }
 
-/* Appends to an O_APPEND file (the index). */
-static int append_all(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -errno;
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Reads DIR/SERVER_ID or creates it. */
 static int server_id(const char *dir, char id[SERVER_ID_HEX + 1])
 {
@@ -136,7 +121,7 @@ static int write_block(const char *blocks_dir, uint64_t id, uint64_t max_size, u
     for (uint32_t seq = 1; seq <= nfiles; seq++) {
         if (used + rec_len > CHUNK) {
             if ((rc = pwrite_all(b->fd, buf, used, (off_t)chunk_off)) != 0 ||
-                (rc = append_all(b->idx_fd, ibuf, iused)) != 0)
+                (rc = bench_write_all(b->idx_fd, ibuf, iused)) != 0)
                 goto out;
             chunk_off = off;
             used = iused = 0;
@@ -157,7 +142,7 @@ static int write_block(const char *blocks_dir, uint64_t id, uint64_t max_size, u
         off += rec_len;
     }
     if ((rc = pwrite_all(b->fd, buf, used, (off_t)chunk_off)) != 0 ||
-        (rc = append_all(b->idx_fd, ibuf, iused)) != 0)
+        (rc = bench_write_all(b->idx_fd, ibuf, iused)) != 0)
         goto out;
     b->sealed = 1;
     if ((rc = block_save_meta(b)) != 0)

@@ -33,7 +33,6 @@ CONC=${REBAL_CONC:-4}
 FILES=$((BYTES / SIZE))
 CAPACITY=$((BYTES * 2))
 NDS=3
-READY_TRIES=150 # x 0.2 s
 START_WAIT_S=60 # for the first moves after the new server is up
 
 WORK=$(mktemp -d "${REBAL_DIR:-/tmp}/imgstore-rebal.XXXXXX") || exit 1
@@ -44,33 +43,7 @@ log() { echo "bench-rebalance: $*" >&2; }
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-start_ds() {
-    local listen http
-    mkdir -p "$WORK/ds$1"
-    free_port
-    listen=127.0.0.1:$PORT
-    free_port
-    http=127.0.0.1:$PORT
-    start "ds$1" "$BIN/dataserver" --ns "$NS" --listen "$listen" --http "$http" \
-        --data "$WORK/ds$1" --capacity "$CAPACITY"
-}
-
 admin() { "$BIN/ds-admin" --ns "$NS" "$@"; }
-
-wait_up() {
-    local i st
-    for i in $(seq $READY_TRIES); do
-        st=$(admin --json status 2>/dev/null)
-        if echo "$st" | grep -q "\"servers_up\": $1" &&
-            ! echo "$st" | grep -q '"blocks_writable": 0'; then
-            return 0
-        fi
-        sleep 0.2
-    done
-    log "cluster not ready; logs in $WORK/log"
-    KEEP=1
-    exit 1
-}
 
 # num JSON KEY: the first number after "KEY": in a JSON text.
 num() { echo "$1" | tr -d '\n' | sed -n "s/.*\"$2\": *\([0-9.]*\).*/\1/p" | head -n 1; }
@@ -79,16 +52,11 @@ now() { date +%s.%N; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2fx", a / b; else print "n/a" }'; }
 
 mkdir -p "$WORK/log" "$WORK/ns"
-for b in nameserver dataserver imgstore ds-admin; do
-    [ -x "$BIN/$b" ] || { log "$BIN/$b missing; run make"; exit 1; }
-done
-[ -x "$BBIN/steady_read" ] || { log "$BBIN/steady_read missing; run make bench-rebalance"; exit 1; }
+need_bins "$BIN" make nameserver dataserver imgstore ds-admin
+need_bins "$BBIN" "make bench-rebalance" steady_read
 
-free_port
-NS=127.0.0.1:$PORT
-start ns "$BIN/nameserver" --listen "$NS" --data "$WORK/ns" --replicas 2 \
-    --safe-mode-timeout-ms 0 --copy-rate-mb "$RATE_MB"
-for i in $(seq $NDS); do start_ds "$i"; done
+start_ns --replicas 2 --safe-mode-timeout-ms 0 --copy-rate-mb "$RATE_MB"
+for i in $(seq $NDS); do start_ds "$i" --capacity "$CAPACITY"; done
 wait_up $NDS
 log "cluster: nameserver $NS, $NDS dataservers with --capacity $CAPACITY, copy cap $RATE_MB MB/s, in $WORK"
 
@@ -141,7 +109,7 @@ pctl() { sort -n "$1" | awk -v p="$2" '{ v[NR] = $1 } END { if (NR) printf "%.3f
 
 log "a fourth, empty dataserver joins (rebalance_band 50 for now: nothing moves)"
 admin set rebalance_band 50 >/dev/null || exit 1
-start_ds 4
+start_ds 4 --capacity "$CAPACITY"
 wait_up 4
 COPIED=0
 DONE=0

@@ -23,7 +23,6 @@ SMALL_10M=${BENCH_SMALL_10M:-10000000}
 NS_BLOCKS=${BENCH_NS_BLOCKS:-1000000}
 REPLICAS=2
 NDS=3
-READY_TRIES=150 # x 0.2 s
 
 WORK=$(mktemp -d "${BENCH_DIR:-/tmp}/imgstore-bench.XXXXXX") || exit 1
 KEEP=${BENCH_KEEP:-0}
@@ -49,45 +48,22 @@ fmt() { awk -v v="$1" -v f="$2" 'BEGIN { printf f, v }'; }
 row() { ROWS="$ROWS$1|$2|$3|$4|$5"$'\n'; }
 
 mkdir -p "$WORK/log"
-for b in nameserver dataserver imgstore ds-admin; do
-    [ -x "$BIN/$b" ] || { log "$BIN/$b missing; run make"; exit 1; }
-done
-for b in baseline_files mkblocks dsprobe nsload; do
-    [ -x "$BBIN/$b" ] || { log "$BBIN/$b missing; run make bench"; exit 1; }
-done
+need_bins "$BIN" make nameserver dataserver imgstore ds-admin
+need_bins "$BBIN" "make bench" baseline_files mkblocks dsprobe nsload
 T0=$(date +%s)
 
 # ---- the cluster -------------------------------------------------------------
-free_port
-NS=127.0.0.1:$PORT
-mkdir -p "$WORK/ns"
-start ns "$BIN/nameserver" --listen "$NS" --data "$WORK/ns" --replicas $REPLICAS \
-    --safe-mode-timeout-ms 0
+start_ns --replicas $REPLICAS --safe-mode-timeout-ms 0
 NS_PID=$LAST
 DS_HTTP=""
 DS_PIDS=""
 for i in $(seq $NDS); do
-    mkdir -p "$WORK/ds$i"
-    free_port
-    h=127.0.0.1:$PORT
-    [ -n "$DS_HTTP" ] || DS_HTTP=$h
-    free_port
-    start "ds$i" "$BIN/dataserver" --ns "$NS" --listen "127.0.0.1:$PORT" --http "$h" \
-        --data "$WORK/ds$i"
+    start_ds "$i"
+    [ -n "$DS_HTTP" ] || DS_HTTP=$DS_ADDR_HTTP
     DS_PIDS="$DS_PIDS $LAST"
 done
 log "cluster: nameserver $NS, $NDS dataservers, replication $REPLICAS, in $WORK"
-ready=0
-for i in $(seq $READY_TRIES); do
-    st=$("$BIN/ds-admin" --ns "$NS" --json status 2>/dev/null)
-    if echo "$st" | grep -q "\"servers_up\": $NDS" &&
-        ! echo "$st" | grep -q '"blocks_writable": 0'; then
-        ready=1
-        break
-    fi
-    sleep 0.2
-done
-[ $ready = 1 ] || { log "cluster not ready; logs in $WORK/log"; KEEP=1; exit 1; }
+wait_up $NDS
 
 # ---- rows 1 and 2: uploads and random reads vs one file per image -----------
 COMMON="-n $FILES -c $CONC --size $SIZE --duration $READ_SECS --json"
@@ -190,6 +166,24 @@ probe() {
         --data "$1"
 }
 
+# restart_once DIR NAME [cold]: restarts the dataserver on DIR until it serves
+# NAME (dsprobe), stops it, then times a cat of its .idx files (the floor),
+# after dropping the page cache again when "cold"; leaves the two times in ms
+# in $RESTART_MS and $FLOOR_MS.
+restart_once() {
+    local out pid s
+    out=$(probe "$1" "$2") || exit 1
+    RESTART_MS=$(echo "$out" | sed 's/.*first_read_ms=//')
+    pid=${out#pid=}
+    pid=${pid%% *}
+    PIDS="$PIDS $pid"
+    stop_pid "$pid"
+    [ "${3:-}" != cold ] || drop_caches
+    s=$(date +%s%N)
+    cat "$1"/blocks/*.idx >/dev/null
+    FLOOR_MS=$(( ($(date +%s%N) - s) / 1000000 ))
+}
+
 declare -A RAM RESTART_HOT RESTART_COLD FLOOR_HOT FLOOR_COLD
 for n in $SMALL_1M $SMALL_10M; do
     d=$WORK/small$n
@@ -206,28 +200,15 @@ for n in $SMALL_1M $SMALL_10M; do
     RAM[$n]=$(awk -v a="$r" -v b="$RSS_EMPTY" -v n="$n" 'BEGIN { printf "%.2f", (a - b) * 1024 / n }')
     stop_pid "$pid"
     log "5/7 restarting the dataserver holding $n files (hot page cache)"
-    out=$(probe "$d" "$name") || exit 1
-    RESTART_HOT[$n]=$(echo "$out" | sed 's/.*first_read_ms=//')
-    pid=${out#pid=}
-    pid=${pid%% *}
-    PIDS="$PIDS $pid"
-    stop_pid "$pid"
-    s=$(date +%s%N)
-    cat "$d"/blocks/*.idx >/dev/null
-    FLOOR_HOT[$n]=$(( ($(date +%s%N) - s) / 1000000 ))
+    restart_once "$d" "$name"
+    RESTART_HOT[$n]=$RESTART_MS
+    FLOOR_HOT[$n]=$FLOOR_MS
     if can_drop; then
         log "5/7 restarting it with a cold page cache"
         drop_caches
-        out=$(probe "$d" "$name") || exit 1
-        RESTART_COLD[$n]=$(echo "$out" | sed 's/.*first_read_ms=//')
-        pid=${out#pid=}
-        pid=${pid%% *}
-        PIDS="$PIDS $pid"
-        stop_pid "$pid"
-        drop_caches
-        s=$(date +%s%N)
-        cat "$d"/blocks/*.idx >/dev/null
-        FLOOR_COLD[$n]=$(( ($(date +%s%N) - s) / 1000000 ))
+        restart_once "$d" "$name" cold
+        RESTART_COLD[$n]=$RESTART_MS
+        FLOOR_COLD[$n]=$FLOOR_MS
     else
         RESTART_COLD[$n]="not possible"
         FLOOR_COLD[$n]="-"

@@ -3,6 +3,8 @@
  * their output captured. See cluster.h for the contract. */
 #include "tests/integ/cluster.h"
 
+#include "base/fsutil.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -862,33 +864,13 @@ int cluster_write_file(const char *path, const void *buf, size_t len)
 
 int cluster_read_file(const char *path, void **buf, size_t *len)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
+    char *b = NULL;
     *buf = NULL;
     *len = 0;
-    if (fd < 0)
-        return -errno;
-    if (fstat(fd, &st) < 0) {
-        int rc = -errno;
-        close(fd);
-        return rc;
-    }
-    char *b = malloc((size_t)st.st_size + 1);
-    size_t got = 0;
-    while (b && got < (size_t)st.st_size) {
-        ssize_t n = read(fd, b + got, (size_t)st.st_size - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-    }
-    close(fd);
-    if (!b)
-        return -ENOMEM;
-    *buf = b;
-    *len = got;
-    return 0;
+    int rc = fs_read_all(path, SIZE_MAX, &b, len);
+    if (rc == 0)
+        *buf = b;
+    return rc;
 }
 
 int cluster_connect(const char *addr, int timeout_ms)
@@ -1074,17 +1056,46 @@ int cluster_check_set(const struct cluster *c, uint64_t seed, int n,
             }
             continue;
         }
-        struct imgstore_stat st;
-        int rc = imgstore_stat(h, names[i], &st);
-        if (rc != 0) {
-            fprintf(stderr, "[%s] %s: file %d: stat %d\n", tag, when, i, rc);
-            bad++;
-            continue;
-        }
-        for (int r = 0; r < st.nreplicas; r++)
-            bad += cluster_check_file(h, names[i], st.replicas[r], seed, (uint64_t)i,
-                                      sizes[i]) != 0;
+        bad += cluster_check_replicas(h, names[i], seed, (uint64_t)i, sizes[i], 0, tag, when);
     }
     imgstore_close(h);
     return bad;
+}
+
+/* ---- shared by several tests' checks (tests-dedupe, issue 13) ------------- */
+
+int cluster_check_replicas(imgstore_t *h, const char *name, uint64_t seed, uint64_t id,
+                           size_t size, int want_replicas, const char *tag, const char *when)
+{
+    struct imgstore_stat st;
+    int rc = imgstore_stat(h, name, &st);
+    if (rc != 0 || (want_replicas && st.nreplicas != want_replicas)) {
+        char n[32] = "";
+        if (want_replicas)
+            snprintf(n, sizeof(n), ", %d replicas", rc ? 0 : st.nreplicas);
+        fprintf(stderr, "[%s] %s%sfile %llu: stat %d%s\n", tag, when ? when : "",
+                when ? ": " : "", (unsigned long long)id, rc, n);
+        return 1;
+    }
+    int bad = 0;
+    for (int r = 0; r < st.nreplicas; r++)
+        bad += cluster_check_file(h, name, st.replicas[r], seed, id, size) != 0;
+    return bad;
+}
+
+int cluster_check_range(imgstore_t *h, uint64_t seed, int from, int to,
+                        const char (*names)[IMGSTORE_NAME_MAX], const uint32_t *sizes)
+{
+    int bad = 0;
+    for (int i = from; i < to; i++)
+        bad += cluster_check_file(h, names[i], NULL, seed, (uint64_t)i, sizes[i]) != 0;
+    return bad;
+}
+
+int cluster_ds_index(const struct cluster *c, const char *addr)
+{
+    for (int i = 0; i < c->nds; i++)
+        if (strcmp(c->ds[i].addr, addr) == 0)
+            return i;
+    return -1;
 }

@@ -209,4 +209,22 @@ int cluster_check_set(const struct cluster *c, uint64_t seed, int n,
                       const char (*names)[IMGSTORE_NAME_MAX], const uint32_t *sizes,
                       const int *deleted, const char *tag, const char *when);
 
+/* ---- shared by several tests' checks ------------------------------------- */
+
+/* Checks file `id` of a data set (stored as `name`, `size` bytes) through
+ * every replica the nameserver lists: byte-identical on each; with
+ * want_replicas > 0, exactly that many listed. Prints each failure ("[tag]
+ * when: file ID: stat RC[, N replicas]"; when may be NULL). Returns the
+ * number of failures. */
+int cluster_check_replicas(imgstore_t *h, const char *name, uint64_t seed, uint64_t id,
+                           size_t size, int want_replicas, const char *tag, const char *when);
+
+/* Reads files from .. to-1 of a data set through h (any replica) and checks
+ * their bytes (cluster_check_file). Returns the number of failures. */
+int cluster_check_range(imgstore_t *h, uint64_t seed, int from, int to,
+                        const char (*names)[IMGSTORE_NAME_MAX], const uint32_t *sizes);
+
+/* The index in c->ds of the dataserver with native address addr, or -1. */
+int cluster_ds_index(const struct cluster *c, const char *addr);
+
 #endif

@@ -9,6 +9,7 @@
  *   - drain SERVER --wait on a non-terminal: plain progress lines, exit 0,
  *     and the server ends holding no block with every file still readable. */
 #include "tests/integ/cluster.h"
+#include "tests/integ/fixture.h"
 #include "tests/integ/json_check.h"
 
 #include <criterion/criterion.h>
@@ -28,19 +29,14 @@
 #define HB_WAIT_MS 2500 /* a heartbeat (1 s) carries new block sizes */
 #define SERVER_ID_MAX 80
 
-static struct cluster *C;
 
 static void setup(void)
 {
-    struct cluster_opts o = {.ndataservers = 3, .replicas = 2, .block_size = BLOCK_SIZE};
-    cr_assert_eq(cluster_start(&o, &C), 0);
+    cr_assert_eq(fixture_start(&(struct cluster_opts){.ndataservers = 3, .replicas = 2,
+                                                      .block_size = BLOCK_SIZE}),
+                 0);
 }
 
-static void teardown(void)
-{
-    cluster_stop(C);
-    C = NULL;
-}
 
 /* ---- helpers: running ds-admin, minimal JSON ------------------------------------ */
 
@@ -48,24 +44,28 @@ static void teardown(void)
 #define admin_t(r, timeout_ms, ...) cluster_admin(C, timeout_ms, r, __VA_ARGS__, NULL)
 #define admin(r, ...) admin_t(r, CLI_TIMEOUT_MS, __VA_ARGS__)
 
+/* The object opening with "field": "value" in a --json answer; fails (no
+ * `what` VALUE in ...) if absent. */
+static const char *obj_of(const char *text, const char *field, const char *value,
+                          const char *what)
+{
+    char pat[128];
+    snprintf(pat, sizeof(pat), "{\"%s\": \"%s\"", field, value);
+    const char *p = strstr(text, pat);
+    cr_assert_not_null(p, "no %s %s in %s", what, value, text);
+    return p;
+}
+
 /* The object of setting `key` in a settings --json answer (fails if absent). */
 static const char *setting_obj(const char *text, const char *key)
 {
-    char pat[128];
-    snprintf(pat, sizeof(pat), "{\"key\": \"%s\"", key);
-    const char *p = strstr(text, pat);
-    cr_assert_not_null(p, "no setting %s in %s", key, text);
-    return p;
+    return obj_of(text, "key", key, "setting");
 }
 
 /* The object of server `id` in a servers --json answer. */
 static const char *server_obj(const char *text, const char *id)
 {
-    char pat[128];
-    snprintf(pat, sizeof(pat), "{\"id\": \"%s\"", id);
-    const char *p = strstr(text, pat);
-    cr_assert_not_null(p, "no server %s in %s", id, text);
-    return p;
+    return obj_of(text, "id", id, "server");
 }
 
 /* The id of the n-th server (by id) of servers --json. */
@@ -142,7 +142,7 @@ static void check_exit_codes(void)
     }
 }
 
-Test(admin, settings_readonly_tasks, .init = setup, .fini = teardown, .timeout = 240)
+Test(admin, settings_readonly_tasks, .init = setup, .fini = fixture_stop, .timeout = 240)
 {
     static const char *const cmds[] = {"tasks",    "cancel",   "drain", "readonly",
                                        "settings", "set",      "verify"};
@@ -246,7 +246,7 @@ Test(admin, settings_readonly_tasks, .init = setup, .fini = teardown, .timeout =
 
 /* ---- drain --wait ------------------------------------------------------------------ */
 
-Test(admin, drain_wait, .init = setup, .fini = teardown, .timeout = 240)
+Test(admin, drain_wait, .init = setup, .fini = fixture_stop, .timeout = 240)
 {
     uint64_t seed = cluster_seed("admin_drain");
     char names[NFILES][IMGSTORE_NAME_MAX];

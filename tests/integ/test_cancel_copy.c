@@ -16,6 +16,7 @@
  *   - the task is listed failed ("canceled"), and every file still reads
  *     through every replica. */
 #include "tests/integ/cluster.h"
+#include "tests/integ/fixture.h"
 
 #include "proto/frame.h"
 
@@ -40,21 +41,16 @@
 #define POLL_MS 50
 #define ID_MAX 80
 
-static struct cluster *C;
 
 static void setup(void)
 {
-    struct cluster_opts o = {.ndataservers = 3, .replicas = 2, .block_size = BLOCK_SIZE};
-    cr_assert_eq(cluster_start(&o, &C), 0);
+    cr_assert_eq(fixture_start(&(struct cluster_opts){.ndataservers = 3, .replicas = 2,
+                                                      .block_size = BLOCK_SIZE}),
+                 0);
 }
 
-static void teardown(void)
-{
-    cluster_stop(C);
-    C = NULL;
-}
 
-TestSuite(cancel_copy, .init = setup, .fini = teardown, .timeout = 180);
+TestSuite(cancel_copy, .init = setup, .fini = fixture_stop, .timeout = 180);
 
 /* Runs ds-admin ARGS and fails the test unless it exits 0. */
 static void admin_ok(const char *a1, const char *a2, const char *a3)

@@ -4,6 +4,7 @@
  * judges the cluster's health. */
 #include "proto/fname.h"
 #include "tests/integ/cluster.h"
+#include "tests/integ/fixture.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -13,19 +14,12 @@
 #define CLI_TIMEOUT_MS 30000
 #define DEAD_NS "127.0.0.1:1" /* nothing listens on port 1 */
 
-static struct cluster *C;
 
 static void setup(void)
 {
-    struct cluster_opts o = {.ndataservers = 3, .replicas = 2};
-    cluster_start(&o, &C);
+    fixture_start(&(struct cluster_opts){.ndataservers = 3, .replicas = 2});
 }
 
-static void teardown(void)
-{
-    cluster_stop(C);
-    C = NULL;
-}
 
 /* Runs a tool with IMGSTORE_NS removed from the environment unless env_add
  * sets it, so the caller's shell cannot change the outcome. */
@@ -100,7 +94,7 @@ Test(cli, usage_errors, .timeout = 60)
             (long long)(cluster_now_ms() - t0));
 }
 
-Test(cli, imgstore_commands, .init = setup, .fini = teardown, .timeout = 120)
+Test(cli, imgstore_commands, .init = setup, .fini = fixture_stop, .timeout = 120)
 {
     cr_assert_not_null(C, "the cluster did not start (see above)");
     uint64_t seed = cluster_seed("cli");
@@ -219,7 +213,7 @@ static char *line_with(const char *text, const char *needle)
     return strndup(b, (size_t)(e - b));
 }
 
-Test(cli, ds_admin, .init = setup, .fini = teardown, .timeout = 120)
+Test(cli, ds_admin, .init = setup, .fini = fixture_stop, .timeout = 120)
 {
     cr_assert_not_null(C, "the cluster did not start (see above)");
     struct cluster_run r;

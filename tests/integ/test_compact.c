@@ -8,6 +8,7 @@
  *      copy is replaced from the good replica, and the bad bytes are never
  *      served (reads from the bad copy fail with IMGSTORE_ECORRUPT). */
 #include "tests/integ/cluster.h"
+#include "tests/integ/fixture.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -27,23 +28,15 @@
 #define BLOCK_SIZE (1u << 20)
 #define DEADLINE_MS 25000
 
-static struct cluster *C;
 static const char *const ds_args[] = {"--scrub-rate-mb", "50", "--copy-sync-mb", "2", NULL};
 
 static void setup(void)
 {
-    struct cluster_opts o = {.ndataservers = 3, .replicas = 2, .block_size = BLOCK_SIZE,
-                             .ds_args = ds_args};
-    cluster_start(&o, &C);
+    fixture_start(&(struct cluster_opts){.ndataservers = 3, .replicas = 2,
+                                         .block_size = BLOCK_SIZE, .ds_args = ds_args});
 }
 
-static void teardown(void)
-{
-    cluster_stop(C);
-    C = NULL;
-}
-
-TestSuite(compact, .init = setup, .fini = teardown, .timeout = 90);
+TestSuite(compact, .init = setup, .fini = fixture_stop, .timeout = 90);
 
 static uint64_t seed;
 static uint32_t sizes[NFILES];
@@ -52,14 +45,7 @@ static int deleted[NFILES];
 
 static void upload_all(void)
 {
-    imgstore_t *h = cluster_client(C);
-    cr_assert_not_null(h);
-    uint64_t rng = seed;
-    for (int i = 0; i < NFILES; i++) {
-        sizes[i] = MIN_SIZE + (uint32_t)(cluster_rand(&rng) % (MAX_SIZE - MIN_SIZE));
-        cr_assert_eq(cluster_put_file(h, seed, (uint64_t)i, sizes[i], names[i], 3), 0);
-    }
-    imgstore_close(h);
+    fixture_upload(seed, 0, NFILES, MIN_SIZE, MAX_SIZE, 3, sizes, names);
 }
 
 /* Bytes of every .blk file of dataserver i (one data folder each). */
@@ -93,14 +79,6 @@ static uint64_t all_blk_bytes(void)
     return n;
 }
 
-static int ds_of(const char *addr)
-{
-    for (int i = 0; i < C->nds; i++)
-        if (strcmp(C->ds[i].addr, addr) == 0)
-            return i;
-    return -1;
-}
-
 static void blk_path(int ds, uint64_t block_id, char *out, size_t n)
 {
     snprintf(out, n, "%s/blocks/%016llx.blk", C->ds[ds].data, (unsigned long long)block_id);
@@ -128,8 +106,8 @@ static int check_identical(void)
         void *a = NULL, *b = NULL;
         size_t la = 0, lb = 0;
         char pa[700], pb[700];
-        blk_path(ds_of(st.replicas[0]), st.block_id, pa, sizeof(pa));
-        blk_path(ds_of(st.replicas[1]), st.block_id, pb, sizeof(pb));
+        blk_path(cluster_ds_index(C, st.replicas[0]), st.block_id, pa, sizeof(pa));
+        blk_path(cluster_ds_index(C, st.replicas[1]), st.block_id, pb, sizeof(pb));
         if (cluster_read_file(pa, &a, &la) != 0 || cluster_read_file(pb, &b, &lb) != 0 ||
             la != lb || memcmp(a, b, la) != 0) {
             fprintf(stderr, "[compact] block %llu: replicas differ (%zu / %zu bytes)\n",
@@ -239,7 +217,7 @@ Test(compact, scrub_repairs_a_flipped_byte)
     struct imgstore_stat st;
     cr_assert_eq(imgstore_stat(h, names[victim], &st), 0);
     cr_assert_eq(st.nreplicas, 2);
-    int bad_ds = ds_of(st.replicas[1]);
+    int bad_ds = cluster_ds_index(C, st.replicas[1]);
     cr_assert_geq(bad_ds, 0);
     char bad_addr[CLUSTER_ADDR_MAX];
     snprintf(bad_addr, sizeof(bad_addr), "%s", st.replicas[1]);

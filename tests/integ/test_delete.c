@@ -2,6 +2,7 @@
  * replica (also after its dataservers restart), a second rm is harmless, and
  * the other files are untouched. */
 #include "tests/integ/cluster.h"
+#include "tests/integ/fixture.h"
 
 #include <criterion/criterion.h>
 #include <signal.h>
@@ -13,21 +14,14 @@
 #define LIB_VICTIM 7 /* removed through the library */
 #define CLI_TIMEOUT_MS 30000
 
-static struct cluster *C;
 
 static void setup(void)
 {
-    struct cluster_opts o = {.ndataservers = 3, .replicas = 2};
-    cluster_start(&o, &C);
+    fixture_start(&(struct cluster_opts){.ndataservers = 3, .replicas = 2});
 }
 
-static void teardown(void)
-{
-    cluster_stop(C);
-    C = NULL;
-}
 
-TestSuite(delete, .init = setup, .fini = teardown, .timeout = 120);
+TestSuite(delete, .init = setup, .fini = fixture_stop, .timeout = 120);
 
 static int gone(int rc)
 {
@@ -54,14 +48,6 @@ static void assert_gone_everywhere(imgstore_t *h, const char *name, const struct
     }
     int rc = imgstore_get(h, name, &data, &len);
     cr_assert(gone(rc), "%s: get %s returned %d (%s)", when, name, rc, imgstore_strerror(rc));
-}
-
-static int ds_index(const char *addr)
-{
-    for (int i = 0; i < C->nds; i++)
-        if (strcmp(C->ds[i].addr, addr) == 0)
-            return i;
-    return -1;
 }
 
 Test(delete, rm_removes_from_every_replica)
@@ -118,7 +104,7 @@ Test(delete, rm_removes_from_every_replica)
 
     /* Tombstones are durable: crash and restart the victim's replicas. */
     for (int k = 0; k < st.nreplicas; k++) {
-        int i = ds_index(st.replicas[k]);
+        int i = cluster_ds_index(C, st.replicas[k]);
         cr_assert_geq(i, 0, "replica %s is not one of our dataservers", st.replicas[k]);
         cluster_signal_proc(&C->ds[i], SIGKILL);
         cr_assert_eq(cluster_start_ds(C, i), 0);

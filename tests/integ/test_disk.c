@@ -12,6 +12,7 @@
  *     file system share the blocks: store.c breaks free-space ties by the
  *     bytes each folder holds). */
 #include "tests/integ/cluster.h"
+#include "tests/integ/fixture.h"
 #include "tests/integ/json_check.h"
 
 #include <criterion/criterion.h>
@@ -34,22 +35,15 @@
 #define CLI_TIMEOUT_MS 30000
 #define MAX_IDS 256
 
-static struct cluster *C;
-
 static void setup(void)
 {
-    struct cluster_opts o = {.ndataservers = 3, .replicas = 2, .block_size = BLOCK_SIZE,
-                             .disks_per_ds = 2, .ns_http = 1};
-    cr_assert_eq(cluster_start(&o, &C), 0);
+    cr_assert_eq(fixture_start(&(struct cluster_opts){.ndataservers = 3, .replicas = 2,
+                                                      .block_size = BLOCK_SIZE,
+                                                      .disks_per_ds = 2, .ns_http = 1}),
+                 0);
 }
 
-static void teardown(void)
-{
-    cluster_stop(C);
-    C = NULL;
-}
-
-TestSuite(disk, .init = setup, .fini = teardown, .timeout = 240);
+TestSuite(disk, .init = setup, .fini = fixture_stop, .timeout = 240);
 
 static uint64_t seed;
 static uint32_t sizes[NALL];
@@ -57,14 +51,7 @@ static char names[NALL][IMGSTORE_NAME_MAX];
 
 static void upload(int first, int n)
 {
-    imgstore_t *h = cluster_client(C);
-    cr_assert_not_null(h);
-    uint64_t rng = seed + (uint64_t)first;
-    for (int i = first; i < first + n; i++) {
-        sizes[i] = MIN_SIZE + (uint32_t)(cluster_rand(&rng) % (MAX_SIZE - MIN_SIZE));
-        cr_assert_eq(cluster_put_file(h, seed, (uint64_t)i, sizes[i], names[i], 5), 0);
-    }
-    imgstore_close(h);
+    fixture_upload(seed, first, n, MIN_SIZE, MAX_SIZE, 5, sizes, names);
 }
 
 /* Folder k (0 or 1) of dataserver d: C->ds[d].data is "A,B". */
@@ -155,18 +142,8 @@ static int check_all(int n)
     imgstore_t *h = cluster_client(C);
     cr_assert_not_null(h);
     int bad = 0;
-    for (int i = 0; i < n; i++) {
-        struct imgstore_stat st;
-        int rc = imgstore_stat(h, names[i], &st);
-        if (rc != 0) {
-            fprintf(stderr, "[disk] file %d: stat %d\n", i, rc);
-            bad++;
-            continue;
-        }
-        for (int r = 0; r < st.nreplicas; r++)
-            bad += cluster_check_file(h, names[i], st.replicas[r], seed, (uint64_t)i,
-                                      sizes[i]) != 0;
-    }
+    for (int i = 0; i < n; i++)
+        bad += cluster_check_replicas(h, names[i], seed, (uint64_t)i, sizes[i], 0, "disk", NULL);
     imgstore_close(h);
     return bad;
 }

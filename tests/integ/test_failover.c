@@ -3,6 +3,7 @@
  * replica, and uploads keep working, both before and after the nameserver
  * has noticed the loss. */
 #include "tests/integ/cluster.h"
+#include "tests/integ/fixture.h"
 
 #include <criterion/criterion.h>
 #include <signal.h>
@@ -15,22 +16,13 @@
 #define PUT_ATTEMPTS 3
 #define HEARTBEAT_TIMEOUT_MS 3000
 
-static struct cluster *C;
-
 static void setup(void)
 {
-    struct cluster_opts o = {.ndataservers = 3, .replicas = 2,
-                             .heartbeat_timeout_ms = HEARTBEAT_TIMEOUT_MS};
-    cluster_start(&o, &C);
+    fixture_start(&(struct cluster_opts){.ndataservers = 3, .replicas = 2,
+                                         .heartbeat_timeout_ms = HEARTBEAT_TIMEOUT_MS});
 }
 
-static void teardown(void)
-{
-    cluster_stop(C);
-    C = NULL;
-}
-
-TestSuite(failover, .init = setup, .fini = teardown, .timeout = 180);
+TestSuite(failover, .init = setup, .fini = fixture_stop, .timeout = 180);
 
 static uint64_t seed;
 static uint32_t sizes[NFILES + 2 * NNEW];
@@ -38,10 +30,8 @@ static char names[NFILES + 2 * NNEW][IMGSTORE_NAME_MAX];
 
 static int check_range(imgstore_t *h, int from, int to, const char *when)
 {
-    int bad = 0;
-    for (int i = from; i < to; i++)
-        if (cluster_check_file(h, names[i], NULL, seed, (uint64_t)i, sizes[i]) != 0)
-            bad++;
+    int bad =
+        cluster_check_range(h, seed, from, to, (const char(*)[IMGSTORE_NAME_MAX])names, sizes);
     if (bad)
         fprintf(stderr, "[failover] %s: %d of %d files unreadable\n", when, bad, to - from);
     return bad;
@@ -49,9 +39,7 @@ static int check_range(imgstore_t *h, int from, int to, const char *when)
 
 static void put_range(imgstore_t *h, int from, int to, const char *when)
 {
-    for (int i = from; i < to; i++)
-        cr_assert_eq(cluster_put_file(h, seed, (uint64_t)i, sizes[i], names[i], PUT_ATTEMPTS), 0,
-                     "%s: upload %d failed %d times", when, i, PUT_ATTEMPTS);
+    fixture_put_range(h, seed, from, to - from, sizes, names, PUT_ATTEMPTS, when);
 }
 
 Test(failover, kill_one_dataserver)

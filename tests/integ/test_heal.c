@@ -16,6 +16,7 @@
  *      at most once per moved block (a "block not here" answer drops the
  *      cached location even when another replica served the read). */
 #include "tests/integ/cluster.h"
+#include "tests/integ/fixture.h"
 
 #include "proto/frame.h"
 
@@ -36,22 +37,14 @@
 #define HEAL_DEADLINE_MS 60000
 #define RPC_TIMEOUT_MS 5000
 
-static struct cluster *C;
-
 static void setup(void)
 {
-    struct cluster_opts o = {.ndataservers = 4, .replicas = 2, .block_size = BLOCK_SIZE,
-                             .heartbeat_timeout_ms = HEARTBEAT_TIMEOUT_MS};
-    cluster_start(&o, &C);
+    fixture_start(&(struct cluster_opts){.ndataservers = 4, .replicas = 2,
+                                         .block_size = BLOCK_SIZE,
+                                         .heartbeat_timeout_ms = HEARTBEAT_TIMEOUT_MS});
 }
 
-static void teardown(void)
-{
-    cluster_stop(C);
-    C = NULL;
-}
-
-TestSuite(heal, .init = setup, .fini = teardown, .timeout = 150);
+TestSuite(heal, .init = setup, .fini = fixture_stop, .timeout = 150);
 
 static uint64_t seed;
 static uint32_t sizes[NFILES];
@@ -93,17 +86,8 @@ static int check_all(const char *when, int want_replicas)
             bad += check_deleted(h, i);
             continue;
         }
-        struct imgstore_stat st;
-        int rc = imgstore_stat(h, names[i], &st);
-        if (rc != 0 || (want_replicas && st.nreplicas != want_replicas)) {
-            fprintf(stderr, "[heal] %s: file %d: stat %d, %d replicas\n", when, i, rc,
-                    rc ? 0 : st.nreplicas);
-            bad++;
-            continue;
-        }
-        for (int r = 0; r < st.nreplicas; r++)
-            bad += cluster_check_file(h, names[i], st.replicas[r], seed, (uint64_t)i,
-                                      sizes[i]) != 0;
+        bad += cluster_check_replicas(h, names[i], seed, (uint64_t)i, sizes[i], want_replicas,
+                                      "heal", when);
     }
     imgstore_close(h);
     if (bad)
@@ -260,14 +244,11 @@ Test(heal, kill_restart_drain)
 {
     cr_assert_not_null(C, "the cluster did not start (see above)");
     seed = cluster_seed("heal");
-    uint64_t rng = seed;
-    for (int i = 0; i < NFILES; i++)
-        sizes[i] = MIN_SIZE + (uint32_t)(cluster_rand(&rng) % (MAX_SIZE - MIN_SIZE));
+    fixture_sizes(seed, 0, NFILES, MIN_SIZE, MAX_SIZE, sizes);
     imgstore_t *h = cluster_client(C);
     cr_assert_not_null(h);
     int64_t t0 = cluster_now_ms();
-    for (int i = 0; i < NFILES; i++)
-        cr_assert_eq(cluster_put_file(h, seed, (uint64_t)i, sizes[i], names[i], PUT_ATTEMPTS), 0);
+    fixture_put_range(h, seed, 0, NFILES, sizes, names, PUT_ATTEMPTS, NULL);
     imgstore_close(h);
     Imgstore__ClusterStatusResp *st = NULL;
     cr_assert_eq(cluster_status(C, &st), 0);

@@ -6,6 +6,7 @@
 #include "base/err.h"
 #include "proto/frame.h"
 #include "tests/integ/cluster.h"
+#include "tests/integ/fixture.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -20,23 +21,20 @@
 #define GARBAGE_HEAD 32
 #define BIG_HTTP (100 * 1024)
 
-static struct cluster *C;
 static imgstore_t *H;
 static uint64_t seed;
 static uint64_t file_id;
 
 static void setup(void)
 {
-    struct cluster_opts o = {.ndataservers = 3, .replicas = 2};
-    cluster_start(&o, &C);
+    fixture_start(&(struct cluster_opts){.ndataservers = 3, .replicas = 2});
 }
 
 static void teardown(void)
 {
     imgstore_close(H);
     H = NULL;
-    cluster_stop(C);
-    C = NULL;
+    fixture_stop();
 }
 
 TestSuite(hostile, .init = setup, .fini = teardown, .timeout = 240);
@@ -389,26 +387,27 @@ static void run_native(const char *who, const char *addr)
     }
 }
 
-Test(hostile, nameserver_native_port)
+/* The native-port cases against the nameserver (ds < 0) or dataserver ds,
+ * with the data set of `test`. */
+static void native_port(const char *test, const char *who, int ds)
 {
     cr_assert_not_null(C, "the cluster did not start (see above)");
-    seed = cluster_seed("hostile.ns");
+    seed = cluster_seed(test);
     H = cluster_client(C);
     cr_assert_not_null(H);
     assert_healthy("nothing");
-    run_native("nameserver", C->ns.addr);
+    run_native(who, ds < 0 ? C->ns.addr : C->ds[ds].addr);
     C->passed = 1;
+}
+
+Test(hostile, nameserver_native_port)
+{
+    native_port("hostile.ns", "nameserver", -1);
 }
 
 Test(hostile, dataserver_native_port)
 {
-    cr_assert_not_null(C, "the cluster did not start (see above)");
-    seed = cluster_seed("hostile.ds");
-    H = cluster_client(C);
-    cr_assert_not_null(H);
-    assert_healthy("nothing");
-    run_native("dataserver", C->ds[0].addr);
-    C->passed = 1;
+    native_port("hostile.ds", "dataserver", 0);
 }
 
 /* ---- HTTP cases ----------------------------------------------------------------- */

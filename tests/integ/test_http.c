@@ -6,6 +6,7 @@
  * installed) stands in for a CDN. */
 #include "proto/fname.h"
 #include "tests/integ/cluster.h"
+#include "tests/integ/fixture.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -30,7 +31,6 @@
 #define NFILES 4
 #define MAX_HDRS 40
 
-static struct cluster *C;
 static char token_path[256];
 static char idle_arg[16] = "1500", header_arg[16] = "800";
 static const char *ds_args[] = {"--upload-token-file", token_path, "--max-upload-bytes", "300000",
@@ -161,6 +161,16 @@ static int hc_read(struct hc *h, struct resp *r, int head_req)
 }
 
 /* One request on a fresh connection. */
+/* Writes head, `pad` bytes of ch and tail into s (large enough); returns the
+ * length. */
+static int padded(char *s, const char *head, char ch, int pad, const char *tail)
+{
+    int n = sprintf(s, "%s", head);
+    memset(s + n, ch, (size_t)pad);
+    n += pad;
+    return n + sprintf(s + n, "%s", tail);
+}
+
 static int request(const char *addr, const char *req, size_t req_len, struct resp *r)
 {
     struct hc *h = malloc(sizeof(*h));
@@ -221,13 +231,12 @@ static void setup_args(const char *extra1, const char *extra2)
 static void start(int nds, int replicas)
 {
     struct cluster_opts o = {.ndataservers = nds, .replicas = replicas, .ds_args = ds_args};
-    cr_assert_eq(cluster_start(&o, &C), 0, "cluster did not start");
+    cr_assert_eq(fixture_start(&o), 0, "cluster did not start");
 }
 
 static void teardown(void)
 {
-    cluster_stop(C);
-    C = NULL;
+    fixture_stop();
     unlink(token_path);
 }
 
@@ -546,17 +555,11 @@ Test(http, pipelining_limits_timeouts)
     /* Oversized request target and header block. */
     size_t big = 20000;
     char *s = malloc(big + 200);
-    int n = sprintf(s, "GET /");
-    memset(s + n, 'a', 5000);
-    n += 5000;
-    n += sprintf(s + n, " HTTP/1.1\r\nHost: t\r\n\r\n");
+    int n = padded(s, "GET /", 'a', 5000, " HTTP/1.1\r\nHost: t\r\n\r\n");
     cr_assert_eq(request(a, s, (size_t)n, &r), 0);
     cr_assert_eq(r.status, 414);
     resp_free(&r);
-    n = sprintf(s, "GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: ");
-    memset(s + n, 'b', 12000);
-    n += 12000;
-    n += sprintf(s + n, "\r\n\r\n");
+    n = padded(s, "GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: ", 'b', 12000, "\r\n\r\n");
     cr_assert_eq(request(a, s, (size_t)n, &r), 0);
     cr_assert_eq(r.status, 431);
     resp_free(&r);

@@ -4,6 +4,7 @@
  * (the page also in headless Chromium, when installed); every ds-admin
  * command works in table and --json form with the documented exit codes. */
 #include "tests/integ/cluster.h"
+#include "tests/integ/fixture.h"
 #include "tests/integ/json_check.h"
 
 #include <criterion/criterion.h>
@@ -23,19 +24,13 @@
 #define HB_WAIT_MS 2500 /* a heartbeat (1 s) carries new counters; rates need two */
 #define CHROMIUM_TIMEOUT_S 90
 
-static struct cluster *C;
 
 static void setup(void)
 {
-    struct cluster_opts o = {.ndataservers = 3, .replicas = 2, .ns_http = 1};
-    cr_assert_eq(cluster_start(&o, &C), 0);
+    cr_assert_eq(
+        fixture_start(&(struct cluster_opts){.ndataservers = 3, .replicas = 2, .ns_http = 1}), 0);
 }
 
-static void teardown(void)
-{
-    cluster_stop(C);
-    C = NULL;
-}
 
 /* ---- helpers: HTTP, Prometheus text, JSON --------------------------------- */
 
@@ -180,10 +175,15 @@ static double ds_sum(const char *series)
     return sum;
 }
 
-static void put_files(imgstore_t *h, uint64_t seed, char names[][IMGSTORE_NAME_MAX], int n)
+/* Uploads files 0..n-1 (FILE_SIZE bytes each) and, with `check`, then reads
+ * each back through h. */
+static void put_files(imgstore_t *h, uint64_t seed, char names[][IMGSTORE_NAME_MAX], int n,
+                      int check)
 {
     for (int i = 0; i < n; i++)
         cr_assert_eq(cluster_put_file(h, seed, (uint64_t)i, FILE_SIZE, names[i], 5), 0);
+    for (int i = 0; check && i < n; i++)
+        cr_assert_eq(cluster_check_file(h, names[i], NULL, seed, (uint64_t)i, FILE_SIZE), 0);
 }
 
 /* ds-admin against the test cluster: its exit code, *r filled. */
@@ -191,7 +191,7 @@ static void put_files(imgstore_t *h, uint64_t seed, char names[][IMGSTORE_NAME_M
 
 /* ---- metrics ------------------------------------------------------------------- */
 
-Test(ops, metrics_parse_and_move, .init = setup, .fini = teardown, .timeout = 180)
+Test(ops, metrics_parse_and_move, .init = setup, .fini = fixture_stop, .timeout = 180)
 {
     char *m = metrics_of(C->ns.http_addr);
     check_prometheus(m, "nameserver");
@@ -218,9 +218,7 @@ Test(ops, metrics_parse_and_move, .init = setup, .fini = teardown, .timeout = 18
     imgstore_t *h = cluster_client(C);
     uint64_t seed = cluster_seed("ops_metrics");
     char names[NFILES][IMGSTORE_NAME_MAX];
-    put_files(h, seed, names, NFILES);
-    for (int i = 0; i < NFILES; i++)
-        cr_assert_eq(cluster_check_file(h, names[i], NULL, seed, (uint64_t)i, FILE_SIZE), 0);
+    put_files(h, seed, names, NFILES, 1);
     imgstore_close(h);
 
     cr_assert_eq(ds_sum("imgstore_ds_requests_total{op=\"write\",status=\"ok\"}") - writes0,
@@ -305,12 +303,12 @@ static void dom_text(const char *dom, const char *id, char *out, size_t n)
     out[i] = '\0';
 }
 
-Test(ops, status_page, .init = setup, .fini = teardown, .timeout = 240)
+Test(ops, status_page, .init = setup, .fini = fixture_stop, .timeout = 240)
 {
     imgstore_t *h = cluster_client(C);
     uint64_t seed = cluster_seed("ops_page");
     char names[NFILES][IMGSTORE_NAME_MAX];
-    put_files(h, seed, names, NFILES);
+    put_files(h, seed, names, NFILES, 0);
     imgstore_close(h);
     usleep(HB_WAIT_MS * 1000); /* the primaries report their file counts */
 
@@ -379,14 +377,12 @@ Test(ops, status_page, .init = setup, .fini = teardown, .timeout = 240)
 
 /* ---- ds-admin ---------------------------------------------------------------- */
 
-Test(ops, ds_admin_commands, .init = setup, .fini = teardown, .timeout = 240)
+Test(ops, ds_admin_commands, .init = setup, .fini = fixture_stop, .timeout = 240)
 {
     imgstore_t *h = cluster_client(C);
     uint64_t seed = cluster_seed("ops_admin");
     char names[NFILES][IMGSTORE_NAME_MAX];
-    put_files(h, seed, names, NFILES);
-    for (int i = 0; i < NFILES; i++)
-        cr_assert_eq(cluster_check_file(h, names[i], NULL, seed, (uint64_t)i, FILE_SIZE), 0);
+    put_files(h, seed, names, NFILES, 1);
     usleep(HB_WAIT_MS * 1000);
     struct cluster_run r;
 

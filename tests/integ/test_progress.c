@@ -5,6 +5,7 @@
  * heartbeat), not only when it ends. The nameserver is then killed and
  * restarted: the drain goes on (kept in ns.meta), then it is canceled. */
 #include "tests/integ/cluster.h"
+#include "tests/integ/fixture.h"
 
 #include "proto/frame.h"
 
@@ -19,21 +20,15 @@
 #define FILE_SIZE (200u << 10)
 #define DEADLINE_MS 30000
 
-static struct cluster *C;
 
 static void setup(void)
 {
-    struct cluster_opts o = {.ndataservers = 3, .replicas = 2, .block_size = BLOCK_SIZE};
-    cluster_start(&o, &C);
+    fixture_start(&(struct cluster_opts){.ndataservers = 3, .replicas = 2,
+                                         .block_size = BLOCK_SIZE});
 }
 
-static void teardown(void)
-{
-    cluster_stop(C);
-    C = NULL;
-}
 
-TestSuite(progress, .init = setup, .fini = teardown, .timeout = 120);
+TestSuite(progress, .init = setup, .fini = fixture_stop, .timeout = 120);
 
 /* Sends one admin request to the nameserver; *out owned by the caller. */
 static int ns_admin(imgstore_t *h, unsigned type, const ProtobufCMessage *req,

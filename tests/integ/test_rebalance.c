@@ -11,6 +11,7 @@
  *   - `ds-admin rebalance --dry-run --json` then shows an empty plan, and
  *     `ds-admin rebalance --wait` ends at once with exit status 0. */
 #include "tests/integ/cluster.h"
+#include "tests/integ/fixture.h"
 #include "tests/integ/json_check.h"
 
 #include "proto/frame.h"
@@ -35,23 +36,16 @@
 #define CLI_TIMEOUT_MS 30000
 #define POLL_MS 200
 
-static struct cluster *C;
 static const char *const ds_args[] = {"--capacity", "128M", NULL};
 
 static void setup(void)
 {
-    struct cluster_opts o = {.ndataservers = 4, .replicas = 2, .block_size = BLOCK_SIZE,
-                             .ds_args = ds_args, .ns_http = 1};
-    cluster_start(&o, &C);
+    fixture_start(&(struct cluster_opts){.ndataservers = 4, .replicas = 2,
+                                         .block_size = BLOCK_SIZE, .ds_args = ds_args,
+                                         .ns_http = 1});
 }
 
-static void teardown(void)
-{
-    cluster_stop(C);
-    C = NULL;
-}
-
-TestSuite(rebalance, .init = setup, .fini = teardown, .timeout = 240);
+TestSuite(rebalance, .init = setup, .fini = fixture_stop, .timeout = 240);
 
 static uint64_t seed;
 static uint32_t sizes[NFILES];
@@ -120,19 +114,9 @@ static int check_all(void)
     imgstore_t *h = cluster_client(C);
     cr_assert_not_null(h);
     int bad = 0;
-    for (int i = 0; i < NFILES; i++) {
-        struct imgstore_stat st;
-        int rc = imgstore_stat(h, names[i], &st);
-        if (rc != 0 || st.nreplicas != 2) {
-            fprintf(stderr, "[rebalance] file %d: stat %d, %d replicas\n", i, rc,
-                    rc ? 0 : st.nreplicas);
-            bad++;
-            continue;
-        }
-        for (int r = 0; r < st.nreplicas; r++)
-            bad += cluster_check_file(h, names[i], st.replicas[r], seed, (uint64_t)i,
-                                      sizes[i]) != 0;
-    }
+    for (int i = 0; i < NFILES; i++)
+        bad += cluster_check_replicas(h, names[i], seed, (uint64_t)i, sizes[i], 2, "rebalance",
+                                      NULL);
     imgstore_close(h);
     return bad;
 }
@@ -165,13 +149,11 @@ Test(rebalance, fifth_server_joins)
 
     imgstore_t *h = cluster_client(C);
     cr_assert_not_null(h);
-    uint64_t rng = seed, total = 0;
-    for (int i = 0; i < NFILES; i++) {
-        sizes[i] = MIN_SIZE + (uint32_t)(cluster_rand(&rng) % (MAX_SIZE - MIN_SIZE));
+    fixture_sizes(seed, 0, NFILES, MIN_SIZE, MAX_SIZE, sizes);
+    fixture_put_range(h, seed, 0, NFILES, sizes, names, PUT_ATTEMPTS, NULL);
+    uint64_t total = 0;
+    for (int i = 0; i < NFILES; i++)
         total += sizes[i];
-        cr_assert_eq(cluster_put_file(h, seed, (uint64_t)i, sizes[i], names[i], PUT_ATTEMPTS),
-                     0);
-    }
     fprintf(stderr, "[rebalance] %d files, %llu bytes uploaded\n", NFILES,
             (unsigned long long)total);
 

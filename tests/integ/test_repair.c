@@ -13,6 +13,7 @@
  *      copy with action replace and ends healed; then every copy verifies
  *      clean and every file reads byte-identical from every replica. */
 #include "tests/integ/cluster.h"
+#include "tests/integ/fixture.h"
 #include "tests/integ/json_check.h"
 
 #include <criterion/criterion.h>
@@ -33,7 +34,6 @@
 #define NEEDLE_HEADER 24 /* bytes before a record's data (docs/storage.md) */
 #define OWN_SCRUB_MB "3"
 
-static struct cluster *C;
 static const char *const ds_args[] = {"--scrub-rate-mb", "0", NULL};
 static const char *const ds_args_own[] = {"--scrub-rate-mb", OWN_SCRUB_MB, NULL};
 
@@ -41,7 +41,7 @@ static void start(const char *const *args)
 {
     struct cluster_opts o = {.ndataservers = 3, .replicas = 2, .block_size = BLOCK_SIZE,
                              .ds_args = args};
-    cr_assert_eq(cluster_start(&o, &C), 0);
+    cr_assert_eq(fixture_start(&o), 0);
 }
 
 static void setup(void)
@@ -54,12 +54,6 @@ static void setup_own(void)
     start(ds_args_own);
 }
 
-static void teardown(void)
-{
-    cluster_stop(C);
-    C = NULL;
-}
-
 static uint64_t seed;
 static uint32_t sizes[NFILES];
 static char names[NFILES][IMGSTORE_NAME_MAX];
@@ -70,14 +64,7 @@ static int deleted[NFILES];
 
 static void upload_all(void)
 {
-    imgstore_t *h = cluster_client(C);
-    cr_assert_not_null(h);
-    uint64_t rng = seed;
-    for (int i = 0; i < NFILES; i++) {
-        sizes[i] = MIN_SIZE + (uint32_t)(cluster_rand(&rng) % (MAX_SIZE - MIN_SIZE));
-        cr_assert_eq(cluster_put_file(h, seed, (uint64_t)i, sizes[i], names[i], 3), 0);
-    }
-    imgstore_close(h);
+    fixture_upload(seed, 0, NFILES, MIN_SIZE, MAX_SIZE, 3, sizes, names);
 }
 
 /* Every file from every replica: live ones byte-identical, deleted ones gone. */
@@ -85,14 +72,6 @@ static int check_all(const char *when)
 {
     return cluster_check_set(C, seed, NFILES, (const char(*)[IMGSTORE_NAME_MAX])names, sizes,
                              deleted, "repair", when);
-}
-
-static int ds_of(const char *addr)
-{
-    for (int i = 0; i < C->nds; i++)
-        if (strcmp(C->ds[i].addr, addr) == 0)
-            return i;
-    return -1;
 }
 
 /* ---- scrub_rate -------------------------------------------------------------------- */
@@ -115,7 +94,7 @@ static int rates_are(double want)
     return 0;
 }
 
-Test(repair, scrub_rate_applied, .init = setup_own, .fini = teardown, .timeout = 120)
+Test(repair, scrub_rate_applied, .init = setup_own, .fini = fixture_stop, .timeout = 120)
 {
     cr_assert(rates_are(atof(OWN_SCRUB_MB) * 1e6), "each dataserver starts at its own rate");
     struct cluster_run r;
@@ -195,7 +174,7 @@ static void wait_deleted(uint64_t id)
     cr_assert(del > 0, "block %llu shows no deleted bytes", (unsigned long long)id);
 }
 
-Test(repair, compact_command, .init = setup, .fini = teardown, .timeout = 240)
+Test(repair, compact_command, .init = setup, .fini = fixture_stop, .timeout = 240)
 {
     seed = cluster_seed("ops_compact");
     struct cluster_run r;
@@ -276,7 +255,7 @@ Test(repair, compact_command, .init = setup, .fini = teardown, .timeout = 240)
 
 /* ---- repair ------------------------------------------------------------------------ */
 
-Test(repair, flipped_byte, .init = setup, .fini = teardown, .timeout = 240)
+Test(repair, flipped_byte, .init = setup, .fini = fixture_stop, .timeout = 240)
 {
     seed = cluster_seed("ops_repair");
     upload_all();
@@ -287,7 +266,7 @@ Test(repair, flipped_byte, .init = setup, .fini = teardown, .timeout = 240)
     cr_assert_eq(imgstore_stat(h, names[victim], &st), 0);
     imgstore_close(h);
     cr_assert_eq(st.nreplicas, 2);
-    int bad_ds = ds_of(st.replicas[1]);
+    int bad_ds = cluster_ds_index(C, st.replicas[1]);
     cr_assert_geq(bad_ds, 0);
     char p[700];
     snprintf(p, sizeof(p), "%s/blocks/%016llx.blk", C->ds[bad_ds].data,

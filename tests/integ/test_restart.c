@@ -4,6 +4,7 @@
  * and restarted on the same folder reloads its index and serves its files
  * itself; (c) uploads after its restart work. A clean SIGTERM stop exits 0. */
 #include "tests/integ/cluster.h"
+#include "tests/integ/fixture.h"
 
 #include <criterion/criterion.h>
 #include <signal.h>
@@ -19,47 +20,43 @@
 #define PUT_ATTEMPTS 3
 #define CLI_TIMEOUT_MS 30000
 
-static struct cluster *C;
-
 static void setup(void)
 {
-    struct cluster_opts o = {.ndataservers = 3, .replicas = 2, .heartbeat_timeout_ms = 3000,
-                             .safe_mode_timeout_ms = 5000};
-    cluster_start(&o, &C);
+    fixture_start(&(struct cluster_opts){.ndataservers = 3, .replicas = 2,
+                                         .heartbeat_timeout_ms = 3000,
+                                         .safe_mode_timeout_ms = 5000});
 }
 
-static void teardown(void)
-{
-    cluster_stop(C);
-    C = NULL;
-}
-
-TestSuite(restart, .init = setup, .fini = teardown, .timeout = 180);
+TestSuite(restart, .init = setup, .fini = fixture_stop, .timeout = 180);
 
 static uint64_t seed;
 static uint32_t sizes[NFILES + 2 * NNEW];
 static char names[NFILES + 2 * NNEW][IMGSTORE_NAME_MAX];
 
-static void make_data(const char *test)
+static void put_range(imgstore_t *h, int from, int to, const char *when)
 {
+    fixture_put_range(h, seed, from, to - from, sizes, names, PUT_ATTEMPTS, when);
+}
+
+/* The start of each test: the data set of `test` (its sizes), a handle
+ * (the caller's) and files 0..n-1 uploaded through it. */
+static imgstore_t *begin(const char *test, int n, const char *when)
+{
+    cr_assert_not_null(C, "the cluster did not start (see above)");
     seed = cluster_seed(test);
     uint64_t rng = seed;
     for (int i = 0; i < NFILES + 2 * NNEW; i++)
         sizes[i] = cluster_log_size(&rng, MAX_SIZE);
-}
-
-static void put_range(imgstore_t *h, int from, int to, const char *when)
-{
-    for (int i = from; i < to; i++)
-        cr_assert_eq(cluster_put_file(h, seed, (uint64_t)i, sizes[i], names[i], PUT_ATTEMPTS), 0,
-                     "%s: upload %d failed %d times", when, i, PUT_ATTEMPTS);
+    imgstore_t *h = cluster_client(C);
+    cr_assert_not_null(h);
+    put_range(h, 0, n, when);
+    return h;
 }
 
 static void check_range(imgstore_t *h, int from, int to, const char *when)
 {
-    int bad = 0;
-    for (int i = from; i < to; i++)
-        bad += cluster_check_file(h, names[i], NULL, seed, (uint64_t)i, sizes[i]) != 0;
+    int bad =
+        cluster_check_range(h, seed, from, to, (const char(*)[IMGSTORE_NAME_MAX])names, sizes);
     cr_assert_eq(bad, 0, "%s: %d of %d files unreadable", when, bad, to - from);
 }
 
@@ -100,11 +97,7 @@ static void cli_roundtrip(void)
 
 Test(restart, nameserver)
 {
-    cr_assert_not_null(C, "the cluster did not start (see above)");
-    make_data("restart.nameserver");
-    imgstore_t *h = cluster_client(C);
-    cr_assert_not_null(h);
-    put_range(h, 0, NFILES, "before the restart");
+    imgstore_t *h = begin("restart.nameserver", NFILES, "before the restart");
 
     assert_clean_exit("the nameserver", cluster_signal_proc(&C->ns, SIGTERM));
     cr_assert_eq(cluster_start_ns(C), 0);
@@ -133,11 +126,7 @@ Test(restart, nameserver)
 
 Test(restart, dataserver)
 {
-    cr_assert_not_null(C, "the cluster did not start (see above)");
-    make_data("restart.dataserver");
-    imgstore_t *h = cluster_client(C);
-    cr_assert_not_null(h);
-    put_range(h, 0, NFILES, "before the crash");
+    imgstore_t *h = begin("restart.dataserver", NFILES, "before the crash");
 
     /* The victim is the dataserver holding the most files. */
     static char where[NFILES][IMGSTORE_MAX_REPLICAS][IMGSTORE_ADDR_MAX];
@@ -240,11 +229,7 @@ static int wait_ready_state(int i, int want, int timeout_ms)
  * nameserver is frozen, not killed: it lives on, as behind a partition. */
 Test(restart, view_lease)
 {
-    cr_assert_not_null(C, "the cluster did not start (see above)");
-    make_data("restart.view_lease");
-    imgstore_t *h = cluster_client(C);
-    cr_assert_not_null(h);
-    put_range(h, 0, 20, "before the freeze");
+    imgstore_t *h = begin("restart.view_lease", 20, "before the freeze");
     for (int i = 0; i < C->nds; i++)
         cr_assert_eq(wait_ready_state(i, 1, 10000) >= 0, 1, "ds%d never ready", i + 1);
 

@@ -5,6 +5,7 @@
 #include "base/crc32c.h"
 #include "proto/fname.h"
 #include "tests/integ/cluster.h"
+#include "tests/integ/fixture.h"
 
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -22,24 +23,17 @@
 #define NSTAT 12 /* files checked through `imgstore stat` */
 #define CLI_TIMEOUT_MS 120000
 
-static struct cluster *C;
 static uint64_t seed;
 static uint32_t sizes[NFILES];
 static char names[NFILES][IMGSTORE_NAME_MAX];
 
 static void setup(void)
 {
-    struct cluster_opts o = {.ndataservers = 3, .replicas = 2};
-    cluster_start(&o, &C);
+    fixture_start(&(struct cluster_opts){.ndataservers = 3, .replicas = 2});
 }
 
-static void teardown(void)
-{
-    cluster_stop(C);
-    C = NULL;
-}
 
-TestSuite(roundtrip, .init = setup, .fini = teardown, .timeout = 280);
+TestSuite(roundtrip, .init = setup, .fini = fixture_stop, .timeout = 280);
 
 /* Sizes are log-uniform in [1, 2 MiB], so the total stays near 150 MB; the
  * first CLI file and the first library file are exactly 1 byte and the next

@@ -4,10 +4,10 @@
 #include "base/err.h"
 #include "dataserver/block.h"
 #include "dataserver/uring.h"
+#include "tests/unit/engine_fixture.h"
 
 #include <criterion/criterion.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,20 +20,14 @@
 
 static char dir[64];
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-    return remove(p);
-}
-
 static void setup(void)
 {
-    snprintf(dir, sizeof(dir), "/tmp/imgstore-block-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
+    engine_tmpdir(dir, sizeof(dir), "block");
 }
 
 static void teardown(void)
 {
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    engine_rmtree(dir);
 }
 
 TestSuite(block, .init = setup, .fini = teardown);
@@ -54,11 +48,18 @@ static struct block *create(int primary)
     return b;
 }
 
+/* Opens the test block, which must open cleanly. */
+static struct block *open_block(void)
+{
+    struct block *b;
+    cr_assert_eq(block_open(dir, 0, TEST_ID, &b), 0);
+    return b;
+}
+
 static struct block *reopen(struct block *b)
 {
     block_close(b);
-    cr_assert_eq(block_open(dir, 0, TEST_ID, &b), 0);
-    return b;
+    return open_block();
 }
 
 /* Fills buf with bytes that depend on seq, so each file is distinct. */
@@ -73,28 +74,27 @@ static uint32_t content(uint32_t seq, uint8_t *buf)
 /* Appends file number `seq` (the block must give that seq). Returns its offset. */
 static uint64_t append(struct block *b, uint32_t want_seq)
 {
-    uint8_t data[2048], rec[4096];
-    uint32_t len = content(want_seq, data), seq;
-    uint64_t off;
-    size_t rs = needle_record_size(len);
-    cr_assert_eq(block_reserve(b, (uint32_t)rs, &off, &seq), 0);
-    cr_assert_eq(seq, want_seq);
-    struct needle_header h = {.mime = 1, .seq = seq, .cookie = COOKIE(seq), .ctime = 1};
-    needle_build(rec, &h, data, len);
-    cr_assert_eq(uring_pwrite_sync(b->fd, rec, rs, off), (ssize_t)rs);
-    cr_assert_eq(block_commit(b, off, &h), 0);
-    return off;
+    uint8_t data[2048];
+    uint32_t len = content(want_seq, data);
+    return engine_append(b, want_seq, COOKIE(want_seq), 1, data, len);
 }
 
 static void delete(struct block *b, uint32_t seq)
 {
-    uint8_t rec[NEEDLE_HEADER_SIZE];
-    uint64_t off;
-    cr_assert_eq(block_reserve_tombstone(b, NEEDLE_HEADER_SIZE, &off), 0);
-    struct needle_header h = {.flags = NEEDLE_FLAG_TOMBSTONE, .seq = seq, .cookie = COOKIE(seq)};
-    needle_build(rec, &h, NULL, 0);
-    cr_assert_eq(uring_pwrite_sync(b->fd, rec, sizeof(rec), off), (ssize_t)sizeof(rec));
-    cr_assert_eq(block_commit(b, off, &h), 0);
+    engine_tombstone(b, seq, COOKIE(seq));
+}
+
+/* A new primary block holding files 1..n; *mark_off (when not NULL) gets
+ * the offset of file `mark`. */
+static struct block *create_filled(uint32_t n, uint32_t mark, uint64_t *mark_off)
+{
+    struct block *b = create(1);
+    for (uint32_t s = 1; s <= n; s++) {
+        uint64_t o = append(b, s);
+        if (s == mark && mark_off)
+            *mark_off = o;
+    }
+    return b;
 }
 
 /* Reads file seq like a server would: lookup, one read, verify. */
@@ -176,9 +176,7 @@ Test(block, create_writes_superblock_index_meta)
 
 Test(block, reserve_commit_lookup_and_reopen)
 {
-    struct block *b = create(1);
-    for (uint32_t s = 1; s <= 50; s++)
-        append(b, s);
+    struct block *b = create_filled(50, 0, NULL);
     check_all(b, 1, 50);
     cr_assert_eq(block_file_count(b), 50);
     uint64_t tail = b->tail;
@@ -247,9 +245,7 @@ Test(block, reserve_rules)
 
 Test(block, tombstones)
 {
-    struct block *b = create(1);
-    for (uint32_t s = 1; s <= 3; s++)
-        append(b, s);
+    struct block *b = create_filled(3, 0, NULL);
     uint64_t off;
     uint32_t size;
     cr_assert_eq(block_lookup(b, 2, &off, &size), 0);
@@ -277,13 +273,11 @@ Test(block, tombstones)
 
 Test(block, recovery_index_missing)
 {
-    struct block *b = create(1);
-    for (uint32_t s = 1; s <= 20; s++)
-        append(b, s);
+    struct block *b = create_filled(20, 0, NULL);
     uint64_t tail = b->tail;
     block_close(b);
     unlink_file(".idx");
-    cr_assert_eq(block_open(dir, 0, TEST_ID, &b), 0);
+    b = open_block();
     check_all(b, 1, 20);
     cr_assert_eq(b->tail, tail);
     cr_assert_eq(b->next_seq, 21);
@@ -293,13 +287,11 @@ Test(block, recovery_index_missing)
 
 Test(block, recovery_index_lagging)
 {
-    struct block *b = create(1);
-    for (uint32_t s = 1; s <= 20; s++)
-        append(b, s);
+    struct block *b = create_filled(20, 0, NULL);
     block_close(b);
     /* the index lost its last 8 entries and half of another */
     truncate_file(".idx", INDEX_HEADER_SIZE + 12 * INDEX_ENTRY_SIZE - 6);
-    cr_assert_eq(block_open(dir, 0, TEST_ID, &b), 0);
+    b = open_block();
     check_all(b, 1, 20);
     cr_assert_eq(b->next_seq, 21);
     cr_assert_eq(file_size(".idx"), INDEX_HEADER_SIZE + 20 * INDEX_ENTRY_SIZE);
@@ -312,20 +304,18 @@ Test(block, recovery_index_lagging)
 
 Test(block, recovery_index_garbage)
 {
-    struct block *b = create(1);
-    for (uint32_t s = 1; s <= 10; s++)
-        append(b, s);
+    struct block *b = create_filled(10, 0, NULL);
     block_close(b);
     uint8_t junk[200];
     for (size_t i = 0; i < sizeof(junk); i++)
         junk[i] = (uint8_t)(i * 73 + 11);
     /* garbage after good entries, then garbage over the header */
     poke(".idx", INDEX_HEADER_SIZE + 6 * INDEX_ENTRY_SIZE, junk, sizeof(junk));
-    cr_assert_eq(block_open(dir, 0, TEST_ID, &b), 0);
+    b = open_block();
     check_all(b, 1, 10);
     block_close(b);
     poke(".idx", 0, junk, sizeof(junk));
-    cr_assert_eq(block_open(dir, 0, TEST_ID, &b), 0);
+    b = open_block();
     check_all(b, 1, 10);
     cr_assert_eq(file_size(".idx"), INDEX_HEADER_SIZE + 10 * INDEX_ENTRY_SIZE);
     block_close(b);
@@ -333,13 +323,11 @@ Test(block, recovery_index_garbage)
 
 Test(block, recovery_index_last_entry_wrong)
 {
-    struct block *b = create(1);
-    for (uint32_t s = 1; s <= 10; s++)
-        append(b, s);
+    struct block *b = create_filled(10, 0, NULL);
     block_close(b);
     /* the last entry points at record 9's offset but says seq 10 */
     uint8_t e[INDEX_ENTRY_SIZE];
-    cr_assert_eq(block_open(dir, 0, TEST_ID, &b), 0);
+    b = open_block();
     uint64_t off9;
     uint32_t size9;
     cr_assert_eq(block_lookup(b, 9, &off9, &size9), 0);
@@ -347,22 +335,20 @@ Test(block, recovery_index_last_entry_wrong)
     index_encode_entry(10, off9, size9, 0, e);
     poke(".idx", INDEX_HEADER_SIZE + 9 * INDEX_ENTRY_SIZE, e, sizeof(e));
     truncate_file(".idx", INDEX_HEADER_SIZE + 10 * INDEX_ENTRY_SIZE);
-    cr_assert_eq(block_open(dir, 0, TEST_ID, &b), 0);
+    b = open_block();
     check_all(b, 1, 10);
     block_close(b);
 }
 
 Test(block, recovery_torn_final_record)
 {
-    struct block *b = create(1);
-    for (uint32_t s = 1; s <= 10; s++)
-        append(b, s);
+    struct block *b = create_filled(10, 0, NULL);
     uint64_t off10;
     uint32_t size10;
     cr_assert_eq(block_lookup(b, 10, &off10, &size10), 0);
     block_close(b);
     truncate_file(".blk", (off_t)(off10 + NEEDLE_HEADER_SIZE + 5));
-    cr_assert_eq(block_open(dir, 0, TEST_ID, &b), 0);
+    b = open_block();
     check_all(b, 1, 9);
     uint64_t off;
     uint32_t size;
@@ -377,7 +363,7 @@ Test(block, recovery_torn_final_record)
     block_close(b);
     truncate_file(".blk", (off_t)(off10 + needle_record_size(size10) + 7));
     unlink_file(".idx");
-    cr_assert_eq(block_open(dir, 0, TEST_ID, &b), 0);
+    b = open_block();
     check_all(b, 1, 10);
     cr_assert_eq(file_size(".blk"), (off_t)(off10 + needle_record_size(size10)));
     block_close(b);
@@ -385,19 +371,14 @@ Test(block, recovery_torn_final_record)
 
 Test(block, recovery_corrupt_data_is_skipped)
 {
-    struct block *b = create(1);
     uint64_t off3 = 0;
-    for (uint32_t s = 1; s <= 5; s++) {
-        uint64_t o = append(b, s);
-        if (s == 3)
-            off3 = o;
-    }
+    struct block *b = create_filled(5, 3, &off3);
     uint64_t tail = b->tail;
     block_close(b);
     uint8_t x = 0xff;
     poke(".blk", (off_t)off3 + NEEDLE_HEADER_SIZE + 10, &x, 1);
     unlink_file(".idx");
-    cr_assert_eq(block_open(dir, 0, TEST_ID, &b), 0);
+    b = open_block();
     check_all(b, 1, 2);
     check_all(b, 4, 5);
     uint64_t off;
@@ -416,19 +397,14 @@ Test(block, recovery_corrupt_data_is_skipped)
 
 Test(block, recovery_bad_header_stops_scan)
 {
-    struct block *b = create(1);
     uint64_t off3 = 0;
-    for (uint32_t s = 1; s <= 5; s++) {
-        uint64_t o = append(b, s);
-        if (s == 3)
-            off3 = o;
-    }
+    struct block *b = create_filled(5, 3, &off3);
     block_close(b);
     off_t size_before = file_size(".blk");
     uint8_t bad[2] = {0x00, 0x00};
     poke(".blk", (off_t)off3, bad, sizeof(bad));
     unlink_file(".idx");
-    cr_assert_eq(block_open(dir, 0, TEST_ID, &b), 0);
+    b = open_block();
     check_all(b, 1, 2);
     uint64_t off;
     uint32_t size;
@@ -457,7 +433,7 @@ Test(block, hostile_header_sizes)
     struct needle_header h = {.seq = 2, .cookie = 1, .size = NEEDLE_MAX_DATA};
     needle_encode_header(&h, hdr);
     poke(".blk", (off_t)tail, hdr, sizeof(hdr));
-    cr_assert_eq(block_open(dir, 0, TEST_ID, &b), 0);
+    b = open_block();
     cr_assert_eq(file_size(".blk"), (off_t)tail);
     block_close(b);
     /* a record with an absurd seq is not a record */
@@ -465,7 +441,7 @@ Test(block, hostile_header_sizes)
     h.size = 0;
     needle_encode_header(&h, hdr);
     poke(".blk", (off_t)tail, hdr, sizeof(hdr));
-    cr_assert_eq(block_open(dir, 0, TEST_ID, &b), 0);
+    b = open_block();
     cr_assert_eq(b->sealed, 1);
     cr_assert(b->next_seq < 100);
     check_all(b, 1, 1);
@@ -481,7 +457,7 @@ Test(block, bad_superblock_and_meta)
     cr_assert_eq(block_open(dir, 0, TEST_ID, &b), IMG_EFORMAT);
     x = 0;
     poke(".blk", 40, &x, 1);
-    cr_assert_eq(block_open(dir, 0, TEST_ID, &b), 0);
+    b = open_block();
     block_close(b);
     /* a different block's id */
     cr_assert_eq(block_open(dir, 0, TEST_ID + 1, &b), -ENOENT);
@@ -528,7 +504,7 @@ Test(block, set_version_saved_and_optional)
     FILE *f = fopen(p, "w");
     fputs("version=1\nblock=00000000000000ab\nprimary=0\nsealed=1\ncorrupt=0\n", f);
     fclose(f);
-    cr_assert_eq(block_open(dir, 0, TEST_ID, &b), 0);
+    b = open_block();
     cr_assert_eq(b->set_version, 0);
     cr_assert(b->sealed);
     block_close(b);

@@ -3,10 +3,10 @@
  * closing the loop, which proves no handle leaked. */
 #include "base/err.h"
 #include "dataserver/blockio.h"
+#include "tests/unit/engine_fixture.h"
 
 #include <criterion/criterion.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,15 +22,9 @@ static uv_loop_t loop;
 static struct uring *ring;
 static struct block *blk;
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-    return remove(p);
-}
-
 static void setup(void)
 {
-    snprintf(dir, sizeof(dir), "/tmp/imgstore-blockio-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
+    engine_tmpdir(dir, sizeof(dir), "blockio");
     cr_assert_eq(uv_loop_init(&loop), 0);
     cr_assert_eq(uring_init(&loop, 64, &ring), 0);
     cr_assert_eq(block_create(dir, 0, TEST_ID, TEST_SIZE, 1, NULL, 0, &blk), 0);
@@ -43,7 +37,7 @@ static void teardown(void)
     uring_close(ring);
     uv_run(&loop, UV_RUN_DEFAULT);
     cr_expect_eq(uv_loop_close(&loop), 0, "a handle leaked");
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    engine_rmtree(dir);
 }
 
 TestSuite(blockio, .init = setup, .fini = teardown);

@@ -6,13 +6,13 @@
 #include "dataserver/block.h"
 #include "dataserver/blockio.h"
 #include "dataserver/compact.h"
+#include "tests/unit/engine_fixture.h"
 
 #include "base/crc32c.h"
 #include "base/err.h"
 
 #include <criterion/criterion.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,16 +26,9 @@
 
 static char root[64], dir_a[128], dir_b[128];
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-    (void)st, (void)flag, (void)f;
-    return remove(p);
-}
-
 static void setup(void)
 {
-    snprintf(root, sizeof(root), "/tmp/imgstore-compact-XXXXXX");
-    cr_assert_not_null(mkdtemp(root));
+    engine_tmpdir(root, sizeof(root), "compact");
     snprintf(dir_a, sizeof(dir_a), "%s/a", root);
     snprintf(dir_b, sizeof(dir_b), "%s/b", root);
     cr_assert_eq(mkdir(dir_a, 0755), 0);
@@ -44,7 +37,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    engine_rmtree(root);
 }
 
 TestSuite(compact, .init = setup, .fini = teardown);
@@ -59,28 +52,15 @@ static uint32_t content(uint32_t seq, uint8_t *buf)
 
 static void append(struct block *b, uint32_t want_seq)
 {
-    static uint8_t data[32768], rec[33000];
-    uint32_t len = content(want_seq, data), seq;
-    uint64_t off;
-    size_t rs = needle_record_size(len);
-    cr_assert_eq(block_reserve(b, (uint32_t)rs, &off, &seq), 0);
-    cr_assert_eq(seq, want_seq);
-    struct needle_header h = {.mime = 1, .seq = seq, .cookie = COOKIE(seq), .ctime = 1000 + seq};
-    needle_build(rec, &h, data, len);
-    cr_assert_eq(uring_pwrite_sync(b->fd, rec, rs, off), (ssize_t)rs);
-    cr_assert_eq(block_commit(b, off, &h), 0);
+    static uint8_t data[32768];
+    uint32_t len = content(want_seq, data);
+    engine_append(b, want_seq, COOKIE(want_seq), 1000 + want_seq, data, len);
     b->durable_tail = b->tail;
 }
 
 static void delete(struct block *b, uint32_t seq)
 {
-    uint8_t rec[NEEDLE_HEADER_SIZE];
-    uint64_t off;
-    cr_assert_eq(block_reserve_tombstone(b, NEEDLE_HEADER_SIZE, &off), 0);
-    struct needle_header h = {.flags = NEEDLE_FLAG_TOMBSTONE, .seq = seq, .cookie = COOKIE(seq)};
-    needle_build(rec, &h, NULL, 0);
-    cr_assert_eq(uring_pwrite_sync(b->fd, rec, sizeof(rec), off), (ssize_t)sizeof(rec));
-    cr_assert_eq(block_commit(b, off, &h), 0);
+    engine_tombstone(b, seq, COOKIE(seq));
     b->durable_tail = b->tail;
 }
 

@@ -2,10 +2,10 @@
  * id, reopening blocks, and choosing a folder for a new block. */
 #include "base/err.h"
 #include "dataserver/store.h"
+#include "tests/unit/engine_fixture.h"
 
 #include <criterion/criterion.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,15 +18,9 @@ static char root[64], d0[128], d1[128];
 static char *dirs[2] = {d0, d1};
 static uv_loop_t loop;
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-    return remove(p);
-}
-
 static void setup(void)
 {
-    snprintf(root, sizeof(root), "/tmp/imgstore-store-XXXXXX");
-    cr_assert_not_null(mkdtemp(root));
+    engine_tmpdir(root, sizeof(root), "store");
     /* d1 does not exist yet: store_open creates it */
     snprintf(d0, sizeof(d0), "%s/disk0", root);
     snprintf(d1, sizeof(d1), "%s/a/disk1", root);
@@ -37,7 +31,7 @@ static void teardown(void)
 {
     uv_run(&loop, UV_RUN_DEFAULT);
     cr_expect_eq(uv_loop_close(&loop), 0, "a handle leaked");
-    nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    engine_rmtree(root);
 }
 
 TestSuite(store, .init = setup, .fini = teardown);
