@@ -480,6 +480,7 @@ static void parse_failed(struct http_server_conn *hc, int code)
     }
     hc->draining = 1;
     hc->head_started_ms = 0;
+    q->method = hc->parser.method; /* as far as it was parsed */
     q->keep_alive = 0;
     q->close_after = 1;
     q->head_only = 0;

@@ -100,8 +100,9 @@ struct http_server_ops {
     void (*on_request)(struct http_server_req *q);
     /* The core refuses the request: code is 400 (unparsable), 408 (head too
      * slow), 414 (target too long), 431 (headers too large) or 503 (out of
-     * memory). close_after is set (and head_only cleared, but for 503); the
-     * server answers it. */
+     * memory). close_after is set (and head_only cleared, but for 503;
+     * method is what the parser read, if it got that far); the server
+     * answers it. */
     void (*on_error)(struct http_server_req *q, int code);
     /* Optional. Frees what the server added to q (never q itself). */
     void (*req_free)(struct http_server_req *q);
