@@ -40,6 +40,9 @@ DS_OBJ := $(call src_to_obj,$(DS_SRC))
 DS_CORE_OBJ := $(call src_to_obj,$(wildcard $(addprefix dataserver/,needle.c index.c uring.c block.c blockio.c store.c compact.c)))
 LIB_SRC := $(wildcard client/*.c)
 LIB_OBJ := $(call src_to_obj,$(LIB_SRC))
+# The HTTP server core (net/http_server.c) serves the two servers only: the
+# client library does not carry it.
+LIB_COMMON_OBJ := $(filter-out $(OBJ)/net/http_server.o,$(COMMON_OBJ))
 
 BINS := $(if $(wildcard nameserver/main.c),$(BUILD)/bin/nameserver) \
         $(if $(wildcard dataserver/main.c),$(BUILD)/bin/dataserver) \
@@ -114,11 +117,11 @@ $(BUILD)/bin/dataserver: $(OBJ)/dataserver/main.o $(DS_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/lib/libimgstore.a: $(LIB_OBJ) $(COMMON_OBJ)
+$(BUILD)/lib/libimgstore.a: $(LIB_OBJ) $(LIB_COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/lib/libimgstore.so: $(LIB_OBJ) $(COMMON_OBJ)
+$(BUILD)/lib/libimgstore.so: $(LIB_OBJ) $(LIB_COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -shared -Wl,-soname,libimgstore.so.1 -o $@ $^ $(LDLIBS)
 	ln -sf libimgstore.so $(BUILD)/lib/libimgstore.so.1

@@ -69,7 +69,6 @@ struct ds {
     char listen_addr[DS_ADDR_MAX];
     char http_addr[DS_ADDR_MAX];
     uv_tcp_t listen_tcp;
-    uv_tcp_t http_tcp;
     int stopping;
 
     /* nameserver session (ds_session.c) */

@@ -100,14 +100,14 @@ static void get_serve(struct http_req *r, const struct needle_header *h, uint8_t
             break;
         }
     }
-    if (!r->keep_alive)
-        r->close_after = 1;
+    if (!r->q.keep_alive)
+        r->q.close_after = 1;
     size_t len;
     char *hdr = http_head_begin(r, status, 512, &len);
     if (!hdr) {
         free(mem);
-        r->close_after = 1;
-        http_req_finish(r);
+        r->q.close_after = 1;
+        http_server_finish(&r->q);
         return;
     }
     if (status == 416) {
@@ -130,14 +130,14 @@ static void get_serve(struct http_req *r, const struct needle_header *h, uint8_t
                                "\r\n",
                                etag, lastmod);
     }
-    r->resp_hdr = hdr;
-    r->resp_hdr_len = len;
-    r->resp_mem = mem;
-    if (!r->head_only && (status == 200 || status == 206) && data && clen > 0) {
-        r->resp_body = data + first;
-        r->resp_body_len = (size_t)clen;
+    r->q.resp_hdr = hdr;
+    r->q.resp_hdr_len = len;
+    r->q.resp_mem = mem;
+    if (!r->q.head_only && (status == 200 || status == 206) && data && clen > 0) {
+        r->q.resp_body = data + first;
+        r->q.resp_body_len = (size_t)clen;
     }
-    http_req_finish(r);
+    http_server_finish(&r->q);
 }
 
 /* ---- local read ------------------------------------------------------------- */
@@ -147,9 +147,9 @@ static void local_done(int status, const struct needle_header *h, uint64_t offse
 {
     struct http_req *r = arg;
     (void)offset;
-    if (!r->hc) {
+    if (!r->q.conn) {
         free(rec);
-        http_req_finish(r);
+        http_server_finish(&r->q);
         return;
     }
     if (status == 0) {
@@ -172,8 +172,8 @@ static void remote_reply(int status, const struct frame *f, void *arg)
     const char *addr = r->loc.addr[r->replica - 1];
     if (status == 0)
         status = f->h.status;
-    if (!r->hc) {
-        http_req_finish(r);
+    if (!r->q.conn) {
+        http_server_finish(&r->q);
         return;
     }
     Imgstore__ReadResp *m = NULL;
@@ -182,7 +182,7 @@ static void remote_reply(int status, const struct frame *f, void *arg)
         if (!m)
             status = IMG_EPROTO;
     }
-    if (status == 0 && !r->head_only &&
+    if (status == 0 && !r->q.head_only &&
         (f->h.body_len != m->size || crc32c(0, f->body, f->h.body_len) != m->crc32c))
         status = IMG_ECORRUPT;
     if (status == 0) {
@@ -191,7 +191,7 @@ static void remote_reply(int status, const struct frame *f, void *arg)
                                   .ctime = m->created,
                                   .data_crc = m->crc32c};
         uint8_t *mem = NULL;
-        if (!r->head_only && m->size > 0) {
+        if (!r->q.head_only && m->size > 0) {
             mem = malloc(m->size);
             if (!mem) {
                 imgstore__read_resp__free_unpacked(m, NULL);
@@ -219,8 +219,8 @@ static void remote_reply(int status, const struct frame *f, void *arg)
 static void lookup_done(int status, const struct ds_loc *loc, void *arg)
 {
     struct http_req *r = arg;
-    if (!r->hc) {
-        http_req_finish(r);
+    if (!r->q.conn) {
+        http_server_finish(&r->q);
         return;
     }
     if (status != 0) {
@@ -259,7 +259,7 @@ static void remote_next(struct http_req *r)
         req.block_id = r->f.block_id;
         req.seq = r->f.seq;
         req.cookie = r->f.cookie;
-        if (ds_peer_request(ds, addr, r->head_only ? FT_STAT : FT_READ, &req.base, NULL, 0,
+        if (ds_peer_request(ds, addr, r->q.head_only ? FT_STAT : FT_READ, &req.base, NULL, 0,
                             HTTP_PROXY_TIMEOUT_MS, remote_reply, r) == 0)
             return;
     }
@@ -275,7 +275,7 @@ static void remote_next(struct http_req *r)
 void http_get_start(struct http_req *r)
 {
     struct ds *ds = r->ds;
-    int rc = ds_file_read(ds, r->f.block_id, r->f.seq, r->f.cookie, r->head_only, local_done, r);
+    int rc = ds_file_read(ds, r->f.block_id, r->f.seq, r->f.cookie, r->q.head_only, local_done, r);
     if (rc == 0)
         return;
     if (rc == IMG_ENOTFOUND) {

@@ -1,35 +1,31 @@
-/* http_int.h - internals shared by the HTTP origin's files:
- *   ds_http.c    listening, connections, parsing (http-parser), limits,
- *                timeouts, the in-order response queue, dispatch
+/* http_int.h - internals shared by the HTTP origin's files, on top of the
+ * HTTP server core (net/http_server.h: connections, parsing, limits,
+ * timeouts, the in-order response queue):
+ *   ds_http.c    the origin's routes: header checks, uploads' bodies,
+ *                dispatch by path and method, the common response headers
  *   http_get.c   GET/HEAD of a file: local read or fetch from a replica,
  *                validators, conditionals, ranges
  *   http_put.c   authenticated uploads (POST/PUT /) and deletes
  *   http_util.c  pure helpers (http_util.h)
  *
- * Requests of one connection sit in a FIFO in arrival order. A request is
- * PARSING until its message is complete, WORKING while its disk read or
- * network call runs, READY once its response is built; responses leave the
- * head of the FIFO only, so pipelined responses keep request order whatever
- * order the work completes in. When a connection closes, its WORKING
- * requests are orphaned (hc = NULL) and freed by their own completion. */
+ * A request is a struct http_req, which begins with the core's struct
+ * http_server_req (r->q: method, path, the response, r->q.conn == NULL once
+ * its connection closed). The core calls ds_http.c's callbacks; a handler
+ * answers by filling r->q.resp_* and calling http_server_finish(&r->q),
+ * which is also what frees an orphaned request. */
 #ifndef DS_HTTP_INT_H
 #define DS_HTTP_INT_H
 
 #include "dataserver/ds.h"
 #include "dataserver/ds_nsclient.h"
 #include "dataserver/needle.h"
+#include "net/http_server.h"
 #include "proto/fname.h"
 
 #include <http_parser.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define HTTP_MAX_URL 2048          /* request target bytes; past it 414 */
-#define HTTP_MAX_HEADER_BYTES 8192 /* header field + value bytes; past it 431 */
-#define HTTP_MAX_HEADERS 64        /* header lines; past it 431 */
-#define HTTP_PIPELINE_MAX 32       /* queued requests before reading pauses */
-#define HTTP_WQ_MAX (4u << 20)     /* unsent bytes before reading pauses */
-#define HTTP_READ_BUF 16384
 #define HTTP_PROXY_TIMEOUT_MS 3000 /* one READ to a replica */
 #define HTTP_UPLOAD_TIMEOUT_MS 10000 /* whole upload or delete, retries included */
 #define HTTP_UPLOAD_ATTEMPTS 8
@@ -43,24 +39,11 @@
 #define HTTP_CC_NOSTORE "no-store"
 #define HTTP_RETRY_AFTER_S 1
 
-struct http_conn;
-
-enum http_req_state { REQ_PARSING, REQ_WORKING, REQ_READY, REQ_WRITING };
-
 struct http_req {
-    struct http_req *next;
-    struct http_conn *hc; /* NULL once the connection closed (orphaned) */
+    struct http_server_req q; /* first: the core's part (net/http_server.h) */
     struct ds *ds;
-    enum http_req_state state;
-    unsigned method;       /* enum http_method */
-    int head_only;
-    int keep_alive;        /* the client wants the connection kept */
-    int http10;
-    int counted;           /* holds one of the server's in-flight slots */
-    int responded;         /* a response was built (maybe early, at headers) */
 
-    /* the request */
-    char *path;            /* request target without query, NUL-terminated */
+    /* the request's headers this origin reads, and an upload's body */
     char *if_none_match, *if_modified_since, *range, *if_range;
     char *authorization, *content_type, *expect;
     uint8_t *body;
@@ -78,21 +61,6 @@ struct http_req {
     uint32_t crc;
     unsigned mime;
     uint64_t deadline_ms;
-
-    /* the response */
-    char *resp_hdr;
-    size_t resp_hdr_len;
-    uint8_t *resp_mem;     /* freed after the write */
-    const uint8_t *resp_body;
-    size_t resp_body_len;
-    int close_after;
-    uv_write_t wreq;
-};
-
-struct http_server {
-    struct ds *ds;
-    struct http_conn *conns;
-    int inflight;
 };
 
 /* ds_http.c: builds a response with the common headers (Server, Date,
@@ -104,12 +72,6 @@ void http_reply_text(struct http_req *r, int code, const char *cache_control,
  * room for `more` extra bytes; returns the buffer and its used length in
  * *len, or NULL. */
 char *http_head_begin(struct http_req *r, int code, size_t more, size_t *len);
-/* Marks the request's response built (resp_* filled) and sends whatever is
- * ready at the head of its connection's queue. Releases the in-flight slot.
- * Frees an orphaned request. */
-void http_req_finish(struct http_req *r);
-/* Returns the reason phrase of a status code. */
-const char *http_reason(int code);
 
 /* http_get.c */
 void http_get_start(struct http_req *r);

@@ -59,21 +59,21 @@ static void upload_created(struct http_req *r, const char *name)
     snprintf(body, sizeof(body), "{\"name\":\"%s\",\"size\":%zu,\"etag\":\"\\%.*s\\\"\"}\n", name,
              r->body_len, (int)strlen(etag) - 1, etag);
     snprintf(extra, sizeof(extra), "Location: /%s\r\nETag: %s\r\n", name, etag);
-    if (!r->keep_alive)
-        r->close_after = 1;
+    if (!r->q.keep_alive)
+        r->q.close_after = 1;
     size_t len, blen = strlen(body);
     char *hdr = http_head_begin(r, 201, 256 + strlen(extra) + blen, &len);
     if (hdr) {
         len += (size_t)sprintf(hdr + len,
                                "Content-Type: application/json\r\nContent-Length: %zu\r\n"
                                "Cache-Control: no-store\r\n%s\r\n%s",
-                               blen, extra, r->head_only ? "" : body);
+                               blen, extra, r->q.head_only ? "" : body);
     }
-    r->resp_hdr = hdr;
-    r->resp_hdr_len = hdr ? len : 0;
+    r->q.resp_hdr = hdr;
+    r->q.resp_hdr_len = hdr ? len : 0;
     free(r->body);
     r->body = NULL;
-    http_req_finish(r);
+    http_server_finish(&r->q);
 }
 
 static void write_reply(int status, const struct frame *f, void *arg)
@@ -93,8 +93,8 @@ static void write_reply(int status, const struct frame *f, void *arg)
         struct fname fn = {.block_id = r->loc.block_id, .seq = m->seq, .cookie = m->cookie};
         char name[FNAME_LEN + 1];
         imgstore__write_resp__free_unpacked(m, NULL);
-        if (!r->hc) {
-            http_req_finish(r);
+        if (!r->q.conn) {
+            http_server_finish(&r->q);
             return;
         }
         if (fname_encode(&fn, name) != 0) {
@@ -106,11 +106,11 @@ static void write_reply(int status, const struct frame *f, void *arg)
     }
     if (m)
         imgstore__write_resp__free_unpacked(m, NULL);
-    if (retry_action(RETRY_WRITE, status) != RETRY_OTHER || !r->hc) {
-        if (r->hc)
+    if (retry_action(RETRY_WRITE, status) != RETRY_OTHER || !r->q.conn) {
+        if (r->q.conn)
             upload_fail(r, status);
         else
-            http_req_finish(r);
+            http_server_finish(&r->q);
         return;
     }
     ds_nsc_writable_drop(r->ds, r->loc.block_id);
@@ -152,8 +152,8 @@ static void wait_done(uv_timer_t *t)
     struct upload_wait *w = t->data;
     struct http_req *r = w->r;
     uv_close((uv_handle_t *)t, wait_closed);
-    if (!r->hc) {
-        http_req_finish(r);
+    if (!r->q.conn) {
+        http_server_finish(&r->q);
         return;
     }
     upload_next(r);
@@ -162,8 +162,8 @@ static void wait_done(uv_timer_t *t)
 static void alloc_done(int status, const struct ds_loc *loc, void *arg)
 {
     struct http_req *r = arg;
-    if (!r->hc) {
-        http_req_finish(r);
+    if (!r->q.conn) {
+        http_server_finish(&r->q);
         return;
     }
     if (status == 0) {
@@ -224,8 +224,8 @@ static void delete_send(struct http_req *r);
 static void delete_lookup_done(int status, const struct ds_loc *loc, void *arg)
 {
     struct http_req *r = arg;
-    if (!r->hc) {
-        http_req_finish(r);
+    if (!r->q.conn) {
+        http_server_finish(&r->q);
         return;
     }
     if (status == IMG_ENOTFOUND) {
@@ -260,8 +260,8 @@ static void delete_reply(int status, const struct frame *f, void *arg)
     struct http_req *r = arg;
     if (status == 0)
         status = f->h.status;
-    if (!r->hc) {
-        http_req_finish(r);
+    if (!r->q.conn) {
+        http_server_finish(&r->q);
         return;
     }
     switch (status) {

@@ -1,18 +1,20 @@
 /* ns_http.c - the nameserver's HTTP port: /metrics, /healthz, /status.json
- * and the status page (ns_http.h).
+ * and the status page (ns_http.h), on top of the HTTP server core
+ * (net/http_server.h), which owns listening, connections, parsing, limits,
+ * the idle timeout and the in-order response queue.
  *
- * One struct http_conn per TCP connection, parsed by http-parser. Every
- * answer is rendered whole when its request is complete and written in
- * request order, so keep-alive and pipelining work. Limits: the URL length
- * (414), parse errors (400 and close) and an idle timeout. The figures are
- * read from struct ns on the loop thread, so a scrape always sees one
- * consistent moment. */
+ * Every answer is rendered whole when its request is complete (the core's
+ * on_request callback) and handed to the core, so keep-alive and
+ * pipelining work. Limits: the URL length (414), parse errors (400 and
+ * close) and an idle timeout; header lines are not kept, so neither limited
+ * nor timed. The figures are read from struct ns on the loop thread, so a
+ * scrape always sees one consistent moment. */
 #include "nameserver/ns_http.h"
 
-#include "net/conn.h"
 #include "base/log.h"
 #include "base/metrics.h"
 #include "nameserver/ns_admin.h"
+#include "net/http_server.h"
 #include "proto/frame.h"
 
 #include <errno.h>
@@ -21,9 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define HTTP_MAX_URL 2048
 #define HTTP_IDLE_MS 30000
-#define HTTP_RBUF 8192
 #define HTTP_HEAD_MAX 512
 #define LABEL_MAX 160
 #define CT_TEXT "text/plain; charset=utf-8"
@@ -31,39 +31,13 @@
 #define CT_JSON "application/json"
 #define PCT 100.0
 
-struct http_conn;
-
 struct ns_http {
     struct ns *ns;
     uv_loop_t *loop;
-    uv_tcp_t listener;
-    struct http_conn *conns; /* every open connection */
-    int handles;             /* open handles; freed at 0 */
+    struct http_server *srv; /* the core: listener and connections */
+    int handles;             /* the core's reference; freed at 0 */
     int stopping;
 };
-
-struct http_conn {
-    struct http_conn *prev, *next;
-    struct ns_http *h;
-    uv_tcp_t tcp;
-    uv_timer_t idle;
-    http_parser parser;
-    char url[HTTP_MAX_URL + 1];
-    size_t url_len;
-    int url_too_long;
-    int closing;
-    int handles;
-    char rbuf[HTTP_RBUF];
-};
-
-struct http_write {
-    uv_write_t req;
-    char *head;
-    char *body;
-    int close_after;
-};
-
-static http_parser_settings settings;
 
 /* ---- figures -------------------------------------------------------------- */
 
@@ -381,7 +355,7 @@ static int render_page(struct ns *ns, uint64_t now_ms, char **out, size_t *len)
     return 0;
 }
 
-/* ---- connections ---------------------------------------------------------- */
+/* ---- requests ------------------------------------------------------------- */
 
 static void http_unref(struct ns_http *h)
 {
@@ -389,212 +363,97 @@ static void http_unref(struct ns_http *h)
         free(h);
 }
 
-static void conn_freed(uv_handle_t *hd)
+/* Answers q with one response; takes ownership of `body` (malloc'd, may be
+ * NULL). Out of memory: the core closes the connection unanswered. */
+static void respond(struct http_server_req *q, int code, const char *ctype, char *body,
+                    size_t blen, int keep_alive)
 {
-    struct http_conn *hc = hd->data;
-    if (--hc->handles > 0)
-        return;
-    struct ns_http *h = hc->h;
-    free(hc);
-    http_unref(h);
-}
-
-static void hconn_close(struct http_conn *hc)
-{
-    if (hc->closing)
-        return;
-    hc->closing = 1;
-    struct ns_http *h = hc->h;
-    if (hc->prev)
-        hc->prev->next = hc->next;
-    else
-        h->conns = hc->next;
-    if (hc->next)
-        hc->next->prev = hc->prev;
-    uv_close((uv_handle_t *)&hc->idle, conn_freed);
-    uv_close((uv_handle_t *)&hc->tcp, conn_freed);
-}
-
-static void write_done(uv_write_t *req, int status)
-{
-    struct http_write *w = (struct http_write *)req;
-    struct http_conn *hc = req->handle->data;
-    if (status < 0 || w->close_after)
-        hconn_close(hc);
-    free(w->head);
-    free(w->body);
-    free(w);
-}
-
-/* Sends one response; takes ownership of `body` (malloc'd, may be NULL). */
-static void respond(struct http_conn *hc, int code, const char *reason, const char *ctype,
-                    char *body, size_t blen, int head_only, int keep_alive)
-{
-    struct http_write *w = hc->closing ? NULL : calloc(1, sizeof(*w));
-    char *head = w ? malloc(HTTP_HEAD_MAX) : NULL;
-    if (!head) {
-        free(w);
-        free(body);
-        hconn_close(hc);
-        return;
+    char *head = malloc(HTTP_HEAD_MAX);
+    if (head)
+        q->resp_hdr_len = (size_t)snprintf(
+            head, HTTP_HEAD_MAX,
+            "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+            "Cache-Control: no-store\r\nConnection: %s\r\n\r\n",
+            code, http_server_reason(code), ctype, blen, keep_alive ? "keep-alive" : "close");
+    q->resp_hdr = head;
+    q->resp_mem = body;
+    if (!q->head_only && body && blen) {
+        q->resp_body = (const uint8_t *)body;
+        q->resp_body_len = blen;
     }
-    int n = snprintf(head, HTTP_HEAD_MAX,
-                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                     "Cache-Control: no-store\r\nConnection: %s\r\n\r\n",
-                     code, reason, ctype, blen, keep_alive ? "keep-alive" : "close");
-    w->head = head;
-    w->body = body;
-    w->close_after = !keep_alive;
-    uv_buf_t bufs[2] = {uv_buf_init(head, (unsigned)n), uv_buf_init(body, (unsigned)blen)};
-    int nbufs = head_only || !body || !blen ? 1 : 2;
-    if (uv_write(&w->req, (uv_stream_t *)&hc->tcp, bufs, nbufs, write_done) != 0) {
-        free(head);
-        free(body);
-        free(w);
-        hconn_close(hc);
-    }
+    q->close_after = !keep_alive;
+    http_server_finish(q);
 }
 
-static void respond_text(struct http_conn *hc, int code, const char *reason, const char *text,
-                         int head_only, int keep_alive)
+static void respond_text(struct http_server_req *q, int code, const char *text, int keep_alive)
 {
     char *body = strdup(text);
-    respond(hc, code, reason, CT_TEXT, body, body ? strlen(body) : 0, head_only, keep_alive);
-}
-
-static int on_message_begin(http_parser *p)
-{
-    struct http_conn *hc = p->data;
-    hc->url_len = 0;
-    hc->url_too_long = 0;
-    return 0;
-}
-
-static int on_url(http_parser *p, const char *at, size_t len)
-{
-    struct http_conn *hc = p->data;
-    if (hc->url_len + len > HTTP_MAX_URL) {
-        hc->url_too_long = 1;
-        return 0;
-    }
-    memcpy(hc->url + hc->url_len, at, len);
-    hc->url_len += len;
-    return 0;
+    respond(q, code, CT_TEXT, body, body ? strlen(body) : 0, keep_alive);
 }
 
 typedef int (*render_fn)(struct ns *ns, uint64_t now_ms, char **out, size_t *len);
 
 /* Renders a document and answers it, or 500 when it cannot be built. */
-static void respond_doc(struct http_conn *hc, render_fn render, struct ns *ns, uint64_t now,
-                        const char *ctype, int head, int keep)
+static void respond_doc(struct http_server_req *q, render_fn render, struct ns *ns, uint64_t now,
+                        const char *ctype, int keep)
 {
     char *body = NULL;
     size_t len = 0;
     if (render(ns, now, &body, &len) != 0)
-        respond_text(hc, 500, "Internal Server Error", "out of memory\n", head, 0);
+        respond_text(q, 500, "out of memory\n", 0);
     else
-        respond(hc, 200, "OK", ctype, body, len, head, keep);
+        respond(q, 200, ctype, body, len, keep);
 }
 
-static int on_message_complete(http_parser *p)
+/* The routes of a complete request. */
+static void on_request(struct http_server_req *q)
 {
-    struct http_conn *hc = p->data;
-    struct ns *ns = hc->h->ns;
-    uint64_t now = uv_now(hc->h->loop);
-    int keep = http_should_keep_alive(p);
-    int head = p->method == HTTP_HEAD;
-    hc->url[hc->url_len] = '\0';
-    hc->url[strcspn(hc->url, "?#")] = '\0'; /* the query string is ignored */
-    if (hc->url_too_long)
-        respond_text(hc, 414, "URI Too Long", "uri too long\n", head, 0);
-    else if (p->method != HTTP_GET && p->method != HTTP_HEAD)
-        respond_text(hc, 405, "Method Not Allowed", "method not allowed\n", 0, keep);
-    else if (strcmp(hc->url, "/healthz") == 0)
-        respond_text(hc, 200, "OK", "ok\n", head, keep);
-    else if (strcmp(hc->url, "/metrics") == 0)
-        respond_doc(hc, ns_http_metrics, ns, now, METRICS_CONTENT_TYPE, head, keep);
-    else if (strcmp(hc->url, "/status.json") == 0)
-        respond_doc(hc, ns_http_status_json, ns, now, CT_JSON, head, keep);
-    else if (strcmp(hc->url, "/") == 0 || strcmp(hc->url, "/index.html") == 0)
-        respond_doc(hc, render_page, ns, now, CT_HTML, head, keep);
+    struct ns_http *h = q->user;
+    struct ns *ns = h->ns;
+    uint64_t now = uv_now(h->loop);
+    int keep = q->keep_alive;
+    const char *path = q->path; /* the query string is ignored */
+    if (q->method != HTTP_GET && q->method != HTTP_HEAD)
+        respond_text(q, 405, "method not allowed\n", keep);
+    else if (strcmp(path, "/healthz") == 0)
+        respond_text(q, 200, "ok\n", keep);
+    else if (strcmp(path, "/metrics") == 0)
+        respond_doc(q, ns_http_metrics, ns, now, METRICS_CONTENT_TYPE, keep);
+    else if (strcmp(path, "/status.json") == 0)
+        respond_doc(q, ns_http_status_json, ns, now, CT_JSON, keep);
+    else if (strcmp(path, "/") == 0 || strcmp(path, "/index.html") == 0)
+        respond_doc(q, render_page, ns, now, CT_HTML, keep);
     else
-        respond_text(hc, 404, "Not Found", "not found\n", head, keep);
-    return 0;
+        respond_text(q, 404, "not found\n", keep);
 }
 
-static void alloc_cb(uv_handle_t *hd, size_t suggested, uv_buf_t *buf)
+/* A request the core refuses (414, unparsable 400, out of memory 503): the
+ * connection closes after this answer. */
+static void on_error(struct http_server_req *q, int code)
 {
-    struct http_conn *hc = hd->data;
-    (void)suggested;
-    buf->base = hc->rbuf;
-    buf->len = sizeof(hc->rbuf);
+    if (code == 414 && q->method == HTTP_HEAD)
+        q->head_only = 1; /* the answer to a HEAD has no body */
+    respond_text(q, code,
+                 code == 414   ? "uri too long\n"
+                 : code == 503 ? "out of memory\n"
+                               : "bad request\n",
+                 0);
 }
 
-static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-    struct http_conn *hc = s->data;
-    if (nread < 0) {
-        hconn_close(hc);
-        return;
-    }
-    if (nread == 0 || hc->closing)
-        return;
-    uv_timer_again(&hc->idle);
-    size_t done = http_parser_execute(&hc->parser, &settings, buf->base, (size_t)nread);
-    if (hc->parser.http_errno != HPE_OK || done != (size_t)nread) {
-        respond_text(hc, 400, "Bad Request", "bad request\n", 0, 0);
-        uv_read_stop(s);
-    }
-}
-
-static void idle_cb(uv_timer_t *t)
-{
-    hconn_close(t->data);
-}
-
-static void on_connection(uv_stream_t *server, int status)
-{
-    struct ns_http *h = server->data;
-    if (status < 0 || h->stopping)
-        return;
-    struct http_conn *hc = calloc(1, sizeof(*hc));
-    if (!hc)
-        return;
-    hc->h = h;
-    h->handles++;
-    uv_tcp_init(h->loop, &hc->tcp);
-    uv_timer_init(h->loop, &hc->idle);
-    hc->tcp.data = hc->idle.data = hc;
-    hc->handles = 2;
-    hc->next = h->conns;
-    if (h->conns)
-        h->conns->prev = hc;
-    h->conns = hc;
-    if (uv_accept(server, (uv_stream_t *)&hc->tcp) != 0) {
-        hconn_close(hc);
-        return;
-    }
-    http_parser_init(&hc->parser, HTTP_REQUEST);
-    hc->parser.data = hc;
-    uv_timer_start(&hc->idle, idle_cb, HTTP_IDLE_MS, HTTP_IDLE_MS);
-    uv_read_start((uv_stream_t *)&hc->tcp, alloc_cb, read_cb);
-}
+static const struct http_server_ops ns_http_ops = {
+    .on_request = on_request,
+    .on_error = on_error,
+};
 
 /* ---- lifetime ------------------------------------------------------------- */
-
-static void handle_closed(uv_handle_t *hd)
-{
-    http_unref(hd->data);
-}
 
 void ns_http_stop(struct ns_http *h)
 {
     if (!h || h->stopping)
         return;
     h->stopping = 1;
-    uv_close((uv_handle_t *)&h->listener, handle_closed);
-    while (h->conns)
-        hconn_close(h->conns);
+    http_server_stop(h->srv); /* frees itself once closed; calls nothing of ours */
+    http_unref(h);
 }
 
 int ns_http_start(struct ns *ns, uv_loop_t *loop, const char *addr, struct ns_http **out)
@@ -603,23 +462,16 @@ int ns_http_start(struct ns *ns, uv_loop_t *loop, const char *addr, struct ns_ht
     struct ns_http *h = calloc(1, sizeof(*h));
     if (!h)
         return -ENOMEM;
-    http_parser_settings_init(&settings);
-    settings.on_message_begin = on_message_begin;
-    settings.on_url = on_url;
-    settings.on_message_complete = on_message_complete;
     h->ns = ns;
     h->loop = loop;
-    int rc = conn_listen(loop, &h->listener, addr, on_connection);
-    h->listener.data = h;
-    h->handles = 1;
+    struct http_server_config cfg = {.idle_ms = HTTP_IDLE_MS};
+    int rc = http_server_start(loop, addr, &cfg, &ns_http_ops, h, &h->srv);
     if (rc) {
         log_error("cannot listen on %s (http): %s", addr, uv_strerror(rc));
-        if (h->listener.type == UV_TCP)
-            uv_close((uv_handle_t *)&h->listener, handle_closed);
-        else
-            free(h);
+        free(h);
         return rc;
     }
+    h->handles = 1; /* the core's, until ns_http_stop */
     log_info("http on %s (/metrics, /healthz, /status.json, /)", addr);
     *out = h;
     return 0;

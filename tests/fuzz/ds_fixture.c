@@ -13,6 +13,7 @@
 #include "dataserver/ds_nsclient.h"
 #include "dataserver/ds_scrub.h"
 #include "dataserver/index.h"
+#include "net/http_server.h"
 #include "proto/imgstore.pb-c.h"
 #include "tests/fuzz/fuzz.h"
 
@@ -580,7 +581,7 @@ void fx_start(void)
     FUZZ_CHECK(ds_rpc_start(ds) == 0);
     bound_addr(&ds->listen_tcp, ds->listen_addr);
     FUZZ_CHECK(ds_http_start(ds) == 0);
-    bound_addr(&ds->http_tcp, ds->http_addr);
+    bound_addr(http_server_listener(ds->http), ds->http_addr);
     ds_session_start(ds);
     FUZZ_CHECK(ds_scrub_start(ds) == 0);
     fx.running = 1;

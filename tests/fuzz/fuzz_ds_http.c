@@ -1,7 +1,7 @@
 /* fuzz_ds_http.c - libFuzzer harness: the HTTP origin of the dataserver fed
  * raw request bytes, through its real connection reader, http-parser
- * callbacks, limits, request checks and handlers (ds_http.c, http_get.c,
- * http_put.c, http_util.c).
+ * callbacks, limits (net/http_server.c), request checks and handlers
+ * (ds_http.c, http_get.c, http_put.c, http_util.c).
  *
  * Each input runs against a fresh in-process dataserver (ds_fixture.h; its
  * nameserver answers LOOKUP and ALLOC_WRITE with this server, so GETs,

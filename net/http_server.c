@@ -1,0 +1,711 @@
+/* http_server.c - the HTTP/1.1 server core (http_server.h): listening,
+ * connections, parsing, limits, timeouts and the in-order response queue,
+ * shared by the dataserver's origin (dataserver/ds_http.c) and the
+ * nameserver's status port (nameserver/ns_http.c). Calls base/ and net/conn.h
+ * (conn_listen) only.
+ *
+ * Requests are parsed by Debian's http-parser (libhttp-parser), never by
+ * hand, on the server's libuv loop; nothing here blocks. Each connection
+ * keeps its requests in a FIFO (http_server.h) so HTTP/1.1 keep-alive and
+ * pipelining answer strictly in request order even when the server's work
+ * completes out of order. Every input is hostile: the request target (414),
+ * the header block (431), the time a request head may take (408) and the
+ * time a connection may sit idle or stalled are all bounded, and the number
+ * of requests holding an in-flight slot is capped (the server answers 503
+ * past it). */
+#include "net/http_server.h"
+
+#include "net/conn.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define HTTP_SERVER_READ_BUF 16384
+#define HTTP_TICK_MIN_MS 20
+
+struct hdr {
+    uint16_t name_off, name_len, val_off, val_len;
+};
+
+struct http_server {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    struct http_server_config cfg;
+    struct http_server_ops ops;
+    http_parser_settings settings;
+    void *user;
+    struct http_server_conn *conns; /* every open connection */
+    int inflight;                   /* requests holding a slot */
+    int tick_ms;                    /* each connection's timeout check */
+    int handles;                    /* open handles: listener, 2 per connection */
+    int nreqs;                      /* live requests, orphans included */
+    int stopped;                    /* freed once handles and nreqs are 0 */
+};
+
+struct http_server_conn {
+    uv_tcp_t tcp;
+    uv_timer_t tick;
+    struct http_server_conn *prev, *next;
+    struct http_server *srv;
+    http_parser parser;
+    int handles;
+    int closing;
+    int reading;
+    int draining;      /* stop parsing: a response that closes is queued */
+    int err_status;    /* 414/431 noted by a callback that stopped the parser */
+    int nwriting;      /* responses handed to uv_write, not yet written */
+    size_t held;       /* unparsed bytes kept at rbuf[0] while paused */
+    struct http_server_req *head, *tail, *cur;
+    int nqueued;
+    uint64_t last_activity_ms;
+    uint64_t head_started_ms; /* 0 when no request head is being received */
+    /* the request being parsed: target and headers */
+    char url[HTTP_SERVER_MAX_URL + 1];
+    size_t url_len;
+    char hbuf[HTTP_SERVER_MAX_HEADER_BYTES];
+    size_t hlen;
+    struct hdr hdrs[HTTP_SERVER_MAX_HEADERS];
+    int nhdrs;
+    int last_was_value;
+    char rbuf[HTTP_SERVER_READ_BUF];
+};
+
+static void hconn_close(struct http_server_conn *hc);
+static void hconn_flush(struct http_server_conn *hc);
+
+/* Frees the server once it is stopped and nothing refers to it. */
+static void srv_release(struct http_server *srv)
+{
+    if (srv->stopped && srv->handles == 0 && srv->nreqs == 0)
+        free(srv);
+}
+
+/* ---- responses ------------------------------------------------------------ */
+
+const char *http_server_reason(int code)
+{
+    switch (code) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 410: return "Gone";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 416: return "Range Not Satisfiable";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+    }
+}
+
+static struct http_server_req *req_new(struct http_server_conn *hc)
+{
+    struct http_server *srv = hc->srv;
+    struct http_server_req *q = calloc(1, srv->cfg.req_size);
+    if (!q)
+        return NULL;
+    q->srv = srv;
+    q->conn = hc;
+    q->user = srv->user;
+    srv->nreqs++;
+    return q;
+}
+
+/* Frees q; may free the server (a stopped one, with q its last request). */
+static void req_free(struct http_server_req *q)
+{
+    struct http_server *srv = q->srv;
+    if (srv->ops.req_free)
+        srv->ops.req_free(q);
+    free(q->path);
+    free(q->resp_hdr);
+    free(q->resp_mem);
+    free(q);
+    srv->nreqs--;
+    srv_release(srv);
+}
+
+/* Appends q to its connection's FIFO. */
+static void req_enqueue(struct http_server_conn *hc, struct http_server_req *q)
+{
+    if (hc->tail)
+        hc->tail->next = q;
+    else
+        hc->head = q;
+    hc->tail = q;
+    hc->nqueued++;
+}
+
+void http_server_finish(struct http_server_req *q)
+{
+    if (q->counted) {
+        q->srv->inflight--;
+        q->counted = 0;
+    }
+    q->responded = 1;
+    if (!q->conn) {
+        req_free(q);
+        return;
+    }
+    q->state = HTTP_REQ_READY;
+    hconn_flush(q->conn);
+}
+
+int http_server_take_slot(struct http_server_req *q)
+{
+    struct http_server *srv = q->srv;
+    if (srv->cfg.max_inflight > 0 && srv->inflight >= srv->cfg.max_inflight)
+        return 0;
+    srv->inflight++;
+    q->counted = 1;
+    return 1;
+}
+
+static void write_done(uv_write_t *w, int status)
+{
+    struct http_server_req *q = w->data;
+    struct http_server_conn *hc = q->conn;
+    int close_after = q->close_after;
+    req_free(q);
+    hc->nwriting--;
+    if (hc->closing)
+        return;
+    hc->last_activity_ms = uv_now(hc->srv->loop);
+    if (status < 0 || close_after) {
+        hconn_close(hc);
+        return;
+    }
+    hconn_flush(hc);
+    if (!hc->closing && hc->draining && !hc->head && hc->nwriting == 0)
+        hconn_close(hc);
+}
+
+static void read_resume(struct http_server_conn *hc);
+
+/* Writes every READY response at the head of the queue, in order. */
+static void hconn_flush(struct http_server_conn *hc)
+{
+    while (!hc->closing && hc->head && hc->head->state == HTTP_REQ_READY) {
+        struct http_server_req *q = hc->head;
+        hc->head = q->next;
+        if (!hc->head)
+            hc->tail = NULL;
+        hc->nqueued--;
+        q->next = NULL;
+        if (!q->resp_hdr) { /* out of memory while building it */
+            req_free(q);
+            hconn_close(hc);
+            return;
+        }
+        q->state = HTTP_REQ_WRITING;
+        uv_buf_t bufs[2] = {uv_buf_init(q->resp_hdr, (unsigned)q->resp_hdr_len),
+                            uv_buf_init((char *)q->resp_body, (unsigned)q->resp_body_len)};
+        q->wreq.data = q;
+        int close_after = q->close_after;
+        if (uv_write(&q->wreq, (uv_stream_t *)&hc->tcp, bufs, q->resp_body_len ? 2 : 1,
+                     write_done) != 0) {
+            req_free(q);
+            hconn_close(hc);
+            return;
+        }
+        hc->nwriting++;
+        if (close_after) {
+            /* Nothing after this response will be answered. */
+            hc->draining = 1;
+            if (hc->reading) {
+                uv_read_stop((uv_stream_t *)&hc->tcp);
+                hc->reading = 0;
+            }
+            return;
+        }
+    }
+    read_resume(hc);
+}
+
+/* ---- connection lifetime ---------------------------------------------------- */
+
+static void conn_handle_closed(uv_handle_t *h)
+{
+    struct http_server_conn *hc = h->data;
+    struct http_server *srv = hc->srv;
+    if (--hc->handles == 0)
+        free(hc);
+    srv->handles--;
+    srv_release(srv);
+}
+
+static void hconn_close(struct http_server_conn *hc)
+{
+    if (hc->closing)
+        return;
+    hc->closing = 1;
+    struct http_server *srv = hc->srv;
+    if (hc->prev)
+        hc->prev->next = hc->next;
+    else
+        srv->conns = hc->next;
+    if (hc->next)
+        hc->next->prev = hc->prev;
+    for (struct http_server_req *q = hc->head, *n; q; q = n) {
+        n = q->next;
+        q->next = NULL;
+        if (q->state == HTTP_REQ_WORKING)
+            q->conn = NULL; /* freed when its work completes */
+        else
+            req_free(q);
+    }
+    hc->head = hc->tail = hc->cur = NULL;
+    hc->nqueued = 0;
+    uv_close((uv_handle_t *)&hc->tick, conn_handle_closed);
+    uv_close((uv_handle_t *)&hc->tcp, conn_handle_closed);
+}
+
+/* ---- parsing ------------------------------------------------------------------- */
+
+static int on_message_begin(http_parser *p)
+{
+    struct http_server_conn *hc = p->data;
+    struct http_server_req *q = req_new(hc);
+    if (!q)
+        return -1;
+    q->state = HTTP_REQ_PARSING;
+    q->keep_alive = 1;
+    req_enqueue(hc, q);
+    hc->cur = q;
+    hc->url_len = 0;
+    hc->hlen = 0;
+    hc->nhdrs = 0;
+    hc->last_was_value = 0;
+    hc->head_started_ms = uv_now(hc->srv->loop);
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    struct http_server_conn *hc = p->data;
+    if (hc->url_len + len > HTTP_SERVER_MAX_URL) {
+        hc->err_status = 414;
+        return -1;
+    }
+    memcpy(hc->url + hc->url_len, at, len);
+    hc->url_len += len;
+    return 0;
+}
+
+static int hdr_append(struct http_server_conn *hc, const char *at, size_t len)
+{
+    if (hc->hlen + len > HTTP_SERVER_MAX_HEADER_BYTES) {
+        hc->err_status = 431;
+        return -1;
+    }
+    memcpy(hc->hbuf + hc->hlen, at, len);
+    hc->hlen += len;
+    return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    struct http_server_conn *hc = p->data;
+    if (!hc->srv->cfg.keep_headers)
+        return 0;
+    if (hc->nhdrs == 0 || hc->last_was_value) {
+        if (hc->nhdrs == HTTP_SERVER_MAX_HEADERS) {
+            hc->err_status = 431;
+            return -1;
+        }
+        struct hdr *h = &hc->hdrs[hc->nhdrs++];
+        h->name_off = (uint16_t)hc->hlen;
+        h->name_len = 0;
+        h->val_off = 0;
+        h->val_len = 0;
+        hc->last_was_value = 0;
+    }
+    if (hdr_append(hc, at, len) != 0)
+        return -1;
+    hc->hdrs[hc->nhdrs - 1].name_len += (uint16_t)len;
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    struct http_server_conn *hc = p->data;
+    if (!hc->srv->cfg.keep_headers)
+        return 0;
+    if (hc->nhdrs == 0)
+        return -1;
+    struct hdr *h = &hc->hdrs[hc->nhdrs - 1];
+    if (!hc->last_was_value) {
+        h->val_off = (uint16_t)hc->hlen;
+        hc->last_was_value = 1;
+    }
+    if (hdr_append(hc, at, len) != 0)
+        return -1;
+    h->val_len += (uint16_t)len;
+    return 0;
+}
+
+char *http_server_header(struct http_server_req *q, const char *name, int *oom)
+{
+    struct http_server_conn *hc = q->conn;
+    size_t nlen = strlen(name), total = 0;
+    for (int i = 0; i < hc->nhdrs; i++)
+        if (hc->hdrs[i].name_len == nlen &&
+            strncasecmp(hc->hbuf + hc->hdrs[i].name_off, name, nlen) == 0)
+            total += hc->hdrs[i].val_len + 2;
+    if (total == 0)
+        return NULL;
+    char *s = malloc(total + 1), *o = s;
+    if (!s) {
+        *oom = 1;
+        return NULL;
+    }
+    for (int i = 0; i < hc->nhdrs; i++) {
+        const struct hdr *h = &hc->hdrs[i];
+        if (h->name_len != nlen || strncasecmp(hc->hbuf + h->name_off, name, nlen) != 0)
+            continue;
+        if (o != s) {
+            *o++ = ',';
+            *o++ = ' ';
+        }
+        memcpy(o, hc->hbuf + h->val_off, h->val_len);
+        o += h->val_len;
+    }
+    *o = '\0';
+    /* A NUL inside a value would hide the rest from the string helpers. */
+    if (strlen(s) != (size_t)(o - s)) {
+        s[0] = '\0';
+    }
+    return s;
+}
+
+void http_server_refuse(struct http_server_req *q)
+{
+    struct http_server_conn *hc = q->conn;
+    q->close_after = 1;
+    hc->draining = 1;
+    http_parser_pause(&hc->parser, 1);
+}
+
+void http_server_continue(struct http_server_req *q)
+{
+    static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    struct http_server_conn *hc = q->conn;
+    if (!hc || hc->head != q)
+        return;
+    uv_buf_t b = uv_buf_init(cont, sizeof(cont) - 1);
+    uv_try_write((uv_stream_t *)&hc->tcp, &b, 1);
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    struct http_server_conn *hc = p->data;
+    struct http_server *srv = hc->srv;
+    struct http_server_req *q = hc->cur;
+    hc->head_started_ms = 0;
+    q->method = p->method;
+    q->head_only = p->method == HTTP_HEAD;
+    q->http10 = p->http_major == 1 && p->http_minor == 0;
+    q->keep_alive = http_should_keep_alive(p);
+    q->has_length = (p->flags & F_CONTENTLENGTH) != 0;
+    q->length = q->has_length ? p->content_length : 0;
+    hc->url[hc->url_len] = '\0';
+    size_t plen = strcspn(hc->url, "?#");
+    q->path = strndup(hc->url, plen);
+    if (!q->path) {
+        http_server_refuse(q);
+        srv->ops.on_error(q, 503);
+        return 0;
+    }
+    if (srv->ops.on_head)
+        srv->ops.on_head(q);
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    struct http_server_conn *hc = p->data;
+    struct http_server *srv = hc->srv;
+    struct http_server_req *q = hc->cur;
+    if (q->responded || !srv->ops.on_body)
+        return 0; /* bodies of answered requests are read and dropped */
+    srv->ops.on_body(q, at, len, (p->flags & F_CONTENTLENGTH) ? p->content_length : 0);
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    struct http_server_conn *hc = p->data;
+    struct http_server_req *q = hc->cur;
+    hc->cur = NULL;
+    if (!q || q->responded)
+        return 0;
+    if (!q->keep_alive)
+        q->close_after = 1;
+    q->state = HTTP_REQ_WORKING;
+    hc->srv->ops.on_request(q);
+    /* Bound what one client can queue: stop after this message and resume
+     * reading when the queue drains (hconn_flush). */
+    if (!hc->closing && hc->nqueued >= HTTP_SERVER_PIPELINE_MAX)
+        http_parser_pause(p, 1);
+    return 0;
+}
+
+/* A request that broke the parser or a limit: answer it (or a fresh one)
+ * and close after the answer. */
+static void parse_failed(struct http_server_conn *hc, int code)
+{
+    struct http_server_req *q = hc->cur;
+    hc->cur = NULL;
+    if (!q || q->responded) {
+        q = req_new(hc);
+        if (!q) {
+            hconn_close(hc);
+            return;
+        }
+        req_enqueue(hc, q);
+    }
+    hc->draining = 1;
+    hc->head_started_ms = 0;
+    q->method = hc->parser.method; /* as far as it was parsed */
+    q->keep_alive = 0;
+    q->close_after = 1;
+    q->head_only = 0;
+    q->state = HTTP_REQ_WORKING;
+    hc->srv->ops.on_error(q, code);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct http_server_conn *hc = h->data;
+    buf->base = hc->rbuf;
+    buf->len = sizeof(hc->rbuf);
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct http_server_conn *hc = s->data;
+    if (hc->closing)
+        return;
+    if (nread < 0) {
+        hconn_close(hc);
+        return;
+    }
+    if (nread == 0 || hc->draining)
+        return;
+    hc->last_activity_ms = uv_now(hc->srv->loop);
+    size_t done = http_parser_execute(&hc->parser, &hc->srv->settings, buf->base, (size_t)nread);
+    if (hc->closing)
+        return;
+    enum http_errno e = HTTP_PARSER_ERRNO(&hc->parser);
+    if (e == HPE_PAUSED) {
+        if (hc->draining)
+            return;
+        /* Paused for back-pressure: keep the unparsed bytes by not reading
+         * more; they are re-fed when reading resumes. */
+        hc->held = (size_t)nread - done;
+        if (hc->held > 0)
+            memmove(hc->rbuf, buf->base + done, hc->held);
+        uv_read_stop(s);
+        hc->reading = 0;
+        read_resume(hc);
+        return;
+    }
+    if (e == HPE_OK && hc->parser.upgrade) {
+        /* CONNECT or Upgrade: we speak neither. The request was answered as
+         * a plain one; nothing after it is read, and the connection closes
+         * once the answers are out. */
+        uv_read_stop(s);
+        hc->reading = 0;
+        hc->draining = 1;
+        if (hc->tail && hc->tail->state != HTTP_REQ_WRITING)
+            hc->tail->close_after = 1;
+        if (!hc->head && hc->nwriting == 0)
+            hconn_close(hc);
+        return;
+    }
+    if (e != HPE_OK || done != (size_t)nread) {
+        int code = hc->err_status ? hc->err_status : 400;
+        uv_read_stop(s);
+        hc->reading = 0;
+        parse_failed(hc, code);
+    }
+}
+
+/* Resumes reading after back-pressure once the queue and the write queue
+ * are short again, first parsing any bytes held when the parser paused. */
+static void read_resume(struct http_server_conn *hc)
+{
+    if (hc->closing || hc->draining || hc->reading)
+        return;
+    if (hc->nqueued >= HTTP_SERVER_PIPELINE_MAX / 2 || hc->tcp.write_queue_size > HTTP_SERVER_WQ_MAX)
+        return;
+    if (HTTP_PARSER_ERRNO(&hc->parser) == HPE_PAUSED) {
+        size_t held = hc->held;
+        hc->held = 0;
+        http_parser_pause(&hc->parser, 0);
+        hc->reading = 1; /* read_cb must see us as reading */
+        if (held > 0) {
+            uv_buf_t b = uv_buf_init(hc->rbuf, (unsigned)held);
+            read_cb((uv_stream_t *)&hc->tcp, (ssize_t)held, &b);
+            if (hc->closing || !hc->reading)
+                return;
+        }
+    }
+    if (uv_read_start((uv_stream_t *)&hc->tcp, alloc_cb, read_cb) == 0)
+        hc->reading = 1;
+    else
+        hconn_close(hc);
+}
+
+/* ---- timeouts ------------------------------------------------------------------- */
+
+static int conn_busy(const struct http_server_conn *hc)
+{
+    for (const struct http_server_req *q = hc->head; q; q = q->next)
+        if (q->state == HTTP_REQ_WORKING)
+            return 1;
+    return 0;
+}
+
+static void tick_cb(uv_timer_t *t)
+{
+    struct http_server_conn *hc = t->data;
+    const struct http_server_config *cfg = &hc->srv->cfg;
+    uint64_t now = uv_now(hc->srv->loop);
+    if (hc->closing)
+        return;
+    if (cfg->header_ms > 0 && hc->head_started_ms && !hc->draining &&
+        now - hc->head_started_ms >= (uint64_t)cfg->header_ms) {
+        uv_read_stop((uv_stream_t *)&hc->tcp);
+        hc->reading = 0;
+        parse_failed(hc, 408);
+        hc->last_activity_ms = now;
+        return;
+    }
+    /* Idle: no byte in either direction for idle_ms and nothing being
+     * worked on (work has its own timeouts). Covers idle keep-alive
+     * connections, clients that stop mid-body and clients that stop
+     * reading their responses. */
+    if (now - hc->last_activity_ms >= (uint64_t)cfg->idle_ms && !conn_busy(hc))
+        hconn_close(hc);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    struct http_server *srv = server->data;
+    if (status < 0)
+        return;
+    struct http_server_conn *hc = calloc(1, sizeof(*hc));
+    if (!hc)
+        return;
+    hc->srv = srv;
+    uv_tcp_init(srv->loop, &hc->tcp);
+    uv_timer_init(srv->loop, &hc->tick);
+    hc->tcp.data = hc;
+    hc->tick.data = hc;
+    hc->handles = 2;
+    srv->handles += 2;
+    hc->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = hc;
+    srv->conns = hc;
+    if (uv_accept(server, (uv_stream_t *)&hc->tcp) != 0) {
+        hconn_close(hc);
+        return;
+    }
+    uv_tcp_nodelay(&hc->tcp, 1);
+    http_parser_init(&hc->parser, HTTP_REQUEST);
+    hc->parser.data = hc;
+    hc->last_activity_ms = uv_now(srv->loop);
+    /* The first request head is timed from the connection's start. */
+    hc->head_started_ms = hc->last_activity_ms;
+    uv_timer_start(&hc->tick, tick_cb, (uint64_t)srv->tick_ms, (uint64_t)srv->tick_ms);
+    if (uv_read_start((uv_stream_t *)&hc->tcp, alloc_cb, read_cb) == 0)
+        hc->reading = 1;
+    else
+        hconn_close(hc);
+}
+
+/* ---- lifetime ------------------------------------------------------------------- */
+
+static void listener_closed(uv_handle_t *h)
+{
+    struct http_server *srv = h->data;
+    srv->handles--;
+    srv_release(srv);
+}
+
+int http_server_start(uv_loop_t *loop, const char *addr, const struct http_server_config *cfg,
+                      const struct http_server_ops *ops, void *user, struct http_server **out)
+{
+    *out = NULL;
+    struct http_server *srv = calloc(1, sizeof(*srv));
+    if (!srv)
+        return -ENOMEM;
+    srv->loop = loop;
+    srv->cfg = *cfg;
+    if (srv->cfg.req_size < sizeof(struct http_server_req))
+        srv->cfg.req_size = sizeof(struct http_server_req);
+    srv->ops = *ops;
+    srv->user = user;
+    http_parser_settings_init(&srv->settings);
+    srv->settings.on_message_begin = on_message_begin;
+    srv->settings.on_url = on_url;
+    srv->settings.on_header_field = on_header_field;
+    srv->settings.on_header_value = on_header_value;
+    srv->settings.on_headers_complete = on_headers_complete;
+    srv->settings.on_body = on_body;
+    srv->settings.on_message_complete = on_message_complete;
+    /* Each connection checks its timeouts four times per shortest one. */
+    int tick = cfg->idle_ms;
+    if (cfg->header_ms > 0 && cfg->header_ms < tick)
+        tick = cfg->header_ms;
+    tick /= 4;
+    if (tick < HTTP_TICK_MIN_MS)
+        tick = HTTP_TICK_MIN_MS;
+    srv->tick_ms = tick;
+    int rc = conn_listen(loop, &srv->listener, addr, on_connection);
+    srv->listener.data = srv;
+    if (rc != 0) {
+        srv->stopped = 1;
+        if (srv->listener.type == UV_TCP) {
+            srv->handles = 1;
+            uv_close((uv_handle_t *)&srv->listener, listener_closed);
+        } else {
+            free(srv);
+        }
+        return rc;
+    }
+    srv->handles = 1;
+    *out = srv;
+    return 0;
+}
+
+uv_tcp_t *http_server_listener(struct http_server *srv)
+{
+    return &srv->listener;
+}
+
+void http_server_stop(struct http_server *srv)
+{
+    if (!srv || srv->stopped)
+        return;
+    srv->stopped = 1;
+    uv_close((uv_handle_t *)&srv->listener, listener_closed);
+    while (srv->conns)
+        hconn_close(srv->conns);
+}
