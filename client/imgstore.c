@@ -640,7 +640,9 @@ int imgstore_unlink2(imgstore_t *h, const char *name, int *was_deleted)
     req.block_id = f.block_id;
     req.seq = f.seq;
     req.cookie = f.cookie;
-    int fresh = 0, wait = ROUND_WAIT_MIN_MS;
+    /* sent: an earlier round's DELETE may have been applied (its answer was
+     * an error), so "it was deleted before" may be our own doing. */
+    int fresh = 0, wait = ROUND_WAIT_MIN_MS, sent = 0;
     for (;;) {
         struct cache_loc loc;
         int from_cache;
@@ -649,13 +651,16 @@ int imgstore_unlink2(imgstore_t *h, const char *name, int *was_deleted)
             ProtobufCMessage *m = NULL;
             rc = call_msg(h, loc.addr[0], FT_DELETE, &req.base, deadline,
                           &imgstore__delete_resp__descriptor, &m);
+            if (rc == 0 && was_deleted)
+                *was_deleted = ((Imgstore__DeleteResp *)m)->was_deleted && !sent;
             if (m)
                 protobuf_c_message_free_unpacked(m, NULL);
+            sent = 1;
         }
-        if (rc == IMG_EDELETED) {
+        if (rc == IMG_EDELETED) { /* the answer of servers before was_deleted */
             if (was_deleted)
-                *was_deleted = 1;
-            return 0; /* already deleted: deleting is idempotent */
+                *was_deleted = !sent;
+            return 0;
         }
         if (rc == 0 || retry_action(RETRY_DELETE, rc) != RETRY_OTHER)
             return rc;

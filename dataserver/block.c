@@ -176,6 +176,9 @@ int block_save_meta(struct block *b)
                      "set_version=%" PRIu32 "\n",
                      META_VERSION, b->id, b->primary ? 1 : 0, b->sealed ? 1 : 0,
                      b->corrupt ? 1 : 0, b->set_version);
+    if (b->lonely_to && n > 0 && (size_t)n < sizeof(buf))
+        n += snprintf(buf + n, sizeof(buf) - (size_t)n, "lonely=%" PRIu64 " %" PRIu64 "\n",
+                      b->lonely_from, b->lonely_to);
     for (int i = 0; i < b->nreplicas && n > 0 && (size_t)n < sizeof(buf); i++)
         n += snprintf(buf + n, sizeof(buf) - (size_t)n, "replica=%s %s %s\n",
                       b->replicas[i].server_id, b->replicas[i].addr, b->replicas[i].http_addr);
@@ -223,14 +226,28 @@ static int parse_u32(const char *v, uint32_t *out)
     return 0;
 }
 
+/* Parses "<from> <to>" (decimal, from < to) of a lonely= line. */
+static int parse_lonely(const char *v, uint64_t *from, uint64_t *to)
+{
+    char tail;
+    unsigned long long a, b;
+    if (strspn(v, "0123456789 ") != strlen(v) || sscanf(v, "%llu %llu%c", &a, &b, &tail) != 2 ||
+        a >= b)
+        return IMG_EFORMAT;
+    *from = a;
+    *to = b;
+    return 0;
+}
+
 /* Parses meta text (NUL-terminated, modified in place) into b. Every key but
- * replica must appear exactly once (set_version at most once: metas written
- * before it existed lack it); unknown keys are refused. */
+ * replica must appear exactly once (set_version and lonely at most once:
+ * metas written before set_version existed lack it, lonely is written only
+ * when there are lonely records); unknown keys are refused. */
 static int meta_parse(struct block *b, char *text)
 {
-    enum { K_VERSION, K_BLOCK, K_PRIMARY, K_SEALED, K_CORRUPT, K_SET_VERSION, K_N };
-    static const char *keys[K_N] = {"version", "block",   "primary",
-                                    "sealed",  "corrupt", "set_version"};
+    enum { K_VERSION, K_BLOCK, K_PRIMARY, K_SEALED, K_CORRUPT, K_SET_VERSION, K_LONELY, K_N };
+    static const char *keys[K_N] = {"version", "block",   "primary",    "sealed",
+                                    "corrupt", "set_version", "lonely"};
     int seen[K_N] = {0};
     char *save = NULL;
     b->nreplicas = 0;
@@ -276,13 +293,18 @@ static int meta_parse(struct block *b, char *text)
         case K_SET_VERSION:
             rc = parse_u32(v, &b->set_version);
             break;
+        case K_LONELY:
+            rc = parse_lonely(v, &b->lonely_from, &b->lonely_to);
+            break;
         }
         if (rc != 0)
             return rc;
     }
     b->set_version = seen[K_SET_VERSION] ? b->set_version : 0;
+    if (!seen[K_LONELY])
+        b->lonely_from = b->lonely_to = 0;
     for (int k = 0; k < K_N; k++)
-        if (!seen[k] && k != K_SET_VERSION)
+        if (!seen[k] && k != K_SET_VERSION && k != K_LONELY)
             return IMG_EFORMAT;
     return 0;
 }
@@ -764,6 +786,25 @@ int block_seal(struct block *b)
         b->dirty = 1;
     b->sealed = 1;
     return block_save_meta(b);
+}
+
+int block_lonely_note(struct block *b, uint64_t offset, uint32_t len)
+{
+    uint64_t end = offset + len;
+    if (b->lonely_to && b->lonely_from <= offset && b->lonely_to >= end)
+        return 0;
+    b->lonely_from = b->lonely_to && b->lonely_from < offset ? b->lonely_from : offset;
+    b->lonely_to = b->lonely_to > end ? b->lonely_to : end;
+    return block_save_meta(b);
+}
+
+int block_lonely_clear(struct block *b, uint64_t members_size)
+{
+    if (!b->lonely_to || members_size < b->lonely_to)
+        return 0;
+    b->lonely_from = b->lonely_to = 0;
+    block_save_meta(b);
+    return 1;
 }
 
 /* ---- appends ---- */

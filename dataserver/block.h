@@ -73,6 +73,11 @@ struct block {
     int nreplicas;
     struct block_replica replicas[BLOCK_MAX_REPLICAS]; /* primary first */
     uint32_t set_version;   /* version of `replicas` (SET_REPLICAS); 0 until changed */
+    /* Lonely records (primary): [lonely_from, lonely_to) holds records
+     * durable here whose replicated append failed, so no other copy may have
+     * them; lonely_to 0: none. Kept in the meta until SET_REPLICAS says
+     * every other member holds them (block_lonely_clear). */
+    uint64_t lonely_from, lonely_to;
     char path[BLOCK_PATH_MAX]; /* <disk>/blocks/<id> without suffix */
     int dirty;              /* changed since the last heartbeat report */
     void *io;               /* blockio state (group commit), owned by blockio.c */
@@ -108,6 +113,15 @@ int block_save_meta(struct block *b);
 
 /* Marks the block sealed and saves the meta. 0 or -errno. */
 int block_seal(struct block *b);
+
+/* Notes that the record [offset, offset + len) reached this copy only and
+ * saves the meta. Returns 0 or the save's error (the note stays in memory). */
+int block_lonely_note(struct block *b, uint64_t offset, uint32_t len);
+
+/* Forgets the lonely records when the other members of the set hold at least
+ * members_size bytes, covering them all (saves the meta). Returns 1 when
+ * they were forgotten, 0 when there were none or they are still lonely. */
+int block_lonely_clear(struct block *b, uint64_t members_size);
 
 /* Reserves room for a new file's record of `rec_len` bytes at the tail:
  * returns 0 with *offset and *seq (primary only), IMG_ESEALED, IMG_EFULL

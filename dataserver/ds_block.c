@@ -395,6 +395,8 @@ static int set_replicas(struct ds *ds, const Imgstore__SetReplicas *m, uint64_t 
     b->primary = m->primary != 0;
     if (me >= 0)
         b->set_version = m->version; /* a copy left out stays of its older set */
+    if (b->primary && block_lonely_clear(b, m->members_size))
+        log_info("block %" PRIu64 ": every member holds our last records again", b->id);
     if (same)
         return 0;
     int rc = block_save_meta(b);

@@ -126,6 +126,10 @@ static void append_finish(struct rpc_append *a)
     int status = a->local_status ? a->local_status : a->repl_status;
     struct block *b = store_get(ds->store, a->block_id);
     if (status != 0) {
+        if (b && a->local_status == 0)
+            /* Durable here, perhaps nowhere else: until the set is whole
+             * again this copy alone vouches for it (delete_read_done). */
+            block_lonely_note(b, a->offset, a->rec_len);
         if (b && !b->sealed) {
             log_warn("block %llu sealed: %s of seq %u at offset %llu failed: %s",
                      (unsigned long long)a->block_id, a->is_delete ? "delete" : "write",
@@ -324,8 +328,15 @@ static void delete_read_done(int status, const struct needle_header *h, uint64_t
         delete_checked(req, block_id, h->seq, h->cookie);
         return;
     }
-    /* Deleting a deleted file succeeds: retries are safe. */
+    /* Deleting a deleted file succeeds: retries are safe. But not while the
+     * block holds lonely records: the tombstone may be one of them, on this
+     * copy alone, and an acknowledged delete must have two homes. The
+     * caller retries; the set is repaired meanwhile (block_lonely_clear). */
+    struct block *b = store_get(req->ds->store, block_id);
+    if (status == IMG_EDELETED && b && b->lonely_to)
+        status = IMG_EREPL;
     Imgstore__DeleteResp resp = IMGSTORE__DELETE_RESP__INIT;
+    resp.was_deleted = 1;
     if (status == IMG_EDELETED)
         ds_req_answer(req, 0, &resp.base, NULL, 0, NULL);
     else

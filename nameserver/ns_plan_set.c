@@ -54,6 +54,25 @@ static size_t set_list(const struct ns *ns, const struct ns_block *b, int withou
     return n;
 }
 
+/* The smallest size reported by a holder in b's set other than `to` and the
+ * slot left out; 0 when there is none. */
+static uint64_t members_size(const struct ns *ns, const struct ns_block *b,
+                             const struct ns_server *to, int without)
+{
+    uint64_t min = 0;
+    int any = 0;
+    for (unsigned i = 0; i < b->nrep; i++) {
+        struct ns_server *h = ns_registry_at(ns, b->rep[i]);
+        int member = b->primary == i || (b->inset & (1u << i));
+        if (!h || h == to || !member || (int)i == without)
+            continue;
+        if (!any || b->rsize[i] < min)
+            min = b->rsize[i];
+        any = 1;
+    }
+    return min;
+}
+
 /* ---- joining the replica set ---------------------------------------------
  *
  * A copy that joins the set of a sealed block (a finished copy as long as
@@ -139,6 +158,7 @@ void ns_plan_set_to(struct ns *ns, struct ns_block *b, struct ns_server *h)
     m.replicas = rp;
     m.primary = b->primary != NS_NO_PRIMARY && b->rep[b->primary] == h->idx;
     m.version = b->ver;
+    m.members_size = members_size(ns, b, h, joining ? slot : -1);
     if (m.primary && b->joining) {
         /* Its answer carries the tail the joining copies must reach. */
         struct join_cmd *jc = malloc(sizeof(*jc));

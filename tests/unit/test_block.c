@@ -478,6 +478,10 @@ Test(block, bad_superblock_and_meta)
         "version=1\nblock=00000000000000ab\nprimary=1\nsealed=0\ncorrupt=0\nset_version=\n",
         "version=1\nblock=00000000000000ab\nprimary=1\nsealed=0\ncorrupt=0\nset_version=1\n"
         "set_version=2\n",
+        "version=1\nblock=00000000000000ab\nprimary=1\nsealed=0\ncorrupt=0\nlonely=8 8\n",
+        "version=1\nblock=00000000000000ab\nprimary=1\nsealed=0\ncorrupt=0\nlonely=9 -1\n",
+        "version=1\nblock=00000000000000ab\nprimary=1\nsealed=0\ncorrupt=0\nlonely=1 2 3\n",
+        "version=1\nblock=00000000000000ab\nprimary=1\nsealed=0\ncorrupt=0\nlonely=1\n",
     };
     char p[256];
     path(".meta", p, sizeof(p));
@@ -487,6 +491,28 @@ Test(block, bad_superblock_and_meta)
         fclose(f);
         cr_assert_eq(block_open(dir, 0, TEST_ID, &b), IMG_EFORMAT, "meta %zu", i);
     }
+}
+
+/* Lonely records (a replicated append that reached this copy only) are kept
+ * in the meta across a reopen until the other members hold them. */
+Test(block, lonely_records_saved_until_cleared)
+{
+    struct block *b = create(1);
+    cr_assert_eq(b->lonely_to, 0, "a new block has no lonely records");
+    cr_assert_eq(block_lonely_note(b, 4096, 64), 0);
+    cr_assert_eq(block_lonely_note(b, 8192, 64), 0);
+    cr_assert_eq(block_lonely_note(b, 4096, 64), 0);
+    b = reopen(b);
+    cr_assert_eq(b->lonely_from, 4096);
+    cr_assert_eq(b->lonely_to, 8256, "the range spans every lonely record");
+    cr_assert_eq(block_lonely_clear(b, 8255), 0, "members one byte short: still lonely");
+    cr_assert_eq(block_lonely_clear(b, 0), 0);
+    b = reopen(b);
+    cr_assert_eq(b->lonely_to, 8256);
+    cr_assert_eq(block_lonely_clear(b, 8256), 1);
+    b = reopen(b);
+    cr_assert_eq(b->lonely_to, 0, "cleared and saved");
+    block_close(b);
 }
 
 Test(block, set_version_saved_and_optional)
