@@ -72,6 +72,7 @@
 #include <unistd.h>
 
 int64_t load_start_ms;      /* when the load and the faults began */
+static int avail_strict;    /* CHAOS_AVAIL_STRICT=1: invariant 7 fails the run */
 
 struct cluster *C;
 uint64_t seed;
@@ -85,15 +86,9 @@ static atomic_int stop_load;
 static atomic_ulong puts_ok, puts_failed, gets_ok, gets_failed, dels_ok, dels_failed;
 static atomic_ulong gets_gone; /* reads of deleted files answered deleted / not found */
 
-/* The most frequent errors of failed operations, for the report. */
-#define CHAOS_ERR_KINDS 8
-struct errs {
-    int code[CHAOS_ERR_KINDS];
-    unsigned long n[CHAOS_ERR_KINDS];
-};
 static struct errs put_errs, get_errs, del_errs;
 
-static void count_err(struct errs *e, int rc)
+void count_err(struct errs *e, int rc)
 {
     pthread_mutex_lock(&lock);
     for (int k = 0; k < CHAOS_ERR_KINDS; k++)
@@ -105,7 +100,7 @@ static void count_err(struct errs *e, int rc)
     pthread_mutex_unlock(&lock);
 }
 
-static void print_errs(const char *what, const struct errs *e)
+void print_errs(const char *what, const struct errs *e)
 {
     printf("chaos: %s failed with:", what);
     for (int k = 0; k < CHAOS_ERR_KINDS && e->n[k]; k++)
@@ -190,7 +185,15 @@ static void load_get(uint32_t i, uint64_t start)
     pthread_mutex_unlock(&lock);
     void *data = NULL;
     size_t len = 0;
+    struct avail_mark am;
+    avail_start(&am);
     int rc = imgstore_get(H, f.name, &data, &len);
+    /* Availability: reads of files deleted (or being deleted) are left out. */
+    pthread_mutex_lock(&lock);
+    int still_live = f.state == S_ACKED && files[i].state == S_ACKED;
+    pthread_mutex_unlock(&lock);
+    if (still_live)
+        avail_end(&am, A_READ, rc);
     if (rc != 0) {
         if (f.state == S_DELETED && (rc == IMGSTORE_EDELETED || rc == IMGSTORE_ENOTFOUND)) {
             gets_gone++;
@@ -233,7 +236,10 @@ static void load_put(uint64_t *rng)
     void *buf = malloc(size);
     char name[IMGSTORE_NAME_MAX];
     cluster_fill(buf, size, seed, i);
+    struct avail_mark am;
+    avail_start(&am);
     int rc = imgstore_put(H, buf, size, NULL, name);
+    avail_end(&am, A_UPLOAD, rc);
     free(buf);
     pthread_mutex_lock(&lock);
     if (rc == 0) {
@@ -262,7 +268,10 @@ static void load_delete(uint32_t i)
     files[i].state = S_DELETING;
     memcpy(name, files[i].name, sizeof(name));
     pthread_mutex_unlock(&lock);
+    struct avail_mark am;
+    avail_start(&am);
     int rc = imgstore_unlink(H, name);
+    avail_end(&am, A_DELETE, rc);
     pthread_mutex_lock(&lock);
     if (rc == 0) {
         files[i].state = S_DELETED;
@@ -526,9 +535,12 @@ static void stop_servers(void)
 static int report_invariants(int failed_only)
 {
     struct inv *all[] = {&inv_uploads, &inv_deletes, &inv_bytes, &inv_servers, &inv_http,
-                         &inv_memory};
+                         &inv_memory, &inv_avail};
+    /* Invariant 7 (availability) is one of them only with CHAOS_AVAIL_STRICT=1;
+     * otherwise avail_report prints it as a report line. */
+    size_t ninv = sizeof(all) / sizeof(all[0]) - (avail_strict ? 0 : 1);
     int bad = 0;
-    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+    for (size_t i = 0; i < ninv; i++) {
         if (!failed_only || all[i]->failed)
             printf("invariant %zu, %s: %lu passed, %lu failed\n", i + 1, all[i]->what,
                    (unsigned long)all[i]->passed, (unsigned long)all[i]->failed);
@@ -578,6 +590,7 @@ static int report(void)
     print_errs("uploads", &put_errs);
     print_errs("reads", &get_errs);
     print_errs("deletes", &del_errs);
+    avail_report(avail_strict);
     return report_invariants(0);
 }
 
@@ -592,6 +605,11 @@ int main(void)
     int seconds = env_int("CHAOS_SECONDS", CHAOS_DEFAULT_SECONDS);
     if (env_int("CHAOS_POWER_CUT", 0))
         nkinds = F_POWER_ALL + 1;
+    avail_strict = env_int("CHAOS_AVAIL_STRICT", 0) != 0;
+    avail_faults = env_int("CHAOS_AVAIL_FAULTS", 0) != 0;
+    ns_away_ms = env_int("CHAOS_NS_AWAY_MS", CHAOS_NS_AWAY_MS);
+    if (ns_away_ms > seconds * 1000 / 2)
+        ns_away_ms = seconds * 1000 / 2;
     seed = cluster_seed("chaos");
     uint64_t rng = seed;
     signal(SIGPIPE, SIG_IGN);
@@ -614,7 +632,8 @@ int main(void)
         full_disk_ds = C->nds - 1;
         faults[F_FULL_DISK] = 1;
     }
-    struct imgstore_opts ho = {.timeout_ms = 8000, .io_timeout_ms = 2000};
+    struct imgstore_opts ho = {.timeout_ms = CHAOS_CLIENT_TIMEOUT_MS,
+                               .io_timeout_ms = CHAOS_CLIENT_IO_TIMEOUT_MS};
     if (imgstore_open(C->ns.addr, &ho, &H) != 0) {
         printf("chaos: cannot open a client handle\n");
         cluster_stop(C);

@@ -6,7 +6,8 @@
  *   chaos.c   main, the load workers, the final checks, the report;
  *   faults.c  fault injection: the kinds, the schedule, the damage done;
  *   env.c     the environment: network namespace, tmpfs data folder,
- *             memory sampling, ds-admin helpers, starting a dataserver.
+ *             memory sampling, ds-admin helpers, starting a dataserver;
+ *   avail.c   availability per fault kind (invariant 7).
  *
  * The driver links tests/integ/cluster.c and the client library; it may call
  * those and nothing else of the project. */
@@ -58,11 +59,19 @@
 #define CHAOS_CUT_MAX_MS 8000
 #define NS_COPY_RATE_MB 50          /* the nameserver's defaults, restored after a fault */
 #define NS_COMPACT_PCT 30
+#define CHAOS_NS_AWAY_MS 60000      /* nameserver away (capped to half the run) */
+#define CHAOS_CAP_ARG "1M"          /* --capacity of the server made full */
+#define CHAOS_CAP_MIN_MS 3000       /* how long it stays full */
+#define CHAOS_CAP_MAX_MS 10000
+#define CHAOS_CLIENT_TIMEOUT_MS 8000 /* the load's handle: whole-operation deadline */
+#define CHAOS_CLIENT_IO_TIMEOUT_MS 2000
 
 enum fault {
     F_KILL_DS, F_KILL_NS, F_STOP_DS, F_FLIP_DS, F_FLIP_IDX, F_KILL_COPY, F_KILL_COMPACT,
     F_VANISH_DIR, F_PARTITION, F_ROUND, /* kinds above: the shuffled rounds */
-    F_POWER_DS = F_ROUND, F_POWER_ALL, F_FULL_DISK, F_KINDS
+    F_POWER_DS = F_ROUND, F_POWER_ALL, F_FULL_DISK,
+    /* With CHAOS_AVAIL_FAULTS=1 (issue 20), in the shuffled rounds too: */
+    F_HDR_DAMAGE, F_CAPACITY, F_NS_AWAY, F_KINDS
 };
 extern const char *fault_names[F_KINDS];
 
@@ -78,6 +87,13 @@ struct file {
 struct inv {
     const char *what;
     atomic_ulong passed, failed;
+};
+
+/* The most frequent errors of failed operations, for the report. */
+#define CHAOS_ERR_KINDS 8
+struct errs {
+    int code[CHAOS_ERR_KINDS];
+    unsigned long n[CHAOS_ERR_KINDS];
 };
 
 /* ---- chaos.c: the run, the load, the invariants --------------------------- */
@@ -101,10 +117,16 @@ int rand_between(uint64_t *rng, int lo, int hi);
 /* Invariant 4: every server not taken down by a fault is running (a dead
  * one is counted and restarted). */
 void check_servers(void);
+/* Counts one failure with error rc in e (under `lock`). */
+void count_err(struct errs *e, int rc);
+/* One line "chaos: WHAT failed with: ERROR N; ..." */
+void print_errs(const char *what, const struct errs *e);
 
 /* ---- faults.c: fault injection -------------------------------------------- */
 
 extern int nkinds;                                /* kinds of the shuffled rounds */
+extern int avail_faults; /* CHAOS_AVAIL_FAULTS=1: header damage, capacity, ns away */
+extern int ns_away_ms;   /* how long the nameserver stays away (F_NS_AWAY) */
 extern unsigned long faults[F_KINDS];             /* injected, per kind */
 extern int killed_by_us[CLUSTER_MAX_DS + 1];      /* index CLUSTER_MAX_DS: the nameserver */
 extern unsigned long copy_hits, copy_misses, compact_hits, compact_misses;
@@ -149,5 +171,30 @@ void full_disk_teardown(void);
  * or -2 (the cluster did not come back). */
 int partition_setup(int i);
 void partition_teardown(void);
+
+/* ---- avail.c: availability per fault kind (invariant 7) -------------------- */
+
+enum avail_op { A_READ, A_DELETE, A_UPLOAD, A_OPS };
+
+/* What was going on when an operation began (avail_start), for avail_end. */
+struct avail_mark {
+    int fault;               /* the fault in progress, -1: none */
+    unsigned long fault_seq; /* faults begun so far */
+    unsigned long ns_seq;    /* odd: the nameserver was down */
+};
+
+extern struct inv inv_avail;
+
+/* A fault begins (before its injection) / ends (the cluster is whole again). */
+void avail_fault_begin(enum fault kind);
+void avail_fault_end(void);
+/* The nameserver process goes down (1: killed by a fault) or is back (0). */
+void avail_ns_down(int down);
+/* Marks the start of an operation / counts its end with its result rc. */
+void avail_start(struct avail_mark *m);
+void avail_end(const struct avail_mark *m, enum avail_op op, int rc);
+/* The table per fault kind; with strict 0, also invariant 7 as a report line
+ * (with strict 1 it is one of the invariants, printed by chaos.c). */
+void avail_report(int strict);
 
 #endif

@@ -27,10 +27,15 @@ const char *fault_names[F_KINDS] = {"kill -9 + restart dataserver",
                                            "network partition of a dataserver",
                                            "power cut of one dataserver + restart",
                                            "power cut of every dataserver + restart",
-                                           "data folder on a small tmpfs (fills up)"};
+                                           "data folder on a small tmpfs (fills up)",
+                                           "one record header damaged + restart",
+                                           "capacity of a dataserver reached",
+                                           "nameserver away (kill -9, long restart)"};
 /* Kinds of the shuffled rounds: the power cuts need the IMG_FAULT_FS build
  * (CHAOS_POWER_CUT=1, set by make chaos-powercut). */
 int nkinds = F_ROUND;
+int avail_faults;
+int ns_away_ms = CHAOS_NS_AWAY_MS;
 unsigned long copy_hits, copy_misses, compact_hits, compact_misses;
 
 unsigned long faults[F_KINDS];
@@ -53,12 +58,11 @@ static int is_damaged(uint64_t id)
     return 0;
 }
 
-/* Flips CHAOS_FLIPS bytes (one bit each) past the first `skip` bytes of one
- * file with `suffix` ("blk": block file past its superblock, "idx": index
- * file past its header) of a block of `p` not damaged anywhere before.
- * Returns the block id, or 0 when none qualifies. */
-static uint64_t flip_file(const struct cluster_proc *p, const char *suffix, off_t skip,
-                          uint64_t *rng)
+/* Picks one file with `suffix` ("blk", "idx") longer than skip + 64 bytes,
+ * of a block of `p` not damaged anywhere before: its block id with its
+ * path and size, or 0 when none qualifies. */
+static uint64_t pick_block_file(const struct cluster_proc *p, const char *suffix, off_t skip,
+                                uint64_t *rng, char path[900], off_t *size)
 {
     char dir[600];
     snprintf(dir, sizeof(dir), "%s/blocks", p->data);
@@ -87,13 +91,28 @@ static uint64_t flip_file(const struct cluster_proc *p, const char *suffix, off_
     if (n == 0 || ndamaged >= CHAOS_MAX_DAMAGED)
         return 0;
     int k = (int)(cluster_rand(rng) % (uint64_t)n);
+    snprintf(path, 900, "%s/%016llx.%s", dir, (unsigned long long)ids[k], suffix);
+    *size = sizes[k];
+    return ids[k];
+}
+
+/* Flips CHAOS_FLIPS bytes (one bit each) past the first `skip` bytes of one
+ * file with `suffix` ("blk": block file past its superblock, "idx": index
+ * file past its header) of a block of `p` not damaged anywhere before.
+ * Returns the block id, or 0 when none qualifies. */
+static uint64_t flip_file(const struct cluster_proc *p, const char *suffix, off_t skip,
+                          uint64_t *rng)
+{
     char path[900];
-    snprintf(path, sizeof(path), "%s/%016llx.%s", dir, (unsigned long long)ids[k], suffix);
+    off_t size;
+    uint64_t id = pick_block_file(p, suffix, skip, rng, path, &size);
+    if (!id)
+        return 0;
     int fd = open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0)
         return 0;
     for (int f = 0; f < CHAOS_FLIPS; f++) {
-        off_t at = skip + (off_t)(cluster_rand(rng) % (uint64_t)(sizes[k] - skip));
+        off_t at = skip + (off_t)(cluster_rand(rng) % (uint64_t)(size - skip));
         uint8_t b;
         if (pread(fd, &b, 1, at) == 1) {
             b ^= (uint8_t)(1u << (cluster_rand(rng) % 8));
@@ -102,8 +121,56 @@ static uint64_t flip_file(const struct cluster_proc *p, const char *suffix, off_
         }
     }
     close(fd);
-    damaged[ndamaged++] = ids[k];
-    return ids[k];
+    damaged[ndamaged++] = id;
+    return id;
+}
+
+/* Flips one bit of one record's header (docs/storage.md, "Needle"): its
+ * seq, cookie or MIME field, in the block file of a block of `p` not damaged
+ * anywhere before. Says which; returns the block id, or 0 when no block
+ * file with a record qualifies. */
+static uint64_t damage_header(const struct cluster_proc *p, uint64_t *rng)
+{
+    char path[900];
+    off_t size;
+    uint64_t id = pick_block_file(p, "blk", 64, rng, path, &size);
+    void *buf = NULL;
+    size_t len = 0;
+    if (!id || cluster_read_file(path, &buf, &len) != 0)
+        return 0;
+    /* Walks the records after the 64-byte superblock; picks a file record
+     * (not a tombstone) at random among them (reservoir). */
+    const uint8_t *b = buf;
+    uint64_t at = 64, pick = 0, nrec = 0;
+    while (at + 24 <= len && b[at] == 0x49 && b[at + 1] == 0x4E) {
+        uint32_t dsize;
+        memcpy(&dsize, b + at + 12, 4);
+        if (!(b[at + 2] & 1) && cluster_rand(rng) % ++nrec == 0)
+            pick = at;
+        at = (at + 24 + dsize + 7) & ~(uint64_t)7;
+    }
+    free(buf);
+    if (nrec == 0)
+        return 0;
+    static const struct { const char *name; int off, len; } fields[] = {
+        {"seq", 4, 4}, {"cookie", 8, 4}, {"MIME", 3, 1}};
+    int fi = (int)(cluster_rand(rng) % 3);
+    off_t where = (off_t)pick + fields[fi].off + (off_t)(cluster_rand(rng) % (uint64_t)fields[fi].len);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    uint8_t byte;
+    if (fd < 0 || pread(fd, &byte, 1, where) != 1) {
+        if (fd >= 0)
+            close(fd);
+        return 0;
+    }
+    byte ^= (uint8_t)(1u << (cluster_rand(rng) % 8));
+    if (pwrite(fd, &byte, 1, where) != 1)
+        say("pwrite %s: %s", path, strerror(errno));
+    close(fd);
+    damaged[ndamaged++] = id;
+    say("fault: %s: the %s field of the record at offset %llu of block %016llx damaged",
+        p->name, fields[fi].name, (unsigned long long)pick, (unsigned long long)id);
+    return id;
 }
 
 /* A dataserver other than the one on the tmpfs (its folder cannot be
@@ -242,6 +309,31 @@ static void fault_vanish(uint64_t *rng)
     start_ds(v);
     killed_by_us[v] = 0;
 }
+/* A dataserver that reached its capacity: restarted (SIGTERM) with
+ * --capacity CHAOS_CAP_ARG, so it reports no free space, kept so for a
+ * while (once the cluster sees it up again), then restarted without it. */
+static void fault_capacity(uint64_t *rng)
+{
+    static const char *const cap_args[] = {"--capacity", CHAOS_CAP_ARG, NULL};
+    int v = pick_not_tmpfs(rng);
+    struct cluster_proc *p = &C->ds[v];
+    int full_ms = rand_between(rng, CHAOS_CAP_MIN_MS, CHAOS_CAP_MAX_MS);
+    faults[F_CAPACITY]++;
+    killed_by_us[v] = 1;
+    say("fault: %s restarted with --capacity %s (full) for %d ms", p->name, CHAOS_CAP_ARG,
+        full_ms);
+    cluster_signal_proc(p, SIGTERM);
+    p->args = cap_args;
+    start_ds(v);
+    if (cluster_wait_ready(C, C->nds, CHAOS_RECOVER_MS) != 0)
+        say("%s did not come back with its small capacity in %d ms", p->name, CHAOS_RECOVER_MS);
+    sleep_ms(full_ms);
+    cluster_signal_proc(p, SIGTERM);
+    p->args = NULL;
+    start_ds(v);
+    killed_by_us[v] = 0;
+}
+
 /* Cuts the namespaced dataserver off (host end of its veth down) for a
  * while. It is not killed: it must survive, and so must everything else. */
 static void fault_partition(uint64_t *rng)
@@ -262,8 +354,11 @@ static void inject(enum fault kind, uint64_t *rng)
         fault_partition(rng);
         return;
     }
-    if (kind == F_KILL_COPY || kind == F_KILL_COMPACT || kind == F_VANISH_DIR) {
-        if (kind == F_KILL_COPY)
+    if (kind == F_KILL_COPY || kind == F_KILL_COMPACT || kind == F_VANISH_DIR ||
+        kind == F_CAPACITY) {
+        if (kind == F_CAPACITY)
+            fault_capacity(rng);
+        else if (kind == F_KILL_COPY)
             fault_copy(rng);
         else if (kind == F_KILL_COMPACT)
             fault_compact(rng);
@@ -289,20 +384,28 @@ static void inject(enum fault kind, uint64_t *rng)
         return;
     }
     int v = (int)(cluster_rand(rng) % (uint64_t)C->nds);
-    struct cluster_proc *p = kind == F_KILL_NS ? &C->ns : &C->ds[v];
+    int ns = kind == F_KILL_NS || kind == F_NS_AWAY;
+    struct cluster_proc *p = ns ? &C->ns : &C->ds[v];
     int down_ms = rand_between(rng, CHAOS_DOWN_MIN_MS, CHAOS_DOWN_MAX_MS);
+    if (kind == F_NS_AWAY)
+        down_ms = ns_away_ms;
     faults[kind]++;
     killed_by_us[proc_slot(p)] = 1;
     switch (kind) {
     case F_KILL_DS:
     case F_KILL_NS:
+    case F_NS_AWAY:
         say("fault: kill -9 %s, restart in %d ms", p->name, down_ms);
+        if (ns)
+            avail_ns_down(1);
         cluster_signal_proc(p, SIGKILL);
         sleep_ms(down_ms);
-        if (kind == F_KILL_NS)
+        if (ns) {
             cluster_start_ns(C);
-        else
+            avail_ns_down(0);
+        } else {
             start_ds(v);
+        }
         break;
     case F_POWER_DS:
         say("fault: power cut of %s, restart in %d ms", p->name, down_ms);
@@ -330,6 +433,12 @@ static void inject(enum fault kind, uint64_t *rng)
         start_ds(v);
         break;
     }
+    case F_HDR_DAMAGE:
+        cluster_signal_proc(p, SIGKILL);
+        if (!damage_header(p, rng))
+            say("fault: kill -9 %s (no record to damage yet), restart", p->name);
+        start_ds(v);
+        break;
     default:
         break;
     }
@@ -338,6 +447,8 @@ static void inject(enum fault kind, uint64_t *rng)
 
 int kind_in_use(int k)
 {
+    if (k >= F_HDR_DAMAGE)
+        return avail_faults;
     return k < nkinds && (k != F_PARTITION || part_ds >= 0);
 }
 
@@ -363,7 +474,7 @@ void run_faults(int64_t end_ms, uint64_t *rng)
             break;
         if (next >= norder) { /* a new shuffled round: each kind in use once */
             norder = 0;
-            for (int i = 0; i < nkinds; i++)
+            for (int i = 0; i < F_KINDS; i++)
                 if (kind_in_use(i))
                     order[norder++] = i;
             for (int i = norder - 1; i > 0; i--) {
@@ -373,9 +484,11 @@ void run_faults(int64_t end_ms, uint64_t *rng)
             }
             next = 0;
         }
+        avail_fault_begin((enum fault)order[next]);
         inject((enum fault)order[next++], rng);
         first_round_done |= next >= norder;
         if (cluster_wait_ready(C, C->nds, CHAOS_RECOVER_MS) != 0)
             say("the cluster did not become whole again in %d ms", CHAOS_RECOVER_MS);
+        avail_fault_end();
     }
 }
