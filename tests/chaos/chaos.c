@@ -17,6 +17,13 @@
  *      64 MiB (plus 256 MiB under ASan, for its quarantine; survivors at
  *      the end of the run; killed ones at their last sample).
  *
+ *   7. no request failed that could have been served (availability, issue
+ *      20; avail.c): every failed read or delete of a live file, outside the
+ *      nameserver's downtime and the faults that take every replica away,
+ *      and every failed upload, counted per fault kind. Enforced only with
+ *      CHAOS_AVAIL_STRICT=1; by default the table and one report line are
+ *      printed and the run does not fail on it.
+ *
  * Faults, one at a time, each kind at least once per run (in a shuffled
  * round-robin order; a short run goes on past CHAOS_SECONDS, at most
  * CHAOS_ROUND_GRACE_MS, until the first round is complete): kill -9 and restart of a dataserver; kill -9 and
@@ -46,19 +53,28 @@
  * of every dataserver at once (each throws away the block-file writes no
  * completed fdatasync covers; see dataserver/uring.c), then restart.
  *
+ * With CHAOS_AVAIL_FAULTS=1, three more kinds in the rounds: one bit of one
+ * record's header (seq, cookie or MIME) flipped in a killed dataserver's
+ * block file, then restart (the block counts as damaged); a dataserver
+ * restarted with --capacity 1M (full) for 3 to 10 s, then restarted
+ * without; kill -9 of the nameserver for CHAOS_NS_AWAY_MS (default 60000,
+ * at most half of CHAOS_SECONDS) while the load goes on, then restart.
+ *
  * Environment: CHAOS_SECONDS (load duration, default 60),
  * CHAOS_HB_TIMEOUT_MS (the nameserver's heartbeat timeout, default 3000: a
  * server out longer than that is declared down and its blocks are copied
  * elsewhere; set it above CHAOS_DOWN_MAX_MS to leave re-replication out),
  * IMGSTORE_SEED
  * (replay: the seed drives sizes, operation mix, fault kinds, victims and
- * moments; thread timing still varies), IMGSTORE_BIN, IMGSTORE_KEEP=1.
+ * moments; thread timing still varies), IMGSTORE_BIN, IMGSTORE_KEEP=1,
+ * CHAOS_AVAIL_STRICT, CHAOS_AVAIL_FAULTS, CHAOS_NS_AWAY_MS.
  * Output ends with one "N passed, N failed" line per invariant; the exit
  * status is 0 when every invariant held.
  *
  * Files: chaos.c (this one: main, the load workers, the final checks, the
  * report), faults.c (fault injection), env.c (network namespace, tmpfs,
- * memory sampling, ds-admin helpers), chaos.h (what they share). */
+ * memory sampling, ds-admin helpers), avail.c (availability per fault
+ * kind), chaos.h (what they share). */
 #include "tests/chaos/chaos.h"
 
 #include <errno.h>
