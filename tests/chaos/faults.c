@@ -168,7 +168,8 @@ static uint64_t damage_header(const struct cluster_proc *p, uint64_t *rng)
         say("pwrite %s: %s", path, strerror(errno));
     close(fd);
     damaged[ndamaged++] = id;
-    say("fault: %s: the %s field of the record at offset %llu of block %016llx damaged",
+    say("fault: kill -9 %s, one bit of the %s field of the record at offset %llu of block "
+        "%016llx flipped, restart",
         p->name, fields[fi].name, (unsigned long long)pick, (unsigned long long)id);
     return id;
 }
