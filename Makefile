@@ -225,7 +225,9 @@ fuzz-corpus: deps
 # ---- chaos --------------------------------------------------------------------
 # (json_check.c is for the Criterion integration tests; the driver is no
 # Criterion program.)
-$(BUILD)/tests/chaos: $(OBJ)/tests/chaos/chaos.o $(filter-out %/json_check.o,$(INTEG_HELPERS)) \
+$(BUILD)/tests/chaos: $(OBJ)/tests/chaos/chaos.o $(OBJ)/tests/chaos/faults.o $(OBJ)/tests/chaos/env.o \
+                      $(OBJ)/tests/chaos/avail.o \
+                      $(filter-out %/json_check.o,$(INTEG_HELPERS)) \
                       $(BUILD)/lib/libimgstore.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

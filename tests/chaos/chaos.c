@@ -17,6 +17,13 @@
  *      64 MiB (plus 256 MiB under ASan, for its quarantine; survivors at
  *      the end of the run; killed ones at their last sample).
  *
+ *   7. no request failed that could have been served (availability, issue
+ *      20; avail.c): every failed read or delete of a live file, outside the
+ *      nameserver's downtime and the faults that take every replica away,
+ *      and every failed upload, counted per fault kind. Enforced only with
+ *      CHAOS_AVAIL_STRICT=1; by default the table and one report line are
+ *      printed and the run does not fail on it.
+ *
  * Faults, one at a time, each kind at least once per run (in a shuffled
  * round-robin order; a short run goes on past CHAOS_SECONDS, at most
  * CHAOS_ROUND_GRACE_MS, until the first round is complete): kill -9 and restart of a dataserver; kill -9 and
@@ -46,136 +53,58 @@
  * of every dataserver at once (each throws away the block-file writes no
  * completed fdatasync covers; see dataserver/uring.c), then restart.
  *
+ * With CHAOS_AVAIL_FAULTS=1, three more kinds in the rounds: one bit of one
+ * record's header (seq, cookie or MIME) flipped in a killed dataserver's
+ * block file, then restart (the block counts as damaged); a dataserver
+ * restarted with --capacity 1M (full) for 3 to 10 s, then restarted
+ * without; kill -9 of the nameserver for CHAOS_NS_AWAY_MS (default 60000,
+ * at most half of CHAOS_SECONDS) while the load goes on, then restart.
+ *
  * Environment: CHAOS_SECONDS (load duration, default 60),
  * CHAOS_HB_TIMEOUT_MS (the nameserver's heartbeat timeout, default 3000: a
  * server out longer than that is declared down and its blocks are copied
  * elsewhere; set it above CHAOS_DOWN_MAX_MS to leave re-replication out),
  * IMGSTORE_SEED
  * (replay: the seed drives sizes, operation mix, fault kinds, victims and
- * moments; thread timing still varies), IMGSTORE_BIN, IMGSTORE_KEEP=1.
+ * moments; thread timing still varies), IMGSTORE_BIN, IMGSTORE_KEEP=1,
+ * CHAOS_AVAIL_STRICT, CHAOS_AVAIL_FAULTS, CHAOS_NS_AWAY_MS.
  * Output ends with one "N passed, N failed" line per invariant; the exit
- * status is 0 when every invariant held. */
-#include "tests/integ/cluster.h"
+ * status is 0 when every invariant held.
+ *
+ * Files: chaos.c (this one: main, the load workers, the final checks, the
+ * report), faults.c (fault injection), env.c (network namespace, tmpfs,
+ * memory sampling, ds-admin helpers), avail.c (availability per fault
+ * kind), chaos.h (what they share). */
+#include "tests/chaos/chaos.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sched.h>
-#include <sys/mount.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#define CHAOS_DEFAULT_SECONDS 60
-#define CHAOS_NDS 3
-#define CHAOS_REPLICAS 2
-#define CHAOS_BLOCK_SIZE (4u << 20) /* small blocks: sealing and new blocks happen */
-#define CHAOS_HB_TIMEOUT_MS 3000
-#define CHAOS_SAFE_MODE_MS 5000
-#define CHAOS_WORKERS 4
-#define CHAOS_MAX_FILES (256u << 10)
-#define CHAOS_MAX_SIZE (128u << 10)
-#define CHAOS_FAULT_GAP_MIN_MS 1500 /* quiet time between faults */
-#define CHAOS_FAULT_GAP_MAX_MS 5000
-#define CHAOS_DOWN_MIN_MS 300       /* how long a killed or frozen server stays out */
-#define CHAOS_DOWN_MAX_MS 4000
-#define CHAOS_RECOVER_MS 40000      /* deadline for the cluster to be whole again */
-#define CHAOS_ROUND_GRACE_MS 180000 /* the load may go on this long to finish a round */
-#define CHAOS_FLIPS 8               /* bytes flipped per damaged block */
-#define CHAOS_FINAL_ATTEMPTS 5      /* reads of one file at the end before giving up */
-#define CHAOS_MAX_DAMAGED 256
-#define CHAOS_DELETE_SHARE 5        /* at most one acknowledged upload in 5 is deleted */
-#define CHAOS_HTTP_SAMPLE 20        /* one file in this many is also read over HTTP */
-#define CHAOS_TASK_WAIT_MS 20000    /* how long to wait for a copy / compaction to run */
-#define CHAOS_SLOW_COPY_MB 1        /* copy_rate (MB/s) while aiming at a running task */
-#define CHAOS_TMPFS_MB 96           /* size of the data folder that fills up */
-#define CHAOS_FULL_FREE (8u << 20)  /* below this much free space it counts as full */
-#define CHAOS_MEM_WARMUP_MS 20000   /* RSS after this much of a process's life is its base */
-#define CHAOS_MEM_SLACK_KB (64 * 1024)
-/* Servers built with ASan (make asan) hold freed memory in a quarantine of
- * up to 256 MiB (ASan's quarantine_size_mb) before reusing it: their RSS
- * grows by that much with no leak, so the bound allows it. */
-#if defined(__SANITIZE_ADDRESS__)
-#define CHAOS_MEM_SAN_KB (256 * 1024)
-#else
-#define CHAOS_MEM_SAN_KB 0
-#endif
-#define CHAOS_CUT_MIN_MS 1000       /* how long a partition lasts */
-#define CHAOS_CUT_MAX_MS 8000
-#define NS_COPY_RATE_MB 50          /* the nameserver's defaults, restored after a fault */
-#define NS_COMPACT_PCT 30
+int64_t load_start_ms;      /* when the load and the faults began */
+static int avail_strict;    /* CHAOS_AVAIL_STRICT=1: invariant 7 fails the run */
 
-enum fault {
-    F_KILL_DS, F_KILL_NS, F_STOP_DS, F_FLIP_DS, F_FLIP_IDX, F_KILL_COPY, F_KILL_COMPACT,
-    F_VANISH_DIR, F_PARTITION, F_ROUND, /* kinds above: the shuffled rounds */
-    F_POWER_DS = F_ROUND, F_POWER_ALL, F_FULL_DISK, F_KINDS
-};
-static const char *fault_names[F_KINDS] = {"kill -9 + restart dataserver",
-                                           "kill -9 + restart nameserver",
-                                           "SIGSTOP/SIGCONT dataserver",
-                                           "bytes flipped in a block file + restart",
-                                           "bytes flipped in an index file + restart",
-                                           "kill -9 during a block copy + restart",
-                                           "kill -9 during a compaction + restart",
-                                           "data folder vanished, back + restart",
-                                           "network partition of a dataserver",
-                                           "power cut of one dataserver + restart",
-                                           "power cut of every dataserver + restart",
-                                           "data folder on a small tmpfs (fills up)"};
-/* Kinds of the shuffled rounds: the power cuts need the IMG_FAULT_FS build
- * (CHAOS_POWER_CUT=1, set by make chaos-powercut). */
-static int nkinds = F_ROUND;
-/* The full data folder is set up once at the start, when allowed. */
-static int full_disk_ds = -1;      /* dataserver on the tmpfs, -1: none */
-static int64_t full_since_ms = -1; /* first time it was seen full */
-static uint64_t full_min_free = UINT64_MAX; /* least free space seen there */
-static int64_t load_start_ms;      /* when the load and the faults began */
-static unsigned long copy_hits, copy_misses, compact_hits, compact_misses;
-
-enum state { S_FREE, S_PUTTING, S_ACKED, S_PUT_FAILED, S_DELETING, S_DELETED, S_DEL_FAILED };
-
-struct file {
-    char name[IMGSTORE_NAME_MAX];
-    uint32_t size;
-    uint8_t state;
-    uint64_t deleted_at; /* op clock when the delete was acknowledged */
-};
-
-struct inv {
-    const char *what;
-    atomic_ulong passed, failed;
-};
-
-static struct cluster *C;
-static uint64_t seed;
-static imgstore_t *H;
-static struct file *files;
-static atomic_uint nfiles;
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+struct cluster *C;
+uint64_t seed;
+imgstore_t *H;
+struct file *files;
+atomic_uint nfiles;
+pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_ulong op_clock;
 static atomic_int stop_load;
 
 static atomic_ulong puts_ok, puts_failed, gets_ok, gets_failed, dels_ok, dels_failed;
 static atomic_ulong gets_gone; /* reads of deleted files answered deleted / not found */
 
-/* The most frequent errors of failed operations, for the report. */
-#define CHAOS_ERR_KINDS 8
-struct errs {
-    int code[CHAOS_ERR_KINDS];
-    unsigned long n[CHAOS_ERR_KINDS];
-};
 static struct errs put_errs, get_errs, del_errs;
 
-static void count_err(struct errs *e, int rc)
+void count_err(struct errs *e, int rc)
 {
     pthread_mutex_lock(&lock);
     for (int k = 0; k < CHAOS_ERR_KINDS; k++)
@@ -187,30 +116,24 @@ static void count_err(struct errs *e, int rc)
     pthread_mutex_unlock(&lock);
 }
 
-static void print_errs(const char *what, const struct errs *e)
+void print_errs(const char *what, const struct errs *e)
 {
     printf("chaos: %s failed with:", what);
     for (int k = 0; k < CHAOS_ERR_KINDS && e->n[k]; k++)
         printf(" %s %lu;", imgstore_strerror(e->code[k]), e->n[k]);
     printf("\n");
 }
-static unsigned long faults[F_KINDS];
-static int killed_by_us[CLUSTER_MAX_DS + 1]; /* index CLUSTER_MAX_DS: the nameserver */
 
-static struct inv inv_uploads = {.what = "acknowledged uploads readable, byte-identical"};
-static struct inv inv_deletes = {.what = "acknowledged deletes stay deleted"};
-static struct inv inv_bytes = {.what = "no wrong bytes ever returned"};
-static struct inv inv_servers = {.what = "servers not killed never crashed, clean stop"};
-static struct inv inv_http = {.what = "HTTP GET on any dataserver agrees (sample)"};
-static struct inv inv_memory = {.what = "server memory stays bounded (VmRSS)"};
+struct inv inv_uploads = {.what = "acknowledged uploads readable, byte-identical"};
+struct inv inv_deletes = {.what = "acknowledged deletes stay deleted"};
+struct inv inv_bytes = {.what = "no wrong bytes ever returned"};
+struct inv inv_servers = {.what = "servers not killed never crashed, clean stop"};
+struct inv inv_http = {.what = "HTTP GET on any dataserver agrees (sample)"};
+struct inv inv_memory = {.what = "server memory stays bounded (VmRSS)"};
 
-/* Blocks already damaged on some server (never damaged twice). */
-static uint64_t damaged[CHAOS_MAX_DAMAGED];
-static int ndamaged;
+void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void say(const char *fmt, ...)
+void say(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -227,9 +150,9 @@ static char kept_failures[CHAOS_KEPT_FAILURES][256];
 static int nkept_failures;
 static unsigned long nfailures;
 
-static void fail_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void fail_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-static void fail_say(const char *fmt, ...)
+void fail_say(const char *fmt, ...)
 {
     char msg[256];
     va_list ap;
@@ -242,14 +165,14 @@ static void fail_say(const char *fmt, ...)
         memcpy(kept_failures[nkept_failures++], msg, sizeof(msg));
 }
 
-static void sleep_ms(int ms)
+void sleep_ms(int ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
         ;
 }
 
-static int rand_between(uint64_t *rng, int lo, int hi)
+int rand_between(uint64_t *rng, int lo, int hi)
 {
     return lo + (int)(cluster_rand(rng) % (uint64_t)(hi - lo + 1));
 }
@@ -278,7 +201,15 @@ static void load_get(uint32_t i, uint64_t start)
     pthread_mutex_unlock(&lock);
     void *data = NULL;
     size_t len = 0;
+    struct avail_mark am;
+    avail_start(&am);
     int rc = imgstore_get(H, f.name, &data, &len);
+    /* Availability: reads of files deleted (or being deleted) are left out. */
+    pthread_mutex_lock(&lock);
+    int still_live = f.state == S_ACKED && files[i].state == S_ACKED;
+    pthread_mutex_unlock(&lock);
+    if (still_live)
+        avail_end(&am, A_READ, rc);
     if (rc != 0) {
         if (f.state == S_DELETED && (rc == IMGSTORE_EDELETED || rc == IMGSTORE_ENOTFOUND)) {
             gets_gone++;
@@ -321,7 +252,10 @@ static void load_put(uint64_t *rng)
     void *buf = malloc(size);
     char name[IMGSTORE_NAME_MAX];
     cluster_fill(buf, size, seed, i);
+    struct avail_mark am;
+    avail_start(&am);
     int rc = imgstore_put(H, buf, size, NULL, name);
+    avail_end(&am, A_UPLOAD, rc);
     free(buf);
     pthread_mutex_lock(&lock);
     if (rc == 0) {
@@ -350,7 +284,10 @@ static void load_delete(uint32_t i)
     files[i].state = S_DELETING;
     memcpy(name, files[i].name, sizeof(name));
     pthread_mutex_unlock(&lock);
+    struct avail_mark am;
+    avail_start(&am);
     int rc = imgstore_unlink(H, name);
+    avail_end(&am, A_DELETE, rc);
     pthread_mutex_lock(&lock);
     if (rc == 0) {
         files[i].state = S_DELETED;
@@ -405,52 +342,11 @@ static void *worker(void *arg)
     return NULL;
 }
 
-/* ---- faults ---------------------------------------------------------------- */
-
-/* ---- the network namespace of one dataserver ------------------------------ */
-
-/* With root and `ip netns`, one dataserver (part_ds) runs in its own network
- * namespace at 10.78.N.2, joined to the host by a veth pair whose host end
- * is 10.78.N.1; every other server listens on 10.78.N.1, so every address
- * is reachable from both sides. A partition takes the host end down. */
-static int part_ds = -1;
-static int netns_fd = -1, rootns_fd = -1;
-static char netns_name[32], veth_host[16];
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* Runs a shell command (output to the driver's stderr); returns its exit
- * status (0 when it succeeded). */
-static int sh(const char *fmt, ...)
-{
-    char cmd[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    int st = system(cmd);
-    return st == -1 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
-/* Starts (or restarts) dataserver i, inside its namespace for part_ds:
- * setns applies to the calling thread, and the server is forked from it. */
-static int start_ds(int i)
-{
-    int in_ns = i == part_ds && setns(netns_fd, CLONE_NEWNET) == 0;
-    int rc = cluster_start_ds(C, i);
-    if (in_ns && setns(rootns_fd, CLONE_NEWNET) != 0)
-        say("setns back to the host's network: %s", strerror(errno));
-    return rc;
-}
-
-static int proc_slot(const struct cluster_proc *p)
-{
-    return p == &C->ns ? CLUSTER_MAX_DS : (int)(p - C->ds);
-}
+/* ---- final checks ------------------------------------------------------------ */
 
 /* Checks that every server we did not take down is running; a server that
  * died on its own is a failure of invariant 4 and is restarted. */
-static void check_servers(void)
+void check_servers(void)
 {
     struct cluster_proc *all[CLUSTER_MAX_DS + 1];
     int n = 0;
@@ -473,676 +369,6 @@ static void check_servers(void)
             start_ds((int)(p - C->ds));
     }
 }
-
-static int is_damaged(uint64_t id)
-{
-    for (int i = 0; i < ndamaged; i++)
-        if (damaged[i] == id)
-            return 1;
-    return 0;
-}
-
-/* Flips CHAOS_FLIPS bytes (one bit each) past the first `skip` bytes of one
- * file with `suffix` ("blk": block file past its superblock, "idx": index
- * file past its header) of a block of `p` not damaged anywhere before.
- * Returns the block id, or 0 when none qualifies. */
-static uint64_t flip_file(const struct cluster_proc *p, const char *suffix, off_t skip,
-                          uint64_t *rng)
-{
-    char dir[600];
-    snprintf(dir, sizeof(dir), "%s/blocks", p->data);
-    DIR *d = opendir(dir);
-    if (!d)
-        return 0;
-    uint64_t ids[512];
-    off_t sizes[512];
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && n < 512) {
-        unsigned long long id;
-        char sfx[8];
-        if (strlen(e->d_name) != 20 || sscanf(e->d_name, "%16llx.%3s", &id, sfx) != 2 ||
-            strcmp(sfx, suffix) != 0 || is_damaged(id))
-            continue;
-        char path[900];
-        struct stat st;
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        if (stat(path, &st) == 0 && st.st_size > skip + 64) {
-            ids[n] = id;
-            sizes[n++] = st.st_size;
-        }
-    }
-    closedir(d);
-    if (n == 0 || ndamaged >= CHAOS_MAX_DAMAGED)
-        return 0;
-    int k = (int)(cluster_rand(rng) % (uint64_t)n);
-    char path[900];
-    snprintf(path, sizeof(path), "%s/%016llx.%s", dir, (unsigned long long)ids[k], suffix);
-    int fd = open(path, O_RDWR | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    for (int f = 0; f < CHAOS_FLIPS; f++) {
-        off_t at = skip + (off_t)(cluster_rand(rng) % (uint64_t)(sizes[k] - skip));
-        uint8_t b;
-        if (pread(fd, &b, 1, at) == 1) {
-            b ^= (uint8_t)(1u << (cluster_rand(rng) % 8));
-            if (pwrite(fd, &b, 1, at) != 1)
-                say("pwrite %s: %s", path, strerror(errno));
-        }
-    }
-    close(fd);
-    damaged[ndamaged++] = ids[k];
-    return ids[k];
-}
-
-/* ---- ds-admin -------------------------------------------------------------- */
-
-/* Runs `ds-admin --ns NS ARGS...`; returns its stdout (malloc'd) when it
- * exited 0, else NULL (with a line saying why). */
-static char *admin(const char *a1, const char *a2, const char *a3, const char *a4)
-{
-    const char *argv[] = {"ds-admin", "--ns", C->ns.addr, a1, a2, a3, a4, NULL};
-    struct cluster_run r;
-    if (cluster_run(C, argv, NULL, NULL, 10000, &r) != 0)
-        return NULL;
-    char *out = NULL;
-    if (r.exit_code == 0) {
-        out = r.out;
-        r.out = NULL;
-    } else {
-        say("ds-admin %s %s %s: exit %d: %.200s", a1, a2 ? a2 : "", a3 ? a3 : "", r.exit_code,
-            r.err ? r.err : "");
-    }
-    cluster_run_free(&r);
-    return out;
-}
-
-static void admin_set(const char *key, unsigned long v)
-{
-    char val[32];
-    snprintf(val, sizeof(val), "%lu", v);
-    free(admin("set", key, val, NULL));
-}
-
-/* The server id of dataserver i (its data folder's SERVER_ID file). */
-static int server_id(int i, char *out, size_t n)
-{
-    char path[700];
-    snprintf(path, sizeof(path), "%s/SERVER_ID", C->ds[i].data);
-    void *buf = NULL;
-    size_t len = 0;
-    if (cluster_read_file(path, &buf, &len) != 0)
-        return -1;
-    while (len > 0 && (((char *)buf)[len - 1] == '\n' || ((char *)buf)[len - 1] == ' '))
-        len--;
-    snprintf(out, n, "%.*s", (int)len, (char *)buf);
-    free(buf);
-    return 0;
-}
-
-static int ds_of_id(const char *id)
-{
-    for (int i = 0; i < C->nds; i++) {
-        char mine[80];
-        if (server_id(i, mine, sizeof(mine)) == 0 && *id && strcmp(mine, id) == 0)
-            return i;
-    }
-    return -1;
-}
-
-/* Copies the string value of "key" inside [obj, end) of a JSON object. */
-static void json_str(const char *obj, const char *end, const char *key, char *out, size_t n)
-{
-    char pat[64];
-    snprintf(pat, sizeof(pat), "\"%s\": \"", key);
-    out[0] = '\0';
-    const char *k = strstr(obj, pat);
-    if (!k || k >= end)
-        return;
-    k += strlen(pat);
-    const char *q = strchr(k, '"');
-    if (!q || q > end)
-        return;
-    snprintf(out, n, "%.*s", (int)(q - k), k);
-}
-
-/* Looks for a running background task of `kind` ("replicate", "compact") in
- * `ds-admin --json tasks`; fills its block, source and target dataserver
- * indexes (-1 when none) and returns 1, or 0 when none runs. */
-static int running_task(const char *kind, unsigned long long *block, int *src, int *dst)
-{
-    char *out = admin("--json", "tasks", NULL, NULL);
-    int found = 0;
-    for (const char *o = out ? strstr(out, "{\"id\": ") : NULL; o && !found;
-         o = strstr(o + 1, "{\"id\": ")) {
-        const char *end = strchr(o, '}');
-        if (!end)
-            break;
-        char k[32], st[32], sid[80], tid[80];
-        json_str(o, end, "kind", k, sizeof(k));
-        json_str(o, end, "state", st, sizeof(st));
-        if (strcmp(k, kind) != 0 || strcmp(st, "running") != 0)
-            continue;
-        json_str(o, end, "source", sid, sizeof(sid));
-        json_str(o, end, "target", tid, sizeof(tid));
-        const char *b = strstr(o, "\"block_id\": ");
-        *block = b && b < end ? strtoull(b + 12, NULL, 10) : 0;
-        *src = ds_of_id(sid);
-        *dst = ds_of_id(tid);
-        found = *src >= 0 || *dst >= 0;
-    }
-    free(out);
-    return found;
-}
-
-/* ---- memory ----------------------------------------------------------------- */
-
-/* One process of a server slot (it changes with every restart). */
-struct mem {
-    pid_t pid;
-    int64_t born_ms;   /* when first seen */
-    long base_kb;      /* first sample after the warm-up, 0 before */
-    long max_kb, last_kb;
-    int restarted;     /* the slot had another process before */
-};
-static struct mem mem[CLUSTER_MAX_DS + 1];
-static unsigned long mem_samples;
-
-static long rss_kb(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    long kb = -1;
-    while (f && fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return kb;
-}
-
-static long mem_limit_kb(const struct mem *m)
-{
-    return 2 * m->base_kb + CHAOS_MEM_SLACK_KB + CHAOS_MEM_SAN_KB;
-}
-
-/* Checks the process that lived in a slot (at its end, or at the end of the
- * run): invariant 6. */
-static void mem_check(const char *name, const struct mem *m, const char *when)
-{
-    if (m->pid == 0 || m->base_kb == 0)
-        return; /* did not live past the warm-up */
-    if (m->last_kb <= mem_limit_kb(m)) {
-        inv_memory.passed++;
-        return;
-    }
-    fail_say("%s (pid %d, %s): RSS %ld KiB above its bound %ld KiB (base %ld KiB after warm-up)",
-        name, (int)m->pid, when, m->last_kb, mem_limit_kb(m), m->base_kb);
-    inv_memory.failed++;
-}
-
-static void mem_sample(void)
-{
-    for (int s = 0; s <= C->nds; s++) {
-        struct cluster_proc *p = s == C->nds ? &C->ns : &C->ds[s];
-        struct mem *m = &mem[s == C->nds ? CLUSTER_MAX_DS : s];
-        pid_t pid = p->pid;
-        if (pid == 0)
-            continue;
-        if (m->pid != pid) {
-            if (m->pid)
-                mem_check(p->name, m, "killed");
-            int restarted = m->pid != 0;
-            *m = (struct mem){.pid = pid, .born_ms = cluster_now_ms(), .restarted = restarted};
-        }
-        long kb = rss_kb(pid);
-        if (kb <= 0)
-            continue;
-        mem_samples++;
-        m->last_kb = kb;
-        if (kb > m->max_kb)
-            m->max_kb = kb;
-        if (!m->base_kb && cluster_now_ms() - m->born_ms >= CHAOS_MEM_WARMUP_MS)
-            m->base_kb = kb;
-    }
-}
-
-/* Final memory check and figures of the processes alive at the end. */
-static void mem_report(void)
-{
-    mem_sample();
-    for (int s = 0; s <= C->nds; s++) {
-        const char *name = s == C->nds ? C->ns.name : C->ds[s].name;
-        struct mem *m = &mem[s == C->nds ? CLUSTER_MAX_DS : s];
-        if (!m->pid)
-            continue;
-        mem_check(name, m, m->restarted ? "restarted during the run" : "never killed");
-        const char *life = m->restarted ? "restarted" : "never killed";
-        if (!m->base_kb)
-            printf("chaos: memory: %-4s %s, younger than the warm-up: end %ld KiB\n", name, life,
-                   m->last_kb);
-        else
-            printf("chaos: memory: %-4s %s: VmRSS after warm-up %ld KiB, max %ld KiB, end %ld "
-                   "KiB (bound %ld KiB)\n",
-                   name, life, m->base_kb, m->max_kb, m->last_kb, mem_limit_kb(m));
-    }
-    printf("chaos: memory: %lu samples; processes checked %lu\n", mem_samples,
-           (unsigned long)(inv_memory.passed + inv_memory.failed));
-}
-
-/* ---- the data folder that fills up ---------------------------------------- */
-
-/* Puts dataserver i's data folder on a CHAOS_TMPFS_MB tmpfs: stop it, move
- * its files onto the new mount, start it. Returns 0, or -1 (skipped, one
- * line says why) when this machine does not allow it. */
-static int full_disk_setup(int i)
-{
-    struct cluster_proc *p = &C->ds[i];
-    if (geteuid() != 0) {
-        printf("chaos: full data folder: skipped (needs root to mount a tmpfs)\n");
-        return -1;
-    }
-    char aside[700], opts[64], cmd[1600];
-    snprintf(aside, sizeof(aside), "%s.orig", p->data);
-    snprintf(opts, sizeof(opts), "size=%dm", CHAOS_TMPFS_MB);
-    cluster_signal_proc(p, SIGTERM);
-    if (rename(p->data, aside) != 0 || mkdir(p->data, 0755) != 0) {
-        printf("chaos: full data folder: skipped (cannot move %s: %s)\n", p->data,
-               strerror(errno));
-        rename(aside, p->data);
-        start_ds(i);
-        return -1;
-    }
-    if (mount("tmpfs", p->data, "tmpfs", 0, opts) != 0) {
-        printf("chaos: full data folder: skipped (mount -t tmpfs not allowed here: %s)\n",
-               strerror(errno));
-        rmdir(p->data);
-        rename(aside, p->data);
-        start_ds(i);
-        return -1;
-    }
-    snprintf(cmd, sizeof(cmd), "cp -a '%s'/. '%s'/ && rm -rf '%s'", aside, p->data, aside);
-    if (system(cmd) != 0)
-        say("full data folder: copying the files of %s failed", p->name);
-    start_ds(i);
-    say("%s: data folder on a %d MiB tmpfs (%s)", p->name, CHAOS_TMPFS_MB, p->data);
-    return 0;
-}
-
-static void full_disk_sample(void)
-{
-    struct statvfs v;
-    if (full_disk_ds < 0 || statvfs(C->ds[full_disk_ds].data, &v) != 0)
-        return;
-    uint64_t avail = (uint64_t)v.f_bavail * v.f_frsize;
-    if (avail < full_min_free)
-        full_min_free = avail;
-    if (full_since_ms < 0 && avail < CHAOS_FULL_FREE) {
-        full_since_ms = cluster_now_ms();
-        say("%s: data folder full (%llu KiB free)", C->ds[full_disk_ds].name,
-            (unsigned long long)v.f_bavail * v.f_frsize / 1024);
-    }
-}
-
-static void full_disk_teardown(void)
-{
-    if (full_disk_ds >= 0 && umount2(C->ds[full_disk_ds].data, MNT_DETACH) != 0)
-        say("umount %s: %s", C->ds[full_disk_ds].data, strerror(errno));
-}
-
-/* A dataserver other than the one on the tmpfs (its folder cannot be
- * renamed: a mount point). */
-static int pick_not_tmpfs(uint64_t *rng)
-{
-    int v = (int)(cluster_rand(rng) % (uint64_t)C->nds);
-    return v == full_disk_ds ? (v + 1) % C->nds : v;
-}
-
-/* Waits until a running task of `kind` shows, for CHAOS_TASK_WAIT_MS, and
- * then kills -9 one of its servers (the source or the target, at random);
- * returns that server's index or -1 when none ran in time. */
-static int kill_during_task(const char *kind, uint64_t *rng, unsigned long long *block)
-{
-    int64_t deadline = cluster_now_ms() + CHAOS_TASK_WAIT_MS;
-    while (cluster_now_ms() < deadline) {
-        int src = -1, dst = -1;
-        if (running_task(kind, block, &src, &dst)) {
-            int v = src < 0 ? dst : dst < 0 ? src : (cluster_rand(rng) & 1) ? src : dst;
-            killed_by_us[v] = 1;
-            cluster_signal_proc(&C->ds[v], SIGKILL);
-            say("fault: kill -9 %s, %s of a running %s task of block %llu", C->ds[v].name,
-                v == src ? "source" : "target", kind, *block);
-            return v;
-        }
-        sleep_ms(100);
-    }
-    return -1;
-}
-
-/* Power cut of a dataserver of the IMG_FAULT_FS build: SIGUSR2 makes it
- * throw away every block-file write no completed fdatasync covers, and exit. */
-static void power_cut(struct cluster_proc *p)
-{
-    cluster_signal_proc(p, SIGUSR2);
-    int64_t deadline = cluster_now_ms() + 5000;
-    while (cluster_alive(p) && cluster_now_ms() < deadline)
-        sleep_ms(10);
-    if (p->pid) {
-        say("%s did not exit after its power cut; killing it", p->name);
-        cluster_signal_proc(p, SIGKILL);
-    }
-}
-
-/* kill -9 of the source or the target of a running block copy: copies are
- * started by draining a dataserver with the copy rate lowered (so each lasts
- * seconds); the drain is cancelled before the restart. */
-static void fault_copy(uint64_t *rng)
-{
-    int x = (int)(cluster_rand(rng) % (uint64_t)C->nds);
-    int down_ms = rand_between(rng, CHAOS_DOWN_MIN_MS, CHAOS_DOWN_MAX_MS);
-    char id[80];
-    faults[F_KILL_COPY]++;
-    if (server_id(x, id, sizeof(id)) != 0)
-        snprintf(id, sizeof(id), "?");
-    admin_set("copy_rate", CHAOS_SLOW_COPY_MB);
-    say("fault: drain %s to start block copies, then kill -9 during one", C->ds[x].name);
-    free(admin("drain", id, NULL, NULL));
-    unsigned long long block = 0;
-    int v = kill_during_task("replicate", rng, &block);
-    if (v >= 0) {
-        copy_hits++;
-    } else {
-        copy_misses++;
-        v = x;
-        say("no block copy ran within %d ms; kill -9 %s instead", CHAOS_TASK_WAIT_MS,
-            C->ds[v].name);
-        killed_by_us[v] = 1;
-        cluster_signal_proc(&C->ds[v], SIGKILL);
-    }
-    sleep_ms(down_ms);
-    free(admin("drain", id, "--cancel", NULL));
-    admin_set("copy_rate", NS_COPY_RATE_MB);
-    start_ds(v);
-    killed_by_us[v] = 0;
-}
-
-/* kill -9 of a dataserver running a compaction: the threshold is lowered to
- * 1 % for the time of the fault, so sealed blocks with deletions compact
- * (slowly: the copy rate caps compactions too). */
-static void fault_compact(uint64_t *rng)
-{
-    int down_ms = rand_between(rng, CHAOS_DOWN_MIN_MS, CHAOS_DOWN_MAX_MS);
-    faults[F_KILL_COMPACT]++;
-    admin_set("copy_rate", CHAOS_SLOW_COPY_MB);
-    admin_set("compact_threshold", 1);
-    say("fault: compact_threshold 1 %%, kill -9 during a compaction");
-    unsigned long long block = 0;
-    int v = kill_during_task("compact", rng, &block);
-    if (v >= 0) {
-        compact_hits++;
-    } else {
-        compact_misses++;
-        v = (int)(cluster_rand(rng) % (uint64_t)C->nds);
-        say("no compaction ran within %d ms; kill -9 %s instead", CHAOS_TASK_WAIT_MS,
-            C->ds[v].name);
-        killed_by_us[v] = 1;
-        cluster_signal_proc(&C->ds[v], SIGKILL);
-    }
-    admin_set("compact_threshold", NS_COMPACT_PCT);
-    admin_set("copy_rate", NS_COPY_RATE_MB);
-    sleep_ms(down_ms);
-    start_ds(v);
-    killed_by_us[v] = 0;
-}
-
-/* A data folder renamed away while its dataserver runs, renamed back after a
- * while, then the server restarted (kill -9, as it may be wedged). Whether
- * it kept running meanwhile is said, not judged: the invariants are that no
- * acknowledged upload is lost, no wrong bytes are served and the other
- * servers do not crash. */
-static void fault_vanish(uint64_t *rng)
-{
-    int v = pick_not_tmpfs(rng);
-    struct cluster_proc *p = &C->ds[v];
-    int down_ms = rand_between(rng, CHAOS_DOWN_MIN_MS, CHAOS_DOWN_MAX_MS);
-    char gone[700];
-    snprintf(gone, sizeof(gone), "%s.vanished", p->data);
-    faults[F_VANISH_DIR]++;
-    killed_by_us[v] = 1;
-    if (rename(p->data, gone) != 0) {
-        say("fault: cannot rename the data folder of %s away: %s", p->name, strerror(errno));
-        killed_by_us[v] = 0;
-        return;
-    }
-    say("fault: data folder of %s renamed away for %d ms", p->name, down_ms);
-    sleep_ms(down_ms);
-    int alive = cluster_alive(p);
-    if (rename(gone, p->data) != 0)
-        say("cannot rename %s back: %s", gone, strerror(errno));
-    if (alive)
-        cluster_signal_proc(p, SIGKILL);
-    say("%s %s without its data folder; restarting it", p->name,
-        alive ? "kept running" : "exited");
-    start_ds(v);
-    killed_by_us[v] = 0;
-}
-
-static void partition_teardown(void)
-{
-    if (netns_name[0])
-        sh("ip netns del %s 2>/dev/null", netns_name);
-    netns_name[0] = '\0';
-}
-
-/* Replaces the host of "HOST:PORT" by `host`. */
-static void set_host(char *addr, size_t n, const char *host)
-{
-    const char *colon = strrchr(addr, ':');
-    char port[16];
-    snprintf(port, sizeof(port), "%s", colon ? colon + 1 : "0");
-    snprintf(addr, n, "%s:%s", host, port);
-}
-
-/* Moves the cluster onto the veth addresses with dataserver i in its own
- * namespace (see part_ds). The cluster is stopped, its folders emptied (the
- * blocks made so far name the old addresses) and started again. Returns 0,
- * or -1 (skipped, one line says why). */
-static int partition_setup(int i)
-{
-    if (geteuid() != 0) {
-        printf("chaos: network partition: skipped (needs root for network namespaces)\n");
-        return -1;
-    }
-    unsigned net = 20 + (unsigned)getpid() % 200;
-    snprintf(netns_name, sizeof(netns_name), "imgchaos%d", (int)getpid());
-    snprintf(veth_host, sizeof(veth_host), "icv%d", (int)getpid() % 1000000);
-    if (sh("ip netns add %s 2>/dev/null", netns_name) != 0) {
-        printf("chaos: network partition: skipped (ip netns add not permitted here)\n");
-        netns_name[0] = '\0';
-        return -1;
-    }
-    char nspath[64];
-    snprintf(nspath, sizeof(nspath), "/run/netns/%s", netns_name);
-    netns_fd = open(nspath, O_RDONLY | O_CLOEXEC);
-    rootns_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-    if (netns_fd < 0 || rootns_fd < 0 ||
-        sh("ip link add %s type veth peer name eth0 netns %s && ip addr add 10.78.%u.1/24 dev %s"
-           " && ip link set %s up",
-           veth_host, netns_name, net, veth_host, veth_host) != 0 ||
-        sh("ip netns exec %s sh -c 'ip addr add 10.78.%u.2/24 dev eth0 && ip link set eth0 up"
-           " && ip link set lo up'",
-           netns_name, net) != 0) {
-        printf("chaos: network partition: skipped (cannot set up the veth pair)\n");
-        partition_teardown();
-        return -1;
-    }
-    char host[32], inner[32];
-    snprintf(host, sizeof(host), "10.78.%u.1", net);
-    snprintf(inner, sizeof(inner), "10.78.%u.2", net);
-    for (int k = 0; k < C->nds; k++)
-        cluster_signal_proc(&C->ds[k], SIGTERM);
-    cluster_signal_proc(&C->ns, SIGTERM);
-    sh("rm -rf '%s' && mkdir '%s'", C->ns.data, C->ns.data);
-    set_host(C->ns.addr, sizeof(C->ns.addr), host);
-    for (int k = 0; k < C->nds; k++) {
-        struct cluster_proc *p = &C->ds[k];
-        sh("rm -rf '%s' && mkdir '%s'", p->data, p->data);
-        set_host(p->addr, sizeof(p->addr), k == i ? inner : host);
-        set_host(p->http_addr, sizeof(p->http_addr), k == i ? inner : host);
-    }
-    part_ds = i;
-    cluster_start_ns(C);
-    for (int k = 0; k < C->nds; k++)
-        start_ds(k);
-    if (cluster_wait_ready(C, C->nds, CHAOS_RECOVER_MS) != 0) {
-        printf("chaos: network partition: the cluster did not come up on the veth addresses\n");
-        return -2;
-    }
-    say("%s in network namespace %s at %s; the others at %s", C->ds[i].name, netns_name, inner,
-        host);
-    return 0;
-}
-
-/* Cuts the namespaced dataserver off (host end of its veth down) for a
- * while. It is not killed: it must survive, and so must everything else. */
-static void fault_partition(uint64_t *rng)
-{
-    int cut_ms = rand_between(rng, CHAOS_CUT_MIN_MS, CHAOS_CUT_MAX_MS);
-    faults[F_PARTITION]++;
-    say("fault: network partition of %s for %d ms", C->ds[part_ds].name, cut_ms);
-    if (sh("ip link set %s down", veth_host) != 0)
-        say("ip link set %s down failed", veth_host);
-    sleep_ms(cut_ms);
-    if (sh("ip link set %s up", veth_host) != 0)
-        say("ip link set %s up failed", veth_host);
-}
-
-static void inject(enum fault kind, uint64_t *rng)
-{
-    if (kind == F_PARTITION) {
-        fault_partition(rng);
-        return;
-    }
-    if (kind == F_KILL_COPY || kind == F_KILL_COMPACT || kind == F_VANISH_DIR) {
-        if (kind == F_KILL_COPY)
-            fault_copy(rng);
-        else if (kind == F_KILL_COMPACT)
-            fault_compact(rng);
-        else
-            fault_vanish(rng);
-        return;
-    }
-    if (kind == F_POWER_ALL) {
-        int down_ms = rand_between(rng, CHAOS_DOWN_MIN_MS, CHAOS_DOWN_MAX_MS);
-        faults[kind]++;
-        say("fault: power cut of every dataserver, restart in %d ms", down_ms);
-        for (int i = 0; i < C->nds; i++)
-            killed_by_us[i] = 1;
-        for (int i = 0; i < C->nds; i++)
-            cluster_signal_proc(&C->ds[i], SIGUSR2);
-        for (int i = 0; i < C->nds; i++)
-            power_cut(&C->ds[i]);
-        sleep_ms(down_ms);
-        for (int i = 0; i < C->nds; i++) {
-            start_ds(i);
-            killed_by_us[i] = 0;
-        }
-        return;
-    }
-    int v = (int)(cluster_rand(rng) % (uint64_t)C->nds);
-    struct cluster_proc *p = kind == F_KILL_NS ? &C->ns : &C->ds[v];
-    int down_ms = rand_between(rng, CHAOS_DOWN_MIN_MS, CHAOS_DOWN_MAX_MS);
-    faults[kind]++;
-    killed_by_us[proc_slot(p)] = 1;
-    switch (kind) {
-    case F_KILL_DS:
-    case F_KILL_NS:
-        say("fault: kill -9 %s, restart in %d ms", p->name, down_ms);
-        cluster_signal_proc(p, SIGKILL);
-        sleep_ms(down_ms);
-        if (kind == F_KILL_NS)
-            cluster_start_ns(C);
-        else
-            start_ds(v);
-        break;
-    case F_POWER_DS:
-        say("fault: power cut of %s, restart in %d ms", p->name, down_ms);
-        power_cut(p);
-        sleep_ms(down_ms);
-        start_ds(v);
-        break;
-    case F_STOP_DS:
-        say("fault: SIGSTOP %s for %d ms", p->name, down_ms);
-        cluster_signal_proc(p, SIGSTOP);
-        sleep_ms(down_ms);
-        cluster_signal_proc(p, SIGCONT);
-        break;
-    case F_FLIP_DS:
-    case F_FLIP_IDX: {
-        int idx = kind == F_FLIP_IDX;
-        cluster_signal_proc(p, SIGKILL);
-        uint64_t id = idx ? flip_file(p, "idx", 16, rng) : flip_file(p, "blk", 64, rng);
-        if (id)
-            say("fault: kill -9 %s, %d bytes flipped in the %s file of block %016llx, restart",
-                p->name, CHAOS_FLIPS, idx ? "index" : "block", (unsigned long long)id);
-        else
-            say("fault: kill -9 %s (no %s file to damage yet), restart", p->name,
-                idx ? "index" : "block");
-        start_ds(v);
-        break;
-    }
-    default:
-        break;
-    }
-    killed_by_us[proc_slot(p)] = 0;
-}
-
-static int kind_in_use(int k)
-{
-    return k < nkinds && (k != F_PARTITION || part_ds >= 0);
-}
-
-/* Non-zero while the fault schedule goes on: until `end_ms`, and past it
- * (at most CHAOS_ROUND_GRACE_MS) until the first round is complete, so a
- * short run on a slow machine still injects every kind once. */
-static int faults_go_on(int64_t end_ms, int first_round_done)
-{
-    int64_t now = cluster_now_ms();
-    return now < end_ms || (!first_round_done && now < end_ms + CHAOS_ROUND_GRACE_MS);
-}
-
-/* Runs the fault schedule until `end_ms` (see faults_go_on). */
-static void run_faults(int64_t end_ms, uint64_t *rng)
-{
-    int order[F_KINDS], norder = 0, next = 0, first_round_done = 0;
-    while (faults_go_on(end_ms, first_round_done)) {
-        sleep_ms(rand_between(rng, CHAOS_FAULT_GAP_MIN_MS, CHAOS_FAULT_GAP_MAX_MS));
-        mem_sample();
-        full_disk_sample();
-        check_servers();
-        if (!faults_go_on(end_ms, first_round_done))
-            break;
-        if (next >= norder) { /* a new shuffled round: each kind in use once */
-            norder = 0;
-            for (int i = 0; i < nkinds; i++)
-                if (kind_in_use(i))
-                    order[norder++] = i;
-            for (int i = norder - 1; i > 0; i--) {
-                int j = (int)(cluster_rand(rng) % (uint64_t)(i + 1)), t = order[i];
-                order[i] = order[j];
-                order[j] = t;
-            }
-            next = 0;
-        }
-        inject((enum fault)order[next++], rng);
-        first_round_done |= next >= norder;
-        if (cluster_wait_ready(C, C->nds, CHAOS_RECOVER_MS) != 0)
-            say("the cluster did not become whole again in %d ms", CHAOS_RECOVER_MS);
-    }
-}
-
-/* ---- final checks ------------------------------------------------------------ */
 
 /* GET /name on the HTTP port `addr` (one request, Connection: close).
  * Returns the status code with *body (malloc'd) and *len, or -1. */
@@ -1325,9 +551,12 @@ static void stop_servers(void)
 static int report_invariants(int failed_only)
 {
     struct inv *all[] = {&inv_uploads, &inv_deletes, &inv_bytes, &inv_servers, &inv_http,
-                         &inv_memory};
+                         &inv_memory, &inv_avail};
+    /* Invariant 7 (availability) is one of them only with CHAOS_AVAIL_STRICT=1;
+     * otherwise avail_report prints it as a report line. */
+    size_t ninv = sizeof(all) / sizeof(all[0]) - (avail_strict ? 0 : 1);
     int bad = 0;
-    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+    for (size_t i = 0; i < ninv; i++) {
         if (!failed_only || all[i]->failed)
             printf("invariant %zu, %s: %lu passed, %lu failed\n", i + 1, all[i]->what,
                    (unsigned long)all[i]->passed, (unsigned long)all[i]->failed);
@@ -1377,6 +606,7 @@ static int report(void)
     print_errs("uploads", &put_errs);
     print_errs("reads", &get_errs);
     print_errs("deletes", &del_errs);
+    avail_report(avail_strict);
     return report_invariants(0);
 }
 
@@ -1391,6 +621,11 @@ int main(void)
     int seconds = env_int("CHAOS_SECONDS", CHAOS_DEFAULT_SECONDS);
     if (env_int("CHAOS_POWER_CUT", 0))
         nkinds = F_POWER_ALL + 1;
+    avail_strict = env_int("CHAOS_AVAIL_STRICT", 0) != 0;
+    avail_faults = env_int("CHAOS_AVAIL_FAULTS", 0) != 0;
+    ns_away_ms = env_int("CHAOS_NS_AWAY_MS", CHAOS_NS_AWAY_MS);
+    if (ns_away_ms > seconds * 1000 / 2)
+        ns_away_ms = seconds * 1000 / 2;
     seed = cluster_seed("chaos");
     uint64_t rng = seed;
     signal(SIGPIPE, SIG_IGN);
@@ -1413,7 +648,8 @@ int main(void)
         full_disk_ds = C->nds - 1;
         faults[F_FULL_DISK] = 1;
     }
-    struct imgstore_opts ho = {.timeout_ms = 8000, .io_timeout_ms = 2000};
+    struct imgstore_opts ho = {.timeout_ms = CHAOS_CLIENT_TIMEOUT_MS,
+                               .io_timeout_ms = CHAOS_CLIENT_IO_TIMEOUT_MS};
     if (imgstore_open(C->ns.addr, &ho, &H) != 0) {
         printf("chaos: cannot open a client handle\n");
         cluster_stop(C);

@@ -239,6 +239,8 @@ int cluster_start_ds(struct cluster *c, int i)
     int n = 9;
     for (int k = 0; c->opts.ds_args && c->opts.ds_args[k] && n < MAX_ARGS - 1; k++)
         argv[n++] = (char *)c->opts.ds_args[k];
+    for (int k = 0; p->args && p->args[k] && n < MAX_ARGS - 1; k++)
+        argv[n++] = (char *)p->args[k];
     argv[n] = NULL;
     if (p->pid)
         cluster_signal_proc(p, SIGKILL);

@@ -53,6 +53,10 @@ struct cluster_proc {
     char http_addr[CLUSTER_ADDR_MAX]; /* dataservers; the ns with opts.ns_http */
     char data[512];                  /* data folder(s), comma separated */
     char log[512];
+    /* Dataservers: extra arguments for this server alone, appended after
+     * opts.ds_args by the next cluster_start_ds (NULL-terminated; NULL for
+     * none). Borrowed: must outlive its use. */
+    const char *const *args;
 };
 
 struct cluster {

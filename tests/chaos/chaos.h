@@ -1,0 +1,200 @@
+/* chaos.h - what the files of the chaos driver share: its constants, the
+ * fault kinds, the files of the load and their states, the invariants, and
+ * the state of the run (one driver process, so plain globals, each defined
+ * in the file that owns it; see the file comments below).
+ *
+ *   chaos.c   main, the load workers, the final checks, the report;
+ *   faults.c  fault injection: the kinds, the schedule, the damage done;
+ *   env.c     the environment: network namespace, tmpfs data folder,
+ *             memory sampling, ds-admin helpers, starting a dataserver;
+ *   avail.c   availability per fault kind (invariant 7).
+ *
+ * The driver links tests/integ/cluster.c and the client library; it may call
+ * those and nothing else of the project. */
+#ifndef IMG_TEST_CHAOS_H
+#define IMG_TEST_CHAOS_H
+
+#include "tests/integ/cluster.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define CHAOS_DEFAULT_SECONDS 60
+#define CHAOS_NDS 3
+#define CHAOS_REPLICAS 2
+#define CHAOS_BLOCK_SIZE (4u << 20) /* small blocks: sealing and new blocks happen */
+#define CHAOS_HB_TIMEOUT_MS 3000
+#define CHAOS_SAFE_MODE_MS 5000
+#define CHAOS_WORKERS 4
+#define CHAOS_MAX_FILES (256u << 10)
+#define CHAOS_MAX_SIZE (128u << 10)
+#define CHAOS_FAULT_GAP_MIN_MS 1500 /* quiet time between faults */
+#define CHAOS_FAULT_GAP_MAX_MS 5000
+#define CHAOS_DOWN_MIN_MS 300       /* how long a killed or frozen server stays out */
+#define CHAOS_DOWN_MAX_MS 4000
+#define CHAOS_RECOVER_MS 40000      /* deadline for the cluster to be whole again */
+#define CHAOS_ROUND_GRACE_MS 180000 /* the load may go on this long to finish a round */
+#define CHAOS_FLIPS 8               /* bytes flipped per damaged block */
+#define CHAOS_FINAL_ATTEMPTS 5      /* reads of one file at the end before giving up */
+#define CHAOS_MAX_DAMAGED 256
+#define CHAOS_DELETE_SHARE 5        /* at most one acknowledged upload in 5 is deleted */
+#define CHAOS_HTTP_SAMPLE 20        /* one file in this many is also read over HTTP */
+#define CHAOS_TASK_WAIT_MS 20000    /* how long to wait for a copy / compaction to run */
+#define CHAOS_SLOW_COPY_MB 1        /* copy_rate (MB/s) while aiming at a running task */
+#define CHAOS_TMPFS_MB 96           /* size of the data folder that fills up */
+#define CHAOS_FULL_FREE (8u << 20)  /* below this much free space it counts as full */
+#define CHAOS_MEM_WARMUP_MS 20000   /* RSS after this much of a process's life is its base */
+#define CHAOS_MEM_SLACK_KB (64 * 1024)
+/* Servers built with ASan (make asan) hold freed memory in a quarantine of
+ * up to 256 MiB (ASan's quarantine_size_mb) before reusing it: their RSS
+ * grows by that much with no leak, so the bound allows it. */
+#if defined(__SANITIZE_ADDRESS__)
+#define CHAOS_MEM_SAN_KB (256 * 1024)
+#else
+#define CHAOS_MEM_SAN_KB 0
+#endif
+#define CHAOS_CUT_MIN_MS 1000       /* how long a partition lasts */
+#define CHAOS_CUT_MAX_MS 8000
+#define NS_COPY_RATE_MB 50          /* the nameserver's defaults, restored after a fault */
+#define NS_COMPACT_PCT 30
+#define CHAOS_NS_AWAY_MS 60000      /* nameserver away (capped to half the run) */
+#define CHAOS_CAP_ARG "1M"          /* --capacity of the server made full */
+#define CHAOS_CAP_MIN_MS 3000       /* how long it stays full */
+#define CHAOS_CAP_MAX_MS 10000
+#define CHAOS_CLIENT_TIMEOUT_MS 8000 /* the load's handle: whole-operation deadline */
+#define CHAOS_CLIENT_IO_TIMEOUT_MS 2000
+
+enum fault {
+    F_KILL_DS, F_KILL_NS, F_STOP_DS, F_FLIP_DS, F_FLIP_IDX, F_KILL_COPY, F_KILL_COMPACT,
+    F_VANISH_DIR, F_PARTITION, F_ROUND, /* kinds above: the shuffled rounds */
+    F_POWER_DS = F_ROUND, F_POWER_ALL, F_FULL_DISK,
+    /* With CHAOS_AVAIL_FAULTS=1 (issue 20), in the shuffled rounds too: */
+    F_HDR_DAMAGE, F_CAPACITY, F_NS_AWAY, F_KINDS
+};
+extern const char *fault_names[F_KINDS];
+
+enum state { S_FREE, S_PUTTING, S_ACKED, S_PUT_FAILED, S_DELETING, S_DELETED, S_DEL_FAILED };
+
+struct file {
+    char name[IMGSTORE_NAME_MAX];
+    uint32_t size;
+    uint8_t state;
+    uint64_t deleted_at; /* op clock when the delete was acknowledged */
+};
+
+struct inv {
+    const char *what;
+    atomic_ulong passed, failed;
+};
+
+/* The most frequent errors of failed operations, for the report. */
+#define CHAOS_ERR_KINDS 8
+struct errs {
+    int code[CHAOS_ERR_KINDS];
+    unsigned long n[CHAOS_ERR_KINDS];
+};
+
+/* ---- chaos.c: the run, the load, the invariants --------------------------- */
+
+extern struct cluster *C;      /* the cluster (owned by main) */
+extern uint64_t seed;          /* the run's seed: data, mix, faults */
+extern imgstore_t *H;          /* the client handle shared by the workers */
+extern struct file *files;     /* CHAOS_MAX_FILES entries, under `lock` */
+extern atomic_uint nfiles;
+extern pthread_mutex_t lock;
+extern int64_t load_start_ms;  /* when the load and the faults began */
+extern struct inv inv_uploads, inv_deletes, inv_bytes, inv_servers, inv_http, inv_memory;
+
+/* A line to stderr with the time since the driver started. */
+void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* say() for a failed invariant: also kept for the end of the report. */
+void fail_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void sleep_ms(int ms);
+/* A number in [lo, hi] from *rng. */
+int rand_between(uint64_t *rng, int lo, int hi);
+/* Invariant 4: every server not taken down by a fault is running (a dead
+ * one is counted and restarted). */
+void check_servers(void);
+/* Counts one failure with error rc in e (under `lock`). */
+void count_err(struct errs *e, int rc);
+/* One line "chaos: WHAT failed with: ERROR N; ..." */
+void print_errs(const char *what, const struct errs *e);
+
+/* ---- faults.c: fault injection -------------------------------------------- */
+
+extern int nkinds;                                /* kinds of the shuffled rounds */
+extern int avail_faults; /* CHAOS_AVAIL_FAULTS=1: header damage, capacity, ns away */
+extern int ns_away_ms;   /* how long the nameserver stays away (F_NS_AWAY) */
+extern unsigned long faults[F_KINDS];             /* injected, per kind */
+extern int killed_by_us[CLUSTER_MAX_DS + 1];      /* index CLUSTER_MAX_DS: the nameserver */
+extern unsigned long copy_hits, copy_misses, compact_hits, compact_misses;
+
+/* The slot of a server in killed_by_us (and the memory samples). */
+int proc_slot(const struct cluster_proc *p);
+/* Non-zero when fault kind k is injected in this run's rounds. */
+int kind_in_use(int k);
+/* Runs the fault schedule until end_ms (and past it until the first round
+ * is complete, at most CHAOS_ROUND_GRACE_MS). */
+void run_faults(int64_t end_ms, uint64_t *rng);
+
+/* ---- env.c: namespace, tmpfs, memory, ds-admin ------------------------------ */
+
+extern int part_ds;        /* the dataserver in its own network namespace, -1: none */
+extern char veth_host[16]; /* the host end of its veth pair */
+extern int full_disk_ds;   /* dataserver on the tmpfs, -1: none */
+extern int64_t full_since_ms;
+extern uint64_t full_min_free;
+
+/* Runs a shell command; returns its exit status (0 when it succeeded). */
+int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Starts (or restarts) dataserver i, in its namespace for part_ds. */
+int start_ds(int i);
+/* `ds-admin --ns NS ARGS...`: its stdout (malloc'd) when it exited 0, else
+ * NULL. */
+char *admin(const char *a1, const char *a2, const char *a3, const char *a4);
+void admin_set(const char *key, unsigned long v);
+/* The server id of dataserver i into out; 0 or -1. */
+int server_id(int i, char *out, size_t n);
+/* A running background task of `kind`: 1 with its block and servers, or 0. */
+int running_task(const char *kind, unsigned long long *block, int *src, int *dst);
+/* Invariant 6: samples (between faults) and the final check and figures. */
+void mem_sample(void);
+void mem_report(void);
+/* The data folder that fills up: 0 when dataserver i's folder is now a
+ * tmpfs, -1 when skipped (a line says why). */
+int full_disk_setup(int i);
+void full_disk_sample(void);
+void full_disk_teardown(void);
+/* The network namespace of dataserver i: 0, -1 (skipped, a line says why)
+ * or -2 (the cluster did not come back). */
+int partition_setup(int i);
+void partition_teardown(void);
+
+/* ---- avail.c: availability per fault kind (invariant 7) -------------------- */
+
+enum avail_op { A_READ, A_DELETE, A_UPLOAD, A_OPS };
+
+/* What was going on when an operation began (avail_start), for avail_end. */
+struct avail_mark {
+    int fault;               /* the fault in progress, -1: none */
+    unsigned long fault_seq; /* faults begun so far */
+    unsigned long ns_seq;    /* odd: the nameserver was down */
+};
+
+extern struct inv inv_avail;
+
+/* A fault begins (before its injection) / ends (the cluster is whole again). */
+void avail_fault_begin(enum fault kind);
+void avail_fault_end(void);
+/* The nameserver process goes down (1: killed by a fault) or is back (0). */
+void avail_ns_down(int down);
+/* Marks the start of an operation / counts its end with its result rc. */
+void avail_start(struct avail_mark *m);
+void avail_end(const struct avail_mark *m, enum avail_op op, int rc);
+/* The table per fault kind; with strict 0, also invariant 7 as a report line
+ * (with strict 1 it is one of the invariants, printed by chaos.c). */
+void avail_report(int strict);
+
+#endif
