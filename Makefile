@@ -40,11 +40,14 @@ DS_OBJ := $(call src_to_obj,$(DS_SRC))
 DS_CORE_OBJ := $(call src_to_obj,$(wildcard $(addprefix dataserver/,needle.c index.c uring.c block.c blockio.c store.c)))
 LIB_SRC := $(wildcard client/*.c)
 LIB_OBJ := $(call src_to_obj,$(LIB_SRC))
+# ds-admin: main and the command table (tools/ds_admin.c), one module per
+# command group (tools/admin_*.c), their helpers (tools/admin.c).
+ADMIN_OBJ := $(call src_to_obj,tools/ds_admin.c tools/admin.c $(wildcard tools/admin_*.c))
 
 BINS := $(if $(wildcard nameserver/main.c),$(BUILD)/bin/nameserver) \
         $(if $(wildcard dataserver/main.c),$(BUILD)/bin/dataserver) \
         $(if $(wildcard tools/cli_imgstore.c),$(BUILD)/bin/imgstore) \
-        $(if $(wildcard tools/cli_ds_admin.c),$(BUILD)/bin/ds-admin)
+        $(if $(wildcard tools/ds_admin.c),$(BUILD)/bin/ds-admin)
 LIBS := $(if $(wildcard client/imgstore.c),$(BUILD)/lib/libimgstore.a $(BUILD)/lib/libimgstore.so \
         $(BUILD)/lib/pkgconfig/imgstore.pc)
 
@@ -128,7 +131,7 @@ $(BUILD)/bin/imgstore: $(OBJ)/tools/cli_imgstore.o $(OBJ)/tools/cli_bench.o $(OB
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/bin/ds-admin: $(OBJ)/tools/cli_ds_admin.o $(OBJ)/tools/cli_util.o $(BUILD)/lib/libimgstore.a
+$(BUILD)/bin/ds-admin: $(ADMIN_OBJ) $(OBJ)/tools/cli_util.o $(BUILD)/lib/libimgstore.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
