@@ -10,6 +10,7 @@
 
 #include "client/admin.h"
 #include "tools/cli_util.h"
+#include "tools/emit.h"
 
 #include <signal.h>
 #include <stdint.h>

@@ -36,56 +36,65 @@ static const char *replicas_text(const Imgstore__AdminBlock *b, char *out, size_
     return out;
 }
 
-static void block_json(const Imgstore__AdminBlock *b, const char *indent)
+/* One block as the next value of j (an array element, or the document). */
+static void block_json(struct emit_json *j, const Imgstore__AdminBlock *b)
 {
-    printf("%s{\"block_id\": %" PRIu64 ", \"state\": ", indent, b->block_id);
-    cli_json_string(stdout, b->state);
-    printf(", \"health\": ");
-    cli_json_string(stdout, b->health);
-    printf(", \"size\": %" PRIu64 ", \"files\": %u, \"deleted_bytes\": %" PRIu64
-           ", \"up_replicas\": %u, \"replicas\": [",
-           b->size, b->file_count, b->deleted_bytes, b->up_replicas);
+    emit_json_obj(j, NULL);
+    emit_json_u64(j, "block_id", b->block_id);
+    emit_json_str(j, "state", b->state);
+    emit_json_str(j, "health", b->health);
+    emit_json_u64(j, "size", b->size);
+    emit_json_u64(j, "files", b->file_count);
+    emit_json_u64(j, "deleted_bytes", b->deleted_bytes);
+    emit_json_u64(j, "up_replicas", b->up_replicas);
+    emit_json_arr(j, "replicas", EMIT_INLINE);
     for (size_t i = 0; i < b->n_replicas; i++) {
         const Imgstore__AdminReplica *r = b->replicas[i];
-        printf("%s{\"server\": ", i ? ", " : "");
-        cli_json_string(stdout, r->server_id);
-        printf(", \"address\": ");
-        cli_json_string(stdout, r->addr);
-        printf(", \"http\": ");
-        cli_json_string(stdout, r->http_addr);
-        printf(", \"up\": %s, \"primary\": %s}", r->up ? "true" : "false",
-               r->primary ? "true" : "false");
+        emit_json_obj(j, NULL);
+        emit_json_str(j, "server", r->server_id);
+        emit_json_str(j, "address", r->addr);
+        emit_json_str(j, "http", r->http_addr);
+        emit_json_bool(j, "up", r->up);
+        emit_json_bool(j, "primary", r->primary);
+        emit_json_end(j);
     }
-    printf("]}");
+    emit_json_end(j);
+    emit_json_end(j);
+}
+
+static void blocks_json(const Imgstore__AdminListBlocksResp *r)
+{
+    struct emit_json j;
+    emit_json_init(&j, stdout);
+    emit_json_obj(&j, NULL);
+    emit_json_u64(&j, "matched", r->matched);
+    emit_json_u64(&j, "replication", r->replication);
+    emit_json_arr(&j, "blocks", EMIT_LINES);
+    for (size_t i = 0; i < r->n_blocks; i++)
+        block_json(&j, r->blocks[i]);
+    emit_json_end(&j);
+    emit_json_end(&j);
 }
 
 static int blocks_table(const Imgstore__AdminListBlocksResp *r)
 {
     static const char *const header[] = {"BLOCK", "STATE",   "HEALTH",  "SIZE",
                                          "FILES", "DELETED", "REPLICAS"};
-    struct cli_table t;
-    if (cli_table_init(&t, sizeof(header) / sizeof(header[0]), header) != 0)
-        return EXIT_FAIL;
+    struct emit_table t;
+    emit_table_init(&t, sizeof(header) / sizeof(header[0]), header);
     for (size_t i = 0; i < r->n_blocks; i++) {
         const Imgstore__AdminBlock *b = r->blocks[i];
-        char id[CLI_HUMAN_MAX], size[CLI_HUMAN_MAX], files[CLI_HUMAN_MAX], del[CLI_HUMAN_MAX],
-            reps[REPLICAS_TEXT];
-        snprintf(id, sizeof(id), "%" PRIu64, b->block_id);
-        snprintf(files, sizeof(files), "%u", b->file_count);
-        const char *row[] = {id,
-                             b->state,
-                             b->health,
-                             cli_human_size(b->size, size),
-                             files,
-                             cli_human_size(b->deleted_bytes, del),
-                             replicas_text(b, reps, sizeof(reps))};
-        if (cli_table_add(&t, row) != 0) {
-            cli_table_free(&t);
-            return EXIT_FAIL;
-        }
+        char a[CLI_HUMAN_MAX], reps[REPLICAS_TEXT];
+        emit_cell(&t, "%" PRIu64, b->block_id);
+        emit_text(&t, b->state);
+        emit_text(&t, b->health);
+        emit_text(&t, cli_human_size(b->size, a));
+        emit_cell(&t, "%u", b->file_count);
+        emit_text(&t, cli_human_size(b->deleted_bytes, a));
+        emit_text(&t, replicas_text(b, reps, sizeof(reps)));
     }
-    cli_table_print(&t, stdout);
-    cli_table_free(&t);
+    if (emit_table_end(&t, stdout) != 0)
+        return EXIT_FAIL;
     if (r->matched > r->n_blocks)
         printf("(%zu of %" PRIu64 " matching blocks shown; use --limit)\n", r->n_blocks,
                r->matched);
@@ -139,13 +148,7 @@ int admin_cmd_blocks(struct admin_ctx *c)
     const Imgstore__AdminListBlocksResp *r = (const Imgstore__AdminListBlocksResp *)m;
     int status = EXIT_OK;
     if (c->json) {
-        printf("{\"matched\": %" PRIu64 ", \"replication\": %u, \"blocks\": [", r->matched,
-               r->replication);
-        for (size_t i = 0; i < r->n_blocks; i++) {
-            printf("%s\n", i ? "," : "");
-            block_json(r->blocks[i], "  ");
-        }
-        printf("%s]}\n", r->n_blocks ? "\n" : "");
+        blocks_json(r);
     } else {
         status = blocks_table(r);
     }
@@ -188,8 +191,9 @@ int admin_cmd_block(struct admin_ctx *c)
     if (rc != 0)
         return admin_fail(c, "block", rc);
     if (c->json) {
-        block_json(r->block, "");
-        printf("\n");
+        struct emit_json j;
+        emit_json_init(&j, stdout);
+        block_json(&j, r->block);
     } else {
         block_text(r->block, r->replication);
     }
@@ -221,29 +225,37 @@ static void file_json(const char *name, const struct fname *f, const struct repl
                       size_t n, const Imgstore__ReadResp *st, int complete)
 {
     char created[TIME_BUF];
-    printf("{\"name\": ");
-    cli_json_string(stdout, name);
-    printf(", \"block\": %" PRIu64 ", \"seq\": %u", f->block_id, f->seq);
-    if (st)
-        printf(", \"offset\": %" PRIu64 ", \"size\": %u, \"mime\": \"%s\", \"crc32c\": \"%08x\", "
-               "\"created\": \"%s\"",
-               st->offset, st->size, mime_name(st->mime), st->crc32c,
-               admin_iso_time(st->created, created));
-    printf(", \"on_every_replica\": %s, \"replicas\": [", complete ? "true" : "false");
-    for (size_t i = 0; i < n; i++) {
-        printf("%s{\"server\": ", i ? ", " : "");
-        cli_json_string(stdout, a[i].rep->server_id);
-        printf(", \"address\": ");
-        cli_json_string(stdout, a[i].rep->addr);
-        printf(", \"up\": %s, \"primary\": %s, \"has_file\": %s, \"answer\": ",
-               a[i].rep->up ? "true" : "false", a[i].rep->primary ? "true" : "false",
-               a[i].rc == 0 ? "true" : "false");
-        cli_json_string(stdout, answer_text(a[i].rc));
-        if (a[i].st)
-            printf(", \"crc32c\": \"%08x\", \"size\": %u", a[i].st->crc32c, a[i].st->size);
-        printf("}");
+    struct emit_json j;
+    emit_json_init(&j, stdout);
+    emit_json_obj(&j, NULL);
+    emit_json_str(&j, "name", name);
+    emit_json_u64(&j, "block", f->block_id);
+    emit_json_u64(&j, "seq", f->seq);
+    if (st) {
+        emit_json_u64(&j, "offset", st->offset);
+        emit_json_u64(&j, "size", st->size);
+        emit_json_str(&j, "mime", mime_name(st->mime));
+        emit_json_strf(&j, "crc32c", "%08x", st->crc32c);
+        emit_json_str(&j, "created", admin_iso_time(st->created, created));
     }
-    printf("]}\n");
+    emit_json_bool(&j, "on_every_replica", complete);
+    emit_json_arr(&j, "replicas", EMIT_INLINE);
+    for (size_t i = 0; i < n; i++) {
+        emit_json_obj(&j, NULL);
+        emit_json_str(&j, "server", a[i].rep->server_id);
+        emit_json_str(&j, "address", a[i].rep->addr);
+        emit_json_bool(&j, "up", a[i].rep->up);
+        emit_json_bool(&j, "primary", a[i].rep->primary);
+        emit_json_bool(&j, "has_file", a[i].rc == 0);
+        emit_json_str(&j, "answer", answer_text(a[i].rc));
+        if (a[i].st) {
+            emit_json_strf(&j, "crc32c", "%08x", a[i].st->crc32c);
+            emit_json_u64(&j, "size", a[i].st->size);
+        }
+        emit_json_end(&j);
+    }
+    emit_json_end(&j);
+    emit_json_end(&j);
 }
 
 static void file_text(const char *name, const struct fname *f, const struct replica_answer *a,

@@ -96,70 +96,67 @@ static int verify_targets(struct admin_ctx *c, uint64_t block, const char *only,
 
 static void verify_json(const struct verify_target *t, size_t n, uint64_t bad, int ok)
 {
-    printf("{\"ok\": %s, \"bad_records\": %" PRIu64 ", \"servers\": [", ok ? "true" : "false",
-           bad);
+    struct emit_json j;
+    emit_json_init(&j, stdout);
+    emit_json_obj(&j, NULL);
+    emit_json_bool(&j, "ok", ok);
+    emit_json_u64(&j, "bad_records", bad);
+    emit_json_arr(&j, "servers", EMIT_LINES);
     for (size_t i = 0; i < n; i++) {
-        printf("%s\n  {\"server\": ", i ? "," : "");
-        cli_json_string(stdout, t[i].id);
-        printf(", \"address\": ");
-        cli_json_string(stdout, t[i].addr);
         const Imgstore__VerifyResp *r = t[i].resp;
+        emit_json_obj(&j, NULL);
+        emit_json_str(&j, "server", t[i].id);
+        emit_json_str(&j, "address", t[i].addr);
         if (!r) {
-            printf(", \"error\": ");
-            cli_json_string(stdout, imgstore_strerror(t[i].rc));
-            printf("}");
+            emit_json_str(&j, "error", imgstore_strerror(t[i].rc));
+            emit_json_end(&j);
             continue;
         }
-        printf(", \"error\": null, \"blocks\": %u, \"records\": %" PRIu64 ", \"bytes\": %" PRIu64
-               ", \"bad_records\": %u, \"bad_blocks\": [",
-               r->blocks, r->records, r->bytes, r->bad_records);
+        emit_json_null(&j, "error");
+        emit_json_u64(&j, "blocks", r->blocks);
+        emit_json_u64(&j, "records", r->records);
+        emit_json_u64(&j, "bytes", r->bytes);
+        emit_json_u64(&j, "bad_records", r->bad_records);
+        emit_json_arr(&j, "bad_blocks", EMIT_INLINE);
         for (size_t k = 0; k < r->n_bad_blocks; k++)
-            printf("%s%" PRIu64, k ? ", " : "", r->bad_blocks[k]);
-        printf("]}");
+            emit_json_u64(&j, NULL, r->bad_blocks[k]);
+        emit_json_end(&j);
+        emit_json_end(&j);
     }
-    printf("%s]}\n", n ? "\n" : "");
+    emit_json_end(&j);
+    emit_json_end(&j);
 }
 
 static int verify_table(const struct verify_target *t, size_t n)
 {
     static const char *const header[] = {"SERVER",      "ADDRESS",    "BLOCKS", "RECORDS", "BYTES",
                                          "BAD RECORDS", "BAD BLOCKS"};
-    enum { NCOLS = sizeof(header) / sizeof(header[0]) };
-    struct cli_table tb;
-    if (cli_table_init(&tb, NCOLS, header) != 0)
-        return EXIT_FAIL;
+    struct emit_table tb;
+    emit_table_init(&tb, sizeof(header) / sizeof(header[0]), header);
     for (size_t i = 0; i < n; i++) {
         const Imgstore__VerifyResp *r = t[i].resp;
-        char id[ID_SHOW + 1], blocks[CLI_HUMAN_MAX], recs[CLI_HUMAN_MAX], bytes[CLI_HUMAN_MAX],
-            bad[CLI_HUMAN_MAX], list[CLI_CELL_MAX] = "";
-        snprintf(id, sizeof(id), "%s", t[i].id);
-        if (r) {
-            snprintf(blocks, sizeof(blocks), "%u", r->blocks);
-            snprintf(recs, sizeof(recs), "%" PRIu64, r->records);
-            cli_human_size(r->bytes, bytes);
-            snprintf(bad, sizeof(bad), "%u", r->bad_records);
-            size_t used = 0;
-            for (size_t k = 0; k < r->n_bad_blocks && used < sizeof(list); k++) {
-                int w = snprintf(list + used, sizeof(list) - used, "%s%" PRIu64, k ? "," : "",
-                                 r->bad_blocks[k]);
-                used += w > 0 ? (size_t)w : 0;
-            }
-        } else {
-            snprintf(blocks, sizeof(blocks), "-");
-            snprintf(recs, sizeof(recs), "-");
-            snprintf(bytes, sizeof(bytes), "-");
-            snprintf(bad, sizeof(bad), "-");
-            snprintf(list, sizeof(list), "error: %s", imgstore_strerror(t[i].rc));
+        char bytes[CLI_HUMAN_MAX], list[EMIT_CELL_MAX] = "";
+        emit_cell(&tb, "%.*s", ID_SHOW, t[i].id);
+        emit_text(&tb, t[i].addr);
+        if (!r) {
+            for (int k = 0; k < 4; k++) /* blocks, records, bytes, bad records */
+                emit_text(&tb, "-");
+            emit_cell(&tb, "error: %s", imgstore_strerror(t[i].rc));
+            continue;
         }
-        const char *row[NCOLS] = {id, t[i].addr, blocks, recs, bytes, bad, *list ? list : "-"};
-        if (cli_table_add(&tb, row) != 0) {
-            cli_table_free(&tb);
-            return EXIT_FAIL;
+        emit_cell(&tb, "%u", r->blocks);
+        emit_cell(&tb, "%" PRIu64, r->records);
+        emit_text(&tb, cli_human_size(r->bytes, bytes));
+        emit_cell(&tb, "%u", r->bad_records);
+        size_t used = 0;
+        for (size_t k = 0; k < r->n_bad_blocks && used < sizeof(list); k++) {
+            int w = snprintf(list + used, sizeof(list) - used, "%s%" PRIu64, k ? "," : "",
+                             r->bad_blocks[k]);
+            used += w > 0 ? (size_t)w : 0;
         }
+        emit_text(&tb, *list ? list : "-");
     }
-    cli_table_print(&tb, stdout);
-    cli_table_free(&tb);
-    return EXIT_OK;
+    return emit_table_end(&tb, stdout) == 0 ? EXIT_OK : EXIT_FAIL;
 }
 
 int admin_cmd_verify(struct admin_ctx *c)
@@ -319,40 +316,38 @@ static int ops_wait_tasks(struct admin_ctx *c, const char *what, const uint64_t 
     return -EINTR;
 }
 
-static void compact_block_json(const Imgstore__AdminCompactBlock *b)
+/* One block of an ADMIN_COMPACT answer as the next element of j. */
+static void compact_block_json(struct emit_json *j, const Imgstore__AdminCompactBlock *b)
 {
-    printf("{\"block_id\": %" PRIu64 ", \"size\": %" PRIu64 ", \"deleted_bytes\": %" PRIu64
-           ", \"deleted_pct\": %.1f, \"task_id\": %" PRIu64 ", \"state\": ",
-           b->block_id, b->size, b->deleted_bytes, b->deleted_pct, b->task_id);
-    cli_json_string(stdout, b->state);
-    printf("}");
+    emit_json_obj(j, NULL);
+    emit_json_u64(j, "block_id", b->block_id);
+    emit_json_u64(j, "size", b->size);
+    emit_json_u64(j, "deleted_bytes", b->deleted_bytes);
+    emit_json_num(j, "deleted_pct", 1, b->deleted_pct);
+    emit_json_u64(j, "task_id", b->task_id);
+    emit_json_str(j, "state", b->state);
+    emit_json_end(j);
 }
 
 static int compact_table(const Imgstore__AdminCompactResp *r)
 {
     static const char *const head[] = {"BLOCK", "SIZE", "DELETED", "DELETED%", "TASK", "STATE"};
-    struct cli_table t;
-    if (cli_table_init(&t, 6, head) != 0)
-        return EXIT_FAIL;
+    struct emit_table t;
+    emit_table_init(&t, sizeof(head) / sizeof(head[0]), head);
     for (size_t i = 0; i < r->n_blocks; i++) {
         const Imgstore__AdminCompactBlock *b = r->blocks[i];
-        char id[24], size[CLI_HUMAN_MAX], del[CLI_HUMAN_MAX], p[16], task[24];
-        snprintf(id, sizeof(id), "%" PRIu64, b->block_id);
-        snprintf(p, sizeof(p), "%.1f%%", b->deleted_pct);
+        char a[CLI_HUMAN_MAX];
+        emit_cell(&t, "%" PRIu64, b->block_id);
+        emit_text(&t, cli_human_size(b->size, a));
+        emit_text(&t, cli_human_size(b->deleted_bytes, a));
+        emit_cell(&t, "%.1f%%", b->deleted_pct);
         if (b->task_id)
-            snprintf(task, sizeof(task), "%" PRIu64, b->task_id);
+            emit_cell(&t, "%" PRIu64, b->task_id);
         else
-            snprintf(task, sizeof(task), "-");
-        const char *row[] = {id, cli_human_size(b->size, size), cli_human_size(b->deleted_bytes, del),
-                             p, task, admin_or_dash(b->state)};
-        if (cli_table_add(&t, row) != 0) {
-            cli_table_free(&t);
-            return EXIT_FAIL;
-        }
+            emit_text(&t, "-");
+        emit_text(&t, admin_or_dash(b->state));
     }
-    cli_table_print(&t, stdout);
-    cli_table_free(&t);
-    return EXIT_OK;
+    return emit_table_end(&t, stdout) == 0 ? EXIT_OK : EXIT_FAIL;
 }
 
 /* One ADMIN_COMPACT request. Returns 0 with *out or the error. */
@@ -403,6 +398,8 @@ int admin_cmd_compact(struct admin_ctx *c)
     uint64_t *all = NULL;
     size_t nall = 0, failed = 0, busy = 0;
     int status = EXIT_OK;
+    struct emit_json j;
+    emit_json_init(&j, stdout);
     for (int round = 0; r; round++) {
         busy = 0;
         for (size_t i = 0; i < r->n_blocks; i++)
@@ -423,16 +420,19 @@ int admin_cmd_compact(struct admin_ctx *c)
         size_t started = r->n_task_ids;
         nall += started;
         if (c->json && (!wait || round == 0)) {
-            printf("{\"threshold_pct\": %u, \"dry_run\": %s, \"blocks\": [", r->threshold_pct,
-                   dry ? "true" : "false");
-            for (size_t i = 0; i < r->n_blocks; i++) {
-                printf(i ? ", " : "");
-                compact_block_json(r->blocks[i]);
-            }
-            printf("], \"task_ids\": [");
+            emit_json_obj(&j, NULL);
+            emit_json_u64(&j, "threshold_pct", r->threshold_pct);
+            emit_json_bool(&j, "dry_run", dry);
+            emit_json_arr(&j, "blocks", EMIT_INLINE);
+            for (size_t i = 0; i < r->n_blocks; i++)
+                compact_block_json(&j, r->blocks[i]);
+            emit_json_end(&j);
+            emit_json_arr(&j, "task_ids", EMIT_INLINE);
             for (size_t i = 0; i < r->n_task_ids; i++)
-                printf("%s%" PRIu64, i ? ", " : "", r->task_ids[i]);
-            printf("]%s", wait ? "" : "}\n");
+                emit_json_u64(&j, NULL, r->task_ids[i]);
+            emit_json_end(&j);
+            if (!wait) /* with --wait the document ends after the tasks */
+                emit_json_end(&j);
         }
         protobuf_c_message_free_unpacked(&r->base, NULL);
         r = NULL;
@@ -456,10 +456,12 @@ int admin_cmd_compact(struct admin_ctx *c)
     }
     if (wait && status == EXIT_OK && failed)
         status = EXIT_FAIL;
-    if (c->json && wait)
-        printf(", \"tasks_started\": %zu, \"tasks_failed\": %zu, \"result\": \"%s\"}\n", nall,
-               failed, status == EXIT_OK ? "done" : failed ? "task failed" : "error");
-    else if (!c->json && wait && status == EXIT_OK)
+    if (c->json && wait) {
+        emit_json_u64(&j, "tasks_started", nall);
+        emit_json_u64(&j, "tasks_failed", failed);
+        emit_json_str(&j, "result", status == EXIT_OK ? "done" : failed ? "task failed" : "error");
+        emit_json_end(&j);
+    } else if (!c->json && wait && status == EXIT_OK)
         printf("compaction done: %zu tasks\n", nall);
     else if (!c->json && wait && failed)
         fprintf(stderr, "%s: compact: %zu of %zu tasks failed (ds-admin tasks says why); the "
@@ -504,55 +506,65 @@ static void repair_json(const Imgstore__AdminRepairResp *r, const Imgstore__Admi
     uint32_t bad = 0;
     for (size_t i = 0; i < r->n_replicas; i++)
         bad += r->replicas[i]->bad_records;
-    printf("{\"block_id\": %" PRIu64 ", \"replication\": %u, \"size\": %" PRIu64
-           ", \"sealed\": %s, \"bad_records\": %u, \"replicas\": [",
-           r->block_id, r->replication, r->size, r->sealed ? "true" : "false", bad);
+    struct emit_json j;
+    emit_json_init(&j, stdout);
+    emit_json_obj(&j, NULL);
+    emit_json_u64(&j, "block_id", r->block_id);
+    emit_json_u64(&j, "replication", r->replication);
+    emit_json_u64(&j, "size", r->size);
+    emit_json_bool(&j, "sealed", r->sealed);
+    emit_json_u64(&j, "bad_records", bad);
+    emit_json_arr(&j, "replicas", EMIT_INLINE);
     for (size_t i = 0; i < r->n_replicas; i++) {
         const Imgstore__AdminRepairReplica *x = r->replicas[i];
-        printf("%s{\"server\": ", i ? ", " : "");
-        cli_json_string(stdout, x->server_id);
-        printf(", \"addr\": ");
-        cli_json_string(stdout, x->addr);
-        printf(", \"up\": %s, \"size\": %" PRIu64 ", \"bad_records\": %u, \"action\": ",
-               x->up ? "true" : "false", x->size, x->bad_records);
-        cli_json_string(stdout, x->action);
-        printf(", \"error\": ");
-        cli_json_string(stdout, x->error);
-        printf("}");
+        emit_json_obj(&j, NULL);
+        emit_json_str(&j, "server", x->server_id);
+        emit_json_str(&j, "addr", x->addr);
+        emit_json_bool(&j, "up", x->up);
+        emit_json_u64(&j, "size", x->size);
+        emit_json_u64(&j, "bad_records", x->bad_records);
+        emit_json_str(&j, "action", x->action);
+        emit_json_str(&j, "error", x->error);
+        emit_json_end(&j);
     }
-    printf("]");
-    if (end)
-        printf(", \"healed\": %s, \"good_replicas\": %u, \"result\": \"%s\"",
-               repair_healed(end) ? "true" : "false", end->good_replicas, result);
-    printf("}\n");
+    emit_json_end(&j);
+    if (end) {
+        emit_json_bool(&j, "healed", repair_healed(end));
+        emit_json_u64(&j, "good_replicas", end->good_replicas);
+        emit_json_str(&j, "result", result);
+    }
+    emit_json_end(&j);
 }
 
 static int repair_table(const Imgstore__AdminRepairResp *r)
 {
     static const char *const head[] = {"SERVER", "ADDRESS", "STATE", "SIZE", "BAD RECORDS",
                                        "ACTION", "ERROR"};
-    struct cli_table t;
-    if (cli_table_init(&t, 7, head) != 0)
-        return EXIT_FAIL;
+    struct emit_table t;
+    emit_table_init(&t, sizeof(head) / sizeof(head[0]), head);
     for (size_t i = 0; i < r->n_replicas; i++) {
         const Imgstore__AdminRepairReplica *x = r->replicas[i];
-        char size[CLI_HUMAN_MAX], bad[16];
-        snprintf(bad, sizeof(bad), "%u", x->bad_records);
+        char size[CLI_HUMAN_MAX];
         int none = !x->server_id || !*x->server_id;
-        const char *row[] = {none ? "(new copy)" : x->server_id, admin_or_dash(x->addr),
-                             none ? "-" : x->up ? STATE_UP : STATE_DOWN,
-                             none ? "-" : cli_human_size(x->size, size), none ? "-" : bad,
-                             x->action, admin_or_dash(x->error)};
-        if (cli_table_add(&t, row) != 0) {
-            cli_table_free(&t);
-            return EXIT_FAIL;
-        }
+        emit_text(&t, none ? "(new copy)" : x->server_id);
+        emit_text(&t, admin_or_dash(x->addr));
+        emit_text(&t, none ? "-" : x->up ? STATE_UP : STATE_DOWN);
+        emit_text(&t, none ? "-" : cli_human_size(x->size, size));
+        if (none)
+            emit_text(&t, "-");
+        else
+            emit_cell(&t, "%u", x->bad_records);
+        emit_text(&t, x->action);
+        emit_text(&t, admin_or_dash(x->error));
+    }
+    if (t.err) {
+        emit_table_end(&t, NULL);
+        return EXIT_FAIL;
     }
     char size[CLI_HUMAN_MAX];
     printf("block %" PRIu64 ": %s, %s, replication %u\n", r->block_id,
            r->sealed ? "sealed" : "not sealed", cli_human_size(r->size, size), r->replication);
-    cli_table_print(&t, stdout);
-    cli_table_free(&t);
+    emit_table_end(&t, stdout);
     return EXIT_OK;
 }
 

@@ -34,78 +34,83 @@ static double task_progress(const Imgstore__Task *t)
     return p > PCT ? PCT : p;
 }
 
-static void task_json(const Imgstore__Task *t)
+/* One task as member `key` of j (or, key NULL, its next element). */
+static void task_json(struct emit_json *j, const char *key, const Imgstore__Task *t)
 {
-    printf("{\"id\": %" PRIu64 ", \"kind\": ", t->id);
-    cli_json_string(stdout, t->kind);
-    printf(", \"block_id\": %" PRIu64 ", \"source\": ", t->block_id);
-    cli_json_string(stdout, t->source);
-    printf(", \"target\": ");
-    cli_json_string(stdout, t->target);
-    printf(", \"state\": ");
-    cli_json_string(stdout, t->state);
+    emit_json_obj(j, key);
+    emit_json_u64(j, "id", t->id);
+    emit_json_str(j, "kind", t->kind);
+    emit_json_u64(j, "block_id", t->block_id);
+    emit_json_str(j, "source", t->source);
+    emit_json_str(j, "target", t->target);
+    emit_json_str(j, "state", t->state);
     double p = task_progress(t);
     if (p >= 0)
-        printf(", \"progress_pct\": %.1f", p);
+        emit_json_num(j, "progress_pct", 1, p);
     else
-        printf(", \"progress_pct\": null");
-    printf(", \"bytes_done\": %" PRIu64 ", \"bytes_total\": %" PRIu64 ", \"age_ms\": %" PRIu64,
-           t->bytes_done, t->bytes_total, t->age_ms);
+        emit_json_null(j, "progress_pct");
+    emit_json_u64(j, "bytes_done", t->bytes_done);
+    emit_json_u64(j, "bytes_total", t->bytes_total);
+    emit_json_u64(j, "age_ms", t->age_ms);
     if (admin_task_running(t) && t->bytes_done && t->age_ms)
-        printf(", \"bytes_per_s\": %" PRIu64, t->bytes_done * MS_PER_S / t->age_ms);
+        emit_json_u64(j, "bytes_per_s", t->bytes_done * MS_PER_S / t->age_ms);
     else
-        printf(", \"bytes_per_s\": null");
-    printf(", \"reason\": ");
-    cli_json_string(stdout, t->reason);
-    printf(", \"error\": ");
-    cli_json_string(stdout, t->error);
-    printf("}");
+        emit_json_null(j, "bytes_per_s");
+    emit_json_str(j, "reason", t->reason);
+    emit_json_str(j, "error", t->error);
+    emit_json_end(j);
 }
 
 static void tasks_json(const Imgstore__ListTasksResp *r)
 {
-    printf("{\"copy_rate_bytes_per_s\": %" PRIu64 ", \"task_cap\": %u, \"blocks_lost\": %" PRIu64
-           ", \"blocks_under_replicated\": %" PRIu64 ",\n \"drains\": [",
-           r->copy_rate_bytes_per_s, r->task_cap, r->blocks_lost, r->blocks_under_replicated);
+    struct emit_json j;
+    emit_json_init(&j, stdout);
+    emit_json_obj(&j, NULL);
+    emit_json_u64(&j, "copy_rate_bytes_per_s", r->copy_rate_bytes_per_s);
+    emit_json_u64(&j, "task_cap", r->task_cap);
+    emit_json_u64(&j, "blocks_lost", r->blocks_lost);
+    emit_json_u64(&j, "blocks_under_replicated", r->blocks_under_replicated);
+    emit_json_break(&j);
+    emit_json_arr(&j, "drains", EMIT_INLINE);
     for (size_t i = 0; i < r->n_drains; i++) {
-        printf("%s{\"server\": ", i ? ", " : "");
-        cli_json_string(stdout, r->drains[i]->server_id);
-        printf(", \"blocks_left\": %u}", r->drains[i]->blocks_left);
+        emit_json_obj(&j, NULL);
+        emit_json_str(&j, "server", r->drains[i]->server_id);
+        emit_json_u64(&j, "blocks_left", r->drains[i]->blocks_left);
+        emit_json_end(&j);
     }
-    printf("],\n \"tasks\": [");
-    for (size_t i = 0; i < r->n_tasks; i++) {
-        printf("%s\n  ", i ? "," : "");
-        task_json(r->tasks[i]);
-    }
-    printf("%s]}\n", r->n_tasks ? "\n" : "");
+    emit_json_end(&j);
+    emit_json_break(&j);
+    emit_json_arr(&j, "tasks", EMIT_LINES);
+    for (size_t i = 0; i < r->n_tasks; i++)
+        task_json(&j, NULL, r->tasks[i]);
+    emit_json_end(&j);
+    emit_json_end(&j);
 }
 
-/* Formats one task as a table row into cells (each CLI_CELL_MAX). */
-static void task_row(const Imgstore__Task *t, char cells[][CLI_CELL_MAX])
+/* Adds one task as a row of the tasks table. */
+static void task_row(struct emit_table *tb, const Imgstore__Task *t)
 {
-    char a[CLI_HUMAN_MAX], b[CLI_HUMAN_MAX];
-    snprintf(cells[0], CLI_CELL_MAX, "%" PRIu64, t->id);
-    snprintf(cells[1], CLI_CELL_MAX, "%s", admin_or_dash(t->kind));
-    snprintf(cells[2], CLI_CELL_MAX, "%" PRIu64, t->block_id);
+    char a[CLI_HUMAN_MAX];
+    emit_cell(tb, "%" PRIu64, t->id);
+    emit_text(tb, admin_or_dash(t->kind));
+    emit_cell(tb, "%" PRIu64, t->block_id);
     if (t->source && *t->source) /* a copy; a deletion has only the server dropping its copy */
-        snprintf(cells[3], CLI_CELL_MAX, "%.*s->%.*s", ID_SHOW, t->source, ID_SHOW,
-                 admin_or_dash(t->target));
+        emit_cell(tb, "%.*s->%.*s", ID_SHOW, t->source, ID_SHOW, admin_or_dash(t->target));
     else
-        snprintf(cells[3], CLI_CELL_MAX, "%.*s", ID_SHOW, admin_or_dash(t->target));
+        emit_cell(tb, "%.*s", ID_SHOW, admin_or_dash(t->target));
     double p = task_progress(t);
     if (p >= 0)
-        snprintf(cells[4], CLI_CELL_MAX, "%.0f%%", p);
+        emit_cell(tb, "%.0f%%", p);
     else
-        snprintf(cells[4], CLI_CELL_MAX, "-");
-    snprintf(cells[5], CLI_CELL_MAX, "%s", cli_human_size(t->bytes_total, a));
-    snprintf(cells[6], CLI_CELL_MAX, "%s",
-             admin_task_running(t) ? admin_rate_text(t->bytes_done, t->age_ms, b) : "-");
-    snprintf(cells[7], CLI_CELL_MAX, "%s", admin_or_dash(t->state));
-    snprintf(cells[8], CLI_CELL_MAX, "%s", cli_human_ms(t->age_ms, a));
+        emit_text(tb, "-");
+    emit_text(tb, cli_human_size(t->bytes_total, a));
+    emit_text(tb, admin_task_running(t) ? admin_rate_text(t->bytes_done, t->age_ms, a) : "-");
+    emit_text(tb, admin_or_dash(t->state));
+    emit_text(tb, cli_human_ms(t->age_ms, a));
     if (t->error && *t->error)
-        snprintf(cells[9], CLI_CELL_MAX, "%s: %s", admin_or_dash(t->reason), t->error);
+        emit_cell(tb, "%s: %s", admin_or_dash(t->reason), t->error);
     else
-        snprintf(cells[9], CLI_CELL_MAX, "%s", admin_or_dash(t->reason));
+        emit_text(tb, admin_or_dash(t->reason));
 }
 
 static int tasks_table(const Imgstore__ListTasksResp *r, int all)
@@ -113,11 +118,9 @@ static int tasks_table(const Imgstore__ListTasksResp *r, int all)
     static const char *const header[] = {"ID",       "KIND",  "BLOCK", "SOURCE->TARGET",
                                          "PROGRESS", "BYTES", "RATE",  "STATE",
                                          "AGE",      "REASON"};
-    enum { NCOLS = sizeof(header) / sizeof(header[0]) };
-    struct cli_table t;
-    size_t running = 0, finished = 0, shown = 0;
-    if (cli_table_init(&t, NCOLS, header) != 0)
-        return EXIT_FAIL;
+    struct emit_table t;
+    size_t running = 0, finished = 0;
+    emit_table_init(&t, sizeof(header) / sizeof(header[0]), header);
     for (size_t i = 0; i < r->n_tasks; i++) {
         const Imgstore__Task *k = r->tasks[i];
         int run = admin_task_running(k);
@@ -125,29 +128,23 @@ static int tasks_table(const Imgstore__ListTasksResp *r, int all)
         finished += !run;
         if (!run && !all && finished > TASKS_FINISHED_SHOWN)
             continue;
-        char cells[NCOLS][CLI_CELL_MAX];
-        const char *row[NCOLS];
-        task_row(k, cells);
-        for (int j = 0; j < NCOLS; j++)
-            row[j] = cells[j];
-        if (cli_table_add(&t, row) != 0) {
-            cli_table_free(&t);
-            return EXIT_FAIL;
-        }
-        shown++;
+        task_row(&t, k);
+    }
+    size_t shown = emit_table_rows(&t);
+    if (t.err) {
+        emit_table_end(&t, NULL);
+        return EXIT_FAIL;
     }
     printf("%zu running, %zu finished kept; copy cap %.0f MB/s per server, %u tasks per server\n",
            running, finished, (double)r->copy_rate_bytes_per_s / BYTES_PER_MB, r->task_cap);
     for (size_t i = 0; i < r->n_drains; i++)
         printf("draining %s: %u blocks left\n", r->drains[i]->server_id,
                r->drains[i]->blocks_left);
-    if (shown)
-        cli_table_print(&t, stdout);
-    else
+    if (!shown)
         printf("no background tasks\n");
+    emit_table_end(&t, shown ? stdout : NULL);
     if (shown < r->n_tasks)
         printf("(%zu older finished tasks not shown; use --all)\n", r->n_tasks - shown);
-    cli_table_free(&t);
     return EXIT_OK;
 }
 
@@ -196,12 +193,18 @@ int admin_cmd_cancel(struct admin_ctx *c)
     if (rc != 0)
         return admin_fail(c, "cancel", rc);
     protobuf_c_message_free_unpacked(m, NULL);
-    if (c->json)
-        printf("{\"task\": %" PRIu64 ", \"canceled\": true}\n", id);
-    else
+    if (c->json) {
+        struct emit_json j;
+        emit_json_init(&j, stdout);
+        emit_json_obj(&j, NULL);
+        emit_json_u64(&j, "task", id);
+        emit_json_bool(&j, "canceled", 1);
+        emit_json_end(&j);
+    } else {
         printf("task %" PRIu64 " canceled; the planner may start its block again in a few "
                "seconds while the cause remains (drain SERVER --cancel stops a drain)\n",
                id);
+    }
     return EXIT_OK;
 }
 
@@ -358,17 +361,20 @@ static void drain_show(struct drain_wait *w, const struct drain_view *v)
 static void drain_json(const struct drain_wait *w, const struct drain_view *v, const char *result)
 {
     uint64_t moved = w->start.bytes > v->bytes_left ? w->start.bytes - v->bytes_left : 0;
-    printf("{\"server\": ");
-    cli_json_string(stdout, w->server);
-    printf(", \"result\": \"%s\", \"draining\": %s, \"blocks_left\": %u, \"bytes_total\": %" PRIu64
-           ", \"bytes_moved\": %" PRIu64 ", \"bytes_left\": %" PRIu64 ", \"elapsed_ms\": %" PRId64,
-           result, v->draining ? "true" : "false", v->blocks_left, w->start.bytes, moved,
-           v->bytes_left, admin_now_ms() - w->t0);
-    if (v->failed) {
-        printf(", \"failed_task\": ");
-        task_json(v->failed);
-    }
-    printf("}\n");
+    struct emit_json j;
+    emit_json_init(&j, stdout);
+    emit_json_obj(&j, NULL);
+    emit_json_str(&j, "server", w->server);
+    emit_json_str(&j, "result", result);
+    emit_json_bool(&j, "draining", v->draining);
+    emit_json_u64(&j, "blocks_left", v->blocks_left);
+    emit_json_u64(&j, "bytes_total", w->start.bytes);
+    emit_json_u64(&j, "bytes_moved", moved);
+    emit_json_u64(&j, "bytes_left", v->bytes_left);
+    emit_json_i64(&j, "elapsed_ms", admin_now_ms() - w->t0);
+    if (v->failed)
+        task_json(&j, "failed_task", v->failed);
+    emit_json_end(&j);
 }
 
 /* The id the next task will have at least (tasks already listed are older). */
@@ -512,9 +518,13 @@ static int drain_run(struct admin_ctx *c, const char *server, int wait, int canc
         return drain_wait(c, server, first_task);
     }
     if (c->json) {
-        printf("{\"server\": ");
-        cli_json_string(stdout, server);
-        printf(", \"draining\": %s, \"blocks_left\": %u}\n", cancel ? "false" : "true", left);
+        struct emit_json j;
+        emit_json_init(&j, stdout);
+        emit_json_obj(&j, NULL);
+        emit_json_str(&j, "server", server);
+        emit_json_bool(&j, "draining", !cancel);
+        emit_json_u64(&j, "blocks_left", left);
+        emit_json_end(&j);
     } else if (cancel) {
         printf("drain of %s canceled: %u replicas stay on it\n", server, left);
     } else {
@@ -546,114 +556,111 @@ static int64_t signed_delta(const Imgstore__RebalanceServer *s)
     return s->used >= s->target ? (int64_t)(s->used - s->target) : -(int64_t)(s->target - s->used);
 }
 
-static void rebalance_json(const Imgstore__AdminRebalanceResp *r, int dry_run)
+/* The balance as member `key` of j (or, key NULL, the document). */
+static void rebalance_json(struct emit_json *j, const char *key,
+                           const Imgstore__AdminRebalanceResp *r, int dry_run)
 {
-    printf("{\"dry_run\": %s, \"mean_pct\": %.3f, \"band_points\": %.3f, \"balanced\": %s, "
-           "\"stuck\": %s,\n \"moves_running\": %u, \"bytes_running\": %" PRIu64
-           ", \"bytes_planned\": %" PRIu64 ", \"truncated\": %s, \"moves_done\": %u, "
-           "\"moves_failed\": %u, \"bytes_moved\": %" PRIu64 ", \"copy_rate_bytes_per_s\": %" PRIu64
-           ",\n \"servers\": [",
-           dry_run ? "true" : "false", r->mean * PCT, r->band * PCT, r->balanced ? "true" : "false",
-           r->stuck ? "true" : "false", r->moves_running, r->bytes_running, r->bytes_planned,
-           r->truncated ? "true" : "false", r->moves_done, r->moves_failed, r->bytes_moved,
-           r->copy_rate);
+    emit_json_obj(j, key);
+    emit_json_bool(j, "dry_run", dry_run);
+    emit_json_num(j, "mean_pct", 3, r->mean * PCT);
+    emit_json_num(j, "band_points", 3, r->band * PCT);
+    emit_json_bool(j, "balanced", r->balanced);
+    emit_json_bool(j, "stuck", r->stuck);
+    emit_json_break(j);
+    emit_json_u64(j, "moves_running", r->moves_running);
+    emit_json_u64(j, "bytes_running", r->bytes_running);
+    emit_json_u64(j, "bytes_planned", r->bytes_planned);
+    emit_json_bool(j, "truncated", r->truncated);
+    emit_json_u64(j, "moves_done", r->moves_done);
+    emit_json_u64(j, "moves_failed", r->moves_failed);
+    emit_json_u64(j, "bytes_moved", r->bytes_moved);
+    emit_json_u64(j, "copy_rate_bytes_per_s", r->copy_rate);
+    emit_json_break(j);
+    emit_json_arr(j, "servers", EMIT_LINES_OPEN);
     for (size_t i = 0; i < r->n_servers; i++) {
         const Imgstore__RebalanceServer *s = r->servers[i];
-        printf("%s\n  {\"server\": ", i ? "," : "");
-        cli_json_string(stdout, s->server_id);
-        printf(", \"eligible\": %s, \"used_bytes\": %" PRIu64 ", \"capacity_bytes\": %" PRIu64
-               ", \"used_pct\": %.3f, \"target_bytes\": %" PRIu64 ", \"delta_bytes\": %" PRId64
-               ", \"in_band\": %s, \"moves_running\": %u}",
-               s->eligible ? "true" : "false", s->used, s->capacity, s->used_fraction * PCT,
-               s->target, signed_delta(s), s->in_band ? "true" : "false", s->moves_running);
+        emit_json_obj(j, NULL);
+        emit_json_str(j, "server", s->server_id);
+        emit_json_bool(j, "eligible", s->eligible);
+        emit_json_u64(j, "used_bytes", s->used);
+        emit_json_u64(j, "capacity_bytes", s->capacity);
+        emit_json_num(j, "used_pct", 3, s->used_fraction * PCT);
+        emit_json_u64(j, "target_bytes", s->target);
+        emit_json_i64(j, "delta_bytes", signed_delta(s));
+        emit_json_bool(j, "in_band", s->in_band);
+        emit_json_u64(j, "moves_running", s->moves_running);
+        emit_json_end(j);
     }
-    printf("],\n \"moves\": [");
+    emit_json_end(j);
+    emit_json_break(j);
+    emit_json_arr(j, "moves", EMIT_LINES_OPEN);
     for (size_t i = 0; i < r->n_moves; i++) {
         const Imgstore__RebalanceMove *m = r->moves[i];
-        printf("%s\n  {\"block_id\": %" PRIu64 ", \"source\": ", i ? "," : "", m->block_id);
-        cli_json_string(stdout, m->source);
-        printf(", \"target\": ");
-        cli_json_string(stdout, m->target);
-        printf(", \"bytes\": %" PRIu64 ", \"running\": %s, \"task_id\": %" PRIu64 "}", m->bytes,
-               m->running ? "true" : "false", m->task_id);
+        emit_json_obj(j, NULL);
+        emit_json_u64(j, "block_id", m->block_id);
+        emit_json_str(j, "source", m->source);
+        emit_json_str(j, "target", m->target);
+        emit_json_u64(j, "bytes", m->bytes);
+        emit_json_bool(j, "running", m->running);
+        emit_json_u64(j, "task_id", m->task_id);
+        emit_json_end(j);
     }
-    printf("]}\n");
+    emit_json_end(j);
+    emit_json_end(j);
 }
 
 static int rebalance_servers_table(const Imgstore__AdminRebalanceResp *r)
 {
     static const char *const header[] = {"SERVER", "USED", "CAPACITY", "USE", "TARGET",
                                          "DELTA",  "BAND", "MOVES"};
-    enum { NCOLS = sizeof(header) / sizeof(header[0]) };
-    struct cli_table t;
-    if (cli_table_init(&t, NCOLS, header) != 0)
-        return EXIT_FAIL;
+    struct emit_table t;
+    emit_table_init(&t, sizeof(header) / sizeof(header[0]), header);
     for (size_t i = 0; i < r->n_servers; i++) {
         const Imgstore__RebalanceServer *s = r->servers[i];
-        char cells[NCOLS][CLI_CELL_MAX], a[CLI_HUMAN_MAX];
-        const char *row[NCOLS];
+        char a[CLI_HUMAN_MAX];
         int64_t d = signed_delta(s);
-        snprintf(cells[0], CLI_CELL_MAX, "%.*s", ID_SHOW, s->server_id);
-        snprintf(cells[1], CLI_CELL_MAX, "%s", cli_human_size(s->used, a));
-        snprintf(cells[2], CLI_CELL_MAX, "%s", cli_human_size(s->capacity, a));
-        snprintf(cells[3], CLI_CELL_MAX, "%.1f%%", s->used_fraction * PCT);
+        emit_cell(&t, "%.*s", ID_SHOW, s->server_id);
+        emit_text(&t, cli_human_size(s->used, a));
+        emit_text(&t, cli_human_size(s->capacity, a));
+        emit_cell(&t, "%.1f%%", s->used_fraction * PCT);
         if (s->eligible) {
-            snprintf(cells[4], CLI_CELL_MAX, "%s", cli_human_size(s->target, a));
-            snprintf(cells[5], CLI_CELL_MAX, "%s%s", d < 0 ? "-" : "+",
-                     cli_human_size((uint64_t)(d < 0 ? -d : d), a));
-            snprintf(cells[6], CLI_CELL_MAX, "%s", s->in_band ? "in" : "OUT");
+            emit_text(&t, cli_human_size(s->target, a));
+            emit_cell(&t, "%s%s", d < 0 ? "-" : "+", cli_human_size((uint64_t)(d < 0 ? -d : d), a));
+            emit_text(&t, s->in_band ? "in" : "OUT");
         } else {
-            snprintf(cells[4], CLI_CELL_MAX, "-");
-            snprintf(cells[5], CLI_CELL_MAX, "-");
-            snprintf(cells[6], CLI_CELL_MAX, "excluded");
+            emit_text(&t, "-");
+            emit_text(&t, "-");
+            emit_text(&t, "excluded");
         }
-        snprintf(cells[7], CLI_CELL_MAX, "%u", s->moves_running);
-        for (int j = 0; j < NCOLS; j++)
-            row[j] = cells[j];
-        if (cli_table_add(&t, row) != 0) {
-            cli_table_free(&t);
-            return EXIT_FAIL;
-        }
+        emit_cell(&t, "%u", s->moves_running);
     }
-    cli_table_print(&t, stdout);
-    cli_table_free(&t);
-    return EXIT_OK;
+    return emit_table_end(&t, stdout) == 0 ? EXIT_OK : EXIT_FAIL;
 }
 
 static int rebalance_moves_table(const Imgstore__AdminRebalanceResp *r)
 {
     static const char *const header[] = {"BLOCK", "SOURCE->TARGET", "SIZE", "STATE"};
-    enum { NCOLS = sizeof(header) / sizeof(header[0]) };
-    struct cli_table t;
-    size_t shown = 0, planned = 0;
-    if (cli_table_init(&t, NCOLS, header) != 0)
-        return EXIT_FAIL;
+    struct emit_table t;
+    size_t planned = 0;
+    emit_table_init(&t, sizeof(header) / sizeof(header[0]), header);
     for (size_t i = 0; i < r->n_moves; i++) {
         const Imgstore__RebalanceMove *m = r->moves[i];
         if (!m->running && ++planned > REBAL_MOVES_SHOWN)
             continue;
-        char cells[NCOLS][CLI_CELL_MAX], a[CLI_HUMAN_MAX];
-        const char *row[NCOLS];
-        snprintf(cells[0], CLI_CELL_MAX, "%" PRIu64, m->block_id);
-        snprintf(cells[1], CLI_CELL_MAX, "%.*s->%.*s", ID_SHOW, m->source, ID_SHOW, m->target);
-        snprintf(cells[2], CLI_CELL_MAX, "%s", cli_human_size(m->bytes, a));
+        char a[CLI_HUMAN_MAX];
+        emit_cell(&t, "%" PRIu64, m->block_id);
+        emit_cell(&t, "%.*s->%.*s", ID_SHOW, m->source, ID_SHOW, m->target);
+        emit_text(&t, cli_human_size(m->bytes, a));
         if (m->running)
-            snprintf(cells[3], CLI_CELL_MAX, "running (task %" PRIu64 ")", m->task_id);
+            emit_cell(&t, "running (task %" PRIu64 ")", m->task_id);
         else
-            snprintf(cells[3], CLI_CELL_MAX, "planned");
-        for (int j = 0; j < NCOLS; j++)
-            row[j] = cells[j];
-        if (cli_table_add(&t, row) != 0) {
-            cli_table_free(&t);
-            return EXIT_FAIL;
-        }
-        shown++;
+            emit_text(&t, "planned");
     }
-    if (shown)
-        cli_table_print(&t, stdout);
+    size_t shown = emit_table_rows(&t);
+    if (emit_table_end(&t, shown ? stdout : NULL) != 0)
+        return EXIT_FAIL;
     if (shown < r->n_moves)
         printf("(%zu more planned moves not shown; --json lists them)\n", r->n_moves - shown);
-    cli_table_free(&t);
     return EXIT_OK;
 }
 
@@ -784,15 +791,17 @@ static int rebalance_wait(struct admin_ctx *c, const Imgstore__AdminRebalanceRes
         fprintf(stderr, "%s: stopped waiting; the balance goes on in the nameserver\n", ADMIN_PROG);
     }
     if (c->json) {
+        struct emit_json j;
+        emit_json_init(&j, stdout);
+        emit_json_obj(&j, NULL);
+        emit_json_str(&j, "result", result);
         if (r) {
-            printf("{\"result\": \"%s\", \"bytes_moved\": %" PRIu64 ", \"elapsed_ms\": %" PRId64
-                   ", \"state\": ",
-                   result, r->bytes_moved - w.moved0, admin_now_ms() - w.t0);
-            rebalance_json(r, 1);
-            printf("}\n");
-        } else {
-            printf("{\"result\": \"%s\"}\n", result);
+            emit_json_u64(&j, "bytes_moved", r->bytes_moved - w.moved0);
+            emit_json_i64(&j, "elapsed_ms", admin_now_ms() - w.t0);
+            rebalance_json(&j, "state", r, 1);
+            emit_json_raw(&j, "\n"); /* "state" is printed as a whole document was */
         }
+        emit_json_end(&j);
     }
     if (r)
         protobuf_c_message_free_unpacked(&r->base, NULL);
@@ -830,7 +839,9 @@ int admin_cmd_rebalance(struct admin_ctx *c)
         }
         status = rebalance_wait(c, r);
     } else if (c->json) {
-        rebalance_json(r, dry_run);
+        struct emit_json j;
+        emit_json_init(&j, stdout);
+        rebalance_json(&j, NULL, r, dry_run);
         status = EXIT_OK;
     } else {
         status = rebalance_text(r, dry_run);

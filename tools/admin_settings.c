@@ -51,10 +51,13 @@ static int readonly_set(struct admin_ctx *c, const char *id, int on)
         return admin_fail(c, "readonly", rc);
     const Imgstore__AdminReadonlyResp *r = (const Imgstore__AdminReadonlyResp *)m;
     if (c->json) {
-        printf("{\"server\": ");
-        cli_json_string(stdout, id);
-        printf(", \"readonly\": %s, \"server_readonly\": %s}\n", r->readonly ? "true" : "false",
-               r->server_readonly ? "true" : "false");
+        struct emit_json j;
+        emit_json_init(&j, stdout);
+        emit_json_obj(&j, NULL);
+        emit_json_str(&j, "server", id);
+        emit_json_bool(&j, "readonly", r->readonly);
+        emit_json_bool(&j, "server_readonly", r->server_readonly);
+        emit_json_end(&j);
     } else if (on) {
         printf("%s is read-only: no new block goes to it and its blocks take no new files "
                "(kept across nameserver restarts)\n",
@@ -96,48 +99,43 @@ static const char *setting_source(const Imgstore__AdminSetting *s)
     return s->value == s->default_value ? "default" : "command line";
 }
 
-static void setting_json(const Imgstore__AdminSetting *s)
+/* One setting as member `key` of j (or, key NULL, its next element). */
+static void setting_json(struct emit_json *j, const char *key, const Imgstore__AdminSetting *s)
 {
-    printf("{\"key\": ");
-    cli_json_string(stdout, s->key);
-    printf(", \"value\": %" PRIu64 ", \"unit\": ", s->value);
-    cli_json_string(stdout, s->unit);
-    printf(", \"default\": %" PRIu64 ", \"min\": %" PRIu64 ", \"max\": %" PRIu64
-           ", \"persisted\": %s, \"applied\": %s, \"source\": ",
-           s->default_value, s->min, s->max, s->persisted ? "true" : "false",
-           s->applied ? "true" : "false");
-    cli_json_string(stdout, setting_source(s));
-    printf(", \"help\": ");
-    cli_json_string(stdout, s->help);
-    printf("}");
+    emit_json_obj(j, key);
+    emit_json_str(j, "key", s->key);
+    emit_json_u64(j, "value", s->value);
+    emit_json_str(j, "unit", s->unit);
+    emit_json_u64(j, "default", s->default_value);
+    emit_json_u64(j, "min", s->min);
+    emit_json_u64(j, "max", s->max);
+    emit_json_bool(j, "persisted", s->persisted);
+    emit_json_bool(j, "applied", s->applied);
+    emit_json_str(j, "source", setting_source(s));
+    emit_json_str(j, "help", s->help);
+    emit_json_end(j);
 }
 
 static int settings_table(const Imgstore__AdminSettingsResp *r)
 {
     static const char *const header[] = {"KEY", "VALUE", "UNIT", "DEFAULT", "RANGE", "SOURCE",
                                          "MEANING"};
-    enum { NCOLS = sizeof(header) / sizeof(header[0]) };
-    struct cli_table t;
+    struct emit_table t;
     int unapplied = 0;
-    if (cli_table_init(&t, NCOLS, header) != 0)
-        return EXIT_FAIL;
+    emit_table_init(&t, sizeof(header) / sizeof(header[0]), header);
     for (size_t i = 0; i < r->n_settings; i++) {
         const Imgstore__AdminSetting *s = r->settings[i];
-        char key[CLI_CELL_MAX], val[CLI_HUMAN_MAX], def[CLI_HUMAN_MAX], range[CLI_CELL_MAX];
-        snprintf(key, sizeof(key), "%s%s", s->key, s->applied ? "" : " *");
-        snprintf(val, sizeof(val), "%" PRIu64, s->value);
-        snprintf(def, sizeof(def), "%" PRIu64, s->default_value);
-        snprintf(range, sizeof(range), "%" PRIu64 "..%" PRIu64, s->min, s->max);
+        emit_cell(&t, "%s%s", s->key, s->applied ? "" : " *");
+        emit_cell(&t, "%" PRIu64, s->value);
+        emit_text(&t, s->unit);
+        emit_cell(&t, "%" PRIu64, s->default_value);
+        emit_cell(&t, "%" PRIu64 "..%" PRIu64, s->min, s->max);
+        emit_text(&t, setting_source(s));
+        emit_text(&t, s->help);
         unapplied |= !s->applied;
-        const char *row[NCOLS] = {key,   val, s->unit, def,
-                                  range, setting_source(s), s->help ? s->help : ""};
-        if (cli_table_add(&t, row) != 0) {
-            cli_table_free(&t);
-            return EXIT_FAIL;
-        }
     }
-    cli_table_print(&t, stdout);
-    cli_table_free(&t);
+    if (emit_table_end(&t, stdout) != 0)
+        return EXIT_FAIL;
     if (unapplied)
         printf("* stored and persisted, but not applied yet: nothing in the cluster uses it\n");
     return EXIT_OK;
@@ -153,12 +151,14 @@ int admin_cmd_settings(struct admin_ctx *c)
         return admin_fail(c, "settings", rc);
     int status = EXIT_OK;
     if (c->json) {
-        printf("{\"settings\": [");
-        for (size_t i = 0; i < r->n_settings; i++) {
-            printf("%s\n  ", i ? "," : "");
-            setting_json(r->settings[i]);
-        }
-        printf("%s]}\n", r->n_settings ? "\n" : "");
+        struct emit_json j;
+        emit_json_init(&j, stdout);
+        emit_json_obj(&j, NULL);
+        emit_json_arr(&j, "settings", EMIT_LINES);
+        for (size_t i = 0; i < r->n_settings; i++)
+            setting_json(&j, NULL, r->settings[i]);
+        emit_json_end(&j);
+        emit_json_end(&j);
     } else {
         status = settings_table(r);
     }
@@ -205,9 +205,12 @@ int admin_cmd_set(struct admin_ctx *c)
         goto out;
     }
     if (c->json) {
-        printf("{\"previous\": %" PRIu64 ", \"setting\": ", old->value);
-        setting_json(r->setting);
-        printf("}\n");
+        struct emit_json j;
+        emit_json_init(&j, stdout);
+        emit_json_obj(&j, NULL);
+        emit_json_u64(&j, "previous", old->value);
+        setting_json(&j, "setting", r->setting);
+        emit_json_end(&j);
     } else {
         printf("%s = %" PRIu64 " %s (was %" PRIu64 "), kept in ns.meta%s\n", key,
                r->setting->value, r->setting->unit, old->value,

@@ -35,35 +35,40 @@ static const Imgstore__AdminServerRate *rate_of(const Imgstore__AdminServerRates
 static void servers_json(const Imgstore__ClusterStatusResp *st,
                          const Imgstore__AdminServerRatesResp *rates)
 {
-    printf("[");
+    struct emit_json j;
+    emit_json_init(&j, stdout);
+    emit_json_arr(&j, NULL, EMIT_LINES);
     for (size_t i = 0; i < st->n_servers; i++) {
         const Imgstore__ServerStatus *s = st->servers[i];
         const Imgstore__AdminServerRate *r = rate_of(rates, s->server_id);
-        printf("%s\n  {\"id\": ", i ? "," : "");
-        cli_json_string(stdout, s->server_id);
-        printf(", \"address\": ");
-        cli_json_string(stdout, s->addr);
-        printf(", \"http\": ");
-        cli_json_string(stdout, s->http_addr);
-        printf(", \"state\": ");
-        cli_json_string(stdout, admin_shown_state(s));
-        printf(", \"up\": %s, \"readonly\": %s, \"draining\": %s", admin_is_up(s) ? "true" : "false",
-               s->readonly ? "true" : "false", s->draining ? "true" : "false");
-        printf(", \"used\": %llu, \"capacity\": %llu, \"free\": %llu, \"use_pct\": %.1f, "
-               "\"blocks\": %u, \"disks\": %u, \"failed_disks\": %u, \"last_heartbeat_ms\": %llu, "
-               "\"reads\": %llu, \"writes\": %llu",
-               (unsigned long long)s->used, (unsigned long long)s->capacity,
-               (unsigned long long)s->free, admin_pct(s->used, s->capacity), s->blocks, s->disks,
-               s->failed_disks,
-               (unsigned long long)s->last_heartbeat_ms_ago, (unsigned long long)s->reads,
-               (unsigned long long)s->writes);
-        if (r)
-            printf(", \"reads_per_s\": %.1f, \"writes_per_s\": %.1f}", r->reads_per_s,
-                   r->writes_per_s);
-        else
-            printf(", \"reads_per_s\": null, \"writes_per_s\": null}");
+        emit_json_obj(&j, NULL);
+        emit_json_str(&j, "id", s->server_id);
+        emit_json_str(&j, "address", s->addr);
+        emit_json_str(&j, "http", s->http_addr);
+        emit_json_str(&j, "state", admin_shown_state(s));
+        emit_json_bool(&j, "up", admin_is_up(s));
+        emit_json_bool(&j, "readonly", s->readonly);
+        emit_json_bool(&j, "draining", s->draining);
+        emit_json_u64(&j, "used", s->used);
+        emit_json_u64(&j, "capacity", s->capacity);
+        emit_json_u64(&j, "free", s->free);
+        emit_json_num(&j, "use_pct", 1, admin_pct(s->used, s->capacity));
+        emit_json_u64(&j, "blocks", s->blocks);
+        emit_json_u64(&j, "disks", s->disks);
+        emit_json_u64(&j, "failed_disks", s->failed_disks);
+        emit_json_u64(&j, "last_heartbeat_ms", s->last_heartbeat_ms_ago);
+        emit_json_u64(&j, "reads", s->reads);
+        emit_json_u64(&j, "writes", s->writes);
+        if (r) {
+            emit_json_num(&j, "reads_per_s", 1, r->reads_per_s);
+            emit_json_num(&j, "writes_per_s", 1, r->writes_per_s);
+        } else {
+            emit_json_null(&j, "reads_per_s");
+            emit_json_null(&j, "writes_per_s");
+        }
+        emit_json_end(&j);
     }
-    printf("%s]\n", st->n_servers ? "\n" : "");
+    emit_json_end(&j);
 }
 
 static int servers_table(const Imgstore__ClusterStatusResp *st,
@@ -72,47 +77,32 @@ static int servers_table(const Imgstore__ClusterStatusResp *st,
     static const char *const header[] = {"ID",     "ADDRESS", "HTTP",     "STATE",
                                          "DISKS",  "USED",    "CAPACITY", "USE%",
                                          "BLOCKS", "READS/S", "WRITES/S", "LAST HB"};
-    struct cli_table t;
-    if (cli_table_init(&t, sizeof(header) / sizeof(header[0]), header) != 0)
-        return EXIT_FAIL;
+    struct emit_table t;
+    emit_table_init(&t, sizeof(header) / sizeof(header[0]), header);
     for (size_t i = 0; i < st->n_servers; i++) {
         const Imgstore__ServerStatus *s = st->servers[i];
         const Imgstore__AdminServerRate *r = rate_of(rates, s->server_id);
-        char id[ID_SHOW + 1], used[CLI_HUMAN_MAX], cap[CLI_HUMAN_MAX], use[CLI_HUMAN_MAX],
-            blocks[CLI_HUMAN_MAX], hb[CLI_HUMAN_MAX], disks[CLI_HUMAN_MAX], rps[CLI_HUMAN_MAX],
-            wps[CLI_HUMAN_MAX];
-        snprintf(id, sizeof(id), "%s", s->server_id ? s->server_id : "");
-        if (s->capacity)
-            snprintf(use, sizeof(use), "%.1f%%", admin_pct(s->used, s->capacity));
-        else
-            snprintf(use, sizeof(use), "-");
-        snprintf(blocks, sizeof(blocks), "%u", s->blocks);
+        char a[CLI_HUMAN_MAX];
+        emit_cell(&t, "%.*s", ID_SHOW, s->server_id ? s->server_id : "");
+        emit_text(&t, s->addr);
+        emit_text(&t, s->http_addr);
+        emit_text(&t, admin_shown_state(s));
         if (s->failed_disks)
-            snprintf(disks, sizeof(disks), "%u (%u failed)", s->disks, s->failed_disks);
+            emit_cell(&t, "%u (%u failed)", s->disks, s->failed_disks);
         else
-            snprintf(disks, sizeof(disks), "%u", s->disks);
-        snprintf(rps, sizeof(rps), r ? "%.1f" : "-", r ? r->reads_per_s : 0.0);
-        snprintf(wps, sizeof(wps), r ? "%.1f" : "-", r ? r->writes_per_s : 0.0);
-        const char *row[] = {id,
-                             s->addr,
-                             s->http_addr,
-                             admin_shown_state(s),
-                             disks,
-                             cli_human_size(s->used, used),
-                             cli_human_size(s->capacity, cap),
-                             use,
-                             blocks,
-                             rps,
-                             wps,
-                             cli_human_ms(s->last_heartbeat_ms_ago, hb)};
-        if (cli_table_add(&t, row) != 0) {
-            cli_table_free(&t);
-            return EXIT_FAIL;
-        }
+            emit_cell(&t, "%u", s->disks);
+        emit_text(&t, cli_human_size(s->used, a));
+        emit_text(&t, cli_human_size(s->capacity, a));
+        if (s->capacity)
+            emit_cell(&t, "%.1f%%", admin_pct(s->used, s->capacity));
+        else
+            emit_text(&t, "-");
+        emit_cell(&t, "%u", s->blocks);
+        emit_cell(&t, r ? "%.1f" : "-", r ? r->reads_per_s : 0.0);
+        emit_cell(&t, r ? "%.1f" : "-", r ? r->writes_per_s : 0.0);
+        emit_text(&t, cli_human_ms(s->last_heartbeat_ms_ago, a));
     }
-    cli_table_print(&t, stdout);
-    cli_table_free(&t);
-    return EXIT_OK;
+    return emit_table_end(&t, stdout) == 0 ? EXIT_OK : EXIT_FAIL;
 }
 
 int admin_cmd_servers(struct admin_ctx *c)
@@ -195,27 +185,38 @@ static long running_tasks(struct admin_ctx *c)
 
 static void status_json(const Imgstore__ClusterStatusResp *st, const struct summary *sm)
 {
-    printf("{\"cluster_id\": ");
-    cli_json_string(stdout, st->cluster_id);
-    printf(",\n \"safe_mode\": %s, \"replication\": %u, \"block_size\": %llu,\n"
-           " \"servers_up\": %u, \"servers_down\": %u, \"failed_disks\": %u,\n"
-           " \"capacity_used\": %llu, \"capacity_total\": %llu, \"capacity_used_pct\": %.1f,\n"
-           " \"blocks_total\": %llu, \"blocks_writable\": %llu, \"blocks_sealed\": %llu,\n"
-           " \"blocks_under_replicated\": %llu, \"blocks_lost\": %llu,"
-           " \"block_id_high_water\": %llu,\n",
-           st->safe_mode ? "true" : "false", st->replicas, (unsigned long long)st->block_size,
-           sm->up, sm->down, sm->failed_disks, (unsigned long long)sm->used, (unsigned long long)sm->capacity,
-           admin_pct(sm->used, sm->capacity), (unsigned long long)st->blocks_total,
-           (unsigned long long)st->blocks_writable, (unsigned long long)st->blocks_sealed,
-           (unsigned long long)st->blocks_under_replicated, (unsigned long long)st->blocks_lost,
-           (unsigned long long)st->block_id_high_water);
+    struct emit_json j;
+    emit_json_init(&j, stdout);
+    emit_json_obj(&j, NULL);
+    emit_json_str(&j, "cluster_id", st->cluster_id);
+    emit_json_break(&j);
+    emit_json_bool(&j, "safe_mode", st->safe_mode);
+    emit_json_u64(&j, "replication", st->replicas);
+    emit_json_u64(&j, "block_size", st->block_size);
+    emit_json_break(&j);
+    emit_json_u64(&j, "servers_up", sm->up);
+    emit_json_u64(&j, "servers_down", sm->down);
+    emit_json_u64(&j, "failed_disks", sm->failed_disks);
+    emit_json_break(&j);
+    emit_json_u64(&j, "capacity_used", sm->used);
+    emit_json_u64(&j, "capacity_total", sm->capacity);
+    emit_json_num(&j, "capacity_used_pct", 1, admin_pct(sm->used, sm->capacity));
+    emit_json_break(&j);
+    emit_json_u64(&j, "blocks_total", st->blocks_total);
+    emit_json_u64(&j, "blocks_writable", st->blocks_writable);
+    emit_json_u64(&j, "blocks_sealed", st->blocks_sealed);
+    emit_json_break(&j);
+    emit_json_u64(&j, "blocks_under_replicated", st->blocks_under_replicated);
+    emit_json_u64(&j, "blocks_lost", st->blocks_lost);
+    emit_json_u64(&j, "block_id_high_water", st->block_id_high_water);
+    emit_json_break(&j);
     if (sm->tasks >= 0)
-        printf(" \"tasks_running\": %ld,\n", sm->tasks);
+        emit_json_i64(&j, "tasks_running", sm->tasks);
     else
-        printf(" \"tasks_running\": null,\n");
-    printf(" \"verdict\": ");
-    cli_json_string(stdout, sm->verdict);
-    printf("}\n");
+        emit_json_null(&j, "tasks_running");
+    emit_json_break(&j);
+    emit_json_str(&j, "verdict", sm->verdict);
+    emit_json_end(&j);
 }
 
 static void status_text(const Imgstore__ClusterStatusResp *st, const struct summary *sm)

@@ -1,8 +1,9 @@
 /* ds_admin.c - the `ds-admin` operator command's main: global options, the
  * command table and each command's --help. The commands themselves live in
  * one module per group (tools/admin_status.c, admin_blocks.c, admin_moves.c,
- * admin_settings.c, admin_check.c), their shared helpers in tools/admin.c.
- * The command shows the cluster's servers, its overall health, its blocks, where one file
+ * admin_settings.c, admin_check.c), their shared helpers in tools/admin.c;
+ * every table and JSON document is written through tools/emit.h. The command
+ * shows the cluster's servers, its overall health, its blocks, where one file
  * lives, background tasks, drains, read-only marks and runtime settings, as
  * tables for people or JSON for scripts.
  *
