@@ -175,8 +175,8 @@ int admin_resolve_server(struct admin_ctx *c, const char *cmd, const char *arg, 
         *out = strdup(found);
     imgstore_admin_free_status(st);
     if (matches > 1) {
-        fprintf(stderr, "%s: %s: %s matches %zu servers; give more of the id\n", ADMIN_PROG, cmd, arg,
-                matches);
+        fprintf(stderr, "%s: %s: %s matches %zu servers; give more of the id\n", ADMIN_PROG, cmd,
+                arg, matches);
         return EXIT_FAIL;
     }
     if (matches == 0) {
@@ -217,6 +217,26 @@ const char *admin_rate_text(uint64_t bytes, uint64_t ms, char out[CLI_HUMAN_MAX]
         return snprintf(out, CLI_HUMAN_MAX, "-"), out;
     snprintf(out, CLI_HUMAN_MAX, "%s/s", cli_human_size(bytes * MS_PER_S / ms, size));
     return out;
+}
+
+void admin_progress_text(struct admin_progress *p, uint64_t moved, uint64_t total, uint64_t left,
+                         int64_t el_ms)
+{
+    admin_rate_text(moved, (uint64_t)el_ms, p->rate);
+    if (moved && el_ms > 0)
+        cli_human_ms((uint64_t)((double)left * (double)el_ms / (double)moved), p->left);
+    else
+        snprintf(p->left, sizeof(p->left), "-");
+    cli_human_size(moved, p->moved);
+    cli_human_size(total, p->total);
+}
+
+const char *admin_bar(char bar[BAR_WIDTH + 1], int full)
+{
+    for (int i = 0; i < BAR_WIDTH; i++)
+        bar[i] = i < full ? '#' : '-';
+    bar[BAR_WIDTH] = '\0';
+    return bar;
 }
 
 volatile sig_atomic_t admin_interrupted;

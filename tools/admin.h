@@ -104,6 +104,22 @@ const char *admin_or_dash(const char *s);
 /* "12.5 MiB/s", or "-" when bytes or time are zero, into out. Returns out. */
 const char *admin_rate_text(uint64_t bytes, uint64_t ms, char out[CLI_HUMAN_MAX]);
 
+/* The texts of a --wait progress display: `moved` of `total` bytes in el_ms
+ * milliseconds, `left` bytes to go. */
+struct admin_progress {
+    char moved[CLI_HUMAN_MAX], total[CLI_HUMAN_MAX];
+    char rate[CLI_HUMAN_MAX]; /* "12.5 MiB/s" or "-" */
+    char left[CLI_HUMAN_MAX]; /* time left at the rate so far, or "-" */
+};
+
+/* Fills p (see struct admin_progress). */
+void admin_progress_text(struct admin_progress *p, uint64_t moved, uint64_t total, uint64_t left,
+                         int64_t el_ms);
+
+/* Writes a progress bar of BAR_WIDTH characters, `full` of them '#', into
+ * bar. Returns bar. */
+const char *admin_bar(char bar[BAR_WIDTH + 1], int full);
+
 /* Set by SIGINT once admin_catch_sigint ran: a --wait loop stops waiting. */
 extern volatile sig_atomic_t admin_interrupted;
 

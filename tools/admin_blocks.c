@@ -131,7 +131,7 @@ int admin_cmd_blocks(struct admin_ctx *c)
             break;
         default:
             return admin_usage_error(o == ':' ? "missing argument for " : "unknown option ",
-                               c->argv[optind - 1]);
+                                     c->argv[optind - 1]);
         }
     }
     if (optind < c->argc)

@@ -63,7 +63,8 @@ static int verify_targets(struct admin_ctx *c, uint64_t block, const char *only,
     if (block) {
         Imgstore__AdminBlockInfoResp *info = NULL;
         if ((rc = admin_block_info(c, block, &info)) == IMGSTORE_ENOTFOUND) {
-            fprintf(stderr, "%s: verify: block %" PRIu64 ": not in the block map\n", ADMIN_PROG, block);
+            fprintf(stderr, "%s: verify: block %" PRIu64 ": not in the block map\n", ADMIN_PROG,
+                    block);
             return EXIT_FAIL;
         }
         if (rc != 0)
@@ -287,10 +288,7 @@ static int ops_wait_tasks(struct admin_ctx *c, const char *what, const uint64_t 
         char elt[CLI_HUMAN_MAX];
         if (!c->json && tty) {
             char bar[BAR_WIDTH + 1];
-            int full = n ? (int)(done * BAR_WIDTH / n) : BAR_WIDTH;
-            for (int i = 0; i < BAR_WIDTH; i++)
-                bar[i] = i < full ? '#' : '-';
-            bar[BAR_WIDTH] = '\0';
+            admin_bar(bar, n ? (int)(done * BAR_WIDTH / n) : BAR_WIDTH);
             printf("\r[%s] %zu of %zu tasks done, %zu failed  %s\033[K", bar, done, n, bad,
                    cli_human_ms((uint64_t)el, elt));
             fflush(stdout);
@@ -359,7 +357,8 @@ static int compact_call(struct admin_ctx *c, uint64_t block, uint32_t pct, int d
     q.threshold_pct = pct;
     q.dry_run = dry;
     ProtobufCMessage *m = NULL;
-    int rc = admin_ns_call(c, FT_ADMIN_COMPACT, &q.base, &imgstore__admin_compact_resp__descriptor, &m);
+    int rc = admin_ns_call(c, FT_ADMIN_COMPACT, &q.base, &imgstore__admin_compact_resp__descriptor,
+                           &m);
     *out = (Imgstore__AdminCompactResp *)m;
     return rc == 0 && !m ? IMGSTORE_EPROTO : rc;
 }
@@ -585,7 +584,8 @@ static int repair_wait(struct admin_ctx *c, imgstore_t *h, uint64_t block,
         char now[64], elt[CLI_HUMAN_MAX];
         snprintf(now, sizeof(now), "%u of %u good copies, %zu replicas%s", r->good_replicas,
                  r->replication, r->n_replicas, r->task_running ? ", a task runs" : "");
-        if (!c->json && (tty || strcmp(now, last) != 0 || admin_now_ms() - last_line >= DRAIN_LINE_MS)) {
+        if (!c->json &&
+            (tty || strcmp(now, last) != 0 || admin_now_ms() - last_line >= DRAIN_LINE_MS)) {
             printf(tty ? "\rrepair %" PRIu64 ": %s, %s\033[K" : "repair %" PRIu64 ": %s, %s\n",
                    block, now, cli_human_ms((uint64_t)(admin_now_ms() - t0), elt));
             fflush(stdout);
@@ -656,7 +656,7 @@ int admin_cmd_repair(struct admin_ctx *c)
     }
     if (c->json)
         repair_json(r, wait ? end : NULL,
-                    !wait ? "checked" : rc == 0 ? "healed" : rc == -EINTR ? "admin_interrupted" : "error");
+                    !wait ? "checked" : rc == 0 ? "healed" : rc == -EINTR ? "interrupted" : "error");
 out:
     if (r)
         protobuf_c_message_free_unpacked(&r->base, NULL);

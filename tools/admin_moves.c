@@ -183,8 +183,8 @@ int admin_cmd_cancel(struct admin_ctx *c)
     Imgstore__AdminCancelTask q = IMGSTORE__ADMIN_CANCEL_TASK__INIT;
     q.task_id = id;
     ProtobufCMessage *m = NULL;
-    rc = admin_ns_call(c, FT_ADMIN_CANCEL_TASK, &q.base, &imgstore__admin_cancel_task_resp__descriptor,
-                 &m);
+    rc = admin_ns_call(c, FT_ADMIN_CANCEL_TASK, &q.base,
+                       &imgstore__admin_cancel_task_resp__descriptor, &m);
     if (rc == IMGSTORE_ENOTFOUND) {
         fprintf(stderr, "%s: cancel: no running task %" PRIu64 " (ds-admin tasks lists them)\n",
                 ADMIN_PROG, id);
@@ -226,7 +226,7 @@ static int holding_of(struct admin_ctx *c, const char *server, struct holding *h
     for (;;) {
         ProtobufCMessage *m = NULL;
         int rc = admin_ns_call(c, FT_ADMIN_LIST_BLOCKS, &q.base,
-                         &imgstore__admin_list_blocks_resp__descriptor, &m);
+                               &imgstore__admin_list_blocks_resp__descriptor, &m);
         if (rc != 0) {
             free(h->ids);
             h->ids = NULL;
@@ -319,25 +319,16 @@ static void drain_show(struct drain_wait *w, const struct drain_view *v)
     uint64_t total = w->start.bytes;
     uint64_t moved = total > v->bytes_left ? total - v->bytes_left : 0;
     double p = total ? admin_pct(moved, total) : (v->blocks_left ? 0.0 : PCT);
-    char m[CLI_HUMAN_MAX], tot[CLI_HUMAN_MAX], rate[CLI_HUMAN_MAX], left[CLI_HUMAN_MAX];
-    admin_rate_text(moved, (uint64_t)el, rate);
-    if (moved && el > 0)
-        cli_human_ms((uint64_t)((double)v->bytes_left * (double)el / (double)moved), left);
-    else
-        snprintf(left, sizeof(left), "-");
-    cli_human_size(moved, m);
-    cli_human_size(total, tot);
+    struct admin_progress pr;
+    admin_progress_text(&pr, moved, total, v->bytes_left, el);
     if (w->tty) {
         char bar[BAR_WIDTH + 1];
-        int full = (int)(p * BAR_WIDTH / PCT);
-        for (int i = 0; i < BAR_WIDTH; i++)
-            bar[i] = i < full ? '#' : '-';
-        bar[BAR_WIDTH] = '\0';
+        admin_bar(bar, (int)(p * BAR_WIDTH / PCT));
         if (moved)
-            printf("\r[%s] %3.0f%%  %s of %s  %s  %s left  %u blocks left\033[K", bar, p, m,
-                   tot, rate, left, v->blocks_left);
+            printf("\r[%s] %3.0f%%  %s of %s  %s  %s left  %u blocks left\033[K", bar, p,
+                   pr.moved, pr.total, pr.rate, pr.left, v->blocks_left);
         else
-            printf("\r[%s] %3.0f%%  %s of %s  %u blocks left\033[K", bar, p, m, tot,
+            printf("\r[%s] %3.0f%%  %s of %s  %u blocks left\033[K", bar, p, pr.moved, pr.total,
                    v->blocks_left);
         fflush(stdout);
         return;
@@ -348,10 +339,10 @@ static void drain_show(struct drain_wait *w, const struct drain_view *v)
         return;
     if (moved)
         printf("drain %s: %.0f%% moved (%s of %s), %u blocks left, %s, about %s left\n",
-               w->server, p, m, tot, v->blocks_left, rate, left);
+               w->server, p, pr.moved, pr.total, v->blocks_left, pr.rate, pr.left);
     else
-        printf("drain %s: %.0f%% moved (%s of %s), %u blocks left\n", w->server, p, m, tot,
-               v->blocks_left);
+        printf("drain %s: %.0f%% moved (%s of %s), %u blocks left\n", w->server, p, pr.moved,
+               pr.total, v->blocks_left);
     fflush(stdout);
     w->last_blocks = v->blocks_left;
     w->last_bytes = v->bytes_left;
@@ -405,7 +396,7 @@ static int drain_wait(struct admin_ctx *c, const char *server, uint64_t first_ta
     admin_catch_sigint();
     int status = EXIT_FAIL;
     struct drain_view v = {0};
-    const char *result = "admin_interrupted";
+    const char *result = "interrupted";
     while (!admin_interrupted) {
         tasks = NULL;
         if ((rc = drain_poll(c, &w, &v, &tasks)) != 0) {
@@ -545,8 +536,8 @@ static int rebalance_call(struct admin_ctx *c, int dry_run, Imgstore__AdminRebal
     Imgstore__AdminRebalance q = IMGSTORE__ADMIN_REBALANCE__INIT;
     q.dry_run = dry_run;
     ProtobufCMessage *m = NULL;
-    int rc = admin_ns_call(c, FT_ADMIN_REBALANCE, &q.base, &imgstore__admin_rebalance_resp__descriptor,
-                     &m);
+    int rc = admin_ns_call(c, FT_ADMIN_REBALANCE, &q.base,
+                           &imgstore__admin_rebalance_resp__descriptor, &m);
     *out = (Imgstore__AdminRebalanceResp *)m;
     return rc;
 }
@@ -706,30 +697,21 @@ static void rebalance_show(struct rebal_wait *w, const Imgstore__AdminRebalanceR
     uint64_t moved = r->bytes_moved > w->moved0 ? r->bytes_moved - w->moved0 : 0;
     uint64_t left = r->bytes_running + r->bytes_planned, total = moved + left;
     double p = total ? admin_pct(moved, total) : PCT;
-    char m[CLI_HUMAN_MAX], tot[CLI_HUMAN_MAX], rate[CLI_HUMAN_MAX], eta[CLI_HUMAN_MAX];
-    admin_rate_text(moved, (uint64_t)el, rate);
-    if (moved && el > 0)
-        cli_human_ms((uint64_t)((double)left * (double)el / (double)moved), eta);
-    else
-        snprintf(eta, sizeof(eta), "-");
-    cli_human_size(moved, m);
-    cli_human_size(total, tot);
+    struct admin_progress pr;
+    admin_progress_text(&pr, moved, total, left, el);
     if (w->tty) {
         char bar[BAR_WIDTH + 1];
-        int full = (int)(p * BAR_WIDTH / PCT);
-        for (int i = 0; i < BAR_WIDTH; i++)
-            bar[i] = i < full ? '#' : '-';
-        bar[BAR_WIDTH] = '\0';
-        printf("\r[%s] %3.0f%%  %s of %s  %s  %s left  %u moves running\033[K", bar, p, m, tot,
-               rate, eta, r->moves_running);
+        admin_bar(bar, (int)(p * BAR_WIDTH / PCT));
+        printf("\r[%s] %3.0f%%  %s of %s  %s  %s left  %u moves running\033[K", bar, p, pr.moved,
+               pr.total, pr.rate, pr.left, r->moves_running);
         fflush(stdout);
         return;
     }
     int64_t t = admin_now_ms();
     if (left == w->last_left && t - w->last_line < DRAIN_LINE_MS)
         return;
-    printf("rebalance: %.0f%% moved (%s of %s), %u moves running, %s, about %s left\n", p, m,
-           tot, r->moves_running, rate, eta);
+    printf("rebalance: %.0f%% moved (%s of %s), %u moves running, %s, about %s left\n", p,
+           pr.moved, pr.total, r->moves_running, pr.rate, pr.left);
     fflush(stdout);
     w->last_left = left;
     w->last_line = t;
@@ -740,11 +722,12 @@ static void rebalance_show(struct rebal_wait *w, const Imgstore__AdminRebalanceR
 static int rebalance_wait(struct admin_ctx *c, const Imgstore__AdminRebalanceResp *first)
 {
     struct rebal_wait w = {.moved0 = first->bytes_moved, .failed0 = first->moves_failed,
-                           .t0 = admin_now_ms(), .tty = isatty(STDOUT_FILENO), .last_left = UINT64_MAX};
+                           .t0 = admin_now_ms(), .tty = isatty(STDOUT_FILENO),
+                           .last_left = UINT64_MAX};
     admin_catch_sigint();
     Imgstore__AdminRebalanceResp *r = NULL;
     int status = EXIT_FAIL;
-    const char *result = "admin_interrupted";
+    const char *result = "interrupted";
     while (!admin_interrupted) {
         int rc = rebalance_call(c, 1, &r);
         if (rc != 0) {

@@ -42,7 +42,8 @@ static int readonly_set(struct admin_ctx *c, const char *id, int on)
     q.server_id = (char *)id;
     q.readonly = on;
     ProtobufCMessage *m = NULL;
-    rc = admin_ns_call(c, FT_ADMIN_READONLY, &q.base, &imgstore__admin_readonly_resp__descriptor, &m);
+    rc = admin_ns_call(c, FT_ADMIN_READONLY, &q.base, &imgstore__admin_readonly_resp__descriptor,
+                       &m);
     if (rc == IMGSTORE_ENOTFOUND) {
         fprintf(stderr, "%s: readonly: no server %s\n", ADMIN_PROG, id);
         return EXIT_FAIL;
@@ -76,8 +77,8 @@ static int get_settings(struct admin_ctx *c, Imgstore__AdminSettingsResp **out)
 {
     Imgstore__AdminSettings q = IMGSTORE__ADMIN_SETTINGS__INIT;
     ProtobufCMessage *m = NULL;
-    int rc = admin_ns_call(c, FT_ADMIN_SETTINGS, &q.base, &imgstore__admin_settings_resp__descriptor,
-                     &m);
+    int rc = admin_ns_call(c, FT_ADMIN_SETTINGS, &q.base,
+                           &imgstore__admin_settings_resp__descriptor, &m);
     *out = (Imgstore__AdminSettingsResp *)m;
     return rc;
 }
@@ -194,7 +195,7 @@ int admin_cmd_set(struct admin_ctx *c)
     q.value = v;
     ProtobufCMessage *m = NULL;
     rc = admin_ns_call(c, FT_ADMIN_SET_SETTING, &q.base,
-                 &imgstore__admin_set_setting_resp__descriptor, &m);
+                       &imgstore__admin_set_setting_resp__descriptor, &m);
     const Imgstore__AdminSetSettingResp *r = (const Imgstore__AdminSetSettingResp *)m;
     if (rc == 0 && !r->setting)
         rc = IMGSTORE_EPROTO;

@@ -185,7 +185,7 @@ int main(int argc, char **argv)
             return EXIT_OK;
         default:
             return admin_usage_error(c == ':' ? "missing argument for " : "unknown option ",
-                               argv[optind - 1]);
+                                     argv[optind - 1]);
         }
     }
     if (optind >= argc)
