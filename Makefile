@@ -43,11 +43,14 @@ LIB_OBJ := $(call src_to_obj,$(LIB_SRC))
 # The HTTP server core (net/http_server.c) serves the two servers only: the
 # client library does not carry it.
 LIB_COMMON_OBJ := $(filter-out $(OBJ)/net/http_server.o,$(COMMON_OBJ))
+# ds-admin: main and the command table (tools/ds_admin.c), one module per
+# command group (tools/admin_*.c), their helpers (tools/admin.c).
+ADMIN_OBJ := $(call src_to_obj,tools/ds_admin.c tools/admin.c $(wildcard tools/admin_*.c))
 
 BINS := $(if $(wildcard nameserver/main.c),$(BUILD)/bin/nameserver) \
         $(if $(wildcard dataserver/main.c),$(BUILD)/bin/dataserver) \
         $(if $(wildcard tools/cli_imgstore.c),$(BUILD)/bin/imgstore) \
-        $(if $(wildcard tools/cli_ds_admin.c),$(BUILD)/bin/ds-admin)
+        $(if $(wildcard tools/ds_admin.c),$(BUILD)/bin/ds-admin)
 LIBS := $(if $(wildcard client/imgstore.c),$(BUILD)/lib/libimgstore.a $(BUILD)/lib/libimgstore.so \
         $(BUILD)/lib/pkgconfig/imgstore.pc)
 
@@ -131,11 +134,11 @@ $(BUILD)/lib/pkgconfig/imgstore.pc: client/imgstore.pc.in
 	sed -e 's|@PREFIX@|$(abspath $(BUILD))|' -e 's|@INCLUDEDIR@|$(abspath client)|' $< > $@
 
 $(BUILD)/bin/imgstore: $(OBJ)/tools/cli_imgstore.o $(OBJ)/tools/cli_bench.o $(OBJ)/tools/cli_util.o \
-                       $(BUILD)/lib/libimgstore.a
+                       $(OBJ)/tools/emit.o $(BUILD)/lib/libimgstore.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/bin/ds-admin: $(OBJ)/tools/cli_ds_admin.o $(OBJ)/tools/cli_util.o $(BUILD)/lib/libimgstore.a
+$(BUILD)/bin/ds-admin: $(ADMIN_OBJ) $(OBJ)/tools/cli_util.o $(OBJ)/tools/emit.o $(BUILD)/lib/libimgstore.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -155,7 +158,7 @@ $(BUILD)/tests/integ_%: $(OBJ)/tests/integ/test_%.o $(INTEG_HELPERS) $(INTEG_CR_
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
 
 $(BUILD)/bench/baseline_files: $(OBJ)/bench/baseline_files.o $(OBJ)/tools/cli_bench.o \
-                               $(OBJ)/tools/cli_util.o $(BUILD)/lib/libimgstore.a
+                               $(OBJ)/tools/cli_util.o $(OBJ)/tools/emit.o $(BUILD)/lib/libimgstore.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

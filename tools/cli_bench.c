@@ -14,6 +14,7 @@
 #include "tools/cli_bench.h"
 
 #include "tools/cli_util.h"
+#include "tools/emit.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -388,11 +389,6 @@ static int save_names(const struct bench_run *r, const char *path)
     return fclose(fp) == 0 ? 0 : -errno;
 }
 
-static void ms_str(uint32_t us, char *out)
-{
-    snprintf(out, CLI_HUMAN_MAX, "%.2f", us / 1000.0);
-}
-
 static void print_text(const struct bench_run *r, const struct phase_result *res, const int *ran)
 {
     const struct bench_opts *o = r->o;
@@ -402,32 +398,26 @@ static void print_text(const struct bench_run *r, const struct phase_result *res
     static const char *const hdr[] = {"phase",   "ops",     "errors",  "seconds", "ops/s",
                                       "MB/s",    "p50 ms",  "p90 ms",  "p99 ms",  "p99.9 ms",
                                       "max ms"};
-    struct cli_table t;
-    if (cli_table_init(&t, 11, hdr) != 0)
-        return;
+    struct emit_table t;
+    emit_table_init(&t, 11, hdr);
     for (int p = 0; p < PH_COUNT; p++) {
         if (!ran[p])
             continue;
         const struct phase_result *x = &res[p];
-        char c[11][CLI_HUMAN_MAX];
-        snprintf(c[0], sizeof(c[0]), "%s", phase_names[p]);
-        snprintf(c[1], sizeof(c[1]), "%" PRIu64, x->ops);
-        snprintf(c[2], sizeof(c[2]), "%" PRIu64, x->errors);
-        snprintf(c[3], sizeof(c[3]), "%.2f", x->seconds);
-        snprintf(c[4], sizeof(c[4]), "%.0f", x->seconds > 0 ? x->ops / x->seconds : 0);
-        snprintf(c[5], sizeof(c[5]), "%.1f", x->seconds > 0 ? x->bytes / MB / x->seconds : 0);
-        ms_str(x->p50, c[6]);
-        ms_str(x->p90, c[7]);
-        ms_str(x->p99, c[8]);
-        ms_str(x->p999, c[9]);
-        ms_str(x->max, c[10]);
-        const char *cells[11];
-        for (int i = 0; i < 11; i++)
-            cells[i] = c[i];
-        cli_table_add(&t, cells);
+        emit_text(&t, phase_names[p]);
+        emit_cell(&t, "%" PRIu64, x->ops);
+        emit_cell(&t, "%" PRIu64, x->errors);
+        emit_cell(&t, "%.2f", x->seconds);
+        emit_cell(&t, "%.0f", x->seconds > 0 ? x->ops / x->seconds : 0);
+        emit_cell(&t, "%.1f", x->seconds > 0 ? x->bytes / MB / x->seconds : 0);
+        emit_cell(&t, "%.2f", x->p50 / 1000.0); /* ms */
+        emit_cell(&t, "%.2f", x->p90 / 1000.0); /* ms */
+        emit_cell(&t, "%.2f", x->p99 / 1000.0); /* ms */
+        emit_cell(&t, "%.2f", x->p999 / 1000.0); /* ms */
+        emit_cell(&t, "%.2f", x->max / 1000.0); /* ms */
     }
-    cli_table_print(&t, stdout);
-    cli_table_free(&t);
+    if (emit_table_end(&t, stdout) != 0)
+        return;
     if (r->first_error[0])
         printf("\nfirst error: %s\n", r->first_error);
 }
@@ -436,7 +426,7 @@ static void print_json(const struct bench_run *r, const struct phase_result *res
 {
     const struct bench_opts *o = r->o;
     printf("{\"backend\":");
-    cli_json_string(stdout, r->be->name);
+    emit_json_string(stdout, r->be->name);
     printf(",\"files\":%ld,\"concurrency\":%d,\"size_min\":%" PRIu32 ",\"size_max\":%" PRIu32
            ",\"read_ratio\":%.3f,\"seed\":%" PRIu64 ",\"phases\":[",
            r->nfiles, o->conc, o->size_min, o->size_max, o->read_ratio, o->seed);
@@ -455,7 +445,7 @@ static void print_json(const struct bench_run *r, const struct phase_result *res
         first = 0;
     }
     printf("],\"first_error\":");
-    cli_json_string(stdout, r->first_error[0] ? r->first_error : NULL);
+    emit_json_string(stdout, r->first_error[0] ? r->first_error : NULL);
     printf("}\n");
 }
 
