@@ -89,6 +89,7 @@ CHAOS_TEST_SECONDS ?= 60
 CHAOS_IN_TEST := $(if $(filter-out 0,$(CHAOS_TEST_SECONDS)),$(CHAOS_BIN))
 
 .SECONDARY:
+.DEFAULT_GOAL := all
 # Includes that point up a layer (scripts/check-layers.sh); also run first by `make test`.
 check-layers:
 	./scripts/check-layers.sh

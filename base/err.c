@@ -34,6 +34,7 @@ static const struct img_err_desc descs[] = {
     {IMG_ECONN, "IMG_ECONN", "connection failed"},
     {IMG_EINVAL, "IMG_EINVAL", "invalid argument"},
     {IMG_ESTALE, "IMG_ESTALE", "replica set is out of date"},
+    {IMG_EVIEWOLD, "IMG_EVIEWOLD", "server's view not confirmed by a nameserver lately"},
 };
 
 static const struct img_err_desc *find(int err)

@@ -33,6 +33,8 @@ enum img_err {
     IMG_ECONN = -1020,     /* connection lost or refused */
     IMG_EINVAL = -1021,    /* invalid argument */
     IMG_ESTALE = -1022,    /* the sender's replica set is older than ours */
+    IMG_EVIEWOLD = -1023,  /* this server's view of its sets is not confirmed lately (lease
+                            * lapsed): ask another replica, or again with any_view */
 };
 
 /* Returns a static, human-readable description of `err` (an IMG_E* code or a

@@ -120,9 +120,8 @@ static struct cache_loc *slot(struct cache *c, uint64_t block_id)
     return &c->locs[block_id % CACHE_LOC_SLOTS];
 }
 
-int cache_loc_get(struct cache *c, uint64_t block_id, struct cache_loc *out)
+static int loc_get(struct cache *c, uint64_t block_id, int64_t now, struct cache_loc *out)
 {
-    int64_t now = rpc_now_ms();
     int rc = IMG_ENOTFOUND;
     pthread_mutex_lock(&c->mu);
     struct cache_loc *s = slot(c, block_id);
@@ -132,6 +131,16 @@ int cache_loc_get(struct cache *c, uint64_t block_id, struct cache_loc *out)
     }
     pthread_mutex_unlock(&c->mu);
     return rc;
+}
+
+int cache_loc_get(struct cache *c, uint64_t block_id, struct cache_loc *out)
+{
+    return loc_get(c, block_id, rpc_now_ms(), out);
+}
+
+int cache_loc_get_stale(struct cache *c, uint64_t block_id, struct cache_loc *out)
+{
+    return loc_get(c, block_id, INT64_MIN, out);
 }
 
 void cache_loc_put(struct cache *c, const struct cache_loc *l)

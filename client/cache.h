@@ -73,6 +73,11 @@ void cache_writable_drop(struct cache *c, uint64_t block_id);
  * IMG_ENOTFOUND on a miss. */
 int cache_loc_get(struct cache *c, uint64_t block_id, struct cache_loc *out);
 
+/* Copies the location of block_id into *out even when it has expired (the
+ * last one known: what a reader falls back on while the nameserver cannot
+ * be reached). Returns 0 or IMG_ENOTFOUND on a miss or a dropped entry. */
+int cache_loc_get_stale(struct cache *c, uint64_t block_id, struct cache_loc *out);
+
 /* Stores a location (copied), valid for CACHE_LOC_TTL_MS from now. */
 void cache_loc_put(struct cache *c, const struct cache_loc *l);
 

@@ -50,6 +50,7 @@
 #define NOBLOCK_WAIT_MAX_MS 200     /* longest wait after IMG_ENOBLOCK */
 #define NS_RETRY_MIN_MS 50          /* first wait after the nameserver was unreachable */
 #define NS_RETRY_MAX_MS 1000        /* longest wait between nameserver attempts */
+#define STALE_LOOKUP_MS 500         /* how long a lookup may take while a stale location waits */
 #define ROUND_WAIT_MIN_MS 20        /* first wait before another round of a read or delete */
 #define ROUND_WAIT_MAX_MS 500       /* longest wait between rounds */
 
@@ -264,7 +265,14 @@ static int lookup(imgstore_t *h, uint64_t block_id, int64_t deadline, struct cac
 }
 
 /* Returns the location of block_id from the cache or, on a miss or when
- * `fresh` is set, from the nameserver. *from_cache tells which. */
+ * `fresh` is set, from the nameserver. *from_cache tells which.
+ *
+ * When only an expired location is cached, the nameserver gets
+ * STALE_LOOKUP_MS to answer; if it cannot be reached in that time (down,
+ * frozen, cut off) the expired location is used and kept for another TTL:
+ * a nameserver outage must not stop reads of blocks already located, and a
+ * location that has gone out of date shows itself on the replicas
+ * (ENOBLOCKHERE), which sends the reader back with `fresh` set. */
 static int locate(imgstore_t *h, uint64_t block_id, int fresh, int64_t deadline,
                   struct cache_loc *out, int *from_cache)
 {
@@ -273,7 +281,18 @@ static int locate(imgstore_t *h, uint64_t block_id, int fresh, int64_t deadline,
         *from_cache = 1;
         return 0;
     }
-    return lookup(h, block_id, deadline, out);
+    struct cache_loc stale;
+    if (fresh || cache_loc_get_stale(&h->cache, block_id, &stale) != 0)
+        return lookup(h, block_id, deadline, out);
+    int64_t short_deadline = rpc_now_ms() + STALE_LOOKUP_MS;
+    int rc = lookup(h, block_id, short_deadline < deadline ? short_deadline : deadline, out);
+    if ((rc == IMG_ETIMEDOUT || rc == IMG_ECONN) && rpc_now_ms() < deadline) {
+        cache_loc_put(&h->cache, &stale);
+        *out = stale;
+        *from_cache = 1;
+        return 0;
+    }
+    return rc;
 }
 
 /* ---- put ----------------------------------------------------------------- */
@@ -395,13 +414,14 @@ static void read_result_free(struct read_result *r)
  * CRC32C of the body for READ). Returns 0 with *res (owned by the caller,
  * release with read_result_free) or the error of this replica. */
 static int read_one(imgstore_t *h, const char *addr, unsigned type, const struct fname *f,
-                    int64_t deadline, struct read_result *res)
+                    int any_view, int64_t deadline, struct read_result *res)
 {
     memset(res, 0, sizeof(*res));
     Imgstore__Read req = IMGSTORE__READ__INIT;
     req.block_id = f->block_id;
     req.seq = f->seq;
     req.cookie = f->cookie;
+    req.any_view = any_view != 0;
     uint32_t max_body = type == FT_READ ? PUT_MAX_BYTES : 0;
     struct rpc_resp resp;
     int rc = rpc_call(&h->pool, addr, type, &req.base, NULL, 0, max_body, h->io_timeout_ms,
@@ -437,7 +457,8 @@ out:
 struct read_tally {
     int notfound;
     int corrupt;
-    int moved; /* ENOBLOCKHERE: the location is stale */
+    int moved;  /* ENOBLOCKHERE: the location is stale */
+    int lapsed; /* EVIEWOLD: a holder whose view lease lapsed (nameserver away?) */
     int other;
     int last;
 };
@@ -446,15 +467,15 @@ struct read_tally {
  * with *res (owned by the caller), IMG_EDELETED (final), IMG_ETIMEDOUT, or
  * -EAGAIN when every replica failed (*t says how). */
 static int read_pass(imgstore_t *h, const struct cache_loc *loc, unsigned type,
-                     const struct fname *f, int64_t deadline, struct read_result *res,
-                     struct read_tally *t)
+                     const struct fname *f, int any_view, int64_t deadline,
+                     struct read_result *res, struct read_tally *t)
 {
     uint32_t start = cache_random(&h->cache);
     for (int i = 0; i < loc->n; i++) {
         if (rpc_now_ms() >= deadline)
             return IMG_ETIMEDOUT;
         const char *addr = loc->addr[(start + (uint32_t)i) % (uint32_t)loc->n];
-        int rc = read_one(h, addr, type, f, deadline, res);
+        int rc = read_one(h, addr, type, f, any_view, deadline, res);
         if (rc == 0 || retry_action(RETRY_READ, rc) == RETRY_FINAL)
             return rc;
         t->last = rc;
@@ -464,6 +485,8 @@ static int read_pass(imgstore_t *h, const struct cache_loc *loc, unsigned type,
             t->corrupt++;
         else if (rc == IMG_ENOBLOCKHERE)
             t->moved++;
+        else if (rc == IMG_EVIEWOLD)
+            t->lapsed++;
         else
             t->other++;
     }
@@ -512,7 +535,16 @@ static int read_any(imgstore_t *h, const struct fname *f, unsigned type, int64_t
         if (rc != 0)
             return rc;
         struct read_tally t = {0};
-        rc = read_pass(h, loc, type, f, deadline, res, &t);
+        rc = read_pass(h, loc, type, f, 0, deadline, res, &t);
+        if (rc == -EAGAIN && t.lapsed > 0) {
+            /* No holder with a current view answered, some with a lapsed one
+             * did (the nameserver is away, or they are cut off from it):
+             * they serve a reader that found nothing better. */
+            struct read_tally lt = {0};
+            rc = read_pass(h, loc, type, f, 1, deadline, res, &lt);
+            if (rc == -EAGAIN)
+                t.last = lt.last;
+        }
         if (rc != -EAGAIN) {
             /* A replica that no longer holds the block (moved by a
              * rebalance or a drain, or left out of the set): the cached
@@ -557,7 +589,7 @@ static int get_file(imgstore_t *h, const char *name, const char *ds_addr, void *
         return rc;
     struct read_result res;
     struct cache_loc loc;
-    rc = ds_addr ? read_one(h, ds_addr, FT_READ, &f, op_deadline(h), &res)
+    rc = ds_addr ? read_one(h, ds_addr, FT_READ, &f, 1, op_deadline(h), &res)
                  : read_any(h, &f, FT_READ, op_deadline(h), &res, &loc);
     if (rc != 0)
         return rc;

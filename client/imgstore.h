@@ -69,7 +69,9 @@ int imgstore_put(imgstore_t *h, const void *data, size_t len, const char *mime,
 int imgstore_get(imgstore_t *h, const char *name, void **data, size_t *len);
 
 /* Like imgstore_get but reads only from the dataserver at `ds_addr`, with no
- * retry elsewhere (for checks and tools). */
+ * retry elsewhere (for checks and tools). The server answers even when its
+ * view of the block has not been confirmed by a nameserver lately (the read
+ * asks with any_view; docs/dataserver.md, "View lease"). */
 int imgstore_get_from(imgstore_t *h, const char *name, const char *ds_addr, void **data,
                       size_t *len);
 

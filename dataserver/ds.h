@@ -92,6 +92,11 @@ struct ds {
      * that missed tombstones would bring deleted files back). Kept across
      * a lost session: a nameserver outage must not stop reads. */
     int view_confirmed;
+    /* 1 once a confirmed view has lapsed (lease run out, or a stall) until it
+     * is confirmed again: such copies answer IMG_EVIEWOLD, and still serve a
+     * reader that asks with any_view (no current replica answered it).
+     * 0 from process start: a copy that was down is never served so. */
+    int view_lapsed;
     /* The view lease: loop time until which a confirmed view counts. Each
      * answered heartbeat renews it to (the heartbeat's send time + half the
      * nameserver's heartbeat timeout): the nameserver cannot have declared

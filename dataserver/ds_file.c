@@ -73,24 +73,32 @@ static void file_read_done(int status, void *arg)
     free(r);
 }
 
-int ds_file_serves(const struct ds *ds, const struct block *b)
+int ds_file_serves(const struct ds *ds, const struct block *b, unsigned flags)
 {
-    if (b->stale || !ds->view_confirmed || uv_now(ds->loop) > ds->view_lease_until)
+    int member = 0;
+    for (int i = 0; i < b->nreplicas && !member; i++)
+        member = strcmp(b->replicas[i].server_id, ds->store->server_id) == 0;
+    if (b->stale || !member)
+        return IMG_ENOBLOCKHERE;
+    if (ds->view_confirmed && uv_now(ds->loop) <= ds->view_lease_until)
         return 0;
-    for (int i = 0; i < b->nreplicas; i++)
-        if (strcmp(b->replicas[i].server_id, ds->store->server_id) == 0)
-            return 1;
-    return 0;
+    if (!ds->view_confirmed && !ds->view_lapsed)
+        return IMG_ENOBLOCKHERE; /* never confirmed since start: it may have been out long */
+    return (flags & DS_FILE_ANY_VIEW) ? 0 : IMG_EVIEWOLD;
 }
 
 int ds_file_read(struct ds *ds, uint64_t block_id, uint32_t seq, uint32_t cookie,
-                 int header_only, ds_file_cb cb, void *arg)
+                 unsigned flags, ds_file_cb cb, void *arg)
 {
     struct block *b = store_get(ds->store, block_id);
     /* A copy left out of the replica set may lack tombstones: never serve it
      * (the caller asks a current replica instead). */
-    if (!b || !ds_file_serves(ds, b))
+    if (!b)
         return IMG_ENOBLOCKHERE;
+    int rc = ds_file_serves(ds, b, flags);
+    if (rc != 0)
+        return rc;
+    int header_only = (flags & DS_FILE_HEADER_ONLY) != 0;
     uint64_t offset;
     uint32_t size;
     int deleted;
@@ -113,7 +121,7 @@ int ds_file_read(struct ds *ds, uint64_t block_id, uint32_t seq, uint32_t cookie
     r->len = len;
     r->cb = cb;
     r->arg = arg;
-    int rc = blockio_read(ds->store->ring, b, buf, len, offset, file_read_done, r);
+    rc = blockio_read(ds->store->ring, b, buf, len, offset, file_read_done, r);
     if (rc != 0) {
         free(buf);
         free(r);
@@ -165,7 +173,7 @@ static void serve_done(int status, const struct needle_header *h, uint64_t offse
     ds_req_answer(req, 0, &resp.base, rec + NEEDLE_HEADER_SIZE, h->size, free_read_body);
 }
 
-static void serve(struct ds_req *r, const struct frame *f, int header_only)
+static void serve(struct ds_req *r, const struct frame *f, unsigned flags)
 {
     Imgstore__Read *m = imgstore__read__unpack(NULL, f->h.head_len, f->head);
     if (!m) {
@@ -174,6 +182,8 @@ static void serve(struct ds_req *r, const struct frame *f, int header_only)
     }
     uint64_t block_id = m->block_id;
     uint32_t seq = m->seq, cookie = m->cookie;
+    if (m->any_view)
+        flags |= DS_FILE_ANY_VIEW;
     imgstore__read__free_unpacked(m, NULL);
     struct file_req *fr = malloc(sizeof(*fr));
     if (!fr) {
@@ -181,7 +191,7 @@ static void serve(struct ds_req *r, const struct frame *f, int header_only)
         return;
     }
     *fr = (struct file_req){.req = r, .block_id = block_id};
-    int rc = ds_file_read(r->ds, block_id, seq, cookie, header_only, serve_done, fr);
+    int rc = ds_file_read(r->ds, block_id, seq, cookie, flags, serve_done, fr);
     if (rc != 0) {
         free(fr);
         ds_req_fail(r, rc);
@@ -195,5 +205,5 @@ void ds_file_serve_read(struct ds_req *r, const struct frame *f)
 
 void ds_file_serve_stat(struct ds_req *r, const struct frame *f)
 {
-    serve(r, f, 1);
+    serve(r, f, DS_FILE_HEADER_ONLY);
 }

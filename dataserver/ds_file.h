@@ -28,22 +28,28 @@ typedef void (*ds_file_cb)(int status, const struct needle_header *h, uint64_t o
  * process-wide, so called once at start-up, before serving. */
 void ds_file_tune_malloc(void);
 
-/* Returns 1 when this server may serve reads of block b: the nameserver has
- * checked our view since the process started (ds->view_confirmed), and b is
- * in the block's replica set as last told by the nameserver (SET_REPLICAS,
- * saved in the block's meta) and not marked stale. A copy left out of the
- * set may lack tombstones, so it must never answer for the block, also after
- * a restart (the stale mark itself lives in RAM only). */
-int ds_file_serves(const struct ds *ds, const struct block *b);
+/* Flags of ds_file_serves and ds_file_read. */
+#define DS_FILE_HEADER_ONLY 1u /* read and check the 24-byte header only (no CRC) */
+#define DS_FILE_ANY_VIEW 2u    /* serve with a lapsed view too (Read.any_view) */
+
+/* Returns 0 when this server may serve reads of block b: b is in the
+ * block's replica set as last told by the nameserver (SET_REPLICAS, saved in
+ * the block's meta), not marked stale, and the nameserver has checked our
+ * view since the process started (ds->view_confirmed) with the view lease
+ * still running. A copy left out of the set may lack tombstones, so it never
+ * answers for the block, also after a restart (IMG_ENOBLOCKHERE). A copy
+ * whose view lapsed answers IMG_EVIEWOLD, or serves with DS_FILE_ANY_VIEW
+ * (docs/dataserver.md, "View lease"). */
+int ds_file_serves(const struct ds *ds, const struct block *b, unsigned flags);
 
 /* Starts reading file (block_id, seq, cookie) from this server's disks. With
- * header_only set only the 24-byte header is read and checked (no CRC check:
- * use it for STAT/HEAD-like answers). Returns 0 (cb runs later, exactly once)
- * or, without calling cb: IMG_ENOBLOCKHERE when the block is not here,
- * IMG_ENOTFOUND when the index has no such seq, -ENOMEM, or the ring's
- * error. */
+ * DS_FILE_HEADER_ONLY only the 24-byte header is read and checked (no CRC
+ * check: use it for STAT/HEAD-like answers). Returns 0 (cb runs later,
+ * exactly once) or, without calling cb: IMG_ENOBLOCKHERE when the block is
+ * not here, IMG_EVIEWOLD (see ds_file_serves), IMG_ENOTFOUND when the index
+ * has no such seq, -ENOMEM, or the ring's error. */
 int ds_file_read(struct ds *ds, uint64_t block_id, uint32_t seq, uint32_t cookie,
-                 int header_only, ds_file_cb cb, void *arg);
+                 unsigned flags, ds_file_cb cb, void *arg);
 
 /* Handlers of the dispatch table (ds_req.h). READ: header and data of one
  * file, checked, the data sent straight from the read buffer. STAT: its

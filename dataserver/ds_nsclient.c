@@ -104,10 +104,17 @@ static int loc_from_replicas(struct ds_loc *out, uint64_t block_id, Imgstore__Re
     return 0;
 }
 
-int ds_nsc_cached_loc(struct ds *ds, uint64_t block_id, struct ds_loc *out)
+/* The cached entry of block_id, fresh or expired, or NULL. */
+static struct ds_loc *loc_entry(struct ds *ds, uint64_t block_id)
 {
     struct ds_loc *l = &ds->nsc->locs[block_id % DS_LOC_SLOTS];
-    if (l->n == 0 || l->block_id != block_id || l->expires_ms <= uv_now(ds->loop))
+    return l->n > 0 && l->block_id == block_id ? l : NULL;
+}
+
+int ds_nsc_cached_loc(struct ds *ds, uint64_t block_id, struct ds_loc *out)
+{
+    struct ds_loc *l = loc_entry(ds, block_id);
+    if (!l || l->expires_ms <= uv_now(ds->loop))
         return IMG_ENOTFOUND;
     *out = *l;
     return 0;
@@ -115,9 +122,9 @@ int ds_nsc_cached_loc(struct ds *ds, uint64_t block_id, struct ds_loc *out)
 
 void ds_nsc_drop_loc(struct ds *ds, uint64_t block_id)
 {
-    struct ds_loc *l = &ds->nsc->locs[block_id % DS_LOC_SLOTS];
-    if (l->block_id == block_id)
-        l->n = 0;
+    struct ds_loc *l = loc_entry(ds, block_id);
+    if (l)
+        l->expires_ms = 0;
 }
 
 static void lookup_reply(int status, const struct frame *f, void *arg)
@@ -126,6 +133,16 @@ static void lookup_reply(int status, const struct frame *f, void *arg)
     struct ds *ds = q->ds;
     struct ds_loc loc;
     Imgstore__LookupResp *m = NULL;
+    struct ds_loc *stale = loc_entry(ds, q->block_id);
+    if (status != 0 && stale) {
+        /* The nameserver could not be reached: the last known answer. */
+        log_warn("nameserver lookup of block %llu failed (%s): using its last known location",
+                 (unsigned long long)q->block_id, img_strerror(status));
+        stale->expires_ms = uv_now(ds->loop) + DS_LOC_TTL_MS;
+        loc = *stale;
+        status = 0;
+        goto done;
+    }
     if (status == 0)
         status = f->h.status;
     if (status == 0) {
@@ -147,6 +164,7 @@ static void lookup_reply(int status, const struct frame *f, void *arg)
             status = IMG_EUNAVAIL; /* no live holder right now: 503, not 404 */
     if (m)
         imgstore__lookup_resp__free_unpacked(m, NULL);
+done:
     q->cb(status, status == 0 ? &loc : NULL, q->arg);
     free(q);
 }
@@ -166,7 +184,8 @@ int ds_nsc_lookup(struct ds *ds, uint64_t block_id, ds_nsc_loc_cb cb, void *arg)
     Imgstore__Lookup req = IMGSTORE__LOOKUP__INIT;
     req.block_ids = &block_id;
     req.n_block_ids = 1;
-    int rc = conn_request(c, FT_LOOKUP, &req.base, NULL, 0, NULL, DS_NSC_TIMEOUT_MS,
+    int rc = conn_request(c, FT_LOOKUP, &req.base, NULL, 0, NULL,
+                          loc_entry(ds, block_id) ? DS_NSC_STALE_TIMEOUT_MS : DS_NSC_TIMEOUT_MS,
                           lookup_reply, q);
     if (rc != 0)
         free(q);

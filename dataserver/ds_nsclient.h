@@ -20,6 +20,7 @@
 #define DS_WRITABLE_MAX 8       /* writable blocks kept from ALLOC_WRITE */
 #define DS_WRITABLE_TTL_MS 5000 /* how long an ALLOC_WRITE answer is used */
 #define DS_NSC_TIMEOUT_MS 3000  /* one request to the nameserver */
+#define DS_NSC_STALE_TIMEOUT_MS 500 /* a LOOKUP while an expired answer waits */
 
 /* Where one block lives: native addresses, primary first. */
 struct ds_loc {
@@ -44,10 +45,17 @@ void ds_nsc_free(struct ds *ds);
 /* Copies the cached, fresh location of block_id into *out. 0 or
  * IMG_ENOTFOUND on a miss. */
 int ds_nsc_cached_loc(struct ds *ds, uint64_t block_id, struct ds_loc *out);
-/* Forgets the cached location of block_id. */
+/* Marks the cached location of block_id expired (kept only as the last
+ * known answer, see ds_nsc_lookup). */
 void ds_nsc_drop_loc(struct ds *ds, uint64_t block_id);
 /* Asks the nameserver where block_id lives (and caches the answer). Returns 0
- * (cb runs later, exactly once) or an error (cb never runs). */
+ * (cb runs later, exactly once) or an error (cb never runs).
+ *
+ * When an expired answer is cached, the nameserver gets
+ * DS_NSC_STALE_TIMEOUT_MS; if it cannot be reached (down, frozen, cut off)
+ * cb gets the expired answer, kept for another TTL: a nameserver outage must
+ * not stop the origin from serving blocks it located before. An answer that
+ * is out of date shows itself on the replicas. */
 int ds_nsc_lookup(struct ds *ds, uint64_t block_id, ds_nsc_loc_cb cb, void *arg);
 
 /* Picks a cached writable block not among excl[0..nexcl). 0 with *out, or

@@ -357,8 +357,9 @@ void ds_repl_delete(struct ds_req *r, const struct frame *f)
     uint32_t seq = m->seq, cookie = m->cookie;
     imgstore__delete__free_unpacked(m, NULL);
     struct block *b = store_get(ds->store, block_id);
-    if (!b || !ds_file_serves(ds, b)) {
-        ds_req_fail(r, IMG_ENOBLOCKHERE);
+    int serves = b ? ds_file_serves(ds, b, 0) : IMG_ENOBLOCKHERE;
+    if (serves != 0) {
+        ds_req_fail(r, serves);
         return;
     }
     if (!b->primary || !ds->primary_confirmed) {
@@ -381,7 +382,7 @@ void ds_repl_delete(struct ds_req *r, const struct frame *f)
         return;
     }
     *d = (struct rpc_delete){.req = r, .block_id = block_id};
-    int rc = ds_file_read(ds, block_id, seq, cookie, 1, delete_read_done, d);
+    int rc = ds_file_read(ds, block_id, seq, cookie, DS_FILE_HEADER_ONLY, delete_read_done, d);
     if (rc != 0) {
         free(d);
         ds_req_fail(r, rc);

@@ -125,6 +125,7 @@ static void heartbeat_reply(int status, const struct frame *f, void *arg)
     if (!m->safe_mode && !ds->view_confirmed) {
         if (was_full) {
             ds->view_confirmed = 1;
+            ds->view_lapsed = 0;
             log_info("nameserver (out of safe mode) answered our full report: serving reads");
         } else {
             ds->need_full_report = 1; /* safe mode ended: let it check our view now */
@@ -226,14 +227,17 @@ static void hb_tick(uv_timer_t *t)
         log_warn("this process stalled for %llu ms (stopped?): reads and primary roles wait "
                  "until the nameserver has checked our replica sets again",
                  (unsigned long long)(now - ds->last_tick_ms));
+        ds->view_lapsed |= ds->view_confirmed;
         ds->view_confirmed = 0;
         ds->primary_confirmed = 0;
         ds->need_full_report = 1;
         ds->hb_full_in_flight = 0; /* an answer to a report from before the stall is old */
     } else if (ds->view_confirmed && now > ds->view_lease_until) {
         log_warn("no nameserver answer for %llu ms: it may have moved our copies' replica sets "
-                 "on without us, so they serve no reads until it has checked them again",
+                 "on without us, so they serve only readers that found no current replica "
+                 "until it has checked them again",
                  (unsigned long long)(now - ds->hb_sent_ms));
+        ds->view_lapsed = 1;
         ds->view_confirmed = 0;
         ds->primary_confirmed = 0;
         ds->need_full_report = 1;

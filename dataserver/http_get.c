@@ -25,6 +25,8 @@
 #include <string.h>
 
 static void remote_next(struct http_req *r);
+static int local_read(struct http_req *r, unsigned flags);
+static int lapsed_round(struct http_req *r);
 
 /* Answers an error of the read path with its status code. */
 static void get_fail(struct http_req *r, int err)
@@ -213,6 +215,7 @@ static void remote_reply(int status, const struct frame *f, void *arg)
     if (status == IMG_ECORRUPT)
         log_warn("replica %s has a damaged copy of block %llu seq %u; needs repair", addr,
                  (unsigned long long)r->f.block_id, r->f.seq);
+    r->lapsed += status == IMG_EVIEWOLD;
     remote_next(r);
 }
 
@@ -224,6 +227,8 @@ static void lookup_done(int status, const struct ds_loc *loc, void *arg)
         return;
     }
     if (status != 0) {
+        if (lapsed_round(r))
+            return;
         /* No live server holds the block: to a CDN this is the same as an
          * unknown name (and must be, so names cannot be probed). */
         get_fail(r, status == IMG_ENOTFOUND ? IMG_ENOTFOUND : IMG_EUNAVAIL);
@@ -246,7 +251,7 @@ static void remote_next(struct http_req *r)
             r->replica = 0;
         } else {
             int rc = ds_nsc_lookup(ds, r->f.block_id, lookup_done, r);
-            if (rc != 0)
+            if (rc != 0 && !lapsed_round(r))
                 get_fail(r, IMG_EUNAVAIL);
             return;
         }
@@ -259,6 +264,7 @@ static void remote_next(struct http_req *r)
         req.block_id = r->f.block_id;
         req.seq = r->f.seq;
         req.cookie = r->f.cookie;
+        req.any_view = r->any_view;
         if (ds_peer_request(ds, addr, r->q.head_only ? FT_STAT : FT_READ, &req.base, NULL, 0,
                             HTTP_PROXY_TIMEOUT_MS, remote_reply, r) == 0)
             return;
@@ -269,18 +275,43 @@ static void remote_next(struct http_req *r)
         if (ds_nsc_lookup(ds, r->f.block_id, lookup_done, r) == 0)
             return;
     }
-    get_fail(r, IMG_EUNAVAIL);
+    if (!lapsed_round(r))
+        get_fail(r, IMG_EUNAVAIL);
+}
+
+/* When no copy with a current view answered but some whose view lapsed did
+ * (a nameserver outage, or holders cut off from it), starts one more round
+ * over r->loc (our own copy first) in which those serve; returns 1 when it
+ * did, 0 when there is nothing left to try. */
+static int lapsed_round(struct http_req *r)
+{
+    if (r->any_view || !(r->lapsed || r->lapsed_local))
+        return 0;
+    r->any_view = 1;
+    r->replica = 0;
+    if (r->lapsed_local && local_read(r, DS_FILE_ANY_VIEW) == 0)
+        return 1; /* local_done serves it, or goes on to the replicas */
+    remote_next(r);
+    return 1;
+}
+
+/* Starts reading our own copy; returns 0 when local_done will run. */
+static int local_read(struct http_req *r, unsigned flags)
+{
+    if (r->q.head_only)
+        flags |= DS_FILE_HEADER_ONLY;
+    return ds_file_read(r->ds, r->f.block_id, r->f.seq, r->f.cookie, flags, local_done, r);
 }
 
 void http_get_start(struct http_req *r)
 {
-    struct ds *ds = r->ds;
-    int rc = ds_file_read(ds, r->f.block_id, r->f.seq, r->f.cookie, r->q.head_only, local_done, r);
+    int rc = local_read(r, 0);
     if (rc == 0)
         return;
     if (rc == IMG_ENOTFOUND) {
         get_fail(r, rc);
         return;
     }
+    r->lapsed_local = rc == IMG_EVIEWOLD;
     remote_next(r);
 }

@@ -55,6 +55,9 @@ struct http_req {
     struct ds_loc loc;
     int loc_from_cache;
     int replica;           /* next replica to try */
+    int lapsed_local;      /* our copy answered IMG_EVIEWOLD */
+    int lapsed;            /* replicas that answered IMG_EVIEWOLD */
+    int any_view;          /* the last round: copies with a lapsed view serve too */
     int attempts;
     uint64_t excl[HTTP_UPLOAD_ATTEMPTS];
     int nexcl;

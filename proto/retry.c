@@ -25,6 +25,7 @@ static const struct {
     {IMG_ENOBLOCK,       {F,    W,    O,   F}},
     {IMG_ESAFEMODE,      {F,    W,    O,   O}},
     {IMG_EDELETED,       {F,    F,    F,   F}},
+    {IMG_EVIEWOLD,       {O,    F,    O,   O}}, /* the server's lease lapsed: elsewhere, again */
 };
 
 /* Errors not in the table: final, but a read passes to the next replica. */
