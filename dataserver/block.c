@@ -24,6 +24,7 @@
  */
 #include "dataserver/block.h"
 
+#include "base/array.h"
 #include "base/crc32c.h"
 #include "base/err.h"
 #include "base/fsutil.h"
@@ -513,14 +514,10 @@ struct entries {
 
 static int entries_add(struct entries *e, uint32_t seq, uint64_t off, uint32_t size, int tomb)
 {
-    if (e->len + INDEX_ENTRY_SIZE > e->cap) {
-        size_t ncap = e->cap ? e->cap * 2 : INDEX_ENTRY_SIZE * IDX_READ_ENTRIES;
-        uint8_t *nb = realloc(e->buf, ncap);
-        if (!nb)
-            return -ENOMEM;
-        e->buf = nb;
-        e->cap = ncap;
-    }
+    int rc = ARRAY_RESERVE(e->buf, e->cap, e->len + INDEX_ENTRY_SIZE,
+                           INDEX_ENTRY_SIZE * IDX_READ_ENTRIES);
+    if (rc != 0)
+        return rc;
     index_encode_entry(seq, off, size, tomb, e->buf + e->len);
     e->len += INDEX_ENTRY_SIZE;
     return 0;

@@ -12,6 +12,7 @@
  * (ds_session_poke). */
 #include "dataserver/ds_block.h"
 
+#include "base/array.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "dataserver/blockio.h"
@@ -238,14 +239,9 @@ static void bury(struct ds *ds, struct ds_removals *dr, struct grave *g, struct 
 
 static int removed_add(struct ds_removals *dr, uint64_t id)
 {
-    if (dr->nremoved == dr->removed_cap) {
-        size_t ncap = dr->removed_cap ? dr->removed_cap * 2 : 64;
-        uint64_t *n = realloc(dr->removed, ncap * sizeof(*n));
-        if (!n)
-            return -ENOMEM;
-        dr->removed = n;
-        dr->removed_cap = ncap;
-    }
+    int rc = ARRAY_RESERVE(dr->removed, dr->removed_cap, dr->nremoved + 1, 64);
+    if (rc != 0)
+        return rc;
     dr->removed[dr->nremoved++] = id;
     return 0;
 }

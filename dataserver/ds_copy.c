@@ -42,6 +42,7 @@
  * (READ_BLOCK to the source), ds_throttle.c and ds_block.c. */
 #include "dataserver/ds_copy.h"
 
+#include "base/array.h"
 #include "base/crc32c.h"
 #include "base/err.h"
 #include "base/log.h"
@@ -277,14 +278,10 @@ static void copy_written(int res, void *arg)
 /* Appends one index entry for a verified record. */
 static int idx_add(struct copy *cp, const struct needle_header *h, uint64_t off)
 {
-    if (cp->idx_len + INDEX_ENTRY_SIZE > cp->idx_cap) {
-        size_t ncap = cp->idx_cap ? cp->idx_cap * 2 : 4096 * INDEX_ENTRY_SIZE;
-        uint8_t *n = realloc(cp->idx, ncap);
-        if (!n)
-            return -ENOMEM;
-        cp->idx = n;
-        cp->idx_cap = ncap;
-    }
+    int rc = ARRAY_RESERVE(cp->idx, cp->idx_cap, cp->idx_len + INDEX_ENTRY_SIZE,
+                           4096 * INDEX_ENTRY_SIZE);
+    if (rc != 0)
+        return rc;
     index_encode_entry(h->seq, off, h->size, (h->flags & NEEDLE_FLAG_TOMBSTONE) != 0,
                        cp->idx + cp->idx_len);
     cp->idx_len += INDEX_ENTRY_SIZE;

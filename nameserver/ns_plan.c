@@ -29,6 +29,7 @@
 #include "nameserver/ns.h"
 
 #include "net/conn.h"
+#include "base/array.h"
 #include "base/err.h"
 #include "base/log.h"
 
@@ -77,14 +78,8 @@ static struct ns_task *task_add(struct ns *ns, int kind, uint64_t block_id, uint
 {
     struct ns_plan *p = &ns->plan;
     tasks_trim(p);
-    if (p->ntasks == p->cap) {
-        size_t ncap = p->cap ? p->cap * 2 : 64;
-        struct ns_task *n = realloc(p->tasks, ncap * sizeof(*n));
-        if (!n)
-            return NULL;
-        p->tasks = n;
-        p->cap = ncap;
-    }
+    if (ARRAY_RESERVE(p->tasks, p->cap, p->ntasks + 1, 64) != 0)
+        return NULL;
     struct ns_task *t = &p->tasks[p->ntasks++];
     memset(t, 0, sizeof(*t));
     t->id = ++p->next_task_id;
@@ -526,14 +521,9 @@ static int cmp_cand(const void *a, const void *b)
 
 static int cand_push(struct cand **v, size_t *n, size_t *cap, uint64_t id, unsigned good)
 {
-    if (*n == *cap) {
-        size_t ncap = *cap ? *cap * 2 : 256;
-        struct cand *nv = realloc(*v, ncap * sizeof(*nv));
-        if (!nv)
-            return -ENOMEM;
-        *v = nv;
-        *cap = ncap;
-    }
+    int rc = ARRAY_RESERVE(*v, *cap, *n + 1, 256);
+    if (rc != 0)
+        return rc;
     (*v)[(*n)++] = (struct cand){.id = id, .good = good};
     return 0;
 }
@@ -822,14 +812,8 @@ void ns_plan_step(struct ns *ns, uint64_t now_ms)
             draining += leaving;
         }
         if (up == 0) {
-            if (nlost == clost) {
-                size_t nc = clost ? clost * 2 : 64;
-                uint64_t *nv = realloc(lost, nc * sizeof(*nv));
-                if (!nv)
-                    continue;
-                lost = nv;
-                clost = nc;
-            }
+            if (ARRAY_RESERVE(lost, clost, nlost + 1, 64) != 0)
+                continue;
             lost[nlost++] = b->id;
             continue;
         }
