@@ -696,11 +696,9 @@ static int replicate_start(struct ds *ds, struct ds_req *r, const Imgstore__Repl
 
 void ds_copy_replicate(struct ds_req *r, const struct frame *f)
 {
-    Imgstore__ReplicateBlock *m = imgstore__replicate_block__unpack(NULL, f->h.head_len, f->head);
-    if (!m) {
-        ds_req_fail(r, IMG_EPROTO);
+    Imgstore__ReplicateBlock *m = ds_req_unpack(r, f, &imgstore__replicate_block__descriptor);
+    if (!m)
         return;
-    }
     uint64_t have = 0;
     int rc = replicate_start(r->ds, r, m, &have);
     imgstore__replicate_block__free_unpacked(m, NULL);
@@ -718,11 +716,9 @@ void ds_copy_replicate(struct ds_req *r, const struct frame *f)
 void ds_copy_cancel(struct ds_req *r, const struct frame *f)
 {
     struct ds *ds = r->ds;
-    Imgstore__CancelCopy *m = imgstore__cancel_copy__unpack(NULL, f->h.head_len, f->head);
-    if (!m) {
-        ds_req_fail(r, IMG_EPROTO);
+    Imgstore__CancelCopy *m = ds_req_unpack(r, f, &imgstore__cancel_copy__descriptor);
+    if (!m)
         return;
-    }
     struct copy *cp = ds->copy ? ds->copy->copies : NULL;
     while (cp && (cp->id != m->block_id || (m->task_id && cp->task != m->task_id)))
         cp = cp->next;
