@@ -427,7 +427,7 @@ static void catchup_write(struct copy *cp, const uint8_t *body, size_t used)
 static void copy_chunk(int status, const struct frame *f, void *arg)
 {
     struct copy *cp = arg;
-    int rc = status ? status : f->h.status;
+    int rc = conn_reply_status(status, f);
     if (cp->ds->stopping)
         rc = IMG_ECONN;
     else if (cp->canceled)
@@ -495,10 +495,9 @@ static void copy_timer_cb(uv_timer_t *t)
 static void check_remote(int status, const struct frame *f, void *arg)
 {
     struct copy *cp = arg;
-    int rc = status ? status : f->h.status;
-    Imgstore__ReadBlockResp *m = NULL;
-    if (rc == 0 && !(m = imgstore__read_block_resp__unpack(NULL, f->h.head_len, f->head)))
-        rc = IMG_EPROTO;
+    int rc;
+    Imgstore__ReadBlockResp *m =
+        conn_reply_unpack(status, f, &imgstore__read_block_resp__descriptor, &rc);
     if (rc == 0 && (f->h.body_len != cp->check_len || crc32c(0, f->body, f->h.body_len) != m->crc32c))
         rc = IMG_ECORRUPT;
     if (rc == 0 && memcmp(f->body, cp->check_buf, cp->check_len) != 0) {

@@ -125,13 +125,10 @@ static void lookup_reply(int status, const struct frame *f, void *arg)
     struct nsc_req *q = arg;
     struct ds *ds = q->ds;
     struct ds_loc loc;
-    Imgstore__LookupResp *m = NULL;
-    if (status == 0)
-        status = f->h.status;
-    if (status == 0) {
-        m = imgstore__lookup_resp__unpack(NULL, f->h.head_len, f->head);
-        status = m ? IMG_ENOTFOUND : IMG_EPROTO;
-    }
+    Imgstore__LookupResp *m =
+        conn_reply_unpack(status, f, &imgstore__lookup_resp__descriptor, &status);
+    if (m)
+        status = IMG_ENOTFOUND; /* until a location for our block is found in it */
     for (size_t i = 0; m && i < m->n_locations; i++) {
         Imgstore__BlockLocation *bl = m->locations[i];
         if (!bl || bl->block_id != q->block_id ||
@@ -220,14 +217,8 @@ static void alloc_reply(int status, const struct frame *f, void *arg)
     struct alloc_req *q = arg;
     struct ds *ds = q->ds;
     struct ds_nsclient *n = ds->nsc;
-    Imgstore__AllocWriteResp *m = NULL;
-    if (status == 0)
-        status = f->h.status;
-    if (status == 0) {
-        m = imgstore__alloc_write_resp__unpack(NULL, f->h.head_len, f->head);
-        if (!m)
-            status = IMG_EPROTO;
-    }
+    Imgstore__AllocWriteResp *m =
+        conn_reply_unpack(status, f, &imgstore__alloc_write_resp__descriptor, &status);
     if (m) {
         n->nwritable = 0;
         for (size_t i = 0; i < m->n_blocks && n->nwritable < DS_WRITABLE_MAX; i++) {

@@ -86,9 +86,7 @@ struct repl_req {
 static void repl_reply(int status, const struct frame *f, void *arg)
 {
     struct repl_req *r = arg;
-    if (status == 0)
-        status = f->h.status;
-    r->cb(status, r->arg);
+    r->cb(conn_reply_status(status, f), r->arg);
     free(r);
 }
 

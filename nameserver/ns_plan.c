@@ -189,26 +189,17 @@ static struct cmd *cmd_new(struct ns *ns, uint64_t task_id)
     return c;
 }
 
-static int status_of(int status, const struct frame *f)
-{
-    return status ? status : (f ? f->h.status : IMG_ECONN);
-}
-
 static void replicate_reply(int status, const struct frame *f, void *arg)
 {
     struct cmd *c = arg;
     struct ns *ns = c->ns;
-    int rc = status_of(status, f);
+    int rc;
     uint64_t size = 0;
-    if (rc == 0) {
-        Imgstore__ReplicateBlockResp *m =
-            imgstore__replicate_block_resp__unpack(NULL, f->h.head_len, f->head);
-        if (m) {
-            size = m->size;
-            imgstore__replicate_block_resp__free_unpacked(m, NULL);
-        } else {
-            rc = IMG_EPROTO;
-        }
+    Imgstore__ReplicateBlockResp *m =
+        conn_reply_unpack(status, f, &imgstore__replicate_block_resp__descriptor, &rc);
+    if (m) {
+        size = m->size;
+        imgstore__replicate_block_resp__free_unpacked(m, NULL);
     }
     if (!ns->stopping)
         ns_plan_task_end(ns, c->task_id, rc, size, uv_now(ns->loop));
@@ -304,7 +295,7 @@ static void delete_reply(int status, const struct frame *f, void *arg)
     struct cmd *c = arg;
     struct ns *ns = c->ns;
     if (!ns->stopping) {
-        ns_plan_task_end(ns, c->task_id, status_of(status, f), 0, uv_now(ns->loop));
+        ns_plan_task_end(ns, c->task_id, conn_reply_status(status, f), 0, uv_now(ns->loop));
         ns_plan_step(ns, uv_now(ns->loop));
     }
     free(c);
@@ -363,10 +354,9 @@ static void stat_reply(int status, const struct frame *f, void *arg)
     free(c);
     if (!t)
         return;
-    Imgstore__BlockInfo *bi = NULL;
-    int rc = status_of(status, f);
-    if (rc != 0 || !(bi = imgstore__block_info__unpack(NULL, f->h.head_len, f->head)) ||
-        bi->corrupt || bi->size == 0 || (t->keep_size && bi->size != t->keep_size)) {
+    int rc;
+    Imgstore__BlockInfo *bi = conn_reply_unpack(status, f, &imgstore__block_info__descriptor, &rc);
+    if (!bi || bi->corrupt || bi->size == 0 || (t->keep_size && bi->size != t->keep_size)) {
         t->keep_bad = 1;
         log_info("task %" PRIu64 ": a kept copy of block %" PRIu64 " answered %s, size %" PRIu64
                  "%s (other copies: %" PRIu64 ")",
@@ -896,7 +886,7 @@ struct cancel_cmd {
 static void cancel_copy_reply(int status, const struct frame *f, void *arg)
 {
     struct cancel_cmd *c = arg;
-    int rc = status_of(status, f);
+    int rc = conn_reply_status(status, f);
     if (c->ns->stopping) { /* the session closes with the nameserver: nothing to say */
         free(c);
         return;
