@@ -1,7 +1,8 @@
 /* array.h - growing a malloc'd array by doubling, written once.
  *
- * Used wherever a module appends to an array it owns (the nameserver's pool
- * of writable candidates, ...): the capacity starts at a given size and
+ * Used wherever a module appends to an array it owns (the nameserver's pool,
+ * tasks, moves and bad copies, the dataserver's index entries, the bench's
+ * latencies, ...): the capacity starts at a given size and
  * doubles until the array holds what is asked for; every multiplication is
  * checked, so an absurd request fails with -ENOMEM instead of wrapping
  * around. Calls nothing but realloc. */

@@ -13,16 +13,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int write_full(int fd, const void *data, size_t len)
+int fs_write_full(int fd, const void *data, size_t len)
 {
     const char *p = data;
     while (len > 0) {
         ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? -errno : -EIO;
         p += n;
         len -= (size_t)n;
     }
@@ -56,7 +55,7 @@ int fs_write_atomic(const char *path, const void *data, size_t len)
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return -errno;
-    int rc = write_full(fd, data, len);
+    int rc = fs_write_full(fd, data, len);
     if (rc == 0 && fsync(fd) < 0)
         rc = -errno;
     if (close(fd) < 0 && rc == 0)

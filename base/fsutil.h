@@ -1,4 +1,5 @@
-/* fsutil.h - crash-safe small-file helpers shared by both servers.
+/* fsutil.h - crash-safe small-file helpers shared by both servers and the
+ * imgstore CLI (get -o).
  *
  * Every persistent small file (ids, high-water marks, settings) is written
  * with fs_write_atomic: temp file -> fsync -> rename -> fsync of the folder,
@@ -11,6 +12,10 @@
 /* Replaces `path` with `len` bytes of `data` atomically and durably.
  * Returns 0 or a negative errno; on failure the old file is untouched. */
 int fs_write_atomic(const char *path, const void *data, size_t len);
+
+/* Writes all `len` bytes of `data` to fd, retrying short writes and EINTR.
+ * Returns 0, a negative errno, or -EIO when write(2) wrote nothing. */
+int fs_write_full(int fd, const void *data, size_t len);
 
 /* Reads the whole of `path` (at most `max` bytes) into a malloc'd buffer that
  * the caller frees; a NUL is appended (not counted in *len). Returns 0,

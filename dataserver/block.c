@@ -24,6 +24,7 @@
  */
 #include "dataserver/block.h"
 
+#include "base/array.h"
 #include "base/crc32c.h"
 #include "base/err.h"
 #include "base/fsutil.h"
@@ -327,21 +328,6 @@ static int meta_load(struct block *b)
 
 /* ---- index file ---- */
 
-static int write_full(int fd, const void *buf, size_t len)
-{
-    const uint8_t *p = buf;
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return n < 0 ? -errno : -EIO;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* Gives up on the index file after a failed write: an empty file makes the
  * next open rebuild it from the block file, so no entry is ever missed. */
 static void idx_abandon(struct block *b, int err)
@@ -366,7 +352,7 @@ static int idx_reset(struct block *b)
     idx_header(b->id, hdr);
     if (ftruncate(b->idx_fd, 0) < 0)
         return -errno;
-    return write_full(b->idx_fd, hdr, sizeof(hdr));
+    return fs_write_full(b->idx_fd, hdr, sizeof(hdr));
 }
 
 /* ---- applying records to the RAM index ---- */
@@ -528,14 +514,10 @@ struct entries {
 
 static int entries_add(struct entries *e, uint32_t seq, uint64_t off, uint32_t size, int tomb)
 {
-    if (e->len + INDEX_ENTRY_SIZE > e->cap) {
-        size_t ncap = e->cap ? e->cap * 2 : INDEX_ENTRY_SIZE * IDX_READ_ENTRIES;
-        uint8_t *nb = realloc(e->buf, ncap);
-        if (!nb)
-            return -ENOMEM;
-        e->buf = nb;
-        e->cap = ncap;
-    }
+    int rc = ARRAY_RESERVE(e->buf, e->cap, e->len + INDEX_ENTRY_SIZE,
+                           INDEX_ENTRY_SIZE * IDX_READ_ENTRIES);
+    if (rc != 0)
+        return rc;
     index_encode_entry(seq, off, size, tomb, e->buf + e->len);
     e->len += INDEX_ENTRY_SIZE;
     return 0;
@@ -613,7 +595,7 @@ static void idx_fix(struct block *b, uint64_t keep, const struct entries *e)
     else if ((uint64_t)st.st_size != keep && ftruncate(b->idx_fd, (off_t)keep) < 0)
         rc = -errno;
     if (rc == 0 && e->len > 0)
-        rc = write_full(b->idx_fd, e->buf, e->len);
+        rc = fs_write_full(b->idx_fd, e->buf, e->len);
     if (rc != 0)
         idx_abandon(b, rc);
 }
@@ -698,7 +680,7 @@ int block_create(const char *blocks_dir, int disk, uint64_t id, uint64_t max_siz
         goto err;
     }
     idx_header(id, ih);
-    if ((rc = write_full(b->idx_fd, ih, sizeof(ih))) != 0)
+    if ((rc = fs_write_full(b->idx_fd, ih, sizeof(ih))) != 0)
         goto err;
     if ((rc = block_save_meta(b)) != 0)
         goto err;
@@ -876,7 +858,7 @@ int block_commit(struct block *b, uint64_t offset, const struct needle_header *h
         return rc;
     b->dirty = 1;
     index_encode_entry(h->seq, offset, h->size, tomb, ent);
-    rc = write_full(b->idx_fd, ent, sizeof(ent));
+    rc = fs_write_full(b->idx_fd, ent, sizeof(ent));
     if (rc != 0)
         idx_abandon(b, rc);
     return rc;
@@ -938,8 +920,8 @@ int block_install_copy(const char *blocks_dir, int disk, uint64_t id, const char
         goto err;
     }
     idx_header(id, ih);
-    if ((rc = write_full(b->idx_fd, ih, sizeof(ih))) != 0 ||
-        (idx_len && (rc = write_full(b->idx_fd, idx_entries, idx_len)) != 0))
+    if ((rc = fs_write_full(b->idx_fd, ih, sizeof(ih))) != 0 ||
+        (idx_len && (rc = fs_write_full(b->idx_fd, idx_entries, idx_len)) != 0))
         goto err;
     if ((rc = block_save_meta(b)) != 0)
         goto err;
@@ -1027,9 +1009,9 @@ int block_swap_file(struct block *b, const char *tmp_path, int new_fd, struct in
     int rc = ifd < 0 ? -errno : 0;
     idx_header(b->id, ih);
     if (rc == 0)
-        rc = write_full(ifd, ih, sizeof(ih));
+        rc = fs_write_full(ifd, ih, sizeof(ih));
     if (rc == 0 && idx_len)
-        rc = write_full(ifd, idx_entries, idx_len);
+        rc = fs_write_full(ifd, idx_entries, idx_len);
     if (rc == 0 && ftruncate(b->idx_fd, 0) < 0)
         rc = -errno;
     path_of(b, ".blk", path, sizeof(path));

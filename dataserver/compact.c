@@ -4,6 +4,7 @@
  * May call only the engine (needle, index, uring, block). */
 #include "dataserver/compact.h"
 
+#include "base/array.h"
 #include "base/crc32c.h"
 #include "base/err.h"
 #include "dataserver/uring.h"
@@ -32,15 +33,11 @@ void compact_out_free(struct compact_out *o)
 int compact_out_add(struct compact_out *o, const uint8_t *rec, size_t len,
                     const struct needle_header *h)
 {
-    if (o->idx_len + INDEX_ENTRY_SIZE > o->idx_cap) {
-        size_t ncap = o->idx_cap ? o->idx_cap * 2 : 256 * INDEX_ENTRY_SIZE;
-        uint8_t *n = realloc(o->idx, ncap);
-        if (!n)
-            return -ENOMEM;
-        o->idx = n;
-        o->idx_cap = ncap;
-    }
-    int rc = index_put(&o->ix, h->seq, o->off, h->size);
+    int rc = ARRAY_RESERVE(o->idx, o->idx_cap, o->idx_len + INDEX_ENTRY_SIZE,
+                           256 * INDEX_ENTRY_SIZE);
+    if (rc != 0)
+        return rc;
+    rc = index_put(&o->ix, h->seq, o->off, h->size);
     if (rc != 0)
         return rc;
     index_encode_entry(h->seq, o->off, h->size, 0, o->idx + o->idx_len);

@@ -12,6 +12,7 @@
  * (ds_session_poke). */
 #include "dataserver/ds_block.h"
 
+#include "base/array.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "dataserver/blockio.h"
@@ -126,11 +127,9 @@ static int create_block(struct ds *ds, const Imgstore__CreateBlock *m)
 
 void ds_block_create(struct ds_req *r, const struct frame *f)
 {
-    Imgstore__CreateBlock *m = imgstore__create_block__unpack(NULL, f->h.head_len, f->head);
-    if (!m) {
-        ds_req_fail(r, IMG_EPROTO);
+    Imgstore__CreateBlock *m = ds_req_unpack(r, f, &imgstore__create_block__descriptor);
+    if (!m)
         return;
-    }
     int rc = create_block(r->ds, m);
     imgstore__create_block__free_unpacked(m, NULL);
     Imgstore__CreateBlockResp resp = IMGSTORE__CREATE_BLOCK_RESP__INIT;
@@ -142,11 +141,9 @@ void ds_block_create(struct ds_req *r, const struct frame *f)
 void ds_block_seal(struct ds_req *r, const struct frame *f)
 {
     struct ds *ds = r->ds;
-    Imgstore__SealBlock *m = imgstore__seal_block__unpack(NULL, f->h.head_len, f->head);
-    if (!m) {
-        ds_req_fail(r, IMG_EPROTO);
+    Imgstore__SealBlock *m = ds_req_unpack(r, f, &imgstore__seal_block__descriptor);
+    if (!m)
         return;
-    }
     struct block *b = store_get(ds->store, m->block_id);
     imgstore__seal_block__free_unpacked(m, NULL);
     int rc = b ? 0 : IMG_ENOBLOCKHERE;
@@ -163,11 +160,9 @@ void ds_block_seal(struct ds_req *r, const struct frame *f)
 void ds_block_stat(struct ds_req *r, const struct frame *f)
 {
     struct ds *ds = r->ds;
-    Imgstore__StatBlock *m = imgstore__stat_block__unpack(NULL, f->h.head_len, f->head);
-    if (!m) {
-        ds_req_fail(r, IMG_EPROTO);
+    Imgstore__StatBlock *m = ds_req_unpack(r, f, &imgstore__stat_block__descriptor);
+    if (!m)
         return;
-    }
     struct block *b = store_get(ds->store, m->block_id);
     imgstore__stat_block__free_unpacked(m, NULL);
     if (!b) {
@@ -238,14 +233,9 @@ static void bury(struct ds *ds, struct ds_removals *dr, struct grave *g, struct 
 
 static int removed_add(struct ds_removals *dr, uint64_t id)
 {
-    if (dr->nremoved == dr->removed_cap) {
-        size_t ncap = dr->removed_cap ? dr->removed_cap * 2 : 64;
-        uint64_t *n = realloc(dr->removed, ncap * sizeof(*n));
-        if (!n)
-            return -ENOMEM;
-        dr->removed = n;
-        dr->removed_cap = ncap;
-    }
+    int rc = ARRAY_RESERVE(dr->removed, dr->removed_cap, dr->nremoved + 1, 64);
+    if (rc != 0)
+        return rc;
     dr->removed[dr->nremoved++] = id;
     return 0;
 }
@@ -329,11 +319,9 @@ static void bury(struct ds *ds, struct ds_removals *dr, struct grave *g, struct 
 void ds_block_delete(struct ds_req *r, const struct frame *f)
 {
     struct ds *ds = r->ds;
-    Imgstore__DeleteBlock *m = imgstore__delete_block__unpack(NULL, f->h.head_len, f->head);
-    if (!m) {
-        ds_req_fail(r, IMG_EPROTO);
+    Imgstore__DeleteBlock *m = ds_req_unpack(r, f, &imgstore__delete_block__descriptor);
+    if (!m)
         return;
-    }
     int rc = delete_block(ds, m->block_id, m->expected_size, m->any_size);
     if (rc != 0)
         log_warn("delete of block %" PRIu64 " refused: %s", m->block_id, img_strerror(rc));
@@ -410,11 +398,9 @@ static int set_replicas(struct ds *ds, const Imgstore__SetReplicas *m, uint64_t 
 void ds_block_set_replicas(struct ds_req *r, const struct frame *f)
 {
     struct ds *ds = r->ds;
-    Imgstore__SetReplicas *m = imgstore__set_replicas__unpack(NULL, f->h.head_len, f->head);
-    if (!m) {
-        ds_req_fail(r, IMG_EPROTO);
+    Imgstore__SetReplicas *m = ds_req_unpack(r, f, &imgstore__set_replicas__descriptor);
+    if (!m)
         return;
-    }
     uint64_t size = 0;
     int rc = set_replicas(ds, m, &size);
     if (rc != 0 && rc != IMG_ENOBLOCKHERE)

@@ -307,11 +307,9 @@ static int compact_start(struct ds *ds, struct ds_req *r, const Imgstore__Compac
 void ds_compact_block(struct ds_req *r, const struct frame *f)
 {
     struct ds *ds = r->ds;
-    Imgstore__CompactBlock *m = imgstore__compact_block__unpack(NULL, f->h.head_len, f->head);
-    if (!m) {
-        ds_req_fail(r, IMG_EPROTO);
+    Imgstore__CompactBlock *m = ds_req_unpack(r, f, &imgstore__compact_block__descriptor);
+    if (!m)
         return;
-    }
     int rc;
     if (m->release) {
         struct block *b = store_get(ds->store, m->block_id);

@@ -42,6 +42,7 @@
  * (READ_BLOCK to the source), ds_throttle.c and ds_block.c. */
 #include "dataserver/ds_copy.h"
 
+#include "base/array.h"
 #include "base/crc32c.h"
 #include "base/err.h"
 #include "base/log.h"
@@ -277,14 +278,10 @@ static void copy_written(int res, void *arg)
 /* Appends one index entry for a verified record. */
 static int idx_add(struct copy *cp, const struct needle_header *h, uint64_t off)
 {
-    if (cp->idx_len + INDEX_ENTRY_SIZE > cp->idx_cap) {
-        size_t ncap = cp->idx_cap ? cp->idx_cap * 2 : 4096 * INDEX_ENTRY_SIZE;
-        uint8_t *n = realloc(cp->idx, ncap);
-        if (!n)
-            return -ENOMEM;
-        cp->idx = n;
-        cp->idx_cap = ncap;
-    }
+    int rc = ARRAY_RESERVE(cp->idx, cp->idx_cap, cp->idx_len + INDEX_ENTRY_SIZE,
+                           4096 * INDEX_ENTRY_SIZE);
+    if (rc != 0)
+        return rc;
     index_encode_entry(h->seq, off, h->size, (h->flags & NEEDLE_FLAG_TOMBSTONE) != 0,
                        cp->idx + cp->idx_len);
     cp->idx_len += INDEX_ENTRY_SIZE;
@@ -430,7 +427,7 @@ static void catchup_write(struct copy *cp, const uint8_t *body, size_t used)
 static void copy_chunk(int status, const struct frame *f, void *arg)
 {
     struct copy *cp = arg;
-    int rc = status ? status : f->h.status;
+    int rc = conn_reply_status(status, f);
     if (cp->ds->stopping)
         rc = IMG_ECONN;
     else if (cp->canceled)
@@ -498,10 +495,9 @@ static void copy_timer_cb(uv_timer_t *t)
 static void check_remote(int status, const struct frame *f, void *arg)
 {
     struct copy *cp = arg;
-    int rc = status ? status : f->h.status;
-    Imgstore__ReadBlockResp *m = NULL;
-    if (rc == 0 && !(m = imgstore__read_block_resp__unpack(NULL, f->h.head_len, f->head)))
-        rc = IMG_EPROTO;
+    int rc;
+    Imgstore__ReadBlockResp *m =
+        conn_reply_unpack(status, f, &imgstore__read_block_resp__descriptor, &rc);
     if (rc == 0 && (f->h.body_len != cp->check_len || crc32c(0, f->body, f->h.body_len) != m->crc32c))
         rc = IMG_ECORRUPT;
     if (rc == 0 && memcmp(f->body, cp->check_buf, cp->check_len) != 0) {
@@ -699,11 +695,9 @@ static int replicate_start(struct ds *ds, struct ds_req *r, const Imgstore__Repl
 
 void ds_copy_replicate(struct ds_req *r, const struct frame *f)
 {
-    Imgstore__ReplicateBlock *m = imgstore__replicate_block__unpack(NULL, f->h.head_len, f->head);
-    if (!m) {
-        ds_req_fail(r, IMG_EPROTO);
+    Imgstore__ReplicateBlock *m = ds_req_unpack(r, f, &imgstore__replicate_block__descriptor);
+    if (!m)
         return;
-    }
     uint64_t have = 0;
     int rc = replicate_start(r->ds, r, m, &have);
     imgstore__replicate_block__free_unpacked(m, NULL);
@@ -721,11 +715,9 @@ void ds_copy_replicate(struct ds_req *r, const struct frame *f)
 void ds_copy_cancel(struct ds_req *r, const struct frame *f)
 {
     struct ds *ds = r->ds;
-    Imgstore__CancelCopy *m = imgstore__cancel_copy__unpack(NULL, f->h.head_len, f->head);
-    if (!m) {
-        ds_req_fail(r, IMG_EPROTO);
+    Imgstore__CancelCopy *m = ds_req_unpack(r, f, &imgstore__cancel_copy__descriptor);
+    if (!m)
         return;
-    }
     struct copy *cp = ds->copy ? ds->copy->copies : NULL;
     while (cp && (cp->id != m->block_id || (m->task_id && cp->task != m->task_id)))
         cp = cp->next;

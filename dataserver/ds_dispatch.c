@@ -5,7 +5,9 @@
  * (connections we opened to peers) call ds_dispatch. The table says which
  * senders may send each type; a transport that carries none of them gets
  * IMG_EBADTYPE, exactly like a type the dataserver does not know. This is
- * where authentication and epoch fencing are to be checked.
+ * where authentication and epoch fencing are to be checked. Handlers unpack
+ * their request with ds_req_unpack, which answers a head that does not
+ * unpack with IMG_EPROTO, the same for every type.
  * May call the handler modules (ds_file, ds_repl, ds_copy, ds_block,
  * ds_compact, ds_scrub) and the transports through struct ds_transport. */
 #include "dataserver/ds_req.h"
@@ -81,6 +83,15 @@ void ds_req_answer(struct ds_req *r, int status, const ProtobufCMessage *msg, co
 void ds_req_fail(struct ds_req *r, int status)
 {
     ds_req_answer(r, status, NULL, NULL, 0, NULL);
+}
+
+void *ds_req_unpack(struct ds_req *r, const struct frame *f,
+                    const ProtobufCMessageDescriptor *desc)
+{
+    ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, f->h.head_len, f->head);
+    if (!m)
+        ds_req_fail(r, IMG_EPROTO);
+    return m;
 }
 
 int ds_req_from_ns(const struct ds_req *r)

@@ -175,11 +175,9 @@ static void serve_done(int status, const struct needle_header *h, uint64_t offse
 
 static void serve(struct ds_req *r, const struct frame *f, unsigned flags)
 {
-    Imgstore__Read *m = imgstore__read__unpack(NULL, f->h.head_len, f->head);
-    if (!m) {
-        ds_req_fail(r, IMG_EPROTO);
+    Imgstore__Read *m = ds_req_unpack(r, f, &imgstore__read__descriptor);
+    if (!m)
         return;
-    }
     uint64_t block_id = m->block_id;
     uint32_t seq = m->seq, cookie = m->cookie;
     if (m->any_view)

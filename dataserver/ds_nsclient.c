@@ -132,7 +132,6 @@ static void lookup_reply(int status, const struct frame *f, void *arg)
     struct nsc_req *q = arg;
     struct ds *ds = q->ds;
     struct ds_loc loc;
-    Imgstore__LookupResp *m = NULL;
     struct ds_loc *stale = loc_entry(ds, q->block_id);
     if (status != 0 && stale) {
         /* The nameserver could not be reached: the last known answer. */
@@ -140,15 +139,14 @@ static void lookup_reply(int status, const struct frame *f, void *arg)
                  (unsigned long long)q->block_id, img_strerror(status));
         stale->expires_ms = uv_now(ds->loop) + DS_LOC_TTL_MS;
         loc = *stale;
-        status = 0;
-        goto done;
+        q->cb(0, &loc, q->arg);
+        free(q);
+        return;
     }
-    if (status == 0)
-        status = f->h.status;
-    if (status == 0) {
-        m = imgstore__lookup_resp__unpack(NULL, f->h.head_len, f->head);
-        status = m ? IMG_ENOTFOUND : IMG_EPROTO;
-    }
+    Imgstore__LookupResp *m =
+        conn_reply_unpack(status, f, &imgstore__lookup_resp__descriptor, &status);
+    if (m)
+        status = IMG_ENOTFOUND; /* until a location for our block is found in it */
     for (size_t i = 0; m && i < m->n_locations; i++) {
         Imgstore__BlockLocation *bl = m->locations[i];
         if (!bl || bl->block_id != q->block_id ||
@@ -164,7 +162,6 @@ static void lookup_reply(int status, const struct frame *f, void *arg)
             status = IMG_EUNAVAIL; /* no live holder right now: 503, not 404 */
     if (m)
         imgstore__lookup_resp__free_unpacked(m, NULL);
-done:
     q->cb(status, status == 0 ? &loc : NULL, q->arg);
     free(q);
 }
@@ -239,14 +236,8 @@ static void alloc_reply(int status, const struct frame *f, void *arg)
     struct alloc_req *q = arg;
     struct ds *ds = q->ds;
     struct ds_nsclient *n = ds->nsc;
-    Imgstore__AllocWriteResp *m = NULL;
-    if (status == 0)
-        status = f->h.status;
-    if (status == 0) {
-        m = imgstore__alloc_write_resp__unpack(NULL, f->h.head_len, f->head);
-        if (!m)
-            status = IMG_EPROTO;
-    }
+    Imgstore__AllocWriteResp *m =
+        conn_reply_unpack(status, f, &imgstore__alloc_write_resp__descriptor, &status);
     if (m) {
         n->nwritable = 0;
         for (size_t i = 0; i < m->n_blocks && n->nwritable < DS_WRITABLE_MAX; i++) {

@@ -86,9 +86,7 @@ struct repl_req {
 static void repl_reply(int status, const struct frame *f, void *arg)
 {
     struct repl_req *r = arg;
-    if (status == 0)
-        status = f->h.status;
-    r->cb(status, r->arg);
+    r->cb(conn_reply_status(status, f), r->arg);
     free(r);
 }
 
@@ -241,11 +239,9 @@ static struct rpc_append *append_new(struct ds_req *req, struct block *b, uint32
 void ds_repl_write(struct ds_req *r, const struct frame *f)
 {
     struct ds *ds = r->ds;
-    Imgstore__Write *m = imgstore__write__unpack(NULL, f->h.head_len, f->head);
-    if (!m) {
-        ds_req_fail(r, IMG_EPROTO);
+    Imgstore__Write *m = ds_req_unpack(r, f, &imgstore__write__descriptor);
+    if (!m)
         return;
-    }
     uint64_t block_id = m->block_id;
     uint32_t mime = m->mime;
     imgstore__write__free_unpacked(m, NULL);
@@ -348,11 +344,9 @@ static void delete_read_done(int status, const struct needle_header *h, uint64_t
 void ds_repl_delete(struct ds_req *r, const struct frame *f)
 {
     struct ds *ds = r->ds;
-    Imgstore__Delete *m = imgstore__delete__unpack(NULL, f->h.head_len, f->head);
-    if (!m) {
-        ds_req_fail(r, IMG_EPROTO);
+    Imgstore__Delete *m = ds_req_unpack(r, f, &imgstore__delete__descriptor);
+    if (!m)
         return;
-    }
     uint64_t block_id = m->block_id;
     uint32_t seq = m->seq, cookie = m->cookie;
     imgstore__delete__free_unpacked(m, NULL);
@@ -421,11 +415,9 @@ static void repl_done(int status, void *arg)
 void ds_repl_append(struct ds_req *r, const struct frame *f)
 {
     struct ds *ds = r->ds;
-    Imgstore__ReplAppend *m = imgstore__repl_append__unpack(NULL, f->h.head_len, f->head);
-    if (!m) {
-        ds_req_fail(r, IMG_EPROTO);
+    Imgstore__ReplAppend *m = ds_req_unpack(r, f, &imgstore__repl_append__descriptor);
+    if (!m)
         return;
-    }
     uint64_t block_id = m->block_id, offset = m->offset;
     uint32_t set_version = m->set_version;
     char sender[sizeof(((struct block_replica *)0)->server_id)];

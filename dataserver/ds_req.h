@@ -65,6 +65,13 @@ void ds_req_answer(struct ds_req *r, int status, const ProtobufCMessage *msg, co
 /* Answers r with status only (no message, no body). */
 void ds_req_fail(struct ds_req *r, int status);
 
+/* Unpacks the head of request frame f as a `desc` message (the handler's
+ * &imgstore__X__descriptor). Returns it, owned by the caller (freed with
+ * its imgstore__X__free_unpacked), or NULL after answering r IMG_EPROTO: a
+ * head that does not unpack; r is then gone. */
+void *ds_req_unpack(struct ds_req *r, const struct frame *f,
+                    const ProtobufCMessageDescriptor *desc);
+
 /* Returns non-zero when r came on the nameserver's session. */
 int ds_req_from_ns(const struct ds_req *r);
 

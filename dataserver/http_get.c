@@ -172,18 +172,11 @@ static void remote_reply(int status, const struct frame *f, void *arg)
 {
     struct http_req *r = arg;
     const char *addr = r->loc.addr[r->replica - 1];
-    if (status == 0)
-        status = f->h.status;
     if (!r->q.conn) {
         http_server_finish(&r->q);
         return;
     }
-    Imgstore__ReadResp *m = NULL;
-    if (status == 0) {
-        m = imgstore__read_resp__unpack(NULL, f->h.head_len, f->head);
-        if (!m)
-            status = IMG_EPROTO;
-    }
+    Imgstore__ReadResp *m = conn_reply_unpack(status, f, &imgstore__read_resp__descriptor, &status);
     if (status == 0 && !r->q.head_only &&
         (f->h.body_len != m->size || crc32c(0, f->body, f->h.body_len) != m->crc32c))
         status = IMG_ECORRUPT;

@@ -79,16 +79,11 @@ static void upload_created(struct http_req *r, const char *name)
 static void write_reply(int status, const struct frame *f, void *arg)
 {
     struct http_req *r = arg;
-    if (status == 0)
-        status = f->h.status;
-    Imgstore__WriteResp *m = NULL;
-    if (status == 0) {
-        m = imgstore__write_resp__unpack(NULL, f->h.head_len, f->head);
-        if (!m || (m->block_id != 0 && m->block_id != r->loc.block_id))
-            status = IMG_EPROTO;
-        else if (m->crc32c != r->crc)
-            status = IMG_ECORRUPT;
-    }
+    Imgstore__WriteResp *m = conn_reply_unpack(status, f, &imgstore__write_resp__descriptor, &status);
+    if (m && m->block_id != 0 && m->block_id != r->loc.block_id)
+        status = IMG_EPROTO;
+    else if (m && m->crc32c != r->crc)
+        status = IMG_ECORRUPT;
     if (status == 0) {
         struct fname fn = {.block_id = r->loc.block_id, .seq = m->seq, .cookie = m->cookie};
         char name[FNAME_LEN + 1];

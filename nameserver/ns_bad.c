@@ -8,6 +8,7 @@
  * policy module. */
 #include "nameserver/ns.h"
 
+#include "base/array.h"
 #include "base/log.h"
 
 #include <inttypes.h>
@@ -25,14 +26,8 @@ void ns_bad_mark(struct ns *ns, uint64_t block_id, uint16_t server, const char *
 {
     if (ns_bad_has(ns, block_id, server))
         return;
-    if (ns->nbad == ns->bad_cap) {
-        size_t ncap = ns->bad_cap ? ns->bad_cap * 2 : 16;
-        struct ns_bad *n = realloc(ns->bad, ncap * sizeof(*n));
-        if (!n)
-            return;
-        ns->bad = n;
-        ns->bad_cap = ncap;
-    }
+    if (ARRAY_RESERVE(ns->bad, ns->bad_cap, ns->nbad + 1, 16) != 0)
+        return;
     ns->bad[ns->nbad++] = (struct ns_bad){.block_id = block_id, .server = server};
     log_warn("block %" PRIu64 ": the copy on %s is bad (%s); it will be replaced from a good "
              "replica",

@@ -32,6 +32,7 @@
 #include "nameserver/ns_admin.h"
 
 #include "net/conn.h"
+#include "base/array.h"
 #include "base/err.h"
 #include "base/log.h"
 
@@ -67,14 +68,9 @@ static struct ns_bal_move *move_of(const struct ns *ns, uint64_t block_id)
 static int move_add(struct ns *ns, const struct ns_bal_move *m)
 {
     struct ns_balance *bl = &ns->bal;
-    if (bl->nmoves == bl->cap) {
-        size_t ncap = bl->cap ? bl->cap * 2 : 16;
-        struct ns_bal_move *n = realloc(bl->moves, ncap * sizeof(*n));
-        if (!n)
-            return -ENOMEM;
-        bl->moves = n;
-        bl->cap = ncap;
-    }
+    int rc = ARRAY_RESERVE(bl->moves, bl->cap, bl->nmoves + 1, 16);
+    if (rc != 0)
+        return rc;
     bl->moves[bl->nmoves++] = *m;
     return 0;
 }
@@ -204,14 +200,9 @@ static uint64_t *busy_blocks(const struct ns *ns, uint64_t now, size_t *n)
 
 static int push_cand(struct bal *st, size_t *cap, const struct ns_block *b)
 {
-    if (st->nc == *cap) {
-        size_t ncap = *cap ? *cap * 2 : 256;
-        struct cand *n = realloc(st->c, ncap * sizeof(*n));
-        if (!n)
-            return -ENOMEM;
-        st->c = n;
-        *cap = ncap;
-    }
+    int rc = ARRAY_RESERVE(st->c, *cap, st->nc + 1, 256);
+    if (rc != 0)
+        return rc;
     struct cand *c = &st->c[st->nc++];
     c->id = b->id;
     c->size = b->size;

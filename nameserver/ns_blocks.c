@@ -24,6 +24,7 @@
  * the reports and whatever its size, and never chosen over the newer one. */
 #include "nameserver/ns.h"
 
+#include "base/array.h"
 #include "base/err.h"
 #include "base/log.h"
 
@@ -219,14 +220,8 @@ static int lists(const Imgstore__BlockInfo *bi, const char *id)
 /* Appends a zeroed record for block `id` to ch. Returns it, or NULL. */
 static struct ns_block_change *change_add(struct ns_block_changes *ch, uint64_t id)
 {
-    if (ch->n == ch->cap) {
-        size_t ncap = ch->cap ? ch->cap * 2 : 16;
-        struct ns_block_change *n = realloc(ch->v, ncap * sizeof(*n));
-        if (!n)
-            return NULL;
-        ch->v = n;
-        ch->cap = ncap;
-    }
+    if (ARRAY_RESERVE(ch->v, ch->cap, ch->n + 1, 16) != 0)
+        return NULL;
     struct ns_block_change *c = &ch->v[ch->n++];
     memset(c, 0, sizeof(*c));
     c->block_id = id;

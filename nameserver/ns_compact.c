@@ -54,11 +54,6 @@ struct call {
 };
 
 
-static int status_of(int status, const struct frame *f)
-{
-    return status ? status : (f ? f->h.status : IMG_ECONN);
-}
-
 static void ignore_reply(int status, const struct frame *f, void *arg)
 {
     (void)status;
@@ -193,17 +188,12 @@ static void compact_reply(int status, const struct frame *f, void *arg)
     struct job *j = c->j;
     struct answer *a = &j->a[c->i];
     free(c);
-    a->status = status_of(status, f);
-    if (a->status == 0) {
-        Imgstore__CompactBlockResp *m =
-            imgstore__compact_block_resp__unpack(NULL, f->h.head_len, f->head);
-        if (m) {
-            a->size = m->size;
-            a->crc = m->crc32c;
-            imgstore__compact_block_resp__free_unpacked(m, NULL);
-        } else {
-            a->status = IMG_EPROTO;
-        }
+    Imgstore__CompactBlockResp *m =
+        conn_reply_unpack(status, f, &imgstore__compact_block_resp__descriptor, &a->status);
+    if (m) {
+        a->size = m->size;
+        a->crc = m->crc32c;
+        imgstore__compact_block_resp__free_unpacked(m, NULL);
     }
     if (--j->pending == 0)
         compact_judge(j);
@@ -249,10 +239,9 @@ static void stat_reply(int status, const struct frame *f, void *arg)
     struct call *c = arg;
     struct job *j = c->j;
     free(c);
-    Imgstore__BlockInfo *bi = NULL;
-    if (status_of(status, f) != 0 ||
-        !(bi = imgstore__block_info__unpack(NULL, f->h.head_len, f->head)) || bi->corrupt ||
-        !bi->sealed || bi->size != j->size)
+    int rc;
+    Imgstore__BlockInfo *bi = conn_reply_unpack(status, f, &imgstore__block_info__descriptor, &rc);
+    if (!bi || bi->corrupt || !bi->sealed || bi->size != j->size)
         j->stat_bad = 1;
     if (bi)
         imgstore__block_info__free_unpacked(bi, NULL);

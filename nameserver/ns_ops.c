@@ -215,11 +215,6 @@ static void repair_unlink(struct repair *r)
         }
 }
 
-static int status_of(int status, const struct frame *f)
-{
-    return status ? status : (f ? f->h.status : IMG_ECONN);
-}
-
 static uint64_t longest_good(const struct ns *ns, const struct ns_block *b,
                              const struct repair *r)
 {
@@ -347,17 +342,13 @@ static void stat_reply(int status, const struct frame *f, void *arg)
     struct repair *r = k->r;
     struct holder *y = &r->hold[k->i];
     free(k);
-    y->stat_rc = status_of(status, f);
-    if (y->stat_rc == 0) {
-        Imgstore__BlockInfo *bi = imgstore__block_info__unpack(NULL, f->h.head_len, f->head);
-        if (bi) {
-            y->size = bi->size;
-            y->have_size = 1;
-            y->corrupt = bi->corrupt;
-            imgstore__block_info__free_unpacked(bi, NULL);
-        } else {
-            y->stat_rc = IMG_EPROTO;
-        }
+    Imgstore__BlockInfo *bi =
+        conn_reply_unpack(status, f, &imgstore__block_info__descriptor, &y->stat_rc);
+    if (bi) {
+        y->size = bi->size;
+        y->have_size = 1;
+        y->corrupt = bi->corrupt;
+        imgstore__block_info__free_unpacked(bi, NULL);
     }
     if (--r->pending == 0)
         repair_done(r);
@@ -369,15 +360,11 @@ static void verify_reply(int status, const struct frame *f, void *arg)
     struct repair *r = k->r;
     struct holder *y = &r->hold[k->i];
     free(k);
-    y->verify_rc = status_of(status, f);
-    if (y->verify_rc == 0) {
-        Imgstore__VerifyResp *m = imgstore__verify_resp__unpack(NULL, f->h.head_len, f->head);
-        if (m) {
-            y->bad_records = m->bad_records;
-            imgstore__verify_resp__free_unpacked(m, NULL);
-        } else {
-            y->verify_rc = IMG_EPROTO;
-        }
+    Imgstore__VerifyResp *m =
+        conn_reply_unpack(status, f, &imgstore__verify_resp__descriptor, &y->verify_rc);
+    if (m) {
+        y->bad_records = m->bad_records;
+        imgstore__verify_resp__free_unpacked(m, NULL);
     }
     if (--r->pending == 0)
         repair_done(r);

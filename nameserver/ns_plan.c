@@ -29,6 +29,7 @@
 #include "nameserver/ns.h"
 
 #include "net/conn.h"
+#include "base/array.h"
 #include "base/err.h"
 #include "base/log.h"
 
@@ -77,14 +78,8 @@ static struct ns_task *task_add(struct ns *ns, int kind, uint64_t block_id, uint
 {
     struct ns_plan *p = &ns->plan;
     tasks_trim(p);
-    if (p->ntasks == p->cap) {
-        size_t ncap = p->cap ? p->cap * 2 : 64;
-        struct ns_task *n = realloc(p->tasks, ncap * sizeof(*n));
-        if (!n)
-            return NULL;
-        p->tasks = n;
-        p->cap = ncap;
-    }
+    if (ARRAY_RESERVE(p->tasks, p->cap, p->ntasks + 1, 64) != 0)
+        return NULL;
     struct ns_task *t = &p->tasks[p->ntasks++];
     memset(t, 0, sizeof(*t));
     t->id = ++p->next_task_id;
@@ -194,26 +189,17 @@ static struct cmd *cmd_new(struct ns *ns, uint64_t task_id)
     return c;
 }
 
-static int status_of(int status, const struct frame *f)
-{
-    return status ? status : (f ? f->h.status : IMG_ECONN);
-}
-
 static void replicate_reply(int status, const struct frame *f, void *arg)
 {
     struct cmd *c = arg;
     struct ns *ns = c->ns;
-    int rc = status_of(status, f);
+    int rc;
     uint64_t size = 0;
-    if (rc == 0) {
-        Imgstore__ReplicateBlockResp *m =
-            imgstore__replicate_block_resp__unpack(NULL, f->h.head_len, f->head);
-        if (m) {
-            size = m->size;
-            imgstore__replicate_block_resp__free_unpacked(m, NULL);
-        } else {
-            rc = IMG_EPROTO;
-        }
+    Imgstore__ReplicateBlockResp *m =
+        conn_reply_unpack(status, f, &imgstore__replicate_block_resp__descriptor, &rc);
+    if (m) {
+        size = m->size;
+        imgstore__replicate_block_resp__free_unpacked(m, NULL);
     }
     if (!ns->stopping)
         ns_plan_task_end(ns, c->task_id, rc, size, uv_now(ns->loop));
@@ -309,7 +295,7 @@ static void delete_reply(int status, const struct frame *f, void *arg)
     struct cmd *c = arg;
     struct ns *ns = c->ns;
     if (!ns->stopping) {
-        ns_plan_task_end(ns, c->task_id, status_of(status, f), 0, uv_now(ns->loop));
+        ns_plan_task_end(ns, c->task_id, conn_reply_status(status, f), 0, uv_now(ns->loop));
         ns_plan_step(ns, uv_now(ns->loop));
     }
     free(c);
@@ -368,10 +354,9 @@ static void stat_reply(int status, const struct frame *f, void *arg)
     free(c);
     if (!t)
         return;
-    Imgstore__BlockInfo *bi = NULL;
-    int rc = status_of(status, f);
-    if (rc != 0 || !(bi = imgstore__block_info__unpack(NULL, f->h.head_len, f->head)) ||
-        bi->corrupt || bi->size == 0 || (t->keep_size && bi->size != t->keep_size)) {
+    int rc;
+    Imgstore__BlockInfo *bi = conn_reply_unpack(status, f, &imgstore__block_info__descriptor, &rc);
+    if (!bi || bi->corrupt || bi->size == 0 || (t->keep_size && bi->size != t->keep_size)) {
         t->keep_bad = 1;
         log_info("task %" PRIu64 ": a kept copy of block %" PRIu64 " answered %s, size %" PRIu64
                  "%s (other copies: %" PRIu64 ")",
@@ -526,14 +511,9 @@ static int cmp_cand(const void *a, const void *b)
 
 static int cand_push(struct cand **v, size_t *n, size_t *cap, uint64_t id, unsigned good)
 {
-    if (*n == *cap) {
-        size_t ncap = *cap ? *cap * 2 : 256;
-        struct cand *nv = realloc(*v, ncap * sizeof(*nv));
-        if (!nv)
-            return -ENOMEM;
-        *v = nv;
-        *cap = ncap;
-    }
+    int rc = ARRAY_RESERVE(*v, *cap, *n + 1, 256);
+    if (rc != 0)
+        return rc;
     (*v)[(*n)++] = (struct cand){.id = id, .good = good};
     return 0;
 }
@@ -822,14 +802,8 @@ void ns_plan_step(struct ns *ns, uint64_t now_ms)
             draining += leaving;
         }
         if (up == 0) {
-            if (nlost == clost) {
-                size_t nc = clost ? clost * 2 : 64;
-                uint64_t *nv = realloc(lost, nc * sizeof(*nv));
-                if (!nv)
-                    continue;
-                lost = nv;
-                clost = nc;
-            }
+            if (ARRAY_RESERVE(lost, clost, nlost + 1, 64) != 0)
+                continue;
             lost[nlost++] = b->id;
             continue;
         }
@@ -912,7 +886,7 @@ struct cancel_cmd {
 static void cancel_copy_reply(int status, const struct frame *f, void *arg)
 {
     struct cancel_cmd *c = arg;
-    int rc = status_of(status, f);
+    int rc = conn_reply_status(status, f);
     if (c->ns->stopping) { /* the session closes with the nameserver: nothing to say */
         free(c);
         return;

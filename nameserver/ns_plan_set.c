@@ -123,10 +123,9 @@ static void join_reply(int status, const struct frame *f, void *arg)
     struct ns_block *b = ns->stopping ? NULL : ns_blocks_get(&ns->blocks, c->block_id);
     if (b) {
         b->join_asked = 0;
+        int rc;
         Imgstore__SetReplicasResp *m =
-            status == 0 && f && f->h.status == 0
-                ? imgstore__set_replicas_resp__unpack(NULL, f->h.head_len, f->head)
-                : NULL;
+            conn_reply_unpack(status, f, &imgstore__set_replicas_resp__descriptor, &rc);
         if (m)
             ns_plan_primary_tail(ns, b, c->primary, c->ver, m->size);
         if (m)

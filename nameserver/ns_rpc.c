@@ -25,8 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ADDR_TEXT_MAX 64
-
 /* One accepted connection; freed in its close callback. */
 struct ns_peer {
     struct ns_peer *prev, *next;
@@ -415,18 +413,11 @@ static void log_listening(struct ns *ns)
 {
     struct sockaddr_storage ss;
     int len = sizeof(ss);
-    char host[ADDR_TEXT_MAX] = "?";
-    int port = 0;
-    if (uv_tcp_getsockname(&ns->listener, (struct sockaddr *)&ss, &len) == 0) {
-        if (ss.ss_family == AF_INET) {
-            uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof(host));
-            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-        } else if (ss.ss_family == AF_INET6) {
-            uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof(host));
-            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-        }
-    }
-    log_info("listening on %s:%d (%s mode)", host, port, ns->safe_mode ? "safe" : "normal");
+    char addr[CONN_ADDR_TEXT_MAX];
+    if (uv_tcp_getsockname(&ns->listener, (struct sockaddr *)&ss, &len) != 0)
+        ss.ss_family = AF_UNSPEC;
+    conn_addr_text(&ss, addr, sizeof(addr));
+    log_info("listening on %s (%s mode)", addr, ns->safe_mode ? "safe" : "normal");
 }
 
 int ns_start(struct ns *ns, uv_loop_t *loop)

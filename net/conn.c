@@ -40,7 +40,7 @@ struct conn {
     struct pending *pending;
     struct pending **pending_tail; /* the last `next` field, or &pending */
     size_t wq_bytes;
-    char peer[64];
+    char peer[CONN_ADDR_TEXT_MAX];
 };
 
 struct wreq {
@@ -89,6 +89,23 @@ void conn_close(struct conn *c)
 int conn_is_closing(const struct conn *c)
 {
     return c->closing;
+}
+
+int conn_reply_status(int status, const struct frame *f)
+{
+    return status ? status : (f ? f->h.status : IMG_ECONN);
+}
+
+void *conn_reply_unpack(int status, const struct frame *f, const ProtobufCMessageDescriptor *desc,
+                        int *rc)
+{
+    *rc = conn_reply_status(status, f);
+    if (*rc != 0)
+        return NULL;
+    ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, f->h.head_len, f->head);
+    if (!m)
+        *rc = IMG_EPROTO;
+    return m;
 }
 
 const char *conn_peer(const struct conn *c)
@@ -257,24 +274,29 @@ static struct conn *conn_new(uv_loop_t *loop, conn_frame_cb on_frame, conn_close
     return c;
 }
 
+void conn_addr_text(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        uv_ip4_name(in, host, sizeof(host));
+        port = ntohs(in->sin_port);
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+        uv_ip6_name(in6, host, sizeof(host));
+        port = ntohs(in6->sin6_port);
+    }
+    snprintf(out, len, "%s:%d", host, port);
+}
+
 static void fill_peer(struct conn *c)
 {
     struct sockaddr_storage ss;
     int len = sizeof(ss);
-    char host[INET6_ADDRSTRLEN] = "?";
-    int port = 0;
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
-        if (ss.ss_family == AF_INET) {
-            struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-            uv_ip4_name(in, host, sizeof(host));
-            port = ntohs(in->sin_port);
-        } else if (ss.ss_family == AF_INET6) {
-            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-            uv_ip6_name(in6, host, sizeof(host));
-            port = ntohs(in6->sin6_port);
-        }
-    }
-    snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+        ss.ss_family = AF_UNSPEC;
+    conn_addr_text(&ss, c->peer, sizeof(c->peer));
 }
 
 struct conn *conn_accept(uv_stream_t *server, conn_frame_cb on_frame, conn_close_cb on_close,

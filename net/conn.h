@@ -44,6 +44,19 @@ typedef void (*conn_close_cb)(struct conn *c, void *ctx);
  * IMG_ETIMEDOUT or IMG_ECONN. */
 typedef void (*conn_reply_cb)(int status, const struct frame *f, void *arg);
 
+/* The outcome of a request as its conn_reply_cb sees it: `status` when the
+ * request failed here, else the peer's h.status (IMG_ECONN for a missing
+ * frame). Returns 0 when the peer succeeded. */
+int conn_reply_status(int status, const struct frame *f);
+
+/* For a conn_reply_cb whose reply carries a `desc` message: when the request
+ * succeeded (conn_reply_status is 0), unpacks the head and returns it, owned
+ * by the caller (freed with its imgstore__X__free_unpacked), with *rc 0.
+ * Otherwise returns NULL with *rc the failure, IMG_EPROTO for a head that
+ * does not unpack. */
+void *conn_reply_unpack(int status, const struct frame *f, const ProtobufCMessageDescriptor *desc,
+                        int *rc);
+
 /* Frees a body handed to conn_send_* with ownership. */
 typedef void (*conn_free_fn)(void *body);
 
@@ -90,6 +103,12 @@ size_t conn_write_queue_bytes(const struct conn *c);
 /* Owner data slot. */
 void conn_set_data(struct conn *c, void *data);
 void *conn_get_data(const struct conn *c);
+
+#define CONN_ADDR_TEXT_MAX 64 /* "HOST:PORT" with its NUL, IPv6 included */
+
+/* Writes the IPv4 or IPv6 address `ss` as "HOST:PORT" into out (len bytes,
+ * CONN_ADDR_TEXT_MAX is enough); "?:0" for any other family. */
+void conn_addr_text(const struct sockaddr_storage *ss, char *out, size_t len);
 
 /* Splits "HOST:PORT" into a sockaddr. Returns 0 or IMG_EINVAL. */
 int conn_parse_addr(const char *hostport, struct sockaddr_storage *ss);

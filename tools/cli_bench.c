@@ -15,6 +15,7 @@
 
 #include "tools/cli_util.h"
 #include "tools/emit.h"
+#include "base/array.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -119,14 +120,9 @@ static uint64_t splitmix(uint64_t *s)
 
 static int lat_push(struct lat_vec *l, uint32_t us)
 {
-    if (l->n == l->cap) {
-        size_t ncap = l->cap ? l->cap * 2 : 4096;
-        uint32_t *p = realloc(l->v, ncap * sizeof(*p));
-        if (!p)
-            return -ENOMEM;
-        l->v = p;
-        l->cap = ncap;
-    }
+    int rc = ARRAY_RESERVE(l->v, l->cap, l->n + 1, 4096);
+    if (rc != 0)
+        return rc;
     l->v[l->n++] = us;
     return 0;
 }

@@ -7,6 +7,7 @@
 #include "tools/cli_bench.h"
 #include "tools/cli_util.h"
 #include "client/imgstore.h"
+#include "base/fsutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -25,7 +26,6 @@
 #define DEFAULT_NS "127.0.0.1:7400"
 #define PUT_MAX_BYTES (32u << 20) /* imgstore_put's limit, see imgstore.h */
 #define READ_CHUNK (64u << 10)
-#define PATH_TMP_SUFFIX ".tmp"
 #define TIME_BUF 32
 
 static const char *prog = "imgstore";
@@ -139,53 +139,6 @@ err:
     return rc;
 }
 
-/* Writes all of buf to fd. Returns 0 or -errno. */
-static int write_all(int fd, const void *buf, size_t len)
-{
-    const uint8_t *p = buf;
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
-/* Writes buf to `path` through path.tmp + fsync + rename, so `path` never
- * holds a partial file. Returns 0 or -errno (the temp file is removed). */
-static int write_file_atomic(const char *path, const void *buf, size_t len)
-{
-    size_t pl = strlen(path);
-    char *tmp = malloc(pl + sizeof(PATH_TMP_SUFFIX));
-    if (!tmp)
-        return -ENOMEM;
-    memcpy(tmp, path, pl);
-    memcpy(tmp + pl, PATH_TMP_SUFFIX, sizeof(PATH_TMP_SUFFIX));
-    int rc = 0;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        rc = -errno;
-        goto out;
-    }
-    rc = write_all(fd, buf, len);
-    if (rc == 0 && fsync(fd) != 0)
-        rc = -errno;
-    if (close(fd) != 0 && rc == 0)
-        rc = -errno;
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = -errno;
-    if (rc != 0)
-        unlink(tmp);
-out:
-    free(tmp);
-    return rc;
-}
-
 static int cmd_put(imgstore_t *h, int argc, char **argv)
 {
     static const struct option longopts[] = {{"mime", required_argument, NULL, 'm'},
@@ -243,13 +196,13 @@ static int cmd_get(imgstore_t *h, int argc, char **argv)
         return fail("get", name, imgstore_strerror(rc));
     int status = EXIT_OK;
     if (outpath) {
-        rc = write_file_atomic(outpath, data, len);
+        rc = fs_write_atomic(outpath, data, len);
         if (rc != 0) {
             fprintf(stderr, "%s: get %s: %s: %s\n", prog, name, outpath, strerror(-rc));
             status = EXIT_FAIL;
         }
     } else {
-        rc = write_all(STDOUT_FILENO, data, len);
+        rc = fs_write_full(STDOUT_FILENO, data, len);
         if (rc != 0) {
             fprintf(stderr, "%s: get %s: stdout: %s\n", prog, name, strerror(-rc));
             status = EXIT_FAIL;

@@ -1,6 +1,8 @@
 /* emit.c - aligned text tables and JSON documents for the command-line
- * tools (see emit.h). Calls only libc. */
+ * tools (see emit.h). Calls libc and base/array.h only. */
 #include "tools/emit.h"
+
+#include "base/array.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -24,15 +26,12 @@ static char *next_cell(struct emit_table *t)
     if (t->err)
         return NULL;
     if (t->col == 0 || t->col == t->ncols) {
-        if (t->nrows == t->cap) {
-            size_t cap = t->cap ? t->cap * 2 : TABLE_FIRST_CAP;
-            void *p = realloc(t->cells, cap * (size_t)t->ncols * EMIT_CELL_MAX);
-            if (!p) {
-                t->err = -ENOMEM;
-                return NULL;
-            }
-            t->cells = p;
-            t->cap = cap;
+        /* t->cap counts rows of ncols cells */
+        int rc = array_reserve(&t->cells, &t->cap, t->nrows + 1,
+                               (size_t)t->ncols * sizeof(*t->cells), TABLE_FIRST_CAP);
+        if (rc != 0) {
+            t->err = rc;
+            return NULL;
         }
         t->nrows++;
         t->col = 0;
