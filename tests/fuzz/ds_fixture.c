@@ -17,9 +17,21 @@
 #include "proto/imgstore.pb-c.h"
 #include "tests/fuzz/fuzz.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 struct fx fx;
+
+/* Once per process, for both harnesses: the server's log off, and a write to
+ * a connection the other side closed fails instead of killing the process. */
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    setenv("IMGSTORE_LOG", "off", 1);
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
 
 /* ---- raw framed connections ------------------------------------------------ */
 

@@ -71,6 +71,11 @@ static inline const uint8_t *fuzz_part(struct fuzz_in *in, size_t *len)
     return fuzz_bytes(in, fuzz_u16(in), len);
 }
 
+/* Returns a malloc'd copy of exactly `size` bytes of data (the caller
+ * frees it), so that ASan catches a read one byte too far: libFuzzer's own
+ * buffer is not always that tight. */
+void *fuzz_exact_copy(const void *data, size_t size);
+
 /* Writes a whole file (created or truncated); aborts on failure, since a
  * harness that cannot set up its case tests nothing. */
 void fuzz_write_file(const char *path, const void *a, size_t alen, const void *b, size_t blen);

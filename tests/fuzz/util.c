@@ -47,6 +47,14 @@ const char *fuzz_tmpdir(void)
     return tmpdir;
 }
 
+void *fuzz_exact_copy(const void *data, size_t size)
+{
+    void *p = malloc(size ? size : 1);
+    FUZZ_CHECK(p != NULL);
+    memcpy(p, data, size);
+    return p;
+}
+
 static void write_all(int fd, const void *buf, size_t len)
 {
     const uint8_t *p = buf;
