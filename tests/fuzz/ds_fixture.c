@@ -17,32 +17,27 @@
 #include "proto/imgstore.pb-c.h"
 #include "tests/fuzz/fuzz.h"
 
-#include <ftw.h>
-#include <sys/stat.h>
+#include <signal.h>
 #include <unistd.h>
 
 struct fx fx;
 
+/* Once per process, for both harnesses: the server's log off, and a write to
+ * a connection the other side closed fails instead of killing the process. */
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    setenv("IMGSTORE_LOG", "off", 1);
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
 /* ---- raw framed connections ------------------------------------------------ */
 
-struct rawc;
-typedef void (*raw_frame_fn)(struct rawc *rc, const struct frame_header *h, const uint8_t *head,
-                             const uint8_t *body);
-
 struct rawc {
-    uv_tcp_t tcp;
-    uv_connect_t creq;
-    uint8_t *buf;
-    size_t len, cap;
-    raw_frame_fn on_frame;
-    int open;   /* handle initialised and not yet closed */
-    int eof;
+    struct fuzz_conn c; /* first: on_frame casts back */
     int session; /* the dataserver's heartbeat session (nameserver side) */
-};
-
-struct wreq {
-    uv_write_t w;
-    uint8_t data[];
 };
 
 #define FX_NS_CONNS 8
@@ -58,112 +53,21 @@ static int wait_done, wait_status;
 static uint8_t *wait_head, *wait_body;
 static size_t wait_head_len, wait_body_len;
 
-static void raw_closed(uv_handle_t *h)
-{
-    struct rawc *rc = h->data;
-    free(rc->buf);
-    rc->buf = NULL;
-    rc->len = rc->cap = 0;
-}
-
-static void raw_close(struct rawc *rc)
-{
-    if (!rc->open)
-        return;
-    rc->open = 0;
-    uv_close((uv_handle_t *)&rc->tcp, raw_closed);
-}
-
-static void raw_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
-{
-    struct rawc *rc = h->data;
-    if (rc->cap - rc->len < 65536) {
-        rc->cap = rc->cap * 2 + 65536;
-        rc->buf = realloc(rc->buf, rc->cap);
-        FUZZ_CHECK(rc->buf != NULL);
-    }
-    *out = uv_buf_init((char *)rc->buf + rc->len, (unsigned)(rc->cap - rc->len));
-}
-
-static void raw_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
-{
-    struct rawc *rc = s->data;
-    if (n < 0) {
-        rc->eof = 1;
-        raw_close(rc);
-        return;
-    }
-    rc->len += (size_t)n;
-    size_t used = 0;
-    while (rc->on_frame && rc->len - used >= FRAME_HEADER_SIZE) {
-        struct frame_header h;
-        /* The server never sends a frame its own decoder refuses. */
-        FUZZ_CHECK(frame_decode(rc->buf + used, &h) == 0);
-        size_t total = FRAME_HEADER_SIZE + (size_t)h.head_len + h.body_len;
-        if (rc->len - used < total)
-            break;
-        const uint8_t *head = rc->buf + used + FRAME_HEADER_SIZE;
-        rc->on_frame(rc, &h, head, head + h.head_len);
-        used += total;
-        if (!rc->open)
-            return;
-    }
-    memmove(rc->buf, rc->buf + used, rc->len - used);
-    rc->len -= used;
-}
-
-static void write_done(uv_write_t *w, int status)
-{
-    free(w);
-}
-
-static void raw_write(struct rawc *rc, const void *a, size_t alen, const void *b, size_t blen)
-{
-    if (!rc->open)
-        return;
-    struct wreq *w = malloc(sizeof(*w) + alen + blen + 1);
-    FUZZ_CHECK(w != NULL);
-    memcpy(w->data, a, alen);
-    if (blen)
-        memcpy(w->data + alen, b, blen);
-    uv_buf_t buf = uv_buf_init((char *)w->data, (unsigned)(alen + blen));
-    if (uv_write(&w->w, (uv_stream_t *)&rc->tcp, &buf, 1, write_done) != 0)
-        free(w);
-}
-
 /* Sends one frame with a raw head; returns its request id. */
-static uint64_t raw_send(struct rawc *rc, unsigned type, int32_t status, uint64_t id,
-                         const void *head, size_t head_len, const void *body, size_t body_len)
+static uint64_t raw_send(struct rawc *rc, unsigned type, const void *head, size_t head_len,
+                         const void *body, size_t body_len)
 {
-    struct frame_header h = {.version = FRAME_VERSION, .type = (uint8_t)type, .status = status,
-                             .request_id = id ? id : ++next_id, .head_len = (uint32_t)head_len,
+    struct frame_header h = {.version = FRAME_VERSION, .type = (uint8_t)type,
+                             .request_id = ++next_id, .head_len = (uint32_t)head_len,
                              .body_len = (uint32_t)body_len};
-    size_t n = FRAME_HEADER_SIZE + head_len;
-    uint8_t *hb = malloc(n + 1);
-    FUZZ_CHECK(hb != NULL);
-    frame_encode(&h, hb);
-    if (head_len)
-        memcpy(hb + FRAME_HEADER_SIZE, head, head_len);
-    raw_write(rc, hb, n, body, body_len);
-    free(hb);
+    fuzz_conn_send(&rc->c, &h, head, body);
     return h.request_id;
 }
 
 static void raw_reply(struct rawc *rc, const struct frame_header *req, int32_t status,
                       const ProtobufCMessage *m)
 {
-    size_t n = m ? protobuf_c_message_get_packed_size(m) : 0;
-    uint8_t *p = malloc(n + 1);
-    FUZZ_CHECK(p != NULL);
-    if (m)
-        protobuf_c_message_pack(m, p);
-    raw_send(rc, req->type | FRAME_RESPONSE, status, req->request_id, p, n, NULL, 0);
-    free(p);
-}
-
-static int raw_start_read(struct rawc *rc)
-{
-    return uv_read_start((uv_stream_t *)&rc->tcp, raw_alloc, raw_read);
+    fuzz_conn_send_msg(&rc->c, req->type | FRAME_RESPONSE, status, req->request_id, m);
 }
 
 /* An answer to a request of ours (on any connection). */
@@ -201,9 +105,10 @@ static void self_replica(Imgstore__Replica *r)
     r->http_addr = fx.ds.http_addr;
 }
 
-static void ns_frame(struct rawc *rc, const struct frame_header *h, const uint8_t *head,
+static void ns_frame(struct fuzz_conn *c, const struct frame_header *h, const uint8_t *head,
                      const uint8_t *body)
 {
+    struct rawc *rc = (struct rawc *)c;
     if (h->type & FRAME_RESPONSE) {
         got_answer(h, head, body);
         return;
@@ -270,29 +175,26 @@ static void ns_accept(uv_stream_t *server, int status)
         return;
     struct rawc *rc = NULL;
     for (int i = 0; i < FX_NS_CONNS && !rc; i++)
-        if (!ns_conns[i].open && !ns_conns[i].buf)
+        if (!ns_conns[i].c.live)
             rc = &ns_conns[i];
     FUZZ_CHECK(rc != NULL);
     memset(rc, 0, sizeof(*rc));
-    uv_tcp_init(fx.ds.loop, &rc->tcp);
-    rc->tcp.data = rc;
-    rc->open = 1;
-    rc->on_frame = ns_frame;
-    if (uv_accept(server, (uv_stream_t *)&rc->tcp) != 0 || raw_start_read(rc) != 0)
-        raw_close(rc);
+    fuzz_conn_init(&rc->c, fx.ds.loop, ns_frame);
+    if (uv_accept(server, (uv_stream_t *)&rc->c.tcp) != 0 || fuzz_conn_start_read(&rc->c) != 0)
+        fuzz_conn_close(&rc->c);
 }
 
 static struct rawc *session(void)
 {
     for (int i = 0; i < FX_NS_CONNS; i++)
-        if (ns_conns[i].open && ns_conns[i].session)
+        if (ns_conns[i].c.open && ns_conns[i].session)
             return &ns_conns[i];
     return NULL;
 }
 
 /* ---- the native client -------------------------------------------------------- */
 
-static void cli_frame(struct rawc *rc, const struct frame_header *h, const uint8_t *head,
+static void cli_frame(struct fuzz_conn *c, const struct frame_header *h, const uint8_t *head,
                       const uint8_t *body)
 {
     got_answer(h, head, body);
@@ -300,43 +202,31 @@ static void cli_frame(struct rawc *rc, const struct frame_header *h, const uint8
 
 static void cli_connected(uv_connect_t *req, int status)
 {
-    struct rawc *rc = req->data;
-    if (status != 0 || raw_start_read(rc) != 0)
-        raw_close(rc);
+    struct fuzz_conn *c = req->data;
+    if (status != 0 || fuzz_conn_start_read(c) != 0)
+        fuzz_conn_close(c);
 }
 
 static void cli_open(void)
 {
     memset(&cli, 0, sizeof(cli));
-    uv_tcp_init(fx.ds.loop, &cli.tcp);
-    cli.tcp.data = &cli;
-    cli.creq.data = &cli;
-    cli.open = 1;
-    cli.on_frame = cli_frame;
+    fuzz_conn_init(&cli.c, fx.ds.loop, cli_frame);
     struct sockaddr_storage ss;
     FUZZ_CHECK(conn_parse_addr(fx.ds.listen_addr, &ss) == 0);
-    FUZZ_CHECK(uv_tcp_connect(&cli.creq, &cli.tcp, (struct sockaddr *)&ss, cli_connected) == 0);
+    FUZZ_CHECK(uv_tcp_connect(&cli.c.creq, &cli.c.tcp, (struct sockaddr *)&ss, cli_connected) == 0);
 }
 
 /* ---- loop helpers --------------------------------------------------------------- */
 
-static void timer_fired(uv_timer_t *t)
+static int flag_set(void *flag)
 {
-    *(int *)t->data = 1;
+    return *(const int *)flag;
 }
 
 /* Runs the loop until *flag is set or ms passed. */
-static void run_until(const int *flag, uint32_t ms)
+static void run_until(int *flag, uint32_t ms)
 {
-    uv_timer_t t;
-    int expired = 0;
-    uv_timer_init(fx.ds.loop, &t);
-    t.data = &expired;
-    uv_timer_start(&t, timer_fired, ms, 0);
-    while (!*flag && !expired)
-        uv_run(fx.ds.loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(fx.ds.loop, UV_RUN_NOWAIT);
+    fuzz_run_until(fx.ds.loop, flag_set, flag, ms);
 }
 
 void fx_run_for(uint32_t ms)
@@ -350,10 +240,10 @@ int fx_request(int to_session, unsigned type, const void *head, size_t head_len,
                size_t *resp_len)
 {
     struct rawc *rc = to_session ? session() : &cli;
-    if (!rc || !rc->open)
+    if (!rc || !rc->c.open)
         return FX_NO_ANSWER;
     wait_done = 0;
-    wait_id = raw_send(rc, type, 0, 0, head, head_len, body, body_len);
+    wait_id = raw_send(rc, type, head, head_len, body, body_len);
     run_until(&wait_done, wait_ms);
     if (!wait_done)
         return FX_NO_ANSWER;
@@ -549,18 +439,12 @@ static void delete_file(int i)
     fx.files[i].deleted = 1;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    remove(path);
-    return 0;
-}
-
 void fx_start(void)
 {
     struct ds *ds = &fx.ds;
     if (!data_dir[0])
         snprintf(data_dir, sizeof(data_dir), "%s/ds", fuzz_tmpdir());
-    nftw(data_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    fuzz_rmtree(data_dir);
     memset(&fx, 0, sizeof(fx));
     ds->loop = uv_default_loop();
     char *dirs[1] = {data_dir};
@@ -619,9 +503,9 @@ void fx_stop(void)
     ds_peer_close_all(ds);
     ds_http_stop(ds);
     uv_close((uv_handle_t *)&ds->listen_tcp, NULL);
-    raw_close(&cli);
+    fuzz_conn_close(&cli.c);
     for (int i = 0; i < FX_NS_CONNS; i++)
-        raw_close(&ns_conns[i]);
+        fuzz_conn_close(&ns_conns[i].c);
     if (ns_listen_open) {
         uv_close((uv_handle_t *)&ns_listen, NULL);
         ns_listen_open = 0;
@@ -645,7 +529,7 @@ void fx_stop(void)
     free(wait_body);
     wait_head = wait_body = NULL;
     wait_head_len = wait_body_len = 0;
-    nftw(data_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    fuzz_rmtree(data_dir);
 }
 
 /* ---- invariants ------------------------------------------------------------------------ */

@@ -15,7 +15,8 @@
  * FX_FILES files, the last one deleted; block 2, a secondary whose primary
  * is a closed port (REPL_APPEND target). fx.files[] has their names and
  * cookies. fx_stop shuts everything down the way main.c does and removes the
- * folder, so every fuzz input starts from the same state. */
+ * folder, so every fuzz input starts from the same state. ds_fixture.c also
+ * defines LLVMFuzzerInitialize for its harnesses (log off, SIGPIPE ignored). */
 #ifndef IMG_FUZZ_DS_FIXTURE_H
 #define IMG_FUZZ_DS_FIXTURE_H
 

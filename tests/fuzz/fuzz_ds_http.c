@@ -29,22 +29,12 @@
 
 #include <http_parser.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <strings.h>
 
 #define FUZZ_WAIT_MS 2000
 #define FUZZ_NO_REQUEST_WAIT_MS 20
 #define FUZZ_MAX_REQS 64
 #define FUZZ_MAX_INPUT 65536
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    setenv("IMGSTORE_LOG", "off", 1);
-    signal(SIGPIPE, SIG_IGN);
-    return 0;
-}
 
 /* ---- the requests in the input (to know how many answers to expect and
  * which are to HEAD) ------------------------------------------------------- */

@@ -52,15 +52,6 @@ static const struct kind kinds[] = {
 };
 #define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    setenv("IMGSTORE_LOG", "off", 1);
-    signal(SIGPIPE, SIG_IGN);
-    return 0;
-}
-
 /* READ, STAT (head Read) and DELETE (head Delete, same fields): sets the
  * file reference to fixture file i; keeps the input head when it does not
  * parse (then the server refuses it anyway). */

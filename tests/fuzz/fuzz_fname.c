@@ -47,10 +47,7 @@ static void check_encode(struct fuzz_in *in)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    /* An exact-size copy, so that reading one byte too far is caught. */
-    char *s = malloc(size ? size : 1);
-    FUZZ_CHECK(s != NULL);
-    memcpy(s, data, size);
+    char *s = fuzz_exact_copy(data, size);
     check_decode(s, size);
     free(s);
     struct fuzz_in in = {data, size};

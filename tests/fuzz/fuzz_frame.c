@@ -66,10 +66,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t len = size - FRAME_HEADER_SIZE;
     if (frame_decode(data, &h) == 0 && h.head_len < len)
         len = h.head_len;
-    /* Copied so that a read past the head is a read past an allocation. */
-    uint8_t *head = malloc(len ? len : 1);
-    FUZZ_CHECK(head != NULL);
-    memcpy(head, data + FRAME_HEADER_SIZE, len);
+    uint8_t *head = fuzz_exact_copy(data + FRAME_HEADER_SIZE, len);
     for (size_t i = 0; i < sizeof(fuzz_descriptors) / sizeof(fuzz_descriptors[0]); i++)
         check_message(fuzz_descriptors[i], head, len);
     free(head);

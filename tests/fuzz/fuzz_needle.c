@@ -61,9 +61,7 @@ static void check_build(const uint8_t *data, size_t len)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    uint8_t *rec = malloc(size ? size : 1);
-    FUZZ_CHECK(rec != NULL);
-    memcpy(rec, data, size);
+    uint8_t *rec = fuzz_exact_copy(data, size);
     check_record(rec, size);
     free(rec);
     check_build(data, size);

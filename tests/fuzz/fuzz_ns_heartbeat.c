@@ -16,6 +16,7 @@
  * and are writable. */
 #include "nameserver/ns.h"
 #include "tests/fuzz/fuzz.h"
+#include "tests/fuzz/ns_check.h"
 
 #include <unistd.h>
 
@@ -35,31 +36,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-static void check_map(const struct ns *ns)
-{
-    uint32_t *count = calloc(ns->nservers + 1, sizeof(*count));
-    FUZZ_CHECK(count != NULL);
-    for (size_t i = 0; i < ns->blocks.cap; i++) {
-        const struct ns_block *b = &ns->blocks.slots[i];
-        if (b->id == 0)
-            continue;
-        FUZZ_CHECK(b->nrep <= NS_BLOCK_SLOTS);
-        FUZZ_CHECK(b->primary == NS_NO_PRIMARY || b->primary < b->nrep);
-        for (unsigned r = 0; r < b->nrep; r++) {
-            FUZZ_CHECK(b->rep[r] < ns->nservers);
-            for (unsigned q = 0; q < r; q++)
-                FUZZ_CHECK(b->rep[q] != b->rep[r]);
-            count[b->rep[r]]++;
-        }
-        FUZZ_CHECK(ns_blocks_get(&ns->blocks, b->id) == b);
-    }
-    for (size_t i = 0; i < ns->nservers; i++) {
-        FUZZ_CHECK(ns->servers[i]->idx == i);
-        FUZZ_CHECK(ns->servers[i]->nblocks == count[i]);
-    }
-    free(count);
-}
-
 static void step(struct ns *ns, const uint8_t *head, size_t len, uint64_t now)
 {
     Imgstore__Heartbeat *hb = imgstore__heartbeat__unpack(NULL, len, head);
@@ -73,7 +49,7 @@ static void step(struct ns *ns, const uint8_t *head, size_t len, uint64_t now)
         ns_safe_mode_check(ns, now);
     }
     imgstore__heartbeat__free_unpacked(hb, NULL);
-    check_map(ns);
+    fuzz_check_block_map(ns);
 
     ns_pool_prune(ns);
     uint64_t ids[NS_ALLOC_MAX];
@@ -106,12 +82,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         now += (uint64_t)(op & 0x7f) * FUZZ_STEP_MS;
         if (op & 0x80) {
             ns_registry_check_timeouts(&ns, now);
-            check_map(&ns);
+            fuzz_check_block_map(&ns);
         }
-        /* An exact-size copy, so a read past the head is caught. */
-        uint8_t *copy = malloc(len ? len : 1);
-        FUZZ_CHECK(copy != NULL);
-        memcpy(copy, head, len);
+        uint8_t *copy = fuzz_exact_copy(head, len);
         step(&ns, copy, len, now);
         free(copy);
     }

@@ -56,10 +56,9 @@
 #include "proto/frame.h"
 #include "proto/imgstore.pb-c.h"
 #include "tests/fuzz/fuzz.h"
+#include "tests/fuzz/ns_check.h"
 
-#include <ftw.h>
 #include <signal.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define FUZZ_MAX_STEPS 16
@@ -99,15 +98,10 @@ struct pend {
 };
 
 struct peer {
-    uv_tcp_t tcp;
-    uv_connect_t creq;
+    struct fuzz_conn c; /* first: peer_frame casts back */
     uv_shutdown_t sreq;
-    uint8_t *buf;
-    size_t len, cap;
     int ds;            /* index of the fake dataserver, FX_NO_DS for the client */
-    int open;          /* handle initialised and not closed */
-    int live;          /* uv_close's callback not run yet */
-    int connected, eof; /* eof: the nameserver closed it */
+    int connected;
     int hb_done, hb_status;
     uint64_t hb_id;
 };
@@ -129,82 +123,10 @@ static struct {
     int verbose;
 } fx;
 
-struct wreq {
-    uv_write_t w;
-    uint8_t data[];
-};
-
-static void peer_closed(uv_handle_t *h)
-{
-    struct peer *p = h->data;
-    p->live = 0;
-    free(p->buf);
-    p->buf = NULL;
-    p->len = p->cap = 0;
-}
-
-static void peer_close(struct peer *p)
-{
-    if (!p->open)
-        return;
-    p->open = 0;
-    uv_close((uv_handle_t *)&p->tcp, peer_closed);
-}
-
-static void peer_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
-{
-    struct peer *p = h->data;
-    if (p->cap - p->len < 65536) {
-        p->cap = p->cap * 2 + 65536;
-        p->buf = realloc(p->buf, p->cap);
-        FUZZ_CHECK(p->buf != NULL);
-    }
-    *out = uv_buf_init((char *)p->buf + p->len, (unsigned)(p->cap - p->len));
-}
-
-static void write_done(uv_write_t *w, int status)
-{
-    free(w);
-}
-
-static void peer_write(struct peer *p, const void *a, size_t alen, const void *b, size_t blen)
-{
-    if (!p->open)
-        return;
-    struct wreq *w = malloc(sizeof(*w) + alen + blen + 1);
-    FUZZ_CHECK(w != NULL);
-    memcpy(w->data, a, alen);
-    if (blen)
-        memcpy(w->data + alen, b, blen);
-    uv_buf_t buf = uv_buf_init((char *)w->data, (unsigned)(alen + blen));
-    if (uv_write(&w->w, (uv_stream_t *)&p->tcp, &buf, 1, write_done) != 0)
-        free(w);
-}
-
-static void send_frame(struct peer *p, const struct frame_header *h, const void *head,
-                       size_t head_len, const void *body, size_t body_len)
-{
-    uint8_t *hb = malloc(FRAME_HEADER_SIZE + head_len + 1);
-    FUZZ_CHECK(hb != NULL);
-    frame_encode(h, hb);
-    if (head_len)
-        memcpy(hb + FRAME_HEADER_SIZE, head, head_len);
-    peer_write(p, hb, FRAME_HEADER_SIZE + head_len, body, body_len);
-    free(hb);
-}
-
 static void send_msg(struct peer *p, unsigned type, int32_t status, uint64_t id,
                      const ProtobufCMessage *m)
 {
-    size_t n = m ? protobuf_c_message_get_packed_size(m) : 0;
-    uint8_t *head = malloc(n + 1);
-    FUZZ_CHECK(head != NULL);
-    if (m)
-        protobuf_c_message_pack(m, head);
-    struct frame_header h = {.version = FRAME_VERSION, .type = (uint8_t)type, .status = status,
-                             .request_id = id, .head_len = (uint32_t)n};
-    send_frame(p, &h, head, n, NULL, 0);
-    free(head);
+    fuzz_conn_send_msg(&p->c, type, status, id, m);
 }
 
 /* ---- the fake dataservers' answers to the nameserver's commands -------------------- */
@@ -217,6 +139,19 @@ static const struct fx_copy *copy_of(int ds, uint64_t id)
     return NULL;
 }
 
+/* What a fake dataserver says of its copy c (STAT_BLOCK, heartbeats). */
+static void copy_info(const struct fx_copy *c, Imgstore__BlockInfo *bi)
+{
+    imgstore__block_info__init(bi);
+    bi->block_id = c->block_id;
+    bi->size = c->size;
+    bi->file_count = c->files;
+    bi->deleted_bytes = c->deleted;
+    bi->sealed = c->sealed;
+    bi->primary = c->primary;
+    bi->corrupt = c->corrupt;
+}
+
 /* A proper answer to command `h` on dataserver ds (FX_NO_DS: the client
  * connection turned session, which holds nothing). */
 static void answer_good(struct peer *p, const struct frame_header *h, const uint8_t *head)
@@ -226,7 +161,6 @@ static void answer_good(struct peer *p, const struct frame_header *h, const uint
     Imgstore__StatBlock *sb = imgstore__stat_block__unpack(NULL, h->head_len, head);
     FUZZ_CHECK(sb != NULL); /* the nameserver sends well-formed commands */
     const struct fx_copy *c = copy_of(p->ds, sb->block_id);
-    uint64_t id = sb->block_id;
     imgstore__stat_block__free_unpacked(sb, NULL);
     switch (h->type) {
     case FT_CREATE_BLOCK: {
@@ -284,14 +218,8 @@ static void answer_good(struct peer *p, const struct frame_header *h, const uint
         break;
     }
     case FT_STAT_BLOCK: {
-        Imgstore__BlockInfo r = IMGSTORE__BLOCK_INFO__INIT;
-        r.block_id = id;
-        r.size = c->size;
-        r.file_count = c->files;
-        r.deleted_bytes = c->deleted;
-        r.sealed = c->sealed;
-        r.primary = c->primary;
-        r.corrupt = c->corrupt;
+        Imgstore__BlockInfo r;
+        copy_info(c, &r);
         send_msg(p, rt, 0, h->request_id, &r.base);
         break;
     }
@@ -327,7 +255,7 @@ static void ds_command(struct peer *p, const struct frame_header *h, const uint8
         struct frame_header r = {.version = FRAME_VERSION, .type = h->type | FRAME_RESPONSE,
                                  .request_id = h->request_id,
                                  .head_len = (uint32_t)fx.hostile_len};
-        send_frame(p, &r, fx.hostile, fx.hostile_len, NULL, 0);
+        fuzz_conn_send(&p->c, &r, fx.hostile, NULL);
         break;
     }
     default: break; /* silent */
@@ -515,76 +443,51 @@ static void ds_answer(struct peer *p, const struct frame_header *h, const uint8_
     }
 }
 
-static void peer_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+static void peer_frame(struct fuzz_conn *c, const struct frame_header *h, const uint8_t *head,
+                       const uint8_t *body)
 {
-    struct peer *p = s->data;
-    if (n < 0) {
-        p->eof = 1;
-        peer_close(p);
-        return;
-    }
-    p->len += (size_t)n;
-    size_t used = 0;
-    while (p->len - used >= FRAME_HEADER_SIZE) {
-        struct frame_header h;
-        /* The nameserver never sends a frame its own decoder refuses. */
-        FUZZ_CHECK(frame_decode(p->buf + used, &h) == 0);
-        size_t total = FRAME_HEADER_SIZE + (size_t)h.head_len + h.body_len;
-        if (p->len - used < total)
-            break;
-        const uint8_t *head = p->buf + used + FRAME_HEADER_SIZE;
-        FUZZ_CHECK(h.body_len == 0); /* nothing the nameserver sends has a body */
-        if (!(h.type & FRAME_RESPONSE))
-            ds_command(p, &h, head);
-        else if (p->ds == FX_NO_DS)
-            client_answer(&h, head);
-        else
-            ds_answer(p, &h, head);
-        used += total;
-        if (!p->open)
-            return;
-    }
-    memmove(p->buf, p->buf + used, p->len - used);
-    p->len -= used;
+    struct peer *p = (struct peer *)c;
+    FUZZ_CHECK(h->body_len == 0); /* nothing the nameserver sends has a body */
+    if (!(h->type & FRAME_RESPONSE))
+        ds_command(p, h, head);
+    else if (p->ds == FX_NO_DS)
+        client_answer(h, head);
+    else
+        ds_answer(p, h, head);
 }
 
 static void peer_connected(uv_connect_t *req, int status)
 {
     struct peer *p = req->data;
-    if (status != 0 || uv_read_start((uv_stream_t *)&p->tcp, peer_alloc, peer_read) != 0) {
-        p->eof = 1;
-        peer_close(p);
+    if (status != 0 || fuzz_conn_start_read(&p->c) != 0) {
+        p->c.eof = 1;
+        fuzz_conn_close(&p->c);
         return;
     }
     p->connected = 1;
 }
 
 static int connected_or_eof(void *arg);
-static void run_until(int (*done)(void *), void *arg, uint32_t ms);
 
 /* Connects p to the nameserver (p's previous handle, if any, is closed). */
 static void peer_open(struct peer *p, int ds)
 {
-    for (int i = 0; i < 1000 && p->live; i++)
+    for (int i = 0; i < 1000 && p->c.live; i++)
         uv_run(fx.loop, UV_RUN_NOWAIT);
-    FUZZ_CHECK(!p->live);
+    FUZZ_CHECK(!p->c.live);
     memset(p, 0, sizeof(*p));
     p->ds = ds;
-    p->live = 1;
-    uv_tcp_init(fx.loop, &p->tcp);
-    uv_tcp_nodelay(&p->tcp, 1); /* as conn.c does: two answers in a row are not held 40 ms */
-    p->tcp.data = p;
-    p->creq.data = p;
-    p->open = 1;
+    fuzz_conn_init(&p->c, fx.loop, peer_frame);
+    uv_tcp_nodelay(&p->c.tcp, 1); /* as conn.c does: two answers in a row are not held 40 ms */
     struct sockaddr_storage ss;
     FUZZ_CHECK(conn_parse_addr(fx.addr, &ss) == 0);
-    FUZZ_CHECK(uv_tcp_connect(&p->creq, &p->tcp, (struct sockaddr *)&ss, peer_connected) == 0);
-    run_until(connected_or_eof, p, FUZZ_SETUP_MS);
+    FUZZ_CHECK(uv_tcp_connect(&p->c.creq, &p->c.tcp, (struct sockaddr *)&ss, peer_connected) == 0);
+    fuzz_run_until(fx.loop, connected_or_eof, p, FUZZ_SETUP_MS);
     FUZZ_CHECK(p->connected);
     if (fx.verbose) {
         struct sockaddr_in me;
         int n = sizeof(me);
-        uv_tcp_getsockname(&p->tcp, (struct sockaddr *)&me, &n);
+        uv_tcp_getsockname(&p->c.tcp, (struct sockaddr *)&me, &n);
         fprintf(stderr, "  %s connected from port %u\n", ds >= 0 ? ds_ids[ds] : "client",
                 (unsigned)ntohs(me.sin_port));
     }
@@ -592,29 +495,10 @@ static void peer_open(struct peer *p, int ds)
 
 /* ---- loop helpers ------------------------------------------------------------------ */
 
-static void timer_fired(uv_timer_t *t)
-{
-    *(int *)t->data = 1;
-}
-
-/* Runs the loop until done(arg) or ms passed. */
-static void run_until(int (*done)(void *), void *arg, uint32_t ms)
-{
-    uv_timer_t t;
-    int expired = 0;
-    uv_timer_init(fx.loop, &t);
-    t.data = &expired;
-    uv_timer_start(&t, timer_fired, ms, 0);
-    while (!done(arg) && !expired)
-        uv_run(fx.loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(fx.loop, UV_RUN_NOWAIT);
-}
-
 static int connected_or_eof(void *arg)
 {
     struct peer *p = arg;
-    return p->connected || p->eof;
+    return p->connected || p->c.eof;
 }
 
 static int hb_done(void *arg)
@@ -631,7 +515,7 @@ static int ds3_down(void *arg)
 /* Every request that must be answered is, or the client connection closed. */
 static int answered(void *arg)
 {
-    if (!fx.cli.open)
+    if (!fx.cli.c.open)
         return 1;
     for (size_t i = 0; i < fx.npend; i++)
         if (fx.pend[i].must)
@@ -641,7 +525,7 @@ static int answered(void *arg)
 
 static int cli_closed(void *arg)
 {
-    return !fx.cli.open;
+    return !fx.cli.c.open;
 }
 
 /* ---- invariants -------------------------------------------------------------------- */
@@ -654,11 +538,12 @@ static int idlist_has(const struct ns_idlist *l, const char *id)
     return 0;
 }
 
+/* The block map (ns_check.h), then what this harness's state adds: ids,
+ * the registry against ns.meta, the tasks, the pool and the settings. */
 static void check_ns(void)
 {
     const struct ns *ns = &fx.ns;
-    uint32_t *count = calloc(ns->nservers + 1, sizeof(*count));
-    FUZZ_CHECK(count != NULL);
+    fuzz_check_block_map(ns);
     size_t used = 0;
     for (size_t i = 0; i < ns->blocks.cap; i++) {
         const struct ns_block *b = &ns->blocks.slots[i];
@@ -666,15 +551,7 @@ static void check_ns(void)
             continue;
         used++;
         FUZZ_CHECK(b->id <= NS_MAX_BLOCK_ID);
-        FUZZ_CHECK(b->nrep >= 1 && b->nrep <= NS_BLOCK_SLOTS); /* no holder: dropped */
-        FUZZ_CHECK(b->primary == NS_NO_PRIMARY || b->primary < b->nrep);
-        for (unsigned r = 0; r < b->nrep; r++) {
-            FUZZ_CHECK(b->rep[r] < ns->nservers);
-            for (unsigned q = 0; q < r; q++)
-                FUZZ_CHECK(b->rep[q] != b->rep[r]);
-            count[b->rep[r]]++;
-        }
-        FUZZ_CHECK(ns_blocks_get(&ns->blocks, b->id) == b);
+        FUZZ_CHECK(b->nrep >= 1); /* no holder: dropped */
         FUZZ_CHECK(b->id < ns->meta.next_id); /* ids handed out or seen stay below */
     }
     FUZZ_CHECK(used == ns->blocks.count);
@@ -682,9 +559,8 @@ static void check_ns(void)
     FUZZ_CHECK(ns->nservers >= FX_NDS && ns->nservers == ns->meta.nknown);
     for (size_t i = 0; i < ns->nservers; i++) {
         const struct ns_server *s = ns->servers[i];
-        FUZZ_CHECK(s->idx == i && ns_server_id_valid(s->id));
+        FUZZ_CHECK(ns_server_id_valid(s->id));
         FUZZ_CHECK(ns_meta_is_known(&ns->meta, s->id));
-        FUZZ_CHECK(s->nblocks == count[i]);
         FUZZ_CHECK(!s->readonly == !(s->ds_readonly || ns_meta_is_readonly(&ns->meta, s->id)));
         FUZZ_CHECK(!s->draining == !ns_meta_is_draining(&ns->meta, s->id));
         FUZZ_CHECK(!s->conn || s->up);
@@ -704,7 +580,6 @@ static void check_ns(void)
     for (int k = 0; k < NS_SETTING_COUNT; k++)
         if (ns->meta.setting_set & (1u << k))
             FUZZ_CHECK(ns_setting_check(k, ns->meta.setting[k]) == 0);
-    free(count);
 }
 
 /* ns.meta as saved parses and holds what is in force. */
@@ -739,12 +614,6 @@ static void check_meta_file(void)
 
 /* ---- start and stop ------------------------------------------------------------------ */
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    remove(path);
-    return 0;
-}
-
 static void ds_heartbeat(int ds)
 {
     struct peer *p = &fx.ds[ds];
@@ -767,14 +636,7 @@ static void ds_heartbeat(int ds)
     hb.full_report = 1;
     for (int i = 0; i < 3 && copies[ds][i].block_id; i++) {
         const struct fx_copy *c = &copies[ds][i];
-        imgstore__block_info__init(&bi[i]);
-        bi[i].block_id = c->block_id;
-        bi[i].size = c->size;
-        bi[i].file_count = c->files;
-        bi[i].deleted_bytes = c->deleted;
-        bi[i].sealed = c->sealed;
-        bi[i].primary = c->primary;
-        bi[i].corrupt = c->corrupt;
+        copy_info(c, &bi[i]);
         /* the replica set as the holders know it, primary first */
         size_t nr = 0;
         for (int o = 0; o < FX_NDS; o++) {
@@ -794,7 +656,7 @@ static void ds_heartbeat(int ds)
     hb.blocks = bis;
     p->hb_id = ++fx.next_id;
     send_msg(p, FT_HEARTBEAT, 0, p->hb_id, &hb.base);
-    run_until(hb_done, p, FUZZ_SETUP_MS);
+    fuzz_run_until(fx.loop, hb_done, p, FUZZ_SETUP_MS);
     FUZZ_CHECK(p->hb_done && p->hb_status == 0);
 }
 
@@ -802,7 +664,7 @@ static void fx_start(void)
 {
     if (!fx.dir[0])
         snprintf(fx.dir, sizeof(fx.dir), "%s/ns", fuzz_tmpdir());
-    nftw(fx.dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    fuzz_rmtree(fx.dir);
     fx.loop = uv_default_loop();
     fx.cfg = (struct ns_config){
         .listen = "127.0.0.1:0",
@@ -826,8 +688,8 @@ static void fx_start(void)
         ds_heartbeat(i);
     }
     FUZZ_CHECK(!fx.ns.safe_mode); /* every known server reported */
-    peer_close(&fx.ds[2]);
-    run_until(ds3_down, NULL, FUZZ_SETUP_MS);
+    fuzz_conn_close(&fx.ds[2].c);
+    fuzz_run_until(fx.loop, ds3_down, NULL, FUZZ_SETUP_MS);
     FUZZ_CHECK(ds3_down(NULL));
     check_ns();
 }
@@ -836,8 +698,8 @@ static void fx_stop(void)
 {
     ns_stop(&fx.ns);
     for (int i = 0; i < FX_NDS; i++)
-        peer_close(&fx.ds[i]);
-    peer_close(&fx.cli);
+        fuzz_conn_close(&fx.ds[i].c);
+    fuzz_conn_close(&fx.cli.c);
     for (int i = 0; i < 4000 && uv_loop_alive(fx.loop); i++) {
         uv_run(fx.loop, UV_RUN_NOWAIT);
         if (uv_loop_alive(fx.loop))
@@ -848,7 +710,7 @@ static void fx_stop(void)
     for (size_t i = 0; i < fx.npend; i++)
         free(fx.pend[i].head);
     fx.npend = 0;
-    nftw(fx.dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    fuzz_rmtree(fx.dir);
 }
 
 /* What the 200 ms timer of ns_rpc.c does (on_tick). */
@@ -895,10 +757,10 @@ static void forget_pending(void)
 
 static void wait_answers(int corrupt)
 {
-    run_until(answered, NULL, FUZZ_WAIT_MS);
+    fuzz_run_until(fx.loop, answered, NULL, FUZZ_WAIT_MS);
     /* Every request is answered, and a well-framed connection is never
      * dropped (a corrupt header closes it). */
-    FUZZ_CHECK(corrupt || !fx.cli.eof);
+    FUZZ_CHECK(corrupt || !fx.cli.c.eof);
     FUZZ_CHECK(answered(NULL));
 }
 
@@ -922,7 +784,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t head_len, body_len = 0;
         const uint8_t *head = fuzz_part(&in, &head_len);
         const uint8_t *body = flags & F_BODY ? fuzz_part(&in, &body_len) : NULL;
-        if (!fx.cli.open) { /* closed by the previous step */
+        if (!fx.cli.c.open) { /* closed by the previous step */
             forget_pending();
             peer_open(&fx.cli, FX_NO_DS);
         }
@@ -971,20 +833,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memcpy(frame + FRAME_HEADER_SIZE, head, sent_head);
         if (body_len)
             memcpy(frame + FRAME_HEADER_SIZE + sent_head, body, body_len);
-        peer_write(&fx.cli, frame, FRAME_HEADER_SIZE + sent_head + body_len, NULL, 0);
+        fuzz_conn_write(&fx.cli.c, frame, FRAME_HEADER_SIZE + sent_head + body_len, NULL, 0);
         free(frame);
         if (corrupt) {
             /* The server closes at once, or at our EOF when the frame never
              * completes; earlier answers may be lost with the connection. */
-            if (how == 4 && fx.cli.open && fx.cli.connected) {
+            if (how == 4 && fx.cli.c.open && fx.cli.connected) {
                 fx.cli.sreq.data = &fx.cli;
-                uv_shutdown(&fx.cli.sreq, (uv_stream_t *)&fx.cli.tcp, NULL);
+                uv_shutdown(&fx.cli.sreq, (uv_stream_t *)&fx.cli.c.tcp, NULL);
             }
-            run_until(cli_closed, NULL, FUZZ_WAIT_MS);
-            FUZZ_CHECK(!fx.cli.open);
+            fuzz_run_until(fx.loop, cli_closed, NULL, FUZZ_WAIT_MS);
+            FUZZ_CHECK(!fx.cli.c.open);
             forget_pending();
         } else if (flags & F_CLOSE) {
-            peer_close(&fx.cli);
+            fuzz_conn_close(&fx.cli.c);
             forget_pending();
             uv_run(fx.loop, UV_RUN_NOWAIT);
         } else if (!(flags & F_PIPE)) {
