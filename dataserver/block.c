@@ -64,6 +64,9 @@ _Static_assert(BLOCK_MIN_SIZE > BLOCK_TOMBSTONE_RESERVE + BLOCK_SUPER_SIZE,
 #define IDX_LOAD_ENTRIES (1u << 18) /* load_index reads 3 MiB of entries at once */
 #define ID_HEX_LEN 16
 #define SUFFIX_MAX 16             /* room for ".meta.tmp" and the like */
+#define PREALLOC_STEP (1u << 20)  /* disk space allocated ahead at a time */
+
+static int block_prealloc(struct block *b, uint64_t need);
 
 static void put32(uint8_t *p, uint32_t v)
 {
@@ -673,6 +676,11 @@ int block_create(const char *blocks_dir, int disk, uint64_t id, uint64_t max_siz
     }
     if ((rc = uring_fdatasync_sync(b->fd)) != 0)
         goto err;
+    b->prealloc_end = b->tail;
+    if (block_prealloc(b, b->tail + BLOCK_TOMBSTONE_RESERVE) != 0) {
+        rc = -ENOSPC; /* not even room for its tombstones: no block here */
+        goto err;
+    }
     path_of(b, ".idx", path, sizeof(path));
     b->idx_fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
     if (b->idx_fd < 0) {
@@ -740,6 +748,10 @@ int block_open(const char *blocks_dir, int disk, uint64_t id, struct block **out
     if ((rc = recover(b, (uint64_t)st.st_size)) != 0)
         goto err;
     b->durable_tail = b->tail;
+    b->prealloc_end = b->tail;
+    if (block_prealloc(b, b->tail + BLOCK_TOMBSTONE_RESERVE) != 0)
+        log_warn("block %016" PRIx64 ": no disk space for its next tombstones; deletes of its "
+                 "files may fail until space is freed", b->id);
     b->dirty = 1;
     *out = b;
     return 0;
@@ -791,6 +803,41 @@ int block_lonely_clear(struct block *b, uint64_t members_size)
 
 /* ---- appends ---- */
 
+/* Disk space ahead of the tail. A file system that fills up must never fail
+ * a delete: tombstones of a block this server holds always find allocated
+ * space. So the block file keeps its space allocated (fallocate with
+ * FALLOC_FL_KEEP_SIZE: the file's size, which recovery reads, is unchanged)
+ * up to BLOCK_TOMBSTONE_RESERVE past the tail, extended PREALLOC_STEP at a
+ * time, and a data record that would eat into that window when it cannot be
+ * extended is refused with -ENOSPC (the client writes elsewhere; the
+ * nameserver stops placing on a full server). Ensures space up to `need`
+ * (at most max_size). Returns 0 or -ENOSPC; a file system without fallocate
+ * gives no guarantee and always gets 0. */
+static int block_prealloc(struct block *b, uint64_t need)
+{
+    if (need > b->max_size)
+        need = b->max_size;
+    if (b->prealloc_end >= need)
+        return 0;
+    uint64_t from = b->prealloc_end > b->tail ? b->prealloc_end : b->tail;
+    uint64_t end = need + PREALLOC_STEP < b->max_size ? need + PREALLOC_STEP : b->max_size;
+    if (fallocate(b->fd, FALLOC_FL_KEEP_SIZE, (off_t)from, (off_t)(end - from)) == 0) {
+        b->prealloc_end = end;
+        return 0;
+    }
+    if (errno == EOPNOTSUPP || errno == ENOSYS) {
+        b->prealloc_end = b->max_size; /* nothing to keep: as without it */
+        return 0;
+    }
+    /* Full (or another error, which the write itself will meet): try just
+     * what is needed, so a nearly full disk still takes it. */
+    if (need > from && fallocate(b->fd, FALLOC_FL_KEEP_SIZE, (off_t)from, (off_t)(need - from)) == 0) {
+        b->prealloc_end = need;
+        return 0;
+    }
+    return -ENOSPC;
+}
+
 static int rec_len_valid(uint32_t rec_len)
 {
     return rec_len >= NEEDLE_HEADER_SIZE && rec_len % NEEDLE_ALIGN == 0 &&
@@ -813,6 +860,8 @@ int block_reserve(struct block *b, uint32_t rec_len, uint64_t *offset, uint32_t 
                       img_strerror(rc));
         return IMG_EFULL;
     }
+    if (block_prealloc(b, b->tail + rec_len + BLOCK_TOMBSTONE_RESERVE) != 0)
+        return -ENOSPC; /* the disk is full: keep what is left for tombstones */
     *offset = b->tail;
     *seq = b->next_seq++;
     b->tail += rec_len;
@@ -826,6 +875,8 @@ int block_reserve_tombstone(struct block *b, uint32_t rec_len, uint64_t *offset)
         return IMG_EINVAL;
     if (b->tail + rec_len > b->max_size)
         return IMG_EFULL;
+    /* Within the window kept for tombstones; extending it is best effort. */
+    block_prealloc(b, b->tail + rec_len + BLOCK_TOMBSTONE_RESERVE);
     *offset = b->tail;
     b->tail += rec_len;
     b->dirty = 1;
@@ -840,6 +891,12 @@ int block_reserve_at(struct block *b, uint64_t offset, uint32_t rec_len)
         return IMG_EOFFSET;
     if (b->tail + rec_len > b->max_size)
         return IMG_EFULL;
+    /* A replicated record: a tombstone-sized one may use the window kept
+     * for tombstones, a larger one only space beyond it. */
+    uint64_t need = b->tail + rec_len;
+    if (block_prealloc(b, need + BLOCK_TOMBSTONE_RESERVE) != 0 &&
+        rec_len > needle_record_size(0) && block_prealloc(b, need) != 0)
+        return -ENOSPC;
     b->tail += rec_len;
     b->dirty = 1;
     return 0;
@@ -1048,6 +1105,8 @@ int block_swap_file(struct block *b, const char *tmp_path, int new_fd, struct in
     b->ix = *ix;
     index_init(ix);
     b->tail = b->durable_tail = tail;
+    b->prealloc_end = tail;
+    block_prealloc(b, tail + BLOCK_TOMBSTONE_RESERVE); /* best effort, as at open */
     b->deleted_bytes = 0;
     b->dirty = 1;
     return 0;

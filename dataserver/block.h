@@ -59,6 +59,7 @@ struct block {
     uint64_t max_size;
     uint64_t tail;          /* end of the last reserved record: next append offset */
     uint64_t durable_tail;  /* end of the records known durable */
+    uint64_t prealloc_end;  /* disk space allocated up to here (block_prealloc in block.c) */
     int fd;                 /* block file, O_RDWR */
     int idx_fd;             /* index file, O_RDWR|O_APPEND */
     int disk;               /* index of the data folder holding it */

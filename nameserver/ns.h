@@ -72,6 +72,12 @@ struct ns_block;
 #define NS_ALLOC_EXCLUDE_MAX 1024   /* exclude entries considered per ALLOC_WRITE */
 #define NS_LOOKUP_MAX 1024          /* block ids per LOOKUP */
 #define NS_RATE_MIN_MS 1000         /* shortest window of a server's request rates */
+/* A server keeps free the larger of NS_RESERVE_BLOCKS blocks and
+ * NS_RESERVE_PCT % of its capacity: no new block, copy or move is placed on
+ * it, and its open blocks are not handed out for writes, once its free bytes
+ * would fall below that (docs/nameserver.md, "Full servers"). */
+#define NS_RESERVE_BLOCKS 2
+#define NS_RESERVE_PCT 1
 
 /* ---- persisted metadata (ns_meta.c) -------------------------------------- */
 
@@ -277,6 +283,12 @@ int ns_registry_check_timeouts(struct ns *ns, uint64_t now_ms);
 
 /* Returns the number of up servers. */
 uint32_t ns_registry_up_count(const struct ns *ns);
+
+/* The bytes s keeps free (NS_RESERVE_BLOCKS, NS_RESERVE_PCT). */
+uint64_t ns_server_reserve(const struct ns *ns, const struct ns_server *s);
+
+/* Non-zero when s can take `bytes` more and still keep its reserve. */
+int ns_server_has_room(const struct ns *ns, const struct ns_server *s, uint64_t bytes);
 
 /* ---- a heartbeat's block report (ns_hb.c) ------------------------------------ */
 
@@ -698,10 +710,12 @@ struct ns_block *ns_blocks_add_created(struct ns *ns, uint64_t id, struct ns_ser
 /* ---- writable pool and placement (ns_pool.c) ----------------------------- */
 
 /* Returns non-zero when b may take writes: unsealed, primary known and up,
- * exactly ns->meta.replicas holders, all up, size < block_size - margin. */
+ * exactly ns->meta.replicas holders, all up, writable and above their
+ * reserve, size < block_size - margin. */
 int ns_block_writable(const struct ns *ns, const struct ns_block *b);
 
-/* Chooses n distinct up, non-readonly servers, the emptiest first: lowest
+/* Chooses n distinct up, non-readonly, non-draining servers with room for a
+ * block above their reserve (ns_server_has_room), the emptiest first: lowest
  * used fraction (used / capacity, in whole points), then most free bytes
  * (in units of 16 blocks), ties broken randomly, into out[0..n-1]. Returns 0 or
  * IMG_ENOBLOCK when fewer than n qualify (out untouched then). */

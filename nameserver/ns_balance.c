@@ -299,7 +299,8 @@ static int bal_build(struct ns *ns, uint64_t now, struct bal *st)
         st->sv[i].s = s;
         st->sv[i].capacity = s->capacity;
         st->sv[i].eligible = s->up && !s->draining && !s->readonly && s->capacity > 0;
-        st->room[i] = s->free;
+        uint64_t reserve = ns_server_reserve(ns, s);
+        st->room[i] = s->free > reserve ? s->free - reserve : 0; /* a move keeps the reserve */
     }
     int rc = scan_blocks(ns, st, busy, nbusy);
     free(busy);

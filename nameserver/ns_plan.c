@@ -471,8 +471,9 @@ static struct ns_server *pick_source(const struct ns *ns, const struct ns_block 
     return best;
 }
 
-/* The target: up, writable, not draining, not holding b, under the cap, most
- * free bytes (less what is already coming), ties broken randomly. */
+/* The target: up, writable, not draining, not holding b, under the cap, with
+ * room for b above its reserve once what is already coming has arrived; most
+ * free bytes (less what is coming), ties broken randomly. */
 static struct ns_server *pick_target(struct ns *ns, const struct ns_block *b)
 {
     struct ns_server *best = NULL;
@@ -483,7 +484,9 @@ static struct ns_server *pick_target(struct ns *ns, const struct ns_block *b)
             ns_block_find_rep(b, s->idx) >= 0)
             continue;
         uint64_t in = incoming(ns, s);
-        uint64_t fr = s->free > in ? s->free - in : 0;
+        if (!ns_server_has_room(ns, s, in + b->size))
+            continue; /* full, or will be: a copy there would fail with ENOSPC */
+        uint64_t fr = s->free - in;
         uint64_t tie = ns_rand(ns);
         if (!best || fr > best_free || (fr == best_free && tie < best_tie)) {
             best = s;

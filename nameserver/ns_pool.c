@@ -50,15 +50,18 @@ int ns_block_writable(const struct ns *ns, const struct ns_block *b)
         return 0;
     if (ns_block_up_reps(ns, b) != b->nrep)
         return 0;
-    for (unsigned i = 0; i < b->nrep; i++)
-        if (ns->servers[b->rep[i]]->draining || ns->servers[b->rep[i]]->readonly)
+    for (unsigned i = 0; i < b->nrep; i++) {
+        const struct ns_server *s = ns->servers[b->rep[i]];
+        if (s->draining || s->readonly)
             return 0; /* everything moves off a draining server; a read-only one takes no files */
+        if (!ns_server_has_room(ns, s, 0))
+            return 0; /* a full server takes no more files: uploads go elsewhere */
+    }
     return b->size < writable_limit(ns->meta.block_size);
 }
 
 struct cand {
     struct ns_server *s;
-    int no_room;          /* less than a block free: only when nothing else is left */
     uint64_t used_points; /* used fraction in points (capacity 0: full) */
     uint64_t free_units;  /* free bytes / quantum */
     uint64_t tie;
@@ -67,8 +70,6 @@ struct cand {
 static int cmp_cand(const void *a, const void *b)
 {
     const struct cand *x = a, *y = b;
-    if (x->no_room != y->no_room)
-        return x->no_room - y->no_room;
     if (x->used_points != y->used_points)
         return x->used_points < y->used_points ? -1 : 1;
     if (x->free_units != y->free_units)
@@ -87,10 +88,10 @@ int ns_pool_place(struct ns *ns, unsigned n, struct ns_server **out)
     size_t nc = 0;
     for (size_t i = 0; i < ns->nservers; i++) {
         struct ns_server *s = ns->servers[i];
-        if (s->up && !s->readonly && !s->draining)
+        if (s->up && !s->readonly && !s->draining &&
+            ns_server_has_room(ns, s, ns->meta.block_size))
             c[nc++] = (struct cand){
                 .s = s,
-                .no_room = s->free < ns->meta.block_size,
                 .used_points = s->capacity ? s->used * NS_PLACE_USED_POINTS / s->capacity
                                            : NS_PLACE_USED_POINTS,
                 .free_units = s->free / quantum,
@@ -289,8 +290,9 @@ static int create_start(struct ns *ns)
     int rc = ns_pool_place(ns, n, chosen);
     if (rc) {
         if (!ns->warned_few_servers)
-            log_warn("not creating blocks: %u writable servers up, %u replicas needed",
-                     ns_registry_up_count(ns), n);
+            log_warn("not creating blocks: fewer than %u servers up, writable and with room "
+                     "above their reserve (%u up)",
+                     n, ns_registry_up_count(ns));
         ns->warned_few_servers = 1;
         return rc;
     }

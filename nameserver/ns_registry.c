@@ -209,3 +209,16 @@ uint32_t ns_registry_up_count(const struct ns *ns)
         n += ns->servers[i]->up ? 1 : 0;
     return n;
 }
+
+uint64_t ns_server_reserve(const struct ns *ns, const struct ns_server *s)
+{
+    uint64_t blocks = ns->meta.block_size * NS_RESERVE_BLOCKS;
+    uint64_t share = s->capacity / 100 * NS_RESERVE_PCT;
+    return blocks > share ? blocks : share;
+}
+
+int ns_server_has_room(const struct ns *ns, const struct ns_server *s, uint64_t bytes)
+{
+    uint64_t reserve = ns_server_reserve(ns, s);
+    return s->free >= reserve && s->free - reserve >= bytes;
+}

@@ -3,6 +3,8 @@
 
 #include "base/err.h"
 
+#include <errno.h>
+
 #define F RETRY_FINAL
 #define O RETRY_OTHER
 #define W RETRY_WAIT
@@ -26,6 +28,7 @@ static const struct {
     {IMG_ESAFEMODE,      {F,    W,    O,   O}},
     {IMG_EDELETED,       {F,    F,    F,   F}},
     {IMG_EVIEWOLD,       {O,    F,    O,   O}}, /* the server's lease lapsed: elsewhere, again */
+    {-ENOSPC,            {O,    F,    O,   F}}, /* WRITE: that disk is full; another block */
 };
 
 /* Errors not in the table: final, but a read passes to the next replica. */

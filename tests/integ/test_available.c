@@ -9,7 +9,11 @@
  *      all succeed (each waits, within its deadline, for a server that is
  *      not serving yet);
  *  (c) deleting a deleted file succeeds: imgstore_unlink2 says it was
- *      already deleted, `imgstore rm` exits 0 with a note. */
+ *      already deleted, `imgstore rm` exits 0 with a note;
+ *  (d) a full server is left alone: one dataserver restarted with
+ *      --capacity 1M (below its reserve); 100 uploads, one attempt each, all
+ *      succeed and none of them has a copy on it, also after it restarts
+ *      again (docs/nameserver.md, "Full servers"). */
 #include "tests/integ/fixture.h"
 
 #include <criterion/criterion.h>
@@ -17,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define NFILES 200
 #define MAX_SIZE (128u << 10)
@@ -161,6 +166,74 @@ Test(available, delete_twice)
                  r.err);
     cr_assert(strstr(r.err, "already deleted") != NULL, "no note on stderr: '%s'", r.err);
     cluster_run_free(&r);
+    imgstore_close(h);
+    C->passed = 1;
+}
+
+/* The free bytes the nameserver knows of server `addr`, or UINT64_MAX. */
+static uint64_t ns_free_of(const char *addr)
+{
+    Imgstore__ClusterStatusResp *st = NULL;
+    uint64_t free_bytes = UINT64_MAX;
+    if (cluster_status(C, &st) != 0)
+        return free_bytes;
+    for (size_t i = 0; i < st->n_servers; i++)
+        if (strcmp(st->servers[i]->addr, addr) == 0 && strcmp(st->servers[i]->state, "up") == 0)
+            free_bytes = st->servers[i]->free;
+    imgstore__cluster_status_resp__free_unpacked(st, NULL);
+    return free_bytes;
+}
+
+/* Restarts dataserver d with its own arguments and waits until the
+ * nameserver has its heartbeat saying it has at most 1 MiB free. */
+static void restart_full(int d)
+{
+    static const char *const full_args[] = {"--capacity", "1M", NULL};
+    cluster_signal_proc(&C->ds[d], SIGTERM);
+    C->ds[d].args = full_args;
+    cr_assert_eq(cluster_start_ds(C, d), 0);
+    cr_assert_eq(cluster_wait_ready(C, C->nds, CLUSTER_READY_MS), 0);
+    int64_t t0 = cluster_now_ms();
+    while (ns_free_of(C->ds[d].addr) > (1u << 20)) {
+        cr_assert_lt(cluster_now_ms() - t0, 10000, "the nameserver never saw %s full",
+                     C->ds[d].name);
+        usleep(100 * 1000);
+    }
+}
+
+/* Copies of files first..first+n-1 on dataserver d. */
+static int copies_on(imgstore_t *h, int d, int first, int n)
+{
+    int on = 0;
+    for (int i = first; i < first + n; i++) {
+        struct imgstore_stat st;
+        cr_assert_eq(imgstore_stat(h, names[i], &st), 0);
+        for (int r = 0; r < st.nreplicas; r++)
+            on += strcmp(st.replicas[r], C->ds[d].addr) == 0;
+    }
+    return on;
+}
+
+Test(available, full_server_left_alone)
+{
+    cr_assert_not_null(C, "the cluster did not start (see above)");
+    const int full = 2, n = 100;
+    restart_full(full);
+    seed = cluster_seed("available.full");
+    fixture_upload(seed, 0, n, 1, MAX_SIZE, 1, sizes, names);
+    imgstore_t *h = cluster_client(C);
+    cr_assert_not_null(h);
+    int on = copies_on(h, full, 0, n);
+    fprintf(stderr, "[available] %d uploads with %s full: all succeeded, %d copies on it\n", n,
+            C->ds[full].name, on);
+    cr_assert_eq(on, 0, "%d new copies were placed on the full server", on);
+
+    restart_full(full);
+    fixture_sizes(seed, n, n, 1, MAX_SIZE, sizes);
+    fixture_put_range(h, seed, n, n, sizes, names, 1, "after the full server restarted");
+    on = copies_on(h, full, n, n);
+    cr_assert_eq(on, 0, "%d copies placed on the full server after its restart", on);
+    cr_assert_eq(cluster_check_range(h, seed, 0, 2 * n, (const char(*)[IMGSTORE_NAME_MAX])names, sizes), 0);
     imgstore_close(h);
     C->passed = 1;
 }

@@ -44,6 +44,9 @@ static void teardown(void)
     rm_tree();
 }
 
+/* Free bytes of a server with room to spare (far above its reserve). */
+#define ROOMY (1024 * 1024 * NS_MIB)
+
 /* Registers (or refreshes) server `id` with `free_bytes` free, as if its
  * heartbeat arrived at now_ms. Returns the registry entry. */
 static struct ns_server *hb_server(const char *id, uint64_t free_bytes, uint64_t now_ms)

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,6 +29,9 @@ static void setup(void)
 
 static void teardown(void)
 {
+    char fs[96];
+    snprintf(fs, sizeof(fs), "%s/fs", dir);
+    umount2(fs, MNT_DETACH); /* tombstones_fit_on_a_full_disk, even when it failed */
     engine_rmtree(dir);
 }
 
@@ -534,4 +539,78 @@ Test(block, set_version_saved_and_optional)
     cr_assert_eq(b->set_version, 0);
     cr_assert(b->sealed);
     block_close(b);
+}
+
+/* A file system that fills up never fails a delete (block.c, "Disk space
+ * ahead of the tail"): on a full 8 MiB tmpfs, data appends are refused with
+ * -ENOSPC before they eat the space kept for tombstones, and a tombstone of
+ * every file still lands in the block file (the index file may fail to grow:
+ * it is rebuilt from the block file at open). Needs root to mount a tmpfs;
+ * skipped where that is not allowed. */
+Test(block, tombstones_fit_on_a_full_disk)
+{
+    char fs[96], filler[128];
+    snprintf(fs, sizeof(fs), "%s/fs", dir);
+    cr_assert_eq(mkdir(fs, 0755), 0);
+    if (mount("tmpfs", fs, "tmpfs", 0, "size=8m") != 0)
+        cr_skip_test("cannot mount a tmpfs here (%s)", strerror(errno));
+    struct block_replica r[1] = {{"0123456789abcdef0123456789abcdef", "127.0.0.1:7001",
+                                  "127.0.0.1:8001"}};
+    struct block *b = NULL;
+    cr_assert_eq(block_create(fs, 0, TEST_ID, TEST_SIZE, 1, r, 1, &b), 0);
+    uint32_t n = 0;
+    while (n < 100)
+        append(b, ++n);
+    /* Fill what is left of the file system. */
+    snprintf(filler, sizeof(filler), "%s/filler", fs);
+    int fd = open(filler, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    cr_assert_geq(fd, 0);
+    static uint8_t chunk[64 << 10];
+    while (write(fd, chunk, sizeof(chunk)) > 0)
+        ;
+    close(fd);
+    /* Data appends go on into the space already allocated, then stop with
+     * -ENOSPC while the tombstone window is still whole. */
+    int rc = 0;
+    while (rc == 0) {
+        uint8_t rec[NEEDLE_HEADER_SIZE + 2048], data[2048];
+        uint32_t len = content(n + 1, data), seq;
+        uint64_t off;
+        uint32_t rs = (uint32_t)needle_record_size(len);
+        rc = block_reserve(b, rs, &off, &seq);
+        if (rc != 0)
+            break;
+        struct needle_header h = {.mime = 1, .seq = seq, .cookie = COOKIE(seq), .ctime = 1};
+        needle_build(rec, &h, data, len);
+        cr_assert_eq(uring_pwrite_sync(b->fd, rec, rs, off), (ssize_t)rs,
+                     "a data record the block accepted must find allocated space");
+        block_commit(b, off, &h); /* the index may be full: rebuilt at open */
+        n = seq;
+    }
+    cr_assert_eq(rc, -ENOSPC, "appends on a full disk end with -ENOSPC (got %d)", rc);
+    cr_assert_geq(b->prealloc_end, b->tail + BLOCK_TOMBSTONE_RESERVE < b->max_size
+                                       ? b->tail + BLOCK_TOMBSTONE_RESERVE
+                                       : b->max_size);
+    /* Every file can still be deleted. */
+    for (uint32_t s = 1; s <= n; s++) {
+        uint8_t rec[NEEDLE_HEADER_SIZE];
+        uint64_t off;
+        cr_assert_eq(block_reserve_tombstone(b, NEEDLE_HEADER_SIZE, &off), 0);
+        struct needle_header h = {.flags = NEEDLE_FLAG_TOMBSTONE, .seq = s, .cookie = COOKIE(s)};
+        needle_build(rec, &h, NULL, 0);
+        cr_assert_eq(uring_pwrite_sync(b->fd, rec, sizeof(rec), off), (ssize_t)sizeof(rec),
+                     "tombstone %u of %u found no space on the full disk", s, n);
+        block_commit(b, off, &h);
+    }
+    cr_assert_eq(uring_fdatasync_sync(b->fd), 0);
+    block_close(b);
+    cr_assert_eq(block_open(fs, 0, TEST_ID, &b), 0);
+    for (uint32_t s = 1; s <= n; s++) {
+        uint64_t off;
+        uint32_t size;
+        cr_assert_eq(block_lookup(b, s, &off, &size), IMG_EDELETED, "file %u after reopen", s);
+    }
+    block_close(b);
+    unlink(filler);
+    umount2(fs, MNT_DETACH);
 }

@@ -91,7 +91,15 @@ static size_t finish_all(uint64_t now)
     return n;
 }
 
-TestSuite(ns_balance, .init = setup, .fini = teardown);
+/* The blocks of these tests are 1 MiB: so is the block size (which sets
+ * each server's reserve: 2 MiB here, docs/nameserver.md "Full servers"). */
+static void setup_mib_blocks(void)
+{
+    setup();
+    ns.meta.block_size = MIB;
+}
+
+TestSuite(ns_balance, .init = setup_mib_blocks, .fini = teardown);
 
 Test(ns_balance, even_cluster_moves_nothing)
 {
@@ -360,18 +368,29 @@ Test(ns_balance, target_needs_free_space)
     uint64_t to_e = 0;
     for (size_t i = 0; i < v.nplan; i++)
         to_e += v.plan[i].to == e->idx ? v.plan[i].bytes : 0;
-    cr_assert_eq(to_e, 3 * MIB, "as much as its free space holds");
+    cr_assert_eq(to_e, MIB, "as much as its free space holds above its 2 MiB reserve");
+    ns_balance_view_free(&v);
+    e->free = 5 * MIB;
+    cr_assert_eq(ns_balance_view(&ns, 10, &v), 0);
+    to_e = 0;
+    for (size_t i = 0; i < v.nplan; i++)
+        to_e += v.plan[i].to == e->idx ? v.plan[i].bytes : 0;
+    cr_assert_eq(to_e, 3 * MIB, "as much as its free space holds above its 2 MiB reserve");
     ns_balance_view_free(&v);
 }
 
-Test(ns_balance, placement_full_server_last)
+Test(ns_balance, placement_leaves_full_servers_out)
 {
     struct ns_server *a = server("a", 100 * MIB), *b = server("b", 100 * MIB);
     a->used = 0;
-    a->free = MIB; /* emptiest by fraction, but no room for a 64 MiB block */
+    a->free = 2 * MIB; /* emptiest by fraction, but no room for a block above its reserve */
     b->used = 30 * MIB;
-    struct ns_server *out[2];
-    cr_assert_eq(ns_pool_place(&ns, 2, out), 0);
+    struct ns_server *out[2] = {NULL, NULL};
+    cr_assert_eq(ns_pool_place(&ns, 1, out), 0);
     cr_assert_eq(out[0], b);
-    cr_assert_eq(out[1], a);
+    cr_assert_eq(ns_pool_place(&ns, 2, out), IMG_ENOBLOCK, "a full server is never chosen");
+    a->free = 3 * MIB; /* room for one block and the 2 MiB reserve */
+    cr_assert_eq(ns_pool_place(&ns, 2, out), 0);
+    cr_assert_eq(out[0], a);
+    cr_assert_eq(out[1], b);
 }

@@ -71,7 +71,7 @@ Test(ns_blocks, no_per_file_state)
     /* 96 bytes per block (per-replica sizes and set versions included) whatever the file
      * count: nothing grows with files. */
     cr_assert_eq(sizeof(struct ns_block), 96);
-    struct ns_server *a = hb_server("a", 1, 1);
+    struct ns_server *a = hb_server("a", ROOMY, 1);
     struct report r;
     report_init(&r, 1);
     report_add(&r, 5, 60u << 20, 1, 1)->file_count = 4000000000u;
@@ -87,8 +87,8 @@ Test(ns_blocks, no_per_file_state)
 
 Test(ns_blocks, full_report_replaces)
 {
-    struct ns_server *a = hb_server("a", 1, 1);
-    struct ns_server *b = hb_server("b", 1, 1);
+    struct ns_server *a = hb_server("a", ROOMY, 1);
+    struct ns_server *b = hb_server("b", ROOMY, 1);
     struct report r;
     report_init(&r, 1);
     report_add(&r, 1, 100, 1, 0);
@@ -125,8 +125,8 @@ Test(ns_blocks, full_report_replaces)
 
 Test(ns_blocks, incremental_updates_and_removes)
 {
-    struct ns_server *a = hb_server("a", 1, 1);
-    struct ns_server *b = hb_server("b", 1, 1);
+    struct ns_server *a = hb_server("a", ROOMY, 1);
+    struct ns_server *b = hb_server("b", ROOMY, 1);
     struct report r;
     report_init(&r, 1);
     report_add(&r, 10, 0, 1, 0);
@@ -165,7 +165,7 @@ Test(ns_blocks, incremental_updates_and_removes)
 
 Test(ns_blocks, invalid_ids_skipped_and_high_water_bumped)
 {
-    struct ns_server *a = hb_server("a", 1, 1);
+    struct ns_server *a = hb_server("a", ROOMY, 1);
     struct report r;
     report_init(&r, 1);
     report_add(&r, 0, 1, 1, 0);
@@ -201,8 +201,8 @@ Test(ns_blocks, too_many_holders_ignored)
 
 Test(ns_blocks, created_block_enters_map_and_pool)
 {
-    struct ns_server *a = hb_server("a", 1, 1);
-    struct ns_server *b = hb_server("b", 1, 1);
+    struct ns_server *a = hb_server("a", ROOMY, 1);
+    struct ns_server *b = hb_server("b", ROOMY, 1);
     struct ns_server *reps[2] = {b, a};
     cr_assert_eq(ns_pool_add_created(&ns, 42, reps, 2), 0);
     struct ns_block *blk = ns_blocks_get(&ns.blocks, 42);

@@ -59,6 +59,25 @@ Test(ns_plan, nothing_in_safe_mode)
     cr_assert_eq(running(NS_TASK_REPLICATE), 1);
 }
 
+Test(ns_plan, repair_target_keeps_its_reserve)
+{
+    struct ns_server *a = server("a", GIB), *b = server("b", GIB);
+    struct ns_server *c = server("c", 5 * GIB), *d = server("d", 2 * GIB);
+    struct ns_server *r[] = {a, b};
+    ns.safe_mode = 0;
+    block(7, 64 * NS_MIB, r, 2);
+    c->free = ns_server_reserve(&ns, c) + 32 * NS_MIB; /* most free, but not room for 64 MiB */
+    d->free = ns_server_reserve(&ns, d) - 1;            /* full */
+    b->up = 0;
+    ns_plan_step(&ns, 10);
+    cr_assert_null(task_for(7), "no copy onto a server that would end below its reserve");
+    d->free = ns_server_reserve(&ns, d) + 64 * NS_MIB;
+    ns_plan_step(&ns, 20);
+    const struct ns_task *t = task_for(7);
+    cr_assert_not_null(t);
+    cr_assert_eq(t->dst, d->idx, "the only server with room for the block above its reserve");
+}
+
 Test(ns_plan, source_primary_target_most_free)
 {
     struct ns_server *a = server("a", GIB), *b = server("b", 2 * GIB);

@@ -43,7 +43,7 @@ Test(ns_pool, placement_not_enough_servers)
 {
     struct ns_server *out[3];
     cr_assert_eq(ns_pool_place(&ns, 1, out), IMG_ENOBLOCK, "no servers at all");
-    hb_server("a", 1, 1);
+    hb_server("a", ROOMY, 1);
     cr_assert_eq(ns_pool_place(&ns, 2, out), IMG_ENOBLOCK);
     cr_assert_eq(ns_pool_place(&ns, 1, out), 0);
 }
@@ -74,9 +74,9 @@ static struct ns_block *make_block(uint64_t id, struct ns_server *p, struct ns_s
 
 Test(ns_pool, writable_rules)
 {
-    struct ns_server *a = hb_server("a", 1, 1);
-    struct ns_server *b = hb_server("b", 1, 1);
-    struct ns_server *c = hb_server("c", 1, 1);
+    struct ns_server *a = hb_server("a", ROOMY, 1);
+    struct ns_server *b = hb_server("b", ROOMY, 1);
+    struct ns_server *c = hb_server("c", ROOMY, 1);
     struct ns_block *blk = make_block(1, a, b);
     cr_assert(ns_block_writable(&ns, blk));
 
@@ -97,11 +97,16 @@ Test(ns_pool, writable_rules)
 
     ns_registry_mark_down(&ns, b, "test");
     cr_assert_not(ns_block_writable(&ns, blk), "a secondary is down");
-    hb_server("b", 1, 2);
+    hb_server("b", ROOMY, 2);
     cr_assert(ns_block_writable(&ns, blk));
+    b->free = ns_server_reserve(&ns, b) - 1;
+    cr_assert_not(ns_block_writable(&ns, blk), "a holder is below its reserve (full)");
+    b->free = ns_server_reserve(&ns, b);
+    cr_assert(ns_block_writable(&ns, blk), "a holder exactly at its reserve still takes files");
+    b->free = ROOMY;
     ns_registry_mark_down(&ns, a, "test");
     cr_assert_not(ns_block_writable(&ns, blk), "the primary is down");
-    hb_server("a", 1, 2);
+    hb_server("a", ROOMY, 2);
 
     blk->nrep = 1;
     cr_assert_not(ns_block_writable(&ns, blk), "under-replicated");
@@ -112,8 +117,8 @@ Test(ns_pool, writable_rules)
 
 Test(ns_pool, small_blocks_still_writable)
 {
-    struct ns_server *a = hb_server("a", 1, 1);
-    struct ns_server *b = hb_server("b", 1, 1);
+    struct ns_server *a = hb_server("a", ROOMY, 1);
+    struct ns_server *b = hb_server("b", ROOMY, 1);
     ns.meta.block_size = NS_MIN_BLOCK_SIZE;
     struct ns_block *blk = make_block(1, a, b);
     cr_assert(ns_block_writable(&ns, blk), "margin shrinks for 1 MiB blocks");
@@ -121,8 +126,8 @@ Test(ns_pool, small_blocks_still_writable)
 
 Test(ns_pool, pick_honours_exclude_and_prunes)
 {
-    struct ns_server *a = hb_server("a", 1, 1);
-    struct ns_server *b = hb_server("b", 1, 1);
+    struct ns_server *a = hb_server("a", ROOMY, 1);
+    struct ns_server *b = hb_server("b", ROOMY, 1);
     for (uint64_t id = 1; id <= 5; id++)
         make_block(id, a, b);
     ns_blocks_get(&ns.blocks, 5)->sealed = 1;
@@ -142,8 +147,8 @@ Test(ns_pool, pick_honours_exclude_and_prunes)
 
 Test(ns_pool, pool_dedupes_readded_blocks)
 {
-    struct ns_server *a = hb_server("a", 1, 1);
-    struct ns_server *b = hb_server("b", 1, 1);
+    struct ns_server *a = hb_server("a", ROOMY, 1);
+    struct ns_server *b = hb_server("b", ROOMY, 1);
     make_block(9, a, b);
     ns_blocks_del(&ns.blocks, 9); /* dropped while listed ... */
     make_block(9, a, b);          /* ... and back: listed twice */

@@ -96,7 +96,8 @@ Test(retry, table)
 {
     static const int write_other[] = {IMG_EREPL,        IMG_EFULL, IMG_ESEALED,
                                       IMG_ENOTPRIMARY,  IMG_ENOBLOCKHERE, IMG_ECONN,
-                                      IMG_ETIMEDOUT,    IMG_EPROTO, IMG_ECORRUPT};
+                                      IMG_ETIMEDOUT,    IMG_EPROTO, IMG_ECORRUPT,
+                                      IMG_EVIEWOLD,     -ENOSPC};
     for (size_t i = 0; i < sizeof(write_other) / sizeof(write_other[0]); i++)
         cr_assert_eq(retry_action(RETRY_WRITE, write_other[i]), RETRY_OTHER, "%d",
                      write_other[i]);
@@ -123,6 +124,7 @@ Test(retry, table)
     cr_assert_eq(retry_action(RETRY_DELETE, IMG_EREPL), RETRY_OTHER);
     cr_assert_eq(retry_action(RETRY_DELETE, IMG_ENOTFOUND), RETRY_FINAL);
     cr_assert_eq(retry_action(RETRY_DELETE, IMG_EBADNAME), RETRY_FINAL);
+    cr_assert_eq(retry_action(RETRY_DELETE, -ENOSPC), RETRY_FINAL);
 
     cr_assert_eq(retry_write_excludes(IMG_EFULL), 1);
     cr_assert_eq(retry_write_excludes(IMG_ECORRUPT), 0);
