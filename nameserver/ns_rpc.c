@@ -19,6 +19,7 @@
 
 #include "net/conn.h"
 #include "base/err.h"
+#include "base/list.h"
 #include "base/log.h"
 
 #include <errno.h>
@@ -32,16 +33,6 @@ struct ns_peer {
     struct conn *c;
     struct ns_server *srv; /* the dataserver this session belongs to, or NULL */
 };
-
-static void peer_unlink(struct ns *ns, struct ns_peer *p)
-{
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        ns->peers = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
-}
 
 /* Fills reps/ptrs with b's replicas, primary first; only up ones when
  * `only_up`. Strings are borrowed from the registry. Returns the count. */
@@ -369,7 +360,7 @@ static void on_close(struct conn *c, void *ctx)
             ns_registry_mark_down(p->ns, p->srv, "session closed");
     }
     ns_ops_conn_closed(c);
-    peer_unlink(p->ns, p);
+    DLIST_UNLINK(p->ns->peers, p);
     free(p);
 }
 
@@ -390,10 +381,7 @@ static void on_connection(uv_stream_t *server, int status)
     }
     p->ns = ns;
     p->c = c;
-    p->next = ns->peers;
-    if (ns->peers)
-        ns->peers->prev = p;
-    ns->peers = p;
+    DLIST_PUSH(ns->peers, p);
     if (ns->stopping)
         conn_close(c);
 }

@@ -16,6 +16,7 @@
 #include "net/http_server.h"
 
 #include "net/conn.h"
+#include "base/list.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -253,13 +254,7 @@ static void hconn_close(struct http_server_conn *hc)
     if (hc->closing)
         return;
     hc->closing = 1;
-    struct http_server *srv = hc->srv;
-    if (hc->prev)
-        hc->prev->next = hc->next;
-    else
-        srv->conns = hc->next;
-    if (hc->next)
-        hc->next->prev = hc->prev;
+    DLIST_UNLINK(hc->srv->conns, hc);
     for (struct http_server_req *q = hc->head, *n; q; q = n) {
         n = q->next;
         q->next = NULL;
@@ -619,10 +614,7 @@ static void on_connection(uv_stream_t *server, int status)
     hc->tick.data = hc;
     hc->handles = 2;
     srv->handles += 2;
-    hc->next = srv->conns;
-    if (srv->conns)
-        srv->conns->prev = hc;
-    srv->conns = hc;
+    DLIST_PUSH(srv->conns, hc);
     if (uv_accept(server, (uv_stream_t *)&hc->tcp) != 0) {
         hconn_close(hc);
         return;
