@@ -15,13 +15,13 @@
 
 #include "base/err.h"
 #include "base/fsutil.h"
+#include "base/hexid.h"
 #include "base/log.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #define META_HEADER "imgstore-nameserver-meta 1"
 #define META_END "end"
@@ -43,17 +43,6 @@ static int parse_u64(const char *s, uint64_t *out)
     }
     *out = v;
     return 0;
-}
-
-static int cluster_id_valid(const char *s)
-{
-    size_t n = strlen(s);
-    if (n != NS_CLUSTER_ID_HEX)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return 0;
-    return 1;
 }
 
 /* ---- lists of server ids: known, read-only, draining ---- */
@@ -164,7 +153,8 @@ static int parse_line(struct ns_meta *m, char *line, unsigned *seen)
     *val++ = '\0';
     uint64_t v;
     if (strcmp(line, "cluster_id") == 0) {
-        if ((*seen & SEEN_CLUSTER) || !cluster_id_valid(val))
+        if ((*seen & SEEN_CLUSTER) || strlen(val) != NS_CLUSTER_ID_HEX ||
+            !hexid_valid(val, NS_CLUSTER_ID_HEX))
             return IMG_EFORMAT;
         memcpy(m->cluster_id, val, NS_CLUSTER_ID_HEX + 1);
         *seen |= SEEN_CLUSTER;
@@ -270,23 +260,6 @@ int ns_meta_save(const struct ns_meta *m)
     return rc;
 }
 
-static int new_cluster_id(char out[NS_CLUSTER_ID_HEX + 1])
-{
-    uint8_t raw[NS_CLUSTER_ID_HEX / 2];
-    size_t got = 0;
-    while (got < sizeof(raw)) {
-        ssize_t n = getrandom(raw + got, sizeof(raw) - got, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -errno;
-        got += (size_t)n;
-    }
-    for (size_t i = 0; i < sizeof(raw); i++)
-        snprintf(out + 2 * i, 3, "%02x", raw[i]);
-    return 0;
-}
-
 int ns_meta_open(struct ns_meta *m, const char *dir, uint32_t replicas, uint64_t block_size)
 {
     char *text = NULL;
@@ -305,7 +278,7 @@ int ns_meta_open(struct ns_meta *m, const char *dir, uint32_t replicas, uint64_t
         return rc;
     }
     if (fresh) {
-        if ((rc = new_cluster_id(m->cluster_id)) != 0)
+        if ((rc = hexid_random(m->cluster_id, NS_CLUSTER_ID_HEX / 2)) != 0)
             goto err;
         m->block_id_reserved = 1;
         m->replicas = NS_DEFAULT_REPLICAS;

@@ -1,11 +1,13 @@
 /* Unit tests of base/ helpers added by the duplicate clean-up (issue 13):
- * array_has_u64 (base/array.c) and the list macros (base/list.h).
- * ARRAY_RESERVE is tested in test_wire_rules.c. */
+ * array_has_u64 (base/array.c), the list macros (base/list.h) and the hex
+ * ids (base/hexid.c). ARRAY_RESERVE is tested in test_wire_rules.c. */
 #include "base/array.h"
+#include "base/hexid.h"
 #include "base/list.h"
 
 #include <criterion/criterion.h>
 #include <stdint.h>
+#include <string.h>
 
 Test(array, has_u64)
 {
@@ -53,4 +55,21 @@ Test(list, push_and_unlink)
     cr_assert_eq(digits(head), 2);
     DLIST_UNLINK(head, &b); /* only */
     cr_assert_null(head);
+}
+
+Test(hexid, random_and_valid)
+{
+    char a[33], b[33];
+    memset(a, 'x', sizeof(a));
+    cr_assert_eq(hexid_random(a, 16), 0);
+    cr_assert_eq(strlen(a), 32);
+    cr_assert_eq(strspn(a, "0123456789abcdef"), 32);
+    cr_assert_eq(hexid_valid(a, 32), 1);
+    cr_assert_eq(hexid_random(b, 16), 0);
+    cr_assert_str_neq(a, b, "two fresh ids differ");
+    cr_assert_eq(hexid_valid("0123456789abcdef", 16), 1);
+    cr_assert_eq(hexid_valid("0123456789ABCDEF", 16), 0, "upper case is refused");
+    cr_assert_eq(hexid_valid("01g3", 4), 0);
+    cr_assert_eq(hexid_valid("01\0003", 4), 0, "a NUL inside is refused");
+    cr_assert_eq(hexid_valid("", 0), 1, "the caller checks the length");
 }
