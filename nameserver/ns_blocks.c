@@ -199,6 +199,17 @@ unsigned ns_block_good_reps(const struct ns *ns, const struct ns_block *b)
     return n;
 }
 
+unsigned ns_block_primary_first(const struct ns_block *b, unsigned order[NS_BLOCK_SLOTS])
+{
+    unsigned n = 0;
+    if (b->primary < b->nrep)
+        order[n++] = b->primary;
+    for (unsigned i = 0; i < b->nrep; i++)
+        if (i != b->primary)
+            order[n++] = i;
+    return n;
+}
+
 unsigned ns_block_up_reps(const struct ns *ns, const struct ns_block *b)
 {
     unsigned n = 0;

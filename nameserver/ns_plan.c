@@ -218,16 +218,16 @@ static int send_replicate(struct ns *ns, struct ns_task *t, const struct ns_bloc
         return IMG_ECONN;
     /* The replica set after the copy: up holders (primary first), then d. */
     Imgstore__Replica reps[NS_BLOCK_SLOTS + 1], *rp[NS_BLOCK_SLOTS + 1], src;
+    unsigned order[NS_BLOCK_SLOTS], nord = ns_block_primary_first(b, order);
     size_t n = 0;
-    for (unsigned pass = 0; pass < 2; pass++)
-        for (unsigned i = 0; i < b->nrep && n < NS_MAX_REPLICAS - 1; i++) {
-            struct ns_server *h = ns_registry_at(ns, b->rep[i]);
-            if (!h || !h->up || (pass == 0) != (b->primary == i))
-                continue;
-            ns_plan_fill_replica(&reps[n], h);
-            rp[n] = &reps[n];
-            n++;
-        }
+    for (unsigned k = 0; k < nord && n < NS_MAX_REPLICAS - 1; k++) {
+        struct ns_server *h = ns_registry_at(ns, b->rep[order[k]]);
+        if (!h || !h->up)
+            continue;
+        ns_plan_fill_replica(&reps[n], h);
+        rp[n] = &reps[n];
+        n++;
+    }
     ns_plan_fill_replica(&reps[n], d);
     rp[n] = &reps[n];
     n++;

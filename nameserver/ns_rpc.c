@@ -40,28 +40,24 @@ static size_t fill_replicas(const struct ns *ns, const struct ns_block *b, int o
                             Imgstore__Replica reps[NS_BLOCK_SLOTS],
                             Imgstore__Replica *ptrs[NS_BLOCK_SLOTS])
 {
+    unsigned order[NS_BLOCK_SLOTS], nord = ns_block_primary_first(b, order);
     size_t n = 0;
-    for (unsigned pass = 0; pass < 2; pass++) {
-        for (unsigned i = 0; i < b->nrep; i++) {
-            int is_primary = b->primary == i;
-            if ((pass == 0) != is_primary || b->rep[i] >= ns->nservers)
-                continue;
-            struct ns_server *s = ns->servers[b->rep[i]];
-            if (only_up && !s->up)
-                continue;
-            /* A sealed block's copies outside its replica set may lack
-             * tombstones (stale, being caught up or dropped): not listed. */
-            if (b->sealed && b->inset && !is_primary && !(b->inset & (1u << i)))
-                continue;
-            if (ns_block_is_unready(b, i)) /* of an older set, or joining it */
-                continue;
-            imgstore__replica__init(&reps[n]);
-            reps[n].server_id = s->id;
-            reps[n].addr = s->addr;
-            reps[n].http_addr = s->http_addr;
-            ptrs[n] = &reps[n];
-            n++;
-        }
+    for (unsigned k = 0; k < nord; k++) {
+        unsigned i = order[k];
+        if (b->rep[i] >= ns->nservers)
+            continue;
+        struct ns_server *s = ns->servers[b->rep[i]];
+        if (only_up && !s->up)
+            continue;
+        /* A sealed block's copies outside its replica set may lack
+         * tombstones (stale, being caught up or dropped): not listed. */
+        if (b->sealed && b->inset && b->primary != i && !(b->inset & (1u << i)))
+            continue;
+        if (ns_block_is_unready(b, i)) /* of an older set, or joining it */
+            continue;
+        ns_plan_fill_replica(&reps[n], s);
+        ptrs[n] = &reps[n];
+        n++;
     }
     return n;
 }
