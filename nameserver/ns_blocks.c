@@ -199,14 +199,17 @@ unsigned ns_block_good_reps(const struct ns *ns, const struct ns_block *b)
     return n;
 }
 
-unsigned ns_block_primary_first(const struct ns_block *b, unsigned order[NS_BLOCK_SLOTS])
+unsigned ns_block_holders(const struct ns *ns, const struct ns_block *b,
+                          struct ns_server *hs[NS_BLOCK_SLOTS], unsigned slot[NS_BLOCK_SLOTS])
 {
     unsigned n = 0;
-    if (b->primary < b->nrep)
-        order[n++] = b->primary;
-    for (unsigned i = 0; i < b->nrep; i++)
-        if (i != b->primary)
-            order[n++] = i;
+    for (unsigned pass = 0; pass < 2; pass++)
+        for (unsigned i = 0; i < b->nrep; i++) {
+            if ((pass == 0) != (b->primary == i) || b->rep[i] >= ns->nservers)
+                continue;
+            hs[n] = ns->servers[b->rep[i]];
+            slot[n++] = i;
+        }
     return n;
 }
 

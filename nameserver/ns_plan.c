@@ -218,13 +218,13 @@ static int send_replicate(struct ns *ns, struct ns_task *t, const struct ns_bloc
         return IMG_ECONN;
     /* The replica set after the copy: up holders (primary first), then d. */
     Imgstore__Replica reps[NS_BLOCK_SLOTS + 1], *rp[NS_BLOCK_SLOTS + 1], src;
-    unsigned order[NS_BLOCK_SLOTS], nord = ns_block_primary_first(b, order);
+    struct ns_server *hs[NS_BLOCK_SLOTS];
+    unsigned slot[NS_BLOCK_SLOTS], nh = ns_block_holders(ns, b, hs, slot);
     size_t n = 0;
-    for (unsigned k = 0; k < nord && n < NS_MAX_REPLICAS - 1; k++) {
-        struct ns_server *h = ns_registry_at(ns, b->rep[order[k]]);
-        if (!h || !h->up)
+    for (unsigned k = 0; k < nh && n < NS_MAX_REPLICAS - 1; k++) {
+        if (!hs[k]->up)
             continue;
-        ns_plan_fill_replica(&reps[n], h);
+        ns_plan_fill_replica(&reps[n], hs[k]);
         rp[n] = &reps[n];
         n++;
     }

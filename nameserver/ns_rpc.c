@@ -40,13 +40,12 @@ static size_t fill_replicas(const struct ns *ns, const struct ns_block *b, int o
                             Imgstore__Replica reps[NS_BLOCK_SLOTS],
                             Imgstore__Replica *ptrs[NS_BLOCK_SLOTS])
 {
-    unsigned order[NS_BLOCK_SLOTS], nord = ns_block_primary_first(b, order);
+    struct ns_server *hs[NS_BLOCK_SLOTS];
+    unsigned slot[NS_BLOCK_SLOTS], nh = ns_block_holders(ns, b, hs, slot);
     size_t n = 0;
-    for (unsigned k = 0; k < nord; k++) {
-        unsigned i = order[k];
-        if (b->rep[i] >= ns->nservers)
-            continue;
-        struct ns_server *s = ns->servers[b->rep[i]];
+    for (unsigned k = 0; k < nh; k++) {
+        unsigned i = slot[k];
+        struct ns_server *s = hs[k];
         if (only_up && !s->up)
             continue;
         /* A sealed block's copies outside its replica set may lack
