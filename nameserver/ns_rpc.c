@@ -209,24 +209,6 @@ out:
     free(rp);
 }
 
-/* Block totals for CLUSTER_STATUS (one pass over the map). */
-static void block_totals(struct ns *ns, Imgstore__ClusterStatusResp *r)
-{
-    for (size_t i = 0; i < ns->blocks.cap; i++) {
-        const struct ns_block *b = &ns->blocks.slots[i];
-        if (!b->id)
-            continue;
-        unsigned up = ns_block_up_reps(ns, b);
-        r->blocks_total++;
-        r->blocks_sealed += b->sealed ? 1 : 0;
-        r->blocks_writable += ns_block_writable(ns, b) ? 1 : 0;
-        if (up == 0)
-            r->blocks_lost++;
-        else if (ns_block_good_reps(ns, b) < ns->meta.replicas)
-            r->blocks_under_replicated++;
-    }
-}
-
 static void handle_status(struct ns_peer *p, const struct frame_header *h)
 {
     struct ns *ns = p->ns;
@@ -265,7 +247,13 @@ static void handle_status(struct ns_peer *p, const struct frame_header *h)
     r.block_size = ns->meta.block_size;
     r.n_servers = ns->nservers;
     r.servers = sp;
-    block_totals(ns, &r);
+    struct ns_admin_totals t; /* one pass over the map */
+    ns_admin_totals(ns, &t);
+    r.blocks_total = t.total;
+    r.blocks_sealed = t.sealed;
+    r.blocks_writable = t.writable;
+    r.blocks_lost = t.lost;
+    r.blocks_under_replicated = t.under_replicated;
     r.block_id_high_water = ns->meta.next_id;
     conn_reply(p->c, h, 0, &r.base, NULL, 0, NULL);
 out:
