@@ -1,4 +1,5 @@
-/* array.c - growing a malloc'd array by doubling (see array.h). */
+/* array.c - growing a malloc'd array by doubling, looking up an id (see
+ * array.h). */
 #include "base/array.h"
 
 #include <errno.h>
@@ -25,5 +26,13 @@ int array_reserve(void *pp, size_t *cap, size_t need, size_t size, size_t first)
         return -ENOMEM;
     memcpy(pp, &n, sizeof(n));
     *cap = ncap;
+    return 0;
+}
+
+int array_has_u64(const uint64_t *a, size_t n, uint64_t v)
+{
+    for (size_t i = 0; i < n; i++)
+        if (a[i] == v)
+            return 1;
     return 0;
 }

@@ -2,6 +2,7 @@
  * (see cache.h). */
 #include "client/cache.h"
 
+#include "base/array.h"
 #include "base/err.h"
 
 #include <errno.h>
@@ -79,14 +80,6 @@ void cache_writable_add(struct cache *c, const struct cache_loc *l)
     pthread_mutex_unlock(&c->mu);
 }
 
-static int excluded(uint64_t id, const uint64_t *excl, size_t nexcl)
-{
-    for (size_t i = 0; i < nexcl; i++)
-        if (excl[i] == id)
-            return 1;
-    return 0;
-}
-
 int cache_writable_pick(struct cache *c, const uint64_t *excl, size_t nexcl,
                         struct cache_loc *out)
 {
@@ -96,7 +89,7 @@ int cache_writable_pick(struct cache *c, const uint64_t *excl, size_t nexcl,
     int n = c->nwritable;
     for (int k = 0; n > 0 && k < n; k++) {
         const struct cache_loc *l = &c->writable[(r + (uint32_t)k) % (uint32_t)n];
-        if (!excluded(l->block_id, excl, nexcl)) {
+        if (!array_has_u64(excl, nexcl, l->block_id)) {
             *out = *l;
             rc = 0;
             break;

@@ -103,6 +103,18 @@ static int wait_fd(int fd, short events, int64_t deadline)
     }
 }
 
+/* After a send or recv on fd failed (errno set): returns 0 when it is worth
+ * trying again (interrupted, or fd became ready for `events`), else
+ * IMG_ECONN or IMG_ETIMEDOUT. */
+static int wait_again(int fd, short events, int64_t deadline)
+{
+    if (errno == EINTR)
+        return 0;
+    if (errno != EAGAIN && errno != EWOULDBLOCK)
+        return IMG_ECONN;
+    return wait_fd(fd, events, deadline);
+}
+
 /* Connects one address of a getaddrinfo list. Returns the fd or an error. */
 static int connect_one(const struct addrinfo *ai, int64_t deadline)
 {
@@ -229,11 +241,7 @@ static int send_all(int fd, struct iovec *iov, int iovcnt, int64_t deadline)
         struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)iovcnt};
         ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL);
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                return IMG_ECONN;
-            int rc = wait_fd(fd, POLLOUT, deadline);
+            int rc = wait_again(fd, POLLOUT, deadline);
             if (rc != 0)
                 return rc;
             continue;
@@ -268,11 +276,7 @@ static int recv_all(int fd, void *buf, size_t len, int64_t deadline, size_t *got
         }
         if (n == 0)
             return IMG_ECONN;
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return IMG_ECONN;
-        int rc = wait_fd(fd, POLLIN, deadline);
+        int rc = wait_again(fd, POLLIN, deadline);
         if (rc != 0)
             return rc;
     }

@@ -15,6 +15,7 @@
 #include "dataserver/blockio.h"
 
 #include "base/err.h"
+#include "base/list.h"
 #include "base/log.h"
 
 #include <errno.h>
@@ -106,14 +107,9 @@ static void list_insert(struct bio_block *bb, struct bio_append *a)
 
 static void list_remove(struct bio_block *bb, struct bio_append *a)
 {
-    if (a->prev)
-        a->prev->next = a->next;
-    else
-        bb->head = a->next;
-    if (a->next)
-        a->next->prev = a->prev;
-    else
+    if (!a->next)
         bb->tail = a->prev;
+    DLIST_UNLINK(bb->head, a);
 }
 
 static void maybe_free(struct bio_block *bb)

@@ -7,6 +7,7 @@
  * usable replica is treated as absent. */
 #include "dataserver/ds_nsclient.h"
 
+#include "base/array.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "proto/addr.h"
@@ -189,21 +190,14 @@ int ds_nsc_lookup(struct ds *ds, uint64_t block_id, ds_nsc_loc_cb cb, void *arg)
     return rc;
 }
 
-static int excluded(uint64_t id, const uint64_t *excl, int nexcl)
-{
-    for (int i = 0; i < nexcl; i++)
-        if (excl[i] == id)
-            return 1;
-    return 0;
-}
-
 int ds_nsc_writable_pick(struct ds *ds, const uint64_t *excl, int nexcl, struct ds_loc *out)
 {
     struct ds_nsclient *n = ds->nsc;
     uint64_t now = uv_now(ds->loop);
     int cand[DS_WRITABLE_MAX], ncand = 0;
     for (int i = 0; i < n->nwritable; i++)
-        if (n->writable[i].expires_ms > now && !excluded(n->writable[i].block_id, excl, nexcl))
+        if (n->writable[i].expires_ms > now &&
+            !(nexcl > 0 && array_has_u64(excl, (size_t)nexcl, n->writable[i].block_id)))
             cand[ncand++] = i;
     if (ncand == 0)
         return IMG_ENOBLOCK;

@@ -149,9 +149,8 @@ static void local_done(int status, const struct needle_header *h, uint64_t offse
 {
     struct http_req *r = arg;
     (void)offset;
-    if (!r->q.conn) {
+    if (http_server_drop_orphan(&r->q)) {
         free(rec);
-        http_server_finish(&r->q);
         return;
     }
     if (status == 0) {
@@ -172,10 +171,8 @@ static void remote_reply(int status, const struct frame *f, void *arg)
 {
     struct http_req *r = arg;
     const char *addr = r->loc.addr[r->replica - 1];
-    if (!r->q.conn) {
-        http_server_finish(&r->q);
+    if (http_server_drop_orphan(&r->q))
         return;
-    }
     Imgstore__ReadResp *m = conn_reply_unpack(status, f, &imgstore__read_resp__descriptor, &status);
     if (status == 0 && !r->q.head_only &&
         (f->h.body_len != m->size || crc32c(0, f->body, f->h.body_len) != m->crc32c))
@@ -215,10 +212,8 @@ static void remote_reply(int status, const struct frame *f, void *arg)
 static void lookup_done(int status, const struct ds_loc *loc, void *arg)
 {
     struct http_req *r = arg;
-    if (!r->q.conn) {
-        http_server_finish(&r->q);
+    if (http_server_drop_orphan(&r->q))
         return;
-    }
     if (status != 0) {
         if (lapsed_round(r))
             return;

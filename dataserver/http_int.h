@@ -12,7 +12,8 @@
  * http_server_req (r->q: method, path, the response, r->q.conn == NULL once
  * its connection closed). The core calls ds_http.c's callbacks; a handler
  * answers by filling r->q.resp_* and calling http_server_finish(&r->q),
- * which is also what frees an orphaned request. */
+ * which is also what frees an orphaned request: work resuming after a wait
+ * first calls http_server_drop_orphan(&r->q) and stops when it returns 1. */
 #ifndef DS_HTTP_INT_H
 #define DS_HTTP_INT_H
 

@@ -88,10 +88,8 @@ static void write_reply(int status, const struct frame *f, void *arg)
         struct fname fn = {.block_id = r->loc.block_id, .seq = m->seq, .cookie = m->cookie};
         char name[FNAME_LEN + 1];
         imgstore__write_resp__free_unpacked(m, NULL);
-        if (!r->q.conn) {
-            http_server_finish(&r->q);
+        if (http_server_drop_orphan(&r->q))
             return;
-        }
         if (fname_encode(&fn, name) != 0) {
             upload_fail(r, IMG_EPROTO);
             return;
@@ -101,11 +99,10 @@ static void write_reply(int status, const struct frame *f, void *arg)
     }
     if (m)
         imgstore__write_resp__free_unpacked(m, NULL);
-    if (retry_action(RETRY_WRITE, status) != RETRY_OTHER || !r->q.conn) {
-        if (r->q.conn)
-            upload_fail(r, status);
-        else
-            http_server_finish(&r->q);
+    if (http_server_drop_orphan(&r->q))
+        return;
+    if (retry_action(RETRY_WRITE, status) != RETRY_OTHER) {
+        upload_fail(r, status);
         return;
     }
     ds_nsc_writable_drop(r->ds, r->loc.block_id);
@@ -147,20 +144,16 @@ static void wait_done(uv_timer_t *t)
     struct upload_wait *w = t->data;
     struct http_req *r = w->r;
     uv_close((uv_handle_t *)t, wait_closed);
-    if (!r->q.conn) {
-        http_server_finish(&r->q);
+    if (http_server_drop_orphan(&r->q))
         return;
-    }
     upload_next(r);
 }
 
 static void alloc_done(int status, const struct ds_loc *loc, void *arg)
 {
     struct http_req *r = arg;
-    if (!r->q.conn) {
-        http_server_finish(&r->q);
+    if (http_server_drop_orphan(&r->q))
         return;
-    }
     if (status == 0) {
         r->loc = *loc;
         upload_send(r);
@@ -219,10 +212,8 @@ static void delete_send(struct http_req *r);
 static void delete_lookup_done(int status, const struct ds_loc *loc, void *arg)
 {
     struct http_req *r = arg;
-    if (!r->q.conn) {
-        http_server_finish(&r->q);
+    if (http_server_drop_orphan(&r->q))
         return;
-    }
     if (status == IMG_ENOTFOUND) {
         http_reply_text(r, 404, HTTP_CC_NOSTORE, NULL, "not found\n");
         return;
@@ -255,10 +246,8 @@ static void delete_reply(int status, const struct frame *f, void *arg)
     struct http_req *r = arg;
     if (status == 0)
         status = f->h.status;
-    if (!r->q.conn) {
-        http_server_finish(&r->q);
+    if (http_server_drop_orphan(&r->q))
         return;
-    }
     switch (status) {
     case 0:
     case IMG_EDELETED:

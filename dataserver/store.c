@@ -15,6 +15,7 @@
 
 #include "base/err.h"
 #include "base/fsutil.h"
+#include "base/hexid.h"
 #include "base/log.h"
 #include "dataserver/blockio.h"
 
@@ -25,7 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -105,16 +105,6 @@ static int blocks_dir(const struct store *s, int disk, char *out, size_t n)
 
 /* ---- server id ---- */
 
-static int id_valid(const char *id, size_t len)
-{
-    if (len != STORE_SERVER_ID_LEN)
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
-            return 0;
-    return 1;
-}
-
 /* Reads <dir>/SERVER_ID into out (STORE_SERVER_ID_LEN + 1). Returns 0,
  * -ENOENT when there is none, IMG_EFORMAT when it is malformed, or -errno. */
 static int id_read(const char *dir, char *out)
@@ -129,7 +119,7 @@ static int id_read(const char *dir, char *out)
         return rc;
     if (len > 0 && text[len - 1] == '\n')
         len--;
-    rc = id_valid(text, len) ? 0 : IMG_EFORMAT;
+    rc = len == STORE_SERVER_ID_LEN && hexid_valid(text, len) ? 0 : IMG_EFORMAT;
     if (rc == 0) {
         memcpy(out, text, STORE_SERVER_ID_LEN);
         out[STORE_SERVER_ID_LEN] = '\0';
@@ -144,27 +134,6 @@ static int id_write(const char *dir, const char *id)
     snprintf(path, sizeof(path), "%s/%s", dir, STORE_ID_FILE);
     snprintf(text, sizeof(text), "%s\n", id);
     return fs_write_atomic(path, text, STORE_SERVER_ID_LEN + 1);
-}
-
-static int id_generate(char *out)
-{
-    static const char hex[] = "0123456789abcdef";
-    uint8_t raw[STORE_ID_BYTES];
-    size_t got = 0;
-    while (got < sizeof(raw)) {
-        ssize_t n = getrandom(raw + got, sizeof(raw) - got, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        got += (size_t)n;
-    }
-    for (size_t i = 0; i < sizeof(raw); i++) {
-        out[2 * i] = hex[raw[i] >> 4];
-        out[2 * i + 1] = hex[raw[i] & 0xf];
-    }
-    out[STORE_SERVER_ID_LEN] = '\0';
-    return 0;
 }
 
 /* Agrees on one server id across the folders: the folders that have one
@@ -193,7 +162,7 @@ static int agree_server_id(struct store *s)
         memcpy(s->server_id, id, sizeof(id));
     }
     if (!s->server_id[0]) {
-        int rc = id_generate(s->server_id);
+        int rc = hexid_random(s->server_id, STORE_ID_BYTES);
         if (rc != 0)
             return rc;
         log_info("store: new server id %s", s->server_id);

@@ -653,6 +653,13 @@ int ns_block_find_rep(const struct ns_block *b, uint16_t sidx);
  * -ENOSPC when every slot is taken. */
 int ns_block_add_rep(struct ns *ns, struct ns_block *b, struct ns_server *s);
 
+/* Writes b's holders whose server is registered into hs, and their slots in
+ * b->rep into slot: the primary first (when b has one), then the others in
+ * slot order, the order of every replica list the nameserver sends. Returns
+ * how many. */
+unsigned ns_block_holders(const struct ns *ns, const struct ns_block *b,
+                          struct ns_server *hs[NS_BLOCK_SLOTS], unsigned slot[NS_BLOCK_SLOTS]);
+
 /* Returns how many replicas of b are on up servers. */
 unsigned ns_block_up_reps(const struct ns *ns, const struct ns_block *b);
 

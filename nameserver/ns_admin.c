@@ -82,22 +82,17 @@ static void fill_block(const struct ns *ns, const struct ns_block *b, struct blo
     bm->m.state = (char *)ns_admin_block_state(ns, b);
     bm->m.health = (char *)ns_admin_block_health(ns, b);
     bm->m.up_replicas = ns_block_up_reps(ns, b);
-    size_t n = 0;
-    for (unsigned pass = 0; pass < 2; pass++) {
-        for (unsigned i = 0; i < b->nrep; i++) {
-            int is_primary = b->primary == i;
-            if ((pass == 0) != is_primary || b->rep[i] >= ns->nservers)
-                continue;
-            struct ns_server *s = ns->servers[b->rep[i]];
-            Imgstore__AdminReplica *r = &bm->reps[n];
-            imgstore__admin_replica__init(r);
-            r->server_id = s->id;
-            r->addr = s->addr;
-            r->http_addr = s->http_addr;
-            r->up = s->up;
-            r->primary = is_primary;
-            bm->rp[n++] = r;
-        }
+    struct ns_server *hs[NS_BLOCK_SLOTS];
+    unsigned slot[NS_BLOCK_SLOTS], n = ns_block_holders(ns, b, hs, slot);
+    for (unsigned k = 0; k < n; k++) {
+        Imgstore__AdminReplica *r = &bm->reps[k];
+        imgstore__admin_replica__init(r);
+        r->server_id = hs[k]->id;
+        r->addr = hs[k]->addr;
+        r->http_addr = hs[k]->http_addr;
+        r->up = hs[k]->up;
+        r->primary = b->primary == slot[k];
+        bm->rp[k] = r;
     }
     bm->m.n_replicas = n;
     bm->m.replicas = bm->rp;

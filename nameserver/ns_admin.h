@@ -30,7 +30,7 @@ const char *ns_admin_block_state(const struct ns *ns, const struct ns_block *b);
  * replica, under-replicated with fewer up replicas than the replication. */
 const char *ns_admin_block_health(const struct ns *ns, const struct ns_block *b);
 
-/* Block totals of the whole map in one pass. */
+/* Block totals of the whole map in one pass (also CLUSTER_STATUS's, ns_rpc.c). */
 struct ns_admin_totals {
     uint64_t total, writable, sealed, open;
     uint64_t under_replicated, lost; /* as in CLUSTER_STATUS */

@@ -199,6 +199,20 @@ unsigned ns_block_good_reps(const struct ns *ns, const struct ns_block *b)
     return n;
 }
 
+unsigned ns_block_holders(const struct ns *ns, const struct ns_block *b,
+                          struct ns_server *hs[NS_BLOCK_SLOTS], unsigned slot[NS_BLOCK_SLOTS])
+{
+    unsigned n = 0;
+    for (unsigned pass = 0; pass < 2; pass++)
+        for (unsigned i = 0; i < b->nrep; i++) {
+            if ((pass == 0) != (b->primary == i) || b->rep[i] >= ns->nservers)
+                continue;
+            hs[n] = ns->servers[b->rep[i]];
+            slot[n++] = i;
+        }
+    return n;
+}
+
 unsigned ns_block_up_reps(const struct ns *ns, const struct ns_block *b)
 {
     unsigned n = 0;

@@ -15,13 +15,13 @@
 
 #include "base/err.h"
 #include "base/fsutil.h"
+#include "base/hexid.h"
 #include "base/log.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #define META_HEADER "imgstore-nameserver-meta 1"
 #define META_END "end"
@@ -45,94 +45,74 @@ static int parse_u64(const char *s, uint64_t *out)
     return 0;
 }
 
-static int cluster_id_valid(const char *s)
+/* ---- lists of server ids: known, read-only, draining ---- */
+
+/* A list is an owned array *ids of *n malloc'd ids (known, nknown of the
+ * meta, or the ids, n of a struct ns_idlist). */
+
+static void ids_clear(char ***ids, size_t *n)
 {
-    size_t n = strlen(s);
-    if (n != NS_CLUSTER_ID_HEX)
-        return 0;
+    for (size_t i = 0; i < *n; i++)
+        free((*ids)[i]);
+    free(*ids);
+    *ids = NULL;
+    *n = 0;
+}
+
+static int ids_has(char *const *ids, size_t n, const char *id)
+{
     for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return 0;
-    return 1;
-}
-
-/* Appends a copy of `id` to the known list. Returns 0 or -ENOMEM. */
-static int known_push(struct ns_meta *m, const char *id)
-{
-    char *copy = strdup(id);
-    char **n = copy ? realloc(m->known, (m->nknown + 1) * sizeof(*n)) : NULL;
-    if (!n) {
-        free(copy);
-        return -ENOMEM;
-    }
-    m->known = n;
-    m->known[m->nknown++] = copy;
-    return 0;
-}
-
-/* ---- marked server lists (read-only, draining) ---- */
-
-static void idlist_clear(struct ns_idlist *l)
-{
-    for (size_t i = 0; i < l->n; i++)
-        free(l->ids[i]);
-    free(l->ids);
-    l->ids = NULL;
-    l->n = 0;
-}
-
-static int idlist_has(const struct ns_idlist *l, const char *id)
-{
-    for (size_t i = 0; i < l->n; i++)
-        if (strcmp(l->ids[i], id) == 0)
+        if (strcmp(ids[i], id) == 0)
             return 1;
     return 0;
 }
 
 /* Appends a copy of `id`. Returns 0 or -ENOMEM. */
-static int idlist_push(struct ns_idlist *l, const char *id)
+static int ids_push(char ***ids, size_t *n, const char *id)
 {
     char *copy = strdup(id);
-    char **n = copy ? realloc(l->ids, (l->n + 1) * sizeof(*n)) : NULL;
-    if (!n) {
+    char **grown = copy ? realloc(*ids, (*n + 1) * sizeof(*grown)) : NULL;
+    if (!grown) {
         free(copy);
         return -ENOMEM;
     }
-    l->ids = n;
-    l->ids[l->n++] = copy;
+    *ids = grown;
+    grown[(*n)++] = copy;
     return 0;
 }
 
-/* Parses one "<kind>_server ID" line into l. */
-static int idlist_parse(struct ns_idlist *l, const char *val)
+/* Parses the ID of one "known_server ID" or "<kind>_server ID" line into the
+ * list. */
+static int ids_parse(char ***ids, size_t *n, const char *val)
 {
-    if (!ns_server_id_valid(val) || idlist_has(l, val) || l->n >= NS_MAX_SERVERS)
+    if (!ns_server_id_valid(val) || ids_has(*ids, *n, val) || *n >= NS_MAX_SERVERS)
         return IMG_EFORMAT;
-    return idlist_push(l, val);
+    return ids_push(ids, n, val);
 }
 
-/* Sets or clears id's mark in l and persists the meta; on a failed save the
- * list is as before. */
-static int idlist_set(struct ns_meta *m, struct ns_idlist *l, const char *id, int on)
+/* Adds (on) or removes id in the list and persists the meta; on a failed
+ * save the list is as before. */
+static int ids_set(struct ns_meta *m, char ***ids, size_t *n, const char *id, int on)
 {
     size_t i = 0;
-    while (i < l->n && strcmp(l->ids[i], id) != 0)
+    while (i < *n && strcmp((*ids)[i], id) != 0)
         i++;
-    int has = i < l->n, rc;
+    int has = i < *n, rc;
     if (!has == !on)
         return 0;
     if (on) {
-        if ((rc = idlist_push(l, id)) != 0)
+        if ((rc = ids_push(ids, n, id)) != 0)
             return rc;
         if ((rc = ns_meta_save(m)) != 0)
-            free(l->ids[--l->n]);
+            free((*ids)[--*n]);
         return rc;
     }
-    char *gone = l->ids[i];
-    l->ids[i] = l->ids[--l->n];
+    char **l = *ids;
+    char *gone = l[i];
+    l[i] = l[--*n];
     if ((rc = ns_meta_save(m)) != 0) {
-        l->ids[l->n++] = l->ids[i];
-        l->ids[i] = gone;
+        l[(*n)++] = l[i];
+        l[i] = gone;
         return rc;
     }
     free(gone);
@@ -141,13 +121,9 @@ static int idlist_set(struct ns_meta *m, struct ns_idlist *l, const char *id, in
 
 static void known_clear(struct ns_meta *m)
 {
-    for (size_t i = 0; i < m->nknown; i++)
-        free(m->known[i]);
-    free(m->known);
-    m->known = NULL;
-    m->nknown = 0;
-    idlist_clear(&m->readonly);
-    idlist_clear(&m->draining);
+    ids_clear(&m->known, &m->nknown);
+    ids_clear(&m->readonly.ids, &m->readonly.n);
+    ids_clear(&m->draining.ids, &m->draining.n);
     m->setting_set = 0;
 }
 
@@ -177,7 +153,8 @@ static int parse_line(struct ns_meta *m, char *line, unsigned *seen)
     *val++ = '\0';
     uint64_t v;
     if (strcmp(line, "cluster_id") == 0) {
-        if ((*seen & SEEN_CLUSTER) || !cluster_id_valid(val))
+        if ((*seen & SEEN_CLUSTER) || strlen(val) != NS_CLUSTER_ID_HEX ||
+            !hexid_valid(val, NS_CLUSTER_ID_HEX))
             return IMG_EFORMAT;
         memcpy(m->cluster_id, val, NS_CLUSTER_ID_HEX + 1);
         *seen |= SEEN_CLUSTER;
@@ -199,15 +176,11 @@ static int parse_line(struct ns_meta *m, char *line, unsigned *seen)
         m->block_size = v;
         *seen |= SEEN_BSIZE;
     } else if (strcmp(line, "known_server") == 0) {
-        if (!ns_server_id_valid(val) || ns_meta_is_known(m, val) || m->nknown >= NS_MAX_SERVERS)
-            return IMG_EFORMAT;
-        int rc = known_push(m, val);
-        if (rc)
-            return rc;
+        return ids_parse(&m->known, &m->nknown, val);
     } else if (strcmp(line, "readonly_server") == 0) {
-        return idlist_parse(&m->readonly, val);
+        return ids_parse(&m->readonly.ids, &m->readonly.n, val);
     } else if (strcmp(line, "draining_server") == 0) {
-        return idlist_parse(&m->draining, val);
+        return ids_parse(&m->draining.ids, &m->draining.n, val);
     } else if (strcmp(line, "setting") == 0) {
         return parse_setting(m, val);
     } else {
@@ -287,23 +260,6 @@ int ns_meta_save(const struct ns_meta *m)
     return rc;
 }
 
-static int new_cluster_id(char out[NS_CLUSTER_ID_HEX + 1])
-{
-    uint8_t raw[NS_CLUSTER_ID_HEX / 2];
-    size_t got = 0;
-    while (got < sizeof(raw)) {
-        ssize_t n = getrandom(raw + got, sizeof(raw) - got, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -errno;
-        got += (size_t)n;
-    }
-    for (size_t i = 0; i < sizeof(raw); i++)
-        snprintf(out + 2 * i, 3, "%02x", raw[i]);
-    return 0;
-}
-
 int ns_meta_open(struct ns_meta *m, const char *dir, uint32_t replicas, uint64_t block_size)
 {
     char *text = NULL;
@@ -322,7 +278,7 @@ int ns_meta_open(struct ns_meta *m, const char *dir, uint32_t replicas, uint64_t
         return rc;
     }
     if (fresh) {
-        if ((rc = new_cluster_id(m->cluster_id)) != 0)
+        if ((rc = hexid_random(m->cluster_id, NS_CLUSTER_ID_HEX / 2)) != 0)
             goto err;
         m->block_id_reserved = 1;
         m->replicas = NS_DEFAULT_REPLICAS;
@@ -393,44 +349,32 @@ int ns_meta_observe_id(struct ns_meta *m, uint64_t id)
 
 int ns_meta_is_known(const struct ns_meta *m, const char *id)
 {
-    for (size_t i = 0; i < m->nknown; i++)
-        if (strcmp(m->known[i], id) == 0)
-            return 1;
-    return 0;
+    return ids_has(m->known, m->nknown, id);
 }
 
 int ns_meta_add_known(struct ns_meta *m, const char *id)
 {
-    if (ns_meta_is_known(m, id))
-        return 0;
-    int rc = known_push(m, id);
-    if (rc)
-        return rc;
-    if ((rc = ns_meta_save(m)) != 0) {
-        free(m->known[--m->nknown]);
-        return rc;
-    }
-    return 0;
+    return ids_set(m, &m->known, &m->nknown, id, 1);
 }
 
 int ns_meta_is_readonly(const struct ns_meta *m, const char *id)
 {
-    return idlist_has(&m->readonly, id);
+    return ids_has(m->readonly.ids, m->readonly.n, id);
 }
 
 int ns_meta_set_readonly(struct ns_meta *m, const char *id, int on)
 {
-    return idlist_set(m, &m->readonly, id, on);
+    return ids_set(m, &m->readonly.ids, &m->readonly.n, id, on);
 }
 
 int ns_meta_is_draining(const struct ns_meta *m, const char *id)
 {
-    return idlist_has(&m->draining, id);
+    return ids_has(m->draining.ids, m->draining.n, id);
 }
 
 int ns_meta_set_draining(struct ns_meta *m, const char *id, int on)
 {
-    return idlist_set(m, &m->draining, id, on);
+    return ids_set(m, &m->draining.ids, &m->draining.n, id, on);
 }
 
 int ns_meta_set_setting(struct ns_meta *m, int k, uint64_t v)

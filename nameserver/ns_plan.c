@@ -218,16 +218,16 @@ static int send_replicate(struct ns *ns, struct ns_task *t, const struct ns_bloc
         return IMG_ECONN;
     /* The replica set after the copy: up holders (primary first), then d. */
     Imgstore__Replica reps[NS_BLOCK_SLOTS + 1], *rp[NS_BLOCK_SLOTS + 1], src;
+    struct ns_server *hs[NS_BLOCK_SLOTS];
+    unsigned slot[NS_BLOCK_SLOTS], nh = ns_block_holders(ns, b, hs, slot);
     size_t n = 0;
-    for (unsigned pass = 0; pass < 2; pass++)
-        for (unsigned i = 0; i < b->nrep && n < NS_MAX_REPLICAS - 1; i++) {
-            struct ns_server *h = ns_registry_at(ns, b->rep[i]);
-            if (!h || !h->up || (pass == 0) != (b->primary == i))
-                continue;
-            ns_plan_fill_replica(&reps[n], h);
-            rp[n] = &reps[n];
-            n++;
-        }
+    for (unsigned k = 0; k < nh && n < NS_MAX_REPLICAS - 1; k++) {
+        if (!hs[k]->up)
+            continue;
+        ns_plan_fill_replica(&reps[n], hs[k]);
+        rp[n] = &reps[n];
+        n++;
+    }
     ns_plan_fill_replica(&reps[n], d);
     rp[n] = &reps[n];
     n++;

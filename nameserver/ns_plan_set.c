@@ -39,18 +39,17 @@ void ns_plan_fill_replica(Imgstore__Replica *r, const struct ns_server *s)
 static size_t set_list(const struct ns *ns, const struct ns_block *b, int without,
                        Imgstore__Replica reps[NS_BLOCK_SLOTS], Imgstore__Replica *rp[NS_BLOCK_SLOTS])
 {
+    struct ns_server *hs[NS_BLOCK_SLOTS];
+    unsigned slot[NS_BLOCK_SLOTS], nh = ns_block_holders(ns, b, hs, slot);
     size_t n = 0;
-    for (unsigned pass = 0; pass < 2; pass++)
-        for (unsigned i = 0; i < b->nrep && n < NS_MAX_REPLICAS; i++) {
-            struct ns_server *h = ns_registry_at(ns, b->rep[i]);
-            int is_primary = b->primary == i;
-            if (!h || (pass == 0) != is_primary || (!is_primary && !(b->inset & (1u << i))) ||
-                (int)i == without)
-                continue;
-            ns_plan_fill_replica(&reps[n], h);
-            rp[n] = &reps[n];
-            n++;
-        }
+    for (unsigned k = 0; k < nh && n < NS_MAX_REPLICAS; k++) {
+        unsigned i = slot[k];
+        if ((b->primary != i && !(b->inset & (1u << i))) || (int)i == without)
+            continue;
+        ns_plan_fill_replica(&reps[n], hs[k]);
+        rp[n] = &reps[n];
+        n++;
+    }
     return n;
 }
 

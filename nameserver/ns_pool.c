@@ -148,14 +148,6 @@ size_t ns_pool_prune(struct ns *ns)
     return keep;
 }
 
-static int excluded(uint64_t id, const uint64_t *exclude, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (exclude[i] == id)
-            return 1;
-    return 0;
-}
-
 size_t ns_pool_pick(struct ns *ns, const uint64_t *exclude, size_t nexcl, uint64_t *ids,
                     size_t max)
 {
@@ -165,7 +157,7 @@ size_t ns_pool_pick(struct ns *ns, const uint64_t *exclude, size_t nexcl, uint64
         return 0;
     size_t nc = 0;
     for (size_t i = 0; i < n; i++)
-        if (!excluded(ns->pool[i], exclude, nexcl))
+        if (!array_has_u64(exclude, nexcl, ns->pool[i]))
             cands[nc++] = ns->pool[i];
     size_t out = 0;
     for (; out < max && out < nc; out++) { /* partial Fisher-Yates */

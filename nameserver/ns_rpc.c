@@ -19,6 +19,7 @@
 
 #include "net/conn.h"
 #include "base/err.h"
+#include "base/list.h"
 #include "base/log.h"
 
 #include <errno.h>
@@ -33,44 +34,29 @@ struct ns_peer {
     struct ns_server *srv; /* the dataserver this session belongs to, or NULL */
 };
 
-static void peer_unlink(struct ns *ns, struct ns_peer *p)
-{
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        ns->peers = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
-}
-
 /* Fills reps/ptrs with b's replicas, primary first; only up ones when
  * `only_up`. Strings are borrowed from the registry. Returns the count. */
 static size_t fill_replicas(const struct ns *ns, const struct ns_block *b, int only_up,
                             Imgstore__Replica reps[NS_BLOCK_SLOTS],
                             Imgstore__Replica *ptrs[NS_BLOCK_SLOTS])
 {
+    struct ns_server *hs[NS_BLOCK_SLOTS];
+    unsigned slot[NS_BLOCK_SLOTS], nh = ns_block_holders(ns, b, hs, slot);
     size_t n = 0;
-    for (unsigned pass = 0; pass < 2; pass++) {
-        for (unsigned i = 0; i < b->nrep; i++) {
-            int is_primary = b->primary == i;
-            if ((pass == 0) != is_primary || b->rep[i] >= ns->nservers)
-                continue;
-            struct ns_server *s = ns->servers[b->rep[i]];
-            if (only_up && !s->up)
-                continue;
-            /* A sealed block's copies outside its replica set may lack
-             * tombstones (stale, being caught up or dropped): not listed. */
-            if (b->sealed && b->inset && !is_primary && !(b->inset & (1u << i)))
-                continue;
-            if (ns_block_is_unready(b, i)) /* of an older set, or joining it */
-                continue;
-            imgstore__replica__init(&reps[n]);
-            reps[n].server_id = s->id;
-            reps[n].addr = s->addr;
-            reps[n].http_addr = s->http_addr;
-            ptrs[n] = &reps[n];
-            n++;
-        }
+    for (unsigned k = 0; k < nh; k++) {
+        unsigned i = slot[k];
+        struct ns_server *s = hs[k];
+        if (only_up && !s->up)
+            continue;
+        /* A sealed block's copies outside its replica set may lack
+         * tombstones (stale, being caught up or dropped): not listed. */
+        if (b->sealed && b->inset && b->primary != i && !(b->inset & (1u << i)))
+            continue;
+        if (ns_block_is_unready(b, i)) /* of an older set, or joining it */
+            continue;
+        ns_plan_fill_replica(&reps[n], s);
+        ptrs[n] = &reps[n];
+        n++;
     }
     return n;
 }
@@ -223,24 +209,6 @@ out:
     free(rp);
 }
 
-/* Block totals for CLUSTER_STATUS (one pass over the map). */
-static void block_totals(struct ns *ns, Imgstore__ClusterStatusResp *r)
-{
-    for (size_t i = 0; i < ns->blocks.cap; i++) {
-        const struct ns_block *b = &ns->blocks.slots[i];
-        if (!b->id)
-            continue;
-        unsigned up = ns_block_up_reps(ns, b);
-        r->blocks_total++;
-        r->blocks_sealed += b->sealed ? 1 : 0;
-        r->blocks_writable += ns_block_writable(ns, b) ? 1 : 0;
-        if (up == 0)
-            r->blocks_lost++;
-        else if (ns_block_good_reps(ns, b) < ns->meta.replicas)
-            r->blocks_under_replicated++;
-    }
-}
-
 static void handle_status(struct ns_peer *p, const struct frame_header *h)
 {
     struct ns *ns = p->ns;
@@ -279,7 +247,13 @@ static void handle_status(struct ns_peer *p, const struct frame_header *h)
     r.block_size = ns->meta.block_size;
     r.n_servers = ns->nservers;
     r.servers = sp;
-    block_totals(ns, &r);
+    struct ns_admin_totals t; /* one pass over the map */
+    ns_admin_totals(ns, &t);
+    r.blocks_total = t.total;
+    r.blocks_sealed = t.sealed;
+    r.blocks_writable = t.writable;
+    r.blocks_lost = t.lost;
+    r.blocks_under_replicated = t.under_replicated;
     r.block_id_high_water = ns->meta.next_id;
     conn_reply(p->c, h, 0, &r.base, NULL, 0, NULL);
 out:
@@ -369,7 +343,7 @@ static void on_close(struct conn *c, void *ctx)
             ns_registry_mark_down(p->ns, p->srv, "session closed");
     }
     ns_ops_conn_closed(c);
-    peer_unlink(p->ns, p);
+    DLIST_UNLINK(p->ns->peers, p);
     free(p);
 }
 
@@ -390,10 +364,7 @@ static void on_connection(uv_stream_t *server, int status)
     }
     p->ns = ns;
     p->c = c;
-    p->next = ns->peers;
-    if (ns->peers)
-        ns->peers->prev = p;
-    ns->peers = p;
+    DLIST_PUSH(ns->peers, p);
     if (ns->stopping)
         conn_close(c);
 }

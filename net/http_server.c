@@ -16,6 +16,7 @@
 #include "net/http_server.h"
 
 #include "net/conn.h"
+#include "base/list.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -165,6 +166,14 @@ void http_server_finish(struct http_server_req *q)
     hconn_flush(q->conn);
 }
 
+int http_server_drop_orphan(struct http_server_req *q)
+{
+    if (q->conn)
+        return 0;
+    http_server_finish(q);
+    return 1;
+}
+
 int http_server_take_slot(struct http_server_req *q)
 {
     struct http_server *srv = q->srv;
@@ -253,13 +262,7 @@ static void hconn_close(struct http_server_conn *hc)
     if (hc->closing)
         return;
     hc->closing = 1;
-    struct http_server *srv = hc->srv;
-    if (hc->prev)
-        hc->prev->next = hc->next;
-    else
-        srv->conns = hc->next;
-    if (hc->next)
-        hc->next->prev = hc->prev;
+    DLIST_UNLINK(hc->srv->conns, hc);
     for (struct http_server_req *q = hc->head, *n; q; q = n) {
         n = q->next;
         q->next = NULL;
@@ -294,27 +297,31 @@ static int on_message_begin(http_parser *p)
     return 0;
 }
 
-static int on_url(http_parser *p, const char *at, size_t len)
+/* Appends len bytes at `at` to buf, which holds *used of at most cap bytes;
+ * past cap the request is refused with `status` (414 for the target, 431
+ * for the header block) and -1 stops the parser. */
+static int append_capped(struct http_server_conn *hc, char *buf, size_t *used, size_t cap,
+                         int status, const char *at, size_t len)
 {
-    struct http_server_conn *hc = p->data;
-    if (hc->url_len + len > HTTP_SERVER_MAX_URL) {
-        hc->err_status = 414;
+    if (*used + len > cap) {
+        hc->err_status = status;
         return -1;
     }
-    memcpy(hc->url + hc->url_len, at, len);
-    hc->url_len += len;
+    memcpy(buf + *used, at, len);
+    *used += len;
     return 0;
 }
 
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    struct http_server_conn *hc = p->data;
+    return append_capped(hc, hc->url, &hc->url_len, HTTP_SERVER_MAX_URL, 414, at, len);
+}
+
+/* Appends to the header block (names and values of the kept headers). */
 static int hdr_append(struct http_server_conn *hc, const char *at, size_t len)
 {
-    if (hc->hlen + len > HTTP_SERVER_MAX_HEADER_BYTES) {
-        hc->err_status = 431;
-        return -1;
-    }
-    memcpy(hc->hbuf + hc->hlen, at, len);
-    hc->hlen += len;
-    return 0;
+    return append_capped(hc, hc->hbuf, &hc->hlen, HTTP_SERVER_MAX_HEADER_BYTES, 431, at, len);
 }
 
 static int on_header_field(http_parser *p, const char *at, size_t len)
@@ -619,10 +626,7 @@ static void on_connection(uv_stream_t *server, int status)
     hc->tick.data = hc;
     hc->handles = 2;
     srv->handles += 2;
-    hc->next = srv->conns;
-    if (srv->conns)
-        srv->conns->prev = hc;
-    srv->conns = hc;
+    DLIST_PUSH(srv->conns, hc);
     if (uv_accept(server, (uv_stream_t *)&hc->tcp) != 0) {
         hconn_close(hc);
         return;

@@ -155,6 +155,12 @@ void http_server_continue(struct http_server_req *q);
  * an orphaned request. */
 void http_server_finish(struct http_server_req *q);
 
+/* For a server's work resuming after a wait (a disk read, a nameserver or
+ * replica answer, a timer): when q's connection closed meanwhile (q is
+ * orphaned), finishes q, which frees it, and returns 1: the work stops
+ * there. Returns 0, q untouched, while the connection is open. */
+int http_server_drop_orphan(struct http_server_req *q);
+
 /* Returns the reason phrase of a status code. */
 const char *http_server_reason(int code);
 

@@ -1,0 +1,21 @@
+/* hexid.h - random ids written in lower-case hex, made and checked once.
+ *
+ * The dataserver's server id (dataserver/store.c, the SERVER_ID file) and
+ * the nameserver's cluster id (nameserver/ns_meta.c, ns.meta) are random
+ * bytes written as lower-case hex digits: both are made by hexid_random and
+ * checked by hexid_valid when read back. Calls getrandom only. */
+#ifndef IMG_HEXID_H
+#define IMG_HEXID_H
+
+#include <stddef.h>
+
+/* Writes nbytes fresh random bytes (getrandom) into out as 2 * nbytes
+ * lower-case hex digits and a NUL (out holds 2 * nbytes + 1 chars). Returns
+ * 0 or -errno (out then undefined). */
+int hexid_random(char *out, size_t nbytes);
+
+/* Returns 1 when each of the len chars at s is a lower-case hex digit
+ * (0-9, a-f), else 0; the caller checks the length. */
+int hexid_valid(const char *s, size_t len);
+
+#endif
