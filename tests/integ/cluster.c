@@ -700,20 +700,26 @@ static void close_fd(int *fd)
 
 int cluster_admin(const struct cluster *c, int timeout_ms, struct cluster_run *r, ...)
 {
-    const char *argv[CLUSTER_ADMIN_MAX_ARGS + 4] = {"ds-admin", "--ns", c->ns.addr};
-    size_t n = 3;
     va_list ap;
     va_start(ap, r);
-    for (const char *a; (a = va_arg(ap, const char *)) != NULL;) {
+    int rc = cluster_adminv(c, timeout_ms, r, va_arg(ap, const char *), ap);
+    va_end(ap);
+    return rc;
+}
+
+int cluster_adminv(const struct cluster *c, int timeout_ms, struct cluster_run *r,
+                   const char *first, va_list ap)
+{
+    const char *argv[CLUSTER_ADMIN_MAX_ARGS + 4] = {"ds-admin", "--ns", c->ns.addr};
+    size_t n = 3;
+    for (const char *a = first; a != NULL; a = va_arg(ap, const char *)) {
         if (n == CLUSTER_ADMIN_MAX_ARGS + 3) {
-            va_end(ap);
             fprintf(stderr, "[cluster] ds-admin: more than %d arguments\n",
                     CLUSTER_ADMIN_MAX_ARGS);
             return -E2BIG;
         }
         argv[n++] = a;
     }
-    va_end(ap);
     argv[n] = NULL;
     static const char *const del[] = {"IMGSTORE_NS", NULL};
     int rc = cluster_run(c, argv, NULL, del, timeout_ms, r);
@@ -1095,4 +1101,9 @@ int cluster_ds_index(const struct cluster *c, const char *addr)
         if (strcmp(c->ds[i].addr, addr) == 0)
             return i;
     return -1;
+}
+
+void cluster_block_path(const struct cluster *c, int ds, uint64_t block_id, char *out, size_t n)
+{
+    snprintf(out, n, "%s/blocks/%016llx.blk", c->ds[ds].data, (unsigned long long)block_id);
 }
