@@ -17,6 +17,7 @@
  * them have reported; their reports then rebuild the block map as a real
  * fleet's do, without a set change per block. */
 #include "client/rpc.h"
+#include "net/conn.h"
 #include "proto/frame.h"
 #include "proto/imgstore.pb-c.h"
 
@@ -80,16 +81,10 @@ static long vmrss_kb(int pid)
 /* Opens fake f's session with the nameserver (blocking, with timeouts). */
 static int session_open(struct fake *f)
 {
-    char host[64];
-    const char *colon = strrchr(ns_addr, ':');
-    if (!colon || (size_t)(colon - ns_addr) >= sizeof(host))
+    struct sockaddr_storage ss;
+    if (conn_parse_addr(ns_addr, &ss) != 0)
         return -EINVAL;
-    memcpy(host, ns_addr, (size_t)(colon - ns_addr));
-    host[colon - ns_addr] = '\0';
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
-    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
-        return -EINVAL;
-    f->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    f->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (f->fd < 0)
         return -errno;
     struct timeval tv = {.tv_sec = REPORT_TIMEOUT_MS / 1000};
@@ -97,7 +92,7 @@ static int session_open(struct fake *f)
     setsockopt(f->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     int one = 1;
     setsockopt(f->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (connect(f->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+    if (connect(f->fd, (struct sockaddr *)&ss, sizeof(ss)) != 0) {
         int e = -errno;
         close(f->fd);
         f->fd = -1;

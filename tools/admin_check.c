@@ -18,6 +18,18 @@
 
 #define VERIFY_TIMEOUT_MS (3600 * 1000) /* one VERIFY answer, unless --timeout */
 
+/* An argument of verify, compact or repair that no option took: an unknown
+ * option, or the command's one BLOCK id, parsed into *block. Returns 0, or
+ * the usage error's exit status (printed). */
+static int block_operand(const char *arg, uint64_t *block)
+{
+    if (arg[0] == '-')
+        return admin_usage_error("unknown option ", arg);
+    if (*block || admin_parse_u64(arg, block) != 0 || *block == 0)
+        return admin_usage_error("invalid block id: ", arg);
+    return 0;
+}
+
 /* ---- verify ------------------------------------------------------------------------ */
 
 /* One dataserver asked to VERIFY, and its answer. */
@@ -171,10 +183,10 @@ int admin_cmd_verify(struct admin_ctx *c)
             if (++i >= c->argc)
                 return admin_usage_error("missing argument for ", "--server");
             only = c->argv[i];
-        } else if (c->argv[i][0] == '-') {
-            return admin_usage_error("unknown option ", c->argv[i]);
-        } else if (block || admin_parse_u64(c->argv[i], &block) != 0 || block == 0) {
-            return admin_usage_error("invalid block id: ", c->argv[i]);
+        } else {
+            int rc = block_operand(c->argv[i], &block);
+            if (rc != 0)
+                return rc;
         }
     }
     if (block && only)
@@ -378,10 +390,10 @@ int admin_cmd_compact(struct admin_ctx *c)
             if (cli_parse_int(c->argv[i], &pct) != 0 || pct < 1 || pct > 100)
                 return admin_usage_error("invalid --threshold (1..100): ", c->argv[i]);
             have_pct = 1;
-        } else if (c->argv[i][0] == '-') {
-            return admin_usage_error("unknown option ", c->argv[i]);
-        } else if (block || admin_parse_u64(c->argv[i], &block) != 0 || block == 0) {
-            return admin_usage_error("invalid block id: ", c->argv[i]);
+        } else {
+            int rc = block_operand(c->argv[i], &block);
+            if (rc != 0)
+                return rc;
         }
     }
     if (block && have_pct)
@@ -613,12 +625,13 @@ int admin_cmd_repair(struct admin_ctx *c)
     uint64_t block = 0;
     int wait = 0;
     for (int i = 1; i < c->argc; i++) {
-        if (strcmp(c->argv[i], "--wait") == 0)
+        if (strcmp(c->argv[i], "--wait") == 0) {
             wait = 1;
-        else if (c->argv[i][0] == '-')
-            return admin_usage_error("unknown option ", c->argv[i]);
-        else if (block || admin_parse_u64(c->argv[i], &block) != 0 || block == 0)
-            return admin_usage_error("invalid block id: ", c->argv[i]);
+        } else {
+            int rc = block_operand(c->argv[i], &block);
+            if (rc != 0)
+                return rc;
+        }
     }
     if (!block)
         return admin_usage_error("missing argument for ", "repair");

@@ -75,6 +75,26 @@ static const char *opt_problem(int c)
     return c == ':' ? "missing argument for" : "unknown option";
 }
 
+/* Parses the one option of command `cmd`, --NAME VALUE or -LETTER VALUE,
+ * into *value (left as it is when absent); optind is then at the first
+ * operand. Returns EXIT_OK, or the usage error's status (printed). */
+static int one_option(const char *cmd, int argc, char **argv, const char *name, char letter,
+                      const char **value)
+{
+    const struct option longopts[] = {{name, required_argument, NULL, letter},
+                                      {NULL, 0, NULL, 0}};
+    const char optstring[] = {':', letter, ':', '\0'};
+    int c;
+    optind = 0;
+    while ((c = getopt_long(argc, argv, optstring, longopts, NULL)) != -1) {
+        if (c == letter)
+            *value = optarg;
+        else
+            return usage_error("%s: %s %s", cmd, opt_problem(c), argv[optind - 1]);
+    }
+    return EXIT_OK;
+}
+
 /* Reports a failure of `cmd` on `what` as one line and returns EXIT_FAIL. */
 static int fail(const char *cmd, const char *what, const char *why)
 {
@@ -141,23 +161,16 @@ err:
 
 static int cmd_put(imgstore_t *h, int argc, char **argv)
 {
-    static const struct option longopts[] = {{"mime", required_argument, NULL, 'm'},
-                                             {NULL, 0, NULL, 0}};
     const char *mime = NULL;
-    int c;
-    optind = 0;
-    while ((c = getopt_long(argc, argv, ":m:", longopts, NULL)) != -1) {
-        if (c == 'm')
-            mime = optarg;
-        else
-            return usage_error("put: %s %s", opt_problem(c), argv[optind - 1]);
-    }
+    int rc = one_option("put", argc, argv, "mime", 'm', &mime);
+    if (rc != EXIT_OK)
+        return rc;
     if (optind >= argc)
         return usage_error("put: missing FILE");
     for (int i = optind; i < argc; i++) {
         uint8_t *data = NULL;
         size_t len = 0;
-        int rc = read_file(argv[i], &data, &len);
+        rc = read_file(argv[i], &data, &len);
         if (rc == -EFBIG)
             return fail("put", argv[i], imgstore_strerror(IMGSTORE_ETOOBIG));
         if (rc != 0)
@@ -175,23 +188,16 @@ static int cmd_put(imgstore_t *h, int argc, char **argv)
 
 static int cmd_get(imgstore_t *h, int argc, char **argv)
 {
-    static const struct option longopts[] = {{"output", required_argument, NULL, 'o'},
-                                             {NULL, 0, NULL, 0}};
     const char *outpath = NULL;
-    int c;
-    optind = 0;
-    while ((c = getopt_long(argc, argv, ":o:", longopts, NULL)) != -1) {
-        if (c == 'o')
-            outpath = optarg;
-        else
-            return usage_error("get: %s %s", opt_problem(c), argv[optind - 1]);
-    }
+    int rc = one_option("get", argc, argv, "output", 'o', &outpath);
+    if (rc != EXIT_OK)
+        return rc;
     if (optind + 1 != argc)
         return usage_error("get: expected exactly one NAME");
     const char *name = argv[optind];
     void *data = NULL;
     size_t len = 0;
-    int rc = imgstore_get(h, name, &data, &len);
+    rc = imgstore_get(h, name, &data, &len);
     if (rc != 0)
         return fail("get", name, imgstore_strerror(rc));
     int status = EXIT_OK;
@@ -281,32 +287,20 @@ static const struct command commands[] = {
 
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"ns", required_argument, NULL, 'n'},
-                                             {"timeout", required_argument, NULL, 't'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
-    const char *ns = getenv("IMGSTORE_NS");
-    if (!ns || !*ns)
-        ns = DEFAULT_NS;
-    struct imgstore_opts opts = {0};
-    int c;
-    opterr = 0;
-    /* "+": stop at the command; its own options are parsed by the command. */
-    while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'n':
-            ns = optarg;
-            break;
-        case 't':
-            if (cli_parse_int(optarg, &opts.timeout_ms) != 0 || opts.timeout_ms == 0)
-                return usage_error("invalid --timeout '%s'", optarg);
-            break;
-        case 'h':
-            usage(stdout);
-            return EXIT_OK;
-        default:
-            return usage_error("%s %s", opt_problem(c), argv[optind - 1]);
-        }
+    struct cli_globals g;
+    const char *bad = NULL;
+    switch (cli_parse_globals(argc, argv, 0, DEFAULT_NS, &g, &bad)) {
+    case CLI_GLOBALS_OK:
+        break;
+    case CLI_GLOBALS_HELP:
+        usage(stdout);
+        return EXIT_OK;
+    case CLI_GLOBALS_BAD_TIMEOUT:
+        return usage_error("invalid --timeout '%s'", bad);
+    case CLI_GLOBALS_MISSING:
+        return usage_error("missing argument for %s", bad);
+    default:
+        return usage_error("unknown option %s", bad);
     }
     if (optind >= argc)
         return usage_error("missing command");
@@ -317,9 +311,10 @@ int main(int argc, char **argv)
             run = &commands[i];
     if (!run)
         return usage_error("unknown command '%s'", cmd);
+    struct imgstore_opts opts = {.timeout_ms = g.timeout_ms};
     imgstore_t *h = NULL;
-    if (imgstore_open(ns, &opts, &h) != 0)
-        return usage_error("invalid nameserver address '%s' (want HOST:PORT)", ns);
+    if (imgstore_open(g.ns, &opts, &h) != 0)
+        return usage_error("invalid nameserver address '%s' (want HOST:PORT)", g.ns);
     int status = run->run(h, argc - optind, argv + optind);
     imgstore_close(h);
     return status;

@@ -2,6 +2,7 @@
 #include "tools/cli_util.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,4 +54,44 @@ int cli_parse_int(const char *s, int *out)
         return -EINVAL;
     *out = (int)v;
     return 0;
+}
+
+int cli_parse_globals(int argc, char **argv, int json_ok, const char *ns_default,
+                      struct cli_globals *g, const char **bad)
+{
+    /* --json last, so that without it the table ends there. */
+    struct option longopts[] = {{"ns", required_argument, NULL, 'n'},
+                                {"timeout", required_argument, NULL, 't'},
+                                {"help", no_argument, NULL, 'h'},
+                                {"json", no_argument, NULL, 'j'},
+                                {NULL, 0, NULL, 0}};
+    if (!json_ok)
+        longopts[3] = longopts[4];
+    *g = (struct cli_globals){.ns = getenv("IMGSTORE_NS")};
+    if (!g->ns || !*g->ns)
+        g->ns = ns_default;
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'n':
+            g->ns = optarg;
+            break;
+        case 't':
+            if (cli_parse_int(optarg, &g->timeout_ms) != 0 || g->timeout_ms == 0) {
+                *bad = optarg;
+                return CLI_GLOBALS_BAD_TIMEOUT;
+            }
+            break;
+        case 'j':
+            g->json = 1;
+            break;
+        case 'h':
+            return CLI_GLOBALS_HELP;
+        default:
+            *bad = argv[optind - 1];
+            return c == ':' ? CLI_GLOBALS_MISSING : CLI_GLOBALS_UNKNOWN;
+        }
+    }
+    return CLI_GLOBALS_OK;
 }

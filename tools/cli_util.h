@@ -1,6 +1,7 @@
 /* cli_util.h - small helpers shared by the command-line tools (imgstore,
- * ds-admin): human-readable sizes and durations, and integer arguments
- * (tables and JSON are tools/emit.h). Not part of the library. */
+ * ds-admin): human-readable sizes and durations, integer arguments and the
+ * options before the command (tables and JSON are tools/emit.h). Not part of
+ * the library. */
 #ifndef IMGSTORE_CLI_UTIL_H
 #define IMGSTORE_CLI_UTIL_H
 
@@ -20,5 +21,28 @@ const char *cli_human_ms(uint64_t ms, char *out);
 
 /* Parses a non-negative decimal int. Returns 0 with *out or -EINVAL. */
 int cli_parse_int(const char *s, int *out);
+
+/* The options the imgstore and ds-admin commands take before the command. */
+struct cli_globals {
+    const char *ns;  /* --ns, else $IMGSTORE_NS, else the caller's default (borrowed) */
+    int timeout_ms;  /* --timeout, 0 when not given */
+    int json;        /* --json (ds-admin only) */
+};
+
+/* What cli_parse_globals found. */
+enum cli_globals_rc {
+    CLI_GLOBALS_OK = 0,      /* optind is at the command (or argc) */
+    CLI_GLOBALS_HELP,        /* -h or --help */
+    CLI_GLOBALS_BAD_TIMEOUT, /* *bad: the --timeout value (not a positive int) */
+    CLI_GLOBALS_MISSING,     /* *bad: the option whose value is missing */
+    CLI_GLOBALS_UNKNOWN,     /* *bad: the unknown option */
+};
+
+/* Parses argv up to the command (getopt_long, "+": the command's options are
+ * its own) into *g: --ns, --timeout, -h/--help and, when json_ok, --json;
+ * ns_default when neither --ns nor $IMGSTORE_NS is given. Stops at the first
+ * problem. Returns an enum cli_globals_rc; *bad points into argv. */
+int cli_parse_globals(int argc, char **argv, int json_ok, const char *ns_default,
+                      struct cli_globals *g, const char **bad);
 
 #endif

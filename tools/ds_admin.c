@@ -155,39 +155,22 @@ static const struct command *find_command(const char *name)
 
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"ns", required_argument, NULL, 'n'},
-                                             {"json", no_argument, NULL, 'j'},
-                                             {"timeout", required_argument, NULL, 't'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
-    const char *ns = getenv("IMGSTORE_NS");
-    if (!ns || !*ns)
-        ns = DEFAULT_NS;
-    struct imgstore_opts opts = {0};
-    int json = 0, timeout_given = 0, c;
-    opterr = 0;
-    /* "+": stop at the command, whose own options follow it. */
-    while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'n':
-            ns = optarg;
-            break;
-        case 'j':
-            json = 1;
-            break;
-        case 't':
-            if (cli_parse_int(optarg, &opts.timeout_ms) != 0 || opts.timeout_ms == 0)
-                return admin_usage_error("invalid --timeout: ", optarg);
-            timeout_given = 1;
-            break;
-        case 'h':
-            admin_usage(stdout);
-            return EXIT_OK;
-        default:
-            return admin_usage_error(c == ':' ? "missing argument for " : "unknown option ",
-                                     argv[optind - 1]);
-        }
+    struct cli_globals g;
+    const char *bad = NULL;
+    switch (cli_parse_globals(argc, argv, 1, DEFAULT_NS, &g, &bad)) {
+    case CLI_GLOBALS_OK:
+        break;
+    case CLI_GLOBALS_HELP:
+        admin_usage(stdout);
+        return EXIT_OK;
+    case CLI_GLOBALS_BAD_TIMEOUT:
+        return admin_usage_error("invalid --timeout: ", bad);
+    case CLI_GLOBALS_MISSING:
+        return admin_usage_error("missing argument for ", bad);
+    default:
+        return admin_usage_error("unknown option ", bad);
     }
+    int json = g.json;
     if (optind >= argc)
         return admin_usage_error("missing command", NULL);
     const struct command *cmd = find_command(argv[optind]);
@@ -202,16 +185,17 @@ int main(int argc, char **argv)
             argv[kept++] = argv[i];
     }
     argc = kept;
-    struct admin_ctx ctx = {.ns = ns,
+    struct admin_ctx ctx = {.ns = g.ns,
                       .json = json,
-                      .timeout_given = timeout_given,
+                      .timeout_given = g.timeout_ms != 0,
                       .argc = argc - optind,
                       .argv = argv + optind};
     int rc;
     if (want_help(&ctx, cmd, &rc))
         return rc;
-    if (imgstore_open(ns, &opts, &ctx.h) != 0)
-        return admin_usage_error("invalid nameserver address (want HOST:PORT): ", ns);
+    struct imgstore_opts opts = {.timeout_ms = g.timeout_ms};
+    if (imgstore_open(g.ns, &opts, &ctx.h) != 0)
+        return admin_usage_error("invalid nameserver address (want HOST:PORT): ", g.ns);
     rc = cmd->run(&ctx);
     imgstore_close(ctx.h);
     return rc;

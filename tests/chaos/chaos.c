@@ -99,10 +99,14 @@ pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_ulong op_clock;
 static atomic_int stop_load;
 
-static atomic_ulong puts_ok, puts_failed, gets_ok, gets_failed, dels_ok, dels_failed;
-static atomic_ulong gets_gone; /* reads of deleted files answered deleted / not found */
+/* The outcomes of one kind of operation of the load. */
+struct tally {
+    atomic_ulong ok, failed;
+    struct errs errs; /* the failures by error */
+};
 
-static struct errs put_errs, get_errs, del_errs;
+static struct tally uploads, reads, deletes;
+static atomic_ulong gets_gone; /* reads of deleted files answered deleted / not found */
 
 void count_err(struct errs *e, int rc)
 {
@@ -114,6 +118,17 @@ void count_err(struct errs *e, int rc)
             break;
         }
     pthread_mutex_unlock(&lock);
+}
+
+/* Counts one operation that returned rc: acknowledged, or failed with rc. */
+static void tally(struct tally *t, int rc)
+{
+    if (rc == 0) {
+        t->ok++;
+    } else {
+        t->failed++;
+        count_err(&t->errs, rc);
+    }
 }
 
 void print_errs(const char *what, const struct errs *e)
@@ -214,12 +229,11 @@ static void load_get(uint32_t i, uint64_t start)
         if (f.state == S_DELETED && (rc == IMGSTORE_EDELETED || rc == IMGSTORE_ENOTFOUND)) {
             gets_gone++;
         } else {
-            gets_failed++;
-            count_err(&get_errs, rc);
+            tally(&reads, rc);
         }
         return;
     }
-    gets_ok++;
+    tally(&reads, 0);
     if (f.state == S_DELETED && f.deleted_at < start) {
         fail_say("file %u (%s) was read after its delete was acknowledged", i, f.name);
         inv_deletes.failed++;
@@ -265,12 +279,7 @@ static void load_put(uint64_t *rng)
         files[i].state = S_PUT_FAILED;
     }
     pthread_mutex_unlock(&lock);
-    if (rc == 0) {
-        puts_ok++;
-    } else {
-        puts_failed++;
-        count_err(&put_errs, rc);
-    }
+    tally(&uploads, rc);
 }
 
 static void load_delete(uint32_t i)
@@ -296,12 +305,7 @@ static void load_delete(uint32_t i)
         files[i].state = S_DEL_FAILED;
     }
     pthread_mutex_unlock(&lock);
-    if (rc == 0) {
-        dels_ok++;
-    } else {
-        dels_failed++;
-        count_err(&del_errs, rc);
-    }
+    tally(&deletes, rc);
 }
 
 /* Picks a file in state `want` (or deleted, when also_deleted), or -1. */
@@ -331,7 +335,7 @@ static void *worker(void *arg)
             int64_t i = pick(&rng, 1);
             if (i >= 0)
                 load_get((uint32_t)i, start);
-        } else if ((dels_ok + dels_failed) * CHAOS_DELETE_SHARE < puts_ok) {
+        } else if ((deletes.ok + deletes.failed) * CHAOS_DELETE_SHARE < uploads.ok) {
             /* Deletes stop at one file in CHAOS_DELETE_SHARE, so a long
              * run keeps most of its files live. */
             int64_t i = pick(&rng, 0);
@@ -600,12 +604,12 @@ static int report(void)
         printf("chaos: network partition: not injected (skipped at start)\n");
     printf("chaos: uploads acknowledged %lu, failed %lu; reads ok %lu, of deleted files %lu, "
            "failed %lu; deletes acknowledged %lu, failed %lu\n",
-           (unsigned long)puts_ok, (unsigned long)puts_failed, (unsigned long)gets_ok,
-           (unsigned long)gets_gone, (unsigned long)gets_failed, (unsigned long)dels_ok,
-           (unsigned long)dels_failed);
-    print_errs("uploads", &put_errs);
-    print_errs("reads", &get_errs);
-    print_errs("deletes", &del_errs);
+           (unsigned long)uploads.ok, (unsigned long)uploads.failed, (unsigned long)reads.ok,
+           (unsigned long)gets_gone, (unsigned long)reads.failed, (unsigned long)deletes.ok,
+           (unsigned long)deletes.failed);
+    print_errs("uploads", &uploads.errs);
+    print_errs("reads", &reads.errs);
+    print_errs("deletes", &deletes.errs);
     avail_report(avail_strict);
     return report_invariants(0);
 }

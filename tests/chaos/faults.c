@@ -183,24 +183,34 @@ static int pick_not_tmpfs(uint64_t *rng)
 }
 
 /* Waits until a running task of `kind` shows, for CHAOS_TASK_WAIT_MS, and
- * then kills -9 one of its servers (the source or the target, at random);
- * returns that server's index or -1 when none ran in time. */
-static int kill_during_task(const char *kind, uint64_t *rng, unsigned long long *block)
+ * then kills -9 one of its servers (the source or the target, at random),
+ * counting a hit in *hits. When none ran in time (`what` names the task in
+ * the message), counts a miss in *misses and kills -9 server `fallback`
+ * instead (-1: one drawn from rng then). Returns the server killed. */
+static int kill_during_task(const char *kind, const char *what, uint64_t *rng, int fallback,
+                            unsigned long *hits, unsigned long *misses)
 {
+    unsigned long long block = 0;
     int64_t deadline = cluster_now_ms() + CHAOS_TASK_WAIT_MS;
     while (cluster_now_ms() < deadline) {
         int src = -1, dst = -1;
-        if (running_task(kind, block, &src, &dst)) {
+        if (running_task(kind, &block, &src, &dst)) {
             int v = src < 0 ? dst : dst < 0 ? src : (cluster_rand(rng) & 1) ? src : dst;
             killed_by_us[v] = 1;
             cluster_signal_proc(&C->ds[v], SIGKILL);
             say("fault: kill -9 %s, %s of a running %s task of block %llu", C->ds[v].name,
-                v == src ? "source" : "target", kind, *block);
+                v == src ? "source" : "target", kind, block);
+            (*hits)++;
             return v;
         }
         sleep_ms(100);
     }
-    return -1;
+    (*misses)++;
+    int v = fallback >= 0 ? fallback : (int)(cluster_rand(rng) % (uint64_t)C->nds);
+    say("no %s ran within %d ms; kill -9 %s instead", what, CHAOS_TASK_WAIT_MS, C->ds[v].name);
+    killed_by_us[v] = 1;
+    cluster_signal_proc(&C->ds[v], SIGKILL);
+    return v;
 }
 
 /* Power cut of a dataserver of the IMG_FAULT_FS build: SIGUSR2 makes it
@@ -231,18 +241,7 @@ static void fault_copy(uint64_t *rng)
     admin_set("copy_rate", CHAOS_SLOW_COPY_MB);
     say("fault: drain %s to start block copies, then kill -9 during one", C->ds[x].name);
     free(admin("drain", id, NULL, NULL));
-    unsigned long long block = 0;
-    int v = kill_during_task("replicate", rng, &block);
-    if (v >= 0) {
-        copy_hits++;
-    } else {
-        copy_misses++;
-        v = x;
-        say("no block copy ran within %d ms; kill -9 %s instead", CHAOS_TASK_WAIT_MS,
-            C->ds[v].name);
-        killed_by_us[v] = 1;
-        cluster_signal_proc(&C->ds[v], SIGKILL);
-    }
+    int v = kill_during_task("replicate", "block copy", rng, x, &copy_hits, &copy_misses);
     sleep_ms(down_ms);
     free(admin("drain", id, "--cancel", NULL));
     admin_set("copy_rate", NS_COPY_RATE_MB);
@@ -260,18 +259,7 @@ static void fault_compact(uint64_t *rng)
     admin_set("copy_rate", CHAOS_SLOW_COPY_MB);
     admin_set("compact_threshold", 1);
     say("fault: compact_threshold 1 %%, kill -9 during a compaction");
-    unsigned long long block = 0;
-    int v = kill_during_task("compact", rng, &block);
-    if (v >= 0) {
-        compact_hits++;
-    } else {
-        compact_misses++;
-        v = (int)(cluster_rand(rng) % (uint64_t)C->nds);
-        say("no compaction ran within %d ms; kill -9 %s instead", CHAOS_TASK_WAIT_MS,
-            C->ds[v].name);
-        killed_by_us[v] = 1;
-        cluster_signal_proc(&C->ds[v], SIGKILL);
-    }
+    int v = kill_during_task("compact", "compaction", rng, -1, &compact_hits, &compact_misses);
     admin_set("compact_threshold", NS_COMPACT_PCT);
     admin_set("copy_rate", NS_COPY_RATE_MB);
     sleep_ms(down_ms);

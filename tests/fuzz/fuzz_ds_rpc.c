@@ -100,37 +100,48 @@ static void fill_replica(Imgstore__Replica *r)
     swap_in(&r->http_addr, fx.ds.http_addr);
 }
 
+/* The heads that carry replicas, and their messages. */
+static const struct {
+    unsigned type;
+    const ProtobufCMessageDescriptor *desc;
+} replica_heads[] = {
+    {FT_REPLICATE_BLOCK, &imgstore__replicate_block__descriptor},
+    {FT_SET_REPLICAS, &imgstore__set_replicas__descriptor},
+    {FT_CREATE_BLOCK, &imgstore__create_block__descriptor},
+};
+
+/* fill_replica on every Replica field of m, single or repeated. */
+static void fill_replicas(ProtobufCMessage *m)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    char *base = (char *)m;
+    for (unsigned f = 0; f < d->n_fields; f++) {
+        const ProtobufCFieldDescriptor *fd = &d->fields[f];
+        if (fd->type != PROTOBUF_C_TYPE_MESSAGE || fd->descriptor != &imgstore__replica__descriptor)
+            continue;
+        if (fd->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(size_t *)(base + fd->quantifier_offset);
+            Imgstore__Replica **reps = *(Imgstore__Replica ***)(base + fd->offset);
+            for (size_t i = 0; i < n; i++)
+                fill_replica(reps[i]);
+        } else {
+            fill_replica(*(Imgstore__Replica **)(base + fd->offset));
+        }
+    }
+}
+
 /* Replaces "@self" / "@peer" replicas in the heads that carry replicas.
  * Returns the new head (malloc'd, *len updated) or NULL to keep the input. */
 static uint8_t *patch_replicas(unsigned type, const uint8_t *head, size_t *len)
 {
     ProtobufCMessage *m = NULL;
     nswaps = 0;
-    if (type == FT_REPLICATE_BLOCK) {
-        Imgstore__ReplicateBlock *r = imgstore__replicate_block__unpack(NULL, *len, head);
-        if (r) {
-            fill_replica(r->source);
-            for (size_t i = 0; i < r->n_replicas; i++)
-                fill_replica(r->replicas[i]);
-            m = &r->base;
-        }
-    } else if (type == FT_SET_REPLICAS) {
-        Imgstore__SetReplicas *r = imgstore__set_replicas__unpack(NULL, *len, head);
-        if (r) {
-            for (size_t i = 0; i < r->n_replicas; i++)
-                fill_replica(r->replicas[i]);
-            m = &r->base;
-        }
-    } else if (type == FT_CREATE_BLOCK) {
-        Imgstore__CreateBlock *r = imgstore__create_block__unpack(NULL, *len, head);
-        if (r) {
-            for (size_t i = 0; i < r->n_replicas; i++)
-                fill_replica(r->replicas[i]);
-            m = &r->base;
-        }
-    }
+    for (size_t i = 0; i < sizeof(replica_heads) / sizeof(replica_heads[0]); i++)
+        if (replica_heads[i].type == type)
+            m = protobuf_c_message_unpack(replica_heads[i].desc, NULL, *len, head);
     if (!m)
         return NULL;
+    fill_replicas(m);
     uint8_t *out = malloc(protobuf_c_message_get_packed_size(m) + 1);
     FUZZ_CHECK(out != NULL);
     *len = protobuf_c_message_pack(m, out);

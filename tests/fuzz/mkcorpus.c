@@ -45,6 +45,26 @@ static void put_u16(struct buf *b, uint16_t v)
     put(b, le, 2);
 }
 
+/* A part of an input: u16 length, then the bytes. */
+static void put_part(struct buf *b, const void *data, size_t n)
+{
+    put_u16(b, (uint16_t)n);
+    put(b, data, n);
+}
+
+/* Message m packed as a part (m NULL: an empty part). */
+static void put_msg(struct buf *b, const ProtobufCMessage *m)
+{
+    size_t n = m ? protobuf_c_message_get_packed_size(m) : 0;
+    uint8_t *p = malloc(n + 1);
+    if (!p)
+        abort();
+    if (m)
+        protobuf_c_message_pack(m, p);
+    put_part(b, p, n);
+    free(p);
+}
+
 static void save(const char *harness, const char *name, const void *data, size_t len)
 {
     char path[512];
@@ -215,8 +235,7 @@ static void recovery(const char *name, int indexed, int corrupt_last, int torn)
     if (torn)
         body.len -= 4;
     put_u8(&in, 3);
-    put_u16(&in, (uint16_t)idx.len);
-    put(&in, idx.p, idx.len);
+    put_part(&in, idx.p, idx.len);
     put(&in, body.p, body.len);
     save_buf("fuzz_recovery", name, &in);
     free(body.p);
@@ -225,13 +244,8 @@ static void recovery(const char *name, int indexed, int corrupt_last, int torn)
 
 static void hb_step(struct buf *in, uint8_t op, const Imgstore__Heartbeat *hb)
 {
-    size_t n = protobuf_c_message_get_packed_size(&hb->base);
-    uint8_t *p = malloc(n + 1);
-    protobuf_c_message_pack(&hb->base, p);
     put_u8(in, op);
-    put_u16(in, (uint16_t)n);
-    put(in, p, n);
-    free(p);
+    put_msg(in, &hb->base);
 }
 
 static void ns_heartbeats(void)
@@ -262,19 +276,12 @@ enum { K_WRITE, K_READ, K_STAT, K_DELETE, K_REPL_APPEND, K_READ_BLOCK, K_VERIFY,
 static void rpc_step(struct buf *in, uint8_t kind, uint8_t flags, const ProtobufCMessage *m,
                      const void *body, size_t body_len)
 {
-    size_t n = m ? protobuf_c_message_get_packed_size(m) : 0;
-    uint8_t *p = malloc(n + 1);
-    if (m)
-        protobuf_c_message_pack(m, p);
     put_u8(in, kind);
     put_u8(in, flags);
     if (kind == K_UNKNOWN)
         put_u8(in, 99); /* the type */
-    put_u16(in, (uint16_t)n);
-    put(in, p, n);
-    put_u16(in, (uint16_t)body_len);
-    put(in, body, body_len);
-    free(p);
+    put_msg(in, m);
+    put_part(in, body, body_len);
 }
 
 static Imgstore__Replica rep_self = {PROTOBUF_C_MESSAGE_INIT(&imgstore__replica__descriptor),
@@ -440,17 +447,12 @@ static void ns_input(struct buf *in, uint8_t mode, int32_t status, const char *h
 {
     put_u8(in, mode);
     put_u32(in, (uint32_t)status);
-    put_u16(in, (uint16_t)strlen(hostile));
-    put(in, hostile, strlen(hostile));
+    put_part(in, hostile, strlen(hostile));
 }
 
 static void ns_step(struct buf *in, uint8_t kind, uint8_t flags, uint8_t raw, uint8_t how,
                     const ProtobufCMessage *m, const char *body)
 {
-    size_t n = m ? protobuf_c_message_get_packed_size(m) : 0;
-    uint8_t *p = malloc(n + 1);
-    if (m)
-        protobuf_c_message_pack(m, p);
     put_u8(in, kind);
     put_u8(in, flags);
     if (kind == N_RAW)
@@ -459,13 +461,9 @@ static void ns_step(struct buf *in, uint8_t kind, uint8_t flags, uint8_t raw, ui
         put_u32(in, (uint32_t)-5);
     if (flags & NF_CORRUPT)
         put_u8(in, how);
-    put_u16(in, (uint16_t)n);
-    put(in, p, n);
-    if (flags & NF_BODY) {
-        put_u16(in, (uint16_t)strlen(body));
-        put(in, body, strlen(body));
-    }
-    free(p);
+    put_msg(in, m);
+    if (flags & NF_BODY)
+        put_part(in, body, strlen(body));
 }
 
 static void ns_rpc(void)
@@ -513,15 +511,10 @@ static void ns_rpc(void)
     ns_step(&in, N_REBALANCE, NF_TICK, 0, 0, &rb.base, NULL);
     save_buf("fuzz_ns_rpc", "admin_read", &in);
 
-    Imgstore__AdminSetSetting set = IMGSTORE__ADMIN_SET_SETTING__INIT;
-    set.key = "task_cap";
-    set.value = 4;
-    Imgstore__AdminSetSetting set2 = IMGSTORE__ADMIN_SET_SETTING__INIT;
-    set2.key = "heartbeat_timeout";
-    set2.value = 1;
-    Imgstore__AdminSetSetting set3 = IMGSTORE__ADMIN_SET_SETTING__INIT;
-    set3.key = "rebalance_band";
-    set3.value = 1;
+    static const struct {
+        const char *key;
+        uint64_t value;
+    } sets[] = {{"task_cap", 4}, {"heartbeat_timeout", 1}, {"rebalance_band", 1}};
     Imgstore__AdminReadonly ro = IMGSTORE__ADMIN_READONLY__INIT;
     ro.server_id = "fx-ds2";
     ro.readonly = 1;
@@ -530,9 +523,12 @@ static void ns_rpc(void)
     Imgstore__AdminCancelTask ct = IMGSTORE__ADMIN_CANCEL_TASK__INIT;
     ct.task_id = 1;
     ns_input(&in, NM_GOOD, 0, "");
-    ns_step(&in, N_SET, 0, 0, 0, &set.base, NULL);
-    ns_step(&in, N_SET, 0, 0, 0, &set2.base, NULL);
-    ns_step(&in, N_SET, 0, 0, 0, &set3.base, NULL);
+    for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++) {
+        Imgstore__AdminSetSetting set = IMGSTORE__ADMIN_SET_SETTING__INIT;
+        set.key = (char *)sets[i].key;
+        set.value = sets[i].value;
+        ns_step(&in, N_SET, 0, 0, 0, &set.base, NULL);
+    }
     ns_step(&in, N_READONLY, 0, 0, 0, &ro.base, NULL);
     ns_step(&in, N_DRAIN, NF_TICK, 0, 0, &dr.base, NULL);
     ns_step(&in, N_TASKS, 0, 0, 0, &lt.base, NULL);

@@ -4,6 +4,7 @@
 #include "tests/integ/cluster.h"
 
 #include "base/fsutil.h"
+#include "net/conn.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -699,20 +700,26 @@ static void close_fd(int *fd)
 
 int cluster_admin(const struct cluster *c, int timeout_ms, struct cluster_run *r, ...)
 {
-    const char *argv[CLUSTER_ADMIN_MAX_ARGS + 4] = {"ds-admin", "--ns", c->ns.addr};
-    size_t n = 3;
     va_list ap;
     va_start(ap, r);
-    for (const char *a; (a = va_arg(ap, const char *)) != NULL;) {
+    int rc = cluster_adminv(c, timeout_ms, r, va_arg(ap, const char *), ap);
+    va_end(ap);
+    return rc;
+}
+
+int cluster_adminv(const struct cluster *c, int timeout_ms, struct cluster_run *r,
+                   const char *first, va_list ap)
+{
+    const char *argv[CLUSTER_ADMIN_MAX_ARGS + 4] = {"ds-admin", "--ns", c->ns.addr};
+    size_t n = 3;
+    for (const char *a = first; a != NULL; a = va_arg(ap, const char *)) {
         if (n == CLUSTER_ADMIN_MAX_ARGS + 3) {
-            va_end(ap);
             fprintf(stderr, "[cluster] ds-admin: more than %d arguments\n",
                     CLUSTER_ADMIN_MAX_ARGS);
             return -E2BIG;
         }
         argv[n++] = a;
     }
-    va_end(ap);
     argv[n] = NULL;
     static const char *const del[] = {"IMGSTORE_NS", NULL};
     int rc = cluster_run(c, argv, NULL, del, timeout_ms, r);
@@ -877,22 +884,16 @@ int cluster_read_file(const char *path, void **buf, size_t *len)
 
 int cluster_connect(const char *addr, int timeout_ms)
 {
-    char host[CLUSTER_ADDR_MAX];
-    const char *colon = strrchr(addr, ':');
-    if (!colon || (size_t)(colon - addr) >= sizeof(host))
+    struct sockaddr_storage ss;
+    if (conn_parse_addr(addr, &ss) != 0)
         return -EINVAL;
-    memcpy(host, addr, (size_t)(colon - addr));
-    host[colon - addr] = '\0';
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
-    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
-        return -EINVAL;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
     struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+    if (connect(fd, (struct sockaddr *)&ss, sizeof(ss)) < 0) {
         int rc = -errno;
         close(fd);
         return rc;
@@ -1100,4 +1101,9 @@ int cluster_ds_index(const struct cluster *c, const char *addr)
         if (strcmp(c->ds[i].addr, addr) == 0)
             return i;
     return -1;
+}
+
+void cluster_block_path(const struct cluster *c, int ds, uint64_t block_id, char *out, size_t n)
+{
+    snprintf(out, n, "%s/blocks/%016llx.blk", c->ds[ds].data, (unsigned long long)block_id);
 }

@@ -21,6 +21,7 @@
 #include "client/admin.h"
 #include "client/imgstore.h"
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -150,6 +151,11 @@ void cluster_run_free(struct cluster_run *r);
 #define CLUSTER_ADMIN_MAX_ARGS 16
 int cluster_admin(const struct cluster *c, int timeout_ms, struct cluster_run *r, ...);
 
+/* cluster_admin with the arguments in ap, after `first` (which may be NULL:
+ * no argument). */
+int cluster_adminv(const struct cluster *c, int timeout_ms, struct cluster_run *r,
+                   const char *first, va_list ap);
+
 /* ---- small helpers shared by the tests ---------------------------------- */
 
 /* Fills buf with len pseudo-random bytes that depend only on (seed, id). */
@@ -230,5 +236,9 @@ int cluster_check_range(imgstore_t *h, uint64_t seed, int from, int to,
 
 /* The index in c->ds of the dataserver with native address addr, or -1. */
 int cluster_ds_index(const struct cluster *c, const char *addr);
+
+/* The path of block `block_id`'s file in dataserver ds's data folder (a
+ * dataserver of one data folder) into out (n bytes). */
+void cluster_block_path(const struct cluster *c, int ds, uint64_t block_id, char *out, size_t n);
 
 #endif

@@ -11,7 +11,9 @@
  *         fixture_start(&(struct cluster_opts){.ndataservers = 3, .replicas = 2});
  *     }
  *     TestSuite(name, .init = setup, .fini = fixture_stop, .timeout = 120);
- * (or cr_assert_eq(fixture_start(...), 0) to fail in the set-up already). */
+ * (or cr_assert_eq(fixture_start(...), 0) to fail in the set-up already).
+ * It also holds the checks more than one test makes: ds-admin --json runs, a
+ * copy damaged on disk, a file's bytes, the busiest dataserver. */
 #ifndef IMG_TEST_FIXTURE_H
 #define IMG_TEST_FIXTURE_H
 
@@ -43,5 +45,25 @@ void fixture_put_range(imgstore_t *h, uint64_t seed, int first, int n, const uin
  * block cached from before), closed afterwards. */
 void fixture_upload(uint64_t seed, int first, int n, uint32_t min, uint32_t max, int attempts,
                     uint32_t *sizes, char (*names)[IMGSTORE_NAME_MAX]);
+
+/* Runs `ds-admin --json ARGS...` (arguments up to the first NULL) against C
+ * with cluster_adminv; fails the test unless it exits 0 with exactly one
+ * JSON document on stdout. *r is filled (free with cluster_run_free). */
+void fixture_admin_json(struct cluster_run *r, int timeout_ms, ...);
+
+/* Flips one bit in the middle of the bytes of file `name` (size bytes) in
+ * its copy on its second replica, found by imgstore_stat (*st; a fresh
+ * handle). Returns the index of the dataserver of the damaged copy. */
+int fixture_damage_copy(const char *name, uint32_t size, struct imgstore_stat *st);
+
+/* Fails the test unless the file at path holds exactly the len bytes of
+ * want (`what` names the check in the message). */
+void fixture_file_holds(const char *path, const void *want, size_t len, const char *what);
+
+/* The dataserver holding a replica of the most of files names[0 .. n-1]
+ * (asked through h); *count gets how many. Fails the test when a stat fails,
+ * a file has other than `replicas` replicas (unless 0), or no file is on it. */
+int fixture_busiest_ds(imgstore_t *h, const char (*names)[IMGSTORE_NAME_MAX], int n, int replicas,
+                       int *count);
 
 #endif

@@ -72,8 +72,7 @@ static const char *server_obj(const char *text, const char *id)
 static void server_id(int n, char *out, size_t len)
 {
     struct cluster_run r;
-    cr_assert_eq(admin(&r, "--json", "servers", NULL, NULL, NULL), 0, "%s", r.err);
-    check_json(r.out, "servers --json");
+    fixture_admin_json(&r, CLI_TIMEOUT_MS, "servers", NULL);
     const char *p = r.out;
     for (int i = 0; i <= n; i++) {
         p = strstr(p, "{\"id\": ");
@@ -99,8 +98,7 @@ static void put_files(uint64_t seed, char names[][IMGSTORE_NAME_MAX], int first,
 static double blocks_on(const char *id)
 {
     struct cluster_run r;
-    cr_assert_eq(admin(&r, "--json", "blocks", "--server", id, NULL), 0, "%s", r.err);
-    check_json(r.out, "blocks --server --json");
+    fixture_admin_json(&r, CLI_TIMEOUT_MS, "blocks", "--server", id, NULL);
     double n = json_num(r.out, "matched");
     cluster_run_free(&r);
     return n;
@@ -157,8 +155,7 @@ Test(admin, settings_readonly_tasks, .init = setup, .fini = fixture_stop, .timeo
     cr_assert_not_null(strstr(r.out, "copy_rate"), "%s", r.out);
     cr_assert_not_null(strstr(r.out, "MB/s"), "%s", r.out);
     cluster_run_free(&r);
-    cr_assert_eq(admin(&r, "--json", "settings", NULL, NULL, NULL), 0, "%s", r.err);
-    check_json(r.out, "settings --json");
+    fixture_admin_json(&r, CLI_TIMEOUT_MS, "settings", NULL);
     cr_assert_eq(json_num(setting_obj(r.out, "task_cap"), "value"), 2, "%s", r.out);
     cr_assert_eq(json_num(setting_obj(r.out, "copy_rate"), "value"), 50, "%s", r.out);
     cluster_run_free(&r);
@@ -167,15 +164,13 @@ Test(admin, settings_readonly_tasks, .init = setup, .fini = fixture_stop, .timeo
     cr_assert_eq(admin(&r, "set", "task_cap", "4", NULL, NULL), 0, "%s", r.err);
     cr_assert_not_null(strstr(r.out, "task_cap = 4"), "%s", r.out);
     cluster_run_free(&r);
-    cr_assert_eq(admin(&r, "--json", "set", "copy_rate", "120", NULL), 0, "%s", r.err);
-    check_json(r.out, "set --json");
+    fixture_admin_json(&r, CLI_TIMEOUT_MS, "set", "copy_rate", "120", NULL);
     cr_assert_eq(json_num(r.out, "previous"), 50, "%s", r.out);
     cr_assert_eq(json_num(r.out, "value"), 120, "%s", r.out);
     cluster_run_free(&r);
     cr_assert_eq(admin(&r, "set", "scrub_rate", "20", NULL, NULL), 0, "%s", r.err);
     cluster_run_free(&r);
-    cr_assert_eq(admin(&r, "--json", "tasks", NULL, NULL, NULL), 0, "%s", r.err);
-    check_json(r.out, "tasks --json");
+    fixture_admin_json(&r, CLI_TIMEOUT_MS, "tasks", NULL);
     cr_assert_eq(json_num(r.out, "task_cap"), 4, "%s", r.out);
     cr_assert_eq(json_num(r.out, "copy_rate_bytes_per_s"), 120e6, "%s", r.out);
     cluster_run_free(&r);
@@ -190,8 +185,7 @@ Test(admin, settings_readonly_tasks, .init = setup, .fini = fixture_stop, .timeo
     cr_assert_geq(cluster_signal_proc(&C->ns, SIGTERM), 0);
     cr_assert_eq(cluster_start_ns(C), 0);
     cr_assert_eq(cluster_wait_ready(C, 3, CLUSTER_READY_MS), 0);
-    cr_assert_eq(admin(&r, "--json", "settings", NULL, NULL, NULL), 0, "%s", r.err);
-    check_json(r.out, "settings --json after restart");
+    fixture_admin_json(&r, CLI_TIMEOUT_MS, "settings", NULL);
     cr_assert_eq(json_num(setting_obj(r.out, "task_cap"), "value"), 4, "%s", r.out);
     cr_assert_eq(json_num(setting_obj(r.out, "copy_rate"), "value"), 120, "%s", r.out);
     cr_assert_eq(json_num(setting_obj(r.out, "scrub_rate"), "value"), 20, "%s", r.out);
@@ -201,8 +195,7 @@ Test(admin, settings_readonly_tasks, .init = setup, .fini = fixture_stop, .timeo
     cr_assert_eq(admin(&r, "settings", NULL, NULL, NULL, NULL), 0, "%s", r.err);
     cr_assert_not_null(strstr(r.out, "set (ns.meta)"), "%s", r.out);
     cluster_run_free(&r);
-    cr_assert_eq(admin(&r, "--json", "servers", NULL, NULL, NULL), 0, "%s", r.err);
-    check_json(r.out, "servers --json");
+    fixture_admin_json(&r, CLI_TIMEOUT_MS, "servers", NULL);
     const char *o = server_obj(r.out, ro);
     char state[32];
     json_str(o, "state", state, sizeof(state));
@@ -218,8 +211,7 @@ Test(admin, settings_readonly_tasks, .init = setup, .fini = fixture_stop, .timeo
     char names[NFILES][IMGSTORE_NAME_MAX];
     put_files(seed, names, 0, NFILES / 2);
     for (int i = 0; i < NFILES / 2; i++) {
-        cr_assert_eq(admin(&r, "--json", "file", names[i], NULL, NULL), 0, "%s", r.err);
-        check_json(r.out, "file --json");
+        fixture_admin_json(&r, CLI_TIMEOUT_MS, "file", names[i], NULL);
         char pat[SERVER_ID_MAX + 16];
         snprintf(pat, sizeof(pat), "\"server\": \"%s\"", ro);
         cr_assert_null(strstr(r.out, pat), "file %s went to read-only %s: %s", names[i], ro,
@@ -228,8 +220,7 @@ Test(admin, settings_readonly_tasks, .init = setup, .fini = fixture_stop, .timeo
     }
 
     /* off again: shown up, and JSON form */
-    cr_assert_eq(admin(&r, "--json", "readonly", ro, "off", NULL), 0, "%s", r.err);
-    check_json(r.out, "readonly --json");
+    fixture_admin_json(&r, CLI_TIMEOUT_MS, "readonly", ro, "off", NULL);
     cr_assert_not_null(strstr(r.out, "\"readonly\": false"), "%s", r.out);
     cluster_run_free(&r);
     cr_assert_eq(admin(&r, "--json", "servers", NULL, NULL, NULL), 0, "%s", r.err);
@@ -279,8 +270,7 @@ Test(admin, drain_wait, .init = setup, .fini = fixture_stop, .timeout = 240)
     cr_assert_not_null(strstr(r.out, "BAD RECORDS"), "%s", r.out);
     cr_assert_not_null(strstr(r.out, "intact"), "%s", r.out);
     cluster_run_free(&r);
-    cr_assert_eq(admin(&r, "--json", "verify", "--wait", NULL, NULL), 0, "%s", r.err);
-    check_json(r.out, "verify --json");
+    fixture_admin_json(&r, CLI_TIMEOUT_MS, "verify", "--wait", NULL);
     cr_assert_not_null(strstr(r.out, "\"ok\": true"), "%s", r.out);
     double records = 0; /* summed over the servers (the drained one holds none) */
     for (const char *p = r.out; (p = strstr(p, "\"records\": ")); p++)
@@ -296,8 +286,7 @@ Test(admin, drain_wait, .init = setup, .fini = fixture_stop, .timeout = 240)
     cr_assert_not_null(strstr(r.out, "drain"), "%s", r.out);
     cr_assert_not_null(strstr(r.out, "100%"), "%s", r.out);
     cluster_run_free(&r);
-    cr_assert_eq(admin(&r, "--json", "tasks", NULL, NULL, NULL), 0, "%s", r.err);
-    check_json(r.out, "tasks --json");
+    fixture_admin_json(&r, CLI_TIMEOUT_MS, "tasks", NULL);
     cr_assert_not_null(strstr(r.out, "\"state\": \"done\""), "%s", r.out);
     cluster_run_free(&r);
     cr_assert_eq(admin(&r, "servers", NULL, NULL, NULL, NULL), 0, "%s", r.err);
@@ -305,12 +294,10 @@ Test(admin, drain_wait, .init = setup, .fini = fixture_stop, .timeout = 240)
     cluster_run_free(&r);
 
     /* --wait --json on the empty server: one document; then cancel */
-    cr_assert_eq(admin(&r, "--json", "drain", victim, "--wait", NULL), 0, "%s", r.err);
-    check_json(r.out, "drain --wait --json");
+    fixture_admin_json(&r, CLI_TIMEOUT_MS, "drain", victim, "--wait", NULL);
     cr_assert_eq(json_num(r.out, "blocks_left"), 0, "%s", r.out);
     cluster_run_free(&r);
-    cr_assert_eq(admin(&r, "--json", "drain", victim, "--cancel", NULL), 0, "%s", r.err);
-    check_json(r.out, "drain --cancel --json");
+    fixture_admin_json(&r, CLI_TIMEOUT_MS, "drain", victim, "--cancel", NULL);
     cr_assert_not_null(strstr(r.out, "\"draining\": false"), "%s", r.out);
     cluster_run_free(&r);
     cr_assert_eq(admin(&r, "drain", victim, "--wait", "--cancel", NULL), 2);

@@ -130,11 +130,7 @@ Test(cli, imgstore_commands, .init = setup, .fini = fixture_stop, .timeout = 120
     const char *get_o[] = {"imgstore", "--ns", C->ns.addr, "get", name, "-o", out, NULL};
     cr_assert_eq(run(C, get_o, bad_env, &r), 0, "--ns did not override IMGSTORE_NS: %s", r.err);
     cluster_run_free(&r);
-    void *data;
-    size_t len;
-    cr_assert_eq(cluster_read_file(out, &data, &len), 0);
-    cr_assert(len == sizeof(buf) && memcmp(data, buf, len) == 0, "get -o wrote other bytes");
-    free(data);
+    fixture_file_holds(out, buf, sizeof(buf), "get -o wrote other bytes");
 
     /* The name with an extension is the same file. */
     char with_ext[IMGSTORE_NAME_MAX + 8];

@@ -79,11 +79,6 @@ static uint64_t all_blk_bytes(void)
     return n;
 }
 
-static void blk_path(int ds, uint64_t block_id, char *out, size_t n)
-{
-    snprintf(out, n, "%s/blocks/%016llx.blk", C->ds[ds].data, (unsigned long long)block_id);
-}
-
 /* Every file from every listed replica (live: its bytes; deleted: gone). */
 static int check_all(const char *when)
 {
@@ -106,8 +101,8 @@ static int check_identical(void)
         void *a = NULL, *b = NULL;
         size_t la = 0, lb = 0;
         char pa[700], pb[700];
-        blk_path(cluster_ds_index(C, st.replicas[0]), st.block_id, pa, sizeof(pa));
-        blk_path(cluster_ds_index(C, st.replicas[1]), st.block_id, pb, sizeof(pb));
+        cluster_block_path(C, cluster_ds_index(C, st.replicas[0]), st.block_id, pa, sizeof(pa));
+        cluster_block_path(C, cluster_ds_index(C, st.replicas[1]), st.block_id, pb, sizeof(pb));
         if (cluster_read_file(pa, &a, &la) != 0 || cluster_read_file(pb, &b, &lb) != 0 ||
             la != lb || memcmp(a, b, la) != 0) {
             fprintf(stderr, "[compact] block %llu: replicas differ (%zu / %zu bytes)\n",
@@ -215,22 +210,9 @@ Test(compact, scrub_repairs_a_flipped_byte)
     cr_assert_not_null(h);
     const int victim = 5;
     struct imgstore_stat st;
-    cr_assert_eq(imgstore_stat(h, names[victim], &st), 0);
-    cr_assert_eq(st.nreplicas, 2);
-    int bad_ds = cluster_ds_index(C, st.replicas[1]);
-    cr_assert_geq(bad_ds, 0);
+    fixture_damage_copy(names[victim], sizes[victim], &st);
     char bad_addr[CLUSTER_ADDR_MAX];
     snprintf(bad_addr, sizeof(bad_addr), "%s", st.replicas[1]);
-    char p[700];
-    blk_path(bad_ds, st.block_id, p, sizeof(p));
-    int fd = open(p, O_RDWR);
-    cr_assert_geq(fd, 0);
-    uint8_t x;
-    off_t at = (off_t)(st.offset + 24 + sizes[victim] / 2);
-    cr_assert_eq(pread(fd, &x, 1, at), 1);
-    x ^= 0x40;
-    cr_assert_eq(pwrite(fd, &x, 1, at), 1);
-    close(fd);
 
     /* The bad copy never serves the bad bytes. */
     int rc = cluster_check_file(h, names[victim], bad_addr, seed, victim, sizes[victim]);

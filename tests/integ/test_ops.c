@@ -391,14 +391,12 @@ Test(ops, ds_admin_commands, .init = setup, .fini = fixture_stop, .timeout = 240
     cr_assert_not_null(strstr(r.out, "READS/S"), "%s", r.out);
     cr_assert_not_null(strstr(r.out, "WRITES/S"));
     cluster_run_free(&r);
-    cr_assert_eq(admin(&r, "--json", "servers", NULL, NULL, NULL), 0, "%s", r.err);
-    check_json(r.out, "servers --json");
+    fixture_admin_json(&r, CLI_TIMEOUT_MS, "servers", NULL);
     cr_assert(!isnan(json_num(r.out, "reads_per_s")), "%s", r.out);
     cluster_run_free(&r);
 
     /* status */
-    cr_assert_eq(admin(&r, "--json", "status", NULL, NULL, NULL), 0, "%s", r.err);
-    check_json(r.out, "status --json");
+    fixture_admin_json(&r, CLI_TIMEOUT_MS, "status", NULL);
     cluster_run_free(&r);
 
     /* blocks: every filter, table and JSON */
@@ -406,8 +404,7 @@ Test(ops, ds_admin_commands, .init = setup, .fini = fixture_stop, .timeout = 240
     cr_assert_not_null(strstr(r.out, "BLOCK"), "%s", r.out);
     cr_assert_not_null(strstr(r.out, "writable"), "%s", r.out);
     cluster_run_free(&r);
-    cr_assert_eq(admin(&r, "--json", "blocks", NULL, NULL, NULL), 0, "%s", r.err);
-    check_json(r.out, "blocks --json");
+    fixture_admin_json(&r, CLI_TIMEOUT_MS, "blocks", NULL);
     double all = json_num(r.out, "matched");
     cr_assert_geq(all, 1, "%s", r.out);
     cr_assert_eq(json_num(r.out, "replication"), 2);
@@ -423,12 +420,10 @@ Test(ops, ds_admin_commands, .init = setup, .fini = fixture_stop, .timeout = 240
     cr_assert_leq(json_num(r.out, "matched"), all);
     cr_assert_not_null(strstr(r.out, server), "%s", r.out);
     cluster_run_free(&r);
-    cr_assert_eq(admin(&r, "--json", "blocks", "--under-replicated", NULL, NULL), 0);
-    check_json(r.out, "blocks --under-replicated");
+    fixture_admin_json(&r, CLI_TIMEOUT_MS, "blocks", "--under-replicated", NULL);
     cr_assert_eq(json_num(r.out, "matched"), 0, "%s", r.out);
     cluster_run_free(&r);
-    cr_assert_eq(admin(&r, "--json", "blocks", "--state", "sealed", NULL), 0);
-    check_json(r.out, "blocks --state sealed");
+    fixture_admin_json(&r, CLI_TIMEOUT_MS, "blocks", "--state", "sealed", NULL);
     cluster_run_free(&r);
     cr_assert_eq(admin(&r, "blocks", "--server", "no-such-server", NULL, NULL), 1);
     cluster_run_free(&r);
@@ -439,8 +434,7 @@ Test(ops, ds_admin_commands, .init = setup, .fini = fixture_stop, .timeout = 240
     cr_assert_eq(admin(&r, "block", block, NULL, NULL, NULL), 0, "%s", r.err);
     cr_assert_not_null(strstr(r.out, "primary"), "%s", r.out);
     cluster_run_free(&r);
-    cr_assert_eq(admin(&r, "--json", "block", block, NULL, NULL), 0, "%s", r.err);
-    check_json(r.out, "block --json");
+    fixture_admin_json(&r, CLI_TIMEOUT_MS, "block", block, NULL);
     cr_assert_eq(json_num(r.out, "up_replicas"), 2, "%s", r.out);
     cluster_run_free(&r);
     cr_assert_eq(admin(&r, "block", "281474976710000", NULL, NULL, NULL), 1);
@@ -457,8 +451,7 @@ Test(ops, ds_admin_commands, .init = setup, .fini = fixture_stop, .timeout = 240
     snprintf(crc, sizeof(crc), "%08x", st.crc32c);
     cr_assert_not_null(strstr(r.out, crc), "crc %s not in %s", crc, r.out);
     cluster_run_free(&r);
-    cr_assert_eq(admin(&r, "--json", "file", names[0], NULL, NULL), 0, "%s", r.err);
-    check_json(r.out, "file --json");
+    fixture_admin_json(&r, CLI_TIMEOUT_MS, "file", names[0], NULL);
     cr_assert_eq(json_num(r.out, "size"), FILE_SIZE, "%s", r.out);
     cr_assert_eq(json_num(r.out, "block"), (double)st.block_id);
     cr_assert_not_null(strstr(r.out, "\"on_every_replica\": true"), "%s", r.out);

@@ -180,8 +180,7 @@ Test(rebalance, fifth_server_joins)
     }
 
     /* The plan, as an operator sees it. */
-    cr_assert_eq(admin(&r, "--json", "rebalance", "--dry-run", NULL), 0, "%s", r.err);
-    check_json(r.out, "rebalance --dry-run --json");
+    fixture_admin_json(&r, CLI_TIMEOUT_MS, "rebalance", "--dry-run", NULL);
     cr_assert(strstr(r.out, "\"balanced\": false"), "%s", r.out);
     cr_assert(strstr(r.out, "\"block_id\""), "a plan of moves: %s", r.out);
     cr_assert(strstr(r.out, "\"in_band\": false"), "%s", r.out);
@@ -249,8 +248,7 @@ Test(rebalance, fifth_server_joins)
     cr_assert_eq(cluster_metric(C->ns.http_addr, "imgstore_ns_balance_moves_running"), 0);
 
     /* An empty plan now; --wait ends at once. */
-    cr_assert_eq(admin(&r, "--json", "rebalance", "--dry-run", NULL), 0, "%s", r.err);
-    check_json(r.out, "rebalance --dry-run --json (after)");
+    fixture_admin_json(&r, CLI_TIMEOUT_MS, "rebalance", "--dry-run", NULL);
     cr_assert(strstr(r.out, "\"balanced\": true"), "%s", r.out);
     cr_assert(strstr(r.out, "\"moves\": []"), "an empty plan: %s", r.out);
     cluster_run_free(&r);

@@ -31,7 +31,6 @@
 #define CLI_TIMEOUT_MS 30000
 #define WAIT_TIMEOUT_MS 120000
 #define RATE_DEADLINE_MS 10000
-#define NEEDLE_HEADER 24 /* bytes before a record's data (docs/storage.md) */
 #define OWN_SCRUB_MB "3"
 
 static const char *const ds_args[] = {"--scrub-rate-mb", "0", NULL};
@@ -101,8 +100,7 @@ Test(repair, scrub_rate_applied, .init = setup_own, .fini = fixture_stop, .timeo
     cr_assert_eq(admin(&r, CLI_TIMEOUT_MS, "set", "scrub_rate", "7", NULL, NULL, NULL), 0, "%s",
                  r.err);
     cluster_run_free(&r);
-    cr_assert_eq(admin(&r, CLI_TIMEOUT_MS, "--json", "settings", NULL, NULL, NULL, NULL), 0);
-    check_json(r.out, "settings --json");
+    fixture_admin_json(&r, CLI_TIMEOUT_MS, "settings", NULL);
     const char *s = strstr(r.out, "{\"key\": \"scrub_rate\"");
     cr_assert_not_null(s, "%s", r.out);
     cr_assert_not_null(strstr(s, "\"applied\": true"), "scrub_rate must be applied: %s", r.out);
@@ -208,9 +206,7 @@ Test(repair, compact_command, .init = setup, .fini = fixture_stop, .timeout = 24
     cluster_run_free(&r);
 
     /* dry run lists the first block and starts nothing */
-    cr_assert_eq(admin(&r, CLI_TIMEOUT_MS, "--json", "compact", "--threshold", "10", "--dry-run",
-                       NULL), 0, "%s", r.err);
-    check_json(r.out, "compact --dry-run --json");
+    fixture_admin_json(&r, CLI_TIMEOUT_MS, "compact", "--threshold", "10", "--dry-run", NULL);
     snprintf(arg, sizeof(arg), "\"block_id\": %llu,", (unsigned long long)first);
     cr_assert_not_null(strstr(r.out, arg), "block %llu not chosen: %s", (unsigned long long)first,
                        r.out);
@@ -225,9 +221,7 @@ Test(repair, compact_command, .init = setup, .fini = fixture_stop, .timeout = 24
     double size0, del0, size1, del1;
     block_sizes(first, &size0, &del0);
     snprintf(arg, sizeof(arg), "%llu", (unsigned long long)first);
-    cr_assert_eq(admin(&r, WAIT_TIMEOUT_MS, "--json", "compact", arg, "--wait", NULL, NULL), 0,
-                 "%s\n%s", r.out, r.err);
-    check_json(r.out, "compact BLOCK --wait --json");
+    fixture_admin_json(&r, WAIT_TIMEOUT_MS, "compact", arg, "--wait", NULL);
     char res[32];
     json_str(r.out, "result", res, sizeof(res));
     cr_assert_str_eq(res, "done", "%s", r.out);
@@ -244,9 +238,7 @@ Test(repair, compact_command, .init = setup, .fini = fixture_stop, .timeout = 24
     cr_assert_not_null(strstr(r.out, "compaction done"), "%s", r.out);
     cr_assert_null(strstr(r.out, "\r"), "no terminal bar when not a terminal: %s", r.out);
     cluster_run_free(&r);
-    cr_assert_eq(admin(&r, CLI_TIMEOUT_MS, "--json", "compact", "--threshold", "10", "--dry-run",
-                       NULL), 0, "%s", r.err);
-    check_json(r.out, "compact --dry-run --json after");
+    fixture_admin_json(&r, CLI_TIMEOUT_MS, "compact", "--threshold", "10", "--dry-run", NULL);
     cr_assert_not_null(strstr(r.out, "\"blocks\": []"), "all compacted: %s", r.out);
     cluster_run_free(&r);
     cr_assert_eq(check_all("after compact"), 0);
@@ -259,26 +251,9 @@ Test(repair, flipped_byte, .init = setup, .fini = fixture_stop, .timeout = 240)
 {
     seed = cluster_seed("ops_repair");
     upload_all();
-    imgstore_t *h = cluster_client(C);
-    cr_assert_not_null(h);
     const int victim = 7;
     struct imgstore_stat st;
-    cr_assert_eq(imgstore_stat(h, names[victim], &st), 0);
-    imgstore_close(h);
-    cr_assert_eq(st.nreplicas, 2);
-    int bad_ds = cluster_ds_index(C, st.replicas[1]);
-    cr_assert_geq(bad_ds, 0);
-    char p[700];
-    snprintf(p, sizeof(p), "%s/blocks/%016llx.blk", C->ds[bad_ds].data,
-             (unsigned long long)st.block_id);
-    int fd = open(p, O_RDWR);
-    cr_assert_geq(fd, 0, "%s: %s", p, strerror(errno));
-    uint8_t x;
-    off_t at = (off_t)(st.offset + NEEDLE_HEADER + sizes[victim] / 2);
-    cr_assert_eq(pread(fd, &x, 1, at), 1);
-    x ^= 0x40;
-    cr_assert_eq(pwrite(fd, &x, 1, at), 1);
-    close(fd);
+    int bad_ds = fixture_damage_copy(names[victim], sizes[victim], &st);
 
     struct cluster_run r;
     char arg[32];
@@ -305,9 +280,7 @@ Test(repair, flipped_byte, .init = setup, .fini = fixture_stop, .timeout = 240)
     cr_assert_eq(admin(&r, WAIT_TIMEOUT_MS, "verify", arg, NULL, NULL, NULL, NULL), 0, "%s\n%s",
                  r.out, r.err);
     cluster_run_free(&r);
-    cr_assert_eq(admin(&r, WAIT_TIMEOUT_MS, "--json", "repair", arg, NULL, NULL, NULL), 0, "%s",
-                 r.err);
-    check_json(r.out, "repair --json after");
+    fixture_admin_json(&r, WAIT_TIMEOUT_MS, "repair", arg, NULL);
     cr_assert_eq(json_num(r.out, "bad_records"), 0, "%s", r.out);
     cr_assert_null(strstr(r.out, "\"replace\""), "%s", r.out);
     cluster_run_free(&r);

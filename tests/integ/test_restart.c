@@ -88,11 +88,7 @@ static void cli_roundtrip(void)
     cr_assert_eq(cluster_run(C, get, NULL, NULL, CLI_TIMEOUT_MS, &r), 0);
     cr_assert_eq(r.exit_code, 0, "imgstore get %s exited %d: %s", name, r.exit_code, r.err);
     cluster_run_free(&r);
-    void *data;
-    size_t len;
-    cr_assert_eq(cluster_read_file(out, &data, &len), 0);
-    cr_assert(len == sizeof(buf) && memcmp(data, buf, len) == 0, "imgstore get: bytes differ");
-    free(data);
+    fixture_file_holds(out, buf, sizeof(buf), "imgstore get: bytes differ");
 }
 
 Test(restart, nameserver)

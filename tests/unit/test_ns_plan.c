@@ -42,6 +42,45 @@ static void join_confirm(uint64_t id, struct ns_server *p, uint64_t tail)
     cr_assert_eq(blk->joining, 0, "joining copies confirmed by the primary's tail");
 }
 
+/* Copy task t of block `id` ends at time 20 with `size` bytes; the new copy
+ * joins the set when the primary p confirms it, and nothing is deleted
+ * before. Returns the block's next task: the DELETE of the copy now extra. */
+static const struct ns_task *copy_joins_then_delete(const struct ns_task *t, uint64_t id,
+                                                    struct ns_server *p, uint64_t size)
+{
+    cr_assert_eq(ns_plan_task_end(&ns, t->id, 0, size, 20), 0);
+    ns_plan_step(&ns, 30);
+    cr_assert_null(task_for(id), "nothing is deleted while the new copy is joining");
+    join_confirm(id, p, size);
+    ns_plan_step(&ns, 35);
+    t = task_for(id);
+    cr_assert_not_null(t);
+    cr_assert_eq(t->kind, NS_TASK_DELETE);
+    return t;
+}
+
+/* Planning on (safe mode over), and block `id` of `size` bytes on a, its
+ * primary, b and, unless NULL, c. Returns the block. */
+static struct ns_block *held_block(uint64_t id, uint64_t size, struct ns_server *a,
+                                   struct ns_server *b, struct ns_server *c)
+{
+    struct ns_server *r[] = {a, b, c};
+    ns.safe_mode = 0;
+    block(id, size, r, c ? 3 : 2);
+    return ns_blocks_get(&ns.blocks, id);
+}
+
+/* The replica set of blk (a's copy) is at version `ver`; b's copy, `size`
+ * bytes, is of the set before it and out of the set. */
+static void old_copy_on_b(struct ns_block *blk, uint32_t ver, uint64_t size)
+{
+    blk->ver = ver;
+    blk->rver[0] = ver;
+    blk->rver[1] = ver - 1;
+    blk->rsize[1] = size;
+    blk->inset = 1u;
+}
+
 TestSuite(ns_plan, .init = setup, .fini = teardown);
 
 Test(ns_plan, nothing_in_safe_mode)
@@ -83,9 +122,7 @@ Test(ns_plan, source_primary_target_most_free)
     struct ns_server *a = server("a", GIB), *b = server("b", 2 * GIB);
     struct ns_server *c = server("c", 5 * GIB);
     server("d", 3 * GIB);
-    struct ns_server *r[] = {a, b};
-    ns.safe_mode = 0;
-    block(7, 4096, r, 2);
+    held_block(7, 4096, a, b, NULL);
     b->up = 0;
     ns_plan_step(&ns, 10);
     const struct ns_task *t = task_for(7);
@@ -123,10 +160,8 @@ Test(ns_plan, cap_limits_running_tasks)
 {
     struct ns_server *a = server("a", GIB), *b = server("b", GIB);
     server("c", 9 * GIB);
-    struct ns_server *r[] = {a, b};
-    ns.safe_mode = 0;
     for (uint64_t id = 1; id <= 10; id++)
-        block(id, 100, r, 2);
+        held_block(id, 100, a, b, NULL);
     b->up = 0;
     ns_plan_step(&ns, 10);
     cr_assert_eq(running(NS_TASK_REPLICATE), NS_DEFAULT_TASK_CAP);
@@ -138,9 +173,7 @@ Test(ns_plan, lost_blocks_counted_not_dropped)
 {
     struct ns_server *a = server("a", GIB), *b = server("b", GIB);
     server("c", GIB);
-    struct ns_server *r[] = {a, b};
-    ns.safe_mode = 0;
-    block(5, 100, r, 2);
+    held_block(5, 100, a, b, NULL);
     a->up = b->up = 0;
     ns_plan_step(&ns, 10);
     ns_plan_step(&ns, 2000);
@@ -152,9 +185,7 @@ Test(ns_plan, lost_blocks_counted_not_dropped)
 Test(ns_plan, extra_replica_deleted_only_with_enough_copies)
 {
     struct ns_server *a = server("a", GIB), *b = server("b", GIB), *c = server("c", 2 * GIB);
-    struct ns_server *r[] = {a, b, c};
-    ns.safe_mode = 0;
-    block(9, 100, r, 3);
+    held_block(9, 100, a, b, c);
     ns_plan_step(&ns, 10);
     const struct ns_task *t = task_for(9);
     cr_assert_not_null(t);
@@ -167,7 +198,7 @@ Test(ns_plan, extra_replica_deleted_only_with_enough_copies)
     ns_plan_step(&ns, 30);
     cr_assert_eq(running(NS_TASK_DELETE), 0);
     c->up = 0;
-    block(10, 100, r, 3);
+    held_block(10, 100, a, b, c);
     ns_plan_step(&ns, 40);
     cr_assert_null(task_for(10), "only 2 up copies: nothing is extra");
 }
@@ -175,9 +206,7 @@ Test(ns_plan, extra_replica_deleted_only_with_enough_copies)
 Test(ns_plan, drain_copies_then_deletes)
 {
     struct ns_server *a = server("a", GIB), *b = server("b", GIB), *c = server("c", GIB);
-    struct ns_server *r[] = {a, b};
-    ns.safe_mode = 0;
-    block(3, 100, r, 2);
+    held_block(3, 100, a, b, NULL);
     uint32_t left = 0;
     cr_assert_eq(ns_plan_drain(&ns, "b", 0, &left), 0);
     cr_assert_eq(left, 1);
@@ -190,14 +219,7 @@ Test(ns_plan, drain_copies_then_deletes)
     cr_assert_not_null(t);
     cr_assert_eq(t->kind, NS_TASK_REPLICATE);
     cr_assert_eq(t->dst, c->idx);
-    cr_assert_eq(ns_plan_task_end(&ns, t->id, 0, 100, 20), 0);
-    ns_plan_step(&ns, 30);
-    cr_assert_null(task_for(3), "nothing is deleted while the new copy is joining");
-    join_confirm(3, a, 100);
-    ns_plan_step(&ns, 35);
-    t = task_for(3);
-    cr_assert_not_null(t);
-    cr_assert_eq(t->kind, NS_TASK_DELETE);
+    t = copy_joins_then_delete(t, 3, a, 100);
     cr_assert_eq(t->dst, b->idx, "the draining copy goes");
     cr_assert_eq(ns_plan_task_end(&ns, t->id, 0, 0, 40), 0);
     cr_assert_eq(b->nblocks, 0);
@@ -206,11 +228,8 @@ Test(ns_plan, drain_copies_then_deletes)
 Test(ns_plan, primary_failover_promotes_longest_after_timeout)
 {
     struct ns_server *a = server("a", GIB), *b = server("b", GIB), *c = server("c", GIB);
-    struct ns_server *r[] = {a, b, c};
     ns.meta.replicas = 3;
-    ns.safe_mode = 0;
-    block(9, 8192, r, 3);
-    struct ns_block *blk = ns_blocks_get(&ns.blocks, 9);
+    struct ns_block *blk = held_block(9, 8192, a, b, c);
     blk->rsize[1] = 4096; /* b is short, c holds the longest copy */
     a->up = 0;
     a->last_hb_ms = 1;
@@ -225,10 +244,7 @@ Test(ns_plan, primary_failover_promotes_longest_after_timeout)
 Test(ns_plan, stale_copy_caught_up_from_the_longest)
 {
     struct ns_server *a = server("a", GIB), *b = server("b", GIB);
-    struct ns_server *r[] = {a, b};
-    ns.safe_mode = 0;
-    block(11, 8192, r, 2);
-    struct ns_block *blk = ns_blocks_get(&ns.blocks, 11);
+    struct ns_block *blk = held_block(11, 8192, a, b, NULL);
     blk->rsize[1] = 4096;
     blk->inset = 1u; /* b came back short: not in the set */
     ns_plan_step(&ns, 10);
@@ -249,10 +265,7 @@ Test(ns_plan, stale_copy_caught_up_from_the_longest)
 Test(ns_plan, member_short_for_one_report_waits_a_pass)
 {
     struct ns_server *a = server("a", GIB), *b = server("b", GIB);
-    struct ns_server *r[] = {a, b};
-    ns.safe_mode = 0;
-    block(12, 8192, r, 2);
-    ns_blocks_get(&ns.blocks, 12)->rsize[1] = 8000;
+    held_block(12, 8192, a, b, NULL)->rsize[1] = 8000;
     ns_plan_step(&ns, 10);
     cr_assert_null(task_for(12), "a heartbeat may still be on its way");
     ns_plan_step(&ns, 2000);
@@ -262,9 +275,7 @@ Test(ns_plan, member_short_for_one_report_waits_a_pass)
 Test(ns_plan, new_copy_joins_set_only_when_complete)
 {
     struct ns_server *a = server("a", GIB), *b = server("b", GIB), *c = server("c", 5 * GIB);
-    struct ns_server *r[] = {a, b};
-    ns.safe_mode = 0;
-    block(13, 8192, r, 2);
+    held_block(13, 8192, a, b, NULL);
     b->up = 0;
     ns_plan_step(&ns, 10);
     const struct ns_task *t = task_for(13);
@@ -286,17 +297,10 @@ Test(ns_plan, new_copy_joins_set_only_when_complete)
 Test(ns_plan, old_copy_never_source_and_replaced)
 {
     struct ns_server *a = server("a", GIB), *b = server("b", GIB), *c = server("c", 5 * GIB);
-    struct ns_server *r[] = {a, b};
-    ns.safe_mode = 0;
-    block(14, 8192, r, 2);
-    struct ns_block *blk = ns_blocks_get(&ns.blocks, 14);
+    struct ns_block *blk = held_block(14, 8192, a, b, NULL);
     /* b returns with a copy of an older set, longer than a's: it may hold
      * appends a never had, and lack a's tombstones. */
-    blk->ver = 3;
-    blk->rver[0] = 3;
-    blk->rver[1] = 2;
-    blk->rsize[1] = 9000;
-    blk->inset = 1u;
+    old_copy_on_b(blk, 3, 9000);
     ns_plan_step(&ns, 10);
     const struct ns_task *t = task_for(14);
     cr_assert_not_null(t, "one good copy: a new one is made");
@@ -304,13 +308,7 @@ Test(ns_plan, old_copy_never_source_and_replaced)
     cr_assert_eq(t->src, a->idx, "never copied from the old copy, even when longer");
     cr_assert_eq(t->dst, c->idx);
     cr_assert_not(blk->inset & 2u, "the old copy never joins the set");
-    cr_assert_eq(ns_plan_task_end(&ns, t->id, 0, 8192, 20), 0);
-    ns_plan_step(&ns, 30);
-    join_confirm(14, a, 8192);
-    ns_plan_step(&ns, 35);
-    t = task_for(14);
-    cr_assert_not_null(t);
-    cr_assert_eq(t->kind, NS_TASK_DELETE);
+    t = copy_joins_then_delete(t, 14, a, 8192);
     cr_assert_eq(t->dst, b->idx, "the old copy is the one deleted");
 }
 
@@ -321,10 +319,7 @@ Test(ns_plan, old_copy_never_source_and_replaced)
 Test(ns_plan, new_copy_joins_only_when_as_long_as_the_primary_tail)
 {
     struct ns_server *a = server("a", GIB), *b = server("b", GIB), *c = server("c", 5 * GIB);
-    struct ns_server *r[] = {a, b};
-    ns.safe_mode = 0;
-    block(16, 8192, r, 2);
-    struct ns_block *blk = ns_blocks_get(&ns.blocks, 16);
+    struct ns_block *blk = held_block(16, 8192, a, b, NULL);
     b->up = 0; /* b is lost: a new copy goes to c */
     b->last_hb_ms = 1;
     ns_plan_step(&ns, 1 + NS_DEFAULT_HB_TIMEOUT_MS);
@@ -365,11 +360,8 @@ Test(ns_plan, new_copy_joins_only_when_as_long_as_the_primary_tail)
 Test(ns_plan, set_change_bumps_version)
 {
     struct ns_server *a = server("a", GIB), *b = server("b", GIB), *c = server("c", GIB);
-    struct ns_server *r[] = {a, b, c};
     ns.meta.replicas = 3;
-    ns.safe_mode = 0;
-    block(15, 8192, r, 3);
-    struct ns_block *blk = ns_blocks_get(&ns.blocks, 15);
+    struct ns_block *blk = held_block(15, 8192, a, b, c);
     uint32_t v = blk->ver;
     a->up = 0;
     a->last_hb_ms = 1;
@@ -383,17 +375,10 @@ Test(ns_plan, old_prefix_caught_up_from_bad_current_copy)
 {
     struct ns_server *a = server("a", GIB), *b = server("b", GIB);
     server("c", 5 * GIB);
-    struct ns_server *r[] = {a, b};
-    ns.safe_mode = 0;
-    block(16, 8192, r, 2);
-    struct ns_block *blk = ns_blocks_get(&ns.blocks, 16);
+    struct ns_block *blk = held_block(16, 8192, a, b, NULL);
     /* b was down while a took deletes alone (a new set), and a's copy then
      * went bad: b's shorter copy is caught up from a (its tail only). */
-    blk->ver = 4;
-    blk->rver[0] = 4;
-    blk->rver[1] = 3;
-    blk->rsize[1] = 8000;
-    blk->inset = 1u;
+    old_copy_on_b(blk, 4, 8000);
     ns_bad_mark(&ns, 16, a->idx, "test");
     ns_plan_step(&ns, 10);
     const struct ns_task *t = task_for(16);
@@ -407,9 +392,7 @@ Test(ns_plan, old_prefix_caught_up_from_bad_current_copy)
 Test(ns_plan, copy_progress_from_heartbeats)
 {
     struct ns_server *a = server("a", GIB), *b = server("b", GIB), *c = server("c", 5 * GIB);
-    struct ns_server *r[] = {a, b};
-    ns.safe_mode = 0;
-    block(17, 8192, r, 2);
+    held_block(17, 8192, a, b, NULL);
     b->up = 0;
     ns_plan_step(&ns, 10);
     struct ns_task *t = (struct ns_task *)task_for(17);

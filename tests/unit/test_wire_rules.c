@@ -92,39 +92,33 @@ Test(replicas, none_usable)
     cr_assert_eq(replicas_addrs(r, 1, REPLICAS_READ, &addr[0][0], 3, 8), IMG_EPROTO);
 }
 
+/* The retry table: for each step, the codes that get one action. */
+#define RETRY_CASE_CODES 11
+static const struct {
+    enum retry_step step;
+    enum retry_action action;
+    int codes[RETRY_CASE_CODES]; /* 0 ends the list */
+} retry_cases[] = {
+    {RETRY_WRITE, RETRY_OTHER,
+     {IMG_EREPL, IMG_EFULL, IMG_ESEALED, IMG_ENOTPRIMARY, IMG_ENOBLOCKHERE, IMG_ECONN,
+      IMG_ETIMEDOUT, IMG_EPROTO, IMG_ECORRUPT, IMG_EVIEWOLD, -ENOSPC}},
+    {RETRY_WRITE, RETRY_FINAL, {IMG_ENOTFOUND, -ENOMEM, IMG_ENOBLOCK}},
+    {RETRY_ALLOC, RETRY_WAIT, {IMG_ENOBLOCK, IMG_ESAFEMODE, IMG_ETIMEDOUT, IMG_ECONN}},
+    {RETRY_ALLOC, RETRY_FINAL, {IMG_EPROTO}},
+    {RETRY_READ, RETRY_FINAL, {IMG_EDELETED}},
+    {RETRY_READ, RETRY_OTHER, {IMG_ENOTFOUND, IMG_ECORRUPT, -EIO}},
+    {RETRY_DELETE, RETRY_OTHER,
+     {IMG_ENOTPRIMARY, IMG_ENOBLOCKHERE, IMG_ECONN, IMG_EUNAVAIL, IMG_ETIMEDOUT, IMG_EREPL}},
+    {RETRY_DELETE, RETRY_FINAL, {IMG_ENOTFOUND, IMG_EBADNAME, -ENOSPC}},
+};
+
 Test(retry, table)
 {
-    static const int write_other[] = {IMG_EREPL,        IMG_EFULL, IMG_ESEALED,
-                                      IMG_ENOTPRIMARY,  IMG_ENOBLOCKHERE, IMG_ECONN,
-                                      IMG_ETIMEDOUT,    IMG_EPROTO, IMG_ECORRUPT,
-                                      IMG_EVIEWOLD,     -ENOSPC};
-    for (size_t i = 0; i < sizeof(write_other) / sizeof(write_other[0]); i++)
-        cr_assert_eq(retry_action(RETRY_WRITE, write_other[i]), RETRY_OTHER, "%d",
-                     write_other[i]);
-    cr_assert_eq(retry_action(RETRY_WRITE, IMG_ENOTFOUND), RETRY_FINAL);
-    cr_assert_eq(retry_action(RETRY_WRITE, -ENOMEM), RETRY_FINAL);
-    cr_assert_eq(retry_action(RETRY_WRITE, IMG_ENOBLOCK), RETRY_FINAL);
-
-    cr_assert_eq(retry_action(RETRY_ALLOC, IMG_ENOBLOCK), RETRY_WAIT);
-    cr_assert_eq(retry_action(RETRY_ALLOC, IMG_ESAFEMODE), RETRY_WAIT);
-    cr_assert_eq(retry_action(RETRY_ALLOC, IMG_ETIMEDOUT), RETRY_WAIT);
-    cr_assert_eq(retry_action(RETRY_ALLOC, IMG_ECONN), RETRY_WAIT);
-    cr_assert_eq(retry_action(RETRY_ALLOC, IMG_EPROTO), RETRY_FINAL);
-
-    cr_assert_eq(retry_action(RETRY_READ, IMG_EDELETED), RETRY_FINAL);
-    cr_assert_eq(retry_action(RETRY_READ, IMG_ENOTFOUND), RETRY_OTHER);
-    cr_assert_eq(retry_action(RETRY_READ, IMG_ECORRUPT), RETRY_OTHER);
-    cr_assert_eq(retry_action(RETRY_READ, -EIO), RETRY_OTHER);
-
-    cr_assert_eq(retry_action(RETRY_DELETE, IMG_ENOTPRIMARY), RETRY_OTHER);
-    cr_assert_eq(retry_action(RETRY_DELETE, IMG_ENOBLOCKHERE), RETRY_OTHER);
-    cr_assert_eq(retry_action(RETRY_DELETE, IMG_ECONN), RETRY_OTHER);
-    cr_assert_eq(retry_action(RETRY_DELETE, IMG_EUNAVAIL), RETRY_OTHER);
-    cr_assert_eq(retry_action(RETRY_DELETE, IMG_ETIMEDOUT), RETRY_OTHER);
-    cr_assert_eq(retry_action(RETRY_DELETE, IMG_EREPL), RETRY_OTHER);
-    cr_assert_eq(retry_action(RETRY_DELETE, IMG_ENOTFOUND), RETRY_FINAL);
-    cr_assert_eq(retry_action(RETRY_DELETE, IMG_EBADNAME), RETRY_FINAL);
-    cr_assert_eq(retry_action(RETRY_DELETE, -ENOSPC), RETRY_FINAL);
+    for (size_t i = 0; i < sizeof(retry_cases) / sizeof(retry_cases[0]); i++)
+        for (size_t k = 0; k < RETRY_CASE_CODES && retry_cases[i].codes[k] != 0; k++)
+            cr_assert_eq(retry_action(retry_cases[i].step, retry_cases[i].codes[k]),
+                         retry_cases[i].action, "step %d, code %d", retry_cases[i].step,
+                         retry_cases[i].codes[k]);
 
     cr_assert_eq(retry_write_excludes(IMG_EFULL), 1);
     cr_assert_eq(retry_write_excludes(IMG_ECORRUPT), 0);
