@@ -774,6 +774,28 @@ static void drain_progress(struct ns *ns)
     }
 }
 
+/* Forgets the copies of b that are of an older replica set and sit on a
+ * server that is down, once b's set is whole again (`good` good copies).
+ * Such a copy is never read, never a source and never counted; kept in the
+ * map it only held a holder slot and made the block unmovable (balance
+ * moves take blocks with exactly `replicas` holders), so that after a few
+ * failures new servers could never fill. Forgetting it leaves the map as a
+ * restart would: if the server comes back and reports the copy, its older
+ * set version marks it old again and it is deleted as an extra replica. */
+static void forget_dead_copies(struct ns *ns, struct ns_block *b, unsigned good)
+{
+    if (good < ns->meta.replicas)
+        return;
+    for (unsigned k = b->nrep; k-- > 0;) {
+        struct ns_server *h = ns_registry_at(ns, b->rep[k]);
+        if (h && !h->up && ns_block_is_old(b, k)) {
+            log_info("block %" PRIu64 ": forgetting the copy on %s (down, of an older replica "
+                     "set; the set is whole without it)", b->id, h->id);
+            ns_block_remove_rep(ns, b->id, h);
+        }
+    }
+}
+
 void ns_plan_step(struct ns *ns, uint64_t now_ms)
 {
     if (ns->safe_mode || ns->stopping)
@@ -814,6 +836,7 @@ void ns_plan_step(struct ns *ns, uint64_t now_ms)
             maintain_set(ns, b, now_ms);
         if (nbusy && bsearch(&b->id, busy, nbusy, sizeof(*busy), ns_cmp_u64))
             continue;
+        forget_dead_copies(ns, b, good);
         if (b->sealed && start_catch_up(ns, b, now_ms))
             continue;
         unsigned joining = 0;

@@ -9,7 +9,11 @@
  *   - at the end every block has exactly 2 replicas and every file reads
  *     back byte-identical from every replica the nameserver lists;
  *   - `ds-admin rebalance --dry-run --json` then shows an empty plan, and
- *     `ds-admin rebalance --wait` ends at once with exit status 0. */
+ *     `ds-admin rebalance --wait` ends at once with exit status 0.
+ * And healing leaves a cluster that can still balance (issue 20): two
+ * dataservers killed one after the other, each loss repaired, then two new
+ * empty servers join; every server up ends within the band, although the
+ * dead servers' copies are still in the block map. */
 #include "tests/integ/cluster.h"
 #include "tests/integ/fixture.h"
 #include "tests/integ/json_check.h"
@@ -19,6 +23,7 @@
 #include <criterion/criterion.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -260,6 +265,97 @@ Test(rebalance, fifth_server_joins)
     cr_assert_eq(admin(&r, "rebalance", "--help", NULL, NULL), 0);
     cr_assert(strstr(r.out, "--dry-run"), "%s", r.out);
     cluster_run_free(&r);
+    imgstore_close(h);
+    C->passed = 1;
+}
+
+/* ---- healing leaves a cluster that can balance ----------------------------------- */
+
+static void setup_heal(void)
+{
+    fixture_start(&(struct cluster_opts){.ndataservers = 4, .replicas = 2,
+                                         .block_size = BLOCK_SIZE, .ds_args = ds_args,
+                                         .heartbeat_timeout_ms = 3000});
+}
+
+TestSuite(rebalance_after_heal, .init = setup_heal, .fini = fixture_stop, .timeout = 300);
+
+/* Waits until no block is under-replicated or lost; returns the ms it took. */
+static int64_t wait_healed(const char *after)
+{
+    int64_t t0 = cluster_now_ms();
+    for (;;) {
+        Imgstore__ClusterStatusResp *st = NULL;
+        cr_assert_eq(cluster_status(C, &st), 0);
+        int healed = st->blocks_under_replicated == 0 && st->blocks_lost == 0;
+        imgstore_admin_free_status(st);
+        if (healed)
+            return cluster_now_ms() - t0;
+        cr_assert_lt(cluster_now_ms() - t0, CONVERGE_MS, "not healed %d ms after %s",
+                     CONVERGE_MS, after);
+        usleep(POLL_MS * 1000);
+    }
+}
+
+Test(rebalance_after_heal, two_deaths_then_two_new_servers)
+{
+    cr_assert_not_null(C, "cluster did not start");
+    seed = cluster_seed("rebalance.heal");
+    struct cluster_run r;
+    cr_assert_eq(admin(&r, "set", "rebalance_band", BAND_POINTS, NULL), 0, "%s", r.err);
+    cluster_run_free(&r);
+    imgstore_t *h = cluster_client(C);
+    cr_assert_not_null(h);
+    const int n = 300;
+    fixture_sizes(seed, 0, n, MIN_SIZE, MAX_SIZE, sizes);
+    fixture_put_range(h, seed, 0, n, sizes, names, PUT_ATTEMPTS, NULL);
+
+    /* Two deaths, each healed before the next; wait for the planner to
+     * see the dead server first. */
+    for (int d = 0; d < 2; d++) {
+        cluster_signal_proc(&C->ds[d], SIGKILL);
+        cr_assert_eq(cluster_wait_down(C, d + 1, 15000), 0);
+        fprintf(stderr, "[rebalance] ds%d killed; healed in %lld ms\n", d + 1,
+                (long long)wait_healed(C->ds[d].name));
+    }
+    /* Two empty servers join. */
+    cr_assert_eq(cluster_add_ds(C), 0);
+    cr_assert_eq(cluster_add_ds(C), 0);
+    cr_assert_eq(cluster_wait_ready(C, 4, CLUSTER_READY_MS), 0);
+
+    Imgstore__AdminRebalanceResp *st = NULL;
+    int64_t t0 = cluster_now_ms();
+    int converged = 0, eligible = 0;
+    while (cluster_now_ms() - t0 < CONVERGE_MS) {
+        cr_assert_eq(rebalance_state(h, &st), 0);
+        eligible = 0;
+        for (size_t i = 0; i < st->n_servers; i++)
+            eligible += st->servers[i]->eligible;
+        converged = eligible == 4 && st->balanced && st->moves_running == 0 && st->n_moves == 0;
+        if (converged)
+            break;
+        protobuf_c_message_free_unpacked(&st->base, NULL);
+        st = NULL;
+        usleep(POLL_MS * 1000);
+    }
+    if (!st)
+        cr_assert_eq(rebalance_state(h, &st), 0);
+    print_state(converged ? "converged" : "not converged", st);
+    cr_assert(converged, "the servers up did not all reach the band within %d ms",
+              CONVERGE_MS);
+    fprintf(stderr, "[rebalance] in the band %lld ms after the new servers joined\n",
+            (long long)(cluster_now_ms() - t0));
+    for (size_t i = 0; i < st->n_servers; i++) {
+        const Imgstore__RebalanceServer *s = st->servers[i];
+        if (!s->eligible)
+            continue;
+        cr_assert(s->in_band, "%s in the band", s->server_id);
+        cr_assert_gt(s->used, 0, "%s holds blocks", s->server_id);
+    }
+    protobuf_c_message_free_unpacked(&st->base, NULL);
+    cr_assert_eq(cluster_check_range(h, seed, 0, n, (const char(*)[IMGSTORE_NAME_MAX])names,
+                                     sizes),
+                 0);
     imgstore_close(h);
     C->passed = 1;
 }
