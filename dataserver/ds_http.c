@@ -51,6 +51,41 @@ char *http_head_begin(struct http_req *r, int code, size_t more, size_t *len)
     return buf;
 }
 
+struct req_wait {
+    uv_timer_t t;
+    struct http_req *r;
+    void (*then)(struct http_req *r);
+};
+
+static void req_wait_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void req_wait_done(uv_timer_t *t)
+{
+    struct req_wait *w = t->data;
+    struct http_req *r = w->r;
+    void (*then)(struct http_req *) = w->then;
+    uv_close((uv_handle_t *)t, req_wait_closed);
+    if (http_server_drop_orphan(&r->q))
+        return;
+    then(r);
+}
+
+int http_req_wait(struct http_req *r, uint64_t ms, void (*then)(struct http_req *r))
+{
+    struct req_wait *w = calloc(1, sizeof(*w));
+    if (!w)
+        return -ENOMEM;
+    w->r = r;
+    w->then = then;
+    w->t.data = w;
+    uv_timer_init(r->ds->loop, &w->t);
+    uv_timer_start(&w->t, req_wait_done, ms, 0);
+    return 0;
+}
+
 void http_reply_text(struct http_req *r, int code, const char *cache_control, const char *extra,
                      const char *body)
 {

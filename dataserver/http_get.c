@@ -27,6 +27,7 @@
 static void remote_next(struct http_req *r);
 static int local_read(struct http_req *r, unsigned flags);
 static int lapsed_round(struct http_req *r);
+static void round_end(struct http_req *r);
 
 /* Answers an error of the read path with its status code. */
 static void get_fail(struct http_req *r, int err)
@@ -157,11 +158,14 @@ static void local_done(int status, const struct needle_header *h, uint64_t offse
         get_serve(r, h, rec, rec ? rec + NEEDLE_HEADER_SIZE : NULL);
         return;
     }
-    if (status == IMG_ENOTFOUND || status == IMG_EDELETED) {
+    if (status == IMG_EDELETED) {
         get_fail(r, status);
         return;
     }
-    /* A damaged or unreadable local copy is never served: ask a replica. */
+    /* Not found here (a damaged record header reads so too), damaged or
+     * unreadable: never served; ask a replica. */
+    r->notfound += status == IMG_ENOTFOUND;
+    r->failed += status != IMG_ENOTFOUND;
     remote_next(r);
 }
 
@@ -198,14 +202,16 @@ static void remote_reply(int status, const struct frame *f, void *arg)
     }
     if (m)
         imgstore__read_resp__free_unpacked(m, NULL);
-    if (status == IMG_ENOTFOUND || status == IMG_EDELETED) {
+    if (status == IMG_EDELETED) {
         get_fail(r, status);
         return;
     }
     if (status == IMG_ECORRUPT)
         log_warn("replica %s has a damaged copy of block %llu seq %u; needs repair", addr,
                  (unsigned long long)r->f.block_id, r->f.seq);
+    r->notfound += status == IMG_ENOTFOUND;
     r->lapsed += status == IMG_EVIEWOLD;
+    r->failed += status != IMG_ENOTFOUND && status != IMG_EVIEWOLD;
     remote_next(r);
 }
 
@@ -214,12 +220,13 @@ static void lookup_done(int status, const struct ds_loc *loc, void *arg)
     struct http_req *r = arg;
     if (http_server_drop_orphan(&r->q))
         return;
+    if (status == IMG_ENOTFOUND && r->notfound == 0 && r->failed == 0 && !r->lapsed_local) {
+        /* The nameserver knows no such block: an unknown name. */
+        get_fail(r, IMG_ENOTFOUND);
+        return;
+    }
     if (status != 0) {
-        if (lapsed_round(r))
-            return;
-        /* No live server holds the block: to a CDN this is the same as an
-         * unknown name (and must be, so names cannot be probed). */
-        get_fail(r, status == IMG_ENOTFOUND ? IMG_ENOTFOUND : IMG_EUNAVAIL);
+        round_end(r); /* no live holder right now, or no answer: maybe later */
         return;
     }
     r->loc = *loc;
@@ -238,9 +245,8 @@ static void remote_next(struct http_req *r)
             r->loc_from_cache = 1;
             r->replica = 0;
         } else {
-            int rc = ds_nsc_lookup(ds, r->f.block_id, lookup_done, r);
-            if (rc != 0 && !lapsed_round(r))
-                get_fail(r, IMG_EUNAVAIL);
+            if (ds_nsc_lookup(ds, r->f.block_id, lookup_done, r) != 0)
+                round_end(r);
             return;
         }
     }
@@ -263,8 +269,51 @@ static void remote_next(struct http_req *r)
         if (ds_nsc_lookup(ds, r->f.block_id, lookup_done, r) == 0)
             return;
     }
-    if (!lapsed_round(r))
-        get_fail(r, IMG_EUNAVAIL);
+    round_end(r);
+}
+
+/* Starts a round: our own copy first, then the replicas of the block's
+ * location (cached, or from the nameserver). */
+static void round_start(struct http_req *r)
+{
+    r->notfound = r->failed = r->lapsed = r->lapsed_local = r->any_view = 0;
+    r->loc.n = 0;
+    r->loc_from_cache = 0;
+    r->replica = 0;
+    int rc = local_read(r, 0);
+    if (rc == 0)
+        return; /* local_done goes on */
+    r->notfound += rc == IMG_ENOTFOUND;
+    r->lapsed_local = rc == IMG_EVIEWOLD;
+    remote_next(r);
+}
+
+/* Every copy of this round was asked (docs/dataserver.md, "HTTP origin"):
+ *  - copies whose view lapsed answered and none with a current view did:
+ *    one more pass in which they serve (lapsed_round);
+ *  - some copy answered not found: 404; cacheable only when no copy failed
+ *    to answer (then every holder said so), else no-store: a damaged or
+ *    unreachable copy may be hiding the file;
+ *  - else (holders down, restarting, damaged, not located): another round
+ *    after a growing wait, until HTTP_GET_TIMEOUT_MS; then 503. */
+static void round_end(struct http_req *r)
+{
+    if (lapsed_round(r))
+        return;
+    if (r->notfound > 0) {
+        if (r->failed == 0 && r->lapsed == 0 && !r->lapsed_local)
+            get_fail(r, IMG_ENOTFOUND);
+        else
+            http_reply_text(r, 404, HTTP_CC_NOSTORE, NULL, "not found\n");
+        return;
+    }
+    uint64_t now = uv_now(r->ds->loop);
+    int wait = r->round_wait_ms;
+    r->round_wait_ms = wait * 2 > HTTP_ROUND_WAIT_MAX_MS ? HTTP_ROUND_WAIT_MAX_MS : wait * 2;
+    ds_nsc_drop_loc(r->ds, r->f.block_id); /* ask the nameserver afresh */
+    if (now + (uint64_t)wait < r->deadline_ms && http_req_wait(r, (uint64_t)wait, round_start) == 0)
+        return;
+    get_fail(r, IMG_EUNAVAIL);
 }
 
 /* When no copy with a current view answered but some whose view lapsed did
@@ -293,13 +342,7 @@ static int local_read(struct http_req *r, unsigned flags)
 
 void http_get_start(struct http_req *r)
 {
-    int rc = local_read(r, 0);
-    if (rc == 0)
-        return;
-    if (rc == IMG_ENOTFOUND) {
-        get_fail(r, rc);
-        return;
-    }
-    r->lapsed_local = rc == IMG_EVIEWOLD;
-    remote_next(r);
+    r->deadline_ms = uv_now(r->ds->loop) + HTTP_GET_TIMEOUT_MS;
+    r->round_wait_ms = HTTP_ROUND_WAIT_MIN_MS;
+    round_start(r);
 }

@@ -30,6 +30,9 @@
 #define HTTP_PROXY_TIMEOUT_MS 3000 /* one READ to a replica */
 #define HTTP_UPLOAD_TIMEOUT_MS 10000 /* whole upload or delete, retries included */
 #define HTTP_UPLOAD_ATTEMPTS 8
+#define HTTP_GET_TIMEOUT_MS 8000   /* whole GET or HEAD, rounds over the replicas included */
+#define HTTP_ROUND_WAIT_MIN_MS 20  /* first wait before another round of a GET */
+#define HTTP_ROUND_WAIT_MAX_MS 500 /* longest wait between rounds */
 
 /* Cache-Control of each kind of answer. Errors get short lifetimes so a CDN
  * neither hammers the origin nor keeps a mistake for long. */
@@ -59,6 +62,9 @@ struct http_req {
     int lapsed_local;      /* our copy answered IMG_EVIEWOLD */
     int lapsed;            /* replicas that answered IMG_EVIEWOLD */
     int any_view;          /* the last round: copies with a lapsed view serve too */
+    int notfound;          /* copies that answered IMG_ENOTFOUND this round */
+    int failed;            /* copies that could not answer this round (down, damaged...) */
+    int round_wait_ms;     /* wait before the next round */
     int attempts;
     uint64_t excl[HTTP_UPLOAD_ATTEMPTS];
     int nexcl;
@@ -66,6 +72,11 @@ struct http_req {
     unsigned mime;
     uint64_t deadline_ms;
 };
+
+/* ds_http.c: runs then(r) after `ms` on the loop, unless the client has
+ * gone by then (the request is finished instead). Returns 0, or -ENOMEM
+ * (then never runs). */
+int http_req_wait(struct http_req *r, uint64_t ms, void (*then)(struct http_req *r));
 
 /* ds_http.c: builds a response with the common headers (Server, Date,
  * Connection) plus `extra` (complete "Name: value\r\n" lines, may be NULL),

@@ -129,26 +129,6 @@ static void upload_send(struct http_req *r)
     }
 }
 
-struct upload_wait {
-    uv_timer_t t;
-    struct http_req *r;
-};
-
-static void wait_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
-static void wait_done(uv_timer_t *t)
-{
-    struct upload_wait *w = t->data;
-    struct http_req *r = w->r;
-    uv_close((uv_handle_t *)t, wait_closed);
-    if (http_server_drop_orphan(&r->q))
-        return;
-    upload_next(r);
-}
-
 static void alloc_done(int status, const struct ds_loc *loc, void *arg)
 {
     struct http_req *r = arg;
@@ -159,17 +139,10 @@ static void alloc_done(int status, const struct ds_loc *loc, void *arg)
         upload_send(r);
         return;
     }
-    if (retry_action(RETRY_ALLOC, status) == RETRY_WAIT) {
-        struct upload_wait *w = calloc(1, sizeof(*w));
-        if (w && uv_now(r->ds->loop) + UPLOAD_WAIT_MS < r->deadline_ms) {
-            w->r = r;
-            w->t.data = w;
-            uv_timer_init(r->ds->loop, &w->t);
-            uv_timer_start(&w->t, wait_done, UPLOAD_WAIT_MS, 0);
-            return;
-        }
-        free(w);
-    }
+    if (retry_action(RETRY_ALLOC, status) == RETRY_WAIT &&
+        uv_now(r->ds->loop) + UPLOAD_WAIT_MS < r->deadline_ms &&
+        http_req_wait(r, UPLOAD_WAIT_MS, upload_next) == 0)
+        return;
     upload_fail(r, status);
 }
 

@@ -77,6 +77,12 @@ void fixture_admin_json(struct cluster_run *r, int timeout_ms, ...)
 
 int fixture_damage_copy(const char *name, uint32_t size, struct imgstore_stat *st)
 {
+    return fixture_damage_record(name, FIXTURE_RECORD_HEADER + size / 2, 0x40, st);
+}
+
+int fixture_damage_record(const char *name, uint32_t at_in_record, uint8_t mask,
+                          struct imgstore_stat *st)
+{
     imgstore_t *h = cluster_client(C);
     cr_assert_not_null(h);
     int rc = imgstore_stat(h, name, st);
@@ -90,9 +96,9 @@ int fixture_damage_copy(const char *name, uint32_t size, struct imgstore_stat *s
     int fd = open(p, O_RDWR);
     cr_assert_geq(fd, 0, "%s: %s", p, strerror(errno));
     uint8_t x;
-    off_t at = (off_t)(st->offset + FIXTURE_RECORD_HEADER + size / 2);
+    off_t at = (off_t)(st->offset + at_in_record);
     cr_assert_eq(pread(fd, &x, 1, at), 1);
-    x ^= 0x40;
+    x ^= mask;
     cr_assert_eq(pwrite(fd, &x, 1, at), 1);
     close(fd);
     return ds;

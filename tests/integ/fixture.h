@@ -56,6 +56,10 @@ void fixture_admin_json(struct cluster_run *r, int timeout_ms, ...);
  * handle). Returns the index of the dataserver of the damaged copy. */
 int fixture_damage_copy(const char *name, uint32_t size, struct imgstore_stat *st);
 
+/* Like fixture_damage_copy, but XORs `mask` into the byte `at` bytes into
+ * the file's record (0: its header's first byte; docs/storage.md). */
+int fixture_damage_record(const char *name, uint32_t at, uint8_t mask, struct imgstore_stat *st);
+
 /* Fails the test unless the file at path holds exactly the len bytes of
  * want (`what` names the check in the message). */
 void fixture_file_holds(const char *path, const void *want, size_t len, const char *what);

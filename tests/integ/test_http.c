@@ -506,6 +506,53 @@ Test(http, reads)
     C->passed = 1;
 }
 
+/* A record whose cookie bytes were flipped on one replica reads there as
+ * "not found" (the CRC32C covers the data only). Every origin still serves
+ * the file from the other replica, and a 404 that a copy which could not
+ * answer might contradict is never cacheable (docs/http.md, read path 4). */
+Test(http, damaged_header_on_one_replica)
+{
+    setup_args(NULL, NULL);
+    start(3, 2);
+    struct file f[2];
+    make_files(f, 2, cluster_seed("http.damaged_header"));
+    struct imgstore_stat st;
+    int bad = fixture_damage_record(f[1].name, 8 /* the cookie's first byte */, 0x01, &st);
+    char path[128];
+    snprintf(path, sizeof(path), "/%s", f[1].name);
+    struct resp r;
+    for (int i = 0; i < C->nds; i++) {
+        cr_assert_eq(get(C->ds[i].http_addr, path, NULL, &r), 0);
+        cr_assert_eq(r.status, 200, "ds%d (damaged copy on ds%d): %d %s", i + 1, bad + 1,
+                     r.status, r.body);
+        check_full(&r, &f[1], "image/png");
+        resp_free(&r);
+    }
+    /* The library reads it too, whichever replica it asks first. */
+    imgstore_t *h = cluster_client(C);
+    cr_assert_not_null(h);
+    for (int k = 0; k < 10; k++) {
+        void *data = NULL;
+        size_t len = 0;
+        cr_assert_eq(imgstore_get(h, f[1].name, &data, &len), 0, "library read %d", k);
+        cr_assert(len == f[1].len && memcmp(data, f[1].data, len) == 0);
+        imgstore_free(data);
+    }
+    imgstore_close(h);
+    /* With the good replica down, the damaged copy's "not found" is all
+     * there is: 404, but not for a cache to keep. */
+    int good = cluster_ds_index(C, st.replicas[0]);
+    cr_assert_geq(good, 0);
+    cluster_signal_proc(&C->ds[good], SIGKILL);
+    cr_assert_eq(get(C->ds[bad].http_addr, path, NULL, &r), 0);
+    cr_assert_eq(r.status, 404, "%d %s", r.status, r.body);
+    cr_assert_str_eq(hdr(&r, "Cache-Control"), "no-store");
+    resp_free(&r);
+    for (int i = 0; i < 2; i++)
+        free(f[i].data);
+    C->passed = 1;
+}
+
 /* ---- connections: keep-alive, pipelining, limits, timeouts ----------------------- */
 
 Test(http, pipelining_limits_timeouts)
