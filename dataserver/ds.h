@@ -110,6 +110,7 @@ struct ds {
     int hb_soon;              /* a heartbeat is wanted before the next tick */
     uint64_t ns_block_size;
     uint32_t ns_replicas;     /* the cluster's replication (HeartbeatResp), 0 until known */
+    uint32_t record_format;   /* record format to write (HeartbeatResp; 1 until told) */
     int ns_safe_mode;
 
     /* connections to peers (ds_peer.c) */

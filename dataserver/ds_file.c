@@ -50,7 +50,9 @@ static void file_read_done(int status, void *arg)
     if (status == 0) {
         if (r->header_only || r->deleted) {
             status = needle_decode_header(r->buf, &h);
-            if (status == 0 && (h.seq != r->seq || h.cookie != r->cookie))
+            if (status == 0 && h.seq != r->seq)
+                status = IMG_ECORRUPT; /* the index points elsewhere: damaged here */
+            else if (status == 0 && h.cookie != r->cookie)
                 status = IMG_ENOTFOUND;
         } else {
             status = needle_verify(r->buf, r->len, r->seq, r->cookie, &h);

@@ -274,6 +274,8 @@ void ds_repl_write(struct ds_req *r, const struct frame *f)
     a->h.mime = (uint8_t)mime;
     a->h.seq = seq;
     a->h.cookie = random_cookie();
+    if (ds->record_format >= 2)
+        a->h.flags |= NEEDLE_FLAG_HCRC;
     needle_build(a->rec, &a->h, f->body, f->h.body_len);
     append_start(ds, a);
 }
@@ -304,7 +306,7 @@ static void delete_checked(struct ds_req *req, uint64_t block_id, uint32_t seq, 
     if (!a)
         return;
     a->is_delete = 1;
-    a->h.flags = NEEDLE_FLAG_TOMBSTONE;
+    a->h.flags = NEEDLE_FLAG_TOMBSTONE | (ds->record_format >= 2 ? NEEDLE_FLAG_HCRC : 0);
     a->h.seq = seq;
     a->h.cookie = cookie;
     needle_build(a->rec, &a->h, NULL, 0);

@@ -10,6 +10,7 @@
  * May call net/ (conn_*), ds_dispatch.c, ds_block.c, ds_copy.c and
  * ds_scrub.c (heartbeat contents and answers). */
 #include "dataserver/ds.h"
+#include "dataserver/needle.h"
 
 #include "base/err.h"
 #include "base/log.h"
@@ -145,6 +146,10 @@ static void heartbeat_reply(int status, const struct frame *f, void *arg)
     ds->ns_block_size = m->block_size;
     ds_scrub_set_rate(ds, m->scrub_rate ? m->scrub_rate : ds->scrub_rate_own);
     ds->ns_replicas = m->replicas;
+    uint32_t format = m->record_format >= 2 ? NEEDLE_FORMAT_NEWEST : 1;
+    if (format != ds->record_format)
+        log_info("writing records in format %u (docs/storage.md)", format);
+    ds->record_format = format;
     imgstore__heartbeat_resp__free_unpacked(m, NULL);
 }
 
@@ -186,6 +191,7 @@ static void send_heartbeat(struct ds *ds)
     hb.n_blocks = r.n;
     hb.blocks = r.ptrs;
     hb.reads = ds->reads;
+    hb.record_format = NEEDLE_FORMAT_NEWEST;
     hb.writes = ds->writes;
     Imgstore__CopyProgress copies[DS_COPY_MAX_ACTIVE], *cptrs[DS_COPY_MAX_ACTIVE];
     hb.n_copies = ds_copy_progress(ds, copies, DS_COPY_MAX_ACTIVE);

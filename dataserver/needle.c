@@ -7,13 +7,15 @@
  * record read from disk may be anything). */
 #include "dataserver/needle.h"
 
+#include "base/crc16.h"
 #include "base/crc32c.h"
 #include "base/err.h"
 
 #include <string.h>
 
 /* Field offsets inside the header; the table in needle.h draws them. */
-#define NH_OFF_MAGIC 0
+#define NH_OFF_MAGIC 0 /* NH_OFF_CHECK in format 2 */
+#define NH_OFF_CHECK 0
 #define NH_OFF_FLAGS 2
 #define NH_OFF_MIME 3
 #define NH_OFF_SEQ 4
@@ -57,9 +59,14 @@ size_t needle_record_size(uint32_t data_len)
     return (size_t)((n + NEEDLE_ALIGN - 1) & ~(uint64_t)(NEEDLE_ALIGN - 1));
 }
 
+/* The format-2 check: CRC-16 of every header byte after it. */
+static uint16_t header_check(const uint8_t *in)
+{
+    return crc16(0, in + NH_OFF_FLAGS, NEEDLE_HEADER_SIZE - NH_OFF_FLAGS);
+}
+
 void needle_encode_header(const struct needle_header *h, uint8_t *out)
 {
-    put16(out + NH_OFF_MAGIC, NEEDLE_MAGIC);
     out[NH_OFF_FLAGS] = h->flags;
     out[NH_OFF_MIME] = h->mime;
     put32(out + NH_OFF_SEQ, h->seq);
@@ -67,13 +74,15 @@ void needle_encode_header(const struct needle_header *h, uint8_t *out)
     put32(out + NH_OFF_SIZE, h->size);
     put32(out + NH_OFF_CTIME, h->ctime);
     put32(out + NH_OFF_CRC, h->data_crc);
+    put16(out + NH_OFF_CHECK, (h->flags & NEEDLE_FLAG_HCRC) ? header_check(out) : NEEDLE_MAGIC);
 }
 
 int needle_decode_header(const uint8_t *in, struct needle_header *h)
 {
     struct needle_header t;
-    if (get16(in + NH_OFF_MAGIC) != NEEDLE_MAGIC)
-        return IMG_EFORMAT;
+    uint16_t check = (in[NH_OFF_FLAGS] & NEEDLE_FLAG_HCRC) ? header_check(in) : NEEDLE_MAGIC;
+    if (get16(in + NH_OFF_CHECK) != check)
+        return IMG_EFORMAT; /* not a record, or its header was damaged */
     t.flags = in[NH_OFF_FLAGS];
     t.mime = in[NH_OFF_MIME];
     t.seq = get32(in + NH_OFF_SEQ);
@@ -111,9 +120,13 @@ int needle_verify(const uint8_t *rec, size_t len, uint32_t seq, uint32_t cookie,
     int rc = needle_decode_header(rec, &t);
     if (rc != 0)
         return rc;
+    /* Another seq at the offset the index gave: the index is wrong (a seq
+     * has one place in a block, for good), so this copy is damaged. */
+    if (t.seq != seq)
+        return IMG_ECORRUPT;
     /* A tombstone where a file should be means the offset no longer holds
      * that file; to a reader that is the same as a missing file. */
-    if (t.seq != seq || t.cookie != cookie || (t.flags & NEEDLE_FLAG_TOMBSTONE))
+    if (t.cookie != cookie || (t.flags & NEEDLE_FLAG_TOMBSTONE))
         return IMG_ENOTFOUND;
     if (len - NEEDLE_HEADER_SIZE < t.size)
         return IMG_ECORRUPT;

@@ -1,7 +1,8 @@
 /* needle.h - one record (needle) of a block file (docs/storage.md).
  *
  *   offset size field
- *   0      2    magic      NEEDLE_MAGIC
+ *   0      2    check      NEEDLE_MAGIC (format 1), or CRC-16/T10-DIF of
+ *                          bytes 2-23 when flags has NEEDLE_FLAG_HCRC (2)
  *   2      1    flags      NEEDLE_FLAG_*
  *   3      1    mime       mime code (proto/mime.h)
  *   4      4    seq        file sequence inside the block (>= 1)
@@ -13,7 +14,14 @@
  *   ...    0-7  zero padding to NEEDLE_ALIGN
  *
  * All integers are little-endian. A tombstone is a header with
- * NEEDLE_FLAG_TOMBSTONE set, the seq and cookie of the deleted file, size 0. */
+ * NEEDLE_FLAG_TOMBSTONE set, the seq and cookie of the deleted file, size 0.
+ *
+ * Format 2 covers every header field with the check, so a flipped bit in a
+ * cookie, seq, MIME, size or time reads as a damaged record (another replica
+ * serves it; scrub, verify and repair replace it), never as a different file
+ * or a missing one. Format 1 records (magic, data CRC only) are still read,
+ * and still written while some dataserver of the cluster reads only them
+ * (HeartbeatResp.record_format). */
 #ifndef DS_NEEDLE_H
 #define DS_NEEDLE_H
 
@@ -24,7 +32,9 @@
 #define NEEDLE_HEADER_SIZE 24
 #define NEEDLE_ALIGN 8
 #define NEEDLE_FLAG_TOMBSTONE 0x01u
-#define NEEDLE_FLAGS_KNOWN NEEDLE_FLAG_TOMBSTONE
+#define NEEDLE_FLAG_HCRC 0x02u /* format 2: bytes 0-1 are the header's CRC, not the magic */
+#define NEEDLE_FORMAT_NEWEST 2 /* the newest record format this code reads and writes */
+#define NEEDLE_FLAGS_KNOWN (NEEDLE_FLAG_TOMBSTONE | NEEDLE_FLAG_HCRC)
 #define NEEDLE_MAX_DATA (32u << 20) /* largest file we store */
 
 struct needle_header {
@@ -41,10 +51,12 @@ struct needle_header {
  * padding to NEEDLE_ALIGN. */
 size_t needle_record_size(uint32_t data_len);
 
-/* Writes the header (with NEEDLE_MAGIC) into out[NEEDLE_HEADER_SIZE]. */
+/* Writes the header into out[NEEDLE_HEADER_SIZE]: format 2 when h->flags
+ * has NEEDLE_FLAG_HCRC, else format 1 (with NEEDLE_MAGIC). */
 void needle_encode_header(const struct needle_header *h, uint8_t *out);
 
-/* Parses a header. Returns 0, or IMG_EFORMAT for a bad magic, unknown flags,
+/* Parses a header of either format (h->flags tells which).
+ * Returns 0, or IMG_EFORMAT for a bad magic or header CRC, unknown flags,
  * seq 0, a size above NEEDLE_MAX_DATA, or a tombstone with a size. */
 int needle_decode_header(const uint8_t *in, struct needle_header *h);
 
@@ -55,8 +67,9 @@ void needle_build(uint8_t *out, struct needle_header *h, const void *data, uint3
 
 /* Checks a record read from disk (at least NEEDLE_HEADER_SIZE + size bytes in
  * rec) against the file it should be: returns 0 and fills *h; IMG_ENOTFOUND
- * when the seq or cookie differ (a wrong cookie must look like a missing
- * file); IMG_EFORMAT for a bad header; IMG_ECORRUPT when the data does not
+ * when the cookie differs or it is a tombstone (a wrong cookie must look like
+ * a missing file); IMG_EFORMAT for a bad header; IMG_ECORRUPT when the seq
+ * differs (the index that gave the offset is wrong) or the data does not
  * match its CRC32C. */
 int needle_verify(const uint8_t *rec, size_t len, uint32_t seq, uint32_t cookie,
                   struct needle_header *h);

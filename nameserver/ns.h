@@ -239,6 +239,7 @@ struct ns_server {
     uint64_t last_hb_ms;               /* loop time of the last heartbeat */
     uint32_t disks;
     uint32_t failed_disks;             /* disks it reports failed (Disk.failed) */
+    uint32_t record_format;            /* newest record format it reads (1 when unsaid) */
     uint64_t capacity, free, used;     /* summed over its disks, bytes */
     uint64_t reads, writes;
     uint32_t nblocks;                  /* replicas it holds in the block map */
@@ -283,6 +284,11 @@ int ns_registry_check_timeouts(struct ns *ns, uint64_t now_ms);
 
 /* Returns the number of up servers. */
 uint32_t ns_registry_up_count(const struct ns *ns);
+
+/* The record format dataservers write: the oldest any known server reads
+ * (down ones included: they come back with their binary); a server that has
+ * not sent a heartbeat since our start counts as format 1. */
+uint32_t ns_registry_record_format(const struct ns *ns);
 
 /* The bytes s keeps free (NS_RESERVE_BLOCKS, NS_RESERVE_PCT). */
 uint64_t ns_server_reserve(const struct ns *ns, const struct ns_server *s);

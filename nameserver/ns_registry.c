@@ -161,6 +161,7 @@ int ns_registry_heartbeat(struct ns *ns, const Imgstore__Heartbeat *hb, struct c
     registry_rates(s, hb, now_ms);
     s->reads = hb->reads;
     s->writes = hb->writes;
+    s->record_format = hb->record_format ? hb->record_format : 1;
     if (!s->ds_readonly != !hb->readonly)
         log_info("server %s reports itself %s", s->id, hb->readonly ? "read-only" : "writable");
     s->ds_readonly = hb->readonly ? 1 : 0;
@@ -221,4 +222,15 @@ int ns_server_has_room(const struct ns *ns, const struct ns_server *s, uint64_t 
 {
     uint64_t reserve = ns_server_reserve(ns, s);
     return s->free >= reserve && s->free - reserve >= bytes;
+}
+
+uint32_t ns_registry_record_format(const struct ns *ns)
+{
+    uint32_t f = 0;
+    for (size_t i = 0; i < ns->nservers; i++) {
+        uint32_t g = ns->servers[i]->record_format ? ns->servers[i]->record_format : 1;
+        if (f == 0 || g < f)
+            f = g;
+    }
+    return f ? f : 1;
 }

@@ -66,6 +66,7 @@ void avail_start(struct avail_mark *m)
     m->ns_seq = ns_seq;
     m->fault_seq = fault_seq;
     m->fault = fault_now;
+    m->start_ms = cluster_now_ms();
 }
 
 /* Only the power cut of every dataserver takes every replica away. */
@@ -74,7 +75,7 @@ static int takes_every_replica(int row)
     return row == F_POWER_ALL;
 }
 
-void avail_end(const struct avail_mark *m, enum avail_op op, int rc)
+void avail_end(const struct avail_mark *m, enum avail_op op, int rc, const char *name)
 {
     int row;
     if ((m->ns_seq & 1) || ns_seq != m->ns_seq)
@@ -98,10 +99,15 @@ void avail_end(const struct avail_mark *m, enum avail_op op, int rc)
         count_err(&r->errs[op], rc);
     if (row == AVAIL_NS_DOWN || excused)
         return;
-    if (rc == 0)
+    if (rc == 0) {
         inv_avail.passed++;
-    else
-        inv_avail.failed++;
+        return;
+    }
+    inv_avail.failed++;
+    /* Each counted failure is said, to be matched with the servers' logs. */
+    say("avail: %s %s failed after %lld ms (%s): %s", op_names[op], name ? name : "-",
+        (long long)(cluster_now_ms() - m->start_ms),
+        row < F_KINDS ? fault_names[row] : "between faults", imgstore_strerror(rc));
 }
 
 static void print_row(const char *name, const struct row *r)

@@ -224,7 +224,7 @@ static void load_get(uint32_t i, uint64_t start)
     int still_live = f.state == S_ACKED && files[i].state == S_ACKED;
     pthread_mutex_unlock(&lock);
     if (still_live)
-        avail_end(&am, A_READ, rc);
+        avail_end(&am, A_READ, rc, f.name);
     if (rc != 0) {
         if (f.state == S_DELETED && (rc == IMGSTORE_EDELETED || rc == IMGSTORE_ENOTFOUND)) {
             gets_gone++;
@@ -269,7 +269,7 @@ static void load_put(uint64_t *rng)
     struct avail_mark am;
     avail_start(&am);
     int rc = imgstore_put(H, buf, size, NULL, name);
-    avail_end(&am, A_UPLOAD, rc);
+    avail_end(&am, A_UPLOAD, rc, NULL);
     free(buf);
     pthread_mutex_lock(&lock);
     if (rc == 0) {
@@ -296,7 +296,7 @@ static void load_delete(uint32_t i)
     struct avail_mark am;
     avail_start(&am);
     int rc = imgstore_unlink(H, name);
-    avail_end(&am, A_DELETE, rc);
+    avail_end(&am, A_DELETE, rc, name);
     pthread_mutex_lock(&lock);
     if (rc == 0) {
         files[i].state = S_DELETED;

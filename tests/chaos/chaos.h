@@ -181,6 +181,7 @@ struct avail_mark {
     int fault;               /* the fault in progress, -1: none */
     unsigned long fault_seq; /* faults begun so far */
     unsigned long ns_seq;    /* odd: the nameserver was down */
+    int64_t start_ms;        /* when it began */
 };
 
 extern struct inv inv_avail;
@@ -192,7 +193,7 @@ void avail_fault_end(void);
 void avail_ns_down(int down);
 /* Marks the start of an operation / counts its end with its result rc. */
 void avail_start(struct avail_mark *m);
-void avail_end(const struct avail_mark *m, enum avail_op op, int rc);
+void avail_end(const struct avail_mark *m, enum avail_op op, int rc, const char *name);
 /* The table per fault kind; with strict 0, also invariant 7 as a report line
  * (with strict 1 it is one of the invariants, printed by chaos.c). */
 void avail_report(int strict);
