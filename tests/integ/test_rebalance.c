@@ -142,13 +142,21 @@ static int exact(void)
     return ok;
 }
 
-Test(rebalance, fifth_server_joins)
+/* The start of each test: a running cluster, the data seed of `test`, the
+ * band set to BAND_POINTS. */
+static void begin(const char *test)
 {
     cr_assert_not_null(C, "cluster did not start");
-    seed = cluster_seed("rebalance");
+    seed = cluster_seed(test);
     struct cluster_run r;
     cr_assert_eq(admin(&r, "set", "rebalance_band", BAND_POINTS, NULL), 0, "%s", r.err);
     cluster_run_free(&r);
+}
+
+Test(rebalance, fifth_server_joins)
+{
+    begin("rebalance");
+    struct cluster_run r;
     cr_assert_eq(admin(&r, "set", "copy_rate", COPY_RATE_MB, NULL), 0, "%s", r.err);
     cluster_run_free(&r);
 
@@ -299,11 +307,7 @@ static int64_t wait_healed(const char *after)
 
 Test(rebalance_after_heal, two_deaths_then_two_new_servers)
 {
-    cr_assert_not_null(C, "cluster did not start");
-    seed = cluster_seed("rebalance.heal");
-    struct cluster_run r;
-    cr_assert_eq(admin(&r, "set", "rebalance_band", BAND_POINTS, NULL), 0, "%s", r.err);
-    cluster_run_free(&r);
+    begin("rebalance.heal");
     imgstore_t *h = cluster_client(C);
     cr_assert_not_null(h);
     const int n = 300;
