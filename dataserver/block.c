@@ -443,8 +443,8 @@ static int load_index(struct block *b, uint64_t file_size, uint64_t *scan_from, 
 {
     uint8_t hdr[INDEX_HEADER_SIZE], want[INDEX_HEADER_SIZE];
     uint64_t end = BLOCK_SUPER_SIZE, pos = INDEX_HEADER_SIZE, last_off = 0;
-    uint32_t last_seq = 0, last_size = 0;
-    int last_tomb = 0, stop = 0;
+    uint32_t last_seq = 0, last_size = 0, last_data_seq = 0;
+    int last_tomb = 0, stop = 0, damaged = 0;
     *scan_from = BLOCK_SUPER_SIZE;
     *keep = 0;
     idx_header(b->id, want);
@@ -455,7 +455,10 @@ static int load_index(struct block *b, uint64_t file_size, uint64_t *scan_from, 
      * RAM index once from the file's length instead of doubling through it
      * (a failure here only means it grows as it loads). */
     struct stat st;
-    if (fstat(b->idx_fd, &st) == 0 && (uint64_t)st.st_size > INDEX_HEADER_SIZE) {
+    uint64_t idx_size = 0;
+    if (fstat(b->idx_fd, &st) == 0)
+        idx_size = (uint64_t)st.st_size;
+    if (idx_size > INDEX_HEADER_SIZE) {
         uint64_t nent = ((uint64_t)st.st_size - INDEX_HEADER_SIZE) / INDEX_ENTRY_SIZE;
         if (nent < seq_limit(b))
             index_reserve(&b->ix, (uint32_t)nent + 1);
@@ -475,10 +478,21 @@ static int load_index(struct block *b, uint64_t file_size, uint64_t *scan_from, 
             int tomb;
             index_decode_entry(buf + i, &seq, &off, &size, &tomb);
             if (seq == 0 || seq > seq_limit(b) || off < end || size > NEEDLE_MAX_DATA ||
-                (tomb && size != 0) || off + needle_record_size(size) > file_size) {
+                (tomb && size != 0) || off + needle_record_size(size) > file_size ||
+                (!tomb && seq <= last_data_seq)) {
+                /* Unbelievable. The last entries of an index may be torn by a
+                 * crash (the records past them are scanned below); a bad
+                 * entry with whole ones after it is damage, and what it
+                 * says (where the next record starts, which seq is where)
+                 * cannot be trusted: every record is found again by a scan
+                 * of the block file. So is a data seq that does not grow
+                 * (files take seqs in block-file order). */
+                damaged = pos + 2 * INDEX_ENTRY_SIZE <= idx_size || (!tomb && seq <= last_data_seq);
                 stop = 1;
                 break;
             }
+            if (!tomb)
+                last_data_seq = seq;
             int rc = apply(b, seq, off, size, tomb);
             if (rc != 0) {
                 free(buf);
@@ -490,6 +504,12 @@ static int load_index(struct block *b, uint64_t file_size, uint64_t *scan_from, 
         }
     }
     free(buf);
+    if (damaged) {
+        log_warn("block %016" PRIx64 ": index damaged at entry %" PRIu64 "; rebuilding it from "
+                 "the block file", b->id, (pos - INDEX_HEADER_SIZE) / INDEX_ENTRY_SIZE);
+        reset_ram(b);
+        return 0;
+    }
     if (last_seq != 0) {
         /* The index is only believed if its last entry names the record
          * really found at that offset. */

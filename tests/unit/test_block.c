@@ -326,6 +326,42 @@ Test(block, recovery_index_garbage)
     block_close(b);
 }
 
+/* A byte flipped in an entry in the middle of the index (its seq, its
+ * offset or its size): every file is still found at open (the index is
+ * rebuilt from the block file), and the index is rewritten. */
+Test(block, recovery_index_damaged_in_the_middle)
+{
+    static const struct {
+        size_t at; /* byte of entry 4 */
+        uint8_t mask;
+        const char *what;
+    } flips[] = {{0, 0x02, "seq"}, {4, 0x01, "offset"}, {5, 0x10, "offset, high"},
+                 {8, 0x04, "size"}, {11, 0x80, "tombstone bit"}};
+    for (size_t k = 0; k < sizeof(flips) / sizeof(flips[0]); k++) {
+        engine_rmtree(dir);
+        engine_tmpdir(dir, sizeof(dir), "block");
+        struct block *b = create_filled(10, 0, NULL);
+        block_close(b);
+        off_t at = (off_t)(INDEX_HEADER_SIZE + 4 * INDEX_ENTRY_SIZE + flips[k].at);
+        uint8_t x;
+        char p[128];
+        path(".idx", p, sizeof(p));
+        int fd = open(p, O_RDWR);
+        cr_assert_geq(fd, 0);
+        cr_assert_eq(pread(fd, &x, 1, at), 1);
+        x ^= flips[k].mask;
+        cr_assert_eq(pwrite(fd, &x, 1, at), 1);
+        close(fd);
+        b = open_block();
+        for (uint32_t s = 1; s <= 10; s++)
+            cr_assert_eq(read_file(b, s, COOKIE(s)), 0, "file %u after a flipped %s bit", s,
+                         flips[k].what);
+        block_close(b);
+        cr_assert_eq(file_size(".idx"), INDEX_HEADER_SIZE + 10 * INDEX_ENTRY_SIZE,
+                     "the index is rewritten whole (%s)", flips[k].what);
+    }
+}
+
 Test(block, recovery_index_last_entry_wrong)
 {
     struct block *b = create_filled(10, 0, NULL);
