@@ -36,6 +36,7 @@
 #define BLOCK_SIZE (1u << 20)
 #define PUT_ATTEMPTS 5
 #define BAND_POINTS "2"
+#define HEAL_BAND_POINTS "4"
 #define COPY_RATE_MB "4"  /* slow enough that the plan is still there when asked */
 #define CONVERGE_MS 90000
 #define CLI_TIMEOUT_MS 30000
@@ -143,19 +144,19 @@ static int exact(void)
 }
 
 /* The start of each test: a running cluster, the data seed of `test`, the
- * band set to BAND_POINTS. */
-static void begin(const char *test)
+ * band set to `band` points. */
+static void begin(const char *test, const char *band)
 {
     cr_assert_not_null(C, "cluster did not start");
     seed = cluster_seed(test);
     struct cluster_run r;
-    cr_assert_eq(admin(&r, "set", "rebalance_band", BAND_POINTS, NULL), 0, "%s", r.err);
+    cr_assert_eq(admin(&r, "set", "rebalance_band", band, NULL), 0, "%s", r.err);
     cluster_run_free(&r);
 }
 
 Test(rebalance, fifth_server_joins)
 {
-    begin("rebalance");
+    begin("rebalance", BAND_POINTS);
     struct cluster_run r;
     cr_assert_eq(admin(&r, "set", "copy_rate", COPY_RATE_MB, NULL), 0, "%s", r.err);
     cluster_run_free(&r);
@@ -307,7 +308,11 @@ static int64_t wait_healed(const char *after)
 
 Test(rebalance_after_heal, two_deaths_then_two_new_servers)
 {
-    begin("rebalance.heal");
+    /* 300 files fill 1 MiB blocks of 128 MiB servers to about 11 %: one
+     * block is 0.8 point, and the plan stops when no move helps, which can
+     * leave a server 2.3 points off; a band of 4 is within reach, while
+     * new servers that never fill (the fault this catches) stay ~10 off. */
+    begin("rebalance.heal", HEAL_BAND_POINTS);
     imgstore_t *h = cluster_client(C);
     cr_assert_not_null(h);
     const int n = 300;
