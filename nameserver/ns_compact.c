@@ -4,7 +4,8 @@
  * A compaction is one planner task (NS_TASK_COMPACT, so no copy or deletion
  * of the block runs meanwhile) in three steps:
  *   1. STAT_BLOCK to every holder: all must answer sealed, not corrupt, with
- *      one size and no append in flight, else the task fails (retried after
+ *      one size (theirs, which may be ahead of the map by the tombstones of
+ *      deletes not yet reported), else the task fails (retried after
  *      NS_RETRY_MS);
  *   2. COMPACT_BLOCK{expected_size} to every holder: each rewrites the block
  *      deterministically and answers its new size and CRC32C;
@@ -238,15 +239,25 @@ static void stat_reply(int status, const struct frame *f, void *arg)
 {
     struct call *c = arg;
     struct job *j = c->j;
-    free(c);
     int rc;
     Imgstore__BlockInfo *bi = conn_reply_unpack(status, f, &imgstore__block_info__descriptor, &rc);
-    if (!bi || bi->corrupt || !bi->sealed || bi->size != j->size)
+    if (!bi || bi->corrupt || !bi->sealed)
         j->stat_bad = 1;
+    else
+        j->a[c->i].size = bi->size;
     if (bi)
         imgstore__block_info__free_unpacked(bi, NULL);
+    free(c);
     if (--j->pending > 0)
         return;
+    /* The holders' own sizes rule, not our copy of them: deletes appended
+     * tombstones since their last report, so the map may lag by a heartbeat.
+     * They must agree with one another (no append in flight). */
+    for (unsigned i = 0; i < j->n && !j->stat_bad; i++)
+        if (j->a[i].size != j->a[0].size)
+            j->stat_bad = 1;
+    if (!j->stat_bad)
+        j->size = j->a[0].size;
     if (j->stat_bad || j->ns->stopping) {
         log_info("task %" PRIu64 ": block %" PRIu64 " not compacted now: its replicas are not "
                  "all sealed, intact and %" PRIu64 " bytes",
