@@ -50,9 +50,11 @@ const char *img_strerror(int err)
     const struct img_err_desc *d = find(err);
     if (d)
         return d->text;
-    if (err < 0 && err > -4096)
-        return strerror(-err);
-    return "unknown error";
+    /* strerrordesc_np: a static string or NULL. strerror() would return,
+     * for a number libc does not know, a buffer its next call frees, and
+     * callers keep these texts (several in one reply). */
+    const char *s = err < 0 && err > -4096 ? strerrordesc_np(-err) : NULL;
+    return s ? s : "unknown error";
 }
 
 const char *img_errname(int err)

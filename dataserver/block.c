@@ -437,9 +437,11 @@ static const uint8_t *reader_get(struct reader *r, uint64_t pos, size_t n, int *
 }
 
 /* Loads index entries while they are believable. Sets *scan_from to the end
- * of the last loaded record and *keep to the bytes of the index file to keep
- * (0: rewrite it). Returns 0 or -errno. */
-static int load_index(struct block *b, uint64_t file_size, uint64_t *scan_from, uint64_t *keep)
+ * of the last loaded record, *keep to the bytes of the index file to keep
+ * (0: rewrite it) and *data_seq to the highest file seq loaded. Returns 0 or
+ * -errno. */
+static int load_index(struct block *b, uint64_t file_size, uint64_t *scan_from, uint64_t *keep,
+                      uint32_t *data_seq)
 {
     uint8_t hdr[INDEX_HEADER_SIZE], want[INDEX_HEADER_SIZE];
     uint64_t end = BLOCK_SUPER_SIZE, pos = INDEX_HEADER_SIZE, last_off = 0;
@@ -447,6 +449,7 @@ static int load_index(struct block *b, uint64_t file_size, uint64_t *scan_from, 
     int last_tomb = 0, stop = 0, damaged = 0;
     *scan_from = BLOCK_SUPER_SIZE;
     *keep = 0;
+    *data_seq = 0;
     idx_header(b->id, want);
     ssize_t n = pread(b->idx_fd, hdr, INDEX_HEADER_SIZE, 0);
     if (n != INDEX_HEADER_SIZE || memcmp(hdr, want, INDEX_HEADER_SIZE) != 0)
@@ -526,6 +529,7 @@ static int load_index(struct block *b, uint64_t file_size, uint64_t *scan_from, 
     }
     *scan_from = end;
     *keep = pos;
+    *data_seq = last_data_seq;
     return 0;
 }
 
@@ -546,9 +550,15 @@ static int entries_add(struct entries *e, uint32_t seq, uint64_t off, uint32_t s
     return 0;
 }
 
+#define SCAN_MISMATCH 1 /* scan's answer: the loaded index contradicts the file */
+
 /* Scans records from `pos` to the end of the file (see block.h, Recovery),
- * collecting index entries for what it finds. Sets b->tail. */
-static int scan(struct block *b, struct reader *r, uint64_t pos, struct entries *e)
+ * collecting index entries for what it finds. Sets b->tail. A file record
+ * whose seq is not above `data_floor` (the index's last file seq) means the
+ * index believed something the block file does not say (files take seqs in
+ * file order): returns SCAN_MISMATCH at once. */
+static int scan(struct block *b, struct reader *r, uint64_t pos, struct entries *e,
+                uint32_t data_floor)
 {
     int err;
     while (pos < r->file_size) {
@@ -583,6 +593,8 @@ static int scan(struct block *b, struct reader *r, uint64_t pos, struct entries 
                 b->next_seq = h.seq + 1;
         } else {
             int tomb = (h.flags & NEEDLE_FLAG_TOMBSTONE) != 0;
+            if (!tomb && h.seq <= data_floor)
+                return SCAN_MISMATCH;
             int rc = apply(b, h.seq, pos, h.size, tomb);
             if (rc == 0)
                 rc = entries_add(e, h.seq, pos, h.size, tomb);
@@ -629,9 +641,22 @@ static int recover(struct block *b, uint64_t file_size)
     struct reader r = {.fd = b->fd, .file_size = file_size};
     struct entries e = {0};
     int was_sealed = b->sealed, was_corrupt = b->corrupt;
-    int rc = load_index(b, file_size, &scan_from, &keep);
+    uint32_t data_seq;
+    int rc = load_index(b, file_size, &scan_from, &keep, &data_seq);
     if (rc == 0)
-        rc = scan(b, &r, scan_from, &e);
+        rc = scan(b, &r, scan_from, &e, data_seq);
+    if (rc == SCAN_MISMATCH) {
+        /* Only the index's last entry is checked against the file when it
+         * loads; a wrong one before it shows here. Believe the file alone. */
+        log_warn("block %016" PRIx64 ": index does not match the records after it; "
+                 "rebuilding it from the block file", b->id);
+        reset_ram(b);
+        b->sealed = was_sealed;
+        b->corrupt = was_corrupt;
+        e.len = 0;
+        keep = 0;
+        rc = scan(b, &r, BLOCK_SUPER_SIZE, &e, 0);
+    }
     if (rc == 0)
         idx_fix(b, keep, &e);
     if (rc == 0 && (b->sealed != was_sealed || b->corrupt != was_corrupt))

@@ -4,7 +4,7 @@
 set -e
 PKGS="build-essential pkg-config libuv1-dev libprotobuf-c-dev protobuf-c-compiler \
 libzstd-dev liburing-dev libcriterion-dev libisal-dev libinih-dev libhttp-parser-dev curl \
-clang libclang-rt-14-dev valgrind \
+clang libclang-rt-14-dev llvm valgrind \
 varnish"
 # --ui: only what `make test-ui` adds, Chromium for the status-page test
 # (a large download, so `make test` does without it).

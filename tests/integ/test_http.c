@@ -773,7 +773,8 @@ static pid_t start_varnish(const char *dir, const char *listen, const char *back
          * setuid and the like, varnishd's default jail fails ("VCL
          * compilation failed: Permission denied"); the test has no use for
          * it. The working folder stays in our world-readable test folder. */
-        execlp("varnishd", "varnishd", "-F", "-j", "none", "-n", work, "-a", listen, "-f", vcl,
+        execlp("varnishd", "varnishd", "-F", "-j", "none", "-n", work, "-a", listen, "-T",
+               "127.0.0.1:0", "-f", vcl,
                "-s", "malloc,32m", (char *)NULL);
         _exit(127);
     }
