@@ -3,6 +3,13 @@
 # fresh clone of what is committed, and says what failed.
 #
 #   scripts/fresh-check.sh [--keep-packages] [--no-test]
+#   scripts/fresh-check.sh --chroot DIR [--no-test]
+#
+# --chroot DIR: the fresh machine is a Debian 12 system made by debootstrap
+#    in DIR (made when DIR does not exist yet: debootstrap must be installed
+#    and the Debian mirror reachable; DIR must be new to be fresh). The
+#    check then runs inside it as root, and this machine's packages stay as
+#    they are. Needs root.
 #
 # 1. Unless --keep-packages: purges every Debian package that
 #    scripts/install-deps.sh installs (its --list), so that `make` has to
@@ -21,10 +28,18 @@ set -u
 
 keep=0
 test=1
+chroot_dir=""
+want_dir=0
 for a in "$@"; do
+    if [ $want_dir = 1 ]; then
+        chroot_dir=$a
+        want_dir=0
+        continue
+    fi
     case $a in
     --keep-packages) keep=1 ;;
     --no-test) test=0 ;;
+    --chroot) want_dir=1 ;;
     -h | --help)
         sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
@@ -40,6 +55,50 @@ top=$(cd "$(dirname "$0")/.." && git rev-parse --show-toplevel) || {
     echo "fresh-check: not inside a git checkout" >&2
     exit 2
 }
+if [ $want_dir = 1 ]; then
+    echo "fresh-check: --chroot needs a folder" >&2
+    exit 2
+fi
+
+if [ -n "$chroot_dir" ]; then
+    [ "$(id -u)" -eq 0 ] || {
+        echo "fresh-check: --chroot needs root" >&2
+        exit 2
+    }
+    if [ ! -d "$chroot_dir" ]; then
+        command -v debootstrap >/dev/null 2>&1 || {
+            echo "fresh-check: debootstrap is not installed (apt-get install debootstrap)" >&2
+            exit 2
+        }
+        echo "== debootstrap of Debian 12 (bookworm) into $chroot_dir"
+        debootstrap --variant=minbase --include=git,ca-certificates,make,sudo bookworm \
+            "$chroot_dir" http://deb.debian.org/debian >"$chroot_dir.debootstrap.log" 2>&1 || {
+            echo "fresh-check: debootstrap failed; see $chroot_dir.debootstrap.log" >&2
+            exit 2
+        }
+        # What a Debian machine has and debootstrap leaves out: the same
+        # package sources as this machine (security updates), a hosts file.
+        if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+            cp /etc/apt/sources.list.d/debian.sources "$chroot_dir/etc/apt/sources.list.d/"
+            rm -f "$chroot_dir/etc/apt/sources.list"
+        fi
+        printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' \
+            >"$chroot_dir/etc/hosts"
+    fi
+    cp /etc/resolv.conf "$chroot_dir/etc/resolv.conf"
+    for m in proc sys dev dev/pts dev/shm; do
+        mountpoint -q "$chroot_dir/$m" || mount --bind "/$m" "$chroot_dir/$m" || exit 2
+    done
+    rm -rf "$chroot_dir/root/imgstore"
+    git clone -q "$top" "$chroot_dir/root/imgstore" || exit 2
+    flags="--keep-packages"
+    [ $test = 0 ] && flags="$flags --no-test"
+    chroot "$chroot_dir" /bin/sh -c "cd /root/imgstore && HOME=/root scripts/fresh-check.sh $flags"
+    rc=$?
+    for m in dev/shm dev/pts dev sys proc; do umount "$chroot_dir/$m" 2>/dev/null; done
+    echo "fresh-check: logs are under $chroot_dir/tmp"
+    exit $rc
+fi
 if command -v ss >/dev/null 2>&1 && ss -ltn | grep -qE '127\.0\.0\.1:(7400|74[18][123]) '; then
     echo "fresh-check: something already listens on the local cluster's ports (7400/7481):" \
         "stop it first (make stop in its checkout)" >&2
