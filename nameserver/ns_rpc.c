@@ -348,6 +348,13 @@ static void on_close(struct conn *c, void *ctx)
     free(p);
 }
 
+/* No nameserver request carries a body (on_frame refuses them): refused
+ * before the body is read, whose bytes are then dropped unkept. */
+static int admit(struct conn *c, const struct frame_header *h, void *ctx)
+{
+    return h->body_len ? IMG_EPROTO : 0;
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     struct ns *ns = server->data;
@@ -363,6 +370,7 @@ static void on_connection(uv_stream_t *server, int status)
         .min_rate = CONN_MIN_RATE,
         .idle_ms = ns->cfg.idle_ms ? ns->cfg.idle_ms : CONN_IDLE_MS,
         .gate = &ns->gate,
+        .admit = admit,
     };
     struct conn *c = conn_accept_limited(server, &lim, on_frame, on_close, p, NULL);
     if (!c || !p) {

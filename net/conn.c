@@ -191,8 +191,22 @@ static int check_limits(struct conn *c, uint64_t now)
             return 1;
         }
     }
-    if (l->idle_ms && !c->frame_start_ms && !c->pending && c->unanswered == 0 &&
-        c->wq_bytes == 0 && now - c->last_io_ms >= l->idle_ms) {
+    if (!l->idle_ms || now - c->last_io_ms < l->idle_ms)
+        return 0;
+    if (c->wq_bytes > 0) {
+        /* A peer that stopped reading: nothing written for idle_ms plus
+         * what waits at min_rate. */
+        uint64_t allow = l->idle_ms + (l->min_rate ? c->wq_bytes * 1000 / l->min_rate : 0);
+        if (now - c->last_io_ms >= allow) {
+            log_info("closing connection from %s: %zu bytes not read for %llu ms", c->peer,
+                     c->wq_bytes, (unsigned long long)allow);
+            stats.idle_closes++;
+            conn_close(c);
+            return 1;
+        }
+        return 0;
+    }
+    if (!c->frame_start_ms && !c->pending && c->unanswered == 0) {
         log_debug("closing idle connection with %s", c->peer);
         stats.idle_closes++;
         conn_close(c);

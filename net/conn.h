@@ -92,7 +92,9 @@ struct conn_limits {
     uint32_t min_rate;
     /* The conn closes after idle_ms without a byte in either direction
      * while no frame is half received, no request of either side awaits
-     * its answer and nothing waits to be written. */
+     * its answer and nothing waits to be written; or, with bytes waiting
+     * to be written, after idle_ms plus those bytes at min_rate without
+     * any written (a peer that stopped reading). */
     uint32_t idle_ms;
     /* conn_accept_limited only: counts the connection per address and
      * refuses it past the gate's caps (borrowed; must outlive the conn). */
