@@ -1,8 +1,8 @@
 /* http_server.c - the HTTP/1.1 server core (http_server.h): listening,
  * connections, parsing, limits, timeouts and the in-order response queue,
  * shared by the dataserver's origin (dataserver/ds_http.c) and the
- * nameserver's status port (nameserver/ns_http.c). Calls base/ and net/conn.h
- * (conn_listen) only.
+ * nameserver's status port (nameserver/ns_http.c). Calls base/, net/conn.h
+ * (conn_listen) and net/limits.h (connections per address) only.
  *
  * Requests are parsed by Debian's http-parser (libhttp-parser), never by
  * hand, on the server's libuv loop; nothing here blocks. Each connection
@@ -691,8 +691,9 @@ static void tick_cb(uv_timer_t *t)
      * worked on (work has its own timeouts). Covers idle keep-alive
      * connections, clients that stop mid-body and clients that stop
      * reading their responses. */
-    if (now - hc->last_activity_ms >= (uint64_t)cfg->idle_ms && !conn_busy(hc) &&
-        (!hc->head_started_ms || hc->draining)) {
+    /* A head being received is the header timer's (when there is one). */
+    int head_timed = cfg->header_ms > 0 && hc->head_started_ms && !hc->draining;
+    if (now - hc->last_activity_ms >= (uint64_t)cfg->idle_ms && !conn_busy(hc) && !head_timed) {
         hc->srv->idle_closes++;
         hconn_close(hc);
     }

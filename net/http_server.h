@@ -6,7 +6,7 @@
  * server on top (dataserver/ds_http.c, the CDN origin; nameserver/ns_http.c,
  * the status port) gives callbacks (struct http_server_ops) that the core
  * calls with a request object, and answers through the core
- * (http_server_finish). May call base/ only (and libuv, http-parser).
+ * (http_server_finish). May call base/ and net/ only (and libuv, http-parser).
  *
  * Requests of one connection sit in a FIFO in arrival order. A request is
  * PARSING until its message is complete, WORKING while the server works on
