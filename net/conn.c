@@ -5,7 +5,8 @@
  * announced length at min_rate) and the idle timeout; an admission
  * callback sees each request frame's header before its bytes are kept, and
  * a refused frame is answered at once and its bytes read and dropped
- * (c->skip), so a refused 64 MiB body costs no memory. */
+ * (c->skip), so a refused 64 MiB body costs no memory; so is a response
+ * frame that no request of ours awaits. */
 #include "net/conn.h"
 
 #include "base/err.h"
@@ -58,6 +59,7 @@ struct conn {
     uint64_t last_io_ms;      /* the last byte read or written */
     uint64_t skip;            /* bytes of a refused frame still to drop */
     uint32_t unanswered;      /* requests handed to on_frame, not yet replied to */
+    int checked;              /* the frame at rbuf[0] passed the header checks */
     int admitted;             /* the frame at rbuf[0] was admitted: release owed */
     struct frame_header admitted_h;
 };
@@ -298,18 +300,37 @@ static int process_frames(struct conn *c)
             break;
         size_t total = FRAME_HEADER_SIZE + (size_t)f.h.head_len + f.h.body_len;
         c->frame_len = total;
-        if (!(f.h.type & FRAME_RESPONSE) && c->lim.admit && !c->admitted) {
-            int st = c->lim.admit(c, &f.h, c->ctx);
-            if (st != 0) {
-                stats.refused++;
-                send_frame(c, f.h.type | FRAME_RESPONSE, st, f.h.request_id, NULL, NULL, 0,
-                           NULL);
+        if (!c->checked) {
+            /* Before the frame's bytes are kept: a response nobody waits
+             * for, or a request its owner refuses, is dropped as it comes. */
+            int st = 0, drop = 0;
+            if (f.h.type & FRAME_RESPONSE) {
+                const struct pending *p = c->pending;
+                while (p && p->id != f.h.request_id)
+                    p = p->next;
+                drop = !p;
+                if (drop)
+                    log_debug("dropping a response to unknown request %llu from %s",
+                              (unsigned long long)f.h.request_id, c->peer);
+            } else if (c->lim.admit) {
+                st = c->lim.admit(c, &f.h, c->ctx);
+                drop = st != 0;
+            }
+            if (drop) {
+                if (st != 0) {
+                    stats.refused++;
+                    send_frame(c, f.h.type | FRAME_RESPONSE, st, f.h.request_id, NULL, NULL, 0,
+                               NULL);
+                }
                 off += FRAME_HEADER_SIZE;
                 c->skip = total - FRAME_HEADER_SIZE;
                 continue;
             }
-            c->admitted = 1;
-            c->admitted_h = f.h;
+            c->checked = 1;
+            if (c->lim.admit && !(f.h.type & FRAME_RESPONSE)) {
+                c->admitted = 1;
+                c->admitted_h = f.h;
+            }
         }
         if (c->rlen - off < total)
             break;
@@ -318,6 +339,7 @@ static int process_frames(struct conn *c)
         off += total;
         ended = 1;
         c->frame_len = 0;
+        c->checked = 0;
         if (f.h.type & FRAME_RESPONSE) {
             dispatch_response(c, &f);
         } else {

@@ -4,7 +4,8 @@
  * (proto/frame.h), hands each complete one to the owner's frame callback, and
  * sends requests and responses. Either side may send requests on the same
  * connection: a frame with FRAME_RESPONSE set is matched to the pending
- * request with its request_id and given to that request's callback instead.
+ * request with its request_id and given to that request's callback instead;
+ * one that no pending request awaits is read and dropped, never kept.
  *
  * Threading: a conn belongs to the loop it was created on; call it only from
  * that loop's thread.

@@ -291,6 +291,9 @@ Test(conn, refused_frame_answered_and_skipped, .timeout = 10)
     cr_assert_eq(conn_request(adm.cli, FT_WRITE, NULL, big, BIG_BODY, NULL, 5000, adm_reply,
                               (void *)1),
                  0);
+    /* A response nobody asked for, with a large body: dropped unkept. */
+    struct frame_header stray = {.type = FT_STAT, .request_id = 777};
+    cr_assert_eq(conn_reply(adm.cli, &stray, 0, NULL, big, BIG_BODY, NULL), 0);
     cr_assert_eq(conn_request(adm.cli, FT_STAT, NULL, &small, sizeof(small), NULL, 5000, adm_reply,
                               (void *)2),
                  0);
