@@ -111,14 +111,21 @@ static int64_t wait_closed(int fd, int ms)
     }
 }
 
-/* Sends a native frame header (type, id, head_len 0, body_len). */
-static int send_frame_header(int fd, unsigned type, uint64_t id, uint32_t body_len)
+/* Sends a native frame header announcing head_len and body_len bytes. */
+static int send_frame_head(int fd, unsigned type, uint64_t id, uint32_t head_len,
+                           uint32_t body_len)
 {
     struct frame_header h = {.version = FRAME_VERSION, .type = (uint8_t)type, .request_id = id,
-                             .head_len = 0, .body_len = body_len};
+                             .head_len = head_len, .body_len = body_len};
     uint8_t b[FRAME_HEADER_SIZE];
     frame_encode(&h, b);
     return send_all(fd, b, sizeof(b));
+}
+
+/* Sends a native frame header (type, id, head_len 0, body_len). */
+static int send_frame_header(int fd, unsigned type, uint64_t id, uint32_t body_len)
+{
+    return send_frame_head(fd, type, id, 0, body_len);
 }
 
 /* Reads one native response frame header (its head and body are read and
@@ -277,6 +284,70 @@ Test(limits, native_stalled_frame_and_idle)
                   1);
     cr_assert_geq(
         cluster_metric(cl->ds[0].http_addr, "imgstore_conns_idle_closed_total{port=\"native\"}"), 1);
+    cl->passed = 1;
+}
+
+static const char *const ns_native_args[] = {"--frame-timeout-ms", "1000", "--max-conns-per-addr",
+                                             "40", NULL};
+
+Test(limits, nameserver_native_port)
+{
+    struct cluster_opts o = {.ndataservers = 1, .replicas = 1, .ns_args = ns_native_args,
+                             .ns_http = 1};
+    cr_assert_eq(cluster_start(&o, &cl), 0);
+    const char *addr = cl->ns.addr;
+    /* A half-sent frame (a head of 100 bytes announced, 10 sent): closed
+     * after about 1 s. */
+    int fd = cluster_connect(addr, IO_MS);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(send_frame_head(fd, FT_LOOKUP, 1, 100, 0), 0);
+    cr_assert_eq(send_all(fd, "0123456789", 10), 0);
+    int64_t ms = wait_closed(fd, 5000);
+    close(fd);
+    cr_assert(ms >= 800 && ms <= 2500, "closed after %lld ms (want ~1000)", (long long)ms);
+    /* A request with a body (none has one): refused at its header, before
+     * the 8 MiB that follow, which are dropped; the connection serves on. */
+    fd = cluster_connect(addr, IO_MS);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(send_frame_header(fd, FT_LOOKUP, 2, 8u << 20), 0);
+    struct frame_header h;
+    cr_assert_eq(read_frame(fd, &h), 0, "no answer before the body");
+    cr_assert_eq(h.status, IMG_EPROTO);
+    char *junk = calloc(1, 8u << 20);
+    cr_assert_eq(send_all(fd, junk, 8u << 20), 0);
+    free(junk);
+    cr_assert_eq(send_frame_header(fd, FT_CLUSTER_STATUS, 3, 0), 0);
+    cr_assert_eq(read_frame(fd, &h), 0);
+    cr_assert_eq(h.request_id, 3);
+    cr_assert_eq(h.status, 0);
+    close(fd);
+    /* 40 connections from this address at most; the cluster's own
+     * dataserver session is one of them. */
+    static int fds[40];
+    int open = 0, refused = 0;
+    for (int i = 0; i < 40; i++) {
+        fds[i] = cluster_connect(addr, IO_MS);
+        cr_assert_geq(fds[i], 0);
+    }
+    usleep(300 * 1000);
+    for (int i = 0; i < 40; i++) {
+        struct pollfd p = {.fd = fds[i], .events = POLLIN};
+        char b;
+        if (poll(&p, 1, 0) == 1 && recv(fds[i], &b, 1, MSG_DONTWAIT) == 0)
+            refused++;
+        else
+            open++;
+        close(fds[i]);
+    }
+    cr_assert(refused >= 1 && open >= 38, "%d open, %d refused", open, refused);
+    cr_assert_geq(cluster_metric(cl->ns.http_addr,
+                                 "imgstore_conns_refused_total{port=\"native\",reason=\"addr_full\"}"),
+                  1);
+    /* The dataserver's session was never cut meanwhile. */
+    Imgstore__ClusterStatusResp *st = NULL;
+    cr_assert_eq(cluster_status(cl, &st), 0);
+    imgstore_admin_free_status(st);
+    cr_assert_eq(cluster_wait_ready(cl, 1, 3000), 0);
     cl->passed = 1;
 }
 
