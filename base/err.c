@@ -35,6 +35,7 @@ static const struct img_err_desc descs[] = {
     {IMG_EINVAL, "IMG_EINVAL", "invalid argument"},
     {IMG_ESTALE, "IMG_ESTALE", "replica set is out of date"},
     {IMG_EVIEWOLD, "IMG_EVIEWOLD", "server's view not confirmed by a nameserver lately"},
+    {IMG_EBUSY, "IMG_EBUSY", "server busy receiving other uploads, retry shortly"},
 };
 
 static const struct img_err_desc *find(int err)

@@ -35,6 +35,7 @@ enum img_err {
     IMG_ESTALE = -1022,    /* the sender's replica set is older than ours */
     IMG_EVIEWOLD = -1023,  /* this server's view of its sets is not confirmed lately (lease
                             * lapsed): ask another replica, or again with any_view */
+    IMG_EBUSY = -1030,     /* the server is at its receive budget: retry shortly */
 };
 
 /* Returns a static, human-readable description of `err` (an IMG_E* code or a

@@ -382,6 +382,16 @@ int imgstore_put(imgstore_t *h, const void *data, size_t len, const char *mime,
         if (rc == 0)
             return 0;
         last = rc;
+        if (retry_action(RETRY_WRITE, rc) == RETRY_WAIT) {
+            /* The primary is at its receive budget: the same block, after
+             * a pause that grows (the deadline still holds). */
+            left = deadline - rpc_now_ms();
+            if (left <= 0)
+                return rc;
+            sleep_ms(left < wait ? (int)left : wait);
+            wait = wait * 2 > NOBLOCK_WAIT_MAX_MS ? NOBLOCK_WAIT_MAX_MS : wait * 2;
+            continue;
+        }
         if (retry_action(RETRY_WRITE, rc) != RETRY_OTHER)
             return rc;
         cache_writable_drop(&h->cache, b.block_id);

@@ -37,6 +37,8 @@ extern "C" {
 #define IMGSTORE_EUNAVAIL (-1014)
 #define IMGSTORE_ECONN (-1020)
 #define IMGSTORE_EINVAL (-1021)
+#define IMGSTORE_EBUSY (-1030) /* a dataserver at its receive budget (retried until the
+                                * deadline; returned when time ran out) */
 
 typedef struct imgstore imgstore_t;
 

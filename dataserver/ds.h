@@ -34,6 +34,7 @@
 #define DS_DS_H
 
 #include "net/conn.h"
+#include "net/limits.h"
 #include "dataserver/store.h"
 
 #include <stdint.h>
@@ -54,6 +55,10 @@
 #define DS_HTTP_MAX_INFLIGHT 1024      /* default --max-inflight */
 #define DS_HTTP_IDLE_MS 30000          /* default --http-idle-ms */
 #define DS_HTTP_HEADER_MS 10000        /* default --http-header-timeout-ms */
+#define DS_RECV_BUDGET (256ull << 20)  /* default --max-receive-mb */
+#define DS_RECV_SMALL (64u << 10)      /* native frames up to this are never refused busy */
+#define DS_MISS_RATE 100               /* default --miss-rate: 404s a second per address */
+#define DS_MISS_BURST 200              /* default --miss-burst */
 
 struct ds_peer;
 struct ds_copy;
@@ -151,7 +156,29 @@ struct ds {
     uint64_t reads;
     uint64_t writes;
     uint64_t deletes;
+
+    /* Limits (ds_rpc.c, ds_http.c; docs/operations.md, "Limits"), set by
+     * main.c; 0: the default. */
+    uint64_t recv_budget;       /* --max-receive-mb, bytes: DS_RECV_BUDGET */
+    uint64_t recv_used;         /* bytes reserved by requests being received */
+    uint64_t recv_busy;         /* uploads answered busy (native and HTTP) */
+    uint32_t frame_ms;          /* --frame-timeout-ms: CONN_FRAME_MS */
+    uint32_t idle_ms;           /* --idle-timeout-ms (native port): CONN_IDLE_MS */
+    uint32_t max_conns;         /* --max-conns (each port): LIMITS_MAX_CONNS */
+    uint32_t max_conns_per_addr; /* --max-conns-per-addr: LIMITS_MAX_CONNS_PER_ADDR */
+    int miss_rate_set;          /* --miss-rate given (0 turns the slowing off) */
+    double miss_rate, miss_burst; /* 404s a second per address, burst */
+    struct conn_gate native_gate; /* the native port's connections */
+    struct addr_buckets misses;   /* 404s per address (ds_http.c) */
+    uint64_t http_misses;         /* 404 answers to GET/HEAD */
 };
+
+/* ds_rpc.c: the receive budget. Reserves n bytes of request bodies being
+ * received: returns 0, or IMG_EBUSY when `gated` and the budget would be
+ * exceeded (a lone request is always let in). Ungated reservations
+ * (REPL_APPEND: its primary accepted the write already) always succeed. */
+int ds_recv_reserve(struct ds *ds, uint64_t n, int gated);
+void ds_recv_release(struct ds *ds, uint64_t n);
 
 /* ds_rpc.c: accepts native connections on ds->listen_tcp. */
 int ds_rpc_start(struct ds *ds);

@@ -7,7 +7,11 @@
  * http_get.c, http_put.c) and the answers to what the core refuses - and
  * the common response headers (Server, Date, Connection). Requests that do
  * disk or network work take one of the core's in-flight slots
- * (--max-inflight; 503 + Retry-After past it). */
+ * (--max-inflight; 503 + Retry-After past it). An upload's body holds its
+ * length in the receive budget (ds_recv_reserve; 503 + Retry-After past
+ * it) until the body is whole. 404s are counted per client address: one
+ * that spent its bucket (--miss-rate, --miss-burst) gets 429 +
+ * Retry-After for every file GET or HEAD until it refills. */
 #include "dataserver/http_int.h"
 
 #include "base/err.h"
@@ -86,9 +90,19 @@ int http_req_wait(struct http_req *r, uint64_t ms, void (*then)(struct http_req 
     return 0;
 }
 
+/* A 404 to a GET or HEAD: one token of the client's address. */
+static void note_miss(struct http_req *r)
+{
+    struct ds *ds = r->ds;
+    ds->http_misses++;
+    addr_buckets_take(&ds->misses, &r->q.peer, uv_now(ds->loop));
+}
+
 void http_reply_text(struct http_req *r, int code, const char *cache_control, const char *extra,
                      const char *body)
 {
+    if (code == 404 && (r->q.method == HTTP_GET || r->q.method == HTTP_HEAD))
+        note_miss(r);
     size_t blen = strlen(body), len;
     size_t elen = extra ? strlen(extra) : 0;
     if (!r->q.keep_alive)
@@ -124,9 +138,31 @@ static struct http_req *req_of(struct http_server_req *q)
     return r;
 }
 
+/* Gives back what r's body holds of the receive budget. */
+static void body_unreserve(struct http_req *r)
+{
+    if (r->reserved) {
+        ds_recv_release(r->ds, r->reserved);
+        r->reserved = 0;
+    }
+}
+
+/* Holds `want` bytes of the receive budget for r's body in all. Returns 0
+ * or IMG_EBUSY. */
+static int body_reserve(struct http_req *r, uint64_t want)
+{
+    if (want <= r->reserved)
+        return 0;
+    int rc = ds_recv_reserve(r->ds, want - r->reserved, 1);
+    if (rc == 0)
+        r->reserved = want;
+    return rc;
+}
+
 static void req_free(struct http_server_req *q)
 {
     struct http_req *r = (struct http_req *)q;
+    body_unreserve(r);
     free(r->if_none_match);
     free(r->if_modified_since);
     free(r->range);
@@ -184,6 +220,10 @@ static void on_head(struct http_server_req *q)
             refuse_early(r, 413, NULL, "body too large\n");
             return;
         }
+        if (q->has_length && body_reserve(r, q->length) != 0) {
+            refuse_early(r, 503, "Retry-After: 1\r\n", "busy receiving other uploads, retry\n");
+            return;
+        }
         if (r->expect && strcasecmp(r->expect, "100-continue") == 0)
             http_server_continue(q);
     }
@@ -196,6 +236,10 @@ static void on_body(struct http_server_req *q, const char *at, size_t len, uint6
         return; /* bodies of other requests are read and dropped */
     if (r->body_len + len > r->ds->http_max_upload) {
         refuse_early(r, 413, NULL, "body too large\n");
+        return;
+    }
+    if (body_reserve(r, r->body_len + len) != 0) { /* chunked: as it comes */
+        refuse_early(r, 503, "Retry-After: 1\r\n", "busy receiving other uploads, retry\n");
         return;
     }
     if (r->body_len + len > r->body_cap) {
@@ -233,6 +277,7 @@ static void on_request(struct http_server_req *q)
     struct http_req *r = req_of(q);
     const char *path = q->path;
     int get = q->method == HTTP_GET || q->method == HTTP_HEAD;
+    body_unreserve(r); /* the body is whole: no longer being received */
     if (strcmp(path, "/healthz") == 0) {
         if (get)
             http_reply_text(r, 200, HTTP_CC_NOSTORE, NULL, "ok\n");
@@ -278,6 +323,13 @@ static void on_request(struct http_server_req *q)
                         "method not allowed\n");
         return;
     }
+    unsigned retry_s = 1;
+    if (get && !addr_buckets_allows(&r->ds->misses, &q->peer, uv_now(r->ds->loop), &retry_s)) {
+        char extra[48];
+        snprintf(extra, sizeof(extra), "Retry-After: %u\r\n", retry_s);
+        http_reply_text(r, 429, HTTP_CC_NOSTORE, extra, "too many misses, slow down\n");
+        return;
+    }
     const char *ext = NULL;
     size_t ext_len = 0;
     if (path[0] != '/' || fname_decode(path + 1, strlen(path + 1), &r->f, &ext, &ext_len) != 0) {
@@ -308,6 +360,7 @@ static void on_error(struct http_server_req *q, int code)
     const char *body = code == 414 ? "request target too long\n"
                        : code == 431 ? "request header fields too large\n"
                        : code == 408 ? "request head took too long\n"
+                       : code == 505 ? "http version not supported\n"
                                      : "bad request\n";
     http_reply_text(r, code, HTTP_CC_NOSTORE, NULL, body);
 }
@@ -332,6 +385,14 @@ int ds_http_start(struct ds *ds)
         ds->http_idle_ms = DS_HTTP_IDLE_MS;
     if (ds->http_header_ms <= 0)
         ds->http_header_ms = DS_HTTP_HEADER_MS;
+    if (!ds->miss_rate_set) {
+        ds->miss_rate = DS_MISS_RATE;
+        ds->miss_burst = DS_MISS_BURST;
+    }
+    if (ds->miss_burst < 1)
+        ds->miss_burst = ds->miss_rate > 1 ? ds->miss_rate : 1;
+    ds->misses.rate = ds->miss_rate;
+    ds->misses.burst = ds->miss_burst;
     if (!ds->nsc) {
         int rc = ds_nsc_init(ds);
         if (rc != 0)
@@ -343,6 +404,8 @@ int ds_http_start(struct ds *ds)
         .max_inflight = ds->http_max_inflight,
         .keep_headers = 1,
         .req_size = sizeof(struct http_req),
+        .max_conns = ds->max_conns,
+        .max_conns_per_addr = ds->max_conns_per_addr,
     };
     return http_server_start(ds->loop, ds->http_addr, &cfg, &ds_http_ops, ds, &ds->http);
 }

@@ -10,6 +10,8 @@
 
 #include "base/err.h"
 #include "base/metrics.h"
+#include "net/http_server.h"
+#include "net/limits.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -285,6 +287,59 @@ static void render_blocks(struct metrics_buf *b, struct store *st)
     metrics_value(b, "imgstore_ds_deleted_bytes", NULL, (double)t.deleted_bytes);
 }
 
+#define MISS_TOP 10 /* addresses listed by imgstore_ds_http_misses_by_peer */
+
+/* Connections, the receive budget and the 404s per address (limits). */
+static void render_limits(struct metrics_buf *b, struct ds *ds)
+{
+    struct conn_stats cs;
+    struct http_server_stats hs = {0};
+    conn_stats_get(&cs);
+    if (ds->http)
+        http_server_stats(ds->http, &hs);
+    struct limits_port ports[2] = {
+        {.port = "native", .open = ds->native_gate.open,
+         .refused_total = ds->native_gate.refused_total,
+         .refused_per_addr = ds->native_gate.refused_per_addr, .timeouts = cs.frame_timeouts,
+         .idle_closes = cs.idle_closes},
+        {.port = "http", .open = hs.open, .refused_total = hs.refused_total,
+         .refused_per_addr = hs.refused_per_addr, .timeouts = hs.header_timeouts,
+         .idle_closes = hs.idle_closes},
+    };
+    limits_render(b, ports, 2);
+    metrics_family(b, "imgstore_ds_receive_bytes", "gauge",
+                   "Bytes of upload bodies being received, held in the receive budget.");
+    metrics_value(b, "imgstore_ds_receive_bytes", NULL, (double)ds->recv_used);
+    metrics_family(b, "imgstore_ds_receive_budget_bytes", "gauge",
+                   "The receive budget (--max-receive-mb).");
+    metrics_value(b, "imgstore_ds_receive_budget_bytes", NULL,
+                  (double)(ds->recv_budget ? ds->recv_budget : DS_RECV_BUDGET));
+    metrics_family(b, "imgstore_ds_receive_busy_total", "counter",
+                   "Uploads answered busy (IMG_EBUSY, HTTP 503) at the receive budget.");
+    metrics_value(b, "imgstore_ds_receive_busy_total", NULL, (double)ds->recv_busy);
+    metrics_family(b, "imgstore_ds_http_misses_total", "counter",
+                   "GET and HEAD requests answered 404.");
+    metrics_value(b, "imgstore_ds_http_misses_total", NULL, (double)ds->http_misses);
+    metrics_family(b, "imgstore_ds_http_miss_limited_total", "counter",
+                   "GET and HEAD requests answered 429: their address spent its 404 bucket.");
+    metrics_value(b, "imgstore_ds_http_miss_limited_total", NULL, (double)ds->misses.limited);
+    metrics_family(b, "imgstore_ds_http_miss_peers_slowed_total", "counter",
+                   "Times an address spent its 404 bucket.");
+    metrics_value(b, "imgstore_ds_http_miss_peers_slowed_total", NULL,
+                  (double)ds->misses.emptied);
+    char addr[MISS_TOP][64], esc[128], lab[LABEL_MAX];
+    uint64_t taken[MISS_TOP];
+    size_t n = addr_buckets_top(&ds->misses, MISS_TOP, addr, taken);
+    metrics_family(b, "imgstore_ds_http_misses_by_peer", "gauge",
+                   "404s of the addresses with the most of them (at most 10 listed; counted "
+                   "while the address is remembered).");
+    for (size_t i = 0; i < n; i++) {
+        metrics_escape(addr[i], esc, sizeof(esc));
+        snprintf(lab, sizeof(lab), "peer=\"%s\"", esc);
+        metrics_value(b, "imgstore_ds_http_misses_by_peer", lab, (double)taken[i]);
+    }
+}
+
 int ds_metrics_render(struct ds *ds, char **out, size_t *len)
 {
     struct metrics_buf b = {0};
@@ -307,6 +362,7 @@ int ds_metrics_render(struct ds *ds, char **out, size_t *len)
     metrics_family(&b, "imgstore_ds_scrub_rate_bytes", "gauge",
                    "Bytes per second the scrubber reads (0: off).");
     metrics_value(&b, "imgstore_ds_scrub_rate_bytes", NULL, (double)ds->scrub_rate);
+    render_limits(&b, ds);
     metrics_process(&b);
     if (metrics_buf_ok(&b) != 0 || !b.data) {
         metrics_buf_free(&b);

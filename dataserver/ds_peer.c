@@ -7,6 +7,8 @@
  * primary reserved them. A closed connection is forgotten; the next request
  * opens a new one. A peer only answers our requests: a request it sends on
  * this connection goes through ds_dispatch, which refuses every type there.
+ * A connection idle for CONN_PEER_IDLE_MS closes itself (before the peer's
+ * longer idle timeout could cut it under a request).
  * May call net/ (conn_*) and ds_dispatch.c. */
 #include "dataserver/ds.h"
 
@@ -78,6 +80,10 @@ static struct ds_peer *peer_get(struct ds *ds, const char *addr)
         free(p);
         return NULL;
     }
+    /* Closed idle well before the peer's own idle timeout (CONN_IDLE_MS)
+     * would close it under a request being sent. */
+    struct conn_limits lim = {.idle_ms = CONN_PEER_IDLE_MS};
+    conn_set_timeouts(p->c, &lim);
     p->next = ds->peers;
     ds->peers = p;
     return p;

@@ -2,6 +2,13 @@
  * every request frame to ds_dispatch (ds_req.h), which routes WRITE, READ,
  * STAT, DELETE, REPL_APPEND, READ_BLOCK and VERIFY to their handlers.
  *
+ * Limits (docs/protocol.md, "Limits"): connections are counted per address
+ * (--max-conns, --max-conns-per-addr), frames and idle connections timed
+ * (--frame-timeout-ms, --idle-timeout-ms), and every frame over
+ * DS_RECV_SMALL reserves its length in the receive budget
+ * (--max-receive-mb) while it is received: past the budget it is answered
+ * IMG_EBUSY and its bytes dropped, but for REPL_APPEND, always let in.
+ *
  * This file is the native transport: it counts each request in the metrics
  * when it arrives and when it is answered, and drops the answer to a
  * connection closed meanwhile. Clients and peer dataservers both connect
@@ -9,6 +16,7 @@
  * May call net/ (conn_*), ds_dispatch.c and ds_metrics.c. */
 #include "dataserver/ds.h"
 
+#include "base/err.h"
 #include "base/log.h"
 #include "dataserver/ds_metrics.h"
 #include "dataserver/ds_req.h"
@@ -72,6 +80,44 @@ static void on_close(struct conn *c, void *ctx)
     sess_unref(s);
 }
 
+int ds_recv_reserve(struct ds *ds, uint64_t n, int gated)
+{
+    uint64_t budget = ds->recv_budget ? ds->recv_budget : DS_RECV_BUDGET;
+    if (gated && ds->recv_used > 0 && ds->recv_used + n > budget) {
+        ds->recv_busy++;
+        return IMG_EBUSY;
+    }
+    ds->recv_used += n;
+    return 0;
+}
+
+void ds_recv_release(struct ds *ds, uint64_t n)
+{
+    ds->recv_used = ds->recv_used > n ? ds->recv_used - n : 0;
+}
+
+static uint64_t frame_bytes(const struct frame_header *h)
+{
+    return (uint64_t)h->head_len + h->body_len;
+}
+
+static int admit(struct conn *c, const struct frame_header *h, void *ctx)
+{
+    struct rpc_sess *s = ctx;
+    uint64_t n = frame_bytes(h);
+    if (n <= DS_RECV_SMALL)
+        return 0;
+    return ds_recv_reserve(s->ds, n, h->type != FT_REPL_APPEND);
+}
+
+static void release(struct conn *c, const struct frame_header *h, void *ctx)
+{
+    struct rpc_sess *s = ctx;
+    uint64_t n = frame_bytes(h);
+    if (n > DS_RECV_SMALL)
+        ds_recv_release(s->ds, n);
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     struct ds *ds = server->data;
@@ -84,13 +130,24 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     s->ds = ds;
     s->refs = 1;
-    s->c = conn_accept(server, on_frame, on_close, s);
+    struct conn_limits lim = {
+        .frame_ms = ds->frame_ms ? ds->frame_ms : CONN_FRAME_MS,
+        .min_rate = CONN_MIN_RATE,
+        .idle_ms = ds->idle_ms ? ds->idle_ms : CONN_IDLE_MS,
+        .gate = &ds->native_gate,
+        .admit = admit,
+        .release = release,
+    };
+    s->c = conn_accept_limited(server, &lim, on_frame, on_close, s, NULL);
     if (!s->c)
         free(s);
 }
 
 int ds_rpc_start(struct ds *ds)
 {
+    ds->native_gate.max_total = ds->max_conns ? ds->max_conns : LIMITS_MAX_CONNS;
+    ds->native_gate.max_per_addr =
+        ds->max_conns_per_addr ? ds->max_conns_per_addr : LIMITS_MAX_CONNS_PER_ADDR;
     int rc = conn_listen(ds->loop, &ds->listen_tcp, ds->listen_addr, on_connection);
     ds->listen_tcp.data = ds;
     return rc;

@@ -71,6 +71,7 @@ struct http_req {
     uint32_t crc;
     unsigned mime;
     uint64_t deadline_ms;
+    uint64_t reserved;     /* bytes of the receive budget this upload's body holds */
 };
 
 /* ds_http.c: runs then(r) after `ms` on the loop, unless the client has

@@ -50,6 +50,7 @@ static void upload_fail(struct http_req *r, int err)
 }
 
 static void upload_next(struct http_req *r);
+static void upload_send(struct http_req *r);
 
 static void upload_created(struct http_req *r, const char *name)
 {
@@ -101,6 +102,10 @@ static void write_reply(int status, const struct frame *f, void *arg)
         imgstore__write_resp__free_unpacked(m, NULL);
     if (http_server_drop_orphan(&r->q))
         return;
+    if (retry_action(RETRY_WRITE, status) == RETRY_WAIT &&
+        uv_now(r->ds->loop) + UPLOAD_WAIT_MS < r->deadline_ms &&
+        http_req_wait(r, UPLOAD_WAIT_MS, upload_send) == 0)
+        return; /* the primary is busy receiving: the same block, later */
     if (retry_action(RETRY_WRITE, status) != RETRY_OTHER) {
         upload_fail(r, status);
         return;

@@ -35,7 +35,16 @@ static void usage(FILE *out)
                  "       [--copy-sync-mb MIB (a copy or compaction fdatasyncs every MIB\n"
                  "        written; default 1, larger for disks with a slow cache flush)]\n"
                  "       [--capacity BYTES[k|M|G|T] (capacity reported per data folder, at most\n"
-                 "        its file system's; for several servers sharing one disk)]\n");
+                 "        its file system's; for several servers sharing one disk)]\n"
+                 "       [--max-receive-mb MIB (upload bodies being received at once, native\n"
+                 "        and HTTP; past it uploads are answered busy; default 256)]\n"
+                 "       [--frame-timeout-ms MS (a native frame must be whole within MS plus\n"
+                 "        1 s per 256 KiB of it from its first byte; default 30000)]\n"
+                 "       [--idle-timeout-ms MS (idle native connections; default 300000)]\n"
+                 "       [--max-conns N (per port; default 4096)]\n"
+                 "       [--max-conns-per-addr N (per port and client address; default 256)]\n"
+                 "       [--miss-rate N (HTTP 404s a second per client address before 429;\n"
+                 "        default 100, 0: off)] [--miss-burst N (default 200)]\n");
 }
 
 /* Reads the HTTP upload secret: the file's first line, without surrounding
@@ -154,6 +163,13 @@ int main(int argc, char **argv)
                                    {"scrub-rate-mb", required_argument, NULL, 'S'},
                                    {"copy-sync-mb", required_argument, NULL, 'Y'},
                                    {"capacity", required_argument, NULL, 'C'},
+                                   {"max-receive-mb", required_argument, NULL, 'R'},
+                                   {"frame-timeout-ms", required_argument, NULL, 'F'},
+                                   {"idle-timeout-ms", required_argument, NULL, 'D'},
+                                   {"max-conns", required_argument, NULL, 'M'},
+                                   {"max-conns-per-addr", required_argument, NULL, 'A'},
+                                   {"miss-rate", required_argument, NULL, 'm'},
+                                   {"miss-burst", required_argument, NULL, 'b'},
                                    {"help", no_argument, NULL, 'h'},
                                    {NULL, 0, NULL, 0}};
     static struct ds ds;
@@ -222,6 +238,49 @@ int main(int argc, char **argv)
         case 'C':
             if (parse_capacity(optarg, &capacity) != 0)
                 return 2;
+            break;
+        case 'R':
+            if (parse_pos(optarg, "--max-receive-mb", 1u << 20, &num) != 0)
+                return 2;
+            ds.recv_budget = num << 20;
+            break;
+        case 'F':
+            if (parse_pos(optarg, "--frame-timeout-ms", 86400000, &num) != 0)
+                return 2;
+            ds.frame_ms = (uint32_t)num;
+            break;
+        case 'D':
+            if (parse_pos(optarg, "--idle-timeout-ms", 86400000, &num) != 0)
+                return 2;
+            ds.idle_ms = (uint32_t)num;
+            break;
+        case 'M':
+            if (parse_pos(optarg, "--max-conns", 1000000, &num) != 0)
+                return 2;
+            ds.max_conns = (uint32_t)num;
+            break;
+        case 'A':
+            if (parse_pos(optarg, "--max-conns-per-addr", 1000000, &num) != 0)
+                return 2;
+            ds.max_conns_per_addr = (uint32_t)num;
+            break;
+        case 'm':
+            if (strcmp(optarg, "0") == 0)
+                num = 0;
+            else if (parse_pos(optarg, "--miss-rate", 1000000, &num) != 0)
+                return 2;
+            ds.miss_rate = (double)num;
+            if (!ds.miss_rate_set && ds.miss_burst == 0)
+                ds.miss_burst = DS_MISS_BURST;
+            ds.miss_rate_set = 1;
+            break;
+        case 'b':
+            if (parse_pos(optarg, "--miss-burst", 1000000, &num) != 0)
+                return 2;
+            ds.miss_burst = (double)num;
+            if (!ds.miss_rate_set)
+                ds.miss_rate = DS_MISS_RATE;
+            ds.miss_rate_set = 1;
             break;
         case 'h':
             usage(stdout);

@@ -31,7 +31,11 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: nameserver --listen HOST:PORT --data DIR [--replicas N] "
                "[--block-size BYTES] [--heartbeat-timeout-ms MS] [--safe-mode-timeout-ms MS] "
-               "[--http HOST:PORT] [--task-cap N] [--copy-rate-mb MB_PER_S]\n");
+               "[--http HOST:PORT] [--task-cap N] [--copy-rate-mb MB_PER_S]\n"
+               "       [--frame-timeout-ms MS (default 30000, plus 1 s per 256 KiB of the frame)]\n"
+               "       [--idle-timeout-ms MS (native port; default 300000)]\n"
+               "       [--max-conns N (per port; default 4096)]\n"
+               "       [--max-conns-per-addr N (per port and peer address; default 256)]\n");
 }
 
 /* Prints one "nameserver: ..." line on stderr and returns -1. */
@@ -66,7 +70,8 @@ static int parse_num(const char *opt, const char *s, uint64_t lo, uint64_t hi, u
 
 static int parse_args(int argc, char **argv, struct ns_config *cfg)
 {
-    enum { O_LISTEN = 1, O_DATA, O_REPLICAS, O_BSIZE, O_HBTO, O_SAFETO, O_HELP, O_HTTP, O_TASKCAP, O_COPYRATE };
+    enum { O_LISTEN = 1, O_DATA, O_REPLICAS, O_BSIZE, O_HBTO, O_SAFETO, O_HELP, O_HTTP, O_TASKCAP, O_COPYRATE,
+           O_FRAMETO, O_IDLETO, O_MAXCONNS, O_MAXPERADDR };
     static const struct option opts[] = {
         {"listen", required_argument, NULL, O_LISTEN},
         {"data", required_argument, NULL, O_DATA},
@@ -78,6 +83,10 @@ static int parse_args(int argc, char **argv, struct ns_config *cfg)
         {"task-cap", required_argument, NULL, O_TASKCAP},
         {"copy-rate-mb", required_argument, NULL, O_COPYRATE},
         {"http", required_argument, NULL, O_HTTP},
+        {"frame-timeout-ms", required_argument, NULL, O_FRAMETO},
+        {"idle-timeout-ms", required_argument, NULL, O_IDLETO},
+        {"max-conns", required_argument, NULL, O_MAXCONNS},
+        {"max-conns-per-addr", required_argument, NULL, O_MAXPERADDR},
         {NULL, 0, NULL, 0},
     };
     uint64_t v;
@@ -115,6 +124,26 @@ static int parse_args(int argc, char **argv, struct ns_config *cfg)
             if (parse_num("--copy-rate-mb", optarg, 1, MAX_COPY_RATE_MB, &v))
                 return -1;
             cfg->copy_rate = v * 1000 * 1000;
+            break;
+        case O_FRAMETO:
+            if (parse_num("--frame-timeout-ms", optarg, 1, MAX_TIMEOUT_MS, &v))
+                return -1;
+            cfg->frame_ms = (uint32_t)v;
+            break;
+        case O_IDLETO:
+            if (parse_num("--idle-timeout-ms", optarg, 1, MAX_TIMEOUT_MS, &v))
+                return -1;
+            cfg->idle_ms = (uint32_t)v;
+            break;
+        case O_MAXCONNS:
+            if (parse_num("--max-conns", optarg, 1, 1000000, &v))
+                return -1;
+            cfg->max_conns = (uint32_t)v;
+            break;
+        case O_MAXPERADDR:
+            if (parse_num("--max-conns-per-addr", optarg, 1, 1000000, &v))
+                return -1;
+            cfg->max_conns_per_addr = (uint32_t)v;
             break;
         case O_HELP: usage(stdout); exit(0);
         default:

@@ -23,6 +23,7 @@
 #ifndef IMG_NS_H
 #define IMG_NS_H
 
+#include "net/limits.h"
 #include "proto/imgstore.pb-c.h"
 
 #include <limits.h>
@@ -770,6 +771,11 @@ struct ns_config {
     uint32_t task_cap;        /* background tasks per server; 0: NS_DEFAULT_TASK_CAP */
     uint64_t copy_rate;       /* bytes/s per copying server; 0: NS_DEFAULT_COPY_RATE */
     uint32_t compact_pct;     /* deleted % that compacts a block; 0: NS_DEFAULT_COMPACT_PCT */
+    /* Limits of both ports (docs/operations.md, "Limits"); 0: the default. */
+    uint32_t frame_ms;        /* --frame-timeout-ms: CONN_FRAME_MS */
+    uint32_t idle_ms;         /* --idle-timeout-ms (native port): CONN_IDLE_MS */
+    uint32_t max_conns;       /* --max-conns: LIMITS_MAX_CONNS (each port) */
+    uint32_t max_conns_per_addr; /* --max-conns-per-addr: LIMITS_MAX_CONNS_PER_ADDR */
 };
 
 struct ns {
@@ -802,6 +808,7 @@ struct ns {
     uv_tcp_t listener;
     uv_timer_t tick;
     struct ns_peer *peers;          /* every accepted connection */
+    struct conn_gate gate;          /* the native port's connections per address */
     uint64_t requests[256];         /* requests received, by frame type (metrics) */
     int stopping;
     int started;

@@ -66,6 +66,7 @@ void ns_free(struct ns *ns)
     ns_plan_free(ns);
     ns_bad_free(ns);
     ns_balance_free(ns);
+    conn_gate_free(&ns->gate);
     free(ns->pool);
     ns->pool = NULL;
     ns->npool = ns->pool_cap = 0;

@@ -14,7 +14,9 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "nameserver/ns_admin.h"
+#include "net/conn.h"
 #include "net/http_server.h"
+#include "net/limits.h"
 #include "proto/frame.h"
 
 #include <errno.h>
@@ -24,6 +26,7 @@
 #include <string.h>
 
 #define HTTP_IDLE_MS 30000
+#define HTTP_HEADER_MS 10000 /* a request head must arrive within this */
 #define HTTP_HEAD_MAX 512
 #define LABEL_MAX 160
 #define CT_TEXT "text/plain; charset=utf-8"
@@ -123,6 +126,28 @@ static void render_requests(struct metrics_buf *b, const struct ns *ns)
     metrics_value(b, "imgstore_ns_heartbeats_total", NULL, (double)ns->requests[FT_HEARTBEAT]);
 }
 
+/* The HTTP port whose connections /metrics shows (one per process). */
+static struct http_server *metrics_http;
+
+/* Connections of the native port and of this HTTP port (net/limits.h). */
+static void render_conns(struct metrics_buf *b, const struct ns *ns, struct http_server *srv)
+{
+    struct conn_stats cs;
+    struct http_server_stats hs = {0};
+    conn_stats_get(&cs);
+    if (srv)
+        http_server_stats(srv, &hs);
+    struct limits_port ports[2] = {
+        {.port = "native", .open = ns->gate.open, .refused_total = ns->gate.refused_total,
+         .refused_per_addr = ns->gate.refused_per_addr, .timeouts = cs.frame_timeouts,
+         .idle_closes = cs.idle_closes},
+        {.port = "http", .open = hs.open, .refused_total = hs.refused_total,
+         .refused_per_addr = hs.refused_per_addr, .timeouts = hs.header_timeouts,
+         .idle_closes = hs.idle_closes},
+    };
+    limits_render(b, ports, srv ? 2 : 1);
+}
+
 static void render_tasks(struct metrics_buf *b, const struct ns *ns)
 {
     uint64_t running[2] = {0, 0}, remaining = 0, draining = 0;
@@ -193,6 +218,7 @@ int ns_http_metrics(struct ns *ns, uint64_t now_ms, char **out, size_t *len)
     metrics_family(&b, "imgstore_ns_safe_mode", "gauge", "1 while the nameserver is in safe mode.");
     metrics_value(&b, "imgstore_ns_safe_mode", NULL, ns->safe_mode ? 1 : 0);
     render_requests(&b, ns);
+    render_conns(&b, ns, metrics_http);
     render_tasks(&b, ns);
     metrics_process(&b);
     if (metrics_buf_ok(&b) != 0) {
@@ -427,7 +453,8 @@ static void on_request(struct http_server_req *q)
         respond_text(q, 404, "not found\n", keep);
 }
 
-/* A request the core refuses (414, unparsable 400, out of memory 503): the
+/* A request the core refuses (414, unparsable 400, 408, out of memory 503,
+ * 505): the
  * connection closes after this answer. */
 static void on_error(struct http_server_req *q, int code)
 {
@@ -436,6 +463,8 @@ static void on_error(struct http_server_req *q, int code)
     respond_text(q, code,
                  code == 414   ? "uri too long\n"
                  : code == 503 ? "out of memory\n"
+                 : code == 505 ? "http version not supported\n"
+                 : code == 408 ? "request head took too long\n"
                                : "bad request\n",
                  0);
 }
@@ -452,6 +481,7 @@ void ns_http_stop(struct ns_http *h)
     if (!h || h->stopping)
         return;
     h->stopping = 1;
+    metrics_http = NULL;
     http_server_stop(h->srv); /* frees itself once closed; calls nothing of ours */
     http_unref(h);
 }
@@ -464,7 +494,12 @@ int ns_http_start(struct ns *ns, uv_loop_t *loop, const char *addr, struct ns_ht
         return -ENOMEM;
     h->ns = ns;
     h->loop = loop;
-    struct http_server_config cfg = {.idle_ms = HTTP_IDLE_MS};
+    struct http_server_config cfg = {
+        .idle_ms = HTTP_IDLE_MS,
+        .header_ms = HTTP_HEADER_MS,
+        .max_conns = ns->cfg.max_conns,
+        .max_conns_per_addr = ns->cfg.max_conns_per_addr,
+    };
     int rc = http_server_start(loop, addr, &cfg, &ns_http_ops, h, &h->srv);
     if (rc) {
         log_error("cannot listen on %s (http): %s", addr, uv_strerror(rc));
@@ -472,6 +507,7 @@ int ns_http_start(struct ns *ns, uv_loop_t *loop, const char *addr, struct ns_ht
         return rc;
     }
     h->handles = 1; /* the core's, until ns_http_stop */
+    metrics_http = h->srv;
     log_info("http on %s (/metrics, /healthz, /status.json, /)", addr);
     *out = h;
     return 0;

@@ -348,6 +348,13 @@ static void on_close(struct conn *c, void *ctx)
     free(p);
 }
 
+/* No nameserver request carries a body (on_frame refuses them): refused
+ * before the body is read, whose bytes are then dropped unkept. */
+static int admit(struct conn *c, const struct frame_header *h, void *ctx)
+{
+    return h->body_len ? IMG_EPROTO : 0;
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     struct ns *ns = server->data;
@@ -356,7 +363,16 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     struct ns_peer *p = calloc(1, sizeof(*p));
-    struct conn *c = conn_accept(server, on_frame, on_close, p);
+    /* Limits (docs/protocol.md, "Limits"): a dataserver's session
+     * heartbeats every second, so it is never idle. */
+    struct conn_limits lim = {
+        .frame_ms = ns->cfg.frame_ms ? ns->cfg.frame_ms : CONN_FRAME_MS,
+        .min_rate = CONN_MIN_RATE,
+        .idle_ms = ns->cfg.idle_ms ? ns->cfg.idle_ms : CONN_IDLE_MS,
+        .gate = &ns->gate,
+        .admit = admit,
+    };
+    struct conn *c = conn_accept_limited(server, &lim, on_frame, on_close, p, NULL);
     if (!c || !p) {
         if (c)
             conn_close(c); /* on_close sees ctx NULL */
@@ -399,6 +415,9 @@ int ns_start(struct ns *ns, uv_loop_t *loop)
     uv_timer_init(loop, &ns->tick);
     ns->tick.data = ns;
     ns->listener.data = ns;
+    ns->gate.max_total = ns->cfg.max_conns ? ns->cfg.max_conns : LIMITS_MAX_CONNS;
+    ns->gate.max_per_addr =
+        ns->cfg.max_conns_per_addr ? ns->cfg.max_conns_per_addr : LIMITS_MAX_CONNS_PER_ADDR;
     int rc = conn_listen(loop, &ns->listener, ns->cfg.listen, on_connection);
     ns->listener.data = ns; /* conn_listen initialises the handle */
     if (rc) {

@@ -1,8 +1,17 @@
-/* conn.c - framed connections on libuv (see conn.h). */
+/* conn.c - framed connections on libuv (see conn.h).
+ *
+ * Limits (conn_limits): each conn's sweep timer also checks the deadline of
+ * the frame being received (its first byte's time plus frame_ms plus its
+ * announced length at min_rate) and the idle timeout; an admission
+ * callback sees each request frame's header before its bytes are kept, and
+ * a refused frame is answered at once and its bytes read and dropped
+ * (c->skip), so a refused 64 MiB body costs no memory; so is a response
+ * frame that no request of ours awaits. */
 #include "net/conn.h"
 
 #include "base/err.h"
 #include "base/log.h"
+#include "net/limits.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -41,7 +50,30 @@ struct conn {
     struct pending **pending_tail; /* the last `next` field, or &pending */
     size_t wq_bytes;
     char peer[CONN_ADDR_TEXT_MAX];
+    /* Limits (conn.h, struct conn_limits). */
+    struct conn_limits lim;
+    struct sockaddr_storage peer_ss; /* counted in lim.gate when gated */
+    int gated;
+    uint64_t frame_start_ms;  /* first byte of the frame being received; 0: none */
+    uint64_t frame_len;       /* its announced length once its header is in; 0: not yet */
+    uint64_t last_io_ms;      /* the last byte read or written */
+    uint64_t skip;            /* bytes of a refused frame still to drop */
+    uint32_t unanswered;      /* requests handed to on_frame, not yet replied to */
+    int checked;              /* the frame at rbuf[0] passed the header checks */
+    int admitted;             /* the frame at rbuf[0] was admitted: release owed */
+    struct frame_header admitted_h;
 };
+
+static struct conn_stats stats;
+
+static int send_frame(struct conn *c, unsigned type, int status, uint64_t id,
+                      const ProtobufCMessage *msg, const void *body, uint32_t body_len,
+                      conn_free_fn body_free);
+
+void conn_stats_get(struct conn_stats *out)
+{
+    *out = stats;
+}
 
 struct wreq {
     uv_write_t req;
@@ -70,6 +102,13 @@ static void on_handle_closed(uv_handle_t *h)
     if (--c->handles_open > 0)
         return;
     complete_all_pending(c, IMG_ECONN);
+    if (c->admitted) {
+        c->admitted = 0;
+        if (c->lim.release)
+            c->lim.release(c, &c->admitted_h, c->ctx);
+    }
+    if (c->gated)
+        conn_gate_leave(c->lim.gate, &c->peer_ss);
     if (c->on_close)
         c->on_close(c, c->ctx);
     free(c->rbuf);
@@ -137,10 +176,53 @@ static void unlink_pending(struct conn *c, struct pending **pp)
         c->pending_tail = pp;
 }
 
+/* Closes c when its frame is overdue or it sat idle too long. Returns 1
+ * when it closed c. */
+static int check_limits(struct conn *c, uint64_t now)
+{
+    const struct conn_limits *l = &c->lim;
+    if (l->frame_ms && c->frame_start_ms) {
+        uint64_t allow = l->frame_ms;
+        if (l->min_rate)
+            allow += c->frame_len * 1000 / l->min_rate;
+        if (now - c->frame_start_ms >= allow) {
+            log_info("closing connection from %s: a frame of %llu bytes took over %llu ms",
+                     c->peer, (unsigned long long)c->frame_len, (unsigned long long)allow);
+            stats.frame_timeouts++;
+            conn_close(c);
+            return 1;
+        }
+    }
+    if (!l->idle_ms || now - c->last_io_ms < l->idle_ms)
+        return 0;
+    if (c->wq_bytes > 0) {
+        /* A peer that stopped reading: nothing written for idle_ms plus
+         * what waits at min_rate. */
+        uint64_t allow = l->idle_ms + (l->min_rate ? c->wq_bytes * 1000 / l->min_rate : 0);
+        if (now - c->last_io_ms >= allow) {
+            log_info("closing connection from %s: %zu bytes not read for %llu ms", c->peer,
+                     c->wq_bytes, (unsigned long long)allow);
+            stats.idle_closes++;
+            conn_close(c);
+            return 1;
+        }
+        return 0;
+    }
+    if (!c->frame_start_ms && !c->pending && c->unanswered == 0) {
+        log_debug("closing idle connection with %s", c->peer);
+        stats.idle_closes++;
+        conn_close(c);
+        return 1;
+    }
+    return 0;
+}
+
 static void sweep_cb(uv_timer_t *t)
 {
     struct conn *c = t->data;
     uint64_t now = uv_now(t->loop);
+    if (check_limits(c, now))
+        return;
     struct pending **pp = &c->pending;
     while (*pp) {
         struct pending *p = *pp;
@@ -199,21 +281,76 @@ static int process_frames(struct conn *c)
 {
     size_t off = 0;
     int rc = 0;
-    while (!c->closing && c->rlen - off >= FRAME_HEADER_SIZE) {
+    int ended = 0; /* a frame ended here: the bytes after it start a new one */
+    for (;;) {
+        if (c->skip > 0 && !c->closing) {
+            size_t n = c->rlen - off < c->skip ? c->rlen - off : (size_t)c->skip;
+            off += n;
+            c->skip -= n;
+            if (c->skip > 0)
+                break;
+            ended = 1;
+            c->frame_len = 0;
+        }
+        if (c->closing || c->rlen - off < FRAME_HEADER_SIZE)
+            break;
         struct frame f;
         rc = frame_decode(c->rbuf + off, &f.h);
         if (rc != 0)
             break;
         size_t total = FRAME_HEADER_SIZE + (size_t)f.h.head_len + f.h.body_len;
+        c->frame_len = total;
+        if (!c->checked) {
+            /* Before the frame's bytes are kept: a response nobody waits
+             * for, or a request its owner refuses, is dropped as it comes. */
+            int st = 0, drop = 0;
+            if (f.h.type & FRAME_RESPONSE) {
+                const struct pending *p = c->pending;
+                while (p && p->id != f.h.request_id)
+                    p = p->next;
+                drop = !p;
+                if (drop)
+                    log_debug("dropping a response to unknown request %llu from %s",
+                              (unsigned long long)f.h.request_id, c->peer);
+            } else if (c->lim.admit) {
+                st = c->lim.admit(c, &f.h, c->ctx);
+                drop = st != 0;
+            }
+            if (drop) {
+                if (st != 0) {
+                    stats.refused++;
+                    send_frame(c, f.h.type | FRAME_RESPONSE, st, f.h.request_id, NULL, NULL, 0,
+                               NULL);
+                }
+                off += FRAME_HEADER_SIZE;
+                c->skip = total - FRAME_HEADER_SIZE;
+                continue;
+            }
+            c->checked = 1;
+            if (c->lim.admit && !(f.h.type & FRAME_RESPONSE)) {
+                c->admitted = 1;
+                c->admitted_h = f.h;
+            }
+        }
         if (c->rlen - off < total)
             break;
         f.head = c->rbuf + off + FRAME_HEADER_SIZE;
         f.body = f.head + f.h.head_len;
         off += total;
-        if (f.h.type & FRAME_RESPONSE)
+        ended = 1;
+        c->frame_len = 0;
+        c->checked = 0;
+        if (f.h.type & FRAME_RESPONSE) {
             dispatch_response(c, &f);
-        else
+        } else {
+            c->unanswered++;
             c->on_frame(c, &f, c->ctx);
+        }
+        if (c->admitted) {
+            c->admitted = 0;
+            if (c->lim.release)
+                c->lim.release(c, &f.h, c->ctx);
+        }
     }
     if (off > 0 && !c->closing) {
         memmove(c->rbuf, c->rbuf + off, c->rlen - off);
@@ -224,6 +361,13 @@ static int process_frames(struct conn *c)
         free(c->rbuf);
         c->rbuf = NULL;
         c->rcap = 0;
+    }
+    /* The clock of the frame being received starts at its first byte. */
+    if (c->closing || (c->rlen == 0 && c->skip == 0)) {
+        c->frame_start_ms = 0;
+        c->frame_len = 0;
+    } else if (ended || !c->frame_start_ms) {
+        c->frame_start_ms = c->last_io_ms;
     }
     return rc;
 }
@@ -246,6 +390,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     c->rlen += (size_t)nread;
+    c->last_io_ms = uv_now(s->loop);
     int rc = process_frames(c);
     if (rc != 0 && !c->closing) {
         log_warn("dropping connection from %s: %s", c->peer, img_strerror(rc));
@@ -264,6 +409,7 @@ static struct conn *conn_new(uv_loop_t *loop, conn_frame_cb on_frame, conn_close
     c->ctx = ctx;
     c->next_id = 1;
     c->pending_tail = &c->pending;
+    c->last_io_ms = uv_now(loop);
     uv_tcp_init(loop, &c->tcp);
     uv_timer_init(loop, &c->sweep);
     c->tcp.data = c;
@@ -292,16 +438,25 @@ void conn_addr_text(const struct sockaddr_storage *ss, char *out, size_t len)
 
 static void fill_peer(struct conn *c)
 {
-    struct sockaddr_storage ss;
-    int len = sizeof(ss);
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
-        ss.ss_family = AF_UNSPEC;
-    conn_addr_text(&ss, c->peer, sizeof(c->peer));
+    struct sockaddr_storage *ss = &c->peer_ss;
+    int len = sizeof(*ss);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)ss, &len) != 0)
+        ss->ss_family = AF_UNSPEC;
+    conn_addr_text(ss, c->peer, sizeof(c->peer));
 }
 
 struct conn *conn_accept(uv_stream_t *server, conn_frame_cb on_frame, conn_close_cb on_close,
                          void *ctx)
 {
+    return conn_accept_limited(server, NULL, on_frame, on_close, ctx, NULL);
+}
+
+struct conn *conn_accept_limited(uv_stream_t *server, const struct conn_limits *lim,
+                                 conn_frame_cb on_frame, conn_close_cb on_close, void *ctx,
+                                 int *refused)
+{
+    if (refused)
+        *refused = 0;
     struct conn *c = conn_new(server->loop, on_frame, on_close, ctx);
     if (!c)
         return NULL; /* out of memory: the connection stays unaccepted */
@@ -312,8 +467,32 @@ struct conn *conn_accept(uv_stream_t *server, conn_frame_cb on_frame, conn_close
     }
     uv_tcp_nodelay(&c->tcp, 1);
     fill_peer(c);
+    if (lim) {
+        c->lim = *lim;
+        if (lim->gate) {
+            int rc = conn_gate_enter(lim->gate, &c->peer_ss);
+            if (rc != 0) {
+                if (rc > 0)
+                    log_debug("refusing connection from %s: %s", c->peer,
+                              rc == 1 ? "the port is full" : "too many from that address");
+                if (refused)
+                    *refused = 1;
+                c->on_close = NULL;
+                conn_close(c);
+                return NULL;
+            }
+            c->gated = 1;
+        }
+    }
     uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
     return c;
+}
+
+void conn_set_timeouts(struct conn *c, const struct conn_limits *lim)
+{
+    c->lim.frame_ms = lim->frame_ms;
+    c->lim.min_rate = lim->min_rate;
+    c->lim.idle_ms = lim->idle_ms;
 }
 
 static void connect_cb(uv_connect_t *req, int status)
@@ -397,6 +576,7 @@ static void write_cb(uv_write_t *req, int status)
     struct wreq *w = (struct wreq *)req;
     struct conn *c = w->c;
     c->wq_bytes -= w->total;
+    c->last_io_ms = uv_now(c->tcp.loop);
     if (w->body_free)
         w->body_free(w->body);
     free(w->hdr);
@@ -492,6 +672,8 @@ int conn_reply(struct conn *c, const struct frame_header *req, int status,
                const ProtobufCMessage *msg, const void *body, uint32_t body_len,
                conn_free_fn body_free)
 {
+    if (c->unanswered > 0)
+        c->unanswered--;
     return send_frame(c, req->type | FRAME_RESPONSE, status, req->request_id, msg, body,
                       body_len, body_free);
 }

@@ -4,7 +4,8 @@
  * (proto/frame.h), hands each complete one to the owner's frame callback, and
  * sends requests and responses. Either side may send requests on the same
  * connection: a frame with FRAME_RESPONSE set is matched to the pending
- * request with its request_id and given to that request's callback instead.
+ * request with its request_id and given to that request's callback instead;
+ * one that no pending request awaits is read and dropped, never kept.
  *
  * Threading: a conn belongs to the loop it was created on; call it only from
  * that loop's thread.
@@ -64,6 +65,63 @@ typedef void (*conn_free_fn)(void *body);
  * pending connection is then dropped). `ctx` is passed to both callbacks. */
 struct conn *conn_accept(uv_stream_t *server, conn_frame_cb on_frame, conn_close_cb on_close,
                          void *ctx);
+
+/* ---- limits (docs/protocol.md, "Limits") ---------------------------------- */
+
+#define CONN_FRAME_MS 30000          /* a frame's fixed allowance */
+#define CONN_MIN_RATE (256u << 10)   /* bytes a second a frame's length is allowed at */
+#define CONN_IDLE_MS 300000          /* an accepted connection with nothing owed */
+#define CONN_PEER_IDLE_MS 60000      /* a pooled outgoing connection closes itself sooner */
+
+/* Asked when the header of a request frame has arrived, before its head
+ * and body are read: returns 0 to receive the frame (conn_release_cb then
+ * runs exactly once for it: after its frame callback, or when the conn
+ * closes first), or an IMG_E* status: the conn answers the request with
+ * that status at once (no head, no body) and reads the frame's remaining
+ * bytes without keeping them. */
+typedef int (*conn_admit_cb)(struct conn *c, const struct frame_header *h, void *ctx);
+typedef void (*conn_release_cb)(struct conn *c, const struct frame_header *h, void *ctx);
+
+struct conn_gate; /* net/limits.h */
+
+/* What a connection may hold and for how long. Zero fields: no limit. */
+struct conn_limits {
+    /* A frame (request or response) must be whole within frame_ms plus its
+     * announced length at min_rate bytes a second, counted from its first
+     * byte; else the conn closes. */
+    uint32_t frame_ms;
+    uint32_t min_rate;
+    /* The conn closes after idle_ms without a byte in either direction
+     * while no frame is half received, no request of either side awaits
+     * its answer and nothing waits to be written; or, with bytes waiting
+     * to be written, after idle_ms plus those bytes at min_rate without
+     * any written (a peer that stopped reading). */
+    uint32_t idle_ms;
+    /* conn_accept_limited only: counts the connection per address and
+     * refuses it past the gate's caps (borrowed; must outlive the conn). */
+    struct conn_gate *gate;
+    conn_admit_cb admit;     /* optional */
+    conn_release_cb release; /* optional; with admit */
+};
+
+/* conn_accept with limits (copied). A connection the gate refuses is
+ * closed at once: NULL is returned and *refused (if not NULL) set to 1. */
+struct conn *conn_accept_limited(uv_stream_t *server, const struct conn_limits *lim,
+                                 conn_frame_cb on_frame, conn_close_cb on_close, void *ctx,
+                                 int *refused);
+
+/* Sets the timeouts of a conn (frame_ms, min_rate, idle_ms of lim; its
+ * gate and admission are ignored), e.g. an idle timeout on a pooled
+ * outgoing connection. */
+void conn_set_timeouts(struct conn *c, const struct conn_limits *lim);
+
+/* Closes counted by reason since start (all conns of the process). */
+struct conn_stats {
+    uint64_t frame_timeouts; /* a frame took too long */
+    uint64_t idle_closes;    /* idle past idle_ms */
+    uint64_t refused;        /* admission refused a frame */
+};
+void conn_stats_get(struct conn_stats *out);
 
 /* Starts connecting to `hostport` ("127.0.0.1:7000"). Frames may be sent at
  * once; they are queued until the connection is up. If it fails, pending

@@ -1,8 +1,8 @@
 /* http_server.c - the HTTP/1.1 server core (http_server.h): listening,
  * connections, parsing, limits, timeouts and the in-order response queue,
  * shared by the dataserver's origin (dataserver/ds_http.c) and the
- * nameserver's status port (nameserver/ns_http.c). Calls base/ and net/conn.h
- * (conn_listen) only.
+ * nameserver's status port (nameserver/ns_http.c). Calls base/, net/conn.h
+ * (conn_listen) and net/limits.h (connections per address) only.
  *
  * Requests are parsed by Debian's http-parser (libhttp-parser), never by
  * hand, on the server's libuv loop; nothing here blocks. Each connection
@@ -12,10 +12,11 @@
  * the header block (431), the time a request head may take (408) and the
  * time a connection may sit idle or stalled are all bounded, and the number
  * of requests holding an in-flight slot is capped (the server answers 503
- * past it). */
+ * past it). Connections are counted per peer address (net/limits.h). */
 #include "net/http_server.h"
 
 #include "net/conn.h"
+#include "net/limits.h"
 #include "base/list.h"
 
 #include <errno.h>
@@ -44,6 +45,8 @@ struct http_server {
     int handles;                    /* open handles: listener, 2 per connection */
     int nreqs;                      /* live requests, orphans included */
     int stopped;                    /* freed once handles and nreqs are 0 */
+    struct conn_gate gate;          /* connections per address */
+    uint64_t header_timeouts, idle_closes;
 };
 
 struct http_server_conn {
@@ -61,8 +64,15 @@ struct http_server_conn {
     size_t held;       /* unparsed bytes kept at rbuf[0] while paused */
     struct http_server_req *head, *tail, *cur;
     int nqueued;
-    uint64_t last_activity_ms;
+    uint64_t last_activity_ms; /* the last progress: a head, body bytes, a response written */
     uint64_t head_started_ms; /* 0 when no request head is being received */
+    struct sockaddr_storage peer;
+    int gated;                /* counted in srv->gate */
+    /* Host lines of the head being parsed (counted whatever keep_headers). */
+    char fname[8];
+    size_t fname_len;
+    int field_open;
+    int nhost;
     /* the request being parsed: target and headers */
     char url[HTTP_SERVER_MAX_URL + 1];
     size_t url_len;
@@ -80,8 +90,10 @@ static void hconn_flush(struct http_server_conn *hc);
 /* Frees the server once it is stopped and nothing refers to it. */
 static void srv_release(struct http_server *srv)
 {
-    if (srv->stopped && srv->handles == 0 && srv->nreqs == 0)
+    if (srv->stopped && srv->handles == 0 && srv->nreqs == 0) {
+        conn_gate_free(&srv->gate);
         free(srv);
+    }
 }
 
 /* ---- responses ------------------------------------------------------------ */
@@ -105,10 +117,12 @@ const char *http_server_reason(int code)
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
     case 416: return "Range Not Satisfiable";
+    case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
     default: return "Unknown";
     }
 }
@@ -122,6 +136,7 @@ static struct http_server_req *req_new(struct http_server_conn *hc)
     q->srv = srv;
     q->conn = hc;
     q->user = srv->user;
+    q->peer = hc->peer;
     srv->nreqs++;
     return q;
 }
@@ -273,6 +288,10 @@ static void hconn_close(struct http_server_conn *hc)
     }
     hc->head = hc->tail = hc->cur = NULL;
     hc->nqueued = 0;
+    if (hc->gated) {
+        conn_gate_leave(&hc->srv->gate, &hc->peer);
+        hc->gated = 0;
+    }
     uv_close((uv_handle_t *)&hc->tick, conn_handle_closed);
     uv_close((uv_handle_t *)&hc->tcp, conn_handle_closed);
 }
@@ -293,7 +312,10 @@ static int on_message_begin(http_parser *p)
     hc->hlen = 0;
     hc->nhdrs = 0;
     hc->last_was_value = 0;
-    hc->head_started_ms = uv_now(hc->srv->loop);
+    hc->field_open = 0;
+    hc->nhost = 0;
+    if (!hc->head_started_ms) /* else it runs from an earlier byte (a CRLF) */
+        hc->head_started_ms = uv_now(hc->srv->loop);
     return 0;
 }
 
@@ -324,9 +346,25 @@ static int hdr_append(struct http_server_conn *hc, const char *at, size_t len)
     return append_capped(hc, hc->hbuf, &hc->hlen, HTTP_SERVER_MAX_HEADER_BYTES, 431, at, len);
 }
 
+/* The field name being read is complete: counts Host lines. */
+static void field_end(struct http_server_conn *hc)
+{
+    if (hc->field_open && hc->fname_len == 4 && strncasecmp(hc->fname, "host", 4) == 0)
+        hc->nhost++;
+    hc->field_open = 0;
+}
+
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
     struct http_server_conn *hc = p->data;
+    if (!hc->field_open) {
+        hc->field_open = 1;
+        hc->fname_len = 0;
+    }
+    for (size_t i = 0; i < len && hc->fname_len < sizeof(hc->fname); i++)
+        hc->fname[hc->fname_len++] = at[i];
+    if (len > sizeof(hc->fname))
+        hc->fname_len = sizeof(hc->fname);
     if (!hc->srv->cfg.keep_headers)
         return 0;
     if (hc->nhdrs == 0 || hc->last_was_value) {
@@ -350,6 +388,7 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
     struct http_server_conn *hc = p->data;
+    field_end(hc);
     if (!hc->srv->cfg.keep_headers)
         return 0;
     if (hc->nhdrs == 0)
@@ -417,12 +456,43 @@ void http_server_continue(struct http_server_req *q)
     uv_try_write((uv_stream_t *)&hc->tcp, &b, 1);
 }
 
+/* The path of the request target: origin form as it is, absolute form
+ * ("http://host/NAME", RFC 9112 3.2.2) by its path ("/" when it has none).
+ * Returns a new string or NULL (out of memory). */
+static char *target_path(const char *url, size_t len)
+{
+    if (len > 0 && url[0] != '/' && url[0] != '*') {
+        struct http_parser_url u;
+        http_parser_url_init(&u);
+        if (http_parser_parse_url(url, len, 0, &u) == 0 && (u.field_set & (1 << UF_SCHEMA)) &&
+            (u.field_set & (1 << UF_HOST))) {
+            if (!(u.field_set & (1 << UF_PATH)))
+                return strdup("/");
+            return strndup(url + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
+        }
+    }
+    return strndup(url, strcspn(url, "?#"));
+}
+
+/* Refuses q at the end of its head with `code` (the connection closes after
+ * the answer). */
+static void refuse_head(struct http_server_req *q, int code)
+{
+    http_server_refuse(q);
+    q->keep_alive = 0;
+    if (code != 503)
+        q->head_only = 0;
+    q->srv->ops.on_error(q, code);
+}
+
 static int on_headers_complete(http_parser *p)
 {
     struct http_server_conn *hc = p->data;
     struct http_server *srv = hc->srv;
     struct http_server_req *q = hc->cur;
+    field_end(hc);
     hc->head_started_ms = 0;
+    hc->last_activity_ms = uv_now(srv->loop);
     q->method = p->method;
     q->head_only = p->method == HTTP_HEAD;
     q->http10 = p->http_major == 1 && p->http_minor == 0;
@@ -430,11 +500,19 @@ static int on_headers_complete(http_parser *p)
     q->has_length = (p->flags & F_CONTENTLENGTH) != 0;
     q->length = q->has_length ? p->content_length : 0;
     hc->url[hc->url_len] = '\0';
-    size_t plen = strcspn(hc->url, "?#");
-    q->path = strndup(hc->url, plen);
+    q->path = target_path(hc->url, hc->url_len);
     if (!q->path) {
-        http_server_refuse(q);
-        srv->ops.on_error(q, 503);
+        refuse_head(q, 503);
+        return 0;
+    }
+    /* RFC 9112: 2.3 (version), 3.2 (Host: exactly one in HTTP/1.1, at most
+     * one in HTTP/1.0). */
+    if (p->http_major != 1 || p->http_minor > 1) {
+        refuse_head(q, 505);
+        return 0;
+    }
+    if (hc->nhost > 1 || (hc->nhost == 0 && !q->http10)) {
+        refuse_head(q, 400);
         return 0;
     }
     if (srv->ops.on_head)
@@ -447,6 +525,7 @@ static int on_body(http_parser *p, const char *at, size_t len)
     struct http_server_conn *hc = p->data;
     struct http_server *srv = hc->srv;
     struct http_server_req *q = hc->cur;
+    hc->last_activity_ms = uv_now(srv->loop);
     if (q->responded || !srv->ops.on_body)
         return 0; /* bodies of answered requests are read and dropped */
     srv->ops.on_body(q, at, len, (p->flags & F_CONTENTLENGTH) ? p->content_length : 0);
@@ -513,7 +592,11 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0 || hc->draining)
         return;
-    hc->last_activity_ms = uv_now(hc->srv->loop);
+    /* Bytes between requests (CRLFs too) start the next head's clock; they
+     * are not progress: only a whole head, body bytes or a response count
+     * as activity (on_headers_complete, on_body, write_done). */
+    if (!hc->cur && !hc->head_started_ms)
+        hc->head_started_ms = uv_now(hc->srv->loop);
     size_t done = http_parser_execute(&hc->parser, &hc->srv->settings, buf->base, (size_t)nread);
     if (hc->closing)
         return;
@@ -599,6 +682,7 @@ static void tick_cb(uv_timer_t *t)
         now - hc->head_started_ms >= (uint64_t)cfg->header_ms) {
         uv_read_stop((uv_stream_t *)&hc->tcp);
         hc->reading = 0;
+        hc->srv->header_timeouts++;
         parse_failed(hc, 408);
         hc->last_activity_ms = now;
         return;
@@ -607,8 +691,12 @@ static void tick_cb(uv_timer_t *t)
      * worked on (work has its own timeouts). Covers idle keep-alive
      * connections, clients that stop mid-body and clients that stop
      * reading their responses. */
-    if (now - hc->last_activity_ms >= (uint64_t)cfg->idle_ms && !conn_busy(hc))
+    /* A head being received is the header timer's (when there is one). */
+    int head_timed = cfg->header_ms > 0 && hc->head_started_ms && !hc->draining;
+    if (now - hc->last_activity_ms >= (uint64_t)cfg->idle_ms && !conn_busy(hc) && !head_timed) {
+        hc->srv->idle_closes++;
         hconn_close(hc);
+    }
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -631,6 +719,20 @@ static void on_connection(uv_stream_t *server, int status)
         hconn_close(hc);
         return;
     }
+    int len = sizeof(hc->peer);
+    if (uv_tcp_getpeername(&hc->tcp, (struct sockaddr *)&hc->peer, &len) != 0)
+        hc->peer.ss_family = AF_UNSPEC;
+    int rc = conn_gate_enter(&srv->gate, &hc->peer);
+    if (rc != 0) {
+        /* Past a cap: a short answer if the socket takes it, and close. */
+        static char busy[] = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
+                             "Connection: close\r\nContent-Length: 0\r\n\r\n";
+        uv_buf_t b = uv_buf_init(busy, sizeof(busy) - 1);
+        uv_try_write((uv_stream_t *)&hc->tcp, &b, 1);
+        hconn_close(hc);
+        return;
+    }
+    hc->gated = 1;
     uv_tcp_nodelay(&hc->tcp, 1);
     http_parser_init(&hc->parser, HTTP_REQUEST);
     hc->parser.data = hc;
@@ -666,6 +768,9 @@ int http_server_start(uv_loop_t *loop, const char *addr, const struct http_serve
         srv->cfg.req_size = sizeof(struct http_server_req);
     srv->ops = *ops;
     srv->user = user;
+    srv->gate.max_total = cfg->max_conns ? cfg->max_conns : LIMITS_MAX_CONNS;
+    srv->gate.max_per_addr =
+        cfg->max_conns_per_addr ? cfg->max_conns_per_addr : LIMITS_MAX_CONNS_PER_ADDR;
     http_parser_settings_init(&srv->settings);
     srv->settings.on_message_begin = on_message_begin;
     srv->settings.on_url = on_url;
@@ -697,6 +802,15 @@ int http_server_start(uv_loop_t *loop, const char *addr, const struct http_serve
     srv->handles = 1;
     *out = srv;
     return 0;
+}
+
+void http_server_stats(const struct http_server *srv, struct http_server_stats *out)
+{
+    out->open = srv->gate.open;
+    out->refused_total = srv->gate.refused_total;
+    out->refused_per_addr = srv->gate.refused_per_addr;
+    out->header_timeouts = srv->header_timeouts;
+    out->idle_closes = srv->idle_closes;
 }
 
 uv_tcp_t *http_server_listener(struct http_server *srv)

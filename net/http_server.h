@@ -6,7 +6,7 @@
  * server on top (dataserver/ds_http.c, the CDN origin; nameserver/ns_http.c,
  * the status port) gives callbacks (struct http_server_ops) that the core
  * calls with a request object, and answers through the core
- * (http_server_finish). May call base/ only (and libuv, http-parser).
+ * (http_server_finish). May call base/ and net/ only (and libuv, http-parser).
  *
  * Requests of one connection sit in a FIFO in arrival order. A request is
  * PARSING until its message is complete, WORKING while the server works on
@@ -19,7 +19,14 @@
  * the time a request head may take (408) and the time a connection may sit
  * idle or stalled are bounded, unparsable requests get 400, and a client
  * can queue at most HTTP_SERVER_PIPELINE_MAX requests and
- * HTTP_SERVER_WQ_MAX unsent bytes before its reading pauses.
+ * HTTP_SERVER_WQ_MAX unsent bytes before its reading pauses. The header
+ * timer runs from the first byte after the previous request (CRLFs
+ * included), and only progress (a whole head, body bytes, a response
+ * written) counts as activity for the idle timeout. Requests follow RFC
+ * 9112: a version other than 1.0 and 1.1 gets 505, a missing (HTTP/1.1)
+ * or repeated Host 400, and an absolute-form target is served by its path.
+ * The connections of a port are capped in all and per peer address
+ * (net/limits.h); one past a cap gets 503 and is closed.
  *
  * Threading: everything runs on the loop's thread. */
 #ifndef IMG_HTTP_SERVER_H
@@ -59,7 +66,8 @@ struct http_server_req {
     int head_only;                 /* HEAD: the body is not sent */
     int keep_alive;                /* the client wants the connection kept */
     int http10;
-    char *path;                    /* request target without query, NUL-terminated */
+    struct sockaddr_storage peer;  /* the client's address */
+    char *path;                    /* request target's path, without query, NUL-terminated */
     int has_length;                /* a Content-Length was given: */
     uint64_t length;               /* its value */
     int responded;                 /* a response was built (maybe early, at headers) */
@@ -98,9 +106,10 @@ struct http_server_ops {
     /* The message is complete and was not answered early: the request is
      * WORKING until the server answers it. */
     void (*on_request)(struct http_server_req *q);
-    /* The core refuses the request: code is 400 (unparsable), 408 (head too
-     * slow), 414 (target too long), 431 (headers too large) or 503 (out of
-     * memory). close_after is set (and head_only cleared, but for 503;
+    /* The core refuses the request: code is 400 (unparsable, or Host missing
+     * or repeated), 408 (head too slow), 414 (target too long), 431 (headers
+     * too large), 503 (out of memory) or 505 (HTTP version). close_after is
+     * set (and head_only cleared, but for 503;
      * method is what the parser read, if it got that far); the server
      * answers it. */
     void (*on_error)(struct http_server_req *q, int code);
@@ -114,7 +123,20 @@ struct http_server_config {
     int max_inflight;   /* requests holding a slot (http_server_take_slot); 0: no cap */
     int keep_headers;   /* 0: header lines are neither kept nor limited */
     size_t req_size;    /* bytes of each request (>= sizeof(struct http_server_req)) */
+    unsigned max_conns;          /* connections in all; 0: LIMITS_MAX_CONNS */
+    unsigned max_conns_per_addr; /* from one address; 0: LIMITS_MAX_CONNS_PER_ADDR */
 };
+
+/* Counters of a server since its start. */
+struct http_server_stats {
+    uint64_t open;             /* connections open now */
+    uint64_t refused_total;    /* refused: the port was full */
+    uint64_t refused_per_addr; /* refused: the address was at its cap */
+    uint64_t header_timeouts;  /* 408: a request head too slow */
+    uint64_t idle_closes;      /* closed idle (or stalled) */
+};
+
+void http_server_stats(const struct http_server *srv, struct http_server_stats *out);
 
 /* Listens on `addr` (HOST:PORT) on `loop`. cfg and ops are copied; `user`
  * (borrowed) is given to every request as q->user. Returns 0 with *out, or

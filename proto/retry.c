@@ -28,6 +28,8 @@ static const struct {
     {IMG_ESAFEMODE,      {F,    W,    O,   O}},
     {IMG_EDELETED,       {F,    F,    F,   F}},
     {IMG_EVIEWOLD,       {O,    F,    O,   O}}, /* the server's lease lapsed: elsewhere, again */
+    {IMG_EBUSY,          {W,    F,    O,   O}}, /* WRITE: the primary is at its receive
+                                                   * budget; the same block, a little later */
     {-ENOSPC,            {O,    F,    O,   F}}, /* WRITE: that disk is full; another block */
 };
 

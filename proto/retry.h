@@ -8,7 +8,7 @@
  * status or the transport's error) maps to what to do next:
  *
  *   step    RETRY_OTHER                          RETRY_WAIT
- *   WRITE   EREPL EFULL ESEALED ENOTPRIMARY      -
+ *   WRITE   EREPL EFULL ESEALED ENOTPRIMARY      EBUSY: the same block later
  *           ENOBLOCKHERE ECONN ETIMEDOUT EPROTO
  *           EUNAVAIL ECORRUPT: another writable
  *           block
@@ -38,7 +38,8 @@ enum retry_action {
     RETRY_FINAL, /* report the error: another attempt cannot help */
     RETRY_OTHER, /* WRITE: another block; READ: the next replica; DELETE:
                   * the block moved or its primary died, ask LOOKUP again */
-    RETRY_WAIT,  /* ALLOC: nothing writable right now; wait, ask again */
+    RETRY_WAIT,  /* ALLOC: nothing writable right now; wait, ask again;
+                  * WRITE: the primary is busy (EBUSY); wait, send again */
 };
 
 /* Returns what to do after `step` failed with `err` (nonzero). */

@@ -397,27 +397,27 @@ static void ds_http(void)
 {
     http_seed("get", "GET /{0} HTTP/1.1\r\nHost: cdn\r\n\r\n");
     http_seed("get_ext_head_deleted",
-              "GET /{1}.jpg HTTP/1.1\r\n\r\nHEAD /{2} HTTP/1.1\r\n\r\n"
+              "GET /{1}.jpg HTTP/1.1\r\nHost: cdn\r\n\r\nHEAD /{2} HTTP/1.1\r\nHost: cdn\r\n\r\n"
               "GET /{2}.webp HTTP/1.0\r\n\r\n");
-    http_seed("range", "GET /{1} HTTP/1.1\r\nRange: bytes=10-99, 200-\r\n\r\n"
-                       "GET /{1} HTTP/1.1\r\nRange: bytes=-5\r\nIf-Range: \"x\"\r\n\r\n"
-                       "GET /{1} HTTP/1.1\r\nRange: bytes=5000-\r\n\r\n");
+    http_seed("range", "GET /{1} HTTP/1.1\r\nHost: cdn\r\nRange: bytes=10-99, 200-\r\n\r\n"
+                       "GET /{1} HTTP/1.1\r\nHost: cdn\r\nRange: bytes=-5\r\nIf-Range: \"x\"\r\n\r\n"
+                       "GET /{1} HTTP/1.1\r\nHost: cdn\r\nRange: bytes=5000-\r\n\r\n");
     http_seed("conditional",
-              "GET /{0} HTTP/1.1\r\nIf-None-Match: W/\"a\", *\r\n\r\n"
-              "GET /{0} HTTP/1.1\r\nIf-Modified-Since: Sun, 06 Nov 2044 08:49:37 GMT\r\n\r\n");
-    http_seed("upload", "POST / HTTP/1.1\r\nAuthorization: Bearer {T}\r\n"
+              "GET /{0} HTTP/1.1\r\nHost: cdn\r\nIf-None-Match: W/\"a\", *\r\n\r\n"
+              "GET /{0} HTTP/1.1\r\nHost: cdn\r\nIf-Modified-Since: Sun, 06 Nov 2044 08:49:37 GMT\r\n\r\n");
+    http_seed("upload", "POST / HTTP/1.1\r\nHost: cdn\r\nAuthorization: Bearer {T}\r\n"
                         "Content-Type: image/png\r\nContent-Length: 5\r\n\r\nhello");
     http_seed("upload_chunked_continue",
-              "PUT / HTTP/1.1\r\nAuthorization: Bearer {T}\r\nExpect: 100-continue\r\n"
+              "PUT / HTTP/1.1\r\nHost: cdn\r\nAuthorization: Bearer {T}\r\nExpect: 100-continue\r\n"
               "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
-    http_seed("upload_refused", "POST / HTTP/1.1\r\nAuthorization: Bearer nope\r\n"
+    http_seed("upload_refused", "POST / HTTP/1.1\r\nHost: cdn\r\nAuthorization: Bearer nope\r\n"
                                 "Content-Length: 3\r\n\r\nabc"
-                                "POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n");
-    http_seed("delete", "DELETE /{0} HTTP/1.1\r\nAuthorization: Bearer {T}\r\n\r\n"
-                        "DELETE /{2} HTTP/1.1\r\nAuthorization: Bearer {T}\r\n\r\n");
-    http_seed("other", "GET /healthz HTTP/1.1\r\n\r\nGET /metrics HTTP/1.1\r\n\r\n"
-                       "OPTIONS / HTTP/1.1\r\n\r\nGET /notaname HTTP/1.1\r\n\r\n"
-                       "GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
+                                "POST / HTTP/1.1\r\nHost: cdn\r\nContent-Length: 99999999\r\n\r\n");
+    http_seed("delete", "DELETE /{0} HTTP/1.1\r\nHost: cdn\r\nAuthorization: Bearer {T}\r\n\r\n"
+                        "DELETE /{2} HTTP/1.1\r\nHost: cdn\r\nAuthorization: Bearer {T}\r\n\r\n");
+    http_seed("other", "GET /healthz HTTP/1.1\r\nHost: cdn\r\n\r\nGET /metrics HTTP/1.1\r\nHost: cdn\r\n\r\n"
+                       "OPTIONS / HTTP/1.1\r\nHost: cdn\r\n\r\nGET /notaname HTTP/1.1\r\nHost: cdn\r\n\r\n"
+                       "GET / HTTP/1.1\r\nHost: cdn\r\nConnection: close\r\n\r\n");
 }
 
 /* ---- fuzz_ns_rpc: the dataservers' answer mode (u8), error status (u32),

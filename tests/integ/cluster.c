@@ -224,6 +224,8 @@ int cluster_start_ns(struct cluster *c)
         argv[n++] = "--http";
         argv[n++] = c->ns.http_addr;
     }
+    for (int k = 0; c->opts.ns_args && c->opts.ns_args[k] && n < MAX_ARGS - 1; k++)
+        argv[n++] = (char *)c->opts.ns_args[k];
     argv[n] = NULL;
     if (c->ns.pid)
         cluster_signal_proc(&c->ns, SIGKILL);

@@ -44,6 +44,9 @@ struct cluster_opts {
     const char *const *ds_args;
     int ns_http;              /* non-zero: the nameserver also serves HTTP (--http) on a
                                * free port, in ns.http_addr */
+    /* Extra arguments appended to the nameserver's command line
+     * (NULL-terminated; NULL for none). Must outlive the cluster. */
+    const char *const *ns_args;
 };
 
 /* One server process: its identity survives restarts (same ports, folders). */

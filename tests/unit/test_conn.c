@@ -1,7 +1,9 @@
 /* test_conn.c - matching answers to requests in net/conn.c: whatever the
  * order the peer answers in, each request's callback gets its own answer
  * exactly once; requests that time out are taken out of the list so that
- * new requests sent from their callbacks are still matched. */
+ * new requests sent from their callbacks are still matched. And admission
+ * (struct conn_limits): a refused frame is answered with the refusal, its
+ * body never reaches the server, and the next frame is served. */
 #include "net/conn.h"
 #include "base/err.h"
 
@@ -214,4 +216,98 @@ Test(conn, requests_sent_from_answer_callbacks_are_matched, .timeout = 10)
     cr_assert_eq(cli.late_sent, N / 2);
     cr_assert_eq(cli.late_answered, N / 2);
     cr_assert_eq(cli.wrong, 0);
+}
+
+/* ---- admission (conn_limits.admit): a refused frame is answered at once,
+ * its body dropped unkept, and the frames after it on the same connection
+ * are served. */
+
+#define BIG_BODY (200u << 10)
+
+static struct {
+    uv_tcp_t listener;
+    struct conn *srv, *cli;
+    int admitted, released, seen_big, frames, answers;
+    int status[3];
+    uint32_t body_len[3];
+} adm;
+
+static int adm_admit(struct conn *c, const struct frame_header *h, void *ctx)
+{
+    if (h->body_len > 1000)
+        return IMG_ETOOBIG;
+    adm.admitted++;
+    return 0;
+}
+
+static void adm_release(struct conn *c, const struct frame_header *h, void *ctx)
+{
+    adm.released++;
+}
+
+static void adm_frame(struct conn *c, const struct frame *f, void *ctx)
+{
+    adm.frames++;
+    adm.seen_big += f->h.body_len > 1000;
+    conn_reply(c, &f->h, 0, NULL, f->body, f->h.body_len, NULL);
+}
+
+static void adm_connection(uv_stream_t *l, int status)
+{
+    struct conn_limits lim = {.admit = adm_admit, .release = adm_release};
+    adm.srv = conn_accept_limited(l, &lim, adm_frame, NULL, NULL, NULL);
+    cr_assert_not_null(adm.srv);
+}
+
+static void adm_reply(int status, const struct frame *f, void *arg)
+{
+    int i = (int)(uintptr_t)arg;
+    adm.status[i] = conn_reply_status(status, f);
+    adm.body_len[i] = f ? f->h.body_len : 0;
+    if (++adm.answers == 3) {
+        conn_close(adm.cli);
+        conn_close(adm.srv);
+        uv_close((uv_handle_t *)&adm.listener, NULL);
+    }
+}
+
+Test(conn, refused_frame_answered_and_skipped, .timeout = 10)
+{
+    memset(&adm, 0, sizeof(adm));
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    cr_assert_eq(conn_listen(&loop, &adm.listener, "127.0.0.1:0", adm_connection), 0);
+    struct sockaddr_in sa;
+    int len = sizeof(sa);
+    cr_assert_eq(uv_tcp_getsockname(&adm.listener, (struct sockaddr *)&sa, &len), 0);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", ntohs(sa.sin_port));
+    adm.cli = conn_connect(&loop, addr, NULL, NULL, NULL);
+    cr_assert_not_null(adm.cli);
+    uint8_t *big = calloc(1, BIG_BODY);
+    uint64_t small = 42;
+    cr_assert_eq(conn_request(adm.cli, FT_STAT, NULL, &small, sizeof(small), NULL, 5000, adm_reply,
+                              (void *)0),
+                 0);
+    cr_assert_eq(conn_request(adm.cli, FT_WRITE, NULL, big, BIG_BODY, NULL, 5000, adm_reply,
+                              (void *)1),
+                 0);
+    /* A response nobody asked for, with a large body: dropped unkept. */
+    struct frame_header stray = {.type = FT_STAT, .request_id = 777};
+    cr_assert_eq(conn_reply(adm.cli, &stray, 0, NULL, big, BIG_BODY, NULL), 0);
+    cr_assert_eq(conn_request(adm.cli, FT_STAT, NULL, &small, sizeof(small), NULL, 5000, adm_reply,
+                              (void *)2),
+                 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(uv_loop_close(&loop), 0);
+    free(big);
+    cr_assert_eq(adm.status[0], 0);
+    cr_assert_eq(adm.body_len[0], sizeof(small));
+    cr_assert_eq(adm.status[1], IMG_ETOOBIG);
+    cr_assert_eq(adm.body_len[1], 0);
+    cr_assert_eq(adm.status[2], 0, "the frame after a refused one: %d", adm.status[2]);
+    cr_assert_eq(adm.body_len[2], sizeof(small));
+    cr_assert_eq(adm.frames, 2);
+    cr_assert_eq(adm.seen_big, 0);
+    cr_assert_eq(adm.admitted, 2);
+    cr_assert_eq(adm.released, 2);
 }
