@@ -834,12 +834,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (fx.verbose)
             fprintf(stderr, "step %d: %s (type %u, flags 0x%02x, corruption %u, %zu+%zu bytes)\n",
                     step, frame_type_name(type), type, flags, how, head_len, body_len);
-        if (!(type & FRAME_RESPONSE) && !corrupt) {
+        /* A request whose header announces a body is refused at its header
+         * (no nameserver request has one), before its head arrives: it may
+         * be answered even when the rest never comes. */
+        int refused_early = corrupt && how == 4 && body_len > 0 && status <= 0;
+        if (!(type & FRAME_RESPONSE) && (!corrupt || refused_early)) {
             FUZZ_CHECK(fx.npend < FX_MAX_PENDING);
             struct pend *q = &fx.pend[fx.npend++];
             q->id = id;
             q->type = type;
-            q->must = !(type == FT_ADMIN_REPAIR && fx.mode == MODE_SILENT);
+            q->must = !refused_early && !(type == FT_ADMIN_REPAIR && fx.mode == MODE_SILENT);
             q->ambiguous = 0;
             q->head = malloc(head_len + 1);
             FUZZ_CHECK(q->head != NULL);
