@@ -28,6 +28,9 @@ static const struct {
     {IMG_ESAFEMODE,      {F,    W,    O,   O}},
     {IMG_EDELETED,       {F,    F,    F,   F}},
     {IMG_EVIEWOLD,       {O,    F,    O,   O}}, /* the server's lease lapsed: elsewhere, again */
+    {IMG_EAUTH,          {F,    F,    F,   F}}, /* no key, wrong key: never retried */
+    {IMG_EPERM,          {F,    F,    F,   F}},
+    {IMG_EKEYFILE,       {F,    F,    F,   F}},
     {-ENOSPC,            {O,    F,    O,   F}}, /* WRITE: that disk is full; another block */
 };
 
