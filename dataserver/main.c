@@ -1,7 +1,11 @@
 /* main.c - the dataserver process: command line, start-up and shut-down.
  *
  *   dataserver --ns HOST:PORT --listen HOST:PORT --http HOST:PORT --data DIR[,DIR...]
+ *              (--keys FILE [--member-key NAME] | --insecure)
  *
+ * Without --keys the dataserver refuses to start unless --insecure says
+ * authentication is off (docs/security.md); a keys file that is unusable
+ * (mode, type, a malformed line) stops it with exit status 2.
  * Start-up order: open and recover the data folders (locks, server id, every
  * block) before listening, so a request never sees a half-loaded store; then
  * the native port, the HTTP port and the nameserver session. SIGTERM/SIGINT
@@ -29,6 +33,7 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: dataserver --ns HOST:PORT --listen HOST:PORT --http HOST:PORT "
                  "--data DIR[,DIR...]\n"
+                 "       (--keys FILE [--member-key NAME] | --insecure)\n"
                  "       [--upload-token-file FILE] [--max-upload-bytes N] [--max-inflight N]\n"
                  "       [--http-idle-ms MS] [--http-header-timeout-ms MS]\n"
                  "       [--scrub-rate-mb MB_PER_S (default 5, 0: off)]\n"
@@ -154,10 +159,15 @@ int main(int argc, char **argv)
                                    {"scrub-rate-mb", required_argument, NULL, 'S'},
                                    {"copy-sync-mb", required_argument, NULL, 'Y'},
                                    {"capacity", required_argument, NULL, 'C'},
+                                   {"keys", required_argument, NULL, 'K'},
+                                   {"member-key", required_argument, NULL, 'M'},
+                                   {"insecure", no_argument, NULL, 'X'},
                                    {"help", no_argument, NULL, 'h'},
                                    {NULL, 0, NULL, 0}};
     static struct ds ds;
     char *data = NULL;
+    const char *keys_path = NULL, *member_key = NULL;
+    int insecure = 0;
     int have_ns = 0, have_listen = 0, have_http = 0, have_scrub = 0;
     uint64_t num, capacity = 0;
     int c;
@@ -223,6 +233,15 @@ int main(int argc, char **argv)
             if (parse_capacity(optarg, &capacity) != 0)
                 return 2;
             break;
+        case 'K':
+            keys_path = optarg;
+            break;
+        case 'M':
+            member_key = optarg;
+            break;
+        case 'X':
+            insecure = 1;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -234,6 +253,26 @@ int main(int argc, char **argv)
     if (optind != argc || !have_ns || !have_listen || !have_http || !data) {
         usage(stderr);
         return 2;
+    }
+    if (!keys_path && !insecure) {
+        fprintf(stderr, "dataserver: --keys FILE is required (or --insecure to run without "
+                        "authentication; docs/security.md)\n");
+        return 2;
+    }
+    if (keys_path) {
+        char err[AUTH_ERR_MAX];
+        if (auth_keys_load(keys_path, &ds.keys, err) != 0) {
+            fprintf(stderr, "dataserver: %s\n", err);
+            return 2;
+        }
+        const struct auth_key *mk = member_key ? auth_keys_find(ds.keys, member_key)
+                                               : auth_keys_first(ds.keys, AUTH_MEMBER);
+        if (!mk || mk->role != AUTH_MEMBER) {
+            fprintf(stderr, "dataserver: %s: no member key%s%s\n", keys_path,
+                    member_key ? " named " : "", member_key ? member_key : "");
+            return 2;
+        }
+        snprintf(ds.member_key, sizeof(ds.member_key), "%s", mk->name);
     }
     char *dirs[STORE_MAX_DISKS];
     int ndirs = split_dirs(data, dirs, STORE_MAX_DISKS);
@@ -256,6 +295,19 @@ int main(int argc, char **argv)
     log_info("server %s: %d data folder(s), %u blocks loaded", ds.store->server_id,
              ds.store->ndisks, ds.store->nblocks);
     ds.store->capacity_cap = capacity;
+    if (ds_auth_load_cluster(&ds) != 0) {
+        fprintf(stderr, "dataserver: cannot read the stored cluster id (see the log)\n");
+        store_close(ds.store);
+        return 1;
+    }
+    if (ds.keys)
+        log_info("authentication on: keys %s (%zu keys), member key '%s'%s%s", ds.keys->path,
+                 ds.keys->n, ds.member_key, ds.cluster_id[0] ? ", cluster " : "",
+                 ds.cluster_id);
+    else
+        log_warn("authentication off (--insecure): anyone who reaches the ports can write, "
+                 "delete and act as a cluster member");
+    ds_auth_start(&ds);
     if (capacity)
         log_info("capacity of each data folder limited to %llu bytes (--capacity)",
                  (unsigned long long)capacity);
@@ -291,6 +343,7 @@ int main(int argc, char **argv)
 
     /* Shut down: stop taking work, let in-flight disk I/O finish, close. */
     ds_session_stop(&ds);
+    ds_auth_stop(&ds);
     ds_copy_stop(&ds);
     ds_block_stop(&ds);
     ds_compact_stop(&ds);
@@ -303,6 +356,7 @@ int main(int argc, char **argv)
     uv_close((uv_handle_t *)&sigint, NULL);
     uv_run(ds.loop, UV_RUN_NOWAIT);
     store_close(ds.store);
+    auth_keys_free(ds.keys);
     log_info("stopped");
     return 0;
 }

@@ -64,6 +64,7 @@ struct ns_block;
 
 #define NS_HEARTBEAT_MS 1000        /* interval told to dataservers */
 #define NS_TICK_MS 200              /* planner / liveness timer */
+#define NS_KEYS_CHECK_MS 1000       /* the keys file is looked at (stat) this often */
 #define NS_CREATE_TIMEOUT_MS 5000   /* CREATE_BLOCK answer deadline */
 #define NS_MAX_CREATES_INFLIGHT 2   /* block creations in flight at once */
 #define NS_POOL_MIN_TARGET 2        /* writable blocks kept: max(this, up servers) */
@@ -772,6 +773,8 @@ struct ns_config {
     uint32_t compact_pct;     /* deleted % that compacts a block; 0: NS_DEFAULT_COMPACT_PCT */
 };
 
+struct auth_keys;
+
 struct ns {
     struct ns_config cfg;
     struct ns_meta meta;
@@ -803,6 +806,8 @@ struct ns {
     uv_timer_t tick;
     struct ns_peer *peers;          /* every accepted connection */
     uint64_t requests[256];         /* requests received, by frame type (metrics) */
+    struct auth_keys *keys;         /* --keys (owned, ns_free frees it); NULL: off */
+    uint64_t keys_checked_ms;       /* loop time the keys file was last looked at */
     int stopping;
     int started;
 };

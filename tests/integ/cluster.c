@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -224,6 +225,12 @@ int cluster_start_ns(struct cluster *c)
         argv[n++] = "--http";
         argv[n++] = c->ns.http_addr;
     }
+    if (c->opts.insecure) {
+        argv[n++] = "--insecure";
+    } else {
+        argv[n++] = "--keys";
+        argv[n++] = c->keys;
+    }
     argv[n] = NULL;
     if (c->ns.pid)
         cluster_signal_proc(&c->ns, SIGKILL);
@@ -238,6 +245,12 @@ int cluster_start_ds(struct cluster *c, int i)
     char *argv[MAX_ARGS] = {"dataserver", "--ns",   c->ns.addr, "--listen", p->addr,
                             "--http",     p->http_addr, "--data", p->data, NULL};
     int n = 9;
+    if (c->opts.insecure) {
+        argv[n++] = "--insecure";
+    } else {
+        argv[n++] = "--keys";
+        argv[n++] = c->keys;
+    }
     for (int k = 0; c->opts.ds_args && c->opts.ds_args[k] && n < MAX_ARGS - 1; k++)
         argv[n++] = (char *)c->opts.ds_args[k];
     for (int k = 0; p->args && p->args[k] && n < MAX_ARGS - 1; k++)
@@ -525,6 +538,57 @@ static int layout(struct cluster *c)
     return 0;
 }
 
+/* Writes text to path with mode 0600. Returns 0 or -errno. */
+static int write_secret_file(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    size_t len = strlen(text);
+    int rc = write(fd, text, len) == (ssize_t)len ? 0 : -EIO;
+    close(fd);
+    return rc;
+}
+
+/* A fresh secret of 64 hex digits into out (65 bytes). */
+static int make_secret(char out[65])
+{
+    unsigned char b[32];
+    if (getrandom(b, sizeof(b), 0) != sizeof(b))
+        return -EIO;
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", b[i]);
+    return 0;
+}
+
+/* The keys file and the client key files (cluster.h, "Keys"). */
+static int write_keys(struct cluster *c)
+{
+    char sm[65], so[65], sw[65], text[512];
+    int rc;
+    if ((rc = make_secret(sm)) || (rc = make_secret(so)) || (rc = make_secret(sw)))
+        return rc;
+    snprintf(c->keys, sizeof(c->keys), "%s/keys", c->dir);
+    snprintf(c->key_member, sizeof(c->key_member), "%s/member.key", c->dir);
+    snprintf(c->key_operator, sizeof(c->key_operator), "%s/operator.key", c->dir);
+    snprintf(c->key_writer, sizeof(c->key_writer), "%s/writer.key", c->dir);
+    snprintf(text, sizeof(text),
+             "# test cluster keys\nmember member1 %s\noperator ops %s\nwriter app %s\n", sm,
+             so, sw);
+    if ((rc = write_secret_file(c->keys, text)))
+        return rc;
+    snprintf(text, sizeof(text), "member1 %s\n", sm);
+    if ((rc = write_secret_file(c->key_member, text)))
+        return rc;
+    snprintf(text, sizeof(text), "operator ops %s\n", so);
+    if ((rc = write_secret_file(c->key_operator, text)))
+        return rc;
+    snprintf(text, sizeof(text), "app %s\n", sw);
+    if ((rc = write_secret_file(c->key_writer, text)))
+        return rc;
+    return setenv("IMGSTORE_KEY_FILE", c->key_operator, 1) ? -errno : 0;
+}
+
 static int cluster_start_once(const struct cluster_opts *opts, struct cluster **out)
 {
     struct cluster *c = calloc(1, sizeof(*c));
@@ -551,6 +615,10 @@ static int cluster_start_once(const struct cluster_opts *opts, struct cluster **
         free(c);
         return rc;
     }
+    if (c->opts.insecure)
+        unsetenv("IMGSTORE_KEY_FILE");
+    else if ((rc = write_keys(c)))
+        goto err;
     if ((rc = layout(c)) || (rc = cluster_start_ns(c)))
         goto err;
     for (int i = 0; i < c->nds; i++)

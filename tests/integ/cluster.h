@@ -13,6 +13,14 @@
  * stops everything and removes the folder; call it from a Criterion .fini
  * fixture so it also runs after a failed assertion.
  *
+ * Keys (docs/security.md): unless opts.insecure, cluster_start writes
+ * <dir>/keys (mode 0600: a member key "member1", an operator key "ops", a
+ * writer key "app") and one client key file per role (<dir>/member.key,
+ * operator.key, writer.key), starts every server with --keys, and sets
+ * IMGSTORE_KEY_FILE to the operator key in this process, so every handle
+ * it opens and every tool run through cluster_run / cluster_admin has it
+ * (remove it with env_del to run a tool without a key).
+ *
  * Errors: functions that can fail return 0 or a negative errno; they print
  * one line saying why to stderr, so a test only needs cr_assert_eq(rc, 0). */
 #ifndef IMG_TEST_CLUSTER_H
@@ -44,6 +52,7 @@ struct cluster_opts {
     const char *const *ds_args;
     int ns_http;              /* non-zero: the nameserver also serves HTTP (--http) on a
                                * free port, in ns.http_addr */
+    int insecure;             /* non-zero: servers run with --insecure, no keys */
 };
 
 /* One server process: its identity survives restarts (same ports, folders). */
@@ -68,6 +77,10 @@ struct cluster {
     struct cluster_proc ds[CLUSTER_MAX_DS];
     int nds;
     int passed; /* set by a test when it ends well: cluster_stop keeps quiet */
+    char keys[300];         /* the servers' keys file (empty when insecure) */
+    char key_member[300];   /* client key files, one per role */
+    char key_operator[300];
+    char key_writer[300];
 };
 
 /* Starts a cluster as described by opts (NULL for defaults) and waits until it
