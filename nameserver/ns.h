@@ -120,7 +120,20 @@ struct ns_meta {
     uint32_t setting_set;                 /* bit k: setting[k] is set (persisted) */
     struct ns_idlist readonly;            /* servers an operator made read-only */
     struct ns_idlist draining;            /* servers an operator is draining */
+    /* Membership binding (docs/security.md): server id i is bound to the
+     * member key named bound_keys[i], the key of its first authenticated
+     * heartbeat. Both arrays owned, nbound entries. */
+    char **bound_ids;
+    char **bound_keys;
+    size_t nbound;
 };
+
+/* The member key name server `id` is bound to, or NULL (not bound yet). */
+const char *ns_meta_bound_key(const struct ns_meta *m, const char *id);
+
+/* Binds server `id` to member key `key` and persists it (fsync'd). Returns
+ * 0, IMG_EINVAL for a malformed name, or the save's error (then unbound). */
+int ns_meta_bind_key(struct ns_meta *m, const char *id, const char *key);
 
 /* Parses the text of a meta file into *m (known ids malloc'd into m). Does
  * not touch m->path or m->next_id. Returns 0, or IMG_EFORMAT when anything is

@@ -74,6 +74,36 @@ static void reply_err(struct conn *c, const struct frame_header *h, int err)
     conn_reply(c, h, err, NULL, NULL, 0, NULL);
 }
 
+/* Membership binding (docs/security.md): with authentication on, a server
+ * id belongs to the member key of its first authenticated heartbeat
+ * (persisted in ns.meta); the session must have claimed that id in its
+ * handshake. Returns 0 or IMG_EIDBOUND (logged at WARN with the peer). */
+static int check_binding(struct ns_peer *p, const Imgstore__Heartbeat *hb)
+{
+    struct ns *ns = p->ns;
+    if (!ns->keys)
+        return 0;
+    if (strcmp(p->auth.server_id, hb->server_id) != 0) {
+        log_warn("heartbeat from %s for server %s refused: its handshake claimed server '%s'",
+                 conn_peer(p->c), hb->server_id, p->auth.server_id);
+        return IMG_EIDBOUND;
+    }
+    const char *bound = ns_meta_bound_key(&ns->meta, hb->server_id);
+    if (bound && strcmp(bound, p->auth.key_name) != 0) {
+        log_warn("heartbeat from %s for server %s refused: that id is bound to member key '%s', "
+                 "the session authenticated with '%s'",
+                 conn_peer(p->c), hb->server_id, bound, p->auth.key_name);
+        return IMG_EIDBOUND;
+    }
+    if (!bound) {
+        int rc = ns_meta_bind_key(&ns->meta, hb->server_id, p->auth.key_name);
+        if (rc)
+            return rc;
+        log_info("server %s bound to member key '%s'", hb->server_id, p->auth.key_name);
+    }
+    return 0;
+}
+
 static void handle_heartbeat(struct ns_peer *p, const struct frame_header *h,
                              const Imgstore__Heartbeat *hb)
 {
@@ -84,6 +114,8 @@ static void handle_heartbeat(struct ns_peer *p, const struct frame_header *h,
                  conn_peer(p->c));
         goto err;
     }
+    if ((rc = check_binding(p, hb)) != 0)
+        goto err;
     if (p->srv && strcmp(p->srv->id, hb->server_id) != 0) {
         log_warn("session of %s from %s claims to be %s: refused", p->srv->id, conn_peer(p->c),
                  hb->server_id);
