@@ -28,6 +28,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static void usage(FILE *out)
 {
@@ -43,14 +45,23 @@ static void usage(FILE *out)
                  "        its file system's; for several servers sharing one disk)]\n");
 }
 
-/* Reads the HTTP upload secret: the file's first line, without surrounding
- * white space; 1 to 4096 bytes of visible characters. Returns 0 or -1 (with
- * a message on stderr). */
+/* Reads the HTTP upload secret (--upload-token-file, deprecated: a writer
+ * key of the keys file does the same): the file's first line, without
+ * surrounding white space; 1 to 4096 bytes of visible characters. The file
+ * must be a regular file neither group nor others may read or write, like a
+ * keys file. Returns 0 or -1 (with a message on stderr). */
 static int read_token(const char *path, struct ds *ds)
 {
-    char buf[4098];
-    FILE *f = fopen(path, "r");
+    char buf[4098], err[AUTH_ERR_MAX];
+    struct stat st;
+    int fd = auth_file_open(path, &st, err);
+    if (fd < 0) {
+        fprintf(stderr, "dataserver: --upload-token-file: %s\n", err);
+        return -1;
+    }
+    FILE *f = fdopen(fd, "r");
     if (!f) {
+        close(fd);
         fprintf(stderr, "dataserver: cannot read %s: %s\n", path, strerror(errno));
         return -1;
     }
