@@ -245,11 +245,15 @@ int cluster_start_ds(struct cluster *c, int i)
     char *argv[MAX_ARGS] = {"dataserver", "--ns",   c->ns.addr, "--listen", p->addr,
                             "--http",     p->http_addr, "--data", p->data, NULL};
     int n = 9;
+    char member[32];
     if (c->opts.insecure) {
         argv[n++] = "--insecure";
     } else {
+        snprintf(member, sizeof(member), "member%d", i + 1);
         argv[n++] = "--keys";
         argv[n++] = c->keys;
+        argv[n++] = "--member-key";
+        argv[n++] = member;
     }
     for (int k = 0; c->opts.ds_args && c->opts.ds_args[k] && n < MAX_ARGS - 1; k++)
         argv[n++] = (char *)c->opts.ds_args[k];
@@ -564,7 +568,7 @@ static int make_secret(char out[65])
 /* The keys file and the client key files (cluster.h, "Keys"). */
 static int write_keys(struct cluster *c)
 {
-    char sm[65], so[65], sw[65], text[512];
+    char sm[65], so[65], sw[65], text[2048];
     int rc;
     if ((rc = make_secret(sm)) || (rc = make_secret(so)) || (rc = make_secret(sw)))
         return rc;
@@ -572,9 +576,17 @@ static int write_keys(struct cluster *c)
     snprintf(c->key_member, sizeof(c->key_member), "%s/member.key", c->dir);
     snprintf(c->key_operator, sizeof(c->key_operator), "%s/operator.key", c->dir);
     snprintf(c->key_writer, sizeof(c->key_writer), "%s/writer.key", c->dir);
-    snprintf(text, sizeof(text),
-             "# test cluster keys\nmember member1 %s\noperator ops %s\nwriter app %s\n", sm,
-             so, sw);
+    int n = snprintf(text, sizeof(text),
+                     "# test cluster keys\nmember member1 %s\noperator ops %s\nwriter app %s\n",
+                     sm, so, sw);
+    /* One more member key per further dataserver: dataserver i uses
+     * member<i+1> (each server id is bound to its own key). */
+    for (int i = 2; i <= CLUSTER_MAX_DS; i++) {
+        char s[65];
+        if ((rc = make_secret(s)))
+            return rc;
+        n += snprintf(text + n, sizeof(text) - (size_t)n, "member member%d %s\n", i, s);
+    }
     if ((rc = write_secret_file(c->keys, text)))
         return rc;
     snprintf(text, sizeof(text), "member1 %s\n", sm);

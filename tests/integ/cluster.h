@@ -14,8 +14,9 @@
  * fixture so it also runs after a failed assertion.
  *
  * Keys (docs/security.md): unless opts.insecure, cluster_start writes
- * <dir>/keys (mode 0600: a member key "member1", an operator key "ops", a
- * writer key "app") and one client key file per role (<dir>/member.key,
+ * <dir>/keys (mode 0600: member keys "member1".."member8", one per
+ * dataserver, ds[i] using member<i+1>; an operator key "ops", a writer key
+ * "app") and one client key file per role (<dir>/member.key of member1,
  * operator.key, writer.key), starts every server with --keys, and sets
  * IMGSTORE_KEY_FILE to the operator key in this process, so every handle
  * it opens and every tool run through cluster_run / cluster_admin has it
