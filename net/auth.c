@@ -6,8 +6,6 @@
 
 #include "base/err.h"
 #include "base/log.h"
-#include "proto/imgstore.pb-c.h"
-
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -481,13 +479,13 @@ int auth_is_handshake(unsigned type)
     return type == FT_AUTH_HELLO || type == FT_AUTH;
 }
 
-static void refuse(struct auth_sess *s, struct conn *c, const struct frame *f, int err,
+static void refuse(struct auth_sess *s, struct auth_answer *a, const char *peer, int err,
                    const char *why, const char *name)
 {
-    log_warn("authentication from %s refused (key '%.64s'): %s", conn_peer(c), name ? name : "",
-             why);
+    log_warn("authentication from %s refused (key '%.64s'): %s", peer, name ? name : "", why);
     s->state = AUTH_ST_FAILED;
-    conn_reply(c, &f->h, err, NULL, NULL, 0, NULL);
+    a->status = err;
+    a->msg = NULL;
 }
 
 static int claim_ok(const char *s)
@@ -501,13 +499,13 @@ static int claim_ok(const char *s)
     return 1;
 }
 
-static void serve_auth(struct auth_sess *s, const struct auth_keys *keys, const char *cluster_id,
-                       struct conn *c, const struct frame *f)
+static void handle_auth(struct auth_sess *s, const struct auth_keys *keys, const char *cluster_id,
+                        const char *peer, const uint8_t *head, uint32_t head_len,
+                        uint32_t body_len, struct auth_answer *a)
 {
-    Imgstore__Auth *m = f->h.body_len ? NULL
-                                      : imgstore__auth__unpack(NULL, f->h.head_len, f->head);
+    Imgstore__Auth *m = body_len ? NULL : imgstore__auth__unpack(NULL, head_len, head);
     if (!m) {
-        refuse(s, c, f, IMG_EPROTO, "malformed AUTH", NULL);
+        refuse(s, a, peer, IMG_EPROTO, "malformed AUTH", NULL);
         return;
     }
     const struct auth_key *k = NULL;
@@ -530,7 +528,7 @@ static void serve_auth(struct auth_sess *s, const struct auth_keys *keys, const 
     else if (cluster_id && *cluster_id && *m->cluster_id && strcmp(cluster_id, m->cluster_id))
         why = "claims another cluster id", err = IMG_ECLUSTER;
     if (why) {
-        refuse(s, c, f, err, why, m->key_name);
+        refuse(s, a, peer, err, why, m->key_name);
         imgstore__auth__free_unpacked(m, NULL);
         return;
     }
@@ -538,38 +536,57 @@ static void serve_auth(struct auth_sess *s, const struct auth_keys *keys, const 
     snprintf(s->key_name, sizeof(s->key_name), "%s", m->key_name);
     snprintf(s->cluster_id, sizeof(s->cluster_id), "%s", m->cluster_id);
     snprintf(s->server_id, sizeof(s->server_id), "%s", m->server_id);
-    uint8_t sp[AUTH_PROOF_LEN];
-    auth_proof(k, 1, s->server_nonce, m->client_nonce.data, m->key_name, &cl, sp);
-    Imgstore__AuthResp r = IMGSTORE__AUTH_RESP__INIT;
-    r.role = (char *)auth_role_name(k->role);
-    r.server_proof.data = sp;
-    r.server_proof.len = sizeof(sp);
-    conn_reply(c, &f->h, 0, &r.base, NULL, 0, NULL);
+    auth_proof(k, 1, s->server_nonce, m->client_nonce.data, m->key_name, &cl, a->proof);
+    imgstore__auth_resp__init(&a->auth);
+    a->auth.role = (char *)auth_role_name(k->role);
+    a->auth.server_proof.data = a->proof;
+    a->auth.server_proof.len = AUTH_PROOF_LEN;
+    a->status = 0;
+    a->msg = &a->auth.base;
     imgstore__auth__free_unpacked(m, NULL);
+}
+
+void auth_handle(struct auth_sess *s, const struct auth_keys *keys, const char *cluster_id,
+                 const char *peer, unsigned type, const uint8_t *head, uint32_t head_len,
+                 uint32_t body_len, struct auth_answer *a)
+{
+    a->status = 0;
+    a->msg = NULL;
+    if (type == FT_AUTH) {
+        handle_auth(s, keys, cluster_id, peer, head, head_len, body_len, a);
+        return;
+    }
+    if (type != FT_AUTH_HELLO) {
+        a->status = IMG_EBADTYPE;
+        return;
+    }
+    /* AUTH_HELLO: no body, once per connection (its head has no fields). */
+    if (s->state != AUTH_ST_NEW) {
+        refuse(s, a, peer, IMG_EAUTH, "second handshake", NULL);
+        return;
+    }
+    if (body_len) {
+        refuse(s, a, peer, IMG_EPROTO, "malformed AUTH_HELLO", NULL);
+        return;
+    }
+    if (auth_random(s->server_nonce, AUTH_NONCE_LEN) != 0) {
+        refuse(s, a, peer, IMG_EAUTH, "no random bytes", NULL);
+        return;
+    }
+    s->state = AUTH_ST_HELLO;
+    imgstore__auth_hello_resp__init(&a->hello);
+    a->hello.server_nonce.data = s->server_nonce;
+    a->hello.server_nonce.len = AUTH_NONCE_LEN;
+    a->msg = &a->hello.base;
 }
 
 void auth_serve(struct auth_sess *s, const struct auth_keys *keys, const char *cluster_id,
                 struct conn *c, const struct frame *f)
 {
-    if (f->h.type == FT_AUTH) {
-        serve_auth(s, keys, cluster_id, c, f);
-        return;
-    }
-    /* AUTH_HELLO: an empty head, once per connection. */
-    if (f->h.body_len || s->state != AUTH_ST_NEW) {
-        refuse(s, c, f, s->state != AUTH_ST_NEW ? IMG_EAUTH : IMG_EPROTO,
-               s->state != AUTH_ST_NEW ? "second handshake" : "malformed AUTH_HELLO", NULL);
-        return;
-    }
-    if (auth_random(s->server_nonce, AUTH_NONCE_LEN) != 0) {
-        refuse(s, c, f, IMG_EAUTH, "no random bytes", NULL);
-        return;
-    }
-    s->state = AUTH_ST_HELLO;
-    Imgstore__AuthHelloResp r = IMGSTORE__AUTH_HELLO_RESP__INIT;
-    r.server_nonce.data = s->server_nonce;
-    r.server_nonce.len = AUTH_NONCE_LEN;
-    conn_reply(c, &f->h, 0, &r.base, NULL, 0, NULL);
+    struct auth_answer a;
+    auth_handle(s, keys, cluster_id, conn_peer(c), f->h.type, f->head, f->h.head_len,
+                f->h.body_len, &a);
+    conn_reply(c, &f->h, a.status, a.status ? NULL : a.msg, NULL, 0, NULL);
 }
 
 enum auth_role auth_sess_role(const struct auth_sess *s, const struct auth_keys *keys)

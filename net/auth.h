@@ -20,6 +20,7 @@
 #define IMG_NET_AUTH_H
 
 #include "net/conn.h"
+#include "proto/imgstore.pb-c.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -138,6 +139,25 @@ struct auth_sess {
 
 /* Returns non-zero for the handshake's frame types. */
 int auth_is_handshake(unsigned type);
+
+/* The answer to one handshake request: a status and, when 0, msg (points
+ * at hello or auth, which point into the struct). */
+struct auth_answer {
+    int status;
+    const ProtobufCMessage *msg;
+    Imgstore__AuthHelloResp hello;
+    Imgstore__AuthResp auth;
+    uint8_t proof[AUTH_PROOF_LEN];
+};
+
+/* The handshake without a connection (auth_serve's core, and what
+ * tests/fuzz/fuzz_auth.c drives): serves request `type` (AUTH_HELLO or
+ * AUTH) with its head and body length for session s, fills *a (s's nonce
+ * is borrowed by a->hello). `peer` names the peer in the WARN of a
+ * refusal. */
+void auth_handle(struct auth_sess *s, const struct auth_keys *keys, const char *cluster_id,
+                 const char *peer, unsigned type, const uint8_t *head, uint32_t head_len,
+                 uint32_t body_len, struct auth_answer *a);
 
 /* Serves one AUTH_HELLO or AUTH request frame on c for session s with the
  * keys `keys` (NULL: authentication off, every AUTH is refused as
