@@ -129,8 +129,43 @@ else
     row "HTTP GET vs nginx" "n/a (HTTP origin not built yet)" "-" "-" "-"
 fi
 
+# ---- row 8: the cost of authentication -----------------------------------------
+# The same uploads and reads against this cluster (authentication on) and a
+# cluster like it started with --insecure, one after the other.
+AUTH_FILES=${BENCH_AUTH_FILES:-3000}
+ACOMMON="-n $AUTH_FILES -c $CONC --size $SIZE --duration 5 --json"
+log "8: $AUTH_FILES uploads and 5 s of reads, authentication on"
+"$BIN/imgstore" --ns "$NS" bench $ACOMMON >"$WORK/auth-on.json"
+
 for pid in $DS_PIDS $NS_PID; do stop_pid "$pid"; done
 rm -rf "$WORK/files" "$WORK"/ds? # free the disk for the small-file datasets
+
+log "8: the same, authentication off (--insecure)"
+OUTER=$WORK
+OUTER_AUTH=$AUTH_ARGS
+WORK=$OUTER/insecure
+AUTH_ARGS=--insecure
+mkdir -p "$WORK/log"
+start_ns --replicas $REPLICAS --safe-mode-timeout-ms 0
+INS_PIDS=$LAST
+for i in $(seq $NDS); do
+    start_ds "$i"
+    INS_PIDS="$INS_PIDS $LAST"
+done
+wait_up $NDS
+IMGSTORE_KEY_FILE= "$BIN/imgstore" --ns "$NS" bench $ACOMMON >"$OUTER/auth-off.json"
+for pid in $INS_PIDS; do stop_pid "$pid"; done
+rm -rf "$WORK"
+WORK=$OUTER
+AUTH_ARGS=$OUTER_AUTH
+A1=$WORK/auth-on.json
+A0=$WORK/auth-off.json
+row "uploads/s, authentication on vs off (errors $(jerr "$A1" upload)/$(jerr "$A0" upload))" \
+    "$(fmt "$(jget "$A1" upload ops_per_s)" %.0f)" "$(fmt "$(jget "$A0" upload ops_per_s)" %.0f)" \
+    "$(ratio "$(jget "$A1" upload ops_per_s)" "$(jget "$A0" upload ops_per_s)")" ">= 0.97x"
+row "random reads/s, authentication on vs off (errors $(jerr "$A1" read)/$(jerr "$A0" read))" \
+    "$(fmt "$(jget "$A1" read ops_per_s)" %.0f)" "$(fmt "$(jget "$A0" read ops_per_s)" %.0f)" \
+    "$(ratio "$(jget "$A1" read ops_per_s)" "$(jget "$A0" read ops_per_s)")" ">= 0.97x"
 
 # ---- rows 4 and 5: dataserver RAM per file and restart with small files -----
 mkdir -p "$WORK/empty"
@@ -138,7 +173,7 @@ free_port
 EMPTY_ADDR=127.0.0.1:$PORT
 free_port
 start ds-empty "$BIN/dataserver" --ns 127.0.0.1:1 --listen "$EMPTY_ADDR" \
-    --http "127.0.0.1:$PORT" --data "$WORK/empty"
+    --http "127.0.0.1:$PORT" --data "$WORK/empty" $AUTH_ARGS
 EMPTY_PID=$LAST
 sleep 1.5
 RSS_EMPTY=$(rss_kb "$EMPTY_PID")
@@ -152,7 +187,7 @@ free_port
 PROBE_NS=127.0.0.1:$PORT
 mkdir -p "$WORK/ns-probe"
 start ns-probe "$BIN/nameserver" --listen "$PROBE_NS" --data "$WORK/ns-probe" --replicas 1 \
-    --safe-mode-timeout-ms 0
+    --safe-mode-timeout-ms 0 $AUTH_ARGS
 
 # probe DIR NAME: starts a dataserver on DIR, prints "pid=P first_read_ms=M".
 probe() {
@@ -163,7 +198,7 @@ probe() {
     http=127.0.0.1:$PORT
     "$BBIN/dsprobe" --addr "$addr" --name "$2" --log "$WORK/log/ds-small.log" -- \
         "$BIN/dataserver" --ns "$PROBE_NS" --listen "$addr" --http "$http" \
-        --data "$1"
+        --data "$1" $AUTH_ARGS
 }
 
 # restart_once DIR NAME [cold]: restarts the dataserver on DIR until it serves
@@ -233,15 +268,16 @@ NS2=127.0.0.1:$PORT
 mkdir -p "$WORK/ns2"
 # The fakes first introduce themselves, so that the restarted nameserver
 # knows them and holds safe mode until all have reported, as after a restart.
+# (nsload's fake dataservers send raw heartbeats without a key: --insecure.)
 start ns2 "$BIN/nameserver" --listen "$NS2" --data "$WORK/ns2" --replicas $REPLICAS \
-    --safe-mode-timeout-ms 0
+    --safe-mode-timeout-ms 0 --insecure
 NS2_PID=$LAST
 sleep 0.5
 "$BBIN/nsload" --ns "$NS2" --ns-pid "$NS2_PID" --blocks "$NS_BLOCKS" --servers 8 \
     --replicas $REPLICAS --register-only >"$WORK/nsload.out"
 stop_pid "$NS2_PID"
 start ns2 "$BIN/nameserver" --listen "$NS2" --data "$WORK/ns2" --replicas $REPLICAS \
-    --safe-mode-timeout-ms 120000
+    --safe-mode-timeout-ms 120000 --insecure
 NS2_PID=$LAST
 sleep 0.5
 "$BBIN/nsload" --ns "$NS2" --ns-pid "$NS2_PID" --blocks "$NS_BLOCKS" --servers 8 \
