@@ -6,7 +6,7 @@
  * connections authenticate with (--member-key, else the file's first member
  * key, looked up by name at each connection so a rotation needs no
  * restart), and the cluster id this server joined, stored in every data
- * folder (DIR/.cluster_id, written atomically and fsync'd) the first time a
+ * folder (DIR/CLUSTER_ID, written atomically and fsync'd) the first time a
  * nameserver answers a heartbeat, and claimed in every handshake after.
  * May call net/ (auth, auth_link) and base/. */
 #include "dataserver/ds.h"
@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 #define KEYS_CHECK_MS 1000
-#define CLUSTER_FILE ".cluster_id"
+#define CLUSTER_FILE "CLUSTER_ID"
 
 static void keys_tick(uv_timer_t *t)
 {
