@@ -300,6 +300,23 @@ static void note_stat(struct auth_keys *k, const struct stat *st)
     k->mtime = st->st_mtim;
 }
 
+/* Gives every key of `keys` its gen: the one of the same name and secret
+ * in old[0..nold), else a new one. */
+static void assign_gens(struct auth_keys *k, struct auth_key *keys, size_t n,
+                        const struct auth_key *old, size_t nold)
+{
+    for (size_t i = 0; i < n; i++) {
+        keys[i].gen = 0;
+        for (size_t j = 0; j < nold; j++)
+            if (strcmp(old[j].name, keys[i].name) == 0 &&
+                old[j].secret_len == keys[i].secret_len &&
+                CRYPTO_memcmp(old[j].secret, keys[i].secret, keys[i].secret_len) == 0)
+                keys[i].gen = old[j].gen;
+        if (keys[i].gen == 0)
+            keys[i].gen = ++k->next_gen;
+    }
+}
+
 int auth_keys_load(const char *path, struct auth_keys **out, char *err)
 {
     *out = NULL;
@@ -317,6 +334,7 @@ int auth_keys_load(const char *path, struct auth_keys **out, char *err)
         return rc;
     }
     note_stat(k, &st);
+    assign_gens(k, k->keys, k->n, NULL, 0);
     *out = k;
     return 0;
 }
@@ -342,6 +360,7 @@ int auth_keys_reload(struct auth_keys *k, char *err)
         snprintf(err + l, AUTH_ERR_MAX - l, " (keeping the keys read before)");
         return rc;
     }
+    assign_gens(k, keys, n, k->keys, k->n);
     OPENSSL_cleanse(k->keys, k->n * sizeof(*k->keys));
     free(k->keys);
     k->keys = keys;
@@ -534,6 +553,7 @@ static void handle_auth(struct auth_sess *s, const struct auth_keys *keys, const
     }
     s->state = AUTH_ST_DONE;
     snprintf(s->key_name, sizeof(s->key_name), "%s", m->key_name);
+    s->key_gen = k->gen;
     snprintf(s->cluster_id, sizeof(s->cluster_id), "%s", m->cluster_id);
     snprintf(s->server_id, sizeof(s->server_id), "%s", m->server_id);
     auth_proof(k, 1, s->server_nonce, m->client_nonce.data, m->key_name, &cl, a->proof);
@@ -596,7 +616,7 @@ enum auth_role auth_sess_role(const struct auth_sess *s, const struct auth_keys 
     if (!s || s->state != AUTH_ST_DONE)
         return AUTH_NONE;
     const struct auth_key *k = auth_keys_find(keys, s->key_name);
-    return k ? k->role : AUTH_NONE;
+    return k && k->gen == s->key_gen ? k->role : AUTH_NONE;
 }
 
 int auth_sess_check(const struct auth_sess *s, const struct auth_keys *keys, enum auth_role need)

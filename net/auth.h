@@ -49,6 +49,10 @@ struct auth_key {
     enum auth_role role;
     uint8_t secret[AUTH_SECRET_MAX];
     size_t secret_len;
+    /* Which (name, secret) this is: kept by a reload that finds the same
+     * name with the same secret, new otherwise. A connection authenticated
+     * with an older secret of the name does not pass for the new one. */
+    uint64_t gen;
 };
 
 /* A keys file as last read. Owned by its server; freed with auth_keys_free. */
@@ -60,6 +64,7 @@ struct auth_keys {
     ino_t ino;
     off_t size;
     struct timespec mtime;
+    uint64_t next_gen; /* the gen the next new key gets */
 };
 
 /* "writer", "operator", "member" or "none". */
@@ -133,6 +138,7 @@ struct auth_sess {
     enum auth_state state;
     uint8_t server_nonce[AUTH_NONCE_LEN];
     char key_name[AUTH_NAME_MAX];
+    uint64_t key_gen; /* the key's gen when it authenticated */
     char cluster_id[AUTH_CLAIM_MAX]; /* the claims the proof bound */
     char server_id[AUTH_CLAIM_MAX];
 };
@@ -168,8 +174,8 @@ void auth_serve(struct auth_sess *s, const struct auth_keys *keys, const char *c
                 struct conn *c, const struct frame *f);
 
 /* The role the session's key has now: AUTH_MEMBER for everything when keys
- * is NULL (authentication off); AUTH_NONE when not authenticated or the key
- * is gone from the file. */
+ * is NULL (authentication off); AUTH_NONE when not authenticated, or the key
+ * is gone from the file or has another secret now. */
 enum auth_role auth_sess_role(const struct auth_sess *s, const struct auth_keys *keys);
 
 /* 0 when the session may send a request needing `need`; IMG_EAUTH when it

@@ -161,7 +161,7 @@ Test(auth, reload_adds_and_revokes, .init = setup, .fini = teardown)
     const char *p = put("keys", "member ds " S1 "\noperator ops " S2 "\n", 0600);
     cr_assert_eq(auth_keys_load(p, &ks, err), 0, "%s", err);
     cr_assert_eq(auth_keys_reload(ks, err), 0, "unchanged");
-    struct auth_sess s = {.state = AUTH_ST_DONE};
+    struct auth_sess s = {.state = AUTH_ST_DONE, .key_gen = auth_keys_find(ks, "ops")->gen};
     strcpy(s.key_name, "ops");
     cr_assert_eq(auth_sess_check(&s, ks, AUTH_OPERATOR), 0);
     cr_assert_eq(auth_sess_check(&s, ks, AUTH_MEMBER), IMG_EPERM);
@@ -172,6 +172,18 @@ Test(auth, reload_adds_and_revokes, .init = setup, .fini = teardown)
     cr_assert_not_null(auth_keys_find(ks, "app"));
     cr_assert_eq(auth_sess_check(&s, ks, AUTH_WRITER), IMG_EAUTH, "revoked");
     cr_assert_eq(auth_sess_check(&s, ks, AUTH_NONE), 0, "reads stay open");
+    /* the same name with a new secret: a session of the old secret is
+     * refused; one of an unchanged key (app) survives a reload */
+    struct auth_sess sa = {.state = AUTH_ST_DONE, .key_gen = auth_keys_find(ks, "app")->gen};
+    strcpy(sa.key_name, "app");
+    cr_assert_eq(auth_sess_check(&sa, ks, AUTH_WRITER), 0);
+    struct auth_sess sd = {.state = AUTH_ST_DONE, .key_gen = auth_keys_find(ks, "ds")->gen};
+    strcpy(sd.key_name, "ds");
+    cr_assert_eq(auth_sess_check(&sd, ks, AUTH_MEMBER), 0);
+    put("keys", "member ds " S2 "\nwriter app " S2 "\n# ds has a new secret\n", 0600);
+    cr_assert_eq(auth_keys_reload(ks, err), 1, "%s", err);
+    cr_assert_eq(auth_sess_check(&sd, ks, AUTH_MEMBER), IMG_EAUTH, "an old secret of the name");
+    cr_assert_eq(auth_sess_check(&sa, ks, AUTH_WRITER), 0, "unchanged key, same session");
     /* a bad mode on reload: error, the old keys stay */
     cr_assert_eq(chmod(p, 0644), 0);
     put("keys", "member ds " S1 "\n", 0644);
