@@ -90,6 +90,11 @@ struct cluster {
  * stderr and a negative errno is returned (-ETIMEDOUT when not ready). */
 int cluster_start(const struct cluster_opts *opts, struct cluster **out);
 
+/* Writes c->keys and the client key files in c->dir and sets
+ * IMGSTORE_KEY_FILE to the operator key (cluster_keys.c; called by
+ * cluster_start unless opts.insecure). Returns 0 or a negative errno. */
+int cluster_write_keys(struct cluster *c);
+
 /* Stops every process (SIGTERM, up to CLUSTER_STOP_MS, then SIGKILL), reaps
  * them and removes the folder. When c->passed is 0, prints the tails of the
  * server logs first. IMGSTORE_KEEP=1 in the environment keeps the folder.
