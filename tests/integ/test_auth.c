@@ -9,7 +9,10 @@
  * fails with a writer key; a key revoked from the file is refused without a
  * restart, also on a connection that authenticated before; key files that
  * others may read are refused by servers and tools; HTTP uploads and
- * deletes answer 401 / 201 / 204 by the bearer key. */
+ * deletes answer 401 / 201 / 204 by the bearer key; on a dataserver's port
+ * frames between servers need a member key and a second handshake drops
+ * a connection's authentication; a cluster started --insecure is open (and
+ * its HTTP uploads, without keys or token, answer 403). */
 #include "base/err.h"
 #include "net/auth.h"
 #include "proto/frame.h"
@@ -98,9 +101,9 @@ static int call(int fd, unsigned type, const ProtobufCMessage *m,
     return r.status;
 }
 
-/* The handshake as a member would do it, with key k claiming server_id.
- * Returns the status of AUTH. */
-static int raw_auth(int fd, const struct auth_key *k, const char *server_id)
+/* The handshake as a member would do it, with key k claiming server_id;
+ * on success the answer must name role `want`. Returns the status of AUTH. */
+static int raw_auth_as(int fd, const struct auth_key *k, const char *server_id, const char *want)
 {
     Imgstore__AuthHello hello = IMGSTORE__AUTH_HELLO__INIT;
     Imgstore__AuthHelloResp *hr = NULL;
@@ -124,13 +127,18 @@ static int raw_auth(int fd, const struct auth_key *k, const char *server_id)
     Imgstore__AuthResp *ar = NULL;
     int st = call(fd, FT_AUTH, &a.base, &imgstore__auth_resp__descriptor, (void **)&ar);
     if (st == 0) {
-        cr_assert_str_eq(ar->role, "member");
+        cr_assert_str_eq(ar->role, want);
         cr_assert_eq(auth_proof_check(k, 1, sn, cn, k->name, &cl, ar->server_proof.data,
                                       ar->server_proof.len),
                      0, "the nameserver proves the key too");
         imgstore__auth_resp__free_unpacked(ar, NULL);
     }
     return st;
+}
+
+static int raw_auth(int fd, const struct auth_key *k, const char *server_id)
+{
+    return raw_auth_as(fd, k, server_id, "member");
 }
 
 /* A heartbeat claiming server `id` at `addr`; returns its status. */
@@ -675,5 +683,94 @@ Test(auth, http_uploads_and_deletes_take_keys)
              "Content-Type: image/gif\r\nContent-Length: %zu\r\n\r\n%s",
              secret, strlen(body), body);
     cr_assert_eq(http_status(a, req), 401);
+    C->passed = 1;
+}
+
+/* ---- the dataserver's native port: frames between servers need a member key ---- */
+
+Test(auth, dataserver_port_roles)
+{
+    imgstore_t *h = cluster_client(C);
+    char name[IMGSTORE_NAME_MAX];
+    cr_assert_eq(cluster_put_file(h, 9, 1, 500, name, 3), 0);
+    struct imgstore_stat st;
+    cr_assert_eq(imgstore_stat(h, name, &st), 0);
+    imgstore_close(h);
+    int d = cluster_ds_index(C, st.replicas[0]);
+    cr_assert_geq(d, 0);
+    Imgstore__ReplAppend ra = IMGSTORE__REPL_APPEND__INIT;
+    ra.block_id = st.block_id;
+    ra.offset = 1u << 20;
+    ra.primary_id = (char *)"0123456789abcdef0123456789abcdef";
+    Imgstore__SealBlock sb = IMGSTORE__SEAL_BLOCK__INIT;
+    sb.block_id = st.block_id;
+
+    /* No key: REPL_APPEND refused for authentication, before anything. */
+    int fd = cluster_connect(C->ds[d].addr, 5000);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(call(fd, FT_REPL_APPEND, &ra.base, NULL, NULL), IMG_EAUTH);
+    /* A nameserver command on the native port: not from here at all. */
+    cr_assert_eq(call(fd, FT_SEAL_BLOCK, &sb.base, NULL, NULL), IMG_EBADTYPE);
+    close(fd);
+
+    /* An operator key: authenticated, but not a member. */
+    char line[300], err[AUTH_ERR_MAX];
+    key_line("ops", line, sizeof(line));
+    struct auth_key ko;
+    cr_assert_eq(auth_key_file_load(client_key("ops.key", line, 0600), &ko, err), 0, "%s", err);
+    fd = cluster_connect(C->ds[d].addr, 5000);
+    cr_assert_eq(raw_auth_as(fd, &ko, "", "operator"), 0);
+    cr_assert_eq(call(fd, FT_REPL_APPEND, &ra.base, NULL, NULL), IMG_EPERM);
+    /* A second handshake on the connection fails it, for good. */
+    Imgstore__AuthHello hello = IMGSTORE__AUTH_HELLO__INIT;
+    cr_assert_eq(call(fd, FT_AUTH_HELLO, &hello.base, NULL, NULL), IMG_EAUTH);
+    Imgstore__Verify v = IMGSTORE__VERIFY__INIT;
+    v.block_id = st.block_id;
+    cr_assert_eq(call(fd, FT_VERIFY, &v.base, NULL, NULL), IMG_EAUTH, "no longer authenticated");
+    close(fd);
+    /* The file is still there and intact. */
+    h = cluster_client(C);
+    cr_assert_eq(cluster_check_file(h, name, NULL, 9, 1, 500), 0);
+    imgstore_close(h);
+    C->passed = 1;
+}
+
+/* ---- the off switch ------------------------------------------------------------------ */
+
+Test(auth, insecure_cluster_is_open)
+{
+    struct cluster *open_c = NULL;
+    cr_assert_eq(cluster_start(&(struct cluster_opts){.ndataservers = 1, .replicas = 1,
+                                                      .insecure = 1},
+                               &open_c),
+                 0);
+    void *log = NULL;
+    size_t len = 0;
+    cr_assert_eq(cluster_read_file(open_c->ns.log, &log, &len), 0);
+    cr_assert(strstr(log, "authentication off (--insecure)"), "a WARN at start");
+    free(log);
+    /* No key anywhere: put and rm work. */
+    cr_assert_null(getenv("IMGSTORE_KEY_FILE"));
+    imgstore_t *h = cluster_client(open_c);
+    char name[IMGSTORE_NAME_MAX];
+    cr_assert_eq(imgstore_put(h, "open", 4, "text/plain", name), 0);
+    cr_assert_eq(imgstore_unlink(h, name), 0);
+    /* A key the servers cannot check: the request goes on without it. */
+    char kp[400];
+    snprintf(kp, sizeof(kp), "%s/k.key", open_c->dir);
+    cr_assert_eq(cluster_write_file(kp, "k 00112233445566778899aabbccddeeff\n", 35), 0);
+    cr_assert_eq(chmod(kp, 0600), 0);
+    cr_assert_eq(imgstore_set_key_file(h, kp, NULL, 0), 0);
+    cr_assert_eq(imgstore_put(h, "open", 4, "text/plain", name), 0);
+    imgstore_close(h);
+    /* HTTP uploads are off without keys or an upload token: 403. */
+    char req[300];
+    snprintf(req, sizeof(req),
+             "POST / HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer 00112233445566778899aabbccddeeff"
+             "\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\r\nopen");
+    cr_assert_eq(http_status(open_c->ds[0].http_addr, req), 403);
+    open_c->passed = 1;
+    cluster_stop(open_c);
+    setenv("IMGSTORE_KEY_FILE", C->key_operator, 1);
     C->passed = 1;
 }
