@@ -74,6 +74,16 @@ static void reply_err(struct conn *c, const struct frame_header *h, int err)
     conn_reply(c, h, err, NULL, NULL, 0, NULL);
 }
 
+/* " (N more refusals not logged)" when refusal WARNs were dropped
+ * (auth_log_ok), else "". */
+static const char *also_text(unsigned long more, char *buf, size_t n)
+{
+    if (!more)
+        return "";
+    snprintf(buf, n, " (%lu more refusals not logged)", more);
+    return buf;
+}
+
 /* Membership binding (docs/security.md): with authentication on, a server
  * id belongs to the member key of its first authenticated heartbeat
  * (persisted in ns.meta); the session must have claimed that id in its
@@ -83,16 +93,23 @@ static int check_binding(struct ns_peer *p, const Imgstore__Heartbeat *hb)
     struct ns *ns = p->ns;
     if (!ns->keys)
         return 0;
+    unsigned long more = 0;
+    char also[64];
     if (strcmp(p->auth.server_id, hb->server_id) != 0) {
-        log_warn("heartbeat from %s for server %s refused: its handshake claimed server '%s'",
-                 conn_peer(p->c), hb->server_id, p->auth.server_id);
+        if (auth_log_ok(&more))
+            log_warn("heartbeat from %s for server %s refused: its handshake claimed server "
+                     "'%s'%s",
+                     conn_peer(p->c), hb->server_id, p->auth.server_id,
+                     also_text(more, also, sizeof(also)));
         return IMG_EIDBOUND;
     }
     const char *bound = ns_meta_bound_key(&ns->meta, hb->server_id);
     if (bound && strcmp(bound, p->auth.key_name) != 0) {
-        log_warn("heartbeat from %s for server %s refused: that id is bound to member key '%s', "
-                 "the session authenticated with '%s'",
-                 conn_peer(p->c), hb->server_id, bound, p->auth.key_name);
+        if (auth_log_ok(&more))
+            log_warn("heartbeat from %s for server %s refused: that id is bound to member key "
+                     "'%s', the session authenticated with '%s'%s",
+                     conn_peer(p->c), hb->server_id, bound, p->auth.key_name,
+                     also_text(more, also, sizeof(also)));
         return IMG_EIDBOUND;
     }
     if (!bound) {
@@ -378,9 +395,12 @@ static void on_frame(struct conn *c, const struct frame *f, void *ctx)
         return;
     }
     int rc = auth_sess_check(&p->auth, p->ns->keys, k->need);
+    unsigned long more;
+    char also[64];
     if (rc) {
-        if (f->h.type == FT_HEARTBEAT)
-            log_warn("heartbeat from %s refused: %s", conn_peer(c), img_strerror(rc));
+        if (f->h.type == FT_HEARTBEAT && auth_log_ok(&more))
+            log_warn("heartbeat from %s refused: %s%s", conn_peer(c), img_strerror(rc),
+                     also_text(more, also, sizeof(also)));
         reply_err(c, &f->h, rc);
         return;
     }

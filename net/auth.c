@@ -498,10 +498,37 @@ int auth_is_handshake(unsigned type)
     return type == FT_AUTH_HELLO || type == FT_AUTH;
 }
 
+int auth_log_ok(unsigned long *suppressed)
+{
+    static time_t second;
+    static unsigned in_second;
+    static unsigned long dropped;
+    time_t now = time(NULL);
+    if (now != second) {
+        second = now;
+        in_second = 0;
+    }
+    if (in_second >= AUTH_LOG_PER_S) {
+        dropped++;
+        return 0;
+    }
+    in_second++;
+    *suppressed = dropped;
+    dropped = 0;
+    return 1;
+}
+
 static void refuse(struct auth_sess *s, struct auth_answer *a, const char *peer, int err,
                    const char *why, const char *name)
 {
-    log_warn("authentication from %s refused (key '%.64s'): %s", peer, name ? name : "", why);
+    unsigned long more;
+    char also[64] = "";
+    if (auth_log_ok(&more)) {
+        if (more)
+            snprintf(also, sizeof(also), " (%lu more refusals not logged)", more);
+        log_warn("authentication from %s refused (key '%.64s'): %s%s", peer, name ? name : "",
+                 why, also);
+    }
     s->state = AUTH_ST_FAILED;
     a->status = err;
     a->msg = NULL;

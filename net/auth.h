@@ -129,6 +129,13 @@ int auth_proof_check(const struct auth_key *k, int server, const uint8_t *server
                      const uint8_t *client_nonce, const char *key_name,
                      const struct auth_claims *claims, const uint8_t *proof, size_t len);
 
+/* Rate limit of the refusal WARNs (an attacker must not flood the log):
+ * returns non-zero when one more may be logged now (AUTH_LOG_PER_S a
+ * second); *suppressed then says how many were not logged since the last
+ * one (to say so in it). */
+#define AUTH_LOG_PER_S 10
+int auth_log_ok(unsigned long *suppressed);
+
 /* ---- the server side of one connection ------------------------------------ */
 
 enum auth_state { AUTH_ST_NEW = 0, AUTH_ST_HELLO, AUTH_ST_DONE, AUTH_ST_FAILED };

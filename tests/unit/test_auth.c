@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Counts calls of CRYPTO_memcmp (this definition comes first in the link;
@@ -282,4 +283,24 @@ Test(auth, bearer_lookup)
     cr_assert_null(auth_keys_by_secret(&ks, w, 30), "short");
     cr_assert_null(auth_keys_by_secret(&ks, "zz", 2));
     cr_assert_null(auth_keys_by_secret(NULL, w, 32));
+}
+
+Test(auth, refusal_log_rate_limited)
+{
+    unsigned long more = 99;
+    /* Start at the beginning of a second, so the count runs within one. */
+    time_t t0 = time(NULL);
+    while (time(NULL) == t0)
+        usleep(1000);
+    int ok = 0;
+    for (int i = 0; i < 50; i++)
+        ok += auth_log_ok(&more);
+    cr_assert_eq(ok, AUTH_LOG_PER_S, "at most %d WARNs a second", AUTH_LOG_PER_S);
+    t0 = time(NULL);
+    while (time(NULL) == t0)
+        usleep(1000);
+    cr_assert(auth_log_ok(&more));
+    cr_assert_eq(more, 50 - AUTH_LOG_PER_S, "the next one says how many were dropped");
+    cr_assert(auth_log_ok(&more));
+    cr_assert_eq(more, 0);
 }
