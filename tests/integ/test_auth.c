@@ -32,7 +32,6 @@
 #include <unistd.h>
 
 #define RUN_MS 30000
-#define RELOAD_WAIT_US 1600000 /* servers look at the keys file every second */
 
 static void setup(void)
 {
@@ -188,10 +187,46 @@ static size_t servers_at_home(void)
     return n;
 }
 
+/* How many times `what` occurs in the log at path. */
+static int log_count(const char *path, const char *what)
+{
+    void *text = NULL;
+    size_t len = 0;
+    if (cluster_read_file(path, &text, &len) != 0)
+        return 0;
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, what)); p++)
+        n++;
+    free(text);
+    return n;
+}
+
+/* Waits (up to 15 s) until every server's log holds more lines with `what`
+ * than counted in before[] (ns first, then the dataservers). */
+static void wait_logs(const char *what, const int *before)
+{
+    int64_t t0 = cluster_now_ms();
+    for (int i = 0; i <= C->nds; i++) {
+        const char *log = i == 0 ? C->ns.log : C->ds[i - 1].log;
+        while (log_count(log, what) <= before[i]) {
+            cr_assert_lt(cluster_now_ms() - t0, 15000, "no '%s' in %s", what, log);
+            usleep(50000);
+        }
+    }
+}
+
+static void count_logs(const char *what, int *out)
+{
+    for (int i = 0; i <= C->nds; i++)
+        out[i] = log_count(i == 0 ? C->ns.log : C->ds[i - 1].log, what);
+}
+
 /* Rewrites the servers' keys file (atomically, mode 0600) with `text`
- * appended to or replacing it, and waits for the servers to read it. */
+ * appended to or replacing it, and waits until every server re-read it. */
 static void keys_rewrite(const char *text, int append)
 {
+    int before[CLUSTER_MAX_DS + 1];
+    count_logs("re-read", before);
     void *old = NULL;
     size_t len = 0;
     cr_assert_eq(cluster_read_file(C->keys, &old, &len), 0);
@@ -205,7 +240,7 @@ static void keys_rewrite(const char *text, int append)
     close(fd);
     free(old);
     cr_assert_eq(rename(tmp, C->keys), 0);
-    usleep(RELOAD_WAIT_US);
+    wait_logs("re-read", before);
 }
 
 /* The line of key `name` in the servers' keys file, into out. */
@@ -428,17 +463,15 @@ Test(auth, foreign_cluster_refused)
     args[6] = NULL;
     other->ds[0].args = args;
     cr_assert_eq(cluster_start_ds(other, 0), 0);
-    usleep(3000000);
+    /* Both sides log the refusal (the dataserver tries again and again). */
+    int64_t t0 = cluster_now_ms();
+    while (log_count(mine->ns.log, "claims another cluster id") < 2 ||
+           log_count(other->ds[0].log, "peer belongs to another cluster") < 2) {
+        cr_assert_lt(cluster_now_ms() - t0, 15000, "no refusal logged on both sides");
+        usleep(50000);
+    }
     cr_assert(cluster_alive(&other->ds[0]));
     cr_assert_eq(servers_at_home(), (size_t)mine->nds, "the foreign server is not listed");
-    void *log = NULL;
-    size_t len = 0;
-    cr_assert_eq(cluster_read_file(mine->ns.log, &log, &len), 0);
-    cr_assert(strstr(log, "claims another cluster id"), "the nameserver logs the refusal");
-    free(log);
-    cr_assert_eq(cluster_read_file(other->ds[0].log, &log, &len), 0);
-    cr_assert(strstr(log, "peer belongs to another cluster"), "the dataserver logs it too");
-    free(log);
     other->passed = 1;
     cluster_stop(other);
     C->passed = 1;
@@ -567,14 +600,12 @@ Test(auth, revoked_key_refused_without_restart)
 
     /* A keys file made world-readable is refused on reload, the keys read
      * before stay (ops2 still works) and an ERROR names the file. */
+    int before[CLUSTER_MAX_DS + 1];
+    count_logs("mode 0644 lets group or others read or write it", before);
     cr_assert_eq(chmod(C->keys, 0644), 0);
     cr_assert_eq(utimensat(AT_FDCWD, C->keys, NULL, 0), 0);
-    usleep(RELOAD_WAIT_US);
+    wait_logs("mode 0644 lets group or others read or write it", before);
     assert_ok(k2, (const char *[]){"ds-admin", "readonly", id, "on", NULL});
-    void *log = NULL;
-    cr_assert_eq(cluster_read_file(C->ns.log, &log, &len), 0);
-    cr_assert(strstr(log, "mode 0644 lets group or others read or write it"));
-    free(log);
     cr_assert_eq(chmod(C->keys, 0600), 0);
     C->passed = 1;
 }
