@@ -443,7 +443,8 @@ static int handshake(struct rpc_pool *p, struct rpc_conn *c, int64_t deadline, s
     rc = hs_call(p, c, FT_AUTH, &a.base, deadline, got, out);
     if (rc || out->status)
         return rc;
-    Imgstore__AuthResp *ar = (Imgstore__AuthResp *)rpc_unpack(out, &imgstore__auth_resp__descriptor);
+    Imgstore__AuthResp *ar =
+        (Imgstore__AuthResp *)rpc_unpack(out, &imgstore__auth_resp__descriptor);
     rpc_resp_free(out);
     if (!ar)
         return IMG_EPROTO;

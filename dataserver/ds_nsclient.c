@@ -4,8 +4,8 @@
  * drops. It authenticates with our member key at once (net/auth_link.h);
  * ALLOC_WRITE waits for that, LOOKUP (open to anyone) does not, so a slow
  * or frozen nameserver still lets an expired location be served after
- * DS_NSC_STALE_TIMEOUT_MS. Answers are validated before they are cached, by the protocol's
- * replica-list rule (proto/replicas.h): a malformed address is skipped (for
+ * DS_NSC_STALE_TIMEOUT_MS. Answers are validated before they are cached, by
+ * the protocol's replica-list rule (proto/replicas.h): a malformed address is skipped (for
  * a writable block, a malformed primary refuses the block), a block with no
  * usable replica is treated as absent. */
 #include "dataserver/ds_nsclient.h"
@@ -288,8 +288,8 @@ int ds_nsc_alloc_write(struct ds *ds, const uint64_t *excl, int nexcl, ds_nsc_lo
     req.count = DS_WRITABLE_MAX / 2;
     req.exclude = q->excl;
     req.n_exclude = (size_t)q->nexcl;
-    int rc = auth_link_request(ds->nsc->link, FT_ALLOC_WRITE, &req.base, NULL, 0, NULL, DS_NSC_TIMEOUT_MS,
-                          alloc_reply, q);
+    int rc = auth_link_request(ds->nsc->link, FT_ALLOC_WRITE, &req.base, NULL, 0, NULL,
+                               DS_NSC_TIMEOUT_MS, alloc_reply, q);
     if (rc != 0)
         free(q);
     return rc;

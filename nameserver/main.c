@@ -76,8 +76,8 @@ static int insecure;
 
 static int parse_args(int argc, char **argv, struct ns_config *cfg)
 {
-    enum { O_LISTEN = 1, O_DATA, O_REPLICAS, O_BSIZE, O_HBTO, O_SAFETO, O_HELP, O_HTTP, O_TASKCAP, O_COPYRATE,
-           O_KEYS, O_INSECURE };
+    enum { O_LISTEN = 1, O_DATA, O_REPLICAS, O_BSIZE, O_HBTO, O_SAFETO, O_HELP, O_HTTP, O_TASKCAP,
+           O_COPYRATE, O_KEYS, O_INSECURE };
     static const struct option opts[] = {
         {"listen", required_argument, NULL, O_LISTEN},
         {"data", required_argument, NULL, O_DATA},

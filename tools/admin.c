@@ -20,7 +20,8 @@
 void admin_usage(FILE *fp)
 {
     fprintf(fp,
-            "usage: ds-admin [--ns HOST:PORT] [--json] [--timeout MS] [--key-file F] COMMAND [ARGS]\n"
+            "usage: ds-admin [--ns HOST:PORT] [--json] [--timeout MS] [--key-file F] COMMAND "
+            "[ARGS]\n"
             "\n"
             "commands:\n"
             "  status                 cluster summary and a verdict: healthy, degraded or at risk\n"

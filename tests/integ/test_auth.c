@@ -535,7 +535,8 @@ Test(auth, mutating_commands_need_a_key)
     assert_refused(open_key, "mode 0644", (const char *[]){"imgstore", "rm", name2, NULL});
     /* ... also through --key-file. */
     struct cluster_run r;
-    const char *argv[] = {"imgstore", "--ns", C->ns.addr, "--key-file", open_key, "rm", name2, NULL};
+    const char *argv[] = {"imgstore", "--ns", C->ns.addr, "--key-file", open_key, "rm", name2,
+                          NULL};
     const char *del[] = {"IMGSTORE_KEY_FILE", NULL};
     cr_assert_eq(cluster_run(C, argv, NULL, del, RUN_MS, &r), 0);
     cr_assert_eq(r.exit_code, 1);
@@ -570,7 +571,8 @@ Test(auth, revoked_key_refused_without_restart)
             strcat(kept, "\n");
         }
     free(text);
-    strcat(kept, "operator ops2 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n");
+    strcat(kept,
+           "operator ops2 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n");
     keys_rewrite(kept, 0);
     free(kept);
 

@@ -203,7 +203,8 @@ Test(auth, session_roles)
 {
     struct auth_sess s = {0};
     cr_assert_eq(auth_sess_check(&s, NULL, AUTH_MEMBER), 0, "authentication off");
-    struct auth_key keys[2] = {{.name = "w", .role = AUTH_WRITER}, {.name = "m", .role = AUTH_MEMBER}};
+    struct auth_key keys[2] = {{.name = "w", .role = AUTH_WRITER},
+                               {.name = "m", .role = AUTH_MEMBER}};
     struct auth_keys ks = {.keys = keys, .n = 2};
     cr_assert_eq(auth_sess_check(&s, &ks, AUTH_WRITER), IMG_EAUTH, "no handshake");
     s.state = AUTH_ST_FAILED;
