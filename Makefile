@@ -7,7 +7,7 @@ CC ?= gcc
 BUILD ?= build
 GEN := $(BUILD)/gen
 OBJ := $(BUILD)/obj
-PKGS := libuv libprotobuf-c liburing libisal libzstd
+PKGS := libuv libprotobuf-c liburing libisal libzstd libcrypto
 # The packages' flags are read when a compile or link first needs them, not
 # when this file is parsed: `make run` and `make test` install the packages
 # (scripts/install-deps.sh) before anything is built, in the same run. Each

@@ -36,6 +36,11 @@ static const struct img_err_desc descs[] = {
     {IMG_ESTALE, "IMG_ESTALE", "replica set is out of date"},
     {IMG_EVIEWOLD, "IMG_EVIEWOLD", "server's view not confirmed by a nameserver lately"},
     {IMG_EBUSY, "IMG_EBUSY", "server busy receiving other uploads, retry shortly"},
+    {IMG_EAUTH, "IMG_EAUTH", "authentication failed (no key, wrong key or key revoked)"},
+    {IMG_EPERM, "IMG_EPERM", "key lacks the role for this request"},
+    {IMG_EKEYFILE, "IMG_EKEYFILE", "key file unusable (mode, type or a malformed line)"},
+    {IMG_EIDBOUND, "IMG_EIDBOUND", "server id is bound to another member key"},
+    {IMG_ECLUSTER, "IMG_ECLUSTER", "peer belongs to another cluster"},
 };
 
 static const struct img_err_desc *find(int err)

@@ -36,6 +36,11 @@ enum img_err {
     IMG_EVIEWOLD = -1023,  /* this server's view of its sets is not confirmed lately (lease
                             * lapsed): ask another replica, or again with any_view */
     IMG_EBUSY = -1030,     /* the server is at its receive budget: retry shortly */
+    IMG_EAUTH = -1024,     /* authentication required or failed (no key, bad proof, key revoked) */
+    IMG_EPERM = -1025,     /* the key lacks the role for this request */
+    IMG_EKEYFILE = -1026,  /* a key file is unusable: its mode, type or a malformed line */
+    IMG_EIDBOUND = -1027,  /* the server id is bound to another member key */
+    IMG_ECLUSTER = -1028,  /* the peer belongs to another cluster (cluster id differs) */
 };
 
 /* Returns a static, human-readable description of `err` (an IMG_E* code or a

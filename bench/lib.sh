@@ -69,28 +69,47 @@ need_bins() {
     done
 }
 
+# Keys (docs/security.md): the clusters the scripts start authenticate like
+# real ones. make_keys writes $WORK/keys (mode 0600: a member, an operator
+# and a writer key) and $WORK/operator.key, exports IMGSTORE_KEY_FILE (the
+# tools and bench clients use it) and sets AUTH_ARGS, which start_ns and
+# start_ds add; set AUTH_ARGS=--insecure before them for a cluster without.
+make_keys() {
+    local m o w
+    m=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+    o=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+    w=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+    (umask 077 && printf 'member member1 %s\noperator ops %s\nwriter app %s\n' "$m" "$o" "$w" \
+        >"$WORK/keys" && printf 'operator ops %s\n' "$o" >"$WORK/operator.key") || exit 1
+    export IMGSTORE_KEY_FILE=$WORK/operator.key
+    AUTH_ARGS="--keys $WORK/keys"
+}
+
 # start_ns [ARGS...]: starts the nameserver ($BIN/nameserver, folder $WORK/ns,
-# a free port, then ARGS); its address in $NS, its pid in $LAST.
+# a free port, $AUTH_ARGS, then ARGS); its address in $NS, its pid in $LAST.
 start_ns() {
+    [ -n "${AUTH_ARGS:-}" ] || make_keys
     free_port
     NS=127.0.0.1:$PORT
     mkdir -p "$WORK/ns"
-    start ns "$BIN/nameserver" --listen "$NS" --data "$WORK/ns" "$@"
+    # shellcheck disable=SC2086 # AUTH_ARGS is words
+    start ns "$BIN/nameserver" --listen "$NS" --data "$WORK/ns" $AUTH_ARGS "$@"
 }
 
 # start_ds I [ARGS...]: starts dataserver I of the nameserver $NS ($BIN/
-# dataserver, folder $WORK/dsI, free native and HTTP ports, then ARGS); its
-# HTTP address in $DS_ADDR_HTTP, its pid in $LAST.
+# dataserver, folder $WORK/dsI, free native and HTTP ports, $AUTH_ARGS, then
+# ARGS); its HTTP address in $DS_ADDR_HTTP, its pid in $LAST.
 start_ds() {
     local i=$1 listen
     shift
+    [ -n "${AUTH_ARGS:-}" ] || make_keys
     mkdir -p "$WORK/ds$i"
     free_port
     DS_ADDR_HTTP=127.0.0.1:$PORT
     free_port
     listen=127.0.0.1:$PORT
     start "ds$i" "$BIN/dataserver" --ns "$NS" --listen "$listen" --http "$DS_ADDR_HTTP" \
-        --data "$WORK/ds$i" "$@"
+        --data "$WORK/ds$i" $AUTH_ARGS "$@"
 }
 
 # wait_up N: waits up to READY_TRIES x 0.2 s (default 150) until the

@@ -129,8 +129,53 @@ else
     row "HTTP GET vs nginx" "n/a (HTTP origin not built yet)" "-" "-" "-"
 fi
 
+# ---- row 8: the cost of authentication -----------------------------------------
+# The same uploads and reads against fresh clusters like row 1's, with keys
+# (as every cluster here) and with --insecure, alternating on, off, on, off;
+# each figure is the mean of its two runs.
 for pid in $DS_PIDS $NS_PID; do stop_pid "$pid"; done
 rm -rf "$WORK/files" "$WORK"/ds? # free the disk for the small-file datasets
+
+AUTH_FILES=${BENCH_AUTH_FILES:-3000}
+ACOMMON="-n $AUTH_FILES -c $CONC --size $SIZE --duration 5 --json"
+OUTER=$WORK
+OUTER_AUTH=$AUTH_ARGS
+# auth_run on|off N: one fresh cluster, one bench run into $OUTER/auth-MODE-N.json.
+auth_run() {
+    local pids="" i key=$IMGSTORE_KEY_FILE
+    WORK=$OUTER/auth-$1-$2
+    mkdir -p "$WORK/log"
+    if [ "$1" = on ]; then AUTH_ARGS=$OUTER_AUTH; else AUTH_ARGS=--insecure key=""; fi
+    log "8: $AUTH_FILES uploads and 5 s of reads, authentication $1 (run $2)"
+    start_ns --replicas $REPLICAS --safe-mode-timeout-ms 0
+    pids=$LAST
+    for i in $(seq $NDS); do
+        start_ds "$i"
+        pids="$pids $LAST"
+    done
+    wait_up $NDS
+    IMGSTORE_KEY_FILE=$key "$BIN/imgstore" --ns "$NS" bench $ACOMMON >"$OUTER/auth-$1-$2.json"
+    for i in $pids; do stop_pid "$i"; done
+    rm -rf "$WORK"
+    WORK=$OUTER
+    AUTH_ARGS=$OUTER_AUTH
+}
+auth_run on 1
+auth_run off 1
+auth_run on 2
+auth_run off 2
+# amean MODE PHASE KEY: the mean of the two runs' figures.
+amean() {
+    awk -v a="$(jget "$WORK/auth-$1-1.json" "$2" "$3")" -v b="$(jget "$WORK/auth-$1-2.json" "$2" "$3")" \
+        'BEGIN { printf "%.0f", (a + b) / 2 }'
+}
+aerr() { echo $(( $(jerr "$WORK/auth-$1-1.json" "$2") + $(jerr "$WORK/auth-$1-2.json" "$2") )); }
+row "uploads/s, authentication on vs off, mean of 2 each (errors $(aerr on upload)/$(aerr off upload))" \
+    "$(amean on upload ops_per_s)" "$(amean off upload ops_per_s)" \
+    "$(ratio "$(amean on upload ops_per_s)" "$(amean off upload ops_per_s)")" ">= 0.97x"
+row "random reads/s, authentication on vs off, mean of 2 each (errors $(aerr on read)/$(aerr off read))" \
+    "$(amean on read ops_per_s)" "$(amean off read ops_per_s)" \
+    "$(ratio "$(amean on read ops_per_s)" "$(amean off read ops_per_s)")" ">= 0.97x"
 
 # ---- rows 4 and 5: dataserver RAM per file and restart with small files -----
 mkdir -p "$WORK/empty"
@@ -138,7 +183,7 @@ free_port
 EMPTY_ADDR=127.0.0.1:$PORT
 free_port
 start ds-empty "$BIN/dataserver" --ns 127.0.0.1:1 --listen "$EMPTY_ADDR" \
-    --http "127.0.0.1:$PORT" --data "$WORK/empty"
+    --http "127.0.0.1:$PORT" --data "$WORK/empty" $AUTH_ARGS
 EMPTY_PID=$LAST
 sleep 1.5
 RSS_EMPTY=$(rss_kb "$EMPTY_PID")
@@ -152,7 +197,7 @@ free_port
 PROBE_NS=127.0.0.1:$PORT
 mkdir -p "$WORK/ns-probe"
 start ns-probe "$BIN/nameserver" --listen "$PROBE_NS" --data "$WORK/ns-probe" --replicas 1 \
-    --safe-mode-timeout-ms 0
+    --safe-mode-timeout-ms 0 $AUTH_ARGS
 
 # probe DIR NAME: starts a dataserver on DIR, prints "pid=P first_read_ms=M".
 probe() {
@@ -163,7 +208,7 @@ probe() {
     http=127.0.0.1:$PORT
     "$BBIN/dsprobe" --addr "$addr" --name "$2" --log "$WORK/log/ds-small.log" -- \
         "$BIN/dataserver" --ns "$PROBE_NS" --listen "$addr" --http "$http" \
-        --data "$1"
+        --data "$1" $AUTH_ARGS
 }
 
 # restart_once DIR NAME [cold]: restarts the dataserver on DIR until it serves
@@ -233,15 +278,16 @@ NS2=127.0.0.1:$PORT
 mkdir -p "$WORK/ns2"
 # The fakes first introduce themselves, so that the restarted nameserver
 # knows them and holds safe mode until all have reported, as after a restart.
+# (nsload's fake dataservers send raw heartbeats without a key: --insecure.)
 start ns2 "$BIN/nameserver" --listen "$NS2" --data "$WORK/ns2" --replicas $REPLICAS \
-    --safe-mode-timeout-ms 0
+    --safe-mode-timeout-ms 0 --insecure
 NS2_PID=$LAST
 sleep 0.5
 "$BBIN/nsload" --ns "$NS2" --ns-pid "$NS2_PID" --blocks "$NS_BLOCKS" --servers 8 \
     --replicas $REPLICAS --register-only >"$WORK/nsload.out"
 stop_pid "$NS2_PID"
 start ns2 "$BIN/nameserver" --listen "$NS2" --data "$WORK/ns2" --replicas $REPLICAS \
-    --safe-mode-timeout-ms 120000
+    --safe-mode-timeout-ms 120000 --insecure
 NS2_PID=$LAST
 sleep 0.5
 "$BBIN/nsload" --ns "$NS2" --ns-pid "$NS2_PID" --blocks "$NS_BLOCKS" --servers 8 \

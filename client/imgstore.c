@@ -30,12 +30,14 @@
 
 #include "base/crc32c.h"
 #include "base/err.h"
+#include "net/auth.h"
 #include "proto/fname.h"
 #include "proto/frame.h"
 #include "proto/mime.h"
 #include "proto/retry.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +78,9 @@ SAME_CODE(ETIMEDOUT);
 SAME_CODE(EUNAVAIL);
 SAME_CODE(ECONN);
 SAME_CODE(EINVAL);
+SAME_CODE(EAUTH);
+SAME_CODE(EPERM);
+SAME_CODE(EKEYFILE);
 #undef SAME_CODE
 _Static_assert(IMGSTORE_ADDR_MAX == ADDR_MAX, "IMGSTORE_ADDR_MAX != ADDR_MAX");
 
@@ -107,8 +112,43 @@ int imgstore_open(const char *ns_addr, const struct imgstore_opts *opts, imgstor
         free(h);
         return rc;
     }
+    const char *kf = getenv("IMGSTORE_KEY_FILE");
+    if (kf && *kf && (rc = imgstore_set_key_file(h, kf, NULL, 0)) != 0) {
+        imgstore_close(h);
+        return rc;
+    }
     *out = h;
     return 0;
+}
+
+int imgstore_key_file_check(const char *path, char *err, size_t errlen)
+{
+    struct auth_key k;
+    char why[AUTH_ERR_MAX];
+    if (!path)
+        return IMGSTORE_EINVAL;
+    int rc = auth_key_file_load(path, &k, why);
+    OPENSSL_cleanse(&k, sizeof(k));
+    if (rc && err && errlen)
+        snprintf(err, errlen, "%s", why);
+    return rc;
+}
+
+int imgstore_set_key_file(imgstore_t *h, const char *path, char *err, size_t errlen)
+{
+    if (!h)
+        return IMGSTORE_EINVAL;
+    if (!path)
+        return rpc_pool_set_key(&h->pool, NULL);
+    struct auth_key k;
+    char why[AUTH_ERR_MAX];
+    int rc = auth_key_file_load(path, &k, why);
+    if (rc == 0)
+        rc = rpc_pool_set_key(&h->pool, &k);
+    else if (err && errlen)
+        snprintf(err, errlen, "%s", why);
+    OPENSSL_cleanse(&k, sizeof(k));
+    return rc;
 }
 
 void imgstore_close(imgstore_t *h)

@@ -39,6 +39,9 @@ extern "C" {
 #define IMGSTORE_EINVAL (-1021)
 #define IMGSTORE_EBUSY (-1030) /* a dataserver at its receive budget (retried until the
                                 * deadline; returned when time ran out) */
+#define IMGSTORE_EAUTH (-1024)    /* no key, a wrong key or a revoked one */
+#define IMGSTORE_EPERM (-1025)    /* the key lacks the role for this request */
+#define IMGSTORE_EKEYFILE (-1026) /* the key file is unusable (mode, type, format) */
 
 typedef struct imgstore imgstore_t;
 
@@ -49,8 +52,26 @@ struct imgstore_opts {
 
 /* Creates a handle for the cluster whose nameserver is at `ns_addr`
  * ("HOST:PORT"). opts may be NULL for defaults. No connection is made yet.
- * Returns 0 with *out (free with imgstore_close) or IMGSTORE_EINVAL. */
+ * When the environment variable IMGSTORE_KEY_FILE names a key file, the
+ * handle uses that key (see imgstore_set_key_file). Returns 0 with *out
+ * (free with imgstore_close), IMGSTORE_EINVAL, or IMGSTORE_EKEYFILE / a
+ * negative errno when IMGSTORE_KEY_FILE cannot be used. */
 int imgstore_open(const char *ns_addr, const struct imgstore_opts *opts, imgstore_t **out);
+
+/* Uploads, deletes and admin changes need a key (docs/security.md); reads
+ * never do. A key file holds one line `NAME SECRET` (or `ROLE NAME
+ * SECRET`), SECRET 32 to 128 hex digits, and must be a regular file that
+ * neither group nor others may read or write (chmod 600).
+ *
+ * imgstore_key_file_check reads the key file `path` without a handle:
+ * returns 0, or IMGSTORE_EKEYFILE / a negative errno with a one-line reason
+ * naming the file in err (errlen bytes; err may be NULL). */
+int imgstore_key_file_check(const char *path, char *err, size_t errlen);
+
+/* Makes h authenticate with the key in `path` (NULL: no key), replacing the
+ * one from IMGSTORE_KEY_FILE. Call before any other call on h runs. Same
+ * returns as imgstore_key_file_check. */
+int imgstore_set_key_file(imgstore_t *h, const char *path, char *err, size_t errlen);
 
 /* Closes every connection and frees the handle. No call on it may be running.
  * NULL-safe. */

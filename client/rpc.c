@@ -4,12 +4,17 @@
  * Sockets are non-blocking (SOCK_NONBLOCK | SOCK_CLOEXEC, TCP_NODELAY) and
  * every wait goes through poll() with the time left before the call's
  * deadline, so no call can hang past it. Sends use MSG_NOSIGNAL: a peer
- * that closed its end yields EPIPE, never SIGPIPE. */
+ * that closed its end yields EPIPE, never SIGPIPE. The handshake of a
+ * connection (rpc.h, "Authentication") is two calls on it before the
+ * request; its proofs are computed by net/auth.c. */
 #include "client/rpc.h"
 
 #include "base/err.h"
+#include "net/auth.h"
 #include "proto/frame.h"
+#include "proto/imgstore.pb-c.h"
 
+#include <openssl/crypto.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -25,6 +30,7 @@
 
 struct rpc_conn {
     int fd;
+    int authed; /* 1: the handshake succeeded on it, -1: the server refused it */
     char addr[RPC_ADDR_MAX];
     struct rpc_conn *next;
 };
@@ -69,7 +75,27 @@ void rpc_pool_destroy(struct rpc_pool *p)
     }
     p->idle = NULL;
     p->nidle = 0;
+    if (p->key)
+        OPENSSL_cleanse(p->key, sizeof(*p->key));
+    free(p->key);
+    p->key = NULL;
     pthread_mutex_destroy(&p->mu);
+}
+
+int rpc_pool_set_key(struct rpc_pool *p, const struct auth_key *key)
+{
+    struct auth_key *k = NULL;
+    if (key) {
+        k = malloc(sizeof(*k));
+        if (!k)
+            return -ENOMEM;
+        *k = *key;
+    }
+    if (p->key)
+        OPENSSL_cleanse(p->key, sizeof(*p->key));
+    free(p->key);
+    p->key = k;
+    return 0;
 }
 
 /* Milliseconds left before `deadline`, clamped to [0, INT_MAX-ish]. */
@@ -351,6 +377,84 @@ static int call_on(struct rpc_conn *c, const uint8_t *req, size_t req_len, unsig
     return recv_response(c->fd, type, id, max_body, deadline, got, out);
 }
 
+/* Requests anyone may send: no handshake for them. */
+static int is_open(unsigned type)
+{
+    switch (type) {
+    case FT_READ: case FT_STAT: case FT_LOOKUP: case FT_CLUSTER_STATUS: case FT_LIST_TASKS:
+    case FT_ADMIN_LIST_BLOCKS: case FT_ADMIN_BLOCK_INFO: case FT_ADMIN_SERVER_RATES:
+    case FT_ADMIN_SETTINGS:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* One request/response of the handshake on c. Returns 0 with *out (status
+ * maybe an error) or an error. */
+static int hs_call(struct rpc_pool *p, struct rpc_conn *c, unsigned type,
+                   const ProtobufCMessage *msg, int64_t deadline, size_t *got,
+                   struct rpc_resp *out)
+{
+    uint64_t id = __atomic_fetch_add(&p->next_id, 1, __ATOMIC_RELAXED);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = build_request(type, id, msg, 0, &buf, &len);
+    if (rc == 0)
+        rc = call_on(c, buf, len, type, id, NULL, 0, 0, deadline, got, out);
+    free(buf);
+    return rc;
+}
+
+/* Authenticates c with the pool's key. Returns 0 (c->authed set), 0 with
+ * out->status the server's refusal, or an error (IMG_EAUTH: the server did
+ * not prove the key). */
+static int handshake(struct rpc_pool *p, struct rpc_conn *c, int64_t deadline, size_t *got,
+                     struct rpc_resp *out)
+{
+    const struct auth_key *k = p->key;
+    Imgstore__AuthHello hello = IMGSTORE__AUTH_HELLO__INIT;
+    int rc = hs_call(p, c, FT_AUTH_HELLO, &hello.base, deadline, got, out);
+    if (rc || out->status)
+        return rc;
+    Imgstore__AuthHelloResp *hr = (Imgstore__AuthHelloResp *)rpc_unpack(
+        out, &imgstore__auth_hello_resp__descriptor);
+    rpc_resp_free(out);
+    if (!hr || hr->server_nonce.len != AUTH_NONCE_LEN) {
+        if (hr)
+            imgstore__auth_hello_resp__free_unpacked(hr, NULL);
+        return IMG_EPROTO;
+    }
+    uint8_t sn[AUTH_NONCE_LEN], cn[AUTH_NONCE_LEN], proof[AUTH_PROOF_LEN];
+    memcpy(sn, hr->server_nonce.data, AUTH_NONCE_LEN);
+    imgstore__auth_hello_resp__free_unpacked(hr, NULL);
+    if (auth_random(cn, sizeof(cn)) != 0)
+        return IMG_EAUTH;
+    struct auth_claims cl = {"", ""};
+    auth_proof(k, 0, sn, cn, k->name, &cl, proof);
+    Imgstore__Auth a = IMGSTORE__AUTH__INIT;
+    a.key_name = (char *)k->name;
+    a.client_nonce.data = cn;
+    a.client_nonce.len = sizeof(cn);
+    a.cluster_id = (char *)"";
+    a.server_id = (char *)"";
+    a.proof.data = proof;
+    a.proof.len = sizeof(proof);
+    rc = hs_call(p, c, FT_AUTH, &a.base, deadline, got, out);
+    if (rc || out->status)
+        return rc;
+    Imgstore__AuthResp *ar =
+        (Imgstore__AuthResp *)rpc_unpack(out, &imgstore__auth_resp__descriptor);
+    rpc_resp_free(out);
+    if (!ar)
+        return IMG_EPROTO;
+    rc = auth_proof_check(k, 1, sn, cn, k->name, &cl, ar->server_proof.data, ar->server_proof.len);
+    imgstore__auth_resp__free_unpacked(ar, NULL);
+    if (rc == 0)
+        c->authed = 1;
+    return rc;
+}
+
 int rpc_call(struct rpc_pool *p, const char *addr, unsigned type, const ProtobufCMessage *req,
              const void *body, uint32_t body_len, uint32_t max_body, int io_timeout_ms,
              int64_t deadline_ms, struct rpc_resp *out)
@@ -376,7 +480,18 @@ int rpc_call(struct rpc_pool *p, const char *addr, unsigned type, const Protobuf
                 goto err;
         }
         size_t got = 0;
-        rc = call_on(c, buf, buf_len, type, id, body, body_len, max_body, deadline, &got, out);
+        rc = 0;
+        if (p->key && c->authed == 0 && !is_open(type)) {
+            rc = handshake(p, c, deadline, &got, out);
+            if (rc == 0 && out->status != 0) {
+                /* Refused (a wrong key, or authentication off there): the
+                 * server's answer to the request itself decides. */
+                rpc_resp_free(out);
+                c->authed = -1;
+            }
+        }
+        if (rc == 0)
+            rc = call_on(c, buf, buf_len, type, id, body, body_len, max_body, deadline, &got, out);
         if (rc == 0)
             break;
         conn_free(c);

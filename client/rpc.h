@@ -11,6 +11,14 @@
  * list is protected by its own mutex, and a connection taken from the pool
  * belongs to exactly one call until it is returned.
  *
+ * Authentication (docs/security.md): when the pool has a key, a connection
+ * authenticates (AUTH_HELLO, AUTH, the server's proof checked) before the
+ * first request on it that is not a read (READ, STAT, LOOKUP and the
+ * read-only views never pay); the connection stays authenticated in the
+ * pool. A server that refuses the key answers the request with its error
+ * (IMG_EAUTH, IMG_EPERM); a server that cannot prove the key fails the call
+ * with IMG_EAUTH.
+ *
  * Every response is hostile input: the header is validated (frame_decode),
  * the type must be the request's type with FRAME_RESPONSE set, the request
  * id must match, and the body may not exceed the caller's limit. */
@@ -29,12 +37,14 @@
 #define RPC_MAX_IDLE 128           /* idle connections kept in all */
 
 struct rpc_conn;
+struct auth_key;
 
 struct rpc_pool {
     pthread_mutex_t mu;
     struct rpc_conn *idle; /* singly linked, most recently used first */
     unsigned nidle;
     uint64_t next_id; /* request ids; advanced atomically */
+    struct auth_key *key; /* owned (rpc_pool_set_key); NULL: no key */
 };
 
 /* A received response. head and body are malloc'd and owned by the struct;
@@ -53,6 +63,10 @@ int rpc_pool_init(struct rpc_pool *p);
 /* Closes every idle connection and destroys the mutex. No call may be
  * running on the pool. */
 void rpc_pool_destroy(struct rpc_pool *p);
+
+/* Sets the key requests authenticate with (copied; NULL: none). Call before
+ * any rpc_call runs on the pool. Returns 0 or -ENOMEM. */
+int rpc_pool_set_key(struct rpc_pool *p, const struct auth_key *key);
 
 /* Returns the current CLOCK_MONOTONIC time in milliseconds. */
 int64_t rpc_now_ms(void);

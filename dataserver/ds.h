@@ -28,11 +28,16 @@
  * the HTTP origin and the dataserver as a cluster client:
  *   ds_http.c     the HTTP port: GET/HEAD files, uploads, deletes (http_*.c)
  *   ds_nsclient.c LOOKUP and ALLOC_WRITE to the nameserver, with caches
+ * authentication (docs/security.md):
+ *   ds_auth.c     the keys file and its reload, the member key and claims
+ *                 our outgoing connections authenticate with, the cluster id
+ *                 this server joined
  * Disk state lives in the storage engine (store.h, block.h, blockio.h,
  * compact.h), which never includes these modules. */
 #ifndef DS_DS_H
 #define DS_DS_H
 
+#include "net/auth.h"
 #include "net/conn.h"
 #include "net/limits.h"
 #include "dataserver/store.h"
@@ -67,6 +72,7 @@ struct ds_throttle;
 struct ds_nsclient;
 struct http_server;
 
+struct auth_link;
 struct ds {
     uv_loop_t *loop;
     struct store *store;
@@ -76,8 +82,14 @@ struct ds {
     uv_tcp_t listen_tcp;
     int stopping;
 
+    /* authentication (ds_auth.c): keys NULL when off (--insecure) */
+    struct auth_keys *keys;
+    char member_key[AUTH_NAME_MAX]; /* the key our own connections use */
+    char cluster_id[AUTH_CLAIM_MAX]; /* the cluster joined; empty until then */
+    uv_timer_t keys_timer;
     /* nameserver session (ds_session.c) */
     struct conn *ns_conn;
+    struct auth_link *ns_link; /* its handshake (the nameserver proves the member key) */
     uv_timer_t hb_timer;
     uv_timer_t reconnect_timer;
     int reconnect_ms;
@@ -179,6 +191,20 @@ struct ds {
  * (REPL_APPEND: its primary accepted the write already) always succeed. */
 int ds_recv_reserve(struct ds *ds, uint64_t n, int gated);
 void ds_recv_release(struct ds *ds, uint64_t n);
+/* ds_auth.c: starts the keys file's reload timer (every second). */
+void ds_auth_start(struct ds *ds);
+void ds_auth_stop(struct ds *ds);
+/* Starts the handshake on a connection we opened (net/auth_link.h) with our
+ * member key and claims (cluster id, server id); authentication off: a
+ * pass-through link. NULL when the member key is gone from the file (logged)
+ * or out of memory: the caller closes c. */
+struct auth_link *ds_auth_link(struct ds *ds, struct conn *c, void (*done)(int status, void *arg),
+                               void *arg);
+/* Loads the cluster id stored in the first data folder (empty when none). */
+int ds_auth_load_cluster(struct ds *ds);
+/* Stores `id` as the cluster this server joined (atomically, fsync'd).
+ * Returns 0 or an error. */
+int ds_auth_save_cluster(struct ds *ds, const char *id);
 
 /* ds_rpc.c: accepts native connections on ds->listen_tcp. */
 int ds_rpc_start(struct ds *ds);

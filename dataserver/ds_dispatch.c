@@ -4,8 +4,12 @@
  * ds_rpc.c (native port), ds_session.c (nameserver session) and ds_peer.c
  * (connections we opened to peers) call ds_dispatch. The table says which
  * senders may send each type; a transport that carries none of them gets
- * IMG_EBADTYPE, exactly like a type the dataserver does not know. This is
- * where authentication and epoch fencing are to be checked. Handlers unpack
+ * IMG_EBADTYPE, exactly like a type the dataserver does not know. It also
+ * says the minimum role of the key a connection must have authenticated
+ * with (docs/security.md): reads are open, writes and deletes need a writer
+ * key, VERIFY an operator key, everything between servers a member key;
+ * the role is the key's current one (a revoked key is refused at once).
+ * Epoch fencing is to be checked here too. Handlers unpack
  * their request with ds_req_unpack, which answers a head that does not
  * unpack with IMG_EPROTO, the same for every type.
  * May call the handler modules (ds_file, ds_repl, ds_copy, ds_block,
@@ -26,29 +30,30 @@
 struct route {
     unsigned type;
     unsigned from; /* DS_FROM_* senders allowed */
+    enum auth_role need; /* minimum role of the connection's key */
     ds_handler_fn fn;
 };
 
 static const struct route routes[] = {
     /* files (docs/protocol.md) */
-    {FT_WRITE, DS_FROM_CLIENT, ds_repl_write},
-    {FT_DELETE, DS_FROM_CLIENT, ds_repl_delete},
-    {FT_READ, DS_FROM_CLIENT | DS_FROM_PEER, ds_file_serve_read},
-    {FT_STAT, DS_FROM_CLIENT | DS_FROM_PEER, ds_file_serve_stat},
+    {FT_WRITE, DS_FROM_CLIENT, AUTH_WRITER, ds_repl_write},
+    {FT_DELETE, DS_FROM_CLIENT, AUTH_WRITER, ds_repl_delete},
+    {FT_READ, DS_FROM_CLIENT | DS_FROM_PEER, AUTH_NONE, ds_file_serve_read},
+    {FT_STAT, DS_FROM_CLIENT | DS_FROM_PEER, AUTH_NONE, ds_file_serve_stat},
     /* between dataservers */
-    {FT_REPL_APPEND, DS_FROM_PEER, ds_repl_append},
-    {FT_READ_BLOCK, DS_FROM_PEER, ds_copy_read_block},
+    {FT_REPL_APPEND, DS_FROM_PEER, AUTH_MEMBER, ds_repl_append},
+    {FT_READ_BLOCK, DS_FROM_PEER, AUTH_MEMBER, ds_copy_read_block},
     /* checks: ds-admin verify, or the nameserver's repair */
-    {FT_VERIFY, DS_FROM_CLIENT | DS_FROM_NS, ds_scrub_verify},
+    {FT_VERIFY, DS_FROM_CLIENT | DS_FROM_NS, AUTH_OPERATOR, ds_scrub_verify},
     /* the nameserver's commands on its session */
-    {FT_CREATE_BLOCK, DS_FROM_NS, ds_block_create},
-    {FT_SET_REPLICAS, DS_FROM_NS, ds_block_set_replicas},
-    {FT_SEAL_BLOCK, DS_FROM_NS, ds_block_seal},
-    {FT_DELETE_BLOCK, DS_FROM_NS, ds_block_delete},
-    {FT_STAT_BLOCK, DS_FROM_NS, ds_block_stat},
-    {FT_REPLICATE_BLOCK, DS_FROM_NS, ds_copy_replicate},
-    {FT_CANCEL_COPY, DS_FROM_NS, ds_copy_cancel},
-    {FT_COMPACT_BLOCK, DS_FROM_NS, ds_compact_block},
+    {FT_CREATE_BLOCK, DS_FROM_NS, AUTH_MEMBER, ds_block_create},
+    {FT_SET_REPLICAS, DS_FROM_NS, AUTH_MEMBER, ds_block_set_replicas},
+    {FT_SEAL_BLOCK, DS_FROM_NS, AUTH_MEMBER, ds_block_seal},
+    {FT_DELETE_BLOCK, DS_FROM_NS, AUTH_MEMBER, ds_block_delete},
+    {FT_STAT_BLOCK, DS_FROM_NS, AUTH_MEMBER, ds_block_stat},
+    {FT_REPLICATE_BLOCK, DS_FROM_NS, AUTH_MEMBER, ds_copy_replicate},
+    {FT_CANCEL_COPY, DS_FROM_NS, AUTH_MEMBER, ds_copy_cancel},
+    {FT_COMPACT_BLOCK, DS_FROM_NS, AUTH_MEMBER, ds_compact_block},
 };
 
 void ds_dispatch(struct ds *ds, const struct ds_transport *t, void *link, const struct frame *f)
@@ -69,6 +74,13 @@ void ds_dispatch(struct ds *ds, const struct ds_transport *t, void *link, const 
     if (!rt || !(rt->from & t->carries)) {
         ds_req_fail(r, IMG_EBADTYPE);
         return;
+    }
+    if (rt->need != AUTH_NONE) {
+        enum auth_role have = t->role(ds, link);
+        if (have < rt->need) {
+            ds_req_fail(r, have == AUTH_NONE ? IMG_EAUTH : IMG_EPERM);
+            return;
+        }
     }
     rt->fn(r, f);
 }

@@ -205,9 +205,15 @@ static void on_head(struct http_server_req *q)
     int del = q->method == HTTP_DELETE && strcmp(q->path, "/") != 0;
     if (upload || del) {
         int code = http_auth_check(r);
-        if (code == 401) {
+        if (code == 401 && !r->authorization) {
             refuse_early(r, 401, "WWW-Authenticate: Bearer realm=\"imgstore\"\r\n",
                          "a bearer token is required\n");
+            return;
+        }
+        if (code == 401) {
+            refuse_early(r, 401,
+                         "WWW-Authenticate: Bearer realm=\"imgstore\", error=\"invalid_token\"\r\n",
+                         "the bearer token is not a key of this cluster\n");
             return;
         }
         if (code != 0) {

@@ -1,8 +1,11 @@
 /* ds_nsclient.c - LOOKUP and ALLOC_WRITE from the dataserver (ds_nsclient.h).
  *
  * One connection to the nameserver, opened on first use and again after it
- * drops. Answers are validated before they are cached, by the protocol's
- * replica-list rule (proto/replicas.h): a malformed address is skipped (for
+ * drops. It authenticates with our member key at once (net/auth_link.h);
+ * ALLOC_WRITE waits for that, LOOKUP (open to anyone) does not, so a slow
+ * or frozen nameserver still lets an expired location be served after
+ * DS_NSC_STALE_TIMEOUT_MS. Answers are validated before they are cached, by
+ * the protocol's replica-list rule (proto/replicas.h): a malformed address is skipped (for
  * a writable block, a malformed primary refuses the block), a block with no
  * usable replica is treated as absent. */
 #include "dataserver/ds_nsclient.h"
@@ -14,6 +17,7 @@
 #include "proto/fname.h"
 #include "proto/imgstore.pb-c.h"
 #include "proto/replicas.h"
+#include "net/auth_link.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -22,6 +26,7 @@
 struct ds_nsclient {
     struct ds *ds;
     struct conn *c;
+    struct auth_link *link; /* c's handshake */
     struct ds_loc *locs; /* DS_LOC_SLOTS, slot = block_id % DS_LOC_SLOTS */
     struct ds_loc writable[DS_WRITABLE_MAX];
     int nwritable;
@@ -75,8 +80,11 @@ static void nsc_frame(struct conn *c, const struct frame *f, void *ctx)
 static void nsc_closed(struct conn *c, void *ctx)
 {
     struct ds_nsclient *n = ctx;
-    if (n->c == c)
+    auth_link_free(conn_get_data(c));
+    if (n->c == c) {
         n->c = NULL;
+        n->link = NULL;
+    }
 }
 
 static struct conn *nsc_conn(struct ds_nsclient *n)
@@ -84,6 +92,14 @@ static struct conn *nsc_conn(struct ds_nsclient *n)
     if (n->c && !conn_is_closing(n->c))
         return n->c;
     n->c = conn_connect(n->ds->loop, n->ds->ns_addr, nsc_frame, nsc_closed, n);
+    if (!n->c)
+        return NULL;
+    n->link = ds_auth_link(n->ds, n->c, NULL, NULL);
+    conn_set_data(n->c, n->link);
+    if (!n->link) {
+        conn_close(n->c);
+        return NULL; /* nsc_closed forgets it */
+    }
     return n->c;
 }
 
@@ -272,8 +288,8 @@ int ds_nsc_alloc_write(struct ds *ds, const uint64_t *excl, int nexcl, ds_nsc_lo
     req.count = DS_WRITABLE_MAX / 2;
     req.exclude = q->excl;
     req.n_exclude = (size_t)q->nexcl;
-    int rc = conn_request(c, FT_ALLOC_WRITE, &req.base, NULL, 0, NULL, DS_NSC_TIMEOUT_MS,
-                          alloc_reply, q);
+    int rc = auth_link_request(ds->nsc->link, FT_ALLOC_WRITE, &req.base, NULL, 0, NULL,
+                               DS_NSC_TIMEOUT_MS, alloc_reply, q);
     if (rc != 0)
         free(q);
     return rc;

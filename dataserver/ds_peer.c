@@ -8,12 +8,15 @@
  * opens a new one. A peer only answers our requests: a request it sends on
  * this connection goes through ds_dispatch, which refuses every type there.
  * A connection idle for CONN_PEER_IDLE_MS closes itself (before the peer's
- * longer idle timeout could cut it under a request).
- * May call net/ (conn_*) and ds_dispatch.c. */
+ * longer idle timeout could cut it under a request). Each connection
+ * authenticates with our member key first (net/auth_link.h: requests wait
+ * until the peer proved the key too).
+ * May call net/ (conn_*, auth_link), ds_auth.c and ds_dispatch.c. */
 #include "dataserver/ds.h"
 
 #include "base/err.h"
 #include "dataserver/ds_req.h"
+#include "net/auth_link.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +25,7 @@ struct ds_peer {
     struct ds_peer *next;
     struct ds *ds;
     struct conn *c;
+    struct auth_link *link; /* the handshake; requests go through it */
     char addr[DS_ADDR_MAX];
 };
 
@@ -33,6 +37,7 @@ static void peer_closed(struct conn *c, void *ctx)
         pp = &(*pp)->next;
     if (*pp)
         *pp = p->next;
+    auth_link_free(p->link);
     free(p);
 }
 
@@ -52,9 +57,15 @@ static void peer_send(struct ds *ds, void *link, const struct frame_header *req,
     conn_reply(link, req, status, msg, body, body_len, body_free);
 }
 
+static enum auth_role peer_role(struct ds *ds, void *link)
+{
+    return AUTH_NONE;
+}
+
 static const struct ds_transport peer_link = {
     .name = "peer",
     .carries = 0,
+    .role = peer_role,
     .hold = peer_hold,
     .send = peer_send,
 };
@@ -86,6 +97,11 @@ static struct ds_peer *peer_get(struct ds *ds, const char *addr)
     conn_set_timeouts(p->c, &lim);
     p->next = ds->peers;
     ds->peers = p;
+    p->link = ds_auth_link(ds, p->c, NULL, NULL);
+    if (!p->link) {
+        conn_close(p->c); /* peer_closed frees p */
+        return NULL;
+    }
     return p;
 }
 
@@ -96,7 +112,7 @@ int ds_peer_request(struct ds *ds, const char *addr, unsigned type, const Protob
     struct ds_peer *p = peer_get(ds, addr);
     if (!p)
         return IMG_ECONN;
-    return conn_request(p->c, type, msg, body, body_len, NULL, timeout_ms, cb, arg);
+    return auth_link_request(p->link, type, msg, body, body_len, NULL, timeout_ms, cb, arg);
 }
 
 void ds_peer_close_all(struct ds *ds)

@@ -6,7 +6,8 @@
  * ds_session.c; a connection we opened to a peer, ds_peer.c) hands every
  * request frame to ds_dispatch. ds_dispatch looks the type up in its one
  * table, checks that this transport may carry a sender allowed to send that
- * type (the single place where authentication and epoch fencing will live),
+ * type and that the connection's key has the type's minimum role
+ * (docs/security.md; the single place where epoch fencing will live too),
  * wraps the request in a struct ds_req and calls the handler. A handler never
  * touches the connection: it answers with ds_req_answer, exactly once, now or
  * later (after disk or network I/O). The transport decides what an answer to
@@ -26,13 +27,16 @@
 
 /* A connection a request can arrive on. `carries` is the set of DS_FROM_*
  * senders that may be at its other end: the native port cannot tell clients
- * from peers until they authenticate. hold() is called once per request
+ * from peers by their role alone. role() says what the key the connection
+ * authenticated with may do now (AUTH_MEMBER for all when authentication
+ * is off). hold() is called once per request
  * dispatched on `link` (the request keeps it), send() answers one and
  * releases that hold; it drops the answer (freeing an owned body) when the
  * connection is gone. */
 struct ds_transport {
     const char *name;
     unsigned carries;
+    enum auth_role (*role)(struct ds *ds, void *link);
     void (*hold)(void *link);
     void (*send)(struct ds *ds, void *link, const struct frame_header *req, int status,
                  const ProtobufCMessage *msg, const void *body, uint32_t body_len,
@@ -54,7 +58,8 @@ typedef void (*ds_handler_fn)(struct ds_req *r, const struct frame *f);
 
 /* Routes request frame f that arrived on `link` of transport t: a type not
  * in the table, or not allowed from what t carries, is answered
- * IMG_EBADTYPE. */
+ * IMG_EBADTYPE; one whose minimum role the connection's key lacks,
+ * IMG_EAUTH (no key, or revoked) or IMG_EPERM (a lower role). */
 void ds_dispatch(struct ds *ds, const struct ds_transport *t, void *link, const struct frame *f);
 
 /* Answers r and frees it. Body ownership as in conn_reply (an owned body is

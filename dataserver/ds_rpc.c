@@ -12,8 +12,10 @@
  * This file is the native transport: it counts each request in the metrics
  * when it arrives and when it is answered, and drops the answer to a
  * connection closed meanwhile. Clients and peer dataservers both connect
- * here and are not told apart (no authentication yet).
- * May call net/ (conn_*), ds_dispatch.c and ds_metrics.c. */
+ * here; they are told apart by the role of the key they authenticated with
+ * (AUTH_HELLO / AUTH, served here by net/auth.c, kept per connection; the
+ * role is checked in ds_dispatch).
+ * May call net/ (conn_*, auth), ds_dispatch.c and ds_metrics.c. */
 #include "dataserver/ds.h"
 
 #include "base/err.h"
@@ -29,6 +31,7 @@ struct rpc_sess {
     struct ds *ds;
     struct conn *c;
     int refs;
+    struct auth_sess auth; /* the handshake's state and key name */
 };
 
 static void sess_unref(struct rpc_sess *s)
@@ -57,9 +60,15 @@ static void rpc_send(struct ds *ds, void *link, const struct frame_header *req, 
     sess_unref(s);
 }
 
+static enum auth_role rpc_role(struct ds *ds, void *link)
+{
+    return auth_sess_role(&((struct rpc_sess *)link)->auth, ds->keys);
+}
+
 static const struct ds_transport native = {
     .name = "native",
     .carries = DS_FROM_CLIENT | DS_FROM_PEER,
+    .role = rpc_role,
     .hold = rpc_hold,
     .send = rpc_send,
 };
@@ -69,6 +78,10 @@ static void on_frame(struct conn *c, const struct frame *f, void *ctx)
     struct rpc_sess *s = ctx;
     if (s->ds->stopping)
         return;
+    if (auth_is_handshake(f->h.type)) {
+        auth_serve(&s->auth, s->ds->keys, s->ds->cluster_id, c, f);
+        return;
+    }
     ds_metrics_begin(s->ds, s, &f->h);
     ds_dispatch(s->ds, &native, s, f);
 }

@@ -7,8 +7,15 @@
  * nameserver sends its commands (CREATE_BLOCK, SET_REPLICAS, REPLICATE_BLOCK,
  * ...) on the same connection: this file is their transport and hands them
  * to ds_dispatch.
- * May call net/ (conn_*), ds_dispatch.c, ds_block.c, ds_copy.c and
- * ds_scrub.c (heartbeat contents and answers). */
+ *
+ * Authentication (docs/security.md): each connection first authenticates
+ * with our member key and claims our server id and the cluster id we
+ * joined; no heartbeat goes out, and no command is obeyed, until the
+ * nameserver proved the same key (net/auth_link.h). The first nameserver
+ * that answers a heartbeat gives us its cluster id, stored (ds_auth.c);
+ * a nameserver of another cluster id is refused and the session dropped.
+ * May call net/ (conn_*, auth_link), ds_auth.c, ds_dispatch.c, ds_block.c,
+ * ds_copy.c and ds_scrub.c (heartbeat contents and answers). */
 #include "dataserver/ds.h"
 #include "dataserver/needle.h"
 
@@ -18,6 +25,7 @@
 #include "dataserver/ds_copy.h"
 #include "dataserver/ds_req.h"
 #include "dataserver/ds_scrub.h"
+#include "net/auth_link.h"
 #include "proto/imgstore.pb-c.h"
 
 #include <stdlib.h>
@@ -46,9 +54,19 @@ static void session_send(struct ds *ds, void *link, const struct frame_header *r
         body_free((void *)body);
 }
 
+/* Commands count as the nameserver's only on the current session, once it
+ * proved our member key. */
+static enum auth_role session_role(struct ds *ds, void *link)
+{
+    if (link != ds->ns_conn || !auth_link_ready(ds->ns_link))
+        return AUTH_NONE;
+    return AUTH_MEMBER;
+}
+
 static const struct ds_transport session = {
     .name = "nameserver session",
     .carries = DS_FROM_NS,
+    .role = session_role,
     .hold = session_hold,
     .send = session_send,
 };
@@ -119,6 +137,18 @@ static void heartbeat_reply(int status, const struct frame *f, void *arg)
         log_warn("malformed heartbeat response from nameserver");
         return;
     }
+    if (m->cluster_id && *m->cluster_id && strcmp(m->cluster_id, ds->cluster_id) != 0) {
+        if (ds->cluster_id[0]) {
+            log_error("nameserver %s is of cluster %s, this server joined cluster %s: refused",
+                      ds->ns_addr, m->cluster_id, ds->cluster_id);
+            imgstore__heartbeat_resp__free_unpacked(m, NULL);
+            if (ds->ns_conn)
+                conn_close(ds->ns_conn);
+            return;
+        }
+        if (ds_auth_save_cluster(ds, m->cluster_id) == 0)
+            log_info("joined cluster %s (stored in the data folders)", ds->cluster_id);
+    }
     if (was_full && !ds->primary_confirmed) {
         ds->primary_confirmed = 1;
         log_info("nameserver answered our full report: primary roles confirmed");
@@ -155,7 +185,8 @@ static void heartbeat_reply(int status, const struct frame *f, void *arg)
 
 static void send_heartbeat(struct ds *ds)
 {
-    if (!ds->ns_conn || conn_is_closing(ds->ns_conn) || ds->hb_in_flight)
+    if (!ds->ns_conn || conn_is_closing(ds->ns_conn) || ds->hb_in_flight ||
+        !auth_link_ready(ds->ns_link))
         return;
     store_refresh(ds->store);
     size_t nblocks = 0;
@@ -273,8 +304,11 @@ static void reconnect_tick(uv_timer_t *t)
 static void session_closed(struct conn *c, void *ctx)
 {
     struct ds *ds = ctx;
-    if (ds->ns_conn == c)
+    auth_link_free(conn_get_data(c));
+    if (ds->ns_conn == c) {
         ds->ns_conn = NULL;
+        ds->ns_link = NULL;
+    }
     ds->hb_in_flight = 0;
     ds->primary_confirmed = 0; /* we may be demoted while cut off */
     if (ds->stopping)
@@ -286,6 +320,15 @@ static void session_closed(struct conn *c, void *ctx)
         ds->reconnect_ms = DS_RECONNECT_MAX_MS;
 }
 
+/* The nameserver proved our member key (or refused us: the link closes the
+ * connection and session_closed reconnects with back-off). */
+static void session_authed(int status, void *arg)
+{
+    struct ds *ds = arg;
+    if (status == 0)
+        send_heartbeat(ds);
+}
+
 static void session_connect(struct ds *ds)
 {
     if (ds->stopping)
@@ -293,6 +336,12 @@ static void session_connect(struct ds *ds)
     ds->ns_conn = conn_connect(ds->loop, ds->ns_addr, session_frame, session_closed, ds);
     if (!ds->ns_conn) {
         log_error("bad nameserver address %s", ds->ns_addr);
+        return;
+    }
+    ds->ns_link = ds_auth_link(ds, ds->ns_conn, session_authed, ds);
+    conn_set_data(ds->ns_conn, ds->ns_link);
+    if (!ds->ns_link) {
+        conn_close(ds->ns_conn); /* session_closed reconnects later */
         return;
     }
     ds->need_full_report = 1;

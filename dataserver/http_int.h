@@ -93,8 +93,10 @@ char *http_head_begin(struct http_req *r, int code, size_t more, size_t *len);
 void http_get_start(struct http_req *r);
 
 /* http_put.c */
-/* Checks the bearer token of a POST/PUT/DELETE at the end of its headers:
- * returns 0 when allowed, or the status to refuse with (401, 403). */
+/* Checks the bearer token of a POST/PUT/DELETE at the end of its headers
+ * (a writer-or-better key's secret, or the deprecated upload token):
+ * returns 0 when allowed, or the status to refuse with (401: none or not a
+ * key; 403: a key below writer, or uploads off). */
 int http_auth_check(struct http_req *r);
 void http_upload_start(struct http_req *r);
 void http_delete_start(struct http_req *r);

@@ -1,6 +1,12 @@
 /* http_put.c - authenticated uploads (POST / and PUT /) and deletes
  * (DELETE /NAME) for the HTTP origin (docs/http.md).
  *
+ * Authentication (docs/security.md): `Authorization: Bearer SECRET` with
+ * the secret of a writer-or-better key of the keys file (every key is
+ * compared, in constant time), or the deprecated --upload-token-file token.
+ * No token, or one that is neither: 401; a key below writer: 403; no keys
+ * file and no token (uploads off): 403.
+ *
  * An upload follows the protocol's retry table (proto/retry.h), as the
  * client library does: a writable block from ALLOC_WRITE (cached briefly),
  * WRITE with the bytes to its primary, which replicates before it answers;
@@ -24,17 +30,49 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define UPLOAD_WAIT_MS 100 /* pause after IMG_ENOBLOCK before asking again */
+
+/* Finds the token of "Bearer TOKEN" (any case, optional white space).
+ * Returns 0 with *tok, *len or -1. */
+static int bearer_token(const char *auth, const char **tok, size_t *len)
+{
+    const char *p = auth;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (strncasecmp(p, "Bearer ", 7) != 0)
+        return -1;
+    p += 7;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    size_t n = strlen(p);
+    while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+        n--;
+    if (n == 0)
+        return -1;
+    *tok = p;
+    *len = n;
+    return 0;
+}
 
 int http_auth_check(struct http_req *r)
 {
     struct ds *ds = r->ds;
-    if (!r->authorization || !r->authorization[0])
+    const char *tok;
+    size_t len;
+    if (!r->authorization || bearer_token(r->authorization, &tok, &len) != 0)
         return 401;
-    if (!ds->http_token || !http_bearer_ok(r->authorization, ds->http_token, ds->http_token_len))
-        return 403;
-    return 0;
+    if (!ds->keys && !ds->http_token)
+        return 403; /* uploads are off */
+    int legacy = ds->http_token &&
+                 http_bearer_ok(r->authorization, ds->http_token, ds->http_token_len);
+    const struct auth_key *k = ds->keys ? auth_keys_by_secret(ds->keys, tok, len) : NULL;
+    if (legacy)
+        return 0;
+    if (!k)
+        return 401;
+    return k->role >= AUTH_WRITER ? 0 : 403;
 }
 
 static void upload_fail(struct http_req *r, int err)

@@ -1,7 +1,11 @@
 /* main.c - the dataserver process: command line, start-up and shut-down.
  *
  *   dataserver --ns HOST:PORT --listen HOST:PORT --http HOST:PORT --data DIR[,DIR...]
+ *              (--keys FILE [--member-key NAME] | --insecure)
  *
+ * Without --keys the dataserver refuses to start unless --insecure says
+ * authentication is off (docs/security.md); a keys file that is unusable
+ * (mode, type, a malformed line) stops it with exit status 2.
  * Start-up order: open and recover the data folders (locks, server id, every
  * block) before listening, so a request never sees a half-loaded store; then
  * the native port, the HTTP port and the nameserver session. SIGTERM/SIGINT
@@ -24,11 +28,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static void usage(FILE *out)
 {
     fprintf(out, "usage: dataserver --ns HOST:PORT --listen HOST:PORT --http HOST:PORT "
                  "--data DIR[,DIR...]\n"
+                 "       (--keys FILE [--member-key NAME] | --insecure)\n"
                  "       [--upload-token-file FILE] [--max-upload-bytes N] [--max-inflight N]\n"
                  "       [--http-idle-ms MS] [--http-header-timeout-ms MS]\n"
                  "       [--scrub-rate-mb MB_PER_S (default 5, 0: off)]\n"
@@ -47,14 +54,23 @@ static void usage(FILE *out)
                  "        default 100, 0: off)] [--miss-burst N (default 200)]\n");
 }
 
-/* Reads the HTTP upload secret: the file's first line, without surrounding
- * white space; 1 to 4096 bytes of visible characters. Returns 0 or -1 (with
- * a message on stderr). */
+/* Reads the HTTP upload secret (--upload-token-file, deprecated: a writer
+ * key of the keys file does the same): the file's first line, without
+ * surrounding white space; 1 to 4096 bytes of visible characters. The file
+ * must be a regular file neither group nor others may read or write, like a
+ * keys file. Returns 0 or -1 (with a message on stderr). */
 static int read_token(const char *path, struct ds *ds)
 {
-    char buf[4098];
-    FILE *f = fopen(path, "r");
+    char buf[4098], err[AUTH_ERR_MAX];
+    struct stat st;
+    int fd = auth_file_open(path, &st, err);
+    if (fd < 0) {
+        fprintf(stderr, "dataserver: --upload-token-file: %s\n", err);
+        return -1;
+    }
+    FILE *f = fdopen(fd, "r");
     if (!f) {
+        close(fd);
         fprintf(stderr, "dataserver: cannot read %s: %s\n", path, strerror(errno));
         return -1;
     }
@@ -170,10 +186,15 @@ int main(int argc, char **argv)
                                    {"max-conns-per-addr", required_argument, NULL, 'A'},
                                    {"miss-rate", required_argument, NULL, 'm'},
                                    {"miss-burst", required_argument, NULL, 'b'},
+                                   {"keys", required_argument, NULL, 'K'},
+                                   {"member-key", required_argument, NULL, 'k'},
+                                   {"insecure", no_argument, NULL, 'X'},
                                    {"help", no_argument, NULL, 'h'},
                                    {NULL, 0, NULL, 0}};
     static struct ds ds;
     char *data = NULL;
+    const char *keys_path = NULL, *member_key = NULL;
+    int insecure = 0;
     int have_ns = 0, have_listen = 0, have_http = 0, have_scrub = 0;
     uint64_t num, capacity = 0;
     int c;
@@ -282,6 +303,15 @@ int main(int argc, char **argv)
                 ds.miss_rate = DS_MISS_RATE;
             ds.miss_rate_set = 1;
             break;
+        case 'K':
+            keys_path = optarg;
+            break;
+        case 'k':
+            member_key = optarg;
+            break;
+        case 'X':
+            insecure = 1;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -293,6 +323,26 @@ int main(int argc, char **argv)
     if (optind != argc || !have_ns || !have_listen || !have_http || !data) {
         usage(stderr);
         return 2;
+    }
+    if (!keys_path && !insecure) {
+        fprintf(stderr, "dataserver: --keys FILE is required (or --insecure to run without "
+                        "authentication; docs/security.md)\n");
+        return 2;
+    }
+    if (keys_path) {
+        char err[AUTH_ERR_MAX];
+        if (auth_keys_load(keys_path, &ds.keys, err) != 0) {
+            fprintf(stderr, "dataserver: %s\n", err);
+            return 2;
+        }
+        const struct auth_key *mk = member_key ? auth_keys_find(ds.keys, member_key)
+                                               : auth_keys_first(ds.keys, AUTH_MEMBER);
+        if (!mk || mk->role != AUTH_MEMBER) {
+            fprintf(stderr, "dataserver: %s: no member key%s%s\n", keys_path,
+                    member_key ? " named " : "", member_key ? member_key : "");
+            return 2;
+        }
+        snprintf(ds.member_key, sizeof(ds.member_key), "%s", mk->name);
     }
     char *dirs[STORE_MAX_DISKS];
     int ndirs = split_dirs(data, dirs, STORE_MAX_DISKS);
@@ -315,6 +365,19 @@ int main(int argc, char **argv)
     log_info("server %s: %d data folder(s), %u blocks loaded", ds.store->server_id,
              ds.store->ndisks, ds.store->nblocks);
     ds.store->capacity_cap = capacity;
+    if (ds_auth_load_cluster(&ds) != 0) {
+        fprintf(stderr, "dataserver: cannot read the stored cluster id (see the log)\n");
+        store_close(ds.store);
+        return 1;
+    }
+    if (ds.keys)
+        log_info("authentication on: keys %s (%zu keys), member key '%s'%s%s", ds.keys->path,
+                 ds.keys->n, ds.member_key, ds.cluster_id[0] ? ", cluster " : "",
+                 ds.cluster_id);
+    else
+        log_warn("authentication off (--insecure): anyone who reaches the ports can write, "
+                 "delete and act as a cluster member");
+    ds_auth_start(&ds);
     if (capacity)
         log_info("capacity of each data folder limited to %llu bytes (--capacity)",
                  (unsigned long long)capacity);
@@ -350,6 +413,7 @@ int main(int argc, char **argv)
 
     /* Shut down: stop taking work, let in-flight disk I/O finish, close. */
     ds_session_stop(&ds);
+    ds_auth_stop(&ds);
     ds_copy_stop(&ds);
     ds_block_stop(&ds);
     ds_compact_stop(&ds);
@@ -362,6 +426,7 @@ int main(int argc, char **argv)
     uv_close((uv_handle_t *)&sigint, NULL);
     uv_run(ds.loop, UV_RUN_NOWAIT);
     store_close(ds.store);
+    auth_keys_free(ds.keys);
     log_info("stopped");
     return 0;
 }

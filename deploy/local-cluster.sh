@@ -13,6 +13,10 @@
 # The nameserver listens on 127.0.0.1:7400, the dataservers on 127.0.0.1:7411-7413
 # (native protocol) and 127.0.0.1:7481-7483 (HTTP); files get 2 replicas.
 # IMGSTORE_BIN overrides the folder of the binaries (default build/bin).
+# Keys (docs/security.md): the first start writes var/keys (mode 0600) with
+# a member key (the servers'), an operator key and a writer key, and one
+# client key file per role: var/operator.key (ds-admin changes),
+# var/writer.key (put, rm, HTTP uploads). Reads need no key.
 set -u
 
 cd "$(dirname "$0")/.." || exit 1
@@ -113,7 +117,7 @@ wait_probe_read() {
     else
         printf 'imgstore local-cluster probe\n' >"$VAR/probe.txt"
         tries=$((START_TIMEOUT * 5))
-        until probe=$("$BIN/imgstore" --ns "$NS_ADDR" put --mime text/plain "$VAR/probe.txt" 2>"$VAR/log/probe.err"); do
+        until probe=$("$BIN/imgstore" --ns "$NS_ADDR" --key-file "$WRITER_KEY" put --mime text/plain "$VAR/probe.txt" 2>"$VAR/log/probe.err"); do
             tries=$((tries - 1))
             [ $tries -gt 0 ] || {
                 cat "$VAR/log/probe.err" >&2
@@ -158,26 +162,40 @@ wait_probe_read() {
     exit 1
 }
 
-# The bearer token for HTTP uploads and deletes: var/upload-token, made once
-# with 128 random bits and readable by the owner only.
-TOKEN_FILE=$VAR/upload-token
+# The keys: var/keys for the servers, var/<role>.key for clients, made once
+# with 256 random bits each and readable by the owner only.
+KEYS=$VAR/keys
+OPERATOR_KEY=$VAR/operator.key
+WRITER_KEY=$VAR/writer.key
 
-make_token() {
-    [ -s "$TOKEN_FILE" ] && return 0
-    (umask 077 && od -An -tx1 -N16 /dev/urandom | tr -d ' \n' >"$TOKEN_FILE" && echo >>"$TOKEN_FILE") ||
-        die "cannot write $TOKEN_FILE"
+secret() { od -An -tx1 -N32 /dev/urandom | tr -d ' \n'; }
+
+make_keys() {
+    [ -s "$KEYS" ] && [ -s "$OPERATOR_KEY" ] && [ -s "$WRITER_KEY" ] && return 0
+    (
+        umask 077
+        m=$(secret) && o=$(secret) && w=$(secret) || exit 1
+        printf '# imgstore keys: ROLE NAME SECRET (docs/security.md)\nmember member1 %s\noperator ops %s\nwriter app %s\n' \
+            "$m" "$o" "$w" >"$KEYS" &&
+            printf 'operator ops %s\n' "$o" >"$OPERATOR_KEY" &&
+            printf 'writer app %s\n' "$w" >"$WRITER_KEY"
+    ) || die "cannot write $KEYS"
+    echo "wrote $KEYS (servers), $OPERATOR_KEY (ds-admin changes) and $WRITER_KEY (put, rm, HTTP uploads); mode 0600"
 }
+
+# The writer key's secret: the bearer token of HTTP uploads and deletes.
+writer_secret() { awk '!/^#/ && NF { print $NF; exit }' "$WRITER_KEY"; }
 
 cmd_start() {
     check_bins
     mkdir -p "$VAR/ns" "$VAR/log" "$VAR/run" || die "cannot create $VAR"
-    make_token
-    launch ns nameserver --listen "$NS_ADDR" --data "$VAR/ns" --replicas "$REPLICAS"
+    make_keys
+    launch ns nameserver --listen "$NS_ADDR" --data "$VAR/ns" --replicas "$REPLICAS" --keys "$KEYS"
     i=1
     while [ $i -le $NDS ]; do
         mkdir -p "$VAR/ds$i"
         launch "ds$i" dataserver --ns "$NS_ADDR" --listen "127.0.0.1:$(ds_port $i)" \
-            --http "127.0.0.1:$(ds_http $i)" --data "$VAR/ds$i" --upload-token-file "$TOKEN_FILE"
+            --http "127.0.0.1:$(ds_http $i)" --data "$VAR/ds$i" --keys "$KEYS"
         i=$((i + 1))
     done
     printf "waiting for %d dataservers to be up" "$NDS"
@@ -187,6 +205,7 @@ cmd_start() {
             echo " ok"
             wait_probe_read
             echo "cluster up: nameserver $NS_ADDR, dataservers 127.0.0.1:7411-7413 (HTTP 7481-7483)"
+            echo "client keys: $WRITER_KEY (put, rm, HTTP uploads), $OPERATOR_KEY (ds-admin changes); use --key-file or IMGSTORE_KEY_FILE"
             return 0
         fi
         for name in ns ds1 ds2 ds3; do
@@ -274,10 +293,10 @@ cmd_demo() {
     tmp=$(mktemp -d) || die "mktemp failed"
     trap 'rm -rf "$tmp"' EXIT
     echo "$PNG_B64" | base64 -d >"$tmp/sample.png" || die "cannot decode the sample PNG"
-    echo "\$ imgstore --ns $NS_ADDR put sample.png"
+    echo "\$ imgstore --ns $NS_ADDR --key-file var/writer.key put sample.png"
     tries=10
     while :; do
-        name=$("$BIN/imgstore" --ns "$NS_ADDR" put "$tmp/sample.png") && break
+        name=$("$BIN/imgstore" --ns "$NS_ADDR" --key-file "$WRITER_KEY" put "$tmp/sample.png") && break
         tries=$((tries - 1))
         [ $tries -gt 0 ] || die "put failed; see var/log/*.log"
         sleep 0.5
@@ -291,8 +310,8 @@ cmd_demo() {
     "$BIN/imgstore" --ns "$NS_ADDR" stat "$name"
     echo "\$ curl -s http://127.0.0.1:$(ds_http 1)/healthz"
     curl -s "http://127.0.0.1:$(ds_http 1)/healthz" || echo "(curl failed)"
-    echo "\$ curl -s -H \"Authorization: Bearer \$(cat var/upload-token)\" -H 'Content-Type: image/png' --data-binary @sample.png http://127.0.0.1:$(ds_http 1)/"
-    json=$(curl -s -H "Authorization: Bearer $(cat "$TOKEN_FILE")" -H 'Content-Type: image/png' \
+    echo "\$ curl -s -H \"Authorization: Bearer <the writer key's secret>\" -H 'Content-Type: image/png' --data-binary @sample.png http://127.0.0.1:$(ds_http 1)/"
+    json=$(curl -s -H "Authorization: Bearer $(writer_secret)" -H 'Content-Type: image/png' \
         --data-binary @"$tmp/sample.png" "http://127.0.0.1:$(ds_http 1)/") || json=""
     echo "$json"
     hname=$(echo "$json" | sed -n 's/.*"name":"\([^"]*\)".*/\1/p')
@@ -308,10 +327,12 @@ cmd_demo() {
 
 The cluster keeps running. Try:
   export IMGSTORE_NS=$NS_ADDR
+  export IMGSTORE_KEY_FILE=$WRITER_KEY   # put and rm need the writer key
   $BIN/imgstore put some.jpg            # prints the new file's name
   $BIN/imgstore get NAME -o copy.jpg
   $BIN/ds-admin servers
   $BIN/ds-admin status
+  $BIN/ds-admin --key-file $OPERATOR_KEY readonly ID on   # changes need the operator key
 Logs are in var/log/, data in var/ns and var/ds1..3.
 Stop it with:  make stop   (or deploy/local-cluster.sh stop)
 EOF

@@ -14,6 +14,10 @@
 # injection: e.g. `ip netns exec imgs-ds2 tc qdisc add dev eth0 root netem
 # loss 20%`, or `ip link set imgs-v2 down` to cut ds2 off.
 #
+# Keys (docs/security.md): the first start writes $VAR/keys (mode 0600: one
+# member key per dataserver, an operator and a writer key) and the client key
+# files $VAR/operator.key and $VAR/writer.key.
+#
 # Needs root (or CAP_NET_ADMIN) and the `ip` tool; where namespaces are not
 # permitted (an unprivileged container) it says so and exits 77 (skipped).
 set -u
@@ -75,6 +79,30 @@ launch() {
     echo "started $name in $netns (pid $!)"
 }
 
+secret() { od -An -tx1 -N32 /dev/urandom | tr -d ' \n'; }
+
+# make_keys N: $VAR/keys with member keys member1..memberN (one per
+# dataserver: each server id is bound to its own), an operator and a writer
+# key, and the client key files; kept when present with enough member keys.
+make_keys() {
+    grep -q "^member member$1 " "$VAR/keys" 2>/dev/null && return 0
+    (
+        umask 077
+        o=$(secret) && w=$(secret) || exit 1
+        {
+            echo "# imgstore keys: ROLE NAME SECRET (docs/security.md)"
+            k=1
+            while [ "$k" -le "$1" ]; do
+                echo "member member$k $(secret)"
+                k=$((k + 1))
+            done
+            echo "operator ops $o"
+            echo "writer app $w"
+        } >"$VAR/keys" && echo "operator ops $o" >"$VAR/operator.key" &&
+            echo "writer app $w" >"$VAR/writer.key"
+    ) || die "cannot write $VAR/keys"
+}
+
 do_start() {
     n=${1:-3}
     case $n in '' | *[!0-9]*) die "N must be a number" ;; esac
@@ -86,15 +114,16 @@ do_start() {
     ip addr add "$NET.1/24" dev "$BR"
     ip link set "$BR" up
     host imgs-ns "$NS_IP" 0 || die "cannot create namespace imgs-ns"
+    make_keys "$n"
     launch imgs-ns ns nameserver --listen "$NS_IP:7400" --http "$NS_IP:7480" --data "$VAR/ns" \
-        --replicas $((n < 2 ? 1 : 2))
+        --replicas $((n < 2 ? 1 : 2)) --keys "$VAR/keys"
     i=1
     while [ "$i" -le "$n" ]; do
         ip=$NET.$((10 + i))
         host "imgs-ds$i" "$ip" "$i" || die "cannot create namespace imgs-ds$i"
         mkdir -p "$VAR/ds$i"
         launch "imgs-ds$i" "ds$i" dataserver --ns "$NS_IP:7400" --listen "$ip:7410" \
-            --http "$ip:7480" --data "$VAR/ds$i"
+            --http "$ip:7480" --data "$VAR/ds$i" --keys "$VAR/keys" --member-key "member$i"
         i=$((i + 1))
     done
     waited=0

@@ -5,11 +5,15 @@
  * (nameserver/ns.h) so unit tests can reach it; main.c calls only ns_init,
  * ns_start, ns_stop, ns_free and ns_http_start / ns_http_stop.
  *
+ * Authentication (docs/security.md): --keys FILE, or --insecure to run
+ * without (a WARN at start); neither is refused.
+ *
  * Exit codes: 0 clean stop, 1 start-up failure (folder locked, corrupt
- * metadata, cannot listen), 2 bad arguments. */
+ * metadata, cannot listen), 2 bad arguments or an unusable keys file. */
 #include "nameserver/ns.h"
 #include "nameserver/ns_http.h"
 
+#include "net/auth.h"
 #include "net/conn.h"
 #include "base/err.h"
 #include "base/log.h"
@@ -31,7 +35,8 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: nameserver --listen HOST:PORT --data DIR [--replicas N] "
                "[--block-size BYTES] [--heartbeat-timeout-ms MS] [--safe-mode-timeout-ms MS] "
-               "[--http HOST:PORT] [--task-cap N] [--copy-rate-mb MB_PER_S]\n"
+               "[--http HOST:PORT] [--task-cap N] [--copy-rate-mb MB_PER_S] "
+               "(--keys FILE | --insecure)\n"
                "       [--frame-timeout-ms MS (default 30000, plus 1 s per 256 KiB of the frame)]\n"
                "       [--idle-timeout-ms MS (native port; default 300000)]\n"
                "       [--max-conns N (per port; default 4096)]\n"
@@ -68,10 +73,15 @@ static int parse_num(const char *opt, const char *s, uint64_t lo, uint64_t hi, u
     return 0;
 }
 
+/* The authentication options (kept out of struct ns_config: main loads the
+ * keys and hands them to the ns). */
+static const char *keys_path;
+static int insecure;
+
 static int parse_args(int argc, char **argv, struct ns_config *cfg)
 {
-    enum { O_LISTEN = 1, O_DATA, O_REPLICAS, O_BSIZE, O_HBTO, O_SAFETO, O_HELP, O_HTTP, O_TASKCAP, O_COPYRATE,
-           O_FRAMETO, O_IDLETO, O_MAXCONNS, O_MAXPERADDR };
+    enum { O_LISTEN = 1, O_DATA, O_REPLICAS, O_BSIZE, O_HBTO, O_SAFETO, O_HELP, O_HTTP, O_TASKCAP,
+           O_COPYRATE, O_FRAMETO, O_IDLETO, O_MAXCONNS, O_MAXPERADDR, O_KEYS, O_INSECURE };
     static const struct option opts[] = {
         {"listen", required_argument, NULL, O_LISTEN},
         {"data", required_argument, NULL, O_DATA},
@@ -87,6 +97,8 @@ static int parse_args(int argc, char **argv, struct ns_config *cfg)
         {"idle-timeout-ms", required_argument, NULL, O_IDLETO},
         {"max-conns", required_argument, NULL, O_MAXCONNS},
         {"max-conns-per-addr", required_argument, NULL, O_MAXPERADDR},
+        {"keys", required_argument, NULL, O_KEYS},
+        {"insecure", no_argument, NULL, O_INSECURE},
         {NULL, 0, NULL, 0},
     };
     uint64_t v;
@@ -97,6 +109,8 @@ static int parse_args(int argc, char **argv, struct ns_config *cfg)
         case O_LISTEN: cfg->listen = optarg; break;
         case O_DATA: cfg->data_dir = optarg; break;
         case O_HTTP: cfg->http = optarg; break;
+        case O_KEYS: keys_path = optarg; break;
+        case O_INSECURE: insecure = 1; break;
         case O_REPLICAS:
             if (parse_num("--replicas", optarg, NS_MIN_REPLICAS, NS_MAX_REPLICAS, &v))
                 return -1;
@@ -159,6 +173,9 @@ static int parse_args(int argc, char **argv, struct ns_config *cfg)
         return bad_arg("--data DIR is required");
     if (cfg->http && conn_parse_addr(cfg->http, &ss) != 0)
         return bad_arg("--http: '%s' is not HOST:PORT (an IP address and a port)", cfg->http);
+    if (!keys_path && !insecure)
+        return bad_arg("--keys FILE is required (or --insecure to run without authentication; "
+                       "docs/security.md)");
     return 0;
 }
 
@@ -202,6 +219,14 @@ int main(int argc, char **argv)
                             .safe_mode_ms = NS_DEFAULT_SAFE_MODE_MS};
     if (parse_args(argc, argv, &cfg) != 0)
         return EXIT_BAD_ARGS; /* the one error line is already printed */
+    struct auth_keys *keys = NULL;
+    if (keys_path) {
+        char err[AUTH_ERR_MAX];
+        if (auth_keys_load(keys_path, &keys, err) != 0) {
+            fprintf(stderr, "nameserver: %s\n", err);
+            return EXIT_BAD_ARGS;
+        }
+    }
     signal(SIGPIPE, SIG_IGN);
     uv_loop_t loop;
     int rc = uv_loop_init(&loop);
@@ -213,7 +238,14 @@ int main(int argc, char **argv)
     struct ns_http *http = NULL; /* freed by itself once closed */
     struct stopper st = {.ns = &ns};
     int status = 0;
-    if (ns_init(&ns, &cfg, uv_now(&loop)) != 0) {
+    int init_rc = ns_init(&ns, &cfg, uv_now(&loop));
+    ns.keys = keys; /* ns_free frees them */
+    if (keys)
+        log_info("authentication on: keys %s (%zu keys)", keys->path, keys->n);
+    else
+        log_warn("authentication off (--insecure): anyone who reaches the port can register "
+                 "servers, allocate, and run every admin command");
+    if (init_rc != 0) {
         status = 1;
     } else if (ns_start(&ns, &loop) != 0) {
         ns_stop(&ns);

@@ -65,6 +65,7 @@ struct ns_block;
 
 #define NS_HEARTBEAT_MS 1000        /* interval told to dataservers */
 #define NS_TICK_MS 200              /* planner / liveness timer */
+#define NS_KEYS_CHECK_MS 1000       /* the keys file is looked at (stat) this often */
 #define NS_CREATE_TIMEOUT_MS 5000   /* CREATE_BLOCK answer deadline */
 #define NS_MAX_CREATES_INFLIGHT 2   /* block creations in flight at once */
 #define NS_POOL_MIN_TARGET 2        /* writable blocks kept: max(this, up servers) */
@@ -120,7 +121,20 @@ struct ns_meta {
     uint32_t setting_set;                 /* bit k: setting[k] is set (persisted) */
     struct ns_idlist readonly;            /* servers an operator made read-only */
     struct ns_idlist draining;            /* servers an operator is draining */
+    /* Membership binding (docs/security.md): server id i is bound to the
+     * member key named bound_keys[i], the key of its first authenticated
+     * heartbeat. Both arrays owned, nbound entries. */
+    char **bound_ids;
+    char **bound_keys;
+    size_t nbound;
 };
+
+/* The member key name server `id` is bound to, or NULL (not bound yet). */
+const char *ns_meta_bound_key(const struct ns_meta *m, const char *id);
+
+/* Binds server `id` to member key `key` and persists it (fsync'd). Returns
+ * 0, IMG_EINVAL for a malformed name, or the save's error (then unbound). */
+int ns_meta_bind_key(struct ns_meta *m, const char *id, const char *key);
 
 /* Parses the text of a meta file into *m (known ids malloc'd into m). Does
  * not touch m->path or m->next_id. Returns 0, or IMG_EFORMAT when anything is
@@ -778,6 +792,8 @@ struct ns_config {
     uint32_t max_conns_per_addr; /* --max-conns-per-addr: LIMITS_MAX_CONNS_PER_ADDR */
 };
 
+struct auth_keys;
+
 struct ns {
     struct ns_config cfg;
     struct ns_meta meta;
@@ -810,6 +826,8 @@ struct ns {
     struct ns_peer *peers;          /* every accepted connection */
     struct conn_gate gate;          /* the native port's connections per address */
     uint64_t requests[256];         /* requests received, by frame type (metrics) */
+    struct auth_keys *keys;         /* --keys (owned, ns_free frees it); NULL: off */
+    uint64_t keys_checked_ms;       /* loop time the keys file was last looked at */
     int stopping;
     int started;
 };

@@ -13,6 +13,7 @@
 #include "base/err.h"
 #include "base/fsutil.h"
 #include "base/log.h"
+#include "net/auth.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -71,6 +72,8 @@ void ns_free(struct ns *ns)
     ns->pool = NULL;
     ns->npool = ns->pool_cap = 0;
     ns_meta_free(&ns->meta);
+    auth_keys_free(ns->keys);
+    ns->keys = NULL;
     if (ns->lock_fd >= 0)
         close(ns->lock_fd);
     ns->lock_fd = -1;

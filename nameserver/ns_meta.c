@@ -1,7 +1,9 @@
 /* ns_meta.c - the little the nameserver persists: cluster id, the block-id
  * reserve, the replication and block-size settings, the ids of every
  * dataserver it has seen (so safe mode knows whom to wait for), the runtime
- * settings an operator set and the servers an operator made read-only.
+ * settings an operator set, the servers an operator made read-only, and the
+ * member key each server id is bound to ("server_key ID KEY",
+ * docs/security.md).
  *
  * The file DIR/ns.meta is plain text, one "key value" per line, drawn in
  * docs/nameserver.md, written whole with fs_write_atomic. Block ids are handed
@@ -121,6 +123,10 @@ static int ids_set(struct ns_meta *m, char ***ids, size_t *n, const char *id, in
 
 static void known_clear(struct ns_meta *m)
 {
+    size_t nb = m->nbound;
+    ids_clear(&m->bound_ids, &m->nbound);
+    m->nbound = nb;
+    ids_clear(&m->bound_keys, &m->nbound);
     ids_clear(&m->known, &m->nknown);
     ids_clear(&m->readonly.ids, &m->readonly.n);
     ids_clear(&m->draining.ids, &m->draining.n);
@@ -141,6 +147,70 @@ static int parse_setting(struct ns_meta *m, char *val)
     m->setting[k] = v;
     m->setting_set |= 1u << k;
     return 0;
+}
+
+/* A key name as net/auth.c accepts it (no white space, not too long). */
+static int key_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n >= 64)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9') || strchr("-_.@", s[i])))
+            return 0;
+    return 1;
+}
+
+/* Appends the binding id -> key (copies). 0, IMG_EINVAL or -ENOMEM. */
+static int bind_push(struct ns_meta *m, const char *id, const char *key)
+{
+    if (!ns_server_id_valid(id) || !key_name_ok(key) || ids_has(m->bound_ids, m->nbound, id) ||
+        m->nbound >= NS_MAX_SERVERS)
+        return IMG_EINVAL;
+    size_t n = m->nbound;
+    int rc = ids_push(&m->bound_ids, &n, id);
+    if (rc)
+        return rc;
+    n = m->nbound;
+    if ((rc = ids_push(&m->bound_keys, &n, key)) != 0) {
+        free(m->bound_ids[m->nbound]);
+        return rc;
+    }
+    m->nbound = n;
+    return 0;
+}
+
+/* Parses "ID KEY" of a "server_key" line. */
+static int parse_bound(struct ns_meta *m, char *val)
+{
+    char *key = strchr(val, ' ');
+    if (!key)
+        return IMG_EFORMAT;
+    *key++ = '\0';
+    int rc = bind_push(m, val, key);
+    return rc == -ENOMEM ? rc : rc ? IMG_EFORMAT : 0;
+}
+
+const char *ns_meta_bound_key(const struct ns_meta *m, const char *id)
+{
+    for (size_t i = 0; i < m->nbound; i++)
+        if (strcmp(m->bound_ids[i], id) == 0)
+            return m->bound_keys[i];
+    return NULL;
+}
+
+int ns_meta_bind_key(struct ns_meta *m, const char *id, const char *key)
+{
+    int rc = bind_push(m, id, key);
+    if (rc)
+        return rc;
+    if ((rc = ns_meta_save(m)) != 0) {
+        m->nbound--;
+        free(m->bound_ids[m->nbound]);
+        free(m->bound_keys[m->nbound]);
+    }
+    return rc;
 }
 
 /* Applies one "key value" line. `seen` tracks single-valued keys. */
@@ -183,6 +253,8 @@ static int parse_line(struct ns_meta *m, char *line, unsigned *seen)
         return ids_parse(&m->draining.ids, &m->draining.n, val);
     } else if (strcmp(line, "setting") == 0) {
         return parse_setting(m, val);
+    } else if (strcmp(line, "server_key") == 0) {
+        return parse_bound(m, val);
     } else {
         return IMG_EFORMAT;
     }
@@ -232,7 +304,7 @@ err:
 int ns_meta_save(const struct ns_meta *m)
 {
     size_t cap = 256 + (m->nknown + m->readonly.n + m->draining.n) * (NS_SERVER_ID_MAX + 24) +
-                 NS_SETTING_COUNT * 64;
+                 m->nbound * (NS_SERVER_ID_MAX + 24 + 64) + NS_SETTING_COUNT * 64;
     char *buf = malloc(cap);
     if (!buf)
         return -ENOMEM;
@@ -252,6 +324,9 @@ int ns_meta_save(const struct ns_meta *m)
         if (m->setting_set & (1u << k))
             len += (size_t)snprintf(buf + len, cap - len, "setting %s %llu\n",
                                     ns_setting_name(k), (unsigned long long)m->setting[k]);
+    for (size_t i = 0; i < m->nbound; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "server_key %s %s\n", m->bound_ids[i],
+                                m->bound_keys[i]);
     len += (size_t)snprintf(buf + len, cap - len, META_END "\n");
     int rc = fs_write_atomic(m->path, buf, len);
     free(buf);

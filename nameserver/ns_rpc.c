@@ -9,6 +9,12 @@
  * receive the unpacked message. A head that does not unpack, or a body,
  * answers IMG_EPROTO, an unknown type IMG_EBADTYPE.
  *
+ * Authentication (docs/security.md): AUTH_HELLO / AUTH are served by
+ * net/auth.c on the connection's struct auth_sess; the request table below
+ * gives each type its minimum role (reads and read-only views open, writes
+ * writer, admin changes operator, HEARTBEAT member), checked against the
+ * key's current role in the keys file, re-read every second (on_tick).
+ *
  * A heartbeat: ns_hb_validate, ns_registry_heartbeat, ns_hb_apply_blocks
  * (the block map, then the planner, bad list and pool), ns_plan_progress,
  * ns_safe_mode_check. The top of the nameserver with main.c: calls every
@@ -17,6 +23,7 @@
 #include "nameserver/ns_admin.h"
 #include "nameserver/ns_ops.h"
 
+#include "net/auth.h"
 #include "net/conn.h"
 #include "base/err.h"
 #include "base/list.h"
@@ -32,6 +39,7 @@ struct ns_peer {
     struct ns *ns;
     struct conn *c;
     struct ns_server *srv; /* the dataserver this session belongs to, or NULL */
+    struct auth_sess auth; /* the handshake's state and key name */
 };
 
 /* Fills reps/ptrs with b's replicas, primary first; only up ones when
@@ -66,6 +74,53 @@ static void reply_err(struct conn *c, const struct frame_header *h, int err)
     conn_reply(c, h, err, NULL, NULL, 0, NULL);
 }
 
+/* " (N more refusals not logged)" when refusal WARNs were dropped
+ * (auth_log_ok), else "". */
+static const char *also_text(unsigned long more, char *buf, size_t n)
+{
+    if (!more)
+        return "";
+    snprintf(buf, n, " (%lu more refusals not logged)", more);
+    return buf;
+}
+
+/* Membership binding (docs/security.md): with authentication on, a server
+ * id belongs to the member key of its first authenticated heartbeat
+ * (persisted in ns.meta); the session must have claimed that id in its
+ * handshake. Returns 0 or IMG_EIDBOUND (logged at WARN with the peer). */
+static int check_binding(struct ns_peer *p, const Imgstore__Heartbeat *hb)
+{
+    struct ns *ns = p->ns;
+    if (!ns->keys)
+        return 0;
+    unsigned long more = 0;
+    char also[64];
+    if (strcmp(p->auth.server_id, hb->server_id) != 0) {
+        if (auth_log_ok(&more))
+            log_warn("heartbeat from %s for server %s refused: its handshake claimed server "
+                     "'%s'%s",
+                     conn_peer(p->c), hb->server_id, p->auth.server_id,
+                     also_text(more, also, sizeof(also)));
+        return IMG_EIDBOUND;
+    }
+    const char *bound = ns_meta_bound_key(&ns->meta, hb->server_id);
+    if (bound && strcmp(bound, p->auth.key_name) != 0) {
+        if (auth_log_ok(&more))
+            log_warn("heartbeat from %s for server %s refused: that id is bound to member key "
+                     "'%s', the session authenticated with '%s'%s",
+                     conn_peer(p->c), hb->server_id, bound, p->auth.key_name,
+                     also_text(more, also, sizeof(also)));
+        return IMG_EIDBOUND;
+    }
+    if (!bound) {
+        int rc = ns_meta_bind_key(&ns->meta, hb->server_id, p->auth.key_name);
+        if (rc)
+            return rc;
+        log_info("server %s bound to member key '%s'", hb->server_id, p->auth.key_name);
+    }
+    return 0;
+}
+
 static void handle_heartbeat(struct ns_peer *p, const struct frame_header *h,
                              const Imgstore__Heartbeat *hb)
 {
@@ -76,6 +131,8 @@ static void handle_heartbeat(struct ns_peer *p, const struct frame_header *h,
                  conn_peer(p->c));
         goto err;
     }
+    if ((rc = check_binding(p, hb)) != 0)
+        goto err;
     if (p->srv && strcmp(p->srv->id, hb->server_id) != 0) {
         log_warn("session of %s from %s claims to be %s: refused", p->srv->id, conn_peer(p->c),
                  hb->server_id);
@@ -262,28 +319,39 @@ out:
     free(sp);
 }
 
-/* The head message of each request the nameserver serves, or NULL. */
-static const ProtobufCMessageDescriptor *request_desc(unsigned type)
+/* Each request the nameserver serves: its head message and the minimum
+ * role of the key the connection authenticated with. */
+struct request_kind {
+    unsigned type;
+    const ProtobufCMessageDescriptor *desc;
+    enum auth_role need;
+};
+
+static const struct request_kind kinds[] = {
+    {FT_HEARTBEAT, &imgstore__heartbeat__descriptor, AUTH_MEMBER},
+    {FT_ALLOC_WRITE, &imgstore__alloc_write__descriptor, AUTH_WRITER},
+    {FT_LOOKUP, &imgstore__lookup__descriptor, AUTH_NONE},
+    {FT_CLUSTER_STATUS, &imgstore__cluster_status__descriptor, AUTH_NONE},
+    {FT_DRAIN, &imgstore__drain__descriptor, AUTH_OPERATOR},
+    {FT_LIST_TASKS, &imgstore__list_tasks__descriptor, AUTH_NONE},
+    {FT_ADMIN_LIST_BLOCKS, &imgstore__admin_list_blocks__descriptor, AUTH_NONE},
+    {FT_ADMIN_BLOCK_INFO, &imgstore__admin_block_info__descriptor, AUTH_NONE},
+    {FT_ADMIN_SERVER_RATES, &imgstore__admin_server_rates__descriptor, AUTH_NONE},
+    {FT_ADMIN_CANCEL_TASK, &imgstore__admin_cancel_task__descriptor, AUTH_OPERATOR},
+    {FT_ADMIN_READONLY, &imgstore__admin_readonly__descriptor, AUTH_OPERATOR},
+    {FT_ADMIN_SETTINGS, &imgstore__admin_settings__descriptor, AUTH_NONE},
+    {FT_ADMIN_SET_SETTING, &imgstore__admin_set_setting__descriptor, AUTH_OPERATOR},
+    {FT_ADMIN_REBALANCE, &imgstore__admin_rebalance__descriptor, AUTH_OPERATOR},
+    {FT_ADMIN_COMPACT, &imgstore__admin_compact__descriptor, AUTH_OPERATOR},
+    {FT_ADMIN_REPAIR, &imgstore__admin_repair__descriptor, AUTH_OPERATOR},
+};
+
+static const struct request_kind *request_kind(unsigned type)
 {
-    switch (type) {
-    case FT_HEARTBEAT: return &imgstore__heartbeat__descriptor;
-    case FT_ALLOC_WRITE: return &imgstore__alloc_write__descriptor;
-    case FT_LOOKUP: return &imgstore__lookup__descriptor;
-    case FT_CLUSTER_STATUS: return &imgstore__cluster_status__descriptor;
-    case FT_DRAIN: return &imgstore__drain__descriptor;
-    case FT_LIST_TASKS: return &imgstore__list_tasks__descriptor;
-    case FT_ADMIN_LIST_BLOCKS: return &imgstore__admin_list_blocks__descriptor;
-    case FT_ADMIN_BLOCK_INFO: return &imgstore__admin_block_info__descriptor;
-    case FT_ADMIN_SERVER_RATES: return &imgstore__admin_server_rates__descriptor;
-    case FT_ADMIN_CANCEL_TASK: return &imgstore__admin_cancel_task__descriptor;
-    case FT_ADMIN_READONLY: return &imgstore__admin_readonly__descriptor;
-    case FT_ADMIN_SETTINGS: return &imgstore__admin_settings__descriptor;
-    case FT_ADMIN_SET_SETTING: return &imgstore__admin_set_setting__descriptor;
-    case FT_ADMIN_REBALANCE: return &imgstore__admin_rebalance__descriptor;
-    case FT_ADMIN_COMPACT: return &imgstore__admin_compact__descriptor;
-    case FT_ADMIN_REPAIR: return &imgstore__admin_repair__descriptor;
-    default: return NULL;
-    }
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+        if (kinds[i].type == type)
+            return &kinds[i];
+    return NULL;
 }
 
 /* Hands the unpacked request m (of h->type's message) to its handler. */
@@ -317,13 +385,27 @@ static void on_frame(struct conn *c, const struct frame *f, void *ctx)
         reply_err(c, &f->h, IMG_EPROTO); /* no nameserver request carries a body */
         return;
     }
-    const ProtobufCMessageDescriptor *desc = request_desc(f->h.type);
-    if (!desc) {
+    if (auth_is_handshake(f->h.type)) {
+        auth_serve(&p->auth, p->ns->keys, p->ns->meta.cluster_id, c, f);
+        return;
+    }
+    const struct request_kind *k = request_kind(f->h.type);
+    if (!k) {
         reply_err(c, &f->h, IMG_EBADTYPE);
         return;
     }
+    int rc = auth_sess_check(&p->auth, p->ns->keys, k->need);
+    unsigned long more;
+    char also[64];
+    if (rc) {
+        if (f->h.type == FT_HEARTBEAT && auth_log_ok(&more))
+            log_warn("heartbeat from %s refused: %s%s", conn_peer(c), img_strerror(rc),
+                     also_text(more, also, sizeof(also)));
+        reply_err(c, &f->h, rc);
+        return;
+    }
     ProtobufCMessage *m =
-        f->h.body_len ? NULL : protobuf_c_message_unpack(desc, NULL, f->h.head_len, f->head);
+        f->h.body_len ? NULL : protobuf_c_message_unpack(k->desc, NULL, f->h.head_len, f->head);
     if (!m) {
         reply_err(c, &f->h, IMG_EPROTO); /* a head that does not unpack, or a body */
         return;
@@ -390,6 +472,15 @@ static void on_tick(uv_timer_t *t)
 {
     struct ns *ns = t->data;
     uint64_t now = uv_now(ns->loop);
+    if (ns->keys && now - ns->keys_checked_ms >= NS_KEYS_CHECK_MS) {
+        char err[AUTH_ERR_MAX];
+        ns->keys_checked_ms = now;
+        int rc = auth_keys_reload(ns->keys, err);
+        if (rc == 1)
+            log_info("keys file %s re-read: %zu keys", ns->keys->path, ns->keys->n);
+        else if (rc < 0)
+            log_error("%s", err);
+    }
     ns_registry_check_timeouts(ns, now);
     ns_safe_mode_check(ns, now);
     ns_pool_plan(ns);

@@ -30,6 +30,9 @@ static const struct {
     {IMG_EVIEWOLD,       {O,    F,    O,   O}}, /* the server's lease lapsed: elsewhere, again */
     {IMG_EBUSY,          {W,    F,    O,   O}}, /* WRITE: the primary is at its receive
                                                    * budget; the same block, a little later */
+    {IMG_EAUTH,          {F,    F,    F,   F}}, /* no key, wrong key: never retried */
+    {IMG_EPERM,          {F,    F,    F,   F}},
+    {IMG_EKEYFILE,       {F,    F,    F,   F}},
     {-ENOSPC,            {O,    F,    O,   F}}, /* WRITE: that disk is full; another block */
 };
 

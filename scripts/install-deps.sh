@@ -3,7 +3,7 @@
 # any is missing. Safe to run again: it does nothing when all are present.
 set -e
 PKGS="build-essential pkg-config libuv1-dev libprotobuf-c-dev protobuf-c-compiler \
-libzstd-dev liburing-dev libcriterion-dev libisal-dev libinih-dev libhttp-parser-dev curl \
+libzstd-dev liburing-dev libssl-dev libcriterion-dev libisal-dev libinih-dev libhttp-parser-dev curl \
 clang libclang-rt-14-dev llvm valgrind \
 varnish"
 # --ui: only what `make test-ui` adds, Chromium for the status-page test

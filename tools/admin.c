@@ -20,7 +20,8 @@
 void admin_usage(FILE *fp)
 {
     fprintf(fp,
-            "usage: ds-admin [--ns HOST:PORT] [--json] [--timeout MS] COMMAND [ARGS]\n"
+            "usage: ds-admin [--ns HOST:PORT] [--json] [--timeout MS] [--key-file F] COMMAND "
+            "[ARGS]\n"
             "\n"
             "commands:\n"
             "  status                 cluster summary and a verdict: healthy, degraded or at risk\n"
@@ -53,6 +54,8 @@ void admin_usage(FILE *fp)
             "  --ns HOST:PORT   nameserver (default $IMGSTORE_NS or %s)\n"
             "  --json           print one JSON document instead of text\n"
             "  --timeout MS     timeout in milliseconds (default 10000)\n"
+            "  --key-file F     operator key for commands that change things\n"
+            "                   (default $IMGSTORE_KEY_FILE; views need none)\n"
             "  -h, --help       print this help; COMMAND --help prints the command's\n",
             DEFAULT_NS);
 }

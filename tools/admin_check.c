@@ -224,6 +224,16 @@ int admin_cmd_verify(struct admin_ctx *c)
     }
     if (h != c->h)
         imgstore_close(h);
+    /* Refused by every server for the key (none, wrong, or below operator):
+     * one line, like every other command refused so. */
+    size_t refused = 0;
+    for (size_t i = 0; i < n; i++)
+        refused += t[i].rc == IMGSTORE_EAUTH || t[i].rc == IMGSTORE_EPERM;
+    if (refused == n) {
+        fprintf(stderr, "%s: verify: %s\n", ADMIN_PROG, imgstore_strerror(t[0].rc));
+        targets_free(t, n);
+        return EXIT_FAIL;
+    }
     int status = EXIT_OK;
     if (c->json)
         verify_json(t, n, bad, ok);

@@ -33,7 +33,7 @@ static const char *prog = "imgstore";
 static void usage(FILE *fp)
 {
     fprintf(fp,
-            "usage: imgstore [--ns HOST:PORT] [--timeout MS] COMMAND [ARGS]\n"
+            "usage: imgstore [--ns HOST:PORT] [--timeout MS] [--key-file F] COMMAND [ARGS]\n"
             "\n"
             "commands:\n"
             "  put [--mime TYPE] FILE...  store files, print one name per line\n"
@@ -46,6 +46,7 @@ static void usage(FILE *fp)
             "options:\n"
             "  --ns HOST:PORT   nameserver (default $IMGSTORE_NS or %s)\n"
             "  --timeout MS     whole-operation timeout in milliseconds (default 10000)\n"
+            "  --key-file F     key for put and rm (default $IMGSTORE_KEY_FILE; reads need none)\n"
             "  -h, --help       print this help\n"
             "\n"
             "exit status: 0 success, 1 failure, 2 usage error\n",
@@ -311,6 +312,8 @@ int main(int argc, char **argv)
             run = &commands[i];
     if (!run)
         return usage_error("unknown command '%s'", cmd);
+    if (cli_key_file_check("imgstore") != 0)
+        return EXIT_FAIL;
     struct imgstore_opts opts = {.timeout_ms = g.timeout_ms};
     imgstore_t *h = NULL;
     if (imgstore_open(g.ns, &opts, &h) != 0)

@@ -1,6 +1,9 @@
 /* cli_util.c - helpers shared by the command-line tools (see cli_util.h). */
 #include "tools/cli_util.h"
 
+#include "client/imgstore.h"
+#include <stdio.h>
+
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -63,10 +66,11 @@ int cli_parse_globals(int argc, char **argv, int json_ok, const char *ns_default
     struct option longopts[] = {{"ns", required_argument, NULL, 'n'},
                                 {"timeout", required_argument, NULL, 't'},
                                 {"help", no_argument, NULL, 'h'},
+                                {"key-file", required_argument, NULL, 'k'},
                                 {"json", no_argument, NULL, 'j'},
                                 {NULL, 0, NULL, 0}};
     if (!json_ok)
-        longopts[3] = longopts[4];
+        longopts[4] = longopts[5];
     *g = (struct cli_globals){.ns = getenv("IMGSTORE_NS")};
     if (!g->ns || !*g->ns)
         g->ns = ns_default;
@@ -86,6 +90,13 @@ int cli_parse_globals(int argc, char **argv, int json_ok, const char *ns_default
         case 'j':
             g->json = 1;
             break;
+        case 'k':
+            /* Every handle the command opens reads it (imgstore_open). */
+            if (setenv("IMGSTORE_KEY_FILE", optarg, 1) != 0) {
+                *bad = optarg;
+                return CLI_GLOBALS_UNKNOWN;
+            }
+            break;
         case 'h':
             return CLI_GLOBALS_HELP;
         default:
@@ -94,4 +105,14 @@ int cli_parse_globals(int argc, char **argv, int json_ok, const char *ns_default
         }
     }
     return CLI_GLOBALS_OK;
+}
+
+int cli_key_file_check(const char *prog)
+{
+    const char *path = getenv("IMGSTORE_KEY_FILE");
+    char err[256];
+    if (!path || !*path || imgstore_key_file_check(path, err, sizeof(err)) == 0)
+        return 0;
+    fprintf(stderr, "%s: %s\n", prog, err);
+    return -1;
 }

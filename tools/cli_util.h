@@ -22,7 +22,9 @@ const char *cli_human_ms(uint64_t ms, char *out);
 /* Parses a non-negative decimal int. Returns 0 with *out or -EINVAL. */
 int cli_parse_int(const char *s, int *out);
 
-/* The options the imgstore and ds-admin commands take before the command. */
+/* The options the imgstore and ds-admin commands take before the command.
+ * --key-file F sets IMGSTORE_KEY_FILE, so every handle the command opens
+ * authenticates with that key (client/imgstore.h). */
 struct cli_globals {
     const char *ns;  /* --ns, else $IMGSTORE_NS, else the caller's default (borrowed) */
     int timeout_ms;  /* --timeout, 0 when not given */
@@ -38,8 +40,12 @@ enum cli_globals_rc {
     CLI_GLOBALS_UNKNOWN,     /* *bad: the unknown option */
 };
 
+/* Checks the key file named by IMGSTORE_KEY_FILE (if any). Returns 0, or
+ * -1 after printing "PROG: key file F: why" on stderr. */
+int cli_key_file_check(const char *prog);
+
 /* Parses argv up to the command (getopt_long, "+": the command's options are
- * its own) into *g: --ns, --timeout, -h/--help and, when json_ok, --json;
+ * its own) into *g: --ns, --timeout, --key-file, -h/--help and, when json_ok, --json;
  * ns_default when neither --ns nor $IMGSTORE_NS is given. Stops at the first
  * problem. Returns an enum cli_globals_rc; *bad points into argv. */
 int cli_parse_globals(int argc, char **argv, int json_ok, const char *ns_default,

@@ -193,6 +193,8 @@ int main(int argc, char **argv)
     int rc;
     if (want_help(&ctx, cmd, &rc))
         return rc;
+    if (cli_key_file_check(ADMIN_PROG) != 0)
+        return EXIT_FAIL;
     struct imgstore_opts opts = {.timeout_ms = g.timeout_ms};
     if (imgstore_open(g.ns, &opts, &ctx.h) != 0)
         return admin_usage_error("invalid nameserver address (want HOST:PORT): ", g.ns);

@@ -605,6 +605,104 @@ static void ns_rpc(void)
     save_buf("fuzz_ns_rpc", "bad_magic", &in);
 }
 
+/* ---- fuzz_auth: a keys text, its flags, then handshake steps ---------------- */
+
+static const char auth_keys_text[] =
+    "# keys\nmember m1 00112233445566778899aabbccddeeff\n"
+    "operator ops 0123456789abcdef0123456789abcdef0123456789abcdef\n"
+    "writer app ffeeddccbbaa99887766554433221100\n";
+
+static void auth_head(struct buf *b, const char *text, int client, int have_keys, int cluster)
+{
+    put_part(b, text, strlen(text));
+    put_u8(b, (uint8_t)client);
+    put_u8(b, (uint8_t)have_keys);
+    put_u8(b, (uint8_t)cluster);
+}
+
+static void auth_hello(struct buf *b, int body)
+{
+    put_u8(b, 0);
+    put_u8(b, (uint8_t)body);
+}
+
+/* Step 2 (a proof made by the harness for key `key`) or 3 (unknown key). */
+static void auth_proved(struct buf *b, int step, int key, uint8_t claims, uint8_t damage)
+{
+    uint8_t nonce[16];
+    for (int i = 0; i < 16; i++)
+        nonce[i] = (uint8_t)i;
+    put_u8(b, (uint8_t)step);
+    if (step == 2)
+        put_u8(b, (uint8_t)key);
+    put(b, nonce, sizeof(nonce));
+    put_u8(b, claims);
+    put_u8(b, damage);
+}
+
+static void auth_seeds(void)
+{
+    struct buf in = {0};
+    auth_head(&in, auth_keys_text, 0, 1, 1);
+    auth_hello(&in, 0);
+    auth_proved(&in, 2, 0, 1 | 2 | 4 | 0x30, 0);
+    save_buf("fuzz_auth", "good_member", &in);
+
+    auth_head(&in, auth_keys_text, 0, 1, 0);
+    auth_hello(&in, 0);
+    auth_proved(&in, 2, 2, 0, 0);
+    auth_proved(&in, 2, 2, 0, 0);
+    save_buf("fuzz_auth", "good_writer_then_again", &in);
+
+    auth_head(&in, auth_keys_text, 0, 1, 0);
+    auth_hello(&in, 0);
+    auth_proved(&in, 2, 1, 0, 1 | 5 << 3);
+    save_buf("fuzz_auth", "damaged_proof", &in);
+
+    auth_head(&in, auth_keys_text, 0, 1, 1);
+    auth_hello(&in, 0);
+    auth_proved(&in, 2, 0, 1, 0);
+    save_buf("fuzz_auth", "foreign_cluster", &in);
+
+    auth_head(&in, auth_keys_text, 0, 1, 0);
+    auth_proved(&in, 2, 0, 0, 0);
+    auth_hello(&in, 0);
+    save_buf("fuzz_auth", "auth_before_hello", &in);
+
+    auth_head(&in, auth_keys_text, 0, 1, 0);
+    auth_hello(&in, 1);
+    auth_hello(&in, 0);
+    save_buf("fuzz_auth", "hello_with_body", &in);
+
+    static const uint8_t raw[] = {0x0a, 0x02, 'm', '1', 0x12, 0x04, 'a', 'b', 'c', 'd', 0x2a, 0};
+    auth_head(&in, auth_keys_text, 0, 1, 0);
+    auth_hello(&in, 0);
+    put_u8(&in, 1);
+    put_u8(&in, sizeof(raw));
+    put(&in, raw, sizeof(raw));
+    save_buf("fuzz_auth", "raw_auth", &in);
+
+    auth_head(&in, auth_keys_text, 0, 1, 0);
+    auth_hello(&in, 0);
+    auth_proved(&in, 3, 0, 0, 0);
+    save_buf("fuzz_auth", "unknown_key", &in);
+
+    auth_head(&in, auth_keys_text, 0, 0, 0);
+    auth_hello(&in, 0);
+    auth_proved(&in, 2, 0, 0, 0);
+    save_buf("fuzz_auth", "auth_off", &in);
+
+    auth_head(&in, "member m1 0011\nboss x 00112233445566778899aabbccddeeff\n", 0, 1, 0);
+    auth_hello(&in, 0);
+    auth_proved(&in, 3, 0, 0, 0);
+    save_buf("fuzz_auth", "bad_keys_text", &in);
+
+    auth_head(&in, "app 00112233445566778899aabbccddeeff\n", 1, 1, 0);
+    auth_hello(&in, 0);
+    auth_proved(&in, 2, 0, 0, 0);
+    save_buf("fuzz_auth", "client_file", &in);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -627,5 +725,6 @@ int main(int argc, char **argv)
     ds_rpc();
     ds_http();
     ns_rpc();
+    auth_seeds();
     return 0;
 }

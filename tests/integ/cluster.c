@@ -226,6 +226,12 @@ int cluster_start_ns(struct cluster *c)
     }
     for (int k = 0; c->opts.ns_args && c->opts.ns_args[k] && n < MAX_ARGS - 1; k++)
         argv[n++] = (char *)c->opts.ns_args[k];
+    if (c->opts.insecure) {
+        argv[n++] = "--insecure";
+    } else {
+        argv[n++] = "--keys";
+        argv[n++] = c->keys;
+    }
     argv[n] = NULL;
     if (c->ns.pid)
         cluster_signal_proc(&c->ns, SIGKILL);
@@ -240,6 +246,16 @@ int cluster_start_ds(struct cluster *c, int i)
     char *argv[MAX_ARGS] = {"dataserver", "--ns",   c->ns.addr, "--listen", p->addr,
                             "--http",     p->http_addr, "--data", p->data, NULL};
     int n = 9;
+    char member[32];
+    if (c->opts.insecure) {
+        argv[n++] = "--insecure";
+    } else {
+        snprintf(member, sizeof(member), "member%d", i + 1);
+        argv[n++] = "--keys";
+        argv[n++] = c->keys;
+        argv[n++] = "--member-key";
+        argv[n++] = member;
+    }
     for (int k = 0; c->opts.ds_args && c->opts.ds_args[k] && n < MAX_ARGS - 1; k++)
         argv[n++] = (char *)c->opts.ds_args[k];
     for (int k = 0; p->args && p->args[k] && n < MAX_ARGS - 1; k++)
@@ -553,6 +569,10 @@ static int cluster_start_once(const struct cluster_opts *opts, struct cluster **
         free(c);
         return rc;
     }
+    if (c->opts.insecure)
+        unsetenv("IMGSTORE_KEY_FILE");
+    else if ((rc = cluster_write_keys(c)))
+        goto err;
     if ((rc = layout(c)) || (rc = cluster_start_ns(c)))
         goto err;
     for (int i = 0; i < c->nds; i++)

@@ -13,6 +13,15 @@
  * stops everything and removes the folder; call it from a Criterion .fini
  * fixture so it also runs after a failed assertion.
  *
+ * Keys (docs/security.md): unless opts.insecure, cluster_start writes
+ * <dir>/keys (mode 0600: member keys "member1".."member8", one per
+ * dataserver, ds[i] using member<i+1>; an operator key "ops", a writer key
+ * "app") and one client key file per role (<dir>/member.key of member1,
+ * operator.key, writer.key), starts every server with --keys, and sets
+ * IMGSTORE_KEY_FILE to the operator key in this process, so every handle
+ * it opens and every tool run through cluster_run / cluster_admin has it
+ * (remove it with env_del to run a tool without a key).
+ *
  * Errors: functions that can fail return 0 or a negative errno; they print
  * one line saying why to stderr, so a test only needs cr_assert_eq(rc, 0). */
 #ifndef IMG_TEST_CLUSTER_H
@@ -47,6 +56,7 @@ struct cluster_opts {
     /* Extra arguments appended to the nameserver's command line
      * (NULL-terminated; NULL for none). Must outlive the cluster. */
     const char *const *ns_args;
+    int insecure;             /* non-zero: servers run with --insecure, no keys */
 };
 
 /* One server process: its identity survives restarts (same ports, folders). */
@@ -71,6 +81,10 @@ struct cluster {
     struct cluster_proc ds[CLUSTER_MAX_DS];
     int nds;
     int passed; /* set by a test when it ends well: cluster_stop keeps quiet */
+    char keys[300];         /* the servers' keys file (empty when insecure) */
+    char key_member[300];   /* client key files, one per role */
+    char key_operator[300];
+    char key_writer[300];
 };
 
 /* Starts a cluster as described by opts (NULL for defaults) and waits until it
@@ -78,6 +92,11 @@ struct cluster {
  * On failure everything started is stopped, server log tails are printed to
  * stderr and a negative errno is returned (-ETIMEDOUT when not ready). */
 int cluster_start(const struct cluster_opts *opts, struct cluster **out);
+
+/* Writes c->keys and the client key files in c->dir and sets
+ * IMGSTORE_KEY_FILE to the operator key (cluster_keys.c; called by
+ * cluster_start unless opts.insecure). Returns 0 or a negative errno. */
+int cluster_write_keys(struct cluster *c);
 
 /* Stops every process (SIGTERM, up to CLUSTER_STOP_MS, then SIGKILL), reaps
  * them and removes the folder. When c->passed is 0, prints the tails of the

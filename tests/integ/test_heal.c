@@ -184,44 +184,27 @@ static int drained(const Imgstore__ClusterStatusResp *st, const void *arg)
     return s && s->blocks == 0 && exact(st, NULL);
 }
 
-/* Sends one admin request to the nameserver on a fresh blocking socket and
- * unpacks the answer's head with `unpack`. Returns the status or -errno. */
-static int ns_call(unsigned type, const ProtobufCMessage *req, void **resp,
-                   void *(*unpack)(ProtobufCAllocator *, size_t, const uint8_t *))
+/* Sends one admin request to the nameserver through a fresh library handle
+ * (with the cluster's operator key: DRAIN needs it) and unpacks the answer
+ * with `desc`. Returns the status or an error. */
+static int ns_call(unsigned type, const ProtobufCMessage *req,
+                   const ProtobufCMessageDescriptor *desc, void **resp)
 {
-    int fd = cluster_connect(C->ns.addr, RPC_TIMEOUT_MS);
-    if (fd < 0)
-        return fd;
-    size_t hl = protobuf_c_message_get_packed_size(req);
-    uint8_t *buf = malloc(FRAME_HEADER_SIZE + hl);
-    struct frame_header h = {.type = (uint8_t)type, .request_id = 7, .head_len = (uint32_t)hl};
-    frame_encode(&h, buf);
-    protobuf_c_message_pack(req, buf + FRAME_HEADER_SIZE);
-    int rc = write(fd, buf, FRAME_HEADER_SIZE + hl) == (ssize_t)(FRAME_HEADER_SIZE + hl) ? 0 : -5;
-    free(buf);
-    uint8_t hdr[FRAME_HEADER_SIZE];
-    if (rc == 0 && recv(fd, hdr, sizeof(hdr), MSG_WAITALL) != (ssize_t)sizeof(hdr))
-        rc = -5;
-    if (rc == 0 && (rc = frame_decode(hdr, &h)) == 0 && h.status == 0) {
-        uint8_t *head = malloc(h.head_len + 1);
-        if (recv(fd, head, h.head_len, MSG_WAITALL) == (ssize_t)h.head_len)
-            *resp = unpack(NULL, h.head_len, head);
-        rc = *resp ? 0 : -5;
-        free(head);
-    } else if (rc == 0) {
-        rc = h.status;
-    }
-    close(fd);
-    return rc;
+    imgstore_t *h = cluster_client(C);
+    if (!h)
+        return -5;
+    ProtobufCMessage *m = NULL;
+    int rc = imgstore_admin_call(h, NULL, type, req, desc, &m);
+    imgstore_close(h);
+    *resp = m;
+    return rc == 0 && !m ? -5 : rc;
 }
 
 static void print_tasks(void)
 {
     Imgstore__ListTasks lt = IMGSTORE__LIST_TASKS__INIT;
     Imgstore__ListTasksResp *r = NULL;
-    int rc = ns_call(FT_LIST_TASKS, &lt.base, (void **)&r,
-                     (void *(*)(ProtobufCAllocator *, size_t, const uint8_t *))
-                         imgstore__list_tasks_resp__unpack);
+    int rc = ns_call(FT_LIST_TASKS, &lt.base, &imgstore__list_tasks_resp__descriptor, (void **)&r);
     cr_assert_eq(rc, 0, "LIST_TASKS failed: %d", rc);
     size_t done = 0, failed = 0, caught_up = 0;
     for (size_t i = 0; i < r->n_tasks; i++) {
@@ -314,9 +297,7 @@ Test(heal, kill_restart_drain)
     dr.server_id = ss->server_id;
     fprintf(stderr, "[heal] draining %s (%u replicas)\n", C->ds[drain].name, ss->blocks);
     Imgstore__DrainResp *dresp = NULL;
-    int rc = ns_call(FT_DRAIN, &dr.base, (void **)&dresp,
-                     (void *(*)(ProtobufCAllocator *, size_t, const uint8_t *))
-                         imgstore__drain_resp__unpack);
+    int rc = ns_call(FT_DRAIN, &dr.base, &imgstore__drain_resp__descriptor, (void **)&dresp);
     imgstore_admin_free_status(st);
     cr_assert_eq(rc, 0, "DRAIN failed: %d", rc);
     imgstore__drain_resp__free_unpacked(dresp, NULL);

@@ -248,3 +248,36 @@ Test(ns_meta, binary_garbage_refused)
     struct ns_meta m;
     cr_assert_eq(ns_meta_open(&m, dir, 0, 0), IMG_EFORMAT);
 }
+
+Test(ns_meta, member_key_bindings_persist)
+{
+    struct ns_meta m;
+    cr_assert_eq(ns_meta_open(&m, dir, 0, 0), 0);
+    cr_assert_null(ns_meta_bound_key(&m, "ds-a"));
+    cr_assert_eq(ns_meta_bind_key(&m, "ds-a", "member1"), 0);
+    cr_assert_eq(ns_meta_bind_key(&m, "ds_b", "member.2@x"), 0);
+    cr_assert_eq(ns_meta_bind_key(&m, "ds-a", "member2"), IMG_EINVAL, "bound once");
+    cr_assert_eq(ns_meta_bind_key(&m, "ds-c", "bad key"), IMG_EINVAL);
+    cr_assert_eq(ns_meta_bind_key(&m, "ds-c", ""), IMG_EINVAL);
+    ns_meta_free(&m);
+    cr_assert_eq(ns_meta_open(&m, dir, 0, 0), 0);
+    cr_assert_eq(m.nbound, 2);
+    cr_assert_str_eq(ns_meta_bound_key(&m, "ds-a"), "member1");
+    cr_assert_str_eq(ns_meta_bound_key(&m, "ds_b"), "member.2@x");
+    cr_assert_null(ns_meta_bound_key(&m, "ds-c"));
+    ns_meta_free(&m);
+    static const char *bad[] = {
+        "imgstore-nameserver-meta 1\ncluster_id 0123456789abcdef0123456789abcdef\n"
+        "block_id_reserved 1\nreplicas 2\nblock_size 67108864\nserver_key ds-a\nend\n",
+        "imgstore-nameserver-meta 1\ncluster_id 0123456789abcdef0123456789abcdef\n"
+        "block_id_reserved 1\nreplicas 2\nblock_size 67108864\nserver_key ds-a k1\n"
+        "server_key ds-a k2\nend\n",
+        "imgstore-nameserver-meta 1\ncluster_id 0123456789abcdef0123456789abcdef\n"
+        "block_id_reserved 1\nreplicas 2\nblock_size 67108864\nserver_key ds-a k/1\nend\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memset(&m, 0, sizeof(m));
+        cr_assert_eq(ns_meta_parse(bad[i], strlen(bad[i]), &m), IMG_EFORMAT, "bad[%zu]", i);
+        ns_meta_free(&m);
+    }
+}

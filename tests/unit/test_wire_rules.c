@@ -113,6 +113,12 @@ static const struct {
     {RETRY_DELETE, RETRY_OTHER,
      {IMG_ENOTPRIMARY, IMG_ENOBLOCKHERE, IMG_ECONN, IMG_EUNAVAIL, IMG_ETIMEDOUT, IMG_EREPL}},
     {RETRY_DELETE, RETRY_FINAL, {IMG_ENOTFOUND, IMG_EBADNAME, -ENOSPC}},
+    /* A missing or wrong key is final everywhere: a read never passes to
+     * another replica for it, an upload never tries another block. */
+    {RETRY_WRITE, RETRY_FINAL, {IMG_EAUTH, IMG_EPERM, IMG_EKEYFILE}},
+    {RETRY_ALLOC, RETRY_FINAL, {IMG_EAUTH, IMG_EPERM, IMG_EKEYFILE}},
+    {RETRY_READ, RETRY_FINAL, {IMG_EAUTH, IMG_EPERM, IMG_EKEYFILE}},
+    {RETRY_DELETE, RETRY_FINAL, {IMG_EAUTH, IMG_EPERM, IMG_EKEYFILE}},
 };
 
 Test(retry, table)
