@@ -904,6 +904,21 @@ int cluster_read_file(const char *path, void **buf, size_t *len)
     return rc;
 }
 
+int cluster_send_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
 int cluster_connect(const char *addr, int timeout_ms)
 {
     struct sockaddr_storage ss;

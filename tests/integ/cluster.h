@@ -196,6 +196,11 @@ int cluster_read_file(const char *path, void **buf, size_t *len);
  * timeout_ms. Returns the fd or a negative errno. */
 int cluster_connect(const char *addr, int timeout_ms);
 
+/* Sends all len bytes on a blocking socket (EINTR retried). Returns 0, or -1
+ * when the peer closed or the send failed (a server may close on a test:
+ * callers that allow it ignore the result). */
+int cluster_send_all(int fd, const void *buf, size_t len);
+
 /* GET /metrics from a server's HTTP address (http_addr) and returns the
  * value of one series, named with its exact label text (for instance
  * `imgstore_ds_requests_total{op="read",status="ok"}`); -1 when the server

@@ -44,13 +44,7 @@ TestSuite(auth, .init = setup, .fini = fixture_stop, .timeout = 240);
 
 static void send_all(int fd, const void *buf, size_t len)
 {
-    const uint8_t *p = buf;
-    while (len) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-        cr_assert_gt(n, 0, "send: %s", strerror(errno));
-        p += n;
-        len -= (size_t)n;
-    }
+    cr_assert_eq(cluster_send_all(fd, buf, len), 0, "send: %s", strerror(errno));
 }
 
 static void recv_all(int fd, void *buf, size_t len)

@@ -41,18 +41,10 @@ TestSuite(hostile, .init = setup, .fini = teardown, .timeout = 240);
 
 /* ---- socket helpers ---------------------------------------------------------- */
 
+/* The server may close on us: that is allowed. */
 static void send_all(int fd, const void *buf, size_t len)
 {
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return; /* the server may close on us: that is allowed */
-        p += n;
-        len -= (size_t)n;
-    }
+    (void)cluster_send_all(fd, buf, len);
 }
 
 /* Reads exactly len bytes. Returns 1, 0 on orderly close or reset, or

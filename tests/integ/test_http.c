@@ -77,17 +77,7 @@ static void hc_close(struct hc *h)
 
 static int hc_send(struct hc *h, const void *buf, size_t len)
 {
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t n = send(h->fd, p, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
+    return cluster_send_all(h->fd, buf, len);
 }
 
 /* Reads more bytes into h->buf. 1, 0 at end of stream, -1 on error. */

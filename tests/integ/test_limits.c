@@ -77,20 +77,7 @@ static int connect_from(const char *src, const char *addr, int io_ms)
     return fd;
 }
 
-static int send_all(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
+#define send_all cluster_send_all
 
 /* Waits up to ms for the server to close fd (reading and dropping what it
  * sends). Returns the milliseconds it took, or -1 when it stayed open. */
