@@ -405,7 +405,14 @@ Test(limits, stalled_uploads_stay_within_budget)
     long grown_mib = (rss1 - rss0) / 1024;
     fprintf(stderr, "[limits] %d stalled uploads of 48 of 64 MiB: RSS %ld -> %ld KiB (+%ld MiB), "
                     "%d answered busy\n", STALLED, rss0, rss1, grown_mib, busy);
+#ifndef __SANITIZE_ADDRESS__
     cr_assert_lt(grown_mib, 64 + 32, "RSS grew by %ld MiB with a 64 MiB budget", grown_mib);
+#else
+    /* Under AddressSanitizer freed memory sits in its quarantine (up to
+     * 256 MiB), so RSS says nothing of what the server holds: the bound is
+     * checked by the plain build; the answers below are checked in both. */
+    (void)grown_mib;
+#endif
     cr_assert_eq(busy, STALLED - 1, "%d of %d uploads answered busy", busy, STALLED - 1);
 
     /* One more: answered busy right after its header, before any body. */
