@@ -6,6 +6,9 @@ PKGS="build-essential pkg-config libuv1-dev libprotobuf-c-dev protobuf-c-compile
 libzstd-dev liburing-dev libcriterion-dev libisal-dev libinih-dev libhttp-parser-dev curl \
 clang libclang-rt-14-dev llvm valgrind \
 varnish"
+# OpenSSL: libssl for HTTPS (net/http_tls.c), the openssl command for the
+# certificates of tests/integ/test_https.c.
+PKGS="$PKGS libssl-dev openssl"
 # --ui: only what `make test-ui` adds, Chromium for the status-page test
 # (a large download, so `make test` does without it).
 if [ "${1:-}" = "--ui" ]; then PKGS="chromium"; fi
