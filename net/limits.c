@@ -385,19 +385,23 @@ static int net_parse(const char *item, size_t len, struct addr_net *out)
         if (*end)
             return -EINVAL;
     }
+    struct in_addr a4;
+    struct in6_addr a6;
     memset(out, 0, sizeof(*out));
-    if (inet_pton(AF_INET, buf, out->a) == 1) {
+    if (inet_pton(AF_INET, buf, &a4) == 1) {
         out->fam = 4;
         if (bits > 32)
             return -EINVAL;
         out->bits = (uint8_t)(bits < 0 ? 32 : bits);
-    } else if (inet_pton(AF_INET6, buf, out->a) == 1) {
+        memcpy(out->a, &a4, 4);
+    } else if (inet_pton(AF_INET6, buf, &a6) == 1) {
         out->fam = 6;
         if (bits > 128)
             return -EINVAL;
         out->bits = (uint8_t)(bits < 0 ? 128 : bits);
-        if (IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)out->a) && out->bits >= 96) {
-            memmove(out->a, out->a + 12, 4);
+        memcpy(out->a, &a6, 16);
+        if (IN6_IS_ADDR_V4MAPPED(&a6) && out->bits >= 96) {
+            memcpy(out->a, a6.s6_addr + 12, 4);
             memset(out->a + 4, 0, 12);
             out->fam = 4;
             out->bits -= 96;
