@@ -217,13 +217,17 @@ static int64_t wait_closed(int fd, int ms, char *got, size_t cap)
 Test(https, serves_like_plain_http)
 {
     make_certs();
-    start(NULL);
+    char tok[128], out[OUT_MAX];
+    snprintf(tok, sizeof(tok), "%s/token", certs);
+    cr_assert_eq(cluster_write_file(tok, "sekrit\n", 7), 0);
+    const char *const more[] = {"--upload-token-file", tok, NULL};
+    start(more);
     char name[IMGSTORE_NAME_MAX];
     size_t len = 300000;
     put_file(len, name);
     char *want = malloc(len);
     cluster_fill(want, len, 7, len);
-    char path[256], url[256], out[OUT_MAX];
+    char path[256], url[256];
     snprintf(path, sizeof(path), "%s/got", certs);
     snprintf(url, sizeof(url), "https://%s/%s", cl->ds[0].https_addr, name);
 
@@ -302,6 +306,31 @@ Test(https, serves_like_plain_http)
     rc = run(out, sizeof(out),
              "curl -sS --max-time 10 --cacert %s/other.pem -o /dev/null %s 2>&1", certs, url);
     cr_assert_eq(rc, 60, "an untrusted certificate was accepted: %d %s", rc, out);
+
+    /* An upload with the token and Expect: 100-continue (the core's
+     * interim answer goes through TLS too), then read back over the plain
+     * port. */
+    char src[256];
+    snprintf(src, sizeof(src), "%s/up.bin", certs);
+    cr_assert_eq(cluster_write_file(src, want, len), 0);
+    rc = run(out, sizeof(out),
+             CURL "-v -H 'Authorization: Bearer sekrit' -H 'Content-Type: image/jpeg' "
+                  "-H 'Expect: 100-continue' "
+                  "--data-binary @%s https://%s/ 2>&1",
+             certs, src, cl->ds[0].https_addr);
+    cr_assert_eq(rc, 0, "curl: %s", out);
+    cr_assert(strstr(out, "< HTTP/1.1 100 Continue") && strstr(out, "< HTTP/1.1 201 Created"),
+              "%s", out);
+    const char *nm = strstr(out, "{\"name\":\"");
+    cr_assert_not_null(nm, "%s", out);
+    char up_name[64];
+    snprintf(up_name, sizeof(up_name), "/%.*s", (int)strcspn(nm + 9, "\""), nm + 9);
+    rc = run(out, sizeof(out), "curl -sS --max-time 10 -o %s http://%s%s 2>&1", path,
+             cl->ds[0].http_addr, up_name);
+    cr_assert_eq(rc, 0, "curl: %s", out);
+    cr_assert_eq(cluster_read_file(path, &got, &got_len), 0);
+    cr_assert(got_len == len && memcmp(got, want, len) == 0, "the upload over HTTPS differs");
+    free(got);
 
     /* The plain port still serves. */
     char *body = cluster_http_body(cl->ds[0].http_addr, "/healthz");
