@@ -386,6 +386,32 @@ Test(https, hostile_peers_closed_and_counted)
                  tls, certs);
     cr_assert(strncmp(out, "HTTP/1.1 408", 12) == 0, "a slow head over TLS: %d %s", rc, out);
 
+    /* Garbage inside a good TLS session: 400 over TLS, as on HTTP. */
+    rc = run(out, sizeof(out),
+             "printf 'NOT HTTP AT ALL\\r\\n\\r\\n' | openssl s_client -quiet -ign_eof "
+             "-connect %s -CAfile %s/ca.pem 2>/dev/null",
+             tls, certs);
+    cr_assert(strncmp(out, "HTTP/1.1 400", 12) == 0, "garbage over TLS: %d %s", rc, out);
+
+    /* Random bytes instead of a handshake, from 20 connections: each
+     * closed, no answer in plain text. */
+    uint64_t rng = 12345;
+    for (int k = 0; k < 20; k++) {
+        char junk[3000];
+        size_t jl = 1 + cluster_rand(&rng) % sizeof(junk);
+        for (size_t i = 0; i < jl; i++)
+            junk[i] = (char)cluster_rand(&rng);
+        if (k % 2)
+            junk[0] = 0x16; /* a handshake record's type, then nonsense */
+        fd = cluster_connect(tls, IO_MS);
+        cr_assert_geq(fd, 0);
+        send_all(fd, junk, jl); /* the server may close before it is all sent */
+        ms = wait_closed(fd, 3000, got, sizeof(got));
+        close(fd);
+        cr_assert(ms >= 0, "random bytes %d (%zu): the connection stayed open", k, jl);
+        cr_assert(strncmp(got, "HTTP/", 5) != 0, "random bytes %d answered in plain text", k);
+    }
+
     /* Then it serves on, and the server is alive. */
     rc = run(out, sizeof(out), CURL "https://%s/healthz 2>&1", certs, tls);
     cr_assert(rc == 0 && strcmp(out, "ok\n") == 0, "%d %s", rc, out);
