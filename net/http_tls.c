@@ -109,8 +109,10 @@ static SSL_CTX *ctx_load(const char *cert, const char *key, char *err, size_t er
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION |
                                  SSL_OP_NO_COMPRESSION);
-    /* Idle connections give their record buffers back. */
+    /* Idle connections give their record buffers back; resumption uses
+     * stateless tickets only, so no session cache grows with the clients. */
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
         snprintf(err, errlen, "cannot load the certificate %s (PEM wanted): %s", cert, ssl_reason());
