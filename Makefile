@@ -7,7 +7,9 @@ CC ?= gcc
 BUILD ?= build
 GEN := $(BUILD)/gen
 OBJ := $(BUILD)/obj
-PKGS := libuv libprotobuf-c liburing libisal libzstd libcrypto
+PKGS := libuv libprotobuf-c liburing libisal libzstd
+# OpenSSL's libssl: HTTPS on the dataserver's origin (net/http_tls.c).
+PKGS += libssl libcrypto
 # The packages' flags are read when a compile or link first needs them, not
 # when this file is parsed: `make run` and `make test` install the packages
 # (scripts/install-deps.sh) before anything is built, in the same run. Each
@@ -40,9 +42,9 @@ DS_OBJ := $(call src_to_obj,$(DS_SRC))
 DS_CORE_OBJ := $(call src_to_obj,$(wildcard $(addprefix dataserver/,needle.c index.c uring.c block.c blockio.c store.c compact.c)))
 LIB_SRC := $(wildcard client/*.c)
 LIB_OBJ := $(call src_to_obj,$(LIB_SRC))
-# The HTTP server core (net/http_server.c) serves the two servers only: the
-# client library does not carry it.
-LIB_COMMON_OBJ := $(filter-out $(OBJ)/net/http_server.o,$(COMMON_OBJ))
+# The HTTP server core (net/http_server.c, net/http_tls.c) serves the two
+# servers only: the client library does not carry it.
+LIB_COMMON_OBJ := $(filter-out $(OBJ)/net/http_server.o $(OBJ)/net/http_tls.o,$(COMMON_OBJ))
 # ds-admin: main and the command table (tools/ds_admin.c), one module per
 # command group (tools/admin_*.c), their helpers (tools/admin.c).
 ADMIN_OBJ := $(call src_to_obj,tools/ds_admin.c tools/admin.c $(wildcard tools/admin_*.c))

@@ -15,6 +15,12 @@
 # dropped (when allowed) and a few hundred distinct images are fetched one
 # by one to count the disk reads one cold GET costs.
 #
+# HTTPS rows: when the `openssl` command is there (and BENCH_HTTPS is not
+# 0), a self-signed certificate for 127.0.0.1 is made in the folder, the
+# dataserver under test also serves --https with it and nginx gets a TLS
+# server (TLS 1.2/1.3, same files, same worker); wrk (which does not check
+# certificates) runs the same load against both over TLS.
+#
 # Everything it starts is stopped and the folder removed on exit, Ctrl-C
 # included; BENCH_KEEP=1 keeps the folder. Tunables (environment):
 # BENCH_HTTP_FILES (10000), BENCH_HTTP_SIZE (51200), BENCH_HTTP_CONNS (64),
@@ -44,6 +50,8 @@ for t in nginx wrk curl; do
     }
 done
 NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
+HTTPS_ON=${BENCH_HTTPS:-1}
+command -v openssl >/dev/null 2>&1 || HTTPS_ON=0
 
 WORK=$(mktemp -d "${BENCH_DIR:-/tmp}/imgstore-bench-http.XXXXXX") || exit 1
 KEEP=${BENCH_KEEP:-0}
@@ -71,9 +79,26 @@ chmod 755 "$WORK" "$WORK/files" # nginx's worker may run as another user
 start_ns --replicas $REPLICAS --safe-mode-timeout-ms 0
 HTTP=""
 DS_PID=""
+TLS_ARGS=()
+if [ "$HTTPS_ON" = 1 ]; then
+    mkdir -p "$WORK/tls"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -keyout "$WORK/tls/key.pem" -out "$WORK/tls/cert.pem" -subj /CN=127.0.0.1 \
+        -addext subjectAltName=IP:127.0.0.1 >"$WORK/log/openssl.log" 2>&1 ||
+        { log "openssl failed: $(tail -n 3 "$WORK/log/openssl.log")"; KEEP=1; exit 1; }
+    chmod 600 "$WORK/tls/key.pem"
+    free_port
+    HTTPS=127.0.0.1:$PORT
+    TLS_ARGS=(--https "$HTTPS" --tls-cert "$WORK/tls/cert.pem" --tls-key "$WORK/tls/key.pem")
+fi
 for i in $(seq $NDS); do
-    start_ds "$i"
-    [ -n "$HTTP" ] || { HTTP=$DS_ADDR_HTTP; DS_PID=$LAST; }
+    if [ -z "$HTTP" ]; then
+        start_ds "$i" "${TLS_ARGS[@]}"
+        HTTP=$DS_ADDR_HTTP
+        DS_PID=$LAST
+    else
+        start_ds "$i"
+    fi
 done
 wait_up $NDS
 
@@ -95,6 +120,19 @@ NGOT=$(find "$WORK/files" -type f -size "${SIZE}c" | wc -l)
 # ---- nginx ----------------------------------------------------------------------
 free_port
 NGX_PORT=$PORT
+NGX_TLS=""
+if [ "$HTTPS_ON" = 1 ]; then
+    free_port
+    NGX_TLS_PORT=$PORT
+    NGX_TLS="server {
+        listen 127.0.0.1:$NGX_TLS_PORT ssl;
+        ssl_certificate $WORK/tls/cert.pem;
+        ssl_certificate_key $WORK/tls/key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        root $WORK/files;
+        location / { }
+    }"
+fi
 mkdir -p "$WORK/nginx/tmp"
 cat >"$WORK/nginx/nginx.conf" <<EOF
 daemon off;
@@ -123,6 +161,7 @@ http {
         root $WORK/files;
         location / { }
     }
+    $NGX_TLS
 }
 EOF
 start nginx "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/log/nginx.log"
@@ -152,6 +191,13 @@ wrk_run img "http://$HTTP"
 wrk_run ngx "http://127.0.0.1:$NGX_PORT"
 read -r IMG_RPS IMG_P99 IMG_ERR <"$WORK/img.res"
 read -r NGX_RPS NGX_P99 NGX_ERR <"$WORK/ngx.res"
+if [ "$HTTPS_ON" = 1 ]; then
+    log "wrk over TLS: the same load against $HTTPS and nginx's TLS port"
+    wrk_run img-tls "https://$HTTPS"
+    wrk_run ngx-tls "https://127.0.0.1:$NGX_TLS_PORT"
+    read -r IMGT_RPS IMGT_P99 IMGT_ERR <"$WORK/img-tls.res"
+    read -r NGXT_RPS NGXT_P99 NGXT_ERR <"$WORK/ngx-tls.res"
+fi
 
 # ---- cold cache: disk reads per GET --------------------------------------------
 DEV=$(df --output=source "$WORK/ds1" | tail -n 1)
@@ -200,5 +246,9 @@ echo
     echo "figure|imgstore|nginx|ratio|goal"
     echo "HTTP GET requests/s (errors $IMG_ERR/$NGX_ERR)|$IMG_RPS|$NGX_RPS|$(awk -v a="$IMG_RPS" -v b="$NGX_RPS" 'BEGIN { printf "%.2fx", (b > 0 ? a / b : 0) }')|>= 1.00x"
     echo "HTTP GET p99 ms|$IMG_P99|$NGX_P99|$(awk -v a="$IMG_P99" -v b="$NGX_P99" 'BEGIN { printf "%.2fx", (b > 0 ? a / b : 0) }')|lower is better"
+    if [ "$HTTPS_ON" = 1 ]; then
+        echo "HTTPS GET requests/s (errors $IMGT_ERR/$NGXT_ERR)|$IMGT_RPS|$NGXT_RPS|$(awk -v a="$IMGT_RPS" -v b="$NGXT_RPS" 'BEGIN { printf "%.2fx", (b > 0 ? a / b : 0) }')|>= 1.00x"
+        echo "HTTPS GET p99 ms|$IMGT_P99|$NGXT_P99|$(awk -v a="$IMGT_P99" -v b="$NGXT_P99" 'BEGIN { printf "%.2fx", (b > 0 ? a / b : 0) }')|lower is better"
+    fi
 } | column -t -s '|'
 echo "$COLD_LINE (goal: 1 read per GET)"

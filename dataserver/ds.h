@@ -71,6 +71,7 @@ struct ds_removals;
 struct ds_throttle;
 struct ds_nsclient;
 struct http_server;
+struct http_tls;
 
 struct auth_link;
 struct ds {
@@ -183,6 +184,13 @@ struct ds {
     struct conn_gate native_gate; /* the native port's connections */
     struct addr_buckets misses;   /* 404s per address (ds_http.c) */
     uint64_t http_misses;         /* 404 answers to GET/HEAD */
+    struct addr_set miss_exempt;  /* --miss-exempt: never slowed by the 404s */
+
+    /* HTTPS: a second listener of the origin (ds_http.c; docs/http.md,
+     * "HTTPS"), set by main.c */
+    char https_addr[DS_ADDR_MAX]; /* --https; "" for none */
+    struct http_tls *tls;         /* --tls-cert, --tls-key (owned), NULL for none */
+    struct http_server *https;
 };
 
 /* ds_rpc.c: the receive budget. Reserves n bytes of request bodies being
@@ -228,6 +236,9 @@ void ds_session_stop(struct ds *ds);
 
 /* ds_http.c: serves the HTTP port. */
 int ds_http_start(struct ds *ds);
+/* ds_http.c: serves the same origin over TLS on ds->https_addr (after
+ * ds_http_start); ds_http_stop stops both and frees ds->tls. */
+int ds_https_start(struct ds *ds);
 void ds_http_stop(struct ds *ds);
 
 #endif

@@ -11,13 +11,17 @@
  * length in the receive budget (ds_recv_reserve; 503 + Retry-After past
  * it) until the body is whole. 404s are counted per client address: one
  * that spent its bucket (--miss-rate, --miss-burst) gets 429 +
- * Retry-After for every file GET or HEAD until it refills. */
+ * Retry-After for every file GET or HEAD until it refills; the addresses
+ * of --miss-exempt (CDN shields) are never counted nor slowed. The same
+ * origin may also listen with TLS (--https): a second server of the core
+ * with the same callbacks and limits. */
 #include "dataserver/http_int.h"
 
 #include "base/err.h"
 #include "base/log.h"
 #include "dataserver/ds_metrics.h"
 #include "dataserver/http_util.h"
+#include "net/http_tls.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -95,7 +99,8 @@ static void note_miss(struct http_req *r)
 {
     struct ds *ds = r->ds;
     ds->http_misses++;
-    addr_buckets_take(&ds->misses, &r->q.peer, uv_now(ds->loop));
+    if (!addr_set_has(&ds->miss_exempt, &r->q.peer))
+        addr_buckets_take(&ds->misses, &r->q.peer, uv_now(ds->loop));
 }
 
 void http_reply_text(struct http_req *r, int code, const char *cache_control, const char *extra,
@@ -330,7 +335,8 @@ static void on_request(struct http_server_req *q)
         return;
     }
     unsigned retry_s = 1;
-    if (get && !addr_buckets_allows(&r->ds->misses, &q->peer, uv_now(r->ds->loop), &retry_s)) {
+    if (get && !addr_buckets_allows(&r->ds->misses, &q->peer, uv_now(r->ds->loop), &retry_s) &&
+        !addr_set_has(&r->ds->miss_exempt, &q->peer)) {
         char extra[48];
         snprintf(extra, sizeof(extra), "Retry-After: %u\r\n", retry_s);
         http_reply_text(r, 429, HTTP_CC_NOSTORE, extra, "too many misses, slow down\n");
@@ -379,6 +385,21 @@ static const struct http_server_ops ds_http_ops = {
     .req_free = req_free,
 };
 
+/* The core's settings of both ports. */
+static struct http_server_config http_config(const struct ds *ds)
+{
+    struct http_server_config cfg = {
+        .header_ms = ds->http_header_ms,
+        .idle_ms = ds->http_idle_ms,
+        .max_inflight = ds->http_max_inflight,
+        .keep_headers = 1,
+        .req_size = sizeof(struct http_req),
+        .max_conns = ds->max_conns,
+        .max_conns_per_addr = ds->max_conns_per_addr,
+    };
+    return cfg;
+}
+
 int ds_http_start(struct ds *ds)
 {
     if (ds->http_max_upload == 0)
@@ -404,21 +425,27 @@ int ds_http_start(struct ds *ds)
         if (rc != 0)
             return rc;
     }
-    struct http_server_config cfg = {
-        .header_ms = ds->http_header_ms,
-        .idle_ms = ds->http_idle_ms,
-        .max_inflight = ds->http_max_inflight,
-        .keep_headers = 1,
-        .req_size = sizeof(struct http_req),
-        .max_conns = ds->max_conns,
-        .max_conns_per_addr = ds->max_conns_per_addr,
-    };
+    struct http_server_config cfg = http_config(ds);
     return http_server_start(ds->loop, ds->http_addr, &cfg, &ds_http_ops, ds, &ds->http);
+}
+
+int ds_https_start(struct ds *ds)
+{
+    struct http_server_config cfg = http_config(ds);
+    cfg.tls = ds->tls;
+    int rc = http_server_start(ds->loop, ds->https_addr, &cfg, &ds_http_ops, ds, &ds->https);
+    if (rc == 0 && http_tls_watch(ds->tls, ds->loop) != 0)
+        log_warn("TLS: cannot watch the certificate files (out of memory): no reload");
+    return rc;
 }
 
 void ds_http_stop(struct ds *ds)
 {
     http_server_stop(ds->http); /* frees itself once closed */
     ds->http = NULL;
+    http_server_stop(ds->https);
+    ds->https = NULL;
+    http_tls_free(ds->tls); /* open connections keep their own reference */
+    ds->tls = NULL;
     ds_nsc_stop(ds);
 }

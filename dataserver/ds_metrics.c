@@ -11,6 +11,7 @@
 #include "base/err.h"
 #include "base/metrics.h"
 #include "net/http_server.h"
+#include "net/http_tls.h"
 #include "net/limits.h"
 
 #include <ctype.h>
@@ -293,11 +294,13 @@ static void render_blocks(struct metrics_buf *b, struct store *st)
 static void render_limits(struct metrics_buf *b, struct ds *ds)
 {
     struct conn_stats cs;
-    struct http_server_stats hs = {0};
+    struct http_server_stats hs = {0}, ts = {0};
     conn_stats_get(&cs);
     if (ds->http)
         http_server_stats(ds->http, &hs);
-    struct limits_port ports[2] = {
+    if (ds->https)
+        http_server_stats(ds->https, &ts);
+    struct limits_port ports[3] = {
         {.port = "native", .open = ds->native_gate.open,
          .refused_total = ds->native_gate.refused_total,
          .refused_per_addr = ds->native_gate.refused_per_addr, .timeouts = cs.frame_timeouts,
@@ -305,8 +308,27 @@ static void render_limits(struct metrics_buf *b, struct ds *ds)
         {.port = "http", .open = hs.open, .refused_total = hs.refused_total,
          .refused_per_addr = hs.refused_per_addr, .timeouts = hs.header_timeouts,
          .idle_closes = hs.idle_closes},
+        {.port = "https", .open = ts.open, .refused_total = ts.refused_total,
+         .refused_per_addr = ts.refused_per_addr, .timeouts = ts.header_timeouts,
+         .idle_closes = ts.idle_closes},
     };
-    limits_render(b, ports, 2);
+    limits_render(b, ports, ds->https ? 3 : 2);
+    if (ds->https) {
+        uint64_t reloads, reloads_failed;
+        http_tls_reloads(ds->tls, &reloads, &reloads_failed);
+        metrics_family(b, "imgstore_ds_tls_handshakes_total", "counter",
+                       "TLS handshakes on the HTTPS port, done and failed (an error, the "
+                       "header timeout, or the client leaving half way).");
+        metrics_value(b, "imgstore_ds_tls_handshakes_total", "result=\"done\"",
+                      (double)ts.tls_handshakes);
+        metrics_value(b, "imgstore_ds_tls_handshakes_total", "result=\"failed\"",
+                      (double)ts.tls_failed);
+        metrics_family(b, "imgstore_ds_tls_reloads_total", "counter",
+                       "Times the certificate and key files were loaded again after a change.");
+        metrics_value(b, "imgstore_ds_tls_reloads_total", "result=\"done\"", (double)reloads);
+        metrics_value(b, "imgstore_ds_tls_reloads_total", "result=\"failed\"",
+                      (double)reloads_failed);
+    }
     metrics_family(b, "imgstore_ds_receive_bytes", "gauge",
                    "Bytes of upload bodies being received, held in the receive budget.");
     metrics_value(b, "imgstore_ds_receive_bytes", NULL, (double)ds->recv_used);

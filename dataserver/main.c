@@ -2,13 +2,16 @@
  *
  *   dataserver --ns HOST:PORT --listen HOST:PORT --http HOST:PORT --data DIR[,DIR...]
  *              (--keys FILE [--member-key NAME] | --insecure)
+ *              [--https HOST:PORT --tls-cert FILE --tls-key FILE] [--miss-exempt ADDRS]
  *
  * Without --keys the dataserver refuses to start unless --insecure says
  * authentication is off (docs/security.md); a keys file that is unusable
  * (mode, type, a malformed line) stops it with exit status 2.
  * Start-up order: open and recover the data folders (locks, server id, every
  * block) before listening, so a request never sees a half-loaded store; then
- * the native port, the HTTP port and the nameserver session. SIGTERM/SIGINT
+ * the native port, the HTTP port (and the HTTPS one) and the nameserver
+ * session. The TLS certificate and key are loaded while the arguments are
+ * checked: a bad one stops the start with exit code 2. SIGTERM/SIGINT
  * stop the loop; nothing acknowledged is ever pending at that point because
  * acknowledgements follow fdatasync. */
 #include "dataserver/ds.h"
@@ -21,6 +24,7 @@
 
 #include "base/err.h"
 #include "base/log.h"
+#include "net/http_tls.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -51,7 +55,10 @@ static void usage(FILE *out)
                  "       [--max-conns N (per port; default 4096)]\n"
                  "       [--max-conns-per-addr N (per port and client address; default 256)]\n"
                  "       [--miss-rate N (HTTP 404s a second per client address before 429;\n"
-                 "        default 100, 0: off)] [--miss-burst N (default 200)]\n");
+                 "        default 100, 0: off)] [--miss-burst N (default 200)]\n"
+                 "       [--miss-exempt ADDR[/BITS][,...] (never slowed by 404s: CDN shields)]\n"
+                 "       [--https HOST:PORT --tls-cert FILE --tls-key FILE (the origin over\n"
+                 "        TLS 1.2/1.3 too; both files are reloaded when they change)]\n");
 }
 
 /* Reads the HTTP upload secret (--upload-token-file, deprecated: a writer
@@ -157,6 +164,27 @@ static int split_dirs(char *arg, char **dirs, int max)
     return n;
 }
 
+/* Long options without a short letter. */
+enum { OPT_HTTPS = 0x200, OPT_TLS_CERT, OPT_TLS_KEY, OPT_MISS_EXEMPT };
+
+/* Checks the HTTPS flags and loads the certificate and key into ds->tls.
+ * Returns 0 or -1 (with one line on stderr). */
+static int tls_setup(struct ds *ds, const char *cert, const char *key)
+{
+    char err[600];
+    if (!ds->https_addr[0] && !cert && !key)
+        return 0;
+    if (!ds->https_addr[0] || !cert || !key) {
+        fprintf(stderr, "dataserver: --https, --tls-cert and --tls-key go together\n");
+        return -1;
+    }
+    if (http_tls_new(cert, key, &ds->tls, err, sizeof(err)) != 0) {
+        fprintf(stderr, "dataserver: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     struct ds *ds = h->data;
@@ -189,12 +217,18 @@ int main(int argc, char **argv)
                                    {"keys", required_argument, NULL, 'K'},
                                    {"member-key", required_argument, NULL, 'k'},
                                    {"insecure", no_argument, NULL, 'X'},
+                                   {"miss-exempt", required_argument, NULL, OPT_MISS_EXEMPT},
+                                   {"https", required_argument, NULL, OPT_HTTPS},
+                                   {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+                                   {"tls-key", required_argument, NULL, OPT_TLS_KEY},
                                    {"help", no_argument, NULL, 'h'},
                                    {NULL, 0, NULL, 0}};
     static struct ds ds;
     char *data = NULL;
     const char *keys_path = NULL, *member_key = NULL;
     int insecure = 0;
+    const char *tls_cert = NULL, *tls_key = NULL;
+    char err[200];
     int have_ns = 0, have_listen = 0, have_http = 0, have_scrub = 0;
     uint64_t num, capacity = 0;
     int c;
@@ -312,6 +346,22 @@ int main(int argc, char **argv)
         case 'X':
             insecure = 1;
             break;
+        case OPT_MISS_EXEMPT:
+            if (addr_set_parse(&ds.miss_exempt, optarg, err, sizeof(err)) != 0) {
+                fprintf(stderr, "dataserver: --miss-exempt: %s\n", err);
+                return 2;
+            }
+            break;
+        case OPT_HTTPS:
+            if (copy_addr(ds.https_addr, optarg, "--https") != 0)
+                return 2;
+            break;
+        case OPT_TLS_CERT:
+            tls_cert = optarg;
+            break;
+        case OPT_TLS_KEY:
+            tls_key = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -350,6 +400,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "dataserver: --data needs 1 to %d folders\n", STORE_MAX_DISKS);
         return 2;
     }
+    if (tls_setup(&ds, tls_cert, tls_key) != 0)
+        return 2;
     signal(SIGPIPE, SIG_IGN);
     if (!have_scrub)
         ds.scrub_rate = (uint64_t)DS_SCRUB_DEFAULT_MB * 1000 * 1000;
@@ -393,14 +445,19 @@ int main(int argc, char **argv)
         store_close(ds.store);
         return 1;
     }
+    if (ds.tls && (rc = ds_https_start(&ds)) != 0) {
+        log_error("cannot listen on %s (https): %s", ds.https_addr, uv_strerror(rc));
+        store_close(ds.store);
+        return 1;
+    }
     ds_session_start(&ds);
     if (ds_disk_start(&ds) != 0)
         log_warn("disk checks: cannot start (out of memory)");
     ds.scrub_rate_own = ds.scrub_rate;
     if (ds_scrub_start(&ds) != 0)
         log_warn("scrub: cannot start (out of memory)");
-    log_info("serving native %s, http %s, nameserver %s", ds.listen_addr, ds.http_addr,
-             ds.ns_addr);
+    log_info("serving native %s, http %s%s%s, nameserver %s", ds.listen_addr, ds.http_addr,
+             ds.tls ? ", https " : "", ds.tls ? ds.https_addr : "", ds.ns_addr);
 
     uv_signal_t sigterm, sigint;
     uv_signal_init(ds.loop, &sigterm);

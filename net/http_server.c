@@ -12,10 +12,18 @@
  * the header block (431), the time a request head may take (408) and the
  * time a connection may sit idle or stalled are all bounded, and the number
  * of requests holding an in-flight slot is capped (the server answers 503
- * past it). Connections are counted per peer address (net/limits.h). */
+ * past it). Connections are counted per peer address (net/limits.h).
+ *
+ * HTTPS (config.tls): the bytes read are ciphertext handed to the
+ * connection's TLS state (net/http_tls.h); the plaintext it gives back is
+ * parsed as on a plain port, from the same read buffer. Each response is
+ * encrypted as a whole when it leaves the queue and written with its
+ * request; what TLS itself sends (the handshake, tickets, alerts) goes out
+ * as separate writes in the order it was made. */
 #include "net/http_server.h"
 
 #include "net/conn.h"
+#include "net/http_tls.h"
 #include "net/limits.h"
 #include "base/list.h"
 
@@ -47,6 +55,7 @@ struct http_server {
     int stopped;                    /* freed once handles and nreqs are 0 */
     struct conn_gate gate;          /* connections per address */
     uint64_t header_timeouts, idle_closes;
+    uint64_t tls_done, tls_failed;
 };
 
 struct http_server_conn {
@@ -68,6 +77,10 @@ struct http_server_conn {
     uint64_t head_started_ms; /* 0 when no request head is being received */
     struct sockaddr_storage peer;
     int gated;                /* counted in srv->gate */
+    struct http_tls_conn *tls; /* HTTPS: the TLS state (owned), else NULL */
+    int tls_up;               /* the handshake is done */
+    int tls_fed;              /* bytes came from the peer */
+    int tls_counted;          /* counted in srv->tls_failed */
     /* Host lines of the head being parsed (counted whatever keep_headers). */
     char fname[8];
     size_t fname_len;
@@ -150,6 +163,7 @@ static void req_free(struct http_server_req *q)
     free(q->path);
     free(q->resp_hdr);
     free(q->resp_mem);
+    free(q->wire);
     free(q);
     srv->nreqs--;
     srv_release(srv);
@@ -220,6 +234,89 @@ static void write_done(uv_write_t *w, int status)
 
 static void read_resume(struct http_server_conn *hc);
 
+/* ---- TLS ------------------------------------------------------------------------ */
+
+/* What TLS sends by itself (handshake, tickets, alerts, 100 Continue). */
+struct tls_write {
+    uv_write_t w;
+    char data[];
+};
+
+static void tls_write_done(uv_write_t *w, int status)
+{
+    struct http_server_conn *hc = w->handle->data;
+    free(w->data);
+    if (status < 0 && !hc->closing)
+        hconn_close(hc);
+}
+
+/* Writes the bytes TLS has waiting. Returns 0 or a negative errno (the
+ * caller closes the connection). */
+static int tls_flush(struct http_server_conn *hc)
+{
+    size_t n = http_tls_conn_pending(hc->tls);
+    if (n == 0)
+        return 0;
+    struct tls_write *tw = malloc(sizeof(*tw) + n);
+    if (!tw)
+        return -ENOMEM;
+    n = http_tls_conn_take_out(hc->tls, tw->data, n);
+    uv_buf_t b = uv_buf_init(tw->data, (unsigned)n);
+    tw->w.data = tw;
+    int rc = uv_write(&tw->w, (uv_stream_t *)&hc->tcp, &b, 1, tls_write_done);
+    if (rc != 0)
+        free(tw);
+    return rc;
+}
+
+/* Counts a handshake that did not complete (once per connection). */
+static void tls_count_failed(struct http_server_conn *hc)
+{
+    if (hc->tls && !hc->tls_up && !hc->tls_counted) {
+        hc->tls_counted = 1;
+        hc->srv->tls_failed++;
+    }
+}
+
+/* A handshake failed: the alert, if the socket takes it, and close. */
+static void tls_fail(struct http_server_conn *hc)
+{
+    char alert[256];
+    size_t n = http_tls_conn_take_out(hc->tls, alert, sizeof(alert));
+    if (n > 0) {
+        uv_buf_t b = uv_buf_init(alert, (unsigned)n);
+        uv_try_write((uv_stream_t *)&hc->tcp, &b, 1);
+    }
+    tls_count_failed(hc);
+    hconn_close(hc);
+}
+
+/* Encrypts q's response (and a close_notify when the connection closes
+ * after it) into q->wire, freeing the plaintext the core owns. Returns 0
+ * with *out set, or a negative errno. */
+static int tls_seal(struct http_server_conn *hc, struct http_server_req *q, uv_buf_t *out)
+{
+    int rc = http_tls_conn_write(hc->tls, q->resp_hdr, q->resp_hdr_len);
+    if (rc == 0 && q->resp_body_len)
+        rc = http_tls_conn_write(hc->tls, q->resp_body, q->resp_body_len);
+    if (rc != 0)
+        return rc;
+    if (q->close_after)
+        http_tls_conn_shutdown(hc->tls);
+    size_t n = http_tls_conn_pending(hc->tls);
+    q->wire = malloc(n ? n : 1);
+    if (!q->wire)
+        return -ENOMEM;
+    n = http_tls_conn_take_out(hc->tls, q->wire, n);
+    free(q->resp_hdr);
+    free(q->resp_mem);
+    q->resp_hdr = NULL;
+    q->resp_mem = NULL;
+    q->resp_body = NULL;
+    *out = uv_buf_init(q->wire, (unsigned)n);
+    return 0;
+}
+
 /* Writes every READY response at the head of the queue, in order. */
 static void hconn_flush(struct http_server_conn *hc)
 {
@@ -238,10 +335,18 @@ static void hconn_flush(struct http_server_conn *hc)
         q->state = HTTP_REQ_WRITING;
         uv_buf_t bufs[2] = {uv_buf_init(q->resp_hdr, (unsigned)q->resp_hdr_len),
                             uv_buf_init((char *)q->resp_body, (unsigned)q->resp_body_len)};
+        unsigned nbufs = q->resp_body_len ? 2 : 1;
+        if (hc->tls) {
+            if (tls_seal(hc, q, &bufs[0]) != 0) {
+                req_free(q);
+                hconn_close(hc);
+                return;
+            }
+            nbufs = 1;
+        }
         q->wreq.data = q;
         int close_after = q->close_after;
-        if (uv_write(&q->wreq, (uv_stream_t *)&hc->tcp, bufs, q->resp_body_len ? 2 : 1,
-                     write_done) != 0) {
+        if (uv_write(&q->wreq, (uv_stream_t *)&hc->tcp, bufs, nbufs, write_done) != 0) {
             req_free(q);
             hconn_close(hc);
             return;
@@ -266,8 +371,10 @@ static void conn_handle_closed(uv_handle_t *h)
 {
     struct http_server_conn *hc = h->data;
     struct http_server *srv = hc->srv;
-    if (--hc->handles == 0)
+    if (--hc->handles == 0) {
+        http_tls_conn_free(hc->tls);
         free(hc);
+    }
     srv->handles--;
     srv_release(srv);
 }
@@ -452,6 +559,11 @@ void http_server_continue(struct http_server_req *q)
     struct http_server_conn *hc = q->conn;
     if (!hc || hc->head != q)
         return;
+    if (hc->tls) {
+        if (http_tls_conn_write(hc->tls, cont, sizeof(cont) - 1) != 0 || tls_flush(hc) != 0)
+            hconn_close(hc);
+        return;
+    }
     uv_buf_t b = uv_buf_init(cont, sizeof(cont) - 1);
     uv_try_write((uv_stream_t *)&hc->tcp, &b, 1);
 }
@@ -581,38 +693,34 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = sizeof(hc->rbuf);
 }
 
-static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* Parses n plaintext bytes at `at` (which may be rbuf). Returns 0 when
+ * parsing may go on with more bytes, -1 when it stopped: paused for
+ * back-pressure (the rest kept at rbuf[0], reading stopped), a request
+ * that ends the connection, a parse error, or the connection closed. */
+static int parse_input(struct http_server_conn *hc, const char *at, size_t n)
 {
-    struct http_server_conn *hc = s->data;
-    if (hc->closing)
-        return;
-    if (nread < 0) {
-        hconn_close(hc);
-        return;
-    }
-    if (nread == 0 || hc->draining)
-        return;
+    uv_stream_t *s = (uv_stream_t *)&hc->tcp;
     /* Bytes between requests (CRLFs too) start the next head's clock; they
      * are not progress: only a whole head, body bytes or a response count
      * as activity (on_headers_complete, on_body, write_done). */
     if (!hc->cur && !hc->head_started_ms)
         hc->head_started_ms = uv_now(hc->srv->loop);
-    size_t done = http_parser_execute(&hc->parser, &hc->srv->settings, buf->base, (size_t)nread);
+    size_t done = http_parser_execute(&hc->parser, &hc->srv->settings, at, n);
     if (hc->closing)
-        return;
+        return -1;
     enum http_errno e = HTTP_PARSER_ERRNO(&hc->parser);
     if (e == HPE_PAUSED) {
         if (hc->draining)
-            return;
+            return -1;
         /* Paused for back-pressure: keep the unparsed bytes by not reading
          * more; they are re-fed when reading resumes. */
-        hc->held = (size_t)nread - done;
+        hc->held = n - done;
         if (hc->held > 0)
-            memmove(hc->rbuf, buf->base + done, hc->held);
+            memmove(hc->rbuf, at + done, hc->held);
         uv_read_stop(s);
         hc->reading = 0;
         read_resume(hc);
-        return;
+        return -1;
     }
     if (e == HPE_OK && hc->parser.upgrade) {
         /* CONNECT or Upgrade: we speak neither. The request was answered as
@@ -625,14 +733,73 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             hc->tail->close_after = 1;
         if (!hc->head && hc->nwriting == 0)
             hconn_close(hc);
-        return;
+        return -1;
     }
-    if (e != HPE_OK || done != (size_t)nread) {
+    if (e != HPE_OK || done != n) {
         int code = hc->err_status ? hc->err_status : 400;
         uv_read_stop(s);
         hc->reading = 0;
         parse_failed(hc, code);
+        return -1;
     }
+    return hc->draining || !hc->reading ? -1 : 0;
+}
+
+/* HTTPS: drives the handshake with the ciphertext fed so far, then parses
+ * the plaintext it gives until it needs more bytes or parsing stops. */
+static void tls_pump(struct http_server_conn *hc)
+{
+    if (!hc->tls_up) {
+        int r = http_tls_conn_handshake(hc->tls);
+        if (r < 0) {
+            tls_fail(hc);
+            return;
+        }
+        if (tls_flush(hc) != 0) {
+            hconn_close(hc);
+            return;
+        }
+        if (r == 0)
+            return;
+        hc->tls_up = 1;
+        hc->srv->tls_done++;
+    }
+    while (!hc->closing && !hc->draining && hc->reading) {
+        long n = http_tls_conn_read(hc->tls, hc->rbuf, sizeof(hc->rbuf));
+        if (tls_flush(hc) != 0 || n < 0) { /* an error, or the peer's close_notify */
+            hconn_close(hc);
+            return;
+        }
+        if (n == 0 || parse_input(hc, hc->rbuf, (size_t)n) != 0)
+            return;
+    }
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct http_server_conn *hc = s->data;
+    if (hc->closing)
+        return;
+    if (nread < 0) {
+        if (hc->tls_fed)
+            tls_count_failed(hc); /* only when the handshake was not done */
+        hconn_close(hc);
+        return;
+    }
+    if (nread == 0 || hc->draining)
+        return;
+    if (hc->tls) {
+        /* The ciphertext is copied into the TLS state, so rbuf can take
+         * the plaintext. */
+        if (http_tls_conn_feed(hc->tls, buf->base, (size_t)nread) != 0) {
+            hconn_close(hc);
+            return;
+        }
+        hc->tls_fed = 1;
+        tls_pump(hc);
+        return;
+    }
+    parse_input(hc, buf->base, (size_t)nread);
 }
 
 /* Resumes reading after back-pressure once the queue and the write queue
@@ -647,13 +814,17 @@ static void read_resume(struct http_server_conn *hc)
         size_t held = hc->held;
         hc->held = 0;
         http_parser_pause(&hc->parser, 0);
-        hc->reading = 1; /* read_cb must see us as reading */
-        if (held > 0) {
-            uv_buf_t b = uv_buf_init(hc->rbuf, (unsigned)held);
-            read_cb((uv_stream_t *)&hc->tcp, (ssize_t)held, &b);
-            if (hc->closing || !hc->reading)
-                return;
-        }
+        hc->reading = 1; /* parse_input must see us as reading */
+        if (held > 0 && parse_input(hc, hc->rbuf, held) != 0)
+            return;
+    }
+    if (hc->tls) {
+        /* Plaintext may wait in the TLS state, decrypted from bytes read
+         * before the pause. */
+        hc->reading = 1;
+        tls_pump(hc);
+        if (hc->closing || !hc->reading || hc->draining)
+            return;
     }
     if (uv_read_start((uv_stream_t *)&hc->tcp, alloc_cb, read_cb) == 0)
         hc->reading = 1;
@@ -680,6 +851,12 @@ static void tick_cb(uv_timer_t *t)
         return;
     if (cfg->header_ms > 0 && hc->head_started_ms && !hc->draining &&
         now - hc->head_started_ms >= (uint64_t)cfg->header_ms) {
+        if (hc->tls && !hc->tls_up) { /* no answer without a TLS session */
+            hc->srv->header_timeouts++;
+            tls_count_failed(hc);
+            hconn_close(hc);
+            return;
+        }
         uv_read_stop((uv_stream_t *)&hc->tcp);
         hc->reading = 0;
         hc->srv->header_timeouts++;
@@ -723,6 +900,10 @@ static void on_connection(uv_stream_t *server, int status)
     if (uv_tcp_getpeername(&hc->tcp, (struct sockaddr *)&hc->peer, &len) != 0)
         hc->peer.ss_family = AF_UNSPEC;
     int rc = conn_gate_enter(&srv->gate, &hc->peer);
+    if (rc != 0 && srv->cfg.tls) { /* no answer without a TLS session */
+        hconn_close(hc);
+        return;
+    }
     if (rc != 0) {
         /* Past a cap: a short answer if the socket takes it, and close. */
         static char busy[] = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
@@ -733,6 +914,10 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     hc->gated = 1;
+    if (srv->cfg.tls && !(hc->tls = http_tls_conn_new(srv->cfg.tls))) {
+        hconn_close(hc);
+        return;
+    }
     uv_tcp_nodelay(&hc->tcp, 1);
     http_parser_init(&hc->parser, HTTP_REQUEST);
     hc->parser.data = hc;
@@ -811,6 +996,8 @@ void http_server_stats(const struct http_server *srv, struct http_server_stats *
     out->refused_per_addr = srv->gate.refused_per_addr;
     out->header_timeouts = srv->header_timeouts;
     out->idle_closes = srv->idle_closes;
+    out->tls_handshakes = srv->tls_done;
+    out->tls_failed = srv->tls_failed;
 }
 
 uv_tcp_t *http_server_listener(struct http_server *srv)

@@ -28,6 +28,12 @@
  * The connections of a port are capped in all and per peer address
  * (net/limits.h); one past a cap gets 503 and is closed.
  *
+ * With config.tls a port speaks HTTP/1.1 over TLS (net/http_tls.h): the
+ * same requests, limits and timeouts, the handshake counting as part of
+ * the first request head (a stalled handshake is closed at the header
+ * timeout, without an answer); a peer whose handshake fails (a client
+ * speaking plain HTTP, an old TLS version) is closed and counted.
+ *
  * Threading: everything runs on the loop's thread. */
 #ifndef IMG_HTTP_SERVER_H
 #define IMG_HTTP_SERVER_H
@@ -45,6 +51,7 @@
 
 struct http_server;
 struct http_server_conn;
+struct http_tls;
 
 enum http_server_req_state {
     HTTP_REQ_PARSING,
@@ -89,6 +96,7 @@ struct http_server_req {
     struct http_server_req *next;
     enum http_server_req_state state;
     int counted; /* holds one of the server's in-flight slots */
+    char *wire;  /* TLS: the encrypted response being written (malloc'd) */
     uv_write_t wreq;
 };
 
@@ -125,6 +133,8 @@ struct http_server_config {
     size_t req_size;    /* bytes of each request (>= sizeof(struct http_server_req)) */
     unsigned max_conns;          /* connections in all; 0: LIMITS_MAX_CONNS */
     unsigned max_conns_per_addr; /* from one address; 0: LIMITS_MAX_CONNS_PER_ADDR */
+    struct http_tls *tls;        /* non-NULL: HTTPS with these certificates (borrowed:
+                                  * must outlive the server) */
 };
 
 /* Counters of a server since its start. */
@@ -134,6 +144,9 @@ struct http_server_stats {
     uint64_t refused_per_addr; /* refused: the address was at its cap */
     uint64_t header_timeouts;  /* 408: a request head too slow */
     uint64_t idle_closes;      /* closed idle (or stalled) */
+    uint64_t tls_handshakes;   /* TLS handshakes completed */
+    uint64_t tls_failed;       /* TLS handshakes failed: an error, the header timeout, or
+                                * the peer closing after its first bytes */
 };
 
 void http_server_stats(const struct http_server *srv, struct http_server_stats *out);

@@ -1,7 +1,8 @@
 /* limits.c - connection counts and token buckets per peer address (see
  * limits.h). Chained hash tables keyed by the address bytes; the bucket
  * table also keeps its entries in recency order to forget the least
- * recently used one when full. */
+ * recently used one when full. Sets of networks are short arrays matched
+ * by prefix. */
 #include "net/limits.h"
 
 #include "base/metrics.h"
@@ -361,4 +362,95 @@ void limits_render(struct metrics_buf *b, const struct limits_port *ports, size_
         snprintf(lab, sizeof(lab), "port=\"%s\"", ports[i].port);
         metrics_value(b, "imgstore_conns_idle_closed_total", lab, (double)ports[i].idle_closes);
     }
+}
+
+/* ---- sets of networks --------------------------------------------------------- */
+
+/* Parses one "ADDR[/BITS]" of len bytes. Returns 0 or -EINVAL. */
+static int net_parse(const char *item, size_t len, struct addr_net *out)
+{
+    char buf[INET6_ADDRSTRLEN + 8];
+    if (len == 0 || len >= sizeof(buf))
+        return -EINVAL;
+    memcpy(buf, item, len);
+    buf[len] = '\0';
+    char *slash = strchr(buf, '/');
+    long bits = -1;
+    if (slash) {
+        char *end;
+        *slash = '\0';
+        if (!slash[1] || slash[1] == '-' || slash[1] == '+')
+            return -EINVAL;
+        bits = strtol(slash + 1, &end, 10);
+        if (*end)
+            return -EINVAL;
+    }
+    struct in_addr a4;
+    struct in6_addr a6;
+    memset(out, 0, sizeof(*out));
+    if (inet_pton(AF_INET, buf, &a4) == 1) {
+        out->fam = 4;
+        if (bits > 32)
+            return -EINVAL;
+        out->bits = (uint8_t)(bits < 0 ? 32 : bits);
+        memcpy(out->a, &a4, 4);
+    } else if (inet_pton(AF_INET6, buf, &a6) == 1) {
+        out->fam = 6;
+        if (bits > 128)
+            return -EINVAL;
+        out->bits = (uint8_t)(bits < 0 ? 128 : bits);
+        memcpy(out->a, &a6, 16);
+        if (IN6_IS_ADDR_V4MAPPED(&a6) && out->bits >= 96) {
+            memcpy(out->a, a6.s6_addr + 12, 4);
+            memset(out->a + 4, 0, 12);
+            out->fam = 4;
+            out->bits -= 96;
+        }
+    } else {
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int addr_set_parse(struct addr_set *s, const char *text, char *err, size_t errlen)
+{
+    s->n = 0;
+    const char *p = text;
+    for (;;) {
+        size_t len = strcspn(p, ",");
+        if (s->n == ADDR_SET_MAX) {
+            snprintf(err, errlen, "at most %d addresses or networks", ADDR_SET_MAX);
+            return -EINVAL;
+        }
+        if (net_parse(p, len, &s->nets[s->n]) != 0) {
+            snprintf(err, errlen, "'%.*s' is not an IPv4 or IPv6 address (with an optional /BITS)",
+                     (int)(len > 64 ? 64 : len), p);
+            s->n = 0;
+            return -EINVAL;
+        }
+        s->n++;
+        if (!p[len])
+            return 0;
+        p += len + 1;
+    }
+}
+
+int addr_set_has(const struct addr_set *s, const struct sockaddr_storage *ss)
+{
+    struct addr_key k;
+    key_of(ss, &k);
+    if (k.fam == 0)
+        return 0;
+    for (size_t i = 0; i < s->n; i++) {
+        const struct addr_net *n = &s->nets[i];
+        if (n->fam != k.fam)
+            continue;
+        unsigned whole = n->bits / 8, rest = n->bits % 8;
+        if (memcmp(n->a, k.a, whole) != 0)
+            continue;
+        if (rest && ((n->a[whole] ^ k.a[whole]) & (uint8_t)(0xff << (8 - rest))))
+            continue;
+        return 1;
+    }
+    return 0;
 }

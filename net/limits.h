@@ -10,6 +10,10 @@
  * buckets keep at most `max_entries` addresses, forgetting the one used
  * least recently first.
  *
+ * A set of networks (struct addr_set, "ADDR[/BITS],..." from the command
+ * line) says which peers a rule leaves alone: the origin's CDN shields,
+ * never slowed by the 404 buckets.
+ *
  * Threading: one loop thread per table. Calls base/ only. */
 #ifndef IMG_NET_LIMITS_H
 #define IMG_NET_LIMITS_H
@@ -84,6 +88,31 @@ size_t addr_buckets_top(const struct addr_buckets *b, size_t max, char (*out)[64
                         uint64_t *taken);
 
 void addr_buckets_free(struct addr_buckets *b);
+
+/* Networks given on the command line: at most ADDR_SET_MAX of them. */
+#define ADDR_SET_MAX 64
+
+struct addr_net {
+    uint8_t fam; /* 4 or 6 */
+    uint8_t bits;
+    uint8_t a[16];
+};
+
+struct addr_set {
+    size_t n;
+    struct addr_net nets[ADDR_SET_MAX];
+};
+
+/* Parses a comma-separated list of IPv4 or IPv6 addresses, each
+ * optionally with a prefix length ("192.0.2.7,198.51.100.0/24,2001:db8::/32")
+ * into *s (replacing what it held). An IPv4-mapped IPv6 network
+ * ("::ffff:192.0.2.0/120") is the IPv4 one. Returns 0, or -EINVAL with one
+ * line naming the item at fault in err. */
+int addr_set_parse(struct addr_set *s, const char *text, char *err, size_t errlen);
+
+/* Returns 1 when the address of `ss` (its port ignored; an IPv4-mapped
+ * IPv6 peer as its IPv4 address) is in one of the networks of s. */
+int addr_set_has(const struct addr_set *s, const struct sockaddr_storage *ss);
 
 /* One port's figures for /metrics (limits_render). */
 struct limits_port {

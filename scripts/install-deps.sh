@@ -6,6 +6,10 @@ PKGS="build-essential pkg-config libuv1-dev libprotobuf-c-dev protobuf-c-compile
 libzstd-dev liburing-dev libssl-dev libcriterion-dev libisal-dev libinih-dev libhttp-parser-dev curl \
 clang libclang-rt-14-dev llvm valgrind \
 varnish"
+# OpenSSL (libssl-dev above): libcrypto for authentication (net/auth.c),
+# libssl for HTTPS (net/http_tls.c); the openssl command makes the
+# certificates of tests/integ/test_https.c.
+PKGS="$PKGS openssl"
 # --ui: only what `make test-ui` adds, Chromium for the status-page test
 # (a large download, so `make test` does without it).
 if [ "${1:-}" = "--ui" ]; then PKGS="chromium"; fi

@@ -65,7 +65,7 @@ static void sleep_ms(int ms)
  * port is chosen, so the kernel cannot hand the same one out twice. */
 static int pick_ports(int *ports, int n)
 {
-    int fds[2 * CLUSTER_MAX_DS + 2];
+    int fds[3 * CLUSTER_MAX_DS + 2];
     int rc = 0, i;
     for (i = 0; i < n; i++) {
         struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -256,6 +256,10 @@ int cluster_start_ds(struct cluster *c, int i)
         argv[n++] = "--member-key";
         argv[n++] = member;
     }
+    if (c->opts.https) {
+        argv[n++] = "--https";
+        argv[n++] = p->https_addr;
+    }
     for (int k = 0; c->opts.ds_args && c->opts.ds_args[k] && n < MAX_ARGS - 1; k++)
         argv[n++] = (char *)c->opts.ds_args[k];
     for (int k = 0; p->args && p->args[k] && n < MAX_ARGS - 1; k++)
@@ -270,7 +274,7 @@ int cluster_add_ds(struct cluster *c)
 {
     if (c->nds >= CLUSTER_MAX_DS)
         return -ENOSPC;
-    int ports[2], rc = pick_ports(ports, 2);
+    int ports[3], rc = pick_ports(ports, 3);
     if (rc)
         return rc;
     int i = c->nds;
@@ -280,6 +284,8 @@ int cluster_add_ds(struct cluster *c)
     snprintf(p->name, sizeof(p->name), "ds%d", i + 1);
     snprintf(p->addr, sizeof(p->addr), "127.0.0.1:%d", ports[0]);
     snprintf(p->http_addr, sizeof(p->http_addr), "127.0.0.1:%d", ports[1]);
+    if (c->opts.https)
+        snprintf(p->https_addr, sizeof(p->https_addr), "127.0.0.1:%d", ports[2]);
     snprintf(log, sizeof(log), "%s/log/%s.log", c->dir, p->name);
     memcpy(p->log, log, sizeof(log));
     snprintf(sub, sizeof(sub), "%s/%s", c->dir, p->name);
@@ -502,9 +508,9 @@ void cluster_dump_logs(const struct cluster *c, int lines)
 
 static int layout(struct cluster *c)
 {
-    int ports[2 * CLUSTER_MAX_DS + 1];
+    int ports[3 * CLUSTER_MAX_DS + 1];
     char sub[300];
-    int rc = pick_ports(ports, 1 + 2 * c->nds);
+    int rc = pick_ports(ports, 1 + 3 * c->nds);
     if (rc)
         return rc;
     snprintf(sub, sizeof(sub), "%s/log", c->dir);
@@ -523,8 +529,10 @@ static int layout(struct cluster *c)
          * with sanitizers (a false positive). */
         char log[sizeof(p->log)];
         snprintf(p->name, sizeof(p->name), "ds%d", i + 1);
-        snprintf(p->addr, sizeof(p->addr), "127.0.0.1:%d", ports[1 + 2 * i]);
-        snprintf(p->http_addr, sizeof(p->http_addr), "127.0.0.1:%d", ports[2 + 2 * i]);
+        snprintf(p->addr, sizeof(p->addr), "127.0.0.1:%d", ports[1 + 3 * i]);
+        snprintf(p->http_addr, sizeof(p->http_addr), "127.0.0.1:%d", ports[2 + 3 * i]);
+        if (c->opts.https)
+            snprintf(p->https_addr, sizeof(p->https_addr), "127.0.0.1:%d", ports[3 + 3 * i]);
         snprintf(log, sizeof(log), "%s/log/%s.log", c->dir, p->name);
         memcpy(p->log, log, sizeof(log));
         snprintf(sub, sizeof(sub), "%s/%s", c->dir, p->name);

@@ -57,6 +57,9 @@ struct cluster_opts {
      * (NULL-terminated; NULL for none). Must outlive the cluster. */
     const char *const *ns_args;
     int insecure;             /* non-zero: servers run with --insecure, no keys */
+    int https;                /* non-zero: every dataserver also serves HTTPS (--https) on
+                               * a free port, in ds[i].https_addr; give --tls-cert and
+                               * --tls-key in ds_args */
 };
 
 /* One server process: its identity survives restarts (same ports, folders). */
@@ -65,6 +68,7 @@ struct cluster_proc {
     pid_t pid;                       /* 0 when not running */
     char addr[CLUSTER_ADDR_MAX];     /* native 127.0.0.1:PORT */
     char http_addr[CLUSTER_ADDR_MAX]; /* dataservers; the ns with opts.ns_http */
+    char https_addr[CLUSTER_ADDR_MAX]; /* dataservers with opts.https */
     char data[512];                  /* data folder(s), comma separated */
     char log[512];
     /* Dataservers: extra arguments for this server alone, appended after

@@ -2,11 +2,13 @@
  * refuse past the port's and the address's caps and forget an address
  * whose last connection left; token buckets allow a burst, refill at their
  * rate, stay bounded in memory (the least recently used address is
- * forgotten), and list the addresses with the most misses. */
+ * forgotten), and list the addresses with the most misses; sets of
+ * networks (--miss-exempt) parse and match by prefix. */
 #include "net/limits.h"
 
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -145,4 +147,45 @@ Test(buckets, bounded_and_top)
     struct sockaddr_storage first = v4("10.1.0.0", 1);
     cr_assert(addr_buckets_allows(&b, &first, 2000, NULL));
     addr_buckets_free(&b);
+}
+
+Test(addr_set, networks_and_errors)
+{
+    struct addr_set s;
+    char err[160];
+    cr_assert_eq(addr_set_parse(&s, "192.0.2.7,198.51.100.0/24,2001:db8::/32,::ffff:203.0.113.0/120",
+                                err, sizeof(err)),
+                 0, "%s", err);
+    cr_assert_eq(s.n, 4);
+    struct sockaddr_storage in[] = {v4("192.0.2.7", 5), v4("198.51.100.255", 1),
+                                    v6("2001:db8:ffff::1"), v6("::ffff:192.0.2.7"),
+                                    v4("203.0.113.9", 1)};
+    for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++)
+        cr_assert(addr_set_has(&s, &in[i]), "address %zu not in the set", i);
+    struct sockaddr_storage out[] = {v4("192.0.2.8", 5), v4("198.51.101.0", 1),
+                                     v6("2001:db9::1"), v6("::1"), v4("203.0.114.1", 1)};
+    for (size_t i = 0; i < sizeof(out) / sizeof(out[0]); i++)
+        cr_assert_not(addr_set_has(&s, &out[i]), "address %zu in the set", i);
+    /* /0 is everything of its family; odd prefixes match bit by bit. */
+    cr_assert_eq(addr_set_parse(&s, "0.0.0.0/0,10.0.0.128/25", err, sizeof(err)), 0);
+    struct sockaddr_storage any = v4("8.8.8.8", 1), six = v6("2001:db8::1");
+    cr_assert(addr_set_has(&s, &any));
+    cr_assert_not(addr_set_has(&s, &six));
+    cr_assert_eq(addr_set_parse(&s, "10.0.0.128/25", err, sizeof(err)), 0);
+    struct sockaddr_storage lo = v4("10.0.0.127", 1), hi = v4("10.0.0.200", 1);
+    cr_assert_not(addr_set_has(&s, &lo));
+    cr_assert(addr_set_has(&s, &hi));
+    const char *bad[] = {"", "1.2.3.4,", ",1.2.3.4", "1.2.3.4/33", "::1/129", "1.2.3.4/",
+                         "1.2.3.4/-1", "1.2.3.4/x", "example.com", "1.2.3", "1.2.3.4 "};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        cr_assert_eq(addr_set_parse(&s, bad[i], err, sizeof(err)), -EINVAL, "'%s' accepted", bad[i]);
+        cr_assert_neq(err[0], '\0');
+        cr_assert_eq(s.n, 0);
+    }
+    char many[2048] = "";
+    for (int i = 0; i <= ADDR_SET_MAX; i++)
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), "%s10.0.0.%d", i ? "," : "", i);
+    cr_assert_eq(addr_set_parse(&s, many, err, sizeof(err)), -EINVAL);
+    cr_assert(strstr(err, "at most"), "%s", err);
 }
