@@ -14,7 +14,6 @@
 #include "tests/integ/cluster.h"
 
 #include <criterion/criterion.h>
-#include <arpa/inet.h>
 #include <errno.h>
 #include <ftw.h>
 #include <netinet/in.h>
@@ -169,20 +168,7 @@ static void served_serial(char *out, size_t cap)
 
 /* ---- raw sockets --------------------------------------------------------------- */
 
-static int send_all(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
+#define send_all cluster_send_all
 
 /* Waits up to ms for the server to close fd; what it sent before is kept
  * in got (cap bytes, NUL-terminated). Returns the milliseconds it took, or
@@ -526,112 +512,3 @@ Test(https, bad_key_files_refused_at_start)
     cr_assert(rc == 2 && strstr(out, "go together"), "%d %s", rc, out);
 }
 
-/* ---- CDN shields exempt from 404 slowing ----------------------------------- */
-
-/* A blocking TCP connection to addr from source address src. */
-static int connect_from(const char *src, const char *addr)
-{
-    const char *colon = strrchr(addr, ':');
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
-    struct sockaddr_in me = {.sin_family = AF_INET};
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    inet_pton(AF_INET, src, &me.sin_addr);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    struct timeval tv = {.tv_sec = IO_MS / 1000};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    if (bind(fd, (struct sockaddr *)&me, sizeof(me)) != 0 ||
-        connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-        int e = errno;
-        close(fd);
-        return -e;
-    }
-    return fd;
-}
-
-/* Reads one response (its body dropped); returns the status or 0. */
-static int http_read(int fd)
-{
-    static char buf[1 << 16];
-    size_t len = 0;
-    char *end;
-    while (!(end = memmem(buf, len, "\r\n\r\n", 4))) {
-        if (len == sizeof(buf))
-            return 0;
-        ssize_t n = recv(fd, buf + len, sizeof(buf) - len, 0);
-        if (n <= 0)
-            return 0;
-        len += (size_t)n;
-    }
-    size_t hl = (size_t)(end - buf) + 4, body = 0, have = len - hl;
-    int status = 0;
-    if (sscanf(buf, "HTTP/1.1 %d", &status) != 1)
-        return 0;
-    char *cl_hdr = strcasestr(buf, "\r\nContent-Length:");
-    if (cl_hdr && cl_hdr < end)
-        body = strtoul(cl_hdr + 17, NULL, 10);
-    while (have < body) {
-        char tmp[4096];
-        ssize_t n = recv(fd, tmp, sizeof(tmp), 0);
-        if (n <= 0)
-            return 0;
-        have += (size_t)n;
-    }
-    return status;
-}
-
-/* GETs n names on one keep-alive connection from src: wrong cookies of
- * `real`, but every `every`th one (0: none) is `real` itself. Counts the
- * answers 200, 404 and 429 in got[0..2]. */
-static void guess(const char *src, const char *real, int n, int every, int got[3])
-{
-    struct fname f;
-    cr_assert_eq(fname_decode(real, strlen(real), &f, NULL, NULL), 0);
-    int fd = connect_from(src, cl->ds[0].http_addr);
-    cr_assert_geq(fd, 0, "connect from %s: %s", src, strerror(-fd));
-    for (int i = 0; i < n; i++) {
-        char name[FNAME_LEN + 1], req[256];
-        struct fname g = f;
-        if (!(every && i % every == 0))
-            g.cookie = f.cookie ^ (uint32_t)(i + 1) * 2654435761u;
-        cr_assert_eq(fname_encode(&g, name), 0);
-        snprintf(req, sizeof(req), "GET /%s HTTP/1.1\r\nHost: t\r\n\r\n", name);
-        cr_assert_eq(send_all(fd, req, strlen(req)), 0);
-        int st = http_read(fd);
-        cr_assert(st == 200 || st == 404 || st == 429, "guess %d from %s: status %d", i, src, st);
-        got[st == 200 ? 0 : st == 404 ? 1 : 2]++;
-    }
-    close(fd);
-}
-
-Test(https, miss_exempt_address_never_slowed)
-{
-    static const char *const args[] = {"--miss-rate", "20", "--miss-burst", "40",
-                                       "--miss-exempt", "192.0.2.0/24,127.0.0.1,2001:db8::1",
-                                       NULL};
-    struct cluster_opts o = {.ndataservers = 1, .replicas = 1, .ds_args = args};
-    cr_assert_eq(cluster_start(&o, &cl), 0);
-    char real[IMGSTORE_NAME_MAX];
-    put_file(3000, real);
-    /* The exempt shield, with many 404s among its hits, as fast as it can:
-     * never 429. */
-    int s[3] = {0, 0, 0};
-    guess("127.0.0.1", real, 400, 4, s);
-    fprintf(stderr, "[https] exempt: %d 200, %d 404, %d 429\n", s[0], s[1], s[2]);
-    cr_assert_eq(s[2], 0, "the exempt address got %d 429s", s[2]);
-    cr_assert_eq(s[0], 100);
-    cr_assert_eq(s[1], 300);
-    /* Another address doing the same is slowed, hits included. */
-    int g[3] = {0, 0, 0};
-    guess("127.0.0.2", real, 400, 4, g);
-    fprintf(stderr, "[https] not exempt: %d 200, %d 404, %d 429\n", g[0], g[1], g[2]);
-    cr_assert_gt(g[2], 0, "the address not exempt was never slowed");
-    const char *ha = cl->ds[0].http_addr;
-    cr_assert_geq(cluster_metric(ha, "imgstore_ds_http_misses_total"), s[1] + g[1]);
-    /* The exempt address is not in the buckets' table at all. */
-    cr_assert_eq(cluster_metric(ha, "imgstore_ds_http_misses_by_peer{peer=\"127.0.0.1\"}"), -1);
-    cr_assert_geq(cluster_metric(ha, "imgstore_ds_http_misses_by_peer{peer=\"127.0.0.2\"}"), 40);
-    cl->passed = 1;
-}

@@ -639,3 +639,33 @@ Test(limits, http_miss_guesser_slowed)
     cr_assert_geq(cluster_metric(ha, "imgstore_ds_http_misses_by_peer{peer=\"127.0.0.1\"}"), g[1]);
     cl->passed = 1;
 }
+
+/* A CDN shield listed in --miss-exempt is never slowed (docs/http.md). */
+Test(limits, http_miss_exempt_address_never_slowed)
+{
+    static const char *const args[] = {"--miss-rate", "20", "--miss-burst", "40",
+                                       "--miss-exempt", "192.0.2.0/24,127.0.0.1,2001:db8::1",
+                                       NULL};
+    start(1, args, 0);
+    char real[IMGSTORE_NAME_MAX];
+    put_file(3000, real);
+    /* The exempt shield, a miss every 4th request (100, past the burst of
+     * 40), as fast as it can: never 429. */
+    int s[3] = {0, 0, 0};
+    guess("127.0.0.1", real, 400, 4, s);
+    fprintf(stderr, "[limits] exempt: %d 200, %d 404, %d 429\n", s[0], s[1], s[2]);
+    cr_assert_eq(s[2], 0, "the exempt address got %d 429s", s[2]);
+    cr_assert_eq(s[0], 300);
+    cr_assert_eq(s[1], 100);
+    /* Another address doing the same is slowed, hits included. */
+    int g[3] = {0, 0, 0};
+    guess("127.0.0.2", real, 400, 4, g);
+    fprintf(stderr, "[limits] not exempt: %d 200, %d 404, %d 429\n", g[0], g[1], g[2]);
+    cr_assert_gt(g[2], 0, "the address not exempt was never slowed");
+    const char *ha = cl->ds[0].http_addr;
+    cr_assert_geq(cluster_metric(ha, "imgstore_ds_http_misses_total"), s[1] + g[1]);
+    /* The exempt address is not in the buckets' table at all. */
+    cr_assert_eq(cluster_metric(ha, "imgstore_ds_http_misses_by_peer{peer=\"127.0.0.1\"}"), -1);
+    cr_assert_geq(cluster_metric(ha, "imgstore_ds_http_misses_by_peer{peer=\"127.0.0.2\"}"), 40);
+    cl->passed = 1;
+}
