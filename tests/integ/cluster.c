@@ -61,24 +61,70 @@ static void sleep_ms(int ms)
 
 /* ---- ports and folders ---------------------------------------------------- */
 
+/* The kernel's range of ephemeral ports (the local ports of outgoing
+ * connections), 32768-60999 unless the machine says otherwise. */
+static void ephemeral_range(int *lo, int *hi)
+{
+    *lo = 32768;
+    *hi = 60999;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f) {
+        int a, b;
+        if (fscanf(f, "%d %d", &a, &b) == 2 && a > 0 && b >= a && b < 65536)
+            *lo = a, *hi = b;
+        fclose(f);
+    }
+}
+
+/* Binds a loopback TCP socket to `port` (0: the kernel picks one). Returns
+ * the fd with the port in *got, or a negative errno. */
+static int bind_port(int port, int *got)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                             .sin_port = htons((uint16_t)port)};
+    socklen_t sl = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &sl) < 0) {
+        int rc = -errno;
+        close(fd);
+        return rc;
+    }
+    *got = ntohs(sa.sin_port);
+    return fd;
+}
+
 /* Picks n distinct free loopback ports: all sockets stay bound until every
- * port is chosen, so the kernel cannot hand the same one out twice. */
+ * port is chosen, so the same one is never handed out twice. The ports are
+ * taken outside the ephemeral range: a server restarted by a test (or the
+ * chaos suite) binds its port again, and a port of that range may meanwhile
+ * be the local end of some outgoing connection ("address already in use";
+ * seen in the chaos suite on a fresh machine). Only when no port is left
+ * outside the range does the kernel pick one. */
 static int pick_ports(int *ports, int n)
 {
+    static unsigned seed;
+    if (!seed)
+        seed = (unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL);
     int fds[3 * CLUSTER_MAX_DS + 2];
-    int rc = 0, i;
+    int rc = 0, i, lo, hi;
+    ephemeral_range(&lo, &hi);
+    int below = lo > 10000 ? lo - 10000 : 0, above = 65535 - hi;
     for (i = 0; i < n; i++) {
-        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        socklen_t sl = sizeof(sa);
-        fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fds[i] < 0 || bind(fds[i], (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-            getsockname(fds[i], (struct sockaddr *)&sa, &sl) < 0) {
-            rc = -errno;
-            if (fds[i] >= 0)
-                close(fds[i]);
+        fds[i] = -EADDRINUSE;
+        for (int t = 0; t < 200 && fds[i] < 0 && below + above > 0; t++) {
+            int k = (int)(rand_r(&seed) % (unsigned)(below + above));
+            int port = k < below ? 10000 + k : hi + 1 + (k - below);
+            fds[i] = bind_port(port, &ports[i]);
+        }
+        if (fds[i] < 0)
+            fds[i] = bind_port(0, &ports[i]);
+        if (fds[i] < 0) {
+            rc = fds[i];
             break;
         }
-        ports[i] = ntohs(sa.sin_port);
     }
     while (i-- > 0)
         close(fds[i]);
