@@ -23,6 +23,7 @@
 #ifndef IMG_NS_H
 #define IMG_NS_H
 
+#include "nameserver/ns_deljournal.h"
 #include "net/limits.h"
 #include "proto/imgstore.pb-c.h"
 
@@ -627,7 +628,11 @@ struct ns_block {
     uint8_t joining;                 /* bit i: rep[i] is in the set (the primary forwards to
                                       * it) but not yet told so: it may lack tombstones
                                       * acknowledged before the primary knew it (ns_plan.c) */
-    uint8_t join_asked;              /* the primary was asked for its tail, no answer yet */
+    uint8_t join_asked : 1;          /* the primary was asked for its tail, no answer yet */
+    uint8_t djwait : NS_BLOCK_SLOTS; /* bit i: rep[i] may lack tombstones of the delete journal
+                                      * and no copy holding them is up: held out (not listed,
+                                      * no source, no primary, in no replica list) until it
+                                      * appended them (ns_delnote.c) */
     uint32_t ver;                    /* version of the replica set: the highest reported,
                                       * bumped by every change the nameserver makes */
     uint32_t rver[NS_BLOCK_SLOTS];   /* set version each holder last reported */
@@ -815,6 +820,7 @@ struct ns {
 
     struct ns_plan plan;            /* self-healing tasks (ns_plan.c) */
     struct ns_balance bal;          /* rebalancing moves (ns_balance.c) */
+    struct ns_dj dj;                /* the delete journal (ns_deljournal.c, ns_delnote.c) */
     struct ns_bad *bad;             /* bad replicas (ns_bad.c, owned) */
     size_t nbad, bad_cap;
 

@@ -144,6 +144,7 @@ int ns_block_add_rep(struct ns *ns, struct ns_block *b, struct ns_server *s)
     b->rver[b->nrep] = 0;
     b->inset &= (uint8_t)~(1u << b->nrep);
     b->joining &= (uint8_t)~(1u << b->nrep);
+    b->djwait &= (uint8_t)~(1u << b->nrep) & 0xfu;
     s->nblocks++;
     return b->nrep++;
 }
@@ -167,6 +168,8 @@ static void block_remove_rep(struct ns *ns, uint64_t id, struct ns_server *s)
     b->inset = (uint8_t)(low | ((b->inset >> (slot + 1)) << slot));
     low = (uint8_t)(b->joining & ((1u << slot) - 1));
     b->joining = (uint8_t)(low | ((b->joining >> (slot + 1)) << slot));
+    low = (uint8_t)(b->djwait & ((1u << slot) - 1));
+    b->djwait = (uint8_t)(low | ((b->djwait >> (slot + 1)) << slot)) & 0xfu;
     b->behind = 0;
     b->nrep--;
     if (b->primary == slot)
@@ -175,8 +178,10 @@ static void block_remove_rep(struct ns *ns, uint64_t id, struct ns_server *s)
         b->primary--;
     if (s->nblocks)
         s->nblocks--;
-    if (b->nrep == 0)
+    if (b->nrep == 0) {
         ns_blocks_del(&ns->blocks, id);
+        ns_dj_drop_block(&ns->dj, id); /* its last holder deleted it */
+    }
 }
 
 int ns_block_is_old(const struct ns_block *b, unsigned i)
@@ -186,7 +191,8 @@ int ns_block_is_old(const struct ns_block *b, unsigned i)
 
 int ns_block_is_unready(const struct ns_block *b, unsigned i)
 {
-    return ns_block_is_old(b, i) || (i < b->nrep && (b->joining & (1u << i)));
+    return ns_block_is_old(b, i) ||
+           (i < b->nrep && ((b->joining & (1u << i)) || (b->djwait & (1u << i))));
 }
 
 unsigned ns_block_good_reps(const struct ns *ns, const struct ns_block *b)
