@@ -399,14 +399,15 @@ static void delete_read_done(int status, const struct needle_header *h, uint64_t
      * copy alone, and an acknowledged delete must have two homes. The
      * caller retries; the set is repaired meanwhile (block_lonely_clear). */
     struct block *b = store_get(req->ds->store, block_id);
-    if (status == IMG_EDELETED && b && b->lonely_to)
-        status = IMG_EREPL;
     if (status == IMG_EDELETED && b && b->primary && sole_member(req->ds, b)) {
-        /* Perhaps deleted by an earlier DELETE whose journaling failed:
-         * journal it now before saying so (the nameserver keeps one). */
+        /* Perhaps deleted by an earlier DELETE whose journaling or
+         * replication failed (a lonely tombstone): journaled now, its
+         * second home, before it is reported deleted. */
         note_then_answer(req->ds, req, block_id, seq, cookie, b->durable_tail, 1);
         return;
     }
+    if (status == IMG_EDELETED && b && b->lonely_to)
+        status = IMG_EREPL;
     Imgstore__DeleteResp resp = IMGSTORE__DELETE_RESP__INIT;
     resp.was_deleted = 1;
     if (status == IMG_EDELETED)
