@@ -175,8 +175,9 @@ void ds_tomb_apply(struct ds_req *r, const struct frame *f)
     else if (!(b = store_get(ds->store, m->block_id)))
         rc = IMG_ENOBLOCKHERE;
     else if (b->compacting || ds_compact_busy(ds, b) || ds_copy_running(ds, b->id) ||
-             b->primary)
-        rc = IMG_EUNAVAIL; /* the nameserver asks again */
+             (b->primary && b->nreplicas > 1))
+        rc = IMG_EUNAVAIL; /* the nameserver asks again (a primary with members: once
+                            * demoted, or the members would miss the tombstones) */
     struct apply *a = rc ? NULL : calloc(1, sizeof(*a));
     if (!rc && !a)
         rc = -ENOMEM;

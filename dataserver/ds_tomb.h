@@ -21,7 +21,8 @@ int ds_tomb_note(struct ds *ds, uint64_t block_id, uint32_t seq, uint32_t cookie
  * listed file still live in the copy, durably, then answers the count and
  * the durable tail. IMG_EINVAL for unequal lists or more than DS_APPLY_MAX;
  * IMG_ENOBLOCKHERE; IMG_EUNAVAIL while the block is compacting, a copy into
- * it runs, or we hold it as primary (the nameserver demotes first). */
+ * it runs, or we hold it as primary of a set with other members (the nameserver
+ * demotes first). */
 void ds_tomb_apply(struct ds_req *r, const struct frame *f);
 
 #endif

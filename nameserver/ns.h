@@ -5,10 +5,12 @@
  *   data:     runtime settings (ns_settings.c), persisted metadata
  *             (ns_meta.c), the registry of dataservers (ns_registry.c), bad
  *             replicas (ns_bad.c), the soft block map rebuilt from block
- *             reports (ns_blocks.c), which returns what a report changed;
+ *             reports (ns_blocks.c), which returns what a report changed,
+ *             the delete journal's file and RAM (ns_deljournal.h);
  *   policy:   the writable-block pool (ns_pool.c), the self-healing planner
  *             (ns_plan.c, ns_plan_set.c), compaction (ns_compact.c), the
- *             balance (ns_balance.c);
+ *             balance (ns_balance.c), the delete journal's policy
+ *             (ns_delnote.h);
  *   glue:     a report's changes handed to the policy modules (ns_hb.c);
  *   requests: admin (ns_admin.c), operator ops (ns_ops.c), HTTP (ns_http.c);
  *   wire:     listener, unpacking of every frame, dispatch, timer (ns_rpc.c);

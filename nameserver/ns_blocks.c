@@ -14,7 +14,8 @@
  * the modules above must act on (struct ns_block_change: a stale unsealed
  * copy, a corrupt copy, the reporter's view of a sealed block's set, an open
  * block for the pool); ns_hb.c hands that to the planner, the bad list and
- * the pool. Calls only ns_meta.c (block ids) and ns_bad.c (good replicas).
+ * the pool. Calls only ns_meta.c (block ids), ns_bad.c (good replicas) and
+ * the delete journal (ns_dj_drop_block when a block's last holder deleted it).
  *
  * Replica-set versions: every change of a sealed block's set the nameserver
  * makes (ns_plan.c) bumps b->ver and is sent with SET_REPLICAS; dataservers

@@ -192,6 +192,13 @@ size_t ns_dj_drop_covered(struct ns_dj *dj, uint64_t block_id, uint64_t covered)
     return dropped;
 }
 
+void ns_dj_rebase(struct ns_dj *dj, uint64_t block_id, uint64_t tail)
+{
+    struct ns_dj_block *jb = ns_dj_get(dj, block_id);
+    for (size_t i = 0; jb && i < jb->n; i++)
+        jb->v[i].tail_after = tail;
+}
+
 void ns_dj_drop_block(struct ns_dj *dj, uint64_t block_id)
 {
     struct ns_dj_block *jb = ns_dj_get(dj, block_id);

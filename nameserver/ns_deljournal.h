@@ -104,6 +104,10 @@ void ns_dj_add_holder(struct ns_dj_block *jb, const char *id);
  * many were dropped; a block left without entries is forgotten. */
 size_t ns_dj_drop_covered(struct ns_dj *dj, uint64_t block_id, uint64_t covered);
 
+/* Sets the tail_after of every entry of block_id to `tail` (RAM only): the
+ * block was compacted and its offsets changed. */
+void ns_dj_rebase(struct ns_dj *dj, uint64_t block_id, uint64_t tail);
+
 /* Forgets every entry of block_id (the block was deleted). */
 void ns_dj_drop_block(struct ns_dj *dj, uint64_t block_id);
 

@@ -242,6 +242,26 @@ out:
     free(q);
 }
 
+/* ---- compaction ------------------------------------------------------------------ */
+
+void ns_delnote_compacted(struct ns *ns, struct ns_block *b, uint8_t set, uint64_t size)
+{
+    struct ns_dj_block *jb = ns_dj_get(&ns->dj, b->id);
+    if (!jb)
+        return;
+    unsigned need = ns->meta.replicas < 2 ? ns->meta.replicas : 2, n = 0;
+    for (unsigned i = 0; i < b->nrep; i++)
+        n += (set >> i) & 1u;
+    if (n >= need && !(set & b->djwait)) {
+        log_info("block %" PRIu64 ": compacted on %u copies: its %zu journaled tombstones "
+                 "dropped from the journal",
+                 b->id, n, jb->n);
+        ns_dj_drop_block(&ns->dj, b->id);
+        return;
+    }
+    ns_dj_rebase(&ns->dj, b->id, size);
+}
+
 /* ---- the tick ---------------------------------------------------------------- */
 
 /* The size that min(2, replicas) current members all reach (0: fewer such

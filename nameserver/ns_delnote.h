@@ -19,6 +19,13 @@ void ns_delnote_handle(struct ns *ns, struct conn *c, const struct frame_header 
  * role) until APPLY_TOMBSTONES succeeded. No-op otherwise. */
 void ns_delnote_gate(struct ns *ns, struct ns_block *b, struct ns_server *s);
 
+/* Block b was compacted and the copies in `set` (bits by slot) agree on
+ * `size`: when min(2, replicas) of them, none held out, hold it, the
+ * journaled tombstones are now deletions on that many copies and the
+ * block's entries are dropped; otherwise they are rebased to the new layout
+ * (every tail_after = size). Called by ns_compact.c. */
+void ns_delnote_compacted(struct ns *ns, struct ns_block *b, uint8_t set, uint64_t size);
+
 /* Every tick: drops entries held by min(2, replicas) current members, sends
  * APPLY_TOMBSTONES to held-out copies that are up (one in flight per copy,
  * a failed one retried after a second), rewrites the journal file when most
