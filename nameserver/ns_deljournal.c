@@ -97,12 +97,24 @@ static int rec_decode(const uint8_t in[NS_DJ_REC_SIZE], uint64_t *block_id, stru
 
 /* ---- RAM ------------------------------------------------------------------------ */
 
+/* The index of block_id in the sorted dj->blocks, or where it would go. */
+static size_t block_pos(const struct ns_dj *dj, uint64_t block_id)
+{
+    size_t lo = 0, hi = dj->nblocks;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (dj->blocks[mid].block_id < block_id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 struct ns_dj_block *ns_dj_get(struct ns_dj *dj, uint64_t block_id)
 {
-    for (size_t i = 0; i < dj->nblocks; i++)
-        if (dj->blocks[i].block_id == block_id)
-            return &dj->blocks[i];
-    return NULL;
+    size_t i = block_pos(dj, block_id);
+    return i < dj->nblocks && dj->blocks[i].block_id == block_id ? &dj->blocks[i] : NULL;
 }
 
 int ns_dj_holds_all(const struct ns_dj_block *jb, const char *id)
@@ -133,7 +145,10 @@ static struct ns_dj_block *block_put(struct ns_dj *dj, uint64_t block_id)
         dj->blocks = v;
         dj->cap = cap;
     }
-    jb = &dj->blocks[dj->nblocks++];
+    size_t i = block_pos(dj, block_id);
+    memmove(&dj->blocks[i + 1], &dj->blocks[i], (dj->nblocks - i) * sizeof(dj->blocks[0]));
+    dj->nblocks++;
+    jb = &dj->blocks[i];
     memset(jb, 0, sizeof(*jb));
     jb->block_id = block_id;
     return jb;
@@ -172,7 +187,9 @@ static void block_forget(struct ns_dj *dj, struct ns_dj_block *jb)
 {
     dj->live -= jb->n;
     free(jb->v);
-    *jb = dj->blocks[--dj->nblocks];
+    size_t i = (size_t)(jb - dj->blocks);
+    memmove(jb, jb + 1, (dj->nblocks - i - 1) * sizeof(*jb));
+    dj->nblocks--;
 }
 
 size_t ns_dj_drop_covered(struct ns_dj *dj, uint64_t block_id, uint64_t covered)

@@ -56,7 +56,8 @@ struct ns_dj {
     char path[PATH_MAX];      /* DIR/deletes.journal */
     int fd;                   /* -1 when closed */
     uint64_t end;             /* bytes of whole records in the file */
-    struct ns_dj_block *blocks; /* owned; unordered */
+    struct ns_dj_block *blocks; /* owned; sorted by block id (binary search: the
+                                 * gate looks every reported block up) */
     size_t nblocks, cap;
     size_t live;              /* entries in RAM */
     size_t file_recs;         /* records in the file, dropped ones included */

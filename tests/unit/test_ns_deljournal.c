@@ -275,3 +275,28 @@ Test(ns_deljournal, hostile_files_and_limits)
     jb->n = n;
     ns_dj_close(&dj);
 }
+
+Test(ns_deljournal, blocks_in_any_order_are_found)
+{
+    struct ns_dj dj;
+    cr_assert_eq(ns_dj_open(&dj, dir), 0);
+    struct done d = {0};
+    static const uint64_t ids[] = {900, 30, 700, 1, 500, 31, 2};
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
+        add(&dj, NULL, ids[i], (uint32_t)i + 1, 100, "dsA", &d);
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+        struct ns_dj_block *jb = ns_dj_get(&dj, ids[i]);
+        cr_assert_not_null(jb, "block %llu", (unsigned long long)ids[i]);
+        cr_assert_eq(jb->v[0].seq, i + 1);
+    }
+    cr_assert_null(ns_dj_get(&dj, 600));
+    ns_dj_drop_block(&dj, 30);
+    cr_assert_eq(ns_dj_drop_covered(&dj, 700, 100), 1);
+    cr_assert_null(ns_dj_get(&dj, 30));
+    cr_assert_null(ns_dj_get(&dj, 700));
+    cr_assert_eq(ns_dj_get(&dj, 31)->v[0].seq, 6);
+    cr_assert_eq(ns_dj_get(&dj, 900)->v[0].seq, 1);
+    for (size_t i = 1; i < dj.nblocks; i++)
+        cr_assert_lt(dj.blocks[i - 1].block_id, dj.blocks[i].block_id);
+    ns_dj_close(&dj);
+}
