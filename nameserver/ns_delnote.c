@@ -311,10 +311,27 @@ void ns_delnote_tick(struct ns *ns, uint64_t now_ms)
                     release(ns, b, i);
             continue; /* the array moved: index k holds another block now */
         }
-        for (unsigned i = 0; i < b->nrep && now_ms >= jb->retry_ms; i++) {
+        int holder_up = 0;
+        for (unsigned i = 0; i < b->nrep; i++) {
             struct ns_server *h = ns_registry_at(ns, b->rep[i]);
-            if ((b->djwait & (1u << i)) && h && h->up && h->conn && ns->loop)
+            holder_up |= h && h->up && !(b->djwait & (1u << i)) && holds_all(ns, b, i, jb);
+        }
+        for (unsigned i = 0; i < b->nrep; i++) {
+            struct ns_server *h = ns_registry_at(ns, b->rep[i]);
+            if (!(b->djwait & (1u << i)) || !h || !h->up)
+                continue;
+            if (holder_up && ns_block_is_old(b, i)) {
+                /* A copy holding them all came up (reported after this one)
+                 * and this one is of an older set: the set's rules keep it
+                 * out and catch it up from a current copy, which an append
+                 * of its own would spoil (not a prefix any more). */
+                log_info("block %" PRIu64 ": %s is of an older set and a copy holding the "
+                         "journaled tombstones is up: left to the replica set's rules",
+                         b->id, h->id);
+                release(ns, b, i);
+            } else if (h->conn && ns->loop && now_ms >= jb->retry_ms) {
                 send_apply(ns, jb, h);
+            }
         }
         k++;
     }

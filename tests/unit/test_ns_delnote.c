@@ -120,3 +120,40 @@ Test(ns_delnote, compaction_drops_or_rebases)
     ns_delnote_compacted(&ns, bl, 3, 2500); /* two agreeing copies */
     cr_assert_null(ns_dj_get(&ns.dj, 10));
 }
+
+Test(ns_delnote, an_old_copy_is_left_to_the_set_rules_once_a_holder_is_up)
+{
+    struct ns_server *a = hb_server("dsA", ROOMY, 0), *b = hb_server("dsB", ROOMY, 0);
+    struct ns_server *reps[] = {a, b};
+    block(11, 1000, reps, 2);
+    struct ns_block *bl = ns_blocks_get(&ns.blocks, 11);
+    bl->ver = 2; /* dsA alone in the set of version 2; dsB reported version 1 */
+    bl->rver[0] = 2;
+    bl->rver[1] = 1;
+    bl->inset = 1;
+    note(11, 1, 1024, "dsA");
+    ns_registry_mark_down(&ns, a, "test");
+    ns_delnote_gate(&ns, bl, b);
+    cr_assert_eq(bl->djwait, 2);
+    ns_delnote_tick(&ns, 100);
+    cr_assert_eq(bl->djwait, 2, "nobody holding them is up: still held out");
+    a = hb_server("dsA", ROOMY, 200);
+    ns_delnote_tick(&ns, 300);
+    cr_assert_eq(bl->djwait, 0, "dsA is up: dsB (older set) is caught up from it instead");
+    cr_assert(ns_block_is_old(bl, 1), "and stays out of the set by its version");
+}
+
+Test(ns_delnote, a_current_copy_stays_held_out_until_it_applied)
+{
+    struct ns_server *a = hb_server("dsA", ROOMY, 0), *b = hb_server("dsB", ROOMY, 0);
+    struct ns_server *reps[] = {a, b};
+    block(12, 1000, reps, 2);
+    note(12, 1, 1024, "dsA");
+    ns_registry_mark_down(&ns, a, "test");
+    struct ns_block *bl = ns_blocks_get(&ns.blocks, 12);
+    ns_delnote_gate(&ns, bl, b); /* after a restart dsB looks current */
+    cr_assert_eq(bl->djwait, 2);
+    a = hb_server("dsA", ROOMY, 200);
+    ns_delnote_tick(&ns, 300);
+    cr_assert_eq(bl->djwait, 2, "not of an older set: only APPLY_TOMBSTONES lets it in");
+}
