@@ -56,6 +56,10 @@
 #define DS_NS_HB_TIMEOUT_MS 3000
 #define DS_REPL_TIMEOUT_MS 10000
 #define DS_NS_TIMEOUT_MS 10000
+/* A sole-member primary waits this long for the nameserver to journal a
+ * delete (NOTE_DELETE) before it answers IMG_EUNAVAIL (ds_tomb.c). */
+#define DS_NOTE_TIMEOUT_MS 3000
+#define DS_APPLY_MAX 65536 /* tombstones in one APPLY_TOMBSTONES */
 #define DS_HTTP_MAX_UPLOAD (32u << 20) /* default --max-upload-bytes */
 #define DS_HTTP_MAX_INFLIGHT 1024      /* default --max-inflight */
 #define DS_HTTP_IDLE_MS 30000          /* default --http-idle-ms */

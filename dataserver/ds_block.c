@@ -95,7 +95,10 @@ static int create_block(struct ds *ds, const Imgstore__CreateBlock *m)
         return IMG_EINVAL;
     if (m->block_size < BLOCK_MIN_SIZE || m->block_size > BLOCK_MAX_SIZE)
         return IMG_EINVAL;
-    if (m->n_replicas < 1 || m->n_replicas > BLOCK_MAX_REPLICAS)
+    /* An empty list (never with the primary role): no member the nameserver
+     * can name is up, and this copy is held out (it may lack journaled
+     * tombstones, docs/nameserver.md): it serves nothing. */
+    if ((m->n_replicas < 1 && m->primary) || m->n_replicas > BLOCK_MAX_REPLICAS)
         return IMG_EINVAL;
     struct block_replica reps[BLOCK_MAX_REPLICAS];
     memset(reps, 0, sizeof(reps));
@@ -332,7 +335,8 @@ void ds_block_delete(struct ds_req *r, const struct frame *f)
 
 /* Applies SET_REPLICAS: the receiver takes the listed replicas (primary
  * first) and its role. It may be left out of the list only when not made
- * primary (a copy about to be caught up or dropped). The primary role is
+ * primary (a copy about to be caught up or dropped, or held out by the
+ * delete journal: then the list may be empty). The primary role is
  * taken only by a sealed block, so a writable block never gets a second
  * writer. Returns 0 or an error; *size gets the tail (next append offset). */
 static int set_replicas(struct ds *ds, const Imgstore__SetReplicas *m, uint64_t *size)

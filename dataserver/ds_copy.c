@@ -708,6 +708,14 @@ void ds_copy_replicate(struct ds_req *r, const struct frame *f)
     ds_req_answer(r, rc == 1 ? 0 : rc, rc == 1 ? &resp.base : NULL, NULL, 0, NULL);
 }
 
+int ds_copy_running(const struct ds *ds, uint64_t id)
+{
+    for (struct copy *cp = ds->copy ? ds->copy->copies : NULL; cp; cp = cp->next)
+        if (cp->id == id)
+            return 1;
+    return 0;
+}
+
 /* CANCEL_COPY: the nameserver canceled the task of a running copy. The copy
  * is marked and stops at its next safe point (copy_cancel_point); one that
  * only waits for the token bucket stops now. Answers 0, or IMG_ENOTFOUND

@@ -56,6 +56,9 @@ void ds_copy_stop(struct ds *ds);
  * done), for the heartbeat. Returns the count. */
 size_t ds_copy_progress(struct ds *ds, Imgstore__CopyProgress *out, size_t max);
 
+/* Non-zero when a copy into block `id` (new or catch-up) runs here. */
+int ds_copy_running(const struct ds *ds, uint64_t id);
+
 /* Bytes a copy or compaction writes between two fdatasyncs of its new
  * file (--copy-sync-mb, DS_COPY_SYNC_BYTES by default). */
 uint64_t ds_copy_sync_bytes(const struct ds *ds);

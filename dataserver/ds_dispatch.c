@@ -13,7 +13,7 @@
  * their request with ds_req_unpack, which answers a head that does not
  * unpack with IMG_EPROTO, the same for every type.
  * May call the handler modules (ds_file, ds_repl, ds_copy, ds_block,
- * ds_compact, ds_scrub) and the transports through struct ds_transport. */
+ * ds_compact, ds_scrub, ds_tomb) and the transports through struct ds_transport. */
 #include "dataserver/ds_req.h"
 
 #include "base/err.h"
@@ -23,6 +23,7 @@
 #include "dataserver/ds_file.h"
 #include "dataserver/ds_repl.h"
 #include "dataserver/ds_scrub.h"
+#include "dataserver/ds_tomb.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -54,6 +55,7 @@ static const struct route routes[] = {
     {FT_REPLICATE_BLOCK, DS_FROM_NS, AUTH_MEMBER, ds_copy_replicate},
     {FT_CANCEL_COPY, DS_FROM_NS, AUTH_MEMBER, ds_copy_cancel},
     {FT_COMPACT_BLOCK, DS_FROM_NS, AUTH_MEMBER, ds_compact_block},
+    {FT_APPLY_TOMBSTONES, DS_FROM_NS, AUTH_MEMBER, ds_tomb_apply},
 };
 
 void ds_dispatch(struct ds *ds, const struct ds_transport *t, void *link, const struct frame *f)

@@ -3,9 +3,13 @@
  *
  * Every request is hostile until validated; a malformed one gets a specific
  * error status and touches nothing on disk.
+ * A delete taken while the block's replica set is down to this primary
+ * (fewer than min(2, replicas) members) is journaled at the nameserver
+ * (ds_tomb_note) before it is acknowledged: the tombstone's second home.
  * May call the storage engine (block, blockio, needle), ds_file.c (the cookie
  * check of a DELETE), ds_peer.c (sends to secondaries), ds_compact.c
- * (ds_compact_busy) and ds_block.c (ds_block_changed). */
+ * (ds_compact_busy), ds_tomb.c (NOTE_DELETE) and ds_block.c
+ * (ds_block_changed). */
 #include "dataserver/ds_repl.h"
 
 #include "base/crc32c.h"
@@ -15,6 +19,7 @@
 #include "dataserver/ds_block.h"
 #include "dataserver/ds_compact.h"
 #include "dataserver/ds_file.h"
+#include "dataserver/ds_tomb.h"
 #include "proto/imgstore.pb-c.h"
 #include "proto/mime.h"
 
@@ -37,6 +42,7 @@ struct rpc_append {
     int local_status; /* 0 once durable locally */
     int repl_status;  /* first secondary failure */
     int is_delete;
+    int journal;      /* delete by a sole member: journaled before the answer */
 };
 
 static uint32_t random_cookie(void)
@@ -116,6 +122,61 @@ static int repl_send(struct ds *ds, const char *addr, uint64_t block_id, uint64_
     return 0;
 }
 
+/* ---- deletes journaled at the nameserver ------------------------------------ */
+
+/* The DELETE of a sole member waiting for NOTE_DELETE's answer. */
+struct note_wait {
+    struct ds_req *req;
+    int was_deleted;
+};
+
+static void note_done(int status, void *arg)
+{
+    struct note_wait *w = arg;
+    struct ds *ds = w->req->ds;
+    if (status != 0) {
+        /* The tombstone is durable here (the file is deleted on this copy),
+         * but it has no second home: not acknowledged. */
+        log_warn("delete not acknowledged: the nameserver did not journal it: %s",
+                 img_strerror(status));
+        ds_req_fail(w->req, IMG_EUNAVAIL);
+    } else {
+        Imgstore__DeleteResp resp = IMGSTORE__DELETE_RESP__INIT;
+        resp.was_deleted = w->was_deleted;
+        if (!w->was_deleted)
+            ds->deletes++;
+        ds_req_answer(w->req, 0, &resp.base, NULL, 0, NULL);
+    }
+    free(w);
+}
+
+/* Returns non-zero when b's replica set is down to fewer than
+ * min(2, replicas) members: a tombstone must also be journaled. */
+static int sole_member(const struct ds *ds, const struct block *b)
+{
+    return b->nreplicas < (ds->ns_replicas < 2 ? (int)ds->ns_replicas : 2);
+}
+
+/* Journals the tombstone of (seq, cookie) at the nameserver, then answers
+ * req (taken): success once journaled, IMG_EUNAVAIL otherwise. */
+static void note_then_answer(struct ds *ds, struct ds_req *req, uint64_t block_id, uint32_t seq,
+                             uint32_t cookie, uint64_t tail_after, int was_deleted)
+{
+    struct block *b = store_get(ds->store, block_id);
+    struct note_wait *w = malloc(sizeof(*w));
+    if (!w) {
+        ds_req_fail(req, -ENOMEM);
+        return;
+    }
+    *w = (struct note_wait){.req = req, .was_deleted = was_deleted};
+    int rc = ds_tomb_note(ds, block_id, seq, cookie, tail_after, b ? b->set_version : 0,
+                          note_done, w);
+    if (rc != 0) {
+        free(w);
+        ds_req_fail(req, IMG_EUNAVAIL);
+    }
+}
+
 /* ---- replicated append (primary side) ------------------------------------ */
 
 static void append_finish(struct rpc_append *a)
@@ -136,6 +197,9 @@ static void append_finish(struct rpc_append *a)
             ds_block_changed(ds, b);
         }
         ds_req_fail(a->req, a->local_status ? a->local_status : IMG_EREPL);
+    } else if (a->is_delete && a->journal) {
+        note_then_answer(ds, a->req, a->block_id, a->h.seq, a->h.cookie, a->offset + a->rec_len,
+                         0);
     } else if (a->is_delete) {
         Imgstore__DeleteResp resp = IMGSTORE__DELETE_RESP__INIT;
         ds->deletes++;
@@ -286,6 +350,7 @@ void ds_repl_write(struct ds_req *r, const struct frame *f)
 struct rpc_delete {
     struct ds_req *req;
     uint64_t block_id;
+    uint32_t seq, cookie; /* as asked; the read checks the cookie */
 };
 
 /* The cookie matched: append the tombstone on every replica. */
@@ -306,6 +371,8 @@ static void delete_checked(struct ds_req *req, uint64_t block_id, uint32_t seq, 
     if (!a)
         return;
     a->is_delete = 1;
+    /* Decided now, with the set the tombstone is sent to. */
+    a->journal = sole_member(ds, b);
     a->h.flags = NEEDLE_FLAG_TOMBSTONE | (ds->record_format >= 2 ? NEEDLE_FLAG_HCRC : 0);
     a->h.seq = seq;
     a->h.cookie = cookie;
@@ -319,6 +386,7 @@ static void delete_read_done(int status, const struct needle_header *h, uint64_t
     struct rpc_delete *d = arg;
     struct ds_req *req = d->req;
     uint64_t block_id = d->block_id;
+    uint32_t seq = d->seq, cookie = d->cookie;
     (void)offset;
     free(rec);
     free(d);
@@ -331,6 +399,13 @@ static void delete_read_done(int status, const struct needle_header *h, uint64_t
      * copy alone, and an acknowledged delete must have two homes. The
      * caller retries; the set is repaired meanwhile (block_lonely_clear). */
     struct block *b = store_get(req->ds->store, block_id);
+    if (status == IMG_EDELETED && b && b->primary && sole_member(req->ds, b)) {
+        /* Perhaps deleted by an earlier DELETE whose journaling or
+         * replication failed (a lonely tombstone): journaled now, its
+         * second home, before it is reported deleted. */
+        note_then_answer(req->ds, req, block_id, seq, cookie, b->durable_tail, 1);
+        return;
+    }
     if (status == IMG_EDELETED && b && b->lonely_to)
         status = IMG_EREPL;
     Imgstore__DeleteResp resp = IMGSTORE__DELETE_RESP__INIT;
@@ -366,18 +441,15 @@ void ds_repl_delete(struct ds_req *r, const struct frame *f)
         ds_req_fail(r, IMG_EUNAVAIL); /* compaction: retry later */
         return;
     }
-    if (b->nreplicas < (ds->ns_replicas < 2 ? (int)ds->ns_replicas : 2)) {
-        /* The set lost a member and is being repaired: a tombstone on one
-         * copy alone would not survive the loss of that copy. */
-        ds_req_fail(r, IMG_EUNAVAIL);
-        return;
-    }
+    /* A set down to this copy (a member died, repair has not finished)
+     * still takes deletes: each tombstone is also journaled at the
+     * nameserver before it is acknowledged (delete_checked). */
     struct rpc_delete *d = malloc(sizeof(*d));
     if (!d) {
         ds_req_fail(r, -ENOMEM);
         return;
     }
-    *d = (struct rpc_delete){.req = r, .block_id = block_id};
+    *d = (struct rpc_delete){.req = r, .block_id = block_id, .seq = seq, .cookie = cookie};
     int rc = ds_file_read(ds, block_id, seq, cookie, DS_FILE_HEADER_ONLY, delete_read_done, d);
     if (rc != 0) {
         free(d);

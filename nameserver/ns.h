@@ -5,10 +5,12 @@
  *   data:     runtime settings (ns_settings.c), persisted metadata
  *             (ns_meta.c), the registry of dataservers (ns_registry.c), bad
  *             replicas (ns_bad.c), the soft block map rebuilt from block
- *             reports (ns_blocks.c), which returns what a report changed;
+ *             reports (ns_blocks.c), which returns what a report changed,
+ *             the delete journal's file and RAM (ns_deljournal.h);
  *   policy:   the writable-block pool (ns_pool.c), the self-healing planner
  *             (ns_plan.c, ns_plan_set.c), compaction (ns_compact.c), the
- *             balance (ns_balance.c);
+ *             balance (ns_balance.c), the delete journal's policy
+ *             (ns_delnote.h);
  *   glue:     a report's changes handed to the policy modules (ns_hb.c);
  *   requests: admin (ns_admin.c), operator ops (ns_ops.c), HTTP (ns_http.c);
  *   wire:     listener, unpacking of every frame, dispatch, timer (ns_rpc.c);
@@ -23,6 +25,7 @@
 #ifndef IMG_NS_H
 #define IMG_NS_H
 
+#include "nameserver/ns_deljournal.h"
 #include "net/limits.h"
 #include "proto/imgstore.pb-c.h"
 
@@ -627,7 +630,11 @@ struct ns_block {
     uint8_t joining;                 /* bit i: rep[i] is in the set (the primary forwards to
                                       * it) but not yet told so: it may lack tombstones
                                       * acknowledged before the primary knew it (ns_plan.c) */
-    uint8_t join_asked;              /* the primary was asked for its tail, no answer yet */
+    uint8_t join_asked : 1;          /* the primary was asked for its tail, no answer yet */
+    uint8_t djwait : NS_BLOCK_SLOTS; /* bit i: rep[i] may lack tombstones of the delete journal
+                                      * and no copy holding them is up: held out (not listed,
+                                      * no source, no primary, in no replica list) until it
+                                      * appended them (ns_delnote.c) */
     uint32_t ver;                    /* version of the replica set: the highest reported,
                                       * bumped by every change the nameserver makes */
     uint32_t rver[NS_BLOCK_SLOTS];   /* set version each holder last reported */
@@ -815,6 +822,7 @@ struct ns {
 
     struct ns_plan plan;            /* self-healing tasks (ns_plan.c) */
     struct ns_balance bal;          /* rebalancing moves (ns_balance.c) */
+    struct ns_dj dj;                /* the delete journal (ns_deljournal.c, ns_delnote.c) */
     struct ns_bad *bad;             /* bad replicas (ns_bad.c, owned) */
     size_t nbad, bad_cap;
 

@@ -14,7 +14,8 @@
  * the modules above must act on (struct ns_block_change: a stale unsealed
  * copy, a corrupt copy, the reporter's view of a sealed block's set, an open
  * block for the pool); ns_hb.c hands that to the planner, the bad list and
- * the pool. Calls only ns_meta.c (block ids) and ns_bad.c (good replicas).
+ * the pool. Calls only ns_meta.c (block ids), ns_bad.c (good replicas) and
+ * the delete journal (ns_dj_drop_block when a block's last holder deleted it).
  *
  * Replica-set versions: every change of a sealed block's set the nameserver
  * makes (ns_plan.c) bumps b->ver and is sent with SET_REPLICAS; dataservers
@@ -144,6 +145,7 @@ int ns_block_add_rep(struct ns *ns, struct ns_block *b, struct ns_server *s)
     b->rver[b->nrep] = 0;
     b->inset &= (uint8_t)~(1u << b->nrep);
     b->joining &= (uint8_t)~(1u << b->nrep);
+    b->djwait &= (uint8_t)~(1u << b->nrep) & 0xfu;
     s->nblocks++;
     return b->nrep++;
 }
@@ -167,6 +169,8 @@ static void block_remove_rep(struct ns *ns, uint64_t id, struct ns_server *s)
     b->inset = (uint8_t)(low | ((b->inset >> (slot + 1)) << slot));
     low = (uint8_t)(b->joining & ((1u << slot) - 1));
     b->joining = (uint8_t)(low | ((b->joining >> (slot + 1)) << slot));
+    low = (uint8_t)(b->djwait & ((1u << slot) - 1));
+    b->djwait = (uint8_t)(low | ((b->djwait >> (slot + 1)) << slot)) & 0xfu;
     b->behind = 0;
     b->nrep--;
     if (b->primary == slot)
@@ -175,8 +179,10 @@ static void block_remove_rep(struct ns *ns, uint64_t id, struct ns_server *s)
         b->primary--;
     if (s->nblocks)
         s->nblocks--;
-    if (b->nrep == 0)
+    if (b->nrep == 0) {
         ns_blocks_del(&ns->blocks, id);
+        ns_dj_drop_block(&ns->dj, id); /* its last holder deleted it */
+    }
 }
 
 int ns_block_is_old(const struct ns_block *b, unsigned i)
@@ -186,7 +192,8 @@ int ns_block_is_old(const struct ns_block *b, unsigned i)
 
 int ns_block_is_unready(const struct ns_block *b, unsigned i)
 {
-    return ns_block_is_old(b, i) || (i < b->nrep && (b->joining & (1u << i)));
+    return ns_block_is_old(b, i) ||
+           (i < b->nrep && ((b->joining & (1u << i)) || (b->djwait & (1u << i))));
 }
 
 unsigned ns_block_good_reps(const struct ns *ns, const struct ns_block *b)

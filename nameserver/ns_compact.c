@@ -17,8 +17,10 @@
  *      hold on every holder.
  * Differing replicas are marked in the bad-replica list (ns_bad.c), which
  * this module prunes at each planner pass. Calls the map, the registry, the
- * settings, the bad list and the planner's task list (ns_plan_task_add). */
+ * settings, the bad list, the planner's task list (ns_plan_task_add) and the
+ * delete journal's policy (ns_delnote_compacted: offsets changed). */
 #include "nameserver/ns.h"
+#include "nameserver/ns_delnote.h"
 
 #include "net/conn.h"
 #include "base/err.h"
@@ -126,6 +128,7 @@ static void new_set(struct ns *ns, struct job *j, int ref)
     }
     if (!set)
         return;
+    ns_delnote_compacted(ns, b, set, r->size); /* the journal's offsets changed */
     if (b->primary == NS_NO_PRIMARY || !(set & (1u << b->primary)))
         for (unsigned i = 0; i < b->nrep; i++)
             if (set & (1u << i)) {

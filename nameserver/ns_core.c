@@ -7,7 +7,8 @@
  * it lasts nothing that destroys replicas may run; block creation, ALLOC_WRITE
  * and LOOKUP work as usual.
  *
- * Calls ns_meta.c, ns_settings.c, the registry, and every module's _free. */
+ * Calls ns_meta.c, ns_settings.c, the delete journal (ns_deljournal.c), the
+ * registry, and every module's _free. */
 #include "nameserver/ns.h"
 
 #include "base/err.h"
@@ -46,6 +47,11 @@ int ns_init(struct ns *ns, const struct ns_config *cfg, uint64_t now_ms)
     if (rc)
         return rc;
     ns_settings_load(ns);
+    rc = ns_dj_open(&ns->dj, cfg->data_dir);
+    if (rc) {
+        log_error("cannot open the delete journal in %s: %s", cfg->data_dir, img_strerror(rc));
+        return rc;
+    }
     if (getrandom(&ns->rng, sizeof(ns->rng), 0) != sizeof(ns->rng) || ns->rng == 0)
         ns->rng = RNG_FALLBACK_SEED;
     ns->safe_mode = 1;
@@ -72,6 +78,8 @@ void ns_free(struct ns *ns)
     ns->pool = NULL;
     ns->npool = ns->pool_cap = 0;
     ns_meta_free(&ns->meta);
+    if (ns->dj.path[0])
+        ns_dj_close(&ns->dj);
     auth_keys_free(ns->keys);
     ns->keys = NULL;
     if (ns->lock_fd >= 0)

@@ -9,8 +9,9 @@
  *   an open (unsealed) block                 -> ns_pool_add (pool)
  * It sits above the map and below ns_rpc.c's heartbeat handler; works
  * without a loop (unit tests, fuzz_ns_heartbeat). Calls ns_blocks.c,
- * ns_bad.c, ns_plan*.c and ns_pool.c. */
+ * ns_bad.c, ns_plan*.c, ns_pool.c and ns_delnote.c (the delete journal's gate). */
 #include "nameserver/ns.h"
+#include "nameserver/ns_delnote.h"
 
 #include <errno.h>
 
@@ -25,6 +26,7 @@ static int hand_over(struct ns *ns, struct ns_server *s, const struct ns_block_c
     struct ns_block *b = ns_blocks_get(&ns->blocks, c->block_id);
     if (!b)
         return 0; /* gone since (its last holder left in the same report) */
+    ns_delnote_gate(ns, b, s); /* before its view is checked: a held-out copy is told so */
     if (b->sealed)
         ns_plan_check_view(ns, b, s, c->claims_primary, c->ids, c->nids);
     else if (ns_pool_add(ns, b) != 0)

@@ -44,7 +44,8 @@ static size_t set_list(const struct ns *ns, const struct ns_block *b, int withou
     size_t n = 0;
     for (unsigned k = 0; k < nh && n < NS_MAX_REPLICAS; k++) {
         unsigned i = slot[k];
-        if ((b->primary != i && !(b->inset & (1u << i))) || (int)i == without)
+        if ((b->primary != i && !(b->inset & (1u << i))) || (int)i == without ||
+            (b->djwait & (1u << i))) /* held out by the delete journal (ns_delnote.c) */
             continue;
         ns_plan_fill_replica(&reps[n], hs[k]);
         rp[n] = &reps[n];
@@ -63,7 +64,7 @@ static uint64_t members_size(const struct ns *ns, const struct ns_block *b,
     for (unsigned i = 0; i < b->nrep; i++) {
         struct ns_server *h = ns_registry_at(ns, b->rep[i]);
         int member = b->primary == i || (b->inset & (1u << i));
-        if (!h || h == to || !member || (int)i == without)
+        if (!h || h == to || !member || (int)i == without || (b->djwait & (1u << i)))
             continue;
         if (!any || b->rsize[i] < min)
             min = b->rsize[i];

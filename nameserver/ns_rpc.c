@@ -21,6 +21,7 @@
  * module. */
 #include "nameserver/ns.h"
 #include "nameserver/ns_admin.h"
+#include "nameserver/ns_delnote.h"
 #include "nameserver/ns_ops.h"
 
 #include "net/auth.h"
@@ -329,6 +330,7 @@ struct request_kind {
 
 static const struct request_kind kinds[] = {
     {FT_HEARTBEAT, &imgstore__heartbeat__descriptor, AUTH_MEMBER},
+    {FT_NOTE_DELETE, &imgstore__note_delete__descriptor, AUTH_MEMBER},
     {FT_ALLOC_WRITE, &imgstore__alloc_write__descriptor, AUTH_WRITER},
     {FT_LOOKUP, &imgstore__lookup__descriptor, AUTH_NONE},
     {FT_CLUSTER_STATUS, &imgstore__cluster_status__descriptor, AUTH_NONE},
@@ -363,6 +365,7 @@ static void dispatch(struct ns_peer *p, const struct frame_header *h, const Prot
     case FT_HEARTBEAT: handle_heartbeat(p, h, (const Imgstore__Heartbeat *)m); break;
     case FT_ALLOC_WRITE: handle_alloc(p, h, (const Imgstore__AllocWrite *)m); break;
     case FT_LOOKUP: handle_lookup(p, h, (const Imgstore__Lookup *)m); break;
+    case FT_NOTE_DELETE: ns_delnote_handle(ns, c, h, p->srv, (const Imgstore__NoteDelete *)m); break;
     case FT_CLUSTER_STATUS: handle_status(p, h); break;
     case FT_DRAIN: ns_plan_handle_drain(ns, c, h, (const Imgstore__Drain *)m); break;
     case FT_LIST_TASKS: ns_plan_handle_list(ns, c, h, (const Imgstore__ListTasks *)m); break;
@@ -485,6 +488,7 @@ static void on_tick(uv_timer_t *t)
     ns_safe_mode_check(ns, now);
     ns_pool_plan(ns);
     ns_plan_tick(ns, now);
+    ns_delnote_tick(ns, now);
 }
 
 /* Logs the address actually bound (useful with port 0). */

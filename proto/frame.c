@@ -85,6 +85,8 @@ const char *frame_type_name(unsigned type)
     case FT_DELETE_BLOCK: return "DELETE_BLOCK";
     case FT_STAT_BLOCK: return "STAT_BLOCK";
     case FT_CANCEL_COPY: return "CANCEL_COPY";
+    case FT_NOTE_DELETE: return "NOTE_DELETE";
+    case FT_APPLY_TOMBSTONES: return "APPLY_TOMBSTONES";
     case FT_SET_REPLICAS: return "SET_REPLICAS";
     case FT_COMPACT_BLOCK: return "COMPACT_BLOCK";
     case FT_VERIFY: return "VERIFY";

@@ -35,6 +35,7 @@ enum frame_type {
     FT_DRAIN = 6,          /* admin -> ns: Drain / DrainResp */
     FT_LIST_TASKS = 7,     /* admin -> ns: ListTasks / ListTasksResp */
     FT_SET_REPLICAS = 8,   /* ns -> ds: SetReplicas / SetReplicasResp */
+    FT_NOTE_DELETE = 9,    /* ds primary -> ns (session): NoteDelete / NoteDeleteResp */
     FT_WRITE = 16,         /* client -> ds primary: Write + body / WriteResp */
     FT_READ = 17,          /* client -> ds: Read / ReadResp + body */
     FT_STAT = 18,          /* client -> ds: Read / ReadResp */
@@ -46,6 +47,7 @@ enum frame_type {
     FT_DELETE_BLOCK = 24,  /* ns -> ds: DeleteBlock / DeleteBlockResp */
     FT_STAT_BLOCK = 25,    /* ns -> ds: StatBlock / BlockInfo */
     FT_CANCEL_COPY = 26,   /* ns -> ds: CancelCopy / CancelCopyResp */
+    FT_APPLY_TOMBSTONES = 27, /* ns -> ds: ApplyTombstones / ApplyTombstonesResp */
     FT_COMPACT_BLOCK = 32, /* ns -> ds: CompactBlock / CompactBlockResp */
     FT_VERIFY = 33,        /* admin -> ds: Verify / VerifyResp */
     FT_ADMIN_LIST_BLOCKS = 40,  /* admin -> ns: AdminListBlocks / AdminListBlocksResp */

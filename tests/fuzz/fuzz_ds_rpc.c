@@ -49,6 +49,7 @@ static const struct kind kinds[] = {
     {FT_COMPACT_BLOCK, 1, 0},  {FT_CREATE_BLOCK, 1, 1},   {0, 0, 1}, /* unknown type */
     {0, 1, 1},                                             /* unknown on the session */
     {FT_CANCEL_COPY, 1, 1},
+    {FT_APPLY_TOMBSTONES, 1, 1},
 };
 #define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
 

@@ -20,7 +20,8 @@ static struct ns ns;
 static void rm_tree(void)
 {
     char p[160];
-    static const char *files[] = {NS_META_FILE, NS_META_FILE ".tmp", "LOCK"};
+    static const char *files[] = {NS_META_FILE, NS_META_FILE ".tmp", "LOCK", NS_DJ_FILE,
+                                  NS_DJ_FILE ".tmp"};
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
         snprintf(p, sizeof(p), "%s/%s", dir, files[i]);
         unlink(p);

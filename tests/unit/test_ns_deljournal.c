@@ -1,0 +1,302 @@
+/* Unit tests of the nameserver's delete journal (nameserver/ns_deljournal.c):
+ * appends are durable and reload, a torn tail is cut, a record failing its
+ * CRC is skipped, covered entries are dropped, the file is rewritten when
+ * most of it is dropped, many appends share one fdatasync, limits hold. */
+#include "base/err.h"
+#include "nameserver/ns_deljournal.h"
+
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+static char dir[64];
+static char path[128];
+
+static void setup(void)
+{
+    strcpy(dir, "/tmp/ns_dj_XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/%s", dir, NS_DJ_FILE);
+}
+
+static void teardown(void)
+{
+    char tmp[160];
+    unlink(path);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    unlink(tmp);
+    rmdir(dir);
+}
+
+TestSuite(ns_deljournal, .init = setup, .fini = teardown);
+
+struct done {
+    int calls;
+    int status;
+};
+
+static void on_done(int status, void *arg)
+{
+    struct done *d = arg;
+    d->calls++;
+    d->status = status;
+}
+
+static void add(struct ns_dj *dj, uv_loop_t *loop, uint64_t block, uint32_t seq, uint64_t tail,
+                const char *sender, struct done *d)
+{
+    struct ns_dj_entry e = {.seq = seq, .cookie = seq * 7u + 1, .tail_after = tail,
+                            .set_version = 3};
+    cr_assert_eq(ns_dj_append(dj, loop, block, &e, sender, on_done, d), 0);
+}
+
+static off_t file_size(void)
+{
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    return st.st_size;
+}
+
+Test(ns_deljournal, append_is_durable_and_reloads)
+{
+    struct ns_dj dj;
+    cr_assert_eq(ns_dj_open(&dj, dir), 0);
+    cr_assert_null(ns_dj_get(&dj, 5));
+    struct done d = {0};
+    add(&dj, NULL, 5, 10, 1000, "dsA", &d);
+    cr_assert_eq(d.calls, 1, "without a loop the append is answered before it returns");
+    cr_assert_eq(d.status, 0);
+    add(&dj, NULL, 5, 11, 1024, "dsA", &d);
+    add(&dj, NULL, 9, 1, 500, "dsB", &d);
+    cr_assert_eq(d.calls, 3);
+    cr_assert_eq(file_size(), 3 * NS_DJ_REC_SIZE);
+    struct ns_dj_block *jb = ns_dj_get(&dj, 5);
+    cr_assert_not_null(jb);
+    cr_assert_eq(jb->n, 2);
+    cr_assert(ns_dj_holds_all(jb, "dsA"));
+    cr_assert_not(ns_dj_holds_all(jb, "dsB"));
+    ns_dj_close(&dj);
+
+    cr_assert_eq(ns_dj_open(&dj, dir), 0);
+    cr_assert_eq(dj.live, 3);
+    jb = ns_dj_get(&dj, 5);
+    cr_assert_not_null(jb);
+    cr_assert_eq(jb->n, 2);
+    cr_assert_eq(jb->v[0].seq, 10);
+    cr_assert_eq(jb->v[0].cookie, 71);
+    cr_assert_eq(jb->v[1].tail_after, 1024);
+    cr_assert_eq(jb->v[1].set_version, 3);
+    cr_assert(ns_dj_holds_all(jb, "dsA"), "the sender is known again after a reload");
+    jb = ns_dj_get(&dj, 9);
+    cr_assert_not_null(jb);
+    cr_assert(ns_dj_holds_all(jb, "dsB"));
+    ns_dj_close(&dj);
+}
+
+Test(ns_deljournal, an_entry_from_another_sender_leaves_no_holder)
+{
+    struct ns_dj dj;
+    cr_assert_eq(ns_dj_open(&dj, dir), 0);
+    struct done d = {0};
+    add(&dj, NULL, 5, 10, 1000, "dsA", &d);
+    add(&dj, NULL, 5, 11, 1100, "dsB", &d); /* dsB lacks entry 10 as far as we know */
+    struct ns_dj_block *jb = ns_dj_get(&dj, 5);
+    cr_assert_eq(jb->nhas, 0);
+    ns_dj_add_holder(jb, "dsC"); /* applied them all */
+    cr_assert(ns_dj_holds_all(jb, "dsC"));
+    add(&dj, NULL, 5, 12, 1200, "dsC", &d);
+    jb = ns_dj_get(&dj, 5);
+    cr_assert(ns_dj_holds_all(jb, "dsC"));
+    cr_assert_eq(jb->nhas, 1);
+    ns_dj_close(&dj);
+    /* Reloaded: two senders, so nobody is known to hold them all. */
+    cr_assert_eq(ns_dj_open(&dj, dir), 0);
+    cr_assert_eq(ns_dj_get(&dj, 5)->nhas, 0);
+    ns_dj_close(&dj);
+}
+
+Test(ns_deljournal, torn_tail_is_cut)
+{
+    struct ns_dj dj;
+    cr_assert_eq(ns_dj_open(&dj, dir), 0);
+    struct done d = {0};
+    for (uint32_t i = 1; i <= 3; i++)
+        add(&dj, NULL, 7, i, 100 * i, "dsA", &d);
+    ns_dj_close(&dj);
+    int fd = open(path, O_WRONLY | O_APPEND);
+    cr_assert_geq(fd, 0);
+    uint8_t junk[50];
+    memset(junk, 0xab, sizeof(junk));
+    cr_assert_eq(write(fd, junk, sizeof(junk)), (ssize_t)sizeof(junk));
+    close(fd);
+
+    cr_assert_eq(ns_dj_open(&dj, dir), 0);
+    cr_assert_eq(dj.live, 3);
+    cr_assert_eq(file_size(), 3 * NS_DJ_REC_SIZE, "the partial record is cut off");
+    add(&dj, NULL, 7, 4, 400, "dsA", &d);
+    ns_dj_close(&dj);
+    cr_assert_eq(ns_dj_open(&dj, dir), 0);
+    cr_assert_eq(dj.live, 4, "an append after a cut tail reloads");
+    cr_assert_eq(dj.skipped_crc, 0);
+    ns_dj_close(&dj);
+}
+
+Test(ns_deljournal, record_failing_its_crc_is_skipped)
+{
+    struct ns_dj dj;
+    cr_assert_eq(ns_dj_open(&dj, dir), 0);
+    struct done d = {0};
+    for (uint32_t i = 1; i <= 3; i++)
+        add(&dj, NULL, 7, i, 100 * i, "dsA", &d);
+    ns_dj_close(&dj);
+    int fd = open(path, O_RDWR);
+    cr_assert_geq(fd, 0);
+    uint8_t b;
+    off_t at = NS_DJ_REC_SIZE + 17; /* inside the second record's seq */
+    cr_assert_eq(pread(fd, &b, 1, at), 1);
+    b ^= 0x40;
+    cr_assert_eq(pwrite(fd, &b, 1, at), 1);
+    close(fd);
+
+    cr_assert_eq(ns_dj_open(&dj, dir), 0);
+    cr_assert_eq(dj.skipped_crc, 1);
+    struct ns_dj_block *jb = ns_dj_get(&dj, 7);
+    cr_assert_not_null(jb);
+    cr_assert_eq(jb->n, 2);
+    cr_assert_eq(jb->v[0].seq, 1);
+    cr_assert_eq(jb->v[1].seq, 3);
+    ns_dj_close(&dj);
+}
+
+Test(ns_deljournal, covered_entries_are_dropped)
+{
+    struct ns_dj dj;
+    cr_assert_eq(ns_dj_open(&dj, dir), 0);
+    struct done d = {0};
+    for (uint32_t i = 1; i <= 4; i++)
+        add(&dj, NULL, 7, i, 100 * i, "dsA", &d);
+    add(&dj, NULL, 8, 1, 50, "dsA", &d);
+    cr_assert_eq(ns_dj_drop_covered(&dj, 7, 250), 2);
+    struct ns_dj_block *jb = ns_dj_get(&dj, 7);
+    cr_assert_eq(jb->n, 2);
+    cr_assert_eq(jb->v[0].seq, 3);
+    cr_assert_eq(dj.live, 3);
+    cr_assert_eq(ns_dj_drop_covered(&dj, 7, 399), 1);
+    cr_assert_eq(ns_dj_drop_covered(&dj, 7, 400), 1);
+    cr_assert_null(ns_dj_get(&dj, 7), "a block without entries is forgotten");
+    cr_assert_eq(ns_dj_drop_covered(&dj, 7, 1000), 0);
+    ns_dj_drop_block(&dj, 8);
+    cr_assert_null(ns_dj_get(&dj, 8));
+    cr_assert_eq(dj.live, 0);
+    ns_dj_close(&dj);
+}
+
+Test(ns_deljournal, file_is_rewritten_when_mostly_dropped)
+{
+    struct ns_dj dj;
+    cr_assert_eq(ns_dj_open(&dj, dir), 0);
+    struct done d = {0};
+    for (uint32_t i = 1; i <= 80; i++)
+        add(&dj, NULL, 1 + i % 2, i, 10 * i, "dsA", &d);
+    cr_assert_eq(ns_dj_compact(&dj), 0, "nothing dropped: no rewrite");
+    ns_dj_drop_covered(&dj, 1, 300); /* block 1: even i, 2..30: 15 entries */
+    cr_assert_eq(ns_dj_compact(&dj), 0, "most of it still live: no rewrite");
+    ns_dj_drop_covered(&dj, 1, 10000); /* block 1 gone: 40 of 80 */
+    ns_dj_drop_covered(&dj, 2, 600);   /* block 2: odd i 1..59: 30 more dropped */
+    cr_assert_eq(dj.live, 10);
+    cr_assert_eq(ns_dj_compact(&dj), 1);
+    cr_assert_eq(file_size(), 10 * NS_DJ_REC_SIZE);
+    add(&dj, NULL, 2, 81, 10000, "dsA", &d); /* appends go on in the new file */
+    ns_dj_close(&dj);
+    cr_assert_eq(ns_dj_open(&dj, dir), 0);
+    cr_assert_eq(dj.live, 11);
+    struct ns_dj_block *jb = ns_dj_get(&dj, 2);
+    cr_assert_eq(jb->v[0].seq, 61);
+    cr_assert_eq(jb->v[10].seq, 81);
+    cr_assert(ns_dj_holds_all(jb, "dsA"), "the rewrite keeps a holder as the sender");
+    ns_dj_drop_covered(&dj, 2, 1u << 30);
+    cr_assert_eq(ns_dj_compact(&dj), 1, "everything dropped: rewritten empty");
+    cr_assert_eq(file_size(), 0);
+    ns_dj_close(&dj);
+}
+
+Test(ns_deljournal, appends_share_fdatasyncs_with_a_loop)
+{
+    uv_loop_t loop;
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    struct ns_dj dj;
+    cr_assert_eq(ns_dj_open(&dj, dir), 0);
+    struct done d[20] = {{0}};
+    for (uint32_t i = 0; i < 20; i++)
+        add(&dj, &loop, 3, i + 1, 100 + i, "dsA", &d[i]);
+    cr_assert_eq(d[0].calls, 0, "answered only once durable");
+    cr_assert_null(ns_dj_get(&dj, 3), "not in RAM before it is durable");
+    uv_run(&loop, UV_RUN_DEFAULT);
+    for (int i = 0; i < 20; i++) {
+        cr_assert_eq(d[i].calls, 1);
+        cr_assert_eq(d[i].status, 0);
+    }
+    cr_assert_eq(dj.appends, 20);
+    cr_assert_leq(dj.syncs, 2, "%llu fdatasyncs for 20 appends", (unsigned long long)dj.syncs);
+    cr_assert_eq(ns_dj_get(&dj, 3)->n, 20);
+    cr_assert_eq(file_size(), 20 * NS_DJ_REC_SIZE);
+    ns_dj_close(&dj);
+    uv_loop_close(&loop);
+}
+
+Test(ns_deljournal, hostile_files_and_limits)
+{
+    /* A file of garbage loads as nothing, with every record skipped. */
+    int fd = open(path, O_CREAT | O_WRONLY, 0600);
+    cr_assert_geq(fd, 0);
+    uint8_t junk[3 * NS_DJ_REC_SIZE];
+    for (size_t i = 0; i < sizeof(junk); i++)
+        junk[i] = (uint8_t)(i * 31 + 7);
+    cr_assert_eq(write(fd, junk, sizeof(junk)), (ssize_t)sizeof(junk));
+    close(fd);
+    struct ns_dj dj;
+    cr_assert_eq(ns_dj_open(&dj, dir), 0);
+    cr_assert_eq(dj.live, 0);
+    cr_assert_eq(dj.skipped_crc, 3);
+    /* A full block refuses more. */
+    struct ns_dj_block *jb;
+    struct done d = {0};
+    add(&dj, NULL, 4, 1, 100, "dsA", &d);
+    jb = ns_dj_get(&dj, 4);
+    size_t n = jb->n;
+    jb->n = NS_DJ_MAX_PER_BLOCK; /* pretend: writing 65536 synced records is slow */
+    struct ns_dj_entry e = {.seq = 2, .cookie = 3, .tail_after = 200};
+    cr_assert_eq(ns_dj_append(&dj, NULL, 4, &e, "dsA", on_done, &d), IMG_EUNAVAIL);
+    jb->n = n;
+    ns_dj_close(&dj);
+}
+
+Test(ns_deljournal, blocks_in_any_order_are_found)
+{
+    struct ns_dj dj;
+    cr_assert_eq(ns_dj_open(&dj, dir), 0);
+    struct done d = {0};
+    static const uint64_t ids[] = {900, 30, 700, 1, 500, 31, 2};
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
+        add(&dj, NULL, ids[i], (uint32_t)i + 1, 100, "dsA", &d);
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+        struct ns_dj_block *jb = ns_dj_get(&dj, ids[i]);
+        cr_assert_not_null(jb, "block %llu", (unsigned long long)ids[i]);
+        cr_assert_eq(jb->v[0].seq, i + 1);
+    }
+    cr_assert_null(ns_dj_get(&dj, 600));
+    ns_dj_drop_block(&dj, 30);
+    cr_assert_eq(ns_dj_drop_covered(&dj, 700, 100), 1);
+    cr_assert_null(ns_dj_get(&dj, 30));
+    cr_assert_null(ns_dj_get(&dj, 700));
+    cr_assert_eq(ns_dj_get(&dj, 31)->v[0].seq, 6);
+    cr_assert_eq(ns_dj_get(&dj, 900)->v[0].seq, 1);
+    for (size_t i = 1; i < dj.nblocks; i++)
+        cr_assert_lt(dj.blocks[i - 1].block_id, dj.blocks[i].block_id);
+    ns_dj_close(&dj);
+}
