@@ -40,6 +40,7 @@
 #include "net/auth.h"
 #include "net/conn.h"
 #include "net/limits.h"
+#include "proto/nslist.h"
 #include "dataserver/store.h"
 
 #include <stdint.h>
@@ -77,6 +78,10 @@ struct auth_link;
 struct ds {
     uv_loop_t *loop;
     struct store *store;
+    /* the nameservers (--ns A,B,C; empty when a test sets ns_addr alone)
+     * and the one the session talks to: ns_list.addr[ns_cur], copied */
+    struct nslist ns_list;
+    int ns_cur;
     char ns_addr[DS_ADDR_MAX];
     char listen_addr[DS_ADDR_MAX];
     char http_addr[DS_ADDR_MAX];

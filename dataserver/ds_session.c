@@ -1,9 +1,12 @@
 /* ds_session.c - the dataserver's session with the nameserver.
  *
  * One connection, opened at start and reopened with growing back-off when it
- * drops. The first heartbeat on a connection is a full block report; later
- * ones, every DS_HEARTBEAT_MS, carry only the blocks that changed (b->dirty,
- * set through ds_block_changed / ds_block_report, cleared here). The
+ * drops. With several nameservers (--ns A,B,C) a dropped or refused
+ * connection moves the session to the next one of the list; the back-off
+ * grows once per round of the list. The first heartbeat on a connection is
+ * a full block report; later ones, every DS_HEARTBEAT_MS, carry only the
+ * blocks that changed (b->dirty, set through ds_block_changed /
+ * ds_block_report, cleared here). The
  * nameserver sends its commands (CREATE_BLOCK, SET_REPLICAS, REPLICATE_BLOCK,
  * ...) on the same connection: this file is their transport and hands them
  * to ds_dispatch.
@@ -313,8 +316,17 @@ static void session_closed(struct conn *c, void *ctx)
     ds->primary_confirmed = 0; /* we may be demoted while cut off */
     if (ds->stopping)
         return;
-    log_warn("lost nameserver session %s; reconnecting in %d ms", ds->ns_addr, ds->reconnect_ms);
+    char lost[DS_ADDR_MAX];
+    memcpy(lost, ds->ns_addr, sizeof(lost));
+    if (ds->ns_list.n > 1) {
+        ds->ns_cur = (ds->ns_cur + 1) % ds->ns_list.n;
+        memcpy(ds->ns_addr, ds->ns_list.addr[ds->ns_cur], sizeof(ds->ns_addr));
+    }
+    log_warn("lost nameserver session %s; connecting to %s in %d ms", lost, ds->ns_addr,
+             ds->reconnect_ms);
     uv_timer_start(&ds->reconnect_timer, reconnect_tick, (uint64_t)ds->reconnect_ms, 0);
+    if (ds->ns_list.n > 1 && ds->ns_cur != 0)
+        return; /* the back-off grows once per round of the list */
     ds->reconnect_ms *= 2;
     if (ds->reconnect_ms > DS_RECONNECT_MAX_MS)
         ds->reconnect_ms = DS_RECONNECT_MAX_MS;

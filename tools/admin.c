@@ -20,8 +20,8 @@
 void admin_usage(FILE *fp)
 {
     fprintf(fp,
-            "usage: ds-admin [--ns HOST:PORT] [--json] [--timeout MS] [--key-file F] COMMAND "
-            "[ARGS]\n"
+            "usage: ds-admin [--ns HOST:PORT[,...]] [--json] [--timeout MS] [--key-file F] "
+            "COMMAND [ARGS]\n"
             "\n"
             "commands:\n"
             "  status                 cluster summary and a verdict: healthy, degraded or at risk\n"
@@ -51,7 +51,9 @@ void admin_usage(FILE *fp)
             "                         at once)\n"
             "\n"
             "options:\n"
-            "  --ns HOST:PORT   nameserver (default $IMGSTORE_NS or %s)\n"
+            "  --ns HOST:PORT[,HOST:PORT...]\n"
+            "                   nameserver(s): a leader and its standbys (default\n"
+            "                   $IMGSTORE_NS or %s)\n"
             "  --json           print one JSON document instead of text\n"
             "  --timeout MS     timeout in milliseconds (default 10000)\n"
             "  --key-file F     operator key for commands that change things\n"

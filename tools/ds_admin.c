@@ -136,7 +136,7 @@ static int want_help(const struct admin_ctx *c, const struct command *cmd, int *
 {
     for (int i = 1; i < c->argc; i++) {
         if (strcmp(c->argv[i], "--help") == 0 || strcmp(c->argv[i], "-h") == 0) {
-            printf("usage: ds-admin [--ns HOST:PORT] [--json] %s%s%s\n\n%s\n", cmd->name,
+            printf("usage: ds-admin [--ns HOST:PORT[,...]] [--json] %s%s%s\n\n%s\n", cmd->name,
                    cmd->args[0] ? " " : "", cmd->args, cmd->help);
             *rc = EXIT_OK;
             return 1;
@@ -197,7 +197,8 @@ int main(int argc, char **argv)
         return EXIT_FAIL;
     struct imgstore_opts opts = {.timeout_ms = g.timeout_ms};
     if (imgstore_open(g.ns, &opts, &ctx.h) != 0)
-        return admin_usage_error("invalid nameserver address (want HOST:PORT): ", g.ns);
+        return admin_usage_error(
+            "invalid nameserver address list (want HOST:PORT[,HOST:PORT...]): ", g.ns);
     rc = cmd->run(&ctx);
     imgstore_close(ctx.h);
     return rc;
