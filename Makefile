@@ -10,6 +10,8 @@ OBJ := $(BUILD)/obj
 PKGS := libuv libprotobuf-c liburing libisal libzstd
 # OpenSSL's libssl: HTTPS on the dataserver's origin (net/http_tls.c).
 PKGS += libssl libcrypto
+# libcurl and jansson: the nameserver's etcd client (nameserver/ns_etcd.c).
+PKGS += libcurl jansson
 # The packages' flags are read when a compile or link first needs them, not
 # when this file is parsed: `make run` and `make test` install the packages
 # (scripts/install-deps.sh) before anything is built, in the same run. Each

@@ -82,6 +82,7 @@ struct ds {
      * and the one the session talks to: ns_list.addr[ns_cur], copied */
     struct nslist ns_list;
     int ns_cur;
+    int ns_hint; /* index of the leader a standby named, taken next; -1: none */
     char ns_addr[DS_ADDR_MAX];
     char listen_addr[DS_ADDR_MAX];
     char http_addr[DS_ADDR_MAX];

@@ -3,7 +3,9 @@
  * One connection, opened at start and reopened with growing back-off when it
  * drops. With several nameservers (--ns A,B,C) a dropped or refused
  * connection moves the session to the next one of the list; the back-off
- * grows once per round of the list. The first heartbeat on a connection is
+ * grows once per round of the list; a nameserver that answers a heartbeat
+ * IMG_ENOTLEADER (a standby) sends the session to the leader it names. The
+ * first heartbeat on a connection is
  * a full block report; later ones, every DS_HEARTBEAT_MS, carry only the
  * blocks that changed (b->dirty, set through ds_block_changed /
  * ds_block_report, cleared here). The
@@ -130,6 +132,20 @@ static void heartbeat_reply(int status, const struct frame *f, void *arg)
     ds->hb_full_in_flight = 0;
     if (status != 0 || !f)
         return;
+    if (f->h.status == IMG_ENOTLEADER && ds->ns_list.n > 1) {
+        /* A standby: to the leader it names (when in our list), else on. */
+        Imgstore__NotLeader *nl = imgstore__not_leader__unpack(NULL, f->h.head_len, f->head);
+        ds->ns_hint = nl ? nslist_find(&ds->ns_list, nl->leader_addr) : -1;
+        log_info("nameserver %s is not the leader%s%s", ds->ns_addr,
+                 ds->ns_hint >= 0 ? "; the leader is " : "",
+                 ds->ns_hint >= 0 ? ds->ns_list.addr[ds->ns_hint] : "");
+        if (nl)
+            imgstore__not_leader__free_unpacked(nl, NULL);
+        ds->need_full_report = 1;
+        if (ds->ns_conn)
+            conn_close(ds->ns_conn);
+        return;
+    }
     if (f->h.status != 0) {
         log_warn("nameserver refused heartbeat: %s", img_strerror(f->h.status));
         ds->need_full_report = 1;
@@ -319,7 +335,9 @@ static void session_closed(struct conn *c, void *ctx)
     char lost[DS_ADDR_MAX];
     memcpy(lost, ds->ns_addr, sizeof(lost));
     if (ds->ns_list.n > 1) {
-        ds->ns_cur = (ds->ns_cur + 1) % ds->ns_list.n;
+        int hint = ds->ns_hint;
+        ds->ns_hint = -1;
+        ds->ns_cur = hint >= 0 && hint != ds->ns_cur ? hint : (ds->ns_cur + 1) % ds->ns_list.n;
         memcpy(ds->ns_addr, ds->ns_list.addr[ds->ns_cur], sizeof(ds->ns_addr));
     }
     log_warn("lost nameserver session %s; connecting to %s in %d ms", lost, ds->ns_addr,
@@ -368,6 +386,7 @@ int ds_session_start(struct ds *ds)
     ds->hb_timer.data = ds;
     ds->reconnect_timer.data = ds;
     ds->reconnect_ms = DS_RECONNECT_MIN_MS;
+    ds->ns_hint = -1;
     uv_timer_start(&ds->hb_timer, hb_tick, DS_HEARTBEAT_MS, DS_HEARTBEAT_MS);
     session_connect(ds);
     return 0;

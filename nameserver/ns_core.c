@@ -9,6 +9,7 @@
  *
  * Calls ns_meta.c, ns_settings.c, the registry, and every module's _free. */
 #include "nameserver/ns.h"
+#include "nameserver/ns_etcd.h"
 
 #include "base/err.h"
 #include "base/fsutil.h"
@@ -68,6 +69,7 @@ void ns_free(struct ns *ns)
     ns_bad_free(ns);
     ns_balance_free(ns);
     conn_gate_free(&ns->gate);
+    ns_etcd_free(ns);
     free(ns->pool);
     ns->pool = NULL;
     ns->npool = ns->pool_cap = 0;

@@ -403,6 +403,8 @@ int ns_meta_alloc_id(struct ns_meta *m, uint64_t *id)
 {
     if (m->next_id > NS_MAX_BLOCK_ID)
         return -ENOSPC;
+    if (m->id_limit && m->next_id >= m->id_limit)
+        return -EAGAIN; /* HA: no range of ids in this term (yet) */
     int rc = reserve_past_next(m);
     if (rc)
         return rc;

@@ -18,9 +18,17 @@
  * A heartbeat: ns_hb_validate, ns_registry_heartbeat, ns_hb_apply_blocks
  * (the block map, then the planner, bad list and pool), ns_plan_progress,
  * ns_safe_mode_check. The top of the nameserver with main.c: calls every
- * module. */
+ * module.
+ *
+ * High availability (--etcd, ns_etcd.c): while ns_leads() is 0 (a standby,
+ * or a leader whose lease ran out) every request past the handshake is
+ * answered IMG_ENOTLEADER with a NotLeader head naming the leader, the
+ * timer runs no policy (no pool, no planner), and a leader that stops
+ * leading closes every dataserver session (ns_rpc_demoted), so no command
+ * can leave it; the dataservers and clients move to the leader. */
 #include "nameserver/ns.h"
 #include "nameserver/ns_admin.h"
+#include "nameserver/ns_etcd.h"
 #include "nameserver/ns_ops.h"
 
 #include "net/auth.h"
@@ -72,6 +80,21 @@ static size_t fill_replicas(const struct ns *ns, const struct ns_block *b, int o
 static void reply_err(struct conn *c, const struct frame_header *h, int err)
 {
     conn_reply(c, h, err, NULL, NULL, 0, NULL);
+}
+
+/* IMG_ENOTLEADER, naming the leader when known. */
+static void reply_not_leader(struct ns *ns, struct conn *c, const struct frame_header *h)
+{
+    Imgstore__NotLeader nl = IMGSTORE__NOT_LEADER__INIT;
+    nl.leader_addr = (char *)ns_etcd_leader(ns);
+    conn_reply(c, h, IMG_ENOTLEADER, &nl.base, NULL, 0, NULL);
+}
+
+void ns_rpc_demoted(struct ns *ns)
+{
+    for (struct ns_peer *p = ns->peers; p; p = p->next)
+        if (p->srv)
+            conn_close(p->c);
 }
 
 /* " (N more refusals not logged)" when refusal WARNs were dropped
@@ -404,6 +427,10 @@ static void on_frame(struct conn *c, const struct frame *f, void *ctx)
         reply_err(c, &f->h, rc);
         return;
     }
+    if (!ns_leads(p->ns)) {
+        reply_not_leader(p->ns, c, &f->h);
+        return;
+    }
     ProtobufCMessage *m =
         f->h.body_len ? NULL : protobuf_c_message_unpack(k->desc, NULL, f->h.head_len, f->head);
     if (!m) {
@@ -481,7 +508,10 @@ static void on_tick(uv_timer_t *t)
         else if (rc < 0)
             log_error("%s", err);
     }
+    ns_etcd_tick(ns);
     ns_registry_check_timeouts(ns, now);
+    if (!ns_leads(ns))
+        return; /* a standby plans nothing, places nothing */
     ns_safe_mode_check(ns, now);
     ns_pool_plan(ns);
     ns_plan_tick(ns, now);
@@ -518,6 +548,10 @@ int ns_start(struct ns *ns, uv_loop_t *loop)
     uv_timer_start(&ns->tick, on_tick, NS_TICK_MS, NS_TICK_MS);
     ns_safe_mode_check(ns, uv_now(loop));
     log_listening(ns);
+    if ((rc = ns_etcd_start(ns, loop, ns_rpc_demoted)) != 0) {
+        log_error("cannot start the etcd client: %s", img_strerror(rc));
+        return rc;
+    }
     return 0;
 }
 
@@ -532,6 +566,7 @@ void ns_stop(struct ns *ns)
     if (ns->stopping || !ns->started)
         return;
     ns->stopping = 1;
+    ns_etcd_stop(ns); /* a leader hands its key back first */
     close_if_open((uv_handle_t *)&ns->tick);
     if (ns->listener.type == UV_TCP)
         close_if_open((uv_handle_t *)&ns->listener);
