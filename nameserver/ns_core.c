@@ -107,7 +107,9 @@ int ns_safe_mode_check(struct ns *ns, uint64_t now_ms)
         if (s && s->full_reported)
             reported++;
     }
-    if (reported == ns->meta.nknown) {
+    /* With --etcd a new leader's list of known servers may be old or empty
+     * (it never led, or not lately): only the timeout ends its safe mode. */
+    if (reported == ns->meta.nknown && !ns->ha) {
         ns->safe_mode = 0;
         log_info("safe mode off: all %zu known servers reported", ns->meta.nknown);
     } else if (now_ms >= ns->start_ms && now_ms - ns->start_ms >= ns->cfg.safe_mode_ms) {

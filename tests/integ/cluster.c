@@ -185,6 +185,11 @@ static int spawn_server(struct cluster *c, struct cluster_proc *p, char *const a
     return 0;
 }
 
+int cluster_spawn(struct cluster *c, struct cluster_proc *p, const char *const argv[])
+{
+    return spawn_server(c, p, (char *const *)argv);
+}
+
 int cluster_start_ns(struct cluster *c)
 {
     char rep[16], bs[32], hb[32], sm[32];

@@ -132,6 +132,13 @@ int cluster_status(const struct cluster *c, Imgstore__ClusterStatusResp **out);
 int cluster_start_ds(struct cluster *c, int i);
 int cluster_start_ns(struct cluster *c);
 
+/* Starts one more server process p of the cluster (a second nameserver,
+ * say): $bin/argv[0] with argv (NULL-terminated), output to p->log, killed
+ * with the test process. Does not wait. p->pid is set; stop it with
+ * cluster_signal_proc (cluster_stop does not know it). Returns 0 or a
+ * negative errno. */
+int cluster_spawn(struct cluster *c, struct cluster_proc *p, const char *const argv[]);
+
 /* Adds dataserver number nds+1 (new ports, one empty data folder, the
  * cluster's ds_args) and starts it; does not wait for it to be up. Returns 0,
  * -ENOSPC when CLUSTER_MAX_DS run already, or a negative errno. */

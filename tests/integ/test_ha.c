@@ -1,0 +1,350 @@
+/* Integration test: nameserver high availability on etcd (docs/nameserver.md,
+ * "High availability"; issue 15).
+ *
+ * A real etcd (Debian's etcd-server) on random loopback ports in a temporary
+ * folder, two nameservers with --etcd (ns1 started first leads, ns2 stands
+ * by), three dataservers and every client given "ns2,ns1" (the standby
+ * first, so each must follow the leader the standby names).
+ *
+ * `failover`: 8 threads upload without pause; the leader is killed with
+ * SIGKILL; the standby must lead within the TTL and the uploads go on with
+ * no failure (the client's default deadline), no file lost. Then the new
+ * leader is frozen (SIGSTOP) past the TTL: the restarted ns1 takes over;
+ * woken up (SIGCONT), the deposed leader must stop acting at once and
+ * answer as a standby (IMG_ENOTLEADER). */
+#include "base/err.h"
+#include "proto/frame.h"
+#include "proto/imgstore.pb-c.h"
+#include "tests/integ/cluster.h"
+#include "tests/integ/fixture.h"
+
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define ETCD_BIN "/usr/bin/etcd"
+#define TTL_MS 2000
+#define SAFE_MS 1000
+#define THREADS 8
+#define MAX_FILES 60000
+#define FILE_MAX 16384
+
+static char etcd_dir[256];
+static char etcd_client[64], etcd_peer[64];
+static pid_t etcd_pid;
+static char ns2_addr[64];
+static struct cluster_proc ns2;
+static char ttl_arg[16] = "2000";
+static const char *ns_args[] = {"--etcd", etcd_client, "--etcd-ttl-ms", ttl_arg, NULL};
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    cr_assert(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+              getsockname(fd, (struct sockaddr *)&sa, &sl) == 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+/* Starts etcd in a temporary folder and waits until it answers. */
+static void etcd_start(void)
+{
+    cr_assert_eq(access(ETCD_BIN, X_OK), 0,
+                 ETCD_BIN " is missing: scripts/install-deps.sh installs etcd-server");
+    snprintf(etcd_dir, sizeof(etcd_dir), "/tmp/imgstore-etcd-XXXXXX");
+    cr_assert_not_null(mkdtemp(etcd_dir));
+    snprintf(etcd_client, sizeof(etcd_client), "127.0.0.1:%d", free_port());
+    snprintf(etcd_peer, sizeof(etcd_peer), "127.0.0.1:%d", free_port());
+    char data[300], log[300], curl[100], purl[100], cluster[120];
+    snprintf(data, sizeof(data), "%s/data", etcd_dir);
+    snprintf(log, sizeof(log), "%s/etcd.log", etcd_dir);
+    snprintf(curl, sizeof(curl), "http://%s", etcd_client);
+    snprintf(purl, sizeof(purl), "http://%s", etcd_peer);
+    snprintf(cluster, sizeof(cluster), "t=http://%s", etcd_peer);
+    pid_t parent = getpid();
+    etcd_pid = fork();
+    cr_assert(etcd_pid >= 0);
+    if (etcd_pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(1);
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execl(ETCD_BIN, "etcd", "--name", "t", "--data-dir", data, "--listen-client-urls", curl,
+              "--advertise-client-urls", curl, "--listen-peer-urls", purl,
+              "--initial-advertise-peer-urls", purl, "--initial-cluster", cluster,
+              "--log-level", "warn", (char *)NULL);
+        _exit(127);
+    }
+    int64_t until = cluster_now_ms() + 15000;
+    for (;;) {
+        char *b = cluster_http_body(etcd_client, "/health");
+        int ok = b && strstr(b, "true");
+        free(b);
+        if (ok)
+            return;
+        cr_assert_lt(cluster_now_ms(), until, "etcd did not answer (log in %s)", log);
+        usleep(100000);
+    }
+}
+
+static void etcd_stop(void)
+{
+    if (etcd_pid > 0) {
+        kill(etcd_pid, SIGKILL);
+        waitpid(etcd_pid, NULL, 0);
+        etcd_pid = 0;
+    }
+    if (etcd_dir[0]) {
+        char cmd[300];
+        if (!getenv("IMGSTORE_KEEP")) {
+            snprintf(cmd, sizeof(cmd), "rm -rf '%s'", etcd_dir);
+            if (system(cmd) != 0)
+                fprintf(stderr, "[ha] could not remove %s\n", etcd_dir);
+        }
+        etcd_dir[0] = '\0';
+    }
+}
+
+/* Starts (or restarts) the second nameserver with the first one's options. */
+static void ns2_start(void)
+{
+    const char *argv[] = {"nameserver", "--listen", ns2.addr, "--data", ns2.data, "--replicas",
+                          "2", "--safe-mode-timeout-ms", "1000", "--etcd", etcd_client,
+                          "--etcd-ttl-ms", ttl_arg, "--keys", C->keys, NULL};
+    cr_assert_eq(cluster_spawn(C, &ns2, argv), 0);
+}
+
+static void setup(void)
+{
+    etcd_start();
+    snprintf(ns2_addr, sizeof(ns2_addr), "127.0.0.1:%d", free_port());
+    struct cluster_opts o = {.ndataservers = 3,
+                             .replicas = 2,
+                             .safe_mode_timeout_ms = SAFE_MS,
+                             .ns_args = ns_args,
+                             .ns_before = ns2_addr};
+    cr_assert_eq(fixture_start(&o), 0, "the cluster did not start with --etcd");
+    memset(&ns2, 0, sizeof(ns2));
+    snprintf(ns2.name, sizeof(ns2.name), "ns2");
+    snprintf(ns2.addr, sizeof(ns2.addr), "%s", ns2_addr);
+    snprintf(ns2.data, sizeof(ns2.data), "%s/ns2", C->dir);
+    snprintf(ns2.log, sizeof(ns2.log), "%s/log/ns2.log", C->dir);
+    cr_assert_eq(mkdir(ns2.data, 0755), 0);
+    ns2_start();
+}
+
+static void teardown(void)
+{
+    if (ns2.pid) {
+        kill(ns2.pid, SIGCONT);
+        cluster_signal_proc(&ns2, SIGTERM);
+    }
+    if (C && !C->passed) {
+        void *log = NULL;
+        size_t len = 0;
+        if (ns2.log[0] && cluster_read_file(ns2.log, &log, &len) == 0) {
+            fprintf(stderr, "==== ns2 log\n%.*s\n", (int)(len > 6000 ? 6000 : len),
+                    (char *)log + (len > 6000 ? len - 6000 : 0));
+            free(log);
+        }
+    }
+    fixture_stop();
+    etcd_stop();
+}
+
+TestSuite(ha, .init = setup, .fini = teardown, .timeout = 240);
+
+/* ---- load ---------------------------------------------------------------------------- */
+
+struct load {
+    imgstore_t *h;
+    uint64_t seed;
+    volatile int stop;
+    int next;   /* next file id (__atomic) */
+    int failed; /* __atomic */
+    char (*names)[IMGSTORE_NAME_MAX];
+    uint32_t *sizes;
+    int64_t *done_ms; /* when each upload returned */
+};
+
+static void *uploader(void *arg)
+{
+    struct load *l = arg;
+    char *buf = malloc(FILE_MAX);
+    while (!l->stop) {
+        int id = __atomic_fetch_add(&l->next, 1, __ATOMIC_RELAXED);
+        if (id >= MAX_FILES)
+            break;
+        uint32_t size = 1000 + (uint32_t)(id * 7919u % (FILE_MAX - 1000));
+        cluster_fill(buf, size, l->seed, (uint64_t)id);
+        l->sizes[id] = size;
+        int rc = imgstore_put(l->h, buf, size, NULL, l->names[id]);
+        l->done_ms[id] = cluster_now_ms();
+        if (rc != 0) {
+            l->names[id][0] = '\0';
+            __atomic_add_fetch(&l->failed, 1, __ATOMIC_RELAXED);
+            fprintf(stderr, "[ha] upload %d failed: %s\n", id, imgstore_strerror(rc));
+        }
+    }
+    free(buf);
+    return NULL;
+}
+
+/* How many times the log at path holds `text`. */
+static int log_count(const char *path, const char *text)
+{
+    void *log = NULL;
+    size_t len = 0;
+    if (cluster_read_file(path, &log, &len) != 0)
+        return 0;
+    int n = 0;
+    for (const char *p = log, *end = (const char *)log + len;
+         (p = memmem(p, (size_t)(end - p), text, strlen(text))) != NULL; p++)
+        n++;
+    free(log);
+    return n;
+}
+
+/* Waits until the log at path holds text more than `seen` times (logs of a
+ * restarted server are appended); returns the ms waited or -1. */
+static int64_t wait_log(const char *path, const char *text, int seen, int timeout_ms)
+{
+    int64_t t0 = cluster_now_ms();
+    while (cluster_now_ms() - t0 < timeout_ms) {
+        if (log_count(path, text) > seen)
+            return cluster_now_ms() - t0;
+        usleep(20000);
+    }
+    return -1;
+}
+
+/* The status through one nameserver alone: 0, or its error. */
+static int status_of(const char *addr)
+{
+    struct imgstore_opts o = {.timeout_ms = 1000, .io_timeout_ms = 500};
+    imgstore_t *h = NULL;
+    Imgstore__ClusterStatusResp *st = NULL;
+    int rc = imgstore_open(addr, &o, &h);
+    if (rc == 0) {
+        ProtobufCMessage *m = NULL;
+        Imgstore__ClusterStatus q = IMGSTORE__CLUSTER_STATUS__INIT;
+        rc = imgstore_admin_call(h, addr, FT_CLUSTER_STATUS, &q.base,
+                                 &imgstore__cluster_status_resp__descriptor, &m);
+        st = (Imgstore__ClusterStatusResp *)m;
+    }
+    imgstore_admin_free_status(st);
+    imgstore_close(h);
+    return rc;
+}
+
+Test(ha, failover)
+{
+    uint64_t seed = cluster_seed("ha");
+    /* ns1 leads, ns2 stands by and says so. */
+    cr_assert_geq(wait_log(ns2.log, "standby: the leader is", 0, 10000), 0, "ns2 is no standby");
+    cr_assert_eq(status_of(C->ns.addr), 0);
+    cr_assert_eq(status_of(ns2.addr), IMG_ENOTLEADER);
+
+    struct load l = {.seed = seed};
+    l.names = calloc(MAX_FILES, sizeof(*l.names));
+    l.sizes = calloc(MAX_FILES, sizeof(*l.sizes));
+    l.done_ms = calloc(MAX_FILES, sizeof(*l.done_ms));
+    l.h = cluster_client(C); /* "ns2,ns1": the standby first */
+    cr_assert(l.names && l.sizes && l.done_ms && l.h);
+    pthread_t th[THREADS];
+    for (int i = 0; i < THREADS; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, uploader, &l), 0);
+    usleep(1500 * 1000);
+    int before = __atomic_load_n(&l.next, __ATOMIC_RELAXED);
+    cr_assert_gt(before, THREADS, "no upload went through before the kill");
+
+    /* kill -9 the leader under load. */
+    int64_t killed = cluster_now_ms();
+    cluster_signal_proc(&C->ns, SIGKILL);
+    int64_t lead_ms = wait_log(ns2.log, "leading (epoch", 0, 3 * TTL_MS);
+    cr_assert_geq(lead_ms, 0, "ns2 did not take over");
+    lead_ms = cluster_now_ms() - killed;
+    /* The new leader places blocks: a status through it alone shows the
+     * three servers up and a writable block. */
+    int64_t placing = -1;
+    while (cluster_now_ms() - killed < 15000 && placing < 0) {
+        Imgstore__ClusterStatusResp *st = NULL;
+        imgstore_t *h = NULL;
+        struct imgstore_opts o = {.timeout_ms = 1000, .io_timeout_ms = 500};
+        if (imgstore_open(ns2.addr, &o, &h) == 0 && imgstore_admin_cluster_status(h, &st) == 0) {
+            size_t up = 0;
+            for (size_t i = 0; i < st->n_servers; i++)
+                up += strcmp(st->servers[i]->state, "up") == 0;
+            if (up == 3 && st->blocks_writable > 0 && !st->safe_mode)
+                placing = cluster_now_ms() - killed;
+        }
+        imgstore_admin_free_status(st);
+        imgstore_close(h);
+        usleep(50000);
+    }
+    fprintf(stderr, "[ha] failover: ns2 leading %lld ms after the kill, placing after %lld ms\n",
+            (long long)lead_ms, (long long)placing);
+    cr_assert_leq(lead_ms, TTL_MS + TTL_MS / 2, "took %lld ms to lead", (long long)lead_ms);
+    cr_assert_geq(placing, 0, "the new leader did not place blocks within 15 s");
+    usleep(2000 * 1000); /* uploads through the new leader */
+    l.stop = 1;
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
+    int n = __atomic_load_n(&l.next, __ATOMIC_RELAXED);
+    if (n > MAX_FILES)
+        n = MAX_FILES;
+    int after = 0;
+    for (int i = 0; i < n; i++)
+        after += l.done_ms[i] > killed + lead_ms;
+    fprintf(stderr, "[ha] %d uploads, %d failed, %d finished after the takeover\n", n,
+            l.failed, after);
+    cr_assert_eq(l.failed, 0, "%d of %d uploads failed across the failover", l.failed, n);
+    cr_assert_gt(after, 0, "no upload finished after the takeover");
+    /* No file lost: every one reads back, through the new leader. */
+    int bad = cluster_check_range(l.h, seed, 0, n, (const char(*)[IMGSTORE_NAME_MAX])l.names,
+                                  l.sizes);
+    cr_assert_eq(bad, 0, "%d of %d files do not read back", bad, n);
+
+    /* A deposed leader: ns1 back as a standby, ns2 frozen past the TTL. */
+    int standby_seen = log_count(C->ns.log, "standby: the leader is");
+    int led_seen = log_count(C->ns.log, "leading (epoch");
+    cr_assert_eq(cluster_start_ns(C), 0);
+    cr_assert_geq(wait_log(C->ns.log, "standby: the leader is", standby_seen, 10000), 0);
+    kill(ns2.pid, SIGSTOP);
+    int64_t frozen = cluster_now_ms();
+    int64_t t = wait_log(C->ns.log, "leading (epoch", led_seen, 3 * TTL_MS);
+    cr_assert_geq(t, 0, "ns1 did not take over from the frozen leader");
+    fprintf(stderr, "[ha] frozen leader replaced after %lld ms\n",
+            (long long)(cluster_now_ms() - frozen));
+    usleep(500 * 1000);
+    kill(ns2.pid, SIGCONT);
+    cr_assert_geq(wait_log(ns2.log, "stopped leading", 0, 5000), 0,
+                  "the woken leader did not stop leading");
+    cr_assert_eq(status_of(ns2.addr), IMG_ENOTLEADER, "the woken leader still serves");
+    /* Uploads go on through the list, to ns1. */
+    uint32_t sizes2[20];
+    char names2[20][IMGSTORE_NAME_MAX];
+    fixture_upload(seed + 1, 0, 20, 100, 5000, 1, sizes2, names2);
+
+    imgstore_close(l.h);
+    free(l.names);
+    free(l.sizes);
+    free(l.done_ms);
+    C->passed = 1;
+}
