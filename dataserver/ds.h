@@ -83,6 +83,11 @@ struct ds {
     struct nslist ns_list;
     int ns_cur;
     int ns_hint; /* index of the leader a standby named, taken next; -1: none */
+    /* fencing (--etcd on the nameservers): the epoch of the current
+     * session's nameserver (0: not known yet, or no HA) and the highest one
+     * seen; commands on a session of an older epoch are refused */
+    int64_t ns_epoch, ns_epoch_max;
+    uint64_t fenced; /* commands refused for their epoch */
     char ns_addr[DS_ADDR_MAX];
     char listen_addr[DS_ADDR_MAX];
     char http_addr[DS_ADDR_MAX];

@@ -78,6 +78,16 @@ static const struct ds_transport session = {
 
 static void session_frame(struct conn *c, const struct frame *f, void *ctx)
 {
+    struct ds *ds = ctx;
+    if (ds->ns_epoch && ds->ns_epoch < ds->ns_epoch_max) {
+        /* A leader deposed since it answered us: its commands are void. */
+        if (ds->fenced++ % 100 == 0)
+            log_warn("refused %s from nameserver %s: epoch %lld, older than %lld (%llu refused)",
+                     frame_type_name(f->h.type), ds->ns_addr, (long long)ds->ns_epoch,
+                     (long long)ds->ns_epoch_max, (unsigned long long)ds->fenced);
+        conn_reply(c, &f->h, IMG_EEPOCH, NULL, NULL, 0, NULL);
+        return;
+    }
     ds_dispatch(ctx, &session, c, f);
 }
 
@@ -155,6 +165,22 @@ static void heartbeat_reply(int status, const struct frame *f, void *arg)
     if (!m) {
         log_warn("malformed heartbeat response from nameserver");
         return;
+    }
+    if (m->epoch > 0 && m->epoch < ds->ns_epoch_max) {
+        log_warn("nameserver %s answers for epoch %lld, older than %lld: a deposed leader; "
+                 "moving on",
+                 ds->ns_addr, (long long)m->epoch, (long long)ds->ns_epoch_max);
+        imgstore__heartbeat_resp__free_unpacked(m, NULL);
+        if (ds->ns_conn)
+            conn_close(ds->ns_conn);
+        return;
+    }
+    if (m->epoch > 0) {
+        if (m->epoch != ds->ns_epoch)
+            log_info("nameserver %s leads in epoch %lld", ds->ns_addr, (long long)m->epoch);
+        ds->ns_epoch = m->epoch;
+        if (m->epoch > ds->ns_epoch_max)
+            ds->ns_epoch_max = m->epoch;
     }
     if (m->cluster_id && *m->cluster_id && strcmp(m->cluster_id, ds->cluster_id) != 0) {
         if (ds->cluster_id[0]) {
@@ -329,6 +355,7 @@ static void session_closed(struct conn *c, void *ctx)
         ds->ns_link = NULL;
     }
     ds->hb_in_flight = 0;
+    ds->ns_epoch = 0;
     ds->primary_confirmed = 0; /* we may be demoted while cut off */
     if (ds->stopping)
         return;

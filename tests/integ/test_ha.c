@@ -321,6 +321,11 @@ Test(ha, failover)
                                   l.sizes);
     cr_assert_eq(bad, 0, "%d of %d files do not read back", bad, n);
 
+    /* Every dataserver followed the new leader's epoch (fencing). */
+    for (int i = 0; i < C->nds; i++)
+        cr_assert_geq(log_count(C->ds[i].log, "leads in epoch"), 2,
+                      "ds%d did not learn the new leader's epoch", i + 1);
+
     /* A deposed leader: ns1 back as a standby, ns2 frozen past the TTL. */
     int standby_seen = log_count(C->ns.log, "standby: the leader is");
     int led_seen = log_count(C->ns.log, "leading (epoch");
