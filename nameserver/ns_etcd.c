@@ -63,6 +63,7 @@ struct ns_ha {
     int async_open;
     struct ha_view v;
     int acting; /* ns_leads() when last checked */
+    uint64_t lead_since_ms; /* loop time acting turned 1 */
     void (*demoted)(struct ns *ns);
 };
 
@@ -422,6 +423,8 @@ static void check(struct ns_ha *ha)
         if (ha->demoted)
             ha->demoted(ns);
     }
+    if (!ha->acting && leads)
+        ha->lead_since_ms = uv_now(ns->loop);
     ha->acting = leads;
 }
 
@@ -474,6 +477,14 @@ const char *ns_etcd_leader(const struct ns *ns)
 int64_t ns_etcd_epoch(const struct ns *ns)
 {
     return ns->ha ? ns->ha->v.epoch : 0;
+}
+
+uint64_t ns_etcd_leading_ms(const struct ns *ns)
+{
+    if (!ns->ha || !ns_leads(ns))
+        return 0;
+    uint64_t now = uv_now(ns->loop);
+    return now > ns->ha->lead_since_ms ? now - ns->ha->lead_since_ms : 0;
 }
 
 int ns_etcd_init(struct ns *ns, const struct ns_etcd_config *cfg)

@@ -78,4 +78,7 @@ const char *ns_etcd_leader(const struct ns *ns);
 /* The epoch of the leader this nameserver knows (0: none yet). */
 int64_t ns_etcd_epoch(const struct ns *ns);
 
+/* How long this nameserver has led, in ms (0: not leading, or no --etcd). */
+uint64_t ns_etcd_leading_ms(const struct ns *ns);
+
 #endif

@@ -337,6 +337,8 @@ static void handle_status(struct ns_peer *p, const struct frame_header *h)
     r.blocks_lost = t.lost;
     r.blocks_under_replicated = t.under_replicated;
     r.block_id_high_water = ns->meta.next_id;
+    r.epoch = ns_etcd_epoch(ns);
+    r.leading_ms = ns_etcd_leading_ms(ns);
     conn_reply(p->c, h, 0, &r.base, NULL, 0, NULL);
 out:
     free(ss);
