@@ -129,6 +129,11 @@ struct ns_meta {
     char **bound_ids;
     char **bound_keys;
     size_t nbound;
+    /* Called after each successful ns_meta_save with the file's text
+     * (borrowed for the call); NULL: none. With --etcd, ns_etcd.c mirrors
+     * the text to etcd while it leads. */
+    void (*saved)(void *arg, const char *text, size_t len);
+    void *saved_arg;
 };
 
 /* The member key name server `id` is bound to, or NULL (not bound yet). */
@@ -152,8 +157,17 @@ int ns_meta_parse(const char *text, size_t len, struct ns_meta *m);
  * negative errno. On failure *m needs no ns_meta_free. */
 int ns_meta_open(struct ns_meta *m, const char *dir, uint32_t replicas, uint64_t block_size);
 
-/* Writes *m to its path with fs_write_atomic. Returns 0 or a negative errno. */
+/* Writes *m to its path with fs_write_atomic (then calls m->saved). Returns
+ * 0 or a negative errno. */
 int ns_meta_save(const struct ns_meta *m);
+
+/* With --etcd, a new leader takes the shared part of the meta text another
+ * leader stored (replicas, block size, known, read-only and draining
+ * servers, settings, key bindings); its own path, cluster id and block-id
+ * reserve stay. Returns 0, IMG_EFORMAT (text not a meta file), IMG_ECLUSTER
+ * (another cluster's) or -ENOMEM; *m is unchanged on failure. Does not
+ * save. */
+int ns_meta_adopt(struct ns_meta *m, const char *text, size_t len);
 
 /* Hands out the next block id into *id. Before next_id reaches the persisted
  * reserve, a new reserve (next_id + NS_ID_RESERVE_BATCH) is persisted first.
@@ -832,6 +846,8 @@ struct ns {
     uint64_t requests[256];         /* requests received, by frame type (metrics) */
     struct auth_keys *keys;         /* --keys (owned, ns_free frees it); NULL: off */
     struct ns_ha *ha;               /* --etcd (ns_etcd.c, owned); NULL: one nameserver */
+    int known_shared;               /* --etcd: the known servers of this term came from
+                                     * etcd, so all of them reporting ends safe mode */
     uint64_t keys_checked_ms;       /* loop time the keys file was last looked at */
     int stopping;
     int started;

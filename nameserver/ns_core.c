@@ -107,9 +107,10 @@ int ns_safe_mode_check(struct ns *ns, uint64_t now_ms)
         if (s && s->full_reported)
             reported++;
     }
-    /* With --etcd a new leader's list of known servers may be old or empty
-     * (it never led, or not lately): only the timeout ends its safe mode. */
-    if (reported == ns->meta.nknown && !ns->ha) {
+    /* With --etcd a new leader's own list of known servers may be old or
+     * empty (it never led, or not lately): unless the term's list came from
+     * etcd, only the timeout ends its safe mode. */
+    if (reported == ns->meta.nknown && (!ns->ha || (ns->known_shared && ns->meta.nknown > 0))) {
         ns->safe_mode = 0;
         log_info("safe mode off: all %zu known servers reported", ns->meta.nknown);
     } else if (now_ms >= ns->start_ms && now_ms - ns->start_ms >= ns->cfg.safe_mode_ms) {

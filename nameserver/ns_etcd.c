@@ -29,7 +29,8 @@
 #include <string.h>
 #include <time.h>
 
-#define HA_BODY_MAX (64u << 10) /* the largest etcd answer kept */
+#define HA_BODY_MAX (2u << 20) /* the largest etcd answer kept */
+#define HA_META_MAX (1u << 20) /* the largest ns.meta text stored in etcd */
 #define HA_KEY_MAX (NS_ETCD_PREFIX_MAX + 32)
 
 /* What the thread tells the loop. */
@@ -39,6 +40,7 @@ struct ha_view {
     char leader_addr[ADDR_MAX];
     uint64_t valid_until_ms; /* monotonic ms: may act before this (leader only) */
     uint64_t ids_from, ids_to; /* block-id range of this term ([from, to); 0: none yet) */
+    char *meta_in; /* a new term's shared meta text from etcd (owned; NULL: none) */
 };
 
 struct ns_ha {
@@ -58,6 +60,7 @@ struct ns_ha {
     pthread_cond_t cv;
     int stop;
     struct ha_view sh;
+    char *meta_out; /* the leader's latest ns.meta text, not stored in etcd yet */
     /* loop side */
     uv_async_t async;
     int async_open;
@@ -227,20 +230,21 @@ static int get_key(struct ns_ha *ha, const char *name, char *val, size_t vlen, i
 }
 
 /* A transaction: when key `name`'s `target` revision ("CREATE" or "MOD")
- * equals rev, puts val (with the lease when not 0). Returns 1 when it
- * succeeded (*revision: the new revision), 0 when the compare failed, -1
- * on failure. */
+ * equals rev, puts val under key `put_name` (with the lease when not 0).
+ * Returns 1 when it succeeded (*revision: the new revision), 0 when the
+ * compare failed, -1 on failure. */
 static int put_if(struct ns_ha *ha, const char *name, const char *target, int64_t rev,
-                  const char *val, int64_t lease, int64_t *revision)
+                  const char *put_name, const char *val, int64_t lease, int64_t *revision)
 {
-    char key[HA_KEY_MAX], revs[24], leases[24];
+    char key[HA_KEY_MAX], pkey[HA_KEY_MAX], revs[24], leases[24];
     key_of(ha, name, key);
+    key_of(ha, put_name, pkey);
     snprintf(revs, sizeof(revs), "%" PRId64, rev);
     snprintf(leases, sizeof(leases), "%" PRId64, lease);
-    char *k = b64(key), *v = b64(val);
+    char *k = b64(key), *pk = b64(pkey), *v = b64(val);
     json_t *req = NULL;
-    if (k && v) {
-        json_t *put = json_pack("{ssss}", "key", k, "value", v);
+    if (k && pk && v) {
+        json_t *put = json_pack("{ssss}", "key", pk, "value", v);
         if (put && lease)
             json_object_set_new(put, "lease", json_string(leases));
         const char *field = strcmp(target, "CREATE") == 0 ? "create_revision" : "mod_revision";
@@ -248,6 +252,7 @@ static int put_if(struct ns_ha *ha, const char *name, const char *target, int64_
                         "EQUAL", "target", target, field, revs, "success", "request_put", put);
     }
     free(k);
+    free(pk);
     free(v);
     json_t *ans = req ? call(ha, "/v3/kv/txn", req, (int)ha->ttl_ms / 3) : NULL;
     if (!ans)
@@ -260,12 +265,62 @@ static int put_if(struct ns_ha *ha, const char *name, const char *target, int64_
 
 /* ---- the thread -------------------------------------------------------------- */
 
-static void publish(struct ns_ha *ha, const struct ha_view *v)
+/* Hands v to the loop; a meta text in it moves to the loop's side. */
+static void publish(struct ns_ha *ha, struct ha_view *v)
 {
     pthread_mutex_lock(&ha->mu);
+    char *unread = ha->sh.meta_in;
     ha->sh = *v;
+    if (!v->meta_in)
+        ha->sh.meta_in = unread;
+    else
+        free(unread);
+    v->meta_in = NULL;
     pthread_mutex_unlock(&ha->mu);
     uv_async_send(&ha->async);
+}
+
+/* Reads the shared meta text a former leader stored: into v->meta_in when
+ * there is one. 0, or -1 when etcd did not answer. */
+static int read_meta(struct ns_ha *ha, struct ha_view *v)
+{
+    char *buf = malloc(HA_META_MAX);
+    if (!buf)
+        return -1;
+    int64_t crev, mrev;
+    int got = get_key(ha, "meta", buf, HA_META_MAX, &crev, &mrev, NULL);
+    if (got == 1) {
+        free(v->meta_in);
+        v->meta_in = buf;
+        return 0;
+    }
+    free(buf);
+    return got == 0 ? 0 : -1;
+}
+
+/* Stores the leader's latest meta text, only while the leader key is ours
+ * (create revision = our epoch). */
+static void write_meta(struct ns_ha *ha, const struct ha_view *v)
+{
+    pthread_mutex_lock(&ha->mu);
+    char *text = ha->meta_out;
+    ha->meta_out = NULL;
+    pthread_mutex_unlock(&ha->mu);
+    if (!text)
+        return;
+    int64_t rev;
+    int rc = put_if(ha, "leader", "CREATE", v->epoch, "meta", text, 0, &rev);
+    if (rc < 0) {
+        pthread_mutex_lock(&ha->mu);
+        if (!ha->meta_out) { /* none newer: again next round */
+            ha->meta_out = text;
+            text = NULL;
+        }
+        pthread_mutex_unlock(&ha->mu);
+    } else if (rc == 0) {
+        log_warn("etcd: the shared meta was not stored: the leader key is not ours");
+    }
+    free(text);
 }
 
 /* Takes the next block-id range for a new term. 0 or -1. */
@@ -288,7 +343,8 @@ static int take_ids(struct ns_ha *ha, struct ha_view *v)
         if (to > NS_MAX_BLOCK_ID + 1)
             to = NS_MAX_BLOCK_ID + 1;
         snprintf(val, sizeof(val), "%" PRIu64, to);
-        int rc = put_if(ha, "block_ids", got ? "MOD" : "CREATE", got ? mrev : 0, val, 0, &rev);
+        int rc = put_if(ha, "block_ids", got ? "MOD" : "CREATE", got ? mrev : 0, "block_ids", val, 0,
+                        &rev);
         if (rc < 0)
             return -1;
         if (rc == 1) {
@@ -339,7 +395,7 @@ static void round_once(struct ns_ha *ha, struct ha_view *v, uint64_t t0)
     int64_t crev = 0, mrev = 0, lease = 0, rev = 0;
     int got = get_key(ha, "leader", val, sizeof(val), &crev, &mrev, &lease);
     if (got == 0) {
-        int rc = put_if(ha, "leader", "CREATE", 0, ha->me, ha->lease, &rev);
+        int rc = put_if(ha, "leader", "CREATE", 0, "leader", ha->me, ha->lease, &rev);
         if (rc == 1) {
             got = 1;
             crev = rev;
@@ -363,10 +419,12 @@ static void round_once(struct ns_ha *ha, struct ha_view *v, uint64_t t0)
     }
     v->epoch = crev;
     snprintf(v->leader_addr, sizeof(v->leader_addr), "%s", addr_check(val) == 0 ? val : "");
-    if (v->leader && v->ids_to == 0 && take_ids(ha, v) != 0)
+    if (v->leader && v->ids_to == 0 && (read_meta(ha, v) != 0 || take_ids(ha, v) != 0))
         return; /* no ids yet: not extended, next round tries again */
-    if (v->leader)
+    if (v->leader) {
         v->valid_until_ms = t0 + ha->ttl_ms - ha->ttl_ms / 4;
+        write_meta(ha, v);
+    }
 }
 
 /* Gives the leader key back (when ours) and revokes the lease. */
@@ -428,19 +486,61 @@ static void check(struct ns_ha *ha)
     ha->acting = leads;
 }
 
+/* A new term: takes the shared meta a former leader stored (settings,
+ * drains, read-only marks, known servers, key bindings), then stores ours
+ * (the first leader of a prefix publishes its own). */
+static void adopt_meta(struct ns_ha *ha, char *text)
+{
+    struct ns *ns = ha->ns;
+    ns->known_shared = 0;
+    if (text) {
+        int rc = ns_meta_adopt(&ns->meta, text, strlen(text));
+        if (rc == 0) {
+            ns->known_shared = 1;
+            ns_settings_load(ns);
+            log_info("etcd: took the shared state: %zu known servers, %zu read-only, %zu "
+                     "draining",
+                     ns->meta.nknown, ns->meta.readonly.n, ns->meta.draining.n);
+        } else {
+            log_error("etcd: %s/meta unusable (%s): keeping this nameserver's own",
+                      ha->prefix, img_strerror(rc));
+        }
+    }
+    ns_meta_save(&ns->meta); /* mirrored to etcd by meta_saved */
+}
+
+/* ns_meta_save's hook: the leader's new meta text goes to etcd. */
+static void meta_saved(void *arg, const char *text, size_t len)
+{
+    struct ns_ha *ha = arg;
+    if (!ns_leads(ha->ns) || len >= HA_META_MAX)
+        return;
+    char *copy = strndup(text, len);
+    if (!copy)
+        return;
+    pthread_mutex_lock(&ha->mu);
+    free(ha->meta_out);
+    ha->meta_out = copy;
+    pthread_cond_signal(&ha->cv); /* store it now, not at the next renewal */
+    pthread_mutex_unlock(&ha->mu);
+}
+
 static void on_async(uv_async_t *a)
 {
     struct ns_ha *ha = a->data;
     struct ns *ns = ha->ns;
     pthread_mutex_lock(&ha->mu);
     struct ha_view nv = ha->sh;
+    ha->sh.meta_in = NULL; /* ours now */
     pthread_mutex_unlock(&ha->mu);
+    int new_term = 0;
     if (nv.leader && nv.ids_to && (!ha->v.leader || nv.epoch != ha->v.epoch || !ha->acting)) {
         if (!ha->v.leader || nv.epoch != ha->v.epoch) {
             log_info("leading (epoch %" PRId64 ")", nv.epoch);
             /* What we knew may be old: wait for the servers' reports. */
             ns->safe_mode = 1;
             ns->start_ms = uv_now(ns->loop);
+            new_term = 1;
         }
         ns->meta.id_limit = nv.ids_to;
         if (ns->meta.next_id < nv.ids_from)
@@ -450,7 +550,11 @@ static void on_async(uv_async_t *a)
         log_info("standby: the leader is %s (epoch %" PRId64 ")", nv.leader_addr, nv.epoch);
     }
     ha->v = nv;
+    ha->v.meta_in = NULL;
     check(ha);
+    if (new_term && ha->acting)
+        adopt_meta(ha, nv.meta_in);
+    free(nv.meta_in);
 }
 
 void ns_etcd_tick(struct ns *ns)
@@ -527,7 +631,8 @@ int ns_etcd_init(struct ns *ns, const struct ns_etcd_config *cfg)
         int64_t crev, mrev, rev;
         int got = get_key(ha, "cluster_id", id, sizeof(id), &crev, &mrev, NULL);
         if (got == 0 &&
-            put_if(ha, "cluster_id", "CREATE", 0, ns->meta.cluster_id, 0, &rev) == 1) {
+            put_if(ha, "cluster_id", "CREATE", 0, "cluster_id", ns->meta.cluster_id, 0, &rev) ==
+                1) {
             log_info("etcd: cluster id %s stored under %s", ns->meta.cluster_id, ha->prefix);
             return 0;
         }
@@ -565,6 +670,8 @@ int ns_etcd_start(struct ns *ns, uv_loop_t *loop, void (*demoted)(struct ns *ns)
     if (!ha)
         return 0;
     ha->demoted = demoted;
+    ns->meta.saved = meta_saved;
+    ns->meta.saved_arg = ha;
     int rc = uv_async_init(loop, &ha->async, on_async);
     if (rc)
         return rc;
@@ -604,6 +711,9 @@ void ns_etcd_free(struct ns *ns)
         return;
     if (ha->curl)
         curl_easy_cleanup(ha->curl);
+    ns->meta.saved = NULL;
+    free(ha->meta_out);
+    free(ha->sh.meta_in);
     pthread_mutex_destroy(&ha->mu);
     pthread_cond_destroy(&ha->cv);
     free(ha);

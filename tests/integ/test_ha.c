@@ -261,6 +261,12 @@ Test(ha, failover)
     cr_assert_eq(status_of(C->ns.addr), 0);
     cr_assert_eq(status_of(ns2.addr), IMG_ENOTLEADER);
 
+    /* An operator's setting on the leader: it survives the failover
+     * (the shared meta in etcd). */
+    struct cluster_run r;
+    cr_assert_eq(cluster_admin(C, 30000, &r, "set", "task_cap", "3", NULL), 0, "set: %s", r.err);
+    cluster_run_free(&r);
+
     struct load l = {.seed = seed};
     l.names = calloc(MAX_FILES, sizeof(*l.names));
     l.sizes = calloc(MAX_FILES, sizeof(*l.sizes));
@@ -320,6 +326,15 @@ Test(ha, failover)
     int bad = cluster_check_range(l.h, seed, 0, n, (const char(*)[IMGSTORE_NAME_MAX])l.names,
                                   l.sizes);
     cr_assert_eq(bad, 0, "%d of %d files do not read back", bad, n);
+
+    /* The setting made on the old leader is in force on the new one, which
+     * took the known servers from etcd too. */
+    cr_assert_eq(cluster_admin(C, 30000, &r, "--json", "settings", NULL), 0, "settings: %s",
+                 r.err);
+    cr_assert(strstr(r.out, "\"task_cap\"") && strstr(r.out, "\"value\": 3"),
+              "task_cap did not survive the failover:\n%s", r.out);
+    cluster_run_free(&r);
+    cr_assert_gt(log_count(ns2.log, "etcd: took the shared state: 3 known servers"), 0);
 
     /* Every dataserver followed the new leader's epoch (fencing). */
     for (int i = 0; i < C->nds; i++)
