@@ -61,6 +61,7 @@ struct ns_ha {
     int stop;
     struct ha_view sh;
     char *meta_out; /* the leader's latest ns.meta text, not stored in etcd yet */
+    int want_ids;   /* the loop used 3/4 of the term's ids: take another range */
     /* loop side */
     uv_async_t async;
     int async_open;
@@ -424,6 +425,15 @@ static void round_once(struct ns_ha *ha, struct ha_view *v, uint64_t t0)
     if (v->leader) {
         v->valid_until_ms = t0 + ha->ttl_ms - ha->ttl_ms / 4;
         write_meta(ha, v);
+        pthread_mutex_lock(&ha->mu);
+        int want = ha->want_ids;
+        ha->want_ids = 0;
+        pthread_mutex_unlock(&ha->mu);
+        if (want && take_ids(ha, v) != 0) {
+            pthread_mutex_lock(&ha->mu);
+            ha->want_ids = 1; /* next round */
+            pthread_mutex_unlock(&ha->mu);
+        }
     }
 }
 
@@ -484,6 +494,15 @@ static void check(struct ns_ha *ha)
     if (!ha->acting && leads)
         ha->lead_since_ms = uv_now(ns->loop);
     ha->acting = leads;
+    if (leads && ns->meta.id_limit > 1 &&
+        ns->meta.next_id + NS_ETCD_ID_RANGE / 4 >= ns->meta.id_limit) {
+        pthread_mutex_lock(&ha->mu);
+        if (!ha->want_ids) {
+            ha->want_ids = 1;
+            pthread_cond_signal(&ha->cv);
+        }
+        pthread_mutex_unlock(&ha->mu);
+    }
 }
 
 /* A new term: takes the shared meta a former leader stored (settings,
@@ -542,6 +561,13 @@ static void on_async(uv_async_t *a)
             ns->start_ms = uv_now(ns->loop);
             new_term = 1;
         }
+        ns->meta.id_limit = nv.ids_to;
+        if (ns->meta.next_id < nv.ids_from)
+            ns->meta.next_id = nv.ids_from;
+    } else if (nv.leader && nv.epoch == ha->v.epoch && nv.ids_to > ns->meta.id_limit &&
+               ha->acting) {
+        /* Another range for this term (what is left of the last one is
+         * skipped when the new one does not follow it). */
         ns->meta.id_limit = nv.ids_to;
         if (ns->meta.next_id < nv.ids_from)
             ns->meta.next_id = nv.ids_from;
