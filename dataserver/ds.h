@@ -83,6 +83,7 @@ struct ds {
     struct nslist ns_list;
     int ns_cur;
     int ns_hint; /* index of the leader a standby named, taken next; -1: none */
+    int ns_no_backoff; /* the session closed after a standby's answer: no back-off */
     /* fencing (--etcd on the nameservers): the epoch of the current
      * session's nameserver (0: not known yet, or no HA) and the highest one
      * seen; commands on a session of an older epoch are refused */

@@ -152,6 +152,9 @@ static void heartbeat_reply(int status, const struct frame *f, void *arg)
         if (nl)
             imgstore__not_leader__free_unpacked(nl, NULL);
         ds->need_full_report = 1;
+        /* A live standby, an election under way: ask again soon, no back-off. */
+        ds->reconnect_ms = DS_RECONNECT_MIN_MS;
+        ds->ns_no_backoff = 1;
         if (ds->ns_conn)
             conn_close(ds->ns_conn);
         return;
@@ -370,8 +373,10 @@ static void session_closed(struct conn *c, void *ctx)
     log_warn("lost nameserver session %s; connecting to %s in %d ms", lost, ds->ns_addr,
              ds->reconnect_ms);
     uv_timer_start(&ds->reconnect_timer, reconnect_tick, (uint64_t)ds->reconnect_ms, 0);
-    if (ds->ns_list.n > 1 && ds->ns_cur != 0)
-        return; /* the back-off grows once per round of the list */
+    int no_backoff = ds->ns_no_backoff;
+    ds->ns_no_backoff = 0;
+    if (no_backoff || (ds->ns_list.n > 1 && ds->ns_cur != 0))
+        return; /* the back-off grows once per round of the list, not after a standby */
     ds->reconnect_ms *= 2;
     if (ds->reconnect_ms > DS_RECONNECT_MAX_MS)
         ds->reconnect_ms = DS_RECONNECT_MAX_MS;

@@ -460,7 +460,9 @@ static void *ha_run(void *arg)
         uint64_t t0 = mono_ms();
         round_once(ha, &v, t0);
         publish(ha, &v);
-        uint64_t next = t0 + ha->ttl_ms / 3, now = mono_ms();
+        /* A leader renews every TTL/3; a standby looks for a vacant key
+         * twice as often, so a takeover waits at most TTL/6 past expiry. */
+        uint64_t next = t0 + ha->ttl_ms / (v.leader ? 3 : 6), now = mono_ms();
         pthread_mutex_lock(&ha->mu);
         if (next > now && !ha->stop) {
             struct timespec ts;

@@ -368,3 +368,67 @@ Test(ha, failover)
     free(l.done_ms);
     C->passed = 1;
 }
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* A series of failovers (IMGSTORE_HA_FAILOVERS, default 6): each kills the
+ * leader with SIGKILL and measures until the other one logs "leading", then
+ * until a fresh handle (nothing cached: its upload needs ALLOC_WRITE) has
+ * stored a file, both from the kill; then the killed one comes back as the
+ * standby. Prints the distribution (docs/performance.md). */
+Test(ha, failover_series)
+{
+    const char *env = getenv("IMGSTORE_HA_FAILOVERS");
+    int n = env ? atoi(env) : 6;
+    if (n < 1 || n > 100)
+        n = 6;
+    uint64_t seed = cluster_seed("ha-series");
+    cr_assert_geq(wait_log(ns2.log, "standby: the leader is", 0, 10000), 0);
+    int64_t *lead = calloc((size_t)n, sizeof(*lead)), *put = calloc((size_t)n, sizeof(*put));
+    cr_assert(lead && put);
+    struct cluster_proc *procs[2] = {&C->ns, &ns2};
+    int leader = 0; /* index in procs */
+    for (int i = 0; i < n; i++) {
+        struct cluster_proc *dead = procs[leader], *next = procs[1 - leader];
+        int led_seen = log_count(next->log, "leading (epoch");
+        int64_t killed = cluster_now_ms();
+        cluster_signal_proc(dead, SIGKILL);
+        cr_assert_geq(wait_log(next->log, "leading (epoch", led_seen, 5000), 0,
+                      "failover %d: no new leader", i);
+        lead[i] = cluster_now_ms() - killed; /* the log is polled every 20 ms */
+        imgstore_t *h = cluster_client(C);
+        cr_assert_not_null(h);
+        char buf[4096], name[IMGSTORE_NAME_MAX];
+        cluster_fill(buf, sizeof(buf), seed, (uint64_t)i);
+        int rc = imgstore_put(h, buf, sizeof(buf), NULL, name);
+        put[i] = cluster_now_ms() - killed;
+        cr_assert_eq(rc, 0, "failover %d: put: %s", i, imgstore_strerror(rc));
+        cr_assert_eq(cluster_check_file(h, name, NULL, seed, (uint64_t)i, sizeof(buf)), 0);
+        imgstore_close(h);
+        int standby_seen = log_count(dead->log, "standby: the leader is");
+        if (dead == &C->ns)
+            cr_assert_eq(cluster_start_ns(C), 0);
+        else
+            ns2_start();
+        cr_assert_geq(wait_log(dead->log, "standby: the leader is", standby_seen, 10000), 0);
+        leader = 1 - leader;
+    }
+    qsort(lead, (size_t)n, sizeof(*lead), cmp_i64);
+    qsort(put, (size_t)n, sizeof(*put), cmp_i64);
+    fprintf(stderr, "[ha] %d failovers (ms from kill -9): new leader min %lld, median %lld, "
+            "max %lld; a stored file (fresh handle) min %lld, median %lld, max %lld\n",
+            n, (long long)lead[0], (long long)lead[n / 2], (long long)lead[n - 1],
+            (long long)put[0], (long long)put[n / 2], (long long)put[n - 1]);
+    fprintf(stderr, "[ha] stored file times:");
+    for (int i = 0; i < n; i++)
+        fprintf(stderr, " %lld", (long long)put[i]);
+    fprintf(stderr, "\n");
+    cr_assert_leq(put[n - 1], 10000, "a failover took longer than the client's deadline");
+    free(lead);
+    free(put);
+    C->passed = 1;
+}
