@@ -62,12 +62,15 @@ struct ns_ha {
     struct ha_view sh;
     char *meta_out; /* the leader's latest ns.meta text, not stored in etcd yet */
     int want_ids;   /* the loop used 3/4 of the term's ids: take another range */
+    int resign;     /* step down: revoke the lease now */
+    uint64_t hold_until_ms; /* monotonic: do not run for leader before */
     /* loop side */
     uv_async_t async;
     int async_open;
     struct ha_view v;
     int acting; /* ns_leads() when last checked */
     uint64_t lead_since_ms; /* loop time acting turned 1 */
+    uint64_t stepped_down_until; /* loop time: not acting before (step-down) */
     void (*demoted)(struct ns *ns);
 };
 
@@ -364,10 +367,34 @@ static int take_ids(struct ns_ha *ha, struct ha_view *v)
  * to act is extended only when both steps succeeded; it loses the lead at
  * once on evidence (lease expired, the key gone or another's), and when
  * etcd cannot be reached its time simply runs out. */
+static void resign(struct ns_ha *ha, const struct ha_view *v);
+
 static void round_once(struct ns_ha *ha, struct ha_view *v, uint64_t t0)
 {
     int ttl_s = (int)((ha->ttl_ms + 999) / 1000);
     int was_leader = v->leader;
+    pthread_mutex_lock(&ha->mu);
+    int resigning = ha->resign;
+    uint64_t hold = ha->hold_until_ms;
+    ha->resign = 0;
+    pthread_mutex_unlock(&ha->mu);
+    if (resigning) {
+        resign(ha, v); /* the key goes with the lease */
+        v->leader = 0;
+        v->valid_until_ms = 0;
+        v->ids_from = v->ids_to = 0;
+    }
+    if (t0 < hold) {
+        /* Stepped down: only watch who leads. */
+        char val[ADDR_MAX];
+        int64_t crev = 0, mrev = 0;
+        if (get_key(ha, "leader", val, sizeof(val), &crev, &mrev, NULL) == 1 &&
+            addr_check(val) == 0) {
+            v->epoch = crev;
+            snprintf(v->leader_addr, sizeof(v->leader_addr), "%s", val);
+        }
+        return;
+    }
     if (ha->lease > 0) {
         char id[24];
         snprintf(id, sizeof(id), "%" PRId64, ha->lease);
@@ -487,7 +514,9 @@ static void check(struct ns_ha *ha)
     int leads = ns_leads(ns);
     if (ha->acting && !leads) {
         log_warn("stopped leading (epoch %" PRId64 "): %s", ha->v.epoch,
-                 ha->v.leader ? "lease not renewed in time" : "leader key lost");
+                 uv_now(ns->loop) < ha->stepped_down_until ? "stepped down"
+                 : ha->v.leader                           ? "lease not renewed in time"
+                                                          : "leader key lost");
         ns->meta.id_limit = 1; /* no id until the next term's range */
         ha->acting = 0;
         if (ha->demoted)
@@ -596,7 +625,31 @@ int ns_leads(const struct ns *ns)
     const struct ns_ha *ha = ns->ha;
     if (!ha)
         return 1;
-    return ha->v.leader && ns->loop && uv_now(ns->loop) < ha->v.valid_until_ms;
+    return ha->v.leader && ns->loop && uv_now(ns->loop) < ha->v.valid_until_ms &&
+           uv_now(ns->loop) >= ha->stepped_down_until;
+}
+
+int ns_etcd_step_down(struct ns *ns)
+{
+    struct ns_ha *ha = ns->ha;
+    if (!ha || !ns->loop)
+        return IMG_EINVAL;
+    uint32_t hold = 2 * ha->ttl_ms;
+    log_info("stepping down (epoch %" PRId64 "): not running for leader for %u ms",
+             ha->v.epoch, hold);
+    ha->stepped_down_until = uv_now(ns->loop) + hold;
+    pthread_mutex_lock(&ha->mu);
+    ha->resign = 1;
+    ha->hold_until_ms = mono_ms() + hold;
+    pthread_cond_signal(&ha->cv);
+    pthread_mutex_unlock(&ha->mu);
+    check(ha); /* stops acting now: the sessions close */
+    return (int)hold;
+}
+
+const char *ns_etcd_self(const struct ns *ns)
+{
+    return ns->ha ? ns->ha->me : "";
 }
 
 const char *ns_etcd_leader(const struct ns *ns)

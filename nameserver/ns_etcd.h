@@ -78,6 +78,14 @@ const char *ns_etcd_leader(const struct ns *ns);
 /* The epoch of the leader this nameserver knows (0: none yet). */
 int64_t ns_etcd_epoch(const struct ns *ns);
 
+/* Steps down on purpose: stops acting at once (the demoted callback runs),
+ * and the thread revokes the lease and does not run for leader for 2 TTL.
+ * Returns that hold in ms, or IMG_EINVAL without --etcd. */
+int ns_etcd_step_down(struct ns *ns);
+
+/* Our address as published in etcd ("" without --etcd). */
+const char *ns_etcd_self(const struct ns *ns);
+
 /* How long this nameserver has led, in ms (0: not leading, or no --etcd). */
 uint64_t ns_etcd_leading_ms(const struct ns *ns);
 

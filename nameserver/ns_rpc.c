@@ -370,6 +370,7 @@ static const struct request_kind kinds[] = {
     {FT_ADMIN_REBALANCE, &imgstore__admin_rebalance__descriptor, AUTH_OPERATOR},
     {FT_ADMIN_COMPACT, &imgstore__admin_compact__descriptor, AUTH_OPERATOR},
     {FT_ADMIN_REPAIR, &imgstore__admin_repair__descriptor, AUTH_OPERATOR},
+    {FT_ADMIN_STEP_DOWN, &imgstore__admin_step_down__descriptor, AUTH_OPERATOR},
 };
 
 static const struct request_kind *request_kind(unsigned type)
@@ -378,6 +379,23 @@ static const struct request_kind *request_kind(unsigned type)
         if (kinds[i].type == type)
             return &kinds[i];
     return NULL;
+}
+
+/* ADMIN_STEP_DOWN: the leader hands over (ns_etcd_step_down). */
+static void handle_step_down(struct ns_peer *p, const struct frame_header *h)
+{
+    struct ns *ns = p->ns;
+    int64_t epoch = ns_etcd_epoch(ns);
+    int hold = ns_etcd_step_down(ns);
+    if (hold < 0) {
+        reply_err(p->c, h, hold);
+        return;
+    }
+    Imgstore__AdminStepDownResp r = IMGSTORE__ADMIN_STEP_DOWN_RESP__INIT;
+    r.addr = (char *)ns_etcd_self(ns);
+    r.epoch = epoch;
+    r.hold_ms = (uint32_t)hold;
+    conn_reply(p->c, h, 0, &r.base, NULL, 0, NULL);
 }
 
 /* Hands the unpacked request m (of h->type's message) to its handler. */
@@ -395,6 +413,7 @@ static void dispatch(struct ns_peer *p, const struct frame_header *h, const Prot
     case FT_ADMIN_REBALANCE: ns_balance_handle(ns, c, h, (const Imgstore__AdminRebalance *)m); break;
     case FT_ADMIN_COMPACT: ns_ops_handle_compact(ns, c, h, (const Imgstore__AdminCompact *)m); break;
     case FT_ADMIN_REPAIR: ns_ops_handle_repair(ns, c, h, (const Imgstore__AdminRepair *)m); break;
+    case FT_ADMIN_STEP_DOWN: handle_step_down(p, h); break;
     default: ns_admin_handle(ns, c, h, m); break; /* FT_ADMIN_LIST_BLOCKS .. SET_SETTING */
     }
 }

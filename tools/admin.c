@@ -49,6 +49,7 @@ void admin_usage(FILE *fp)
             "  settings               runtime settings of the nameserver\n"
             "  set KEY VALUE          change a runtime setting (validated, persisted, in force\n"
             "                         at once)\n"
+            "  ns step-down           the leading nameserver hands over to a standby (--etcd)\n"
             "\n"
             "options:\n"
             "  --ns HOST:PORT[,HOST:PORT...]\n"

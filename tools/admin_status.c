@@ -1,7 +1,8 @@
 /* admin_status.c - ds-admin status and servers: the cluster's verdict and
  * one line per dataserver (CLUSTER_STATUS, ADMIN_SERVER_RATES, LIST_TASKS);
  * with several nameservers (or an HA leader) status asks each one for its
- * role: leader (epoch, how long), standby or unreachable.
+ * role: leader (epoch, how long), standby or unreachable; `ns step-down`
+ * (ADMIN_STEP_DOWN) hands the leadership over.
  * Called by the command table in tools/ds_admin.c; calls tools/admin.c and
  * the library. */
 #include "tools/admin.h"
@@ -331,4 +332,41 @@ int admin_cmd_status(struct admin_ctx *c)
         status_text(st, &sm, roles, nroles);
     imgstore_admin_free_status(st);
     return sm.at_risk ? EXIT_FAIL : EXIT_OK;
+}
+
+int admin_cmd_ns(struct admin_ctx *c)
+{
+    int rc = admin_want_args(c, 1);
+    if (rc)
+        return rc;
+    if (strcmp(c->argv[1], "step-down") != 0)
+        return admin_usage_error("ns: unknown action (want step-down): ", c->argv[1]);
+    Imgstore__AdminStepDown q = IMGSTORE__ADMIN_STEP_DOWN__INIT;
+    ProtobufCMessage *m = NULL;
+    rc = admin_ns_call(c, FT_ADMIN_STEP_DOWN, &q.base, &imgstore__admin_step_down_resp__descriptor,
+                       &m);
+    if (rc == IMG_EINVAL) {
+        fprintf(stderr, "%s: ns step-down: the nameserver runs alone (no --etcd): nobody to hand "
+                        "over to\n",
+                ADMIN_PROG);
+        return EXIT_FAIL;
+    }
+    if (rc != 0)
+        return admin_fail(c, "ns step-down", rc);
+    const Imgstore__AdminStepDownResp *r = (const Imgstore__AdminStepDownResp *)m;
+    if (c->json) {
+        struct emit_json j;
+        emit_json_init(&j, stdout);
+        emit_json_obj(&j, NULL);
+        emit_json_str(&j, "addr", r->addr);
+        emit_json_i64(&j, "epoch", r->epoch);
+        emit_json_u64(&j, "hold_ms", r->hold_ms);
+        emit_json_end(&j);
+    } else {
+        printf("nameserver %s stepped down (epoch %lld); it will not run for leader for %u ms: "
+               "a standby takes over\n",
+               admin_or_dash(r->addr), (long long)r->epoch, r->hold_ms);
+    }
+    protobuf_c_message_free_unpacked(m, NULL);
+    return EXIT_OK;
 }

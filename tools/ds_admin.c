@@ -17,6 +17,7 @@
  *   readonly S on|off ADMIN_READONLY
  *   settings, set     ADMIN_SETTINGS, ADMIN_SET_SETTING
  *   compact, repair   ADMIN_COMPACT, ADMIN_REPAIR; --wait polls LIST_TASKS / ADMIN_REPAIR
+ *   ns step-down      ADMIN_STEP_DOWN (high availability)
  *
  * Global options come before the command, the command's own after it; every
  * command takes --help. Exit status: 0 success, 1 failure (one line on
@@ -127,6 +128,12 @@ static const struct command commands[] = {
      "it to ns.meta (crash-safe) and applies it at once; it wins over the command line\n"
      "after a restart. Exit status 1 when the key is unknown or the value out of range.",
      admin_cmd_set},
+    {"ns", "step-down",
+     "High availability (nameservers on etcd): the leader hands over on purpose, for an\n"
+     "upgrade. It stops acting at once, gives its lease back and does not run for leader\n"
+     "for twice the lease TTL, so a standby takes over (within a sixth of the TTL).\n"
+     "Needs the operator key. Exit status 1 when the nameserver runs alone (no --etcd).",
+     admin_cmd_ns},
     {NULL, NULL, NULL, NULL},
 };
 

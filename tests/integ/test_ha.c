@@ -432,3 +432,68 @@ Test(ha, failover_series)
     free(put);
     C->passed = 1;
 }
+
+/* ds-admin ns step-down under load: the standby leads, no upload fails, and
+ * the longest gap between two finished uploads is measured (the pause). */
+Test(ha, step_down)
+{
+    uint64_t seed = cluster_seed("ha-step-down");
+    cr_assert_geq(wait_log(ns2.log, "standby: the leader is", 0, 10000), 0);
+    struct load l = {.seed = seed};
+    l.names = calloc(MAX_FILES, sizeof(*l.names));
+    l.sizes = calloc(MAX_FILES, sizeof(*l.sizes));
+    l.done_ms = calloc(MAX_FILES, sizeof(*l.done_ms));
+    l.h = cluster_client(C);
+    cr_assert(l.names && l.sizes && l.done_ms && l.h);
+    pthread_t th[THREADS];
+    for (int i = 0; i < THREADS; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, uploader, &l), 0);
+    usleep(1000 * 1000);
+    struct cluster_run r;
+    int64_t t0 = cluster_now_ms();
+    cr_assert_eq(cluster_admin(C, 30000, &r, "ns", "step-down", NULL), 0, "step-down: %s%s",
+                 r.out, r.err);
+    cr_assert(strstr(r.out, "stepped down"), "%s", r.out);
+    cluster_run_free(&r);
+    int64_t w = wait_log(ns2.log, "leading (epoch", 0, 5000);
+    cr_assert_geq(w, 0, "the standby did not take over");
+    int64_t lead = cluster_now_ms() - t0;
+    cr_assert_geq(wait_log(C->ns.log, "stopped leading", 0, 1000), 0);
+    cr_assert_gt(log_count(C->ns.log, "stepped down"), 0);
+    usleep(1500 * 1000);
+    l.stop = 1;
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
+    int n = __atomic_load_n(&l.next, __ATOMIC_RELAXED);
+    if (n > MAX_FILES)
+        n = MAX_FILES;
+    /* The pause: the longest time without a finished upload after the
+     * step-down was asked. */
+    int64_t *done = malloc((size_t)n * sizeof(*done));
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (l.done_ms[i] >= t0)
+            done[m++] = l.done_ms[i];
+    cr_assert_gt(m, 1);
+    qsort(done, (size_t)m, sizeof(*done), cmp_i64);
+    int64_t pause = done[0] - t0;
+    for (int i = 1; i < m; i++)
+        if (done[i] - done[i - 1] > pause)
+            pause = done[i] - done[i - 1];
+    fprintf(stderr, "[ha] step-down: standby leading after %lld ms, %d uploads, %d failed, "
+            "longest pause %lld ms\n",
+            (long long)lead, n, l.failed, (long long)pause);
+    cr_assert_eq(l.failed, 0, "%d uploads failed across the step-down", l.failed);
+    int bad = cluster_check_range(l.h, seed, 0, n, (const char(*)[IMGSTORE_NAME_MAX])l.names,
+                                  l.sizes);
+    cr_assert_eq(bad, 0);
+    /* The new leader answers; the old one is a standby. */
+    cr_assert_eq(status_of(ns2.addr), 0);
+    cr_assert_eq(status_of(C->ns.addr), IMG_ENOTLEADER);
+    free(done);
+    imgstore_close(l.h);
+    free(l.names);
+    free(l.sizes);
+    free(l.done_ms);
+    C->passed = 1;
+}

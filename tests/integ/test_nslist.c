@@ -166,6 +166,10 @@ Test(nslist, dead_first)
     cluster_run_free(&r);
     cr_assert_eq(cluster_admin(C, RUN_MS, &r, "tasks", NULL), 0, "ds-admin tasks: %s", r.err);
     cluster_run_free(&r);
+    /* One nameserver without etcd: nobody to hand over to. */
+    cr_assert_eq(cluster_admin(C, RUN_MS, &r, "ns", "step-down", NULL), 1);
+    cr_assert(strstr(r.err, "runs alone"), "%s", r.err);
+    cluster_run_free(&r);
 
     /* The HTTP origin: uploads (ALLOC_WRITE past the dead address) and
      * reads through every dataserver, so at least one fetches the file of
