@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -496,4 +497,132 @@ Test(ha, step_down)
     free(l.sizes);
     free(l.done_ms);
     C->passed = 1;
+}
+
+/* ---- a hostile etcd ------------------------------------------------------------------ */
+
+/* A fake etcd gateway: answers the cluster-id read properly (so the
+ * nameserver starts) and everything else with one of `junk`, in turn. */
+struct fake_etcd {
+    int lfd;
+    char addr[64];
+    volatile int stop;
+    int answered; /* __atomic */
+    pthread_t thread;
+};
+
+static const char *const junk[] = {
+    "not json at all",
+    "[1, 2, 3]",
+    "{\"ID\": {}, \"TTL\": \"x\", \"kvs\": \"x\", \"succeeded\": 7, \"header\": []}",
+    "{\"result\": {\"TTL\": \"-3\"}, \"ID\": \"-1\"}",
+    "{\"kvs\": [{\"value\": \"!!!not base64\", \"create_revision\": \"-5\", \"lease\": 3}]}",
+    "{\"kvs\": [{\"value\": \"AAAA\", \"create_revision\": \"99999999999999999999999\"}]}",
+    "{\"ID\": \"12\", \"TTL\": \"2\", \"succeeded\": true, \"header\": {\"revision\": \"0\"}}",
+    "{\"kvs\": [{\"value\": \"MTI3LjAuMC4xOjE=\", \"create_revision\": \"5\", \"mod_revision\": "
+    "\"5\", \"lease\": \"12\"}], \"result\": {\"TTL\": \"2\"}, \"ID\": \"12\"}",
+};
+
+static void fake_etcd_conn(struct fake_etcd *f, int fd)
+{
+    char req[8192];
+    size_t len = 0;
+    struct timeval tv = {.tv_sec = 1};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    for (;;) {
+        ssize_t r = read(fd, req + len, sizeof(req) - 1 - len);
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+        req[len] = '\0';
+        char *body = strstr(req, "\r\n\r\n");
+        const char *cl = strcasestr(req, "Content-Length:");
+        if (body && (!cl || strlen(body + 4) >= (size_t)atoi(cl + 15)))
+            break;
+        if (len == sizeof(req) - 1)
+            break;
+    }
+    int n = __atomic_fetch_add(&f->answered, 1, __ATOMIC_RELAXED);
+    /* "L2ltZ3N0b3JlL2NsdXN0ZXJfaWQ=" is base64 of "/imgstore/cluster_id". */
+    const char *ans;
+    char ok[256];
+    int code = 200;
+    if (strstr(req, "/v3/kv/range") && strstr(req, "L2ltZ3N0b3JlL2NsdXN0ZXJfaWQ=")) {
+        /* base64 of a valid cluster id, 32 hex chars */
+        snprintf(ok, sizeof(ok),
+                 "{\"kvs\": [{\"value\": \"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\", "
+                 "\"create_revision\": \"2\", \"mod_revision\": \"2\"}]}");
+        ans = ok;
+    } else if (n % 10 == 9) {
+        code = 500;
+        ans = "{}";
+    } else {
+        ans = junk[(size_t)n % (sizeof(junk) / sizeof(junk[0]))];
+    }
+    char head[256];
+    int hl = snprintf(head, sizeof(head),
+                      "HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                      "Connection: close\r\n\r\n",
+                      code, strlen(ans));
+    if (cluster_send_all(fd, head, (size_t)hl) == 0)
+        cluster_send_all(fd, ans, strlen(ans));
+    close(fd);
+}
+
+static void *fake_etcd_run(void *arg)
+{
+    struct fake_etcd *f = arg;
+    while (!f->stop) {
+        struct pollfd p = {.fd = f->lfd, .events = POLLIN};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        int fd = accept4(f->lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd >= 0)
+            fake_etcd_conn(f, fd);
+    }
+    return NULL;
+}
+
+Test(ha_hostile, junk_from_etcd, .timeout = 120)
+{
+    struct fake_etcd f = {0};
+    f.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    cr_assert(f.lfd >= 0 && bind(f.lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+              getsockname(f.lfd, (struct sockaddr *)&sa, &sl) == 0 && listen(f.lfd, 16) == 0);
+    snprintf(f.addr, sizeof(f.addr), "127.0.0.1:%d", ntohs(sa.sin_port));
+    cr_assert_eq(pthread_create(&f.thread, NULL, fake_etcd_run, &f), 0);
+
+    struct cluster *c = NULL;
+    struct cluster_opts o = {.ndataservers = 1, .replicas = 1, .insecure = 1};
+    /* A cluster only for its folder and helpers: its own nameserver is
+     * replaced below by one on the fake etcd. */
+    cr_assert_eq(cluster_start(&o, &c), 0);
+    struct cluster_proc p = {0};
+    snprintf(p.name, sizeof(p.name), "nsx");
+    snprintf(p.addr, sizeof(p.addr), "127.0.0.1:%d", free_port());
+    snprintf(p.data, sizeof(p.data), "%s/nsx", c->dir);
+    snprintf(p.log, sizeof(p.log), "%s/log/nsx.log", c->dir);
+    cr_assert_eq(mkdir(p.data, 0755), 0);
+    const char *argv[] = {"nameserver", "--listen", p.addr, "--data", p.data, "--insecure",
+                          "--etcd", f.addr, "--etcd-ttl-ms", "1000", NULL};
+    cr_assert_eq(cluster_spawn(c, &p, argv), 0);
+    /* It took the cluster id, then never leads on junk, and never dies. */
+    int64_t t0 = cluster_now_ms();
+    while (cluster_now_ms() - t0 < 5000) {
+        cr_assert(cluster_alive(&p), "the nameserver died on junk from etcd");
+        usleep(200000);
+    }
+    cr_assert_gt(log_count(p.log, "etcd: cluster id 0123456789abcdef0123456789abcdef"), 0);
+    cr_assert_gt(__atomic_load_n(&f.answered, __ATOMIC_RELAXED), 20, "etcd was not asked");
+    cr_assert_eq(log_count(p.log, "leading (epoch"), 0, "it led on junk");
+    cr_assert_eq(status_of(p.addr), IMG_ENOTLEADER);
+    int st = cluster_signal_proc(&p, SIGTERM);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
+    f.stop = 1;
+    pthread_join(f.thread, NULL);
+    close(f.lfd);
+    c->passed = 1;
+    cluster_stop(c);
 }
