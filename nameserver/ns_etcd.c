@@ -591,6 +591,11 @@ static void on_async(uv_async_t *a)
             ns->safe_mode = 1;
             ns->start_ms = uv_now(ns->loop);
             new_term = 1;
+        } else {
+            /* Our lease outlived a lapse (etcd slow or unreachable for a
+             * while): nobody else could lead; the servers report again. */
+            log_info("leading (epoch %" PRId64 ") again: the lease was renewed after a lapse",
+                     nv.epoch);
         }
         ns->meta.id_limit = nv.ids_to;
         if (ns->meta.next_id < nv.ids_from)
