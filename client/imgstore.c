@@ -390,8 +390,9 @@ static int lookup(imgstore_t *h, uint64_t block_id, int64_t deadline, struct cac
  *
  * When only an expired location is cached, the nameserver gets
  * STALE_LOOKUP_MS to answer; if it cannot be reached in that time (down,
- * frozen, cut off) the expired location is used and kept for another TTL:
- * a nameserver outage must not stop reads of blocks already located, and a
+ * frozen, cut off, or no nameserver leads) the expired location is used and
+ * kept for another TTL: a nameserver outage must not stop reads of blocks
+ * already located, and a
  * location that has gone out of date shows itself on the replicas
  * (ENOBLOCKHERE), which sends the reader back with `fresh` set. */
 static int locate(imgstore_t *h, uint64_t block_id, int fresh, int64_t deadline,
@@ -407,7 +408,8 @@ static int locate(imgstore_t *h, uint64_t block_id, int fresh, int64_t deadline,
         return lookup(h, block_id, deadline, out);
     int64_t short_deadline = rpc_now_ms() + STALE_LOOKUP_MS;
     int rc = lookup(h, block_id, short_deadline < deadline ? short_deadline : deadline, out);
-    if ((rc == IMG_ETIMEDOUT || rc == IMG_ECONN) && rpc_now_ms() < deadline) {
+    if ((rc == IMG_ETIMEDOUT || rc == IMG_ECONN || rc == IMG_ENOTLEADER) &&
+        rpc_now_ms() < deadline) {
         cache_loc_put(&h->cache, &stale);
         *out = stale;
         *from_cache = 1;

@@ -661,6 +661,7 @@ Test(ha, etcd_down)
     cr_assert_eq(cluster_check_range(h, seed, 0, 10, (const char(*)[IMGSTORE_NAME_MAX])names,
                                      sizes),
                  0);
+    int64_t located = cluster_now_ms();
     int stopped_seen = log_count(C->ns.log, "stopped leading");
     kill(etcd_pid, SIGSTOP);
     int64_t frozen = cluster_now_ms();
@@ -669,7 +670,11 @@ Test(ha, etcd_down)
     int64_t stop_ms = cluster_now_ms() - frozen;
     cr_assert_eq(status_of(C->ns.addr), IMG_ENOTLEADER);
     cr_assert_eq(status_of(ns2.addr), IMG_ENOTLEADER);
-    /* Located files still read (the handle's cache, the dataservers). */
+    /* Located files still read (the handle's cache, the dataservers), even
+     * once their cached locations expired (CACHE_LOC_TTL_MS, 10 s): no
+     * nameserver leads to ask again. */
+    while (cluster_now_ms() - located < 10500)
+        usleep(100000);
     cr_assert_eq(cluster_check_range(h, seed, 0, 10, (const char(*)[IMGSTORE_NAME_MAX])names,
                                      sizes),
                  0, "reads failed while etcd was frozen");
