@@ -545,6 +545,7 @@ static void fake_etcd_conn(struct fake_etcd *f, int fd)
 {
     char req[8192];
     size_t len = 0;
+    req[0] = '\0';
     struct timeval tv = {.tv_sec = 1};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     for (;;) {
