@@ -14,7 +14,6 @@
  *           block
  *   ALLOC   -                                    ENOBLOCK ESAFEMODE
  *                                                ETIMEDOUT ECONN EUNAVAIL
- *                                                ENOTLEADER
  *   READ    every error but EDELETED: the        -
  *           next replica
  *   DELETE  ENOTPRIMARY ENOBLOCKHERE ECONN       -
