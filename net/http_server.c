@@ -587,13 +587,12 @@ static char *target_path(const char *url, size_t len)
 }
 
 /* Refuses q at the end of its head with `code` (the connection closes after
- * the answer). */
+ * the answer). The method is known by then: the answer to a HEAD has no
+ * body, whatever its status (RFC 9110 9.3.2). */
 static void refuse_head(struct http_server_req *q, int code)
 {
     http_server_refuse(q);
     q->keep_alive = 0;
-    if (code != 503)
-        q->head_only = 0;
     q->srv->ops.on_error(q, code);
 }
 
