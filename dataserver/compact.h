@@ -4,7 +4,7 @@
  * A compacted block file is the superblock, then every live record of the
  * old file in ascending seq order, byte for byte (seq, cookie, ctime, CRC
  * unchanged), no deleted record and no tombstone: identical inputs give
- * byte-identical outputs on every replica (DESIGN.md invariant 5). The new
+ * byte-identical outputs on every replica (docs/storage.md). The new
  * file is written as <block path>COMPACT_SUFFIX while its index and CRC32C
  * are built here (struct compact_out), then block_swap_file installs it.
  * The server's online path (ds_compact.c) drives the same steps through

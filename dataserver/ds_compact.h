@@ -5,7 +5,7 @@
  * same way: the superblock, then every live record in ascending seq order,
  * byte for byte (seq, cookie, ctime, CRC unchanged: every live file keeps
  * its name), no deleted record and no tombstone. Identical inputs therefore
- * give byte-identical outputs on every replica (DESIGN.md invariant 5). The
+ * give byte-identical outputs on every replica (docs/storage.md). The
  * new file <id>.blk.compact gets a fresh index, is fdatasync'd, renamed over
  * <id>.blk (folder fsync'd, block_swap_file) and the in-memory block switches
  * to it; reads in flight finish on the old descriptor (block_fd_get).

@@ -5,8 +5,9 @@
  * append it locally (group commit) and send the same bytes to every secondary
  * (REPL_APPEND over ds_peer.c) -> answer only when the local copy is durable
  * and every secondary answered 0. Any failure fails the write and seals the
- * block (DESIGN.md invariant 5). A delete is the same with a tombstone record,
- * after the file's header was read and its cookie checked (ds_file_read).
+ * block (replicas stay byte-identical, docs/storage.md). A delete is the same
+ * with a tombstone record, after the file's header was read and its cookie
+ * checked (ds_file_read).
  * Handlers of the dispatch table (ds_req.h): each answers r exactly once. */
 #ifndef DS_DS_REPL_H
 #define DS_DS_REPL_H
