@@ -23,6 +23,7 @@
  *   replica=<server_id> <addr> <http_addr>    (0..BLOCK_MAX_REPLICAS lines)
  */
 #include "dataserver/block.h"
+#include "base/le.h"
 
 #include "base/array.h"
 #include "base/crc32c.h"
@@ -68,28 +69,6 @@ _Static_assert(BLOCK_MIN_SIZE > BLOCK_TOMBSTONE_RESERVE + BLOCK_SUPER_SIZE,
 
 static int block_prealloc(struct block *b, uint64_t need);
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
 static uint64_t align_up(uint64_t v)
 {
     return (v + NEEDLE_ALIGN - 1) & ~(uint64_t)(NEEDLE_ALIGN - 1);
@@ -119,10 +98,10 @@ static void sb_encode(uint64_t id, uint64_t max_size, uint8_t *out)
 {
     memset(out, 0, BLOCK_SUPER_SIZE);
     memcpy(out + SB_OFF_MAGIC, BLOCK_MAGIC, SB_MAGIC_LEN);
-    put32(out + SB_OFF_VERSION, BLOCK_FORMAT_VERSION);
-    put64(out + SB_OFF_ID, id);
-    put64(out + SB_OFF_MAX_SIZE, max_size);
-    put32(out + SB_OFF_CRC, crc32c(0, out, SB_OFF_CRC));
+    le_put32(out + SB_OFF_VERSION, BLOCK_FORMAT_VERSION);
+    le_put64(out + SB_OFF_ID, id);
+    le_put64(out + SB_OFF_MAX_SIZE, max_size);
+    le_put32(out + SB_OFF_CRC, crc32c(0, out, SB_OFF_CRC));
 }
 
 /* Checks a superblock read from disk for block `id`. Returns 0 with
@@ -131,16 +110,16 @@ static int sb_check(const uint8_t *in, uint64_t id, uint64_t *max_size)
 {
     if (memcmp(in + SB_OFF_MAGIC, BLOCK_MAGIC, SB_MAGIC_LEN) != 0)
         return IMG_EFORMAT;
-    if (get32(in + SB_OFF_CRC) != crc32c(0, in, SB_OFF_CRC))
+    if (le_get32(in + SB_OFF_CRC) != crc32c(0, in, SB_OFF_CRC))
         return IMG_EFORMAT;
-    if (get32(in + SB_OFF_VERSION) != BLOCK_FORMAT_VERSION || get32(in + SB_OFF_RESERVED) != 0)
+    if (le_get32(in + SB_OFF_VERSION) != BLOCK_FORMAT_VERSION || le_get32(in + SB_OFF_RESERVED) != 0)
         return IMG_EFORMAT;
     for (int i = SB_OFF_ZERO; i < SB_OFF_CRC; i++)
         if (in[i] != 0)
             return IMG_EFORMAT;
-    if (get64(in + SB_OFF_ID) != id || !size_valid(get64(in + SB_OFF_MAX_SIZE)))
+    if (le_get64(in + SB_OFF_ID) != id || !size_valid(le_get64(in + SB_OFF_MAX_SIZE)))
         return IMG_EFORMAT;
-    *max_size = get64(in + SB_OFF_MAX_SIZE);
+    *max_size = le_get64(in + SB_OFF_MAX_SIZE);
     return 0;
 }
 
@@ -346,7 +325,7 @@ static void idx_header(uint64_t id, uint8_t *out)
 {
     memset(out, 0, INDEX_HEADER_SIZE);
     memcpy(out, INDEX_MAGIC, sizeof(INDEX_MAGIC));
-    put64(out + sizeof(INDEX_MAGIC), id);
+    le_put64(out + sizeof(INDEX_MAGIC), id);
 }
 
 static int idx_reset(struct block *b)

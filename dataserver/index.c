@@ -8,6 +8,7 @@
  * The on-disk form (<id>.idx) is an append-only list of 12-byte entries; this
  * file only encodes entries, block.c reads and writes the file. */
 #include "dataserver/index.h"
+#include "base/le.h"
 
 #include "base/err.h"
 
@@ -23,12 +24,6 @@
 
 _Static_assert(INDEX_ENTRY_OFF_SIZE + 4 == INDEX_ENTRY_SIZE, "index entry is three u32");
 _Static_assert(sizeof(INDEX_MAGIC) == 8, "index magic with its NUL fills 8 bytes");
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
 
 void index_init(struct index *ix)
 {
@@ -127,22 +122,17 @@ int index_get(const struct index *ix, uint32_t seq, uint64_t *offset, uint32_t *
 void index_encode_entry(uint32_t seq, uint64_t offset, uint32_t size, int tombstone,
                         uint8_t *out)
 {
-    put32(out + INDEX_ENTRY_OFF_SEQ, seq);
-    put32(out + INDEX_ENTRY_OFF_OFF8, (uint32_t)(offset >> INDEX_OFF_SHIFT));
-    put32(out + INDEX_ENTRY_OFF_SIZE, (size & ~INDEX_DELETED) | (tombstone ? INDEX_DELETED : 0));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    le_put32(out + INDEX_ENTRY_OFF_SEQ, seq);
+    le_put32(out + INDEX_ENTRY_OFF_OFF8, (uint32_t)(offset >> INDEX_OFF_SHIFT));
+    le_put32(out + INDEX_ENTRY_OFF_SIZE, (size & ~INDEX_DELETED) | (tombstone ? INDEX_DELETED : 0));
 }
 
 void index_decode_entry(const uint8_t *in, uint32_t *seq, uint64_t *offset, uint32_t *size,
                         int *tombstone)
 {
-    uint32_t sz = get32(in + INDEX_ENTRY_OFF_SIZE);
-    *seq = get32(in + INDEX_ENTRY_OFF_SEQ);
-    *offset = (uint64_t)get32(in + INDEX_ENTRY_OFF_OFF8) << INDEX_OFF_SHIFT;
+    uint32_t sz = le_get32(in + INDEX_ENTRY_OFF_SIZE);
+    *seq = le_get32(in + INDEX_ENTRY_OFF_SEQ);
+    *offset = (uint64_t)le_get32(in + INDEX_ENTRY_OFF_OFF8) << INDEX_OFF_SHIFT;
     *size = sz & ~INDEX_DELETED;
     *tombstone = (sz & INDEX_DELETED) != 0;
 }

@@ -6,6 +6,7 @@
  * I/O, never allocates, and treats every byte handed to it as hostile (a
  * record read from disk may be anything). */
 #include "dataserver/needle.h"
+#include "base/le.h"
 
 #include "base/crc16.h"
 #include "base/crc32c.h"
@@ -31,28 +32,6 @@ _Static_assert(NEEDLE_HEADER_SIZE % NEEDLE_ALIGN == 0,
                "data must start aligned so that padding only follows it");
 _Static_assert((NEEDLE_ALIGN & (NEEDLE_ALIGN - 1)) == 0, "NEEDLE_ALIGN is a power of two");
 
-static void put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 size_t needle_record_size(uint32_t data_len)
 {
     uint64_t n = (uint64_t)NEEDLE_HEADER_SIZE + data_len;
@@ -69,27 +48,27 @@ void needle_encode_header(const struct needle_header *h, uint8_t *out)
 {
     out[NH_OFF_FLAGS] = h->flags;
     out[NH_OFF_MIME] = h->mime;
-    put32(out + NH_OFF_SEQ, h->seq);
-    put32(out + NH_OFF_COOKIE, h->cookie);
-    put32(out + NH_OFF_SIZE, h->size);
-    put32(out + NH_OFF_CTIME, h->ctime);
-    put32(out + NH_OFF_CRC, h->data_crc);
-    put16(out + NH_OFF_CHECK, (h->flags & NEEDLE_FLAG_HCRC) ? header_check(out) : NEEDLE_MAGIC);
+    le_put32(out + NH_OFF_SEQ, h->seq);
+    le_put32(out + NH_OFF_COOKIE, h->cookie);
+    le_put32(out + NH_OFF_SIZE, h->size);
+    le_put32(out + NH_OFF_CTIME, h->ctime);
+    le_put32(out + NH_OFF_CRC, h->data_crc);
+    le_put16(out + NH_OFF_CHECK, (h->flags & NEEDLE_FLAG_HCRC) ? header_check(out) : NEEDLE_MAGIC);
 }
 
 int needle_decode_header(const uint8_t *in, struct needle_header *h)
 {
     struct needle_header t;
     uint16_t check = (in[NH_OFF_FLAGS] & NEEDLE_FLAG_HCRC) ? header_check(in) : NEEDLE_MAGIC;
-    if (get16(in + NH_OFF_CHECK) != check)
+    if (le_get16(in + NH_OFF_CHECK) != check)
         return IMG_EFORMAT; /* not a record, or its header was damaged */
     t.flags = in[NH_OFF_FLAGS];
     t.mime = in[NH_OFF_MIME];
-    t.seq = get32(in + NH_OFF_SEQ);
-    t.cookie = get32(in + NH_OFF_COOKIE);
-    t.size = get32(in + NH_OFF_SIZE);
-    t.ctime = get32(in + NH_OFF_CTIME);
-    t.data_crc = get32(in + NH_OFF_CRC);
+    t.seq = le_get32(in + NH_OFF_SEQ);
+    t.cookie = le_get32(in + NH_OFF_COOKIE);
+    t.size = le_get32(in + NH_OFF_SIZE);
+    t.ctime = le_get32(in + NH_OFF_CTIME);
+    t.data_crc = le_get32(in + NH_OFF_CRC);
     if (t.flags & ~NEEDLE_FLAGS_KNOWN)
         return IMG_EFORMAT;
     if (t.seq == 0 || t.size > NEEDLE_MAX_DATA)

@@ -8,6 +8,7 @@
  * rewrite (ns_dj_compact) keeps the live entries only, atomically.
  * Calls base/ only; decides nothing (ns_delnote.c is the policy). */
 #include "nameserver/ns_deljournal.h"
+#include "base/le.h"
 
 #include "base/crc32c.h"
 #include "base/err.h"
@@ -34,62 +35,34 @@ struct ns_dj_pending {
 
 /* ---- the record --------------------------------------------------------------- */
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
 static void rec_encode(uint8_t out[NS_DJ_REC_SIZE], uint64_t block_id, const struct ns_dj_entry *e,
                        const char *sender)
 {
     memset(out, 0, NS_DJ_REC_SIZE);
-    put32(out + 4, NS_DJ_MAGIC);
-    put64(out + 8, block_id);
-    put32(out + 16, e->seq);
-    put32(out + 20, e->cookie);
-    put64(out + 24, e->tail_after);
-    put32(out + 32, e->set_version);
+    le_put32(out + 4, NS_DJ_MAGIC);
+    le_put64(out + 8, block_id);
+    le_put32(out + 16, e->seq);
+    le_put32(out + 20, e->cookie);
+    le_put64(out + 24, e->tail_after);
+    le_put32(out + 32, e->set_version);
     size_t n = sender ? strnlen(sender, NS_DJ_ID_MAX) : 0;
     out[36] = (uint8_t)n;
     memcpy(out + 37, sender ? sender : "", n);
-    put32(out, crc32c(0, out + 4, NS_DJ_REC_SIZE - 4));
+    le_put32(out, crc32c(0, out + 4, NS_DJ_REC_SIZE - 4));
 }
 
 /* Returns 0 and fills the outputs, or -1 when the record fails its checks. */
 static int rec_decode(const uint8_t in[NS_DJ_REC_SIZE], uint64_t *block_id, struct ns_dj_entry *e,
                       char sender[NS_DJ_ID_MAX + 1])
 {
-    if (get32(in) != crc32c(0, in + 4, NS_DJ_REC_SIZE - 4) || get32(in + 4) != NS_DJ_MAGIC ||
+    if (le_get32(in) != crc32c(0, in + 4, NS_DJ_REC_SIZE - 4) || le_get32(in + 4) != NS_DJ_MAGIC ||
         in[36] > NS_DJ_ID_MAX)
         return -1;
-    *block_id = get64(in + 8);
-    e->seq = get32(in + 16);
-    e->cookie = get32(in + 20);
-    e->tail_after = get64(in + 24);
-    e->set_version = get32(in + 32);
+    *block_id = le_get64(in + 8);
+    e->seq = le_get32(in + 16);
+    e->cookie = le_get32(in + 20);
+    e->tail_after = le_get64(in + 24);
+    e->set_version = le_get32(in + 32);
     memcpy(sender, in + 37, in[36]);
     sender[in[36]] = '\0';
     return *block_id == 0 ? -1 : 0;
