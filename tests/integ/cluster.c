@@ -398,6 +398,21 @@ int cluster_signal_proc(struct cluster_proc *p, int sig)
 
 /* ---- status ------------------------------------------------------------------ */
 
+int cluster_put_sample(const struct cluster *c, size_t len, char name[IMGSTORE_NAME_MAX])
+{
+    imgstore_t *h = cluster_client(c);
+    char *data = malloc(len ? len : 1);
+    int rc = h && data ? 0 : -ENOMEM;
+    if (rc == 0) {
+        cluster_fill(data, len, 7, len);
+        rc = imgstore_put(h, data, len, "image/jpeg", name);
+    }
+    free(data);
+    if (h)
+        imgstore_close(h);
+    return rc;
+}
+
 imgstore_t *cluster_client(const struct cluster *c)
 {
     imgstore_t *h = NULL;

@@ -146,6 +146,10 @@ void cluster_dump_logs(const struct cluster *c, int lines);
 /* Opens a library handle to the cluster's nameserver; NULL on failure. */
 imgstore_t *cluster_client(const struct cluster *c);
 
+/* Uploads len bytes of cluster_fill(seed 7, id len) as image/jpeg through a
+ * client of its own; the name in name. Returns 0 or the put's error. */
+int cluster_put_sample(const struct cluster *c, size_t len, char name[IMGSTORE_NAME_MAX]);
+
 /* ---- running the command-line tools ------------------------------------- */
 
 struct cluster_run {

@@ -140,17 +140,10 @@ static void start(const char *const *more)
     cr_assert_eq(cluster_start(&o, &cl), 0);
 }
 
-/* Uploads one file of len bytes (cluster_fill(7, len)) through the
- * library; its name in name. */
+/* Uploads one file of len bytes through the library; its name in name. */
 static void put_file(size_t len, char name[IMGSTORE_NAME_MAX])
 {
-    imgstore_t *h = cluster_client(cl);
-    cr_assert_not_null(h);
-    char *data = malloc(len);
-    cluster_fill(data, len, 7, len);
-    cr_assert_eq(imgstore_put(h, data, len, "image/jpeg", name), 0);
-    free(data);
-    imgstore_close(h);
+    cr_assert_eq(cluster_put_sample(cl, len, name), 0);
 }
 
 /* curl with the test CA, at most 10 s, and `opts`. */
