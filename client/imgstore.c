@@ -304,15 +304,25 @@ static int lookup(imgstore_t *h, uint64_t block_id, int64_t deadline, struct cac
     return rc;
 }
 
+/* 1 when a lookup's error says the nameserver could not answer at all
+ * (unreachable, frozen, not serving), as opposed to an answer. */
+static int ns_cannot_answer(int rc)
+{
+    return rc == IMG_ETIMEDOUT || rc == IMG_ECONN || rc == IMG_ESAFEMODE || rc == IMG_EPROTO;
+}
+
 /* Returns the location of block_id from the cache or, on a miss or when
  * `fresh` is set, from the nameserver. *from_cache tells which.
  *
- * When only an expired location is cached, the nameserver gets
- * STALE_LOOKUP_MS to answer; if it cannot be reached in that time (down,
- * frozen, cut off) the expired location is used and kept for another TTL:
- * a nameserver outage must not stop reads of blocks already located, and a
- * location that has gone out of date shows itself on the replicas
- * (ENOBLOCKHERE), which sends the reader back with `fresh` set. */
+ * When only an expired (or dropped) location is cached, the nameserver gets
+ * STALE_LOOKUP_MS to answer; if it cannot answer in that time (down,
+ * frozen, cut off, not serving) the expired location is used and kept for
+ * another TTL: a nameserver outage must not stop reads of blocks already
+ * located. This holds with `fresh` set too (the reader's last pass failed
+ * on every replica): the replicas may have been away for a moment, and the
+ * caller's round wait paces the next pass. A location that has gone out of
+ * date shows itself on the replicas (ENOBLOCKHERE) once the nameserver can
+ * say where the block went. */
 static int locate(imgstore_t *h, uint64_t block_id, int fresh, int64_t deadline,
                   struct cache_loc *out, int *from_cache)
 {
@@ -322,11 +332,11 @@ static int locate(imgstore_t *h, uint64_t block_id, int fresh, int64_t deadline,
         return 0;
     }
     struct cache_loc stale;
-    if (fresh || cache_loc_get_stale(&h->cache, block_id, &stale) != 0)
+    if (cache_loc_get_stale(&h->cache, block_id, &stale) != 0)
         return lookup(h, block_id, deadline, out);
     int64_t short_deadline = rpc_now_ms() + STALE_LOOKUP_MS;
     int rc = lookup(h, block_id, short_deadline < deadline ? short_deadline : deadline, out);
-    if ((rc == IMG_ETIMEDOUT || rc == IMG_ECONN) && rpc_now_ms() < deadline) {
+    if (ns_cannot_answer(rc) && rpc_now_ms() < deadline) {
         cache_loc_put(&h->cache, &stale);
         *out = stale;
         *from_cache = 1;

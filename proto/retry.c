@@ -22,7 +22,8 @@ static const struct {
     {IMG_ECONN,          {O,    W,    O,   O}},
     {IMG_ETIMEDOUT,      {O,    W,    O,   O}},
     {IMG_EUNAVAIL,       {O,    W,    O,   O}}, /* no live holder, or busy: later */
-    {IMG_EPROTO,         {O,    F,    O,   F}},
+    {IMG_EPROTO,         {O,    F,    O,   O}}, /* DELETE: that server (or something in
+                                                   * its place) spoke garbage; again */
     {IMG_ECORRUPT,       {O,    F,    O,   F}}, /* WRITE: the primary got other bytes */
     {IMG_ENOBLOCK,       {F,    W,    O,   F}},
     {IMG_ESAFEMODE,      {F,    W,    O,   O}},

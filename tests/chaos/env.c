@@ -35,6 +35,7 @@ uint64_t full_min_free = UINT64_MAX; /* least free space seen there */
 int part_ds = -1;
 static int netns_fd = -1, rootns_fd = -1;
 static char netns_name[32];
+static unsigned veth_net; /* N of 10.78.N.0/24, 0: no fallback route set */
 char veth_host[16];
 
 
@@ -321,6 +322,9 @@ void full_disk_teardown(void)
 
 void partition_teardown(void)
 {
+    if (veth_net)
+        sh("ip route del unreachable 10.78.%u.0/24 metric 4242 2>/dev/null", veth_net);
+    veth_net = 0;
     if (netns_name[0])
         sh("ip netns del %s 2>/dev/null", netns_name);
     netns_name[0] = '\0';
@@ -368,6 +372,17 @@ int partition_setup(int i)
         partition_teardown();
         return -1;
     }
+    /* While the host end is down its connected route is gone, and packets
+     * for 10.78.N.2 would follow the default route: on a machine behind an
+     * intercepting proxy something there accepts the connection and answers
+     * "HTTP/1.1 400" to our frames. A partitioned server must be
+     * unreachable, so a fallback route says so (EHOSTUNREACH). */
+    if (sh("ip route add unreachable 10.78.%u.0/24 metric 4242", net) != 0) {
+        printf("chaos: network partition: skipped (cannot add the fallback route)\n");
+        partition_teardown();
+        return -1;
+    }
+    veth_net = net;
     char host[32], inner[32];
     snprintf(host, sizeof(host), "10.78.%u.1", net);
     snprintf(inner, sizeof(inner), "10.78.%u.2", net);

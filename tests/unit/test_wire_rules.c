@@ -111,7 +111,8 @@ static const struct {
     {RETRY_READ, RETRY_FINAL, {IMG_EDELETED}},
     {RETRY_READ, RETRY_OTHER, {IMG_ENOTFOUND, IMG_ECORRUPT, -EIO}},
     {RETRY_DELETE, RETRY_OTHER,
-     {IMG_ENOTPRIMARY, IMG_ENOBLOCKHERE, IMG_ECONN, IMG_EUNAVAIL, IMG_ETIMEDOUT, IMG_EREPL}},
+     {IMG_ENOTPRIMARY, IMG_ENOBLOCKHERE, IMG_ECONN, IMG_EUNAVAIL, IMG_ETIMEDOUT, IMG_EREPL,
+      IMG_EPROTO}},
     {RETRY_DELETE, RETRY_FINAL, {IMG_ENOTFOUND, IMG_EBADNAME, -ENOSPC}},
     /* A missing or wrong key is final everywhere: a read never passes to
      * another replica for it, an upload never tries another block. */
