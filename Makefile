@@ -1,6 +1,7 @@
 # imgstore - GNU make build. `make` builds everything under build/;
 # `make test` installs missing Debian packages, builds and runs every test;
-# `make run` / `make stop` start and stop a local cluster; `make asan` runs
+# `make run` / `make stop` start and stop a local cluster (`make run-ha`: with
+# a local etcd and two nameservers); `make asan` runs
 # the tests under ASan+UBSan; `make valgrind` runs the unit tests under valgrind.
 
 CC ?= gcc
@@ -10,6 +11,8 @@ OBJ := $(BUILD)/obj
 PKGS := libuv libprotobuf-c liburing libisal libzstd
 # OpenSSL's libssl: HTTPS on the dataserver's origin (net/http_tls.c).
 PKGS += libssl libcrypto
+# libcurl and jansson: the nameserver's etcd client (nameserver/ns_etcd.c).
+PKGS += libcurl jansson
 # The packages' flags are read when a compile or link first needs them, not
 # when this file is parsed: `make run` and `make test` install the packages
 # (scripts/install-deps.sh) before anything is built, in the same run. Each
@@ -96,7 +99,7 @@ CHAOS_IN_TEST := $(if $(filter-out 0,$(CHAOS_TEST_SECONDS)),$(CHAOS_BIN))
 check-layers:
 	./scripts/check-layers.sh
 
-.PHONY: all deps check-layers test unit integ run stop asan valgrind clean bench bench-http bench-rebalance \
+.PHONY: all deps check-layers test unit integ run run-ha stop asan valgrind clean bench bench-http bench-rebalance \
         fuzz fuzz-build fuzz-corpus chaos chaos-powercut
 all: $(BINS) $(LIBS)
 
@@ -303,6 +306,13 @@ run: deps
 	$(MAKE) all
 	./deploy/local-cluster.sh start
 	./deploy/local-cluster.sh demo
+
+# The same with high availability: a local etcd, two nameservers (README).
+run-ha: deps
+	$(MAKE) all
+	./deploy/local-cluster.sh start --ha
+	./deploy/local-cluster.sh demo
+	./deploy/local-cluster.sh status
 
 stop:
 	./deploy/local-cluster.sh stop

@@ -41,6 +41,8 @@ static const struct img_err_desc descs[] = {
     {IMG_EKEYFILE, "IMG_EKEYFILE", "key file unusable (mode, type or a malformed line)"},
     {IMG_EIDBOUND, "IMG_EIDBOUND", "server id is bound to another member key"},
     {IMG_ECLUSTER, "IMG_ECLUSTER", "peer belongs to another cluster"},
+    {IMG_ENOTLEADER, "IMG_ENOTLEADER", "nameserver is not the leader"},
+    {IMG_EEPOCH, "IMG_EEPOCH", "command from a deposed nameserver leader (older epoch)"},
 };
 
 static const struct img_err_desc *find(int err)

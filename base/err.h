@@ -41,6 +41,10 @@ enum img_err {
     IMG_EKEYFILE = -1026,  /* a key file is unusable: its mode, type or a malformed line */
     IMG_EIDBOUND = -1027,  /* the server id is bound to another member key */
     IMG_ECLUSTER = -1028,  /* the peer belongs to another cluster (cluster id differs) */
+    IMG_ENOTLEADER = -1035, /* this nameserver is a standby: ask the leader (the answer's
+                             * NotLeader head may name it) or the next nameserver */
+    IMG_EEPOCH = -1036,    /* a command from a deposed nameserver leader (its epoch is older
+                            * than one this dataserver has seen) */
 };
 
 /* Returns a static, human-readable description of `err` (an IMG_E* code or a

@@ -21,6 +21,11 @@
  *   unlink - to the primary; a location that names the wrong primary is
  *            asked again once.
  *
+ * The nameserver may be a list (proto/nslist.h): a request goes to the one
+ * that answered last, and on a connection failure, IMG_ENOTLEADER or (with
+ * others to ask) a timeout to the leader the answer named, else to the next
+ * one (ns_pass); a pass where none answered waits and goes round again.
+ *
  * Threading: a handle holds no state outside its pool and caches, which
  * lock themselves, so every call may run on any number of threads. */
 #include "client/admin.h"
@@ -34,6 +39,7 @@
 #include "proto/fname.h"
 #include "proto/frame.h"
 #include "proto/mime.h"
+#include "proto/nslist.h"
 #include "proto/retry.h"
 
 #include <errno.h>
@@ -57,7 +63,8 @@
 #define ROUND_WAIT_MAX_MS 500       /* longest wait between rounds */
 
 struct imgstore {
-    char ns[RPC_ADDR_MAX];
+    struct nslist ns; /* the nameservers, read-only after open */
+    int ns_cur;       /* index of the one that answered last (__atomic) */
     int timeout_ms;
     int io_timeout_ms;
     struct rpc_pool pool;
@@ -81,6 +88,7 @@ SAME_CODE(EINVAL);
 SAME_CODE(EAUTH);
 SAME_CODE(EPERM);
 SAME_CODE(EKEYFILE);
+SAME_CODE(ENOTLEADER);
 #undef SAME_CODE
 _Static_assert(IMGSTORE_ADDR_MAX == ADDR_MAX, "IMGSTORE_ADDR_MAX != ADDR_MAX");
 
@@ -91,14 +99,15 @@ int imgstore_open(const char *ns_addr, const struct imgstore_opts *opts, imgstor
     if (!out)
         return IMGSTORE_EINVAL;
     *out = NULL;
-    if (addr_check(ns_addr) != 0)
+    struct nslist ns;
+    if (nslist_parse(ns_addr, &ns) != 0)
         return IMGSTORE_EINVAL;
     if (opts && (opts->timeout_ms < 0 || opts->io_timeout_ms < 0))
         return IMGSTORE_EINVAL;
     imgstore_t *h = calloc(1, sizeof(*h));
     if (!h)
         return -ENOMEM;
-    snprintf(h->ns, sizeof(h->ns), "%s", ns_addr);
+    h->ns = ns;
     h->timeout_ms = opts && opts->timeout_ms ? opts->timeout_ms : DEFAULT_TIMEOUT_MS;
     h->io_timeout_ms = opts && opts->io_timeout_ms ? opts->io_timeout_ms : DEFAULT_IO_TIMEOUT_MS;
     int rc = rpc_pool_init(&h->pool);
@@ -200,13 +209,17 @@ static int round_wait(int *wait, int64_t deadline)
 /* Sends a request with no bodies to `addr` and unpacks the response head with
  * `desc`. Returns 0 with *msg (owned by the caller, free with
  * protobuf_c_message_free_unpacked), the server's error status, or a
- * transport error. */
+ * transport error. When the status is IMG_ENOTLEADER and `leader` is not
+ * NULL, the leader its NotLeader head names (a valid address, else "") is
+ * copied to leader[ADDR_MAX]. */
 static int call_msg(imgstore_t *h, const char *addr, unsigned type, const ProtobufCMessage *req,
                     int64_t deadline, const ProtobufCMessageDescriptor *desc,
-                    ProtobufCMessage **msg)
+                    ProtobufCMessage **msg, char *leader)
 {
     struct rpc_resp resp;
     *msg = NULL;
+    if (leader)
+        leader[0] = '\0';
     int rc = rpc_call(&h->pool, addr, type, req, NULL, 0, 0, h->io_timeout_ms, deadline, &resp);
     if (rc != 0)
         return rc;
@@ -215,25 +228,93 @@ static int call_msg(imgstore_t *h, const char *addr, unsigned type, const Protob
         *msg = rpc_unpack(&resp, desc);
         if (!*msg)
             rc = IMG_EPROTO;
+    } else if (rc == IMG_ENOTLEADER && leader && resp.head_len > 0) {
+        Imgstore__NotLeader *nl =
+            (Imgstore__NotLeader *)rpc_unpack(&resp, &imgstore__not_leader__descriptor);
+        if (nl && nl->leader_addr && addr_check(nl->leader_addr) == 0)
+            snprintf(leader, ADDR_MAX, "%s", nl->leader_addr);
+        if (nl)
+            imgstore__not_leader__free_unpacked(nl, NULL);
     }
     rpc_resp_free(&resp);
     return rc;
 }
 
-/* call_msg to the nameserver, retried with growing waits while it cannot be
- * reached (restarting, or a network blip), until the deadline. Returns what
- * the last attempt returned. */
+/* Whether a nameserver's answer sends the caller to another one: it could
+ * not be reached, it is not the leader, or (when there are others to ask)
+ * it did not answer in time. */
+static int ns_failover(int rc, int n)
+{
+    return rc == IMG_ECONN || rc == IMG_ENOTLEADER || (rc == IMG_ETIMEDOUT && n > 1);
+}
+
+/* One pass over the nameserver list: first the one that answered last,
+ * then, after a failover answer, the leader it named (when there is one
+ * not asked yet), else the next one not asked yet. The nameserver that
+ * gives another answer becomes the current one. Returns that answer (as
+ * call_msg), or the last failover answer when every one was asked. */
+static int ns_pass(imgstore_t *h, unsigned type, const ProtobufCMessage *req, int64_t deadline,
+                   const ProtobufCMessageDescriptor *desc, ProtobufCMessage **msg)
+{
+    int n = h->ns.n;
+    int idx = __atomic_load_n(&h->ns_cur, __ATOMIC_RELAXED);
+    if (idx < 0 || idx >= n)
+        idx = 0;
+    unsigned asked = 0; /* bit i: h->ns.addr[i] was asked */
+    int outside = 0;    /* leaders asked that are not in the list */
+    char hint[ADDR_MAX], other[ADDR_MAX];
+    const char *addr = h->ns.addr[idx];
+    for (;;) {
+        int rc = call_msg(h, addr, type, req, deadline, desc, msg, hint);
+        if (idx >= 0)
+            asked |= 1u << idx;
+        if (!ns_failover(rc, n)) {
+            if (idx >= 0)
+                __atomic_store_n(&h->ns_cur, idx, __ATOMIC_RELAXED);
+            return rc;
+        }
+        if (rpc_now_ms() >= deadline)
+            return rc;
+        int next = hint[0] ? nslist_find(&h->ns, hint) : -1;
+        if (hint[0] && next < 0 && outside < NSLIST_MAX) {
+            /* A leader our list does not name (the list is out of date):
+             * asked, but never made the current one. */
+            outside++;
+            memcpy(other, hint, sizeof(other));
+            idx = -1;
+            addr = other;
+            continue;
+        }
+        if (next >= 0 && (asked & (1u << next)))
+            next = -1;
+        for (int k = 1; next < 0 && k <= n; k++) {
+            int j = (idx < 0 ? k - 1 : idx + k) % n;
+            if (!(asked & (1u << j)))
+                next = j;
+        }
+        if (next < 0)
+            return rc;
+        idx = next;
+        addr = h->ns.addr[idx];
+    }
+}
+
+/* ns_pass, retried with growing waits while no nameserver can be reached
+ * (restarting, or a network blip) or none leads (an election), until the
+ * deadline. Returns what the last attempt returned. */
 static int call_ns(imgstore_t *h, unsigned type, const ProtobufCMessage *req, int64_t deadline,
                    const ProtobufCMessageDescriptor *desc, ProtobufCMessage **msg)
 {
-    int wait = NS_RETRY_MIN_MS, refused = 0;
+    int wait = NS_RETRY_MIN_MS, last = 0;
     for (;;) {
-        int rc = call_msg(h, h->ns, type, req, deadline, desc, msg);
-        if (rc == IMG_ETIMEDOUT && refused)
-            return IMG_ECONN; /* time ran out while the nameserver could not be reached */
-        refused |= rc == IMG_ECONN;
+        int rc = ns_pass(h, type, req, deadline, desc, msg);
+        if (rc == IMG_ETIMEDOUT && last)
+            return last; /* time ran out while no nameserver could be reached, or none led */
+        if (rc != IMG_ECONN && rc != IMG_ENOTLEADER)
+            return rc;
+        last = rc;
         int64_t left = deadline - rpc_now_ms();
-        if (rc != IMG_ECONN || left <= 0)
+        if (left <= 0)
             return rc;
         sleep_ms(left < wait ? (int)left : wait);
         wait = wait * 2 > NS_RETRY_MAX_MS ? NS_RETRY_MAX_MS : wait * 2;
@@ -308,7 +389,8 @@ static int lookup(imgstore_t *h, uint64_t block_id, int64_t deadline, struct cac
  * (unreachable, frozen, not serving), as opposed to an answer. */
 static int ns_cannot_answer(int rc)
 {
-    return rc == IMG_ETIMEDOUT || rc == IMG_ECONN || rc == IMG_ESAFEMODE || rc == IMG_EPROTO;
+    return rc == IMG_ETIMEDOUT || rc == IMG_ECONN || rc == IMG_ESAFEMODE || rc == IMG_EPROTO ||
+           rc == IMG_ENOTLEADER;
 }
 
 /* Returns the location of block_id from the cache or, on a miss or when
@@ -316,7 +398,7 @@ static int ns_cannot_answer(int rc)
  *
  * When only an expired (or dropped) location is cached, the nameserver gets
  * STALE_LOOKUP_MS to answer; if it cannot answer in that time (down,
- * frozen, cut off, not serving) the expired location is used and kept for
+ * frozen, cut off, not serving, no nameserver leads) the expired location is used and kept for
  * another TTL: a nameserver outage must not stop reads of blocks already
  * located. This holds with `fresh` set too (the reader's last pass failed
  * on every replica): the replicas may have been away for a moment, and the
@@ -742,7 +824,7 @@ int imgstore_unlink2(imgstore_t *h, const char *name, int *was_deleted)
         if (rc == 0) {
             ProtobufCMessage *m = NULL;
             rc = call_msg(h, loc.addr[0], FT_DELETE, &req.base, deadline,
-                          &imgstore__delete_resp__descriptor, &m);
+                          &imgstore__delete_resp__descriptor, &m, NULL);
             if (rc == 0 && was_deleted)
                 *was_deleted = ((Imgstore__DeleteResp *)m)->was_deleted && !sent;
             if (m)
@@ -772,8 +854,8 @@ int imgstore_admin_cluster_status(imgstore_t *h, Imgstore__ClusterStatusResp **o
     *out = NULL;
     Imgstore__ClusterStatus req = IMGSTORE__CLUSTER_STATUS__INIT;
     ProtobufCMessage *m;
-    int rc = call_msg(h, h->ns, FT_CLUSTER_STATUS, &req.base, op_deadline(h),
-                      &imgstore__cluster_status_resp__descriptor, &m);
+    int rc = ns_pass(h, FT_CLUSTER_STATUS, &req.base, op_deadline(h),
+                     &imgstore__cluster_status_resp__descriptor, &m);
     if (rc != 0)
         return rc;
     *out = (Imgstore__ClusterStatusResp *)m;
@@ -795,5 +877,7 @@ int imgstore_admin_call(imgstore_t *h, const char *addr, unsigned type,
     *out = NULL;
     if (!h || !desc || (addr && addr_check(addr) != 0))
         return IMGSTORE_EINVAL;
-    return call_msg(h, addr ? addr : h->ns, type, req, op_deadline(h), desc, out);
+    if (!addr)
+        return ns_pass(h, type, req, op_deadline(h), desc, out);
+    return call_msg(h, addr, type, req, op_deadline(h), desc, out, NULL);
 }

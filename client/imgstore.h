@@ -42,6 +42,8 @@ extern "C" {
 #define IMGSTORE_EAUTH (-1024)    /* no key, a wrong key or a revoked one */
 #define IMGSTORE_EPERM (-1025)    /* the key lacks the role for this request */
 #define IMGSTORE_EKEYFILE (-1026) /* the key file is unusable (mode, type, format) */
+#define IMGSTORE_ENOTLEADER (-1035) /* no nameserver of the list leads (an election is under
+                                     * way, or the list names standbys only) */
 
 typedef struct imgstore imgstore_t;
 
@@ -51,7 +53,10 @@ struct imgstore_opts {
 };
 
 /* Creates a handle for the cluster whose nameserver is at `ns_addr`
- * ("HOST:PORT"). opts may be NULL for defaults. No connection is made yet.
+ * ("HOST:PORT"), or whose nameservers are at "HOST:PORT,HOST:PORT,..." (at
+ * most 8, no spaces, no duplicates: a leader and its standbys; a request
+ * goes to the one that answered last and on to the others when it cannot be
+ * reached or is not the leader). opts may be NULL for defaults. No connection is made yet.
  * When the environment variable IMGSTORE_KEY_FILE names a key file, the
  * handle uses that key (see imgstore_set_key_file). Returns 0 with *out
  * (free with imgstore_close), IMGSTORE_EINVAL, or IMGSTORE_EKEYFILE / a

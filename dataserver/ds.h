@@ -40,6 +40,7 @@
 #include "net/auth.h"
 #include "net/conn.h"
 #include "net/limits.h"
+#include "proto/nslist.h"
 #include "dataserver/store.h"
 
 #include <stdint.h>
@@ -81,6 +82,17 @@ struct auth_link;
 struct ds {
     uv_loop_t *loop;
     struct store *store;
+    /* the nameservers (--ns A,B,C; empty when a test sets ns_addr alone)
+     * and the one the session talks to: ns_list.addr[ns_cur], copied */
+    struct nslist ns_list;
+    int ns_cur;
+    int ns_hint; /* index of the leader a standby named, taken next; -1: none */
+    int ns_no_backoff; /* the session closed after a standby's answer: no back-off */
+    /* fencing (--etcd on the nameservers): the epoch of the current
+     * session's nameserver (0: not known yet, or no HA) and the highest one
+     * seen; commands on a session of an older epoch are refused */
+    int64_t ns_epoch, ns_epoch_max;
+    uint64_t fenced; /* commands refused for their epoch */
     char ns_addr[DS_ADDR_MAX];
     char listen_addr[DS_ADDR_MAX];
     char http_addr[DS_ADDR_MAX];

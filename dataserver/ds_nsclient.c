@@ -7,7 +7,13 @@
  * DS_NSC_STALE_TIMEOUT_MS. Answers are validated before they are cached, by
  * the protocol's replica-list rule (proto/replicas.h): a malformed address is skipped (for
  * a writable block, a malformed primary refuses the block), a block with no
- * usable replica is treated as absent. */
+ * usable replica is treated as absent.
+ *
+ * With several nameservers (--ns A,B,C) the connection goes to the one that
+ * answered last; a request that fails to connect, times out or is refused
+ * with IMG_ENOTLEADER moves it to the leader the answer names (NotLeader),
+ * else to the next one, and is sent again there, at most once per
+ * nameserver of the list. */
 #include "dataserver/ds_nsclient.h"
 
 #include "base/array.h"
@@ -25,6 +31,7 @@
 
 struct ds_nsclient {
     struct ds *ds;
+    int cur; /* index in ds->ns_list of the nameserver c goes to */
     struct conn *c;
     struct auth_link *link; /* c's handshake */
     struct ds_loc *locs; /* DS_LOC_SLOTS, slot = block_id % DS_LOC_SLOTS */
@@ -35,6 +42,8 @@ struct ds_nsclient {
 
 struct nsc_req {
     struct ds *ds;
+    int tries;   /* nameservers asked */
+    int sent_to; /* the last one, an index of ds->ns_list */
     uint64_t block_id;
     ds_nsc_loc_cb cb;
     void *arg;
@@ -91,7 +100,9 @@ static struct conn *nsc_conn(struct ds_nsclient *n)
 {
     if (n->c && !conn_is_closing(n->c))
         return n->c;
-    n->c = conn_connect(n->ds->loop, n->ds->ns_addr, nsc_frame, nsc_closed, n);
+    const struct nslist *l = &n->ds->ns_list;
+    const char *addr = l->n > 0 ? l->addr[n->cur] : n->ds->ns_addr;
+    n->c = conn_connect(n->ds->loop, addr, nsc_frame, nsc_closed, n);
     if (!n->c)
         return NULL;
     n->link = ds_auth_link(n->ds, n->c, NULL, NULL);
@@ -101,6 +112,43 @@ static struct conn *nsc_conn(struct ds_nsclient *n)
         return NULL; /* nsc_closed forgets it */
     }
     return n->c;
+}
+
+/* After a request sent to nameserver `sent_to` (an index of the list), the
+ * tries-th one asked, got `status` / f (conn_reply_cb's): returns 1 when it
+ * is worth sending again to another one, 0 otherwise. When sent_to is
+ * still the current one, the current one becomes the leader an
+ * IMG_ENOTLEADER answer names (when in our list), else the next; when
+ * another request moved it already, it stays. */
+static int nsc_failover(struct ds_nsclient *n, int status, const struct frame *f, int sent_to,
+                        int tries)
+{
+    const struct nslist *l = &n->ds->ns_list;
+    status = conn_reply_status(status, f);
+    if (n->ds->stopping || l->n < 2 || tries >= l->n ||
+        (status != IMG_ECONN && status != IMG_ETIMEDOUT && status != IMG_ENOTLEADER))
+        return 0;
+    if (sent_to != n->cur)
+        return 1;
+    int next = -1;
+    if (status == IMG_ENOTLEADER && f && f->h.head_len > 0) {
+        Imgstore__NotLeader *nl =
+            imgstore__not_leader__unpack(NULL, f->h.head_len, f->head);
+        if (nl)
+            next = nslist_find(l, nl->leader_addr);
+        if (nl)
+            imgstore__not_leader__free_unpacked(nl, NULL);
+    }
+    if (next < 0 || next == n->cur)
+        next = (n->cur + 1) % l->n;
+    log_warn("nameserver %s: %s; asking %s", l->addr[n->cur], img_strerror(status),
+             l->addr[next]);
+    n->cur = next;
+    if (n->c && !conn_is_closing(n->c))
+        conn_close(n->c); /* nsc_closed forgets it */
+    n->c = NULL;
+    n->link = NULL;
+    return 1;
 }
 
 _Static_assert(DS_ADDR_MAX >= ADDR_MAX, "a ds_loc row holds any wire address");
@@ -144,12 +192,16 @@ void ds_nsc_drop_loc(struct ds *ds, uint64_t block_id)
         l->expires_ms = 0;
 }
 
+static int lookup_send(struct nsc_req *q);
+
 static void lookup_reply(int status, const struct frame *f, void *arg)
 {
     struct nsc_req *q = arg;
     struct ds *ds = q->ds;
     struct ds_loc loc;
     struct ds_loc *stale = loc_entry(ds, q->block_id);
+    if (nsc_failover(ds->nsc, status, f, q->sent_to, q->tries) && lookup_send(q) == 0)
+        return;
     if (status != 0 && stale) {
         /* The nameserver could not be reached: the last known answer. */
         log_warn("nameserver lookup of block %llu failed (%s): using its last known location",
@@ -183,11 +235,26 @@ static void lookup_reply(int status, const struct frame *f, void *arg)
     free(q);
 }
 
-int ds_nsc_lookup(struct ds *ds, uint64_t block_id, ds_nsc_loc_cb cb, void *arg)
+/* Sends q's LOOKUP to the current nameserver. 0, or an error (q not
+ * taken). */
+static int lookup_send(struct nsc_req *q)
 {
+    struct ds *ds = q->ds;
     struct conn *c = nsc_conn(ds->nsc);
     if (!c)
         return IMG_ECONN;
+    q->sent_to = ds->nsc->cur;
+    q->tries++;
+    Imgstore__Lookup req = IMGSTORE__LOOKUP__INIT;
+    req.block_ids = &q->block_id;
+    req.n_block_ids = 1;
+    return conn_request(c, FT_LOOKUP, &req.base, NULL, 0, NULL,
+                        loc_entry(ds, q->block_id) ? DS_NSC_STALE_TIMEOUT_MS : DS_NSC_TIMEOUT_MS,
+                        lookup_reply, q);
+}
+
+int ds_nsc_lookup(struct ds *ds, uint64_t block_id, ds_nsc_loc_cb cb, void *arg)
+{
     struct nsc_req *q = calloc(1, sizeof(*q));
     if (!q)
         return -ENOMEM;
@@ -195,12 +262,7 @@ int ds_nsc_lookup(struct ds *ds, uint64_t block_id, ds_nsc_loc_cb cb, void *arg)
     q->block_id = block_id;
     q->cb = cb;
     q->arg = arg;
-    Imgstore__Lookup req = IMGSTORE__LOOKUP__INIT;
-    req.block_ids = &block_id;
-    req.n_block_ids = 1;
-    int rc = conn_request(c, FT_LOOKUP, &req.base, NULL, 0, NULL,
-                          loc_entry(ds, block_id) ? DS_NSC_STALE_TIMEOUT_MS : DS_NSC_TIMEOUT_MS,
-                          lookup_reply, q);
+    int rc = lookup_send(q);
     if (rc != 0)
         free(q);
     return rc;
@@ -235,17 +297,23 @@ void ds_nsc_writable_drop(struct ds *ds, uint64_t block_id)
 
 struct alloc_req {
     struct ds *ds;
+    int tries;   /* nameservers asked */
+    int sent_to; /* the last one, an index of ds->ns_list */
     uint64_t excl[DS_WRITABLE_MAX * 4];
     int nexcl;
     ds_nsc_loc_cb cb;
     void *arg;
 };
 
+static int alloc_send(struct alloc_req *q);
+
 static void alloc_reply(int status, const struct frame *f, void *arg)
 {
     struct alloc_req *q = arg;
     struct ds *ds = q->ds;
     struct ds_nsclient *n = ds->nsc;
+    if (nsc_failover(n, status, f, q->sent_to, q->tries) && alloc_send(q) == 0)
+        return;
     Imgstore__AllocWriteResp *m =
         conn_reply_unpack(status, f, &imgstore__alloc_write_resp__descriptor, &status);
     if (m) {
@@ -268,12 +336,26 @@ static void alloc_reply(int status, const struct frame *f, void *arg)
     free(q);
 }
 
+/* Sends q's ALLOC_WRITE to the current nameserver (once our key is proved
+ * on the connection). 0, or an error (q not taken). */
+static int alloc_send(struct alloc_req *q)
+{
+    struct ds *ds = q->ds;
+    if (!nsc_conn(ds->nsc))
+        return IMG_ECONN;
+    q->sent_to = ds->nsc->cur;
+    q->tries++;
+    Imgstore__AllocWrite req = IMGSTORE__ALLOC_WRITE__INIT;
+    req.count = DS_WRITABLE_MAX / 2;
+    req.exclude = q->excl;
+    req.n_exclude = (size_t)q->nexcl;
+    return auth_link_request(ds->nsc->link, FT_ALLOC_WRITE, &req.base, NULL, 0, NULL,
+                             DS_NSC_TIMEOUT_MS, alloc_reply, q);
+}
+
 int ds_nsc_alloc_write(struct ds *ds, const uint64_t *excl, int nexcl, ds_nsc_loc_cb cb,
                        void *arg)
 {
-    struct conn *c = nsc_conn(ds->nsc);
-    if (!c)
-        return IMG_ECONN;
     struct alloc_req *q = calloc(1, sizeof(*q));
     if (!q)
         return -ENOMEM;
@@ -284,12 +366,7 @@ int ds_nsc_alloc_write(struct ds *ds, const uint64_t *excl, int nexcl, ds_nsc_lo
                    ? nexcl
                    : (int)(sizeof(q->excl) / sizeof(q->excl[0]));
     memcpy(q->excl, excl, (size_t)q->nexcl * sizeof(*excl));
-    Imgstore__AllocWrite req = IMGSTORE__ALLOC_WRITE__INIT;
-    req.count = DS_WRITABLE_MAX / 2;
-    req.exclude = q->excl;
-    req.n_exclude = (size_t)q->nexcl;
-    int rc = auth_link_request(ds->nsc->link, FT_ALLOC_WRITE, &req.base, NULL, 0, NULL,
-                               DS_NSC_TIMEOUT_MS, alloc_reply, q);
+    int rc = alloc_send(q);
     if (rc != 0)
         free(q);
     return rc;

@@ -1,9 +1,14 @@
 /* ds_session.c - the dataserver's session with the nameserver.
  *
  * One connection, opened at start and reopened with growing back-off when it
- * drops. The first heartbeat on a connection is a full block report; later
- * ones, every DS_HEARTBEAT_MS, carry only the blocks that changed (b->dirty,
- * set through ds_block_changed / ds_block_report, cleared here). The
+ * drops. With several nameservers (--ns A,B,C) a dropped or refused
+ * connection moves the session to the next one of the list; the back-off
+ * grows once per round of the list; a nameserver that answers a heartbeat
+ * IMG_ENOTLEADER (a standby) sends the session to the leader it names. The
+ * first heartbeat on a connection is
+ * a full block report; later ones, every DS_HEARTBEAT_MS, carry only the
+ * blocks that changed (b->dirty, set through ds_block_changed /
+ * ds_block_report, cleared here). The
  * nameserver sends its commands (CREATE_BLOCK, SET_REPLICAS, REPLICATE_BLOCK,
  * ...) on the same connection: this file is their transport and hands them
  * to ds_dispatch.
@@ -73,6 +78,16 @@ static const struct ds_transport session = {
 
 static void session_frame(struct conn *c, const struct frame *f, void *ctx)
 {
+    struct ds *ds = ctx;
+    if (ds->ns_epoch && ds->ns_epoch < ds->ns_epoch_max) {
+        /* A leader deposed since it answered us: its commands are void. */
+        if (ds->fenced++ % 100 == 0)
+            log_warn("refused %s from nameserver %s: epoch %lld, older than %lld (%llu refused)",
+                     frame_type_name(f->h.type), ds->ns_addr, (long long)ds->ns_epoch,
+                     (long long)ds->ns_epoch_max, (unsigned long long)ds->fenced);
+        conn_reply(c, &f->h, IMG_EEPOCH, NULL, NULL, 0, NULL);
+        return;
+    }
     ds_dispatch(ctx, &session, c, f);
 }
 
@@ -127,6 +142,23 @@ static void heartbeat_reply(int status, const struct frame *f, void *arg)
     ds->hb_full_in_flight = 0;
     if (status != 0 || !f)
         return;
+    if (f->h.status == IMG_ENOTLEADER && ds->ns_list.n > 1) {
+        /* A standby: to the leader it names (when in our list), else on. */
+        Imgstore__NotLeader *nl = imgstore__not_leader__unpack(NULL, f->h.head_len, f->head);
+        ds->ns_hint = nl ? nslist_find(&ds->ns_list, nl->leader_addr) : -1;
+        log_info("nameserver %s is not the leader%s%s", ds->ns_addr,
+                 ds->ns_hint >= 0 ? "; the leader is " : "",
+                 ds->ns_hint >= 0 ? ds->ns_list.addr[ds->ns_hint] : "");
+        if (nl)
+            imgstore__not_leader__free_unpacked(nl, NULL);
+        ds->need_full_report = 1;
+        /* A live standby, an election under way: ask again soon, no back-off. */
+        ds->reconnect_ms = DS_RECONNECT_MIN_MS;
+        ds->ns_no_backoff = 1;
+        if (ds->ns_conn)
+            conn_close(ds->ns_conn);
+        return;
+    }
     if (f->h.status != 0) {
         log_warn("nameserver refused heartbeat: %s", img_strerror(f->h.status));
         ds->need_full_report = 1;
@@ -136,6 +168,22 @@ static void heartbeat_reply(int status, const struct frame *f, void *arg)
     if (!m) {
         log_warn("malformed heartbeat response from nameserver");
         return;
+    }
+    if (m->epoch > 0 && m->epoch < ds->ns_epoch_max) {
+        log_warn("nameserver %s answers for epoch %lld, older than %lld: a deposed leader; "
+                 "moving on",
+                 ds->ns_addr, (long long)m->epoch, (long long)ds->ns_epoch_max);
+        imgstore__heartbeat_resp__free_unpacked(m, NULL);
+        if (ds->ns_conn)
+            conn_close(ds->ns_conn);
+        return;
+    }
+    if (m->epoch > 0) {
+        if (m->epoch != ds->ns_epoch)
+            log_info("nameserver %s leads in epoch %lld", ds->ns_addr, (long long)m->epoch);
+        ds->ns_epoch = m->epoch;
+        if (m->epoch > ds->ns_epoch_max)
+            ds->ns_epoch_max = m->epoch;
     }
     if (m->cluster_id && *m->cluster_id && strcmp(m->cluster_id, ds->cluster_id) != 0) {
         if (ds->cluster_id[0]) {
@@ -310,11 +358,25 @@ static void session_closed(struct conn *c, void *ctx)
         ds->ns_link = NULL;
     }
     ds->hb_in_flight = 0;
+    ds->ns_epoch = 0;
     ds->primary_confirmed = 0; /* we may be demoted while cut off */
     if (ds->stopping)
         return;
-    log_warn("lost nameserver session %s; reconnecting in %d ms", ds->ns_addr, ds->reconnect_ms);
+    char lost[DS_ADDR_MAX];
+    memcpy(lost, ds->ns_addr, sizeof(lost));
+    if (ds->ns_list.n > 1) {
+        int hint = ds->ns_hint;
+        ds->ns_hint = -1;
+        ds->ns_cur = hint >= 0 && hint != ds->ns_cur ? hint : (ds->ns_cur + 1) % ds->ns_list.n;
+        memcpy(ds->ns_addr, ds->ns_list.addr[ds->ns_cur], sizeof(ds->ns_addr));
+    }
+    log_warn("lost nameserver session %s; connecting to %s in %d ms", lost, ds->ns_addr,
+             ds->reconnect_ms);
     uv_timer_start(&ds->reconnect_timer, reconnect_tick, (uint64_t)ds->reconnect_ms, 0);
+    int no_backoff = ds->ns_no_backoff;
+    ds->ns_no_backoff = 0;
+    if (no_backoff || (ds->ns_list.n > 1 && ds->ns_cur != 0))
+        return; /* the back-off grows once per round of the list, not after a standby */
     ds->reconnect_ms *= 2;
     if (ds->reconnect_ms > DS_RECONNECT_MAX_MS)
         ds->reconnect_ms = DS_RECONNECT_MAX_MS;
@@ -356,6 +418,7 @@ int ds_session_start(struct ds *ds)
     ds->hb_timer.data = ds;
     ds->reconnect_timer.data = ds;
     ds->reconnect_ms = DS_RECONNECT_MIN_MS;
+    ds->ns_hint = -1;
     uv_timer_start(&ds->hb_timer, hb_tick, DS_HEARTBEAT_MS, DS_HEARTBEAT_MS);
     session_connect(ds);
     return 0;

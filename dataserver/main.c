@@ -1,6 +1,7 @@
 /* main.c - the dataserver process: command line, start-up and shut-down.
  *
- *   dataserver --ns HOST:PORT --listen HOST:PORT --http HOST:PORT --data DIR[,DIR...]
+ *   dataserver --ns HOST:PORT[,HOST:PORT...] --listen HOST:PORT --http HOST:PORT
+ *              --data DIR[,DIR...]
  *              (--keys FILE [--member-key NAME] | --insecure)
  *              [--https HOST:PORT --tls-cert FILE --tls-key FILE] [--miss-exempt ADDRS]
  *
@@ -37,8 +38,8 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: dataserver --ns HOST:PORT --listen HOST:PORT --http HOST:PORT "
-                 "--data DIR[,DIR...]\n"
+    fprintf(out, "usage: dataserver --ns HOST:PORT[,HOST:PORT...] --listen HOST:PORT "
+                 "--http HOST:PORT --data DIR[,DIR...]\n"
                  "       (--keys FILE [--member-key NAME] | --insecure)\n"
                  "       [--upload-token-file FILE] [--max-upload-bytes N] [--max-inflight N]\n"
                  "       [--http-idle-ms MS] [--http-header-timeout-ms MS]\n"
@@ -152,6 +153,27 @@ static int copy_addr(char *dst, const char *src, const char *what)
     return 0;
 }
 
+/* --ns: one nameserver or several (proto/nslist.h), each an address the
+ * loop can connect to; the session starts with the first. */
+static int parse_ns(struct ds *ds, const char *src)
+{
+    struct sockaddr_storage ss;
+    int ok = nslist_parse(src, &ds->ns_list) == 0;
+    for (int i = 0; ok && i < ds->ns_list.n; i++)
+        ok = strlen(ds->ns_list.addr[i]) < DS_ADDR_MAX &&
+             conn_parse_addr(ds->ns_list.addr[i], &ss) == 0;
+    if (!ok) {
+        fprintf(stderr,
+                "dataserver: bad --ns address list '%s' (want HOST:PORT[,HOST:PORT...], at "
+                "most %d, no duplicates)\n",
+                src, NSLIST_MAX);
+        return -1;
+    }
+    ds->ns_cur = 0;
+    strcpy(ds->ns_addr, ds->ns_list.addr[0]);
+    return 0;
+}
+
 static int split_dirs(char *arg, char **dirs, int max)
 {
     int n = 0;
@@ -236,7 +258,7 @@ int main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'n':
-            if (copy_addr(ds.ns_addr, optarg, "--ns") != 0)
+            if (parse_ns(&ds, optarg) != 0)
                 return 2;
             have_ns = 1;
             break;
@@ -456,8 +478,10 @@ int main(int argc, char **argv)
     ds.scrub_rate_own = ds.scrub_rate;
     if (ds_scrub_start(&ds) != 0)
         log_warn("scrub: cannot start (out of memory)");
+    char nsl[NSLIST_STR_MAX];
     log_info("serving native %s, http %s%s%s, nameserver %s", ds.listen_addr, ds.http_addr,
-             ds.tls ? ", https " : "", ds.tls ? ds.https_addr : "", ds.ns_addr);
+             ds.tls ? ", https " : "", ds.tls ? ds.https_addr : "",
+             nslist_format(&ds.ns_list, nsl, sizeof(nsl)));
 
     uv_signal_t sigterm, sigint;
     uv_signal_init(ds.loop, &sigterm);

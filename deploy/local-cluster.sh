@@ -2,6 +2,9 @@
 # local-cluster.sh - a local imgstore cluster on loopback, for trying things.
 #
 #   deploy/local-cluster.sh start    start 1 nameserver + 3 dataservers (idempotent)
+#   deploy/local-cluster.sh start --ha  the same with high availability: a local
+#                                    etcd (var/etcd, client port 127.0.0.1:7470) and
+#                                    2 nameservers (7400 leads first, 7401 stands by)
 #   deploy/local-cluster.sh stop     stop them (SIGTERM, then SIGKILL after 5 s)
 #   deploy/local-cluster.sh status   which processes run, and `ds-admin status`
 #   deploy/local-cluster.sh demo     put a small PNG, get it back, compare it
@@ -13,6 +16,10 @@
 # The nameserver listens on 127.0.0.1:7400, the dataservers on 127.0.0.1:7411-7413
 # (native protocol) and 127.0.0.1:7481-7483 (HTTP); files get 2 replicas.
 # IMGSTORE_BIN overrides the folder of the binaries (default build/bin).
+# With --ha, var/ha marks the cluster as one: stop, status and demo then
+# use both nameservers (--ns 127.0.0.1:7400,127.0.0.1:7401); a plain start
+# removes the mark (the data folders stay; etcd keeps the cluster id and the
+# block-id high-water mark in var/etcd).
 # Keys (docs/security.md): the first start writes var/keys (mode 0600) with
 # a member key (the servers'), an operator key and a writer key, and one
 # client key file per role: var/operator.key (ds-admin changes),
@@ -24,6 +31,12 @@ ROOT=$(pwd)
 BIN=${IMGSTORE_BIN:-$ROOT/build/bin}
 VAR=$ROOT/var
 NS_ADDR=127.0.0.1:7400
+NS2_ADDR=127.0.0.1:7401
+ETCD_ADDR=127.0.0.1:7470
+ETCD_PEER=127.0.0.1:7469
+ETCD_BIN=${ETCD_BIN:-/usr/bin/etcd}
+HA_MARK=$ROOT/var/ha
+[ -f "$HA_MARK" ] && NS_ADDR=$NS_ADDR,$NS2_ADDR
 REPLICAS=2
 NDS=3
 START_TIMEOUT=20 # seconds
@@ -54,6 +67,16 @@ running() {
     tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "$2" || return 1
 }
 
+# The binary of a process name: ns, ns2 -> nameserver, etcd -> etcd, else
+# dataserver.
+bin_of() {
+    case $1 in
+    ns | ns2) echo nameserver ;;
+    etcd) echo etcd ;;
+    *) echo dataserver ;;
+    esac
+}
+
 # launch NAME BINARY ARGS...: starts a server in the background, detached
 # from the terminal, with its output in var/log/NAME.log.
 launch() {
@@ -65,8 +88,10 @@ launch() {
     fi
     bin=$1
     shift
+    path=$BIN/$bin
+    [ "$bin" = etcd ] && path=$ETCD_BIN
     echo "==== $(date '+%F %T') starting $bin $*" >>"$VAR/log/$name.log"
-    nohup "$BIN/$bin" "$@" </dev/null >>"$VAR/log/$name.log" 2>&1 &
+    nohup "$path" "$@" </dev/null >>"$VAR/log/$name.log" 2>&1 &
     echo $! >"$VAR/run/$name.pid"
     echo "started $name (pid $!)"
 }
@@ -186,11 +211,47 @@ make_keys() {
 # The writer key's secret: the bearer token of HTTP uploads and deletes.
 writer_secret() { awk '!/^#/ && NF { print $NF; exit }' "$WRITER_KEY"; }
 
+# Starts the local etcd and waits until it answers (HA mode).
+start_etcd() {
+    [ -x "$ETCD_BIN" ] || die "$ETCD_BIN is missing; run scripts/install-deps.sh (etcd-server)"
+    mkdir -p "$VAR/etcd" || die "cannot create $VAR/etcd"
+    launch etcd etcd --name local --data-dir "$VAR/etcd/data" \
+        --listen-client-urls "http://$ETCD_ADDR" --advertise-client-urls "http://$ETCD_ADDR" \
+        --listen-peer-urls "http://$ETCD_PEER" --initial-advertise-peer-urls "http://$ETCD_PEER" \
+        --initial-cluster "local=http://$ETCD_PEER" --log-level warn
+    tries=$((START_TIMEOUT * 5))
+    until curl -s --max-time 1 "http://$ETCD_ADDR/health" 2>/dev/null | grep -q true; do
+        tries=$((tries - 1))
+        [ $tries -gt 0 ] || {
+            show_logs
+            die "etcd did not answer on $ETCD_ADDR"
+        }
+        sleep 0.2
+    done
+    echo "etcd answers on $ETCD_ADDR"
+}
+
 cmd_start() {
     check_bins
     mkdir -p "$VAR/ns" "$VAR/log" "$VAR/run" || die "cannot create $VAR"
     make_keys
-    launch ns nameserver --listen "$NS_ADDR" --data "$VAR/ns" --replicas "$REPLICAS" --keys "$KEYS"
+    if [ "${1:-}" = --ha ]; then
+        touch "$HA_MARK"
+        NS_ADDR=127.0.0.1:7400,$NS2_ADDR
+        start_etcd
+        ha="--etcd $ETCD_ADDR --safe-mode-timeout-ms 3000"
+        # shellcheck disable=SC2086 # ha is split on purpose
+        launch ns nameserver --listen 127.0.0.1:7400 --data "$VAR/ns" --replicas "$REPLICAS" \
+            --keys "$KEYS" $ha
+        mkdir -p "$VAR/ns2"
+        # shellcheck disable=SC2086
+        launch ns2 nameserver --listen "$NS2_ADDR" --data "$VAR/ns2" --replicas "$REPLICAS" \
+            --keys "$KEYS" $ha
+    else
+        rm -f "$HA_MARK"
+        NS_ADDR=127.0.0.1:7400
+        launch ns nameserver --listen "$NS_ADDR" --data "$VAR/ns" --replicas "$REPLICAS" --keys "$KEYS"
+    fi
     i=1
     while [ $i -le $NDS ]; do
         mkdir -p "$VAR/ds$i"
@@ -204,13 +265,12 @@ cmd_start() {
         if [ "$(count_up)" -ge "$NDS" ] && all_ready; then
             echo " ok"
             wait_probe_read
-            echo "cluster up: nameserver $NS_ADDR, dataservers 127.0.0.1:7411-7413 (HTTP 7481-7483)"
+            echo "cluster up: nameserver(s) $NS_ADDR, dataservers 127.0.0.1:7411-7413 (HTTP 7481-7483)"
             echo "client keys: $WRITER_KEY (put, rm, HTTP uploads), $OPERATOR_KEY (ds-admin changes); use --key-file or IMGSTORE_KEY_FILE"
             return 0
         fi
-        for name in ns ds1 ds2 ds3; do
-            bin=dataserver
-            [ "$name" = ns ] && bin=nameserver
+        for name in $(names); do
+            bin=$(bin_of "$name")
             if ! running "$name" "$bin"; then
                 echo
                 echo "local-cluster: $name exited during start-up" >&2
@@ -229,6 +289,11 @@ cmd_start() {
     exit 1
 }
 
+# The processes of this cluster, in start order.
+names() {
+    if [ -f "$HA_MARK" ]; then echo etcd ns ns2 ds1 ds2 ds3; else echo ns ds1 ds2 ds3; fi
+}
+
 cmd_stop() {
     [ -d "$VAR/run" ] || {
         echo "nothing to stop"
@@ -238,8 +303,7 @@ cmd_stop() {
     for f in "$VAR"/run/*.pid; do
         [ -f "$f" ] || continue
         name=$(basename "$f" .pid)
-        bin=dataserver
-        [ "$name" = ns ] && bin=nameserver
+        bin=$(bin_of "$name")
         if running "$name" "$bin"; then
             pid=$(cat "$f")
             kill -TERM "$pid" 2>/dev/null && echo "stopping $name (pid $pid)"
@@ -272,9 +336,8 @@ cmd_stop() {
 }
 
 cmd_status() {
-    for name in ns ds1 ds2 ds3; do
-        bin=dataserver
-        [ "$name" = ns ] && bin=nameserver
+    for name in $(names); do
+        bin=$(bin_of "$name")
         if running "$name" "$bin"; then
             echo "$name: running (pid $(cat "$VAR/run/$name.pid"))"
         else
@@ -339,12 +402,12 @@ EOF
 }
 
 case "${1:-}" in
-start) cmd_start ;;
+start) cmd_start "${2:-}" ;;
 stop) cmd_stop ;;
 status) cmd_status ;;
 demo) cmd_demo ;;
 *)
-    echo "usage: $0 start|stop|status|demo" >&2
+    echo "usage: $0 start [--ha]|stop|status|demo" >&2
     exit 2
     ;;
 esac

@@ -8,9 +8,15 @@
  * Authentication (docs/security.md): --keys FILE, or --insecure to run
  * without (a WARN at start); neither is refused.
  *
+ * High availability (docs/nameserver.md): --etcd HOST:PORT[,...] joins the
+ * group of nameservers electing a leader on etcd (ns_etcd.c), under
+ * --etcd-prefix (default /imgstore), publishing --advertise (default the
+ * --listen address) as its address, with a lease of --etcd-ttl-ms.
+ *
  * Exit codes: 0 clean stop, 1 start-up failure (folder locked, corrupt
  * metadata, cannot listen), 2 bad arguments or an unusable keys file. */
 #include "nameserver/ns.h"
+#include "nameserver/ns_etcd.h"
 #include "nameserver/ns_http.h"
 
 #include "net/auth.h"
@@ -40,7 +46,11 @@ static void usage(FILE *f)
                "       [--frame-timeout-ms MS (default 30000, plus 1 s per 256 KiB of the frame)]\n"
                "       [--idle-timeout-ms MS (native port; default 300000)]\n"
                "       [--max-conns N (per port; default 4096)]\n"
-               "       [--max-conns-per-addr N (per port and peer address; default 256)]\n");
+               "       [--max-conns-per-addr N (per port and peer address; default 256)]\n"
+               "       [--etcd HOST:PORT[,HOST:PORT...] (high availability: elect a leader on\n"
+               "        etcd) [--etcd-prefix P (default /imgstore)] [--etcd-ttl-ms MS (the\n"
+               "        leader's lease, default 2000)] [--advertise HOST:PORT (the address\n"
+               "        published for clients; default --listen)]]\n");
 }
 
 /* Prints one "nameserver: ..." line on stderr and returns -1. */
@@ -77,11 +87,14 @@ static int parse_num(const char *opt, const char *s, uint64_t lo, uint64_t hi, u
  * keys and hands them to the ns). */
 static const char *keys_path;
 static int insecure;
+/* --etcd and its options (main hands them to ns_etcd_init). */
+static struct ns_etcd_config etcd;
 
 static int parse_args(int argc, char **argv, struct ns_config *cfg)
 {
     enum { O_LISTEN = 1, O_DATA, O_REPLICAS, O_BSIZE, O_HBTO, O_SAFETO, O_HELP, O_HTTP, O_TASKCAP,
-           O_COPYRATE, O_FRAMETO, O_IDLETO, O_MAXCONNS, O_MAXPERADDR, O_KEYS, O_INSECURE };
+           O_COPYRATE, O_FRAMETO, O_IDLETO, O_MAXCONNS, O_MAXPERADDR, O_KEYS, O_INSECURE,
+           O_ETCD, O_ETCDPREFIX, O_ETCDTTL, O_ADVERTISE };
     static const struct option opts[] = {
         {"listen", required_argument, NULL, O_LISTEN},
         {"data", required_argument, NULL, O_DATA},
@@ -99,6 +112,10 @@ static int parse_args(int argc, char **argv, struct ns_config *cfg)
         {"max-conns-per-addr", required_argument, NULL, O_MAXPERADDR},
         {"keys", required_argument, NULL, O_KEYS},
         {"insecure", no_argument, NULL, O_INSECURE},
+        {"etcd", required_argument, NULL, O_ETCD},
+        {"etcd-prefix", required_argument, NULL, O_ETCDPREFIX},
+        {"etcd-ttl-ms", required_argument, NULL, O_ETCDTTL},
+        {"advertise", required_argument, NULL, O_ADVERTISE},
         {NULL, 0, NULL, 0},
     };
     uint64_t v;
@@ -111,6 +128,14 @@ static int parse_args(int argc, char **argv, struct ns_config *cfg)
         case O_HTTP: cfg->http = optarg; break;
         case O_KEYS: keys_path = optarg; break;
         case O_INSECURE: insecure = 1; break;
+        case O_ETCD: etcd.endpoints = optarg; break;
+        case O_ETCDPREFIX: etcd.prefix = optarg; break;
+        case O_ADVERTISE: etcd.advertise = optarg; break;
+        case O_ETCDTTL:
+            if (parse_num("--etcd-ttl-ms", optarg, NS_ETCD_MIN_TTL_MS, NS_ETCD_MAX_TTL_MS, &v))
+                return -1;
+            etcd.ttl_ms = (uint32_t)v;
+            break;
         case O_REPLICAS:
             if (parse_num("--replicas", optarg, NS_MIN_REPLICAS, NS_MAX_REPLICAS, &v))
                 return -1;
@@ -173,6 +198,20 @@ static int parse_args(int argc, char **argv, struct ns_config *cfg)
         return bad_arg("--data DIR is required");
     if (cfg->http && conn_parse_addr(cfg->http, &ss) != 0)
         return bad_arg("--http: '%s' is not HOST:PORT (an IP address and a port)", cfg->http);
+    if (!etcd.endpoints && (etcd.prefix || etcd.ttl_ms || etcd.advertise))
+        return bad_arg("--etcd-prefix, --etcd-ttl-ms and --advertise need --etcd");
+    if (etcd.endpoints && !etcd.advertise) {
+        etcd.advertise = cfg->listen;
+        struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+        conn_parse_addr(cfg->listen, &ss);
+        if ((ss.ss_family == AF_INET && in4->sin_addr.s_addr == htonl(INADDR_ANY)) ||
+            (ss.ss_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr)) ||
+            strcmp(cfg->listen + strlen(cfg->listen) - 2, ":0") == 0)
+            return bad_arg("--etcd with --listen %s: give --advertise HOST:PORT (the address "
+                           "clients reach this nameserver at)",
+                           cfg->listen);
+    }
     if (!keys_path && !insecure)
         return bad_arg("--keys FILE is required (or --insecure to run without authentication; "
                        "docs/security.md)");
@@ -245,6 +284,8 @@ int main(int argc, char **argv)
     else
         log_warn("authentication off (--insecure): anyone who reaches the port can register "
                  "servers, allocate, and run every admin command");
+    if (init_rc == 0 && etcd.endpoints && ns_etcd_init(&ns, &etcd) != 0)
+        init_rc = -1; /* logged */
     if (init_rc != 0) {
         status = 1;
     } else if (ns_start(&ns, &loop) != 0) {

@@ -116,6 +116,8 @@ struct ns_meta {
     char cluster_id[NS_CLUSTER_ID_HEX + 1];
     uint64_t block_id_reserved;           /* every id below this may have been used */
     uint64_t next_id;                     /* next id handed out (memory only) */
+    uint64_t id_limit;                    /* with --etcd: ids below it only (the term's
+                                           * range, ns_etcd.c); 0: no limit */
     uint32_t replicas;
     uint64_t block_size;
     char **known;                         /* server ids ever registered (owned) */
@@ -130,6 +132,11 @@ struct ns_meta {
     char **bound_ids;
     char **bound_keys;
     size_t nbound;
+    /* Called after each successful ns_meta_save with the file's text
+     * (borrowed for the call); NULL: none. With --etcd, ns_etcd.c mirrors
+     * the text to etcd while it leads. */
+    void (*saved)(void *arg, const char *text, size_t len);
+    void *saved_arg;
 };
 
 /* The member key name server `id` is bound to, or NULL (not bound yet). */
@@ -153,13 +160,23 @@ int ns_meta_parse(const char *text, size_t len, struct ns_meta *m);
  * negative errno. On failure *m needs no ns_meta_free. */
 int ns_meta_open(struct ns_meta *m, const char *dir, uint32_t replicas, uint64_t block_size);
 
-/* Writes *m to its path with fs_write_atomic. Returns 0 or a negative errno. */
+/* Writes *m to its path with fs_write_atomic (then calls m->saved). Returns
+ * 0 or a negative errno. */
 int ns_meta_save(const struct ns_meta *m);
+
+/* With --etcd, a new leader takes the shared part of the meta text another
+ * leader stored (replicas, block size, known, read-only and draining
+ * servers, settings, key bindings); its own path, cluster id and block-id
+ * reserve stay. Returns 0, IMG_EFORMAT (text not a meta file), IMG_ECLUSTER
+ * (another cluster's) or -ENOMEM; *m is unchanged on failure. Does not
+ * save. */
+int ns_meta_adopt(struct ns_meta *m, const char *text, size_t len);
 
 /* Hands out the next block id into *id. Before next_id reaches the persisted
  * reserve, a new reserve (next_id + NS_ID_RESERVE_BATCH) is persisted first.
- * Returns 0, -ENOSPC when ids are exhausted, or the save error (then no id is
- * handed out and the state is unchanged). */
+ * Returns 0, -ENOSPC when ids are exhausted, -EAGAIN when m->id_limit is
+ * reached (with --etcd: the term has no range of ids), or the save error
+ * (then no id is handed out and the state is unchanged). */
 int ns_meta_alloc_id(struct ns_meta *m, uint64_t *id);
 
 /* Records that `id` exists (seen in a block report): next_id moves past it
@@ -800,6 +817,7 @@ struct ns_config {
 };
 
 struct auth_keys;
+struct ns_ha;
 
 struct ns {
     struct ns_config cfg;
@@ -835,6 +853,9 @@ struct ns {
     struct conn_gate gate;          /* the native port's connections per address */
     uint64_t requests[256];         /* requests received, by frame type (metrics) */
     struct auth_keys *keys;         /* --keys (owned, ns_free frees it); NULL: off */
+    struct ns_ha *ha;               /* --etcd (ns_etcd.c, owned); NULL: one nameserver */
+    int known_shared;               /* --etcd: the known servers of this term came from
+                                     * etcd, so all of them reporting ends safe mode */
     uint64_t keys_checked_ms;       /* loop time the keys file was last looked at */
     int stopping;
     int started;
@@ -864,6 +885,10 @@ int ns_safe_mode_check(struct ns *ns, uint64_t now_ms);
  * (signals are the caller's: main.c calls ns_stop on SIGINT/SIGTERM).
  * Returns 0 or a negative errno (logged). */
 int ns_start(struct ns *ns, uv_loop_t *loop);
+
+/* With --etcd: this nameserver stopped leading; closes every dataserver
+ * session so no command leaves it (ns_etcd.c calls it on the loop). */
+void ns_rpc_demoted(struct ns *ns);
 
 /* Closes the listener, every connection and the timer; the loop then runs
  * dry. Safe to call more than once. */

@@ -10,6 +10,7 @@
  * Calls ns_meta.c, ns_settings.c, the delete journal (ns_deljournal.c), the
  * registry, and every module's _free. */
 #include "nameserver/ns.h"
+#include "nameserver/ns_etcd.h"
 
 #include "base/err.h"
 #include "base/fsutil.h"
@@ -74,6 +75,7 @@ void ns_free(struct ns *ns)
     ns_bad_free(ns);
     ns_balance_free(ns);
     conn_gate_free(&ns->gate);
+    ns_etcd_free(ns);
     free(ns->pool);
     ns->pool = NULL;
     ns->npool = ns->pool_cap = 0;
@@ -113,7 +115,10 @@ int ns_safe_mode_check(struct ns *ns, uint64_t now_ms)
         if (s && s->full_reported)
             reported++;
     }
-    if (reported == ns->meta.nknown) {
+    /* With --etcd a new leader's own list of known servers may be old or
+     * empty (it never led, or not lately): unless the term's list came from
+     * etcd, only the timeout ends its safe mode. */
+    if (reported == ns->meta.nknown && (!ns->ha || (ns->known_shared && ns->meta.nknown > 0))) {
         ns->safe_mode = 0;
         log_info("safe mode off: all %zu known servers reported", ns->meta.nknown);
     } else if (now_ms >= ns->start_ms && now_ms - ns->start_ms >= ns->cfg.safe_mode_ms) {

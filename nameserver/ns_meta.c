@@ -301,7 +301,9 @@ err:
     return IMG_EFORMAT;
 }
 
-int ns_meta_save(const struct ns_meta *m)
+/* Formats *m as the text of its file into a malloc'd *out (*len bytes).
+ * Returns 0 or -ENOMEM. */
+static int meta_text(const struct ns_meta *m, char **out, size_t *lenp)
 {
     size_t cap = 256 + (m->nknown + m->readonly.n + m->draining.n) * (NS_SERVER_ID_MAX + 24) +
                  m->nbound * (NS_SERVER_ID_MAX + 24 + 64) + NS_SETTING_COUNT * 64;
@@ -328,10 +330,55 @@ int ns_meta_save(const struct ns_meta *m)
         len += (size_t)snprintf(buf + len, cap - len, "server_key %s %s\n", m->bound_ids[i],
                                 m->bound_keys[i]);
     len += (size_t)snprintf(buf + len, cap - len, META_END "\n");
-    int rc = fs_write_atomic(m->path, buf, len);
-    free(buf);
+    *out = buf;
+    *lenp = len;
+    return 0;
+}
+
+int ns_meta_save(const struct ns_meta *m)
+{
+    char *buf;
+    size_t len;
+    int rc = meta_text(m, &buf, &len);
+    if (rc)
+        return rc;
+    rc = fs_write_atomic(m->path, buf, len);
     if (rc)
         log_error("cannot write %s: %s", m->path, img_strerror(rc));
+    else if (m->saved)
+        m->saved(m->saved_arg, buf, len);
+    free(buf);
+    return rc;
+}
+
+#define SWAP(a, b)                                                                            \
+    do {                                                                                      \
+        __typeof__(a) t_ = (a);                                                               \
+        (a) = (b);                                                                            \
+        (b) = t_;                                                                             \
+    } while (0)
+
+int ns_meta_adopt(struct ns_meta *m, const char *text, size_t len)
+{
+    struct ns_meta in;
+    memset(&in, 0, sizeof(in));
+    int rc = ns_meta_parse(text, len, &in);
+    if (rc == 0 && strcmp(in.cluster_id, m->cluster_id) != 0)
+        rc = IMG_ECLUSTER;
+    if (rc == 0) {
+        m->replicas = in.replicas;
+        m->block_size = in.block_size;
+        SWAP(m->known, in.known);
+        SWAP(m->nknown, in.nknown);
+        SWAP(m->readonly, in.readonly);
+        SWAP(m->draining, in.draining);
+        SWAP(m->bound_ids, in.bound_ids);
+        SWAP(m->bound_keys, in.bound_keys);
+        SWAP(m->nbound, in.nbound);
+        memcpy(m->setting, in.setting, sizeof(m->setting));
+        m->setting_set = in.setting_set;
+    }
+    ns_meta_free(&in); /* the lists m had before, or what was parsed */
     return rc;
 }
 
@@ -403,6 +450,8 @@ int ns_meta_alloc_id(struct ns_meta *m, uint64_t *id)
 {
     if (m->next_id > NS_MAX_BLOCK_ID)
         return -ENOSPC;
+    if (m->id_limit && m->next_id >= m->id_limit)
+        return -EAGAIN; /* HA: no range of ids in this term (yet) */
     int rc = reserve_past_next(m);
     if (rc)
         return rc;

@@ -18,10 +18,18 @@
  * A heartbeat: ns_hb_validate, ns_registry_heartbeat, ns_hb_apply_blocks
  * (the block map, then the planner, bad list and pool), ns_plan_progress,
  * ns_safe_mode_check. The top of the nameserver with main.c: calls every
- * module. */
+ * module.
+ *
+ * High availability (--etcd, ns_etcd.c): while ns_leads() is 0 (a standby,
+ * or a leader whose lease ran out) every request past the handshake is
+ * answered IMG_ENOTLEADER with a NotLeader head naming the leader, the
+ * timer runs no policy (no pool, no planner), and a leader that stops
+ * leading closes every dataserver session (ns_rpc_demoted), so no command
+ * can leave it; the dataservers and clients move to the leader. */
 #include "nameserver/ns.h"
 #include "nameserver/ns_admin.h"
 #include "nameserver/ns_delnote.h"
+#include "nameserver/ns_etcd.h"
 #include "nameserver/ns_ops.h"
 
 #include "net/auth.h"
@@ -73,6 +81,21 @@ static size_t fill_replicas(const struct ns *ns, const struct ns_block *b, int o
 static void reply_err(struct conn *c, const struct frame_header *h, int err)
 {
     conn_reply(c, h, err, NULL, NULL, 0, NULL);
+}
+
+/* IMG_ENOTLEADER, naming the leader when known. */
+static void reply_not_leader(struct ns *ns, struct conn *c, const struct frame_header *h)
+{
+    Imgstore__NotLeader nl = IMGSTORE__NOT_LEADER__INIT;
+    nl.leader_addr = (char *)ns_etcd_leader(ns);
+    conn_reply(c, h, IMG_ENOTLEADER, &nl.base, NULL, 0, NULL);
+}
+
+void ns_rpc_demoted(struct ns *ns)
+{
+    for (struct ns_peer *p = ns->peers; p; p = p->next)
+        if (p->srv)
+            conn_close(p->c);
 }
 
 /* " (N more refusals not logged)" when refusal WARNs were dropped
@@ -170,6 +193,7 @@ static void handle_heartbeat(struct ns_peer *p, const struct frame_header *h,
     resp.heartbeat_timeout_ms = (uint32_t)ns->cfg.hb_timeout_ms;
     resp.scrub_rate = ns_settings_scrub_rate(ns);
     resp.record_format = ns_registry_record_format(ns);
+    resp.epoch = ns_etcd_epoch(ns);
     conn_reply(p->c, h, 0, &resp.base, NULL, 0, NULL);
     return;
 err:
@@ -314,6 +338,8 @@ static void handle_status(struct ns_peer *p, const struct frame_header *h)
     r.blocks_lost = t.lost;
     r.blocks_under_replicated = t.under_replicated;
     r.block_id_high_water = ns->meta.next_id;
+    r.epoch = ns_etcd_epoch(ns);
+    r.leading_ms = ns_etcd_leading_ms(ns);
     conn_reply(p->c, h, 0, &r.base, NULL, 0, NULL);
 out:
     free(ss);
@@ -346,6 +372,7 @@ static const struct request_kind kinds[] = {
     {FT_ADMIN_REBALANCE, &imgstore__admin_rebalance__descriptor, AUTH_OPERATOR},
     {FT_ADMIN_COMPACT, &imgstore__admin_compact__descriptor, AUTH_OPERATOR},
     {FT_ADMIN_REPAIR, &imgstore__admin_repair__descriptor, AUTH_OPERATOR},
+    {FT_ADMIN_STEP_DOWN, &imgstore__admin_step_down__descriptor, AUTH_OPERATOR},
 };
 
 static const struct request_kind *request_kind(unsigned type)
@@ -354,6 +381,23 @@ static const struct request_kind *request_kind(unsigned type)
         if (kinds[i].type == type)
             return &kinds[i];
     return NULL;
+}
+
+/* ADMIN_STEP_DOWN: the leader hands over (ns_etcd_step_down). */
+static void handle_step_down(struct ns_peer *p, const struct frame_header *h)
+{
+    struct ns *ns = p->ns;
+    int64_t epoch = ns_etcd_epoch(ns);
+    int hold = ns_etcd_step_down(ns);
+    if (hold < 0) {
+        reply_err(p->c, h, hold);
+        return;
+    }
+    Imgstore__AdminStepDownResp r = IMGSTORE__ADMIN_STEP_DOWN_RESP__INIT;
+    r.addr = (char *)ns_etcd_self(ns);
+    r.epoch = epoch;
+    r.hold_ms = (uint32_t)hold;
+    conn_reply(p->c, h, 0, &r.base, NULL, 0, NULL);
 }
 
 /* Hands the unpacked request m (of h->type's message) to its handler. */
@@ -372,6 +416,7 @@ static void dispatch(struct ns_peer *p, const struct frame_header *h, const Prot
     case FT_ADMIN_REBALANCE: ns_balance_handle(ns, c, h, (const Imgstore__AdminRebalance *)m); break;
     case FT_ADMIN_COMPACT: ns_ops_handle_compact(ns, c, h, (const Imgstore__AdminCompact *)m); break;
     case FT_ADMIN_REPAIR: ns_ops_handle_repair(ns, c, h, (const Imgstore__AdminRepair *)m); break;
+    case FT_ADMIN_STEP_DOWN: handle_step_down(p, h); break;
     default: ns_admin_handle(ns, c, h, m); break; /* FT_ADMIN_LIST_BLOCKS .. SET_SETTING */
     }
 }
@@ -405,6 +450,10 @@ static void on_frame(struct conn *c, const struct frame *f, void *ctx)
             log_warn("heartbeat from %s refused: %s%s", conn_peer(c), img_strerror(rc),
                      also_text(more, also, sizeof(also)));
         reply_err(c, &f->h, rc);
+        return;
+    }
+    if (!ns_leads(p->ns)) {
+        reply_not_leader(p->ns, c, &f->h);
         return;
     }
     ProtobufCMessage *m =
@@ -484,7 +533,10 @@ static void on_tick(uv_timer_t *t)
         else if (rc < 0)
             log_error("%s", err);
     }
+    ns_etcd_tick(ns);
     ns_registry_check_timeouts(ns, now);
+    if (!ns_leads(ns))
+        return; /* a standby plans nothing, places nothing */
     ns_safe_mode_check(ns, now);
     ns_pool_plan(ns);
     ns_plan_tick(ns, now);
@@ -522,6 +574,10 @@ int ns_start(struct ns *ns, uv_loop_t *loop)
     uv_timer_start(&ns->tick, on_tick, NS_TICK_MS, NS_TICK_MS);
     ns_safe_mode_check(ns, uv_now(loop));
     log_listening(ns);
+    if ((rc = ns_etcd_start(ns, loop, ns_rpc_demoted)) != 0) {
+        log_error("cannot start the etcd client: %s", img_strerror(rc));
+        return rc;
+    }
     return 0;
 }
 
@@ -536,6 +592,7 @@ void ns_stop(struct ns *ns)
     if (ns->stopping || !ns->started)
         return;
     ns->stopping = 1;
+    ns_etcd_stop(ns); /* a leader hands its key back first */
     close_if_open((uv_handle_t *)&ns->tick);
     if (ns->listener.type == UV_TCP)
         close_if_open((uv_handle_t *)&ns->listener);

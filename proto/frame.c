@@ -100,6 +100,7 @@ const char *frame_type_name(unsigned type)
     case FT_ADMIN_REBALANCE: return "ADMIN_REBALANCE";
     case FT_ADMIN_COMPACT: return "ADMIN_COMPACT";
     case FT_ADMIN_REPAIR: return "ADMIN_REPAIR";
+    case FT_ADMIN_STEP_DOWN: return "ADMIN_STEP_DOWN";
     case FT_AUTH_HELLO: return "AUTH_HELLO";
     case FT_AUTH: return "AUTH";
     default: return "?";

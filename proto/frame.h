@@ -60,6 +60,7 @@ enum frame_type {
     FT_ADMIN_REBALANCE = 47,    /* admin -> ns: AdminRebalance / AdminRebalanceResp */
     FT_ADMIN_COMPACT = 48,      /* admin -> ns: AdminCompact / AdminCompactResp */
     FT_ADMIN_REPAIR = 49,       /* admin -> ns: AdminRepair / AdminRepairResp */
+    FT_ADMIN_STEP_DOWN = 50,    /* admin -> ns: AdminStepDown / AdminStepDownResp */
     FT_AUTH_HELLO = 56,    /* any -> ns, ds: AuthHello / AuthHelloResp (server nonce) */
     FT_AUTH = 57,          /* any -> ns, ds: Auth / AuthResp (docs/security.md) */
 };

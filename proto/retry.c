@@ -27,6 +27,8 @@ static const struct {
     {IMG_ECORRUPT,       {O,    F,    O,   F}}, /* WRITE: the primary got other bytes */
     {IMG_ENOBLOCK,       {F,    W,    O,   F}},
     {IMG_ESAFEMODE,      {F,    W,    O,   O}},
+    {IMG_ENOTLEADER,     {F,    W,    O,   O}}, /* ALLOC: no nameserver leads yet (an
+                                                   * election): later */
     {IMG_EDELETED,       {F,    F,    F,   F}},
     {IMG_EVIEWOLD,       {O,    F,    O,   O}}, /* the server's lease lapsed: elsewhere, again */
     {IMG_EBUSY,          {W,    F,    O,   O}}, /* WRITE: the primary is at its receive

@@ -14,6 +14,7 @@
  *           block
  *   ALLOC   -                                    ENOBLOCK ESAFEMODE
  *                                                ETIMEDOUT ECONN EUNAVAIL
+ *                                                ENOTLEADER
  *   READ    every error but EDELETED: the        -
  *           next replica
  *   DELETE  ENOTPRIMARY ENOBLOCKHERE ECONN       -

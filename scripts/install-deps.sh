@@ -10,6 +10,10 @@ varnish"
 # libssl for HTTPS (net/http_tls.c); the openssl command makes the
 # certificates of tests/integ/test_https.c.
 PKGS="$PKGS openssl"
+# High availability (docs/nameserver.md): libcurl and jansson for the
+# nameserver's etcd client; etcd itself for tests/integ/test_ha.c and
+# `make run-ha` (etcd-client: etcdctl, for operators).
+PKGS="$PKGS libcurl4-openssl-dev libjansson-dev etcd-server etcd-client"
 # --ui: only what `make test-ui` adds, Chromium for the status-page test
 # (a large download, so `make test` does without it).
 if [ "${1:-}" = "--ui" ]; then PKGS="chromium"; fi

@@ -20,8 +20,8 @@
 void admin_usage(FILE *fp)
 {
     fprintf(fp,
-            "usage: ds-admin [--ns HOST:PORT] [--json] [--timeout MS] [--key-file F] COMMAND "
-            "[ARGS]\n"
+            "usage: ds-admin [--ns HOST:PORT[,...]] [--json] [--timeout MS] [--key-file F] "
+            "COMMAND [ARGS]\n"
             "\n"
             "commands:\n"
             "  status                 cluster summary and a verdict: healthy, degraded or at risk\n"
@@ -49,9 +49,12 @@ void admin_usage(FILE *fp)
             "  settings               runtime settings of the nameserver\n"
             "  set KEY VALUE          change a runtime setting (validated, persisted, in force\n"
             "                         at once)\n"
+            "  ns step-down           the leading nameserver hands over to a standby (--etcd)\n"
             "\n"
             "options:\n"
-            "  --ns HOST:PORT   nameserver (default $IMGSTORE_NS or %s)\n"
+            "  --ns HOST:PORT[,HOST:PORT...]\n"
+            "                   nameserver(s): a leader and its standbys (default\n"
+            "                   $IMGSTORE_NS or %s)\n"
             "  --json           print one JSON document instead of text\n"
             "  --timeout MS     timeout in milliseconds (default 10000)\n"
             "  --key-file F     operator key for commands that change things\n"

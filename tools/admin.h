@@ -136,6 +136,7 @@ void admin_sleep_poll(void);
 
 int admin_cmd_status(struct admin_ctx *c);    /* admin_status.c */
 int admin_cmd_servers(struct admin_ctx *c);   /* admin_status.c */
+int admin_cmd_ns(struct admin_ctx *c);        /* admin_status.c */
 int admin_cmd_blocks(struct admin_ctx *c);    /* admin_blocks.c */
 int admin_cmd_block(struct admin_ctx *c);     /* admin_blocks.c */
 int admin_cmd_file(struct admin_ctx *c);      /* admin_blocks.c */

@@ -1,11 +1,15 @@
 /* admin_status.c - ds-admin status and servers: the cluster's verdict and
- * one line per dataserver (CLUSTER_STATUS, ADMIN_SERVER_RATES, LIST_TASKS).
+ * one line per dataserver (CLUSTER_STATUS, ADMIN_SERVER_RATES, LIST_TASKS);
+ * with several nameservers (or an HA leader) status asks each one for its
+ * role: leader (epoch, how long), standby or unreachable; `ns step-down`
+ * (ADMIN_STEP_DOWN) hands the leadership over.
  * Called by the command table in tools/ds_admin.c; calls tools/admin.c and
  * the library. */
 #include "tools/admin.h"
 
 #include "base/err.h"
 #include "proto/frame.h"
+#include "proto/nslist.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -183,7 +187,50 @@ static long running_tasks(struct admin_ctx *c)
     return n;
 }
 
-static void status_json(const Imgstore__ClusterStatusResp *st, const struct summary *sm)
+/* Each nameserver of the list and what it is: "leader", "standby",
+ * "unreachable" or the error it answered. */
+struct ns_role {
+    char addr[ADDR_MAX];
+    const char *role;
+    int64_t epoch;
+    uint64_t leading_ms;
+};
+
+/* Asks every nameserver of c->ns for its status, when there are several or
+ * the one answering leads an HA group. Returns how many were filled. */
+static int ns_roles(struct admin_ctx *c, const Imgstore__ClusterStatusResp *st,
+                    struct ns_role *out)
+{
+    struct nslist l;
+    if (nslist_parse(c->ns, &l) != 0 || (l.n < 2 && st->epoch == 0))
+        return 0;
+    for (int i = 0; i < l.n; i++) {
+        Imgstore__ClusterStatus q = IMGSTORE__CLUSTER_STATUS__INIT;
+        ProtobufCMessage *m = NULL;
+        int rc = imgstore_admin_call(c->h, l.addr[i], FT_CLUSTER_STATUS, &q.base,
+                                     &imgstore__cluster_status_resp__descriptor, &m);
+        struct ns_role *r = &out[i];
+        snprintf(r->addr, sizeof(r->addr), "%s", l.addr[i]);
+        r->epoch = 0;
+        r->leading_ms = 0;
+        if (rc == 0) {
+            const Imgstore__ClusterStatusResp *s = (const Imgstore__ClusterStatusResp *)m;
+            r->role = "leader";
+            r->epoch = s->epoch;
+            r->leading_ms = s->leading_ms;
+        } else {
+            r->role = rc == IMG_ENOTLEADER                        ? "standby"
+                      : rc == IMG_ECONN || rc == IMG_ETIMEDOUT ? "unreachable"
+                                                                 : img_strerror(rc);
+        }
+        if (m)
+            protobuf_c_message_free_unpacked(m, NULL);
+    }
+    return l.n;
+}
+
+static void status_json(const Imgstore__ClusterStatusResp *st, const struct summary *sm,
+                        const struct ns_role *roles, int nroles)
 {
     struct emit_json j;
     emit_json_init(&j, stdout);
@@ -215,14 +262,37 @@ static void status_json(const Imgstore__ClusterStatusResp *st, const struct summ
     else
         emit_json_null(&j, "tasks_running");
     emit_json_break(&j);
+    if (nroles > 0) {
+        emit_json_arr(&j, "nameservers", EMIT_INLINE);
+        for (int i = 0; i < nroles; i++) {
+            emit_json_obj(&j, NULL);
+            emit_json_str(&j, "addr", roles[i].addr);
+            emit_json_str(&j, "role", roles[i].role);
+            if (roles[i].epoch) {
+                emit_json_i64(&j, "epoch", roles[i].epoch);
+                emit_json_u64(&j, "leading_ms", roles[i].leading_ms);
+            }
+            emit_json_end(&j);
+        }
+        emit_json_end(&j);
+        emit_json_break(&j);
+    }
     emit_json_str(&j, "verdict", sm->verdict);
     emit_json_end(&j);
 }
 
-static void status_text(const Imgstore__ClusterStatusResp *st, const struct summary *sm)
+static void status_text(const Imgstore__ClusterStatusResp *st, const struct summary *sm,
+                        const struct ns_role *roles, int nroles)
 {
     char used[CLI_HUMAN_MAX], cap[CLI_HUMAN_MAX], bs[CLI_HUMAN_MAX];
     printf("cluster:      %s\n", st->cluster_id ? st->cluster_id : "");
+    for (int i = 0; i < nroles; i++) {
+        printf("%-14s%s %s", i ? "" : "nameservers:", roles[i].addr, roles[i].role);
+        if (roles[i].epoch)
+            printf(" (epoch %lld, for %.1f s)", (long long)roles[i].epoch,
+                   (double)roles[i].leading_ms / 1000.0);
+        printf("\n");
+    }
     printf("safe mode:    %s\n", st->safe_mode ? "on" : "off");
     printf("replication:  %u\n", st->replicas);
     printf("block size:   %s\n", cli_human_size(st->block_size, bs));
@@ -254,10 +324,49 @@ int admin_cmd_status(struct admin_ctx *c)
     struct summary sm;
     summarize(st, &sm);
     sm.tasks = running_tasks(c);
+    struct ns_role roles[NSLIST_MAX];
+    int nroles = ns_roles(c, st, roles);
     if (c->json)
-        status_json(st, &sm);
+        status_json(st, &sm, roles, nroles);
     else
-        status_text(st, &sm);
+        status_text(st, &sm, roles, nroles);
     imgstore_admin_free_status(st);
     return sm.at_risk ? EXIT_FAIL : EXIT_OK;
+}
+
+int admin_cmd_ns(struct admin_ctx *c)
+{
+    int rc = admin_want_args(c, 1);
+    if (rc)
+        return rc;
+    if (strcmp(c->argv[1], "step-down") != 0)
+        return admin_usage_error("ns: unknown action (want step-down): ", c->argv[1]);
+    Imgstore__AdminStepDown q = IMGSTORE__ADMIN_STEP_DOWN__INIT;
+    ProtobufCMessage *m = NULL;
+    rc = admin_ns_call(c, FT_ADMIN_STEP_DOWN, &q.base, &imgstore__admin_step_down_resp__descriptor,
+                       &m);
+    if (rc == IMG_EINVAL) {
+        fprintf(stderr, "%s: ns step-down: the nameserver runs alone (no --etcd): nobody to hand "
+                        "over to\n",
+                ADMIN_PROG);
+        return EXIT_FAIL;
+    }
+    if (rc != 0)
+        return admin_fail(c, "ns step-down", rc);
+    const Imgstore__AdminStepDownResp *r = (const Imgstore__AdminStepDownResp *)m;
+    if (c->json) {
+        struct emit_json j;
+        emit_json_init(&j, stdout);
+        emit_json_obj(&j, NULL);
+        emit_json_str(&j, "addr", r->addr);
+        emit_json_i64(&j, "epoch", r->epoch);
+        emit_json_u64(&j, "hold_ms", r->hold_ms);
+        emit_json_end(&j);
+    } else {
+        printf("nameserver %s stepped down (epoch %lld); it will not run for leader for %u ms: "
+               "a standby takes over\n",
+               admin_or_dash(r->addr), (long long)r->epoch, r->hold_ms);
+    }
+    protobuf_c_message_free_unpacked(m, NULL);
+    return EXIT_OK;
 }

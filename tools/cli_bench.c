@@ -749,7 +749,8 @@ int cli_bench(imgstore_t *h, int argc, char **argv)
     imgstore_t *own = NULL;
     if (ns) {
         if (imgstore_open(ns, NULL, &own) != 0) {
-            fprintf(stderr, "imgstore: bench: invalid --ns '%s' (want HOST:PORT)\n", ns);
+            fprintf(stderr,
+                    "imgstore: bench: invalid --ns '%s' (want HOST:PORT[,HOST:PORT...])\n", ns);
             return 2;
         }
         h = own;

@@ -33,7 +33,8 @@ static const char *prog = "imgstore";
 static void usage(FILE *fp)
 {
     fprintf(fp,
-            "usage: imgstore [--ns HOST:PORT] [--timeout MS] [--key-file F] COMMAND [ARGS]\n"
+            "usage: imgstore [--ns HOST:PORT[,...]] [--timeout MS] [--key-file F] COMMAND "
+            "[ARGS]\n"
             "\n"
             "commands:\n"
             "  put [--mime TYPE] FILE...  store files, print one name per line\n"
@@ -44,7 +45,9 @@ static void usage(FILE *fp)
             "                             (imgstore bench --help lists its options)\n"
             "\n"
             "options:\n"
-            "  --ns HOST:PORT   nameserver (default $IMGSTORE_NS or %s)\n"
+            "  --ns HOST:PORT[,HOST:PORT...]\n"
+            "                   nameserver(s): a leader and its standbys (default\n"
+            "                   $IMGSTORE_NS or %s)\n"
             "  --timeout MS     whole-operation timeout in milliseconds (default 10000)\n"
             "  --key-file F     key for put and rm (default $IMGSTORE_KEY_FILE; reads need none)\n"
             "  -h, --help       print this help\n"
@@ -317,7 +320,8 @@ int main(int argc, char **argv)
     struct imgstore_opts opts = {.timeout_ms = g.timeout_ms};
     imgstore_t *h = NULL;
     if (imgstore_open(g.ns, &opts, &h) != 0)
-        return usage_error("invalid nameserver address '%s' (want HOST:PORT)", g.ns);
+        return usage_error("invalid nameserver address list '%s' (want HOST:PORT[,HOST:PORT...])",
+                           g.ns);
     int status = run->run(h, argc - optind, argv + optind);
     imgstore_close(h);
     return status;

@@ -17,6 +17,7 @@
  *   readonly S on|off ADMIN_READONLY
  *   settings, set     ADMIN_SETTINGS, ADMIN_SET_SETTING
  *   compact, repair   ADMIN_COMPACT, ADMIN_REPAIR; --wait polls LIST_TASKS / ADMIN_REPAIR
+ *   ns step-down      ADMIN_STEP_DOWN (high availability)
  *
  * Global options come before the command, the command's own after it; every
  * command takes --help. Exit status: 0 success, 1 failure (one line on
@@ -127,6 +128,12 @@ static const struct command commands[] = {
      "it to ns.meta (crash-safe) and applies it at once; it wins over the command line\n"
      "after a restart. Exit status 1 when the key is unknown or the value out of range.",
      admin_cmd_set},
+    {"ns", "step-down",
+     "High availability (nameservers on etcd): the leader hands over on purpose, for an\n"
+     "upgrade. It stops acting at once, gives its lease back and does not run for leader\n"
+     "for twice the lease TTL, so a standby takes over (within a sixth of the TTL).\n"
+     "Needs the operator key. Exit status 1 when the nameserver runs alone (no --etcd).",
+     admin_cmd_ns},
     {NULL, NULL, NULL, NULL},
 };
 
@@ -136,7 +143,7 @@ static int want_help(const struct admin_ctx *c, const struct command *cmd, int *
 {
     for (int i = 1; i < c->argc; i++) {
         if (strcmp(c->argv[i], "--help") == 0 || strcmp(c->argv[i], "-h") == 0) {
-            printf("usage: ds-admin [--ns HOST:PORT] [--json] %s%s%s\n\n%s\n", cmd->name,
+            printf("usage: ds-admin [--ns HOST:PORT[,...]] [--json] %s%s%s\n\n%s\n", cmd->name,
                    cmd->args[0] ? " " : "", cmd->args, cmd->help);
             *rc = EXIT_OK;
             return 1;
@@ -197,7 +204,8 @@ int main(int argc, char **argv)
         return EXIT_FAIL;
     struct imgstore_opts opts = {.timeout_ms = g.timeout_ms};
     if (imgstore_open(g.ns, &opts, &ctx.h) != 0)
-        return admin_usage_error("invalid nameserver address (want HOST:PORT): ", g.ns);
+        return admin_usage_error(
+            "invalid nameserver address list (want HOST:PORT[,HOST:PORT...]): ", g.ns);
     rc = cmd->run(&ctx);
     imgstore_close(ctx.h);
     return rc;

@@ -282,7 +282,7 @@ static int known_status(int st)
 static int ns_type(unsigned t)
 {
     return (t >= FT_HEARTBEAT && t <= FT_LIST_TASKS) ||
-           (t >= FT_ADMIN_LIST_BLOCKS && t <= FT_ADMIN_REPAIR);
+           (t >= FT_ADMIN_LIST_BLOCKS && t <= FT_ADMIN_STEP_DOWN);
 }
 
 static const ProtobufCMessageDescriptor *resp_desc(unsigned t)
@@ -304,6 +304,7 @@ static const ProtobufCMessageDescriptor *resp_desc(unsigned t)
     case FT_ADMIN_REBALANCE: return &imgstore__admin_rebalance_resp__descriptor;
     case FT_ADMIN_COMPACT: return &imgstore__admin_compact_resp__descriptor;
     case FT_ADMIN_REPAIR: return &imgstore__admin_repair_resp__descriptor;
+    case FT_ADMIN_STEP_DOWN: return &imgstore__admin_step_down_resp__descriptor;
     default: return NULL;
     }
 }

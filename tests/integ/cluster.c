@@ -231,6 +231,11 @@ static int spawn_server(struct cluster *c, struct cluster_proc *p, char *const a
     return 0;
 }
 
+int cluster_spawn(struct cluster *c, struct cluster_proc *p, const char *const argv[])
+{
+    return spawn_server(c, p, (char *const *)argv);
+}
+
 int cluster_start_ns(struct cluster *c)
 {
     char rep[16], bs[32], hb[32], sm[32];
@@ -289,7 +294,7 @@ int cluster_start_ds(struct cluster *c, int i)
     if (i < 0 || i >= c->nds)
         return -EINVAL;
     struct cluster_proc *p = &c->ds[i];
-    char *argv[MAX_ARGS] = {"dataserver", "--ns",   c->ns.addr, "--listen", p->addr,
+    char *argv[MAX_ARGS] = {"dataserver", "--ns",   c->ns_list, "--listen", p->addr,
                             "--http",     p->http_addr, "--data", p->data, NULL};
     int n = 9;
     char member[32];
@@ -416,7 +421,7 @@ int cluster_put_sample(const struct cluster *c, size_t len, char name[IMGSTORE_N
 imgstore_t *cluster_client(const struct cluster *c)
 {
     imgstore_t *h = NULL;
-    if (imgstore_open(c->ns.addr, NULL, &h) != 0)
+    if (imgstore_open(c->ns_list, NULL, &h) != 0)
         return NULL;
     return h;
 }
@@ -425,7 +430,7 @@ int cluster_status(const struct cluster *c, Imgstore__ClusterStatusResp **out)
 {
     struct imgstore_opts o = {.timeout_ms = 2000, .io_timeout_ms = 1000};
     imgstore_t *h = NULL;
-    int rc = imgstore_open(c->ns.addr, &o, &h);
+    int rc = imgstore_open(c->ns_list, &o, &h);
     if (rc == 0)
         rc = imgstore_admin_cluster_status(h, out);
     imgstore_close(h);
@@ -581,6 +586,8 @@ static int layout(struct cluster *c)
     snprintf(c->ns.addr, sizeof(c->ns.addr), "127.0.0.1:%d", ports[0]);
     snprintf(c->ns.data, sizeof(c->ns.data), "%s/ns", c->dir);
     snprintf(c->ns.log, sizeof(c->ns.log), "%s/log/ns.log", c->dir);
+    snprintf(c->ns_list, sizeof(c->ns_list), "%s%s%s", c->opts.ns_before ? c->opts.ns_before : "",
+             c->opts.ns_before ? "," : "", c->ns.addr);
     if ((rc = make_dir(c->ns.data)))
         return rc;
     for (int i = 0; i < c->nds; i++) {
@@ -801,7 +808,7 @@ int cluster_admin(const struct cluster *c, int timeout_ms, struct cluster_run *r
 int cluster_adminv(const struct cluster *c, int timeout_ms, struct cluster_run *r,
                    const char *first, va_list ap)
 {
-    const char *argv[CLUSTER_ADMIN_MAX_ARGS + 4] = {"ds-admin", "--ns", c->ns.addr};
+    const char *argv[CLUSTER_ADMIN_MAX_ARGS + 4] = {"ds-admin", "--ns", c->ns_list};
     size_t n = 3;
     for (const char *a = first; a != NULL; a = va_arg(ap, const char *)) {
         if (n == CLUSTER_ADMIN_MAX_ARGS + 3) {

@@ -60,6 +60,11 @@ struct cluster_opts {
     int https;                /* non-zero: every dataserver also serves HTTPS (--https) on
                                * a free port, in ds[i].https_addr; give --tls-cert and
                                * --tls-key in ds_args */
+    /* Nameserver addresses put before the nameserver's own in the --ns list
+     * of every dataserver, handle (cluster_client, cluster_status) and
+     * cluster_admin ("A,B"; NULL for none): dead or standby addresses the
+     * callers must go past. Must outlive the cluster. */
+    const char *ns_before;
 };
 
 /* One server process: its identity survives restarts (same ports, folders). */
@@ -82,6 +87,7 @@ struct cluster {
     char bin[512]; /* folder of the binaries */
     struct cluster_opts opts;
     struct cluster_proc ns;
+    char ns_list[512]; /* opts.ns_before,ns.addr: the --ns the cluster's callers get */
     struct cluster_proc ds[CLUSTER_MAX_DS];
     int nds;
     int passed; /* set by a test when it ends well: cluster_stop keeps quiet */
@@ -125,6 +131,13 @@ int cluster_status(const struct cluster *c, Imgstore__ClusterStatusResp **out);
  * folders. Does not wait for readiness. Returns 0 or a negative errno. */
 int cluster_start_ds(struct cluster *c, int i);
 int cluster_start_ns(struct cluster *c);
+
+/* Starts one more server process p of the cluster (a second nameserver,
+ * say): $bin/argv[0] with argv (NULL-terminated), output to p->log, killed
+ * with the test process. Does not wait. p->pid is set; stop it with
+ * cluster_signal_proc (cluster_stop does not know it). Returns 0 or a
+ * negative errno. */
+int cluster_spawn(struct cluster *c, struct cluster_proc *p, const char *const argv[]);
 
 /* Adds dataserver number nds+1 (new ports, one empty data folder, the
  * cluster's ds_args) and starts it; does not wait for it to be up. Returns 0,
@@ -173,7 +186,7 @@ int cluster_run(const struct cluster *c, const char *const argv[], const char *c
 /* Frees the buffers of *r. NULL-safe. */
 void cluster_run_free(struct cluster_run *r);
 
-/* Runs `ds-admin --ns <the nameserver> ARGS...` (arguments up to the first
+/* Runs `ds-admin --ns <c->ns_list> ARGS...` (arguments up to the first
  * NULL, at most CLUSTER_ADMIN_MAX_ARGS) with IMGSTORE_NS removed from the
  * environment, like cluster_run. Returns the exit code with *r filled (free
  * with cluster_run_free), or a negative errno when it could not run

@@ -281,3 +281,68 @@ Test(ns_meta, member_key_bindings_persist)
         ns_meta_free(&m);
     }
 }
+
+/* ns_meta_save's hook sees the text written. */
+static char saved_text[4096];
+static void on_saved(void *arg, const char *text, size_t len)
+{
+    (*(int *)arg)++;
+    snprintf(saved_text, sizeof(saved_text), "%.*s", (int)len, text);
+}
+
+Test(ns_meta, adopt_takes_the_shared_part)
+{
+    struct ns_meta m;
+    cr_assert_eq(ns_meta_open(&m, dir, 2, 0), 0);
+    m.next_id = 5000;
+    m.block_id_reserved = 6000;
+    cr_assert_eq(ns_meta_add_known(&m, "old1"), 0);
+    cr_assert_eq(ns_meta_set_readonly(&m, "old1", 1), 0);
+    int calls = 0;
+    m.saved = on_saved;
+    m.saved_arg = &calls;
+    cr_assert_eq(ns_meta_save(&m), 0);
+    cr_assert_eq(calls, 1);
+    cr_assert(strstr(saved_text, "readonly_server old1\n"), "%s", saved_text);
+
+    char text[1024];
+    snprintf(text, sizeof(text),
+             "imgstore-nameserver-meta 1\ncluster_id %s\nblock_id_reserved 99\nreplicas 3\n"
+             "block_size 2097152\nknown_server ds1\nknown_server ds2\ndraining_server ds2\n"
+             "setting task_cap 7\nserver_key ds1 member1\nend\n",
+             m.cluster_id);
+    cr_assert_eq(ns_meta_adopt(&m, text, strlen(text)), 0);
+    cr_assert_eq(m.replicas, 3);
+    cr_assert_eq(m.block_size, 2 * NS_MIB);
+    cr_assert_eq(m.nknown, 2);
+    cr_assert(ns_meta_is_known(&m, "ds2") && !ns_meta_is_known(&m, "old1"));
+    cr_assert(!ns_meta_is_readonly(&m, "old1"));
+    cr_assert(ns_meta_is_draining(&m, "ds2"));
+    cr_assert_str_eq(ns_meta_bound_key(&m, "ds1"), "member1");
+    cr_assert_eq(m.setting[NS_SETTING_TASK_CAP], 7);
+    cr_assert(m.setting_set & (1u << NS_SETTING_TASK_CAP));
+    /* Its own ids stay: another leader's reserve says nothing of ours. */
+    cr_assert_eq(m.next_id, 5000);
+    cr_assert_eq(m.block_id_reserved, 6000);
+    ns_meta_free(&m);
+}
+
+Test(ns_meta, adopt_refuses_and_keeps)
+{
+    struct ns_meta m;
+    cr_assert_eq(ns_meta_open(&m, dir, 2, 0), 0);
+    cr_assert_eq(ns_meta_add_known(&m, "mine"), 0);
+    const char *other =
+        "imgstore-nameserver-meta 1\ncluster_id 0123456789abcdef0123456789abcdef\n"
+        "block_id_reserved 1\nreplicas 2\nblock_size 2097152\nknown_server x\nend\n";
+    if (strcmp(m.cluster_id, "0123456789abcdef0123456789abcdef") != 0)
+        cr_assert_eq(ns_meta_adopt(&m, other, strlen(other)), IMG_ECLUSTER);
+    const char *bad[] = {"", "end\n", "imgstore-nameserver-meta 1\nreplicas 9\nend\n",
+                         "imgstore-nameserver-meta 1\ncluster_id x\n"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        cr_assert_eq(ns_meta_adopt(&m, bad[i], strlen(bad[i])), IMG_EFORMAT, "%zu", i);
+    cr_assert_eq(m.nknown, 1);
+    cr_assert(ns_meta_is_known(&m, "mine"));
+    cr_assert_eq(m.replicas, 2);
+    ns_meta_free(&m);
+}

@@ -1,14 +1,16 @@
 /* Unit tests of the wire contract's rules: address form (proto/addr.c),
- * replica lists of nameserver answers (proto/replicas.c), the retry table
+ * nameserver address lists (proto/nslist.c), replica lists of nameserver answers (proto/replicas.c), the retry table
  * (proto/retry.c), and the array helper (base/array.c). */
 #include "base/array.h"
 #include "base/err.h"
 #include "proto/addr.h"
+#include "proto/nslist.h"
 #include "proto/replicas.h"
 #include "proto/retry.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +94,66 @@ Test(replicas, none_usable)
     cr_assert_eq(replicas_addrs(r, 1, REPLICAS_READ, &addr[0][0], 3, 8), IMG_EPROTO);
 }
 
+Test(nslist, one_and_several)
+{
+    struct nslist l;
+    cr_assert_eq(nslist_parse("127.0.0.1:9000", &l), 0);
+    cr_assert_eq(l.n, 1);
+    cr_assert_str_eq(l.addr[0], "127.0.0.1:9000");
+    cr_assert_eq(nslist_parse("10.0.0.1:1,[::1]:2,localhost:65535", &l), 0);
+    cr_assert_eq(l.n, 3);
+    cr_assert_str_eq(l.addr[0], "10.0.0.1:1");
+    cr_assert_str_eq(l.addr[1], "[::1]:2");
+    cr_assert_str_eq(l.addr[2], "localhost:65535");
+    cr_assert_eq(nslist_find(&l, "[::1]:2"), 1);
+    cr_assert_eq(nslist_find(&l, "[::1]:3"), -1);
+    cr_assert_eq(nslist_find(&l, NULL), -1);
+    char buf[NSLIST_STR_MAX];
+    cr_assert_str_eq(nslist_format(&l, buf, sizeof(buf)), "10.0.0.1:1,[::1]:2,localhost:65535");
+    char small[12];
+    cr_assert_str_eq(nslist_format(&l, small, sizeof(small)), "10.0.0.1:1,");
+    /* The most a list holds. */
+    char many[NSLIST_STR_MAX] = "";
+    for (int i = 0; i < NSLIST_MAX; i++)
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), "%s10.0.0.%d:80",
+                 i ? "," : "", i);
+    cr_assert_eq(nslist_parse(many, &l), 0);
+    cr_assert_eq(l.n, NSLIST_MAX);
+    cr_assert_str_eq(nslist_format(&l, buf, sizeof(buf)), many);
+}
+
+Test(nslist, refused)
+{
+    static const char *bad[] = {
+        "", ",", "127.0.0.1:1,", ",127.0.0.1:1", "127.0.0.1:1,,127.0.0.2:1",
+        "127.0.0.1:1, 127.0.0.2:1", " 127.0.0.1:1", "127.0.0.1:1 ", "127.0.0.1",
+        "127.0.0.1:1,127.0.0.2", "127.0.0.1:99999", "127.0.0.1:1,127.0.0.1:1",
+        "127.0.0.1:x", ":1", "127.0.0.1:1;127.0.0.2:1x",
+    };
+    struct nslist l;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        l.n = 5;
+        cr_assert_eq(nslist_parse(bad[i], &l), IMG_EINVAL, "'%s' accepted", bad[i]);
+        cr_assert_eq(l.n, 0, "'%s' left entries", bad[i]);
+    }
+    cr_assert_eq(nslist_parse(NULL, &l), IMG_EINVAL);
+    /* One too many, and one element as long as an address may not be. */
+    char many[NSLIST_STR_MAX] = "";
+    for (int i = 0; i <= NSLIST_MAX; i++)
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), "%s10.0.0.%d:80",
+                 i ? "," : "", i);
+    cr_assert_eq(nslist_parse(many, &l), IMG_EINVAL);
+    char longhost[ADDR_MAX + 8];
+    memset(longhost, 'a', sizeof(longhost));
+    memcpy(longhost + ADDR_MAX, ":80", 4);
+    cr_assert_eq(nslist_parse(longhost, &l), IMG_EINVAL);
+    /* A whole string past the limit is refused before it is looked at. */
+    char huge[NSLIST_STR_MAX + 16];
+    memset(huge, ',', sizeof(huge) - 1);
+    huge[sizeof(huge) - 1] = '\0';
+    cr_assert_eq(nslist_parse(huge, &l), IMG_EINVAL);
+}
+
 /* The retry table: for each step, the codes that get one action. */
 #define RETRY_CASE_CODES 11
 static const struct {
@@ -106,7 +168,9 @@ static const struct {
     {RETRY_WRITE, RETRY_WAIT, {IMG_EBUSY}},
     {RETRY_ALLOC, RETRY_FINAL, {IMG_EBUSY}},
     {RETRY_READ, RETRY_OTHER, {IMG_EBUSY}},
-    {RETRY_ALLOC, RETRY_WAIT, {IMG_ENOBLOCK, IMG_ESAFEMODE, IMG_ETIMEDOUT, IMG_ECONN}},
+    {RETRY_ALLOC, RETRY_WAIT,
+     {IMG_ENOBLOCK, IMG_ESAFEMODE, IMG_ETIMEDOUT, IMG_ECONN, IMG_ENOTLEADER}},
+    {RETRY_WRITE, RETRY_FINAL, {IMG_ENOTLEADER}},
     {RETRY_ALLOC, RETRY_FINAL, {IMG_EPROTO}},
     {RETRY_READ, RETRY_FINAL, {IMG_EDELETED}},
     {RETRY_READ, RETRY_OTHER, {IMG_ENOTFOUND, IMG_ECORRUPT, -EIO}},

@@ -1,0 +1,704 @@
+/* Integration test: nameserver high availability on etcd (docs/nameserver.md,
+ * "High availability"; issue 15).
+ *
+ * A real etcd (Debian's etcd-server) on random loopback ports in a temporary
+ * folder, two nameservers with --etcd (ns1 started first leads, ns2 stands
+ * by), three dataservers and every client given "ns2,ns1" (the standby
+ * first, so each must follow the leader the standby names).
+ *
+ * `failover`: 8 threads upload without pause; the leader is killed with
+ * SIGKILL; the standby must lead within the TTL and the uploads go on with
+ * no failure (the client's default deadline), no file lost. Then the new
+ * leader is frozen (SIGSTOP) past the TTL: the restarted ns1 takes over;
+ * woken up (SIGCONT), the deposed leader must stop acting at once and
+ * answer as a standby (IMG_ENOTLEADER). */
+#include "base/err.h"
+#include "proto/frame.h"
+#include "proto/imgstore.pb-c.h"
+#include "tests/integ/cluster.h"
+#include "tests/integ/fixture.h"
+
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define ETCD_BIN "/usr/bin/etcd"
+#define TTL_MS 2000
+#define SAFE_MS 1000
+#define THREADS 8
+#define MAX_FILES 60000
+#define FILE_MAX 16384
+
+static char etcd_dir[256];
+static char etcd_client[64], etcd_peer[64];
+static pid_t etcd_pid;
+static char ns2_addr[64];
+static struct cluster_proc ns2;
+static char ttl_arg[16] = "2000";
+static const char *ns_args[] = {"--etcd", etcd_client, "--etcd-ttl-ms", ttl_arg, NULL};
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    cr_assert(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+              getsockname(fd, (struct sockaddr *)&sa, &sl) == 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+/* Starts etcd on fresh ports in etcd_dir; 0 once it answers, -1 when it
+ * exited or did not answer (a port taken meanwhile). */
+static int etcd_try(void)
+{
+    snprintf(etcd_client, sizeof(etcd_client), "127.0.0.1:%d", free_port());
+    snprintf(etcd_peer, sizeof(etcd_peer), "127.0.0.1:%d", free_port());
+    char data[300], log[300], curl[100], purl[100], cluster[120];
+    snprintf(data, sizeof(data), "%s/data", etcd_dir);
+    snprintf(log, sizeof(log), "%s/etcd.log", etcd_dir);
+    snprintf(curl, sizeof(curl), "http://%s", etcd_client);
+    snprintf(purl, sizeof(purl), "http://%s", etcd_peer);
+    snprintf(cluster, sizeof(cluster), "t=http://%s", etcd_peer);
+    pid_t parent = getpid();
+    etcd_pid = fork();
+    cr_assert(etcd_pid >= 0);
+    if (etcd_pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(1);
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execl(ETCD_BIN, "etcd", "--name", "t", "--data-dir", data, "--listen-client-urls", curl,
+              "--advertise-client-urls", curl, "--listen-peer-urls", purl,
+              "--initial-advertise-peer-urls", purl, "--initial-cluster", cluster,
+              "--log-level", "warn", (char *)NULL);
+        _exit(127);
+    }
+    int64_t until = cluster_now_ms() + 15000;
+    while (cluster_now_ms() < until) {
+        char *b = cluster_http_body(etcd_client, "/health");
+        int ok = b && strstr(b, "true");
+        free(b);
+        if (ok)
+            return 0;
+        if (waitpid(etcd_pid, NULL, WNOHANG) == etcd_pid)
+            break; /* exited: a port was taken */
+        usleep(100000);
+    }
+    kill(etcd_pid, SIGKILL);
+    waitpid(etcd_pid, NULL, 0);
+    etcd_pid = 0;
+    return -1;
+}
+
+/* Starts etcd in a temporary folder and waits until it answers (three
+ * tries, each on fresh ports). */
+static void etcd_start(void)
+{
+    cr_assert_eq(access(ETCD_BIN, X_OK), 0,
+                 ETCD_BIN " is missing: scripts/install-deps.sh installs etcd-server");
+    snprintf(etcd_dir, sizeof(etcd_dir), "/tmp/imgstore-etcd-XXXXXX");
+    cr_assert_not_null(mkdtemp(etcd_dir));
+    for (int i = 0; i < 3; i++)
+        if (etcd_try() == 0)
+            return;
+    fprintf(stderr, "[ha] etcd did not start (log in %s/etcd.log)\n", etcd_dir);
+    etcd_dir[0] = '\0'; /* kept for the log */
+    cr_assert_fail("etcd did not start");
+}
+
+static void etcd_stop(void)
+{
+    if (etcd_pid > 0) {
+        kill(etcd_pid, SIGKILL);
+        waitpid(etcd_pid, NULL, 0);
+        etcd_pid = 0;
+    }
+    if (etcd_dir[0]) {
+        char cmd[300];
+        if (!getenv("IMGSTORE_KEEP")) {
+            snprintf(cmd, sizeof(cmd), "rm -rf '%s'", etcd_dir);
+            if (system(cmd) != 0)
+                fprintf(stderr, "[ha] could not remove %s\n", etcd_dir);
+        }
+        etcd_dir[0] = '\0';
+    }
+}
+
+/* Starts (or restarts) the second nameserver with the first one's options. */
+static void ns2_start(void)
+{
+    const char *argv[] = {"nameserver", "--listen", ns2.addr, "--data", ns2.data, "--replicas",
+                          "2", "--safe-mode-timeout-ms", "1000", "--etcd", etcd_client,
+                          "--etcd-ttl-ms", ttl_arg, "--keys", C->keys, NULL};
+    cr_assert_eq(cluster_spawn(C, &ns2, argv), 0);
+}
+
+static void setup(void)
+{
+    etcd_start();
+    snprintf(ns2_addr, sizeof(ns2_addr), "127.0.0.1:%d", free_port());
+    struct cluster_opts o = {.ndataservers = 3,
+                             .replicas = 2,
+                             .safe_mode_timeout_ms = SAFE_MS,
+                             .ns_args = ns_args,
+                             .ns_before = ns2_addr};
+    cr_assert_eq(fixture_start(&o), 0, "the cluster did not start with --etcd");
+    memset(&ns2, 0, sizeof(ns2));
+    snprintf(ns2.name, sizeof(ns2.name), "ns2");
+    snprintf(ns2.addr, sizeof(ns2.addr), "%s", ns2_addr);
+    snprintf(ns2.data, sizeof(ns2.data), "%s/ns2", C->dir);
+    snprintf(ns2.log, sizeof(ns2.log), "%s/log/ns2.log", C->dir);
+    cr_assert_eq(mkdir(ns2.data, 0755), 0);
+    ns2_start();
+}
+
+static void teardown(void)
+{
+    if (ns2.pid) {
+        kill(ns2.pid, SIGCONT);
+        cluster_signal_proc(&ns2, SIGTERM);
+    }
+    if (C && !C->passed) {
+        void *log = NULL;
+        size_t len = 0;
+        if (ns2.log[0] && cluster_read_file(ns2.log, &log, &len) == 0) {
+            fprintf(stderr, "==== ns2 log\n%.*s\n", (int)(len > 6000 ? 6000 : len),
+                    (char *)log + (len > 6000 ? len - 6000 : 0));
+            free(log);
+        }
+    }
+    fixture_stop();
+    etcd_stop();
+}
+
+TestSuite(ha, .init = setup, .fini = teardown, .timeout = 240);
+
+/* ---- load ---------------------------------------------------------------------------- */
+
+struct load {
+    imgstore_t *h;
+    uint64_t seed;
+    volatile int stop;
+    int next;   /* next file id (__atomic) */
+    int failed; /* __atomic */
+    char (*names)[IMGSTORE_NAME_MAX];
+    uint32_t *sizes;
+    int64_t *done_ms; /* when each upload returned */
+};
+
+static void *uploader(void *arg)
+{
+    struct load *l = arg;
+    char *buf = malloc(FILE_MAX);
+    while (!l->stop) {
+        int id = __atomic_fetch_add(&l->next, 1, __ATOMIC_RELAXED);
+        if (id >= MAX_FILES)
+            break;
+        uint32_t size = 1000 + (uint32_t)(id * 7919u % (FILE_MAX - 1000));
+        cluster_fill(buf, size, l->seed, (uint64_t)id);
+        l->sizes[id] = size;
+        int rc = imgstore_put(l->h, buf, size, NULL, l->names[id]);
+        l->done_ms[id] = cluster_now_ms();
+        if (rc != 0) {
+            l->names[id][0] = '\0';
+            __atomic_add_fetch(&l->failed, 1, __ATOMIC_RELAXED);
+            fprintf(stderr, "[ha] upload %d failed: %s\n", id, imgstore_strerror(rc));
+        }
+    }
+    free(buf);
+    return NULL;
+}
+
+/* How many times the log at path holds `text`. */
+static int log_count(const char *path, const char *text)
+{
+    void *log = NULL;
+    size_t len = 0;
+    if (cluster_read_file(path, &log, &len) != 0)
+        return 0;
+    int n = 0;
+    for (const char *p = log, *end = (const char *)log + len;
+         (p = memmem(p, (size_t)(end - p), text, strlen(text))) != NULL; p++)
+        n++;
+    free(log);
+    return n;
+}
+
+/* Waits until the log at path holds text more than `seen` times (logs of a
+ * restarted server are appended); returns the ms waited or -1. */
+static int64_t wait_log(const char *path, const char *text, int seen, int timeout_ms)
+{
+    int64_t t0 = cluster_now_ms();
+    while (cluster_now_ms() - t0 < timeout_ms) {
+        if (log_count(path, text) > seen)
+            return cluster_now_ms() - t0;
+        usleep(20000);
+    }
+    return -1;
+}
+
+/* The status through one nameserver alone: 0, or its error. */
+static int status_of(const char *addr)
+{
+    struct imgstore_opts o = {.timeout_ms = 1000, .io_timeout_ms = 500};
+    imgstore_t *h = NULL;
+    Imgstore__ClusterStatusResp *st = NULL;
+    int rc = imgstore_open(addr, &o, &h);
+    if (rc == 0) {
+        ProtobufCMessage *m = NULL;
+        Imgstore__ClusterStatus q = IMGSTORE__CLUSTER_STATUS__INIT;
+        rc = imgstore_admin_call(h, addr, FT_CLUSTER_STATUS, &q.base,
+                                 &imgstore__cluster_status_resp__descriptor, &m);
+        st = (Imgstore__ClusterStatusResp *)m;
+    }
+    imgstore_admin_free_status(st);
+    imgstore_close(h);
+    return rc;
+}
+
+Test(ha, failover)
+{
+    uint64_t seed = cluster_seed("ha");
+    /* ns1 leads, ns2 stands by and says so. */
+    cr_assert_geq(wait_log(ns2.log, "standby: the leader is", 0, 10000), 0, "ns2 is no standby");
+    cr_assert_eq(status_of(C->ns.addr), 0);
+    cr_assert_eq(status_of(ns2.addr), IMG_ENOTLEADER);
+
+    /* An operator's setting on the leader: it survives the failover
+     * (the shared meta in etcd). */
+    struct cluster_run r;
+    cr_assert_eq(cluster_admin(C, 30000, &r, "set", "task_cap", "3", NULL), 0, "set: %s", r.err);
+    cluster_run_free(&r);
+
+    struct load l = {.seed = seed};
+    l.names = calloc(MAX_FILES, sizeof(*l.names));
+    l.sizes = calloc(MAX_FILES, sizeof(*l.sizes));
+    l.done_ms = calloc(MAX_FILES, sizeof(*l.done_ms));
+    l.h = cluster_client(C); /* "ns2,ns1": the standby first */
+    cr_assert(l.names && l.sizes && l.done_ms && l.h);
+    pthread_t th[THREADS];
+    for (int i = 0; i < THREADS; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, uploader, &l), 0);
+    usleep(1500 * 1000);
+    int before = __atomic_load_n(&l.next, __ATOMIC_RELAXED);
+    cr_assert_gt(before, THREADS, "no upload went through before the kill");
+
+    /* kill -9 the leader under load. */
+    int64_t killed = cluster_now_ms();
+    cluster_signal_proc(&C->ns, SIGKILL);
+    int64_t lead_ms = wait_log(ns2.log, "leading (epoch", 0, 3 * TTL_MS);
+    cr_assert_geq(lead_ms, 0, "ns2 did not take over");
+    lead_ms = cluster_now_ms() - killed;
+    /* The new leader places blocks: a status through it alone shows the
+     * three servers up and a writable block. */
+    int64_t placing = -1;
+    while (cluster_now_ms() - killed < 15000 && placing < 0) {
+        Imgstore__ClusterStatusResp *st = NULL;
+        imgstore_t *h = NULL;
+        struct imgstore_opts o = {.timeout_ms = 1000, .io_timeout_ms = 500};
+        if (imgstore_open(ns2.addr, &o, &h) == 0 && imgstore_admin_cluster_status(h, &st) == 0) {
+            size_t up = 0;
+            for (size_t i = 0; i < st->n_servers; i++)
+                up += strcmp(st->servers[i]->state, "up") == 0;
+            if (up == 3 && st->blocks_writable > 0 && !st->safe_mode)
+                placing = cluster_now_ms() - killed;
+        }
+        imgstore_admin_free_status(st);
+        imgstore_close(h);
+        usleep(50000);
+    }
+    fprintf(stderr, "[ha] failover: ns2 leading %lld ms after the kill, placing after %lld ms\n",
+            (long long)lead_ms, (long long)placing);
+    cr_assert_leq(lead_ms, TTL_MS + TTL_MS / 2, "took %lld ms to lead", (long long)lead_ms);
+    cr_assert_geq(placing, 0, "the new leader did not place blocks within 15 s");
+    usleep(2000 * 1000); /* uploads through the new leader */
+    l.stop = 1;
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
+    int n = __atomic_load_n(&l.next, __ATOMIC_RELAXED);
+    if (n > MAX_FILES)
+        n = MAX_FILES;
+    int after = 0;
+    for (int i = 0; i < n; i++)
+        after += l.done_ms[i] > killed + lead_ms;
+    fprintf(stderr, "[ha] %d uploads, %d failed, %d finished after the takeover\n", n,
+            l.failed, after);
+    cr_assert_eq(l.failed, 0, "%d of %d uploads failed across the failover", l.failed, n);
+    cr_assert_gt(after, 0, "no upload finished after the takeover");
+    /* No file lost: every one reads back, through the new leader. */
+    int bad = cluster_check_range(l.h, seed, 0, n, (const char(*)[IMGSTORE_NAME_MAX])l.names,
+                                  l.sizes);
+    cr_assert_eq(bad, 0, "%d of %d files do not read back", bad, n);
+
+    /* The setting made on the old leader is in force on the new one, which
+     * took the known servers from etcd too. */
+    cr_assert_eq(cluster_admin(C, 30000, &r, "--json", "settings", NULL), 0, "settings: %s",
+                 r.err);
+    cr_assert(strstr(r.out, "\"task_cap\"") && strstr(r.out, "\"value\": 3"),
+              "task_cap did not survive the failover:\n%s", r.out);
+    cluster_run_free(&r);
+    cr_assert_gt(log_count(ns2.log, "etcd: took the shared state: 3 known servers"), 0);
+
+    /* Every dataserver followed the new leader's epoch (fencing). */
+    for (int i = 0; i < C->nds; i++)
+        cr_assert_geq(log_count(C->ds[i].log, "leads in epoch"), 2,
+                      "ds%d did not learn the new leader's epoch", i + 1);
+
+    /* A deposed leader: ns1 back as a standby, ns2 frozen past the TTL. */
+    int standby_seen = log_count(C->ns.log, "standby: the leader is");
+    int led_seen = log_count(C->ns.log, "leading (epoch");
+    cr_assert_eq(cluster_start_ns(C), 0);
+    cr_assert_geq(wait_log(C->ns.log, "standby: the leader is", standby_seen, 10000), 0);
+    kill(ns2.pid, SIGSTOP);
+    int64_t frozen = cluster_now_ms();
+    int64_t t = wait_log(C->ns.log, "leading (epoch", led_seen, 3 * TTL_MS);
+    cr_assert_geq(t, 0, "ns1 did not take over from the frozen leader");
+    fprintf(stderr, "[ha] frozen leader replaced after %lld ms\n",
+            (long long)(cluster_now_ms() - frozen));
+    usleep(500 * 1000);
+    kill(ns2.pid, SIGCONT);
+    cr_assert_geq(wait_log(ns2.log, "stopped leading", 0, 5000), 0,
+                  "the woken leader did not stop leading");
+    cr_assert_eq(status_of(ns2.addr), IMG_ENOTLEADER, "the woken leader still serves");
+    /* Uploads go on through the list, to ns1. */
+    uint32_t sizes2[20];
+    char names2[20][IMGSTORE_NAME_MAX];
+    fixture_upload(seed + 1, 0, 20, 100, 5000, 1, sizes2, names2);
+
+    imgstore_close(l.h);
+    free(l.names);
+    free(l.sizes);
+    free(l.done_ms);
+    C->passed = 1;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* A series of failovers (IMGSTORE_HA_FAILOVERS, default 6): each kills the
+ * leader with SIGKILL and measures until the other one logs "leading", then
+ * until a fresh handle (nothing cached: its upload needs ALLOC_WRITE) has
+ * stored a file, both from the kill; then the killed one comes back as the
+ * standby. Prints the distribution (docs/performance.md). */
+Test(ha, failover_series)
+{
+    const char *env = getenv("IMGSTORE_HA_FAILOVERS");
+    int n = env ? atoi(env) : 6;
+    if (n < 1 || n > 100)
+        n = 6;
+    uint64_t seed = cluster_seed("ha-series");
+    cr_assert_geq(wait_log(ns2.log, "standby: the leader is", 0, 10000), 0);
+    int64_t *lead = calloc((size_t)n, sizeof(*lead)), *put = calloc((size_t)n, sizeof(*put));
+    cr_assert(lead && put);
+    struct cluster_proc *procs[2] = {&C->ns, &ns2};
+    int leader = 0; /* index in procs */
+    for (int i = 0; i < n; i++) {
+        struct cluster_proc *dead = procs[leader], *next = procs[1 - leader];
+        int led_seen = log_count(next->log, "leading (epoch");
+        int64_t killed = cluster_now_ms();
+        cluster_signal_proc(dead, SIGKILL);
+        cr_assert_geq(wait_log(next->log, "leading (epoch", led_seen, 5000), 0,
+                      "failover %d: no new leader", i);
+        lead[i] = cluster_now_ms() - killed; /* the log is polled every 20 ms */
+        imgstore_t *h = cluster_client(C);
+        cr_assert_not_null(h);
+        char buf[4096], name[IMGSTORE_NAME_MAX];
+        cluster_fill(buf, sizeof(buf), seed, (uint64_t)i);
+        int rc = imgstore_put(h, buf, sizeof(buf), NULL, name);
+        put[i] = cluster_now_ms() - killed;
+        cr_assert_eq(rc, 0, "failover %d: put: %s", i, imgstore_strerror(rc));
+        cr_assert_eq(cluster_check_file(h, name, NULL, seed, (uint64_t)i, sizeof(buf)), 0);
+        imgstore_close(h);
+        int standby_seen = log_count(dead->log, "standby: the leader is");
+        if (dead == &C->ns)
+            cr_assert_eq(cluster_start_ns(C), 0);
+        else
+            ns2_start();
+        cr_assert_geq(wait_log(dead->log, "standby: the leader is", standby_seen, 10000), 0);
+        leader = 1 - leader;
+    }
+    qsort(lead, (size_t)n, sizeof(*lead), cmp_i64);
+    qsort(put, (size_t)n, sizeof(*put), cmp_i64);
+    fprintf(stderr, "[ha] %d failovers (ms from kill -9): new leader min %lld, median %lld, "
+            "max %lld; a stored file (fresh handle) min %lld, median %lld, max %lld\n",
+            n, (long long)lead[0], (long long)lead[n / 2], (long long)lead[n - 1],
+            (long long)put[0], (long long)put[n / 2], (long long)put[n - 1]);
+    fprintf(stderr, "[ha] stored file times:");
+    for (int i = 0; i < n; i++)
+        fprintf(stderr, " %lld", (long long)put[i]);
+    fprintf(stderr, "\n");
+    cr_assert_leq(put[n - 1], 10000, "a failover took longer than the client's deadline");
+    free(lead);
+    free(put);
+    C->passed = 1;
+}
+
+/* ds-admin ns step-down under load: the standby leads, no upload fails, and
+ * the longest gap between two finished uploads is measured (the pause). */
+Test(ha, step_down)
+{
+    uint64_t seed = cluster_seed("ha-step-down");
+    cr_assert_geq(wait_log(ns2.log, "standby: the leader is", 0, 10000), 0);
+    struct load l = {.seed = seed};
+    l.names = calloc(MAX_FILES, sizeof(*l.names));
+    l.sizes = calloc(MAX_FILES, sizeof(*l.sizes));
+    l.done_ms = calloc(MAX_FILES, sizeof(*l.done_ms));
+    l.h = cluster_client(C);
+    cr_assert(l.names && l.sizes && l.done_ms && l.h);
+    pthread_t th[THREADS];
+    for (int i = 0; i < THREADS; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, uploader, &l), 0);
+    usleep(1000 * 1000);
+    struct cluster_run r;
+    int64_t t0 = cluster_now_ms();
+    cr_assert_eq(cluster_admin(C, 30000, &r, "ns", "step-down", NULL), 0, "step-down: %s%s",
+                 r.out, r.err);
+    cr_assert(strstr(r.out, "stepped down"), "%s", r.out);
+    cluster_run_free(&r);
+    int64_t w = wait_log(ns2.log, "leading (epoch", 0, 5000);
+    cr_assert_geq(w, 0, "the standby did not take over");
+    int64_t lead = cluster_now_ms() - t0;
+    cr_assert_geq(wait_log(C->ns.log, "stopped leading", 0, 1000), 0);
+    cr_assert_gt(log_count(C->ns.log, "stepped down"), 0);
+    usleep(1500 * 1000);
+    l.stop = 1;
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
+    int n = __atomic_load_n(&l.next, __ATOMIC_RELAXED);
+    if (n > MAX_FILES)
+        n = MAX_FILES;
+    /* The pause: the longest time without a finished upload after the
+     * step-down was asked. */
+    int64_t *done = malloc((size_t)n * sizeof(*done));
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (l.done_ms[i] >= t0)
+            done[m++] = l.done_ms[i];
+    cr_assert_gt(m, 1);
+    qsort(done, (size_t)m, sizeof(*done), cmp_i64);
+    int64_t pause = done[0] - t0;
+    for (int i = 1; i < m; i++)
+        if (done[i] - done[i - 1] > pause)
+            pause = done[i] - done[i - 1];
+    fprintf(stderr, "[ha] step-down: standby leading after %lld ms, %d uploads, %d failed, "
+            "longest pause %lld ms\n",
+            (long long)lead, n, l.failed, (long long)pause);
+    cr_assert_eq(l.failed, 0, "%d uploads failed across the step-down", l.failed);
+    int bad = cluster_check_range(l.h, seed, 0, n, (const char(*)[IMGSTORE_NAME_MAX])l.names,
+                                  l.sizes);
+    cr_assert_eq(bad, 0);
+    /* The new leader answers; the old one is a standby. */
+    cr_assert_eq(status_of(ns2.addr), 0);
+    cr_assert_eq(status_of(C->ns.addr), IMG_ENOTLEADER);
+    free(done);
+    imgstore_close(l.h);
+    free(l.names);
+    free(l.sizes);
+    free(l.done_ms);
+    C->passed = 1;
+}
+
+/* ---- a hostile etcd ------------------------------------------------------------------ */
+
+/* A fake etcd gateway: answers the cluster-id read properly (so the
+ * nameserver starts) and everything else with one of `junk`, in turn. */
+struct fake_etcd {
+    int lfd;
+    char addr[64];
+    volatile int stop;
+    int answered; /* __atomic */
+    pthread_t thread;
+};
+
+static const char *const junk[] = {
+    "not json at all",
+    "[1, 2, 3]",
+    "{\"ID\": {}, \"TTL\": \"x\", \"kvs\": \"x\", \"succeeded\": 7, \"header\": []}",
+    "{\"result\": {\"TTL\": \"-3\"}, \"ID\": \"-1\"}",
+    "{\"kvs\": [{\"value\": \"!!!not base64\", \"create_revision\": \"-5\", \"lease\": 3}]}",
+    "{\"kvs\": [{\"value\": \"AAAA\", \"create_revision\": \"99999999999999999999999\"}]}",
+    "{\"ID\": \"12\", \"TTL\": \"2\", \"succeeded\": true, \"header\": {\"revision\": \"0\"}}",
+    "{\"kvs\": [{\"value\": \"MTI3LjAuMC4xOjE=\", \"create_revision\": \"5\", \"mod_revision\": "
+    "\"5\", \"lease\": \"12\"}], \"result\": {\"TTL\": \"2\"}, \"ID\": \"12\"}",
+};
+
+static void fake_etcd_conn(struct fake_etcd *f, int fd)
+{
+    char req[8192];
+    size_t len = 0;
+    req[0] = '\0';
+    struct timeval tv = {.tv_sec = 1};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    for (;;) {
+        ssize_t r = read(fd, req + len, sizeof(req) - 1 - len);
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+        req[len] = '\0';
+        char *body = strstr(req, "\r\n\r\n");
+        const char *cl = strcasestr(req, "Content-Length:");
+        if (body && (!cl || strlen(body + 4) >= (size_t)atoi(cl + 15)))
+            break;
+        if (len == sizeof(req) - 1)
+            break;
+    }
+    int n = __atomic_fetch_add(&f->answered, 1, __ATOMIC_RELAXED);
+    /* "L2ltZ3N0b3JlL2NsdXN0ZXJfaWQ=" is base64 of "/imgstore/cluster_id". */
+    const char *ans;
+    char ok[256];
+    int code = 200;
+    if (strstr(req, "/v3/kv/range") && strstr(req, "L2ltZ3N0b3JlL2NsdXN0ZXJfaWQ=")) {
+        /* base64 of a valid cluster id, 32 hex chars */
+        snprintf(ok, sizeof(ok),
+                 "{\"kvs\": [{\"value\": \"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\", "
+                 "\"create_revision\": \"2\", \"mod_revision\": \"2\"}]}");
+        ans = ok;
+    } else if (n % 10 == 9) {
+        code = 500;
+        ans = "{}";
+    } else {
+        ans = junk[(size_t)n % (sizeof(junk) / sizeof(junk[0]))];
+    }
+    char head[256];
+    int hl = snprintf(head, sizeof(head),
+                      "HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                      "Connection: close\r\n\r\n",
+                      code, strlen(ans));
+    if (cluster_send_all(fd, head, (size_t)hl) == 0)
+        cluster_send_all(fd, ans, strlen(ans));
+    close(fd);
+}
+
+static void *fake_etcd_run(void *arg)
+{
+    struct fake_etcd *f = arg;
+    while (!f->stop) {
+        struct pollfd p = {.fd = f->lfd, .events = POLLIN};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        int fd = accept4(f->lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd >= 0)
+            fake_etcd_conn(f, fd);
+    }
+    return NULL;
+}
+
+Test(ha_hostile, junk_from_etcd, .timeout = 120)
+{
+    struct fake_etcd f = {0};
+    f.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    cr_assert(f.lfd >= 0 && bind(f.lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+              getsockname(f.lfd, (struct sockaddr *)&sa, &sl) == 0 && listen(f.lfd, 16) == 0);
+    snprintf(f.addr, sizeof(f.addr), "127.0.0.1:%d", ntohs(sa.sin_port));
+    cr_assert_eq(pthread_create(&f.thread, NULL, fake_etcd_run, &f), 0);
+
+    struct cluster *c = NULL;
+    struct cluster_opts o = {.ndataservers = 1, .replicas = 1, .insecure = 1};
+    /* A cluster only for its folder and helpers: its own nameserver is
+     * replaced below by one on the fake etcd. */
+    cr_assert_eq(cluster_start(&o, &c), 0);
+    struct cluster_proc p = {0};
+    snprintf(p.name, sizeof(p.name), "nsx");
+    snprintf(p.addr, sizeof(p.addr), "127.0.0.1:%d", free_port());
+    snprintf(p.data, sizeof(p.data), "%s/nsx", c->dir);
+    snprintf(p.log, sizeof(p.log), "%s/log/nsx.log", c->dir);
+    cr_assert_eq(mkdir(p.data, 0755), 0);
+    const char *argv[] = {"nameserver", "--listen", p.addr, "--data", p.data, "--insecure",
+                          "--etcd", f.addr, "--etcd-ttl-ms", "1000", NULL};
+    cr_assert_eq(cluster_spawn(c, &p, argv), 0);
+    /* It took the cluster id, then never leads on junk, and never dies. */
+    int64_t t0 = cluster_now_ms();
+    while (cluster_now_ms() - t0 < 5000) {
+        cr_assert(cluster_alive(&p), "the nameserver died on junk from etcd");
+        usleep(200000);
+    }
+    cr_assert_gt(log_count(p.log, "etcd: cluster id 0123456789abcdef0123456789abcdef"), 0);
+    cr_assert_gt(__atomic_load_n(&f.answered, __ATOMIC_RELAXED), 20, "etcd was not asked");
+    cr_assert_eq(log_count(p.log, "leading (epoch"), 0, "it led on junk");
+    cr_assert_eq(status_of(p.addr), IMG_ENOTLEADER);
+    int st = cluster_signal_proc(&p, SIGTERM);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
+    f.stop = 1;
+    pthread_join(f.thread, NULL);
+    close(f.lfd);
+    c->passed = 1;
+    cluster_stop(c);
+}
+
+/* etcd unreachable (frozen): the leader stops acting within the TTL and
+ * every nameserver answers as a standby; reads of files already located go
+ * on; once etcd is back a leader acts again and uploads resume. */
+Test(ha, etcd_down)
+{
+    uint64_t seed = cluster_seed("ha-etcd-down");
+    cr_assert_geq(wait_log(ns2.log, "standby: the leader is", 0, 10000), 0);
+    imgstore_t *h = cluster_client(C);
+    cr_assert_not_null(h);
+    uint32_t sizes[10];
+    char names[10][IMGSTORE_NAME_MAX];
+    fixture_sizes(seed, 0, 10, 100, 8000, sizes);
+    fixture_put_range(h, seed, 0, 10, sizes, names, 1, "before etcd froze");
+    cr_assert_eq(cluster_check_range(h, seed, 0, 10, (const char(*)[IMGSTORE_NAME_MAX])names,
+                                     sizes),
+                 0);
+    int64_t located = cluster_now_ms();
+    int stopped_seen = log_count(C->ns.log, "stopped leading");
+    kill(etcd_pid, SIGSTOP);
+    int64_t frozen = cluster_now_ms();
+    int64_t w = wait_log(C->ns.log, "stopped leading", stopped_seen, 2 * TTL_MS);
+    cr_assert_geq(w, 0, "the leader went on acting without etcd");
+    int64_t stop_ms = cluster_now_ms() - frozen;
+    cr_assert_eq(status_of(C->ns.addr), IMG_ENOTLEADER);
+    cr_assert_eq(status_of(ns2.addr), IMG_ENOTLEADER);
+    /* Located files still read (the handle's cache, the dataservers), even
+     * once their cached locations expired (CACHE_LOC_TTL_MS, 10 s): no
+     * nameserver leads to ask again. */
+    while (cluster_now_ms() - located < 10500)
+        usleep(100000);
+    cr_assert_eq(cluster_check_range(h, seed, 0, 10, (const char(*)[IMGSTORE_NAME_MAX])names,
+                                     sizes),
+                 0, "reads failed while etcd was frozen");
+    int led1 = log_count(C->ns.log, "leading (epoch"), led2 = log_count(ns2.log, "leading (epoch");
+    kill(etcd_pid, SIGCONT);
+    int64_t back = cluster_now_ms();
+    while (cluster_now_ms() - back < 10000 && log_count(C->ns.log, "leading (epoch") == led1 &&
+           log_count(ns2.log, "leading (epoch") == led2)
+        usleep(20000);
+    int64_t lead_ms = cluster_now_ms() - back;
+    fprintf(stderr, "[ha] etcd frozen: leader stopped after %lld ms; etcd back: a leader after "
+            "%lld ms\n",
+            (long long)stop_ms, (long long)lead_ms);
+    cr_assert_leq(stop_ms, TTL_MS, "stopped only %lld ms after etcd froze", (long long)stop_ms);
+    cr_assert_lt(lead_ms, 10000, "no leader after etcd came back");
+    /* Uploads resume (the client's deadline covers the new safe mode). */
+    fixture_put_range(h, seed, 10, 0, sizes, names, 1, "after etcd came back");
+    char name[IMGSTORE_NAME_MAX];
+    char buf[3000];
+    cluster_fill(buf, sizeof(buf), seed, 99);
+    int rc = imgstore_put(h, buf, sizeof(buf), NULL, name);
+    cr_assert_eq(rc, 0, "put after etcd came back: %s", imgstore_strerror(rc));
+    cr_assert_eq(cluster_check_file(h, name, NULL, seed, 99, sizeof(buf)), 0);
+    imgstore_close(h);
+    C->passed = 1;
+}
