@@ -241,6 +241,10 @@ int cluster_start_ns(struct cluster *c)
     char rep[16], bs[32], hb[32], sm[32];
     char *argv[MAX_ARGS];
     int n = 0;
+    /* ns.addr may have changed since the cluster started (the chaos suite
+     * moves the cluster onto veth addresses): the callers' list follows. */
+    snprintf(c->ns_list, sizeof(c->ns_list), "%s%s%s", c->opts.ns_before ? c->opts.ns_before : "",
+             c->opts.ns_before ? "," : "", c->ns.addr);
     argv[n++] = "nameserver";
     argv[n++] = "--listen";
     argv[n++] = c->ns.addr;
