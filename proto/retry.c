@@ -37,6 +37,7 @@ static const struct {
     {IMG_EPERM,          {F,    F,    F,   F}},
     {IMG_EKEYFILE,       {F,    F,    F,   F}},
     {-ENOSPC,            {O,    F,    O,   F}}, /* WRITE: that disk is full; another block */
+    {-ECANCELED,         {O,    F,    O,   O}}, /* the server was stopping: elsewhere, again */
 };
 
 /* Errors not in the table: final, but a read passes to the next replica. */
