@@ -731,7 +731,7 @@ int ns_etcd_init(struct ns *ns, const struct ns_etcd_config *cfg)
                 log_info("etcd: cluster id %s (was %s in ns.meta)", id, ns->meta.cluster_id);
                 char old[sizeof(ns->meta.cluster_id)];
                 memcpy(old, ns->meta.cluster_id, sizeof(old));
-                snprintf(ns->meta.cluster_id, sizeof(ns->meta.cluster_id), "%s", id);
+                memcpy(ns->meta.cluster_id, id, NS_CLUSTER_ID_HEX + 1); /* checked: 32 hex digits */
                 int rc = ns_meta_save(&ns->meta);
                 if (rc) {
                     memcpy(ns->meta.cluster_id, old, sizeof(old));
