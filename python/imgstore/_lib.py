@@ -8,8 +8,9 @@ Which library is loaded, first match wins:
 2. the in-tree build: ``build/lib/libimgstore.so`` of the source tree this
    package sits in (``python/`` next to ``build/``), for tests and
    development;
-3. the installed library, found by :func:`ctypes.util.find_library`
-   (``ldconfig``'s cache: ``make install`` then ``ldconfig``).
+3. the installed library: :func:`ctypes.util.find_library` (``ldconfig``'s
+   cache: ``make install`` then ``ldconfig``), else the soname
+   ``libimgstore.so.1`` through the dynamic loader (``LD_LIBRARY_PATH``).
 
 The library is loaded on first use (:func:`lib`), not at import, so
 ``import imgstore`` works without it (for documentation tools, type checks).
@@ -67,16 +68,21 @@ def _in_tree() -> Optional[str]:
     return None
 
 
-def _find() -> str:
+def _load() -> "tuple[ctypes.CDLL, str]":
     env = os.environ.get("IMGSTORE_LIB")
     if env:
-        return env
+        return ctypes.CDLL(env), env
     p = _in_tree()
     if p:
-        return p
-    p = ctypes.util.find_library("imgstore")
-    if p:
-        return p
+        return ctypes.CDLL(p), p
+    names = [n for n in (ctypes.util.find_library("imgstore"),) if n]
+    # The soname directly: honours LD_LIBRARY_PATH, which find_library may not.
+    names += ["libimgstore.so.1", "libimgstore.so"]
+    for n in names:
+        try:
+            return ctypes.CDLL(n), n
+        except OSError:
+            pass
     raise OSError(
         "libimgstore not found: set IMGSTORE_LIB to the path of libimgstore.so, "
         "build the source tree (make), or install the library (make install; ldconfig)"
@@ -114,8 +120,7 @@ def lib() -> ctypes.CDLL:
         return _lib
     with _lock:
         if _lib is None:
-            path = _find()
-            handle = ctypes.CDLL(path)
+            handle, path = _load()
             _declare(handle)
             _path = path
             _lib = handle

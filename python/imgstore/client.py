@@ -82,6 +82,12 @@ class ImageFile(io.RawIOBase):
     def seekable(self) -> bool:
         return True
 
+    def writable(self) -> bool:
+        return False
+
+    def write(self, b) -> int:  # type: ignore[override]
+        raise io.UnsupportedOperation("write: an imgstore file is read-only")
+
     def readinto(self, b) -> int:  # type: ignore[override]
         self._checkClosed()
         n = min(len(b), max(0, len(self._data) - self._pos))
