@@ -203,6 +203,14 @@ test-python: deps
 	$(if $(SAN),,IMGSTORE_BIN=$(abspath $(BUILD)/bin) IMGSTORE_LIB=$(abspath $(BUILD)/lib/libimgstore.so) \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider python/tests)
 
+# Python put/get ops/s against the C `imgstore bench` in the same run, on a
+# cluster of its own (python/bench/compare.py, docs/performance.md); ~1 min.
+.PHONY: bench-python
+bench-python: deps
+	$(MAKE) all
+	IMGSTORE_BIN=$(abspath $(BUILD)/bin) IMGSTORE_LIB=$(abspath $(BUILD)/lib/libimgstore.so) \
+	  $(PYTHON) python/bench/compare.py
+
 # ---- fuzzing ----------------------------------------------------------------
 # These rules are used by the sub-make with BUILD=$(FUZZ_BUILD) and CC=clang.
 $(BUILD)/fuzz_%: $(OBJ)/tests/fuzz/fuzz_%.o $(OBJ)/tests/fuzz/util.o $(DS_CORE_OBJ) $(NS_OBJ) \
