@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import glob
 import os
 import threading
 from typing import Optional
@@ -61,11 +62,13 @@ _path: Optional[str] = None
 def _in_tree() -> Optional[str]:
     here = os.path.dirname(os.path.abspath(__file__))
     root = os.path.dirname(os.path.dirname(here))  # python/imgstore -> tree root
-    for name in ("libimgstore.so", "libimgstore.so.1"):
-        p = os.path.join(root, "build", "lib", name)
-        if os.path.exists(p):
-            return p
-    return None
+    lib = os.path.join(root, "build", "lib")
+    p = os.path.join(lib, "libimgstore.so")
+    if os.path.exists(p):
+        return p
+    # Only a versioned file (libimgstore.so.MAJOR[...]) in the build folder.
+    versioned = sorted(glob.glob(os.path.join(lib, "libimgstore.so.*")))
+    return versioned[0] if versioned else None
 
 
 def _load() -> "tuple[ctypes.CDLL, str]":
