@@ -192,7 +192,8 @@ test: deps
 	$(MAKE) test-python
 
 # The Python package (python/, docs/client.md "Python") and the HTTP API
-# description (docs/openapi.yaml): pytest against real clusters of this
+# description (docs/openapi.yaml): the package's type hints checked by
+# mypy --strict, then pytest against real clusters of this
 # build, with Debian's python3 (not another python3 first in PATH, which
 # lacks Debian's pytest). Skipped in sanitizer builds (`make asan`): an
 # ASan-built libimgstore.so cannot be loaded into an uninstrumented python.
@@ -200,6 +201,7 @@ PYTHON ?= $(if $(wildcard /usr/bin/python3),/usr/bin/python3,python3)
 .PHONY: test-python
 test-python: deps
 	$(if $(SAN),@echo "test-python: skipped in a sanitizer build",$(MAKE) all)
+	$(if $(SAN),,$(PYTHON) -m mypy --strict --no-incremental --cache-dir=/dev/null python/imgstore)
 	$(if $(SAN),,IMGSTORE_BIN=$(abspath $(BUILD)/bin) IMGSTORE_LIB=$(abspath $(BUILD)/lib/libimgstore.so) \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider python/tests)
 

@@ -11,9 +11,9 @@ varnish"
 # certificates of tests/integ/test_https.c.
 PKGS="$PKGS openssl"
 # The Python package (python/) and its tests: pytest, PyYAML for the
-# OpenAPI check, and what `pip install ./python` needs offline (venv,
+# OpenAPI check, mypy for the type hints, and what `pip install ./python` needs offline (venv,
 # setuptools, wheel, pip; python/README.md). python3 itself comes with them.
-PKGS="$PKGS python3-pytest python3-yaml python3-venv python3-setuptools python3-wheel python3-pip"
+PKGS="$PKGS python3-pytest python3-mypy python3-yaml python3-venv python3-setuptools python3-wheel python3-pip"
 # --ui: only what `make test-ui` adds, Chromium for the status-page test
 # (a large download, so `make test` does without it).
 if [ "${1:-}" = "--ui" ]; then PKGS="chromium"; fi

@@ -138,4 +138,4 @@ def path() -> Optional[str]:
 def strerror(code: int) -> str:
     """imgstore_strerror(code) as str."""
     s = lib().imgstore_strerror(code)
-    return s.decode("utf-8", "replace") if s else "error %d" % code
+    return str(s.decode("utf-8", "replace")) if s else "error %d" % code

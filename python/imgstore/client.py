@@ -22,7 +22,7 @@ import io
 import os
 import threading
 from dataclasses import dataclass
-from typing import BinaryIO, Optional, Tuple, Union
+from typing import Any, BinaryIO, Optional, Tuple, Union, cast
 
 from . import _lib
 from .errors import EBADNAME, EINVAL, ETOOBIG, Error, from_code
@@ -85,10 +85,10 @@ class ImageFile(io.RawIOBase):
     def writable(self) -> bool:
         return False
 
-    def write(self, b) -> int:  # type: ignore[override]
+    def write(self, b: Any) -> int:
         raise io.UnsupportedOperation("write: an imgstore file is read-only")
 
-    def readinto(self, b) -> int:  # type: ignore[override]
+    def readinto(self, b: Any) -> int:
         self._checkClosed()
         n = min(len(b), max(0, len(self._data) - self._pos))
         if n <= 0:
@@ -154,8 +154,8 @@ _SMALL_COPY = 4096  # below this, string_at's one call is cheaper
 def _copy_out(ptr: ctypes.c_void_p, n: int) -> bytes:
     if n < _SMALL_COPY:
         return ctypes.string_at(ptr, n) if n else b""
-    out = _bytes_new(None, n)
-    ctypes.memmove(out, ptr, n)
+    out = cast(bytes, _bytes_new(None, n))
+    ctypes.memmove(cast(Any, out), ptr, n)  # c_void_p of a bytes: its own buffer
     return out
 
 
@@ -337,6 +337,7 @@ class Client:
             except (UnicodeEncodeError, AttributeError):
                 raise from_code(EINVAL, what="put: mime %r" % (mime,)) from None
         out = ctypes.create_string_buffer(_lib.NAME_MAX)
+        ptr: Any
         if isinstance(buf, bytearray):
             ptr = (ctypes.c_char * n).from_buffer(buf) if n else None
         else:

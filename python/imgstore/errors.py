@@ -10,7 +10,7 @@ picks the class; every ``IMG_E*`` code has one, a negative errno is
 from __future__ import annotations
 
 import os
-from typing import Dict, Optional, Type
+from typing import Any, Dict, Optional, Tuple, Type
 
 
 class Error(Exception):
@@ -26,14 +26,14 @@ class Error(Exception):
         text = "%s: %s" % (what, message) if what else message
         Exception.__init__(self, text)
         if isinstance(self, OSError):  # not an errno: OSError.__new__ took our code for one
-            self.errno = None
-            self.strerror = message
-            self.filename = None
+            setattr(self, "errno", None)
+            setattr(self, "strerror", message)
+            setattr(self, "filename", None)
 
     def __str__(self) -> str:
-        return self.args[0] if self.args else self.message
+        return str(self.args[0]) if self.args else self.message
 
-    def __reduce__(self):  # picklable across processes
+    def __reduce__(self) -> Tuple[Any, ...]:  # picklable across processes
         return (type(self), (self.code, self.message, self.what))
 
 
@@ -109,8 +109,7 @@ class SystemFailure(Error, OSError):
 
     def __init__(self, code: int, message: str, what: Optional[str] = None) -> None:
         Error.__init__(self, code, message, what)
-        self.errno = -code
-        self.strerror = message
+        setattr(self, "errno", -code)
 
 
 # Every IMG_E* code of base/err.h (client/imgstore.h has the public subset).
@@ -175,5 +174,6 @@ def from_code(code: int, message: Optional[str] = None, what: Optional[str] = No
     return error_class(code)(code, message, what)
 
 
-__all__ = [n for n in dir() if n[0].isupper() and n not in ("Dict", "Optional", "Type")] + [
+__all__ = [n for n in dir() if n[0].isupper() and n not in ("Any", "Dict", "Optional", "Tuple",
+                                                            "Type")] + [
     "error_class", "from_code"]

@@ -24,7 +24,6 @@ import json
 import os
 import re
 import socket
-import subprocess
 import threading
 import time
 from typing import Dict, Optional, Set, Tuple
