@@ -17,6 +17,7 @@ from cluster import ROOT, Cluster
 from util import crc32c, jpeg, name_decode, name_encode
 
 MiB = 1 << 20
+RECORD_HEADER = 24  # bytes before a record's data (docs/storage.md)
 
 # Every size class a caller meets: empty, one byte, below/at/above a page,
 # a thumbnail, a product photo, large, odd, and the library's maximum.
@@ -386,3 +387,55 @@ def test_dataserver_killed_mid_run():
         failed = False
     finally:
         cl.stop(dump_logs=failed)
+
+
+def test_corrupt(cluster, client):
+    """Both copies of a record damaged on disk: the read fails its checksum
+    everywhere and ends, at its deadline, with Corrupt."""
+    data = jpeg(10000, seed=99)
+    name = client.put(data)
+    st = client.stat(name)
+    for addr in st.replicas:
+        i = cluster.ds_addr.index(addr)
+        path = os.path.join(cluster.dir, "ds%d" % (i + 1), "blocks", "%016x.blk" % st.block_id)
+        with open(path, "r+b") as f:
+            at = st.offset + RECORD_HEADER + 5000
+            f.seek(at)
+            b = f.read(1)
+            f.seek(at)
+            f.write(bytes([b[0] ^ 0x40]))
+    with imgstore.Client(cluster.ns_addr, timeout=2) as c:
+        with pytest.raises(imgstore.Corrupt) as e:
+            c.get(name)
+    assert e.value.code == errors.ECORRUPT
+
+
+def test_no_writable_block(cluster):
+    """Every dataserver read-only: no block takes a new file, so a put goes
+    round until its deadline and ends with NoBlock (an Unavailable)."""
+    import json
+    import subprocess
+
+    from cluster import BIN
+
+    def admin(*args):
+        r = subprocess.run([os.path.join(BIN, "ds-admin"), "--ns", cluster.ns_addr,
+                            "--key-file", cluster.operator_key] + list(args),
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    ids = [s["id"] for s in json.loads(admin("--json", "servers"))]
+    assert len(ids) == 3
+    try:
+        for i in ids:
+            admin("readonly", i, "on")
+        with imgstore.Client(cluster.ns_addr, timeout=2, key_file=cluster.writer_key) as c:
+            with pytest.raises(imgstore.NoBlock) as e:
+                c.put(b"nowhere to go")
+        assert e.value.code == errors.ENOBLOCK and isinstance(e.value, imgstore.Unavailable)
+    finally:
+        for i in ids:
+            admin("readonly", i, "off")
+    with imgstore.Client(cluster.ns_addr, timeout=10, key_file=cluster.writer_key) as c:
+        assert c.get(c.put(b"writable again")) == b"writable again"
