@@ -145,14 +145,16 @@ def key_file_check(path: Union[str, "os.PathLike[str]"]) -> None:
 # bytes object is made uninitialised by PyBytes_FromStringAndSize(NULL, n)
 # and filled by ctypes.memmove (a foreign call: no GIL) before anyone else
 # can see it.
-_bytes_new = ctypes.pythonapi.PyBytes_FromStringAndSize
-_bytes_new.restype = ctypes.py_object
-_bytes_new.argtypes = [ctypes.c_void_p, ctypes.c_ssize_t]
+# Interpreters without the C API (no ctypes.pythonapi) copy with string_at.
+_bytes_new: Any = getattr(getattr(ctypes, "pythonapi", None), "PyBytes_FromStringAndSize", None)
+if _bytes_new is not None:
+    _bytes_new.restype = ctypes.py_object
+    _bytes_new.argtypes = [ctypes.c_void_p, ctypes.c_ssize_t]
 _SMALL_COPY = 4096  # below this, string_at's one call is cheaper
 
 
 def _copy_out(ptr: ctypes.c_void_p, n: int) -> bytes:
-    if n < _SMALL_COPY:
+    if n < _SMALL_COPY or _bytes_new is None:
         return ctypes.string_at(ptr, n) if n else b""
     out = cast(bytes, _bytes_new(None, n))
     ctypes.memmove(cast(Any, out), ptr, n)  # c_void_p of a bytes: its own buffer
