@@ -375,27 +375,21 @@ class Client:
     def get_from(self, name: str, ds_addr: str) -> bytes:
         """Like :meth:`get` but reads only from the dataserver at native
         ``HOST:PORT`` ``ds_addr``, with no retry elsewhere (for checks)."""
-        return self._fetch(name, ds_addr)
-
-    def _fetch(self, name: str, ds_addr: Optional[str]) -> bytes:  # get_from
         nb = _name_bytes(name, "get")
         data = ctypes.c_void_p()
         size = ctypes.c_size_t()
         h = self._enter()
         try:
-            if ds_addr is None:
-                rc = self._lib.imgstore_get(h, nb, ctypes.byref(data), ctypes.byref(size))
-            else:
-                rc = self._lib.imgstore_get_from(h, nb, ds_addr.encode("ascii", "replace"),
-                                                 ctypes.byref(data), ctypes.byref(size))
+            rc = self._lib.imgstore_get_from(h, nb, ds_addr.encode("ascii", "replace"),
+                                             ctypes.byref(data), ctypes.byref(size))
         finally:
             self._leave()
         if rc != 0:
-            raise from_code(rc, what="get %s" % name)
+            raise from_code(rc, what="get %s from %s" % (name, ds_addr))
         try:
             return _copy_out(data, size.value)
         finally:
-            self._lib.imgstore_free(data)
+            self._c_free(data)
 
     def open(self, name: str) -> ImageFile:
         """Fetches a file and returns it as a read-only, seekable binary file

@@ -439,3 +439,17 @@ def test_no_writable_block(cluster):
             admin("readonly", i, "off")
     with imgstore.Client(cluster.ns_addr, timeout=10, key_file=cluster.writer_key) as c:
         assert c.get(c.put(b"writable again")) == b"writable again"
+
+
+def test_get_from(cluster, client):
+    data = jpeg(12345, seed=5)
+    name = client.put(data)
+    holders = client.stat(name).replicas
+    for addr in holders:
+        assert client.get_from(name, addr) == data
+    other = [a for a in cluster.ds_addr if a not in holders][0]
+    with pytest.raises(imgstore.ServerError) as e:
+        client.get_from(name, other)  # no copy there, and no retry elsewhere
+    assert e.value.code == -1011 and other in str(e.value)  # IMG_ENOBLOCKHERE
+    with pytest.raises(imgstore.InvalidArgument):
+        client.get_from(name, "not an address")
