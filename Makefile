@@ -192,6 +192,29 @@ test: deps
 	IMGSTORE_BIN=$(abspath $(BUILD)/bin) FUZZ_SECONDS=$(FUZZ_TEST_SECONDS) \
 	  CHAOS_SECONDS=$(CHAOS_TEST_SECONDS) \
 	  ./tests/run.sh $(UNIT_BINS) $(INTEG_BINS) $(FUZZ_IN_TEST) $(CHAOS_IN_TEST)
+	$(MAKE) test-python
+
+# The Python package (python/, docs/client.md "Python") and the HTTP API
+# description (docs/openapi.yaml): the package's type hints checked by
+# mypy --strict, then pytest against real clusters of this
+# build, with Debian's python3 (not another python3 first in PATH, which
+# lacks Debian's pytest). Skipped in sanitizer builds (`make asan`): an
+# ASan-built libimgstore.so cannot be loaded into an uninstrumented python.
+PYTHON ?= $(if $(wildcard /usr/bin/python3),/usr/bin/python3,python3)
+.PHONY: test-python
+test-python: deps
+	$(if $(SAN),@echo "test-python: skipped in a sanitizer build",$(MAKE) all)
+	$(if $(SAN),,$(PYTHON) -m mypy --strict --no-incremental --cache-dir=/dev/null python/imgstore)
+	$(if $(SAN),,IMGSTORE_BIN=$(abspath $(BUILD)/bin) IMGSTORE_LIB=$(abspath $(BUILD)/lib/libimgstore.so) \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider python/tests)
+
+# Python put/get ops/s against the C `imgstore bench` in the same run, on a
+# cluster of its own (python/bench/compare.py, docs/performance.md); ~1 min.
+.PHONY: bench-python
+bench-python: deps
+	$(MAKE) all
+	IMGSTORE_BIN=$(abspath $(BUILD)/bin) IMGSTORE_LIB=$(abspath $(BUILD)/lib/libimgstore.so) \
+	  $(PYTHON) python/bench/compare.py
 
 # ---- fuzzing ----------------------------------------------------------------
 # These rules are used by the sub-make with BUILD=$(FUZZ_BUILD) and CC=clang.

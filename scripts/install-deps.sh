@@ -14,6 +14,10 @@ PKGS="$PKGS openssl"
 # nameserver's etcd client; etcd itself for tests/integ/test_ha.c and
 # `make run-ha` (etcd-client: etcdctl, for operators).
 PKGS="$PKGS libcurl4-openssl-dev libjansson-dev etcd-server etcd-client"
+# The Python package (python/) and its tests: pytest, PyYAML for the
+# OpenAPI check, mypy for the type hints, and what `pip install ./python` needs offline (venv,
+# setuptools, wheel, pip; python/README.md). python3 itself comes with them.
+PKGS="$PKGS python3-pytest python3-mypy python3-yaml python3-venv python3-setuptools python3-wheel python3-pip"
 # --ui: only what `make test-ui` adds, Chromium for the status-page test
 # (a large download, so `make test` does without it).
 if [ "${1:-}" = "--ui" ]; then PKGS="chromium"; fi
