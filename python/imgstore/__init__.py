@@ -12,7 +12,7 @@ implementation of the protocol. See :class:`Client`; the errors are in
 """
 from .client import DEFAULT_NS, PUT_MAX_BYTES, Client, ImageFile, Stat, key_file_check
 from .errors import (BadName, Busy, ConnectionFailed, Corrupt, Deleted, Error, Forbidden,
-                     InvalidArgument, KeyFileError, NoBlock, NotFound, ProtocolError, ServerError,
+                     InvalidArgument, KeyFileError, NoBlock, NotFound, NotLeader, ProtocolError, ServerError,
                      SystemFailure, Timeout, TooBig, Unauthorized, Unavailable)
 
 __version__ = "0.1.0"
@@ -20,6 +20,6 @@ __version__ = "0.1.0"
 __all__ = [
     "Client", "ImageFile", "Stat", "key_file_check", "DEFAULT_NS", "PUT_MAX_BYTES",
     "Error", "NotFound", "Deleted", "BadName", "TooBig", "InvalidArgument", "Corrupt",
-    "ProtocolError", "Unavailable", "NoBlock", "Busy", "Timeout", "ConnectionFailed",
+    "ProtocolError", "Unavailable", "NoBlock", "NotLeader", "Busy", "Timeout", "ConnectionFailed",
     "Unauthorized", "Forbidden", "KeyFileError", "ServerError", "SystemFailure",
 ]

@@ -216,9 +216,9 @@ def _as_bytes(data: Data) -> Union[bytes, bytearray]:
 class Client:
     """A connection to one imgstore cluster.
 
-    ``ns`` is the nameserver's ``HOST:PORT`` (default ``$IMGSTORE_NS``, else
-    ``127.0.0.1:7400``); the cluster has one nameserver, so a comma-separated
-    list is refused with :class:`ValueError`. ``timeout`` bounds each whole
+    ``ns`` is the nameserver's ``HOST:PORT``, or a comma-separated list of
+    them (a leader and its standbys: the library follows the leader), default
+    ``$IMGSTORE_NS``, else ``127.0.0.1:7400``. ``timeout`` bounds each whole
     call and ``io_timeout`` each request to one server, in seconds (None:
     the library's defaults, 10 s and 3 s). ``key_file`` names a key file for
     uploads and deletes (reads never need one); None keeps the library's
@@ -241,9 +241,6 @@ class Client:
             ns = os.environ.get("IMGSTORE_NS") or DEFAULT_NS
         if not isinstance(ns, str):
             raise TypeError("ns must be a str 'HOST:PORT'")
-        if "," in ns:
-            raise ValueError("ns: one nameserver address HOST:PORT is wanted, not a list "
-                             "(%r): an imgstore cluster has one nameserver" % ns)
         self.ns = ns.strip()
         self.timeout = timeout
         self.io_timeout = io_timeout

@@ -74,6 +74,11 @@ class NoBlock(Unavailable):
     """IMGSTORE_ENOBLOCK: no writable block is available right now."""
 
 
+class NotLeader(Unavailable):
+    """IMGSTORE_ENOTLEADER: no nameserver of the list leads (an election is
+    under way, or their coordination service is away) until the deadline."""
+
+
 class Busy(Unavailable):
     """IMGSTORE_EBUSY: a dataserver at its receive budget until the deadline."""
 
@@ -144,6 +149,8 @@ CODES: Dict[int, Type[Error]] = {
     -1027: ServerError,  # EIDBOUND
     -1028: ServerError,  # ECLUSTER
     -1030: Busy,  # EBUSY
+    -1035: NotLeader,  # ENOTLEADER
+    -1036: ServerError,  # EEPOCH (a deposed nameserver's command; servers only)
 }
 
 ENOTFOUND, EDELETED, ECORRUPT, ENOBLOCK, EPROTO, EBADNAME, ETOOBIG = (

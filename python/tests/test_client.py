@@ -273,7 +273,7 @@ def test_every_code_has_a_class():
               "EAUTH": imgstore.Unauthorized, "EPERM": imgstore.Forbidden,
               "EKEYFILE": imgstore.KeyFileError, "ECORRUPT": imgstore.Corrupt,
               "EPROTO": imgstore.ProtocolError, "ENOBLOCK": imgstore.NoBlock,
-              "EBUSY": imgstore.Busy}
+              "EBUSY": imgstore.Busy, "ENOTLEADER": imgstore.NotLeader}
     for code, name in public.items():
         assert errors.CODES[code] is expect[name], name
     e = errors.from_code(-110)  # an errno: ETIMEDOUT of the system
@@ -453,3 +453,12 @@ def test_get_from(cluster, client):
     assert e.value.code == -1011 and other in str(e.value)  # IMG_ENOBLOCKHERE
     with pytest.raises(imgstore.InvalidArgument):
         client.get_from(name, "not an address")
+
+
+def test_nameserver_list(cluster):
+    """A list of nameservers whose first one is dead: the library goes on
+    to the next (docs/client.md); uploads and reads work through it."""
+    with imgstore.Client("127.0.0.1:1," + cluster.ns_addr, timeout=10,
+                         key_file=cluster.writer_key) as c:
+        name = c.put(b"\x89PNG\r\n\x1a\n" + b"list" * 100)
+        assert c.get(name) == b"\x89PNG\r\n\x1a\n" + b"list" * 100
