@@ -11,7 +11,10 @@
  * either a negative errno or one of the IMGSTORE_E* values below (identical
  * to the server-side codes of base/err.h); imgstore_strerror() describes it.
  *
- * Link with `pkg-config --libs imgstore` (build/lib/pkgconfig). */
+ * Link with `pkg-config --cflags --libs imgstore`: build/lib/pkgconfig in the
+ * build folder, PREFIX/lib/pkgconfig after `make install`. The shared library
+ * is libimgstore.so.MAJOR.MINOR with the SONAME libimgstore.so.MAJOR; it
+ * exports the functions declared here and nothing else. */
 #ifndef IMGSTORE_H
 #define IMGSTORE_H
 
@@ -21,6 +24,14 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* The version of this header. The library's MAJOR is its SONAME's number
+ * (libimgstore.so.1): it changes only when a program built against an older
+ * header could break; MINOR grows with additions. */
+#define IMGSTORE_VERSION_MAJOR 1
+#define IMGSTORE_VERSION_MINOR 0
+#define IMGSTORE_VERSION_PATCH 0
+#define IMGSTORE_VERSION "1.0.0"
 
 #define IMGSTORE_NAME_MAX 32 /* a name with its NUL; names are 21 chars */
 #define IMGSTORE_MAX_REPLICAS 3
@@ -129,6 +140,10 @@ int imgstore_stat(imgstore_t *h, const char *name, struct imgstore_stat *st);
 
 /* Returns a static description of an error code. Never NULL. */
 const char *imgstore_strerror(int err);
+
+/* Returns the version of the library actually loaded, "MAJOR.MINOR.PATCH"
+ * (static; compare with IMGSTORE_VERSION, the header's). Never NULL. */
+const char *imgstore_version(void);
 
 #ifdef __cplusplus
 }
