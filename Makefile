@@ -126,6 +126,11 @@ $(OBJ)/%.o: %.c | $(PROTO_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
+# The servers' --version: the version of client/imgstore.h, which they do not
+# include (docs/architecture.md), passed in by the Makefile.
+$(OBJ)/nameserver/main.o $(OBJ)/dataserver/main.o: CFLAGS += -DIMG_VERSION='"$(VERSION)"'
+$(OBJ)/nameserver/main.o $(OBJ)/dataserver/main.o: client/imgstore.h
+
 $(BUILD)/bin/nameserver: $(OBJ)/nameserver/main.o $(NS_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -203,12 +208,12 @@ unit: deps
 	./tests/run.sh $(UNIT_BINS)
 
 integ: deps
-	$(MAKE) all $(INTEG_BINS)
+	$(MAKE) all man $(INTEG_BINS)
 	IMGSTORE_BIN=$(abspath $(BUILD)/bin) ./tests/run.sh $(INTEG_BINS) $(PKG_TESTS)
 
 test: deps
 	./scripts/check-layers.sh
-	$(MAKE) all $(UNIT_BINS) $(INTEG_BINS) $(CHAOS_IN_TEST)
+	$(MAKE) all man $(UNIT_BINS) $(INTEG_BINS) $(CHAOS_IN_TEST)
 	$(if $(FUZZ_IN_TEST),$(MAKE) fuzz-build)
 	IMGSTORE_BIN=$(abspath $(BUILD)/bin) FUZZ_SECONDS=$(FUZZ_TEST_SECONDS) \
 	  CHAOS_SECONDS=$(CHAOS_TEST_SECONDS) \
@@ -339,7 +344,8 @@ clean:
 # the four programs, the header, the shared library with its links, the
 # static library, an imgstore.pc written for PREFIX, the systemd units (their
 # paths rewritten for BINDIR), the example environment files, the docs, the
-# man pages and the bash completion. `make uninstall` (same variables)
+# man pages (built by `make man`) and the bash completion of imgstore and
+# ds-admin (deploy/completion/). `make uninstall` (same variables)
 # removes exactly these.
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
@@ -358,10 +364,28 @@ DOCS := README.md $(wildcard docs/*.md)
 # under it, so `pkg-config --define-prefix` can move the whole tree.
 pc_rel = $(if $(filter $(PREFIX)/%,$(1)),$${prefix}$(patsubst $(PREFIX)%,%,$(1)),$(1))
 
-.PHONY: install uninstall
-install: all
+
+# Man pages: help2man (Debian's help2man package) turns each program's
+# --help and --version into its page, so the usage text in main() is the
+# one source; the NAME line comes from MAN_DESC_<program>.
+MAN_DESC_nameserver := block map and planner of an imgstore cluster
+MAN_DESC_dataserver := storage server of an imgstore cluster
+MAN_DESC_imgstore := store, fetch and delete files in an imgstore cluster
+MAN_DESC_ds-admin := inspect and administer an imgstore cluster
+MANS := $(patsubst $(BUILD)/bin/%,$(BUILD)/man/%.1,$(BINS))
+COMPLETIONS := $(if $(wildcard tools/cli_imgstore.c),imgstore) $(if $(wildcard tools/ds_admin.c),ds-admin)
+
+$(BUILD)/man/%.1: $(BUILD)/bin/%
+	@mkdir -p $(dir $@)
+	help2man --no-info --no-discard-stderr --name='$(MAN_DESC_$*)' --output=$@ $<
+
+.PHONY: install uninstall man
+man: $(MANS)
+
+install: all man
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR) \
-	  $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR)/docs
+	  $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR)/docs \
+	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR)
 	$(INSTALL) -m 755 $(BINS) $(DESTDIR)$(BINDIR)/
 	$(INSTALL) -m 644 client/imgstore.h $(DESTDIR)$(INCLUDEDIR)/
 	$(INSTALL) -m 644 $(BUILD)/lib/$(SO_REAL) $(DESTDIR)$(LIBDIR)/
@@ -379,6 +403,8 @@ install: all
 	$(INSTALL) -m 644 $(addprefix deploy/,$(EXAMPLES)) $(DESTDIR)$(DOCDIR)/examples/
 	$(INSTALL) -m 644 README.md $(DESTDIR)$(DOCDIR)/
 	$(INSTALL) -m 644 $(wildcard docs/*.md) $(DESTDIR)$(DOCDIR)/docs/
+	$(INSTALL) -m 644 $(MANS) $(DESTDIR)$(MANDIR)/man1/
+	$(INSTALL) -m 644 $(addprefix deploy/completion/,$(COMPLETIONS)) $(DESTDIR)$(BASHCOMPDIR)/
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(BINS)))
@@ -387,6 +413,8 @@ uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/pkgconfig/imgstore.pc
 	rm -f $(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS))
 	rm -rf $(DESTDIR)$(DOCDIR)
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(MANS)))
+	rm -f $(addprefix $(DESTDIR)$(BASHCOMPDIR)/,$(COMPLETIONS))
 
 # Operations (README "Operations"): `make test-ui` installs Chromium (a large
 # download, so not part of `make test`, where the browser check of

@@ -35,6 +35,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#ifndef IMG_VERSION
+#define IMG_VERSION "unknown" /* the Makefile passes client/imgstore.h's */
+#endif
+
+/* A usage error's second line (the first says what was wrong); returns the
+ * exit status 2. */
+static int try_help(void)
+{
+    fprintf(stderr, "try 'dataserver --help'\n");
+    return 2;
+}
+
+/* --help: the whole usage on stdout. */
 static void usage(FILE *out)
 {
     fprintf(out, "usage: dataserver --ns HOST:PORT --listen HOST:PORT --http HOST:PORT "
@@ -165,7 +178,7 @@ static int split_dirs(char *arg, char **dirs, int max)
 }
 
 /* Long options without a short letter. */
-enum { OPT_HTTPS = 0x200, OPT_TLS_CERT, OPT_TLS_KEY, OPT_MISS_EXEMPT };
+enum { OPT_HTTPS = 0x200, OPT_TLS_CERT, OPT_TLS_KEY, OPT_MISS_EXEMPT, OPT_VERSION };
 
 /* Checks the HTTPS flags and loads the certificate and key into ds->tls.
  * Returns 0 or -1 (with one line on stderr). */
@@ -222,6 +235,7 @@ int main(int argc, char **argv)
                                    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
                                    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
                                    {"help", no_argument, NULL, 'h'},
+                                   {"version", no_argument, NULL, OPT_VERSION},
                                    {NULL, 0, NULL, 0}};
     static struct ds ds;
     char *data = NULL;
@@ -233,21 +247,22 @@ int main(int argc, char **argv)
     uint64_t num, capacity = 0;
     int c;
     log_set_component("ds");
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    opterr = 0; /* our own one line per problem */
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case 'n':
             if (copy_addr(ds.ns_addr, optarg, "--ns") != 0)
-                return 2;
+                return try_help();
             have_ns = 1;
             break;
         case 'l':
             if (copy_addr(ds.listen_addr, optarg, "--listen") != 0)
-                return 2;
+                return try_help();
             have_listen = 1;
             break;
         case 'H':
             if (copy_addr(ds.http_addr, optarg, "--http") != 0)
-                return 2;
+                return try_help();
             have_http = 1;
             break;
         case 'd':
@@ -255,75 +270,75 @@ int main(int argc, char **argv)
             break;
         case 'T':
             if (read_token(optarg, &ds) != 0)
-                return 2;
+                return try_help();
             break;
         case 'U':
             if (parse_pos(optarg, "--max-upload-bytes", NEEDLE_MAX_DATA, &num) != 0)
-                return 2;
+                return try_help();
             ds.http_max_upload = num;
             break;
         case 'I':
             if (parse_pos(optarg, "--max-inflight", 1000000, &num) != 0)
-                return 2;
+                return try_help();
             ds.http_max_inflight = (int)num;
             break;
         case 'i':
             if (parse_pos(optarg, "--http-idle-ms", 86400000, &num) != 0)
-                return 2;
+                return try_help();
             ds.http_idle_ms = (int)num;
             break;
         case 't':
             if (parse_pos(optarg, "--http-header-timeout-ms", 86400000, &num) != 0)
-                return 2;
+                return try_help();
             ds.http_header_ms = (int)num;
             break;
         case 'S':
             if (strcmp(optarg, "0") == 0)
                 num = 0;
             else if (parse_pos(optarg, "--scrub-rate-mb", 100000, &num) != 0)
-                return 2;
+                return try_help();
             ds.scrub_rate = num * 1000 * 1000;
             have_scrub = 1;
             break;
         case 'Y':
             if (parse_pos(optarg, "--copy-sync-mb", DS_COPY_SYNC_MAX_MB, &num) != 0)
-                return 2;
+                return try_help();
             ds.copy_sync_bytes = num << 20;
             break;
         case 'C':
             if (parse_capacity(optarg, &capacity) != 0)
-                return 2;
+                return try_help();
             break;
         case 'R':
             if (parse_pos(optarg, "--max-receive-mb", 1u << 20, &num) != 0)
-                return 2;
+                return try_help();
             ds.recv_budget = num << 20;
             break;
         case 'F':
             if (parse_pos(optarg, "--frame-timeout-ms", 86400000, &num) != 0)
-                return 2;
+                return try_help();
             ds.frame_ms = (uint32_t)num;
             break;
         case 'D':
             if (parse_pos(optarg, "--idle-timeout-ms", 86400000, &num) != 0)
-                return 2;
+                return try_help();
             ds.idle_ms = (uint32_t)num;
             break;
         case 'M':
             if (parse_pos(optarg, "--max-conns", 1000000, &num) != 0)
-                return 2;
+                return try_help();
             ds.max_conns = (uint32_t)num;
             break;
         case 'A':
             if (parse_pos(optarg, "--max-conns-per-addr", 1000000, &num) != 0)
-                return 2;
+                return try_help();
             ds.max_conns_per_addr = (uint32_t)num;
             break;
         case 'm':
             if (strcmp(optarg, "0") == 0)
                 num = 0;
             else if (parse_pos(optarg, "--miss-rate", 1000000, &num) != 0)
-                return 2;
+                return try_help();
             ds.miss_rate = (double)num;
             if (!ds.miss_rate_set && ds.miss_burst == 0)
                 ds.miss_burst = DS_MISS_BURST;
@@ -331,7 +346,7 @@ int main(int argc, char **argv)
             break;
         case 'b':
             if (parse_pos(optarg, "--miss-burst", 1000000, &num) != 0)
-                return 2;
+                return try_help();
             ds.miss_burst = (double)num;
             if (!ds.miss_rate_set)
                 ds.miss_rate = DS_MISS_RATE;
@@ -349,12 +364,12 @@ int main(int argc, char **argv)
         case OPT_MISS_EXEMPT:
             if (addr_set_parse(&ds.miss_exempt, optarg, err, sizeof(err)) != 0) {
                 fprintf(stderr, "dataserver: --miss-exempt: %s\n", err);
-                return 2;
+                return try_help();
             }
             break;
         case OPT_HTTPS:
             if (copy_addr(ds.https_addr, optarg, "--https") != 0)
-                return 2;
+                return try_help();
             break;
         case OPT_TLS_CERT:
             tls_cert = optarg;
@@ -365,19 +380,29 @@ int main(int argc, char **argv)
         case 'h':
             usage(stdout);
             return 0;
+        case OPT_VERSION:
+            printf("dataserver (imgstore) %s\n", IMG_VERSION);
+            return 0;
         default:
-            usage(stderr);
-            return 2;
+            fprintf(stderr, "dataserver: %s: %s\n", c == ':' ? "missing value for" : "unknown option",
+                    argv[optind - 1]);
+            return try_help();
         }
     }
-    if (optind != argc || !have_ns || !have_listen || !have_http || !data) {
-        usage(stderr);
-        return 2;
+    const char *missing = !have_ns ? "--ns HOST:PORT" : !have_listen ? "--listen HOST:PORT"
+                          : !have_http ? "--http HOST:PORT" : !data ? "--data DIR[,DIR...]" : NULL;
+    if (optind != argc) {
+        fprintf(stderr, "dataserver: unexpected argument: %s\n", argv[optind]);
+        return try_help();
+    }
+    if (missing) {
+        fprintf(stderr, "dataserver: %s is required\n", missing);
+        return try_help();
     }
     if (!keys_path && !insecure) {
         fprintf(stderr, "dataserver: --keys FILE is required (or --insecure to run without "
                         "authentication; docs/security.md)\n");
-        return 2;
+        return try_help();
     }
     if (keys_path) {
         char err[AUTH_ERR_MAX];
@@ -398,7 +423,7 @@ int main(int argc, char **argv)
     int ndirs = split_dirs(data, dirs, STORE_MAX_DISKS);
     if (ndirs <= 0) {
         fprintf(stderr, "dataserver: --data needs 1 to %d folders\n", STORE_MAX_DISKS);
-        return 2;
+        return try_help();
     }
     if (tls_setup(&ds, tls_cert, tls_key) != 0)
         return 2;

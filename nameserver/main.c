@@ -30,7 +30,11 @@
 #define MAX_TIMEOUT_MS (24ull * 3600 * 1000)
 #define MAX_COPY_RATE_MB 100000 /* --copy-rate-mb, decimal MB/s */
 
-/* Prints the usage line (for --help). */
+#ifndef IMG_VERSION
+#define IMG_VERSION "unknown" /* the Makefile passes client/imgstore.h's */
+#endif
+
+/* Prints the usage (for --help). */
 static void usage(FILE *f)
 {
     fprintf(f, "usage: nameserver --listen HOST:PORT --data DIR [--replicas N] "
@@ -43,7 +47,8 @@ static void usage(FILE *f)
                "       [--max-conns-per-addr N (per port and peer address; default 256)]\n");
 }
 
-/* Prints one "nameserver: ..." line on stderr and returns -1. */
+/* Prints a usage error: one "nameserver: ..." line saying what was wrong
+ * and "try 'nameserver --help'", on stderr. Returns -1. */
 static int bad_arg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int bad_arg(const char *fmt, ...)
 {
@@ -51,7 +56,7 @@ static int bad_arg(const char *fmt, ...)
     va_start(ap, fmt);
     fprintf(stderr, "nameserver: ");
     vfprintf(stderr, fmt, ap);
-    fprintf(stderr, " (see --help)\n");
+    fprintf(stderr, "\ntry 'nameserver --help'\n");
     va_end(ap);
     return -1;
 }
@@ -81,7 +86,8 @@ static int insecure;
 static int parse_args(int argc, char **argv, struct ns_config *cfg)
 {
     enum { O_LISTEN = 1, O_DATA, O_REPLICAS, O_BSIZE, O_HBTO, O_SAFETO, O_HELP, O_HTTP, O_TASKCAP,
-           O_COPYRATE, O_FRAMETO, O_IDLETO, O_MAXCONNS, O_MAXPERADDR, O_KEYS, O_INSECURE };
+           O_COPYRATE, O_FRAMETO, O_IDLETO, O_MAXCONNS, O_MAXPERADDR, O_KEYS, O_INSECURE,
+           O_VERSION };
     static const struct option opts[] = {
         {"listen", required_argument, NULL, O_LISTEN},
         {"data", required_argument, NULL, O_DATA},
@@ -99,12 +105,13 @@ static int parse_args(int argc, char **argv, struct ns_config *cfg)
         {"max-conns-per-addr", required_argument, NULL, O_MAXPERADDR},
         {"keys", required_argument, NULL, O_KEYS},
         {"insecure", no_argument, NULL, O_INSECURE},
+        {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
     };
     uint64_t v;
     int o;
     opterr = 0;
-    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (o) {
         case O_LISTEN: cfg->listen = optarg; break;
         case O_DATA: cfg->data_dir = optarg; break;
@@ -160,8 +167,10 @@ static int parse_args(int argc, char **argv, struct ns_config *cfg)
             cfg->max_conns_per_addr = (uint32_t)v;
             break;
         case O_HELP: usage(stdout); exit(0);
+        case O_VERSION: printf("nameserver (imgstore) %s\n", IMG_VERSION); exit(0);
         default:
-            return bad_arg("unknown option or missing value: %s", argv[optind - 1]);
+            return bad_arg("%s %s", o == ':' ? "missing value for" : "unknown option",
+                           argv[optind - 1]);
         }
     }
     if (optind < argc)

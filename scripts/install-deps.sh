@@ -10,6 +10,10 @@ varnish"
 # libssl for HTTPS (net/http_tls.c); the openssl command makes the
 # certificates of tests/integ/test_https.c.
 PKGS="$PKGS openssl"
+# help2man: the man pages (`make man`, `make install`) from each program's
+# --help; bash-completion: what the completion scripts are written for (and
+# tested with, tests/pkg/test_conventions.sh).
+PKGS="$PKGS help2man bash-completion"
 # --ui: only what `make test-ui` adds, Chromium for the status-page test
 # (a large download, so `make test` does without it).
 if [ "${1:-}" = "--ui" ]; then PKGS="chromium"; fi

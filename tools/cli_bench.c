@@ -468,7 +468,7 @@ void bench_usage(FILE *fp)
 static int bench_usage_error(const char *prog, const char *msg, const char *arg)
 {
     fprintf(stderr, "%s: bench: %s%s%s\n", prog, msg, arg ? " " : "", arg ? arg : "");
-    bench_usage(stderr);
+    cli_try_help(prog, "bench");
     return 2;
 }
 
@@ -750,6 +750,7 @@ int cli_bench(imgstore_t *h, int argc, char **argv)
     if (ns) {
         if (imgstore_open(ns, NULL, &own) != 0) {
             fprintf(stderr, "imgstore: bench: invalid --ns '%s' (want HOST:PORT)\n", ns);
+            cli_try_help("imgstore", "bench");
             return 2;
         }
         h = own;

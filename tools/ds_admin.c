@@ -163,6 +163,9 @@ int main(int argc, char **argv)
     case CLI_GLOBALS_HELP:
         admin_usage(stdout);
         return EXIT_OK;
+    case CLI_GLOBALS_VERSION:
+        cli_print_version(ADMIN_PROG);
+        return EXIT_OK;
     case CLI_GLOBALS_BAD_TIMEOUT:
         return admin_usage_error("invalid --timeout: ", bad);
     case CLI_GLOBALS_MISSING:
@@ -176,6 +179,7 @@ int main(int argc, char **argv)
     const struct command *cmd = find_command(argv[optind]);
     if (!cmd)
         return admin_usage_error("unknown command: ", argv[optind]);
+    admin_command = cmd->name;
     /* --json is also accepted after the command ("ds-admin blocks --json"). */
     int kept = optind + 1;
     for (int i = optind + 1; i < argc; i++) {

@@ -61,7 +61,10 @@ for f in bin/nameserver bin/dataserver bin/imgstore bin/ds-admin include/imgstor
          lib/$REAL lib/libimgstore.a lib/pkgconfig/imgstore.pc \
          lib/systemd/system/imgstore-nameserver.service lib/systemd/system/imgstore-dataserver@.service \
          share/doc/imgstore/README.md share/doc/imgstore/examples/nameserver.env.example \
-         share/doc/imgstore/examples/dataserver.env.example; do
+         share/doc/imgstore/examples/dataserver.env.example \
+         share/man/man1/nameserver.1 share/man/man1/dataserver.1 share/man/man1/imgstore.1 \
+         share/man/man1/ds-admin.1 share/bash-completion/completions/imgstore \
+         share/bash-completion/completions/ds-admin; do
     check "not installed: $P/$f" test -f "$D$P/$f"
 done
 for f in bin/nameserver bin/dataserver bin/imgstore bin/ds-admin; do
