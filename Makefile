@@ -131,13 +131,19 @@ $(OBJ)/%.o: %.c | $(PROTO_HDR)
 $(OBJ)/nameserver/main.o $(OBJ)/dataserver/main.o: CFLAGS += -DIMG_VERSION='"$(VERSION)"'
 $(OBJ)/nameserver/main.o $(OBJ)/dataserver/main.o: client/imgstore.h
 
+# The servers' main() talk to systemd (sd_notify, libsystemd): only they
+# link it, not the client library.
+SD_PKGS := libsystemd
+SD_LIBS = $(eval SD_LIBS := $(if $(shell pkg-config --exists $(SD_PKGS) 2>/dev/null && echo ok),\
+  $(shell pkg-config --libs $(SD_PKGS)),$(error packages missing (run `make deps`): $(SD_PKGS))))$(SD_LIBS)
+
 $(BUILD)/bin/nameserver: $(OBJ)/nameserver/main.o $(NS_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SD_LIBS)
 
 $(BUILD)/bin/dataserver: $(OBJ)/dataserver/main.o $(DS_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SD_LIBS)
 
 $(BUILD)/lib/libimgstore.a: $(LIB_OBJ) $(LIB_COMMON_OBJ)
 	@mkdir -p $(dir $@)

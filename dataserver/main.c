@@ -13,7 +13,13 @@
  * session. The TLS certificate and key are loaded while the arguments are
  * checked: a bad one stops the start with exit code 2. SIGTERM/SIGINT
  * stop the loop; nothing acknowledged is ever pending at that point because
- * acknowledgements follow fdatasync. */
+ * acknowledgements follow fdatasync. SIGHUP opens the log file again
+ * (--log-file) and re-reads the keys file, the upload token file and the
+ * TLS certificate and key; each outcome is logged, none is fatal. Under
+ * systemd (Type=notify) READY=1 is sent once the server serves (a
+ * nameserver confirmed its view: what /readyz says), STOPPING=1 at a stop.
+ * --advertise / --advertise-http name the addresses the nameserver hands
+ * out when --listen / --http bind another (0.0.0.0, a NAT'd address). */
 #include "dataserver/ds.h"
 #include "dataserver/ds_block.h"
 #include "dataserver/ds_file.h"
@@ -25,6 +31,8 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "net/http_tls.h"
+
+#include <systemd/sd-daemon.h>
 
 #include <errno.h>
 #include <getopt.h>
@@ -53,6 +61,10 @@ static void usage(FILE *out)
     fprintf(out, "usage: dataserver --ns HOST:PORT --listen HOST:PORT --http HOST:PORT "
                  "--data DIR[,DIR...]\n"
                  "       (--keys FILE [--member-key NAME] | --insecure)\n"
+                 "       [--advertise HOST:PORT] [--advertise-http HOST:PORT] (the native and\n"
+                 "        HTTP addresses others reach this server at, when --listen / --http\n"
+                 "        bind others, e.g. 0.0.0.0:PORT or behind NAT)\n"
+                 "       [--log-file FILE (log there instead of stderr; SIGHUP reopens it)]\n"
                  "       [--upload-token-file FILE] [--max-upload-bytes N] [--max-inflight N]\n"
                  "       [--http-idle-ms MS] [--http-header-timeout-ms MS]\n"
                  "       [--scrub-rate-mb MB_PER_S (default 5, 0: off)]\n"
@@ -78,20 +90,21 @@ static void usage(FILE *out)
  * key of the keys file does the same): the file's first line, without
  * surrounding white space; 1 to 4096 bytes of visible characters. The file
  * must be a regular file neither group nor others may read or write, like a
- * keys file. Returns 0 or -1 (with a message on stderr). */
-static int read_token(const char *path, struct ds *ds)
+ * keys file. Returns 0, or -1 with the reason in err (the token in force,
+ * if any, stays). */
+static int read_token(const char *path, struct ds *ds, char *err, size_t errlen)
 {
-    char buf[4098], err[AUTH_ERR_MAX];
+    char buf[4098], aerr[AUTH_ERR_MAX];
     struct stat st;
-    int fd = auth_file_open(path, &st, err);
+    int fd = auth_file_open(path, &st, aerr);
     if (fd < 0) {
-        fprintf(stderr, "dataserver: --upload-token-file: %s\n", err);
+        snprintf(err, errlen, "--upload-token-file: %s", aerr);
         return -1;
     }
     FILE *f = fdopen(fd, "r");
     if (!f) {
         close(fd);
-        fprintf(stderr, "dataserver: cannot read %s: %s\n", path, strerror(errno));
+        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
         return -1;
     }
     size_t n = fread(buf, 1, sizeof(buf) - 1, f);
@@ -107,13 +120,18 @@ static int read_token(const char *path, struct ds *ds)
         if ((unsigned char)p[i] <= ' ' || (unsigned char)p[i] >= 0x7f)
             len = 0;
     if (len == 0 || len > 4096) {
-        fprintf(stderr, "dataserver: %s must hold one token of 1 to 4096 visible characters\n",
-                path);
+        snprintf(err, errlen, "%s must hold one token of 1 to 4096 visible characters", path);
         return -1;
     }
-    ds->http_token = strndup(p, len);
+    char *tok = strndup(p, len);
+    if (!tok) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    free(ds->http_token); /* a reload (SIGHUP) replaces the one in force */
+    ds->http_token = tok;
     ds->http_token_len = len;
-    return ds->http_token ? 0 : -1;
+    return 0;
 }
 
 /* Parses a positive integer option. Returns 0 or -1 (with a message). */
@@ -178,7 +196,11 @@ static int split_dirs(char *arg, char **dirs, int max)
 }
 
 /* Long options without a short letter. */
-enum { OPT_HTTPS = 0x200, OPT_TLS_CERT, OPT_TLS_KEY, OPT_MISS_EXEMPT, OPT_VERSION };
+enum { OPT_HTTPS = 0x200, OPT_TLS_CERT, OPT_TLS_KEY, OPT_MISS_EXEMPT, OPT_VERSION, OPT_ADVERTISE,
+       OPT_ADVERTISE_HTTP, OPT_LOG_FILE };
+
+/* Paths kept for SIGHUP; NULL when not given. */
+static const char *token_path, *log_file;
 
 /* Checks the HTTPS flags and loads the certificate and key into ds->tls.
  * Returns 0 or -1 (with one line on stderr). */
@@ -198,12 +220,84 @@ static int tls_setup(struct ds *ds, const char *cert, const char *key)
     return 0;
 }
 
+/* Applies --advertise(-http) to one port: `addr` (the --listen or --http
+ * value) becomes the bound address `bind` and `adv` the known one. Without
+ * adv, a wildcard address (0.0.0.0, ::) is refused: the nameserver would
+ * hand it to clients. Returns 0 or -1 (printed). */
+static int advertise_address(char *addr, char *bind, const char *adv, const char *flag,
+                             const char *adv_flag)
+{
+    if (!adv) {
+        if (conn_addr_is_any(addr)) {
+            fprintf(stderr, "dataserver: %s %s binds every address: give %s HOST:PORT, the "
+                            "address others reach it at\n", flag, addr, adv_flag);
+            return -1;
+        }
+        return 0;
+    }
+    if (strlen(adv) >= DS_ADDR_MAX || conn_addr_is_any(adv)) {
+        fprintf(stderr, "dataserver: %s '%s' is not HOST:PORT with an address others can "
+                        "reach\n", adv_flag, adv);
+        return -1;
+    }
+    char tmp[DS_ADDR_MAX];
+    if (copy_addr(tmp, adv, adv_flag) != 0)
+        return -1;
+    snprintf(bind, DS_ADDR_MAX, "%s", addr);
+    snprintf(addr, DS_ADDR_MAX, "%s", tmp);
+    return 0;
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     struct ds *ds = h->data;
+    sd_notify(0, "STOPPING=1");
     log_info("signal %d: stopping", signum);
     ds->stopping = 1;
     uv_stop(ds->loop);
+}
+
+/* SIGHUP: the log file opened again (after a rotation), the keys file, the
+ * upload token file and the TLS files read again. Each failure is logged
+ * and keeps what is in force. */
+static void on_hup(uv_signal_t *h, int signum)
+{
+    struct ds *ds = h->data;
+    int rc = log_reopen();
+    if (rc < 0)
+        log_error("SIGHUP: cannot reopen the log file %s: %s (still writing to the old one)",
+                  log_file_path(), strerror(-rc));
+    log_info("SIGHUP: %s%s", rc == 0 ? "log file reopened: " : "no log file to reopen",
+             rc == 0 ? log_file_path() : "");
+    char err[AUTH_ERR_MAX + 64];
+    if (ds->keys) {
+        rc = auth_keys_reread(ds->keys, err);
+        if (rc < 0)
+            log_error("SIGHUP: %s", err); /* err says the old keys stay */
+        else
+            log_info("SIGHUP: keys file %s re-read: %zu keys", ds->keys->path,
+                     ds->keys->n);
+    }
+    if (token_path) {
+        if (read_token(token_path, ds, err, sizeof(err)) != 0)
+            log_error("SIGHUP: %s (the token in force stays)", err);
+        else
+            log_info("SIGHUP: upload token file %s re-read", token_path);
+    }
+    if (ds->tls && http_tls_reload(ds->tls) == 0)
+        log_info("SIGHUP: TLS certificate and key re-read");
+}
+
+/* Sends READY=1 to systemd once the server serves (its view confirmed by a
+ * nameserver, as /readyz says), then stops looking. */
+static void ready_tick(uv_timer_t *t)
+{
+    struct ds *ds = t->data;
+    if (!ds->view_confirmed)
+        return;
+    sd_notifyf(0, "READY=1\nSTATUS=serving native %s, http %s", ds->listen_addr, ds->http_addr);
+    log_info("ready: serving (nameserver %s confirmed our view)", ds->ns_addr);
+    uv_timer_stop(t);
 }
 
 int main(int argc, char **argv)
@@ -236,13 +330,17 @@ int main(int argc, char **argv)
                                    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
                                    {"help", no_argument, NULL, 'h'},
                                    {"version", no_argument, NULL, OPT_VERSION},
+                                   {"advertise", required_argument, NULL, OPT_ADVERTISE},
+                                   {"advertise-http", required_argument, NULL, OPT_ADVERTISE_HTTP},
+                                   {"log-file", required_argument, NULL, OPT_LOG_FILE},
                                    {NULL, 0, NULL, 0}};
     static struct ds ds;
     char *data = NULL;
     const char *keys_path = NULL, *member_key = NULL;
     int insecure = 0;
     const char *tls_cert = NULL, *tls_key = NULL;
-    char err[200];
+    const char *advertise = NULL, *advertise_http = NULL;
+    char err[AUTH_ERR_MAX + 64];
     int have_ns = 0, have_listen = 0, have_http = 0, have_scrub = 0;
     uint64_t num, capacity = 0;
     int c;
@@ -269,8 +367,20 @@ int main(int argc, char **argv)
             data = optarg;
             break;
         case 'T':
-            if (read_token(optarg, &ds) != 0)
+            token_path = optarg;
+            if (read_token(optarg, &ds, err, sizeof(err)) != 0) {
+                fprintf(stderr, "dataserver: %s\n", err);
                 return try_help();
+            }
+            break;
+        case OPT_ADVERTISE:
+            advertise = optarg;
+            break;
+        case OPT_ADVERTISE_HTTP:
+            advertise_http = optarg;
+            break;
+        case OPT_LOG_FILE:
+            log_file = optarg;
             break;
         case 'U':
             if (parse_pos(optarg, "--max-upload-bytes", NEEDLE_MAX_DATA, &num) != 0)
@@ -399,6 +509,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "dataserver: %s is required\n", missing);
         return try_help();
     }
+    if (advertise_address(ds.listen_addr, ds.listen_bind, advertise, "--listen",
+                          "--advertise") != 0 ||
+        advertise_address(ds.http_addr, ds.http_bind, advertise_http, "--http",
+                          "--advertise-http") != 0)
+        return try_help();
+    if (log_file) {
+        int lrc = *log_file ? log_open_file(log_file) : -ENOENT;
+        if (lrc != 0) {
+            fprintf(stderr, "dataserver: --log-file %s: %s\n", log_file, strerror(-lrc));
+            return 2;
+        }
+    }
     if (!keys_path && !insecure) {
         fprintf(stderr, "dataserver: --keys FILE is required (or --insecure to run without "
                         "authentication; docs/security.md)\n");
@@ -484,12 +606,25 @@ int main(int argc, char **argv)
     log_info("serving native %s, http %s%s%s, nameserver %s", ds.listen_addr, ds.http_addr,
              ds.tls ? ", https " : "", ds.tls ? ds.https_addr : "", ds.ns_addr);
 
-    uv_signal_t sigterm, sigint;
+    if (ds.listen_bind[0] || ds.http_bind[0])
+        log_info("bound to native %s, http %s; advertised as native %s, http %s",
+                 ds.listen_bind[0] ? ds.listen_bind : ds.listen_addr,
+                 ds.http_bind[0] ? ds.http_bind : ds.http_addr, ds.listen_addr, ds.http_addr);
+    sd_notifyf(0, "STATUS=listening; waiting for nameserver %s to confirm our view", ds.ns_addr);
+
+    uv_signal_t sigterm, sigint, sighup;
     uv_signal_init(ds.loop, &sigterm);
     uv_signal_init(ds.loop, &sigint);
-    sigterm.data = sigint.data = &ds;
+    uv_signal_init(ds.loop, &sighup);
+    sigterm.data = sigint.data = sighup.data = &ds;
     uv_signal_start(&sigterm, on_signal, SIGTERM);
     uv_signal_start(&sigint, on_signal, SIGINT);
+    uv_signal_start(&sighup, on_hup, SIGHUP);
+    uv_timer_t ready_timer;
+    uv_timer_init(ds.loop, &ready_timer);
+    ready_timer.data = &ds;
+    uv_timer_start(&ready_timer, ready_tick, 0, 100);
+    uv_unref((uv_handle_t *)&ready_timer);
 
     uv_run(ds.loop, UV_RUN_DEFAULT);
 
@@ -506,6 +641,8 @@ int main(int argc, char **argv)
     uv_close((uv_handle_t *)&ds.listen_tcp, NULL);
     uv_close((uv_handle_t *)&sigterm, NULL);
     uv_close((uv_handle_t *)&sigint, NULL);
+    uv_close((uv_handle_t *)&sighup, NULL);
+    uv_close((uv_handle_t *)&ready_timer, NULL);
     uv_run(ds.loop, UV_RUN_NOWAIT);
     store_close(ds.store);
     auth_keys_free(ds.keys);

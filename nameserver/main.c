@@ -1,7 +1,10 @@
 /* main.c - the nameserver process: parses the command line, runs the loop,
- * and exits 0 after SIGINT/SIGTERM. The one place signals are handled: a
- * signal stops the nameserver (ns_stop) and its HTTP port (ns_http_stop),
- * and the loop runs dry. Everything else lives in the ns_* modules
+ * and exits 0 after SIGINT/SIGTERM. The one place signals are handled:
+ * SIGINT/SIGTERM stop the nameserver (ns_stop) and its HTTP port
+ * (ns_http_stop), and the loop runs dry; SIGHUP opens the log file again
+ * (--log-file) and re-reads the keys file, logged, never fatal. Under
+ * systemd (Type=notify) it sends READY=1 once both ports listen and
+ * STOPPING=1 at a stop (sd_notify; a no-op elsewhere). Everything else lives in the ns_* modules
  * (nameserver/ns.h) so unit tests can reach it; main.c calls only ns_init,
  * ns_start, ns_stop, ns_free and ns_http_start / ns_http_stop.
  *
@@ -17,6 +20,8 @@
 #include "net/conn.h"
 #include "base/err.h"
 #include "base/log.h"
+
+#include <systemd/sd-daemon.h>
 
 #include <errno.h>
 #include <getopt.h>
@@ -41,6 +46,9 @@ static void usage(FILE *f)
                "[--block-size BYTES] [--heartbeat-timeout-ms MS] [--safe-mode-timeout-ms MS] "
                "[--http HOST:PORT] [--task-cap N] [--copy-rate-mb MB_PER_S] "
                "(--keys FILE | --insecure)\n"
+               "       [--advertise HOST:PORT (the address others reach this nameserver at,\n"
+               "        when --listen is not it, e.g. 0.0.0.0 or behind NAT)]\n"
+               "       [--log-file FILE (log there instead of stderr; SIGHUP reopens it)]\n"
                "       [--frame-timeout-ms MS (default 30000, plus 1 s per 256 KiB of the frame)]\n"
                "       [--idle-timeout-ms MS (native port; default 300000)]\n"
                "       [--max-conns N (per port; default 4096)]\n"
@@ -82,12 +90,14 @@ static int parse_num(const char *opt, const char *s, uint64_t lo, uint64_t hi, u
  * keys and hands them to the ns). */
 static const char *keys_path;
 static int insecure;
+static const char *log_file; /* --log-file */
+static const char *advertise; /* --advertise */
 
 static int parse_args(int argc, char **argv, struct ns_config *cfg)
 {
     enum { O_LISTEN = 1, O_DATA, O_REPLICAS, O_BSIZE, O_HBTO, O_SAFETO, O_HELP, O_HTTP, O_TASKCAP,
            O_COPYRATE, O_FRAMETO, O_IDLETO, O_MAXCONNS, O_MAXPERADDR, O_KEYS, O_INSECURE,
-           O_VERSION };
+           O_VERSION, O_ADVERTISE, O_LOGFILE };
     static const struct option opts[] = {
         {"listen", required_argument, NULL, O_LISTEN},
         {"data", required_argument, NULL, O_DATA},
@@ -106,6 +116,8 @@ static int parse_args(int argc, char **argv, struct ns_config *cfg)
         {"keys", required_argument, NULL, O_KEYS},
         {"insecure", no_argument, NULL, O_INSECURE},
         {"version", no_argument, NULL, O_VERSION},
+        {"advertise", required_argument, NULL, O_ADVERTISE},
+        {"log-file", required_argument, NULL, O_LOGFILE},
         {NULL, 0, NULL, 0},
     };
     uint64_t v;
@@ -118,6 +130,8 @@ static int parse_args(int argc, char **argv, struct ns_config *cfg)
         case O_HTTP: cfg->http = optarg; break;
         case O_KEYS: keys_path = optarg; break;
         case O_INSECURE: insecure = 1; break;
+        case O_ADVERTISE: advertise = optarg; break;
+        case O_LOGFILE: log_file = optarg; break;
         case O_REPLICAS:
             if (parse_num("--replicas", optarg, NS_MIN_REPLICAS, NS_MAX_REPLICAS, &v))
                 return -1;
@@ -182,6 +196,11 @@ static int parse_args(int argc, char **argv, struct ns_config *cfg)
         return bad_arg("--data DIR is required");
     if (cfg->http && conn_parse_addr(cfg->http, &ss) != 0)
         return bad_arg("--http: '%s' is not HOST:PORT (an IP address and a port)", cfg->http);
+    if (advertise && (conn_parse_addr(advertise, &ss) != 0 || conn_addr_is_any(advertise)))
+        return bad_arg("--advertise: '%s' is not HOST:PORT with an address others can reach",
+                       advertise);
+    if (log_file && !*log_file)
+        return bad_arg("--log-file: empty file name");
     if (!keys_path && !insecure)
         return bad_arg("--keys FILE is required (or --insecure to run without authentication; "
                        "docs/security.md)");
@@ -189,36 +208,67 @@ static int parse_args(int argc, char **argv, struct ns_config *cfg)
 }
 
 /* What a signal stops (main's stack; the watchers are closed by the first
- * signal so a second one is the default action). */
+ * stopping signal so a second one is the default action). */
 struct stopper {
     struct ns *ns;
     struct ns_http *http;
-    uv_signal_t sig_int, sig_term;
+    uv_signal_t sig_int, sig_term, sig_hup;
 };
+
+static void close_signals(struct stopper *st)
+{
+    uv_signal_t *sigs[] = {&st->sig_int, &st->sig_term, &st->sig_hup};
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        if (!uv_is_closing((uv_handle_t *)sigs[i]))
+            uv_close((uv_handle_t *)sigs[i], NULL);
+}
 
 static void on_signal(uv_signal_t *h, int signum)
 {
     struct stopper *st = h->data;
+    sd_notify(0, "STOPPING=1");
     log_info("signal %d: shutting down", signum);
     ns_stop(st->ns);
     ns_http_stop(st->http);
-    if (!uv_is_closing((uv_handle_t *)&st->sig_int))
-        uv_close((uv_handle_t *)&st->sig_int, NULL);
-    if (!uv_is_closing((uv_handle_t *)&st->sig_term))
-        uv_close((uv_handle_t *)&st->sig_term, NULL);
+    close_signals(st);
 }
 
-/* Stops everything on SIGINT and SIGTERM. The watchers do not keep the loop
- * alive by themselves. */
+/* SIGHUP: the log file opened again (after a rotation), the keys file read
+ * again when it changed. Failures are logged and change nothing. */
+static void on_hup(uv_signal_t *h, int signum)
+{
+    struct stopper *st = h->data;
+    int rc = log_reopen();
+    if (rc < 0)
+        log_error("SIGHUP: cannot reopen the log file %s: %s (still writing to the old one)",
+                  log_file_path(), strerror(-rc));
+    log_info("SIGHUP: %s%s", rc == 0 ? "log file reopened: " : "no log file to reopen",
+             rc == 0 ? log_file_path() : "");
+    if (!st->ns->keys)
+        return;
+    char err[AUTH_ERR_MAX];
+    rc = auth_keys_reread(st->ns->keys, err);
+    if (rc < 0)
+        log_error("SIGHUP: %s", err); /* err says the old keys stay */
+    else
+        log_info("SIGHUP: keys file %s re-read: %zu keys", st->ns->keys->path,
+                 st->ns->keys->n);
+}
+
+/* Stops everything on SIGINT and SIGTERM; SIGHUP reloads. The watchers do
+ * not keep the loop alive by themselves. */
 static void signals_start(uv_loop_t *loop, struct stopper *st)
 {
     uv_signal_init(loop, &st->sig_int);
     uv_signal_init(loop, &st->sig_term);
-    st->sig_int.data = st->sig_term.data = st;
+    uv_signal_init(loop, &st->sig_hup);
+    st->sig_int.data = st->sig_term.data = st->sig_hup.data = st;
     uv_signal_start(&st->sig_int, on_signal, SIGINT);
     uv_signal_start(&st->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&st->sig_hup, on_hup, SIGHUP);
     uv_unref((uv_handle_t *)&st->sig_int);
     uv_unref((uv_handle_t *)&st->sig_term);
+    uv_unref((uv_handle_t *)&st->sig_hup);
 }
 
 int main(int argc, char **argv)
@@ -228,6 +278,13 @@ int main(int argc, char **argv)
                             .safe_mode_ms = NS_DEFAULT_SAFE_MODE_MS};
     if (parse_args(argc, argv, &cfg) != 0)
         return EXIT_BAD_ARGS; /* the one error line is already printed */
+    if (log_file) {
+        int lrc = log_open_file(log_file);
+        if (lrc != 0) {
+            fprintf(stderr, "nameserver: --log-file %s: %s\n", log_file, strerror(-lrc));
+            return EXIT_BAD_ARGS;
+        }
+    }
     struct auth_keys *keys = NULL;
     if (keys_path) {
         char err[AUTH_ERR_MAX];
@@ -265,12 +322,15 @@ int main(int argc, char **argv)
     } else {
         st.http = http;
         signals_start(&loop, &st);
+        if (advertise)
+            log_info("advertised as %s (listening on %s)", advertise, cfg.listen);
+        sd_notifyf(0, "READY=1\nSTATUS=serving on %s%s%s", advertise ? advertise : cfg.listen,
+                   cfg.http ? ", http " : "", cfg.http ? cfg.http : "");
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     if (status == 0 && !uv_is_closing((uv_handle_t *)&st.sig_int)) {
         /* The loop ran dry without a signal: close the watchers. */
-        uv_close((uv_handle_t *)&st.sig_int, NULL);
-        uv_close((uv_handle_t *)&st.sig_term, NULL);
+        close_signals(&st);
         uv_run(&loop, UV_RUN_DEFAULT);
     }
     if (status == 0)

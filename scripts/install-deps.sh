@@ -14,6 +14,9 @@ PKGS="$PKGS openssl"
 # --help; bash-completion: what the completion scripts are written for (and
 # tested with, tests/pkg/test_conventions.sh).
 PKGS="$PKGS help2man bash-completion"
+# libsystemd-dev: the servers' readiness notification (sd_notify, Type=notify
+# units); only the two servers link it.
+PKGS="$PKGS libsystemd-dev"
 # --ui: only what `make test-ui` adds, Chromium for the status-page test
 # (a large download, so `make test` does without it).
 if [ "${1:-}" = "--ui" ]; then PKGS="chromium"; fi

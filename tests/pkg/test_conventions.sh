@@ -70,6 +70,10 @@ usage_error dataserver dataserver --ns 127.0.0.1:1 --listen 127.0.0.1:2 --http 1
 usage_error dataserver dataserver --ns nowhere --listen 127.0.0.1:2 --http 127.0.0.1:3 --data /x
 usage_error dataserver dataserver --ns 127.0.0.1:1 --listen 127.0.0.1:2 --http 127.0.0.1:3 --data /x
 usage_error dataserver dataserver --max-conns 0
+usage_error dataserver dataserver --ns 127.0.0.1:1 --listen 0.0.0.0:2 --http 127.0.0.1:3 --data /x --insecure
+usage_error dataserver dataserver --ns 127.0.0.1:1 --listen 127.0.0.1:2 --http 127.0.0.1:3 --data /x \
+    --insecure --advertise 0.0.0.0:2
+usage_error nameserver nameserver --listen 0.0.0.0:1 --data /x --insecure --advertise '[::]:1'
 usage_error imgstore imgstore
 usage_error imgstore imgstore frobnicate
 usage_error imgstore imgstore --no-such-option
