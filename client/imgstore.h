@@ -88,10 +88,14 @@ int imgstore_set_key_file(imgstore_t *h, const char *path, char *err, size_t err
  * NULL-safe. */
 void imgstore_close(imgstore_t *h);
 
-/* Stores `len` bytes (at most 32 MiB) with the cluster's replication. `mime`
- * is a type like "image/jpeg", or NULL to guess from the bytes. On success the
- * NUL-terminated file name is written to name_out. The call returns only after
- * every replica has the file durable on disk. */
+/* Stores `len` bytes (1 byte to 32 MiB) with the cluster's replication.
+ * `mime` is a type like "image/jpeg", or NULL to guess from the bytes; bytes
+ * that carry the signature of another image format (JPEG, PNG, GIF, WebP,
+ * AVIF) are stored with that format's type instead (imgstore_stat shows
+ * it). On success the NUL-terminated file name is written to name_out. The
+ * call returns only after every replica has the file durable on disk.
+ * Returns IMGSTORE_EINVAL for an empty file (len 0) or a NULL argument,
+ * IMGSTORE_ETOOBIG past 32 MiB. */
 int imgstore_put(imgstore_t *h, const void *data, size_t len, const char *mime,
                  char name_out[IMGSTORE_NAME_MAX]);
 

@@ -549,7 +549,9 @@ static int parse_opts(const char *prog, int argc, char **argv, struct bench_opts
             o->conc = v;
             break;
         case OPT_SIZE:
-            if (parse_u32(optarg, &o->size_min) != 0 || o->size_min > BENCH_MAX_SIZE)
+            /* Empty files are refused by the store: sizes from 1 byte. */
+            if (parse_u32(optarg, &o->size_min) != 0 || o->size_min == 0 ||
+                o->size_min > BENCH_MAX_SIZE)
                 return bench_usage_error(prog, "invalid --size", optarg);
             o->size_max = o->size_min;
             break;
@@ -559,7 +561,8 @@ static int parse_opts(const char *prog, int argc, char **argv, struct bench_opts
                 return bench_usage_error(prog, "invalid --size-dist", optarg);
             *colon = '\0';
             int bad = parse_u32(optarg, &o->size_min) != 0 ||
-                      parse_u32(colon + 1, &o->size_max) != 0 || o->size_min > o->size_max ||
+                      parse_u32(colon + 1, &o->size_max) != 0 || o->size_min == 0 ||
+                      o->size_min > o->size_max ||
                       o->size_max > BENCH_MAX_SIZE;
             *colon = ':';
             if (bad)

@@ -179,6 +179,10 @@ static int cmd_put(imgstore_t *h, int argc, char **argv)
             return fail("put", argv[i], imgstore_strerror(IMGSTORE_ETOOBIG));
         if (rc != 0)
             return fail("put", argv[i], strerror(-rc));
+        if (len == 0) { /* the library refuses it too (IMGSTORE_EINVAL) */
+            free(data);
+            return fail("put", argv[i], "empty file: nothing to store");
+        }
         char name[IMGSTORE_NAME_MAX];
         rc = imgstore_put(h, data, len, mime, name);
         free(data);
