@@ -49,13 +49,6 @@ LIB_COMMON_OBJ := $(filter-out $(OBJ)/net/http_server.o $(OBJ)/net/http_tls.o,$(
 # command group (tools/admin_*.c), their helpers (tools/admin.c).
 ADMIN_OBJ := $(call src_to_obj,tools/ds_admin.c tools/admin.c $(wildcard tools/admin_*.c))
 
-BINS := $(if $(wildcard nameserver/main.c),$(BUILD)/bin/nameserver) \
-        $(if $(wildcard dataserver/main.c),$(BUILD)/bin/dataserver) \
-        $(if $(wildcard tools/cli_imgstore.c),$(BUILD)/bin/imgstore) \
-        $(if $(wildcard tools/ds_admin.c),$(BUILD)/bin/ds-admin)
-LIBS := $(if $(wildcard client/imgstore.c),$(BUILD)/lib/libimgstore.a $(BUILD)/lib/$(SO_REAL) \
-        $(BUILD)/lib/$(SO_NAME) $(BUILD)/lib/libimgstore.so $(BUILD)/lib/pkgconfig/imgstore.pc)
-
 # The version: one place, the macros of client/imgstore.h.
 version_part = $(shell sed -n 's/^\#define IMGSTORE_VERSION_$(1) \([0-9]*\)$$/\1/p' client/imgstore.h)
 VERSION_MAJOR := $(call version_part,MAJOR)
@@ -63,6 +56,13 @@ VERSION_MINOR := $(call version_part,MINOR)
 VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(call version_part,PATCH)
 SO_NAME := libimgstore.so.$(VERSION_MAJOR)
 SO_REAL := libimgstore.so.$(VERSION_MAJOR).$(VERSION_MINOR)
+BINS := $(if $(wildcard nameserver/main.c),$(BUILD)/bin/nameserver) \
+        $(if $(wildcard dataserver/main.c),$(BUILD)/bin/dataserver) \
+        $(if $(wildcard tools/cli_imgstore.c),$(BUILD)/bin/imgstore) \
+        $(if $(wildcard tools/ds_admin.c),$(BUILD)/bin/ds-admin)
+LIBS := $(if $(wildcard client/imgstore.c),$(BUILD)/lib/libimgstore.a $(BUILD)/lib/$(SO_REAL) \
+        $(BUILD)/lib/$(SO_NAME) $(BUILD)/lib/libimgstore.so $(BUILD)/lib/pkgconfig/imgstore.pc)
+
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/test_%.c,$(BUILD)/tests/unit_%,$(UNIT_SRC))
@@ -421,6 +421,21 @@ uninstall:
 	rm -rf $(DESTDIR)$(DOCDIR)
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(MANS)))
 	rm -f $(addprefix $(DESTDIR)$(BASHCOMPDIR)/,$(COMPLETIONS))
+
+# ---- Debian package --------------------------------------------------------------
+# `make deb` (docs/operations.md, "Debian package"): dpkg-buildpackage with
+# debhelper (debian/) on a copy of the tree in build/deb/imgstore-VERSION, so
+# the work tree stays clean; the packages imgstore, libimgstore1 and
+# libimgstore-dev land in build/deb/.
+DEB_DIR := build/deb
+DEB_SRC := $(DEB_DIR)/imgstore-$(VERSION)
+.PHONY: deb
+deb: deps
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_SRC)
+	tar -cf - --exclude=./build --exclude=./build-* --exclude=./var --exclude=./.git \
+	  --exclude=./python . | tar -xf - -C $(DEB_SRC)
+	cd $(DEB_SRC) && dpkg-buildpackage -us -uc -b
+	@ls -1 $(DEB_DIR)/*.deb
 
 # Operations (README "Operations"): `make test-ui` installs Chromium (a large
 # download, so not part of `make test`, where the browser check of
