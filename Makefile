@@ -56,6 +56,7 @@ VERSION_MINOR := $(call version_part,MINOR)
 VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(call version_part,PATCH)
 SO_NAME := libimgstore.so.$(VERSION_MAJOR)
 SO_REAL := libimgstore.so.$(VERSION_MAJOR).$(VERSION_MINOR)
+
 BINS := $(if $(wildcard nameserver/main.c),$(BUILD)/bin/nameserver) \
         $(if $(wildcard dataserver/main.c),$(BUILD)/bin/dataserver) \
         $(if $(wildcard tools/cli_imgstore.c),$(BUILD)/bin/imgstore) \
@@ -434,7 +435,7 @@ deb: deps
 	rm -rf $(DEB_DIR) && mkdir -p $(DEB_SRC)
 	tar -cf - --exclude=./build --exclude=./build-* --exclude=./var --exclude=./.git \
 	  --exclude=./python . | tar -xf - -C $(DEB_SRC)
-	cd $(DEB_SRC) && dpkg-buildpackage -us -uc -b
+	cd $(DEB_SRC) && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL dpkg-buildpackage -us -uc -b
 	@ls -1 $(DEB_DIR)/*.deb
 
 # Operations (README "Operations"): `make test-ui` installs Chromium (a large

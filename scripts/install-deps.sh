@@ -17,6 +17,9 @@ PKGS="$PKGS help2man bash-completion"
 # libsystemd-dev: the servers' readiness notification (sd_notify, Type=notify
 # units); only the two servers link it.
 PKGS="$PKGS libsystemd-dev"
+# debhelper, fakeroot and lintian: `make deb` and its test
+# (tests/pkg/test_deb.sh).
+PKGS="$PKGS debhelper fakeroot lintian"
 # --ui: only what `make test-ui` adds, Chromium for the status-page test
 # (a large download, so `make test` does without it).
 if [ "${1:-}" = "--ui" ]; then PKGS="chromium"; fi
