@@ -74,8 +74,8 @@ static const struct command commands[] = {
      "where they are). --wait follows it until the server holds no block: a progress\n"
      "bar (bytes moved, rate, time left) on a terminal, a progress line otherwise; exit\n"
      "status 0 when done, 1 when a task of the drain failed or the drain stopped.\n"
-     "Ctrl-C stops waiting and leaves the drain running. A restarted nameserver forgets\n"
-     "drains.",
+     "Ctrl-C stops waiting and leaves the drain running. The drain is kept in the\n"
+     "nameserver's ns.meta: a restarted nameserver goes on with it until --cancel.",
      admin_cmd_drain},
     {"rebalance", "[--dry-run] [--wait]",
      "Shows how evenly the servers are used (bytes of block copies / capacity) against\n"
