@@ -216,7 +216,19 @@ static int run_failing_ns(const char *dir, const char *path, const char *journal
         snprintf(jenv, sizeof(jenv), "JOURNAL_STREAM=%llu:%llu", (unsigned long long)st.st_dev,
                  (unsigned long long)st.st_ino);
     }
-    char *envp[] = {jenv, "IMGSTORE_LOG=info", NULL};
+    /* A sanitizer build's reports go where `make asan` sends them, not to
+     * the stderr under test. */
+    char asan[512], ubsan[512];
+    char *envp[5] = {jenv, "IMGSTORE_LOG=info", NULL};
+    int ne = 2;
+    if (getenv("ASAN_OPTIONS")) {
+        snprintf(asan, sizeof(asan), "ASAN_OPTIONS=%s", getenv("ASAN_OPTIONS"));
+        envp[ne++] = asan;
+    }
+    if (getenv("UBSAN_OPTIONS")) {
+        snprintf(ubsan, sizeof(ubsan), "UBSAN_OPTIONS=%s", getenv("UBSAN_OPTIONS"));
+        envp[ne++] = ubsan;
+    }
     char *argv[] = {"nameserver", "--listen", "127.0.0.1:0", "--data", data, "--insecure", NULL};
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
