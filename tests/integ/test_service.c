@@ -11,9 +11,11 @@
  *  - journald: when JOURNAL_STREAM names stderr, each line starts with its
  *    syslog priority ("<4>WARN", "<3>ERROR") instead of a time stamp;
  *    otherwise with the time stamp.
- *  - --advertise / --advertise-http: a dataserver bound to 0.0.0.0 and
- *    advertising 127.0.0.1 on the same ports joins, is listed by the
- *    advertised address, and uploads, reads and HTTP GETs through it work. */
+ *  - --advertise / --advertise-http: a nameserver bound to 0.0.0.0, then a
+ *    dataserver bound to 0.0.0.0, each advertising 127.0.0.1 on the same
+ *    ports: the cluster comes back, the dataserver is listed by its
+ *    advertised address, and uploads, reads and HTTP GETs through it work;
+ *    a wildcard --listen without --advertise is refused. */
 #include "tests/integ/cluster.h"
 #include "tests/integ/fixture.h"
 
@@ -291,6 +293,18 @@ Test(service, journald_priorities)
 Test(service, advertise_other_than_listen)
 {
     cr_assert_eq(fixture_start(&(struct cluster_opts){.ndataservers = 2, .replicas = 2}), 0);
+    /* The nameserver again, bound to every address on its port. */
+    static char ns_any[40]; /* C->opts keeps pointers past this function */
+    snprintf(ns_any, sizeof(ns_any), "0.0.0.0:%s", strrchr(C->ns.addr, ':') + 1);
+    static const char *ns_args[5];
+    ns_args[0] = "--listen", ns_args[1] = ns_any, ns_args[2] = "--advertise";
+    ns_args[3] = C->ns.addr, ns_args[4] = NULL;
+    cluster_signal_proc(&C->ns, SIGTERM);
+    C->opts.ns_args = ns_args;
+    cr_assert_eq(cluster_start_ns(C), 0);
+    cr_assert(file_has(C->ns.log, "(listening on 0.0.0.0:", WAIT_MS),
+              "the nameserver did not log its advertised and bound addresses");
+    cr_assert_eq(cluster_wait_ready(C, 2, 20000), 0, "no cluster behind a 0.0.0.0 nameserver");
     /* ds1 again, bound to every address on its ports, advertising the
      * loopback ones the cluster knows. */
     struct cluster_proc *p = &C->ds[0];
