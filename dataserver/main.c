@@ -83,7 +83,14 @@ static void usage(FILE *out)
                  "        default 100, 0: off)] [--miss-burst N (default 200)]\n"
                  "       [--miss-exempt ADDR[/BITS][,...] (never slowed by 404s: CDN shields)]\n"
                  "       [--https HOST:PORT --tls-cert FILE --tls-key FILE (the origin over\n"
-                 "        TLS 1.2/1.3 too; both files are reloaded when they change)]\n");
+                 "        TLS 1.2/1.3 too; both files are reloaded when they change)]\n"
+                 "       [--help] [--version]\n"
+                 "\n"
+                 "signals: SIGTERM/SIGINT stop it (exit 0); SIGHUP re-reads the keys, upload\n"
+                 "token and TLS files and reopens the log file. Under systemd it reports\n"
+                 "readiness (Type=notify) once a nameserver confirmed its view.\n"
+                 "environment: IMGSTORE_LOG=debug|info|warn|error|off (default info).\n"
+                 "exit status: 0 stopped, 1 start-up failure, 2 bad arguments or keys file\n");
 }
 
 /* Reads the HTTP upload secret (--upload-token-file, deprecated: a writer

@@ -39,20 +39,43 @@
 #define IMG_VERSION "unknown" /* the Makefile passes client/imgstore.h's */
 #endif
 
-/* Prints the usage (for --help). */
+/* Prints the usage (for --help; `make man` turns it into the man page). */
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: nameserver --listen HOST:PORT --data DIR [--replicas N] "
-               "[--block-size BYTES] [--heartbeat-timeout-ms MS] [--safe-mode-timeout-ms MS] "
-               "[--http HOST:PORT] [--task-cap N] [--copy-rate-mb MB_PER_S] "
-               "(--keys FILE | --insecure)\n"
-               "       [--advertise HOST:PORT (the address others reach this nameserver at,\n"
-               "        when --listen is not it, e.g. 0.0.0.0 or behind NAT)]\n"
-               "       [--log-file FILE (log there instead of stderr; SIGHUP reopens it)]\n"
-               "       [--frame-timeout-ms MS (default 30000, plus 1 s per 256 KiB of the frame)]\n"
-               "       [--idle-timeout-ms MS (native port; default 300000)]\n"
-               "       [--max-conns N (per port; default 4096)]\n"
-               "       [--max-conns-per-addr N (per port and peer address; default 256)]\n");
+    fprintf(f,
+            "usage: nameserver --listen HOST:PORT --data DIR (--keys FILE | --insecure) [OPTIONS]\n"
+            "\n"
+            "The nameserver of an imgstore cluster: the block map (rebuilt from the\n"
+            "dataservers' reports), block placement, repair, compaction and rebalancing.\n"
+            "\n"
+            "options:\n"
+            "  --listen HOST:PORT       native port (dataservers, clients, ds-admin)\n"
+            "  --data DIR               its folder: cluster id, settings, delete journal\n"
+            "  --keys FILE              keys file (docs/security.md); re-read on change and SIGHUP\n"
+            "  --insecure               run without authentication (a WARN at start)\n"
+            "  --http HOST:PORT         /metrics, /healthz, /status.json and the status page\n"
+            "  --advertise HOST:PORT    the address others reach it at, when --listen binds\n"
+            "                           another (0.0.0.0, behind NAT)\n"
+            "  --replicas N             replicas per block, 1..3 (persisted; default 2)\n"
+            "  --block-size BYTES       largest block (persisted; default 64 MiB)\n"
+            "  --heartbeat-timeout-ms MS  a silent dataserver is down after MS (default 5000)\n"
+            "  --safe-mode-timeout-ms MS  longest wait for known servers after a start\n"
+            "                           (default 30000)\n"
+            "  --task-cap N             background tasks per server (default 2, at most 64)\n"
+            "  --copy-rate-mb MB_PER_S  copy rate per copying server (default 50)\n"
+            "  --frame-timeout-ms MS    a native frame must be whole within MS plus 1 s per\n"
+            "                           256 KiB of it (default 30000)\n"
+            "  --idle-timeout-ms MS     idle native connections close (default 300000)\n"
+            "  --max-conns N            connections per port (default 4096)\n"
+            "  --max-conns-per-addr N   connections per port and peer address (default 256)\n"
+            "  --log-file FILE          log there instead of stderr; SIGHUP reopens it\n"
+            "  --help                   print this help\n"
+            "  --version                print the version\n"
+            "\n"
+            "signals: SIGTERM/SIGINT stop it (exit 0); SIGHUP re-reads the keys file and\n"
+            "reopens the log file. Under systemd it reports readiness (Type=notify).\n"
+            "environment: IMGSTORE_LOG=debug|info|warn|error|off (default info).\n"
+            "exit status: 0 stopped, 1 start-up failure, 2 bad arguments or keys file\n");
 }
 
 /* Prints a usage error: one "nameserver: ..." line saying what was wrong
