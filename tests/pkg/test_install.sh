@@ -35,6 +35,7 @@ REAL=libimgstore.so.$MAJOR.$MINOR
 SONAME=libimgstore.so.$MAJOR
 
 # ---- the build folder's library
+[ -f "$LIB/$REAL" ] || { bad "$LIB/$REAL is missing: build first (make all)"; exit 1; }
 check "$LIB/$REAL is not a regular file" test -f "$LIB/$REAL" -a ! -L "$LIB/$REAL"
 check "$LIB/$SONAME is not a link to $REAL" test "$(readlink "$LIB/$SONAME")" = "$REAL"
 check "$LIB/libimgstore.so is not a link to $SONAME" test "$(readlink "$LIB/libimgstore.so")" = "$SONAME"
