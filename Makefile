@@ -52,17 +52,29 @@ LIB_COMMON_OBJ := $(filter-out $(OBJ)/net/http_server.o $(OBJ)/net/http_tls.o,$(
 # command group (tools/admin_*.c), their helpers (tools/admin.c).
 ADMIN_OBJ := $(call src_to_obj,tools/ds_admin.c tools/admin.c $(wildcard tools/admin_*.c))
 
+# The version: one place, the macros of client/imgstore.h.
+version_part = $(shell sed -n 's/^\#define IMGSTORE_VERSION_$(1) \([0-9]*\)$$/\1/p' client/imgstore.h)
+VERSION_MAJOR := $(call version_part,MAJOR)
+VERSION_MINOR := $(call version_part,MINOR)
+VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(call version_part,PATCH)
+SO_NAME := libimgstore.so.$(VERSION_MAJOR)
+SO_REAL := libimgstore.so.$(VERSION_MAJOR).$(VERSION_MINOR)
+
 BINS := $(if $(wildcard nameserver/main.c),$(BUILD)/bin/nameserver) \
         $(if $(wildcard dataserver/main.c),$(BUILD)/bin/dataserver) \
         $(if $(wildcard tools/cli_imgstore.c),$(BUILD)/bin/imgstore) \
         $(if $(wildcard tools/ds_admin.c),$(BUILD)/bin/ds-admin)
-LIBS := $(if $(wildcard client/imgstore.c),$(BUILD)/lib/libimgstore.a $(BUILD)/lib/libimgstore.so \
-        $(BUILD)/lib/pkgconfig/imgstore.pc)
+LIBS := $(if $(wildcard client/imgstore.c),$(BUILD)/lib/libimgstore.a $(BUILD)/lib/$(SO_REAL) \
+        $(BUILD)/lib/$(SO_NAME) $(BUILD)/lib/libimgstore.so $(BUILD)/lib/pkgconfig/imgstore.pc)
+
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/test_%.c,$(BUILD)/tests/unit_%,$(UNIT_SRC))
 INTEG_SRC := $(wildcard tests/integ/test_*.c)
 INTEG_BINS := $(patsubst tests/integ/test_%.c,$(BUILD)/tests/integ_%,$(INTEG_SRC))
+# Shell tests of the install, the ABI and the programs' conventions
+# (tests/pkg/, run after `all`).
+PKG_TESTS := $(wildcard tests/pkg/test_*.sh)
 # The helpers that call Criterion (json_check.c, fixture.c) are linked into the
 # integration tests only; INTEG_HELPERS (cluster.c ...) also into the chaos driver.
 INTEG_CR_HELPERS := $(call src_to_obj,tests/integ/json_check.c tests/integ/fixture.c)
@@ -118,26 +130,50 @@ $(OBJ)/%.o: %.c | $(PROTO_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
+# The servers' --version: the version of client/imgstore.h, which they do not
+# include (docs/architecture.md), passed in by the Makefile.
+$(OBJ)/nameserver/main.o $(OBJ)/dataserver/main.o: CFLAGS += -DIMG_VERSION='"$(VERSION)"'
+$(OBJ)/nameserver/main.o $(OBJ)/dataserver/main.o: client/imgstore.h
+
+# The servers' main() talk to systemd (sd_notify, libsystemd): only they
+# link it, not the client library.
+SD_PKGS := libsystemd
+SD_LIBS = $(eval SD_LIBS := $(if $(shell pkg-config --exists $(SD_PKGS) 2>/dev/null && echo ok),\
+  $(shell pkg-config --libs $(SD_PKGS)),$(error packages missing (run `make deps`): $(SD_PKGS))))$(SD_LIBS)
+
 $(BUILD)/bin/nameserver: $(OBJ)/nameserver/main.o $(NS_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SD_LIBS)
 
 $(BUILD)/bin/dataserver: $(OBJ)/dataserver/main.o $(DS_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SD_LIBS)
 
 $(BUILD)/lib/libimgstore.a: $(LIB_OBJ) $(LIB_COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/lib/libimgstore.so: $(LIB_OBJ) $(LIB_COMMON_OBJ)
+# The shared library: the real file libimgstore.so.MAJOR.MINOR, its SONAME
+# libimgstore.so.MAJOR (what programs load) and the link libimgstore.so ->
+# .so.MAJOR (what -limgstore finds). The version script exports only the
+# public API of client/imgstore.h.
+$(BUILD)/lib/$(SO_REAL): $(LIB_OBJ) $(LIB_COMMON_OBJ) client/libimgstore.map
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -shared -Wl,-soname,libimgstore.so.1 -o $@ $^ $(LDLIBS)
-	ln -sf libimgstore.so $(BUILD)/lib/libimgstore.so.1
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,$(SO_NAME) -Wl,--version-script=client/libimgstore.map \
+	  -Wl,--no-undefined -o $@ $(filter %.o,$^) $(LDLIBS)
 
-$(BUILD)/lib/pkgconfig/imgstore.pc: client/imgstore.pc.in
+$(BUILD)/lib/$(SO_NAME): $(BUILD)/lib/$(SO_REAL)
+	ln -sfn $(SO_REAL) $@
+
+$(BUILD)/lib/libimgstore.so: $(BUILD)/lib/$(SO_NAME)
+	ln -sfn $(SO_NAME) $@
+
+# The .pc of the build folder (headers in client/); `make install` writes
+# its own from the same template.
+$(BUILD)/lib/pkgconfig/imgstore.pc: client/imgstore.pc.in client/imgstore.h
 	@mkdir -p $(dir $@)
-	sed -e 's|@PREFIX@|$(abspath $(BUILD))|' -e 's|@INCLUDEDIR@|$(abspath client)|' $< > $@
+	sed -e 's|@PREFIX@|$(abspath $(BUILD))|' -e 's|@LIBDIR@|$${prefix}/lib|' \
+	    -e 's|@INCLUDEDIR@|$(abspath client)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
 
 $(BUILD)/bin/imgstore: $(OBJ)/tools/cli_imgstore.o $(OBJ)/tools/cli_bench.o $(OBJ)/tools/cli_util.o \
                        $(OBJ)/tools/emit.o $(BUILD)/lib/libimgstore.a
@@ -182,16 +218,16 @@ unit: deps
 	./tests/run.sh $(UNIT_BINS)
 
 integ: deps
-	$(MAKE) all $(INTEG_BINS)
-	IMGSTORE_BIN=$(abspath $(BUILD)/bin) ./tests/run.sh $(INTEG_BINS)
+	$(MAKE) all man $(INTEG_BINS)
+	IMGSTORE_BIN=$(abspath $(BUILD)/bin) ./tests/run.sh $(INTEG_BINS) $(PKG_TESTS)
 
 test: deps
 	./scripts/check-layers.sh
-	$(MAKE) all $(UNIT_BINS) $(INTEG_BINS) $(CHAOS_IN_TEST)
+	$(MAKE) all man $(UNIT_BINS) $(INTEG_BINS) $(CHAOS_IN_TEST)
 	$(if $(FUZZ_IN_TEST),$(MAKE) fuzz-build)
 	IMGSTORE_BIN=$(abspath $(BUILD)/bin) FUZZ_SECONDS=$(FUZZ_TEST_SECONDS) \
 	  CHAOS_SECONDS=$(CHAOS_TEST_SECONDS) \
-	  ./tests/run.sh $(UNIT_BINS) $(INTEG_BINS) $(FUZZ_IN_TEST) $(CHAOS_IN_TEST)
+	  ./tests/run.sh $(UNIT_BINS) $(INTEG_BINS) $(PKG_TESTS) $(FUZZ_IN_TEST) $(CHAOS_IN_TEST)
 	$(MAKE) test-python
 
 # The Python package (python/, docs/client.md "Python") and the HTTP API
@@ -342,6 +378,98 @@ stop:
 
 clean:
 	rm -rf build build-asan
+
+# ---- install ------------------------------------------------------------------
+# `make install PREFIX=/usr/local DESTDIR=...` (docs/operations.md, "Install"):
+# the four programs, the header, the shared library with its links, the
+# static library, an imgstore.pc written for PREFIX, the systemd units (their
+# paths rewritten for BINDIR), the example environment files, the docs, the
+# man pages (built by `make man`) and the bash completion of imgstore and
+# ds-admin (deploy/completion/). `make uninstall` (same variables)
+# removes exactly these.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+DATADIR ?= $(PREFIX)/share
+DOCDIR ?= $(DATADIR)/doc/imgstore
+MANDIR ?= $(DATADIR)/man
+BASHCOMPDIR ?= $(DATADIR)/bash-completion/completions
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+INSTALL ?= install
+UNITS := $(notdir $(wildcard deploy/systemd/*.service))
+EXAMPLES := $(notdir $(wildcard deploy/*.env.example))
+DOCS := README.md $(wildcard docs/*.md)
+# In the installed .pc, libdir and includedir follow ${prefix} when they lie
+# under it, so `pkg-config --define-prefix` can move the whole tree.
+pc_rel = $(if $(filter $(PREFIX)/%,$(1)),$${prefix}$(patsubst $(PREFIX)%,%,$(1)),$(1))
+
+
+# Man pages: help2man (Debian's help2man package) turns each program's
+# --help and --version into its page, so the usage text in main() is the
+# one source; the NAME line comes from MAN_DESC_<program>.
+MAN_DESC_nameserver := block map and planner of an imgstore cluster
+MAN_DESC_dataserver := storage server of an imgstore cluster
+MAN_DESC_imgstore := store, fetch and delete files in an imgstore cluster
+MAN_DESC_ds-admin := inspect and administer an imgstore cluster
+MANS := $(patsubst $(BUILD)/bin/%,$(BUILD)/man/%.1,$(BINS))
+COMPLETIONS := $(if $(wildcard tools/cli_imgstore.c),imgstore) $(if $(wildcard tools/ds_admin.c),ds-admin)
+
+$(BUILD)/man/%.1: $(BUILD)/bin/%
+	@mkdir -p $(dir $@)
+	help2man --no-info --no-discard-stderr --name='$(MAN_DESC_$*)' --output=$@ $<
+
+.PHONY: install uninstall man
+man: $(MANS)
+
+install: all man
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR) \
+	  $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR)/docs \
+	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR)
+	$(INSTALL) -m 755 $(BINS) $(DESTDIR)$(BINDIR)/
+	$(INSTALL) -m 644 client/imgstore.h $(DESTDIR)$(INCLUDEDIR)/
+	$(INSTALL) -m 644 $(BUILD)/lib/$(SO_REAL) $(DESTDIR)$(LIBDIR)/
+	ln -sfn $(SO_REAL) $(DESTDIR)$(LIBDIR)/$(SO_NAME)
+	ln -sfn $(SO_NAME) $(DESTDIR)$(LIBDIR)/libimgstore.so
+	$(INSTALL) -m 644 $(BUILD)/lib/libimgstore.a $(DESTDIR)$(LIBDIR)/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(call pc_rel,$(LIBDIR))|' \
+	    -e 's|@INCLUDEDIR@|$(call pc_rel,$(INCLUDEDIR))|' -e 's|@VERSION@|$(VERSION)|' \
+	    client/imgstore.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/imgstore.pc
+	chmod 644 $(DESTDIR)$(LIBDIR)/pkgconfig/imgstore.pc
+	for u in $(UNITS); do \
+	  sed -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/usr/local/share/doc/imgstore/|$(DOCDIR)/|g' \
+	    deploy/systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u && chmod 644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
+	done
+	$(INSTALL) -m 644 $(addprefix deploy/,$(EXAMPLES)) $(DESTDIR)$(DOCDIR)/examples/
+	$(INSTALL) -m 644 README.md $(DESTDIR)$(DOCDIR)/
+	$(INSTALL) -m 644 $(wildcard docs/*.md) $(DESTDIR)$(DOCDIR)/docs/
+	$(INSTALL) -m 644 $(MANS) $(DESTDIR)$(MANDIR)/man1/
+	$(INSTALL) -m 644 $(addprefix deploy/completion/,$(COMPLETIONS)) $(DESTDIR)$(BASHCOMPDIR)/
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(BINS)))
+	rm -f $(DESTDIR)$(INCLUDEDIR)/imgstore.h
+	rm -f $(addprefix $(DESTDIR)$(LIBDIR)/,$(SO_REAL) $(SO_NAME) libimgstore.so libimgstore.a)
+	rm -f $(DESTDIR)$(LIBDIR)/pkgconfig/imgstore.pc
+	rm -f $(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS))
+	rm -rf $(DESTDIR)$(DOCDIR)
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(MANS)))
+	rm -f $(addprefix $(DESTDIR)$(BASHCOMPDIR)/,$(COMPLETIONS))
+
+# ---- Debian package --------------------------------------------------------------
+# `make deb` (docs/operations.md, "Debian package"): dpkg-buildpackage with
+# debhelper (debian/) on a copy of the tree in build/deb/imgstore-VERSION, so
+# the work tree stays clean; the packages imgstore, libimgstore1 and
+# libimgstore-dev land in build/deb/.
+DEB_DIR := build/deb
+DEB_SRC := $(DEB_DIR)/imgstore-$(VERSION)
+.PHONY: deb
+deb: deps
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_SRC)
+	tar -cf - --exclude=./build --exclude=./build-* --exclude=./var --exclude=./.git \
+	  --exclude=./python . | tar -xf - -C $(DEB_SRC)
+	cd $(DEB_SRC) && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL dpkg-buildpackage -us -uc -b
+	@ls -1 $(DEB_DIR)/*.deb
 
 # Operations (README "Operations"): `make test-ui` installs Chromium (a large
 # download, so not part of `make test`, where the browser check of

@@ -480,11 +480,11 @@ static int put_pick(imgstore_t *h, uint64_t *excl, size_t nexcl, int64_t deadlin
 int imgstore_put(imgstore_t *h, const void *data, size_t len, const char *mime,
                  char name_out[IMGSTORE_NAME_MAX])
 {
-    if (!h || !name_out || (!data && len > 0))
+    if (!h || !name_out || !data || len == 0) /* an empty file is refused */
         return IMGSTORE_EINVAL;
     if (len > PUT_MAX_BYTES)
         return IMGSTORE_ETOOBIG;
-    unsigned code = mime ? mime_from_type(mime) : mime_sniff(data, len);
+    unsigned code = mime_pick(mime, data, len);
     uint32_t crc = crc32c(0, data, len);
     int64_t deadline = op_deadline(h);
     uint64_t excl[PUT_MAX_EXCLUDE];

@@ -11,7 +11,10 @@
  * either a negative errno or one of the IMGSTORE_E* values below (identical
  * to the server-side codes of base/err.h); imgstore_strerror() describes it.
  *
- * Link with `pkg-config --libs imgstore` (build/lib/pkgconfig). */
+ * Link with `pkg-config --cflags --libs imgstore`: build/lib/pkgconfig in the
+ * build folder, PREFIX/lib/pkgconfig after `make install`. The shared library
+ * is libimgstore.so.MAJOR.MINOR with the SONAME libimgstore.so.MAJOR; it
+ * exports the functions declared here and nothing else. */
 #ifndef IMGSTORE_H
 #define IMGSTORE_H
 
@@ -21,6 +24,14 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* The version of this header. The library's MAJOR is its SONAME's number
+ * (libimgstore.so.1): it changes only when a program built against an older
+ * header could break; MINOR grows with additions. */
+#define IMGSTORE_VERSION_MAJOR 1
+#define IMGSTORE_VERSION_MINOR 0
+#define IMGSTORE_VERSION_PATCH 0
+#define IMGSTORE_VERSION "1.0.0"
 
 #define IMGSTORE_NAME_MAX 32 /* a name with its NUL; names are 21 chars */
 #define IMGSTORE_MAX_REPLICAS 3
@@ -82,10 +93,14 @@ int imgstore_set_key_file(imgstore_t *h, const char *path, char *err, size_t err
  * NULL-safe. */
 void imgstore_close(imgstore_t *h);
 
-/* Stores `len` bytes (at most 32 MiB) with the cluster's replication. `mime`
- * is a type like "image/jpeg", or NULL to guess from the bytes. On success the
- * NUL-terminated file name is written to name_out. The call returns only after
- * every replica has the file durable on disk. */
+/* Stores `len` bytes (1 byte to 32 MiB) with the cluster's replication.
+ * `mime` is a type like "image/jpeg", or NULL to guess from the bytes; bytes
+ * that carry the signature of another image format (JPEG, PNG, GIF, WebP,
+ * AVIF) are stored with that format's type instead (imgstore_stat shows
+ * it). On success the NUL-terminated file name is written to name_out. The
+ * call returns only after every replica has the file durable on disk.
+ * Returns IMGSTORE_EINVAL for an empty file (len 0) or a NULL argument,
+ * IMGSTORE_ETOOBIG past 32 MiB. */
 int imgstore_put(imgstore_t *h, const void *data, size_t len, const char *mime,
                  char name_out[IMGSTORE_NAME_MAX]);
 
@@ -134,6 +149,10 @@ int imgstore_stat(imgstore_t *h, const char *name, struct imgstore_stat *st);
 
 /* Returns a static description of an error code. Never NULL. */
 const char *imgstore_strerror(int err);
+
+/* Returns the version of the library actually loaded, "MAJOR.MINOR.PATCH"
+ * (static; compare with IMGSTORE_VERSION, the header's). Never NULL. */
+const char *imgstore_version(void);
 
 #ifdef __cplusplus
 }

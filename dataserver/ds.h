@@ -94,8 +94,13 @@ struct ds {
     int64_t ns_epoch, ns_epoch_max;
     uint64_t fenced; /* commands refused for their epoch */
     char ns_addr[DS_ADDR_MAX];
+    /* The addresses this server is known by (heartbeats, replica lists). */
     char listen_addr[DS_ADDR_MAX];
     char http_addr[DS_ADDR_MAX];
+    /* The addresses bound when they are not those (--listen / --http with
+     * --advertise / --advertise-http, e.g. 0.0.0.0:PORT); "": the above. */
+    char listen_bind[DS_ADDR_MAX];
+    char http_bind[DS_ADDR_MAX];
     uv_tcp_t listen_tcp;
     int stopping;
 

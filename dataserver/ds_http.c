@@ -426,7 +426,8 @@ int ds_http_start(struct ds *ds)
             return rc;
     }
     struct http_server_config cfg = http_config(ds);
-    return http_server_start(ds->loop, ds->http_addr, &cfg, &ds_http_ops, ds, &ds->http);
+    return http_server_start(ds->loop, ds->http_bind[0] ? ds->http_bind : ds->http_addr, &cfg,
+                             &ds_http_ops, ds, &ds->http);
 }
 
 int ds_https_start(struct ds *ds)

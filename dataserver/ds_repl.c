@@ -320,6 +320,10 @@ void ds_repl_write(struct ds_req *r, const struct frame *f)
         ds_req_fail(r, IMG_ETOOBIG);
         return;
     }
+    if (f->h.body_len == 0) { /* an empty file: refused, as by the library and HTTP */
+        ds_req_fail(r, IMG_EINVAL);
+        return;
+    }
     if (mime > MIME_MAX_CODE)
         mime = MIME_OCTET_STREAM;
     uint32_t rec_len = (uint32_t)needle_record_size(f->h.body_len);

@@ -161,7 +161,8 @@ int ds_rpc_start(struct ds *ds)
     ds->native_gate.max_total = ds->max_conns ? ds->max_conns : LIMITS_MAX_CONNS;
     ds->native_gate.max_per_addr =
         ds->max_conns_per_addr ? ds->max_conns_per_addr : LIMITS_MAX_CONNS_PER_ADDR;
-    int rc = conn_listen(ds->loop, &ds->listen_tcp, ds->listen_addr, on_connection);
+    int rc = conn_listen(ds->loop, &ds->listen_tcp,
+                         ds->listen_bind[0] ? ds->listen_bind : ds->listen_addr, on_connection);
     ds->listen_tcp.data = ds;
     return rc;
 }

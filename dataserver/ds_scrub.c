@@ -240,9 +240,12 @@ static void pump(struct ds_scrub *sc)
                 verify_answer(sc, p);
                 continue;
             }
+            /* Routine (every few seconds on a small store): DEBUG, unless a
+             * cycle found bad records (each also logged where found). */
             if (p->nids)
-                log_info("scrub: cycle done: %u blocks, %" PRIu64 " records, %u bad", p->blocks,
-                         p->records, p->bad);
+                log_msg(p->bad ? LOG_WARN : LOG_DEBUG,
+                        "scrub: cycle done: %u blocks, %" PRIu64 " records, %u bad", p->blocks,
+                        p->records, p->bad);
             p->blocks = p->bad = 0;
             p->records = p->bytes = 0;
             pass_snapshot(ds, p, 0);

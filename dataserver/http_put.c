@@ -208,14 +208,17 @@ static void upload_next(struct http_req *r)
 
 void http_upload_start(struct http_req *r)
 {
+    if (r->body_len == 0) {
+        http_reply_text(r, 400, HTTP_CC_NOSTORE, NULL, "empty body: nothing to store\n");
+        return;
+    }
     if (r->body_len > r->ds->http_max_upload || r->body_len > NEEDLE_MAX_DATA) {
         upload_fail(r, IMG_ETOOBIG);
         return;
     }
-    unsigned code = r->content_type ? mime_from_type(r->content_type) : MIME_OCTET_STREAM;
-    if (code == MIME_OCTET_STREAM)
-        code = mime_sniff(r->body, r->body_len);
-    r->mime = code;
+    /* The Content-Type, unless the bytes are another image format
+     * (proto/mime.h, mime_pick). */
+    r->mime = mime_pick(r->content_type, r->body, r->body_len);
     r->crc = crc32c(0, r->body, r->body_len);
     r->deadline_ms = uv_now(r->ds->loop) + HTTP_UPLOAD_TIMEOUT_MS;
     upload_next(r);

@@ -1,7 +1,10 @@
 /* main.c - the nameserver process: parses the command line, runs the loop,
- * and exits 0 after SIGINT/SIGTERM. The one place signals are handled: a
- * signal stops the nameserver (ns_stop) and its HTTP port (ns_http_stop),
- * and the loop runs dry. Everything else lives in the ns_* modules
+ * and exits 0 after SIGINT/SIGTERM. The one place signals are handled:
+ * SIGINT/SIGTERM stop the nameserver (ns_stop) and its HTTP port
+ * (ns_http_stop), and the loop runs dry; SIGHUP opens the log file again
+ * (--log-file) and re-reads the keys file, logged, never fatal. Under
+ * systemd (Type=notify) it sends READY=1 once both ports listen and
+ * STOPPING=1 at a stop (sd_notify; a no-op elsewhere). Everything else lives in the ns_* modules
  * (nameserver/ns.h) so unit tests can reach it; main.c calls only ns_init,
  * ns_start, ns_stop, ns_free and ns_http_start / ns_http_stop.
  *
@@ -24,6 +27,8 @@
 #include "base/err.h"
 #include "base/log.h"
 
+#include <systemd/sd-daemon.h>
+
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -36,24 +41,56 @@
 #define MAX_TIMEOUT_MS (24ull * 3600 * 1000)
 #define MAX_COPY_RATE_MB 100000 /* --copy-rate-mb, decimal MB/s */
 
-/* Prints the usage line (for --help). */
+#ifndef IMG_VERSION
+#define IMG_VERSION "unknown" /* the Makefile passes client/imgstore.h's */
+#endif
+
+/* Prints the usage (for --help; `make man` turns it into the man page). */
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: nameserver --listen HOST:PORT --data DIR [--replicas N] "
-               "[--block-size BYTES] [--heartbeat-timeout-ms MS] [--safe-mode-timeout-ms MS] "
-               "[--http HOST:PORT] [--task-cap N] [--copy-rate-mb MB_PER_S] "
-               "(--keys FILE | --insecure)\n"
-               "       [--frame-timeout-ms MS (default 30000, plus 1 s per 256 KiB of the frame)]\n"
-               "       [--idle-timeout-ms MS (native port; default 300000)]\n"
-               "       [--max-conns N (per port; default 4096)]\n"
-               "       [--max-conns-per-addr N (per port and peer address; default 256)]\n"
-               "       [--etcd HOST:PORT[,HOST:PORT...] (high availability: elect a leader on\n"
-               "        etcd) [--etcd-prefix P (default /imgstore)] [--etcd-ttl-ms MS (the\n"
-               "        leader's lease, default 2000)] [--advertise HOST:PORT (the address\n"
-               "        published for clients; default --listen)]]\n");
+    fprintf(f,
+            "usage: nameserver --listen HOST:PORT --data DIR (--keys FILE | --insecure) [OPTIONS]\n"
+            "\n"
+            "The nameserver of an imgstore cluster: the block map (rebuilt from the\n"
+            "dataservers' reports), block placement, repair, compaction and rebalancing.\n"
+            "\n"
+            "options:\n"
+            "  --listen HOST:PORT       native port (dataservers, clients, ds-admin)\n"
+            "  --data DIR               its folder: cluster id, settings, delete journal\n"
+            "  --keys FILE              keys file (docs/security.md); re-read on change and SIGHUP\n"
+            "  --insecure               run without authentication (a WARN at start)\n"
+            "  --http HOST:PORT         /metrics, /healthz, /status.json and the status page\n"
+            "  --advertise HOST:PORT    the address others reach it at, when --listen binds\n"
+            "                           another (0.0.0.0, behind NAT); with --etcd, the\n"
+            "                           address published in the leader key\n"
+            "  --etcd HOST:PORT[,...]   high availability: elect a leader on etcd\n"
+            "                           (docs/nameserver.md, \"High availability\")\n"
+            "  --etcd-prefix P          its keys' prefix (default /imgstore)\n"
+            "  --etcd-ttl-ms MS         the leader's lease (default 2000)\n"
+            "  --replicas N             replicas per block, 1..3 (persisted; default 2)\n"
+            "  --block-size BYTES       largest block (persisted; default 64 MiB)\n"
+            "  --heartbeat-timeout-ms MS  a silent dataserver is down after MS (default 5000)\n"
+            "  --safe-mode-timeout-ms MS  longest wait for known servers after a start\n"
+            "                           (default 30000)\n"
+            "  --task-cap N             background tasks per server (default 2, at most 64)\n"
+            "  --copy-rate-mb MB_PER_S  copy rate per copying server (default 50)\n"
+            "  --frame-timeout-ms MS    a native frame must be whole within MS plus 1 s per\n"
+            "                           256 KiB of it (default 30000)\n"
+            "  --idle-timeout-ms MS     idle native connections close (default 300000)\n"
+            "  --max-conns N            connections per port (default 4096)\n"
+            "  --max-conns-per-addr N   connections per port and peer address (default 256)\n"
+            "  --log-file FILE          log there instead of stderr; SIGHUP reopens it\n"
+            "  --help                   print this help\n"
+            "  --version                print the version\n"
+            "\n"
+            "signals: SIGTERM/SIGINT stop it (exit 0); SIGHUP re-reads the keys file and\n"
+            "reopens the log file. Under systemd it reports readiness (Type=notify).\n"
+            "environment: IMGSTORE_LOG=debug|info|warn|error|off (default info).\n"
+            "exit status: 0 stopped, 1 start-up failure, 2 bad arguments or keys file\n");
 }
 
-/* Prints one "nameserver: ..." line on stderr and returns -1. */
+/* Prints a usage error: one "nameserver: ..." line saying what was wrong
+ * and "try 'nameserver --help'", on stderr. Returns -1. */
 static int bad_arg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int bad_arg(const char *fmt, ...)
 {
@@ -61,7 +98,7 @@ static int bad_arg(const char *fmt, ...)
     va_start(ap, fmt);
     fprintf(stderr, "nameserver: ");
     vfprintf(stderr, fmt, ap);
-    fprintf(stderr, " (see --help)\n");
+    fprintf(stderr, "\ntry 'nameserver --help'\n");
     va_end(ap);
     return -1;
 }
@@ -89,12 +126,13 @@ static const char *keys_path;
 static int insecure;
 /* --etcd and its options (main hands them to ns_etcd_init). */
 static struct ns_etcd_config etcd;
+static const char *log_file; /* --log-file */
 
 static int parse_args(int argc, char **argv, struct ns_config *cfg)
 {
     enum { O_LISTEN = 1, O_DATA, O_REPLICAS, O_BSIZE, O_HBTO, O_SAFETO, O_HELP, O_HTTP, O_TASKCAP,
            O_COPYRATE, O_FRAMETO, O_IDLETO, O_MAXCONNS, O_MAXPERADDR, O_KEYS, O_INSECURE,
-           O_ETCD, O_ETCDPREFIX, O_ETCDTTL, O_ADVERTISE };
+           O_ETCD, O_ETCDPREFIX, O_ETCDTTL, O_ADVERTISE, O_VERSION, O_LOGFILE };
     static const struct option opts[] = {
         {"listen", required_argument, NULL, O_LISTEN},
         {"data", required_argument, NULL, O_DATA},
@@ -116,12 +154,14 @@ static int parse_args(int argc, char **argv, struct ns_config *cfg)
         {"etcd-prefix", required_argument, NULL, O_ETCDPREFIX},
         {"etcd-ttl-ms", required_argument, NULL, O_ETCDTTL},
         {"advertise", required_argument, NULL, O_ADVERTISE},
+        {"version", no_argument, NULL, O_VERSION},
+        {"log-file", required_argument, NULL, O_LOGFILE},
         {NULL, 0, NULL, 0},
     };
     uint64_t v;
     int o;
     opterr = 0;
-    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (o) {
         case O_LISTEN: cfg->listen = optarg; break;
         case O_DATA: cfg->data_dir = optarg; break;
@@ -136,6 +176,7 @@ static int parse_args(int argc, char **argv, struct ns_config *cfg)
                 return -1;
             etcd.ttl_ms = (uint32_t)v;
             break;
+        case O_LOGFILE: log_file = optarg; break;
         case O_REPLICAS:
             if (parse_num("--replicas", optarg, NS_MIN_REPLICAS, NS_MAX_REPLICAS, &v))
                 return -1;
@@ -185,8 +226,10 @@ static int parse_args(int argc, char **argv, struct ns_config *cfg)
             cfg->max_conns_per_addr = (uint32_t)v;
             break;
         case O_HELP: usage(stdout); exit(0);
+        case O_VERSION: printf("nameserver (imgstore) %s\n", IMG_VERSION); exit(0);
         default:
-            return bad_arg("unknown option or missing value: %s", argv[optind - 1]);
+            return bad_arg("%s %s", o == ':' ? "missing value for" : "unknown option",
+                           argv[optind - 1]);
         }
     }
     if (optind < argc)
@@ -198,8 +241,14 @@ static int parse_args(int argc, char **argv, struct ns_config *cfg)
         return bad_arg("--data DIR is required");
     if (cfg->http && conn_parse_addr(cfg->http, &ss) != 0)
         return bad_arg("--http: '%s' is not HOST:PORT (an IP address and a port)", cfg->http);
-    if (!etcd.endpoints && (etcd.prefix || etcd.ttl_ms || etcd.advertise))
-        return bad_arg("--etcd-prefix, --etcd-ttl-ms and --advertise need --etcd");
+    if (etcd.advertise &&
+        (conn_parse_addr(etcd.advertise, &ss) != 0 || conn_addr_is_any(etcd.advertise)))
+        return bad_arg("--advertise: '%s' is not HOST:PORT with an address others can reach",
+                       etcd.advertise);
+    if (log_file && !*log_file)
+        return bad_arg("--log-file: empty file name");
+    if (!etcd.endpoints && (etcd.prefix || etcd.ttl_ms))
+        return bad_arg("--etcd-prefix and --etcd-ttl-ms need --etcd");
     if (etcd.endpoints && !etcd.advertise) {
         etcd.advertise = cfg->listen;
         struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
@@ -219,36 +268,67 @@ static int parse_args(int argc, char **argv, struct ns_config *cfg)
 }
 
 /* What a signal stops (main's stack; the watchers are closed by the first
- * signal so a second one is the default action). */
+ * stopping signal so a second one is the default action). */
 struct stopper {
     struct ns *ns;
     struct ns_http *http;
-    uv_signal_t sig_int, sig_term;
+    uv_signal_t sig_int, sig_term, sig_hup;
 };
+
+static void close_signals(struct stopper *st)
+{
+    uv_signal_t *sigs[] = {&st->sig_int, &st->sig_term, &st->sig_hup};
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        if (!uv_is_closing((uv_handle_t *)sigs[i]))
+            uv_close((uv_handle_t *)sigs[i], NULL);
+}
 
 static void on_signal(uv_signal_t *h, int signum)
 {
     struct stopper *st = h->data;
+    sd_notify(0, "STOPPING=1");
     log_info("signal %d: shutting down", signum);
     ns_stop(st->ns);
     ns_http_stop(st->http);
-    if (!uv_is_closing((uv_handle_t *)&st->sig_int))
-        uv_close((uv_handle_t *)&st->sig_int, NULL);
-    if (!uv_is_closing((uv_handle_t *)&st->sig_term))
-        uv_close((uv_handle_t *)&st->sig_term, NULL);
+    close_signals(st);
 }
 
-/* Stops everything on SIGINT and SIGTERM. The watchers do not keep the loop
- * alive by themselves. */
+/* SIGHUP: the log file opened again (after a rotation), the keys file read
+ * again when it changed. Failures are logged and change nothing. */
+static void on_hup(uv_signal_t *h, int signum)
+{
+    struct stopper *st = h->data;
+    int rc = log_reopen();
+    if (rc < 0)
+        log_error("SIGHUP: cannot reopen the log file %s: %s (still writing to the old one)",
+                  log_file_path(), strerror(-rc));
+    log_info("SIGHUP: %s%s", rc == 0 ? "log file reopened: " : "no log file to reopen",
+             rc == 0 ? log_file_path() : "");
+    if (!st->ns->keys)
+        return;
+    char err[AUTH_ERR_MAX];
+    rc = auth_keys_reread(st->ns->keys, err);
+    if (rc < 0)
+        log_error("SIGHUP: %s", err); /* err says the old keys stay */
+    else
+        log_info("SIGHUP: keys file %s re-read: %zu keys", st->ns->keys->path,
+                 st->ns->keys->n);
+}
+
+/* Stops everything on SIGINT and SIGTERM; SIGHUP reloads. The watchers do
+ * not keep the loop alive by themselves. */
 static void signals_start(uv_loop_t *loop, struct stopper *st)
 {
     uv_signal_init(loop, &st->sig_int);
     uv_signal_init(loop, &st->sig_term);
-    st->sig_int.data = st->sig_term.data = st;
+    uv_signal_init(loop, &st->sig_hup);
+    st->sig_int.data = st->sig_term.data = st->sig_hup.data = st;
     uv_signal_start(&st->sig_int, on_signal, SIGINT);
     uv_signal_start(&st->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&st->sig_hup, on_hup, SIGHUP);
     uv_unref((uv_handle_t *)&st->sig_int);
     uv_unref((uv_handle_t *)&st->sig_term);
+    uv_unref((uv_handle_t *)&st->sig_hup);
 }
 
 int main(int argc, char **argv)
@@ -258,6 +338,13 @@ int main(int argc, char **argv)
                             .safe_mode_ms = NS_DEFAULT_SAFE_MODE_MS};
     if (parse_args(argc, argv, &cfg) != 0)
         return EXIT_BAD_ARGS; /* the one error line is already printed */
+    if (log_file) {
+        int lrc = log_open_file(log_file);
+        if (lrc != 0) {
+            fprintf(stderr, "nameserver: --log-file %s: %s\n", log_file, strerror(-lrc));
+            return EXIT_BAD_ARGS;
+        }
+    }
     struct auth_keys *keys = NULL;
     if (keys_path) {
         char err[AUTH_ERR_MAX];
@@ -297,12 +384,16 @@ int main(int argc, char **argv)
     } else {
         st.http = http;
         signals_start(&loop, &st);
+        const char *adv = etcd.advertise ? etcd.advertise : cfg.listen;
+        if (strcmp(adv, cfg.listen) != 0)
+            log_info("advertised as %s (listening on %s)", adv, cfg.listen);
+        sd_notifyf(0, "READY=1\nSTATUS=serving on %s%s%s", adv,
+                   cfg.http ? ", http " : "", cfg.http ? cfg.http : "");
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     if (status == 0 && !uv_is_closing((uv_handle_t *)&st.sig_int)) {
         /* The loop ran dry without a signal: close the watchers. */
-        uv_close((uv_handle_t *)&st.sig_int, NULL);
-        uv_close((uv_handle_t *)&st.sig_term, NULL);
+        close_signals(&st);
         uv_run(&loop, UV_RUN_DEFAULT);
     }
     if (status == 0)

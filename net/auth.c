@@ -369,6 +369,12 @@ int auth_keys_reload(struct auth_keys *k, char *err)
     return 1;
 }
 
+int auth_keys_reread(struct auth_keys *k, char *err)
+{
+    k->mtime.tv_nsec = -1; /* no file has this mtime: auth_keys_reload reads */
+    return auth_keys_reload(k, err);
+}
+
 void auth_keys_free(struct auth_keys *k)
 {
     if (!k)

@@ -92,6 +92,10 @@ int auth_keys_parse(const char *text, int client, struct auth_key **keys, size_t
  * why). */
 int auth_keys_reload(struct auth_keys *k, char *err);
 
+/* Re-reads the file whatever its inode, size or mtime (SIGHUP). Returns 1
+ * when read, or an error (the old keys stay; err says why). */
+int auth_keys_reread(struct auth_keys *k, char *err);
+
 void auth_keys_free(struct auth_keys *k);
 
 /* The key of that name, or NULL. The pointer is valid until the next

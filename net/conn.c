@@ -677,3 +677,15 @@ int conn_reply(struct conn *c, const struct frame_header *req, int status,
     return send_frame(c, req->type | FRAME_RESPONSE, status, req->request_id, msg, body,
                       body_len, body_free);
 }
+
+int conn_addr_is_any(const char *hostport)
+{
+    struct sockaddr_storage ss;
+    if (conn_parse_addr(hostport, &ss) != 0)
+        return 0;
+    if (ss.ss_family == AF_INET)
+        return ((const struct sockaddr_in *)&ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+    if (ss.ss_family == AF_INET6)
+        return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&ss)->sin6_addr);
+    return 0;
+}

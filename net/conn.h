@@ -171,6 +171,12 @@ void conn_addr_text(const struct sockaddr_storage *ss, char *out, size_t len);
 /* Splits "HOST:PORT" into a sockaddr. Returns 0 or IMG_EINVAL. */
 int conn_parse_addr(const char *hostport, struct sockaddr_storage *ss);
 
+/* Whether `hostport` parses (conn_parse_addr) to the wildcard address
+ * 0.0.0.0 or ::, which can be bound but not reached: a server listening there
+ * must advertise another (--advertise). 0 otherwise, also when it does not
+ * parse. */
+int conn_addr_is_any(const char *hostport);
+
 /* Binds and listens on `hostport`. Returns 0 or a negative errno. */
 int conn_listen(uv_loop_t *loop, uv_tcp_t *tcp, const char *hostport, uv_connection_cb cb);
 

@@ -81,3 +81,13 @@ unsigned mime_sniff(const void *data, size_t len)
         return 7;
     return MIME_OCTET_STREAM;
 }
+
+unsigned mime_pick(const char *claimed, const void *data, size_t len)
+{
+    unsigned claim = claimed ? mime_from_type(claimed) : MIME_OCTET_STREAM;
+    unsigned sniffed = mime_sniff(data, len);
+    /* Codes 1..5: the signatures mime_sniff is sure of (not BMP's "BM"). */
+    if (sniffed >= 1 && sniffed <= 5)
+        return sniffed;
+    return claim != MIME_OCTET_STREAM ? claim : sniffed;
+}

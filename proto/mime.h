@@ -26,6 +26,16 @@ unsigned mime_from_ext(const char *ext, size_t len);
  * common image formats), or MIME_OCTET_STREAM. */
 unsigned mime_sniff(const void *data, size_t len);
 
+/* The code an upload is stored with (docs/http.md, "Uploads"): the claimed
+ * type (a Content-Type, imgstore_put's `mime`; NULL, unknown or
+ * application/octet-stream: none), unless the bytes carry the signature of
+ * another image format - JPEG, PNG, GIF, WebP or AVIF, whose magic numbers
+ * are unmistakable - in which case that format wins, so PNG bytes are never
+ * served as image/jpeg. Bytes without such a signature keep the claimed
+ * type (formats without a reliable signature, SVG or BMP, cannot be
+ * checked); with no claim either, mime_sniff decides. */
+unsigned mime_pick(const char *claimed, const void *data, size_t len);
+
 /* Returns the preferred extension of a code ("jpg"), or NULL when none. */
 const char *mime_ext(unsigned code);
 

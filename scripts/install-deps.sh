@@ -18,6 +18,16 @@ PKGS="$PKGS libcurl4-openssl-dev libjansson-dev etcd-server etcd-client"
 # OpenAPI check, mypy for the type hints, and what `pip install ./python` needs offline (venv,
 # setuptools, wheel, pip; python/README.md). python3 itself comes with them.
 PKGS="$PKGS python3-pytest python3-mypy python3-yaml python3-venv python3-setuptools python3-wheel python3-pip"
+# help2man: the man pages (`make man`, `make install`) from each program's
+# --help; bash-completion: what the completion scripts are written for (and
+# tested with, tests/pkg/test_conventions.sh).
+PKGS="$PKGS help2man bash-completion"
+# libsystemd-dev: the servers' readiness notification (sd_notify, Type=notify
+# units); only the two servers link it.
+PKGS="$PKGS libsystemd-dev"
+# debhelper, fakeroot and lintian: `make deb` and its test
+# (tests/pkg/test_deb.sh).
+PKGS="$PKGS debhelper fakeroot lintian"
 # --ui: only what `make test-ui` adds, Chromium for the status-page test
 # (a large download, so `make test` does without it).
 if [ "${1:-}" = "--ui" ]; then PKGS="chromium"; fi

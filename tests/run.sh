@@ -11,6 +11,8 @@
 #    when it found a crash (saved in build/fuzz/crashes/).
 #  - The chaos driver (*/chaos): runs for $CHAOS_SECONDS and counts as one
 #    test, passed when every invariant held (its exit status).
+#  - Shell tests (tests/pkg/test_*.sh): each counts as one test, passed when
+#    it exits 0; its "!! " lines name what failed.
 passed=0
 failed=0
 status=0
@@ -91,6 +93,16 @@ for t in "$@"; do
             grep -a -E '^invariant .*[1-9][0-9]* failed|^chaos: seed|never injected|did not start' \
                 "$out" | sed 's/^invariant/chaos: invariant/' >>"$failures"
         fi
+        rm -f "$out" "$out.rc"
+        count "$rc"
+        ;;
+    *.sh)
+        out=$(mktemp)
+        { "$t" 2>&1; echo "$?" >"$out.rc"; } | tee "$out"
+        rc=$(cat "$out.rc" 2>/dev/null)
+        [ -n "$rc" ] || rc=1
+        [ "$rc" -eq 0 ] || { grep -a '^!! ' "$out" | sed 's/^!! //' | head -n 20;
+                             echo "$(basename "$t"): exit $rc"; } >>"$failures"
         rm -f "$out" "$out.rc"
         count "$rc"
         ;;

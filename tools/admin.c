@@ -59,14 +59,17 @@ void admin_usage(FILE *fp)
             "  --timeout MS     timeout in milliseconds (default 10000)\n"
             "  --key-file F     operator key for commands that change things\n"
             "                   (default $IMGSTORE_KEY_FILE; views need none)\n"
-            "  -h, --help       print this help; COMMAND --help prints the command's\n",
+            "  -h, --help       print this help; COMMAND --help prints the command's\n"
+            "  --version        print the version\n",
             DEFAULT_NS);
 }
+
+const char *admin_command; /* set by main once the command is known */
 
 int admin_usage_error(const char *what, const char *arg)
 {
     fprintf(stderr, "%s: %s%s\n", ADMIN_PROG, what, arg ? arg : "");
-    admin_usage(stderr);
+    cli_try_help(ADMIN_PROG, admin_command);
     return EXIT_USAGE;
 }
 

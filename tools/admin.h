@@ -50,7 +50,12 @@ struct admin_ctx {
 /* Prints the global usage text to fp. */
 void admin_usage(FILE *fp);
 
-/* Prints "ds-admin: WHAT ARG" and the usage to stderr; returns EXIT_USAGE.
+/* The command being run (NULL before main found it): usage errors point
+ * at its --help. */
+extern const char *admin_command;
+
+/* Prints "ds-admin: WHAT ARG" and "try 'ds-admin [COMMAND] --help'" to
+ * stderr; returns EXIT_USAGE.
  * arg may be NULL. */
 int admin_usage_error(const char *what, const char *arg);
 

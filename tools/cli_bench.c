@@ -468,7 +468,7 @@ void bench_usage(FILE *fp)
 static int bench_usage_error(const char *prog, const char *msg, const char *arg)
 {
     fprintf(stderr, "%s: bench: %s%s%s\n", prog, msg, arg ? " " : "", arg ? arg : "");
-    bench_usage(stderr);
+    cli_try_help(prog, "bench");
     return 2;
 }
 
@@ -549,7 +549,9 @@ static int parse_opts(const char *prog, int argc, char **argv, struct bench_opts
             o->conc = v;
             break;
         case OPT_SIZE:
-            if (parse_u32(optarg, &o->size_min) != 0 || o->size_min > BENCH_MAX_SIZE)
+            /* Empty files are refused by the store: sizes from 1 byte. */
+            if (parse_u32(optarg, &o->size_min) != 0 || o->size_min == 0 ||
+                o->size_min > BENCH_MAX_SIZE)
                 return bench_usage_error(prog, "invalid --size", optarg);
             o->size_max = o->size_min;
             break;
@@ -559,7 +561,8 @@ static int parse_opts(const char *prog, int argc, char **argv, struct bench_opts
                 return bench_usage_error(prog, "invalid --size-dist", optarg);
             *colon = '\0';
             int bad = parse_u32(optarg, &o->size_min) != 0 ||
-                      parse_u32(colon + 1, &o->size_max) != 0 || o->size_min > o->size_max ||
+                      parse_u32(colon + 1, &o->size_max) != 0 || o->size_min == 0 ||
+                      o->size_min > o->size_max ||
                       o->size_max > BENCH_MAX_SIZE;
             *colon = ':';
             if (bad)
@@ -751,6 +754,7 @@ int cli_bench(imgstore_t *h, int argc, char **argv)
         if (imgstore_open(ns, NULL, &own) != 0) {
             fprintf(stderr,
                     "imgstore: bench: invalid --ns '%s' (want HOST:PORT[,HOST:PORT...])\n", ns);
+            cli_try_help("imgstore", "bench");
             return 2;
         }
         h = own;

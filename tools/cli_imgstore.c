@@ -3,7 +3,9 @@
  *
  * Exit status: 0 success; 1 a failure, reported as exactly one line on
  * stderr ("imgstore: get NAME: file not found"); 2 a usage error, reported
- * with the usage text on stderr. docs/client.md is the reference. */
+ * as one line saying what was wrong and "try 'imgstore --help'" on stderr
+ * (--help prints the usage on stdout, --version the version).
+ * docs/client.md is the reference. */
 #include "tools/cli_bench.h"
 #include "tools/cli_util.h"
 #include "client/imgstore.h"
@@ -51,12 +53,13 @@ static void usage(FILE *fp)
             "  --timeout MS     whole-operation timeout in milliseconds (default 10000)\n"
             "  --key-file F     key for put and rm (default $IMGSTORE_KEY_FILE; reads need none)\n"
             "  -h, --help       print this help\n"
+            "  --version        print the version\n"
             "\n"
             "exit status: 0 success, 1 failure, 2 usage error\n",
             DEFAULT_NS);
 }
 
-/* Reports a usage error as one line plus the usage text; returns
+/* Reports a usage error as one line plus "try 'imgstore --help'"; returns
  * EXIT_USAGE. */
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -68,7 +71,7 @@ static int usage_error(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
-    usage(stderr);
+    cli_try_help(prog, NULL);
     return EXIT_USAGE;
 }
 
@@ -179,6 +182,10 @@ static int cmd_put(imgstore_t *h, int argc, char **argv)
             return fail("put", argv[i], imgstore_strerror(IMGSTORE_ETOOBIG));
         if (rc != 0)
             return fail("put", argv[i], strerror(-rc));
+        if (len == 0) { /* the library refuses it too (IMGSTORE_EINVAL) */
+            free(data);
+            return fail("put", argv[i], "empty file: nothing to store");
+        }
         char name[IMGSTORE_NAME_MAX];
         rc = imgstore_put(h, data, len, mime, name);
         free(data);
@@ -226,9 +233,7 @@ static int cmd_get(imgstore_t *h, int argc, char **argv)
 static int one_name(const char *cmd, int argc, char **argv)
 {
     if (argc != 2 || (argv[1][0] == '-' && argv[1][1] != '\0')) {
-        fprintf(stderr, "%s: %s: expected exactly one NAME\n", prog, cmd);
-        usage(stderr);
-        return EXIT_USAGE;
+        return usage_error("%s: expected exactly one NAME", cmd);
     }
     return EXIT_OK;
 }
@@ -298,6 +303,9 @@ int main(int argc, char **argv)
         break;
     case CLI_GLOBALS_HELP:
         usage(stdout);
+        return EXIT_OK;
+    case CLI_GLOBALS_VERSION:
+        cli_print_version(prog);
         return EXIT_OK;
     case CLI_GLOBALS_BAD_TIMEOUT:
         return usage_error("invalid --timeout '%s'", bad);

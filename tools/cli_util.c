@@ -67,10 +67,11 @@ int cli_parse_globals(int argc, char **argv, int json_ok, const char *ns_default
                                 {"timeout", required_argument, NULL, 't'},
                                 {"help", no_argument, NULL, 'h'},
                                 {"key-file", required_argument, NULL, 'k'},
+                                {"version", no_argument, NULL, 'V'},
                                 {"json", no_argument, NULL, 'j'},
                                 {NULL, 0, NULL, 0}};
     if (!json_ok)
-        longopts[4] = longopts[5];
+        longopts[5] = longopts[6];
     *g = (struct cli_globals){.ns = getenv("IMGSTORE_NS")};
     if (!g->ns || !*g->ns)
         g->ns = ns_default;
@@ -99,12 +100,24 @@ int cli_parse_globals(int argc, char **argv, int json_ok, const char *ns_default
             break;
         case 'h':
             return CLI_GLOBALS_HELP;
+        case 'V':
+            return CLI_GLOBALS_VERSION;
         default:
             *bad = argv[optind - 1];
             return c == ':' ? CLI_GLOBALS_MISSING : CLI_GLOBALS_UNKNOWN;
         }
     }
     return CLI_GLOBALS_OK;
+}
+
+void cli_print_version(const char *prog)
+{
+    printf("%s (imgstore) %s\n", prog, IMGSTORE_VERSION);
+}
+
+void cli_try_help(const char *prog, const char *cmd)
+{
+    fprintf(stderr, "try '%s%s%s --help'\n", prog, cmd ? " " : "", cmd ? cmd : "");
 }
 
 int cli_key_file_check(const char *prog)

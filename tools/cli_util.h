@@ -35,10 +35,19 @@ struct cli_globals {
 enum cli_globals_rc {
     CLI_GLOBALS_OK = 0,      /* optind is at the command (or argc) */
     CLI_GLOBALS_HELP,        /* -h or --help */
+    CLI_GLOBALS_VERSION,     /* --version */
     CLI_GLOBALS_BAD_TIMEOUT, /* *bad: the --timeout value (not a positive int) */
     CLI_GLOBALS_MISSING,     /* *bad: the option whose value is missing */
     CLI_GLOBALS_UNKNOWN,     /* *bad: the unknown option */
 };
+
+/* --version: prints "PROG (imgstore) VERSION" (the library's header's) on
+ * stdout. */
+void cli_print_version(const char *prog);
+
+/* The second line of every usage error, on stderr: "try 'PROG --help'", or
+ * "try 'PROG CMD --help'" when cmd is not NULL. */
+void cli_try_help(const char *prog, const char *cmd);
 
 /* Checks the key file named by IMGSTORE_KEY_FILE (if any). Returns 0, or
  * -1 after printing "PROG: key file F: why" on stderr. */

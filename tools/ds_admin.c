@@ -75,8 +75,8 @@ static const struct command commands[] = {
      "where they are). --wait follows it until the server holds no block: a progress\n"
      "bar (bytes moved, rate, time left) on a terminal, a progress line otherwise; exit\n"
      "status 0 when done, 1 when a task of the drain failed or the drain stopped.\n"
-     "Ctrl-C stops waiting and leaves the drain running. A restarted nameserver forgets\n"
-     "drains.",
+     "Ctrl-C stops waiting and leaves the drain running. The drain is kept in the\n"
+     "nameserver's ns.meta: a restarted nameserver goes on with it until --cancel.",
      admin_cmd_drain},
     {"rebalance", "[--dry-run] [--wait]",
      "Shows how evenly the servers are used (bytes of block copies / capacity) against\n"
@@ -170,6 +170,9 @@ int main(int argc, char **argv)
     case CLI_GLOBALS_HELP:
         admin_usage(stdout);
         return EXIT_OK;
+    case CLI_GLOBALS_VERSION:
+        cli_print_version(ADMIN_PROG);
+        return EXIT_OK;
     case CLI_GLOBALS_BAD_TIMEOUT:
         return admin_usage_error("invalid --timeout: ", bad);
     case CLI_GLOBALS_MISSING:
@@ -183,6 +186,7 @@ int main(int argc, char **argv)
     const struct command *cmd = find_command(argv[optind]);
     if (!cmd)
         return admin_usage_error("unknown command: ", argv[optind]);
+    admin_command = cmd->name;
     /* --json is also accepted after the command ("ds-admin blocks --json"). */
     int kept = optind + 1;
     for (int i = optind + 1; i < argc; i++) {

@@ -2,7 +2,8 @@
  * ports get random bytes, truncated and oversized frames, unknown types and
  * garbage protobuf heads; the dataserver's HTTP port gets malformed requests.
  * After each, every server must still run and the cluster must still serve a
- * put and a get (DESIGN invariant 8: bad input never crashes a process). */
+ * put and a get: bad input never crashes a process (docs/protocol.md and
+ * docs/http.md, "Limits"). */
 #include "base/err.h"
 #include "proto/frame.h"
 #include "tests/integ/cluster.h"

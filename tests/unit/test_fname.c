@@ -158,3 +158,37 @@ Test(mime, table)
     cr_assert_str_eq(mime_name(mime_sniff("\x89PNG\r\n\x1a\nxxxx", 12)), "image/png");
     cr_assert_str_eq(mime_name(mime_sniff("\xff\xd8\xff\xe0", 4)), "image/jpeg");
 }
+
+/* The stored type of an upload (mime_pick): a sure signature of another
+ * image format wins over the claim; otherwise the claim; without one, the
+ * sniffed type. */
+Test(mime, pick)
+{
+    static const char png[] = "\x89PNG\r\n\x1a\nrest";
+    static const char jpeg[] = "\xff\xd8\xff\xe0rest";
+    static const char gif[] = "GIF87arest";
+    static const char webp[] = "RIFF\x10\x00\x00\x00WEBPrest";
+    static const char avif[] = "\x00\x00\x00\x1c" "ftypavifrest";
+    static const char bm[] = "BM looks like a bitmap";
+    static const char text[] = "plain words";
+    cr_assert_str_eq(mime_name(mime_pick("image/jpeg", png, sizeof(png))), "image/png");
+    cr_assert_str_eq(mime_name(mime_pick("image/png", jpeg, sizeof(jpeg))), "image/jpeg");
+    cr_assert_str_eq(mime_name(mime_pick("image/png", gif, sizeof(gif))), "image/gif");
+    cr_assert_str_eq(mime_name(mime_pick("image/jpeg", webp, sizeof(webp))), "image/webp");
+    cr_assert_str_eq(mime_name(mime_pick("image/png", avif, sizeof(avif))), "image/avif");
+    cr_assert_str_eq(mime_name(mime_pick("image/png", png, sizeof(png))), "image/png");
+    /* BMP's two-byte mark is too weak to overrule a claim, but names
+     * unclaimed bytes. */
+    cr_assert_str_eq(mime_name(mime_pick("text/plain", bm, sizeof(bm))), "text/plain");
+    cr_assert_str_eq(mime_name(mime_pick(NULL, bm, sizeof(bm))), "image/bmp");
+    cr_assert_str_eq(mime_name(mime_pick("image/svg+xml", text, sizeof(text))), "image/svg+xml");
+    cr_assert_str_eq(mime_name(mime_pick(NULL, png, sizeof(png))), "image/png");
+    cr_assert_str_eq(mime_name(mime_pick("application/octet-stream", gif, sizeof(gif))),
+                     "image/gif");
+    cr_assert_str_eq(mime_name(mime_pick("no/such-type", text, sizeof(text))),
+                     "application/octet-stream");
+    cr_assert_str_eq(mime_name(mime_pick(NULL, text, sizeof(text))), "application/octet-stream");
+    /* Too short for any signature: the claim. */
+    cr_assert_str_eq(mime_name(mime_pick("image/png", "\xff\xd8", 2)), "image/png");
+    cr_assert_str_eq(mime_name(mime_pick("image/png", NULL, 0)), "image/png");
+}
