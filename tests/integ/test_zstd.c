@@ -1,0 +1,390 @@
+/* Integration tests of compressed storage (docs/storage.md "Encoded
+ * records"): uploads of compressible types are stored zstd-compressed by the
+ * real dataservers on loopback, every reader (library, HTTP origin) gets the
+ * original bytes and size, incompressible types stay as sent, and a record
+ * whose compressed bytes do not decode to the recorded original is served
+ * from the other replica. */
+#include "base/crc16.h"
+#include "base/crc32c.h"
+#include "tests/integ/fixture.h"
+
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#define TOKEN "zstd-test-token-0123456789"
+#define REC_HEADER 24 /* docs/storage.md: the record header */
+#define ENC_HEADER 16 /* the encoding header of an encoded record */
+#define FLAG_ENCODED 0x04
+
+static char token_path[256];
+static const char *ds_args[] = {"--upload-token-file", token_path, NULL};
+
+static void teardown(void)
+{
+    fixture_stop();
+    unlink(token_path);
+}
+
+static void start(void)
+{
+    snprintf(token_path, sizeof(token_path), "/tmp/imgstore-zstd-token-%d", (int)getpid());
+    cr_assert_eq(cluster_write_file(token_path, TOKEN "\n", strlen(TOKEN) + 1), 0);
+    cr_assert_eq(chmod(token_path, 0600), 0);
+    struct cluster_opts o = {.ndataservers = 3, .replicas = 2, .ds_args = ds_args};
+    cr_assert_eq(fixture_start(&o), 0, "cluster did not start");
+}
+
+TestSuite(zstd, .init = start, .fini = teardown, .timeout = 120);
+
+/* ---- a small HTTP/1.1 client: one request per connection ------------------ */
+
+struct resp {
+    int status;
+    char *head; /* the header block, NUL-terminated */
+    char *body;
+    size_t body_len;
+};
+
+static void resp_free(struct resp *r)
+{
+    free(r->head);
+    free(r->body);
+    memset(r, 0, sizeof(*r));
+}
+
+/* The value of header `name` in r (a static copy), or NULL. */
+static const char *hdr(const struct resp *r, const char *name)
+{
+    static char v[256];
+    size_t n = strlen(name);
+    for (const char *p = strstr(r->head, "\r\n"); p; p = strstr(p + 2, "\r\n")) {
+        if (strncasecmp(p + 2, name, n) == 0 && p[2 + n] == ':') {
+            const char *s = p + 3 + n;
+            while (*s == ' ')
+                s++;
+            size_t l = strcspn(s, "\r");
+            snprintf(v, sizeof(v), "%.*s", (int)(l < sizeof(v) - 1 ? l : sizeof(v) - 1), s);
+            return v;
+        }
+    }
+    return NULL;
+}
+
+static int http(const char *addr, const void *req, size_t len, struct resp *r)
+{
+    memset(r, 0, sizeof(*r));
+    char host[64];
+    snprintf(host, sizeof(host), "%s", addr);
+    char *colon = strrchr(host, ':');
+    if (!colon)
+        return -EINVAL;
+    *colon = '\0';
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+    inet_pton(AF_INET, host, &sa.sin_addr);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(fd);
+        return -errno;
+    }
+    for (size_t off = 0; off < len;) {
+        ssize_t n = write(fd, (const char *)req + off, len - off);
+        if (n <= 0) {
+            close(fd);
+            return -EIO;
+        }
+        off += (size_t)n;
+    }
+    size_t cap = 1 << 16, got = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (got == cap)
+            buf = realloc(buf, cap *= 2);
+        ssize_t n = read(fd, buf + got, cap - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fd);
+    char *end = memmem(buf, got, "\r\n\r\n", 4);
+    if (!end || sscanf(buf, "HTTP/1.1 %d", &r->status) != 1) {
+        free(buf);
+        return -EPROTO;
+    }
+    size_t hl = (size_t)(end - buf) + 2;
+    r->head = strndup(buf, hl);
+    r->body_len = got - hl - 2;
+    r->body = malloc(r->body_len + 1);
+    memcpy(r->body, end + 4, r->body_len);
+    r->body[r->body_len] = '\0';
+    free(buf);
+    return 0;
+}
+
+static void get(const char *addr, const char *path, const char *extra, struct resp *r)
+{
+    char req[1024];
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n%s\r\n",
+                     path, extra ? extra : "");
+    cr_assert_eq(http(addr, req, (size_t)n, r), 0, "GET %s from %s", path, addr);
+}
+
+static void post(const char *addr, const void *data, size_t len, const char *ctype, char *name)
+{
+    char head[512];
+    int n = snprintf(head, sizeof(head),
+                     "POST / HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: %s\r\n"
+                     "Content-Length: %zu\r\nAuthorization: Bearer " TOKEN "\r\n\r\n",
+                     ctype, len);
+    char *req = malloc((size_t)n + len);
+    memcpy(req, head, (size_t)n);
+    memcpy(req + n, data, len);
+    struct resp r;
+    cr_assert_eq(http(addr, req, (size_t)n + len, &r), 0);
+    free(req);
+    cr_assert_eq(r.status, 201, "upload: %d %s", r.status, r.body);
+    const char *p = strstr(r.body, "\"name\":\"");
+    cr_assert(p, "no name in %s", r.body);
+    p += 8;
+    size_t l = strcspn(p, "\"");
+    cr_assert(l > 0 && l < IMGSTORE_NAME_MAX);
+    memcpy(name, p, l);
+    name[l] = '\0';
+    resp_free(&r);
+}
+
+/* ---- the data ------------------------------------------------------------ */
+
+/* An SVG of about len bytes (paths of a drawing: compresses like real
+ * icons, about 4-6x). */
+static char *svg(size_t len, unsigned seed)
+{
+    char *s = malloc(len + 1);
+    size_t n = (size_t)snprintf(s, len + 1,
+                                "<?xml version=\"1.0\"?>\n<svg xmlns=\"http://www.w3.org/2000/"
+                                "svg\" width=\"64\" height=\"64\">\n");
+    uint64_t st = seed;
+    while (n < len) {
+        uint64_t x = cluster_rand(&st);
+        n += (size_t)snprintf(s + n, len + 1 - n,
+                              "  <path d=\"M%u.%u %u.%u l%u %u\" style=\"fill:#%02x%02x%02x\"/>\n",
+                              (unsigned)(x % 64), (unsigned)(x >> 8) % 10,
+                              (unsigned)(x >> 16) % 64, (unsigned)(x >> 24) % 10,
+                              (unsigned)(x >> 32) % 9, (unsigned)(x >> 40) % 9,
+                              (unsigned)(x >> 44) % 4 * 0x40, (unsigned)(x >> 48) % 4 * 0x40,
+                              (unsigned)(x >> 52) % 4 * 0x40);
+    }
+    return s;
+}
+
+/* Reads the record header (and encoding header) of `name` from its copy on
+ * replica `which` into rec[REC_HEADER + ENC_HEADER]; returns its ds index. */
+static int read_record_head(const char *name, int which, uint8_t *rec, struct imgstore_stat *st)
+{
+    imgstore_t *h = cluster_client(C);
+    cr_assert_not_null(h);
+    cr_assert_eq(imgstore_stat(h, name, st), 0);
+    imgstore_close(h);
+    int ds = cluster_ds_index(C, st->replicas[which]);
+    cr_assert_geq(ds, 0);
+    char p[700];
+    cluster_block_path(C, ds, st->block_id, p, sizeof(p));
+    int fd = open(p, O_RDONLY);
+    cr_assert_geq(fd, 0, "%s: %s", p, strerror(errno));
+    cr_assert_eq(pread(fd, rec, REC_HEADER + ENC_HEADER, (off_t)st->offset),
+                 REC_HEADER + ENC_HEADER);
+    close(fd);
+    return ds;
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void check_get(imgstore_t *h, const char *name, const void *want, size_t len)
+{
+    void *got = NULL;
+    size_t got_len = 0;
+    cr_assert_eq(imgstore_get(h, name, &got, &got_len), 0, "get %s", name);
+    cr_assert(got_len == len && memcmp(got, want, len) == 0, "get %s: other bytes", name);
+    free(got);
+    struct imgstore_stat st;
+    cr_assert_eq(imgstore_stat(h, name, &st), 0);
+    cr_assert_eq(st.size, len, "stat: the original size");
+}
+
+/* A metric of dataserver i's /metrics (summed over label sets). */
+static double metric(int i, const char *name)
+{
+    struct resp r;
+    get(C->ds[i].http_addr, "/metrics", NULL, &r);
+    cr_assert_eq(r.status, 200);
+    double sum = 0;
+    size_t n = strlen(name);
+    for (char *p = r.body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, name, n) == 0 && (p[n] == ' ' || p[n] == '{'))
+            sum += strtod(strchr(p + n, ' ') + 1, NULL);
+    resp_free(&r);
+    return sum;
+}
+
+/* ---- tests ----------------------------------------------------------------- */
+
+Test(zstd, compressible_uploads_are_stored_compressed)
+{
+    imgstore_t *h = cluster_client(C);
+    cr_assert_not_null(h);
+    /* Through the library. */
+    size_t len = 60000;
+    char *s = svg(len, 1);
+    len = strlen(s);
+    char name[IMGSTORE_NAME_MAX];
+    cr_assert_eq(imgstore_put(h, s, len, "image/svg+xml", name), 0);
+    check_get(h, name, s, len);
+    uint8_t rec[REC_HEADER + ENC_HEADER];
+    struct imgstore_stat st;
+    for (int which = 0; which < 2; which++) {
+        read_record_head(name, which, rec, &st);
+        cr_assert(rec[2] & FLAG_ENCODED, "replica %d: the SVG is stored compressed", which);
+        uint32_t stored = le32(rec + 12);
+        cr_assert_lt(stored, len / 2, "stored %u of %zu bytes", stored, len);
+        cr_assert_eq(le32(rec + REC_HEADER + 4), len, "the original size is recorded");
+        cr_assert_eq(le32(rec + REC_HEADER + 8), crc32c(0, s, len), "and its CRC32C");
+    }
+    /* Over HTTP, without Accept-Encoding: the original bytes. */
+    char path[IMGSTORE_NAME_MAX + 2];
+    snprintf(path, sizeof(path), "/%s", name);
+    for (int i = 0; i < C->nds; i++) {
+        struct resp r;
+        get(C->ds[i].http_addr, path, NULL, &r);
+        cr_assert_eq(r.status, 200, "ds%d: %d", i + 1, r.status);
+        cr_assert(r.body_len == len && memcmp(r.body, s, len) == 0, "ds%d: other bytes", i + 1);
+        cr_assert_null(hdr(&r, "Content-Encoding"));
+        resp_free(&r);
+    }
+
+    /* Uploaded over HTTP, read through the library. */
+    char *s2 = svg(9000, 2), name2[IMGSTORE_NAME_MAX];
+    size_t len2 = strlen(s2);
+    post(C->ds[0].http_addr, s2, len2, "image/svg+xml", name2);
+    check_get(h, name2, s2, len2);
+    read_record_head(name2, 0, rec, &st);
+    cr_assert(rec[2] & FLAG_ENCODED, "an HTTP upload is compressed too");
+
+    /* A JPEG is never compressed, even one made of repeated bytes. */
+    size_t jl = 50000;
+    uint8_t *jpeg = malloc(jl);
+    memset(jpeg, 0x55, jl);
+    memcpy(jpeg, "\xFF\xD8\xFF\xE0", 4);
+    char name3[IMGSTORE_NAME_MAX];
+    cr_assert_eq(imgstore_put(h, jpeg, jl, "image/jpeg", name3), 0);
+    check_get(h, name3, jpeg, jl);
+    read_record_head(name3, 0, rec, &st);
+    cr_assert_eq(rec[2] & FLAG_ENCODED, 0, "JPEG stays as sent");
+    cr_assert_eq(le32(rec + 12), jl);
+    /* Nor is a small file, nor one that does not compress by 10 %. */
+    uint8_t rnd[4000];
+    cluster_fill(rnd, sizeof(rnd), 9, 9);
+    char name4[IMGSTORE_NAME_MAX];
+    cr_assert_eq(imgstore_put(h, rnd, sizeof(rnd), "image/bmp", name4), 0);
+    check_get(h, name4, rnd, sizeof(rnd));
+    read_record_head(name4, 0, rec, &st);
+    cr_assert_eq(rec[2] & FLAG_ENCODED, 0, "random bytes stay as sent");
+
+    /* The primaries counted what compression saved. */
+    double enc = 0, saved = 0;
+    for (int i = 0; i < C->nds; i++) {
+        enc += metric(i, "imgstore_ds_files_encoded_total");
+        saved += metric(i, "imgstore_ds_encoded_saved_bytes_total");
+    }
+    cr_assert_eq(enc, 2);
+    cr_assert_gt(saved, (double)len / 2);
+
+    /* Deleting a compressed file works like any other. */
+    cr_assert_eq(imgstore_unlink(h, name), 0);
+    void *got = NULL;
+    size_t got_len;
+    cr_assert_neq(imgstore_get(h, name, &got, &got_len), 0);
+    free(jpeg);
+    free(s2);
+    free(s);
+    imgstore_close(h);
+    C->passed = 1;
+}
+
+Test(zstd, undecodable_copy_is_served_from_the_other_replica)
+{
+    imgstore_t *h = cluster_client(C);
+    cr_assert_not_null(h);
+    char *s = svg(30000, 3);
+    size_t len = strlen(s);
+    char name[IMGSTORE_NAME_MAX];
+    cr_assert_eq(imgstore_put(h, s, len, "image/svg+xml", name), 0);
+
+    /* On the second replica, break the zstd frame and seal the record again
+     * (new data CRC, new header check): every check of the stored bytes
+     * passes, only decoding can tell. */
+    uint8_t rec[REC_HEADER + ENC_HEADER];
+    struct imgstore_stat st;
+    int ds = read_record_head(name, 1, rec, &st);
+    cr_assert(rec[2] & FLAG_ENCODED);
+    uint32_t stored = le32(rec + 12);
+    char p[700];
+    cluster_block_path(C, ds, st.block_id, p, sizeof(p));
+    int fd = open(p, O_RDWR);
+    cr_assert_geq(fd, 0);
+    uint8_t *data = malloc(stored);
+    cr_assert_eq(pread(fd, data, stored, (off_t)st.offset + REC_HEADER), (ssize_t)stored);
+    for (uint32_t i = ENC_HEADER + 16; i < stored; i += 7)
+        data[i] ^= 0x5a;
+    uint32_t crc = crc32c(0, data, stored);
+    rec[20] = (uint8_t)crc;
+    rec[21] = (uint8_t)(crc >> 8);
+    rec[22] = (uint8_t)(crc >> 16);
+    rec[23] = (uint8_t)(crc >> 24);
+    uint16_t check = crc16(0, rec + 2, REC_HEADER - 2);
+    rec[0] = (uint8_t)check;
+    rec[1] = (uint8_t)(check >> 8);
+    cr_assert_eq(pwrite(fd, data, stored, (off_t)st.offset + REC_HEADER), (ssize_t)stored);
+    cr_assert_eq(pwrite(fd, rec, REC_HEADER, (off_t)st.offset), REC_HEADER);
+    close(fd);
+    free(data);
+
+    /* Every reader still gets the original: the library (whichever replica
+     * it asks first) and the HTTP origin of the damaged server itself. */
+    for (int i = 0; i < 6; i++) {
+        imgstore_t *h2 = cluster_client(C);
+        check_get(h2, name, s, len);
+        imgstore_close(h2);
+    }
+    char path[IMGSTORE_NAME_MAX + 2];
+    snprintf(path, sizeof(path), "/%s", name);
+    struct resp r;
+    get(C->ds[ds].http_addr, path, NULL, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert(r.body_len == len && memcmp(r.body, s, len) == 0);
+    resp_free(&r);
+    /* The damaged server said so. */
+    char lp[600];
+    snprintf(lp, sizeof(lp), "%s", C->ds[ds].log);
+    void *log;
+    size_t log_len;
+    cr_assert_eq(cluster_read_file(lp, &log, &log_len), 0);
+    cr_assert(memmem(log, log_len, "failed its check", 16), "no damage logged on ds%d", ds + 1);
+    free(log);
+    free(s);
+    imgstore_close(h);
+    C->passed = 1;
+}
