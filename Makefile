@@ -155,6 +155,9 @@ $(BUILD)/tests/unit_%: $(OBJ)/tests/unit/test_%.o $(DS_CORE_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
 
+# The HTTP origin's pure helpers (dataserver/http_util.c) are tested alone.
+$(BUILD)/tests/unit_http_util: $(OBJ)/dataserver/http_util.o
+
 $(BUILD)/tests/integ_%: $(OBJ)/tests/integ/test_%.o $(INTEG_HELPERS) $(INTEG_CR_HELPERS) \
                       $(BUILD)/lib/libimgstore.a
 	@mkdir -p $(dir $@)

@@ -218,6 +218,8 @@ static void serve_done(int status, const struct needle_header *h, uint64_t offse
     if (h->flags & NEEDLE_FLAG_ENCODED) {
         resp.encoding = h->encoding;
         resp.stored_size = h->stored_size;
+        resp.orig_size = h->orig_size;
+        resp.orig_crc32c = h->orig_crc;
     }
     resp.created = h->ctime;
     resp.mime = h->mime;
@@ -243,6 +245,8 @@ static void serve(struct ds_req *r, const struct frame *f, unsigned flags)
     uint32_t seq = m->seq, cookie = m->cookie;
     if (m->any_view)
         flags |= DS_FILE_ANY_VIEW;
+    if (m->stored)
+        flags |= DS_FILE_STORED;
     imgstore__read__free_unpacked(m, NULL);
     struct file_req *fr = malloc(sizeof(*fr));
     if (!fr) {

@@ -446,3 +446,181 @@ Test(zstd, compression_keeps_the_loop_free)
     imgstore_close(h);
     C->passed = 1;
 }
+
+/* ---- compressed delivery over HTTP ------------------------------------------ */
+
+/* Fails unless r is a zstd representation of want[len]. */
+static void check_zstd_body(const struct resp *r, const void *want, size_t len)
+{
+    cr_assert_str_eq(hdr(r, "Content-Encoding"), "zstd");
+    cr_assert_lt(r->body_len, len / 2, "the stored, compressed bytes are sent");
+    cr_assert_eq(ZSTD_getFrameContentSize(r->body, r->body_len), len);
+    void *out = malloc(len);
+    size_t n = ZSTD_decompress(out, len, r->body, r->body_len);
+    cr_assert(!ZSTD_isError(n) && n == len && memcmp(out, want, len) == 0,
+              "the frame decodes to the upload");
+    free(out);
+}
+
+Test(zstd, http_delivery)
+{
+    imgstore_t *h = cluster_client(C);
+    cr_assert_not_null(h);
+    char *s = svg(40000, 5);
+    size_t len = strlen(s);
+    char name[IMGSTORE_NAME_MAX], path[IMGSTORE_NAME_MAX + 2];
+    cr_assert_eq(imgstore_put(h, s, len, "image/svg+xml", name), 0);
+    snprintf(path, sizeof(path), "/%s", name);
+    struct imgstore_stat st;
+    uint8_t rec[REC_HEADER + ENC_HEADER];
+    read_record_head(name, 0, rec, &st);
+    size_t zlen = le32(rec + 12) - ENC_HEADER;
+    char tag_id[64], tag_z[64];
+
+    /* Every dataserver: the two holders from their disk, the third through
+     * a replica (Read.stored). */
+    for (int i = 0; i < C->nds; i++) {
+        const char *a = C->ds[i].http_addr;
+        struct resp r;
+        get(a, path, "Accept-Encoding: gzip, deflate, br, zstd\r\n", &r);
+        cr_assert_eq(r.status, 200, "ds%d", i + 1);
+        check_zstd_body(&r, s, len);
+        cr_assert_eq(r.body_len, zlen);
+        cr_assert_str_eq(hdr(&r, "Vary"), "Accept-Encoding");
+        cr_assert_str_eq(hdr(&r, "Content-Type"), "image/svg+xml");
+        snprintf(tag_z, sizeof(tag_z), "%s", hdr(&r, "ETag"));
+        cr_assert(strstr(tag_z, "-zstd\"") && tag_z[0] == '"', "strong, its own: %s", tag_z);
+        resp_free(&r);
+
+        get(a, path, NULL, &r);
+        cr_assert_eq(r.status, 200);
+        cr_assert(r.body_len == len && memcmp(r.body, s, len) == 0, "identity: the upload");
+        cr_assert_null(hdr(&r, "Content-Encoding"));
+        cr_assert_str_eq(hdr(&r, "Vary"), "Accept-Encoding");
+        snprintf(tag_id, sizeof(tag_id), "%s", hdr(&r, "ETag"));
+        cr_assert(strcmp(tag_id, tag_z) != 0 && !strstr(tag_id, "zstd"));
+        resp_free(&r);
+
+        get(a, path, "Accept-Encoding: zstd;q=0, gzip\r\n", &r);
+        cr_assert_eq(r.status, 200);
+        cr_assert_null(hdr(&r, "Content-Encoding"), "zstd;q=0 is a no");
+        cr_assert_eq(r.body_len, len);
+        resp_free(&r);
+    }
+
+    const char *a = C->ds[2].http_addr;
+    char extra[256];
+    struct resp r;
+    /* HEAD: the headers of the representation chosen, no body. */
+    char req[512];
+    int n = snprintf(req, sizeof(req),
+                     "HEAD %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\nAccept-Encoding: zstd"
+                     "\r\n\r\n", path);
+    for (int i = 0; i < C->nds; i++) {
+        cr_assert_eq(http(C->ds[i].http_addr, req, (size_t)n, &r), 0);
+        cr_assert_eq(r.status, 200);
+        cr_assert_eq(r.body_len, 0);
+        cr_assert_eq(strtoull(hdr(&r, "Content-Length"), NULL, 10), zlen, "ds%d", i + 1);
+        cr_assert_str_eq(hdr(&r, "Content-Encoding"), "zstd");
+        cr_assert_str_eq(hdr(&r, "ETag"), tag_z);
+        cr_assert_str_eq(hdr(&r, "Vary"), "Accept-Encoding");
+        resp_free(&r);
+    }
+    n = snprintf(req, sizeof(req), "HEAD %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                 path);
+    cr_assert_eq(http(a, req, (size_t)n, &r), 0);
+    cr_assert_eq(strtoull(hdr(&r, "Content-Length"), NULL, 10), len);
+    cr_assert_str_eq(hdr(&r, "ETag"), tag_id);
+    resp_free(&r);
+
+    /* 304 against the representation that would be sent. */
+    snprintf(extra, sizeof(extra), "Accept-Encoding: zstd\r\nIf-None-Match: %s\r\n", tag_z);
+    get(a, path, extra, &r);
+    cr_assert_eq(r.status, 304);
+    cr_assert_str_eq(hdr(&r, "ETag"), tag_z);
+    cr_assert_str_eq(hdr(&r, "Vary"), "Accept-Encoding");
+    resp_free(&r);
+    snprintf(extra, sizeof(extra), "Accept-Encoding: zstd\r\nIf-None-Match: %s\r\n", tag_id);
+    get(a, path, extra, &r);
+    cr_assert_eq(r.status, 200, "the identity tag does not match the zstd representation");
+    check_zstd_body(&r, s, len);
+    resp_free(&r);
+    snprintf(extra, sizeof(extra), "If-None-Match: %s\r\n", tag_z);
+    get(a, path, extra, &r);
+    cr_assert_eq(r.status, 200, "nor the other way round");
+    cr_assert_eq(r.body_len, len);
+    resp_free(&r);
+    snprintf(extra, sizeof(extra), "If-None-Match: %s\r\n", tag_id);
+    get(a, path, extra, &r);
+    cr_assert_eq(r.status, 304);
+    resp_free(&r);
+
+    /* Ranges are of the representation sent. */
+    get(a, path, "Accept-Encoding: zstd\r\nRange: bytes=0-99\r\n", &r);
+    cr_assert_eq(r.status, 206);
+    char want_cr[64];
+    snprintf(want_cr, sizeof(want_cr), "bytes 0-99/%zu", zlen);
+    cr_assert_str_eq(hdr(&r, "Content-Range"), want_cr);
+    cr_assert_str_eq(hdr(&r, "Content-Encoding"), "zstd");
+    cr_assert_eq(r.body_len, 100);
+    struct resp full;
+    get(a, path, "Accept-Encoding: zstd\r\n", &full);
+    cr_assert(memcmp(r.body, full.body, 100) == 0, "the frame's first 100 bytes");
+    resp_free(&r);
+    snprintf(extra, sizeof(extra), "Accept-Encoding: zstd\r\nRange: bytes=%zu-\r\n", zlen);
+    get(a, path, extra, &r);
+    cr_assert_eq(r.status, 416, "past the end of the zstd representation");
+    resp_free(&r);
+    snprintf(extra, sizeof(extra), "Range: bytes=%zu-%zu\r\n", len - 10, len - 1);
+    get(a, path, extra, &r);
+    cr_assert_eq(r.status, 206, "inside the identity representation");
+    cr_assert(r.body_len == 10 && memcmp(r.body, s + len - 10, 10) == 0);
+    resp_free(&r);
+    snprintf(extra, sizeof(extra), "Accept-Encoding: zstd\r\nRange: bytes=10-19\r\nIf-Range: %s\r\n",
+             tag_id);
+    get(a, path, extra, &r);
+    cr_assert_eq(r.status, 200, "If-Range with the other representation's tag: all of it");
+    check_zstd_body(&r, s, len);
+    resp_free(&r);
+    resp_free(&full);
+
+    /* A file stored as sent: no Content-Encoding, no Vary, whatever is asked. */
+    size_t jl = 30000;
+    uint8_t *jpeg = malloc(jl);
+    memset(jpeg, 0x11, jl);
+    memcpy(jpeg, "\xFF\xD8\xFF\xE0", 4);
+    char jn[IMGSTORE_NAME_MAX], jp[IMGSTORE_NAME_MAX + 2];
+    cr_assert_eq(imgstore_put(h, jpeg, jl, "image/jpeg", jn), 0);
+    snprintf(jp, sizeof(jp), "/%s", jn);
+    for (int i = 0; i < C->nds; i++) {
+        get(C->ds[i].http_addr, jp, "Accept-Encoding: zstd\r\n", &r);
+        cr_assert_eq(r.status, 200);
+        cr_assert(r.body_len == jl && memcmp(r.body, jpeg, jl) == 0);
+        cr_assert_null(hdr(&r, "Content-Encoding"));
+        cr_assert_null(hdr(&r, "Vary"), "only compressed files vary");
+        resp_free(&r);
+    }
+    free(jpeg);
+
+    /* curl --compressed asks for zstd (libcurl built with it) and decodes. */
+    if (system("curl -V 2>/dev/null | grep -qw zstd") == 0) {
+        char cmd[700], out[300];
+        snprintf(out, sizeof(out), "%s/curl.out", C->dir);
+        snprintf(cmd, sizeof(cmd),
+                 "curl -sS --compressed -D %s/curl.head -o %s http://%s%s", C->dir, out, a, path);
+        cr_assert_eq(system(cmd), 0, "%s", cmd);
+        fixture_file_holds(out, s, len, "curl --compressed: the upload");
+        char hp[300];
+        snprintf(hp, sizeof(hp), "%s/curl.head", C->dir);
+        void *head;
+        size_t hl;
+        cr_assert_eq(cluster_read_file(hp, &head, &hl), 0);
+        cr_assert(memmem(head, hl, "Content-Encoding: zstd", 22), "curl got it compressed");
+        free(head);
+    } else {
+        cr_log_warn("curl without zstd: the curl check is skipped");
+    }
+    free(s);
+    imgstore_close(h);
+    C->passed = 1;
+}
