@@ -16,7 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -620,6 +623,142 @@ Test(zstd, http_delivery)
     } else {
         cr_log_warn("curl without zstd: the curl check is skipped");
     }
+    free(s);
+    imgstore_close(h);
+    C->passed = 1;
+}
+
+/* ---- through a caching proxy (varnish) ---------------------------------------- */
+
+/* Starts varnishd in front of the origin at 127.0.0.1:backend_port as
+ * docs/http.md advises for compressed files: its own gzip handling off
+ * (it would rewrite Accept-Encoding to gzip), Accept-Encoding normalized to
+ * "zstd" or nothing so that Vary keeps two variants at most. A 1 s TTL
+ * with a long keep makes it revalidate with the stored ETag. */
+static pid_t start_varnish(const char *dir, const char *listen, const char *backend_port)
+{
+    char vcl[512], work[300], vclsrc[1400];
+    snprintf(vcl, sizeof(vcl), "%s/origin.vcl", dir);
+    snprintf(work, sizeof(work), "%s/varnish", dir);
+    int n = snprintf(vclsrc, sizeof(vclsrc),
+                     "vcl 4.1;\nbackend default { .host = \"127.0.0.1\"; .port = \"%s\"; }\n"
+                     "sub vcl_recv {\n"
+                     "  if (req.http.Accept-Encoding ~ \"(^|,)\\s*zstd\\s*(,|$)\") {\n"
+                     "    set req.http.Accept-Encoding = \"zstd\";\n"
+                     "  } else {\n    unset req.http.Accept-Encoding;\n  }\n}\n"
+                     "sub vcl_backend_response {\n  set beresp.ttl = 1s;\n"
+                     "  set beresp.grace = 0s;\n  set beresp.keep = 1h;\n"
+                     "  set beresp.http.X-Was-304 = beresp.was_304;\n}\n"
+                     "sub vcl_deliver {\n  if (obj.hits > 0) { set resp.http.X-Cache = \"HIT\"; }"
+                     " else { set resp.http.X-Cache = \"MISS\"; }\n}\n",
+                     backend_port);
+    if (cluster_write_file(vcl, vclsrc, (size_t)n) != 0)
+        return -1;
+    chmod(dir, 0755);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        char log[400];
+        snprintf(log, sizeof(log), "%s/log/varnish.log", dir);
+        if (!freopen(log, "a", stdout) || !freopen(log, "a", stderr))
+            _exit(127);
+        /* -j none: no privilege dropping (root in a sandbox that refuses
+         * it; see test_http.c). */
+        execlp("varnishd", "varnishd", "-F", "-j", "none", "-n", work, "-a", listen, "-T",
+               "127.0.0.1:0", "-f", vcl, "-p", "http_gzip_support=off", "-s", "malloc,32m",
+               (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+Test(zstd, through_caching_proxy)
+{
+    if (system("command -v varnishd >/dev/null 2>&1") != 0) {
+        cr_log_warn("varnishd is not installed: skipping the caching-proxy test");
+        return;
+    }
+    imgstore_t *h = cluster_client(C);
+    cr_assert_not_null(h);
+    char *s = svg(30000, 6);
+    size_t len = strlen(s);
+    char name[IMGSTORE_NAME_MAX], path[IMGSTORE_NAME_MAX + 2];
+    cr_assert_eq(imgstore_put(h, s, len, "image/svg+xml", name), 0);
+    snprintf(path, sizeof(path), "/%s", name);
+    int sk = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    cr_assert_eq(bind(sk, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    getsockname(sk, (struct sockaddr *)&sa, &sl);
+    close(sk);
+    char listen[64];
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", ntohs(sa.sin_port));
+    const char *origin = C->ds[0].http_addr;
+    pid_t vp = start_varnish(C->dir, listen, strrchr(origin, ':') + 1);
+    cr_assert(vp > 0);
+    struct resp r;
+    int up = 0;
+    const char *hz = "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    for (int i = 0; i < 100 && !up; i++) {
+        if (http(listen, hz, strlen(hz), &r) == 0) {
+            up = r.status == 200;
+            resp_free(&r);
+        }
+        if (!up)
+            usleep(100 * 1000);
+    }
+    if (!up) {
+        kill(vp, SIGKILL);
+        waitpid(vp, NULL, 0);
+        cluster_dump_logs(C, 40);
+        cr_assert_fail("varnish did not start (log/varnish.log)");
+    }
+    const char *zae = "Accept-Encoding: gzip, deflate, br, zstd\r\n";
+    /* The zstd variant, then the identity one: each fetched once. */
+    get(listen, path, zae, &r);
+    cr_assert_eq(r.status, 200);
+    check_zstd_body(&r, s, len);
+    cr_assert_str_eq(hdr(&r, "X-Cache"), "MISS");
+    char tag_z[64];
+    snprintf(tag_z, sizeof(tag_z), "%s", hdr(&r, "ETag"));
+    resp_free(&r);
+    get(listen, path, NULL, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert(r.body_len == len && memcmp(r.body, s, len) == 0, "identity through the cache");
+    cr_assert_null(hdr(&r, "Content-Encoding"));
+    cr_assert_str_eq(hdr(&r, "X-Cache"), "MISS", "another variant (Vary)");
+    resp_free(&r);
+    get(listen, path, "Accept-Encoding: br, zstd\r\n", &r);
+    cr_assert_str_eq(hdr(&r, "X-Cache"), "HIT");
+    check_zstd_body(&r, s, len);
+    resp_free(&r);
+    get(listen, path, "Accept-Encoding: gzip\r\n", &r);
+    cr_assert_str_eq(hdr(&r, "X-Cache"), "HIT");
+    cr_assert(r.body_len == len && memcmp(r.body, s, len) == 0, "no zstd: never the frame");
+    resp_free(&r);
+    char extra[200];
+    snprintf(extra, sizeof(extra), "%sIf-None-Match: %s\r\n", zae, tag_z);
+    get(listen, path, extra, &r);
+    cr_assert_eq(r.status, 304, "the cache matches the zstd tag");
+    resp_free(&r);
+    /* Past the TTL: the cache revalidates each variant with its own tag,
+     * and the origin answers 304 for the representation it would send. */
+    usleep(1600 * 1000);
+    get(listen, path, zae, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(hdr(&r, "X-Was-304"), "true", "zstd variant not revalidated with 304");
+    check_zstd_body(&r, s, len);
+    resp_free(&r);
+    get(listen, path, NULL, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(hdr(&r, "X-Was-304"), "true", "identity variant not revalidated with 304");
+    cr_assert(r.body_len == len && memcmp(r.body, s, len) == 0);
+    resp_free(&r);
+    kill(vp, SIGTERM);
+    waitpid(vp, NULL, 0);
     free(s);
     imgstore_close(h);
     C->passed = 1;
