@@ -94,6 +94,8 @@ int codec_encode(const void *data, uint32_t len, int level, uint8_t **out, uint3
         level = 1;
     if (level > CODEC_LEVEL_MAX)
         level = CODEC_LEVEL_MAX;
+    if (len > CODEC_LARGE_BYTES && level > CODEC_LEVEL_LARGE)
+        level = CODEC_LEVEL_LARGE;
     size_t cap = ZSTD_compressBound(len);
     uint8_t *buf = malloc(cap);
     if (!buf)

@@ -46,7 +46,7 @@ static void usage(FILE *out)
                  "       [--http-idle-ms MS] [--http-header-timeout-ms MS]\n"
                  "       [--scrub-rate-mb MB_PER_S (default 5, 0: off)]\n"
                  "       [--compress-level N (zstd level 1-19 of compressible uploads,\n"
-                 "        default 9; 0: store every upload as sent)]\n"
+                 "        default 17, at most 9 above 1 MiB; 0: store every upload as sent)]\n"
                  "       [--copy-sync-mb MIB (a copy or compaction fdatasyncs every MIB\n"
                  "        written; default 1, larger for disks with a slow cache flush)]\n"
                  "       [--capacity BYTES[k|M|G|T] (capacity reported per data folder, at most\n"
