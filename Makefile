@@ -96,7 +96,7 @@ CHAOS_IN_TEST := $(if $(filter-out 0,$(CHAOS_TEST_SECONDS)),$(CHAOS_BIN))
 check-layers:
 	./scripts/check-layers.sh
 
-.PHONY: all deps check-layers test unit integ run stop asan valgrind clean bench bench-http bench-rebalance \
+.PHONY: all deps check-layers test unit integ run stop asan valgrind clean bench bench-http bench-zstd bench-rebalance \
         fuzz fuzz-build fuzz-corpus chaos chaos-powercut
 all: $(BINS) $(LIBS)
 
@@ -294,6 +294,15 @@ bench-http: deps
 	@./scripts/install-deps.sh --bench
 	$(MAKE) all
 	IMGSTORE_BIN=$(abspath $(BUILD)/bin) ./bench/http.sh
+
+# Compressed storage on a real corpus (openclipart-svg, BMP/TIFF made from
+# it): disk bytes, uploads/s and HTTP GET with and without zstd, against the
+# same corpus stored as sent in the same run (bench/zstd.sh,
+# docs/performance.md "Compressed storage").
+bench-zstd: deps
+	@./scripts/install-deps.sh --bench
+	$(MAKE) all
+	IMGSTORE_BIN=$(abspath $(BUILD)/bin) ./bench/zstd.sh
 
 # Read p99 under a steady read load with and without a rebalance running, and
 # the copy rate against its cap (bench/rebalance.sh, docs/performance.md);

@@ -129,6 +129,15 @@ else
     row "HTTP GET vs nginx" "n/a (HTTP origin not built yet)" "-" "-" "-"
 fi
 
+# ---- row 9: compressed storage (SVG/BMP/TIFF corpus) -----------------------------
+if [ -x bench/zstd.sh ] && [ -d /usr/share/openclipart/svg ]; then
+    log "9: compressed storage on openclipart-svg: make bench-zstd"
+    row "compressed storage (SVG, BMP, TIFF)" "see make bench-zstd output above" "-" "-" "-"
+    make -s bench-zstd >&2 || true
+else
+    row "compressed storage" "n/a (openclipart-svg not installed)" "-" "-" "-"
+fi
+
 # ---- row 8: the cost of authentication -----------------------------------------
 # The same uploads and reads against fresh clusters like row 1's, with keys
 # (as every cluster here) and with --insecure, alternating on, off, on, off;
