@@ -119,15 +119,12 @@ int codec_encode(const void *data, uint32_t len, int level, uint8_t **out, uint3
     return 0;
 }
 
-int codec_decode(const struct needle_header *h, const uint8_t *frame, uint32_t frame_len,
-                 uint8_t *out)
+int codec_unframe(const uint8_t *frame, uint32_t frame_len, uint8_t *out, uint32_t raw_len)
 {
-    if (h->encoding != NEEDLE_ENC_ZSTD)
-        return IMG_ECORRUPT;
-    /* The frame must announce exactly the recorded size: no output buffer
-     * is ever sized by what the hostile frame claims. */
+    /* The frame must announce exactly the expected size: no output buffer
+     * is ever sized by what a hostile frame claims. */
     unsigned long long cs = ZSTD_getFrameContentSize(frame, frame_len);
-    if (cs != h->orig_size)
+    if (cs != raw_len)
         return IMG_ECORRUPT;
     if (!dctx && !(dctx = ZSTD_createDCtx()))
         return -ENOMEM;
@@ -135,10 +132,21 @@ int codec_decode(const struct needle_header *h, const uint8_t *frame, uint32_t f
     /* Frames we write use at most 2^CODEC_WINDOW_LOG; refuse larger. */
     if (ZSTD_isError(ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, CODEC_WINDOW_LOG)))
         return IMG_ECORRUPT;
-    size_t n = ZSTD_decompressDCtx(dctx, out, h->orig_size, frame, frame_len);
-    if (ZSTD_isError(n) || n != h->orig_size)
+    size_t n = ZSTD_decompressDCtx(dctx, out, raw_len, frame, frame_len);
+    if (ZSTD_isError(n) || n != raw_len)
         return IMG_ECORRUPT;
-    if (crc32c(0, out, n) != h->orig_crc)
+    return 0;
+}
+
+int codec_decode(const struct needle_header *h, const uint8_t *frame, uint32_t frame_len,
+                 uint8_t *out)
+{
+    if (h->encoding != NEEDLE_ENC_ZSTD)
+        return IMG_ECORRUPT;
+    int rc = codec_unframe(frame, frame_len, out, h->orig_size);
+    if (rc != 0)
+        return rc;
+    if (crc32c(0, out, h->orig_size) != h->orig_crc)
         return IMG_ECORRUPT;
     return 0;
 }

@@ -41,6 +41,11 @@ int codec_candidate(unsigned mime, const void *data, size_t len);
  * allocated); -ENOMEM. */
 int codec_encode(const void *data, uint32_t len, int level, uint8_t **out, uint32_t *out_len);
 
+/* Decodes one zstd frame (frame_len bytes) that must hold exactly raw_len
+ * bytes (announced in its header, window at most 2^CODEC_WINDOW_LOG) into
+ * out[raw_len]. Returns 0 or IMG_ECORRUPT; -ENOMEM. */
+int codec_unframe(const uint8_t *frame, uint32_t frame_len, uint8_t *out, uint32_t raw_len);
+
 /* Decodes the encoded data of a record: `frame` (frame_len bytes, after the
  * encoding header) must be one zstd frame holding exactly h->orig_size bytes
  * whose CRC32C is h->orig_crc. Writes them to out[h->orig_size]. Returns 0,

@@ -137,6 +137,9 @@ struct ds {
     uint64_t writes_encoded;  /* files stored compressed (format 3) */
     uint64_t encoded_saved_bytes; /* bytes those records saved on each replica */
     uint64_t reads_decoded;   /* reads of compressed records decoded for the reader */
+    /* Block copies (ds_copy.c): READ_BLOCK bodies on the wire and the
+     * bytes they carried (equal for plain chunks), as target and source. */
+    uint64_t copy_received_wire, copy_received_raw, copy_sent_wire, copy_sent_raw;
     /* The loop's lag probe (ds_metrics_lag_start): a timer due every
      * DS_LAG_PROBE_MS; how late it fires is how long the loop was kept
      * from its work. */

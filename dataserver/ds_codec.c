@@ -1,6 +1,6 @@
 /* ds_codec.c - codec work on the libuv thread pool (ds_codec.h).
  *
- * One uv_work_t per upload or read: the work function touches only the job
+ * One uv_work_t per upload, read or copied chunk: the work function touches only the job
  * (its own copy of the bytes), the after function calls back on the loop.
  * May call the storage engine (codec, needle) and base/. */
 #include "dataserver/ds_codec.h"
@@ -111,6 +111,61 @@ int ds_codec_decode(struct ds *ds, uint8_t *rec, const struct needle_header *h,
     int rc = uv_queue_work(ds->loop, &j->w, dec_run, dec_after);
     if (rc != 0) {
         free(rec);
+        free(j);
+    }
+    return rc;
+}
+
+struct unframe_job {
+    uv_work_t w;
+    uint8_t *frame;
+    uint32_t frame_len, raw_len, crc;
+    int status;
+    uint8_t *raw;
+    ds_codec_unframe_cb cb;
+    void *arg;
+};
+
+static void unframe_run(uv_work_t *w)
+{
+    struct unframe_job *j = w->data;
+    j->raw = malloc(j->raw_len ? j->raw_len : 1);
+    if (!j->raw) {
+        j->status = -ENOMEM;
+        return;
+    }
+    j->status = codec_unframe(j->frame, j->frame_len, j->raw, j->raw_len);
+    if (j->status == 0 && crc32c(0, j->raw, j->raw_len) != j->crc)
+        j->status = IMG_ECORRUPT;
+    if (j->status != 0) {
+        free(j->raw);
+        j->raw = NULL;
+    }
+}
+
+static void unframe_after(uv_work_t *w, int status)
+{
+    struct unframe_job *j = w->data;
+    (void)status;
+    free(j->frame);
+    j->cb(j->status, j->raw, j->arg);
+    free(j);
+}
+
+int ds_codec_unframe(struct ds *ds, uint8_t *frame, uint32_t frame_len, uint32_t raw_len,
+                     uint32_t crc, ds_codec_unframe_cb cb, void *arg)
+{
+    struct unframe_job *j = calloc(1, sizeof(*j));
+    if (!j) {
+        free(frame);
+        return -ENOMEM;
+    }
+    *j = (struct unframe_job){.frame = frame, .frame_len = frame_len, .raw_len = raw_len,
+                              .crc = crc, .cb = cb, .arg = arg};
+    j->w.data = j;
+    int rc = uv_queue_work(ds->loop, &j->w, unframe_run, unframe_after);
+    if (rc != 0) {
+        free(frame);
         free(j);
     }
     return rc;

@@ -1,5 +1,6 @@
 /* ds_codec.h - compressing uploads and decoding stored records off the
- * event loop (docs/storage.md "Encoded records").
+ * event loop (docs/storage.md "Encoded records"), and the zstd frames of
+ * block copies (docs/dataserver.md).
  *
  * Both run codec.c on the libuv thread pool and call back on the loop, so
  * a large SVG being compressed at a high level never delays other requests.
@@ -37,5 +38,17 @@ typedef void (*ds_codec_decode_cb)(int status, uint8_t *rec, void *arg);
  * runs later, once) or a negative errno (cb not called, rec freed). */
 int ds_codec_decode(struct ds *ds, uint8_t *rec, const struct needle_header *h,
                     ds_codec_decode_cb cb, void *arg);
+
+/* Called on the loop with the outcome of ds_codec_unframe: status 0 with
+ * `raw` (raw_len bytes, owned by the callback: free()); IMG_ECORRUPT or
+ * -ENOMEM with raw NULL. */
+typedef void (*ds_codec_unframe_cb)(int status, uint8_t *raw, void *arg);
+
+/* Starts decoding one zstd frame (`frame`, frame_len bytes, taken: freed
+ * whatever happens) that must hold exactly raw_len bytes whose CRC32C is
+ * `crc` (block copies, ds_copy.c). Returns 0 (cb runs later, once) or a
+ * negative errno (cb not called, frame freed). */
+int ds_codec_unframe(struct ds *ds, uint8_t *frame, uint32_t frame_len, uint32_t raw_len,
+                     uint32_t crc, ds_codec_unframe_cb cb, void *arg);
 
 #endif

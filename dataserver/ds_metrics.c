@@ -397,6 +397,19 @@ int ds_metrics_render(struct ds *ds, char **out, size_t *len)
     metrics_family(&b, "imgstore_ds_reads_decoded_total", "counter",
                    "Reads of compressed records decoded for the reader.");
     metrics_value(&b, "imgstore_ds_reads_decoded_total", NULL, (double)ds->reads_decoded);
+    metrics_family(&b, "imgstore_ds_copy_received_bytes_total", "counter",
+                   "Block-copy chunks received: bytes on the wire, and the block bytes they carried.");
+    metrics_value(&b, "imgstore_ds_copy_received_bytes_total", "form=\"wire\"",
+                  (double)ds->copy_received_wire);
+    metrics_value(&b, "imgstore_ds_copy_received_bytes_total", "form=\"raw\"",
+                  (double)ds->copy_received_raw);
+    metrics_family(&b, "imgstore_ds_copy_sent_bytes_total", "counter",
+                   "Block-copy chunks sent (READ_BLOCK): bytes on the wire, and the block bytes "
+                   "they carried.");
+    metrics_value(&b, "imgstore_ds_copy_sent_bytes_total", "form=\"wire\"",
+                  (double)ds->copy_sent_wire);
+    metrics_value(&b, "imgstore_ds_copy_sent_bytes_total", "form=\"raw\"",
+                  (double)ds->copy_sent_raw);
     render_limits(&b, ds);
     metrics_process(&b);
     if (metrics_buf_ok(&b) != 0 || !b.data) {
