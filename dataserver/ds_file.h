@@ -35,7 +35,8 @@ typedef void (*ds_file_cb)(int status, const struct needle_header *h, uint64_t o
 void ds_file_tune_malloc(void);
 
 /* Flags of ds_file_serves and ds_file_read. */
-#define DS_FILE_HEADER_ONLY 1u /* read and check the 24-byte header only (no CRC) */
+#define DS_FILE_HEADER_ONLY 1u /* read and check the header only (no CRC): 24 bytes, and the
+                                * 16-byte encoding header of an encoded record */
 #define DS_FILE_ANY_VIEW 2u    /* serve with a lapsed view too (Read.any_view) */
 #define DS_FILE_STORED 4u      /* an encoded record's bytes as stored, not decoded */
 
@@ -50,7 +51,7 @@ void ds_file_tune_malloc(void);
 int ds_file_serves(const struct ds *ds, const struct block *b, unsigned flags);
 
 /* Starts reading file (block_id, seq, cookie) from this server's disks. With
- * DS_FILE_HEADER_ONLY only the 24-byte header is read and checked (no CRC
+ * DS_FILE_HEADER_ONLY only the header is read and checked (no data CRC
  * check: use it for STAT/HEAD-like answers). Returns 0 (cb runs later,
  * exactly once) or, without calling cb: IMG_ENOBLOCKHERE when the block is
  * not here, IMG_EVIEWOLD (see ds_file_serves), IMG_ENOTFOUND when the index
