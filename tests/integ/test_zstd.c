@@ -267,6 +267,22 @@ Test(zstd, compressible_uploads_are_stored_compressed)
         cr_assert_eq(le32(rec + REC_HEADER + 4), len, "the original size is recorded");
         cr_assert_eq(le32(rec + REC_HEADER + 8), crc32c(0, s, len), "and its CRC32C");
     }
+    /* `imgstore get` and `imgstore stat`: the original bytes and size. */
+    static const char *const del[] = {"IMGSTORE_NS", NULL};
+    struct cluster_run run;
+    const char *get_argv[] = {"imgstore", "--ns", C->ns.addr, "get", name, NULL};
+    cr_assert_eq(cluster_run(C, get_argv, NULL, del, 10000, &run), 0);
+    cr_assert_eq(run.exit_code, 0, "%s", run.err);
+    cr_assert(run.out_len == len && memcmp(run.out, s, len) == 0, "imgstore get: other bytes");
+    cluster_run_free(&run);
+    const char *stat_argv[] = {"imgstore", "--ns", C->ns.addr, "stat", name, NULL};
+    cr_assert_eq(cluster_run(C, stat_argv, NULL, del, 10000, &run), 0);
+    char want_size[32];
+    snprintf(want_size, sizeof(want_size), "size: %zu\n", len);
+    cr_assert(run.exit_code == 0 && strstr(run.out, want_size), "imgstore stat: %s%s", run.out,
+              run.err);
+    cluster_run_free(&run);
+
     /* Over HTTP, without Accept-Encoding: the original bytes. */
     char path[IMGSTORE_NAME_MAX + 2];
     snprintf(path, sizeof(path), "/%s", name);
