@@ -39,7 +39,7 @@ NS_OBJ := $(call src_to_obj,$(NS_SRC))
 DS_SRC := $(filter-out dataserver/main.c,$(wildcard dataserver/*.c))
 DS_OBJ := $(call src_to_obj,$(DS_SRC))
 # The storage engine: what dataserver unit tests link (no networking).
-DS_CORE_OBJ := $(call src_to_obj,$(wildcard $(addprefix dataserver/,needle.c index.c uring.c block.c blockio.c store.c compact.c codec.c)))
+DS_CORE_OBJ := $(call src_to_obj,$(wildcard $(addprefix dataserver/,needle.c index.c index_pack.c uring.c block.c blockio.c store.c compact.c codec.c)))
 LIB_SRC := $(wildcard client/*.c)
 LIB_OBJ := $(call src_to_obj,$(LIB_SRC))
 # The HTTP server core (net/http_server.c, net/http_tls.c) serves the two
@@ -169,7 +169,7 @@ $(BUILD)/bench/baseline_files: $(OBJ)/bench/baseline_files.o $(OBJ)/tools/cli_be
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/bench/mkblocks: $(OBJ)/bench/mkblocks.o $(COMMON_OBJ) \
-                         $(call src_to_obj,$(addprefix dataserver/,needle.c index.c uring.c block.c))
+                         $(call src_to_obj,$(addprefix dataserver/,needle.c index.c index_pack.c codec.c uring.c block.c))
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
