@@ -430,8 +430,7 @@ static void packed_drop(struct block *b)
     b->packed_entries = 0;
 }
 
-/* Reads <id>.idz into *entries / *n when it is believable (index_pack.h);
- * a bad one is removed (packed_write makes a new one). */
+/* Reads a believable <id>.idz into *entries / *n; removes a bad one. */
 static void packed_load(struct block *b, uint64_t idx_size, uint64_t file_size,
                         uint8_t **entries, uint32_t *n)
 {
@@ -445,8 +444,7 @@ static void packed_load(struct block *b, uint64_t idx_size, uint64_t file_size,
     }
 }
 
-/* A sealed block's packed index is (re)written at open when its index file
- * has INDEX_PACK_MIN_ENTRIES entries more than it. */
+/* A sealed block's packed index, (re)written at open (index_pack_write). */
 static void packed_write(struct block *b)
 {
     char path[sizeof(b->path) + SUFFIX_MAX];
