@@ -96,7 +96,7 @@ CHAOS_IN_TEST := $(if $(filter-out 0,$(CHAOS_TEST_SECONDS)),$(CHAOS_BIN))
 check-layers:
 	./scripts/check-layers.sh
 
-.PHONY: all deps check-layers test unit integ run stop asan valgrind clean bench bench-http bench-zstd bench-rebalance \
+.PHONY: all deps check-layers test unit integ run stop asan valgrind clean bench bench-http bench-zstd bench-index-pack bench-rebalance \
         fuzz fuzz-build fuzz-corpus chaos chaos-powercut
 all: $(BINS) $(LIBS)
 
@@ -303,6 +303,12 @@ bench-zstd: deps
 	@./scripts/install-deps.sh --bench
 	$(MAKE) all
 	IMGSTORE_BIN=$(abspath $(BUILD)/bin) ./bench/zstd.sh
+
+# Restart to first read with packed indexes vs plain ones, 10 M files
+# (bench/index_pack.sh, docs/performance.md; BENCH_PACK_FILES to change).
+bench-index-pack: deps
+	$(MAKE) all $(BUILD)/bench/mkblocks $(BUILD)/bench/dsprobe
+	IMGSTORE_BIN=$(abspath $(BUILD)/bin) BENCH_BIN=$(abspath $(BUILD)/bench) ./bench/index_pack.sh
 
 # Read p99 under a steady read load with and without a rebalance running, and
 # the copy rate against its cap (bench/rebalance.sh, docs/performance.md);

@@ -138,6 +138,13 @@ else
     row "compressed storage" "n/a (openclipart-svg not installed)" "-" "-" "-"
 fi
 
+# ---- row 10: restart with packed indexes vs plain ones ----------------------------
+if [ -x bench/index_pack.sh ]; then
+    log "10: restart with packed indexes vs plain: make bench-index-pack"
+    row "restart, packed vs plain indexes" "see make bench-index-pack output above" "-" "-" "-"
+    make -s bench-index-pack >&2 || true
+fi
+
 # ---- row 8: the cost of authentication -----------------------------------------
 # The same uploads and reads against fresh clusters like row 1's, with keys
 # (as every cluster here) and with --insecure, alternating on, off, on, off;
