@@ -42,7 +42,7 @@ NS_OBJ := $(call src_to_obj,$(NS_SRC))
 DS_SRC := $(filter-out dataserver/main.c,$(wildcard dataserver/*.c))
 DS_OBJ := $(call src_to_obj,$(DS_SRC))
 # The storage engine: what dataserver unit tests link (no networking).
-DS_CORE_OBJ := $(call src_to_obj,$(wildcard $(addprefix dataserver/,needle.c index.c uring.c block.c blockio.c store.c compact.c)))
+DS_CORE_OBJ := $(call src_to_obj,$(wildcard $(addprefix dataserver/,needle.c index.c index_pack.c uring.c block.c blockio.c store.c compact.c codec.c)))
 LIB_SRC := $(wildcard client/*.c)
 LIB_OBJ := $(call src_to_obj,$(LIB_SRC))
 # The HTTP server core (net/http_server.c, net/http_tls.c) serves the two
@@ -111,7 +111,7 @@ CHAOS_IN_TEST := $(if $(filter-out 0,$(CHAOS_TEST_SECONDS)),$(CHAOS_BIN))
 check-layers:
 	./scripts/check-layers.sh
 
-.PHONY: all deps check-layers test unit integ run run-ha stop asan valgrind clean bench bench-http bench-rebalance \
+.PHONY: all deps check-layers test unit integ run run-ha stop asan valgrind clean bench bench-http bench-zstd bench-index-pack bench-rebalance \
         fuzz fuzz-build fuzz-corpus chaos chaos-powercut
 all: $(BINS) $(LIBS)
 
@@ -194,6 +194,9 @@ $(BUILD)/tests/unit_%: $(OBJ)/tests/unit/test_%.o $(DS_CORE_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
 
+# The HTTP origin's pure helpers (dataserver/http_util.c) are tested alone.
+$(BUILD)/tests/unit_http_util: $(OBJ)/dataserver/http_util.o
+
 $(BUILD)/tests/integ_%: $(OBJ)/tests/integ/test_%.o $(INTEG_HELPERS) $(INTEG_CR_HELPERS) \
                       $(BUILD)/lib/libimgstore.a
 	@mkdir -p $(dir $@)
@@ -205,7 +208,7 @@ $(BUILD)/bench/baseline_files: $(OBJ)/bench/baseline_files.o $(OBJ)/tools/cli_be
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/bench/mkblocks: $(OBJ)/bench/mkblocks.o $(COMMON_OBJ) \
-                         $(call src_to_obj,$(addprefix dataserver/,needle.c index.c uring.c block.c))
+                         $(call src_to_obj,$(addprefix dataserver/,needle.c index.c index_pack.c codec.c uring.c block.c))
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -353,6 +356,21 @@ bench-http: deps
 	@./scripts/install-deps.sh --bench
 	$(MAKE) all
 	IMGSTORE_BIN=$(abspath $(BUILD)/bin) ./bench/http.sh
+
+# Compressed storage on a real corpus (openclipart-svg, BMP/TIFF made from
+# it): disk bytes, uploads/s and HTTP GET with and without zstd, against the
+# same corpus stored as sent in the same run (bench/zstd.sh,
+# docs/performance.md "Compressed storage").
+bench-zstd: deps
+	@./scripts/install-deps.sh --bench
+	$(MAKE) all
+	IMGSTORE_BIN=$(abspath $(BUILD)/bin) ./bench/zstd.sh
+
+# Restart to first read with packed indexes vs plain ones, 10 M files
+# (bench/index_pack.sh, docs/performance.md; BENCH_PACK_FILES to change).
+bench-index-pack: deps
+	$(MAKE) all $(BUILD)/bench/mkblocks $(BUILD)/bench/dsprobe
+	IMGSTORE_BIN=$(abspath $(BUILD)/bin) BENCH_BIN=$(abspath $(BUILD)/bench) ./bench/index_pack.sh
 
 # Read p99 under a steady read load with and without a rebalance running, and
 # the copy rate against its cap (bench/rebalance.sh, docs/performance.md);

@@ -129,6 +129,22 @@ else
     row "HTTP GET vs nginx" "n/a (HTTP origin not built yet)" "-" "-" "-"
 fi
 
+# ---- row 9: compressed storage (SVG/BMP/TIFF corpus) -----------------------------
+if [ -x bench/zstd.sh ] && [ -d /usr/share/openclipart/svg ]; then
+    log "9: compressed storage on openclipart-svg: make bench-zstd"
+    row "compressed storage (SVG, BMP, TIFF)" "see make bench-zstd output above" "-" "-" "-"
+    make -s bench-zstd >&2 || true
+else
+    row "compressed storage" "n/a (openclipart-svg not installed)" "-" "-" "-"
+fi
+
+# ---- row 10: restart with packed indexes vs plain ones ----------------------------
+if [ -x bench/index_pack.sh ]; then
+    log "10: restart with packed indexes vs plain: make bench-index-pack"
+    row "restart, packed vs plain indexes" "see make bench-index-pack output above" "-" "-" "-"
+    make -s bench-index-pack >&2 || true
+fi
+
 # ---- row 8: the cost of authentication -----------------------------------------
 # The same uploads and reads against fresh clusters like row 1's, with keys
 # (as every cluster here) and with --insecure, alternating on, off, on, off;

@@ -11,7 +11,9 @@
  * All block-file I/O goes through io_uring (the private synchronous ring at
  * open and create; blockio.c for the loop). The index file is not the block
  * file: it is appended with plain write(2), never fsync'd, and truncated to
- * nothing whenever a write to it fails, so the next open rebuilds it.
+ * nothing whenever a write to it fails, so the next open rebuilds it. A
+ * sealed block's entries are also kept packed (<id>.idz, index_pack.h),
+ * read at open instead of them, and dropped at the first doubt.
  *
  * The meta file is a small key=value text file replaced atomically:
  *   version=1
@@ -30,6 +32,7 @@
 #include "base/err.h"
 #include "base/fsutil.h"
 #include "base/log.h"
+#include "dataserver/index_pack.h"
 #include "dataserver/uring.h"
 
 #include <errno.h>
@@ -415,6 +418,44 @@ static const uint8_t *reader_get(struct reader *r, uint64_t pos, size_t n, int *
     return r->buf;
 }
 
+/* ---- packed index (index_pack.h) ---- */
+
+/* Removes <id>.idz; b->packed_entries = 0. */
+static void packed_drop(struct block *b)
+{
+    char path[sizeof(b->path) + SUFFIX_MAX];
+    path_of(b, ".idz", path, sizeof(path));
+    if (unlink(path) == 0)
+        log_info("block %016" PRIx64 ": packed index removed", b->id);
+    b->packed_entries = 0;
+}
+
+/* Reads a believable <id>.idz into *entries / *n; removes a bad one. */
+static void packed_load(struct block *b, uint64_t idx_size, uint64_t file_size,
+                        uint8_t **entries, uint32_t *n)
+{
+    char path[sizeof(b->path) + SUFFIX_MAX];
+    path_of(b, ".idz", path, sizeof(path));
+    int rc = index_pack_load(path, b->id, idx_size, seq_limit(b), file_size, entries, n);
+    if (rc != 0 && rc != -ENOENT) {
+        log_warn("block %016" PRIx64 ": packed index unusable (%s); reading the index file",
+                 b->id, img_strerror(rc));
+        packed_drop(b);
+    }
+}
+
+/* A sealed block's packed index, (re)written at open (index_pack_write). */
+static void packed_write(struct block *b)
+{
+    char path[sizeof(b->path) + SUFFIX_MAX];
+    path_of(b, ".idz", path, sizeof(path));
+    int rc = b->sealed ? index_pack_write(path, b->id, b->idx_fd, b->tail, &b->packed_entries)
+                       : 0;
+    if (rc != 0)
+        log_warn("block %016" PRIx64 ": cannot write its packed index: %s", b->id,
+                 img_strerror(rc));
+}
+
 /* Loads index entries while they are believable. Sets *scan_from to the end
  * of the last loaded record, *keep to the bytes of the index file to keep
  * (0: rewrite it) and *data_seq to the highest file seq loaded. Returns 0 or
@@ -448,8 +489,18 @@ static int load_index(struct block *b, uint64_t file_size, uint64_t *scan_from, 
     uint8_t *buf = malloc((size_t)IDX_LOAD_ENTRIES * INDEX_ENTRY_SIZE);
     if (!buf)
         return -ENOMEM;
+    /* The packed copy of the first entries, if believable, stands for them
+     * (index_pack.h): its entries go through the same checks below. */
+    uint8_t *packed = NULL;
+    uint32_t npacked = 0;
+    packed_load(b, idx_size, file_size, &packed, &npacked);
+    b->packed_entries = npacked;
     while (!stop) {
-        n = pread(b->idx_fd, buf, (size_t)IDX_LOAD_ENTRIES * INDEX_ENTRY_SIZE, (off_t)pos);
+        const uint8_t *src = packed ? packed : buf;
+        if (packed)
+            n = (ssize_t)((size_t)npacked * INDEX_ENTRY_SIZE);
+        else
+            n = pread(b->idx_fd, buf, (size_t)IDX_LOAD_ENTRIES * INDEX_ENTRY_SIZE, (off_t)pos);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < INDEX_ENTRY_SIZE)
@@ -458,7 +509,7 @@ static int load_index(struct block *b, uint64_t file_size, uint64_t *scan_from, 
             uint32_t seq, size;
             uint64_t off;
             int tomb;
-            index_decode_entry(buf + i, &seq, &off, &size, &tomb);
+            index_decode_entry(src + i, &seq, &off, &size, &tomb);
             if (seq == 0 || seq > seq_limit(b) || off < end || size > NEEDLE_MAX_DATA ||
                 (tomb && size != 0) || off + needle_record_size(size) > file_size ||
                 (!tomb && seq <= last_data_seq)) {
@@ -477,6 +528,7 @@ static int load_index(struct block *b, uint64_t file_size, uint64_t *scan_from, 
                 last_data_seq = seq;
             int rc = apply(b, seq, off, size, tomb);
             if (rc != 0) {
+                free(packed);
                 free(buf);
                 return rc;
             }
@@ -484,8 +536,13 @@ static int load_index(struct block *b, uint64_t file_size, uint64_t *scan_from, 
             last_off = off, last_seq = seq, last_size = size, last_tomb = tomb;
             pos += INDEX_ENTRY_SIZE;
         }
+        free(packed);
+        packed = NULL;
     }
+    free(packed);
     free(buf);
+    if (damaged || last_seq == 0 || stop)
+        packed_drop(b); /* a doubt about the index: never the packed copy again */
     if (damaged) {
         log_warn("block %016" PRIx64 ": index damaged at entry %" PRIu64 "; rebuilding it from "
                  "the block file", b->id, (pos - INDEX_HEADER_SIZE) / INDEX_ENTRY_SIZE);
@@ -502,6 +559,7 @@ static int load_index(struct block *b, uint64_t file_size, uint64_t *scan_from, 
             !(h.flags & NEEDLE_FLAG_TOMBSTONE) != !last_tomb) {
             log_warn("block %016" PRIx64 ": index does not match the block file; rebuilding",
                      b->id);
+            packed_drop(b);
             reset_ram(b);
             return 0;
         }
@@ -629,6 +687,7 @@ static int recover(struct block *b, uint64_t file_size)
          * loads; a wrong one before it shows here. Believe the file alone. */
         log_warn("block %016" PRIx64 ": index does not match the records after it; "
                  "rebuilding it from the block file", b->id);
+        packed_drop(b);
         reset_ram(b);
         b->sealed = was_sealed;
         b->corrupt = was_corrupt;
@@ -723,7 +782,7 @@ int block_create(const char *blocks_dir, int disk, uint64_t id, uint64_t max_siz
     return 0;
 err:
     if (created) {
-        const char *suffixes[] = {".blk", ".idx", ".meta"};
+        const char *suffixes[] = {".blk", ".idx", ".meta", ".idz"};
         for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
             path_of(b, suffixes[i], path, sizeof(path));
             unlink(path);
@@ -771,6 +830,7 @@ int block_open(const char *blocks_dir, int disk, uint64_t id, struct block **out
     }
     if ((rc = recover(b, (uint64_t)st.st_size)) != 0)
         goto err;
+    packed_write(b);
     b->durable_tail = b->tail;
     b->prealloc_end = b->tail;
     if (block_prealloc(b, b->tail + BLOCK_TOMBSTONE_RESERVE) != 0)
@@ -1006,6 +1066,7 @@ int block_install_copy(const char *blocks_dir, int disk, uint64_t id, const char
         goto err;
     if ((rc = block_save_meta(b)) != 0)
         goto err;
+    unlink_suffix(b, ".idz"); /* of a block file that is no more */
     path_of(b, ".blk", path, sizeof(path));
     if (rename(tmp_path, path) < 0) {
         rc = -errno;
@@ -1026,7 +1087,7 @@ err:
 
 int block_unlink_files(const struct block *b)
 {
-    const char *suffixes[] = {".blk", ".idx", ".meta"};
+    const char *suffixes[] = {".blk", ".idx", ".meta", ".idz"};
     int rc = 0;
     for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
         int r = unlink_suffix(b, suffixes[i]);
@@ -1095,6 +1156,8 @@ int block_swap_file(struct block *b, const char *tmp_path, int new_fd, struct in
         rc = fs_write_full(ifd, idx_entries, idx_len);
     if (rc == 0 && ftruncate(b->idx_fd, 0) < 0)
         rc = -errno;
+    if (rc == 0)
+        packed_drop(b); /* before the block file changes, like the index */
     path_of(b, ".blk", path, sizeof(path));
     if (rc == 0 && rename(tmp_path, path) < 0)
         rc = -errno;

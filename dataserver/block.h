@@ -62,6 +62,7 @@ struct block {
     uint64_t prealloc_end;  /* disk space allocated up to here (block_prealloc in block.c) */
     int fd;                 /* block file, O_RDWR */
     int idx_fd;             /* index file, O_RDWR|O_APPEND */
+    uint32_t packed_entries; /* entries of the packed index <id>.idz in use (0: none) */
     int disk;               /* index of the data folder holding it */
     struct index ix;
     uint32_t next_seq;      /* seq the next file gets (primary) */

@@ -150,6 +150,19 @@ struct ds {
     uint64_t ns_block_size;
     uint32_t ns_replicas;     /* the cluster's replication (HeartbeatResp), 0 until known */
     uint32_t record_format;   /* record format to write (HeartbeatResp; 1 until told) */
+    int compress_level;       /* --compress-level: zstd level of uploads (0: store as sent) */
+    uint64_t writes_encoded;  /* files stored compressed (format 3) */
+    uint64_t encoded_saved_bytes; /* bytes those records saved on each replica */
+    uint64_t reads_decoded;   /* reads of compressed records decoded for the reader */
+    /* Block copies (ds_copy.c): READ_BLOCK bodies on the wire and the
+     * bytes they carried (equal for plain chunks), as target and source. */
+    uint64_t copy_received_wire, copy_received_raw, copy_sent_wire, copy_sent_raw;
+    /* The loop's lag probe (ds_metrics_lag_start): a timer due every
+     * DS_LAG_PROBE_MS; how late it fires is how long the loop was kept
+     * from its work. */
+    uv_timer_t lag_timer;
+    uint64_t lag_due_ns;      /* uv_hrtime() the probe is next due */
+    uint64_t lag_max_ns;      /* the longest lateness seen since start */
     int ns_safe_mode;
 
     /* connections to peers (ds_peer.c) */

@@ -1,11 +1,14 @@
 /* ds_file.c - the read path of one local file, and READ and STAT (see
- * ds_file.h).
- * May call the storage engine (store, index, blockio, needle). */
+ * ds_file.h). An encoded (compressed) record is decoded on the thread pool
+ * (ds_codec.c) unless the caller asked for the stored bytes.
+ * May call the storage engine (store, index, blockio, needle) and
+ * ds_codec.c. */
 #include "dataserver/ds_file.h"
 
 #include "base/err.h"
 #include "base/log.h"
 #include "dataserver/blockio.h"
+#include "dataserver/ds_codec.h"
 #include "proto/imgstore.pb-c.h"
 
 #include <errno.h>
@@ -31,31 +34,69 @@ void ds_file_tune_malloc(void)
 }
 
 struct file_read {
+    struct ds *ds;
     uint64_t block_id;
     uint64_t offset;
     uint32_t seq;
     uint32_t cookie;
     int deleted;
     int header_only;
+    int stored; /* DS_FILE_STORED: hand out an encoded record's bytes as stored */
     uint8_t *buf;
     size_t len;
+    struct needle_header h;
     ds_file_cb cb;
     void *arg;
 };
 
+static void log_damage(const struct file_read *r)
+{
+    log_warn("block %llu seq %u at offset %llu failed its check; needs repair",
+             (unsigned long long)r->block_id, r->seq, (unsigned long long)r->offset);
+}
+
+/* Hands the outcome to the caller and frees r (and r->buf unless taken). */
+static void read_end(struct file_read *r, int status, uint8_t *rec)
+{
+    r->cb(status, status == 0 ? &r->h : NULL, r->offset, rec, r->arg);
+    free(r->buf);
+    free(r);
+}
+
+/* An encoded record decoded on the thread pool (ds_codec.c). */
+static void file_decoded(int status, uint8_t *rec, void *arg)
+{
+    struct file_read *r = arg;
+    r->buf = NULL; /* taken by ds_codec_decode */
+    if (status == IMG_ECORRUPT)
+        log_damage(r);
+    if (status == 0) {
+        r->h.size = r->h.orig_size;
+        r->h.data_crc = r->h.orig_crc;
+        r->ds->reads_decoded++;
+    }
+    read_end(r, status, rec);
+}
+
 static void file_read_done(int status, void *arg)
 {
     struct file_read *r = arg;
-    struct needle_header h;
+    struct needle_header *h = &r->h;
     if (status == 0) {
         if (r->header_only || r->deleted) {
-            status = needle_decode_header(r->buf, &h);
-            if (status == 0 && h.seq != r->seq)
+            status = needle_decode_header(r->buf, h);
+            if (status == 0 && h->seq != r->seq)
                 status = IMG_ECORRUPT; /* the index points elsewhere: damaged here */
-            else if (status == 0 && h.cookie != r->cookie)
+            else if (status == 0 && h->cookie != r->cookie)
                 status = IMG_ENOTFOUND;
+            /* An encoded file's size is its original size: read with the
+             * header (ds_file_read), checked by its own CRC-16. */
+            else if (status == 0 && !r->deleted && (h->flags & NEEDLE_FLAG_ENCODED) &&
+                     (r->len < NEEDLE_HEADER_SIZE + NEEDLE_ENC_SIZE ||
+                      needle_decode_enc(r->buf + NEEDLE_HEADER_SIZE, h) != 0))
+                status = IMG_ECORRUPT;
         } else {
-            status = needle_verify(r->buf, r->len, r->seq, r->cookie, &h);
+            status = needle_verify(r->buf, r->len, r->seq, r->cookie, h);
         }
     }
     if (status == IMG_EFORMAT)
@@ -63,16 +104,24 @@ static void file_read_done(int status, void *arg)
     if (status == 0 && r->deleted)
         status = IMG_EDELETED;
     if (status == IMG_ECORRUPT)
-        log_warn("block %llu seq %u at offset %llu failed its check; needs repair",
-                 (unsigned long long)r->block_id, r->seq, (unsigned long long)r->offset);
+        log_damage(r);
+    if (status == 0 && (h->flags & NEEDLE_FLAG_ENCODED) && !r->stored) {
+        if (r->header_only) {
+            h->size = h->orig_size; /* describes the file; no bytes read */
+            h->data_crc = h->orig_crc;
+        } else {
+            status = ds_codec_decode(r->ds, r->buf, h, file_decoded, r);
+            if (status == 0)
+                return;
+            r->buf = NULL; /* freed by ds_codec_decode */
+        }
+    }
     uint8_t *rec = NULL;
     if (status == 0 && !r->header_only) {
         rec = r->buf;
         r->buf = NULL;
     }
-    r->cb(status, status == 0 ? &h : NULL, r->offset, rec, r->arg);
-    free(r->buf);
-    free(r);
+    read_end(r, status, rec);
 }
 
 int ds_file_serves(const struct ds *ds, const struct block *b, unsigned flags)
@@ -107,12 +156,18 @@ int ds_file_read(struct ds *ds, uint64_t block_id, uint32_t seq, uint32_t cookie
     if (index_get(&b->ix, seq, &offset, &size, &deleted) != 0)
         return IMG_ENOTFOUND;
     struct file_read *r = calloc(1, sizeof(*r));
-    size_t len = NEEDLE_HEADER_SIZE + (header_only || deleted ? 0 : size);
+    /* Header only: with the encoding header when there may be one (an
+     * encoded record's size is its original size). */
+    size_t len = NEEDLE_HEADER_SIZE + (deleted       ? 0
+                                       : header_only ? (size >= NEEDLE_ENC_SIZE ? NEEDLE_ENC_SIZE : 0)
+                                                     : size);
     uint8_t *buf = r ? malloc(len) : NULL;
     if (!buf) {
         free(r);
         return -ENOMEM;
     }
+    r->ds = ds;
+    r->stored = (flags & DS_FILE_STORED) != 0;
     r->block_id = block_id;
     r->offset = offset;
     r->seq = seq;
@@ -160,6 +215,12 @@ static void serve_done(int status, const struct needle_header *h, uint64_t offse
     Imgstore__ReadResp resp = IMGSTORE__READ_RESP__INIT;
     resp.size = h->size;
     resp.crc32c = h->data_crc;
+    if (h->flags & NEEDLE_FLAG_ENCODED) {
+        resp.encoding = h->encoding;
+        resp.stored_size = h->stored_size;
+        resp.orig_size = h->orig_size;
+        resp.orig_crc32c = h->orig_crc;
+    }
     resp.created = h->ctime;
     resp.mime = h->mime;
     struct block *b = store_get(ds->store, block_id);
@@ -184,6 +245,8 @@ static void serve(struct ds_req *r, const struct frame *f, unsigned flags)
     uint32_t seq = m->seq, cookie = m->cookie;
     if (m->any_view)
         flags |= DS_FILE_ANY_VIEW;
+    if (m->stored)
+        flags |= DS_FILE_STORED;
     imgstore__read__free_unpacked(m, NULL);
     struct file_req *fr = malloc(sizeof(*fr));
     if (!fr) {

@@ -2,7 +2,8 @@
  * and the READ and STAT handlers built on it.
  *
  * index lookup (RAM) -> one io_uring read of header and data -> needle_verify
- * (seq, cookie, CRC32C). Shared by READ, STAT, the cookie check of DELETE
+ * (seq, cookie, CRC32C) -> for an encoded record, decoding on the thread
+ * pool and the original's CRC32C (ds_codec.c). Shared by READ, STAT, the cookie check of DELETE
  * (ds_repl.c) and the HTTP origin so all obey the same rules: a wrong cookie is IMG_ENOTFOUND, exactly
  * like a missing file; a deleted file is IMG_EDELETED only when its cookie
  * matches (so deletions cannot be probed either); a CRC mismatch is
@@ -20,7 +21,12 @@
  * is where its record was read in the block file and, unless the read was
  * header-only, `rec` holds NEEDLE_HEADER_SIZE + h->size bytes
  * (the data starts at rec + NEEDLE_HEADER_SIZE); ownership of `rec` passes to
- * the callback (release with free()). On error rec is NULL and h is NULL. */
+ * the callback (release with free()). On error rec is NULL and h is NULL.
+ * h->size and h->data_crc are those of the original file (an encoded record
+ * is decoded and checked against them first), except with DS_FILE_STORED:
+ * then an encoded record's data is handed out as stored (its encoding
+ * header, then the zstd frame; h->size = h->stored_size). h->flags,
+ * encoding, stored_size, orig_size and orig_crc tell how it is stored. */
 typedef void (*ds_file_cb)(int status, const struct needle_header *h, uint64_t offset, uint8_t *rec,
                            void *arg);
 
@@ -29,8 +35,10 @@ typedef void (*ds_file_cb)(int status, const struct needle_header *h, uint64_t o
 void ds_file_tune_malloc(void);
 
 /* Flags of ds_file_serves and ds_file_read. */
-#define DS_FILE_HEADER_ONLY 1u /* read and check the 24-byte header only (no CRC) */
+#define DS_FILE_HEADER_ONLY 1u /* read and check the header only (no CRC): 24 bytes, and the
+                                * 16-byte encoding header of an encoded record */
 #define DS_FILE_ANY_VIEW 2u    /* serve with a lapsed view too (Read.any_view) */
+#define DS_FILE_STORED 4u      /* an encoded record's bytes as stored, not decoded */
 
 /* Returns 0 when this server may serve reads of block b: b is in the
  * block's replica set as last told by the nameserver (SET_REPLICAS, saved in
@@ -43,7 +51,7 @@ void ds_file_tune_malloc(void);
 int ds_file_serves(const struct ds *ds, const struct block *b, unsigned flags);
 
 /* Starts reading file (block_id, seq, cookie) from this server's disks. With
- * DS_FILE_HEADER_ONLY only the 24-byte header is read and checked (no CRC
+ * DS_FILE_HEADER_ONLY only the header is read and checked (no data CRC
  * check: use it for STAT/HEAD-like answers). Returns 0 (cb runs later,
  * exactly once) or, without calling cb: IMG_ENOBLOCKHERE when the block is
  * not here, IMG_EVIEWOLD (see ds_file_serves), IMG_ENOTFOUND when the index

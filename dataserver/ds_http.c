@@ -175,6 +175,7 @@ static void req_free(struct http_server_req *q)
     free(r->authorization);
     free(r->content_type);
     free(r->expect);
+    free(r->accept_encoding);
     free(r->body);
 }
 
@@ -202,6 +203,7 @@ static void on_head(struct http_server_req *q)
     r->authorization = http_server_header(q, "Authorization", &oom);
     r->content_type = http_server_header(q, "Content-Type", &oom);
     r->expect = http_server_header(q, "Expect", &oom);
+    r->accept_encoding = http_server_header(q, "Accept-Encoding", &oom);
     if (oom) {
         refuse_early(r, 503, "Retry-After: 1\r\n", "out of memory\n");
         return;

@@ -384,6 +384,32 @@ int ds_metrics_render(struct ds *ds, char **out, size_t *len)
     metrics_family(&b, "imgstore_ds_scrub_rate_bytes", "gauge",
                    "Bytes per second the scrubber reads (0: off).");
     metrics_value(&b, "imgstore_ds_scrub_rate_bytes", NULL, (double)ds->scrub_rate);
+    metrics_family(&b, "imgstore_ds_loop_stall_max_seconds", "gauge",
+                   "Longest time the event loop was kept from a due timer since start.");
+    metrics_value(&b, "imgstore_ds_loop_stall_max_seconds", NULL, (double)ds->lag_max_ns / NS_PER_S);
+    metrics_family(&b, "imgstore_ds_files_encoded_total", "counter",
+                   "Uploads this primary stored compressed (record format 3).");
+    metrics_value(&b, "imgstore_ds_files_encoded_total", NULL, (double)ds->writes_encoded);
+    metrics_family(&b, "imgstore_ds_encoded_saved_bytes_total", "counter",
+                   "Bytes per replica that compressed uploads saved.");
+    metrics_value(&b, "imgstore_ds_encoded_saved_bytes_total", NULL,
+                  (double)ds->encoded_saved_bytes);
+    metrics_family(&b, "imgstore_ds_reads_decoded_total", "counter",
+                   "Reads of compressed records decoded for the reader.");
+    metrics_value(&b, "imgstore_ds_reads_decoded_total", NULL, (double)ds->reads_decoded);
+    metrics_family(&b, "imgstore_ds_copy_received_bytes_total", "counter",
+                   "Block-copy chunks received: bytes on the wire, and the block bytes they carried.");
+    metrics_value(&b, "imgstore_ds_copy_received_bytes_total", "form=\"wire\"",
+                  (double)ds->copy_received_wire);
+    metrics_value(&b, "imgstore_ds_copy_received_bytes_total", "form=\"raw\"",
+                  (double)ds->copy_received_raw);
+    metrics_family(&b, "imgstore_ds_copy_sent_bytes_total", "counter",
+                   "Block-copy chunks sent (READ_BLOCK): bytes on the wire, and the block bytes "
+                   "they carried.");
+    metrics_value(&b, "imgstore_ds_copy_sent_bytes_total", "form=\"wire\"",
+                  (double)ds->copy_sent_wire);
+    metrics_value(&b, "imgstore_ds_copy_sent_bytes_total", "form=\"raw\"",
+                  (double)ds->copy_sent_raw);
     render_limits(&b, ds);
     metrics_process(&b);
     if (metrics_buf_ok(&b) != 0 || !b.data) {
@@ -393,4 +419,30 @@ int ds_metrics_render(struct ds *ds, char **out, size_t *len)
     *out = b.data;
     *len = b.len;
     return 0;
+}
+
+/* ---- the loop's lag probe ------------------------------------------------ */
+
+static void lag_tick(uv_timer_t *t)
+{
+    struct ds *ds = t->data;
+    uint64_t now = uv_hrtime();
+    if (now > ds->lag_due_ns && now - ds->lag_due_ns > ds->lag_max_ns)
+        ds->lag_max_ns = now - ds->lag_due_ns;
+    ds->lag_due_ns = now + (uint64_t)DS_LAG_PROBE_MS * 1000000u;
+}
+
+void ds_metrics_lag_start(struct ds *ds)
+{
+    uv_timer_init(ds->loop, &ds->lag_timer);
+    ds->lag_timer.data = ds;
+    ds->lag_due_ns = uv_hrtime() + (uint64_t)DS_LAG_PROBE_MS * 1000000u;
+    uv_timer_start(&ds->lag_timer, lag_tick, DS_LAG_PROBE_MS, DS_LAG_PROBE_MS);
+    uv_unref((uv_handle_t *)&ds->lag_timer);
+}
+
+void ds_metrics_lag_stop(struct ds *ds)
+{
+    if (uv_is_active((uv_handle_t *)&ds->lag_timer))
+        uv_close((uv_handle_t *)&ds->lag_timer, NULL);
 }

@@ -33,6 +33,14 @@ void ds_metrics_end(struct ds *ds, const void *sess, const struct frame_header *
  * Returns 0 or -ENOMEM. */
 int ds_metrics_render(struct ds *ds, char **out, size_t *len);
 
+/* Starts the loop's lag probe: a timer every DS_LAG_PROBE_MS whose
+ * lateness (uv_hrtime) is the time the loop spent in one piece of work, the
+ * longest kept in ds->lag_max_ns (imgstore_ds_loop_stall_max_seconds).
+ * ds_metrics_lag_stop closes it. */
+#define DS_LAG_PROBE_MS 5
+void ds_metrics_lag_start(struct ds *ds);
+void ds_metrics_lag_stop(struct ds *ds);
+
 /* Frees ds->metrics (in-flight records included). NULL-safe on either. */
 void ds_metrics_free(struct ds *ds);
 

@@ -6,7 +6,10 @@
  * A delete taken while the block's replica set is down to this primary
  * (fewer than min(2, replicas) members) is journaled at the nameserver
  * (ds_tomb_note) before it is acknowledged: the tombstone's second home.
- * May call the storage engine (block, blockio, needle), ds_file.c (the cookie
+ * A compressible upload is compressed on the thread pool (ds_codec.c) before
+ * its room is reserved, and stored encoded when that pays (format 3).
+ * May call the storage engine (block, blockio, needle, codec), ds_codec.c,
+ * ds_file.c (the cookie
  * check of a DELETE), ds_peer.c (sends to secondaries), ds_compact.c
  * (ds_compact_busy), ds_tomb.c (NOTE_DELETE) and ds_block.c
  * (ds_block_changed). */
@@ -16,7 +19,9 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "dataserver/blockio.h"
+#include "dataserver/codec.h"
 #include "dataserver/ds_block.h"
+#include "dataserver/ds_codec.h"
 #include "dataserver/ds_compact.h"
 #include "dataserver/ds_file.h"
 #include "dataserver/ds_tomb.h"
@@ -209,7 +214,7 @@ static void append_finish(struct rpc_append *a)
         resp.block_id = a->block_id;
         resp.seq = a->h.seq;
         resp.cookie = a->h.cookie;
-        resp.crc32c = a->h.data_crc;
+        resp.crc32c = a->h.orig_crc; /* of the file as uploaded, encoded or not */
         resp.created = a->h.ctime;
         resp.offset = a->offset;
         ds->writes++;
@@ -300,6 +305,100 @@ static struct rpc_append *append_new(struct ds_req *req, struct block *b, uint32
     return a;
 }
 
+/* Reserves room for the file in block_id and appends its record on every
+ * replica, answering r (taken). `data` is the file as uploaded, or with
+ * `frame` the zstd frame it was compressed to (orig_crc: CRC32C of the
+ * upload): the record is then encoded (format 3). */
+static void write_record(struct ds_req *r, uint64_t block_id, unsigned mime, const void *data,
+                         uint32_t len, const uint8_t *frame, uint32_t frame_len,
+                         uint32_t orig_crc)
+{
+    struct ds *ds = r->ds;
+    int err = 0;
+    struct block *b = writable_primary_block(ds, block_id, &err);
+    if (!b) {
+        ds_req_fail(r, err);
+        return;
+    }
+    uint32_t rec_len = (uint32_t)needle_record_size(frame ? NEEDLE_ENC_SIZE + frame_len : len);
+    uint64_t offset;
+    uint32_t seq;
+    int rc = block_reserve(b, rec_len, &offset, &seq);
+    if (rc != 0) {
+        if (rc == IMG_EFULL)
+            ds_block_changed(ds, b);
+        ds_req_fail(r, rc);
+        return;
+    }
+    struct rpc_append *a = append_new(r, b, rec_len, offset);
+    if (!a)
+        return;
+    a->h.mime = (uint8_t)mime;
+    a->h.seq = seq;
+    a->h.cookie = random_cookie();
+    if (ds->record_format >= 2)
+        a->h.flags |= NEEDLE_FLAG_HCRC;
+    if (frame) {
+        a->h.flags |= NEEDLE_FLAG_ENCODED;
+        a->h.encoding = NEEDLE_ENC_ZSTD;
+        a->h.orig_size = len;
+        a->h.orig_crc = orig_crc;
+        needle_build(a->rec, &a->h, frame, frame_len);
+        ds->writes_encoded++;
+        ds->encoded_saved_bytes += len - a->h.size;
+    } else {
+        needle_build(a->rec, &a->h, data, len);
+    }
+    append_start(ds, a);
+}
+
+/* A WRITE whose upload is being compressed on the thread pool. */
+struct write_enc {
+    struct ds_req *req;
+    uint64_t block_id;
+    unsigned mime;
+    uint32_t len;
+    uint8_t *data; /* the upload, kept in case compressing does not pay */
+};
+
+static void write_encoded(int status, uint8_t *frame, uint32_t frame_len, uint32_t orig_crc,
+                          void *arg)
+{
+    struct write_enc *w = arg;
+    if (status < 0)
+        ds_req_fail(w->req, status);
+    else if (status == 0)
+        write_record(w->req, w->block_id, w->mime, NULL, w->len, frame, frame_len, orig_crc);
+    else
+        write_record(w->req, w->block_id, w->mime, w->data, w->len, NULL, 0, 0);
+    free(frame);
+    free(w->data);
+    free(w);
+}
+
+/* Starts compressing an upload worth a trial (ds_codec.c). Returns 0 (r is
+ * answered later) or an error (r untouched: store the bytes as they are). */
+static int write_compress(struct ds_req *r, uint64_t block_id, unsigned mime, const void *data,
+                          uint32_t len)
+{
+    struct ds *ds = r->ds;
+    struct write_enc *w = malloc(sizeof(*w));
+    uint8_t *copy = w ? malloc(len) : NULL;
+    if (!copy) {
+        free(w);
+        return -ENOMEM;
+    }
+    memcpy(copy, data, len);
+    *w = (struct write_enc){.req = r, .block_id = block_id, .mime = mime, .len = len,
+                            .data = copy};
+    int rc = ds_codec_encode(ds, copy, len, ds->compress_level, write_encoded, w);
+    if (rc != 0) {
+        free(copy);
+        free(w);
+    }
+    return rc;
+}
+
 void ds_repl_write(struct ds_req *r, const struct frame *f)
 {
     struct ds *ds = r->ds;
@@ -326,26 +425,13 @@ void ds_repl_write(struct ds_req *r, const struct frame *f)
     }
     if (mime > MIME_MAX_CODE)
         mime = MIME_OCTET_STREAM;
-    uint32_t rec_len = (uint32_t)needle_record_size(f->h.body_len);
-    uint64_t offset;
-    uint32_t seq;
-    int rc = block_reserve(b, rec_len, &offset, &seq);
-    if (rc != 0) {
-        if (rc == IMG_EFULL)
-            ds_block_changed(ds, b);
-        ds_req_fail(r, rc);
+    /* Compressible uploads are compressed off the loop first, once the
+     * whole cluster reads format 3 (docs/storage.md "Encoded records"). */
+    if (ds->record_format >= 3 && ds->compress_level > 0 &&
+        codec_candidate(mime, f->body, f->h.body_len) &&
+        write_compress(r, block_id, mime, f->body, f->h.body_len) == 0)
         return;
-    }
-    struct rpc_append *a = append_new(r, b, rec_len, offset);
-    if (!a)
-        return;
-    a->h.mime = (uint8_t)mime;
-    a->h.seq = seq;
-    a->h.cookie = random_cookie();
-    if (ds->record_format >= 2)
-        a->h.flags |= NEEDLE_FLAG_HCRC;
-    needle_build(a->rec, &a->h, f->body, f->h.body_len);
-    append_start(ds, a);
+    write_record(r, block_id, mime, f->body, f->h.body_len, NULL, 0, 0);
 }
 
 /* ---- deletes ---------------------------------------------------------------- */

@@ -6,7 +6,9 @@
  * descriptor, the next lookup sees the new layout). One record is read at a
  * time for the whole server. VERIFY passes go first and are not throttled;
  * the continuous cycle takes tokens from its own bucket (ds->scrub_rate) and
- * starts a new pass from a fresh snapshot when one ends. */
+ * starts a new pass from a fresh snapshot when one ends. An encoded
+ * (compressed) record is also decoded, on the thread pool (ds_codec.c), and
+ * must give back the original's size and CRC32C. */
 #include "dataserver/ds_scrub.h"
 
 #include "base/crc32c.h"
@@ -14,6 +16,7 @@
 #include "base/log.h"
 #include "dataserver/blockio.h"
 #include "dataserver/ds_block.h"
+#include "dataserver/ds_codec.h"
 #include "proto/imgstore.pb-c.h"
 
 #include <errno.h>
@@ -192,28 +195,56 @@ static void bucket_refill(struct ds_scrub *sc)
 
 static void pump(struct ds_scrub *sc);
 
-static void read_done(int status, void *arg)
+/* The record of sc->reading is checked (and sc->buf freed or taken): the
+ * next one, or the end of a VERIFY while stopping. */
+static void read_end(struct ds_scrub *sc, struct pass *p)
 {
-    struct ds_scrub *sc = arg;
-    struct pass *p = sc->reading;
-    struct needle_header h;
-    sc->reading = NULL;
-    if (!sc->ds->stopping && status != -ENOMEM) {
-        p->records++;
-        p->bytes += sc->len;
-        if (status != 0 || needle_decode_header(sc->buf, &h) != 0 || h.seq != sc->seq ||
-            (h.flags & NEEDLE_FLAG_TOMBSTONE) || NEEDLE_HEADER_SIZE + (size_t)h.size != sc->len ||
-            crc32c(0, sc->buf + NEEDLE_HEADER_SIZE, h.size) != h.data_crc)
-            mark_bad(sc, p);
-    }
     free(sc->buf);
     sc->buf = NULL;
+    sc->reading = NULL;
     if (sc->ds->stopping) {
         if (p->verify)
             verify_answer(sc, p);
         return;
     }
     pump(sc);
+}
+
+/* An encoded record decoded on the thread pool: a frame that does not give
+ * back the original's size and CRC32C is a bad record like any other. */
+static void decoded(int status, uint8_t *rec, void *arg)
+{
+    struct ds_scrub *sc = arg;
+    sc->buf = NULL; /* taken by ds_codec_decode */
+    free(rec);
+    if (status == IMG_ECORRUPT && !sc->ds->stopping)
+        mark_bad(sc, sc->reading);
+    read_end(sc, sc->reading);
+}
+
+static void read_done(int status, void *arg)
+{
+    struct ds_scrub *sc = arg;
+    struct pass *p = sc->reading;
+    struct needle_header h;
+    if (!sc->ds->stopping && status != -ENOMEM) {
+        p->records++;
+        p->bytes += sc->len;
+        if (status != 0 || needle_decode_header(sc->buf, &h) != 0 || h.seq != sc->seq ||
+            (h.flags & NEEDLE_FLAG_TOMBSTONE) || NEEDLE_HEADER_SIZE + (size_t)h.size != sc->len ||
+            crc32c(0, sc->buf + NEEDLE_HEADER_SIZE, h.size) != h.data_crc ||
+            ((h.flags & NEEDLE_FLAG_ENCODED) &&
+             needle_decode_enc(sc->buf + NEEDLE_HEADER_SIZE, &h) != 0)) {
+            mark_bad(sc, p);
+        } else if (h.flags & NEEDLE_FLAG_ENCODED) {
+            /* One record at a time still: sc->reading stays set. */
+            int rc = ds_codec_decode(sc->ds, sc->buf, &h, decoded, sc);
+            if (rc == 0)
+                return;
+            sc->buf = NULL; /* freed by ds_codec_decode; left unchecked */
+        }
+    }
+    read_end(sc, p);
 }
 
 /* Starts the next read: of the oldest VERIFY, else of the cycle when its

@@ -224,7 +224,11 @@ static void heartbeat_reply(int status, const struct frame *f, void *arg)
     ds->ns_block_size = m->block_size;
     ds_scrub_set_rate(ds, m->scrub_rate ? m->scrub_rate : ds->scrub_rate_own);
     ds->ns_replicas = m->replicas;
-    uint32_t format = m->record_format >= 2 ? NEEDLE_FORMAT_NEWEST : 1;
+    /* The oldest format any server of the cluster reads (1 from an older
+     * nameserver), never newer than ours. */
+    uint32_t format = m->record_format < 1 ? 1
+                      : m->record_format > NEEDLE_FORMAT_NEWEST ? NEEDLE_FORMAT_NEWEST
+                                                                : m->record_format;
     if (format != ds->record_format)
         log_info("writing records in format %u (docs/storage.md)", format);
     ds->record_format = format;

@@ -8,7 +8,11 @@
  * replica that is unreachable, lacks the block or holds a damaged copy
  * passes to the next; "not found" and "deleted" are final (replicas are
  * byte-identical). Then the validators, the conditional headers (RFC 9110
- * section 13.2.2 order) and a single byte range decide what is sent. */
+ * section 13.2.2 order) and a single byte range decide what is sent.
+ * A file stored compressed (docs/storage.md, "Encoded records") goes as
+ * stored, with Content-Encoding: zstd, to a client whose Accept-Encoding
+ * allows zstd (no CPU spent), and decoded to any other; both with
+ * Vary: Accept-Encoding and an ETag of their own (docs/http.md). */
 #include "dataserver/http_int.h"
 
 #include "base/crc32c.h"
@@ -73,24 +77,41 @@ static int if_range_ok(const struct http_req *r, const char *etag, const char *l
 }
 
 /* Builds and sends the answer for file `h` whose data is at `data` (NULL for
- * a header-only read); takes ownership of `mem`. */
+ * a header-only read); takes ownership of `mem`. With `zstd`, h is an
+ * encoded file read as stored (data: its encoding header, then the frame)
+ * and the zstd representation is sent; else data holds the file as
+ * uploaded. An encoded file's two representations each have their own
+ * strong ETag and both carry Vary: Accept-Encoding; ranges and
+ * conditionals apply to the representation sent (RFC 9110 8.8.3, 12.5.3,
+ * 13.1, 14). */
 static void get_serve(struct http_req *r, const struct needle_header *h, uint8_t *mem,
-                      const uint8_t *data)
+                      const uint8_t *data, int zstd)
 {
     char etag[HTTP_ETAG_MAX], lastmod[HTTP_DATE_LEN + 1];
-    http_format_etag(h->data_crc, h->size, etag);
+    int encoded = (h->flags & NEEDLE_FLAG_ENCODED) != 0;
+    uint32_t size = h->orig_size; /* of the representation sent */
+    if (zstd) {
+        http_format_etag_zstd(h->orig_crc, h->orig_size, etag);
+        size = h->stored_size - NEEDLE_ENC_SIZE;
+        if (data)
+            data += NEEDLE_ENC_SIZE;
+    } else {
+        http_format_etag(h->orig_crc, h->orig_size, etag);
+    }
     http_format_date((time_t)h->ctime, lastmod);
     unsigned code = h->mime;
     if (code == MIME_OCTET_STREAM && r->ext[0])
         code = mime_from_ext(r->ext, strlen(r->ext));
     const char *ctype = mime_name(code);
+    const char *vary = encoded ? "Vary: Accept-Encoding\r\n" : "";
+    const char *cenc = zstd ? "Content-Encoding: zstd\r\n" : "";
 
     int status = 200;
-    uint64_t first = 0, last = h->size ? h->size - 1 : 0, clen = h->size;
+    uint64_t first = 0, last = size ? size - 1 : 0, clen = size;
     if (not_modified(r, etag, h->ctime)) {
         status = 304;
     } else if (r->range && if_range_ok(r, etag, lastmod)) {
-        switch (http_parse_range(r->range, h->size, &first, &last)) {
+        switch (http_parse_range(r->range, size, &first, &last)) {
         case HTTP_RANGE_OK:
             status = 206;
             clen = last - first + 1;
@@ -116,22 +137,22 @@ static void get_serve(struct http_req *r, const struct needle_header *h, uint8_t
     if (status == 416) {
         len += (size_t)sprintf(hdr + len,
                                "Content-Type: text/plain; charset=utf-8\r\nContent-Length: 0\r\n"
-                               "Content-Range: bytes */%u\r\nCache-Control: %s\r\n\r\n",
-                               h->size, HTTP_CC_4XX);
+                               "Content-Range: bytes */%u\r\n%sCache-Control: %s\r\n\r\n",
+                               size, vary, HTTP_CC_4XX);
     } else {
         /* 304 carries the same validators and cache headers, no body
          * headers (RFC 9110 15.4.5). */
         if (status != 304)
-            len += (size_t)sprintf(hdr + len, "Content-Type: %s\r\nContent-Length: %llu\r\n",
-                                   ctype, (unsigned long long)clen);
+            len += (size_t)sprintf(hdr + len, "Content-Type: %s\r\n%sContent-Length: %llu\r\n",
+                                   ctype, cenc, (unsigned long long)clen);
         if (status == 206)
             len += (size_t)sprintf(hdr + len, "Content-Range: bytes %llu-%llu/%u\r\n",
-                                   (unsigned long long)first, (unsigned long long)last, h->size);
+                                   (unsigned long long)first, (unsigned long long)last, size);
         len += (size_t)sprintf(hdr + len,
-                               "ETag: %s\r\nLast-Modified: %s\r\nCache-Control: " HTTP_CC_FILE
+                               "ETag: %s\r\nLast-Modified: %s\r\n%sCache-Control: " HTTP_CC_FILE
                                "\r\nAccept-Ranges: bytes\r\nX-Content-Type-Options: nosniff\r\n"
                                "\r\n",
-                               etag, lastmod);
+                               etag, lastmod, vary);
     }
     r->q.resp_hdr = hdr;
     r->q.resp_hdr_len = len;
@@ -155,7 +176,10 @@ static void local_done(int status, const struct needle_header *h, uint64_t offse
         return;
     }
     if (status == 0) {
-        get_serve(r, h, rec, rec ? rec + NEEDLE_HEADER_SIZE : NULL);
+        /* Asked as stored only when the client takes zstd: an encoded file
+         * then comes as stored, anything else as uploaded. */
+        int zstd = r->want_zstd && (h->flags & NEEDLE_FLAG_ENCODED);
+        get_serve(r, h, rec, rec ? rec + NEEDLE_HEADER_SIZE : NULL, zstd);
         return;
     }
     if (status == IMG_EDELETED) {
@@ -181,11 +205,23 @@ static void remote_reply(int status, const struct frame *f, void *arg)
     if (status == 0 && !r->q.head_only &&
         (f->h.body_len != m->size || crc32c(0, f->body, f->h.body_len) != m->crc32c))
         status = IMG_ECORRUPT;
+    /* Encoded and sent as stored (asked so, Read.stored): the body is the
+     * encoding header and the frame. A replica too old for `stored` sends
+     * the file as uploaded without `encoding`. */
+    int zstd = status == 0 && r->want_zstd && m->encoding == NEEDLE_ENC_ZSTD;
+    if (zstd && (m->stored_size != m->size || m->size < NEEDLE_ENC_SIZE))
+        status = IMG_ECORRUPT;
     if (status == 0) {
+        int enc = m->encoding == NEEDLE_ENC_ZSTD;
         struct needle_header h = {.mime = (uint8_t)(m->mime > MIME_MAX_CODE ? 0 : m->mime),
+                                  .flags = enc ? NEEDLE_FLAG_ENCODED : 0,
+                                  .encoding = enc ? NEEDLE_ENC_ZSTD : NEEDLE_ENC_NONE,
                                   .size = m->size,
                                   .ctime = m->created,
-                                  .data_crc = m->crc32c};
+                                  .data_crc = m->crc32c,
+                                  .stored_size = enc ? m->stored_size : m->size,
+                                  .orig_size = enc ? m->orig_size : m->size,
+                                  .orig_crc = enc ? m->orig_crc32c : m->crc32c};
         uint8_t *mem = NULL;
         if (!r->q.head_only && m->size > 0) {
             mem = malloc(m->size);
@@ -197,7 +233,7 @@ static void remote_reply(int status, const struct frame *f, void *arg)
             memcpy(mem, f->body, m->size);
         }
         imgstore__read_resp__free_unpacked(m, NULL);
-        get_serve(r, &h, mem, mem);
+        get_serve(r, &h, mem, mem, zstd);
         return;
     }
     if (m)
@@ -259,6 +295,7 @@ static void remote_next(struct http_req *r)
         req.seq = r->f.seq;
         req.cookie = r->f.cookie;
         req.any_view = r->any_view;
+        req.stored = r->want_zstd;
         if (ds_peer_request(ds, addr, r->q.head_only ? FT_STAT : FT_READ, &req.base, NULL, 0,
                             HTTP_PROXY_TIMEOUT_MS, remote_reply, r) == 0)
             return;
@@ -337,12 +374,15 @@ static int local_read(struct http_req *r, unsigned flags)
 {
     if (r->q.head_only)
         flags |= DS_FILE_HEADER_ONLY;
+    if (r->want_zstd)
+        flags |= DS_FILE_STORED;
     return ds_file_read(r->ds, r->f.block_id, r->f.seq, r->f.cookie, flags, local_done, r);
 }
 
 void http_get_start(struct http_req *r)
 {
     r->deadline_ms = uv_now(r->ds->loop) + HTTP_GET_TIMEOUT_MS;
+    r->want_zstd = http_accepts_zstd(r->accept_encoding);
     r->round_wait_ms = HTTP_ROUND_WAIT_MIN_MS;
     round_start(r);
 }

@@ -49,7 +49,7 @@ struct http_req {
 
     /* the request's headers this origin reads, and an upload's body */
     char *if_none_match, *if_modified_since, *range, *if_range;
-    char *authorization, *content_type, *expect;
+    char *authorization, *content_type, *expect, *accept_encoding;
     uint8_t *body;
     size_t body_len, body_cap;
 
@@ -65,6 +65,7 @@ struct http_req {
     int notfound;          /* copies that answered IMG_ENOTFOUND this round */
     int failed;            /* copies that could not answer this round (down, damaged...) */
     int round_wait_ms;     /* wait before the next round */
+    int want_zstd;         /* Accept-Encoding allows zstd: compressed files go as stored */
     int attempts;
     uint64_t excl[HTTP_UPLOAD_ATTEMPTS];
     int nexcl;

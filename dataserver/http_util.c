@@ -51,6 +51,101 @@ static const char *skip_ows(const char *p)
     return p;
 }
 
+void http_format_etag_zstd(uint32_t crc, uint32_t size, char *out)
+{
+    snprintf(out, HTTP_ETAG_MAX, "\"%08x-%x-zstd\"", crc, size);
+}
+
+static int ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* Parses a qvalue (RFC 9110 12.4.2) in p[0..n): returns it in thousandths,
+ * or -1 when malformed. */
+static int parse_qvalue(const char *p, size_t n)
+{
+    if (n == 0 || (p[0] != '0' && p[0] != '1'))
+        return -1;
+    int v = (p[0] - '0') * 1000;
+    if (n == 1)
+        return v;
+    if (p[1] != '.' || n > 5)
+        return -1;
+    int scale = 100;
+    for (size_t i = 2; i < n; i++, scale /= 10) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        v += (p[i] - '0') * scale;
+    }
+    return v <= 1000 ? v : -1;
+}
+
+/* The weight of one Accept-Encoding member m[0..n) ("coding *( OWS ;
+ * OWS param )"): 1000 without a q parameter; -1 when malformed. *name and
+ * *name_len get the coding. */
+static int member_weight(const char *m, size_t n, const char **name, size_t *name_len)
+{
+    size_t i = 0;
+    while (i < n && m[i] != ';' && !ows(m[i]))
+        i++;
+    *name = m;
+    *name_len = i;
+    int q = 1000;
+    while (i < n) {
+        while (i < n && ows(m[i]))
+            i++;
+        if (i == n)
+            break;
+        if (m[i] != ';')
+            return -1;
+        i++;
+        while (i < n && ows(m[i]))
+            i++;
+        size_t ps = i;
+        while (i < n && m[i] != ';' && !ows(m[i]))
+            i++;
+        const char *eq = memchr(m + ps, '=', i - ps);
+        if (!eq)
+            return -1;
+        if (eq - (m + ps) == 1 && (m[ps] == 'q' || m[ps] == 'Q')) {
+            q = parse_qvalue(eq + 1, (size_t)(m + i - eq - 1));
+            if (q < 0)
+                return -1;
+        }
+    }
+    return q;
+}
+
+int http_accepts_zstd(const char *s)
+{
+    if (!s)
+        return 0;
+    int zstd = -1, star = -1;
+    while (*s) {
+        while (*s == ',' || ows(*s))
+            s++;
+        size_t n = strcspn(s, ",");
+        while (n > 0 && ows(s[n - 1]))
+            n--;
+        if (n > 0) {
+            const char *name;
+            size_t nl;
+            int w = member_weight(s, n, &name, &nl);
+            if (w < 0)
+                w = 0; /* malformed: not acceptable */
+            if (nl == 4 && strncasecmp(name, "zstd", 4) == 0)
+                zstd = zstd < 0 ? w : (w < zstd ? w : zstd);
+            else if (nl == 1 && name[0] == '*')
+                star = star < 0 ? w : (w < star ? w : star);
+        }
+        s += strcspn(s, ",");
+    }
+    if (zstd >= 0)
+        return zstd > 0;
+    return star > 0;
+}
+
 int http_etag_list_match(const char *s, const char *etag)
 {
     size_t elen = strlen(etag);

@@ -24,6 +24,21 @@ int http_parse_date(const char *s, time_t *t);
  * the bytes could differ. */
 void http_format_etag(uint32_t crc, uint32_t size, char *out);
 
+/* Writes the strong entity tag of the zstd-encoded representation of the
+ * same file (Content-Encoding: zstd): the file's tag with "-zstd" before
+ * the closing quote, so neither representation's tag ever matches the
+ * other's (RFC 9110 8.8.3). */
+void http_format_etag_zstd(uint32_t crc, uint32_t size, char *out);
+
+/* Accept-Encoding (RFC 9110 12.5.3): returns 1 when the value `s` (codings
+ * with optional q-values, comma separated; repeated header lines joined
+ * with ", ") allows "zstd": named with a q-value above 0, or not named and
+ * "*" has a q-value above 0. q=0 (0, 0.0, 0.00, 0.000) means "not
+ * acceptable". A member whose parameters or q-value are malformed counts as
+ * not acceptable. NULL (no header) gives 0: identity for clients that did
+ * not ask. Coding names compare case-insensitively. */
+int http_accepts_zstd(const char *s);
+
 /* If-None-Match: returns 1 when the list `s` ("*", or entity tags, weak or
  * strong, comma separated) matches `etag` (quoted) by weak comparison, else
  * 0. Malformed members are skipped. */

@@ -21,9 +21,11 @@
  * nameserver confirmed its view: what /readyz says), STOPPING=1 at a stop.
  * --advertise / --advertise-http name the addresses the nameserver hands
  * out when --listen / --http bind another (0.0.0.0, a NAT'd address). */
+#include "dataserver/codec.h"
 #include "dataserver/ds.h"
 #include "dataserver/ds_block.h"
 #include "dataserver/ds_file.h"
+#include "dataserver/ds_metrics.h"
 #include "dataserver/ds_compact.h"
 #include "dataserver/ds_copy.h"
 #include "dataserver/ds_disk.h"
@@ -69,6 +71,8 @@ static void usage(FILE *out)
                  "       [--upload-token-file FILE] [--max-upload-bytes N] [--max-inflight N]\n"
                  "       [--http-idle-ms MS] [--http-header-timeout-ms MS]\n"
                  "       [--scrub-rate-mb MB_PER_S (default 5, 0: off)]\n"
+                 "       [--compress-level N (zstd level 1-19 of compressible uploads,\n"
+                 "        default 17, at most 9 above 1 MiB; 0: store every upload as sent)]\n"
                  "       [--copy-sync-mb MIB (a copy or compaction fdatasyncs every MIB\n"
                  "        written; default 1, larger for disks with a slow cache flush)]\n"
                  "       [--capacity BYTES[k|M|G|T] (capacity reported per data folder, at most\n"
@@ -226,7 +230,7 @@ static int split_dirs(char *arg, char **dirs, int max)
 
 /* Long options without a short letter. */
 enum { OPT_HTTPS = 0x200, OPT_TLS_CERT, OPT_TLS_KEY, OPT_MISS_EXEMPT, OPT_VERSION, OPT_ADVERTISE,
-       OPT_ADVERTISE_HTTP, OPT_LOG_FILE };
+       OPT_ADVERTISE_HTTP, OPT_LOG_FILE, OPT_COMPRESS };
 
 /* Paths kept for SIGHUP; NULL when not given. */
 static const char *token_path, *log_file;
@@ -341,6 +345,7 @@ int main(int argc, char **argv)
                                    {"http-idle-ms", required_argument, NULL, 'i'},
                                    {"http-header-timeout-ms", required_argument, NULL, 't'},
                                    {"scrub-rate-mb", required_argument, NULL, 'S'},
+                                   {"compress-level", required_argument, NULL, OPT_COMPRESS},
                                    {"copy-sync-mb", required_argument, NULL, 'Y'},
                                    {"capacity", required_argument, NULL, 'C'},
                                    {"max-receive-mb", required_argument, NULL, 'R'},
@@ -370,7 +375,7 @@ int main(int argc, char **argv)
     const char *tls_cert = NULL, *tls_key = NULL;
     const char *advertise = NULL, *advertise_http = NULL;
     char err[AUTH_ERR_MAX + 64];
-    int have_ns = 0, have_listen = 0, have_http = 0, have_scrub = 0;
+    int have_ns = 0, have_listen = 0, have_http = 0, have_scrub = 0, have_compress = 0;
     uint64_t num, capacity = 0;
     int c;
     log_set_component("ds");
@@ -438,6 +443,14 @@ int main(int argc, char **argv)
                 return try_help();
             ds.scrub_rate = num * 1000 * 1000;
             have_scrub = 1;
+            break;
+        case OPT_COMPRESS:
+            if (strcmp(optarg, "0") == 0)
+                num = 0;
+            else if (parse_pos(optarg, "--compress-level", CODEC_LEVEL_MAX, &num) != 0)
+                return try_help();
+            ds.compress_level = (int)num;
+            have_compress = 1;
             break;
         case 'Y':
             if (parse_pos(optarg, "--copy-sync-mb", DS_COPY_SYNC_MAX_MB, &num) != 0)
@@ -626,6 +639,8 @@ int main(int argc, char **argv)
         store_close(ds.store);
         return 1;
     }
+    if (!have_compress)
+        ds.compress_level = CODEC_LEVEL_DEFAULT;
     ds_session_start(&ds);
     if (ds_disk_start(&ds) != 0)
         log_warn("disk checks: cannot start (out of memory)");
@@ -657,6 +672,7 @@ int main(int argc, char **argv)
     uv_timer_start(&ready_timer, ready_tick, 0, 100);
     uv_unref((uv_handle_t *)&ready_timer);
 
+    ds_metrics_lag_start(&ds);
     uv_run(ds.loop, UV_RUN_DEFAULT);
 
     /* Shut down: stop taking work, let in-flight disk I/O finish, close. */
@@ -669,6 +685,7 @@ int main(int argc, char **argv)
     ds_disk_stop(&ds);
     ds_peer_close_all(&ds);
     ds_http_stop(&ds);
+    ds_metrics_lag_stop(&ds);
     uv_close((uv_handle_t *)&ds.listen_tcp, NULL);
     uv_close((uv_handle_t *)&sigterm, NULL);
     uv_close((uv_handle_t *)&sigint, NULL);

@@ -2,7 +2,8 @@
  *
  * A needle is the unit of storage inside a block file: a fixed 24-byte
  * little-endian header (layout in needle.h and docs/storage.md), the file's
- * bytes, and zero padding to NEEDLE_ALIGN. This module is pure: it never does
+ * bytes (or, format 3, a 16-byte encoding header and the encoded bytes), and
+ * zero padding to NEEDLE_ALIGN. This module is pure: it never does
  * I/O, never allocates, and treats every byte handed to it as hostile (a
  * record read from disk may be anything). */
 #include "dataserver/needle.h"
@@ -25,6 +26,16 @@
 #define NH_OFF_CTIME 16
 #define NH_OFF_CRC 20
 #define NH_FIELD32 4
+
+/* The encoding header of an encoded record's data (needle.h draws it). */
+#define NE_OFF_CHECK 0
+#define NE_OFF_ENCODING 2
+#define NE_OFF_ZERO8 3
+#define NE_OFF_SIZE 4
+#define NE_OFF_CRC 8
+#define NE_OFF_ZERO32 12
+_Static_assert(NE_OFF_ZERO32 + NH_FIELD32 == NEEDLE_ENC_SIZE, "encoding header fields");
+_Static_assert(NEEDLE_ENC_SIZE % NEEDLE_ALIGN == 0, "encoded bytes start aligned");
 
 _Static_assert(NH_OFF_CRC + NH_FIELD32 == NEEDLE_HEADER_SIZE,
                "needle header fields must fill NEEDLE_HEADER_SIZE exactly");
@@ -75,19 +86,68 @@ int needle_decode_header(const uint8_t *in, struct needle_header *h)
         return IMG_EFORMAT;
     if ((t.flags & NEEDLE_FLAG_TOMBSTONE) && t.size != 0)
         return IMG_EFORMAT;
+    /* Encoded: format 3 only (header checked), a file, room for its
+     * encoding header. */
+    if ((t.flags & NEEDLE_FLAG_ENCODED) &&
+        (!(t.flags & NEEDLE_FLAG_HCRC) || (t.flags & NEEDLE_FLAG_TOMBSTONE) ||
+         t.size < NEEDLE_ENC_SIZE))
+        return IMG_EFORMAT;
+    t.encoding = NEEDLE_ENC_NONE;
+    t.stored_size = t.size;
+    t.orig_size = t.size;
+    t.orig_crc = t.data_crc;
     *h = t;
+    return 0;
+}
+
+static uint16_t enc_check(const uint8_t *in)
+{
+    return crc16(0, in + NE_OFF_ENCODING, NEEDLE_ENC_SIZE - NE_OFF_ENCODING);
+}
+
+void needle_encode_enc(const struct needle_header *h, uint8_t *out)
+{
+    out[NE_OFF_ENCODING] = h->encoding;
+    out[NE_OFF_ZERO8] = 0;
+    le_put32(out + NE_OFF_SIZE, h->orig_size);
+    le_put32(out + NE_OFF_CRC, h->orig_crc);
+    le_put32(out + NE_OFF_ZERO32, 0);
+    le_put16(out + NE_OFF_CHECK, enc_check(out));
+}
+
+int needle_decode_enc(const uint8_t *in, struct needle_header *h)
+{
+    if (le_get16(in + NE_OFF_CHECK) != enc_check(in))
+        return IMG_EFORMAT;
+    uint32_t size = le_get32(in + NE_OFF_SIZE);
+    if (in[NE_OFF_ENCODING] != NEEDLE_ENC_ZSTD || in[NE_OFF_ZERO8] != 0 ||
+        le_get32(in + NE_OFF_ZERO32) != 0 || size == 0 || size > NEEDLE_MAX_DATA)
+        return IMG_EFORMAT;
+    h->encoding = in[NE_OFF_ENCODING];
+    h->orig_size = size;
+    h->orig_crc = le_get32(in + NE_OFF_CRC);
     return 0;
 }
 
 void needle_build(uint8_t *out, struct needle_header *h, const void *data, uint32_t len)
 {
-    size_t total = needle_record_size(len);
-    h->size = len;
-    h->data_crc = crc32c(0, data, len);
-    needle_encode_header(h, out);
+    uint32_t pre = (h->flags & NEEDLE_FLAG_ENCODED) ? NEEDLE_ENC_SIZE : 0;
+    uint8_t *p = out + NEEDLE_HEADER_SIZE;
+    size_t total = needle_record_size(pre + len);
+    if (pre)
+        needle_encode_enc(h, p);
     if (len > 0)
-        memcpy(out + NEEDLE_HEADER_SIZE, data, len);
-    memset(out + NEEDLE_HEADER_SIZE + len, 0, total - NEEDLE_HEADER_SIZE - len);
+        memcpy(p + pre, data, len);
+    h->size = pre + len;
+    h->data_crc = crc32c(0, p, h->size);
+    h->stored_size = h->size;
+    if (!pre) {
+        h->encoding = NEEDLE_ENC_NONE;
+        h->orig_size = h->size;
+        h->orig_crc = h->data_crc;
+    }
+    needle_encode_header(h, out);
+    memset(p + h->size, 0, total - NEEDLE_HEADER_SIZE - h->size);
 }
 
 int needle_verify(const uint8_t *rec, size_t len, uint32_t seq, uint32_t cookie,
@@ -110,6 +170,8 @@ int needle_verify(const uint8_t *rec, size_t len, uint32_t seq, uint32_t cookie,
     if (len - NEEDLE_HEADER_SIZE < t.size)
         return IMG_ECORRUPT;
     if (crc32c(0, rec + NEEDLE_HEADER_SIZE, t.size) != t.data_crc)
+        return IMG_ECORRUPT;
+    if ((t.flags & NEEDLE_FLAG_ENCODED) && needle_decode_enc(rec + NEEDLE_HEADER_SIZE, &t) != 0)
         return IMG_ECORRUPT;
     *h = t;
     return 0;

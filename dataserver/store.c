@@ -2,7 +2,7 @@
  *
  * A data folder is <dir>/LOCK (flock'd while we run), <dir>/SERVER_ID (32 hex
  * chars and a newline, the same in every folder) and <dir>/blocks/ holding
- * <16 hex id>.blk/.idx/.meta. store_open locks every folder first, so a
+ * <16 hex id>.blk/.idx/.meta (and .idz, a sealed block's packed index). store_open locks every folder first, so a
  * second process fails cleanly with IMG_ELOCKED before touching anything,
  * then agrees on the server id and opens (recovers) every block. A block that
  * cannot be opened is logged and left alone on disk; the server starts
@@ -204,7 +204,7 @@ static int block_file_name(const char *name, uint64_t *id)
 /* Files that legitimately sit next to block files and are not logged. */
 static int companion_file(const char *name)
 {
-    static const char *suffixes[] = {".idx", ".meta", ".meta.tmp"};
+    static const char *suffixes[] = {".idx", ".meta", ".meta.tmp", ".idz", ".idz.tmp"};
     size_t n = strlen(name);
     if (name[0] == '.')
         return 1;

@@ -32,8 +32,12 @@ PKGS="$PKGS debhelper fakeroot lintian"
 # (a large download, so `make test` does without it).
 if [ "${1:-}" = "--ui" ]; then PKGS="chromium"; fi
 # --bench: what `make bench` and `make bench-http` add (nginx and wrk for the
-# HTTP row, perf for profiling), never needed by `make test`.
-if [ "${1:-}" = "--bench" ]; then PKGS="nginx wrk linux-perf"; fi
+# HTTP row, perf for profiling), never needed by `make test`; and the corpus
+# of `make bench-zstd`: openclipart-svg's SVGs, ImageMagick with
+# rsvg-convert to render BMP/TIFF from them, the zstd command (reference).
+if [ "${1:-}" = "--bench" ]; then
+    PKGS="nginx wrk linux-perf openclipart-svg imagemagick librsvg2-bin zstd"
+fi
 # --list: print the package list (of the mode given first, if any) and stop;
 # scripts/fresh-check.sh uses it to remove exactly what this script installs.
 for a in "$@"; do

@@ -6,9 +6,11 @@
  * cookie (reaching the CRC check) and with another cookie (must be
  * IMG_ENOTFOUND or a format error, never success); success means the data is
  * inside the input and matches its CRC. Finally the data is built into a
- * record with needle_build and must verify. */
+ * record with needle_build and must verify. An encoded record (format 3)
+ * that verifies is decoded: the original or IMG_ECORRUPT, nothing else. */
 #include "base/crc32c.h"
 #include "base/err.h"
+#include "dataserver/codec.h"
 #include "dataserver/needle.h"
 #include "tests/fuzz/fuzz.h"
 
@@ -35,6 +37,19 @@ static void check_record(const uint8_t *rec, size_t len)
         FUZZ_CHECK(!(h.flags & NEEDLE_FLAG_TOMBSTONE));
         FUZZ_CHECK(NEEDLE_HEADER_SIZE + (size_t)v.size <= len);
         FUZZ_CHECK(crc32c(0, rec + NEEDLE_HEADER_SIZE, v.size) == v.data_crc);
+        /* An encoded record: the frame decodes to exactly the original, or
+         * the record is damaged; never anything else. */
+        if ((v.flags & NEEDLE_FLAG_ENCODED) && v.orig_size <= (1u << 20)) {
+            FUZZ_CHECK(v.size >= NEEDLE_ENC_SIZE && v.encoding == NEEDLE_ENC_ZSTD);
+            uint8_t *out = malloc(v.orig_size);
+            FUZZ_CHECK(out != NULL);
+            int drc = codec_decode(&v, rec + NEEDLE_HEADER_SIZE + NEEDLE_ENC_SIZE,
+                                   v.size - NEEDLE_ENC_SIZE, out);
+            FUZZ_CHECK(drc == 0 || drc == IMG_ECORRUPT);
+            if (drc == 0)
+                FUZZ_CHECK(crc32c(0, out, v.orig_size) == v.orig_crc);
+            free(out);
+        }
     } else {
         FUZZ_CHECK(rc == IMG_ECORRUPT || rc == IMG_ENOTFOUND);
     }

@@ -5,6 +5,8 @@
  * Usage: mkcorpus DIR   (writes DIR/<harness>/<name>, replacing old seeds)
  * `make fuzz-corpus` runs it into tests/fuzz/corpus/. */
 #include "dataserver/index.h"
+#include "base/crc32c.h"
+#include "dataserver/codec.h"
 #include "dataserver/needle.h"
 #include "proto/fname.h"
 #include "proto/frame.h"
@@ -206,6 +208,27 @@ static void needles(void)
     save_buf("fuzz_needle", "tombstone", &b);
     record(&b, 3, 7, "", 0);
     save_buf("fuzz_needle", "empty_file", &b);
+
+    /* An encoded record (format 3): an SVG-like text, compressed. */
+    char text[4096];
+    size_t len = 0;
+    for (int i = 0; len + 64 < sizeof(text); i++)
+        len += (size_t)snprintf(text + len, sizeof(text) - len, "<path d=\"M%d %d L%d %d\"/>\n",
+                                i % 7, i % 11, i % 13, i % 5);
+    uint8_t *frame;
+    uint32_t flen;
+    if (codec_encode(text, (uint32_t)len, 3, &frame, &flen) != 0)
+        return;
+    struct needle_header h = {.seq = 4, .cookie = 9, .mime = 6, .ctime = 1700000000,
+                              .flags = NEEDLE_FLAG_HCRC | NEEDLE_FLAG_ENCODED,
+                              .encoding = NEEDLE_ENC_ZSTD, .orig_size = (uint32_t)len,
+                              .orig_crc = crc32c(0, text, len)};
+    size_t n = needle_record_size(NEEDLE_ENC_SIZE + flen);
+    uint8_t *rec = malloc(n);
+    needle_build(rec, &h, frame, flen);
+    save("fuzz_needle", "encoded_file", rec, n);
+    free(rec);
+    free(frame);
 }
 
 /* A recovery input: flags 3 (valid superblock and index header), the index

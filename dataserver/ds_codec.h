@@ -1,0 +1,54 @@
+/* ds_codec.h - compressing uploads and decoding stored records off the
+ * event loop (docs/storage.md "Encoded records"), and the zstd frames of
+ * block copies (docs/dataserver.md).
+ *
+ * Both run codec.c on the libuv thread pool and call back on the loop, so
+ * a large SVG being compressed at a high level never delays other requests.
+ * May call the storage engine (codec, needle) only. */
+#ifndef DS_DS_CODEC_H
+#define DS_DS_CODEC_H
+
+#include "dataserver/ds.h"
+#include "dataserver/needle.h"
+
+#include <stdint.h>
+
+/* Called on the loop with the outcome of ds_codec_encode: status 0 with the
+ * zstd frame (`frame`, frame_len bytes, owned by the callback: free()) and
+ * the CRC32C of the original bytes; 1 when compressing does not pay (store
+ * the bytes as they are; frame NULL); or -ENOMEM. */
+typedef void (*ds_codec_encode_cb)(int status, uint8_t *frame, uint32_t frame_len,
+                                   uint32_t orig_crc, void *arg);
+
+/* Starts compressing data[len] at `level` on the thread pool; data is
+ * borrowed: it must stay allocated and unchanged until cb has run.
+ * Returns 0 (cb runs later, once) or a negative errno (cb not called). */
+int ds_codec_encode(struct ds *ds, const void *data, uint32_t len, int level,
+                    ds_codec_encode_cb cb, void *arg);
+
+/* Called on the loop with the outcome of ds_codec_decode: status 0 with
+ * `rec` (owned by the callback: free()) holding the record's 24-byte header
+ * as read, then h->orig_size decoded bytes; IMG_ECORRUPT (the record is
+ * damaged) or -ENOMEM with rec NULL. */
+typedef void (*ds_codec_decode_cb)(int status, uint8_t *rec, void *arg);
+
+/* Starts decoding record `rec` (taken: freed whatever happens; at least
+ * NEEDLE_HEADER_SIZE + h->size bytes, already checked by needle_verify,
+ * h->flags with NEEDLE_FLAG_ENCODED) on the thread pool. Returns 0 (cb
+ * runs later, once) or a negative errno (cb not called, rec freed). */
+int ds_codec_decode(struct ds *ds, uint8_t *rec, const struct needle_header *h,
+                    ds_codec_decode_cb cb, void *arg);
+
+/* Called on the loop with the outcome of ds_codec_unframe: status 0 with
+ * `raw` (raw_len bytes, owned by the callback: free()); IMG_ECORRUPT or
+ * -ENOMEM with raw NULL. */
+typedef void (*ds_codec_unframe_cb)(int status, uint8_t *raw, void *arg);
+
+/* Starts decoding one zstd frame (`frame`, frame_len bytes, taken: freed
+ * whatever happens) that must hold exactly raw_len bytes whose CRC32C is
+ * `crc` (block copies, ds_copy.c). Returns 0 (cb runs later, once) or a
+ * negative errno (cb not called, frame freed). */
+int ds_codec_unframe(struct ds *ds, uint8_t *frame, uint32_t frame_len, uint32_t raw_len,
+                     uint32_t crc, ds_codec_unframe_cb cb, void *arg);
+
+#endif
