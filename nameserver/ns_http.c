@@ -15,6 +15,7 @@
 #include "base/metrics.h"
 #include "nameserver/ns_admin.h"
 #include "net/conn.h"
+#include "proto/addr.h"
 #include "net/http_server.h"
 #include "net/limits.h"
 #include "proto/frame.h"
@@ -75,17 +76,17 @@ static void render_servers(struct metrics_buf *b, const struct ns *ns)
     static const struct {
         const char *name, *type, *help;
     } fam[] = {
-        {"imgstore_ns_server_up", "gauge", "1 while the dataserver is up."},
-        {"imgstore_ns_server_capacity_bytes", "gauge", "Capacity of the server's disks."},
-        {"imgstore_ns_server_used_bytes", "gauge", "Bytes of block files on the server."},
-        {"imgstore_ns_server_free_bytes", "gauge", "Bytes still available on the server."},
-        {"imgstore_ns_server_blocks", "gauge", "Replicas the server holds in the block map."},
-        {"imgstore_ns_server_reads_total", "counter",
+        {"imgstore_nameserver_server_up", "gauge", "1 while the dataserver is up."},
+        {"imgstore_nameserver_server_capacity_bytes", "gauge", "Capacity of the server's disks."},
+        {"imgstore_nameserver_server_used_bytes", "gauge", "Bytes of block files on the server."},
+        {"imgstore_nameserver_server_free_bytes", "gauge", "Bytes still available on the server."},
+        {"imgstore_nameserver_server_blocks", "gauge", "Replicas the server holds in the block map."},
+        {"imgstore_nameserver_server_reads_total", "counter",
          "Reads the server answered since it started (from its heartbeats)."},
-        {"imgstore_ns_server_writes_total", "counter",
+        {"imgstore_nameserver_server_writes_total", "counter",
          "Writes the server acknowledged since it started (from its heartbeats)."},
-        {"imgstore_ns_server_readonly", "gauge", "1 while the server takes no new blocks."},
-        {"imgstore_ns_server_failed_disks", "gauge",
+        {"imgstore_nameserver_server_readonly", "gauge", "1 while the server takes no new blocks."},
+        {"imgstore_nameserver_server_failed_disks", "gauge",
          "Data folders the server reports failed (their blocks are re-replicated)."},
     };
     char lab[LABEL_MAX];
@@ -102,11 +103,35 @@ static void render_servers(struct metrics_buf *b, const struct ns *ns)
     }
 }
 
+/* imgstore_nameserver_server_info: maps each server id (the `server` label
+ * of the other per-server series) to its native and HTTP addresses and the
+ * host part of its native address, so dashboards and alerts can join on
+ * `server` and show where a server is. */
+static void render_server_info(struct metrics_buf *b, const struct ns *ns)
+{
+    char lab[4 * LABEL_MAX + 64], id[LABEL_MAX], addr[LABEL_MAX], http[LABEL_MAX], host[LABEL_MAX];
+    char h[ADDR_HOST_MAX], port[ADDR_PORT_MAX];
+    metrics_family(b, "imgstore_nameserver_server_info", "gauge",
+                   "Always 1: a registered dataserver's id, native and HTTP addresses and host.");
+    for (size_t i = 0; i < ns->nservers; i++) {
+        const struct ns_server *s = ns->servers[i];
+        if (addr_split(s->addr, h, port) != 0)
+            h[0] = '\0';
+        metrics_escape(s->id, id, sizeof(id));
+        metrics_escape(s->addr, addr, sizeof(addr));
+        metrics_escape(s->http_addr, http, sizeof(http));
+        metrics_escape(h, host, sizeof(host));
+        snprintf(lab, sizeof(lab), "server=\"%s\",addr=\"%s\",http=\"%s\",host=\"%s\"", id,
+                 addr, http, host);
+        metrics_value(b, "imgstore_nameserver_server_info", lab, 1);
+    }
+}
+
 static void render_requests(struct metrics_buf *b, const struct ns *ns)
 {
     static const unsigned always[] = {FT_HEARTBEAT, FT_ALLOC_WRITE, FT_LOOKUP, FT_CLUSTER_STATUS};
     char lab[LABEL_MAX];
-    metrics_family(b, "imgstore_ns_requests_total", "counter",
+    metrics_family(b, "imgstore_nameserver_requests_total", "counter",
                    "Native requests received, by message type.");
     for (unsigned t = 0; t < sizeof(ns->requests) / sizeof(ns->requests[0]); t++) {
         int show = ns->requests[t] != 0;
@@ -119,11 +144,11 @@ static void render_requests(struct metrics_buf *b, const struct ns *ns)
             snprintf(lab, sizeof(lab), "type=\"unknown_%u\"", t);
         else
             snprintf(lab, sizeof(lab), "type=\"%s\"", name);
-        metrics_value(b, "imgstore_ns_requests_total", lab, (double)ns->requests[t]);
+        metrics_value(b, "imgstore_nameserver_requests_total", lab, (double)ns->requests[t]);
     }
-    metrics_family(b, "imgstore_ns_heartbeats_total", "counter",
+    metrics_family(b, "imgstore_nameserver_heartbeats_total", "counter",
                    "Heartbeats received from dataservers.");
-    metrics_value(b, "imgstore_ns_heartbeats_total", NULL, (double)ns->requests[FT_HEARTBEAT]);
+    metrics_value(b, "imgstore_nameserver_heartbeats_total", NULL, (double)ns->requests[FT_HEARTBEAT]);
 }
 
 /* The HTTP port whose connections /metrics shows (one per process). */
@@ -161,27 +186,27 @@ static void render_tasks(struct metrics_buf *b, const struct ns *ns)
     }
     for (size_t i = 0; i < ns->nservers; i++)
         draining += ns->servers[i]->draining ? 1 : 0;
-    metrics_family(b, "imgstore_ns_tasks_running", "gauge",
+    metrics_family(b, "imgstore_nameserver_tasks_running", "gauge",
                    "Background tasks of the planner running now, by kind.");
-    metrics_value(b, "imgstore_ns_tasks_running", "kind=\"replicate\"", (double)running[0]);
-    metrics_value(b, "imgstore_ns_tasks_running", "kind=\"delete\"", (double)running[1]);
-    metrics_family(b, "imgstore_ns_task_remaining_bytes", "gauge",
+    metrics_value(b, "imgstore_nameserver_tasks_running", "kind=\"replicate\"", (double)running[0]);
+    metrics_value(b, "imgstore_nameserver_tasks_running", "kind=\"delete\"", (double)running[1]);
+    metrics_family(b, "imgstore_nameserver_task_remaining_bytes", "gauge",
                    "Bytes the running block copies still have to move.");
-    metrics_value(b, "imgstore_ns_task_remaining_bytes", NULL, (double)remaining);
-    metrics_family(b, "imgstore_ns_servers_draining", "gauge", "Servers being drained.");
-    metrics_value(b, "imgstore_ns_servers_draining", NULL, (double)draining);
+    metrics_value(b, "imgstore_nameserver_task_remaining_bytes", NULL, (double)remaining);
+    metrics_family(b, "imgstore_nameserver_servers_draining", "gauge", "Servers being drained.");
+    metrics_value(b, "imgstore_nameserver_servers_draining", NULL, (double)draining);
     const struct ns_balance *bl = &ns->bal;
-    metrics_family(b, "imgstore_ns_balance_moves_running", "gauge",
+    metrics_family(b, "imgstore_nameserver_balance_moves_running", "gauge",
                    "Rebalance moves running now (copy, then delete of the source's copy).");
-    metrics_value(b, "imgstore_ns_balance_moves_running", NULL, (double)bl->nmoves);
-    metrics_family(b, "imgstore_ns_balance_moves_total", "counter",
+    metrics_value(b, "imgstore_nameserver_balance_moves_running", NULL, (double)bl->nmoves);
+    metrics_family(b, "imgstore_nameserver_balance_moves_total", "counter",
                    "Rebalance moves ended since the nameserver started, by result.");
-    metrics_value(b, "imgstore_ns_balance_moves_total", "result=\"done\"", (double)bl->moves_done);
-    metrics_value(b, "imgstore_ns_balance_moves_total", "result=\"failed\"",
+    metrics_value(b, "imgstore_nameserver_balance_moves_total", "result=\"done\"", (double)bl->moves_done);
+    metrics_value(b, "imgstore_nameserver_balance_moves_total", "result=\"failed\"",
                   (double)bl->moves_failed);
-    metrics_family(b, "imgstore_ns_balance_moved_bytes_total", "counter",
+    metrics_family(b, "imgstore_nameserver_balance_moved_bytes_total", "counter",
                    "Bytes of blocks moved by completed rebalance moves.");
-    metrics_value(b, "imgstore_ns_balance_moved_bytes_total", NULL, (double)bl->bytes_moved);
+    metrics_value(b, "imgstore_nameserver_balance_moved_bytes_total", NULL, (double)bl->bytes_moved);
 }
 
 int ns_http_metrics(struct ns *ns, uint64_t now_ms, char **out, size_t *len)
@@ -191,32 +216,33 @@ int ns_http_metrics(struct ns *ns, uint64_t now_ms, char **out, size_t *len)
     uint32_t up = servers_up(ns);
     (void)now_ms;
     ns_admin_totals(ns, &t);
-    metrics_family(&b, "imgstore_ns_servers", "gauge", "Registered dataservers, by state.");
-    metrics_value(&b, "imgstore_ns_servers", "state=\"up\"", up);
-    metrics_value(&b, "imgstore_ns_servers", "state=\"down\"", (double)(ns->nservers - up));
+    metrics_family(&b, "imgstore_nameserver_servers", "gauge", "Registered dataservers, by state.");
+    metrics_value(&b, "imgstore_nameserver_servers", "state=\"up\"", up);
+    metrics_value(&b, "imgstore_nameserver_servers", "state=\"down\"", (double)(ns->nservers - up));
     render_servers(&b, ns);
-    metrics_family(&b, "imgstore_ns_blocks", "gauge",
+    render_server_info(&b, ns);
+    metrics_family(&b, "imgstore_nameserver_blocks", "gauge",
                    "Blocks in the map, by state (open: unsealed but not writable now).");
-    metrics_value(&b, "imgstore_ns_blocks", "state=\"writable\"", (double)t.writable);
-    metrics_value(&b, "imgstore_ns_blocks", "state=\"sealed\"", (double)t.sealed);
-    metrics_value(&b, "imgstore_ns_blocks", "state=\"open\"", (double)t.open);
-    metrics_family(&b, "imgstore_ns_blocks_under_replicated", "gauge",
+    metrics_value(&b, "imgstore_nameserver_blocks", "state=\"writable\"", (double)t.writable);
+    metrics_value(&b, "imgstore_nameserver_blocks", "state=\"sealed\"", (double)t.sealed);
+    metrics_value(&b, "imgstore_nameserver_blocks", "state=\"open\"", (double)t.open);
+    metrics_family(&b, "imgstore_nameserver_blocks_under_replicated", "gauge",
                    "Blocks with fewer up replicas than the replication (but at least one).");
-    metrics_value(&b, "imgstore_ns_blocks_under_replicated", NULL, (double)t.under_replicated);
-    metrics_family(&b, "imgstore_ns_blocks_lost", "gauge", "Blocks with no up replica.");
-    metrics_value(&b, "imgstore_ns_blocks_lost", NULL, (double)t.lost);
-    metrics_family(&b, "imgstore_ns_block_bytes", "gauge",
+    metrics_value(&b, "imgstore_nameserver_blocks_under_replicated", NULL, (double)t.under_replicated);
+    metrics_family(&b, "imgstore_nameserver_blocks_lost", "gauge", "Blocks with no up replica.");
+    metrics_value(&b, "imgstore_nameserver_blocks_lost", NULL, (double)t.lost);
+    metrics_family(&b, "imgstore_nameserver_block_bytes", "gauge",
                    "Bytes in the blocks of the map (one replica each).");
-    metrics_value(&b, "imgstore_ns_block_bytes", NULL, (double)t.bytes);
-    metrics_family(&b, "imgstore_ns_files", "gauge", "Live files in the blocks of the map.");
-    metrics_value(&b, "imgstore_ns_files", NULL, (double)t.files);
-    metrics_family(&b, "imgstore_ns_block_id_high_water", "gauge",
+    metrics_value(&b, "imgstore_nameserver_block_bytes", NULL, (double)t.bytes);
+    metrics_family(&b, "imgstore_nameserver_files", "gauge", "Live files in the blocks of the map.");
+    metrics_value(&b, "imgstore_nameserver_files", NULL, (double)t.files);
+    metrics_family(&b, "imgstore_nameserver_block_id_high_water", "gauge",
                    "The next block id the nameserver hands out.");
-    metrics_value(&b, "imgstore_ns_block_id_high_water", NULL, (double)ns->meta.next_id);
-    metrics_family(&b, "imgstore_ns_replication", "gauge", "Replicas kept of every block.");
-    metrics_value(&b, "imgstore_ns_replication", NULL, ns->meta.replicas);
-    metrics_family(&b, "imgstore_ns_safe_mode", "gauge", "1 while the nameserver is in safe mode.");
-    metrics_value(&b, "imgstore_ns_safe_mode", NULL, ns->safe_mode ? 1 : 0);
+    metrics_value(&b, "imgstore_nameserver_block_id_high_water", NULL, (double)ns->meta.next_id);
+    metrics_family(&b, "imgstore_nameserver_replication", "gauge", "Replicas kept of every block.");
+    metrics_value(&b, "imgstore_nameserver_replication", NULL, ns->meta.replicas);
+    metrics_family(&b, "imgstore_nameserver_safe_mode", "gauge", "1 while the nameserver is in safe mode.");
+    metrics_value(&b, "imgstore_nameserver_safe_mode", NULL, ns->safe_mode ? 1 : 0);
     render_requests(&b, ns);
     render_conns(&b, ns, metrics_http);
     render_tasks(&b, ns);

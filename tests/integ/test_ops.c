@@ -1,6 +1,8 @@
 /* Integration test: what an operator uses. GET /metrics of the nameserver
- * and of every dataserver parse as Prometheus text and their counters move
- * with requests; /status.json and the status page show the live cluster
+ * and of every dataserver parse as Prometheus text, pass `promtool check
+ * metrics` without a warning, and their counters move with requests; the
+ * nameserver maps server ids to addresses; deploy/alerts.yml passes
+ * `promtool check rules` and its unit tests (alerts_test.yml); /status.json and the status page show the live cluster
  * (the page also in headless Chromium, when installed); every ds-admin
  * command works in table and --json form with the documented exit codes. */
 #include "tests/integ/cluster.h"
@@ -15,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CLI_TIMEOUT_MS 30000
@@ -195,12 +198,12 @@ Test(ops, metrics_parse_and_move, .init = setup, .fini = fixture_stop, .timeout 
 {
     char *m = metrics_of(C->ns.http_addr);
     check_prometheus(m, "nameserver");
-    cr_assert_eq(metric(m, "imgstore_ns_servers{state=\"up\"}"), 3, "%s", m);
-    cr_assert_eq(metric(m, "imgstore_ns_blocks_lost"), 0);
-    cr_assert_gt(metric(m, "imgstore_ns_heartbeats_total"), 0);
+    cr_assert_eq(metric(m, "imgstore_nameserver_servers{state=\"up\"}"), 3, "%s", m);
+    cr_assert_eq(metric(m, "imgstore_nameserver_blocks_lost"), 0);
+    cr_assert_gt(metric(m, "imgstore_nameserver_heartbeats_total"), 0);
     cr_assert_gt(metric(m, "imgstore_process_resident_memory_bytes"), 0);
-    cr_assert_gt(metric(m, "imgstore_ns_block_id_high_water"), 0);
-    double allocs = metric(m, "imgstore_ns_requests_total{type=\"ALLOC_WRITE\"}");
+    cr_assert_gt(metric(m, "imgstore_nameserver_block_id_high_water"), 0);
+    double allocs = metric(m, "imgstore_nameserver_requests_total{type=\"ALLOC_WRITE\"}");
     free(m);
     for (int i = 0; i < C->nds; i++) {
         m = metrics_of(C->ds[i].http_addr);
@@ -232,8 +235,8 @@ Test(ops, metrics_parse_and_move, .init = setup, .fini = fixture_stop, .timeout 
     cr_assert_gt(ds_sum("imgstore_ds_files"), 0);
 
     m = metrics_of(C->ns.http_addr);
-    cr_assert_gt(metric(m, "imgstore_ns_requests_total{type=\"ALLOC_WRITE\"}"), allocs);
-    cr_assert_gt(metric(m, "imgstore_ns_requests_total{type=\"CLUSTER_STATUS\"}"), 0);
+    cr_assert_gt(metric(m, "imgstore_nameserver_requests_total{type=\"ALLOC_WRITE\"}"), allocs);
+    cr_assert_gt(metric(m, "imgstore_nameserver_requests_total{type=\"CLUSTER_STATUS\"}"), 0);
     free(m);
 
     char *body;
@@ -242,6 +245,124 @@ Test(ops, metrics_parse_and_move, .init = setup, .fini = fixture_stop, .timeout 
     free(body);
     cr_assert_eq(http_get(C->ns.http_addr, "/nope", &body), 404);
     free(body);
+    C->passed = 1;
+}
+
+/* ---- promtool: names, units, types, alert rules ------------------------------- */
+
+#define PROMTOOL_HINT "promtool is missing: scripts/install-deps.sh installs Debian's prometheus"
+#define ALERTS_FILE "deploy/alerts.yml"
+#define ALERTS_TESTS "tests/integ/alerts_test.yml"
+#define START_SLACK_S 600 /* the servers started within this before the test's scrape */
+
+/* Runs `cmd` (a shell line) with stderr joined to stdout; returns its exit
+ * code and its output in *out (malloc'd, caller frees). */
+static int run_capture(const char *cmd, char **out)
+{
+    char line[4096];
+    snprintf(line, sizeof(line), "%s 2>&1", cmd);
+    FILE *f = popen(line, "r");
+    cr_assert_not_null(f, "popen %s", cmd);
+    size_t len = 0, cap = 4096;
+    char *buf = malloc(cap);
+    size_t n;
+    while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (len + 1 >= cap)
+            buf = realloc(buf, cap *= 2);
+    }
+    buf[len] = '\0';
+    int rc = pclose(f);
+    *out = buf;
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+/* promtool check metrics on one server's /metrics: no error, no warning. */
+static void promtool_metrics(const char *addr, const char *who)
+{
+    char path[512], cmd[1024], *m = metrics_of(addr), *out;
+    snprintf(path, sizeof(path), "%s/metrics-%s.txt", C->dir, who);
+    cr_assert_eq(cluster_write_file(path, m, strlen(m)), 0);
+    free(m);
+    snprintf(cmd, sizeof(cmd), "promtool check metrics < '%s'", path);
+    int rc = run_capture(cmd, &out);
+    cr_assert_eq(rc, 0, "%s: promtool check metrics failed (%d):\n%s", who, rc, out);
+    cr_assert_str_empty(out, "%s: promtool check metrics warns:\n%s", who, out);
+    free(out);
+}
+
+/* The value of `label` in a sample line (up to its closing quote) into
+ * out, or "" when absent. */
+static void label_of(const char *line, const char *label, char *out, size_t n)
+{
+    char pat[64];
+    snprintf(pat, sizeof(pat), "%s=\"", label);
+    const char *p = strstr(line, pat);
+    out[0] = '\0';
+    if (!p)
+        return;
+    p += strlen(pat);
+    size_t len = strcspn(p, "\"\n");
+    snprintf(out, n, "%.*s", (int)(len < n ? len : n - 1), p);
+}
+
+Test(ops, promtool_and_info, .init = setup, .fini = fixture_stop, .timeout = 120)
+{
+    char *out;
+    cr_assert_eq(system("command -v promtool >/dev/null 2>&1"), 0, PROMTOOL_HINT);
+    promtool_metrics(C->ns.http_addr, "ns");
+    for (int i = 0; i < C->nds; i++)
+        promtool_metrics(C->ds[i].http_addr, C->ds[i].name);
+    int rc = run_capture("promtool check rules " ALERTS_FILE, &out);
+    cr_assert_eq(rc, 0, "promtool check rules " ALERTS_FILE " (%d):\n%s", rc, out);
+    free(out);
+    /* The rules fire on the failures the verdict names (unit tests with
+     * made-up series: tests/integ/alerts_test.yml). */
+    rc = run_capture("promtool test rules " ALERTS_TESTS, &out);
+    cr_assert_eq(rc, 0, "promtool test rules " ALERTS_TESTS " (%d):\n%s", rc, out);
+    free(out);
+
+    /* One info series per dataserver: its id (as in the per-server series),
+     * native and HTTP addresses and host. */
+    char *m = metrics_of(C->ns.http_addr);
+    for (int i = 0; i < C->nds; i++) {
+        char pat[160], id[64], http[64], host[64], up[160];
+        snprintf(pat, sizeof(pat), "addr=\"%s\"", C->ds[i].addr);
+        const char *line = NULL;
+        for (const char *p = m; (p = strstr(p, "\nimgstore_nameserver_server_info{")); p++) {
+            const char *eol = strchr(p + 1, '\n');
+            const char *hit = strstr(p + 1, pat);
+            if (hit && (!eol || hit < eol)) {
+                line = p + 1;
+                break;
+            }
+        }
+        cr_assert_not_null(line, "no imgstore_nameserver_server_info for %s:\n%s", C->ds[i].addr,
+                           m);
+        label_of(line, "server", id, sizeof(id));
+        label_of(line, "http", http, sizeof(http));
+        label_of(line, "host", host, sizeof(host));
+        cr_assert_str_eq(http, C->ds[i].http_addr);
+        cr_assert_str_eq(host, "127.0.0.1");
+        cr_assert(strstr(line, "} 1\n") != NULL, "info value is not 1: %.200s", line);
+        snprintf(up, sizeof(up), "imgstore_nameserver_server_up{server=\"%s\"}", id);
+        cr_assert_eq(metric(m, up), 1, "%s: the info's id has no server_up series", id);
+    }
+    /* process_start_time_seconds: a fixed moment, shortly before now. */
+    double start = metric(m, "process_start_time_seconds");
+    free(m);
+    double now = (double)time(NULL);
+    cr_assert(start > now - START_SLACK_S && start <= now + 1, "start %f, now %f", start, now);
+    m = metrics_of(C->ns.http_addr);
+    cr_assert_eq(metric(m, "process_start_time_seconds"), start);
+    free(m);
+    for (int i = 0; i < C->nds; i++) {
+        m = metrics_of(C->ds[i].http_addr);
+        double ds_start = metric(m, "process_start_time_seconds");
+        cr_assert(ds_start > now - START_SLACK_S && ds_start <= now + 1, "%s: start %f",
+                  C->ds[i].name, ds_start);
+        free(m);
+    }
     C->passed = 1;
 }
 
