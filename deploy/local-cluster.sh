@@ -104,13 +104,35 @@ show_logs() {
     done
 }
 
+# JSON is read with python3's json module (never grepped): json_count_up
+# counts the servers whose "state" is "up" in `ds-admin --json servers` on
+# stdin (0 when it is not that array); json_field KEY prints the string
+# member KEY of the object on stdin (nothing when absent or not JSON).
+json_count_up() {
+    python3 -c 'import json, sys
+try:
+    doc = json.load(sys.stdin)
+    print(sum(1 for s in doc if isinstance(s, dict) and s.get("state") == "up"))
+except (ValueError, TypeError):
+    print(0)'
+}
+json_field() {
+    python3 -c 'import json, sys
+try:
+    v = json.load(sys.stdin).get(sys.argv[1])
+    if isinstance(v, str):
+        print(v)
+except (ValueError, AttributeError):
+    pass' "$1"
+}
+
 # Counts the dataservers the nameserver reports "up".
 count_up() {
     out=$("$BIN/ds-admin" --ns "$NS_ADDR" --json servers 2>/dev/null) || {
         echo 0
         return
     }
-    echo "$out" | grep -o '"state"[[:space:]]*:[[:space:]]*"up"' | wc -l
+    echo "$out" | json_count_up
 }
 
 # True when every dataserver's /readyz answers 200: a nameserver has confirmed
@@ -377,7 +399,7 @@ cmd_demo() {
     json=$(curl -s -H "Authorization: Bearer $(writer_secret)" -H 'Content-Type: image/png' \
         --data-binary @"$tmp/sample.png" "http://127.0.0.1:$(ds_http 1)/") || json=""
     echo "$json"
-    hname=$(echo "$json" | sed -n 's/.*"name":"\([^"]*\)".*/\1/p')
+    hname=$(echo "$json" | json_field name)
     if [ -n "$hname" ]; then
         echo "\$ curl -sI http://127.0.0.1:$(ds_http 3)/$hname.png"
         curl -sI "http://127.0.0.1:$(ds_http 3)/$hname.png" || echo "(curl failed)"

@@ -8,7 +8,8 @@
  * pipelining work. Limits: the URL length (414), parse errors (400 and
  * close) and an idle timeout; header lines are not kept, so neither limited
  * nor timed. The figures are read from struct ns on the loop thread, so a
- * scrape always sees one consistent moment. */
+ * scrape always sees one consistent moment. /status.json is built and
+ * written with jansson. */
 #include "nameserver/ns_http.h"
 
 #include "base/log.h"
@@ -22,6 +23,8 @@
 
 #include <errno.h>
 #include <http_parser.h>
+#include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +37,7 @@
 #define CT_HTML "text/html; charset=utf-8"
 #define CT_JSON "application/json"
 #define PCT 100.0
+#define REAL_DIGITS 15 /* significant digits of reals in status.json (rounded to 0.1 first) */
 
 struct ns_http {
     struct ns *ns;
@@ -256,44 +260,48 @@ int ns_http_metrics(struct ns *ns, uint64_t now_ms, char **out, size_t *len)
     return 0;
 }
 
-/* Appends s as a JSON string literal. */
-static void json_string(struct metrics_buf *b, const char *s)
+/* ---- status.json (jansson) ------------------------------------------------ */
+
+/* x rounded to one decimal, as a JSON real. */
+static json_t *real1(double x)
 {
-    metrics_printf(b, "\"");
-    for (; s && *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            metrics_printf(b, "\\%c", ch);
-        else if (ch < 0x20 || ch == '<' || ch == '>' || ch == '&')
-            metrics_printf(b, "\\u%04x", ch); /* also safe inside <script> */
-        else
-            metrics_printf(b, "%c", ch);
-    }
-    metrics_printf(b, "\"");
+    return json_real(round(x * 10.0) / 10.0);
 }
 
-static void json_server(struct metrics_buf *b, const struct ns_server *s, uint64_t now_ms)
+/* Sets o[key] = v (a new reference, may be NULL: then *oom is set). */
+static void put(json_t *o, const char *key, json_t *v, int *oom)
 {
-    metrics_printf(b, "{\"id\": ");
-    json_string(b, s->id);
-    metrics_printf(b, ", \"address\": ");
-    json_string(b, s->addr);
-    metrics_printf(b, ", \"http\": ");
-    json_string(b, s->http_addr);
-    metrics_printf(b, ", \"state\": \"%s\", \"readonly\": %s, \"draining\": %s", s->up ? "up" : "down",
-                   s->readonly ? "true" : "false", s->draining ? "true" : "false");
-    metrics_printf(b,
-                   ", \"capacity\": %llu, \"used\": %llu, \"free\": %llu, \"use_pct\": %.1f, "
-                   "\"blocks\": %u, \"disks\": %u, \"last_heartbeat_ms\": %llu, "
-                   "\"reads\": %llu, \"writes\": %llu, \"reads_per_s\": %.1f, "
-                   "\"writes_per_s\": %.1f, \"failed_disks\": %u}",
-                   (unsigned long long)s->capacity, (unsigned long long)s->used,
-                   (unsigned long long)s->free,
-                   s->capacity ? (double)s->used * PCT / (double)s->capacity : 0.0, s->nblocks,
-                   s->disks,
-                   (unsigned long long)(now_ms >= s->last_hb_ms ? now_ms - s->last_hb_ms : 0),
-                   (unsigned long long)s->reads, (unsigned long long)s->writes,
-                   s->up ? s->reads_per_s : 0.0, s->up ? s->writes_per_s : 0.0, s->failed_disks);
+    if (!v || json_object_set_new(o, key, v) != 0)
+        *oom = 1;
+}
+
+static json_t *json_server(const struct ns_server *s, uint64_t now_ms, int *oom)
+{
+    json_t *o = json_object();
+    if (!o) {
+        *oom = 1;
+        return NULL;
+    }
+    put(o, "id", json_string(s->id), oom);
+    put(o, "address", json_string(s->addr), oom);
+    put(o, "http", json_string(s->http_addr), oom);
+    put(o, "state", json_string(s->up ? "up" : "down"), oom);
+    put(o, "readonly", json_boolean(s->readonly), oom);
+    put(o, "draining", json_boolean(s->draining), oom);
+    put(o, "capacity", json_integer((json_int_t)s->capacity), oom);
+    put(o, "used", json_integer((json_int_t)s->used), oom);
+    put(o, "free", json_integer((json_int_t)s->free), oom);
+    put(o, "use_pct", real1(s->capacity ? (double)s->used * PCT / (double)s->capacity : 0.0), oom);
+    put(o, "blocks", json_integer(s->nblocks), oom);
+    put(o, "disks", json_integer(s->disks), oom);
+    put(o, "last_heartbeat_ms",
+        json_integer((json_int_t)(now_ms >= s->last_hb_ms ? now_ms - s->last_hb_ms : 0)), oom);
+    put(o, "reads", json_integer((json_int_t)s->reads), oom);
+    put(o, "writes", json_integer((json_int_t)s->writes), oom);
+    put(o, "reads_per_s", real1(s->up ? s->reads_per_s : 0.0), oom);
+    put(o, "writes_per_s", real1(s->up ? s->writes_per_s : 0.0), oom);
+    put(o, "failed_disks", json_integer(s->failed_disks), oom);
+    return o;
 }
 
 static const char *task_kind(const struct ns_task *t)
@@ -309,37 +317,43 @@ static const char *server_id_of(const struct ns *ns, uint16_t idx)
 }
 
 /* The planner's running tasks (ns_plan.c), as a JSON array. */
-static void json_tasks(struct metrics_buf *b, const struct ns *ns, uint64_t now_ms)
+static json_t *json_tasks(const struct ns *ns, uint64_t now_ms, int *oom)
 {
-    int first = 1;
-    metrics_printf(b, "[");
+    json_t *a = json_array();
+    if (!a) {
+        *oom = 1;
+        return NULL;
+    }
     for (size_t i = 0; i < ns->plan.ntasks; i++) {
         const struct ns_task *t = &ns->plan.tasks[i];
         if (t->state != NS_TASK_RUNNING)
             continue;
-        metrics_printf(b, "%s\n  {\"id\": %llu, \"kind\": \"%s\", \"block_id\": %llu, \"source\": ",
-                       first ? "" : ",", (unsigned long long)t->id, task_kind(t),
-                       (unsigned long long)t->block_id);
-        json_string(b, server_id_of(ns, t->src));
-        metrics_printf(b, ", \"target\": ");
-        json_string(b, server_id_of(ns, t->dst));
-        metrics_printf(b, ", \"state\": \"running\", \"bytes_done\": %llu, \"bytes_total\": %llu, "
-                          "\"age_ms\": %llu, \"reason\": ",
-                       (unsigned long long)t->bytes_done, (unsigned long long)t->bytes_total,
-                       (unsigned long long)(now_ms > t->start_ms ? now_ms - t->start_ms : 0));
-        json_string(b, t->reason);
-        metrics_printf(b, "}");
-        first = 0;
+        json_t *o = json_object();
+        if (!o || json_array_append_new(a, o) != 0) {
+            *oom = 1;
+            break;
+        }
+        put(o, "id", json_integer((json_int_t)t->id), oom);
+        put(o, "kind", json_string(task_kind(t)), oom);
+        put(o, "block_id", json_integer((json_int_t)t->block_id), oom);
+        put(o, "source", json_string(server_id_of(ns, t->src)), oom);
+        put(o, "target", json_string(server_id_of(ns, t->dst)), oom);
+        put(o, "state", json_string("running"), oom);
+        put(o, "bytes_done", json_integer((json_int_t)t->bytes_done), oom);
+        put(o, "bytes_total", json_integer((json_int_t)t->bytes_total), oom);
+        put(o, "age_ms",
+            json_integer((json_int_t)(now_ms > t->start_ms ? now_ms - t->start_ms : 0)), oom);
+        put(o, "reason", json_string(t->reason), oom);
     }
-    metrics_printf(b, "]");
+    return a;
 }
 
 int ns_http_status_json(struct ns *ns, uint64_t now_ms, char **out, size_t *len)
 {
-    struct metrics_buf b = {0};
     struct ns_admin_totals t;
     uint32_t up = servers_up(ns);
     uint64_t cap = 0, used = 0;
+    int oom = 0;
     ns_admin_totals(ns, &t);
     for (size_t i = 0; i < ns->nservers; i++) {
         if (ns->servers[i]->up) {
@@ -347,42 +361,52 @@ int ns_http_status_json(struct ns *ns, uint64_t now_ms, char **out, size_t *len)
             used += ns->servers[i]->used;
         }
     }
-    metrics_printf(&b, "{\"cluster_id\": ");
-    json_string(&b, ns->meta.cluster_id);
-    metrics_printf(&b,
-                   ", \"safe_mode\": %s, \"replication\": %u, \"block_size\": %llu, "
-                   "\"block_id_high_water\": %llu, \"uptime_s\": %.0f,\n"
-                   " \"servers_up\": %u, \"servers_down\": %u, \"capacity_used\": %llu, "
-                   "\"capacity_total\": %llu,\n \"blocks\": {\"total\": %llu, \"writable\": %llu, "
-                   "\"sealed\": %llu, \"open\": %llu, \"under_replicated\": %llu, \"lost\": %llu, "
-                   "\"bytes\": %llu, \"files\": %llu},\n \"verdict\": \"%s\",\n"
-                   " \"tasks\": ",
-                   ns->safe_mode ? "true" : "false", ns->meta.replicas,
-                   (unsigned long long)ns->meta.block_size, (unsigned long long)ns->meta.next_id,
-                   metrics_process_uptime(), up, (unsigned)(ns->nservers - up),
-                   (unsigned long long)used, (unsigned long long)cap, (unsigned long long)t.total,
-                   (unsigned long long)t.writable, (unsigned long long)t.sealed,
-                   (unsigned long long)t.open, (unsigned long long)t.under_replicated,
-                   (unsigned long long)t.lost, (unsigned long long)t.bytes,
-                   (unsigned long long)t.files, verdict(ns, &t));
-    json_tasks(&b, ns, now_ms);
-    metrics_printf(&b,
-                   ",\n \"balance\": {\"moves_running\": %zu, \"moves_done\": %u, "
-                   "\"moves_failed\": %u, \"bytes_moved\": %llu}",
-                   ns->bal.nmoves, ns->bal.moves_done, ns->bal.moves_failed,
-                   (unsigned long long)ns->bal.bytes_moved);
-    metrics_printf(&b, ",\n \"servers\": [");
-    for (size_t i = 0; i < ns->nservers; i++) {
-        metrics_printf(&b, "%s\n  ", i ? "," : "");
-        json_server(&b, ns->servers[i], now_ms);
-    }
-    metrics_printf(&b, "]}\n");
-    if (metrics_buf_ok(&b) != 0) {
-        metrics_buf_free(&b);
+    json_t *doc = json_object();
+    if (!doc)
+        return -ENOMEM;
+    put(doc, "cluster_id", json_string(ns->meta.cluster_id), &oom);
+    put(doc, "safe_mode", json_boolean(ns->safe_mode), &oom);
+    put(doc, "replication", json_integer(ns->meta.replicas), &oom);
+    put(doc, "block_size", json_integer((json_int_t)ns->meta.block_size), &oom);
+    put(doc, "block_id_high_water", json_integer((json_int_t)ns->meta.next_id), &oom);
+    put(doc, "uptime_s", json_integer((json_int_t)round(metrics_process_uptime())), &oom);
+    put(doc, "servers_up", json_integer(up), &oom);
+    put(doc, "servers_down", json_integer((json_int_t)(ns->nservers - up)), &oom);
+    put(doc, "capacity_used", json_integer((json_int_t)used), &oom);
+    put(doc, "capacity_total", json_integer((json_int_t)cap), &oom);
+    put(doc, "blocks",
+        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "total", (json_int_t)t.total,
+                  "writable", (json_int_t)t.writable, "sealed", (json_int_t)t.sealed, "open",
+                  (json_int_t)t.open, "under_replicated", (json_int_t)t.under_replicated, "lost",
+                  (json_int_t)t.lost, "bytes", (json_int_t)t.bytes, "files", (json_int_t)t.files),
+        &oom);
+    put(doc, "verdict", json_string(verdict(ns, &t)), &oom);
+    put(doc, "tasks", json_tasks(ns, now_ms, &oom), &oom);
+    put(doc, "balance",
+        json_pack("{s:I, s:I, s:I, s:I}", "moves_running", (json_int_t)ns->bal.nmoves,
+                  "moves_done", (json_int_t)ns->bal.moves_done, "moves_failed",
+                  (json_int_t)ns->bal.moves_failed, "bytes_moved",
+                  (json_int_t)ns->bal.bytes_moved),
+        &oom);
+    json_t *servers = json_array();
+    for (size_t i = 0; servers && i < ns->nservers; i++)
+        if (json_array_append_new(servers, json_server(ns->servers[i], now_ms, &oom)) != 0)
+            oom = 1;
+    put(doc, "servers", servers, &oom);
+    /* JSON_ESCAPE_SLASH: no "</script>" can appear when the page inlines it. */
+    char *text = oom ? NULL : json_dumps(doc, JSON_ESCAPE_SLASH | JSON_REAL_PRECISION(REAL_DIGITS));
+    json_decref(doc);
+    if (!text)
+        return -ENOMEM;
+    size_t n = strlen(text);
+    char *withnl = realloc(text, n + 2);
+    if (!withnl) {
+        free(text);
         return -ENOMEM;
     }
-    *out = b.data;
-    *len = b.len;
+    memcpy(withnl + n, "\n", 2);
+    *out = withnl;
+    *len = n + 1;
     return 0;
 }
 
