@@ -372,6 +372,7 @@ run: deps
 	$(MAKE) all
 	./deploy/local-cluster.sh start
 	./deploy/local-cluster.sh demo
+	@echo "status page: http://127.0.0.1:7480/ (the nameserver's --http port)"
 
 # The same with high availability: a local etcd, two nameservers (README).
 run-ha: deps

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define BUF_MIN_CAP 4096
@@ -19,8 +20,7 @@
 #define PROC_UPTIME "/proc/uptime"
 #define PROC_STAT "/proc/self/stat"
 #define STAT_STARTTIME_FIELD 22 /* proc(5): starttime, in clock ticks since boot */
-#define PROC_SYS_STAT "/proc/stat"
-#define BTIME_KEY "btime"       /* proc(5): boot time, seconds since the epoch */
+#define NS_PER_S 1e9
 #define KIB 1024ull
 #define LABELS_MAX 512
 
@@ -201,21 +201,18 @@ static double start_ticks(void)
 
 double metrics_process_start_time(void)
 {
-    double ticks = start_ticks();
-    long hz = sysconf(_SC_CLK_TCK);
-    FILE *f = fopen(PROC_SYS_STAT, "re");
-    if (ticks < 0 || hz <= 0 || !f) {
-        if (f)
-            fclose(f);
+    /* The wall clock now minus the process's age, computed once: /proc/stat's
+     * boot time drifts from the wall clock on some machines (a VM's clock
+     * stepped after boot), and a start time must not move between scrapes. */
+    static double start;
+    if (start > 0)
+        return start;
+    double age = metrics_process_uptime();
+    struct timespec now;
+    if (age <= 0 || clock_gettime(CLOCK_REALTIME, &now) != 0)
         return 0;
-    }
-    char line[256];
-    unsigned long long btime = 0;
-    int found = 0;
-    while (!found && fgets(line, sizeof(line), f))
-        found = sscanf(line, BTIME_KEY " %llu", &btime) == 1;
-    fclose(f);
-    return found ? (double)btime + ticks / (double)hz : 0;
+    start = floor((double)now.tv_sec + (double)now.tv_nsec / NS_PER_S - age);
+    return start;
 }
 
 double metrics_process_uptime(void)

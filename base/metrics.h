@@ -78,9 +78,10 @@ uint64_t metrics_process_rss(void);
  * /proc/uptime), or 0 when they cannot be read. */
 double metrics_process_uptime(void);
 
-/* Returns the time this process started, in seconds since the Unix epoch
- * (boot time of /proc/stat plus the start of /proc/self/stat), or 0 when
- * they cannot be read. The same value on every call. */
+/* Returns the time this process started, in whole seconds since the Unix
+ * epoch (the wall clock at the first call minus the process's age from
+ * /proc), or 0 when /proc cannot be read. The same value on every call
+ * after the first that succeeds. Loop thread (or any one thread) only. */
 double metrics_process_start_time(void);
 
 /* Writes the process families every imgstore server exposes:

@@ -37,6 +37,10 @@
 #define CT_HTML "text/html; charset=utf-8"
 #define CT_JSON "application/json"
 #define PCT 100.0
+#define STATUS_BLOCKS_LISTED 10 /* block ids a reason lists, at most */
+#define STATUS_REASON_MAX 256
+#define STATUS_RATE_MIN_MS 1000
+#define MS_PER_S 1000.0
 #define REAL_DIGITS 15 /* significant digits of reals in status.json (rounded to 0.1 first) */
 
 struct ns_http {
@@ -55,14 +59,18 @@ static uint32_t servers_up(const struct ns *ns)
 }
 
 /* The verdict of ds-admin status: lost blocks or fewer servers up than the
- * replication -> "at risk"; a server down or a block under-replicated ->
- * "degraded"; else "healthy". */
+ * replication -> "at risk"; a server down, a block under-replicated or a
+ * failed data folder on an up server -> "degraded"; else "healthy". The
+ * reasons (status_reasons) name each of these. */
 static const char *verdict(const struct ns *ns, const struct ns_admin_totals *t)
 {
     uint32_t up = servers_up(ns);
     if (t->lost > 0 || up < ns->meta.replicas)
         return "at risk";
-    if (up < ns->nservers || t->under_replicated > 0)
+    int failed_disks = 0;
+    for (size_t i = 0; i < ns->nservers; i++)
+        failed_disks |= ns->servers[i]->up && ns->servers[i]->failed_disks > 0;
+    if (up < ns->nservers || t->under_replicated > 0 || failed_disks)
         return "degraded";
     return "healthy";
 }
@@ -348,6 +356,134 @@ static json_t *json_tasks(const struct ns *ns, uint64_t now_ms, int *oom)
     return a;
 }
 
+/* One reason of the verdict: {"severity", "text", "servers": [ids],
+ * "blocks": [ids]} appended to `reasons`. */
+static json_t *reason_add(json_t *reasons, const char *severity, const char *text, int *oom)
+{
+    json_t *r = json_pack("{s:s, s:s, s:[], s:[]}", "severity", severity, "text", text,
+                          "servers", "blocks");
+    if (!r || json_array_append_new(reasons, r) != 0) {
+        *oom = 1;
+        return NULL;
+    }
+    return r;
+}
+
+static void reason_list_add(json_t *r, const char *list, json_t *v, int *oom)
+{
+    if (!r || !v || json_array_append_new(json_object_get(r, list), v) != 0)
+        *oom = 1;
+}
+
+/* The lost (want_lost) or under-replicated blocks: the first
+ * STATUS_BLOCKS_LISTED ids into r's "blocks". */
+static void reason_blocks(const struct ns *ns, json_t *r, int want_lost, int *oom)
+{
+    size_t n = 0;
+    for (size_t i = 0; r && i < ns->blocks.cap && n < STATUS_BLOCKS_LISTED; i++) {
+        const struct ns_block *b = &ns->blocks.slots[i];
+        if (!b->id)
+            continue;
+        int lost = ns_block_up_reps(ns, b) == 0;
+        int under = !lost && ns_block_good_reps(ns, b) < ns->meta.replicas;
+        if (want_lost ? lost : under) {
+            reason_list_add(r, "blocks", json_integer((json_int_t)b->id), oom);
+            n++;
+        }
+    }
+}
+
+/* Why the verdict is not "healthy", worst first: which servers, blocks and
+ * disks. An empty array when healthy. */
+static json_t *status_reasons(const struct ns *ns, const struct ns_admin_totals *t,
+                              uint64_t now_ms, int *oom)
+{
+    json_t *reasons = json_array();
+    char text[STATUS_REASON_MAX];
+    uint32_t up = servers_up(ns);
+    if (!reasons) {
+        *oom = 1;
+        return NULL;
+    }
+    if (t->lost > 0) {
+        snprintf(text, sizeof(text), "%llu blocks have no live replica: their files cannot be read",
+                 (unsigned long long)t->lost);
+        reason_blocks(ns, reason_add(reasons, "at risk", text, oom), 1, oom);
+    }
+    if (up < ns->meta.replicas) {
+        snprintf(text, sizeof(text), "%u of %zu servers up, fewer than %u replicas per block", up,
+                 ns->nservers, ns->meta.replicas);
+        reason_add(reasons, "at risk", text, oom);
+    }
+    for (size_t i = 0; i < ns->nservers; i++) {
+        const struct ns_server *s = ns->servers[i];
+        if (s->up)
+            continue;
+        uint64_t ago = now_ms >= s->last_hb_ms ? now_ms - s->last_hb_ms : 0;
+        snprintf(text, sizeof(text), "server %s (%s) is down: no heartbeat for %llu s", s->id,
+                 s->addr, (unsigned long long)(ago / MS_PER_S));
+        reason_list_add(reason_add(reasons, "degraded", text, oom), "servers",
+                        json_string(s->id), oom);
+    }
+    if (t->under_replicated > 0) {
+        snprintf(text, sizeof(text), "%llu blocks have fewer than %u live replicas",
+                 (unsigned long long)t->under_replicated, ns->meta.replicas);
+        reason_blocks(ns, reason_add(reasons, "degraded", text, oom), 0, oom);
+    }
+    for (size_t i = 0; i < ns->nservers; i++) {
+        const struct ns_server *s = ns->servers[i];
+        if (!s->up || s->failed_disks == 0)
+            continue;
+        snprintf(text, sizeof(text), "server %s (%s) reports %u failed data folder%s", s->id,
+                 s->addr, s->failed_disks, s->failed_disks > 1 ? "s" : "");
+        reason_list_add(reason_add(reasons, "degraded", text, oom), "servers",
+                        json_string(s->id), oom);
+    }
+    return reasons;
+}
+
+/* Deletes per second: the NOTE_DELETE requests (one per delete, from its
+ * primary) between two status.json renders at least STATUS_RATE_MIN_MS
+ * apart; the last rate until then. */
+static struct {
+    uint64_t at_ms, count;
+    double per_s;
+    int have;
+} delete_rate;
+
+static double deletes_per_s(const struct ns *ns, uint64_t now_ms)
+{
+    uint64_t count = ns->requests[FT_NOTE_DELETE];
+    if (!delete_rate.have || count < delete_rate.count) {
+        delete_rate.have = 1;
+        delete_rate.at_ms = now_ms;
+        delete_rate.count = count;
+        return 0;
+    }
+    if (now_ms >= delete_rate.at_ms + STATUS_RATE_MIN_MS) {
+        delete_rate.per_s = (double)(count - delete_rate.count) * MS_PER_S /
+                            (double)(now_ms - delete_rate.at_ms);
+        delete_rate.at_ms = now_ms;
+        delete_rate.count = count;
+    }
+    return delete_rate.per_s;
+}
+
+/* Uploads and reads per second summed over the up servers (from their
+ * heartbeats' counters), deletes per second, and the running tasks. */
+static json_t *status_throughput(const struct ns *ns, uint64_t now_ms)
+{
+    double reads = 0, writes = 0;
+    for (size_t i = 0; i < ns->nservers; i++) {
+        if (ns->servers[i]->up) {
+            reads += ns->servers[i]->reads_per_s;
+            writes += ns->servers[i]->writes_per_s;
+        }
+    }
+    return json_pack("{s:o, s:o, s:o}", "uploads_per_s", real1(writes), "reads_per_s",
+                     real1(reads), "deletes_per_s", real1(deletes_per_s(ns, now_ms)));
+}
+
 int ns_http_status_json(struct ns *ns, uint64_t now_ms, char **out, size_t *len)
 {
     struct ns_admin_totals t;
@@ -381,7 +517,11 @@ int ns_http_status_json(struct ns *ns, uint64_t now_ms, char **out, size_t *len)
                   (json_int_t)t.lost, "bytes", (json_int_t)t.bytes, "files", (json_int_t)t.files),
         &oom);
     put(doc, "verdict", json_string(verdict(ns, &t)), &oom);
-    put(doc, "tasks", json_tasks(ns, now_ms, &oom), &oom);
+    put(doc, "reasons", status_reasons(ns, &t, now_ms, &oom), &oom);
+    put(doc, "throughput", status_throughput(ns, now_ms), &oom);
+    json_t *tasks = json_tasks(ns, now_ms, &oom);
+    put(doc, "tasks_running", json_integer(tasks ? (json_int_t)json_array_size(tasks) : 0), &oom);
+    put(doc, "tasks", tasks, &oom);
     put(doc, "balance",
         json_pack("{s:I, s:I, s:I, s:I}", "moves_running", (json_int_t)ns->bal.nmoves,
                   "moves_done", (json_int_t)ns->bal.moves_done, "moves_failed",
