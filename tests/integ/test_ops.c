@@ -2,7 +2,10 @@
  * and of every dataserver parse as Prometheus text, pass `promtool check
  * metrics` without a warning, and their counters move with requests; the
  * nameserver maps server ids to addresses; deploy/alerts.yml passes
- * `promtool check rules` and its unit tests (alerts_test.yml); /status.json and the status page show the live cluster
+ * `promtool check rules` and its unit tests (alerts_test.yml); the status
+ * page names the verdict's reasons, fits 1280 px and looks like its
+ * reference screenshot (status_page_ref.png, within png_compare.py's
+ * tolerance); /status.json and the status page show the live cluster
  * (the page also in headless Chromium, when installed); every ds-admin
  * command works in table and --json form with the documented exit codes. */
 #include "tests/integ/cluster.h"
@@ -589,6 +592,93 @@ Test(ops, status_page_reasons, .init = setup, .fini = fixture_stop, .timeout = 2
     cr_assert_not_null(strstr(dom, "class=\"scroll overflowing\""),
                        "at %d px the servers table fits?", PAGE_NARROW);
     free(dom);
+    C->passed = 1;
+}
+
+/* ---- status page screenshot ------------------------------------------------- */
+
+#define SHOT_FIXTURE "tests/integ/status_fixture.json"
+#define SHOT_REF "tests/integ/status_page_ref.png"
+#define SHOT_COMPARE "tests/integ/png_compare.py"
+#define SHOT_UPDATE_ENV "IMGSTORE_UPDATE_REF" /* 1: write the shot as the new reference */
+#define SHOT_HEIGHT 1400 /* the whole page of the fixture */
+
+/* The page the nameserver serves, with its inlined status replaced by the
+ * fixed one of SHOT_FIXTURE (a degraded cluster of four servers with every
+ * kind of row), so the screenshot is the same on every run. Writes it to
+ * `path`. */
+static void fixed_page(const char *path)
+{
+    char *page;
+    void *fix;
+    size_t fix_len;
+    cr_assert_eq(http_get(C->ns.http_addr, "/", &page), 200);
+    cr_assert_eq(cluster_read_file(SHOT_FIXTURE, &fix, &fix_len), 0, "%s", SHOT_FIXTURE);
+    const char *open = "var INITIAL = ", *close = ";\n(function";
+    char *start = strstr(page, open);
+    cr_assert_not_null(start, "no inlined status in the page");
+    start += strlen(open);
+    char *end = strstr(start, close);
+    cr_assert_not_null(end);
+    size_t head = (size_t)(start - page), tail = strlen(end);
+    char *out = malloc(head + fix_len + tail);
+    memcpy(out, page, head);
+    memcpy(out + head, fix, fix_len);
+    memcpy(out + head + fix_len, end, tail);
+    cr_assert_eq(cluster_write_file(path, out, head + fix_len + tail), 0);
+    free(out);
+    free(fix);
+    free(page);
+}
+
+/* A screenshot of the page (1280 px wide, a fixed status with every kind of
+ * row: reasons, a down, a draining read-only and a nearly full server,
+ * running tasks) compared with the checked-in reference within
+ * png_compare.py's tolerance: a section gone, moved or spilling out of its
+ * card fails; font rendering does not. No table of that page overflows. */
+Test(ops, status_page_screenshot, .init = setup, .fini = fixture_stop, .timeout = 240)
+{
+    if (!have_chromium()) {
+        fprintf(stderr, "status_page_screenshot: chromium is not installed; skipped "
+                        "(make test-ui installs it)\n");
+        C->passed = 1;
+        return;
+    }
+    char html[512], shot[512], log[512], cmd[4096], *out;
+    snprintf(html, sizeof(html), "%s/page.html", C->dir);
+    snprintf(shot, sizeof(shot), "%s/page.png", C->dir);
+    snprintf(log, sizeof(log), "%s/log/chromium-shot.log", C->dir);
+    fixed_page(html);
+    snprintf(cmd, sizeof(cmd),
+             "timeout %d chromium --headless --no-sandbox --disable-gpu "
+             "--disable-background-networking --disable-component-update --no-first-run "
+             "--user-data-dir=%s/chromium-shot --virtual-time-budget=3000 --hide-scrollbars "
+             "--force-device-scale-factor=1 --window-size=%d,%d --screenshot=%s file://%s "
+             ">%s 2>&1",
+             CHROMIUM_TIMEOUT_S, C->dir, PAGE_WIDTH, SHOT_HEIGHT, shot, html, log);
+    int rc = system(cmd);
+    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "chromium failed (%d); see %s", rc, log);
+    /* the same page's layout facts: no table spills out of its card */
+    char url[600];
+    int console;
+    snprintf(url, sizeof(url), "file://%s", html);
+    char *dom = chromium_dom(url, PAGE_WIDTH, &console); /* the refresh fails: no server */
+    cr_assert_not_null(strstr(dom, "<tr class=\"server\""), "no server rows");
+    cr_assert_null(strstr(dom, "scroll overflowing\""), "a table overflows its card at %d px",
+                   PAGE_WIDTH);
+    free(dom);
+    const char *update = getenv(SHOT_UPDATE_ENV);
+    if (update && strcmp(update, "1") == 0) {
+        snprintf(cmd, sizeof(cmd), "cp '%s' " SHOT_REF, shot);
+        cr_assert_eq(system(cmd), 0);
+        fprintf(stderr, "status_page_screenshot: wrote %s\n", SHOT_REF);
+    }
+    snprintf(cmd, sizeof(cmd), "python3 " SHOT_COMPARE " '%s' " SHOT_REF, shot);
+    rc = run_capture(cmd, &out);
+    fprintf(stderr, "status_page_screenshot: %s", out);
+    cr_assert_eq(rc, 0, "the page differs from %s (set %s=1 to accept it): %s", SHOT_REF,
+                 SHOT_UPDATE_ENV, out);
+    free(out);
     C->passed = 1;
 }
 
