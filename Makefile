@@ -11,7 +11,9 @@ OBJ := $(BUILD)/obj
 PKGS := libuv libprotobuf-c liburing libisal libzstd
 # OpenSSL's libssl: HTTPS on the dataserver's origin (net/http_tls.c).
 PKGS += libssl libcrypto
-# libcurl and jansson: the nameserver's etcd client (nameserver/ns_etcd.c).
+# libcurl and jansson: the nameserver's etcd client (nameserver/ns_etcd.c);
+# jansson also writes every JSON document (status.json, HTTP upload answers,
+# ds-admin and imgstore bench --json) and parses them in the tests.
 PKGS += libcurl jansson
 # The packages' flags are read when a compile or link first needs them, not
 # when this file is parsed: `make run` and `make test` install the packages
@@ -187,6 +189,11 @@ $(BUILD)/bin/ds-admin: $(ADMIN_OBJ) $(OBJ)/tools/cli_util.o $(OBJ)/tools/emit.o 
 # Nameserver unit tests (test_ns_*.c) link the nameserver's modules; the
 # others link the dataserver's storage engine.
 $(BUILD)/tests/unit_ns_%: $(OBJ)/tests/unit/test_ns_%.o $(NS_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
+
+# The tools' emitter (tables and JSON) alone.
+$(BUILD)/tests/unit_emit: $(OBJ)/tests/unit/test_emit.o $(OBJ)/tools/emit.o $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
 
@@ -383,6 +390,7 @@ run: deps
 	$(MAKE) all
 	./deploy/local-cluster.sh start
 	./deploy/local-cluster.sh demo
+	@echo "status page: http://127.0.0.1:7480/ (the nameserver's --http port)"
 
 # The same with high availability: a local etcd, two nameservers (README).
 run-ha: deps

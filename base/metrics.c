@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define BUF_MIN_CAP 4096
@@ -19,6 +20,7 @@
 #define PROC_UPTIME "/proc/uptime"
 #define PROC_STAT "/proc/self/stat"
 #define STAT_STARTTIME_FIELD 22 /* proc(5): starttime, in clock ticks since boot */
+#define NS_PER_S 1e9
 #define KIB 1024ull
 #define LABELS_MAX 512
 
@@ -176,21 +178,14 @@ uint64_t metrics_process_rss(void)
     return kib * KIB;
 }
 
-double metrics_process_uptime(void)
+/* The clock ticks from boot to this process's start (proc(5) starttime), or
+ * -1 when /proc/self/stat cannot be read. */
+static double start_ticks(void)
 {
     char buf[1024];
-    double up = 0;
-    FILE *f = fopen(PROC_UPTIME, "re");
+    FILE *f = fopen(PROC_STAT, "re");
     if (!f)
-        return 0;
-    int ok = fscanf(f, "%lf", &up) == 1;
-    fclose(f);
-    f = fopen(PROC_STAT, "re");
-    if (!ok || !f) {
-        if (f)
-            fclose(f);
-        return 0;
-    }
+        return -1;
     size_t n = fread(buf, 1, sizeof(buf) - 1, f);
     fclose(f);
     buf[n] = '\0';
@@ -200,9 +195,39 @@ double metrics_process_uptime(void)
     for (int field = 2; p && *p && field < STAT_STARTTIME_FIELD; field++)
         p = strchr(p + 1, ' ');
     if (!p || sscanf(p, " %llu", &start) != 1)
+        return -1;
+    return (double)start;
+}
+
+double metrics_process_start_time(void)
+{
+    /* The wall clock now minus the process's age, computed once: /proc/stat's
+     * boot time drifts from the wall clock on some machines (a VM's clock
+     * stepped after boot), and a start time must not move between scrapes. */
+    static double start;
+    if (start > 0)
+        return start;
+    double age = metrics_process_uptime();
+    struct timespec now;
+    if (age <= 0 || clock_gettime(CLOCK_REALTIME, &now) != 0)
         return 0;
+    start = floor((double)now.tv_sec + (double)now.tv_nsec / NS_PER_S - age);
+    return start;
+}
+
+double metrics_process_uptime(void)
+{
+    double up = 0;
+    FILE *f = fopen(PROC_UPTIME, "re");
+    if (!f)
+        return 0;
+    int ok = fscanf(f, "%lf", &up) == 1;
+    fclose(f);
+    double ticks = start_ticks();
     long hz = sysconf(_SC_CLK_TCK);
-    double since = hz > 0 ? up - (double)start / (double)hz : 0;
+    if (!ok || ticks < 0 || hz <= 0)
+        return 0;
+    double since = up - ticks / (double)hz;
     return since > 0 ? since : 0;
 }
 
@@ -216,5 +241,10 @@ int metrics_process(struct metrics_buf *b)
     metrics_family(b, "imgstore_process_uptime_seconds", "gauge",
                    "Seconds since the process started serving.");
     metrics_value(b, "imgstore_process_uptime_seconds", NULL, uptime_s);
+    /* The name every Prometheus client library uses, so the usual
+     * restart queries (changes(process_start_time_seconds[1h])) work. */
+    metrics_family(b, "process_start_time_seconds", "gauge",
+                   "Start time of the process since the Unix epoch, in seconds.");
+    metrics_value(b, "process_start_time_seconds", NULL, metrics_process_start_time());
     return metrics_buf_ok(b);
 }

@@ -78,8 +78,15 @@ uint64_t metrics_process_rss(void);
  * /proc/uptime), or 0 when they cannot be read. */
 double metrics_process_uptime(void);
 
+/* Returns the time this process started, in whole seconds since the Unix
+ * epoch (the wall clock at the first call minus the process's age from
+ * /proc), or 0 when /proc cannot be read. The same value on every call
+ * after the first that succeeds. Loop thread (or any one thread) only. */
+double metrics_process_start_time(void);
+
 /* Writes the process families every imgstore server exposes:
- * imgstore_process_resident_memory_bytes and imgstore_process_uptime_seconds. */
+ * imgstore_process_resident_memory_bytes, imgstore_process_uptime_seconds
+ * and process_start_time_seconds. */
 int metrics_process(struct metrics_buf *b);
 
 #endif

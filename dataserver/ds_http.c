@@ -14,7 +14,8 @@
  * Retry-After for every file GET or HEAD until it refills; the addresses
  * of --miss-exempt (CDN shields) are never counted nor slowed. The same
  * origin may also listen with TLS (--https): a second server of the core
- * with the same callbacks and limits. */
+ * with the same callbacks and limits. Every answer is counted once in the
+ * origin's metrics (ds_metrics_http) when its request is freed. */
 #include "dataserver/http_int.h"
 
 #include "base/err.h"
@@ -28,6 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#define NS_PER_S 1e9
 
 /* ---- responses ------------------------------------------------------------ */
 
@@ -53,6 +56,8 @@ char *http_head_begin(struct http_req *r, int code, size_t more, size_t *len)
     const char *conn = r->q.close_after ? "Connection: close\r\n"
                        : r->q.http10      ? "Connection: keep-alive\r\n"
                                           : "";
+    r->status = code;
+    r->answer_ns = uv_hrtime();
     int n = snprintf(buf, cap, "HTTP/1.1 %d %s\r\nServer: imgstore\r\nDate: %s\r\n%s", code,
                      http_server_reason(code), date_now(), conn);
     *len = (size_t)n;
@@ -140,6 +145,8 @@ static struct http_req *req_of(struct http_server_req *q)
 {
     struct http_req *r = (struct http_req *)q;
     r->ds = q->user;
+    if (!r->start_ns)
+        r->start_ns = uv_hrtime();
     return r;
 }
 
@@ -164,9 +171,26 @@ static int body_reserve(struct http_req *r, uint64_t want)
     return rc;
 }
 
+/* Counts r's answer in the origin's metrics, once, as r is freed: by then
+ * its response was handed to the connection (or the client had gone). */
+static void count_answer(struct http_req *r)
+{
+    if (!r->ds || !r->status)
+        return;
+    struct http_server_req *q = &r->q;
+    uint64_t bytes = q->conn ? q->resp_hdr_len + q->resp_body_len : 0;
+    enum ds_http_source src = DS_HTTP_SRC_NONE;
+    int file = r->status == 200 || r->status == 206 || r->status == 304 || r->status == 416;
+    if (r->file_get && file)
+        src = r->from_replica ? DS_HTTP_SRC_REPLICA : DS_HTTP_SRC_LOCAL;
+    double s = r->answer_ns > r->start_ns ? (double)(r->answer_ns - r->start_ns) / NS_PER_S : 0;
+    ds_metrics_http(r->ds, q->method, r->status, s, bytes, src);
+}
+
 static void req_free(struct http_server_req *q)
 {
     struct http_req *r = (struct http_req *)q;
+    count_answer(r);
     body_unreserve(r);
     free(r->if_none_match);
     free(r->if_modified_since);
@@ -356,6 +380,7 @@ static void on_request(struct http_server_req *q)
     }
     if (!take_slot(r))
         return;
+    r->file_get = get;
     if (get)
         http_get_start(r);
     else

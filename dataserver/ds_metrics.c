@@ -37,6 +37,24 @@ static const char *const op_names[OP_COUNT] = {"write",  "read",        "stat",
 #define ST_SYSTEM (1 + ST_IMG_SLOTS)
 #define ST_COUNT (ST_SYSTEM + 1)
 
+/* HTTP methods counted apart; every other method is "OTHER". */
+enum hmethod { HM_GET, HM_HEAD, HM_POST, HM_PUT, HM_DELETE, HM_OTHER, HM_COUNT };
+
+static const char *const hmethod_names[HM_COUNT] = {"GET", "HEAD", "POST", "PUT", "DELETE",
+                                                    "OTHER"};
+
+#define HTTP_CODE_MIN 100
+#define HTTP_CODE_MAX 599
+#define HTTP_CODES (HTTP_CODE_MAX - HTTP_CODE_MIN + 2) /* last slot: out of range */
+
+struct http_figures {
+    uint64_t requests[HM_COUNT][HTTP_CODES];
+    struct metrics_hist latency[HM_COUNT];
+    uint64_t bytes_sent;
+    uint64_t from[3]; /* by enum ds_http_source */
+    uint64_t not_modified;
+};
+
 struct inflight {
     struct inflight *next;
     const void *sess;
@@ -53,6 +71,7 @@ struct ds_metrics {
     int64_t inflight_ops[OP_COUNT];
     struct inflight *buckets[INFLIGHT_BUCKETS];
     size_t ninflight;
+    struct http_figures http;
 };
 
 static enum op op_of(unsigned type)
@@ -162,6 +181,37 @@ void ds_metrics_end(struct ds *ds, const void *sess, const struct frame_header *
     m->untimed++;
 }
 
+static enum hmethod hmethod_of(unsigned method)
+{
+    switch (method) {
+    case HTTP_GET: return HM_GET;
+    case HTTP_HEAD: return HM_HEAD;
+    case HTTP_POST: return HM_POST;
+    case HTTP_PUT: return HM_PUT;
+    case HTTP_DELETE: return HM_DELETE;
+    default: return HM_OTHER;
+    }
+}
+
+void ds_metrics_http(struct ds *ds, unsigned method, int code, double seconds, uint64_t bytes,
+                     enum ds_http_source source)
+{
+    struct ds_metrics *m = get(ds);
+    if (!m)
+        return;
+    struct http_figures *h = &m->http;
+    enum hmethod hm = hmethod_of(method);
+    int slot = code >= HTTP_CODE_MIN && code <= HTTP_CODE_MAX ? code - HTTP_CODE_MIN
+                                                              : HTTP_CODES - 1;
+    h->requests[hm][slot]++;
+    metrics_hist_observe(&h->latency[hm], seconds);
+    h->bytes_sent += bytes;
+    if (source == DS_HTTP_SRC_LOCAL || source == DS_HTTP_SRC_REPLICA)
+        h->from[source]++;
+    if (code == 304)
+        h->not_modified++;
+}
+
 void ds_metrics_free(struct ds *ds)
 {
     if (!ds || !ds->metrics)
@@ -222,6 +272,44 @@ static void render_requests(struct metrics_buf *b, const struct ds_metrics *m)
     metrics_family(b, "imgstore_ds_crc_failures_total", "counter",
                    "Records whose checksum failed when read or received.");
     metrics_value(b, "imgstore_ds_crc_failures_total", NULL, (double)m->crc_failures);
+}
+
+/* The HTTP origin's families (docs/http.md, "Metrics"). */
+static void render_http(struct metrics_buf *b, const struct http_figures *h)
+{
+    char lab[LABEL_MAX];
+    metrics_family(b, "imgstore_ds_http_requests_total", "counter",
+                   "HTTP requests answered by the origin, by method and status code.");
+    for (int hm = 0; hm < HM_COUNT; hm++) {
+        for (int c = 0; c < HTTP_CODES; c++) {
+            /* GET 200 always appears, so rates start at 0 */
+            if (!h->requests[hm][c] && !(hm == HM_GET && c == 200 - HTTP_CODE_MIN))
+                continue;
+            snprintf(lab, sizeof(lab), "method=\"%s\",code=\"%d\"", hmethod_names[hm],
+                     c == HTTP_CODES - 1 ? 0 : c + HTTP_CODE_MIN);
+            metrics_value(b, "imgstore_ds_http_requests_total", lab, (double)h->requests[hm][c]);
+        }
+    }
+    metrics_family(b, "imgstore_ds_http_request_duration_seconds", "histogram",
+                   "Time from the end of an HTTP request's head to its answer, by method.");
+    for (int hm = 0; hm < HM_COUNT; hm++) {
+        snprintf(lab, sizeof(lab), "method=\"%s\"", hmethod_names[hm]);
+        metrics_hist(b, "imgstore_ds_http_request_duration_seconds", lab, &h->latency[hm]);
+    }
+    metrics_family(b, "imgstore_ds_http_sent_bytes_total", "counter",
+                   "Bytes of HTTP responses (status line, headers and body) handed to "
+                   "connections.");
+    metrics_value(b, "imgstore_ds_http_sent_bytes_total", NULL, (double)h->bytes_sent);
+    metrics_family(b, "imgstore_ds_http_file_answers_total", "counter",
+                   "GET and HEAD answers about a file (200, 206, 304, 416), by where the file "
+                   "came from: this server's copy or another replica (the proxy path).");
+    metrics_value(b, "imgstore_ds_http_file_answers_total", "source=\"local\"",
+                  (double)h->from[DS_HTTP_SRC_LOCAL]);
+    metrics_value(b, "imgstore_ds_http_file_answers_total", "source=\"replica\"",
+                  (double)h->from[DS_HTTP_SRC_REPLICA]);
+    metrics_family(b, "imgstore_ds_http_not_modified_total", "counter",
+                   "Conditional GET and HEAD requests answered 304 Not Modified.");
+    metrics_value(b, "imgstore_ds_http_not_modified_total", NULL, (double)h->not_modified);
 }
 
 static void render_disks(struct metrics_buf *b, struct store *st)
@@ -371,6 +459,7 @@ int ds_metrics_render(struct ds *ds, char **out, size_t *len)
     if (!m)
         return -ENOMEM;
     render_requests(&b, m);
+    render_http(&b, &m->http);
     if (ds->store) {
         render_disks(&b, ds->store);
         render_blocks(&b, ds->store);

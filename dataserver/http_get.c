@@ -233,6 +233,7 @@ static void remote_reply(int status, const struct frame *f, void *arg)
             memcpy(mem, f->body, m->size);
         }
         imgstore__read_resp__free_unpacked(m, NULL);
+        r->from_replica = 1; /* metrics: the proxy path */
         get_serve(r, &h, mem, mem, zstd);
         return;
     }

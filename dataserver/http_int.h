@@ -73,6 +73,13 @@ struct http_req {
     unsigned mime;
     uint64_t deadline_ms;
     uint64_t reserved;     /* bytes of the receive budget this upload's body holds */
+
+    /* metrics (ds_metrics_http, counted when the request is freed) */
+    uint64_t start_ns;     /* the head was complete (uv_hrtime) */
+    uint64_t answer_ns;    /* the answer was built */
+    int status;            /* its status code; 0: never answered */
+    int file_get;          /* a GET or HEAD of a file */
+    int from_replica;      /* its file was fetched from another replica */
 };
 
 /* ds_http.c: runs then(r) after `ms` on the loop, unless the client has

@@ -14,7 +14,7 @@
  * ENOBLOCKHERE, a lost connection, a timeout) is retried on another block,
  * excluding the failed ones; ENOBLOCK waits a little and asks again. The
  * CRC32C the primary reports must equal the one computed here over the
- * received body. A delete goes to the block's primary, asking the
+ * received body; the 201's JSON body is written with jansson. A delete goes to the block's primary, asking the
  * nameserver again once when it moved or its primary died. */
 #include "dataserver/http_int.h"
 
@@ -27,6 +27,7 @@
 #include "proto/retry.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,24 +91,37 @@ static void upload_fail(struct http_req *r, int err)
 static void upload_next(struct http_req *r);
 static void upload_send(struct http_req *r);
 
+/* The 201 answer's body: {"name":..,"size":..,"etag":..} and a line break,
+ * written by jansson (compact). NULL when out of memory; the caller frees. */
+static char *created_body(const char *name, size_t size, const char *etag)
+{
+    json_t *o = json_pack("{s:s, s:I, s:s}", "name", name, "size", (json_int_t)size, "etag", etag);
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    char *body = text ? malloc(strlen(text) + 2) : NULL;
+    if (body)
+        sprintf(body, "%s\n", text);
+    free(text);
+    return body;
+}
+
 static void upload_created(struct http_req *r, const char *name)
 {
-    char etag[HTTP_ETAG_MAX], body[192], extra[160];
+    char etag[HTTP_ETAG_MAX], extra[160];
     http_format_etag(r->crc, (uint32_t)r->body_len, etag);
-    /* The ETag is quoted already; JSON wants its quotes escaped. */
-    snprintf(body, sizeof(body), "{\"name\":\"%s\",\"size\":%zu,\"etag\":\"\\%.*s\\\"\"}\n", name,
-             r->body_len, (int)strlen(etag) - 1, etag);
+    char *body = created_body(name, r->body_len, etag);
     snprintf(extra, sizeof(extra), "Location: /%s\r\nETag: %s\r\n", name, etag);
-    if (!r->q.keep_alive)
+    if (!r->q.keep_alive || !body)
         r->q.close_after = 1;
-    size_t len, blen = strlen(body);
-    char *hdr = http_head_begin(r, 201, 256 + strlen(extra) + blen, &len);
+    size_t len, blen = body ? strlen(body) : 0;
+    char *hdr = body ? http_head_begin(r, 201, 256 + strlen(extra) + blen, &len) : NULL;
     if (hdr) {
         len += (size_t)sprintf(hdr + len,
                                "Content-Type: application/json\r\nContent-Length: %zu\r\n"
                                "Cache-Control: no-store\r\n%s\r\n%s",
                                blen, extra, r->q.head_only ? "" : body);
     }
+    free(body);
     r->q.resp_hdr = hdr;
     r->q.resp_hdr_len = hdr ? len : 0;
     free(r->body);

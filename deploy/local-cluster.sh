@@ -13,7 +13,9 @@
 # the data, var/log/*.log the server logs, var/run/*.pid the process ids.
 # `start` returns once every dataserver is up, ready (/readyz) and answers a
 # GET of a small probe file (var/probe-name) that the first start uploads.
-# The nameserver listens on 127.0.0.1:7400, the dataservers on 127.0.0.1:7411-7413
+# The nameserver listens on 127.0.0.1:7400 (its status page and /metrics on
+# http://127.0.0.1:7480/; with --ha the second one's on 127.0.0.1:7479),
+# the dataservers on 127.0.0.1:7411-7413
 # (native protocol) and 127.0.0.1:7481-7483 (HTTP); files get 2 replicas.
 # IMGSTORE_BIN overrides the folder of the binaries (default build/bin).
 # With --ha, var/ha marks the cluster as one: stop, status and demo then
@@ -32,6 +34,8 @@ BIN=${IMGSTORE_BIN:-$ROOT/build/bin}
 VAR=$ROOT/var
 NS_ADDR=127.0.0.1:7400
 NS2_ADDR=127.0.0.1:7401
+NS_HTTP=127.0.0.1:7480  # the nameserver's --http: /metrics, /status.json, the status page
+NS2_HTTP=127.0.0.1:7479
 ETCD_ADDR=127.0.0.1:7470
 ETCD_PEER=127.0.0.1:7469
 ETCD_BIN=${ETCD_BIN:-/usr/bin/etcd}
@@ -104,13 +108,35 @@ show_logs() {
     done
 }
 
+# JSON is read with python3's json module (never grepped): json_count_up
+# counts the servers whose "state" is "up" in `ds-admin --json servers` on
+# stdin (0 when it is not that array); json_field KEY prints the string
+# member KEY of the object on stdin (nothing when absent or not JSON).
+json_count_up() {
+    python3 -c 'import json, sys
+try:
+    doc = json.load(sys.stdin)
+    print(sum(1 for s in doc if isinstance(s, dict) and s.get("state") == "up"))
+except (ValueError, TypeError):
+    print(0)'
+}
+json_field() {
+    python3 -c 'import json, sys
+try:
+    v = json.load(sys.stdin).get(sys.argv[1])
+    if isinstance(v, str):
+        print(v)
+except (ValueError, AttributeError):
+    pass' "$1"
+}
+
 # Counts the dataservers the nameserver reports "up".
 count_up() {
     out=$("$BIN/ds-admin" --ns "$NS_ADDR" --json servers 2>/dev/null) || {
         echo 0
         return
     }
-    echo "$out" | grep -o '"state"[[:space:]]*:[[:space:]]*"up"' | wc -l
+    echo "$out" | json_count_up
 }
 
 # True when every dataserver's /readyz answers 200: a nameserver has confirmed
@@ -241,16 +267,17 @@ cmd_start() {
         start_etcd
         ha="--etcd $ETCD_ADDR --safe-mode-timeout-ms 3000"
         # shellcheck disable=SC2086 # ha is split on purpose
-        launch ns nameserver --listen 127.0.0.1:7400 --data "$VAR/ns" --replicas "$REPLICAS" \
-            --keys "$KEYS" $ha
+        launch ns nameserver --listen 127.0.0.1:7400 --http "$NS_HTTP" --data "$VAR/ns" \
+            --replicas "$REPLICAS" --keys "$KEYS" $ha
         mkdir -p "$VAR/ns2"
         # shellcheck disable=SC2086
-        launch ns2 nameserver --listen "$NS2_ADDR" --data "$VAR/ns2" --replicas "$REPLICAS" \
-            --keys "$KEYS" $ha
+        launch ns2 nameserver --listen "$NS2_ADDR" --http "$NS2_HTTP" --data "$VAR/ns2" \
+            --replicas "$REPLICAS" --keys "$KEYS" $ha
     else
         rm -f "$HA_MARK"
         NS_ADDR=127.0.0.1:7400
-        launch ns nameserver --listen "$NS_ADDR" --data "$VAR/ns" --replicas "$REPLICAS" --keys "$KEYS"
+        launch ns nameserver --listen "$NS_ADDR" --http "$NS_HTTP" --data "$VAR/ns" \
+            --replicas "$REPLICAS" --keys "$KEYS"
     fi
     i=1
     while [ $i -le $NDS ]; do
@@ -266,6 +293,7 @@ cmd_start() {
             echo " ok"
             wait_probe_read
             echo "cluster up: nameserver(s) $NS_ADDR, dataservers 127.0.0.1:7411-7413 (HTTP 7481-7483)"
+            echo "status page: http://$NS_HTTP/ (metrics: http://$NS_HTTP/metrics)"
             echo "client keys: $WRITER_KEY (put, rm, HTTP uploads), $OPERATOR_KEY (ds-admin changes); use --key-file or IMGSTORE_KEY_FILE"
             return 0
         fi
@@ -377,7 +405,7 @@ cmd_demo() {
     json=$(curl -s -H "Authorization: Bearer $(writer_secret)" -H 'Content-Type: image/png' \
         --data-binary @"$tmp/sample.png" "http://127.0.0.1:$(ds_http 1)/") || json=""
     echo "$json"
-    hname=$(echo "$json" | sed -n 's/.*"name":"\([^"]*\)".*/\1/p')
+    hname=$(echo "$json" | json_field name)
     if [ -n "$hname" ]; then
         echo "\$ curl -sI http://127.0.0.1:$(ds_http 3)/$hname.png"
         curl -sI "http://127.0.0.1:$(ds_http 3)/$hname.png" || echo "(curl failed)"

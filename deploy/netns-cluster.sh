@@ -128,7 +128,12 @@ do_start() {
     done
     waited=0
     while [ $waited -lt $START_TIMEOUT ]; do
-        up=$("$BIN/ds-admin" --ns "$NS_IP:7400" --json servers 2>/dev/null | grep -c '"state": "up"')
+        up=$("$BIN/ds-admin" --ns "$NS_IP:7400" --json servers 2>/dev/null |
+            python3 -c 'import json, sys
+try:
+    print(sum(1 for s in json.load(sys.stdin) if isinstance(s, dict) and s.get("state") == "up"))
+except (ValueError, TypeError):
+    print(0)')
         [ "$up" -ge "$n" ] && break
         sleep 1
         waited=$((waited + 1))

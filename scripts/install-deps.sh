@@ -28,6 +28,10 @@ PKGS="$PKGS libsystemd-dev"
 # debhelper, fakeroot and lintian: `make deb` and its test
 # (tests/pkg/test_deb.sh).
 PKGS="$PKGS debhelper fakeroot lintian"
+# prometheus: its promtool checks both servers' /metrics (names, units,
+# types) and deploy/alerts.yml (syntax and unit tests) in
+# tests/integ/test_ops.c; the Prometheus server itself is not used.
+PKGS="$PKGS prometheus"
 # --ui: only what `make test-ui` adds, Chromium for the status-page test
 # (a large download, so `make test` does without it).
 if [ "${1:-}" = "--ui" ]; then PKGS="chromium"; fi

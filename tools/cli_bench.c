@@ -10,7 +10,8 @@
  *
  * --save-names writes "KEY SIZE INDEX" lines after the upload; --names reads
  * them back and skips the upload, so reads can be measured separately (for
- * example after dropping the page cache). */
+ * example after dropping the page cache). --json prints one compact JSON
+ * document, built and written with jansson. */
 #include "tools/cli_bench.h"
 
 #include "tools/cli_util.h"
@@ -20,6 +21,8 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -38,6 +41,7 @@
 #define BENCH_PROGRESS_NS 500000000L
 #define BENCH_ERRMSG 160
 #define NS_PER_S 1000000000.0
+#define JSON_DIGITS 15 /* significant digits of --json reals (rounded to their places first) */
 #define MB 1e6
 
 enum { PH_UPLOAD, PH_READ, PH_DELETE, PH_COUNT };
@@ -418,31 +422,47 @@ static void print_text(const struct bench_run *r, const struct phase_result *res
         printf("\nfirst error: %s\n", r->first_error);
 }
 
+/* x rounded to `decimals` places, as a JSON real. */
+static json_t *real_at(double x, int decimals)
+{
+    double scale = pow(10.0, decimals);
+    return json_real(round(x * scale) / scale);
+}
+
+/* One JSON document (compact, one line) written with jansson. */
 static void print_json(const struct bench_run *r, const struct phase_result *res, const int *ran)
 {
     const struct bench_opts *o = r->o;
-    printf("{\"backend\":");
-    emit_json_string(stdout, r->be->name);
-    printf(",\"files\":%ld,\"concurrency\":%d,\"size_min\":%" PRIu32 ",\"size_max\":%" PRIu32
-           ",\"read_ratio\":%.3f,\"seed\":%" PRIu64 ",\"phases\":[",
-           r->nfiles, o->conc, o->size_min, o->size_max, o->read_ratio, o->seed);
-    int first = 1;
-    for (int p = 0; p < PH_COUNT; p++) {
+    json_t *phases = json_array();
+    for (int p = 0; phases && p < PH_COUNT; p++) {
         if (!ran[p])
             continue;
         const struct phase_result *x = &res[p];
-        printf("%s{\"name\":\"%s\",\"ops\":%" PRIu64 ",\"errors\":%" PRIu64
-               ",\"seconds\":%.3f,\"ops_per_s\":%.1f,\"mb_per_s\":%.2f,\"latency_ms\":{"
-               "\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"p99_9\":%.3f,\"max\":%.3f}}",
-               first ? "" : ",", phase_names[p], x->ops, x->errors, x->seconds,
-               x->seconds > 0 ? x->ops / x->seconds : 0,
-               x->seconds > 0 ? x->bytes / MB / x->seconds : 0, x->p50 / 1000.0, x->p90 / 1000.0,
-               x->p99 / 1000.0, x->p999 / 1000.0, x->max / 1000.0);
-        first = 0;
+        json_array_append_new(
+            phases,
+            json_pack("{s:s, s:I, s:I, s:o, s:o, s:o, s:{s:o, s:o, s:o, s:o, s:o}}", "name",
+                      phase_names[p], "ops", (json_int_t)x->ops, "errors", (json_int_t)x->errors,
+                      "seconds", real_at(x->seconds, 3), "ops_per_s",
+                      real_at(x->seconds > 0 ? x->ops / x->seconds : 0, 1), "mb_per_s",
+                      real_at(x->seconds > 0 ? x->bytes / MB / x->seconds : 0, 2), "latency_ms",
+                      "p50", real_at(x->p50 / 1000.0, 3), "p90", real_at(x->p90 / 1000.0, 3),
+                      "p99", real_at(x->p99 / 1000.0, 3), "p99_9", real_at(x->p999 / 1000.0, 3),
+                      "max", real_at(x->max / 1000.0, 3)));
     }
-    printf("],\"first_error\":");
-    emit_json_string(stdout, r->first_error[0] ? r->first_error : NULL);
-    printf("}\n");
+    json_t *doc = json_pack("{s:s, s:I, s:i, s:I, s:I, s:o, s:I, s:o, s:s}", "backend",
+                            r->be->name, "files", (json_int_t)r->nfiles, "concurrency", o->conc,
+                            "size_min", (json_int_t)o->size_min, "size_max",
+                            (json_int_t)o->size_max, "read_ratio", real_at(o->read_ratio, 3),
+                            "seed", (json_int_t)o->seed, "phases", phases, "first_error",
+                            r->first_error);
+    char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(JSON_DIGITS)) : NULL;
+    json_decref(doc);
+    if (!text) {
+        fprintf(stderr, "imgstore bench: out of memory writing the JSON result\n");
+        return;
+    }
+    printf("%s\n", text);
+    free(text);
 }
 
 void bench_usage(FILE *fp)

@@ -2,9 +2,9 @@
  * (columns, then rows of cells given one by one with printf formats) that
  * prints aligned text for people, and a JSON writer (objects, arrays and
  * keyed values; it places the separators, quotes and escapes) for --json.
- * Commands say what a row or a value is; padding, commas and brackets are
- * written here only. Every function writes to the FILE given at init, which
- * stays the caller's. Calls only libc. */
+ * Commands say what a row or a value is; padding and layout are decided
+ * here only. Every function writes to the FILE given at init, which stays
+ * the caller's. Calls libc, base/array.h and jansson. */
 #ifndef IMGSTORE_TOOLS_EMIT_H
 #define IMGSTORE_TOOLS_EMIT_H
 
@@ -48,6 +48,11 @@ int emit_table_end(struct emit_table *t, FILE *fp);
 
 /* ---- JSON ---- */
 
+/* A document is built as a jansson tree (jansson does the strings' escaping
+ * and UTF-8 checks and the numbers) and printed when its outermost object or
+ * array is closed, with these layouts; values print as jansson writes them
+ * (", " and ": " separators). */
+
 /* How an array lays out its elements. */
 enum emit_layout {
     EMIT_INLINE,     /* [a, b] */
@@ -55,17 +60,22 @@ enum emit_layout {
     EMIT_LINES_OPEN, /* [\n  a,\n  b] : no line break before the ] */
 };
 
+struct json_t;
+struct emit_hint;
+
 /* A JSON document being written. Objects separate members with ", ", or
- * ",\n " after emit_json_break; a document ends with a line break. */
+ * ",\n " after emit_json_break; a document ends with a line break. A
+ * failed allocation is kept in err: the document is then not printed (a
+ * line on stderr says so). */
 struct emit_json {
     FILE *fp;
+    struct json_t *root; /* the document being built (owned) */
     int depth;
     int brk; /* the next member of the object starts a new line */
-    struct {
-        char array;
-        char layout;
-        size_t n; /* members written */
-    } stack[EMIT_JSON_DEPTH];
+    int err; /* 0, or -ENOMEM */
+    struct json_t *stack[EMIT_JSON_DEPTH]; /* the open containers (borrowed from root) */
+    struct emit_hint *hints; /* layouts other than the default (owned) */
+    size_t nhints, hints_cap;
 };
 
 /* Starts a document written to fp. */
@@ -80,26 +90,25 @@ void emit_json_break(struct emit_json *j);
 void emit_json_obj(struct emit_json *j, const char *key);
 void emit_json_arr(struct emit_json *j, const char *key, enum emit_layout layout);
 
-/* Closes the innermost object or array; closing the outermost ends the
- * document with "\n". */
+/* Closes the innermost object or array; closing the outermost prints the
+ * document, ends it with "\n" and frees it. */
 void emit_json_end(struct emit_json *j);
 
-/* Values, each as member `key` (or, key NULL, the next array element). */
+/* Values, each as member `key` (or, key NULL, the next array element).
+ * Strings that are not valid UTF-8 have their non-ASCII bytes replaced by
+ * '?'. */
 void emit_json_str(struct emit_json *j, const char *key, const char *s); /* NULL: "" */
 void emit_json_strf(struct emit_json *j, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4))); /* a formatted string, quoted */
 void emit_json_u64(struct emit_json *j, const char *key, uint64_t v);
 void emit_json_i64(struct emit_json *j, const char *key, int64_t v);
+/* v rounded to `decimals` places (an integer when 0). */
 void emit_json_num(struct emit_json *j, const char *key, int decimals, double v);
 void emit_json_bool(struct emit_json *j, const char *key, int v);
 void emit_json_null(struct emit_json *j, const char *key);
 
-/* Writes text as it is, outside the separators (a layout the writer has no
- * name for). */
+/* Prints text (white space only) just before the closing bracket of the
+ * innermost open object or array. */
 void emit_json_raw(struct emit_json *j, const char *text);
-
-/* Writes s as a JSON string literal (quoted, escaped) to fp. NULL writes
- * an empty string. */
-void emit_json_string(FILE *fp, const char *s);
 
 #endif

@@ -1,5 +1,5 @@
-/* json_check.h - a minimal JSON checker for the integration tests (not a
- * parser: it validates the syntax and finds values by key). */
+/* json_check.h - JSON checks for the integration tests, parsed with
+ * jansson: one whole document, and values found by key. */
 #ifndef TEST_JSON_CHECK_H
 #define TEST_JSON_CHECK_H
 
@@ -9,7 +9,8 @@
  * `who` names it in the failure message. */
 void check_json(const char *text, const char *who);
 
-/* The number after the first "key": in text, or NAN. */
+/* The number after the first "key": in text (a document or the part of one
+ * a test found by its text; the value is parsed with jansson), or NAN. */
 double json_num(const char *text, const char *key);
 
 /* Copies the string after the first "key": in text into out (n bytes, NUL-

@@ -4,7 +4,7 @@
  * the disk vanished). Checked:
  *   - the dataserver reports the disk failed (ds-admin servers --json shows
  *     failed_disks 1, status says degraded, the nameserver's /metrics has
- *     imgstore_ns_server_failed_disks 1 for it);
+ *     imgstore_nameserver_server_failed_disks 1 for it);
  *   - every block that was on it is back to 2 replicas within a bounded
  *     time, none of them on the vanished folder;
  *   - every file reads byte-identical from every replica;
@@ -187,7 +187,7 @@ Test(disk, vanished_folder_is_re_replicated)
     cr_assert_eq(failed_disks(victim, victim_id), 1, "the disk must be reported failed");
     /* ... also in the nameserver's /metrics */
     char series[160];
-    snprintf(series, sizeof(series), "imgstore_ns_server_failed_disks{server=\"%s\"}",
+    snprintf(series, sizeof(series), "imgstore_nameserver_server_failed_disks{server=\"%s\"}",
              victim_id);
     cr_assert_eq(cluster_metric(C->ns.http_addr, series), 1, "%s", series);
     /* ... and in /status.json, which the status page shows */

@@ -3,7 +3,8 @@
  * that must fetch it from a replica) is driven with a small raw-socket HTTP
  * client, so pipelining, slow and oversized requests can be sent exactly as
  * a hostile or a CDN client would; a real caching proxy (varnish, when
- * installed) stands in for a CDN. */
+ * installed) stands in for a CDN. The origin's metrics are checked to move
+ * by exactly what was sent (http/origin_metrics). */
 #include "proto/fname.h"
 #include "tests/integ/cluster.h"
 #include "tests/integ/fixture.h"
@@ -514,6 +515,154 @@ Test(http, reads)
     cr_assert_eq(r.status, 405);
     cr_assert_str_eq(hdr(&r, "Allow"), "GET, HEAD, DELETE");
     resp_free(&r);
+    for (int k = 0; k < NFILES; k++)
+        free(f[k].data);
+    C->passed = 1;
+}
+
+/* ---- origin metrics ------------------------------------------------------------------ */
+
+/* Sends `req` (which asks Connection: close) on a fresh connection and reads
+ * until the server closes it. Returns the status code; adds every byte
+ * received to *bytes; with `all`, keeps them (NUL-terminated, caller frees). */
+static int exchange(const char *addr, const char *req, size_t len, uint64_t *bytes, char **all)
+{
+    int fd = cluster_connect(addr, IO_MS);
+    cr_assert_geq(fd, 0, "connect %s", addr);
+    cr_assert_eq(cluster_send_all(fd, req, len), 0);
+    size_t n = 0, cap = 65536;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (n + 1 >= cap)
+            buf = realloc(buf, cap *= 2);
+        ssize_t got = recv(fd, buf + n, cap - n - 1, 0);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            break;
+        n += (size_t)got;
+    }
+    close(fd);
+    buf[n] = '\0';
+    int status = 0;
+    cr_assert_eq(sscanf(buf, "HTTP/1.1 %d", &status), 1, "%s: no status line", addr);
+    *bytes += n;
+    if (all)
+        *all = buf;
+    else
+        free(buf);
+    return status;
+}
+
+/* `METHOD path` with Connection: close and `extra` header lines. */
+static int exchange_m(const char *addr, const char *method, const char *path, const char *extra,
+                      uint64_t *bytes)
+{
+    char req[1024];
+    int n = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n%s\r\n",
+                     method, path, extra ? extra : "");
+    return exchange(addr, req, (size_t)n, bytes, NULL);
+}
+
+/* The whole /metrics answer of addr (its bytes added to *bytes). */
+static char *scrape(const char *addr, uint64_t *bytes)
+{
+    char *all;
+    const char *req = "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    cr_assert_eq(exchange(addr, req, strlen(req), bytes, &all), 200);
+    return all;
+}
+
+/* The value of `series` (name and exact label text) in a scrape; 0 when
+ * absent (series of codes never answered are not listed). */
+static double series(const char *text, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = text; (p = strstr(p, name)); p += n)
+        if (p > text && p[-1] == '\n' && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+    return 0;
+}
+
+#define HTTP_ETAG_TEXT 512
+#define HREQ(method, code) "imgstore_ds_http_requests_total{method=\"" method "\",code=\"" code "\"}"
+#define HCOUNT(method) "imgstore_ds_http_request_duration_seconds_count{method=\"" method "\"}"
+#define HINF(method) \
+    "imgstore_ds_http_request_duration_seconds_bucket{method=\"" method "\",le=\"+Inf\"}"
+#define FROM(src) "imgstore_ds_http_file_answers_total{source=\"" src "\"}"
+
+/* Every answer of the origin moves its series by exactly what was sent:
+ * requests by method and code, the latency histogram's counts, the bytes
+ * the client received, 304s, and where each file came from (two of the
+ * three servers hold each file; the third fetches it from a replica). */
+Test(http, origin_metrics)
+{
+    setup_args(NULL, NULL);
+    start(3, 2);
+    struct file f[NFILES];
+    make_files(f, NFILES, cluster_seed("http.origin_metrics"));
+    char etag[NFILES][HTTP_ETAG_TEXT], path[HTTP_ETAG_TEXT], extra[2 * HTTP_ETAG_TEXT];
+    struct resp r;
+    for (int k = 0; k < NFILES; k++) {
+        snprintf(path, sizeof(path), "/%s", f[k].name);
+        cr_assert_eq(get(C->ds[0].http_addr, path, NULL, &r), 0);
+        cr_assert_eq(r.status, 200);
+        snprintf(etag[k], sizeof(etag[k]), "%.400s", hdr(&r, "ETag"));
+        resp_free(&r);
+    }
+    struct fname fn;
+    cr_assert_eq(fname_decode(f[0].name, strlen(f[0].name), &fn, NULL, NULL), 0);
+    fn.block_id = FNAME_MAX_BLOCK_ID - 7;
+    char unknown[FNAME_LEN + 2] = "/";
+    cr_assert_eq(fname_encode(&fn, unknown + 1), 0);
+
+    double local = 0, replica = 0;
+    for (int i = 0; i < C->nds; i++) {
+        const char *a = C->ds[i].http_addr;
+        uint64_t sent = 0, scraped = 0, ignored = 0;
+        char *m0 = scrape(a, &scraped);
+        for (int k = 0; k < NFILES; k++) {
+            snprintf(path, sizeof(path), "/%s", f[k].name);
+            cr_assert_eq(exchange_m(a, "GET", path, NULL, &sent), 200);
+            cr_assert_eq(exchange_m(a, "HEAD", path, NULL, &sent), 200);
+            snprintf(extra, sizeof(extra), "If-None-Match: %.400s\r\n", etag[k]);
+            cr_assert_eq(exchange_m(a, "GET", path, extra, &sent), 304);
+        }
+        cr_assert_eq(exchange_m(a, "GET", unknown, NULL, &sent), 404);
+        cr_assert_eq(exchange_m(a, "GET", "/not-a-name", NULL, &sent), 400);
+        snprintf(path, sizeof(path), "/%s", f[0].name);
+        cr_assert_eq(exchange_m(a, "PATCH", path, NULL, &sent), 405);
+        cr_assert_eq(exchange_m(a, "DELETE", path, NULL, &sent), 401);
+        char *m1 = scrape(a, &ignored);
+#define D(name) (series(m1, name) - series(m0, name))
+        const char *who = C->ds[i].name;
+        /* the first scrape (a GET 200) is counted too; the second is not yet */
+        cr_assert_eq(D(HREQ("GET", "200")), NFILES + 1, "%s", who);
+        cr_assert_eq(D(HREQ("HEAD", "200")), NFILES, "%s", who);
+        cr_assert_eq(D(HREQ("GET", "304")), NFILES, "%s", who);
+        cr_assert_eq(D(HREQ("GET", "404")), 1, "%s", who);
+        cr_assert_eq(D(HREQ("GET", "400")), 1, "%s", who);
+        cr_assert_eq(D(HREQ("OTHER", "405")), 1, "%s", who);
+        cr_assert_eq(D(HREQ("DELETE", "401")), 1, "%s", who);
+        cr_assert_eq(D("imgstore_ds_http_not_modified_total"), NFILES, "%s", who);
+        cr_assert_eq(D("imgstore_ds_http_misses_total"), 1, "%s", who);
+        cr_assert_eq(D("imgstore_ds_http_sent_bytes_total"), (double)(sent + scraped),
+                     "%s: bytes the clients received", who);
+        cr_assert_eq(D(HCOUNT("GET")), 2 * NFILES + 3, "%s", who);
+        cr_assert_eq(D(HINF("GET")), 2 * NFILES + 3, "%s", who);
+        cr_assert_eq(D(HCOUNT("HEAD")), NFILES, "%s", who);
+        cr_assert_eq(D(HCOUNT("OTHER")), 1, "%s", who);
+        cr_assert_eq(D(HCOUNT("DELETE")), 1, "%s", who);
+        cr_assert_eq(D(FROM("local")) + D(FROM("replica")), 3 * NFILES, "%s", who);
+        local += D(FROM("local"));
+        replica += D(FROM("replica"));
+#undef D
+        free(m0);
+        free(m1);
+    }
+    /* each file (GET, HEAD, 304) from a replica on the one server without it */
+    cr_assert_eq(replica, 3 * NFILES);
+    cr_assert_eq(local, 6 * NFILES);
     for (int k = 0; k < NFILES; k++)
         free(f[k].data);
     C->passed = 1;

@@ -1,6 +1,11 @@
 /* Integration test: what an operator uses. GET /metrics of the nameserver
- * and of every dataserver parse as Prometheus text and their counters move
- * with requests; /status.json and the status page show the live cluster
+ * and of every dataserver parse as Prometheus text, pass `promtool check
+ * metrics` without a warning, and their counters move with requests; the
+ * nameserver maps server ids to addresses; deploy/alerts.yml passes
+ * `promtool check rules` and its unit tests (alerts_test.yml); the status
+ * page names the verdict's reasons, fits 1280 px and looks like its
+ * reference screenshot (status_page_ref.png, within png_compare.py's
+ * tolerance); /status.json and the status page show the live cluster
  * (the page also in headless Chromium, when installed); every ds-admin
  * command works in table and --json form with the documented exit codes. */
 #include "tests/integ/cluster.h"
@@ -10,11 +15,14 @@
 #include <criterion/criterion.h>
 #include <ctype.h>
 #include <errno.h>
+#include <jansson.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CLI_TIMEOUT_MS 30000
@@ -23,6 +31,10 @@
 #define FILE_SIZE 3000
 #define HB_WAIT_MS 2500 /* a heartbeat (1 s) carries new counters; rates need two */
 #define CHROMIUM_TIMEOUT_S 90
+#define PAGE_WIDTH 1280  /* the status page must fit this window */
+#define PAGE_NARROW 700  /* ... and show that its tables scroll in this one */
+#define PAGE_HEIGHT 1000
+#define DOWN_WAIT_MS 20000
 
 
 static void setup(void)
@@ -195,12 +207,12 @@ Test(ops, metrics_parse_and_move, .init = setup, .fini = fixture_stop, .timeout 
 {
     char *m = metrics_of(C->ns.http_addr);
     check_prometheus(m, "nameserver");
-    cr_assert_eq(metric(m, "imgstore_ns_servers{state=\"up\"}"), 3, "%s", m);
-    cr_assert_eq(metric(m, "imgstore_ns_blocks_lost"), 0);
-    cr_assert_gt(metric(m, "imgstore_ns_heartbeats_total"), 0);
+    cr_assert_eq(metric(m, "imgstore_nameserver_servers{state=\"up\"}"), 3, "%s", m);
+    cr_assert_eq(metric(m, "imgstore_nameserver_blocks_lost"), 0);
+    cr_assert_gt(metric(m, "imgstore_nameserver_heartbeats_total"), 0);
     cr_assert_gt(metric(m, "imgstore_process_resident_memory_bytes"), 0);
-    cr_assert_gt(metric(m, "imgstore_ns_block_id_high_water"), 0);
-    double allocs = metric(m, "imgstore_ns_requests_total{type=\"ALLOC_WRITE\"}");
+    cr_assert_gt(metric(m, "imgstore_nameserver_block_id_high_water"), 0);
+    double allocs = metric(m, "imgstore_nameserver_requests_total{type=\"ALLOC_WRITE\"}");
     free(m);
     for (int i = 0; i < C->nds; i++) {
         m = metrics_of(C->ds[i].http_addr);
@@ -232,8 +244,8 @@ Test(ops, metrics_parse_and_move, .init = setup, .fini = fixture_stop, .timeout 
     cr_assert_gt(ds_sum("imgstore_ds_files"), 0);
 
     m = metrics_of(C->ns.http_addr);
-    cr_assert_gt(metric(m, "imgstore_ns_requests_total{type=\"ALLOC_WRITE\"}"), allocs);
-    cr_assert_gt(metric(m, "imgstore_ns_requests_total{type=\"CLUSTER_STATUS\"}"), 0);
+    cr_assert_gt(metric(m, "imgstore_nameserver_requests_total{type=\"ALLOC_WRITE\"}"), allocs);
+    cr_assert_gt(metric(m, "imgstore_nameserver_requests_total{type=\"CLUSTER_STATUS\"}"), 0);
     free(m);
 
     char *body;
@@ -245,6 +257,124 @@ Test(ops, metrics_parse_and_move, .init = setup, .fini = fixture_stop, .timeout 
     C->passed = 1;
 }
 
+/* ---- promtool: names, units, types, alert rules ------------------------------- */
+
+#define PROMTOOL_HINT "promtool is missing: scripts/install-deps.sh installs Debian's prometheus"
+#define ALERTS_FILE "deploy/alerts.yml"
+#define ALERTS_TESTS "tests/integ/alerts_test.yml"
+#define START_SLACK_S 600 /* the servers started within this before the test's scrape */
+
+/* Runs `cmd` (a shell line) with stderr joined to stdout; returns its exit
+ * code and its output in *out (malloc'd, caller frees). */
+static int run_capture(const char *cmd, char **out)
+{
+    char line[4096];
+    snprintf(line, sizeof(line), "%s 2>&1", cmd);
+    FILE *f = popen(line, "r");
+    cr_assert_not_null(f, "popen %s", cmd);
+    size_t len = 0, cap = 4096;
+    char *buf = malloc(cap);
+    size_t n;
+    while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (len + 1 >= cap)
+            buf = realloc(buf, cap *= 2);
+    }
+    buf[len] = '\0';
+    int rc = pclose(f);
+    *out = buf;
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+/* promtool check metrics on one server's /metrics: no error, no warning. */
+static void promtool_metrics(const char *addr, const char *who)
+{
+    char path[512], cmd[1024], *m = metrics_of(addr), *out;
+    snprintf(path, sizeof(path), "%s/metrics-%s.txt", C->dir, who);
+    cr_assert_eq(cluster_write_file(path, m, strlen(m)), 0);
+    free(m);
+    snprintf(cmd, sizeof(cmd), "promtool check metrics < '%s'", path);
+    int rc = run_capture(cmd, &out);
+    cr_assert_eq(rc, 0, "%s: promtool check metrics failed (%d):\n%s", who, rc, out);
+    cr_assert_str_empty(out, "%s: promtool check metrics warns:\n%s", who, out);
+    free(out);
+}
+
+/* The value of `label` in a sample line (up to its closing quote) into
+ * out, or "" when absent. */
+static void label_of(const char *line, const char *label, char *out, size_t n)
+{
+    char pat[64];
+    snprintf(pat, sizeof(pat), "%s=\"", label);
+    const char *p = strstr(line, pat);
+    out[0] = '\0';
+    if (!p)
+        return;
+    p += strlen(pat);
+    size_t len = strcspn(p, "\"\n");
+    snprintf(out, n, "%.*s", (int)(len < n ? len : n - 1), p);
+}
+
+Test(ops, promtool_and_info, .init = setup, .fini = fixture_stop, .timeout = 120)
+{
+    char *out;
+    cr_assert_eq(system("command -v promtool >/dev/null 2>&1"), 0, PROMTOOL_HINT);
+    promtool_metrics(C->ns.http_addr, "ns");
+    for (int i = 0; i < C->nds; i++)
+        promtool_metrics(C->ds[i].http_addr, C->ds[i].name);
+    int rc = run_capture("promtool check rules " ALERTS_FILE, &out);
+    cr_assert_eq(rc, 0, "promtool check rules " ALERTS_FILE " (%d):\n%s", rc, out);
+    free(out);
+    /* The rules fire on the failures the verdict names (unit tests with
+     * made-up series: tests/integ/alerts_test.yml). */
+    rc = run_capture("promtool test rules " ALERTS_TESTS, &out);
+    cr_assert_eq(rc, 0, "promtool test rules " ALERTS_TESTS " (%d):\n%s", rc, out);
+    free(out);
+
+    /* One info series per dataserver: its id (as in the per-server series),
+     * native and HTTP addresses and host. */
+    char *m = metrics_of(C->ns.http_addr);
+    for (int i = 0; i < C->nds; i++) {
+        char pat[160], id[64], http[64], host[64], up[160];
+        snprintf(pat, sizeof(pat), "addr=\"%s\"", C->ds[i].addr);
+        const char *line = NULL;
+        for (const char *p = m; (p = strstr(p, "\nimgstore_nameserver_server_info{")); p++) {
+            const char *eol = strchr(p + 1, '\n');
+            const char *hit = strstr(p + 1, pat);
+            if (hit && (!eol || hit < eol)) {
+                line = p + 1;
+                break;
+            }
+        }
+        cr_assert_not_null(line, "no imgstore_nameserver_server_info for %s:\n%s", C->ds[i].addr,
+                           m);
+        label_of(line, "server", id, sizeof(id));
+        label_of(line, "http", http, sizeof(http));
+        label_of(line, "host", host, sizeof(host));
+        cr_assert_str_eq(http, C->ds[i].http_addr);
+        cr_assert_str_eq(host, "127.0.0.1");
+        cr_assert(strstr(line, "} 1\n") != NULL, "info value is not 1: %.200s", line);
+        snprintf(up, sizeof(up), "imgstore_nameserver_server_up{server=\"%s\"}", id);
+        cr_assert_eq(metric(m, up), 1, "%s: the info's id has no server_up series", id);
+    }
+    /* process_start_time_seconds: a fixed moment, shortly before now. */
+    double start = metric(m, "process_start_time_seconds");
+    free(m);
+    double now = (double)time(NULL);
+    cr_assert(start > now - START_SLACK_S && start <= now + 1, "start %f, now %f", start, now);
+    m = metrics_of(C->ns.http_addr);
+    cr_assert_eq(metric(m, "process_start_time_seconds"), start);
+    free(m);
+    for (int i = 0; i < C->nds; i++) {
+        m = metrics_of(C->ds[i].http_addr);
+        double ds_start = metric(m, "process_start_time_seconds");
+        cr_assert(ds_start > now - START_SLACK_S && ds_start <= now + 1, "%s: start %f",
+                  C->ds[i].name, ds_start);
+        free(m);
+    }
+    C->passed = 1;
+}
+
 /* ---- status page ------------------------------------------------------------- */
 
 static int have_chromium(void)
@@ -252,9 +382,10 @@ static int have_chromium(void)
     return system("command -v chromium >/dev/null 2>&1") == 0;
 }
 
-/* Loads the page in headless Chromium; returns the DOM after the scripts ran
- * (a refresh included) and whether the console reported anything. */
-static char *chromium_dom(const char *url, int *console_lines)
+/* Loads the page in headless Chromium in a window `width` px wide; returns
+ * the DOM after the scripts ran (a refresh included) and whether the
+ * console reported anything. */
+static char *chromium_dom(const char *url, int width, int *console_lines)
 {
     char cmd[2048], dom[512], err[512], prof[512];
     snprintf(dom, sizeof(dom), "%s/dom.html", C->dir);
@@ -264,8 +395,8 @@ static char *chromium_dom(const char *url, int *console_lines)
              "timeout %d chromium --headless --no-sandbox --disable-gpu "
              "--disable-background-networking --disable-component-update --no-first-run "
              "--user-data-dir=%s --enable-logging=stderr --v=0 --virtual-time-budget=3000 "
-             "--dump-dom %s >%s 2>%s",
-             CHROMIUM_TIMEOUT_S, prof, url, dom, err);
+             "--window-size=%d,%d --hide-scrollbars --dump-dom %s >%s 2>%s",
+             CHROMIUM_TIMEOUT_S, prof, width, PAGE_HEIGHT, url, dom, err);
     int rc = system(cmd);
     cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "chromium failed (%d); see %s", rc, err);
     void *buf, *ebuf;
@@ -345,7 +476,7 @@ Test(ops, status_page, .init = setup, .fini = fixture_stop, .timeout = 240)
     char url[128], v[64];
     int console;
     snprintf(url, sizeof(url), "http://%s/", C->ns.http_addr);
-    char *dom = chromium_dom(url, &console);
+    char *dom = chromium_dom(url, PAGE_WIDTH, &console);
     cr_assert_eq(console, 0, "the page logged to the console");
     dom_text(dom, "servers-up", v, sizeof(v));
     cr_assert_str_eq(v, "3", "servers up shown: '%s'", v);
@@ -376,6 +507,180 @@ Test(ops, status_page, .init = setup, .fini = fixture_stop, .timeout = 240)
 }
 
 /* ---- ds-admin ---------------------------------------------------------------- */
+
+/* The id of the dataserver at `addr` in a /status.json document. */
+static void status_server_id(const char *js, const char *addr, char *id, size_t n)
+{
+    json_error_t err;
+    json_t *doc = json_loads(js, 0, &err);
+    cr_assert_not_null(doc, "%s", err.text);
+    size_t i;
+    json_t *s;
+    id[0] = '\0';
+    json_array_foreach(json_object_get(doc, "servers"), i, s) {
+        if (strcmp(json_string_value(json_object_get(s, "address")), addr) == 0)
+            snprintf(id, n, "%s", json_string_value(json_object_get(s, "id")));
+    }
+    json_decref(doc);
+    cr_assert(id[0], "no server %s in %s", addr, js);
+}
+
+/* A server down: the verdict names it (status.json "reasons" and the page),
+ * the throughput and tasks cards are there, and the page fits 1280 px (no
+ * table overflows its card) while at 700 px the servers table scrolls
+ * inside its card. */
+Test(ops, status_page_reasons, .init = setup, .fini = fixture_stop, .timeout = 240)
+{
+    char *js, id[64], v[256];
+    cr_assert_eq(http_get(C->ns.http_addr, "/status.json", &js), 200);
+    status_server_id(js, C->ds[2].addr, id, sizeof(id));
+    cr_assert_not_null(strstr(js, "\"reasons\": []"), "healthy, yet reasons: %s", js);
+    cr_assert(!isnan(json_num(js, "uploads_per_s")) && !isnan(json_num(js, "deletes_per_s")),
+              "%s", js);
+    cr_assert_eq(json_num(js, "tasks_running"), 0, "%s", js);
+    free(js);
+
+    cr_assert_geq(cluster_signal_proc(&C->ds[2], SIGKILL), 0);
+    int64_t deadline = cluster_now_ms() + DOWN_WAIT_MS;
+    for (;;) {
+        cr_assert_eq(http_get(C->ns.http_addr, "/status.json", &js), 200);
+        if (json_num(js, "servers_down") == 1)
+            break;
+        cr_assert_lt(cluster_now_ms(), deadline, "%s never seen down: %s", id, js);
+        free(js);
+        usleep(200 * 1000);
+    }
+    check_json(js, "/status.json");
+    cr_assert_not_null(strstr(js, "\"verdict\": \"degraded\""), "%s", js);
+    char want[160];
+    snprintf(want, sizeof(want), "\"servers\": [\"%s\"]", id);
+    cr_assert_not_null(strstr(js, want), "no reason names %s: %s", id, js);
+    free(js);
+
+    if (!have_chromium()) {
+        fprintf(stderr, "status_page_reasons: chromium is not installed; the browser check is "
+                        "skipped (make test-ui installs it)\n");
+        C->passed = 1;
+        return;
+    }
+    char url[128];
+    int console;
+    snprintf(url, sizeof(url), "http://%s/", C->ns.http_addr);
+    char *dom = chromium_dom(url, PAGE_WIDTH, &console);
+    cr_assert_eq(console, 0, "the page logged to the console");
+    dom_text(dom, "verdict", v, sizeof(v));
+    cr_assert_str_eq(v, "degraded");
+    cr_assert_not_null(strstr(dom, "<section id=\"reasons-box\">"), "the reasons are hidden");
+    const char *r = strstr(dom, "<li class=\"reason degraded\">");
+    cr_assert_not_null(r, "no reason listed: %s", dom);
+    snprintf(want, sizeof(want), "server %s (%s) is down", id, C->ds[2].addr);
+    cr_assert_not_null(strstr(r, want), "the reason does not name %s", id);
+    dom_text(dom, "servers-down", v, sizeof(v));
+    cr_assert_str_eq(v, "1");
+    dom_text(dom, "tasks-running", v, sizeof(v));
+    cr_assert(isdigit((unsigned char)v[0]), "tasks in flight: '%s'", v);
+    dom_text(dom, "uploads-per-s", v, sizeof(v));
+    cr_assert(isdigit((unsigned char)v[0]), "uploads/s: '%s'", v);
+    dom_text(dom, "deletes-per-s", v, sizeof(v));
+    cr_assert(isdigit((unsigned char)v[0]), "deletes/s: '%s'", v);
+    cr_assert_null(strstr(dom, "scroll overflowing\""), "a table overflows its card at %d px",
+                   PAGE_WIDTH);
+    cr_assert_not_null(strstr(dom, "class=\"scroll\""), "no scrolling table box");
+    free(dom);
+    /* the check can fail: in a narrow window the servers table must scroll */
+    dom = chromium_dom(url, PAGE_NARROW, &console);
+    cr_assert_not_null(strstr(dom, "class=\"scroll overflowing\""),
+                       "at %d px the servers table fits?", PAGE_NARROW);
+    free(dom);
+    C->passed = 1;
+}
+
+/* ---- status page screenshot ------------------------------------------------- */
+
+#define SHOT_FIXTURE "tests/integ/status_fixture.json"
+#define SHOT_REF "tests/integ/status_page_ref.png"
+#define SHOT_COMPARE "tests/integ/png_compare.py"
+#define SHOT_UPDATE_ENV "IMGSTORE_UPDATE_REF" /* 1: write the shot as the new reference */
+#define SHOT_HEIGHT 1400 /* the whole page of the fixture */
+
+/* The page the nameserver serves, with its inlined status replaced by the
+ * fixed one of SHOT_FIXTURE (a degraded cluster of four servers with every
+ * kind of row), so the screenshot is the same on every run. Writes it to
+ * `path`. */
+static void fixed_page(const char *path)
+{
+    char *page;
+    void *fix;
+    size_t fix_len;
+    cr_assert_eq(http_get(C->ns.http_addr, "/", &page), 200);
+    cr_assert_eq(cluster_read_file(SHOT_FIXTURE, &fix, &fix_len), 0, "%s", SHOT_FIXTURE);
+    const char *open = "var INITIAL = ", *close = ";\n(function";
+    char *start = strstr(page, open);
+    cr_assert_not_null(start, "no inlined status in the page");
+    start += strlen(open);
+    char *end = strstr(start, close);
+    cr_assert_not_null(end);
+    size_t head = (size_t)(start - page), tail = strlen(end);
+    char *out = malloc(head + fix_len + tail);
+    memcpy(out, page, head);
+    memcpy(out + head, fix, fix_len);
+    memcpy(out + head + fix_len, end, tail);
+    cr_assert_eq(cluster_write_file(path, out, head + fix_len + tail), 0);
+    free(out);
+    free(fix);
+    free(page);
+}
+
+/* A screenshot of the page (1280 px wide, a fixed status with every kind of
+ * row: reasons, a down, a draining read-only and a nearly full server,
+ * running tasks) compared with the checked-in reference within
+ * png_compare.py's tolerance: a section gone, moved or spilling out of its
+ * card fails; font rendering does not. No table of that page overflows. */
+Test(ops, status_page_screenshot, .init = setup, .fini = fixture_stop, .timeout = 240)
+{
+    if (!have_chromium()) {
+        fprintf(stderr, "status_page_screenshot: chromium is not installed; skipped "
+                        "(make test-ui installs it)\n");
+        C->passed = 1;
+        return;
+    }
+    char html[512], shot[512], log[512], cmd[4096], *out;
+    snprintf(html, sizeof(html), "%s/page.html", C->dir);
+    snprintf(shot, sizeof(shot), "%s/page.png", C->dir);
+    snprintf(log, sizeof(log), "%s/log/chromium-shot.log", C->dir);
+    fixed_page(html);
+    snprintf(cmd, sizeof(cmd),
+             "timeout %d chromium --headless --no-sandbox --disable-gpu "
+             "--disable-background-networking --disable-component-update --no-first-run "
+             "--user-data-dir=%s/chromium-shot --virtual-time-budget=3000 --hide-scrollbars "
+             "--force-device-scale-factor=1 --window-size=%d,%d --screenshot=%s file://%s "
+             ">%s 2>&1",
+             CHROMIUM_TIMEOUT_S, C->dir, PAGE_WIDTH, SHOT_HEIGHT, shot, html, log);
+    int rc = system(cmd);
+    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "chromium failed (%d); see %s", rc, log);
+    /* the same page's layout facts: no table spills out of its card */
+    char url[600];
+    int console;
+    snprintf(url, sizeof(url), "file://%s", html);
+    char *dom = chromium_dom(url, PAGE_WIDTH, &console); /* the refresh fails: no server */
+    cr_assert_not_null(strstr(dom, "<tr class=\"server\""), "no server rows");
+    cr_assert_null(strstr(dom, "scroll overflowing\""), "a table overflows its card at %d px",
+                   PAGE_WIDTH);
+    free(dom);
+    const char *update = getenv(SHOT_UPDATE_ENV);
+    if (update && strcmp(update, "1") == 0) {
+        snprintf(cmd, sizeof(cmd), "cp '%s' " SHOT_REF, shot);
+        cr_assert_eq(system(cmd), 0);
+        fprintf(stderr, "status_page_screenshot: wrote %s\n", SHOT_REF);
+    }
+    snprintf(cmd, sizeof(cmd), "python3 " SHOT_COMPARE " '%s' " SHOT_REF, shot);
+    rc = run_capture(cmd, &out);
+    fprintf(stderr, "status_page_screenshot: %s", out);
+    cr_assert_eq(rc, 0, "the page differs from %s (set %s=1 to accept it): %s", SHOT_REF,
+                 SHOT_UPDATE_ENV, out);
+    free(out);
+    C->passed = 1;
+}
 
 Test(ops, ds_admin_commands, .init = setup, .fini = fixture_stop, .timeout = 240)
 {

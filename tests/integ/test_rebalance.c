@@ -254,12 +254,12 @@ Test(rebalance, fifth_server_joins)
     imgstore_admin_free_status(cs);
     cr_assert(fifth_holds, "the fifth server holds blocks");
     /* The moves show in the nameserver's /metrics. */
-    double done = cluster_metric(C->ns.http_addr, "imgstore_ns_balance_moves_total{result=\"done\"}");
-    double moved = cluster_metric(C->ns.http_addr, "imgstore_ns_balance_moved_bytes_total");
+    double done = cluster_metric(C->ns.http_addr, "imgstore_nameserver_balance_moves_total{result=\"done\"}");
+    double moved = cluster_metric(C->ns.http_addr, "imgstore_nameserver_balance_moved_bytes_total");
     fprintf(stderr, "[rebalance] /metrics: %.0f moves done, %.0f bytes moved\n", done, moved);
-    cr_assert_gt(done, 0, "imgstore_ns_balance_moves_total{result=\"done\"}");
-    cr_assert_geq(moved, done * 1024, "imgstore_ns_balance_moved_bytes_total");
-    cr_assert_eq(cluster_metric(C->ns.http_addr, "imgstore_ns_balance_moves_running"), 0);
+    cr_assert_gt(done, 0, "imgstore_nameserver_balance_moves_total{result=\"done\"}");
+    cr_assert_geq(moved, done * 1024, "imgstore_nameserver_balance_moved_bytes_total");
+    cr_assert_eq(cluster_metric(C->ns.http_addr, "imgstore_nameserver_balance_moves_running"), 0);
 
     /* An empty plan now; --wait ends at once. */
     fixture_admin_json(&r, CLI_TIMEOUT_MS, "rebalance", "--dry-run", NULL);
