@@ -386,11 +386,13 @@ static int lookup(imgstore_t *h, uint64_t block_id, int64_t deadline, struct cac
 }
 
 /* 1 when a lookup's error says the nameserver could not answer at all
- * (unreachable, frozen, not serving), as opposed to an answer. */
+ * (unreachable, frozen, no nameserver leads), as opposed to an answer. A
+ * nameserver in safe mode is not among them: it answers within its
+ * safe-mode wait, and its answer (not a stale location) says which copies
+ * are current after a restart. */
 static int ns_cannot_answer(int rc)
 {
-    return rc == IMG_ETIMEDOUT || rc == IMG_ECONN || rc == IMG_ESAFEMODE || rc == IMG_EPROTO ||
-           rc == IMG_ENOTLEADER;
+    return rc == IMG_ETIMEDOUT || rc == IMG_ECONN || rc == IMG_ENOTLEADER;
 }
 
 /* Returns the location of block_id from the cache or, on a miss or when
@@ -398,7 +400,7 @@ static int ns_cannot_answer(int rc)
  *
  * When only an expired (or dropped) location is cached, the nameserver gets
  * STALE_LOOKUP_MS to answer; if it cannot answer in that time (down,
- * frozen, cut off, not serving, no nameserver leads) the expired location is used and kept for
+ * frozen, cut off, no nameserver leads) the expired location is used and kept for
  * another TTL: a nameserver outage must not stop reads of blocks already
  * located. This holds with `fresh` set too (the reader's last pass failed
  * on every replica): the replicas may have been away for a moment, and the
@@ -694,7 +696,7 @@ static int read_any(imgstore_t *h, const struct fname *f, unsigned type, int64_t
              * Forget it, or every later read of the block would try the
              * old holder first half of the time. */
             if (t.moved > 0 && from_cache)
-                cache_loc_drop(&h->cache, f->block_id);
+                cache_loc_forget(&h->cache, f->block_id);
             if (rc == IMG_ETIMEDOUT) /* the deadline came mid-pass: say what we saw */
                 return t.last ? read_verdict(&t, loc->n) : last;
             return rc;
@@ -705,7 +707,10 @@ static int read_any(imgstore_t *h, const struct fname *f, unsigned type, int64_t
         /* Some replica was unreachable, damaged, not serving yet or did not
          * hold the block: the location may be stale. Ask the nameserver
          * again; right away the first time, after a wait from then on. */
-        cache_loc_drop(&h->cache, f->block_id);
+        if (t.moved > 0)
+            cache_loc_forget(&h->cache, f->block_id);
+        else
+            cache_loc_drop(&h->cache, f->block_id);
         if (fresh && !round_wait(&wait, deadline))
             return last;
         fresh = 1;

@@ -67,7 +67,8 @@
  * IMGSTORE_SEED
  * (replay: the seed drives sizes, operation mix, fault kinds, victims and
  * moments; thread timing still varies), IMGSTORE_BIN, IMGSTORE_KEEP=1,
- * CHAOS_AVAIL_STRICT, CHAOS_AVAIL_FAULTS, CHAOS_NS_AWAY_MS.
+ * CHAOS_AVAIL_STRICT, CHAOS_AVAIL_FAULTS, CHAOS_NS_AWAY_MS, CHAOS_NO_PARTITION (replay a
+ * seed of a machine without network namespaces).
  * Output ends with one "N passed, N failed" line per invariant; the exit
  * status is 0 when every invariant held.
  *
