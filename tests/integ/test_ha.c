@@ -523,6 +523,101 @@ Test(ha, warm_standby)
     C->passed = 1;
 }
 
+/* How many of the dataservers' logs hold text, summed. */
+static int ds_log_count(const char *text)
+{
+    int n = 0;
+    for (int i = 0; i < C->nds; i++)
+        n += log_count(C->ds[i].log, text);
+    return n;
+}
+
+/* A deposed leader never acts: the leader is frozen (SIGSTOP) past the TTL
+ * under upload load, the standby takes over and the dataservers take its
+ * commands; woken, the old leader sends nothing (no block created, no
+ * task, no "leading"), steps down on its own, and no dataserver takes a
+ * command from it (any that reached one was refused: counted from their
+ * logs). No upload fails, every file reads back. */
+Test(ha, deposed_leader)
+{
+    uint64_t seed = cluster_seed("ha-deposed");
+    cr_assert_geq(wait_log(ns2.log, "standby: the leader is", 0, 10000), 0);
+    cr_assert_geq(wait_log(ns2.log, " disks, ", C->nds - 1, 10000), 0);
+    struct load l = {.seed = seed};
+    l.names = calloc(MAX_FILES, sizeof(*l.names));
+    l.sizes = calloc(MAX_FILES, sizeof(*l.sizes));
+    l.done_ms = calloc(MAX_FILES, sizeof(*l.done_ms));
+    l.h = cluster_client(C);
+    cr_assert(l.names && l.sizes && l.done_ms && l.h);
+    pthread_t th[THREADS];
+    for (int i = 0; i < THREADS; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, uploader, &l), 0);
+    usleep(1000 * 1000);
+
+    char from_ns1[128], to_ns1[128];
+    snprintf(from_ns1, sizeof(from_ns1), "from nameserver %s: ", C->ns.addr); /* refusals */
+    snprintf(to_ns1, sizeof(to_ns1), "taking commands from nameserver %s", C->ns.addr);
+    char to_ns2[128];
+    snprintf(to_ns2, sizeof(to_ns2), "taking commands from nameserver %s", ns2.addr);
+    int to_ns2_seen = ds_log_count(to_ns2);
+    kill(C->ns.pid, SIGSTOP);
+    int64_t frozen = cluster_now_ms();
+    cr_assert_geq(wait_log(ns2.log, "leading (epoch", 0, 3 * TTL_MS), 0, "ns2 did not take over");
+    int64_t lead_ms = cluster_now_ms() - frozen;
+    /* Every dataserver takes the new leader's commands. */
+    while (cluster_now_ms() - frozen < lead_ms + 5000 && ds_log_count(to_ns2) < to_ns2_seen + C->nds)
+        usleep(20000);
+    cr_assert_geq(ds_log_count(to_ns2), to_ns2_seen + C->nds,
+                  "not every dataserver took the new leader's commands");
+    usleep(500 * 1000); /* frozen past the TTL, the new leader at work */
+
+    int to_ns1_seen = ds_log_count(to_ns1);
+    int created_seen = log_count(C->ns.log, " created on ");
+    int tasks_seen = log_count(C->ns.log, "task ");
+    int led_seen = log_count(C->ns.log, "ns: leading (epoch");
+    int stopped_seen = log_count(C->ns.log, "stopped leading");
+    kill(C->ns.pid, SIGCONT);
+    int64_t woken = cluster_now_ms();
+    int64_t stop = wait_log(C->ns.log, "stopped leading", stopped_seen, 5000);
+    cr_assert_geq(stop, 0, "the woken leader did not step down");
+    usleep(1500 * 1000); /* uploads go on; the old leader comes back as a standby */
+    l.stop = 1;
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
+    int n = __atomic_load_n(&l.next, __ATOMIC_RELAXED);
+    if (n > MAX_FILES)
+        n = MAX_FILES;
+    int after = 0;
+    for (int i = 0; i < n; i++)
+        after += l.done_ms[i] > woken;
+    int refused = ds_log_count(from_ns1);
+    fprintf(stderr, "[ha] deposed: ns2 leading %lld ms after the freeze; the woken leader "
+            "stepped down after %lld ms; %d uploads, %d failed, %d after the wake; dataserver "
+            "log lines refusing its commands: %d\n",
+            (long long)lead_ms, (long long)stop, n, l.failed, after, refused);
+    /* It did not act: nothing created, no task, no new term, no dataserver
+     * took its commands, and it serves no more than a standby does. */
+    cr_assert_eq(log_count(C->ns.log, " created on "), created_seen, "the deposed leader created blocks");
+    cr_assert_eq(log_count(C->ns.log, "task "), tasks_seen, "the deposed leader planned tasks");
+    cr_assert_eq(log_count(C->ns.log, "ns: leading (epoch"), led_seen,
+                 "the deposed leader led again");
+    cr_assert_eq(ds_log_count(to_ns1), to_ns1_seen, "a dataserver took the deposed leader's commands");
+    cr_assert_eq(status_of(C->ns.addr), IMG_ENOTLEADER, "the deposed leader still serves");
+    cr_assert_eq(status_of(ns2.addr), 0);
+    cr_assert_gt(log_count(C->ns.log, "standby: the leader is"), 0);
+    /* No data lost, uploads went on. */
+    cr_assert_eq(l.failed, 0, "%d of %d uploads failed", l.failed, n);
+    cr_assert_gt(after, 0, "no upload finished after the wake");
+    int bad = cluster_check_range(l.h, seed, 0, n, (const char(*)[IMGSTORE_NAME_MAX])l.names,
+                                  l.sizes);
+    cr_assert_eq(bad, 0, "%d of %d files do not read back", bad, n);
+    imgstore_close(l.h);
+    free(l.names);
+    free(l.sizes);
+    free(l.done_ms);
+    C->passed = 1;
+}
+
 /* ds-admin ns step-down under load: the standby leads, no upload fails, and
  * the longest gap between two finished uploads is measured (the pause). */
 Test(ha, step_down)
