@@ -8,8 +8,9 @@
  * obeyed: the leader's, the last one to answer a heartbeat as leader with
  * the highest epoch seen (ds->ns_main, ds->ns_conn). Commands on a session
  * that answered with an older epoch are refused IMG_EEPOCH (fencing), on
- * any other session IMG_EAUTH. While no session leads, heartbeats go out
- * every DS_LEADERLESS_HB_MS, so a new leader is found within that.
+ * any other session IMG_EEPOCH too. While no session leads, or the leader's
+ * has not answered for DS_HEARTBEAT_MS, heartbeats go out every
+ * DS_LEADERLESS_HB_MS, so a new leader is found within that.
  *
  * The first heartbeat on a connection is a full block report; later ones,
  * every DS_HEARTBEAT_MS, carry only the blocks that changed (b->dirty, set
@@ -488,8 +489,11 @@ static void hb_tick(uv_timer_t *t)
     ds->last_tick_ms = now;
     ds->hb_soon = 0;
     send_heartbeats(ds);
-    if (ds->ns_main < 0 && ds->nnss > 1 && !ds->stopping)
-        /* No leader: ask the others often, to find the next one at once. */
+    const struct ds_nss *m = ds->ns_main >= 0 ? &ds->nss[ds->ns_main] : NULL;
+    if (ds->nnss > 1 && !ds->stopping &&
+        (!m || (m->in_flight && now - m->sent_ms > DS_HEARTBEAT_MS)))
+        /* No leader, or it does not answer (frozen, cut off): ask the
+         * others often, to find the next one at once. */
         uv_timer_start(&ds->hb_timer, hb_tick, DS_LEADERLESS_HB_MS, DS_HEARTBEAT_MS);
 }
 
