@@ -75,8 +75,10 @@ static int etcd_run(void)
     snprintf(cluster, sizeof(cluster), "c=http://%s", etcd_peer);
     pid_t parent = getpid();
     etcd_pid = fork();
-    if (etcd_pid < 0)
+    if (etcd_pid < 0) {
+        etcd_pid = 0;
         return -1;
+    }
     if (etcd_pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent)
@@ -224,8 +226,10 @@ void ha_inject(enum fault kind, uint64_t *rng)
     if (kind == F_HA_ETCD) {
         faults[kind]++;
         say("fault: kill -9 etcd, restart in %d ms", down_ms);
-        kill(etcd_pid, SIGKILL);
-        waitpid(etcd_pid, NULL, 0);
+        if (etcd_pid > 0) { /* never kill(0): that is our process group */
+            kill(etcd_pid, SIGKILL);
+            waitpid(etcd_pid, NULL, 0);
+        }
         etcd_pid = 0;
         sleep_ms(down_ms);
         if (etcd_run() != 0)
