@@ -113,7 +113,7 @@ CHAOS_IN_TEST := $(if $(filter-out 0,$(CHAOS_TEST_SECONDS)),$(CHAOS_BIN))
 check-layers:
 	./scripts/check-layers.sh
 
-.PHONY: all deps check-layers test unit integ run run-ha stop asan valgrind clean bench bench-http bench-zstd bench-index-pack bench-rebalance \
+.PHONY: all deps check-layers test unit integ run run-ha stop chaos-ha asan valgrind clean bench bench-http bench-zstd bench-index-pack bench-rebalance \
         fuzz fuzz-build fuzz-corpus chaos chaos-powercut
 all: $(BINS) $(LIBS)
 
@@ -304,7 +304,7 @@ fuzz-corpus: deps
 # (json_check.c is for the Criterion integration tests; the driver is no
 # Criterion program.)
 $(BUILD)/tests/chaos: $(OBJ)/tests/chaos/chaos.o $(OBJ)/tests/chaos/faults.o $(OBJ)/tests/chaos/env.o \
-                      $(OBJ)/tests/chaos/avail.o \
+                      $(OBJ)/tests/chaos/avail.o $(OBJ)/tests/chaos/ha.o \
                       $(filter-out %/json_check.o,$(INTEG_HELPERS)) \
                       $(BUILD)/lib/libimgstore.a
 	@mkdir -p $(dir $@)
@@ -313,6 +313,13 @@ $(BUILD)/tests/chaos: $(OBJ)/tests/chaos/chaos.o $(OBJ)/tests/chaos/faults.o $(O
 chaos: deps
 	$(MAKE) all $(CHAOS_BIN)
 	IMGSTORE_BIN=$(abspath $(BUILD)/bin) CHAOS_SECONDS=$(CHAOS_SECONDS) ./tests/run.sh $(CHAOS_BIN)
+
+# The chaos suite's HA mode (tests/chaos/ha.c): one etcd, two nameservers,
+# kills and freezes of the leader and of etcd; one line "skipped" without etcd.
+chaos-ha: deps
+	$(MAKE) all $(CHAOS_BIN)
+	IMGSTORE_BIN=$(abspath $(BUILD)/bin) CHAOS_HA=1 CHAOS_SECONDS=$(CHAOS_SECONDS) \
+	  ./tests/run.sh $(CHAOS_BIN)
 
 # The chaos suite with power cuts: the servers come from a separate build
 # (build/faultfs/) whose dataserver/uring.c is compiled with -DIMG_FAULT_FS.

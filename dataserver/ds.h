@@ -49,7 +49,10 @@
 #define DS_ADDR_MAX 64
 #define DS_HEARTBEAT_MS 1000
 #define DS_RECONNECT_MIN_MS 200
+/* The heartbeat period while no nameserver session leads (ds_session.c). */
+#define DS_LEADERLESS_HB_MS 100
 #define DS_RECONNECT_MAX_MS 5000
+#define DS_RECONNECT_LIST_MAX_MS 1000 /* the bound with several nameservers (--ns A,B) */
 /* A heartbeat tick this late means the process was frozen (SIGSTOP, a stall):
  * the nameserver may have replaced us in replica sets meanwhile. */
 #define DS_STALL_MS 3000
@@ -79,20 +82,42 @@ struct http_server;
 struct http_tls;
 
 struct auth_link;
+struct ds;
+/* One nameserver's session (ds_session.c): every nameserver of --ns gets
+ * one, kept open, fed heartbeats and block reports (warm standbys); the
+ * commands of only one, the leader's, are obeyed. */
+struct ds_nss {
+    struct ds *ds;
+    char addr[DS_ADDR_MAX];
+    struct conn *c;          /* NULL while disconnected */
+    struct auth_link *link;  /* c's handshake (the nameserver proves the member key) */
+    uv_timer_t reconnect_timer;
+    int reconnect_ms;
+    int need_full;           /* the next heartbeat on c must be a full report */
+    int in_flight;           /* a heartbeat awaits its answer */
+    int full_in_flight;      /* ... and it is a full report */
+    uint64_t sent_ms;        /* loop time it was sent */
+    int64_t epoch;           /* the epoch it last answered as leader with; 0: none */
+    int standby;             /* its last answer was IMG_ENOTLEADER */
+};
+
 struct ds {
     uv_loop_t *loop;
     struct store *store;
-    /* the nameservers (--ns A,B,C; empty when a test sets ns_addr alone)
-     * and the one the session talks to: ns_list.addr[ns_cur], copied */
+    /* the nameservers (--ns A,B,C; empty when a test sets ns_addr alone),
+     * one session each (nss[0..nnss)), and the one whose commands are
+     * obeyed (the leader that answered with the highest epoch): index
+     * ns_main (-1: none), address ns_addr (the list's first until one leads) */
     struct nslist ns_list;
-    int ns_cur;
-    int ns_hint; /* index of the leader a standby named, taken next; -1: none */
-    int ns_no_backoff; /* the session closed after a standby's answer: no back-off */
-    /* fencing (--etcd on the nameservers): the epoch of the current
-     * session's nameserver (0: not known yet, or no HA) and the highest one
-     * seen; commands on a session of an older epoch are refused */
+    struct ds_nss nss[NSLIST_MAX];
+    int nnss;
+    int ns_main;
+    /* fencing (--etcd on the nameservers): the epoch of the leader's
+     * session (0: none, or no HA) and the highest one seen; commands on a
+     * session that answered with an older epoch are refused */
     int64_t ns_epoch, ns_epoch_max;
     uint64_t fenced; /* commands refused for their epoch */
+    uint64_t unled;  /* commands refused on a session not (yet) known to lead */
     char ns_addr[DS_ADDR_MAX];
     /* The addresses this server is known by (heartbeats, replica lists). */
     char listen_addr[DS_ADDR_MAX];
@@ -109,15 +134,10 @@ struct ds {
     char member_key[AUTH_NAME_MAX]; /* the key our own connections use */
     char cluster_id[AUTH_CLAIM_MAX]; /* the cluster joined; empty until then */
     uv_timer_t keys_timer;
-    /* nameserver session (ds_session.c) */
+    /* the leader's session (ds_session.c): nss[ns_main]'s, NULL when none */
     struct conn *ns_conn;
-    struct auth_link *ns_link; /* its handshake (the nameserver proves the member key) */
+    struct auth_link *ns_link;
     uv_timer_t hb_timer;
-    uv_timer_t reconnect_timer;
-    int reconnect_ms;
-    int need_full_report;
-    int hb_in_flight;
-    int hb_full_in_flight;    /* the heartbeat in flight is a full report */
     /* 0 until the nameserver answered our full report on this session: it
      * sends any demotion (SET_REPLICAS) before that answer, so until then a
      * block we think we are primary of may have another primary (we were
@@ -144,7 +164,6 @@ struct ds {
      * nameserver lives on) local copies are not served and the view must be
      * confirmed again by a full report (ds_session.c). */
     uint64_t view_lease_until;
-    uint64_t hb_sent_ms;      /* loop time the heartbeat in flight was sent */
     uint64_t last_tick_ms;    /* loop time of the last heartbeat tick */
     int hb_soon;              /* a heartbeat is wanted before the next tick */
     uint64_t ns_block_size;

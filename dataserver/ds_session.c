@@ -1,14 +1,26 @@
-/* ds_session.c - the dataserver's session with the nameserver.
+/* ds_session.c - the dataserver's sessions with the nameservers.
  *
- * One connection, opened at start and reopened with growing back-off when it
- * drops. With several nameservers (--ns A,B,C) a dropped or refused
- * connection moves the session to the next one of the list; the back-off
- * grows once per round of the list; a nameserver that answers a heartbeat
- * IMG_ENOTLEADER (a standby) sends the session to the leader it names. The
- * first heartbeat on a connection is
- * a full block report; later ones, every DS_HEARTBEAT_MS, carry only the
- * blocks that changed (b->dirty, set through ds_block_changed /
- * ds_block_report, cleared here). The
+ * One session per nameserver of --ns (one without a list), each opened at
+ * start and reopened with its own growing back-off when it drops. Every
+ * session carries heartbeats and block reports, so standbys hold the block
+ * map too (warm standbys, docs/nameserver.md "High availability"); a
+ * standby answers them IMG_ENOTLEADER. The commands of one session only are
+ * obeyed: the leader's, the last one to answer a heartbeat as leader with
+ * the highest epoch seen (ds->ns_main, ds->ns_conn). Commands on a session
+ * that answered with an older epoch are refused IMG_EEPOCH (fencing), on
+ * any other session IMG_EEPOCH too. While no session leads, or the leader's
+ * has not answered for DS_HEARTBEAT_MS, heartbeats go out every
+ * DS_LEADERLESS_HB_MS, so a new leader is found within that.
+ *
+ * The first heartbeat on a connection is a full block report; later ones,
+ * every DS_HEARTBEAT_MS, carry only the blocks that changed (b->dirty, set
+ * through ds_block_changed / ds_block_report, cleared here): one change
+ * list is built per tick and sent on every session in step; a session that
+ * misses one (its last heartbeat still unanswered, or not connected) gets
+ * a full report next. The leader's answers set the dataserver's view
+ * (primary roles, view lease, safe mode, cluster settings); when another
+ * session becomes the leader's, a full report goes to it at once and
+ * primary roles wait for its answer. The
  * nameserver sends its commands (CREATE_BLOCK, SET_REPLICAS, REPLICATE_BLOCK,
  * ...) on the same connection: this file is their transport and hands them
  * to ds_dispatch.
@@ -33,21 +45,29 @@
 #include "net/auth_link.h"
 #include "proto/imgstore.pb-c.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static void session_connect(struct ds *ds);
+static void session_connect(struct ds_nss *s);
+static void send_heartbeats(struct ds *ds);
 
-/* ---- commands: the session as a transport of ds_dispatch --------------------- */
+static int nss_ready(const struct ds_nss *s)
+{
+    return s->c && !conn_is_closing(s->c) && s->link && auth_link_ready(s->link);
+}
+
+/* ---- commands: the sessions as a transport of ds_dispatch -------------------- */
 
 static void session_hold(void *link)
 {
     (void)link;
 }
 
-/* The session may have been replaced while a command ran (a copy, a
- * compaction, a VERIFY): answer only on the connection the command came on,
- * if it is still the session, and never while stopping. */
+/* The leader's session may have changed while a command ran (a copy, a
+ * compaction, a VERIFY): answer only on the connection the command came
+ * on, if it is still the leader's, and never while stopping. */
 static void session_send(struct ds *ds, void *link, const struct frame_header *req, int status,
                          const ProtobufCMessage *msg, const void *body, uint32_t body_len,
                          conn_free_fn body_free)
@@ -59,11 +79,11 @@ static void session_send(struct ds *ds, void *link, const struct frame_header *r
         body_free((void *)body);
 }
 
-/* Commands count as the nameserver's only on the current session, once it
+/* Commands count as the nameserver's only on the leader's session, once it
  * proved our member key. */
 static enum auth_role session_role(struct ds *ds, void *link)
 {
-    if (link != ds->ns_conn || !auth_link_ready(ds->ns_link))
+    if (!link || link != ds->ns_conn || !auth_link_ready(ds->ns_link))
         return AUTH_NONE;
     return AUTH_MEMBER;
 }
@@ -78,17 +98,29 @@ static const struct ds_transport session = {
 
 static void session_frame(struct conn *c, const struct frame *f, void *ctx)
 {
-    struct ds *ds = ctx;
-    if (ds->ns_epoch && ds->ns_epoch < ds->ns_epoch_max) {
+    struct ds_nss *s = ctx;
+    struct ds *ds = s->ds;
+    if (s->epoch && s->epoch < ds->ns_epoch_max) {
         /* A leader deposed since it answered us: its commands are void. */
         if (ds->fenced++ % 100 == 0)
             log_warn("refused %s from nameserver %s: epoch %lld, older than %lld (%llu refused)",
-                     frame_type_name(f->h.type), ds->ns_addr, (long long)ds->ns_epoch,
+                     frame_type_name(f->h.type), s->addr, (long long)s->epoch,
                      (long long)ds->ns_epoch_max, (unsigned long long)ds->fenced);
         conn_reply(c, &f->h, IMG_EEPOCH, NULL, NULL, 0, NULL);
         return;
     }
-    ds_dispatch(ctx, &session, c, f);
+    if (c != ds->ns_conn) {
+        /* Not (yet) known to lead: refused at once, so it does not wait
+         * out its timeout; a heartbeat soon tells us whether it leads. */
+        if (ds->unled++ % 100 == 0)
+            log_warn("refused %s from nameserver %s: not the leader we take commands from "
+                     "(%llu refused)",
+                     frame_type_name(f->h.type), s->addr, (unsigned long long)ds->unled);
+        conn_reply(c, &f->h, IMG_EEPOCH, NULL, NULL, 0, NULL);
+        ds_session_poke(ds);
+        return;
+    }
+    ds_dispatch(ds, &session, c, f);
 }
 
 /* ---- heartbeats ---------------------------------------------------------------- */
@@ -99,6 +131,7 @@ struct report {
     char **replica_ids; /* BLOCK_MAX_REPLICAS per block, pointing into blocks */
     size_t n, cap;
     int full;
+    int keep_dirty; /* a full report for sessions out of step: the change list is not taken */
 };
 
 static void report_add(struct block *b, void *arg)
@@ -125,7 +158,8 @@ static void report_add(struct block *b, void *arg)
     bi->replicas = ids;
     r->ptrs[r->n] = bi;
     r->n++;
-    b->dirty = 0;
+    if (!r->keep_dirty)
+        b->dirty = 0;
 }
 
 static void count_block(struct block *b, void *arg)
@@ -134,69 +168,112 @@ static void count_block(struct block *b, void *arg)
     (*(size_t *)arg)++;
 }
 
-static void heartbeat_reply(int status, const struct frame *f, void *arg)
+/* A session became the leader's (or stopped being it: s NULL). */
+static void set_main(struct ds *ds, struct ds_nss *s)
 {
-    struct ds *ds = arg;
-    int was_full = ds->hb_full_in_flight;
-    ds->hb_in_flight = 0;
-    ds->hb_full_in_flight = 0;
-    if (status != 0 || !f)
+    int idx = s ? (int)(s - ds->nss) : -1;
+    if (idx == ds->ns_main)
         return;
-    if (f->h.status == IMG_ENOTLEADER && ds->ns_list.n > 1) {
-        /* A standby: to the leader it names (when in our list), else on. */
+    ds->ns_main = idx;
+    ds->ns_conn = s ? s->c : NULL;
+    ds->ns_link = s ? s->link : NULL;
+    ds->ns_epoch = s ? s->epoch : 0;
+    ds->primary_confirmed = 0; /* until the leader answered our full report */
+    if (s) {
+        memcpy(ds->ns_addr, s->addr, sizeof(ds->ns_addr));
+        log_info("taking commands from nameserver %s", s->addr);
+    }
+}
+
+/* A standby answered (IMG_ENOTLEADER with a NotLeader head): it holds our
+ * report; only its naming of the leader is logged, when it changes. */
+static void standby_reply(struct ds_nss *s, const struct frame *f)
+{
+    struct ds *ds = s->ds;
+    if (!s->standby) {
         Imgstore__NotLeader *nl = imgstore__not_leader__unpack(NULL, f->h.head_len, f->head);
-        ds->ns_hint = nl ? nslist_find(&ds->ns_list, nl->leader_addr) : -1;
-        log_info("nameserver %s is not the leader%s%s", ds->ns_addr,
-                 ds->ns_hint >= 0 ? "; the leader is " : "",
-                 ds->ns_hint >= 0 ? ds->ns_list.addr[ds->ns_hint] : "");
+        const char *leader = nl && nl->leader_addr ? nl->leader_addr : "";
+        log_info("nameserver %s is not the leader%s%s", s->addr, *leader ? "; the leader is " : "",
+                 leader);
         if (nl)
             imgstore__not_leader__free_unpacked(nl, NULL);
-        ds->need_full_report = 1;
-        /* A live standby, an election under way: ask again soon, no back-off. */
-        ds->reconnect_ms = DS_RECONNECT_MIN_MS;
-        ds->ns_no_backoff = 1;
-        if (ds->ns_conn)
-            conn_close(ds->ns_conn);
+    }
+    s->standby = 1;
+    s->epoch = 0;
+    s->reconnect_ms = DS_RECONNECT_MIN_MS;
+    if (ds->ns_main == (int)(s - ds->nss))
+        set_main(ds, NULL); /* it stopped leading */
+}
+
+static void heartbeat_reply(int status, const struct frame *f, void *arg)
+{
+    struct ds_nss *s = arg;
+    struct ds *ds = s->ds;
+    int was_full = s->full_in_flight;
+    s->in_flight = 0;
+    s->full_in_flight = 0;
+    if (status != 0 || !f) {
+        s->need_full = 1; /* it may have missed changes */
+        return;
+    }
+    if (f->h.status == IMG_ENOTLEADER) {
+        standby_reply(s, f);
         return;
     }
     if (f->h.status != 0) {
-        log_warn("nameserver refused heartbeat: %s", img_strerror(f->h.status));
-        ds->need_full_report = 1;
+        log_warn("nameserver %s refused heartbeat: %s", s->addr, img_strerror(f->h.status));
+        s->need_full = 1;
         return;
     }
     Imgstore__HeartbeatResp *m = imgstore__heartbeat_resp__unpack(NULL, f->h.head_len, f->head);
     if (!m) {
-        log_warn("malformed heartbeat response from nameserver");
+        log_warn("malformed heartbeat response from nameserver %s", s->addr);
+        s->need_full = 1;
         return;
     }
     if (m->epoch > 0 && m->epoch < ds->ns_epoch_max) {
         log_warn("nameserver %s answers for epoch %lld, older than %lld: a deposed leader; "
-                 "moving on",
-                 ds->ns_addr, (long long)m->epoch, (long long)ds->ns_epoch_max);
+                 "its session is closed",
+                 s->addr, (long long)m->epoch, (long long)ds->ns_epoch_max);
         imgstore__heartbeat_resp__free_unpacked(m, NULL);
-        if (ds->ns_conn)
-            conn_close(ds->ns_conn);
+        if (s->c)
+            conn_close(s->c);
         return;
-    }
-    if (m->epoch > 0) {
-        if (m->epoch != ds->ns_epoch)
-            log_info("nameserver %s leads in epoch %lld", ds->ns_addr, (long long)m->epoch);
-        ds->ns_epoch = m->epoch;
-        if (m->epoch > ds->ns_epoch_max)
-            ds->ns_epoch_max = m->epoch;
     }
     if (m->cluster_id && *m->cluster_id && strcmp(m->cluster_id, ds->cluster_id) != 0) {
         if (ds->cluster_id[0]) {
             log_error("nameserver %s is of cluster %s, this server joined cluster %s: refused",
-                      ds->ns_addr, m->cluster_id, ds->cluster_id);
+                      s->addr, m->cluster_id, ds->cluster_id);
             imgstore__heartbeat_resp__free_unpacked(m, NULL);
-            if (ds->ns_conn)
-                conn_close(ds->ns_conn);
+            if (s->c)
+                conn_close(s->c);
             return;
         }
         if (ds_auth_save_cluster(ds, m->cluster_id) == 0)
             log_info("joined cluster %s (stored in the data folders)", ds->cluster_id);
     }
+    s->standby = 0;
+    s->reconnect_ms = DS_RECONNECT_MIN_MS; /* the session works: reset the back-off */
+    if (m->epoch > 0) {
+        if (m->epoch != s->epoch)
+            log_info("nameserver %s leads in epoch %lld", s->addr, (long long)m->epoch);
+        s->epoch = m->epoch;
+        if (m->epoch > ds->ns_epoch_max)
+            ds->ns_epoch_max = m->epoch;
+    }
+    if (ds->ns_main != (int)(s - ds->nss)) {
+        /* The leader: from now on its commands count, and it must check
+         * our primary roles against a full report of ours. */
+        struct ds_nss *old = ds->ns_main >= 0 ? &ds->nss[ds->ns_main] : NULL;
+        set_main(ds, s);
+        if (old && old->epoch == s->epoch && old->c)
+            conn_close(old->c); /* two sessions answering for one epoch: keep the newer */
+        if (!was_full) {
+            s->need_full = 1;
+            ds_session_poke(ds);
+        }
+    }
+    ds->ns_epoch = s->epoch;
     if (was_full && !ds->primary_confirmed) {
         ds->primary_confirmed = 1;
         log_info("nameserver answered our full report: primary roles confirmed");
@@ -207,7 +284,7 @@ static void heartbeat_reply(int status, const struct frame *f, void *arg)
             ds->view_lapsed = 0;
             log_info("nameserver (out of safe mode) answered our full report: serving reads");
         } else {
-            ds->need_full_report = 1; /* safe mode ended: let it check our view now */
+            s->need_full = 1; /* safe mode ended: let it check our view now */
             ds_session_poke(ds);
         }
     }
@@ -215,12 +292,11 @@ static void heartbeat_reply(int status, const struct frame *f, void *arg)
         /* It counted us up when it read the heartbeat, which was after we
          * sent it: it cannot declare us down before send + its timeout. */
         uint32_t hb_timeout = m->heartbeat_timeout_ms ? m->heartbeat_timeout_ms : DS_NS_HB_TIMEOUT_MS;
-        ds->view_lease_until = ds->hb_sent_ms + hb_timeout / 2;
+        ds->view_lease_until = s->sent_ms + hb_timeout / 2;
     }
     if (ds->ns_safe_mode != (int)m->safe_mode)
         log_info("nameserver safe mode %s", m->safe_mode ? "on" : "off");
     ds->ns_safe_mode = m->safe_mode;
-    ds->reconnect_ms = DS_RECONNECT_MIN_MS; /* the session works: reset the back-off */
     ds->ns_block_size = m->block_size;
     ds_scrub_set_rate(ds, m->scrub_rate ? m->scrub_rate : ds->scrub_rate_own);
     ds->ns_replicas = m->replicas;
@@ -235,83 +311,167 @@ static void heartbeat_reply(int status, const struct frame *f, void *arg)
     imgstore__heartbeat_resp__free_unpacked(m, NULL);
 }
 
-static void send_heartbeat(struct ds *ds)
+/* One heartbeat message with its block report (full, or the changes);
+ * everything borrowed from the store or owned by hb_free. */
+struct hb_msg {
+    Imgstore__Heartbeat hb;
+    struct report r;
+    Imgstore__Disk *disks;
+    Imgstore__Disk **dptrs;
+    Imgstore__CopyProgress copies[DS_COPY_MAX_ACTIVE];
+    Imgstore__CopyProgress *cptrs[DS_COPY_MAX_ACTIVE];
+    size_t nremoved;
+};
+
+static void hb_free(struct hb_msg *m)
 {
-    if (!ds->ns_conn || conn_is_closing(ds->ns_conn) || ds->hb_in_flight ||
-        !auth_link_ready(ds->ns_link))
-        return;
-    store_refresh(ds->store);
+    free(m->r.infos);
+    free(m->r.ptrs);
+    free(m->r.replica_ids);
+    free(m->disks);
+    free(m->dptrs);
+}
+
+/* Builds *m: a full report, or (full 0) the changed blocks, which are
+ * taken off the change list. 0 or -ENOMEM (then hb_free anyway). */
+static int hb_build(struct ds *ds, int full, struct hb_msg *m)
+{
+    memset(m, 0, sizeof(*m));
     size_t nblocks = 0;
     store_foreach(ds->store, count_block, &nblocks);
-
-    struct report r = {.full = ds->need_full_report, .cap = nblocks};
-    r.infos = calloc(nblocks + 1, sizeof(*r.infos));
-    r.ptrs = calloc(nblocks + 1, sizeof(*r.ptrs));
-    r.replica_ids = calloc((nblocks + 1) * BLOCK_MAX_REPLICAS, sizeof(char *));
-    Imgstore__Disk *disks = calloc((size_t)ds->store->ndisks, sizeof(*disks));
-    Imgstore__Disk **dptrs = calloc((size_t)ds->store->ndisks, sizeof(*dptrs));
-    if (!r.infos || !r.ptrs || !r.replica_ids || !disks || !dptrs)
-        goto out;
-    store_foreach(ds->store, report_add, &r);
-
+    m->r.full = full;
+    m->r.keep_dirty = full;
+    m->r.cap = nblocks;
+    m->r.infos = calloc(nblocks + 1, sizeof(*m->r.infos));
+    m->r.ptrs = calloc(nblocks + 1, sizeof(*m->r.ptrs));
+    m->r.replica_ids = calloc((nblocks + 1) * BLOCK_MAX_REPLICAS, sizeof(char *));
+    m->disks = calloc((size_t)ds->store->ndisks + 1, sizeof(*m->disks));
+    m->dptrs = calloc((size_t)ds->store->ndisks + 1, sizeof(*m->dptrs));
+    if (!m->r.infos || !m->r.ptrs || !m->r.replica_ids || !m->disks || !m->dptrs)
+        return -ENOMEM;
+    store_foreach(ds->store, report_add, &m->r);
     for (int i = 0; i < ds->store->ndisks; i++) {
         struct store_disk *d = &ds->store->disks[i];
-        imgstore__disk__init(&disks[i]);
-        disks[i].path = d->path;
-        disks[i].capacity = d->capacity;
-        disks[i].free = d->free;
-        disks[i].used = d->used;
-        disks[i].failed = d->failed;
-        dptrs[i] = &disks[i];
+        imgstore__disk__init(&m->disks[i]);
+        m->disks[i].path = d->path;
+        m->disks[i].capacity = d->capacity;
+        m->disks[i].free = d->free;
+        m->disks[i].used = d->used;
+        m->disks[i].failed = d->failed;
+        m->dptrs[i] = &m->disks[i];
     }
-    Imgstore__Heartbeat hb = IMGSTORE__HEARTBEAT__INIT;
-    hb.server_id = ds->store->server_id;
-    hb.addr = ds->listen_addr;
-    hb.http_addr = ds->http_addr;
-    hb.n_disks = (size_t)ds->store->ndisks;
-    hb.disks = dptrs;
-    hb.full_report = r.full;
-    hb.n_blocks = r.n;
-    hb.blocks = r.ptrs;
-    hb.reads = ds->reads;
-    hb.record_format = NEEDLE_FORMAT_NEWEST;
-    hb.writes = ds->writes;
-    Imgstore__CopyProgress copies[DS_COPY_MAX_ACTIVE], *cptrs[DS_COPY_MAX_ACTIVE];
-    hb.n_copies = ds_copy_progress(ds, copies, DS_COPY_MAX_ACTIVE);
-    for (size_t i = 0; i < hb.n_copies; i++)
-        cptrs[i] = &copies[i];
-    hb.copies = cptrs;
-    const uint64_t *removed = NULL;
-    size_t nremoved = ds_block_removed(ds, &removed);
-    if (!r.full) { /* a full report implies every removal */
-        hb.n_removed_blocks = nremoved;
-        hb.removed_blocks = (uint64_t *)removed;
+    Imgstore__Heartbeat *hb = &m->hb;
+    imgstore__heartbeat__init(hb);
+    hb->server_id = ds->store->server_id;
+    hb->addr = ds->listen_addr;
+    hb->http_addr = ds->http_addr;
+    hb->n_disks = (size_t)ds->store->ndisks;
+    hb->disks = m->dptrs;
+    hb->full_report = full;
+    hb->n_blocks = m->r.n;
+    hb->blocks = m->r.ptrs;
+    hb->reads = ds->reads;
+    hb->record_format = NEEDLE_FORMAT_NEWEST;
+    hb->writes = ds->writes;
+    hb->n_copies = ds_copy_progress(ds, m->copies, DS_COPY_MAX_ACTIVE);
+    for (size_t i = 0; i < hb->n_copies; i++)
+        m->cptrs[i] = &m->copies[i];
+    hb->copies = m->cptrs;
+    if (!full) { /* a full report implies every removal */
+        const uint64_t *removed = NULL;
+        m->nremoved = ds_block_removed(ds, &removed);
+        hb->n_removed_blocks = m->nremoved;
+        hb->removed_blocks = (uint64_t *)removed;
     }
-    if (conn_request(ds->ns_conn, FT_HEARTBEAT, &hb.base, NULL, 0, NULL, DS_NS_TIMEOUT_MS,
-                     heartbeat_reply, ds) == 0) {
-        ds_block_removed_sent(ds, nremoved);
-        ds->hb_in_flight = 1;
-        ds->hb_full_in_flight = r.full;
-        ds->hb_sent_ms = uv_now(ds->loop);
-        if (r.full)
-            log_info("sent full block report (%zu blocks) to %s", r.n, ds->ns_addr);
-        ds->need_full_report = 0;
-    } else {
-        /* Nothing was sent: report everything again on the next try. */
-        ds->need_full_report = 1;
+    return 0;
+}
+
+/* Sends m on s. 0, or an error (s then needs a full report). */
+static int hb_send(struct ds_nss *s, const struct hb_msg *m)
+{
+    struct ds *ds = s->ds;
+    if (conn_request(s->c, FT_HEARTBEAT, &m->hb.base, NULL, 0, NULL, DS_NS_TIMEOUT_MS,
+                     heartbeat_reply, s) != 0) {
+        s->need_full = 1; /* nothing was sent: report everything again on the next try */
+        return IMG_ECONN;
     }
-out:
-    free(r.infos);
-    free(r.ptrs);
-    free(r.replica_ids);
-    free(disks);
-    free(dptrs);
+    s->in_flight = 1;
+    s->full_in_flight = m->hb.full_report;
+    s->sent_ms = uv_now(ds->loop);
+    if (m->hb.full_report) {
+        s->need_full = 0;
+        log_info("sent full block report (%zu blocks) to %s", m->r.n, s->addr);
+    }
+    return 0;
+}
+
+/* One heartbeat on every session that has none in flight: the change list
+ * on those in step, a full report on the others. */
+static void send_heartbeats(struct ds *ds)
+{
+    int in_step = 0, behind = 0;
+    for (int i = 0; i < ds->nnss; i++) {
+        struct ds_nss *s = &ds->nss[i];
+        if (!nss_ready(s) || s->in_flight)
+            continue;
+        if (s->need_full)
+            behind++;
+        else
+            in_step++;
+    }
+    if (in_step == 0 && behind == 0)
+        return;
+    store_refresh(ds->store);
+    struct hb_msg *m = malloc(sizeof(*m));
+    if (!m)
+        return;
+    if (in_step > 0) {
+        /* The changes leave the change list: every session not sent them
+         * now needs a full report. */
+        if (hb_build(ds, 0, m) == 0) {
+            int sent = 0;
+            for (int i = 0; i < ds->nnss; i++) {
+                struct ds_nss *s = &ds->nss[i];
+                if (!s->need_full && nss_ready(s) && !s->in_flight)
+                    sent += hb_send(s, m) == 0;
+                else
+                    s->need_full = 1;
+            }
+            if (sent)
+                ds_block_removed_sent(ds, m->nremoved);
+        } else {
+            for (int i = 0; i < ds->nnss; i++)
+                ds->nss[i].need_full = 1;
+        }
+        hb_free(m);
+    }
+    if (behind > 0 && hb_build(ds, 1, m) == 0) {
+        for (int i = 0; i < ds->nnss; i++) {
+            struct ds_nss *s = &ds->nss[i];
+            if (s->need_full && nss_ready(s) && !s->in_flight)
+                hb_send(s, m);
+        }
+    }
+    if (behind > 0)
+        hb_free(m);
+    free(m);
+}
+
+/* Every session needs a full report again (its answers before now are
+ * not to be trusted: we stalled, or the view lease ran out). */
+static void all_need_full(struct ds *ds)
+{
+    for (int i = 0; i < ds->nnss; i++) {
+        ds->nss[i].need_full = 1;
+        ds->nss[i].full_in_flight = 0; /* an answer to a report from before is old */
+    }
 }
 
 static void hb_tick(uv_timer_t *t)
 {
     struct ds *ds = t->data;
     uint64_t now = uv_now(ds->loop);
+    uint64_t sent = ds->ns_main >= 0 ? ds->nss[ds->ns_main].sent_ms : 0;
     if (ds->last_tick_ms && now - ds->last_tick_ms > DS_STALL_MS) {
         log_warn("this process stalled for %llu ms (stopped?): reads and primary roles wait "
                  "until the nameserver has checked our replica sets again",
@@ -319,22 +479,26 @@ static void hb_tick(uv_timer_t *t)
         ds->view_lapsed |= ds->view_confirmed;
         ds->view_confirmed = 0;
         ds->primary_confirmed = 0;
-        ds->need_full_report = 1;
-        ds->hb_full_in_flight = 0; /* an answer to a report from before the stall is old */
+        all_need_full(ds);
     } else if (ds->view_confirmed && now > ds->view_lease_until) {
         log_warn("no nameserver answer for %llu ms: it may have moved our copies' replica sets "
                  "on without us, so they serve only readers that found no current replica "
                  "until it has checked them again",
-                 (unsigned long long)(now - ds->hb_sent_ms));
+                 (unsigned long long)(sent ? now - sent : now - ds->view_lease_until));
         ds->view_lapsed = 1;
         ds->view_confirmed = 0;
         ds->primary_confirmed = 0;
-        ds->need_full_report = 1;
-        ds->hb_full_in_flight = 0;
+        all_need_full(ds);
     }
     ds->last_tick_ms = now;
     ds->hb_soon = 0;
-    send_heartbeat(ds);
+    send_heartbeats(ds);
+    const struct ds_nss *m = ds->ns_main >= 0 ? &ds->nss[ds->ns_main] : NULL;
+    if (ds->nnss > 1 && !ds->stopping &&
+        (!m || (m->in_flight && now - m->sent_ms > DS_HEARTBEAT_MS)))
+        /* No leader, or it does not answer (frozen, cut off): ask the
+         * others often, to find the next one at once. */
+        uv_timer_start(&ds->hb_timer, hb_tick, DS_LEADERLESS_HB_MS, DS_HEARTBEAT_MS);
 }
 
 void ds_session_poke(struct ds *ds)
@@ -346,7 +510,7 @@ void ds_session_poke(struct ds *ds)
     uv_timer_start(&ds->hb_timer, hb_tick, 20, DS_HEARTBEAT_MS);
 }
 
-/* ---- connection ---------------------------------------------------------------- */
+/* ---- connections --------------------------------------------------------------- */
 
 static void reconnect_tick(uv_timer_t *t)
 {
@@ -355,85 +519,91 @@ static void reconnect_tick(uv_timer_t *t)
 
 static void session_closed(struct conn *c, void *ctx)
 {
-    struct ds *ds = ctx;
+    struct ds_nss *s = ctx;
+    struct ds *ds = s->ds;
     auth_link_free(conn_get_data(c));
-    if (ds->ns_conn == c) {
-        ds->ns_conn = NULL;
-        ds->ns_link = NULL;
-    }
-    ds->hb_in_flight = 0;
-    ds->ns_epoch = 0;
-    ds->primary_confirmed = 0; /* we may be demoted while cut off */
+    if (s->c != c)
+        return;
+    s->c = NULL;
+    s->link = NULL;
+    s->in_flight = 0;
+    s->full_in_flight = 0;
+    s->epoch = 0;
+    s->standby = 0;
+    if (ds->ns_main == (int)(s - ds->nss))
+        set_main(ds, NULL); /* we may be demoted while cut off */
     if (ds->stopping)
         return;
-    char lost[DS_ADDR_MAX];
-    memcpy(lost, ds->ns_addr, sizeof(lost));
-    if (ds->ns_list.n > 1) {
-        int hint = ds->ns_hint;
-        ds->ns_hint = -1;
-        ds->ns_cur = hint >= 0 && hint != ds->ns_cur ? hint : (ds->ns_cur + 1) % ds->ns_list.n;
-        memcpy(ds->ns_addr, ds->ns_list.addr[ds->ns_cur], sizeof(ds->ns_addr));
-    }
-    log_warn("lost nameserver session %s; connecting to %s in %d ms", lost, ds->ns_addr,
-             ds->reconnect_ms);
-    uv_timer_start(&ds->reconnect_timer, reconnect_tick, (uint64_t)ds->reconnect_ms, 0);
-    int no_backoff = ds->ns_no_backoff;
-    ds->ns_no_backoff = 0;
-    if (no_backoff || (ds->ns_list.n > 1 && ds->ns_cur != 0))
-        return; /* the back-off grows once per round of the list, not after a standby */
-    ds->reconnect_ms *= 2;
-    if (ds->reconnect_ms > DS_RECONNECT_MAX_MS)
-        ds->reconnect_ms = DS_RECONNECT_MAX_MS;
+    log_warn("lost nameserver session %s; connecting to %s in %d ms", s->addr, s->addr,
+             s->reconnect_ms);
+    uv_timer_start(&s->reconnect_timer, reconnect_tick, (uint64_t)s->reconnect_ms, 0);
+    /* With several nameservers a restarted one must get our reports soon
+     * (it may be the next leader): a shorter bound. */
+    int max = ds->nnss > 1 ? DS_RECONNECT_LIST_MAX_MS : DS_RECONNECT_MAX_MS;
+    s->reconnect_ms *= 2;
+    if (s->reconnect_ms > max)
+        s->reconnect_ms = max;
 }
 
 /* The nameserver proved our member key (or refused us: the link closes the
  * connection and session_closed reconnects with back-off). */
 static void session_authed(int status, void *arg)
 {
-    struct ds *ds = arg;
+    struct ds_nss *s = arg;
     if (status == 0)
-        send_heartbeat(ds);
+        send_heartbeats(s->ds);
 }
 
-static void session_connect(struct ds *ds)
+static void session_connect(struct ds_nss *s)
 {
+    struct ds *ds = s->ds;
     if (ds->stopping)
         return;
-    ds->ns_conn = conn_connect(ds->loop, ds->ns_addr, session_frame, session_closed, ds);
-    if (!ds->ns_conn) {
-        log_error("bad nameserver address %s", ds->ns_addr);
+    s->c = conn_connect(ds->loop, s->addr, session_frame, session_closed, s);
+    if (!s->c) {
+        log_error("bad nameserver address %s", s->addr);
         return;
     }
-    ds->ns_link = ds_auth_link(ds, ds->ns_conn, session_authed, ds);
-    conn_set_data(ds->ns_conn, ds->ns_link);
-    if (!ds->ns_link) {
-        conn_close(ds->ns_conn); /* session_closed reconnects later */
+    s->link = ds_auth_link(ds, s->c, session_authed, s);
+    conn_set_data(s->c, s->link);
+    if (!s->link) {
+        conn_close(s->c); /* session_closed reconnects later */
         return;
     }
-    ds->need_full_report = 1;
-    ds->primary_confirmed = 0;
-    send_heartbeat(ds);
+    s->need_full = 1;
 }
 
 int ds_session_start(struct ds *ds)
 {
     uv_timer_init(ds->loop, &ds->hb_timer);
-    uv_timer_init(ds->loop, &ds->reconnect_timer);
     ds->hb_timer.data = ds;
-    ds->reconnect_timer.data = ds;
-    ds->reconnect_ms = DS_RECONNECT_MIN_MS;
-    ds->ns_hint = -1;
+    ds->nnss = ds->ns_list.n > 0 ? ds->ns_list.n : 1;
+    ds->ns_main = -1;
+    for (int i = 0; i < ds->nnss; i++) {
+        struct ds_nss *s = &ds->nss[i];
+        memset(s, 0, sizeof(*s));
+        s->ds = ds;
+        snprintf(s->addr, sizeof(s->addr), "%s",
+                 ds->ns_list.n > 0 ? ds->ns_list.addr[i] : ds->ns_addr);
+        s->reconnect_ms = DS_RECONNECT_MIN_MS;
+        uv_timer_init(ds->loop, &s->reconnect_timer);
+        s->reconnect_timer.data = s;
+    }
     uv_timer_start(&ds->hb_timer, hb_tick, DS_HEARTBEAT_MS, DS_HEARTBEAT_MS);
-    session_connect(ds);
+    for (int i = 0; i < ds->nnss; i++)
+        session_connect(&ds->nss[i]);
     return 0;
 }
 
 void ds_session_stop(struct ds *ds)
 {
     uv_timer_stop(&ds->hb_timer);
-    uv_timer_stop(&ds->reconnect_timer);
     uv_close((uv_handle_t *)&ds->hb_timer, NULL);
-    uv_close((uv_handle_t *)&ds->reconnect_timer, NULL);
-    if (ds->ns_conn)
-        conn_close(ds->ns_conn);
+    for (int i = 0; i < ds->nnss; i++) {
+        struct ds_nss *s = &ds->nss[i];
+        uv_timer_stop(&s->reconnect_timer);
+        uv_close((uv_handle_t *)&s->reconnect_timer, NULL);
+        if (s->c)
+            conn_close(s->c);
+    }
 }

@@ -196,7 +196,7 @@ static int copy_addr(char *dst, const char *src, const char *what)
 }
 
 /* --ns: one nameserver or several (proto/nslist.h), each an address the
- * loop can connect to; the session starts with the first. */
+ * loop can connect to; the dataserver keeps a session with each. */
 static int parse_ns(struct ds *ds, const char *src)
 {
     struct sockaddr_storage ss;
@@ -211,7 +211,6 @@ static int parse_ns(struct ds *ds, const char *src)
                 src, NSLIST_MAX);
         return -1;
     }
-    ds->ns_cur = 0;
     strcpy(ds->ns_addr, ds->ns_list.addr[0]);
     return 0;
 }

@@ -270,6 +270,7 @@ struct ns_server {
     int readonly;                      /* ds_readonly or an operator's mark (ns.meta) */
     int ds_readonly;                   /* the server reports itself read-only */
     int full_reported;                 /* sent a full report since we started */
+    int term_reported;                 /* --etcd: sent a full report to us as leader this term */
     struct conn *conn;                 /* live session, NULL when none */
     uint64_t last_hb_ms;               /* loop time of the last heartbeat */
     uint32_t disks;
@@ -837,6 +838,13 @@ struct ns {
 
     int safe_mode;
     uint64_t start_ms;
+    /* --etcd: 1 from the start of a term until every up server sent this
+     * leader a full report (or the safe-mode timeout passed): until then
+     * the map may lack the last commands of the previous leader (replica
+     * set versions), so the planner, balancer and set changes wait
+     * (ns_settle_check); settle_ms: the loop time the term began */
+    int settling;
+    uint64_t settle_ms;
 
     struct ns_plan plan;            /* self-healing tasks (ns_plan.c) */
     struct ns_balance bal;          /* rebalancing moves (ns_balance.c) */
@@ -880,6 +888,10 @@ int ns_cmp_u64(const void *a, const void *b);
 /* Leaves safe mode when every known server has sent a full report or the
  * safe-mode timeout has passed (logged once). Returns ns->safe_mode. */
 int ns_safe_mode_check(struct ns *ns, uint64_t now_ms);
+/* Ends a new term's settling (ns->settling) once every up server sent a
+ * full report this term, or after the safe-mode timeout (logged). Returns
+ * ns->settling. */
+int ns_settle_check(struct ns *ns, uint64_t now_ms);
 
 /* Starts listening on cfg.listen and the liveness/planner timer on `loop`
  * (signals are the caller's: main.c calls ns_stop on SIGINT/SIGTERM).

@@ -490,7 +490,7 @@ void ns_balance_view_free(struct ns_bal_view *v)
 
 void ns_balance_plan(struct ns *ns, uint64_t now_ms)
 {
-    if (ns->safe_mode || ns->stopping)
+    if (ns->safe_mode || ns->settling || ns->stopping)
         return;
     moves_follow(ns, now_ms);
     struct bal st;

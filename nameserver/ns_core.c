@@ -128,3 +128,26 @@ int ns_safe_mode_check(struct ns *ns, uint64_t now_ms)
     }
     return ns->safe_mode;
 }
+
+int ns_settle_check(struct ns *ns, uint64_t now_ms)
+{
+    if (!ns->settling)
+        return 0;
+    size_t up = 0, reported = 0;
+    for (size_t i = 0; i < ns->nservers; i++) {
+        const struct ns_server *s = ns->servers[i];
+        up += s->up;
+        reported += s->up && s->term_reported;
+    }
+    if (reported == up) {
+        ns->settling = 0;
+        log_info("settled: all %zu up servers sent this term's full report (%llu ms)", up,
+                 (unsigned long long)(now_ms - ns->settle_ms));
+    } else if (now_ms >= ns->settle_ms && now_ms - ns->settle_ms >= ns->cfg.safe_mode_ms) {
+        ns->settling = 0;
+        log_warn("settled after the %llu ms timeout: %zu of %zu up servers sent this term's "
+                 "full report",
+                 (unsigned long long)ns->cfg.safe_mode_ms, reported, up);
+    }
+    return ns->settling;
+}

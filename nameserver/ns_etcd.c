@@ -587,9 +587,17 @@ static void on_async(uv_async_t *a)
     if (nv.leader && nv.ids_to && (!ha->v.leader || nv.epoch != ha->v.epoch || !ha->acting)) {
         if (!ha->v.leader || nv.epoch != ha->v.epoch) {
             log_info("leading (epoch %" PRId64 ")", nv.epoch);
-            /* What we knew may be old: wait for the servers' reports. */
+            /* The map holds every report sent to us as a standby (warm):
+             * safe mode ends as soon as each known server has reported
+             * (ns_safe_mode_check, after the shared state is taken);
+             * what the last leader did since its last reports is known
+             * only once each server reported to us as leader (settling). */
             ns->safe_mode = 1;
             ns->start_ms = uv_now(ns->loop);
+            ns->settling = 1;
+            ns->settle_ms = ns->start_ms;
+            for (size_t i = 0; i < ns->nservers; i++)
+                ns->servers[i]->term_reported = 0;
             new_term = 1;
         } else {
             /* Our lease outlived a lapse (etcd slow or unreachable for a
@@ -614,8 +622,10 @@ static void on_async(uv_async_t *a)
     ha->v = nv;
     ha->v.meta_in = NULL;
     check(ha);
-    if (new_term && ha->acting)
+    if (new_term && ha->acting) {
         adopt_meta(ha, nv.meta_in);
+        ns_safe_mode_check(ns, uv_now(ns->loop));
+    }
     free(nv.meta_in);
 }
 

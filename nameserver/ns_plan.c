@@ -798,7 +798,7 @@ static void forget_dead_copies(struct ns *ns, struct ns_block *b, unsigned good)
 
 void ns_plan_step(struct ns *ns, uint64_t now_ms)
 {
-    if (ns->safe_mode || ns->stopping)
+    if (ns->safe_mode || ns->settling || ns->stopping)
         return;
     ns->plan.kick = 0;
     ns->plan.last_run_ms = now_ms;

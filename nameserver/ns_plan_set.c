@@ -191,7 +191,7 @@ void ns_plan_send_set(struct ns *ns, struct ns_block *b)
 void ns_plan_check_view(struct ns *ns, struct ns_block *b, struct ns_server *s,
                         int claims_primary, char **ids, size_t nids)
 {
-    if (!ns->loop || ns->safe_mode || !s->up)
+    if (!ns->loop || ns->safe_mode || ns->settling || !s->up)
         return;
     int slot = ns_block_find_rep(b, s->idx);
     if (slot < 0)

@@ -8,7 +8,10 @@
  * ALLOC_WRITE finds nothing) creates blocks until at least
  * max(NS_POOL_MIN_TARGET, up servers) are writable, with at most
  * NS_MAX_CREATES_INFLIGHT creations in flight. A block enters the map only
- * when every chosen server answered CREATE_BLOCK with status 0.
+ * when every chosen server answered CREATE_BLOCK with status 0. While a new
+ * term settles (--etcd, ns_settle_check) only servers that sent this leader
+ * their full report take new blocks, and only blocks all of whose holders
+ * did are handed out.
  *
  * Policy layer: calls the map, the registry, ns_meta.c (block ids) and
  * ns_core.c (random ties), and sends on dataserver sessions (net/conn.h). */
@@ -88,7 +91,9 @@ int ns_pool_place(struct ns *ns, unsigned n, struct ns_server **out)
     size_t nc = 0;
     for (size_t i = 0; i < ns->nservers; i++) {
         struct ns_server *s = ns->servers[i];
-        if (s->up && !s->readonly && !s->draining &&
+        /* A new term: only servers that take our commands already (they
+         * sent us, as leader, their full report). */
+        if (s->up && !s->readonly && !s->draining && (!ns->settling || s->term_reported) &&
             ns_server_has_room(ns, s, ns->meta.block_size))
             c[nc++] = (struct cand){
                 .s = s,
@@ -148,6 +153,20 @@ size_t ns_pool_prune(struct ns *ns)
     return keep;
 }
 
+/* A new term (settling): whether every holder of block id sent us its
+ * full report as leader, so its primary takes writes (its role confirmed
+ * by our answer) and no command of the last leader on it is unknown. */
+static int reps_reported(const struct ns *ns, uint64_t id)
+{
+    const struct ns_block *b = ns_blocks_get(&ns->blocks, id);
+    if (!b)
+        return 0;
+    for (unsigned i = 0; i < b->nrep; i++)
+        if (!ns->servers[b->rep[i]]->term_reported)
+            return 0;
+    return 1;
+}
+
 size_t ns_pool_pick(struct ns *ns, const uint64_t *exclude, size_t nexcl, uint64_t *ids,
                     size_t max)
 {
@@ -157,7 +176,8 @@ size_t ns_pool_pick(struct ns *ns, const uint64_t *exclude, size_t nexcl, uint64
         return 0;
     size_t nc = 0;
     for (size_t i = 0; i < n; i++)
-        if (!array_has_u64(exclude, nexcl, ns->pool[i]))
+        if (!array_has_u64(exclude, nexcl, ns->pool[i]) &&
+            (!ns->settling || reps_reported(ns, ns->pool[i])))
             cands[nc++] = ns->pool[i];
     size_t out = 0;
     for (; out < max && out < nc; out++) { /* partial Fisher-Yates */

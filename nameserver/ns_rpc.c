@@ -21,7 +21,9 @@
  * module.
  *
  * High availability (--etcd, ns_etcd.c): while ns_leads() is 0 (a standby,
- * or a leader whose lease ran out) every request past the handshake is
+ * or a leader whose lease ran out) a HEARTBEAT's block report goes into the
+ * block map alone and is answered IMG_ENOTLEADER (warm standby), a LOOKUP is
+ * answered from that map, every other request past the handshake is
  * answered IMG_ENOTLEADER with a NotLeader head naming the leader, the
  * timer runs no policy (no pool, no planner), and a leader that stops
  * leading closes every dataserver session (ns_rpc_demoted), so no command
@@ -136,6 +138,8 @@ static int check_binding(struct ns_peer *p, const Imgstore__Heartbeat *hb)
                      also_text(more, also, sizeof(also)));
         return IMG_EIDBOUND;
     }
+    if (!bound && !ns_leads(ns))
+        return 0; /* a standby checks bindings, only the leader makes them */
     if (!bound) {
         int rc = ns_meta_bind_key(&ns->meta, hb->server_id, p->auth.key_name);
         if (rc)
@@ -175,6 +179,21 @@ static void handle_heartbeat(struct ns_peer *p, const struct frame_header *h,
         goto err;
     p->srv = s;
     size_t skipped = 0;
+    if (!ns_leads(ns)) {
+        /* A warm standby: the report goes into the block map alone (no
+         * planner, pool or commands); the answer says who leads. */
+        struct ns_block_changes ch = {0};
+        rc = ns_blocks_apply_report(ns, s, hb, &skipped, &ch);
+        ns_block_changes_free(&ch);
+        if (rc) {
+            log_error("server %s: cannot apply block report: %s", s->id, img_strerror(rc));
+            goto err;
+        }
+        reply_not_leader(ns, p->c, h);
+        return;
+    }
+    if (hb->full_report)
+        s->term_reported = 1;
     rc = ns_hb_apply_blocks(ns, s, hb, &skipped);
     if (skipped)
         log_warn("server %s reported %zu invalid block entries (ignored)", s->id, skipped);
@@ -188,7 +207,8 @@ static void handle_heartbeat(struct ns_peer *p, const struct frame_header *h,
     resp.cluster_id = ns->meta.cluster_id;
     resp.block_size = ns->meta.block_size;
     resp.replicas = ns->meta.replicas;
-    resp.safe_mode = ns->safe_mode;
+    /* Settling (a new term): its view check waits too (ns_settle_check). */
+    resp.safe_mode = ns->safe_mode || ns->settling;
     resp.heartbeat_ms = NS_HEARTBEAT_MS;
     resp.heartbeat_timeout_ms = (uint32_t)ns->cfg.hb_timeout_ms;
     resp.scrub_rate = ns_settings_scrub_rate(ns);
@@ -209,7 +229,9 @@ static void handle_alloc(struct ns_peer *p, const struct frame_header *h,
     uint64_t ids[NS_ALLOC_MAX];
     size_t n = ns_pool_pick(ns, aw->exclude, nexcl, ids, want);
     if (n == 0) {
-        reply_err(p->c, h, IMG_ENOBLOCK);
+        /* A new term's pool fills as the servers report to us as leader:
+         * a wait the clients retry, not a lack of blocks. */
+        reply_err(p->c, h, ns->settling ? IMG_ESAFEMODE : IMG_ENOBLOCK);
         ns_pool_plan(ns);
         return;
     }
@@ -264,7 +286,8 @@ static void handle_lookup(struct ns_peer *p, const struct frame_header *h,
             /* Known without a live holder, or unknown while holders may
              * still report (safe mode: an id below the reserve may live on
              * a server that has not reported yet): not final. */
-            if (b || (ns->safe_mode && lk->block_ids[i] < ns->meta.block_id_reserved))
+            if (b || !ns_leads(ns) ||
+                (ns->safe_mode && lk->block_ids[i] < ns->meta.block_id_reserved))
                 unavail[nunavail++] = lk->block_ids[i];
             continue;
         }
@@ -452,8 +475,8 @@ static void on_frame(struct conn *c, const struct frame *f, void *ctx)
         reply_err(c, &f->h, rc);
         return;
     }
-    if (!ns_leads(p->ns)) {
-        reply_not_leader(p->ns, c, &f->h);
+    if (!ns_leads(p->ns) && f->h.type != FT_HEARTBEAT && f->h.type != FT_LOOKUP) {
+        reply_not_leader(p->ns, c, &f->h); /* a standby serves reports and reads alone */
         return;
     }
     ProtobufCMessage *m =
@@ -538,6 +561,7 @@ static void on_tick(uv_timer_t *t)
     if (!ns_leads(ns))
         return; /* a standby plans nothing, places nothing */
     ns_safe_mode_check(ns, now);
+    ns_settle_check(ns, now);
     ns_pool_plan(ns);
     ns_plan_tick(ns, now);
     ns_delnote_tick(ns, now);

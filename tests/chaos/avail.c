@@ -14,7 +14,9 @@
  * every file has CHAOS_REPLICAS copies and every fault kind but the power
  * cut of every dataserver touches one server, so a failed read or delete is
  * counted unless its fault is that one (then it is shown as "no live
- * replica", not counted). Every failed upload is counted.
+ * replica", not counted). Every failed upload is counted, except while etcd
+ * is down in the HA mode (no nameserver may lead: uploads and deletes are
+ * shown as "no live replica" then, reads are counted).
  *
  * It calls nothing of the project but imgstore_strerror and chaos.c's
  * count_err/print_errs; chaos.c and faults.c call it. */
@@ -75,6 +77,13 @@ static int takes_every_replica(int row)
     return row == F_POWER_ALL;
 }
 
+/* While etcd is down no nameserver may lead (HA mode): uploads and deletes
+ * (primaries wait for a leader's answer) cannot be served; reads can. */
+static int needs_a_leader(int row, enum avail_op op)
+{
+    return row == F_HA_ETCD && op != A_READ;
+}
+
 void avail_end(const struct avail_mark *m, enum avail_op op, int rc, const char *name)
 {
     int row;
@@ -86,7 +95,8 @@ void avail_end(const struct avail_mark *m, enum avail_op op, int rc, const char 
         row = fault_last;
     else
         row = AVAIL_BETWEEN;
-    int excused = rc != 0 && op != A_UPLOAD && takes_every_replica(row);
+    int excused = rc != 0 && ((op != A_UPLOAD && takes_every_replica(row)) ||
+                              needs_a_leader(row, op));
     struct row *r = &rows[row];
     pthread_mutex_lock(&avail_lock);
     r->total[op]++;

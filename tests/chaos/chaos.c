@@ -60,6 +60,20 @@
  * without; kill -9 of the nameserver for CHAOS_NS_AWAY_MS (default 60000,
  * at most half of CHAOS_SECONDS) while the load goes on, then restart.
  *
+ * With CHAOS_HA=1 (make chaos-ha; ha.c), the HA mode: one etcd, two
+ * nameservers in one group, and the rounds hold kill -9 of the leader,
+ * SIGSTOP of the leader past the TTL and kill -9 of etcd (each restarted);
+ * no dataserver fault, no partition, no full disk, no compaction
+ * (compact_threshold 100: a leader lost between ordering a compaction and
+ * releasing its hold on deletes leaves them refused). Invariant 7
+ * is enforced (CHAOS_AVAIL_STRICT defaults to 1; a nameserver killed or
+ * frozen is no excuse, etcd down excuses uploads and deletes), and
+ *
+ *   8. no two nameservers acted in the same epoch (their logs and the
+ *      dataservers' say who led each epoch).
+ *
+ * Skipped with one line when etcd is not installed.
+ *
  * Environment: CHAOS_SECONDS (load duration, default 60),
  * CHAOS_HB_TIMEOUT_MS (the nameserver's heartbeat timeout, default 3000: a
  * server out longer than that is declared down and its blocks are copied
@@ -67,15 +81,15 @@
  * IMGSTORE_SEED
  * (replay: the seed drives sizes, operation mix, fault kinds, victims and
  * moments; thread timing still varies), IMGSTORE_BIN, IMGSTORE_KEEP=1,
- * CHAOS_AVAIL_STRICT, CHAOS_AVAIL_FAULTS, CHAOS_NS_AWAY_MS, CHAOS_NO_PARTITION (replay a
- * seed of a machine without network namespaces).
+ * CHAOS_AVAIL_STRICT, CHAOS_AVAIL_FAULTS, CHAOS_NS_AWAY_MS, CHAOS_HA, CHAOS_NO_PARTITION
+ * (replay a seed of a machine without network namespaces).
  * Output ends with one "N passed, N failed" line per invariant; the exit
  * status is 0 when every invariant held.
  *
  * Files: chaos.c (this one: main, the load workers, the final checks, the
  * report), faults.c (fault injection), env.c (network namespace, tmpfs,
  * memory sampling, ds-admin helpers), avail.c (availability per fault
- * kind), chaos.h (what they share). */
+ * kind), ha.c (the HA mode), chaos.h (what they share). */
 #include "tests/chaos/chaos.h"
 
 #include <errno.h>
@@ -353,9 +367,11 @@ static void *worker(void *arg)
  * died on its own is a failure of invariant 4 and is restarted. */
 void check_servers(void)
 {
-    struct cluster_proc *all[CLUSTER_MAX_DS + 1];
+    struct cluster_proc *all[CLUSTER_MAX_DS + 2];
     int n = 0;
     all[n++] = &C->ns;
+    if (ha_on)
+        all[n++] = &ha_ns2;
     for (int i = 0; i < C->nds; i++)
         all[n++] = &C->ds[i];
     for (int i = 0; i < n; i++) {
@@ -370,6 +386,8 @@ void check_servers(void)
         inv_servers.failed++;
         if (p == &C->ns)
             cluster_start_ns(C);
+        else if (p == &ha_ns2)
+            ha_start_ns2();
         else
             start_ds((int)(p - C->ds));
     }
@@ -530,11 +548,13 @@ static void final_checks(void)
 /* Stops every server with SIGTERM: each must exit with status 0. */
 static void stop_servers(void)
 {
-    struct cluster_proc *all[CLUSTER_MAX_DS + 1];
+    struct cluster_proc *all[CLUSTER_MAX_DS + 2];
     int n = 0;
     for (int i = 0; i < C->nds; i++)
         all[n++] = &C->ds[i];
     all[n++] = &C->ns;
+    if (ha_on)
+        all[n++] = &ha_ns2;
     for (int i = 0; i < n; i++) {
         if (!cluster_alive(all[i])) {
             fail_say("%s was not running at the end", all[i]->name);
@@ -556,19 +576,23 @@ static void stop_servers(void)
 static int report_invariants(int failed_only)
 {
     struct inv *all[] = {&inv_uploads, &inv_deletes, &inv_bytes, &inv_servers, &inv_http,
-                         &inv_memory, &inv_avail};
-    /* Invariant 7 (availability) is one of them only with CHAOS_AVAIL_STRICT=1;
-     * otherwise avail_report prints it as a report line. */
-    size_t ninv = sizeof(all) / sizeof(all[0]) - (avail_strict ? 0 : 1);
+                         &inv_memory, &inv_avail, &inv_epochs};
+    /* Invariant 7 (availability) is one of them only with CHAOS_AVAIL_STRICT=1
+     * (the default in the HA mode); otherwise avail_report prints it as a
+     * report line. Invariant 8 only in the HA mode. */
+    size_t ninv = sizeof(all) / sizeof(all[0]);
     int bad = 0;
     for (size_t i = 0; i < ninv; i++) {
+        if ((all[i] == &inv_avail && !avail_strict) || (all[i] == &inv_epochs && !ha_on))
+            continue;
         if (!failed_only || all[i]->failed)
             printf("invariant %zu, %s: %lu passed, %lu failed\n", i + 1, all[i]->what,
                    (unsigned long)all[i]->passed, (unsigned long)all[i]->failed);
         bad |= all[i]->failed != 0;
     }
-    for (int k = 0; k < nkinds; k++)
-        if (kind_in_use(k) && faults[k] == 0) {
+    for (int k = 0; k < F_KINDS; k++)
+        if ((k < nkinds || (ha_on && k >= F_HA_KILL_LEADER)) && kind_in_use(k) &&
+            faults[k] == 0) {
             printf("chaos: fault kind \"%s\" was never injected (run longer)\n", fault_names[k]);
             bad = 1;
         }
@@ -601,7 +625,7 @@ static int report(void)
                    C->ds[full_disk_ds].name, CHAOS_TMPFS_MB,
                    (unsigned long long)full_min_free / 1024);
     }
-    if (part_ds < 0)
+    if (part_ds < 0 && !ha_on)
         printf("chaos: network partition: not injected (skipped at start)\n");
     printf("chaos: uploads acknowledged %lu, failed %lu; reads ok %lu, of deleted files %lu, "
            "failed %lu; deletes acknowledged %lu, failed %lu\n",
@@ -640,25 +664,54 @@ int main(void)
                              .heartbeat_timeout_ms = env_int("CHAOS_HB_TIMEOUT_MS",
                                                              CHAOS_HB_TIMEOUT_MS),
                              .safe_mode_timeout_ms = CHAOS_SAFE_MODE_MS};
+    if (env_int("CHAOS_HA", 0)) {
+        int rc = ha_setup(&o);
+        if (rc == 1) {
+            printf("0 passed, 0 failed\n");
+            free(files);
+            return 0;
+        }
+        if (rc != 0) {
+            printf("chaos: etcd did not start\n0 passed, 1 failed\n");
+            ha_teardown();
+            return 1;
+        }
+        avail_strict = env_int("CHAOS_AVAIL_STRICT", 1) != 0;
+    }
     if (!files || cluster_start(&o, &C) != 0) {
         printf("chaos: the cluster did not start\n0 passed, 1 failed\n");
+        ha_teardown();
         return 1;
     }
-    if (partition_setup(1) == -2) {
+    if (ha_on && ha_start_ns2() != 0) {
+        printf("chaos: the second nameserver did not start\n0 passed, 1 failed\n");
+        cluster_stop(C);
+        ha_teardown();
+        return 1;
+    }
+    /* The HA mode runs on loopback alone: no partition, no full disk. */
+    if (!ha_on && partition_setup(1) == -2) {
         partition_teardown();
         cluster_stop(C);
         return 1;
     }
-    if (full_disk_setup(C->nds - 1) == 0) {
+    if (!ha_on && full_disk_setup(C->nds - 1) == 0) {
         full_disk_ds = C->nds - 1;
         faults[F_FULL_DISK] = 1;
     }
     struct imgstore_opts ho = {.timeout_ms = CHAOS_CLIENT_TIMEOUT_MS,
                                .io_timeout_ms = CHAOS_CLIENT_IO_TIMEOUT_MS};
-    if (imgstore_open(C->ns.addr, &ho, &H) != 0) {
+    if (imgstore_open(C->ns_list, &ho, &H) != 0) {
         printf("chaos: cannot open a client handle\n");
         cluster_stop(C);
         return 1;
+    }
+    if (ha_on) {
+        wait_healed(); /* a fresh etcd prefix: the first leader's safe mode runs out */
+        /* No compaction: a leader killed between ordering one and releasing
+         * its hold leaves the block's deletes refused for up to 5 minutes
+         * (docs/reliability.md, HA mode); the HA mode measures HA alone. */
+        admin_set("compact_threshold", 100);
     }
     say("load of %d workers and faults for %d s", CHAOS_WORKERS, seconds);
     load_start_ms = cluster_now_ms();
@@ -677,12 +730,14 @@ int main(void)
     check_servers();
     mem_report();
     stop_servers();
+    ha_check_epochs();
     full_disk_teardown();
     partition_teardown();
     imgstore_close(H);
     int bad = report();
     C->passed = !bad;
     cluster_stop(C); /* prints the servers' logs when bad */
+    ha_teardown();
     if (bad) {
         printf("chaos: what failed (seed %llu):\n", (unsigned long long)seed);
         for (int i = 0; i < nkept_failures; i++)

@@ -7,7 +7,9 @@
  *   faults.c  fault injection: the kinds, the schedule, the damage done;
  *   env.c     the environment: network namespace, tmpfs data folder,
  *             memory sampling, ds-admin helpers, starting a dataserver;
- *   avail.c   availability per fault kind (invariant 7).
+ *   avail.c   availability per fault kind (invariant 7);
+ *   ha.c      the HA mode (CHAOS_HA=1): etcd, a second nameserver, the HA
+ *             fault kinds, invariant 8.
  *
  * The driver links tests/integ/cluster.c and the client library; it may call
  * those and nothing else of the project. */
@@ -65,13 +67,16 @@
 #define CHAOS_CAP_MAX_MS 10000
 #define CHAOS_CLIENT_TIMEOUT_MS 8000 /* the load's handle: whole-operation deadline */
 #define CHAOS_CLIENT_IO_TIMEOUT_MS 2000
+#define CHAOS_HA_TTL_MS 2000        /* HA mode: the leader's lease (--etcd-ttl-ms) */
 
 enum fault {
     F_KILL_DS, F_KILL_NS, F_STOP_DS, F_FLIP_DS, F_FLIP_IDX, F_KILL_COPY, F_KILL_COMPACT,
     F_VANISH_DIR, F_PARTITION, F_ROUND, /* kinds above: the shuffled rounds */
     F_POWER_DS = F_ROUND, F_POWER_ALL, F_FULL_DISK,
     /* With CHAOS_AVAIL_FAULTS=1 (issue 20), in the shuffled rounds too: */
-    F_HDR_DAMAGE, F_CAPACITY, F_NS_AWAY, F_KINDS
+    F_HDR_DAMAGE, F_CAPACITY, F_NS_AWAY,
+    /* With CHAOS_HA=1 (ha.c), the only kinds: */
+    F_HA_KILL_LEADER, F_HA_STOP_LEADER, F_HA_ETCD, F_KINDS
 };
 extern const char *fault_names[F_KINDS];
 
@@ -128,7 +133,7 @@ extern int nkinds;                                /* kinds of the shuffled round
 extern int avail_faults; /* CHAOS_AVAIL_FAULTS=1: header damage, capacity, ns away */
 extern int ns_away_ms;   /* how long the nameserver stays away (F_NS_AWAY) */
 extern unsigned long faults[F_KINDS];             /* injected, per kind */
-extern int killed_by_us[CLUSTER_MAX_DS + 1];      /* index CLUSTER_MAX_DS: the nameserver */
+extern int killed_by_us[CLUSTER_MAX_DS + 2]; /* CLUSTER_MAX_DS: the nameserver, +1: ns2 (HA) */
 extern unsigned long copy_hits, copy_misses, compact_hits, compact_misses;
 
 /* The slot of a server in killed_by_us (and the memory samples). */
@@ -197,5 +202,23 @@ void avail_end(const struct avail_mark *m, enum avail_op op, int rc, const char 
 /* The table per fault kind; with strict 0, also invariant 7 as a report line
  * (with strict 1 it is one of the invariants, printed by chaos.c). */
 void avail_report(int strict);
+
+/* ---- ha.c: the HA mode (CHAOS_HA=1) -------------------------------------------- */
+
+extern int ha_on;                  /* the HA mode runs */
+extern struct cluster_proc ha_ns2; /* the second nameserver */
+extern struct inv inv_epochs;      /* invariant 8 */
+
+/* Before cluster_start: starts etcd and sets o's nameserver options. 0, 1
+ * when skipped (etcd not installed; a line says so) or -1. */
+int ha_setup(struct cluster_opts *o);
+/* Starts (or restarts) ns2. 0 or an error. */
+int ha_start_ns2(void);
+/* Injects one HA fault kind (F_HA_*). */
+void ha_inject(enum fault kind, uint64_t *rng);
+/* Invariant 8, from the nameservers' and dataservers' logs. */
+void ha_check_epochs(void);
+/* Stops etcd and removes its folder. */
+void ha_teardown(void);
 
 #endif

@@ -69,7 +69,7 @@ int start_ds(int i)
  * exited 0, else NULL (with a line saying why). */
 char *admin(const char *a1, const char *a2, const char *a3, const char *a4)
 {
-    const char *argv[] = {"ds-admin", "--ns", C->ns.addr, a1, a2, a3, a4, NULL};
+    const char *argv[] = {"ds-admin", "--ns", C->ns_list, a1, a2, a3, a4, NULL};
     struct cluster_run r;
     if (cluster_run(C, argv, NULL, NULL, 10000, &r) != 0)
         return NULL;

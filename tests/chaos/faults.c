@@ -30,7 +30,10 @@ const char *fault_names[F_KINDS] = {"kill -9 + restart dataserver",
                                            "data folder on a small tmpfs (fills up)",
                                            "one record header damaged + restart",
                                            "capacity of a dataserver reached",
-                                           "nameserver away (kill -9, long restart)"};
+                                           "nameserver away (kill -9, long restart)",
+                                           "HA: kill -9 the leader + restart",
+                                           "HA: SIGSTOP the leader past the TTL",
+                                           "HA: kill -9 etcd + restart"};
 /* Kinds of the shuffled rounds: the power cuts need the IMG_FAULT_FS build
  * (CHAOS_POWER_CUT=1, set by make chaos-powercut). */
 int nkinds = F_ROUND;
@@ -39,7 +42,7 @@ int ns_away_ms = CHAOS_NS_AWAY_MS;
 unsigned long copy_hits, copy_misses, compact_hits, compact_misses;
 
 unsigned long faults[F_KINDS];
-int killed_by_us[CLUSTER_MAX_DS + 1]; /* index CLUSTER_MAX_DS: the nameserver */
+int killed_by_us[CLUSTER_MAX_DS + 2]; /* CLUSTER_MAX_DS: the nameserver, +1: ns2 (HA) */
 
 /* Blocks already damaged on some server (never damaged twice). */
 static uint64_t damaged[CHAOS_MAX_DAMAGED];
@@ -47,7 +50,7 @@ static int ndamaged;
 
 int proc_slot(const struct cluster_proc *p)
 {
-    return p == &C->ns ? CLUSTER_MAX_DS : (int)(p - C->ds);
+    return p == &C->ns ? CLUSTER_MAX_DS : p == &ha_ns2 ? CLUSTER_MAX_DS + 1 : (int)(p - C->ds);
 }
 
 static int is_damaged(uint64_t id)
@@ -343,6 +346,10 @@ static void inject(enum fault kind, uint64_t *rng)
         fault_partition(rng);
         return;
     }
+    if (kind >= F_HA_KILL_LEADER) {
+        ha_inject(kind, rng);
+        return;
+    }
     if (kind == F_KILL_COPY || kind == F_KILL_COMPACT || kind == F_VANISH_DIR ||
         kind == F_CAPACITY) {
         if (kind == F_CAPACITY)
@@ -436,6 +443,10 @@ static void inject(enum fault kind, uint64_t *rng)
 
 int kind_in_use(int k)
 {
+    if (ha_on)
+        return k >= F_HA_KILL_LEADER;
+    if (k >= F_HA_KILL_LEADER)
+        return 0;
     if (k >= F_HDR_DAMAGE)
         return avail_faults;
     return k < nkinds && (k != F_PARTITION || part_ds >= 0);

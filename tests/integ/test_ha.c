@@ -408,7 +408,8 @@ Test(ha, failover_series)
     uint64_t seed = cluster_seed("ha-series");
     cr_assert_geq(wait_log(ns2.log, "standby: the leader is", 0, 10000), 0);
     int64_t *lead = calloc((size_t)n, sizeof(*lead)), *put = calloc((size_t)n, sizeof(*put));
-    cr_assert(lead && put);
+    int64_t *gap = calloc((size_t)n, sizeof(*gap)); /* put - lead */
+    cr_assert(lead && put && gap);
     struct cluster_proc *procs[2] = {&C->ns, &ns2};
     int leader = 0; /* index in procs */
     for (int i = 0; i < n; i++) {
@@ -425,23 +426,32 @@ Test(ha, failover_series)
         cluster_fill(buf, sizeof(buf), seed, (uint64_t)i);
         int rc = imgstore_put(h, buf, sizeof(buf), NULL, name);
         put[i] = cluster_now_ms() - killed;
+        gap[i] = put[i] - lead[i];
         cr_assert_eq(rc, 0, "failover %d: put: %s", i, imgstore_strerror(rc));
         cr_assert_eq(cluster_check_file(h, name, NULL, seed, (uint64_t)i, sizeof(buf)), 0);
         imgstore_close(h);
         int standby_seen = log_count(dead->log, "standby: the leader is");
+        int up_seen = log_count(dead->log, " disks, ");
         if (dead == &C->ns)
             cr_assert_eq(cluster_start_ns(C), 0);
         else
             ns2_start();
         cr_assert_geq(wait_log(dead->log, "standby: the leader is", standby_seen, 10000), 0);
+        /* Warm: the standby holds every server's report before the next kill. */
+        cr_assert_geq(wait_log(dead->log, " disks, ", up_seen + C->nds - 1, 10000), 0,
+                      "failover %d: the standby did not get every server's report", i);
         leader = 1 - leader;
     }
     qsort(lead, (size_t)n, sizeof(*lead), cmp_i64);
     qsort(put, (size_t)n, sizeof(*put), cmp_i64);
+    qsort(gap, (size_t)n, sizeof(*gap), cmp_i64);
     fprintf(stderr, "[ha] %d failovers (ms from kill -9): new leader min %lld, median %lld, "
             "max %lld; a stored file (fresh handle) min %lld, median %lld, max %lld\n",
             n, (long long)lead[0], (long long)lead[n / 2], (long long)lead[n - 1],
             (long long)put[0], (long long)put[n / 2], (long long)put[n - 1]);
+    fprintf(stderr, "[ha] from the new leader's 'leading' to the stored file: min %lld, median "
+            "%lld, max %lld ms\n",
+            (long long)gap[0], (long long)gap[n / 2], (long long)gap[n - 1]);
     fprintf(stderr, "[ha] stored file times:");
     for (int i = 0; i < n; i++)
         fprintf(stderr, " %lld", (long long)put[i]);
@@ -449,6 +459,162 @@ Test(ha, failover_series)
     cr_assert_leq(put[n - 1], 10000, "a failover took longer than the client's deadline");
     free(lead);
     free(put);
+    free(gap);
+    C->passed = 1;
+}
+
+/* Warm standbys: every dataserver reports to both nameservers. With the
+ * leader frozen, the standby answers LOOKUP from the reports it holds (a
+ * handle whose list names the standby alone reads every file back, before
+ * the standby leads); after kill -9 of the leader the new leader stores a
+ * file without waiting for reports or the safe-mode timeout. */
+Test(ha, warm_standby)
+{
+    enum { NW = 40 };
+    uint64_t seed = cluster_seed("ha-warm");
+    cr_assert_geq(wait_log(ns2.log, "standby: the leader is", 0, 10000), 0);
+    cr_assert_geq(wait_log(ns2.log, " disks, ", C->nds - 1, 10000), 0,
+                  "the standby did not get every server's report");
+    uint32_t sizes[NW];
+    char names[NW][IMGSTORE_NAME_MAX];
+    fixture_upload(seed, 0, NW, 100, 20000, 1, sizes, names);
+    usleep(1500 * 1000); /* a heartbeat carries the last changes to the standby */
+
+    kill(C->ns.pid, SIGSTOP);
+    int64_t frozen = cluster_now_ms();
+    struct imgstore_opts o = {.timeout_ms = 3000, .io_timeout_ms = 1000};
+    imgstore_t *h = NULL;
+    cr_assert_eq(imgstore_open(ns2.addr, &o, &h), 0);
+    int bad = cluster_check_range(h, seed, 0, NW, (const char(*)[IMGSTORE_NAME_MAX])names, sizes);
+    int64_t read_ms = cluster_now_ms() - frozen;
+    imgstore_close(h);
+    cr_assert_eq(log_count(ns2.log, "leading (epoch"), 0,
+                 "ns2 led before the reads were done (%lld ms): they prove nothing",
+                 (long long)read_ms);
+    cr_assert_eq(bad, 0, "%d of %d files did not read through the standby", bad, NW);
+    cr_assert_eq(status_of(ns2.addr), IMG_ENOTLEADER, "the standby serves more than reads");
+    fprintf(stderr, "[ha] warm: %d files read through the standby alone in %lld ms, leader frozen\n",
+            NW, (long long)read_ms);
+
+    /* kill -9 of the frozen leader: the first upload through a fresh handle. */
+    cluster_signal_proc(&C->ns, SIGKILL);
+    int64_t led = wait_log(ns2.log, "leading (epoch", 0, 3 * TTL_MS);
+    cr_assert_geq(led, 0, "ns2 did not take over");
+    int64_t lead_at = cluster_now_ms();
+    imgstore_t *w = cluster_client(C);
+    cr_assert_not_null(w);
+    char buf[4096], name[IMGSTORE_NAME_MAX];
+    cluster_fill(buf, sizeof(buf), seed, 1000);
+    int rc = imgstore_put(w, buf, sizeof(buf), NULL, name);
+    int64_t put_ms = cluster_now_ms() - lead_at;
+    cr_assert_eq(rc, 0, "put after the takeover: %s", imgstore_strerror(rc));
+    cr_assert_eq(cluster_check_file(w, name, NULL, seed, 1000, sizeof(buf)), 0);
+    cr_assert_eq(cluster_check_range(w, seed, 0, NW, (const char(*)[IMGSTORE_NAME_MAX])names,
+                                     sizes),
+                 0);
+    imgstore_close(w);
+    fprintf(stderr, "[ha] warm: a file stored %lld ms after ns2 logged leading\n",
+            (long long)put_ms);
+    /* Its safe mode ended on the reports it held, not on the timeout. */
+    cr_assert_gt(log_count(ns2.log, "safe mode off: all 3 known servers reported"), 0);
+    cr_assert_eq(log_count(ns2.log, "safe mode off after the"), 0);
+    cr_assert_lt(put_ms, SAFE_MS / 2, "the first upload took %lld ms after the takeover",
+                 (long long)put_ms);
+    C->passed = 1;
+}
+
+/* How many of the dataservers' logs hold text, summed. */
+static int ds_log_count(const char *text)
+{
+    int n = 0;
+    for (int i = 0; i < C->nds; i++)
+        n += log_count(C->ds[i].log, text);
+    return n;
+}
+
+/* A deposed leader never acts: the leader is frozen (SIGSTOP) past the TTL
+ * under upload load, the standby takes over and the dataservers take its
+ * commands; woken, the old leader sends nothing (no block created, no
+ * task, no "leading"), steps down on its own, and no dataserver takes a
+ * command from it (any that reached one was refused: counted from their
+ * logs). No upload fails, every file reads back. */
+Test(ha, deposed_leader)
+{
+    uint64_t seed = cluster_seed("ha-deposed");
+    cr_assert_geq(wait_log(ns2.log, "standby: the leader is", 0, 10000), 0);
+    cr_assert_geq(wait_log(ns2.log, " disks, ", C->nds - 1, 10000), 0);
+    struct load l = {.seed = seed};
+    l.names = calloc(MAX_FILES, sizeof(*l.names));
+    l.sizes = calloc(MAX_FILES, sizeof(*l.sizes));
+    l.done_ms = calloc(MAX_FILES, sizeof(*l.done_ms));
+    l.h = cluster_client(C);
+    cr_assert(l.names && l.sizes && l.done_ms && l.h);
+    pthread_t th[THREADS];
+    for (int i = 0; i < THREADS; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, uploader, &l), 0);
+    usleep(1000 * 1000);
+
+    char from_ns1[128], to_ns1[128];
+    snprintf(from_ns1, sizeof(from_ns1), "from nameserver %s: ", C->ns.addr); /* refusals */
+    snprintf(to_ns1, sizeof(to_ns1), "taking commands from nameserver %s", C->ns.addr);
+    char to_ns2[128];
+    snprintf(to_ns2, sizeof(to_ns2), "taking commands from nameserver %s", ns2.addr);
+    int to_ns2_seen = ds_log_count(to_ns2);
+    kill(C->ns.pid, SIGSTOP);
+    int64_t frozen = cluster_now_ms();
+    cr_assert_geq(wait_log(ns2.log, "leading (epoch", 0, 3 * TTL_MS), 0, "ns2 did not take over");
+    int64_t lead_ms = cluster_now_ms() - frozen;
+    /* Every dataserver takes the new leader's commands. */
+    while (cluster_now_ms() - frozen < lead_ms + 5000 && ds_log_count(to_ns2) < to_ns2_seen + C->nds)
+        usleep(20000);
+    cr_assert_geq(ds_log_count(to_ns2), to_ns2_seen + C->nds,
+                  "not every dataserver took the new leader's commands");
+    usleep(500 * 1000); /* frozen past the TTL, the new leader at work */
+
+    int to_ns1_seen = ds_log_count(to_ns1);
+    int created_seen = log_count(C->ns.log, " created on ");
+    int tasks_seen = log_count(C->ns.log, "task ");
+    int led_seen = log_count(C->ns.log, "ns: leading (epoch");
+    int stopped_seen = log_count(C->ns.log, "stopped leading");
+    kill(C->ns.pid, SIGCONT);
+    int64_t woken = cluster_now_ms();
+    int64_t stop = wait_log(C->ns.log, "stopped leading", stopped_seen, 5000);
+    cr_assert_geq(stop, 0, "the woken leader did not step down");
+    usleep(1500 * 1000); /* uploads go on; the old leader comes back as a standby */
+    l.stop = 1;
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
+    int n = __atomic_load_n(&l.next, __ATOMIC_RELAXED);
+    if (n > MAX_FILES)
+        n = MAX_FILES;
+    int after = 0;
+    for (int i = 0; i < n; i++)
+        after += l.done_ms[i] > woken;
+    int refused = ds_log_count(from_ns1);
+    fprintf(stderr, "[ha] deposed: ns2 leading %lld ms after the freeze; the woken leader "
+            "stepped down after %lld ms; %d uploads, %d failed, %d after the wake; dataserver "
+            "log lines refusing its commands: %d\n",
+            (long long)lead_ms, (long long)stop, n, l.failed, after, refused);
+    /* It did not act: nothing created, no task, no new term, no dataserver
+     * took its commands, and it serves no more than a standby does. */
+    cr_assert_eq(log_count(C->ns.log, " created on "), created_seen, "the deposed leader created blocks");
+    cr_assert_eq(log_count(C->ns.log, "task "), tasks_seen, "the deposed leader planned tasks");
+    cr_assert_eq(log_count(C->ns.log, "ns: leading (epoch"), led_seen,
+                 "the deposed leader led again");
+    cr_assert_eq(ds_log_count(to_ns1), to_ns1_seen, "a dataserver took the deposed leader's commands");
+    cr_assert_eq(status_of(C->ns.addr), IMG_ENOTLEADER, "the deposed leader still serves");
+    cr_assert_eq(status_of(ns2.addr), 0);
+    cr_assert_gt(log_count(C->ns.log, "standby: the leader is"), 0);
+    /* No data lost, uploads went on. */
+    cr_assert_eq(l.failed, 0, "%d of %d uploads failed", l.failed, n);
+    cr_assert_gt(after, 0, "no upload finished after the wake");
+    int bad = cluster_check_range(l.h, seed, 0, n, (const char(*)[IMGSTORE_NAME_MAX])l.names,
+                                  l.sizes);
+    cr_assert_eq(bad, 0, "%d of %d files do not read back", bad, n);
+    imgstore_close(l.h);
+    free(l.names);
+    free(l.sizes);
+    free(l.done_ms);
     C->passed = 1;
 }
 
