@@ -85,6 +85,18 @@ int log_reopen(void)
     return log_path ? open_path() : 1;
 }
 
+void log_reopen_on_hup(void)
+{
+    int rc = log_reopen();
+    if (rc < 0)
+        log_error("SIGHUP: cannot reopen the log file %s: %s (still writing to the old one)",
+                  log_path, strerror(-rc));
+    else if (rc == 0)
+        log_info("SIGHUP: log file reopened: %s", log_path);
+    else
+        log_info("SIGHUP: no log file to reopen");
+}
+
 const char *log_file_path(void)
 {
     return log_path;

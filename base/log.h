@@ -27,6 +27,10 @@ int log_open_file(const char *path);
  * use). Lines written meanwhile go to one file or the other. */
 int log_reopen(void);
 
+/* log_reopen for SIGHUP, with its outcome logged as "SIGHUP: ..." (INFO,
+ * ERROR when the file could not be opened again). */
+void log_reopen_on_hup(void);
+
 /* The log file's path, or NULL when logging to stderr as started. */
 const char *log_file_path(void);
 

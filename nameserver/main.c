@@ -298,16 +298,11 @@ static void on_signal(uv_signal_t *h, int signum)
 static void on_hup(uv_signal_t *h, int signum)
 {
     struct stopper *st = h->data;
-    int rc = log_reopen();
-    if (rc < 0)
-        log_error("SIGHUP: cannot reopen the log file %s: %s (still writing to the old one)",
-                  log_file_path(), strerror(-rc));
-    log_info("SIGHUP: %s%s", rc == 0 ? "log file reopened: " : "no log file to reopen",
-             rc == 0 ? log_file_path() : "");
+    log_reopen_on_hup();
     if (!st->ns->keys)
         return;
     char err[AUTH_ERR_MAX];
-    rc = auth_keys_reread(st->ns->keys, err);
+    int rc = auth_keys_reread(st->ns->keys, err);
     if (rc < 0)
         log_error("SIGHUP: %s", err); /* err says the old keys stay */
     else

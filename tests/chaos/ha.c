@@ -36,7 +36,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define ETCD_BIN "/usr/bin/etcd"
 #define HA_MAX_EPOCHS 4096
 
 int ha_on;
@@ -49,71 +48,18 @@ static pid_t etcd_pid;
 static char ttl_arg[16];
 static const char *ns_args[] = {"--etcd", etcd_client, "--etcd-ttl-ms", ttl_arg, NULL};
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof(sa);
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&sa, &sl) == 0)
-        port = ntohs(sa.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
 /* Starts etcd on etcd_client/etcd_peer with its data in etcd_dir; 0 once it
  * answers, -1 when it exited or did not answer within 15 s. */
 static int etcd_run(void)
 {
-    char data[300], log[300], curl[100], purl[100], cluster[120];
-    snprintf(data, sizeof(data), "%s/data", etcd_dir);
-    snprintf(log, sizeof(log), "%s/etcd.log", etcd_dir);
-    snprintf(curl, sizeof(curl), "http://%s", etcd_client);
-    snprintf(purl, sizeof(purl), "http://%s", etcd_peer);
-    snprintf(cluster, sizeof(cluster), "c=http://%s", etcd_peer);
-    pid_t parent = getpid();
-    etcd_pid = fork();
-    if (etcd_pid < 0) {
-        etcd_pid = 0;
-        return -1;
-    }
-    if (etcd_pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(1);
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execl(ETCD_BIN, "etcd", "--name", "c", "--data-dir", data, "--listen-client-urls", curl,
-              "--advertise-client-urls", curl, "--listen-peer-urls", purl,
-              "--initial-advertise-peer-urls", purl, "--initial-cluster", cluster,
-              "--log-level", "warn", (char *)NULL);
-        _exit(127);
-    }
-    int64_t until = cluster_now_ms() + 15000;
-    while (cluster_now_ms() < until) {
-        char *b = cluster_http_body(etcd_client, "/health");
-        int ok = b && strstr(b, "true");
-        free(b);
-        if (ok)
-            return 0;
-        if (waitpid(etcd_pid, NULL, WNOHANG) == etcd_pid)
-            break;
-        usleep(100000);
-    }
-    kill(etcd_pid, SIGKILL);
-    waitpid(etcd_pid, NULL, 0);
-    etcd_pid = 0;
-    return -1;
+    return cluster_etcd_run(etcd_dir, "c", etcd_client, etcd_peer, &etcd_pid);
 }
 
 int ha_setup(struct cluster_opts *o)
 {
-    if (access(ETCD_BIN, X_OK) != 0) {
+    if (access(CLUSTER_ETCD_BIN, X_OK) != 0) {
         printf("chaos: HA mode skipped: %s is not installed (scripts/install-deps.sh)\n",
-               ETCD_BIN);
+               CLUSTER_ETCD_BIN);
         return 1;
     }
     snprintf(etcd_dir, sizeof(etcd_dir), "/tmp/imgstore-chaos-etcd-XXXXXX");
@@ -123,8 +69,8 @@ int ha_setup(struct cluster_opts *o)
     }
     int rc = -1;
     for (int i = 0; i < 3 && rc != 0; i++) { /* fresh ports each time: one may be taken */
-        snprintf(etcd_client, sizeof(etcd_client), "127.0.0.1:%d", free_port());
-        snprintf(etcd_peer, sizeof(etcd_peer), "127.0.0.1:%d", free_port());
+        snprintf(etcd_client, sizeof(etcd_client), "127.0.0.1:%d", cluster_free_port());
+        snprintf(etcd_peer, sizeof(etcd_peer), "127.0.0.1:%d", cluster_free_port());
         rc = etcd_run();
     }
     if (rc != 0) {
@@ -134,7 +80,7 @@ int ha_setup(struct cluster_opts *o)
     snprintf(ttl_arg, sizeof(ttl_arg), "%d", CHAOS_HA_TTL_MS);
     memset(&ha_ns2, 0, sizeof(ha_ns2));
     snprintf(ha_ns2.name, sizeof(ha_ns2.name), "ns2");
-    snprintf(ha_ns2.addr, sizeof(ha_ns2.addr), "127.0.0.1:%d", free_port());
+    snprintf(ha_ns2.addr, sizeof(ha_ns2.addr), "127.0.0.1:%d", cluster_free_port());
     o->ns_args = ns_args;
     o->ns_before = ha_ns2.addr;
     ha_on = 1;

@@ -289,4 +289,30 @@ int cluster_ds_index(const struct cluster *c, const char *addr);
  * dataserver of one data folder) into out (n bytes). */
 void cluster_block_path(const struct cluster *c, int ds, uint64_t block_id, char *out, size_t n);
 
+/* ---- etcd (cluster_etcd.c) ------------------------------------------------------ */
+
+#define CLUSTER_ETCD_BIN "/usr/bin/etcd" /* Debian's etcd-server */
+
+/* A free loopback port (bound, read, closed), or -1. */
+int cluster_free_port(void);
+
+/* Starts the etcd member `name` listening on client and peer (HOST:PORT,
+ * chosen by the caller) with its data and log in the folder dir, as a
+ * child killed when this process dies; *pid is its pid. Returns 0 once it
+ * answers /health, -1 (no child left, *pid 0) when it exited (a port
+ * taken meanwhile) or did not answer within 15 s. */
+int cluster_etcd_run(const char *dir, const char *name, const char *client, const char *peer,
+                     pid_t *pid);
+
+/* ---- Varnish (cluster_varnish.c) ------------------------------------------------ */
+
+/* Starts varnishd in the foreground as a child (killed when this process
+ * dies) in front of the origin on 127.0.0.1:backend_port, on a free
+ * loopback port written to listen; its VCL caches for 1 s, keeps objects
+ * for revalidation, marks hits (X-Cache) and 304s from the origin
+ * (X-Was-304); vcl_recv (may be NULL) is the body of its vcl_recv. Its
+ * files and log are under dir. Returns the pid, or -1. */
+pid_t cluster_varnish_start(const char *dir, const char *backend_port, const char *vcl_recv,
+                            char *listen, size_t listen_size);
+
 #endif

@@ -35,7 +35,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define ETCD_BIN "/usr/bin/etcd"
 #define TTL_MS 2000
 #define SAFE_MS 1000
 #define THREADS 8
@@ -50,68 +49,21 @@ static struct cluster_proc ns2;
 static char ttl_arg[16] = "2000";
 static const char *ns_args[] = {"--etcd", etcd_client, "--etcd-ttl-ms", ttl_arg, NULL};
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof(sa);
-    cr_assert(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-              getsockname(fd, (struct sockaddr *)&sa, &sl) == 0);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
 /* Starts etcd on fresh ports in etcd_dir; 0 once it answers, -1 when it
  * exited or did not answer (a port taken meanwhile). */
 static int etcd_try(void)
 {
-    snprintf(etcd_client, sizeof(etcd_client), "127.0.0.1:%d", free_port());
-    snprintf(etcd_peer, sizeof(etcd_peer), "127.0.0.1:%d", free_port());
-    char data[300], log[300], curl[100], purl[100], cluster[120];
-    snprintf(data, sizeof(data), "%s/data", etcd_dir);
-    snprintf(log, sizeof(log), "%s/etcd.log", etcd_dir);
-    snprintf(curl, sizeof(curl), "http://%s", etcd_client);
-    snprintf(purl, sizeof(purl), "http://%s", etcd_peer);
-    snprintf(cluster, sizeof(cluster), "t=http://%s", etcd_peer);
-    pid_t parent = getpid();
-    etcd_pid = fork();
-    cr_assert(etcd_pid >= 0);
-    if (etcd_pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(1);
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execl(ETCD_BIN, "etcd", "--name", "t", "--data-dir", data, "--listen-client-urls", curl,
-              "--advertise-client-urls", curl, "--listen-peer-urls", purl,
-              "--initial-advertise-peer-urls", purl, "--initial-cluster", cluster,
-              "--log-level", "warn", (char *)NULL);
-        _exit(127);
-    }
-    int64_t until = cluster_now_ms() + 15000;
-    while (cluster_now_ms() < until) {
-        char *b = cluster_http_body(etcd_client, "/health");
-        int ok = b && strstr(b, "true");
-        free(b);
-        if (ok)
-            return 0;
-        if (waitpid(etcd_pid, NULL, WNOHANG) == etcd_pid)
-            break; /* exited: a port was taken */
-        usleep(100000);
-    }
-    kill(etcd_pid, SIGKILL);
-    waitpid(etcd_pid, NULL, 0);
-    etcd_pid = 0;
-    return -1;
+    snprintf(etcd_client, sizeof(etcd_client), "127.0.0.1:%d", cluster_free_port());
+    snprintf(etcd_peer, sizeof(etcd_peer), "127.0.0.1:%d", cluster_free_port());
+    return cluster_etcd_run(etcd_dir, "t", etcd_client, etcd_peer, &etcd_pid);
 }
 
 /* Starts etcd in a temporary folder and waits until it answers (three
  * tries, each on fresh ports). */
 static void etcd_start(void)
 {
-    cr_assert_eq(access(ETCD_BIN, X_OK), 0,
-                 ETCD_BIN " is missing: scripts/install-deps.sh installs etcd-server");
+    cr_assert_eq(access(CLUSTER_ETCD_BIN, X_OK), 0,
+                 CLUSTER_ETCD_BIN " is missing: scripts/install-deps.sh installs etcd-server");
     snprintf(etcd_dir, sizeof(etcd_dir), "/tmp/imgstore-etcd-XXXXXX");
     cr_assert_not_null(mkdtemp(etcd_dir));
     for (int i = 0; i < 3; i++)
@@ -152,7 +104,7 @@ static void ns2_start(void)
 static void setup(void)
 {
     etcd_start();
-    snprintf(ns2_addr, sizeof(ns2_addr), "127.0.0.1:%d", free_port());
+    snprintf(ns2_addr, sizeof(ns2_addr), "127.0.0.1:%d", cluster_free_port());
     struct cluster_opts o = {.ndataservers = 3,
                              .replicas = 2,
                              .safe_mode_timeout_ms = SAFE_MS,
@@ -786,7 +738,7 @@ Test(ha_hostile, junk_from_etcd, .timeout = 120)
     cr_assert_eq(cluster_start(&o, &c), 0);
     struct cluster_proc p = {0};
     snprintf(p.name, sizeof(p.name), "nsx");
-    snprintf(p.addr, sizeof(p.addr), "127.0.0.1:%d", free_port());
+    snprintf(p.addr, sizeof(p.addr), "127.0.0.1:%d", cluster_free_port());
     snprintf(p.data, sizeof(p.data), "%s/nsx", c->dir);
     snprintf(p.log, sizeof(p.log), "%s/log/nsx.log", c->dir);
     cr_assert_eq(mkdir(p.data, 0755), 0);

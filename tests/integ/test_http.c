@@ -884,45 +884,6 @@ Test(http, overload_503)
 
 /* ---- through a real caching proxy (varnish) --------------------------------------- */
 
-static pid_t start_varnish(const char *dir, const char *listen, const char *backend_port)
-{
-    char vcl[512], work[300], vclsrc[1024];
-    snprintf(vcl, sizeof(vcl), "%s/origin.vcl", dir);
-    snprintf(work, sizeof(work), "%s/varnish", dir);
-    /* A 1 s TTL with a long keep: after it the proxy revalidates with the
-     * stored ETag, and marks what the origin answered. */
-    int n = snprintf(vclsrc, sizeof(vclsrc),
-                     "vcl 4.1;\nbackend default { .host = \"127.0.0.1\"; .port = \"%s\"; }\n"
-                     "sub vcl_backend_response {\n  set beresp.ttl = 1s;\n"
-                     "  set beresp.grace = 0s;\n  set beresp.keep = 1h;\n"
-                     "  set beresp.http.X-Was-304 = beresp.was_304;\n}\n"
-                     "sub vcl_deliver {\n  if (obj.hits > 0) { set resp.http.X-Cache = \"HIT\"; }"
-                     " else { set resp.http.X-Cache = \"MISS\"; }\n}\n",
-                     backend_port);
-    if (cluster_write_file(vcl, vclsrc, (size_t)n) != 0)
-        return -1;
-    chmod(dir, 0755);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        char log[400];
-        snprintf(log, sizeof(log), "%s/log/varnish.log", dir);
-        if (!freopen(log, "a", stdout) || !freopen(log, "a", stderr))
-            _exit(127);
-        /* -j none: no privilege dropping. As root in a sandbox that refuses
-         * setuid and the like, varnishd's default jail fails ("VCL
-         * compilation failed: Permission denied"); the test has no use for
-         * it. The working folder stays in our world-readable test folder. */
-        execlp("varnishd", "varnishd", "-F", "-j", "none", "-n", work, "-a", listen, "-T",
-               "127.0.0.1:0", "-f", vcl,
-               "-s", "malloc,32m", (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
 
 Test(http, through_caching_proxy)
 {
@@ -934,18 +895,10 @@ Test(http, through_caching_proxy)
     start(2, 2);
     struct file f[1];
     make_files(f, 1, cluster_seed("http.proxy"));
-    /* A free port for varnish: the one after the last dataserver's HTTP
-     * port is not guaranteed free, so ask the kernel. */
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof(sa);
-    cr_assert_eq(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    getsockname(s, (struct sockaddr *)&sa, &sl);
-    close(s);
     char listen[64];
-    snprintf(listen, sizeof(listen), "127.0.0.1:%d", ntohs(sa.sin_port));
     const char *origin = C->ds[0].http_addr;
-    pid_t vp = start_varnish(C->dir, listen, strrchr(origin, ':') + 1);
+    pid_t vp = cluster_varnish_start(C->dir, strrchr(origin, ':') + 1, NULL, listen,
+                                     sizeof(listen));
     cr_assert(vp > 0);
     struct resp r;
     char path[80];

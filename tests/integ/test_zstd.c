@@ -667,45 +667,6 @@ Test(zstd, http_delivery)
  * (it would rewrite Accept-Encoding to gzip), Accept-Encoding normalized to
  * "zstd" or nothing so that Vary keeps two variants at most. A 1 s TTL
  * with a long keep makes it revalidate with the stored ETag. */
-static pid_t start_varnish(const char *dir, const char *listen, const char *backend_port)
-{
-    char vcl[512], work[300], vclsrc[1400];
-    snprintf(vcl, sizeof(vcl), "%s/origin.vcl", dir);
-    snprintf(work, sizeof(work), "%s/varnish", dir);
-    int n = snprintf(vclsrc, sizeof(vclsrc),
-                     "vcl 4.1;\nbackend default { .host = \"127.0.0.1\"; .port = \"%s\"; }\n"
-                     "sub vcl_recv {\n"
-                     "  if (req.http.Accept-Encoding ~ \"(^|,)\\s*zstd\\s*(,|$)\") {\n"
-                     "    set req.http.Accept-Encoding = \"zstd\";\n"
-                     "  } else {\n    unset req.http.Accept-Encoding;\n  }\n}\n"
-                     "sub vcl_backend_response {\n  set beresp.ttl = 1s;\n"
-                     "  set beresp.grace = 0s;\n  set beresp.keep = 1h;\n"
-                     "  set beresp.http.X-Was-304 = beresp.was_304;\n}\n"
-                     "sub vcl_deliver {\n  if (obj.hits > 0) { set resp.http.X-Cache = \"HIT\"; }"
-                     " else { set resp.http.X-Cache = \"MISS\"; }\n}\n",
-                     backend_port);
-    if (cluster_write_file(vcl, vclsrc, (size_t)n) != 0)
-        return -1;
-    chmod(dir, 0755);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        char log[400];
-        snprintf(log, sizeof(log), "%s/log/varnish.log", dir);
-        if (!freopen(log, "a", stdout) || !freopen(log, "a", stderr))
-            _exit(127);
-        /* -j none: no privilege dropping (root in a sandbox that refuses
-         * it; see test_http.c). */
-        execlp("varnishd", "varnishd", "-F", "-j", "none", "-n", work, "-a", listen, "-T",
-               "127.0.0.1:0", "-f", vcl, "-p", "http_gzip_support=off", "-s", "malloc,32m",
-               (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
 
 Test(zstd, through_caching_proxy)
 {
@@ -720,16 +681,15 @@ Test(zstd, through_caching_proxy)
     char name[IMGSTORE_NAME_MAX], path[IMGSTORE_NAME_MAX + 2];
     cr_assert_eq(imgstore_put(h, s, len, "image/svg+xml", name), 0);
     snprintf(path, sizeof(path), "/%s", name);
-    int sk = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof(sa);
-    cr_assert_eq(bind(sk, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    getsockname(sk, (struct sockaddr *)&sa, &sl);
-    close(sk);
     char listen[64];
-    snprintf(listen, sizeof(listen), "127.0.0.1:%d", ntohs(sa.sin_port));
     const char *origin = C->ds[0].http_addr;
-    pid_t vp = start_varnish(C->dir, listen, strrchr(origin, ':') + 1);
+    /* Accept-Encoding cut down to "zstd" or nothing, so the cache keeps
+     * exactly two variants (docs/http.md). */
+    pid_t vp = cluster_varnish_start(C->dir, strrchr(origin, ':') + 1,
+                                     "  if (req.http.Accept-Encoding ~ \"(^|,)\\s*zstd\\s*(,|$)\") {\n"
+                                     "    set req.http.Accept-Encoding = \"zstd\";\n"
+                                     "  } else {\n    unset req.http.Accept-Encoding;\n  }\n",
+                                     listen, sizeof(listen));
     cr_assert(vp > 0);
     struct resp r;
     int up = 0;
