@@ -505,7 +505,14 @@ int imgstore_put(imgstore_t *h, const void *data, size_t len, const char *mime,
             last = rc;
         if (retry_action(RETRY_ALLOC, rc) == RETRY_WAIT) {
             /* Nothing writable right now: the nameserver is creating blocks
-             * (or restarting). Wait a little longer each time. */
+             * (or restarting). Wait a little longer each time. When blocks
+             * this call excluded (a write on them failed) are all the pool
+             * has, the nameserver sees enough writable blocks and creates
+             * none: they are allowed again, their trouble may be over (a
+             * new leader confirming primaries; seen in ha/deposed_leader,
+             * where uploads waited out their deadline). */
+            if (rc == IMG_ENOBLOCK)
+                nexcl = 0;
             sleep_ms(left < wait ? (int)left : wait);
             wait = wait * 2 > NOBLOCK_WAIT_MAX_MS ? NOBLOCK_WAIT_MAX_MS : wait * 2;
             continue;
