@@ -19,9 +19,10 @@ from util import crc32c, jpeg, name_decode, name_encode
 MiB = 1 << 20
 RECORD_HEADER = 24  # bytes before a record's data (docs/storage.md)
 
-# Every size class a caller meets: empty, one byte, below/at/above a page,
-# a thumbnail, a product photo, large, odd, and the library's maximum.
-SIZES = [0, 1, 3, 4095, 4096, 4097, 51200, 65537, MiB, 3 * MiB + 7, 8 * MiB + 1, 32 * MiB]
+# Every size class a caller meets: one byte, below/at/above a page, a
+# thumbnail, a product photo, large, odd, and the library's maximum (an
+# empty upload is refused: test_empty_put).
+SIZES = [1, 3, 4095, 4096, 4097, 51200, 65537, MiB, 3 * MiB + 7, 8 * MiB + 1, 32 * MiB]
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -40,6 +41,15 @@ def test_round_trip_every_size(client, reader, size):
     assert st.created_at.tzinfo is not None
     if size >= 3:
         assert st.mime == "image/jpeg"  # sniffed from the bytes
+
+
+def test_empty_put(client):
+    """An empty upload is refused before any network traffic
+    (IMGSTORE_EINVAL), whatever form the bytes come in."""
+    for data in (b"", bytearray(), memoryview(b"")):
+        with pytest.raises(imgstore.InvalidArgument) as e:
+            client.put(data)
+        assert e.value.code == errors.EINVAL
 
 
 def test_put_inputs(client, tmp_path):

@@ -184,8 +184,7 @@ Test(repair, compact_command, .init = setup, .fini = fixture_stop, .timeout = 24
     upload_all();
     /* Every fifth file: 20 %, below the automatic 30 %. */
     delete_some(5);
-    uint64_t first = block_of(1);
-    wait_deleted(first);
+    wait_deleted(block_of(1));
     char arg[32];
     /* unknown block, bad arguments */
     cr_assert_eq(admin(&r, CLI_TIMEOUT_MS, "compact", "999999999", NULL, NULL, NULL, NULL), 1);
@@ -205,13 +204,18 @@ Test(repair, compact_command, .init = setup, .fini = fixture_stop, .timeout = 24
     cr_assert(strstr(r.err, "not sealed") || strstr(r.err, "no deleted bytes"), "%s", r.err);
     cluster_run_free(&r);
 
-    /* dry run lists the first block and starts nothing */
+    /* dry run lists a block past 10 % and starts nothing. Which blocks
+     * qualify depends on the sizes and on which blocks are still written
+     * (uploads spread over several writable blocks; an open one is never
+     * compacted), so the first one listed is the one compacted below. */
     fixture_admin_json(&r, CLI_TIMEOUT_MS, "compact", "--threshold", "10", "--dry-run", NULL);
-    snprintf(arg, sizeof(arg), "\"block_id\": %llu,", (unsigned long long)first);
-    cr_assert_not_null(strstr(r.out, arg), "block %llu not chosen: %s", (unsigned long long)first,
-                       r.out);
+    double listed = json_num(r.out, "block_id");
+    cr_assert(listed >= 1, "no block listed: %s", r.out);
+    cr_assert_geq(json_num(r.out, "deleted_pct"), 10.0, "%s", r.out);
     cr_assert_not_null(strstr(r.out, "\"task_ids\": []"), "%s", r.out);
     cluster_run_free(&r);
+    uint64_t first = (uint64_t)listed;
+    wait_deleted(first);
     cr_assert_eq(admin(&r, CLI_TIMEOUT_MS, "compact", "--threshold", "10", "--dry-run", NULL,
                        NULL), 0);
     cr_assert_not_null(strstr(r.out, "dry run"), "%s", r.out);
