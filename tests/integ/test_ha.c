@@ -894,41 +894,53 @@ static int gone(int rc)
 /* Deletes journaled while a block's set is down to one member survive the
  * leader's loss: the journal entries live in etcd too, and the standby
  * that takes over holds out the old copy that missed them. */
-Test(ha, deljournal_failover)
+/* A block's set down to one member and deletes on it. */
+struct dj_case {
+    uint64_t seed;
+    char names[DJ_FILES][IMGSTORE_NAME_MAX];
+    size_t sizes[DJ_FILES];
+    uint64_t blocks[DJ_FILES];
+    uint64_t victim;
+    int deleted[DJ_FILES], ndel;
+    int first, taker, t; /* the member killed first, the one taking the deletes, the third */
+};
+
+/* Uploads DJ_FILES files, makes the server outside the first file's block
+ * read-only (no repair copy), kills one member of that block (d->first)
+ * and deletes every other file of the block on the survivor (d->taker):
+ * each delete must succeed, journaled at the leader. */
+static void dj_journal_deletes(struct dj_case *d, const char *seed_name)
 {
-    uint64_t seed = cluster_seed("ha-deljournal");
+    d->seed = cluster_seed(seed_name);
     cr_assert_geq(wait_log(ns2.log, "standby: the leader is", 0, 10000), 0);
     cr_assert_geq(wait_log(ns2.log, " disks, ", C->nds - 1, 10000), 0);
     imgstore_t *h = cluster_client(C);
     cr_assert_not_null(h);
-    char names[DJ_FILES][IMGSTORE_NAME_MAX];
-    size_t sizes[DJ_FILES];
-    uint64_t blocks[DJ_FILES];
     for (int i = 0; i < DJ_FILES; i++) {
-        sizes[i] = 500 + (size_t)i * 331;
-        cr_assert_eq(cluster_put_file(h, seed, (uint64_t)i, sizes[i], names[i], 1), 0);
+        d->sizes[i] = 500 + (size_t)i * 331;
+        cr_assert_eq(cluster_put_file(h, d->seed, (uint64_t)i, d->sizes[i], d->names[i], 1), 0);
     }
     struct imgstore_stat st;
-    cr_assert_eq(imgstore_stat(h, names[0], &st), 0);
+    cr_assert_eq(imgstore_stat(h, d->names[0], &st), 0);
     cr_assert_eq(st.nreplicas, 2);
-    uint64_t victim = st.block_id;
+    d->victim = st.block_id;
     int a = cluster_ds_index(C, st.replicas[0]), b = cluster_ds_index(C, st.replicas[1]);
     cr_assert(a >= 0 && b >= 0);
-    int t = 3 - a - b;
+    d->t = 3 - a - b;
     int nin = 0;
     for (int i = 0; i < DJ_FILES; i++) {
         struct imgstore_stat s2;
-        cr_assert_eq(imgstore_stat(h, names[i], &s2), 0);
-        blocks[i] = s2.block_id;
-        nin += s2.block_id == victim;
+        cr_assert_eq(imgstore_stat(h, d->names[i], &s2), 0);
+        d->blocks[i] = s2.block_id;
+        nin += s2.block_id == d->victim;
     }
-    cr_assert_geq(nin, 4, "only %d files in block %llu", nin, (unsigned long long)victim);
+    cr_assert_geq(nin, 4, "only %d files in block %llu", nin, (unsigned long long)d->victim);
     /* No repair copy on the third server. */
     Imgstore__ClusterStatusResp *cs = NULL;
     cr_assert_eq(cluster_status(C, &cs), 0);
     char tid[80] = "";
     for (size_t k = 0; k < cs->n_servers; k++)
-        if (strcmp(cs->servers[k]->addr, C->ds[t].addr) == 0)
+        if (strcmp(cs->servers[k]->addr, C->ds[d->t].addr) == 0)
             snprintf(tid, sizeof(tid), "%s", cs->servers[k]->server_id);
     imgstore__cluster_status_resp__free_unpacked(cs, NULL);
     cr_assert(tid[0]);
@@ -938,18 +950,33 @@ Test(ha, deljournal_failover)
     cluster_run_free(&r);
 
     /* One member left: its deletes are journaled at the leader (ns1). */
-    int first = b, taker = a;
-    cluster_signal_proc(&C->ds[first], SIGKILL);
-    int deleted[DJ_FILES] = {0}, ndel = 0;
+    d->first = b;
+    d->taker = a;
+    cluster_signal_proc(&C->ds[d->first], SIGKILL);
     for (int i = 0; i < DJ_FILES; i++) {
-        if (blocks[i] != victim || (i % 2) != 0)
+        if (d->blocks[i] != d->victim || (i % 2) != 0)
             continue;
-        int rc = imgstore_unlink(h, names[i]);
-        cr_assert_eq(rc, 0, "delete %s with one member left: %s", names[i], imgstore_strerror(rc));
-        deleted[i] = 1;
-        ndel++;
+        int rc = imgstore_unlink(h, d->names[i]);
+        cr_assert_eq(rc, 0, "delete %s with one member left: %s", d->names[i],
+                     imgstore_strerror(rc));
+        d->deleted[i] = 1;
+        d->ndel++;
     }
     imgstore_close(h);
+}
+
+Test(ha, deljournal_failover)
+{
+    struct dj_case *d = calloc(1, sizeof(*d));
+    cr_assert_not_null(d);
+    dj_journal_deletes(d, "ha-deljournal");
+    uint64_t seed = d->seed, victim = d->victim;
+    char (*names)[IMGSTORE_NAME_MAX] = d->names;
+    size_t *sizes = d->sizes;
+    uint64_t *blocks = d->blocks;
+    int *deleted = d->deleted, ndel = d->ndel;
+    int first = d->first, taker = d->taker, t = d->t;
+    imgstore_t *h = NULL;
     uint64_t med = 0, max = 0;
     int nnotes = note_latencies(C->ns.log, &med, &max);
     cr_assert_gt(nnotes, 0, "no delete was journaled at the leader");
@@ -1051,5 +1078,47 @@ Test(ha, deljournal_failover)
                       C->ds[first].name);
         }
     imgstore_close(h);
+    free(d);
+    C->passed = 1;
+}
+
+/* Entries the journal prunes leave etcd too: the killed member returns and
+ * catches up (two copies hold the tombstones), the leader drops the
+ * entries and deletes their keys; a new leader then reads none. */
+Test(ha, deljournal_pruned)
+{
+    struct dj_case *d = calloc(1, sizeof(*d));
+    cr_assert_not_null(d);
+    dj_journal_deletes(d, "ha-deljournal-pruned");
+    cr_assert_gt(log_count(C->ns.log, "journaled in "), 0, "no delete was journaled");
+    cr_assert_eq(cluster_start_ds(C, d->first), 0);
+    cr_assert_geq(wait_log(C->ns.log, "dropped from the journal", 0, 30000), 0,
+                  "the entries were not pruned");
+    usleep(1000 * 1000); /* the etcd thread deletes the keys */
+    cr_assert_eq(log_count(C->ns.log, "delete-journal keys not deleted"), 0);
+    int led = log_count(ns2.log, "leading (epoch");
+    cluster_signal_proc(&C->ns, SIGKILL);
+    cr_assert_geq(wait_log(ns2.log, "leading (epoch", led, 4 * TTL_MS), 0, "ns2 did not lead");
+    cr_assert_geq(wait_log(ns2.log, "safe mode off", 0, 5000), 0);
+    cr_assert_eq(log_count(ns2.log, "delete-journal records read"), 0,
+                 "the pruned entries are still in etcd");
+    /* Every live file reads back, no deleted one is served. */
+    imgstore_t *h = cluster_client(C);
+    cr_assert_not_null(h);
+    for (int i = 0; i < DJ_FILES; i++) {
+        void *data = NULL;
+        size_t len = 0;
+        if (d->deleted[i]) {
+            int rc = imgstore_get(h, d->names[i], &data, &len);
+            free(data);
+            cr_assert(gone(rc), "%s: get returned %d", d->names[i], rc);
+        } else {
+            cr_assert_eq(cluster_check_file(h, d->names[i], NULL, d->seed, (uint64_t)i,
+                                            d->sizes[i]),
+                         0, "%s does not read back", d->names[i]);
+        }
+    }
+    imgstore_close(h);
+    free(d);
     C->passed = 1;
 }
