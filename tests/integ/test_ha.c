@@ -1082,9 +1082,34 @@ Test(ha, deljournal_failover)
     C->passed = 1;
 }
 
+/* Puts a key into the test's etcd through its JSON gateway (key and
+ * value base64): 0 when it answered 200. */
+static int etcd_put_b64(const char *key, const char *val)
+{
+    int fd = cluster_connect(etcd_client, 5000);
+    if (fd < 0)
+        return -1;
+    char body[512], req[1024];
+    int bn = snprintf(body, sizeof(body), "{\"key\":\"%s\",\"value\":\"%s\"}", key, val);
+    int n = snprintf(req, sizeof(req),
+                     "POST /v3/kv/put HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %d\r\nConnection: close\r\n\r\n%s",
+                     bn, body);
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    char buf[64];
+    ssize_t got = cluster_send_all(fd, req, (size_t)n) == 0 ? recv(fd, buf, sizeof(buf) - 1, 0) : -1;
+    close(fd);
+    if (got < 12)
+        return -1;
+    buf[got] = '\0';
+    return atoi(buf + 9) == 200 ? 0 : -1;
+}
+
 /* Entries the journal prunes leave etcd too: the killed member returns and
  * catches up (two copies hold the tombstones), the leader drops the
- * entries and deletes their keys; a new leader then reads none. */
+ * entries and deletes their keys; a new leader then reads none, and skips
+ * hostile entries put there by hand. */
 Test(ha, deljournal_pruned)
 {
     struct dj_case *d = calloc(1, sizeof(*d));
@@ -1096,12 +1121,22 @@ Test(ha, deljournal_pruned)
                   "the entries were not pruned");
     usleep(1000 * 1000); /* the etcd thread deletes the keys */
     cr_assert_eq(log_count(C->ns.log, "delete-journal keys not deleted"), 0);
+    /* Hostile entries in etcd: a record of zeros under a well-formed key,
+     * junk under a malformed one. The next leader skips both (WARN). */
+    cr_assert_eq(etcd_put_b64("L2ltZ3N0b3JlL2RlbGpvdXJuYWwvMDAwMDAwMDAwMDAwMDAwMS8wMDAwMDAwMQ==",
+                              "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+                              "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+                              "AAAA"),
+                 0);
+    cr_assert_eq(etcd_put_b64("L2ltZ3N0b3JlL2RlbGpvdXJuYWwveA==", "anVuaw=="), 0);
     int led = log_count(ns2.log, "leading (epoch");
     cluster_signal_proc(&C->ns, SIGKILL);
     cr_assert_geq(wait_log(ns2.log, "leading (epoch", led, 4 * TTL_MS), 0, "ns2 did not lead");
     cr_assert_geq(wait_log(ns2.log, "safe mode off", 0, 5000), 0);
     cr_assert_eq(log_count(ns2.log, "delete-journal records read"), 0,
                  "the pruned entries are still in etcd");
+    cr_assert_eq(log_count(ns2.log, "is not a delete-journal record: skipped"), 2,
+                 "the hostile entries were not both skipped");
     /* Every live file reads back, no deleted one is served. */
     imgstore_t *h = cluster_client(C);
     cr_assert_not_null(h);
