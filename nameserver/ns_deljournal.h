@@ -8,7 +8,9 @@
  * nothing: ns_delnote.c (policy) says what to append, what is covered and
  * when a copy holds every entry. Runs on the loop's thread; the write and
  * fdatasync run on libuv's thread pool. Without a loop (unit tests) an
- * append is written and synced before it returns. */
+ * append is written and synced before it returns. With --etcd the entries
+ * are kept in etcd too (ns_etcd_dj.c): a new leader merges them in
+ * (ns_dj_merge) and pruned ones are reported through on_drop. */
 #ifndef IMG_NS_DELJOURNAL_H
 #define IMG_NS_DELJOURNAL_H
 

@@ -8,11 +8,15 @@
  * a missing field, a wrong type or an oversized body counts as a failed
  * request (at most HA_BODY_MAX bytes are kept).
  *
+ * The thread runs a round (lease, leader key, shared meta, ids) every TTL/3
+ * (TTL/6 as a standby) or at once when kicked, and between rounds sends
+ * the delete-journal keys the loop queued (ns_etcd_dj.c, which shares
+ * ns_etcd_int.h with this file).
+ *
  * Shared state: struct ha_view, written by the thread under `mu` and copied
  * to the loop's own copy in the uv_async callback. The loop never waits on
  * the thread except at ns_etcd_stop. */
-#include "nameserver/ns_etcd.h"
-#include "nameserver/ns_deljournal.h"
+#include "nameserver/ns_etcd_int.h"
 
 #include "base/err.h"
 #include "base/log.h"
@@ -30,81 +34,14 @@
 #include <string.h>
 #include <time.h>
 
-#define HA_BODY_MAX (2u << 20) /* the largest etcd answer kept */
-#define HA_META_MAX (1u << 20) /* the largest ns.meta text stored in etcd */
-#define HA_KEY_MAX (NS_ETCD_PREFIX_MAX + 48)
-#define HA_TXN_OPS 64       /* operations per delete-journal transaction (etcd's limit: 128) */
-#define HA_DJ_PAGE 512      /* delete-journal keys read per range request */
-#define HA_DJ_DEL_MAX 65536 /* pruned keys waiting for their delete; more are left in etcd */
-
-/* A delete-journal entry to put in etcd (cb answered on the loop), or a
- * pruned one to delete there (no cb). */
-struct dj_item {
-    struct dj_item *next;
-    int del;
-    uint64_t block_id;
-    uint32_t seq;
-    uint8_t rec[NS_DJ_REC_SIZE];
-    ns_dj_cb cb;
-    void *arg;
-    int status;
-};
-
-/* What the thread tells the loop. */
-struct ha_view {
-    int leader;              /* holds PREFIX/leader with our lease */
-    int64_t epoch;           /* the leader key's create revision (0: no leader seen) */
-    char leader_addr[ADDR_MAX];
-    uint64_t valid_until_ms; /* monotonic ms: may act before this (leader only) */
-    uint64_t ids_from, ids_to; /* block-id range of this term ([from, to); 0: none yet) */
-    char *meta_in; /* a new term's shared meta text from etcd (owned; NULL: none) */
-    uint8_t *dj_in;  /* a new term's delete-journal records from etcd (owned; NULL: none) */
-    size_t dj_in_n;  /* records in dj_in */
-};
-
-struct ns_ha {
-    struct ns *ns;
-    struct nslist endpoints;
-    char prefix[NS_ETCD_PREFIX_MAX];
-    char me[ADDR_MAX];
-    uint32_t ttl_ms;
-    /* thread side */
-    CURL *curl;
-    int ep; /* endpoint in use */
-    int64_t lease;
-    pthread_t thread;
-    int thread_started;
-    /* shared */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int stop;
-    struct ha_view sh;
-    char *meta_out; /* the leader's latest ns.meta text, not stored in etcd yet */
-    int want_ids;   /* the loop used 3/4 of the term's ids: take another range */
-    int resign;     /* step down: revoke the lease now */
-    uint64_t hold_until_ms; /* monotonic: do not run for leader before */
-    int kick;       /* run a round now (meta to store, ids wanted, step-down) */
-    struct dj_item *dj_q, *dj_q_tail;       /* to send (owned) */
-    size_t dj_ndel;                         /* deletes in dj_q */
-    struct dj_item *dj_done, *dj_done_tail; /* puts answered, for the loop (owned) */
-    /* loop side */
-    uv_async_t async;
-    int async_open;
-    struct ha_view v;
-    int acting; /* ns_leads() when last checked */
-    uint64_t lead_since_ms; /* loop time acting turned 1 */
-    uint64_t stepped_down_until; /* loop time: not acting before (step-down) */
-    void (*demoted)(struct ns *ns);
-};
-
-static uint64_t mono_ms(void)
+uint64_t ns_etcd_mono_ms(void)
 {
     return uv_hrtime() / 1000000;
 }
 
 /* ---- base64 ------------------------------------------------------------------ */
 
-static char *b64(const char *s)
+char *ns_etcd_b64(const char *s)
 {
     size_t n = strlen(s);
     char *out = malloc(4 * ((n + 2) / 3) + 1);
@@ -114,7 +51,7 @@ static char *b64(const char *s)
 }
 
 /* Base64 of n bytes (caller frees), or NULL. */
-static char *b64n(const void *p, size_t n)
+char *ns_etcd_b64n(const void *p, size_t n)
 {
     char *out = malloc(4 * ((n + 2) / 3) + 1);
     if (out)
@@ -122,28 +59,8 @@ static char *b64n(const void *p, size_t n)
     return out;
 }
 
-/* Decodes base64 text of exactly `want` bytes into out. 0 or -1. */
-static int unb64n(const char *in, uint8_t *out, size_t want)
-{
-    size_t n = strlen(in);
-    if (n % 4 || n != 4 * ((want + 2) / 3))
-        return -1;
-    unsigned char tmp[4 * ((NS_DJ_REC_SIZE + 2) / 3)];
-    if (3 * (n / 4) > sizeof(tmp))
-        return -1;
-    int got = EVP_DecodeBlock(tmp, (const unsigned char *)in, (int)n);
-    while (n > 0 && in[n - 1] == '=') {
-        got--;
-        n--;
-    }
-    if (got != (int)want)
-        return -1;
-    memcpy(out, tmp, want);
-    return 0;
-}
-
 /* Decodes base64 text into out (size len, NUL-terminated). 0 or -1. */
-static int unb64(const char *in, char *out, size_t len)
+int ns_etcd_unb64(const char *in, char *out, size_t len)
 {
     size_t n = strlen(in);
     if (n % 4 || 3 * (n / 4) + 1 > len)
@@ -189,7 +106,7 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *arg)
 
 /* POSTs `req` (stolen) to PATH on the current endpoint, then on the others
  * once each. Returns the parsed answer (caller decrefs) or NULL. */
-static json_t *call(struct ns_ha *ha, const char *path, json_t *req, int timeout_ms)
+json_t *ns_etcd_call(struct ns_ha *ha, const char *path, json_t *req, int timeout_ms)
 {
     char *text = json_dumps(req, JSON_COMPACT);
     json_decref(req);
@@ -233,7 +150,7 @@ static json_t *call(struct ns_ha *ha, const char *path, json_t *req, int timeout
 
 /* A 64-bit field the gateway sends as a string (or a number); -1 when
  * absent or malformed, 0 when absent and zero_ok. */
-static int64_t num(json_t *o, const char *name)
+int64_t ns_etcd_num(json_t *o, const char *name)
 {
     json_t *v = json_object_get(o, name);
     if (json_is_integer(v))
@@ -247,7 +164,7 @@ static int64_t num(json_t *o, const char *name)
     return errno || !*s || *end || x < 0 ? -1 : x;
 }
 
-static void key_of(const struct ns_ha *ha, const char *name, char *out)
+void ns_etcd_key_of(const struct ns_ha *ha, const char *name, char *out)
 {
     snprintf(out, HA_KEY_MAX, "%s/%s", ha->prefix, name);
 }
@@ -258,9 +175,9 @@ static int get_key(struct ns_ha *ha, const char *name, char *val, size_t vlen, i
                    int64_t *mod_rev, int64_t *lease)
 {
     char key[HA_KEY_MAX];
-    key_of(ha, name, key);
-    char *k = b64(key);
-    json_t *ans = k ? call(ha, "/v3/kv/range", json_pack("{ss}", "key", k), (int)ha->ttl_ms / 3)
+    ns_etcd_key_of(ha, name, key);
+    char *k = ns_etcd_b64(key);
+    json_t *ans = k ? ns_etcd_call(ha, "/v3/kv/range", json_pack("{ss}", "key", k), (int)ha->ttl_ms / 3)
                     : NULL;
     free(k);
     if (!ans)
@@ -272,12 +189,12 @@ static int get_key(struct ns_ha *ha, const char *name, char *val, size_t vlen, i
         json_t *v = json_object_get(kv, "value");
         val[0] = '\0';
         rc = 1;
-        if (v && (!json_is_string(v) || unb64(json_string_value(v), val, vlen) != 0))
+        if (v && (!json_is_string(v) || ns_etcd_unb64(json_string_value(v), val, vlen) != 0))
             rc = -1;
-        *create_rev = num(kv, "create_revision");
-        *mod_rev = num(kv, "mod_revision");
+        *create_rev = ns_etcd_num(kv, "create_revision");
+        *mod_rev = ns_etcd_num(kv, "mod_revision");
         if (lease)
-            *lease = num(kv, "lease");
+            *lease = ns_etcd_num(kv, "lease");
         if (*create_rev <= 0 || *mod_rev <= 0)
             rc = -1;
     }
@@ -293,11 +210,11 @@ static int put_if(struct ns_ha *ha, const char *name, const char *target, int64_
                   const char *put_name, const char *val, int64_t lease, int64_t *revision)
 {
     char key[HA_KEY_MAX], pkey[HA_KEY_MAX], revs[24], leases[24];
-    key_of(ha, name, key);
-    key_of(ha, put_name, pkey);
+    ns_etcd_key_of(ha, name, key);
+    ns_etcd_key_of(ha, put_name, pkey);
     snprintf(revs, sizeof(revs), "%" PRId64, rev);
     snprintf(leases, sizeof(leases), "%" PRId64, lease);
-    char *k = b64(key), *pk = b64(pkey), *v = b64(val);
+    char *k = ns_etcd_b64(key), *pk = ns_etcd_b64(pkey), *v = ns_etcd_b64(val);
     json_t *req = NULL;
     if (k && pk && v) {
         json_t *put = json_pack("{ssss}", "key", pk, "value", v);
@@ -310,11 +227,11 @@ static int put_if(struct ns_ha *ha, const char *name, const char *target, int64_
     free(k);
     free(pk);
     free(v);
-    json_t *ans = req ? call(ha, "/v3/kv/txn", req, (int)ha->ttl_ms / 3) : NULL;
+    json_t *ans = req ? ns_etcd_call(ha, "/v3/kv/txn", req, (int)ha->ttl_ms / 3) : NULL;
     if (!ans)
         return -1;
     int ok = json_is_true(json_object_get(ans, "succeeded"));
-    *revision = num(json_object_get(ans, "header"), "revision");
+    *revision = ns_etcd_num(json_object_get(ans, "header"), "revision");
     json_decref(ans);
     return *revision > 0 ? ok : -1;
 }
@@ -424,214 +341,6 @@ static int take_ids(struct ns_ha *ha, struct ha_view *v)
     return -1;
 }
 
-/* ---- the delete journal in etcd (thread side) -------------------------------- */
-
-/* PREFIX/deljournal/BLOCKID/SEQ, both in fixed-width hex (keys sort by
- * block, then seq). */
-static void dj_key(const struct ns_ha *ha, uint64_t block_id, uint32_t seq, char *out)
-{
-    snprintf(out, HA_KEY_MAX, "%s/deljournal/%016" PRIx64 "/%08" PRIx32, ha->prefix, block_id,
-             seq);
-}
-
-/* Checks one key-value of the delete journal read from etcd (hostile):
- * appends its record to *buf when the key is well formed, the value is one
- * record passing its checks and both name the same block and seq. */
-static int dj_take(struct ns_ha *ha, json_t *kv, uint8_t **buf, size_t *n, size_t *cap,
-                   char *last_key)
-{
-    json_t *k = json_object_get(kv, "key"), *val = json_object_get(kv, "value");
-    char key[HA_KEY_MAX];
-    if (!json_is_string(k) || unb64(json_string_value(k), key, sizeof(key)) != 0)
-        return -1; /* cannot page on past it */
-    snprintf(last_key, HA_KEY_MAX, "%s", key);
-    uint8_t rec[NS_DJ_REC_SIZE];
-    uint64_t id;
-    struct ns_dj_entry e;
-    char sender[NS_DJ_ID_MAX + 1], want[HA_KEY_MAX];
-    if (!json_is_string(val) || unb64n(json_string_value(val), rec, sizeof(rec)) != 0 ||
-        ns_dj_rec_decode(rec, &id, &e, sender) != 0) {
-        log_warn("etcd: %s is not a delete-journal record: skipped", key);
-        return 0;
-    }
-    dj_key(ha, id, e.seq, want);
-    if (strcmp(want, key) != 0) {
-        log_warn("etcd: %s holds the record of block %" PRIu64 " seq %u: skipped", key, id, e.seq);
-        return 0;
-    }
-    if (*n >= NS_DJ_MAX_ENTRIES) {
-        log_warn("etcd: more than %u delete-journal records: %s skipped", NS_DJ_MAX_ENTRIES, key);
-        return 0;
-    }
-    if (*n == *cap) {
-        size_t c = *cap ? *cap * 2 : 64;
-        uint8_t *p = realloc(*buf, c * NS_DJ_REC_SIZE);
-        if (!p)
-            return -1;
-        *buf = p;
-        *cap = c;
-    }
-    memcpy(*buf + *n * NS_DJ_REC_SIZE, rec, NS_DJ_REC_SIZE);
-    (*n)++;
-    return 0;
-}
-
-/* Reads every delete-journal record a former leader stored (pages of
- * HA_DJ_PAGE keys) into v->dj_in. 0, or -1 when etcd did not answer. */
-static int read_dj(struct ns_ha *ha, struct ha_view *v)
-{
-    char from[HA_KEY_MAX + 1], end[HA_KEY_MAX], last[HA_KEY_MAX];
-    snprintf(from, sizeof(from), "%s/deljournal/", ha->prefix);
-    snprintf(end, sizeof(end), "%s/deljournal0", ha->prefix); /* '/' + 1 */
-    size_t from_len = strlen(from);
-    uint8_t *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        char *k = b64n(from, from_len), *e = b64(end);
-        json_t *req = k && e ? json_pack("{sssssi}", "key", k, "range_end", e, "limit",
-                                         HA_DJ_PAGE)
-                             : NULL;
-        free(k);
-        free(e);
-        json_t *ans = req ? call(ha, "/v3/kv/range", req, (int)ha->ttl_ms / 3) : NULL;
-        if (!ans) {
-            free(buf);
-            return -1;
-        }
-        json_t *kvs = json_object_get(ans, "kvs");
-        size_t got = json_is_array(kvs) ? json_array_size(kvs) : 0;
-        int bad = 0;
-        for (size_t i = 0; i < got && !bad; i++)
-            bad = dj_take(ha, json_array_get(kvs, i), &buf, &n, &cap, last) != 0;
-        int more = json_is_true(json_object_get(ans, "more"));
-        json_decref(ans);
-        if (bad) {
-            free(buf);
-            return -1;
-        }
-        if (!more || got == 0)
-            break;
-        /* The next page starts just past the last key (key + NUL). */
-        from_len = strlen(last) + 1;
-        memcpy(from, last, from_len);
-    }
-    free(v->dj_in);
-    v->dj_in = buf;
-    v->dj_in_n = n;
-    if (n)
-        log_info("etcd: %zu delete-journal records read", n);
-    return 0;
-}
-
-/* One transaction of ops (stolen) guarded by the leader key's create
- * revision = epoch: 1 done, 0 the key is not ours, -1 failure. */
-static int txn_guarded(struct ns_ha *ha, int64_t epoch, json_t *ops)
-{
-    char key[HA_KEY_MAX], revs[24];
-    key_of(ha, "leader", key);
-    snprintf(revs, sizeof(revs), "%" PRId64, epoch);
-    char *k = b64(key);
-    json_t *req = k ? json_pack("{s:[{s:s,s:s,s:s,s:s}],s:o}", "compare", "key", k, "result",
-                                "EQUAL", "target", "CREATE", "create_revision", revs, "success",
-                                ops)
-                    : NULL;
-    if (!req)
-        json_decref(ops);
-    free(k);
-    json_t *ans = req ? call(ha, "/v3/kv/txn", req, (int)ha->ttl_ms / 3) : NULL;
-    if (!ans)
-        return -1;
-    int ok = json_is_true(json_object_get(ans, "succeeded"));
-    int64_t rev = num(json_object_get(ans, "header"), "revision");
-    json_decref(ans);
-    return rev > 0 ? ok : -1;
-}
-
-/* Sends what the loop queued: puts (each answered) in transactions of at
- * most HA_TXN_OPS keys, then deletes (best effort), all while leading. */
-static void dj_flush(struct ns_ha *ha, const struct ha_view *v)
-{
-    pthread_mutex_lock(&ha->mu);
-    struct dj_item *list = ha->dj_q;
-    ha->dj_q = ha->dj_q_tail = NULL;
-    ha->dj_ndel = 0;
-    pthread_mutex_unlock(&ha->mu);
-    if (!list)
-        return;
-    int leads = v->leader && v->epoch > 0 && mono_ms() < v->valid_until_ms;
-    for (int del = 0; del <= 1; del++) {
-        struct dj_item *p = list;
-        while (p) {
-            /* One transaction: up to HA_TXN_OPS items of this kind, no key
-             * twice (etcd refuses a transaction naming a key twice). */
-            struct dj_item *batch[HA_TXN_OPS];
-            size_t nb = 0;
-            for (; p && nb < HA_TXN_OPS; p = p->next) {
-                if (p->del != del)
-                    continue;
-                int dup = 0;
-                for (size_t i = 0; i < nb && !dup; i++)
-                    dup = batch[i]->block_id == p->block_id && batch[i]->seq == p->seq;
-                if (dup)
-                    break;
-                batch[nb++] = p;
-            }
-            if (nb == 0)
-                continue;
-            int rc = -1;
-            json_t *ops = leads ? json_array() : NULL;
-            for (size_t i = 0; ops && i < nb; i++) {
-                char key[HA_KEY_MAX];
-                dj_key(ha, batch[i]->block_id, batch[i]->seq, key);
-                char *k = b64(key), *val = del ? NULL : b64n(batch[i]->rec, NS_DJ_REC_SIZE);
-                json_t *op = !k || (!del && !val) ? NULL
-                             : del ? json_pack("{s:{s:s}}", "request_delete_range", "key", k)
-                                   : json_pack("{s:{s:s,s:s}}", "request_put", "key", k,
-                                               "value", val);
-                free(k);
-                free(val);
-                if (!op || json_array_append_new(ops, op) != 0) {
-                    json_decref(ops);
-                    ops = NULL;
-                }
-            }
-            if (ops)
-                rc = txn_guarded(ha, v->epoch, ops);
-            if (del && rc != 1)
-                log_warn("etcd: %zu pruned delete-journal keys not deleted (%s)", nb,
-                         rc == 0 ? "not leading" : "etcd failed");
-            for (size_t i = 0; i < nb; i++)
-                batch[i]->status = rc == 1 ? 0 : rc == 0 || !leads ? IMG_ENOTLEADER : IMG_EUNAVAIL;
-        }
-    }
-    /* Deletes are done with; puts go to the loop for their answers. */
-    struct dj_item *puts = NULL, **tail = &puts;
-    while (list) {
-        struct dj_item *p = list;
-        list = p->next;
-        p->next = NULL;
-        if (p->del) {
-            free(p);
-        } else {
-            *tail = p;
-            tail = &p->next;
-        }
-    }
-    if (!puts)
-        return;
-    pthread_mutex_lock(&ha->mu);
-    if (ha->dj_done_tail)
-        ha->dj_done_tail->next = puts;
-    else
-        ha->dj_done = puts;
-    struct dj_item *t = puts;
-    while (t->next)
-        t = t->next;
-    ha->dj_done_tail = t;
-    pthread_mutex_unlock(&ha->mu);
-    uv_async_send(&ha->async);
-}
-
 /* One round: renew (or get) the lease, then read or take the leader key.
  * t0 is when the round started (the renewal's send time). A leader's time
  * to act is extended only when both steps succeeded; it loses the lead at
@@ -668,11 +377,11 @@ static void round_once(struct ns_ha *ha, struct ha_view *v, uint64_t t0)
     if (ha->lease > 0) {
         char id[24];
         snprintf(id, sizeof(id), "%" PRId64, ha->lease);
-        json_t *ans = call(ha, "/v3/lease/keepalive", json_pack("{ss}", "ID", id),
+        json_t *ans = ns_etcd_call(ha, "/v3/lease/keepalive", json_pack("{ss}", "ID", id),
                            (int)ha->ttl_ms / 3);
         if (!ans)
             return; /* unreachable: this lease again next round */
-        int64_t ttl = num(json_object_get(ans, "result"), "TTL");
+        int64_t ttl = ns_etcd_num(json_object_get(ans, "result"), "TTL");
         json_decref(ans);
         if (ttl <= 0) {
             log_warn("etcd: lease %s expired", id);
@@ -681,9 +390,9 @@ static void round_once(struct ns_ha *ha, struct ha_view *v, uint64_t t0)
             return;
         }
     } else {
-        json_t *ans = call(ha, "/v3/lease/grant", json_pack("{si}", "TTL", ttl_s),
+        json_t *ans = ns_etcd_call(ha, "/v3/lease/grant", json_pack("{si}", "TTL", ttl_s),
                            (int)ha->ttl_ms / 3);
-        int64_t id = ans ? num(ans, "ID") : -1;
+        int64_t id = ans ? ns_etcd_num(ans, "ID") : -1;
         json_decref(ans);
         if (id <= 0)
             return;
@@ -718,7 +427,7 @@ static void round_once(struct ns_ha *ha, struct ha_view *v, uint64_t t0)
     v->epoch = crev;
     snprintf(v->leader_addr, sizeof(v->leader_addr), "%s", addr_check(val) == 0 ? val : "");
     if (v->leader && v->ids_to == 0 &&
-        (read_meta(ha, v) != 0 || read_dj(ha, v) != 0 || take_ids(ha, v) != 0))
+        (read_meta(ha, v) != 0 || ns_etcd_dj_read(ha, v) != 0 || take_ids(ha, v) != 0))
         return; /* no ids yet: not extended, next round tries again */
     if (v->leader) {
         v->valid_until_ms = t0 + ha->ttl_ms - ha->ttl_ms / 4;
@@ -742,7 +451,7 @@ static void resign(struct ns_ha *ha, const struct ha_view *v)
         return;
     char id[24];
     snprintf(id, sizeof(id), "%" PRId64, ha->lease);
-    json_decref(call(ha, "/v3/lease/revoke", json_pack("{ss}", "ID", id), (int)ha->ttl_ms / 3));
+    json_decref(ns_etcd_call(ha, "/v3/lease/revoke", json_pack("{ss}", "ID", id), (int)ha->ttl_ms / 3));
     if (v->leader)
         log_info("etcd: leadership handed back (lease revoked)");
     ha->lease = 0;
@@ -755,11 +464,11 @@ static void *ha_run(void *arg)
     uint64_t next = 0;
     pthread_mutex_lock(&ha->mu);
     while (!ha->stop) {
-        int round = ha->kick || mono_ms() >= next;
+        int round = ha->kick || ns_etcd_mono_ms() >= next;
         ha->kick = 0;
         pthread_mutex_unlock(&ha->mu);
         if (round) {
-            uint64_t t0 = mono_ms();
+            uint64_t t0 = ns_etcd_mono_ms();
             round_once(ha, &v, t0);
             publish(ha, &v);
             /* A leader renews every TTL/3; a standby looks for a vacant
@@ -767,8 +476,8 @@ static void *ha_run(void *arg)
              * expiry. */
             next = t0 + ha->ttl_ms / (v.leader ? 3 : 6);
         }
-        dj_flush(ha, &v); /* delete-journal keys between rounds */
-        uint64_t now = mono_ms();
+        ns_etcd_dj_flush(ha, &v); /* delete-journal keys between rounds */
+        uint64_t now = ns_etcd_mono_ms();
         pthread_mutex_lock(&ha->mu);
         if (next > now && !ha->stop && !ha->kick && !ha->dj_q) {
             struct timespec ts;
@@ -856,43 +565,6 @@ static void meta_saved(void *arg, const char *text, size_t len)
     pthread_mutex_unlock(&ha->mu);
 }
 
-/* A new term: merges the delete-journal records a former leader stored in
- * etcd into this nameserver's journal (RAM), before safe mode can end.
- * Checked again here: a record that fails is skipped with a WARN. */
-static void adopt_dj(struct ns_ha *ha, const uint8_t *recs, size_t n)
-{
-    struct ns *ns = ha->ns;
-    size_t added = 0, skipped = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t id;
-        struct ns_dj_entry e;
-        char sender[NS_DJ_ID_MAX + 1];
-        int rc = ns_dj_rec_decode(recs + i * NS_DJ_REC_SIZE, &id, &e, sender);
-        if (rc == 0)
-            rc = ns_dj_merge(&ns->dj, id, &e, sender);
-        if (rc < 0) {
-            skipped++;
-            log_warn("etcd: delete-journal record %zu not taken: %s", i, img_strerror(rc));
-        }
-        added += rc == 1;
-    }
-    if (n)
-        log_info("etcd: %zu delete-journal entries taken (%zu new here, %zu skipped): %zu "
-                 "entries of %zu blocks journaled",
-                 n, added, skipped, ns->dj.live, ns->dj.nblocks);
-}
-
-/* Answers the puts the thread finished (on the loop). */
-static void dj_answer(struct dj_item *list)
-{
-    while (list) {
-        struct dj_item *p = list;
-        list = p->next;
-        p->cb(p->status, p->arg);
-        free(p);
-    }
-}
-
 static void on_async(uv_async_t *a)
 {
     struct ns_ha *ha = a->data;
@@ -905,7 +577,7 @@ static void on_async(uv_async_t *a)
     struct dj_item *done = ha->dj_done;
     ha->dj_done = ha->dj_done_tail = NULL;
     pthread_mutex_unlock(&ha->mu);
-    dj_answer(done);
+    ns_etcd_dj_answer(done);
     int new_term = 0;
     if (nv.leader && nv.ids_to && (!ha->v.leader || nv.epoch != ha->v.epoch || !ha->acting)) {
         if (!ha->v.leader || nv.epoch != ha->v.epoch) {
@@ -949,67 +621,11 @@ static void on_async(uv_async_t *a)
     check(ha);
     if (new_term && ha->acting) {
         adopt_meta(ha, nv.meta_in);
-        adopt_dj(ha, nv.dj_in, nv.dj_in_n);
+        ns_etcd_dj_adopt(ha, nv.dj_in, nv.dj_in_n);
         ns_safe_mode_check(ns, uv_now(ns->loop));
     }
     free(nv.meta_in);
     free(nv.dj_in);
-}
-
-/* Queues one item for the thread (wakes it). */
-static void dj_queue(struct ns_ha *ha, struct dj_item *p)
-{
-    pthread_mutex_lock(&ha->mu);
-    if (ha->dj_q_tail)
-        ha->dj_q_tail->next = p;
-    else
-        ha->dj_q = p;
-    ha->dj_q_tail = p;
-    ha->dj_ndel += p->del;
-    pthread_cond_signal(&ha->cv);
-    pthread_mutex_unlock(&ha->mu);
-}
-
-int ns_etcd_dj_put(struct ns *ns, uint64_t block_id, const struct ns_dj_entry *e,
-                   const char *sender, ns_dj_cb cb, void *arg)
-{
-    struct ns_ha *ha = ns->ha;
-    if (!ha || !ha->thread_started)
-        return IMG_EUNAVAIL;
-    if (!ns_leads(ns))
-        return IMG_ENOTLEADER;
-    struct dj_item *p = calloc(1, sizeof(*p));
-    if (!p)
-        return -ENOMEM;
-    p->block_id = block_id;
-    p->seq = e->seq;
-    ns_dj_rec_encode(p->rec, block_id, e, sender);
-    p->cb = cb;
-    p->arg = arg;
-    dj_queue(ha, p);
-    return 0;
-}
-
-/* ns_dj's on_drop hook: the pruned entry's key is deleted in etcd (best
- * effort: a full queue or a failed delete leaves it, and a later leader
- * merges an entry that its gate then finds held by enough copies). */
-static void dj_dropped(void *arg, uint64_t block_id, const struct ns_dj_entry *e)
-{
-    struct ns_ha *ha = arg;
-    if (!ns_leads(ha->ns) || !ha->thread_started)
-        return;
-    pthread_mutex_lock(&ha->mu);
-    size_t queued = ha->dj_ndel;
-    pthread_mutex_unlock(&ha->mu);
-    if (queued >= HA_DJ_DEL_MAX)
-        return;
-    struct dj_item *p = calloc(1, sizeof(*p));
-    if (!p)
-        return;
-    p->del = 1;
-    p->block_id = block_id;
-    p->seq = e->seq;
-    dj_queue(ha, p);
 }
 
 void ns_etcd_tick(struct ns *ns)
@@ -1038,7 +654,7 @@ int ns_etcd_step_down(struct ns *ns)
     ha->stepped_down_until = uv_now(ns->loop) + hold;
     pthread_mutex_lock(&ha->mu);
     ha->resign = 1;
-    ha->hold_until_ms = mono_ms() + hold;
+    ha->hold_until_ms = ns_etcd_mono_ms() + hold;
     ha->kick = 1;
     pthread_cond_signal(&ha->cv);
     pthread_mutex_unlock(&ha->mu);
@@ -1105,7 +721,7 @@ int ns_etcd_init(struct ns *ns, const struct ns_etcd_config *cfg)
         return -ENOMEM;
     ns->meta.id_limit = 1; /* no block id before a term's range is taken */
     /* The cluster id: etcd's, or ours stored there by the first nameserver. */
-    uint64_t until = mono_ms() + NS_ETCD_INIT_MS;
+    uint64_t until = ns_etcd_mono_ms() + NS_ETCD_INIT_MS;
     for (;;) {
         char id[64];
         int64_t crev, mrev, rev;
@@ -1134,7 +750,7 @@ int ns_etcd_init(struct ns *ns, const struct ns_etcd_config *cfg)
             }
             return 0;
         }
-        if (mono_ms() >= until) {
+        if (ns_etcd_mono_ms() >= until) {
             log_error("etcd: no endpoint of %s answered within %d ms", cfg->endpoints,
                       NS_ETCD_INIT_MS);
             return IMG_ECONN;
@@ -1152,7 +768,7 @@ int ns_etcd_start(struct ns *ns, uv_loop_t *loop, void (*demoted)(struct ns *ns)
     ha->demoted = demoted;
     ns->meta.saved = meta_saved;
     ns->meta.saved_arg = ha;
-    ns->dj.on_drop = dj_dropped;
+    ns->dj.on_drop = ns_etcd_dj_dropped;
     ns->dj.on_drop_arg = ha;
     int rc = uv_async_init(loop, &ha->async, on_async);
     if (rc)
@@ -1179,24 +795,7 @@ void ns_etcd_stop(struct ns *ns)
         pthread_join(ha->thread, NULL);
         ha->thread_started = 0;
     }
-    /* Puts not answered yet are cancelled (their senders see -ECANCELED). */
-    ns->dj.on_drop = NULL;
-    struct dj_item *q = ha->dj_q, *done = ha->dj_done;
-    ha->dj_q = ha->dj_q_tail = ha->dj_done = ha->dj_done_tail = NULL;
-    ha->dj_ndel = 0;
-    for (struct dj_item *p = q; p; p = p->next)
-        p->status = -ECANCELED;
-    for (struct dj_item *p = q; p;) { /* deletes have no cb */
-        struct dj_item *nx = p->next;
-        if (p->del) {
-            free(p);
-        } else {
-            p->next = done;
-            done = p;
-        }
-        p = nx;
-    }
-    dj_answer(done);
+    ns_etcd_dj_cancel(ha); /* puts not answered yet: -ECANCELED */
     ha->v.leader = 0;
     if (ha->async_open) {
         ha->async_open = 0;
