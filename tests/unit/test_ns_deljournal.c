@@ -1,7 +1,8 @@
 /* Unit tests of the nameserver's delete journal (nameserver/ns_deljournal.c):
  * appends are durable and reload, a torn tail is cut, a record failing its
  * CRC is skipped, covered entries are dropped, the file is rewritten when
- * most of it is dropped, many appends share one fdatasync, limits hold. */
+ * most of it is dropped, many appends share one fdatasync, limits hold,
+ * entries from etcd merge once (RAM only), dropped entries are reported. */
 #include "base/err.h"
 #include "nameserver/ns_deljournal.h"
 
