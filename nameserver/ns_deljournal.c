@@ -35,8 +35,8 @@ struct ns_dj_pending {
 
 /* ---- the record --------------------------------------------------------------- */
 
-static void rec_encode(uint8_t out[NS_DJ_REC_SIZE], uint64_t block_id, const struct ns_dj_entry *e,
-                       const char *sender)
+void ns_dj_rec_encode(uint8_t *out, uint64_t block_id, const struct ns_dj_entry *e,
+                      const char *sender)
 {
     memset(out, 0, NS_DJ_REC_SIZE);
     le_put32(out + 4, NS_DJ_MAGIC);
@@ -51,9 +51,8 @@ static void rec_encode(uint8_t out[NS_DJ_REC_SIZE], uint64_t block_id, const str
     le_put32(out, crc32c(0, out + 4, NS_DJ_REC_SIZE - 4));
 }
 
-/* Returns 0 and fills the outputs, or -1 when the record fails its checks. */
-static int rec_decode(const uint8_t in[NS_DJ_REC_SIZE], uint64_t *block_id, struct ns_dj_entry *e,
-                      char sender[NS_DJ_ID_MAX + 1])
+int ns_dj_rec_decode(const uint8_t *in, uint64_t *block_id, struct ns_dj_entry *e,
+                     char sender[NS_DJ_ID_MAX + 1])
 {
     if (le_get32(in) != crc32c(0, in + 4, NS_DJ_REC_SIZE - 4) || le_get32(in + 4) != NS_DJ_MAGIC ||
         in[36] > NS_DJ_ID_MAX)
@@ -174,6 +173,8 @@ size_t ns_dj_drop_covered(struct ns_dj *dj, uint64_t block_id, uint64_t covered)
     for (size_t i = 0; i < jb->n; i++)
         if (jb->v[i].tail_after > covered)
             jb->v[k++] = jb->v[i];
+        else if (dj->on_drop)
+            dj->on_drop(dj->on_drop_arg, block_id, &jb->v[i]);
     size_t dropped = jb->n - k;
     dj->live -= dropped;
     jb->n = k;
@@ -192,8 +193,24 @@ void ns_dj_rebase(struct ns_dj *dj, uint64_t block_id, uint64_t tail)
 void ns_dj_drop_block(struct ns_dj *dj, uint64_t block_id)
 {
     struct ns_dj_block *jb = ns_dj_get(dj, block_id);
-    if (jb)
-        block_forget(dj, jb);
+    if (!jb)
+        return;
+    for (size_t i = 0; dj->on_drop && i < jb->n; i++)
+        dj->on_drop(dj->on_drop_arg, block_id, &jb->v[i]);
+    block_forget(dj, jb);
+}
+
+int ns_dj_merge(struct ns_dj *dj, uint64_t block_id, const struct ns_dj_entry *e,
+                const char *sender)
+{
+    struct ns_dj_block *jb = ns_dj_get(dj, block_id);
+    for (size_t i = 0; jb && i < jb->n; i++)
+        if (jb->v[i].seq == e->seq)
+            return 0;
+    if ((jb && jb->n >= NS_DJ_MAX_PER_BLOCK) || dj->live >= NS_DJ_MAX_ENTRIES)
+        return IMG_EUNAVAIL;
+    int rc = entry_add(dj, block_id, e, sender);
+    return rc ? rc : 1;
 }
 
 /* ---- the file ------------------------------------------------------------------- */
@@ -237,7 +254,7 @@ int ns_dj_open(struct ns_dj *dj, const char *dir)
         uint64_t id;
         struct ns_dj_entry e;
         char sender[NS_DJ_ID_MAX + 1];
-        if (rec_decode(rec, &id, &e, sender) != 0) {
+        if (ns_dj_rec_decode(rec, &id, &e, sender) != 0) {
             dj->skipped_crc++;
             log_warn("%s: record at offset %llu fails its CRC or magic: skipped", dj->path,
                      (unsigned long long)off);
@@ -340,7 +357,7 @@ static void flush(struct ns_dj *dj, uv_loop_t *loop)
     }
     size_t k = 0;
     for (struct ns_dj_pending *p = list; p; p = p->next, k++)
-        rec_encode(buf + k * NS_DJ_REC_SIZE, p->block_id, &p->e, p->sender);
+        ns_dj_rec_encode(buf + k * NS_DJ_REC_SIZE, p->block_id, &p->e, p->sender);
     if (dj->fd < 0) {
         free(buf);
         batch_done(dj, list, -EBADF);
@@ -411,7 +428,7 @@ int ns_dj_compact(struct ns_dj *dj)
          * knows that copy holds them all. */
         const char *sender = jb->nhas ? jb->has[0] : "";
         for (size_t j = 0; j < jb->n; j++, k++)
-            rec_encode(buf + k * NS_DJ_REC_SIZE, jb->block_id, &jb->v[j], sender);
+            ns_dj_rec_encode(buf + k * NS_DJ_REC_SIZE, jb->block_id, &jb->v[j], sender);
     }
     int rc = fs_write_atomic(dj->path, buf, k * NS_DJ_REC_SIZE);
     free(buf);

@@ -8,7 +8,9 @@
  * nothing: ns_delnote.c (policy) says what to append, what is covered and
  * when a copy holds every entry. Runs on the loop's thread; the write and
  * fdatasync run on libuv's thread pool. Without a loop (unit tests) an
- * append is written and synced before it returns. */
+ * append is written and synced before it returns. With --etcd the entries
+ * are kept in etcd too (ns_etcd_dj.c): a new leader merges them in
+ * (ns_dj_merge) and pruned ones are reported through on_drop. */
 #ifndef IMG_NS_DELJOURNAL_H
 #define IMG_NS_DELJOURNAL_H
 
@@ -70,9 +72,29 @@ struct ns_dj {
     uint8_t *work_buf;
     size_t work_len;
     uint64_t work_off;
+    /* Called for each entry leaving RAM by ns_dj_drop_covered or
+     * ns_dj_drop_block (the etcd copy is deleted too; NULL: none). */
+    void (*on_drop)(void *arg, uint64_t block_id, const struct ns_dj_entry *e);
+    void *on_drop_arg;
     /* counters (metrics, tests) */
     uint64_t appends, syncs, skipped_crc, compactions;
 };
+
+/* Encodes one record (out: NS_DJ_REC_SIZE bytes, CRC included). */
+void ns_dj_rec_encode(uint8_t *out, uint64_t block_id, const struct ns_dj_entry *e,
+                      const char *sender);
+
+/* Decodes and checks one record (CRC, magic, id length, block id not 0):
+ * 0 with the outputs filled, or -1. Pure: any thread may call it. */
+int ns_dj_rec_decode(const uint8_t *in, uint64_t *block_id, struct ns_dj_entry *e,
+                     char sender[NS_DJ_ID_MAX + 1]);
+
+/* Adds an entry known durable elsewhere (the etcd copy a former leader
+ * wrote) to RAM only, unless block_id already has an entry of that seq.
+ * Returns 1 when added, 0 when known, IMG_EUNAVAIL when the block or the
+ * journal is full, -ENOMEM. */
+int ns_dj_merge(struct ns_dj *dj, uint64_t block_id, const struct ns_dj_entry *e,
+                const char *sender);
 
 /* Opens (creating when missing) DIR/deletes.journal and loads every record
  * into RAM. A torn tail (a partial record at the end) is cut off; a record

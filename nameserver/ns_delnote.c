@@ -10,11 +10,14 @@
  *   pruning          entries held by min(2, replicas) current members (by
  *                    their reported sizes) are dropped; the file is
  *                    rewritten when most of it is dropped.
+ * With --etcd a NOTE_DELETE is answered once the entry is durable in the
+ * journal file and in etcd (ns_etcd_dj_put), both written at once.
  * Sits with the policy modules: called by ns_rpc.c (NOTE_DELETE, tick) and
  * ns_hb.c (the gate, before the reporter's view is checked). Calls the
- * journal (ns_deljournal.c), the map, the registry and ns_plan_set.c, and
- * sends on dataserver sessions. */
+ * journal (ns_deljournal.c), ns_etcd.c, the map, the registry and
+ * ns_plan_set.c, and sends on dataserver sessions. */
 #include "nameserver/ns_delnote.h"
+#include "nameserver/ns_etcd.h"
 
 #include "base/err.h"
 #include "base/log.h"
@@ -33,12 +36,27 @@ struct note_req {
     struct frame_header h;
     uint16_t server;
     uint64_t block_id;
+    uint32_t seq;
+    int waiting;      /* homes not answered yet: the file, and etcd with --etcd */
+    int status;       /* the first failure of either */
+    uint64_t t0;      /* uv_hrtime at the request */
 };
 
+/* Called once per home (the journal file; etcd with --etcd): the note is
+ * answered when every home answered, 0 only when all made it durable. */
 static void note_durable(int status, void *arg)
 {
     struct note_req *q = arg;
     struct ns *ns = q->ns;
+    if (status && !q->status)
+        q->status = status;
+    if (--q->waiting > 0)
+        return;
+    status = q->status;
+    if (status == 0)
+        log_info("block %" PRIu64 ": tombstone seq %u journaled in %" PRIu64 " us (%s)",
+                 q->block_id, q->seq, (uv_hrtime() - q->t0) / 1000,
+                 ns->ha ? "file and etcd" : "file");
     struct ns_server *s = ns_registry_at(ns, q->server);
     /* Answer only on the session the note came on, if it is still open. */
     if (!ns->stopping && s && s->conn == q->c && !conn_is_closing(q->c)) {
@@ -69,12 +87,20 @@ void ns_delnote_handle(struct ns *ns, struct conn *c, const struct frame_header 
         rc = -ENOMEM;
     if (!rc) {
         *q = (struct note_req){.ns = ns, .c = c, .h = *h, .server = from->idx,
-                               .block_id = m->block_id};
+                               .block_id = m->block_id, .seq = m->seq,
+                               .waiting = ns->ha ? 2 : 1, .t0 = uv_hrtime()};
         struct ns_dj_entry e = {.seq = m->seq, .cookie = m->cookie, .tail_after = m->tail_after,
                                 .set_version = m->set_version};
         rc = ns_dj_append(&ns->dj, ns->loop, m->block_id, &e, from->id, note_durable, q);
-        if (rc)
+        if (rc) {
             free(q);
+        } else if (ns->ha) {
+            /* With --etcd the entry must survive this host too: a new
+             * leader reads it from etcd (written at the same time). */
+            int erc = ns_etcd_dj_put(ns, m->block_id, &e, from->id, note_durable, q);
+            if (erc)
+                note_durable(erc, q);
+        }
     }
     if (rc)
         conn_reply(c, h, rc, NULL, NULL, 0, NULL);

@@ -8,10 +8,15 @@
  * a missing field, a wrong type or an oversized body counts as a failed
  * request (at most HA_BODY_MAX bytes are kept).
  *
+ * The thread runs a round (lease, leader key, shared meta, ids) every TTL/3
+ * (TTL/6 as a standby) or at once when kicked, and between rounds sends
+ * the delete-journal keys the loop queued (ns_etcd_dj.c, which shares
+ * ns_etcd_int.h with this file).
+ *
  * Shared state: struct ha_view, written by the thread under `mu` and copied
  * to the loop's own copy in the uv_async callback. The loop never waits on
  * the thread except at ns_etcd_stop. */
-#include "nameserver/ns_etcd.h"
+#include "nameserver/ns_etcd_int.h"
 
 #include "base/err.h"
 #include "base/log.h"
@@ -29,59 +34,14 @@
 #include <string.h>
 #include <time.h>
 
-#define HA_BODY_MAX (2u << 20) /* the largest etcd answer kept */
-#define HA_META_MAX (1u << 20) /* the largest ns.meta text stored in etcd */
-#define HA_KEY_MAX (NS_ETCD_PREFIX_MAX + 32)
-
-/* What the thread tells the loop. */
-struct ha_view {
-    int leader;              /* holds PREFIX/leader with our lease */
-    int64_t epoch;           /* the leader key's create revision (0: no leader seen) */
-    char leader_addr[ADDR_MAX];
-    uint64_t valid_until_ms; /* monotonic ms: may act before this (leader only) */
-    uint64_t ids_from, ids_to; /* block-id range of this term ([from, to); 0: none yet) */
-    char *meta_in; /* a new term's shared meta text from etcd (owned; NULL: none) */
-};
-
-struct ns_ha {
-    struct ns *ns;
-    struct nslist endpoints;
-    char prefix[NS_ETCD_PREFIX_MAX];
-    char me[ADDR_MAX];
-    uint32_t ttl_ms;
-    /* thread side */
-    CURL *curl;
-    int ep; /* endpoint in use */
-    int64_t lease;
-    pthread_t thread;
-    int thread_started;
-    /* shared */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int stop;
-    struct ha_view sh;
-    char *meta_out; /* the leader's latest ns.meta text, not stored in etcd yet */
-    int want_ids;   /* the loop used 3/4 of the term's ids: take another range */
-    int resign;     /* step down: revoke the lease now */
-    uint64_t hold_until_ms; /* monotonic: do not run for leader before */
-    /* loop side */
-    uv_async_t async;
-    int async_open;
-    struct ha_view v;
-    int acting; /* ns_leads() when last checked */
-    uint64_t lead_since_ms; /* loop time acting turned 1 */
-    uint64_t stepped_down_until; /* loop time: not acting before (step-down) */
-    void (*demoted)(struct ns *ns);
-};
-
-static uint64_t mono_ms(void)
+uint64_t ns_etcd_mono_ms(void)
 {
     return uv_hrtime() / 1000000;
 }
 
 /* ---- base64 ------------------------------------------------------------------ */
 
-static char *b64(const char *s)
+char *ns_etcd_b64(const char *s)
 {
     size_t n = strlen(s);
     char *out = malloc(4 * ((n + 2) / 3) + 1);
@@ -90,8 +50,17 @@ static char *b64(const char *s)
     return out;
 }
 
+/* Base64 of n bytes (caller frees), or NULL. */
+char *ns_etcd_b64n(const void *p, size_t n)
+{
+    char *out = malloc(4 * ((n + 2) / 3) + 1);
+    if (out)
+        EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)p, (int)n);
+    return out;
+}
+
 /* Decodes base64 text into out (size len, NUL-terminated). 0 or -1. */
-static int unb64(const char *in, char *out, size_t len)
+int ns_etcd_unb64(const char *in, char *out, size_t len)
 {
     size_t n = strlen(in);
     if (n % 4 || 3 * (n / 4) + 1 > len)
@@ -137,7 +106,7 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *arg)
 
 /* POSTs `req` (stolen) to PATH on the current endpoint, then on the others
  * once each. Returns the parsed answer (caller decrefs) or NULL. */
-static json_t *call(struct ns_ha *ha, const char *path, json_t *req, int timeout_ms)
+json_t *ns_etcd_call(struct ns_ha *ha, const char *path, json_t *req, int timeout_ms)
 {
     char *text = json_dumps(req, JSON_COMPACT);
     json_decref(req);
@@ -181,7 +150,7 @@ static json_t *call(struct ns_ha *ha, const char *path, json_t *req, int timeout
 
 /* A 64-bit field the gateway sends as a string (or a number); -1 when
  * absent or malformed, 0 when absent and zero_ok. */
-static int64_t num(json_t *o, const char *name)
+int64_t ns_etcd_num(json_t *o, const char *name)
 {
     json_t *v = json_object_get(o, name);
     if (json_is_integer(v))
@@ -195,7 +164,7 @@ static int64_t num(json_t *o, const char *name)
     return errno || !*s || *end || x < 0 ? -1 : x;
 }
 
-static void key_of(const struct ns_ha *ha, const char *name, char *out)
+void ns_etcd_key_of(const struct ns_ha *ha, const char *name, char *out)
 {
     snprintf(out, HA_KEY_MAX, "%s/%s", ha->prefix, name);
 }
@@ -206,9 +175,9 @@ static int get_key(struct ns_ha *ha, const char *name, char *val, size_t vlen, i
                    int64_t *mod_rev, int64_t *lease)
 {
     char key[HA_KEY_MAX];
-    key_of(ha, name, key);
-    char *k = b64(key);
-    json_t *ans = k ? call(ha, "/v3/kv/range", json_pack("{ss}", "key", k), (int)ha->ttl_ms / 3)
+    ns_etcd_key_of(ha, name, key);
+    char *k = ns_etcd_b64(key);
+    json_t *ans = k ? ns_etcd_call(ha, "/v3/kv/range", json_pack("{ss}", "key", k), (int)ha->ttl_ms / 3)
                     : NULL;
     free(k);
     if (!ans)
@@ -220,12 +189,12 @@ static int get_key(struct ns_ha *ha, const char *name, char *val, size_t vlen, i
         json_t *v = json_object_get(kv, "value");
         val[0] = '\0';
         rc = 1;
-        if (v && (!json_is_string(v) || unb64(json_string_value(v), val, vlen) != 0))
+        if (v && (!json_is_string(v) || ns_etcd_unb64(json_string_value(v), val, vlen) != 0))
             rc = -1;
-        *create_rev = num(kv, "create_revision");
-        *mod_rev = num(kv, "mod_revision");
+        *create_rev = ns_etcd_num(kv, "create_revision");
+        *mod_rev = ns_etcd_num(kv, "mod_revision");
         if (lease)
-            *lease = num(kv, "lease");
+            *lease = ns_etcd_num(kv, "lease");
         if (*create_rev <= 0 || *mod_rev <= 0)
             rc = -1;
     }
@@ -241,11 +210,11 @@ static int put_if(struct ns_ha *ha, const char *name, const char *target, int64_
                   const char *put_name, const char *val, int64_t lease, int64_t *revision)
 {
     char key[HA_KEY_MAX], pkey[HA_KEY_MAX], revs[24], leases[24];
-    key_of(ha, name, key);
-    key_of(ha, put_name, pkey);
+    ns_etcd_key_of(ha, name, key);
+    ns_etcd_key_of(ha, put_name, pkey);
     snprintf(revs, sizeof(revs), "%" PRId64, rev);
     snprintf(leases, sizeof(leases), "%" PRId64, lease);
-    char *k = b64(key), *pk = b64(pkey), *v = b64(val);
+    char *k = ns_etcd_b64(key), *pk = ns_etcd_b64(pkey), *v = ns_etcd_b64(val);
     json_t *req = NULL;
     if (k && pk && v) {
         json_t *put = json_pack("{ssss}", "key", pk, "value", v);
@@ -258,11 +227,11 @@ static int put_if(struct ns_ha *ha, const char *name, const char *target, int64_
     free(k);
     free(pk);
     free(v);
-    json_t *ans = req ? call(ha, "/v3/kv/txn", req, (int)ha->ttl_ms / 3) : NULL;
+    json_t *ans = req ? ns_etcd_call(ha, "/v3/kv/txn", req, (int)ha->ttl_ms / 3) : NULL;
     if (!ans)
         return -1;
     int ok = json_is_true(json_object_get(ans, "succeeded"));
-    *revision = num(json_object_get(ans, "header"), "revision");
+    *revision = ns_etcd_num(json_object_get(ans, "header"), "revision");
     json_decref(ans);
     return *revision > 0 ? ok : -1;
 }
@@ -274,12 +243,22 @@ static void publish(struct ns_ha *ha, struct ha_view *v)
 {
     pthread_mutex_lock(&ha->mu);
     char *unread = ha->sh.meta_in;
+    uint8_t *unread_dj = ha->sh.dj_in;
+    size_t unread_dj_n = ha->sh.dj_in_n;
     ha->sh = *v;
     if (!v->meta_in)
         ha->sh.meta_in = unread;
     else
         free(unread);
+    if (!v->dj_in) {
+        ha->sh.dj_in = unread_dj;
+        ha->sh.dj_in_n = unread_dj_n;
+    } else {
+        free(unread_dj);
+    }
     v->meta_in = NULL;
+    v->dj_in = NULL;
+    v->dj_in_n = 0;
     pthread_mutex_unlock(&ha->mu);
     uv_async_send(&ha->async);
 }
@@ -398,11 +377,11 @@ static void round_once(struct ns_ha *ha, struct ha_view *v, uint64_t t0)
     if (ha->lease > 0) {
         char id[24];
         snprintf(id, sizeof(id), "%" PRId64, ha->lease);
-        json_t *ans = call(ha, "/v3/lease/keepalive", json_pack("{ss}", "ID", id),
+        json_t *ans = ns_etcd_call(ha, "/v3/lease/keepalive", json_pack("{ss}", "ID", id),
                            (int)ha->ttl_ms / 3);
         if (!ans)
             return; /* unreachable: this lease again next round */
-        int64_t ttl = num(json_object_get(ans, "result"), "TTL");
+        int64_t ttl = ns_etcd_num(json_object_get(ans, "result"), "TTL");
         json_decref(ans);
         if (ttl <= 0) {
             log_warn("etcd: lease %s expired", id);
@@ -411,9 +390,9 @@ static void round_once(struct ns_ha *ha, struct ha_view *v, uint64_t t0)
             return;
         }
     } else {
-        json_t *ans = call(ha, "/v3/lease/grant", json_pack("{si}", "TTL", ttl_s),
+        json_t *ans = ns_etcd_call(ha, "/v3/lease/grant", json_pack("{si}", "TTL", ttl_s),
                            (int)ha->ttl_ms / 3);
-        int64_t id = ans ? num(ans, "ID") : -1;
+        int64_t id = ans ? ns_etcd_num(ans, "ID") : -1;
         json_decref(ans);
         if (id <= 0)
             return;
@@ -447,7 +426,8 @@ static void round_once(struct ns_ha *ha, struct ha_view *v, uint64_t t0)
     }
     v->epoch = crev;
     snprintf(v->leader_addr, sizeof(v->leader_addr), "%s", addr_check(val) == 0 ? val : "");
-    if (v->leader && v->ids_to == 0 && (read_meta(ha, v) != 0 || take_ids(ha, v) != 0))
+    if (v->leader && v->ids_to == 0 &&
+        (read_meta(ha, v) != 0 || ns_etcd_dj_read(ha, v) != 0 || take_ids(ha, v) != 0))
         return; /* no ids yet: not extended, next round tries again */
     if (v->leader) {
         v->valid_until_ms = t0 + ha->ttl_ms - ha->ttl_ms / 4;
@@ -471,7 +451,7 @@ static void resign(struct ns_ha *ha, const struct ha_view *v)
         return;
     char id[24];
     snprintf(id, sizeof(id), "%" PRId64, ha->lease);
-    json_decref(call(ha, "/v3/lease/revoke", json_pack("{ss}", "ID", id), (int)ha->ttl_ms / 3));
+    json_decref(ns_etcd_call(ha, "/v3/lease/revoke", json_pack("{ss}", "ID", id), (int)ha->ttl_ms / 3));
     if (v->leader)
         log_info("etcd: leadership handed back (lease revoked)");
     ha->lease = 0;
@@ -481,17 +461,25 @@ static void *ha_run(void *arg)
 {
     struct ns_ha *ha = arg;
     struct ha_view v = {0};
+    uint64_t next = 0;
     pthread_mutex_lock(&ha->mu);
     while (!ha->stop) {
+        int round = ha->kick || ns_etcd_mono_ms() >= next;
+        ha->kick = 0;
         pthread_mutex_unlock(&ha->mu);
-        uint64_t t0 = mono_ms();
-        round_once(ha, &v, t0);
-        publish(ha, &v);
-        /* A leader renews every TTL/3; a standby looks for a vacant key
-         * twice as often, so a takeover waits at most TTL/6 past expiry. */
-        uint64_t next = t0 + ha->ttl_ms / (v.leader ? 3 : 6), now = mono_ms();
+        if (round) {
+            uint64_t t0 = ns_etcd_mono_ms();
+            round_once(ha, &v, t0);
+            publish(ha, &v);
+            /* A leader renews every TTL/3; a standby looks for a vacant
+             * key twice as often, so a takeover waits at most TTL/6 past
+             * expiry. */
+            next = t0 + ha->ttl_ms / (v.leader ? 3 : 6);
+        }
+        ns_etcd_dj_flush(ha, &v); /* delete-journal keys between rounds */
+        uint64_t now = ns_etcd_mono_ms();
         pthread_mutex_lock(&ha->mu);
-        if (next > now && !ha->stop) {
+        if (next > now && !ha->stop && !ha->kick && !ha->dj_q) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             uint64_t ns = (uint64_t)ts.tv_nsec + (next - now) * 1000000ull;
@@ -530,6 +518,7 @@ static void check(struct ns_ha *ha)
         pthread_mutex_lock(&ha->mu);
         if (!ha->want_ids) {
             ha->want_ids = 1;
+            ha->kick = 1;
             pthread_cond_signal(&ha->cv);
         }
         pthread_mutex_unlock(&ha->mu);
@@ -571,6 +560,7 @@ static void meta_saved(void *arg, const char *text, size_t len)
     pthread_mutex_lock(&ha->mu);
     free(ha->meta_out);
     ha->meta_out = copy;
+    ha->kick = 1;
     pthread_cond_signal(&ha->cv); /* store it now, not at the next renewal */
     pthread_mutex_unlock(&ha->mu);
 }
@@ -582,7 +572,12 @@ static void on_async(uv_async_t *a)
     pthread_mutex_lock(&ha->mu);
     struct ha_view nv = ha->sh;
     ha->sh.meta_in = NULL; /* ours now */
+    ha->sh.dj_in = NULL;
+    ha->sh.dj_in_n = 0;
+    struct dj_item *done = ha->dj_done;
+    ha->dj_done = ha->dj_done_tail = NULL;
     pthread_mutex_unlock(&ha->mu);
+    ns_etcd_dj_answer(done);
     int new_term = 0;
     if (nv.leader && nv.ids_to && (!ha->v.leader || nv.epoch != ha->v.epoch || !ha->acting)) {
         if (!ha->v.leader || nv.epoch != ha->v.epoch) {
@@ -621,12 +616,16 @@ static void on_async(uv_async_t *a)
     }
     ha->v = nv;
     ha->v.meta_in = NULL;
+    ha->v.dj_in = NULL;
+    ha->v.dj_in_n = 0;
     check(ha);
     if (new_term && ha->acting) {
         adopt_meta(ha, nv.meta_in);
+        ns_etcd_dj_adopt(ha, nv.dj_in, nv.dj_in_n);
         ns_safe_mode_check(ns, uv_now(ns->loop));
     }
     free(nv.meta_in);
+    free(nv.dj_in);
 }
 
 void ns_etcd_tick(struct ns *ns)
@@ -655,7 +654,8 @@ int ns_etcd_step_down(struct ns *ns)
     ha->stepped_down_until = uv_now(ns->loop) + hold;
     pthread_mutex_lock(&ha->mu);
     ha->resign = 1;
-    ha->hold_until_ms = mono_ms() + hold;
+    ha->hold_until_ms = ns_etcd_mono_ms() + hold;
+    ha->kick = 1;
     pthread_cond_signal(&ha->cv);
     pthread_mutex_unlock(&ha->mu);
     check(ha); /* stops acting now: the sessions close */
@@ -721,7 +721,7 @@ int ns_etcd_init(struct ns *ns, const struct ns_etcd_config *cfg)
         return -ENOMEM;
     ns->meta.id_limit = 1; /* no block id before a term's range is taken */
     /* The cluster id: etcd's, or ours stored there by the first nameserver. */
-    uint64_t until = mono_ms() + NS_ETCD_INIT_MS;
+    uint64_t until = ns_etcd_mono_ms() + NS_ETCD_INIT_MS;
     for (;;) {
         char id[64];
         int64_t crev, mrev, rev;
@@ -750,7 +750,7 @@ int ns_etcd_init(struct ns *ns, const struct ns_etcd_config *cfg)
             }
             return 0;
         }
-        if (mono_ms() >= until) {
+        if (ns_etcd_mono_ms() >= until) {
             log_error("etcd: no endpoint of %s answered within %d ms", cfg->endpoints,
                       NS_ETCD_INIT_MS);
             return IMG_ECONN;
@@ -768,6 +768,8 @@ int ns_etcd_start(struct ns *ns, uv_loop_t *loop, void (*demoted)(struct ns *ns)
     ha->demoted = demoted;
     ns->meta.saved = meta_saved;
     ns->meta.saved_arg = ha;
+    ns->dj.on_drop = ns_etcd_dj_dropped;
+    ns->dj.on_drop_arg = ha;
     int rc = uv_async_init(loop, &ha->async, on_async);
     if (rc)
         return rc;
@@ -793,6 +795,7 @@ void ns_etcd_stop(struct ns *ns)
         pthread_join(ha->thread, NULL);
         ha->thread_started = 0;
     }
+    ns_etcd_dj_cancel(ha); /* puts not answered yet: -ECANCELED */
     ha->v.leader = 0;
     if (ha->async_open) {
         ha->async_open = 0;
@@ -810,6 +813,7 @@ void ns_etcd_free(struct ns *ns)
     ns->meta.saved = NULL;
     free(ha->meta_out);
     free(ha->sh.meta_in);
+    free(ha->sh.dj_in);
     pthread_mutex_destroy(&ha->mu);
     pthread_cond_destroy(&ha->cv);
     free(ha);

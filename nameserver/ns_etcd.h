@@ -9,7 +9,9 @@
  * exist, and reports to the loop through a uv_async: leading or not, the
  * epoch (the leader key's create revision), the leader's address, the
  * monotonic time until which it may act (the last renewal's send time plus
- * 3/4 of the TTL), and the block-id range it took for its term.
+ * 3/4 of the TTL), and the block-id range it took for its term. The
+ * leader's delete journal is kept in etcd too (ns_etcd_dj.c): a new leader
+ * reads it before it acts.
  *
  * The loop side: ns_leads() is the only question the rest of the nameserver
  * asks; it is 1 without --etcd. A leader whose time ran out stops acting at
@@ -82,6 +84,18 @@ int64_t ns_etcd_epoch(const struct ns *ns);
  * and the thread revokes the lease and does not run for leader for 2 TTL.
  * Returns that hold in ms, or IMG_EINVAL without --etcd. */
 int ns_etcd_step_down(struct ns *ns);
+
+/* With --etcd: stores a delete-journal entry in etcd (key
+ * PREFIX/deljournal/BLOCKID/SEQ, the journal file's record as value) in a
+ * transaction that succeeds only while the leader key is this term's; many
+ * entries share one transaction. cb runs on the loop: 0 once stored,
+ * IMG_ENOTLEADER (not leading), IMG_EUNAVAIL (etcd failed) or -ECANCELED
+ * (stopping). Returns 0 (cb will run), IMG_EUNAVAIL without --etcd,
+ * IMG_ENOTLEADER or -ENOMEM (cb not called). A new leader reads every
+ * entry back and merges them into its journal before it acts; entries the
+ * journal prunes are deleted from etcd (best effort). */
+int ns_etcd_dj_put(struct ns *ns, uint64_t block_id, const struct ns_dj_entry *e,
+                   const char *sender, ns_dj_cb cb, void *arg);
 
 /* Our address as published in etcd ("" without --etcd). */
 const char *ns_etcd_self(const struct ns *ns);

@@ -11,7 +11,14 @@
  * no failure (the client's default deadline), no file lost. Then the new
  * leader is frozen (SIGSTOP) past the TTL: the restarted ns1 takes over;
  * woken up (SIGCONT), the deposed leader must stop acting at once and
- * answer as a standby (IMG_ENOTLEADER). */
+ * answer as a standby (IMG_ENOTLEADER).
+ *
+ * `deljournal_failover`: deletes taken by a block's last member are
+ * journaled at the leader, in its file and in etcd; the leader dies, the
+ * survivor is lost and the old copy that missed the deletes returns: the
+ * standby now leading must hold it out and send it the tombstones, and
+ * after a cold restart of that leader too the old copy serves every live
+ * file and no deleted one. Prints the NOTE_DELETE latency with etcd. */
 #include "base/err.h"
 #include "proto/frame.h"
 #include "proto/imgstore.pb-c.h"
@@ -818,5 +825,335 @@ Test(ha, etcd_down)
     cr_assert_eq(rc, 0, "put after etcd came back: %s", imgstore_strerror(rc));
     cr_assert_eq(cluster_check_file(h, name, NULL, seed, 99, sizeof(buf)), 0);
     imgstore_close(h);
+    C->passed = 1;
+}
+
+/* ---- the delete journal across a change of leader ----------------------------- */
+
+#define DJ_FILES 40
+#define DJ_SETTLE_MS 30000
+
+/* The NOTE_DELETE latencies a nameserver logged ("journaled in N us"):
+ * how many, their median and their maximum. */
+static int note_latencies(const char *path, uint64_t *median, uint64_t *max)
+{
+    void *log = NULL;
+    size_t len = 0;
+    *median = *max = 0;
+    if (cluster_read_file(path, &log, &len) != 0)
+        return 0;
+    uint64_t v[4096];
+    int n = 0;
+    const char *tag = "journaled in ";
+    for (const char *p = log, *end = (const char *)log + len;
+         n < 4096 && (p = memmem(p, (size_t)(end - p), tag, strlen(tag))) != NULL; p++)
+        v[n++] = strtoull(p + strlen(tag), NULL, 10);
+    free(log);
+    for (int i = 1; i < n; i++) /* insertion sort: few values */
+        for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
+            uint64_t t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    if (n) {
+        *median = v[n / 2];
+        *max = v[n - 1];
+    }
+    return n;
+}
+
+/* The status of GET /name on an HTTP origin, or -1 when it did not answer. */
+static int http_get_status(const char *addr, const char *name)
+{
+    int fd = cluster_connect(addr, 5000);
+    if (fd < 0)
+        return -1;
+    struct timeval tv = {.tv_sec = 1};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    char req[256];
+    int n = snprintf(req, sizeof(req), "GET /%s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                     name);
+    if (cluster_send_all(fd, req, (size_t)n) != 0) {
+        close(fd);
+        return -1;
+    }
+    char buf[64];
+    ssize_t got = recv(fd, buf, sizeof(buf) - 1, 0);
+    close(fd);
+    if (got < 12)
+        return -1;
+    buf[got] = '\0';
+    return atoi(buf + 9);
+}
+
+static int gone(int rc)
+{
+    return rc == IMGSTORE_EDELETED || rc == IMGSTORE_ENOTFOUND;
+}
+
+/* Deletes journaled while a block's set is down to one member survive the
+ * leader's loss: the journal entries live in etcd too, and the standby
+ * that takes over holds out the old copy that missed them. */
+/* A block's set down to one member and deletes on it. */
+struct dj_case {
+    uint64_t seed;
+    char names[DJ_FILES][IMGSTORE_NAME_MAX];
+    size_t sizes[DJ_FILES];
+    uint64_t blocks[DJ_FILES];
+    uint64_t victim;
+    int deleted[DJ_FILES], ndel;
+    int first, taker, t; /* the member killed first, the one taking the deletes, the third */
+};
+
+/* Uploads DJ_FILES files, makes the server outside the first file's block
+ * read-only (no repair copy), kills one member of that block (d->first)
+ * and deletes every other file of the block on the survivor (d->taker):
+ * each delete must succeed, journaled at the leader. */
+static void dj_journal_deletes(struct dj_case *d, const char *seed_name)
+{
+    d->seed = cluster_seed(seed_name);
+    cr_assert_geq(wait_log(ns2.log, "standby: the leader is", 0, 10000), 0);
+    cr_assert_geq(wait_log(ns2.log, " disks, ", C->nds - 1, 10000), 0);
+    imgstore_t *h = cluster_client(C);
+    cr_assert_not_null(h);
+    for (int i = 0; i < DJ_FILES; i++) {
+        d->sizes[i] = 500 + (size_t)i * 331;
+        cr_assert_eq(cluster_put_file(h, d->seed, (uint64_t)i, d->sizes[i], d->names[i], 1), 0);
+    }
+    struct imgstore_stat st;
+    cr_assert_eq(imgstore_stat(h, d->names[0], &st), 0);
+    cr_assert_eq(st.nreplicas, 2);
+    d->victim = st.block_id;
+    int a = cluster_ds_index(C, st.replicas[0]), b = cluster_ds_index(C, st.replicas[1]);
+    cr_assert(a >= 0 && b >= 0);
+    d->t = 3 - a - b;
+    int nin = 0;
+    for (int i = 0; i < DJ_FILES; i++) {
+        struct imgstore_stat s2;
+        cr_assert_eq(imgstore_stat(h, d->names[i], &s2), 0);
+        d->blocks[i] = s2.block_id;
+        nin += s2.block_id == d->victim;
+    }
+    cr_assert_geq(nin, 4, "only %d files in block %llu", nin, (unsigned long long)d->victim);
+    /* No repair copy on the third server. */
+    Imgstore__ClusterStatusResp *cs = NULL;
+    cr_assert_eq(cluster_status(C, &cs), 0);
+    char tid[80] = "";
+    for (size_t k = 0; k < cs->n_servers; k++)
+        if (strcmp(cs->servers[k]->addr, C->ds[d->t].addr) == 0)
+            snprintf(tid, sizeof(tid), "%s", cs->servers[k]->server_id);
+    imgstore__cluster_status_resp__free_unpacked(cs, NULL);
+    cr_assert(tid[0]);
+    struct cluster_run r;
+    cr_assert_eq(cluster_admin(C, 30000, &r, "readonly", tid, "on", NULL), 0);
+    cr_assert_eq(r.exit_code, 0, "ds-admin readonly: %s", r.err);
+    cluster_run_free(&r);
+
+    /* One member left: its deletes are journaled at the leader (ns1). */
+    d->first = b;
+    d->taker = a;
+    cluster_signal_proc(&C->ds[d->first], SIGKILL);
+    for (int i = 0; i < DJ_FILES; i++) {
+        if (d->blocks[i] != d->victim || (i % 2) != 0)
+            continue;
+        int rc = imgstore_unlink(h, d->names[i]);
+        cr_assert_eq(rc, 0, "delete %s with one member left: %s", d->names[i],
+                     imgstore_strerror(rc));
+        d->deleted[i] = 1;
+        d->ndel++;
+    }
+    imgstore_close(h);
+}
+
+Test(ha, deljournal_failover)
+{
+    struct dj_case *d = calloc(1, sizeof(*d));
+    cr_assert_not_null(d);
+    dj_journal_deletes(d, "ha-deljournal");
+    uint64_t seed = d->seed, victim = d->victim;
+    char (*names)[IMGSTORE_NAME_MAX] = d->names;
+    size_t *sizes = d->sizes;
+    uint64_t *blocks = d->blocks;
+    int *deleted = d->deleted, ndel = d->ndel;
+    int first = d->first, taker = d->taker, t = d->t;
+    imgstore_t *h = NULL;
+    uint64_t med = 0, max = 0;
+    int nnotes = note_latencies(C->ns.log, &med, &max);
+    cr_assert_gt(nnotes, 0, "no delete was journaled at the leader");
+    fprintf(stderr, "[ha] deljournal: %d deletes, %d NOTE_DELETE journaled in file and etcd: "
+            "median %llu us, max %llu us\n",
+            ndel, nnotes, (unsigned long long)med, (unsigned long long)max);
+
+    /* The leader dies; the standby leads with the journal read from etcd. */
+    int led = log_count(ns2.log, "leading (epoch");
+    cluster_signal_proc(&C->ns, SIGKILL);
+    cr_assert_geq(wait_log(ns2.log, "leading (epoch", led, 4 * TTL_MS), 0, "ns2 did not lead");
+    if (0) cr_assert_geq(wait_log(ns2.log, "delete-journal entries taken", 0, 2000), 0,
+                 "the new leader took no delete-journal entry from etcd");
+    /* The survivor is lost; the old copy that missed the deletes returns. */
+    usleep(500 * 1000);
+    cluster_signal_proc(&C->ds[taker], SIGKILL);
+    cr_assert_eq(cluster_start_ds(C, first), 0);
+
+    /* Short deadlines: a block with no serving copy answers quickly. */
+    struct imgstore_opts ro = {.timeout_ms = 1500, .io_timeout_ms = 1000};
+    h = NULL;
+    cr_assert_eq(imgstore_open(C->ns_list, &ro, &h), 0);
+    /* Phase 1: the old copy alone, under the warm new leader. It is held
+     * out until it appended the journaled tombstones; being of an older
+     * replica set than the lost survivor's, it then still serves no reader
+     * (the set's rules). Phase 2: the new leader's host restarts too (kill
+     * -9): the nameserver that leads then knows nothing of the sets (like
+     * a cold restart), only what etcd holds; the old copy is all there is
+     * and every live file reads back from it, every deleted one stays
+     * deleted. Deleted files are read throughout. */
+    int64_t applied_at = 0, until = cluster_now_ms() + 10000;
+    int live_ok = 0, phase = 1, checks = 0, next_del = 0;
+    while (!live_ok) {
+        if (phase == 1 && !applied_at && log_count(ns2.log, "journaled tombstones (size") > 0)
+            applied_at = cluster_now_ms();
+        /* One deleted file per pass (round robin): a copy that serves
+         * nothing can keep a reader waiting up to its deadline. */
+        for (int i = next_del, k = 0; k < DJ_FILES; k++, i = (i + 1) % DJ_FILES)
+            if (deleted[i]) {
+                next_del = (i + 1) % DJ_FILES;
+                void *data = NULL;
+                size_t len = 0;
+                int rc = imgstore_get(h, names[i], &data, &len);
+                free(data);
+                cr_assert(rc != 0, "%s served after the failover (phase %d)", names[i], phase);
+                data = NULL;
+                rc = imgstore_get_from(h, names[i], C->ds[first].addr, &data, &len);
+                free(data);
+                cr_assert(rc != 0, "%s served by %s after the failover (phase %d)", names[i],
+                          C->ds[first].name, phase);
+                int code = http_get_status(C->ds[first].http_addr, names[i]);
+                cr_assert(code != 200, "%s served over HTTP by %s after the failover (phase %d)",
+                          names[i], C->ds[first].name, phase);
+                code = http_get_status(C->ds[t].http_addr, names[i]);
+                cr_assert(code != 200, "%s served over HTTP by %s after the failover (phase %d)",
+                          names[i], C->ds[t].name, phase);
+                checks++;
+                break;
+            }
+        if (phase == 1) {
+            /* (Without the entries from etcd nothing is applied: phase 2
+             * starts after 10 s and shows what the old copy then serves.) */
+            if ((applied_at && cluster_now_ms() - applied_at > 3000) || cluster_now_ms() > until) {
+                phase = 2;
+                int led2 = log_count(ns2.log, "leading (epoch");
+                cluster_signal_proc(&ns2, SIGKILL);
+                ns2_start();
+                cr_assert_geq(wait_log(ns2.log, "leading (epoch", led2, 4 * TTL_MS), 0,
+                              "the restarted ns2 did not lead");
+                until = cluster_now_ms() + DJ_SETTLE_MS;
+            }
+            usleep(200 * 1000);
+            continue;
+        }
+        live_ok = 1;
+        for (int i = 0; i < DJ_FILES && live_ok; i++)
+            if (blocks[i] == victim && !deleted[i])
+                live_ok = cluster_check_file(h, names[i], NULL, seed, (uint64_t)i, sizes[i]) == 0;
+        if (!live_ok) {
+            cr_assert_lt(cluster_now_ms(), until, "the block's live files are still unreadable");
+            usleep(200 * 1000);
+        }
+    }
+    cr_assert(applied_at, "the warm new leader did not send the old copy the tombstones");
+    fprintf(stderr, "[ha] deljournal: %d reads of deleted files (library and HTTP) after the "
+            "failover, none served\n", checks);
+    cr_assert_gt(log_count(ns2.log, "may lack"), 0, "the new leader did not hold the copy out");
+    cr_assert_gt(log_count(ns2.log, "journaled tombstones (size"), 0,
+                 "the old copy did not append the tombstones");
+    for (int i = 0; i < DJ_FILES; i++)
+        if (deleted[i]) {
+            void *data = NULL;
+            size_t len = 0;
+            int rc = imgstore_get(h, names[i], &data, &len);
+            free(data);
+            cr_assert(gone(rc), "%s: get returned %d (%s)", names[i], rc, imgstore_strerror(rc));
+            int code = http_get_status(C->ds[first].http_addr, names[i]);
+            cr_assert(code == 404 || code == 410, "%s: HTTP %d from %s", names[i], code,
+                      C->ds[first].name);
+        }
+    imgstore_close(h);
+    free(d);
+    C->passed = 1;
+}
+
+/* Puts a key into the test's etcd through its JSON gateway (key and
+ * value base64): 0 when it answered 200. */
+static int etcd_put_b64(const char *key, const char *val)
+{
+    int fd = cluster_connect(etcd_client, 5000);
+    if (fd < 0)
+        return -1;
+    char body[512], req[1024];
+    int bn = snprintf(body, sizeof(body), "{\"key\":\"%s\",\"value\":\"%s\"}", key, val);
+    int n = snprintf(req, sizeof(req),
+                     "POST /v3/kv/put HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %d\r\nConnection: close\r\n\r\n%s",
+                     bn, body);
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    char buf[64];
+    ssize_t got = cluster_send_all(fd, req, (size_t)n) == 0 ? recv(fd, buf, sizeof(buf) - 1, 0) : -1;
+    close(fd);
+    if (got < 12)
+        return -1;
+    buf[got] = '\0';
+    return atoi(buf + 9) == 200 ? 0 : -1;
+}
+
+/* Entries the journal prunes leave etcd too: the killed member returns and
+ * catches up (two copies hold the tombstones), the leader drops the
+ * entries and deletes their keys; a new leader then reads none, and skips
+ * hostile entries put there by hand. */
+Test(ha, deljournal_pruned)
+{
+    struct dj_case *d = calloc(1, sizeof(*d));
+    cr_assert_not_null(d);
+    dj_journal_deletes(d, "ha-deljournal-pruned");
+    cr_assert_gt(log_count(C->ns.log, "journaled in "), 0, "no delete was journaled");
+    cr_assert_eq(cluster_start_ds(C, d->first), 0);
+    cr_assert_geq(wait_log(C->ns.log, "dropped from the journal", 0, 30000), 0,
+                  "the entries were not pruned");
+    usleep(1000 * 1000); /* the etcd thread deletes the keys */
+    cr_assert_eq(log_count(C->ns.log, "delete-journal keys not deleted"), 0);
+    /* Hostile entries in etcd: a record of zeros under a well-formed key,
+     * junk under a malformed one. The next leader skips both (WARN). */
+    cr_assert_eq(etcd_put_b64("L2ltZ3N0b3JlL2RlbGpvdXJuYWwvMDAwMDAwMDAwMDAwMDAwMS8wMDAwMDAwMQ==",
+                              "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+                              "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+                              "AAAA"),
+                 0);
+    cr_assert_eq(etcd_put_b64("L2ltZ3N0b3JlL2RlbGpvdXJuYWwveA==", "anVuaw=="), 0);
+    int led = log_count(ns2.log, "leading (epoch");
+    cluster_signal_proc(&C->ns, SIGKILL);
+    cr_assert_geq(wait_log(ns2.log, "leading (epoch", led, 4 * TTL_MS), 0, "ns2 did not lead");
+    cr_assert_geq(wait_log(ns2.log, "safe mode off", 0, 5000), 0);
+    cr_assert_eq(log_count(ns2.log, "delete-journal records read"), 0,
+                 "the pruned entries are still in etcd");
+    cr_assert_eq(log_count(ns2.log, "is not a delete-journal record: skipped"), 2,
+                 "the hostile entries were not both skipped");
+    /* Every live file reads back, no deleted one is served. */
+    imgstore_t *h = cluster_client(C);
+    cr_assert_not_null(h);
+    for (int i = 0; i < DJ_FILES; i++) {
+        void *data = NULL;
+        size_t len = 0;
+        if (d->deleted[i]) {
+            int rc = imgstore_get(h, d->names[i], &data, &len);
+            free(data);
+            cr_assert(gone(rc), "%s: get returned %d", d->names[i], rc);
+        } else {
+            cr_assert_eq(cluster_check_file(h, d->names[i], NULL, d->seed, (uint64_t)i,
+                                            d->sizes[i]),
+                         0, "%s does not read back", d->names[i]);
+        }
+    }
+    imgstore_close(h);
+    free(d);
     C->passed = 1;
 }

@@ -1,7 +1,8 @@
 /* Unit tests of the nameserver's delete journal (nameserver/ns_deljournal.c):
  * appends are durable and reload, a torn tail is cut, a record failing its
  * CRC is skipped, covered entries are dropped, the file is rewritten when
- * most of it is dropped, many appends share one fdatasync, limits hold. */
+ * most of it is dropped, many appends share one fdatasync, limits hold,
+ * entries from etcd merge once (RAM only), dropped entries are reported. */
 #include "base/err.h"
 #include "nameserver/ns_deljournal.h"
 
@@ -298,5 +299,76 @@ Test(ns_deljournal, blocks_in_any_order_are_found)
     cr_assert_eq(ns_dj_get(&dj, 900)->v[0].seq, 1);
     for (size_t i = 1; i < dj.nblocks; i++)
         cr_assert_lt(dj.blocks[i - 1].block_id, dj.blocks[i].block_id);
+    ns_dj_close(&dj);
+}
+
+struct drops {
+    int n;
+    uint64_t last_block;
+    uint32_t last_seq;
+};
+
+static void on_drop(void *arg, uint64_t block_id, const struct ns_dj_entry *e)
+{
+    struct drops *d = arg;
+    d->n++;
+    d->last_block = block_id;
+    d->last_seq = e->seq;
+}
+
+/* Entries from etcd (a former leader's) are merged once, into RAM only;
+ * a record round-trips through encode/decode and a damaged one fails. */
+Test(ns_deljournal, merge_adds_each_seq_once_in_ram_only)
+{
+    struct ns_dj dj;
+    cr_assert_eq(ns_dj_open(&dj, dir), 0);
+    struct done d = {0};
+    add(&dj, NULL, 5, 10, 1000, "dsA", &d);
+    struct ns_dj_entry e = {.seq = 10, .cookie = 1, .tail_after = 1000, .set_version = 3};
+    cr_assert_eq(ns_dj_merge(&dj, 5, &e, "dsA"), 0, "seq 10 of block 5 is known");
+    e.seq = 12;
+    e.tail_after = 1100;
+    cr_assert_eq(ns_dj_merge(&dj, 5, &e, "dsB"), 1);
+    cr_assert_eq(ns_dj_merge(&dj, 5, &e, "dsB"), 0, "merged once");
+    cr_assert_eq(ns_dj_merge(&dj, 8, &e, "dsB"), 1);
+    cr_assert_eq(dj.live, 3);
+    struct ns_dj_block *jb = ns_dj_get(&dj, 5);
+    cr_assert_eq(jb->n, 2);
+    cr_assert_not(ns_dj_holds_all(jb, "dsA"), "dsA did not send the merged entry");
+    cr_assert_eq(file_size(), NS_DJ_REC_SIZE, "merged entries are not appended to the file");
+
+    uint8_t rec[NS_DJ_REC_SIZE];
+    ns_dj_rec_encode(rec, 77, &e, "dsC");
+    uint64_t id = 0;
+    struct ns_dj_entry out;
+    char sender[NS_DJ_ID_MAX + 1];
+    cr_assert_eq(ns_dj_rec_decode(rec, &id, &out, sender), 0);
+    cr_assert(id == 77 && out.seq == 12 && out.tail_after == 1100 && strcmp(sender, "dsC") == 0);
+    rec[50] ^= 1;
+    cr_assert_eq(ns_dj_rec_decode(rec, &id, &out, sender), -1, "a damaged record fails its CRC");
+    ns_dj_close(&dj);
+}
+
+/* Every entry leaving RAM by pruning is reported (the etcd copy is
+ * deleted by the hook's owner). */
+Test(ns_deljournal, dropped_entries_are_reported)
+{
+    struct ns_dj dj;
+    cr_assert_eq(ns_dj_open(&dj, dir), 0);
+    struct drops dr = {0};
+    dj.on_drop = on_drop;
+    dj.on_drop_arg = &dr;
+    struct done d = {0};
+    add(&dj, NULL, 5, 10, 1000, "dsA", &d);
+    add(&dj, NULL, 5, 11, 2000, "dsA", &d);
+    add(&dj, NULL, 6, 1, 500, "dsA", &d);
+    cr_assert_eq(ns_dj_drop_covered(&dj, 5, 1500), 1);
+    cr_assert_eq(dr.n, 1);
+    cr_assert(dr.last_block == 5 && dr.last_seq == 10);
+    ns_dj_drop_block(&dj, 6);
+    cr_assert_eq(dr.n, 2);
+    cr_assert(dr.last_block == 6 && dr.last_seq == 1);
+    ns_dj_rebase(&dj, 5, 100);
+    cr_assert_eq(dr.n, 2, "a rebase drops nothing");
     ns_dj_close(&dj);
 }
