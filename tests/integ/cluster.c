@@ -1018,6 +1018,56 @@ int cluster_connect(const char *addr, int timeout_ms)
     return fd;
 }
 
+int cluster_get_status(const char *http_addr, const char *name)
+{
+    int fd = cluster_connect(http_addr, 5000);
+    if (fd < 0)
+        return -1;
+    struct timeval tv = {.tv_sec = 1};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    char req[256];
+    int n = snprintf(req, sizeof(req), "GET /%s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                     name);
+    if (n < 0 || (size_t)n >= sizeof(req) || cluster_send_all(fd, req, (size_t)n) != 0) {
+        close(fd);
+        return -1;
+    }
+    char buf[64];
+    ssize_t got = recv(fd, buf, sizeof(buf) - 1, 0);
+    close(fd);
+    if (got < 12)
+        return -1;
+    buf[got] = '\0';
+    return atoi(buf + 9);
+}
+
+int cluster_log_latencies(const char *path, const char *tag, uint64_t *median, uint64_t *max)
+{
+    void *log = NULL;
+    size_t len = 0;
+    *median = *max = 0;
+    if (cluster_read_file(path, &log, &len) != 0)
+        return 0;
+    static uint64_t v[4096];
+    int n = 0;
+    size_t tl = strlen(tag);
+    for (const char *p = log, *end = (const char *)log + len;
+         n < 4096 && (p = memmem(p, (size_t)(end - p), tag, tl)) != NULL; p++)
+        v[n++] = strtoull(p + tl, NULL, 10);
+    free(log);
+    for (int i = 1; i < n; i++) /* insertion sort: few values */
+        for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
+            uint64_t t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    if (n) {
+        *median = v[n / 2];
+        *max = v[n - 1];
+    }
+    return n;
+}
+
 char *cluster_http_body(const char *http_addr, const char *path)
 {
     int fd = cluster_connect(http_addr, CLUSTER_HTTP_TIMEOUT_MS);

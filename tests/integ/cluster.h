@@ -232,6 +232,15 @@ double cluster_metric(const char *http_addr, const char *series);
  * frees) of a 200 answer, or NULL. */
 char *cluster_http_body(const char *http_addr, const char *path);
 
+/* The status code of GET /name on an HTTP origin (one connection, 1 s to
+ * answer), or -1 when it did not answer. */
+int cluster_get_status(const char *http_addr, const char *name);
+
+/* The numbers that follow each `tag` in the log at path (e.g. the
+ * nameserver's "journaled in N us"): how many (at most 4096), their median
+ * and their maximum (0 when none). */
+int cluster_log_latencies(const char *path, const char *tag, uint64_t *median, uint64_t *max);
+
 /* Milliseconds on a monotonic clock. */
 int64_t cluster_now_ms(void);
 

@@ -40,27 +40,6 @@ static int gone(int rc)
     return rc == IMGSTORE_EDELETED || rc == IMGSTORE_ENOTFOUND;
 }
 
-/* The status of GET /name on an HTTP origin, or -1 when it did not answer. */
-static int http_status(const char *addr, const char *name)
-{
-    int fd = cluster_connect(addr, 5000);
-    if (fd < 0)
-        return -1;
-    char req[256];
-    int n = snprintf(req, sizeof(req), "GET /%s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-                     name);
-    if (cluster_send_all(fd, req, (size_t)n) != 0) {
-        close(fd);
-        return -1;
-    }
-    char buf[64];
-    ssize_t got = recv(fd, buf, sizeof(buf) - 1, 0);
-    close(fd);
-    if (got < 12)
-        return -1;
-    buf[got] = '\0';
-    return atoi(buf + 9);
-}
 
 /* The server id of dataserver i (ids are random: asked of the nameserver). */
 static void server_id(int i, char *out, size_t n)
@@ -97,34 +76,6 @@ static void wait_up(int n)
     }
 }
 
-/* The NOTE_DELETE latencies the nameserver logged ("journaled in N us"):
- * how many, their median and their maximum. */
-static int note_latencies(const char *path, uint64_t *median, uint64_t *max)
-{
-    void *log = NULL;
-    size_t len = 0;
-    *median = *max = 0;
-    if (cluster_read_file(path, &log, &len) != 0)
-        return 0;
-    uint64_t v[1024];
-    int n = 0;
-    const char *tag = "journaled in ";
-    for (const char *p = log, *end = (const char *)log + len;
-         n < 1024 && (p = memmem(p, (size_t)(end - p), tag, strlen(tag))) != NULL; p++)
-        v[n++] = strtoull(p + strlen(tag), NULL, 10);
-    free(log);
-    for (int i = 1; i < n; i++)
-        for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
-            uint64_t t = v[j];
-            v[j] = v[j - 1];
-            v[j - 1] = t;
-        }
-    if (n) {
-        *median = v[n / 2];
-        *max = v[n - 1];
-    }
-    return n;
-}
 
 static int ds_by_name(const char *addr)
 {
@@ -189,7 +140,7 @@ Test(deljournal, deletes_with_one_member_survive_its_loss)
     }
     fprintf(stderr, "deljournal: %d of %d deletes failed with one member left\n", failed, ndel);
     uint64_t med = 0, max = 0;
-    int nnotes = note_latencies(C->ns.log, &med, &max);
+    int nnotes = cluster_log_latencies(C->ns.log, "journaled in ", &med, &max);
     cr_assert_gt(nnotes, 0, "no delete was journaled at the nameserver");
     fprintf(stderr, "deljournal: %d NOTE_DELETE journaled in the file alone: median %llu us, "
             "max %llu us\n",
@@ -229,10 +180,10 @@ Test(deljournal, deletes_with_one_member_survive_its_loss)
                 cr_assert(rc != 0, "%s served by %s after the restarts", names[i],
                           C->ds[first].name);
                 free(data);
-                int code = http_status(C->ds[first].http_addr, names[i]);
+                int code = cluster_get_status(C->ds[first].http_addr, names[i]);
                 cr_assert(code != 200, "%s served over HTTP by %s after the restarts", names[i],
                           C->ds[first].name);
-                code = http_status(C->ds[t].http_addr, names[i]);
+                code = cluster_get_status(C->ds[t].http_addr, names[i]);
                 cr_assert(code != 200, "%s served over HTTP by %s after the restarts", names[i],
                           C->ds[t].name);
             }
@@ -255,10 +206,10 @@ Test(deljournal, deletes_with_one_member_survive_its_loss)
             rc = imgstore_get_from(h, names[i], C->ds[first].addr, &data, &len);
             cr_assert(gone(rc), "%s: get_from %s returned %d (%s)", names[i], C->ds[first].name,
                       rc, imgstore_strerror(rc));
-            int code = http_status(C->ds[first].http_addr, names[i]);
+            int code = cluster_get_status(C->ds[first].http_addr, names[i]);
             cr_assert(code == 404 || code == 410, "%s: HTTP %d from %s", names[i], code,
                       C->ds[first].name);
-            code = http_status(C->ds[t].http_addr, names[i]);
+            code = cluster_get_status(C->ds[t].http_addr, names[i]);
             cr_assert(code == 404 || code == 410, "%s: HTTP %d from %s", names[i], code,
                       C->ds[t].name);
             /* Deleting again succeeds (idempotent), journaled or not. */

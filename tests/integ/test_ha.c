@@ -833,58 +833,7 @@ Test(ha, etcd_down)
 #define DJ_FILES 40
 #define DJ_SETTLE_MS 30000
 
-/* The NOTE_DELETE latencies a nameserver logged ("journaled in N us"):
- * how many, their median and their maximum. */
-static int note_latencies(const char *path, uint64_t *median, uint64_t *max)
-{
-    void *log = NULL;
-    size_t len = 0;
-    *median = *max = 0;
-    if (cluster_read_file(path, &log, &len) != 0)
-        return 0;
-    uint64_t v[4096];
-    int n = 0;
-    const char *tag = "journaled in ";
-    for (const char *p = log, *end = (const char *)log + len;
-         n < 4096 && (p = memmem(p, (size_t)(end - p), tag, strlen(tag))) != NULL; p++)
-        v[n++] = strtoull(p + strlen(tag), NULL, 10);
-    free(log);
-    for (int i = 1; i < n; i++) /* insertion sort: few values */
-        for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
-            uint64_t t = v[j];
-            v[j] = v[j - 1];
-            v[j - 1] = t;
-        }
-    if (n) {
-        *median = v[n / 2];
-        *max = v[n - 1];
-    }
-    return n;
-}
 
-/* The status of GET /name on an HTTP origin, or -1 when it did not answer. */
-static int http_get_status(const char *addr, const char *name)
-{
-    int fd = cluster_connect(addr, 5000);
-    if (fd < 0)
-        return -1;
-    struct timeval tv = {.tv_sec = 1};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    char req[256];
-    int n = snprintf(req, sizeof(req), "GET /%s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-                     name);
-    if (cluster_send_all(fd, req, (size_t)n) != 0) {
-        close(fd);
-        return -1;
-    }
-    char buf[64];
-    ssize_t got = recv(fd, buf, sizeof(buf) - 1, 0);
-    close(fd);
-    if (got < 12)
-        return -1;
-    buf[got] = '\0';
-    return atoi(buf + 9);
-}
 
 static int gone(int rc)
 {
@@ -978,7 +927,7 @@ Test(ha, deljournal_failover)
     int first = d->first, taker = d->taker, t = d->t;
     imgstore_t *h = NULL;
     uint64_t med = 0, max = 0;
-    int nnotes = note_latencies(C->ns.log, &med, &max);
+    int nnotes = cluster_log_latencies(C->ns.log, "journaled in ", &med, &max);
     cr_assert_gt(nnotes, 0, "no delete was journaled at the leader");
     fprintf(stderr, "[ha] deljournal: %d deletes, %d NOTE_DELETE journaled in file and etcd: "
             "median %llu us, max %llu us\n",
@@ -1027,10 +976,10 @@ Test(ha, deljournal_failover)
                 free(data);
                 cr_assert(rc != 0, "%s served by %s after the failover (phase %d)", names[i],
                           C->ds[first].name, phase);
-                int code = http_get_status(C->ds[first].http_addr, names[i]);
+                int code = cluster_get_status(C->ds[first].http_addr, names[i]);
                 cr_assert(code != 200, "%s served over HTTP by %s after the failover (phase %d)",
                           names[i], C->ds[first].name, phase);
-                code = http_get_status(C->ds[t].http_addr, names[i]);
+                code = cluster_get_status(C->ds[t].http_addr, names[i]);
                 cr_assert(code != 200, "%s served over HTTP by %s after the failover (phase %d)",
                           names[i], C->ds[t].name, phase);
                 checks++;
@@ -1073,7 +1022,7 @@ Test(ha, deljournal_failover)
             int rc = imgstore_get(h, names[i], &data, &len);
             free(data);
             cr_assert(gone(rc), "%s: get returned %d (%s)", names[i], rc, imgstore_strerror(rc));
-            int code = http_get_status(C->ds[first].http_addr, names[i]);
+            int code = cluster_get_status(C->ds[first].http_addr, names[i]);
             cr_assert(code == 404 || code == 410, "%s: HTTP %d from %s", names[i], code,
                       C->ds[first].name);
         }
