@@ -151,15 +151,6 @@ void cache_loc_drop(struct cache *c, uint64_t block_id)
     pthread_mutex_lock(&c->mu);
     struct cache_loc *s = slot(c, block_id);
     if (s->block_id == block_id)
-        s->expires_ms = INT64_MIN + 1; /* expired, still a stale fallback */
-    pthread_mutex_unlock(&c->mu);
-}
-
-void cache_loc_forget(struct cache *c, uint64_t block_id)
-{
-    pthread_mutex_lock(&c->mu);
-    struct cache_loc *s = slot(c, block_id);
-    if (s->block_id == block_id)
         s->n = 0;
     pthread_mutex_unlock(&c->mu);
 }

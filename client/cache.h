@@ -81,15 +81,9 @@ int cache_loc_get_stale(struct cache *c, uint64_t block_id, struct cache_loc *ou
 /* Stores a location (copied), valid for CACHE_LOC_TTL_MS from now. */
 void cache_loc_put(struct cache *c, const struct cache_loc *l);
 
-/* Expires the location of block_id (its replicas failed: unreachable,
- * paused, damaged): the next read asks the nameserver, but the location
- * stays a stale fallback (cache_loc_get_stale) while none can answer. */
+/* Forgets the location of block_id (after an error that suggests it moved,
+ * or a pass in which every replica failed). A forgotten location is never a
+ * stale fallback (cache_loc_get_stale). */
 void cache_loc_drop(struct cache *c, uint64_t block_id);
-
-/* Forgets the location of block_id for good: a replica said it no longer
- * holds the block (ENOBLOCKHERE), so the location is known to be wrong and
- * must never be used again, not even as a fallback (a holder left out of
- * the set may still have a copy that missed deletes). */
-void cache_loc_forget(struct cache *c, uint64_t block_id);
 
 #endif

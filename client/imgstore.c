@@ -385,28 +385,19 @@ static int lookup(imgstore_t *h, uint64_t block_id, int64_t deadline, struct cac
     return rc;
 }
 
-/* 1 when a lookup's error says the nameserver could not answer at all
- * (unreachable, frozen, no nameserver leads), as opposed to an answer. A
- * nameserver in safe mode is not among them: it answers within its
- * safe-mode wait, and its answer (not a stale location) says which copies
- * are current after a restart. */
-static int ns_cannot_answer(int rc)
-{
-    return rc == IMG_ETIMEDOUT || rc == IMG_ECONN || rc == IMG_ENOTLEADER;
-}
-
 /* Returns the location of block_id from the cache or, on a miss or when
  * `fresh` is set, from the nameserver. *from_cache tells which.
  *
- * When only an expired (or dropped) location is cached, the nameserver gets
- * STALE_LOOKUP_MS to answer; if it cannot answer in that time (down,
- * frozen, cut off, no nameserver leads) the expired location is used and kept for
- * another TTL: a nameserver outage must not stop reads of blocks already
- * located. This holds with `fresh` set too (the reader's last pass failed
- * on every replica): the replicas may have been away for a moment, and the
- * caller's round wait paces the next pass. A location that has gone out of
- * date shows itself on the replicas (ENOBLOCKHERE) once the nameserver can
- * say where the block went. */
+ * When only an expired location is cached (not a dropped one), the
+ * nameserver gets STALE_LOOKUP_MS to answer; if it cannot be reached in
+ * that time (down, frozen, cut off) or no nameserver of the list leads, the
+ * expired location is used and kept for another TTL: a nameserver outage
+ * must not stop reads of blocks already located. With `fresh` set (the
+ * last pass failed, or a replica said the block moved) the nameserver is
+ * asked with the whole deadline and no fallback: a location that failed
+ * must not send readers to lapsed copies that may have been left out of
+ * their set (docs/reliability.md, "a stale fallback that served a deleted
+ * file"). */
 static int locate(imgstore_t *h, uint64_t block_id, int fresh, int64_t deadline,
                   struct cache_loc *out, int *from_cache)
 {
@@ -416,11 +407,12 @@ static int locate(imgstore_t *h, uint64_t block_id, int fresh, int64_t deadline,
         return 0;
     }
     struct cache_loc stale;
-    if (cache_loc_get_stale(&h->cache, block_id, &stale) != 0)
+    if (fresh || cache_loc_get_stale(&h->cache, block_id, &stale) != 0)
         return lookup(h, block_id, deadline, out);
     int64_t short_deadline = rpc_now_ms() + STALE_LOOKUP_MS;
     int rc = lookup(h, block_id, short_deadline < deadline ? short_deadline : deadline, out);
-    if (ns_cannot_answer(rc) && rpc_now_ms() < deadline) {
+    if ((rc == IMG_ETIMEDOUT || rc == IMG_ECONN || rc == IMG_ENOTLEADER) &&
+        rpc_now_ms() < deadline) {
         cache_loc_put(&h->cache, &stale);
         *out = stale;
         *from_cache = 1;
@@ -703,7 +695,7 @@ static int read_any(imgstore_t *h, const struct fname *f, unsigned type, int64_t
              * Forget it, or every later read of the block would try the
              * old holder first half of the time. */
             if (t.moved > 0 && from_cache)
-                cache_loc_forget(&h->cache, f->block_id);
+                cache_loc_drop(&h->cache, f->block_id);
             if (rc == IMG_ETIMEDOUT) /* the deadline came mid-pass: say what we saw */
                 return t.last ? read_verdict(&t, loc->n) : last;
             return rc;
@@ -714,10 +706,7 @@ static int read_any(imgstore_t *h, const struct fname *f, unsigned type, int64_t
         /* Some replica was unreachable, damaged, not serving yet or did not
          * hold the block: the location may be stale. Ask the nameserver
          * again; right away the first time, after a wait from then on. */
-        if (t.moved > 0)
-            cache_loc_forget(&h->cache, f->block_id);
-        else
-            cache_loc_drop(&h->cache, f->block_id);
+        cache_loc_drop(&h->cache, f->block_id);
         if (fresh && !round_wait(&wait, deadline))
             return last;
         fresh = 1;
