@@ -493,7 +493,9 @@ uninstall:
 # `make deb` (docs/operations.md, "Debian package"): dpkg-buildpackage with
 # debhelper (debian/) on a copy of the tree in build/deb/imgstore-VERSION, so
 # the work tree stays clean; the packages imgstore, libimgstore1 and
-# libimgstore-dev land in build/deb/.
+# libimgstore-dev land in build/deb/. BUILD, SAN and OPT are unset for it:
+# under `make asan` they arrive in the environment and would build the
+# package's objects with sanitizers that its link (Debian's flags) lacks.
 DEB_DIR := build/deb
 DEB_SRC := $(DEB_DIR)/imgstore-$(VERSION)
 .PHONY: deb
@@ -501,7 +503,7 @@ deb: deps
 	rm -rf $(DEB_DIR) && mkdir -p $(DEB_SRC)
 	tar -cf - --exclude=./build --exclude=./build-* --exclude=./var --exclude=./.git \
 	  --exclude=./python . | tar -xf - -C $(DEB_SRC)
-	cd $(DEB_SRC) && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL dpkg-buildpackage -us -uc -b
+	cd $(DEB_SRC) && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u BUILD -u SAN -u OPT dpkg-buildpackage -us -uc -b
 	@ls -1 $(DEB_DIR)/*.deb
 
 # Operations (README "Operations"): `make test-ui` installs Chromium (a large
