@@ -59,12 +59,14 @@
 #define NS_RETRY_MIN_MS 50          /* first wait after the nameserver was unreachable */
 #define NS_RETRY_MAX_MS 1000        /* longest wait between nameserver attempts */
 #define STALE_LOOKUP_MS 500         /* how long a lookup may take while a stale location waits */
+#define NS_AWAY_MS 1000             /* after such a lookup failed: stale locations without asking */
 #define ROUND_WAIT_MIN_MS 20        /* first wait before another round of a read or delete */
 #define ROUND_WAIT_MAX_MS 500       /* longest wait between rounds */
 
 struct imgstore {
     struct nslist ns; /* the nameservers, read-only after open */
     int ns_cur;       /* index of the one that answered last (__atomic) */
+    int64_t ns_away_until; /* no nameserver answered a lookup lately (__atomic) */
     int timeout_ms;
     int io_timeout_ms;
     struct rpc_pool pool;
@@ -385,37 +387,56 @@ static int lookup(imgstore_t *h, uint64_t block_id, int64_t deadline, struct cac
     return rc;
 }
 
-/* Returns the location of block_id from the cache or, on a miss or when
- * `fresh` is set, from the nameserver. *from_cache tells which.
+/* How locate() may answer, and where its answer came from. */
+enum locate_mode {
+    LOCATE_CACHED, /* the cache, while its entry lives */
+    LOCATE_VERIFY, /* ask the nameserver; a cached entry only if it cannot answer */
+    LOCATE_FRESH,  /* ask the nameserver, whole deadline, no fallback */
+};
+enum locate_from {
+    FROM_NS,       /* the nameserver's answer, just now */
+    FROM_CACHE,    /* a cached answer, not checked */
+    FROM_FALLBACK, /* a cached answer: the nameserver could not be asked just now */
+};
+
+/* Returns the location of block_id from the cache or the nameserver, as
+ * `mode` allows; *from tells which.
  *
- * When only an expired location is cached (not a dropped one), the
- * nameserver gets STALE_LOOKUP_MS to answer; if it cannot be reached in
- * that time (down, frozen, cut off) or no nameserver of the list leads, the
- * expired location is used and kept for another TTL: a nameserver outage
- * must not stop reads of blocks already located. With `fresh` set (the
- * last pass failed, or a replica said the block moved) the nameserver is
- * asked with the whole deadline and no fallback: a location that failed
- * must not send readers to lapsed copies that may have been left out of
- * their set (docs/reliability.md, "a stale fallback that served a deleted
- * file"). */
-static int locate(imgstore_t *h, uint64_t block_id, int fresh, int64_t deadline,
-                  struct cache_loc *out, int *from_cache)
+ * When only an expired location is cached (not a dropped one), or the mode
+ * is LOCATE_VERIFY, the nameserver gets STALE_LOOKUP_MS to answer; if it
+ * cannot be reached in that time (down, frozen, cut off) or no nameserver
+ * of the list leads, the cached location is used (and kept for another
+ * TTL), and for NS_AWAY_MS the nameserver is not asked in this case: a
+ * nameserver outage must not stop reads of blocks already located, nor
+ * make each of them wait. LOCATE_FRESH (the last pass failed, or a replica
+ * said the block moved) asks with the whole deadline and no fallback: a
+ * location that failed must not send readers to lapsed copies that may have
+ * been left out of their set (docs/reliability.md, "a stale fallback that
+ * served a deleted file"). */
+static int locate(imgstore_t *h, uint64_t block_id, enum locate_mode mode, int64_t deadline,
+                  struct cache_loc *out, enum locate_from *from)
 {
-    *from_cache = 0;
-    if (!fresh && cache_loc_get(&h->cache, block_id, out) == 0) {
-        *from_cache = 1;
+    *from = FROM_NS;
+    if (mode == LOCATE_CACHED && cache_loc_get(&h->cache, block_id, out) == 0) {
+        *from = FROM_CACHE;
         return 0;
     }
     struct cache_loc stale;
-    if (fresh || cache_loc_get_stale(&h->cache, block_id, &stale) != 0)
+    if (mode == LOCATE_FRESH || cache_loc_get_stale(&h->cache, block_id, &stale) != 0)
         return lookup(h, block_id, deadline, out);
-    int64_t short_deadline = rpc_now_ms() + STALE_LOOKUP_MS;
-    int rc = lookup(h, block_id, short_deadline < deadline ? short_deadline : deadline, out);
+    int64_t now = rpc_now_ms();
+    int rc = IMG_ETIMEDOUT;
+    if (now >= __atomic_load_n(&h->ns_away_until, __ATOMIC_RELAXED)) {
+        int64_t short_deadline = now + STALE_LOOKUP_MS;
+        rc = lookup(h, block_id, short_deadline < deadline ? short_deadline : deadline, out);
+        if (rc == IMG_ETIMEDOUT || rc == IMG_ECONN || rc == IMG_ENOTLEADER)
+            __atomic_store_n(&h->ns_away_until, rpc_now_ms() + NS_AWAY_MS, __ATOMIC_RELAXED);
+    }
     if ((rc == IMG_ETIMEDOUT || rc == IMG_ECONN || rc == IMG_ENOTLEADER) &&
         rpc_now_ms() < deadline) {
         cache_loc_put(&h->cache, &stale);
         *out = stale;
-        *from_cache = 1;
+        *from = FROM_FALLBACK;
         return 0;
     }
     return rc;
@@ -665,10 +686,11 @@ static int read_verdict(const struct read_tally *t, int n)
 static int read_any(imgstore_t *h, const struct fname *f, unsigned type, int64_t deadline,
                     struct read_result *res, struct cache_loc *loc)
 {
-    int fresh = 0, wait = ROUND_WAIT_MIN_MS, last = IMG_ETIMEDOUT;
+    int wait = ROUND_WAIT_MIN_MS, last = IMG_ETIMEDOUT;
+    enum locate_mode mode = LOCATE_CACHED;
     for (;;) {
-        int from_cache;
-        int rc = locate(h, f->block_id, fresh, deadline, loc, &from_cache);
+        enum locate_from from;
+        int rc = locate(h, f->block_id, mode, deadline, loc, &from);
         if (rc == IMG_EUNAVAIL) {
             last = rc;
             if (!round_wait(&wait, deadline))
@@ -679,10 +701,19 @@ static int read_any(imgstore_t *h, const struct fname *f, unsigned type, int64_t
             return rc;
         struct read_tally t = {0};
         rc = read_pass(h, loc, type, f, 0, deadline, res, &t);
+        if (rc == -EAGAIN && t.lapsed > 0 && from == FROM_CACHE) {
+            /* Only holders whose view lapsed answered, from a cached
+             * location: the nameserver may have moved the block's set on
+             * without them (and deletes been acknowledged by the new set).
+             * Ask it first; serve from them only if it cannot answer. */
+            mode = LOCATE_VERIFY;
+            continue;
+        }
         if (rc == -EAGAIN && t.lapsed > 0) {
             /* No holder with a current view answered, some with a lapsed one
-             * did (the nameserver is away, or they are cut off from it):
-             * they serve a reader that found nothing better. */
+             * did, and the location is the nameserver's current answer, or
+             * the nameserver is away: they serve a reader that found
+             * nothing better. */
             struct read_tally lt = {0};
             rc = read_pass(h, loc, type, f, 1, deadline, res, &lt);
             if (rc == -EAGAIN)
@@ -694,22 +725,22 @@ static int read_any(imgstore_t *h, const struct fname *f, unsigned type, int64_t
              * location is stale even though another replica answered.
              * Forget it, or every later read of the block would try the
              * old holder first half of the time. */
-            if (t.moved > 0 && from_cache)
+            if (t.moved > 0 && from != FROM_NS)
                 cache_loc_drop(&h->cache, f->block_id);
             if (rc == IMG_ETIMEDOUT) /* the deadline came mid-pass: say what we saw */
                 return t.last ? read_verdict(&t, loc->n) : last;
             return rc;
         }
-        if (t.notfound == loc->n || (t.notfound > 0 && !from_cache))
+        if (t.notfound == loc->n || (t.notfound > 0 && from == FROM_NS))
             return IMG_ENOTFOUND;
         last = read_verdict(&t, loc->n);
         /* Some replica was unreachable, damaged, not serving yet or did not
          * hold the block: the location may be stale. Ask the nameserver
          * again; right away the first time, after a wait from then on. */
         cache_loc_drop(&h->cache, f->block_id);
-        if (fresh && !round_wait(&wait, deadline))
+        if (mode == LOCATE_FRESH && !round_wait(&wait, deadline))
             return last;
-        fresh = 1;
+        mode = LOCATE_FRESH;
     }
 }
 
@@ -820,8 +851,8 @@ int imgstore_unlink2(imgstore_t *h, const char *name, int *was_deleted)
     int fresh = 0, wait = ROUND_WAIT_MIN_MS, sent = 0;
     for (;;) {
         struct cache_loc loc;
-        int from_cache;
-        rc = locate(h, f.block_id, fresh, deadline, &loc, &from_cache);
+        enum locate_from from;
+        rc = locate(h, f.block_id, fresh ? LOCATE_FRESH : LOCATE_CACHED, deadline, &loc, &from);
         if (rc == 0) {
             ProtobufCMessage *m = NULL;
             rc = call_msg(h, loc.addr[0], FT_DELETE, &req.base, deadline,

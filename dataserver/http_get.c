@@ -268,6 +268,7 @@ static void lookup_done(int status, const struct ds_loc *loc, void *arg)
     }
     r->loc = *loc;
     r->loc_from_cache = 0;
+    r->loc_fresh = 1;
     r->replica = 0;
     remote_next(r);
 }
@@ -316,7 +317,7 @@ static void round_start(struct http_req *r)
 {
     r->notfound = r->failed = r->lapsed = r->lapsed_local = r->any_view = 0;
     r->loc.n = 0;
-    r->loc_from_cache = 0;
+    r->loc_from_cache = r->loc_fresh = 0;
     r->replica = 0;
     int rc = local_read(r, 0);
     if (rc == 0)
@@ -354,17 +355,32 @@ static void round_end(struct http_req *r)
     get_fail(r, IMG_EUNAVAIL);
 }
 
+/* Whether the nameserver's answer of this round lists this server. */
+static int loc_lists_us(const struct http_req *r)
+{
+    for (int i = 0; i < r->loc.n; i++)
+        if (strcmp(r->loc.addr[i], r->ds->listen_addr) == 0)
+            return 1;
+    return 0;
+}
+
 /* When no copy with a current view answered but some whose view lapsed did
  * (a nameserver outage, or holders cut off from it), starts one more round
  * over r->loc (our own copy first) in which those serve; returns 1 when it
- * did, 0 when there is nothing left to try. */
+ * did, 0 when there is nothing left to try. r->loc is the nameserver's
+ * answer of this round whenever it could answer (remote_next asks it after
+ * a cached location failed); our own lapsed copy serves only if that answer
+ * still lists us, or there was none: the nameserver may have moved the
+ * block's set on without us (docs/reliability.md, "a stale fallback that
+ * served a deleted file"). */
 static int lapsed_round(struct http_req *r)
 {
-    if (r->any_view || !(r->lapsed || r->lapsed_local))
+    int local = r->lapsed_local && (!r->loc_fresh || loc_lists_us(r));
+    if (r->any_view || !(r->lapsed || local))
         return 0;
     r->any_view = 1;
     r->replica = 0;
-    if (r->lapsed_local && local_read(r, DS_FILE_ANY_VIEW) == 0)
+    if (local && local_read(r, DS_FILE_ANY_VIEW) == 0)
         return 1; /* local_done serves it, or goes on to the replicas */
     remote_next(r);
     return 1;

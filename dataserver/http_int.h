@@ -58,6 +58,7 @@ struct http_req {
     char ext[FNAME_MAX_EXT + 1];
     struct ds_loc loc;
     int loc_from_cache;
+    int loc_fresh;         /* loc is the nameserver's answer of this round */
     int replica;           /* next replica to try */
     int lapsed_local;      /* our copy answered IMG_EVIEWOLD */
     int lapsed;            /* replicas that answered IMG_EVIEWOLD */

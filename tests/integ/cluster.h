@@ -324,4 +324,19 @@ int cluster_etcd_run(const char *dir, const char *name, const char *client, cons
 pid_t cluster_varnish_start(const char *dir, const char *backend_port, const char *vcl_recv,
                             char *listen, size_t listen_size);
 
+/* ---- Proxy (cluster_proxy.c) ---------------------------------------------------- */
+
+/* A TCP forwarder on a free loopback port (written to addr) to target
+ * (HOST:PORT), in a thread of this process. Give its address to one server
+ * as the other's (e.g. a dataserver's --ns) to cut that path alone. NULL
+ * when it cannot listen. */
+struct cluster_proxy *cluster_proxy_start(const char *target, char *addr, size_t n);
+
+/* cut != 0: every forwarded connection is closed and new ones are closed
+ * at once (a partition of the path); 0: forwards again. */
+void cluster_proxy_cut(struct cluster_proxy *p, int cut);
+
+/* Closes everything and frees p (NULL is fine). */
+void cluster_proxy_stop(struct cluster_proxy *p);
+
 #endif
