@@ -19,6 +19,7 @@
 #include "tests/integ/fixture.h"
 
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,6 +143,63 @@ Test(available, restart_every_dataserver_then_read)
     fprintf(stderr, "[available] %d files read in %lld ms right after restarting every "
             "dataserver: %d failed\n", NFILES, (long long)(cluster_now_ms() - t0), bad);
     cr_assert_eq(bad, 0, "%d of %d reads failed right after the restart", bad, NFILES);
+    imgstore_close(h);
+    C->passed = 1;
+}
+
+/* A dataserver stopped (SIGSTOP) for less than the heartbeat timeout: the
+ * nameserver keeps it in its sets, so deletes of its blocks wait for it;
+ * every delete and read issued during the stop succeeds within the
+ * library's default deadline, and nothing deleted comes back. The SIGCONT
+ * comes from a thread, on time whatever the calls are doing. */
+struct resume {
+    int ds, after_ms;
+};
+
+static void *resume_later(void *arg)
+{
+    const struct resume *r = arg;
+    usleep((useconds_t)r->after_ms * 1000);
+    cluster_signal_proc(&C->ds[r->ds], SIGCONT);
+    return NULL;
+}
+
+Test(available, stop_one_then_delete)
+{
+    cr_assert_not_null(C, "the cluster did not start (see above)");
+    imgstore_t *h = upload_set("available.stop");
+    struct resume r = {.ds = busiest(h), .after_ms = HEARTBEAT_TIMEOUT_MS * 2 / 3};
+    pthread_t th;
+    cluster_signal_proc(&C->ds[r.ds], SIGSTOP);
+    cr_assert_eq(pthread_create(&th, NULL, resume_later, &r), 0);
+    int64_t t0 = cluster_now_ms(), worst = 0;
+    int failed_reads = 0, failed_deletes = 0;
+    for (int i = 0; i < NFILES; i++) {
+        int64_t s = cluster_now_ms();
+        if (i % 2 == 0) {
+            int rc = imgstore_unlink(h, names[i]);
+            if (rc != 0) {
+                failed_deletes++;
+                fprintf(stderr, "[available] delete %d failed: %s\n", i, imgstore_strerror(rc));
+            } else {
+                deleted[i] = 1;
+            }
+        } else if (cluster_check_file(h, names[i], NULL, seed, (uint64_t)i, sizes[i]) != 0) {
+            failed_reads++;
+        }
+        if (cluster_now_ms() - s > worst)
+            worst = cluster_now_ms() - s;
+    }
+    pthread_join(th, NULL);
+    fprintf(stderr, "[available] %d reads and %d deletes in %lld ms from a %d ms SIGSTOP of %s: "
+            "%d reads failed, %d deletes failed, slowest %lld ms\n", NFILES / 2, NFILES / 2,
+            (long long)(cluster_now_ms() - t0), r.after_ms, C->ds[r.ds].name, failed_reads,
+            failed_deletes, (long long)worst);
+    cr_assert_eq(failed_reads, 0, "%d reads failed around a SIGSTOP", failed_reads);
+    cr_assert_eq(failed_deletes, 0, "%d deletes failed around a SIGSTOP", failed_deletes);
+    cr_assert_eq(cluster_check_set(C, seed, NFILES, (const char(*)[IMGSTORE_NAME_MAX])names,
+                                   sizes, deleted, "available", "after the stop"),
+                 0);
     imgstore_close(h);
     C->passed = 1;
 }
