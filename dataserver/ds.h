@@ -116,6 +116,7 @@ struct ds {
      * session (0: none, or no HA) and the highest one seen; commands on a
      * session that answered with an older epoch are refused */
     int64_t ns_epoch, ns_epoch_max;
+    uint32_t ns_lead_gen; /* bumped whenever ns_main changes (compaction holds) */
     uint64_t fenced; /* commands refused for their epoch */
     uint64_t unled;  /* commands refused on a session not (yet) known to lead */
     char ns_addr[DS_ADDR_MAX];

@@ -48,6 +48,7 @@ struct job {
     int timer_open;
     uint64_t started_ms;
     uint64_t synced_off;   /* bytes of the output made durable so far */
+    uint32_t lead_gen;     /* ds->ns_lead_gen when ordered */
 };
 
 struct ds_compact {
@@ -65,6 +66,23 @@ static struct ds_compact *cstate(struct ds *ds)
 int ds_compact_busy(struct ds *ds, const struct block *b)
 {
     return b->compacting || (b->hold_until_ms && uv_now(ds->loop) < b->hold_until_ms);
+}
+
+static void release_hold(struct block *b, void *arg)
+{
+    if (b->hold_until_ms && !b->compacting) {
+        b->hold_until_ms = 0;
+        (*(int *)arg)++;
+    }
+}
+
+void ds_compact_release_holds(struct ds *ds)
+{
+    int n = 0;
+    store_foreach(ds->store, release_hold, &n);
+    if (n)
+        log_info("released the compaction holds of %d block%s: the nameserver that ordered "
+                 "them no longer leads this session, deletes of them go on", n, n == 1 ? "" : "s");
 }
 
 static void job_timer_closed(uv_handle_t *h)
@@ -123,6 +141,11 @@ static void job_finish(struct job *j, int rc)
             block_save_meta(b);
             ds_block_changed(ds, b);
         }
+    }
+    if (b && j->lead_gen != ds->ns_lead_gen) {
+        b->hold_until_ms = 0; /* its nameserver went: no release will come */
+        log_info("task %" PRIu64 ": block %" PRIu64 ": compaction hold released (the "
+                 "nameserver that ordered it no longer leads this session)", j->task, j->id);
     }
     /* Dropped by the session transport when stopping or when the session
      * was replaced meanwhile. */
@@ -284,6 +307,7 @@ static int compact_start(struct ds *ds, struct ds_req *r, const Imgstore__Compac
     j->task = m->task_id;
     j->old_size = b->durable_tail;
     j->started_ms = uv_now(ds->loop);
+    j->lead_gen = ds->ns_lead_gen;
     compact_temp_path(b, j->tmp, sizeof(j->tmp));
     j->fd = open(j->tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (j->fd < 0) {

@@ -13,7 +13,11 @@
  * Deletes during compaction are refused with IMG_EUNAVAIL (retry later): from
  * COMPACT_BLOCK until the nameserver's release (sent when every replica has
  * answered) or DS_COMPACT_HOLD_MAX_MS, so no tombstone can land on one
- * replica's old layout and another's new one. Reads of the block go on
+ * replica's old layout and another's new one. A hold whose compaction has
+ * ended is released when another nameserver session starts leading (a
+ * restarted or new leader never heard of the task and sends no release:
+ * deletes would be refused for minutes); at worst the replicas then differ
+ * and the nameserver replaces one, as after a failed compaction. Reads of the block go on
  * throughout. Bytes read are throttled by the copies' token bucket
  * (ds_throttle.h). The rewrite itself (plan, output, record checks) is the
  * storage engine's (compact.h); this module schedules it, paces it and
@@ -34,6 +38,10 @@
 /* Returns non-zero when deletes of b must be refused now (compaction running
  * or its hold not released). */
 int ds_compact_busy(struct ds *ds, const struct block *b);
+
+/* Releases the holds of compactions that have ended (not of running ones):
+ * called when a new nameserver session starts leading. */
+void ds_compact_release_holds(struct ds *ds);
 
 /* Handler of COMPACT_BLOCK (dispatch table, ds_req.h): starts a compaction
  * answered when it ends, or releases the hold (release set); answers r

@@ -32,16 +32,19 @@
  * that answers a heartbeat gives us its cluster id, stored (ds_auth.c);
  * a nameserver of another cluster id is refused and the session dropped.
  * May call net/ (conn_*, auth_link), ds_auth.c, ds_dispatch.c, ds_block.c,
- * ds_copy.c and ds_scrub.c (heartbeat contents and answers). */
+ * ds_copy.c, ds_scrub.c and ds_throttle.c (heartbeat contents and answers),
+ * ds_compact.c (holds of a leader that went). */
 #include "dataserver/ds.h"
 #include "dataserver/needle.h"
 
 #include "base/err.h"
 #include "base/log.h"
 #include "dataserver/ds_block.h"
+#include "dataserver/ds_compact.h"
 #include "dataserver/ds_copy.h"
 #include "dataserver/ds_req.h"
 #include "dataserver/ds_scrub.h"
+#include "dataserver/ds_throttle.h"
 #include "net/auth_link.h"
 #include "proto/imgstore.pb-c.h"
 
@@ -175,6 +178,7 @@ static void set_main(struct ds *ds, struct ds_nss *s)
     if (idx == ds->ns_main)
         return;
     ds->ns_main = idx;
+    ds->ns_lead_gen++;
     ds->ns_conn = s ? s->c : NULL;
     ds->ns_link = s ? s->link : NULL;
     ds->ns_epoch = s ? s->epoch : 0;
@@ -182,6 +186,7 @@ static void set_main(struct ds *ds, struct ds_nss *s)
     if (s) {
         memcpy(ds->ns_addr, s->addr, sizeof(ds->ns_addr));
         log_info("taking commands from nameserver %s", s->addr);
+        ds_compact_release_holds(ds); /* no release will come for them */
     }
 }
 
@@ -299,6 +304,8 @@ static void heartbeat_reply(int status, const struct frame *f, void *arg)
     ds->ns_safe_mode = m->safe_mode;
     ds->ns_block_size = m->block_size;
     ds_scrub_set_rate(ds, m->scrub_rate ? m->scrub_rate : ds->scrub_rate_own);
+    if (m->copy_rate)
+        ds_throttle_set_rate(ds, m->copy_rate); /* copies and compactions */
     ds->ns_replicas = m->replicas;
     /* The oldest format any server of the cluster reads (1 from an older
      * nameserver), never newer than ours. */

@@ -153,6 +153,12 @@ int ns_plan_task_end(struct ns *ns, uint64_t id, int status, uint64_t size, uint
             ns_plan_set_to(ns, b, d);
             if (b->joining & (1u << slot))
                 ns_plan_ask_primary(ns, b);
+            else if ((b->inset & (1u << slot)) && b->primary != NS_NO_PRIMARY &&
+                     b->primary != (unsigned)slot)
+                /* A member caught up: the primary learns the members' size
+                 * again, which ends its lonely records (a tombstone that
+                 * reached only it), so retried deletes of them succeed. */
+                ns_plan_set_to(ns, b, ns_registry_at(ns, b->rep[b->primary]));
         }
         log_info("task %" PRIu64 ": block %" PRIu64 " now also on %s (%" PRIu64 " bytes, %s)",
                  id, t->block_id, d ? d->id : "?", size, t->reason);

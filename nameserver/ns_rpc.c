@@ -212,6 +212,7 @@ static void handle_heartbeat(struct ns_peer *p, const struct frame_header *h,
     resp.heartbeat_ms = NS_HEARTBEAT_MS;
     resp.heartbeat_timeout_ms = (uint32_t)ns->cfg.hb_timeout_ms;
     resp.scrub_rate = ns_settings_scrub_rate(ns);
+    resp.copy_rate = ns_settings_copy_rate(ns);
     resp.record_format = ns_registry_record_format(ns);
     resp.epoch = ns_etcd_epoch(ns);
     conn_reply(p->c, h, 0, &resp.base, NULL, 0, NULL);

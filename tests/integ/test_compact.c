@@ -6,7 +6,9 @@
  *      deleted, and a reader thread hammering gets meanwhile never fails;
  *   2. a byte flipped in one replica's block file: the scrubber finds it, the
  *      copy is replaced from the good replica, and the bad bytes are never
- *      served (reads from the bad copy fail with IMGSTORE_ECORRUPT). */
+ *      served (reads from the bad copy fail with IMGSTORE_ECORRUPT);
+ *   3. the nameserver killed during a compaction: deletes of the block go
+ *      on after its restart (the hold is released without it). */
 #include "tests/integ/cluster.h"
 #include "tests/integ/fixture.h"
 
@@ -16,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,6 +97,25 @@ static int sealed_blocks(uint64_t *ids, int max)
     for (size_t i = 0; i < json_array_size(arr) && n < max; i++)
         ids[n++] = (uint64_t)json_integer_value(json_object_get(json_array_get(arr, i),
                                                                 "block_id"));
+    json_decref(doc);
+    cluster_run_free(&r);
+    return n;
+}
+
+/* The deleted bytes the nameserver knows of sealed block id (0: none or
+ * not listed). */
+static uint64_t deleted_known(uint64_t id)
+{
+    struct cluster_run r;
+    fixture_admin_json(&r, 10000, "blocks", "--state", "sealed", NULL);
+    json_t *doc = json_loads(r.out, 0, NULL);
+    json_t *arr = json_object_get(doc, "blocks");
+    uint64_t n = 0;
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        json_t *b = json_array_get(arr, i);
+        if ((uint64_t)json_integer_value(json_object_get(b, "block_id")) == id)
+            n = (uint64_t)json_integer_value(json_object_get(b, "deleted_bytes"));
+    }
     json_decref(doc);
     cluster_run_free(&r);
     return n;
@@ -189,6 +211,18 @@ static void *reader(void *arg)
     return NULL;
 }
 
+/* Fills blocks[] (the block of every file). */
+static void stat_blocks(void)
+{
+    imgstore_t *h = cluster_client(C);
+    for (int i = 0; i < NFILES; i++) {
+        struct imgstore_stat st;
+        cr_assert_eq(imgstore_stat(h, names[i], &st), 0, "stat of file %d", i);
+        blocks[i] = st.block_id;
+    }
+    imgstore_close(h);
+}
+
 static void delete_odd(void)
 {
     imgstore_t *h = cluster_client(C);
@@ -211,13 +245,7 @@ Test(compact, deletes_are_reclaimed_and_reads_never_stall)
     cr_assert_not_null(C);
     seed = cluster_seed("compact");
     upload_all();
-    imgstore_t *h = cluster_client(C);
-    for (int i = 0; i < NFILES; i++) {
-        struct imgstore_stat st;
-        cr_assert_eq(imgstore_stat(h, names[i], &st), 0, "stat of file %d", i);
-        blocks[i] = st.block_id;
-    }
-    imgstore_close(h);
+    stat_blocks();
     uint64_t sealed[NFILES];
     int nsealed = sealed_blocks(sealed, NFILES);
     cr_assert_gt(nsealed, 0, "%d files of %u..%u bytes must fill a 1 MiB block", NFILES,
@@ -303,5 +331,97 @@ Test(compact, scrub_repairs_a_flipped_byte)
     imgstore_close(h);
     cr_assert(good, "the damaged copy must be replaced from the good replica");
     cr_assert_eq(check_all("after repair"), 0);
+    C->passed = 1;
+}
+
+/* Whether dataserver d's log holds `what`. */
+static int log_has(int d, const char *what)
+{
+    void *text = NULL;
+    size_t len = 0;
+    int seen = cluster_read_file(C->ds[d].log, &text, &len) == 0 &&
+               memmem(text, len, what, strlen(what)) != NULL;
+    free(text);
+    return seen;
+}
+
+/* A compaction whose nameserver dies before every replica answered: the
+ * new nameserver never heard of it and sends no release, so the
+ * dataservers release its hold themselves (docs/dataserver.md,
+ * "Compaction"): a delete of the block succeeds within the library's
+ * default deadline, not after the 5 min cap of a hold. Made on purpose:
+ * compactions slowed to 1 MB/s (copy_rate, sent with every heartbeat), the
+ * block's secondary frozen mid-way while the primary finishes, the
+ * nameserver killed, the secondary thawed, the nameserver restarted. */
+Test(compact, hold_released_when_the_nameserver_goes)
+{
+    cr_assert_not_null(C);
+    seed = cluster_seed("compact.hold");
+    upload_all();
+    stat_blocks();
+    struct cluster_run r;
+    fixture_admin_json(&r, 10000, "set", "compact_threshold", "100", NULL); /* on demand only */
+    cluster_run_free(&r);
+    fixture_admin_json(&r, 10000, "set", "copy_rate", "1", NULL);
+    cluster_run_free(&r);
+    delete_odd();
+    uint64_t sealed[NFILES];
+    cr_assert_gt(sealed_blocks(sealed, NFILES), 0);
+    uint64_t b = sealed[0];
+    imgstore_t *h = cluster_client(C);
+    int f = -1;
+    struct imgstore_stat st;
+    for (int i = 0; i < NFILES && f < 0; i++)
+        if (!deleted[i] && blocks[i] == b)
+            f = i;
+    cr_assert_geq(f, 0, "no live file left in block %llu", (unsigned long long)b);
+    cr_assert_eq(imgstore_stat(h, names[f], &st), 0);
+    cr_assert_eq(st.nreplicas, 2);
+    int primary = cluster_ds_index(C, st.replicas[0]); /* listed first */
+    int secondary = cluster_ds_index(C, st.replicas[1]);
+    cr_assert(primary >= 0 && secondary >= 0);
+    /* The deletes reach the nameserver with the heartbeats (so does the
+     * rate: one more heartbeat). */
+    int64_t t0 = cluster_now_ms();
+    while (deleted_known(b) == 0) {
+        cr_assert_lt(cluster_now_ms() - t0, DEADLINE_MS, "block %llu: no deleted bytes known",
+                     (unsigned long long)b);
+        usleep(100 * 1000);
+    }
+    usleep(1500 * 1000);
+
+    char id[32], started[64], done[64];
+    snprintf(id, sizeof(id), "%llu", (unsigned long long)b);
+    snprintf(started, sizeof(started), "compacting block %s ", id);
+    snprintf(done, sizeof(done), "block %s compacted:", id);
+    int rc = cluster_admin(C, 10000, &r, "compact", id, NULL);
+    cr_assert_eq(rc, 0, "ds-admin compact %s: %s%s", id, r.out, r.err);
+    cluster_run_free(&r);
+    for (t0 = cluster_now_ms(); !log_has(secondary, started); usleep(5 * 1000))
+        cr_assert_lt(cluster_now_ms() - t0, DEADLINE_MS, "%s never compacted block %s",
+                     C->ds[secondary].name, id);
+    cluster_signal_proc(&C->ds[secondary], SIGSTOP);
+    int mid_way = !log_has(secondary, done);
+    for (t0 = cluster_now_ms(); !log_has(primary, done); usleep(20 * 1000))
+        if (cluster_now_ms() - t0 > DEADLINE_MS) {
+            cluster_signal_proc(&C->ds[secondary], SIGCONT);
+            cr_assert_fail("%s did not compact block %s", C->ds[primary].name, id);
+        }
+    cluster_signal_proc(&C->ns, SIGKILL);
+    cluster_signal_proc(&C->ds[secondary], SIGCONT);
+    cr_assert(mid_way, "%s compacted block %s before it was frozen (copy_rate not in force?)",
+              C->ds[secondary].name, id);
+    cr_assert_eq(cluster_start_ns(C), 0);
+    cr_assert_eq(cluster_wait_ready(C, C->nds, CLUSTER_READY_MS), 0);
+    t0 = cluster_now_ms();
+    rc = imgstore_unlink(h, names[f]);
+    fprintf(stderr, "[compact] delete in block %s after its compaction's nameserver died: %s in "
+            "%lld ms\n", id, rc ? imgstore_strerror(rc) : "done",
+            (long long)(cluster_now_ms() - t0));
+    cr_assert_eq(rc, 0, "a delete of a block whose compaction outlived its nameserver: %s",
+                 imgstore_strerror(rc));
+    deleted[f] = 1;
+    imgstore_close(h);
+    cr_assert_eq(check_all("after the nameserver restart"), 0);
     C->passed = 1;
 }
