@@ -99,6 +99,8 @@ struct ds_nss {
     uint64_t sent_ms;        /* loop time it was sent */
     int64_t epoch;           /* the epoch it last answered as leader with; 0: none */
     int standby;             /* its last answer was IMG_ENOTLEADER */
+    int refused;             /* a command on it was refused (not yet known to lead) since
+                              * its last heartbeat answer: that answer confirms nothing */
 };
 
 struct ds {

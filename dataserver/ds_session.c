@@ -120,6 +120,7 @@ static void session_frame(struct conn *c, const struct frame *f, void *ctx)
                      "(%llu refused)",
                      frame_type_name(f->h.type), s->addr, (unsigned long long)ds->unled);
         conn_reply(c, &f->h, IMG_EEPOCH, NULL, NULL, 0, NULL);
+        s->refused = 1;
         ds_session_poke(ds);
         return;
     }
@@ -214,7 +215,15 @@ static void heartbeat_reply(int status, const struct frame *f, void *arg)
 {
     struct ds_nss *s = arg;
     struct ds *ds = s->ds;
-    int was_full = s->full_in_flight;
+    /* A nameserver sends the commands a full report calls for (SET_REPLICAS
+     * leaving a stale copy out, ...) before its answer. Refused because this
+     * session did not lead yet, they never took effect: the answer must
+     * not confirm our view or primary roles; the next full report, on a
+     * session that leads by then, gets them again. */
+    int was_full = s->full_in_flight && !s->refused;
+    if (s->refused && s->full_in_flight)
+        s->need_full = 1;
+    s->refused = 0;
     s->in_flight = 0;
     s->full_in_flight = 0;
     if (status != 0 || !f) {

@@ -76,7 +76,7 @@ enum fault {
     /* With CHAOS_AVAIL_FAULTS=1 (issue 20), in the shuffled rounds too: */
     F_HDR_DAMAGE, F_CAPACITY, F_NS_AWAY,
     /* With CHAOS_HA=1 (ha.c), the only kinds: */
-    F_HA_KILL_LEADER, F_HA_STOP_LEADER, F_HA_ETCD, F_KINDS
+    F_HA_KILL_LEADER, F_HA_STOP_LEADER, F_HA_ETCD, F_HA_CUT_ETCD, F_KINDS
 };
 extern const char *fault_names[F_KINDS];
 

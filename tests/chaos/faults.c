@@ -33,7 +33,8 @@ const char *fault_names[F_KINDS] = {"kill -9 + restart dataserver",
                                            "nameserver away (kill -9, long restart)",
                                            "HA: kill -9 the leader + restart",
                                            "HA: SIGSTOP the leader past the TTL",
-                                           "HA: kill -9 etcd + restart"};
+                                           "HA: kill -9 etcd + restart",
+                                           "HA: etcd cut off from the leader"};
 /* Kinds of the shuffled rounds: the power cuts need the IMG_FAULT_FS build
  * (CHAOS_POWER_CUT=1, set by make chaos-powercut). */
 int nkinds = F_ROUND;

@@ -7,7 +7,12 @@
  *   - SIGSTOP of the leader for longer than the TTL, then SIGCONT: it must
  *     step down on its own and never act again in its old epoch;
  *   - kill -9 of etcd, restarted after 0.3 to 4 s on the same ports and
- *     data: the leader stops acting within the TTL, then one leads again.
+ *     data: the leader stops acting within the TTL, then one leads again;
+ *   - etcd cut off from the leader alone, for longer than the TTL, while it
+ *     still reaches every dataserver and they reach it (each nameserver
+ *     talks to etcd through its own proxy in this process,
+ *     tests/integ/cluster_proxy.c): it must stop acting within the TTL
+ *     while the other takes over, and its commands are fenced by epoch.
  *
  * Invariant 8 (ha_check_epochs, from the logs at the end): no two
  * nameservers acted in the same epoch. Each epoch is claimed by the
@@ -46,7 +51,10 @@ static char etcd_dir[128];
 static char etcd_client[64], etcd_peer[64];
 static pid_t etcd_pid;
 static char ttl_arg[16];
-static const char *ns_args[] = {"--etcd", etcd_client, "--etcd-ttl-ms", ttl_arg, NULL};
+/* Each nameserver reaches etcd through its own proxy: [0] ns, [1] ns2. */
+static struct cluster_proxy *etcd_via[2];
+static char etcd_via_addr[2][64];
+static const char *ns_args[] = {"--etcd", etcd_via_addr[0], "--etcd-ttl-ms", ttl_arg, NULL};
 
 /* Starts etcd on etcd_client/etcd_peer with its data in etcd_dir; 0 once it
  * answers, -1 when it exited or did not answer within 15 s. */
@@ -77,6 +85,13 @@ int ha_setup(struct cluster_opts *o)
         say("etcd did not start (log in %s/etcd.log)", etcd_dir);
         return -1;
     }
+    for (int i = 0; i < 2; i++) {
+        etcd_via[i] = cluster_proxy_start(etcd_client, etcd_via_addr[i], sizeof(etcd_via_addr[i]));
+        if (!etcd_via[i]) {
+            say("cannot start a proxy in front of etcd");
+            return -1;
+        }
+    }
     snprintf(ttl_arg, sizeof(ttl_arg), "%d", CHAOS_HA_TTL_MS);
     memset(&ha_ns2, 0, sizeof(ha_ns2));
     snprintf(ha_ns2.name, sizeof(ha_ns2.name), "ns2");
@@ -105,13 +120,17 @@ int ha_start_ns2(void)
     const char *argv[] = {"nameserver", "--listen", ha_ns2.addr, "--data", ha_ns2.data,
                           "--replicas", replicas, "--block-size", block,
                           "--heartbeat-timeout-ms", hb, "--safe-mode-timeout-ms", safe,
-                          "--etcd", etcd_client, "--etcd-ttl-ms", ttl_arg,
+                          "--etcd", etcd_via_addr[1], "--etcd-ttl-ms", ttl_arg,
                           "--keys", C->keys, NULL};
     return cluster_spawn(C, &ha_ns2, argv);
 }
 
 void ha_teardown(void)
 {
+    for (int i = 0; i < 2; i++) {
+        cluster_proxy_stop(etcd_via[i]);
+        etcd_via[i] = NULL;
+    }
     if (etcd_pid > 0) {
         kill(etcd_pid, SIGKILL);
         waitpid(etcd_pid, NULL, 0);
@@ -194,6 +213,14 @@ void ha_inject(enum fault kind, uint64_t *rng)
         cluster_signal_proc(p, SIGKILL);
         sleep_ms(down_ms);
         restart_ns(p);
+    } else if (kind == F_HA_CUT_ETCD) {
+        int cut_ms = CHAOS_HA_TTL_MS + rand_between(rng, 500, 2500);
+        struct cluster_proxy *via = etcd_via[p == &C->ns ? 0 : 1];
+        say("fault: etcd cut off from the leader %s for %d ms (TTL %d ms)", p->name, cut_ms,
+            CHAOS_HA_TTL_MS);
+        cluster_proxy_cut(via, 1);
+        sleep_ms(cut_ms);
+        cluster_proxy_cut(via, 0);
     } else {
         int stop_ms = CHAOS_HA_TTL_MS + rand_between(rng, 500, 2500);
         say("fault: SIGSTOP the leader %s for %d ms (TTL %d ms)", p->name, stop_ms,
