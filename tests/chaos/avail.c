@@ -16,7 +16,12 @@
  * counted unless its fault is that one (then it is shown as "no live
  * replica", not counted). Every failed upload is counted, except while etcd
  * is down in the HA mode (no nameserver may lead: uploads and deletes are
- * shown as "no live replica" then, reads are counted).
+ * shown as "no live replica" then, reads are counted), and uploads that
+ * found no writable block during a fault once the small tmpfs is full
+ * (env.c): with CHAOS_REPLICAS copies per block and one of three servers
+ * full, a fault on another leaves fewer servers with room than copies, so
+ * no block can be placed (approximated: the fault's target is not
+ * checked; shown as "no live replica" too).
  *
  * It calls nothing of the project but imgstore_strerror and chaos.c's
  * count_err/print_errs; chaos.c and faults.c call it. */
@@ -84,6 +89,13 @@ static int needs_a_leader(int row, enum avail_op op)
     return row == F_HA_ETCD && op != A_READ;
 }
 
+/* An upload with no writable block while a fault is in progress and the
+ * tmpfs server is full: fewer servers than copies may have room. */
+static int no_room_for_copies(int row, enum avail_op op, int rc)
+{
+    return op == A_UPLOAD && rc == IMGSTORE_ENOBLOCK && row < F_KINDS && full_since_ms >= 0;
+}
+
 void avail_end(const struct avail_mark *m, enum avail_op op, int rc, const char *name)
 {
     int row;
@@ -96,7 +108,7 @@ void avail_end(const struct avail_mark *m, enum avail_op op, int rc, const char 
     else
         row = AVAIL_BETWEEN;
     int excused = rc != 0 && ((op != A_UPLOAD && takes_every_replica(row)) ||
-                              needs_a_leader(row, op));
+                              needs_a_leader(row, op) || no_room_for_copies(row, op, rc));
     struct row *r = &rows[row];
     pthread_mutex_lock(&avail_lock);
     r->total[op]++;

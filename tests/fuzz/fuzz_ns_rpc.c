@@ -282,7 +282,8 @@ static int known_status(int st)
 static int ns_type(unsigned t)
 {
     return (t >= FT_HEARTBEAT && t <= FT_LIST_TASKS) ||
-           (t >= FT_ADMIN_LIST_BLOCKS && t <= FT_ADMIN_STEP_DOWN);
+           (t >= FT_ADMIN_LIST_BLOCKS && t <= FT_ADMIN_STEP_DOWN) ||
+           t == FT_AUTH_HELLO || t == FT_AUTH; /* the handshake: every server's */
 }
 
 static const ProtobufCMessageDescriptor *resp_desc(unsigned t)
@@ -305,6 +306,8 @@ static const ProtobufCMessageDescriptor *resp_desc(unsigned t)
     case FT_ADMIN_COMPACT: return &imgstore__admin_compact_resp__descriptor;
     case FT_ADMIN_REPAIR: return &imgstore__admin_repair_resp__descriptor;
     case FT_ADMIN_STEP_DOWN: return &imgstore__admin_step_down_resp__descriptor;
+    case FT_AUTH_HELLO: return &imgstore__auth_hello_resp__descriptor;
+    case FT_AUTH: return &imgstore__auth_resp__descriptor;
     default: return NULL;
     }
 }

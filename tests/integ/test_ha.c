@@ -184,6 +184,39 @@ static void *uploader(void *arg)
     return NULL;
 }
 
+/* Starts THREADS uploaders on l (seed set by the caller) through a new
+ * handle (the callers' --ns list), and lets them run for `warm_ms`. */
+static void load_start(struct load *l, pthread_t th[THREADS], int warm_ms)
+{
+    l->names = calloc(MAX_FILES, sizeof(*l->names));
+    l->sizes = calloc(MAX_FILES, sizeof(*l->sizes));
+    l->done_ms = calloc(MAX_FILES, sizeof(*l->done_ms));
+    l->h = cluster_client(C);
+    cr_assert(l->names && l->sizes && l->done_ms && l->h);
+    for (int i = 0; i < THREADS; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, uploader, l), 0);
+    usleep((useconds_t)warm_ms * 1000);
+}
+
+/* Stops the uploaders; returns how many uploads were started (files
+ * 0..n-1 of l, at most MAX_FILES). */
+static int load_stop(struct load *l, pthread_t th[THREADS])
+{
+    l->stop = 1;
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
+    int n = __atomic_load_n(&l->next, __ATOMIC_RELAXED);
+    return n > MAX_FILES ? MAX_FILES : n;
+}
+
+static void load_free(struct load *l)
+{
+    imgstore_close(l->h);
+    free(l->names);
+    free(l->sizes);
+    free(l->done_ms);
+}
+
 /* How many times the log at path holds `text`. */
 static int log_count(const char *path, const char *text)
 {
@@ -246,15 +279,8 @@ Test(ha, failover)
     cluster_run_free(&r);
 
     struct load l = {.seed = seed};
-    l.names = calloc(MAX_FILES, sizeof(*l.names));
-    l.sizes = calloc(MAX_FILES, sizeof(*l.sizes));
-    l.done_ms = calloc(MAX_FILES, sizeof(*l.done_ms));
-    l.h = cluster_client(C); /* "ns2,ns1": the standby first */
-    cr_assert(l.names && l.sizes && l.done_ms && l.h);
     pthread_t th[THREADS];
-    for (int i = 0; i < THREADS; i++)
-        cr_assert_eq(pthread_create(&th[i], NULL, uploader, &l), 0);
-    usleep(1500 * 1000);
+    load_start(&l, th, 1500); /* through "ns2,ns1": the standby first */
     int before = __atomic_load_n(&l.next, __ATOMIC_RELAXED);
     cr_assert_gt(before, THREADS, "no upload went through before the kill");
 
@@ -287,12 +313,7 @@ Test(ha, failover)
     cr_assert_leq(lead_ms, TTL_MS + TTL_MS / 2, "took %lld ms to lead", (long long)lead_ms);
     cr_assert_geq(placing, 0, "the new leader did not place blocks within 15 s");
     usleep(2000 * 1000); /* uploads through the new leader */
-    l.stop = 1;
-    for (int i = 0; i < THREADS; i++)
-        pthread_join(th[i], NULL);
-    int n = __atomic_load_n(&l.next, __ATOMIC_RELAXED);
-    if (n > MAX_FILES)
-        n = MAX_FILES;
+    int n = load_stop(&l, th);
     int after = 0;
     for (int i = 0; i < n; i++)
         after += l.done_ms[i] > killed + lead_ms;
@@ -340,10 +361,7 @@ Test(ha, failover)
     char names2[20][IMGSTORE_NAME_MAX];
     fixture_upload(seed + 1, 0, 20, 100, 5000, 1, sizes2, names2);
 
-    imgstore_close(l.h);
-    free(l.names);
-    free(l.sizes);
-    free(l.done_ms);
+    load_free(&l);
     C->passed = 1;
 }
 
@@ -503,15 +521,8 @@ Test(ha, deposed_leader)
     cr_assert_geq(wait_log(ns2.log, "standby: the leader is", 0, 10000), 0);
     cr_assert_geq(wait_log(ns2.log, " disks, ", C->nds - 1, 10000), 0);
     struct load l = {.seed = seed};
-    l.names = calloc(MAX_FILES, sizeof(*l.names));
-    l.sizes = calloc(MAX_FILES, sizeof(*l.sizes));
-    l.done_ms = calloc(MAX_FILES, sizeof(*l.done_ms));
-    l.h = cluster_client(C);
-    cr_assert(l.names && l.sizes && l.done_ms && l.h);
     pthread_t th[THREADS];
-    for (int i = 0; i < THREADS; i++)
-        cr_assert_eq(pthread_create(&th[i], NULL, uploader, &l), 0);
-    usleep(1000 * 1000);
+    load_start(&l, th, 1000);
 
     char from_ns1[128], to_ns1[128];
     snprintf(from_ns1, sizeof(from_ns1), "from nameserver %s: ", C->ns.addr); /* refusals */
@@ -540,12 +551,7 @@ Test(ha, deposed_leader)
     int64_t stop = wait_log(C->ns.log, "stopped leading", stopped_seen, 5000);
     cr_assert_geq(stop, 0, "the woken leader did not step down");
     usleep(1500 * 1000); /* uploads go on; the old leader comes back as a standby */
-    l.stop = 1;
-    for (int i = 0; i < THREADS; i++)
-        pthread_join(th[i], NULL);
-    int n = __atomic_load_n(&l.next, __ATOMIC_RELAXED);
-    if (n > MAX_FILES)
-        n = MAX_FILES;
+    int n = load_stop(&l, th);
     int after = 0;
     for (int i = 0; i < n; i++)
         after += l.done_ms[i] > woken;
@@ -570,10 +576,7 @@ Test(ha, deposed_leader)
     int bad = cluster_check_range(l.h, seed, 0, n, (const char(*)[IMGSTORE_NAME_MAX])l.names,
                                   l.sizes);
     cr_assert_eq(bad, 0, "%d of %d files do not read back", bad, n);
-    imgstore_close(l.h);
-    free(l.names);
-    free(l.sizes);
-    free(l.done_ms);
+    load_free(&l);
     C->passed = 1;
 }
 
@@ -584,15 +587,8 @@ Test(ha, step_down)
     uint64_t seed = cluster_seed("ha-step-down");
     cr_assert_geq(wait_log(ns2.log, "standby: the leader is", 0, 10000), 0);
     struct load l = {.seed = seed};
-    l.names = calloc(MAX_FILES, sizeof(*l.names));
-    l.sizes = calloc(MAX_FILES, sizeof(*l.sizes));
-    l.done_ms = calloc(MAX_FILES, sizeof(*l.done_ms));
-    l.h = cluster_client(C);
-    cr_assert(l.names && l.sizes && l.done_ms && l.h);
     pthread_t th[THREADS];
-    for (int i = 0; i < THREADS; i++)
-        cr_assert_eq(pthread_create(&th[i], NULL, uploader, &l), 0);
-    usleep(1000 * 1000);
+    load_start(&l, th, 1000);
     struct cluster_run r;
     int64_t t0 = cluster_now_ms();
     cr_assert_eq(cluster_admin(C, 30000, &r, "ns", "step-down", NULL), 0, "step-down: %s%s",
@@ -605,12 +601,7 @@ Test(ha, step_down)
     cr_assert_geq(wait_log(C->ns.log, "stopped leading", 0, 1000), 0);
     cr_assert_gt(log_count(C->ns.log, "stepped down"), 0);
     usleep(1500 * 1000);
-    l.stop = 1;
-    for (int i = 0; i < THREADS; i++)
-        pthread_join(th[i], NULL);
-    int n = __atomic_load_n(&l.next, __ATOMIC_RELAXED);
-    if (n > MAX_FILES)
-        n = MAX_FILES;
+    int n = load_stop(&l, th);
     /* The pause: the longest time without a finished upload after the
      * step-down was asked. */
     int64_t *done = malloc((size_t)n * sizeof(*done));
@@ -635,10 +626,7 @@ Test(ha, step_down)
     cr_assert_eq(status_of(ns2.addr), 0);
     cr_assert_eq(status_of(C->ns.addr), IMG_ENOTLEADER);
     free(done);
-    imgstore_close(l.h);
-    free(l.names);
-    free(l.sizes);
-    free(l.done_ms);
+    load_free(&l);
     C->passed = 1;
 }
 
