@@ -474,18 +474,11 @@ static int load_index(struct block *b, uint64_t file_size, uint64_t *scan_from, 
     ssize_t n = pread(b->idx_fd, hdr, INDEX_HEADER_SIZE, 0);
     if (n != INDEX_HEADER_SIZE || memcmp(hdr, want, INDEX_HEADER_SIZE) != 0)
         return 0;
-    /* Seqs are dense, so the entry count bounds the highest seq: size the
-     * RAM index once from the file's length instead of doubling through it
-     * (a failure here only means it grows as it loads). */
+    /* The RAM index packs itself as it fills (index.h): no sizing ahead. */
     struct stat st;
     uint64_t idx_size = 0;
     if (fstat(b->idx_fd, &st) == 0)
         idx_size = (uint64_t)st.st_size;
-    if (idx_size > INDEX_HEADER_SIZE) {
-        uint64_t nent = ((uint64_t)st.st_size - INDEX_HEADER_SIZE) / INDEX_ENTRY_SIZE;
-        if (nent < seq_limit(b))
-            index_reserve(&b->ix, (uint32_t)nent + 1);
-    }
     uint8_t *buf = malloc((size_t)IDX_LOAD_ENTRIES * INDEX_ENTRY_SIZE);
     if (!buf)
         return -ENOMEM;
@@ -830,6 +823,8 @@ int block_open(const char *blocks_dir, int disk, uint64_t id, struct block **out
     }
     if ((rc = recover(b, (uint64_t)st.st_size)) != 0)
         goto err;
+    if (b->sealed)
+        index_seal(&b->ix); /* -ENOMEM: its tail stays plain */
     packed_write(b);
     b->durable_tail = b->tail;
     b->prealloc_end = b->tail;
@@ -863,6 +858,7 @@ int block_seal(struct block *b)
     if (!b->sealed)
         b->dirty = 1;
     b->sealed = 1;
+    index_seal(&b->ix); /* no new file will come: pack its index (-ENOMEM: later) */
     return block_save_meta(b);
 }
 
@@ -1191,6 +1187,7 @@ int block_swap_file(struct block *b, const char *tmp_path, int new_fd, struct in
     index_free(&b->ix);
     b->ix = *ix;
     index_init(ix);
+    index_seal(&b->ix); /* compacted blocks are sealed */
     b->tail = b->durable_tail = tail;
     b->prealloc_end = tail;
     block_prealloc(b, tail + BLOCK_TOMBSTONE_RESERVE); /* best effort, as at open */
