@@ -58,6 +58,7 @@
 _Static_assert(sizeof(BLOCK_MAGIC) == SB_MAGIC_LEN, "block magic with its NUL fills 8 bytes");
 _Static_assert(SB_OFF_CRC + SB_CRC_LEN == BLOCK_SUPER_SIZE, "superblock ends with its CRC");
 _Static_assert(BLOCK_SUPER_SIZE % NEEDLE_ALIGN == 0, "records start aligned");
+_Static_assert(BLOCK_SUPER_SIZE == INDEX_PACK_FIRST_OFF8 * NEEDLE_ALIGN, "packed index bound");
 _Static_assert(BLOCK_MIN_SIZE > BLOCK_TOMBSTONE_RESERVE + BLOCK_SUPER_SIZE,
                "a block always has room for files and tombstones");
 
@@ -430,13 +431,21 @@ static void packed_drop(struct block *b)
     b->packed_entries = 0;
 }
 
-/* Reads a believable <id>.idz into *entries / *n; removes a bad one. */
+/* Reads a believable <id>.idz into *entries / *n (version 1) or *ix /
+ * *meta (version 2, *entries NULL); removes a bad one. */
 static void packed_load(struct block *b, uint64_t idx_size, uint64_t file_size,
-                        uint8_t **entries, uint32_t *n)
+                        uint8_t **entries, uint32_t *n, struct index *ix,
+                        struct index_pack_meta *meta)
 {
     char path[sizeof(b->path) + SUFFIX_MAX];
     path_of(b, ".idz", path, sizeof(path));
-    int rc = index_pack_load(path, b->id, idx_size, seq_limit(b), file_size, entries, n);
+    *n = 0;
+    int rc = index_pack_load(path, b->id, b->idx_fd, idx_size, seq_limit(b), file_size, entries, n,
+                             ix, meta);
+    if (rc != 0) {
+        *n = 0;
+        *entries = NULL;
+    }
     if (rc != 0 && rc != -ENOENT) {
         log_warn("block %016" PRIx64 ": packed index unusable (%s); reading the index file",
                  b->id, img_strerror(rc));
@@ -444,14 +453,34 @@ static void packed_load(struct block *b, uint64_t idx_size, uint64_t file_size,
     }
 }
 
-/* A sealed block's packed index, (re)written at open (index_pack_write). */
+/* A sealed block's packed index (version 2: its RAM index, index_seal'ed),
+ * (re)written at open when the index file holds INDEX_PACK_MIN_ENTRIES
+ * entries more than the copy in use. The RAM index then stands for exactly
+ * the index file's entries (recover brought the file in line). */
 static void packed_write(struct block *b)
 {
     char path[sizeof(b->path) + SUFFIX_MAX];
+    struct stat st;
+    struct index_pack_meta m = {.tail = b->tail, .next_seq = b->next_seq,
+                                .deleted_bytes = b->deleted_bytes};
+    if (!b->sealed || b->ix.cap != 0 || b->ix.plain || b->ix.npacked == 0 ||
+        fstat(b->idx_fd, &st) < 0 || st.st_size <= INDEX_HEADER_SIZE)
+        return;
+    uint64_t held = ((uint64_t)st.st_size - INDEX_HEADER_SIZE) / INDEX_ENTRY_SIZE;
+    if (held < INDEX_PACK_MIN_ENTRIES || held > UINT32_MAX ||
+        held < (uint64_t)b->packed_entries + INDEX_PACK_MIN_ENTRIES)
+        return;
+    m.n = (uint32_t)held;
+    int rc = 0;
+    if (pread(b->idx_fd, m.last, sizeof(m.last),
+              (off_t)(INDEX_HEADER_SIZE + (held - 1) * INDEX_ENTRY_SIZE)) != (ssize_t)sizeof(m.last))
+        rc = -EIO;
     path_of(b, ".idz", path, sizeof(path));
-    int rc = b->sealed ? index_pack_write(path, b->id, b->idx_fd, b->tail, &b->packed_entries)
-                       : 0;
-    if (rc != 0)
+    if (rc == 0)
+        rc = index_pack_save(path, b->id, &b->ix, &m);
+    if (rc == 0)
+        b->packed_entries = m.n;
+    else
         log_warn("block %016" PRIx64 ": cannot write its packed index: %s", b->id,
                  img_strerror(rc));
 }
@@ -483,11 +512,37 @@ static int load_index(struct block *b, uint64_t file_size, uint64_t *scan_from, 
     if (!buf)
         return -ENOMEM;
     /* The packed copy of the first entries, if believable, stands for them
-     * (index_pack.h): its entries go through the same checks below. */
+     * (index_pack.h): version 1's entries go through the same checks below
+     * (and the copy is then rewritten as version 2); version 2 is the RAM
+     * index after them, and its last entry is checked like any other. */
     uint8_t *packed = NULL;
     uint32_t npacked = 0;
-    packed_load(b, idx_size, file_size, &packed, &npacked);
-    b->packed_entries = npacked;
+    struct index pix;
+    struct index_pack_meta pm;
+    index_init(&pix);
+    packed_load(b, idx_size, file_size, &packed, &npacked, &pix, &pm);
+    b->packed_entries = packed ? 0 : npacked;
+    if (!packed && npacked) {
+        uint32_t seq, size;
+        uint64_t off;
+        int tomb;
+        index_decode_entry(pm.last, &seq, &off, &size, &tomb);
+        if (seq == 0 || seq > seq_limit(b) || off < BLOCK_SUPER_SIZE || size > NEEDLE_MAX_DATA ||
+            (tomb && size != 0) || off + needle_record_size(size) > file_size) {
+            index_free(&pix);
+            b->packed_entries = npacked = 0;
+            packed_drop(b);
+        } else {
+            index_free(&b->ix);
+            b->ix = pix;
+            b->next_seq = pm.next_seq;
+            b->deleted_bytes = pm.deleted_bytes;
+            last_data_seq = b->ix.max_seq;
+            end = off + needle_record_size(size);
+            last_off = off, last_seq = seq, last_size = size, last_tomb = tomb;
+            pos += (uint64_t)npacked * INDEX_ENTRY_SIZE;
+        }
+    }
     while (!stop) {
         const uint8_t *src = packed ? packed : buf;
         if (packed)

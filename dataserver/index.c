@@ -109,15 +109,15 @@ static int packed_get(const struct index *ix, uint32_t seq, uint64_t *off8, uint
     uint32_t k = seq % INDEX_GROUP;
     uint64_t off = packed_off(ix, seq);
     uint64_t next = k + 1 < INDEX_GROUP ? packed_off(ix, seq + 1) : g[1].base;
-    if (next <= off)
+    if (next <= off || next > g[1].base)
         return IMG_ENOTFOUND;
     uint64_t slack = field_get(ix->bits,
                                (uint64_t)g->pos * 8 + (uint64_t)INDEX_GROUP * g->w_off +
                                    (uint64_t)k * g->w_slack,
                                g->w_slack);
     uint64_t bytes = (next - off) << INDEX_OFF_SHIFT;
-    if (bytes < NEEDLE_HEADER_SIZE + slack || bytes - NEEDLE_HEADER_SIZE - slack >= INDEX_DELETED)
-        return IMG_ENOTFOUND; /* never from pack_to; only a damaged form could say it */
+    if (bytes < NEEDLE_HEADER_SIZE + slack || bytes - NEEDLE_HEADER_SIZE - slack > NEEDLE_MAX_DATA)
+        return IMG_ENOTFOUND; /* never from pack_to: only a damaged form read from disk */
     *off8 = off;
     *size = (uint32_t)(bytes - NEEDLE_HEADER_SIZE - slack);
     return 0;
@@ -348,7 +348,7 @@ static int grow(struct index *ix, uint32_t i)
 int index_put(struct index *ix, uint32_t seq, uint64_t offset, uint32_t size)
 {
     if (seq == 0 || seq > INDEX_MAX_SEQ || offset == 0 || offset % 8 != 0 ||
-        (offset >> INDEX_OFF_SHIFT) > UINT32_MAX || (size & INDEX_DELETED))
+        (offset >> INDEX_OFF_SHIFT) > UINT32_MAX || size > NEEDLE_MAX_DATA)
         return IMG_EINVAL;
     if (seq < ix->npacked) {
         int rc = unpack(ix);
@@ -405,6 +405,27 @@ int index_seal(struct index *ix)
         }
     }
     return 0;
+}
+
+int index_check_packed(const struct index *ix, uint64_t lo, uint64_t hi)
+{
+    if (ix->npacked == 0 || ix->npacked % INDEX_GROUP != 0 || ix->npacked > INDEX_MAX_SEQ ||
+        ix->max_seq >= ix->npacked || ix->live > ix->max_seq || ix->cap != 0 || ix->plain ||
+        !ix->groups || !ix->bits || ix->groups_cap != ix->npacked / INDEX_GROUP + 1 ||
+        ix->bits_cap != ix->bits_len + BITS_PAD)
+        return IMG_EFORMAT;
+    uint32_t ng = ix->npacked / INDEX_GROUP;
+    for (uint32_t j = 0; j <= ng; j++) {
+        const struct index_group *g = &ix->groups[j];
+        if (g->base < lo || g->base > hi || (j > 0 && g->base < g[-1].base) || g->zero)
+            return IMG_EFORMAT;
+        if (j == ng) /* the end: only its base */
+            return g->pos || g->step || g->w_off || g->w_slack || g->deleted ? IMG_EFORMAT : 0;
+        if (g->w_off > 32 || g->w_slack > 32 ||
+            (uint64_t)g->pos + (size_t)INDEX_GROUP / 8 * (g->w_off + g->w_slack) > ix->bits_len)
+            return IMG_EFORMAT;
+    }
+    return IMG_EFORMAT;
 }
 
 int index_delete(struct index *ix, uint32_t seq)

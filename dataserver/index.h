@@ -75,7 +75,7 @@ void index_free(struct index *ix);
 
 /* Records file `seq` at `offset` (multiple of 8) with `size` bytes. Returns
  * 0, -ENOMEM (index unchanged), or IMG_EINVAL for seq 0 or above
- * INDEX_MAX_SEQ, or a bad offset. A seq below npacked (a record older than
+ * INDEX_MAX_SEQ, a bad offset or a size above NEEDLE_MAX_DATA. A seq below npacked (a record older than
  * the packed part: never in a sound block) turns the index back to plain
  * arrays for good. */
 int index_put(struct index *ix, uint32_t seq, uint64_t offset, uint32_t size);
@@ -92,6 +92,14 @@ int index_get(const struct index *ix, uint32_t seq, uint64_t *offset, uint32_t *
  * and trims the arrays to their exact sizes. Returns 0 or -ENOMEM (the
  * index is then unchanged and still correct). */
 int index_seal(struct index *ix);
+
+/* Checks a packed index read from disk (hostile; index_pack.c fills the
+ * struct): every seq packed, nothing plain, the arrays as sealed, widths
+ * and field positions inside `bits`, group offsets / 8 never falling and
+ * within [lo, hi]. Then every lookup stays inside the arrays and answers
+ * offsets inside [lo, hi] * 8 (index_get checks each answer against its
+ * group). Returns 0 or IMG_EFORMAT. O(groups). */
+int index_check_packed(const struct index *ix, uint64_t lo, uint64_t hi);
 
 /* Bytes of heap the index holds (arrays as allocated). */
 size_t index_ram(const struct index *ix);

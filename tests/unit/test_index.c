@@ -46,6 +46,7 @@ Test(index, refuses_bad_arguments)
     cr_assert_eq(index_put(&ix, 1, 0, 1), IMG_EINVAL);
     cr_assert_eq(index_put(&ix, 1, (UINT64_C(1) << 35) + 8, 1), IMG_EINVAL);
     cr_assert_eq(index_put(&ix, 1, 64, INDEX_DELETED | 1), IMG_EINVAL);
+    cr_assert_eq(index_put(&ix, 1, 64, NEEDLE_MAX_DATA + 1), IMG_EINVAL);
     cr_assert_eq(ix.live, 0);
     index_free(&ix);
 }
