@@ -453,34 +453,19 @@ static void packed_load(struct block *b, uint64_t idx_size, uint64_t file_size,
     }
 }
 
-/* A sealed block's packed index (version 2: its RAM index, index_seal'ed),
- * (re)written at open when the index file holds INDEX_PACK_MIN_ENTRIES
- * entries more than the copy in use. The RAM index then stands for exactly
- * the index file's entries (recover brought the file in line). */
+/* A sealed block's packed index (version 2: its RAM index, which recover
+ * left standing for exactly the index file's entries), (re)written at open
+ * (index_pack_write). */
 static void packed_write(struct block *b)
 {
     char path[sizeof(b->path) + SUFFIX_MAX];
-    struct stat st;
     struct index_pack_meta m = {.tail = b->tail, .next_seq = b->next_seq,
                                 .deleted_bytes = b->deleted_bytes};
-    if (!b->sealed || b->ix.cap != 0 || b->ix.plain || b->ix.npacked == 0 ||
-        fstat(b->idx_fd, &st) < 0 || st.st_size <= INDEX_HEADER_SIZE)
-        return;
-    uint64_t held = ((uint64_t)st.st_size - INDEX_HEADER_SIZE) / INDEX_ENTRY_SIZE;
-    if (held < INDEX_PACK_MIN_ENTRIES || held > UINT32_MAX ||
-        held < (uint64_t)b->packed_entries + INDEX_PACK_MIN_ENTRIES)
-        return;
-    m.n = (uint32_t)held;
-    int rc = 0;
-    if (pread(b->idx_fd, m.last, sizeof(m.last),
-              (off_t)(INDEX_HEADER_SIZE + (held - 1) * INDEX_ENTRY_SIZE)) != (ssize_t)sizeof(m.last))
-        rc = -EIO;
+    if (!b->sealed || b->ix.cap != 0 || b->ix.plain || b->ix.npacked == 0)
+        return; /* open, or its index could not be packed (index.h) */
     path_of(b, ".idz", path, sizeof(path));
-    if (rc == 0)
-        rc = index_pack_save(path, b->id, &b->ix, &m);
-    if (rc == 0)
-        b->packed_entries = m.n;
-    else
+    int rc = index_pack_write(path, b->id, b->idx_fd, &b->ix, &m, &b->packed_entries);
+    if (rc != 0)
         log_warn("block %016" PRIx64 ": cannot write its packed index: %s", b->id,
                  img_strerror(rc));
 }
@@ -523,25 +508,14 @@ static int load_index(struct block *b, uint64_t file_size, uint64_t *scan_from, 
     packed_load(b, idx_size, file_size, &packed, &npacked, &pix, &pm);
     b->packed_entries = packed ? 0 : npacked;
     if (!packed && npacked) {
-        uint32_t seq, size;
-        uint64_t off;
-        int tomb;
-        index_decode_entry(pm.last, &seq, &off, &size, &tomb);
-        if (seq == 0 || seq > seq_limit(b) || off < BLOCK_SUPER_SIZE || size > NEEDLE_MAX_DATA ||
-            (tomb && size != 0) || off + needle_record_size(size) > file_size) {
-            index_free(&pix);
-            b->packed_entries = npacked = 0;
-            packed_drop(b);
-        } else {
-            index_free(&b->ix);
-            b->ix = pix;
-            b->next_seq = pm.next_seq;
-            b->deleted_bytes = pm.deleted_bytes;
-            last_data_seq = b->ix.max_seq;
-            end = off + needle_record_size(size);
-            last_off = off, last_seq = seq, last_size = size, last_tomb = tomb;
-            pos += (uint64_t)npacked * INDEX_ENTRY_SIZE;
-        }
+        index_free(&b->ix);
+        b->ix = pix;
+        b->next_seq = pm.next_seq;
+        b->deleted_bytes = pm.deleted_bytes;
+        last_data_seq = b->ix.max_seq;
+        index_decode_entry(pm.last, &last_seq, &last_off, &last_size, &last_tomb);
+        end = last_off + needle_record_size(last_size);
+        pos += (uint64_t)npacked * INDEX_ENTRY_SIZE;
     }
     while (!stop) {
         const uint8_t *src = packed ? packed : buf;

@@ -34,7 +34,7 @@
  *                bit fields (index.h)
  *
  * index_pack_load and index_pack_write do the file I/O (plain reads of the
- * index file, fs_write_atomic). May call base/, codec.c and index.h. */
+ * index file, fs_write_atomic); only version 2 is written. May call base/, codec.c and index.h. */
 #include "dataserver/index_pack.h"
 
 #include "base/crc32c.h"
@@ -162,8 +162,9 @@ int index_pack_decode(const uint8_t *in, size_t len, uint64_t id, uint32_t max_n
     return 0;
 }
 
-int index_pack_save(const char *path, uint64_t id, const struct index *ix,
-                    const struct index_pack_meta *meta)
+/* Writes ix and *meta as version 2 (index_pack_write). */
+static int save_v2(const char *path, uint64_t id, const struct index *ix,
+                   const struct index_pack_meta *meta)
 {
     if (ix->npacked == 0 || ix->cap != 0 || ix->plain || ix->max_seq >= ix->npacked ||
         ix->bits_len > UINT32_MAX)
@@ -207,7 +208,8 @@ int index_pack_save(const char *path, uint64_t id, const struct index *ix,
 /* Decodes a version 2 packed index (hostile) into *ix and *meta. Returns
  * 0 or IMG_EFORMAT / -ENOMEM (*ix untouched). */
 static int decode_v2(const uint8_t *in, size_t len, uint64_t id, uint32_t max_n,
-                     uint64_t file_size, struct index *ix, struct index_pack_meta *meta)
+                     uint32_t seq_max, uint64_t file_size, struct index *ix,
+                     struct index_pack_meta *meta)
 {
     if (len < INDEX_PACK2_HEADER_SIZE || memcmp(in, INDEX_PACK2_MAGIC, sizeof(INDEX_PACK2_MAGIC)) ||
         le_get32(in + V2_OFF_HCRC) != crc32c(0, in, V2_OFF_HCRC) ||
@@ -218,6 +220,13 @@ static int decode_v2(const uint8_t *in, size_t len, uint64_t id, uint32_t max_n,
                                 .next_seq = le_get32(in + V2_OFF_NEXT_SEQ),
                                 .deleted_bytes = le_get64(in + V2_OFF_DELETED_BYTES)};
     memcpy(m.last, in + V2_OFF_LAST, INDEX_ENTRY_SIZE);
+    uint32_t seq, size;
+    uint64_t off;
+    int tomb;
+    index_decode_entry(m.last, &seq, &off, &size, &tomb);
+    if (seq == 0 || seq > seq_max || off < INDEX_PACK_FIRST_OFF8 * NEEDLE_ALIGN ||
+        size > NEEDLE_MAX_DATA || (tomb && size != 0) || off + needle_record_size(size) > file_size)
+        return IMG_EFORMAT; /* the checks every entry of the index file gets (block.c) */
     uint32_t npacked = le_get32(in + V2_OFF_NPACKED), bits_len = le_get32(in + V2_OFF_BITS_LEN);
     uint64_t ng = (uint64_t)npacked / INDEX_GROUP + 1;
     if (m.n == 0 || m.n > max_n || m.tail > file_size || m.deleted_bytes > file_size ||
@@ -269,6 +278,7 @@ int index_pack_load(const char *path, uint64_t id, int idx_fd, uint64_t idx_size
                                                  : 0;
     if (held < INDEX_PACK_MIN_ENTRIES)
         return -ENOENT;
+    uint32_t seq_max = max_n;
     if (held < max_n)
         max_n = (uint32_t)held;
     char *data = NULL;
@@ -284,7 +294,7 @@ int index_pack_load(const char *path, uint64_t id, int idx_fd, uint64_t idx_size
     const uint8_t *in = (const uint8_t *)data;
     *entries = NULL;
     if (len >= sizeof(INDEX_PACK2_MAGIC) && memcmp(in, INDEX_PACK2_MAGIC, sizeof(INDEX_PACK2_MAGIC)) == 0) {
-        rc = decode_v2(in, len, id, max_n, file_size, ix, meta);
+        rc = decode_v2(in, len, id, max_n, seq_max, file_size, ix, meta);
         /* The index file must still hold the entry it ends with. */
         uint8_t last[INDEX_ENTRY_SIZE];
         if (rc == 0 && (pread(idx_fd, last, sizeof(last),
@@ -303,7 +313,8 @@ int index_pack_load(const char *path, uint64_t id, int idx_fd, uint64_t idx_size
     return rc;
 }
 
-int index_pack_write(const char *path, uint64_t id, int idx_fd, uint64_t end, uint32_t *packed)
+int index_pack_write(const char *path, uint64_t id, int idx_fd, const struct index *ix,
+                     const struct index_pack_meta *meta, uint32_t *packed)
 {
     struct stat st;
     if (fstat(idx_fd, &st) < 0)
@@ -314,27 +325,14 @@ int index_pack_write(const char *path, uint64_t id, int idx_fd, uint64_t end, ui
     if (held < INDEX_PACK_MIN_ENTRIES || held > UINT32_MAX / INDEX_ENTRY_SIZE ||
         held < (uint64_t)*packed + INDEX_PACK_MIN_ENTRIES)
         return 0;
-    size_t raw = (size_t)held * INDEX_ENTRY_SIZE, len = 0;
-    uint8_t *ent = malloc(raw), *out = NULL;
-    if (!ent)
-        return -ENOMEM;
-    int rc = 0;
-    for (size_t got = 0; rc == 0 && got < raw;) {
-        ssize_t r = pread(idx_fd, ent + got, raw - got, (off_t)(INDEX_HEADER_SIZE + got));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            rc = r < 0 ? -errno : -EIO;
-        else
-            got += (size_t)r;
-    }
+    struct index_pack_meta m = *meta;
+    m.n = (uint32_t)held;
+    ssize_t r = pread(idx_fd, m.last, sizeof(m.last),
+                      (off_t)(INDEX_HEADER_SIZE + (held - 1) * INDEX_ENTRY_SIZE));
+    if (r != (ssize_t)sizeof(m.last))
+        return r < 0 ? -errno : -EIO;
+    int rc = save_v2(path, id, ix, &m);
     if (rc == 0)
-        rc = index_pack_encode(id, end, ent, (uint32_t)held, &out, &len);
-    if (rc == 0)
-        rc = fs_write_atomic(path, out, len);
-    if (rc == 0)
-        *packed = (uint32_t)held;
-    free(ent);
-    free(out);
+        *packed = m.n;
     return rc;
 }

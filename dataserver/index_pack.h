@@ -68,18 +68,14 @@ int index_pack_load(const char *path, uint64_t id, int idx_fd, uint64_t idx_size
                     uint64_t file_size, uint8_t **entries, uint32_t *n, struct index *ix,
                     struct index_pack_meta *meta);
 
-/* Writes `ix` (fully packed: index_seal'ed with no plain tail) and *meta
- * as the version 2 packed index of block `id` to `path`, atomically.
- * Returns 0, IMG_EINVAL (not fully packed) or an error. */
-int index_pack_save(const char *path, uint64_t id, const struct index *ix,
-                    const struct index_pack_meta *meta);
-
-/* Writes the version 1 packed copy of the index file idx_fd's entries to
- * `path` (atomically; block.c writes version 2, this is kept for tests of
- * the upgrade) when it holds at least INDEX_PACK_MIN_ENTRIES more than
- * *packed (the entries of the packed copy in use), which is then updated.
- * `end`: the block's tail. Returns 0 (also when nothing was due) or an
- * error. */
-int index_pack_write(const char *path, uint64_t id, int idx_fd, uint64_t end, uint32_t *packed);
+/* Writes the version 2 packed index of block `id` to `path` (atomically)
+ * when the index file idx_fd holds at least INDEX_PACK_MIN_ENTRIES entries
+ * more than *packed (the entries of the packed copy in use), which is then
+ * updated: `ix` must be the RAM index of exactly those entries, fully
+ * packed (index_seal'ed, no plain tail), meta gives tail, next_seq and
+ * deleted_bytes (n and last are read from idx_fd). Returns 0 (also when
+ * nothing was due), IMG_EINVAL (ix not fully packed) or an error. */
+int index_pack_write(const char *path, uint64_t id, int idx_fd, const struct index *ix,
+                     const struct index_pack_meta *meta, uint32_t *packed);
 
 #endif
