@@ -12,8 +12,9 @@
  * open and create; blockio.c for the loop). The index file is not the block
  * file: it is appended with plain write(2), never fsync'd, and truncated to
  * nothing whenever a write to it fails, so the next open rebuilds it. A
- * sealed block's entries are also kept packed (<id>.idz, index_pack.h),
- * read at open instead of them, and dropped at the first doubt.
+ * sealed block's RAM index (packed whole by index_seal) is also saved
+ * (<id>.idz, index_pack.h), installed at open instead of reading the
+ * entries it stands for, and dropped at the first doubt.
  *
  * The meta file is a small key=value text file replaced atomically:
  *   version=1
@@ -431,21 +432,15 @@ static void packed_drop(struct block *b)
     b->packed_entries = 0;
 }
 
-/* Reads a believable <id>.idz into *entries / *n (version 1) or *ix /
- * *meta (version 2, *entries NULL); removes a bad one. */
+/* Reads a believable <id>.idz (index_pack_load); removes a bad one. */
 static void packed_load(struct block *b, uint64_t idx_size, uint64_t file_size,
                         uint8_t **entries, uint32_t *n, struct index *ix,
                         struct index_pack_meta *meta)
 {
     char path[sizeof(b->path) + SUFFIX_MAX];
     path_of(b, ".idz", path, sizeof(path));
-    *n = 0;
     int rc = index_pack_load(path, b->id, b->idx_fd, idx_size, seq_limit(b), file_size, entries, n,
                              ix, meta);
-    if (rc != 0) {
-        *n = 0;
-        *entries = NULL;
-    }
     if (rc != 0 && rc != -ENOENT) {
         log_warn("block %016" PRIx64 ": packed index unusable (%s); reading the index file",
                  b->id, img_strerror(rc));
@@ -461,10 +456,9 @@ static void packed_write(struct block *b)
     char path[sizeof(b->path) + SUFFIX_MAX];
     struct index_pack_meta m = {.tail = b->tail, .next_seq = b->next_seq,
                                 .deleted_bytes = b->deleted_bytes};
-    if (!b->sealed || b->ix.cap != 0 || b->ix.plain || b->ix.npacked == 0)
-        return; /* open, or its index could not be packed (index.h) */
     path_of(b, ".idz", path, sizeof(path));
-    int rc = index_pack_write(path, b->id, b->idx_fd, &b->ix, &m, &b->packed_entries);
+    int rc = b->sealed ? index_pack_write(path, b->id, b->idx_fd, &b->ix, &m, &b->packed_entries)
+                       : 0;
     if (rc != 0)
         log_warn("block %016" PRIx64 ": cannot write its packed index: %s", b->id,
                  img_strerror(rc));

@@ -279,6 +279,8 @@ int index_pack_load(const char *path, uint64_t id, int idx_fd, uint64_t idx_size
     if (held < INDEX_PACK_MIN_ENTRIES)
         return -ENOENT;
     uint32_t seq_max = max_n;
+    *n = 0;
+    *entries = NULL;
     if (held < max_n)
         max_n = (uint32_t)held;
     char *data = NULL;
@@ -310,6 +312,8 @@ int index_pack_load(const char *path, uint64_t id, int idx_fd, uint64_t idx_size
         rc = index_pack_decode(in, len, id, max_n, file_size, entries, n);
     }
     free(data);
+    if (rc != 0)
+        *n = 0; /* *entries is only set on success */
     return rc;
 }
 
@@ -317,6 +321,8 @@ int index_pack_write(const char *path, uint64_t id, int idx_fd, const struct ind
                      const struct index_pack_meta *meta, uint32_t *packed)
 {
     struct stat st;
+    if (ix->npacked == 0 || ix->cap != 0 || ix->plain)
+        return 0; /* never packed whole (index.h): nothing to write */
     if (fstat(idx_fd, &st) < 0)
         return -errno;
     if (st.st_size <= INDEX_HEADER_SIZE)

@@ -62,8 +62,8 @@ struct index_pack_meta {
  * (version 1: malloc'd, *n decoded entries, owned by the caller) or, with
  * *entries NULL, *ix (version 2: an index_seal'ed RAM index, owned by the
  * caller) and *meta; -ENOENT when there is none or the index is too small
- * to have one; IMG_EFORMAT or -errno. *ix is untouched unless 0 is
- * returned with *entries NULL. */
+ * to have one; IMG_EFORMAT or -errno (*n 0 and *entries NULL then). *ix
+ * is left empty unless 0 is returned with *entries NULL. */
 int index_pack_load(const char *path, uint64_t id, int idx_fd, uint64_t idx_size, uint32_t max_n,
                     uint64_t file_size, uint8_t **entries, uint32_t *n, struct index *ix,
                     struct index_pack_meta *meta);
@@ -71,10 +71,11 @@ int index_pack_load(const char *path, uint64_t id, int idx_fd, uint64_t idx_size
 /* Writes the version 2 packed index of block `id` to `path` (atomically)
  * when the index file idx_fd holds at least INDEX_PACK_MIN_ENTRIES entries
  * more than *packed (the entries of the packed copy in use), which is then
- * updated: `ix` must be the RAM index of exactly those entries, fully
- * packed (index_seal'ed, no plain tail), meta gives tail, next_seq and
- * deleted_bytes (n and last are read from idx_fd). Returns 0 (also when
- * nothing was due), IMG_EINVAL (ix not fully packed) or an error. */
+ * updated: `ix` must be the RAM index of exactly those entries; it is
+ * written only when fully packed (index_seal'ed, no plain tail). meta gives
+ * tail, next_seq and deleted_bytes (n and last are read from idx_fd).
+ * Returns 0 (also when nothing was due or ix is not fully packed) or an
+ * error. */
 int index_pack_write(const char *path, uint64_t id, int idx_fd, const struct index *ix,
                      const struct index_pack_meta *meta, uint32_t *packed);
 
