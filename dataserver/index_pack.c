@@ -229,9 +229,11 @@ static int decode_v2(const uint8_t *in, size_t len, uint64_t id, uint32_t max_n,
         return IMG_EFORMAT; /* the checks every entry of the index file gets (block.c) */
     uint32_t npacked = le_get32(in + V2_OFF_NPACKED), bits_len = le_get32(in + V2_OFF_BITS_LEN);
     uint64_t ng = (uint64_t)npacked / INDEX_GROUP + 1;
+    /* Seqs are bounded by the block's size, not by the entries: a
+     * compacted block keeps its files' seqs with holes between them. */
     if (m.n == 0 || m.n > max_n || m.tail > file_size || m.deleted_bytes > file_size ||
-        npacked % INDEX_GROUP != 0 || npacked > (uint64_t)max_n + INDEX_GROUP ||
-        m.next_seq > (uint64_t)max_n + 1 ||
+        npacked % INDEX_GROUP != 0 || npacked > (uint64_t)seq_max + INDEX_GROUP ||
+        m.next_seq > (uint64_t)seq_max + 1 ||
         len != INDEX_PACK2_HEADER_SIZE + ng * V2_GROUP_SIZE + bits_len ||
         le_get32(in + V2_OFF_PCRC) != crc32c(0, in + INDEX_PACK2_HEADER_SIZE,
                                              len - INDEX_PACK2_HEADER_SIZE))
@@ -285,10 +287,14 @@ int index_pack_load(const char *path, uint64_t id, int idx_fd, uint64_t idx_size
         max_n = (uint32_t)held;
     char *data = NULL;
     size_t len = 0;
-    /* Either version is smaller than the entries it stands for (version 2:
-     * at most 8.4 bytes per seq, a seq per entry). */
-    int rc = fs_read_all(path, INDEX_PACK_HEADER_SIZE + ZSTD_compressBound(held * INDEX_ENTRY_SIZE),
-                         &data, &len);
+    /* Version 1 is at most a frame of the entries it stands for; version 2
+     * at most a group header per 64 seqs and two 32-bit fields per seq, and
+     * seqs may far outnumber entries (a compacted block keeps its files'
+     * seqs): bounded by the block's size, as a plain index of it would be. */
+    uint64_t v1max = INDEX_PACK_HEADER_SIZE + ZSTD_compressBound(held * INDEX_ENTRY_SIZE);
+    uint64_t v2max = INDEX_PACK2_HEADER_SIZE + ((uint64_t)seq_max / INDEX_GROUP + 2) * V2_GROUP_SIZE +
+                     (uint64_t)seq_max * 8;
+    int rc = fs_read_all(path, (size_t)(v1max > v2max ? v1max : v2max), &data, &len);
     if (rc == -EFBIG)
         return IMG_EFORMAT;
     if (rc != 0)
