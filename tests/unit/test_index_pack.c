@@ -412,3 +412,43 @@ Test(index_pack, version_2_with_seq_holes_is_kept)
     free(now);
     free(idx);
 }
+
+Test(index_pack, version_2_random_forgeries_stay_inside_the_block)
+{
+    /* A forger who recomputes the CRCs can change any byte of a version 2
+     * copy. Whatever is believed, every lookup must stay inside the block
+     * file and within the largest record (reads then fail their checks,
+     * docs/storage.md). */
+    make_sealed(NFILES, 0);
+    block_close(open_ok());
+    size_t len, blen;
+    uint8_t *orig = read_file(".idz", &len);
+    free(read_file(".blk", &blen));
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (int round = 0; round < 200; round++) {
+        uint8_t *z = malloc(len);
+        cr_assert(z);
+        memcpy(z, orig, len);
+        for (int k = 0; k < 1 + round % 4; k++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            size_t at = INDEX_PACK2_HEADER_SIZE + (size_t)(x % (len - INDEX_PACK2_HEADER_SIZE));
+            z[at] ^= (uint8_t)(1u << ((x >> 32) % 8));
+        }
+        reseal_v2(z, len);
+        write_file(".idz", z, len);
+        free(z);
+        struct block *b = open_ok();
+        for (uint32_t s = 0; s <= NFILES + INDEX_GROUP; s++) {
+            uint64_t off;
+            uint32_t size;
+            int rc = block_lookup(b, s, &off, &size);
+            if (rc == 0 || rc == IMG_EDELETED)
+                cr_assert(off >= BLOCK_SUPER_SIZE && size <= NEEDLE_MAX_DATA &&
+                              off + needle_record_size(size) <= blen,
+                          "round %d seq %u: offset %llu size %u", round, s,
+                          (unsigned long long)off, size);
+        }
+        block_close(b);
+    }
+    free(orig);
+}
