@@ -34,7 +34,8 @@
  *                bit fields (index.h)
  *
  * index_pack_load and index_pack_write do the file I/O (plain reads of the
- * index file, fs_write_atomic); only version 2 is written. May call base/, codec.c and index.h. */
+ * index file, fs_write_atomic); only version 2 is written. May call base/,
+ * codec.c, index.h and needle.h. */
 #include "dataserver/index_pack.h"
 
 #include "base/crc32c.h"

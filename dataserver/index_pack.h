@@ -15,7 +15,7 @@
  * another n-th entry there, a block file shorter than it covered, a
  * structure that could not come from index.c) makes block_open ignore and
  * remove it.
- * Storage engine: calls base/, codec.c and index.h only. */
+ * Storage engine: calls base/, codec.c, index.h and needle.h only. */
 #ifndef DS_INDEX_PACK_H
 #define DS_INDEX_PACK_H
 
