@@ -12,8 +12,9 @@
  * open and create; blockio.c for the loop). The index file is not the block
  * file: it is appended with plain write(2), never fsync'd, and truncated to
  * nothing whenever a write to it fails, so the next open rebuilds it. A
- * sealed block's entries are also kept packed (<id>.idz, index_pack.h),
- * read at open instead of them, and dropped at the first doubt.
+ * sealed block's RAM index (packed whole by index_seal) is also saved
+ * (<id>.idz, index_pack.h), installed at open instead of reading the
+ * entries it stands for, and dropped at the first doubt.
  *
  * The meta file is a small key=value text file replaced atomically:
  *   version=1
@@ -58,6 +59,7 @@
 _Static_assert(sizeof(BLOCK_MAGIC) == SB_MAGIC_LEN, "block magic with its NUL fills 8 bytes");
 _Static_assert(SB_OFF_CRC + SB_CRC_LEN == BLOCK_SUPER_SIZE, "superblock ends with its CRC");
 _Static_assert(BLOCK_SUPER_SIZE % NEEDLE_ALIGN == 0, "records start aligned");
+_Static_assert(BLOCK_SUPER_SIZE == INDEX_PACK_FIRST_OFF8 * NEEDLE_ALIGN, "packed index bound");
 _Static_assert(BLOCK_MIN_SIZE > BLOCK_TOMBSTONE_RESERVE + BLOCK_SUPER_SIZE,
                "a block always has room for files and tombstones");
 
@@ -430,13 +432,15 @@ static void packed_drop(struct block *b)
     b->packed_entries = 0;
 }
 
-/* Reads a believable <id>.idz into *entries / *n; removes a bad one. */
+/* Reads a believable <id>.idz (index_pack_load); removes a bad one. */
 static void packed_load(struct block *b, uint64_t idx_size, uint64_t file_size,
-                        uint8_t **entries, uint32_t *n)
+                        uint8_t **entries, uint32_t *n, struct index *ix,
+                        struct index_pack_meta *meta)
 {
     char path[sizeof(b->path) + SUFFIX_MAX];
     path_of(b, ".idz", path, sizeof(path));
-    int rc = index_pack_load(path, b->id, idx_size, seq_limit(b), file_size, entries, n);
+    int rc = index_pack_load(path, b->id, b->idx_fd, idx_size, seq_limit(b), file_size, entries, n,
+                             ix, meta);
     if (rc != 0 && rc != -ENOENT) {
         log_warn("block %016" PRIx64 ": packed index unusable (%s); reading the index file",
                  b->id, img_strerror(rc));
@@ -444,12 +448,16 @@ static void packed_load(struct block *b, uint64_t idx_size, uint64_t file_size,
     }
 }
 
-/* A sealed block's packed index, (re)written at open (index_pack_write). */
+/* A sealed block's packed index (version 2: its RAM index, which recover
+ * left standing for exactly the index file's entries), (re)written at open
+ * (index_pack_write). */
 static void packed_write(struct block *b)
 {
     char path[sizeof(b->path) + SUFFIX_MAX];
+    struct index_pack_meta m = {.tail = b->tail, .next_seq = b->next_seq,
+                                .deleted_bytes = b->deleted_bytes};
     path_of(b, ".idz", path, sizeof(path));
-    int rc = b->sealed ? index_pack_write(path, b->id, b->idx_fd, b->tail, &b->packed_entries)
+    int rc = b->sealed ? index_pack_write(path, b->id, b->idx_fd, &b->ix, &m, &b->packed_entries)
                        : 0;
     if (rc != 0)
         log_warn("block %016" PRIx64 ": cannot write its packed index: %s", b->id,
@@ -474,27 +482,35 @@ static int load_index(struct block *b, uint64_t file_size, uint64_t *scan_from, 
     ssize_t n = pread(b->idx_fd, hdr, INDEX_HEADER_SIZE, 0);
     if (n != INDEX_HEADER_SIZE || memcmp(hdr, want, INDEX_HEADER_SIZE) != 0)
         return 0;
-    /* Seqs are dense, so the entry count bounds the highest seq: size the
-     * RAM index once from the file's length instead of doubling through it
-     * (a failure here only means it grows as it loads). */
+    /* The RAM index packs itself as it fills (index.h): no sizing ahead. */
     struct stat st;
     uint64_t idx_size = 0;
     if (fstat(b->idx_fd, &st) == 0)
         idx_size = (uint64_t)st.st_size;
-    if (idx_size > INDEX_HEADER_SIZE) {
-        uint64_t nent = ((uint64_t)st.st_size - INDEX_HEADER_SIZE) / INDEX_ENTRY_SIZE;
-        if (nent < seq_limit(b))
-            index_reserve(&b->ix, (uint32_t)nent + 1);
-    }
     uint8_t *buf = malloc((size_t)IDX_LOAD_ENTRIES * INDEX_ENTRY_SIZE);
     if (!buf)
         return -ENOMEM;
     /* The packed copy of the first entries, if believable, stands for them
-     * (index_pack.h): its entries go through the same checks below. */
+     * (index_pack.h): version 1's entries go through the same checks below
+     * (and the copy is then rewritten as version 2); version 2 is the RAM
+     * index after them, and its last entry is checked like any other. */
     uint8_t *packed = NULL;
     uint32_t npacked = 0;
-    packed_load(b, idx_size, file_size, &packed, &npacked);
-    b->packed_entries = npacked;
+    struct index pix;
+    struct index_pack_meta pm;
+    index_init(&pix);
+    packed_load(b, idx_size, file_size, &packed, &npacked, &pix, &pm);
+    b->packed_entries = packed ? 0 : npacked;
+    if (!packed && npacked) {
+        index_free(&b->ix);
+        b->ix = pix;
+        b->next_seq = pm.next_seq;
+        b->deleted_bytes = pm.deleted_bytes;
+        last_data_seq = b->ix.max_seq;
+        index_decode_entry(pm.last, &last_seq, &last_off, &last_size, &last_tomb);
+        end = last_off + needle_record_size(last_size);
+        pos += (uint64_t)npacked * INDEX_ENTRY_SIZE;
+    }
     while (!stop) {
         const uint8_t *src = packed ? packed : buf;
         if (packed)
@@ -830,6 +846,8 @@ int block_open(const char *blocks_dir, int disk, uint64_t id, struct block **out
     }
     if ((rc = recover(b, (uint64_t)st.st_size)) != 0)
         goto err;
+    if (b->sealed)
+        index_seal(&b->ix); /* -ENOMEM: its tail stays plain */
     packed_write(b);
     b->durable_tail = b->tail;
     b->prealloc_end = b->tail;
@@ -863,6 +881,7 @@ int block_seal(struct block *b)
     if (!b->sealed)
         b->dirty = 1;
     b->sealed = 1;
+    index_seal(&b->ix); /* no new file will come: pack its index (-ENOMEM: later) */
     return block_save_meta(b);
 }
 
@@ -1191,6 +1210,7 @@ int block_swap_file(struct block *b, const char *tmp_path, int new_fd, struct in
     index_free(&b->ix);
     b->ix = *ix;
     index_init(ix);
+    index_seal(&b->ix); /* compacted blocks are sealed */
     b->tail = b->durable_tail = tail;
     b->prealloc_end = tail;
     block_prealloc(b, tail + BLOCK_TOMBSTONE_RESERVE); /* best effort, as at open */

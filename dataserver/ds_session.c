@@ -587,6 +587,11 @@ static void session_connect(struct ds_nss *s)
         return;
     }
     s->need_full = 1;
+    /* Without keys there is no authentication to wait for (session_authed
+     * never runs): report at once, not at the next tick (a restart would
+     * serve no read for up to DS_HEARTBEAT_MS more). */
+    if (auth_link_ready(s->link))
+        send_heartbeats(ds);
 }
 
 int ds_session_start(struct ds *ds)

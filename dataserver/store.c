@@ -21,6 +21,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <malloc.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -339,6 +340,9 @@ int store_open(uv_loop_t *loop, char **dirs, int ndirs, struct store **out)
         return rc;
     }
     store_refresh(s);
+    /* Loading left freed buffers (index pieces, packed copies) in the heap:
+     * give them back, so the resident size is what the blocks keep. */
+    malloc_trim(0);
     log_info("store: server %s, %d folder(s), %" PRIu32 " block(s)", s->server_id, s->ndisks,
              s->nblocks);
     *out = s;

@@ -1,7 +1,9 @@
 /* Unit tests of packed indexes (dataserver/index_pack.c and their use by
  * block_open, dataserver/block.c): written for sealed blocks, read instead
  * of the index file's entries, and never trusted when anything is wrong. */
+#include "base/crc32c.h"
 #include "base/err.h"
+#include "base/le.h"
 #include "dataserver/block.h"
 #include "dataserver/index.h"
 #include "dataserver/index_pack.h"
@@ -234,4 +236,219 @@ Test(index_pack, decode_refuses_hostile_input)
         out[i / 8] ^= (uint8_t)(1u << (i % 8));
     }
     free(out);
+}
+
+static uint8_t *read_file(const char *suffix, size_t *len)
+{
+    char p[256];
+    path(suffix, p, sizeof(p));
+    FILE *f = fopen(p, "rb");
+    cr_assert(f);
+    cr_assert_eq(fseek(f, 0, SEEK_END), 0);
+    long n = ftell(f);
+    cr_assert_gt(n, 0);
+    rewind(f);
+    uint8_t *buf = malloc((size_t)n);
+    cr_assert(buf && fread(buf, 1, (size_t)n, f) == (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+static void write_file(const char *suffix, const uint8_t *buf, size_t len)
+{
+    char p[256];
+    path(suffix, p, sizeof(p));
+    FILE *f = fopen(p, "wb");
+    cr_assert(f && fwrite(buf, 1, len, f) == len);
+    fclose(f);
+}
+
+Test(index_pack, version_1_still_read_then_rewritten)
+{
+    make_sealed(NFILES, 0);
+    /* A packed copy as the previous release wrote it. */
+    size_t ilen, blen;
+    uint8_t *idx = read_file(".idx", &ilen);
+    free(read_file(".blk", &blen));
+    uint32_t n = (uint32_t)((ilen - INDEX_HEADER_SIZE) / INDEX_ENTRY_SIZE);
+    uint8_t *v1 = NULL;
+    size_t v1len = 0;
+    cr_assert_eq(index_pack_encode(TEST_ID, blen, idx + INDEX_HEADER_SIZE, n, &v1, &v1len), 0);
+    write_file(".idz", v1, v1len);
+    free(idx);
+    free(v1);
+    struct block *b = open_ok(); /* reads version 1, writes version 2 */
+    check_all(b, NFILES, 0);
+    cr_assert_eq(b->packed_entries, NFILES);
+    block_close(b);
+    size_t zlen;
+    uint8_t *z = read_file(".idz", &zlen);
+    cr_assert_eq(memcmp(z, INDEX_PACK2_MAGIC, 8), 0, "rewritten as version 2");
+    free(z);
+    b = open_ok();
+    check_all(b, NFILES, 0);
+    cr_assert_eq(b->packed_entries, NFILES);
+    block_close(b);
+}
+
+/* Rewrites the version 2 copy's checks after a change, as a forger would. */
+static void reseal_v2(uint8_t *z, size_t len)
+{
+    le_put32(z + 68, crc32c(0, z + INDEX_PACK2_HEADER_SIZE, len - INDEX_PACK2_HEADER_SIZE));
+    le_put32(z + 76, crc32c(0, z, 76));
+}
+
+Test(index_pack, version_2_forged_structure_is_refused)
+{
+    make_sealed(NFILES, 0);
+    block_close(open_ok());
+    size_t len;
+    uint8_t *orig = read_file(".idz", &len);
+    cr_assert_eq(memcmp(orig, INDEX_PACK2_MAGIC, 8), 0);
+    uint32_t npacked = le_get32(orig + 28);
+    size_t groups = INDEX_PACK2_HEADER_SIZE, last = groups + (size_t)(npacked / INDEX_GROUP) * 24;
+    struct {
+        size_t at;
+        uint32_t v;
+        int width;
+        const char *what;
+    } forge[] = {
+        {groups + 12, 40, 1, "offset field wider than 32 bits"},
+        {groups + 13, 33, 1, "slack field wider than 32 bits"},
+        {groups + 4, 0x7fffffff, 4, "fields past the end"},
+        {groups + 0, 0, 4, "an offset inside the superblock"},
+        {groups + 24, 0xffffffffu, 4, "offsets falling"},
+        {last, 0x7fffffff, 4, "an end past the block file"},
+        {last + 8, 1, 4, "an end group with fields"},
+        {groups + 14, 1, 1, "reserved bits set"},
+        {28, npacked + INDEX_GROUP, 4, "npacked without its groups"},
+        {32, npacked, 4, "max_seq past the packed seqs"},
+        {36, npacked, 4, "more live files than seqs"},
+        {40, 1, 4, "next seq below max_seq"},
+        {72, 1, 4, "reserved header bytes"},
+        {56, 0, 4, "a last entry of seq 0"},
+        {64, NEEDLE_MAX_DATA + 1, 4, "a last entry too large"},
+    };
+    for (size_t i = 0; i < sizeof(forge) / sizeof(forge[0]); i++) {
+        uint8_t *z = malloc(len);
+        cr_assert(z);
+        memcpy(z, orig, len);
+        if (forge[i].width == 1)
+            z[forge[i].at] = (uint8_t)forge[i].v;
+        else
+            le_put32(z + forge[i].at, forge[i].v);
+        reseal_v2(z, len);
+        write_file(".idz", z, len);
+        free(z);
+        struct block *b = open_ok();
+        check_all(b, NFILES, 0);
+        block_close(b);
+        size_t now_len;
+        uint8_t *now = read_file(".idz", &now_len);
+        /* refused: removed and written again from the index file */
+        cr_assert(now_len == len && memcmp(now, orig, len) == 0, "%s: not rewritten",
+                  forge[i].what);
+        free(now);
+    }
+    free(orig);
+}
+
+Test(index_pack, version_2_of_another_index_file_is_refused)
+{
+    make_sealed(NFILES, 0);
+    block_close(open_ok());
+    /* The index file's last entry changes (a record moved): the copy's
+     * n-th entry no longer matches it. */
+    size_t ilen;
+    uint8_t *idx = read_file(".idx", &ilen);
+    uint8_t *e = idx + ilen - INDEX_ENTRY_SIZE;
+    uint32_t seq, size;
+    uint64_t off;
+    int tomb;
+    index_decode_entry(e, &seq, &off, &size, &tomb);
+    index_encode_entry(seq, off, size, 1, e); /* same place, now a tombstone */
+    write_file(".idx", idx, ilen);
+    free(idx);
+    struct block *b = open_ok(); /* the index file is then checked against the block file */
+    check_all(b, NFILES, 0);
+    block_close(b);
+}
+
+Test(index_pack, version_2_with_seq_holes_is_kept)
+{
+    /* As a compacted block leaves it: seqs far above the entry count. */
+    struct block *b = NULL;
+    struct block_replica r[1] = {{"0123456789abcdef0123456789abcdef", "127.0.0.1:7001",
+                                  "127.0.0.1:8001"}};
+    cr_assert_eq(block_create(dir, 0, TEST_ID, TEST_SIZE, 1, r, 1, &b), 0);
+    uint8_t data[1024];
+    const uint32_t n = 1500;
+    for (uint32_t i = 1; i <= n; i++) {
+        b->next_seq = 7 * i; /* the seqs between were compacted away */
+        engine_append(b, 7 * i, COOKIE(7 * i), 1, data, content(7 * i, 0, data));
+    }
+    cr_assert_eq(block_seal(b), 0);
+    block_close(b);
+    block_close(open_ok()); /* writes the packed copy */
+    /* An entry the copy stands for is spoiled: were the copy refused, the
+     * index file would be read, found damaged and rebuilt. */
+    size_t ilen;
+    uint8_t *idx = read_file(".idx", &ilen);
+    le_put32(idx + INDEX_HEADER_SIZE + 4 * INDEX_ENTRY_SIZE + 4, 0);
+    write_file(".idx", idx, ilen);
+    b = open_ok();
+    cr_assert_eq(b->packed_entries, n);
+    cr_assert_eq(b->ix.max_seq, 7 * n);
+    uint64_t off;
+    uint32_t size;
+    for (uint32_t s = 1; s <= 7 * n + 1; s++)
+        cr_assert_eq(block_lookup(b, s, &off, &size) == 0, s % 7 == 0 && s <= 7 * n, "seq %u", s);
+    block_close(b);
+    size_t now_len;
+    uint8_t *now = read_file(".idx", &now_len);
+    cr_assert(now_len == ilen && memcmp(now, idx, ilen) == 0,
+              "the copy was believed: the index file was not read");
+    free(now);
+    free(idx);
+}
+
+Test(index_pack, version_2_random_forgeries_stay_inside_the_block)
+{
+    /* A forger who recomputes the CRCs can change any byte of a version 2
+     * copy. Whatever is believed, every lookup must stay inside the block
+     * file and within the largest record (reads then fail their checks,
+     * docs/storage.md). */
+    make_sealed(NFILES, 0);
+    block_close(open_ok());
+    size_t len, blen;
+    uint8_t *orig = read_file(".idz", &len);
+    free(read_file(".blk", &blen));
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (int round = 0; round < 200; round++) {
+        uint8_t *z = malloc(len);
+        cr_assert(z);
+        memcpy(z, orig, len);
+        for (int k = 0; k < 1 + round % 4; k++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            size_t at = INDEX_PACK2_HEADER_SIZE + (size_t)(x % (len - INDEX_PACK2_HEADER_SIZE));
+            z[at] ^= (uint8_t)(1u << ((x >> 32) % 8));
+        }
+        reseal_v2(z, len);
+        write_file(".idz", z, len);
+        free(z);
+        struct block *b = open_ok();
+        for (uint32_t s = 0; s <= NFILES + INDEX_GROUP; s++) {
+            uint64_t off;
+            uint32_t size;
+            int rc = block_lookup(b, s, &off, &size);
+            if (rc == 0 || rc == IMG_EDELETED)
+                cr_assert(off >= BLOCK_SUPER_SIZE && size <= NEEDLE_MAX_DATA &&
+                              off + needle_record_size(size) <= blen,
+                          "round %d seq %u: offset %llu size %u", round, s,
+                          (unsigned long long)off, size);
+        }
+        block_close(b);
+    }
+    free(orig);
 }
