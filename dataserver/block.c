@@ -16,16 +16,10 @@
  * (<id>.idz, index_pack.h), installed at open instead of reading the
  * entries it stands for, and dropped at the first doubt.
  *
- * The meta file is a small key=value text file replaced atomically:
- *   version=1
- *   block=<16 hex>
- *   primary=0|1
- *   sealed=0|1
- *   corrupt=0|1
- *   set_version=<u32>                         (optional: 0 when absent)
- *   replica=<server_id> <addr> <http_addr>    (0..BLOCK_MAX_REPLICAS lines)
+ * The meta file (<id>.meta: roles, replica set, flags) is block_meta.c's.
  */
 #include "dataserver/block.h"
+#include "dataserver/block_int.h"
 #include "base/le.h"
 
 #include "base/array.h"
@@ -63,13 +57,9 @@ _Static_assert(BLOCK_SUPER_SIZE == INDEX_PACK_FIRST_OFF8 * NEEDLE_ALIGN, "packed
 _Static_assert(BLOCK_MIN_SIZE > BLOCK_TOMBSTONE_RESERVE + BLOCK_SUPER_SIZE,
                "a block always has room for files and tombstones");
 
-#define META_VERSION 1
-#define META_MAX 4096             /* a meta file larger than this is not ours */
 #define SCAN_CHUNK (1u << 20)     /* recovery reads the block file in 1 MiB pieces */
 #define IDX_READ_ENTRIES 4096     /* index entries read at once at open */
 #define IDX_LOAD_ENTRIES (1u << 18) /* load_index reads 3 MiB of entries at once */
-#define ID_HEX_LEN 16
-#define SUFFIX_MAX 16             /* room for ".meta.tmp" and the like */
 #define PREALLOC_STEP (1u << 20)  /* disk space allocated ahead at a time */
 
 static int block_prealloc(struct block *b, uint64_t need);
@@ -92,7 +82,7 @@ static uint32_t seq_limit(const struct block *b)
     return (uint32_t)(b->max_size / NEEDLE_HEADER_SIZE);
 }
 
-static void path_of(const struct block *b, const char *suffix, char *out, size_t n)
+void block_path_of(const struct block *b, const char *suffix, char *out, size_t n)
 {
     snprintf(out, n, "%s%s", b->path, suffix);
 }
@@ -126,191 +116,6 @@ static int sb_check(const uint8_t *in, uint64_t id, uint64_t *max_size)
         return IMG_EFORMAT;
     *max_size = le_get64(in + SB_OFF_MAX_SIZE);
     return 0;
-}
-
-/* ---- meta file ---- */
-
-/* A replica field is stored as one whitespace-free token. */
-static int token_valid(const char *s, size_t cap)
-{
-    size_t n = strnlen(s, cap);
-    if (n == 0 || n == cap)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (s[i] <= ' ' || s[i] == 0x7f)
-            return 0;
-    return 1;
-}
-
-static int replicas_valid(const struct block_replica *r, int n)
-{
-    if (n < 0 || n > BLOCK_MAX_REPLICAS || (n > 0 && !r))
-        return 0;
-    for (int i = 0; i < n; i++)
-        if (!token_valid(r[i].server_id, sizeof(r[i].server_id)) ||
-            !token_valid(r[i].addr, sizeof(r[i].addr)) ||
-            !token_valid(r[i].http_addr, sizeof(r[i].http_addr)))
-            return 0;
-    return 1;
-}
-
-int block_save_meta(struct block *b)
-{
-    char buf[META_MAX], path[sizeof(b->path) + SUFFIX_MAX];
-    if (!replicas_valid(b->replicas, b->nreplicas))
-        return IMG_EINVAL;
-    int n = snprintf(buf, sizeof(buf),
-                     "version=%d\nblock=%016" PRIx64 "\nprimary=%d\nsealed=%d\ncorrupt=%d\n"
-                     "set_version=%" PRIu32 "\n",
-                     META_VERSION, b->id, b->primary ? 1 : 0, b->sealed ? 1 : 0,
-                     b->corrupt ? 1 : 0, b->set_version);
-    if (b->lonely_to && n > 0 && (size_t)n < sizeof(buf))
-        n += snprintf(buf + n, sizeof(buf) - (size_t)n, "lonely=%" PRIu64 " %" PRIu64 "\n",
-                      b->lonely_from, b->lonely_to);
-    for (int i = 0; i < b->nreplicas && n > 0 && (size_t)n < sizeof(buf); i++)
-        n += snprintf(buf + n, sizeof(buf) - (size_t)n, "replica=%s %s %s\n",
-                      b->replicas[i].server_id, b->replicas[i].addr, b->replicas[i].http_addr);
-    if (n < 0 || (size_t)n >= sizeof(buf))
-        return IMG_EINVAL;
-    path_of(b, ".meta", path, sizeof(path));
-    return fs_write_atomic(path, buf, (size_t)n);
-}
-
-static int parse_flag(const char *v, int *out)
-{
-    if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
-        return IMG_EFORMAT;
-    *out = v[0] == '1';
-    return 0;
-}
-
-/* Parses "<server_id> <addr> <http_addr>" into r. */
-static int parse_replica(char *v, struct block_replica *r)
-{
-    char *fields[3], *save = NULL;
-    size_t caps[3] = {sizeof(r->server_id), sizeof(r->addr), sizeof(r->http_addr)};
-    char *dst[3] = {r->server_id, r->addr, r->http_addr};
-    for (int i = 0; i < 3; i++) {
-        fields[i] = strtok_r(i == 0 ? v : NULL, " ", &save);
-        if (!fields[i] || strlen(fields[i]) >= caps[i])
-            return IMG_EFORMAT;
-        memcpy(dst[i], fields[i], strlen(fields[i]) + 1);
-        if (!token_valid(dst[i], caps[i]))
-            return IMG_EFORMAT;
-    }
-    return strtok_r(NULL, " ", &save) ? IMG_EFORMAT : 0;
-}
-
-/* Parses a set_version value: 1..10 decimal digits fitting in u32. */
-static int parse_u32(const char *v, uint32_t *out)
-{
-    size_t n = strlen(v);
-    if (n == 0 || n > 10 || strspn(v, "0123456789") != n)
-        return IMG_EFORMAT;
-    unsigned long long x = strtoull(v, NULL, 10);
-    if (x > UINT32_MAX)
-        return IMG_EFORMAT;
-    *out = (uint32_t)x;
-    return 0;
-}
-
-/* Parses "<from> <to>" (decimal, from < to) of a lonely= line. */
-static int parse_lonely(const char *v, uint64_t *from, uint64_t *to)
-{
-    char tail;
-    unsigned long long a, b;
-    if (strspn(v, "0123456789 ") != strlen(v) || sscanf(v, "%llu %llu%c", &a, &b, &tail) != 2 ||
-        a >= b)
-        return IMG_EFORMAT;
-    *from = a;
-    *to = b;
-    return 0;
-}
-
-/* Parses meta text (NUL-terminated, modified in place) into b. Every key but
- * replica must appear exactly once (set_version and lonely at most once:
- * metas written before set_version existed lack it, lonely is written only
- * when there are lonely records); unknown keys are refused. */
-static int meta_parse(struct block *b, char *text)
-{
-    enum { K_VERSION, K_BLOCK, K_PRIMARY, K_SEALED, K_CORRUPT, K_SET_VERSION, K_LONELY, K_N };
-    static const char *keys[K_N] = {"version", "block",   "primary",    "sealed",
-                                    "corrupt", "set_version", "lonely"};
-    int seen[K_N] = {0};
-    char *save = NULL;
-    b->nreplicas = 0;
-    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        char *eq = strchr(line, '=');
-        if (line[0] == '#' || line[0] == '\0')
-            continue;
-        if (!eq)
-            return IMG_EFORMAT;
-        *eq = '\0';
-        char *v = eq + 1;
-        if (strcmp(line, "replica") == 0) {
-            if (b->nreplicas >= BLOCK_MAX_REPLICAS ||
-                parse_replica(v, &b->replicas[b->nreplicas]) != 0)
-                return IMG_EFORMAT;
-            b->nreplicas++;
-            continue;
-        }
-        int k = 0;
-        while (k < K_N && strcmp(line, keys[k]) != 0)
-            k++;
-        if (k == K_N || seen[k]++)
-            return IMG_EFORMAT;
-        char idhex[ID_HEX_LEN + 1];
-        int rc = 0;
-        switch (k) {
-        case K_VERSION:
-            rc = strcmp(v, "1") == 0 ? 0 : IMG_EFORMAT;
-            break;
-        case K_BLOCK:
-            snprintf(idhex, sizeof(idhex), "%016" PRIx64, b->id);
-            rc = strcmp(v, idhex) == 0 ? 0 : IMG_EFORMAT;
-            break;
-        case K_PRIMARY:
-            rc = parse_flag(v, &b->primary);
-            break;
-        case K_SEALED:
-            rc = parse_flag(v, &b->sealed);
-            break;
-        case K_CORRUPT:
-            rc = parse_flag(v, &b->corrupt);
-            break;
-        case K_SET_VERSION:
-            rc = parse_u32(v, &b->set_version);
-            break;
-        case K_LONELY:
-            rc = parse_lonely(v, &b->lonely_from, &b->lonely_to);
-            break;
-        }
-        if (rc != 0)
-            return rc;
-    }
-    b->set_version = seen[K_SET_VERSION] ? b->set_version : 0;
-    if (!seen[K_LONELY])
-        b->lonely_from = b->lonely_to = 0;
-    for (int k = 0; k < K_N; k++)
-        if (!seen[k] && k != K_SET_VERSION && k != K_LONELY)
-            return IMG_EFORMAT;
-    return 0;
-}
-
-static int meta_load(struct block *b)
-{
-    char path[sizeof(b->path) + SUFFIX_MAX];
-    char *text = NULL;
-    size_t len;
-    path_of(b, ".meta", path, sizeof(path));
-    int rc = fs_read_all(path, META_MAX, &text, &len);
-    if (rc == -EFBIG)
-        return IMG_EFORMAT;
-    if (rc != 0)
-        return rc;
-    rc = strlen(text) == len ? meta_parse(b, text) : IMG_EFORMAT;
-    free(text);
-    return rc;
 }
 
 /* ---- index file ---- */
@@ -426,7 +231,7 @@ static const uint8_t *reader_get(struct reader *r, uint64_t pos, size_t n, int *
 static void packed_drop(struct block *b)
 {
     char path[sizeof(b->path) + SUFFIX_MAX];
-    path_of(b, ".idz", path, sizeof(path));
+    block_path_of(b, ".idz", path, sizeof(path));
     if (unlink(path) == 0)
         log_info("block %016" PRIx64 ": packed index removed", b->id);
     b->packed_entries = 0;
@@ -438,7 +243,7 @@ static void packed_load(struct block *b, uint64_t idx_size, uint64_t file_size,
                         struct index_pack_meta *meta)
 {
     char path[sizeof(b->path) + SUFFIX_MAX];
-    path_of(b, ".idz", path, sizeof(path));
+    block_path_of(b, ".idz", path, sizeof(path));
     int rc = index_pack_load(path, b->id, b->idx_fd, idx_size, seq_limit(b), file_size, entries, n,
                              ix, meta);
     if (rc != 0 && rc != -ENOENT) {
@@ -456,7 +261,7 @@ static void packed_write(struct block *b)
     char path[sizeof(b->path) + SUFFIX_MAX];
     struct index_pack_meta m = {.tail = b->tail, .next_seq = b->next_seq,
                                 .deleted_bytes = b->deleted_bytes};
-    path_of(b, ".idz", path, sizeof(path));
+    block_path_of(b, ".idz", path, sizeof(path));
     int rc = b->sealed ? index_pack_write(path, b->id, b->idx_fd, &b->ix, &m, &b->packed_entries)
                        : 0;
     if (rc != 0)
@@ -748,7 +553,7 @@ int block_create(const char *blocks_dir, int disk, uint64_t id, uint64_t max_siz
     uint8_t sb[BLOCK_SUPER_SIZE], ih[INDEX_HEADER_SIZE];
     struct block *b = NULL;
     int created = 0;
-    if (!size_valid(max_size) || !replicas_valid(replicas, nreplicas))
+    if (!size_valid(max_size) || !block_replicas_valid(replicas, nreplicas))
         return IMG_EINVAL;
     int rc = block_alloc(blocks_dir, disk, id, &b);
     if (rc != 0)
@@ -760,7 +565,7 @@ int block_create(const char *blocks_dir, int disk, uint64_t id, uint64_t max_siz
         memcpy(b->replicas, replicas, (size_t)nreplicas * sizeof(*replicas));
     b->tail = b->durable_tail = BLOCK_SUPER_SIZE;
 
-    path_of(b, ".blk", path, sizeof(path));
+    block_path_of(b, ".blk", path, sizeof(path));
     b->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (b->fd < 0) {
         rc = errno == EEXIST ? IMG_EEXIST : -errno;
@@ -780,7 +585,7 @@ int block_create(const char *blocks_dir, int disk, uint64_t id, uint64_t max_siz
         rc = -ENOSPC; /* not even room for its tombstones: no block here */
         goto err;
     }
-    path_of(b, ".idx", path, sizeof(path));
+    block_path_of(b, ".idx", path, sizeof(path));
     b->idx_fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
     if (b->idx_fd < 0) {
         rc = -errno;
@@ -800,7 +605,7 @@ err:
     if (created) {
         const char *suffixes[] = {".blk", ".idx", ".meta", ".idz"};
         for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
-            path_of(b, suffixes[i], path, sizeof(path));
+            block_path_of(b, suffixes[i], path, sizeof(path));
             unlink(path);
         }
     }
@@ -817,9 +622,9 @@ int block_open(const char *blocks_dir, int disk, uint64_t id, struct block **out
     int rc = block_alloc(blocks_dir, disk, id, &b);
     if (rc != 0)
         return rc;
-    if ((rc = meta_load(b)) != 0)
+    if ((rc = block_meta_load(b)) != 0)
         goto err;
-    path_of(b, ".blk", path, sizeof(path));
+    block_path_of(b, ".blk", path, sizeof(path));
     b->fd = open(path, O_RDWR | O_CLOEXEC);
     if (b->fd < 0 || fstat(b->fd, &st) < 0) {
         rc = -errno;
@@ -838,7 +643,7 @@ int block_open(const char *blocks_dir, int disk, uint64_t id, struct block **out
         rc = IMG_EFORMAT;
         goto err;
     }
-    path_of(b, ".idx", path, sizeof(path));
+    block_path_of(b, ".idx", path, sizeof(path));
     b->idx_fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (b->idx_fd < 0) {
         rc = -errno;
@@ -1048,7 +853,7 @@ int block_check_super(const uint8_t in[BLOCK_SUPER_SIZE], uint64_t id, uint64_t 
 static int unlink_suffix(const struct block *b, const char *suffix)
 {
     char path[sizeof(b->path) + SUFFIX_MAX];
-    path_of(b, suffix, path, sizeof(path));
+    block_path_of(b, suffix, path, sizeof(path));
     return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
 }
 
@@ -1059,12 +864,12 @@ int block_install_copy(const char *blocks_dir, int disk, uint64_t id, const char
     char path[sizeof(((struct block *)0)->path) + SUFFIX_MAX];
     uint8_t ih[INDEX_HEADER_SIZE];
     struct block *b = NULL;
-    if (!replicas_valid(replicas, nreplicas) || idx_len % INDEX_ENTRY_SIZE != 0)
+    if (!block_replicas_valid(replicas, nreplicas) || idx_len % INDEX_ENTRY_SIZE != 0)
         return IMG_EINVAL;
     int rc = block_alloc(blocks_dir, disk, id, &b);
     if (rc != 0)
         return rc;
-    path_of(b, ".blk", path, sizeof(path));
+    block_path_of(b, ".blk", path, sizeof(path));
     if (access(path, F_OK) == 0) {
         block_close(b);
         return IMG_EEXIST;
@@ -1073,7 +878,7 @@ int block_install_copy(const char *blocks_dir, int disk, uint64_t id, const char
     b->nreplicas = nreplicas;
     if (nreplicas > 0)
         memcpy(b->replicas, replicas, (size_t)nreplicas * sizeof(*replicas));
-    path_of(b, ".idx", path, sizeof(path));
+    block_path_of(b, ".idx", path, sizeof(path));
     b->idx_fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
     if (b->idx_fd < 0) {
         rc = -errno;
@@ -1086,7 +891,7 @@ int block_install_copy(const char *blocks_dir, int disk, uint64_t id, const char
     if ((rc = block_save_meta(b)) != 0)
         goto err;
     unlink_suffix(b, ".idz"); /* of a block file that is no more */
-    path_of(b, ".blk", path, sizeof(path));
+    block_path_of(b, ".blk", path, sizeof(path));
     if (rename(tmp_path, path) < 0) {
         rc = -errno;
         goto err;
@@ -1165,7 +970,7 @@ int block_swap_file(struct block *b, const char *tmp_path, int new_fd, struct in
     /* The new index goes beside the old one first; the old one is emptied
      * before the block file changes, so no crash pairs an index with the
      * wrong block file (an empty index is rebuilt by a scan). */
-    path_of(b, ".idx.compact", ipath, sizeof(ipath));
+    block_path_of(b, ".idx.compact", ipath, sizeof(ipath));
     int ifd = open(ipath, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
     int rc = ifd < 0 ? -errno : 0;
     idx_header(b->id, ih);
@@ -1177,7 +982,7 @@ int block_swap_file(struct block *b, const char *tmp_path, int new_fd, struct in
         rc = -errno;
     if (rc == 0)
         packed_drop(b); /* before the block file changes, like the index */
-    path_of(b, ".blk", path, sizeof(path));
+    block_path_of(b, ".blk", path, sizeof(path));
     if (rc == 0 && rename(tmp_path, path) < 0)
         rc = -errno;
     if (rc != 0) {
@@ -1189,7 +994,7 @@ int block_swap_file(struct block *b, const char *tmp_path, int new_fd, struct in
     }
     /* From here the new block file is in place: finish the switch. */
     char idx_path[sizeof(b->path) + SUFFIX_MAX];
-    path_of(b, ".idx", idx_path, sizeof(idx_path));
+    block_path_of(b, ".idx", idx_path, sizeof(idx_path));
     if (rename(ipath, idx_path) < 0)
         log_warn("block %016" PRIx64 ": cannot install the compacted index (%s); it will be "
                  "rebuilt", b->id, strerror(errno));
