@@ -101,6 +101,10 @@ enum ns_setting_key {
     NS_SETTING_COMPACT_PCT,    /* deleted share of a block (%) that compacts it: cfg.compact_pct */
     NS_SETTING_SCRUB_RATE,     /* MB/s of background checksum reading per server */
     NS_SETTING_REBALANCE_BAND, /* points of use% a server may stray from the mean */
+    NS_SETTING_EC,             /* erasure coding of sealed blocks: 0 off, else k*100+m
+                                * (402, 603, 1004: ns_settings_ec) */
+    NS_SETTING_EC_MIN_AGE_H,   /* sealed blocks older than this (hours) are encoded by the
+                                * planner; 0: only on demand (ds-admin ec encode) */
     NS_SETTING_COUNT
 };
 
@@ -254,6 +258,10 @@ void ns_settings_apply(struct ns *ns, int k, uint64_t v);
 uint32_t ns_settings_task_cap(const struct ns *ns);
 uint64_t ns_settings_copy_rate(const struct ns *ns);
 uint32_t ns_settings_compact_pct(const struct ns *ns);
+
+/* The ec setting in force: returns 1 and sets *k, *m when erasure coding is
+ * on (4+2, 6+3 or 10+4), 0 when it is off. */
+int ns_settings_ec(const struct ns *ns, unsigned *k, unsigned *m);
 
 /* The scrub_rate setting as sent in every HeartbeatResp: bytes/s, or 0 when
  * no operator set it (or set 0), so each dataserver keeps --scrub-rate-mb. */
