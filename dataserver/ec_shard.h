@@ -64,7 +64,7 @@ const struct ec_tent *ec_table_find(const struct ec_tent *e, size_t n, uint32_t 
 /* An open shard file. */
 struct ec_shard {
     int fd;
-    char path[256];
+    char path[320];
     struct ec_hdr h;          /* chunk_crc owned */
     size_t hdr_len;
     struct ec_tent *tab;      /* owned */

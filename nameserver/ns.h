@@ -363,7 +363,7 @@ int ns_hb_apply_blocks(struct ns *ns, struct ns_server *s, const Imgstore__Heart
 #define NS_RETRY_MS 5000                          /* a block whose task failed waits this long */
 #define NS_NO_SERVER 0xffffu
 
-enum ns_task_kind { NS_TASK_REPLICATE, NS_TASK_DELETE, NS_TASK_COMPACT };
+enum ns_task_kind { NS_TASK_REPLICATE, NS_TASK_DELETE, NS_TASK_COMPACT, NS_TASK_EC_ENCODE };
 enum ns_task_state { NS_TASK_RUNNING, NS_TASK_DONE, NS_TASK_FAILED };
 
 /* One background action of the planner. Running tasks hold a slot of the
@@ -858,6 +858,7 @@ struct ns {
     struct ns_balance bal;          /* rebalancing moves (ns_balance.c) */
     struct ns_dj dj;                /* the delete journal (ns_deljournal.c, ns_delnote.c) */
     struct ns_bad *bad;             /* bad replicas (ns_bad.c, owned) */
+    struct ns_ec *ec;               /* erasure-coded stripes (ns_ec.c, owned), NULL until one */
     size_t nbad, bad_cap;
 
     uint64_t rng;                   /* xorshift state, never 0 */

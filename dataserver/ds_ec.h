@@ -1,0 +1,54 @@
+/* ds_ec.h - erasure-coded blocks on a dataserver (docs/storage.md,
+ * "Erasure-coded blocks"): the shards this server holds, and the
+ * handlers that make them.
+ *
+ * Handlers of the dispatch table (ds_req.h):
+ *   EC_ENCODE      (nameserver session) encode a sealed block held here into
+ *                  k+m shard files, one per target; answered once every
+ *                  shard is durable and checked by its holder
+ *   EC_PUT_SHARD   (peer) keep one shard file, checked before it is written
+ * The shards found in the data folders at start (ds_ec_load) and those
+ * written since are kept open and reported in heartbeats (ds_ec_report). */
+#ifndef DS_DS_EC_H
+#define DS_DS_EC_H
+
+#include "dataserver/ds_req.h"
+#include "dataserver/ec_shard.h"
+#include "proto/imgstore.pb-c.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define DS_EC_TIMEOUT_MS (5 * 60 * 1000) /* one EC_PUT_SHARD answer */
+#define DS_EC_HOLD_MS (10 * 60 * 1000)   /* deletes refused this long at most while encoding */
+#define DS_EC_MAX_FILE (FRAME_MAX_BODY)  /* a shard file travels in one frame */
+
+/* One shard held here. */
+struct ds_shard {
+    uint64_t block_id;
+    unsigned index;
+    int disk;
+    int bad;                 /* its bytes failed a check */
+    struct ec_shard sh;      /* open file, header, record table */
+};
+
+/* Opens every shard file in the data folders (a bad one is logged and
+ * left on disk, not reported). Returns 0 or -ENOMEM. */
+int ds_ec_load(struct ds *ds);
+
+/* Closes every shard and frees the module's state. */
+void ds_ec_close(struct ds *ds);
+
+/* The shard of block `id` held here with the lowest index, or NULL. */
+struct ds_shard *ds_ec_find(struct ds *ds, uint64_t id);
+
+/* The ShardInfo entries of a heartbeat: every shard when `full`, else
+ * every shard when one changed since the last report, else none. *out is
+ * a malloc'd array of pointers into one allocation (ds_ec_report_free). */
+size_t ds_ec_report(struct ds *ds, int full, Imgstore__ShardInfo ***out);
+void ds_ec_report_free(Imgstore__ShardInfo **v, size_t n);
+
+void ds_ec_encode(struct ds_req *r, const struct frame *f);
+void ds_ec_put_shard(struct ds_req *r, const struct frame *f);
+
+#endif

@@ -1,0 +1,498 @@
+/* ns_ec.c - erasure-coded blocks on the nameserver (ns_ec.h): the stripe
+ * table and the EC_ENCODE task.
+ *
+ * The table is memory only, like the block map: every shard holder reports
+ * its shards (Heartbeat.shards: block, k, m, index, lengths, the data
+ * shards' seq ranges), so a restarted nameserver, or a standby, rebuilds it
+ * from the reports. A stripe is created by the first report of one of its
+ * shards; a full report drops its sender from the shards it no longer lists.
+ *
+ * An encoding is one planner task (NS_TASK_EC_ENCODE: no copy, deletion or
+ * compaction of the block runs meanwhile): STAT_BLOCK to the block's primary
+ * (sealed, intact: its size is what it will encode), then EC_ENCODE there
+ * with the k+m target servers (up, not draining, not read-only, most free
+ * bytes first; the primary is one of them when it qualifies). The primary
+ * answers once every shard is durable and checked by its holder; then the
+ * stripe is recorded. The replicated copies are kept for now (reads are
+ * served from them; docs/nameserver.md says what remains).
+ * Calls the registry, the block map, the planner's task list and settings. */
+#include "nameserver/ns_ec.h"
+
+#include "base/err.h"
+#include "base/log.h"
+#include "net/conn.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char REASON_EC[] = "erasure coding";
+
+static int scheme_ok(unsigned k, unsigned m)
+{
+    return (k == 4 && m == 2) || (k == 6 && m == 3) || (k == 10 && m == 4);
+}
+
+struct ns_stripe *ns_ec_get(const struct ns *ns, uint64_t id)
+{
+    struct ns_ec *e = ns->ec;
+    for (size_t i = 0; e && i < e->n; i++)
+        if (e->v[i].block_id == id)
+            return &e->v[i];
+    return NULL;
+}
+
+static struct ns_stripe *stripe_add(struct ns *ns, uint64_t id, unsigned k, unsigned m,
+                                    uint64_t shard_len, uint64_t block_len)
+{
+    if (!ns->ec && !(ns->ec = calloc(1, sizeof(struct ns_ec))))
+        return NULL;
+    struct ns_ec *e = ns->ec;
+    if (e->n == e->cap) {
+        size_t cap = e->cap ? e->cap * 2 : 16;
+        struct ns_stripe *v = realloc(e->v, cap * sizeof(*v));
+        if (!v)
+            return NULL;
+        e->v = v;
+        e->cap = cap;
+    }
+    struct ns_stripe *s = &e->v[e->n++];
+    memset(s, 0, sizeof(*s));
+    s->block_id = id;
+    s->k = (uint8_t)k;
+    s->m = (uint8_t)m;
+    s->shard_len = shard_len;
+    s->block_len = block_len;
+    for (unsigned i = 0; i < NS_EC_MAX_SHARDS; i++)
+        s->holder[i] = NS_NO_SERVER;
+    return s;
+}
+
+void ns_ec_free(struct ns *ns)
+{
+    if (!ns->ec)
+        return;
+    free(ns->ec->v);
+    free(ns->ec);
+    ns->ec = NULL;
+}
+
+void ns_ec_bytes(const struct ns *ns, uint64_t *raw, uint64_t *logical, uint32_t *stripes)
+{
+    *raw = *logical = 0;
+    *stripes = 0;
+    const struct ns_ec *e = ns->ec;
+    for (size_t i = 0; e && i < e->n; i++) {
+        const struct ns_stripe *s = &e->v[i];
+        for (unsigned j = 0; j < (unsigned)(s->k + s->m); j++)
+            if (s->holder[j] != NS_NO_SERVER)
+                *raw += s->file_bytes[j];
+        *logical += s->block_len;
+        (*stripes)++;
+    }
+}
+
+void ns_ec_fill_admin(const struct ns *ns, uint64_t id, Imgstore__AdminBlock *m,
+                      Imgstore__AdminShard *sh, Imgstore__AdminShard **sp)
+{
+    const struct ns_stripe *st = ns_ec_get(ns, id);
+    if (!st)
+        return;
+    static char none[] = "";
+    m->ec_k = st->k;
+    m->ec_m = st->m;
+    m->ec_shard_len = st->shard_len;
+    unsigned n = st->k + st->m;
+    for (unsigned i = 0; i < n; i++) {
+        Imgstore__AdminShard *x = &sh[i];
+        imgstore__admin_shard__init(x);
+        const struct ns_server *s = ns_registry_at(ns, st->holder[i]);
+        x->index = i;
+        x->server_id = s ? (char *)s->id : none;
+        x->addr = s ? (char *)s->addr : none;
+        x->up = s && s->up;
+        x->bad = (st->bad >> i) & 1;
+        x->file_bytes = s ? st->file_bytes[i] : 0;
+        if (i < st->k) {
+            x->seq_first = st->seq_first[i];
+            x->seq_last = st->seq_last[i];
+        }
+        sp[i] = x;
+    }
+    m->n_shards = n;
+    m->shards = sp;
+}
+
+/* ---- reports ------------------------------------------------------------------------ */
+
+static int entry_valid(const Imgstore__ShardInfo *x)
+{
+    if (!x || !scheme_ok(x->k, x->m) || x->index >= x->k + x->m ||
+        x->n_seq_first != x->k || x->n_seq_last != x->k || x->shard_len == 0 ||
+        x->shard_len % 4096 != 0 || x->block_len == 0 || x->block_len > x->shard_len * x->k)
+        return 0;
+    for (unsigned i = 0; i < x->k; i++)
+        if (x->seq_first[i] > x->seq_last[i])
+            return 0;
+    return 1;
+}
+
+static int listed(const Imgstore__Heartbeat *hb, uint64_t id, unsigned index)
+{
+    for (size_t i = 0; i < hb->n_shards; i++)
+        if (hb->shards[i] && hb->shards[i]->block_id == id && hb->shards[i]->index == index)
+            return 1;
+    return 0;
+}
+
+size_t ns_ec_apply_report(struct ns *ns, struct ns_server *s, const Imgstore__Heartbeat *hb)
+{
+    size_t ignored = 0;
+    if (hb->full_report && ns->ec) {
+        for (size_t i = 0; i < ns->ec->n; i++) {
+            struct ns_stripe *st = &ns->ec->v[i];
+            for (unsigned j = 0; j < (unsigned)(st->k + st->m); j++)
+                if (st->holder[j] == s->idx && !listed(hb, st->block_id, j)) {
+                    log_warn("block %" PRIu64 ": shard %u no longer on %s", st->block_id, j,
+                             s->id);
+                    st->holder[j] = NS_NO_SERVER;
+                }
+        }
+    }
+    for (size_t i = 0; i < hb->n_shards; i++) {
+        const Imgstore__ShardInfo *x = hb->shards[i];
+        if (!entry_valid(x)) {
+            ignored++;
+            continue;
+        }
+        struct ns_stripe *st = ns_ec_get(ns, x->block_id);
+        if (!st)
+            st = stripe_add(ns, x->block_id, x->k, x->m, x->shard_len, x->block_len);
+        if (!st) {
+            ignored++;
+            continue;
+        }
+        if (st->k != x->k || st->m != x->m || st->shard_len != x->shard_len ||
+            st->block_len != x->block_len) {
+            log_warn("block %" PRIu64 ": shard %u on %s is of another encoding (%u+%u, "
+                     "%" PRIu64 " bytes); ignored",
+                     x->block_id, x->index, s->id, x->k, x->m, x->shard_len);
+            ignored++;
+            continue;
+        }
+        if (st->holder[x->index] != s->idx && st->holder[x->index] != NS_NO_SERVER) {
+            const struct ns_server *o = ns_registry_at(ns, st->holder[x->index]);
+            if (o && o->up) {
+                ignored++; /* a second copy of one shard: the first holder keeps it */
+                continue;
+            }
+        }
+        st->holder[x->index] = s->idx;
+        st->file_bytes[x->index] = x->file_bytes;
+        if (x->bad)
+            st->bad |= (uint16_t)(1u << x->index);
+        else
+            st->bad &= (uint16_t)~(1u << x->index);
+        st->files = x->files;
+        for (unsigned j = 0; j < x->k; j++) {
+            st->seq_first[j] = x->seq_first[j];
+            st->seq_last[j] = x->seq_last[j];
+        }
+    }
+    return ignored;
+}
+
+/* ---- the EC_ENCODE task ---------------------------------------------------------------- */
+
+struct job {
+    struct ns *ns;
+    uint64_t task_id, block_id;
+    unsigned k, m;
+    uint16_t coord;
+    uint16_t target[NS_EC_MAX_SHARDS];
+};
+
+static void job_end(struct job *j, int status, uint64_t size)
+{
+    struct ns *ns = j->ns;
+    if (!ns->stopping) {
+        ns_plan_task_end(ns, j->task_id, status, size, uv_now(ns->loop));
+        ns_plan_step(ns, uv_now(ns->loop));
+    }
+    free(j);
+}
+
+static void encode_reply(int status, const struct frame *f, void *arg)
+{
+    struct job *j = arg;
+    struct ns *ns = j->ns;
+    int rc;
+    Imgstore__EcEncodeResp *r =
+        conn_reply_unpack(status, f, &imgstore__ec_encode_resp__descriptor, &rc);
+    if (!r) {
+        log_warn("task %" PRIu64 ": block %" PRIu64 " not encoded: %s", j->task_id,
+                 j->block_id, img_strerror(rc));
+        job_end(j, rc ? rc : IMG_EPROTO, 0);
+        return;
+    }
+    if (ns->stopping || r->n_seq_first != j->k || r->n_seq_last != j->k) {
+        imgstore__ec_encode_resp__free_unpacked(r, NULL);
+        job_end(j, IMG_EPROTO, 0);
+        return;
+    }
+    struct ns_stripe *st = ns_ec_get(ns, j->block_id);
+    if (!st)
+        st = stripe_add(ns, j->block_id, j->k, j->m, r->shard_len, r->block_len);
+    if (st && st->k == j->k && st->m == j->m && st->shard_len == r->shard_len) {
+        for (unsigned i = 0; i < j->k + j->m; i++)
+            if (st->holder[i] == NS_NO_SERVER)
+                st->holder[i] = j->target[i];
+        for (unsigned i = 0; i < j->k; i++) {
+            st->seq_first[i] = r->seq_first[i];
+            st->seq_last[i] = r->seq_last[i];
+        }
+        st->files = r->files;
+    }
+    log_info("task %" PRIu64 ": block %" PRIu64 " encoded %u+%u (%" PRIu64
+             " bytes, shards of %" PRIu64 ")",
+             j->task_id, j->block_id, j->k, j->m, r->block_len, r->shard_len);
+    uint64_t len = r->block_len;
+    imgstore__ec_encode_resp__free_unpacked(r, NULL);
+    job_end(j, st ? 0 : -ENOMEM, len);
+}
+
+static void stat_reply(int status, const struct frame *f, void *arg)
+{
+    struct job *j = arg;
+    struct ns *ns = j->ns;
+    int rc;
+    Imgstore__BlockInfo *bi = conn_reply_unpack(status, f, &imgstore__block_info__descriptor, &rc);
+    if (!bi || !bi->sealed || bi->corrupt || ns->stopping) {
+        log_info("task %" PRIu64 ": block %" PRIu64 " not encoded now: its primary's copy is "
+                 "not sealed and intact",
+                 j->task_id, j->block_id);
+        if (bi)
+            imgstore__block_info__free_unpacked(bi, NULL);
+        job_end(j, bi ? IMG_ESEALED : (rc ? rc : IMG_EPROTO), 0);
+        return;
+    }
+    uint64_t size = bi->size;
+    imgstore__block_info__free_unpacked(bi, NULL);
+    struct ns_server *c = ns_registry_at(ns, j->coord);
+    Imgstore__EcTarget tg[NS_EC_MAX_SHARDS], *tp[NS_EC_MAX_SHARDS];
+    Imgstore__Replica rp[NS_EC_MAX_SHARDS];
+    for (unsigned i = 0; i < j->k + j->m; i++) {
+        struct ns_server *s = ns_registry_at(ns, j->target[i]);
+        if (!s || !s->up) {
+            job_end(j, IMG_EUNAVAIL, 0);
+            return;
+        }
+        imgstore__ec_target__init(&tg[i]);
+        imgstore__replica__init(&rp[i]);
+        ns_plan_fill_replica(&rp[i], s);
+        tg[i].index = i;
+        tg[i].server = &rp[i];
+        tp[i] = &tg[i];
+    }
+    Imgstore__EcEncode m = IMGSTORE__EC_ENCODE__INIT;
+    m.block_id = j->block_id;
+    m.k = j->k;
+    m.m = j->m;
+    m.task_id = j->task_id;
+    m.expected_size = size;
+    m.n_targets = j->k + j->m;
+    m.targets = tp;
+    if (!c || !c->up || !c->conn ||
+        conn_request(c->conn, FT_EC_ENCODE, &m.base, NULL, 0, NULL, NS_EC_TIMEOUT_MS,
+                     encode_reply, j) != 0)
+        job_end(j, IMG_ECONN, 0);
+}
+
+/* A server that may take a new shard. */
+static int target_ok(const struct ns *ns, const struct ns_server *s)
+{
+    return s && s->up && s->conn && !s->draining && !s->readonly &&
+           ns_server_has_room(ns, s, ns->meta.block_size / 2);
+}
+
+static int by_free(const void *a, const void *b, void *arg)
+{
+    const struct ns *ns = arg;
+    const struct ns_server *x = ns->servers[*(const uint16_t *)a];
+    const struct ns_server *y = ns->servers[*(const uint16_t *)b];
+    return x->free < y->free ? 1 : x->free > y->free ? -1 : 0;
+}
+
+/* Non-zero when a task of any kind runs for block id. */
+static int busy(const struct ns *ns, uint64_t id)
+{
+    for (size_t i = 0; i < ns->plan.ntasks; i++)
+        if (ns->plan.tasks[i].block_id == id && ns->plan.tasks[i].state == NS_TASK_RUNNING)
+            return 1;
+    return 0;
+}
+
+uint64_t ns_ec_start(struct ns *ns, struct ns_block *b, unsigned k, unsigned m,
+                     uint64_t now_ms, const char **why)
+{
+    *why = NULL;
+    if (!scheme_ok(k, m)) {
+        *why = "erasure coding is off (ds-admin set ec 4+2)";
+        return 0;
+    }
+    if (!b->sealed) {
+        *why = "not sealed";
+        return 0;
+    }
+    if (ns_ec_get(ns, b->id)) {
+        *why = "already encoded";
+        return 0;
+    }
+    if (busy(ns, b->id)) {
+        *why = "a task runs for it";
+        return 0;
+    }
+    struct ns_server *c = b->primary < b->nrep ? ns_registry_at(ns, b->rep[b->primary]) : NULL;
+    if (!c || !c->up || !c->conn) {
+        *why = "its primary is not up";
+        return 0;
+    }
+    if (c->tasks >= ns_settings_task_cap(ns)) {
+        *why = "its primary runs as many tasks as the task cap allows";
+        return 0;
+    }
+    uint16_t *cand = malloc((ns->nservers + 1) * sizeof(*cand));
+    if (!cand) {
+        *why = "out of memory";
+        return 0;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < ns->nservers; i++)
+        if (target_ok(ns, ns->servers[i]))
+            cand[n++] = (uint16_t)i;
+    if (n < k + m) {
+        free(cand);
+        *why = "fewer up servers that can take a shard than k+m";
+        return 0;
+    }
+    qsort_r(cand, n, sizeof(*cand), by_free, ns);
+    struct job *j = calloc(1, sizeof(*j));
+    struct ns_task *t = j ? ns_plan_task_add(ns, NS_TASK_EC_ENCODE, b->id, c->idx, NS_NO_SERVER,
+                                             b->size, REASON_EC, now_ms)
+                          : NULL;
+    if (!t) {
+        free(cand);
+        free(j);
+        *why = "out of memory";
+        return 0;
+    }
+    *j = (struct job){.ns = ns, .task_id = t->id, .block_id = b->id, .k = k, .m = m,
+                      .coord = c->idx};
+    for (unsigned i = 0; i < k + m; i++)
+        j->target[i] = cand[i];
+    free(cand);
+    uint64_t id = t->id;
+    log_info("task %" PRIu64 ": encode block %" PRIu64 " %u+%u (%" PRIu64 " bytes) from %s",
+             id, b->id, k, m, b->size, c->id);
+    if (!ns->loop) {
+        free(j); /* unit tests inspect the task */
+        return id;
+    }
+    Imgstore__StatBlock q = IMGSTORE__STAT_BLOCK__INIT;
+    q.block_id = b->id;
+    if (conn_request(c->conn, FT_STAT_BLOCK, &q.base, NULL, 0, NULL, NS_CMD_TIMEOUT_MS,
+                     stat_reply, j) != 0)
+        job_end(j, IMG_ECONN, 0);
+    return id;
+}
+
+void ns_ec_plan(struct ns *ns, uint64_t now_ms)
+{
+    unsigned k, m;
+    if (!ns->ec || !ns->ec->all_pending || ns->safe_mode)
+        return;
+    if (!ns_settings_ec(ns, &k, &m)) {
+        ns->ec->all_pending = 0;
+        return;
+    }
+    size_t left = 0;
+    for (size_t i = 0; i < ns->blocks.cap; i++) {
+        struct ns_block *b = &ns->blocks.slots[i];
+        const char *why;
+        if (!b->id || !b->sealed || ns_ec_get(ns, b->id))
+            continue;
+        left++;
+        if (!busy(ns, b->id))
+            ns_ec_start(ns, b, k, m, now_ms, &why);
+    }
+    if (left == 0) {
+        log_info("ec encode --all-sealed: every sealed block is encoded");
+        ns->ec->all_pending = 0;
+    }
+}
+
+/* ---- ADMIN_EC_ENCODE ------------------------------------------------------------------- */
+
+void ns_ec_handle_encode(struct ns *ns, struct conn *c, const struct frame_header *h,
+                         const Imgstore__AdminEcEncode *q)
+{
+    unsigned k = 0, m = 0;
+    if (!ns_settings_ec(ns, &k, &m)) {
+        conn_reply(c, h, IMG_EINVAL, NULL, NULL, 0, NULL);
+        return;
+    }
+    uint64_t now = uv_now(ns->loop);
+    size_t cap = q->all_sealed ? ns->blocks.count + 1 : 1, n = 0;
+    uint64_t *tasks = calloc(cap, sizeof(*tasks)), *blocks = calloc(cap, sizeof(*blocks));
+    if (!tasks || !blocks) {
+        free(tasks);
+        free(blocks);
+        conn_reply(c, h, -ENOMEM, NULL, NULL, 0, NULL);
+        return;
+    }
+    int rc = 0;
+    if (!q->all_sealed) {
+        struct ns_block *b = ns_blocks_get(&ns->blocks, q->block_id);
+        const char *why = NULL;
+        uint64_t t = b ? ns_ec_start(ns, b, k, m, now, &why) : 0;
+        if (!b)
+            rc = IMG_ENOTFOUND;
+        else if (!t) {
+            log_info("block %" PRIu64 " not encoded: %s", b->id, why);
+            rc = ns_ec_get(ns, b->id) ? IMG_EEXIST
+                 : !b->sealed         ? IMG_ESEALED
+                 : busy(ns, b->id)    ? IMG_EBUSY
+                                      : IMG_EUNAVAIL;
+        } else {
+            tasks[n] = t;
+            blocks[n++] = b->id;
+        }
+    } else {
+        if (!ns->ec && !(ns->ec = calloc(1, sizeof(struct ns_ec)))) {
+            free(tasks);
+            free(blocks);
+            conn_reply(c, h, -ENOMEM, NULL, NULL, 0, NULL);
+            return;
+        }
+        ns->ec->all_pending = 1;
+        for (size_t i = 0; i < ns->blocks.cap && n < cap; i++) {
+            struct ns_block *b = &ns->blocks.slots[i];
+            const char *why;
+            if (!b->id || !b->sealed || ns_ec_get(ns, b->id) || busy(ns, b->id))
+                continue;
+            uint64_t t = ns_ec_start(ns, b, k, m, now, &why);
+            if (t) {
+                tasks[n] = t;
+                blocks[n++] = b->id;
+            }
+        }
+    }
+    Imgstore__AdminEcEncodeResp r = IMGSTORE__ADMIN_EC_ENCODE_RESP__INIT;
+    r.n_task_ids = r.n_block_ids = n;
+    r.task_ids = tasks;
+    r.block_ids = blocks;
+    conn_reply(c, h, rc, rc ? NULL : &r.base, NULL, 0, NULL);
+    free(tasks);
+    free(blocks);
+}
