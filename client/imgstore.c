@@ -91,6 +91,7 @@ SAME_CODE(EAUTH);
 SAME_CODE(EPERM);
 SAME_CODE(EKEYFILE);
 SAME_CODE(ENOTLEADER);
+SAME_CODE(EENCODED);
 #undef SAME_CODE
 _Static_assert(IMGSTORE_ADDR_MAX == ADDR_MAX, "IMGSTORE_ADDR_MAX != ADDR_MAX");
 
@@ -371,10 +372,18 @@ static int lookup(imgstore_t *h, uint64_t block_id, int64_t deadline, struct cac
     rc = IMG_ENOTFOUND;
     for (size_t i = 0; i < resp->n_locations; i++) {
         Imgstore__BlockLocation *bl = resp->locations[i];
-        if (!bl || bl->block_id != block_id ||
-            cache_loc_from_replicas(out, block_id, bl->replicas, bl->n_replicas,
-                                    REPLICAS_READ) != 0)
+        if (!bl || bl->block_id != block_id)
             continue;
+        if (cache_loc_from_replicas(out, block_id, bl->replicas, bl->n_replicas,
+                                    REPLICAS_READ) != 0) {
+            /* erasure-coded with its replicated copies gone: shards only */
+            memset(out, 0, sizeof(*out));
+            out->block_id = block_id;
+            if (bl->n_replicas != 0 || cache_loc_add_shards(out, bl) == 0)
+                continue;
+        } else if (bl->ec_k) {
+            cache_loc_add_shards(out, bl);
+        }
         out->sealed = bl->sealed;
         cache_loc_put(&h->cache, out);
         rc = 0;
@@ -700,7 +709,9 @@ static int read_any(imgstore_t *h, const struct fname *f, unsigned type, int64_t
         if (rc != 0)
             return rc;
         struct read_tally t = {0};
-        rc = read_pass(h, loc, type, f, 0, deadline, res, &t);
+        struct cache_loc route; /* replicas, or the shard holder of f's seq */
+        cache_loc_route(loc, f->seq, &route);
+        rc = read_pass(h, &route, type, f, 0, deadline, res, &t);
         if (rc == -EAGAIN && t.lapsed > 0 && from == FROM_CACHE) {
             /* Only holders whose view lapsed answered, from a cached
              * location: the nameserver may have moved the block's set on
@@ -715,7 +726,7 @@ static int read_any(imgstore_t *h, const struct fname *f, unsigned type, int64_t
              * the nameserver is away: they serve a reader that found
              * nothing better. */
             struct read_tally lt = {0};
-            rc = read_pass(h, loc, type, f, 1, deadline, res, &lt);
+            rc = read_pass(h, &route, type, f, 1, deadline, res, &lt);
             if (rc == -EAGAIN)
                 t.last = lt.last;
         }
@@ -728,12 +739,12 @@ static int read_any(imgstore_t *h, const struct fname *f, unsigned type, int64_t
             if (t.moved > 0 && from != FROM_NS)
                 cache_loc_drop(&h->cache, f->block_id);
             if (rc == IMG_ETIMEDOUT) /* the deadline came mid-pass: say what we saw */
-                return t.last ? read_verdict(&t, loc->n) : last;
+                return t.last ? read_verdict(&t, route.n) : last;
             return rc;
         }
-        if (t.notfound == loc->n || (t.notfound > 0 && from == FROM_NS))
+        if (t.notfound == route.n || (t.notfound > 0 && from == FROM_NS))
             return IMG_ENOTFOUND;
-        last = read_verdict(&t, loc->n);
+        last = read_verdict(&t, route.n);
         /* Some replica was unreachable, damaged, not serving yet or did not
          * hold the block: the location may be stale. Ask the nameserver
          * again; right away the first time, after a wait from then on. */
@@ -853,6 +864,8 @@ int imgstore_unlink2(imgstore_t *h, const char *name, int *was_deleted)
         struct cache_loc loc;
         enum locate_from from;
         rc = locate(h, f.block_id, fresh ? LOCATE_FRESH : LOCATE_CACHED, deadline, &loc, &from);
+        if (rc == 0 && loc.n == 0 && loc.nshards > 0)
+            return IMG_EENCODED; /* no replica orders deletes of an encoded block */
         if (rc == 0) {
             ProtobufCMessage *m = NULL;
             rc = call_msg(h, loc.addr[0], FT_DELETE, &req.base, deadline,

@@ -8,7 +8,8 @@
  * written there too. Back on the loop each other shard goes to its target
  * (EC_PUT_SHARD, the whole file as the body); the answer waits for all of
  * them. Deletes of the block are refused meanwhile (b->hold_until_ms, as
- * during a compaction), so no tombstone lands after the snapshot.
+ * during a compaction), so no tombstone lands after the snapshot, and after
+ * a success until the nameserver deletes the replicated copy.
  * EC_PUT_SHARD: the body is checked and written on the thread pool
  * (ec_shard_write: header, chunk CRCs, table; durable before the answer),
  * then opened and added to the shards reported in heartbeats.
@@ -19,6 +20,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "dataserver/block.h"
+#include "dataserver/needle.h"
 #include "dataserver/store.h"
 
 #include <dirent.h>
@@ -77,6 +79,31 @@ struct ds_shard *ds_ec_find(struct ds *ds, uint64_t id)
         if (e->v[i]->block_id == id && (!best || e->v[i]->index < best->index))
             best = e->v[i];
     return best;
+}
+
+struct ds_shard *ds_ec_shard(struct ds *ds, uint64_t id, unsigned index)
+{
+    struct ds_ec *e = ds->ec;
+    for (size_t i = 0; e && i < e->n; i++)
+        if (e->v[i]->block_id == id && e->v[i]->index == index)
+            return e->v[i];
+    return NULL;
+}
+
+int ds_ec_locate(struct ds *ds, uint64_t id, uint32_t seq, const struct ec_tent **e,
+                 unsigned *dshard, uint64_t *doff)
+{
+    struct ds_shard *s = ds_ec_find(ds, id);
+    if (!s)
+        return IMG_ENOBLOCKHERE;
+    const struct ec_tent *t = ec_table_find(s->sh.tab, s->sh.ntab, seq);
+    if (!t)
+        return IMG_ENOTFOUND;
+    uint64_t len = needle_record_size(t->size);
+    if (ec_locate(&s->sh.h, t->off, len, dshard, doff) != 0)
+        return IMG_ECORRUPT; /* the table and the extents disagree */
+    *e = t;
+    return 0;
 }
 
 /* Opens shard file `path` expected to be shard `index` of block `id`:
@@ -373,9 +400,11 @@ static void enc_finish(struct enc *j)
 {
     struct ds *ds = j->ds;
     struct block *b = store_get(ds->store, j->id);
-    if (b)
-        b->hold_until_ms = 0;
     int rc = j->rc;
+    /* Encoded: deletes stay refused until the nameserver drops this copy
+     * (a tombstone now would miss the stripe). Failed: deletes resume. */
+    if (b)
+        b->hold_until_ms = rc == 0 ? UINT64_MAX : 0;
     Imgstore__EcEncodeResp m = IMGSTORE__EC_ENCODE_RESP__INIT;
     uint32_t first[EC_MAX_K], last[EC_MAX_K];
     struct ec_hdr h;

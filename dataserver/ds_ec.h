@@ -42,6 +42,17 @@ void ds_ec_close(struct ds *ds);
 /* The shard of block `id` held here with the lowest index, or NULL. */
 struct ds_shard *ds_ec_find(struct ds *ds, uint64_t id);
 
+/* Shard `index` of block id if held here, else NULL. */
+struct ds_shard *ds_ec_shard(struct ds *ds, uint64_t id, unsigned index);
+
+/* Finds file seq of encoded block id in the record table of a shard held
+ * here: 0 with *e (valid while the shard is held), the data shard *dshard
+ * holding its record and the record's offset *doff in that shard's payload;
+ * IMG_ENOBLOCKHERE when no shard of the block is here, IMG_ENOTFOUND when
+ * the block has no such file. */
+int ds_ec_locate(struct ds *ds, uint64_t id, uint32_t seq, const struct ec_tent **e,
+                 unsigned *dshard, uint64_t *doff);
+
 /* The ShardInfo entries of a heartbeat: every shard when `full`, else
  * every shard when one changed since the last report, else none. *out is
  * a malloc'd array of pointers into one allocation (ds_ec_report_free). */

@@ -4,6 +4,7 @@
  * May call the storage engine (store, index, blockio, needle) and
  * ds_codec.c. */
 #include "dataserver/ds_file.h"
+#include "dataserver/ds_ec.h"
 
 #include "base/err.h"
 #include "base/log.h"
@@ -138,6 +139,84 @@ int ds_file_serves(const struct ds *ds, const struct block *b, unsigned flags)
     return (flags & DS_FILE_ANY_VIEW) ? 0 : IMG_EVIEWOLD;
 }
 
+/* ---- a file of an erasure-coded block (ds_ec.c) ---- */
+
+/* One record read from a data shard on the thread pool. */
+struct shard_read {
+    uv_work_t w;
+    struct file_read *r;
+    const struct ec_shard *sh;
+    uint64_t off;
+    int rc;
+};
+
+static void shard_run(uv_work_t *w)
+{
+    struct shard_read *s = w->data;
+    s->rc = ec_shard_pread(s->sh, s->off, s->r->len, s->r->buf, 1);
+}
+
+static void shard_after(uv_work_t *w, int status)
+{
+    struct shard_read *s = w->data;
+    struct file_read *r = s->r;
+    int rc = status < 0 ? status : s->rc;
+    if (rc == IMG_ECORRUPT)
+        log_warn("block %llu shard at %llu: chunk CRC mismatch reading seq %u; needs repair",
+                 (unsigned long long)r->block_id, (unsigned long long)s->off, r->seq);
+    free(s);
+    file_read_done(rc, r);
+}
+
+/* Reads file seq of erasure-coded block block_id from the data shard held
+ * here that holds its record (one read, its 64 KiB chunks' CRCs checked):
+ * the same checks and answers as a replica's read follow (file_read_done).
+ * IMG_ENOBLOCKHERE when no shard of the block, or not the data shard that
+ * holds the file, is here. */
+static int shard_file_read(struct ds *ds, uint64_t block_id, uint32_t seq, uint32_t cookie,
+                           unsigned flags, ds_file_cb cb, void *arg)
+{
+    const struct ec_tent *e;
+    unsigned dshard;
+    uint64_t doff;
+    int rc = ds_ec_locate(ds, block_id, seq, &e, &dshard, &doff);
+    if (rc != 0)
+        return rc;
+    if (!ds->view_confirmed && !(ds->view_lapsed && (flags & DS_FILE_ANY_VIEW)))
+        return ds->view_lapsed ? IMG_EVIEWOLD : IMG_ENOBLOCKHERE;
+    struct ds_shard *sh = ds_ec_shard(ds, block_id, dshard);
+    if (!sh || sh->bad)
+        return IMG_ENOBLOCKHERE;
+    int header_only = (flags & DS_FILE_HEADER_ONLY) != 0;
+    size_t len = NEEDLE_HEADER_SIZE +
+                 (e->deleted     ? 0
+                  : header_only ? (e->size >= NEEDLE_ENC_SIZE ? NEEDLE_ENC_SIZE : 0)
+                                : e->size);
+    struct file_read *r = calloc(1, sizeof(*r));
+    struct shard_read *s = calloc(1, sizeof(*s));
+    uint8_t *buf = r && s ? malloc(len) : NULL;
+    if (!buf) {
+        free(r);
+        free(s);
+        return -ENOMEM;
+    }
+    *r = (struct file_read){.ds = ds, .stored = (flags & DS_FILE_STORED) != 0,
+                            .block_id = block_id, .offset = e->off, .seq = seq,
+                            .cookie = cookie, .deleted = e->deleted, .header_only = header_only,
+                            .buf = buf, .len = len, .cb = cb, .arg = arg};
+    s->r = r;
+    s->sh = &sh->sh;
+    s->off = doff;
+    s->w.data = s;
+    rc = uv_queue_work(ds->loop, &s->w, shard_run, shard_after);
+    if (rc != 0) {
+        free(buf);
+        free(r);
+        free(s);
+    }
+    return rc;
+}
+
 int ds_file_read(struct ds *ds, uint64_t block_id, uint32_t seq, uint32_t cookie,
                  unsigned flags, ds_file_cb cb, void *arg)
 {
@@ -145,7 +224,7 @@ int ds_file_read(struct ds *ds, uint64_t block_id, uint32_t seq, uint32_t cookie
     /* A copy left out of the replica set may lack tombstones: never serve it
      * (the caller asks a current replica instead). */
     if (!b)
-        return IMG_ENOBLOCKHERE;
+        return shard_file_read(ds, block_id, seq, cookie, flags, cb, arg);
     int rc = ds_file_serves(ds, b, flags);
     if (rc != 0)
         return rc;

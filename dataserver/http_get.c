@@ -267,6 +267,7 @@ static void lookup_done(int status, const struct ds_loc *loc, void *arg)
         return;
     }
     r->loc = *loc;
+    ds_nsc_route(&r->loc, r->f.seq); /* an erasure-coded block: its data shard's holder */
     r->loc_from_cache = 0;
     r->loc_fresh = 1;
     r->replica = 0;
@@ -280,6 +281,7 @@ static void remote_next(struct http_req *r)
     struct ds *ds = r->ds;
     if (r->loc.n == 0) {
         if (ds_nsc_cached_loc(ds, r->f.block_id, &r->loc) == 0) {
+            ds_nsc_route(&r->loc, r->f.seq);
             r->loc_from_cache = 1;
             r->replica = 0;
         } else {

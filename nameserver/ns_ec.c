@@ -13,8 +13,9 @@
  * with the k+m target servers (up, not draining, not read-only, most free
  * bytes first; the primary is one of them when it qualifies). The primary
  * answers once every shard is durable and checked by its holder; then the
- * stripe is recorded. The replicated copies are kept for now (reads are
- * served from them; docs/nameserver.md says what remains).
+ * stripe is recorded and the replicated copies are deleted (DELETE_BLOCK
+ * with the encoded length: a copy of another length is kept). Reads then go
+ * to the shard holders (LOOKUP lists them).
  * Calls the registry, the block map, the planner's task list and settings. */
 #include "nameserver/ns_ec.h"
 
@@ -124,6 +125,38 @@ void ns_ec_fill_admin(const struct ns *ns, uint64_t id, Imgstore__AdminBlock *m,
     m->shards = sp;
 }
 
+size_t ns_ec_fill_loc(const struct ns *ns, uint64_t id, struct ns_ec_loc *l)
+{
+    l->n = l->k = 0;
+    const struct ns_stripe *st = ns_ec_get(ns, id);
+    if (!st)
+        return 0;
+    l->k = st->k;
+    for (unsigned i = 0; i < (unsigned)(st->k + st->m); i++) {
+        const struct ns_server *s = ns_registry_at(ns, st->holder[i]);
+        if (!s || !s->up || (st->bad & (1u << i)))
+            continue;
+        Imgstore__ShardLocation *x = &l->loc[l->n];
+        imgstore__shard_location__init(x);
+        imgstore__replica__init(&l->rep[l->n]);
+        ns_plan_fill_replica(&l->rep[l->n], s);
+        x->index = i;
+        x->server = &l->rep[l->n];
+        x->seq_first = i < st->k ? st->seq_first[i] : 0;
+        x->seq_last = i < st->k ? st->seq_last[i] : 0;
+        l->lp[l->n] = x;
+        l->n++;
+    }
+    return l->n;
+}
+
+void ns_ec_put_loc(struct ns_ec_loc *l, Imgstore__BlockLocation *bl)
+{
+    bl->ec_k = l->k;
+    bl->n_shards = l->n;
+    bl->shards = l->lp;
+}
+
 /* ---- reports ------------------------------------------------------------------------ */
 
 static int entry_valid(const Imgstore__ShardInfo *x)
@@ -223,6 +256,64 @@ static void job_end(struct job *j, int status, uint64_t size)
     free(j);
 }
 
+/* One DELETE_BLOCK of a replicated copy of an encoded block. */
+struct drop {
+    struct ns *ns;
+    uint64_t block_id;
+    uint16_t server;
+};
+
+static void drop_reply(int status, const struct frame *f, void *arg)
+{
+    struct drop *d = arg;
+    struct ns *ns = d->ns;
+    int rc;
+    Imgstore__DeleteBlockResp *r =
+        conn_reply_unpack(status, f, &imgstore__delete_block_resp__descriptor, &rc);
+    struct ns_server *s = ns_registry_at(ns, d->server);
+    if (r && !ns->stopping && s) {
+        ns_block_remove_rep(ns, d->block_id, s);
+        log_info("block %" PRIu64 ": replicated copy on %s deleted (the stripe holds it)",
+                 d->block_id, s->id);
+    } else if (!r) {
+        log_warn("block %" PRIu64 ": replicated copy on %s not deleted: %s", d->block_id,
+                 s ? s->id : "?", img_strerror(rc));
+    }
+    if (r)
+        imgstore__delete_block_resp__free_unpacked(r, NULL);
+    free(d);
+}
+
+/* The stripe of b is complete, durable and checked: the replicated copies
+ * go (each holder drops its copy only when it is exactly the encoded
+ * length, so a copy that took a tombstone since is kept). */
+static void drop_replicas(struct ns *ns, uint64_t id, uint64_t block_len)
+{
+    struct ns_block *b = ns_blocks_get(&ns->blocks, id);
+    for (unsigned i = 0; b && i < b->nrep; i++) {
+        struct ns_server *s = ns_registry_at(ns, b->rep[i]);
+        struct drop *d = s && s->up && s->conn ? malloc(sizeof(*d)) : NULL;
+        if (!d)
+            continue;
+        *d = (struct drop){.ns = ns, .block_id = id, .server = s->idx};
+        Imgstore__DeleteBlock m = IMGSTORE__DELETE_BLOCK__INIT;
+        m.block_id = id;
+        m.expected_size = block_len;
+        if (conn_request(s->conn, FT_DELETE_BLOCK, &m.base, NULL, 0, NULL, NS_CMD_TIMEOUT_MS,
+                         drop_reply, d) != 0)
+            free(d);
+    }
+}
+
+/* Non-zero when every shard of st has a holder. */
+static int complete(const struct ns_stripe *st)
+{
+    for (unsigned i = 0; i < (unsigned)(st->k + st->m); i++)
+        if (st->holder[i] == NS_NO_SERVER)
+            return 0;
+    return 1;
+}
+
 static void encode_reply(int status, const struct frame *f, void *arg)
 {
     struct job *j = arg;
@@ -259,6 +350,10 @@ static void encode_reply(int status, const struct frame *f, void *arg)
              j->task_id, j->block_id, j->k, j->m, r->block_len, r->shard_len);
     uint64_t len = r->block_len;
     imgstore__ec_encode_resp__free_unpacked(r, NULL);
+    if (st && complete(st)) {
+        st->drop_ms = uv_now(ns->loop);
+        drop_replicas(ns, j->block_id, len);
+    }
     job_end(j, st ? 0 : -ENOMEM, len);
 }
 
@@ -410,7 +505,17 @@ uint64_t ns_ec_start(struct ns *ns, struct ns_block *b, unsigned k, unsigned m,
 void ns_ec_plan(struct ns *ns, uint64_t now_ms)
 {
     unsigned k, m;
-    if (!ns->ec || !ns->ec->all_pending || ns->safe_mode)
+    if (!ns->ec || ns->safe_mode)
+        return;
+    for (size_t i = 0; ns->loop && i < ns->ec->n; i++) {
+        struct ns_stripe *st = &ns->ec->v[i];
+        if (complete(st) && ns_blocks_get(&ns->blocks, st->block_id) &&
+            !busy(ns, st->block_id) && now_ms >= st->drop_ms + NS_EC_DROP_RETRY_MS) {
+            st->drop_ms = now_ms;
+            drop_replicas(ns, st->block_id, st->block_len);
+        }
+    }
+    if (!ns->ec->all_pending)
         return;
     if (!ns_settings_ec(ns, &k, &m)) {
         ns->ec->all_pending = 0;
@@ -457,7 +562,7 @@ void ns_ec_handle_encode(struct ns *ns, struct conn *c, const struct frame_heade
         const char *why = NULL;
         uint64_t t = b ? ns_ec_start(ns, b, k, m, now, &why) : 0;
         if (!b)
-            rc = IMG_ENOTFOUND;
+            rc = ns_ec_get(ns, q->block_id) ? IMG_EEXIST : IMG_ENOTFOUND;
         else if (!t) {
             log_info("block %" PRIu64 " not encoded: %s", b->id, why);
             rc = ns_ec_get(ns, b->id) ? IMG_EEXIST

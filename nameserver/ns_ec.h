@@ -11,6 +11,7 @@
 #define NS_EC_MAX_K 10
 #define NS_EC_MAX_SHARDS 14
 #define NS_EC_TIMEOUT_MS (10 * 60 * 1000) /* one EC_ENCODE answer */
+#define NS_EC_DROP_RETRY_MS 10000         /* replicated copies of an encoded block: asked again */
 
 /* One stripe: k data + m parity shards of block_id. */
 struct ns_stripe {
@@ -22,6 +23,7 @@ struct ns_stripe {
     uint64_t file_bytes[NS_EC_MAX_SHARDS];
     uint16_t bad;                      /* bit i: shard i's holder reported it bad */
     uint32_t seq_first[NS_EC_MAX_K], seq_last[NS_EC_MAX_K];
+    uint64_t drop_ms;                  /* loop time DELETE_BLOCK last went to its copies */
 };
 
 struct ns_ec {
@@ -47,15 +49,32 @@ size_t ns_ec_apply_report(struct ns *ns, struct ns_server *s, const Imgstore__He
 uint64_t ns_ec_start(struct ns *ns, struct ns_block *b, unsigned k, unsigned m,
                      uint64_t now_ms, const char **why);
 
-/* A planner pass: after ec encode --all-sealed, starts encodings of the
- * sealed blocks not encoded yet as the task cap allows, until none is left
- * (or ec is set off). */
+/* A planner pass: replicated copies left of a complete stripe are asked to
+ * go again (every NS_EC_DROP_RETRY_MS); after ec encode --all-sealed,
+ * encodings of the sealed blocks not encoded yet start as the task cap
+ * allows, until none is left (or ec is set off). */
 void ns_ec_plan(struct ns *ns, uint64_t now_ms);
 
 /* ADMIN_EC_ENCODE: one block now, or (all_sealed) every sealed block the
  * caps allow now, the others on the next planner passes. */
 void ns_ec_handle_encode(struct ns *ns, struct conn *c, const struct frame_header *h,
                          const Imgstore__AdminEcEncode *m);
+
+/* The data shards of a stripe as LOOKUP lists them (storage for one
+ * location; strings borrowed from ns). */
+struct ns_ec_loc {
+    unsigned k, n;
+    Imgstore__ShardLocation loc[NS_EC_MAX_SHARDS];
+    Imgstore__ShardLocation *lp[NS_EC_MAX_SHARDS];
+    Imgstore__Replica rep[NS_EC_MAX_SHARDS];
+};
+
+/* Fills *l with the up holders of block id's shards, data shards first
+ * (none when the block is not encoded). Returns how many. */
+size_t ns_ec_fill_loc(const struct ns *ns, uint64_t id, struct ns_ec_loc *l);
+
+/* Puts l's shards into a LOOKUP location (ec_k, shards). */
+void ns_ec_put_loc(struct ns_ec_loc *l, Imgstore__BlockLocation *bl);
 
 /* Raw bytes of every shard file, and the logical bytes (block lengths) of
  * the stripes (ds-admin status). */

@@ -264,6 +264,7 @@ static void handle_lookup(struct ns_peer *p, const struct frame_header *h,
     Imgstore__BlockLocation *locs = NULL, **lp = NULL;
     Imgstore__Replica(*reps)[NS_BLOCK_SLOTS] = NULL;
     Imgstore__Replica *(*rp)[NS_BLOCK_SLOTS] = NULL;
+    struct ns_ec_loc *ecl = NULL;
     if (n > NS_LOOKUP_MAX) {
         rc = IMG_EINVAL;
         goto out;
@@ -272,7 +273,8 @@ static void handle_lookup(struct ns_peer *p, const struct frame_header *h,
     lp = calloc(n + 1, sizeof(*lp));
     reps = calloc(n + 1, sizeof(*reps));
     rp = calloc(n + 1, sizeof(*rp));
-    if (!locs || !lp || !reps || !rp) {
+    ecl = calloc(n + 1, sizeof(*ecl));
+    if (!locs || !lp || !reps || !rp || !ecl) {
         rc = -ENOMEM;
         goto out;
     }
@@ -285,11 +287,21 @@ static void handle_lookup(struct ns_peer *p, const struct frame_header *h,
     for (size_t i = 0; i < n; i++) {
         const struct ns_block *b = ns_blocks_get(&ns->blocks, lk->block_ids[i]);
         size_t nr = b ? fill_replicas(ns, b, 1, reps[found], rp[found]) : 0;
+        size_t ns_ = ns_ec_fill_loc(ns, lk->block_ids[i], &ecl[found]);
+        if (nr == 0 && ns_ > 0) { /* erasure-coded, its replicated copies gone */
+            imgstore__block_location__init(&locs[found]);
+            locs[found].block_id = lk->block_ids[i];
+            locs[found].sealed = 1;
+            ns_ec_put_loc(&ecl[found], &locs[found]);
+            lp[found] = &locs[found];
+            found++;
+            continue;
+        }
         if (nr == 0) {
             /* Known without a live holder, or unknown while holders may
              * still report (safe mode: an id below the reserve may live on
              * a server that has not reported yet): not final. */
-            if (b || !ns_leads(ns) ||
+            if (b || ns_ec_get(ns, lk->block_ids[i]) || !ns_leads(ns) ||
                 (ns->safe_mode && lk->block_ids[i] < ns->meta.block_id_reserved))
                 unavail[nunavail++] = lk->block_ids[i];
             continue;
@@ -299,6 +311,8 @@ static void handle_lookup(struct ns_peer *p, const struct frame_header *h,
         locs[found].n_replicas = nr;
         locs[found].replicas = rp[found];
         locs[found].sealed = b->sealed;
+        if (ns_ > 0)
+            ns_ec_put_loc(&ecl[found], &locs[found]);
         lp[found] = &locs[found];
         found++;
     }
@@ -316,6 +330,7 @@ out:
     free(lp);
     free(reps);
     free(rp);
+    free(ecl);
 }
 
 /* Bytes of the replicated copies on disk (every holder's reported size) and

@@ -151,6 +151,7 @@ CODES: Dict[int, Type[Error]] = {
     -1030: Busy,  # EBUSY
     -1035: NotLeader,  # ENOTLEADER
     -1036: ServerError,  # EEPOCH (a deposed nameserver's command; servers only)
+    -1037: ServerError,  # EENCODED (delete of a file of an erasure-coded block)
 }
 
 ENOTFOUND, EDELETED, ECORRUPT, ENOBLOCK, EPROTO, EBADNAME, ETOOBIG = (

@@ -6,13 +6,18 @@
  *     exactly the shard file the nameserver names, the stripe's raw bytes per
  *     logical byte are at most 1.52 (ds-admin status), a second encode is
  *     refused;
- *   - every file still reads byte-identical through the library;
+ *   - the replicated copies are deleted once the stripe is recorded (no
+ *     .blk file of the block left, ds-admin block lists no replica);
+ *   - every file reads byte-identical from the shards through the library
+ *     and through every dataserver's HTTP origin; a delete of one of its
+ *     files is refused with IMGSTORE_EENCODED;
  *   - the stripe survives a nameserver restart (rebuilt from the shard
  *     holders' reports) and a shard holder's restart (shard reloaded).
- * Not yet here (docs/nameserver.md, "Erasure-coded blocks"): reads served
- * from the shards, the replicated copies' deletion, degraded reads, repair. */
+ * Not yet here (docs/nameserver.md, "Erasure-coded blocks"): degraded reads
+ * (a data shard's holder down), deletes, repair. */
 #include "tests/integ/cluster.h"
 #include "tests/integ/fixture.h"
+#include "proto/fname.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -46,6 +51,27 @@ TestSuite(ec, .init = setup, .fini = fixture_stop, .timeout = 240);
 static uint32_t sizes[NFILES_MAX];
 static char names[NFILES_MAX][IMGSTORE_NAME_MAX];
 static int nfiles;
+
+/* Non-zero when file `name` lives in block id. */
+static int name_in_block(const char *name, uint64_t id)
+{
+    struct fname f;
+    cr_assert_eq(fname_decode(name, strlen(name), &f, NULL, NULL), 0, "%s", name);
+    return f.block_id == id;
+}
+
+/* .blk files of block id on every dataserver. */
+static int blk_copies(uint64_t id)
+{
+    int n = 0;
+    for (int d = 0; d < NDS; d++) {
+        char p[700];
+        struct stat st;
+        cluster_block_path(C, d, id, p, sizeof(p));
+        n += stat(p, &st) == 0;
+    }
+    return n;
+}
 
 /* The first sealed block the nameserver lists, or 0. */
 static uint64_t first_sealed(void)
@@ -108,6 +134,61 @@ static unsigned shard_files(int d, uint64_t id)
             mask |= 1u << atoi(e->d_name + 18);
     closedir(dh);
     return mask;
+}
+
+/* GET /name from an HTTP origin: the body (malloc'd) and its length from
+ * Content-Length, or NULL when the answer is not a 200. */
+static uint8_t *http_get(const char *addr, const char *name, size_t *len)
+{
+    int fd = cluster_connect(addr, 5000);
+    cr_assert_geq(fd, 0);
+    char req[512];
+    int n = snprintf(req, sizeof(req), "GET /%s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                     name);
+    cr_assert_eq(cluster_send_all(fd, req, (size_t)n), 0);
+    size_t got = 0, cap = MAX_SIZE + 4096;
+    uint8_t *buf = malloc(cap + 1);
+    for (ssize_t r; got < cap && (r = read(fd, buf + got, cap - got)) > 0;)
+        got += (size_t)r;
+    close(fd);
+    buf[got] = '\0';
+    int code = 0;
+    const char *cl = strcasestr((char *)buf, "\r\nContent-Length: ");
+    uint8_t *body = (uint8_t *)strstr((char *)buf, "\r\n\r\n");
+    if (sscanf((char *)buf, "HTTP/1.1 %d", &code) != 1 || code != 200 || !cl || !body) {
+        free(buf);
+        return NULL;
+    }
+    *len = (size_t)strtoull(cl + 18, NULL, 10);
+    body += 4;
+    cr_assert_eq((size_t)(buf + got - body), *len, "GET /%s: short body", name);
+    uint8_t *out = malloc(*len ? *len : 1);
+    memcpy(out, body, *len);
+    free(buf);
+    return out;
+}
+
+/* Every file of block id read through every dataserver's HTTP origin (the
+ * origins spread round-robin over the files). */
+static void http_read_block(uint64_t id, const char *when)
+{
+    uint8_t *want = malloc(MAX_SIZE);
+    int done = 0;
+    for (int i = 0; i < nfiles; i++) {
+        if (!name_in_block(names[i], id))
+            continue;
+        const char *addr = C->ds[done % NDS].http_addr;
+        size_t len = 0;
+        uint8_t *data = http_get(addr, names[i], &len);
+        cr_assert_not_null(data, "%s: GET %s from %s failed", when, names[i], addr);
+        cluster_fill(want, sizes[i], 7, (uint64_t)i);
+        cr_assert(len == sizes[i] && memcmp(data, want, len) == 0, "%s: %s differs over HTTP",
+                  when, names[i]);
+        free(data);
+        done++;
+    }
+    cr_assert_gt(done, 0, "no file of block %" PRIu64, id);
+    free(want);
 }
 
 static void read_all(const char *when)
@@ -178,9 +259,14 @@ Test(ec, encode_sealed_block)
     cr_assert_not_null(strstr(r.out, "done"), "%s", r.out);
     cluster_run_free(&r);
 
-    /* the stripe: six shards on six different servers, each file there */
+    /* the stripe: six shards on six different servers, each file there;
+     * the replicated copies gone */
     int srv[6];
     wait_stripe(id, srv, "after encoding");
+    int64_t end = now_ms() + WAIT_MS;
+    while (blk_copies(id) > 0 && now_ms() < end)
+        usleep(100 * 1000);
+    cr_assert_eq(blk_copies(id), 0, "replicated copies of block %" PRIu64 " left", id);
     unsigned seen = 0;
     for (int i = 0; i < 6; i++) {
         cr_assert_geq(srv[i], 0);
@@ -197,6 +283,11 @@ Test(ec, encode_sealed_block)
     }
     cr_assert_eq(cluster_admin(C, CLI_MS, &r, "block", arg, NULL), 0, "%s", r.err);
     cr_assert_not_null(strstr(r.out, "erasure-coded: 4+2"), "%s", r.out);
+    cluster_run_free(&r);
+    fixture_admin_json(&r, CLI_MS, "block", arg, NULL);
+    json_t *bj = json_loads(r.out, 0, NULL);
+    cr_assert_eq(json_array_size(json_object_get(bj, "replicas")), 0, "%s", r.out);
+    json_decref(bj);
     cluster_run_free(&r);
 
     /* raw bytes per logical byte of the stripe */
@@ -218,6 +309,17 @@ Test(ec, encode_sealed_block)
     cluster_run_free(&r);
 
     read_all("after encoding");
+    http_read_block(id, "after encoding");
+
+    /* deletes of an encoded block's files: refused, the file stays */
+    {
+        imgstore_t *h2 = cluster_client(C);
+        int i = 0;
+        while (!name_in_block(names[i], id))
+            i++;
+        cr_assert_eq(imgstore_unlink(h2, names[i]), IMGSTORE_EENCODED);
+        imgstore_close(h2);
+    }
 
     /* a nameserver restart: the stripe comes back from the reports */
     cr_assert_geq(cluster_signal_proc(&C->ns, SIGTERM), 0);
@@ -234,5 +336,6 @@ Test(ec, encode_sealed_block)
     wait_stripe(id, again, "after a shard holder's restart");
     cr_assert_eq(memcmp(again, srv, sizeof(srv)), 0, "the stripe moved");
     read_all("after the restarts");
+    http_read_block(id, "after the restarts");
     C->passed = 1;
 }
