@@ -102,6 +102,18 @@ void cache_loc_route(const struct cache_loc *loc, uint32_t seq, struct cache_loc
         memcpy(out->addr[out->n++], loc->shards[i].addr, RPC_ADDR_MAX);
 }
 
+void cache_loc_route_degraded(const struct cache_loc *loc, uint32_t seq, struct cache_loc *out)
+{
+    out->n = 0;
+    for (int i = 0; i < loc->nshards && out->n < CACHE_MAX_REPLICAS; i++) {
+        const struct cache_shard *s = &loc->shards[i];
+        if ((int)s->index < loc->ec_k && s->seq_first && seq >= s->seq_first &&
+            seq <= s->seq_last)
+            continue; /* the data shard's holder: it did not answer */
+        memcpy(out->addr[out->n++], s->addr, RPC_ADDR_MAX);
+    }
+}
+
 static int find_writable(const struct cache *c, uint64_t block_id)
 {
     for (int i = 0; i < c->nwritable; i++)

@@ -80,6 +80,11 @@ int cache_loc_add_shards(struct cache_loc *out, const Imgstore__BlockLocation *b
  * table). Fills out->n and out->addr only. */
 void cache_loc_route(const struct cache_loc *loc, uint32_t seq, struct cache_loc *out);
 
+/* The shard holders of loc other than the holder of the data shard whose
+ * seq range holds seq (their addresses), for a degraded read: each can
+ * rebuild the file. Fills out->n and out->addr only. */
+void cache_loc_route_degraded(const struct cache_loc *loc, uint32_t seq, struct cache_loc *out);
+
 /* Adds (or replaces) a writable block; when the cache is full the new one is
  * ignored. */
 void cache_writable_add(struct cache *c, const struct cache_loc *l);

@@ -583,18 +583,23 @@ static void read_result_free(struct read_result *r)
     memset(r, 0, sizeof(*r));
 }
 
+/* How read_one asks (Read.any_view, Read.reconstruct). */
+#define READ_ANY_VIEW 1u    /* serve with a lapsed view too */
+#define READ_RECONSTRUCT 2u /* erasure-coded: rebuild the file from other shards */
+
 /* Sends READ or STAT for f to one replica and checks the answer (size and
  * CRC32C of the body for READ). Returns 0 with *res (owned by the caller,
  * release with read_result_free) or the error of this replica. */
 static int read_one(imgstore_t *h, const char *addr, unsigned type, const struct fname *f,
-                    int any_view, int64_t deadline, struct read_result *res)
+                    unsigned rflags, int64_t deadline, struct read_result *res)
 {
     memset(res, 0, sizeof(*res));
     Imgstore__Read req = IMGSTORE__READ__INIT;
     req.block_id = f->block_id;
     req.seq = f->seq;
     req.cookie = f->cookie;
-    req.any_view = any_view != 0;
+    req.any_view = (rflags & READ_ANY_VIEW) != 0;
+    req.reconstruct = (rflags & READ_RECONSTRUCT) != 0;
     uint32_t max_body = type == FT_READ ? PUT_MAX_BYTES : 0;
     struct rpc_resp resp;
     int rc = rpc_call(&h->pool, addr, type, &req.base, NULL, 0, max_body, h->io_timeout_ms,
@@ -640,7 +645,7 @@ struct read_tally {
  * with *res (owned by the caller), IMG_EDELETED (final), IMG_ETIMEDOUT, or
  * -EAGAIN when every replica failed (*t says how). */
 static int read_pass(imgstore_t *h, const struct cache_loc *loc, unsigned type,
-                     const struct fname *f, int any_view, int64_t deadline,
+                     const struct fname *f, unsigned rflags, int64_t deadline,
                      struct read_result *res, struct read_tally *t)
 {
     uint32_t start = cache_random(&h->cache);
@@ -648,7 +653,7 @@ static int read_pass(imgstore_t *h, const struct cache_loc *loc, unsigned type,
         if (rpc_now_ms() >= deadline)
             return IMG_ETIMEDOUT;
         const char *addr = loc->addr[(start + (uint32_t)i) % (uint32_t)loc->n];
-        int rc = read_one(h, addr, type, f, any_view, deadline, res);
+        int rc = read_one(h, addr, type, f, rflags, deadline, res);
         if (rc == 0 || retry_action(RETRY_READ, rc) == RETRY_FINAL)
             return rc;
         t->last = rc;
@@ -726,9 +731,20 @@ static int read_any(imgstore_t *h, const struct fname *f, unsigned type, int64_t
              * the nameserver is away: they serve a reader that found
              * nothing better. */
             struct read_tally lt = {0};
-            rc = read_pass(h, &route, type, f, 1, deadline, res, &lt);
+            rc = read_pass(h, &route, type, f, READ_ANY_VIEW, deadline, res, &lt);
             if (rc == -EAGAIN)
                 t.last = lt.last;
+        }
+        if (rc == -EAGAIN && loc->n == 0 && loc->nshards > 1) {
+            /* An erasure-coded block whose data shard holding f did not
+             * answer (down, damaged): another shard's holder rebuilds the
+             * file from k shards (a degraded read). */
+            struct cache_loc others;
+            cache_loc_route_degraded(loc, f->seq, &others);
+            struct read_tally dt = {0};
+            rc = read_pass(h, &others, type, f, READ_RECONSTRUCT, deadline, res, &dt);
+            if (rc == -EAGAIN)
+                t.last = dt.last;
         }
         if (rc != -EAGAIN) {
             /* A replica that no longer holds the block (moved by a

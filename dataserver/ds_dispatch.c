@@ -60,6 +60,7 @@ static const struct route routes[] = {
     /* erasure coding (ds_ec.c) */
     {FT_EC_ENCODE, DS_FROM_NS, AUTH_MEMBER, ds_ec_encode},
     {FT_EC_PUT_SHARD, DS_FROM_PEER, AUTH_MEMBER, ds_ec_put_shard},
+    {FT_EC_READ_RANGE, DS_FROM_PEER, AUTH_MEMBER, ds_ec_read_range},
 };
 
 void ds_dispatch(struct ds *ds, const struct ds_transport *t, void *link, const struct frame *f)

@@ -14,6 +14,7 @@
 
 #include "dataserver/ds_req.h"
 #include "dataserver/ec_shard.h"
+#include "dataserver/needle.h"
 #include "proto/imgstore.pb-c.h"
 
 #include <stddef.h>
@@ -61,5 +62,17 @@ void ds_ec_report_free(Imgstore__ShardInfo **v, size_t n);
 
 void ds_ec_encode(struct ds_req *r, const struct frame *f);
 void ds_ec_put_shard(struct ds_req *r, const struct frame *f);
+
+/* ds_ec_read.c: EC_READ_RANGE (peer), and the degraded read of file seq of
+ * encoded block block_id whose data shard is not readable here: its record
+ * rebuilt from k other shards, then checked like a disk read (ds_file.h's
+ * ds_file_cb, called once). Returns 0 (cb runs later) or, without calling
+ * cb, IMG_ENOBLOCKHERE / IMG_ENOTFOUND (as ds_ec_locate) or -ENOMEM; cb gets
+ * IMG_EUNAVAIL when fewer than k shards could be read. */
+void ds_ec_read_range(struct ds_req *r, const struct frame *f);
+typedef void (*ds_ec_file_cb)(int status, const struct needle_header *h, uint64_t offset,
+                              uint8_t *rec, void *arg);
+int ds_ec_reconstruct(struct ds *ds, uint64_t block_id, uint32_t seq, uint32_t cookie,
+                      unsigned flags, ds_ec_file_cb cb, void *arg);
 
 #endif

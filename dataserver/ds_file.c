@@ -139,6 +139,24 @@ int ds_file_serves(const struct ds *ds, const struct block *b, unsigned flags)
     return (flags & DS_FILE_ANY_VIEW) ? 0 : IMG_EVIEWOLD;
 }
 
+void ds_file_finish(struct ds *ds, uint64_t block_id, uint64_t offset, uint32_t seq,
+                    uint32_t cookie, int deleted, unsigned flags, uint8_t *buf, size_t len,
+                    ds_file_cb cb, void *arg)
+{
+    struct file_read *r = calloc(1, sizeof(*r));
+    if (!r) {
+        free(buf);
+        cb(-ENOMEM, NULL, offset, NULL, arg);
+        return;
+    }
+    *r = (struct file_read){.ds = ds, .stored = (flags & DS_FILE_STORED) != 0,
+                            .block_id = block_id, .offset = offset, .seq = seq,
+                            .cookie = cookie, .deleted = deleted,
+                            .header_only = (flags & DS_FILE_HEADER_ONLY) != 0, .buf = buf,
+                            .len = len, .cb = cb, .arg = arg};
+    file_read_done(0, r);
+}
+
 /* ---- a file of an erasure-coded block (ds_ec.c) ---- */
 
 /* One record read from a data shard on the thread pool. */
@@ -147,6 +165,7 @@ struct shard_read {
     struct file_read *r;
     const struct ec_shard *sh;
     uint64_t off;
+    unsigned flags;
     int rc;
 };
 
@@ -161,10 +180,19 @@ static void shard_after(uv_work_t *w, int status)
     struct shard_read *s = w->data;
     struct file_read *r = s->r;
     int rc = status < 0 ? status : s->rc;
-    if (rc == IMG_ECORRUPT)
-        log_warn("block %llu shard at %llu: chunk CRC mismatch reading seq %u; needs repair",
-                 (unsigned long long)r->block_id, (unsigned long long)s->off, r->seq);
+    unsigned flags = s->flags;
     free(s);
+    if (rc == IMG_ECORRUPT) {
+        log_warn("block %llu: a chunk CRC mismatch reading seq %u from its data shard; needs "
+                 "repair",
+                 (unsigned long long)r->block_id, r->seq);
+        if ((flags & DS_FILE_RECONSTRUCT) &&
+            ds_ec_reconstruct(r->ds, r->block_id, r->seq, r->cookie, flags, r->cb, r->arg) == 0) {
+            free(r->buf);
+            free(r);
+            return; /* rebuilt from the other shards instead */
+        }
+    }
     file_read_done(rc, r);
 }
 
@@ -185,6 +213,8 @@ static int shard_file_read(struct ds *ds, uint64_t block_id, uint32_t seq, uint3
     if (!ds->view_confirmed && !(ds->view_lapsed && (flags & DS_FILE_ANY_VIEW)))
         return ds->view_lapsed ? IMG_EVIEWOLD : IMG_ENOBLOCKHERE;
     struct ds_shard *sh = ds_ec_shard(ds, block_id, dshard);
+    if ((!sh || sh->bad) && (flags & DS_FILE_RECONSTRUCT))
+        return ds_ec_reconstruct(ds, block_id, seq, cookie, flags, cb, arg);
     if (!sh || sh->bad)
         return IMG_ENOBLOCKHERE;
     int header_only = (flags & DS_FILE_HEADER_ONLY) != 0;
@@ -207,6 +237,7 @@ static int shard_file_read(struct ds *ds, uint64_t block_id, uint32_t seq, uint3
     s->r = r;
     s->sh = &sh->sh;
     s->off = doff;
+    s->flags = flags;
     s->w.data = s;
     rc = uv_queue_work(ds->loop, &s->w, shard_run, shard_after);
     if (rc != 0) {
@@ -326,6 +357,8 @@ static void serve(struct ds_req *r, const struct frame *f, unsigned flags)
         flags |= DS_FILE_ANY_VIEW;
     if (m->stored)
         flags |= DS_FILE_STORED;
+    if (m->reconstruct)
+        flags |= DS_FILE_RECONSTRUCT;
     imgstore__read__free_unpacked(m, NULL);
     struct file_req *fr = malloc(sizeof(*fr));
     if (!fr) {

@@ -193,6 +193,7 @@ void ds_nsc_route(struct ds_loc *l, uint32_t seq)
 {
     if (l->n > 0 || l->nshards == 0)
         return;
+    l->n_replicas_none = 1;
     for (int i = 0; i < l->nshards; i++)
         if ((int)l->sh_index[i] < l->ec_k && l->sh_first[i] && seq >= l->sh_first[i] &&
             seq <= l->sh_last[i]) {

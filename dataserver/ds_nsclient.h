@@ -33,6 +33,7 @@ struct ds_loc {
     char addr[DS_LOC_MAX_REPLICAS][DS_ADDR_MAX];
     uint64_t expires_ms; /* loop time after which the entry is stale */
     int ec_k, nshards;
+    int n_replicas_none;  /* set by ds_nsc_route: the addresses are shard holders */
     uint32_t sh_index[DS_LOC_MAX_SHARDS];
     uint32_t sh_first[DS_LOC_MAX_SHARDS], sh_last[DS_LOC_MAX_SHARDS];
     char sh_addr[DS_LOC_MAX_SHARDS][DS_ADDR_MAX];
