@@ -43,7 +43,7 @@ static const struct ns_setting_def settings[NS_SETTING_COUNT] = {
     [NS_SETTING_REBALANCE_BAND] = {"rebalance_band", "points", NS_SET_DEFAULT_BAND, 1, 50, 1,
                                    "how far a server's use % may stray from the cluster's "
                                    "before blocks move"},
-    [NS_SETTING_EC] = {"ec", "k*100+m", 0, 0, 1004, 0,
+    [NS_SETTING_EC] = {"ec", "k*100+m", 0, 0, 1004, 1,
                        "erasure coding of sealed blocks: 0 off, 402 (4+2), 603 (6+3), "
                        "1004 (10+4); ds-admin set ec 4+2 also works"},
     [NS_SETTING_EC_MIN_AGE_H] = {"ec_min_age_h", "hours", 0, 0, NS_SET_MAX_EC_AGE_H, 0,
