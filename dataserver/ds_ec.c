@@ -184,6 +184,27 @@ void ds_ec_close(struct ds *ds)
     ds->ec = NULL;
 }
 
+struct ds_shard *ds_ec_open_shard(const char *dir, uint64_t id, unsigned index, int disk,
+                                  int *rc)
+{
+    char path[PATH_MAX + 32];
+    ec_shard_path(dir, id, index, path, sizeof(path));
+    return open_shard(path, id, index, disk, rc);
+}
+
+int ds_ec_adopt(struct ds *ds, struct ds_shard *s)
+{
+    int rc = add_shard(ds, s);
+    if (rc == 0)
+        ds_session_poke(ds);
+    return rc;
+}
+
+void ds_ec_free_shard(struct ds_shard *s)
+{
+    free_shard(s);
+}
+
 /* ---- heartbeat report ------------------------------------------------------------- */
 
 size_t ds_ec_report(struct ds *ds, int full, Imgstore__ShardInfo ***out)

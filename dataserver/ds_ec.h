@@ -60,6 +60,22 @@ int ds_ec_locate(struct ds *ds, uint64_t id, uint32_t seq, const struct ec_tent 
 size_t ds_ec_report(struct ds *ds, int full, Imgstore__ShardInfo ***out);
 void ds_ec_report_free(Imgstore__ShardInfo **v, size_t n);
 
+/* Opens the shard file `index` of block id in blocks folder dir (disk
+ * `disk`): a new struct ds_shard (owned by the caller) or NULL with *rc.
+ * Blocking: call it off the loop. */
+struct ds_shard *ds_ec_open_shard(const char *dir, uint64_t id, unsigned index, int disk,
+                                  int *rc);
+
+/* Adds an opened shard to those held and reported (a heartbeat soon).
+ * Returns 0 or -ENOMEM (s stays the caller's). */
+int ds_ec_adopt(struct ds *ds, struct ds_shard *s);
+
+/* Closes and frees a shard not adopted. NULL-safe. */
+void ds_ec_free_shard(struct ds_shard *s);
+
+/* ds_ec_rebuild.c: EC_REBUILD (nameserver session). */
+void ds_ec_rebuild(struct ds_req *r, const struct frame *f);
+
 void ds_ec_encode(struct ds_req *r, const struct frame *f);
 void ds_ec_put_shard(struct ds_req *r, const struct frame *f);
 

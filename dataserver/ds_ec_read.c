@@ -36,6 +36,7 @@ struct range {
     const struct ec_shard *sh;
     uint64_t off;
     uint32_t len;
+    int meta;      /* the header and table instead of payload bytes */
     uint8_t *buf;
     int rc;
 };
@@ -43,7 +44,8 @@ struct range {
 static void range_run(uv_work_t *w)
 {
     struct range *g = w->data;
-    g->rc = ec_shard_pread(g->sh, g->off, g->len, g->buf, 1);
+    g->rc = g->meta ? ec_shard_read_meta(g->sh, g->buf)
+                    : ec_shard_pread(g->sh, g->off, g->len, g->buf, 1);
 }
 
 static void range_after(uv_work_t *w, int status)
@@ -67,7 +69,12 @@ void ds_ec_read_range(struct ds_req *r, const struct frame *f)
     if (!q)
         return;
     struct ds_shard *s = ds_ec_shard(ds, q->block_id, q->index);
-    int rc = !s || s->bad ? IMG_ENOBLOCKHERE
+    if (s && q->meta) {
+        q->offset = 0;
+        q->len = (uint32_t)ec_shard_meta_len(&s->sh);
+    }
+    int rc = !s || (s->bad && !q->meta) ? IMG_ENOBLOCKHERE
+             : q->meta                  ? (q->len > FRAME_MAX_BODY ? IMG_ETOOBIG : 0)
              : q->len == 0 || q->len > DS_EC_RANGE_MAX || q->offset > s->sh.h.L ||
                      q->len > s->sh.h.L - q->offset
                  ? IMG_EINVAL
@@ -83,6 +90,7 @@ void ds_ec_read_range(struct ds_req *r, const struct frame *f)
         g->sh = &s->sh;
         g->off = q->offset;
         g->len = q->len;
+        g->meta = q->meta;
         g->w.data = g;
         rc = uv_queue_work(ds->loop, &g->w, range_run, range_after);
         if (rc != 0) {

@@ -278,6 +278,68 @@ int ec_shard_verify(const struct ec_shard *s, uint32_t *bad_chunk)
     return rc;
 }
 
+size_t ec_shard_meta_len(const struct ec_shard *s)
+{
+    return (size_t)(s->file_size - s->h.L);
+}
+
+int ec_shard_read_meta(const struct ec_shard *s, uint8_t *buf)
+{
+    int rc = pread_full(s->fd, buf, s->hdr_len, 0);
+    if (rc == 0)
+        rc = pread_full(s->fd, buf + s->hdr_len,
+                        (size_t)(s->file_size - s->hdr_len - s->h.L), s->hdr_len + s->h.L);
+    return rc;
+}
+
+int ec_shard_meta_header(const uint8_t *meta, size_t meta_len, uint64_t id, struct ec_hdr *h,
+                         size_t *hdr_len)
+{
+    enum ec_why why;
+    int rc = ec_hdr_parse(meta, meta_len, id, h, &why);
+    if (rc != 0)
+        return rc;
+    *hdr_len = ec_hdr_size(h->k, h->L);
+    if (meta_len < *hdr_len + EC_TABLE_HEAD + 4) {
+        ec_hdr_free(h);
+        return IMG_EFORMAT;
+    }
+    return 0;
+}
+
+int ec_shard_assemble(const uint8_t *meta, size_t meta_len, uint64_t id, unsigned index,
+                      const uint8_t *payload, uint64_t L, uint8_t **out, size_t *out_len)
+{
+    struct ec_hdr h;
+    size_t hl;
+    int rc = ec_shard_meta_header(meta, meta_len, id, &h, &hl);
+    if (rc != 0)
+        return rc;
+    if (h.L != L || index >= (unsigned)(h.k + h.m)) {
+        ec_hdr_free(&h);
+        return IMG_EFORMAT;
+    }
+    size_t tl = meta_len - hl, len = hl + (size_t)L + tl;
+    uint8_t *f = malloc(len);
+    if (!f) {
+        ec_hdr_free(&h);
+        return -ENOMEM;
+    }
+    h.index = (uint8_t)index;
+    ec_chunk_crcs(payload, L, h.chunk_crc);
+    rc = ec_hdr_encode(&h, f, hl);
+    ec_hdr_free(&h);
+    if (rc != 0) {
+        free(f);
+        return rc;
+    }
+    memcpy(f + hl, payload, (size_t)L);
+    memcpy(f + hl + L, meta + hl, tl);
+    *out = f;
+    *out_len = len;
+    return 0;
+}
+
 void ec_shard_close(struct ec_shard *s)
 {
     if (s->fd >= 0)

@@ -108,6 +108,27 @@ int ec_shard_verify(const struct ec_shard *s, uint32_t *bad_chunk);
 int ec_shard_pread(const struct ec_shard *s, uint64_t off, uint64_t len, uint8_t *buf,
                    int check);
 
+/* Bytes of the shard file's header and record table (what a rebuild copies
+ * from a surviving shard). */
+size_t ec_shard_meta_len(const struct ec_shard *s);
+
+/* Reads the header then the record table into buf (ec_shard_meta_len
+ * bytes; blocking). Returns 0 or -errno / IMG_EFORMAT. */
+int ec_shard_read_meta(const struct ec_shard *s, uint8_t *buf);
+
+/* Builds a whole shard file for shard `index` from another shard's meta
+ * (meta: its header then its record table, meta_len bytes, for block id)
+ * and the rebuilt payload (L bytes, as the header says): the header gets
+ * the new index and the payload's chunk CRCs. Returns 0 with *out (malloc'd,
+ * *out_len bytes), IMG_EFORMAT / IMG_ECORRUPT for a bad meta, or -ENOMEM. */
+int ec_shard_assemble(const uint8_t *meta, size_t meta_len, uint64_t id, unsigned index,
+                      const uint8_t *payload, uint64_t L, uint8_t **out, size_t *out_len);
+
+/* Parses the header at the start of another shard's meta: *h (chunk_crc
+ * owned: ec_hdr_free) and *hdr_len. Returns 0 or IMG_EFORMAT / IMG_ECORRUPT. */
+int ec_shard_meta_header(const uint8_t *meta, size_t meta_len, uint64_t id, struct ec_hdr *h,
+                         size_t *hdr_len);
+
 void ec_shard_close(struct ec_shard *s);
 
 #endif

@@ -363,7 +363,13 @@ int ns_hb_apply_blocks(struct ns *ns, struct ns_server *s, const Imgstore__Heart
 #define NS_RETRY_MS 5000                          /* a block whose task failed waits this long */
 #define NS_NO_SERVER 0xffffu
 
-enum ns_task_kind { NS_TASK_REPLICATE, NS_TASK_DELETE, NS_TASK_COMPACT, NS_TASK_EC_ENCODE };
+enum ns_task_kind {
+    NS_TASK_REPLICATE,
+    NS_TASK_DELETE,
+    NS_TASK_COMPACT,
+    NS_TASK_EC_ENCODE,  /* ns_ec.c: a sealed block encoded k+m */
+    NS_TASK_EC_REBUILD, /* ns_ec.c: a lost or bad shard rebuilt on another server */
+};
 enum ns_task_state { NS_TASK_RUNNING, NS_TASK_DONE, NS_TASK_FAILED };
 
 /* One background action of the planner. Running tasks hold a slot of the

@@ -502,11 +502,166 @@ uint64_t ns_ec_start(struct ns *ns, struct ns_block *b, unsigned k, unsigned m,
     return id;
 }
 
+/* ---- repair: EC_REBUILD ------------------------------------------------------------- */
+
+static const char REASON_REBUILD[] = "shard lost";
+
+struct rjob {
+    struct ns *ns;
+    uint64_t task_id, block_id;
+    unsigned index;
+    uint16_t target;
+};
+
+static void rebuild_reply(int status, const struct frame *f, void *arg)
+{
+    struct rjob *j = arg;
+    struct ns *ns = j->ns;
+    int rc;
+    Imgstore__EcRebuildResp *r =
+        conn_reply_unpack(status, f, &imgstore__ec_rebuild_resp__descriptor, &rc);
+    struct ns_stripe *st = ns_ec_get(ns, j->block_id);
+    struct ns_server *t = ns_registry_at(ns, j->target);
+    if (r && st && t) {
+        st->holder[j->index] = j->target;
+        st->file_bytes[j->index] = r->file_bytes;
+        st->bad &= (uint16_t)~(1u << j->index);
+        log_info("task %" PRIu64 ": shard %u of block %" PRIu64 " rebuilt on %s", j->task_id,
+                 j->index, j->block_id, t->id);
+    } else if (!r) {
+        log_warn("task %" PRIu64 ": shard %u of block %" PRIu64 " not rebuilt: %s", j->task_id,
+                 j->index, j->block_id, img_strerror(rc));
+    }
+    if (r)
+        imgstore__ec_rebuild_resp__free_unpacked(r, NULL);
+    if (!ns->stopping)
+        ns_plan_task_end(ns, j->task_id, r ? 0 : (rc ? rc : IMG_EPROTO),
+                         r && st ? st->shard_len : 0, uv_now(ns->loop));
+    free(j);
+}
+
+/* Shard i of st needs rebuilding: no holder, its holder down, or bad. */
+static int lost(const struct ns *ns, const struct ns_stripe *st, unsigned i)
+{
+    const struct ns_server *s = ns_registry_at(ns, st->holder[i]);
+    return !s || !s->up || (st->bad & (1u << i));
+}
+
+static unsigned surviving(const struct ns *ns, const struct ns_stripe *st)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < (unsigned)(st->k + st->m); i++)
+        n += !lost(ns, st, i);
+    return n;
+}
+
+/* Starts the rebuild of lost shard `index` of st on the server with the most
+ * free bytes that holds no shard of the stripe. Returns 1 when started. */
+static int start_rebuild(struct ns *ns, struct ns_stripe *st, unsigned index, uint64_t now)
+{
+    struct ns_server *best = NULL;
+    for (size_t i = 0; i < ns->nservers; i++) {
+        struct ns_server *s = ns->servers[i];
+        int holds = 0;
+        for (unsigned j = 0; j < (unsigned)(st->k + st->m) && !holds; j++)
+            holds = st->holder[j] == s->idx;
+        if (!holds && target_ok(ns, s) && s->tasks < ns_settings_task_cap(ns) &&
+            (!best || s->free > best->free))
+            best = s;
+    }
+    if (!best)
+        return 0;
+    Imgstore__EcTarget tg[NS_EC_MAX_SHARDS], *tp[NS_EC_MAX_SHARDS];
+    Imgstore__Replica rp[NS_EC_MAX_SHARDS];
+    unsigned n = 0;
+    for (unsigned i = 0; i < (unsigned)(st->k + st->m); i++) {
+        if (i == index || lost(ns, st, i))
+            continue;
+        imgstore__ec_target__init(&tg[n]);
+        imgstore__replica__init(&rp[n]);
+        ns_plan_fill_replica(&rp[n], ns_registry_at(ns, st->holder[i]));
+        tg[n].index = i;
+        tg[n].server = &rp[n];
+        tp[n] = &tg[n];
+        n++;
+    }
+    if (n < st->k)
+        return 0;
+    struct rjob *j = malloc(sizeof(*j));
+    struct ns_task *t = j ? ns_plan_task_add(ns, NS_TASK_EC_REBUILD, st->block_id, NS_NO_SERVER,
+                                             best->idx, st->shard_len, REASON_REBUILD, now)
+                          : NULL;
+    if (!t) {
+        free(j);
+        return 0;
+    }
+    *j = (struct rjob){.ns = ns, .task_id = t->id, .block_id = st->block_id, .index = index,
+                       .target = best->idx};
+    log_info("task %" PRIu64 ": rebuild shard %u of block %" PRIu64 " on %s (%u of %u shards "
+             "left)",
+             t->id, index, st->block_id, best->id, surviving(ns, st), st->k + st->m);
+    if (!ns->loop) {
+        free(j);
+        return 1;
+    }
+    Imgstore__EcRebuild m = IMGSTORE__EC_REBUILD__INIT;
+    m.block_id = st->block_id;
+    m.index = index;
+    m.k = st->k;
+    m.m = st->m;
+    m.task_id = t->id;
+    m.n_sources = n;
+    m.sources = tp;
+    uint64_t id = t->id;
+    if (conn_request(best->conn, FT_EC_REBUILD, &m.base, NULL, 0, NULL, NS_EC_TIMEOUT_MS,
+                     rebuild_reply, j) != 0) {
+        free(j);
+        ns_plan_task_end(ns, id, IMG_ECONN, 0, now);
+    }
+    return 1;
+}
+
+static int by_surviving(const void *a, const void *b, void *arg)
+{
+    const struct ns *ns = arg;
+    const struct ns_stripe *x = &ns->ec->v[*(const size_t *)a];
+    const struct ns_stripe *y = &ns->ec->v[*(const size_t *)b];
+    unsigned sx = surviving(ns, x), sy = surviving(ns, y);
+    return sx < sy ? -1 : sx > sy;
+}
+
+/* Stripes with lost shards, most endangered (fewest surviving) first: one
+ * rebuild each per pass while the caps allow. */
+static void plan_repair(struct ns *ns, uint64_t now_ms)
+{
+    struct ns_ec *e = ns->ec;
+    size_t *order = malloc((e->n + 1) * sizeof(*order)), n = 0;
+    if (!order)
+        return;
+    for (size_t i = 0; i < e->n; i++) {
+        const struct ns_stripe *st = &e->v[i];
+        unsigned s = surviving(ns, st);
+        if (s < (unsigned)(st->k + st->m) && s >= st->k && !busy(ns, st->block_id))
+            order[n++] = i;
+    }
+    qsort_r(order, n, sizeof(*order), by_surviving, ns);
+    for (size_t o = 0; o < n; o++) {
+        struct ns_stripe *st = &e->v[order[o]];
+        for (unsigned i = 0; i < (unsigned)(st->k + st->m); i++)
+            if (lost(ns, st, i)) {
+                start_rebuild(ns, st, i, now_ms);
+                break; /* one per stripe per pass: the next after it */
+            }
+    }
+    free(order);
+}
+
 void ns_ec_plan(struct ns *ns, uint64_t now_ms)
 {
     unsigned k, m;
     if (!ns->ec || ns->safe_mode)
         return;
+    plan_repair(ns, now_ms);
     for (size_t i = 0; ns->loop && i < ns->ec->n; i++) {
         struct ns_stripe *st = &ns->ec->v[i];
         if (complete(st) && ns_blocks_get(&ns->blocks, st->block_id) &&

@@ -317,6 +317,7 @@ static const char *task_kind(const struct ns_task *t)
     return t->kind == NS_TASK_REPLICATE   ? "replicate"
            : t->kind == NS_TASK_COMPACT   ? "compact"
            : t->kind == NS_TASK_EC_ENCODE ? "ec-encode"
+           : t->kind == NS_TASK_EC_REBUILD ? "ec-rebuild"
                                           : "delete";
 }
 

@@ -135,7 +135,8 @@ int ns_plan_task_end(struct ns *ns, uint64_t id, int status, uint64_t size, uint
         return IMG_ENOTFOUND;
     struct ns_server *d = ns_registry_at(ns, t->dst);
     struct ns_block *b = ns_blocks_get(&ns->blocks, t->block_id);
-    if (t->kind == NS_TASK_COMPACT || t->kind == NS_TASK_EC_ENCODE) {
+    if (t->kind == NS_TASK_COMPACT || t->kind == NS_TASK_EC_ENCODE ||
+        t->kind == NS_TASK_EC_REBUILD) {
         t->bytes_done = size; /* ns_compact.c, ns_ec.c logged the outcome */
     } else if (status == 0 && t->kind == NS_TASK_REPLICATE) {
         t->bytes_done = size;
@@ -998,7 +999,7 @@ void ns_plan_handle_list(struct ns *ns, struct conn *c, const struct frame_heade
         const Imgstore__ListTasks *m)
 {
     static char replicate[] = "replicate", del[] = "delete", none[] = "", compact[] = "compact",
-                ec_encode[] = "ec-encode";
+                ec_encode[] = "ec-encode", ec_rebuild[] = "ec-rebuild";
     size_t n = ns->plan.ntasks;
     Imgstore__Task *tasks = calloc(n + 1, sizeof(*tasks));
     Imgstore__Task **tp = calloc(n + 1, sizeof(*tp));
@@ -1021,6 +1022,7 @@ void ns_plan_handle_list(struct ns *ns, struct conn *c, const struct frame_heade
             o->kind = t->kind == NS_TASK_REPLICATE   ? replicate
                       : t->kind == NS_TASK_COMPACT   ? compact
                       : t->kind == NS_TASK_EC_ENCODE ? ec_encode
+                      : t->kind == NS_TASK_EC_REBUILD ? ec_rebuild
                                                      : del;
             o->state = state_text(t);
             o->block_id = t->block_id;
