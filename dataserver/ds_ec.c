@@ -205,6 +205,44 @@ void ds_ec_free_shard(struct ds_shard *s)
     free_shard(s);
 }
 
+int ds_ec_drop(struct ds *ds, uint64_t id)
+{
+    struct ds_ec *e = ds->ec;
+    int dropped = 0;
+    for (size_t i = 0; e && i < e->n;) {
+        struct ds_shard *s = e->v[i];
+        if (s->block_id != id) {
+            i++;
+            continue;
+        }
+        char path[sizeof(s->sh.path)];
+        memcpy(path, s->sh.path, sizeof(path));
+        e->v[i] = e->v[--e->n];
+        free_shard(s);
+        if (unlink(path) != 0)
+            log_warn("stale shard %s: cannot remove: %s", path, strerror(errno));
+        else
+            log_info("stale shard %s removed (rebuilt elsewhere)", path);
+        dropped++;
+    }
+    if (dropped)
+        e->dirty = 1;
+    return dropped ? 0 : IMG_ENOBLOCKHERE;
+}
+
+void ds_ec_mark_bad(struct ds *ds, uint64_t id, unsigned index)
+{
+    struct ds_shard *s = ds_ec_shard(ds, id, index);
+    if (!s || s->bad)
+        return;
+    s->bad = 1;
+    ds->ec->dirty = 1;
+    log_error("block %016" PRIx64 ": shard %u failed its chunk CRC check; reported bad for "
+              "repair",
+              id, index);
+    ds_session_poke(ds);
+}
+
 /* ---- heartbeat report ------------------------------------------------------------- */
 
 size_t ds_ec_report(struct ds *ds, int full, Imgstore__ShardInfo ***out)

@@ -73,6 +73,15 @@ int ds_ec_adopt(struct ds *ds, struct ds_shard *s);
 /* Closes and frees a shard not adopted. NULL-safe. */
 void ds_ec_free_shard(struct ds_shard *s);
 
+/* Drops every shard of block id held here (DELETE_BLOCK with shards: the
+ * nameserver counts them nowhere, their shards were rebuilt elsewhere):
+ * closed, files removed. Returns 0 or IMG_ENOBLOCKHERE when none is here. */
+int ds_ec_drop(struct ds *ds, uint64_t id);
+
+/* Marks shard `index` of block id bad (its bytes failed a check): no longer
+ * read for files, reported bad so the nameserver rebuilds it elsewhere. */
+void ds_ec_mark_bad(struct ds *ds, uint64_t id, unsigned index);
+
 /* ds_ec_rebuild.c: EC_REBUILD (nameserver session). */
 void ds_ec_rebuild(struct ds_req *r, const struct frame *f);
 

@@ -33,6 +33,8 @@
 struct range {
     uv_work_t w;
     struct ds_req *r;
+    uint64_t id;
+    unsigned index;
     const struct ec_shard *sh;
     uint64_t off;
     uint32_t len;
@@ -52,6 +54,8 @@ static void range_after(uv_work_t *w, int status)
 {
     struct range *g = w->data;
     int rc = status < 0 ? status : g->rc;
+    if (rc == IMG_ECORRUPT)
+        ds_ec_mark_bad(g->r->ds, g->id, g->index);
     if (rc == 0) {
         Imgstore__EcReadRangeResp m = IMGSTORE__EC_READ_RANGE_RESP__INIT;
         ds_req_answer(g->r, 0, &m.base, g->buf, g->len, free);
@@ -91,6 +95,8 @@ void ds_ec_read_range(struct ds_req *r, const struct frame *f)
         g->off = q->offset;
         g->len = q->len;
         g->meta = q->meta;
+        g->id = q->block_id;
+        g->index = q->index;
         g->w.data = g;
         rc = uv_queue_work(ds->loop, &g->w, range_run, range_after);
         if (rc != 0) {
@@ -196,6 +202,8 @@ static void local_run(uv_work_t *w)
 static void local_after(uv_work_t *w, int status)
 {
     struct piece *p = w->data;
+    if (p->rc == IMG_ECORRUPT)
+        ds_ec_mark_bad(p->c->ds, p->c->id, p->index);
     if (status < 0 || p->rc != 0) {
         free(p->buf);
         p->buf = NULL;

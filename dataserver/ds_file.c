@@ -166,6 +166,7 @@ struct shard_read {
     const struct ec_shard *sh;
     uint64_t off;
     unsigned flags;
+    unsigned index; /* the data shard read */
     int rc;
 };
 
@@ -180,12 +181,10 @@ static void shard_after(uv_work_t *w, int status)
     struct shard_read *s = w->data;
     struct file_read *r = s->r;
     int rc = status < 0 ? status : s->rc;
-    unsigned flags = s->flags;
+    unsigned flags = s->flags, index = s->index;
     free(s);
     if (rc == IMG_ECORRUPT) {
-        log_warn("block %llu: a chunk CRC mismatch reading seq %u from its data shard; needs "
-                 "repair",
-                 (unsigned long long)r->block_id, r->seq);
+        ds_ec_mark_bad(r->ds, r->block_id, index);
         if ((flags & DS_FILE_RECONSTRUCT) &&
             ds_ec_reconstruct(r->ds, r->block_id, r->seq, r->cookie, flags, r->cb, r->arg) == 0) {
             free(r->buf);
@@ -238,6 +237,7 @@ static int shard_file_read(struct ds *ds, uint64_t block_id, uint32_t seq, uint3
     s->sh = &sh->sh;
     s->off = doff;
     s->flags = flags;
+    s->index = dshard;
     s->w.data = s;
     rc = uv_queue_work(ds->loop, &s->w, shard_run, shard_after);
     if (rc != 0) {

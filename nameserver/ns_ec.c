@@ -157,6 +157,70 @@ void ns_ec_put_loc(struct ns_ec_loc *l, Imgstore__BlockLocation *bl)
     bl->shards = l->lp;
 }
 
+/* s reported a shard of st that another up server holds: when s holds no
+ * shard of st, it is noted; the planner tells it to drop its copies
+ * (DELETE_BLOCK with shards: stale_plan). */
+static void drop_stale(struct ns *ns, struct ns_stripe *st, struct ns_server *s)
+{
+    (void)ns;
+    for (unsigned i = 0; i < (unsigned)(st->k + st->m); i++)
+        if (st->holder[i] == s->idx)
+            return;
+    for (unsigned i = 0; i < st->nstale; i++)
+        if (st->stale[i] == s->idx)
+            return;
+    if (st->nstale < NS_EC_STALE_MAX)
+        st->stale[st->nstale++] = s->idx;
+}
+
+struct stale_call {
+    struct ns *ns;
+    uint64_t block_id;
+    uint16_t server;
+};
+
+static void stale_reply(int status, const struct frame *f, void *arg)
+{
+    struct stale_call *c = arg;
+    struct ns_stripe *st = ns_ec_get(c->ns, c->block_id);
+    int rc = status ? status : f->h.status;
+    if (st && (rc == 0 || rc == IMG_ENOBLOCKHERE))
+        for (unsigned i = 0; i < st->nstale; i++)
+            if (st->stale[i] == c->server) {
+                st->stale[i] = st->stale[--st->nstale];
+                break;
+            }
+    free(c);
+}
+
+/* Tells the servers holding stale shards of each stripe to drop them,
+ * every NS_EC_STALE_RETRY_MS until they answer. */
+static void stale_plan(struct ns *ns, uint64_t now)
+{
+    for (size_t i = 0; i < ns->ec->n; i++) {
+        struct ns_stripe *st = &ns->ec->v[i];
+        if (!st->nstale || now < st->stale_ms + NS_EC_STALE_RETRY_MS)
+            continue;
+        st->stale_ms = now;
+        for (unsigned j = 0; j < st->nstale; j++) {
+            struct ns_server *s = ns_registry_at(ns, st->stale[j]);
+            struct stale_call *c = s && s->up && s->conn ? malloc(sizeof(*c)) : NULL;
+            if (!c)
+                continue;
+            *c = (struct stale_call){.ns = ns, .block_id = st->block_id, .server = s->idx};
+            log_info("block %" PRIu64 ": %s holds stale shards (rebuilt elsewhere): told to "
+                     "drop them",
+                     st->block_id, s->id);
+            Imgstore__DeleteBlock m = IMGSTORE__DELETE_BLOCK__INIT;
+            m.block_id = st->block_id;
+            m.shards = 1;
+            if (conn_request(s->conn, FT_DELETE_BLOCK, &m.base, NULL, 0, NULL,
+                             NS_CMD_TIMEOUT_MS, stale_reply, c) != 0)
+                free(c);
+        }
+    }
+}
+
 /* ---- reports ------------------------------------------------------------------------ */
 
 static int entry_valid(const Imgstore__ShardInfo *x)
@@ -217,7 +281,10 @@ size_t ns_ec_apply_report(struct ns *ns, struct ns_server *s, const Imgstore__He
         if (st->holder[x->index] != s->idx && st->holder[x->index] != NS_NO_SERVER) {
             const struct ns_server *o = ns_registry_at(ns, st->holder[x->index]);
             if (o && o->up) {
-                ignored++; /* a second copy of one shard: the first holder keeps it */
+                /* A second copy of one shard (rebuilt elsewhere while s was
+                 * down, or after s reported it bad): the stripe's holder
+                 * keeps it; s drops its copies when it holds no other. */
+                drop_stale(ns, st, s);
                 continue;
             }
         }
@@ -662,6 +729,8 @@ void ns_ec_plan(struct ns *ns, uint64_t now_ms)
     if (!ns->ec || ns->safe_mode)
         return;
     plan_repair(ns, now_ms);
+    if (ns->loop)
+        stale_plan(ns, now_ms);
     for (size_t i = 0; ns->loop && i < ns->ec->n; i++) {
         struct ns_stripe *st = &ns->ec->v[i];
         if (complete(st) && ns_blocks_get(&ns->blocks, st->block_id) &&

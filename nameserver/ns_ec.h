@@ -12,6 +12,8 @@
 #define NS_EC_MAX_SHARDS 14
 #define NS_EC_TIMEOUT_MS (10 * 60 * 1000) /* one EC_ENCODE answer */
 #define NS_EC_DROP_RETRY_MS 10000         /* replicated copies of an encoded block: asked again */
+#define NS_EC_STALE_RETRY_MS 2000         /* stale shards: asked again */
+#define NS_EC_STALE_MAX 4                 /* servers with stale shards kept per stripe */
 
 /* One stripe: k data + m parity shards of block_id. */
 struct ns_stripe {
@@ -24,6 +26,9 @@ struct ns_stripe {
     uint16_t bad;                      /* bit i: shard i's holder reported it bad */
     uint32_t seq_first[NS_EC_MAX_K], seq_last[NS_EC_MAX_K];
     uint64_t drop_ms;                  /* loop time DELETE_BLOCK last went to its copies */
+    uint64_t stale_ms;                 /* ... and to the servers holding stale shards */
+    uint16_t stale[NS_EC_STALE_MAX];   /* servers that reported shards held elsewhere */
+    uint8_t nstale;
 };
 
 struct ns_ec {
