@@ -81,13 +81,13 @@ int cache_loc_add_shards(struct cache_loc *out, const Imgstore__BlockLocation *b
     return out->nshards;
 }
 
-void cache_loc_route(const struct cache_loc *loc, uint32_t seq, struct cache_loc *out)
+int cache_loc_route(const struct cache_loc *loc, uint32_t seq, struct cache_loc *out)
 {
     out->n = 0;
     if (loc->n > 0) {
         out->n = loc->n;
         memcpy(out->addr, loc->addr, sizeof(out->addr));
-        return;
+        return 1;
     }
     for (int i = 0; i < loc->nshards; i++) {
         const struct cache_shard *s = &loc->shards[i];
@@ -95,11 +95,12 @@ void cache_loc_route(const struct cache_loc *loc, uint32_t seq, struct cache_loc
             seq <= s->seq_last) {
             memcpy(out->addr[0], s->addr, RPC_ADDR_MAX);
             out->n = 1;
-            return;
+            return 1;
         }
     }
     for (int i = 0; i < loc->nshards && out->n < CACHE_MAX_REPLICAS; i++)
         memcpy(out->addr[out->n++], loc->shards[i].addr, RPC_ADDR_MAX);
+    return 0;
 }
 
 void cache_loc_route_degraded(const struct cache_loc *loc, uint32_t seq, struct cache_loc *out)

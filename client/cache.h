@@ -77,8 +77,10 @@ int cache_loc_add_shards(struct cache_loc *out, const Imgstore__BlockLocation *b
 /* The addresses to READ file `seq` of a block at: its replicas when it has
  * any; else the holder of the data shard whose seq range holds seq, or,
  * when none does, every shard holder (each answers from the block's record
- * table). Fills out->n and out->addr only. */
-void cache_loc_route(const struct cache_loc *loc, uint32_t seq, struct cache_loc *out);
+ * table). Fills out->n and out->addr only. Returns 1 when out holds
+ * replicas or the data shard's holder, 0 for the fallback (that holder is
+ * not listed: down, or the seq is in no range). */
+int cache_loc_route(const struct cache_loc *loc, uint32_t seq, struct cache_loc *out);
 
 /* The shard holders of loc other than the holder of the data shard whose
  * seq range holds seq (their addresses), for a degraded read: each can

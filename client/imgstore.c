@@ -715,8 +715,11 @@ static int read_any(imgstore_t *h, const struct fname *f, unsigned type, int64_t
             return rc;
         struct read_tally t = {0};
         struct cache_loc route; /* replicas, or the shard holder of f's seq */
-        cache_loc_route(loc, f->seq, &route);
-        rc = read_pass(h, &route, type, f, 0, deadline, res, &t);
+        /* An encoded block whose data shard holding f has no listed holder
+         * (down): the shard holders rebuild it at once (a holder answers
+         * IMG_ENOTFOUND from its table for a seq it does not know). */
+        unsigned first = cache_loc_route(loc, f->seq, &route) ? 0 : READ_RECONSTRUCT;
+        rc = read_pass(h, &route, type, f, first, deadline, res, &t);
         if (rc == -EAGAIN && t.lapsed > 0 && from == FROM_CACHE) {
             /* Only holders whose view lapsed answered, from a cached
              * location: the nameserver may have moved the block's set on
