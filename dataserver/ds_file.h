@@ -7,7 +7,10 @@
  * (ds_repl.c) and the HTTP origin so all obey the same rules: a wrong cookie is IMG_ENOTFOUND, exactly
  * like a missing file; a deleted file is IMG_EDELETED only when its cookie
  * matches (so deletions cannot be probed either); a CRC mismatch is
- * IMG_ECORRUPT, logged for repair, and its bytes are never handed out. */
+ * IMG_ECORRUPT, logged for repair, and its bytes are never handed out.
+ * A block held here only as erasure-coded shards (ds_ec.h) is read from the
+ * data shard holding the record (one pread on the thread pool, the same
+ * checks), or rebuilt from other shards with DS_FILE_RECONSTRUCT. */
 #ifndef DS_FILE_H
 #define DS_FILE_H
 
