@@ -578,6 +578,8 @@ void ds_ec_encode(struct ds_req *r, const struct frame *f)
         rc = IMG_EBUSY;
     else if (rc == 0 && (b->tail != q->expected_size || b->durable_tail != b->tail))
         rc = IMG_EOFFSET;
+    else if (rc == 0 && b->tail / q->k + (64u << 20) > DS_EC_MAX_FILE)
+        rc = IMG_ETOOBIG; /* a shard would not fit in one frame: refused before reading */
     for (unsigned i = 0; rc == 0 && i < q->k + q->m; i++)
         if (holds(ds, q->block_id, i))
             rc = IMG_EEXIST;
