@@ -578,8 +578,9 @@ void ds_ec_encode(struct ds_req *r, const struct frame *f)
         rc = IMG_EBUSY;
     else if (rc == 0 && (b->tail != q->expected_size || b->durable_tail != b->tail))
         rc = IMG_EOFFSET;
-    else if (rc == 0 && b->tail / q->k + (64u << 20) > DS_EC_MAX_FILE)
-        rc = IMG_ETOOBIG; /* a shard would not fit in one frame: refused before reading */
+    else if (rc == 0 && b->tail / q->k + NEEDLE_MAX_DATA + (1u << 20) > DS_EC_MAX_FILE)
+        rc = IMG_ETOOBIG; /* a shard may not fit in one frame: refused before reading
+                           * (an extent is at most tail/k plus one record) */
     for (unsigned i = 0; rc == 0 && i < q->k + q->m; i++)
         if (holds(ds, q->block_id, i))
             rc = IMG_EEXIST;
