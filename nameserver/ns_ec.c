@@ -471,10 +471,11 @@ static void stat_reply(int status, const struct frame *f, void *arg)
         job_end(j, IMG_ECONN, 0);
 }
 
-/* A server that may take a new shard. */
+/* A server that may take a new shard (a session needed only with a loop:
+ * unit tests inspect the tasks). */
 static int target_ok(const struct ns *ns, const struct ns_server *s)
 {
-    return s && s->up && s->conn && !s->draining && !s->readonly &&
+    return s && s->up && (s->conn || !ns->loop) && !s->draining && !s->readonly &&
            ns_server_has_room(ns, s, ns->meta.block_size / 2);
 }
 
