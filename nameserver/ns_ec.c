@@ -44,6 +44,20 @@ struct ns_stripe *ns_ec_get(const struct ns *ns, uint64_t id)
     return NULL;
 }
 
+struct ns_stripe *ns_ec_usable(const struct ns *ns, uint64_t id)
+{
+    struct ns_stripe *st = ns_ec_get(ns, id);
+    return st && (st->confirmed || !ns_blocks_get(&ns->blocks, id)) ? st : NULL;
+}
+
+/* Forgets the stripe of block id (a failed or restarted encoding). */
+static void stripe_forget(struct ns *ns, uint64_t id)
+{
+    struct ns_stripe *st = ns_ec_get(ns, id);
+    if (st)
+        *st = ns->ec->v[--ns->ec->n];
+}
+
 static struct ns_stripe *stripe_add(struct ns *ns, uint64_t id, unsigned k, unsigned m,
                                     uint64_t shard_len, uint64_t block_len)
 {
@@ -128,7 +142,7 @@ void ns_ec_fill_admin(const struct ns *ns, uint64_t id, Imgstore__AdminBlock *m,
 size_t ns_ec_fill_loc(const struct ns *ns, uint64_t id, struct ns_ec_loc *l)
 {
     l->n = l->k = 0;
-    const struct ns_stripe *st = ns_ec_get(ns, id);
+    const struct ns_stripe *st = ns_ec_usable(ns, id);
     if (!st)
         return 0;
     l->k = st->k;
@@ -381,6 +395,36 @@ static int complete(const struct ns_stripe *st)
     return 1;
 }
 
+static void ignore_reply(int status, const struct frame *f, void *arg)
+{
+    (void)status;
+    (void)f;
+    (void)arg;
+}
+
+/* A failed encoding: the targets drop what they wrote of it (best effort;
+ * a stripe left in reports stays unusable while the block is replicated,
+ * ns_ec_usable) and the stripe entry is forgotten. */
+static void encode_undo(struct job *j)
+{
+    struct ns *ns = j->ns;
+    if (ns->stopping)
+        return;
+    for (unsigned i = 0; i < j->k + j->m; i++) {
+        struct ns_server *s = ns_registry_at(ns, j->target[i]);
+        if (!s || !s->up || !s->conn)
+            continue;
+        Imgstore__DeleteBlock m = IMGSTORE__DELETE_BLOCK__INIT;
+        m.block_id = j->block_id;
+        m.shards = 1;
+        conn_request(s->conn, FT_DELETE_BLOCK, &m.base, NULL, 0, NULL, NS_CMD_TIMEOUT_MS,
+                     ignore_reply, NULL);
+    }
+    struct ns_stripe *st = ns_ec_get(ns, j->block_id);
+    if (st && !st->confirmed)
+        stripe_forget(ns, j->block_id);
+}
+
 static void encode_reply(int status, const struct frame *f, void *arg)
 {
     struct job *j = arg;
@@ -391,11 +435,13 @@ static void encode_reply(int status, const struct frame *f, void *arg)
     if (!r) {
         log_warn("task %" PRIu64 ": block %" PRIu64 " not encoded: %s", j->task_id,
                  j->block_id, img_strerror(rc));
+        encode_undo(j);
         job_end(j, rc ? rc : IMG_EPROTO, 0);
         return;
     }
     if (ns->stopping || r->n_seq_first != j->k || r->n_seq_last != j->k) {
         imgstore__ec_encode_resp__free_unpacked(r, NULL);
+        encode_undo(j);
         job_end(j, IMG_EPROTO, 0);
         return;
     }
@@ -406,6 +452,7 @@ static void encode_reply(int status, const struct frame *f, void *arg)
         for (unsigned i = 0; i < j->k + j->m; i++)
             if (st->holder[i] == NS_NO_SERVER)
                 st->holder[i] = j->target[i];
+        st->confirmed = 1;
         for (unsigned i = 0; i < j->k; i++) {
             st->seq_first[i] = r->seq_first[i];
             st->seq_last[i] = r->seq_last[i];
@@ -508,7 +555,7 @@ uint64_t ns_ec_start(struct ns *ns, struct ns_block *b, unsigned k, unsigned m,
         *why = "not sealed";
         return 0;
     }
-    if (ns_ec_get(ns, b->id)) {
+    if (ns_ec_usable(ns, b->id)) {
         *why = "already encoded";
         return 0;
     }
@@ -552,6 +599,7 @@ uint64_t ns_ec_start(struct ns *ns, struct ns_block *b, unsigned k, unsigned m,
     }
     *j = (struct job){.ns = ns, .task_id = t->id, .block_id = b->id, .k = k, .m = m,
                       .coord = c->idx};
+    stripe_forget(ns, b->id); /* what a failed encoding left, if anything */
     for (unsigned i = 0; i < k + m; i++)
         j->target[i] = cand[i];
     free(cand);
@@ -709,7 +757,8 @@ static void plan_repair(struct ns *ns, uint64_t now_ms)
     for (size_t i = 0; i < e->n; i++) {
         const struct ns_stripe *st = &e->v[i];
         unsigned s = surviving(ns, st);
-        if (s < (unsigned)(st->k + st->m) && s >= st->k && !busy(ns, st->block_id))
+        if (s < (unsigned)(st->k + st->m) && s >= st->k && !busy(ns, st->block_id) &&
+            ns_ec_usable(ns, st->block_id))
             order[n++] = i;
     }
     qsort_r(order, n, sizeof(*order), by_surviving, ns);
@@ -734,7 +783,7 @@ void ns_ec_plan(struct ns *ns, uint64_t now_ms)
         stale_plan(ns, now_ms);
     for (size_t i = 0; ns->loop && i < ns->ec->n; i++) {
         struct ns_stripe *st = &ns->ec->v[i];
-        if (complete(st) && ns_blocks_get(&ns->blocks, st->block_id) &&
+        if (st->confirmed && complete(st) && ns_blocks_get(&ns->blocks, st->block_id) &&
             !busy(ns, st->block_id) && now_ms >= st->drop_ms + NS_EC_DROP_RETRY_MS) {
             st->drop_ms = now_ms;
             drop_replicas(ns, st->block_id, st->block_len);
@@ -750,7 +799,7 @@ void ns_ec_plan(struct ns *ns, uint64_t now_ms)
     for (size_t i = 0; i < ns->blocks.cap; i++) {
         struct ns_block *b = &ns->blocks.slots[i];
         const char *why;
-        if (!b->id || !b->sealed || ns_ec_get(ns, b->id))
+        if (!b->id || !b->sealed || ns_ec_usable(ns, b->id))
             continue;
         left++;
         if (!busy(ns, b->id))
@@ -790,7 +839,7 @@ void ns_ec_handle_encode(struct ns *ns, struct conn *c, const struct frame_heade
             rc = ns_ec_get(ns, q->block_id) ? IMG_EEXIST : IMG_ENOTFOUND;
         else if (!t) {
             log_info("block %" PRIu64 " not encoded: %s", b->id, why);
-            rc = ns_ec_get(ns, b->id) ? IMG_EEXIST
+            rc = ns_ec_usable(ns, b->id) ? IMG_EEXIST
                  : !b->sealed         ? IMG_ESEALED
                  : busy(ns, b->id)    ? IMG_EBUSY
                                       : IMG_EUNAVAIL;
@@ -809,7 +858,7 @@ void ns_ec_handle_encode(struct ns *ns, struct conn *c, const struct frame_heade
         for (size_t i = 0; i < ns->blocks.cap && n < cap; i++) {
             struct ns_block *b = &ns->blocks.slots[i];
             const char *why;
-            if (!b->id || !b->sealed || ns_ec_get(ns, b->id) || busy(ns, b->id))
+            if (!b->id || !b->sealed || ns_ec_usable(ns, b->id) || busy(ns, b->id))
                 continue;
             uint64_t t = ns_ec_start(ns, b, k, m, now, &why);
             if (t) {

@@ -29,6 +29,7 @@ struct ns_stripe {
     uint64_t stale_ms;                 /* ... and to the servers holding stale shards */
     uint16_t stale[NS_EC_STALE_MAX];   /* servers that reported shards held elsewhere */
     uint8_t nstale;
+    uint8_t confirmed;                 /* its EC_ENCODE succeeded here (see ns_ec_usable) */
 };
 
 struct ns_ec {
@@ -39,6 +40,13 @@ struct ns_ec {
 
 /* The stripe of block id, or NULL. Valid until the next insertion. */
 struct ns_stripe *ns_ec_get(const struct ns *ns, uint64_t id);
+
+/* The stripe of block id when it may be used (read, repaired, make the
+ * replicated copies go): its encoding succeeded on this nameserver, or the
+ * block has no replicated copy left (the encoding finished before). A
+ * stripe seen only in reports while the block is still replicated may be
+ * what a failed encoding left: ignored. NULL otherwise. */
+struct ns_stripe *ns_ec_usable(const struct ns *ns, uint64_t id);
 
 /* Applies the shards of a validated heartbeat from s: each entry (checked:
  * a known scheme, index < k+m, k seq ranges) records s as that shard's

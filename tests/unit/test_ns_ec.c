@@ -195,3 +195,26 @@ Test(ns_ec, no_repair_below_k_shards)
     uint16_t tg[4];
     cr_assert_eq(rebuilds(ids, tg, 4), 0);
 }
+
+/* Shards reported for a block that is still replicated may be what a failed
+ * encoding left: not listed, not repaired, not "already encoded". */
+Test(ns_ec, reported_stripe_of_a_replicated_block_unused)
+{
+    servers(8);
+    ns.safe_mode = 0;
+    struct ns_server *reps[2] = {srv[6], srv[7]};
+    block(7, BLEN, reps, 2);
+    stripe(7);
+    cr_assert_not_null(ns_ec_get(&ns, 7));
+    cr_assert_null(ns_ec_usable(&ns, 7));
+    struct ns_ec_loc loc;
+    cr_assert_eq(ns_ec_fill_loc(&ns, 7, &loc), 0);
+    ns_registry_mark_down(&ns, srv[0], "test");
+    ns_ec_plan(&ns, 5000);
+    uint64_t ids[4];
+    uint16_t tg[4];
+    cr_assert_eq(rebuilds(ids, tg, 4), 0);
+    ns_ec_get(&ns, 7)->confirmed = 1; /* its EC_ENCODE succeeded */
+    cr_assert_not_null(ns_ec_usable(&ns, 7));
+    cr_assert_eq(ns_ec_fill_loc(&ns, 7, &loc), 5);
+}
