@@ -372,6 +372,30 @@ Test(ec, encode_sealed_block)
             i++;
         cr_assert_eq(imgstore_unlink(h2, names[i]), IMGSTORE_EENCODED);
         imgstore_close(h2);
+        /* over HTTP with the writer key: 409 */
+        void *text = NULL;
+        size_t tlen = 0;
+        cr_assert_eq(cluster_read_file(C->key_writer, &text, &tlen), 0);
+        char secret[128];
+        cr_assert_eq(sscanf(text, "app %127s", secret), 1);
+        free(text);
+        char req[512];
+        int rn = snprintf(req, sizeof(req),
+                          "DELETE /%s HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n"
+                          "Connection: close\r\n\r\n",
+                          names[i], secret);
+        int fd = cluster_connect(C->ds[0].http_addr, 5000);
+        cr_assert_geq(fd, 0);
+        cr_assert_eq(cluster_send_all(fd, req, (size_t)rn), 0);
+        char resp[512] = "";
+        ssize_t got = read(fd, resp, sizeof(resp) - 1);
+        close(fd);
+        cr_assert_gt(got, 12);
+        cr_assert_eq(atoi(resp + 9), 409, "%s", resp);
+        size_t flen = 0;
+        uint8_t *still = http_get(C->ds[1].http_addr, names[i], &flen);
+        cr_assert_not_null(still, "the file went after a refused delete");
+        free(still);
     }
 
     /* a nameserver restart: the stripe comes back from the reports */
