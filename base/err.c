@@ -43,7 +43,6 @@ static const struct img_err_desc descs[] = {
     {IMG_ECLUSTER, "IMG_ECLUSTER", "peer belongs to another cluster"},
     {IMG_ENOTLEADER, "IMG_ENOTLEADER", "nameserver is not the leader"},
     {IMG_EEPOCH, "IMG_EEPOCH", "command from a deposed nameserver leader (older epoch)"},
-    {IMG_EENCODED, "IMG_EENCODED", "block is erasure-coded: deleting its files is not supported yet"},
 };
 
 static const struct img_err_desc *find(int err)

@@ -45,8 +45,6 @@ enum img_err {
                              * NotLeader head may name it) or the next nameserver */
     IMG_EEPOCH = -1036,    /* a command from a deposed nameserver leader (its epoch is older
                             * than one this dataserver has seen) */
-    IMG_EENCODED = -1037,  /* the block is erasure-coded: deleting its files is not
-                            * supported yet (docs/storage.md) */
 };
 
 /* Returns a static, human-readable description of `err` (an IMG_E* code or a

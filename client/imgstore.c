@@ -91,7 +91,6 @@ SAME_CODE(EAUTH);
 SAME_CODE(EPERM);
 SAME_CODE(EKEYFILE);
 SAME_CODE(ENOTLEADER);
-SAME_CODE(EENCODED);
 #undef SAME_CODE
 _Static_assert(IMGSTORE_ADDR_MAX == ADDR_MAX, "IMGSTORE_ADDR_MAX != ADDR_MAX");
 
@@ -883,11 +882,13 @@ int imgstore_unlink2(imgstore_t *h, const char *name, int *was_deleted)
         struct cache_loc loc;
         enum locate_from from;
         rc = locate(h, f.block_id, fresh ? LOCATE_FRESH : LOCATE_CACHED, deadline, &loc, &from);
-        if (rc == 0 && loc.n == 0 && loc.nshards > 0)
-            return IMG_EENCODED; /* no replica orders deletes of an encoded block */
         if (rc == 0) {
+            /* An erasure-coded block: a shard holder (the file's data shard's
+             * first) hands the tombstone to every shard holder. */
+            struct cache_loc route;
+            cache_loc_route(&loc, f.seq, &route);
             ProtobufCMessage *m = NULL;
-            rc = call_msg(h, loc.addr[0], FT_DELETE, &req.base, deadline,
+            rc = call_msg(h, route.addr[0], FT_DELETE, &req.base, deadline,
                           &imgstore__delete_resp__descriptor, &m, NULL);
             if (rc == 0 && was_deleted)
                 *was_deleted = ((Imgstore__DeleteResp *)m)->was_deleted && !sent;

@@ -55,8 +55,6 @@ extern "C" {
 #define IMGSTORE_EKEYFILE (-1026) /* the key file is unusable (mode, type, format) */
 #define IMGSTORE_ENOTLEADER (-1035) /* no nameserver of the list leads (an election is under
                                      * way, or the list names standbys only) */
-#define IMGSTORE_EENCODED (-1037) /* imgstore_unlink: the file's block is erasure-coded, and
-                                   * deleting its files is not supported yet */
 
 typedef struct imgstore imgstore_t;
 

@@ -62,6 +62,7 @@ static const struct route routes[] = {
     {FT_EC_PUT_SHARD, DS_FROM_PEER, AUTH_MEMBER, ds_ec_put_shard},
     {FT_EC_READ_RANGE, DS_FROM_PEER, AUTH_MEMBER, ds_ec_read_range},
     {FT_EC_REBUILD, DS_FROM_NS, AUTH_MEMBER, ds_ec_rebuild},
+    {FT_EC_TOMB, DS_FROM_PEER, AUTH_MEMBER, ds_ec_tomb},
 };
 
 void ds_dispatch(struct ds *ds, const struct ds_transport *t, void *link, const struct frame *f)

@@ -136,6 +136,8 @@ static void blocks_dir(const struct ds *ds, int disk, char *out, size_t n)
     snprintf(out, n, "%s/%s", ds->store->disks[disk].path, STORE_BLOCKS_DIR);
 }
 
+static void load_tombs(struct ds *ds);
+
 int ds_ec_load(struct ds *ds)
 {
     for (int d = 0; d < ds->store->ndisks; d++) {
@@ -167,6 +169,7 @@ int ds_ec_load(struct ds *ds)
         }
         closedir(dh);
     }
+    load_tombs(ds);
     if (ds->ec && ds->ec->n)
         log_info("%zu erasure-coded shards found", ds->ec->n);
     return 0;
@@ -203,6 +206,52 @@ int ds_ec_adopt(struct ds *ds, struct ds_shard *s)
 void ds_ec_free_shard(struct ds_shard *s)
 {
     free_shard(s);
+}
+
+int ds_ec_tomb_dir(struct ds *ds, uint64_t id, char *out, size_t n)
+{
+    struct ds_shard *s = ds_ec_find(ds, id);
+    if (!s)
+        return -1;
+    blocks_dir(ds, s->disk, out, n);
+    return 0;
+}
+
+void ds_ec_mark_deleted(struct ds *ds, uint64_t id, uint32_t seq)
+{
+    struct ds_ec *e = ds->ec;
+    for (size_t i = 0; e && i < e->n; i++) {
+        struct ds_shard *s = e->v[i];
+        if (s->block_id != id)
+            continue;
+        struct ec_tent *t = (struct ec_tent *)ec_table_find(s->sh.tab, s->sh.ntab, seq);
+        if (t)
+            t->deleted = 1;
+    }
+}
+
+/* Applies the tombstone file of every block with a shard here (at load). */
+static void load_tombs(struct ds *ds)
+{
+    struct ds_ec *e = ds->ec;
+    for (size_t i = 0; e && i < e->n; i++) {
+        struct ds_shard *s = e->v[i];
+        if (ds_ec_find(ds, s->block_id) != s)
+            continue; /* once per block: its lowest-index shard */
+        char dir[PATH_MAX];
+        blocks_dir(ds, s->disk, dir, sizeof(dir));
+        uint32_t *seqs;
+        size_t n;
+        int rc = ec_tomb_load(dir, s->block_id, &seqs, &n);
+        if (rc != 0) {
+            log_error("block %016" PRIx64 ": tombstone file unreadable (%s)", s->block_id,
+                      img_strerror(rc));
+            continue;
+        }
+        for (size_t j = 0; j < n; j++)
+            ds_ec_mark_deleted(ds, s->block_id, seqs[j]);
+        free(seqs);
+    }
 }
 
 int ds_ec_drop(struct ds *ds, uint64_t id)

@@ -82,6 +82,19 @@ int ds_ec_drop(struct ds *ds, uint64_t id);
  * read for files, reported bad so the nameserver rebuilds it elsewhere. */
 void ds_ec_mark_bad(struct ds *ds, uint64_t id, unsigned index);
 
+/* The blocks folder holding block id's tombstone file here (the folder of
+ * its lowest-index shard) into out; -1 when no shard of it is here. */
+int ds_ec_tomb_dir(struct ds *ds, uint64_t id, char *out, size_t n);
+
+/* Marks file seq deleted in the record table of every shard of block id
+ * held here (in memory; the tombstone file is the caller's). */
+void ds_ec_mark_deleted(struct ds *ds, uint64_t id, uint32_t seq);
+
+/* ds_ec_delete.c: DELETE of a file of an encoded block held here as shards
+ * (called by ds_repl_delete; answers r once), and EC_TOMB (peer). */
+void ds_ec_delete(struct ds_req *r, uint64_t block_id, uint32_t seq, uint32_t cookie);
+void ds_ec_tomb(struct ds_req *r, const struct frame *f);
+
 /* ds_ec_rebuild.c: EC_REBUILD (nameserver session). */
 void ds_ec_rebuild(struct ds_req *r, const struct frame *f);
 

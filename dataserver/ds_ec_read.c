@@ -39,6 +39,8 @@ struct range {
     uint64_t off;
     uint32_t len;
     int meta;      /* the header and table instead of payload bytes */
+    uint8_t *tab;  /* meta: the record table as in memory (deletions applied) */
+    size_t tab_len;
     uint8_t *buf;
     int rc;
 };
@@ -46,8 +48,16 @@ struct range {
 static void range_run(uv_work_t *w)
 {
     struct range *g = w->data;
-    g->rc = g->meta ? ec_shard_read_meta(g->sh, g->buf)
-                    : ec_shard_pread(g->sh, g->off, g->len, g->buf, 1);
+    if (g->meta) {
+        /* the header from the file, the table as in memory */
+        g->rc = ec_shard_read_meta(g->sh, g->buf);
+        if (g->rc == 0 && g->sh->hdr_len + g->tab_len == g->len)
+            memcpy(g->buf + g->sh->hdr_len, g->tab, g->tab_len);
+        else if (g->rc == 0)
+            g->rc = IMG_EFORMAT;
+    } else {
+        g->rc = ec_shard_pread(g->sh, g->off, g->len, g->buf, 1);
+    }
 }
 
 static void range_after(uv_work_t *w, int status)
@@ -56,6 +66,7 @@ static void range_after(uv_work_t *w, int status)
     int rc = status < 0 ? status : g->rc;
     if (rc == IMG_ECORRUPT)
         ds_ec_mark_bad(g->r->ds, g->id, g->index);
+    free(g->tab);
     if (rc == 0) {
         Imgstore__EcReadRangeResp m = IMGSTORE__EC_READ_RANGE_RESP__INIT;
         ds_req_answer(g->r, 0, &m.base, g->buf, g->len, free);
@@ -95,11 +106,19 @@ void ds_ec_read_range(struct ds_req *r, const struct frame *f)
         g->off = q->offset;
         g->len = q->len;
         g->meta = q->meta;
+        if (g->meta && ec_table_encode(s->sh.tab, s->sh.ntab, &g->tab, &g->tab_len) != 0) {
+            free(g->buf);
+            free(g);
+            imgstore__ec_read_range__free_unpacked(q, NULL);
+            ds_req_fail(r, -ENOMEM);
+            return;
+        }
         g->id = q->block_id;
         g->index = q->index;
         g->w.data = g;
         rc = uv_queue_work(ds->loop, &g->w, range_run, range_after);
         if (rc != 0) {
+            free(g->tab);
             free(g->buf);
             free(g);
         }

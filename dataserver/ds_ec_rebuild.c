@@ -3,7 +3,8 @@
  * blocks", repair).
  *
  * The header and record table come from a surviving shard (EC_READ_RANGE
- * with meta); the payload is rebuilt chunk by chunk (DS_EC_REBUILD_CHUNK
+ * with meta), with the deletions every source knows (the union of their
+ * tables as in memory: a delete is never undone by a rebuild); the payload is rebuilt chunk by chunk (DS_EC_REBUILD_CHUNK
  * bytes): the same range of k surviving shards is fetched with
  * EC_READ_RANGE (each checked against its chunk CRCs at its holder) and the
  * lost shard's range decoded. The whole file is then assembled (the new
@@ -36,8 +37,10 @@ struct rebuild {
     unsigned src_index[EC_MAX_SHARDS];
     char src_addr[EC_MAX_SHARDS][64];
     unsigned meta_from;       /* next source asked for the meta */
-    uint8_t *meta;
-    size_t meta_len;
+    uint8_t *meta;            /* the first source's header and table */
+    size_t meta_len, hl;
+    struct ec_tent *tab;      /* its table, with every source's deletions */
+    size_t ntab;
     uint64_t L;
     uint8_t *payload;         /* L bytes being rebuilt */
     uint64_t off;             /* the chunk being rebuilt */
@@ -71,6 +74,7 @@ static void rebuild_end(struct rebuild *b, int rc)
     for (unsigned i = 0; i < EC_MAX_SHARDS; i++)
         free(b->part[i]);
     free(b->meta);
+    free(b->tab);
     free(b->payload);
     free(b->file);
     free(b);
@@ -193,21 +197,53 @@ static void next_chunk(struct rebuild *b)
 
 static void ask_meta(struct rebuild *b);
 
+/* Marks deleted in b's table every file another source's meta says is
+ * deleted (a rebuilt shard takes the union of its sources' deletions). */
+static void union_deleted(struct rebuild *b, const uint8_t *meta, size_t len)
+{
+    struct ec_hdr h;
+    size_t hl;
+    struct ec_tent *t;
+    size_t n;
+    if (ec_shard_meta_header(meta, len, b->id, &h, &hl) != 0)
+        return;
+    uint64_t block_len = h.block_len;
+    ec_hdr_free(&h);
+    if (ec_table_parse(meta + hl, len - hl, block_len, &t, &n) != 0)
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (t[i].deleted) {
+            struct ec_tent *e = (struct ec_tent *)ec_table_find(b->tab, b->ntab, t[i].seq);
+            if (e)
+                e->deleted = 1;
+        }
+    free(t);
+}
+
 static void meta_reply(int status, const struct frame *f, void *arg)
 {
     struct rebuild *b = arg;
     struct ec_hdr h;
     size_t hl;
-    if (status == 0 && f->h.status == 0 && f->h.body_len > 0 &&
-        (b->meta = malloc(f->h.body_len)) != NULL) {
+    int ok = status == 0 && f->h.status == 0 && f->h.body_len > 0;
+    if (ok && b->meta) {
+        union_deleted(b, f->body, f->h.body_len);
+    } else if (ok && (b->meta = malloc(f->h.body_len)) != NULL) {
         memcpy(b->meta, f->body, f->h.body_len);
         b->meta_len = f->h.body_len;
         if (ec_shard_meta_header(b->meta, b->meta_len, b->id, &h, &hl) == 0) {
-            int ok = h.k == b->k && h.m == b->m;
+            int good = h.k == b->k && h.m == b->m;
+            uint64_t block_len = h.block_len;
             b->L = h.L;
+            b->hl = hl;
             ec_hdr_free(&h);
-            if (ok && (b->payload = malloc(b->L)) != NULL) {
-                next_chunk(b);
+            if (good && ec_table_parse(b->meta + hl, b->meta_len - hl, block_len, &b->tab,
+                                       &b->ntab) == 0)
+                good = 1;
+            else
+                good = 0;
+            if (good) {
+                ask_meta(b); /* the others' deletions too */
                 return;
             }
         }
@@ -217,8 +253,35 @@ static void meta_reply(int status, const struct frame *f, void *arg)
     ask_meta(b); /* the next source */
 }
 
+/* Every source asked for its meta: the table with the union of the
+ * deletions goes into the meta, then the payload is rebuilt. */
+static void meta_done(struct rebuild *b)
+{
+    uint8_t *tb;
+    size_t tl;
+    uint8_t *m2 = NULL;
+    if (ec_table_encode(b->tab, b->ntab, &tb, &tl) == 0) {
+        m2 = malloc(b->hl + tl);
+        if (m2) {
+            memcpy(m2, b->meta, b->hl);
+            memcpy(m2 + b->hl, tb, tl);
+            free(b->meta);
+            b->meta = m2;
+            b->meta_len = b->hl + tl;
+        }
+        free(tb);
+    }
+    if (!m2 || !(b->payload = malloc(b->L))) {
+        rebuild_end(b, -ENOMEM);
+        return;
+    }
+    next_chunk(b);
+}
+
 static void ask_meta(struct rebuild *b)
 {
+    /* every source in turn: the first good answer gives the header and the
+     * table, every later one its deletions */
     while (b->meta_from < b->nsrc) {
         unsigned i = b->meta_from++;
         Imgstore__EcReadRange q = IMGSTORE__EC_READ_RANGE__INIT;
@@ -229,7 +292,10 @@ static void ask_meta(struct rebuild *b)
                             DS_EC_REBUILD_TIMEOUT_MS, meta_reply, b) == 0)
             return;
     }
-    rebuild_end(b, IMG_EUNAVAIL);
+    if (b->meta)
+        meta_done(b);
+    else
+        rebuild_end(b, IMG_EUNAVAIL);
 }
 
 void ds_ec_rebuild(struct ds_req *r, const struct frame *f)

@@ -351,6 +351,65 @@ void ec_shard_close(struct ec_shard *s)
     s->ntab = 0;
 }
 
+/* ---- tombstones ------------------------------------------------------------------ */
+
+static void tomb_path(const char *dir, uint64_t id, char *out, size_t n)
+{
+    snprintf(out, n, "%s/%016" PRIx64 EC_TOMB_SUFFIX, dir, id);
+}
+
+int ec_tomb_append(const char *blocks_dir, uint64_t id, uint32_t seq, uint32_t cookie)
+{
+    char path[512];
+    tomb_path(blocks_dir, id, path, sizeof(path));
+    int is_new = access(path, F_OK) != 0;
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -errno;
+    uint8_t e[EC_TOMB_ENTRY] = {0};
+    le_put32(e, seq);
+    le_put32(e + 4, cookie);
+    le_put32(e + 12, crc32c(0, e, 12));
+    int rc = fs_write_full(fd, e, sizeof(e));
+    if (rc == 0 && fdatasync(fd) != 0)
+        rc = -errno;
+    close(fd);
+    if (rc == 0 && is_new)
+        rc = fs_sync_dir(blocks_dir);
+    return rc;
+}
+
+int ec_tomb_load(const char *blocks_dir, uint64_t id, uint32_t **seqs, size_t *n)
+{
+    char path[512];
+    tomb_path(blocks_dir, id, path, sizeof(path));
+    *seqs = NULL;
+    *n = 0;
+    char *text = NULL;
+    size_t len = 0;
+    int rc = fs_read_all(path, (size_t)EC_TOMB_ENTRY * EC_TABLE_MAX, &text, &len);
+    if (rc == -ENOENT)
+        return 0;
+    if (rc != 0)
+        return rc;
+    uint32_t *v = malloc((len / EC_TOMB_ENTRY + 1) * sizeof(*v));
+    if (!v) {
+        free(text);
+        return -ENOMEM;
+    }
+    const uint8_t *p = (const uint8_t *)text;
+    size_t k = 0;
+    for (size_t off = 0; off + EC_TOMB_ENTRY <= len; off += EC_TOMB_ENTRY) {
+        if (le_get32(p + off + 12) != crc32c(0, p + off, 12) || le_get32(p + off + 8) != 0)
+            break; /* torn or damaged: the valid part ends here */
+        v[k++] = le_get32(p + off);
+    }
+    free(text);
+    *seqs = v;
+    *n = k;
+    return 0;
+}
+
 /* ---- building a stripe ----------------------------------------------------------- */
 
 void ec_stripe_files_free(struct ec_stripe_files *f)

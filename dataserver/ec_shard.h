@@ -133,6 +133,24 @@ void ec_shard_close(struct ec_shard *s);
 
 #endif
 
+/* ---- tombstones of an encoded block (docs/storage.md, "Deletes") ----
+ *
+ * "<blocks_dir>/<id 16 hex>.etomb", append-only, one 16-byte entry per
+ * deleted file: seq u32, cookie u32, zero u32, CRC32C of the 12 bytes
+ * before it u32. Applied to the record tables of the block's shards at
+ * load; a torn or damaged entry ends the file's valid part. */
+#define EC_TOMB_SUFFIX ".etomb"
+#define EC_TOMB_ENTRY 16
+
+/* Appends one entry durably (fdatasync; the folder fsync'd when the file
+ * is new). Returns 0 or -errno. Blocking. */
+int ec_tomb_append(const char *blocks_dir, uint64_t id, uint32_t seq, uint32_t cookie);
+
+/* Reads the valid entries of block id's tombstone file: *seqs malloc'd
+ * (owned by the caller), *n of them (0 and NULL when there is no file).
+ * Returns 0 or -errno (-ENOENT is 0 with none). */
+int ec_tomb_load(const char *blocks_dir, uint64_t id, uint32_t **seqs, size_t *n);
+
 /* ---- building a stripe from a block file's bytes ---- */
 
 /* The k+m shard files of a block, each whole (header, payload, table). */

@@ -297,13 +297,9 @@ static void delete_reply(int status, const struct frame *f, void *arg)
 
 static void delete_send(struct http_req *r)
 {
-    if (r->loc.n == 0 && r->loc.nshards > 0) {
-        /* erasure-coded, its replicated copies gone: no primary orders deletes */
-        http_reply_text(r, 409, HTTP_CC_NOSTORE, NULL,
-                        "the file's block is erasure-coded: deleting its files is not "
-                        "supported yet\n");
-        return;
-    }
+    /* An erasure-coded block: a shard holder (the file's data shard's
+     * first) hands the tombstone to every shard holder. */
+    ds_nsc_route(&r->loc, r->f.seq);
     Imgstore__Delete req = IMGSTORE__DELETE__INIT;
     req.block_id = r->f.block_id;
     req.seq = r->f.seq;

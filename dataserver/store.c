@@ -205,7 +205,8 @@ static int block_file_name(const char *name, uint64_t *id)
 /* Files that legitimately sit next to block files and are not logged. */
 static int companion_file(const char *name)
 {
-    static const char *suffixes[] = {".idx", ".meta", ".meta.tmp", ".idz", ".idz.tmp"};
+    static const char *suffixes[] = {".idx", ".meta", ".meta.tmp", ".idz", ".idz.tmp",
+                                     EC_TOMB_SUFFIX};
     size_t n = strlen(name);
     if (name[0] == '.')
         return 1;

@@ -106,6 +106,7 @@ const char *frame_type_name(unsigned type)
     case FT_EC_PUT_SHARD: return "EC_PUT_SHARD";
     case FT_EC_READ_RANGE: return "EC_READ_RANGE";
     case FT_EC_REBUILD: return "EC_REBUILD";
+    case FT_EC_TOMB: return "EC_TOMB";
     case FT_AUTH_HELLO: return "AUTH_HELLO";
     case FT_AUTH: return "AUTH";
     default: return "?";

@@ -54,6 +54,7 @@ enum frame_type {
     FT_EC_PUT_SHARD = 35,  /* ds -> ds: EcPutShard + body / EcPutShardResp */
     FT_EC_READ_RANGE = 36, /* ds -> ds: EcReadRange / EcReadRangeResp + body */
     FT_EC_REBUILD = 37,    /* ns -> ds: EcRebuild / EcRebuildResp */
+    FT_EC_TOMB = 38,       /* ds -> ds: EcTomb / EcTombResp */
     FT_ADMIN_LIST_BLOCKS = 40,  /* admin -> ns: AdminListBlocks / AdminListBlocksResp */
     FT_ADMIN_BLOCK_INFO = 41,   /* admin -> ns: AdminBlockInfo / AdminBlockInfoResp */
     FT_ADMIN_SERVER_RATES = 42, /* admin -> ns: AdminServerRates / AdminServerRatesResp */

@@ -11,7 +11,7 @@ implementation of the protocol. See :class:`Client`; the errors are in
 :mod:`imgstore.errors` and re-exported here.
 """
 from .client import DEFAULT_NS, PUT_MAX_BYTES, Client, ImageFile, Stat, key_file_check
-from .errors import (BadName, Busy, ConnectionFailed, Corrupt, Deleted, Encoded, Error, Forbidden,
+from .errors import (BadName, Busy, ConnectionFailed, Corrupt, Deleted, Error, Forbidden,
                      InvalidArgument, KeyFileError, NoBlock, NotFound, NotLeader, ProtocolError, ServerError,
                      SystemFailure, Timeout, TooBig, Unauthorized, Unavailable)
 
@@ -21,5 +21,5 @@ __all__ = [
     "Client", "ImageFile", "Stat", "key_file_check", "DEFAULT_NS", "PUT_MAX_BYTES",
     "Error", "NotFound", "Deleted", "BadName", "TooBig", "InvalidArgument", "Corrupt",
     "ProtocolError", "Unavailable", "NoBlock", "NotLeader", "Busy", "Timeout", "ConnectionFailed",
-    "Unauthorized", "Forbidden", "KeyFileError", "Encoded", "ServerError", "SystemFailure",
+    "Unauthorized", "Forbidden", "KeyFileError", "ServerError", "SystemFailure",
 ]

@@ -103,11 +103,6 @@ class KeyFileError(Error):
     """IMGSTORE_EKEYFILE: the key file is unusable (mode, type, format)."""
 
 
-class Encoded(Error):
-    """IMGSTORE_EENCODED: delete refused: the file's block is erasure-coded,
-    and deleting its files is not supported yet."""
-
-
 class ServerError(Error):
     """A server-side IMG_E* code the library does not normally return to
     callers (EFULL, ESEALED, EREPL, ENOTPRIMARY, ...): the last attempt's
@@ -156,7 +151,6 @@ CODES: Dict[int, Type[Error]] = {
     -1030: Busy,  # EBUSY
     -1035: NotLeader,  # ENOTLEADER
     -1036: ServerError,  # EEPOCH (a deposed nameserver's command; servers only)
-    -1037: Encoded,  # EENCODED (delete of a file of an erasure-coded block)
 }
 
 ENOTFOUND, EDELETED, ECORRUPT, ENOBLOCK, EPROTO, EBADNAME, ETOOBIG = (

@@ -283,8 +283,7 @@ def test_every_code_has_a_class():
               "EAUTH": imgstore.Unauthorized, "EPERM": imgstore.Forbidden,
               "EKEYFILE": imgstore.KeyFileError, "ECORRUPT": imgstore.Corrupt,
               "EPROTO": imgstore.ProtocolError, "ENOBLOCK": imgstore.NoBlock,
-              "EBUSY": imgstore.Busy, "ENOTLEADER": imgstore.NotLeader,
-              "EENCODED": imgstore.Encoded}
+              "EBUSY": imgstore.Busy, "ENOTLEADER": imgstore.NotLeader}
     for code, name in public.items():
         assert errors.CODES[code] is expect[name], name
     e = errors.from_code(-110)  # an errno: ETIMEDOUT of the system

@@ -9,8 +9,10 @@
  *   - the replicated copies are deleted once the stripe is recorded (no
  *     .blk file of the block left, ds-admin block lists no replica);
  *   - every file reads byte-identical from the shards through the library
- *     and through every dataserver's HTTP origin; a delete of one of its
- *     files is refused with IMGSTORE_EENCODED;
+ *     and through every dataserver's HTTP origin;
+ *   - deletes (library and HTTP) of some of its files: they read as deleted
+ *     (library and HTTP) from then on, also after every restart and every
+ *     shard rebuild below, while the others read right;
  *   - the stripe survives a nameserver restart (rebuilt from the shard
  *     holders' reports) and a shard holder's restart (shard reloaded).
  *   - two shard holders killed (the holders of data shards 0 and 1): every
@@ -26,7 +28,8 @@
  *     byte-identical (the damaged record's read fails its chunk CRC, the
  *     shard is reported bad and the file rebuilt from the others), and the
  *     shard is rebuilt on a server holding no other shard of the stripe.
- * Not yet here (docs/nameserver.md, "Erasure-coded blocks"): deletes. */
+ * Not yet here (docs/nameserver.md, "Erasure-coded blocks"): compaction of
+ * encoded blocks. */
 #include "tests/integ/cluster.h"
 #include "tests/integ/fixture.h"
 #include "proto/fname.h"
@@ -62,6 +65,7 @@ TestSuite(ec, .init = setup, .fini = fixture_stop, .timeout = 240);
 
 static uint32_t sizes[NFILES_MAX];
 static char names[NFILES_MAX][IMGSTORE_NAME_MAX];
+static int deleted[NFILES_MAX];
 static int nfiles;
 
 /* Non-zero when file `name` lives in block id. */
@@ -187,7 +191,7 @@ static void http_read_block(uint64_t id, const char *when)
     uint8_t *want = malloc(MAX_SIZE);
     int done = 0;
     for (int i = 0; i < nfiles; i++) {
-        if (!name_in_block(names[i], id))
+        if (!name_in_block(names[i], id) || deleted[i])
             continue;
         const char *addr = C->ds[done % NDS].http_addr;
         size_t len = 0;
@@ -219,7 +223,7 @@ static int64_t read_block_p99(uint64_t id, const char *when)
     int64_t *us = malloc(sizeof(*us) * (size_t)nfiles);
     int n = 0;
     for (int i = 0; i < nfiles; i++) {
-        if (!name_in_block(names[i], id))
+        if (!name_in_block(names[i], id) || deleted[i])
             continue;
         void *data = NULL;
         size_t len = 0;
@@ -244,12 +248,40 @@ static int64_t read_block_p99(uint64_t id, const char *when)
     return p99;
 }
 
+/* Every deleted file reads as deleted through the library (IMGSTORE_EDELETED)
+ * and through the up HTTP origins (410). */
+static void check_deleted(const char *when)
+{
+    imgstore_t *h = cluster_client(C);
+    cr_assert_not_null(h);
+    int n = 0;
+    for (int i = 0; i < nfiles; i++) {
+        if (!deleted[i])
+            continue;
+        void *data = NULL;
+        size_t len = 0;
+        int rc = imgstore_get(h, names[i], &data, &len);
+        free(data);
+        cr_assert_eq(rc, IMGSTORE_EDELETED, "%s: %s reads as %s, not deleted", when, names[i],
+                     imgstore_strerror(rc));
+        int d = n++ % C->nds;
+        while (!cluster_alive(&C->ds[d]))
+            d = (d + 1) % C->nds;
+        cr_assert_eq(cluster_get_status(C->ds[d].http_addr, names[i]), 410, "%s: GET %s from ds%d",
+                     when, names[i], d + 1);
+    }
+    cr_assert_gt(n, 0);
+    imgstore_close(h);
+}
+
 static void read_all(const char *when)
 {
     imgstore_t *h = cluster_client(C);
     cr_assert_not_null(h);
     uint8_t *want = malloc(MAX_SIZE);
     for (int i = 0; i < nfiles; i++) {
+        if (deleted[i])
+            continue;
         void *data = NULL;
         size_t len = 0;
         int rc = imgstore_get(h, names[i], &data, &len);
@@ -364,15 +396,31 @@ Test(ec, encode_sealed_block)
     read_all("after encoding");
     http_read_block(id, "after encoding");
 
-    /* deletes of an encoded block's files: refused, the file stays */
+    /* deletes: every 40th file of the block through the library, one over
+     * HTTP; each reads as deleted from then on (checked again after every
+     * restart and rebuild below: a rebuild never undoes a delete) */
     {
         imgstore_t *h2 = cluster_client(C);
-        int i = 0;
-        while (!name_in_block(names[i], id))
-            i++;
-        cr_assert_eq(imgstore_unlink(h2, names[i]), IMGSTORE_EENCODED);
+        int n = 0, via_http = -1;
+        for (int i = 0; i < nfiles; i++) {
+            if (!name_in_block(names[i], id) || n++ % 40 != 0)
+                continue;
+            if (via_http < 0) {
+                via_http = i;
+                continue;
+            }
+            int rc = imgstore_unlink(h2, names[i]);
+            cr_assert_eq(rc, 0, "unlink %s: %s", names[i], imgstore_strerror(rc));
+            deleted[i] = 1;
+        }
+        int again_deleted = -1;
+        for (int i = 0; i < nfiles && again_deleted < 0; i++)
+            if (deleted[i])
+                again_deleted = i;
+        int was = -1;
+        cr_assert_eq(imgstore_unlink2(h2, names[again_deleted], &was), 0);
+        cr_assert_eq(was, 1, "a second delete is not a new one");
         imgstore_close(h2);
-        /* over HTTP with the writer key: 409 */
         void *text = NULL;
         size_t tlen = 0;
         cr_assert_eq(cluster_read_file(C->key_writer, &text, &tlen), 0);
@@ -383,7 +431,7 @@ Test(ec, encode_sealed_block)
         int rn = snprintf(req, sizeof(req),
                           "DELETE /%s HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n"
                           "Connection: close\r\n\r\n",
-                          names[i], secret);
+                          names[via_http], secret);
         int fd = cluster_connect(C->ds[0].http_addr, 5000);
         cr_assert_geq(fd, 0);
         cr_assert_eq(cluster_send_all(fd, req, (size_t)rn), 0);
@@ -391,12 +439,11 @@ Test(ec, encode_sealed_block)
         ssize_t got = read(fd, resp, sizeof(resp) - 1);
         close(fd);
         cr_assert_gt(got, 12);
-        cr_assert_eq(atoi(resp + 9), 409, "%s", resp);
-        size_t flen = 0;
-        uint8_t *still = http_get(C->ds[1].http_addr, names[i], &flen);
-        cr_assert_not_null(still, "the file went after a refused delete");
-        free(still);
+        cr_assert_eq(atoi(resp + 9), 204, "%s", resp);
+        deleted[via_http] = 1;
     }
+    check_deleted("after the deletes");
+    read_all("after the deletes");
 
     /* a nameserver restart: the stripe comes back from the reports */
     cr_assert_geq(cluster_signal_proc(&C->ns, SIGTERM), 0);
@@ -414,6 +461,7 @@ Test(ec, encode_sealed_block)
     cr_assert_eq(memcmp(again, srv, sizeof(srv)), 0, "the stripe moved");
     read_all("after the restarts");
     http_read_block(id, "after the restarts");
+    check_deleted("after the restarts");
 
     /* two shard holders down: degraded reads */
     read_block_p99(id, "normal (warm-up)");
@@ -426,7 +474,7 @@ Test(ec, encode_sealed_block)
     int done = 0;
     uint8_t *want = malloc(MAX_SIZE);
     for (int i = 0; i < nfiles; i++) {
-        if (!name_in_block(names[i], id))
+        if (!name_in_block(names[i], id) || deleted[i])
             continue;
         int d;
         do
@@ -459,6 +507,7 @@ Test(ec, encode_sealed_block)
     for (int i = 0; i < 2; i++)
         cr_assert_eq(shard_files(fresh[i], id), 1u << i, "ds%d lacks shard %d", fresh[i] + 1, i);
     read_block_p99(id, "after the repair");
+    check_deleted("after the repair");
 
     /* the killed servers come back: their stale shards go */
     for (int i = 0; i < 2; i++)
@@ -499,5 +548,6 @@ Test(ec, encode_sealed_block)
     cr_assert_eq(shard_files(healed[2], id), 1u << 2);
     read_block_p99(id, "after rebuilding the damaged shard");
     http_read_block(id, "after rebuilding the damaged shard");
+    check_deleted("after rebuilding the damaged shard");
     C->passed = 1;
 }
