@@ -88,6 +88,7 @@ void ns_ec_free(struct ns *ns)
 {
     if (!ns->ec)
         return;
+    free(ns->ec->seen);
     free(ns->ec->v);
     free(ns->ec);
     ns->ec = NULL;
@@ -564,7 +565,7 @@ uint64_t ns_ec_start(struct ns *ns, struct ns_block *b, unsigned k, unsigned m,
         return 0;
     }
     struct ns_server *c = b->primary < b->nrep ? ns_registry_at(ns, b->rep[b->primary]) : NULL;
-    if (!c || !c->up || !c->conn) {
+    if (!c || !c->up || (!c->conn && ns->loop)) {
         *why = "its primary is not up";
         return 0;
     }
@@ -773,10 +774,52 @@ static void plan_repair(struct ns *ns, uint64_t now_ms)
     free(order);
 }
 
+static int seen_cmp(const void *a, const void *b)
+{
+    const struct ns_ec_seen *x = a, *y = b;
+    return x->block_id < y->block_id ? -1 : x->block_id > y->block_id;
+}
+
+/* ec_min_age_h: the sealed blocks not encoded yet, each with the time this
+ * nameserver first saw it sealed (kept sorted by id; rebuilt every pass so
+ * encoded or vanished blocks leave it); those old enough are encoded as the
+ * task cap allows. */
+static void plan_age(struct ns *ns, uint64_t now_ms, unsigned k, unsigned m)
+{
+    uint64_t age_ms = ns_setting(ns, NS_SETTING_EC_MIN_AGE_H) * 3600ull * 1000;
+    struct ns_ec *e = ns->ec;
+    struct ns_ec_seen *next = malloc((ns->blocks.count + 1) * sizeof(*next));
+    if (!next)
+        return;
+    size_t n = 0;
+    for (size_t i = 0; i < ns->blocks.cap; i++) {
+        struct ns_block *b = &ns->blocks.slots[i];
+        if (!b->id || !b->sealed || ns_ec_usable(ns, b->id) || n >= ns->blocks.count)
+            continue;
+        struct ns_ec_seen key = {.block_id = b->id};
+        const struct ns_ec_seen *old =
+            e->nseen ? bsearch(&key, e->seen, e->nseen, sizeof(key), seen_cmp) : NULL;
+        next[n] = (struct ns_ec_seen){.block_id = b->id, .ms = old ? old->ms : now_ms};
+        const char *why;
+        if (now_ms >= next[n].ms + age_ms && !busy(ns, b->id))
+            ns_ec_start(ns, b, k, m, now_ms, &why);
+        n++;
+    }
+    qsort(next, n, sizeof(*next), seen_cmp);
+    free(e->seen);
+    e->seen = next;
+    e->nseen = e->seen_cap = n;
+}
+
 void ns_ec_plan(struct ns *ns, uint64_t now_ms)
 {
     unsigned k, m;
-    if (!ns->ec || ns->safe_mode)
+    if (ns->safe_mode)
+        return;
+    if (ns_settings_ec(ns, &k, &m) && ns_setting(ns, NS_SETTING_EC_MIN_AGE_H) > 0 &&
+        (ns->ec || (ns->ec = calloc(1, sizeof(struct ns_ec)))))
+        plan_age(ns, now_ms, k, m);
+    if (!ns->ec)
         return;
     plan_repair(ns, now_ms);
     if (ns->loop)

@@ -32,10 +32,18 @@ struct ns_stripe {
     uint8_t confirmed;                 /* its EC_ENCODE succeeded here (see ns_ec_usable) */
 };
 
+/* When this nameserver first saw a block sealed (ec_min_age_h). */
+struct ns_ec_seen {
+    uint64_t block_id;
+    uint64_t ms;
+};
+
 struct ns_ec {
     struct ns_stripe *v; /* owned */
     size_t n, cap;
     int all_pending;     /* ec encode --all-sealed: more blocks to start as slots free */
+    struct ns_ec_seen *seen; /* sealed blocks not encoded yet, by id (owned) */
+    size_t nseen, seen_cap;
 };
 
 /* The stripe of block id, or NULL. Valid until the next insertion. */
@@ -65,7 +73,10 @@ uint64_t ns_ec_start(struct ns *ns, struct ns_block *b, unsigned k, unsigned m,
 /* A planner pass: replicated copies left of a complete stripe are asked to
  * go again (every NS_EC_DROP_RETRY_MS); after ec encode --all-sealed,
  * encodings of the sealed blocks not encoded yet start as the task cap
- * allows, until none is left (or ec is set off). */
+ * allows, until none is left (or ec is set off); with ec on and
+ * ec_min_age_h > 0, a sealed block this nameserver has seen sealed for that
+ * long is encoded (the age counts from the first pass that saw it sealed:
+ * the nameserver keeps no seal time, so a restart starts the clocks again). */
 void ns_ec_plan(struct ns *ns, uint64_t now_ms);
 
 /* ADMIN_EC_ENCODE: one block now, or (all_sealed) every sealed block the

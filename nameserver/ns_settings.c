@@ -46,7 +46,7 @@ static const struct ns_setting_def settings[NS_SETTING_COUNT] = {
     [NS_SETTING_EC] = {"ec", "k*100+m", 0, 0, 1004, 1,
                        "erasure coding of sealed blocks: 0 off, 402 (4+2), 603 (6+3), "
                        "1004 (10+4); ds-admin set ec 4+2 also works"},
-    [NS_SETTING_EC_MIN_AGE_H] = {"ec_min_age_h", "hours", 0, 0, NS_SET_MAX_EC_AGE_H, 0,
+    [NS_SETTING_EC_MIN_AGE_H] = {"ec_min_age_h", "hours", 0, 0, NS_SET_MAX_EC_AGE_H, 1,
                                  "sealed blocks older than this are erasure-coded by the "
                                  "planner (0: only by ds-admin ec encode)"},
 };

@@ -218,3 +218,36 @@ Test(ns_ec, reported_stripe_of_a_replicated_block_unused)
     cr_assert_not_null(ns_ec_usable(&ns, 7));
     cr_assert_eq(ns_ec_fill_loc(&ns, 7, &loc), 5);
 }
+
+/* The encoding tasks running, by block. */
+static int encodes(uint64_t *ids, int max)
+{
+    int n = 0;
+    for (size_t i = 0; i < ns.plan.ntasks && n < max; i++) {
+        const struct ns_task *t = &ns.plan.tasks[i];
+        if (t->kind == NS_TASK_EC_ENCODE && t->state == NS_TASK_RUNNING)
+            ids[n++] = t->block_id;
+    }
+    return n;
+}
+
+/* ec_min_age_h: a sealed block is encoded once this nameserver has seen it
+ * sealed that long; nothing while ec is off. */
+Test(ns_ec, min_age_policy)
+{
+    servers(8);
+    ns.safe_mode = 0;
+    struct ns_server *reps[2] = {srv[0], srv[1]};
+    block(21, BLEN, reps, 2);
+    uint64_t ids[4];
+    cr_assert_eq(ns_meta_set_setting(&ns.meta, NS_SETTING_EC_MIN_AGE_H, 1), 0);
+    ns_ec_plan(&ns, 1000);
+    cr_assert_eq(encodes(ids, 4), 0, "ec is off");
+    cr_assert_eq(ns_meta_set_setting(&ns.meta, NS_SETTING_EC, 402), 0);
+    ns_ec_plan(&ns, 2000); /* first seen sealed now */
+    ns_ec_plan(&ns, 2000 + 3599 * 1000);
+    cr_assert_eq(encodes(ids, 4), 0, "encoded before the hour");
+    ns_ec_plan(&ns, 2000 + 3600 * 1000);
+    cr_assert_eq(encodes(ids, 4), 1);
+    cr_assert_eq(ids[0], 21);
+}
