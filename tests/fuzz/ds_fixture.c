@@ -8,6 +8,7 @@
 #include "dataserver/block.h"
 #include "dataserver/ds_block.h"
 #include "dataserver/ds_compact.h"
+#include "dataserver/ds_ec.h"
 #include "dataserver/ds_copy.h"
 #include "dataserver/ds_metrics.h"
 #include "dataserver/ds_nsclient.h"
@@ -515,6 +516,7 @@ void fx_stop(void)
         ns_listen_open = 0;
     }
     uv_run(ds->loop, UV_RUN_NOWAIT);
+    ds_ec_close(ds);
     store_close(ds->store);
     for (int i = 0; i < 2000 && uv_loop_alive(ds->loop); i++) {
         uv_run(ds->loop, UV_RUN_NOWAIT);
