@@ -516,7 +516,6 @@ void fx_stop(void)
         ns_listen_open = 0;
     }
     uv_run(ds->loop, UV_RUN_NOWAIT);
-    ds_ec_close(ds);
     store_close(ds->store);
     for (int i = 0; i < 2000 && uv_loop_alive(ds->loop); i++) {
         uv_run(ds->loop, UV_RUN_NOWAIT);
@@ -527,6 +526,7 @@ void fx_stop(void)
         uv_walk(ds->loop, walk_print, NULL);
         FUZZ_CHECK(!"every handle closes at shut-down");
     }
+    ds_ec_close(ds); /* after the loop drained: no shard work in flight */
     free(ds->http_token);
     conn_gate_free(&ds->native_gate);
     addr_buckets_free(&ds->misses);
