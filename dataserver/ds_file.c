@@ -9,6 +9,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "dataserver/blockio.h"
+#include "dataserver/uring.h"
 #include "dataserver/ds_codec.h"
 #include "proto/imgstore.pb-c.h"
 
@@ -159,40 +160,31 @@ void ds_file_finish(struct ds *ds, uint64_t block_id, uint64_t offset, uint32_t 
 
 /* ---- a file of an erasure-coded block (ds_ec.c) ---- */
 
-/* One record read from a data shard on the thread pool. */
+/* One record read from a data shard through io_uring. */
 struct shard_read {
-    uv_work_t w;
     struct file_read *r;
-    const struct ec_shard *sh;
-    uint64_t off;
     unsigned flags;
     unsigned index; /* the data shard read */
-    int rc;
 };
 
 /* The record's own checks are enough for a normal read (its CRC32C covers
  * every byte handed out): only the record's bytes are read, not the 64 KiB
  * chunks around it. A record that fails them here is damaged in the shard
  * (IMG_ECORRUPT: the shard is reported bad and the file rebuilt). */
-static void shard_run(uv_work_t *w)
+static void shard_done(int res, void *arg)
 {
-    struct shard_read *s = w->data;
+    struct shard_read *s = arg;
     struct file_read *r = s->r;
-    s->rc = ec_shard_pread(s->sh, s->off, r->len, r->buf, 0);
-    struct needle_header h;
-    int rc = s->rc != 0        ? 0
-             : r->header_only || r->deleted ? needle_decode_header(r->buf, &h)
-                                            : needle_verify(r->buf, r->len, r->seq, r->cookie, &h);
-    if (rc == IMG_EFORMAT || rc == IMG_ECORRUPT ||
-        (rc == 0 && (r->header_only || r->deleted) && h.seq != r->seq))
-        s->rc = IMG_ECORRUPT;
-}
-
-static void shard_after(uv_work_t *w, int status)
-{
-    struct shard_read *s = w->data;
-    struct file_read *r = s->r;
-    int rc = status < 0 ? status : s->rc;
+    int rc = res < 0 ? res : (size_t)res != r->len ? IMG_ECORRUPT : 0;
+    if (rc == 0) {
+        struct needle_header h;
+        int v = r->header_only || r->deleted
+                    ? needle_decode_header(r->buf, &h)
+                    : needle_verify(r->buf, r->len, r->seq, r->cookie, &h);
+        if (v == IMG_EFORMAT || v == IMG_ECORRUPT ||
+            (v == 0 && (r->header_only || r->deleted) && h.seq != r->seq))
+            rc = IMG_ECORRUPT;
+    }
     unsigned flags = s->flags, index = s->index;
     free(s);
     if (rc == IMG_ECORRUPT) {
@@ -208,7 +200,7 @@ static void shard_after(uv_work_t *w, int status)
 }
 
 /* Reads file seq of erasure-coded block block_id from the data shard held
- * here that holds its record (one read, its 64 KiB chunks' CRCs checked):
+ * here that holds its record (one io_uring read of the record's bytes):
  * the same checks and answers as a replica's read follow (file_read_done).
  * IMG_ENOBLOCKHERE when no shard of the block, or not the data shard that
  * holds the file, is here. */
@@ -246,12 +238,9 @@ static int shard_file_read(struct ds *ds, uint64_t block_id, uint32_t seq, uint3
                             .cookie = cookie, .deleted = e->deleted, .header_only = header_only,
                             .buf = buf, .len = len, .cb = cb, .arg = arg};
     s->r = r;
-    s->sh = &sh->sh;
-    s->off = doff;
     s->flags = flags;
     s->index = dshard;
-    s->w.data = s;
-    rc = uv_queue_work(ds->loop, &s->w, shard_run, shard_after);
+    rc = uring_read(ds->store->ring, sh->sh.fd, buf, len, sh->sh.hdr_len + doff, shard_done, s);
     if (rc != 0) {
         free(buf);
         free(r);

@@ -9,7 +9,7 @@
  * matches (so deletions cannot be probed either); a CRC mismatch is
  * IMG_ECORRUPT, logged for repair, and its bytes are never handed out.
  * A block held here only as erasure-coded shards (ds_ec.h) is read from the
- * data shard holding the record (one pread on the thread pool, the same
+ * data shard holding the record (one io_uring read of the record, the same
  * checks), or rebuilt from other shards with DS_FILE_RECONSTRUCT. */
 #ifndef DS_FILE_H
 #define DS_FILE_H
