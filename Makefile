@@ -44,7 +44,7 @@ NS_OBJ := $(call src_to_obj,$(NS_SRC))
 DS_SRC := $(filter-out dataserver/main.c,$(wildcard dataserver/*.c))
 DS_OBJ := $(call src_to_obj,$(DS_SRC))
 # The storage engine: what dataserver unit tests link (no networking).
-DS_CORE_OBJ := $(call src_to_obj,$(wildcard $(addprefix dataserver/,needle.c index.c index_pack.c uring.c block.c block_meta.c blockio.c store.c compact.c codec.c)))
+DS_CORE_OBJ := $(call src_to_obj,$(wildcard $(addprefix dataserver/,needle.c index.c index_pack.c uring.c block.c block_meta.c blockio.c store.c compact.c codec.c ec.c ec_shard.c)))
 LIB_SRC := $(wildcard client/*.c)
 LIB_OBJ := $(call src_to_obj,$(LIB_SRC))
 # The HTTP server core (net/http_server.c, net/http_tls.c) serves the two
@@ -113,7 +113,7 @@ CHAOS_IN_TEST := $(if $(filter-out 0,$(CHAOS_TEST_SECONDS)),$(CHAOS_BIN))
 check-layers:
 	./scripts/check-layers.sh
 
-.PHONY: all deps check-layers test unit integ run run-ha stop chaos-ha asan valgrind clean bench bench-http bench-zstd bench-index-pack bench-rebalance \
+.PHONY: all deps check-layers test unit integ run run-ha stop chaos-ha asan valgrind clean bench bench-http bench-zstd bench-index-pack bench-rebalance bench-ec \
         fuzz fuzz-build fuzz-corpus chaos chaos-powercut
 all: $(BINS) $(LIBS)
 
@@ -216,6 +216,10 @@ $(BUILD)/bench/baseline_files: $(OBJ)/bench/baseline_files.o $(OBJ)/tools/cli_be
 
 $(BUILD)/bench/mkblocks: $(OBJ)/bench/mkblocks.o $(COMMON_OBJ) \
                          $(call src_to_obj,$(addprefix dataserver/,needle.c index.c index_pack.c codec.c uring.c block.c))
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bench/ec_tool: $(OBJ)/bench/ec_tool.o $(OBJ)/dataserver/ec.o $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -379,6 +383,13 @@ bench-zstd: deps
 	@./scripts/install-deps.sh --bench
 	$(MAKE) all
 	IMGSTORE_BIN=$(abspath $(BUILD)/bin) ./bench/zstd.sh
+
+# Erasure coding 4+2 vs replication 2 on 6 dataservers: raw/logical bytes,
+# normal and degraded reads, encoding throughput, rebuild time (bench/ec.sh,
+# docs/performance.md "Erasure coding").
+bench-ec: deps
+	$(MAKE) all $(BUILD)/bench/ec_tool
+	IMGSTORE_BIN=$(abspath $(BUILD)/bin) BENCH_BIN=$(abspath $(BUILD)/bench) ./bench/ec.sh
 
 # Restart to first read with packed indexes vs plain ones, 10 M files
 # (bench/index_pack.sh, docs/performance.md; BENCH_PACK_FILES to change).

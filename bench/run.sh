@@ -147,6 +147,13 @@ if [ -x bench/index_pack.sh ]; then
     make -s bench-index-pack >&2 || true
 fi
 
+# ---- row 11: erasure coding 4+2 vs replication 2 ----------------------------------
+if [ -x bench/ec.sh ]; then
+    log "11: erasure coding 4+2 vs replication 2: make bench-ec"
+    row "erasure coding 4+2 vs replication 2" "see make bench-ec output above" "-" "-" "-"
+    make -s bench-ec >&2 || true
+fi
+
 # ---- row 8: the cost of authentication -----------------------------------------
 # The same uploads and reads against fresh clusters like row 1's, with keys
 # (as every cluster here) and with --insecure, alternating on, off, on, off;

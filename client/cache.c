@@ -61,6 +61,60 @@ int cache_loc_from_replicas(struct cache_loc *out, uint64_t block_id, Imgstore__
     return 0;
 }
 
+int cache_loc_add_shards(struct cache_loc *out, const Imgstore__BlockLocation *bl)
+{
+    out->ec_k = (int)bl->ec_k;
+    out->nshards = 0;
+    for (size_t i = 0; i < bl->n_shards && out->nshards < CACHE_EC_SHARDS; i++) {
+        const Imgstore__ShardLocation *s = bl->shards[i];
+        if (!s || !s->server || s->seq_first > s->seq_last)
+            continue;
+        struct cache_shard *d = &out->shards[out->nshards];
+        Imgstore__Replica *r = s->server;
+        if (replicas_addrs(&r, 1, REPLICAS_READ, d->addr, 1, RPC_ADDR_MAX) != 1)
+            continue;
+        d->index = s->index;
+        d->seq_first = s->seq_first;
+        d->seq_last = s->seq_last;
+        out->nshards++;
+    }
+    return out->nshards;
+}
+
+int cache_loc_route(const struct cache_loc *loc, uint32_t seq, struct cache_loc *out)
+{
+    out->n = 0;
+    if (loc->n > 0) {
+        out->n = loc->n;
+        memcpy(out->addr, loc->addr, sizeof(out->addr));
+        return 1;
+    }
+    for (int i = 0; i < loc->nshards; i++) {
+        const struct cache_shard *s = &loc->shards[i];
+        if ((int)s->index < loc->ec_k && s->seq_first && seq >= s->seq_first &&
+            seq <= s->seq_last) {
+            memcpy(out->addr[0], s->addr, RPC_ADDR_MAX);
+            out->n = 1;
+            return 1;
+        }
+    }
+    for (int i = 0; i < loc->nshards && out->n < CACHE_MAX_REPLICAS; i++)
+        memcpy(out->addr[out->n++], loc->shards[i].addr, RPC_ADDR_MAX);
+    return 0;
+}
+
+void cache_loc_route_degraded(const struct cache_loc *loc, uint32_t seq, struct cache_loc *out)
+{
+    out->n = 0;
+    for (int i = 0; i < loc->nshards && out->n < CACHE_MAX_REPLICAS; i++) {
+        const struct cache_shard *s = &loc->shards[i];
+        if ((int)s->index < loc->ec_k && s->seq_first && seq >= s->seq_first &&
+            seq <= s->seq_last)
+            continue; /* the data shard's holder: it did not answer */
+        memcpy(out->addr[out->n++], s->addr, RPC_ADDR_MAX);
+    }
+}
+
 static int find_writable(const struct cache *c, uint64_t block_id)
 {
     for (int i = 0; i < c->nwritable; i++)
@@ -118,7 +172,7 @@ static int loc_get(struct cache *c, uint64_t block_id, int64_t now, struct cache
     int rc = IMG_ENOTFOUND;
     pthread_mutex_lock(&c->mu);
     struct cache_loc *s = slot(c, block_id);
-    if (s->n > 0 && s->block_id == block_id && s->expires_ms > now) {
+    if ((s->n > 0 || s->nshards > 0) && s->block_id == block_id && s->expires_ms > now) {
         *out = *s;
         rc = 0;
     }
@@ -151,6 +205,6 @@ void cache_loc_drop(struct cache *c, uint64_t block_id)
     pthread_mutex_lock(&c->mu);
     struct cache_loc *s = slot(c, block_id);
     if (s->block_id == block_id)
-        s->n = 0;
+        s->n = s->nshards = 0;
     pthread_mutex_unlock(&c->mu);
 }

@@ -25,13 +25,26 @@
 #define CACHE_LOC_SLOTS 1024    /* location table size */
 #define CACHE_LOC_TTL_MS 10000  /* a location is re-asked after this */
 
-/* Where a block lives: native addresses, primary first. */
+#define CACHE_EC_SHARDS 14      /* shard holders kept per erasure-coded block */
+
+/* One shard holder of an erasure-coded block (LOOKUP's ShardLocation). */
+struct cache_shard {
+    uint32_t index;
+    uint32_t seq_first, seq_last; /* data shards: the live files' seq range */
+    char addr[RPC_ADDR_MAX];
+};
+
+/* Where a block lives: native addresses, primary first; for an
+ * erasure-coded block (ec_k > 0) also its shard holders. */
 struct cache_loc {
     uint64_t block_id;
-    int n; /* 0 marks an empty slot */
+    int n; /* replicas; 0 with nshards 0 marks an empty slot */
     int sealed;
     int64_t expires_ms;
     char addr[CACHE_MAX_REPLICAS][RPC_ADDR_MAX];
+    int ec_k;
+    int nshards;
+    struct cache_shard shards[CACHE_EC_SHARDS];
 };
 
 struct cache {
@@ -56,6 +69,23 @@ uint32_t cache_random(struct cache *c);
  * when the list is refused. */
 int cache_loc_from_replicas(struct cache_loc *out, uint64_t block_id, Imgstore__Replica **r,
                             size_t n, enum replicas_use use);
+
+/* Adds the shard holders of LOOKUP location bl (borrowed) to *out: ec_k and
+ * every entry with a usable address (others are skipped). Returns how many. */
+int cache_loc_add_shards(struct cache_loc *out, const Imgstore__BlockLocation *bl);
+
+/* The addresses to READ file `seq` of a block at: its replicas when it has
+ * any; else the holder of the data shard whose seq range holds seq, or,
+ * when none does, every shard holder (each answers from the block's record
+ * table). Fills out->n and out->addr only. Returns 1 when out holds
+ * replicas or the data shard's holder, 0 for the fallback (that holder is
+ * not listed: down, or the seq is in no range). */
+int cache_loc_route(const struct cache_loc *loc, uint32_t seq, struct cache_loc *out);
+
+/* The shard holders of loc other than the holder of the data shard whose
+ * seq range holds seq (their addresses), for a degraded read: each can
+ * rebuild the file. Fills out->n and out->addr only. */
+void cache_loc_route_degraded(const struct cache_loc *loc, uint32_t seq, struct cache_loc *out);
 
 /* Adds (or replaces) a writable block; when the cache is full the new one is
  * ignored. */

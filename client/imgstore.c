@@ -371,10 +371,18 @@ static int lookup(imgstore_t *h, uint64_t block_id, int64_t deadline, struct cac
     rc = IMG_ENOTFOUND;
     for (size_t i = 0; i < resp->n_locations; i++) {
         Imgstore__BlockLocation *bl = resp->locations[i];
-        if (!bl || bl->block_id != block_id ||
-            cache_loc_from_replicas(out, block_id, bl->replicas, bl->n_replicas,
-                                    REPLICAS_READ) != 0)
+        if (!bl || bl->block_id != block_id)
             continue;
+        if (cache_loc_from_replicas(out, block_id, bl->replicas, bl->n_replicas,
+                                    REPLICAS_READ) != 0) {
+            /* erasure-coded with its replicated copies gone: shards only */
+            memset(out, 0, sizeof(*out));
+            out->block_id = block_id;
+            if (bl->n_replicas != 0 || cache_loc_add_shards(out, bl) == 0)
+                continue;
+        } else if (bl->ec_k) {
+            cache_loc_add_shards(out, bl);
+        }
         out->sealed = bl->sealed;
         cache_loc_put(&h->cache, out);
         rc = 0;
@@ -574,18 +582,23 @@ static void read_result_free(struct read_result *r)
     memset(r, 0, sizeof(*r));
 }
 
+/* How read_one asks (Read.any_view, Read.reconstruct). */
+#define READ_ANY_VIEW 1u    /* serve with a lapsed view too */
+#define READ_RECONSTRUCT 2u /* erasure-coded: rebuild the file from other shards */
+
 /* Sends READ or STAT for f to one replica and checks the answer (size and
  * CRC32C of the body for READ). Returns 0 with *res (owned by the caller,
  * release with read_result_free) or the error of this replica. */
 static int read_one(imgstore_t *h, const char *addr, unsigned type, const struct fname *f,
-                    int any_view, int64_t deadline, struct read_result *res)
+                    unsigned rflags, int64_t deadline, struct read_result *res)
 {
     memset(res, 0, sizeof(*res));
     Imgstore__Read req = IMGSTORE__READ__INIT;
     req.block_id = f->block_id;
     req.seq = f->seq;
     req.cookie = f->cookie;
-    req.any_view = any_view != 0;
+    req.any_view = (rflags & READ_ANY_VIEW) != 0;
+    req.reconstruct = (rflags & READ_RECONSTRUCT) != 0;
     uint32_t max_body = type == FT_READ ? PUT_MAX_BYTES : 0;
     struct rpc_resp resp;
     int rc = rpc_call(&h->pool, addr, type, &req.base, NULL, 0, max_body, h->io_timeout_ms,
@@ -631,7 +644,7 @@ struct read_tally {
  * with *res (owned by the caller), IMG_EDELETED (final), IMG_ETIMEDOUT, or
  * -EAGAIN when every replica failed (*t says how). */
 static int read_pass(imgstore_t *h, const struct cache_loc *loc, unsigned type,
-                     const struct fname *f, int any_view, int64_t deadline,
+                     const struct fname *f, unsigned rflags, int64_t deadline,
                      struct read_result *res, struct read_tally *t)
 {
     uint32_t start = cache_random(&h->cache);
@@ -639,7 +652,7 @@ static int read_pass(imgstore_t *h, const struct cache_loc *loc, unsigned type,
         if (rpc_now_ms() >= deadline)
             return IMG_ETIMEDOUT;
         const char *addr = loc->addr[(start + (uint32_t)i) % (uint32_t)loc->n];
-        int rc = read_one(h, addr, type, f, any_view, deadline, res);
+        int rc = read_one(h, addr, type, f, rflags, deadline, res);
         if (rc == 0 || retry_action(RETRY_READ, rc) == RETRY_FINAL)
             return rc;
         t->last = rc;
@@ -700,7 +713,12 @@ static int read_any(imgstore_t *h, const struct fname *f, unsigned type, int64_t
         if (rc != 0)
             return rc;
         struct read_tally t = {0};
-        rc = read_pass(h, loc, type, f, 0, deadline, res, &t);
+        struct cache_loc route; /* replicas, or the shard holder of f's seq */
+        /* An encoded block whose data shard holding f has no listed holder
+         * (down): the shard holders rebuild it at once (a holder answers
+         * IMG_ENOTFOUND from its table for a seq it does not know). */
+        unsigned first = cache_loc_route(loc, f->seq, &route) ? 0 : READ_RECONSTRUCT;
+        rc = read_pass(h, &route, type, f, first, deadline, res, &t);
         if (rc == -EAGAIN && t.lapsed > 0 && from == FROM_CACHE) {
             /* Only holders whose view lapsed answered, from a cached
              * location: the nameserver may have moved the block's set on
@@ -715,9 +733,20 @@ static int read_any(imgstore_t *h, const struct fname *f, unsigned type, int64_t
              * the nameserver is away: they serve a reader that found
              * nothing better. */
             struct read_tally lt = {0};
-            rc = read_pass(h, loc, type, f, 1, deadline, res, &lt);
+            rc = read_pass(h, &route, type, f, READ_ANY_VIEW, deadline, res, &lt);
             if (rc == -EAGAIN)
                 t.last = lt.last;
+        }
+        if (rc == -EAGAIN && loc->n == 0 && loc->nshards > 1) {
+            /* An erasure-coded block whose data shard holding f did not
+             * answer (down, damaged): another shard's holder rebuilds the
+             * file from k shards (a degraded read). */
+            struct cache_loc others;
+            cache_loc_route_degraded(loc, f->seq, &others);
+            struct read_tally dt = {0};
+            rc = read_pass(h, &others, type, f, READ_RECONSTRUCT, deadline, res, &dt);
+            if (rc == -EAGAIN)
+                t.last = dt.last;
         }
         if (rc != -EAGAIN) {
             /* A replica that no longer holds the block (moved by a
@@ -728,12 +757,12 @@ static int read_any(imgstore_t *h, const struct fname *f, unsigned type, int64_t
             if (t.moved > 0 && from != FROM_NS)
                 cache_loc_drop(&h->cache, f->block_id);
             if (rc == IMG_ETIMEDOUT) /* the deadline came mid-pass: say what we saw */
-                return t.last ? read_verdict(&t, loc->n) : last;
+                return t.last ? read_verdict(&t, route.n) : last;
             return rc;
         }
-        if (t.notfound == loc->n || (t.notfound > 0 && from == FROM_NS))
+        if (t.notfound == route.n || (t.notfound > 0 && from == FROM_NS))
             return IMG_ENOTFOUND;
-        last = read_verdict(&t, loc->n);
+        last = read_verdict(&t, route.n);
         /* Some replica was unreachable, damaged, not serving yet or did not
          * hold the block: the location may be stale. Ask the nameserver
          * again; right away the first time, after a wait from then on. */
@@ -854,8 +883,12 @@ int imgstore_unlink2(imgstore_t *h, const char *name, int *was_deleted)
         enum locate_from from;
         rc = locate(h, f.block_id, fresh ? LOCATE_FRESH : LOCATE_CACHED, deadline, &loc, &from);
         if (rc == 0) {
+            /* An erasure-coded block: a shard holder (the file's data shard's
+             * first) hands the tombstone to every shard holder. */
+            struct cache_loc route;
+            cache_loc_route(&loc, f.seq, &route);
             ProtobufCMessage *m = NULL;
-            rc = call_msg(h, loc.addr[0], FT_DELETE, &req.base, deadline,
+            rc = call_msg(h, route.addr[0], FT_DELETE, &req.base, deadline,
                           &imgstore__delete_resp__descriptor, &m, NULL);
             if (rc == 0 && was_deleted)
                 *was_deleted = ((Imgstore__DeleteResp *)m)->was_deleted && !sent;

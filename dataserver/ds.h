@@ -21,6 +21,7 @@
  *   ds_compact.c  COMPACT_BLOCK: scheduling of compactions (the rewrite
  *                 itself is the engine's compact.c)
  *   ds_scrub.c    the scrubber and VERIFY
+ *   ds_ec.c       erasure-coded shards: EC_ENCODE, EC_PUT_SHARD, their report
  * background:
  *   ds_throttle.c the token bucket shared by copies and compactions
  *   ds_disk.c     failed-disk checks
@@ -196,6 +197,9 @@ struct ds {
     struct ds_removals *removals;
     struct ds_throttle *throttle;
     uint64_t copy_sync_bytes;   /* --copy-sync-mb; 0: the default (ds_copy_sync_bytes) */
+
+    /* shards of erasure-coded blocks held here (ds_ec.c), NULL until used */
+    struct ds_ec *ec;
 
     /* failed-disk checks (ds_disk.c), NULL until started */
     struct ds_disk *disk;

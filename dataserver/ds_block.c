@@ -11,6 +11,7 @@
  * May call the storage engine (store, block, blockio) and ds_session.c
  * (ds_session_poke). */
 #include "dataserver/ds_block.h"
+#include "dataserver/ds_ec.h"
 
 #include "base/array.h"
 #include "base/err.h"
@@ -325,7 +326,8 @@ void ds_block_delete(struct ds_req *r, const struct frame *f)
     Imgstore__DeleteBlock *m = ds_req_unpack(r, f, &imgstore__delete_block__descriptor);
     if (!m)
         return;
-    int rc = delete_block(ds, m->block_id, m->expected_size, m->any_size);
+    int rc = m->shards ? ds_ec_drop(ds, m->block_id)
+                       : delete_block(ds, m->block_id, m->expected_size, m->any_size);
     if (rc != 0)
         log_warn("delete of block %" PRIu64 " refused: %s", m->block_id, img_strerror(rc));
     imgstore__delete_block__free_unpacked(m, NULL);

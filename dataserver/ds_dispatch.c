@@ -13,13 +13,14 @@
  * their request with ds_req_unpack, which answers a head that does not
  * unpack with IMG_EPROTO, the same for every type.
  * May call the handler modules (ds_file, ds_repl, ds_copy, ds_block,
- * ds_compact, ds_scrub, ds_tomb) and the transports through struct ds_transport. */
+ * ds_compact, ds_scrub, ds_tomb, ds_ec) and the transports through struct ds_transport. */
 #include "dataserver/ds_req.h"
 
 #include "base/err.h"
 #include "dataserver/ds_block.h"
 #include "dataserver/ds_compact.h"
 #include "dataserver/ds_copy.h"
+#include "dataserver/ds_ec.h"
 #include "dataserver/ds_file.h"
 #include "dataserver/ds_repl.h"
 #include "dataserver/ds_scrub.h"
@@ -56,6 +57,12 @@ static const struct route routes[] = {
     {FT_CANCEL_COPY, DS_FROM_NS, AUTH_MEMBER, ds_copy_cancel},
     {FT_COMPACT_BLOCK, DS_FROM_NS, AUTH_MEMBER, ds_compact_block},
     {FT_APPLY_TOMBSTONES, DS_FROM_NS, AUTH_MEMBER, ds_tomb_apply},
+    /* erasure coding (ds_ec.c) */
+    {FT_EC_ENCODE, DS_FROM_NS, AUTH_MEMBER, ds_ec_encode},
+    {FT_EC_PUT_SHARD, DS_FROM_PEER, AUTH_MEMBER, ds_ec_put_shard},
+    {FT_EC_READ_RANGE, DS_FROM_PEER, AUTH_MEMBER, ds_ec_read_range},
+    {FT_EC_REBUILD, DS_FROM_NS, AUTH_MEMBER, ds_ec_rebuild},
+    {FT_EC_TOMB, DS_FROM_PEER, AUTH_MEMBER, ds_ec_tomb},
 };
 
 void ds_dispatch(struct ds *ds, const struct ds_transport *t, void *link, const struct frame *f)

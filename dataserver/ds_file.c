@@ -4,10 +4,12 @@
  * May call the storage engine (store, index, blockio, needle) and
  * ds_codec.c. */
 #include "dataserver/ds_file.h"
+#include "dataserver/ds_ec.h"
 
 #include "base/err.h"
 #include "base/log.h"
 #include "dataserver/blockio.h"
+#include "dataserver/uring.h"
 #include "dataserver/ds_codec.h"
 #include "proto/imgstore.pb-c.h"
 
@@ -138,6 +140,115 @@ int ds_file_serves(const struct ds *ds, const struct block *b, unsigned flags)
     return (flags & DS_FILE_ANY_VIEW) ? 0 : IMG_EVIEWOLD;
 }
 
+void ds_file_finish(struct ds *ds, uint64_t block_id, uint64_t offset, uint32_t seq,
+                    uint32_t cookie, int deleted, unsigned flags, uint8_t *buf, size_t len,
+                    ds_file_cb cb, void *arg)
+{
+    struct file_read *r = calloc(1, sizeof(*r));
+    if (!r) {
+        free(buf);
+        cb(-ENOMEM, NULL, offset, NULL, arg);
+        return;
+    }
+    *r = (struct file_read){.ds = ds, .stored = (flags & DS_FILE_STORED) != 0,
+                            .block_id = block_id, .offset = offset, .seq = seq,
+                            .cookie = cookie, .deleted = deleted,
+                            .header_only = (flags & DS_FILE_HEADER_ONLY) != 0, .buf = buf,
+                            .len = len, .cb = cb, .arg = arg};
+    file_read_done(0, r);
+}
+
+/* ---- a file of an erasure-coded block (ds_ec.c) ---- */
+
+/* One record read from a data shard through io_uring. */
+struct shard_read {
+    struct file_read *r;
+    unsigned flags;
+    unsigned index; /* the data shard read */
+};
+
+/* The record's own checks are enough for a normal read (its CRC32C covers
+ * every byte handed out): only the record's bytes are read, not the 64 KiB
+ * chunks around it. A record that fails them here is damaged in the shard
+ * (IMG_ECORRUPT: the shard is reported bad and the file rebuilt). */
+static void shard_done(int res, void *arg)
+{
+    struct shard_read *s = arg;
+    struct file_read *r = s->r;
+    int rc = res < 0 ? res : (size_t)res != r->len ? IMG_ECORRUPT : 0;
+    if (rc == 0) {
+        struct needle_header h;
+        int v = r->header_only || r->deleted
+                    ? needle_decode_header(r->buf, &h)
+                    : needle_verify(r->buf, r->len, r->seq, r->cookie, &h);
+        if (v == IMG_EFORMAT || v == IMG_ECORRUPT ||
+            (v == 0 && (r->header_only || r->deleted) && h.seq != r->seq))
+            rc = IMG_ECORRUPT;
+    }
+    unsigned flags = s->flags, index = s->index;
+    free(s);
+    if (rc == IMG_ECORRUPT) {
+        ds_ec_mark_bad(r->ds, r->block_id, index);
+        if ((flags & DS_FILE_RECONSTRUCT) &&
+            ds_ec_reconstruct(r->ds, r->block_id, r->seq, r->cookie, flags, r->cb, r->arg) == 0) {
+            free(r->buf);
+            free(r);
+            return; /* rebuilt from the other shards instead */
+        }
+    }
+    file_read_done(rc, r);
+}
+
+/* Reads file seq of erasure-coded block block_id from the data shard held
+ * here that holds its record (one io_uring read of the record's bytes):
+ * the same checks and answers as a replica's read follow (file_read_done).
+ * IMG_ENOBLOCKHERE when no shard of the block, or not the data shard that
+ * holds the file, is here. */
+static int shard_file_read(struct ds *ds, uint64_t block_id, uint32_t seq, uint32_t cookie,
+                           unsigned flags, ds_file_cb cb, void *arg)
+{
+    const struct ec_tent *e;
+    unsigned dshard;
+    uint64_t doff;
+    int rc = ds_ec_locate(ds, block_id, seq, &e, &dshard, &doff);
+    if (rc != 0)
+        return rc;
+    if (!ds->view_confirmed && !(ds->view_lapsed && (flags & DS_FILE_ANY_VIEW)))
+        return ds->view_lapsed ? IMG_EVIEWOLD : IMG_ENOBLOCKHERE;
+    struct ds_shard *sh = ds_ec_shard(ds, block_id, dshard);
+    if ((!sh || sh->bad) && (flags & DS_FILE_RECONSTRUCT))
+        return ds_ec_reconstruct(ds, block_id, seq, cookie, flags, cb, arg);
+    if (!sh || sh->bad)
+        return IMG_ENOBLOCKHERE;
+    int header_only = (flags & DS_FILE_HEADER_ONLY) != 0;
+    size_t len = NEEDLE_HEADER_SIZE +
+                 (e->deleted     ? 0
+                  : header_only ? (e->size >= NEEDLE_ENC_SIZE ? NEEDLE_ENC_SIZE : 0)
+                                : e->size);
+    struct file_read *r = calloc(1, sizeof(*r));
+    struct shard_read *s = calloc(1, sizeof(*s));
+    uint8_t *buf = r && s ? malloc(len) : NULL;
+    if (!buf) {
+        free(r);
+        free(s);
+        return -ENOMEM;
+    }
+    *r = (struct file_read){.ds = ds, .stored = (flags & DS_FILE_STORED) != 0,
+                            .block_id = block_id, .offset = e->off, .seq = seq,
+                            .cookie = cookie, .deleted = e->deleted, .header_only = header_only,
+                            .buf = buf, .len = len, .cb = cb, .arg = arg};
+    s->r = r;
+    s->flags = flags;
+    s->index = dshard;
+    rc = uring_read(ds->store->ring, sh->sh.fd, buf, len, sh->sh.hdr_len + doff, shard_done, s);
+    if (rc != 0) {
+        free(buf);
+        free(r);
+        free(s);
+    }
+    return rc;
+}
+
 int ds_file_read(struct ds *ds, uint64_t block_id, uint32_t seq, uint32_t cookie,
                  unsigned flags, ds_file_cb cb, void *arg)
 {
@@ -145,7 +256,7 @@ int ds_file_read(struct ds *ds, uint64_t block_id, uint32_t seq, uint32_t cookie
     /* A copy left out of the replica set may lack tombstones: never serve it
      * (the caller asks a current replica instead). */
     if (!b)
-        return IMG_ENOBLOCKHERE;
+        return shard_file_read(ds, block_id, seq, cookie, flags, cb, arg);
     int rc = ds_file_serves(ds, b, flags);
     if (rc != 0)
         return rc;
@@ -247,6 +358,8 @@ static void serve(struct ds_req *r, const struct frame *f, unsigned flags)
         flags |= DS_FILE_ANY_VIEW;
     if (m->stored)
         flags |= DS_FILE_STORED;
+    if (m->reconstruct)
+        flags |= DS_FILE_RECONSTRUCT;
     imgstore__read__free_unpacked(m, NULL);
     struct file_req *fr = malloc(sizeof(*fr));
     if (!fr) {

@@ -7,7 +7,10 @@
  * (ds_repl.c) and the HTTP origin so all obey the same rules: a wrong cookie is IMG_ENOTFOUND, exactly
  * like a missing file; a deleted file is IMG_EDELETED only when its cookie
  * matches (so deletions cannot be probed either); a CRC mismatch is
- * IMG_ECORRUPT, logged for repair, and its bytes are never handed out. */
+ * IMG_ECORRUPT, logged for repair, and its bytes are never handed out.
+ * A block held here only as erasure-coded shards (ds_ec.h) is read from the
+ * data shard holding the record (one io_uring read of the record, the same
+ * checks), or rebuilt from other shards with DS_FILE_RECONSTRUCT. */
 #ifndef DS_FILE_H
 #define DS_FILE_H
 
@@ -39,6 +42,8 @@ void ds_file_tune_malloc(void);
                                 * 16-byte encoding header of an encoded record */
 #define DS_FILE_ANY_VIEW 2u    /* serve with a lapsed view too (Read.any_view) */
 #define DS_FILE_STORED 4u      /* an encoded record's bytes as stored, not decoded */
+#define DS_FILE_RECONSTRUCT 8u /* erasure-coded: rebuild the record from other shards when
+                                * its data shard is not here (Read.reconstruct) */
 
 /* Returns 0 when this server may serve reads of block b: b is in the
  * block's replica set as last told by the nameserver (SET_REPLICAS, saved in
@@ -58,6 +63,15 @@ int ds_file_serves(const struct ds *ds, const struct block *b, unsigned flags);
  * has no such seq, -ENOMEM, or the ring's error. */
 int ds_file_read(struct ds *ds, uint64_t block_id, uint32_t seq, uint32_t cookie,
                  unsigned flags, ds_file_cb cb, void *arg);
+
+/* Finishes a read whose record bytes were obtained elsewhere (a degraded
+ * read of an erasure-coded block, ds_ec_read.c): buf (len bytes, owned,
+ * taken) is the record of file seq at block offset `offset` (header only
+ * when `deleted`), checked and decoded exactly as a read from disk, and cb
+ * runs once with the outcome. */
+void ds_file_finish(struct ds *ds, uint64_t block_id, uint64_t offset, uint32_t seq,
+                    uint32_t cookie, int deleted, unsigned flags, uint8_t *buf, size_t len,
+                    ds_file_cb cb, void *arg);
 
 /* Handlers of the dispatch table (ds_req.h). READ: header and data of one
  * file, checked, the data sent straight from the read buffer. STAT: its

@@ -169,11 +169,47 @@ static int loc_from_replicas(struct ds_loc *out, uint64_t block_id, Imgstore__Re
     return 0;
 }
 
+/* Adds the shard holders of LOOKUP location bl to *out. Returns how many. */
+static int loc_add_shards(struct ds_loc *out, const Imgstore__BlockLocation *bl)
+{
+    out->ec_k = (int)bl->ec_k;
+    out->nshards = 0;
+    for (size_t i = 0; i < bl->n_shards && out->nshards < DS_LOC_MAX_SHARDS; i++) {
+        const Imgstore__ShardLocation *s = bl->shards[i];
+        Imgstore__Replica *r = s ? s->server : NULL;
+        int j = out->nshards;
+        if (!r || s->seq_first > s->seq_last ||
+            replicas_addrs(&r, 1, REPLICAS_READ, out->sh_addr[j], 1, DS_ADDR_MAX) != 1)
+            continue;
+        out->sh_index[j] = s->index;
+        out->sh_first[j] = s->seq_first;
+        out->sh_last[j] = s->seq_last;
+        out->nshards++;
+    }
+    return out->nshards;
+}
+
+void ds_nsc_route(struct ds_loc *l, uint32_t seq)
+{
+    if (l->n > 0 || l->nshards == 0)
+        return;
+    l->n_replicas_none = 1;
+    for (int i = 0; i < l->nshards; i++)
+        if ((int)l->sh_index[i] < l->ec_k && l->sh_first[i] && seq >= l->sh_first[i] &&
+            seq <= l->sh_last[i]) {
+            memcpy(l->addr[0], l->sh_addr[i], DS_ADDR_MAX);
+            l->n = 1;
+            return;
+        }
+    for (int i = 0; i < l->nshards && l->n < DS_LOC_MAX_REPLICAS; i++)
+        memcpy(l->addr[l->n++], l->sh_addr[i], DS_ADDR_MAX);
+}
+
 /* The cached entry of block_id, fresh or expired, or NULL. */
 static struct ds_loc *loc_entry(struct ds *ds, uint64_t block_id)
 {
     struct ds_loc *l = &ds->nsc->locs[block_id % DS_LOC_SLOTS];
-    return l->n > 0 && l->block_id == block_id ? l : NULL;
+    return (l->n > 0 || l->nshards > 0) && l->block_id == block_id ? l : NULL;
 }
 
 int ds_nsc_cached_loc(struct ds *ds, uint64_t block_id, struct ds_loc *out)
@@ -218,10 +254,19 @@ static void lookup_reply(int status, const struct frame *f, void *arg)
         status = IMG_ENOTFOUND; /* until a location for our block is found in it */
     for (size_t i = 0; m && i < m->n_locations; i++) {
         Imgstore__BlockLocation *bl = m->locations[i];
-        if (!bl || bl->block_id != q->block_id ||
-            loc_from_replicas(&loc, q->block_id, bl->replicas, bl->n_replicas, REPLICAS_READ,
-                              uv_now(ds->loop) + DS_LOC_TTL_MS) != 0)
+        if (!bl || bl->block_id != q->block_id)
             continue;
+        if (loc_from_replicas(&loc, q->block_id, bl->replicas, bl->n_replicas, REPLICAS_READ,
+                              uv_now(ds->loop) + DS_LOC_TTL_MS) != 0) {
+            /* erasure-coded with its replicated copies gone: shards only */
+            memset(&loc, 0, sizeof(loc));
+            loc.block_id = q->block_id;
+            loc.expires_ms = uv_now(ds->loop) + DS_LOC_TTL_MS;
+            if (bl->n_replicas != 0 || loc_add_shards(&loc, bl) == 0)
+                continue;
+        } else if (bl->ec_k) {
+            loc_add_shards(&loc, bl);
+        }
         ds->nsc->locs[q->block_id % DS_LOC_SLOTS] = loc;
         status = 0;
         break;

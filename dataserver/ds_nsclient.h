@@ -22,13 +22,28 @@
 #define DS_NSC_TIMEOUT_MS 3000  /* one request to the nameserver */
 #define DS_NSC_STALE_TIMEOUT_MS 500 /* a LOOKUP while an expired answer waits */
 
-/* Where one block lives: native addresses, primary first. */
+#define DS_LOC_MAX_SHARDS 14
+
+/* Where one block lives: native addresses, primary first; an erasure-coded
+ * block whose replicated copies are gone has n 0 and its shard holders
+ * (LOOKUP's ShardLocation: index, seq range of a data shard, address). */
 struct ds_loc {
     uint64_t block_id;
     int n;
     char addr[DS_LOC_MAX_REPLICAS][DS_ADDR_MAX];
     uint64_t expires_ms; /* loop time after which the entry is stale */
+    int ec_k, nshards;
+    int n_replicas_none;  /* set by ds_nsc_route: the addresses are shard holders */
+    uint32_t sh_index[DS_LOC_MAX_SHARDS];
+    uint32_t sh_first[DS_LOC_MAX_SHARDS], sh_last[DS_LOC_MAX_SHARDS];
+    char sh_addr[DS_LOC_MAX_SHARDS][DS_ADDR_MAX];
 };
+
+/* For a shard-only location (n 0): sets n and addr to where file `seq` is
+ * read: the holder of the data shard whose seq range holds it, else the
+ * first shard holders (each answers from the block's record table). No-op
+ * for a location with replicas. */
+void ds_nsc_route(struct ds_loc *l, uint32_t seq);
 
 /* status 0 with *loc (valid during the call only), or IMG_ENOTFOUND when no
  * live server holds the block, or the request's error. */

@@ -23,6 +23,7 @@
 #include "dataserver/ds_block.h"
 #include "dataserver/ds_codec.h"
 #include "dataserver/ds_compact.h"
+#include "dataserver/ds_ec.h"
 #include "dataserver/ds_file.h"
 #include "dataserver/ds_tomb.h"
 #include "proto/imgstore.pb-c.h"
@@ -518,6 +519,10 @@ void ds_repl_delete(struct ds_req *r, const struct frame *f)
     uint32_t seq = m->seq, cookie = m->cookie;
     imgstore__delete__free_unpacked(m, NULL);
     struct block *b = store_get(ds->store, block_id);
+    if (!b && ds_ec_find(ds, block_id)) {
+        ds_ec_delete(r, block_id, seq, cookie); /* erasure-coded: shards here */
+        return;
+    }
     int serves = b ? ds_file_serves(ds, b, 0) : IMG_ENOBLOCKHERE;
     if (serves != 0) {
         ds_req_fail(r, serves);

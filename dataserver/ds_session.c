@@ -42,6 +42,7 @@
 #include "dataserver/ds_block.h"
 #include "dataserver/ds_compact.h"
 #include "dataserver/ds_copy.h"
+#include "dataserver/ds_ec.h"
 #include "dataserver/ds_req.h"
 #include "dataserver/ds_scrub.h"
 #include "dataserver/ds_throttle.h"
@@ -337,6 +338,8 @@ struct hb_msg {
     Imgstore__CopyProgress copies[DS_COPY_MAX_ACTIVE];
     Imgstore__CopyProgress *cptrs[DS_COPY_MAX_ACTIVE];
     size_t nremoved;
+    Imgstore__ShardInfo **shards; /* ds_ec_report */
+    size_t nshards;
 };
 
 static void hb_free(struct hb_msg *m)
@@ -346,6 +349,7 @@ static void hb_free(struct hb_msg *m)
     free(m->r.replica_ids);
     free(m->disks);
     free(m->dptrs);
+    ds_ec_report_free(m->shards, m->nshards);
 }
 
 /* Builds *m: a full report, or (full 0) the changed blocks, which are
@@ -393,6 +397,9 @@ static int hb_build(struct ds *ds, int full, struct hb_msg *m)
     for (size_t i = 0; i < hb->n_copies; i++)
         m->cptrs[i] = &m->copies[i];
     hb->copies = m->cptrs;
+    m->nshards = ds_ec_report(ds, full, &m->shards);
+    hb->n_shards = m->nshards;
+    hb->shards = m->shards;
     if (!full) { /* a full report implies every removal */
         const uint64_t *removed = NULL;
         m->nremoved = ds_block_removed(ds, &removed);

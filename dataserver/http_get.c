@@ -267,6 +267,7 @@ static void lookup_done(int status, const struct ds_loc *loc, void *arg)
         return;
     }
     r->loc = *loc;
+    ds_nsc_route(&r->loc, r->f.seq); /* an erasure-coded block: its data shard's holder */
     r->loc_from_cache = 0;
     r->loc_fresh = 1;
     r->replica = 0;
@@ -280,6 +281,7 @@ static void remote_next(struct http_req *r)
     struct ds *ds = r->ds;
     if (r->loc.n == 0) {
         if (ds_nsc_cached_loc(ds, r->f.block_id, &r->loc) == 0) {
+            ds_nsc_route(&r->loc, r->f.seq);
             r->loc_from_cache = 1;
             r->replica = 0;
         } else {
@@ -302,6 +304,31 @@ static void remote_next(struct http_req *r)
                             HTTP_PROXY_TIMEOUT_MS, remote_reply, r) == 0)
             return;
     }
+    /* An erasure-coded block whose data shard holding the file did not
+     * answer: a shard holder (this server first, when it holds one)
+     * rebuilds the file from k shards (a degraded read). */
+    while (r->loc.n_replicas_none && r->ec_next < r->loc.nshards + 1) {
+        int i = r->ec_next++;
+        if (i == 0) {
+            if (local_read(r, DS_FILE_RECONSTRUCT) == 0)
+                return; /* local_done goes on */
+            continue;
+        }
+        const char *addr = r->loc.sh_addr[i - 1];
+        if (strcmp(addr, ds->listen_addr) == 0 ||
+            ((int)r->loc.sh_index[i - 1] < r->loc.ec_k && r->loc.sh_first[i - 1] &&
+             r->f.seq >= r->loc.sh_first[i - 1] && r->f.seq <= r->loc.sh_last[i - 1]))
+            continue; /* ourselves, or the data shard's holder asked already */
+        Imgstore__Read req = IMGSTORE__READ__INIT;
+        req.block_id = r->f.block_id;
+        req.seq = r->f.seq;
+        req.cookie = r->f.cookie;
+        req.stored = r->want_zstd;
+        req.reconstruct = 1;
+        if (ds_peer_request(ds, addr, r->q.head_only ? FT_STAT : FT_READ, &req.base, NULL, 0,
+                            HTTP_PROXY_TIMEOUT_MS, remote_reply, r) == 0)
+            return;
+    }
     if (r->loc_from_cache) {
         ds_nsc_drop_loc(ds, r->f.block_id);
         r->loc_from_cache = 0;
@@ -317,8 +344,11 @@ static void round_start(struct http_req *r)
 {
     r->notfound = r->failed = r->lapsed = r->lapsed_local = r->any_view = 0;
     r->loc.n = 0;
+    r->loc.nshards = 0;
+    r->loc.n_replicas_none = 0;
     r->loc_from_cache = r->loc_fresh = 0;
     r->replica = 0;
+    r->ec_next = 0;
     int rc = local_read(r, 0);
     if (rc == 0)
         return; /* local_done goes on */

@@ -60,6 +60,7 @@ struct http_req {
     int loc_from_cache;
     int loc_fresh;         /* loc is the nameserver's answer of this round */
     int replica;           /* next replica to try */
+    int ec_next;           /* erasure-coded: next shard holder asked to rebuild the file */
     int lapsed_local;      /* our copy answered IMG_EVIEWOLD */
     int lapsed;            /* replicas that answered IMG_EVIEWOLD */
     int any_view;          /* the last round: copies with a lapsed view serve too */

@@ -297,6 +297,9 @@ static void delete_reply(int status, const struct frame *f, void *arg)
 
 static void delete_send(struct http_req *r)
 {
+    /* An erasure-coded block: a shard holder (the file's data shard's
+     * first) hands the tombstone to every shard holder. */
+    ds_nsc_route(&r->loc, r->f.seq);
     Imgstore__Delete req = IMGSTORE__DELETE__INIT;
     req.block_id = r->f.block_id;
     req.seq = r->f.seq;

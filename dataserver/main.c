@@ -29,6 +29,7 @@
 #include "dataserver/ds_compact.h"
 #include "dataserver/ds_copy.h"
 #include "dataserver/ds_disk.h"
+#include "dataserver/ds_ec.h"
 #include "dataserver/ds_scrub.h"
 
 #include "base/err.h"
@@ -601,6 +602,11 @@ int main(int argc, char **argv)
     log_info("server %s: %d data folder(s), %u blocks loaded", ds.store->server_id,
              ds.store->ndisks, ds.store->nblocks);
     ds.store->capacity_cap = capacity;
+    if (ds_ec_load(&ds) != 0) {
+        log_error("cannot load erasure-coded shards: out of memory");
+        store_close(ds.store);
+        return 1;
+    }
     if (ds_auth_load_cluster(&ds) != 0) {
         fprintf(stderr, "dataserver: cannot read the stored cluster id (see the log)\n");
         store_close(ds.store);
@@ -687,6 +693,7 @@ int main(int argc, char **argv)
     uv_close((uv_handle_t *)&sighup, NULL);
     uv_close((uv_handle_t *)&ready_timer, NULL);
     uv_run(ds.loop, UV_RUN_NOWAIT);
+    ds_ec_close(&ds);
     store_close(ds.store);
     auth_keys_free(ds.keys);
     log_info("stopped");

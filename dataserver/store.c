@@ -13,6 +13,8 @@
  * the rest of a probe run when a block is deleted). */
 #include "dataserver/store.h"
 
+#include "dataserver/ec_shard.h"
+
 #include "base/err.h"
 #include "base/fsutil.h"
 #include "base/hexid.h"
@@ -35,7 +37,6 @@
 #define STORE_FREE_SLACK (256ull << 20) /* free bytes closer than this count as equal */
 #define STORE_TABLE_MIN 64u
 #define STORE_ID_FILE "SERVER_ID"
-#define STORE_BLOCKS_DIR "blocks"
 #define STORE_ID_BYTES (STORE_SERVER_ID_LEN / 2)
 #define STORE_ID_FILE_MAX 256
 #define BLOCK_NAME_HEX 16
@@ -205,9 +206,21 @@ static int block_file_name(const char *name, uint64_t *id)
 /* Files that legitimately sit next to block files and are not logged. */
 static int companion_file(const char *name)
 {
-    static const char *suffixes[] = {".idx", ".meta", ".meta.tmp", ".idz", ".idz.tmp"};
+    static const char *suffixes[] = {".idx", ".meta", ".meta.tmp", ".idz", ".idz.tmp",
+                                     EC_TOMB_SUFFIX};
     size_t n = strlen(name);
     if (name[0] == '.')
+        return 1;
+    /* shards of erasure-coded blocks (ds_ec.c loads them), and a shard's
+     * write interrupted by a crash (never loaded) */
+    char base[BLOCK_NAME_HEX + EC_SHARD_SUFFIX_LEN + 1];
+    uint64_t id;
+    unsigned ix;
+    if ((n == BLOCK_NAME_HEX + EC_SHARD_SUFFIX_LEN ||
+         (n == BLOCK_NAME_HEX + EC_SHARD_SUFFIX_LEN + 4 &&
+          strcmp(name + n - 4, ".tmp") == 0)) &&
+        (memcpy(base, name, sizeof(base) - 1), base[sizeof(base) - 1] = '\0',
+         ec_shard_name(base, &id, &ix) == 0))
         return 1;
     for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
         size_t m = strlen(suffixes[i]);

@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #define STORE_MAX_DISKS 16
+#define STORE_BLOCKS_DIR "blocks" /* DIR/blocks: block and shard files */
 #define STORE_SERVER_ID_LEN 32 /* hex chars */
 
 struct store_disk {

@@ -101,6 +101,10 @@ enum ns_setting_key {
     NS_SETTING_COMPACT_PCT,    /* deleted share of a block (%) that compacts it: cfg.compact_pct */
     NS_SETTING_SCRUB_RATE,     /* MB/s of background checksum reading per server */
     NS_SETTING_REBALANCE_BAND, /* points of use% a server may stray from the mean */
+    NS_SETTING_EC,             /* erasure coding of sealed blocks: 0 off, else k*100+m
+                                * (402, 603, 1004: ns_settings_ec) */
+    NS_SETTING_EC_MIN_AGE_H,   /* sealed blocks older than this (hours) are encoded by the
+                                * planner; 0: only on demand (ds-admin ec encode) */
     NS_SETTING_COUNT
 };
 
@@ -255,6 +259,10 @@ uint32_t ns_settings_task_cap(const struct ns *ns);
 uint64_t ns_settings_copy_rate(const struct ns *ns);
 uint32_t ns_settings_compact_pct(const struct ns *ns);
 
+/* The ec setting in force: returns 1 and sets *k, *m when erasure coding is
+ * on (4+2, 6+3 or 10+4), 0 when it is off. */
+int ns_settings_ec(const struct ns *ns, unsigned *k, unsigned *m);
+
 /* The scrub_rate setting as sent in every HeartbeatResp: bytes/s, or 0 when
  * no operator set it (or set 0), so each dataserver keeps --scrub-rate-mb. */
 uint64_t ns_settings_scrub_rate(const struct ns *ns);
@@ -355,7 +363,13 @@ int ns_hb_apply_blocks(struct ns *ns, struct ns_server *s, const Imgstore__Heart
 #define NS_RETRY_MS 5000                          /* a block whose task failed waits this long */
 #define NS_NO_SERVER 0xffffu
 
-enum ns_task_kind { NS_TASK_REPLICATE, NS_TASK_DELETE, NS_TASK_COMPACT };
+enum ns_task_kind {
+    NS_TASK_REPLICATE,
+    NS_TASK_DELETE,
+    NS_TASK_COMPACT,
+    NS_TASK_EC_ENCODE,  /* ns_ec.c: a sealed block encoded k+m */
+    NS_TASK_EC_REBUILD, /* ns_ec.c: a lost or bad shard rebuilt on another server */
+};
 enum ns_task_state { NS_TASK_RUNNING, NS_TASK_DONE, NS_TASK_FAILED };
 
 /* One background action of the planner. Running tasks hold a slot of the
@@ -850,6 +864,7 @@ struct ns {
     struct ns_balance bal;          /* rebalancing moves (ns_balance.c) */
     struct ns_dj dj;                /* the delete journal (ns_deljournal.c, ns_delnote.c) */
     struct ns_bad *bad;             /* bad replicas (ns_bad.c, owned) */
+    struct ns_ec *ec;               /* erasure-coded stripes (ns_ec.c, owned), NULL until one */
     size_t nbad, bad_cap;
 
     uint64_t rng;                   /* xorshift state, never 0 */

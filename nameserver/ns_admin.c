@@ -14,6 +14,7 @@
  * Calls the map, the registry, the pool's writable rule, ns_meta.c (marks),
  * ns_settings.c and the planner (ns_plan_cancel); answers on the conn. */
 #include "nameserver/ns_admin.h"
+#include "nameserver/ns_ec.h"
 
 #include "net/conn.h"
 #include "base/err.h"
@@ -186,12 +187,25 @@ static void handle_info(struct ns *ns, struct conn *c, const struct frame_header
         const Imgstore__AdminBlockInfo *q)
 {
     const struct ns_block *b = ns_blocks_get(&ns->blocks, q->block_id);
-    if (!b) {
+    const struct ns_stripe *st = ns_ec_get(ns, q->block_id);
+    if (!b && !st) {
         reply_err(c, h, IMG_ENOTFOUND);
         return;
     }
     struct block_msg bm;
-    fill_block(ns, b, &bm);
+    static char sealed[] = NS_STATE_SEALED, ok[] = "ok";
+    if (b) {
+        fill_block(ns, b, &bm);
+    } else { /* encoded, its replicated copies gone */
+        imgstore__admin_block__init(&bm.m);
+        bm.m.block_id = st->block_id;
+        bm.m.size = st->block_len;
+        bm.m.file_count = st->files;
+        bm.m.state = sealed;
+        bm.m.health = ok;
+    }
+    Imgstore__AdminShard sh[NS_EC_MAX_SHARDS], *sp[NS_EC_MAX_SHARDS];
+    ns_ec_fill_admin(ns, q->block_id, &bm.m, sh, sp);
     Imgstore__AdminBlockInfoResp r = IMGSTORE__ADMIN_BLOCK_INFO_RESP__INIT;
     r.block = &bm.m;
     r.replication = ns->meta.replicas;

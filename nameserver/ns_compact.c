@@ -21,6 +21,7 @@
  * delete journal's policy (ns_delnote_compacted: offsets changed). */
 #include "nameserver/ns.h"
 #include "nameserver/ns_delnote.h"
+#include "nameserver/ns_ec.h"
 
 #include "net/conn.h"
 #include "base/err.h"
@@ -318,6 +319,7 @@ uint64_t ns_compact_start(struct ns *ns, struct ns_block *b, uint64_t now_ms)
 static int wants_compact(const struct ns *ns, const struct ns_block *b, uint32_t pct)
 {
     if (!b->sealed || b->nrep == 0 || b->size <= NS_MIN_BLOCK_SIZE / 1024 ||
+        ns_ec_usable(ns, b->id) || /* encoded: its copies are about to go */
         b->deleted_bytes * 100 < (uint64_t)pct * b->size)
         return 0;
     uint32_t cap = ns_settings_task_cap(ns);

@@ -10,6 +10,7 @@
  * Calls ns_meta.c, ns_settings.c, the delete journal (ns_deljournal.c), the
  * registry, and every module's _free. */
 #include "nameserver/ns.h"
+#include "nameserver/ns_ec.h"
 #include "nameserver/ns_etcd.h"
 
 #include "base/err.h"
@@ -73,6 +74,7 @@ void ns_free(struct ns *ns)
     ns_blocks_free(&ns->blocks);
     ns_plan_free(ns);
     ns_bad_free(ns);
+    ns_ec_free(ns);
     ns_balance_free(ns);
     conn_gate_free(&ns->gate);
     ns_etcd_free(ns);

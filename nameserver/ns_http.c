@@ -314,8 +314,10 @@ static json_t *json_server(const struct ns_server *s, uint64_t now_ms, int *oom)
 
 static const char *task_kind(const struct ns_task *t)
 {
-    return t->kind == NS_TASK_REPLICATE ? "replicate"
-           : t->kind == NS_TASK_COMPACT ? "compact"
+    return t->kind == NS_TASK_REPLICATE   ? "replicate"
+           : t->kind == NS_TASK_COMPACT   ? "compact"
+           : t->kind == NS_TASK_EC_ENCODE ? "ec-encode"
+           : t->kind == NS_TASK_EC_REBUILD ? "ec-rebuild"
                                           : "delete";
 }
 

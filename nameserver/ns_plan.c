@@ -27,6 +27,7 @@
  * _reason) - the last two as the pass's later steps - and sends commands on
  * dataserver sessions (net/conn.h). */
 #include "nameserver/ns.h"
+#include "nameserver/ns_ec.h"
 
 #include "net/conn.h"
 #include "base/array.h"
@@ -134,8 +135,9 @@ int ns_plan_task_end(struct ns *ns, uint64_t id, int status, uint64_t size, uint
         return IMG_ENOTFOUND;
     struct ns_server *d = ns_registry_at(ns, t->dst);
     struct ns_block *b = ns_blocks_get(&ns->blocks, t->block_id);
-    if (t->kind == NS_TASK_COMPACT) {
-        t->bytes_done = size; /* ns_compact.c logged the outcome */
+    if (t->kind == NS_TASK_COMPACT || t->kind == NS_TASK_EC_ENCODE ||
+        t->kind == NS_TASK_EC_REBUILD) {
+        t->bytes_done = size; /* ns_compact.c, ns_ec.c logged the outcome */
     } else if (status == 0 && t->kind == NS_TASK_REPLICATE) {
         t->bytes_done = size;
         int slot = b && d ? ns_block_add_rep(ns, b, d) : -1;
@@ -874,6 +876,7 @@ void ns_plan_step(struct ns *ns, uint64_t now_ms)
             start_delete(ns, b, now_ms);
     }
     ns_compact_plan(ns, now_ms, busy, nbusy);
+    ns_ec_plan(ns, now_ms);
     ns_balance_plan(ns, now_ms);
     drain_progress(ns);
     free(busy);
@@ -1001,7 +1004,8 @@ static char *state_text(const struct ns_task *t)
 void ns_plan_handle_list(struct ns *ns, struct conn *c, const struct frame_header *h,
         const Imgstore__ListTasks *m)
 {
-    static char replicate[] = "replicate", del[] = "delete", none[] = "", compact[] = "compact";
+    static char replicate[] = "replicate", del[] = "delete", none[] = "", compact[] = "compact",
+                ec_encode[] = "ec-encode", ec_rebuild[] = "ec-rebuild";
     size_t n = ns->plan.ntasks;
     Imgstore__Task *tasks = calloc(n + 1, sizeof(*tasks));
     Imgstore__Task **tp = calloc(n + 1, sizeof(*tp));
@@ -1021,8 +1025,10 @@ void ns_plan_handle_list(struct ns *ns, struct conn *c, const struct frame_heade
             Imgstore__Task *o = &tasks[k];
             imgstore__task__init(o);
             o->id = t->id;
-            o->kind = t->kind == NS_TASK_REPLICATE ? replicate
-                      : t->kind == NS_TASK_COMPACT ? compact
+            o->kind = t->kind == NS_TASK_REPLICATE   ? replicate
+                      : t->kind == NS_TASK_COMPACT   ? compact
+                      : t->kind == NS_TASK_EC_ENCODE ? ec_encode
+                      : t->kind == NS_TASK_EC_REBUILD ? ec_rebuild
                                                      : del;
             o->state = state_text(t);
             o->block_id = t->block_id;

@@ -31,6 +31,7 @@
 #include "nameserver/ns.h"
 #include "nameserver/ns_admin.h"
 #include "nameserver/ns_delnote.h"
+#include "nameserver/ns_ec.h"
 #include "nameserver/ns_etcd.h"
 #include "nameserver/ns_ops.h"
 
@@ -185,6 +186,7 @@ static void handle_heartbeat(struct ns_peer *p, const struct frame_header *h,
         struct ns_block_changes ch = {0};
         rc = ns_blocks_apply_report(ns, s, hb, &skipped, &ch);
         ns_block_changes_free(&ch);
+        ns_ec_apply_report(ns, s, hb);
         if (rc) {
             log_error("server %s: cannot apply block report: %s", s->id, img_strerror(rc));
             goto err;
@@ -195,6 +197,7 @@ static void handle_heartbeat(struct ns_peer *p, const struct frame_header *h,
     if (hb->full_report)
         s->term_reported = 1;
     rc = ns_hb_apply_blocks(ns, s, hb, &skipped);
+    skipped += ns_ec_apply_report(ns, s, hb);
     if (skipped)
         log_warn("server %s reported %zu invalid block entries (ignored)", s->id, skipped);
     if (rc) {
@@ -262,6 +265,7 @@ static void handle_lookup(struct ns_peer *p, const struct frame_header *h,
     Imgstore__BlockLocation *locs = NULL, **lp = NULL;
     Imgstore__Replica(*reps)[NS_BLOCK_SLOTS] = NULL;
     Imgstore__Replica *(*rp)[NS_BLOCK_SLOTS] = NULL;
+    struct ns_ec_loc *ecl = NULL;
     if (n > NS_LOOKUP_MAX) {
         rc = IMG_EINVAL;
         goto out;
@@ -270,7 +274,8 @@ static void handle_lookup(struct ns_peer *p, const struct frame_header *h,
     lp = calloc(n + 1, sizeof(*lp));
     reps = calloc(n + 1, sizeof(*reps));
     rp = calloc(n + 1, sizeof(*rp));
-    if (!locs || !lp || !reps || !rp) {
+    ecl = calloc(n + 1, sizeof(*ecl));
+    if (!locs || !lp || !reps || !rp || !ecl) {
         rc = -ENOMEM;
         goto out;
     }
@@ -283,11 +288,21 @@ static void handle_lookup(struct ns_peer *p, const struct frame_header *h,
     for (size_t i = 0; i < n; i++) {
         const struct ns_block *b = ns_blocks_get(&ns->blocks, lk->block_ids[i]);
         size_t nr = b ? fill_replicas(ns, b, 1, reps[found], rp[found]) : 0;
+        size_t ns_ = ns_ec_fill_loc(ns, lk->block_ids[i], &ecl[found]);
+        if (nr == 0 && ns_ > 0) { /* erasure-coded, its replicated copies gone */
+            imgstore__block_location__init(&locs[found]);
+            locs[found].block_id = lk->block_ids[i];
+            locs[found].sealed = 1;
+            ns_ec_put_loc(&ecl[found], &locs[found]);
+            lp[found] = &locs[found];
+            found++;
+            continue;
+        }
         if (nr == 0) {
             /* Known without a live holder, or unknown while holders may
              * still report (safe mode: an id below the reserve may live on
              * a server that has not reported yet): not final. */
-            if (b || !ns_leads(ns) ||
+            if (b || ns_ec_get(ns, lk->block_ids[i]) || !ns_leads(ns) ||
                 (ns->safe_mode && lk->block_ids[i] < ns->meta.block_id_reserved))
                 unavail[nunavail++] = lk->block_ids[i];
             continue;
@@ -297,6 +312,8 @@ static void handle_lookup(struct ns_peer *p, const struct frame_header *h,
         locs[found].n_replicas = nr;
         locs[found].replicas = rp[found];
         locs[found].sealed = b->sealed;
+        if (ns_ > 0)
+            ns_ec_put_loc(&ecl[found], &locs[found]);
         lp[found] = &locs[found];
         found++;
     }
@@ -314,6 +331,27 @@ out:
     free(lp);
     free(reps);
     free(rp);
+    free(ecl);
+}
+
+/* Bytes of the replicated copies on disk (every holder's reported size) and
+ * logical bytes (each block once, its longest copy; an encoded block's
+ * length counted once even while its copies are kept). */
+static void storage_bytes(const struct ns *ns, uint64_t *raw, uint64_t *logical)
+{
+    *raw = *logical = 0;
+    for (size_t i = 0; i < ns->blocks.cap; i++) {
+        const struct ns_block *b = &ns->blocks.slots[i];
+        if (!b->id)
+            continue;
+        for (unsigned j = 0; j < b->nrep; j++)
+            *raw += b->rsize[j];
+        *logical += b->size;
+    }
+    const struct ns_ec *e = ns->ec;
+    for (size_t i = 0; e && i < e->n; i++)
+        if (!ns_blocks_get(&ns->blocks, e->v[i].block_id))
+            *logical += e->v[i].block_len;
 }
 
 static void handle_status(struct ns_peer *p, const struct frame_header *h)
@@ -362,6 +400,9 @@ static void handle_status(struct ns_peer *p, const struct frame_header *h)
     r.blocks_lost = t.lost;
     r.blocks_under_replicated = t.under_replicated;
     r.block_id_high_water = ns->meta.next_id;
+    ns_ec_bytes(ns, &r.ec_raw_bytes, &r.ec_logical_bytes, &r.ec_stripes);
+    storage_bytes(ns, &r.raw_bytes, &r.logical_bytes);
+    r.raw_bytes += r.ec_raw_bytes;
     r.epoch = ns_etcd_epoch(ns);
     r.leading_ms = ns_etcd_leading_ms(ns);
     conn_reply(p->c, h, 0, &r.base, NULL, 0, NULL);
@@ -397,6 +438,7 @@ static const struct request_kind kinds[] = {
     {FT_ADMIN_COMPACT, &imgstore__admin_compact__descriptor, AUTH_OPERATOR},
     {FT_ADMIN_REPAIR, &imgstore__admin_repair__descriptor, AUTH_OPERATOR},
     {FT_ADMIN_STEP_DOWN, &imgstore__admin_step_down__descriptor, AUTH_OPERATOR},
+    {FT_ADMIN_EC_ENCODE, &imgstore__admin_ec_encode__descriptor, AUTH_OPERATOR},
 };
 
 static const struct request_kind *request_kind(unsigned type)
@@ -441,6 +483,7 @@ static void dispatch(struct ns_peer *p, const struct frame_header *h, const Prot
     case FT_ADMIN_COMPACT: ns_ops_handle_compact(ns, c, h, (const Imgstore__AdminCompact *)m); break;
     case FT_ADMIN_REPAIR: ns_ops_handle_repair(ns, c, h, (const Imgstore__AdminRepair *)m); break;
     case FT_ADMIN_STEP_DOWN: handle_step_down(p, h); break;
+    case FT_ADMIN_EC_ENCODE: ns_ec_handle_encode(ns, c, h, (const Imgstore__AdminEcEncode *)m); break;
     default: ns_admin_handle(ns, c, h, m); break; /* FT_ADMIN_LIST_BLOCKS .. SET_SETTING */
     }
 }

@@ -22,6 +22,7 @@
 #define NS_SET_MAX_HB_TIMEOUT_MS (3600ull * 1000)
 #define NS_SET_DEFAULT_SCRUB_MB 10
 #define NS_SET_DEFAULT_BAND 5
+#define NS_SET_MAX_EC_AGE_H (24ull * 3650) /* ten years */
 
 static const struct ns_setting_def settings[NS_SETTING_COUNT] = {
     [NS_SETTING_COPY_RATE] = {"copy_rate", "MB/s", NS_DEFAULT_COPY_RATE / NS_SET_MB, 1,
@@ -42,6 +43,12 @@ static const struct ns_setting_def settings[NS_SETTING_COUNT] = {
     [NS_SETTING_REBALANCE_BAND] = {"rebalance_band", "points", NS_SET_DEFAULT_BAND, 1, 50, 1,
                                    "how far a server's use % may stray from the cluster's "
                                    "before blocks move"},
+    [NS_SETTING_EC] = {"ec", "k*100+m", 0, 0, 1004, 1,
+                       "erasure coding of sealed blocks: 0 off, 402 (4+2), 603 (6+3), "
+                       "1004 (10+4); ds-admin set ec 4+2 also works"},
+    [NS_SETTING_EC_MIN_AGE_H] = {"ec_min_age_h", "hours", 0, 0, NS_SET_MAX_EC_AGE_H, 1,
+                                 "sealed blocks older than this are erasure-coded by the "
+                                 "planner (0: only by ds-admin ec encode)"},
 };
 
 const struct ns_setting_def *ns_setting_def(int k)
@@ -66,6 +73,8 @@ int ns_setting_check(int k, uint64_t v)
 {
     if (k < 0 || k >= NS_SETTING_COUNT || v < settings[k].min || v > settings[k].max)
         return IMG_EINVAL;
+    if (k == NS_SETTING_EC && v != 0 && v != 402 && v != 603 && v != 1004)
+        return IMG_EINVAL; /* the schemes of dataserver/ec.c */
     return 0;
 }
 
@@ -126,6 +135,16 @@ uint32_t ns_settings_task_cap(const struct ns *ns)
 uint64_t ns_settings_copy_rate(const struct ns *ns)
 {
     return ns->cfg.copy_rate ? ns->cfg.copy_rate : NS_DEFAULT_COPY_RATE;
+}
+
+int ns_settings_ec(const struct ns *ns, unsigned *k, unsigned *m)
+{
+    uint64_t v = ns_setting(ns, NS_SETTING_EC);
+    if (v == 0 || ns_setting_check(NS_SETTING_EC, v) != 0)
+        return 0;
+    *k = (unsigned)(v / 100);
+    *m = (unsigned)(v % 100);
+    return 1;
 }
 
 uint32_t ns_settings_compact_pct(const struct ns *ns)

@@ -126,6 +126,7 @@ const char *http_server_reason(int code)
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
+    case 409: return "Conflict";
     case 410: return "Gone";
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";

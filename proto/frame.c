@@ -101,6 +101,12 @@ const char *frame_type_name(unsigned type)
     case FT_ADMIN_COMPACT: return "ADMIN_COMPACT";
     case FT_ADMIN_REPAIR: return "ADMIN_REPAIR";
     case FT_ADMIN_STEP_DOWN: return "ADMIN_STEP_DOWN";
+    case FT_ADMIN_EC_ENCODE: return "ADMIN_EC_ENCODE";
+    case FT_EC_ENCODE: return "EC_ENCODE";
+    case FT_EC_PUT_SHARD: return "EC_PUT_SHARD";
+    case FT_EC_READ_RANGE: return "EC_READ_RANGE";
+    case FT_EC_REBUILD: return "EC_REBUILD";
+    case FT_EC_TOMB: return "EC_TOMB";
     case FT_AUTH_HELLO: return "AUTH_HELLO";
     case FT_AUTH: return "AUTH";
     default: return "?";

@@ -50,6 +50,11 @@ enum frame_type {
     FT_APPLY_TOMBSTONES = 27, /* ns -> ds: ApplyTombstones / ApplyTombstonesResp */
     FT_COMPACT_BLOCK = 32, /* ns -> ds: CompactBlock / CompactBlockResp */
     FT_VERIFY = 33,        /* admin -> ds: Verify / VerifyResp */
+    FT_EC_ENCODE = 34,     /* ns -> ds: EcEncode / EcEncodeResp */
+    FT_EC_PUT_SHARD = 35,  /* ds -> ds: EcPutShard + body / EcPutShardResp */
+    FT_EC_READ_RANGE = 36, /* ds -> ds: EcReadRange / EcReadRangeResp + body */
+    FT_EC_REBUILD = 37,    /* ns -> ds: EcRebuild / EcRebuildResp */
+    FT_EC_TOMB = 38,       /* ds -> ds: EcTomb / EcTombResp */
     FT_ADMIN_LIST_BLOCKS = 40,  /* admin -> ns: AdminListBlocks / AdminListBlocksResp */
     FT_ADMIN_BLOCK_INFO = 41,   /* admin -> ns: AdminBlockInfo / AdminBlockInfoResp */
     FT_ADMIN_SERVER_RATES = 42, /* admin -> ns: AdminServerRates / AdminServerRatesResp */
@@ -61,6 +66,7 @@ enum frame_type {
     FT_ADMIN_COMPACT = 48,      /* admin -> ns: AdminCompact / AdminCompactResp */
     FT_ADMIN_REPAIR = 49,       /* admin -> ns: AdminRepair / AdminRepairResp */
     FT_ADMIN_STEP_DOWN = 50,    /* admin -> ns: AdminStepDown / AdminStepDownResp */
+    FT_ADMIN_EC_ENCODE = 51,    /* admin -> ns: AdminEcEncode / AdminEcEncodeResp */
     FT_AUTH_HELLO = 56,    /* any -> ns, ds: AuthHello / AuthHelloResp (server nonce) */
     FT_AUTH = 57,          /* any -> ns, ds: Auth / AuthResp (docs/security.md) */
 };

@@ -7,7 +7,7 @@
 # A folder may include its own headers and those of the layers below it;
 # the three middle folders never include one another. Inside dataserver/,
 # the storage engine (needle, index, index_pack, uring, block, block_meta, block_int, blockio,
-# store, compact, codec)
+# store, compact, codec, ec, ec_shard)
 # never includes the server around it (ds*.h, http*.h). tests/ and bench/
 # may include anything. Prints one line per offending include and exits 1
 # when there is any, 0 otherwise.
@@ -29,7 +29,7 @@ allowed() {
 }
 
 # The storage engine's files: what they may include inside dataserver/.
-engine="needle index index_pack uring block block_meta block_int blockio store compact codec"
+engine="needle index index_pack uring block block_meta block_int blockio store compact codec ec ec_shard"
 is_engine() {
     for e in $engine; do [ "$1" = "$e" ] && return 0; done
     return 1

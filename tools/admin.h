@@ -155,5 +155,6 @@ int admin_cmd_set(struct admin_ctx *c);       /* admin_settings.c */
 int admin_cmd_verify(struct admin_ctx *c);    /* admin_check.c */
 int admin_cmd_compact(struct admin_ctx *c);   /* admin_check.c */
 int admin_cmd_repair(struct admin_ctx *c);    /* admin_check.c */
+int admin_cmd_ec(struct admin_ctx *c);        /* admin_ec.c */
 
 #endif

@@ -59,6 +59,28 @@ static void block_json(struct emit_json *j, const Imgstore__AdminBlock *b)
         emit_json_end(j);
     }
     emit_json_end(j);
+    if (b->ec_k) {
+        emit_json_strf(j, "ec", "%u+%u", b->ec_k, b->ec_m);
+        emit_json_u64(j, "shard_len", b->ec_shard_len);
+        emit_json_arr(j, "shards", EMIT_INLINE);
+        for (size_t i = 0; i < b->n_shards; i++) {
+            const Imgstore__AdminShard *s = b->shards[i];
+            emit_json_obj(j, NULL);
+            emit_json_u64(j, "index", s->index);
+            emit_json_str(j, "kind", s->index < b->ec_k ? "data" : "parity");
+            emit_json_str(j, "server", s->server_id);
+            emit_json_str(j, "address", s->addr);
+            emit_json_bool(j, "up", s->up);
+            emit_json_bool(j, "bad", s->bad);
+            emit_json_u64(j, "file_bytes", s->file_bytes);
+            if (s->index < b->ec_k) {
+                emit_json_u64(j, "seq_first", s->seq_first);
+                emit_json_u64(j, "seq_last", s->seq_last);
+            }
+            emit_json_end(j);
+        }
+        emit_json_end(j);
+    }
     emit_json_end(j);
 }
 
@@ -171,6 +193,22 @@ static void block_text(const Imgstore__AdminBlock *b, uint32_t replication)
         const Imgstore__AdminReplica *r = b->replicas[i];
         printf("  %-12.12s  %-21s  %-4s  %s\n", r->server_id ? r->server_id : "",
                r->addr ? r->addr : "", r->up ? "up" : "down", r->primary ? "primary" : "");
+    }
+    if (!b->ec_k)
+        return;
+    char sl[CLI_HUMAN_MAX];
+    printf("erasure-coded: %u+%u, shards of %s\n", b->ec_k, b->ec_m,
+           cli_human_size(b->ec_shard_len, sl));
+    for (size_t i = 0; i < b->n_shards; i++) {
+        const Imgstore__AdminShard *s = b->shards[i];
+        char seqs[48] = "";
+        if (s->index < b->ec_k)
+            snprintf(seqs, sizeof(seqs), "seq %u..%u", s->seq_first, s->seq_last);
+        printf("  s%02u %-6s  %-12.12s  %-21s  %-7s  %s\n", s->index,
+               s->index < b->ec_k ? "data" : "parity",
+               s->server_id && *s->server_id ? s->server_id : "(none)", s->addr ? s->addr : "",
+               !s->server_id || !*s->server_id ? "missing" : s->bad ? "bad" : s->up ? "up" : "down",
+               seqs);
     }
 }
 

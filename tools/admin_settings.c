@@ -167,6 +167,20 @@ int admin_cmd_settings(struct admin_ctx *c)
     return status;
 }
 
+/* The ec setting's value for "off", "4+2", "6+3", "10+4": 0 or k*100+m. */
+static int ec_value(const char *s, uint64_t *v)
+{
+    static const struct { const char *name; uint64_t v; } names[] = {
+        {"off", 0}, {"4+2", 402}, {"6+3", 603}, {"10+4", 1004},
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(s, names[i].name) == 0) {
+            *v = names[i].v;
+            return 0;
+        }
+    return -1;
+}
+
 int admin_cmd_set(struct admin_ctx *c)
 {
     int rc = admin_want_args(c, 2);
@@ -174,8 +188,13 @@ int admin_cmd_set(struct admin_ctx *c)
         return rc;
     const char *key = c->argv[1];
     uint64_t v;
-    if (admin_parse_u64(c->argv[2], &v) != 0)
-        return admin_usage_error("the value must be a whole number: ", c->argv[2]);
+    if (strcmp(key, "ec") == 0 && ec_value(c->argv[2], &v) == 0)
+        ; /* off, 4+2, 6+3, 10+4 */
+    else if (admin_parse_u64(c->argv[2], &v) != 0)
+        return admin_usage_error(strcmp(key, "ec") == 0
+                                     ? "ec takes off, 4+2, 6+3 or 10+4, not "
+                                     : "the value must be a whole number: ",
+                                 c->argv[2]);
     Imgstore__AdminSettingsResp *before = NULL;
     if ((rc = get_settings(c, &before)) != 0)
         return admin_fail(c, "set", rc);

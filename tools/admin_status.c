@@ -24,6 +24,13 @@ static int by_id(const void *a, const void *b)
     return strcmp(x->server_id ? x->server_id : "", y->server_id ? y->server_id : "");
 }
 
+
+/* Raw bytes per logical byte; 0 when there is nothing stored. */
+static double factor(uint64_t raw, uint64_t logical)
+{
+    return logical ? (double)raw / (double)logical : 0.0;
+}
+
 /* ---- servers -------------------------------------------------------------- */
 
 /* Looks up a server's rates in an ADMIN_SERVER_RATES answer (NULL: none). */
@@ -257,6 +264,15 @@ static void status_json(const Imgstore__ClusterStatusResp *st, const struct summ
     emit_json_u64(&j, "blocks_lost", st->blocks_lost);
     emit_json_u64(&j, "block_id_high_water", st->block_id_high_water);
     emit_json_break(&j);
+    emit_json_u64(&j, "raw_bytes", st->raw_bytes);
+    emit_json_u64(&j, "logical_bytes", st->logical_bytes);
+    emit_json_num(&j, "storage_factor", 3, factor(st->raw_bytes, st->logical_bytes));
+    emit_json_break(&j);
+    emit_json_u64(&j, "ec_stripes", st->ec_stripes);
+    emit_json_u64(&j, "ec_raw_bytes", st->ec_raw_bytes);
+    emit_json_u64(&j, "ec_logical_bytes", st->ec_logical_bytes);
+    emit_json_num(&j, "ec_storage_factor", 3, factor(st->ec_raw_bytes, st->ec_logical_bytes));
+    emit_json_break(&j);
     if (sm->tasks >= 0)
         emit_json_i64(&j, "tasks_running", sm->tasks);
     else
@@ -308,6 +324,15 @@ static void status_text(const Imgstore__ClusterStatusResp *st, const struct summ
            (unsigned long long)st->blocks_sealed,
            (unsigned long long)st->blocks_under_replicated,
            (unsigned long long)st->blocks_lost);
+    char raw[CLI_HUMAN_MAX], logical[CLI_HUMAN_MAX];
+    printf("storage:      %s raw for %s logical: factor %.3f\n",
+           cli_human_size(st->raw_bytes, raw), cli_human_size(st->logical_bytes, logical),
+           factor(st->raw_bytes, st->logical_bytes));
+    if (st->ec_stripes)
+        printf("erasure-coded: %u blocks, %s raw for %s logical: factor %.3f\n", st->ec_stripes,
+               cli_human_size(st->ec_raw_bytes, raw),
+               cli_human_size(st->ec_logical_bytes, logical),
+               factor(st->ec_raw_bytes, st->ec_logical_bytes));
     if (sm->tasks >= 0)
         printf("tasks:        %ld running\n", sm->tasks);
     printf("verdict:      %s\n", sm->verdict);

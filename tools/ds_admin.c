@@ -118,6 +118,14 @@ static const struct command commands[] = {
      "down. --wait follows until the block has the replication count of good, equal\n"
      "copies and no task on it. Exit status 1 when the block is unknown or the wait fails.",
      admin_cmd_repair},
+    {"ec", "encode BLOCK|--all-sealed [--wait]",
+     "Erasure-codes sealed blocks with the ec setting's scheme (ds-admin set ec 4+2):\n"
+     "BLOCK, or every sealed block not encoded yet (--all-sealed; started as the task cap\n"
+     "allows). The primary cuts the block into k data and m parity shards, one per\n"
+     "server; the stripe is recorded once every shard is durable and checked. ds-admin\n"
+     "block ID shows the stripe. --wait follows the tasks. Exit status 1 when ec is off,\n"
+     "the block is unknown, not sealed, already encoded or busy, or a task failed.",
+     admin_cmd_ec},
     {"settings", "", "The nameserver's runtime settings: value, unit, default, allowed range and\n"
      "where the value comes from. A setting marked * is stored but not applied yet.",
      admin_cmd_settings},

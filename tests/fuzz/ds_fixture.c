@@ -8,6 +8,7 @@
 #include "dataserver/block.h"
 #include "dataserver/ds_block.h"
 #include "dataserver/ds_compact.h"
+#include "dataserver/ds_ec.h"
 #include "dataserver/ds_copy.h"
 #include "dataserver/ds_metrics.h"
 #include "dataserver/ds_nsclient.h"
@@ -525,6 +526,7 @@ void fx_stop(void)
         uv_walk(ds->loop, walk_print, NULL);
         FUZZ_CHECK(!"every handle closes at shut-down");
     }
+    ds_ec_close(ds); /* after the loop drained: no shard work in flight */
     free(ds->http_token);
     conn_gate_free(&ds->native_gate);
     addr_buckets_free(&ds->misses);

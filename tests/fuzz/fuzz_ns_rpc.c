@@ -282,7 +282,7 @@ static int known_status(int st)
 static int ns_type(unsigned t)
 {
     return (t >= FT_HEARTBEAT && t <= FT_LIST_TASKS) ||
-           (t >= FT_ADMIN_LIST_BLOCKS && t <= FT_ADMIN_STEP_DOWN) ||
+           (t >= FT_ADMIN_LIST_BLOCKS && t <= FT_ADMIN_EC_ENCODE) ||
            t == FT_AUTH_HELLO || t == FT_AUTH; /* the handshake: every server's */
 }
 
@@ -308,6 +308,7 @@ static const ProtobufCMessageDescriptor *resp_desc(unsigned t)
     case FT_ADMIN_STEP_DOWN: return &imgstore__admin_step_down_resp__descriptor;
     case FT_AUTH_HELLO: return &imgstore__auth_hello_resp__descriptor;
     case FT_AUTH: return &imgstore__auth_resp__descriptor;
+    case FT_ADMIN_EC_ENCODE: return &imgstore__admin_ec_encode_resp__descriptor;
     default: return NULL;
     }
 }
@@ -592,7 +593,7 @@ static void check_ns(void)
         FUZZ_CHECK(ns_registry_find(ns, ns->meta.draining.ids[i]) != NULL);
     for (size_t i = 0; i < ns->plan.ntasks; i++) {
         const struct ns_task *t = &ns->plan.tasks[i];
-        FUZZ_CHECK(t->kind <= NS_TASK_COMPACT && t->state <= NS_TASK_FAILED);
+        FUZZ_CHECK(t->kind <= NS_TASK_EC_REBUILD && t->state <= NS_TASK_FAILED);
         FUZZ_CHECK(t->src == NS_NO_SERVER || t->src < ns->nservers);
         FUZZ_CHECK(t->dst == NS_NO_SERVER || t->dst < ns->nservers);
         FUZZ_CHECK(t->id >= 1 && t->id <= ns->plan.next_task_id);

@@ -127,6 +127,8 @@ static void check_exit_codes(void)
         {"cancel", "abc", NULL, "2"},          {"drain", "no-such-server", NULL, "1"},
         {"drain", NULL, NULL, "2"},            {"tasks", "--bogus", NULL, "2"},
         {"settings", "extra", NULL, "2"},
+        {"set", "ec", "5+1", "2"},             {"set", "ec", "500", "1"},
+        {"set", "ec", "2000", "1"},            {"set", "ec_min_age_h", "87601", "1"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct cluster_run r;
@@ -170,6 +172,18 @@ Test(admin, settings_readonly_tasks, .init = setup, .fini = fixture_stop, .timeo
     cluster_run_free(&r);
     cr_assert_eq(admin(&r, "set", "scrub_rate", "20", NULL, NULL), 0, "%s", r.err);
     cluster_run_free(&r);
+    /* ec: off by default, a scheme by name or number */
+    fixture_admin_json(&r, CLI_TIMEOUT_MS, "settings", NULL);
+    cr_assert_eq(json_num(setting_obj(r.out, "ec"), "value"), 0, "%s", r.out);
+    cr_assert_eq(json_num(setting_obj(r.out, "ec_min_age_h"), "value"), 0, "%s", r.out);
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, "set", "ec", "6+3", NULL, NULL), 0, "%s", r.err);
+    cr_assert_not_null(strstr(r.out, "ec = 603"), "%s", r.out);
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, "set", "ec", "off", NULL, NULL), 0, "%s", r.err);
+    cluster_run_free(&r);
+    cr_assert_eq(admin(&r, "set", "ec", "4+2", NULL, NULL), 0, "%s", r.err);
+    cluster_run_free(&r);
     fixture_admin_json(&r, CLI_TIMEOUT_MS, "tasks", NULL);
     cr_assert_eq(json_num(r.out, "task_cap"), 4, "%s", r.out);
     cr_assert_eq(json_num(r.out, "copy_rate_bytes_per_s"), 120e6, "%s", r.out);
@@ -189,6 +203,7 @@ Test(admin, settings_readonly_tasks, .init = setup, .fini = fixture_stop, .timeo
     cr_assert_eq(json_num(setting_obj(r.out, "task_cap"), "value"), 4, "%s", r.out);
     cr_assert_eq(json_num(setting_obj(r.out, "copy_rate"), "value"), 120, "%s", r.out);
     cr_assert_eq(json_num(setting_obj(r.out, "scrub_rate"), "value"), 20, "%s", r.out);
+    cr_assert_eq(json_num(setting_obj(r.out, "ec"), "value"), 402, "%s", r.out);
     cr_assert_not_null(strstr(setting_obj(r.out, "task_cap"), "\"persisted\": true"), "%s",
                        r.out);
     cluster_run_free(&r);

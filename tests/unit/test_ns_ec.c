@@ -1,0 +1,253 @@
+/* Unit tests of the nameserver's stripe table (nameserver/ns_ec.c): stripes
+ * rebuilt from the shard holders' reports, hostile entries ignored, full
+ * reports dropping shards, a second copy of a shard not taken, LOOKUP's
+ * shard list, and the repair planner (most endangered stripe first, never
+ * onto a server holding another shard of the stripe). No loop: the planner's
+ * tasks are inspected. */
+#include "nameserver/ns_ec.h"
+
+#include "ns_fixture.h"
+
+TestSuite(ns_ec, .init = setup, .fini = teardown);
+
+#define K 4
+#define M 2
+#define L (4u << 20)
+#define BLEN (15u << 20)
+
+static uint32_t firsts[K] = {1, 100, 200, 300}, lasts[K] = {99, 199, 299, 400};
+
+/* One ShardInfo entry of block id, shard index (valid unless changed). */
+static Imgstore__ShardInfo entry(uint64_t id, unsigned index)
+{
+    Imgstore__ShardInfo x = IMGSTORE__SHARD_INFO__INIT;
+    x.block_id = id;
+    x.k = K;
+    x.m = M;
+    x.index = index;
+    x.shard_len = L;
+    x.block_len = BLEN;
+    x.file_bytes = L + 8192;
+    x.n_seq_first = x.n_seq_last = K;
+    x.seq_first = firsts;
+    x.seq_last = lasts;
+    x.files = 400;
+    return x;
+}
+
+/* Applies a heartbeat of server s listing entries e[0..n). */
+static size_t report(struct ns_server *s, Imgstore__ShardInfo *e, size_t n, int full)
+{
+    Imgstore__ShardInfo *p[16];
+    for (size_t i = 0; i < n; i++)
+        p[i] = &e[i];
+    Imgstore__Heartbeat hb = IMGSTORE__HEARTBEAT__INIT;
+    hb.server_id = s->id;
+    hb.full_report = full;
+    hb.n_shards = n;
+    hb.shards = p;
+    return ns_ec_apply_report(&ns, s, &hb);
+}
+
+static struct ns_server *srv[8];
+
+static void servers(int n)
+{
+    for (int i = 0; i < n; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "ds%d", i + 1);
+        srv[i] = hb_server(id, ROOMY - (uint64_t)i * NS_MIB, 1000);
+    }
+}
+
+/* Block id's six shards reported by srv[0..5]. */
+static void stripe(uint64_t id)
+{
+    for (unsigned i = 0; i < K + M; i++) {
+        Imgstore__ShardInfo x = entry(id, i);
+        cr_assert_eq(report(srv[i], &x, 1, 0), 0);
+    }
+}
+
+Test(ns_ec, reports_build_the_stripe)
+{
+    servers(6);
+    stripe(7);
+    const struct ns_stripe *st = ns_ec_get(&ns, 7);
+    cr_assert_not_null(st);
+    cr_assert(st->k == K && st->m == M && st->shard_len == L && st->block_len == BLEN);
+    for (unsigned i = 0; i < K + M; i++)
+        cr_assert_eq(st->holder[i], srv[i]->idx);
+    cr_assert_eq(st->seq_first[2], 200);
+    uint64_t raw, logical;
+    uint32_t n;
+    ns_ec_bytes(&ns, &raw, &logical, &n);
+    cr_assert(n == 1 && logical == BLEN && raw == 6ull * (L + 8192));
+    struct ns_ec_loc loc;
+    cr_assert_eq(ns_ec_fill_loc(&ns, 7, &loc), 6);
+    cr_assert_eq(loc.loc[0].index, 0);
+    cr_assert_eq(loc.loc[1].seq_first, 100);
+    cr_assert_eq(loc.loc[5].seq_last, 0); /* parity: no range */
+    ns_registry_mark_down(&ns, srv[1], "test");
+    cr_assert_eq(ns_ec_fill_loc(&ns, 7, &loc), 5, "a down holder is not listed");
+    cr_assert_eq(ns_ec_fill_loc(&ns, 8, &loc), 0);
+}
+
+Test(ns_ec, hostile_entries_ignored)
+{
+    servers(1);
+    Imgstore__ShardInfo e[9];
+    uint32_t bad_first[K] = {5, 0, 0, 0}, bad_last[K] = {4, 0, 0, 0};
+    for (int i = 0; i < 9; i++)
+        e[i] = entry(9, 0);
+    e[0].k = 5;                                  /* no such scheme */
+    e[1].m = 0;
+    e[2].index = K + M;                          /* index out of range */
+    e[3].n_seq_first = K - 1;                    /* seq ranges of the wrong count */
+    e[4].shard_len = L + 1;                      /* not a multiple of 4 KiB */
+    e[5].shard_len = 0;
+    e[6].block_len = (uint64_t)K * L + 1;        /* longer than k shards */
+    e[7].seq_first = bad_first;                  /* first > last */
+    e[7].seq_last = bad_last;
+    e[8].block_len = 0;
+    cr_assert_eq(report(srv[0], e, 9, 0), 9);
+    cr_assert_null(ns_ec_get(&ns, 9), "a hostile entry made a stripe");
+}
+
+Test(ns_ec, other_encodings_and_second_copies_ignored)
+{
+    servers(7);
+    stripe(7);
+    Imgstore__ShardInfo x = entry(7, 3);
+    x.shard_len = 2 * L; /* another encoding of the block */
+    cr_assert_eq(report(srv[6], &x, 1, 0), 1);
+    x = entry(7, 3); /* a second copy of shard 3 while its holder is up */
+    report(srv[6], &x, 1, 0);
+    const struct ns_stripe *st = ns_ec_get(&ns, 7);
+    cr_assert_eq(st->holder[3], srv[3]->idx, "the first holder keeps its shard");
+    cr_assert_eq(st->nstale, 1);
+    cr_assert_eq(st->stale[0], srv[6]->idx);
+    /* the holder is down: the copy is taken */
+    ns_registry_mark_down(&ns, srv[3], "test");
+    report(srv[6], &x, 1, 0);
+    cr_assert_eq(st->holder[3], srv[6]->idx);
+}
+
+Test(ns_ec, full_report_drops_shards)
+{
+    servers(6);
+    stripe(7);
+    cr_assert_eq(report(srv[2], NULL, 0, 1), 0);
+    const struct ns_stripe *st = ns_ec_get(&ns, 7);
+    cr_assert_eq(st->holder[2], NS_NO_SERVER);
+    cr_assert_eq(st->holder[1], srv[1]->idx);
+    Imgstore__ShardInfo x = entry(7, 2);
+    x.bad = 1;
+    report(srv[2], &x, 1, 1);
+    cr_assert_eq(st->holder[2], srv[2]->idx);
+    cr_assert_eq(st->bad, 1u << 2);
+}
+
+/* The running EC_REBUILD tasks, in start order, into ids/targets. */
+static int rebuilds(uint64_t *ids, uint16_t *targets, int max)
+{
+    int n = 0;
+    for (size_t i = 0; i < ns.plan.ntasks && n < max; i++) {
+        const struct ns_task *t = &ns.plan.tasks[i];
+        if (t->kind == NS_TASK_EC_REBUILD && t->state == NS_TASK_RUNNING) {
+            ids[n] = t->block_id;
+            targets[n++] = t->dst;
+        }
+    }
+    return n;
+}
+
+Test(ns_ec, repair_most_endangered_first_never_onto_a_holder)
+{
+    servers(8);
+    stripe(7);
+    /* block 8: the same six holders; two of its shards are gone */
+    stripe(8);
+    ns.safe_mode = 0;
+    ns_registry_mark_down(&ns, srv[0], "test"); /* shard 0 of both blocks lost */
+    ns_ec_get(&ns, 8)->bad = 1u << 4;           /* and shard 4 of block 8 bad */
+    ns_ec_plan(&ns, 5000);
+    uint64_t ids[4];
+    uint16_t tg[4];
+    int n = rebuilds(ids, tg, 4);
+    cr_assert_eq(n, 2, "one rebuild per stripe per pass (got %d)", n);
+    cr_assert_eq(ids[0], 8, "the stripe with 4 of 6 shards left goes first");
+    cr_assert_eq(ids[1], 7);
+    for (int i = 0; i < n; i++)
+        cr_assert(tg[i] == srv[6]->idx || tg[i] == srv[7]->idx,
+                  "rebuilt onto a server holding another shard (%u)", tg[i]);
+}
+
+Test(ns_ec, no_repair_below_k_shards)
+{
+    servers(8);
+    stripe(7);
+    ns.safe_mode = 0;
+    for (int i = 0; i < 3; i++) /* 3 of 6 left: fewer than k = 4 */
+        ns_registry_mark_down(&ns, srv[i], "test");
+    ns_ec_plan(&ns, 5000);
+    uint64_t ids[4];
+    uint16_t tg[4];
+    cr_assert_eq(rebuilds(ids, tg, 4), 0);
+}
+
+/* Shards reported for a block that is still replicated may be what a failed
+ * encoding left: not listed, not repaired, not "already encoded". */
+Test(ns_ec, reported_stripe_of_a_replicated_block_unused)
+{
+    servers(8);
+    ns.safe_mode = 0;
+    struct ns_server *reps[2] = {srv[6], srv[7]};
+    block(7, BLEN, reps, 2);
+    stripe(7);
+    cr_assert_not_null(ns_ec_get(&ns, 7));
+    cr_assert_null(ns_ec_usable(&ns, 7));
+    struct ns_ec_loc loc;
+    cr_assert_eq(ns_ec_fill_loc(&ns, 7, &loc), 0);
+    ns_registry_mark_down(&ns, srv[0], "test");
+    ns_ec_plan(&ns, 5000);
+    uint64_t ids[4];
+    uint16_t tg[4];
+    cr_assert_eq(rebuilds(ids, tg, 4), 0);
+    ns_ec_get(&ns, 7)->confirmed = 1; /* its EC_ENCODE succeeded */
+    cr_assert_not_null(ns_ec_usable(&ns, 7));
+    cr_assert_eq(ns_ec_fill_loc(&ns, 7, &loc), 5);
+}
+
+/* The encoding tasks running, by block. */
+static int encodes(uint64_t *ids, int max)
+{
+    int n = 0;
+    for (size_t i = 0; i < ns.plan.ntasks && n < max; i++) {
+        const struct ns_task *t = &ns.plan.tasks[i];
+        if (t->kind == NS_TASK_EC_ENCODE && t->state == NS_TASK_RUNNING)
+            ids[n++] = t->block_id;
+    }
+    return n;
+}
+
+/* ec_min_age_h: a sealed block is encoded once this nameserver has seen it
+ * sealed that long; nothing while ec is off. */
+Test(ns_ec, min_age_policy)
+{
+    servers(8);
+    ns.safe_mode = 0;
+    struct ns_server *reps[2] = {srv[0], srv[1]};
+    block(21, BLEN, reps, 2);
+    uint64_t ids[4];
+    cr_assert_eq(ns_meta_set_setting(&ns.meta, NS_SETTING_EC_MIN_AGE_H, 1), 0);
+    ns_ec_plan(&ns, 1000);
+    cr_assert_eq(encodes(ids, 4), 0, "ec is off");
+    cr_assert_eq(ns_meta_set_setting(&ns.meta, NS_SETTING_EC, 402), 0);
+    ns_ec_plan(&ns, 2000); /* first seen sealed now */
+    ns_ec_plan(&ns, 2000 + 3599 * 1000);
+    cr_assert_eq(encodes(ids, 4), 0, "encoded before the hour");
+    ns_ec_plan(&ns, 2000 + 3600 * 1000);
+    cr_assert_eq(encodes(ids, 4), 1);
+    cr_assert_eq(ids[0], 21);
+}
