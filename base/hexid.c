@@ -33,3 +33,19 @@ int hexid_valid(const char *s, size_t len)
             return 0;
     return 1;
 }
+
+int hexid_u64(const char *s, uint64_t *v)
+{
+    uint64_t x = 0;
+    for (int i = 0; i < 16; i++) {
+        char c = s[i];
+        if (c >= '0' && c <= '9')
+            x = x << 4 | (uint64_t)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            x = x << 4 | (uint64_t)(c - 'a' + 10);
+        else
+            return 0;
+    }
+    *v = x;
+    return 1;
+}

@@ -6,6 +6,7 @@
 #include "dataserver/ec_shard.h"
 
 #include "base/crc32c.h"
+#include "base/hexid.h"
 #include "base/err.h"
 #include "base/fsutil.h"
 #include "base/le.h"
@@ -110,15 +111,8 @@ void ec_shard_path(const char *blocks_dir, uint64_t id, unsigned index, char *ou
 int ec_shard_name(const char *name, uint64_t *id, unsigned *index)
 {
     uint64_t v = 0;
-    for (int i = 0; i < 16; i++) {
-        char c = name[i];
-        if (c >= '0' && c <= '9')
-            v = v << 4 | (uint64_t)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            v = v << 4 | (uint64_t)(c - 'a' + 10);
-        else
-            return -1;
-    }
+    if (!hexid_u64(name, &v))
+        return -1;
     const char *s = name + 16;
     if (s[0] != '.' || s[1] != 's' || s[2] < '0' || s[2] > '9' || s[3] < '0' || s[3] > '9' ||
         s[4] != '\0')

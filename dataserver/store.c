@@ -188,15 +188,8 @@ static int agree_server_id(struct store *s)
 static int block_file_name(const char *name, uint64_t *id)
 {
     uint64_t v = 0;
-    for (int i = 0; i < BLOCK_NAME_HEX; i++) {
-        char c = name[i];
-        if (c >= '0' && c <= '9')
-            v = v << 4 | (uint64_t)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            v = v << 4 | (uint64_t)(c - 'a' + 10);
-        else
-            return 0;
-    }
+    if (!hexid_u64(name, &v)) /* BLOCK_NAME_HEX digits */
+        return 0;
     if (strcmp(name + BLOCK_NAME_HEX, BLOCK_SUFFIX) != 0)
         return 0;
     *id = v;
