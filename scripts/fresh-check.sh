@@ -110,10 +110,19 @@ SUDO=""
 if [ $keep = 0 ]; then
     pkgs=$("$top/scripts/install-deps.sh" --list)
     installed=""
+    kept=""
     for p in $pkgs; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" &&
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+            continue
+        # A package the base system needs (openssl for ca-certificates on
+        # some machines) cannot go without breaking apt: it stays, named.
+        if apt-get -s -qq purge "$p" >/dev/null 2>&1; then
             installed="$installed $p"
+        else
+            kept="$kept $p"
+        fi
     done
+    [ -n "$kept" ] && echo "== kept (the system needs them):$kept"
     echo "== purging the project's packages:${installed:- (none installed)}"
     if [ -n "$installed" ]; then
         # build-essential and pkg-config stay when something else of the
