@@ -17,6 +17,7 @@
  * ds_session.c (a heartbeat soon) and the dispatch's ds_req. */
 #include "dataserver/ds_ec.h"
 
+#include "base/array.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "dataserver/block.h"
@@ -50,14 +51,8 @@ static int add_shard(struct ds *ds, struct ds_shard *s)
     struct ds_ec *e = state(ds);
     if (!e)
         return -ENOMEM;
-    if (e->n == e->cap) {
-        size_t cap = e->cap ? e->cap * 2 : 16;
-        struct ds_shard **v = realloc(e->v, cap * sizeof(*v));
-        if (!v)
-            return -ENOMEM;
-        e->v = v;
-        e->cap = cap;
-    }
+    if (ARRAY_RESERVE(e->v, e->cap, e->n + 1, 16) != 0)
+        return -ENOMEM;
     e->v[e->n++] = s;
     e->dirty = 1;
     return 0;

@@ -19,6 +19,7 @@
  * Calls the registry, the block map, the planner's task list and settings. */
 #include "nameserver/ns_ec.h"
 
+#include "base/array.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "net/conn.h"
@@ -64,14 +65,8 @@ static struct ns_stripe *stripe_add(struct ns *ns, uint64_t id, unsigned k, unsi
     if (!ns->ec && !(ns->ec = calloc(1, sizeof(struct ns_ec))))
         return NULL;
     struct ns_ec *e = ns->ec;
-    if (e->n == e->cap) {
-        size_t cap = e->cap ? e->cap * 2 : 16;
-        struct ns_stripe *v = realloc(e->v, cap * sizeof(*v));
-        if (!v)
-            return NULL;
-        e->v = v;
-        e->cap = cap;
-    }
+    if (ARRAY_RESERVE(e->v, e->cap, e->n + 1, 16) != 0)
+        return NULL;
     struct ns_stripe *s = &e->v[e->n++];
     memset(s, 0, sizeof(*s));
     s->block_id = id;
