@@ -663,6 +663,8 @@ struct ns_block {
                                       * it) but not yet told so: it may lack tombstones
                                       * acknowledged before the primary knew it (ns_plan.c) */
     uint8_t join_asked : 1;          /* the primary was asked for its tail, no answer yet */
+    uint8_t set_shrunk : 1;          /* a member left on its own (ns_blocks.c): the planner
+                                      * tells the holders the smaller set */
     uint8_t djwait : NS_BLOCK_SLOTS; /* bit i: rep[i] may lack tombstones of the delete journal
                                       * and no copy holding them is up: held out (not listed,
                                       * no source, no primary, in no replica list) until it

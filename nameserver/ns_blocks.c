@@ -22,7 +22,9 @@
  * save it and report it. After a restart the nameserver learns the highest
  * version from the reports, so a returning copy of an older set (an old
  * primary failed over while it was down) is recognised whatever the order of
- * the reports and whatever its size, and never chosen over the newer one. */
+ * the reports and whatever its size, and never chosen over the newer one.
+ * A member that leaves on its own (its report drops the copy) also bumps
+ * b->ver: a set's members change only with its version. */
 #include "nameserver/ns.h"
 
 #include "base/array.h"
@@ -159,6 +161,7 @@ static void block_remove_rep(struct ns *ns, uint64_t id, struct ns_server *s)
     int slot = ns_block_find_rep(b, s->idx);
     if (slot < 0)
         return;
+    int member = (b->inset >> slot) & 1;
     memmove(&b->rep[slot], &b->rep[slot + 1], (size_t)(b->nrep - slot - 1) * sizeof(b->rep[0]));
     memmove(&b->rsize[slot], &b->rsize[slot + 1],
             (size_t)(b->nrep - slot - 1) * sizeof(b->rsize[0]));
@@ -179,6 +182,18 @@ static void block_remove_rep(struct ns *ns, uint64_t id, struct ns_server *s)
         b->primary--;
     if (s->nblocks)
         s->nblocks--;
+    if (member && b->nrep > 0) {
+        /* A member left the set on its own (it dropped its copy: a failed
+         * disk). The set the others were told is not the set any more: it
+         * takes a new version now, so no later SET_REPLICAS can tell them
+         * the smaller set under the old version. A copy of that version
+         * coming back (the disk back, the server restarted) would otherwise
+         * still list itself in a set of the current version and count as a
+         * member, without the deletes acknowledged meanwhile (journaled
+         * while the set was down to one copy). The planner announces it. */
+        b->ver++;
+        b->set_shrunk = 1;
+    }
     if (b->nrep == 0) {
         ns_blocks_del(&ns->blocks, id);
         ns_dj_drop_block(&ns->dj, id); /* its last holder deleted it */

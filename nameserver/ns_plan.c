@@ -690,6 +690,10 @@ static int failover(struct ns *ns, struct ns_block *b, uint64_t now)
 static void maintain_set(struct ns *ns, struct ns_block *b, uint64_t now)
 {
     int changed = failover(ns, b, now);
+    if (b->set_shrunk) { /* a member left on its own: the others learn it */
+        b->set_shrunk = 0;
+        changed = 1;
+    }
     uint64_t longest = longest_up(ns, b);
     uint8_t set = 0;
     for (unsigned i = 0; i < b->nrep; i++) {

@@ -442,8 +442,29 @@ static void inject(enum fault kind, uint64_t *rng)
     killed_by_us[proc_slot(p)] = 0;
 }
 
+/* CHAOS_KINDS=1,7 (fault numbers, enum fault in chaos.h): only these kinds,
+ * for replaying one failure's neighbourhood; unset: every kind. */
+static int kind_listed(int k)
+{
+    const char *only = getenv("CHAOS_KINDS");
+    if (!only || !*only)
+        return 1;
+    for (const char *p = only; *p;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p)
+            return 0;
+        if (v == k)
+            return 1;
+        p = *end == ',' ? end + 1 : end;
+    }
+    return 0;
+}
+
 int kind_in_use(int k)
 {
+    if (!kind_listed(k))
+        return 0;
     if (ha_on)
         return k >= F_HA_KILL_LEADER;
     if (k >= F_HA_KILL_LEADER)

@@ -265,6 +265,124 @@ Test(available, returning_server_serves_no_deleted_file)
     C->passed = 1;
 }
 
+/* A dataserver whose data folder vanished (renamed away: its disk check
+ * drops every block of it, while its open block files still work), files
+ * of those blocks deleted meanwhile (each retried until acknowledged), the
+ * folder renamed back and the server killed and restarted: from its restart
+ * on its HTTP origin never serves one of them. With `ns_restart`, the
+ * nameserver is restarted just before the folder goes (the chaos run that
+ * found this: safe mode while the copies were dropped). */
+static void restart_full(int d);
+
+static void vanish_then_return(const char *test, int ns_restart, int third_full)
+{
+    imgstore_t *h = upload_set(test);
+    int victim = busiest(h), other = -1;
+    int on[NFILES], non = 0;
+    for (int i = 0; i < NFILES && non < 50; i++) {
+        struct imgstore_stat st;
+        cr_assert_eq(imgstore_stat(h, names[i], &st), 0);
+        int has = 0, with = -1;
+        for (int r = 0; r < st.nreplicas; r++) {
+            int d = cluster_ds_index(C, st.replicas[r]);
+            if (d == victim)
+                has = 1;
+            else
+                with = d;
+        }
+        if (!has || with < 0 || (third_full && other >= 0 && with != other))
+            continue;
+        other = with;
+        on[non++] = i;
+    }
+    cr_assert_gt(non, 0, "no file has a copy on %s", C->ds[victim].name);
+    if (third_full) { /* no server can take a new copy: the set shrinks to one */
+        int third = 3 - victim - other;
+        restart_full(third);
+        fprintf(stderr, "[available] %d files on %s and %s; %s is full\n", non,
+                C->ds[victim].name, C->ds[other].name, C->ds[third].name);
+    }
+    if (ns_restart) {
+        cluster_signal_proc(&C->ns, SIGKILL);
+        cr_assert_eq(cluster_start_ns(C), 0);
+    }
+    char gone[600];
+    snprintf(gone, sizeof(gone), "%s.vanished", C->ds[victim].data);
+    cr_assert_eq(rename(C->ds[victim].data, gone), 0, "rename %s away", C->ds[victim].data);
+    int64_t t0 = cluster_now_ms();
+    for (;;) { /* its disk check dropped the blocks; the nameserver knows */
+        imgstore_t *q = cluster_client(C);
+        struct imgstore_stat st;
+        int rc = q ? imgstore_stat(q, names[on[0]], &st) : -1, listed = 0;
+        imgstore_close(q);
+        for (int r = 0; rc == 0 && r < st.nreplicas; r++)
+            listed |= strcmp(st.replicas[r], C->ds[victim].addr) == 0;
+        if (rc == 0 && !listed)
+            break;
+        cr_assert_lt(cluster_now_ms() - t0, 30000, "file %d still lists %s", on[0],
+                     C->ds[victim].name);
+        usleep(50 * 1000);
+    }
+    fprintf(stderr, "[available] %s's copies dropped %lld ms after its folder vanished\n",
+            C->ds[victim].name, (long long)(cluster_now_ms() - t0));
+    int failures = 0;
+    for (int k = 0; k < non; k++) {
+        int rc;
+        while ((rc = imgstore_unlink(h, names[on[k]])) != 0) {
+            failures++;
+            cr_assert_lt(cluster_now_ms() - t0, 60000, "delete of file %d: %s", on[k],
+                         imgstore_strerror(rc));
+            usleep(100 * 1000);
+        }
+        deleted[on[k]] = 1;
+    }
+    fprintf(stderr, "[available] %d deletes acknowledged %lld ms after %s's folder vanished "
+            "(%d failed attempts)\n", non, (long long)(cluster_now_ms() - t0),
+            C->ds[victim].name, failures);
+    cr_assert_eq(rename(gone, C->ds[victim].data), 0, "rename %s back", gone);
+    cluster_signal_proc(&C->ds[victim], SIGKILL);
+    cr_assert_eq(cluster_start_ds(C, victim), 0);
+    int served = 0, answered = 0;
+    for (t0 = cluster_now_ms(); cluster_now_ms() - t0 < 4000;) {
+        for (int k = 0; k < non; k++) {
+            int st = cluster_get_status(C->ds[victim].http_addr, names[on[k]]);
+            answered += st > 0;
+            if (st == 200 && served++ == 0)
+                fprintf(stderr, "[available] %s served deleted file %d %lld ms after its "
+                        "restart\n", C->ds[victim].name, on[k],
+                        (long long)(cluster_now_ms() - t0));
+        }
+    }
+    fprintf(stderr, "[available] %d GETs of %d deleted files on %s after its folder came "
+            "back: %d served\n", answered, non, C->ds[victim].name, served);
+    cr_assert_gt(answered, 0, "%s never answered", C->ds[victim].name);
+    cr_assert_eq(served, 0, "%s served files deleted while its folder was away %d times",
+                 C->ds[victim].name, served);
+    imgstore_close(h);
+    C->passed = 1;
+}
+
+Test(available, vanished_folder_serves_no_deleted_file)
+{
+    cr_assert_not_null(C, "the cluster did not start (see above)");
+    vanish_then_return("available.vanish", 0, 0);
+}
+
+Test(available, vanished_folder_after_ns_restart_serves_no_deleted_file)
+{
+    cr_assert_not_null(C, "the cluster did not start (see above)");
+    vanish_then_return("available.vanish_ns", 1, 0);
+}
+
+/* No third server can take a copy: the nameserver shrinks the set to the
+ * one copy left (deletes are journaled), and the copy that comes back must
+ * not count as a member of that set. */
+Test(available, vanished_folder_no_spare_serves_no_deleted_file)
+{
+    cr_assert_not_null(C, "the cluster did not start (see above)");
+    vanish_then_return("available.vanish_full", 0, 1);
+}
+
 Test(available, delete_twice)
 {
     cr_assert_not_null(C, "the cluster did not start (see above)");

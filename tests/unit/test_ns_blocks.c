@@ -248,3 +248,49 @@ static void old_primary_returns(int old_first)
 Test(ns_blocks, old_primary_reported_first_stays_old) { old_primary_returns(1); }
 
 Test(ns_blocks, old_primary_reported_last_stays_old) { old_primary_returns(0); }
+
+/* A member of a sealed block's set drops its copy (a failed disk: the next
+ * report removes it) while the other member stays: the set takes a new
+ * version at once (and is to be announced), so when the dropped copy comes
+ * back, of the old version and listing itself, it is old, not a member
+ * (it lacks every delete acknowledged on the smaller set meanwhile). */
+Test(ns_blocks, member_that_drops_its_copy_returns_old)
+{
+    struct ns_server *a = hb_server("a", 1ull << 30, 1), *p = hb_server("p", 1ull << 30, 1);
+    char *list[] = {"a", "p"};
+    struct report r;
+    report_init(&r, 1);
+    Imgstore__BlockInfo *bi = report_add(&r, 50, 7000, 0, 1);
+    bi->set_version = 3;
+    bi->replicas = list;
+    bi->n_replicas = 2;
+    cr_assert_eq(ns_hb_apply_blocks(&ns, a, &r.hb, NULL), 0);
+    report_init(&r, 1);
+    bi = report_add(&r, 50, 7000, 1, 1);
+    bi->set_version = 3;
+    bi->replicas = list;
+    bi->n_replicas = 2;
+    cr_assert_eq(ns_hb_apply_blocks(&ns, p, &r.hb, NULL), 0);
+    struct ns_block *b = ns_blocks_get(&ns.blocks, 50);
+    cr_assert_not_null(b);
+    cr_assert_eq(b->inset, 3, "both copies are members of version 3");
+    cr_assert_not(b->set_shrunk);
+
+    report_init(&r, 0); /* a's disk failed: its copy is reported removed */
+    r.removed[r.hb.n_removed_blocks++] = 50;
+    cr_assert_eq(ns_hb_apply_blocks(&ns, a, &r.hb, NULL), 0);
+    cr_assert_eq(b->nrep, 1);
+    cr_assert_gt(b->ver, 3, "a member that left changes the set's version");
+    cr_assert(b->set_shrunk, "the planner is to tell the holders the smaller set");
+
+    report_init(&r, 1); /* a comes back with the copy of version 3 */
+    bi = report_add(&r, 50, 7000, 0, 1);
+    bi->set_version = 3;
+    bi->replicas = list;
+    bi->n_replicas = 2;
+    cr_assert_eq(ns_hb_apply_blocks(&ns, a, &r.hb, NULL), 0);
+    int sa = ns_block_find_rep(b, a->idx);
+    cr_assert_geq(sa, 0);
+    cr_assert(ns_block_is_old(b, (unsigned)sa), "the returning copy is of the older set");
+    cr_assert_not(b->inset & (1u << sa), "and not a member");
+}
