@@ -3,10 +3,12 @@
  * real dataservers on loopback, every reader (library, HTTP origin) gets the
  * original bytes and size, incompressible types stay as sent, and a record
  * whose compressed bytes do not decode to the recorded original is served
- * from the other replica. */
+ * from the other replica (also, once verify has marked the copy corrupt, to
+ * clients that take zstd) until repair replaces it. */
 #include "base/crc16.h"
 #include "base/crc32c.h"
 #include "tests/integ/fixture.h"
+#include "tests/integ/json_check.h"
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -244,6 +246,8 @@ static double metric(int i, const char *name)
     return sum;
 }
 
+static void check_zstd_body(const struct resp *r, const void *want, size_t len);
+
 /* ---- tests ----------------------------------------------------------------- */
 
 Test(zstd, compressible_uploads_are_stored_compressed)
@@ -412,6 +416,51 @@ Test(zstd, undecodable_copy_is_served_from_the_other_replica)
     cr_assert(bad && atoi(bad + 15) == 1 && bad < strchr(mine, '}'), "%s", run.out);
     cr_assert(strstr(run.out, "\"bad_records\": 0"), "the other copy is intact: %s", run.out);
     cluster_run_free(&run);
+    /* Now marked corrupt, the damaged copy never sends its frame to a client
+     * that takes zstd: it decodes it first, finds it damaged and sends the
+     * other replica's (as stored). Every server, the damaged one first. */
+    for (int k = 0; k < C->nds; k++) {
+        int i = (ds + k) % C->nds;
+        get(C->ds[i].http_addr, path, "Accept-Encoding: zstd\r\n", &r);
+        cr_assert_eq(r.status, 200, "ds%d", i + 1);
+        check_zstd_body(&r, s, len);
+        resp_free(&r);
+    }
+    /* repair replaces the damaged copy; then every copy verifies clean and
+     * serves the original, decoded or as stored. */
+    int rrc = cluster_admin(C, 60000, &run, "--json", "repair", block, "--wait", NULL);
+    fprintf(stderr, "[zstd] repair %s --wait --json: %s", block, run.out);
+    cr_assert_eq(rrc, 0, "%s%s", run.out, run.err);
+    snprintf(want, sizeof(want), "\"addr\": \"%s\"", C->ds[ds].addr);
+    mine = strstr(run.out, want);
+    cr_assert(mine, "the damaged copy's server is listed: %s", run.out);
+    char action[32];
+    json_str(mine, "action", action, sizeof(action));
+    cr_assert_str_eq(action, "replace", "%s", run.out);
+    cr_assert(strstr(run.out, "\"healed\": true"), "%s", run.out);
+    cluster_run_free(&run);
+    vrc = cluster_admin(C, 30000, &run, "verify", block, NULL);
+    cr_assert_eq(vrc, 0, "every copy verifies after the repair: %s%s", run.out, run.err);
+    cluster_run_free(&run);
+    imgstore_t *h3 = cluster_client(C);
+    cr_assert_eq(imgstore_stat(h3, name, &st), 0);
+    cr_assert_eq(st.nreplicas, 2);
+    for (int k = 0; k < st.nreplicas; k++) {
+        int i = cluster_ds_index(C, st.replicas[k]);
+        cr_assert_geq(i, 0);
+        void *got = NULL;
+        size_t got_len = 0;
+        cr_assert_eq(imgstore_get_from(h3, name, C->ds[i].addr, &got, &got_len), 0, "ds%d", i + 1);
+        cr_assert(got_len == len && memcmp(got, s, len) == 0, "ds%d: other bytes", i + 1);
+        free(got);
+        get(C->ds[i].http_addr, path, "Accept-Encoding: zstd\r\n", &r);
+        cr_assert_eq(r.status, 200);
+        check_zstd_body(&r, s, len);
+        resp_free(&r);
+        read_record_head(name, k, rec, &st);
+        cr_assert(rec[2] & FLAG_ENCODED, "the new copy is stored compressed too");
+    }
+    imgstore_close(h3);
     /* The damaged server said so. */
     char lp[600];
     snprintf(lp, sizeof(lp), "%s", C->ds[ds].log);
