@@ -546,6 +546,43 @@ static void check_zstd_body(const struct resp *r, const void *want, size_t len)
     free(out);
 }
 
+/* Runs curl with `args` (headers to dir/curl.head, body to dir/curl.body);
+ * returns the status code curl saw, *head and *body (read_file'd: free()). */
+static int curl(const char *args, const char *url, char **head, size_t *hl, char **body,
+                size_t *bl)
+{
+    char cmd[1200], hp[300], bp[300];
+    snprintf(hp, sizeof(hp), "%s/curl.head", C->dir);
+    snprintf(bp, sizeof(bp), "%s/curl.body", C->dir);
+    unlink(bp);
+    snprintf(cmd, sizeof(cmd), "curl -sS %s -D %s -o %s -w '%%{http_code}' http://%s", args, hp,
+             bp, url);
+    FILE *f = popen(cmd, "r");
+    cr_assert_not_null(f);
+    int code = 0;
+    if (fscanf(f, "%d", &code) != 1)
+        code = -1;
+    cr_assert_eq(pclose(f), 0, "%s", cmd);
+    void *v;
+    cr_assert_eq(cluster_read_file(hp, &v, hl), 0);
+    *head = v;
+    if (cluster_read_file(bp, &v, bl) != 0) {
+        v = NULL; /* no body written (HEAD, 304) */
+        *bl = 0;
+    }
+    *body = v;
+    return code;
+}
+
+/* The value of header `name` in curl's header file (as hdr()). */
+static const char *curl_hdr(const char *head, size_t hl, const char *name)
+{
+    struct resp r = {.head = strndup(head, hl)};
+    const char *v = hdr(&r, name);
+    free(r.head);
+    return v;
+}
+
 Test(zstd, http_delivery)
 {
     imgstore_t *h = cluster_client(C);
@@ -701,6 +738,54 @@ Test(zstd, http_delivery)
         cr_assert_eq(cluster_read_file(hp, &head, &hl), 0);
         cr_assert(memmem(head, hl, "Content-Encoding: zstd", 22), "curl got it compressed");
         free(head);
+
+        /* HEAD, 304 and Range with curl, per representation. */
+        char url[300], args[300], *hd, *bd;
+        size_t hdl, bdl;
+        snprintf(url, sizeof(url), "%s%s", a, path);
+        int code = curl("-I -H 'Accept-Encoding: zstd'", url, &hd, &hdl, &bd, &bdl);
+        cr_assert_eq(code, 200, "curl -I");
+        cr_assert_str_eq(curl_hdr(hd, hdl, "Content-Encoding"), "zstd");
+        cr_assert_str_eq(curl_hdr(hd, hdl, "ETag"), tag_z);
+        cr_assert_str_eq(curl_hdr(hd, hdl, "Vary"), "Accept-Encoding");
+        cr_assert_eq(strtoull(curl_hdr(hd, hdl, "Content-Length"), NULL, 10), zlen);
+        free(hd);
+        free(bd);
+        code = curl("-I", url, &hd, &hdl, &bd, &bdl);
+        cr_assert_eq(code, 200);
+        cr_assert_null(curl_hdr(hd, hdl, "Content-Encoding"));
+        cr_assert_str_eq(curl_hdr(hd, hdl, "ETag"), tag_id);
+        cr_assert_eq(strtoull(curl_hdr(hd, hdl, "Content-Length"), NULL, 10), len);
+        free(hd);
+        free(bd);
+        snprintf(args, sizeof(args), "-H 'Accept-Encoding: zstd' -H 'If-None-Match: %s'", tag_z);
+        code = curl(args, url, &hd, &hdl, &bd, &bdl);
+        cr_assert_eq(code, 304, "curl: the zstd tag with zstd");
+        cr_assert_str_eq(curl_hdr(hd, hdl, "ETag"), tag_z);
+        cr_assert_eq(bdl, 0);
+        free(hd);
+        free(bd);
+        snprintf(args, sizeof(args), "-H 'If-None-Match: %s'", tag_z);
+        code = curl(args, url, &hd, &hdl, &bd, &bdl);
+        cr_assert_eq(code, 200, "curl: the zstd tag without zstd");
+        cr_assert(bdl == len && memcmp(bd, s, len) == 0);
+        free(hd);
+        free(bd);
+        code = curl("-r 0-99 -H 'Accept-Encoding: zstd'", url, &hd, &hdl, &bd, &bdl);
+        cr_assert_eq(code, 206, "curl -r with zstd");
+        snprintf(want_cr, sizeof(want_cr), "bytes 0-99/%zu", zlen);
+        cr_assert_str_eq(curl_hdr(hd, hdl, "Content-Range"), want_cr);
+        cr_assert_str_eq(curl_hdr(hd, hdl, "Content-Encoding"), "zstd");
+        cr_assert(bdl == 100 && memcmp(bd, "\x28\xB5\x2F\xFD", 4) == 0, "the frame's start");
+        free(hd);
+        free(bd);
+        code = curl("-r 0-99", url, &hd, &hdl, &bd, &bdl);
+        cr_assert_eq(code, 206, "curl -r identity");
+        snprintf(want_cr, sizeof(want_cr), "bytes 0-99/%zu", len);
+        cr_assert_str_eq(curl_hdr(hd, hdl, "Content-Range"), want_cr);
+        cr_assert(bdl == 100 && memcmp(bd, s, 100) == 0, "the upload's first 100 bytes");
+        free(hd);
+        free(bd);
     } else {
         cr_log_warn("curl without zstd: the curl check is skipped");
     }
@@ -785,6 +870,56 @@ Test(zstd, through_caching_proxy)
     get(listen, path, extra, &r);
     cr_assert_eq(r.status, 304, "the cache matches the zstd tag");
     resp_free(&r);
+    /* Vary, HEAD and Range of each cached variant, from the cache. */
+    get(listen, path, zae, &r);
+    size_t zlen = r.body_len;
+    cr_assert_str_eq(hdr(&r, "Vary"), "Accept-Encoding", "the cache passes Vary on");
+    struct resp full = r;
+    char req[512];
+    int n = snprintf(req, sizeof(req), "HEAD %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n%s"
+                     "\r\n", path, zae);
+    cr_assert_eq(http(listen, req, (size_t)n, &r), 0);
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(r.body_len, 0, "HEAD: no body");
+    cr_assert_str_eq(hdr(&r, "Content-Encoding"), "zstd");
+    cr_assert_str_eq(hdr(&r, "ETag"), tag_z);
+    cr_assert_str_eq(hdr(&r, "Vary"), "Accept-Encoding");
+    resp_free(&r);
+    snprintf(extra, sizeof(extra), "%sRange: bytes=0-99\r\n", zae);
+    get(listen, path, extra, &r);
+    cr_assert_eq(r.status, 206, "a range of the zstd variant");
+    char want_cr[64];
+    snprintf(want_cr, sizeof(want_cr), "bytes 0-99/%zu", zlen);
+    cr_assert_str_eq(hdr(&r, "Content-Range"), want_cr);
+    cr_assert_str_eq(hdr(&r, "Content-Encoding"), "zstd");
+    cr_assert(r.body_len == 100 && memcmp(r.body, full.body, 100) == 0);
+    resp_free(&r);
+    resp_free(&full);
+    get(listen, path, "Range: bytes=0-99\r\n", &r);
+    cr_assert_eq(r.status, 206, "a range of the identity variant");
+    snprintf(want_cr, sizeof(want_cr), "bytes 0-99/%zu", len);
+    cr_assert_str_eq(hdr(&r, "Content-Range"), want_cr);
+    cr_assert_null(hdr(&r, "Content-Encoding"));
+    cr_assert(r.body_len == 100 && memcmp(r.body, s, 100) == 0);
+    resp_free(&r);
+    /* A file stored as sent: one variant, no Vary, through the cache too. */
+    size_t jl = 20000;
+    uint8_t *jpeg = malloc(jl);
+    memset(jpeg, 0x22, jl);
+    memcpy(jpeg, "\xFF\xD8\xFF\xE0", 4);
+    char jn[IMGSTORE_NAME_MAX], jp[IMGSTORE_NAME_MAX + 2];
+    cr_assert_eq(imgstore_put(h, jpeg, jl, "image/jpeg", jn), 0);
+    snprintf(jp, sizeof(jp), "/%s", jn);
+    get(listen, jp, zae, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert(r.body_len == jl && memcmp(r.body, jpeg, jl) == 0);
+    cr_assert_null(hdr(&r, "Content-Encoding"));
+    cr_assert_null(hdr(&r, "Vary"), "only compressed files vary");
+    resp_free(&r);
+    get(listen, jp, NULL, &r);
+    cr_assert_str_eq(hdr(&r, "X-Cache"), "HIT", "one variant for every Accept-Encoding");
+    resp_free(&r);
+    free(jpeg);
     /* Past the TTL: the cache revalidates each variant with its own tag,
      * and the origin answers 304 for the representation it would send. */
     usleep(1600 * 1000);
