@@ -1041,3 +1041,86 @@ Test(zstd_copy, repair_sends_compressed_chunks)
     imgstore_close(h);
     C->passed = 1;
 }
+
+/* Copy bytes (form "wire" or "raw") every dataserver of the cluster sent
+ * (sent != 0) or received, summed. */
+static double copy_total(int sent, const char *form)
+{
+    char m[96];
+    snprintf(m, sizeof(m), "imgstore_ds_copy_%s_bytes_total{form=\"%s\"}",
+             sent ? "sent" : "received", form);
+    double v = 0;
+    for (int i = 0; i < C->nds; i++)
+        v += metric(i, m);
+    return v;
+}
+
+/* A drain moves blocks with the same copies as a repair: compressed chunks. */
+Test(zstd_copy, drain_sends_compressed_chunks)
+{
+    imgstore_t *h = cluster_client(C);
+    cr_assert_not_null(h);
+    enum { N = 40 };
+    static char names[N][IMGSTORE_NAME_MAX];
+    static char *data[N];
+    size_t lens[N];
+    for (int i = 0; i < N; i++) {
+        data[i] = svg(16000, 300 + (unsigned)i);
+        lens[i] = strlen(data[i]);
+        cr_assert_eq(imgstore_put(h, data[i], lens[i], "image/svg+xml", names[i]), 0);
+    }
+    struct imgstore_stat st;
+    cr_assert_eq(imgstore_stat(h, names[0], &st), 0);
+    int victim = cluster_ds_index(C, st.replicas[0]);
+    cr_assert_geq(victim, 0);
+    imgstore_close(h);
+    double w0 = copy_total(0, "wire"), r0 = copy_total(0, "raw");
+    /* Its server id, from `ds-admin --json servers` (each object: id, then address). */
+    struct cluster_run run;
+    cr_assert_eq(cluster_admin(C, 30000, &run, "--json", "servers", NULL), 0, "%s", run.err);
+    char want[128], id[128] = "";
+    snprintf(want, sizeof(want), "\"address\": \"%s\"", C->ds[victim].addr);
+    const char *at = strstr(run.out, want);
+    cr_assert(at, "%s", run.out);
+    const char *obj = at;
+    while (obj > run.out && *obj != '{')
+        obj--;
+    json_str(obj, "id", id, sizeof(id));
+    cr_assert(id[0], "%s", run.out);
+    cluster_run_free(&run);
+    int rc = cluster_admin(C, 90000, &run, "drain", id, "--wait", NULL);
+    cr_assert_eq(rc, 0, "drain --wait: %s%s", run.out, run.err);
+    cluster_run_free(&run);
+    double wire = 0, raw = 0;
+    for (int t = 0; t < 100; t++) {
+        wire = copy_total(0, "wire") - w0;
+        raw = copy_total(0, "raw") - r0;
+        if (copy_total(1, "wire") - w0 == wire && copy_total(1, "raw") - r0 == raw)
+            break;
+        usleep(100 * 1000);
+    }
+    fprintf(stderr, "[zstd_copy] drain of ds%d: %.0f bytes on the wire for %.0f block bytes "
+                    "copied (%.1f %%)\n",
+            victim + 1, wire, raw, raw > 0 ? 100 * wire / raw : 0);
+    cr_assert_geq(raw, (double)lens[0], "the drained server's blocks were copied");
+    cr_assert_lt(wire, raw / 2, "the chunks went compressed");
+    cr_assert_eq(copy_total(1, "wire") - w0, wire, "what the sources sent the targets got");
+    /* Every file from every holder, none on the drained server. */
+    h = cluster_client(C);
+    for (int i = 0; i < N; i++) {
+        struct imgstore_stat s2;
+        cr_assert_eq(imgstore_stat(h, names[i], &s2), 0);
+        for (int k = 0; k < s2.nreplicas; k++) {
+            int d = cluster_ds_index(C, s2.replicas[k]);
+            cr_assert(d >= 0 && d != victim, "file %d still on the drained server", i);
+            void *got = NULL;
+            size_t got_len = 0;
+            cr_assert_eq(imgstore_get_from(h, names[i], C->ds[d].addr, &got, &got_len), 0);
+            cr_assert(got_len == lens[i] && memcmp(got, data[i], lens[i]) == 0, "file %d", i);
+            free(got);
+        }
+        free(data[i]);
+    }
+    imgstore_close(h);
+    C->passed = 1;
+}
