@@ -386,9 +386,15 @@ Test(zstd, undecodable_copy_is_served_from_the_other_replica)
     close(fd);
     free(data);
 
+    /* The damaged copy, asked alone, is refused as damaged. */
+    void *got_bad = NULL;
+    size_t got_bad_len = 0;
+    cr_assert_eq(imgstore_get_from(h, name, C->ds[ds].addr, &got_bad, &got_bad_len),
+                 IMGSTORE_ECORRUPT);
     /* Every reader still gets the original: the library (whichever replica
-     * it asks first) and the HTTP origin of the damaged server itself. */
-    for (int i = 0; i < 6; i++) {
+     * it asks first: a random one; 20 clients miss the damaged one first
+     * with odds of 1 in 2^20) and the HTTP origin of the damaged server itself. */
+    for (int i = 0; i < 20; i++) {
         imgstore_t *h2 = cluster_client(C);
         check_get(h2, name, s, len);
         imgstore_close(h2);
