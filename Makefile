@@ -215,7 +215,7 @@ $(BUILD)/bench/baseline_files: $(OBJ)/bench/baseline_files.o $(OBJ)/tools/cli_be
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/bench/mkblocks: $(OBJ)/bench/mkblocks.o $(COMMON_OBJ) \
-                         $(call src_to_obj,$(addprefix dataserver/,needle.c index.c index_pack.c codec.c uring.c block.c))
+                         $(call src_to_obj,$(addprefix dataserver/,needle.c index.c index_pack.c codec.c uring.c block.c block_meta.c))
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

@@ -17,9 +17,13 @@
 # files' growth per type (disk bytes per replica vs raw bytes), then wrk
 # against one dataserver's HTTP origin over the SVGs, without and with
 # Accept-Encoding: zstd (requests/s, bytes per GET), and the dataservers'
-# longest loop stall (imgstore_ds_loop_stall_max_seconds). A reference
-# column: each SVG compressed alone by the zstd command at -3 (the issue's
-# 32 %) and at the dataserver's level.
+# longest loop stall (imgstore_ds_loop_stall_max_seconds). Last, a repair:
+# a third dataserver joins, the second is killed (SIGKILL), and the nameserver
+# has the first copy every block to the third; the copies' bytes on the wire
+# against the block bytes they carried (imgstore_ds_copy_*_bytes_total of
+# source and target) and the seconds until no block is under-replicated. A
+# reference column: each SVG compressed alone by the zstd command at -3 (the
+# issue's 32 %) and at the dataserver's level.
 #
 # Tunables: BENCH_ZSTD_FILES, BENCH_ZSTD_IMAGES, BENCH_ZSTD_SECS (5, each
 # wrk run), BENCH_ZSTD_LEVEL (the compressed cluster's --compress-level;
@@ -137,6 +141,49 @@ stall_ms() {
     echo "$m"
 }
 
+# copy_bytes HTTP_ADDR sent|received wire|raw: a dataserver's copy counter.
+copy_bytes() {
+    curl -s "http://$1/metrics" |
+        awk -v m="imgstore_ds_copy_$2_bytes_total{form=\"$3\"}" '$1 == m { printf "%.0f", $2 }'
+}
+
+# repair_run MODE_ARGS...: ds3 joins, ds2 is killed, waits (up to 300 s) until
+# no block is under-replicated and ds3 received what ds1 sent; sets
+# ${MODE}_REP="wire raw seconds" (n/a when it did not end).
+repair_run() {
+    local i st t0 t1 sw sr rw rr ok=0
+    rm -rf "$WORK/ds3"
+    start_ds 3 "$@"
+    local p3=$LAST ds3=$DS_ADDR_HTTP ds1=$DS_HTTP
+    wait_up 3
+    log "$MODE: ds2 killed; repair onto ds3"
+    kill -KILL "$DS2_PID"
+    t0=$(date +%s.%N)
+    for i in $(seq 1500); do
+        st=$("$BIN/ds-admin" --ns "$NS" --json status 2>/dev/null)
+        sw=$(copy_bytes "$ds1" sent wire)
+        sr=$(copy_bytes "$ds1" sent raw)
+        rw=$(copy_bytes "$ds3" received wire)
+        rr=$(copy_bytes "$ds3" received raw)
+        if echo "$st" | grep -q '"servers_up": 2' &&
+            echo "$st" | grep -q '"blocks_under_replicated": 0' &&
+            [ "${rr:-0}" -gt 0 ] && [ "$sw" = "$rw" ] && [ "$sr" = "$rr" ]; then
+            ok=1
+            break
+        fi
+        sleep 0.2
+    done
+    t1=$(date +%s.%N)
+    if [ $ok = 1 ]; then
+        eval "${MODE}_REP=\"$rw $rr $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')\""
+    else
+        log "$MODE: the repair did not end in 300 s (logs kept)"
+        KEEP=1
+        eval "${MODE}_REP=\"n/a n/a n/a\""
+    fi
+    stop_pid "$p3"
+}
+
 run_mode() {
     MODE=$1
     shift
@@ -149,6 +196,7 @@ run_mode() {
         rm -rf "$WORK/ds$i"
         start_ds "$i" "$@"
         pids="$pids $LAST"
+        [ "$i" = 2 ] && DS2_PID=$LAST
         [ -n "$DS_HTTP" ] || DS_HTTP=$DS_ADDR_HTTP
         DS_HTTPS_ALL="$DS_HTTPS_ALL $DS_ADDR_HTTP"
     done
@@ -172,6 +220,7 @@ run_mode() {
     eval "${MODE}_ID=\"$(wrk_run "$MODE-id")\""
     eval "${MODE}_ZS=\"$(wrk_run "$MODE-zstd" "Accept-Encoding: zstd")\""
     eval "${MODE}_STALL=$(stall_ms)"
+    repair_run "$@"
     for i in $pids; do stop_pid "$i"; done
 }
 
@@ -199,4 +248,7 @@ ups() { awk -v n="$n_svg" -v t="$1" 'BEGIN { if (t + 0 > 0) printf "%.0f", n / t
     echo "HTTP bytes per GET with zstd (headers included)|$(f "$on_ZS" 2)|$(f "$l9_ZS" 2)|$(f "$off_ZS" 2)|$(pct "$(f "$on_ZS" 2)" "$(f "$off_ZS" 2)")|<= 35 %"
     echo "wrk errors (identity, zstd)|$(f "$on_ID" 3), $(f "$on_ZS" 3)|$(f "$l9_ID" 3), $(f "$l9_ZS" 3)|$(f "$off_ID" 3), $(f "$off_ZS" 3)|-|0"
     echo "longest loop stall, ms (either dataserver)|$on_STALL|$l9_STALL|$off_STALL|-|-"
+    echo "repair of a lost server: block bytes copied|$(f "$on_REP" 2)|$(f "$l9_REP" 2)|$(f "$off_REP" 2)|-|-"
+    echo "repair: bytes on the wire / block bytes copied|$(pct "$(f "$on_REP" 1)" "$(f "$on_REP" 2)")|$(pct "$(f "$l9_REP" 1)" "$(f "$l9_REP" 2)")|$(pct "$(f "$off_REP" 1)" "$(f "$off_REP" 2)")|-|-"
+    echo "repair: seconds until none under-replicated|$(f "$on_REP" 3)|$(f "$l9_REP" 3)|$(f "$off_REP" 3)|-|-"
 } | column -t -s '|'

@@ -63,6 +63,7 @@ struct dec_job {
     uv_work_t w;
     uint8_t *rec; /* the record as read */
     struct needle_header h;
+    int keep; /* ds_codec_check: out is rec itself once its frame decodes */
     int status;
     uint8_t *out;
     ds_codec_decode_cb cb;
@@ -80,9 +81,13 @@ static void dec_run(uv_work_t *w)
     memcpy(j->out, j->rec, NEEDLE_HEADER_SIZE);
     j->status = codec_decode(&j->h, j->rec + NEEDLE_HEADER_SIZE + NEEDLE_ENC_SIZE,
                              j->h.size - NEEDLE_ENC_SIZE, j->out + NEEDLE_HEADER_SIZE);
-    if (j->status != 0) {
+    if (j->status != 0 || j->keep) {
         free(j->out);
         j->out = NULL;
+    }
+    if (j->status == 0 && j->keep) {
+        j->out = j->rec;
+        j->rec = NULL;
     }
 }
 
@@ -95,8 +100,8 @@ static void dec_after(uv_work_t *w, int status)
     free(j);
 }
 
-int ds_codec_decode(struct ds *ds, uint8_t *rec, const struct needle_header *h,
-                    ds_codec_decode_cb cb, void *arg)
+static int dec_start(struct ds *ds, uint8_t *rec, const struct needle_header *h, int keep,
+                     ds_codec_decode_cb cb, void *arg)
 {
     struct dec_job *j = calloc(1, sizeof(*j));
     if (!j) {
@@ -106,6 +111,7 @@ int ds_codec_decode(struct ds *ds, uint8_t *rec, const struct needle_header *h,
     j->w.data = j;
     j->rec = rec;
     j->h = *h;
+    j->keep = keep;
     j->cb = cb;
     j->arg = arg;
     int rc = uv_queue_work(ds->loop, &j->w, dec_run, dec_after);
@@ -114,6 +120,18 @@ int ds_codec_decode(struct ds *ds, uint8_t *rec, const struct needle_header *h,
         free(j);
     }
     return rc;
+}
+
+int ds_codec_decode(struct ds *ds, uint8_t *rec, const struct needle_header *h,
+                    ds_codec_decode_cb cb, void *arg)
+{
+    return dec_start(ds, rec, h, 0, cb, arg);
+}
+
+int ds_codec_check(struct ds *ds, uint8_t *rec, const struct needle_header *h,
+                   ds_codec_decode_cb cb, void *arg)
+{
+    return dec_start(ds, rec, h, 1, cb, arg);
 }
 
 struct unframe_job {

@@ -39,6 +39,16 @@ typedef void (*ds_codec_decode_cb)(int status, uint8_t *rec, void *arg);
 int ds_codec_decode(struct ds *ds, uint8_t *rec, const struct needle_header *h,
                     ds_codec_decode_cb cb, void *arg);
 
+/* Starts checking record `rec` as ds_codec_decode does (taken; at least
+ * NEEDLE_HEADER_SIZE + h->size bytes, already checked by needle_verify, h->flags
+ * with NEEDLE_FLAG_ENCODED), but hands the record back as stored: cb gets
+ * status 0 with `rec` itself when its frame decodes to the original's size and
+ * CRC32C (the decoded bytes are thrown away), else IMG_ECORRUPT or -ENOMEM
+ * with rec NULL (rec freed). Returns 0 (cb runs later, once) or a negative
+ * errno (cb not called, rec freed). */
+int ds_codec_check(struct ds *ds, uint8_t *rec, const struct needle_header *h,
+                   ds_codec_decode_cb cb, void *arg);
+
 /* Called on the loop with the outcome of ds_codec_unframe: status 0 with
  * `raw` (raw_len bytes, owned by the callback: free()); IMG_ECORRUPT or
  * -ENOMEM with raw NULL. */

@@ -1,6 +1,9 @@
 /* ds_file.c - the read path of one local file, and READ and STAT (see
  * ds_file.h). An encoded (compressed) record is decoded on the thread pool
- * (ds_codec.c) unless the caller asked for the stored bytes.
+ * (ds_codec.c) unless the caller asked for the stored bytes; those are
+ * decoded too, and thrown away, when the block is marked corrupt (scrub,
+ * verify), so that a copy known to be damaged never sends a frame that does
+ * not decode (the caller reads another replica instead).
  * May call the storage engine (store, index, blockio, needle) and
  * ds_codec.c. */
 #include "dataserver/ds_file.h"
@@ -44,6 +47,7 @@ struct file_read {
     int deleted;
     int header_only;
     int stored; /* DS_FILE_STORED: hand out an encoded record's bytes as stored */
+    int check;  /* with stored: decode them first all the same (the block is corrupt) */
     uint8_t *buf;
     size_t len;
     struct needle_header h;
@@ -80,6 +84,16 @@ static void file_decoded(int status, uint8_t *rec, void *arg)
     read_end(r, status, rec);
 }
 
+/* A stored record of a corrupt block whose frame was checked (ds_codec.c). */
+static void file_checked(int status, uint8_t *rec, void *arg)
+{
+    struct file_read *r = arg;
+    r->buf = NULL; /* taken by ds_codec_check */
+    if (status == IMG_ECORRUPT)
+        log_damage(r);
+    read_end(r, status, rec);
+}
+
 static void file_read_done(int status, void *arg)
 {
     struct file_read *r = arg;
@@ -107,6 +121,13 @@ static void file_read_done(int status, void *arg)
         status = IMG_EDELETED;
     if (status == IMG_ECORRUPT)
         log_damage(r);
+    if (status == 0 && (h->flags & NEEDLE_FLAG_ENCODED) && r->stored && r->check &&
+        !r->header_only) {
+        status = ds_codec_check(r->ds, r->buf, h, file_checked, r);
+        if (status == 0)
+            return;
+        r->buf = NULL; /* freed by ds_codec_check */
+    }
     if (status == 0 && (h->flags & NEEDLE_FLAG_ENCODED) && !r->stored) {
         if (r->header_only) {
             h->size = h->orig_size; /* describes the file; no bytes read */
@@ -279,6 +300,7 @@ int ds_file_read(struct ds *ds, uint64_t block_id, uint32_t seq, uint32_t cookie
     }
     r->ds = ds;
     r->stored = (flags & DS_FILE_STORED) != 0;
+    r->check = r->stored && b->corrupt;
     r->block_id = block_id;
     r->offset = offset;
     r->seq = seq;

@@ -28,7 +28,9 @@
  * h->size and h->data_crc are those of the original file (an encoded record
  * is decoded and checked against them first), except with DS_FILE_STORED:
  * then an encoded record's data is handed out as stored (its encoding
- * header, then the zstd frame; h->size = h->stored_size). h->flags,
+ * header, then the zstd frame; h->size = h->stored_size), checked by
+ * decoding only when the block is marked corrupt (then a frame that does not
+ * decode is IMG_ECORRUPT as without the flag). h->flags,
  * encoding, stored_size, orig_size and orig_crc tell how it is stored. */
 typedef void (*ds_file_cb)(int status, const struct needle_header *h, uint64_t offset, uint8_t *rec,
                            void *arg);

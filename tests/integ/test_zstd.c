@@ -3,10 +3,12 @@
  * real dataservers on loopback, every reader (library, HTTP origin) gets the
  * original bytes and size, incompressible types stay as sent, and a record
  * whose compressed bytes do not decode to the recorded original is served
- * from the other replica. */
+ * from the other replica (also, once verify has marked the copy corrupt, to
+ * clients that take zstd) until repair replaces it. */
 #include "base/crc16.h"
 #include "base/crc32c.h"
 #include "tests/integ/fixture.h"
+#include "tests/integ/json_check.h"
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -244,6 +246,8 @@ static double metric(int i, const char *name)
     return sum;
 }
 
+static void check_zstd_body(const struct resp *r, const void *want, size_t len);
+
 /* ---- tests ----------------------------------------------------------------- */
 
 Test(zstd, compressible_uploads_are_stored_compressed)
@@ -382,9 +386,15 @@ Test(zstd, undecodable_copy_is_served_from_the_other_replica)
     close(fd);
     free(data);
 
+    /* The damaged copy, asked alone, is refused as damaged. */
+    void *got_bad = NULL;
+    size_t got_bad_len = 0;
+    cr_assert_eq(imgstore_get_from(h, name, C->ds[ds].addr, &got_bad, &got_bad_len),
+                 IMGSTORE_ECORRUPT);
     /* Every reader still gets the original: the library (whichever replica
-     * it asks first) and the HTTP origin of the damaged server itself. */
-    for (int i = 0; i < 6; i++) {
+     * it asks first: a random one; 20 clients miss the damaged one first
+     * with odds of 1 in 2^20) and the HTTP origin of the damaged server itself. */
+    for (int i = 0; i < 20; i++) {
         imgstore_t *h2 = cluster_client(C);
         check_get(h2, name, s, len);
         imgstore_close(h2);
@@ -412,6 +422,51 @@ Test(zstd, undecodable_copy_is_served_from_the_other_replica)
     cr_assert(bad && atoi(bad + 15) == 1 && bad < strchr(mine, '}'), "%s", run.out);
     cr_assert(strstr(run.out, "\"bad_records\": 0"), "the other copy is intact: %s", run.out);
     cluster_run_free(&run);
+    /* Now marked corrupt, the damaged copy never sends its frame to a client
+     * that takes zstd: it decodes it first, finds it damaged and sends the
+     * other replica's (as stored). Every server, the damaged one first. */
+    for (int k = 0; k < C->nds; k++) {
+        int i = (ds + k) % C->nds;
+        get(C->ds[i].http_addr, path, "Accept-Encoding: zstd\r\n", &r);
+        cr_assert_eq(r.status, 200, "ds%d", i + 1);
+        check_zstd_body(&r, s, len);
+        resp_free(&r);
+    }
+    /* repair replaces the damaged copy; then every copy verifies clean and
+     * serves the original, decoded or as stored. */
+    int rrc = cluster_admin(C, 60000, &run, "--json", "repair", block, "--wait", NULL);
+    fprintf(stderr, "[zstd] repair %s --wait --json: %s", block, run.out);
+    cr_assert_eq(rrc, 0, "%s%s", run.out, run.err);
+    snprintf(want, sizeof(want), "\"addr\": \"%s\"", C->ds[ds].addr);
+    mine = strstr(run.out, want);
+    cr_assert(mine, "the damaged copy's server is listed: %s", run.out);
+    char action[32];
+    json_str(mine, "action", action, sizeof(action));
+    cr_assert_str_eq(action, "replace", "%s", run.out);
+    cr_assert(strstr(run.out, "\"healed\": true"), "%s", run.out);
+    cluster_run_free(&run);
+    vrc = cluster_admin(C, 30000, &run, "verify", block, NULL);
+    cr_assert_eq(vrc, 0, "every copy verifies after the repair: %s%s", run.out, run.err);
+    cluster_run_free(&run);
+    imgstore_t *h3 = cluster_client(C);
+    cr_assert_eq(imgstore_stat(h3, name, &st), 0);
+    cr_assert_eq(st.nreplicas, 2);
+    for (int k = 0; k < st.nreplicas; k++) {
+        int i = cluster_ds_index(C, st.replicas[k]);
+        cr_assert_geq(i, 0);
+        void *got = NULL;
+        size_t got_len = 0;
+        cr_assert_eq(imgstore_get_from(h3, name, C->ds[i].addr, &got, &got_len), 0, "ds%d", i + 1);
+        cr_assert(got_len == len && memcmp(got, s, len) == 0, "ds%d: other bytes", i + 1);
+        free(got);
+        get(C->ds[i].http_addr, path, "Accept-Encoding: zstd\r\n", &r);
+        cr_assert_eq(r.status, 200);
+        check_zstd_body(&r, s, len);
+        resp_free(&r);
+        read_record_head(name, k, rec, &st);
+        cr_assert(rec[2] & FLAG_ENCODED, "the new copy is stored compressed too");
+    }
+    imgstore_close(h3);
     /* The damaged server said so. */
     char lp[600];
     snprintf(lp, sizeof(lp), "%s", C->ds[ds].log);
@@ -495,6 +550,43 @@ static void check_zstd_body(const struct resp *r, const void *want, size_t len)
     cr_assert(!ZSTD_isError(n) && n == len && memcmp(out, want, len) == 0,
               "the frame decodes to the upload");
     free(out);
+}
+
+/* Runs curl with `args` (headers to dir/curl.head, body to dir/curl.body);
+ * returns the status code curl saw, *head and *body (read_file'd: free()). */
+static int curl(const char *args, const char *url, char **head, size_t *hl, char **body,
+                size_t *bl)
+{
+    char cmd[1200], hp[300], bp[300];
+    snprintf(hp, sizeof(hp), "%s/curl.head", C->dir);
+    snprintf(bp, sizeof(bp), "%s/curl.body", C->dir);
+    unlink(bp);
+    snprintf(cmd, sizeof(cmd), "curl -sS %s -D %s -o %s -w '%%{http_code}' http://%s", args, hp,
+             bp, url);
+    FILE *f = popen(cmd, "r");
+    cr_assert_not_null(f);
+    int code = 0;
+    if (fscanf(f, "%d", &code) != 1)
+        code = -1;
+    cr_assert_eq(pclose(f), 0, "%s", cmd);
+    void *v;
+    cr_assert_eq(cluster_read_file(hp, &v, hl), 0);
+    *head = v;
+    if (cluster_read_file(bp, &v, bl) != 0) {
+        v = NULL; /* no body written (HEAD, 304) */
+        *bl = 0;
+    }
+    *body = v;
+    return code;
+}
+
+/* The value of header `name` in curl's header file (as hdr()). */
+static const char *curl_hdr(const char *head, size_t hl, const char *name)
+{
+    struct resp r = {.head = strndup(head, hl)};
+    const char *v = hdr(&r, name);
+    free(r.head);
+    return v;
 }
 
 Test(zstd, http_delivery)
@@ -652,6 +744,54 @@ Test(zstd, http_delivery)
         cr_assert_eq(cluster_read_file(hp, &head, &hl), 0);
         cr_assert(memmem(head, hl, "Content-Encoding: zstd", 22), "curl got it compressed");
         free(head);
+
+        /* HEAD, 304 and Range with curl, per representation. */
+        char url[300], args[300], *hd, *bd;
+        size_t hdl, bdl;
+        snprintf(url, sizeof(url), "%s%s", a, path);
+        int code = curl("-I -H 'Accept-Encoding: zstd'", url, &hd, &hdl, &bd, &bdl);
+        cr_assert_eq(code, 200, "curl -I");
+        cr_assert_str_eq(curl_hdr(hd, hdl, "Content-Encoding"), "zstd");
+        cr_assert_str_eq(curl_hdr(hd, hdl, "ETag"), tag_z);
+        cr_assert_str_eq(curl_hdr(hd, hdl, "Vary"), "Accept-Encoding");
+        cr_assert_eq(strtoull(curl_hdr(hd, hdl, "Content-Length"), NULL, 10), zlen);
+        free(hd);
+        free(bd);
+        code = curl("-I", url, &hd, &hdl, &bd, &bdl);
+        cr_assert_eq(code, 200);
+        cr_assert_null(curl_hdr(hd, hdl, "Content-Encoding"));
+        cr_assert_str_eq(curl_hdr(hd, hdl, "ETag"), tag_id);
+        cr_assert_eq(strtoull(curl_hdr(hd, hdl, "Content-Length"), NULL, 10), len);
+        free(hd);
+        free(bd);
+        snprintf(args, sizeof(args), "-H 'Accept-Encoding: zstd' -H 'If-None-Match: %s'", tag_z);
+        code = curl(args, url, &hd, &hdl, &bd, &bdl);
+        cr_assert_eq(code, 304, "curl: the zstd tag with zstd");
+        cr_assert_str_eq(curl_hdr(hd, hdl, "ETag"), tag_z);
+        cr_assert_eq(bdl, 0);
+        free(hd);
+        free(bd);
+        snprintf(args, sizeof(args), "-H 'If-None-Match: %s'", tag_z);
+        code = curl(args, url, &hd, &hdl, &bd, &bdl);
+        cr_assert_eq(code, 200, "curl: the zstd tag without zstd");
+        cr_assert(bdl == len && memcmp(bd, s, len) == 0);
+        free(hd);
+        free(bd);
+        code = curl("-r 0-99 -H 'Accept-Encoding: zstd'", url, &hd, &hdl, &bd, &bdl);
+        cr_assert_eq(code, 206, "curl -r with zstd");
+        snprintf(want_cr, sizeof(want_cr), "bytes 0-99/%zu", zlen);
+        cr_assert_str_eq(curl_hdr(hd, hdl, "Content-Range"), want_cr);
+        cr_assert_str_eq(curl_hdr(hd, hdl, "Content-Encoding"), "zstd");
+        cr_assert(bdl == 100 && memcmp(bd, "\x28\xB5\x2F\xFD", 4) == 0, "the frame's start");
+        free(hd);
+        free(bd);
+        code = curl("-r 0-99", url, &hd, &hdl, &bd, &bdl);
+        cr_assert_eq(code, 206, "curl -r identity");
+        snprintf(want_cr, sizeof(want_cr), "bytes 0-99/%zu", len);
+        cr_assert_str_eq(curl_hdr(hd, hdl, "Content-Range"), want_cr);
+        cr_assert(bdl == 100 && memcmp(bd, s, 100) == 0, "the upload's first 100 bytes");
+        free(hd);
+        free(bd);
     } else {
         cr_log_warn("curl without zstd: the curl check is skipped");
     }
@@ -736,6 +876,56 @@ Test(zstd, through_caching_proxy)
     get(listen, path, extra, &r);
     cr_assert_eq(r.status, 304, "the cache matches the zstd tag");
     resp_free(&r);
+    /* Vary, HEAD and Range of each cached variant, from the cache. */
+    get(listen, path, zae, &r);
+    size_t zlen = r.body_len;
+    cr_assert_str_eq(hdr(&r, "Vary"), "Accept-Encoding", "the cache passes Vary on");
+    struct resp full = r;
+    char req[512];
+    int n = snprintf(req, sizeof(req), "HEAD %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n%s"
+                     "\r\n", path, zae);
+    cr_assert_eq(http(listen, req, (size_t)n, &r), 0);
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(r.body_len, 0, "HEAD: no body");
+    cr_assert_str_eq(hdr(&r, "Content-Encoding"), "zstd");
+    cr_assert_str_eq(hdr(&r, "ETag"), tag_z);
+    cr_assert_str_eq(hdr(&r, "Vary"), "Accept-Encoding");
+    resp_free(&r);
+    snprintf(extra, sizeof(extra), "%sRange: bytes=0-99\r\n", zae);
+    get(listen, path, extra, &r);
+    cr_assert_eq(r.status, 206, "a range of the zstd variant");
+    char want_cr[64];
+    snprintf(want_cr, sizeof(want_cr), "bytes 0-99/%zu", zlen);
+    cr_assert_str_eq(hdr(&r, "Content-Range"), want_cr);
+    cr_assert_str_eq(hdr(&r, "Content-Encoding"), "zstd");
+    cr_assert(r.body_len == 100 && memcmp(r.body, full.body, 100) == 0);
+    resp_free(&r);
+    resp_free(&full);
+    get(listen, path, "Range: bytes=0-99\r\n", &r);
+    cr_assert_eq(r.status, 206, "a range of the identity variant");
+    snprintf(want_cr, sizeof(want_cr), "bytes 0-99/%zu", len);
+    cr_assert_str_eq(hdr(&r, "Content-Range"), want_cr);
+    cr_assert_null(hdr(&r, "Content-Encoding"));
+    cr_assert(r.body_len == 100 && memcmp(r.body, s, 100) == 0);
+    resp_free(&r);
+    /* A file stored as sent: one variant, no Vary, through the cache too. */
+    size_t jl = 20000;
+    uint8_t *jpeg = malloc(jl);
+    memset(jpeg, 0x22, jl);
+    memcpy(jpeg, "\xFF\xD8\xFF\xE0", 4);
+    char jn[IMGSTORE_NAME_MAX], jp[IMGSTORE_NAME_MAX + 2];
+    cr_assert_eq(imgstore_put(h, jpeg, jl, "image/jpeg", jn), 0);
+    snprintf(jp, sizeof(jp), "/%s", jn);
+    get(listen, jp, zae, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert(r.body_len == jl && memcmp(r.body, jpeg, jl) == 0);
+    cr_assert_null(hdr(&r, "Content-Encoding"));
+    cr_assert_null(hdr(&r, "Vary"), "only compressed files vary");
+    resp_free(&r);
+    get(listen, jp, NULL, &r);
+    cr_assert_str_eq(hdr(&r, "X-Cache"), "HIT", "one variant for every Accept-Encoding");
+    resp_free(&r);
+    free(jpeg);
     /* Past the TTL: the cache revalidates each variant with its own tag,
      * and the origin answers 304 for the representation it would send. */
     usleep(1600 * 1000);
@@ -849,6 +1039,89 @@ Test(zstd_copy, repair_sends_compressed_chunks)
         if (in_block[i]) {
             cr_assert_eq(imgstore_get_from(h, names[i], C->ds[target].addr, &got, &got_len), 0,
                          "file %d from the new copy", i);
+            cr_assert(got_len == lens[i] && memcmp(got, data[i], lens[i]) == 0, "file %d", i);
+            free(got);
+        }
+        free(data[i]);
+    }
+    imgstore_close(h);
+    C->passed = 1;
+}
+
+/* Copy bytes (form "wire" or "raw") every dataserver of the cluster sent
+ * (sent != 0) or received, summed. */
+static double copy_total(int sent, const char *form)
+{
+    char m[96];
+    snprintf(m, sizeof(m), "imgstore_ds_copy_%s_bytes_total{form=\"%s\"}",
+             sent ? "sent" : "received", form);
+    double v = 0;
+    for (int i = 0; i < C->nds; i++)
+        v += metric(i, m);
+    return v;
+}
+
+/* A drain moves blocks with the same copies as a repair: compressed chunks. */
+Test(zstd_copy, drain_sends_compressed_chunks)
+{
+    imgstore_t *h = cluster_client(C);
+    cr_assert_not_null(h);
+    enum { N = 40 };
+    static char names[N][IMGSTORE_NAME_MAX];
+    static char *data[N];
+    size_t lens[N];
+    for (int i = 0; i < N; i++) {
+        data[i] = svg(16000, 300 + (unsigned)i);
+        lens[i] = strlen(data[i]);
+        cr_assert_eq(imgstore_put(h, data[i], lens[i], "image/svg+xml", names[i]), 0);
+    }
+    struct imgstore_stat st;
+    cr_assert_eq(imgstore_stat(h, names[0], &st), 0);
+    int victim = cluster_ds_index(C, st.replicas[0]);
+    cr_assert_geq(victim, 0);
+    imgstore_close(h);
+    double w0 = copy_total(0, "wire"), r0 = copy_total(0, "raw");
+    /* Its server id, from `ds-admin --json servers` (each object: id, then address). */
+    struct cluster_run run;
+    cr_assert_eq(cluster_admin(C, 30000, &run, "--json", "servers", NULL), 0, "%s", run.err);
+    char want[128], id[128] = "";
+    snprintf(want, sizeof(want), "\"address\": \"%s\"", C->ds[victim].addr);
+    const char *at = strstr(run.out, want);
+    cr_assert(at, "%s", run.out);
+    const char *obj = at;
+    while (obj > run.out && *obj != '{')
+        obj--;
+    json_str(obj, "id", id, sizeof(id));
+    cr_assert(id[0], "%s", run.out);
+    cluster_run_free(&run);
+    int rc = cluster_admin(C, 90000, &run, "drain", id, "--wait", NULL);
+    cr_assert_eq(rc, 0, "drain --wait: %s%s", run.out, run.err);
+    cluster_run_free(&run);
+    double wire = 0, raw = 0;
+    for (int t = 0; t < 100; t++) {
+        wire = copy_total(0, "wire") - w0;
+        raw = copy_total(0, "raw") - r0;
+        if (copy_total(1, "wire") - w0 == wire && copy_total(1, "raw") - r0 == raw)
+            break;
+        usleep(100 * 1000);
+    }
+    fprintf(stderr, "[zstd_copy] drain of ds%d: %.0f bytes on the wire for %.0f block bytes "
+                    "copied (%.1f %%)\n",
+            victim + 1, wire, raw, raw > 0 ? 100 * wire / raw : 0);
+    cr_assert_geq(raw, (double)lens[0], "the drained server's blocks were copied");
+    cr_assert_lt(wire, raw / 2, "the chunks went compressed");
+    cr_assert_eq(copy_total(1, "wire") - w0, wire, "what the sources sent the targets got");
+    /* Every file from every holder, none on the drained server. */
+    h = cluster_client(C);
+    for (int i = 0; i < N; i++) {
+        struct imgstore_stat s2;
+        cr_assert_eq(imgstore_stat(h, names[i], &s2), 0);
+        for (int k = 0; k < s2.nreplicas; k++) {
+            int d = cluster_ds_index(C, s2.replicas[k]);
+            cr_assert(d >= 0 && d != victim, "file %d still on the drained server", i);
+            void *got = NULL;
+            size_t got_len = 0;
+            cr_assert_eq(imgstore_get_from(h, names[i], C->ds[d].addr, &got, &got_len), 0);
             cr_assert(got_len == lens[i] && memcmp(got, data[i], lens[i]) == 0, "file %d", i);
             free(got);
         }

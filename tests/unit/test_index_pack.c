@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #define TEST_ID UINT64_C(0x00000000000000cd)
 #define TEST_SIZE (8u << 20)
@@ -292,20 +293,51 @@ Test(index_pack, version_1_still_read_then_rewritten)
     block_close(b);
 }
 
-/* Rewrites the version 2 copy's checks after a change, as a forger would. */
+/* Rewrites the version 2 copy's checks after a change, as a forger would
+ * (z with a plain payload). */
 static void reseal_v2(uint8_t *z, size_t len)
 {
     le_put32(z + 68, crc32c(0, z + INDEX_PACK2_HEADER_SIZE, len - INDEX_PACK2_HEADER_SIZE));
     le_put32(z + 76, crc32c(0, z, 76));
 }
 
+/* The payload length a version 2 header announces (groups, bit fields). */
+static size_t v2_payload_len(const uint8_t *z)
+{
+    return ((size_t)le_get32(z + 28) / INDEX_GROUP + 1) * 24 + le_get32(z + 44);
+}
+
+/* A version 2 copy z[*len] with its payload as it is (decoded when stored
+ * as a zstd frame), checks resealed; malloc'd, *len updated. */
+static uint8_t *v2_plain(const uint8_t *z, size_t *len)
+{
+    size_t plen = v2_payload_len(z);
+    uint8_t *out = malloc(INDEX_PACK2_HEADER_SIZE + plen);
+    cr_assert(out);
+    memcpy(out, z, INDEX_PACK2_HEADER_SIZE);
+    if (le_get32(z + 72) == 0) {
+        cr_assert_eq(*len, INDEX_PACK2_HEADER_SIZE + plen);
+        memcpy(out + INDEX_PACK2_HEADER_SIZE, z + INDEX_PACK2_HEADER_SIZE, plen);
+    } else {
+        size_t n = ZSTD_decompress(out + INDEX_PACK2_HEADER_SIZE, plen,
+                                   z + INDEX_PACK2_HEADER_SIZE, *len - INDEX_PACK2_HEADER_SIZE);
+        cr_assert(!ZSTD_isError(n) && n == plen);
+    }
+    le_put32(out + 72, 0);
+    *len = INDEX_PACK2_HEADER_SIZE + plen;
+    reseal_v2(out, *len);
+    return out;
+}
+
 Test(index_pack, version_2_forged_structure_is_refused)
 {
     make_sealed(NFILES, 0);
     block_close(open_ok());
-    size_t len;
-    uint8_t *orig = read_file(".idz", &len);
+    size_t olen, len;
+    uint8_t *orig = read_file(".idz", &olen);
     cr_assert_eq(memcmp(orig, INDEX_PACK2_MAGIC, 8), 0);
+    len = olen;
+    uint8_t *plain = v2_plain(orig, &len); /* the structure checks, not the frame's */
     uint32_t npacked = le_get32(orig + 28);
     size_t groups = INDEX_PACK2_HEADER_SIZE, last = groups + (size_t)(npacked / INDEX_GROUP) * 24;
     struct {
@@ -326,14 +358,14 @@ Test(index_pack, version_2_forged_structure_is_refused)
         {32, npacked, 4, "max_seq past the packed seqs"},
         {36, npacked, 4, "more live files than seqs"},
         {40, 1, 4, "next seq below max_seq"},
-        {72, 1, 4, "reserved header bytes"},
+        {72, 1, 4, "a frame length with a plain payload"},
         {56, 0, 4, "a last entry of seq 0"},
         {64, NEEDLE_MAX_DATA + 1, 4, "a last entry too large"},
     };
     for (size_t i = 0; i < sizeof(forge) / sizeof(forge[0]); i++) {
         uint8_t *z = malloc(len);
         cr_assert(z);
-        memcpy(z, orig, len);
+        memcpy(z, plain, len);
         if (forge[i].width == 1)
             z[forge[i].at] = (uint8_t)forge[i].v;
         else
@@ -347,10 +379,36 @@ Test(index_pack, version_2_forged_structure_is_refused)
         size_t now_len;
         uint8_t *now = read_file(".idz", &now_len);
         /* refused: removed and written again from the index file */
-        cr_assert(now_len == len && memcmp(now, orig, len) == 0, "%s: not rewritten",
+        cr_assert(now_len == olen && memcmp(now, orig, olen) == 0, "%s: not rewritten",
                   forge[i].what);
         free(now);
     }
+    /* The same forgery inside a frame that decodes well is refused too. */
+    uint8_t *z = malloc(len);
+    cr_assert(z);
+    memcpy(z, plain, len);
+    z[INDEX_PACK2_HEADER_SIZE + 12] = 40; /* an offset field wider than 32 bits */
+    reseal_v2(z, len);
+    size_t cap = ZSTD_compressBound(len);
+    uint8_t *fz = malloc(INDEX_PACK2_HEADER_SIZE + cap);
+    cr_assert(fz);
+    memcpy(fz, z, INDEX_PACK2_HEADER_SIZE);
+    size_t fl = ZSTD_compress(fz + INDEX_PACK2_HEADER_SIZE, cap, z + INDEX_PACK2_HEADER_SIZE,
+                              len - INDEX_PACK2_HEADER_SIZE, 3);
+    cr_assert(!ZSTD_isError(fl));
+    le_put32(fz + 72, (uint32_t)fl);
+    le_put32(fz + 76, crc32c(0, fz, 76));
+    write_file(".idz", fz, INDEX_PACK2_HEADER_SIZE + fl);
+    free(fz);
+    free(z);
+    struct block *b = open_ok();
+    check_all(b, NFILES, 0);
+    block_close(b);
+    size_t now_len;
+    uint8_t *now = read_file(".idz", &now_len);
+    cr_assert(now_len == olen && memcmp(now, orig, olen) == 0, "forged frame: not rewritten");
+    free(now);
+    free(plain);
     free(orig);
 }
 
@@ -422,7 +480,9 @@ Test(index_pack, version_2_random_forgeries_stay_inside_the_block)
     make_sealed(NFILES, 0);
     block_close(open_ok());
     size_t len, blen;
-    uint8_t *orig = read_file(".idz", &len);
+    uint8_t *stored = read_file(".idz", &len);
+    uint8_t *orig = v2_plain(stored, &len); /* forged as it is decoded */
+    free(stored);
     free(read_file(".blk", &blen));
     uint64_t x = 0x9e3779b97f4a7c15ull;
     for (int round = 0; round < 200; round++) {
@@ -451,4 +511,85 @@ Test(index_pack, version_2_random_forgeries_stay_inside_the_block)
         block_close(b);
     }
     free(orig);
+}
+
+/* A sealed block of n files of pseudo-random sizes 1..16 KiB (seed), closed:
+ * bit fields with no pattern for zstd to find. */
+static void make_sealed_random(uint32_t n, uint64_t seed)
+{
+    struct block *b = NULL;
+    struct block_replica r[1] = {{"0123456789abcdef0123456789abcdef", "127.0.0.1:7001",
+                                  "127.0.0.1:8001"}};
+    cr_assert_eq(block_create(dir, 0, TEST_ID, 64u << 20, 1, r, 1, &b), 0);
+    static uint8_t data[16 << 10];
+    for (uint32_t s = 1; s <= n; s++) {
+        seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+        engine_append(b, s, COOKIE(s), 1, data, 1 + (uint32_t)(seed % sizeof(data)));
+    }
+    cr_assert_eq(block_seal(b), 0);
+    block_close(b);
+}
+
+Test(index_pack, version_2_payload_stored_as_zstd_when_it_pays)
+{
+    /* Regular sizes: the payload goes as one zstd frame, read back whole. */
+    make_sealed(NFILES, 0);
+    block_close(open_ok());
+    size_t len;
+    uint8_t *z = read_file(".idz", &len);
+    size_t plen = v2_payload_len(z);
+    fprintf(stderr, "[index_pack] regular sizes: payload %zu bytes, stored %zu\n", plen,
+            len - INDEX_PACK2_HEADER_SIZE);
+    cr_assert_neq(le_get32(z + 72), 0, "stored as a frame");
+    cr_assert_eq(le_get32(z + 72), len - INDEX_PACK2_HEADER_SIZE);
+    cr_assert_lt(len - INDEX_PACK2_HEADER_SIZE, plen * 9 / 10, "saves 10 %% at least");
+    struct block *b = open_ok();
+    cr_assert_eq(b->packed_entries, NFILES, "the frame is believed");
+    check_all(b, NFILES, 0);
+    block_close(b);
+    /* A frame announcing another size, or cut short: refused, rewritten. */
+    uint8_t *f = malloc(len);
+    cr_assert(f);
+    memcpy(f, z, len);
+    le_put32(f + 44, le_get32(f + 44) + 8); /* bits_len: the frame holds 8 bytes fewer */
+    le_put32(f + 76, crc32c(0, f, 76));
+    write_file(".idz", f, len);
+    b = open_ok();
+    check_all(b, NFILES, 0);
+    block_close(b);
+    size_t now_len;
+    uint8_t *now = read_file(".idz", &now_len);
+    cr_assert(now_len == len && memcmp(now, z, len) == 0, "other size: not rewritten");
+    free(now);
+    le_put32(f + 44, le_get32(z + 44));
+    le_put32(f + 72, (uint32_t)(len - INDEX_PACK2_HEADER_SIZE - 5));
+    le_put32(f + 76, crc32c(0, f, 76));
+    write_file(".idz", f, len - 5);
+    b = open_ok();
+    check_all(b, NFILES, 0);
+    block_close(b);
+    now = read_file(".idz", &now_len);
+    cr_assert(now_len == len && memcmp(now, z, len) == 0, "cut frame: not rewritten");
+    free(now);
+    free(f);
+    free(z);
+    char p[256];
+    const char *sfx[] = {".blk", ".idx", ".meta", ".idz"};
+    for (int i = 0; i < 4; i++) {
+        path(sfx[i], p, sizeof(p));
+        cr_assert_eq(unlink(p), 0);
+    }
+
+    /* Random sizes: zstd would not save 10 %, the payload stays as it is. */
+    make_sealed_random(1500, 0x1234567);
+    block_close(open_ok());
+    z = read_file(".idz", &len);
+    fprintf(stderr, "[index_pack] random sizes: payload %zu bytes, stored %zu\n",
+            v2_payload_len(z), len - INDEX_PACK2_HEADER_SIZE);
+    cr_assert_eq(le_get32(z + 72), 0, "a plain payload");
+    cr_assert_eq(len, INDEX_PACK2_HEADER_SIZE + v2_payload_len(z));
+    free(z);
+    b = open_ok();
+    cr_assert_eq(b->packed_entries, 1500);
+    block_close(b);
 }
