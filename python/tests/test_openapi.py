@@ -279,6 +279,9 @@ def test_upload_refused(origin):
             assert st == 503 and hd["retry-after"] == "1"
         finally:
             slow.close()
+        # An empty body: nothing to store (after the key was accepted).
+        st, _, b = origin.call(m, "/", origin.auth(), b"")
+        assert st == 400 and b == b"empty body: nothing to store\n"
         # Uploads off: a server started --insecure without an upload token.
         st, _, _ = origin.call(m, "/", origin.auth(), b"x", addr=origin.lone)
         assert st == 403
