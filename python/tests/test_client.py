@@ -472,3 +472,46 @@ def test_nameserver_list(cluster):
                          key_file=cluster.writer_key) as c:
         name = c.put(b"\x89PNG\r\n\x1a\n" + b"list" * 100)
         assert c.get(name) == b"\x89PNG\r\n\x1a\n" + b"list" * 100
+
+
+def test_gil_released_during_calls():
+    """8 threads share one client whose nameserver accepts connections but
+    never answers, so each call sits in C until its 2 s deadline. With the
+    GIL released around the C calls they wait in parallel (about 2 s in all,
+    not 16) and this thread keeps running Python meanwhile (no pause as long
+    as a call). A binding that held the GIL (ctypes.PyDLL) fails both."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)  # the kernel completes the handshakes; nobody reads
+    addr = "127.0.0.1:%d" % silent.getsockname()[1]
+    results = []
+    try:
+        with imgstore.Client(addr, timeout=2, io_timeout=2) as c:
+            def call():
+                t = time.monotonic()
+                try:
+                    c.get(name_encode(1, 1, 1))
+                    results.append(("returned", 0.0))
+                except imgstore.Unavailable as e:
+                    results.append((type(e).__name__, time.monotonic() - t))
+
+            threads = [threading.Thread(target=call) for _ in range(8)]
+            t0 = time.monotonic()
+            for th in threads:
+                th.start()
+            last, gap = time.monotonic(), 0.0
+            while any(th.is_alive() for th in threads) and time.monotonic() - t0 < 60:
+                time.sleep(0.002)  # gives the GIL up and takes it back
+                now = time.monotonic()
+                gap, last = max(gap, now - last), now
+            for th in threads:
+                th.join(10)
+            total = time.monotonic() - t0
+    finally:
+        silent.close()
+    assert len(results) == 8 and all(r[0] != "returned" for r in results), results
+    assert min(r[1] for r in results) >= 1.5, results  # each call did wait in C
+    assert total < 8.0, (total, results)  # in parallel: not 8 x 2 s
+    assert gap < 1.0, gap  # this thread was never held up for a whole call
