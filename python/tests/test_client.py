@@ -515,3 +515,75 @@ def test_gil_released_during_calls():
     assert min(r[1] for r in results) >= 1.5, results  # each call did wait in C
     assert total < 8.0, (total, results)  # in parallel: not 8 x 2 s
     assert gap < 1.0, gap  # this thread was never held up for a whole call
+
+
+def _wait_for(check, seconds=10.0):
+    """Calls check() until it returns True (servers re-read the keys file
+    every second); returns its last result."""
+    end = time.monotonic() + seconds
+    while True:
+        ok = check()
+        if ok or time.monotonic() > end:
+            return ok
+        time.sleep(0.2)
+
+
+def test_key_roles_and_revocation(cluster, reader, tmp_path):
+    """Keys for writes: roles nest (operator and member keys may upload and
+    delete too), a client key file may hold the keys file's `ROLE NAME
+    SECRET` line, and a writer key removed from the servers' keys file is
+    refused (Unauthorized) on the same client's pooled connections, while
+    its reads go on."""
+    from cluster import _write_secret
+
+    for role, name in (("operator", "ops"), ("member", "member1")):
+        kf = tmp_path / ("%s.key" % role)
+        _write_secret(str(kf), "%s %s %s\n" % (role, name, cluster.secrets[name]))
+        with imgstore.Client(cluster.ns_addr, timeout=10, key_file=kf) as c:
+            n = c.put(b"written with a %s key" % role.encode())
+            assert reader.get(n) == b"written with a %s key" % role.encode()
+            assert c.delete(n) is True
+
+    original = open(cluster.keys).read()
+    secret = "cd" * 32
+    kf = tmp_path / "app2.key"
+    _write_secret(str(kf), "app2 %s\n" % secret)
+
+    def rewrite(text):
+        tmp = cluster.keys + ".new"
+        _write_secret(tmp, text)
+        os.replace(tmp, cluster.keys)
+
+    try:
+        rewrite(original + "writer app2 %s\n" % secret)
+        with imgstore.Client(cluster.ns_addr, timeout=3, key_file=kf) as c:
+            def accepted():
+                try:
+                    return c.put(b"app2 was added")
+                except imgstore.Unauthorized:
+                    return None
+
+            name = _wait_for(accepted)
+            assert name, "the added key was never accepted"
+            assert c.get(c.put(b"pooled")) == b"pooled"  # connections now in the pool
+            rewrite(original)  # app2 revoked
+
+            def refused():
+                try:
+                    c.put(b"after the revocation")
+                    return False
+                except imgstore.Unauthorized as e:
+                    assert e.code == errors.EAUTH
+                    return True
+
+            assert _wait_for(refused), "the revoked key still uploads"
+            with pytest.raises(imgstore.Unauthorized):
+                c.delete(name)
+            assert c.get(name) == b"app2 was added"  # reads need no key
+        with imgstore.Client(cluster.ns_addr, timeout=3, key_file=kf) as c2:
+            with pytest.raises(imgstore.Unauthorized):
+                c2.put(b"a new client with the revoked key")
+    finally:
+        rewrite(original)
+    with imgstore.Client(cluster.ns_addr, timeout=10, key_file=cluster.writer_key) as w:
+        assert w.get(w.put(b"app unaffected")) == b"app unaffected"
