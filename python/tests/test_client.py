@@ -627,3 +627,46 @@ def test_public_api_documented_and_typed():
             if sig.return_annotation is inspect.Signature.empty:
                 missing.append(what + " (return annotation)")
     assert missing == [], missing
+
+
+def test_protocol_error_from_a_hostile_server():
+    """A "nameserver" that answers every connection with bytes that are no
+    frame (an HTTP answer and junk): the calls fail at once with
+    ProtocolError (IMGSTORE_EPROTO), not at the deadline, and no crash."""
+    import socket
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    addr = "127.0.0.1:%d" % srv.getsockname()[1]
+
+    def serve():
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return  # closed: the test is over
+            try:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\n\r\n" + b"\xff" * 100)
+            except OSError:
+                pass
+            conn.close()
+
+    th = threading.Thread(target=serve, daemon=True)
+    th.start()
+    try:
+        with imgstore.Client(addr, timeout=5) as c:
+            for call in (c.get, c.stat, c.open):
+                t = time.monotonic()
+                with pytest.raises(imgstore.ProtocolError) as e:
+                    call(name_encode(1, 1, 1))
+                assert e.value.code == errors.EPROTO
+                assert time.monotonic() - t < 2.5  # refused at once, not at the 5 s deadline
+    finally:
+        try:
+            srv.shutdown(socket.SHUT_RDWR)  # wakes the accept() of serve
+        except OSError:
+            pass
+        srv.close()
+        th.join(5)
