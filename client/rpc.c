@@ -504,7 +504,14 @@ int rpc_call(struct rpc_pool *p, const char *addr, unsigned type, const Protobuf
         reused = 0;
     }
     free(buf);
-    pool_put(p, c);
+    /* A connection whose handshake was refused stays unauthenticated; once
+     * a write on it is refused for that, it is dropped rather than pooled,
+     * so the next write handshakes afresh (the key may have been added to
+     * the servers' keys file since: they re-read it every second). */
+    if (c->authed == -1 && out->status == IMG_EAUTH)
+        conn_free(c);
+    else
+        pool_put(p, c);
     return 0;
 err:
     free(buf);

@@ -17,7 +17,9 @@
  * read-only views never pay); the connection stays authenticated in the
  * pool. A server that refuses the key answers the request with its error
  * (IMG_EAUTH, IMG_EPERM); a server that cannot prove the key fails the call
- * with IMG_EAUTH.
+ * with IMG_EAUTH. A connection whose request was refused with IMG_EAUTH
+ * after a refused handshake is closed, not pooled, so a key added to the
+ * servers' keys file later is accepted without a new handle.
  *
  * Every response is hostile input: the header is validated (frame_decode),
  * the type must be the request's type with FRAME_RESPONSE set, the request

@@ -77,18 +77,24 @@ class ImageFile(io.RawIOBase):
         return len(self._data)
 
     def readable(self) -> bool:
+        """True: the file can be read."""
         return True
 
     def seekable(self) -> bool:
+        """True: any position can be sought (the bytes are in memory)."""
         return True
 
     def writable(self) -> bool:
+        """False: stored files never change."""
         return False
 
     def write(self, b: Any) -> int:
+        """Raises :class:`io.UnsupportedOperation`: the file is read-only."""
         raise io.UnsupportedOperation("write: an imgstore file is read-only")
 
     def readinto(self, b: Any) -> int:
+        """Copies up to ``len(b)`` bytes from the position into the writable
+        buffer ``b``; returns how many (0 at the end)."""
         self._checkClosed()
         n = min(len(b), max(0, len(self._data) - self._pos))
         if n <= 0:
@@ -98,12 +104,16 @@ class ImageFile(io.RawIOBase):
         return n
 
     def readall(self) -> bytes:
+        """The bytes from the position to the end (the position moves there)."""
         self._checkClosed()
         out = bytes(self._data[self._pos:])
         self._pos = len(self._data)
         return out
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Moves the position (``whence``: :data:`io.SEEK_SET`, ``SEEK_CUR``,
+        ``SEEK_END``; past the end is allowed, reads there return nothing);
+        returns the new position. A negative position raises ValueError."""
         self._checkClosed()
         if whence == io.SEEK_SET:
             pos = offset
@@ -119,10 +129,12 @@ class ImageFile(io.RawIOBase):
         return pos
 
     def tell(self) -> int:
+        """The position in bytes from the start."""
         self._checkClosed()
         return self._pos
 
     def close(self) -> None:
+        """Releases the bytes; later reads raise ValueError. Idempotent."""
         if not self.closed:
             self._data.release()
         super().close()

@@ -3,6 +3,7 @@
 on one client, close() under load, and a dataserver killed mid-run."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import re
@@ -33,6 +34,7 @@ def test_round_trip_every_size(client, reader, size):
     assert reader.get(name) == data
     assert reader.get(name + ".jpg") == data  # the extension is only a hint
     st = reader.stat(name)
+    assert dataclasses.is_dataclass(st) and isinstance(st, imgstore.Stat)
     assert st.size == size
     assert st.crc32c == crc32c(data)
     assert st.etag == '"%08x-%x"' % (crc32c(data), size)
@@ -472,3 +474,199 @@ def test_nameserver_list(cluster):
                          key_file=cluster.writer_key) as c:
         name = c.put(b"\x89PNG\r\n\x1a\n" + b"list" * 100)
         assert c.get(name) == b"\x89PNG\r\n\x1a\n" + b"list" * 100
+
+
+def test_gil_released_during_calls():
+    """8 threads share one client whose nameserver accepts connections but
+    never answers, so each call sits in C until its 2 s deadline. With the
+    GIL released around the C calls they wait in parallel (about 2 s in all,
+    not 16) and this thread keeps running Python meanwhile (no pause as long
+    as a call). A binding that held the GIL (ctypes.PyDLL) fails both."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)  # the kernel completes the handshakes; nobody reads
+    addr = "127.0.0.1:%d" % silent.getsockname()[1]
+    results = []
+    try:
+        with imgstore.Client(addr, timeout=2, io_timeout=2) as c:
+            def call():
+                t = time.monotonic()
+                try:
+                    c.get(name_encode(1, 1, 1))
+                    results.append(("returned", 0.0))
+                except imgstore.Unavailable as e:
+                    results.append((type(e).__name__, time.monotonic() - t))
+
+            threads = [threading.Thread(target=call) for _ in range(8)]
+            t0 = time.monotonic()
+            for th in threads:
+                th.start()
+            last, gap = time.monotonic(), 0.0
+            while any(th.is_alive() for th in threads) and time.monotonic() - t0 < 60:
+                time.sleep(0.002)  # gives the GIL up and takes it back
+                now = time.monotonic()
+                gap, last = max(gap, now - last), now
+            for th in threads:
+                th.join(10)
+            total = time.monotonic() - t0
+    finally:
+        silent.close()
+    # Each call ended at its deadline: Timeout (IMGSTORE_ETIMEDOUT), an Unavailable.
+    assert len(results) == 8 and all(r[0] == "Timeout" for r in results), results
+    assert min(r[1] for r in results) >= 1.5, results  # each call did wait in C
+    assert total < 8.0, (total, results)  # in parallel: not 8 x 2 s
+    assert gap < 1.0, gap  # this thread was never held up for a whole call
+
+
+def _wait_for(check, seconds=10.0):
+    """Calls check() until it returns True (servers re-read the keys file
+    every second); returns its last result."""
+    end = time.monotonic() + seconds
+    while True:
+        ok = check()
+        if ok or time.monotonic() > end:
+            return ok
+        time.sleep(0.2)
+
+
+def test_key_roles_and_revocation(cluster, reader, tmp_path):
+    """Keys for writes: roles nest (operator and member keys may upload and
+    delete too), a client key file may hold the keys file's `ROLE NAME
+    SECRET` line, and a writer key removed from the servers' keys file is
+    refused (Unauthorized) on the same client's pooled connections, while
+    its reads go on."""
+    from cluster import _write_secret
+
+    for role, name in (("operator", "ops"), ("member", "member1")):
+        kf = tmp_path / ("%s.key" % role)
+        _write_secret(str(kf), "%s %s %s\n" % (role, name, cluster.secrets[name]))
+        with imgstore.Client(cluster.ns_addr, timeout=10, key_file=kf) as c:
+            n = c.put(b"written with a %s key" % role.encode())
+            assert reader.get(n) == b"written with a %s key" % role.encode()
+            assert c.delete(n) is True
+
+    original = open(cluster.keys).read()
+    secret = "cd" * 32
+    kf = tmp_path / "app2.key"
+    _write_secret(str(kf), "app2 %s\n" % secret)
+
+    def rewrite(text):
+        tmp = cluster.keys + ".new"
+        _write_secret(tmp, text)
+        os.replace(tmp, cluster.keys)
+
+    try:
+        rewrite(original + "writer app2 %s\n" % secret)
+        with imgstore.Client(cluster.ns_addr, timeout=3, key_file=kf) as c:
+            def accepted():
+                try:
+                    return c.put(b"app2 was added")
+                except imgstore.Unauthorized:
+                    return None
+
+            name = _wait_for(accepted)
+            assert name, "the added key was never accepted"
+            assert c.get(c.put(b"pooled")) == b"pooled"  # connections now in the pool
+            rewrite(original)  # app2 revoked
+
+            def refused():
+                try:
+                    c.put(b"after the revocation")
+                    return False
+                except imgstore.Unauthorized as e:
+                    assert e.code == errors.EAUTH
+                    return True
+
+            assert _wait_for(refused), "the revoked key still uploads"
+            with pytest.raises(imgstore.Unauthorized):
+                c.delete(name)
+            assert c.get(name) == b"app2 was added"  # reads need no key
+        with imgstore.Client(cluster.ns_addr, timeout=3, key_file=kf) as c2:
+            with pytest.raises(imgstore.Unauthorized):
+                c2.put(b"a new client with the revoked key")
+    finally:
+        rewrite(original)
+    with imgstore.Client(cluster.ns_addr, timeout=10, key_file=cluster.writer_key) as w:
+        assert w.get(w.put(b"app unaffected")) == b"app unaffected"
+
+
+def test_public_api_documented_and_typed():
+    """Every public name of the package has a docstring; every public
+    function and method (also properties) has one and annotates each
+    parameter and its return type (mypy --strict in make test-python checks
+    that the annotations are right)."""
+    import inspect
+
+    missing = []
+    for name in imgstore.__all__:
+        obj = getattr(imgstore, name)
+        if isinstance(obj, (int, str)):
+            continue
+        if not (obj.__doc__ or "").strip():
+            missing.append(name)
+        members = []
+        if inspect.isclass(obj) and obj.__module__.startswith("imgstore"):
+            for k, v in vars(obj).items():
+                if k.startswith("_") and k != "__init__":
+                    continue
+                members.append(("%s.%s" % (name, k), v))
+        elif inspect.isfunction(obj):
+            members.append((name, obj))
+        for what, v in members:
+            fn = v.fget if isinstance(v, property) else v
+            if not inspect.isfunction(fn):
+                continue
+            if fn.__name__ != "__init__" and not (fn.__doc__ or "").strip():
+                missing.append(what + " (docstring)")
+            sig = inspect.signature(fn)
+            for p in list(sig.parameters.values())[1 if "." in what else 0:]:
+                if p.annotation is inspect.Parameter.empty:
+                    missing.append("%s(%s) (annotation)" % (what, p.name))
+            if sig.return_annotation is inspect.Signature.empty:
+                missing.append(what + " (return annotation)")
+    assert missing == [], missing
+
+
+def test_protocol_error_from_a_hostile_server():
+    """A "nameserver" that answers every connection with bytes that are no
+    frame (an HTTP answer and junk): the calls fail at once with
+    ProtocolError (IMGSTORE_EPROTO), not at the deadline, and no crash."""
+    import socket
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    addr = "127.0.0.1:%d" % srv.getsockname()[1]
+
+    def serve():
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return  # closed: the test is over
+            try:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\n\r\n" + b"\xff" * 100)
+            except OSError:
+                pass
+            conn.close()
+
+    th = threading.Thread(target=serve, daemon=True)
+    th.start()
+    try:
+        with imgstore.Client(addr, timeout=5) as c:
+            for call in (c.get, c.stat, c.open):
+                t = time.monotonic()
+                with pytest.raises(imgstore.ProtocolError) as e:
+                    call(name_encode(1, 1, 1))
+                assert e.value.code == errors.EPROTO
+                assert time.monotonic() - t < 2.5  # refused at once, not at the 5 s deadline
+    finally:
+        try:
+            srv.shutdown(socket.SHUT_RDWR)  # wakes the accept() of serve
+        except OSError:
+            pass
+        srv.close()
+        th.join(5)

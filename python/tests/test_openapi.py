@@ -279,6 +279,9 @@ def test_upload_refused(origin):
             assert st == 503 and hd["retry-after"] == "1"
         finally:
             slow.close()
+        # An empty body: nothing to store (after the key was accepted).
+        st, _, b = origin.call(m, "/", origin.auth(), b"")
+        assert st == 400 and b == b"empty body: nothing to store\n"
         # Uploads off: a server started --insecure without an upload token.
         st, _, _ = origin.call(m, "/", origin.auth(), b"x", addr=origin.lone)
         assert st == 403
@@ -352,12 +355,14 @@ def test_service_routes(origin):
         assert st == 200 and b == (b"ok\n" if m == "GET" else b"")
     st, hd, _ = origin.call("POST", "/healthz", {}, b"")
     assert st == 405 and hd["allow"] == "GET, HEAD"
-    st, _, b = origin.call("GET", "/readyz")
-    assert st == 200 and b == b"ready\n"
-    st, hd, _ = origin.call("GET", "/readyz", addr=origin.lone)  # no nameserver: never ready
-    assert st == 503
-    st, _, b = origin.call("GET", "/metrics")
-    assert st == 200 and b"imgstore_" in b
+    for m in ("GET", "HEAD"):
+        st, _, b = origin.call(m, "/readyz")
+        assert st == 200 and b == (b"ready\n" if m == "GET" else b"")
+        st, hd, _ = origin.call(m, "/readyz", addr=origin.lone)  # no nameserver: never ready
+        assert st == 503
+        st, hd, b = origin.call(m, "/metrics")
+        assert st == 200 and (b"imgstore_" in b if m == "GET" else b == b"")
+        assert int(hd["content-length"]) > 100  # HEAD: the length of the GET's body
 
 
 def test_request_refusals(origin, stored):

@@ -12,7 +12,8 @@
  * deletes answer 401 / 201 / 204 by the bearer key; on a dataserver's port
  * frames between servers need a member key and a second handshake drops
  * a connection's authentication; a cluster started --insecure is open (and
- * its HTTP uploads, without keys or token, answer 403). */
+ * its HTTP uploads, without keys or token, answer 403); a key added to the
+ * file is accepted on a handle that was refused before (no new handle). */
 #include "base/err.h"
 #include "net/auth.h"
 #include "proto/frame.h"
@@ -603,6 +604,33 @@ Test(auth, revoked_key_refused_without_restart)
     wait_logs("mode 0644 lets group or others read or write it", before);
     assert_ok(k2, (const char *[]){"ds-admin", "readonly", id, "on", NULL});
     cr_assert_eq(chmod(C->keys, 0600), 0);
+    C->passed = 1;
+}
+
+/* A handle whose key the servers did not know yet: refused, and accepted on
+ * the same handle once the key is added to the keys file (the connections
+ * whose handshake was refused are not kept in the pool). */
+Test(auth, key_added_later_accepted_on_the_same_handle)
+{
+    unsetenv("IMGSTORE_KEY_FILE");
+    const char *secret = "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd";
+    char line[200];
+    snprintf(line, sizeof(line), "app3 %s", secret);
+    const char *k3 = client_key("app3.key", line, 0600);
+    imgstore_t *h = cluster_client(C);
+    char err[256];
+    cr_assert_eq(imgstore_set_key_file(h, k3, err, sizeof(err)), 0, "%s", err);
+    char name[IMGSTORE_NAME_MAX];
+    cr_assert_eq(imgstore_put(h, "early", 5, "text/plain", name), IMGSTORE_EAUTH);
+    cr_assert_eq(imgstore_put(h, "early", 5, "text/plain", name), IMGSTORE_EAUTH);
+
+    snprintf(line, sizeof(line), "writer app3 %s\n", secret);
+    keys_rewrite(line, 1);
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(imgstore_put(h, "later", 5, "text/plain", name), 0, "put %d", i);
+        cr_assert_eq(imgstore_unlink(h, name), 0, "unlink %d", i);
+    }
+    imgstore_close(h);
     C->passed = 1;
 }
 
