@@ -358,6 +358,25 @@ static void vanish_then_return(const char *test, int ns_restart, int third_full)
     cr_assert_gt(answered, 0, "%s never answered", C->ds[victim].name);
     cr_assert_eq(served, 0, "%s served files deleted while its folder was away %d times",
                  C->ds[victim].name, served);
+    /* Its old copies are caught up (or replaced): the cluster heals, also
+     * when no third server has room, and every file reads as it should. */
+    int healed = 0;
+    for (t0 = cluster_now_ms(); !healed && cluster_now_ms() - t0 < 30000;) {
+        Imgstore__ClusterStatusResp *st = NULL;
+        if (cluster_status(C, &st) == 0) {
+            healed = st->blocks_under_replicated == 0 && st->blocks_lost == 0;
+            imgstore__cluster_status_resp__free_unpacked(st, NULL);
+        }
+        if (!healed)
+            usleep(200 * 1000);
+    }
+    fprintf(stderr, "[available] %s in %lld ms after the return\n",
+            healed ? "healed" : "not healed", (long long)(cluster_now_ms() - t0));
+    cr_assert(healed, "blocks still under-replicated 30 s after %s came back",
+              C->ds[victim].name);
+    cr_assert_eq(cluster_check_set(C, seed, NFILES, (const char(*)[IMGSTORE_NAME_MAX])names,
+                                   sizes, deleted, "available", "after the folder came back"),
+                 0);
     imgstore_close(h);
     C->passed = 1;
 }
