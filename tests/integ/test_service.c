@@ -21,7 +21,8 @@
  *    logged and the token in force stays.
  *  - Routine periodic lines (`scrub: cycle done`, every ~100 ms on a small
  *    store) are DEBUG: absent at the default level, present with
- *    IMGSTORE_LOG=debug; an idle dataserver at INFO writes almost nothing. */
+ *    IMGSTORE_LOG=debug; an idle dataserver or nameserver at INFO writes
+ *    almost nothing. */
 #include "tests/integ/cluster.h"
 #include "tests/integ/fixture.h"
 
@@ -479,10 +480,11 @@ Test(service, routine_lines_at_debug)
     for (int i = 0; i < 5; i++)
         cr_assert_eq(cluster_put_sample(C, SAMPLE, name), 0);
     usleep(500 * 1000);
-    size_t mark = file_size(C->ds[0].log);
+    size_t mark = file_size(C->ds[0].log), ns_mark = file_size(C->ns.log);
     usleep(QUIET_MS * 1000);
     int info_cycles = count_in(C->ds[0].log, mark, "scrub: cycle done");
     int info_lines = count_in(C->ds[0].log, mark, "\n");
+    int ns_lines = count_in(C->ns.log, ns_mark, "\n");
 
     /* The same server at DEBUG: the cycles are there, many of them. */
     setenv("IMGSTORE_LOG", "debug", 1);
@@ -501,6 +503,8 @@ Test(service, routine_lines_at_debug)
     cr_assert_eq(info_cycles, 0, "'scrub: cycle done' logged %d times at INFO", info_cycles);
     cr_assert_leq(info_lines, IDLE_INFO_LINES_MAX, "an idle dataserver wrote %d lines at INFO in %d ms",
                   info_lines, QUIET_MS);
+    cr_assert_leq(ns_lines, IDLE_INFO_LINES_MAX, "an idle nameserver wrote %d lines at INFO in %d ms",
+                  ns_lines, QUIET_MS);
     cr_assert_geq(debug_cycles, 2, "'scrub: cycle done' logged %d times in %d ms at DEBUG",
                   debug_cycles, QUIET_MS);
     C->passed = 1;
