@@ -24,6 +24,7 @@
 #include "proto/imgstore.pb-c.h"
 #include "tests/integ/cluster.h"
 #include "tests/integ/fixture.h"
+#include "tests/integ/json_check.h"
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -331,8 +332,8 @@ Test(ha, failover)
      * took the known servers from etcd too. */
     cr_assert_eq(cluster_admin(C, 30000, &r, "--json", "settings", NULL), 0, "settings: %s",
                  r.err);
-    cr_assert(strstr(r.out, "\"task_cap\"") && strstr(r.out, "\"value\": 3"),
-              "task_cap did not survive the failover:\n%s", r.out);
+    cr_assert_eq(json_at_num(r.out, "settings[key=task_cap].value"), 3,
+                 "task_cap did not survive the failover:\n%s", r.out);
     cluster_run_free(&r);
     cr_assert_gt(log_count(ns2.log, "etcd: took the shared state: 3 known servers"), 0);
 

@@ -7,9 +7,11 @@
 #include "base/crc16.h"
 #include "base/crc32c.h"
 #include "tests/integ/fixture.h"
+#include "tests/integ/json_check.h"
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -405,12 +407,11 @@ Test(zstd, undecodable_copy_is_served_from_the_other_replica)
     int vrc = cluster_admin(C, 30000, &run, "--json", "verify", block, NULL);
     cr_assert_eq(vrc, 1, "a bad record fails verify: %s%s", run.out, run.err);
     char want[128];
-    snprintf(want, sizeof(want), "\"address\": \"%s\"", C->ds[ds].addr);
-    const char *mine = strstr(run.out, want);
-    cr_assert(mine, "no answer of ds%d: %s", ds + 1, run.out);
-    const char *bad = strstr(mine, "\"bad_records\": ");
-    cr_assert(bad && atoi(bad + 15) == 1 && bad < strchr(mine, '}'), "%s", run.out);
-    cr_assert(strstr(run.out, "\"bad_records\": 0"), "the other copy is intact: %s", run.out);
+    snprintf(want, sizeof(want), "servers[address=%s].bad_records", C->ds[ds].addr);
+    cr_assert_eq(json_at_num(run.out, want), 1, "ds%d's answer: %s", ds + 1, run.out);
+    json_t *intact = json_at(run.out, "servers[bad_records=0]");
+    cr_assert_not_null(intact, "the other copy is intact: %s", run.out);
+    json_decref(intact);
     cluster_run_free(&run);
     /* The damaged server said so. */
     char lp[600];
