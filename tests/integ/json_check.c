@@ -150,6 +150,12 @@ void json_at_str(const char *text, const char *path, char *out, size_t n)
     json_decref(v);
 }
 
+const char *json_http_body(const char *text)
+{
+    const char *b = strncmp(text, "HTTP/", 5) == 0 ? strstr(text, "\r\n\r\n") : NULL;
+    return b ? b + 4 : text;
+}
+
 int json_at_len(const char *text, const char *path)
 {
     json_t *v = json_at(text, path);

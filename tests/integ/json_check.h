@@ -43,4 +43,8 @@ void json_at_str(const char *text, const char *path, char *out, size_t n);
 /* The number of elements of the array at path (-1 when it is none). */
 int json_at_len(const char *text, const char *path);
 
+/* The body of an HTTP answer held whole in text (what follows the blank
+ * line after its head), or text itself when it has no head. */
+const char *json_http_body(const char *text);
+
 #endif

@@ -8,6 +8,7 @@
 #include "proto/fname.h"
 #include "tests/integ/cluster.h"
 #include "tests/integ/fixture.h"
+#include "tests/integ/json_check.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -218,15 +219,11 @@ static int upload(const char *addr, const char *auth, const void *data, size_t l
     return rc;
 }
 
+/* The "name" of a 201 answer's JSON body (name: 64 bytes). */
 static void json_name(const struct resp *r, char *name)
 {
-    const char *p = strstr(r->body, "\"name\":\"");
-    cr_assert(p, "no name in %s", r->body);
-    p += 8;
-    size_t n = strcspn(p, "\"");
-    cr_assert(n > 0 && n < 64);
-    memcpy(name, p, n);
-    name[n] = '\0';
+    json_at_str(r->body, "name", name, 64);
+    cr_assert(name[0], "an empty name in %s", r->body);
 }
 
 /* ---- fixtures ---------------------------------------------------------------------- */

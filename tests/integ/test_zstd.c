@@ -160,13 +160,8 @@ static void post(const char *addr, const void *data, size_t len, const char *cty
     cr_assert_eq(http(addr, req, (size_t)n + len, &r), 0);
     free(req);
     cr_assert_eq(r.status, 201, "upload: %d %s", r.status, r.body);
-    const char *p = strstr(r.body, "\"name\":\"");
-    cr_assert(p, "no name in %s", r.body);
-    p += 8;
-    size_t l = strcspn(p, "\"");
-    cr_assert(l > 0 && l < IMGSTORE_NAME_MAX);
-    memcpy(name, p, l);
-    name[l] = '\0';
+    json_at_str(r.body, "name", name, IMGSTORE_NAME_MAX);
+    cr_assert(name[0], "an empty name in %s", r.body);
     resp_free(&r);
 }
 
