@@ -3,8 +3,9 @@
 # one test of tests/run.sh (docs/operations.md, "ds-admin"):
 #  - no shell script of bench/, deploy/, scripts/ or tests/ picks a JSON
 #    field out with sed or grep (a pattern naming a quoted key, '"key":'),
-#    and no C program (servers, tools, benchmarks, the chaos, fuzz and unit
-#    tests, integ_ha's etcd requests) writes JSON with printf ('{\"...');
+#    no C program (servers, tools, benchmarks, tests) writes JSON with
+#    printf ('{\"...'), and no test looks for a quoted key in JSON text
+#    with strstr (they read values by path: tests/integ/json_check.h);
 #  - bench/lib.sh's jq helpers read what the programs print: on a small
 #    cluster started with lib.sh (wait_up reads `ds-admin --json status`),
 #    jget/jerr read an `imgstore bench --json` result, jnum a status, and
@@ -25,11 +26,13 @@ bad() { echo "!! test_json_scripts: $*"; fails=$((fails + 1)); checks=$((checks 
 hits=$(grep -rnE --include='*.sh' '(sed|grep)[^|]*\\?"[a-z_]+\\?" *:' bench deploy scripts tests |
     grep -v '^tests/pkg/test_json_scripts.sh:')
 [ -z "$hits" ] && ok || bad "scripts read JSON as text:"$'\n'"$hits"
-# (tests/integ/ still finds values in JSON text with strstr in places, and
-# builds such search patterns: not checked here.)
 hits=$(grep -rnE --include='*.c' 'printf\([^;]*"\{\\"' base net proto client nameserver dataserver tools \
-    bench tests/chaos tests/fuzz tests/unit; grep -nE 'printf\([^;]*"\{\\"' tests/integ/test_ha.c)
+    bench tests)
 [ -z "$hits" ] && ok || bad "C code writes JSON with printf:"$'\n'"$hits"
+# Tests find values by path over a parse (tests/integ/json_check.h), never
+# with strstr or memmem of a quoted key.
+hits=$(grep -rnE --include='*.c' '(strstr|memmem|strcasestr)\([^;]*\\"[a-z_]+\\" *:' tests)
+[ -z "$hits" ] && ok || bad "tests search JSON text for a key:"$'\n'"$hits"
 
 # ---- bench/lib.sh's helpers on real output
 command -v jq >/dev/null 2>&1 || { bad "jq is missing (scripts/install-deps.sh installs it)"; exit 1; }
