@@ -232,12 +232,12 @@ unit: deps
 	./tests/run.sh $(UNIT_BINS)
 
 integ: deps
-	$(MAKE) all man $(INTEG_BINS)
+	$(MAKE) all man $(INTEG_BINS) $(BUILD)/bench/steady_read
 	IMGSTORE_BIN=$(abspath $(BUILD)/bin) ./tests/run.sh $(INTEG_BINS) $(PKG_TESTS)
 
 test: deps
 	./scripts/check-layers.sh
-	$(MAKE) all man $(UNIT_BINS) $(INTEG_BINS) $(CHAOS_IN_TEST)
+	$(MAKE) all man $(UNIT_BINS) $(INTEG_BINS) $(CHAOS_IN_TEST) $(BUILD)/bench/steady_read
 	$(if $(FUZZ_IN_TEST),$(MAKE) fuzz-build)
 	IMGSTORE_BIN=$(abspath $(BUILD)/bin) FUZZ_SECONDS=$(FUZZ_TEST_SECONDS) \
 	  CHAOS_SECONDS=$(CHAOS_TEST_SECONDS) \

@@ -40,8 +40,6 @@ need_bins "$BIN" make nameserver dataserver imgstore ds-admin
 need_bins "$BBIN" "make bench-ec" ec_tool
 mkdir -p "$WORK/log"
 
-jget() { sed -n "s/.*\"name\":\"$2\",[^}]*\"$3\":\([0-9.]*\).*/\1/p" "$1"; }
-jnum() { sed -n "s/.*\"$1\": *\([0-9.]*\).*/\1/p" | head -n 1; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2fx", a / b; else print "n/a" }'; }
 fmt() { awk -v v="$1" -v f="$2" 'BEGIN { printf f, v }'; }
 row() { ROWS="$ROWS$1|$2|$3|$4|$5"$'\n'; }
@@ -51,7 +49,8 @@ now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 all_whole() {
     local id n
     for id in $SEALED; do
-        n=$(admin --json block "$id" | tr -d '\n ' | grep -o '"up":true,"bad":false,"file_bytes":[1-9]' | wc -l)
+        n=$(admin --json block "$id" |
+            jq '[.shards[]? | select(.up and (.bad | not) and .file_bytes > 0)] | length')
         [ "$n" -ge 6 ] || return 1
     done
 }
@@ -69,7 +68,7 @@ log "cluster: $NDS dataservers, ${BLOCK_MB} MiB blocks, in $WORK"
 log "uploading $FILES x $SIZE B"
 "$BIN/imgstore" --ns "$NS" bench -n "$FILES" -c $CONC --size "$SIZE" --duration 0 --json \
     --save-names "$WORK/names.all" >"$WORK/upload.json" || exit 1
-SEALED=$(admin --json blocks --state sealed | sed -n 's/.*"block_id": *\([0-9]*\).*/\1/p')
+SEALED=$(admin --json blocks --state sealed | jq -r '.blocks[].block_id')
 NSEALED=$(echo "$SEALED" | grep -c .)
 [ "$NSEALED" -gt 0 ] || { log "no sealed block: raise BENCH_EC_FILES"; KEEP=1; exit 1; }
 # shellcheck disable=SC2086 # ids are words
@@ -112,7 +111,7 @@ read_run ec
 
 # ---- degraded: the holder of data shard 0 of the first stripe killed ---------------
 FIRST=$(echo "$SEALED" | head -n 1)
-ADDR=$(admin --json block "$FIRST" | tr -d '\n ' | sed -n 's/.*"shards":\[{"index":0,[^}]*"address":"\([^"]*\)".*/\1/p')
+ADDR=$(admin --json block "$FIRST" | jq -r '.shards[]? | select(.index == 0) | .address')
 VICTIM=""
 for i in $(seq $NDS); do
     grep -q -- "--listen $ADDR " "$WORK/log/ds$i.log" 2>/dev/null && VICTIM=$i

@@ -1,6 +1,7 @@
 # lib.sh - helpers the benchmark scripts share (sourced, bash): the servers
 # they start, free loopback ports, a test cluster's nameserver and
-# dataservers and the wait until it is ready, the check for the binaries, and
+# dataservers and the wait until it is ready, the check for the binaries,
+# reading JSON (with jq, Debian's package: never matched as text), and
 # clean-up on exit.
 #
 # The caller sets WORK (its temporary folder, with a log/ subfolder for the
@@ -10,6 +11,22 @@
 
 PIDS=""
 USED_PORTS=""
+
+# ---- JSON, read with jq ------------------------------------------------------
+# jget FILE PHASE KEY: figure KEY of phase PHASE ("upload", "read") of an
+# `imgstore bench --json` result: a phase field (ops, errors, ops_per_s,
+# mb_per_s, seconds) or a latency in ms (p50, p90, p99, p99_9, max).
+# Prints nothing when FILE holds no such phase.
+jget() {
+    jq -r --arg p "$2" --arg k "$3" \
+        '.phases[]? | select(.name == $p) | if has($k) then .[$k] else .latency_ms[$k] end // empty' \
+        "$1"
+}
+# jerr FILE PHASE: the errors of phase PHASE of an `imgstore bench --json` result.
+jerr() { jget "$1" "$2" errors; }
+# jnum KEY: the top-level field KEY of the JSON document on stdin
+# (`ds-admin --json status`, a steady_read line, ...); nothing when absent.
+jnum() { jq -r --arg k "$1" '.[$k] // empty'; }
 
 # stop_pid PID: SIGTERM, up to 5 s for it to exit, then SIGKILL.
 stop_pid() {
@@ -119,8 +136,8 @@ wait_up() {
     local i st
     for i in $(seq "${READY_TRIES:-150}"); do
         st=$("$BIN/ds-admin" --ns "$NS" --json status 2>/dev/null)
-        if echo "$st" | grep -q "\"servers_up\": $1" &&
-            ! echo "$st" | grep -q '"blocks_writable": 0'; then
+        if echo "$st" | jq -e --argjson n "$1" '.servers_up == $n and .blocks_writable > 0' \
+            >/dev/null 2>&1; then
             return 0
         fi
         sleep 0.2

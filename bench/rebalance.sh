@@ -45,8 +45,8 @@ log() { echo "bench-rebalance: $*" >&2; }
 
 admin() { "$BIN/ds-admin" --ns "$NS" "$@"; }
 
-# num JSON KEY: the first number after "KEY": in a JSON text.
-num() { echo "$1" | tr -d '\n' | sed -n "s/.*\"$2\": *\([0-9.]*\).*/\1/p" | head -n 1; }
+# num JSON KEY: the top-level field KEY of a JSON document (jq, bench/lib.sh).
+num() { echo "$1" | jnum "$2"; }
 dir_bytes() { find "$1" -type f \( -name '*.blk' -o -name '*.tmp' -o -name '*copy*' \) -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }'; }
 now() { date +%s.%N; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2fx", a / b; else print "n/a" }'; }
@@ -73,8 +73,8 @@ sleep 2 # heartbeats carry the last sizes
 # during the run weighs on both alike.
 moves_running() { num "$(admin --json rebalance --dry-run)" moves_running; }
 running_balance_tasks() {
-    admin --json tasks | tr -d '\n' | grep -o '{"id": [^}]*}' | grep '"state": "running"' |
-        grep '"reason": "rebalance"' | sed -n 's/^{"id": \([0-9]*\),.*/\1/p'
+    admin --json tasks |
+        jq -r '.tasks[]? | select(.state == "running" and .reason == "rebalance") | .id'
 }
 pause_moves() {
     local i id

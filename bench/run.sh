@@ -40,8 +40,6 @@ rss_kb() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$1/status"; }
 drop_caches() { sync && echo 3 >/proc/sys/vm/drop_caches; }
 
 # jget FILE PHASE KEY: a number from a bench --json document.
-jget() { sed -n "s/.*\"name\":\"$2\",[^}]*\"$3\":\([0-9.]*\).*/\1/p" "$1"; }
-jerr() { sed -n "s/.*\"name\":\"$2\",\"ops\":[0-9]*,\"errors\":\([0-9]*\).*/\1/p" "$1"; }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2fx", a / b; else print "n/a" }'; }
 fmt() { awk -v v="$1" -v f="$2" 'BEGIN { printf f, v }'; }

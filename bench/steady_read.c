@@ -9,7 +9,8 @@
  * read's latency counts from its scheduled start, so a stall shows in the
  * percentiles even when it delays later reads (no coordinated omission).
  * A read fails when it errors or returns a length other than SIZE. Prints
- * one JSON line: ops, errors, achieved rate and latency percentiles in ms.
+ * one JSON line (written with jansson): ops, errors, achieved rate and
+ * latency percentiles in ms.
  * --samples appends every read's latency in ms to FILE, one per line, so
  * percentiles can be taken over several windows pooled. --trace appends one
  * line per read, "UNIX_MS LATENCY_MS KEY" (UNIX_MS: its scheduled start),
@@ -18,6 +19,8 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -169,6 +172,16 @@ static void usage(void)
                     "--duration SECONDS [-c THREADS] [--samples FILE] [--trace FILE]\n");
 }
 
+#define JSON_DIGITS 15 /* significant digits of reals (rounded to their places first) */
+
+/* x rounded to `decimals` places, as a new JSON real (NULL when out of
+ * memory: json_pack then fails). */
+static json_t *real_at(double x, int decimals)
+{
+    double scale = pow(10.0, decimals);
+    return json_real(round(x * scale) / scale);
+}
+
 int main(int argc, char **argv)
 {
     const char *ns = NULL, *names = NULL, *samples = NULL, *trace = NULL;
@@ -246,12 +259,22 @@ int main(int argc, char **argv)
         }
     }
 #define PCTL(p) (total ? (double)all[(size_t)((double)(total - 1) * (p))] / NS_PER_MS : 0.0)
-    printf("{\"ops\":%zu,\"errors\":%ld,\"ops_per_s\":%.1f,\"p50\":%.3f,\"p90\":%.3f,"
-           "\"p99\":%.3f,\"p99_9\":%.3f,\"max\":%.3f}\n",
-           total, atomic_load(&errors), secs > 0 ? (double)total / secs : 0.0, PCTL(0.5),
-           PCTL(0.9), PCTL(0.99), PCTL(0.999), PCTL(1.0));
+    json_t *doc = json_pack("{s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o}", "ops", (json_int_t)total,
+                            "errors", (json_int_t)atomic_load(&errors), "ops_per_s",
+                            real_at(secs > 0 ? (double)total / secs : 0.0, 1), "p50",
+                            real_at(PCTL(0.5), 3), "p90", real_at(PCTL(0.9), 3), "p99",
+                            real_at(PCTL(0.99), 3), "p99_9", real_at(PCTL(0.999), 3), "max",
+                            real_at(PCTL(1.0), 3));
+    char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(JSON_DIGITS)) : NULL;
+    json_decref(doc);
+    int ok = text != NULL;
+    if (ok)
+        printf("%s\n", text);
+    else
+        fprintf(stderr, "steady_read: out of memory writing the JSON result\n");
+    free(text);
     free(all);
     free(files);
     imgstore_close(handle);
-    return 0;
+    return ok ? 0 : 1;
 }

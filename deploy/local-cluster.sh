@@ -17,7 +17,10 @@
 # http://127.0.0.1:7480/; with --ha the second one's on 127.0.0.1:7479),
 # the dataservers on 127.0.0.1:7411-7413
 # (native protocol) and 127.0.0.1:7481-7483 (HTTP); files get 2 replicas.
-# IMGSTORE_BIN overrides the folder of the binaries (default build/bin).
+# IMGSTORE_BIN overrides the folder of the binaries (default build/bin);
+# IMGSTORE_LOCAL_VAR the folder of everything (default ./var);
+# IMGSTORE_LOCAL_PORT the nameserver's port (default 7400), every other port
+# keeping its distance to it (a second cluster, or a test, beside the first).
 # With --ha, var/ha marks the cluster as one: stop, status and demo then
 # use both nameservers (--ns 127.0.0.1:7400,127.0.0.1:7401); a plain start
 # removes the mark (the data folders stay; etcd keeps the cluster id and the
@@ -31,23 +34,28 @@ set -u
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
 BIN=${IMGSTORE_BIN:-$ROOT/build/bin}
-VAR=$ROOT/var
-NS_ADDR=127.0.0.1:7400
-NS2_ADDR=127.0.0.1:7401
-NS_HTTP=127.0.0.1:7480  # the nameserver's --http: /metrics, /status.json, the status page
-NS2_HTTP=127.0.0.1:7479
-ETCD_ADDR=127.0.0.1:7470
-ETCD_PEER=127.0.0.1:7469
+VAR=${IMGSTORE_LOCAL_VAR:-$ROOT/var}
+P=${IMGSTORE_LOCAL_PORT:-7400}
+case $P in '' | *[!0-9]*) echo "local-cluster: IMGSTORE_LOCAL_PORT is not a number" >&2; exit 2 ;; esac
+[ "$P" -ge 1024 ] && [ "$P" -le 65400 ] ||
+    { echo "local-cluster: IMGSTORE_LOCAL_PORT must lie in 1024..65400" >&2; exit 2; }
+NS1_ADDR=127.0.0.1:$P
+NS_ADDR=$NS1_ADDR
+NS2_ADDR=127.0.0.1:$((P + 1))
+NS_HTTP=127.0.0.1:$((P + 80))  # the nameserver's --http: /metrics, /status.json, the status page
+NS2_HTTP=127.0.0.1:$((P + 79))
+ETCD_ADDR=127.0.0.1:$((P + 70))
+ETCD_PEER=127.0.0.1:$((P + 69))
 ETCD_BIN=${ETCD_BIN:-/usr/bin/etcd}
-HA_MARK=$ROOT/var/ha
+HA_MARK=$VAR/ha
 [ -f "$HA_MARK" ] && NS_ADDR=$NS_ADDR,$NS2_ADDR
 REPLICAS=2
 NDS=3
 START_TIMEOUT=20 # seconds
 STOP_TIMEOUT=5   # seconds
 
-ds_port() { echo $((7410 + $1)); }
-ds_http() { echo $((7480 + $1)); }
+ds_port() { echo $((P + 10 + $1)); }
+ds_http() { echo $((P + 80 + $1)); }
 
 die() {
     echo "local-cluster: $*" >&2
@@ -172,7 +180,7 @@ wait_probe_read() {
             tries=$((tries - 1))
             [ $tries -gt 0 ] || {
                 cat "$VAR/log/probe.err" >&2
-                die "could not upload the probe file; see var/log/*.log"
+                die "could not upload the probe file; see $VAR/log/*.log"
             }
             sleep 0.2
         done
@@ -263,11 +271,11 @@ cmd_start() {
     make_keys
     if [ "${1:-}" = --ha ]; then
         touch "$HA_MARK"
-        NS_ADDR=127.0.0.1:7400,$NS2_ADDR
+        NS_ADDR=$NS1_ADDR,$NS2_ADDR
         start_etcd
         ha="--etcd $ETCD_ADDR --safe-mode-timeout-ms 3000"
         # shellcheck disable=SC2086 # ha is split on purpose
-        launch ns nameserver --listen 127.0.0.1:7400 --http "$NS_HTTP" --data "$VAR/ns" \
+        launch ns nameserver --listen "$NS1_ADDR" --http "$NS_HTTP" --data "$VAR/ns" \
             --replicas "$REPLICAS" --keys "$KEYS" $ha
         mkdir -p "$VAR/ns2"
         # shellcheck disable=SC2086
@@ -275,7 +283,7 @@ cmd_start() {
             --replicas "$REPLICAS" --keys "$KEYS" $ha
     else
         rm -f "$HA_MARK"
-        NS_ADDR=127.0.0.1:7400
+        NS_ADDR=$NS1_ADDR
         launch ns nameserver --listen "$NS_ADDR" --http "$NS_HTTP" --data "$VAR/ns" \
             --replicas "$REPLICAS" --keys "$KEYS"
     fi
@@ -292,7 +300,7 @@ cmd_start() {
         if [ "$(count_up)" -ge "$NDS" ] && all_ready; then
             echo " ok"
             wait_probe_read
-            echo "cluster up: nameserver(s) $NS_ADDR, dataservers 127.0.0.1:7411-7413 (HTTP 7481-7483)"
+            echo "cluster up: nameserver(s) $NS_ADDR, dataservers 127.0.0.1:$(ds_port 1)-$(ds_port $NDS) (HTTP $(ds_http 1)-$(ds_http $NDS))"
             echo "status page: http://$NS_HTTP/ (metrics: http://$NS_HTTP/metrics)"
             echo "client keys: $WRITER_KEY (put, rm, HTTP uploads), $OPERATOR_KEY (ds-admin changes); use --key-file or IMGSTORE_KEY_FILE"
             return 0
@@ -389,7 +397,7 @@ cmd_demo() {
     while :; do
         name=$("$BIN/imgstore" --ns "$NS_ADDR" --key-file "$WRITER_KEY" put "$tmp/sample.png") && break
         tries=$((tries - 1))
-        [ $tries -gt 0 ] || die "put failed; see var/log/*.log"
+        [ $tries -gt 0 ] || die "put failed; see $VAR/log/*.log"
         sleep 0.5
     done
     echo "$name"
@@ -412,7 +420,7 @@ cmd_demo() {
         curl -s -o "$tmp/http.png" "http://127.0.0.1:$(ds_http 2)/$hname.png" &&
             cmp -s "$tmp/sample.png" "$tmp/http.png" && echo "GET over HTTP returned identical bytes"
     else
-        echo "(HTTP upload failed; see var/log/*.log)"
+        echo "(HTTP upload failed; see $VAR/log/*.log)"
     fi
     cat <<EOF
 

@@ -22,6 +22,9 @@ PKGS="$PKGS python3-pytest python3-mypy python3-yaml python3-venv python3-setupt
 # --help; bash-completion: what the completion scripts are written for (and
 # tested with, tests/pkg/test_conventions.sh).
 PKGS="$PKGS help2man bash-completion"
+# jq: the benchmark scripts read the tools' JSON with it (bench/lib.sh;
+# tests/pkg/test_json_scripts.sh).
+PKGS="$PKGS jq"
 # libsystemd-dev: the servers' readiness notification (sd_notify, Type=notify
 # units); only the two servers link it.
 PKGS="$PKGS libsystemd-dev"

@@ -2,13 +2,14 @@
  * dataserver (inside its network namespace for the partitioned one), the
  * network namespace and veth pair, the tmpfs data folder that fills up, the
  * memory samples of the server processes (invariant 6) and the ds-admin
- * helpers the faults use. It calls the cluster helper
- * (tests/integ/cluster.c), the shell (`ip`, `cp`) and chaos.c's say;
+ * helpers the faults use (their JSON read with jansson). It calls the cluster
+ * helper (tests/integ/cluster.c), the shell (`ip`, `cp`) and chaos.c's say;
  * never the load or the fault schedule. */
 #include "tests/chaos/chaos.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -118,48 +119,35 @@ static int ds_of_id(const char *id)
     return -1;
 }
 
-/* Copies the string value of "key" inside [obj, end) of a JSON object. */
-static void json_str(const char *obj, const char *end, const char *key, char *out, size_t n)
+/* The string field `key` of a JSON object ("" when absent or not a string). */
+static const char *str_of(const json_t *obj, const char *key)
 {
-    char pat[64];
-    snprintf(pat, sizeof(pat), "\"%s\": \"", key);
-    out[0] = '\0';
-    const char *k = strstr(obj, pat);
-    if (!k || k >= end)
-        return;
-    k += strlen(pat);
-    const char *q = strchr(k, '"');
-    if (!q || q > end)
-        return;
-    snprintf(out, n, "%.*s", (int)(q - k), k);
+    const char *v = json_string_value(json_object_get(obj, key));
+    return v ? v : "";
 }
 
 /* Looks for a running background task of `kind` ("replicate", "compact") in
- * `ds-admin --json tasks`; fills its block, source and target dataserver
- * indexes (-1 when none) and returns 1, or 0 when none runs. */
+ * `ds-admin --json tasks` (parsed with jansson); fills its block, source and
+ * target dataserver indexes (-1 when none) and returns 1, or 0 when none
+ * runs. */
 int running_task(const char *kind, unsigned long long *block, int *src, int *dst)
 {
     char *out = admin("--json", "tasks", NULL, NULL);
+    json_t *doc = out ? json_loads(out, 0, NULL) : NULL;
+    free(out);
+    json_t *tasks = json_object_get(doc, "tasks");
     int found = 0;
-    for (const char *o = out ? strstr(out, "{\"id\": ") : NULL; o && !found;
-         o = strstr(o + 1, "{\"id\": ")) {
-        const char *end = strchr(o, '}');
-        if (!end)
-            break;
-        char k[32], st[32], sid[80], tid[80];
-        json_str(o, end, "kind", k, sizeof(k));
-        json_str(o, end, "state", st, sizeof(st));
-        if (strcmp(k, kind) != 0 || strcmp(st, "running") != 0)
+    for (size_t i = 0; !found && i < json_array_size(tasks); i++) {
+        const json_t *t = json_array_get(tasks, i);
+        if (strcmp(str_of(t, "kind"), kind) != 0 || strcmp(str_of(t, "state"), "running") != 0)
             continue;
-        json_str(o, end, "source", sid, sizeof(sid));
-        json_str(o, end, "target", tid, sizeof(tid));
-        const char *b = strstr(o, "\"block_id\": ");
-        *block = b && b < end ? strtoull(b + 12, NULL, 10) : 0;
-        *src = ds_of_id(sid);
-        *dst = ds_of_id(tid);
+        json_t *b = json_object_get(t, "block_id");
+        *block = json_is_integer(b) ? (unsigned long long)json_integer_value(b) : 0;
+        *src = ds_of_id(str_of(t, "source"));
+        *dst = ds_of_id(str_of(t, "target"));
         found = *src >= 0 || *dst >= 0;
     }
-    free(out);
+    json_decref(doc);
     return found;
 }
 

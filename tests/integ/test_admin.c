@@ -1,6 +1,6 @@
 /* Integration test of ds-admin's operator commands (issue 5) against a real
- * cluster, each in table and --json form (the JSON checked by a minimal
- * parser):
+ * cluster, each in table and --json form (the JSON parsed whole with
+ * jansson, values read by path: json_check.h):
  *   - settings / set: validated, in force, persisted across a nameserver
  *     restart; a setting nothing uses yet says so;
  *   - readonly SERVER on|off: persisted across the restart, shown by
@@ -13,6 +13,7 @@
 #include "tests/integ/json_check.h"
 
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -44,43 +45,14 @@ static void setup(void)
 #define admin_t(r, timeout_ms, ...) cluster_admin(C, timeout_ms, r, __VA_ARGS__, NULL)
 #define admin(r, ...) admin_t(r, CLI_TIMEOUT_MS, __VA_ARGS__)
 
-/* The object opening with "field": "value" in a --json answer; fails (no
- * `what` VALUE in ...) if absent. */
-static const char *obj_of(const char *text, const char *field, const char *value,
-                          const char *what)
-{
-    char pat[128];
-    snprintf(pat, sizeof(pat), "{\"%s\": \"%s\"", field, value);
-    const char *p = strstr(text, pat);
-    cr_assert_not_null(p, "no %s %s in %s", what, value, text);
-    return p;
-}
-
-/* The object of setting `key` in a settings --json answer (fails if absent). */
-static const char *setting_obj(const char *text, const char *key)
-{
-    return obj_of(text, "key", key, "setting");
-}
-
-/* The object of server `id` in a servers --json answer. */
-static const char *server_obj(const char *text, const char *id)
-{
-    return obj_of(text, "id", id, "server");
-}
-
 /* The id of the n-th server (by id) of servers --json. */
 static void server_id(int n, char *out, size_t len)
 {
     struct cluster_run r;
     fixture_admin_json(&r, CLI_TIMEOUT_MS, "servers", NULL);
-    const char *p = r.out;
-    for (int i = 0; i <= n; i++) {
-        p = strstr(p, "{\"id\": ");
-        cr_assert_not_null(p, "fewer than %d servers: %s", n + 1, r.out);
-        if (i < n)
-            p++;
-    }
-    json_str(p, "id", out, len);
+    char path[32];
+    snprintf(path, sizeof(path), "[%d].id", n);
+    json_at_str(r.out, path, out, len);
     cluster_run_free(&r);
 }
 
@@ -99,7 +71,7 @@ static double blocks_on(const char *id)
 {
     struct cluster_run r;
     fixture_admin_json(&r, CLI_TIMEOUT_MS, "blocks", "--server", id, NULL);
-    double n = json_num(r.out, "matched");
+    double n = json_at_num(r.out, "matched");
     cluster_run_free(&r);
     return n;
 }
@@ -158,8 +130,8 @@ Test(admin, settings_readonly_tasks, .init = setup, .fini = fixture_stop, .timeo
     cr_assert_not_null(strstr(r.out, "MB/s"), "%s", r.out);
     cluster_run_free(&r);
     fixture_admin_json(&r, CLI_TIMEOUT_MS, "settings", NULL);
-    cr_assert_eq(json_num(setting_obj(r.out, "task_cap"), "value"), 2, "%s", r.out);
-    cr_assert_eq(json_num(setting_obj(r.out, "copy_rate"), "value"), 50, "%s", r.out);
+    cr_assert_eq(json_at_num(r.out, "settings[key=task_cap].value"), 2, "%s", r.out);
+    cr_assert_eq(json_at_num(r.out, "settings[key=copy_rate].value"), 50, "%s", r.out);
     cluster_run_free(&r);
 
     /* set: in force at once (LIST_TASKS reports the planner's caps) */
@@ -167,15 +139,15 @@ Test(admin, settings_readonly_tasks, .init = setup, .fini = fixture_stop, .timeo
     cr_assert_not_null(strstr(r.out, "task_cap = 4"), "%s", r.out);
     cluster_run_free(&r);
     fixture_admin_json(&r, CLI_TIMEOUT_MS, "set", "copy_rate", "120", NULL);
-    cr_assert_eq(json_num(r.out, "previous"), 50, "%s", r.out);
-    cr_assert_eq(json_num(r.out, "value"), 120, "%s", r.out);
+    cr_assert_eq(json_at_num(r.out, "previous"), 50, "%s", r.out);
+    cr_assert_eq(json_at_num(r.out, "setting.value"), 120, "%s", r.out);
     cluster_run_free(&r);
     cr_assert_eq(admin(&r, "set", "scrub_rate", "20", NULL, NULL), 0, "%s", r.err);
     cluster_run_free(&r);
     /* ec: off by default, a scheme by name or number */
     fixture_admin_json(&r, CLI_TIMEOUT_MS, "settings", NULL);
-    cr_assert_eq(json_num(setting_obj(r.out, "ec"), "value"), 0, "%s", r.out);
-    cr_assert_eq(json_num(setting_obj(r.out, "ec_min_age_h"), "value"), 0, "%s", r.out);
+    cr_assert_eq(json_at_num(r.out, "settings[key=ec].value"), 0, "%s", r.out);
+    cr_assert_eq(json_at_num(r.out, "settings[key=ec_min_age_h].value"), 0, "%s", r.out);
     cluster_run_free(&r);
     cr_assert_eq(admin(&r, "set", "ec", "6+3", NULL, NULL), 0, "%s", r.err);
     cr_assert_not_null(strstr(r.out, "ec = 603"), "%s", r.out);
@@ -185,8 +157,8 @@ Test(admin, settings_readonly_tasks, .init = setup, .fini = fixture_stop, .timeo
     cr_assert_eq(admin(&r, "set", "ec", "4+2", NULL, NULL), 0, "%s", r.err);
     cluster_run_free(&r);
     fixture_admin_json(&r, CLI_TIMEOUT_MS, "tasks", NULL);
-    cr_assert_eq(json_num(r.out, "task_cap"), 4, "%s", r.out);
-    cr_assert_eq(json_num(r.out, "copy_rate_bytes_per_s"), 120e6, "%s", r.out);
+    cr_assert_eq(json_at_num(r.out, "task_cap"), 4, "%s", r.out);
+    cr_assert_eq(json_at_num(r.out, "copy_rate_bytes_per_s"), 120e6, "%s", r.out);
     cluster_run_free(&r);
 
     /* readonly: one server */
@@ -200,22 +172,22 @@ Test(admin, settings_readonly_tasks, .init = setup, .fini = fixture_stop, .timeo
     cr_assert_eq(cluster_start_ns(C), 0);
     cr_assert_eq(cluster_wait_ready(C, 3, CLUSTER_READY_MS), 0);
     fixture_admin_json(&r, CLI_TIMEOUT_MS, "settings", NULL);
-    cr_assert_eq(json_num(setting_obj(r.out, "task_cap"), "value"), 4, "%s", r.out);
-    cr_assert_eq(json_num(setting_obj(r.out, "copy_rate"), "value"), 120, "%s", r.out);
-    cr_assert_eq(json_num(setting_obj(r.out, "scrub_rate"), "value"), 20, "%s", r.out);
-    cr_assert_eq(json_num(setting_obj(r.out, "ec"), "value"), 402, "%s", r.out);
-    cr_assert_not_null(strstr(setting_obj(r.out, "task_cap"), "\"persisted\": true"), "%s",
-                       r.out);
+    cr_assert_eq(json_at_num(r.out, "settings[key=task_cap].value"), 4, "%s", r.out);
+    cr_assert_eq(json_at_num(r.out, "settings[key=copy_rate].value"), 120, "%s", r.out);
+    cr_assert_eq(json_at_num(r.out, "settings[key=scrub_rate].value"), 20, "%s", r.out);
+    cr_assert_eq(json_at_num(r.out, "settings[key=ec].value"), 402, "%s", r.out);
+    cr_assert_eq(json_at_bool(r.out, "settings[key=task_cap].persisted"), 1, "%s", r.out);
     cluster_run_free(&r);
     cr_assert_eq(admin(&r, "settings", NULL, NULL, NULL, NULL), 0, "%s", r.err);
     cr_assert_not_null(strstr(r.out, "set (ns.meta)"), "%s", r.out);
     cluster_run_free(&r);
     fixture_admin_json(&r, CLI_TIMEOUT_MS, "servers", NULL);
-    const char *o = server_obj(r.out, ro);
-    char state[32];
-    json_str(o, "state", state, sizeof(state));
+    char path[SERVER_ID_MAX + 32], state[32];
+    snprintf(path, sizeof(path), "[id=%s].state", ro);
+    json_at_str(r.out, path, state, sizeof(state));
     cr_assert_str_eq(state, "read-only", "%s", r.out);
-    cr_assert_not_null(strstr(o, "\"readonly\": true"), "%s", r.out);
+    snprintf(path, sizeof(path), "[id=%s].readonly", ro);
+    cr_assert_eq(json_at_bool(r.out, path), 1, "%s", r.out);
     cluster_run_free(&r);
     cr_assert_eq(admin(&r, "servers", NULL, NULL, NULL, NULL), 0, "%s", r.err);
     cr_assert_not_null(strstr(r.out, "read-only"), "%s", r.out);
@@ -227,19 +199,20 @@ Test(admin, settings_readonly_tasks, .init = setup, .fini = fixture_stop, .timeo
     put_files(seed, names, 0, NFILES / 2);
     for (int i = 0; i < NFILES / 2; i++) {
         fixture_admin_json(&r, CLI_TIMEOUT_MS, "file", names[i], NULL);
-        char pat[SERVER_ID_MAX + 16];
-        snprintf(pat, sizeof(pat), "\"server\": \"%s\"", ro);
-        cr_assert_null(strstr(r.out, pat), "file %s went to read-only %s: %s", names[i], ro,
-                       r.out);
+        snprintf(path, sizeof(path), "replicas[server=%s]", ro);
+        cr_assert_gt(json_at_len(r.out, "replicas"), 0, "%s", r.out);
+        json_t *on_ro = json_at(r.out, path);
+        cr_assert_null(on_ro, "file %s went to read-only %s: %s", names[i], ro, r.out);
         cluster_run_free(&r);
     }
 
     /* off again: shown up, and JSON form */
     fixture_admin_json(&r, CLI_TIMEOUT_MS, "readonly", ro, "off", NULL);
-    cr_assert_not_null(strstr(r.out, "\"readonly\": false"), "%s", r.out);
+    cr_assert_eq(json_at_bool(r.out, "readonly"), 0, "%s", r.out);
     cluster_run_free(&r);
     cr_assert_eq(admin(&r, "--json", "servers", NULL, NULL, NULL), 0, "%s", r.err);
-    json_str(server_obj(r.out, ro), "state", state, sizeof(state));
+    snprintf(path, sizeof(path), "[id=%s].state", ro);
+    json_at_str(r.out, path, state, sizeof(state));
     cr_assert_str_eq(state, "up", "%s", r.out);
     cluster_run_free(&r);
 
@@ -286,10 +259,15 @@ Test(admin, drain_wait, .init = setup, .fini = fixture_stop, .timeout = 240)
     cr_assert_not_null(strstr(r.out, "intact"), "%s", r.out);
     cluster_run_free(&r);
     fixture_admin_json(&r, CLI_TIMEOUT_MS, "verify", "--wait", NULL);
-    cr_assert_not_null(strstr(r.out, "\"ok\": true"), "%s", r.out);
+    cr_assert_eq(json_at_bool(r.out, "ok"), 1, "%s", r.out);
     double records = 0; /* summed over the servers (the drained one holds none) */
-    for (const char *p = r.out; (p = strstr(p, "\"records\": ")); p++)
-        records += json_num(p, "records");
+    int nservers = json_at_len(r.out, "servers");
+    cr_assert_gt(nservers, 0, "%s", r.out);
+    for (int i = 0; i < nservers; i++) {
+        char path[32];
+        snprintf(path, sizeof(path), "servers[%d].records", i);
+        records += json_at_num(r.out, path);
+    }
     cr_assert_geq(records, NFILES, "%s", r.out);
     cluster_run_free(&r);
     cr_assert_eq(admin(&r, "verify", "987654321", NULL, NULL, NULL), 1, "%s", r.err);
@@ -302,7 +280,9 @@ Test(admin, drain_wait, .init = setup, .fini = fixture_stop, .timeout = 240)
     cr_assert_not_null(strstr(r.out, "100%"), "%s", r.out);
     cluster_run_free(&r);
     fixture_admin_json(&r, CLI_TIMEOUT_MS, "tasks", NULL);
-    cr_assert_not_null(strstr(r.out, "\"state\": \"done\""), "%s", r.out);
+    json_t *done = json_at(r.out, "tasks[state=done]");
+    cr_assert_not_null(done, "no task done: %s", r.out);
+    json_decref(done);
     cluster_run_free(&r);
     cr_assert_eq(admin(&r, "servers", NULL, NULL, NULL, NULL), 0, "%s", r.err);
     cr_assert_not_null(strstr(r.out, "draining"), "%s", r.out);
@@ -310,10 +290,10 @@ Test(admin, drain_wait, .init = setup, .fini = fixture_stop, .timeout = 240)
 
     /* --wait --json on the empty server: one document; then cancel */
     fixture_admin_json(&r, CLI_TIMEOUT_MS, "drain", victim, "--wait", NULL);
-    cr_assert_eq(json_num(r.out, "blocks_left"), 0, "%s", r.out);
+    cr_assert_eq(json_at_num(r.out, "blocks_left"), 0, "%s", r.out);
     cluster_run_free(&r);
     fixture_admin_json(&r, CLI_TIMEOUT_MS, "drain", victim, "--cancel", NULL);
-    cr_assert_not_null(strstr(r.out, "\"draining\": false"), "%s", r.out);
+    cr_assert_eq(json_at_bool(r.out, "draining"), 0, "%s", r.out);
     cluster_run_free(&r);
     cr_assert_eq(admin(&r, "drain", victim, "--wait", "--cancel", NULL), 2);
     cluster_run_free(&r);

@@ -20,6 +20,7 @@
 #include "proto/imgstore.pb-c.h"
 #include "tests/integ/cluster.h"
 #include "tests/integ/fixture.h"
+#include "tests/integ/json_check.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -712,10 +713,8 @@ Test(auth, http_uploads_and_deletes_take_keys)
     cr_assert_gt(n, 12);
     resp[n] = '\0';
     cr_assert_eq(atoi(resp + 9), 201, "%s", resp);
-    const char *nm = strstr(resp, "\"name\":\"");
-    cr_assert_not_null(nm);
     char name[64];
-    snprintf(name, sizeof(name), "%.*s", (int)strcspn(nm + 8, "\""), nm + 8);
+    json_at_str(json_http_body(resp), "name", name, sizeof(name));
     /* DELETE: 401 without, 204 with the key. */
     snprintf(req, sizeof(req), "DELETE /%s HTTP/1.1\r\nHost: t\r\n\r\n", name);
     cr_assert_eq(http_status(C->ds[1].http_addr, req), 401);

@@ -24,11 +24,13 @@
 #include "proto/imgstore.pb-c.h"
 #include "tests/integ/cluster.h"
 #include "tests/integ/fixture.h"
+#include "tests/integ/json_check.h"
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -330,8 +332,8 @@ Test(ha, failover)
      * took the known servers from etcd too. */
     cr_assert_eq(cluster_admin(C, 30000, &r, "--json", "settings", NULL), 0, "settings: %s",
                  r.err);
-    cr_assert(strstr(r.out, "\"task_cap\"") && strstr(r.out, "\"value\": 3"),
-              "task_cap did not survive the failover:\n%s", r.out);
+    cr_assert_eq(json_at_num(r.out, "settings[key=task_cap].value"), 3,
+                 "task_cap did not survive the failover:\n%s", r.out);
     cluster_run_free(&r);
     cr_assert_gt(log_count(ns2.log, "etcd: took the shared state: 3 known servers"), 0);
 
@@ -1020,18 +1022,25 @@ Test(ha, deljournal_failover)
 }
 
 /* Puts a key into the test's etcd through its JSON gateway (key and
- * value base64): 0 when it answered 200. */
+ * value base64; the body written with jansson): 0 when it answered 200. */
 static int etcd_put_b64(const char *key, const char *val)
 {
+    json_t *doc = json_pack("{s:s, s:s}", "key", key, "value", val);
+    char *body = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (!body)
+        return -1;
+    char req[1024];
+    int n = snprintf(req, sizeof(req),
+                     "POST /v3/kv/put HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                     strlen(body), body);
+    free(body);
+    if (n < 0 || (size_t)n >= sizeof(req))
+        return -1;
     int fd = cluster_connect(etcd_client, 5000);
     if (fd < 0)
         return -1;
-    char body[512], req[1024];
-    int bn = snprintf(body, sizeof(body), "{\"key\":\"%s\",\"value\":\"%s\"}", key, val);
-    int n = snprintf(req, sizeof(req),
-                     "POST /v3/kv/put HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-                     "Content-Length: %d\r\nConnection: close\r\n\r\n%s",
-                     bn, body);
     struct timeval tv = {.tv_sec = 5};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     char buf[64];

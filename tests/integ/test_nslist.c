@@ -13,6 +13,7 @@
 #include "proto/imgstore.pb-c.h"
 #include "tests/integ/cluster.h"
 #include "tests/integ/fixture.h"
+#include "tests/integ/json_check.h"
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -98,10 +99,9 @@ static int http_post(const char *addr, const char *data, char name[IMGSTORE_NAME
     buf[len] = '\0';
     int code = 0;
     sscanf(buf, "HTTP/1.1 %d", &code);
-    const char *p = strstr(buf, "\"name\":\"");
     name[0] = '\0';
-    if (p)
-        sscanf(p + 8, "%31[^\"]", name);
+    if (code == 201)
+        json_at_str(json_http_body(buf), "name", name, 32);
     return code;
 }
 

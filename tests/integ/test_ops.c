@@ -446,18 +446,24 @@ Test(ops, status_page, .init = setup, .fini = fixture_stop, .timeout = 240)
     char *js;
     cr_assert_eq(http_get(C->ns.http_addr, "/status.json", &js), 200);
     check_json(js, "/status.json");
-    cr_assert_eq(json_num(js, "servers_up"), 3, "%s", js);
-    cr_assert_eq(json_num(js, "servers_down"), 0);
-    cr_assert_eq(json_num(js, "files"), NFILES, "%s", js);
-    cr_assert_geq(json_num(js, "total"), 1);
-    cr_assert_eq(json_num(js, "lost"), 0);
-    cr_assert_not_null(strstr(js, "\"verdict\": \"healthy\""), "%s", js);
-    cr_assert_eq(json_num(js, "failed_disks"), 0, "%s", js);
-    cr_assert_eq(json_num(js, "moves_running"), 0, "%s", js);
-    cr_assert_eq(json_num(js, "bytes_moved"), 0, "%s", js);
-    for (int i = 0; i < C->nds; i++)
-        cr_assert_not_null(strstr(js, C->ds[i].addr), "%s missing in %s", C->ds[i].addr, js);
-    double blocks_total = json_num(js, "total");
+    cr_assert_eq(json_at_num(js, "servers_up"), 3, "%s", js);
+    cr_assert_eq(json_at_num(js, "servers_down"), 0);
+    cr_assert_eq(json_at_num(js, "blocks.files"), NFILES, "%s", js);
+    cr_assert_geq(json_at_num(js, "blocks.total"), 1);
+    cr_assert_eq(json_at_num(js, "blocks.lost"), 0);
+    char verdict[32];
+    json_at_str(js, "verdict", verdict, sizeof(verdict));
+    cr_assert_str_eq(verdict, "healthy", "%s", js);
+    cr_assert_eq(json_at_num(js, "balance.moves_running"), 0, "%s", js);
+    cr_assert_eq(json_at_num(js, "balance.bytes_moved"), 0, "%s", js);
+    cr_assert_eq(json_at_len(js, "servers"), C->nds, "%s", js);
+    for (int i = 0; i < C->nds; i++) {
+        char path[96];
+        snprintf(path, sizeof(path), "servers[address=%s].failed_disks", C->ds[i].addr);
+        cr_assert_eq(json_at_num(js, path), 0, "%s missing or with failed disks in %s",
+                     C->ds[i].addr, js);
+    }
+    double blocks_total = json_at_num(js, "blocks.total");
 
     char *page;
     cr_assert_eq(http_get(C->ns.http_addr, "/", &page), 200);
@@ -534,27 +540,37 @@ Test(ops, status_page_reasons, .init = setup, .fini = fixture_stop, .timeout = 2
     char *js, id[64], v[256];
     cr_assert_eq(http_get(C->ns.http_addr, "/status.json", &js), 200);
     status_server_id(js, C->ds[2].addr, id, sizeof(id));
-    cr_assert_not_null(strstr(js, "\"reasons\": []"), "healthy, yet reasons: %s", js);
-    cr_assert(!isnan(json_num(js, "uploads_per_s")) && !isnan(json_num(js, "deletes_per_s")),
+    cr_assert_eq(json_at_len(js, "reasons"), 0, "healthy, yet reasons: %s", js);
+    cr_assert(!isnan(json_at_num(js, "throughput.uploads_per_s")) &&
+                  !isnan(json_at_num(js, "throughput.reads_per_s")) &&
+                  !isnan(json_at_num(js, "throughput.deletes_per_s")),
               "%s", js);
-    cr_assert_eq(json_num(js, "tasks_running"), 0, "%s", js);
+    cr_assert_eq(json_at_num(js, "tasks_running"), 0, "%s", js);
     free(js);
 
     cr_assert_geq(cluster_signal_proc(&C->ds[2], SIGKILL), 0);
     int64_t deadline = cluster_now_ms() + DOWN_WAIT_MS;
     for (;;) {
         cr_assert_eq(http_get(C->ns.http_addr, "/status.json", &js), 200);
-        if (json_num(js, "servers_down") == 1)
+        if (json_at_num(js, "servers_down") == 1)
             break;
         cr_assert_lt(cluster_now_ms(), deadline, "%s never seen down: %s", id, js);
         free(js);
         usleep(200 * 1000);
     }
     check_json(js, "/status.json");
-    cr_assert_not_null(strstr(js, "\"verdict\": \"degraded\""), "%s", js);
-    char want[160];
-    snprintf(want, sizeof(want), "\"servers\": [\"%s\"]", id);
-    cr_assert_not_null(strstr(js, want), "no reason names %s: %s", id, js);
+    json_at_str(js, "verdict", v, sizeof(v));
+    cr_assert_str_eq(v, "degraded", "%s", js);
+    int named = 0, nreasons = json_at_len(js, "reasons");
+    for (int i = 0; i < nreasons && !named; i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "reasons[%d].servers", i);
+        json_t *list = json_at(js, path);
+        named = json_array_size(list) == 1 &&
+                strcmp(json_string_value(json_array_get(list, 0)) ?: "", id) == 0;
+        json_decref(list);
+    }
+    cr_assert(named, "no reason names %s alone: %s", id, js);
     free(js);
 
     if (!have_chromium()) {
@@ -573,6 +589,7 @@ Test(ops, status_page_reasons, .init = setup, .fini = fixture_stop, .timeout = 2
     cr_assert_not_null(strstr(dom, "<section id=\"reasons-box\">"), "the reasons are hidden");
     const char *r = strstr(dom, "<li class=\"reason degraded\">");
     cr_assert_not_null(r, "no reason listed: %s", dom);
+    char want[160];
     snprintf(want, sizeof(want), "server %s (%s) is down", id, C->ds[2].addr);
     cr_assert_not_null(strstr(r, want), "the reason does not name %s", id);
     dom_text(dom, "servers-down", v, sizeof(v));
@@ -697,7 +714,8 @@ Test(ops, ds_admin_commands, .init = setup, .fini = fixture_stop, .timeout = 240
     cr_assert_not_null(strstr(r.out, "WRITES/S"));
     cluster_run_free(&r);
     fixture_admin_json(&r, CLI_TIMEOUT_MS, "servers", NULL);
-    cr_assert(!isnan(json_num(r.out, "reads_per_s")), "%s", r.out);
+    cr_assert_eq(json_at_len(r.out, ""), C->nds, "%s", r.out);
+    cr_assert(!isnan(json_at_num(r.out, "[0].reads_per_s")), "%s", r.out);
     cluster_run_free(&r);
 
     /* status */
@@ -710,23 +728,32 @@ Test(ops, ds_admin_commands, .init = setup, .fini = fixture_stop, .timeout = 240
     cr_assert_not_null(strstr(r.out, "writable"), "%s", r.out);
     cluster_run_free(&r);
     fixture_admin_json(&r, CLI_TIMEOUT_MS, "blocks", NULL);
-    double all = json_num(r.out, "matched");
+    double all = json_at_num(r.out, "matched");
     cr_assert_geq(all, 1, "%s", r.out);
-    cr_assert_eq(json_num(r.out, "replication"), 2);
+    cr_assert_eq(json_at_num(r.out, "replication"), 2);
+    cr_assert_eq(json_at_len(r.out, "blocks"), all, "%s", r.out);
     char block[32];
-    snprintf(block, sizeof(block), "%.0f", json_num(r.out, "block_id"));
+    snprintf(block, sizeof(block), "%.0f", json_at_num(r.out, "blocks[0].block_id"));
     /* A server that surely holds a block: a replica of the first one listed
      * (not simply the first server, which may hold none). */
     char server[80];
-    json_str(r.out, "server", server, sizeof(server));
+    json_at_str(r.out, "blocks[0].replicas[0].server", server, sizeof(server));
     cluster_run_free(&r);
     cr_assert_eq(admin(&r, "blocks", "--server", server, "--json", NULL), 0, "%s", r.err);
     check_json(r.out, "blocks --server");
-    cr_assert_leq(json_num(r.out, "matched"), all);
-    cr_assert_not_null(strstr(r.out, server), "%s", r.out);
+    double on_server = json_at_num(r.out, "matched");
+    cr_assert(on_server >= 1 && on_server <= all, "%s", r.out);
+    for (int i = 0; i < (int)on_server; i++) {
+        char path[160];
+        snprintf(path, sizeof(path), "blocks[%d].replicas[server=%s]", i, server);
+        json_t *rep = json_at(r.out, path);
+        cr_assert_not_null(rep, "block %d listed for %s has no replica there: %s", i, server,
+                           r.out);
+        json_decref(rep);
+    }
     cluster_run_free(&r);
     fixture_admin_json(&r, CLI_TIMEOUT_MS, "blocks", "--under-replicated", NULL);
-    cr_assert_eq(json_num(r.out, "matched"), 0, "%s", r.out);
+    cr_assert_eq(json_at_num(r.out, "matched"), 0, "%s", r.out);
     cluster_run_free(&r);
     fixture_admin_json(&r, CLI_TIMEOUT_MS, "blocks", "--state", "sealed", NULL);
     cluster_run_free(&r);
@@ -740,7 +767,7 @@ Test(ops, ds_admin_commands, .init = setup, .fini = fixture_stop, .timeout = 240
     cr_assert_not_null(strstr(r.out, "primary"), "%s", r.out);
     cluster_run_free(&r);
     fixture_admin_json(&r, CLI_TIMEOUT_MS, "block", block, NULL);
-    cr_assert_eq(json_num(r.out, "up_replicas"), 2, "%s", r.out);
+    cr_assert_eq(json_at_num(r.out, "up_replicas"), 2, "%s", r.out);
     cluster_run_free(&r);
     cr_assert_eq(admin(&r, "block", "281474976710000", NULL, NULL, NULL), 1);
     cluster_run_free(&r);
@@ -757,9 +784,9 @@ Test(ops, ds_admin_commands, .init = setup, .fini = fixture_stop, .timeout = 240
     cr_assert_not_null(strstr(r.out, crc), "crc %s not in %s", crc, r.out);
     cluster_run_free(&r);
     fixture_admin_json(&r, CLI_TIMEOUT_MS, "file", names[0], NULL);
-    cr_assert_eq(json_num(r.out, "size"), FILE_SIZE, "%s", r.out);
-    cr_assert_eq(json_num(r.out, "block"), (double)st.block_id);
-    cr_assert_not_null(strstr(r.out, "\"on_every_replica\": true"), "%s", r.out);
+    cr_assert_eq(json_at_num(r.out, "size"), FILE_SIZE, "%s", r.out);
+    cr_assert_eq(json_at_num(r.out, "block"), (double)st.block_id);
+    cr_assert_eq(json_at_bool(r.out, "on_every_replica"), 1, "%s", r.out);
     cluster_run_free(&r);
     cr_assert_eq(imgstore_unlink(h, names[1]), 0);
     cr_assert_eq(admin(&r, "file", names[1], NULL, NULL, NULL), 1);

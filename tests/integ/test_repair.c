@@ -17,6 +17,7 @@
 #include "tests/integ/json_check.h"
 
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -101,9 +102,8 @@ Test(repair, scrub_rate_applied, .init = setup_own, .fini = fixture_stop, .timeo
                  r.err);
     cluster_run_free(&r);
     fixture_admin_json(&r, CLI_TIMEOUT_MS, "settings", NULL);
-    const char *s = strstr(r.out, "{\"key\": \"scrub_rate\"");
-    cr_assert_not_null(s, "%s", r.out);
-    cr_assert_not_null(strstr(s, "\"applied\": true"), "scrub_rate must be applied: %s", r.out);
+    cr_assert_eq(json_at_bool(r.out, "settings[key=scrub_rate].applied"), 1,
+                 "scrub_rate must be applied: %s", r.out);
     cluster_run_free(&r);
     cr_assert(rates_are(7e6), "set scrub_rate 7 reaches every dataserver");
     cr_assert_eq(admin(&r, CLI_TIMEOUT_MS, "set", "scrub_rate", "0", NULL, NULL, NULL), 0, "%s",
@@ -148,8 +148,8 @@ static void block_sizes(uint64_t id, double *size, double *del)
     snprintf(arg, sizeof(arg), "%llu", (unsigned long long)id);
     cr_assert_eq(admin(&r, CLI_TIMEOUT_MS, "--json", "block", arg, NULL, NULL, NULL), 0, "%s",
                  r.err);
-    *size = json_num(r.out, "size");
-    *del = json_num(r.out, "deleted_bytes");
+    *size = json_at_num(r.out, "size");
+    *del = json_at_num(r.out, "deleted_bytes");
     cluster_run_free(&r);
 }
 
@@ -209,10 +209,10 @@ Test(repair, compact_command, .init = setup, .fini = fixture_stop, .timeout = 24
      * (uploads spread over several writable blocks; an open one is never
      * compacted), so the first one listed is the one compacted below. */
     fixture_admin_json(&r, CLI_TIMEOUT_MS, "compact", "--threshold", "10", "--dry-run", NULL);
-    double listed = json_num(r.out, "block_id");
+    double listed = json_at_num(r.out, "blocks[0].block_id");
     cr_assert(listed >= 1, "no block listed: %s", r.out);
-    cr_assert_geq(json_num(r.out, "deleted_pct"), 10.0, "%s", r.out);
-    cr_assert_not_null(strstr(r.out, "\"task_ids\": []"), "%s", r.out);
+    cr_assert_geq(json_at_num(r.out, "blocks[0].deleted_pct"), 10.0, "%s", r.out);
+    cr_assert_eq(json_at_len(r.out, "task_ids"), 0, "%s", r.out);
     cluster_run_free(&r);
     uint64_t first = (uint64_t)listed;
     wait_deleted(first);
@@ -227,7 +227,7 @@ Test(repair, compact_command, .init = setup, .fini = fixture_stop, .timeout = 24
     snprintf(arg, sizeof(arg), "%llu", (unsigned long long)first);
     fixture_admin_json(&r, WAIT_TIMEOUT_MS, "compact", arg, "--wait", NULL);
     char res[32];
-    json_str(r.out, "result", res, sizeof(res));
+    json_at_str(r.out, "result", res, sizeof(res));
     cr_assert_str_eq(res, "done", "%s", r.out);
     cluster_run_free(&r);
     block_sizes(first, &size1, &del1);
@@ -243,7 +243,7 @@ Test(repair, compact_command, .init = setup, .fini = fixture_stop, .timeout = 24
     cr_assert_null(strstr(r.out, "\r"), "no terminal bar when not a terminal: %s", r.out);
     cluster_run_free(&r);
     fixture_admin_json(&r, CLI_TIMEOUT_MS, "compact", "--threshold", "10", "--dry-run", NULL);
-    cr_assert_not_null(strstr(r.out, "\"blocks\": []"), "all compacted: %s", r.out);
+    cr_assert_eq(json_at_len(r.out, "blocks"), 0, "all compacted: %s", r.out);
     cluster_run_free(&r);
     cr_assert_eq(check_all("after compact"), 0);
     C->passed = 1;
@@ -270,14 +270,18 @@ Test(repair, flipped_byte, .init = setup, .fini = fixture_stop, .timeout = 240)
     fprintf(stderr, "[repair] repair %s --wait --json: %s", arg, r.out);
     cr_assert_eq(rc, 0, "%s\n%s", r.out, r.err);
     check_json(r.out, "repair --wait --json");
-    cr_assert_geq(json_num(r.out, "bad_records"), 1, "%s", r.out);
-    const char *o = strstr(r.out, C->ds[bad_ds].addr);
+    cr_assert_geq(json_at_num(r.out, "bad_records"), 1, "%s", r.out);
+    char path[128], action[32];
+    snprintf(path, sizeof(path), "replicas[addr=%s]", C->ds[bad_ds].addr);
+    json_t *o = json_at(r.out, path);
     cr_assert_not_null(o, "the bad copy's server is listed: %s", r.out);
-    char action[32];
-    json_str(o, "action", action, sizeof(action));
+    json_decref(o);
+    snprintf(path, sizeof(path), "replicas[addr=%s].action", C->ds[bad_ds].addr);
+    json_at_str(r.out, path, action, sizeof(action));
     cr_assert_str_eq(action, "replace", "%s", r.out);
-    cr_assert_geq(json_num(o, "bad_records"), 1, "%s", r.out);
-    cr_assert_not_null(strstr(r.out, "\"healed\": true"), "%s", r.out);
+    snprintf(path, sizeof(path), "replicas[addr=%s].bad_records", C->ds[bad_ds].addr);
+    cr_assert_geq(json_at_num(r.out, path), 1, "%s", r.out);
+    cr_assert_eq(json_at_bool(r.out, "healed"), 1, "%s", r.out);
     cluster_run_free(&r);
 
     /* Every copy verifies clean now, and every file reads byte-identical. */
@@ -285,8 +289,10 @@ Test(repair, flipped_byte, .init = setup, .fini = fixture_stop, .timeout = 240)
                  r.out, r.err);
     cluster_run_free(&r);
     fixture_admin_json(&r, WAIT_TIMEOUT_MS, "repair", arg, NULL);
-    cr_assert_eq(json_num(r.out, "bad_records"), 0, "%s", r.out);
-    cr_assert_null(strstr(r.out, "\"replace\""), "%s", r.out);
+    cr_assert_eq(json_at_num(r.out, "bad_records"), 0, "%s", r.out);
+    cr_assert_gt(json_at_len(r.out, "replicas"), 0, "%s", r.out);
+    o = json_at(r.out, "replicas[action=replace]");
+    cr_assert_null(o, "a copy still to replace: %s", r.out);
     cluster_run_free(&r);
     cr_assert_eq(check_all("after repair"), 0);
     C->passed = 1;

@@ -15,7 +15,14 @@
  *    dataserver bound to 0.0.0.0, each advertising 127.0.0.1 on the same
  *    ports: the cluster comes back, the dataserver is listed by its
  *    advertised address, and uploads, reads and HTTP GETs through it work;
- *    a wildcard --listen without --advertise is refused. */
+ *    a wildcard --listen without --advertise is refused.
+ *  - SIGHUP re-reads a dataserver's --upload-token-file: the new token
+ *    uploads, the old one no longer does; a broken file at the SIGHUP is
+ *    logged and the token in force stays.
+ *  - Routine periodic lines (`scrub: cycle done`, every ~100 ms on a small
+ *    store) are DEBUG: absent at the default level, present with
+ *    IMGSTORE_LOG=debug; an idle dataserver or nameserver at INFO writes
+ *    almost nothing. */
 #include "tests/integ/cluster.h"
 #include "tests/integ/fixture.h"
 
@@ -360,5 +367,145 @@ Test(service, advertise_other_than_listen)
     cr_assert_eq(r.exit_code, 2, "exit %d: %s", r.exit_code, r.err);
     cr_assert_not_null(strstr(r.err, "--advertise"), "%s", r.err);
     cluster_run_free(&r);
+    C->passed = 1;
+}
+
+/* POST of a small PNG to addr with "Authorization: Bearer token"; returns
+ * the status code, or -1 when no answer came. */
+static int post_with_token(const char *addr, const char *token)
+{
+    static const char png[] = "\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR token reload";
+    int fd = cluster_connect(addr, WAIT_MS);
+    if (fd < 0)
+        return -1;
+    char head[512];
+    snprintf(head, sizeof(head),
+             "POST / HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\nContent-Type: "
+             "image/png\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+             token, sizeof(png));
+    char out[2048];
+    size_t got = 0;
+    ssize_t r;
+    int status = -1;
+    if (cluster_send_all(fd, head, strlen(head)) == 0 &&
+        cluster_send_all(fd, png, sizeof(png)) == 0) {
+        while (got + 1 < sizeof(out) && (r = read(fd, out + got, sizeof(out) - 1 - got)) > 0)
+            got += (size_t)r;
+        out[got] = '\0';
+        if (sscanf(out, "HTTP/1.1 %d", &status) != 1)
+            status = -1;
+    }
+    close(fd);
+    return status;
+}
+
+/* The number of times `what` (not empty) occurs in the file at path from
+ * byte `from` on. */
+static int count_in(const char *path, size_t from, const char *what)
+{
+    void *buf = NULL;
+    size_t len = 0;
+    cr_assert_eq(cluster_read_file(path, &buf, &len), 0, "cannot read %s", path);
+    int n = 0;
+    for (const char *p = (char *)buf + (from < len ? from : len);
+         (p = memmem(p, len - (size_t)(p - (char *)buf), what, strlen(what))); p++)
+        n++;
+    free(buf);
+    return n;
+}
+
+/* The size of the file at path (0 when unreadable). */
+static size_t file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (size_t)st.st_size : 0;
+}
+
+#define OLD_TOKEN "old-upload-token-7f3a"
+#define NEW_TOKEN "new-upload-token-c91e"
+
+Test(service, sighup_rereads_upload_token)
+{
+    static char tok[64]; /* C->opts keeps pointers past this function */
+    snprintf(tok, sizeof(tok), "/tmp/imgstore-hup-token-%d", (int)getpid());
+    cr_assert_eq(cluster_write_file(tok, OLD_TOKEN "\n", strlen(OLD_TOKEN) + 1), 0);
+    cr_assert_eq(chmod(tok, 0600), 0);
+    static const char *ds_args[] = {"--upload-token-file", tok, NULL};
+    int rc = fixture_start(&(struct cluster_opts){.ndataservers = 2, .replicas = 2,
+                                                  .ds_args = ds_args});
+    if (rc != 0)
+        unlink(tok);
+    cr_assert_eq(rc, 0, "the cluster did not start");
+    const char *a = C->ds[0].http_addr;
+    int old_before = post_with_token(a, OLD_TOKEN), new_before = post_with_token(a, NEW_TOKEN);
+
+    /* The file replaced (as an operator rotates it), then SIGHUP. */
+    int wrote = cluster_write_file(tok, NEW_TOKEN "\n", strlen(NEW_TOKEN) + 1) == 0 &&
+                chmod(tok, 0600) == 0;
+    kill(C->ds[0].pid, SIGHUP);
+    int logged = file_has(C->ds[0].log, "SIGHUP: upload token file", WAIT_MS);
+    int old_after = post_with_token(a, OLD_TOKEN), new_after = post_with_token(a, NEW_TOKEN);
+
+    /* A broken file at the SIGHUP: logged, the new token stays in force. */
+    int broke = cluster_write_file(tok, "\n", 1) == 0 && chmod(tok, 0600) == 0;
+    kill(C->ds[0].pid, SIGHUP);
+    int kept_logged = file_has(C->ds[0].log, "(the token in force stays)", WAIT_MS);
+    int alive = cluster_alive(&C->ds[0]);
+    int new_kept = post_with_token(a, NEW_TOKEN);
+    unlink(tok);
+    cr_assert(wrote && broke, "cannot write %s", tok);
+    cr_assert_eq(old_before, 201, "the first token did not upload: %d", old_before);
+    cr_assert_eq(new_before, 401, "a token not yet in the file uploaded: %d", new_before);
+    cr_assert(logged, "the dataserver did not log re-reading its upload token file");
+    cr_assert_eq(new_after, 201, "the token read at SIGHUP does not upload: %d", new_after);
+    cr_assert_eq(old_after, 401, "the replaced token still uploads: %d", old_after);
+    cr_assert(kept_logged, "a broken token file at SIGHUP was not logged as kept");
+    cr_assert(alive, "the dataserver died of SIGHUP with a broken token file");
+    cr_assert_eq(new_kept, 201, "the token in force was lost to a broken file: %d", new_kept);
+    C->passed = 1;
+}
+
+#define QUIET_MS 3000
+#define IDLE_INFO_LINES_MAX 3 /* lines an idle dataserver may write at INFO in QUIET_MS */
+
+Test(service, routine_lines_at_debug)
+{
+    /* The servers inherit the level: none set means the default (INFO). */
+    char *saved = getenv("IMGSTORE_LOG") ? strdup(getenv("IMGSTORE_LOG")) : NULL;
+    unsetenv("IMGSTORE_LOG");
+    int rc = fixture_start(&(struct cluster_opts){.ndataservers = 2, .replicas = 2});
+    cr_assert_eq(rc, 0, "the cluster did not start");
+    /* Files to scrub, so that a cycle has something to report. */
+    char name[IMGSTORE_NAME_MAX];
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(cluster_put_sample(C, SAMPLE, name), 0);
+    usleep(500 * 1000);
+    size_t mark = file_size(C->ds[0].log), ns_mark = file_size(C->ns.log);
+    usleep(QUIET_MS * 1000);
+    int info_cycles = count_in(C->ds[0].log, mark, "scrub: cycle done");
+    int info_lines = count_in(C->ds[0].log, mark, "\n");
+    int ns_lines = count_in(C->ns.log, ns_mark, "\n");
+
+    /* The same server at DEBUG: the cycles are there, many of them. */
+    setenv("IMGSTORE_LOG", "debug", 1);
+    cluster_signal_proc(&C->ds[0], SIGTERM);
+    rc = cluster_start_ds(C, 0);
+    if (saved) {
+        setenv("IMGSTORE_LOG", saved, 1);
+        free(saved);
+    } else {
+        unsetenv("IMGSTORE_LOG");
+    }
+    cr_assert_eq(rc, 0, "ds1 did not start again");
+    mark = file_size(C->ds[0].log);
+    usleep(QUIET_MS * 1000);
+    int debug_cycles = count_in(C->ds[0].log, mark, "scrub: cycle done");
+    cr_assert_eq(info_cycles, 0, "'scrub: cycle done' logged %d times at INFO", info_cycles);
+    cr_assert_leq(info_lines, IDLE_INFO_LINES_MAX, "an idle dataserver wrote %d lines at INFO in %d ms",
+                  info_lines, QUIET_MS);
+    cr_assert_leq(ns_lines, IDLE_INFO_LINES_MAX, "an idle nameserver wrote %d lines at INFO in %d ms",
+                  ns_lines, QUIET_MS);
+    cr_assert_geq(debug_cycles, 2, "'scrub: cycle done' logged %d times in %d ms at DEBUG",
+                  debug_cycles, QUIET_MS);
     C->passed = 1;
 }

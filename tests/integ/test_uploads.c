@@ -12,6 +12,7 @@
  *    keep the claimed type; without a claim the bytes decide. */
 #include "tests/integ/cluster.h"
 #include "tests/integ/fixture.h"
+#include "tests/integ/json_check.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -153,13 +154,8 @@ Test(uploads, empty_refused)
 /* The name in a 201 answer's JSON body ("name":"..."). */
 static void created_name(const char *out, char name[IMGSTORE_NAME_MAX])
 {
-    const char *p = strstr(out, "\"name\":\"");
-    cr_assert_not_null(p, "no name in %s", out);
-    p += 8;
-    size_t n = strcspn(p, "\"");
-    cr_assert_lt(n, (size_t)IMGSTORE_NAME_MAX);
-    memcpy(name, p, n);
-    name[n] = '\0';
+    json_at_str(json_http_body(out), "name", name, IMGSTORE_NAME_MAX);
+    cr_assert(name[0], "an empty name in %s", out);
 }
 
 Test(uploads, type_follows_the_bytes)

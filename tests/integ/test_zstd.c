@@ -12,6 +12,7 @@
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -160,13 +161,8 @@ static void post(const char *addr, const void *data, size_t len, const char *cty
     cr_assert_eq(http(addr, req, (size_t)n + len, &r), 0);
     free(req);
     cr_assert_eq(r.status, 201, "upload: %d %s", r.status, r.body);
-    const char *p = strstr(r.body, "\"name\":\"");
-    cr_assert(p, "no name in %s", r.body);
-    p += 8;
-    size_t l = strcspn(p, "\"");
-    cr_assert(l > 0 && l < IMGSTORE_NAME_MAX);
-    memcpy(name, p, l);
-    name[l] = '\0';
+    json_at_str(r.body, "name", name, IMGSTORE_NAME_MAX);
+    cr_assert(name[0], "an empty name in %s", r.body);
     resp_free(&r);
 }
 
@@ -415,12 +411,11 @@ Test(zstd, undecodable_copy_is_served_from_the_other_replica)
     int vrc = cluster_admin(C, 30000, &run, "--json", "verify", block, NULL);
     cr_assert_eq(vrc, 1, "a bad record fails verify: %s%s", run.out, run.err);
     char want[128];
-    snprintf(want, sizeof(want), "\"address\": \"%s\"", C->ds[ds].addr);
-    const char *mine = strstr(run.out, want);
-    cr_assert(mine, "no answer of ds%d: %s", ds + 1, run.out);
-    const char *bad = strstr(mine, "\"bad_records\": ");
-    cr_assert(bad && atoi(bad + 15) == 1 && bad < strchr(mine, '}'), "%s", run.out);
-    cr_assert(strstr(run.out, "\"bad_records\": 0"), "the other copy is intact: %s", run.out);
+    snprintf(want, sizeof(want), "servers[address=%s].bad_records", C->ds[ds].addr);
+    cr_assert_eq(json_at_num(run.out, want), 1, "ds%d's answer: %s", ds + 1, run.out);
+    json_t *intact = json_at(run.out, "servers[bad_records=0]");
+    cr_assert_not_null(intact, "the other copy is intact: %s", run.out);
+    json_decref(intact);
     cluster_run_free(&run);
     /* Now marked corrupt, the damaged copy never sends its frame to a client
      * that takes zstd: it decodes it first, finds it damaged and sends the
