@@ -165,8 +165,8 @@ repair_run() {
         sr=$(copy_bytes "$ds1" sent raw)
         rw=$(copy_bytes "$ds3" received wire)
         rr=$(copy_bytes "$ds3" received raw)
-        if echo "$st" | grep -q '"servers_up": 2' &&
-            echo "$st" | grep -q '"blocks_under_replicated": 0' &&
+        if [ "$(echo "$st" | jnum servers_up)" = 2 ] &&
+            [ "$(echo "$st" | jnum blocks_under_replicated)" = 0 ] &&
             [ "${rr:-0}" -gt 0 ] && [ "$sw" = "$rw" ] && [ "$sr" = "$rr" ]; then
             ok=1
             break

@@ -432,13 +432,11 @@ Test(zstd, undecodable_copy_is_served_from_the_other_replica)
     int rrc = cluster_admin(C, 60000, &run, "--json", "repair", block, "--wait", NULL);
     fprintf(stderr, "[zstd] repair %s --wait --json: %s", block, run.out);
     cr_assert_eq(rrc, 0, "%s%s", run.out, run.err);
-    snprintf(want, sizeof(want), "\"addr\": \"%s\"", C->ds[ds].addr);
-    mine = strstr(run.out, want);
-    cr_assert(mine, "the damaged copy's server is listed: %s", run.out);
-    char action[32];
-    json_str(mine, "action", action, sizeof(action));
+    char rpath[160], action[32];
+    snprintf(rpath, sizeof(rpath), "replicas[addr=%s].action", C->ds[ds].addr);
+    json_at_str(run.out, rpath, action, sizeof(action)); /* the damaged copy's server is listed */
     cr_assert_str_eq(action, "replace", "%s", run.out);
-    cr_assert(strstr(run.out, "\"healed\": true"), "%s", run.out);
+    cr_assert_eq(json_at_bool(run.out, "healed"), 1, "%s", run.out);
     cluster_run_free(&run);
     vrc = cluster_admin(C, 30000, &run, "verify", block, NULL);
     cr_assert_eq(vrc, 0, "every copy verifies after the repair: %s%s", run.out, run.err);
@@ -1079,14 +1077,9 @@ Test(zstd_copy, drain_sends_compressed_chunks)
     /* Its server id, from `ds-admin --json servers` (each object: id, then address). */
     struct cluster_run run;
     cr_assert_eq(cluster_admin(C, 30000, &run, "--json", "servers", NULL), 0, "%s", run.err);
-    char want[128], id[128] = "";
-    snprintf(want, sizeof(want), "\"address\": \"%s\"", C->ds[victim].addr);
-    const char *at = strstr(run.out, want);
-    cr_assert(at, "%s", run.out);
-    const char *obj = at;
-    while (obj > run.out && *obj != '{')
-        obj--;
-    json_str(obj, "id", id, sizeof(id));
+    char path[160], id[128] = "";
+    snprintf(path, sizeof(path), "[address=%s].id", C->ds[victim].addr);
+    json_at_str(run.out, path, id, sizeof(id));
     cr_assert(id[0], "%s", run.out);
     cluster_run_free(&run);
     int rc = cluster_admin(C, 90000, &run, "drain", id, "--wait", NULL);
