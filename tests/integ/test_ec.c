@@ -551,3 +551,207 @@ Test(ec, encode_sealed_block)
     check_deleted("after rebuilding the damaged shard");
     C->passed = 1;
 }
+
+/* The seq range of data shard `index` of block id (ds-admin block). */
+static void shard_seqs(uint64_t id, int index, uint32_t *first, uint32_t *last)
+{
+    char arg[32];
+    snprintf(arg, sizeof(arg), "%" PRIu64, id);
+    struct cluster_run r;
+    fixture_admin_json(&r, CLI_MS, "block", arg, NULL);
+    json_t *doc = json_loads(r.out, 0, NULL);
+    json_t *s = json_array_get(json_object_get(doc, "shards"), (size_t)index);
+    cr_assert_not_null(s, "%s", r.out);
+    *first = (uint32_t)json_integer_value(json_object_get(s, "seq_first"));
+    *last = (uint32_t)json_integer_value(json_object_get(s, "seq_last"));
+    cr_assert(*first > 0 && *last >= *first, "%s", r.out);
+    json_decref(doc);
+    cluster_run_free(&r);
+}
+
+static long journal_size(void)
+{
+    char p[700];
+    struct stat st;
+    snprintf(p, sizeof(p), "%s/deletes.journal", C->ns.data);
+    return stat(p, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* Non-zero when dataserver d's log holds `what`. */
+static int ds_logged(int d, const char *what)
+{
+    void *text = NULL;
+    size_t len = 0;
+    if (cluster_read_file(C->ds[d].log, &text, &len) != 0)
+        return 0;
+    char *t = realloc(text, len + 1);
+    cr_assert_not_null(t);
+    t[len] = '\0';
+    int found = strstr(t, what) != NULL;
+    free(t);
+    return found;
+}
+
+/* Encodes the first sealed block 4+2 (uploads until one is sealed); fills
+ * srv with its stripe. Returns the block id. */
+static uint64_t encoded_block(int srv[6])
+{
+    fixture_sizes(7, 0, NFILES_MAX, MIN_SIZE, MAX_SIZE, sizes);
+    imgstore_t *h = cluster_client(C);
+    cr_assert_not_null(h);
+    uint64_t id = 0;
+    while (!id && nfiles + BATCH <= NFILES_MAX) {
+        fixture_put_range(h, 7, nfiles, BATCH, sizes, names, 3, NULL);
+        nfiles += BATCH;
+        id = first_sealed();
+    }
+    imgstore_close(h);
+    cr_assert_neq(id, 0, "no sealed block after %d uploads", nfiles);
+    char arg[32];
+    snprintf(arg, sizeof(arg), "%" PRIu64, id);
+    struct cluster_run r;
+    cr_assert_eq(cluster_admin(C, CLI_MS, &r, "set", "ec", "4+2", NULL), 0, "%s", r.err);
+    cluster_run_free(&r);
+    cr_assert_eq(cluster_admin(C, 120000, &r, "ec", "encode", arg, "--wait", NULL), 0,
+                 "%s%s", r.out, r.err);
+    cluster_run_free(&r);
+    wait_stripe(id, srv, "after encoding");
+    int64_t end = now_ms() + WAIT_MS;
+    while (blk_copies(id) > 0 && now_ms() < end)
+        usleep(100 * 1000);
+    cr_assert_eq(blk_copies(id), 0, "replicated copies of block %" PRIu64 " left", id);
+    return id;
+}
+
+/* Issue 16/20: deletes while a shard holder is down are acknowledged (the
+ * tombstone on the five up holders and in the nameserver's delete journal);
+ * the holder, restarted, never serves a deleted file (library, a read
+ * asked of it alone, its HTTP origin, polled from its start on), gets the
+ * journaled tombstones and the journal drains. Then the scrubber finds a
+ * flipped byte in a parity shard that no read touches and the shard is
+ * rebuilt on a seventh server. */
+Test(ec, deletes_with_a_holder_down_and_shard_scrub)
+{
+    int srv[6];
+    uint64_t id = encoded_block(srv);
+    uint32_t first, last;
+    shard_seqs(id, 0, &first, &last);
+    cr_assert_eq(journal_size(), 0, "nothing journaled before");
+
+    /* 20 files of data shard 0, whose holder is killed: reads of them
+     * would go to it once it is back */
+    int pick[20], npick = 0;
+    for (int i = 0; i < nfiles && npick < 20; i++) {
+        struct fname f;
+        cr_assert_eq(fname_decode(names[i], strlen(names[i]), &f, NULL, NULL), 0);
+        if (f.block_id == id && f.seq >= first && f.seq <= last && f.seq % 3 == 0)
+            pick[npick++] = i;
+    }
+    cr_assert_eq(npick, 20, "data shard 0 holds too few files");
+    int victim = srv[0];
+    cr_assert_geq(cluster_signal_proc(&C->ds[victim], SIGKILL), 0);
+    imgstore_t *h = cluster_client(C);
+    cr_assert_not_null(h);
+    int64_t t0 = now_ms();
+    for (int k = 0; k < npick; k++) {
+        int rc = imgstore_unlink(h, names[pick[k]]);
+        cr_assert_eq(rc, 0, "delete %d of 20 (%s) with shard 0's holder down: %s", k + 1,
+                     names[pick[k]], imgstore_strerror(rc));
+        deleted[pick[k]] = 1;
+    }
+    fprintf(stderr, "ec: 20 deletes with a shard holder down acknowledged in %lld ms\n",
+            (long long)(now_ms() - t0));
+    cr_assert_eq(journal_size(), 20 * 104, "each delete journaled once (%ld bytes)",
+                 journal_size());
+    check_deleted("with shard 0's holder down");
+
+    /* the holder comes back: from its start on, no read through it (or
+     * through the library) returns a deleted file */
+    cr_assert_eq(cluster_start_ds(C, victim), 0);
+    int64_t end = now_ms() + 6000;
+    int polls = 0, served_410 = 0;
+    while (now_ms() < end) {
+        for (int k = 0; k < npick; k++) {
+            const char *name = names[pick[k]];
+            int code = cluster_get_status(C->ds[victim].http_addr, name);
+            cr_assert_neq(code, 200, "the returning holder's origin served deleted %s", name);
+            served_410 += code == 410;
+            void *data = NULL;
+            size_t len = 0;
+            int rc = imgstore_get_from(h, name, C->ds[victim].addr, &data, &len);
+            free(data);
+            cr_assert_neq(rc, 0, "the returning holder served deleted %s", name);
+            rc = imgstore_get(h, name, &data, &len);
+            free(data);
+            cr_assert_eq(rc, IMGSTORE_EDELETED, "deleted %s reads as %s", name,
+                         imgstore_strerror(rc));
+            polls++;
+        }
+    }
+    fprintf(stderr, "ec: %d polls of deleted files while shard 0's holder returned, %d "
+                    "answered 410 by its origin\n",
+            polls, served_410);
+    cr_assert_gt(served_410, 0, "its origin never answered");
+    imgstore_close(h);
+
+    /* the journal drains: every shard's holder has the tombstones */
+    cr_assert_eq(cluster_wait_ready(C, NDS, 30000), 0);
+    end = now_ms() + WAIT_MS;
+    while (journal_size() != 0 && now_ms() < end)
+        usleep(100 * 1000);
+    cr_assert_eq(journal_size(), 0, "the delete journal did not drain");
+    cr_assert(ds_logged(victim, "20 journaled tombstones applied to its shards here"),
+              "ds%d did not log the journaled tombstones", victim + 1);
+    int again[6];
+    wait_stripe(id, again, "after the holder's return");
+    cr_assert_eq(memcmp(again, srv, sizeof(srv)), 0, "the stripe moved");
+    check_deleted("after the holder's return");
+    for (int k = 0; k < npick; k++)
+        cr_assert_eq(cluster_get_status(C->ds[victim].http_addr, names[pick[k]]), 410);
+    read_all("after the holder's return");
+
+    /* the scrubber: a flipped byte in parity shard 5 (no read touches it
+     * while the data shards are up) is found and the shard rebuilt on a
+     * seventh server */
+    cr_assert_eq(cluster_add_ds(C), 0);
+    cr_assert_eq(cluster_wait_ready(C, NDS + 1, 30000), 0);
+    {
+        char p[700];
+        snprintf(p, sizeof(p), "%s/blocks/%016" PRIx64 ".s05", C->ds[srv[5]].data, id);
+        FILE *fp = fopen(p, "r+b");
+        cr_assert_not_null(fp, "%s", p);
+        uint8_t hdr[64], x;
+        cr_assert_eq(fread(hdr, 1, 64, fp), 64);
+        uint32_t hl = (uint32_t)hdr[44] | (uint32_t)hdr[45] << 8 | (uint32_t)hdr[46] << 16 |
+                      (uint32_t)hdr[47] << 24;
+        long at = (long)hl + 65536 + 1234; /* chunk 1 */
+        cr_assert_eq(fseek(fp, at, SEEK_SET), 0);
+        cr_assert_eq(fread(&x, 1, 1, fp), 1);
+        x ^= 0x08;
+        cr_assert_eq(fseek(fp, at, SEEK_SET), 0);
+        cr_assert_eq(fwrite(&x, 1, 1, fp), 1);
+        cr_assert_eq(fclose(fp), 0);
+    }
+    struct cluster_run r;
+    cr_assert_eq(cluster_admin(C, CLI_MS, &r, "set", "scrub_rate", "200", NULL), 0, "%s", r.err);
+    cluster_run_free(&r);
+    t0 = now_ms();
+    end = t0 + WAIT_MS;
+    int healed[6] = {0};
+    do {
+        usleep(200 * 1000);
+        stripe_of(id, healed);
+    } while (healed[5] == srv[5] && now_ms() < end);
+    cr_assert_neq(healed[5], srv[5], "the damaged parity shard was not rebuilt elsewhere");
+    fprintf(stderr, "ec: a flipped byte in a parity shard found by the scrubber and the shard "
+                    "rebuilt in %lld ms\n",
+            (long long)(now_ms() - t0));
+    cr_assert(ds_logged(srv[5], "shard 5 chunk 1 (offset"), "ds%d: no scrub log line",
+              srv[5] + 1);
+    wait_stripe(id, healed, "after rebuilding the scrubbed shard");
+    cr_assert_eq(healed[5], NDS, "shard 5 not on the seventh server");
+    cr_assert_eq(shard_files(healed[5], id), 1u << 5);
+    read_all("after the scrub's repair");
+    check_deleted("after the scrub's repair");
+    C->passed = 1;
+}
