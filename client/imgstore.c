@@ -890,16 +890,6 @@ int imgstore_unlink2(imgstore_t *h, const char *name, int *was_deleted)
             ProtobufCMessage *m = NULL;
             rc = call_msg(h, route.addr[0], FT_DELETE, &req.base, deadline,
                           &imgstore__delete_resp__descriptor, &m, NULL);
-            if (rc == IMG_ECONN && loc.n == 0 && loc.nshards > 0) {
-                /* That holder is not running (the nameserver may not know
-                 * yet): any other shard holder takes the delete, and
-                 * journals it for the dead one. */
-                struct cache_loc alt;
-                cache_loc_route_degraded(&loc, f.seq, &alt);
-                for (int i = 0; i < alt.n && rc == IMG_ECONN; i++)
-                    rc = call_msg(h, alt.addr[i], FT_DELETE, &req.base, deadline,
-                                  &imgstore__delete_resp__descriptor, &m, NULL);
-            }
             if (rc == 0 && was_deleted)
                 *was_deleted = ((Imgstore__DeleteResp *)m)->was_deleted && !sent;
             if (m)

@@ -9,8 +9,9 @@
  * are down than the stripe can lose, IMG_EUNAVAIL). It gives the tombstone
  * to every listed holder, itself included (EC_TOMB): each appends it to the
  * block's tombstone file (fdatasync on the thread pool) and marks the file
- * deleted in its record tables; any failure answers IMG_EUNAVAIL (the client
- * retries). When every shard was listed, that is the answer; when some were
+ * deleted in its record tables; any failure answers IMG_EUNAVAIL (the
+ * client retries: that holder may still serve, and a fresh lookup leaves it
+ * out once the nameserver counts it down). When every shard was listed, that is the answer; when some were
  * not (down, held out), the tombstone is also journaled at the nameserver
  * (NOTE_DELETE with shards, ds_tomb.c), which gives it to those holders
  * before they serve again (APPLY_TOMBSTONES, ds_ec_apply below) and to a
@@ -129,15 +130,10 @@ struct del {
     unsigned pending;
     int rc;
     uint16_t up;           /* shards whose holders were listed */
-    unsigned total, k;     /* k+m, k */
+    unsigned total;        /* k+m */
     size_t n;              /* holders listed */
     uint32_t index[EC_MAX_SHARDS];
     char addr[EC_MAX_SHARDS][DS_ADDR_MAX];
-    int gone[EC_MAX_SHARDS]; /* its holder could not be connected to (it died) */
-    struct piece {
-        struct del *d;
-        unsigned i;
-    } pc[EC_MAX_SHARDS];
 };
 
 static void del_answer(struct del *d, int rc)
@@ -172,34 +168,16 @@ static void del_piece(struct del *d, int status)
         d->rc = status;
     if (--d->pending > 0)
         return;
-    /* The holders that have it durably: every listed one but those that
-     * could not be connected to (dead since the lookup: they serve nothing
-     * and get it from the journal when they return). */
-    uint16_t have = 0;
-    uint32_t index[EC_MAX_SHARDS];
-    char *addrs[EC_MAX_SHARDS];
-    size_t n = 0;
-    for (size_t i = 0; i < d->n; i++)
-        if (!d->gone[i]) {
-            have |= (uint16_t)(1u << d->index[i]);
-            index[n] = d->index[i];
-            addrs[n++] = d->addr[i];
-        }
-    unsigned nhave = (unsigned)__builtin_popcount(have);
-    if (d->rc == 0 && nhave < d->k) {
-        log_warn("delete of block %016" PRIx64 " seq %u refused: %u of %u shard holders "
-                 "reached, more are down than the stripe can lose (%u)",
-                 d->id, d->seq, nhave, d->total, d->total - d->k);
-        d->rc = IMG_EUNAVAIL;
-    }
-    if (d->rc != 0 || have == (uint16_t)((1u << d->total) - 1u)) {
+    if (d->rc != 0 || d->up == (uint16_t)((1u << d->total) - 1u)) {
         del_answer(d, d->rc);
         return;
     }
-    /* Some shards' holders are down, held out or dead: the journal is the
-     * second home they get the tombstone from. */
-    d->n = n;
-    int rc = ds_tomb_note_ec(d->ds, d->id, d->seq, d->cookie, index, addrs, n, noted, d);
+    /* Some shards' holders are down or held out: the journal is the second
+     * home they get the tombstone from. */
+    char *addrs[EC_MAX_SHARDS];
+    for (size_t i = 0; i < d->n; i++)
+        addrs[i] = d->addr[i];
+    int rc = ds_tomb_note_ec(d->ds, d->id, d->seq, d->cookie, d->index, addrs, d->n, noted, d);
     if (rc != 0)
         del_answer(d, rc);
 }
@@ -212,13 +190,7 @@ static void local_done(int status, int was_deleted, void *arg)
 
 static void peer_done(int status, const struct frame *f, void *arg)
 {
-    struct piece *pc = arg;
-    int rc = status ? status : f->h.status;
-    if (rc == IMG_ECONN) { /* refused or reset: that holder is not running */
-        pc->d->gone[pc->i] = 1;
-        rc = 0;
-    }
-    del_piece(pc->d, rc);
+    del_piece(arg, status ? status : f->h.status);
 }
 
 static void del_located(int status, const struct ds_loc *loc, void *arg)
@@ -231,7 +203,6 @@ static void del_located(int status, const struct ds_loc *loc, void *arg)
         return;
     }
     d->total = (unsigned)(s->sh.h.k + s->sh.h.m);
-    d->k = s->sh.h.k;
     for (int i = 0; i < loc->nshards && d->n < EC_MAX_SHARDS; i++) {
         if (loc->sh_index[i] >= d->total)
             continue;
@@ -260,9 +231,8 @@ static void del_located(int status, const struct ds_loc *loc, void *arg)
         q.block_id = d->id;
         q.seq = d->seq;
         q.cookie = d->cookie;
-        d->pc[i] = (struct piece){.d = d, .i = (unsigned)i};
         if (ds_peer_request(ds, d->addr[i], FT_EC_TOMB, &q.base, NULL, 0,
-                            DS_EC_TOMB_TIMEOUT_MS, peer_done, &d->pc[i]) != 0)
+                            DS_EC_TOMB_TIMEOUT_MS, peer_done, d) != 0)
             del_piece(d, IMG_ECONN);
     }
     del_piece(d, 0);

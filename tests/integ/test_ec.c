@@ -592,6 +592,30 @@ static int ds_logged(int d, const char *what)
     return found;
 }
 
+/* DELETE /name through an HTTP origin with the writer key: the status. */
+static int http_delete(const char *addr, const char *name)
+{
+    void *text = NULL;
+    size_t tlen = 0;
+    cr_assert_eq(cluster_read_file(C->key_writer, &text, &tlen), 0);
+    char secret[128];
+    cr_assert_eq(sscanf(text, "app %127s", secret), 1);
+    free(text);
+    char req[512];
+    int rn = snprintf(req, sizeof(req),
+                      "DELETE /%s HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n"
+                      "Connection: close\r\n\r\n",
+                      name, secret);
+    int fd = cluster_connect(addr, 5000);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(cluster_send_all(fd, req, (size_t)rn), 0);
+    char resp[512] = "";
+    ssize_t got = read(fd, resp, sizeof(resp) - 1);
+    close(fd);
+    cr_assert_gt(got, 12);
+    return atoi(resp + 9);
+}
+
 /* Encodes the first sealed block 4+2 (uploads until one is sealed); fills
  * srv with its stripe. Returns the block id. */
 static uint64_t encoded_block(int srv[6])
@@ -623,13 +647,16 @@ static uint64_t encoded_block(int srv[6])
     return id;
 }
 
-/* Issue 16/20: deletes while a shard holder is down are acknowledged (the
- * tombstone on the five up holders and in the nameserver's delete journal);
+/* Issue 16/20: deletes while a shard holder is down (one over HTTP, the
+ * rest through the library) are acknowledged
+ * (the tombstone on the five up holders and in the nameserver's journal);
  * the holder, restarted, never serves a deleted file (library, a read
  * asked of it alone, its HTTP origin, polled from its start on), gets the
  * journaled tombstones and the journal drains. Then the scrubber finds a
  * flipped byte in a parity shard that no read touches and the shard is
- * rebuilt on a seventh server. */
+ * rebuilt on a seventh server. Last, with three holders down (more than the
+ * stripe can lose) a delete is refused (IMGSTORE_EUNAVAIL) and the file
+ * still reads once they are back. */
 Test(ec, deletes_with_a_holder_down_and_shard_scrub)
 {
     int srv[6];
@@ -653,7 +680,13 @@ Test(ec, deletes_with_a_holder_down_and_shard_scrub)
     imgstore_t *h = cluster_client(C);
     cr_assert_not_null(h);
     int64_t t0 = now_ms();
-    for (int k = 0; k < npick; k++) {
+    /* the first through another server's HTTP origin, the others through
+     * the library */
+    int other = (victim + 1) % NDS;
+    cr_assert_eq(http_delete(C->ds[other].http_addr, names[pick[0]]), 204,
+                 "HTTP DELETE with shard 0's holder down");
+    deleted[pick[0]] = 1;
+    for (int k = 1; k < npick; k++) {
         int rc = imgstore_unlink(h, names[pick[k]]);
         cr_assert_eq(rc, 0, "delete %d of 20 (%s) with shard 0's holder down: %s", k + 1,
                      names[pick[k]], imgstore_strerror(rc));
@@ -753,5 +786,26 @@ Test(ec, deletes_with_a_holder_down_and_shard_scrub)
     cr_assert_eq(shard_files(healed[5], id), 1u << 5);
     read_all("after the scrub's repair");
     check_deleted("after the scrub's repair");
+
+    /* three shard holders down (the stripe can lose two): a delete is
+     * refused, and nothing of it is left behind once they are back */
+    int live = -1;
+    for (int i = 0; i < nfiles && live < 0; i++)
+        if (name_in_block(names[i], id) && !deleted[i])
+            live = i;
+    int down[3] = {healed[0], healed[1], healed[2]};
+    for (int i = 0; i < 3; i++)
+        cr_assert_geq(cluster_signal_proc(&C->ds[down[i]], SIGKILL), 0);
+    h = cluster_client(C);
+    int rc = imgstore_unlink(h, names[live]);
+    cr_assert_eq(rc, IMGSTORE_EUNAVAIL, "delete with 3 of 6 shard holders down: %s",
+                 imgstore_strerror(rc));
+    imgstore_close(h);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(cluster_start_ds(C, down[i]), 0);
+    cr_assert_eq(cluster_wait_ready(C, NDS + 1, 30000), 0);
+    wait_stripe(id, again, "after three holders returned");
+    read_all("after the refused delete");
+    check_deleted("after the refused delete");
     C->passed = 1;
 }
