@@ -636,12 +636,13 @@ static void rebuild_reply(int status, const struct frame *f, void *arg)
     struct ns_stripe *st = ns_ec_get(ns, j->block_id);
     struct ns_server *t = ns_registry_at(ns, j->target);
     if (r && st && t) {
+        uint16_t old = st->holder[j->index];
         st->holder[j->index] = j->target;
         st->file_bytes[j->index] = r->file_bytes;
         st->bad &= (uint16_t)~(1u << j->index);
         log_info("task %" PRIu64 ": shard %u of block %" PRIu64 " rebuilt on %s", j->task_id,
                  j->index, j->block_id, t->id);
-        ns_ecdj_rebuilt(ns, st, j->index); /* held until it has the journaled tombstones */
+        ns_ecdj_rebuilt(ns, st, j->index, old); /* held until it has the journaled tombstones */
     } else if (!r) {
         log_warn("task %" PRIu64 ": shard %u of block %" PRIu64 " not rebuilt: %s", j->task_id,
                  j->index, j->block_id, img_strerror(rc));

@@ -14,6 +14,10 @@
  *            deleted as the frame arrives, so a returning holder never serves
  *            one once its view is confirmed.
  *   pruning  an entry every shard's holder has is dropped.
+ *   stale    a shard rebuilt elsewhere misses the deletes made since: its
+ *            former holder (holding no other shard of the stripe) is told
+ *            to drop it at once, when the rebuild ends and when it reports
+ *            it (before the report is answered).
  * Called by ns_delnote.c (NOTE_DELETE, tick), ns_rpc.c (heartbeats) and
  * ns_ec.c (a rebuilt shard). Calls the journal, the stripe table, the
  * registry, and sends on dataserver sessions. */
@@ -271,6 +275,30 @@ void ns_ecdj_noted(struct ns *ns, uint64_t block_id, uint32_t seq, uint16_t mask
 
 /* ---- heartbeats, rebuilds ------------------------------------------------------- */
 
+static void ignore_reply(int status, const struct frame *f, void *arg)
+{
+    (void)status;
+    (void)f;
+    (void)arg;
+}
+
+/* Server s holds a copy of a shard of st that another server holds now:
+ * when s holds no shard of st, it drops its copies at once (ns_ec.c's
+ * stale list asks again later if this is lost). */
+static void drop_now(struct ns *ns, const struct ns_stripe *st, struct ns_server *s)
+{
+    if (!s || !s->up || !s->conn || !ns->loop || shards_of(st, s->idx))
+        return;
+    log_info("block %" PRIu64 ": %s holds a shard rebuilt elsewhere, which misses the deletes "
+             "made since: told to drop it now",
+             st->block_id, s->id);
+    Imgstore__DeleteBlock m = IMGSTORE__DELETE_BLOCK__INIT;
+    m.block_id = st->block_id;
+    m.shards = 1;
+    conn_request(s->conn, FT_DELETE_BLOCK, &m.base, NULL, 0, NULL, NS_CMD_TIMEOUT_MS,
+                 ignore_reply, NULL);
+}
+
 void ns_ecdj_report(struct ns *ns, struct ns_server *s, const Imgstore__Heartbeat *hb)
 {
     uint64_t last = 0;
@@ -279,8 +307,15 @@ void ns_ecdj_report(struct ns *ns, struct ns_server *s, const Imgstore__Heartbea
         if (!x)
             continue;
         struct ns_stripe *st = ns_ec_usable(ns, x->block_id);
-        if (!st || x->index >= (unsigned)(st->k + st->m) || st->holder[x->index] != s->idx)
+        if (!st || x->index >= (unsigned)(st->k + st->m))
             continue;
+        if (st->holder[x->index] != s->idx) {
+            const struct ns_server *o = ns_registry_at(ns, st->holder[x->index]);
+            if (o && o->up && last != x->block_id)
+                drop_now(ns, st, s); /* stale: before its view is confirmed */
+            last = x->block_id;
+            continue;
+        }
         struct ns_dj_block *jb = ns_dj_get_ec(&ns->dj, x->block_id);
         if (jb)
             sync_holders(jb, st);
@@ -298,12 +333,14 @@ void ns_ecdj_report(struct ns *ns, struct ns_server *s, const Imgstore__Heartbea
     }
 }
 
-void ns_ecdj_rebuilt(struct ns *ns, struct ns_stripe *st, unsigned index)
+void ns_ecdj_rebuilt(struct ns *ns, struct ns_stripe *st, unsigned index, uint16_t old)
 {
     struct ns_dj_block *jb = ns_dj_get_ec(&ns->dj, st->block_id);
     if (jb)
         sync_holders(jb, st);
     hold_and_send(ns, st, index, "was rebuilt");
+    if (old != st->holder[index])
+        drop_now(ns, st, ns_registry_at(ns, old));
 }
 
 /* ---- the tick ---------------------------------------------------------------------- */

@@ -38,12 +38,17 @@ void ns_ecdj_noted(struct ns *ns, uint64_t block_id, uint32_t seq, uint16_t mask
  * is answered): each reported shard s holds that is held (rebuilt, not yet
  * released) or may lack journaled entries is held out and sent
  * APPLY_TOMBSTONES now, so the frame reaches s before the answer that
- * confirms its view. */
+ * confirms its view. A stale shard (another up server holds it now) on a
+ * server holding no shard of the stripe is dropped now (DELETE_BLOCK with
+ * shards): its record table misses the deletes made since. */
 void ns_ecdj_report(struct ns *ns, struct ns_server *s, const Imgstore__Heartbeat *hb);
 
 /* Shard `index` of st was rebuilt on its (new) holder: held out and sent
- * APPLY_TOMBSTONES (with the entries, or none: it releases the shard). */
-void ns_ecdj_rebuilt(struct ns *ns, struct ns_stripe *st, unsigned index);
+ * APPLY_TOMBSTONES (with the entries, or none: it releases the shard). Its
+ * former holder `old` (bad shard), when up and holding no other shard of
+ * the stripe, is told to drop its copy now, before any LOOKUP lists the new
+ * one (deletes from then on do not reach it). */
+void ns_ecdj_rebuilt(struct ns *ns, struct ns_stripe *st, unsigned index, uint16_t old);
 
 /* Every tick: drops entries every shard's holder has, sends
  * APPLY_TOMBSTONES to up holders that lack entries or are held out (one in

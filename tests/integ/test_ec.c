@@ -654,7 +654,9 @@ static uint64_t encoded_block(int srv[6])
  * asked of it alone, its HTTP origin, polled from its start on), gets the
  * journaled tombstones and the journal drains. Then the scrubber finds a
  * flipped byte in a parity shard that no read touches and the shard is
- * rebuilt on a seventh server. Last, with three holders down (more than the
+ * rebuilt on a seventh server. Then a shard rebuilt while deletes are
+ * journaled (its holder killed): held until it has them, never serving a
+ * deleted file, and the journal drains. Last, with three holders down (more than the
  * stripe can lose) a delete is refused (IMGSTORE_EUNAVAIL) and the file
  * still reads once they are back. */
 Test(ec, deletes_with_a_holder_down_and_shard_scrub)
@@ -786,6 +788,71 @@ Test(ec, deletes_with_a_holder_down_and_shard_scrub)
     cr_assert_eq(shard_files(healed[5], id), 1u << 5);
     read_all("after the scrub's repair");
     check_deleted("after the scrub's repair");
+
+    /* a shard rebuilt while deletes are journaled: shard 1's holder killed,
+     * 10 files of data shard 1 deleted at once, the shard rebuilt on the
+     * server holding none (it is held until it has the journaled
+     * tombstones): no origin ever serves a deleted file meanwhile, the
+     * journal drains without the dead holder */
+    {
+        int h1 = healed[1];
+        shard_seqs(id, 1, &first, &last);
+        int pick1[10], n1 = 0;
+        for (int i = 0; i < nfiles && n1 < 10; i++) {
+            struct fname f;
+            cr_assert_eq(fname_decode(names[i], strlen(names[i]), &f, NULL, NULL), 0);
+            if (f.block_id == id && f.seq >= first && f.seq <= last && f.seq % 3 == 1 &&
+                !deleted[i])
+                pick1[n1++] = i;
+        }
+        cr_assert_eq(n1, 10);
+        cr_assert_geq(cluster_signal_proc(&C->ds[h1], SIGKILL), 0);
+        h = cluster_client(C);
+        for (int k = 0; k < n1; k++) {
+            int rc = imgstore_unlink(h, names[pick1[k]]);
+            cr_assert_eq(rc, 0, "delete %s with shard 1's holder down: %s", names[pick1[k]],
+                         imgstore_strerror(rc));
+            deleted[pick1[k]] = 1;
+        }
+        cr_assert_gt(journal_size(), 0, "journaled");
+        int now_s[6], polls1 = 0;
+        end = now_ms() + WAIT_MS;
+        do {
+            for (int k = 0; k < n1; k++) {
+                const char *name = names[pick1[k]];
+                for (int d = 0; d < C->nds; d++) {
+                    if (d == h1)
+                        continue;
+                    cr_assert_neq(cluster_get_status(C->ds[d].http_addr, name), 200,
+                                  "ds%d served deleted %s while shard 1 was rebuilt", d + 1,
+                                  name);
+                }
+                void *data = NULL;
+                size_t len = 0;
+                int rc = imgstore_get(h, name, &data, &len);
+                free(data);
+                cr_assert_eq(rc, IMGSTORE_EDELETED, "%s reads as %s", name,
+                             imgstore_strerror(rc));
+                polls1++;
+            }
+        } while ((stripe_of(id, now_s) < 6 || journal_size() != 0) && now_ms() < end);
+        imgstore_close(h);
+        cr_assert_neq(now_s[1], h1, "shard 1 not rebuilt");
+        cr_assert_eq(journal_size(), 0, "the journal did not drain after the rebuild");
+        fprintf(stderr, "ec: shard 1 rebuilt on ds%d with 10 journaled deletes, %d polls\n",
+                now_s[1] + 1, polls1);
+        for (int k = 0; k < n1; k++)
+            cr_assert_eq(cluster_get_status(C->ds[now_s[1]].http_addr, names[pick1[k]]), 410);
+        cr_assert_eq(cluster_start_ds(C, h1), 0);
+        cr_assert_eq(cluster_wait_ready(C, NDS + 1, 30000), 0);
+        end = now_ms() + WAIT_MS;
+        while (shard_files(h1, id) && now_ms() < end)
+            usleep(200 * 1000);
+        cr_assert_eq(shard_files(h1, id), 0, "the stale shard 1 stayed on ds%d", h1 + 1);
+        read_all("after shard 1 was rebuilt");
+        check_deleted("after shard 1 was rebuilt");
+        memcpy(healed, now_s, sizeof(healed));
+    }
 
     /* three shard holders down (the stripe can lose two): a delete is
      * refused, and nothing of it is left behind once they are back */

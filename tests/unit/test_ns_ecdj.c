@@ -198,7 +198,7 @@ Test(ns_ecdj, rebuilt_shard_loses_its_bit_and_is_held_out)
     journal(7, 9, srv[0], up5, 5);
     struct ns_stripe *st = ns_ec_get(&ns, 7);
     st->holder[2] = srv[6]->idx; /* shard 2 rebuilt on ds7 */
-    ns_ecdj_rebuilt(&ns, st, 2);
+    ns_ecdj_rebuilt(&ns, st, 2, srv[2]->idx);
     cr_assert_eq(st->djwait, 1u << 2);
     struct ns_dj_block *jb = ns_dj_get_ec(&ns.dj, 7);
     cr_assert_eq(jb->v[0].shards, 0x2bu, "shard 2's bit cleared, shard 4 never had it");
