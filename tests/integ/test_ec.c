@@ -783,6 +783,9 @@ Test(ec, deletes_with_a_holder_down_and_shard_scrub)
             (long long)(now_ms() - t0));
     cr_assert(ds_logged(srv[5], "shard 5 chunk 1 (offset"), "ds%d: no scrub log line",
               srv[5] + 1);
+    cr_assert_eq(cluster_metric(C->ds[srv[5]].http_addr, "imgstore_ds_scrub_shard_bad_total"), 1);
+    cr_assert_geq(cluster_metric(C->ds[srv[5]].http_addr, "imgstore_ds_scrub_shard_chunks_total"),
+                  2, "chunks 0 and 1 of shard 5 checked");
     wait_stripe(id, healed, "after rebuilding the scrubbed shard");
     cr_assert_eq(healed[5], NDS, "shard 5 not on the seventh server");
     cr_assert_eq(shard_files(healed[5], id), 1u << 5);
