@@ -58,7 +58,7 @@
 static void setup(void)
 {
     fixture_start(&(struct cluster_opts){.ndataservers = NDS, .replicas = 2,
-                                         .block_size = BLOCK_SIZE});
+                                         .block_size = BLOCK_SIZE, .ns_http = 1});
 }
 
 TestSuite(ec, .init = setup, .fini = fixture_stop, .timeout = 240);
@@ -698,6 +698,9 @@ Test(ec, deletes_with_a_holder_down_and_shard_scrub)
             (long long)(now_ms() - t0));
     cr_assert_eq(journal_size(), 20 * 104, "each delete journaled once (%ld bytes)",
                  journal_size());
+    cr_assert_eq(cluster_metric(C->ns.http_addr,
+                                "imgstore_nameserver_delete_journal_entries{kind=\"erasure_coded\"}"),
+                 20);
     check_deleted("with shard 0's holder down");
 
     /* the holder comes back: from its start on, no read through it (or
@@ -735,6 +738,9 @@ Test(ec, deletes_with_a_holder_down_and_shard_scrub)
     while (journal_size() != 0 && now_ms() < end)
         usleep(100 * 1000);
     cr_assert_eq(journal_size(), 0, "the delete journal did not drain");
+    cr_assert_eq(cluster_metric(C->ns.http_addr,
+                                "imgstore_nameserver_delete_journal_entries{kind=\"erasure_coded\"}"),
+                 0);
     cr_assert(ds_logged(victim, "20 journaled tombstones applied to its shards here"),
               "ds%d did not log the journaled tombstones", victim + 1);
     int again[6];
