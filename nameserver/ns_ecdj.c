@@ -310,9 +310,11 @@ void ns_ecdj_report(struct ns *ns, struct ns_server *s, const Imgstore__Heartbea
         if (!st || x->index >= (unsigned)(st->k + st->m))
             continue;
         if (st->holder[x->index] != s->idx) {
+            /* Stale: dropped before its view is confirmed. Not a held one:
+             * a rebuild here whose answer is still on its way. */
             const struct ns_server *o = ns_registry_at(ns, st->holder[x->index]);
-            if (o && o->up && last != x->block_id)
-                drop_now(ns, st, s); /* stale: before its view is confirmed */
+            if (o && o->up && !x->held && last != x->block_id)
+                drop_now(ns, st, s);
             last = x->block_id;
             continue;
         }
