@@ -11,8 +11,9 @@
  * block's tombstone file (fdatasync on the thread pool) and marks the file
  * deleted in its record tables; any failure answers IMG_EUNAVAIL (the
  * client retries: that holder may still serve, and a fresh lookup leaves it
- * out once the nameserver counts it down). When every shard was listed, that is the answer; when some were
- * not (down, held out), the tombstone is also journaled at the nameserver
+ * out once the nameserver counts it down). When every shard was listed,
+ * that is the answer; when some were not (down, held out), the tombstone
+ * is also journaled at the nameserver
  * (NOTE_DELETE with shards, ds_tomb.c), which gives it to those holders
  * before they serve again (APPLY_TOMBSTONES, ds_ec_apply below) and to a
  * shard rebuilt meanwhile; the DELETE is answered once the journal has it
