@@ -209,6 +209,8 @@ struct ds {
     struct ds_scrub *scrub;
     uint64_t scrub_rate;        /* bytes/s of background checking in force; 0: off */
     uint64_t scrub_rate_own;    /* --scrub-rate-mb, used while the nameserver sends 0 */
+    uint64_t scrub_shard_chunks; /* shard chunks the scrubber checked */
+    uint64_t scrub_shard_bad;    /* ... that failed their CRC32C (shard reported bad) */
 
     /* the dataserver as a cluster client (ds_nsclient.c) */
     struct ds_nsclient *nsc;

@@ -89,8 +89,8 @@ int ds_ec_locate(struct ds *ds, uint64_t id, uint32_t seq, const struct ec_tent 
                  unsigned *dshard, uint64_t *doff)
 {
     struct ds_shard *s = ds_ec_find(ds, id);
-    if (!s)
-        return IMG_ENOBLOCKHERE;
+    if (!s || s->held)
+        return IMG_ENOBLOCKHERE; /* held: its table may lack journaled tombstones */
     const struct ec_tent *t = ec_table_find(s->sh.tab, s->sh.ntab, seq);
     if (!t)
         return IMG_ENOTFOUND;
@@ -274,6 +274,37 @@ int ds_ec_drop(struct ds *ds, uint64_t id)
     return dropped ? 0 : IMG_ENOBLOCKHERE;
 }
 
+static int ref_cmp(const void *a, const void *b)
+{
+    const struct ds_shard_ref *x = a, *y = b;
+    if (x->block_id != y->block_id)
+        return x->block_id < y->block_id ? -1 : 1;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+size_t ds_ec_snapshot(struct ds *ds, struct ds_shard_ref **out)
+{
+    struct ds_ec *e = ds->ec;
+    *out = NULL;
+    if (!e || e->n == 0 || !(*out = malloc(e->n * sizeof(**out))))
+        return 0;
+    for (size_t i = 0; i < e->n; i++)
+        (*out)[i] = (struct ds_shard_ref){.block_id = e->v[i]->block_id,
+                                          .index = e->v[i]->index};
+    qsort(*out, e->n, sizeof(**out), ref_cmp);
+    return e->n;
+}
+
+void ds_ec_set_held(struct ds *ds, uint64_t id, int held)
+{
+    struct ds_ec *e = ds->ec;
+    for (size_t i = 0; e && i < e->n; i++)
+        if (e->v[i]->block_id == id && e->v[i]->held != held) {
+            e->v[i]->held = held;
+            e->dirty = 1;
+        }
+}
+
 void ds_ec_mark_bad(struct ds *ds, uint64_t id, unsigned index)
 {
     struct ds_shard *s = ds_ec_shard(ds, id, index);
@@ -318,6 +349,7 @@ size_t ds_ec_report(struct ds *ds, int full, Imgstore__ShardInfo ***out)
         x->block_len = h->block_len;
         x->file_bytes = s->sh.file_size;
         x->bad = s->bad;
+        x->held = s->held;
         uint32_t *first = seqs + i * 2 * EC_MAX_K, *last = first + EC_MAX_K;
         for (unsigned j = 0; j < h->k; j++) {
             first[j] = h->ext[j].first_seq;

@@ -30,6 +30,9 @@ struct ds_shard {
     unsigned index;
     int disk;
     int bad;                 /* its bytes failed a check */
+    int held;                /* rebuilt here: its record table may lack journaled
+                              * tombstones, so no file is read through it until
+                              * the nameserver's APPLY_TOMBSTONES (ds_ec_apply) */
     struct ec_shard sh;      /* open file, header, record table */
 };
 
@@ -94,6 +97,28 @@ void ds_ec_mark_deleted(struct ds *ds, uint64_t id, uint32_t seq);
  * (called by ds_repl_delete; answers r once), and EC_TOMB (peer). */
 void ds_ec_delete(struct ds_req *r, uint64_t block_id, uint32_t seq, uint32_t cookie);
 void ds_ec_tomb(struct ds_req *r, const struct frame *f);
+
+/* APPLY_TOMBSTONES with `shards` (the nameserver's delete journal, called by
+ * ds_tomb_apply; takes m): every listed file of the block's record table is
+ * marked deleted at once (before any later frame is handled), then the
+ * tombstones are appended to the block's tombstone file (one fdatasync) and
+ * the block's shards held here are released (held 0). Answers r once:
+ * ApplyTombstonesResp (applied: files marked), IMG_ENOBLOCKHERE, IMG_EINVAL
+ * (lists), or the write's error. */
+void ds_ec_apply(struct ds_req *r, Imgstore__ApplyTombstones *m);
+
+/* A shard held here, by name (the scrubber's snapshot). */
+struct ds_shard_ref {
+    uint64_t block_id;
+    unsigned index;
+};
+
+/* Every shard held here, by block id and index: *out malloc'd (owned by the
+ * caller; NULL when none or out of memory). Returns how many. */
+size_t ds_ec_snapshot(struct ds *ds, struct ds_shard_ref **out);
+
+/* Sets `held` on every shard of block id held here (reported). */
+void ds_ec_set_held(struct ds *ds, uint64_t id, int held);
 
 /* ds_ec_rebuild.c: EC_REBUILD (nameserver session). */
 void ds_ec_rebuild(struct ds_req *r, const struct frame *f);

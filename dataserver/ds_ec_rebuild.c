@@ -10,7 +10,9 @@
  * lost shard's range decoded. The whole file is then assembled (the new
  * index, the payload's chunk CRCs), checked and written like an
  * EC_PUT_SHARD (ec_shard_write on the thread pool, durable before the
- * answer), opened and reported. Calls ds_ec.c (ds_ec_adopt), ec.c,
+ * answer), opened and reported held: no file is read through it until the
+ * nameserver sent the journaled tombstones deleted meanwhile
+ * (APPLY_TOMBSTONES, ds_ec_apply). Calls ds_ec.c (ds_ec_adopt), ec.c,
  * ec_shard.c, ds_peer.c. */
 #include "dataserver/ds_ec.h"
 
@@ -92,6 +94,8 @@ static void write_after(uv_work_t *w, int status)
 {
     struct rebuild *b = w->data;
     int rc = status < 0 ? status : b->rc;
+    if (rc == 0)
+        b->s->held = 1; /* until the nameserver's APPLY_TOMBSTONES (ds_ec_apply) */
     if (rc == 0 && (rc = ds_ec_adopt(b->ds, b->s)) != 0)
         ds_ec_free_shard(b->s);
     rebuild_end(b, rc);

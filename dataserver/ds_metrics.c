@@ -473,6 +473,13 @@ int ds_metrics_render(struct ds *ds, char **out, size_t *len)
     metrics_family(&b, "imgstore_ds_scrub_rate_bytes", "gauge",
                    "Bytes per second the scrubber reads (0: off).");
     metrics_value(&b, "imgstore_ds_scrub_rate_bytes", NULL, (double)ds->scrub_rate);
+    metrics_family(&b, "imgstore_ds_scrub_shard_chunks_total", "counter",
+                   "Chunks of erasure-coded shards the scrubber checked.");
+    metrics_value(&b, "imgstore_ds_scrub_shard_chunks_total", NULL,
+                  (double)ds->scrub_shard_chunks);
+    metrics_family(&b, "imgstore_ds_scrub_shard_bad_total", "counter",
+                   "Shard chunks that failed their CRC32C in the scrubber (shard reported bad).");
+    metrics_value(&b, "imgstore_ds_scrub_shard_bad_total", NULL, (double)ds->scrub_shard_bad);
     metrics_family(&b, "imgstore_ds_loop_stall_max_seconds", "gauge",
                    "Longest time the event loop was kept from a due timer since start.");
     metrics_value(&b, "imgstore_ds_loop_stall_max_seconds", NULL, (double)ds->lag_max_ns / NS_PER_S);

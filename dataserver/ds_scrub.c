@@ -8,7 +8,14 @@
  * the continuous cycle takes tokens from its own bucket (ds->scrub_rate) and
  * starts a new pass from a fresh snapshot when one ends. An encoded
  * (compressed) record is also decoded, on the thread pool (ds_codec.c), and
- * must give back the original's size and CRC32C. */
+ * must give back the original's size and CRC32C. After the blocks, the
+ * cycle walks the shard files of erasure-coded blocks held here (a snapshot
+ * taken with the pass's): each payload chunk of EC_CHUNK bytes is read
+ * (io_uring, on a dup of the shard's descriptor, so a shard dropped
+ * meanwhile is harmless) from the same bucket and checked against its
+ * CRC32C in the shard header; a mismatch reports the shard bad
+ * (ds_ec_mark_bad: the nameserver rebuilds it elsewhere, as when a read
+ * finds it). */
 #include "dataserver/ds_scrub.h"
 
 #include "base/crc32c.h"
@@ -17,12 +24,15 @@
 #include "dataserver/blockio.h"
 #include "dataserver/ds_block.h"
 #include "dataserver/ds_codec.h"
+#include "dataserver/ds_ec.h"
+#include "dataserver/uring.h"
 #include "proto/imgstore.pb-c.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define SCRUB_BURST_MS 200 /* the bucket holds at most this much of the rate */
 
@@ -37,6 +47,12 @@ struct pass {
     uint64_t records, bytes;
     uint64_t *bad_blocks;
     size_t nbad;
+    /* the cycle's shards, after its blocks */
+    struct ds_shard_ref *shards;
+    size_t nshards, si;
+    uint64_t soff;             /* next payload offset in shards[si] */
+    uint32_t shards_done, shards_bad;
+    uint64_t chunks;
 };
 
 struct ds_scrub {
@@ -52,6 +68,11 @@ struct ds_scrub {
     size_t len;
     uint64_t block_id, off;
     uint32_t seq;
+    /* a shard chunk being read (sc->reading == &sc->cycle) */
+    int chunk_fd;              /* a dup of the shard's descriptor, -1 when none */
+    unsigned shard_index;
+    uint32_t chunk, chunk_crc;
+    const struct ds_shard *shard;
 };
 
 static struct ds_scrub *sstate(struct ds *ds)
@@ -61,6 +82,7 @@ static struct ds_scrub *sstate(struct ds *ds)
         if (!sc)
             return NULL;
         sc->ds = ds;
+        sc->chunk_fd = -1;
         sc->refill_ms = uv_now(ds->loop);
         ds->scrub = sc;
     }
@@ -102,11 +124,18 @@ static int pass_snapshot(struct ds *ds, struct pass *p, uint64_t only)
     p->nids = s.n;
     p->bi = 0;
     p->seq = 0;
+    free(p->shards);
+    p->shards = NULL;
+    p->nshards = p->si = 0;
+    p->soff = 0;
+    if (!p->verify && !only)
+        p->nshards = ds_ec_snapshot(ds, &p->shards);
     return 0;
 }
 
 static void pass_free(struct pass *p)
 {
+    free(p->shards);
     free(p->ids);
     free(p->bad_blocks);
     if (p->verify)
@@ -247,6 +276,97 @@ static void read_done(int status, void *arg)
     read_end(sc, p);
 }
 
+/* ---- shards ---------------------------------------------------------------------- */
+
+/* The next chunk of the cycle's shards: 1 with sc's chunk fields set and
+ * *len its length (the shard still held, its descriptor dup'd), 0 when
+ * every shard is done (or a dup failed: retried at the next tick, -1). */
+static int shard_next(struct ds_scrub *sc, struct pass *p, size_t *len)
+{
+    struct ds *ds = sc->ds;
+    while (p->si < p->nshards) {
+        const struct ds_shard_ref *ref = &p->shards[p->si];
+        const struct ds_shard *s = ds_ec_shard(ds, ref->block_id, ref->index);
+        if (s && !s->bad && p->soff < s->sh.h.L) {
+            uint64_t n = s->sh.h.L - p->soff < EC_CHUNK ? s->sh.h.L - p->soff : EC_CHUNK;
+            int fd = dup(s->sh.fd);
+            if (fd < 0)
+                return -1;
+            sc->chunk_fd = fd;
+            sc->shard = s;
+            sc->block_id = ref->block_id;
+            sc->shard_index = ref->index;
+            sc->chunk = (uint32_t)(p->soff / EC_CHUNK);
+            sc->chunk_crc = s->sh.h.chunk_crc[sc->chunk];
+            sc->off = s->sh.hdr_len + p->soff;
+            *len = (size_t)n;
+            p->soff += n;
+            return 1;
+        }
+        if (s && p->soff)
+            p->shards_done++;
+        p->si++;
+        p->soff = 0;
+    }
+    return 0;
+}
+
+static void chunk_done(int res, void *arg)
+{
+    struct ds_scrub *sc = arg;
+    struct ds *ds = sc->ds;
+    struct pass *p = sc->reading;
+    close(sc->chunk_fd);
+    sc->chunk_fd = -1;
+    if (!ds->stopping && res != -ENOMEM) {
+        p->chunks++;
+        p->bytes += sc->len;
+        ds->scrub_shard_chunks++;
+        const struct ds_shard *s = ds_ec_shard(ds, sc->block_id, sc->shard_index);
+        int bad = res < 0 || (size_t)res != sc->len ||
+                  crc32c(0, sc->buf, sc->len) != sc->chunk_crc;
+        /* Only the shard that was read (not one rebuilt here since). */
+        if (bad && s == sc->shard && !s->bad) {
+            p->shards_bad++;
+            ds->scrub_shard_bad++;
+            log_error("scrub: block %016" PRIx64 " shard %u chunk %u (offset %" PRIu64
+                      ") fails its CRC32C%s; shard reported bad (the nameserver rebuilds it "
+                      "elsewhere)",
+                      sc->block_id, sc->shard_index, sc->chunk, sc->off,
+                      res < 0 ? " (read error)" : "");
+            ds_ec_mark_bad(ds, sc->block_id, sc->shard_index);
+        }
+    }
+    read_end(sc, p);
+}
+
+/* Starts the read of the cycle's next shard chunk: 1 when started, 0 when
+ * the shards are done, -1 to come back at the next tick. */
+static int shard_read(struct ds_scrub *sc, struct pass *p)
+{
+    size_t len = 0;
+    int more = shard_next(sc, p, &len);
+    if (more <= 0)
+        return more;
+    sc->tokens -= (double)len;
+    sc->buf = malloc(len);
+    sc->len = len;
+    sc->reading = p;
+    int rc = sc->buf ? uring_read(sc->ds->store->ring, sc->chunk_fd, sc->buf, len, sc->off,
+                                  chunk_done, sc)
+                     : -ENOMEM;
+    if (rc != 0) {
+        p->soff -= len; /* the same chunk at the next tick */
+        close(sc->chunk_fd);
+        sc->chunk_fd = -1;
+        sc->reading = NULL;
+        free(sc->buf);
+        sc->buf = NULL;
+        return -1;
+    }
+    return 1;
+}
+
 /* Starts the next read: of the oldest VERIFY, else of the cycle when its
  * bucket allows. Answers VERIFYs whose pass ended. */
 static void pump(struct ds_scrub *sc)
@@ -271,14 +391,22 @@ static void pump(struct ds_scrub *sc)
                 verify_answer(sc, p);
                 continue;
             }
+            int sr = shard_read(sc, p); /* then the shards of encoded blocks */
+            if (sr != 0)
+                return; /* reading one (sr 1), or back at the next tick */
             /* Routine (every few seconds on a small store): DEBUG, unless a
-             * cycle found bad records (each also logged where found). */
-            if (p->nids)
-                log_msg(p->bad ? LOG_WARN : LOG_DEBUG,
-                        "scrub: cycle done: %u blocks, %" PRIu64 " records, %u bad", p->blocks,
-                        p->records, p->bad);
+             * cycle found bad records or shards (each also logged where
+             * found). */
+            if (p->nids || p->nshards)
+                log_msg(p->bad || p->shards_bad ? LOG_WARN : LOG_DEBUG,
+                        "scrub: cycle done: %u blocks, %" PRIu64 " records, %u bad; %u shards, "
+                        "%" PRIu64 " chunks, %u bad",
+                        p->blocks, p->records, p->bad, p->shards_done, p->chunks,
+                        p->shards_bad);
             p->blocks = p->bad = 0;
             p->records = p->bytes = 0;
+            p->shards_done = p->shards_bad = 0;
+            p->chunks = 0;
             pass_snapshot(ds, p, 0);
             return; /* the next cycle starts at the next tick */
         }
@@ -398,6 +526,9 @@ void ds_scrub_stop(struct ds *ds)
     }
     free(sc->cycle.ids);
     free(sc->cycle.bad_blocks);
+    free(sc->cycle.shards);
     sc->cycle.ids = NULL;
     sc->cycle.bad_blocks = NULL;
+    sc->cycle.shards = NULL;
+    sc->cycle.nshards = 0;
 }

@@ -5,7 +5,9 @@
  * on its success. APPLY_TOMBSTONES comes in on the session: every listed file
  * still live in the copy gets a tombstone appended at the copy's tail (not
  * replicated: the nameserver sends it only to a copy it holds out of every
- * replica set), all durable before the answer.
+ * replica set), all durable before the answer; one with `shards` is for the
+ * shards of an erasure-coded block (ds_ec_apply). NOTE_DELETE with `shards`
+ * (ds_tomb_note_ec) journals a tombstone that some shard holders lack.
  * May call net/ (conn_request, auth_link), the storage engine (block,
  * blockio, index, needle), ds_block.c (ds_block_changed), ds_copy.c
  * (ds_copy_running) and ds_compact.c (ds_compact_busy). */
@@ -17,6 +19,7 @@
 #include "dataserver/ds_block.h"
 #include "dataserver/ds_compact.h"
 #include "dataserver/ds_copy.h"
+#include "dataserver/ds_ec.h"
 #include "net/auth_link.h"
 #include "proto/imgstore.pb-c.h"
 
@@ -60,6 +63,34 @@ int ds_tomb_note(struct ds *ds, uint64_t block_id, uint32_t seq, uint32_t cookie
                           note_reply, n);
     if (rc != 0) {
         free(n);
+        return IMG_EUNAVAIL;
+    }
+    return 0;
+}
+
+int ds_tomb_note_ec(struct ds *ds, uint64_t block_id, uint32_t seq, uint32_t cookie,
+                    const uint32_t *index, char **addr, size_t n,
+                    void (*cb)(int status, void *arg), void *arg)
+{
+    if (ds->stopping || !ds->ns_conn || conn_is_closing(ds->ns_conn) || !ds->ns_link ||
+        !auth_link_ready(ds->ns_link))
+        return IMG_EUNAVAIL;
+    struct note *nt = malloc(sizeof(*nt));
+    if (!nt)
+        return -ENOMEM;
+    *nt = (struct note){.cb = cb, .arg = arg};
+    Imgstore__NoteDelete m = IMGSTORE__NOTE_DELETE__INIT;
+    m.block_id = block_id;
+    m.seq = seq;
+    m.cookie = cookie;
+    m.shards = 1;
+    m.n_shard_index = m.n_shard_addr = n;
+    m.shard_index = (uint32_t *)index;
+    m.shard_addr = addr;
+    int rc = conn_request(ds->ns_conn, FT_NOTE_DELETE, &m.base, NULL, 0, NULL, DS_NOTE_TIMEOUT_MS,
+                          note_reply, nt);
+    if (rc != 0) {
+        free(nt);
         return IMG_EUNAVAIL;
     }
     return 0;
@@ -168,6 +199,10 @@ void ds_tomb_apply(struct ds_req *r, const struct frame *f)
     Imgstore__ApplyTombstones *m = ds_req_unpack(r, f, &imgstore__apply_tombstones__descriptor);
     if (!m)
         return;
+    if (m->shards) {
+        ds_ec_apply(r, m); /* the shards of an erasure-coded block (ds_ec_delete.c) */
+        return;
+    }
     int rc = 0;
     struct block *b = NULL;
     if (m->n_seqs != m->n_cookies || m->n_seqs > DS_APPLY_MAX)

@@ -17,6 +17,13 @@ int ds_tomb_note(struct ds *ds, uint64_t block_id, uint32_t seq, uint32_t cookie
                  uint64_t tail_after, uint32_t set_version, void (*cb)(int status, void *arg),
                  void *arg);
 
+/* The same for a file of an erasure-coded block (NOTE_DELETE with shards):
+ * the holders of shards index[0..n) (at addr[i]) have the tombstone
+ * durably; the nameserver journals it for the others. */
+int ds_tomb_note_ec(struct ds *ds, uint64_t block_id, uint32_t seq, uint32_t cookie,
+                    const uint32_t *index, char **addr, size_t n,
+                    void (*cb)(int status, void *arg), void *arg);
+
 /* APPLY_TOMBSTONES (nameserver session): appends a tombstone for every
  * listed file still live in the copy, durably, then answers the count and
  * the durable tail. IMG_EINVAL for unequal lists or more than DS_APPLY_MAX;

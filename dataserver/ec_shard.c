@@ -373,6 +373,36 @@ int ec_tomb_append(const char *blocks_dir, uint64_t id, uint32_t seq, uint32_t c
     return rc;
 }
 
+int ec_tomb_append_n(const char *blocks_dir, uint64_t id, const uint32_t *seqs,
+                     const uint32_t *cookies, size_t n)
+{
+    if (n == 0)
+        return 0;
+    char path[512];
+    tomb_path(blocks_dir, id, path, sizeof(path));
+    uint8_t *buf = calloc(n, EC_TOMB_ENTRY);
+    if (!buf)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t *e = buf + i * EC_TOMB_ENTRY;
+        le_put32(e, seqs[i]);
+        le_put32(e + 4, cookies[i]);
+        le_put32(e + 12, crc32c(0, e, 12));
+    }
+    int is_new = access(path, F_OK) != 0;
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int rc = fd < 0 ? -errno : fs_write_full(fd, buf, n * EC_TOMB_ENTRY);
+    if (fd >= 0) {
+        if (rc == 0 && fdatasync(fd) != 0)
+            rc = -errno;
+        close(fd);
+    }
+    free(buf);
+    if (rc == 0 && is_new)
+        rc = fs_sync_dir(blocks_dir);
+    return rc;
+}
+
 int ec_tomb_load(const char *blocks_dir, uint64_t id, uint32_t **seqs, size_t *n)
 {
     char path[512];

@@ -146,6 +146,12 @@ void ec_shard_close(struct ec_shard *s);
  * is new). Returns 0 or -errno. Blocking. */
 int ec_tomb_append(const char *blocks_dir, uint64_t id, uint32_t seq, uint32_t cookie);
 
+/* Appends n entries (seqs[i], cookies[i]) in one write and one fdatasync
+ * (the folder fsync'd when the file is new); n 0 writes nothing. Returns 0
+ * or -errno. Blocking. */
+int ec_tomb_append_n(const char *blocks_dir, uint64_t id, const uint32_t *seqs,
+                     const uint32_t *cookies, size_t n);
+
 /* Reads the valid entries of block id's tombstone file: *seqs malloc'd
  * (owned by the caller), *n of them (0 and NULL when there is no file).
  * Returns 0 or -errno (-ENOENT is 0 with none). */

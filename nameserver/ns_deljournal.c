@@ -39,7 +39,8 @@ void ns_dj_rec_encode(uint8_t *out, uint64_t block_id, const struct ns_dj_entry 
                       const char *sender)
 {
     memset(out, 0, NS_DJ_REC_SIZE);
-    le_put32(out + 4, NS_DJ_MAGIC);
+    le_put32(out + 4, e->kind == NS_DJ_KIND_REPL ? NS_DJ_MAGIC : NS_DJ_MAGIC2);
+    out[101] = e->kind;
     le_put64(out + 8, block_id);
     le_put32(out + 16, e->seq);
     le_put32(out + 20, e->cookie);
@@ -54,14 +55,25 @@ void ns_dj_rec_encode(uint8_t *out, uint64_t block_id, const struct ns_dj_entry 
 int ns_dj_rec_decode(const uint8_t *in, uint64_t *block_id, struct ns_dj_entry *e,
                      char sender[NS_DJ_ID_MAX + 1])
 {
-    if (le_get32(in) != crc32c(0, in + 4, NS_DJ_REC_SIZE - 4) || le_get32(in + 4) != NS_DJ_MAGIC ||
-        in[36] > NS_DJ_ID_MAX)
+    uint32_t magic = le_get32(in + 4);
+    if (le_get32(in) != crc32c(0, in + 4, NS_DJ_REC_SIZE - 4) ||
+        (magic != NS_DJ_MAGIC && magic != NS_DJ_MAGIC2) || in[36] > NS_DJ_ID_MAX)
         return -1;
     *block_id = le_get64(in + 8);
     e->seq = le_get32(in + 16);
     e->cookie = le_get32(in + 20);
     e->tail_after = le_get64(in + 24);
     e->set_version = le_get32(in + 32);
+    e->kind = NS_DJ_KIND_REPL;
+    e->shards = 0;
+    if (magic == NS_DJ_MAGIC2) {
+        /* IDJ2: a kind this build knows, the reserved bytes zero; an EC
+         * entry has no tail or set version. */
+        if (in[101] > NS_DJ_KIND_EC || in[102] || in[103] ||
+            (in[101] == NS_DJ_KIND_EC && (e->tail_after || e->set_version)))
+            return -1;
+        e->kind = in[101];
+    }
     memcpy(sender, in + 37, in[36]);
     sender[in[36]] = '\0';
     return *block_id == 0 ? -1 : 0;
@@ -69,13 +81,26 @@ int ns_dj_rec_decode(const uint8_t *in, uint64_t *block_id, struct ns_dj_entry *
 
 /* ---- RAM ------------------------------------------------------------------------ */
 
-/* The index of block_id in the sorted dj->blocks, or where it would go. */
-static size_t block_pos(const struct ns_dj *dj, uint64_t block_id)
+/* One of the two sorted tables: replicated blocks' entries, or erasure-coded
+ * blocks' (ec). */
+struct tab {
+    struct ns_dj_block **v;
+    size_t *n, *cap;
+};
+
+static struct tab tab_of(struct ns_dj *dj, int ec)
 {
-    size_t lo = 0, hi = dj->nblocks;
+    return ec ? (struct tab){&dj->ec_blocks, &dj->nec, &dj->ec_cap}
+              : (struct tab){&dj->blocks, &dj->nblocks, &dj->cap};
+}
+
+/* The index of block_id in the sorted table, or where it would go. */
+static size_t block_pos(struct tab t, uint64_t block_id)
+{
+    size_t lo = 0, hi = *t.n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (dj->blocks[mid].block_id < block_id)
+        if ((*t.v)[mid].block_id < block_id)
             lo = mid + 1;
         else
             hi = mid;
@@ -83,10 +108,20 @@ static size_t block_pos(const struct ns_dj *dj, uint64_t block_id)
     return lo;
 }
 
+static struct ns_dj_block *tab_get(struct tab t, uint64_t block_id)
+{
+    size_t i = block_pos(t, block_id);
+    return i < *t.n && (*t.v)[i].block_id == block_id ? &(*t.v)[i] : NULL;
+}
+
 struct ns_dj_block *ns_dj_get(struct ns_dj *dj, uint64_t block_id)
 {
-    size_t i = block_pos(dj, block_id);
-    return i < dj->nblocks && dj->blocks[i].block_id == block_id ? &dj->blocks[i] : NULL;
+    return tab_get(tab_of(dj, 0), block_id);
+}
+
+struct ns_dj_block *ns_dj_get_ec(struct ns_dj *dj, uint64_t block_id)
+{
+    return tab_get(tab_of(dj, 1), block_id);
 }
 
 int ns_dj_holds_all(const struct ns_dj_block *jb, const char *id)
@@ -104,34 +139,40 @@ void ns_dj_add_holder(struct ns_dj_block *jb, const char *id)
     snprintf(jb->has[jb->nhas++], sizeof(jb->has[0]), "%s", id);
 }
 
-static struct ns_dj_block *block_put(struct ns_dj *dj, uint64_t block_id)
+static struct ns_dj_block *block_put(struct tab t, uint64_t block_id)
 {
-    struct ns_dj_block *jb = ns_dj_get(dj, block_id);
+    struct ns_dj_block *jb = tab_get(t, block_id);
     if (jb)
         return jb;
-    if (dj->nblocks == dj->cap) {
-        size_t cap = dj->cap ? dj->cap * 2 : 16;
-        struct ns_dj_block *v = realloc(dj->blocks, cap * sizeof(*v));
+    if (*t.n == *t.cap) {
+        size_t cap = *t.cap ? *t.cap * 2 : 16;
+        struct ns_dj_block *v = realloc(*t.v, cap * sizeof(*v));
         if (!v)
             return NULL;
-        dj->blocks = v;
-        dj->cap = cap;
+        *t.v = v;
+        *t.cap = cap;
     }
-    size_t i = block_pos(dj, block_id);
-    memmove(&dj->blocks[i + 1], &dj->blocks[i], (dj->nblocks - i) * sizeof(dj->blocks[0]));
-    dj->nblocks++;
-    jb = &dj->blocks[i];
+    size_t i = block_pos(t, block_id);
+    memmove(&(*t.v)[i + 1], &(*t.v)[i], (*t.n - i) * sizeof((*t.v)[0]));
+    (*t.n)++;
+    jb = &(*t.v)[i];
     memset(jb, 0, sizeof(*jb));
     jb->block_id = block_id;
+    for (unsigned k = 0; k < NS_DJ_EC_SHARDS; k++)
+        jb->ec_holder[k] = UINT16_MAX; /* no server yet */
     return jb;
 }
 
-/* Adds e to block_id's entries. The sender holds every entry only if it held
- * the earlier ones too (or there were none). Returns 0 or -ENOMEM. */
+static void block_forget(struct ns_dj *dj, struct tab t, struct ns_dj_block *jb);
+
+/* Adds e to block_id's entries (the table of its kind). The sender holds
+ * every entry only if it held the earlier ones too (or there were none).
+ * Returns 0 or -ENOMEM. */
 static int entry_add(struct ns_dj *dj, uint64_t block_id, const struct ns_dj_entry *e,
                      const char *sender)
 {
-    struct ns_dj_block *jb = block_put(dj, block_id);
+    struct tab t = tab_of(dj, e->kind == NS_DJ_KIND_EC);
+    struct ns_dj_block *jb = block_put(t, block_id);
     if (!jb)
         return -ENOMEM;
     if (jb->n == jb->cap) {
@@ -139,7 +180,7 @@ static int entry_add(struct ns_dj *dj, uint64_t block_id, const struct ns_dj_ent
         struct ns_dj_entry *v = realloc(jb->v, cap * sizeof(*v));
         if (!v) {
             if (jb->n == 0)
-                ns_dj_drop_block(dj, block_id);
+                block_forget(dj, t, jb);
             return -ENOMEM;
         }
         jb->v = v;
@@ -155,13 +196,13 @@ static int entry_add(struct ns_dj *dj, uint64_t block_id, const struct ns_dj_ent
     return 0;
 }
 
-static void block_forget(struct ns_dj *dj, struct ns_dj_block *jb)
+static void block_forget(struct ns_dj *dj, struct tab t, struct ns_dj_block *jb)
 {
     dj->live -= jb->n;
     free(jb->v);
-    size_t i = (size_t)(jb - dj->blocks);
-    memmove(jb, jb + 1, (dj->nblocks - i - 1) * sizeof(*jb));
-    dj->nblocks--;
+    size_t i = (size_t)(jb - *t.v);
+    memmove(jb, jb + 1, (*t.n - i - 1) * sizeof(*jb));
+    (*t.n)--;
 }
 
 size_t ns_dj_drop_covered(struct ns_dj *dj, uint64_t block_id, uint64_t covered)
@@ -179,7 +220,27 @@ size_t ns_dj_drop_covered(struct ns_dj *dj, uint64_t block_id, uint64_t covered)
     dj->live -= dropped;
     jb->n = k;
     if (k == 0)
-        block_forget(dj, jb);
+        block_forget(dj, tab_of(dj, 0), jb);
+    return dropped;
+}
+
+size_t ns_dj_ec_drop_held(struct ns_dj *dj, uint64_t block_id, uint16_t all)
+{
+    struct tab t = tab_of(dj, 1);
+    struct ns_dj_block *jb = tab_get(t, block_id);
+    if (!jb || all == 0)
+        return 0;
+    size_t k = 0;
+    for (size_t i = 0; i < jb->n; i++)
+        if ((jb->v[i].shards & all) != all)
+            jb->v[k++] = jb->v[i];
+        else if (dj->on_drop)
+            dj->on_drop(dj->on_drop_arg, block_id, &jb->v[i]);
+    size_t dropped = jb->n - k;
+    dj->live -= dropped;
+    jb->n = k;
+    if (k == 0)
+        block_forget(dj, t, jb);
     return dropped;
 }
 
@@ -197,13 +258,13 @@ void ns_dj_drop_block(struct ns_dj *dj, uint64_t block_id)
         return;
     for (size_t i = 0; dj->on_drop && i < jb->n; i++)
         dj->on_drop(dj->on_drop_arg, block_id, &jb->v[i]);
-    block_forget(dj, jb);
+    block_forget(dj, tab_of(dj, 0), jb);
 }
 
 int ns_dj_merge(struct ns_dj *dj, uint64_t block_id, const struct ns_dj_entry *e,
                 const char *sender)
 {
-    struct ns_dj_block *jb = ns_dj_get(dj, block_id);
+    struct ns_dj_block *jb = tab_get(tab_of(dj, e->kind == NS_DJ_KIND_EC), block_id);
     for (size_t i = 0; jb && i < jb->n; i++)
         if (jb->v[i].seq == e->seq)
             return 0;
@@ -269,8 +330,8 @@ int ns_dj_open(struct ns_dj *dj, const char *dir)
     dj->fd = fd;
     dj->end = whole;
     if (dj->live)
-        log_info("%s: %zu journaled tombstones of %zu blocks loaded", dj->path, dj->live,
-                 dj->nblocks);
+        log_info("%s: %zu journaled tombstones of %zu blocks loaded (%zu erasure-coded)",
+                 dj->path, dj->live, dj->nblocks + dj->nec, dj->nec);
     return 0;
 }
 
@@ -388,7 +449,7 @@ static void flush(struct ns_dj *dj, uv_loop_t *loop)
 int ns_dj_append(struct ns_dj *dj, uv_loop_t *loop, uint64_t block_id,
                  const struct ns_dj_entry *e, const char *sender, ns_dj_cb cb, void *arg)
 {
-    struct ns_dj_block *jb = ns_dj_get(dj, block_id);
+    struct ns_dj_block *jb = tab_get(tab_of(dj, e->kind == NS_DJ_KIND_EC), block_id);
     size_t queued = 0;
     for (struct ns_dj_pending *p = dj->pend_head; p; p = p->next)
         queued++;
@@ -422,13 +483,16 @@ int ns_dj_compact(struct ns_dj *dj)
     if (dj->live && !buf)
         return -ENOMEM;
     size_t k = 0;
-    for (size_t i = 0; i < dj->nblocks; i++) {
-        const struct ns_dj_block *jb = &dj->blocks[i];
-        /* One holder of every entry is kept as the sender, so a reload
-         * knows that copy holds them all. */
-        const char *sender = jb->nhas ? jb->has[0] : "";
-        for (size_t j = 0; j < jb->n; j++, k++)
-            ns_dj_rec_encode(buf + k * NS_DJ_REC_SIZE, jb->block_id, &jb->v[j], sender);
+    for (int ec = 0; ec <= 1; ec++) {
+        struct tab t = tab_of(dj, ec);
+        for (size_t i = 0; i < *t.n; i++) {
+            const struct ns_dj_block *jb = &(*t.v)[i];
+            /* One holder of every entry is kept as the sender, so a reload
+             * knows that copy holds them all. */
+            const char *sender = jb->nhas ? jb->has[0] : "";
+            for (size_t j = 0; j < jb->n; j++, k++)
+                ns_dj_rec_encode(buf + k * NS_DJ_REC_SIZE, jb->block_id, &jb->v[j], sender);
+        }
     }
     int rc = fs_write_atomic(dj->path, buf, k * NS_DJ_REC_SIZE);
     free(buf);
@@ -471,5 +535,10 @@ void ns_dj_close(struct ns_dj *dj)
     free(dj->blocks);
     dj->blocks = NULL;
     dj->nblocks = dj->cap = 0;
+    for (size_t i = 0; i < dj->nec; i++)
+        free(dj->ec_blocks[i].v);
+    free(dj->ec_blocks);
+    dj->ec_blocks = NULL;
+    dj->nec = dj->ec_cap = 0;
     dj->live = 0;
 }

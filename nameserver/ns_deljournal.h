@@ -10,7 +10,10 @@
  * fdatasync run on libuv's thread pool. Without a loop (unit tests) an
  * append is written and synced before it returns. With --etcd the entries
  * are kept in etcd too (ns_etcd_dj.c): a new leader merges them in
- * (ns_dj_merge) and pruned ones are reported through on_drop. */
+ * (ns_dj_merge) and pruned ones are reported through on_drop. Entries of
+ * erasure-coded blocks (kind NS_DJ_KIND_EC, ns_ecdj.c) share the file and
+ * the limits but live in their own table, so the replicated policy never
+ * sees them. */
 #ifndef IMG_NS_DELJOURNAL_H
 #define IMG_NS_DELJOURNAL_H
 
@@ -21,7 +24,11 @@
 
 #define NS_DJ_FILE "deletes.journal"
 #define NS_DJ_REC_SIZE 104          /* bytes of one record (docs/nameserver.md) */
-#define NS_DJ_MAGIC 0x314a4449u     /* "IDJ1" little-endian */
+#define NS_DJ_MAGIC 0x314a4449u     /* "IDJ1" little-endian: a replicated block's record */
+#define NS_DJ_MAGIC2 0x324a4449u    /* "IDJ2": a record with a kind byte (offset 101) */
+#define NS_DJ_KIND_REPL 0           /* a sole member's tombstone (written as IDJ1) */
+#define NS_DJ_KIND_EC 1             /* a file of an erasure-coded block (IDJ2) */
+#define NS_DJ_EC_SHARDS 16          /* shard indexes tracked per erasure-coded block */
 #define NS_DJ_ID_MAX 64             /* sender id bytes kept in a record */
 #define NS_DJ_MAX_PER_BLOCK 65536   /* entries of one block; more: IMG_EUNAVAIL */
 #define NS_DJ_MAX_ENTRIES (1u << 22) /* entries in all; more: IMG_EUNAVAIL */
@@ -31,8 +38,10 @@
 /* One journaled tombstone. */
 struct ns_dj_entry {
     uint32_t seq, cookie;
-    uint64_t tail_after;   /* the primary's tail with the tombstone appended */
-    uint32_t set_version;  /* the primary's replica-set version */
+    uint64_t tail_after;   /* the primary's tail with the tombstone appended (0: EC) */
+    uint32_t set_version;  /* the primary's replica-set version (0: EC) */
+    uint8_t kind;          /* NS_DJ_KIND_* (in the record) */
+    uint16_t shards;       /* EC, RAM only: bit i, shard i's holder (ec_holder[i]) has it */
 };
 
 /* The entries of one block (RAM), and which servers hold all of them. */
@@ -47,6 +56,9 @@ struct ns_dj_block {
     uint16_t applying[NS_DJ_HAS_MAX];
     unsigned napplying;
     uint64_t retry_ms;       /* loop time before which no APPLY is sent again */
+    /* Erasure-coded blocks (ns_ecdj.c): the server each shard's bits are
+     * about (a bit is cleared when the shard's holder changes). */
+    uint16_t ec_holder[NS_DJ_EC_SHARDS];
 };
 
 /* An append waiting for its fdatasync (ns_deljournal.c). */
@@ -61,6 +73,9 @@ struct ns_dj {
     struct ns_dj_block *blocks; /* owned; sorted by block id (binary search: the
                                  * gate looks every reported block up) */
     size_t nblocks, cap;
+    struct ns_dj_block *ec_blocks; /* the same for erasure-coded blocks' entries
+                                    * (kind NS_DJ_KIND_EC; owned, sorted) */
+    size_t nec, ec_cap;
     size_t live;              /* entries in RAM */
     size_t file_recs;         /* records in the file, dropped ones included */
     struct ns_dj_pending *pend_head, *pend_tail; /* waiting for the next batch */
@@ -80,12 +95,16 @@ struct ns_dj {
     uint64_t appends, syncs, skipped_crc, compactions;
 };
 
-/* Encodes one record (out: NS_DJ_REC_SIZE bytes, CRC included). */
+/* Encodes one record (out: NS_DJ_REC_SIZE bytes, CRC included): IDJ1 for a
+ * replicated block's entry (as before kinds existed), IDJ2 with the kind
+ * byte for an erasure-coded block's. */
 void ns_dj_rec_encode(uint8_t *out, uint64_t block_id, const struct ns_dj_entry *e,
                       const char *sender);
 
-/* Decodes and checks one record (CRC, magic, id length, block id not 0):
- * 0 with the outputs filled, or -1. Pure: any thread may call it. */
+/* Decodes and checks one record (CRC, magic, id length, block id not 0; for
+ * IDJ2 a known kind, the reserved bytes zero, and an EC entry's tail_after
+ * and set_version 0): 0 with the outputs filled (e->shards 0), or -1. Pure:
+ * any thread may call it. */
 int ns_dj_rec_decode(const uint8_t *in, uint64_t *block_id, struct ns_dj_entry *e,
                      char sender[NS_DJ_ID_MAX + 1]);
 
@@ -113,8 +132,15 @@ int ns_dj_append(struct ns_dj *dj, uv_loop_t *loop, uint64_t block_id,
                  const struct ns_dj_entry *e, const char *sender, ns_dj_cb cb, void *arg);
 
 /* Returns the entries of block_id, or NULL when it has none. Valid until the
- * next append, drop or compaction. */
+ * next append, drop or compaction. ns_dj_get: replicated entries only;
+ * ns_dj_get_ec: erasure-coded ones (the two never mix). */
 struct ns_dj_block *ns_dj_get(struct ns_dj *dj, uint64_t block_id);
+struct ns_dj_block *ns_dj_get_ec(struct ns_dj *dj, uint64_t block_id);
+
+/* Drops the erasure-coded entries of block_id whose shards bits include all
+ * of `all` (every shard's holder has them). Returns how many were dropped;
+ * a block left without entries is forgotten. */
+size_t ns_dj_ec_drop_held(struct ns_dj *dj, uint64_t block_id, uint16_t all);
 
 /* Non-zero when server `id` is known to hold every entry of jb. */
 int ns_dj_holds_all(const struct ns_dj_block *jb, const char *id);

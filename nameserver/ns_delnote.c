@@ -11,12 +11,15 @@
  *                    their reported sizes) are dropped; the file is
  *                    rewritten when most of it is dropped.
  * With --etcd a NOTE_DELETE is answered once the entry is durable in the
- * journal file and in etcd (ns_etcd_dj_put), both written at once.
+ * journal file and in etcd (ns_etcd_dj_put), both written at once. A note
+ * for a file of an erasure-coded block (`shards`) is checked, and its entry
+ * looked after, by ns_ecdj.c.
  * Sits with the policy modules: called by ns_rpc.c (NOTE_DELETE, tick) and
  * ns_hb.c (the gate, before the reporter's view is checked). Calls the
  * journal (ns_deljournal.c), ns_etcd.c, the map, the registry and
  * ns_plan_set.c, and sends on dataserver sessions. */
 #include "nameserver/ns_delnote.h"
+#include "nameserver/ns_ecdj.h"
 #include "nameserver/ns_etcd.h"
 
 #include "base/err.h"
@@ -40,6 +43,9 @@ struct note_req {
     int waiting;      /* homes not answered yet: the file, and etcd with --etcd */
     int status;       /* the first failure of either */
     uint64_t t0;      /* uv_hrtime at the request */
+    int ec;           /* a file of an erasure-coded block (ns_ecdj.c) */
+    uint16_t mask;    /* ... whose shards' holders srv[] have the tombstone */
+    uint16_t srv[NS_DJ_EC_SHARDS];
 };
 
 /* Called once per home (the journal file; etcd with --etcd): the note is
@@ -54,9 +60,11 @@ static void note_durable(int status, void *arg)
         return;
     status = q->status;
     if (status == 0)
-        log_info("block %" PRIu64 ": tombstone seq %u journaled in %" PRIu64 " us (%s)",
+        log_info("block %" PRIu64 ": tombstone seq %u journaled in %" PRIu64 " us (%s%s)",
                  q->block_id, q->seq, (uv_hrtime() - q->t0) / 1000,
-                 ns->ha ? "file and etcd" : "file");
+                 ns->ha ? "file and etcd" : "file", q->ec ? ", erasure-coded" : "");
+    if (status == 0 && q->ec && !ns->stopping)
+        ns_ecdj_noted(ns, q->block_id, q->seq, q->mask, q->srv);
     struct ns_server *s = ns_registry_at(ns, q->server);
     /* Answer only on the session the note came on, if it is still open. */
     if (!ns->stopping && s && s->conn == q->c && !conn_is_closing(q->c)) {
@@ -76,9 +84,19 @@ void ns_delnote_handle(struct ns *ns, struct conn *c, const struct frame_header 
     int rc = 0;
     struct ns_block *b = ns_blocks_get(&ns->blocks, m->block_id);
     int slot = b && from ? ns_block_find_rep(b, from->idx) : -1;
+    uint16_t mask = 0, srv[NS_DJ_EC_SHARDS] = {0};
     if (!from || from->conn != c)
         rc = IMG_EINVAL; /* only a dataserver's session notes deletes */
-    else if (!b)
+    else if (m->shards) {
+        /* A file of an erasure-coded block (ns_ecdj.c); one journaled
+         * already is answered at once (a retried delete). */
+        rc = ns_ecdj_check_note(ns, from, m, &mask, srv);
+        if (rc == 0 && ns_ecdj_known(ns, m->block_id, m->seq, mask, srv)) {
+            Imgstore__NoteDeleteResp resp = IMGSTORE__NOTE_DELETE_RESP__INIT;
+            conn_reply(c, h, 0, &resp.base, NULL, 0, NULL);
+            return;
+        }
+    } else if (!b)
         rc = IMG_ENOBLOCKHERE;
     else if (slot < 0 || b->primary != slot || (b->djwait & (1u << slot)))
         rc = IMG_ENOTPRIMARY;
@@ -88,9 +106,12 @@ void ns_delnote_handle(struct ns *ns, struct conn *c, const struct frame_header 
     if (!rc) {
         *q = (struct note_req){.ns = ns, .c = c, .h = *h, .server = from->idx,
                                .block_id = m->block_id, .seq = m->seq,
-                               .waiting = ns->ha ? 2 : 1, .t0 = uv_hrtime()};
+                               .waiting = ns->ha ? 2 : 1, .t0 = uv_hrtime(),
+                               .ec = m->shards != 0, .mask = mask};
+        memcpy(q->srv, srv, sizeof(srv));
         struct ns_dj_entry e = {.seq = m->seq, .cookie = m->cookie, .tail_after = m->tail_after,
-                                .set_version = m->set_version};
+                                .set_version = m->set_version,
+                                .kind = m->shards ? NS_DJ_KIND_EC : NS_DJ_KIND_REPL};
         rc = ns_dj_append(&ns->dj, ns->loop, m->block_id, &e, from->id, note_durable, q);
         if (rc) {
             free(q);
@@ -361,5 +382,6 @@ void ns_delnote_tick(struct ns *ns, uint64_t now_ms)
         }
         k++;
     }
+    ns_ecdj_tick(ns, now_ms); /* the erasure-coded blocks' entries */
     ns_dj_compact(&ns->dj);
 }

@@ -18,6 +18,7 @@
  * to the shard holders (LOOKUP lists them).
  * Calls the registry, the block map, the planner's task list and settings. */
 #include "nameserver/ns_ec.h"
+#include "nameserver/ns_ecdj.h"
 
 #include "base/array.h"
 #include "base/err.h"
@@ -144,8 +145,8 @@ size_t ns_ec_fill_loc(const struct ns *ns, uint64_t id, struct ns_ec_loc *l)
     l->k = st->k;
     for (unsigned i = 0; i < (unsigned)(st->k + st->m); i++) {
         const struct ns_server *s = ns_registry_at(ns, st->holder[i]);
-        if (!s || !s->up || (st->bad & (1u << i)))
-            continue;
+        if (!s || !s->up || (st->bad & (1u << i)) || (st->djwait & (1u << i)))
+            continue; /* djwait: may lack journaled tombstones (ns_ecdj.c) */
         Imgstore__ShardLocation *x = &l->loc[l->n];
         imgstore__shard_location__init(x);
         imgstore__replica__init(&l->rep[l->n]);
@@ -635,11 +636,13 @@ static void rebuild_reply(int status, const struct frame *f, void *arg)
     struct ns_stripe *st = ns_ec_get(ns, j->block_id);
     struct ns_server *t = ns_registry_at(ns, j->target);
     if (r && st && t) {
+        uint16_t old = st->holder[j->index];
         st->holder[j->index] = j->target;
         st->file_bytes[j->index] = r->file_bytes;
         st->bad &= (uint16_t)~(1u << j->index);
         log_info("task %" PRIu64 ": shard %u of block %" PRIu64 " rebuilt on %s", j->task_id,
                  j->index, j->block_id, t->id);
+        ns_ecdj_rebuilt(ns, st, j->index, old); /* held until it has the journaled tombstones */
     } else if (!r) {
         log_warn("task %" PRIu64 ": shard %u of block %" PRIu64 " not rebuilt: %s", j->task_id,
                  j->index, j->block_id, img_strerror(rc));

@@ -30,6 +30,11 @@ struct ns_stripe {
     uint16_t stale[NS_EC_STALE_MAX];   /* servers that reported shards held elsewhere */
     uint8_t nstale;
     uint8_t confirmed;                 /* its EC_ENCODE succeeded here (see ns_ec_usable) */
+    /* The delete journal (ns_ecdj.c): bit i, shard i's holder may lack
+     * journaled tombstones (returned, rebuilt): not listed until it applied
+     * them; bit i of djapplying: APPLY_TOMBSTONES in flight to it. */
+    uint16_t djwait, djapplying;
+    uint64_t djretry_ms;               /* no APPLY_TOMBSTONES resent before */
 };
 
 /* When this nameserver first saw a block sealed (ec_min_age_h). */

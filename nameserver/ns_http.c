@@ -207,6 +207,15 @@ static void render_tasks(struct metrics_buf *b, const struct ns *ns)
     metrics_value(b, "imgstore_nameserver_task_remaining_bytes", NULL, (double)remaining);
     metrics_family(b, "imgstore_nameserver_servers_draining", "gauge", "Servers being drained.");
     metrics_value(b, "imgstore_nameserver_servers_draining", NULL, (double)draining);
+    size_t ec_entries = 0;
+    for (size_t i = 0; i < ns->dj.nec; i++)
+        ec_entries += ns->dj.ec_blocks[i].n;
+    metrics_family(b, "imgstore_nameserver_delete_journal_entries", "gauge",
+                   "Tombstones in the delete journal, by the kind of block.");
+    metrics_value(b, "imgstore_nameserver_delete_journal_entries", "kind=\"replicated\"",
+                  (double)(ns->dj.live - ec_entries));
+    metrics_value(b, "imgstore_nameserver_delete_journal_entries", "kind=\"erasure_coded\"",
+                  (double)ec_entries);
     const struct ns_balance *bl = &ns->bal;
     metrics_family(b, "imgstore_nameserver_balance_moves_running", "gauge",
                    "Rebalance moves running now (copy, then delete of the source's copy).");

@@ -32,6 +32,7 @@
 #include "nameserver/ns_admin.h"
 #include "nameserver/ns_delnote.h"
 #include "nameserver/ns_ec.h"
+#include "nameserver/ns_ecdj.h"
 #include "nameserver/ns_etcd.h"
 #include "nameserver/ns_ops.h"
 
@@ -198,6 +199,7 @@ static void handle_heartbeat(struct ns_peer *p, const struct frame_header *h,
         s->term_reported = 1;
     rc = ns_hb_apply_blocks(ns, s, hb, &skipped);
     skipped += ns_ec_apply_report(ns, s, hb);
+    ns_ecdj_report(ns, s, hb); /* shards that may lack journaled tombstones: before the answer */
     if (skipped)
         log_warn("server %s reported %zu invalid block entries (ignored)", s->id, skipped);
     if (rc) {

@@ -58,7 +58,7 @@
 static void setup(void)
 {
     fixture_start(&(struct cluster_opts){.ndataservers = NDS, .replicas = 2,
-                                         .block_size = BLOCK_SIZE});
+                                         .block_size = BLOCK_SIZE, .ns_http = 1});
 }
 
 TestSuite(ec, .init = setup, .fini = fixture_stop, .timeout = 240);
@@ -549,5 +549,339 @@ Test(ec, encode_sealed_block)
     read_block_p99(id, "after rebuilding the damaged shard");
     http_read_block(id, "after rebuilding the damaged shard");
     check_deleted("after rebuilding the damaged shard");
+    C->passed = 1;
+}
+
+/* The seq range of data shard `index` of block id (ds-admin block). */
+static void shard_seqs(uint64_t id, int index, uint32_t *first, uint32_t *last)
+{
+    char arg[32];
+    snprintf(arg, sizeof(arg), "%" PRIu64, id);
+    struct cluster_run r;
+    fixture_admin_json(&r, CLI_MS, "block", arg, NULL);
+    json_t *doc = json_loads(r.out, 0, NULL);
+    json_t *s = json_array_get(json_object_get(doc, "shards"), (size_t)index);
+    cr_assert_not_null(s, "%s", r.out);
+    *first = (uint32_t)json_integer_value(json_object_get(s, "seq_first"));
+    *last = (uint32_t)json_integer_value(json_object_get(s, "seq_last"));
+    cr_assert(*first > 0 && *last >= *first, "%s", r.out);
+    json_decref(doc);
+    cluster_run_free(&r);
+}
+
+static long journal_size(void)
+{
+    char p[700];
+    struct stat st;
+    snprintf(p, sizeof(p), "%s/deletes.journal", C->ns.data);
+    return stat(p, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* Non-zero when dataserver d's log holds `what`. */
+static int ds_logged(int d, const char *what)
+{
+    void *text = NULL;
+    size_t len = 0;
+    if (cluster_read_file(C->ds[d].log, &text, &len) != 0)
+        return 0;
+    char *t = realloc(text, len + 1);
+    cr_assert_not_null(t);
+    t[len] = '\0';
+    int found = strstr(t, what) != NULL;
+    free(t);
+    return found;
+}
+
+/* DELETE /name through an HTTP origin with the writer key: the status. */
+static int http_delete(const char *addr, const char *name)
+{
+    void *text = NULL;
+    size_t tlen = 0;
+    cr_assert_eq(cluster_read_file(C->key_writer, &text, &tlen), 0);
+    char secret[128];
+    cr_assert_eq(sscanf(text, "app %127s", secret), 1);
+    free(text);
+    char req[512];
+    int rn = snprintf(req, sizeof(req),
+                      "DELETE /%s HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n"
+                      "Connection: close\r\n\r\n",
+                      name, secret);
+    int fd = cluster_connect(addr, 5000);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(cluster_send_all(fd, req, (size_t)rn), 0);
+    char resp[512] = "";
+    ssize_t got = read(fd, resp, sizeof(resp) - 1);
+    close(fd);
+    cr_assert_gt(got, 12);
+    return atoi(resp + 9);
+}
+
+/* Encodes the first sealed block 4+2 (uploads until one is sealed); fills
+ * srv with its stripe. Returns the block id. */
+static uint64_t encoded_block(int srv[6])
+{
+    fixture_sizes(7, 0, NFILES_MAX, MIN_SIZE, MAX_SIZE, sizes);
+    imgstore_t *h = cluster_client(C);
+    cr_assert_not_null(h);
+    uint64_t id = 0;
+    while (!id && nfiles + BATCH <= NFILES_MAX) {
+        fixture_put_range(h, 7, nfiles, BATCH, sizes, names, 3, NULL);
+        nfiles += BATCH;
+        id = first_sealed();
+    }
+    imgstore_close(h);
+    cr_assert_neq(id, 0, "no sealed block after %d uploads", nfiles);
+    char arg[32];
+    snprintf(arg, sizeof(arg), "%" PRIu64, id);
+    struct cluster_run r;
+    cr_assert_eq(cluster_admin(C, CLI_MS, &r, "set", "ec", "4+2", NULL), 0, "%s", r.err);
+    cluster_run_free(&r);
+    cr_assert_eq(cluster_admin(C, 120000, &r, "ec", "encode", arg, "--wait", NULL), 0,
+                 "%s%s", r.out, r.err);
+    cluster_run_free(&r);
+    wait_stripe(id, srv, "after encoding");
+    int64_t end = now_ms() + WAIT_MS;
+    while (blk_copies(id) > 0 && now_ms() < end)
+        usleep(100 * 1000);
+    cr_assert_eq(blk_copies(id), 0, "replicated copies of block %" PRIu64 " left", id);
+    return id;
+}
+
+/* Issue 16/20: deletes while a shard holder is down (one over HTTP, the
+ * rest through the library) are acknowledged
+ * (the tombstone on the five up holders and in the nameserver's journal);
+ * the holder, restarted, never serves a deleted file (library, a read
+ * asked of it alone, its HTTP origin, polled from its start on), gets the
+ * journaled tombstones and the journal drains. Then the scrubber finds a
+ * flipped byte in a parity shard that no read touches and the shard is
+ * rebuilt on a seventh server. Then a shard rebuilt while deletes are
+ * journaled (its holder killed): held until it has them, never serving a
+ * deleted file, and the journal drains. Last, with three holders down (more than the
+ * stripe can lose) a delete is refused (IMGSTORE_EUNAVAIL) and the file
+ * still reads once they are back. */
+Test(ec, deletes_with_a_holder_down_and_shard_scrub)
+{
+    int srv[6];
+    uint64_t id = encoded_block(srv);
+    uint32_t first, last;
+    shard_seqs(id, 0, &first, &last);
+    cr_assert_eq(journal_size(), 0, "nothing journaled before");
+
+    /* 20 files of data shard 0, whose holder is killed: reads of them
+     * would go to it once it is back */
+    int pick[20], npick = 0;
+    for (int i = 0; i < nfiles && npick < 20; i++) {
+        struct fname f;
+        cr_assert_eq(fname_decode(names[i], strlen(names[i]), &f, NULL, NULL), 0);
+        if (f.block_id == id && f.seq >= first && f.seq <= last && f.seq % 3 == 0)
+            pick[npick++] = i;
+    }
+    cr_assert_eq(npick, 20, "data shard 0 holds too few files");
+    int victim = srv[0];
+    cr_assert_geq(cluster_signal_proc(&C->ds[victim], SIGKILL), 0);
+    imgstore_t *h = cluster_client(C);
+    cr_assert_not_null(h);
+    int64_t t0 = now_ms();
+    /* the first through another server's HTTP origin, the others through
+     * the library */
+    int other = (victim + 1) % NDS;
+    cr_assert_eq(http_delete(C->ds[other].http_addr, names[pick[0]]), 204,
+                 "HTTP DELETE with shard 0's holder down");
+    deleted[pick[0]] = 1;
+    for (int k = 1; k < npick; k++) {
+        int rc = imgstore_unlink(h, names[pick[k]]);
+        cr_assert_eq(rc, 0, "delete %d of 20 (%s) with shard 0's holder down: %s", k + 1,
+                     names[pick[k]], imgstore_strerror(rc));
+        deleted[pick[k]] = 1;
+    }
+    fprintf(stderr, "ec: 20 deletes with a shard holder down acknowledged in %lld ms\n",
+            (long long)(now_ms() - t0));
+    cr_assert_eq(journal_size(), 20 * 104, "each delete journaled once (%ld bytes)",
+                 journal_size());
+    cr_assert_eq(cluster_metric(C->ns.http_addr,
+                                "imgstore_nameserver_delete_journal_entries{kind=\"erasure_coded\"}"),
+                 20);
+    check_deleted("with shard 0's holder down");
+
+    /* the holder comes back: from its start on, no read through it (or
+     * through the library) returns a deleted file */
+    cr_assert_eq(cluster_start_ds(C, victim), 0);
+    int64_t end = now_ms() + 6000;
+    int polls = 0, served_410 = 0;
+    while (now_ms() < end) {
+        for (int k = 0; k < npick; k++) {
+            const char *name = names[pick[k]];
+            int code = cluster_get_status(C->ds[victim].http_addr, name);
+            cr_assert_neq(code, 200, "the returning holder's origin served deleted %s", name);
+            served_410 += code == 410;
+            void *data = NULL;
+            size_t len = 0;
+            int rc = imgstore_get_from(h, name, C->ds[victim].addr, &data, &len);
+            free(data);
+            cr_assert_neq(rc, 0, "the returning holder served deleted %s", name);
+            rc = imgstore_get(h, name, &data, &len);
+            free(data);
+            cr_assert_eq(rc, IMGSTORE_EDELETED, "deleted %s reads as %s", name,
+                         imgstore_strerror(rc));
+            polls++;
+        }
+    }
+    fprintf(stderr, "ec: %d polls of deleted files while shard 0's holder returned, %d "
+                    "answered 410 by its origin\n",
+            polls, served_410);
+    cr_assert_gt(served_410, 0, "its origin never answered");
+    imgstore_close(h);
+
+    /* the journal drains: every shard's holder has the tombstones */
+    cr_assert_eq(cluster_wait_ready(C, NDS, 30000), 0);
+    end = now_ms() + WAIT_MS;
+    while (journal_size() != 0 && now_ms() < end)
+        usleep(100 * 1000);
+    cr_assert_eq(journal_size(), 0, "the delete journal did not drain");
+    cr_assert_eq(cluster_metric(C->ns.http_addr,
+                                "imgstore_nameserver_delete_journal_entries{kind=\"erasure_coded\"}"),
+                 0);
+    cr_assert(ds_logged(victim, "20 journaled tombstones applied to its shards here"),
+              "ds%d did not log the journaled tombstones", victim + 1);
+    int again[6];
+    wait_stripe(id, again, "after the holder's return");
+    cr_assert_eq(memcmp(again, srv, sizeof(srv)), 0, "the stripe moved");
+    check_deleted("after the holder's return");
+    for (int k = 0; k < npick; k++)
+        cr_assert_eq(cluster_get_status(C->ds[victim].http_addr, names[pick[k]]), 410);
+    read_all("after the holder's return");
+
+    /* the scrubber: a flipped byte in parity shard 5 (no read touches it
+     * while the data shards are up) is found and the shard rebuilt on a
+     * seventh server */
+    cr_assert_eq(cluster_add_ds(C), 0);
+    cr_assert_eq(cluster_wait_ready(C, NDS + 1, 30000), 0);
+    {
+        char p[700];
+        snprintf(p, sizeof(p), "%s/blocks/%016" PRIx64 ".s05", C->ds[srv[5]].data, id);
+        FILE *fp = fopen(p, "r+b");
+        cr_assert_not_null(fp, "%s", p);
+        uint8_t hdr[64], x;
+        cr_assert_eq(fread(hdr, 1, 64, fp), 64);
+        uint32_t hl = (uint32_t)hdr[44] | (uint32_t)hdr[45] << 8 | (uint32_t)hdr[46] << 16 |
+                      (uint32_t)hdr[47] << 24;
+        long at = (long)hl + 65536 + 1234; /* chunk 1 */
+        cr_assert_eq(fseek(fp, at, SEEK_SET), 0);
+        cr_assert_eq(fread(&x, 1, 1, fp), 1);
+        x ^= 0x08;
+        cr_assert_eq(fseek(fp, at, SEEK_SET), 0);
+        cr_assert_eq(fwrite(&x, 1, 1, fp), 1);
+        cr_assert_eq(fclose(fp), 0);
+    }
+    struct cluster_run r;
+    cr_assert_eq(cluster_admin(C, CLI_MS, &r, "set", "scrub_rate", "200", NULL), 0, "%s", r.err);
+    cluster_run_free(&r);
+    t0 = now_ms();
+    end = t0 + WAIT_MS;
+    int healed[6] = {0};
+    do {
+        usleep(200 * 1000);
+        stripe_of(id, healed);
+    } while (healed[5] == srv[5] && now_ms() < end);
+    cr_assert_neq(healed[5], srv[5], "the damaged parity shard was not rebuilt elsewhere");
+    fprintf(stderr, "ec: a flipped byte in a parity shard found by the scrubber and the shard "
+                    "rebuilt in %lld ms\n",
+            (long long)(now_ms() - t0));
+    cr_assert(ds_logged(srv[5], "shard 5 chunk 1 (offset"), "ds%d: no scrub log line",
+              srv[5] + 1);
+    cr_assert_eq(cluster_metric(C->ds[srv[5]].http_addr, "imgstore_ds_scrub_shard_bad_total"), 1);
+    cr_assert_geq(cluster_metric(C->ds[srv[5]].http_addr, "imgstore_ds_scrub_shard_chunks_total"),
+                  2, "chunks 0 and 1 of shard 5 checked");
+    wait_stripe(id, healed, "after rebuilding the scrubbed shard");
+    cr_assert_eq(healed[5], NDS, "shard 5 not on the seventh server");
+    cr_assert_eq(shard_files(healed[5], id), 1u << 5);
+    read_all("after the scrub's repair");
+    check_deleted("after the scrub's repair");
+
+    /* a shard rebuilt while deletes are journaled: shard 1's holder killed,
+     * 10 files of data shard 1 deleted at once, the shard rebuilt on the
+     * server holding none (it is held until it has the journaled
+     * tombstones): no origin ever serves a deleted file meanwhile, the
+     * journal drains without the dead holder */
+    {
+        int h1 = healed[1];
+        shard_seqs(id, 1, &first, &last);
+        int pick1[10], n1 = 0;
+        for (int i = 0; i < nfiles && n1 < 10; i++) {
+            struct fname f;
+            cr_assert_eq(fname_decode(names[i], strlen(names[i]), &f, NULL, NULL), 0);
+            if (f.block_id == id && f.seq >= first && f.seq <= last && f.seq % 3 == 1 &&
+                !deleted[i])
+                pick1[n1++] = i;
+        }
+        cr_assert_eq(n1, 10);
+        cr_assert_geq(cluster_signal_proc(&C->ds[h1], SIGKILL), 0);
+        h = cluster_client(C);
+        for (int k = 0; k < n1; k++) {
+            int rc = imgstore_unlink(h, names[pick1[k]]);
+            cr_assert_eq(rc, 0, "delete %s with shard 1's holder down: %s", names[pick1[k]],
+                         imgstore_strerror(rc));
+            deleted[pick1[k]] = 1;
+        }
+        cr_assert_gt(journal_size(), 0, "journaled");
+        int now_s[6], polls1 = 0;
+        end = now_ms() + WAIT_MS;
+        do {
+            for (int k = 0; k < n1; k++) {
+                const char *name = names[pick1[k]];
+                for (int d = 0; d < C->nds; d++) {
+                    if (d == h1)
+                        continue;
+                    cr_assert_neq(cluster_get_status(C->ds[d].http_addr, name), 200,
+                                  "ds%d served deleted %s while shard 1 was rebuilt", d + 1,
+                                  name);
+                }
+                void *data = NULL;
+                size_t len = 0;
+                int rc = imgstore_get(h, name, &data, &len);
+                free(data);
+                cr_assert_eq(rc, IMGSTORE_EDELETED, "%s reads as %s", name,
+                             imgstore_strerror(rc));
+                polls1++;
+            }
+        } while ((stripe_of(id, now_s) < 6 || journal_size() != 0) && now_ms() < end);
+        imgstore_close(h);
+        cr_assert_neq(now_s[1], h1, "shard 1 not rebuilt");
+        cr_assert_eq(journal_size(), 0, "the journal did not drain after the rebuild");
+        fprintf(stderr, "ec: shard 1 rebuilt on ds%d with 10 journaled deletes, %d polls\n",
+                now_s[1] + 1, polls1);
+        for (int k = 0; k < n1; k++)
+            cr_assert_eq(cluster_get_status(C->ds[now_s[1]].http_addr, names[pick1[k]]), 410);
+        cr_assert_eq(cluster_start_ds(C, h1), 0);
+        cr_assert_eq(cluster_wait_ready(C, NDS + 1, 30000), 0);
+        end = now_ms() + WAIT_MS;
+        while (shard_files(h1, id) && now_ms() < end)
+            usleep(200 * 1000);
+        cr_assert_eq(shard_files(h1, id), 0, "the stale shard 1 stayed on ds%d", h1 + 1);
+        read_all("after shard 1 was rebuilt");
+        check_deleted("after shard 1 was rebuilt");
+        memcpy(healed, now_s, sizeof(healed));
+    }
+
+    /* three shard holders down (the stripe can lose two): a delete is
+     * refused, and nothing of it is left behind once they are back */
+    int live = -1;
+    for (int i = 0; i < nfiles && live < 0; i++)
+        if (name_in_block(names[i], id) && !deleted[i])
+            live = i;
+    int down[3] = {healed[0], healed[1], healed[2]};
+    for (int i = 0; i < 3; i++)
+        cr_assert_geq(cluster_signal_proc(&C->ds[down[i]], SIGKILL), 0);
+    h = cluster_client(C);
+    int rc = imgstore_unlink(h, names[live]);
+    cr_assert_eq(rc, IMGSTORE_EUNAVAIL, "delete with 3 of 6 shard holders down: %s",
+                 imgstore_strerror(rc));
+    imgstore_close(h);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(cluster_start_ds(C, down[i]), 0);
+    cr_assert_eq(cluster_wait_ready(C, NDS + 1, 30000), 0);
+    wait_stripe(id, again, "after three holders returned");
+    read_all("after the refused delete");
+    check_deleted("after the refused delete");
     C->passed = 1;
 }

@@ -2,7 +2,11 @@
  * appends are durable and reload, a torn tail is cut, a record failing its
  * CRC is skipped, covered entries are dropped, the file is rewritten when
  * most of it is dropped, many appends share one fdatasync, limits hold,
- * entries from etcd merge once (RAM only), dropped entries are reported. */
+ * entries from etcd merge once (RAM only), dropped entries are reported;
+ * erasure-coded blocks' entries: the versioned record (IDJ2 with a kind
+ * byte, IDJ1 unchanged), hostile IDJ2 records refused, their own table
+ * (reload, merge, drop once on every shard, rewrite of both kinds). */
+#include "base/crc32c.h"
 #include "base/err.h"
 #include "nameserver/ns_deljournal.h"
 
@@ -370,5 +374,165 @@ Test(ns_deljournal, dropped_entries_are_reported)
     cr_assert(dr.last_block == 6 && dr.last_seq == 1);
     ns_dj_rebase(&dj, 5, 100);
     cr_assert_eq(dr.n, 2, "a rebase drops nothing");
+    ns_dj_close(&dj);
+}
+
+/* ---- erasure-coded blocks' entries (kind NS_DJ_KIND_EC, record IDJ2) ---- */
+
+static void add_ec(struct ns_dj *dj, uint64_t block, uint32_t seq, uint16_t shards,
+                   struct done *d)
+{
+    struct ns_dj_entry e = {.seq = seq, .cookie = seq * 7u + 1, .kind = NS_DJ_KIND_EC,
+                            .shards = shards};
+    cr_assert_eq(ns_dj_append(dj, NULL, block, &e, "dsE", on_done, d), 0);
+}
+
+/* A replicated entry is written as before (IDJ1, byte-identical); an EC one
+ * as IDJ2 with its kind byte; both round-trip, and the RAM-only shard bits
+ * are not in the record. */
+Test(ns_deljournal, ec_record_is_versioned_and_round_trips)
+{
+    uint8_t rec[NS_DJ_REC_SIZE];
+    uint64_t id = 0;
+    struct ns_dj_entry out;
+    char sender[NS_DJ_ID_MAX + 1];
+    struct ns_dj_entry r = {.seq = 3, .cookie = 4, .tail_after = 900, .set_version = 2};
+    ns_dj_rec_encode(rec, 5, &r, "dsA");
+    cr_assert_eq(rec[4] | rec[5] << 8 | rec[6] << 16 | (uint32_t)rec[7] << 24, NS_DJ_MAGIC);
+    cr_assert(rec[101] == 0 && rec[102] == 0 && rec[103] == 0, "IDJ1 as before kinds");
+    cr_assert_eq(ns_dj_rec_decode(rec, &id, &out, sender), 0);
+    cr_assert_eq(out.kind, NS_DJ_KIND_REPL);
+
+    struct ns_dj_entry e = {.seq = 12, .cookie = 99, .kind = NS_DJ_KIND_EC, .shards = 0x1f};
+    ns_dj_rec_encode(rec, 77, &e, "dsC");
+    cr_assert_eq(rec[4] | rec[5] << 8 | rec[6] << 16 | (uint32_t)rec[7] << 24, NS_DJ_MAGIC2);
+    cr_assert_eq(rec[101], NS_DJ_KIND_EC);
+    cr_assert_eq(ns_dj_rec_decode(rec, &id, &out, sender), 0);
+    cr_assert(id == 77 && out.seq == 12 && out.cookie == 99 && out.kind == NS_DJ_KIND_EC &&
+              out.tail_after == 0 && out.set_version == 0 && strcmp(sender, "dsC") == 0);
+    cr_assert_eq(out.shards, 0, "the shard bits live in RAM only");
+}
+
+/* Hostile IDJ2 records: an unknown kind, a reserved byte set, an EC entry
+ * with a tail or set version, each with a valid CRC: all refused. */
+Test(ns_deljournal, hostile_ec_records_fail)
+{
+    uint8_t rec[NS_DJ_REC_SIZE];
+    uint64_t id;
+    struct ns_dj_entry out;
+    char sender[NS_DJ_ID_MAX + 1];
+    struct ns_dj_entry e = {.seq = 1, .cookie = 2, .kind = NS_DJ_KIND_EC};
+    static const struct {
+        size_t off;
+        uint8_t v;
+    } bad[] = {{101, 2}, {101, 0xff}, {102, 1}, {103, 0x80}, {24, 1}, {32, 1}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ns_dj_rec_encode(rec, 9, &e, "dsA");
+        rec[bad[i].off] = bad[i].v;
+        uint32_t crc = crc32c(0, rec + 4, NS_DJ_REC_SIZE - 4);
+        rec[0] = (uint8_t)crc;
+        rec[1] = (uint8_t)(crc >> 8);
+        rec[2] = (uint8_t)(crc >> 16);
+        rec[3] = (uint8_t)(crc >> 24);
+        cr_assert_eq(ns_dj_rec_decode(rec, &id, &out, sender), -1, "byte %zu = %#x accepted",
+                     bad[i].off, bad[i].v);
+    }
+    /* A replicated entry in an IDJ2 record (kind 0) is valid. */
+    struct ns_dj_entry r = {.seq = 1, .cookie = 2, .tail_after = 10, .set_version = 1};
+    ns_dj_rec_encode(rec, 9, &r, "dsA");
+    rec[4] = (uint8_t)NS_DJ_MAGIC2;
+    rec[5] = (uint8_t)(NS_DJ_MAGIC2 >> 8);
+    rec[6] = (uint8_t)(NS_DJ_MAGIC2 >> 16);
+    rec[7] = (uint8_t)(NS_DJ_MAGIC2 >> 24);
+    uint32_t crc = crc32c(0, rec + 4, NS_DJ_REC_SIZE - 4);
+    for (int k = 0; k < 4; k++)
+        rec[k] = (uint8_t)(crc >> (8 * k));
+    cr_assert_eq(ns_dj_rec_decode(rec, &id, &out, sender), 0);
+    cr_assert(out.kind == NS_DJ_KIND_REPL && out.tail_after == 10);
+}
+
+/* EC entries live in their own table (the replicated policy never sees
+ * them), reload into it from the file, are dropped once every shard's bit
+ * is set (reported to on_drop), and a rewrite keeps both kinds. */
+Test(ns_deljournal, ec_entries_have_their_own_table)
+{
+    struct ns_dj dj;
+    cr_assert_eq(ns_dj_open(&dj, dir), 0);
+    struct done d = {0};
+    add(&dj, NULL, 5, 10, 1000, "dsA", &d);
+    add_ec(&dj, 5, 20, 0x1e, &d);
+    add_ec(&dj, 5, 21, 0x3f, &d);
+    add_ec(&dj, 8, 1, 0, &d);
+    cr_assert_eq(d.calls, 4);
+    cr_assert_eq(d.status, 0);
+    cr_assert_eq(dj.live, 4);
+    cr_assert_eq(ns_dj_get(&dj, 5)->n, 1, "the replicated table holds its entry only");
+    cr_assert_null(ns_dj_get(&dj, 8));
+    struct ns_dj_block *jb = ns_dj_get_ec(&dj, 5);
+    cr_assert_not_null(jb);
+    cr_assert_eq(jb->n, 2);
+    cr_assert_eq(jb->v[0].shards, 0x1e);
+    cr_assert_eq(jb->ec_holder[0], UINT16_MAX, "no holder known yet");
+    /* replicated pruning leaves the EC entries alone */
+    cr_assert_eq(ns_dj_drop_covered(&dj, 5, UINT64_MAX), 1);
+    cr_assert_not_null(ns_dj_get_ec(&dj, 5));
+    struct drops dr = {0};
+    dj.on_drop = on_drop;
+    dj.on_drop_arg = &dr;
+    cr_assert_eq(ns_dj_ec_drop_held(&dj, 5, 0x3f), 1, "only seq 21 is on all six");
+    cr_assert(dr.n == 1 && dr.last_block == 5 && dr.last_seq == 21);
+    cr_assert_eq(ns_dj_ec_drop_held(&dj, 5, 0), 0, "an empty stripe drops nothing");
+    dj.on_drop = NULL;
+    ns_dj_close(&dj);
+
+    cr_assert_eq(ns_dj_open(&dj, dir), 0);
+    cr_assert_eq(dj.live, 4, "the file still holds every record");
+    cr_assert_eq(dj.nec, 2);
+    jb = ns_dj_get_ec(&dj, 5);
+    cr_assert_eq(jb->n, 2);
+    cr_assert(jb->v[0].kind == NS_DJ_KIND_EC && jb->v[0].shards == 0,
+              "reloaded: no holder is known to have it");
+    cr_assert_eq(ns_dj_get(&dj, 5)->n, 1);
+    cr_assert_eq(ns_dj_merge(&dj, 5, &(struct ns_dj_entry){.seq = 20, .kind = NS_DJ_KIND_EC},
+                             "dsB"),
+                 0, "seq 20 is known in the EC table");
+    cr_assert_eq(ns_dj_merge(&dj, 5, &(struct ns_dj_entry){.seq = 30, .kind = NS_DJ_KIND_EC},
+                             "dsB"),
+                 1);
+    /* everything dropped: the rewrite leaves an empty file */
+    ns_dj_drop_block(&dj, 5);
+    ns_dj_ec_drop_held(&dj, 5, 0);
+    jb = ns_dj_get_ec(&dj, 5);
+    for (size_t i = 0; i < jb->n; i++)
+        jb->v[i].shards = 0x3f;
+    cr_assert_eq(ns_dj_ec_drop_held(&dj, 5, 0x3f), 3);
+    jb = ns_dj_get_ec(&dj, 8);
+    jb->v[0].shards = 0xff;
+    cr_assert_eq(ns_dj_ec_drop_held(&dj, 8, 0x3f), 1);
+    cr_assert_eq(dj.live, 0);
+    cr_assert_eq(ns_dj_compact(&dj), 1);
+    cr_assert_eq(file_size(), 0);
+    ns_dj_close(&dj);
+}
+
+/* A rewrite with live entries of both kinds keeps each in its table. */
+Test(ns_deljournal, rewrite_keeps_both_kinds)
+{
+    struct ns_dj dj;
+    cr_assert_eq(ns_dj_open(&dj, dir), 0);
+    struct done d = {0};
+    for (uint32_t i = 1; i <= 70; i++)
+        add(&dj, NULL, 3, i, 100 * i, "dsA", &d);
+    add_ec(&dj, 4, 7, 0, &d);
+    add(&dj, NULL, 3, 71, 100000, "dsA", &d);
+    cr_assert_eq(ns_dj_drop_covered(&dj, 3, 7000), 70);
+    cr_assert_eq(ns_dj_compact(&dj), 1);
+    cr_assert_eq(file_size(), 2 * NS_DJ_REC_SIZE);
+    ns_dj_close(&dj);
+    cr_assert_eq(ns_dj_open(&dj, dir), 0);
+    cr_assert_eq(ns_dj_get(&dj, 3)->n, 1);
+    cr_assert_eq(ns_dj_get_ec(&dj, 4)->n, 1);
+    cr_assert_eq(ns_dj_get_ec(&dj, 4)->v[0].seq, 7);
+    cr_assert_null(ns_dj_get_ec(&dj, 3));
     ns_dj_close(&dj);
 }
