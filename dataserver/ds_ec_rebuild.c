@@ -10,12 +10,24 @@
  * lost shard's range decoded. The whole file is then assembled (the new
  * index, the payload's chunk CRCs), checked and written like an
  * EC_PUT_SHARD (ec_shard_write on the thread pool, durable before the
- * answer), opened and reported. Calls ds_ec.c (ds_ec_adopt), ec.c,
- * ec_shard.c, ds_peer.c. */
+ * answer), opened and reported.
+ *
+ * A move (a drain): one source holds the very shard being rebuilt (the
+ * draining holder). It is asked first for the meta, and for every chunk
+ * alone: its range (checked against its chunk CRCs at its holder) is taken
+ * as it is, one read instead of k. When it fails to give a range, the
+ * move goes on as a rebuild from the others from that chunk on.
+ *
+ * Payload ranges are asked with accept_zstd: a range may come as one zstd
+ * frame (ds_codec.c, as READ_BLOCK's chunks), decoded and checked against
+ * its CRC32C on the thread pool. Every byte received is counted in the copy
+ * metrics (wire and raw). Calls ds_ec.c (ds_ec_adopt), ec.c, ec_shard.c,
+ * ds_codec.c, ds_peer.c. */
 #include "dataserver/ds_ec.h"
 
 #include "base/err.h"
 #include "base/log.h"
+#include "dataserver/ds_codec.h"
 #include "dataserver/store.h"
 
 #include <errno.h>
@@ -36,6 +48,9 @@ struct rebuild {
     unsigned nsrc;
     unsigned src_index[EC_MAX_SHARDS];
     char src_addr[EC_MAX_SHARDS][64];
+    int copy_src;             /* a move: the source holding shard `index` itself, else -1 */
+    int copy_failed;          /* it failed a range: decoded from the others since */
+    uint64_t copied;          /* payload bytes taken from it as they are */
     unsigned meta_from;       /* next source asked for the meta */
     uint8_t *meta;            /* the first source's header and table */
     size_t meta_len, hl;
@@ -63,8 +78,15 @@ static void rebuild_end(struct rebuild *b, int rc)
     if (rc == 0) {
         Imgstore__EcRebuildResp m = IMGSTORE__EC_REBUILD_RESP__INIT;
         m.file_bytes = b->file_len;
-        log_info("task %" PRIu64 ": shard %u of block %016" PRIx64 " rebuilt here (%zu bytes)",
-                 b->task, b->index, b->id, b->file_len);
+        if (b->copy_src >= 0)
+            log_info("task %" PRIu64 ": shard %u of block %016" PRIx64 " moved here from %s "
+                     "(%zu bytes; %" PRIu64 " payload bytes copied, %" PRIu64 " decoded)",
+                     b->task, b->index, b->id, b->src_addr[b->copy_src], b->file_len,
+                     b->copied, b->L - b->copied);
+        else
+            log_info("task %" PRIu64 ": shard %u of block %016" PRIx64 " rebuilt here (%zu "
+                     "bytes)",
+                     b->task, b->index, b->id, b->file_len);
         ds_req_answer(b->r, 0, &m.base, NULL, 0, NULL);
     } else {
         log_warn("task %" PRIu64 ": rebuilding shard %u of block %016" PRIx64 " failed: %s",
@@ -149,19 +171,119 @@ static void chunk_decode(struct rebuild *b)
     next_chunk(b);
 }
 
+/* A source's range arrived whole (raw, clen bytes, owned) or not (NULL). */
+static void part_done(struct part_call *pc, uint8_t *raw)
+{
+    struct rebuild *b = pc->b;
+    unsigned i = pc->i;
+    free(pc);
+    if (raw && b->nok < b->k && !b->part[i]) {
+        b->part[i] = raw;
+        raw = NULL;
+        b->nok++;
+    }
+    free(raw);
+    if (--b->pending == 0)
+        chunk_decode(b);
+}
+
+static void part_unframed(int status, uint8_t *raw, void *arg)
+{
+    part_done(arg, status == 0 ? raw : NULL);
+    if (status != 0)
+        free(raw);
+}
+
+/* Checks an EC_READ_RANGE answer of clen bytes: 1 when plain (the body is
+ * the bytes), 2 when a zstd frame of them (*raw_len, *crc), 0 when bad.
+ * Counts what arrived. */
+static int range_answer(struct rebuild *b, int status, const struct frame *f, uint32_t *crc)
+{
+    if (status != 0 || f->h.status != 0)
+        return 0;
+    Imgstore__EcReadRangeResp *m =
+        imgstore__ec_read_range_resp__unpack(NULL, f->h.head_len, f->head);
+    if (!m)
+        return 0;
+    uint32_t raw_len = m->raw_len;
+    *crc = m->crc32c;
+    imgstore__ec_read_range_resp__free_unpacked(m, NULL);
+    ds_codec_count_received(b->ds, f->h.body_len, raw_len);
+    if (!raw_len)
+        return f->h.body_len == b->clen ? 1 : 0;
+    return raw_len == b->clen && f->h.body_len > 0 && f->h.body_len < raw_len ? 2 : 0;
+}
+
+/* Decodes the frame in f's body (kind 2 of range_answer) on the thread
+ * pool; cb gets clen bytes. Returns 0 or an error (cb not called). */
+static int range_unframe(struct rebuild *b, const struct frame *f, uint32_t crc,
+                         ds_codec_unframe_cb cb, void *arg)
+{
+    uint8_t *frame = malloc(f->h.body_len);
+    if (!frame)
+        return -ENOMEM;
+    memcpy(frame, f->body, f->h.body_len);
+    return ds_codec_unframe(b->ds, frame, f->h.body_len, b->clen, crc, cb, arg);
+}
+
 static void part_reply(int status, const struct frame *f, void *arg)
 {
     struct part_call *pc = arg;
     struct rebuild *b = pc->b;
-    unsigned i = pc->i;
-    free(pc);
-    if (status == 0 && f->h.status == 0 && f->h.body_len == b->clen && b->nok < b->k &&
-        (b->part[i] = malloc(b->clen)) != NULL) {
-        memcpy(b->part[i], f->body, b->clen);
-        b->nok++;
+    uint32_t crc = 0;
+    int kind = range_answer(b, status, f, &crc);
+    uint8_t *raw = NULL;
+    if (kind == 2 && b->nok < b->k && range_unframe(b, f, crc, part_unframed, pc) == 0)
+        return; /* part_unframed goes on */
+    if (kind == 1 && b->nok < b->k && (raw = malloc(b->clen)) != NULL)
+        memcpy(raw, f->body, b->clen);
+    part_done(pc, raw);
+}
+
+/* A move: the chunk from the draining holder's own shard, or (NULL) the
+ * chunk is decoded from the others from now on. */
+static void copy_done(struct rebuild *b, const uint8_t *raw)
+{
+    if (!raw) {
+        log_warn("task %" PRIu64 ": shard %u of block %016" PRIx64 ": %s gave no range at "
+                 "%" PRIu64 "; rebuilt from the other shards from there",
+                 b->task, b->index, b->id, b->src_addr[b->copy_src], b->off);
+        b->copy_failed = 1;
+    } else {
+        memcpy(b->payload + b->off, raw, b->clen);
+        b->copied += b->clen;
+        b->off += b->clen;
     }
-    if (--b->pending == 0)
-        chunk_decode(b);
+    next_chunk(b);
+}
+
+static void copy_unframed(int status, uint8_t *raw, void *arg)
+{
+    copy_done(arg, status == 0 ? raw : NULL);
+    free(raw);
+}
+
+static void copy_reply(int status, const struct frame *f, void *arg)
+{
+    struct rebuild *b = arg;
+    uint32_t crc = 0;
+    int kind = range_answer(b, status, f, &crc);
+    if (kind == 2 && range_unframe(b, f, crc, copy_unframed, b) == 0)
+        return;
+    copy_done(b, kind == 1 ? f->body : NULL);
+}
+
+/* Asks source i for the chunk's range; 0 or an error (cb not called). */
+static int ask_range(struct rebuild *b, unsigned i, conn_reply_cb cb, void *arg)
+{
+    Imgstore__EcReadRange q = IMGSTORE__EC_READ_RANGE__INIT;
+    q.block_id = b->id;
+    q.index = b->src_index[i];
+    q.offset = b->off;
+    q.len = b->clen;
+    q.accept_zstd = 1;
+    return ds_peer_request(b->ds, b->src_addr[i], FT_EC_READ_RANGE, &q.base, NULL, 0,
+                           DS_EC_REBUILD_TIMEOUT_MS, cb, arg);
 }
 
 static void next_chunk(struct rebuild *b)
@@ -172,21 +294,22 @@ static void next_chunk(struct rebuild *b)
     }
     b->clen = (uint32_t)(b->L - b->off < DS_EC_REBUILD_CHUNK ? b->L - b->off
                                                              : DS_EC_REBUILD_CHUNK);
+    if (b->copy_src >= 0 && !b->copy_failed) {
+        if (ask_range(b, (unsigned)b->copy_src, copy_reply, b) == 0)
+            return;
+        b->copy_failed = 1;
+    }
     b->nok = 0;
     b->pending = 1; /* held while sending */
     for (unsigned i = 0; i < b->nsrc; i++) {
+        if ((int)i == b->copy_src)
+            continue;
         struct part_call *pc = malloc(sizeof(*pc));
         if (!pc)
             break;
         *pc = (struct part_call){.b = b, .i = i};
-        Imgstore__EcReadRange q = IMGSTORE__EC_READ_RANGE__INIT;
-        q.block_id = b->id;
-        q.index = b->src_index[i];
-        q.offset = b->off;
-        q.len = b->clen;
         b->pending++;
-        if (ds_peer_request(b->ds, b->src_addr[i], FT_EC_READ_RANGE, &q.base, NULL, 0,
-                            DS_EC_REBUILD_TIMEOUT_MS, part_reply, pc) != 0) {
+        if (ask_range(b, i, part_reply, pc) != 0) {
             b->pending--;
             free(pc);
         }
@@ -226,6 +349,8 @@ static void meta_reply(int status, const struct frame *f, void *arg)
     struct ec_hdr h;
     size_t hl;
     int ok = status == 0 && f->h.status == 0 && f->h.body_len > 0;
+    if (ok)
+        ds_codec_count_received(b->ds, f->h.body_len, 0);
     if (ok && b->meta) {
         union_deleted(b, f->body, f->h.body_len);
     } else if (ok && (b->meta = malloc(f->h.body_len)) != NULL) {
@@ -305,23 +430,40 @@ void ds_ec_rebuild(struct ds_req *r, const struct frame *f)
     if (!q)
         return;
     int rc = ec_scheme_check(q->k, q->m) != 0 || q->index >= q->k + q->m ||
-                     q->n_sources < q->k || q->n_sources > EC_MAX_SHARDS
+                     q->n_sources == 0 || q->n_sources > EC_MAX_SHARDS
                  ? IMG_EINVAL
              : ds_ec_find(ds, q->block_id) ? IMG_EEXIST
                                            : 0;
     struct rebuild *b = rc == 0 ? calloc(1, sizeof(*b)) : NULL;
     if (rc == 0 && !b)
         rc = -ENOMEM;
+    if (b)
+        b->copy_src = -1;
     for (size_t i = 0; rc == 0 && i < q->n_sources; i++) {
         const Imgstore__EcTarget *t = q->sources[i];
         if (!t || !t->server || !t->server->addr || t->index >= q->k + q->m ||
-            t->index == q->index || strlen(t->server->addr) >= sizeof(b->src_addr[0]))
+            (t->index == q->index && b->copy_src >= 0) ||
+            strlen(t->server->addr) >= sizeof(b->src_addr[0]))
             rc = IMG_EINVAL;
         else {
+            if (t->index == q->index) /* a move: this source is asked first */
+                b->copy_src = (int)b->nsrc;
             b->src_index[b->nsrc] = t->index;
             snprintf(b->src_addr[b->nsrc++], sizeof(b->src_addr[0]), "%s", t->server->addr);
         }
     }
+    if (rc == 0 && b->copy_src > 0) {
+        unsigned c = (unsigned)b->copy_src, x = b->src_index[0];
+        char a[sizeof(b->src_addr[0])];
+        memcpy(a, b->src_addr[0], sizeof(a));
+        memcpy(b->src_addr[0], b->src_addr[c], sizeof(a));
+        memcpy(b->src_addr[c], a, sizeof(a));
+        b->src_index[0] = b->src_index[c];
+        b->src_index[c] = x;
+        b->copy_src = 0;
+    }
+    if (rc == 0 && b->copy_src < 0 && b->nsrc < q->k)
+        rc = IMG_EINVAL; /* a rebuild needs k sources */
     if (rc == 0) {
         b->ds = ds;
         b->r = r;

@@ -369,6 +369,7 @@ enum ns_task_kind {
     NS_TASK_COMPACT,
     NS_TASK_EC_ENCODE,  /* ns_ec.c: a sealed block encoded k+m */
     NS_TASK_EC_REBUILD, /* ns_ec.c: a lost or bad shard rebuilt on another server */
+    NS_TASK_EC_MOVE,    /* ns_ec.c: a shard moved off a draining server */
 };
 enum ns_task_state { NS_TASK_RUNNING, NS_TASK_DONE, NS_TASK_FAILED };
 

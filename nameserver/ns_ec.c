@@ -16,6 +16,15 @@
  * stripe is recorded and the replicated copies are deleted (DELETE_BLOCK
  * with the encoded length: a copy of another length is kept). Reads then go
  * to the shard holders (LOOKUP lists them).
+ *
+ * Repair and drains (EC_REBUILD): a lost shard is rebuilt from k others,
+ * most endangered stripes first; a shard on a draining server is moved
+ * (NS_TASK_EC_MOVE, once the stripe has no lost shard) to the server with
+ * the most free bytes that holds no shard of the stripe: the draining
+ * holder is named as a source of the shard itself, so the target copies it
+ * as it is and decodes from k others only what it cannot get. Once the
+ * target answers, the stripe names it, and the draining holder, noted
+ * stale, is told to drop its copy (stale_plan).
  * Calls the registry, the block map, the planner's task list and settings. */
 #include "nameserver/ns_ec.h"
 
@@ -623,6 +632,7 @@ struct rjob {
     uint64_t task_id, block_id;
     unsigned index;
     uint16_t target;
+    uint16_t from;  /* a move: the draining holder; NS_NO_SERVER for a rebuild */
 };
 
 static void rebuild_reply(int status, const struct frame *f, void *arg)
@@ -638,8 +648,12 @@ static void rebuild_reply(int status, const struct frame *f, void *arg)
         st->holder[j->index] = j->target;
         st->file_bytes[j->index] = r->file_bytes;
         st->bad &= (uint16_t)~(1u << j->index);
-        log_info("task %" PRIu64 ": shard %u of block %" PRIu64 " rebuilt on %s", j->task_id,
-                 j->index, j->block_id, t->id);
+        struct ns_server *from = ns_registry_at(ns, j->from);
+        if (from) /* its copy is stale now: dropped (stale_plan) */
+            drop_stale(ns, st, from);
+        log_info("task %" PRIu64 ": shard %u of block %" PRIu64 " %s on %s%s%s", j->task_id,
+                 j->index, j->block_id, from ? "moved" : "rebuilt", t->id,
+                 from ? " from " : "", from ? from->id : "");
     } else if (!r) {
         log_warn("task %" PRIu64 ": shard %u of block %" PRIu64 " not rebuilt: %s", j->task_id,
                  j->index, j->block_id, img_strerror(rc));
@@ -667,11 +681,18 @@ static unsigned surviving(const struct ns *ns, const struct ns_stripe *st)
     return n;
 }
 
+static const char REASON_DRAIN[] = "drain";
+
 /* Starts the rebuild of lost shard `index` of st on the server with the most
- * free bytes that holds no shard of the stripe. Returns 1 when started. */
-static int start_rebuild(struct ns *ns, struct ns_stripe *st, unsigned index, uint64_t now)
+ * free bytes that holds no shard of the stripe; or, `from` set, its move off
+ * server `from` (which holds it: named as a source of the shard itself).
+ * Returns 1 when started. */
+static int start_rebuild(struct ns *ns, struct ns_stripe *st, unsigned index,
+                         struct ns_server *from, uint64_t now)
 {
     struct ns_server *best = NULL;
+    if (from && from->tasks >= ns_settings_task_cap(ns))
+        return 0;
     for (size_t i = 0; i < ns->nservers; i++) {
         struct ns_server *s = ns->servers[i];
         int holds = 0;
@@ -697,21 +718,36 @@ static int start_rebuild(struct ns *ns, struct ns_stripe *st, unsigned index, ui
         tp[n] = &tg[n];
         n++;
     }
-    if (n < st->k)
+    if (from) { /* the shard itself, copied as it is */
+        imgstore__ec_target__init(&tg[n]);
+        imgstore__replica__init(&rp[n]);
+        ns_plan_fill_replica(&rp[n], from);
+        tg[n].index = index;
+        tg[n].server = &rp[n];
+        tp[n] = &tg[n];
+        n++;
+    }
+    if (n < (from ? 1u : st->k))
         return 0;
     struct rjob *j = malloc(sizeof(*j));
-    struct ns_task *t = j ? ns_plan_task_add(ns, NS_TASK_EC_REBUILD, st->block_id, NS_NO_SERVER,
-                                             best->idx, st->shard_len, REASON_REBUILD, now)
-                          : NULL;
+    struct ns_task *t =
+        j ? ns_plan_task_add(ns, from ? NS_TASK_EC_MOVE : NS_TASK_EC_REBUILD, st->block_id,
+                             from ? from->idx : NS_NO_SERVER, best->idx, st->shard_len,
+                             from ? REASON_DRAIN : REASON_REBUILD, now)
+          : NULL;
     if (!t) {
         free(j);
         return 0;
     }
     *j = (struct rjob){.ns = ns, .task_id = t->id, .block_id = st->block_id, .index = index,
-                       .target = best->idx};
-    log_info("task %" PRIu64 ": rebuild shard %u of block %" PRIu64 " on %s (%u of %u shards "
-             "left)",
-             t->id, index, st->block_id, best->id, surviving(ns, st), st->k + st->m);
+                       .target = best->idx, .from = from ? from->idx : NS_NO_SERVER};
+    if (from)
+        log_info("task %" PRIu64 ": move shard %u of block %" PRIu64 " from %s (draining) to %s",
+                 t->id, index, st->block_id, from->id, best->id);
+    else
+        log_info("task %" PRIu64 ": rebuild shard %u of block %" PRIu64 " on %s (%u of %u "
+                 "shards left)",
+                 t->id, index, st->block_id, best->id, surviving(ns, st), st->k + st->m);
     if (!ns->loop) {
         free(j);
         return 1;
@@ -762,11 +798,46 @@ static void plan_repair(struct ns *ns, uint64_t now_ms)
         struct ns_stripe *st = &e->v[order[o]];
         for (unsigned i = 0; i < (unsigned)(st->k + st->m); i++)
             if (lost(ns, st, i)) {
-                start_rebuild(ns, st, i, now_ms);
+                start_rebuild(ns, st, i, NULL, now_ms);
                 break; /* one per stripe per pass: the next after it */
             }
     }
     free(order);
+}
+
+/* Drains: a whole stripe (no lost shard: repair comes first) with a shard on
+ * an up draining server moves that shard, one per stripe per pass, as the
+ * caps allow. */
+static void plan_moves(struct ns *ns, uint64_t now_ms)
+{
+    struct ns_ec *e = ns->ec;
+    for (size_t o = 0; o < e->n; o++) {
+        struct ns_stripe *st = &e->v[o];
+        if (surviving(ns, st) < (unsigned)(st->k + st->m) || busy(ns, st->block_id) ||
+            !ns_ec_usable(ns, st->block_id))
+            continue;
+        for (unsigned i = 0; i < (unsigned)(st->k + st->m); i++) {
+            struct ns_server *s = ns_registry_at(ns, st->holder[i]);
+            if (s && s->draining && (s->conn || !ns->loop)) {
+                start_rebuild(ns, st, i, s, now_ms);
+                break;
+            }
+        }
+    }
+}
+
+unsigned ns_ec_shards_on(const struct ns *ns, uint16_t idx)
+{
+    unsigned n = 0;
+    const struct ns_ec *e = ns->ec;
+    for (size_t i = 0; e && i < e->n; i++) {
+        const struct ns_stripe *st = &e->v[i];
+        for (unsigned j = 0; j < (unsigned)(st->k + st->m); j++)
+            n += st->holder[j] == idx;
+        for (unsigned j = 0; j < st->nstale; j++)
+            n += st->stale[j] == idx;
+    }
+    return n;
 }
 
 static int seen_cmp(const void *a, const void *b)
@@ -817,6 +888,7 @@ void ns_ec_plan(struct ns *ns, uint64_t now_ms)
     if (!ns->ec)
         return;
     plan_repair(ns, now_ms);
+    plan_moves(ns, now_ms);
     if (ns->loop)
         stale_plan(ns, now_ms);
     for (size_t i = 0; ns->loop && i < ns->ec->n; i++) {

@@ -79,6 +79,10 @@ uint64_t ns_ec_start(struct ns *ns, struct ns_block *b, unsigned k, unsigned m,
  * the nameserver keeps no seal time, so a restart starts the clocks again). */
 void ns_ec_plan(struct ns *ns, uint64_t now_ms);
 
+/* Shards held by server idx: those the stripes name it for, and stale ones
+ * it has yet to drop (a drain is done when none is left). */
+unsigned ns_ec_shards_on(const struct ns *ns, uint16_t idx);
+
 /* ADMIN_EC_ENCODE: one block now, or (all_sealed) every sealed block the
  * caps allow now, the others on the next planner passes. */
 void ns_ec_handle_encode(struct ns *ns, struct conn *c, const struct frame_header *h,

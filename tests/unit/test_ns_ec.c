@@ -1,9 +1,11 @@
 /* Unit tests of the nameserver's stripe table (nameserver/ns_ec.c): stripes
  * rebuilt from the shard holders' reports, hostile entries ignored, full
  * reports dropping shards, a second copy of a shard not taken, LOOKUP's
- * shard list, and the repair planner (most endangered stripe first, never
- * onto a server holding another shard of the stripe). No loop: the planner's
- * tasks are inspected. */
+ * shard list, the repair planner (most endangered stripe first, never
+ * onto a server holding another shard of the stripe) and drains (a shard of
+ * a whole stripe moved off a draining holder, repair first, a down draining
+ * holder's shard rebuilt; shards counted per server). No loop: the
+ * planner's tasks are inspected. */
 #include "nameserver/ns_ec.h"
 
 #include "ns_fixture.h"
@@ -250,4 +252,100 @@ Test(ns_ec, min_age_policy)
     ns_ec_plan(&ns, 2000 + 3600 * 1000);
     cr_assert_eq(encodes(ids, 4), 1);
     cr_assert_eq(ids[0], 21);
+}
+
+/* The running tasks of `kind`: blocks, sources and targets. */
+static int tasks_of(int kind, uint64_t *ids, uint16_t *src, uint16_t *dst, int max)
+{
+    int n = 0;
+    for (size_t i = 0; i < ns.plan.ntasks && n < max; i++) {
+        const struct ns_task *t = &ns.plan.tasks[i];
+        if (t->kind == kind && t->state == NS_TASK_RUNNING) {
+            ids[n] = t->block_id;
+            src[n] = t->src;
+            dst[n++] = t->dst;
+        }
+    }
+    return n;
+}
+
+/* A drain moves a shard of a whole stripe off the draining holder onto the
+ * server with the most free bytes that holds no shard of the stripe; the
+ * drained server counts its shards (also stale ones) until they are gone. */
+Test(ns_ec, drain_moves_shards_off)
+{
+    servers(8);
+    stripe(7);
+    stripe(8);
+    ns.safe_mode = 0;
+    cr_assert_eq(ns_ec_shards_on(&ns, srv[2]->idx), 2);
+    cr_assert_eq(ns_ec_shards_on(&ns, srv[6]->idx), 0);
+    srv[2]->draining = 1;
+    ns_ec_plan(&ns, 5000);
+    uint64_t ids[4];
+    uint16_t src[4], dst[4];
+    int n = tasks_of(NS_TASK_EC_MOVE, ids, src, dst, 4);
+    cr_assert_eq(n, 2, "one move per stripe (got %d)", n);
+    for (int i = 0; i < n; i++) {
+        cr_assert_eq(src[i], srv[2]->idx, "moved from the draining holder");
+        cr_assert(dst[i] == srv[6]->idx || dst[i] == srv[7]->idx,
+                  "moved onto a server holding another shard (%u)", dst[i]);
+    }
+    cr_assert_eq(tasks_of(NS_TASK_EC_REBUILD, ids, src, dst, 4), 0, "nothing is lost");
+    /* one move per stripe at a time */
+    ns_ec_plan(&ns, 6000);
+    cr_assert_eq(tasks_of(NS_TASK_EC_MOVE, ids, src, dst, 4), 2);
+    /* a stale shard still counts on its server until it is dropped */
+    struct ns_stripe *st = ns_ec_get(&ns, 7);
+    st->holder[2] = srv[6]->idx;
+    st->stale[st->nstale++] = srv[2]->idx;
+    cr_assert_eq(ns_ec_shards_on(&ns, srv[2]->idx), 2);
+    st->nstale = 0;
+    cr_assert_eq(ns_ec_shards_on(&ns, srv[2]->idx), 1);
+}
+
+/* No server outside the stripe: nothing moves (the drain waits). */
+Test(ns_ec, drain_without_a_free_server_waits)
+{
+    servers(6);
+    stripe(7);
+    ns.safe_mode = 0;
+    srv[3]->draining = 1;
+    ns_ec_plan(&ns, 5000);
+    uint64_t ids[4];
+    uint16_t src[4], dst[4];
+    cr_assert_eq(tasks_of(NS_TASK_EC_MOVE, ids, src, dst, 4), 0);
+    cr_assert_eq(ns_ec_shards_on(&ns, srv[3]->idx), 1);
+}
+
+/* A stripe with a lost shard is repaired first (no move meanwhile). */
+Test(ns_ec, drain_waits_for_repair)
+{
+    servers(8);
+    stripe(7);
+    ns.safe_mode = 0;
+    srv[2]->draining = 1;
+    ns_registry_mark_down(&ns, srv[0], "test"); /* shard 0 lost */
+    ns_ec_plan(&ns, 5000);
+    uint64_t ids[4];
+    uint16_t src[4], dst[4];
+    cr_assert_eq(tasks_of(NS_TASK_EC_MOVE, ids, src, dst, 4), 0, "repair comes first");
+    cr_assert_eq(tasks_of(NS_TASK_EC_REBUILD, ids, src, dst, 4), 1);
+    cr_assert(dst[0] != srv[2]->idx, "rebuilt onto the draining server");
+}
+
+/* A draining holder that is down: its shard is rebuilt from k others. */
+Test(ns_ec, drain_of_a_down_holder_rebuilds)
+{
+    servers(8);
+    stripe(7);
+    ns.safe_mode = 0;
+    srv[2]->draining = 1;
+    ns_registry_mark_down(&ns, srv[2], "test");
+    ns_ec_plan(&ns, 5000);
+    uint64_t ids[4];
+    uint16_t src[4], dst[4];
+    cr_assert_eq(tasks_of(NS_TASK_EC_MOVE, ids, src, dst, 4), 0);
+    cr_assert_eq(tasks_of(NS_TASK_EC_REBUILD, ids, src, dst, 4), 1);
+    cr_assert(dst[0] == srv[6]->idx || dst[0] == srv[7]->idx);
 }
