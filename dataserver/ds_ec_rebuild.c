@@ -51,6 +51,7 @@ struct rebuild {
     int copy_src;             /* a move: the source holding shard `index` itself, else -1 */
     int copy_failed;          /* it failed a range: decoded from the others since */
     uint64_t copied;          /* payload bytes taken from it as they are */
+    uint64_t wire, raw;       /* bytes received, and the bytes they carried */
     unsigned meta_from;       /* next source asked for the meta */
     uint8_t *meta;            /* the first source's header and table */
     size_t meta_len, hl;
@@ -80,9 +81,10 @@ static void rebuild_end(struct rebuild *b, int rc)
         m.file_bytes = b->file_len;
         if (b->copy_src >= 0)
             log_info("task %" PRIu64 ": shard %u of block %016" PRIx64 " moved here from %s "
-                     "(%zu bytes; %" PRIu64 " payload bytes copied, %" PRIu64 " decoded)",
+                     "(%zu bytes; %" PRIu64 " payload bytes copied, %" PRIu64 " decoded; "
+                     "wire %" PRIu64 " raw %" PRIu64 ")",
                      b->task, b->index, b->id, b->src_addr[b->copy_src], b->file_len,
-                     b->copied, b->L - b->copied);
+                     b->copied, b->L - b->copied, b->wire, b->raw);
         else
             log_info("task %" PRIu64 ": shard %u of block %016" PRIx64 " rebuilt here (%zu "
                      "bytes)",
@@ -209,6 +211,8 @@ static int range_answer(struct rebuild *b, int status, const struct frame *f, ui
     *crc = m->crc32c;
     imgstore__ec_read_range_resp__free_unpacked(m, NULL);
     ds_codec_count_received(b->ds, f->h.body_len, raw_len);
+    b->wire += f->h.body_len;
+    b->raw += raw_len ? raw_len : f->h.body_len;
     if (!raw_len)
         return f->h.body_len == b->clen ? 1 : 0;
     return raw_len == b->clen && f->h.body_len > 0 && f->h.body_len < raw_len ? 2 : 0;
@@ -349,8 +353,11 @@ static void meta_reply(int status, const struct frame *f, void *arg)
     struct ec_hdr h;
     size_t hl;
     int ok = status == 0 && f->h.status == 0 && f->h.body_len > 0;
-    if (ok)
+    if (ok) {
         ds_codec_count_received(b->ds, f->h.body_len, 0);
+        b->wire += f->h.body_len;
+        b->raw += f->h.body_len;
+    }
     if (ok && b->meta) {
         union_deleted(b, f->body, f->h.body_len);
     } else if (ok && (b->meta = malloc(f->h.body_len)) != NULL) {

@@ -551,3 +551,237 @@ Test(ec, encode_sealed_block)
     check_deleted("after rebuilding the damaged shard");
     C->passed = 1;
 }
+
+/* ---- drains move shards -------------------------------------------------------------- */
+
+#define MOVE_NDS 7
+
+static void setup_move(void)
+{
+    fixture_start(&(struct cluster_opts){.ndataservers = MOVE_NDS, .replicas = 2,
+                                         .block_size = BLOCK_SIZE});
+}
+
+TestSuite(ec_move, .init = setup_move, .fini = fixture_stop, .timeout = 240);
+
+/* File i of the drain test: its first half random, the rest one repeated
+ * byte (stored as it is under image/png, so its shard ranges compress on
+ * the wire). */
+static void move_fill(uint8_t *buf, uint32_t len, int i)
+{
+    cluster_fill(buf, len / 2, 11, (uint64_t)i);
+    memset(buf + len / 2, 'a' + i % 26, len - len / 2);
+}
+
+/* The sum over every dataserver of imgstore_ds_copy_{sent,received}_bytes_total. */
+static double copy_total(int sent, const char *form)
+{
+    char m[96];
+    snprintf(m, sizeof(m), "imgstore_ds_copy_%s_bytes_total{form=\"%s\"}",
+             sent ? "sent" : "received", form);
+    double v = 0;
+    for (int i = 0; i < C->nds; i++) {
+        double x = cluster_metric(C->ds[i].http_addr, m);
+        cr_assert_geq(x, 0, "ds%d has no %s", i + 1, m);
+        v += x;
+    }
+    return v;
+}
+
+/* Every file of the drain test read through the library and through the
+ * HTTP origins of every dataserver (round-robin), byte-identical. */
+static void move_read_all(int n, const uint32_t *len, char (*nm)[IMGSTORE_NAME_MAX],
+                          const char *when)
+{
+    imgstore_t *h = cluster_client(C);
+    cr_assert_not_null(h);
+    uint8_t *want = malloc(MAX_SIZE);
+    for (int i = 0; i < n; i++) {
+        move_fill(want, len[i], i);
+        void *data = NULL;
+        size_t got = 0;
+        int rc = imgstore_get(h, nm[i], &data, &got);
+        cr_assert_eq(rc, 0, "%s: get %s: %s", when, nm[i], imgstore_strerror(rc));
+        cr_assert(got == len[i] && memcmp(data, want, got) == 0, "%s: %s differs", when, nm[i]);
+        free(data);
+        uint8_t *body = http_get(C->ds[i % C->nds].http_addr, nm[i], &got);
+        cr_assert_not_null(body, "%s: GET %s from ds%d", when, nm[i], i % C->nds + 1);
+        cr_assert(got == len[i] && memcmp(body, want, got) == 0, "%s: %s differs over HTTP",
+                  when, nm[i]);
+        free(body);
+    }
+    free(want);
+    imgstore_close(h);
+}
+
+static double storage_factor(void)
+{
+    struct cluster_run r;
+    fixture_admin_json(&r, CLI_MS, "status", NULL);
+    json_t *st = json_loads(r.out, 0, NULL);
+    cr_assert_not_null(st, "%s", r.out);
+    double f = json_number_value(json_object_get(st, "ec_storage_factor"));
+    json_decref(st);
+    cluster_run_free(&r);
+    return f;
+}
+
+/* The server id of dataserver d (ds-admin --json servers). */
+static void server_id(int d, char *id, size_t n)
+{
+    struct cluster_run r;
+    cr_assert_eq(cluster_admin(C, CLI_MS, &r, "--json", "servers", NULL), 0, "%s", r.err);
+    json_t *doc = json_loads(r.out, 0, NULL);
+    json_t *arr = json_is_array(doc) ? doc : json_object_get(doc, "servers");
+    id[0] = '\0';
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        json_t *s = json_array_get(arr, i);
+        const char *a = json_string_value(json_object_get(s, "address"));
+        if (a && strcmp(a, C->ds[d].addr) == 0)
+            snprintf(id, n, "%s", json_string_value(json_object_get(s, "id")));
+    }
+    cr_assert(id[0], "no id for ds%d in %s", d + 1, r.out);
+    json_decref(doc);
+    cluster_run_free(&r);
+}
+
+/* ds-admin drain SERVER --wait of a server holding a data shard: the shard
+ * is copied to the one server holding none of the stripe, the stripe record
+ * names it, the drained server keeps no shard file, every file reads
+ * byte-identical (library, HTTP), the raw/logical factor is unchanged, and
+ * the move's bytes are counted on the wire (compressed: the files' second
+ * halves are one repeated byte). */
+Test(ec_move, drain_moves_shards)
+{
+    static uint32_t len[NFILES_MAX];
+    static char nm[NFILES_MAX][IMGSTORE_NAME_MAX];
+    int n = 0;
+    fixture_sizes(11, 0, NFILES_MAX, MIN_SIZE, MAX_SIZE, len);
+    imgstore_t *h = cluster_client(C);
+    cr_assert_not_null(h);
+    uint8_t *buf = malloc(MAX_SIZE);
+    uint64_t id = 0;
+    while (!id && n + BATCH <= NFILES_MAX) {
+        for (int i = n; i < n + BATCH; i++) {
+            move_fill(buf, len[i], i);
+            int rc = imgstore_put(h, buf, len[i], "image/png", nm[i]);
+            cr_assert_eq(rc, 0, "upload %d: %s", i, imgstore_strerror(rc));
+        }
+        n += BATCH;
+        id = first_sealed();
+    }
+    free(buf);
+    imgstore_close(h);
+    cr_assert_neq(id, 0, "no sealed block after %d uploads", n);
+    char arg[32];
+    snprintf(arg, sizeof(arg), "%" PRIu64, id);
+    struct cluster_run r;
+    cr_assert_eq(cluster_admin(C, CLI_MS, &r, "set", "ec", "4+2", NULL), 0, "%s", r.err);
+    cluster_run_free(&r);
+    cr_assert_eq(cluster_admin(C, 120000, &r, "ec", "encode", arg, "--wait", NULL), 0, "%s%s",
+                 r.out, r.err);
+    cluster_run_free(&r);
+    int srv[6];
+    wait_stripe(id, srv, "after encoding");
+    int spare = -1;
+    for (int d = 0; d < C->nds; d++) {
+        int holds = 0;
+        for (int i = 0; i < 6; i++)
+            holds |= srv[i] == d;
+        if (!holds)
+            spare = d;
+    }
+    cr_assert_geq(spare, 0);
+    double f0 = storage_factor();
+    cr_assert(f0 > 1.45 && f0 <= 1.52, "storage factor %.4f", f0);
+
+    /* ds-admin file of an encoded block: its shards, the file's data shard */
+    cr_assert_eq(cluster_admin(C, CLI_MS, &r, "file", nm[0], NULL), 0, "%s%s", r.out, r.err);
+    cr_assert_not_null(strstr(r.out, "erasure-coded 4+2"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "s05 parity"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "in data shard: s0"), "%s", r.out);
+    cluster_run_free(&r);
+    fixture_admin_json(&r, CLI_MS, "file", nm[0], NULL);
+    json_t *fj = json_loads(r.out, 0, NULL);
+    cr_assert_not_null(fj, "%s", r.out);
+    cr_assert_eq(json_array_size(json_object_get(fj, "shards")), 6, "%s", r.out);
+    cr_assert_str_eq(json_string_value(json_object_get(fj, "answer")), "has it", "%s", r.out);
+    json_decref(fj);
+    cluster_run_free(&r);
+
+    /* drain the holder of data shard 0 */
+    int victim = srv[0];
+    char vid[128];
+    server_id(victim, vid, sizeof(vid));
+    double sw0 = copy_total(1, "wire"), sr0 = copy_total(1, "raw");
+    double rw0 = copy_total(0, "wire"), rr0 = copy_total(0, "raw");
+    cr_assert_eq(cluster_admin(C, 120000, &r, "drain", vid, "--wait", NULL), 0, "drain: %s%s",
+                 r.out, r.err);
+    cr_assert_not_null(strstr(r.out, "no shard"), "%s", r.out);
+    cluster_run_free(&r);
+
+    /* nothing left on it; the stripe whole, shard 0 on the spare server */
+    cr_assert_eq(shard_files(victim, id), 0, "ds%d still holds shards %#x", victim + 1,
+                 shard_files(victim, id));
+    int now[6];
+    wait_stripe(id, now, "after the drain");
+    cr_assert_eq(now[0], spare, "shard 0 went to ds%d, not the spare ds%d", now[0] + 1,
+                 spare + 1);
+    for (int i = 1; i < 6; i++)
+        cr_assert_eq(now[i], srv[i], "shard %d moved", i);
+    for (int d = 0; d < C->nds; d++) {
+        unsigned want = 0;
+        for (int i = 0; i < 6; i++)
+            if (now[i] == d)
+                want |= 1u << i;
+        cr_assert_eq(shard_files(d, id), want, "ds%d holds shards %#x, the nameserver says %#x",
+                     d + 1, shard_files(d, id), want);
+    }
+    double f1 = storage_factor();
+    fprintf(stderr, "ec: storage factor %.4f before the drain, %.4f after\n", f0, f1);
+    cr_assert(f1 > f0 - 0.001 && f1 < f0 + 0.001, "factor %.4f before, %.4f after", f0, f1);
+
+    /* the move in the task list */
+    fixture_admin_json(&r, CLI_MS, "tasks", NULL);
+    cr_assert_not_null(strstr(r.out, "\"ec-move\""), "%s", r.out);
+    cluster_run_free(&r);
+
+    /* its bytes on the wire: counted by the sender and the receiver alike */
+    double sw = 0, sr = 0, rw = 0, rr = 0;
+    for (int t = 0; t < 50; t++) {
+        sw = copy_total(1, "wire") - sw0;
+        sr = copy_total(1, "raw") - sr0;
+        rw = copy_total(0, "wire") - rw0;
+        rr = copy_total(0, "raw") - rr0;
+        if (sw == rw && sr == rr)
+            break;
+        usleep(100 * 1000);
+    }
+    fprintf(stderr, "ec: shard move: %.0f bytes on the wire for %.0f shard bytes (%.1f %%)\n",
+            rw, rr, rr > 0 ? 100 * rw / rr : 0);
+    cr_assert(sw == rw && sr == rr, "sent %.0f/%.0f, received %.0f/%.0f", sw, sr, rw, rr);
+    cr_assert_geq(rr, (double)(BLOCK_SIZE / 4) * 0.9, "the shard's payload was counted");
+    cr_assert_lt(rw, rr * 0.9, "the shard's ranges went compressed");
+
+    /* the target copied the shard (no decoding) and says what crossed the wire */
+    {
+        void *text = NULL;
+        size_t tl = 0;
+        cr_assert_eq(cluster_read_file(C->ds[spare].log, &text, &tl), 0);
+        const char *at = strstr(text, "moved here from");
+        cr_assert_not_null(at, "no move in ds%d's log", spare + 1);
+        unsigned long long copied = 0, decoded = 1, wire = 0, raw = 0;
+        const char *p = strstr(at, "; ");
+        cr_assert(p && sscanf(p, "; %llu payload bytes copied, %llu decoded; wire %llu raw %llu",
+                              &copied, &decoded, &wire, &raw) == 4, "%.200s", at);
+        fprintf(stderr, "ec: the moved shard: %llu payload bytes copied, %llu decoded, %llu "
+                        "bytes on the wire for %llu\n", copied, decoded, wire, raw);
+        cr_assert_eq(decoded, 0, "the move decoded %llu bytes", decoded);
+        cr_assert_geq(copied, (unsigned long long)(BLOCK_SIZE / 4) * 9 / 10);
+        cr_assert_lt(wire, raw * 9 / 10, "the shard's ranges went compressed");
+        free(text);
+    }
+
+    move_read_all(n, len, nm, "after the drain");
+    C->passed = 1;
+}
