@@ -552,6 +552,8 @@ static void check_remote(int status, const struct frame *f, void *arg)
     int rc;
     Imgstore__ReadBlockResp *m =
         conn_reply_unpack(status, f, &imgstore__read_block_resp__descriptor, &rc);
+    if (m) /* counted as the source counted it */
+        ds_codec_count_received(cp->ds, f->h.body_len, m->raw_len);
     if (rc == 0 && (f->h.body_len != cp->check_len || crc32c(0, f->body, f->h.body_len) != m->crc32c))
         rc = IMG_ECORRUPT;
     if (rc == 0 && memcmp(f->body, cp->check_buf, cp->check_len) != 0) {

@@ -21,7 +21,15 @@
  * Payload ranges are asked with accept_zstd: a range may come as one zstd
  * frame (ds_codec.c, as READ_BLOCK's chunks), decoded and checked against
  * its CRC32C on the thread pool. Every byte received is counted in the copy
- * metrics (wire and raw). Calls ds_ec.c (ds_ec_adopt), ec.c, ec_shard.c,
+ * metrics (wire and raw).
+ *
+ * The old copy of a moved shard (ds_ec_hand_over): once the stripe names
+ * the new holder, the nameserver tells the old one to drop its copy with
+ * the new holder's address; its shard leaves service at once (a delete
+ * arriving later is refused and retried by the client against the stripe's
+ * holders), every deletion in its table goes to the new holder (EC_TOMB),
+ * and only then is its file removed. So a delete that reached the old copy
+ * while the move ran is never lost. Calls ds_ec.c (ds_ec_adopt), ec.c, ec_shard.c,
  * ds_codec.c, ds_peer.c. */
 #include "dataserver/ds_ec.h"
 
@@ -32,6 +40,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <unistd.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -488,4 +497,117 @@ void ds_ec_rebuild(struct ds_req *r, const struct frame *f)
         return;
     }
     ask_meta(b);
+}
+
+/* ---- a moved shard's old copy: its deletions handed over ----------------------------- */
+
+#define DS_EC_HANDOVER_INFLIGHT 16 /* EC_TOMB requests in flight */
+
+struct handover {
+    struct ds *ds;
+    struct ds_req *r;
+    uint64_t id;
+    char to[64];
+    struct ds_shard *sh[EC_MAX_SHARDS]; /* taken out of service */
+    unsigned nsh;
+    struct ec_tent *del;                /* the deleted entries to hand over */
+    size_t n, next;
+    unsigned inflight;
+    int rc;
+};
+
+static void handover_pump(struct handover *h);
+
+static void handover_end(struct handover *h)
+{
+    struct ds *ds = h->ds;
+    for (unsigned i = 0; i < h->nsh; i++) {
+        struct ds_shard *s = h->sh[i];
+        if (h->rc == 0) {
+            char path[sizeof(s->sh.path)];
+            memcpy(path, s->sh.path, sizeof(path));
+            ds_ec_free_shard(s);
+            if (unlink(path) != 0)
+                log_warn("moved shard %s: cannot remove: %s", path, strerror(errno));
+        } else if (ds->stopping || ds_ec_adopt(ds, s) != 0) {
+            ds_ec_free_shard(s); /* the file stays: loaded again at the next start */
+        }
+    }
+    if (h->rc == 0)
+        log_info("block %016" PRIx64 ": shard moved to %s (%zu deletions handed over); the "
+                 "copy here is removed",
+                 h->id, h->to, h->n);
+    else
+        log_warn("block %016" PRIx64 ": deletions not handed to %s (%s); the shard here is "
+                 "kept",
+                 h->id, h->to, img_strerror(h->rc));
+    if (h->rc == 0) {
+        Imgstore__DeleteBlockResp m = IMGSTORE__DELETE_BLOCK_RESP__INIT;
+        ds_req_answer(h->r, 0, &m.base, NULL, 0, NULL);
+    } else {
+        ds_req_fail(h->r, h->rc);
+    }
+    free(h->del);
+    free(h);
+}
+
+static void handover_reply(int status, const struct frame *f, void *arg)
+{
+    struct handover *h = arg;
+    int rc = status ? status : f->h.status;
+    if (rc != 0 && h->rc == 0)
+        h->rc = rc;
+    h->inflight--;
+    handover_pump(h);
+}
+
+static void handover_pump(struct handover *h)
+{
+    if (h->ds->stopping && h->rc == 0)
+        h->rc = IMG_ECONN;
+    while (h->rc == 0 && h->next < h->n && h->inflight < DS_EC_HANDOVER_INFLIGHT) {
+        const struct ec_tent *e = &h->del[h->next++];
+        Imgstore__EcTomb q = IMGSTORE__EC_TOMB__INIT;
+        q.block_id = h->id;
+        q.seq = e->seq;
+        q.cookie = e->cookie;
+        h->inflight++;
+        int rc = ds_peer_request(h->ds, h->to, FT_EC_TOMB, &q.base, NULL, 0,
+                                 DS_EC_REBUILD_TIMEOUT_MS, handover_reply, h);
+        if (rc != 0) {
+            h->inflight--;
+            h->rc = rc;
+        }
+    }
+    if (h->inflight == 0 && (h->rc != 0 || h->next >= h->n))
+        handover_end(h);
+}
+
+void ds_ec_hand_over(struct ds_req *r, uint64_t id, const char *to)
+{
+    struct handover *h = calloc(1, sizeof(*h));
+    if (!h || strlen(to) >= sizeof(h->to)) {
+        free(h);
+        ds_req_fail(r, h ? IMG_EINVAL : -ENOMEM);
+        return;
+    }
+    *h = (struct handover){.ds = r->ds, .r = r, .id = id};
+    snprintf(h->to, sizeof(h->to), "%s", to);
+    size_t cap = 0;
+    for (struct ds_shard *s; h->nsh < EC_MAX_SHARDS && (s = ds_ec_detach(r->ds, id));) {
+        h->sh[h->nsh++] = s;
+        cap += s->sh.ntab;
+    }
+    if (h->nsh == 0) {
+        free(h);
+        ds_req_fail(r, IMG_ENOBLOCKHERE);
+        return;
+    }
+    if (!(h->del = malloc((cap + 1) * sizeof(*h->del))))
+        h->rc = -ENOMEM;
+    for (unsigned i = 0; h->del && i < h->nsh; i++)
+        for (size_t j = 0; j < h->sh[i]->sh.ntab; j++)
+            if (h->sh[i]->sh.tab[j].deleted && !ec_table_find(h->del, h->n, h->sh[i]->sh.tab[j].seq))
+                h->del[h->n++] = h->sh[i]->sh.tab[j]; /* ascending: every table is */
+    handover_pump(h);
 }

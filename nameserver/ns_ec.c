@@ -176,10 +176,10 @@ void ns_ec_put_loc(struct ns_ec_loc *l, Imgstore__BlockLocation *bl)
     bl->shards = l->lp;
 }
 
-/* s reported a shard of st that another up server holds: when s holds no
- * shard of st, it is noted; the planner tells it to drop its copies
+/* s reported shard `index` of st that another up server holds: when s
+ * holds no shard of st, it is noted; the planner tells it to drop its copies
  * (DELETE_BLOCK with shards: stale_plan). */
-static void drop_stale(struct ns *ns, struct ns_stripe *st, struct ns_server *s)
+static void drop_stale(struct ns *ns, struct ns_stripe *st, struct ns_server *s, unsigned index)
 {
     (void)ns;
     for (unsigned i = 0; i < (unsigned)(st->k + st->m); i++)
@@ -188,8 +188,10 @@ static void drop_stale(struct ns *ns, struct ns_stripe *st, struct ns_server *s)
     for (unsigned i = 0; i < st->nstale; i++)
         if (st->stale[i] == s->idx)
             return;
-    if (st->nstale < NS_EC_STALE_MAX)
+    if (st->nstale < NS_EC_STALE_MAX) {
+        st->stale_index[st->nstale] = (uint8_t)index;
         st->stale[st->nstale++] = s->idx;
+    }
 }
 
 struct stale_call {
@@ -206,14 +208,19 @@ static void stale_reply(int status, const struct frame *f, void *arg)
     if (st && (rc == 0 || rc == IMG_ENOBLOCKHERE))
         for (unsigned i = 0; i < st->nstale; i++)
             if (st->stale[i] == c->server) {
-                st->stale[i] = st->stale[--st->nstale];
+                st->nstale--;
+                st->stale[i] = st->stale[st->nstale];
+                st->stale_index[i] = st->stale_index[st->nstale];
                 break;
             }
     free(c);
 }
 
 /* Tells the servers holding stale shards of each stripe to drop them,
- * every NS_EC_STALE_RETRY_MS until they answer. */
+ * every NS_EC_STALE_RETRY_MS until they answer, each first handing the
+ * deletions in its tables to the shard's holder (tombs_to: a delete that
+ * reached the old copy of a moved shard is not lost); a drop waits while
+ * that holder is not up. */
 static void stale_plan(struct ns *ns, uint64_t now)
 {
     for (size_t i = 0; i < ns->ec->n; i++) {
@@ -223,6 +230,12 @@ static void stale_plan(struct ns *ns, uint64_t now)
         st->stale_ms = now;
         for (unsigned j = 0; j < st->nstale; j++) {
             struct ns_server *s = ns_registry_at(ns, st->stale[j]);
+            const struct ns_server *h =
+                st->stale_index[j] < st->k + st->m
+                    ? ns_registry_at(ns, st->holder[st->stale_index[j]])
+                    : NULL;
+            if (!h || !h->up)
+                continue;
             struct stale_call *c = s && s->up && s->conn ? malloc(sizeof(*c)) : NULL;
             if (!c)
                 continue;
@@ -233,6 +246,7 @@ static void stale_plan(struct ns *ns, uint64_t now)
             Imgstore__DeleteBlock m = IMGSTORE__DELETE_BLOCK__INIT;
             m.block_id = st->block_id;
             m.shards = 1;
+            m.tombs_to = (char *)h->addr;
             if (conn_request(s->conn, FT_DELETE_BLOCK, &m.base, NULL, 0, NULL,
                              NS_CMD_TIMEOUT_MS, stale_reply, c) != 0)
                 free(c);
@@ -303,7 +317,7 @@ size_t ns_ec_apply_report(struct ns *ns, struct ns_server *s, const Imgstore__He
                 /* A second copy of one shard (rebuilt elsewhere while s was
                  * down, or after s reported it bad): the stripe's holder
                  * keeps it; s drops its copies when it holds no other. */
-                drop_stale(ns, st, s);
+                drop_stale(ns, st, s, x->index);
                 continue;
             }
         }
@@ -650,7 +664,7 @@ static void rebuild_reply(int status, const struct frame *f, void *arg)
         st->bad &= (uint16_t)~(1u << j->index);
         struct ns_server *from = ns_registry_at(ns, j->from);
         if (from) /* its copy is stale now: dropped (stale_plan) */
-            drop_stale(ns, st, from);
+            drop_stale(ns, st, from, j->index);
         log_info("task %" PRIu64 ": shard %u of block %" PRIu64 " %s on %s%s%s", j->task_id,
                  j->index, j->block_id, from ? "moved" : "rebuilt", t->id,
                  from ? " from " : "", from ? from->id : "");

@@ -28,6 +28,7 @@ struct ns_stripe {
     uint64_t drop_ms;                  /* loop time DELETE_BLOCK last went to its copies */
     uint64_t stale_ms;                 /* ... and to the servers holding stale shards */
     uint16_t stale[NS_EC_STALE_MAX];   /* servers that reported shards held elsewhere */
+    uint8_t stale_index[NS_EC_STALE_MAX]; /* ... which shard (its deletions go to its holder) */
     uint8_t nstale;
     uint8_t confirmed;                 /* its EC_ENCODE succeeded here (see ns_ec_usable) */
 };

@@ -38,6 +38,7 @@
 #include <dirent.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -573,6 +574,48 @@ static void move_fill(uint8_t *buf, uint32_t len, int i)
     memset(buf + len / 2, 'a' + i % 26, len - len / 2);
 }
 
+/* Deletes of files of one data shard while a drain moves it (a thread). */
+struct deleter {
+    char (*nm)[IMGSTORE_NAME_MAX];
+    int n;
+    uint64_t block;               /* the encoded block */
+    uint32_t seq_first, seq_last; /* the moved data shard's files */
+    int *del;                     /* set for every file deleted */
+    volatile int stop;
+    int done, failed;
+};
+
+static void *deleter_main(void *arg)
+{
+    struct deleter *d = arg;
+    imgstore_t *h = cluster_client(C);
+    if (!h) {
+        d->failed++;
+        return NULL;
+    }
+    for (int i = 0, k = 0; i < d->n && !d->stop; i++) {
+        struct fname f;
+        if (fname_decode(d->nm[i], strlen(d->nm[i]), &f, NULL, NULL) != 0 ||
+            f.block_id != d->block || f.seq < d->seq_first || f.seq > d->seq_last ||
+            k++ % 3 != 0)
+            continue;
+        int rc = -1;
+        for (int a = 0; a < 100 && rc != 0; a++) { /* refused while a holder hands over */
+            rc = imgstore_unlink(h, d->nm[i]);
+            if (rc != 0)
+                usleep(50 * 1000);
+        }
+        if (rc == 0) {
+            d->del[i] = 1;
+            d->done++;
+        } else {
+            d->failed++;
+        }
+    }
+    imgstore_close(h);
+    return NULL;
+}
+
 /* The sum over every dataserver of imgstore_ds_copy_{sent,received}_bytes_total. */
 static double copy_total(int sent, const char *form)
 {
@@ -591,7 +634,7 @@ static double copy_total(int sent, const char *form)
 /* Every file of the drain test read through the library and through the
  * HTTP origins of every dataserver (round-robin), byte-identical. */
 static void move_read_all(int n, const uint32_t *len, char (*nm)[IMGSTORE_NAME_MAX],
-                          const char *when)
+                          const int *del, const char *when)
 {
     imgstore_t *h = cluster_client(C);
     cr_assert_not_null(h);
@@ -601,6 +644,17 @@ static void move_read_all(int n, const uint32_t *len, char (*nm)[IMGSTORE_NAME_M
         void *data = NULL;
         size_t got = 0;
         int rc = imgstore_get(h, nm[i], &data, &got);
+        if (del[i]) { /* deleted: so read from the library and every origin */
+            free(data);
+            struct fname f;
+            fname_decode(nm[i], strlen(nm[i]), &f, NULL, NULL);
+            cr_assert_eq(rc, IMGSTORE_EDELETED, "%s: deleted %s (block %" PRIu64 " seq %u) reads "
+                         "as %s", when, nm[i], f.block_id, f.seq, imgstore_strerror(rc));
+            for (int d = 0; d < C->nds; d++)
+                cr_assert_eq(cluster_get_status(C->ds[d].http_addr, nm[i]), 410,
+                             "%s: deleted %s from ds%d", when, nm[i], d + 1);
+            continue;
+        }
         cr_assert_eq(rc, 0, "%s: get %s: %s", when, nm[i], imgstore_strerror(rc));
         cr_assert(got == len[i] && memcmp(data, want, got) == 0, "%s: %s differs", when, nm[i]);
         free(data);
@@ -650,7 +704,10 @@ static void server_id(int d, char *id, size_t n)
  * names it, the drained server keeps no shard file, every file reads
  * byte-identical (library, HTTP), the raw/logical factor is unchanged, and
  * the move's bytes are counted on the wire (compressed: the files' second
- * halves are one repeated byte). */
+ * halves are one repeated byte). Files of the moved data shard are deleted
+ * all through the drain (a thread): every one reads as deleted afterwards
+ * from the library and every HTTP origin (a delete that reached the old
+ * copy during the move is handed to the new holder, never lost). */
 Test(ec_move, drain_moves_shards)
 {
     static uint32_t len[NFILES_MAX];
@@ -696,12 +753,16 @@ Test(ec_move, drain_moves_shards)
     cr_assert(f0 > 1.45 && f0 <= 1.52, "storage factor %.4f", f0);
 
     /* ds-admin file of an encoded block: its shards, the file's data shard */
-    cr_assert_eq(cluster_admin(C, CLI_MS, &r, "file", nm[0], NULL), 0, "%s%s", r.out, r.err);
+    int one = 0;
+    while (one < n && !name_in_block(nm[one], id))
+        one++;
+    cr_assert_lt(one, n);
+    cr_assert_eq(cluster_admin(C, CLI_MS, &r, "file", nm[one], NULL), 0, "%s%s", r.out, r.err);
     cr_assert_not_null(strstr(r.out, "erasure-coded 4+2"), "%s", r.out);
     cr_assert_not_null(strstr(r.out, "s05 parity"), "%s", r.out);
     cr_assert_not_null(strstr(r.out, "in data shard: s0"), "%s", r.out);
     cluster_run_free(&r);
-    fixture_admin_json(&r, CLI_MS, "file", nm[0], NULL);
+    fixture_admin_json(&r, CLI_MS, "file", nm[one], NULL);
     json_t *fj = json_loads(r.out, 0, NULL);
     cr_assert_not_null(fj, "%s", r.out);
     cr_assert_eq(json_array_size(json_object_get(fj, "shards")), 6, "%s", r.out);
@@ -715,10 +776,30 @@ Test(ec_move, drain_moves_shards)
     server_id(victim, vid, sizeof(vid));
     double sw0 = copy_total(1, "wire"), sr0 = copy_total(1, "raw");
     double rw0 = copy_total(0, "wire"), rr0 = copy_total(0, "raw");
-    cr_assert_eq(cluster_admin(C, 120000, &r, "drain", vid, "--wait", NULL), 0, "drain: %s%s",
-                 r.out, r.err);
+    static int del[NFILES_MAX];
+    struct deleter dl = {.nm = nm, .n = n, .del = del, .block = id};
+    {
+        fixture_admin_json(&r, CLI_MS, "block", arg, NULL);
+        json_t *bj = json_loads(r.out, 0, NULL);
+        json_t *s0 = json_array_get(json_object_get(bj, "shards"), 0);
+        dl.seq_first = (uint32_t)json_integer_value(json_object_get(s0, "seq_first"));
+        dl.seq_last = (uint32_t)json_integer_value(json_object_get(s0, "seq_last"));
+        cr_assert(dl.seq_first > 0 && dl.seq_last >= dl.seq_first, "%s", r.out);
+        json_decref(bj);
+        cluster_run_free(&r);
+    }
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, deleter_main, &dl), 0);
+    int drc = cluster_admin(C, 120000, &r, "drain", vid, "--wait", NULL);
+    dl.stop = 1;
+    pthread_join(th, NULL);
+    cr_assert_eq(drc, 0, "drain: %s%s", r.out, r.err);
     cr_assert_not_null(strstr(r.out, "no shard"), "%s", r.out);
     cluster_run_free(&r);
+    fprintf(stderr, "ec: %d files of the moved shard deleted during the drain (%d failed)\n",
+            dl.done, dl.failed);
+    cr_assert_gt(dl.done, 0);
+    cr_assert_eq(dl.failed, 0);
 
     /* nothing left on it; the stripe whole, shard 0 on the spare server */
     cr_assert_eq(shard_files(victim, id), 0, "ds%d still holds shards %#x", victim + 1,
@@ -763,6 +844,15 @@ Test(ec_move, drain_moves_shards)
     cr_assert_geq(rr, (double)(BLOCK_SIZE / 4) * 0.9, "the shard's payload was counted");
     cr_assert_lt(rw, rr * 0.9, "the shard's ranges went compressed");
 
+    /* the old copy handed its deletions to the new holder before going */
+    {
+        void *text = NULL;
+        size_t tl = 0;
+        cr_assert_eq(cluster_read_file(C->ds[victim].log, &text, &tl), 0);
+        cr_assert_not_null(strstr(text, "deletions handed over); the copy here is removed"),
+                           "no hand-over in ds%d's log", victim + 1);
+        free(text);
+    }
     /* the target copied the shard (no decoding) and says what crossed the wire */
     {
         void *text = NULL;
@@ -782,6 +872,6 @@ Test(ec_move, drain_moves_shards)
         free(text);
     }
 
-    move_read_all(n, len, nm, "after the drain");
+    move_read_all(n, len, nm, del, "after the drain");
     C->passed = 1;
 }
