@@ -40,7 +40,8 @@
  *
  * Compression on the wire: the target asks with ReadBlock.accept_zstd; the
  * source sends a chunk as one zstd frame (ds_codec_pack: level
- * DS_CODEC_WIRE_LEVEL, on the thread pool) when that saves 10 %, with the CRC32C of the bytes read; the
+ * DS_CODEC_WIRE_LEVEL, on the thread pool) when that saves 10 %,
+ * with the CRC32C of the bytes read; the
  * target decodes it on the thread pool and checks size and CRC32C before
  * anything else. Either side may be older: no flag, or no raw_len, is a
  * plain chunk. Bytes on the wire and the bytes they carried are counted

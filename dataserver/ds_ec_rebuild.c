@@ -1,11 +1,12 @@
 /* ds_ec_rebuild.c - EC_REBUILD: a lost or damaged shard of an erasure-coded
- * block rebuilt on this server (docs/nameserver.md, "Erasure-coded
- * blocks", repair).
+ * block rebuilt on this server, or a shard moved here off a draining server
+ * (docs/nameserver.md, "Erasure-coded blocks", repair and drains; the old
+ * copy's hand-over of its deletions is here too).
  *
  * The header and record table come from a surviving shard (EC_READ_RANGE
  * with meta), with the deletions every source knows (the union of their
- * tables as in memory: a delete is never undone by a rebuild); the payload is rebuilt chunk by chunk (DS_EC_REBUILD_CHUNK
- * bytes): the same range of k surviving shards is fetched with
+ * tables as in memory: a delete is never undone by a rebuild); the payload
+ * is rebuilt chunk by chunk (DS_EC_REBUILD_CHUNK bytes): the same range of k surviving shards is fetched with
  * EC_READ_RANGE (each checked against its chunk CRCs at its holder) and the
  * lost shard's range decoded. The whole file is then assembled (the new
  * index, the payload's chunk CRCs), checked and written like an
@@ -605,9 +606,11 @@ void ds_ec_hand_over(struct ds_req *r, uint64_t id, const char *to)
     }
     if (!(h->del = malloc((cap + 1) * sizeof(*h->del))))
         h->rc = -ENOMEM;
-    for (unsigned i = 0; h->del && i < h->nsh; i++)
-        for (size_t j = 0; j < h->sh[i]->sh.ntab; j++)
-            if (h->sh[i]->sh.tab[j].deleted && !ec_table_find(h->del, h->n, h->sh[i]->sh.tab[j].seq))
-                h->del[h->n++] = h->sh[i]->sh.tab[j]; /* ascending: every table is */
+    for (unsigned i = 0; h->del && i < h->nsh; i++) {
+        const struct ec_shard *sh = &h->sh[i]->sh;
+        for (size_t j = 0; j < sh->ntab; j++) /* a duplicate is harmless: was_deleted */
+            if (sh->tab[j].deleted && (i == 0 || !ec_table_find(h->del, h->n, sh->tab[j].seq)))
+                h->del[h->n++] = sh->tab[j];
+    }
     handover_pump(h);
 }

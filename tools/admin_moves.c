@@ -321,7 +321,7 @@ static void drain_show(struct drain_wait *w, const struct drain_view *v)
     int64_t el = admin_now_ms() - w->t0;
     uint64_t total = w->start.bytes;
     uint64_t moved = total > v->bytes_left ? total - v->bytes_left : 0;
-    double p = total ? admin_pct(moved, total) : (v->blocks_left ? 0.0 : PCT);
+    double p = total ? admin_pct(moved, total) : (v->blocks_left || v->shards_left ? 0.0 : PCT);
     struct admin_progress pr;
     admin_progress_text(&pr, moved, total, v->bytes_left, el);
     if (w->tty) {
