@@ -697,17 +697,29 @@ static unsigned surviving(const struct ns *ns, const struct ns_stripe *st)
 
 static const char REASON_DRAIN[] = "drain";
 
+int ns_ec_holds(const struct ns_stripe *st, uint16_t idx)
+{
+    for (unsigned j = 0; j < (unsigned)(st->k + st->m); j++)
+        if (st->holder[j] == idx)
+            return 1;
+    for (unsigned j = 0; j < st->nstale; j++)
+        if (st->stale[j] == idx)
+            return 1;
+    return 0;
+}
+
 /* Starts the rebuild of lost shard `index` of st on the server with the most
  * free bytes that holds no shard of the stripe; or, `from` set, its move off
- * server `from` (which holds it: named as a source of the shard itself).
- * Returns 1 when started. */
-static int start_rebuild(struct ns *ns, struct ns_stripe *st, unsigned index,
-                         struct ns_server *from, uint64_t now)
+ * server `from` (which holds it: named as a source of the shard itself);
+ * `to` set: onto that server only. Returns the task id, 0 when not started. */
+static uint64_t start_rebuild(struct ns *ns, struct ns_stripe *st, unsigned index,
+                              struct ns_server *from, struct ns_server *to,
+                              const char *reason, uint64_t now)
 {
     struct ns_server *best = NULL;
     if (from && from->tasks >= ns_settings_task_cap(ns))
         return 0;
-    for (size_t i = 0; i < ns->nservers; i++) {
+    for (size_t i = 0; !to && i < ns->nservers; i++) {
         struct ns_server *s = ns->servers[i];
         int holds = 0;
         for (unsigned j = 0; j < (unsigned)(st->k + st->m) && !holds; j++)
@@ -716,6 +728,9 @@ static int start_rebuild(struct ns *ns, struct ns_stripe *st, unsigned index,
             (!best || s->free > best->free))
             best = s;
     }
+    if (to && !ns_ec_holds(st, to->idx) && target_ok(ns, to) &&
+        to->tasks < ns_settings_task_cap(ns))
+        best = to;
     if (!best)
         return 0;
     Imgstore__EcTarget tg[NS_EC_MAX_SHARDS], *tp[NS_EC_MAX_SHARDS];
@@ -747,7 +762,7 @@ static int start_rebuild(struct ns *ns, struct ns_stripe *st, unsigned index,
     struct ns_task *t =
         j ? ns_plan_task_add(ns, from ? NS_TASK_EC_MOVE : NS_TASK_EC_REBUILD, st->block_id,
                              from ? from->idx : NS_NO_SERVER, best->idx, st->shard_len,
-                             from ? REASON_DRAIN : REASON_REBUILD, now)
+                             reason, now)
           : NULL;
     if (!t) {
         free(j);
@@ -756,15 +771,16 @@ static int start_rebuild(struct ns *ns, struct ns_stripe *st, unsigned index,
     *j = (struct rjob){.ns = ns, .task_id = t->id, .block_id = st->block_id, .index = index,
                        .target = best->idx, .from = from ? from->idx : NS_NO_SERVER};
     if (from)
-        log_info("task %" PRIu64 ": move shard %u of block %" PRIu64 " from %s (draining) to %s",
-                 t->id, index, st->block_id, from->id, best->id);
+        log_info("task %" PRIu64 ": move shard %u of block %" PRIu64 " from %s to %s (%s)",
+                 t->id, index, st->block_id, from->id, best->id, reason);
     else
         log_info("task %" PRIu64 ": rebuild shard %u of block %" PRIu64 " on %s (%u of %u "
                  "shards left)",
                  t->id, index, st->block_id, best->id, surviving(ns, st), st->k + st->m);
+    uint64_t id = t->id;
     if (!ns->loop) {
         free(j);
-        return 1;
+        return id;
     }
     Imgstore__EcRebuild m = IMGSTORE__EC_REBUILD__INIT;
     m.block_id = st->block_id;
@@ -774,13 +790,13 @@ static int start_rebuild(struct ns *ns, struct ns_stripe *st, unsigned index,
     m.task_id = t->id;
     m.n_sources = n;
     m.sources = tp;
-    uint64_t id = t->id;
     if (conn_request(best->conn, FT_EC_REBUILD, &m.base, NULL, 0, NULL, NS_EC_TIMEOUT_MS,
                      rebuild_reply, j) != 0) {
         free(j);
         ns_plan_task_end(ns, id, IMG_ECONN, 0, now);
+        return 0;
     }
-    return 1;
+    return id;
 }
 
 static int by_surviving(const void *a, const void *b, void *arg)
@@ -812,7 +828,7 @@ static void plan_repair(struct ns *ns, uint64_t now_ms)
         struct ns_stripe *st = &e->v[order[o]];
         for (unsigned i = 0; i < (unsigned)(st->k + st->m); i++)
             if (lost(ns, st, i)) {
-                start_rebuild(ns, st, i, NULL, now_ms);
+                start_rebuild(ns, st, i, NULL, NULL, REASON_REBUILD, now_ms);
                 break; /* one per stripe per pass: the next after it */
             }
     }
@@ -833,11 +849,35 @@ static void plan_moves(struct ns *ns, uint64_t now_ms)
         for (unsigned i = 0; i < (unsigned)(st->k + st->m); i++) {
             struct ns_server *s = ns_registry_at(ns, st->holder[i]);
             if (s && s->draining && (s->conn || !ns->loop)) {
-                start_rebuild(ns, st, i, s, now_ms);
+                start_rebuild(ns, st, i, s, NULL, REASON_DRAIN, now_ms);
                 break;
             }
         }
     }
+}
+
+int ns_ec_movable(const struct ns *ns, const struct ns_stripe *st)
+{
+    if (!ns_ec_usable(ns, st->block_id) || ns_blocks_get(&ns->blocks, st->block_id) ||
+        busy(ns, st->block_id) || st->bad)
+        return 0;
+    for (unsigned i = 0; i < (unsigned)(st->k + st->m); i++) {
+        const struct ns_server *s = ns_registry_at(ns, st->holder[i]);
+        if (!s || !s->up || s->draining || (!s->conn && ns->loop))
+            return 0;
+    }
+    return 1;
+}
+
+uint64_t ns_ec_start_move(struct ns *ns, uint64_t id, unsigned index, uint16_t from,
+                          uint16_t to, const char *reason, uint64_t now_ms)
+{
+    struct ns_stripe *st = ns_ec_get(ns, id);
+    struct ns_server *f = ns_registry_at(ns, from), *t = ns_registry_at(ns, to);
+    if (!st || !f || !t || index >= (unsigned)(st->k + st->m) || st->holder[index] != from ||
+        !ns_ec_movable(ns, st))
+        return 0;
+    return start_rebuild(ns, st, index, f, t, reason, now_ms);
 }
 
 unsigned ns_ec_shards_on(const struct ns *ns, uint16_t idx)

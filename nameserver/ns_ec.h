@@ -80,6 +80,22 @@ uint64_t ns_ec_start(struct ns *ns, struct ns_block *b, unsigned k, unsigned m,
  * the nameserver keeps no seal time, so a restart starts the clocks again). */
 void ns_ec_plan(struct ns *ns, uint64_t now_ms);
 
+/* Non-zero when a shard of st may move now (the balance): st is used, its
+ * block has no replicated copy left, every shard is on an up, non-draining
+ * holder and none is bad, and no task runs for the block. */
+int ns_ec_movable(const struct ns *ns, const struct ns_stripe *st);
+
+/* Non-zero when server idx holds a shard of st, or a stale copy of one it
+ * has yet to drop (such a server cannot take a shard of st). */
+int ns_ec_holds(const struct ns_stripe *st, uint16_t idx);
+
+/* The balance: moves shard `index` of block id off server `from` (its
+ * holder) onto `to` (holding nothing of the stripe, writable, with room,
+ * within the task cap), as a drain moves it (task kind ec-move, reason
+ * `reason`: static text). Returns the task id, 0 when it cannot start. */
+uint64_t ns_ec_start_move(struct ns *ns, uint64_t id, unsigned index, uint16_t from,
+                          uint16_t to, const char *reason, uint64_t now_ms);
+
 /* Shards held by server idx: those the stripes name it for, and stale ones
  * it has yet to drop (a drain is done when none is left). */
 unsigned ns_ec_shards_on(const struct ns *ns, uint16_t idx);

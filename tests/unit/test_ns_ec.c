@@ -10,6 +10,8 @@
 
 #include "ns_fixture.h"
 
+#include <inttypes.h>
+
 TestSuite(ns_ec, .init = setup, .fini = teardown);
 
 #define K 4
@@ -348,4 +350,61 @@ Test(ns_ec, drain_of_a_down_holder_rebuilds)
     cr_assert_eq(tasks_of(NS_TASK_EC_MOVE, ids, src, dst, 4), 0);
     cr_assert_eq(tasks_of(NS_TASK_EC_REBUILD, ids, src, dst, 4), 1);
     cr_assert(dst[0] == srv[6]->idx || dst[0] == srv[7]->idx);
+}
+
+/* The balance (ns_balance.c) counts shard files in the used bytes and moves
+ * shards of whole, idle stripes from the fullest servers onto emptier ones
+ * holding nothing of the stripe: one shard per stripe, as ec-move tasks. */
+Test(ns_ec, balance_moves_shards)
+{
+    servers(8);
+    for (int i = 0; i < 8; i++) {
+        srv[i]->capacity = 1024 * NS_MIB;
+        srv[i]->free = 1024 * NS_MIB;
+    }
+    ns.safe_mode = 0;
+    for (uint64_t id = 7; id <= 9; id++) {
+        stripe(id);
+        struct ns_stripe *st = ns_ec_get(&ns, id);
+        st->confirmed = 1;
+        for (unsigned j = 0; j < K + M; j++)
+            st->file_bytes[j] = 100 * NS_MIB;
+    }
+    struct ns_bal_view v;
+    cr_assert_eq(ns_balance_view(&ns, 5000, &v), 0);
+    cr_assert_eq(v.servers[srv[0]->idx].used, 300 * NS_MIB, "shard files counted");
+    cr_assert_eq(v.servers[srv[6]->idx].used, 0);
+    cr_assert(!v.balanced);
+    cr_assert_gt(v.nplan, 0);
+    for (size_t i = 0; i < v.nplan; i++)
+        cr_assert(v.plan[i].shard, "a shard move planned");
+    ns_balance_view_free(&v);
+    ns_balance_plan(&ns, 5000);
+    uint64_t ids[8];
+    uint16_t src[8], dst[8];
+    int n = tasks_of(NS_TASK_EC_MOVE, ids, src, dst, 8);
+    cr_assert_geq(n, 1);
+    for (int i = 0; i < n; i++) {
+        cr_assert(dst[i] == srv[6]->idx || dst[i] == srv[7]->idx, "onto a shard holder");
+        cr_assert(src[i] < srv[6]->idx, "from a shard holder");
+        for (int o = 0; o < i; o++)
+            cr_assert_neq(ids[o], ids[i], "two shards of block %" PRIu64 " at once", ids[i]);
+    }
+    cr_assert_eq(ns.bal.nmoves, (size_t)n);
+    /* a stripe with a moving shard has none other planned: the task keeps it busy */
+    ns_balance_plan(&ns, 6000);
+    cr_assert_eq(tasks_of(NS_TASK_EC_MOVE, ids, src, dst, 8), n);
+    /* a move ends when the stripe names its target */
+    for (size_t i = 0; i < ns.plan.ntasks; i++) {
+        struct ns_task *t = &ns.plan.tasks[i];
+        if (t->kind != NS_TASK_EC_MOVE || t->state != NS_TASK_RUNNING)
+            continue;
+        struct ns_stripe *st = ns_ec_get(&ns, t->block_id);
+        for (unsigned j = 0; j < K + M; j++)
+            if (st->holder[j] == t->src)
+                st->holder[j] = t->dst;
+        ns_plan_task_end(&ns, t->id, 0, L, 7000);
+    }
+    ns_balance_plan(&ns, 8000);
+    cr_assert_eq(ns.bal.moves_done, (uint32_t)n);
 }
