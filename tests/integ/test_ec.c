@@ -32,6 +32,8 @@
  * a plain copy from the draining holder, deletes during the move handed
  * over, bytes on the wire compressed and counted, ds-admin file of an
  * encoded file; then a damaged range makes the move decode the rest).
+ * Suite ec_balance (six then seven dataservers of 64 MiB): the balance
+ * moves shards of ten stripes onto an empty server (rebalance_moves_shards).
  * Not yet here (docs/nameserver.md, "Erasure-coded blocks"): compaction of
  * encoded blocks. */
 #include "tests/integ/cluster.h"
@@ -931,5 +933,118 @@ Test(ec_move, drain_moves_shards)
         free(text);
     }
     move_read_all(n, len, nm, del, "after the second drain");
+    C->passed = 1;
+}
+
+/* ---- the balance moves shards ----------------------------------------------------------- */
+
+#define BAL_BLOCK (4u << 20)
+#define BAL_FILES 4000
+
+static const char *const bal_ds_args[] = {"--capacity", "64M", NULL};
+
+static void setup_balance(void)
+{
+    fixture_start(&(struct cluster_opts){.ndataservers = 6, .replicas = 2,
+                                         .block_size = BAL_BLOCK, .ds_args = bal_ds_args});
+}
+
+TestSuite(ec_balance, .init = setup_balance, .fini = fixture_stop, .timeout = 240);
+
+/* The ids of the sealed blocks (at most max), sorted by the nameserver. */
+static int sealed_ids(uint64_t *ids, int max)
+{
+    struct cluster_run r;
+    fixture_admin_json(&r, CLI_MS, "blocks", "--state", "sealed", NULL);
+    json_t *doc = json_loads(r.out, 0, NULL);
+    json_t *arr = json_object_get(doc, "blocks");
+    int n = 0;
+    for (size_t i = 0; i < json_array_size(arr) && n < max; i++)
+        ids[n++] = (uint64_t)json_integer_value(json_object_get(json_array_get(arr, i),
+                                                                 "block_id"));
+    json_decref(doc);
+    cluster_run_free(&r);
+    return n;
+}
+
+/* Ten 4 MiB blocks encoded 4+2 on six servers of 64 MiB each, then an empty
+ * seventh server: `ds-admin rebalance --wait` evens the use by moving
+ * shards onto it (ec-move tasks, reason rebalance), never two shards of a
+ * stripe on one server; every stripe stays whole and every file reads
+ * byte-identical. */
+Test(ec_balance, rebalance_moves_shards)
+{
+    static uint32_t len[BAL_FILES];
+    static char nm[BAL_FILES][IMGSTORE_NAME_MAX];
+    fixture_sizes(13, 0, BAL_FILES, MIN_SIZE, MAX_SIZE, len);
+    imgstore_t *h = cluster_client(C);
+    cr_assert_not_null(h);
+    uint64_t ids[64];
+    int n = 0, nb = 0;
+    while ((nb = sealed_ids(ids, 64)) < 10 && n + BATCH <= BAL_FILES) {
+        fixture_put_range(h, 13, n, BATCH, len, nm, 3, NULL);
+        n += BATCH;
+    }
+    imgstore_close(h);
+    cr_assert_geq(nb, 10, "%d sealed blocks after %d uploads", nb, n);
+    struct cluster_run r;
+    cr_assert_eq(cluster_admin(C, CLI_MS, &r, "set", "ec", "4+2", NULL), 0, "%s", r.err);
+    cluster_run_free(&r);
+    cr_assert_eq(cluster_admin(C, 180000, &r, "ec", "encode", "--all-sealed", "--wait", NULL), 0,
+                 "%s%s", r.out, r.err);
+    cluster_run_free(&r);
+    int srv[6];
+    for (int b = 0; b < nb; b++)
+        wait_stripe(ids[b], srv, "after encoding");
+    int64_t end = now_ms() + WAIT_MS;
+    for (int b = 0; b < nb; b++)
+        while (blk_copies(ids[b]) > 0 && now_ms() < end)
+            usleep(100 * 1000);
+
+    /* an empty seventh server: shards come to it */
+    cr_assert_eq(cluster_add_ds(C), 0);
+    cr_assert_eq(cluster_wait_ready(C, C->nds, 30000), 0);
+    int fresh = C->nds - 1;
+    cr_assert_eq(cluster_admin(C, CLI_MS, &r, "set", "rebalance_band", "3", NULL), 0, "%s",
+                 r.err);
+    cluster_run_free(&r);
+    cr_assert_eq(cluster_admin(C, 180000, &r, "rebalance", "--wait", NULL), 0, "%s%s", r.out,
+                 r.err);
+    cluster_run_free(&r);
+    int moved = 0;
+    for (int b = 0; b < nb; b++) {
+        wait_stripe(ids[b], srv, "after the rebalance");
+        unsigned seen = 0;
+        for (int i = 0; i < 6; i++) {
+            cr_assert_eq(seen & (1u << srv[i]), 0, "block %" PRIu64 ": two shards on ds%d",
+                         ids[b], srv[i] + 1);
+            seen |= 1u << srv[i];
+            moved += srv[i] == fresh;
+        }
+        int64_t until = now_ms() + WAIT_MS; /* the old copies go once handed over */
+        for (int d = 0; d < C->nds; d++) {
+            unsigned want = 0;
+            for (int i = 0; i < 6; i++)
+                if (srv[i] == d)
+                    want |= 1u << i;
+            while (shard_files(d, ids[b]) != want && now_ms() < until)
+                usleep(100 * 1000);
+            cr_assert_eq(shard_files(d, ids[b]), want, "block %" PRIu64 ": ds%d holds shards "
+                         "%#x, the nameserver says %#x", ids[b], d + 1,
+                         shard_files(d, ids[b]), want);
+        }
+    }
+    fprintf(stderr, "ec: the rebalance moved %d shards onto the new server\n", moved);
+    cr_assert_geq(moved, 3, "only %d shards moved onto the empty server", moved);
+    fixture_admin_json(&r, CLI_MS, "tasks", NULL);
+    cr_assert_not_null(strstr(r.out, "\"ec-move\""), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "\"rebalance\""), "%s", r.out);
+    cluster_run_free(&r);
+    h = cluster_client(C);
+    for (int i = 0; i < n; i++) {
+        int rc = cluster_check_file(h, nm[i], NULL, 13, (uint64_t)i, len[i]);
+        cr_assert_eq(rc, 0, "file %d: %s", i, imgstore_strerror(rc));
+    }
+    imgstore_close(h);
     C->passed = 1;
 }
