@@ -19,6 +19,10 @@
  * as it is, one read instead of k. When it fails to give a range, the
  * move goes on as a rebuild from the others from that chunk on.
  *
+ * A move (not a repair) takes from the server's background token bucket
+ * (ds_throttle.c, EcRebuild.rate_bytes_per_s) as block copies do: each
+ * chunk is asked for only when the bucket is not in debt.
+ *
  * Payload ranges are asked with accept_zstd: a range may come as one zstd
  * frame (ds_codec.c, as READ_BLOCK's chunks), decoded and checked against
  * its CRC32C on the thread pool. Every byte received is counted in the copy
@@ -37,6 +41,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "dataserver/ds_codec.h"
+#include "dataserver/ds_throttle.h"
 #include "dataserver/store.h"
 
 #include <errno.h>
@@ -62,6 +67,10 @@ struct rebuild {
     int copy_failed;          /* it failed a range: decoded from the others since */
     uint64_t copied;          /* payload bytes taken from it as they are */
     uint64_t wire, raw;       /* bytes received, and the bytes they carried */
+    int throttle;             /* a move: chunks wait for the token bucket */
+    uv_timer_t timer;         /* ... the wait */
+    int timer_open;
+    uint64_t started_ms;
     unsigned meta_from;       /* next source asked for the meta */
     uint8_t *meta;            /* the first source's header and table */
     size_t meta_len, hl;
@@ -84,6 +93,11 @@ struct rebuild {
     struct ds_shard *s;
 };
 
+static void rebuild_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
 static void rebuild_end(struct rebuild *b, int rc)
 {
     if (rc == 0) {
@@ -92,9 +106,10 @@ static void rebuild_end(struct rebuild *b, int rc)
         if (b->copy_src >= 0)
             log_info("task %" PRIu64 ": shard %u of block %016" PRIx64 " moved here from %s "
                      "(%zu bytes; %" PRIu64 " payload bytes copied, %" PRIu64 " decoded; "
-                     "wire %" PRIu64 " raw %" PRIu64 ")",
+                     "wire %" PRIu64 " raw %" PRIu64 ") in %" PRIu64 " ms",
                      b->task, b->index, b->id, b->src_addr[b->copy_src], b->file_len,
-                     b->copied, b->L - b->copied, b->wire, b->raw);
+                     b->copied, b->L - b->copied, b->wire, b->raw,
+                     uv_now(b->ds->loop) - b->started_ms);
         else
             log_info("task %" PRIu64 ": shard %u of block %016" PRIx64 " rebuilt here (%zu "
                      "bytes)",
@@ -111,7 +126,10 @@ static void rebuild_end(struct rebuild *b, int rc)
     free(b->tab);
     free(b->payload);
     free(b->file);
-    free(b);
+    if (b->timer_open)
+        uv_close((uv_handle_t *)&b->timer, rebuild_closed);
+    else
+        free(b);
 }
 
 static void write_run(uv_work_t *w)
@@ -300,6 +318,11 @@ static int ask_range(struct rebuild *b, unsigned i, conn_reply_cb cb, void *arg)
                            DS_EC_REBUILD_TIMEOUT_MS, cb, arg);
 }
 
+static void throttle_tick(uv_timer_t *t)
+{
+    next_chunk(t->data);
+}
+
 static void next_chunk(struct rebuild *b)
 {
     if (b->off >= b->L) {
@@ -308,6 +331,16 @@ static void next_chunk(struct rebuild *b)
     }
     b->clen = (uint32_t)(b->L - b->off < DS_EC_REBUILD_CHUNK ? b->L - b->off
                                                              : DS_EC_REBUILD_CHUNK);
+    uint64_t wait = b->throttle ? ds_throttle_take(b->ds, b->clen) : 0;
+    if (wait) {
+        if (!b->timer_open) {
+            uv_timer_init(b->ds->loop, &b->timer);
+            b->timer.data = b;
+            b->timer_open = 1;
+        }
+        uv_timer_start(&b->timer, throttle_tick, wait, 0);
+        return;
+    }
     if (b->copy_src >= 0 && !b->copy_failed) {
         if (ask_range(b, (unsigned)b->copy_src, copy_reply, b) == 0)
             return;
@@ -481,6 +514,10 @@ void ds_ec_rebuild(struct ds_req *r, const struct frame *f)
     }
     if (rc == 0 && b->copy_src < 0 && b->nsrc < q->k)
         rc = IMG_EINVAL; /* a rebuild needs k sources */
+    if (rc == 0 && b->copy_src >= 0 && q->rate_bytes_per_s) {
+        b->throttle = 1;
+        ds_throttle_set_rate(ds, q->rate_bytes_per_s);
+    }
     if (rc == 0) {
         b->ds = ds;
         b->r = r;
@@ -489,6 +526,7 @@ void ds_ec_rebuild(struct ds_req *r, const struct frame *f)
         b->index = q->index;
         b->k = q->k;
         b->m = q->m;
+        b->started_ms = uv_now(ds->loop);
         rc = ec_codec_init(&b->codec, b->k, b->m);
     }
     imgstore__ec_rebuild__free_unpacked(q, NULL);

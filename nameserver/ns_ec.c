@@ -790,6 +790,7 @@ static uint64_t start_rebuild(struct ns *ns, struct ns_stripe *st, unsigned inde
     m.task_id = t->id;
     m.n_sources = n;
     m.sources = tp;
+    m.rate_bytes_per_s = from ? ns_settings_copy_rate(ns) : 0; /* a move: as copies go */
     if (conn_request(best->conn, FT_EC_REBUILD, &m.base, NULL, 0, NULL, NS_EC_TIMEOUT_MS,
                      rebuild_reply, j) != 0) {
         free(j);

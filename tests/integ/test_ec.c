@@ -715,7 +715,8 @@ static void server_id(int d, char *id, size_t n)
  * from the library and every HTTP origin (a delete that reached the old
  * copy during the move is handed to the new holder, never lost). Then the
  * fallback: a second drain of a holder whose shard has a flipped byte in
- * its middle copies up to the damaged range and decodes the rest. */
+ * its middle copies up to the damaged range and decodes the rest, at the
+ * copy rate (2 MB/s: the 4 MiB shard takes at least 1.5 s). */
 Test(ec_move, drain_moves_shards)
 {
     static uint32_t len[NFILES_MAX];
@@ -908,6 +909,9 @@ Test(ec_move, drain_moves_shards)
     }
     char vid2[128];
     server_id(victim2, vid2, sizeof(vid2));
+    /* a move goes at the copy rate, as block copies do */
+    cr_assert_eq(cluster_admin(C, CLI_MS, &r, "set", "copy_rate", "2", NULL), 0, "%s", r.err);
+    cluster_run_free(&r);
     cr_assert_eq(cluster_admin(C, 120000, &r, "drain", vid2, "--wait", NULL), 0, "drain: %s%s",
                  r.out, r.err);
     cluster_run_free(&r);
@@ -922,12 +926,15 @@ Test(ec_move, drain_moves_shards)
         const char *at = strstr(text, "shard 1 of block");
         at = at ? strstr(at, "moved here from") : NULL;
         cr_assert_not_null(at, "no move of shard 1 in ds%d's log", victim + 1);
-        unsigned long long copied = 0, decoded = 0;
+        unsigned long long copied = 0, decoded = 0, ms = 0;
         const char *p = strstr(at, "; ");
         cr_assert(p && sscanf(p, "; %llu payload bytes copied, %llu decoded", &copied,
                               &decoded) == 2, "%.200s", at);
-        fprintf(stderr, "ec: shard 1 with a damaged range moved: %llu payload bytes copied, "
-                        "%llu decoded\n", copied, decoded);
+        const char *in = strstr(p, ") in ");
+        cr_assert(in && sscanf(in, ") in %llu ms", &ms) == 1, "%.200s", at);
+        fprintf(stderr, "ec: shard 1 with a damaged range moved in %llu ms at 2 MB/s: %llu "
+                        "payload bytes copied, %llu decoded\n", ms, copied, decoded);
+        cr_assert_geq(ms, 1500, "4 MiB moved in %llu ms at a copy rate of 2 MB/s", ms);
         cr_assert(copied >= (1ull << 20) && copied <= (3ull << 20), "copied %llu", copied);
         cr_assert_gt(decoded, 0);
         free(text);
