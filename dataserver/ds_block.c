@@ -326,6 +326,11 @@ void ds_block_delete(struct ds_req *r, const struct frame *f)
     Imgstore__DeleteBlock *m = ds_req_unpack(r, f, &imgstore__delete_block__descriptor);
     if (!m)
         return;
+    if (m->shards && m->tombs_to && *m->tombs_to) { /* a moved shard's old copy */
+        ds_ec_hand_over(r, m->block_id, m->tombs_to);
+        imgstore__delete_block__free_unpacked(m, NULL);
+        return;
+    }
     int rc = m->shards ? ds_ec_drop(ds, m->block_id)
                        : delete_block(ds, m->block_id, m->expected_size, m->any_size);
     if (rc != 0)

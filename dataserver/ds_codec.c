@@ -1,7 +1,10 @@
 /* ds_codec.c - codec work on the libuv thread pool (ds_codec.h).
  *
  * One uv_work_t per upload, read or copied chunk: the work function touches only the job
- * (its own copy of the bytes), the after function calls back on the loop.
+ * (its own copy of the bytes), the after function calls back on the loop. The
+ * chunks dataservers send each other (READ_BLOCK of block copies, EC_READ_RANGE
+ * of shard rebuilds and moves) are packed here (ds_codec_pack) and counted in
+ * the copy metrics.
  * May call the storage engine (codec, needle) and base/. */
 #include "dataserver/ds_codec.h"
 
@@ -187,4 +190,52 @@ int ds_codec_unframe(struct ds *ds, uint8_t *frame, uint32_t frame_len, uint32_t
         free(j);
     }
     return rc;
+}
+
+/* ---- chunks between dataservers ---------------------------------------------------- */
+
+struct pack_job {
+    struct ds *ds;
+    uint8_t *buf;
+    uint32_t len;
+    ds_codec_pack_cb cb;
+    void *arg;
+};
+
+static void pack_encoded(int status, uint8_t *frame, uint32_t frame_len, uint32_t crc,
+                         void *arg)
+{
+    struct pack_job *j = arg;
+    if (status == 0) {
+        free(j->buf);
+        j->cb(frame, frame_len, j->len, crc, j->arg);
+    } else {
+        j->cb(j->buf, j->len, 0, crc, j->arg); /* not worth it (or no memory): as it is */
+    }
+    free(j);
+}
+
+void ds_codec_pack(struct ds *ds, uint8_t *buf, uint32_t len, int accept, ds_codec_pack_cb cb,
+                   void *arg)
+{
+    struct pack_job *j = accept && len >= DS_CODEC_WIRE_MIN ? malloc(sizeof(*j)) : NULL;
+    if (j) {
+        *j = (struct pack_job){.ds = ds, .buf = buf, .len = len, .cb = cb, .arg = arg};
+        if (ds_codec_encode(ds, buf, len, DS_CODEC_WIRE_LEVEL, pack_encoded, j) == 0)
+            return;
+        free(j);
+    }
+    cb(buf, len, 0, crc32c(0, buf, len), arg);
+}
+
+void ds_codec_count_sent(struct ds *ds, uint32_t body_len, uint32_t raw_len)
+{
+    ds->copy_sent_wire += body_len;
+    ds->copy_sent_raw += raw_len ? raw_len : body_len;
+}
+
+void ds_codec_count_received(struct ds *ds, uint32_t body_len, uint32_t raw_len)
+{
+    ds->copy_received_wire += body_len;
+    ds->copy_received_raw += raw_len ? raw_len : body_len;
 }

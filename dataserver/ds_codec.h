@@ -61,4 +61,30 @@ typedef void (*ds_codec_unframe_cb)(int status, uint8_t *raw, void *arg);
 int ds_codec_unframe(struct ds *ds, uint8_t *frame, uint32_t frame_len, uint32_t raw_len,
                      uint32_t crc, ds_codec_unframe_cb cb, void *arg);
 
+/* ---- chunks between dataservers (block copies, shard moves) ---------------------- */
+
+#define DS_CODEC_WIRE_MIN 4096u /* smaller chunks go as they are */
+#define DS_CODEC_WIRE_LEVEL 1   /* zstd level of chunks on the wire: ~300 MB/s, the wire's pace */
+
+/* Called on the loop with the body of a chunk to send: `body` (body_len
+ * bytes, owned by the callback: hand it on or free()) is the bytes
+ * themselves when raw_len is 0, else one zstd frame of raw_len bytes; crc is
+ * the CRC32C of the bytes (not of the frame). */
+typedef void (*ds_codec_pack_cb)(uint8_t *body, uint32_t body_len, uint32_t raw_len,
+                                 uint32_t crc, void *arg);
+
+/* Packs the chunk buf[len] (taken) for a peer: as one zstd frame (level
+ * DS_CODEC_WIRE_LEVEL, on the thread pool) when the peer accepts one
+ * (`accept`: ReadBlock.accept_zstd, EcReadRange.accept_zstd), the chunk is
+ * at least DS_CODEC_WIRE_MIN bytes and the frame saves 10 % (codec_encode),
+ * else as it is. cb runs once, possibly before this returns. The bytes are
+ * counted by the caller (ds_codec_count_sent). */
+void ds_codec_pack(struct ds *ds, uint8_t *buf, uint32_t len, int accept, ds_codec_pack_cb cb,
+                   void *arg);
+
+/* Counts a chunk sent or received in the copy metrics
+ * (imgstore_ds_copy_{sent,received}_bytes_total: wire and raw forms). */
+void ds_codec_count_sent(struct ds *ds, uint32_t body_len, uint32_t raw_len);
+void ds_codec_count_received(struct ds *ds, uint32_t body_len, uint32_t raw_len);
+
 #endif

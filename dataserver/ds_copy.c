@@ -39,8 +39,9 @@
  * IMG_ESTALE instead of being extended into a mix.
  *
  * Compression on the wire: the target asks with ReadBlock.accept_zstd; the
- * source sends a chunk as one zstd frame (level DS_COPY_ZSTD_LEVEL, on the
- * thread pool) when that saves 10 %, with the CRC32C of the bytes read; the
+ * source sends a chunk as one zstd frame (ds_codec_pack: level
+ * DS_CODEC_WIRE_LEVEL, on the thread pool) when that saves 10 %,
+ * with the CRC32C of the bytes read; the
  * target decodes it on the thread pool and checks size and CRC32C before
  * anything else. Either side may be older: no flag, or no raw_len, is a
  * plain chunk. Bytes on the wire and the bytes they carried are counted
@@ -72,8 +73,6 @@
 #define COPY_TEMP_SUFFIX ".blk.copy"
 #define READ_MAX_LEN (FRAME_MAX_BODY / 2) /* largest READ_BLOCK body served */
 #define DS_COPY_CHECK_LEN 4096u /* bytes before a catch-up's start compared with the source */
-#define DS_COPY_ZSTD_MIN 4096u  /* smaller chunks go as they are */
-#define DS_COPY_ZSTD_LEVEL 1    /* zstd level of copied chunks: ~300 MB/s, the wire's pace */
 
 struct copy;
 
@@ -525,8 +524,7 @@ static void copy_chunk(int status, const struct frame *f, void *arg)
     cp->src_tail = m->tail;
     uint32_t crc = m->crc32c;
     imgstore__read_block_resp__free_unpacked(m, NULL);
-    cp->ds->copy_received_wire += f->h.body_len;
-    cp->ds->copy_received_raw += raw_len ? raw_len : f->h.body_len;
+    ds_codec_count_received(cp->ds, f->h.body_len, raw_len);
     if (!raw_len) {
         chunk_body(cp, f->body, f->h.body_len, cp->want);
         return;
@@ -555,6 +553,8 @@ static void check_remote(int status, const struct frame *f, void *arg)
     int rc;
     Imgstore__ReadBlockResp *m =
         conn_reply_unpack(status, f, &imgstore__read_block_resp__descriptor, &rc);
+    if (m) /* counted as the source counted it */
+        ds_codec_count_received(cp->ds, f->h.body_len, m->raw_len);
     if (rc == 0 && (f->h.body_len != cp->check_len || crc32c(0, f->body, f->h.body_len) != m->crc32c))
         rc = IMG_ECORRUPT;
     if (rc == 0 && memcmp(f->body, cp->check_buf, cp->check_len) != 0) {
@@ -826,8 +826,7 @@ static void rb_send(struct rb *r, int rc, uint8_t *body, uint32_t len, uint32_t 
         resp.max_size = b->max_size;
         resp.crc32c = crc;
         resp.raw_len = raw_len;
-        r->ds->copy_sent_raw += raw_len ? raw_len : len;
-        r->ds->copy_sent_wire += len;
+        ds_codec_count_sent(r->ds, len, raw_len);
         ds_req_answer(r->req, 0, &resp.base, body, len, free);
     } else {
         ds_req_fail(r->req, rc);
@@ -843,18 +842,11 @@ static void rb_answer(struct rb *r, int rc)
     rb_send(r, rc, buf, r->len, 0, rc == 0 ? crc32c(0, buf, r->len) : 0);
 }
 
-/* The chunk compressed on the thread pool (ds_codec.c), or not worth it. */
-static void rb_encoded(int status, uint8_t *frame, uint32_t frame_len, uint32_t crc, void *arg)
+/* The chunk packed (ds_codec.c): compressed when that pays, or as it is. */
+static void rb_packed(uint8_t *body, uint32_t body_len, uint32_t raw_len, uint32_t crc,
+                      void *arg)
 {
-    struct rb *r = arg;
-    uint8_t *buf = r->buf;
-    r->buf = NULL;
-    if (status == 0) {
-        free(buf);
-        rb_send(r, 0, frame, frame_len, r->len, crc);
-    } else {
-        rb_send(r, 0, buf, r->len, 0, crc32c(0, buf, r->len));
-    }
+    rb_send(arg, 0, body, body_len, raw_len, crc);
 }
 
 static void rb_read_done(int status, void *arg)
@@ -864,10 +856,13 @@ static void rb_read_done(int status, void *arg)
      * stored compressed already, but their headers, small files and
      * blocks written before format 3 are not) go as one zstd frame when
      * that saves 10 %, at a fast level, off the loop. */
-    if (status == 0 && r->zstd && r->len >= DS_COPY_ZSTD_MIN &&
-        ds_codec_encode(r->ds, r->buf, r->len, DS_COPY_ZSTD_LEVEL, rb_encoded, r) == 0)
+    if (status != 0) {
+        rb_answer(r, status);
         return;
-    rb_answer(r, status);
+    }
+    uint8_t *buf = r->buf;
+    r->buf = NULL;
+    ds_codec_pack(r->ds, buf, r->len, r->zstd, rb_packed, r);
 }
 
 void ds_copy_read_block(struct ds_req *req, const struct frame *f)

@@ -305,6 +305,20 @@ void ds_ec_set_held(struct ds *ds, uint64_t id, int held)
         }
 }
 
+struct ds_shard *ds_ec_detach(struct ds *ds, uint64_t id)
+{
+    struct ds_ec *e = ds->ec;
+    for (size_t i = 0; e && i < e->n; i++) {
+        struct ds_shard *s = e->v[i];
+        if (s->block_id == id) {
+            e->v[i] = e->v[--e->n];
+            e->dirty = 1;
+            return s;
+        }
+    }
+    return NULL;
+}
+
 void ds_ec_mark_bad(struct ds *ds, uint64_t id, unsigned index)
 {
     struct ds_shard *s = ds_ec_shard(ds, id, index);

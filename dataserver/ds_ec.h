@@ -81,6 +81,20 @@ void ds_ec_free_shard(struct ds_shard *s);
  * closed, files removed. Returns 0 or IMG_ENOBLOCKHERE when none is here. */
 int ds_ec_drop(struct ds *ds, uint64_t id);
 
+/* Takes one shard of block id out of those held (no longer read, reported
+ * or given tombstones; still open): the caller's, to free or adopt again.
+ * NULL when none is here. */
+struct ds_shard *ds_ec_detach(struct ds *ds, uint64_t id);
+
+/* ds_ec_rebuild.c: DELETE_BLOCK with shards and tombs_to (the old holder of
+ * a moved shard, told by the nameserver once the stripe names the new one):
+ * the shards of block id here are taken out of service, every deletion in
+ * their record tables is handed to the holder at `to` (EC_TOMB, durable
+ * there), then their files are removed and r answered 0; when a hand-over
+ * fails they are served again and r gets the error (the nameserver asks
+ * again). IMG_ENOBLOCKHERE when no shard of the block is here. */
+void ds_ec_hand_over(struct ds_req *r, uint64_t id, const char *to);
+
 /* Marks shard `index` of block id bad (its bytes failed a check): no longer
  * read for files, reported bad so the nameserver rebuilds it elsewhere. */
 void ds_ec_mark_bad(struct ds *ds, uint64_t id, unsigned index);

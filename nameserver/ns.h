@@ -369,6 +369,7 @@ enum ns_task_kind {
     NS_TASK_COMPACT,
     NS_TASK_EC_ENCODE,  /* ns_ec.c: a sealed block encoded k+m */
     NS_TASK_EC_REBUILD, /* ns_ec.c: a lost or bad shard rebuilt on another server */
+    NS_TASK_EC_MOVE,    /* ns_ec.c: a shard moved off a draining server */
 };
 enum ns_task_state { NS_TASK_RUNNING, NS_TASK_DONE, NS_TASK_FAILED };
 
@@ -539,6 +540,7 @@ struct ns_bal_move {
     uint64_t copied_ms;        /* when the copy was installed */
     uint16_t from, to;         /* server idx */
     int copied;                /* the copy is installed; from's deletion is due */
+    uint8_t shard, index;      /* a shard of an erasure-coded block (ns_ec.c), its index */
 };
 
 struct ns_balance {
@@ -552,7 +554,8 @@ struct ns_balance {
 /* One server as the balance sees it (ns_balance_view). */
 struct ns_bal_server {
     struct ns_server *s;       /* borrowed */
-    uint64_t used;             /* bytes of its copies in the block map, moves in flight applied */
+    uint64_t used;             /* bytes of its copies in the block map and of its shard
+                                * files (ns_ec.c), moves in flight applied */
     uint64_t capacity;
     int eligible;              /* up, not draining, not read-only, capacity > 0 */
     int in_band;
@@ -563,6 +566,7 @@ struct ns_bal_server {
 struct ns_bal_plan {
     uint64_t block_id, bytes;
     uint16_t from, to;
+    uint8_t shard, index;      /* a shard move (ns_ec_start_move) */
 };
 
 /* The balance of the cluster and the moves it still needs (owned arrays,

@@ -3,8 +3,9 @@
  * within the band (setting rebalance_band, in points) of the cluster's mean.
  *
  * A server's used bytes are the sizes of the copies it holds in the block
- * map (its block reports, updated at once when a task ends), never a count
- * of blocks; its capacity is what its heartbeat reports (the dataserver's
+ * map (its block reports, updated at once when a task ends) and of the
+ * shard files of erasure-coded blocks the stripes name it for, never a
+ * count of blocks; its capacity is what its heartbeat reports (the dataserver's
  * --capacity or its file systems). Only eligible servers count: up, not
  * draining, not read-only, capacity known. The mean is sum(used) /
  * sum(capacity) of the eligible servers.
@@ -14,6 +15,11 @@
  * extra-replica rule deletes the source's copy (ns_balance_victim tells it
  * which one). The block never drops below the replication: the deletion
  * needs `replicas` other verified copies, as every deletion does.
+ * A shard of an erasure-coded block moves too (ns_ec_start_move: the target
+ * copies it from its holder, an ec-move task with reason "rebalance"; the
+ * old copy is dropped by the stripe code once the stripe names the target),
+ * only from a whole, idle stripe, never onto a server holding anything of
+ * the stripe, one shard per stripe per pass.
  *
  * Lowest priority (ns_plan_step calls it last): only sealed, fully and
  * exactly replicated, idle blocks whose copy on the source is not the
@@ -26,10 +32,12 @@
  * and the balance stops when every server is in the band or no move helps.
  *
  * Policy layer, the planner's last step: calls the map, the registry, the
- * settings, the bad list and the planner's task list (ns_plan_start_copy,
- * ns_plan_task); ADMIN_REBALANCE arrives unpacked from ns_rpc.c. */
+ * settings, the bad list, the planner's task list (ns_plan_start_copy,
+ * ns_plan_task) and the stripe table (ns_ec_movable, ns_ec_start_move);
+ * ADMIN_REBALANCE arrives unpacked from ns_rpc.c. */
 #include "nameserver/ns.h"
 #include "nameserver/ns_admin.h"
+#include "nameserver/ns_ec.h"
 
 #include "net/conn.h"
 #include "base/array.h"
@@ -93,6 +101,30 @@ static void moves_follow(struct ns *ns, uint64_t now)
     struct ns_balance *bl = &ns->bal;
     for (size_t i = 0; i < bl->nmoves;) {
         struct ns_bal_move *m = &bl->moves[i];
+        if (m->shard) { /* done when its task ended and the stripe names the target */
+            const struct ns_task *t = task_any(ns, m->task_id);
+            if (t && t->state == NS_TASK_RUNNING) {
+                i++;
+                continue;
+            }
+            const struct ns_stripe *x = ns_ec_get(ns, m->block_id);
+            struct ns_server *f = ns_registry_at(ns, m->from), *d = ns_registry_at(ns, m->to);
+            if (x && m->index < x->k + x->m && x->holder[m->index] == m->to) {
+                bl->moves_done++;
+                bl->bytes_moved += m->bytes;
+                log_info("balance: shard %u of block %" PRIu64 " moved from %s to %s (%" PRIu64
+                         " bytes)",
+                         m->index, m->block_id, f ? f->id : "?", d ? d->id : "?", m->bytes);
+            } else {
+                bl->moves_failed++;
+                log_warn("balance: move of shard %u of block %" PRIu64 " from %s to %s given "
+                         "up: %s",
+                         m->index, m->block_id, f ? f->id : "?", d ? d->id : "?",
+                         t && t->err ? img_strerror(t->err) : "the stripe does not name it");
+            }
+            *m = bl->moves[--bl->nmoves];
+            continue;
+        }
         const struct ns_block *b = ns_blocks_get(&ns->blocks, m->block_id);
         int has_from = b && ns_block_find_rep(b, m->from) >= 0;
         int has_to = b && ns_block_find_rep(b, m->to) >= 0;
@@ -141,6 +173,8 @@ struct cand {
     uint64_t id, size;
     uint16_t rep[NS_BLOCK_SLOTS]; /* server idx of each holder, NS_NO_SERVER past nrep */
     uint16_t primary;             /* server idx of the primary's copy (never moved) */
+    const struct ns_stripe *stripe; /* a shard (rep[0] its holder), or NULL: a block */
+    uint8_t index;                /* the shard's index */
 };
 
 struct bal {
@@ -151,7 +185,7 @@ struct bal {
     uint8_t *repair;          /* holds lost redundancy or takes part in a repair */
     double mean, band;
     struct cand *c;           /* by size, largest first */
-    size_t nc;
+    size_t nc, ccap;
     uint8_t *taken;           /* c[i] is already in the plan */
     size_t *lstart, *lcount;  /* per server: its slice of `list` */
     uint32_t *list;           /* indexes of c held (not as primary) by each server */
@@ -198,12 +232,13 @@ static uint64_t *busy_blocks(const struct ns *ns, uint64_t now, size_t *n)
     return v;
 }
 
-static int push_cand(struct bal *st, size_t *cap, const struct ns_block *b)
+static int push_cand(struct bal *st, const struct ns_block *b)
 {
-    int rc = ARRAY_RESERVE(st->c, *cap, st->nc + 1, 256);
+    int rc = ARRAY_RESERVE(st->c, st->ccap, st->nc + 1, 256);
     if (rc != 0)
         return rc;
     struct cand *c = &st->c[st->nc++];
+    memset(c, 0, sizeof(*c));
     c->id = b->id;
     c->size = b->size;
     c->primary = b->rep[b->primary];
@@ -216,7 +251,6 @@ static int push_cand(struct bal *st, size_t *cap, const struct ns_block *b)
  * redundancy, and the blocks that may move. */
 static int scan_blocks(struct ns *ns, struct bal *st, const uint64_t *busy, size_t nbusy)
 {
-    size_t cap = 0;
     for (size_t i = 0; i < ns->blocks.cap; i++) {
         const struct ns_block *b = &ns->blocks.slots[i];
         if (!b->id)
@@ -243,8 +277,41 @@ static int scan_blocks(struct ns *ns, struct bal *st, const uint64_t *busy, size
             continue;
         if (move_of(ns, b->id))
             continue;
-        if (push_cand(st, &cap, b) != 0)
+        if (push_cand(st, b) != 0)
             return -ENOMEM;
+    }
+    return 0;
+}
+
+/* The shard files of the used stripes count in their holders' used bytes;
+ * every shard of a stripe that may move (ns_ec_movable) and has no move
+ * yet is a candidate, listed for its holder only. */
+static int scan_shards(struct ns *ns, struct bal *st)
+{
+    for (size_t i = 0; ns->ec && i < ns->ec->n; i++) {
+        const struct ns_stripe *x = &ns->ec->v[i];
+        if (!ns_ec_usable(ns, x->block_id))
+            continue;
+        for (unsigned j = 0; j < (unsigned)(x->k + x->m); j++)
+            if (x->holder[j] < st->n)
+                st->sv[x->holder[j]].used += x->file_bytes[j];
+        if (!ns_ec_movable(ns, x) || move_of(ns, x->block_id))
+            continue;
+        for (unsigned j = 0; j < (unsigned)(x->k + x->m); j++) {
+            if (x->file_bytes[j] == 0 ||
+                ARRAY_RESERVE(st->c, st->ccap, st->nc + 1, 256) != 0)
+                continue;
+            struct cand *c = &st->c[st->nc++];
+            memset(c, 0, sizeof(*c));
+            c->id = x->block_id;
+            c->size = x->file_bytes[j];
+            c->stripe = x;
+            c->index = (uint8_t)j;
+            c->primary = NS_NO_SERVER;
+            for (unsigned k = 0; k < NS_BLOCK_SLOTS; k++)
+                c->rep[k] = NS_NO_SERVER;
+            c->rep[0] = x->holder[j];
+        }
     }
     return 0;
 }
@@ -303,6 +370,8 @@ static int bal_build(struct ns *ns, uint64_t now, struct bal *st)
         st->room[i] = s->free > reserve ? s->free - reserve : 0; /* a move keeps the reserve */
     }
     int rc = scan_blocks(ns, st, busy, nbusy);
+    if (rc == 0)
+        rc = scan_shards(ns, st);
     free(busy);
     if (rc == 0)
         rc = build_lists(st);
@@ -313,7 +382,8 @@ static int bal_build(struct ns *ns, uint64_t now, struct bal *st)
     /* Repair copies running: their servers are busy with lost redundancy. */
     for (size_t i = 0; i < ns->plan.ntasks; i++) {
         const struct ns_task *t = &ns->plan.tasks[i];
-        if (t->state != NS_TASK_RUNNING || t->kind != NS_TASK_REPLICATE ||
+        if (t->state != NS_TASK_RUNNING ||
+            (t->kind != NS_TASK_REPLICATE && t->kind != NS_TASK_EC_REBUILD) ||
             (t->reason && strcmp(t->reason, NS_BAL_REASON) == 0))
             continue;
         if (t->src < st->n)
@@ -381,7 +451,7 @@ static long pick_block(const struct bal *st, size_t s, size_t t, double limit)
         const struct cand *c = &st->c[l[i]];
         if (st->taken[l[i]])
             continue;
-        int held = 0;
+        int held = c->stripe && ns_ec_holds(c->stripe, (uint16_t)t);
         for (unsigned k = 0; k < NS_BLOCK_SLOTS && !held; k++)
             held = c->rep[k] == t;
         if (!held)
@@ -430,6 +500,9 @@ static int bal_next(struct bal *st, int use_slots, struct ns_bal_plan *out)
                 continue;
             uint64_t sz = st->c[ci].size;
             st->taken[ci] = 1;
+            for (size_t o = 0; st->c[ci].stripe && o < st->nc; o++)
+                if (st->c[o].stripe == st->c[ci].stripe)
+                    st->taken[o] = 1; /* one shard per stripe at a time */
             st->sv[s].used = st->sv[s].used > sz ? st->sv[s].used - sz : 0;
             st->sv[t].used += sz;
             st->room[t] -= sz;
@@ -438,7 +511,9 @@ static int bal_next(struct bal *st, int use_slots, struct ns_bal_plan *out)
                 st->slots[t]--;
             }
             *out = (struct ns_bal_plan){.block_id = st->c[ci].id, .bytes = sz,
-                                        .from = (uint16_t)s, .to = (uint16_t)t};
+                                        .from = (uint16_t)s, .to = (uint16_t)t,
+                                        .shard = st->c[ci].stripe != NULL,
+                                        .index = st->c[ci].index};
             return 1;
         }
     }
@@ -516,6 +591,19 @@ void ns_balance_plan(struct ns *ns, uint64_t now_ms)
     }
     struct ns_bal_plan p;
     while (bal_next(&st, 1, &p)) {
+        if (p.shard) {
+            struct ns_server *d = ns_registry_at(ns, p.to);
+            uint64_t id = d && (!ns->loop || d->conn)
+                              ? ns_ec_start_move(ns, p.block_id, p.index, p.from, p.to,
+                                                 NS_BAL_REASON, now_ms)
+                              : 0;
+            struct ns_bal_move m = {.block_id = p.block_id, .bytes = p.bytes, .task_id = id,
+                                    .from = p.from, .to = p.to, .shard = 1, .index = p.index};
+            if (id && move_add(ns, &m) != 0)
+                log_warn("balance: out of memory following the move of a shard of block "
+                         "%" PRIu64, p.block_id);
+            continue;
+        }
         struct ns_block *b = ns_blocks_get(&ns->blocks, p.block_id);
         struct ns_server *s = ns_registry_at(ns, p.from), *d = ns_registry_at(ns, p.to);
         if (!b || !s || !d || (ns->loop && !d->conn))

@@ -16,6 +16,15 @@
  * stripe is recorded and the replicated copies are deleted (DELETE_BLOCK
  * with the encoded length: a copy of another length is kept). Reads then go
  * to the shard holders (LOOKUP lists them).
+ *
+ * Repair and drains (EC_REBUILD): a lost shard is rebuilt from k others,
+ * most endangered stripes first; a shard on a draining server is moved
+ * (NS_TASK_EC_MOVE, once the stripe has no lost shard) to the server with
+ * the most free bytes that holds no shard of the stripe: the draining
+ * holder is named as a source of the shard itself, so the target copies it
+ * as it is and decodes from k others only what it cannot get. Once the
+ * target answers, the stripe names it, and the draining holder, noted
+ * stale, is told to drop its copy (stale_plan).
  * Calls the registry, the block map, the planner's task list and settings. */
 #include "nameserver/ns_ec.h"
 #include "nameserver/ns_ecdj.h"
@@ -168,10 +177,10 @@ void ns_ec_put_loc(struct ns_ec_loc *l, Imgstore__BlockLocation *bl)
     bl->shards = l->lp;
 }
 
-/* s reported a shard of st that another up server holds: when s holds no
- * shard of st, it is noted; the planner tells it to drop its copies
+/* s reported shard `index` of st that another up server holds: when s
+ * holds no shard of st, it is noted; the planner tells it to drop its copies
  * (DELETE_BLOCK with shards: stale_plan). */
-static void drop_stale(struct ns *ns, struct ns_stripe *st, struct ns_server *s)
+static void drop_stale(struct ns *ns, struct ns_stripe *st, struct ns_server *s, unsigned index)
 {
     (void)ns;
     for (unsigned i = 0; i < (unsigned)(st->k + st->m); i++)
@@ -180,8 +189,10 @@ static void drop_stale(struct ns *ns, struct ns_stripe *st, struct ns_server *s)
     for (unsigned i = 0; i < st->nstale; i++)
         if (st->stale[i] == s->idx)
             return;
-    if (st->nstale < NS_EC_STALE_MAX)
+    if (st->nstale < NS_EC_STALE_MAX) {
+        st->stale_index[st->nstale] = (uint8_t)index;
         st->stale[st->nstale++] = s->idx;
+    }
 }
 
 struct stale_call {
@@ -198,14 +209,19 @@ static void stale_reply(int status, const struct frame *f, void *arg)
     if (st && (rc == 0 || rc == IMG_ENOBLOCKHERE))
         for (unsigned i = 0; i < st->nstale; i++)
             if (st->stale[i] == c->server) {
-                st->stale[i] = st->stale[--st->nstale];
+                st->nstale--;
+                st->stale[i] = st->stale[st->nstale];
+                st->stale_index[i] = st->stale_index[st->nstale];
                 break;
             }
     free(c);
 }
 
 /* Tells the servers holding stale shards of each stripe to drop them,
- * every NS_EC_STALE_RETRY_MS until they answer. */
+ * every NS_EC_STALE_RETRY_MS until they answer, each first handing the
+ * deletions in its tables to the shard's holder (tombs_to: a delete that
+ * reached the old copy of a moved shard is not lost); a drop waits while
+ * that holder is not up. */
 static void stale_plan(struct ns *ns, uint64_t now)
 {
     for (size_t i = 0; i < ns->ec->n; i++) {
@@ -215,6 +231,12 @@ static void stale_plan(struct ns *ns, uint64_t now)
         st->stale_ms = now;
         for (unsigned j = 0; j < st->nstale; j++) {
             struct ns_server *s = ns_registry_at(ns, st->stale[j]);
+            const struct ns_server *h =
+                st->stale_index[j] < st->k + st->m
+                    ? ns_registry_at(ns, st->holder[st->stale_index[j]])
+                    : NULL;
+            if (!h || !h->up)
+                continue;
             struct stale_call *c = s && s->up && s->conn ? malloc(sizeof(*c)) : NULL;
             if (!c)
                 continue;
@@ -225,6 +247,7 @@ static void stale_plan(struct ns *ns, uint64_t now)
             Imgstore__DeleteBlock m = IMGSTORE__DELETE_BLOCK__INIT;
             m.block_id = st->block_id;
             m.shards = 1;
+            m.tombs_to = (char *)h->addr;
             if (conn_request(s->conn, FT_DELETE_BLOCK, &m.base, NULL, 0, NULL,
                              NS_CMD_TIMEOUT_MS, stale_reply, c) != 0)
                 free(c);
@@ -295,7 +318,7 @@ size_t ns_ec_apply_report(struct ns *ns, struct ns_server *s, const Imgstore__He
                 /* A second copy of one shard (rebuilt elsewhere while s was
                  * down, or after s reported it bad): the stripe's holder
                  * keeps it; s drops its copies when it holds no other. */
-                drop_stale(ns, st, s);
+                drop_stale(ns, st, s, x->index);
                 continue;
             }
         }
@@ -624,6 +647,7 @@ struct rjob {
     uint64_t task_id, block_id;
     unsigned index;
     uint16_t target;
+    uint16_t from;  /* a move: the draining holder; NS_NO_SERVER for a rebuild */
 };
 
 static void rebuild_reply(int status, const struct frame *f, void *arg)
@@ -640,9 +664,16 @@ static void rebuild_reply(int status, const struct frame *f, void *arg)
         st->holder[j->index] = j->target;
         st->file_bytes[j->index] = r->file_bytes;
         st->bad &= (uint16_t)~(1u << j->index);
-        log_info("task %" PRIu64 ": shard %u of block %" PRIu64 " rebuilt on %s", j->task_id,
-                 j->index, j->block_id, t->id);
-        ns_ecdj_rebuilt(ns, st, j->index, old); /* held until it has the journaled tombstones */
+        struct ns_server *from = ns_registry_at(ns, j->from);
+        if (from) /* a move: the old copy hands its deletions over, then goes (stale_plan) */
+            drop_stale(ns, st, from, j->index);
+        log_info("task %" PRIu64 ": shard %u of block %" PRIu64 " %s on %s%s%s", j->task_id,
+                 j->index, j->block_id, from ? "moved" : "rebuilt", t->id,
+                 from ? " from " : "", from ? from->id : "");
+        /* Held until it has the journaled tombstones; a rebuild's old holder
+         * (not a move's: stale_plan hands its deletions over first) drops
+         * its copy at once. */
+        ns_ecdj_rebuilt(ns, st, j->index, from ? j->target : old);
     } else if (!r) {
         log_warn("task %" PRIu64 ": shard %u of block %" PRIu64 " not rebuilt: %s", j->task_id,
                  j->index, j->block_id, img_strerror(rc));
@@ -670,12 +701,31 @@ static unsigned surviving(const struct ns *ns, const struct ns_stripe *st)
     return n;
 }
 
+static const char REASON_DRAIN[] = "drain";
+
+int ns_ec_holds(const struct ns_stripe *st, uint16_t idx)
+{
+    for (unsigned j = 0; j < (unsigned)(st->k + st->m); j++)
+        if (st->holder[j] == idx)
+            return 1;
+    for (unsigned j = 0; j < st->nstale; j++)
+        if (st->stale[j] == idx)
+            return 1;
+    return 0;
+}
+
 /* Starts the rebuild of lost shard `index` of st on the server with the most
- * free bytes that holds no shard of the stripe. Returns 1 when started. */
-static int start_rebuild(struct ns *ns, struct ns_stripe *st, unsigned index, uint64_t now)
+ * free bytes that holds no shard of the stripe; or, `from` set, its move off
+ * server `from` (which holds it: named as a source of the shard itself);
+ * `to` set: onto that server only. Returns the task id, 0 when not started. */
+static uint64_t start_rebuild(struct ns *ns, struct ns_stripe *st, unsigned index,
+                              struct ns_server *from, struct ns_server *to,
+                              const char *reason, uint64_t now)
 {
     struct ns_server *best = NULL;
-    for (size_t i = 0; i < ns->nservers; i++) {
+    if (from && from->tasks >= ns_settings_task_cap(ns))
+        return 0;
+    for (size_t i = 0; !to && i < ns->nservers; i++) {
         struct ns_server *s = ns->servers[i];
         int holds = 0;
         for (unsigned j = 0; j < (unsigned)(st->k + st->m) && !holds; j++)
@@ -684,6 +734,9 @@ static int start_rebuild(struct ns *ns, struct ns_stripe *st, unsigned index, ui
             (!best || s->free > best->free))
             best = s;
     }
+    if (to && !ns_ec_holds(st, to->idx) && target_ok(ns, to) &&
+        to->tasks < ns_settings_task_cap(ns))
+        best = to;
     if (!best)
         return 0;
     Imgstore__EcTarget tg[NS_EC_MAX_SHARDS], *tp[NS_EC_MAX_SHARDS];
@@ -700,24 +753,40 @@ static int start_rebuild(struct ns *ns, struct ns_stripe *st, unsigned index, ui
         tp[n] = &tg[n];
         n++;
     }
-    if (n < st->k)
+    if (from) { /* the shard itself, copied as it is */
+        imgstore__ec_target__init(&tg[n]);
+        imgstore__replica__init(&rp[n]);
+        ns_plan_fill_replica(&rp[n], from);
+        tg[n].index = index;
+        tg[n].server = &rp[n];
+        tp[n] = &tg[n];
+        n++;
+    }
+    if (n < (from ? 1u : st->k))
         return 0;
     struct rjob *j = malloc(sizeof(*j));
-    struct ns_task *t = j ? ns_plan_task_add(ns, NS_TASK_EC_REBUILD, st->block_id, NS_NO_SERVER,
-                                             best->idx, st->shard_len, REASON_REBUILD, now)
-                          : NULL;
+    struct ns_task *t =
+        j ? ns_plan_task_add(ns, from ? NS_TASK_EC_MOVE : NS_TASK_EC_REBUILD, st->block_id,
+                             from ? from->idx : NS_NO_SERVER, best->idx, st->shard_len,
+                             reason, now)
+          : NULL;
     if (!t) {
         free(j);
         return 0;
     }
     *j = (struct rjob){.ns = ns, .task_id = t->id, .block_id = st->block_id, .index = index,
-                       .target = best->idx};
-    log_info("task %" PRIu64 ": rebuild shard %u of block %" PRIu64 " on %s (%u of %u shards "
-             "left)",
-             t->id, index, st->block_id, best->id, surviving(ns, st), st->k + st->m);
+                       .target = best->idx, .from = from ? from->idx : NS_NO_SERVER};
+    if (from)
+        log_info("task %" PRIu64 ": move shard %u of block %" PRIu64 " from %s to %s (%s)",
+                 t->id, index, st->block_id, from->id, best->id, reason);
+    else
+        log_info("task %" PRIu64 ": rebuild shard %u of block %" PRIu64 " on %s (%u of %u "
+                 "shards left)",
+                 t->id, index, st->block_id, best->id, surviving(ns, st), st->k + st->m);
+    uint64_t id = t->id;
     if (!ns->loop) {
         free(j);
-        return 1;
+        return id;
     }
     Imgstore__EcRebuild m = IMGSTORE__EC_REBUILD__INIT;
     m.block_id = st->block_id;
@@ -727,13 +796,14 @@ static int start_rebuild(struct ns *ns, struct ns_stripe *st, unsigned index, ui
     m.task_id = t->id;
     m.n_sources = n;
     m.sources = tp;
-    uint64_t id = t->id;
+    m.rate_bytes_per_s = from ? ns_settings_copy_rate(ns) : 0; /* a move: as copies go */
     if (conn_request(best->conn, FT_EC_REBUILD, &m.base, NULL, 0, NULL, NS_EC_TIMEOUT_MS,
                      rebuild_reply, j) != 0) {
         free(j);
         ns_plan_task_end(ns, id, IMG_ECONN, 0, now);
+        return 0;
     }
-    return 1;
+    return id;
 }
 
 static int by_surviving(const void *a, const void *b, void *arg)
@@ -765,11 +835,70 @@ static void plan_repair(struct ns *ns, uint64_t now_ms)
         struct ns_stripe *st = &e->v[order[o]];
         for (unsigned i = 0; i < (unsigned)(st->k + st->m); i++)
             if (lost(ns, st, i)) {
-                start_rebuild(ns, st, i, now_ms);
+                start_rebuild(ns, st, i, NULL, NULL, REASON_REBUILD, now_ms);
                 break; /* one per stripe per pass: the next after it */
             }
     }
     free(order);
+}
+
+/* Drains: a whole stripe (no lost shard: repair comes first) with a shard on
+ * an up draining server moves that shard, one per stripe per pass, as the
+ * caps allow. */
+static void plan_moves(struct ns *ns, uint64_t now_ms)
+{
+    struct ns_ec *e = ns->ec;
+    for (size_t o = 0; o < e->n; o++) {
+        struct ns_stripe *st = &e->v[o];
+        if (surviving(ns, st) < (unsigned)(st->k + st->m) || busy(ns, st->block_id) ||
+            !ns_ec_usable(ns, st->block_id))
+            continue;
+        for (unsigned i = 0; i < (unsigned)(st->k + st->m); i++) {
+            struct ns_server *s = ns_registry_at(ns, st->holder[i]);
+            if (s && s->draining && (s->conn || !ns->loop)) {
+                start_rebuild(ns, st, i, s, NULL, REASON_DRAIN, now_ms);
+                break;
+            }
+        }
+    }
+}
+
+int ns_ec_movable(const struct ns *ns, const struct ns_stripe *st)
+{
+    if (!ns_ec_usable(ns, st->block_id) || ns_blocks_get(&ns->blocks, st->block_id) ||
+        busy(ns, st->block_id) || st->bad)
+        return 0;
+    for (unsigned i = 0; i < (unsigned)(st->k + st->m); i++) {
+        const struct ns_server *s = ns_registry_at(ns, st->holder[i]);
+        if (!s || !s->up || s->draining || (!s->conn && ns->loop))
+            return 0;
+    }
+    return 1;
+}
+
+uint64_t ns_ec_start_move(struct ns *ns, uint64_t id, unsigned index, uint16_t from,
+                          uint16_t to, const char *reason, uint64_t now_ms)
+{
+    struct ns_stripe *st = ns_ec_get(ns, id);
+    struct ns_server *f = ns_registry_at(ns, from), *t = ns_registry_at(ns, to);
+    if (!st || !f || !t || index >= (unsigned)(st->k + st->m) || st->holder[index] != from ||
+        !ns_ec_movable(ns, st))
+        return 0;
+    return start_rebuild(ns, st, index, f, t, reason, now_ms);
+}
+
+unsigned ns_ec_shards_on(const struct ns *ns, uint16_t idx)
+{
+    unsigned n = 0;
+    const struct ns_ec *e = ns->ec;
+    for (size_t i = 0; e && i < e->n; i++) {
+        const struct ns_stripe *st = &e->v[i];
+        for (unsigned j = 0; j < (unsigned)(st->k + st->m); j++)
+            n += st->holder[j] == idx;
+        for (unsigned j = 0; j < st->nstale; j++)
+            n += st->stale[j] == idx;
+    }
+    return n;
 }
 
 static int seen_cmp(const void *a, const void *b)
@@ -820,6 +949,7 @@ void ns_ec_plan(struct ns *ns, uint64_t now_ms)
     if (!ns->ec)
         return;
     plan_repair(ns, now_ms);
+    plan_moves(ns, now_ms);
     if (ns->loop)
         stale_plan(ns, now_ms);
     for (size_t i = 0; ns->loop && i < ns->ec->n; i++) {

@@ -28,6 +28,7 @@ struct ns_stripe {
     uint64_t drop_ms;                  /* loop time DELETE_BLOCK last went to its copies */
     uint64_t stale_ms;                 /* ... and to the servers holding stale shards */
     uint16_t stale[NS_EC_STALE_MAX];   /* servers that reported shards held elsewhere */
+    uint8_t stale_index[NS_EC_STALE_MAX]; /* ... which shard (its deletions go to its holder) */
     uint8_t nstale;
     uint8_t confirmed;                 /* its EC_ENCODE succeeded here (see ns_ec_usable) */
     /* The delete journal (ns_ecdj.c): bit i, shard i's holder may lack
@@ -83,6 +84,26 @@ uint64_t ns_ec_start(struct ns *ns, struct ns_block *b, unsigned k, unsigned m,
  * long is encoded (the age counts from the first pass that saw it sealed:
  * the nameserver keeps no seal time, so a restart starts the clocks again). */
 void ns_ec_plan(struct ns *ns, uint64_t now_ms);
+
+/* Non-zero when a shard of st may move now (the balance): st is used, its
+ * block has no replicated copy left, every shard is on an up, non-draining
+ * holder and none is bad, and no task runs for the block. */
+int ns_ec_movable(const struct ns *ns, const struct ns_stripe *st);
+
+/* Non-zero when server idx holds a shard of st, or a stale copy of one it
+ * has yet to drop (such a server cannot take a shard of st). */
+int ns_ec_holds(const struct ns_stripe *st, uint16_t idx);
+
+/* The balance: moves shard `index` of block id off server `from` (its
+ * holder) onto `to` (holding nothing of the stripe, writable, with room,
+ * within the task cap), as a drain moves it (task kind ec-move, reason
+ * `reason`: static text). Returns the task id, 0 when it cannot start. */
+uint64_t ns_ec_start_move(struct ns *ns, uint64_t id, unsigned index, uint16_t from,
+                          uint16_t to, const char *reason, uint64_t now_ms);
+
+/* Shards held by server idx: those the stripes name it for, and stale ones
+ * it has yet to drop (a drain is done when none is left). */
+unsigned ns_ec_shards_on(const struct ns *ns, uint16_t idx);
 
 /* ADMIN_EC_ENCODE: one block now, or (all_sealed) every sealed block the
  * caps allow now, the others on the next planner passes. */

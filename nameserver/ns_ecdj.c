@@ -282,19 +282,25 @@ static void ignore_reply(int status, const struct frame *f, void *arg)
     (void)arg;
 }
 
-/* Server s holds a copy of a shard of st that another server holds now:
- * when s holds no shard of st, it drops its copies at once (ns_ec.c's
- * stale list asks again later if this is lost). */
-static void drop_now(struct ns *ns, const struct ns_stripe *st, struct ns_server *s)
+/* Server s holds a copy of shard `index` of st that another server holds
+ * now: when s holds no shard of st, it drops its copies at once (ns_ec.c's
+ * stale list asks again later if this is lost), handing the deletions in
+ * its table to the shard's holder first (tombs_to, as a moved shard's old
+ * copy does: a delete that reached it alone is not lost). */
+static void drop_now(struct ns *ns, const struct ns_stripe *st, struct ns_server *s,
+                     unsigned index)
 {
     if (!s || !s->up || !s->conn || !ns->loop || shards_of(st, s->idx))
         return;
+    const struct ns_server *h = ns_registry_at(ns, st->holder[index]);
     log_info("block %" PRIu64 ": %s holds a shard rebuilt elsewhere, which misses the deletes "
              "made since: told to drop it now",
              st->block_id, s->id);
     Imgstore__DeleteBlock m = IMGSTORE__DELETE_BLOCK__INIT;
     m.block_id = st->block_id;
     m.shards = 1;
+    if (h && h->up)
+        m.tombs_to = (char *)h->addr;
     conn_request(s->conn, FT_DELETE_BLOCK, &m.base, NULL, 0, NULL, NS_CMD_TIMEOUT_MS,
                  ignore_reply, NULL);
 }
@@ -314,7 +320,7 @@ void ns_ecdj_report(struct ns *ns, struct ns_server *s, const Imgstore__Heartbea
              * a rebuild here whose answer is still on its way. */
             const struct ns_server *o = ns_registry_at(ns, st->holder[x->index]);
             if (o && o->up && !x->held && last != x->block_id)
-                drop_now(ns, st, s);
+                drop_now(ns, st, s, x->index);
             last = x->block_id;
             continue;
         }
@@ -342,7 +348,7 @@ void ns_ecdj_rebuilt(struct ns *ns, struct ns_stripe *st, unsigned index, uint16
         sync_holders(jb, st);
     hold_and_send(ns, st, index, "was rebuilt");
     if (old != st->holder[index])
-        drop_now(ns, st, ns_registry_at(ns, old));
+        drop_now(ns, st, ns_registry_at(ns, old), index);
 }
 
 /* ---- the tick ---------------------------------------------------------------------- */

@@ -327,6 +327,7 @@ static const char *task_kind(const struct ns_task *t)
            : t->kind == NS_TASK_COMPACT   ? "compact"
            : t->kind == NS_TASK_EC_ENCODE ? "ec-encode"
            : t->kind == NS_TASK_EC_REBUILD ? "ec-rebuild"
+           : t->kind == NS_TASK_EC_MOVE ? "ec-move"
                                           : "delete";
 }
 

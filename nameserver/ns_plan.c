@@ -136,7 +136,7 @@ int ns_plan_task_end(struct ns *ns, uint64_t id, int status, uint64_t size, uint
     struct ns_server *d = ns_registry_at(ns, t->dst);
     struct ns_block *b = ns_blocks_get(&ns->blocks, t->block_id);
     if (t->kind == NS_TASK_COMPACT || t->kind == NS_TASK_EC_ENCODE ||
-        t->kind == NS_TASK_EC_REBUILD) {
+        t->kind == NS_TASK_EC_REBUILD || t->kind == NS_TASK_EC_MOVE) {
         t->bytes_done = size; /* ns_compact.c, ns_ec.c logged the outcome */
     } else if (status == 0 && t->kind == NS_TASK_REPLICATE) {
         t->bytes_done = size;
@@ -779,8 +779,9 @@ static void drain_progress(struct ns *ns)
 {
     for (size_t i = 0; i < ns->nservers; i++) {
         struct ns_server *s = ns->servers[i];
-        if (s->draining && s->nblocks == 0 && !s->drain_done_logged) {
-            log_info("drain of %s complete: it holds no block", s->id);
+        if (s->draining && s->nblocks == 0 && !s->drain_done_logged &&
+            ns_ec_shards_on(ns, s->idx) == 0) {
+            log_info("drain of %s complete: it holds no block and no shard", s->id);
             s->drain_done_logged = 1;
         }
     }
@@ -902,10 +903,13 @@ int ns_plan_drain(struct ns *ns, const char *id, int cancel, uint32_t *left)
     int rc = ns_meta_set_draining(&ns->meta, s->id, !cancel); /* survives our restart */
     if (rc != 0)
         return rc;
+    unsigned shards = ns_ec_shards_on(ns, s->idx);
     if (!cancel && !s->draining)
-        log_info("drain of %s started: %u replicas to move", s->id, s->nblocks);
+        log_info("drain of %s started: %u replicas and %u shards to move", s->id, s->nblocks,
+                 shards);
     else if (cancel && s->draining)
-        log_info("drain of %s canceled: %u replicas left on it", s->id, s->nblocks);
+        log_info("drain of %s canceled: %u replicas and %u shards left on it", s->id,
+                 s->nblocks, shards);
     s->draining = !cancel;
     s->drain_done_logged = 0;
     *left = s->nblocks;
@@ -996,6 +1000,8 @@ void ns_plan_handle_drain(struct ns *ns, struct conn *c, const struct frame_head
     int rc = ns_plan_drain(ns, m->server_id, m->cancel, &left);
     Imgstore__DrainResp resp = IMGSTORE__DRAIN_RESP__INIT;
     resp.blocks_left = left;
+    const struct ns_server *s = rc == 0 ? ns_registry_find(ns, m->server_id) : NULL;
+    resp.shards_left = s ? ns_ec_shards_on(ns, s->idx) : 0;
     conn_reply(c, h, rc, rc == 0 ? &resp.base : NULL, NULL, 0, NULL);
 }
 
@@ -1009,7 +1015,7 @@ void ns_plan_handle_list(struct ns *ns, struct conn *c, const struct frame_heade
         const Imgstore__ListTasks *m)
 {
     static char replicate[] = "replicate", del[] = "delete", none[] = "", compact[] = "compact",
-                ec_encode[] = "ec-encode", ec_rebuild[] = "ec-rebuild";
+                ec_encode[] = "ec-encode", ec_rebuild[] = "ec-rebuild", ec_move[] = "ec-move";
     size_t n = ns->plan.ntasks;
     Imgstore__Task *tasks = calloc(n + 1, sizeof(*tasks));
     Imgstore__Task **tp = calloc(n + 1, sizeof(*tp));
@@ -1033,6 +1039,7 @@ void ns_plan_handle_list(struct ns *ns, struct conn *c, const struct frame_heade
                       : t->kind == NS_TASK_COMPACT   ? compact
                       : t->kind == NS_TASK_EC_ENCODE ? ec_encode
                       : t->kind == NS_TASK_EC_REBUILD ? ec_rebuild
+                      : t->kind == NS_TASK_EC_MOVE    ? ec_move
                                                      : del;
             o->state = state_text(t);
             o->block_id = t->block_id;
@@ -1052,6 +1059,7 @@ void ns_plan_handle_list(struct ns *ns, struct conn *c, const struct frame_heade
         imgstore__drain_status__init(&ds[nd]);
         ds[nd].server_id = ns->servers[i]->id;
         ds[nd].blocks_left = ns->servers[i]->nblocks;
+        ds[nd].shards_left = ns_ec_shards_on(ns, ns->servers[i]->idx);
         dp[nd] = &ds[nd];
         nd++;
     }

@@ -1,7 +1,9 @@
 /* admin_blocks.c - ds-admin blocks, block and file: the block map as a
  * table, one block, and where one file lives (ADMIN_LIST_BLOCKS,
- * ADMIN_BLOCK_INFO, then STAT on every replica). Called by the command table
- * in tools/ds_admin.c; calls tools/admin.c and the library. */
+ * ADMIN_BLOCK_INFO, then STAT on every replica; for an erasure-coded block
+ * the stripe's shards, and STAT on the holder of the data shard the file
+ * lies in). Called by the command table in tools/ds_admin.c; calls
+ * tools/admin.c and the library. */
 #include "tools/admin.h"
 
 #include "base/err.h"
@@ -319,6 +321,101 @@ static void file_text(const char *name, const struct fname *f, const struct repl
     printf("on every replica: %s\n", complete ? "yes" : "no");
 }
 
+/* A shard's state as ds-admin block shows it. */
+static const char *shard_state(const Imgstore__AdminShard *s)
+{
+    return !s->server_id || !*s->server_id ? "missing" : s->bad ? "bad" : s->up ? "up" : "down";
+}
+
+/* ds-admin file NAME of an erasure-coded block (its replicated copies gone):
+ * the stripe's shards, and the answer of the holder of the data shard whose
+ * seq range holds the file (where a read goes). Returns the exit status. */
+static int file_ec(struct admin_ctx *c, const char *name, const struct fname *f,
+                   const Imgstore__AdminBlock *b)
+{
+    const Imgstore__AdminShard *d = NULL;
+    for (size_t i = 0; i < b->n_shards && !d; i++) {
+        const Imgstore__AdminShard *s = b->shards[i];
+        if (s->index < b->ec_k && s->seq_first && s->seq_first <= f->seq && f->seq <= s->seq_last)
+            d = s;
+    }
+    Imgstore__Read q = IMGSTORE__READ__INIT;
+    q.block_id = f->block_id;
+    q.seq = f->seq;
+    q.cookie = f->cookie;
+    ProtobufCMessage *m = NULL;
+    int rc = !d ? IMGSTORE_ENOTFOUND
+             : !d->addr || !*d->addr ? IMGSTORE_EUNAVAIL
+                                     : imgstore_admin_call(c->h, d->addr, FT_STAT, &q.base,
+                                                           &imgstore__read_resp__descriptor, &m);
+    const Imgstore__ReadResp *st = rc == 0 ? (const Imgstore__ReadResp *)m : NULL;
+    char created[TIME_BUF], size[CLI_HUMAN_MAX];
+    if (c->json) {
+        struct emit_json j;
+        emit_json_init(&j, stdout);
+        emit_json_obj(&j, NULL);
+        emit_json_str(&j, "name", name);
+        emit_json_u64(&j, "block", f->block_id);
+        emit_json_u64(&j, "seq", f->seq);
+        if (st) {
+            emit_json_u64(&j, "offset", st->offset);
+            emit_json_u64(&j, "size", st->size);
+            emit_json_str(&j, "mime", mime_name(st->mime));
+            emit_json_strf(&j, "crc32c", "%08x", st->crc32c);
+            emit_json_str(&j, "created", admin_iso_time(st->created, created));
+        }
+        emit_json_strf(&j, "ec", "%u+%u", b->ec_k, b->ec_m);
+        if (d)
+            emit_json_u64(&j, "data_shard", d->index);
+        else
+            emit_json_null(&j, "data_shard");
+        emit_json_str(&j, "answer", answer_text(rc));
+        emit_json_arr(&j, "shards", EMIT_INLINE);
+        for (size_t i = 0; i < b->n_shards; i++) {
+            const Imgstore__AdminShard *s = b->shards[i];
+            emit_json_obj(&j, NULL);
+            emit_json_u64(&j, "index", s->index);
+            emit_json_str(&j, "kind", s->index < b->ec_k ? "data" : "parity");
+            emit_json_str(&j, "server", s->server_id);
+            emit_json_str(&j, "address", s->addr);
+            emit_json_str(&j, "state", shard_state(s));
+            emit_json_bool(&j, "holds_file", s == d);
+            emit_json_end(&j);
+        }
+        emit_json_end(&j);
+        emit_json_end(&j);
+    } else {
+        printf("name:         %s\n", name);
+        printf("block:        %" PRIu64 " (erasure-coded %u+%u)\n", f->block_id, b->ec_k,
+               b->ec_m);
+        printf("seq:          %u\n", f->seq);
+        if (st) {
+            printf("offset:       %" PRIu64 "\n", st->offset);
+            printf("size:         %s (%u bytes)\n", cli_human_size(st->size, size), st->size);
+            printf("mime:         %s\n", mime_name(st->mime));
+            printf("crc32c:       %08x\n", st->crc32c);
+            printf("created:      %s\n", admin_iso_time(st->created, created));
+        }
+        printf("shards:\n");
+        for (size_t i = 0; i < b->n_shards; i++) {
+            const Imgstore__AdminShard *s = b->shards[i];
+            printf("  s%02u %-6s  %-12.12s  %-21s  %-7s  %s\n", s->index,
+                   s->index < b->ec_k ? "data" : "parity",
+                   s->server_id && *s->server_id ? s->server_id : "(none)",
+                   s->addr ? s->addr : "", shard_state(s), s == d ? answer_text(rc) : "");
+        }
+        if (d)
+            printf("in data shard: s%02u (%s)\n", d->index, answer_text(rc));
+        else
+            printf("in data shard: none (no data shard lists its seq)\n");
+    }
+    if (rc != 0)
+        fprintf(stderr, "%s: file %s: %s\n", ADMIN_PROG, name, imgstore_strerror(rc));
+    if (m)
+        protobuf_c_message_free_unpacked(m, NULL);
+    return rc == 0 ? EXIT_OK : EXIT_FAIL;
+}
+
 int admin_cmd_file(struct admin_ctx *c)
 {
     int rc = admin_want_args(c, 1);
@@ -340,6 +437,11 @@ int admin_cmd_file(struct admin_ctx *c)
     if (rc != 0)
         return admin_fail(c, "file", rc);
     const Imgstore__AdminBlock *b = info->block;
+    if (b->ec_k && b->n_replicas == 0) {
+        rc = file_ec(c, name, &f, b);
+        protobuf_c_message_free_unpacked(&info->base, NULL);
+        return rc;
+    }
     struct replica_answer *a = calloc(b->n_replicas + 1, sizeof(*a));
     if (!a) {
         protobuf_c_message_free_unpacked(&info->base, NULL);

@@ -76,6 +76,7 @@ static void tasks_json(const Imgstore__ListTasksResp *r)
         emit_json_obj(&j, NULL);
         emit_json_str(&j, "server", r->drains[i]->server_id);
         emit_json_u64(&j, "blocks_left", r->drains[i]->blocks_left);
+        emit_json_u64(&j, "shards_left", r->drains[i]->shards_left);
         emit_json_end(&j);
     }
     emit_json_end(&j);
@@ -138,8 +139,8 @@ static int tasks_table(const Imgstore__ListTasksResp *r, int all)
     printf("%zu running, %zu finished kept; copy cap %.0f MB/s per server, %u tasks per server\n",
            running, finished, (double)r->copy_rate_bytes_per_s / BYTES_PER_MB, r->task_cap);
     for (size_t i = 0; i < r->n_drains; i++)
-        printf("draining %s: %u blocks left\n", r->drains[i]->server_id,
-               r->drains[i]->blocks_left);
+        printf("draining %s: %u blocks and %u shards left\n", r->drains[i]->server_id,
+               r->drains[i]->blocks_left, r->drains[i]->shards_left);
     if (!shown)
         printf("no background tasks\n");
     emit_table_end(&t, shown ? stdout : NULL);
@@ -266,6 +267,7 @@ static int has_id(const struct holding *h, uint64_t id)
 struct drain_view {
     int draining;           /* the nameserver still lists the drain */
     uint32_t blocks_left;
+    uint32_t shards_left;   /* shards of erasure-coded blocks */
     uint64_t bytes_left;
     const Imgstore__Task *failed; /* a failed task of this drain (borrowed), or NULL */
 };
@@ -276,7 +278,7 @@ struct drain_wait {
     uint64_t first_task;   /* tasks with a lower id are older than the wait */
     int64_t t0;
     int tty;
-    uint32_t last_blocks;
+    uint32_t last_blocks, last_shards;
     uint64_t last_bytes;
     int64_t last_line;
 };
@@ -296,6 +298,7 @@ static int drain_poll(struct admin_ctx *c, const struct drain_wait *w, struct dr
         if (r->drains[i]->server_id && strcmp(r->drains[i]->server_id, w->server) == 0) {
             v->draining = 1;
             v->blocks_left = r->drains[i]->blocks_left;
+            v->shards_left = r->drains[i]->shards_left;
         }
     for (size_t i = 0; i < r->n_tasks && !v->failed; i++) {
         const Imgstore__Task *t = r->tasks[i];
@@ -318,33 +321,36 @@ static void drain_show(struct drain_wait *w, const struct drain_view *v)
     int64_t el = admin_now_ms() - w->t0;
     uint64_t total = w->start.bytes;
     uint64_t moved = total > v->bytes_left ? total - v->bytes_left : 0;
-    double p = total ? admin_pct(moved, total) : (v->blocks_left ? 0.0 : PCT);
+    double p = total ? admin_pct(moved, total) : (v->blocks_left || v->shards_left ? 0.0 : PCT);
     struct admin_progress pr;
     admin_progress_text(&pr, moved, total, v->bytes_left, el);
     if (w->tty) {
         char bar[BAR_WIDTH + 1];
         admin_bar(bar, (int)(p * BAR_WIDTH / PCT));
         if (moved)
-            printf("\r[%s] %3.0f%%  %s of %s  %s  %s left  %u blocks left\033[K", bar, p,
-                   pr.moved, pr.total, pr.rate, pr.left, v->blocks_left);
+            printf("\r[%s] %3.0f%%  %s of %s  %s  %s left  %u blocks, %u shards left\033[K", bar,
+                   p, pr.moved, pr.total, pr.rate, pr.left, v->blocks_left, v->shards_left);
         else
-            printf("\r[%s] %3.0f%%  %s of %s  %u blocks left\033[K", bar, p, pr.moved, pr.total,
-                   v->blocks_left);
+            printf("\r[%s] %3.0f%%  %s of %s  %u blocks, %u shards left\033[K", bar, p, pr.moved,
+                   pr.total, v->blocks_left, v->shards_left);
         fflush(stdout);
         return;
     }
     int64_t t = admin_now_ms();
-    if (v->blocks_left == w->last_blocks && v->bytes_left == w->last_bytes &&
-        t - w->last_line < DRAIN_LINE_MS)
+    if (v->blocks_left == w->last_blocks && v->shards_left == w->last_shards &&
+        v->bytes_left == w->last_bytes && t - w->last_line < DRAIN_LINE_MS)
         return;
     if (moved)
-        printf("drain %s: %.0f%% moved (%s of %s), %u blocks left, %s, about %s left\n",
-               w->server, p, pr.moved, pr.total, v->blocks_left, pr.rate, pr.left);
+        printf("drain %s: %.0f%% moved (%s of %s), %u blocks and %u shards left, %s, about %s "
+               "left\n",
+               w->server, p, pr.moved, pr.total, v->blocks_left, v->shards_left, pr.rate,
+               pr.left);
     else
-        printf("drain %s: %.0f%% moved (%s of %s), %u blocks left\n", w->server, p, pr.moved,
-               pr.total, v->blocks_left);
+        printf("drain %s: %.0f%% moved (%s of %s), %u blocks and %u shards left\n", w->server, p,
+               pr.moved, pr.total, v->blocks_left, v->shards_left);
     fflush(stdout);
     w->last_blocks = v->blocks_left;
+    w->last_shards = v->shards_left;
     w->last_bytes = v->bytes_left;
     w->last_line = t;
 }
@@ -359,6 +365,7 @@ static void drain_json(const struct drain_wait *w, const struct drain_view *v, c
     emit_json_str(&j, "result", result);
     emit_json_bool(&j, "draining", v->draining);
     emit_json_u64(&j, "blocks_left", v->blocks_left);
+    emit_json_u64(&j, "shards_left", v->shards_left);
     emit_json_u64(&j, "bytes_total", w->start.bytes);
     emit_json_u64(&j, "bytes_moved", moved);
     emit_json_u64(&j, "bytes_left", v->bytes_left);
@@ -408,7 +415,7 @@ static int drain_wait(struct admin_ctx *c, const char *server, uint64_t first_ta
         }
         if (!c->json)
             drain_show(&w, &v);
-        if (v.failed || !v.draining || v.blocks_left == 0) {
+        if (v.failed || !v.draining || (v.blocks_left == 0 && v.shards_left == 0)) {
             if (w.tty && !c->json)
                 printf("\n");
             if (v.failed) {
@@ -427,8 +434,8 @@ static int drain_wait(struct admin_ctx *c, const char *server, uint64_t first_ta
                 status = EXIT_OK;
                 char tot[CLI_HUMAN_MAX], el[CLI_HUMAN_MAX];
                 if (!c->json)
-                    printf("drain of %s done: %s moved in %s; it holds no block and can be "
-                           "stopped\n",
+                    printf("drain of %s done: %s moved in %s; it holds no block and no shard "
+                           "and can be stopped\n",
                            server, cli_human_size(w.start.bytes, tot),
                            cli_human_ms((uint64_t)(admin_now_ms() - w.t0), el));
             }
@@ -500,11 +507,13 @@ static int drain_run(struct admin_ctx *c, const char *server, int wait, int canc
     if (rc != 0)
         return admin_fail(c, "drain", rc);
     uint32_t left = ((const Imgstore__DrainResp *)m)->blocks_left;
+    uint32_t shards = ((const Imgstore__DrainResp *)m)->shards_left;
     protobuf_c_message_free_unpacked(m, NULL);
     if (wait) {
         if (!c->json)
-            printf("draining %s: %u replicas to move (Ctrl-C stops waiting, not the drain)\n",
-                   server, left);
+            printf("draining %s: %u replicas and %u shards to move (Ctrl-C stops waiting, not "
+                   "the drain)\n",
+                   server, left, shards);
         fflush(stdout);
         return drain_wait(c, server, first_task);
     }
@@ -515,12 +524,15 @@ static int drain_run(struct admin_ctx *c, const char *server, int wait, int canc
         emit_json_str(&j, "server", server);
         emit_json_bool(&j, "draining", !cancel);
         emit_json_u64(&j, "blocks_left", left);
+        emit_json_u64(&j, "shards_left", shards);
         emit_json_end(&j);
     } else if (cancel) {
-        printf("drain of %s canceled: %u replicas stay on it\n", server, left);
+        printf("drain of %s canceled: %u replicas and %u shards stay on it\n", server, left,
+               shards);
     } else {
-        printf("draining %s: %u replicas to move (ds-admin drain %s --wait follows it)\n", server,
-               left, server);
+        printf("draining %s: %u replicas and %u shards to move (ds-admin drain %s --wait "
+               "follows it)\n",
+               server, left, shards, server);
     }
     return EXIT_OK;
 }

@@ -53,14 +53,17 @@ static const struct command commands[] = {
      "with fewer up replicas than the replication (lost ones included). At most --limit\n"
      "blocks (default and maximum 10000) are listed.",
      admin_cmd_blocks},
-    {"block", "ID", "One block: state, health, size, files, deleted bytes and every replica.",
+    {"block", "ID", "One block: state, health, size, files, deleted bytes and every replica;\n"
+     "an erasure-coded block also its stripe (each shard's index, holder and state).",
      admin_cmd_block},
     {"file", "NAME", "Where a file lives: block, offset, size, mime, CRC32C, creation time and\n"
-     "its replicas, each asked with STAT whether it has the file. Exit status 1 when a\n"
-     "replica misses it (or disagrees on size or CRC32C).",
+     "its replicas, each asked with STAT whether it has the file; a file of an erasure-\n"
+     "coded block: its stripe's shards and the answer of its data shard's holder. Exit\n"
+     "status 1 when a replica (or that holder) misses it (or disagrees on size or CRC32C).",
      admin_cmd_file},
     {"tasks", "[--all]", "The nameserver's background tasks, running first, then the newest finished\n"
-     "(20 of them; --all shows the 256 kept): id, kind (replicate, delete), block,\n"
+     "(20 of them; --all shows the 256 kept): id, kind (replicate, delete, compact,\n"
+     "ec-encode, ec-rebuild, ec-move), block,\n"
      "source->target, progress, bytes, rate, state, age, reason (and error). Also the\n"
      "copy cap, the task cap per server and the drains in progress.",
      admin_cmd_tasks},
@@ -71,18 +74,20 @@ static const struct command commands[] = {
      admin_cmd_cancel},
     {"drain", "SERVER [--wait] [--cancel]",
      "Moves every block off SERVER: it takes no new blocks, each of its blocks is copied\n"
-     "to another server, then its copy is deleted. --cancel stops the drain (blocks stay\n"
-     "where they are). --wait follows it until the server holds no block: a progress\n"
+     "to another server, then its copy is deleted; each shard of an erasure-coded block\n"
+     "it holds is copied (or rebuilt) onto a server holding no shard of its stripe, then\n"
+     "its copy is deleted. --cancel stops the drain (blocks stay where they are). --wait\n"
+     "follows it until the server holds no block and no shard: a progress\n"
      "bar (bytes moved, rate, time left) on a terminal, a progress line otherwise; exit\n"
      "status 0 when done, 1 when a task of the drain failed or the drain stopped.\n"
      "Ctrl-C stops waiting and leaves the drain running. The drain is kept in the\n"
      "nameserver's ns.meta: a restarted nameserver goes on with it until --cancel.",
      admin_cmd_drain},
     {"rebalance", "[--dry-run] [--wait]",
-     "Shows how evenly the servers are used (bytes of block copies / capacity) against\n"
-     "the mean, the band (setting rebalance_band, points) and the moves the nameserver\n"
-     "plans: sealed blocks copied from the fullest to the emptiest servers, then deleted\n"
-     "from the source. The balance runs by itself whenever a server is out of the band;\n"
+     "Shows how evenly the servers are used (bytes of block copies and shard files /\n"
+     "capacity) against the mean, the band (setting rebalance_band, points) and the moves\n"
+     "the nameserver plans: sealed blocks (or shards of erasure-coded ones) copied from the\n"
+     "fullest to the emptiest servers, then deleted from the source. The balance runs by itself whenever a server is out of the band;\n"
      "without --dry-run the planner is also run at once. --wait follows the moves until\n"
      "every server is in the band: a progress bar (bytes moved, rate, time left) on a\n"
      "terminal, a progress line otherwise; exit status 1 when no move can bring the\n"

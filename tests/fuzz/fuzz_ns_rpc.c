@@ -593,7 +593,7 @@ static void check_ns(void)
         FUZZ_CHECK(ns_registry_find(ns, ns->meta.draining.ids[i]) != NULL);
     for (size_t i = 0; i < ns->plan.ntasks; i++) {
         const struct ns_task *t = &ns->plan.tasks[i];
-        FUZZ_CHECK(t->kind <= NS_TASK_EC_REBUILD && t->state <= NS_TASK_FAILED);
+        FUZZ_CHECK(t->kind <= NS_TASK_EC_MOVE && t->state <= NS_TASK_FAILED);
         FUZZ_CHECK(t->src == NS_NO_SERVER || t->src < ns->nservers);
         FUZZ_CHECK(t->dst == NS_NO_SERVER || t->dst < ns->nservers);
         FUZZ_CHECK(t->id >= 1 && t->id <= ns->plan.next_task_id);

@@ -1,12 +1,16 @@
 /* Unit tests of the nameserver's stripe table (nameserver/ns_ec.c): stripes
  * rebuilt from the shard holders' reports, hostile entries ignored, full
  * reports dropping shards, a second copy of a shard not taken, LOOKUP's
- * shard list, and the repair planner (most endangered stripe first, never
- * onto a server holding another shard of the stripe). No loop: the planner's
- * tasks are inspected. */
+ * shard list, the repair planner (most endangered stripe first, never
+ * onto a server holding another shard of the stripe) and drains (a shard of
+ * a whole stripe moved off a draining holder, repair first, a down draining
+ * holder's shard rebuilt; shards counted per server). No loop: the
+ * planner's tasks are inspected. */
 #include "nameserver/ns_ec.h"
 
 #include "ns_fixture.h"
+
+#include <inttypes.h>
 
 TestSuite(ns_ec, .init = setup, .fini = teardown);
 
@@ -250,4 +254,157 @@ Test(ns_ec, min_age_policy)
     ns_ec_plan(&ns, 2000 + 3600 * 1000);
     cr_assert_eq(encodes(ids, 4), 1);
     cr_assert_eq(ids[0], 21);
+}
+
+/* The running tasks of `kind`: blocks, sources and targets. */
+static int tasks_of(int kind, uint64_t *ids, uint16_t *src, uint16_t *dst, int max)
+{
+    int n = 0;
+    for (size_t i = 0; i < ns.plan.ntasks && n < max; i++) {
+        const struct ns_task *t = &ns.plan.tasks[i];
+        if (t->kind == kind && t->state == NS_TASK_RUNNING) {
+            ids[n] = t->block_id;
+            src[n] = t->src;
+            dst[n++] = t->dst;
+        }
+    }
+    return n;
+}
+
+/* A drain moves a shard of a whole stripe off the draining holder onto the
+ * server with the most free bytes that holds no shard of the stripe; the
+ * drained server counts its shards (also stale ones) until they are gone. */
+Test(ns_ec, drain_moves_shards_off)
+{
+    servers(8);
+    stripe(7);
+    stripe(8);
+    ns.safe_mode = 0;
+    cr_assert_eq(ns_ec_shards_on(&ns, srv[2]->idx), 2);
+    cr_assert_eq(ns_ec_shards_on(&ns, srv[6]->idx), 0);
+    srv[2]->draining = 1;
+    ns_ec_plan(&ns, 5000);
+    uint64_t ids[4];
+    uint16_t src[4], dst[4];
+    int n = tasks_of(NS_TASK_EC_MOVE, ids, src, dst, 4);
+    cr_assert_eq(n, 2, "one move per stripe (got %d)", n);
+    for (int i = 0; i < n; i++) {
+        cr_assert_eq(src[i], srv[2]->idx, "moved from the draining holder");
+        cr_assert(dst[i] == srv[6]->idx || dst[i] == srv[7]->idx,
+                  "moved onto a server holding another shard (%u)", dst[i]);
+    }
+    cr_assert_eq(tasks_of(NS_TASK_EC_REBUILD, ids, src, dst, 4), 0, "nothing is lost");
+    /* one move per stripe at a time */
+    ns_ec_plan(&ns, 6000);
+    cr_assert_eq(tasks_of(NS_TASK_EC_MOVE, ids, src, dst, 4), 2);
+    /* a stale shard still counts on its server until it is dropped */
+    struct ns_stripe *st = ns_ec_get(&ns, 7);
+    st->holder[2] = srv[6]->idx;
+    st->stale[st->nstale++] = srv[2]->idx;
+    cr_assert_eq(ns_ec_shards_on(&ns, srv[2]->idx), 2);
+    st->nstale = 0;
+    cr_assert_eq(ns_ec_shards_on(&ns, srv[2]->idx), 1);
+}
+
+/* No server outside the stripe: nothing moves (the drain waits). */
+Test(ns_ec, drain_without_a_free_server_waits)
+{
+    servers(6);
+    stripe(7);
+    ns.safe_mode = 0;
+    srv[3]->draining = 1;
+    ns_ec_plan(&ns, 5000);
+    uint64_t ids[4];
+    uint16_t src[4], dst[4];
+    cr_assert_eq(tasks_of(NS_TASK_EC_MOVE, ids, src, dst, 4), 0);
+    cr_assert_eq(ns_ec_shards_on(&ns, srv[3]->idx), 1);
+}
+
+/* A stripe with a lost shard is repaired first (no move meanwhile). */
+Test(ns_ec, drain_waits_for_repair)
+{
+    servers(8);
+    stripe(7);
+    ns.safe_mode = 0;
+    srv[2]->draining = 1;
+    ns_registry_mark_down(&ns, srv[0], "test"); /* shard 0 lost */
+    ns_ec_plan(&ns, 5000);
+    uint64_t ids[4];
+    uint16_t src[4], dst[4];
+    cr_assert_eq(tasks_of(NS_TASK_EC_MOVE, ids, src, dst, 4), 0, "repair comes first");
+    cr_assert_eq(tasks_of(NS_TASK_EC_REBUILD, ids, src, dst, 4), 1);
+    cr_assert(dst[0] != srv[2]->idx, "rebuilt onto the draining server");
+}
+
+/* A draining holder that is down: its shard is rebuilt from k others. */
+Test(ns_ec, drain_of_a_down_holder_rebuilds)
+{
+    servers(8);
+    stripe(7);
+    ns.safe_mode = 0;
+    srv[2]->draining = 1;
+    ns_registry_mark_down(&ns, srv[2], "test");
+    ns_ec_plan(&ns, 5000);
+    uint64_t ids[4];
+    uint16_t src[4], dst[4];
+    cr_assert_eq(tasks_of(NS_TASK_EC_MOVE, ids, src, dst, 4), 0);
+    cr_assert_eq(tasks_of(NS_TASK_EC_REBUILD, ids, src, dst, 4), 1);
+    cr_assert(dst[0] == srv[6]->idx || dst[0] == srv[7]->idx);
+}
+
+/* The balance (ns_balance.c) counts shard files in the used bytes and moves
+ * shards of whole, idle stripes from the fullest servers onto emptier ones
+ * holding nothing of the stripe: one shard per stripe, as ec-move tasks. */
+Test(ns_ec, balance_moves_shards)
+{
+    servers(8);
+    for (int i = 0; i < 8; i++) {
+        srv[i]->capacity = 1024 * NS_MIB;
+        srv[i]->free = 1024 * NS_MIB;
+    }
+    ns.safe_mode = 0;
+    for (uint64_t id = 7; id <= 9; id++) {
+        stripe(id);
+        struct ns_stripe *st = ns_ec_get(&ns, id);
+        st->confirmed = 1;
+        for (unsigned j = 0; j < K + M; j++)
+            st->file_bytes[j] = 100 * NS_MIB;
+    }
+    struct ns_bal_view v;
+    cr_assert_eq(ns_balance_view(&ns, 5000, &v), 0);
+    cr_assert_eq(v.servers[srv[0]->idx].used, 300 * NS_MIB, "shard files counted");
+    cr_assert_eq(v.servers[srv[6]->idx].used, 0);
+    cr_assert(!v.balanced);
+    cr_assert_gt(v.nplan, 0);
+    for (size_t i = 0; i < v.nplan; i++)
+        cr_assert(v.plan[i].shard, "a shard move planned");
+    ns_balance_view_free(&v);
+    ns_balance_plan(&ns, 5000);
+    uint64_t ids[8];
+    uint16_t src[8], dst[8];
+    int n = tasks_of(NS_TASK_EC_MOVE, ids, src, dst, 8);
+    cr_assert_geq(n, 1);
+    for (int i = 0; i < n; i++) {
+        cr_assert(dst[i] == srv[6]->idx || dst[i] == srv[7]->idx, "onto a shard holder");
+        cr_assert(src[i] < srv[6]->idx, "from a shard holder");
+        for (int o = 0; o < i; o++)
+            cr_assert_neq(ids[o], ids[i], "two shards of block %" PRIu64 " at once", ids[i]);
+    }
+    cr_assert_eq(ns.bal.nmoves, (size_t)n);
+    /* a stripe with a moving shard has none other planned: the task keeps it busy */
+    ns_balance_plan(&ns, 6000);
+    cr_assert_eq(tasks_of(NS_TASK_EC_MOVE, ids, src, dst, 8), n);
+    /* a move ends when the stripe names its target */
+    for (size_t i = 0; i < ns.plan.ntasks; i++) {
+        struct ns_task *t = &ns.plan.tasks[i];
+        if (t->kind != NS_TASK_EC_MOVE || t->state != NS_TASK_RUNNING)
+            continue;
+        struct ns_stripe *st = ns_ec_get(&ns, t->block_id);
+        for (unsigned j = 0; j < K + M; j++)
+            if (st->holder[j] == t->src)
+                st->holder[j] = t->dst;
+        ns_plan_task_end(&ns, t->id, 0, L, 7000);
+    }
+    ns_balance_plan(&ns, 8000);
+    cr_assert_eq(ns.bal.moves_done, (uint32_t)n);
 }
