@@ -531,6 +531,13 @@ def _wait_for(check, seconds=10.0):
         time.sleep(0.2)
 
 
+def _all_reread():
+    """Once one server answers by the new keys file, the others re-read it
+    within their next one-second check: waits that out (a write of the next
+    call may go to another server, e.g. the primary of another block)."""
+    time.sleep(1.5)
+
+
 def test_key_roles_and_revocation(cluster, reader, tmp_path):
     """Keys for writes: roles nest (operator and member keys may upload and
     delete too), a client key file may hold the keys file's `ROLE NAME
@@ -568,6 +575,7 @@ def test_key_roles_and_revocation(cluster, reader, tmp_path):
 
             name = _wait_for(accepted)
             assert name, "the added key was never accepted"
+            _all_reread()
             assert c.get(c.put(b"pooled")) == b"pooled"  # connections now in the pool
             rewrite(original)  # app2 revoked
 
@@ -580,6 +588,7 @@ def test_key_roles_and_revocation(cluster, reader, tmp_path):
                     return True
 
             assert _wait_for(refused), "the revoked key still uploads"
+            _all_reread()
             with pytest.raises(imgstore.Unauthorized):
                 c.delete(name)
             assert c.get(name) == b"app2 was added"  # reads need no key
