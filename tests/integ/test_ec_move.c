@@ -1,9 +1,10 @@
-/* Integration test of moving erasure-coded shards (issue 16), 4+2 stripes
- * of 16 MiB blocks with 2 replicas:
- * Suite ec_move (seven dataservers): drains move shards (drain_moves_shards:
- * a plain copy from the draining holder, deletes during the move handed
- * over, bytes on the wire compressed and counted, ds-admin file of an
- * encoded file; then a damaged range makes the move decode the rest).
+/* Integration test of moving erasure-coded shards (issue 16): 4+2 stripes
+ * of blocks stored with 2 replicas before they were encoded.
+ * Suite ec_move (seven dataservers, 16 MiB blocks): drains move shards
+ * (drain_moves_shards: a plain copy from the draining holder, deletes during
+ * the move handed over, bytes on the wire compressed and counted, ds-admin
+ * file of an encoded file; then a damaged range makes the move decode the
+ * rest).
  * Suite ec_balance (six then seven dataservers of 64 MiB, 4 MiB blocks):
  * the balance moves shards of ten stripes onto an empty server
  * (rebalance_moves_shards).
