@@ -80,7 +80,9 @@ PKG_TESTS := $(wildcard tests/pkg/test_*.sh)
 # The helpers that call Criterion (json_check.c, fixture.c) are linked into the
 # integration tests only; INTEG_HELPERS (cluster.c ...) also into the chaos driver.
 INTEG_CR_HELPERS := $(call src_to_obj,tests/integ/json_check.c tests/integ/fixture.c)
-INTEG_HELPERS := $(filter-out $(INTEG_CR_HELPERS) $(OBJ)/tests/integ/test_%.o,\
+# ec_fixture.c (Criterion too) only into the two erasure-coding tests.
+EC_FIXTURE := $(call src_to_obj,tests/integ/ec_fixture.c)
+INTEG_HELPERS := $(filter-out $(INTEG_CR_HELPERS) $(EC_FIXTURE) $(OBJ)/tests/integ/test_%.o,\
                    $(call src_to_obj,$(wildcard tests/integ/*.c)))
 
 # The benchmark suite's helpers (bench/*.c); built and run only by `make bench`.
@@ -208,6 +210,8 @@ $(BUILD)/tests/integ_%: $(OBJ)/tests/integ/test_%.o $(INTEG_HELPERS) $(INTEG_CR_
                       $(BUILD)/lib/libimgstore.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
+
+$(BUILD)/tests/integ_ec $(BUILD)/tests/integ_ec_move: $(EC_FIXTURE)
 
 $(BUILD)/bench/baseline_files: $(OBJ)/bench/baseline_files.o $(OBJ)/tools/cli_bench.o \
                                $(OBJ)/tools/cli_util.o $(OBJ)/tools/emit.o $(BUILD)/lib/libimgstore.a

@@ -419,8 +419,8 @@ enum locate_from {
  * make each of them wait. LOCATE_FRESH (the last pass failed, or a replica
  * said the block moved) asks with the whole deadline and no fallback: a
  * location that failed must not send readers to lapsed copies that may have
- * been left out of their set (docs/reliability.md, "a stale fallback that
- * served a deleted file"). */
+ * been left out of their set (docs/chaos-findings.md, "a stale fallback
+ * that served a deleted file"). */
 static int locate(imgstore_t *h, uint64_t block_id, enum locate_mode mode, int64_t deadline,
                   struct cache_loc *out, enum locate_from *from)
 {

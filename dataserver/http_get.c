@@ -401,8 +401,8 @@ static int loc_lists_us(const struct http_req *r)
  * answer of this round whenever it could answer (remote_next asks it after
  * a cached location failed); our own lapsed copy serves only if that answer
  * still lists us, or there was none: the nameserver may have moved the
- * block's set on without us (docs/reliability.md, "a stale fallback that
- * served a deleted file"). */
+ * block's set on without us (docs/chaos-findings.md, "a stale fallback
+ * that served a deleted file"). */
 static int lapsed_round(struct http_req *r)
 {
     int local = r->lapsed_local && (!r->loc_fresh || loc_lists_us(r));

@@ -496,8 +496,8 @@ Test(available, full_server_left_alone)
 }
 
 /* (e) A holder cut off from the nameserver, while readers still reach it,
- * serves nothing that was deleted meanwhile (docs/reliability.md, "a stale
- * fallback that served a deleted file"). ds1 reaches the nameserver only
+ * serves nothing that was deleted meanwhile (docs/chaos-findings.md, "a
+ * stale fallback that served a deleted file"). ds1 reaches the nameserver only
  * through a proxy; a reader caches the location {ds1, B} of a file; the
  * proxy is cut; the nameserver moves the block's set on to {B, C}; the file
  * is deleted (acknowledged by B and C); B is killed. The reader's cached
