@@ -308,7 +308,7 @@ fuzz-corpus: deps
 # (json_check.c is for the Criterion integration tests; the driver is no
 # Criterion program.)
 $(BUILD)/tests/chaos: $(OBJ)/tests/chaos/chaos.o $(OBJ)/tests/chaos/faults.o $(OBJ)/tests/chaos/env.o \
-                      $(OBJ)/tests/chaos/avail.o $(OBJ)/tests/chaos/ha.o \
+                      $(OBJ)/tests/chaos/avail.o $(OBJ)/tests/chaos/ha.o $(OBJ)/tests/chaos/ha_net.o \
                       $(filter-out %/json_check.o,$(INTEG_HELPERS)) \
                       $(BUILD)/lib/libimgstore.a
 	@mkdir -p $(dir $@)
