@@ -319,7 +319,9 @@ chaos: deps
 	IMGSTORE_BIN=$(abspath $(BUILD)/bin) CHAOS_SECONDS=$(CHAOS_SECONDS) ./tests/run.sh $(CHAOS_BIN)
 
 # The chaos suite's HA mode (tests/chaos/ha.c): one etcd, two nameservers,
-# kills and freezes of the leader and of etcd; one line "skipped" without etcd.
+# kills and freezes of the leader and of etcd, etcd cut off from the leader,
+# and (as root, ha_net.c) the leader partitioned; one line "skipped" without
+# etcd.
 chaos-ha: deps
 	$(MAKE) all $(CHAOS_BIN)
 	IMGSTORE_BIN=$(abspath $(BUILD)/bin) CHAOS_HA=1 CHAOS_SECONDS=$(CHAOS_SECONDS) \
