@@ -704,7 +704,54 @@ struct fake_etcd {
     volatile int stop;
     int answered; /* __atomic */
     pthread_t thread;
+    int watch_junk;   /* the first /v3/watch gets watch_lines, then an endless line */
+    int watches;      /* /v3/watch requests seen (__atomic) */
+    int watch_cut;    /* errno of the endless line's send (EPIPE, ECONNRESET: cut off) */
+    size_t watch_fed; /* bytes of the endless line sent before that */
 };
+
+/* Lines of a watch stream: two (the last two) carry events and must kick a
+ * round each; the rest must be ignored. */
+static const char *const watch_lines[] = {
+    "not json",
+    "{\"result\": {\"events\": \"x\"}}",
+    "{\"result\": 5}",
+    "[{\"result\": {\"events\": [1]}}]",
+    "{\"result\": {\"events\": []}}",
+    "{\"result\": {\"events\": [{\"type\": 7}]}}",
+    "{\"result\": {\"events\": [{\"type\": \"DELETE\", \"kv\": {}}]}}",
+};
+
+/* The first watch: a stream of watch_lines, then one line without end (up
+ * to 4 MiB): the nameserver must cut the stream at its line bound. */
+static void fake_watch(struct fake_etcd *f, int fd)
+{
+    const char *head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                       "Connection: close\r\n\r\n";
+    struct timeval tv = {.tv_sec = 3};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (cluster_send_all(fd, head, strlen(head)) != 0)
+        goto out;
+    for (size_t i = 0; i < sizeof(watch_lines) / sizeof(watch_lines[0]); i++)
+        if (cluster_send_all(fd, watch_lines[i], strlen(watch_lines[i])) != 0 ||
+            cluster_send_all(fd, "\n", 1) != 0)
+            goto out;
+    usleep(300 * 1000); /* the lines are read and acted on before the flood */
+    char chunk[4096];
+    memset(chunk, 'a', sizeof(chunk));
+    while (f->watch_fed < (4u << 20)) {
+        ssize_t n = send(fd, chunk, sizeof(chunk), MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            f->watch_cut = errno;
+            break;
+        }
+        f->watch_fed += (size_t)n;
+    }
+out:
+    close(fd);
+}
 
 static const char *const junk[] = {
     "not json at all",
@@ -737,6 +784,11 @@ static void fake_etcd_conn(struct fake_etcd *f, int fd)
             break;
         if (len == sizeof(req) - 1)
             break;
+    }
+    if (strstr(req, "POST /v3/watch") && f->watch_junk &&
+        __atomic_fetch_add(&f->watches, 1, __ATOMIC_RELAXED) == 0) {
+        fake_watch(f, fd);
+        return;
     }
     int n = __atomic_fetch_add(&f->answered, 1, __ATOMIC_RELAXED);
     /* "L2ltZ3N0b3JlL2NsdXN0ZXJfaWQ=" is base64 of "/imgstore/cluster_id". */
@@ -779,16 +831,56 @@ static void *fake_etcd_run(void *arg)
     return NULL;
 }
 
+/* Runs a nameserver with --etcd on the fake f (its folder in a cluster of
+ * its own, started for that): it takes the cluster id, never leads on junk
+ * and never dies for 5 s; then it stops cleanly on SIGTERM. Returns the
+ * cluster (the caller checks more and stops it) with the nameserver's log
+ * in log. */
+static struct cluster *run_on_fake(struct fake_etcd *f, char *log, size_t loglen);
+
 Test(ha_hostile, junk_from_etcd, .timeout = 120)
 {
     struct fake_etcd f = {0};
-    f.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    char log[512];
+    struct cluster *c = run_on_fake(&f, log, sizeof(log));
+    c->passed = 1;
+    cluster_stop(c);
+}
+
+/* The watch stream of the leader key is hostile too: lines that are not
+ * objects with events kick nothing, each line with events kicks one round
+ * (logged), a line longer than the bound (64 KiB) ends the stream (the
+ * gateway's send fails, after well under 4 MiB) and the watch is opened
+ * again. */
+Test(ha_hostile, junk_on_the_watch, .timeout = 120)
+{
+    struct fake_etcd f = {.watch_junk = 1};
+    char log[512];
+    struct cluster *c = run_on_fake(&f, log, sizeof(log));
+    fprintf(stderr, "[ha] watch: %zu bytes of an endless line sent before the cut (%s); %d "
+            "watches\n",
+            f.watch_fed, strerror(f.watch_cut), __atomic_load_n(&f.watches, __ATOMIC_RELAXED));
+    cr_assert(f.watch_cut == EPIPE || f.watch_cut == ECONNRESET,
+              "the endless line was not cut (errno %d, %zu bytes taken)", f.watch_cut,
+              f.watch_fed);
+    cr_assert_lt(f.watch_fed, 4u << 20);
+    cr_assert_geq(__atomic_load_n(&f.watches, __ATOMIC_RELAXED), 2,
+                  "the watch was not opened again");
+    cr_assert_eq(log_count(log, "the leader key was deleted (watch)"), 1);
+    cr_assert_eq(log_count(log, "the leader key was written (watch)"), 1);
+    c->passed = 1;
+    cluster_stop(c);
+}
+
+static struct cluster *run_on_fake(struct fake_etcd *f, char *log, size_t loglen)
+{
+    f->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t sl = sizeof(sa);
-    cr_assert(f.lfd >= 0 && bind(f.lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-              getsockname(f.lfd, (struct sockaddr *)&sa, &sl) == 0 && listen(f.lfd, 16) == 0);
-    snprintf(f.addr, sizeof(f.addr), "127.0.0.1:%d", ntohs(sa.sin_port));
-    cr_assert_eq(pthread_create(&f.thread, NULL, fake_etcd_run, &f), 0);
+    cr_assert(f->lfd >= 0 && bind(f->lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+              getsockname(f->lfd, (struct sockaddr *)&sa, &sl) == 0 && listen(f->lfd, 16) == 0);
+    snprintf(f->addr, sizeof(f->addr), "127.0.0.1:%d", ntohs(sa.sin_port));
+    cr_assert_eq(pthread_create(&f->thread, NULL, fake_etcd_run, f), 0);
 
     struct cluster *c = NULL;
     struct cluster_opts o = {.ndataservers = 1, .replicas = 1, .insecure = 1};
@@ -802,7 +894,7 @@ Test(ha_hostile, junk_from_etcd, .timeout = 120)
     snprintf(p.log, sizeof(p.log), "%s/log/nsx.log", c->dir);
     cr_assert_eq(mkdir(p.data, 0755), 0);
     const char *argv[] = {"nameserver", "--listen", p.addr, "--data", p.data, "--insecure",
-                          "--etcd", f.addr, "--etcd-ttl-ms", "1000", NULL};
+                          "--etcd", f->addr, "--etcd-ttl-ms", "1000", NULL};
     cr_assert_eq(cluster_spawn(c, &p, argv), 0);
     /* It took the cluster id, then never leads on junk, and never dies. */
     int64_t t0 = cluster_now_ms();
@@ -811,16 +903,16 @@ Test(ha_hostile, junk_from_etcd, .timeout = 120)
         usleep(200000);
     }
     cr_assert_gt(log_count(p.log, "etcd: cluster id 0123456789abcdef0123456789abcdef"), 0);
-    cr_assert_gt(__atomic_load_n(&f.answered, __ATOMIC_RELAXED), 20, "etcd was not asked");
+    cr_assert_gt(__atomic_load_n(&f->answered, __ATOMIC_RELAXED), 20, "etcd was not asked");
     cr_assert_eq(log_count(p.log, "leading (epoch"), 0, "it led on junk");
     cr_assert_eq(status_of(p.addr), IMG_ENOTLEADER);
     int st = cluster_signal_proc(&p, SIGTERM);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
-    f.stop = 1;
-    pthread_join(f.thread, NULL);
-    close(f.lfd);
-    c->passed = 1;
-    cluster_stop(c);
+    f->stop = 1;
+    pthread_join(f->thread, NULL);
+    close(f->lfd);
+    snprintf(log, loglen, "%s", p.log);
+    return c;
 }
 
 /* etcd unreachable (frozen): the leader stops acting within the TTL and
