@@ -13,7 +13,8 @@
  * cannot be opened or stalls changes nothing but speed.
  *
  * Every line is hostile: one longer than HA_WATCH_LINE_MAX ends the stream;
- * a line that is not such an object kicks nothing. A stream lasts at most
+ * a line that is not such an object kicks nothing; at most
+ * HA_WATCH_LOG_PER_S events a second are logged (the rest counted). A stream lasts at most
  * HA_WATCH_MAX_MS (a connection left half-open by a partition is replaced);
  * after a stream that failed the next one waits TTL/3 and goes to the next
  * endpoint. ns_etcd_watch_stop wakes the thread out of its wait
@@ -27,12 +28,16 @@
 
 #define HA_WATCH_LINE_MAX (64u << 10) /* longest line of the stream kept */
 #define HA_WATCH_MAX_MS 60000         /* a stream is reopened after this long */
+#define HA_WATCH_LOG_PER_S 10         /* events logged per second at most */
 
 struct wbuf {
     struct ns_ha *ha;
     char *p;
     size_t n;
-    int events; /* lines with events seen on this stream */
+    int events;           /* lines with events seen on this stream */
+    uint64_t window_ms;   /* start of the current second of logging */
+    unsigned logged;      /* events logged in it */
+    unsigned unlogged;    /* events not logged in it */
 };
 
 static int stopping(struct ns_ha *ha)
@@ -52,8 +57,21 @@ static void on_line(struct wbuf *w, const char *line)
     if (json_is_array(ev) && json_array_size(ev) > 0) {
         const char *type = json_string_value(json_object_get(json_array_get(ev, 0), "type"));
         w->events++;
-        log_info("etcd: the leader key was %s (watch): a round now",
-                 type && strcmp(type, "DELETE") == 0 ? "deleted" : "written");
+        uint64_t now = ns_etcd_mono_ms();
+        if (now - w->window_ms >= 1000) {
+            if (w->unlogged)
+                log_warn("etcd: %u more changes of the leader key (watch) not logged",
+                         w->unlogged);
+            w->window_ms = now;
+            w->logged = w->unlogged = 0;
+        }
+        if (w->logged < HA_WATCH_LOG_PER_S) { /* a real etcd: two per election */
+            w->logged++;
+            log_info("etcd: the leader key was %s (watch): a round now",
+                     type && strcmp(type, "DELETE") == 0 ? "deleted" : "written");
+        } else {
+            w->unlogged++;
+        }
         pthread_mutex_lock(&w->ha->mu);
         w->ha->kick = 1;
         pthread_cond_signal(&w->ha->cv);
