@@ -192,11 +192,12 @@ static void set_main(struct ds *ds, struct ds_nss *s)
         memcpy(ds->ns_addr, s->addr, sizeof(ds->ns_addr));
         log_info("taking commands from nameserver %s", s->addr);
         ds_compact_release_holds(ds); /* no release will come for them */
-    } else if (ds->nnss > 1 && !ds->stopping) {
+    } else if (ds->nnss > 1 && !ds->stopping && !ds->hb_soon) {
         /* The leader went (stepped down, deposed, gone): ask the others
-         * at once and then every DS_LEADERLESS_HB_MS (hb_tick), not at the
-         * next tick of DS_HEARTBEAT_MS, so the next leader is found soon
-         * after it leads. */
+         * DS_LEADERLESS_HB_MS / 2 from now and then every
+         * DS_LEADERLESS_HB_MS (hb_tick), not at the next tick of
+         * DS_HEARTBEAT_MS, so the next leader is found soon after it
+         * leads (a planned step-down: within milliseconds). */
         uv_timer_start(&ds->hb_timer, hb_tick, DS_LEADERLESS_HB_MS / 2, DS_HEARTBEAT_MS);
     }
 }
