@@ -752,6 +752,11 @@ struct fake_etcd {
     size_t watch_fed; /* bytes of the endless line sent before that */
 };
 
+/* The endless line's bytes at most: loopback sockets buffer several MiB
+ * (tcp_rmem and tcp_wmem autotuning), so a nameserver slow to read (a
+ * loaded machine) still has to cut it long before this. */
+#define WATCH_FLOOD (64u << 20)
+
 /* Lines of a watch stream: two (the last two) carry events and must kick a
  * round each; the rest must be ignored. */
 static const char *const watch_lines[] = {
@@ -765,7 +770,8 @@ static const char *const watch_lines[] = {
 };
 
 /* The first watch: a stream of watch_lines, then one line without end (up
- * to 4 MiB): the nameserver must cut the stream at its line bound. */
+ * to WATCH_FLOOD bytes, more than the socket buffers of both ends hold):
+ * the nameserver must cut the stream at its line bound. */
 static void fake_watch(struct fake_etcd *f, int fd)
 {
     const char *head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
@@ -787,7 +793,7 @@ static void fake_watch(struct fake_etcd *f, int fd)
     usleep(300 * 1000); /* the lines are read and acted on before the endless one */
     char chunk[4096];
     memset(chunk, 'a', sizeof(chunk));
-    while (f->watch_fed < (4u << 20)) {
+    while (f->watch_fed < WATCH_FLOOD) {
         ssize_t n = send(fd, chunk, sizeof(chunk), MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
             continue;
@@ -898,7 +904,7 @@ Test(ha_hostile, junk_from_etcd, .timeout = 120)
 /* The watch stream of the leader key is hostile too: lines that are not
  * objects with events kick nothing, each line with events kicks one round
  * (logged, at most 10 a second), a line longer than the bound (64 KiB)
- * ends the stream (the gateway's send fails, after well under 4 MiB) and
+ * ends the stream (the gateway's send fails, before WATCH_FLOOD) and
  * the watch is opened again. */
 Test(ha_hostile, junk_on_the_watch, .timeout = 120)
 {
@@ -911,7 +917,7 @@ Test(ha_hostile, junk_on_the_watch, .timeout = 120)
     cr_assert(f.watch_cut == EPIPE || f.watch_cut == ECONNRESET,
               "the endless line was not cut (errno %d, %zu bytes taken)", f.watch_cut,
               f.watch_fed);
-    cr_assert_lt(f.watch_fed, 4u << 20);
+    cr_assert_lt(f.watch_fed, WATCH_FLOOD);
     cr_assert_geq(__atomic_load_n(&f.watches, __ATOMIC_RELAXED), 2,
                   "the watch was not opened again");
     cr_assert_eq(log_count(log, "the leader key was deleted (watch)"), 1);
