@@ -312,7 +312,7 @@ fuzz-corpus: deps
 # (json_check.c is for the Criterion integration tests; the driver is no
 # Criterion program.)
 $(BUILD)/tests/chaos: $(OBJ)/tests/chaos/chaos.o $(OBJ)/tests/chaos/faults.o $(OBJ)/tests/chaos/env.o \
-                      $(OBJ)/tests/chaos/avail.o $(OBJ)/tests/chaos/ha.o \
+                      $(OBJ)/tests/chaos/avail.o $(OBJ)/tests/chaos/ha.o $(OBJ)/tests/chaos/ha_net.o \
                       $(filter-out %/json_check.o,$(INTEG_HELPERS)) \
                       $(BUILD)/lib/libimgstore.a
 	@mkdir -p $(dir $@)
@@ -323,7 +323,9 @@ chaos: deps
 	IMGSTORE_BIN=$(abspath $(BUILD)/bin) CHAOS_SECONDS=$(CHAOS_SECONDS) ./tests/run.sh $(CHAOS_BIN)
 
 # The chaos suite's HA mode (tests/chaos/ha.c): one etcd, two nameservers,
-# kills and freezes of the leader and of etcd; one line "skipped" without etcd.
+# kills and freezes of the leader and of etcd, etcd cut off from the leader,
+# and (as root, ha_net.c) the leader partitioned; one line "skipped" without
+# etcd.
 chaos-ha: deps
 	$(MAKE) all $(CHAOS_BIN)
 	IMGSTORE_BIN=$(abspath $(BUILD)/bin) CHAOS_HA=1 CHAOS_SECONDS=$(CHAOS_SECONDS) \

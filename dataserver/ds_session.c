@@ -10,7 +10,9 @@
  * that answered with an older epoch are refused IMG_EEPOCH (fencing), on
  * any other session IMG_EEPOCH too. While no session leads, or the leader's
  * has not answered for DS_HEARTBEAT_MS, heartbeats go out every
- * DS_LEADERLESS_HB_MS, so a new leader is found within that.
+ * DS_LEADERLESS_HB_MS (the first one half of that after the leader's
+ * session closed or it answered as a standby), so a new leader is found
+ * within that.
  *
  * The first heartbeat on a connection is a full block report; later ones,
  * every DS_HEARTBEAT_MS, carry only the blocks that changed (b->dirty, set
@@ -56,6 +58,7 @@
 
 static void session_connect(struct ds_nss *s);
 static void send_heartbeats(struct ds *ds);
+static void hb_tick(uv_timer_t *t);
 
 static int nss_ready(const struct ds_nss *s)
 {
@@ -189,6 +192,13 @@ static void set_main(struct ds *ds, struct ds_nss *s)
         memcpy(ds->ns_addr, s->addr, sizeof(ds->ns_addr));
         log_info("taking commands from nameserver %s", s->addr);
         ds_compact_release_holds(ds); /* no release will come for them */
+    } else if (ds->nnss > 1 && !ds->stopping && !ds->hb_soon) {
+        /* The leader went (stepped down, deposed, gone): ask the others
+         * DS_LEADERLESS_HB_MS / 2 from now and then every
+         * DS_LEADERLESS_HB_MS (hb_tick), not at the next tick of
+         * DS_HEARTBEAT_MS, so the next leader is found soon after it
+         * leads (a planned step-down: within milliseconds). */
+        uv_timer_start(&ds->hb_timer, hb_tick, DS_LEADERLESS_HB_MS / 2, DS_HEARTBEAT_MS);
     }
 }
 

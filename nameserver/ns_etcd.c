@@ -9,7 +9,10 @@
  * request (at most HA_BODY_MAX bytes are kept).
  *
  * The thread runs a round (lease, leader key, shared meta, ids) every TTL/3
- * (TTL/6 as a standby) or at once when kicked, and between rounds sends
+ * (TTL/6 as a standby) or at once when kicked (meta to store, ids wanted,
+ * a step-down, or a change of the leader key seen by the watch thread of
+ * ns_etcd_watch.c: a standby campaigns as soon as the key is deleted), and
+ * between rounds sends
  * the delete-journal keys the loop queued (ns_etcd_dj.c, which shares
  * ns_etcd_int.h with this file).
  *
@@ -779,6 +782,8 @@ int ns_etcd_start(struct ns *ns, uv_loop_t *loop, void (*demoted)(struct ns *ns)
     if (rc)
         return -rc;
     ha->thread_started = 1;
+    if (ns_etcd_watch_start(ha) != 0)
+        log_warn("etcd: no watch on the leader key: changes of leader seen at the polls only");
     return 0;
 }
 
@@ -795,6 +800,7 @@ void ns_etcd_stop(struct ns *ns)
         pthread_join(ha->thread, NULL);
         ha->thread_started = 0;
     }
+    ns_etcd_watch_stop(ha);
     ns_etcd_dj_cancel(ha); /* puts not answered yet: -ECANCELED */
     ha->v.leader = 0;
     if (ha->async_open) {

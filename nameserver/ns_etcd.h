@@ -9,7 +9,9 @@
  * exist, and reports to the loop through a uv_async: leading or not, the
  * epoch (the leader key's create revision), the leader's address, the
  * monotonic time until which it may act (the last renewal's send time plus
- * 3/4 of the TTL), and the block-id range it took for its term. The
+ * 3/4 of the TTL), and the block-id range it took for its term. A second
+ * thread watches the leader key (ns_etcd_watch.c): a change of it runs a
+ * round at once, so a standby campaigns as soon as the key is gone. The
  * leader's delete journal is kept in etcd too (ns_etcd_dj.c): a new leader
  * reads it before it acts.
  *

@@ -60,6 +60,10 @@ struct ns_ha {
     int64_t lease;
     pthread_t thread;
     int thread_started;
+    /* the watch (ns_etcd_watch.c) */
+    CURLM *wmulti;
+    pthread_t wthread;
+    int wthread_started;
     /* shared */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -106,6 +110,15 @@ int64_t ns_etcd_num(json_t *o, const char *name);
 
 /* PREFIX/name into out (HA_KEY_MAX bytes). */
 void ns_etcd_key_of(const struct ns_ha *ha, const char *name, char *out);
+
+/* ---- ns_etcd_watch.c ---- */
+
+/* Starts the thread watching PREFIX/leader: each change kicks a round.
+ * 0 or -1 (the polls alone then). */
+int ns_etcd_watch_start(struct ns_ha *ha);
+
+/* Stops it; ha->stop must be set first. Safe when not started. */
+void ns_etcd_watch_stop(struct ns_ha *ha);
 
 /* ---- ns_etcd_dj.c ---- */
 

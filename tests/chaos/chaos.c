@@ -62,15 +62,21 @@
  *
  * With CHAOS_HA=1 (make chaos-ha; ha.c), the HA mode: one etcd, two
  * nameservers in one group, and the rounds hold kill -9 of the leader,
- * SIGSTOP of the leader past the TTL, kill -9 of etcd (each restarted) and
- * etcd cut off from the leader; no dataserver fault, no partition, no full
+ * SIGSTOP of the leader past the TTL, kill -9 of etcd (each restarted),
+ * etcd cut off from the leader, and (ha_net.c; when the driver may create
+ * network namespaces, each nameserver runs in its own, else one line says
+ * the kind is skipped) a network partition of the leader: its veth down,
+ * mostly past the TTL; no dataserver fault, no dataserver partition, no full
  * disk (compactions run as usual: a hold whose leader went is released by
  * the dataservers, docs/dataserver.md). Invariant 7
  * is enforced (CHAOS_AVAIL_STRICT defaults to 1; a nameserver killed or
  * frozen is no excuse, etcd down excuses uploads and deletes), and
  *
  *   8. no two nameservers acted in the same epoch (their logs and the
- *      dataservers' say who led each epoch).
+ *      dataservers' say who led each epoch);
+ *   9. a leader cut off (from etcd, or by a partition) past the TTL stopped
+ *      acting within the TTL, after a partition the other led in a higher
+ *      epoch before it ended, and once back the old leader follows.
  *
  * Skipped with one line when etcd is not installed.
  *
@@ -89,7 +95,8 @@
  * Files: chaos.c (this one: main, the load workers, the final checks, the
  * report), faults.c (fault injection), env.c (network namespace, tmpfs,
  * memory sampling, ds-admin helpers), avail.c (availability per fault
- * kind), ha.c (the HA mode), chaos.h (what they share). */
+ * kind), ha.c (the HA mode), ha_net.c (its namespaces, invariant 9),
+ * chaos.h (what they share). */
 #include "tests/chaos/chaos.h"
 
 #include <errno.h>
@@ -384,10 +391,10 @@ void check_servers(void)
         }
         fail_say("%s died without being killed; restarting it", p->name);
         inv_servers.failed++;
-        if (p == &C->ns)
+        if (p == &C->ns && !ha_on)
             cluster_start_ns(C);
-        else if (p == &ha_ns2)
-            ha_start_ns2();
+        else if (p == &C->ns || p == &ha_ns2)
+            ha_net_start_ns(p);
         else
             start_ds((int)(p - C->ds));
     }
@@ -576,14 +583,15 @@ static void stop_servers(void)
 static int report_invariants(int failed_only)
 {
     struct inv *all[] = {&inv_uploads, &inv_deletes, &inv_bytes, &inv_servers, &inv_http,
-                         &inv_memory, &inv_avail, &inv_epochs};
+                         &inv_memory, &inv_avail, &inv_epochs, &inv_cutoff};
     /* Invariant 7 (availability) is one of them only with CHAOS_AVAIL_STRICT=1
      * (the default in the HA mode); otherwise avail_report prints it as a
-     * report line. Invariant 8 only in the HA mode. */
+     * report line. Invariants 8 and 9 only in the HA mode. */
     size_t ninv = sizeof(all) / sizeof(all[0]);
     int bad = 0;
     for (size_t i = 0; i < ninv; i++) {
-        if ((all[i] == &inv_avail && !avail_strict) || (all[i] == &inv_epochs && !ha_on))
+        if ((all[i] == &inv_avail && !avail_strict) ||
+            ((all[i] == &inv_epochs || all[i] == &inv_cutoff) && !ha_on))
             continue;
         if (!failed_only || all[i]->failed)
             printf("invariant %zu, %s: %lu passed, %lu failed\n", i + 1, all[i]->what,
@@ -635,6 +643,8 @@ static int report(void)
     print_errs("uploads", &uploads.errs);
     print_errs("reads", &reads.errs);
     print_errs("deletes", &deletes.errs);
+    if (ha_on)
+        ha_cutoff_report();
     avail_report(avail_strict);
     return report_invariants(0);
 }
@@ -689,7 +699,14 @@ int main(void)
         ha_teardown();
         return 1;
     }
-    /* The HA mode runs on loopback alone: no partition, no full disk. */
+    /* The HA mode: the nameservers in namespaces of their own (ha_net.c);
+     * no dataserver partition, no full disk. */
+    if (ha_on && ha_net_setup() == -2) {
+        ha_net_teardown();
+        cluster_stop(C);
+        ha_teardown();
+        return 1;
+    }
     if (!ha_on && partition_setup(1) == -2) {
         partition_teardown();
         cluster_stop(C);
@@ -728,6 +745,7 @@ int main(void)
     ha_check_epochs();
     full_disk_teardown();
     partition_teardown();
+    ha_net_teardown();
     imgstore_close(H);
     int bad = report();
     C->passed = !bad;

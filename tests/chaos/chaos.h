@@ -9,7 +9,9 @@
  *             memory sampling, ds-admin helpers, starting a dataserver;
  *   avail.c   availability per fault kind (invariant 7);
  *   ha.c      the HA mode (CHAOS_HA=1): etcd, a second nameserver, the HA
- *             fault kinds, invariant 8.
+ *             fault kinds, invariant 8;
+ *   ha_net.c  the HA mode's network namespaces (one per nameserver) and the
+ *             partition of the leader, invariant 9.
  *
  * The driver links tests/integ/cluster.c and the client library; it may call
  * those and nothing else of the project. */
@@ -76,7 +78,7 @@ enum fault {
     /* With CHAOS_AVAIL_FAULTS=1 (issue 20), in the shuffled rounds too: */
     F_HDR_DAMAGE, F_CAPACITY, F_NS_AWAY,
     /* With CHAOS_HA=1 (ha.c), the only kinds: */
-    F_HA_KILL_LEADER, F_HA_STOP_LEADER, F_HA_ETCD, F_HA_CUT_ETCD, F_KINDS
+    F_HA_KILL_LEADER, F_HA_STOP_LEADER, F_HA_ETCD, F_HA_CUT_ETCD, F_HA_PARTITION, F_KINDS
 };
 extern const char *fault_names[F_KINDS];
 
@@ -176,6 +178,29 @@ void full_disk_teardown(void);
  * or -2 (the cluster did not come back). */
 int partition_setup(int i);
 void partition_teardown(void);
+/* Replaces the host of "HOST:PORT" (addr, n bytes) by `host`. */
+void set_host(char *addr, size_t n, const char *host);
+
+/* A network namespace joined to the host by a veth pair: the host end
+ * (`veth`) at 10.78.net.1/24, the inner end eth0 at 10.78.net.2/24, and a
+ * fallback route making 10.78.net.0/24 unreachable while the host end is
+ * down. */
+struct chaos_netns {
+    char name[32]; /* `ip netns` name, "" when none */
+    char veth[16]; /* the host end */
+    unsigned net;  /* 0 until the fallback route is set */
+    int fd;        /* /run/netns/NAME, -1 when none */
+};
+/* Makes it (route: a default route inside via the host end, so the inside
+ * reaches every host address). 0, or -1 with *why (a static string) and
+ * nothing left behind. */
+int netns_make(struct chaos_netns *n, const char *name, const char *veth, unsigned net,
+               int route, const char **why);
+/* Removes what netns_make made (safe on a zeroed one with fd -1). */
+void netns_drop(struct chaos_netns *n);
+/* Runs fn(arg) with the calling thread in n (a process forked there lives
+ * there), then back in the host's; fn's result. */
+int netns_run(const struct chaos_netns *n, int (*fn)(void *), void *arg);
 
 /* ---- avail.c: availability per fault kind (invariant 7) -------------------- */
 
@@ -220,5 +245,43 @@ void ha_inject(enum fault kind, uint64_t *rng);
 void ha_check_epochs(void);
 /* Stops etcd and removes its folder. */
 void ha_teardown(void);
+/* Restarts etcd empty on its ports, its proxies listening on host_ns
+ * (ns's) and host_ns2 (ns2's). 0 or -1 (said). */
+int ha_etcd_reset(const char *host_ns, const char *host_ns2);
+/* 1 when the nameserver p leads (it answers CLUSTER_STATUS itself). */
+int ha_leads(const struct cluster_proc *p);
+/* The nameserver that leads, waiting up to 10 s; NULL when none. Its epoch
+ * in *epoch when not NULL (0 when unknown). */
+struct cluster_proc *ha_leader(int64_t *epoch);
+
+/* ---- ha_net.c: the nameservers' network namespaces (HA mode) ------------------ */
+
+extern int ha_net_on;         /* the nameservers run in namespaces of their own */
+extern struct inv inv_cutoff; /* invariant 9 */
+
+/* Moves the HA cluster onto veth addresses, each nameserver in its own
+ * namespace (etcd restarted empty, the folders emptied). 0, -1 (skipped,
+ * one line says why) or -2 (the cluster did not come back). */
+int ha_net_setup(void);
+void ha_net_teardown(void);
+/* Starts (or restarts) nameserver p (C->ns or ha_ns2), inside its
+ * namespace when ha_net_setup made them. 0 or an error. */
+int ha_net_start_ns(struct cluster_proc *p);
+/* F_HA_PARTITION: the leader's veth down for a while, then up. */
+void ha_net_partition(uint64_t *rng);
+/* Invariant 9 for the leader `old` (of epoch old_epoch) cut off from
+ * wall-clock ms cut_wall_ms to up_wall_ms (from etcd alone, or from
+ * everything): with long (the cut outlasted the TTL), it logged "stopped
+ * leading" within the TTL, and with want_other too, the other nameserver
+ * logged leading in a higher epoch before the cut ended; in every case,
+ * once back it follows (logs the other as leader in a higher epoch) or
+ * leads again (nobody took over), within 3 TTLs. Figures kept for the
+ * report. */
+void ha_check_cutoff(enum fault kind, const struct cluster_proc *old, int64_t old_epoch,
+                     int64_t cut_wall_ms, int64_t up_wall_ms, int long_cut, int want_other);
+/* The figures of the cut-off leaders (report). */
+void ha_cutoff_report(void);
+/* Wall-clock ms (the servers' log timestamps are UTC wall clock). */
+int64_t wall_ms(void);
 
 #endif

@@ -32,13 +32,13 @@ uint64_t full_min_free = UINT64_MAX; /* least free space seen there */
 /* With root and `ip netns`, one dataserver (part_ds) runs in its own network
  * namespace at 10.78.N.2, joined to the host by a veth pair whose host end
  * is 10.78.N.1; every other server listens on 10.78.N.1, so every address
- * is reachable from both sides. A partition takes the host end down. */
+ * is reachable from both sides. A partition takes the host end down. (The
+ * HA mode puts the nameservers in namespaces of their own the same way,
+ * ha_net.c.) */
 int part_ds = -1;
-static int netns_fd = -1, rootns_fd = -1;
-static char netns_name[32];
-static unsigned veth_net; /* N of 10.78.N.0/24, 0: no fallback route set */
+static struct chaos_netns part_ns = {.fd = -1};
+static int rootns_fd = -1;
 char veth_host[16];
-
 
 /* Runs a shell command (output to the driver's stderr); returns its exit
  * status (0 when it succeeded). */
@@ -55,13 +55,16 @@ int sh(const char *fmt, ...)
 
 /* Starts (or restarts) dataserver i, inside its namespace for part_ds:
  * setns applies to the calling thread, and the server is forked from it. */
+static int start_ds_fn(void *arg)
+{
+    return cluster_start_ds(C, *(int *)arg);
+}
+
 int start_ds(int i)
 {
-    int in_ns = i == part_ds && setns(netns_fd, CLONE_NEWNET) == 0;
-    int rc = cluster_start_ds(C, i);
-    if (in_ns && setns(rootns_fd, CLONE_NEWNET) != 0)
-        say("setns back to the host's network: %s", strerror(errno));
-    return rc;
+    if (i == part_ds)
+        return netns_run(&part_ns, start_ds_fn, &i);
+    return cluster_start_ds(C, i);
 }
 
 /* ---- ds-admin -------------------------------------------------------------- */
@@ -308,18 +311,85 @@ void full_disk_teardown(void)
 }
 
 
+/* ---- network namespaces ------------------------------------------------------ */
+
+int netns_run(const struct chaos_netns *n, int (*fn)(void *), void *arg)
+{
+    if (rootns_fd < 0)
+        rootns_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    int in_ns = n->fd >= 0 && rootns_fd >= 0 && setns(n->fd, CLONE_NEWNET) == 0;
+    if (n->fd >= 0 && !in_ns)
+        say("setns into %s: %s", n->name, strerror(errno));
+    int rc = fn(arg);
+    if (in_ns && setns(rootns_fd, CLONE_NEWNET) != 0)
+        say("setns back to the host's network: %s", strerror(errno));
+    return rc;
+}
+
+void netns_drop(struct chaos_netns *n)
+{
+    if (n->net)
+        sh("ip route del unreachable 10.78.%u.0/24 metric 4242 2>/dev/null", n->net);
+    n->net = 0;
+    if (n->fd >= 0)
+        close(n->fd);
+    n->fd = -1;
+    if (n->name[0])
+        sh("ip netns del %s 2>/dev/null", n->name);
+    n->name[0] = '\0';
+}
+
+int netns_make(struct chaos_netns *n, const char *name, const char *veth, unsigned net,
+               int route, const char **why)
+{
+    memset(n, 0, sizeof(*n));
+    n->fd = -1;
+    snprintf(n->veth, sizeof(n->veth), "%s", veth);
+    if (sh("ip netns add %s 2>/dev/null", name) != 0) {
+        *why = "ip netns add not permitted here";
+        return -1;
+    }
+    snprintf(n->name, sizeof(n->name), "%s", name);
+    char nspath[64];
+    snprintf(nspath, sizeof(nspath), "/run/netns/%s", name);
+    n->fd = open(nspath, O_RDONLY | O_CLOEXEC);
+    if (rootns_fd < 0)
+        rootns_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    char gw[48] = "";
+    if (route)
+        snprintf(gw, sizeof(gw), " && ip route add default via 10.78.%u.1", net);
+    if (n->fd < 0 || rootns_fd < 0 ||
+        sh("ip link add %s type veth peer name eth0 netns %s && ip addr add 10.78.%u.1/24 dev %s"
+           " && ip link set %s up",
+           veth, name, net, veth, veth) != 0 ||
+        sh("ip netns exec %s sh -c 'ip addr add 10.78.%u.2/24 dev eth0 && ip link set eth0 up"
+           " && ip link set lo up%s'",
+           name, net, gw) != 0) {
+        *why = "cannot set up the veth pair";
+        netns_drop(n);
+        return -1;
+    }
+    /* While the host end is down its connected route is gone, and packets
+     * for 10.78.N.2 would follow the default route: on a machine behind an
+     * intercepting proxy something there accepts the connection and answers
+     * "HTTP/1.1 400" to our frames. A partitioned server must be
+     * unreachable, so a fallback route says so (EHOSTUNREACH). */
+    if (sh("ip route add unreachable 10.78.%u.0/24 metric 4242", net) != 0) {
+        *why = "cannot add the fallback route";
+        netns_drop(n);
+        return -1;
+    }
+    n->net = net;
+    return 0;
+}
+
 void partition_teardown(void)
 {
-    if (veth_net)
-        sh("ip route del unreachable 10.78.%u.0/24 metric 4242 2>/dev/null", veth_net);
-    veth_net = 0;
-    if (netns_name[0])
-        sh("ip netns del %s 2>/dev/null", netns_name);
-    netns_name[0] = '\0';
+    netns_drop(&part_ns);
 }
 
 /* Replaces the host of "HOST:PORT" by `host`. */
-static void set_host(char *addr, size_t n, const char *host)
+void set_host(char *addr, size_t n, const char *host)
 {
     const char *colon = strrchr(addr, ':');
     char port[16];
@@ -345,39 +415,15 @@ int partition_setup(int i)
         return -1;
     }
     unsigned net = 20 + (unsigned)getpid() % 200;
-    snprintf(netns_name, sizeof(netns_name), "imgchaos%d", (int)getpid());
-    snprintf(veth_host, sizeof(veth_host), "icv%d", (int)getpid() % 1000000);
-    if (sh("ip netns add %s 2>/dev/null", netns_name) != 0) {
-        printf("chaos: network partition: skipped (ip netns add not permitted here)\n");
-        netns_name[0] = '\0';
+    char name[32], veth[16];
+    const char *why = "";
+    snprintf(name, sizeof(name), "imgchaos%d", (int)getpid());
+    snprintf(veth, sizeof(veth), "icv%d", (int)getpid() % 1000000);
+    if (netns_make(&part_ns, name, veth, net, 0, &why) != 0) {
+        printf("chaos: network partition: skipped (%s)\n", why);
         return -1;
     }
-    char nspath[64];
-    snprintf(nspath, sizeof(nspath), "/run/netns/%s", netns_name);
-    netns_fd = open(nspath, O_RDONLY | O_CLOEXEC);
-    rootns_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-    if (netns_fd < 0 || rootns_fd < 0 ||
-        sh("ip link add %s type veth peer name eth0 netns %s && ip addr add 10.78.%u.1/24 dev %s"
-           " && ip link set %s up",
-           veth_host, netns_name, net, veth_host, veth_host) != 0 ||
-        sh("ip netns exec %s sh -c 'ip addr add 10.78.%u.2/24 dev eth0 && ip link set eth0 up"
-           " && ip link set lo up'",
-           netns_name, net) != 0) {
-        printf("chaos: network partition: skipped (cannot set up the veth pair)\n");
-        partition_teardown();
-        return -1;
-    }
-    /* While the host end is down its connected route is gone, and packets
-     * for 10.78.N.2 would follow the default route: on a machine behind an
-     * intercepting proxy something there accepts the connection and answers
-     * "HTTP/1.1 400" to our frames. A partitioned server must be
-     * unreachable, so a fallback route says so (EHOSTUNREACH). */
-    if (sh("ip route add unreachable 10.78.%u.0/24 metric 4242", net) != 0) {
-        printf("chaos: network partition: skipped (cannot add the fallback route)\n");
-        partition_teardown();
-        return -1;
-    }
-    veth_net = net;
+    snprintf(veth_host, sizeof(veth_host), "%s", veth);
     char host[32], inner[32];
     snprintf(host, sizeof(host), "10.78.%u.1", net);
     snprintf(inner, sizeof(inner), "10.78.%u.2", net);
@@ -400,7 +446,7 @@ int partition_setup(int i)
         printf("chaos: network partition: the cluster did not come up on the veth addresses\n");
         return -2;
     }
-    say("%s in network namespace %s at %s; the others at %s", C->ds[i].name, netns_name, inner,
+    say("%s in network namespace %s at %s; the others at %s", C->ds[i].name, part_ns.name, inner,
         host);
     return 0;
 }

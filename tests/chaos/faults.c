@@ -34,7 +34,8 @@ const char *fault_names[F_KINDS] = {"kill -9 + restart dataserver",
                                            "HA: kill -9 the leader + restart",
                                            "HA: SIGSTOP the leader past the TTL",
                                            "HA: kill -9 etcd + restart",
-                                           "HA: etcd cut off from the leader"};
+                                           "HA: etcd cut off from the leader",
+                                           "HA: network partition of the leader"};
 /* Kinds of the shuffled rounds: the power cuts need the IMG_FAULT_FS build
  * (CHAOS_POWER_CUT=1, set by make chaos-powercut). */
 int nkinds = F_ROUND;
@@ -466,7 +467,7 @@ int kind_in_use(int k)
     if (!kind_listed(k))
         return 0;
     if (ha_on)
-        return k >= F_HA_KILL_LEADER;
+        return k >= F_HA_KILL_LEADER && (k != F_HA_PARTITION || ha_net_on);
     if (k >= F_HA_KILL_LEADER)
         return 0;
     if (k >= F_HDR_DAMAGE)

@@ -12,7 +12,12 @@
  *     still reaches every dataserver and they reach it (each nameserver
  *     talks to etcd through its own proxy in this process,
  *     tests/integ/cluster_proxy.c): it must stop acting within the TTL
- *     while the other takes over, and its commands are fenced by epoch.
+ *     while the other takes over, and its commands are fenced by epoch;
+ *   - a network partition of the leader (ha_net.c, when network namespaces
+ *     are allowed): cut off from etcd, every dataserver and every client.
+ *
+ * After each cut, invariant 9 (ha_net.c, ha_check_cutoff): the leader
+ * stopped acting within the TTL and follows once back.
  *
  * Invariant 8 (ha_check_epochs, from the logs at the end): no two
  * nameservers acted in the same epoch. Each epoch is claimed by the
@@ -21,7 +26,8 @@
  * an epoch claimed for two addresses fails it.
  *
  * Skipped with one line when etcd is not installed. Calls the cluster
- * helper (tests/integ/cluster.c), the client library and chaos.c's say. */
+ * helper (tests/integ/cluster.c), the client library, ha_net.c (starting a
+ * nameserver in its namespace, invariant 9) and chaos.c's say. */
 #include "tests/chaos/chaos.h"
 
 #include "client/admin.h"
@@ -125,6 +131,30 @@ int ha_start_ns2(void)
     return cluster_spawn(C, &ha_ns2, argv);
 }
 
+int ha_etcd_reset(const char *host_ns, const char *host_ns2)
+{
+    if (etcd_pid > 0) {
+        kill(etcd_pid, SIGKILL);
+        waitpid(etcd_pid, NULL, 0);
+    }
+    etcd_pid = 0;
+    if (sh("rm -rf '%s/data'", etcd_dir) != 0 || etcd_run() != 0) {
+        say("etcd did not start again empty (log in %s/etcd.log)", etcd_dir);
+        return -1;
+    }
+    const char *host[2] = {host_ns, host_ns2};
+    for (int i = 0; i < 2; i++) {
+        cluster_proxy_stop(etcd_via[i]);
+        etcd_via[i] = cluster_proxy_start_on(host[i], etcd_client, etcd_via_addr[i],
+                                             sizeof(etcd_via_addr[i]));
+        if (!etcd_via[i]) {
+            say("cannot start a proxy in front of etcd on %s", host[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 void ha_teardown(void)
 {
     for (int i = 0; i < 2; i++) {
@@ -146,8 +176,9 @@ void ha_teardown(void)
 }
 
 /* 1 when the nameserver at addr itself answers CLUSTER_STATUS (it leads;
- * a standby answers IMG_ENOTLEADER, not followed here). */
-static int leads(const char *addr)
+ * a standby answers IMG_ENOTLEADER, not followed here), with its epoch in
+ * *epoch when not NULL. */
+static int leads(const char *addr, int64_t *epoch)
 {
     struct imgstore_opts o = {.timeout_ms = 1000, .io_timeout_ms = 500};
     imgstore_t *h = NULL;
@@ -158,31 +189,34 @@ static int leads(const char *addr)
         rc = imgstore_admin_call(h, addr, FT_CLUSTER_STATUS, &q.base,
                                  &imgstore__cluster_status_resp__descriptor, &m);
     }
+    if (rc == 0 && epoch)
+        *epoch = ((Imgstore__ClusterStatusResp *)m)->epoch;
     imgstore_admin_free_status((Imgstore__ClusterStatusResp *)m);
     imgstore_close(h);
     return rc == 0;
 }
 
-/* The nameserver that leads, waiting up to 10 s for one; NULL when none. */
-static struct cluster_proc *leader(void)
+int ha_leads(const struct cluster_proc *p)
 {
-    int64_t until = cluster_now_ms() + 10000;
+    return p->pid && leads(p->addr, NULL);
+}
+
+struct cluster_proc *ha_leader(int64_t *epoch)
+{
+    int64_t until = cluster_now_ms() + 10000, e = 0;
+    struct cluster_proc *both[2] = {&C->ns, &ha_ns2};
+    if (epoch)
+        *epoch = 0;
     while (cluster_now_ms() < until) {
-        if (C->ns.pid && leads(C->ns.addr))
-            return &C->ns;
-        if (ha_ns2.pid && leads(ha_ns2.addr))
-            return &ha_ns2;
+        for (int i = 0; i < 2; i++)
+            if (both[i]->pid && leads(both[i]->addr, &e)) {
+                if (epoch)
+                    *epoch = e;
+                return both[i];
+            }
         usleep(100000);
     }
     return NULL;
-}
-
-static void restart_ns(struct cluster_proc *p)
-{
-    if (p == &C->ns)
-        cluster_start_ns(C);
-    else
-        ha_start_ns2();
 }
 
 void ha_inject(enum fault kind, uint64_t *rng)
@@ -201,7 +235,12 @@ void ha_inject(enum fault kind, uint64_t *rng)
             fail_say("etcd did not start again (log in %s/etcd.log)", etcd_dir);
         return;
     }
-    struct cluster_proc *p = leader();
+    if (kind == F_HA_PARTITION) {
+        ha_net_partition(rng);
+        return;
+    }
+    int64_t epoch = 0;
+    struct cluster_proc *p = ha_leader(&epoch);
     if (!p) {
         say("fault: %s: no nameserver leads; skipped", fault_names[kind]);
         return;
@@ -212,15 +251,18 @@ void ha_inject(enum fault kind, uint64_t *rng)
         say("fault: kill -9 the leader %s, restart in %d ms", p->name, down_ms);
         cluster_signal_proc(p, SIGKILL);
         sleep_ms(down_ms);
-        restart_ns(p);
+        ha_net_start_ns(p);
     } else if (kind == F_HA_CUT_ETCD) {
         int cut_ms = CHAOS_HA_TTL_MS + rand_between(rng, 500, 2500);
         struct cluster_proxy *via = etcd_via[p == &C->ns ? 0 : 1];
         say("fault: etcd cut off from the leader %s for %d ms (TTL %d ms)", p->name, cut_ms,
             CHAOS_HA_TTL_MS);
+        int64_t cut_wall = wall_ms();
         cluster_proxy_cut(via, 1);
         sleep_ms(cut_ms);
+        int64_t up_wall = wall_ms();
         cluster_proxy_cut(via, 0);
+        ha_check_cutoff(kind, p, epoch, cut_wall, up_wall, 1, 0);
     } else {
         int stop_ms = CHAOS_HA_TTL_MS + rand_between(rng, 500, 2500);
         say("fault: SIGSTOP the leader %s for %d ms (TTL %d ms)", p->name, stop_ms,

@@ -332,6 +332,11 @@ pid_t cluster_varnish_start(const char *dir, const char *backend_port, const cha
  * when it cannot listen. */
 struct cluster_proxy *cluster_proxy_start(const char *target, char *addr, size_t n);
 
+/* cluster_proxy_start listening on a free port of the IPv4 address host
+ * (for instance the host end of a veth pair) instead of loopback. */
+struct cluster_proxy *cluster_proxy_start_on(const char *host, const char *target, char *addr,
+                                             size_t n);
+
 /* cut != 0: every forwarded connection is closed and new ones are closed
  * at once (a partition of the path); 0: forwards again. */
 void cluster_proxy_cut(struct cluster_proxy *p, int cut);

@@ -5,6 +5,7 @@
  * the listener and every pair of sockets; blocking writes (test traffic). */
 #include "tests/integ/cluster.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -102,12 +103,20 @@ static void *proxy_main(void *arg)
 
 struct cluster_proxy *cluster_proxy_start(const char *target, char *addr, size_t n)
 {
+    return cluster_proxy_start_on("127.0.0.1", target, addr, n);
+}
+
+struct cluster_proxy *cluster_proxy_start_on(const char *host, const char *target, char *addr,
+                                             size_t n)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+        return NULL;
     struct cluster_proxy *p = calloc(1, sizeof(*p));
     if (!p)
         return NULL;
     snprintf(p->target, sizeof(p->target), "%s", target);
     memset(p->fds, -1, sizeof(p->fds));
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof(sa);
     p->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (p->lfd < 0 || bind(p->lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
@@ -118,7 +127,7 @@ struct cluster_proxy *cluster_proxy_start(const char *target, char *addr, size_t
         free(p);
         return NULL;
     }
-    snprintf(addr, n, "127.0.0.1:%d", ntohs(sa.sin_port));
+    snprintf(addr, n, "%s:%d", host, ntohs(sa.sin_port));
     return p;
 }
 
