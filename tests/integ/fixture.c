@@ -3,6 +3,7 @@
  * error; calls cluster.c, json_check.c and the client library only. */
 #include "tests/integ/fixture.h"
 #include "tests/integ/json_check.h"
+#include "proto/frame.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -133,4 +134,51 @@ int fixture_busiest_ds(imgstore_t *h, const char (*names)[IMGSTORE_NAME_MAX], in
     cr_assert_gt(on[v], 0, "no file on the busiest dataserver: the test proves nothing");
     *count = on[v];
     return v;
+}
+
+/* How many times the log at path holds `text`. */
+int fixture_log_count(const char *path, const char *text)
+{
+    void *log = NULL;
+    size_t len = 0;
+    if (cluster_read_file(path, &log, &len) != 0)
+        return 0;
+    int n = 0;
+    for (const char *p = log, *end = (const char *)log + len;
+         (p = memmem(p, (size_t)(end - p), text, strlen(text))) != NULL; p++)
+        n++;
+    free(log);
+    return n;
+}
+
+/* Waits until the log at path holds text more than `seen` times (logs of a
+ * restarted server are appended); returns the ms waited or -1. */
+int64_t fixture_wait_log(const char *path, const char *text, int seen, int timeout_ms)
+{
+    int64_t t0 = cluster_now_ms();
+    while (cluster_now_ms() - t0 < timeout_ms) {
+        if (fixture_log_count(path, text) > seen)
+            return cluster_now_ms() - t0;
+        usleep(20000);
+    }
+    return -1;
+}
+
+/* The status through one nameserver alone: 0, or its error. */
+int fixture_ns_status(const char *addr)
+{
+    struct imgstore_opts o = {.timeout_ms = 1000, .io_timeout_ms = 500};
+    imgstore_t *h = NULL;
+    Imgstore__ClusterStatusResp *st = NULL;
+    int rc = imgstore_open(addr, &o, &h);
+    if (rc == 0) {
+        ProtobufCMessage *m = NULL;
+        Imgstore__ClusterStatus q = IMGSTORE__CLUSTER_STATUS__INIT;
+        rc = imgstore_admin_call(h, addr, FT_CLUSTER_STATUS, &q.base,
+                                 &imgstore__cluster_status_resp__descriptor, &m);
+        st = (Imgstore__ClusterStatusResp *)m;
+    }
+    imgstore_admin_free_status(st);
+    imgstore_close(h);
+    return rc;
 }

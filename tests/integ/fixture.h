@@ -13,7 +13,8 @@
  *     TestSuite(name, .init = setup, .fini = fixture_stop, .timeout = 120);
  * (or cr_assert_eq(fixture_start(...), 0) to fail in the set-up already).
  * It also holds the checks more than one test makes: ds-admin --json runs, a
- * copy damaged on disk, a file's bytes, the busiest dataserver. */
+ * copy damaged on disk, a file's bytes, the busiest dataserver, a server's
+ * log lines, one nameserver's answer. */
 #ifndef IMG_TEST_FIXTURE_H
 #define IMG_TEST_FIXTURE_H
 
@@ -69,5 +70,16 @@ void fixture_file_holds(const char *path, const void *want, size_t len, const ch
  * a file has other than `replicas` replicas (unless 0), or no file is on it. */
 int fixture_busiest_ds(imgstore_t *h, const char (*names)[IMGSTORE_NAME_MAX], int n, int replicas,
                        int *count);
+
+/* How many times the log at path holds `text` (0 when it cannot be read). */
+int fixture_log_count(const char *path, const char *text);
+
+/* Waits until the log at path holds text more than `seen` times (logs of a
+ * restarted server are appended); returns the ms waited or -1. */
+int64_t fixture_wait_log(const char *path, const char *text, int seen, int timeout_ms);
+
+/* Asks the nameserver at addr alone for the cluster status (1 s deadline):
+ * 0, or its error. */
+int fixture_ns_status(const char *addr);
 
 #endif
