@@ -44,7 +44,7 @@ NS_OBJ := $(call src_to_obj,$(NS_SRC))
 DS_SRC := $(filter-out dataserver/main.c,$(wildcard dataserver/*.c))
 DS_OBJ := $(call src_to_obj,$(DS_SRC))
 # The storage engine: what dataserver unit tests link (no networking).
-DS_CORE_OBJ := $(call src_to_obj,$(wildcard $(addprefix dataserver/,needle.c index.c index_pack.c uring.c block.c block_meta.c blockio.c store.c compact.c codec.c ec.c ec_shard.c)))
+DS_CORE_OBJ := $(call src_to_obj,$(wildcard $(addprefix dataserver/,needle.c index.c index_pack.c uring.c block.c block_meta.c blockio.c store.c compact.c codec.c ec.c ec_shard.c ec_compact.c)))
 LIB_SRC := $(wildcard client/*.c)
 LIB_OBJ := $(call src_to_obj,$(LIB_SRC))
 # The HTTP server core (net/http_server.c, net/http_tls.c) serves the two

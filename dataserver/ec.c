@@ -289,6 +289,7 @@ int ec_hdr_encode(const struct ec_hdr *h, uint8_t *out, size_t outlen)
     le_put64(out + 32, h->block_len);
     le_put32(out + 40, h->nchunks);
     le_put32(out + 44, (uint32_t)size);
+    le_put32(out + 48, h->gen);
     uint8_t *p = out + EC_HDR_FIXED;
     for (unsigned i = 0; i < h->k; i++, p += EC_EXTENT_SIZE) {
         le_put64(p, h->ext[i].start);
@@ -314,7 +315,7 @@ int ec_hdr_peek(const uint8_t *in, size_t len, size_t *hdr_len, enum ec_why *why
     else if (in[15] != 0)
         w = EC_WHY_RESERVED;
     else {
-        for (int i = 48; i < EC_HDR_FIXED; i++)
+        for (int i = 52; i < EC_HDR_FIXED; i++)
             if (in[i] != 0)
                 w = EC_WHY_RESERVED;
     }
@@ -349,6 +350,7 @@ int ec_hdr_parse(const uint8_t *in, size_t len, uint64_t expect_id, struct ec_hd
     h->L = le_get64(in + 24);
     h->block_len = le_get64(in + 32);
     h->nchunks = le_get32(in + 40);
+    h->gen = le_get32(in + 48);
     const uint8_t *p = in + EC_HDR_FIXED;
     for (unsigned i = 0; i < h->k; i++, p += EC_EXTENT_SIZE) {
         h->ext[i].start = le_get64(p);

@@ -25,7 +25,8 @@
  *   32     8     block length (the block file's size = end of extent k-1)
  *   40     4     nchunks = ceil(L / EC_CHUNK)
  *   44     4     header length (bytes, = ec_hdr_size(k, L))
- *   48     16    zero
+ *   48     4     stripe generation: 0 as encoded, one more per compaction
+ *   52     12    zero
  *   64     24*k  extents: start u64, end u64, first seq u32, last seq u32
  *   ...    4*nchunks  CRC32C of each EC_CHUNK of the payload (last: partial)
  *   ...    4     CRC32C of every header byte before it
@@ -87,6 +88,7 @@ struct ec_hdr {
     uint64_t L;
     uint64_t block_len;
     uint32_t nchunks;
+    uint32_t gen;             /* stripe generation (0: as encoded; +1 per compaction) */
     struct ec_extent ext[EC_MAX_K];
     uint32_t *chunk_crc;
 };

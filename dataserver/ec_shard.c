@@ -510,6 +510,12 @@ static int scan(const uint8_t *blk, uint64_t block_len, uint64_t first, struct e
 int ec_stripe_build(const uint8_t *blk, uint64_t block_len, uint64_t first, uint64_t id,
                     unsigned k, unsigned m, struct ec_stripe_files *out)
 {
+    return ec_stripe_build_gen(blk, block_len, first, id, k, m, 0, out);
+}
+
+int ec_stripe_build_gen(const uint8_t *blk, uint64_t block_len, uint64_t first, uint64_t id,
+                        unsigned k, unsigned m, uint32_t gen, struct ec_stripe_files *out)
+{
     memset(out, 0, sizeof(*out));
     struct ec_codec c;
     if (ec_codec_init(&c, k, m) != 0 || first > block_len)
@@ -519,7 +525,7 @@ int ec_stripe_build(const uint8_t *blk, uint64_t block_len, uint64_t first, uint
     size_t nrecs = 0, ntab = 0, tlen = 0;
     uint8_t *tbytes = NULL;
     struct ec_hdr h = {.block_id = id, .k = (uint8_t)k, .m = (uint8_t)m,
-                       .block_len = block_len};
+                       .block_len = block_len, .gen = gen};
     int rc = scan(blk, block_len, first, &recs, &nrecs, &tab, &ntab);
     if (rc == 0)
         rc = ec_cut(block_len, first, recs, nrecs, k, h.ext, &h.L);

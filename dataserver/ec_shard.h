@@ -131,7 +131,6 @@ int ec_shard_meta_header(const uint8_t *meta, size_t meta_len, uint64_t id, stru
 
 void ec_shard_close(struct ec_shard *s);
 
-#endif
 
 /* ---- tombstones of an encoded block (docs/storage.md, "Deletes") ----
  *
@@ -176,4 +175,12 @@ struct ec_stripe_files {
 int ec_stripe_build(const uint8_t *blk, uint64_t block_len, uint64_t first, uint64_t id,
                     unsigned k, unsigned m, struct ec_stripe_files *out);
 
+/* ec_stripe_build with the stripe generation `gen` in every shard header
+ * (ec_stripe_build: 0; a compaction's new stripe: the old one's plus one,
+ * ec_compact.h). */
+int ec_stripe_build_gen(const uint8_t *blk, uint64_t block_len, uint64_t first, uint64_t id,
+                        unsigned k, unsigned m, uint32_t gen, struct ec_stripe_files *out);
+
 void ec_stripe_files_free(struct ec_stripe_files *f);
+
+#endif

@@ -4,11 +4,15 @@
  * single records, chunk CRCs, and shard headers: round trip and every
  * damaged field refused with its own reason; shard files (ec_shard.c):
  * built from a block image, written, opened, every file read back from its
- * data shard, damage found. */
+ * data shard, damage found; compaction (ec_compact.c): garbage and the
+ * threshold rule, the compacted stripe of the next generation holds every
+ * live file byte for byte and no deleted one, survives every loss of up to
+ * m shards, and a damaged record or a table that does not fit is refused. */
 #include "base/crc32c.h"
 #include "base/err.h"
 #include "base/le.h"
 #include "dataserver/ec.h"
+#include "dataserver/ec_compact.h"
 #include "dataserver/ec_shard.h"
 #include "dataserver/needle.h"
 #include "tests/unit/engine_fixture.h"
@@ -413,7 +417,9 @@ Test(ec, damaged_headers_refused)
     expect_why(h, len, IMG_EFORMAT, EC_WHY_INDEX);
     FRESH(), h[15] = 1;
     expect_why(h, len, IMG_EFORMAT, EC_WHY_RESERVED);
-    FRESH(), h[50] = 1;
+    FRESH(), h[52] = 1;
+    expect_why(h, len, IMG_EFORMAT, EC_WHY_RESERVED);
+    FRESH(), h[63] = 1;
     expect_why(h, len, IMG_EFORMAT, EC_WHY_RESERVED);
     FRESH(), le_put64(h + 24, s.h.L + 1);
     expect_why(h, len, IMG_EFORMAT, EC_WHY_LENGTH);
@@ -635,5 +641,243 @@ Test(ec, stripe_build_refuses_bad_records)
     cr_assert_eq(ec_shard_name("00000000000000Ab.s01", &id, &ix), -1);
     cr_assert_eq(ec_shard_name("00000000000000ab.s13", &id, &ix), 0);
     cr_assert(id == 0xab && ix == 13);
+    free_block(&b);
+}
+
+/* ---- compaction of an encoded block (ec_compact.c) ---- */
+
+/* The header and record table of a built shard file. */
+static void shard_meta(const struct ec_stripe_files *sf, unsigned i, struct ec_hdr *h,
+                       size_t *hl, struct ec_tent **tab, size_t *n)
+{
+    cr_assert_eq(ec_shard_check(sf->file[i], sf->len[i], h->block_id, i,
+                                h, hl), 0);
+    size_t off = *hl + (size_t)h->L;
+    cr_assert_eq(ec_table_parse(sf->file[i] + off, sf->len[i] - off, h->block_len, tab, n), 0);
+}
+
+/* Lost shards `lost` (bit mask, up to m) of a built stripe decoded from
+ * the others, compared with the originals byte for byte. */
+static void decode_all(const struct ec_stripe_files *sf, size_t hl, uint32_t lost)
+{
+    struct ec_codec c;
+    cr_assert_eq(ec_codec_init(&c, sf->k, sf->m), 0);
+    uint8_t have[EC_MAX_K], want[EC_MAX_SHARDS];
+    const uint8_t *src[EC_MAX_K];
+    uint8_t *out[EC_MAX_SHARDS];
+    unsigned nh = 0, nw = 0;
+    for (unsigned i = 0; i < sf->k + sf->m; i++) {
+        if (lost & (1u << i)) {
+            want[nw] = (uint8_t)i;
+            out[nw] = malloc(sf->L);
+            cr_assert_not_null(out[nw]);
+            nw++;
+        } else if (nh < sf->k) {
+            have[nh] = (uint8_t)i;
+            src[nh++] = sf->file[i] + hl;
+        }
+    }
+    cr_assert_eq(ec_codec_decode(&c, sf->L, have, src, want, nw, out), 0);
+    for (unsigned j = 0; j < nw; j++) {
+        cr_assert_eq(memcmp(out[j], sf->file[want[j]] + hl, sf->L), 0, "shard %u", want[j]);
+        free(out[j]);
+    }
+}
+
+Test(ec, compact_stripe_keeps_live_files_only)
+{
+    struct tblock b;
+    make_block(&b, 4u << 20, 21);
+    struct ec_stripe_files old;
+    cr_assert_eq(ec_stripe_build(b.buf, b.len, SUPER, 0x55, 4, 2, &old), 0);
+    struct ec_hdr h = {.block_id = 0x55};
+    size_t hl, n;
+    struct ec_tent *tab;
+    shard_meta(&old, 5, &h, &hl, &tab, &n); /* a parity shard's table: every holder has it */
+    cr_assert_eq(h.gen, 0);
+    /* garbage before any new delete: tombstones, their files, padding */
+    uint64_t g0 = ec_compact_garbage(&h, tab, n, SUPER);
+    cr_assert_gt(g0, 0);
+    cr_assert_lt(g0, h.block_len / 4);
+    cr_assert(!ec_compact_due(g0, h.block_len, 30));
+    /* delete every live file whose seq is 1 or 2 mod 3: about 2/3 */
+    uint64_t live = SUPER;
+    size_t nlive = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (tab[i].seq % 3 != 0)
+            tab[i].deleted = 1;
+        if (!tab[i].deleted) {
+            live += needle_record_size(tab[i].size);
+            nlive++;
+        }
+    }
+    uint64_t g = ec_compact_garbage(&h, tab, n, SUPER);
+    cr_assert_eq(g, h.block_len - live);
+    cr_assert(ec_compact_due(g, h.block_len, 30));
+    cr_assert(!ec_compact_due(g, h.block_len, 0)); /* threshold 0: compaction off */
+    cr_assert(!ec_compact_due(g, h.block_len, 101));
+    const uint8_t *data[EC_MAX_K];
+    for (unsigned i = 0; i < 4; i++)
+        data[i] = old.file[i] + hl;
+    struct ec_stripe_files nw;
+    cr_assert_eq(ec_compact_stripe(&h, data, tab, n, SUPER, &nw), 0);
+    cr_assert_eq(nw.files, nlive);
+    cr_assert_eq(nw.deleted, 0);
+    /* raw bytes shrink by about the deleted share */
+    uint64_t raw_old = 0, raw_new = 0;
+    for (unsigned i = 0; i < 6; i++) {
+        raw_old += old.len[i];
+        raw_new += nw.len[i];
+    }
+    double want = (double)live / (double)h.block_len, got = (double)raw_new / (double)raw_old;
+    cr_assert(got < want + 0.15 && got > want - 0.05, "raw %.3f of before, live %.3f", got, want);
+    /* the cut's bound: no data shard longer than a k-th of the block plus
+     * its largest record, rounded up to EC_ALIGN */
+    uint64_t biggest = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!tab[i].deleted && needle_record_size(tab[i].size) > biggest)
+            biggest = needle_record_size(tab[i].size);
+    cr_assert_leq(nw.L, live / 4 + biggest + EC_ALIGN);
+    cr_assert_lt(nw.L, old.L);
+    /* every new shard: generation 1, same block and scheme, checked whole */
+    struct ec_hdr nh = {.block_id = 0x55};
+    size_t nhl, nn;
+    struct ec_tent *ntab;
+    shard_meta(&nw, 4, &nh, &nhl, &ntab, &nn);
+    cr_assert_eq(nh.gen, 1);
+    cr_assert(nh.k == 4 && nh.m == 2 && nh.block_id == 0x55);
+    cr_assert_eq(nh.block_len, live);
+    for (unsigned i = 0; i < 6; i++) {
+        struct ec_hdr x;
+        size_t xl;
+        cr_assert_eq(ec_shard_check(nw.file[i], nw.len[i], 0x55, i, &x, &xl), 0);
+        cr_assert_eq(x.gen, 1);
+        ec_hdr_free(&x);
+    }
+    /* the new table holds exactly the live files, each byte-identical */
+    cr_assert_eq(nn, nlive);
+    for (size_t i = 0, j = 0; i < n; i++) {
+        if (tab[i].deleted) {
+            cr_assert_null(ec_table_find(ntab, nn, tab[i].seq), "seq %u", tab[i].seq);
+            continue;
+        }
+        const struct ec_tent *e = &ntab[j++];
+        cr_assert(e->seq == tab[i].seq && e->cookie == tab[i].cookie && e->size == tab[i].size);
+        cr_assert(!e->deleted);
+        uint64_t rl = needle_record_size(e->size), so;
+        unsigned d;
+        cr_assert_eq(ec_locate(&nh, e->off, rl, &d, &so), 0);
+        const uint8_t *rec = nw.file[d] + nhl + so;
+        struct needle_header x;
+        cr_assert_eq(needle_verify(rec, rl, e->seq, e->cookie, &x), 0);
+        cr_assert_eq(memcmp(rec, b.buf + tab[i].off, rl), 0, "seq %u", e->seq);
+    }
+    /* the superblock is kept */
+    cr_assert_eq(memcmp(nw.file[0] + nhl, b.buf, SUPER), 0);
+    /* the new stripe survives every loss of up to 2 shards */
+    for (uint32_t lost = 1; lost < 64; lost++)
+        if (popcount(lost) <= 2)
+            decode_all(&nw, nhl, lost);
+    /* the same input builds the same shards (a pure function) */
+    struct ec_stripe_files again;
+    cr_assert_eq(ec_compact_stripe(&h, data, tab, n, SUPER, &again), 0);
+    for (unsigned i = 0; i < 6; i++)
+        cr_assert(again.len[i] == nw.len[i] && !memcmp(again.file[i], nw.file[i], nw.len[i]));
+    ec_stripe_files_free(&again);
+    /* compacting the new generation again: generation 2, nothing dropped */
+    const uint8_t *ndata[EC_MAX_K];
+    for (unsigned i = 0; i < 4; i++)
+        ndata[i] = nw.file[i] + nhl;
+    cr_assert_eq(ec_compact_garbage(&nh, ntab, nn, SUPER), 0);
+    cr_assert_eq(ec_compact_stripe(&nh, ndata, ntab, nn, SUPER, &again), 0);
+    struct ec_hdr h2;
+    size_t h2l;
+    cr_assert_eq(ec_shard_check(again.file[0], again.len[0], 0x55, 0, &h2, &h2l), 0);
+    cr_assert(h2.gen == 2 && h2.block_len == nh.block_len);
+    ec_hdr_free(&h2);
+    ec_stripe_files_free(&again);
+    free(ntab);
+    ec_hdr_free(&nh);
+    ec_stripe_files_free(&nw);
+    free(tab);
+    ec_hdr_free(&h);
+    ec_stripe_files_free(&old);
+    free_block(&b);
+}
+
+Test(ec, compact_stripe_refuses_damage)
+{
+    struct tblock b;
+    make_block(&b, 1u << 20, 33);
+    struct ec_stripe_files old, nw;
+    cr_assert_eq(ec_stripe_build(b.buf, b.len, SUPER, 0x66, 6, 3, &old), 0);
+    struct ec_hdr h = {.block_id = 0x66};
+    size_t hl, n;
+    struct ec_tent *tab;
+    shard_meta(&old, 0, &h, &hl, &tab, &n);
+    uint8_t *data[EC_MAX_K];
+    for (unsigned i = 0; i < 6; i++)
+        data[i] = old.file[i] + hl;
+    /* a flipped data byte of a live record: refused, nothing built */
+    size_t v = n / 2;
+    while (tab[v].deleted)
+        v++;
+    unsigned d;
+    uint64_t so;
+    cr_assert_eq(ec_locate(&h, tab[v].off, needle_record_size(tab[v].size), &d, &so), 0);
+    data[d][so + NEEDLE_HEADER_SIZE] ^= 1;
+    cr_assert_eq(ec_compact_stripe(&h, (const uint8_t *const *)data, tab, n, SUPER, &nw),
+                 IMG_ECORRUPT);
+    /* the same damage in a deleted record does not matter: it is dropped */
+    tab[v].deleted = 1;
+    cr_assert_eq(ec_compact_stripe(&h, (const uint8_t *const *)data, tab, n, SUPER, &nw), 0);
+    struct ec_hdr nh = {.block_id = 0x66};
+    size_t nhl, nn;
+    struct ec_tent *ntab;
+    shard_meta(&nw, 7, &nh, &nhl, &ntab, &nn);
+    cr_assert_null(ec_table_find(ntab, nn, tab[v].seq));
+    cr_assert_eq(nn, nw.files);
+    free(ntab);
+    ec_hdr_free(&nh);
+    ec_stripe_files_free(&nw);
+    data[d][so + NEEDLE_HEADER_SIZE] ^= 1;
+    /* an entry whose cookie is not the record's: corrupt */
+    size_t w = v + 1;
+    while (w < n && tab[w].deleted)
+        w++;
+    cr_assert_lt(w, n);
+    tab[w].cookie ^= 1;
+    cr_assert_eq(ec_compact_stripe(&h, (const uint8_t *const *)data, tab, n, SUPER, &nw),
+                 IMG_ECORRUPT);
+    tab[w].cookie ^= 1;
+    /* a table out of seq order, or claiming more than the block: refused */
+    struct ec_tent t2[2] = {tab[w], tab[w]};
+    cr_assert_eq(ec_compact_stripe(&h, (const uint8_t *const *)data, t2, 2, SUPER, &nw),
+                 IMG_EINVAL);
+    struct ec_tent big = tab[w];
+    big.size = (uint32_t)h.block_len;
+    cr_assert_eq(ec_compact_stripe(&h, (const uint8_t *const *)data, &big, 1, SUPER, &nw),
+                 IMG_EINVAL);
+    cr_assert_eq(ec_compact_garbage(&h, &big, 1, SUPER), 0);
+    /* the generation never wraps */
+    h.gen = UINT32_MAX;
+    cr_assert_eq(ec_compact_stripe(&h, (const uint8_t *const *)data, tab, n, SUPER, &nw),
+                 IMG_EINVAL);
+    h.gen = 0;
+    /* every file deleted: a stripe of the superblock alone, no files */
+    for (size_t i = 0; i < n; i++)
+        tab[i].deleted = 1;
+    cr_assert_eq(ec_compact_garbage(&h, tab, n, SUPER), h.block_len - SUPER);
+    cr_assert_eq(ec_compact_stripe(&h, (const uint8_t *const *)data, tab, n, SUPER, &nw), 0);
+    cr_assert_eq(nw.files, 0);
+    struct ec_hdr e;
+    size_t el;
+    cr_assert_eq(ec_shard_check(nw.file[8], nw.len[8], 0x66, 8, &e, &el), 0);
+    cr_assert(e.block_len == SUPER && e.gen == 1);
+    ec_hdr_free(&e);
+    ec_stripe_files_free(&nw);
+    free(tab);
+    ec_hdr_free(&h);
+    ec_stripe_files_free(&old);
     free_block(&b);
 }
