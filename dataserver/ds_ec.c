@@ -16,6 +16,7 @@
  * Calls the storage engine (store, block, ec, ec_shard), ds_peer.c,
  * ds_session.c (a heartbeat soon) and the dispatch's ds_req. */
 #include "dataserver/ds_ec.h"
+#include "dataserver/ec_compact.h"
 
 #include "base/array.h"
 #include "base/err.h"
@@ -36,7 +37,7 @@
 struct ds_ec {
     struct ds_shard **v; /* owned */
     size_t n, cap;
-    int dirty;           /* a shard was added since the last report */
+    int dirty;           /* a shard was added, or a file deleted, since the last report */
 };
 
 static struct ds_ec *state(struct ds *ds)
@@ -220,8 +221,10 @@ void ds_ec_mark_deleted(struct ds *ds, uint64_t id, uint32_t seq)
         if (s->block_id != id)
             continue;
         struct ec_tent *t = (struct ec_tent *)ec_table_find(s->sh.tab, s->sh.ntab, seq);
-        if (t)
+        if (t && !t->deleted) {
             t->deleted = 1;
+            e->dirty = 1; /* the next heartbeat reports its files and garbage */
+        }
     }
 }
 
@@ -376,6 +379,8 @@ size_t ds_ec_report(struct ds *ds, int full, Imgstore__ShardInfo ***out)
         for (size_t t = 0; t < s->sh.ntab; t++)
             files += !s->sh.tab[t].deleted;
         x->files = files;
+        x->gen = h->gen;
+        x->garbage_bytes = ec_compact_garbage(h, s->sh.tab, s->sh.ntab, BLOCK_SUPER_SIZE);
         v[i] = x;
     }
     e->dirty = 0;

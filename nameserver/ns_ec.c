@@ -124,6 +124,10 @@ void ns_ec_fill_admin(const struct ns *ns, uint64_t id, Imgstore__AdminBlock *m,
     m->ec_k = st->k;
     m->ec_m = st->m;
     m->ec_shard_len = st->shard_len;
+    m->ec_gen = st->gen;
+    m->ec_garbage_bytes = ns_ec_garbage(ns, st);
+    m->ec_compact_due = ns_ec_compact_due(ns_ec_garbage(ns, st), st->block_len,
+                                          ns_settings_compact_pct(ns));
     unsigned n = st->k + st->m;
     for (unsigned i = 0; i < n; i++) {
         Imgstore__AdminShard *x = &sh[i];
@@ -143,6 +147,24 @@ void ns_ec_fill_admin(const struct ns *ns, uint64_t id, Imgstore__AdminBlock *m,
     }
     m->n_shards = n;
     m->shards = sp;
+}
+
+uint64_t ns_ec_garbage(const struct ns *ns, const struct ns_stripe *st)
+{
+    uint64_t g = 0;
+    for (unsigned i = 0; i < (unsigned)(st->k + st->m); i++) {
+        const struct ns_server *s = ns_registry_at(ns, st->holder[i]);
+        if (s && s->up && st->garbage[i] > g && st->garbage[i] <= st->block_len)
+            g = st->garbage[i];
+    }
+    return g;
+}
+
+int ns_ec_compact_due(uint64_t garbage, uint64_t block_len, uint32_t pct)
+{
+    if (pct == 0 || pct > 100 || block_len == 0 || garbage == 0 || garbage > block_len)
+        return 0;
+    return garbage >= block_len / 100 * pct + block_len % 100 * pct / 100;
 }
 
 size_t ns_ec_fill_loc(const struct ns *ns, uint64_t id, struct ns_ec_loc *l)
@@ -298,17 +320,17 @@ size_t ns_ec_apply_report(struct ns *ns, struct ns_server *s, const Imgstore__He
             continue;
         }
         struct ns_stripe *st = ns_ec_get(ns, x->block_id);
-        if (!st)
-            st = stripe_add(ns, x->block_id, x->k, x->m, x->shard_len, x->block_len);
+        if (!st && (st = stripe_add(ns, x->block_id, x->k, x->m, x->shard_len, x->block_len)))
+            st->gen = x->gen;
         if (!st) {
             ignored++;
             continue;
         }
         if (st->k != x->k || st->m != x->m || st->shard_len != x->shard_len ||
-            st->block_len != x->block_len) {
+            st->block_len != x->block_len || st->gen != x->gen) {
             log_warn("block %" PRIu64 ": shard %u on %s is of another encoding (%u+%u, "
-                     "%" PRIu64 " bytes); ignored",
-                     x->block_id, x->index, s->id, x->k, x->m, x->shard_len);
+                     "%" PRIu64 " bytes, generation %u); ignored",
+                     x->block_id, x->index, s->id, x->k, x->m, x->shard_len, x->gen);
             ignored++;
             continue;
         }
@@ -329,6 +351,7 @@ size_t ns_ec_apply_report(struct ns *ns, struct ns_server *s, const Imgstore__He
         else
             st->bad &= (uint16_t)~(1u << x->index);
         st->files = x->files;
+        st->garbage[x->index] = x->garbage_bytes;
         for (unsigned j = 0; j < x->k; j++) {
             st->seq_first[j] = x->seq_first[j];
             st->seq_last[j] = x->seq_last[j];

@@ -21,6 +21,8 @@ struct ns_stripe {
     uint8_t k, m;
     uint64_t shard_len, block_len;
     uint32_t files;
+    uint32_t gen;                      /* stripe generation of its shards (0: as encoded) */
+    uint64_t garbage[NS_EC_MAX_SHARDS]; /* block bytes not live, by shard i's holder's table */
     uint16_t holder[NS_EC_MAX_SHARDS]; /* server idx, NS_NO_SERVER when unknown */
     uint64_t file_bytes[NS_EC_MAX_SHARDS];
     uint16_t bad;                      /* bit i: shard i's holder reported it bad */
@@ -130,7 +132,18 @@ void ns_ec_put_loc(struct ns_ec_loc *l, Imgstore__BlockLocation *bl);
  * the stripes (ds-admin status). */
 void ns_ec_bytes(const struct ns *ns, uint64_t *raw, uint64_t *logical, uint32_t *stripes);
 
-/* Fills the stripe part of m (ec_k, ec_m, ec_shard_len, shards) for block
+/* Garbage of a stripe: the most bytes of the block that are not live
+ * records any up holder reports (its record table knows the most
+ * deletions); reports above the block's length are ignored. */
+uint64_t ns_ec_garbage(const struct ns *ns, const struct ns_stripe *st);
+
+/* Whether `garbage` bytes of a block_len-byte encoded block reach pct
+ * percent (compact_threshold, the rule of replicated blocks; 0 or above
+ * 100: never). Pure. */
+int ns_ec_compact_due(uint64_t garbage, uint64_t block_len, uint32_t pct);
+
+/* Fills the stripe part of m (ec_k, ec_m, ec_shard_len, ec_gen,
+ * ec_garbage_bytes, ec_compact_due, shards) for block
  * id, using sh[] and sp[] (NS_EC_MAX_SHARDS each) as storage; strings are
  * borrowed from ns. No-op when the block is not encoded. */
 void ns_ec_fill_admin(const struct ns *ns, uint64_t id, Imgstore__AdminBlock *m,

@@ -64,6 +64,9 @@ static void block_json(struct emit_json *j, const Imgstore__AdminBlock *b)
     if (b->ec_k) {
         emit_json_strf(j, "ec", "%u+%u", b->ec_k, b->ec_m);
         emit_json_u64(j, "shard_len", b->ec_shard_len);
+        emit_json_u64(j, "generation", b->ec_gen);
+        emit_json_u64(j, "garbage_bytes", b->ec_garbage_bytes);
+        emit_json_bool(j, "compact_due", b->ec_compact_due);
         emit_json_arr(j, "shards", EMIT_INLINE);
         for (size_t i = 0; i < b->n_shards; i++) {
             const Imgstore__AdminShard *s = b->shards[i];
@@ -199,8 +202,12 @@ static void block_text(const Imgstore__AdminBlock *b, uint32_t replication)
     if (!b->ec_k)
         return;
     char sl[CLI_HUMAN_MAX];
-    printf("erasure-coded: %u+%u, shards of %s\n", b->ec_k, b->ec_m,
-           cli_human_size(b->ec_shard_len, sl));
+    char gb[CLI_HUMAN_MAX];
+    printf("erasure-coded: %u+%u, shards of %s, generation %u\n", b->ec_k, b->ec_m,
+           cli_human_size(b->ec_shard_len, sl), b->ec_gen);
+    printf("garbage: %s (deleted files' records, tombstones, padding)%s\n",
+           cli_human_size(b->ec_garbage_bytes, gb),
+           b->ec_compact_due ? ", past compact_threshold" : "");
     for (size_t i = 0; i < b->n_shards; i++) {
         const Imgstore__AdminShard *s = b->shards[i];
         char seqs[48] = "";

@@ -12,7 +12,9 @@
  *     and through every dataserver's HTTP origin;
  *   - deletes (library and HTTP) of some of its files: they read as deleted
  *     (library and HTTP) from then on, also after every restart and every
- *     shard rebuild below, while the others read right;
+ *     shard rebuild below, while the others read right; ds-admin block shows
+ *     the stripe's garbage grown by (at least half of) the deleted bytes,
+ *     generation 0 and no compaction due (1/40 of the files);
  *   - the stripe survives a nameserver restart (rebuilt from the shard
  *     holders' reports) and a shard holder's restart (shard reloaded).
  *   - two shard holders killed (the holders of data shards 0 and 1): every
@@ -31,7 +33,7 @@
  * Shards moved by drains and the balance: test_ec_move.c. Helpers shared
  * with it: ec_fixture.c.
  * Not yet here (docs/nameserver.md, "Erasure-coded blocks"): compaction of
- * encoded blocks. */
+ * encoded blocks (its rewrite is unit-tested in tests/unit/test_ec.c). */
 #include "tests/integ/cluster.h"
 #include "tests/integ/ec_fixture.h"
 #include "proto/fname.h"
@@ -173,6 +175,24 @@ static void read_all(const char *when)
     imgstore_close(h);
 }
 
+/* The stripe's garbage bytes and generation (ds-admin block --json). */
+static uint64_t block_garbage(uint64_t id, unsigned *gen, int *due)
+{
+    char arg[32];
+    snprintf(arg, sizeof(arg), "%" PRIu64, id);
+    struct cluster_run r;
+    fixture_admin_json(&r, CLI_MS, "block", arg, NULL);
+    json_t *j = json_loads(r.out, 0, NULL);
+    cr_assert_not_null(j, "%s", r.out);
+    uint64_t g = (uint64_t)json_integer_value(json_object_get(j, "garbage_bytes"));
+    *gen = (unsigned)json_integer_value(json_object_get(j, "generation"));
+    *due = json_is_true(json_object_get(j, "compact_due"));
+    cr_assert_not_null(json_object_get(j, "garbage_bytes"), "%s", r.out);
+    json_decref(j);
+    cluster_run_free(&r);
+    return g;
+}
+
 Test(ec, encode_sealed_block)
 {
     /* uploads until the nameserver lists a sealed (full) block */
@@ -257,9 +277,18 @@ Test(ec, encode_sealed_block)
     read_all("after encoding");
     http_read_block(id, "after encoding");
 
+    /* the garbage before the deletes: the records of files deleted
+     * before the encoding (none here), tombstones, padding */
+    unsigned gen;
+    int due;
+    uint64_t g0 = block_garbage(id, &gen, &due);
+    cr_assert_eq(gen, 0);
+    cr_assert(!due);
+
     /* deletes: every 40th file of the block through the library, one over
      * HTTP; each reads as deleted from then on (checked again after every
      * restart and rebuild below: a rebuild never undoes a delete) */
+    uint64_t gone = 0;
     {
         imgstore_t *h2 = cluster_client(C);
         int n = 0, via_http = -1;
@@ -273,6 +302,7 @@ Test(ec, encode_sealed_block)
             int rc = imgstore_unlink(h2, names[i]);
             cr_assert_eq(rc, 0, "unlink %s: %s", names[i], imgstore_strerror(rc));
             deleted[i] = 1;
+            gone += sizes[i];
         }
         int again_deleted = -1;
         for (int i = 0; i < nfiles && again_deleted < 0; i++)
@@ -305,6 +335,26 @@ Test(ec, encode_sealed_block)
     }
     check_deleted("after the deletes");
     read_all("after the deletes");
+    /* the holders report the deleted files' bytes as garbage (compaction
+     * of encoded blocks is not built: the stripe stays at generation 0) */
+    {
+        uint64_t g = g0;
+        int64_t gend = ec_now_ms() + WAIT_MS;
+        while (g < g0 + gone / 2 && ec_now_ms() < gend) {
+            usleep(100 * 1000);
+            g = block_garbage(id, &gen, &due);
+        }
+        fprintf(stderr, "ec: garbage %" PRIu64 " bytes before the deletes, %" PRIu64
+                " after deleting %" PRIu64 " bytes of files\n", g0, g, gone);
+        cr_assert_geq(g, g0 + gone / 2, "garbage %" PRIu64 " after deleting %" PRIu64, g, gone);
+        cr_assert_eq(gen, 0);
+        cr_assert(!due, "a 1/40 share is below the 30%% threshold");
+        struct cluster_run r2;
+        cr_assert_eq(cluster_admin(C, CLI_MS, &r2, "block", arg, NULL), 0, "%s", r2.err);
+        cr_assert_not_null(strstr(r2.out, "generation 0"), "%s", r2.out);
+        cr_assert_not_null(strstr(r2.out, "garbage: "), "%s", r2.out);
+        cluster_run_free(&r2);
+    }
 
     /* a nameserver restart: the stripe comes back from the reports */
     cr_assert_geq(cluster_signal_proc(&C->ns, SIGTERM), 0);

@@ -4,7 +4,9 @@
  * shard list, the repair planner (most endangered stripe first, never
  * onto a server holding another shard of the stripe) and drains (a shard of
  * a whole stripe moved off a draining holder, repair first, a down draining
- * holder's shard rebuilt; shards counted per server). No loop: the
+ * holder's shard rebuilt; shards counted per server), a stripe's garbage
+ * and generation from the reports (a shard of another generation ignored)
+ * and the compaction threshold rule. No loop: the
  * planner's tasks are inspected. */
 #include "nameserver/ns_ec.h"
 
@@ -407,4 +409,50 @@ Test(ns_ec, balance_moves_shards)
     }
     ns_balance_plan(&ns, 8000);
     cr_assert_eq(ns.bal.moves_done, (uint32_t)n);
+}
+
+Test(ns_ec, garbage_generation_and_threshold)
+{
+    servers(7);
+    stripe(7);
+    struct ns_stripe *st = ns_ec_get(&ns, 7);
+    cr_assert_eq(st->gen, 0);
+    cr_assert_eq(ns_ec_garbage(&ns, st), 0);
+    /* holders know different deletions: the most any up holder reports */
+    uint64_t g[K + M] = {100, 4u << 20, 300, 0, 6u << 20, 200};
+    for (unsigned i = 0; i < K + M; i++) {
+        Imgstore__ShardInfo x = entry(7, i);
+        x.garbage_bytes = g[i];
+        report(srv[i], &x, 1, 0);
+    }
+    cr_assert_eq(ns_ec_garbage(&ns, st), 6u << 20);
+    ns_registry_mark_down(&ns, srv[4], "test");
+    cr_assert_eq(ns_ec_garbage(&ns, st), 4u << 20, "a down holder's report is not used");
+    Imgstore__ShardInfo x = entry(7, 1);
+    x.garbage_bytes = BLEN + 1; /* more than the block: ignored */
+    report(srv[1], &x, 1, 0);
+    cr_assert_eq(ns_ec_garbage(&ns, st), 300);
+    /* the threshold: 30% of 15 MiB is 4.5 MiB */
+    cr_assert(!ns_ec_compact_due(4718591, BLEN, 30));
+    cr_assert(ns_ec_compact_due(4718592, BLEN, 30));
+    cr_assert(ns_ec_compact_due(BLEN, BLEN, 100));
+    cr_assert(!ns_ec_compact_due(BLEN, BLEN, 0), "0: compaction off");
+    cr_assert(!ns_ec_compact_due(BLEN, BLEN, 101));
+    cr_assert(!ns_ec_compact_due(0, BLEN, 1));
+    cr_assert(!ns_ec_compact_due(BLEN + 1, BLEN, 30), "more garbage than block: nonsense");
+    cr_assert(ns_ec_compact_due(UINT64_MAX / 2, UINT64_MAX / 2 + 1, 99), "no overflow");
+    /* a shard of another generation (a compaction's new stripe) is not
+     * taken into a stripe of generation 0 */
+    x = entry(7, 3);
+    x.gen = 1;
+    cr_assert_eq(report(srv[6], &x, 1, 0), 1);
+    cr_assert_eq(st->holder[3], srv[3]->idx);
+    cr_assert_eq(st->nstale, 0);
+    /* a stripe first seen at generation 2 keeps it */
+    for (unsigned i = 0; i < K + M; i++) {
+        Imgstore__ShardInfo y = entry(8, i);
+        y.gen = 2;
+        cr_assert_eq(report(srv[i], &y, 1, 0), 0);
+    }
+    cr_assert_eq(ns_ec_get(&ns, 8)->gen, 2);
 }
