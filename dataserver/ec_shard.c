@@ -166,6 +166,73 @@ int ec_shard_write(const char *blocks_dir, uint64_t id, unsigned index, const ui
     return fs_write_atomic(path, bytes, len);
 }
 
+void ec_shard_next_path(const char *blocks_dir, uint64_t id, unsigned index, char *out,
+                        size_t n)
+{
+    snprintf(out, n, "%s/%016" PRIx64 ".s%02u" EC_NEXT_SUFFIX, blocks_dir, id, index);
+}
+
+int ec_shard_stage(const char *blocks_dir, uint64_t id, unsigned index, uint32_t gen,
+                   const uint8_t *bytes, size_t len)
+{
+    struct ec_hdr h;
+    size_t hl;
+    int rc = ec_shard_check(bytes, len, id, index, &h, &hl);
+    if (rc != 0)
+        return rc;
+    uint32_t got = h.gen;
+    ec_hdr_free(&h);
+    if (got != gen)
+        return IMG_EINVAL;
+    char path[512];
+    ec_shard_next_path(blocks_dir, id, index, path, sizeof(path));
+    return fs_write_atomic(path, bytes, len);
+}
+
+/* The generation of the shard file at path when it opens with its checks
+ * for block id and shard index: 0 with *gen, or the open's error
+ * (IMG_EINVAL for another block or index). */
+static int file_gen(const char *path, uint64_t id, unsigned index, uint32_t *gen)
+{
+    struct ec_shard s;
+    int rc = ec_shard_open(path, &s);
+    if (rc != 0)
+        return rc;
+    rc = s.h.block_id == id && s.h.index == index ? 0 : IMG_EINVAL;
+    *gen = s.h.gen;
+    ec_shard_close(&s);
+    return rc;
+}
+
+int ec_shard_commit(const char *blocks_dir, uint64_t id, unsigned index, uint32_t gen)
+{
+    char next[512], path[512];
+    ec_shard_next_path(blocks_dir, id, index, next, sizeof(next));
+    ec_shard_path(blocks_dir, id, index, path, sizeof(path));
+    uint32_t g;
+    int rc = file_gen(next, id, index, &g);
+    if (rc == -ENOENT) {
+        rc = file_gen(path, id, index, &g);
+        return rc != 0 ? rc : g == gen ? 0 : -ENOENT;
+    }
+    if (rc != 0)
+        return rc;
+    if (g != gen)
+        return IMG_EINVAL;
+    if (rename(next, path) != 0)
+        return -errno;
+    return fs_sync_dir(blocks_dir);
+}
+
+int ec_shard_unstage(const char *blocks_dir, uint64_t id, unsigned index)
+{
+    char next[512];
+    ec_shard_next_path(blocks_dir, id, index, next, sizeof(next));
+    if (unlink(next) != 0)
+        return errno == ENOENT ? 0 : -errno;
+    return fs_sync_dir(blocks_dir);
+}
+
 static int pread_full(int fd, void *buf, size_t len, uint64_t off)
 {
     size_t done = 0;

@@ -80,6 +80,39 @@ struct ec_shard {
 int ec_shard_write(const char *blocks_dir, uint64_t id, unsigned index, const uint8_t *bytes,
                    size_t len);
 
+/* ---- a compaction's new generation, staged beside the shard ----
+ *
+ * "<blocks_dir>/<id 16 hex>.sNN.next" holds shard `index` of the stripe's
+ * next generation (ec_compact.h) until the cutover renames it over the
+ * shard file. Never loaded or served as a shard (ds_ec_load reads ".sNN"
+ * only); the start-up scan leaves it (a cutover may have to finish it). */
+#define EC_NEXT_SUFFIX ".next"
+
+/* The staged file's path of shard `index` of block `id` into out[0..n). */
+void ec_shard_next_path(const char *blocks_dir, uint64_t id, unsigned index, char *out,
+                        size_t n);
+
+/* Writes the staged file from the whole new shard's bytes after the
+ * checks of ec_shard_write, and that its header's generation is `gen`
+ * (IMG_EINVAL otherwise). A staged file already there is replaced (the
+ * same compaction sent again). Durable when it returns 0; else nothing
+ * changed: IMG_EFORMAT / IMG_ECORRUPT / IMG_EINVAL, or -errno. */
+int ec_shard_stage(const char *blocks_dir, uint64_t id, unsigned index, uint32_t gen,
+                   const uint8_t *bytes, size_t len);
+
+/* The cutover of one shard: renames the staged file of generation `gen`
+ * over the shard file (one rename, then the folder fsync'd), so a crash
+ * leaves the old shard or the new one whole. Returns 0 (also when the
+ * shard file already is of generation gen and nothing is staged: a
+ * repeated cutover), -ENOENT when neither is there, IMG_EINVAL when the
+ * staged file is of another generation, block or index (left in place),
+ * IMG_EFORMAT / IMG_ECORRUPT when it does not open, or -errno. */
+int ec_shard_commit(const char *blocks_dir, uint64_t id, unsigned index, uint32_t gen);
+
+/* Removes the staged file (a compaction given up), the folder fsync'd.
+ * Returns 0, also when there is none, or -errno. */
+int ec_shard_unstage(const char *blocks_dir, uint64_t id, unsigned index);
+
 /* Checks a whole shard file's bytes (the checks of ec_shard_write); on
  * success fills *h (chunk_crc owned by the caller: ec_hdr_free) and
  * *hdr_len. */

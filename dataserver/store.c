@@ -204,14 +204,20 @@ static int companion_file(const char *name)
     size_t n = strlen(name);
     if (name[0] == '.')
         return 1;
-    /* shards of erasure-coded blocks (ds_ec.c loads them), and a shard's
-     * write interrupted by a crash (never loaded) */
+    /* shards of erasure-coded blocks (ds_ec.c loads them), a shard's
+     * write interrupted by a crash (never loaded), and a compaction's
+     * staged next generation (ec_shard_stage; never loaded) */
     char base[BLOCK_NAME_HEX + EC_SHARD_SUFFIX_LEN + 1];
     uint64_t id;
     unsigned ix;
+    size_t nl = strlen(EC_NEXT_SUFFIX);
     if ((n == BLOCK_NAME_HEX + EC_SHARD_SUFFIX_LEN ||
          (n == BLOCK_NAME_HEX + EC_SHARD_SUFFIX_LEN + 4 &&
-          strcmp(name + n - 4, ".tmp") == 0)) &&
+          strcmp(name + n - 4, ".tmp") == 0) ||
+         (n == BLOCK_NAME_HEX + EC_SHARD_SUFFIX_LEN + nl &&
+          strcmp(name + n - nl, EC_NEXT_SUFFIX) == 0) ||
+         (n == BLOCK_NAME_HEX + EC_SHARD_SUFFIX_LEN + nl + 4 &&
+          strcmp(name + n - nl - 4, EC_NEXT_SUFFIX ".tmp") == 0)) &&
         (memcpy(base, name, sizeof(base) - 1), base[sizeof(base) - 1] = '\0',
          ec_shard_name(base, &id, &ix) == 0))
         return 1;

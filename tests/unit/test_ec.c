@@ -881,3 +881,89 @@ Test(ec, compact_stripe_refuses_damage)
     ec_stripe_files_free(&old);
     free_block(&b);
 }
+
+Test(ec, compact_stage_and_cutover)
+{
+    char dir[64];
+    engine_tmpdir(dir, sizeof(dir), "ecnext");
+    struct tblock b;
+    make_block(&b, 1u << 20, 44);
+    struct ec_stripe_files old, nw;
+    cr_assert_eq(ec_stripe_build(b.buf, b.len, SUPER, 0x99, 4, 2, &old), 0);
+    for (unsigned i = 0; i < 6; i++)
+        cr_assert_eq(ec_shard_write(dir, 0x99, i, old.file[i], old.len[i]), 0);
+    struct ec_hdr h = {.block_id = 0x99};
+    size_t hl, n;
+    struct ec_tent *tab;
+    shard_meta(&old, 0, &h, &hl, &tab, &n);
+    for (size_t i = 0; i < n; i += 2)
+        tab[i].deleted = 1;
+    const uint8_t *data[EC_MAX_K];
+    for (unsigned i = 0; i < 4; i++)
+        data[i] = old.file[i] + hl;
+    cr_assert_eq(ec_compact_stripe(&h, data, tab, n, SUPER, &nw), 0);
+    /* staging checks the bytes, the shard index and the generation */
+    cr_assert_eq(ec_shard_stage(dir, 0x99, 1, 0, nw.file[1], nw.len[1]), IMG_EINVAL);
+    cr_assert_eq(ec_shard_stage(dir, 0x99, 2, 1, nw.file[1], nw.len[1]), IMG_EFORMAT);
+    nw.file[1][nw.len[1] - 1] ^= 1; /* the table's CRC */
+    cr_assert_eq(ec_shard_stage(dir, 0x99, 1, 1, nw.file[1], nw.len[1]), IMG_ECORRUPT);
+    nw.file[1][nw.len[1] - 1] ^= 1;
+    char p[512], q[512];
+    ec_shard_next_path(dir, 0x99, 1, q, sizeof(q));
+    cr_assert_neq(access(q, F_OK), 0, "a refused stage left a file");
+    for (unsigned i = 0; i < 6; i++)
+        cr_assert_eq(ec_shard_stage(dir, 0x99, i, 1, nw.file[i], nw.len[i]), 0);
+    cr_assert_eq(ec_shard_stage(dir, 0x99, 1, 1, nw.file[1], nw.len[1]), 0, "sent again");
+    /* staged: the shard file is still the old generation, whole */
+    struct ec_shard s;
+    ec_shard_path(dir, 0x99, 1, p, sizeof(p));
+    cr_assert_eq(ec_shard_open(p, &s), 0);
+    cr_assert(s.h.gen == 0 && s.ntab == n);
+    ec_shard_close(&s);
+    uint64_t id;
+    unsigned ix;
+    cr_assert_eq(ec_shard_name(strrchr(q, '/') + 1, &id, &ix), -1, "a staged file is no shard");
+    /* the cutover of shards 0..2 (a cutover cut short by a crash) */
+    for (unsigned i = 0; i < 3; i++)
+        cr_assert_eq(ec_shard_commit(dir, 0x99, i, 1), 0);
+    cr_assert_eq(ec_shard_commit(dir, 0x99, 1, 1), 0, "a repeated cutover");
+    cr_assert_eq(ec_shard_commit(dir, 0x99, 3, 2), IMG_EINVAL, "another generation");
+    cr_assert_eq(ec_shard_open(p, &s), 0);
+    cr_assert(s.h.gen == 1 && s.ntab == nw.files && s.h.block_len < h.block_len);
+    cr_assert_eq(ec_shard_verify(&s, NULL), 0);
+    ec_shard_close(&s);
+    cr_assert_neq(access(q, F_OK), 0);
+    /* ... finished later: every shard at generation 1 */
+    for (unsigned i = 3; i < 6; i++)
+        cr_assert_eq(ec_shard_commit(dir, 0x99, i, 1), 0);
+    for (unsigned i = 0; i < 6; i++) {
+        ec_shard_path(dir, 0x99, i, p, sizeof(p));
+        cr_assert_eq(ec_shard_open(p, &s), 0);
+        cr_assert_eq(s.h.gen, 1);
+        cr_assert_eq(s.file_size, nw.len[i]);
+        ec_shard_close(&s);
+    }
+    /* nothing staged and the shard of another generation: not committed */
+    cr_assert_eq(ec_shard_commit(dir, 0x99, 4, 2), -ENOENT);
+    cr_assert_eq(ec_shard_commit(dir, 0x98, 4, 1), -ENOENT);
+    /* a compaction given up: its staged file removed, the shard kept */
+    cr_assert_eq(ec_shard_stage(dir, 0x99, 5, 1, nw.file[5], nw.len[5]), 0);
+    cr_assert_eq(ec_shard_unstage(dir, 0x99, 5), 0);
+    cr_assert_eq(ec_shard_unstage(dir, 0x99, 5), 0);
+    ec_shard_next_path(dir, 0x99, 5, q, sizeof(q));
+    cr_assert_neq(access(q, F_OK), 0);
+    ec_shard_path(dir, 0x99, 5, p, sizeof(p));
+    cr_assert_eq(ec_shard_open(p, &s), 0);
+    ec_shard_close(&s);
+    /* a damaged staged file is not renamed over the shard */
+    cr_assert_eq(ec_shard_stage(dir, 0x99, 5, 1, nw.file[5], nw.len[5]), 0);
+    cr_assert_eq(truncate(q, (off_t)nw.len[5] - 3), 0);
+    cr_assert_neq(ec_shard_commit(dir, 0x99, 5, 1), 0);
+    cr_assert_eq(access(q, F_OK), 0);
+    free(tab);
+    ec_hdr_free(&h);
+    ec_stripe_files_free(&nw);
+    ec_stripe_files_free(&old);
+    free_block(&b);
+    engine_rmtree(dir);
+}
