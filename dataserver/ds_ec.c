@@ -12,16 +12,18 @@
  * a success until the nameserver deletes the replicated copy.
  * EC_PUT_SHARD: the body is checked and written on the thread pool
  * (ec_shard_write: header, chunk CRCs, table; durable before the answer),
- * then opened and added to the shards reported in heartbeats.
- * Calls the storage engine (store, block, ec, ec_shard), ds_peer.c,
+ * then opened and added to the shards reported in heartbeats (each with
+ * its generation and the block's garbage by its record table, ec_compact;
+ * a shard added or a file deleted sends them all with the next heartbeat).
+ * Calls the storage engine (store, block, ec, ec_shard, ec_compact), ds_peer.c,
  * ds_session.c (a heartbeat soon) and the dispatch's ds_req. */
 #include "dataserver/ds_ec.h"
-#include "dataserver/ec_compact.h"
 
 #include "base/array.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "dataserver/block.h"
+#include "dataserver/ec_compact.h"
 #include "dataserver/needle.h"
 #include "dataserver/store.h"
 

@@ -1,6 +1,7 @@
 /* ec_shard.c - shard files of erasure-coded blocks: the record table, the
- * checked write of a whole shard file, opening and reading one (formats in
- * ec_shard.h and docs/storage.md). Storage engine: calls ec.c, needle.h
+ * checked write of a whole shard file, opening and reading one, the
+ * staging and cutover of a compaction's next generation, tombstone files,
+ * building a stripe (formats in ec_shard.h and docs/storage.md). Storage engine: calls ec.c, needle.h
  * constants, base/ (CRC32C, little-endian fields, fs helpers); blocking
  * file I/O, run off the event loop by its callers. */
 #include "dataserver/ec_shard.h"

@@ -3,9 +3,12 @@
  *
  * The table is memory only, like the block map: every shard holder reports
  * its shards (Heartbeat.shards: block, k, m, index, lengths, the data
- * shards' seq ranges), so a restarted nameserver, or a standby, rebuilds it
- * from the reports. A stripe is created by the first report of one of its
- * shards; a full report drops its sender from the shards it no longer lists.
+ * shards' seq ranges, generation, garbage bytes), so a restarted
+ * nameserver, or a standby, rebuilds it from the reports. A stripe is
+ * created by the first report of one of its shards (and takes its
+ * generation: a shard of another one is ignored); a full report drops its
+ * sender from the shards it no longer lists. Encoded blocks are not
+ * compacted yet: their garbage is shown (ds-admin block, compact_due).
  *
  * An encoding is one planner task (NS_TASK_EC_ENCODE: no copy, deletion or
  * compaction of the block runs meanwhile): STAT_BLOCK to the block's primary
