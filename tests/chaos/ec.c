@@ -12,8 +12,8 @@
  *     three kept down until the nameserver has rebuilt one of their shards
  *     of that stripe on another server (at most CHAOS_EC_LONG_MS);
  *   - kill -9 of a dataserver, CHAOS_FLIPS bytes flipped (one bit each) in
- *     one of its shard files past the header (payload or record table),
- *     restart. At most one shard of a stripe is damaged in a run, so with
+ *     one of its shard files past the header (anywhere after it, or one
+ *     time in three all in the record table after the payload), restart. At most one shard of a stripe is damaged in a run, so with
  *     two holders down k good shards are left.
  *
  * Invariants of the mode, checked at the end once the stripes had time to
@@ -420,8 +420,13 @@ static int flip_shard(int d, uint64_t block, int index, uint64_t *rng)
     }
     struct damage *dm = &damage[ndamage];
     *dm = (struct damage){.block = block, .index = index, .ds = d};
+    /* The record table is a few KiB after a payload of about 1 MiB: one
+     * time in three every flip goes there, else anywhere past the header. */
+    off_t from = hdr_len;
+    if ((off_t)(hdr_len + L) + 16 < st.st_size && cluster_rand(rng) % 3 == 0)
+        from = (off_t)(hdr_len + L);
     for (int f = 0; f < CHAOS_FLIPS; f++) {
-        off_t at = hdr_len + (off_t)(cluster_rand(rng) % (uint64_t)(st.st_size - hdr_len));
+        off_t at = from + (off_t)(cluster_rand(rng) % (uint64_t)(st.st_size - from));
         uint8_t byte;
         int again = 0;
         for (int g = 0; g < dm->n; g++)
