@@ -630,7 +630,7 @@ static int report(void)
     printf("chaos: seed %llu (replay with IMGSTORE_SEED=%llu)\n", (unsigned long long)seed,
            (unsigned long long)seed);
     for (int k = 0; k < F_KINDS; k++) {
-        if (!kind_in_use(k) && k != F_FULL_DISK)
+        if (!kind_in_use(k) && (k != F_FULL_DISK || ec_on))
             continue;
         printf("chaos: faults: %-42s %lu\n", fault_names[k], faults[k]);
         total += faults[k];
