@@ -115,7 +115,7 @@ CHAOS_IN_TEST := $(if $(filter-out 0,$(CHAOS_TEST_SECONDS)),$(CHAOS_BIN))
 check-layers:
 	./scripts/check-layers.sh
 
-.PHONY: all deps check-layers test unit integ run run-ha stop chaos-ha asan valgrind clean bench bench-http bench-zstd bench-index-pack bench-rebalance bench-ec \
+.PHONY: all deps check-layers test unit integ run run-ha stop chaos-ha chaos-ec asan valgrind clean bench bench-http bench-zstd bench-index-pack bench-rebalance bench-ec \
         fuzz fuzz-build fuzz-corpus chaos chaos-powercut
 all: $(BINS) $(LIBS)
 
@@ -313,6 +313,7 @@ fuzz-corpus: deps
 # Criterion program.)
 $(BUILD)/tests/chaos: $(OBJ)/tests/chaos/chaos.o $(OBJ)/tests/chaos/faults.o $(OBJ)/tests/chaos/env.o \
                       $(OBJ)/tests/chaos/avail.o $(OBJ)/tests/chaos/ha.o $(OBJ)/tests/chaos/ha_net.o \
+                      $(OBJ)/tests/chaos/ec.o \
                       $(filter-out %/json_check.o,$(INTEG_HELPERS)) \
                       $(BUILD)/lib/libimgstore.a
 	@mkdir -p $(dir $@)
@@ -329,6 +330,14 @@ chaos: deps
 chaos-ha: deps
 	$(MAKE) all $(CHAOS_BIN)
 	IMGSTORE_BIN=$(abspath $(BUILD)/bin) CHAOS_HA=1 CHAOS_SECONDS=$(CHAOS_SECONDS) \
+	  ./tests/run.sh $(CHAOS_BIN)
+
+# The chaos suite's erasure-coding mode (tests/chaos/ec.c): seven
+# dataservers, 4+2 stripes encoded under the load, kill -9 of two holders of
+# one stripe and bytes flipped in shard files.
+chaos-ec: deps
+	$(MAKE) all $(CHAOS_BIN)
+	IMGSTORE_BIN=$(abspath $(BUILD)/bin) CHAOS_EC=1 CHAOS_SECONDS=$(CHAOS_SECONDS) \
 	  ./tests/run.sh $(CHAOS_BIN)
 
 # The chaos suite with power cuts: the servers come from a separate build

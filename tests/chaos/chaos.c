@@ -80,6 +80,18 @@
  *
  * Skipped with one line when etcd is not installed.
  *
+ * With CHAOS_EC=1 (make chaos-ec; ec.c), the erasure-coding mode: seven
+ * dataservers, `ds-admin set ec 4+2`, sealed blocks encoded under the load
+ * (`ds-admin ec encode --all-sealed` every 2 s), and the rounds hold kill -9
+ * of a dataserver and of the nameserver, kill -9 of two dataservers holding
+ * shards of one stripe (sometimes kept down until a shard is rebuilt
+ * elsewhere) and bytes flipped in a shard file of a killed dataserver; no
+ * partition, no full disk. Invariants 1-6 (7 reported) and
+ *
+ *  10. at the end every stripe is whole: k+m shards on distinct up
+ *      servers, none bad, each file on its holder, no damaged file named;
+ *  11. the effective storage factor (raw / logical bytes) is below 2.0.
+ *
  * Environment: CHAOS_SECONDS (load duration, default 60),
  * CHAOS_HB_TIMEOUT_MS (the nameserver's heartbeat timeout, default 3000: a
  * server out longer than that is declared down and its blocks are copied
@@ -87,7 +99,7 @@
  * IMGSTORE_SEED
  * (replay: the seed drives sizes, operation mix, fault kinds, victims and
  * moments; thread timing still varies), IMGSTORE_BIN, IMGSTORE_KEEP=1,
- * CHAOS_AVAIL_STRICT, CHAOS_AVAIL_FAULTS, CHAOS_NS_AWAY_MS, CHAOS_HA, CHAOS_NO_PARTITION
+ * CHAOS_AVAIL_STRICT, CHAOS_AVAIL_FAULTS, CHAOS_NS_AWAY_MS, CHAOS_HA, CHAOS_EC, CHAOS_NO_PARTITION
  * (replay a seed of a machine without network namespaces).
  * Output ends with one "N passed, N failed" line per invariant; the exit
  * status is 0 when every invariant held.
@@ -95,8 +107,9 @@
  * Files: chaos.c (this one: main, the load workers, the final checks, the
  * report), faults.c (fault injection), env.c (network namespace, tmpfs,
  * memory sampling, ds-admin helpers), avail.c (availability per fault
- * kind), ha.c (the HA mode), ha_net.c (its namespaces, invariant 9),
- * chaos.h (what they share). */
+ * kind), ha.c (the HA mode), ha_net.c (its namespaces, invariant 9), ec.c
+ * (the erasure-coding mode, invariants 10 and 11), chaos.h (what they
+ * share). */
 #include "tests/chaos/chaos.h"
 
 #include <errno.h>
@@ -583,15 +596,18 @@ static void stop_servers(void)
 static int report_invariants(int failed_only)
 {
     struct inv *all[] = {&inv_uploads, &inv_deletes, &inv_bytes, &inv_servers, &inv_http,
-                         &inv_memory, &inv_avail, &inv_epochs, &inv_cutoff};
+                         &inv_memory, &inv_avail, &inv_epochs, &inv_cutoff, &inv_stripes,
+                         &inv_factor};
     /* Invariant 7 (availability) is one of them only with CHAOS_AVAIL_STRICT=1
      * (the default in the HA mode); otherwise avail_report prints it as a
-     * report line. Invariants 8 and 9 only in the HA mode. */
+     * report line. Invariants 8 and 9 only in the HA mode, 10 and 11 only
+     * in the EC mode. */
     size_t ninv = sizeof(all) / sizeof(all[0]);
     int bad = 0;
     for (size_t i = 0; i < ninv; i++) {
         if ((all[i] == &inv_avail && !avail_strict) ||
-            ((all[i] == &inv_epochs || all[i] == &inv_cutoff) && !ha_on))
+            ((all[i] == &inv_epochs || all[i] == &inv_cutoff) && !ha_on) ||
+            ((all[i] == &inv_stripes || all[i] == &inv_factor) && !ec_on))
             continue;
         if (!failed_only || all[i]->failed)
             printf("invariant %zu, %s: %lu passed, %lu failed\n", i + 1, all[i]->what,
@@ -599,7 +615,7 @@ static int report_invariants(int failed_only)
         bad |= all[i]->failed != 0;
     }
     for (int k = 0; k < F_KINDS; k++)
-        if ((k < nkinds || (ha_on && k >= F_HA_KILL_LEADER)) && kind_in_use(k) &&
+        if ((k < nkinds || ha_on || ec_on) && kind_in_use(k) &&
             faults[k] == 0) {
             printf("chaos: fault kind \"%s\" was never injected (run longer)\n", fault_names[k]);
             bad = 1;
@@ -614,7 +630,7 @@ static int report(void)
     printf("chaos: seed %llu (replay with IMGSTORE_SEED=%llu)\n", (unsigned long long)seed,
            (unsigned long long)seed);
     for (int k = 0; k < F_KINDS; k++) {
-        if (!kind_in_use(k) && k != F_FULL_DISK)
+        if (!kind_in_use(k) && (k != F_FULL_DISK || ec_on))
             continue;
         printf("chaos: faults: %-42s %lu\n", fault_names[k], faults[k]);
         total += faults[k];
@@ -633,7 +649,7 @@ static int report(void)
                    C->ds[full_disk_ds].name, CHAOS_TMPFS_MB,
                    (unsigned long long)full_min_free / 1024);
     }
-    if (part_ds < 0 && !ha_on)
+    if (part_ds < 0 && !ha_on && !ec_on)
         printf("chaos: network partition: not injected (skipped at start)\n");
     printf("chaos: uploads acknowledged %lu, failed %lu; reads ok %lu, of deleted files %lu, "
            "failed %lu; deletes acknowledged %lu, failed %lu\n",
@@ -645,6 +661,7 @@ static int report(void)
     print_errs("deletes", &deletes.errs);
     if (ha_on)
         ha_cutoff_report();
+    ec_report();
     avail_report(avail_strict);
     return report_invariants(0);
 }
@@ -687,6 +704,8 @@ int main(void)
             return 1;
         }
         avail_strict = env_int("CHAOS_AVAIL_STRICT", 1) != 0;
+    } else if (env_int("CHAOS_EC", 0)) {
+        ec_setup(&o);
     }
     if (!files || cluster_start(&o, &C) != 0) {
         printf("chaos: the cluster did not start\n0 passed, 1 failed\n");
@@ -707,12 +726,12 @@ int main(void)
         ha_teardown();
         return 1;
     }
-    if (!ha_on && partition_setup(1) == -2) {
+    if (!ha_on && !ec_on && partition_setup(1) == -2) {
         partition_teardown();
         cluster_stop(C);
         return 1;
     }
-    if (!ha_on && full_disk_setup(C->nds - 1) == 0) {
+    if (!ha_on && !ec_on && full_disk_setup(C->nds - 1) == 0) {
         full_disk_ds = C->nds - 1;
         faults[F_FULL_DISK] = 1;
     }
@@ -725,6 +744,12 @@ int main(void)
     }
     if (ha_on)
         wait_healed(); /* a fresh etcd prefix: the first leader's safe mode runs out */
+    if (ec_on && ec_start() != 0) {
+        printf("chaos: EC mode: `ds-admin set ec 4+2` failed\n0 passed, 1 failed\n");
+        imgstore_close(H);
+        cluster_stop(C);
+        return 1;
+    }
     say("load of %d workers and faults for %d s", CHAOS_WORKERS, seconds);
     load_start_ms = cluster_now_ms();
     pthread_t th[CHAOS_WORKERS];
@@ -738,7 +763,10 @@ int main(void)
     check_servers();
     cluster_wait_ready(C, C->nds, CHAOS_RECOVER_MS);
     wait_healed();
+    ec_wait_whole();
+    ec_stop_encoder();
     final_checks();
+    ec_check();
     check_servers();
     mem_report();
     stop_servers();

@@ -11,7 +11,10 @@
  *   ha.c      the HA mode (CHAOS_HA=1): etcd, a second nameserver, the HA
  *             fault kinds, invariant 8;
  *   ha_net.c  the HA mode's network namespaces (one per nameserver) and the
- *             partition of the leader, invariant 9.
+ *             partition of the leader, invariant 9;
+ *   ec.c      the erasure-coding mode (CHAOS_EC=1): 4+2 on seven
+ *             dataservers, encodings under the load, the EC fault kinds,
+ *             invariants 10 and 11.
  *
  * The driver links tests/integ/cluster.c and the client library; it may call
  * those and nothing else of the project. */
@@ -70,6 +73,11 @@
 #define CHAOS_CLIENT_TIMEOUT_MS 8000 /* the load's handle: whole-operation deadline */
 #define CHAOS_CLIENT_IO_TIMEOUT_MS 2000
 #define CHAOS_HA_TTL_MS 2000        /* HA mode: the leader's lease (--etcd-ttl-ms) */
+#define CHAOS_EC_NDS 7              /* EC mode: 4+2 needs six servers, one spare */
+#define CHAOS_EC_ENCODE_MS 2000     /* EC mode: `ec encode --all-sealed` this often */
+#define CHAOS_EC_SCRUB_MB 50        /* EC mode: scrub_rate, so damaged shards are found */
+#define CHAOS_EC_LONG_MS 25000      /* EC mode: longest wait for a rebuild with two down */
+#define CHAOS_EC_WHOLE_MS 90000     /* EC mode: deadline for every stripe whole at the end */
 
 enum fault {
     F_KILL_DS, F_KILL_NS, F_STOP_DS, F_FLIP_DS, F_FLIP_IDX, F_KILL_COPY, F_KILL_COMPACT,
@@ -78,7 +86,9 @@ enum fault {
     /* With CHAOS_AVAIL_FAULTS=1 (issue 20), in the shuffled rounds too: */
     F_HDR_DAMAGE, F_CAPACITY, F_NS_AWAY,
     /* With CHAOS_HA=1 (ha.c), the only kinds: */
-    F_HA_KILL_LEADER, F_HA_STOP_LEADER, F_HA_ETCD, F_HA_CUT_ETCD, F_HA_PARTITION, F_KINDS
+    F_HA_KILL_LEADER, F_HA_STOP_LEADER, F_HA_ETCD, F_HA_CUT_ETCD, F_HA_PARTITION,
+    /* With CHAOS_EC=1 (ec.c), with F_KILL_DS and F_KILL_NS: */
+    F_EC_KILL_TWO, F_EC_FLIP_SHARD, F_KINDS
 };
 extern const char *fault_names[F_KINDS];
 
@@ -283,5 +293,24 @@ void ha_check_cutoff(enum fault kind, const struct cluster_proc *old, int64_t ol
 void ha_cutoff_report(void);
 /* Wall-clock ms (the servers' log timestamps are UTC wall clock). */
 int64_t wall_ms(void);
+
+/* ---- ec.c: the erasure-coding mode (CHAOS_EC=1) ------------------------------- */
+
+extern int ec_on;                        /* the EC mode runs */
+extern struct inv inv_stripes, inv_factor; /* invariants 10 and 11 */
+
+/* Before cluster_start: CHAOS_EC_NDS dataservers. */
+void ec_setup(struct cluster_opts *o);
+/* Once the cluster and H are up: `set ec 4+2`, the scrub rate, the encoder
+ * thread. 0 or -1. */
+int ec_start(void);
+void ec_stop_encoder(void);
+/* Injects one EC fault kind (F_EC_*). */
+void ec_inject(enum fault kind, uint64_t *rng);
+/* At the end: waits until every stripe is whole (CHAOS_EC_WHOLE_MS), then
+ * checks invariants 10 and 11; the mode's figures. */
+void ec_wait_whole(void);
+void ec_check(void);
+void ec_report(void);
 
 #endif

@@ -2,8 +2,9 @@
  * and their names, the shuffled schedule (run_faults), each kind's
  * injection (inject and the fault_* functions), and the record of the damage
  * done (a block is damaged on at most one server). It calls the cluster
- * helper (tests/integ/cluster.c), env.c (start_ds, ds-admin, namespace) and
- * chaos.c's say/sleep; never the load or the final checks. */
+ * helper (tests/integ/cluster.c), env.c (start_ds, ds-admin, namespace),
+ * ha.c and ec.c (their modes' kinds) and chaos.c's say/sleep; never the load
+ * or the final checks. */
 #include "tests/chaos/chaos.h"
 
 #include <dirent.h>
@@ -35,7 +36,9 @@ const char *fault_names[F_KINDS] = {"kill -9 + restart dataserver",
                                            "HA: SIGSTOP the leader past the TTL",
                                            "HA: kill -9 etcd + restart",
                                            "HA: etcd cut off from the leader",
-                                           "HA: network partition of the leader"};
+                                           "HA: network partition of the leader",
+                                           "EC: kill -9 two holders of a stripe",
+                                           "EC: bytes flipped in a shard + restart"};
 /* Kinds of the shuffled rounds: the power cuts need the IMG_FAULT_FS build
  * (CHAOS_POWER_CUT=1, set by make chaos-powercut). */
 int nkinds = F_ROUND;
@@ -348,6 +351,10 @@ static void inject(enum fault kind, uint64_t *rng)
         fault_partition(rng);
         return;
     }
+    if (kind >= F_EC_KILL_TWO) {
+        ec_inject(kind, rng);
+        return;
+    }
     if (kind >= F_HA_KILL_LEADER) {
         ha_inject(kind, rng);
         return;
@@ -467,7 +474,9 @@ int kind_in_use(int k)
     if (!kind_listed(k))
         return 0;
     if (ha_on)
-        return k >= F_HA_KILL_LEADER && (k != F_HA_PARTITION || ha_net_on);
+        return k >= F_HA_KILL_LEADER && k <= F_HA_PARTITION && (k != F_HA_PARTITION || ha_net_on);
+    if (ec_on) /* the EC mode: its own kinds and the kills of one server */
+        return k == F_KILL_DS || k == F_KILL_NS || k >= F_EC_KILL_TWO;
     if (k >= F_HA_KILL_LEADER)
         return 0;
     if (k >= F_HDR_DAMAGE)
