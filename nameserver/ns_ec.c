@@ -58,10 +58,30 @@ struct ns_stripe *ns_ec_get(const struct ns *ns, uint64_t id)
     return NULL;
 }
 
+static int complete(const struct ns_stripe *st);
+static int busy(const struct ns *ns, uint64_t id);
+
+struct ns_stripe *ns_ec_supersedes(const struct ns *ns, uint64_t id)
+{
+    struct ns_stripe *st = ns_ec_get(ns, id);
+    if (!st || !complete(st) || busy(ns, id))
+        return NULL;
+    const struct ns_block *b = ns_blocks_get(&ns->blocks, id);
+    for (unsigned i = 0; b && i < b->nrep; i++) {
+        const struct ns_server *s = ns_registry_at(ns, b->rep[i]);
+        if (s && s->up && b->rsize[i] > st->block_len)
+            return NULL; /* it took tombstones the stripe lacks: the copies lead */
+    }
+    return st;
+}
+
 struct ns_stripe *ns_ec_usable(const struct ns *ns, uint64_t id)
 {
     struct ns_stripe *st = ns_ec_get(ns, id);
-    return st && (st->confirmed || !ns_blocks_get(&ns->blocks, id)) ? st : NULL;
+    return st && (st->confirmed || !ns_blocks_get(&ns->blocks, id) ||
+                  ns_ec_supersedes(ns, id))
+               ? st
+               : NULL;
 }
 
 /* Forgets the stripe of block id (a failed or restarted encoding). */
@@ -432,6 +452,28 @@ static void drop_replicas(struct ns *ns, uint64_t id, uint64_t block_len)
     }
 }
 
+int ns_ec_stale_copy(struct ns *ns, const struct ns_block *b, struct ns_server *s)
+{
+    const struct ns_stripe *st = ns_ec_supersedes(ns, b->id);
+    if (!st || !ns->loop || !s->up || !s->conn)
+        return 0;
+    struct drop *d = malloc(sizeof(*d));
+    if (!d)
+        return 0;
+    *d = (struct drop){.ns = ns, .block_id = b->id, .server = s->idx};
+    log_info("block %" PRIu64 ": %s reports a replicated copy of it, which its stripe "
+             "supersedes: told to delete it", b->id, s->id);
+    Imgstore__DeleteBlock m = IMGSTORE__DELETE_BLOCK__INIT;
+    m.block_id = b->id;
+    m.expected_size = st->block_len;
+    if (conn_request(s->conn, FT_DELETE_BLOCK, &m.base, NULL, 0, NULL, NS_CMD_TIMEOUT_MS,
+                     drop_reply, d) != 0) {
+        free(d);
+        return 0;
+    }
+    return 1;
+}
+
 /* Non-zero when every shard of st has a holder. */
 static int complete(const struct ns_stripe *st)
 {
@@ -581,6 +623,21 @@ static int by_free(const void *a, const void *b, void *arg)
 }
 
 /* Non-zero when a task of any kind runs for block id. */
+/* Non-zero when an encoding of block id failed less than NS_RETRY_MS ago
+ * (at `now`): it waits, as the replicated planner's failing blocks do, so a
+ * block that cannot be encoded yet (its primary's copy not intact, the
+ * server busy) is not asked again at once and without end. */
+static int encode_failed_lately(const struct ns *ns, uint64_t id, uint64_t now)
+{
+    for (size_t i = 0; i < ns->plan.ntasks; i++) {
+        const struct ns_task *t = &ns->plan.tasks[i];
+        if (t->block_id == id && t->kind == NS_TASK_EC_ENCODE && t->state == NS_TASK_FAILED &&
+            now < t->end_ms + NS_RETRY_MS)
+            return 1;
+    }
+    return 0;
+}
+
 static int busy(const struct ns *ns, uint64_t id)
 {
     for (size_t i = 0; i < ns->plan.ntasks; i++)
@@ -954,7 +1011,8 @@ static void plan_age(struct ns *ns, uint64_t now_ms, unsigned k, unsigned m)
             e->nseen ? bsearch(&key, e->seen, e->nseen, sizeof(key), seen_cmp) : NULL;
         next[n] = (struct ns_ec_seen){.block_id = b->id, .ms = old ? old->ms : now_ms};
         const char *why;
-        if (now_ms >= next[n].ms + age_ms && !busy(ns, b->id))
+        if (now_ms >= next[n].ms + age_ms && !busy(ns, b->id) &&
+            !encode_failed_lately(ns, b->id, now_ms))
             ns_ec_start(ns, b, k, m, now_ms, &why);
         n++;
     }
@@ -980,7 +1038,8 @@ void ns_ec_plan(struct ns *ns, uint64_t now_ms)
         stale_plan(ns, now_ms);
     for (size_t i = 0; ns->loop && i < ns->ec->n; i++) {
         struct ns_stripe *st = &ns->ec->v[i];
-        if (st->confirmed && complete(st) && ns_blocks_get(&ns->blocks, st->block_id) &&
+        if ((st->confirmed || ns_ec_supersedes(ns, st->block_id)) && complete(st) &&
+            ns_blocks_get(&ns->blocks, st->block_id) &&
             !busy(ns, st->block_id) && now_ms >= st->drop_ms + NS_EC_DROP_RETRY_MS) {
             st->drop_ms = now_ms;
             drop_replicas(ns, st->block_id, st->block_len);
@@ -999,7 +1058,7 @@ void ns_ec_plan(struct ns *ns, uint64_t now_ms)
         if (!b->id || !b->sealed || ns_ec_usable(ns, b->id))
             continue;
         left++;
-        if (!busy(ns, b->id))
+        if (!busy(ns, b->id) && !encode_failed_lately(ns, b->id, now_ms))
             ns_ec_start(ns, b, k, m, now_ms, &why);
     }
     if (left == 0) {

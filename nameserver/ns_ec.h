@@ -59,10 +59,28 @@ struct ns_stripe *ns_ec_get(const struct ns *ns, uint64_t id);
 
 /* The stripe of block id when it may be used (read, repaired, make the
  * replicated copies go): its encoding succeeded on this nameserver, or the
- * block has no replicated copy left (the encoding finished before). A
- * stripe seen only in reports while the block is still replicated may be
- * what a failed encoding left: ignored. NULL otherwise. */
+ * block has no replicated copy left (the encoding finished before), or it
+ * supersedes the copies left (ns_ec_supersedes). A stripe seen only in
+ * reports while the block's copies took tombstones since (longer than the
+ * encoded block) is what a failed encoding left: ignored. NULL otherwise. */
 struct ns_stripe *ns_ec_usable(const struct ns *ns, uint64_t id);
+
+/* The stripe of block id when it supersedes the block's replicated copies:
+ * every shard has a holder, no task of the block runs (an encoding), and no
+ * up copy is longer than the encoded block (a longer one took tombstones
+ * after the encoding: the copies lead, as before the drop). A copy no
+ * longer than the stripe's block holds nothing the stripe lacks, and may
+ * lack deletes made on the stripe since: a copy that was down when the
+ * encoding dropped the others, back later, or reported to a nameserver
+ * that restarted since (docs/chaos-findings.md, "a stale copy of an
+ * encoded block comes back"). LOOKUP answers such a block with its stripe,
+ * the planner does not repair its copies, and they are deleted. */
+struct ns_stripe *ns_ec_supersedes(const struct ns *ns, uint64_t id);
+
+/* A report of server s listed replicated block b: when its stripe
+ * supersedes the copies, s is told to delete its copy (before the answer to
+ * the report, so it never serves it) and 1 is returned; else 0. */
+int ns_ec_stale_copy(struct ns *ns, const struct ns_block *b, struct ns_server *s);
 
 /* Applies the shards of a validated heartbeat from s: each entry (checked:
  * a known scheme, index < k+m, k seq ranges) records s as that shard's

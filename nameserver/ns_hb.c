@@ -5,13 +5,16 @@
  * to the module that acts on it, in report order:
  *   a stale unsealed copy of a sealed block  -> ns_plan_seal_on (planner)
  *   a copy reported corrupt                  -> ns_bad_mark (bad list)
+ *   a copy its stripe supersedes (encoded)  -> ns_ec_stale_copy (deleted)
  *   a sealed block: the reporter's view      -> ns_plan_check_view (planner)
  *   an open (unsealed) block                 -> ns_pool_add (pool)
  * It sits above the map and below ns_rpc.c's heartbeat handler; works
  * without a loop (unit tests, fuzz_ns_heartbeat). Calls ns_blocks.c,
- * ns_bad.c, ns_plan*.c, ns_pool.c and ns_delnote.c (the delete journal's gate). */
+ * ns_bad.c, ns_plan*.c, ns_pool.c, ns_ec.c and ns_delnote.c (the delete
+ * journal's gate). */
 #include "nameserver/ns.h"
 #include "nameserver/ns_delnote.h"
+#include "nameserver/ns_ec.h"
 
 #include <errno.h>
 
@@ -26,6 +29,8 @@ static int hand_over(struct ns *ns, struct ns_server *s, const struct ns_block_c
     struct ns_block *b = ns_blocks_get(&ns->blocks, c->block_id);
     if (!b)
         return 0; /* gone since (its last holder left in the same report) */
+    if (b->sealed && ns->ec && ns_ec_stale_copy(ns, b, s))
+        return 0; /* a copy its stripe supersedes: deleted before it serves */
     ns_delnote_gate(ns, b, s); /* before its view is checked: a held-out copy is told so */
     if (b->sealed)
         ns_plan_check_view(ns, b, s, c->claims_primary, c->ids, c->nids);

@@ -861,6 +861,8 @@ void ns_plan_step(struct ns *ns, uint64_t now_ms)
             send_seal(ns, b); /* copies are made of sealed blocks only */
             continue;
         }
+        if ((wants_copy || draining) && ns->ec && ns_ec_supersedes(ns, b->id))
+            continue; /* encoded: these copies are being deleted (ns_ec.c) */
         if (wants_copy)
             cand_push(&under, &nunder, &cunder, b->id, good);
         else if (wants_delete && b->sealed)

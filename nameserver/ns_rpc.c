@@ -291,7 +291,9 @@ static void handle_lookup(struct ns_peer *p, const struct frame_header *h,
         const struct ns_block *b = ns_blocks_get(&ns->blocks, lk->block_ids[i]);
         size_t nr = b ? fill_replicas(ns, b, 1, reps[found], rp[found]) : 0;
         size_t ns_ = ns_ec_fill_loc(ns, lk->block_ids[i], &ecl[found]);
-        if (nr == 0 && ns_ > 0) { /* erasure-coded, its replicated copies gone */
+        /* Erasure-coded, its replicated copies gone or superseded (stale ones
+         * may lack deletes made on the stripe: never listed then). */
+        if (ns_ > 0 && (nr == 0 || ns_ec_supersedes(ns, lk->block_ids[i]))) {
             imgstore__block_location__init(&locs[found]);
             locs[found].block_id = lk->block_ids[i];
             locs[found].sealed = 1;

@@ -202,15 +202,17 @@ Test(ns_ec, no_repair_below_k_shards)
     cr_assert_eq(rebuilds(ids, tg, 4), 0);
 }
 
-/* Shards reported for a block that is still replicated may be what a failed
- * encoding left: not listed, not repaired, not "already encoded". */
+/* Shards reported for a block whose replicated copies took tombstones since
+ * (longer than the encoded block) are what a failed encoding left: not
+ * listed, not repaired, not "already encoded". */
 Test(ns_ec, reported_stripe_of_a_replicated_block_unused)
 {
     servers(8);
     ns.safe_mode = 0;
     struct ns_server *reps[2] = {srv[6], srv[7]};
-    block(7, BLEN, reps, 2);
+    block(7, BLEN + 24, reps, 2);
     stripe(7);
+    cr_assert_null(ns_ec_supersedes(&ns, 7));
     cr_assert_not_null(ns_ec_get(&ns, 7));
     cr_assert_null(ns_ec_usable(&ns, 7));
     struct ns_ec_loc loc;
@@ -223,6 +225,33 @@ Test(ns_ec, reported_stripe_of_a_replicated_block_unused)
     ns_ec_get(&ns, 7)->confirmed = 1; /* its EC_ENCODE succeeded */
     cr_assert_not_null(ns_ec_usable(&ns, 7));
     cr_assert_eq(ns_ec_fill_loc(&ns, 7, &loc), 5);
+}
+
+/* A complete stripe and replicated copies no longer than the encoded block
+ * (a copy that was down when the encoding dropped the others, back; or the
+ * copies after a nameserver restart): the stripe supersedes them: LOOKUP
+ * lists its shards, it is usable (never encoded again), the planner makes
+ * no copy of the block, and the copies are told to go. A longer up copy
+ * (tombstones the stripe lacks) turns that off. */
+Test(ns_ec, complete_stripe_supersedes_stale_copies)
+{
+    servers(8);
+    ns.safe_mode = 0;
+    struct ns_server *reps[1] = {srv[6]};
+    block(7, BLEN - 24, reps, 1); /* one stale copy left: under-replicated */
+    stripe(7);
+    cr_assert_not_null(ns_ec_supersedes(&ns, 7));
+    cr_assert_not_null(ns_ec_usable(&ns, 7));
+    struct ns_ec_loc loc;
+    cr_assert_eq(ns_ec_fill_loc(&ns, 7, &loc), K + M);
+    ns_plan_step(&ns, 5000);
+    for (size_t i = 0; i < ns.plan.ntasks; i++)
+        cr_assert_neq(ns.plan.tasks[i].block_id, 7, "a task for the superseded copies (kind %d)",
+                      ns.plan.tasks[i].kind);
+    ns_blocks_get(&ns.blocks, 7)->rsize[0] = BLEN + 24;
+    cr_assert_null(ns_ec_supersedes(&ns, 7), "a longer copy leads");
+    ns_registry_mark_down(&ns, srv[6], "test");
+    cr_assert_not_null(ns_ec_supersedes(&ns, 7), "a down copy does not count");
 }
 
 /* The encoding tasks running, by block. */
@@ -256,6 +285,32 @@ Test(ns_ec, min_age_policy)
     ns_ec_plan(&ns, 2000 + 3600 * 1000);
     cr_assert_eq(encodes(ids, 4), 1);
     cr_assert_eq(ids[0], 21);
+}
+
+/* An encoding that failed is not started again for NS_RETRY_MS (an
+ * `ec encode --all-sealed` retried a failing block tens of thousands of
+ * times a second: docs/chaos-findings.md). */
+Test(ns_ec, failed_encoding_waits_before_a_retry)
+{
+    servers(8);
+    ns.safe_mode = 0;
+    struct ns_server *reps[2] = {srv[0], srv[1]};
+    block(21, BLEN, reps, 2);
+    uint64_t ids[4];
+    cr_assert_eq(ns_meta_set_setting(&ns.meta, NS_SETTING_EC, 402), 0);
+    cr_assert_not_null(ns.ec = calloc(1, sizeof(*ns.ec)));
+    ns.ec->all_pending = 1;
+    ns_ec_plan(&ns, 1000);
+    cr_assert_eq(encodes(ids, 4), 1);
+    for (size_t i = 0; i < ns.plan.ntasks; i++)
+        if (ns.plan.tasks[i].state == NS_TASK_RUNNING)
+            ns_plan_task_end(&ns, ns.plan.tasks[i].id, IMG_EUNAVAIL, 0, 1100);
+    cr_assert_eq(encodes(ids, 4), 0);
+    ns_ec_plan(&ns, 1200);
+    ns_ec_plan(&ns, 1100 + NS_RETRY_MS - 1);
+    cr_assert_eq(encodes(ids, 4), 0, "retried before NS_RETRY_MS");
+    ns_ec_plan(&ns, 1100 + NS_RETRY_MS);
+    cr_assert_eq(encodes(ids, 4), 1, "not retried after NS_RETRY_MS");
 }
 
 /* The running tasks of `kind`: blocks, sources and targets. */
