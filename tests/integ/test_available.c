@@ -204,6 +204,30 @@ Test(available, stop_one_then_delete)
     C->passed = 1;
 }
 
+/* Polls the HTTP origin of dataserver `victim` (just restarted) for 4 s
+ * with GETs of the deleted files names[on[0..non-1]]: each must be answered
+ * by it alone or proxied to the current holders, never 200. `when` says
+ * when they were deleted, for the messages. */
+static void poll_origin_for_deleted(int victim, const int *on, int non, const char *when)
+{
+    int served = 0, answered = 0;
+    for (int64_t t0 = cluster_now_ms(); cluster_now_ms() - t0 < 4000;) {
+        for (int k = 0; k < non; k++) {
+            int st = cluster_get_status(C->ds[victim].http_addr, names[on[k]]);
+            answered += st > 0;
+            if (st == 200 && served++ == 0)
+                fprintf(stderr, "[available] %s served deleted file %d %lld ms after its "
+                        "restart\n", C->ds[victim].name, on[k],
+                        (long long)(cluster_now_ms() - t0));
+        }
+    }
+    fprintf(stderr, "[available] %d GETs of %d files deleted %s on %s after its restart: %d "
+            "served\n", answered, non, when, C->ds[victim].name, served);
+    cr_assert_gt(answered, 0, "%s never answered", C->ds[victim].name);
+    cr_assert_eq(served, 0, "%s served files deleted %s %d times", C->ds[victim].name, when,
+                 served);
+}
+
 /* A dataserver killed while its blocks' sets moved on without it, and
  * files of those blocks deleted meanwhile: from its restart on, its HTTP
  * origin never serves one of them (it must not count its old copies as
@@ -245,22 +269,7 @@ Test(available, returning_server_serves_no_deleted_file)
         deleted[on[k]] = 1;
     }
     cr_assert_eq(cluster_start_ds(C, victim), 0);
-    int served = 0, answered = 0;
-    for (t0 = cluster_now_ms(); cluster_now_ms() - t0 < 4000;) {
-        for (int k = 0; k < non; k++) {
-            int st = cluster_get_status(C->ds[victim].http_addr, names[on[k]]);
-            answered += st > 0;
-            if (st == 200 && served++ == 0)
-                fprintf(stderr, "[available] %s served deleted file %d %lld ms after its "
-                        "restart\n", C->ds[victim].name, on[k],
-                        (long long)(cluster_now_ms() - t0));
-        }
-    }
-    fprintf(stderr, "[available] %d GETs of %d deleted files on %s after its restart: %d "
-            "served\n", answered, non, C->ds[victim].name, served);
-    cr_assert_gt(answered, 0, "%s never answered", C->ds[victim].name);
-    cr_assert_eq(served, 0, "%s served files deleted while it was down %d times",
-                 C->ds[victim].name, served);
+    poll_origin_for_deleted(victim, on, non, "while it was down");
     imgstore_close(h);
     C->passed = 1;
 }
@@ -342,22 +351,7 @@ static void vanish_then_return(const char *test, int ns_restart, int third_full)
     cr_assert_eq(rename(gone, C->ds[victim].data), 0, "rename %s back", gone);
     cluster_signal_proc(&C->ds[victim], SIGKILL);
     cr_assert_eq(cluster_start_ds(C, victim), 0);
-    int served = 0, answered = 0;
-    for (t0 = cluster_now_ms(); cluster_now_ms() - t0 < 4000;) {
-        for (int k = 0; k < non; k++) {
-            int st = cluster_get_status(C->ds[victim].http_addr, names[on[k]]);
-            answered += st > 0;
-            if (st == 200 && served++ == 0)
-                fprintf(stderr, "[available] %s served deleted file %d %lld ms after its "
-                        "restart\n", C->ds[victim].name, on[k],
-                        (long long)(cluster_now_ms() - t0));
-        }
-    }
-    fprintf(stderr, "[available] %d GETs of %d deleted files on %s after its folder came "
-            "back: %d served\n", answered, non, C->ds[victim].name, served);
-    cr_assert_gt(answered, 0, "%s never answered", C->ds[victim].name);
-    cr_assert_eq(served, 0, "%s served files deleted while its folder was away %d times",
-                 C->ds[victim].name, served);
+    poll_origin_for_deleted(victim, on, non, "while its folder was away");
     /* Its old copies are caught up (or replaced): the cluster heals, also
      * when no third server has room, and every file reads as it should. */
     int healed = 0;
