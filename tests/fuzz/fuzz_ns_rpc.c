@@ -281,7 +281,7 @@ static int known_status(int st)
 /* Returns non-zero for the types ns_rpc.c dispatches. */
 static int ns_type(unsigned t)
 {
-    return (t >= FT_HEARTBEAT && t <= FT_LIST_TASKS) ||
+    return (t >= FT_HEARTBEAT && t <= FT_LIST_TASKS) || t == FT_NOTE_DELETE ||
            (t >= FT_ADMIN_LIST_BLOCKS && t <= FT_ADMIN_EC_ENCODE) ||
            t == FT_AUTH_HELLO || t == FT_AUTH; /* the handshake: every server's */
 }
