@@ -268,23 +268,31 @@ static const char *answer_text(int rc)
     return imgstore_strerror(rc);
 }
 
+/* The fields `ds-admin file --json` starts with, replicated or encoded:
+ * the name, its block and seq, and what a holder's STAT said (st, if any). */
+static void file_json_head(struct emit_json *j, const char *name, const struct fname *f,
+                           const Imgstore__ReadResp *st)
+{
+    char created[TIME_BUF];
+    emit_json_str(j, "name", name);
+    emit_json_u64(j, "block", f->block_id);
+    emit_json_u64(j, "seq", f->seq);
+    if (st) {
+        emit_json_u64(j, "offset", st->offset);
+        emit_json_u64(j, "size", st->size);
+        emit_json_str(j, "mime", mime_name(st->mime));
+        emit_json_strf(j, "crc32c", "%08x", st->crc32c);
+        emit_json_str(j, "created", admin_iso_time(st->created, created));
+    }
+}
+
 static void file_json(const char *name, const struct fname *f, const struct replica_answer *a,
                       size_t n, const Imgstore__ReadResp *st, int complete)
 {
-    char created[TIME_BUF];
     struct emit_json j;
     emit_json_init(&j, stdout);
     emit_json_obj(&j, NULL);
-    emit_json_str(&j, "name", name);
-    emit_json_u64(&j, "block", f->block_id);
-    emit_json_u64(&j, "seq", f->seq);
-    if (st) {
-        emit_json_u64(&j, "offset", st->offset);
-        emit_json_u64(&j, "size", st->size);
-        emit_json_str(&j, "mime", mime_name(st->mime));
-        emit_json_strf(&j, "crc32c", "%08x", st->crc32c);
-        emit_json_str(&j, "created", admin_iso_time(st->created, created));
-    }
+    file_json_head(&j, name, f, st);
     emit_json_bool(&j, "on_every_replica", complete);
     emit_json_arr(&j, "replicas", EMIT_INLINE);
     for (size_t i = 0; i < n; i++) {
@@ -361,16 +369,7 @@ static int file_ec(struct admin_ctx *c, const char *name, const struct fname *f,
         struct emit_json j;
         emit_json_init(&j, stdout);
         emit_json_obj(&j, NULL);
-        emit_json_str(&j, "name", name);
-        emit_json_u64(&j, "block", f->block_id);
-        emit_json_u64(&j, "seq", f->seq);
-        if (st) {
-            emit_json_u64(&j, "offset", st->offset);
-            emit_json_u64(&j, "size", st->size);
-            emit_json_str(&j, "mime", mime_name(st->mime));
-            emit_json_strf(&j, "crc32c", "%08x", st->crc32c);
-            emit_json_str(&j, "created", admin_iso_time(st->created, created));
-        }
+        file_json_head(&j, name, f, st);
         emit_json_strf(&j, "ec", "%u+%u", b->ec_k, b->ec_m);
         if (d)
             emit_json_u64(&j, "data_shard", d->index);
