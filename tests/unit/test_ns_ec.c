@@ -10,36 +10,11 @@
  * planner's tasks are inspected. */
 #include "nameserver/ns_ec.h"
 
-#include "ns_fixture.h"
+#include "ns_ec_fixture.h"
 
 #include <inttypes.h>
 
 TestSuite(ns_ec, .init = setup, .fini = teardown);
-
-#define K 4
-#define M 2
-#define L (4u << 20)
-#define BLEN (15u << 20)
-
-static uint32_t firsts[K] = {1, 100, 200, 300}, lasts[K] = {99, 199, 299, 400};
-
-/* One ShardInfo entry of block id, shard index (valid unless changed). */
-static Imgstore__ShardInfo entry(uint64_t id, unsigned index)
-{
-    Imgstore__ShardInfo x = IMGSTORE__SHARD_INFO__INIT;
-    x.block_id = id;
-    x.k = K;
-    x.m = M;
-    x.index = index;
-    x.shard_len = L;
-    x.block_len = BLEN;
-    x.file_bytes = L + 8192;
-    x.n_seq_first = x.n_seq_last = K;
-    x.seq_first = firsts;
-    x.seq_last = lasts;
-    x.files = 400;
-    return x;
-}
 
 /* Applies a heartbeat of server s listing entries e[0..n). */
 static size_t report(struct ns_server *s, Imgstore__ShardInfo *e, size_t n, int full)

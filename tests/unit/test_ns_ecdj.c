@@ -7,35 +7,13 @@
  * No loop: nothing is sent, the state is inspected. */
 #include "nameserver/ns_ecdj.h"
 
-#include "ns_fixture.h"
+#include "ns_ec_fixture.h"
 
 TestSuite(ns_ecdj, .init = setup, .fini = teardown);
 
-#define K 4
-#define M 2
-#define L (4u << 20)
-#define BLEN (15u << 20)
 #define ALL 0x3fu
 
-static uint32_t firsts[K] = {1, 100, 200, 300}, lasts[K] = {99, 199, 299, 400};
 static struct ns_server *srv[8];
-
-static Imgstore__ShardInfo entry(uint64_t id, unsigned index)
-{
-    Imgstore__ShardInfo x = IMGSTORE__SHARD_INFO__INIT;
-    x.block_id = id;
-    x.k = K;
-    x.m = M;
-    x.index = index;
-    x.shard_len = L;
-    x.block_len = BLEN;
-    x.file_bytes = L + 8192;
-    x.n_seq_first = x.n_seq_last = K;
-    x.seq_first = firsts;
-    x.seq_last = lasts;
-    x.files = 400;
-    return x;
-}
 
 /* A heartbeat of s listing e, applied as the leader does (table, gate). */
 static void report(struct ns_server *s, Imgstore__ShardInfo *e, int full)
