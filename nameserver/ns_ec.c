@@ -61,25 +61,30 @@ struct ns_stripe *ns_ec_get(const struct ns *ns, uint64_t id)
 static int complete(const struct ns_stripe *st);
 static int busy(const struct ns *ns, uint64_t id);
 
-struct ns_stripe *ns_ec_supersedes(const struct ns *ns, uint64_t id)
+/* ns_ec_supersedes for a stripe in hand (no lookup of it). */
+static int supersedes(const struct ns *ns, const struct ns_stripe *st)
 {
-    struct ns_stripe *st = ns_ec_get(ns, id);
-    if (!st || !complete(st) || busy(ns, id))
-        return NULL;
-    const struct ns_block *b = ns_blocks_get(&ns->blocks, id);
+    if (!complete(st) || busy(ns, st->block_id))
+        return 0;
+    const struct ns_block *b = ns_blocks_get(&ns->blocks, st->block_id);
     for (unsigned i = 0; b && i < b->nrep; i++) {
         const struct ns_server *s = ns_registry_at(ns, b->rep[i]);
         if (s && s->up && b->rsize[i] > st->block_len)
-            return NULL; /* it took tombstones the stripe lacks: the copies lead */
+            return 0; /* it took tombstones the stripe lacks: the copies lead */
     }
-    return st;
+    return 1;
+}
+
+struct ns_stripe *ns_ec_supersedes(const struct ns *ns, uint64_t id)
+{
+    struct ns_stripe *st = ns_ec_get(ns, id);
+    return st && supersedes(ns, st) ? st : NULL;
 }
 
 struct ns_stripe *ns_ec_usable(const struct ns *ns, uint64_t id)
 {
     struct ns_stripe *st = ns_ec_get(ns, id);
-    return st && (st->confirmed || !ns_blocks_get(&ns->blocks, id) ||
-                  ns_ec_supersedes(ns, id))
+    return st && (st->confirmed || !ns_blocks_get(&ns->blocks, id) || supersedes(ns, st))
                ? st
                : NULL;
 }
@@ -1038,9 +1043,9 @@ void ns_ec_plan(struct ns *ns, uint64_t now_ms)
         stale_plan(ns, now_ms);
     for (size_t i = 0; ns->loop && i < ns->ec->n; i++) {
         struct ns_stripe *st = &ns->ec->v[i];
-        if ((st->confirmed || ns_ec_supersedes(ns, st->block_id)) && complete(st) &&
-            ns_blocks_get(&ns->blocks, st->block_id) &&
-            !busy(ns, st->block_id) && now_ms >= st->drop_ms + NS_EC_DROP_RETRY_MS) {
+        if (now_ms >= st->drop_ms + NS_EC_DROP_RETRY_MS && complete(st) &&
+            ns_blocks_get(&ns->blocks, st->block_id) && !busy(ns, st->block_id) &&
+            (st->confirmed || supersedes(ns, st))) {
             st->drop_ms = now_ms;
             drop_replicas(ns, st->block_id, st->block_len);
         }
